@@ -1,0 +1,45 @@
+# Every target sets itself up first: `make setup` is idempotent and cheap when nothing changed.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# The repo's .venv and node_modules come first, so `cdk` runs on the pinned Node and CLI.
+export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
+
+.PHONY: setup test lint validate synth run bench clean
+
+setup: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11 or newer is needed; set PYTHON=" or 0)'
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --upgrade pip==25.3
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+test: setup
+	$(PY) -m pytest
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+validate: setup
+	$(PY) -m cdk_app validate
+
+synth: setup
+	cdk synth --quiet
+
+run: setup
+	$(PY) -m cdk_app run workflows/catch_the_fish.yaml
+
+bench: setup
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf cdk.out .build .pytest_cache .mypy_cache .ruff_cache

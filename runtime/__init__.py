@@ -1,0 +1,1 @@
+"""Lambda run-time code: spec IR, engine, MongoDB store, handlers. Never imports aws_cdk."""

@@ -1,0 +1,1 @@
+"""Lambda entry points: orchestrator, notifier, job wrapper (with the stub) and starter."""

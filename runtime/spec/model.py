@@ -1,0 +1,234 @@
+"""The workflow IR: a frozen, typed model every consumer reads.
+
+The spec loader (build time) produces it from YAML, JSON or the seed's state-machine object;
+the constructs synthesize from it; the engine snapshots it into each run document with
+``to_document`` and reads it back with ``from_document``. Nothing downstream reads raw spec dicts.
+
+This module is imported inside Lambda: standard library only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+JOB_STATUSES = ("started", "success", "failed")
+"""Statuses a job reports into the ``statuses`` collection."""
+
+RUN_STATUSES = ("workflow_started", "phase_completed", "workflow_succeeded", "workflow_failed")
+"""Statuses the engine itself records for a run (``job`` is ``None`` on these)."""
+
+NOTIFY_EVENTS = JOB_STATUSES + RUN_STATUSES
+"""Every status a spec's ``notify.on`` may name."""
+
+FUNCTION_NAME_MAX = 64
+"""AWS Lambda's limit on a function name."""
+
+JOB_FUNCTION_INFIX = "-job-"
+"""Job functions are named ``<workflow>-job-<job>``; the orchestrator's IAM policy is scoped to
+the ``<workflow>-job-*`` prefix, so it never grows with the number of jobs."""
+
+
+def job_function_prefix(workflow: str) -> str:
+    """The name prefix shared by every job function of ``workflow``."""
+    return f"{workflow}{JOB_FUNCTION_INFIX}"
+
+
+def job_function_name(workflow: str, job: str) -> str:
+    """The physical Lambda function name of one job."""
+    return f"{job_function_prefix(workflow)}{job}"
+
+
+def _frozen_mapping(value: Mapping[str, str] | None) -> Mapping[str, str]:
+    return MappingProxyType(dict(value or {}))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Job:
+    """One unit of work: a Lambda function in the cloud, an in-process call locally."""
+
+    name: str
+    phase: str
+    after: tuple[str, ...] = ()
+    """Jobs of the same phase that must all have finished (or been skipped) first."""
+    memory: int = 256
+    """Lambda memory in MB (128-10240)."""
+    timeout: int = 60
+    """Lambda timeout in seconds (1-900)."""
+    retries: int = 2
+    """Extra attempts after a failed one (0-10); attempts count from 1."""
+    code: str | None = None
+    """Handler file or folder, resolved to an absolute POSIX path by the loader; ``None`` runs
+    the generated stub."""
+    env: Mapping[str, str] = field(default_factory=lambda: _frozen_mapping(None))
+    """Extra environment variables for the job's function."""
+    when: str | None = None
+    """JMESPath condition over ``{"input": ..., "results": ...}``; false skips the job."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "after", tuple(self.after))
+        object.__setattr__(self, "env", _frozen_mapping(self.env))
+
+    @property
+    def max_attempts(self) -> int:
+        return self.retries + 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class Phase:
+    name: str
+    jobs: tuple[Job, ...]
+    next: str | None = None
+    """The phase that follows; ``None`` means the next one in declaration order (or the end)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "jobs", tuple(self.jobs))
+
+    def job(self, name: str) -> Job:
+        for job in self.jobs:
+            if job.name == name:
+                return job
+        raise KeyError(name)
+
+    @property
+    def roots(self) -> tuple[Job, ...]:
+        """Jobs that start as soon as the phase starts."""
+        return tuple(job for job in self.jobs if not job.after)
+
+    def dependents(self, name: str) -> tuple[Job, ...]:
+        """Jobs of this phase that list ``name`` in ``after``."""
+        return tuple(job for job in self.jobs if name in job.after)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Notify:
+    on: tuple[str, ...] = ("failed", "workflow_succeeded", "workflow_failed")
+    """Statuses that produce a notification (see ``NOTIFY_EVENTS``)."""
+    email: tuple[str, ...] = ()
+    """Addresses subscribed to the workflow's SNS topic."""
+    slack_webhook_secret: str | None = None
+    """Name or ARN of a Secrets Manager secret holding a Slack incoming-webhook URL."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "on", tuple(self.on))
+        object.__setattr__(self, "email", tuple(self.email))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Workflow:
+    """A compiled workflow definition: the IR every consumer takes."""
+
+    name: str
+    phases: tuple[Phase, ...]
+    description: str = ""
+    notify: Notify = field(default_factory=Notify)
+    schedule: str | None = None
+    """``cron(...)`` or ``rate(...)``: an EventBridge schedule that starts runs."""
+    schedule_input: Mapping[str, Any] | None = None
+    """Run input for scheduled runs."""
+    source: str | None = None
+    """The spec file this was loaded from (absolute POSIX path), for messages and ``code``."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "phases", tuple(self.phases))
+
+    def phase(self, name: str) -> Phase:
+        for phase in self.phases:
+            if phase.name == name:
+                return phase
+        raise KeyError(name)
+
+    def next_phase(self, name: str) -> Phase | None:
+        """The phase that runs after ``name``, or ``None`` when ``name`` is the last."""
+        phase = self.phase(name)
+        if phase.next is not None:
+            return self.phase(phase.next)
+        index = self.phases.index(phase)
+        return self.phases[index + 1] if index + 1 < len(self.phases) else None
+
+    def phase_order(self) -> tuple[Phase, ...]:
+        """Phases in run order, following ``next``; the loader guarantees no loops."""
+        order: list[Phase] = []
+        phase: Phase | None = self.phases[0] if self.phases else None
+        while phase is not None and phase not in order:
+            order.append(phase)
+            phase = self.next_phase(phase.name)
+        return tuple(order)
+
+    def jobs(self) -> Iterator[Job]:
+        for phase in self.phases:
+            yield from phase.jobs
+
+    def job(self, name: str) -> Job:
+        for job in self.jobs():
+            if job.name == name:
+                return job
+        raise KeyError(name)
+
+    def to_document(self) -> dict[str, Any]:
+        """A JSON- and BSON-safe form: the run snapshot and the file bundled for the starter."""
+        return {
+            "workflow": self.name,
+            "description": self.description,
+            "phases": [
+                {
+                    "name": phase.name,
+                    "next": phase.next,
+                    "jobs": [
+                        {
+                            "name": job.name,
+                            "after": list(job.after),
+                            "memory": job.memory,
+                            "timeout": job.timeout,
+                            "retries": job.retries,
+                            "when": job.when,
+                        }
+                        for job in phase.jobs
+                    ],
+                }
+                for phase in self.phases
+            ],
+            "notify": {
+                "on": list(self.notify.on),
+                "email": list(self.notify.email),
+                "slack_webhook_secret": self.notify.slack_webhook_secret,
+            },
+            "schedule": self.schedule,
+        }
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> Workflow:
+        """Rebuild the IR from ``to_document`` output (``code`` and ``env`` are build-time only
+        and are not part of the snapshot)."""
+        notify = document.get("notify") or {}
+        return cls(
+            name=document["workflow"],
+            description=document.get("description", ""),
+            phases=tuple(
+                Phase(
+                    name=phase["name"],
+                    next=phase.get("next"),
+                    jobs=tuple(
+                        Job(
+                            name=job["name"],
+                            phase=phase["name"],
+                            after=tuple(job.get("after", ())),
+                            memory=job["memory"],
+                            timeout=job["timeout"],
+                            retries=job["retries"],
+                            when=job.get("when"),
+                        )
+                        for job in phase["jobs"]
+                    ),
+                )
+                for phase in document["phases"]
+            ),
+            notify=Notify(
+                on=tuple(notify.get("on", Notify().on)),
+                email=tuple(notify.get("email", ())),
+                slack_webhook_secret=notify.get("slack_webhook_secret"),
+            ),
+            schedule=document.get("schedule"),
+        )
