@@ -1,0 +1,183 @@
+"""Parsing what reaches the handlers: Atlas trigger envelopes, on-failure records, job events.
+
+Every parser raises ``EventError`` saying what is wrong; the handlers log it and drop the event,
+so a malformed event never makes Lambda retry it forever.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bson import json_util
+
+from runtime.errors import EventError
+from runtime.spec.model import JOB_STATUSES, RUN_STATUSES
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatusEvent:
+    """One document of the ``statuses`` collection."""
+
+    run_id: str
+    workflow: str
+    status: str
+    phase: str | None = None
+    job: str | None = None
+    attempt: int = 0
+    output: Any = None
+    error: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Names the event inside its run; the engine stamps what it caused with this key so a
+        redelivered event can finish what a crashed handler started."""
+        if self.job is None:
+            return f"{self.status}:{self.phase}" if self.phase else self.status
+        return f"{self.status}:{self.job}:{self.attempt}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobEvent:
+    """What a job function is invoked with (DESIGN.md section 5)."""
+
+    run_id: str
+    workflow: str
+    phase: str
+    job: str
+    attempt: int
+    input: Any = None
+    results: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "workflow": self.workflow,
+            "phase": self.phase,
+            "job": self.job,
+            "attempt": self.attempt,
+            "input": self.input,
+            "results": dict(self.results),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class FailureRecord:
+    """Lambda's on-failure destination record: it gave up on an asynchronous job invocation."""
+
+    job_event: JobEvent
+    request_id: str
+    condition: str
+    error: str
+
+
+def as_mapping(event: object) -> Mapping[str, Any]:
+    """Accept a dict, or a JSON text of one (what a test or a hand-made invoke may send)."""
+    if isinstance(event, (bytes, str)):
+        try:
+            event = json.loads(event)
+        except ValueError as exc:
+            raise EventError(f"event is not JSON: {exc}") from exc
+    if not isinstance(event, Mapping):
+        raise EventError(f"event must be a JSON object, got {type(event).__name__}")
+    return event
+
+
+def _require(document: Mapping[str, Any], name: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if name not in document or document[name] is None:
+        raise EventError(f"{where}: missing field '{name}'")
+    value = document[name]
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise EventError(f"{where}: field '{name}' has the wrong type ({type(value).__name__}: {value!r})")
+    return value
+
+
+def _optional_str(document: Mapping[str, Any], name: str, where: str) -> str | None:
+    value = document.get(name)
+    if value is not None and not isinstance(value, str):
+        raise EventError(f"{where}: field '{name}' must be a string, got {value!r}")
+    return value
+
+
+def is_failure_record(event: Mapping[str, Any]) -> bool:
+    return "requestContext" in event and "requestPayload" in event
+
+
+def parse_status_event(event: object) -> StatusEvent:
+    """An EventBridge event in the Atlas trigger shape, plain JSON or Extended JSON."""
+    envelope = as_mapping(event)
+    detail = envelope.get("detail")
+    if not isinstance(detail, Mapping):
+        raise EventError("event has no 'detail' object: not an Atlas trigger event")
+    if detail.get("operationType") != "insert":
+        raise EventError(f"operationType is {detail.get('operationType')!r}, only 'insert' is handled")
+    raw = detail.get("fullDocument")
+    if not isinstance(raw, Mapping):
+        raise EventError("detail has no 'fullDocument' object")
+    # Extended JSON ({"$numberInt": "1"}, {"$date": ...}) decodes to Python values; plain JSON is
+    # left as it is.
+    document = json_util.loads(json.dumps(raw, default=str))
+    where = "fullDocument"
+    status = _require(document, "status", str, where)
+    if status not in JOB_STATUSES + RUN_STATUSES:
+        raise EventError(f"{where}: unknown status {status!r}")
+    job = _optional_str(document, "job", where)
+    if status in JOB_STATUSES:
+        _require(document, "job", str, where)
+        _require(document, "phase", str, where)
+        attempt = _require(document, "attempt", int, where)
+        if attempt < 1:
+            raise EventError(f"{where}: attempt must be >= 1, got {attempt}")
+    else:
+        attempt = 0
+    return StatusEvent(
+        run_id=_require(document, "runId", str, where),
+        workflow=_require(document, "workflow", str, where),
+        status=status,
+        phase=_optional_str(document, "phase", where),
+        job=job,
+        attempt=attempt,
+        output=document.get("output"),
+        error=_optional_str(document, "error", where),
+    )
+
+
+def parse_job_event(event: object) -> JobEvent:
+    payload = as_mapping(event)
+    where = "job event"
+    results = payload.get("results") or {}
+    if not isinstance(results, Mapping):
+        raise EventError(f"{where}: 'results' must be an object")
+    attempt = _require(payload, "attempt", int, where)
+    if attempt < 1:
+        raise EventError(f"{where}: attempt must be >= 1, got {attempt}")
+    return JobEvent(
+        run_id=_require(payload, "run_id", str, where),
+        workflow=_require(payload, "workflow", str, where),
+        phase=_require(payload, "phase", str, where),
+        job=_require(payload, "job", str, where),
+        attempt=attempt,
+        input=payload.get("input"),
+        results=dict(results),
+    )
+
+
+def parse_failure_record(event: Mapping[str, Any]) -> FailureRecord:
+    context = event.get("requestContext")
+    if not isinstance(context, Mapping):
+        raise EventError("on-failure record: 'requestContext' must be an object")
+    job_event = parse_job_event(event.get("requestPayload"))
+    response = event.get("responsePayload")
+    if isinstance(response, Mapping):
+        detail = f"{response.get('errorType', 'Error')}: {response.get('errorMessage', '')}".strip()
+    else:
+        detail = "no response"
+    condition = str(context.get("condition", "unknown"))
+    return FailureRecord(
+        job_event=job_event,
+        request_id=str(context.get("requestId", "")),
+        condition=condition,
+        error=f"Lambda gave up on the invocation ({condition}): {detail}",
+    )

@@ -1,0 +1,104 @@
+"""The notifier: one short human message per status event the spec's ``notify.on`` names."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from runtime.errors import EventError
+from runtime.events import StatusEvent, parse_status_event
+from runtime.ports import Notifier
+from runtime.store import Store
+
+log = logging.getLogger(__name__)
+
+ERROR_SUMMARY_CHARS = 300
+
+
+def _first_line(error: str | None) -> str:
+    text = (error or "no error message").strip().splitlines()[0]
+    return text if len(text) <= ERROR_SUMMARY_CHARS else text[: ERROR_SUMMARY_CHARS - 1] + "…"
+
+
+def compose(event: StatusEvent, max_attempts: int | None = None) -> tuple[str, str]:
+    """(subject, message) for one status event."""
+    run = f"{event.workflow} run {event.run_id}"
+    if event.status == "failed":
+        of = f" of {max_attempts}" if max_attempts else ""
+        retry = ""
+        if max_attempts is not None:
+            retry = "; it will be retried" if event.attempt < max_attempts else "; no attempts left"
+        return (
+            f"{event.workflow}: job {event.job} failed",
+            f"{run}: job {event.job} (phase {event.phase}) failed on attempt {event.attempt}{of}{retry}.\n"
+            f"Error: {_first_line(event.error)}",
+        )
+    if event.status == "started":
+        return (
+            f"{event.workflow}: job {event.job} started",
+            f"{run}: job {event.job} started (attempt {event.attempt}).",
+        )
+    if event.status == "success":
+        return (f"{event.workflow}: job {event.job} succeeded", f"{run}: job {event.job} succeeded.")
+    if event.status == "phase_completed":
+        return (f"{event.workflow}: phase {event.phase} completed", f"{run}: phase {event.phase} completed.")
+    if event.status == "workflow_started":
+        return (f"{event.workflow}: run started", f"{run} started.")
+    if event.status == "workflow_succeeded":
+        return (f"{event.workflow}: run succeeded", f"{run} succeeded.")
+    return (f"{event.workflow}: run failed", f"{run} failed: {_first_line(event.error)}")
+
+
+@dataclass
+class NotifierService:
+    notifiers: Sequence[Notifier]
+    store: Store | None = None
+    """Used to say whether a failed job will be retried; the message is still sent without it."""
+
+    def handle(self, event: object) -> tuple[str, str] | None:
+        try:
+            status = parse_status_event(event)
+        except EventError as exc:
+            log.warning("dropped a malformed event: %s", exc)
+            return None
+        max_attempts = None
+        if status.status == "failed" and self.store is not None and status.job:
+            run = self.store.load_run(status.run_id)
+            jobs = {
+                job["name"]: job
+                for phase in (run or {}).get("definition", {}).get("phases", [])
+                for job in phase["jobs"]
+            }
+            if status.job in jobs:
+                max_attempts = jobs[status.job]["retries"] + 1
+        subject, message = compose(status, max_attempts)
+        for notifier in self.notifiers:
+            notifier.publish(subject, message)
+        return subject, message
+
+
+_state: dict[str, NotifierService] = {}
+
+
+def _build() -> NotifierService:
+    import boto3
+
+    from runtime.ports import SlackNotifier, SnsNotifier
+    from runtime.store import store_from_env
+
+    notifiers: list[Notifier] = [SnsNotifier(boto3.client("sns"), os.environ["NOTIFY_TOPIC_ARN"])]
+    slack_secret = os.environ.get("SLACK_WEBHOOK_SECRET_ARN")
+    if slack_secret:
+        notifiers.append(SlackNotifier(boto3.client("secretsmanager"), slack_secret))
+    return NotifierService(notifiers=notifiers, store=store_from_env(os.environ))
+
+
+def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
+    """Lambda entry point (EventBridge rule target)."""
+    if "service" not in _state:
+        _state["service"] = _build()
+    sent = _state["service"].handle(event)
+    return {"sent": sent is not None, "subject": sent[0] if sent else None}

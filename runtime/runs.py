@@ -1,0 +1,56 @@
+"""Starting runs and reading them back: shared by the starter Lambda and the CLI."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from runtime.engine import new_run_document
+from runtime.errors import RunError
+from runtime.spec.model import Workflow
+from runtime.store import Store, utcnow
+
+
+@dataclass(frozen=True, kw_only=True)
+class StartedRun:
+    run_id: str
+    created: bool
+    """False when a run with this id and the same input existed already."""
+
+
+def start_run(store: Store, definition: Workflow, run_id: str | None = None, input: Any = None) -> StartedRun:
+    """Start a run of ``definition``, idempotently on ``run_id``.
+
+    The run document snapshots the compiled definition, so a spec edited and redeployed while
+    the run is in flight does not change it. The ``workflow_started`` status is recorded on every
+    call (a repeated report is a no-op), so a crash between the two writes loses nothing.
+    """
+    run_id = run_id or f"{definition.name}-{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    run_input = {} if input is None else input
+    created = store.insert_run(new_run_document(definition, run_id, run_input, utcnow()))
+    if not created:
+        existing = store.load_run(run_id)
+        if existing is None:
+            raise RunError(f"run {run_id!r} could not be created and cannot be read back")
+        if existing["workflow"] != definition.name:
+            raise RunError(
+                f"run id {run_id!r} is taken by a run of workflow {existing['workflow']!r}; choose another id"
+            )
+        if existing.get("input") != run_input:
+            raise RunError(
+                f"run {run_id!r} already exists with a different input "
+                f"({existing.get('input')!r}, not {run_input!r}); choose another run id"
+            )
+    store.insert_status(
+        {
+            "runId": run_id,
+            "workflow": definition.name,
+            "phase": None,
+            "job": None,
+            "status": "workflow_started",
+            "attempt": 0,
+            "date": utcnow(),
+        }
+    )
+    return StartedRun(run_id=run_id, created=created)
