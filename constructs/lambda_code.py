@@ -1,0 +1,109 @@
+"""What every function of ours runs: one Python runtime, one architecture, and code assets staged
+from the ``runtime`` package (plus a job's own code or the starter's compiled definition).
+
+Assets are staged into a folder of the cloud assembly and hashed by content, so an unchanged
+workflow keeps its asset hashes and a changed job only changes that job's asset.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+from aws_cdk import Stage
+from aws_cdk import aws_lambda as lambda_
+
+import runtime
+from constructs import Construct
+from runtime.spec.model import Job, Workflow
+
+PYTHON_RUNTIME = lambda_.Runtime.PYTHON_3_14
+"""The newest Python runtime aws-cdk-lib knows; the layer is built for the same version."""
+
+ARCHITECTURE = lambda_.Architecture.X86_64
+"""Matches the ``manylinux2014_x86_64`` wheels the dependency layer is built from."""
+
+RUNTIME_PACKAGE = Path(runtime.__file__).resolve().parent
+"""The ``runtime`` package every function ships (handlers, engine, store, spec model)."""
+
+DEFINITION_FILE = "workflow.json"
+"""The starter's bundled ``Workflow.to_document()``, named by ``WORKFLOW_DEFINITION_FILE``."""
+
+JOB_HANDLER_FUNCTION = "handler"
+"""The function a job's module must define (DESIGN.md section 5)."""
+
+FOLDER_ENTRY_MODULE = "handler"
+"""A job whose ``code`` is a folder runs its top-level ``handler.py`` (the loader checks it exists)."""
+
+_BUILD_ONLY = shutil.ignore_patterns("__pycache__", "*.pyc", "requirements.txt")
+_MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def python_version(runtime_: lambda_.Runtime) -> str:
+    """``python3.14`` -> ``3.14``: what ``pip --python-version`` wants."""
+    return runtime_.name.removeprefix("python")
+
+
+class CodeStaging:
+    """Writes the folders the code assets are made from, under ``<assembly>/staging/<workflow>``.
+
+    One instance per workflow; folders are rebuilt on every synth so nothing stale is shipped.
+    """
+
+    def __init__(self, scope: Construct, workflow: Workflow) -> None:
+        outdir = Stage.of(scope)
+        if outdir is None:
+            raise ValueError(f"{scope.node.path}: code assets need an App or Stage above the workflow")
+        self._root = Path(outdir.outdir) / "staging" / workflow.name
+        shutil.rmtree(self._root, ignore_errors=True)
+        self._workflow = workflow
+
+    def runtime_only(self) -> Path:
+        """The runtime package alone: orchestrator, notifier and stub jobs."""
+        folder = self._root / "runtime"
+        if not folder.exists():
+            self._copy_runtime(folder)
+        return folder
+
+    def starter(self) -> Path:
+        """The runtime package plus the compiled definition the starter snapshots into new runs."""
+        folder = self._root / "starter"
+        self._copy_runtime(folder)
+        (folder / DEFINITION_FILE).write_text(
+            json.dumps(self._workflow.to_document(), indent=1, sort_keys=True), encoding="utf-8"
+        )
+        return folder
+
+    def job(self, job: Job) -> tuple[Path, str]:
+        """The runtime package plus the job's own code; returns the folder and ``JOB_HANDLER``.
+
+        A file ``fish.py`` becomes the module ``fish``; a folder's contents are copied to the top
+        level and its ``handler.py`` is the entry module.
+        """
+        if job.code is None:
+            raise ValueError(f"job {job.name!r} has no code; stub jobs use runtime_only()")
+        source = Path(job.code)
+        folder = self._root / "jobs" / job.name
+        self._copy_runtime(folder)
+        if source.is_file():
+            module = source.stem
+            shutil.copy2(source, folder / source.name)
+        elif source.is_dir():
+            module = FOLDER_ENTRY_MODULE
+            if (source / RUNTIME_PACKAGE.name).exists():
+                raise ValueError(f"job {job.name!r}: code folder {source} must not contain 'runtime'")
+            shutil.copytree(source, folder, dirs_exist_ok=True, ignore=_BUILD_ONLY)
+        else:
+            raise ValueError(f"job {job.name!r}: code {source} is neither a file nor a folder")
+        if not _MODULE_NAME.match(module) or module == RUNTIME_PACKAGE.name:
+            raise ValueError(
+                f"job {job.name!r}: {source.name} cannot be imported as a module; "
+                "name it like a Python identifier other than 'runtime'"
+            )
+        return folder, f"{module}.{JOB_HANDLER_FUNCTION}"
+
+    def _copy_runtime(self, folder: Path) -> None:
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(RUNTIME_PACKAGE, folder / RUNTIME_PACKAGE.name, ignore=_BUILD_ONLY)

@@ -1,0 +1,465 @@
+"""The ``Workflow`` construct: everything one spec deploys (DESIGN.md section 6)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, cast
+
+from aws_cdk import Acknowledgment, ArnFormat, Duration, NestedStack, Stack, Validations
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+
+from constructs import Construct
+from constructs.lambda_code import ARCHITECTURE, DEFINITION_FILE, PYTHON_RUNTIME, CodeStaging
+from runtime import patterns
+from runtime.settings import StoreSettings
+from runtime.spec import model
+
+JOB_STACKS = 8
+"""Nested stacks the job functions are spread over, by a hash of the job name. Fixed, so adding a
+job never moves another; 8 stacks of at most 500 resources (2 per job) hold well over 1000 jobs."""
+
+JOB_ASYNC_RETRY_ATTEMPTS = 2
+"""Lambda's own retries of a job invocation that crashed before the wrapper could report."""
+
+JOB_MAX_EVENT_AGE = Duration.hours(6)
+"""How long Lambda keeps trying to start a throttled job before the on-failure destination
+reports it failed to the orchestrator (the run never waits forever)."""
+
+RULE_RETRY_ATTEMPTS = 8
+"""EventBridge delivery retries to a rule's target before the event goes to the dead-letter queue."""
+
+RULE_MAX_EVENT_AGE = Duration.hours(2)
+
+LOG_RETENTION = logs.RetentionDays.ONE_MONTH
+
+HANDLERS = {
+    "orchestrator": "runtime.handlers.orchestrator.handler",
+    "notifier": "runtime.handlers.notifier.handler",
+    "starter": "runtime.handlers.starter.handler",
+    "job": "runtime.handlers.job.handler",
+}
+"""Lambda entry points (docs/architecture.md)."""
+
+_EVENT_PATTERN_FIELDS = {
+    "account": "account",
+    "detail": "detail",
+    "detail-type": "detail_type",
+    "id": "id",
+    "region": "region",
+    "resources": "resources",
+    "source": "source",
+    "time": "time",
+    "version": "version",
+}
+
+
+def function_name(workflow: str, role: str) -> str:
+    """Physical names of the workflow's own functions, e.g. ``catch_the_fish-starter``; never
+    under the ``<workflow>-job-`` prefix the orchestrator may invoke."""
+    return f"{workflow}-{role}"
+
+
+def job_stack_index(job: str) -> int:
+    """The nested stack a job's function lives in: stable for the job's lifetime."""
+    return int.from_bytes(hashlib.sha256(job.encode()).digest()[:4], "big") % JOB_STACKS
+
+
+def event_pattern(pattern: Mapping[str, Any]) -> events.EventPattern:
+    """``runtime.patterns`` speaks EventBridge JSON; ``EventPattern`` wants keyword arguments."""
+    unknown = set(pattern) - set(_EVENT_PATTERN_FIELDS)
+    if unknown:
+        raise ValueError(f"event pattern fields {sorted(unknown)} have no EventPattern equivalent")
+    return events.EventPattern(**{_EVENT_PATTERN_FIELDS[key]: value for key, value in pattern.items()})
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkflowProps:
+    workflow: model.Workflow
+    """The compiled spec to deploy."""
+    event_bus: events.IEventBus
+    """The bus status inserts arrive on (``constructs.trigger.StatusEvents``)."""
+    secret: secretsmanager.ISecret
+    """Secrets Manager secret holding the MongoDB connection string (the URI, or JSON with ``uri``)."""
+    layer: lambda_.ILayerVersion
+    """The shared dependency layer (``constructs.bundling.DependencyLayer``)."""
+    store: StoreSettings = StoreSettings()
+    """Database and collection names; default ``StoreSettings()`` (the seed's names)."""
+
+
+class Workflow(Construct):
+    """Orchestrator, notifier, starter and job functions, the rules routing status events to them,
+    their dead-letter queue, the notification topic and the alarms that feed it."""
+
+    def __init__(self, scope: Construct, construct_id: str, props: WorkflowProps) -> None:
+        super().__init__(scope, construct_id)
+        self._props = props
+        workflow = props.workflow
+        self._staging = CodeStaging(self, workflow)
+        self._runtime_code: dict[int | None, lambda_.Code] = {}
+
+        self._log_group = logs.LogGroup(self, "Logs", retention=LOG_RETENTION)
+        self._dead_letter_queue = sqs.Queue(
+            self,
+            "DeadLetterQueue",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        Validations.of(self._dead_letter_queue).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-SQS3",
+                reason="This queue is itself the dead-letter queue of the workflow's rules and functions.",
+            )
+        )
+        self._topic = self._notification_topic()
+
+        self._orchestrator = self._system_function(
+            "orchestrator", "Records status events in the run and dispatches the jobs that became ready."
+        )
+        self._orchestrator.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="InvokeOwnJobs",
+                actions=["lambda:InvokeFunction"],
+                resources=[self._job_function_arn_pattern()],
+            )
+        )
+        Validations.of(self._orchestrator.role or self._orchestrator).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:lambda:<AWS::Region>:<AWS::AccountId>:"
+                f"function:{model.job_function_prefix(workflow.name)}*]",
+                reason="The wildcard is the name prefix of this workflow's job functions: one statement "
+                "that does not grow with the number of jobs and matches no other function.",
+            )
+        )
+        slack = self._slack_webhook_secret(workflow.notify.slack_webhook_secret)
+        self._notifier = self._system_function(
+            "notifier",
+            "Tells people what happened to a run.",
+            {"NOTIFY_TOPIC_ARN": self._topic.topic_arn}
+            | ({"SLACK_WEBHOOK_SECRET_ARN": slack.secret_arn} if slack else {}),
+            extra_secrets=(slack,) if slack else (),
+        )
+        self._topic.grant_publish(self._notifier)
+        Validations.of(self._notifier.role or self._notifier).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
+                reason="Publishing to the encrypted topic needs a data key from the topic's key; the "
+                "statement names that one key.",
+            )
+        )
+        self._starter = self._system_function(
+            "starter",
+            "Starts a run under a caller-chosen run id (idempotent).",
+            {"WORKFLOW_DEFINITION_FILE": DEFINITION_FILE},
+            code=lambda_.Code.from_asset(str(self._staging.starter())),
+        )
+
+        self._job_role = iam.Role(
+            self,
+            "JobRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Shared by the job functions of workflow {workflow.name}",
+        )
+        props.secret.grant_read(self._job_role)
+        self._log_group.grant_write(self._job_role)
+        self._job_functions = MappingProxyType({job.name: self._job_function(job) for job in workflow.jobs()})
+        orchestrator_id = Stack.of(self).get_logical_id(
+            cast(lambda_.CfnFunction, self._orchestrator.node.default_child)
+        )
+        Validations.of(self._job_role).acknowledge(
+            Acknowledgment(
+                id=f"AwsSolutions-IAM5[Resource::<{orchestrator_id}.Arn>:*]",
+                reason="The jobs' on-failure destination may invoke any version of this workflow's "
+                "orchestrator (CDK's grant for LambdaDestination); no other function.",
+            )
+        )
+
+        self._rules = MappingProxyType(self._create_rules())
+        self._alarms = self._create_alarms()
+
+    @property
+    def orchestrator(self) -> lambda_.Function:
+        return self._orchestrator
+
+    @property
+    def notifier(self) -> lambda_.Function:
+        return self._notifier
+
+    @property
+    def starter(self) -> lambda_.Function:
+        return self._starter
+
+    @property
+    def job_functions(self) -> Mapping[str, lambda_.Function]:
+        """Job name -> its function."""
+        return self._job_functions
+
+    @property
+    def job_role(self) -> iam.IRole:
+        """The one role every job function of this workflow runs with."""
+        return self._job_role
+
+    @property
+    def rules(self) -> Mapping[str, events.Rule]:
+        """``orchestrator`` and ``notifier`` (when ``notify.on`` names any status), ``schedule``
+        (when the spec has one)."""
+        return self._rules
+
+    @property
+    def dead_letter_queue(self) -> sqs.IQueue:
+        """Events the rules could not deliver and invocations the workflow's functions gave up on."""
+        return self._dead_letter_queue
+
+    @property
+    def dead_letter_queues(self) -> tuple[sqs.IQueue, ...]:
+        return (self._dead_letter_queue,)
+
+    @property
+    def topic(self) -> sns.ITopic:
+        """Notifications and alarms; ``notify.email`` addresses are subscribed."""
+        return self._topic
+
+    @property
+    def alarms(self) -> tuple[cloudwatch.Alarm, ...]:
+        return self._alarms
+
+    @property
+    def log_group(self) -> logs.ILogGroup:
+        """Shared by every function of the workflow (one retention setting, no per-job resource)."""
+        return self._log_group
+
+    def _store_environment(self) -> dict[str, str]:
+        store = self._props.store
+        return {
+            "MONGODB_SECRET_ARN": self._props.secret.secret_arn,
+            "MONGODB_DATABASE": store.database,
+            "RUNS_COLLECTION": store.runs_collection,
+            "STATUSES_COLLECTION": store.statuses_collection,
+        }
+
+    def _slack_webhook_secret(self, name_or_arn: str | None) -> secretsmanager.ISecret | None:
+        if name_or_arn is None:
+            return None
+        if name_or_arn.startswith("arn:"):
+            return secretsmanager.Secret.from_secret_complete_arn(self, "SlackWebhook", name_or_arn)
+        return secretsmanager.Secret.from_secret_name_v2(self, "SlackWebhook", name_or_arn)
+
+    def _code(self, scope: Construct, stack_index: int | None) -> lambda_.Code:
+        """One runtime-only ``Code`` per stack: CDK binds a ``Code`` to a single stack."""
+        if stack_index not in self._runtime_code:
+            self._runtime_code[stack_index] = lambda_.Code.from_asset(str(self._staging.runtime_only()))
+        return self._runtime_code[stack_index]
+
+    def _system_function(
+        self,
+        role_name: str,
+        description: str,
+        environment: Mapping[str, str] | None = None,
+        code: lambda_.Code | None = None,
+        extra_secrets: Sequence[secretsmanager.ISecret] = (),
+    ) -> lambda_.Function:
+        """Orchestrator, notifier and starter: own role, failures parked in the dead-letter queue."""
+        workflow = self._props.workflow.name
+        construct_id = role_name.capitalize()
+        role = iam.Role(
+            self,
+            f"{construct_id}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"The {role_name} of workflow {workflow}",
+        )
+        function = lambda_.Function(
+            self,
+            construct_id,
+            function_name=function_name(workflow, role_name),
+            description=f"{workflow}: {description}",
+            code=code or self._code(self, None),
+            handler=HANDLERS[role_name],
+            runtime=PYTHON_RUNTIME,
+            architecture=ARCHITECTURE,
+            layers=[self._props.layer],
+            memory_size=256,
+            timeout=Duration.seconds(60),
+            role=role,
+            log_group=self._log_group,
+            environment=self._store_environment() | dict(environment or {}),
+            on_failure=destinations.SqsDestination(self._dead_letter_queue),
+        )
+        for secret in (self._props.secret, *extra_secrets):
+            secret.grant_read(role)
+        self._log_group.grant_write(role)
+        return function
+
+    def _job_function(self, job: model.Job) -> lambda_.Function:
+        workflow = self._props.workflow
+        index = job_stack_index(job.name)
+        stack = self._job_stack(index)
+        environment = self._store_environment()
+        if job.code is None:
+            code = self._code(stack, index)
+        else:
+            folder, entry = self._staging.job(job)
+            code = lambda_.Code.from_asset(str(folder))
+            environment["JOB_HANDLER"] = entry
+        return lambda_.Function(
+            stack,
+            f"Job-{job.name}",
+            function_name=model.job_function_name(workflow.name, job.name),
+            description=f"{workflow.name}: job {job.name} of phase {job.phase}",
+            code=code,
+            handler=HANDLERS["job"],
+            runtime=PYTHON_RUNTIME,
+            architecture=ARCHITECTURE,
+            layers=[self._props.layer],
+            memory_size=job.memory,
+            timeout=Duration.seconds(job.timeout),
+            role=self._job_role,
+            log_group=self._log_group,
+            environment=dict(job.env) | environment,
+            retry_attempts=JOB_ASYNC_RETRY_ATTEMPTS,
+            max_event_age=JOB_MAX_EVENT_AGE,
+            on_failure=destinations.LambdaDestination(self._orchestrator),
+        )
+
+    def _job_stack(self, index: int) -> NestedStack:
+        construct_id = f"Jobs{index}"
+        existing = self.node.try_find_child(construct_id)
+        if isinstance(existing, NestedStack):
+            return existing
+        return NestedStack(
+            self,
+            construct_id,
+            description=f"Job functions of workflow {self._props.workflow.name} (bucket {index})",
+        )
+
+    def _job_function_arn_pattern(self) -> str:
+        return Stack.of(self).format_arn(
+            service="lambda",
+            resource="function",
+            resource_name=model.job_function_prefix(self._props.workflow.name) + "*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+
+    def _notification_topic(self) -> sns.Topic:
+        key = kms.Key(
+            self,
+            "TopicKey",
+            enable_key_rotation=True,
+            description=f"Encrypts the notification topic of workflow {self._props.workflow.name}",
+        )
+        # CloudWatch alarms publish to the encrypted topic; they need the key (SNS SSE docs).
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                resources=["*"],
+            )
+        )
+        topic = sns.Topic(
+            self,
+            "Topic",
+            display_name=f"Workflow {self._props.workflow.name}",
+            master_key=key,
+            enforce_ssl=True,
+        )
+        for address in self._props.workflow.notify.email:
+            topic.add_subscription(subscriptions.EmailSubscription(address))
+        return topic
+
+    def _create_rules(self) -> dict[str, events.Rule]:
+        workflow = self._props.workflow
+        statuses = self._props.store.statuses_collection
+        rules = {
+            "orchestrator": events.Rule(
+                self,
+                "OrchestratorRule",
+                description=f"Status events that advance runs of {workflow.name}",
+                event_bus=self._props.event_bus,
+                event_pattern=event_pattern(patterns.orchestrator_pattern(workflow.name, statuses)),
+                targets=[self._rule_target(self._orchestrator)],
+            )
+        }
+        if workflow.notify.on:
+            rules["notifier"] = events.Rule(
+                self,
+                "NotifierRule",
+                description=f"Status events of {workflow.name} that people are told about",
+                event_bus=self._props.event_bus,
+                event_pattern=event_pattern(
+                    patterns.notifier_pattern(workflow.name, workflow.notify.on, statuses)
+                ),
+                targets=[self._rule_target(self._notifier)],
+            )
+        if workflow.schedule is not None:
+            start: dict[str, Any] = {"run_id": f"{workflow.name}-{events.EventField.time}"}
+            if workflow.schedule_input is not None:
+                start["input"] = dict(workflow.schedule_input)
+            rules["schedule"] = events.Rule(
+                self,
+                "ScheduleRule",
+                description=f"Starts runs of {workflow.name}; the run id is the scheduled time, "
+                "so a repeated delivery starts nothing new",
+                schedule=events.Schedule.expression(workflow.schedule),
+                targets=[self._rule_target(self._starter, events.RuleTargetInput.from_object(start))],
+            )
+        return rules
+
+    def _rule_target(
+        self, function: lambda_.IFunction, event: events.RuleTargetInput | None = None
+    ) -> targets.LambdaFunction:
+        return targets.LambdaFunction(
+            function,
+            event=event,
+            dead_letter_queue=self._dead_letter_queue,
+            retry_attempts=RULE_RETRY_ATTEMPTS,
+            max_event_age=RULE_MAX_EVENT_AGE,
+        )
+
+    def _create_alarms(self) -> tuple[cloudwatch.Alarm, ...]:
+        action = cloudwatch_actions.SnsAction(self._topic)
+        alarms = []
+        for index, queue in enumerate(self.dead_letter_queues):
+            alarms.append(
+                cloudwatch.Alarm(
+                    self,
+                    f"DeadLetterAlarm{index}" if index else "DeadLetterAlarm",
+                    alarm_description=f"{self._props.workflow.name}: events or invocations were given up "
+                    "on; see the dead-letter queue",
+                    metric=queue.metric_approximate_number_of_messages_visible(
+                        period=Duration.minutes(1), statistic=cloudwatch.Stats.MAXIMUM
+                    ),
+                    threshold=1,
+                    evaluation_periods=1,
+                    comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                    treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                )
+            )
+        alarms.append(
+            cloudwatch.Alarm(
+                self,
+                "OrchestratorErrorsAlarm",
+                alarm_description=f"{self._props.workflow.name}: the orchestrator failed; runs may stall",
+                metric=self._orchestrator.metric_errors(period=Duration.minutes(5), statistic="Sum"),
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+        )
+        for alarm in alarms:
+            alarm.add_alarm_action(action)
+        return tuple(alarms)
