@@ -1,0 +1,122 @@
+"""App configuration from CDK context (cdk.json or ``cdk synth -c key=value``).
+
+Every key has an environment-agnostic default, so ``cdk synth`` works without an AWS account.
+The keys are listed in ``CONTEXT_KEYS`` and documented in the README's Deploy section.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from constructs import Node
+from constructs.trigger import AtlasTrigger, ExistingEventBus, PartnerEventSource, TriggerWiring
+from runtime.errors import WorkflowError
+from runtime.settings import StoreSettings
+
+ATLAS_IDS = {"atlasProjectId": "project_id", "atlasAppId": "app_id", "atlasServiceId": "service_id"}
+"""Context keys that select the ``atlas`` wiring, all three together."""
+
+CONTEXT_KEYS = (
+    "workflowsDir",
+    "mongodbSecretArn",
+    "mongodbSecretName",
+    "mongodbDatabase",
+    "runsCollection",
+    "statusesCollection",
+    *ATLAS_IDS,
+    "atlasProfile",
+    "atlasTriggerName",
+    "partnerEventSource",
+    "eventBus",
+)
+
+DEFAULT_WIRING = ExistingEventBus(name_or_arn="default")
+"""With no trigger wiring in context the rules listen on the account's default bus: synth and
+deploy work, and events can be sent by hand with ``aws events put-events``."""
+
+
+class ConfigError(WorkflowError):
+    """The CDK context is contradictory or incomplete; ``problems`` says which keys and why."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppConfig:
+    workflows_dir: Path = Path("workflows")
+    """Folder of spec files (``workflowsDir``), relative to the working directory."""
+    secret_arn: str | None = None
+    """Existing MongoDB secret by ARN (``mongodbSecretArn``); default: the app creates one."""
+    secret_name: str | None = None
+    """Existing MongoDB secret by name (``mongodbSecretName``); default: the app creates one."""
+    store: StoreSettings = StoreSettings()
+    """``mongodbDatabase``, ``runsCollection``, ``statusesCollection``; default the seed's names."""
+    wiring: TriggerWiring = DEFAULT_WIRING
+    """From the Atlas ids, ``partnerEventSource`` or ``eventBus``; default the ``default`` bus."""
+
+    @classmethod
+    def from_context(cls, node: Node) -> AppConfig:
+        keys = node.try_get_context
+        return cls.from_mapping({key: keys(key) for key in CONTEXT_KEYS})
+
+    @classmethod
+    def from_mapping(cls, context: Mapping[str, object]) -> AppConfig:
+        values = {key: str(value) for key, value in context.items() if value not in (None, "")}
+        problems = []
+        if "mongodbSecretArn" in values and "mongodbSecretName" in values:
+            problems.append("context: give mongodbSecretArn or mongodbSecretName, not both")
+        store_defaults = StoreSettings()
+        store = StoreSettings(
+            database=values.get("mongodbDatabase", store_defaults.database),
+            runs_collection=values.get("runsCollection", store_defaults.runs_collection),
+            statuses_collection=values.get("statusesCollection", store_defaults.statuses_collection),
+        )
+        wiring, wiring_problems = _wiring(values)
+        problems += wiring_problems
+        if problems:
+            raise ConfigError(problems)
+        return cls(
+            workflows_dir=Path(values.get("workflowsDir", str(cls.workflows_dir))),
+            secret_arn=values.get("mongodbSecretArn"),
+            secret_name=values.get("mongodbSecretName"),
+            store=store,
+            wiring=wiring,
+        )
+
+
+def _wiring(values: Mapping[str, str]) -> tuple[TriggerWiring, list[str]]:
+    given_ids = [key for key in ATLAS_IDS if key in values]
+    modes = [
+        name
+        for name, selected in (
+            ("Atlas ids", bool(given_ids)),
+            ("partnerEventSource", "partnerEventSource" in values),
+            ("eventBus", "eventBus" in values),
+        )
+        if selected
+    ]
+    if len(modes) > 1:
+        return DEFAULT_WIRING, [f"context: {' and '.join(modes)} select different trigger wirings; keep one"]
+    if given_ids:
+        missing = [key for key in ATLAS_IDS if key not in values]
+        if missing:
+            return DEFAULT_WIRING, [f"context: the atlas wiring also needs {', '.join(missing)}"]
+        atlas = {field: values[key] for key, field in ATLAS_IDS.items()}
+        defaults = AtlasTrigger(**atlas)
+        return AtlasTrigger(
+            **atlas,
+            profile=values.get("atlasProfile", defaults.profile),
+            name=values.get("atlasTriggerName", defaults.name),
+        ), []
+    stray = [key for key in ("atlasProfile", "atlasTriggerName") if key in values]
+    if stray:
+        return DEFAULT_WIRING, [f"context: {', '.join(stray)} only apply with {', '.join(ATLAS_IDS)}"]
+    if "partnerEventSource" in values:
+        return PartnerEventSource(name=values["partnerEventSource"]), []
+    if "eventBus" in values:
+        return ExistingEventBus(name_or_arn=values["eventBus"]), []
+    return DEFAULT_WIRING, []
