@@ -170,8 +170,12 @@ class _Report:
         self.lines: dict[JsonPath, int] = {}
         self.problems: list[str] = []
 
-    def add(self, path: JsonPath, message: str) -> None:
-        line = next((self.lines[path[:n]] for n in range(len(path), -1, -1) if path[:n] in self.lines), None)
+    def add(self, path: JsonPath, message: str, line: int | None = None) -> None:
+        """``line`` defaults to where the nearest enclosing key of ``path`` is written."""
+        if line is None:
+            line = next(
+                (self.lines[path[:n]] for n in range(len(path), -1, -1) if path[:n] in self.lines), None
+            )
         where = f" (line {line})" if line is not None else ""
         self.problems.append(f"{self.display}: {json_path(path)}: {message}{where}")
 
@@ -260,6 +264,7 @@ class _YamlTree:
                     (*path, key),
                     f"duplicate key {key!r} (first at line {first_line[key]}): YAML would keep only the "
                     "last one; rename one or merge them",
+                    line,
                 )
                 continue
             first_line[key] = line
@@ -785,8 +790,10 @@ def _check_when(job: _DraftJob, condition: str, report: _Report) -> None:
     try:
         parsed = jmespath.compile(condition).parsed
     except (jmespath.exceptions.JMESPathError, RecursionError) as exc:
-        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        report.add(path, f"invalid JMESPath {_show(condition)}: {first_line}")
+        summary = (str(exc).splitlines() or [type(exc).__name__])[0].rstrip(":")
+        position = getattr(exc, "lex_position", None)
+        at = f" at column {position + 1}" if isinstance(position, int) else ""
+        report.add(path, f"invalid JMESPath {_show(condition)}: {summary}{at}")
         return
     visible = [ref.name for ref in job.after]
     for root, member in _root_fields(parsed):
