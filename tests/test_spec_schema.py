@@ -1,0 +1,166 @@
+"""The JSON Schema and the loader in lockstep: the same keys, the same defaults, the same events;
+and every key the loader knows changes what it produces (or is declared to be ignored)."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import re
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from runtime.errors import SpecError
+from runtime.spec.loader import IGNORED_KEYS, SCHEMA_PATH, SPEC_KEYS, name_pattern, workflow_from_document
+from runtime.spec.model import NOTIFY_EVENTS, Job, Notify, Workflow
+
+SCHEMA: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+DEFS: dict[str, Any] = SCHEMA["$defs"]
+
+
+def test_the_schema_is_a_valid_draft_2020_12_schema() -> None:
+    Draft202012Validator.check_schema(SCHEMA)
+    assert SCHEMA["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+
+
+def test_the_loader_knows_exactly_the_keys_the_schema_declares() -> None:
+    schema_keys = {
+        kind: set(definition["properties"]) for kind, definition in DEFS.items() if "properties" in definition
+    }
+    loader_keys = {kind: set(keys) for kind, keys in SPEC_KEYS.items()}
+    assert loader_keys == schema_keys
+
+
+def test_every_mapping_of_the_schema_rejects_unknown_keys() -> None:
+    assert all(DEFS[kind].get("additionalProperties") is False for kind in SPEC_KEYS)
+
+
+def test_ignored_keys_are_known_keys() -> None:
+    assert all(IGNORED_KEYS[kind] <= SPEC_KEYS[kind] for kind in IGNORED_KEYS)
+
+
+def test_schema_defaults_are_the_models_defaults() -> None:
+    job_defaults = {item.name: item.default for item in dataclasses.fields(Job)}
+    for setting in ("memory", "timeout", "retries"):
+        assert DEFS[setting]["default"] == job_defaults[setting]
+    assert tuple(DEFS["notify"]["properties"]["on"]["default"]) == Notify().on
+
+
+def test_notify_events_are_the_models_events() -> None:
+    assert tuple(DEFS["notify"]["properties"]["on"]["items"]["enum"]) == NOTIFY_EVENTS
+
+
+def test_names_cannot_break_a_mongodb_field_path() -> None:
+    pattern = name_pattern()
+    assert pattern == DEFS["name"]["pattern"]
+    assert re.fullmatch(pattern, "catch_fish")
+    assert not any(re.fullmatch(pattern, bad) for bad in ("a.b", "$set", "", "1a", "a-b"))
+
+
+# --- Every known key makes a difference ----------------------------------------------------------
+
+SPEC_BASE: dict[str, Any] = {
+    "workflow": "probe",
+    "defaults": {},
+    "phases": {"p": {"jobs": {"a": {}, "b": {}}}, "q": {"jobs": {"c": {}}}},
+    "notify": {},
+    "schedule": "rate(1 day)",
+}
+SEED_BASE: dict[str, Any] = {
+    "purposeId": "probe",
+    "phases": {
+        "p": {"steps": {"p": {"jobs": ["a"]}, "a": {"jobs": ["b"]}}, "waitFor": ["a", "b"], "next": "q"},
+        "q": {"steps": {"qStart": {"jobs": ["c"]}}, "waitFor": ["c"], "next": "end"},
+    },
+}
+WHERE: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
+    "spec": (SPEC_BASE, ()),
+    "defaults": (SPEC_BASE, ("defaults",)),
+    "phase": (SPEC_BASE, ("phases", "p")),
+    "job": (SPEC_BASE, ("phases", "p", "jobs", "b")),
+    "notify": (SPEC_BASE, ("notify",)),
+    "seed": (SEED_BASE, ()),
+    "seed_phase": (SEED_BASE, ("phases", "p")),
+    "seed_step": (SEED_BASE, ("phases", "p", "steps", "p")),
+}
+"""Which base document and which mapping in it each kind of key is tried on."""
+
+CHANGES: dict[tuple[str, str], object] = {
+    ("spec", "$schema"): "./workflow.schema.json",
+    ("spec", "workflow"): "other",
+    ("spec", "description"): "Probe.",
+    ("spec", "defaults"): {"memory": 512},
+    ("spec", "phases"): {"p": {"jobs": {"a": {}}}},
+    ("spec", "notify"): {"email": ["ops@example.com"]},
+    ("spec", "schedule"): "rate(2 days)",
+    ("spec", "schedule_input"): {"mode": "full"},
+    ("defaults", "memory"): 512,
+    ("defaults", "timeout"): 30,
+    ("defaults", "retries"): 0,
+    ("defaults", "env"): {"STAGE": "test"},
+    ("phase", "next"): "q",
+    ("phase", "jobs"): {"z": {}},
+    ("job", "after"): ["a"],
+    ("job", "code"): "jobs/extract_orders.py",
+    ("job", "memory"): 1024,
+    ("job", "timeout"): 5,
+    ("job", "retries"): 7,
+    ("job", "env"): {"STAGE": "test"},
+    ("job", "when"): "input.fast",
+    ("notify", "on"): ["failed"],
+    ("notify", "email"): ["ops@example.com"],
+    ("notify", "slack_webhook_secret"): "team/slack",
+    ("seed", "$schema"): "./workflow.schema.json",
+    ("seed", "id"): 7,
+    ("seed", "purposeId"): "other",
+    ("seed", "currentPhase"): "q",
+    ("seed", "phases"): {"p": {"steps": {"p": {"jobs": ["a"]}}, "waitFor": ["a"], "next": "end"}},
+    ("seed_phase", "steps"): {"p": {"jobs": ["a", "b"]}},
+    ("seed_phase", "waitFor"): ["a"],
+    ("seed_phase", "next"): "end",
+    ("seed_phase", "finished"): ["a"],
+    ("seed_step", "jobs"): ["b"],
+}
+"""A schema-valid value for every known key that differs from the base document."""
+
+
+def _changed(kind: str, key: str) -> dict[str, Any]:
+    base, where = WHERE[kind]
+    document = copy.deepcopy(base)
+    target = document
+    for part in where:
+        target = target[part]
+    target[key] = CHANGES[(kind, key)]
+    return document
+
+
+def _compile(document: dict[str, Any]) -> Workflow | SpecError:
+    try:
+        return workflow_from_document(document, base_dir=SCHEMA_PATH.parent)
+    except SpecError as error:
+        return error
+
+
+def _all_known_keys() -> list[tuple[str, str]]:
+    return sorted((kind, key) for kind, keys in SPEC_KEYS.items() for key in keys)
+
+
+def test_every_known_key_has_a_probe_value_that_the_schema_accepts() -> None:
+    assert sorted(CHANGES) == _all_known_keys()
+    validator = Draft202012Validator(SCHEMA)
+    assert [key for key in CHANGES if list(validator.iter_errors(_changed(*key)))] == []
+
+
+@pytest.mark.parametrize(("kind", "key"), _all_known_keys(), ids=lambda part: str(part))
+def test_the_loader_reads_every_known_key(kind: str, key: str) -> None:
+    """Setting a key either changes the Workflow or makes the loader object to the (schema-valid)
+    document; ignored keys do neither."""
+    base = _compile(WHERE[kind][0])
+    assert isinstance(base, Workflow)
+    result = _compile(_changed(kind, key))
+    if key in IGNORED_KEYS.get(kind, ()):
+        assert result == base
+    else:
+        assert result != base
