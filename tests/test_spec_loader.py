@@ -140,7 +140,9 @@ def test_settings_defaults_env_merge_and_code_resolve_against_the_spec_folder() 
     extract = workflow.job("extract_orders")
     assert extract.code == (WORKFLOWS / "jobs" / "extract_orders.py").resolve().as_posix()
     assert (extract.memory, extract.timeout, extract.retries) == (512, 300, 3)
-    assert workflow.job("summarize_stock").when == "input.mode == 'full'"
+    assert (
+        workflow.job("archive_orders").when == "input.mode == 'full' && results.extract_orders.orders > `0`"
+    )
     assert dict(workflow.job("publish").env) == {"REPORT_BUCKET": "reports-example"}
     assert workflow.schedule == "cron(0 3 * * ? *)"
     assert workflow.schedule_input == {"mode": "full"}

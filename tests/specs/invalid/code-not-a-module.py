@@ -1,0 +1,1 @@
+"""Fixture: a job handler whose file name is not a module name."""
