@@ -133,7 +133,7 @@ PathPart = str | int
 JsonPath = tuple[PathPart, ...]
 
 
-def json_path(parts: Iterable[PathPart]) -> str:
+def _json_path(parts: Iterable[PathPart]) -> str:
     """``$.phases.thinking.jobs.go_home.after[0]``; keys that are not plain names are quoted
     (``$.phases['a.b']``), which jsonschema's own ``json_path`` does not do."""
     text = "$"
@@ -177,7 +177,7 @@ class _Report:
                 (self.lines[path[:n]] for n in range(len(path), -1, -1) if path[:n] in self.lines), None
             )
         where = f" (line {line})" if line is not None else ""
-        self.problems.append(f"{self.display}: {json_path(path)}: {message}{where}")
+        self.problems.append(f"{self.display}: {_json_path(path)}: {message}{where}")
 
     def add_at(self, mark: yaml.Mark | None, message: str) -> None:
         """For problems found before there is a document to point into."""
@@ -301,7 +301,7 @@ def _read_yaml(text: str, report: _Report) -> object:
     except yaml.YAMLError as exc:
         report.add_at(None, f"invalid YAML: {exc}")
     except RecursionError:
-        report.add_at(None, f"invalid YAML: nested deeper than {MAX_DEPTH} levels")
+        report.add_at(None, "invalid YAML: nested too deeply; a spec is a few levels deep")
     finally:
         if loader is not None:
             loader.dispose()
@@ -324,7 +324,7 @@ def _read_json(text: str, report: _Report) -> object:
         )
         return None
     except RecursionError:
-        report.add_at(None, f"invalid JSON: nested deeper than {MAX_DEPTH} levels")
+        report.add_at(None, "invalid JSON: nested too deeply; a spec is a few levels deep")
         return None
     return _json_tree(raw, (), report)
 
@@ -423,7 +423,7 @@ _SCHEMA_TYPES = {
 }
 
 
-def bad_name_message(what: str, name: str) -> str:
+def _bad_name_message(what: str, name: str) -> str:
     """Why ``name`` cannot name a phase or job, specific to the usual mistakes."""
     fix = re.sub(r"[^A-Za-z0-9_]+", "_", name).strip("_")
     suggestion = f"; e.g. '{fix}'" if fix and re.fullmatch(name_pattern(), fix) else ""
@@ -498,7 +498,7 @@ def _translate(error: ValidationError) -> Iterator[tuple[JsonPath, str]]:
         if "patternErrorMessage" in schema:
             yield path, f"invalid value {_show(value)}: {schema['patternErrorMessage']}"
         else:
-            yield path, bad_name_message(_name_kind(parent), value)
+            yield path, _bad_name_message(_name_kind(parent), value)
     elif kind == "maxLength" and isinstance(value, str):
         yield path, f"{_show(value)} is {len(value)} characters long; the limit is {rule}"
     elif kind == "minLength":
@@ -890,7 +890,7 @@ def _notify_settings(raw: object) -> dict[str, Any]:
 # --- The seed's state-machine object -----------------------------------------------------------
 
 
-def seed_workflow_id(purpose_id: str) -> str:
+def _seed_workflow_id(purpose_id: str) -> str:
     """The seed names workflows like ``catch-the-fish``; ours are ``catch_the_fish``."""
     return re.sub(r"[-\s]+", "_", purpose_id.strip().lower())
 
@@ -935,7 +935,7 @@ def _read_seed(document: dict[str, Any], report: _Report) -> _Draft:
 def _seed_name(purpose_id: object, report: _Report) -> str | None:
     if not isinstance(purpose_id, str) or not purpose_id:
         return None
-    name = seed_workflow_id(purpose_id)
+    name = _seed_workflow_id(purpose_id)
     rule = _defs()["spec"]["properties"]["workflow"]
     if not re.fullmatch(rule["pattern"], name) or len(name) > rule["maxLength"]:
         report.add(
