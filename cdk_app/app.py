@@ -106,8 +106,13 @@ def build(app: App, config: AppConfig, workflows: Sequence[model.Workflow]) -> W
 
 
 def main() -> None:
-    """``cdk synth``'s entry point: problems in specs or context are printed, not raised."""
-    app = App()
+    """``cdk synth``'s entry point (app.py)."""
+    synth(App())
+
+
+def synth(app: App) -> None:
+    """Load the specs named by ``app``'s context, build, check, synthesize. Problems in specs or
+    context are printed as lines, exit status 1, no traceback."""
     try:
         config = AppConfig.from_context(app.node)
         # The loader (YAML, JSON Schema) is build-time only: imported here, never by constructs.
@@ -118,6 +123,12 @@ def main() -> None:
         print("\n".join(error.problems), file=sys.stderr)
         sys.exit(1)
     build(app, config, workflows)
-    # Any unacknowledged finding fails the synthesis (and so `cdk synth` and `make lint`).
-    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    add_checks(app)
     app.synth()
+
+
+def add_checks(app: App) -> None:
+    """cdk-nag's AWS Solutions pack as a policy validation plugin: any finding not acknowledged
+    (with a reason, next to the construct it concerns) fails the synthesis, so `cdk synth`,
+    `make synth` and `make lint` fail too."""
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app))

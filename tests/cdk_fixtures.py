@@ -7,7 +7,7 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -19,13 +19,14 @@ NODE_BIN = REPO / "node_modules" / ".bin"
 # jsii starts its Node process on first use of aws_cdk: make it the pinned Node 22, as `make` does.
 os.environ["PATH"] = os.pathsep.join([str(REPO / ".venv" / "bin"), str(NODE_BIN), os.environ["PATH"]])
 
-from aws_cdk import App, Stack  # noqa: E402  (after PATH, see above)
+from aws_cdk import App, AssetStaging, CfnElement, Stack  # noqa: E402  (after PATH, see above)
 from aws_cdk.assertions import Template  # noqa: E402
 
 from cdk_app.app import WorkflowApp, build  # noqa: E402
 from cdk_app.config import AppConfig  # noqa: E402
+from constructs import IConstruct  # noqa: E402
 
-NO_BUNDLING = {"aws:cdk:bundling-stacks": []}
+NO_BUNDLING: dict[str, Any] = {"aws:cdk:bundling-stacks": []}
 """Context that makes CDK skip asset bundling (no pip run) in template tests."""
 
 
@@ -92,11 +93,23 @@ def synthesize(
 
 def templates_of(stack: Stack) -> dict[str, dict[str, Any]]:
     """A stack's template and its nested stacks' templates, by stack path."""
-    found = {stack.node.path: Template.from_stack(stack).to_json()}
+    found = {stack.node.path: dict(Template.from_stack(stack).to_json())}
     for child in stack.node.find_all():
         if isinstance(child, Stack) and child is not stack and child.nested_stack_parent is stack:
             found |= templates_of(child)
     return found
+
+
+def logical_id(construct: IConstruct) -> str:
+    """The logical id of an L2 construct's resource in its own stack's template."""
+    return Stack.of(construct).get_logical_id(cast(CfnElement, construct.node.default_child or construct))
+
+
+def staged_code(construct: IConstruct) -> Path:
+    """Where CDK staged the code asset of a function or layer (a folder in the assembly)."""
+    return Path(
+        cast(AssetStaging, construct.node.find_child("Code").node.find_child("Stage")).absolute_staged_path
+    )
 
 
 def resources_of_type(template: Mapping[str, Any], type_: str) -> dict[str, Any]:

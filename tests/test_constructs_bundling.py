@@ -10,7 +10,7 @@ from aws_cdk.assertions import Template
 
 from constructs.bundling import WHEEL_PLATFORM, DependencyLayer, DependencyLayerProps, PipLayerBundling
 from constructs.lambda_code import PYTHON_RUNTIME, RUNTIME_PACKAGE, python_version
-from tests.cdk_fixtures import cdk_json_context, make_app
+from tests.cdk_fixtures import cdk_json_context, logical_id, make_app, staged_code
 
 REQUIREMENTS = RUNTIME_PACKAGE / "requirements.txt"
 
@@ -18,9 +18,7 @@ REQUIREMENTS = RUNTIME_PACKAGE / "requirements.txt"
 def layer_asset_hash(**context: object) -> str:
     stack = Stack(make_app(**context), "Shared")
     layer = DependencyLayer(stack, "Dependencies", DependencyLayerProps(requirements=REQUIREMENTS))
-    content = Template.from_stack(stack).to_json()["Resources"][
-        stack.get_logical_id(layer.layer.node.default_child)
-    ]
+    content = Template.from_stack(stack).to_json()["Resources"][logical_id(layer.layer)]
     return str(content["Properties"]["Content"]["S3Key"])
 
 
@@ -80,7 +78,7 @@ def test_second_synth_reuses_the_bundle_in_the_assembly(tmp_path, monkeypatch):
         stack = Stack(app, "Shared")
         layer = DependencyLayer(stack, "Dependencies", DependencyLayerProps(requirements=REQUIREMENTS))
         app.synth()
-        return Path(layer.layer.node.find_child("Code").node.find_child("Stage").absolute_staged_path)
+        return staged_code(layer.layer)
 
     first = synth_layer()
 

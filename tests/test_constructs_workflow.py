@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aws_cdk import NestedStack, Stack
-from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk.assertions import Match, Template
 
 from constructs.workflow import JOB_STACKS, function_name, job_stack_index
 from runtime import patterns
 from runtime.spec.model import job_function_name, job_function_prefix
-from tests.cdk_fixtures import catch_the_fish, generated_workflow, resources_of_type, synthesize
+from tests.cdk_fixtures import (
+    catch_the_fish,
+    generated_workflow,
+    logical_id,
+    resources_of_type,
+    staged_code,
+    synthesize,
+)
 
 WORKFLOW = "catch_the_fish"
 STORE_ENV = {
@@ -112,12 +117,9 @@ def test_notifier_and_starter_get_their_own_variables(fish_template):
 
 def test_starter_asset_bundles_the_compiled_definition(fish_app, fish_workflow):
     _, built = fish_app
-    asset = built.workflows[WORKFLOW].starter.node.find_child("Code")
-    assert isinstance(asset, s3_assets.Asset)
+    staged = staged_code(built.workflows[WORKFLOW].starter)
 
-    document = json.loads(
-        (Path(asset.node.find_child("Stage").absolute_staged_path) / "workflow.json").read_text()
-    )
+    document = json.loads((staged / "workflow.json").read_text())
 
     assert document == fish_workflow.to_document()
 
@@ -137,13 +139,13 @@ def test_each_job_fails_over_to_the_orchestrator(fish_app, fish_workflow):
         assert isinstance(nested, NestedStack)
         config = Template.from_stack(nested).find_resources(
             "AWS::Lambda::EventInvokeConfig",
-            {"Properties": {"FunctionName": {"Ref": nested.get_logical_id(function.node.default_child)}}},
+            {"Properties": {"FunctionName": {"Ref": logical_id(function)}}},
         )
         (properties,) = (resource["Properties"] for resource in config.values())
         assert properties["MaximumRetryAttempts"] == 2
         assert properties["MaximumEventAgeInSeconds"] == 6 * 3600
         parameter = properties["DestinationConfig"]["OnFailure"]["Destination"]["Ref"]
-        stack_resource = parent_template["Resources"][parent.get_logical_id(nested.nested_stack_resource)]
+        stack_resource = parent_template["Resources"][logical_id(nested.nested_stack_resource or nested)]
         assert stack_resource["Properties"]["Parameters"][parameter] == orchestrator_arn
 
 

@@ -1,0 +1,316 @@
+"""The app as a whole: stacks, configuration, logical id stability, scale, cdk-nag, the CDK CLI
+and cfn-lint."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk import Stack
+from aws_cdk import aws_sqs as sqs
+from aws_cdk.assertions import Template
+from cdk_nag import AwsSolutionsChecks
+
+from cdk_app.app import SHARED_STACK, add_checks, synth, workflow_stack_name
+from cdk_app.config import DEFAULT_WIRING, AppConfig, ConfigError
+from constructs.trigger import AtlasTrigger, ExistingEventBus, PartnerEventSource
+from runtime.spec.loader import load_workflow, load_workflows
+from tests.cdk_fixtures import (
+    NODE_BIN,
+    REPO,
+    generated_workflow,
+    make_app,
+    resources_of_type,
+    synthesize,
+    templates_of,
+)
+
+ATLAS = {"atlasProjectId": "proj-1", "atlasAppId": "app-1", "atlasServiceId": "svc-1"}
+CLOUDFORMATION_RESOURCE_LIMIT = 500
+
+
+def logical_ids(templates: dict[str, dict[str, Any]]) -> dict[tuple[str, str], str]:
+    """(stack path, logical id) -> resource type."""
+    return {
+        (path, logical_id): resource["Type"]
+        for path, template in templates.items()
+        for logical_id, resource in template["Resources"].items()
+    }
+
+
+# --- configuration -------------------------------------------------------------------------
+
+
+def test_defaults_need_no_account_and_listen_on_the_default_bus():
+    config = AppConfig.from_mapping({})
+
+    assert config.wiring == DEFAULT_WIRING == ExistingEventBus(name_or_arn="default")
+    assert config.workflows_dir == Path("workflows")
+    assert (config.secret_arn, config.secret_name) == (None, None)
+
+
+def test_atlas_ids_select_the_atlas_wiring():
+    config = AppConfig.from_mapping(ATLAS | {"atlasProfile": "ops", "mongodbDatabase": "fishing"})
+
+    assert config.wiring == AtlasTrigger(
+        project_id="proj-1", app_id="app-1", service_id="svc-1", profile="ops"
+    )
+    assert config.store.database == "fishing"
+
+
+@pytest.mark.parametrize(
+    ("context", "wiring"),
+    [
+        ({"partnerEventSource": "aws.partner/mongodb.com/stitch.trigger/1"}, PartnerEventSource),
+        ({"eventBus": "statuses"}, ExistingEventBus),
+    ],
+    ids=["partner-source", "bus"],
+)
+def test_other_wirings_from_context(context, wiring):
+    assert isinstance(AppConfig.from_mapping(context).wiring, wiring)
+
+
+@pytest.mark.parametrize(
+    ("context", "problem"),
+    [
+        ({"atlasProjectId": "p"}, "the atlas wiring also needs atlasAppId, atlasServiceId"),
+        (ATLAS | {"eventBus": "x"}, "Atlas ids and eventBus select different trigger wirings"),
+        ({"atlasProfile": "ops"}, "atlasProfile only apply with atlasProjectId"),
+        ({"mongodbSecretArn": "arn:x", "mongodbSecretName": "y"}, "not both"),
+    ],
+    ids=["partial-atlas", "two-wirings", "stray-profile", "two-secrets"],
+)
+def test_contradictory_context_is_refused(context, problem):
+    with pytest.raises(ConfigError, match=problem):
+        AppConfig.from_mapping(context)
+
+
+# --- main(): what `cdk synth` runs ---------------------------------------------------------
+
+
+def run_main(context: dict[str, Any]) -> None:
+    synth(make_app(**context))
+
+
+def test_spec_errors_are_printed_as_problem_lines_and_exit_1(tmp_path, capsys):
+    (tmp_path / "broken.yaml").write_text("workflow: Broken-Name\nphases: {}\n")
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_main({"workflowsDir": str(tmp_path)})
+
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"{tmp_path / 'broken.yaml'}: $")
+    assert "Traceback" not in err
+
+
+def test_config_errors_are_printed_and_exit_1(capsys):
+    with pytest.raises(SystemExit, match="1"):
+        run_main({"atlasProjectId": "p"})
+
+    assert "the atlas wiring also needs atlasAppId" in capsys.readouterr().err
+
+
+# --- stacks --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def repo_app():
+    """Every spec in workflows/, Atlas wiring: what `cdk deploy` would deploy."""
+    config = AppConfig.from_mapping(ATLAS)
+    return synthesize(load_workflows([REPO / "workflows"]), config)
+
+
+def test_one_stack_per_workflow_plus_the_shared_stack(repo_app):
+    app, built = repo_app
+
+    names = sorted(child.node.id for child in app.node.children if isinstance(child, Stack))
+
+    assert names == sorted([SHARED_STACK, *(workflow_stack_name(name) for name in built.workflows)])
+    assert workflow_stack_name("catch_the_fish") == "Workflow-catch-the-fish"
+
+
+def test_shared_stack_holds_layer_secret_bus_and_trigger(repo_app):
+    _, built = repo_app
+
+    template = Template.from_stack(built.shared)
+
+    template.resource_count_is("AWS::Lambda::LayerVersion", 1)
+    template.resource_count_is("AWS::SecretsManager::Secret", 1)
+    template.resource_count_is("AWS::Events::EventBus", 1)
+    template.resource_count_is("MongoDB::Atlas::Trigger", 1)
+    template.has_resource_properties(
+        "AWS::SecretsManager::Secret", {"GenerateSecretString": {"SecretStringTemplate": '{"uri": ""}'}}
+    )
+
+
+def test_every_function_of_every_workflow_uses_the_one_layer(repo_app):
+    _, built = repo_app
+    layers = [
+        json.dumps(function["Properties"]["Layers"], sort_keys=True)
+        for construct in built.workflows.values()
+        for template in templates_of(Stack.of(construct)).values()
+        for function in resources_of_type(template, "AWS::Lambda::Function").values()
+    ]
+
+    assert len(layers) > 3 * len(built.workflows)
+    assert len(set(layers)) == 1
+    assert "DependenciesLayer" in layers[0]  # the shared stack's layer, read across stacks
+
+
+def test_an_existing_secret_is_referenced_not_created():
+    arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:workflows/mongodb-AbCdEf"
+    _, built = synthesize(
+        [generated_workflow("tiny", 1, phases=1)], AppConfig.from_mapping({"mongodbSecretArn": arn})
+    )
+
+    Template.from_stack(built.shared).resource_count_is("AWS::SecretsManager::Secret", 0)
+    Template.from_stack(Stack.of(built.workflows["tiny"])).has_resource_properties(
+        "AWS::Lambda::Function", {"Environment": {"Variables": {"MONGODB_SECRET_ARN": arn}}}
+    )
+
+
+# --- stability and scale -------------------------------------------------------------------
+
+
+def test_adding_a_phase_and_a_job_only_adds_resources(tmp_path):
+    spec = (REPO / "workflows" / "catch_the_fish.yaml").read_text()
+    before = load_workflow(REPO / "workflows" / "catch_the_fish.yaml")
+    grown_spec = tmp_path / "catch_the_fish.yaml"
+    grown_spec.write_text(
+        spec.replace(
+            "      cook: {after: [clean]}\n", "      cook: {after: [clean]}\n      wash_up: {after: [cook]}\n"
+        ).replace("notify:", "  eating:\n    jobs:\n      eat: {}\n      nap: {after: [eat]}\nnotify:")
+    )
+    after = load_workflow(grown_spec)
+    assert len(after.phases) == len(before.phases) + 1
+    assert sum(1 for _ in after.jobs()) == sum(1 for _ in before.jobs()) + 3
+
+    first = logical_ids(templates_of(Stack.of(synthesize([before])[1].workflows["catch_the_fish"])))
+    second = logical_ids(templates_of(Stack.of(synthesize([after])[1].workflows["catch_the_fish"])))
+
+    missing_or_changed = {key: kind for key, kind in first.items() if second.get(key) != kind}
+    assert missing_or_changed == {}
+    assert len(second) > len(first)
+
+
+def test_five_hundred_jobs_fit_the_per_stack_resource_limit():
+    workflow = generated_workflow("big", 500)
+    started = time.perf_counter()
+    _, built = synthesize([workflow])
+    templates = templates_of(Stack.of(built.workflows["big"]))
+    seconds = time.perf_counter() - started
+
+    counts = {path: len(template["Resources"]) for path, template in templates.items()}
+    print(f"500-job synth: {seconds:.1f}s, resources per stack: {counts}")
+    assert max(counts.values()) <= CLOUDFORMATION_RESOURCE_LIMIT
+    functions = sum(len(resources_of_type(t, "AWS::Lambda::Function")) for t in templates.values())
+    assert functions == 500 + 3
+
+
+# --- cdk-nag -------------------------------------------------------------------------------
+
+
+def nag_findings(app) -> list[str]:
+    report = AwsSolutionsChecks().validate_scope(app)
+    return [
+        f"{violation.rule_name} at {resource.construct_path} ({violation.severity})"
+        for violation in report.violations
+        for resource in violation.violating_resources
+    ]
+
+
+def test_no_unacknowledged_cdk_nag_findings(repo_app):
+    app, _ = repo_app
+
+    assert nag_findings(app) == []
+
+
+def test_no_unacknowledged_cdk_nag_findings_with_slack_schedule_and_existing_secret(fish_workflow):
+    config = AppConfig.from_mapping(
+        {
+            "mongodbSecretName": "workflows/mongodb",
+            "partnerEventSource": "aws.partner/mongodb.com/stitch.trigger/65f0c0ffee",
+        }
+    )
+    app, _ = synthesize([fish_workflow], config)
+
+    assert nag_findings(app) == []
+
+
+def test_an_unacknowledged_finding_fails_the_synthesis(tmp_path):
+    app = make_app()
+    synthesize_into = Stack(app, "Extra")
+    sqs.Queue(synthesize_into, "PlainQueue")
+    add_checks(app)
+
+    with pytest.raises(RuntimeError, match=r"AwsSolutions-SQS(3|4)"):
+        app.synth()
+
+
+# --- the CLI, cfn-lint ----------------------------------------------------------------------
+
+
+def test_constructs_extends_the_library_namespace():
+    assert not (REPO / "constructs" / "__init__.py").exists()
+    code = (
+        "import aws_cdk; from constructs import Construct; import constructs.workflow; "
+        "print(Construct.__module__)"
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=False
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().startswith("constructs")
+
+
+@pytest.mark.synth
+def test_cdk_cli_synth_then_cfn_lint(tmp_path):
+    specs = tmp_path / "specs"
+    (specs / "jobs").mkdir(parents=True)
+    shutil.copy(REPO / "workflows" / "catch_the_fish.yaml", specs / "catch_the_fish.yaml")
+    (specs / "jobs" / "gear.py").write_text("def handler(event, context):\n    return {'rod': 1}\n")
+    spec = specs / "catch_the_fish.yaml"
+    spec.write_text(
+        spec.read_text().replace("buy_fishing_gear: {}", "buy_fishing_gear: {code: jobs/gear.py}")
+    )
+    outdir = tmp_path / "cdk.out"
+    env = os.environ | {
+        "PATH": os.pathsep.join([str(REPO / ".venv" / "bin"), str(NODE_BIN), os.environ["PATH"]])
+    }
+    context = ["-c", f"workflowsDir={specs}"] + [
+        arg for key, value in ATLAS.items() for arg in ("-c", f"{key}={value}")
+    ]
+
+    started = time.perf_counter()
+    synth = subprocess.run(
+        ["cdk", "synth", "--quiet", "--output", str(outdir), *context],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    print(f"cdk synth (CLI): {time.perf_counter() - started:.1f}s")
+
+    assert synth.returncode == 0, synth.stderr
+    templates = sorted(outdir.glob("*.template.json"))
+    assert any(path.name.endswith(".nested.template.json") for path in templates)
+    report = json.loads((outdir / "validation-report.json").read_text())
+    assert report["pluginReports"] == []
+    lint = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "cfn-lint"), "--ignore-checks", "W3005", "--", *map(str, templates)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
