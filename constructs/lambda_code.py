@@ -53,10 +53,10 @@ class CodeStaging:
     """
 
     def __init__(self, scope: Construct, workflow: Workflow) -> None:
-        outdir = Stage.of(scope)
-        if outdir is None:
+        stage = Stage.of(scope)
+        if stage is None:
             raise ValueError(f"{scope.node.path}: code assets need an App or Stage above the workflow")
-        self._root = Path(outdir.outdir) / "staging" / workflow.name
+        self._root = Path(stage.outdir) / "staging" / workflow.name
         shutil.rmtree(self._root, ignore_errors=True)
         self._workflow = workflow
 

@@ -44,8 +44,10 @@ RULE_RETRY_ATTEMPTS = 8
 """EventBridge delivery retries to a rule's target before the event goes to the dead-letter queue."""
 
 RULE_MAX_EVENT_AGE = Duration.hours(2)
+"""How long EventBridge keeps retrying a rule's target before the dead-letter queue."""
 
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
+"""Of the one log group all functions of a workflow write to."""
 
 HANDLERS = {
     "orchestrator": "runtime.handlers.orchestrator.handler",
@@ -226,10 +228,6 @@ class Workflow(Construct):
         return self._dead_letter_queue
 
     @property
-    def dead_letter_queues(self) -> tuple[sqs.IQueue, ...]:
-        return (self._dead_letter_queue,)
-
-    @property
     def topic(self) -> sns.ITopic:
         """Notifications and alarms; ``notify.email`` addresses are subscribed."""
         return self._topic
@@ -259,7 +257,7 @@ class Workflow(Construct):
             return secretsmanager.Secret.from_secret_complete_arn(self, "SlackWebhook", name_or_arn)
         return secretsmanager.Secret.from_secret_name_v2(self, "SlackWebhook", name_or_arn)
 
-    def _code(self, scope: Construct, stack_index: int | None) -> lambda_.Code:
+    def _code(self, stack_index: int | None) -> lambda_.Code:
         """One runtime-only ``Code`` per stack: CDK binds a ``Code`` to a single stack."""
         if stack_index not in self._runtime_code:
             self._runtime_code[stack_index] = lambda_.Code.from_asset(str(self._staging.runtime_only()))
@@ -287,7 +285,7 @@ class Workflow(Construct):
             construct_id,
             function_name=function_name(workflow, role_name),
             description=f"{workflow}: {description}",
-            code=code or self._code(self, None),
+            code=code or self._code(None),
             handler=HANDLERS[role_name],
             runtime=PYTHON_RUNTIME,
             architecture=ARCHITECTURE,
@@ -310,7 +308,7 @@ class Workflow(Construct):
         stack = self._job_stack(index)
         environment = self._store_environment()
         if job.code is None:
-            code = self._code(stack, index)
+            code = self._code(index)
         else:
             folder, entry = self._staging.job(job)
             code = lambda_.Code.from_asset(str(folder))
@@ -430,36 +428,33 @@ class Workflow(Construct):
         )
 
     def _create_alarms(self) -> tuple[cloudwatch.Alarm, ...]:
-        action = cloudwatch_actions.SnsAction(self._topic)
-        alarms = []
-        for index, queue in enumerate(self.dead_letter_queues):
-            alarms.append(
-                cloudwatch.Alarm(
-                    self,
-                    f"DeadLetterAlarm{index}" if index else "DeadLetterAlarm",
-                    alarm_description=f"{self._props.workflow.name}: events or invocations were given up "
-                    "on; see the dead-letter queue",
-                    metric=queue.metric_approximate_number_of_messages_visible(
-                        period=Duration.minutes(1), statistic=cloudwatch.Stats.MAXIMUM
-                    ),
-                    threshold=1,
-                    evaluation_periods=1,
-                    comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                    treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-                )
-            )
-        alarms.append(
+        workflow = self._props.workflow.name
+        alarms = (
+            cloudwatch.Alarm(
+                self,
+                "DeadLetterAlarm",
+                alarm_description=f"{workflow}: events or invocations were given up on; see the "
+                "dead-letter queue",
+                metric=self._dead_letter_queue.metric_approximate_number_of_messages_visible(
+                    period=Duration.minutes(1), statistic=cloudwatch.Stats.MAXIMUM
+                ),
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
             cloudwatch.Alarm(
                 self,
                 "OrchestratorErrorsAlarm",
-                alarm_description=f"{self._props.workflow.name}: the orchestrator failed; runs may stall",
+                alarm_description=f"{workflow}: the orchestrator failed; runs may stall",
                 metric=self._orchestrator.metric_errors(period=Duration.minutes(5), statistic="Sum"),
                 threshold=1,
                 evaluation_periods=1,
                 comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            )
+            ),
         )
+        action = cloudwatch_actions.SnsAction(self._topic)
         for alarm in alarms:
             alarm.add_alarm_action(action)
-        return tuple(alarms)
+        return alarms
