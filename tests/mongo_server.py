@@ -1,81 +1,18 @@
 """A real MongoDB server for the tests: SecantusDB started as its own process on a free port,
-or whatever ``MONGODB_URI`` points at (a real mongod or Atlas). No mongomock anywhere."""
+or whatever ``MONGODB_URI`` points at (a real mongod or Atlas). No mongomock anywhere. The server
+itself is ``cdk_app.embedded_mongo``, which the local runner starts too."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pymongo
 import pytest
 
+from cdk_app.embedded_mongo import EmbeddedMongo
 from runtime.settings import StoreSettings
-
-STARTUP_SECONDS = 60.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _server_command(port: int) -> list[str]:
-    launcher = Path(sys.executable).with_name("secantusd-py")
-    executable = str(launcher) if launcher.exists() else shutil.which("secantusd-py")
-    if executable is None:
-        raise RuntimeError("secantusd-py is not installed: run `make setup`")
-    return [executable, "--storage-path", ":memory:", "--host", "127.0.0.1", "--port", str(port)]
-
-
-def wait_for_ping(uri: str, process: subprocess.Popen[bytes] | None, deadline: float) -> None:
-    """Block until the server at ``uri`` answers ``ping``; fail early if the process died."""
-    client: pymongo.MongoClient[dict] = pymongo.MongoClient(uri, serverSelectionTimeoutMS=500)
-    try:
-        while True:
-            if process is not None and process.poll() is not None:
-                raise RuntimeError(f"the MongoDB server exited early with code {process.returncode}")
-            try:
-                client.admin.command("ping")
-                return
-            except pymongo.errors.PyMongoError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-    finally:
-        client.close()
-
-
-class EmbeddedMongo:
-    """A SecantusDB server process; ``uri`` is where it listens."""
-
-    def __init__(self) -> None:
-        port = _free_port()
-        self.uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
-        self.process = subprocess.Popen(
-            _server_command(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        try:
-            wait_for_ping(self.uri, self.process, time.monotonic() + STARTUP_SECONDS)
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 @pytest.fixture(scope="session")
