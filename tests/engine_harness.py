@@ -1,0 +1,173 @@
+"""A deterministic, synchronous driver of the real handlers for engine tests.
+
+It plays every hop of the deployed system in one thread: statuses inserted into MongoDB become
+Atlas EventBridge envelopes for the orchestrator (the trigger and the rule), dispatched job
+events are run through the real job wrapper (Lambda's async invoke), with optional duplicated
+and shuffled delivery and crashes injected into the orchestrator, each crashed handling being
+redelivered as Lambda's async retry would.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from cdk_app.atlas_events import envelope
+from cdk_app.faults import CrashingDispatcher, CrashingStore, CrashPlan, InjectedCrash, NoCrash
+from runtime.events import JobEvent
+from runtime.handlers.job import UserHandler, run_attempt, stub_handler
+from runtime.handlers.orchestrator import Orchestrator
+from runtime.patterns import ORCHESTRATOR_STATUSES
+from runtime.runs import start_run
+from runtime.spec.model import Job, Phase, Workflow
+from runtime.store import Store
+
+
+class RecordingDispatcher:
+    """Collects dispatched job events (thread-safe); the driver runs them."""
+
+    def __init__(self) -> None:
+        self.events: list[JobEvent] = []
+        self.history: list[JobEvent] = []
+        self._lock = threading.Lock()
+
+    def dispatch(self, event: JobEvent) -> None:
+        with self._lock:
+            self.events.append(event)
+            self.history.append(event)
+
+    def drain(self) -> list[JobEvent]:
+        with self._lock:
+            events, self.events = self.events, []
+        return events
+
+
+@dataclass
+class Faults:
+    duplicate: int = 1
+    shuffle: bool = False
+    crash_plan: Callable[[], CrashPlan] = NoCrash
+    """A fresh plan per handling: the first delivery may crash, the redelivery never does."""
+    seed: int = 0
+
+
+@dataclass
+class Outcome:
+    run: dict[str, Any]
+    executions: Counter[str]
+    statuses: list[dict[str, Any]]
+    dispatched: list[JobEvent]
+    crashes: int = 0
+
+    def job_states(self) -> dict[str, tuple[str, int]]:
+        return {name: (job["state"], job["attempt"]) for name, job in self.run["jobs"].items()}
+
+    def count(self, status: str, job: str | None = None) -> int:
+        return sum(1 for s in self.statuses if s["status"] == status and (job is None or s["job"] == job))
+
+
+@dataclass
+class Driver:
+    store: Store
+    definition: Workflow
+    handlers: Mapping[str, UserHandler] = field(default_factory=dict)
+    faults: Faults = field(default_factory=Faults)
+
+    def __post_init__(self) -> None:
+        self.dispatcher = RecordingDispatcher()
+        self.executions: Counter[str] = Counter()
+        self.rng = random.Random(self.faults.seed)
+        self.crashes = 0
+
+    def _user(self, job: str) -> UserHandler:
+        inner = self.handlers.get(job, stub_handler)
+
+        def counted(event: dict[str, Any], context: Any) -> Any:
+            self.executions[job] += 1
+            return inner(event, context)
+
+        return counted
+
+    def deliver(self, event: dict[str, Any]) -> None:
+        plan = self.faults.crash_plan()
+        orchestrator = Orchestrator(
+            store=cast(Store, CrashingStore(self.store, plan)),
+            dispatcher=CrashingDispatcher(self.dispatcher, plan),
+        )
+        try:
+            orchestrator.handle(event)
+        except InjectedCrash:
+            self.crashes += 1
+            Orchestrator(store=self.store, dispatcher=self.dispatcher).handle(event)
+
+    def run(self, run_id: str | None = None, run_input: Any = None, max_rounds: int = 1000) -> Outcome:
+        run_id = start_run(self.store, self.definition, run_id=run_id, input=run_input).run_id
+        seen: set[Any] = set()
+        for _ in range(max_rounds):
+            fresh = [s for s in self.store.run_statuses(run_id) if s["_id"] not in seen]
+            seen.update(s["_id"] for s in fresh)
+            events = [
+                envelope(s, self.store.settings.database, self.store.settings.statuses_collection)
+                for s in fresh
+                if s["status"] in ORCHESTRATOR_STATUSES
+            ] * self.faults.duplicate
+            jobs = self.dispatcher.drain() * self.faults.duplicate
+            if not events and not jobs:
+                break
+            if self.faults.shuffle:
+                self.rng.shuffle(events)
+                self.rng.shuffle(jobs)
+            for event in events:
+                self.deliver(event)
+            for job in jobs:
+                run_attempt(self.store, self._user(job.job), job.to_payload(), None, uuid.uuid4().hex)
+        else:
+            raise AssertionError(f"run {run_id} did not settle in {max_rounds} rounds")
+        document = self.store.load_run(run_id)
+        assert document is not None
+        return Outcome(
+            run=document,
+            executions=self.executions,
+            statuses=self.store.run_statuses(run_id),
+            dispatched=self.dispatcher.history,
+            crashes=self.crashes,
+        )
+
+
+def workflow(name: str, phases: Mapping[str, Mapping[str, Mapping[str, Any]]], **options: Any) -> Workflow:
+    """A Workflow IR from a compact literal: ``{"phase": {"job": {"after": [...], ...}}}``."""
+    return Workflow(
+        name=name,
+        phases=tuple(
+            Phase(
+                name=phase,
+                jobs=tuple(
+                    Job(name=job, phase=phase, **{"retries": 2, **settings}) for job, settings in jobs.items()
+                ),
+            )
+            for phase, jobs in phases.items()
+        ),
+        **options,
+    )
+
+
+CATCH_THE_FISH = workflow(
+    "catch_the_fish",
+    {
+        "thinking": {
+            "buy_fishing_gear": {},
+            "rent_a_boat": {"after": ["buy_fishing_gear"]},
+            "go_to_fishing_ground": {"after": ["rent_a_boat"]},
+            "cast_fishing_pole": {"after": ["go_to_fishing_ground"]},
+            "drink_beer": {"after": ["go_to_fishing_ground"]},
+            "catch_fish": {"after": ["go_to_fishing_ground"]},
+            "go_home": {"after": ["catch_fish"]},
+        },
+        "cooking": {"clean": {}, "cook": {"after": ["clean"]}},
+    },
+)

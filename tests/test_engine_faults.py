@@ -1,0 +1,474 @@
+"""The invariants of DESIGN.md section 4 under duplicated, reordered and concurrent delivery and
+crashes at every write, on a real MongoDB server."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
+from typing import Any
+
+import pymongo
+import pytest
+from pymongo import monitoring
+
+from benchmarks.seed_port import SeedStateMachineJob, seed_state_machine
+from cdk_app.atlas_events import envelope
+from cdk_app.faults import CrashAtStep
+from runtime.handlers.job import run_attempt, stub_handler
+from runtime.handlers.orchestrator import Orchestrator
+from runtime.runs import start_run
+from runtime.settings import StoreSettings
+from runtime.spec.model import Job, Phase, Workflow
+from runtime.store import Store
+from tests.engine_harness import CATCH_THE_FISH, Driver, Faults, Outcome, RecordingDispatcher, workflow
+
+pytestmark = pytest.mark.faults
+
+RACERS = 50
+
+
+@pytest.fixture
+def store(mongo_client: pymongo.MongoClient[dict], store_settings: StoreSettings) -> Store:
+    store = Store(mongo_client, store_settings)
+    store.ensure_indexes()
+    return store
+
+
+def _summary(outcome: Outcome) -> dict[str, Any]:
+    return {
+        "status": outcome.run["status"],
+        "jobs": outcome.job_states(),
+        "outputs": {name: job.get("output") for name, job in outcome.run["jobs"].items()},
+    }
+
+
+def _flaky(failures: int) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        if event["attempt"] <= failures:
+            raise RuntimeError(f"attempt {event['attempt']} fails on purpose")
+        return {"attempt": event["attempt"]}
+
+    return handler
+
+
+MIXED = workflow(
+    "mixed",
+    {
+        "p1": {
+            "a": {},
+            "b": {"after": ["a"]},
+            "c": {"after": ["a"], "when": "input.cheap"},
+            "d": {"after": ["b", "c"]},
+            "e": {"after": ["a"]},
+        },
+        "p2": {"f": {}, "g": {"after": ["f"]}},
+    },
+)
+MIXED_HANDLERS = {"b": _flaky(1), "f": _flaky(2)}
+
+
+def _baseline(store: Store, spec: Workflow = MIXED, **kwargs: Any) -> dict[str, Any]:
+    return _summary(Driver(store, spec, handlers=MIXED_HANDLERS).run(**kwargs))
+
+
+def _check_same_as_fault_free(store: Store, outcome: Outcome, run_input: Any = None) -> None:
+    assert _summary(outcome) == _baseline(store, run_input=run_input)
+    attempts = {
+        name: job["attempt"] for name, job in outcome.run["jobs"].items() if job["state"] != "skipped"
+    }
+    assert dict(outcome.executions) == attempts, "every attempt's user code ran exactly once"
+
+
+# -- concurrency -------------------------------------------------------------------------------
+
+
+def _race_run(store: Store, mongo_uri: str) -> tuple[str, RecordingDispatcher]:
+    jobs: dict[str, dict[str, Any]] = {f"j{i:02d}": {} for i in range(RACERS)}
+    spec = workflow("race", {"wide": jobs, "after": {"final": {}}})
+    dispatcher = RecordingDispatcher()
+    run_id = start_run(store, spec).run_id
+    started = store.find_status(run_id, None, None, "workflow_started", 0)
+    assert started is not None
+    settings = store.settings
+    Orchestrator(store, dispatcher).handle(envelope(started, settings.database, settings.statuses_collection))
+    assert len(dispatcher.drain()) == RACERS
+    return run_id, dispatcher
+
+
+def _race(handlers: list[Callable[[], object]]) -> None:
+    barrier = threading.Barrier(len(handlers))
+    errors: list[BaseException] = []
+
+    def go(handle: Callable[[], object]) -> None:
+        barrier.wait()
+        try:
+            handle()
+        except BaseException as exc:  # surfaced below; a thread must not swallow it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=go, args=(handle,)) for handle in handlers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+
+
+def test_fifty_parallel_completions_lose_nothing_and_advance_the_phase_once(
+    store: Store, mongo_uri: str
+) -> None:
+    run_id, dispatcher = _race_run(store, mongo_uri)
+    settings = store.settings
+    events = []
+    for job in (f"j{i:02d}" for i in range(RACERS)):
+        document: dict[str, Any] = {"runId": run_id, "workflow": "race", "phase": "wide", "job": job}
+        document.update(status="success", attempt=1, output={"job": job})
+        store.insert_status(document)
+        events.append(envelope(document, settings.database, settings.statuses_collection))
+    clients: list[pymongo.MongoClient[dict]] = [pymongo.MongoClient(mongo_uri, tz_aware=True) for _ in events]
+
+    def handler(event: dict[str, Any], client: pymongo.MongoClient[dict]) -> Callable[[], object]:
+        return lambda: Orchestrator(Store(client, settings), dispatcher).handle(event)
+
+    try:
+        _race([handler(event, client) for event, client in zip(events, clients, strict=True)])
+    finally:
+        for client in clients:
+            client.close()
+
+    run = store.load_run(run_id)
+    assert run is not None
+    lost = [name for name, job in run["jobs"].items() if name != "final" and job["state"] != "succeeded"]
+    assert lost == []
+    assert [e.job for e in dispatcher.drain()] == ["final"], "the next phase starts exactly once"
+    assert run["phase"] == "after"
+    assert len([s for s in store.run_statuses(run_id) if s["status"] == "phase_completed"]) == 1
+
+
+def test_the_seed_port_loses_completions_in_the_same_race(store: Store, mongo_uri: str) -> None:
+    spec = workflow("race", {"wide": {f"j{i:02d}": {} for i in range(RACERS)}})
+    database = store.runs.database
+    lost_per_round = []
+    for round_number in range(3):
+        state_id = f"seed-{round_number}"
+        database["state-machines"].insert_one(seed_state_machine(spec, state_id))
+        clients: list[pymongo.MongoClient[dict]] = [pymongo.MongoClient(mongo_uri) for _ in range(RACERS)]
+
+        def seed_job(job: str, client: pymongo.MongoClient[dict], state: str) -> Callable[[], object]:
+            document = {"stateId": state, "job": job, "status": "success"}
+            return lambda: SeedStateMachineJob(client[database.name]).handle(document)
+
+        try:
+            _race([seed_job(f"j{i:02d}", client, state_id) for i, client in enumerate(clients)])
+        finally:
+            for client in clients:
+                client.close()
+        state = database["state-machines"].find_one({"_id": state_id})
+        assert state is not None
+        lost_per_round.append(RACERS - len(set(state["phases"]["wide"]["finished"])))
+    assert sum(lost_per_round) > 0, "the seed's read-modify-write must lose completions under this race"
+
+
+# -- duplicates, reordering, crashes ------------------------------------------------------------
+
+
+def test_every_event_delivered_three_times_changes_nothing(store: Store) -> None:
+    outcome = Driver(store, MIXED, handlers=MIXED_HANDLERS, faults=Faults(duplicate=3)).run(
+        run_input={"cheap": True}
+    )
+    _check_same_as_fault_free(store, outcome, run_input={"cheap": True})
+    assert outcome.count("workflow_succeeded") == 1
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_shuffled_delivery_changes_nothing(store: Store, seed: int) -> None:
+    faults = Faults(duplicate=2, shuffle=True, seed=seed)
+    outcome = Driver(store, MIXED, handlers=MIXED_HANDLERS, faults=faults).run()
+    _check_same_as_fault_free(store, outcome)
+
+
+@pytest.mark.parametrize("step", range(1, 9))
+def test_a_crash_at_any_write_or_dispatch_then_redelivery_changes_nothing(store: Store, step: int) -> None:
+    # Steps count the points before and after each write and dispatch of one handling: every
+    # handling of the run crashes once at that step (if it gets that far), then is redelivered.
+    faults = Faults(crash_plan=lambda: CrashAtStep(step))
+    outcome = Driver(store, MIXED, handlers=MIXED_HANDLERS, faults=faults).run(run_input={"cheap": True})
+    _check_same_as_fault_free(store, outcome, run_input={"cheap": True})
+    assert outcome.crashes > 0
+
+
+def test_crashes_combined_with_duplicates_and_shuffling(store: Store) -> None:
+    for seed in range(4):
+        faults = Faults(duplicate=2, shuffle=True, seed=seed, crash_plan=partial(CrashAtStep, 2 + seed))
+        outcome = Driver(store, CATCH_THE_FISH, faults=faults).run()
+        assert outcome.run["status"] == "succeeded"
+        assert set(outcome.job_states().values()) == {("succeeded", 1)}
+        assert set(outcome.executions.values()) == {1}
+
+
+# -- Lambda giving up on a job -------------------------------------------------------------------
+
+
+def _failure_record(run_id: str, job: str, attempt: int, request_id: str) -> dict[str, Any]:
+    with open("../shared/fixtures/lambda-async-on-failure.record.json", encoding="utf-8") as fixture:
+        record: dict[str, Any] = json.load(fixture)
+    record["requestContext"]["requestId"] = request_id
+    record["requestPayload"].update(run_id=run_id, workflow="dies", phase="p", job=job, attempt=attempt)
+    return record
+
+
+def test_a_job_whose_lambda_dies_is_retried_then_fails_the_run(store: Store) -> None:
+    spec = workflow("dies", {"p": {"boat": {"retries": 1}}})
+    dispatcher = RecordingDispatcher()
+    orchestrator = Orchestrator(store, dispatcher)
+    settings = store.settings
+    run_id = start_run(store, spec).run_id
+
+    def deliver_new_statuses(seen: set[Any]) -> None:
+        for status in store.run_statuses(run_id):
+            if status["_id"] not in seen and status["status"] in ("workflow_started", "success", "failed"):
+                seen.add(status["_id"])
+                orchestrator.handle(envelope(status, settings.database, settings.statuses_collection))
+
+    seen: set[Any] = set()
+    deliver_new_statuses(seen)
+    for attempt in (1, 2):
+        (job_event,) = dispatcher.drain()
+        assert job_event.attempt == attempt
+        # the function claims the attempt, then dies (timeout) on every Lambda retry
+        request_id = f"req-{attempt}"
+        store.insert_status(
+            {"runId": run_id, "workflow": "dies", "phase": "p", "job": "boat", "status": "started"}
+            | {"attempt": attempt, "requestId": request_id}
+        )
+        outcome = orchestrator.handle(_failure_record(run_id, "boat", attempt, request_id))
+        assert outcome.recorded == ("failed",)
+        deliver_new_statuses(seen)
+
+    run = store.load_run(run_id)
+    assert run is not None
+    assert run["status"] == "failed"
+    assert run["jobs"]["boat"]["attempt"] == 2
+    assert "Task timed out" in run["error"]
+    assert dispatcher.drain() == []
+
+
+def test_an_on_failure_record_is_ignored_when_the_attempt_reported_or_belongs_to_another_request(
+    store: Store,
+) -> None:
+    spec = workflow("dies", {"p": {"boat": {}}})
+    run_id = start_run(store, spec).run_id
+    orchestrator = Orchestrator(store, RecordingDispatcher())
+    base = {"runId": run_id, "workflow": "dies", "phase": "p", "job": "boat", "attempt": 1}
+    store.insert_status(base | {"status": "started", "requestId": "owner"})
+
+    assert orchestrator.handle(_failure_record(run_id, "boat", 1, "duplicate")).action == "ignored"
+    store.insert_status(base | {"status": "success", "output": {}})
+    assert orchestrator.handle(_failure_record(run_id, "boat", 1, "owner")).action == "ignored"
+    assert store.find_status(run_id, "p", "boat", "failed", 1) is None
+
+
+# -- the job wrapper -----------------------------------------------------------------------------
+
+
+def test_the_wrapper_runs_an_attempt_once_and_a_retry_of_its_own_request_takes_over(store: Store) -> None:
+    calls: list[str] = []
+
+    def user(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        calls.append(event["job"])
+        return {"ok": True}
+
+    event = {
+        "run_id": "r1",
+        "workflow": "w",
+        "phase": "p",
+        "job": "j",
+        "attempt": 1,
+        "input": {},
+        "results": {},
+    }
+    # an invocation claimed the attempt and died before reporting
+    store.insert_status(
+        {"runId": "r1", "workflow": "w", "phase": "p", "job": "j", "status": "started"}
+        | {
+            "attempt": 1,
+            "requestId": "first",
+        }
+    )
+
+    assert run_attempt(store, user, event, None, "someone-else").outcome == "owned-elsewhere"
+    assert calls == []
+    assert run_attempt(store, user, event, None, "first").outcome == "success"
+    assert run_attempt(store, user, event, None, "first").outcome == "already-finished"
+    assert run_attempt(store, user, event, None, "third").outcome == "already-finished"
+    assert calls == ["j"]
+
+
+def test_the_stub_succeeds_with_a_note_that_it_is_a_stub(store: Store) -> None:
+    event = {"run_id": "r2", "workflow": "w", "phase": "p", "job": "j", "attempt": 1}
+    result = run_attempt(store, stub_handler, event, None, "req")
+    assert result.outcome == "success"
+    assert result.output == {"stub": True, "job": "j"}
+
+
+# -- a definition edited while a run is in flight ------------------------------------------------
+
+
+def test_a_run_finishes_on_the_definition_it_started_with(store: Store) -> None:
+    v1 = workflow("edited", {"p": {"a": {}, "b": {"after": ["a"]}}})
+    v2 = replace(v1, phases=(*v1.phases, Phase(name="q", jobs=(Job(name="new_job", phase="q"),))))
+    dispatcher = RecordingDispatcher()
+    orchestrator = Orchestrator(store, dispatcher)
+    settings = store.settings
+    run_id = start_run(store, v1, run_id="in-flight").run_id
+    started = store.find_status(run_id, None, None, "workflow_started", 0)
+    assert started is not None
+    orchestrator.handle(envelope(started, settings.database, settings.statuses_collection))
+
+    # v2 is deployed now: new runs take it, the run in flight keeps its snapshot
+    assert start_run(store, v2, run_id="after-deploy").created
+    for _ in range(2):
+        (job,) = dispatcher.drain()
+        run_attempt(store, stub_handler, job.to_payload(), None, uuid.uuid4().hex)
+        success = store.find_status(run_id, "p", job.job, "success", 1)
+        assert success is not None
+        orchestrator.handle(envelope(success, settings.database, settings.statuses_collection))
+
+    run = store.load_run(run_id)
+    assert run is not None
+    assert run["status"] == "succeeded"
+    assert set(run["jobs"]) == {"a", "b"}
+    assert dispatcher.drain() == []
+
+
+# -- malformed events ---------------------------------------------------------------------------
+
+
+def _event(**document: Any) -> dict[str, Any]:
+    return {
+        "detail": {"operationType": "insert", "fullDocument": document, "ns": {"db": "d", "coll": "statuses"}}
+    }
+
+
+GOOD = {"runId": "r", "workflow": "w", "phase": "p", "job": "j", "status": "success", "attempt": 1}
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        pytest.param("not json {", "not JSON", id="not-json"),
+        pytest.param(["a", "list"], "must be a JSON object", id="not-an-object"),
+        pytest.param({"source": "x"}, "no 'detail'", id="no-detail"),
+        pytest.param({"detail": {"operationType": "delete"}}, "only 'insert'", id="delete"),
+        pytest.param(
+            _event(**{k: v for k, v in GOOD.items() if k != "runId"}), "missing field 'runId'", id="no-run"
+        ),
+        pytest.param(_event(**GOOD | {"attempt": "one"}), "'attempt' has the wrong type", id="attempt-type"),
+        pytest.param(_event(**GOOD | {"attempt": 0}), "attempt must be >= 1", id="attempt-zero"),
+        pytest.param(_event(**GOOD | {"status": "exploded"}), "unknown status", id="status"),
+        pytest.param(_event(**GOOD | {"runId": "no-such-run"}), "unknown run", id="unknown-run"),
+        pytest.param(
+            {"requestContext": {}, "requestPayload": {"run_id": "r"}}, "missing field", id="bad-record"
+        ),
+    ],
+)
+def test_a_malformed_event_is_dropped_with_the_reason(store: Store, event: Any, reason: str) -> None:
+    outcome = Orchestrator(store, RecordingDispatcher()).handle(event)
+    assert outcome.action == "dropped"
+    assert reason in outcome.reason
+
+
+def test_an_event_for_a_job_the_run_does_not_have_is_dropped(store: Store) -> None:
+    run_id = start_run(store, workflow("w", {"p": {"j": {}}})).run_id
+    outcome = Orchestrator(store, RecordingDispatcher()).handle(
+        _event(**GOOD | {"runId": run_id, "job": "ghost"})
+    )
+    assert outcome.action == "dropped"
+    assert "has no job 'ghost'" in outcome.reason
+
+
+def test_extended_json_events_are_understood(store: Store) -> None:
+    spec = workflow("w", {"p": {"j": {}, "k": {"after": ["j"]}}})
+    dispatcher = RecordingDispatcher()
+    run_id = start_run(store, spec).run_id
+    orchestrator = Orchestrator(store, dispatcher)
+    orchestrator.handle(
+        _event(runId=run_id, workflow="w", status="workflow_started", attempt={"$numberInt": "0"})
+    )
+    (job,) = dispatcher.drain()
+    extended = _event(
+        _id={"$oid": "6761b2e5c0ffee0123456789"},
+        runId=run_id,
+        workflow="w",
+        phase="p",
+        job="j",
+        status="success",
+        attempt={"$numberInt": "1"},
+        output={"n": {"$numberLong": "7"}},
+        date={"$date": {"$numberLong": "1795780805101"}},
+    )
+    outcome = orchestrator.handle(extended)
+    assert [e.job for e in outcome.dispatched] == ["k"]
+    assert outcome.dispatched[0].results == {"j": {"n": 7}}
+
+
+# -- cost of the hot path ------------------------------------------------------------------------
+
+
+class _Commands(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.names.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        return None
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("finished", "expected"),
+    [
+        pytest.param("a", ["findAndModify", "update"], id="success-that-dispatches-the-next-jobs"),
+        pytest.param("c", ["findAndModify"], id="success-that-dispatches-nothing"),
+    ],
+)
+def test_a_success_that_does_not_end_a_phase_costs_at_most_two_commands(
+    store: Store, mongo_uri: str, finished: str, expected: list[str]
+) -> None:
+    spec = workflow("hot", {"p": {"a": {}, "c": {}, "b": {"after": ["a"]}}})
+    run_id, settings = start_run(store, spec).run_id, store.settings
+    dispatcher = RecordingDispatcher()
+    started = store.find_status(run_id, None, None, "workflow_started", 0)
+    assert started is not None
+    Orchestrator(store, dispatcher).handle(envelope(started, settings.database, settings.statuses_collection))
+    success = {
+        "runId": run_id,
+        "workflow": "hot",
+        "phase": "p",
+        "job": finished,
+        "status": "success",
+        "attempt": 1,
+    }
+
+    listener = _Commands()
+    client: pymongo.MongoClient[dict] = pymongo.MongoClient(
+        mongo_uri, event_listeners=[listener], tz_aware=True
+    )
+    try:
+        client.admin.command("ping")
+        listener.names.clear()
+        Orchestrator(Store(client, settings), dispatcher).handle(
+            envelope(success, settings.database, settings.statuses_collection)
+        )
+        commands = list(listener.names)
+    finally:
+        client.close()
+    assert commands == expected
