@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from runtime.engine import Run, RunStatus, Transition, plan_failure, plan_progress, replay
@@ -50,7 +50,6 @@ class Outcome:
 class Orchestrator:
     store: Store
     dispatcher: Dispatcher
-    run_cache: dict[str, Any] = field(default_factory=dict)
 
     def handle(self, event: object) -> Outcome:
         """Never raises for a malformed or stale event (it is logged and dropped); store and
@@ -171,14 +170,7 @@ class Orchestrator:
         return Outcome(action="recorded", recorded=("failed",))
 
 
-_orchestrator: Orchestrator | None = None
-
-
-def _from_env(factory: Callable[[], Orchestrator]) -> Orchestrator:
-    global _orchestrator
-    if _orchestrator is None:
-        _orchestrator = factory()
-    return _orchestrator
+_state: dict[str, Orchestrator] = {}
 
 
 def _build() -> Orchestrator:
@@ -192,7 +184,9 @@ def _build() -> Orchestrator:
 
 def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     """Lambda entry point (EventBridge rule target and job functions' on-failure destination)."""
-    outcome = _from_env(_build).handle(event)
+    if "orchestrator" not in _state:
+        _state["orchestrator"] = _build()
+    outcome = _state["orchestrator"].handle(event)
     log.info("orchestrator: %s", outcome)
     return {
         "action": outcome.action,
