@@ -1,0 +1,130 @@
+"""``make bench``: every figure of benchmarks/README.md, written to benchmarks/results.json.
+
+``python -m benchmarks [--only engine|synth] [--pairs N] [--repeats N] [--output FILE]``; the
+defaults are what results.json was made with (about eight minutes on two cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pymongo
+
+from benchmarks import orchestration, synth
+
+RESULTS = Path(__file__).resolve().parent / "results.json"
+
+TARGETS = {
+    "synth_overhead_ratio": "<= 1.25",
+    "synth_largest_over_smallest": "<= 3.0 (500 jobs against 10)",
+    "round_trips_per_success": "<= 2",
+    "lost_updates_ours": "== 0, while lost_updates_seed > 0",
+    "events_per_second_ratio": ">= 1.0",
+}
+
+
+def progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+@contextmanager
+def mongo_server() -> Iterator[str]:
+    """``MONGODB_URI`` if set, else the embedded server the local runner and the tests use."""
+    external = os.environ.get("MONGODB_URI")
+    if external:
+        yield external
+        return
+    from cdk_app.embedded_mongo import EmbeddedMongo
+
+    server = EmbeddedMongo()
+    try:
+        yield server.uri
+    finally:
+        server.stop()
+
+
+def memory_gib() -> float | None:
+    try:
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return None
+    return round(pages / 2**30, 1)
+
+
+def machine(uri: str) -> dict[str, Any]:
+    client: pymongo.MongoClient[dict[str, Any]]
+    with pymongo.MongoClient(uri) as client:
+        server = client.server_info().get("version", "?")
+    kind = "external" if os.environ.get("MONGODB_URI") else "SecantusDB (embedded)"
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cores": os.cpu_count(),
+        "memory_gib": memory_gib(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "pymongo": pymongo.__version__,
+        "mongodb_server": f"{kind} {server}",
+        "load_average_at_start": [round(value, 2) for value in os.getloadavg()],
+        **synth.tool_versions(),
+    }
+
+
+def verdicts(results: dict[str, Any]) -> dict[str, bool]:
+    checks = {
+        "synth_overhead_ratio": lambda r: r["synth_overhead_ratio"] <= 1.25,
+        "synth_largest_over_smallest": lambda r: r["synth_largest_over_smallest"] <= 3.0,
+        "round_trips_per_success": lambda r: r["round_trips_per_success"] <= 2,
+        "lost_updates_ours": lambda r: r["lost_updates_ours"] == 0 and r["lost_updates_seed"] > 0,
+        "events_per_second_ratio": lambda r: r["events_per_second_ratio"] >= 1.0,
+    }
+    return {name: check(results) for name, check in checks.items() if name in results}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--only", choices=["engine", "synth"], help="one half of the bench")
+    parser.add_argument("--pairs", type=int, default=3, help="interleaved synth pairs (default 3)")
+    parser.add_argument("--repeats", type=int, default=3, help="synths per workflow size (default 3)")
+    parser.add_argument("--threads", type=int, default=50, help="simultaneous successes (default 50)")
+    parser.add_argument("--bursts", type=int, default=20, help="lost-update repetitions (default 20)")
+    parser.add_argument("--runs", type=int, default=20, help="throughput runs per side and round")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="default benchmarks/results.json")
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    results: dict[str, Any] = {}
+    with mongo_server() as uri:
+        results["machine"] = machine(uri)
+        progress(f"machine: {json.dumps(results['machine'])}")
+        if args.only in (None, "engine"):
+            progress("round trips of one success, ours and the seed's")
+            results.update(orchestration.measure_round_trips(uri))
+            results.update(orchestration.lost_updates(uri, args.threads, args.bursts, progress))
+            results.update(orchestration.throughput(uri, args.runs, 3, 4, progress))
+    if args.only in (None, "synth"):
+        results.update(synth.measure_overhead(args.pairs, progress))
+        results.update(synth.measure_sizes([10, 100, 500], args.repeats, progress))
+    results["targets"] = {
+        name: {"target": TARGETS[name], "met": met} for name, met in verdicts(results).items()
+    }
+    results["bench_seconds"] = round(time.perf_counter() - started, 1)
+    args.output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    progress(f"wrote {args.output} in {results['bench_seconds']} s")
+    for name, verdict in results["targets"].items():
+        status = "met" if verdict["met"] else "MISSED"
+        print(f"  {name}: {results[name]} (target {verdict['target']}): {status}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
