@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeAlias
 
+from cdk_app.local.commands import add_run, add_start, add_status
 from runtime.errors import SpecError
 from runtime.spec.loader import load_workflow, load_workflows
 from runtime.spec.model import Job, Workflow
@@ -186,7 +187,13 @@ RENDERERS: dict[str, Callable[[Workflow], str]] = {"mermaid": render_mermaid, "d
 
 # --- wiring --------------------------------------------------------------------------------------
 
-SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (add_validate, add_graph)
+SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
+    add_validate,
+    add_graph,
+    add_run,
+    add_start,
+    add_status,
+)
 """Add a subcommand by writing its ``add_<command>`` function and listing it here."""
 
 

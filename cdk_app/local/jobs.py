@@ -1,0 +1,73 @@
+"""Job code run in-process: the same ``handler(event, context)`` the job's Lambda function runs,
+imported by path from the spec's ``code`` (a ``.py`` file, or a folder with ``handler.py``)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runtime.errors import RunError
+from runtime.handlers.job import UserHandler, stub_handler
+from runtime.spec.model import Job, Workflow, job_function_name
+
+FOLDER_ENTRY_POINT = "handler.py"
+HANDLER_FUNCTION = "handler"
+
+
+@dataclass(frozen=True, kw_only=True)
+class LocalContext:
+    """The parts of Lambda's context object that handler code commonly reads."""
+
+    function_name: str
+    aws_request_id: str
+    memory_limit_in_mb: int
+    timeout: int
+    started: float = field(default_factory=time.monotonic)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.started + self.timeout - time.monotonic()) * 1000))
+
+
+def context_for(workflow: str, job: Job, request_id: str) -> LocalContext:
+    return LocalContext(
+        function_name=job_function_name(workflow, job.name),
+        aws_request_id=request_id,
+        memory_limit_in_mb=job.memory,
+        timeout=job.timeout,
+    )
+
+
+def load_job_handler(workflow: str, job: Job) -> UserHandler:
+    """The job's ``handler`` function, or the generated stub when the job has no code."""
+    if job.code is None:
+        return stub_handler
+    code = Path(job.code)
+    path = code / FOLDER_ENTRY_POINT if code.is_dir() else code
+    module_name = f"_local_job_{workflow}_{job.name}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise RunError(f"{path}: job {job.name!r}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    if code.is_dir() and str(code) not in sys.path:
+        # Lambda puts the code folder on sys.path: a handler may import the modules beside it.
+        sys.path.insert(0, str(code))
+    # Registered before it runs, as an import would: dataclasses and pickling look modules up.
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # the user's module may raise anything at import time
+        raise RunError(f"{path}: importing job {job.name!r} failed: {type(exc).__name__}: {exc}") from exc
+    function = getattr(module, HANDLER_FUNCTION, None)
+    if not callable(function):
+        raise RunError(f"{path}: job {job.name!r} has no function {HANDLER_FUNCTION}(event, context)")
+    handler: UserHandler = function
+    return handler
+
+
+def load_job_handlers(workflow: Workflow) -> dict[str, UserHandler]:
+    """Every job's handler, imported once before the run starts, so broken code stops the run
+    before anything was recorded."""
+    return {job.name: load_job_handler(workflow.name, job) for job in workflow.jobs()}

@@ -1,0 +1,127 @@
+"""What people see: live progress while a run goes on (phase headers, a line per finished job)
+and the summary table that ``run`` ends with and ``status`` prints."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from cdk_app.local.report import RunReport
+from runtime.spec.model import Workflow
+from runtime.store import Document, Store
+
+STYLES = {
+    "succeeded": "green",
+    "failed": "red",
+    "skipped": "dim",
+    "pending": "yellow",
+    "running": "cyan",
+}
+MARKS = {"succeeded": "✔", "failed": "✘", "skipped": "·", "pending": "…", "running": "▸"}
+PREVIEW_CHARS = 48
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def _preview(value: object) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = text.strip().splitlines()[0] if text.strip() else ""
+    return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
+
+
+class Progress:
+    """A RunObserver printing as the trigger sees statuses: in insert order, one thread."""
+
+    def __init__(self, console: Console, workflow: Workflow, store: Store) -> None:
+        self.console = console
+        self.workflow = workflow
+        self.store = store
+        self._started: dict[tuple[str, int], datetime] = {}
+
+    def status(self, document: Document) -> None:
+        status, job, phase = document["status"], document["job"], document["phase"]
+        if status == "workflow_started":
+            self.console.print(f"[bold]{self.workflow.name}[/] run [bold]{escape(document['runId'])}[/]")
+            self._phase_header(self.workflow.phase_order()[0].name)
+        elif status == "started":
+            self._started[(job, document["attempt"])] = document["date"]
+        elif status in ("success", "failed"):
+            started = self._started.get((job, document["attempt"]))
+            seconds = None if started is None else (document["date"] - started).total_seconds()
+            state = "succeeded" if status == "success" else "failed"
+            detail = _preview(document.get("error") or "") if status == "failed" else ""
+            self._job_line(job, state, document["attempt"], _duration(seconds), detail)
+        elif status == "phase_completed":
+            self._skipped_jobs(document["runId"], phase)
+            following = self.workflow.next_phase(phase)
+            if following is not None:
+                self._phase_header(following.name)
+        elif status in ("workflow_succeeded", "workflow_failed"):
+            style = "green" if status == "workflow_succeeded" else "red"
+            self.console.print(f"[{style}]{status.replace('_', ' ')}[/]")
+
+    def notification(self, subject: str, message: str) -> None:
+        self.console.print(f"  [magenta]✉[/] [dim]{escape(subject)}[/]")
+
+    def _phase_header(self, phase: str) -> None:
+        self.console.rule(f"phase [bold]{escape(phase)}[/]", align="left", style="blue")
+
+    def _job_line(self, job: str, state: str, attempt: int, duration: str, detail: str = "") -> None:
+        style = STYLES[state]
+        self.console.print(
+            f"  [{style}]{MARKS[state]} {escape(job):<28} {state:<9}[/] attempt {attempt}  "
+            f"{duration:>8}  [dim]{escape(detail)}[/]",
+            no_wrap=True,
+            overflow="ellipsis",
+        )
+
+    def _skipped_jobs(self, run_id: str, phase: str) -> None:
+        """Skips are decisions in the run document, not statuses: read them when the phase ends."""
+        document = self.store.load_run(run_id) or {"jobs": {}}
+        for job in self.workflow.phase(phase).jobs:
+            if document["jobs"].get(job.name, {}).get("state") == "skipped":
+                self._job_line(job.name, "skipped", 0, "")
+
+
+def summary_table(report: RunReport) -> Table:
+    local = any(job.executions is not None for job in report.jobs)
+    title = f"{report.workflow} run {report.run_id}: {report.status}"
+    if report.seconds is not None:
+        title += f" in {_duration(report.seconds)}"
+    table = Table(title=escape(title), title_justify="left", title_style="bold")
+    table.add_column("job", no_wrap=True)
+    table.add_column("phase", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("attempts", justify="right")
+    if local:
+        table.add_column("runs", justify="right")
+    table.add_column("time", justify="right", no_wrap=True)
+    table.add_column("output / error", no_wrap=True, overflow="ellipsis")
+    for job in report.jobs:
+        style = STYLES[job.status]
+        row = [escape(job.name), escape(job.phase), f"[{style}]{job.status}[/]", str(job.attempts)]
+        if local:
+            row.append(str(job.executions))
+        detail = f"[red]{escape(_preview(job.error))}[/]" if job.error else escape(_preview(job.output or ""))
+        row += [_duration(job.seconds), detail]
+        table.add_row(*row)
+    return table
+
+
+def print_summary(console: Console, report: RunReport) -> None:
+    console.print(summary_table(report))
+    if report.status == "running":
+        console.print(f"current phase: {escape(report.phase)}")
+    if report.error:
+        console.print(f"[red]{escape(report.error.strip().splitlines()[0])}[/]")
+    if report.faults and any(report.faults.values()):
+        counters = ", ".join(f"{name} {count}" for name, count in report.faults.items())
+        console.print(f"faults: {counters}")

@@ -1,0 +1,218 @@
+"""One workflow run on this machine, through the deployed system's own parts.
+
+The runner plays what surrounds the handlers in the cloud: the Atlas trigger (a change stream on
+``statuses``, opened before the run starts so nothing is missed, each insert wrapped in the Atlas
+EventBridge envelope), EventBridge (the rules' own patterns, matched by moto's implementation of
+EventBridge pattern matching) and Lambda (the orchestrator, notifier and job wrapper called on
+thread pools, concurrently, each invocation with its own request id).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+from moto.events.models import EventPattern
+
+from cdk_app.atlas_events import envelope
+from cdk_app.faults import CrashingDispatcher, CrashingStore, CrashPlan
+from cdk_app.local.delivery import Bus, DaemonPool, FaultSettings
+from cdk_app.local.jobs import context_for
+from cdk_app.local.report import RunReport, summarize
+from runtime.events import JobEvent
+from runtime.handlers.job import UserHandler, run_attempt
+from runtime.handlers.notifier import NotifierService
+from runtime.handlers.orchestrator import Orchestrator
+from runtime.patterns import notifier_pattern, orchestrator_pattern
+from runtime.runs import start_run
+from runtime.spec.model import Workflow
+from runtime.store import Document, Store
+
+if TYPE_CHECKING:
+    from moto.events.utils import EventMessageType
+
+RUN_ENDS = ("workflow_succeeded", "workflow_failed")
+
+
+class RunObserver(Protocol):
+    """Hears what happens, in the order the trigger sees it (progress display, tests)."""
+
+    def status(self, document: Document) -> None:
+        """A status was inserted into ``statuses``."""
+
+    def notification(self, subject: str, message: str) -> None:
+        """The notifier published a message."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    faults: FaultSettings = field(default_factory=FaultSettings)
+    timeout: float = 300.0
+    """Seconds without a new status after which the runner gives up on the run."""
+    handler_threads: int = 4
+    """Concurrent orchestrator and notifier invocations (EventBridge delivers concurrently)."""
+    job_threads: int = 32
+    """Concurrent job invocations: the jobs of a phase run at the same time, as on Lambda."""
+    poll_seconds: float = 0.05
+    """How long one wait on the change stream lasts before the runner looks at the clock."""
+
+
+class LocalNotifier:
+    """The notifier's port locally: hands each message to the observer, under the crash plan
+    of the handling that publishes it."""
+
+    def __init__(self, observer: RunObserver, plan: CrashPlan) -> None:
+        self.observer = observer
+        self.plan = plan
+
+    def publish(self, subject: str, message: str) -> None:
+        self.plan.check("before publishing")
+        self.observer.notification(subject, message)
+        self.plan.check("after publishing")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rule:
+    """An EventBridge rule: the synthesized pattern and the target it invokes."""
+
+    target: str
+    pattern: EventPattern
+    handle: Callable[[dict[str, Any], CrashPlan, str], None]
+
+
+class LocalRunner:
+    def __init__(
+        self,
+        store: Store,
+        workflow: Workflow,
+        handlers: Mapping[str, UserHandler],
+        observer: RunObserver,
+        options: RunOptions | None = None,
+    ) -> None:
+        self.store = store
+        self.workflow = workflow
+        self.handlers = handlers
+        self.observer = observer
+        self.options = options or RunOptions()
+        self.executions: Counter[str] = Counter()
+        self._executions_lock = threading.Lock()
+        self._bus = Bus(
+            self.options.faults,
+            {
+                "orchestrator": DaemonPool("orchestrator", self.options.handler_threads),
+                "notifier": DaemonPool("notifier", self.options.handler_threads),
+                "job": DaemonPool("job", self.options.job_threads),
+            },
+        )
+        collection = store.settings.statuses_collection
+        self._rules = [
+            Rule(
+                target="orchestrator",
+                pattern=EventPattern.load(json.dumps(orchestrator_pattern(workflow.name, collection))),
+                handle=self._orchestrate,
+            )
+        ]
+        if workflow.notify.on:  # no notify events, no notifier rule (EventBridge refuses `[]`)
+            self._rules.append(
+                Rule(
+                    target="notifier",
+                    pattern=EventPattern.load(
+                        json.dumps(notifier_pattern(workflow.name, workflow.notify.on, collection))
+                    ),
+                    handle=self._notify,
+                )
+            )
+
+    def run(self, run_input: Any = None) -> RunReport:
+        """Start a run, deliver everything it causes until it ends and nothing is in flight,
+        and report it. Gives up after ``timeout`` seconds without a new status."""
+        self.store.ensure_indexes()
+        try:
+            with self.store.statuses.watch(
+                [{"$match": {"operationType": "insert"}}],
+                max_await_time_ms=int(self.options.poll_seconds * 1000),
+            ) as stream:
+                run_id = start_run(self.store, self.workflow, input=run_input).run_id
+                gave_up = self._follow(stream, run_id)
+        finally:
+            self._bus.close()
+        report = summarize(self.store, run_id, self.executions, self._bus.counters.as_dict(), gave_up)
+        assert report is not None, "the run document disappeared during the run"
+        return report
+
+    def _follow(self, stream: Any, run_id: str) -> str | None:
+        """Route each status of the run until it has ended and gone quiet; why it gave up, or
+        None when the run ended."""
+        seen = 0
+        ended = False
+        last_progress = time.monotonic()
+        while True:
+            change = stream.try_next()
+            if change is not None:
+                document = change["fullDocument"]
+                if document.get("runId") != run_id:
+                    continue
+                seen += 1
+                last_progress = time.monotonic()
+                self._route(document)
+                self.observer.status(document)
+                ended = ended or document["status"] in RUN_ENDS
+                continue
+            if self._bus.undeliverable:
+                return "; ".join(self._bus.undeliverable)
+            # Quiet means nothing in flight and every status of the run seen: a failed run's
+            # parallel jobs still finish, as they would on Lambda, and their reports count.
+            if ended and self._bus.idle() and seen == self.store.statuses.count_documents({"runId": run_id}):
+                return None
+            if time.monotonic() - last_progress > self.options.timeout:
+                return self._waiting_message(run_id)
+
+    def _waiting_message(self, run_id: str) -> str:
+        document = self.store.load_run(run_id) or {"jobs": {}}
+        waiting = [
+            f"{name} (attempt {state['attempt']})"
+            for name, state in document["jobs"].items()
+            if state["state"] == "dispatched"
+        ]
+        quiet = f"no new status for {self.options.timeout:g}s"
+        if not waiting:
+            return f"{quiet}, and no job is running: the run is stuck"
+        return f"{quiet}; still waiting for {', '.join(waiting)}"
+
+    def _route(self, document: Document) -> None:
+        event = envelope(document, self.store.settings.database, self.store.settings.statuses_collection)
+        identity = "/".join(str(document.get(key)) for key in ("status", "phase", "job", "attempt"))
+        for rule in self._rules:
+            if rule.pattern.matches_event(cast("EventMessageType", event)):
+                self._bus.send(rule.target, f"{rule.target}:{identity}", partial(rule.handle, event), True)
+
+    def _orchestrate(self, event: dict[str, Any], plan: CrashPlan, request_id: str) -> None:
+        Orchestrator(
+            store=cast(Store, CrashingStore(self.store, plan)),
+            dispatcher=CrashingDispatcher(self, plan),
+        ).handle(event)
+
+    def _notify(self, event: dict[str, Any], plan: CrashPlan, request_id: str) -> None:
+        NotifierService(notifiers=[LocalNotifier(self.observer, plan)], store=self.store).handle(event)
+
+    def dispatch(self, event: JobEvent) -> None:
+        """The orchestrator's Dispatcher port: an asynchronous invoke of the job's function."""
+        self._bus.send("job", f"job:{event.job}/{event.attempt}", partial(self._invoke_job, event), False)
+
+    def _invoke_job(self, event: JobEvent, plan: CrashPlan, request_id: str) -> None:
+        context = context_for(self.workflow.name, self.workflow.job(event.job), request_id)
+        run_attempt(
+            self.store, partial(self._enter_handler, event.job), event.to_payload(), context, request_id
+        )
+
+    def _enter_handler(self, job: str, payload: dict[str, Any], context: Any) -> Any:
+        """Counts each entry into the user's code: with every fault, one per attempt."""
+        with self._executions_lock:
+            self.executions[job] += 1
+        return self.handlers[job](payload, context)
