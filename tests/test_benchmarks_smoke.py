@@ -1,0 +1,56 @@
+"""The bench code at a tiny scale: the invariants its figures rest on, never its timings."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks import orchestration, synth
+from runtime.spec.loader import workflow_from_document
+
+
+def quiet(message: str) -> None:
+    pass
+
+
+def test_a_success_that_does_not_end_a_phase_costs_ours_at_most_two_round_trips(mongo_uri: str) -> None:
+    figures = orchestration.measure_round_trips(mongo_uri)
+
+    ours, seed = figures["round_trips_breakdown"]["ours"], figures["round_trips_breakdown"]["seed"]
+    assert figures["round_trips_per_success"] <= 2
+    assert ours["fan_out"]["dispatched"] == 3
+    assert ours["no_successor"]["dispatched"] == 0
+    # The counter sees every command: the seed's two jobs read the state twice and write it once.
+    assert seed["fan_out"] == {
+        "total": 3,
+        "reads": 2,
+        "writes": 1,
+        "commands": ["find", "findAndModify", "find"],
+    }
+
+
+def test_simultaneous_successes_lose_no_completion_in_ours(mongo_uri: str) -> None:
+    figures = orchestration.lost_updates(mongo_uri, threads=10, repeats=2, progress=quiet)
+
+    assert figures["lost_updates_ours"] == 0
+    assert figures["lost_updates_detail"]["handler_errors"] == []
+    assert len(figures["lost_updates_detail"]["seed_per_burst"]) == 2
+
+
+def test_the_throughput_workload_runs_both_sides_to_the_end(mongo_uri: str) -> None:
+    # Each side raises when a run of its workload does not finish.
+    figures = orchestration.throughput(mongo_uri, runs=1, rounds=1, workers=2, progress=quiet)
+
+    assert figures["throughput_workload"]["successes_per_run"] == 9
+    assert figures["events_per_second_ours"] > 0
+    assert figures["events_per_second_seed"] > 0
+
+
+@pytest.mark.parametrize("jobs", [10, 100, 500])
+def test_generated_specs_are_valid_workflows_with_fan_out_and_joins(jobs: int) -> None:
+    definition = workflow_from_document(synth.generated_spec(f"bench_{jobs}", jobs))
+
+    all_jobs = list(definition.jobs())
+    assert len(all_jobs) == jobs
+    assert len(definition.phases) >= 2
+    assert any(len(job.after) > 1 for job in all_jobs), "no join"
+    assert any(len(phase.dependents(phase.roots[0].name)) > 1 for phase in definition.phases), "no fan-out"
