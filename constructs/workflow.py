@@ -49,6 +49,10 @@ RULE_MAX_EVENT_AGE = Duration.hours(2)
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
 """Of the one log group all functions of a workflow write to."""
 
+APPLICATION_LOG_LEVEL = lambda_.ApplicationLogLevel.INFO
+"""The handlers log every decision and every dropped event at INFO, which the Python runtime's
+default level would hide; logs are JSON so they can be queried."""
+
 HANDLERS = {
     "orchestrator": "runtime.handlers.orchestrator.handler",
     "notifier": "runtime.handlers.notifier.handler",
@@ -294,6 +298,8 @@ class Workflow(Construct):
             timeout=Duration.seconds(60),
             role=role,
             log_group=self._log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
+            application_log_level_v2=APPLICATION_LOG_LEVEL,
             environment=self._store_environment() | dict(environment or {}),
             on_failure=destinations.SqsDestination(self._dead_letter_queue),
         )
@@ -327,6 +333,8 @@ class Workflow(Construct):
             timeout=Duration.seconds(job.timeout),
             role=self._job_role,
             log_group=self._log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
+            application_log_level_v2=APPLICATION_LOG_LEVEL,
             environment=dict(job.env) | environment,
             retry_attempts=JOB_ASYNC_RETRY_ATTEMPTS,
             max_event_age=JOB_MAX_EVENT_AGE,

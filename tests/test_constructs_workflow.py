@@ -58,6 +58,8 @@ def test_every_function_exists_with_its_name_handler_and_runtime(fish_templates,
         assert properties["Runtime"] == "python3.14", name
         assert properties["Architectures"] == ["x86_64"], name
         assert len(properties["Layers"]) == 1, name
+        assert properties["LoggingConfig"]["LogFormat"] == "JSON", name
+        assert properties["LoggingConfig"]["ApplicationLogLevel"] == "INFO", name
     assert (
         functions[function_name(WORKFLOW, "orchestrator")]["Handler"]
         == "runtime.handlers.orchestrator.handler"
