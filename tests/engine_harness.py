@@ -15,6 +15,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 from cdk_app.atlas_events import envelope
@@ -24,6 +25,7 @@ from runtime.handlers.job import UserHandler, run_attempt, stub_handler
 from runtime.handlers.orchestrator import Orchestrator
 from runtime.patterns import ORCHESTRATOR_STATUSES
 from runtime.runs import start_run
+from runtime.spec.loader import load_workflow
 from runtime.spec.model import Job, Phase, Workflow
 from runtime.store import Store
 
@@ -156,18 +158,4 @@ def workflow(name: str, phases: Mapping[str, Mapping[str, Mapping[str, Any]]], *
     )
 
 
-CATCH_THE_FISH = workflow(
-    "catch_the_fish",
-    {
-        "thinking": {
-            "buy_fishing_gear": {},
-            "rent_a_boat": {"after": ["buy_fishing_gear"]},
-            "go_to_fishing_ground": {"after": ["rent_a_boat"]},
-            "cast_fishing_pole": {"after": ["go_to_fishing_ground"]},
-            "drink_beer": {"after": ["go_to_fishing_ground"]},
-            "catch_fish": {"after": ["go_to_fishing_ground"]},
-            "go_home": {"after": ["catch_fish"]},
-        },
-        "cooking": {"clean": {}, "cook": {"after": ["clean"]}},
-    },
-)
+CATCH_THE_FISH = load_workflow(Path(__file__).resolve().parent.parent / "workflows" / "catch_the_fish.yaml")
