@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pymongo
@@ -18,6 +19,7 @@ from pymongo import monitoring
 from benchmarks.seed_port import SeedStateMachineJob, seed_state_machine
 from cdk_app.atlas_events import envelope
 from cdk_app.faults import CrashAtStep
+from runtime.events import parse_status_event
 from runtime.handlers.job import run_attempt, stub_handler
 from runtime.handlers.orchestrator import Orchestrator
 from runtime.runs import start_run
@@ -29,6 +31,8 @@ from tests.engine_harness import CATCH_THE_FISH, Driver, Faults, Outcome, Record
 pytestmark = pytest.mark.faults
 
 RACERS = 50
+EVENT_FIXTURES = Path(__file__).parent / "fixtures" / "events"
+"""Copies of the shapes AWS and Atlas document (shared/fixtures/)."""
 
 
 @pytest.fixture
@@ -214,8 +218,7 @@ def test_crashes_combined_with_duplicates_and_shuffling(store: Store) -> None:
 
 
 def _failure_record(run_id: str, job: str, attempt: int, request_id: str) -> dict[str, Any]:
-    with open("../shared/fixtures/lambda-async-on-failure.record.json", encoding="utf-8") as fixture:
-        record: dict[str, Any] = json.load(fixture)
+    record: dict[str, Any] = json.loads((EVENT_FIXTURES / "lambda-async-on-failure.record.json").read_text())
     record["requestContext"]["requestId"] = request_id
     record["requestPayload"].update(run_id=run_id, workflow="dies", phase="p", job=job, attempt=attempt)
     return record
@@ -472,3 +475,25 @@ def test_a_success_that_does_not_end_a_phase_costs_at_most_two_commands(
     finally:
         client.close()
     assert commands == expected
+
+
+# -- the documented event shapes ------------------------------------------------------------------
+
+
+def test_the_documented_atlas_event_parses_and_the_local_envelope_has_its_shape() -> None:
+    documented = json.loads((EVENT_FIXTURES / "atlas-trigger-insert.eventbridge.json").read_text())
+    event = parse_status_event(documented)
+    assert (event.run_id, event.job, event.status, event.attempt) == (
+        "run-2026-11-26-001",
+        "rent_a_boat",
+        "success",
+        1,
+    )
+    assert event.output == {"boat": "Sea Bream II"}
+
+    local = envelope(documented["detail"]["fullDocument"], "workflows", "statuses")
+    assert set(documented) == set(local)
+    assert set(documented["detail"]) - {"_id", "clusterTime"} == set(local["detail"])
+    assert local["detail-type"] == documented["detail-type"]
+    assert local["detail"]["fullDocument"] == documented["detail"]["fullDocument"]
+    assert parse_status_event(local) == event
