@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.markup import escape
 from rich.table import Table
 
@@ -23,6 +23,7 @@ STYLES = {
 }
 MARKS = {"succeeded": "✔", "failed": "✘", "skipped": "·", "pending": "…", "running": "▸"}
 PREVIEW_CHARS = 48
+NUMERIC_COLUMNS = ("attempts", "runs", "time")
 
 
 def _duration(seconds: float | None) -> str:
@@ -96,15 +97,20 @@ def summary_table(report: RunReport) -> Table:
     title = f"{report.workflow} run {report.run_id}: {report.status}"
     if report.seconds is not None:
         title += f" in {_duration(report.seconds)}"
-    table = Table(title=escape(title), title_justify="left", title_style="bold")
-    table.add_column("job", no_wrap=True)
-    table.add_column("phase", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("attempts", justify="right")
-    if local:
-        table.add_column("runs", justify="right")
-    table.add_column("time", justify="right", no_wrap=True)
-    table.add_column("output / error", no_wrap=True, overflow="ellipsis")
+    table = Table(title=escape(title), title_justify="left", title_style="bold", expand=True)
+    # Every column but the last keeps its full width; the output or error gives way.
+    columns = {
+        "job": max(len(job.name) for job in report.jobs),
+        "phase": max(len(job.phase) for job in report.jobs),
+        "status": len("succeeded"),
+        "attempts": len("attempts"),
+        **({"runs": len("runs")} if local else {}),
+        "time": len("999 ms"),
+    }
+    for column, width in columns.items():
+        justify: JustifyMethod = "right" if column in NUMERIC_COLUMNS else "left"
+        table.add_column(column, no_wrap=True, min_width=width, justify=justify)
+    table.add_column("output / error", no_wrap=True, overflow="ellipsis", ratio=1)
     for job in report.jobs:
         style = STYLES[job.status]
         row = [escape(job.name), escape(job.phase), f"[{style}]{job.status}[/]", str(job.attempts)]

@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from moto.events.models import EventPattern
-
 from cdk_app.atlas_events import envelope
 from cdk_app.faults import CrashingDispatcher, CrashingStore, CrashPlan
 from cdk_app.local.delivery import Bus, DaemonPool, FaultSettings
@@ -35,6 +33,7 @@ from runtime.spec.model import Workflow
 from runtime.store import Document, Store
 
 if TYPE_CHECKING:
+    from moto.events.models import EventPattern
     from moto.events.utils import EventMessageType
 
 RUN_ENDS = ("workflow_succeeded", "workflow_failed")
@@ -77,6 +76,13 @@ class LocalNotifier:
         self.plan.check("after publishing")
 
 
+def _event_pattern(pattern: dict[str, Any]) -> EventPattern:
+    # Imported here: moto takes half a second to import, which every other CLI command would pay.
+    from moto.events.models import EventPattern
+
+    return EventPattern.load(json.dumps(pattern))
+
+
 @dataclass(frozen=True, kw_only=True)
 class Rule:
     """An EventBridge rule: the synthesized pattern and the target it invokes."""
@@ -114,7 +120,7 @@ class LocalRunner:
         self._rules = [
             Rule(
                 target="orchestrator",
-                pattern=EventPattern.load(json.dumps(orchestrator_pattern(workflow.name, collection))),
+                pattern=_event_pattern(orchestrator_pattern(workflow.name, collection)),
                 handle=self._orchestrate,
             )
         ]
@@ -122,9 +128,7 @@ class LocalRunner:
             self._rules.append(
                 Rule(
                     target="notifier",
-                    pattern=EventPattern.load(
-                        json.dumps(notifier_pattern(workflow.name, workflow.notify.on, collection))
-                    ),
+                    pattern=_event_pattern(notifier_pattern(workflow.name, workflow.notify.on, collection)),
                     handle=self._notify,
                 )
             )
