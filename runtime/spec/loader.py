@@ -795,6 +795,12 @@ def _check_when(job: _DraftJob, condition: str, report: _Report) -> None:
         at = f" at column {position + 1}" if isinstance(position, int) else ""
         report.add(path, f"invalid JMESPath {_show(condition)}: {summary}{at}")
         return
+    if _negates_then_reads(parsed):
+        report.add(
+            path,
+            f"{_show(condition)} negates before it reads a field: JMESPath reads '!a.b' as '(!a).b', "
+            "which is always null, so the job would always be skipped; write '!(a.b)'",
+        )
     visible = [ref.name for ref in job.after]
     for root, member in _root_fields(parsed):
         if root not in WHEN_ROOTS:
@@ -830,6 +836,14 @@ _CHAINS = frozenset(
     {"subexpression", "index_expression", "projection", "value_projection", "filter_projection", "pipe"}
 )
 """Nodes whose first child reads the node's value and the rest read what that produced."""
+
+
+def _negates_then_reads(node: Mapping[str, Any]) -> bool:
+    """A chain whose first link is a negation: ``!results.x.ok`` reads ``x`` of a boolean."""
+    children = node.get("children", [])
+    if node.get("type") in _CHAINS and children and children[0].get("type") == "not_expression":
+        return True
+    return any(_negates_then_reads(child) for child in children if isinstance(child, Mapping))
 
 
 def _root_fields(node: Mapping[str, Any]) -> Iterator[tuple[str, str | None]]:
