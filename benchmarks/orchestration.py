@@ -17,8 +17,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import bson
 import pymongo
 from bson import ObjectId
 from pymongo import monitoring
@@ -46,11 +47,14 @@ CONNECTION_COMMANDS = frozenset({"hello", "isMaster", "ismaster", "ping", "endSe
 
 
 class CommandCounter(monitoring.CommandListener):
-    """Every command the client sends, by name (thread-safe)."""
+    """Every command the client sends, by name, with the time each took to answer (thread-safe)."""
 
     def __init__(self) -> None:
         self._names: list[str] = []
+        self._micros: list[tuple[str, int]] = []
         self._lock = threading.Lock()
+        self.kept: list[dict[str, Any]] = []
+        """What ``keep`` set aside, one entry per call."""
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         if event.command_name not in CONNECTION_COMMANDS:
@@ -58,20 +62,32 @@ class CommandCounter(monitoring.CommandListener):
                 self._names.append(event.command_name)
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
+        if event.command_name not in CONNECTION_COMMANDS:
+            with self._lock:
+                self._micros.append((event.command_name, event.duration_micros))
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         pass
 
+    def keep(self) -> None:
+        """Set aside what was counted since the last ``take``."""
+        self.kept.append(self.take())
+
     def take(self) -> dict[str, Any]:
-        """What was counted since the last ``take``: totals, reads, writes, command names."""
+        """What was counted since the last ``take``: totals, reads, writes, command names, and the
+        milliseconds the answers took by command name."""
         with self._lock:
             names, self._names = self._names, []
+            micros, self._micros = self._micros, []
+        ms_by_command: dict[str, float] = {}
+        for name, duration in micros:
+            ms_by_command[name] = ms_by_command.get(name, 0.0) + duration / 1000
         return {
             "total": len(names),
             "reads": sum(name in READ_COMMANDS for name in names),
             "writes": sum(name in WRITE_COMMANDS for name in names),
             "commands": names,
+            "ms_by_command": ms_by_command,
         }
 
 
@@ -288,6 +304,7 @@ def lost_updates(uri: str, threads: int, repeats: int, progress: Progress) -> di
     burst = [job.name for job in definition.phase_order()[0].jobs]
     lost_ours: list[int] = []
     lost_seed: list[int] = []
+    advances: list[int] = []  # per burst, dispatches of our next phase's job: exactly once (invariant 2)
     errors: list[str] = []
     clients = [new_client(uri) for _ in range(threads)]
     try:
@@ -311,6 +328,13 @@ def lost_updates(uri: str, threads: int, repeats: int, progress: Progress) -> di
                 lost_ours.append(
                     sum(document["jobs"].get(job, {}).get("state") != "succeeded" for job in burst)
                 )
+                advances.append(
+                    sum(
+                        event.run_id == run_id and event.job == "wrap_up"
+                        for side in sides
+                        for event in side.dispatcher.events
+                    )
+                )
 
                 seed.database["state-machines"].insert_one(seed_state_machine(definition, run_id))
                 jobs = [SeedStateMachineJob(client[seed_db]) for client in clients]
@@ -331,6 +355,7 @@ def lost_updates(uri: str, threads: int, repeats: int, progress: Progress) -> di
             "repeats": repeats,
             "ours_per_burst": lost_ours,
             "seed_per_burst": lost_seed,
+            "ours_next_phase_dispatches_per_burst": advances,
             "handler_errors": errors,
         },
     }
@@ -339,9 +364,11 @@ def lost_updates(uri: str, threads: int, repeats: int, progress: Progress) -> di
 # -- throughput ------------------------------------------------------------------------------
 
 
-def _ours_runs(uri: str, database: str, definition: Workflow, runs: int, tag: str) -> tuple[float, int]:
+def _ours_runs(
+    uri: str, database: str, definition: Workflow, runs: int, tag: str, counter: CommandCounter | None = None
+) -> tuple[float, int]:
     """Seconds spent handling the events of ``runs`` whole runs, and the successes among them."""
-    client = new_client(uri)
+    client = new_client(uri, counter)
     try:
         side = OurSide(client, database)
         order = job_order(definition)
@@ -350,10 +377,14 @@ def _ours_runs(uri: str, database: str, definition: Workflow, runs: int, tag: st
             run_id = f"{tag}-{index}"
             events = [side.started_run(definition, run_id)]
             events += [side.success(definition, run_id, job) for job in order]
+            if counter:
+                counter.take()
             started = time.perf_counter()
             for event in events:
                 side.orchestrator.handle(event)
             elapsed += time.perf_counter() - started
+            if counter:
+                counter.keep()
             document = side.store.load_run(run_id)
             if document is None or document["status"] != "succeeded":
                 raise RuntimeError(f"our run {run_id} did not succeed: {document and document['status']}")
@@ -373,9 +404,11 @@ def seed_events(definition: Workflow, state_id: str) -> list[Document]:
     return events
 
 
-def _seed_runs(uri: str, database: str, definition: Workflow, runs: int, tag: str) -> tuple[float, int]:
+def _seed_runs(
+    uri: str, database: str, definition: Workflow, runs: int, tag: str, counter: CommandCounter | None = None
+) -> tuple[float, int]:
     """As ``_ours_runs``, for the seed's two jobs."""
-    client = new_client(uri)
+    client = new_client(uri, counter)
     try:
         side = SeedSide(client[database])
         elapsed = 0.0
@@ -383,10 +416,14 @@ def _seed_runs(uri: str, database: str, definition: Workflow, runs: int, tag: st
             state_id = f"{tag}-{index}"
             side.created_state(definition, state_id)
             events = seed_events(definition, state_id)
+            if counter:
+                counter.take()
             started = time.perf_counter()
             for event in events:
                 side.handle(event)
             elapsed += time.perf_counter() - started
+            if counter:
+                counter.keep()
             state = side.database["state-machines"].find_one({"_id": state_id}) or {}
             if state.get("currentPhase") != "end":
                 raise RuntimeError(f"seed run {state_id} did not end: {state.get('currentPhase')}")
@@ -395,7 +432,39 @@ def _seed_runs(uri: str, database: str, definition: Workflow, runs: int, tag: st
         client.close()
 
 
-RunsMeasure = Callable[[str, str, Workflow, int, str], tuple[float, int]]
+class RunsMeasure(Protocol):
+    def __call__(
+        self,
+        uri: str,
+        database: str,
+        definition: Workflow,
+        runs: int,
+        tag: str,
+        counter: CommandCounter | None = None,
+    ) -> tuple[float, int]: ...
+
+
+def commands_per_run(
+    uri: str, database: str, measure: RunsMeasure, definition: Workflow, runs: int = 3
+) -> dict[str, Any]:
+    """What handling one whole run sends to MongoDB (mean of ``runs`` runs), counted on the
+    handlers' own client: commands, reads, writes, and the milliseconds spent waiting for the
+    server by command name, which says what the side's time goes to."""
+    counter = CommandCounter()
+    measure(uri, database, definition, runs, "counted", counter)
+    per_run: dict[str, Any] = {
+        key: sum(kept[key] for kept in counter.kept) / runs for key in ("total", "reads", "writes")
+    }
+    waited: dict[str, dict[str, float]] = {}
+    for kept in counter.kept:
+        for name in kept["commands"]:
+            waited.setdefault(name, {"count": 0.0, "ms": 0.0})["count"] += 1 / runs
+        for name, ms in kept["ms_by_command"].items():
+            waited[name]["ms"] += ms / runs
+    per_run["server_ms_by_command"] = {
+        name: {key: round(number, 2) for key, number in value.items()} for name, value in waited.items()
+    }
+    return per_run
 
 
 def _concurrent_rate(
@@ -415,26 +484,44 @@ def _concurrent_rate(
     return sum(handled) / wall
 
 
+def _stored_bytes(uri: str, database: str) -> int:
+    """BSON size of one finished run's state document."""
+    client: pymongo.MongoClient[Document]
+    with pymongo.MongoClient(uri) as client:
+        document: Document = client[database]["state-machines"].find_one({"_id": "counted-0"}) or {}
+    return len(bson.encode(document))
+
+
 def throughput(uri: str, runs: int, rounds: int, workers: int, progress: Progress) -> dict[str, Any]:
     """Success events per second over whole runs of catch_the_fish (sequential and parallel
-    successes, a phase change, the run's end), ours and the seed alternating round by round."""
+    successes, a phase change, the run's end), ours and the seed alternating round by round.
+
+    Every round starts from empty databases: on the embedded server a findAndModify scans the
+    whole collection (its cost grows with the collection while finds and updates by ``_id`` stay
+    flat), so a growing collection would make later rounds slower than earlier ones."""
     definition = load_workflow(CATCH_THE_FISH)
     seconds = {"ours": 0.0, "seed": 0.0}
     events = {"ours": 0, "seed": 0}
+    per_round: dict[str, list[float]] = {"ours": [], "seed": []}
     sides: dict[str, RunsMeasure] = {"ours": _ours_runs, "seed": _seed_runs}
-    with scratch_databases(uri, "tp_ours", "tp_seed") as (ours_db, seed_db):
-        databases = {"ours": ours_db, "seed": seed_db}
-        for round_number in range(rounds):
-            for name, measure in sides.items():
-                progress(f"throughput: round {round_number + 1}/{rounds}, {name}, {runs} runs one by one")
-                spent, handled = measure(uri, databases[name], definition, runs, f"seq{round_number}")
-                seconds[name] += spent
-                events[name] += handled
-        rates = {name: events[name] / seconds[name] for name in sides}
-        concurrent: dict[str, float] = {}
+    for round_number in range(rounds):
         for name, measure in sides.items():
-            progress(f"throughput: {name}, {workers} workers with {runs} runs each, concurrently")
-            concurrent[name] = _concurrent_rate(measure, uri, databases[name], definition, runs, workers)
+            progress(f"throughput: round {round_number + 1}/{rounds}, {name}, {runs} runs one by one")
+            with scratch_databases(uri, f"tp_{name}") as (database,):
+                spent, handled = measure(uri, database, definition, runs, f"seq{round_number}")
+            seconds[name] += spent
+            events[name] += handled
+            per_round[name].append(round(1000 * spent / handled, 2))
+    rates = {name: events[name] / seconds[name] for name in sides}
+    commands: dict[str, Any] = {}
+    concurrent: dict[str, float] = {}
+    for name, measure in sides.items():
+        with scratch_databases(uri, f"tp_{name}") as (database,):
+            commands[name] = commands_per_run(uri, database, measure, definition)
+            commands[name]["run_document_bytes"] = _stored_bytes(uri, database)
+        progress(f"throughput: {name}, {workers} workers with {runs} runs each, concurrently")
+        with scratch_databases(uri, f"tp_{name}") as (database,):
+            concurrent[name] = _concurrent_rate(measure, uri, database, definition, runs, workers)
     return {
         "events_per_second_ours": round(rates["ours"], 1),
         "events_per_second_seed": round(rates["seed"], 1),
@@ -450,6 +537,8 @@ def throughput(uri: str, runs: int, rounds: int, workers: int, progress: Progres
             "successes_per_run": len(job_order(definition)),
             "runs_per_side": runs * rounds,
             "seconds": {name: round(value, 3) for name, value in seconds.items()},
+            "commands_per_run": commands,
+            "ms_per_event_by_round": per_round,
         },
         "ms_per_event": {name: round(1000 * seconds[name] / events[name], 2) for name in sides},
     }

@@ -20,12 +20,8 @@ def test_a_success_that_does_not_end_a_phase_costs_ours_at_most_two_round_trips(
     assert ours["fan_out"]["dispatched"] == 3
     assert ours["no_successor"]["dispatched"] == 0
     # The counter sees every command: the seed's two jobs read the state twice and write it once.
-    assert seed["fan_out"] == {
-        "total": 3,
-        "reads": 2,
-        "writes": 1,
-        "commands": ["find", "findAndModify", "find"],
-    }
+    assert seed["fan_out"]["commands"] == ["find", "findAndModify", "find"]
+    assert (seed["fan_out"]["reads"], seed["fan_out"]["writes"]) == (2, 1)
 
 
 def test_simultaneous_successes_lose_no_completion_in_ours(mongo_uri: str) -> None:
@@ -33,6 +29,7 @@ def test_simultaneous_successes_lose_no_completion_in_ours(mongo_uri: str) -> No
 
     assert figures["lost_updates_ours"] == 0
     assert figures["lost_updates_detail"]["handler_errors"] == []
+    assert figures["lost_updates_detail"]["ours_next_phase_dispatches_per_burst"] == [1, 1]
     assert len(figures["lost_updates_detail"]["seed_per_burst"]) == 2
 
 
