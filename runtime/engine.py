@@ -52,6 +52,11 @@ class Run:
     finished_by: str | None = None
     error: str | None = None
 
+    @property
+    def outputs(self) -> dict[str, Any]:
+        """Outputs of the jobs that succeeded: what their dependents get as ``results``."""
+        return {name: job.output for name, job in self.jobs.items() if job.state == SUCCEEDED}
+
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> Run:
         return cls(
@@ -139,7 +144,7 @@ def plan_progress(run: Run, key: str) -> Transition | None:
     if run.status != RUNNING:
         return None
     states = {name: job.state for name, job in run.jobs.items()}
-    outputs = {name: job.output for name, job in run.jobs.items() if job.state == SUCCEEDED}
+    outputs = run.outputs
     conditions: dict[str, Any] = {"status": RUNNING, "phase": run.phase}
     changes: dict[str, Any] = {}
     dispatches: list[JobEvent] = []
@@ -160,8 +165,12 @@ def plan_progress(run: Run, key: str) -> Transition | None:
                         job, run, results
                     )
                 except jmespath.exceptions.JMESPathError as exc:
+                    # Nothing decided in this pass is kept: a failed run dispatches nothing more.
                     return _fail_run(
-                        run, key, conditions, changes, job.name, f"the 'when' of {job.name!r} failed: {exc}"
+                        key,
+                        {"status": RUNNING, "phase": run.phase, f"jobs.{job.name}.state": PENDING},
+                        job.name,
+                        f"the 'when' of {job.name!r} failed: {exc}",
                     )
                 states[job.name] = DISPATCHED if runs else SKIPPED
                 changes[f"jobs.{job.name}"] = {
@@ -189,11 +198,8 @@ def plan_progress(run: Run, key: str) -> Transition | None:
     )
 
 
-def _fail_run(
-    run: Run, key: str, conditions: dict[str, Any], changes: dict[str, Any], job: str, error: str
-) -> Transition:
+def _fail_run(key: str, conditions: dict[str, Any], job: str, error: str) -> Transition:
     changes = {
-        **changes,
         f"jobs.{job}.state": FAILED,
         f"jobs.{job}.error": error,
         "status": RUN_FAILED,
@@ -221,7 +227,6 @@ def plan_failure(run: Run, event: StatusEvent) -> Transition | None:
     if run.status == RUNNING:
         conditions["status"] = RUNNING
         if event.attempt < job.max_attempts:
-            outputs = {name: s.output for name, s in run.jobs.items() if s.state == SUCCEEDED}
             return Transition(
                 conditions=conditions,
                 changes={
@@ -230,11 +235,11 @@ def plan_failure(run: Run, event: StatusEvent) -> Transition | None:
                     f"jobs.{job.name}.error": error,
                 },
                 dispatches=(
-                    _job_event(run, run.definition.phase(job.phase), job, event.attempt + 1, outputs),
+                    _job_event(run, run.definition.phase(job.phase), job, event.attempt + 1, run.outputs),
                 ),
             )
         message = f"job {job.name!r} failed after {event.attempt} attempt(s): {error}"
-        return _fail_run(run, event.key, conditions, {}, job.name, message)
+        return _fail_run(event.key, conditions, job.name, message)
     return Transition(
         conditions=conditions, changes={f"jobs.{job.name}.state": FAILED, f"jobs.{job.name}.error": error}
     )
@@ -243,12 +248,15 @@ def plan_failure(run: Run, event: StatusEvent) -> Transition | None:
 def replay(run: Run, key: str) -> tuple[tuple[JobEvent, ...], tuple[RunStatus, ...]]:
     """What the handling of event ``key`` caused and may not have finished before a crash: the
     attempts it dispatched that are still in flight, and the run statuses it recorded. Both are
-    safe to repeat: the job wrapper runs an attempt once, a status report is unique."""
-    outputs = {name: s.output for name, s in run.jobs.items() if s.state == SUCCEEDED}
+    safe to repeat: the job wrapper runs an attempt once, a status report is unique. Once the run
+    has ended nothing is dispatched again."""
+    outputs = run.outputs
     dispatches = tuple(
         _job_event(run, run.definition.phase(job.phase), job, state.attempt, outputs)
         for job in run.definition.jobs()
-        if (state := run.jobs[job.name]).caused_by == key and state.state == DISPATCHED
+        if (state := run.jobs[job.name]).caused_by == key
+        and state.state == DISPATCHED
+        and run.status == RUNNING
     )
     records = [
         RunStatus(status="phase_completed", phase=p) for p, by in run.completed_by.items() if by == key

@@ -497,3 +497,16 @@ def test_the_documented_atlas_event_parses_and_the_local_envelope_has_its_shape(
     assert local["detail-type"] == documented["detail-type"]
     assert local["detail"]["fullDocument"] == documented["detail"]["fullDocument"]
     assert parse_status_event(local) == event
+
+
+def test_a_when_failing_beside_a_ready_job_fails_the_run_and_no_redelivery_starts_that_job(
+    store: Store,
+) -> None:
+    spec = workflow("bad_when_beside", {"a": {"first": {}, "second": {"when": "length(input.n) > `0`"}}})
+    for faults in (Faults(), Faults(duplicate=3), Faults(crash_plan=partial(CrashAtStep, 2))):
+        outcome = Driver(store, spec, faults=faults).run(run_input={"n": 5})
+        assert outcome.run["status"] == "failed"
+        assert "the 'when' of 'second' failed" in outcome.run["error"]
+        assert outcome.job_states() == {"first": ("pending", 0), "second": ("failed", 0)}
+        assert outcome.executions == {}
+        assert outcome.dispatched == []
