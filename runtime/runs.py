@@ -9,7 +9,7 @@ from typing import Any
 from runtime.engine import new_run_document
 from runtime.errors import RunError
 from runtime.spec.model import Workflow
-from runtime.store import Store, utcnow
+from runtime.store import Store, status_document, utcnow
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,15 +42,5 @@ def start_run(store: Store, definition: Workflow, run_id: str | None = None, inp
                 f"run {run_id!r} already exists with a different input "
                 f"({existing.get('input')!r}, not {run_input!r}); choose another run id"
             )
-    store.insert_status(
-        {
-            "runId": run_id,
-            "workflow": definition.name,
-            "phase": None,
-            "job": None,
-            "status": "workflow_started",
-            "attempt": 0,
-            "date": utcnow(),
-        }
-    )
+    store.insert_status(status_document(run_id, definition.name, None, None, "workflow_started", 0))
     return StartedRun(run_id=run_id, created=created)

@@ -16,10 +16,12 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import pymongo
+from bson.errors import InvalidDocument
 from pymongo import ReturnDocument
 from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from runtime.engine import DISPATCHED, SUCCEEDED
 from runtime.errors import StoreError
 from runtime.settings import StoreSettings
 
@@ -36,12 +38,28 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def status_document(
+    run_id: str, workflow: str, phase: str | None, job: str | None, status: str, attempt: int, **fields: Any
+) -> Document:
+    """One report for ``statuses``; run-level reports have ``job=None`` and ``attempt=0``."""
+    return {
+        "runId": run_id,
+        "workflow": workflow,
+        "phase": phase,
+        "job": job,
+        "status": status,
+        "attempt": attempt,
+        "date": utcnow(),
+        **fields,
+    }
+
+
 def _guard(action: str, call: Callable[[], T]) -> T:
     try:
         return call()
     except DuplicateKeyError:
         raise
-    except PyMongoError as exc:
+    except (PyMongoError, InvalidDocument, OverflowError) as exc:
         raise StoreError(f"could not {action}: {exc}") from exc
 
 
@@ -82,10 +100,10 @@ class Store:
         return _guard(
             f"record the success of {job!r} in run {run_id!r}",
             lambda: self.runs.find_one_and_update(
-                {"_id": run_id, f"jobs.{job}.attempt": attempt, f"jobs.{job}.state": "dispatched"},
+                {"_id": run_id, f"jobs.{job}.attempt": attempt, f"jobs.{job}.state": DISPATCHED},
                 {
                     "$set": {
-                        f"jobs.{job}.state": "succeeded",
+                        f"jobs.{job}.state": SUCCEEDED,
                         f"jobs.{job}.output": output,
                         f"jobs.{job}.finishedAt": utcnow(),
                         "updatedAt": utcnow(),
@@ -107,15 +125,6 @@ class Store:
             ),
         )
         return result.matched_count == 1
-
-    def list_runs(self, workflow: str | None = None, limit: int = 20) -> list[Document]:
-        query = {} if workflow is None else {"workflow": workflow}
-        return _guard(
-            "list runs",
-            lambda: list(
-                self.runs.find(query, {"definition": 0}).sort("createdAt", pymongo.DESCENDING).limit(limit)
-            ),
-        )
 
     # -- statuses ----------------------------------------------------------------------------
 

@@ -26,8 +26,8 @@ from runtime.events import (
     parse_failure_record,
     parse_status_event,
 )
-from runtime.ports import Dispatcher
-from runtime.store import Store, utcnow
+from runtime.ports import Dispatcher, JobFunctionMissing
+from runtime.store import Store, status_document
 
 log = logging.getLogger(__name__)
 
@@ -117,13 +117,24 @@ class Orchestrator:
                 f"no decision for {event.key} of run {event.run_id!r} after {MAX_DECISIONS} tries"
             )
         for job_event in dispatched:
-            self.dispatcher.dispatch(job_event)
+            self._dispatch(job_event)
         for status in recorded:
             self._record(event, status)
         action = "advanced" if dispatched or recorded else "recorded" if recorded_now else "nothing to do"
         return Outcome(
             action=action, dispatched=tuple(dispatched), recorded=tuple(r.status for r in recorded)
         )
+
+    def _dispatch(self, job: JobEvent) -> None:
+        try:
+            self.dispatcher.dispatch(job)
+        except JobFunctionMissing as exc:
+            log.error("%s", exc)
+            self.store.insert_status(
+                status_document(
+                    job.run_id, job.workflow, job.phase, job.job, "failed", job.attempt, error=str(exc)
+                )
+            )
 
     @staticmethod
     def _plan(event: StatusEvent, run: Run) -> Transition | None:
@@ -132,18 +143,10 @@ class Orchestrator:
         return plan_progress(run, event.key)
 
     def _record(self, event: StatusEvent, status: RunStatus) -> None:
-        document: dict[str, Any] = {
-            "runId": event.run_id,
-            "workflow": event.workflow,
-            "phase": status.phase,
-            "job": None,
-            "status": status.status,
-            "attempt": 0,
-            "date": utcnow(),
-        }
-        if status.error is not None:
-            document["error"] = status.error
-        self.store.insert_status(document)
+        fields = {} if status.error is None else {"error": status.error}
+        self.store.insert_status(
+            status_document(event.run_id, event.workflow, status.phase, None, status.status, 0, **fields)
+        )
 
     def _handle_failure_record(self, payload: Mapping[str, Any]) -> Outcome:
         """Lambda gave up on a job invocation: count it as a failed attempt, unless the attempt
@@ -156,16 +159,9 @@ class Orchestrator:
         if started is not None and started.get("requestId") not in (None, record.request_id):
             return Outcome(action="ignored", reason="another invocation owns the attempt")
         self.store.insert_status(
-            {
-                "runId": job.run_id,
-                "workflow": job.workflow,
-                "phase": job.phase,
-                "job": job.job,
-                "status": "failed",
-                "attempt": job.attempt,
-                "error": record.error,
-                "date": utcnow(),
-            }
+            status_document(
+                job.run_id, job.workflow, job.phase, job.job, "failed", job.attempt, error=record.error
+            )
         )
         return Outcome(action="recorded", recorded=("failed",))
 
