@@ -8,6 +8,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,13 +20,14 @@ from pymongo import monitoring
 from benchmarks.seed_port import SeedStateMachineJob, seed_state_machine
 from cdk_app.atlas_events import envelope
 from cdk_app.faults import CrashAtStep
-from runtime.events import parse_status_event
+from runtime.events import JobEvent, parse_status_event
 from runtime.handlers.job import run_attempt, stub_handler
 from runtime.handlers.orchestrator import Orchestrator
+from runtime.ports import JobFunctionMissing
 from runtime.runs import start_run
 from runtime.settings import StoreSettings
 from runtime.spec.model import Job, Phase, Workflow
-from runtime.store import Store
+from runtime.store import Store, status_document
 from tests.engine_harness import CATCH_THE_FISH, Driver, Faults, Outcome, RecordingDispatcher, workflow
 
 pytestmark = pytest.mark.faults
@@ -278,15 +280,16 @@ def test_an_on_failure_record_is_ignored_when_the_attempt_reported_or_belongs_to
 # -- the job wrapper -----------------------------------------------------------------------------
 
 
-def test_the_wrapper_runs_an_attempt_once_and_a_retry_of_its_own_request_takes_over(store: Store) -> None:
-    calls: list[str] = []
+def _claim(store: Store, run_id: str, request_id: str, age: timedelta) -> None:
+    """As if an invocation claimed attempt 1 of job ``j`` ``age`` ago and died before reporting."""
+    claim = status_document(run_id, "w", "p", "j", "started", 1, requestId=request_id)
+    claim["date"] -= age
+    store.insert_status(claim)
 
-    def user(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        calls.append(event["job"])
-        return {"ok": True}
 
-    event = {
-        "run_id": "r1",
+def _job_payload(run_id: str) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
         "workflow": "w",
         "phase": "p",
         "job": "j",
@@ -294,14 +297,17 @@ def test_the_wrapper_runs_an_attempt_once_and_a_retry_of_its_own_request_takes_o
         "input": {},
         "results": {},
     }
-    # an invocation claimed the attempt and died before reporting
-    store.insert_status(
-        {"runId": "r1", "workflow": "w", "phase": "p", "job": "j", "status": "started"}
-        | {
-            "attempt": 1,
-            "requestId": "first",
-        }
-    )
+
+
+def test_lambdas_retry_of_a_crashed_claimant_takes_the_attempt_over_and_runs_it_once(store: Store) -> None:
+    calls: list[str] = []
+
+    def user(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        calls.append(event["job"])
+        return {"ok": True}
+
+    _claim(store, "r1", "first", age=timedelta(minutes=1))
+    event = _job_payload("r1")
 
     assert run_attempt(store, user, event, None, "someone-else").outcome == "owned-elsewhere"
     assert calls == []
@@ -309,6 +315,32 @@ def test_the_wrapper_runs_an_attempt_once_and_a_retry_of_its_own_request_takes_o
     assert run_attempt(store, user, event, None, "first").outcome == "already-finished"
     assert run_attempt(store, user, event, None, "third").outcome == "already-finished"
     assert calls == ["j"]
+
+
+def test_a_same_request_duplicate_arriving_while_the_claimant_may_run_is_left_alone(store: Store) -> None:
+    calls: list[str] = []
+    _claim(store, "r3", "first", age=timedelta(seconds=5))
+
+    result = run_attempt(store, lambda event, context: calls.append("ran"), _job_payload("r3"), None, "first")
+
+    assert result.outcome == "owned-elsewhere"
+    assert calls == []
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        pytest.param({1: "integer key"}, id="non-string-key"),
+        pytest.param({"big": 2**70}, id="integer-too-big-for-bson"),
+        pytest.param({"when": object()}, id="not-json"),
+    ],
+)
+def test_an_output_that_cannot_be_stored_fails_the_attempt_with_the_reason(store: Store, output: Any) -> None:
+    result = run_attempt(store, lambda event, context: output, _job_payload("r4"), None, "req")
+
+    assert result.outcome == "failed"
+    assert "output cannot be stored" in (result.error or "")
+    assert store.find_status("r4", "p", "j", "failed", 1) is not None
 
 
 def test_the_stub_succeeds_with_a_note_that_it_is_a_stub(store: Store) -> None:
@@ -510,3 +542,40 @@ def test_a_when_failing_beside_a_ready_job_fails_the_run_and_no_redelivery_start
         assert outcome.job_states() == {"first": ("pending", 0), "second": ("failed", 0)}
         assert outcome.executions == {}
         assert outcome.dispatched == []
+
+
+class _RemovedJobs(RecordingDispatcher):
+    """A deployment where the given jobs' functions no longer exist."""
+
+    def __init__(self, removed: set[str]) -> None:
+        super().__init__()
+        self.removed = removed
+
+    def dispatch(self, event: JobEvent) -> None:
+        if event.job in self.removed:
+            raise JobFunctionMissing(f"the job's function w-job-{event.job} does not exist")
+        super().dispatch(event)
+
+
+def test_a_job_removed_from_the_spec_while_a_run_is_in_flight_fails_that_run_instead_of_hanging(
+    store: Store,
+) -> None:
+    spec = workflow("w", {"p": {"kept": {}, "removed": {"after": ["kept"], "retries": 1}}})
+    dispatcher = _RemovedJobs({"removed"})
+    orchestrator = Orchestrator(store, dispatcher)
+    settings = store.settings
+    run_id = start_run(store, spec).run_id
+    seen: set[Any] = set()
+    for _ in range(10):
+        fresh = [s for s in store.run_statuses(run_id) if s["_id"] not in seen]
+        seen.update(s["_id"] for s in fresh)
+        for status in fresh:
+            orchestrator.handle(envelope(status, settings.database, settings.statuses_collection))
+        for job in dispatcher.drain():
+            run_attempt(store, stub_handler, job.to_payload(), None, uuid.uuid4().hex)
+
+    run = store.load_run(run_id)
+    assert run is not None
+    assert run["status"] == "failed"
+    assert run["jobs"]["removed"] == run["jobs"]["removed"] | {"state": "failed", "attempt": 2}
+    assert "does not exist" in run["error"]

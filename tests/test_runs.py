@@ -8,11 +8,14 @@ from pathlib import Path
 import pymongo
 import pytest
 
+from cdk_app.atlas_events import envelope
 from runtime.errors import RunError
+from runtime.handlers import job as job_wrapper
 from runtime.handlers import starter
+from runtime.handlers.notifier import NotifierService
 from runtime.runs import start_run
 from runtime.settings import StoreSettings
-from runtime.store import Store
+from runtime.store import Store, status_document
 from tests.engine_harness import CATCH_THE_FISH, workflow
 
 
@@ -82,3 +85,37 @@ def test_the_starter_handler_starts_runs_from_the_bundled_definition(
     refused = starter.handler({"run_id": "from-lambda", "input": {"n": 2}}, None)
     assert "different input" in refused["error"]
     assert "must be a non-empty string" in starter.handler({"run_id": 42}, None)["error"]
+
+
+def test_a_job_whose_code_cannot_be_imported_reports_each_attempt_failed_with_the_reason(
+    store: Store, mongo_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOB_HANDLER", "no_such_module.handler")
+    monkeypatch.setenv("MONGODB_URI", mongo_uri)
+    monkeypatch.setenv("MONGODB_DATABASE", store.settings.database)
+    monkeypatch.setattr(job_wrapper, "_state", {})
+    event = {"run_id": "r", "workflow": "w", "phase": "p", "job": "j", "attempt": 1}
+
+    for attempt in (1, 2):
+        assert job_wrapper.handler(event | {"attempt": attempt}, None)["outcome"] == "failed"
+        failed = store.find_status("r", "p", "j", "failed", attempt)
+        assert failed is not None
+        assert "could not load the job handler 'no_such_module.handler'" in failed["error"]
+        assert "No module named 'no_such_module'" in failed["error"]
+
+
+def test_a_failure_notice_says_whether_the_job_will_be_retried(store: Store) -> None:
+    spec = workflow("w", {"p": {"j": {"retries": 1}, "k": {}}})
+    run_id = start_run(store, spec).run_id
+    service = NotifierService(notifiers=[], store=store)
+
+    def notice(attempt: int) -> str:
+        document = status_document(run_id, "w", "p", "j", "failed", attempt, error="boom")
+        sent = service.handle(envelope(document, store.settings.database, store.settings.statuses_collection))
+        assert sent is not None
+        return sent[1]
+
+    assert "attempt 1 of 2; it will be retried" in notice(1)
+    assert "attempt 2 of 2; no attempts left" in notice(2)
+    store.runs.update_one({"_id": run_id}, {"$set": {"status": "failed"}})
+    assert "attempt 1 of 2; the run has ended" in notice(1)

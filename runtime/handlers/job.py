@@ -3,9 +3,11 @@
 It reports ``started``, calls the user's handler, reports ``success`` with the returned dict or
 ``failed`` with the exception, and runs each attempt's user code at most once when nothing
 crashes: the ``started`` report is the claim (unique per attempt), and an invocation that finds
-the attempt claimed by another request leaves it to that one. Lambda retries an invocation with
-the same request id, so a retry after a crash takes its own claim over and the attempt is never
-lost; if every retry dies, the on-failure destination tells the orchestrator.
+the attempt claimed leaves it to the claimant. The one exception is Lambda's own retry of the
+claimant after it crashed: it carries the same request id and comes at least a minute after the
+failure, so a claim of the same request id at least ``TAKEOVER_AFTER`` old is taken over and
+the attempt is never lost (a same-id duplicate arriving sooner is the queue delivering twice, and
+is left alone). If every retry dies, the on-failure destination tells the orchestrator.
 """
 
 from __future__ import annotations
@@ -18,16 +20,24 @@ import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import bson
+import bson.errors
 
 from runtime.errors import EventError
 from runtime.events import JobEvent, parse_job_event
-from runtime.store import Store, utcnow
+from runtime.store import Store, status_document, utcnow
 
 log = logging.getLogger(__name__)
 
 UserHandler = Callable[[dict[str, Any], Any], Any]
 ERROR_TRACE_LINES = 8
+
+TAKEOVER_AFTER = timedelta(seconds=50)
+"""Lambda waits a minute before it retries a failed asynchronous invocation (two before the
+next); a little less allows for clock differences."""
 
 
 def stub_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -59,16 +69,24 @@ class AttemptResult:
 
 
 def _status(event: JobEvent, status: str, **fields: Any) -> dict[str, Any]:
-    return {
-        "runId": event.run_id,
-        "workflow": event.workflow,
-        "phase": event.phase,
-        "job": event.job,
-        "status": status,
-        "attempt": event.attempt,
-        "date": utcnow(),
-        **fields,
-    }
+    return status_document(
+        event.run_id, event.workflow, event.phase, event.job, status, event.attempt, **fields
+    )
+
+
+def _check_output(output: Any) -> None:
+    """The output is stored in MongoDB and passed on in Lambda payloads: BSON and JSON both."""
+    if output is None:
+        return
+    if not isinstance(output, dict):
+        raise TypeError(f"a job handler returns a dict or None, not {type(output).__name__}")
+    try:
+        json.dumps(output)
+        bson.encode({"output": output})
+    except (TypeError, ValueError, OverflowError, bson.errors.InvalidDocument) as exc:
+        raise TypeError(
+            f"the job's output cannot be stored (it must be JSON with string keys): {exc}"
+        ) from exc
 
 
 def _describe(exc: BaseException) -> str:
@@ -89,13 +107,11 @@ def run_attempt(
         return AttemptResult(outcome="already-finished")
     if not store.insert_status(_status(event, "started", requestId=request_id)):
         claim = store.find_status(event.run_id, event.phase, event.job, "started", event.attempt)
-        if claim is not None and claim.get("requestId") != request_id:
+        if claim is not None and not _is_own_retry(claim, request_id):
             return AttemptResult(outcome="owned-elsewhere")
     try:
         output = user_handler(event.to_payload(), context)
-        if output is not None and not isinstance(output, dict):
-            raise TypeError(f"a job handler returns a dict or None, not {type(output).__name__}")
-        json.dumps(output)
+        _check_output(output)
     except Exception as exc:  # the user's code may raise anything: that is the job failing
         error = _describe(exc)
         log.error("job %s attempt %s of run %s failed: %s", event.job, event.attempt, event.run_id, error)
@@ -103,6 +119,26 @@ def run_attempt(
         return AttemptResult(outcome="failed", error=error)
     store.insert_status(_status(event, "success", output=output))
     return AttemptResult(outcome="success", output=output)
+
+
+def _is_own_retry(claim: dict[str, Any], request_id: str) -> bool:
+    claimed_at = claim.get("date")
+    return (
+        claim.get("requestId") == request_id
+        and isinstance(claimed_at, datetime)
+        and utcnow() - claimed_at.replace(tzinfo=claimed_at.tzinfo or UTC) >= TAKEOVER_AFTER
+    )
+
+
+def _import_failure(spec: str, exc: BaseException) -> UserHandler:
+    """Stands in for user code that cannot be imported, so each attempt reports the reason as
+    its failure instead of Lambda retrying an import error it can never get past."""
+    error = _describe(exc)
+
+    def cannot_import(event: dict[str, Any], context: Any) -> None:
+        raise ImportError(f"could not load the job handler {spec!r}: {error}")
+
+    return cannot_import
 
 
 _state: dict[str, Any] = {}
@@ -113,8 +149,12 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if "store" not in _state:
         from runtime.store import store_from_env
 
-        _state["store"] = store_from_env(os.environ)
-        _state["user"] = load_user_handler(os.environ.get("JOB_HANDLER"))
+        spec = os.environ.get("JOB_HANDLER")
+        try:
+            user = load_user_handler(spec)
+        except Exception as exc:  # any error of the user's module: reported as the attempt's failure
+            user = _import_failure(spec or "", exc)
+        _state.update(store=store_from_env(os.environ), user=user)
     request_id = getattr(context, "aws_request_id", None) or uuid.uuid4().hex
     result = run_attempt(_state["store"], _state["user"], event, context, request_id)
     return {"outcome": result.outcome, "error": result.error}

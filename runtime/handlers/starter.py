@@ -29,8 +29,8 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     if "store" not in _state:
         from runtime.store import store_from_env
 
-        _state["store"] = store_from_env(os.environ)
-        _state["definition"] = load_definition(os.environ["WORKFLOW_DEFINITION_FILE"])
+        definition = load_definition(os.environ["WORKFLOW_DEFINITION_FILE"])
+        _state.update(store=store_from_env(os.environ), definition=definition)
     try:
         request = as_mapping(event or {})
         run_id = request.get("run_id")
