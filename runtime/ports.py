@@ -21,6 +21,11 @@ class DispatchError(WorkflowError):
     """A job invocation was not accepted."""
 
 
+class JobFunctionMissing(DispatchError):
+    """The job's function does not exist: a job removed from the spec while a run that started
+    with it was in flight. Reported as the attempt's failure, so the run ends instead of waiting."""
+
+
 class NotifyError(WorkflowError):
     """A notification was not delivered."""
 
@@ -47,6 +52,12 @@ class LambdaDispatcher:
                 FunctionName=name, InvocationType="Event", Payload=json.dumps(event.to_payload()).encode()
             )
         except Exception as exc:  # botocore's error types vary by cause; all mean "not accepted"
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            if code == "ResourceNotFoundException":
+                raise JobFunctionMissing(
+                    f"the job's function {name} does not exist (was the job removed from the spec while "
+                    "this run was in flight?)"
+                ) from exc
             raise DispatchError(f"could not invoke {name}: {exc}") from exc
         if response.get("StatusCode") != 202:
             raise DispatchError(f"invoking {name} returned status {response.get('StatusCode')}")

@@ -15,7 +15,14 @@ from botocore.stub import Stubber
 from runtime.errors import StoreError
 from runtime.events import JobEvent, StatusEvent
 from runtime.handlers.notifier import NotifierService, compose
-from runtime.ports import DispatchError, LambdaDispatcher, NotifyError, SlackNotifier, SnsNotifier
+from runtime.ports import (
+    DispatchError,
+    JobFunctionMissing,
+    LambdaDispatcher,
+    NotifyError,
+    SlackNotifier,
+    SnsNotifier,
+)
 from runtime.store import read_connection_string
 
 REGION = "us-east-1"
@@ -55,6 +62,14 @@ def test_a_refused_invocation_is_a_dispatch_error_naming_the_function() -> None:
         with pytest.raises(
             DispatchError, match="could not invoke catch_the_fish-job-rent_a_boat: .*Rate exceeded"
         ):
+            LambdaDispatcher(client).dispatch(JOB)
+
+
+def test_a_job_function_that_does_not_exist_is_told_apart_from_other_refusals() -> None:
+    client = _client("lambda")
+    with Stubber(client) as stub:
+        stub.add_client_error("invoke", "ResourceNotFoundException", "Function not found")
+        with pytest.raises(JobFunctionMissing, match="catch_the_fish-job-rent_a_boat does not exist"):
             LambdaDispatcher(client).dispatch(JOB)
 
 

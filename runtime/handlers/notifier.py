@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from runtime.engine import RUNNING, Run
 from runtime.errors import EventError
 from runtime.events import StatusEvent, parse_status_event
 from runtime.ports import Notifier
@@ -23,13 +24,16 @@ def _first_line(error: str | None) -> str:
     return text if len(text) <= ERROR_SUMMARY_CHARS else text[: ERROR_SUMMARY_CHARS - 1] + "…"
 
 
-def compose(event: StatusEvent, max_attempts: int | None = None) -> tuple[str, str]:
-    """(subject, message) for one status event."""
+def compose(event: StatusEvent, max_attempts: int | None = None, run_over: bool = False) -> tuple[str, str]:
+    """(subject, message) for one status event; ``max_attempts`` and ``run_over`` (the run has
+    already ended) let a job failure say whether it will be retried."""
     run = f"{event.workflow} run {event.run_id}"
     if event.status == "failed":
         of = f" of {max_attempts}" if max_attempts else ""
         retry = ""
-        if max_attempts is not None:
+        if run_over:
+            retry = "; the run has ended"
+        elif max_attempts is not None:
             retry = "; it will be retried" if event.attempt < max_attempts else "; no attempts left"
         return (
             f"{event.workflow}: job {event.job} failed",
@@ -64,17 +68,15 @@ class NotifierService:
         except EventError as exc:
             log.warning("dropped a malformed event: %s", exc)
             return None
-        max_attempts = None
+        max_attempts, run_over = None, False
         if status.status == "failed" and self.store is not None and status.job:
-            run = self.store.load_run(status.run_id)
-            jobs = {
-                job["name"]: job
-                for phase in (run or {}).get("definition", {}).get("phases", [])
-                for job in phase["jobs"]
-            }
-            if status.job in jobs:
-                max_attempts = jobs[status.job]["retries"] + 1
-        subject, message = compose(status, max_attempts)
+            document = self.store.load_run(status.run_id)
+            if document is not None:
+                run = Run.from_document(document)
+                if status.job in run.jobs:
+                    max_attempts = run.definition.job(status.job).max_attempts
+                run_over = run.status != RUNNING
+        subject, message = compose(status, max_attempts, run_over)
         for notifier in self.notifiers:
             notifier.publish(subject, message)
         return subject, message
