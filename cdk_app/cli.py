@@ -50,7 +50,10 @@ def workflows_dir() -> str:
     checks exactly what ``cdk synth`` would build."""
     if not CDK_JSON.is_file():
         return DEFAULT_WORKFLOWS_DIR
-    context = json.loads(CDK_JSON.read_text(encoding="utf-8")).get("context", {})
+    settings = json.loads(CDK_JSON.read_text(encoding="utf-8"))
+    context = settings.get("context") if isinstance(settings, dict) else None
+    if not isinstance(context, dict):
+        return DEFAULT_WORKFLOWS_DIR
     return str(context.get("workflowsDir", DEFAULT_WORKFLOWS_DIR))
 
 

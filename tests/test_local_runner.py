@@ -514,6 +514,12 @@ def test_status_of_an_unknown_run_exits_1(mongo_uri: str, database: str) -> None
         (["--faults", "crash=1.5"], 2, "crash=1.5: a probability from 0 up to (not including) 1"),
         (["--faults", "duplicate=0"], 2, "duplicate=0: deliver every event at least once"),
         (["--timeout", "0"], 2, "--timeout must be positive"),
+        (["--timeout", "nan"], 2, "--timeout must be positive, got nan"),
+        (
+            ["--database", "a.b"],
+            2,
+            "invalid --database 'a.b': database names cannot contain the character '.'",
+        ),
         (["--mongo-uri", "postgres://localhost"], 2, "invalid --mongo-uri 'postgres://localhost'"),
     ],
     ids=lambda value: value if isinstance(value, str) else None,

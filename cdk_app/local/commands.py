@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import re
 import sys
 from collections.abc import Callable
@@ -81,7 +82,10 @@ def connect(uri: str, database: str) -> Store:
         raise CommandError(f"cannot reach MongoDB at {_redacted(uri)}: {reason}") from exc
     finally:
         probe.close()
-    return Store(cached_client(uri), StoreSettings(database=database))
+    try:
+        return Store(cached_client(uri), StoreSettings(database=database))
+    except pymongo.errors.InvalidName as exc:
+        raise CommandError(f"invalid --database {database!r}: {exc}", EXIT_USAGE) from exc
 
 
 def _load_spec(path: str) -> Workflow:
@@ -152,7 +156,7 @@ def _run(args: argparse.Namespace) -> int:
         faults = FaultSettings.parse(args.faults, args.seed)
     except ValueError as exc:
         raise CommandError(f"--faults: {exc}", EXIT_USAGE) from exc
-    if args.timeout <= 0:
+    if not math.isfinite(args.timeout) or args.timeout <= 0:
         raise CommandError(f"--timeout must be positive, got {args.timeout:g}", EXIT_USAGE)
     run_input = _run_input(args.input)
     workflow = _load_spec(args.spec)

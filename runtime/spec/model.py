@@ -52,7 +52,8 @@ class Job:
     name: str
     phase: str
     after: tuple[str, ...] = ()
-    """Jobs of the same phase that must all have finished (or been skipped) first."""
+    """Jobs of the same phase that must all have succeeded first; if one of them is skipped, so
+    is this job."""
     memory: int = 256
     """Lambda memory in MB (128-10240)."""
     timeout: int = 60
