@@ -10,7 +10,7 @@ that caused it, so a redelivered event can finish what a crashed handler began.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -51,6 +51,8 @@ class Run:
     """Phase name -> key of the event that completed it."""
     finished_by: str | None = None
     error: str | None = None
+    version: int = 0
+    """Incremented by every write; a write planned from this view is guarded by it."""
 
     @property
     def outputs(self) -> dict[str, Any]:
@@ -78,6 +80,7 @@ class Run:
             completed_by={name: p["completedBy"] for name, p in (document.get("phases") or {}).items()},
             finished_by=document.get("finishedBy"),
             error=document.get("error"),
+            version=document.get("version", 0),
         )
 
 
@@ -95,6 +98,7 @@ def new_run_document(definition: Workflow, run_id: str, run_input: Any, now: dat
         "phases": {},
         "finishedBy": None,
         "error": None,
+        "version": 0,
         "createdAt": now,
         "updatedAt": now,
     }
@@ -116,6 +120,11 @@ class Transition:
     changes: dict[str, Any]
     dispatches: tuple[JobEvent, ...] = ()
     records: tuple[RunStatus, ...] = ()
+
+
+def record_success(run: Run, job: str, output: Any) -> Run:
+    """The run as it is once ``job``'s current attempt has succeeded with ``output``."""
+    return replace(run, jobs={**run.jobs, job: replace(run.jobs[job], state=SUCCEEDED, output=output)})
 
 
 def _condition_holds(job: Job, run: Run, results: Mapping[str, Any]) -> bool:

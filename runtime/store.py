@@ -38,6 +38,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def success_changes(job: str, output: Any) -> Document:
+    """What recording a job's success sets in its run document."""
+    return {f"jobs.{job}.state": SUCCEEDED, f"jobs.{job}.output": output, f"jobs.{job}.finishedAt": utcnow()}
+
+
 def status_document(
     run_id: str, workflow: str, phase: str | None, job: str | None, status: str, attempt: int, **fields: Any
 ) -> Document:
@@ -101,14 +106,7 @@ class Store:
             f"record the success of {job!r} in run {run_id!r}",
             lambda: self.runs.find_one_and_update(
                 {"_id": run_id, f"jobs.{job}.attempt": attempt, f"jobs.{job}.state": DISPATCHED},
-                {
-                    "$set": {
-                        f"jobs.{job}.state": SUCCEEDED,
-                        f"jobs.{job}.output": output,
-                        f"jobs.{job}.finishedAt": utcnow(),
-                        "updatedAt": utcnow(),
-                    }
-                },
+                {"$set": {**success_changes(job, output), "updatedAt": utcnow()}, "$inc": {"version": 1}},
                 return_document=ReturnDocument.AFTER,
             ),
         )
@@ -117,11 +115,13 @@ class Store:
         self, run_id: str, conditions: Mapping[str, Any], changes: Mapping[str, Any]
     ) -> bool:
         """Set ``changes`` only if every ``conditions`` field still has the value the engine
-        read; False when another writer got there first."""
+        read (``{"version": v}`` guards against any change at all); False when another writer got
+        there first. Every write bumps the version."""
         result = _guard(
             f"update run {run_id!r}",
             lambda: self.runs.update_one(
-                {"_id": run_id, **conditions}, {"$set": {**changes, "updatedAt": utcnow()}}
+                {"_id": run_id, **conditions},
+                {"$set": {**changes, "updatedAt": utcnow()}, "$inc": {"version": 1}},
             ),
         )
         return result.matched_count == 1

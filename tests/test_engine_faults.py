@@ -471,8 +471,8 @@ class _Commands(monitoring.CommandListener):
 @pytest.mark.parametrize(
     ("finished", "expected"),
     [
-        pytest.param("a", ["findAndModify", "update"], id="success-that-dispatches-the-next-jobs"),
-        pytest.param("c", ["findAndModify"], id="success-that-dispatches-nothing"),
+        pytest.param("a", ["find", "update"], id="success-that-dispatches-the-next-jobs"),
+        pytest.param("c", ["find", "update"], id="success-that-dispatches-nothing"),
     ],
 )
 def test_a_success_that_does_not_end_a_phase_costs_at_most_two_commands(

@@ -16,7 +16,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from runtime.engine import Run, RunStatus, Transition, plan_failure, plan_progress, replay
+from runtime.engine import (
+    DISPATCHED,
+    SUCCEEDED,
+    Run,
+    RunStatus,
+    Transition,
+    plan_failure,
+    plan_progress,
+    record_success,
+    replay,
+)
 from runtime.errors import EventError
 from runtime.events import (
     JobEvent,
@@ -27,7 +37,7 @@ from runtime.events import (
     parse_status_event,
 )
 from runtime.ports import Dispatcher, JobFunctionMissing
-from runtime.store import Store, status_document
+from runtime.store import Store, status_document, success_changes
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +83,28 @@ class Orchestrator:
         return None if document is None else Run.from_document(document)
 
     def _handle_success(self, event: StatusEvent) -> Outcome:
+        """Optimistically: read the run, decide, and write the completion together with all that
+        follows in one write guarded by the version read (two round trips, one write). When another
+        handler wrote in between, fall back to recording the completion atomically and deciding
+        on what that write returns, which stays cheap however many completions race."""
         assert event.job is not None
-        document = self.store.record_job_success(event.run_id, event.job, event.attempt, event.output)
-        if document is not None:
-            return self._decide(event, Run.from_document(document), recorded_now=True)
-        return self._decide(event, self._load(event))
+        run = self._load(event)
+        if run is not None and event.job in run.jobs:
+            state = run.jobs[event.job]
+            if state.state == DISPATCHED and state.attempt == event.attempt:
+                transition = plan_progress(record_success(run, event.job, event.output), event.key)
+                changes = success_changes(event.job, event.output)
+                if transition is not None:
+                    changes.update(transition.changes)
+                if self.store.apply_transition(run.run_id, {"version": run.version}, changes):
+                    if transition is None:
+                        return self._carry_out(event, [], [], recorded_now=True)
+                    return self._carry_out(event, list(transition.dispatches), list(transition.records), True)
+                document = self.store.record_job_success(event.run_id, event.job, event.attempt, event.output)
+                if document is not None:
+                    return self._decide(event, Run.from_document(document), recorded_now=True)
+                run = self._load(event)
+        return self._decide(event, run)
 
     def _decide(self, event: StatusEvent, run: Run | None, recorded_now: bool = False) -> Outcome:
         if run is None:
@@ -88,7 +115,7 @@ class Orchestrator:
             return Outcome(action="dropped", reason=f"run {event.run_id!r} has no job {event.job!r}")
         if event.status == "success" and not recorded_now:
             state = run.jobs[event.job or ""]
-            if state.state != "succeeded" or state.attempt != event.attempt:
+            if state.state != SUCCEEDED or state.attempt != event.attempt:
                 log.info("ignored stale %s of run %r (job is %s)", event.key, run.run_id, state.state)
                 return Outcome(action="ignored", reason="stale success")
         dispatched: list[JobEvent] = []
@@ -116,6 +143,12 @@ class Orchestrator:
             raise RuntimeError(
                 f"no decision for {event.key} of run {event.run_id!r} after {MAX_DECISIONS} tries"
             )
+        return self._carry_out(event, dispatched, recorded, recorded_now)
+
+    def _carry_out(
+        self, event: StatusEvent, dispatched: list[JobEvent], recorded: list[RunStatus], recorded_now: bool
+    ) -> Outcome:
+        """Dispatch and record what a decision (now written) caused; both are safe to repeat."""
         for job_event in dispatched:
             self._dispatch(job_event)
         for status in recorded:
