@@ -7,20 +7,16 @@ event bus; a partner event source someone created by hand in Atlas; or an existi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aws_cdk import Aws
 from aws_cdk import aws_events as events
-from awscdk_resources_mongodbatlas import (
-    CfnTrigger,
-    DatabaseConfig,
-    DatabaseConfigOperationTypes,
-    Event,
-    EventAwseventbridge,
-    EventAwseventbridgeAwsConfig,
-)
 
 from constructs import Construct
 from runtime.settings import StoreSettings
+
+if TYPE_CHECKING:
+    from awscdk_resources_mongodbatlas import CfnTrigger
 
 PARTNER_SOURCE_PREFIX = "aws.partner/mongodb.com/stitch.trigger/"
 """Atlas names the partner event source after the trigger's id."""
@@ -98,6 +94,17 @@ class StatusEvents(Construct):
         return self._trigger
 
     def _atlas_trigger(self, wiring: AtlasTrigger, store: StoreSettings) -> CfnTrigger:
+        # Imported here: loading the Atlas resource library costs every synth a few hundred ms,
+        # and only this wiring needs it.
+        from awscdk_resources_mongodbatlas import (
+            CfnTrigger,
+            DatabaseConfig,
+            DatabaseConfigOperationTypes,
+            Event,
+            EventAwseventbridge,
+            EventAwseventbridgeAwsConfig,
+        )
+
         trigger = CfnTrigger(
             self,
             "Trigger",
