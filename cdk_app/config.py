@@ -6,6 +6,7 @@ The keys are listed in ``CONTEXT_KEYS`` and documented in the README's Deploy se
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,12 @@ from constructs import Node
 from constructs.trigger import AtlasTrigger, ExistingEventBus, PartnerEventSource, TriggerWiring
 from runtime.errors import WorkflowError
 from runtime.settings import StoreSettings
+
+COMPLETE_SECRET_ARN = re.compile(r"arn:[\w-]+:secretsmanager:[\w-]+:\d{12}:secret:[\w/+=.@-]+-[A-Za-z0-9]{6}")
+"""CDK imports a secret by ARN only when the ARN carries Secrets Manager's random suffix."""
+
+MONGODB_NAME = re.compile(r"[A-Za-z0-9_-]{1,63}")
+"""Database and collection names this app accepts: safe in MongoDB and in Atlas trigger config."""
 
 ATLAS_IDS = {"atlasProjectId": "project_id", "atlasAppId": "app_id", "atlasServiceId": "service_id"}
 """Context keys that select the ``atlas`` wiring, all three together."""
@@ -69,6 +76,19 @@ class AppConfig:
         problems = []
         if "mongodbSecretArn" in values and "mongodbSecretName" in values:
             problems.append("context: give mongodbSecretArn or mongodbSecretName, not both")
+        secret_arn = values.get("mongodbSecretArn")
+        if secret_arn is not None and not COMPLETE_SECRET_ARN.fullmatch(secret_arn):
+            problems.append(
+                f"context: mongodbSecretArn {secret_arn!r} is not a complete Secrets Manager ARN "
+                "(arn:<partition>:secretsmanager:<region>:<account>:secret:<name>-<6 characters>); "
+                "give the full ARN, or the name as mongodbSecretName"
+            )
+        for key in ("mongodbDatabase", "runsCollection", "statusesCollection"):
+            if key in values and not MONGODB_NAME.fullmatch(values[key]):
+                problems.append(
+                    f"context: {key} {values[key]!r} is not a usable MongoDB name "
+                    "(letters, digits, '_' and '-', not starting with '$' or containing '.')"
+                )
         store_defaults = StoreSettings()
         store = StoreSettings(
             database=values.get("mongodbDatabase", store_defaults.database),

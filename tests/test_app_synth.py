@@ -84,8 +84,22 @@ def test_other_wirings_from_context(context, wiring):
         (ATLAS | {"eventBus": "x"}, "Atlas ids and eventBus select different trigger wirings"),
         ({"atlasProfile": "ops"}, "atlasProfile only apply with atlasProjectId"),
         ({"mongodbSecretArn": "arn:x", "mongodbSecretName": "y"}, "not both"),
+        (
+            {"mongodbSecretArn": "arn:aws:secretsmanager:us-east-1:111111111111:secret:mongodb"},
+            "is not a complete Secrets Manager ARN",
+        ),
+        ({"mongodbDatabase": "a.b"}, "mongodbDatabase 'a.b' is not a usable MongoDB name"),
+        ({"statusesCollection": "$cmd"}, "statusesCollection '\\$cmd' is not a usable MongoDB name"),
     ],
-    ids=["partial-atlas", "two-wirings", "stray-profile", "two-secrets"],
+    ids=[
+        "partial-atlas",
+        "two-wirings",
+        "stray-profile",
+        "two-secrets",
+        "partial-arn",
+        "db-name",
+        "coll-name",
+    ],
 )
 def test_contradictory_context_is_refused(context, problem):
     with pytest.raises(ConfigError, match=problem):
