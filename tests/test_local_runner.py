@@ -576,3 +576,17 @@ def test_job_code_that_cannot_be_imported_stops_the_run_before_it_starts(
     assert result.exit_code == 1
     assert "importing job 'j' failed: ImportError: missing dependency: fishnet" in result.stderr
     assert mongo_client[database]["state-machines"].count_documents({}) == 0
+
+
+def test_a_job_whose_function_dies_reaches_the_orchestrator_through_its_on_failure_destination(
+    run: Any,
+) -> None:
+    result = run(SPECS / "lambda_gives_up.yaml")
+
+    assert result.exit_code == 1
+    assert result.report["status"] == "failed"
+    job = result.report["jobs"]["dies"]
+    assert (job["status"], job["attempts"]) == ("failed", 2)
+    # each attempt's invocation ran three times (Lambda's tries) before Lambda gave up on it
+    assert job["executions"] == 3 * job["attempts"]
+    assert result.report["faults"]["redeliveries"] == 2 * job["attempts"]

@@ -26,6 +26,8 @@ REORDER_WINDOW = 0.02
 """Seconds ``reorder`` collects deliveries before sending them in shuffled order."""
 
 Handling = Callable[[CrashPlan, str], None]
+GiveUp = Callable[[str, BaseException], None]
+"""Called with the request id and the last error when the tries of a delivery are used up."""
 """One handler invocation: the crash plan it runs under and its Lambda request id."""
 
 
@@ -146,6 +148,8 @@ class Delivery:
     crashable: bool
     request_id: str
     sequence: int
+    tries: int = MAX_DELIVERIES
+    on_give_up: GiveUp | None = None
 
 
 class Bus:
@@ -166,7 +170,18 @@ class Bus:
         if faults.reorder:
             threading.Thread(target=self._shuffle_buffered, name="reorder", daemon=True).start()
 
-    def send(self, target: str, identity: str, handling: Handling, crashable: bool) -> None:
+    def send(
+        self,
+        target: str,
+        identity: str,
+        handling: Handling,
+        crashable: bool,
+        tries: int = MAX_DELIVERIES,
+        on_give_up: GiveUp | None = None,
+    ) -> None:
+        """Deliver ``handling`` (with the configured duplicates) and redeliver it while it raises,
+        up to ``tries`` deliveries; then ``on_give_up`` (Lambda's on-failure destination) or, for
+        a target without one, the run records it as undeliverable."""
         copies = self.faults.duplicate
         self.counters.add("duplicated", copies - 1)
         with self._lock:
@@ -180,6 +195,8 @@ class Bus:
                         crashable=crashable,
                         request_id=uuid.uuid4().hex,
                         sequence=self._sequence,
+                        tries=tries,
+                        on_give_up=on_give_up,
                     )
                 )
                 self._sequence += 1
@@ -237,7 +254,7 @@ class Bus:
             delivery.handling(plan, delivery.request_id)
             if isinstance(plan, HandlingCrash):
                 plan.finish()
-        except Exception as exc:  # whatever the handler raised, Lambda would retry the event
+        except (Exception, SystemExit) as exc:  # whatever the handler raised, Lambda would retry it
             if isinstance(exc, InjectedCrash):
                 self.counters.add("crashes")
             else:
@@ -247,11 +264,14 @@ class Bus:
                     delivery.identity,
                     exc,
                 )
-            if number < MAX_DELIVERIES:
+            if number < delivery.tries:
                 self.counters.add("redeliveries")
                 self._submit(delivery, number + 1)
                 return
-            with self._lock:
-                self.undeliverable.append(f"{delivery.target} gave up on {delivery.identity}: {exc}")
+            if delivery.on_give_up is not None:
+                delivery.on_give_up(delivery.request_id, exc)
+            else:
+                with self._lock:
+                    self.undeliverable.append(f"{delivery.target} gave up on {delivery.identity}: {exc}")
         with self._lock:
             self._in_flight -= 1

@@ -7,11 +7,17 @@ import importlib.util
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from runtime.errors import RunError
+from runtime.events import JobEvent
 from runtime.handlers.job import UserHandler, stub_handler
 from runtime.spec.model import Job, Workflow, job_function_name
+
+JOB_INVOCATION_TRIES = 3
+"""Lambda runs an asynchronous invocation that raised twice more, then gives up on it."""
 
 FOLDER_ENTRY_POINT = "handler.py"
 HANDLER_FUNCTION = "handler"
@@ -71,3 +77,23 @@ def load_job_handlers(workflow: Workflow) -> dict[str, UserHandler]:
     """Every job's handler, imported once before the run starts, so broken code stops the run
     before anything was recorded."""
     return {job.name: load_job_handler(workflow.name, job) for job in workflow.jobs()}
+
+
+def on_failure_record(event: JobEvent, request_id: str, error: BaseException) -> dict[str, Any]:
+    """The record Lambda sends a function's on-failure destination once it gave up on an
+    asynchronous invocation (the shape of ``tests/fixtures/events/lambda-async-on-failure``)."""
+    now = datetime.now(UTC)
+    return {
+        "version": "1.0",
+        "timestamp": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "requestContext": {
+            "requestId": request_id,
+            "functionArn": f"arn:aws:lambda:local:000000000000:function:"
+            f"{job_function_name(event.workflow, event.job)}:$LATEST",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": JOB_INVOCATION_TRIES,
+        },
+        "requestPayload": event.to_payload(),
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "responsePayload": {"errorMessage": str(error), "errorType": type(error).__name__},
+    }

@@ -15,13 +15,14 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from cdk_app.atlas_events import envelope
 from cdk_app.faults import CrashingDispatcher, CrashingStore, CrashPlan
 from cdk_app.local.delivery import Bus, DaemonPool, FaultSettings
-from cdk_app.local.jobs import context_for
+from cdk_app.local.jobs import JOB_INVOCATION_TRIES, context_for, on_failure_record
 from cdk_app.local.report import RunReport, summarize
 from runtime.events import JobEvent
 from runtime.handlers.job import UserHandler, run_attempt
@@ -206,14 +207,35 @@ class LocalRunner:
         NotifierService(notifiers=[LocalNotifier(self.observer, plan)], store=self.store).handle(event)
 
     def dispatch(self, event: JobEvent) -> None:
-        """The orchestrator's Dispatcher port: an asynchronous invoke of the job's function."""
-        self._bus.send("job", f"job:{event.job}/{event.attempt}", partial(self._invoke_job, event), False)
+        """The orchestrator's Dispatcher port: an asynchronous invoke of the job's function, with
+        Lambda's tries and its on-failure destination (the orchestrator)."""
+        self._bus.send(
+            "job",
+            f"job:{event.job}/{event.attempt}",
+            partial(self._invoke_job, event),
+            False,
+            tries=JOB_INVOCATION_TRIES,
+            on_give_up=partial(self._job_gave_up, event),
+        )
 
     def _invoke_job(self, event: JobEvent, plan: CrashPlan, request_id: str) -> None:
         context = context_for(self.workflow.name, self.workflow.job(event.job), request_id)
+        # Locally a redelivery with the same request id is always a retry after this invocation
+        # raised (duplicates get ids of their own), so it may take its claim over at once.
         run_attempt(
-            self.store, partial(self._enter_handler, event.job), event.to_payload(), context, request_id
+            self.store,
+            partial(self._enter_handler, event.job),
+            event.to_payload(),
+            context,
+            request_id,
+            takeover_after=timedelta(0),
         )
+
+    def _job_gave_up(self, event: JobEvent, request_id: str, error: BaseException) -> None:
+        """What Lambda sends the job's on-failure destination after its last try."""
+        record = on_failure_record(event, request_id, error)
+        identity = f"orchestrator:on-failure/{event.job}/{event.attempt}"
+        self._bus.send("orchestrator", identity, partial(self._orchestrate, record), True)
 
     def _enter_handler(self, job: str, payload: dict[str, Any], context: Any) -> Any:
         """Counts each entry into the user's code: with every fault, one per attempt."""

@@ -96,7 +96,12 @@ def _describe(exc: BaseException) -> str:
 
 
 def run_attempt(
-    store: Store, user_handler: UserHandler, raw_event: object, context: Any, request_id: str
+    store: Store,
+    user_handler: UserHandler,
+    raw_event: object,
+    context: Any,
+    request_id: str,
+    takeover_after: timedelta = TAKEOVER_AFTER,
 ) -> AttemptResult:
     try:
         event = parse_job_event(raw_event)
@@ -107,7 +112,7 @@ def run_attempt(
         return AttemptResult(outcome="already-finished")
     if not store.insert_status(_status(event, "started", requestId=request_id)):
         claim = store.find_status(event.run_id, event.phase, event.job, "started", event.attempt)
-        if claim is not None and not _is_own_retry(claim, request_id):
+        if claim is not None and not _is_own_retry(claim, request_id, takeover_after):
             return AttemptResult(outcome="owned-elsewhere")
     try:
         output = user_handler(event.to_payload(), context)
@@ -121,12 +126,12 @@ def run_attempt(
     return AttemptResult(outcome="success", output=output)
 
 
-def _is_own_retry(claim: dict[str, Any], request_id: str) -> bool:
+def _is_own_retry(claim: dict[str, Any], request_id: str, takeover_after: timedelta) -> bool:
     claimed_at = claim.get("date")
     return (
         claim.get("requestId") == request_id
         and isinstance(claimed_at, datetime)
-        and utcnow() - claimed_at.replace(tzinfo=claimed_at.tzinfo or UTC) >= TAKEOVER_AFTER
+        and utcnow() - claimed_at.replace(tzinfo=claimed_at.tzinfo or UTC) >= takeover_after
     )
 
 
