@@ -12,8 +12,6 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from typing import Any
 import pymongo
 
 from benchmarks import orchestration, synth
+from cdk_app.embedded_mongo import mongodb_uri
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
@@ -35,22 +34,6 @@ TARGETS = {
 
 def progress(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-@contextmanager
-def mongo_server() -> Iterator[str]:
-    """``MONGODB_URI`` if set, else the embedded server the local runner and the tests use."""
-    external = os.environ.get("MONGODB_URI")
-    if external:
-        yield external
-        return
-    from cdk_app.embedded_mongo import EmbeddedMongo
-
-    server = EmbeddedMongo()
-    try:
-        yield server.uri
-    finally:
-        server.stop()
 
 
 def memory_gib() -> float | None:
@@ -103,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     results: dict[str, Any] = {}
-    with mongo_server() as uri:
+    with mongodb_uri() as uri:
         results["machine"] = machine(uri)
         progress(f"machine: {json.dumps(results['machine'])}")
         if args.only in (None, "engine"):

@@ -4,11 +4,14 @@ given, and the tests share one per session."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import pymongo
@@ -72,3 +75,18 @@ class EmbeddedMongo:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+@contextmanager
+def mongodb_uri(environ: Mapping[str, str] = os.environ) -> Iterator[str]:
+    """``MONGODB_URI`` when it is set (a real mongod or Atlas), else an embedded server that lives
+    as long as the ``with`` block: what the tests and the benchmarks run against."""
+    external = environ.get("MONGODB_URI")
+    if external:
+        yield external
+        return
+    server = EmbeddedMongo()
+    try:
+        yield server.uri
+    finally:
+        server.stop()

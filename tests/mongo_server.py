@@ -4,29 +4,21 @@ itself is ``cdk_app.embedded_mongo``, which the local runner starts too."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 
 import pymongo
 import pytest
 
-from cdk_app.embedded_mongo import EmbeddedMongo
+from cdk_app.embedded_mongo import mongodb_uri
 from runtime.settings import StoreSettings
 
 
 @pytest.fixture(scope="session")
 def mongo_uri() -> Iterator[str]:
     """The connection string of the server every test of the session shares."""
-    external = os.environ.get("MONGODB_URI")
-    if external:
-        yield external
-        return
-    server = EmbeddedMongo()
-    try:
-        yield server.uri
-    finally:
-        server.stop()
+    with mongodb_uri() as uri:
+        yield uri
 
 
 @pytest.fixture(scope="session")

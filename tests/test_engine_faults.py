@@ -4,7 +4,6 @@ crashes at every write, on a real MongoDB server."""
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
@@ -17,6 +16,7 @@ import pymongo
 import pytest
 from pymongo import monitoring
 
+from benchmarks.orchestration import race
 from benchmarks.seed_port import SeedStateMachineJob, seed_state_machine
 from cdk_app.atlas_events import envelope
 from cdk_app.faults import CrashAtStep
@@ -106,21 +106,7 @@ def _race_run(store: Store, mongo_uri: str) -> tuple[str, RecordingDispatcher]:
 
 
 def _race(handlers: list[Callable[[], object]]) -> None:
-    barrier = threading.Barrier(len(handlers))
-    errors: list[BaseException] = []
-
-    def go(handle: Callable[[], object]) -> None:
-        barrier.wait()
-        try:
-            handle()
-        except BaseException as exc:  # surfaced below; a thread must not swallow it
-            errors.append(exc)
-
-    threads = [threading.Thread(target=go, args=(handle,)) for handle in handlers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = race(handlers)
     assert not errors, errors
 
 
