@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jmespath
@@ -35,6 +35,8 @@ class JobState:
     error: str | None = None
     caused_by: str | None = None
     """Key of the event whose handling dispatched or skipped this job (at this attempt)."""
+    claimed_at: datetime | None = None
+    """When that handling decided to dispatch this attempt."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,6 +76,7 @@ class Run:
                     output=state.get("output"),
                     error=state.get("error"),
                     caused_by=state.get("causedBy"),
+                    claimed_at=state.get("claimedAt"),
                 )
                 for name, state in document["jobs"].items()
             },
@@ -122,6 +125,10 @@ class Transition:
     records: tuple[RunStatus, ...] = ()
 
 
+def _age(now: datetime, then: datetime) -> timedelta:
+    return now - then.replace(tzinfo=then.tzinfo or UTC)
+
+
 def record_success(run: Run, job: str, output: Any) -> Run:
     """The run as it is once ``job``'s current attempt has succeeded with ``output``."""
     return replace(run, jobs={**run.jobs, job: replace(run.jobs[job], state=SUCCEEDED, output=output)})
@@ -147,7 +154,7 @@ def _job_event(run: Run, phase: Phase, job: Job, attempt: int, outputs: Mapping[
     )
 
 
-def plan_progress(run: Run, key: str) -> Transition | None:
+def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
     """Dispatch or skip every job whose predecessors are done, complete the phase when all its
     jobs are done, start the next one, finish the run after the last. None: nothing to do."""
     if run.status != RUNNING:
@@ -173,7 +180,9 @@ def plan_progress(run: Run, key: str) -> Transition | None:
                     runs = all(states[name] == SUCCEEDED for name in job.after) and _condition_holds(
                         job, run, results
                     )
-                except jmespath.exceptions.JMESPathError as exc:
+                except Exception as exc:  # JMESPath's functions raise more than JMESPathError
+                    # A condition that cannot be evaluated fails the run rather than the handler:
+                    # raising would fail every redelivery of this event and the run would hang.
                     # Nothing decided in this pass is kept: a failed run dispatches nothing more.
                     return _fail_run(
                         key,
@@ -186,6 +195,7 @@ def plan_progress(run: Run, key: str) -> Transition | None:
                     "state": states[job.name],
                     "attempt": 1 if runs else 0,
                     "causedBy": key,
+                    "claimedAt": now,
                 }
                 if runs:
                     dispatches.append(_job_event(run, phase, job, 1, outputs))
@@ -220,7 +230,7 @@ def _fail_run(key: str, conditions: dict[str, Any], job: str, error: str) -> Tra
     )
 
 
-def plan_failure(run: Run, event: StatusEvent) -> Transition | None:
+def plan_failure(run: Run, event: StatusEvent, now: datetime) -> Transition | None:
     """Retry the job with its next attempt, or fail it and, while the run is running, the run.
     None when the failure is stale or was handled before."""
     assert event.job is not None
@@ -241,6 +251,7 @@ def plan_failure(run: Run, event: StatusEvent) -> Transition | None:
                 changes={
                     f"jobs.{job.name}.attempt": event.attempt + 1,
                     f"jobs.{job.name}.causedBy": event.key,
+                    f"jobs.{job.name}.claimedAt": now,
                     f"jobs.{job.name}.error": error,
                 },
                 dispatches=(
@@ -254,11 +265,15 @@ def plan_failure(run: Run, event: StatusEvent) -> Transition | None:
     )
 
 
-def replay(run: Run, key: str) -> tuple[tuple[JobEvent, ...], tuple[RunStatus, ...]]:
+def replay(
+    run: Run, key: str, now: datetime, redispatch_after: timedelta
+) -> tuple[tuple[JobEvent, ...], tuple[RunStatus, ...]]:
     """What the handling of event ``key`` caused and may not have finished before a crash: the
     attempts it dispatched that are still in flight, and the run statuses it recorded. Both are
     safe to repeat: the job wrapper runs an attempt once, a status report is unique. Once the run
-    has ended nothing is dispatched again."""
+    has ended nothing is dispatched again, and a dispatch is repeated only once its claim is
+    ``redispatch_after`` old: a redelivery sooner than that is a duplicate of a handling that is
+    most likely dispatching right now (Lambda retries a crashed handler a minute later)."""
     outputs = run.outputs
     dispatches = tuple(
         _job_event(run, run.definition.phase(job.phase), job, state.attempt, outputs)
@@ -266,6 +281,7 @@ def replay(run: Run, key: str) -> tuple[tuple[JobEvent, ...], tuple[RunStatus, .
         if (state := run.jobs[job.name]).caused_by == key
         and state.state == DISPATCHED
         and run.status == RUNNING
+        and (state.claimed_at is None or _age(now, state.claimed_at) >= redispatch_after)
     )
     records = [
         RunStatus(status="phase_completed", phase=p) for p, by in run.completed_by.items() if by == key

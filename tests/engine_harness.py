@@ -15,6 +15,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -97,15 +98,20 @@ class Driver:
 
     def deliver(self, event: dict[str, Any]) -> None:
         plan = self.faults.crash_plan()
+        # A crashed handling is redelivered at once here, not a minute later as in Lambda: so its
+        # dispatches are repeated at once too.
         orchestrator = Orchestrator(
             store=cast(Store, CrashingStore(self.store, plan)),
             dispatcher=CrashingDispatcher(self.dispatcher, plan),
+            redispatch_after=timedelta(0),
         )
         try:
             orchestrator.handle(event)
         except InjectedCrash:
             self.crashes += 1
-            Orchestrator(store=self.store, dispatcher=self.dispatcher).handle(event)
+            Orchestrator(store=self.store, dispatcher=self.dispatcher, redispatch_after=timedelta(0)).handle(
+                event
+            )
 
     def run(self, run_id: str | None = None, run_input: Any = None, max_rounds: int = 1000) -> Outcome:
         run_id = start_run(self.store, self.definition, run_id=run_id, input=run_input).run_id

@@ -201,6 +201,8 @@ class LocalRunner:
         Orchestrator(
             store=cast(Store, CrashingStore(self.store, plan)),
             dispatcher=CrashingDispatcher(self, plan),
+            # The bus redelivers a crashed handling at once, not a minute later as Lambda does.
+            redispatch_after=timedelta(0),
         ).handle(event)
 
     def _notify(self, event: dict[str, Any], plan: CrashPlan, request_id: str) -> None:

@@ -14,6 +14,7 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from runtime.engine import (
@@ -36,8 +37,8 @@ from runtime.events import (
     parse_failure_record,
     parse_status_event,
 )
-from runtime.ports import Dispatcher, JobFunctionMissing
-from runtime.store import Store, status_document, success_changes
+from runtime.ports import Dispatcher, InvocationRefused
+from runtime.store import Store, status_document, success_changes, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +57,18 @@ class Outcome:
     reason: str = ""
 
 
+REDISPATCH_AFTER = timedelta(seconds=50)
+"""Lambda retries a failed asynchronous invocation after a minute at the earliest: a redelivered
+event whose dispatches are younger than this is a duplicate, not a retry after a crash."""
+
+
 @dataclass
 class Orchestrator:
     store: Store
     dispatcher: Dispatcher
+    redispatch_after: timedelta = REDISPATCH_AFTER
+    """How old a dispatch this event caused must be before a redelivery repeats it; drivers that
+    redeliver a crashed handling at once (the local runner, tests) set zero."""
 
     def handle(self, event: object) -> Outcome:
         """Never raises for a malformed or stale event (it is logged and dropped); store and
@@ -92,7 +101,7 @@ class Orchestrator:
         if run is not None and event.job in run.jobs:
             state = run.jobs[event.job]
             if state.state == DISPATCHED and state.attempt == event.attempt:
-                transition = plan_progress(record_success(run, event.job, event.output), event.key)
+                transition = plan_progress(record_success(run, event.job, event.output), event.key, utcnow())
                 changes = success_changes(event.job, event.output)
                 if transition is not None:
                     changes.update(transition.changes)
@@ -135,7 +144,7 @@ class Orchestrator:
                 dispatched.extend(transition.dispatches)
                 recorded.extend(transition.records)
             # Repeat what an earlier, crashed handling of this same event may not have finished.
-            again_dispatched, again_recorded = replay(run, event.key)
+            again_dispatched, again_recorded = replay(run, event.key, utcnow(), self.redispatch_after)
             dispatched.extend(again_dispatched)
             recorded.extend(again_recorded)
             break
@@ -161,7 +170,7 @@ class Orchestrator:
     def _dispatch(self, job: JobEvent) -> None:
         try:
             self.dispatcher.dispatch(job)
-        except JobFunctionMissing as exc:
+        except InvocationRefused as exc:
             log.error("%s", exc)
             self.store.insert_status(
                 status_document(
@@ -172,8 +181,8 @@ class Orchestrator:
     @staticmethod
     def _plan(event: StatusEvent, run: Run) -> Transition | None:
         if event.status == "failed":
-            return plan_failure(run, event)
-        return plan_progress(run, event.key)
+            return plan_failure(run, event, utcnow())
+        return plan_progress(run, event.key, utcnow())
 
     def _record(self, event: StatusEvent, status: RunStatus) -> None:
         fields = {} if status.error is None else {"error": status.error}
