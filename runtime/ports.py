@@ -21,9 +21,21 @@ class DispatchError(WorkflowError):
     """A job invocation was not accepted."""
 
 
-class JobFunctionMissing(DispatchError):
-    """The job's function does not exist: a job removed from the spec while a run that started
-    with it was in flight. Reported as the attempt's failure, so the run ends instead of waiting."""
+class InvocationRefused(DispatchError):
+    """Lambda refuses this invocation for good: the job's function does not exist (a job removed
+    from the spec while a run that started with it was in flight) or the payload is too large or
+    not valid. Retrying cannot help, so it is reported as the attempt's failure and the run ends
+    instead of waiting."""
+
+
+REFUSALS = {
+    "ResourceNotFoundException": "the job's function {name} does not exist (was the job removed from the "
+    "spec while this run was in flight?)",
+    "RequestEntityTooLargeException": "the event for {name} is larger than Lambda accepts (the outputs of "
+    "the jobs it runs after are passed in it)",
+    "InvalidRequestContentException": "Lambda refused the event for {name} as invalid: {error}",
+}
+"""Lambda's error codes that no retry can get past, with what to tell people."""
 
 
 class NotifyError(WorkflowError):
@@ -53,11 +65,8 @@ class LambdaDispatcher:
             )
         except Exception as exc:  # botocore's error types vary by cause; all mean "not accepted"
             code = getattr(exc, "response", {}).get("Error", {}).get("Code")
-            if code == "ResourceNotFoundException":
-                raise JobFunctionMissing(
-                    f"the job's function {name} does not exist (was the job removed from the spec while "
-                    "this run was in flight?)"
-                ) from exc
+            if code in REFUSALS:
+                raise InvocationRefused(REFUSALS[code].format(name=name, error=exc)) from exc
             raise DispatchError(f"could not invoke {name}: {exc}") from exc
         if response.get("StatusCode") != 202:
             raise DispatchError(f"invoking {name} returned status {response.get('StatusCode')}")

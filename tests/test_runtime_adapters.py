@@ -17,7 +17,7 @@ from runtime.events import JobEvent, StatusEvent
 from runtime.handlers.notifier import NotifierService, compose
 from runtime.ports import (
     DispatchError,
-    JobFunctionMissing,
+    InvocationRefused,
     LambdaDispatcher,
     NotifyError,
     SlackNotifier,
@@ -65,11 +65,19 @@ def test_a_refused_invocation_is_a_dispatch_error_naming_the_function() -> None:
             LambdaDispatcher(client).dispatch(JOB)
 
 
-def test_a_job_function_that_does_not_exist_is_told_apart_from_other_refusals() -> None:
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("ResourceNotFoundException", "catch_the_fish-job-rent_a_boat does not exist"),
+        ("RequestEntityTooLargeException", "larger than Lambda accepts"),
+        ("InvalidRequestContentException", "refused the event for catch_the_fish-job-rent_a_boat as invalid"),
+    ],
+)
+def test_invocations_no_retry_can_get_past_are_told_apart(code: str, message: str) -> None:
     client = _client("lambda")
     with Stubber(client) as stub:
-        stub.add_client_error("invoke", "ResourceNotFoundException", "Function not found")
-        with pytest.raises(JobFunctionMissing, match="catch_the_fish-job-rent_a_boat does not exist"):
+        stub.add_client_error("invoke", code, "refused")
+        with pytest.raises(InvocationRefused, match=message):
             LambdaDispatcher(client).dispatch(JOB)
 
 

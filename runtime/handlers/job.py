@@ -18,7 +18,7 @@ import logging
 import os
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 UserHandler = Callable[[dict[str, Any], Any], Any]
 ERROR_TRACE_LINES = 8
+
+OUTPUT_MAX_BYTES = 128 * 1024
+"""Half of EventBridge's 256 KB event limit: the status event carries the output in an envelope."""
 
 TAKEOVER_AFTER = timedelta(seconds=50)
 """Lambda waits a minute before it retries a failed asynchronous invocation (two before the
@@ -75,18 +78,39 @@ def _status(event: JobEvent, status: str, **fields: Any) -> dict[str, Any]:
 
 
 def _check_output(output: Any) -> None:
-    """The output is stored in MongoDB and passed on in Lambda payloads: BSON and JSON both."""
+    """The output is stored in the run document, travels in the status event (EventBridge takes
+    256 KB) and in the payload of the jobs after this one: strict JSON, BSON, field names MongoDB
+    takes as they are, and well under the event limit."""
     if output is None:
         return
     if not isinstance(output, dict):
         raise TypeError(f"a job handler returns a dict or None, not {type(output).__name__}")
     try:
-        json.dumps(output)
+        size = len(json.dumps(output, allow_nan=False).encode())
         bson.encode({"output": output})
     except (TypeError, ValueError, OverflowError, bson.errors.InvalidDocument) as exc:
         raise TypeError(
             f"the job's output cannot be stored (it must be JSON with string keys): {exc}"
         ) from exc
+    if size > OUTPUT_MAX_BYTES:
+        raise ValueError(
+            f"the job's output is {size} bytes of JSON; at most {OUTPUT_MAX_BYTES} fit an event "
+            "(store large results elsewhere, e.g. S3 or a collection, and return a reference)"
+        )
+    bad = next(_unsafe_keys(output), None)
+    if bad is not None:
+        raise ValueError(f"the job's output has a key {bad!r}: keys must not start with '$' or contain '.'")
+
+
+def _unsafe_keys(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key.startswith("$") or "." in key:
+                yield key
+            yield from _unsafe_keys(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _unsafe_keys(item)
 
 
 def _describe(exc: BaseException) -> str:
