@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pymongo
 import pytest
@@ -19,11 +19,11 @@ from pymongo import monitoring
 from benchmarks.orchestration import race
 from benchmarks.seed_port import SeedStateMachineJob, seed_state_machine
 from cdk_app.atlas_events import envelope
-from cdk_app.faults import CrashAtStep
+from cdk_app.faults import CrashAtStep, CrashingStore, InjectedCrash
 from runtime.events import JobEvent, parse_status_event
 from runtime.handlers.job import run_attempt, stub_handler
 from runtime.handlers.orchestrator import Orchestrator
-from runtime.ports import JobFunctionMissing
+from runtime.ports import InvocationRefused
 from runtime.runs import start_run
 from runtime.settings import StoreSettings
 from runtime.spec.model import Job, Phase, Workflow
@@ -319,13 +319,17 @@ def test_a_same_request_duplicate_arriving_while_the_claimant_may_run_is_left_al
         pytest.param({1: "integer key"}, id="non-string-key"),
         pytest.param({"big": 2**70}, id="integer-too-big-for-bson"),
         pytest.param({"when": object()}, id="not-json"),
+        pytest.param({"x": float("nan")}, id="nan-is-not-json"),
+        pytest.param({"id": {"$oid": "6761b2e5c0ffee0123456789"}}, id="dollar-key"),
+        pytest.param({"a.b": 1}, id="dotted-key"),
+        pytest.param({"blob": "x" * 200_000}, id="too-large-for-an-event"),
     ],
 )
 def test_an_output_that_cannot_be_stored_fails_the_attempt_with_the_reason(store: Store, output: Any) -> None:
     result = run_attempt(store, lambda event, context: output, _job_payload("r4"), None, "req")
 
     assert result.outcome == "failed"
-    assert "output cannot be stored" in (result.error or "")
+    assert "the job's output" in (result.error or "")
     assert store.find_status("r4", "p", "j", "failed", 1) is not None
 
 
@@ -539,7 +543,7 @@ class _RemovedJobs(RecordingDispatcher):
 
     def dispatch(self, event: JobEvent) -> None:
         if event.job in self.removed:
-            raise JobFunctionMissing(f"the job's function w-job-{event.job} does not exist")
+            raise InvocationRefused(f"the job's function w-job-{event.job} does not exist")
         super().dispatch(event)
 
 
@@ -565,3 +569,148 @@ def test_a_job_removed_from_the_spec_while_a_run_is_in_flight_fails_that_run_ins
     assert run["status"] == "failed"
     assert run["jobs"]["removed"] == run["jobs"]["removed"] | {"state": "failed", "attempt": 2}
     assert "does not exist" in run["error"]
+
+
+# -- the optimistic write losing to a concurrent handler -----------------------------------------
+
+
+class _Interleaved:
+    """A Store on which another handler runs just before this handler's version-guarded write,
+    as when two orchestrator instances read the same run at the same time."""
+
+    def __init__(self, store: Store, competitor: Callable[[], object]) -> None:
+        self._store = store
+        self._competitor: Callable[[], object] | None = competitor
+        self.fallbacks = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def apply_transition(self, run_id: str, conditions: dict[str, Any], changes: dict[str, Any]) -> bool:
+        if "version" in conditions and self._competitor is not None:
+            competitor, self._competitor = self._competitor, None
+            competitor()
+        return self._store.apply_transition(run_id, conditions, changes)
+
+    def record_job_success(self, *args: Any) -> Any:
+        self.fallbacks += 1
+        return self._store.record_job_success(*args)
+
+
+def _started_run(store: Store, spec: Workflow, dispatcher: RecordingDispatcher) -> str:
+    run_id = start_run(store, spec).run_id
+    started = store.find_status(run_id, None, None, "workflow_started", 0)
+    assert started is not None
+    Orchestrator(store, dispatcher).handle(_envelope(store, started))
+    return run_id
+
+
+def _envelope(store: Store, document: dict[str, Any]) -> dict[str, Any]:
+    return envelope(document, store.settings.database, store.settings.statuses_collection)
+
+
+def _report(
+    store: Store, run_id: str, job: str, status: str, attempt: int = 1, **fields: Any
+) -> dict[str, Any]:
+    document = status_document(run_id, "w", "p", job, status, attempt, **fields)
+    store.insert_status(document)
+    return _envelope(store, document)
+
+
+def test_a_lost_optimistic_write_falls_back_and_the_join_is_claimed_once(store: Store) -> None:
+    spec = workflow("w", {"p": {"a": {}, "b": {}, "c": {"after": ["a", "b"]}}})
+    dispatcher = RecordingDispatcher()
+    run_id = _started_run(store, spec, dispatcher)
+    dispatcher.drain()
+    success_a, success_b = _report(store, run_id, "a", "success"), _report(store, run_id, "b", "success")
+    interleaved = _Interleaved(store, lambda: Orchestrator(store, dispatcher).handle(success_a))
+
+    Orchestrator(cast(Store, interleaved), dispatcher).handle(success_b)
+
+    assert interleaved.fallbacks == 1
+    assert [(e.job, e.attempt) for e in dispatcher.drain()] == [("c", 1)]
+    run = store.load_run(run_id)
+    assert run is not None
+    assert {name: job["state"] for name, job in run["jobs"].items()} == {
+        "a": "succeeded",
+        "b": "succeeded",
+        "c": "dispatched",
+    }
+
+
+def test_a_lost_optimistic_write_to_the_runs_failure_records_the_success_and_starts_nothing(
+    store: Store,
+) -> None:
+    spec = workflow("w", {"p": {"a": {}, "b": {"retries": 0}, "c": {"after": ["a"]}}, "q": {"d": {}}})
+    dispatcher = RecordingDispatcher()
+    run_id = _started_run(store, spec, dispatcher)
+    dispatcher.drain()
+    failure_b = _report(store, run_id, "b", "failed", error="boom")
+    success_a = _report(store, run_id, "a", "success")
+    interleaved = _Interleaved(store, lambda: Orchestrator(store, dispatcher).handle(failure_b))
+
+    Orchestrator(cast(Store, interleaved), dispatcher).handle(success_a)
+
+    run = store.load_run(run_id)
+    assert run is not None
+    assert run["status"] == "failed"
+    assert run["jobs"]["a"]["state"] == "succeeded"
+    assert dispatcher.drain() == []
+    assert store.find_status(run_id, None, None, "workflow_succeeded", 0) is None
+
+
+def test_a_duplicate_success_handled_at_the_same_time_dispatches_the_next_job_once(store: Store) -> None:
+    spec = workflow("w", {"p": {"a": {}, "c": {"after": ["a"]}}})
+    dispatcher = RecordingDispatcher()
+    run_id = _started_run(store, spec, dispatcher)
+    dispatcher.drain()
+    success_a = _report(store, run_id, "a", "success")
+    interleaved = _Interleaved(store, lambda: Orchestrator(store, dispatcher).handle(success_a))
+
+    Orchestrator(cast(Store, interleaved), dispatcher).handle(success_a)
+
+    assert [(e.job, e.attempt) for e in dispatcher.drain()] == [("c", 1)]
+
+
+def test_a_crash_after_the_fallback_recorded_the_success_is_finished_by_the_redelivery(store: Store) -> None:
+    spec = workflow("w", {"p": {"a": {}, "b": {}, "c": {"after": ["a", "b"]}}, "q": {"d": {}}})
+    dispatcher = RecordingDispatcher()
+    run_id = _started_run(store, spec, dispatcher)
+    dispatcher.drain()
+    success_a, success_b = _report(store, run_id, "a", "success"), _report(store, run_id, "b", "success")
+    interleaved = _Interleaved(store, lambda: Orchestrator(store, dispatcher).handle(success_a))
+    crash_after_fallback = CrashingStore(cast(Store, interleaved), CrashAtStep(4))  # after record_job_success
+
+    with pytest.raises(InjectedCrash, match="after record_job_success"):
+        Orchestrator(cast(Store, crash_after_fallback), dispatcher).handle(success_b)
+    assert dispatcher.drain() == []
+    Orchestrator(store, dispatcher).handle(success_b)
+
+    assert [(e.job, e.attempt) for e in dispatcher.drain()] == [("c", 1)]
+
+
+def test_a_when_raising_something_else_than_a_jmespath_error_fails_the_run(store: Store) -> None:
+    spec = workflow("w", {"p": {"a": {}, "b": {"after": ["a"], "when": "ceil(to_number(input.x)) > `0`"}}})
+    outcome = Driver(store, spec).run(run_input={"x": "1.0e999"})
+
+    assert outcome.run["status"] == "failed"
+    assert "the 'when' of 'b' failed: cannot convert float infinity" in outcome.run["error"]
+    assert outcome.run["jobs"]["a"]["state"] == "succeeded"
+
+
+def test_an_invocation_lambda_refuses_for_good_fails_the_attempt_instead_of_stalling(store: Store) -> None:
+    class Refusing(RecordingDispatcher):
+        def dispatch(self, event: JobEvent) -> None:
+            raise InvocationRefused(f"the event for w-job-{event.job} is larger than Lambda accepts")
+
+    spec = workflow("w", {"p": {"a": {"retries": 0}}})
+    dispatcher = Refusing()
+    run_id = _started_run(store, spec, dispatcher)
+    failed = store.find_status(run_id, "p", "a", "failed", 1)
+    assert failed is not None
+    assert "larger than Lambda accepts" in failed["error"]
+    Orchestrator(store, dispatcher).handle(_envelope(store, failed))
+
+    run = store.load_run(run_id)
+    assert run is not None
+    assert run["status"] == "failed"
