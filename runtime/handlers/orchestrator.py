@@ -1,11 +1,12 @@
 """The orchestrator: one status event in, one decision, the resulting job attempts dispatched.
 
-Delivery is at least once and unordered at every hop, and a handler may crash at any line. So:
-a completion is recorded by one atomic conditional write; what follows from it is applied by a
-second conditional write (only when something follows); a redelivered event that finds its
-completion already recorded decides again from the stored state and repeats what its first
-handling may not have finished (dispatches, run statuses), which the job wrapper and the unique
-status index make harmless.
+Delivery is at least once and unordered at every hop, and a handler may crash at any line. So
+every write to a run is conditional on what the handler read: a completion and everything that
+follows from it go in one write guarded by the run's version, or, when another handler wrote
+first, the completion is recorded atomically and what follows is claimed by a second conditional
+write. A redelivered event that finds its completion already recorded decides again from the
+stored state and repeats what its first handling may not have finished (dispatches, run
+statuses), which the job wrapper and the unique status index make harmless.
 """
 
 from __future__ import annotations
