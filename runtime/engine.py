@@ -125,7 +125,14 @@ class Transition:
     records: tuple[RunStatus, ...] = ()
 
 
-def _age(now: datetime, then: datetime) -> timedelta:
+LAMBDA_RETRY_DELAY = timedelta(seconds=50)
+"""Lambda retries a failed asynchronous invocation a minute later at the earliest (a little less
+here, for clock differences): whatever repeats sooner is a duplicate, not a retry after a crash.
+Both the orchestrator's replay and the job wrapper's takeover tell the two apart by it."""
+
+
+def age(then: datetime, now: datetime) -> timedelta:
+    """How long ago ``then`` was; a naive ``then`` (a client without tz_aware) is UTC."""
     return now - then.replace(tzinfo=then.tzinfo or UTC)
 
 
@@ -281,7 +288,7 @@ def replay(
         if (state := run.jobs[job.name]).caused_by == key
         and state.state == DISPATCHED
         and run.status == RUNNING
-        and (state.claimed_at is None or _age(now, state.claimed_at) >= redispatch_after)
+        and (state.claimed_at is None or age(state.claimed_at, now) >= redispatch_after)
     )
     records = [
         RunStatus(status="phase_completed", phase=p) for p, by in run.completed_by.items() if by == key

@@ -5,7 +5,7 @@ It reports ``started``, calls the user's handler, reports ``success`` with the r
 crashes: the ``started`` report is the claim (unique per attempt), and an invocation that finds
 the attempt claimed leaves it to the claimant. The one exception is Lambda's own retry of the
 claimant after it crashed: it carries the same request id and comes at least a minute after the
-failure, so a claim of the same request id at least ``TAKEOVER_AFTER`` old is taken over and
+failure, so a claim of the same request id at least ``LAMBDA_RETRY_DELAY`` old is taken over and
 the attempt is never lost (a same-id duplicate arriving sooner is the queue delivering twice, and
 is left alone). If every retry dies, the on-failure destination tells the orchestrator.
 """
@@ -20,12 +20,13 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import bson
 import bson.errors
 
+from runtime.engine import LAMBDA_RETRY_DELAY, age
 from runtime.errors import EventError
 from runtime.events import JobEvent, parse_job_event
 from runtime.store import Store, status_document, utcnow
@@ -37,10 +38,6 @@ ERROR_TRACE_LINES = 8
 
 OUTPUT_MAX_BYTES = 128 * 1024
 """Half of EventBridge's 256 KB event limit: the status event carries the output in an envelope."""
-
-TAKEOVER_AFTER = timedelta(seconds=50)
-"""Lambda waits a minute before it retries a failed asynchronous invocation (two before the
-next); a little less allows for clock differences."""
 
 
 def stub_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -125,7 +122,7 @@ def run_attempt(
     raw_event: object,
     context: Any,
     request_id: str,
-    takeover_after: timedelta = TAKEOVER_AFTER,
+    takeover_after: timedelta = LAMBDA_RETRY_DELAY,
 ) -> AttemptResult:
     try:
         event = parse_job_event(raw_event)
@@ -155,7 +152,7 @@ def _is_own_retry(claim: dict[str, Any], request_id: str, takeover_after: timede
     return (
         claim.get("requestId") == request_id
         and isinstance(claimed_at, datetime)
-        and utcnow() - claimed_at.replace(tzinfo=claimed_at.tzinfo or UTC) >= takeover_after
+        and age(claimed_at, utcnow()) >= takeover_after
     )
 
 

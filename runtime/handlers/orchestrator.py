@@ -20,6 +20,7 @@ from typing import Any
 
 from runtime.engine import (
     DISPATCHED,
+    LAMBDA_RETRY_DELAY,
     SUCCEEDED,
     Run,
     RunStatus,
@@ -58,16 +59,11 @@ class Outcome:
     reason: str = ""
 
 
-REDISPATCH_AFTER = timedelta(seconds=50)
-"""Lambda retries a failed asynchronous invocation after a minute at the earliest: a redelivered
-event whose dispatches are younger than this is a duplicate, not a retry after a crash."""
-
-
 @dataclass
 class Orchestrator:
     store: Store
     dispatcher: Dispatcher
-    redispatch_after: timedelta = REDISPATCH_AFTER
+    redispatch_after: timedelta = LAMBDA_RETRY_DELAY
     """How old a dispatch this event caused must be before a redelivery repeats it; drivers that
     redeliver a crashed handling at once (the local runner, tests) set zero."""
 
