@@ -27,12 +27,12 @@ from pymongo.database import Database
 
 from benchmarks.seed_port import SeedOrchestratorJob, SeedStateMachineJob, seed_state_machine
 from cdk_app.atlas_events import envelope
+from runtime.definition.loader import load_workflow, workflow_from_document
+from runtime.definition.model import Workflow
 from runtime.events import JobEvent
 from runtime.handlers.orchestrator import Orchestrator
 from runtime.runs import start_run
 from runtime.settings import StoreSettings
-from runtime.spec.loader import load_workflow, workflow_from_document
-from runtime.spec.model import Workflow
 from runtime.store import Store, utcnow
 
 Document = dict[str, Any]

@@ -16,7 +16,7 @@ from typing import Any
 
 from pymongo.database import Database
 
-from runtime.spec.model import Workflow
+from runtime.definition.model import Workflow
 
 END = "end"
 

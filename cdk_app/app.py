@@ -18,8 +18,8 @@ from constructs.bundling import DependencyLayer, DependencyLayerProps
 from constructs.lambda_code import RUNTIME_PACKAGE
 from constructs.trigger import StatusEvents, StatusEventsProps
 from constructs.workflow import Workflow, WorkflowProps
+from runtime.definition import model
 from runtime.errors import SpecError
-from runtime.spec import model
 
 SHARED_STACK = "Workflows-Shared"
 
@@ -118,7 +118,7 @@ def synth(app: App) -> None:
     try:
         config = AppConfig.from_context(app.node)
         # The loader (YAML, JSON Schema) is build-time only: imported here, never by constructs.
-        from runtime.spec.loader import load_workflows
+        from runtime.definition.loader import load_workflows
 
         workflows = load_workflows([config.workflows_dir])
     except (SpecError, ConfigError) as error:

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import TypeAlias
 
 from cdk_app.local.commands import add_run, add_start, add_status
+from runtime.definition.loader import load_workflow, load_workflows
+from runtime.definition.model import Job, Workflow
 from runtime.errors import SpecError
-from runtime.spec.loader import load_workflow, load_workflows
-from runtime.spec.model import Job, Workflow
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 

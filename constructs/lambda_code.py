@@ -17,7 +17,7 @@ from aws_cdk import aws_lambda as lambda_
 
 import runtime
 from constructs import Construct
-from runtime.spec.model import Job, Workflow
+from runtime.definition.model import Job, Workflow
 
 PYTHON_RUNTIME = lambda_.Runtime.PYTHON_3_14
 """The newest Python runtime aws-cdk-lib knows; the layer is built for the same version."""
@@ -32,7 +32,7 @@ DEFINITION_FILE = "workflow.json"
 """The starter's bundled ``Workflow.to_document()``, named by ``WORKFLOW_DEFINITION_FILE``."""
 
 JOB_HANDLER_FUNCTION = "handler"
-"""The function a job's module must define (DESIGN.md section 5)."""
+"""The function a job's module must define (docs/architecture.md, "Job API")."""
 
 FOLDER_ENTRY_MODULE = "handler"
 """A job whose ``code`` is a folder runs its top-level ``handler.py`` (the loader checks it exists)."""

@@ -1,7 +1,8 @@
 """Where status events come from: the event bus the workflow rules listen on.
 
-Three wirings (DESIGN.md section 7): an Atlas database trigger created here, feeding a partner
-event bus; a partner event source someone created by hand in Atlas; or an existing bus.
+Three wirings (docs/architecture.md, "Trigger wirings"): an Atlas database trigger created
+here, feeding a partner event bus; a partner event source someone created by hand in Atlas;
+or an existing bus.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The ``Workflow`` construct: everything one spec deploys (DESIGN.md section 6)."""
+"""The ``Workflow`` construct: everything one spec deploys (docs/architecture.md, "Deployed resources")."""
 
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 from constructs.lambda_code import ARCHITECTURE, DEFINITION_FILE, PYTHON_RUNTIME, CodeStaging
 from runtime import patterns
+from runtime.definition import model
 from runtime.settings import StoreSettings
-from runtime.spec import model
 
 JOB_STACKS = 8
 """Nested stacks the job functions are spread over, by a hash of the job name. Fixed, so adding a

@@ -17,8 +17,8 @@ from typing import Any
 import jmespath
 import jmespath.exceptions
 
+from runtime.definition.model import Job, Phase, Workflow
 from runtime.events import JobEvent, StatusEvent
-from runtime.spec.model import Job, Phase, Workflow
 
 PENDING, DISPATCHED, SUCCEEDED, FAILED, SKIPPED = "pending", "dispatched", "succeeded", "failed", "skipped"
 DONE = frozenset({SUCCEEDED, SKIPPED})

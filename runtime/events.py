@@ -13,8 +13,8 @@ from typing import Any
 
 from bson import json_util
 
+from runtime.definition.model import JOB_STATUSES, RUN_STATUSES
 from runtime.errors import EventError
-from runtime.spec.model import JOB_STATUSES, RUN_STATUSES
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,7 +41,7 @@ class StatusEvent:
 
 @dataclass(frozen=True, kw_only=True)
 class JobEvent:
-    """What a job function is invoked with (DESIGN.md section 5)."""
+    """What a job function is invoked with (docs/architecture.md, "Job API")."""
 
     run_id: str
     workflow: str

@@ -8,9 +8,9 @@ import logging
 import urllib.request
 from typing import Any, Protocol
 
+from runtime.definition.model import job_function_name
 from runtime.errors import WorkflowError
 from runtime.events import JobEvent
-from runtime.spec.model import job_function_name
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from runtime.definition.model import Workflow
 from runtime.engine import new_run_document
 from runtime.errors import RunError
-from runtime.spec.model import Workflow
 from runtime.store import Store, status_document, utcnow
 
 

@@ -1,7 +1,7 @@
 """The MongoDB adapter: run documents in ``state-machines``, status events in ``statuses``.
 
 Every write that the engine's invariants depend on is a single-document atomic operation whose
-filter states what the writer read (DESIGN.md section 4, invariant 1): a completion is recorded
+filter states what the writer read (docs/architecture.md, "Invariants", 1): a completion is recorded
 only while the job is still dispatched at that attempt, a claim only while the claimed jobs are
 still pending in the phase the writer saw. Driver failures are wrapped in ``StoreError``.
 """

@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import pytest
 
-from runtime.spec.model import Job, Notify, Phase, Workflow
+from runtime.definition.model import Job, Notify, Phase, Workflow
 
 REPO = Path(__file__).resolve().parent.parent
 NODE_BIN = REPO / "node_modules" / ".bin"
@@ -40,7 +40,7 @@ def make_app(**context: Any) -> App:
 
 
 def catch_the_fish(**changes: Any) -> Workflow:
-    """The seed's workflow as IR (DESIGN.md section 3), independent of the loader."""
+    """The seed's workflow as IR (docs/architecture.md, "Spec language"), independent of the loader."""
     thinking = Phase(
         name="thinking",
         jobs=(

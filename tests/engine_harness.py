@@ -21,13 +21,13 @@ from typing import Any, cast
 
 from cdk_app.atlas_events import envelope
 from cdk_app.faults import CrashingDispatcher, CrashingStore, CrashPlan, InjectedCrash, NoCrash
+from runtime.definition.loader import load_workflow
+from runtime.definition.model import Job, Phase, Workflow
 from runtime.events import JobEvent
 from runtime.handlers.job import UserHandler, run_attempt, stub_handler
 from runtime.handlers.orchestrator import Orchestrator
 from runtime.patterns import ORCHESTRATOR_STATUSES
 from runtime.runs import start_run
-from runtime.spec.loader import load_workflow
-from runtime.spec.model import Job, Phase, Workflow
 from runtime.store import Store
 
 

@@ -21,7 +21,7 @@ from cdk_nag import AwsSolutionsChecks
 from cdk_app.app import SHARED_STACK, add_checks, synth, workflow_stack_name
 from cdk_app.config import DEFAULT_WIRING, AppConfig, ConfigError
 from constructs.trigger import AtlasTrigger, ExistingEventBus, PartnerEventSource
-from runtime.spec.loader import load_workflow, load_workflows
+from runtime.definition.loader import load_workflow, load_workflows
 from tests.cdk_fixtures import (
     NODE_BIN,
     REPO,

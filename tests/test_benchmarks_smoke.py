@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks import orchestration, synth
-from runtime.spec.loader import workflow_from_document
+from runtime.definition.loader import workflow_from_document
 
 
 def quiet(message: str) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cdk_app.cli import main, render_dot, render_mermaid
-from runtime.spec.loader import load_workflow, spec_files
+from runtime.definition.loader import load_workflow, spec_files
 
 ROOT = Path(__file__).resolve().parents[1]
 CYCLE = "tests/specs/invalid/cycle.yaml"

@@ -1,4 +1,4 @@
-"""The three trigger wirings (DESIGN.md section 7). cfn-lint has no schema for
+"""The three trigger wirings (docs/architecture.md, "Trigger wirings"). cfn-lint has no schema for
 ``MongoDB::Atlas::Trigger``, so the trigger's properties are checked here."""
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from aws_cdk.assertions import Match, Template
 
 from constructs.workflow import JOB_STACKS, function_name, job_stack_index
 from runtime import patterns
-from runtime.spec.model import job_function_name, job_function_prefix
+from runtime.definition.model import job_function_name, job_function_prefix
 from tests.cdk_fixtures import (
     catch_the_fish,
     generated_workflow,

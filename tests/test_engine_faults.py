@@ -1,5 +1,5 @@
-"""The invariants of DESIGN.md section 4 under duplicated, reordered and concurrent delivery and
-crashes at every write, on a real MongoDB server."""
+"""The invariants of docs/architecture.md ("Invariants") under duplicated, reordered and
+concurrent delivery and crashes at every write, on a real MongoDB server."""
 
 from __future__ import annotations
 
@@ -20,13 +20,13 @@ from benchmarks.orchestration import race
 from benchmarks.seed_port import SeedStateMachineJob, seed_state_machine
 from cdk_app.atlas_events import envelope
 from cdk_app.faults import CrashAtStep, CrashingStore, InjectedCrash
+from runtime.definition.model import Job, Phase, Workflow
 from runtime.events import JobEvent, parse_status_event
 from runtime.handlers.job import run_attempt, stub_handler
 from runtime.handlers.orchestrator import Orchestrator
 from runtime.ports import InvocationRefused
 from runtime.runs import start_run
 from runtime.settings import StoreSettings
-from runtime.spec.model import Job, Phase, Workflow
 from runtime.store import Store, status_document
 from tests.engine_harness import CATCH_THE_FISH, Driver, Faults, Outcome, RecordingDispatcher, workflow
 

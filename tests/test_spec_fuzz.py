@@ -12,9 +12,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from runtime.definition.loader import SPEC_KEYS, load_workflow, workflow_from_document
+from runtime.definition.model import NOTIFY_EVENTS, Workflow
 from runtime.errors import SpecError
-from runtime.spec.loader import SPEC_KEYS, load_workflow, workflow_from_document
-from runtime.spec.model import NOTIFY_EVENTS, Workflow
 
 ROOT = Path(__file__).resolve().parents[1]
 CATCH_THE_FISH = ROOT / "workflows" / "catch_the_fish.yaml"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from runtime.definition.loader import load_workflow, load_workflows, spec_files, workflow_from_document
+from runtime.definition.model import Workflow
 from runtime.errors import SpecError
-from runtime.spec.loader import load_workflow, load_workflows, spec_files, workflow_from_document
-from runtime.spec.model import Workflow
 
 ROOT = Path(__file__).resolve().parents[1]
 INVALID = Path("tests/specs/invalid")

@@ -12,9 +12,15 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
+from runtime.definition.loader import (
+    IGNORED_KEYS,
+    SCHEMA_PATH,
+    SPEC_KEYS,
+    name_pattern,
+    workflow_from_document,
+)
+from runtime.definition.model import NOTIFY_EVENTS, Job, Notify, Workflow
 from runtime.errors import SpecError
-from runtime.spec.loader import IGNORED_KEYS, SCHEMA_PATH, SPEC_KEYS, name_pattern, workflow_from_document
-from runtime.spec.model import NOTIFY_EVENTS, Job, Notify, Workflow
 
 SCHEMA: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
 DEFS: dict[str, Any] = SCHEMA["$defs"]

@@ -28,11 +28,11 @@ from cdk_app.local.jobs import load_job_handlers
 from cdk_app.local.render import Progress, print_summary
 from cdk_app.local.report import RunReport, summarize
 from cdk_app.local.runner import LocalRunner, RunOptions
+from runtime.definition.loader import load_workflow
+from runtime.definition.model import Workflow
 from runtime.errors import RunError, SpecError, StoreError
 from runtime.runs import start_run
 from runtime.settings import StoreSettings
-from runtime.spec.loader import load_workflow
-from runtime.spec.model import Workflow
 from runtime.store import Store, cached_client
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """Delivery as the cloud does it: at least once, unordered, concurrent, and retried when the
 handler dies. Faults make each of those happen on purpose (``--faults``), on the same path a
-fault-free run takes, so the engine's invariants (DESIGN.md section 4) are tested end to end.
+fault-free run takes, so the engine's invariants (docs/architecture.md, "Invariants") are tested end to end.
 """
 
 from __future__ import annotations

@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from runtime.definition.model import Job, Workflow, job_function_name
 from runtime.errors import RunError
 from runtime.events import JobEvent
 from runtime.handlers.job import UserHandler, stub_handler
-from runtime.spec.model import Job, Workflow, job_function_name
 
 JOB_INVOCATION_TRIES = 3
 """Lambda runs an asynchronous invocation that raised twice more, then gives up on it."""

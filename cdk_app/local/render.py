@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cdk_app.local.report import RunReport
-from runtime.spec.model import Workflow
+from runtime.definition.model import Workflow
 from runtime.store import Document, Store
 
 STYLES = {

@@ -24,13 +24,13 @@ from cdk_app.faults import CrashingDispatcher, CrashingStore, CrashPlan
 from cdk_app.local.delivery import Bus, DaemonPool, FaultSettings
 from cdk_app.local.jobs import JOB_INVOCATION_TRIES, context_for, on_failure_record
 from cdk_app.local.report import RunReport, summarize
+from runtime.definition.model import Workflow
 from runtime.events import JobEvent
 from runtime.handlers.job import UserHandler, run_attempt
 from runtime.handlers.notifier import NotifierService
 from runtime.handlers.orchestrator import Orchestrator
 from runtime.patterns import notifier_pattern, orchestrator_pattern
 from runtime.runs import start_run
-from runtime.spec.model import Workflow
 from runtime.store import Document, Store
 
 if TYPE_CHECKING:

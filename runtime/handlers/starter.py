@@ -8,10 +8,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from runtime.definition.model import Workflow
 from runtime.errors import EventError, RunError
 from runtime.events import as_mapping
 from runtime.runs import start_run
-from runtime.spec.model import Workflow
 
 log = logging.getLogger(__name__)
 

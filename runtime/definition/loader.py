@@ -28,8 +28,8 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from runtime.definition.model import FUNCTION_NAME_MAX, Job, Notify, Phase, Workflow, job_function_name
 from runtime.errors import SpecError
-from runtime.spec.model import FUNCTION_NAME_MAX, Job, Notify, Phase, Workflow, job_function_name
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflows" / "workflow.schema.json"
 """The one JSON Schema: editors read it, stage one of the loader checks against it."""
