@@ -1,4 +1,4 @@
-"""The developer CLI, ``python -m cdk_app <command>``.
+"""The developer CLI, ``python -m cdk_app <command>`` (or ``./wf <command>`` from any folder).
 
 Each subcommand lives in one ``add_<command>(subparsers)`` function that declares its arguments
 and sets ``run`` to a function of the parsed arguments returning the exit code; ``SUBCOMMANDS``
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,8 +24,8 @@ from runtime.errors import RunError, SpecError, StoreError
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
-CDK_JSON = Path("cdk.json")
-"""Read from the current folder, like the CDK CLI does."""
+CDK_JSON = "cdk.json"
+"""Marks the project root: looked for in the current folder and the folders above it."""
 
 DEFAULT_WORKFLOWS_DIR = "workflows"
 """Used when cdk.json has no ``workflowsDir`` context."""
@@ -38,19 +39,29 @@ def _report(error: SpecError) -> int:
     return EXIT_PROBLEMS
 
 
+def project_root(start: Path) -> Path | None:
+    """The nearest folder holding cdk.json, from ``start`` upwards: the CLI works from any folder
+    of the project, as git does."""
+    for folder in (start, *start.parents):
+        if (folder / CDK_JSON).is_file():
+            return folder
+    return None
+
+
 def workflows_dir() -> str:
-    """The spec folder the app synthesizes: cdk.json's ``workflowsDir`` context, so ``validate``
-    checks exactly what ``cdk synth`` would build."""
-    if not CDK_JSON.is_file():
+    """The spec folder the app synthesizes: cdk.json's ``workflowsDir`` context, resolved from the
+    project root (where ``cdk synth`` runs the app), so ``validate`` checks exactly what synth
+    would build. Given relative to the current folder, as the user's own paths are."""
+    root = project_root(Path.cwd())
+    if root is None:
         return DEFAULT_WORKFLOWS_DIR
     try:
-        settings = json.loads(CDK_JSON.read_text(encoding="utf-8"))
+        settings = json.loads((root / CDK_JSON).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise CommandError(f"cannot read {CDK_JSON}: {exc}", EXIT_USAGE) from exc
+        raise CommandError(f"cannot read {os.path.relpath(root / CDK_JSON)}: {exc}", EXIT_USAGE) from exc
     context = settings.get("context") if isinstance(settings, dict) else None
-    if not isinstance(context, dict):
-        return DEFAULT_WORKFLOWS_DIR
-    return str(context.get("workflowsDir", DEFAULT_WORKFLOWS_DIR))
+    folder = context.get("workflowsDir", DEFAULT_WORKFLOWS_DIR) if isinstance(context, dict) else None
+    return os.path.relpath(root / str(folder or DEFAULT_WORKFLOWS_DIR))
 
 
 # --- validate ------------------------------------------------------------------------------------
