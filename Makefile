@@ -42,8 +42,10 @@ validate: setup
 synth: setup
 	cdk synth --quiet
 
+# `make run SPEC=workflows/nightly_report.yaml` runs another spec (a path from the repository root).
+SPEC ?= workflows/catch_the_fish.yaml
 run: setup
-	$(PY) -m cdk_app run workflows/catch_the_fish.yaml
+	$(PY) -m cdk_app run "$(SPEC)"
 
 bench: setup
 	$(PY) -m benchmarks

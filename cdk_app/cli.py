@@ -1,40 +1,34 @@
-"""The developer CLI, ``python -m cdk_app <command>``.
+"""The developer CLI, ``python -m cdk_app <command>`` (or ``./wf <command>`` from any folder).
 
 Each subcommand lives in one ``add_<command>(subparsers)`` function that declares its arguments
 and sets ``run`` to a function of the parsed arguments returning the exit code; ``SUBCOMMANDS``
-lists them. Exit codes: 0 fine, 1 problems found, 2 usage errors (argparse's own convention).
+lists them. A command that cannot do its job raises ``CommandError``; ``main`` is the one place
+that prints it and picks the exit code (``cdk_app.errors``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeAlias
 
+from cdk_app.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, CommandError
+from cdk_app.graph import RENDERERS
 from cdk_app.local.commands import add_run, add_start, add_status
 from runtime.definition.loader import load_workflow, load_workflows
-from runtime.definition.model import Job, Workflow
-from runtime.errors import SpecError
+from runtime.errors import RunError, SpecError, StoreError
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
-EXIT_OK = 0
-EXIT_PROBLEMS = 1
-EXIT_USAGE = 2
-
-CDK_JSON = Path("cdk.json")
-"""Read from the current folder, like the CDK CLI does."""
+CDK_JSON = "cdk.json"
+"""Marks the project root: looked for in the current folder and the folders above it."""
 
 DEFAULT_WORKFLOWS_DIR = "workflows"
 """Used when cdk.json has no ``workflowsDir`` context."""
-
-
-def _usage_error(args: argparse.Namespace, message: str) -> int:
-    print(f"{args.prog}: error: {message}", file=sys.stderr)
-    return EXIT_USAGE
 
 
 def _report(error: SpecError) -> int:
@@ -45,16 +39,29 @@ def _report(error: SpecError) -> int:
     return EXIT_PROBLEMS
 
 
+def project_root(start: Path) -> Path | None:
+    """The nearest folder holding cdk.json, from ``start`` upwards: the CLI works from any folder
+    of the project, as git does."""
+    for folder in (start, *start.parents):
+        if (folder / CDK_JSON).is_file():
+            return folder
+    return None
+
+
 def workflows_dir() -> str:
-    """The spec folder the app synthesizes: cdk.json's ``workflowsDir`` context, so ``validate``
-    checks exactly what ``cdk synth`` would build."""
-    if not CDK_JSON.is_file():
+    """The spec folder the app synthesizes: cdk.json's ``workflowsDir`` context, resolved from the
+    project root (where ``cdk synth`` runs the app), so ``validate`` checks exactly what synth
+    would build. Given relative to the current folder, as the user's own paths are."""
+    root = project_root(Path.cwd())
+    if root is None:
         return DEFAULT_WORKFLOWS_DIR
-    settings = json.loads(CDK_JSON.read_text(encoding="utf-8"))
+    try:
+        settings = json.loads((root / CDK_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"cannot read {os.path.relpath(root / CDK_JSON)}: {exc}", EXIT_USAGE) from exc
     context = settings.get("context") if isinstance(settings, dict) else None
-    if not isinstance(context, dict):
-        return DEFAULT_WORKFLOWS_DIR
-    return str(context.get("workflowsDir", DEFAULT_WORKFLOWS_DIR))
+    folder = context.get("workflowsDir", DEFAULT_WORKFLOWS_DIR) if isinstance(context, dict) else None
+    return os.path.relpath(root / str(folder or DEFAULT_WORKFLOWS_DIR))
 
 
 # --- validate ------------------------------------------------------------------------------------
@@ -73,13 +80,10 @@ def add_validate(subparsers: Subparsers) -> None:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    try:
-        paths: list[str] = args.paths or [workflows_dir()]
-    except (OSError, ValueError) as exc:
-        return _usage_error(args, f"cannot read {CDK_JSON}: {exc}")
+    paths: list[str] = args.paths or [workflows_dir()]
     missing = [path for path in paths if not Path(path).exists()]
     if missing:
-        return _usage_error(args, f"no such file or folder: {', '.join(missing)}")
+        raise CommandError(f"no such file or folder: {', '.join(missing)}", EXIT_USAGE)
     try:
         workflows = load_workflows(paths)
     except SpecError as error:
@@ -104,88 +108,13 @@ def add_graph(subparsers: Subparsers) -> None:
 
 def run_graph(args: argparse.Namespace) -> int:
     if not Path(args.spec).is_file():
-        return _usage_error(args, f"no such file: {args.spec}")
+        raise CommandError(f"no such file: {args.spec}", EXIT_USAGE)
     try:
         workflow = load_workflow(args.spec)
     except SpecError as error:
         return _report(error)
     print(RENDERERS[args.format](workflow), end="")
     return EXIT_OK
-
-
-def _mermaid_text(text: str) -> str:
-    return text.replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
-
-
-def _mermaid_node(job: Job) -> str:
-    if job.when is None:
-        return f'job_{job.name}["{job.name}"]'
-    return f'job_{job.name}{{{{"{job.name}<br/>when {_mermaid_text(job.when)}"}}}}'
-
-
-def render_mermaid(workflow: Workflow) -> str:
-    """A flowchart: a subgraph per phase, jobs left to right inside, phases top to bottom joined
-    by thick arrows; a job with a condition is a hexagon showing it. Ids are prefixed because
-    names like ``end`` are Mermaid keywords."""
-    lines = ["flowchart TB"]
-    for phase in workflow.phases:
-        lines += [f'    subgraph phase_{phase.name}["{phase.name}"]', "        direction LR"]
-        lines += [f"        {_mermaid_node(job)}" for job in phase.jobs]
-        lines += [f"        job_{dep} --> job_{job.name}" for job in phase.jobs for dep in job.after]
-        lines.append("    end")
-    order = workflow.phase_order()
-    lines += [
-        f"    phase_{before.name} ==> phase_{after.name}"
-        for before, after in zip(order, order[1:], strict=False)
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _dot_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"')
-
-
-def _dot_text(text: str) -> str:
-    return f'"{_dot_escape(text)}"'
-
-
-def _dot_label(job: Job) -> str:
-    """Name and condition on two lines (DOT's own ``\\n`` escape)."""
-    return f'"{_dot_escape(job.name)}\\nwhen {_dot_escape(job.when or "")}"'
-
-
-def render_dot(workflow: Workflow) -> str:
-    """Graphviz: a cluster per phase; the edge between phases runs from the last job of one to
-    the first of the next, clipped to the cluster borders (``compound``, ``ltail``/``lhead``)."""
-    lines = [
-        f"digraph {_dot_text(workflow.name)} {{",
-        "    rankdir=LR;",
-        "    compound=true;",
-        "    node [shape=box, style=rounded];",
-    ]
-    for phase in workflow.phases:
-        lines += [
-            f"    subgraph {_dot_text('cluster_' + phase.name)} {{",
-            f"        label={_dot_text(phase.name)};",
-        ]
-        for job in phase.jobs:
-            condition = "" if job.when is None else f", shape=hexagon, label={_dot_label(job)}"
-            lines.append(f"        {_dot_text(job.name)} [id={_dot_text('job_' + job.name)}{condition}];")
-        lines += [
-            f"        {_dot_text(dep)} -> {_dot_text(job.name)};" for job in phase.jobs for dep in job.after
-        ]
-        lines.append("    }")
-    order = workflow.phase_order()
-    for before, after in zip(order, order[1:], strict=False):
-        last = [job for job in before.jobs if not before.dependents(job.name)][-1]
-        first = after.roots[0]
-        clusters = f"ltail={_dot_text('cluster_' + before.name)}, lhead={_dot_text('cluster_' + after.name)}"
-        lines.append(f"    {_dot_text(last.name)} -> {_dot_text(first.name)} [{clusters}, penwidth=2];")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
-
-
-RENDERERS: dict[str, Callable[[Workflow], str]] = {"mermaid": render_mermaid, "dot": render_dot}
 
 
 # --- wiring --------------------------------------------------------------------------------------
@@ -211,7 +140,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; argparse exits with 2 by itself on usage errors."""
+    """Run one command and turn its expected failures into one message and an exit code;
+    argparse exits with 2 by itself on usage errors."""
     args = build_parser().parse_args(argv)
-    exit_code: int = args.run(args)
+    try:
+        exit_code: int = args.run(args)
+    except CommandError as error:
+        print(f"{args.prog}: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except (StoreError, RunError) as error:
+        print(f"{args.prog}: error: {error}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    except KeyboardInterrupt:
+        print(f"{args.prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return exit_code

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cdk_app.cli import main, render_dot, render_mermaid
+from cdk_app.cli import main
+from cdk_app.graph import render_dot, render_mermaid
 from runtime.definition.loader import load_workflow, spec_files
 
 ROOT = Path(__file__).resolve().parents[1]

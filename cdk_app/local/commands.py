@@ -1,8 +1,8 @@
 """The CLI's ``run``, ``start`` and ``status`` commands (registered in ``cdk_app.cli``).
 
 Every expected problem (bad input, a spec with mistakes, MongoDB out of reach, broken job code)
-ends in a one-line message and an exit code, never a traceback: 2 for usage errors, 1 for the
-rest, 130 after Ctrl-C.
+is a ``CommandError`` (or a ``StoreError`` / ``RunError``) that ``cdk_app.cli.main`` turns into
+a one-line message and an exit code (``cdk_app.errors``), never a traceback.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import logging
 import math
 import re
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +22,7 @@ import pymongo.errors
 from rich.console import Console
 
 from cdk_app.embedded_mongo import EmbeddedMongo
+from cdk_app.errors import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, CommandError
 from cdk_app.local.delivery import FaultSettings
 from cdk_app.local.jobs import load_job_handlers
 from cdk_app.local.render import Progress, print_summary
@@ -30,7 +30,7 @@ from cdk_app.local.report import RunReport, summarize
 from cdk_app.local.runner import LocalRunner, RunOptions
 from runtime.definition.loader import load_workflow
 from runtime.definition.model import Workflow
-from runtime.errors import RunError, SpecError, StoreError
+from runtime.errors import SpecError
 from runtime.runs import start_run
 from runtime.settings import StoreSettings
 from runtime.store import Store, cached_client
@@ -38,17 +38,8 @@ from runtime.store import Store, cached_client
 if TYPE_CHECKING:
     from cdk_app.cli import Subparsers
 
-EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 SERVER_SELECTION_SECONDS = 3.0
 """How long to wait for an unreachable MongoDB before saying so."""
-
-
-class CommandError(Exception):
-    """Ends a command with a one-line message and an exit code."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_PROBLEMS) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 def _add_store_arguments(parser: argparse.ArgumentParser, uri_required: bool) -> None:
@@ -112,18 +103,6 @@ def _run_input(text: str | None) -> dict[str, Any]:
     return value
 
 
-def _command(args: argparse.Namespace, body: Callable[[argparse.Namespace], int]) -> int:
-    """Runs a command body, turning its expected failures into a message and an exit code."""
-    try:
-        return body(args)
-    except CommandError as error:
-        print(f"{args.prog}: error: {error}", file=sys.stderr)
-        return error.exit_code
-    except (StoreError, RunError) as error:
-        print(f"{args.prog}: error: {error}", file=sys.stderr)
-        return EXIT_PROBLEMS
-
-
 # --- run -----------------------------------------------------------------------------------------
 
 
@@ -148,7 +127,7 @@ def add_run(subparsers: Subparsers) -> None:
         metavar="SECONDS",
         help=f"give up after this long without a new status (default: {RunOptions().timeout:g})",
     )
-    parser.set_defaults(run=lambda args: _command(args, _run), prog=parser.prog)
+    parser.set_defaults(run=_run, prog=parser.prog)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -182,9 +161,6 @@ def _run(args: argparse.Namespace) -> int:
         # Job code prints: while it runs, stdout is stderr, so --json output stays one object.
         with contextlib.redirect_stdout(sys.stderr):
             report = runner.run(run_input)
-    except KeyboardInterrupt:
-        print(f"{args.prog}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
     finally:
         if server is not None:
             server.stop()
@@ -214,7 +190,7 @@ def add_start(subparsers: Subparsers) -> None:
     _add_store_arguments(parser, uri_required=True)
     parser.add_argument("--run-id", metavar="ID", help="a run id of your choosing (default: a new one)")
     parser.add_argument("--input", metavar="JSON", help="the run input, a JSON object (default: {})")
-    parser.set_defaults(run=lambda args: _command(args, _start), prog=parser.prog)
+    parser.set_defaults(run=_start, prog=parser.prog)
 
 
 def _start(args: argparse.Namespace) -> int:
@@ -243,7 +219,7 @@ def add_status(subparsers: Subparsers) -> None:
     parser.add_argument("run_id", metavar="RUN_ID")
     _add_store_arguments(parser, uri_required=True)
     parser.add_argument("--json", action="store_true", help="print the run as one JSON object")
-    parser.set_defaults(run=lambda args: _command(args, _status), prog=parser.prog)
+    parser.set_defaults(run=_status, prog=parser.prog)
 
 
 def _status(args: argparse.Namespace) -> int:
