@@ -59,7 +59,7 @@ def test_invalid_spec_reports_exactly_what_its_fixture_expects(spec: Path) -> No
     path = INVALID / spec.name
     with pytest.raises(SpecError, match=r"\S") as raised:
         load_workflow(path)
-    problems = raised.value.problems
+    problems = [str(problem) for problem in raised.value.problems]
     expected = _expectations(spec)
     assert len(problems) == len(expected), "\n".join(problems)
     unmatched = list(problems)
@@ -168,7 +168,7 @@ def test_problems_of_every_file_are_reported_together(tmp_path: Path) -> None:
     (tmp_path / "b.json").write_text('{"workflow": "b"}')
     with pytest.raises(SpecError, match="no phases") as raised:
         load_workflows([tmp_path])
-    assert [problem.split(":")[0] for problem in raised.value.problems] == [
+    assert [str(problem).split(":")[0] for problem in raised.value.problems] == [
         str(tmp_path / "a.yaml"),
         str(tmp_path / "b.json"),
     ]
@@ -187,7 +187,7 @@ def test_a_folder_without_specs_and_a_missing_path_are_problems(tmp_path: Path) 
     with pytest.raises(SpecError, match="no spec files") as raised:
         spec_files([tmp_path, tmp_path / "missing.yaml"])
     assert len(raised.value.problems) == 2
-    assert "no such file or folder" in raised.value.problems[1]
+    assert "no such file or folder" in str(raised.value.problems[1])
 
 
 def _billion_laughs() -> bytes:
