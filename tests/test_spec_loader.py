@@ -260,3 +260,20 @@ def test_a_long_chain_of_jobs_loads_without_exhausting_the_stack() -> None:
     jobs["j0"] = {"after": ["j2999"]}
     with pytest.raises(SpecError, match=r"cycle: j0 after j2999 after j2998"):
         workflow_from_document({"workflow": "w", "phases": {"p": {"jobs": jobs}}})
+
+
+@pytest.mark.parametrize(
+    ("condition", "suggestion"),
+    [
+        ("input.n == -3", "write 'input.n == `-3`'"),
+        ("input.size >= 1.5e3", "write 'input.size >= `1.5e3`'"),
+        ("input.xs[1:2] == input.ys[?v > 2]", "write 'input.xs[1:2] == input.ys[?v > `2`]'"),
+        ("input.n > 1 &&", "e.g. `0.8`"),
+    ],
+    ids=["negative", "exponent", "slice-and-filter", "other-errors-too"],
+)
+def test_a_bare_number_in_a_condition_is_shown_with_backticks(condition: str, suggestion: str) -> None:
+    document = {"workflow": "w", "phases": {"p": {"jobs": {"a": {"when": condition}}}}}
+    with pytest.raises(SpecError, match="a number in JMESPath is a JSON literal in backticks") as raised:
+        workflow_from_document(document)
+    assert suggestion in str(raised.value)

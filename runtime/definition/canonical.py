@@ -3,12 +3,14 @@ environment names, ``notify``, and the analysis of ``when`` conditions (JMESPath
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import jmespath
 import jmespath.exceptions
+from jmespath.lexer import Lexer
 
 from runtime.definition.draft import Draft, DraftJob, DraftPhase, Ref, known_fields, mapping, name_refs
 from runtime.definition.job_code import check_job_code
@@ -110,6 +112,9 @@ def _check_when(job: DraftJob, condition: str, report: Report) -> None:
     try:
         parsed = jmespath.compile(condition).parsed
     except (jmespath.exceptions.JMESPathError, RecursionError) as exc:
+        if getattr(exc, "token_type", None) == "NUMBER":
+            report.add(path, _bare_number_message(condition))
+            return
         summary = (str(exc).splitlines() or [type(exc).__name__])[0].rstrip(":")
         position = getattr(exc, "lex_position", None)
         at = f" at column {position + 1}" if isinstance(position, int) else ""
@@ -135,6 +140,48 @@ def _check_when(job: DraftJob, condition: str, report: Report) -> None:
                 f"{show(condition)} reads results.{member}, but job {job.name!r} gets only the results "
                 f"of its 'after' jobs {name_list(visible)}",
             )
+
+
+def _bare_number_message(condition: str) -> str:
+    """JMESPath has no number syntax outside an index: ``score > 0.8`` must be ``score > `0.8```
+    (a JSON literal). Shows the condition with every bare number quoted, when that parses."""
+    rule = "a number in JMESPath is a JSON literal in backticks"
+    corrected = _with_quoted_numbers(condition)
+    try:
+        jmespath.compile(corrected)
+    except (jmespath.exceptions.JMESPathError, RecursionError):
+        return f"invalid JMESPath {show(condition)}: {rule}, e.g. `0.8`"
+    return f"invalid JMESPath {show(condition)}: {rule}; write {corrected!r}"
+
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")
+_OPENERS = {"lbracket": "index", "filter": "filter", "lbrace": "hash", "lparen": "group"}
+_CLOSERS = frozenset({"rbracket", "rbrace", "rparen"})
+
+
+def _with_quoted_numbers(condition: str) -> str:
+    """Backticks around every number that is not an index or slice bound (``a[0]``, ``a[1:2]``)."""
+    spans: list[tuple[int, int]] = []
+    open_brackets: list[str] = []
+    previous = ""
+    try:
+        for token in Lexer().tokenize(condition):
+            kind, start = token["type"], token["start"]
+            if kind in _OPENERS:
+                open_brackets.append(_OPENERS[kind])
+            elif kind in _CLOSERS and open_brackets:
+                open_brackets.pop()
+            elif kind == "number" and not (spans and start < spans[-1][1]):
+                in_index = open_brackets[-1:] == ["index"] and previous in ("lbracket", "colon")
+                number = _NUMBER.match(condition, start)
+                if number and not in_index:
+                    spans.append(number.span())
+            previous = kind
+    except jmespath.exceptions.LexerError:
+        return condition
+    for start, end in reversed(spans):
+        condition = f"{condition[:start]}`{condition[start:end]}`{condition[end:]}"
+    return condition
 
 
 _SAME_CONTEXT = frozenset(
