@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TypeAlias
 
 from cdk_app.local.commands import add_run, add_start, add_status
-from runtime.definition.loader import load_workflow, load_workflows
+from runtime.definition.loader import check_specs, load_workflow
 from runtime.definition.model import Job, Workflow
 from runtime.errors import SpecError
 
@@ -64,7 +64,8 @@ def add_validate(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "validate",
         help="check workflow specs and report every problem",
-        description="Check specs (files or folders); print every problem, one per line.",
+        description="Check specs (files or folders); print every problem, one per line, and the "
+        "files in a folder that are not specs.",
     )
     parser.add_argument(
         "paths", nargs="*", metavar="PATH", help="spec files or folders (default: cdk.json's workflowsDir)"
@@ -80,11 +81,15 @@ def run_validate(args: argparse.Namespace) -> int:
     missing = [path for path in paths if not Path(path).exists()]
     if missing:
         return _usage_error(args, f"no such file or folder: {', '.join(missing)}")
-    try:
-        workflows = load_workflows(paths)
-    except SpecError as error:
-        return _report(error)
-    print(f"{len(workflows)} spec{'s' if len(workflows) != 1 else ''} valid")
+    check = check_specs(paths)
+    for line in (*check.skipped, *check.problems):
+        print(line)
+    if check.problems:
+        count = len(check.problems)
+        print(f"{count} problem{'s' if count != 1 else ''} found", file=sys.stderr)
+        return EXIT_PROBLEMS
+    valid = len(check.workflows)
+    print(f"{valid} spec{'s' if valid != 1 else ''} valid")
     return EXIT_OK
 
 

@@ -140,3 +140,18 @@ def test_the_readme_graph_is_what_the_graph_command_prints() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```mermaid\n(.*?)```", readme, flags=re.DOTALL)
     assert render_mermaid(load_workflow("workflows/catch_the_fish.yaml")) in blocks
+
+
+def test_validate_names_each_file_it_skipped_in_a_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "one.yaml").write_text("workflow: one\nphases: {p: {jobs: {a: {}}}}\n")
+    (tmp_path / "settings.yaml").write_text("region: eu-west-1\n")
+    assert main(["validate", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [
+        f"{tmp_path / 'settings.yaml'}: skipped: not a spec (a spec has 'workflow' at its top level, the "
+        "seed's object 'purposeId'); keep other files out of the folder to silence this",
+        "1 spec valid",
+    ]
+    assert captured.err == ""

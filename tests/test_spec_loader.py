@@ -277,3 +277,41 @@ def test_a_bare_number_in_a_condition_is_shown_with_backticks(condition: str, su
     with pytest.raises(SpecError, match="a number in JMESPath is a JSON literal in backticks") as raised:
         workflow_from_document(document)
     assert suggestion in str(raised.value)
+
+
+def _folder_with_a_config_file(folder: Path) -> Path:
+    (folder / "one.yaml").write_text("workflow: one\nphases: {p: {jobs: {a: {}}}}\n")
+    (folder / "settings.yaml").write_text("region: eu-west-1\nbucket: my-bucket\n")
+    (folder / "tags.json").write_text('{"team": "data"}')
+    (folder / "hosts.yml").write_text("- a.example.com\n- b.example.com\n")
+    return folder
+
+
+def test_files_in_a_folder_that_are_not_specs_are_skipped(tmp_path: Path) -> None:
+    folder = _folder_with_a_config_file(tmp_path)
+    assert [workflow.name for workflow in load_workflows([folder])] == ["one"]
+    assert spec_files([folder]) == [folder / "one.yaml"]
+
+
+def test_a_file_that_does_not_parse_in_a_folder_is_still_reported(tmp_path: Path) -> None:
+    folder = _folder_with_a_config_file(tmp_path)
+    (folder / "two.yaml").write_text("workflow: two\n\tphases: {}\n")
+    with pytest.raises(SpecError, match="invalid YAML") as raised:
+        load_workflows([folder])
+    assert [str(problem).split(":")[0] for problem in raised.value.problems] == [str(folder / "two.yaml")]
+
+
+def test_a_file_named_on_its_own_is_a_spec_and_each_problem_is_reported_once(tmp_path: Path) -> None:
+    folder = _folder_with_a_config_file(tmp_path)
+    with pytest.raises(SpecError, match="missing required key") as raised:
+        load_workflows([folder / "settings.yaml"])
+    messages = [problem.message for problem in raised.value.problems]
+    assert messages.count("missing required key 'workflow'") == 1
+    assert messages.count("missing required key 'phases'") == 1
+    assert len(messages) == 4
+
+
+def test_a_folder_of_only_other_files_has_no_specs(tmp_path: Path) -> None:
+    (tmp_path / "settings.yaml").write_text("region: eu-west-1\n")
+    with pytest.raises(SpecError, match=r"\$: no spec files"):
+        load_workflows([tmp_path])

@@ -1,5 +1,7 @@
-"""Which files are specs: the files named, and the YAML and JSON files directly in the folders
-named."""
+"""Which files are specs. A file named on its own is one; in a folder, a YAML or JSON file is a
+spec only if it says so at its top level (``workflow``, or the seed's ``purposeId``), so a
+config file kept next to the specs is skipped instead of failing the build. A file that does not
+parse is taken as a spec: it may well be one, and its errors must not go unseen."""
 
 from __future__ import annotations
 
@@ -14,13 +16,37 @@ from runtime.errors import Problem, SpecError
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 """What may be a spec when a folder is loaded (``*.schema.json`` excluded)."""
 
+SPEC_MARKERS = ("workflow", "purposeId")
+"""Top-level keys that make a file in a folder a spec: the canonical id, the seed's id."""
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file in a spec folder that is not a spec; ``str()`` is the line ``validate`` prints."""
+
+    path: Path
+
+    def __str__(self) -> str:
+        return (
+            f"{self.path}: skipped: not a spec (a spec has 'workflow' at its top level, the seed's "
+            "object 'purposeId'); keep other files out of the folder to silence this"
+        )
+
 
 @dataclass
 class Discovery:
     specs: list[SourceFile] = field(default_factory=list)
     """Read, in the order given (a folder's files sorted by name)."""
+    skipped: list[SkippedFile] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     """Paths that do not exist, folders without specs."""
+
+
+def is_spec(file: SourceFile) -> bool:
+    """Whether a file found in a folder is a spec (see the module docstring)."""
+    if file.report.problems:
+        return True
+    return isinstance(file.document, dict) and any(key in file.document for key in SPEC_MARKERS)
 
 
 def discover(paths: Sequence[str | PathLike[str]]) -> Discovery:
@@ -37,7 +63,9 @@ def discover(paths: Sequence[str | PathLike[str]]) -> Discovery:
                 and entry.suffix in SPEC_SUFFIXES
                 and not entry.name.endswith(".schema.json")
             )
-            specs = [read_spec_file(candidate) for candidate in candidates]
+            files = [read_spec_file(candidate) for candidate in candidates]
+            specs = [file for file in files if is_spec(file)]
+            found.skipped += [SkippedFile(file.path) for file in files if not is_spec(file)]
             if not specs:
                 found.problems.append(
                     Problem(

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from runtime.definition.build import compile_file, load_workflow, workflow_from_document
 from runtime.definition.canonical import RESERVED_ENV, WHEN_ROOTS
-from runtime.definition.discovery import SPEC_SUFFIXES, discover, spec_files
+from runtime.definition.discovery import SPEC_MARKERS, SPEC_SUFFIXES, SkippedFile, discover, spec_files
 from runtime.definition.draft import IGNORED_KEYS, SPEC_KEYS
 from runtime.definition.model import Workflow
 from runtime.definition.reading import MAX_DEPTH, MAX_NODES
@@ -36,8 +36,10 @@ __all__ = [
     "SCHEMA_PATH",
     "SEED_END",
     "SPEC_KEYS",
+    "SPEC_MARKERS",
     "SPEC_SUFFIXES",
     "WHEN_ROOTS",
+    "SkippedFile",
     "SpecCheck",
     "check_specs",
     "load_workflow",
@@ -56,6 +58,8 @@ class SpecCheck:
     """The specs that loaded."""
     problems: tuple[Problem, ...]
     """Errors, of every file: any of them fails the set."""
+    skipped: tuple[SkippedFile, ...]
+    """Files in the folders that are not specs."""
 
 
 def check_specs(paths: Sequence[str | PathLike[str]]) -> SpecCheck:
@@ -81,7 +85,7 @@ def check_specs(paths: Sequence[str | PathLike[str]]) -> SpecCheck:
             )
         defined_in.setdefault(workflow.name, file.path)
         workflows.append(workflow)
-    return SpecCheck(tuple(workflows), tuple(problems))
+    return SpecCheck(tuple(workflows), tuple(problems), tuple(found.skipped))
 
 
 def load_workflows(paths: Sequence[str | PathLike[str]]) -> list[Workflow]:

@@ -78,9 +78,14 @@ def _name_kind(parent: JsonPath) -> str:
 
 
 def schema_problems(document: object, report: Report) -> None:
+    """Each finding once: jsonschema reports every missing required key as its own error, and
+    each of those names all of them."""
+    seen: set[tuple[JsonPath, str]] = set()
     for error in validator().iter_errors(document):
         for path, message in _translate(error):
-            report.add(path, message)
+            if (path, message) not in seen:
+                seen.add((path, message))
+                report.add(path, message)
 
 
 def _translate(error: ValidationError) -> Iterator[tuple[JsonPath, str]]:
