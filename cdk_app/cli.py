@@ -64,8 +64,8 @@ def add_validate(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "validate",
         help="check workflow specs and report every problem",
-        description="Check specs (files or folders); print every problem, one per line, and the "
-        "files in a folder that are not specs.",
+        description="Check specs (files or folders) and their job code; print every problem and "
+        "warning, one per line, and the files in a folder that are not specs.",
     )
     parser.add_argument(
         "paths", nargs="*", metavar="PATH", help="spec files or folders (default: cdk.json's workflowsDir)"
@@ -82,14 +82,16 @@ def run_validate(args: argparse.Namespace) -> int:
     if missing:
         return _usage_error(args, f"no such file or folder: {', '.join(missing)}")
     check = check_specs(paths)
-    for line in (*check.skipped, *check.problems):
+    for line in (*check.skipped, *check.problems, *check.warnings):
         print(line)
+    warnings = f"{len(check.warnings)} warning{'s' if len(check.warnings) != 1 else ''}"
     if check.problems:
         count = len(check.problems)
-        print(f"{count} problem{'s' if count != 1 else ''} found", file=sys.stderr)
+        also = f", {warnings}" if check.warnings else ""
+        print(f"{count} problem{'s' if count != 1 else ''} found{also}", file=sys.stderr)
         return EXIT_PROBLEMS
     valid = len(check.workflows)
-    print(f"{valid} spec{'s' if valid != 1 else ''} valid")
+    print(f"{valid} spec{'s' if valid != 1 else ''} valid" + (f" ({warnings})" if check.warnings else ""))
     return EXIT_OK
 
 

@@ -3,18 +3,26 @@ fixtures, every spec in workflows/, and the seed's own state-machine object."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from runtime.definition.loader import load_workflow, load_workflows, spec_files, workflow_from_document
+from runtime.definition.loader import (
+    check_specs,
+    load_workflow,
+    load_workflows,
+    spec_files,
+    workflow_from_document,
+)
 from runtime.definition.model import Workflow
 from runtime.errors import SpecError
 
 ROOT = Path(__file__).resolve().parents[1]
 INVALID = Path("tests/specs/invalid")
 VALID = Path("tests/specs/valid")
+WARNING = Path("tests/specs/warning")
 WORKFLOWS = ROOT / "workflows"
 EXPECT = "# expect:"
 
@@ -315,3 +323,63 @@ def test_a_folder_of_only_other_files_has_no_specs(tmp_path: Path) -> None:
     (tmp_path / "settings.yaml").write_text("region: eu-west-1\n")
     with pytest.raises(SpecError, match=r"\$: no spec files"):
         load_workflows([tmp_path])
+
+
+def test_imports_nothing_provides_are_warnings_with_their_lines() -> None:
+    check = check_specs([WARNING / "imports.yaml"])
+    assert [workflow.name for workflow in check.workflows] == ["reports"]
+    assert check.problems == ()
+    assert [(str(problem.path), problem.line) for problem in check.warnings] == [
+        ("$.phases.build.jobs.report.code", 7),
+        ("$.phases.build.jobs.single.code", 10),
+    ]
+    report, single = (problem.message for problem in check.warnings)
+    assert report.startswith("'jobs/report/handler.py' imports 'pandas' at line 9, which neither")
+    assert "list it in jobs/report/requirements.txt" in report
+    assert single.startswith("'jobs/single.py' imports 'layout_helpers' at line 5")
+    assert "only 'jobs/single.py' is bundled" in single
+
+
+@pytest.mark.parametrize(
+    ("source", "problem"),
+    [
+        ("def handler(event, context):\n    return {}\n", None),
+        ("def handler(*args):\n    return {}\n", None),
+        ("def handler(event, context, extra=None, *, flag=False):\n    return {}\n", None),
+        ("from layout import handler\n", None),
+        ("handler = print\n", None),
+        ("def handler(event, context, extra):\n    return {}\n", "requires 3 positional parameters"),
+        (
+            "def handler(event, context, *, flag):\n    return {}\n",
+            "requires the keyword-only parameters flag",
+        ),
+        ("async def handler(event, context):\n    return {}\n", "is 'async def' (line 1)"),
+        ("def hander(event, context):\n    return {}\n", "(did you mean 'hander'?)"),
+        (
+            "def main():\n    def handler(event, context):\n        return {}\n",
+            "defines no top-level handler",
+        ),
+        ("x = '\\x00'\0\n", "cannot be compiled"),
+    ],
+    ids=[
+        "event-context",
+        "varargs",
+        "optional-extras",
+        "imported",
+        "assigned",
+        "three-required",
+        "keyword-only",
+        "async",
+        "misspelt",
+        "nested",
+        "null-byte",
+    ],
+)
+def test_the_handler_must_take_event_and_context(tmp_path: Path, source: str, problem: str | None) -> None:
+    (tmp_path / "job.py").write_text(source)
+    document = {"workflow": "w", "phases": {"p": {"jobs": {"a": {"code": "job.py"}}}}}
+    if problem is None:
+        assert workflow_from_document(document, base_dir=tmp_path).job("a").code is not None
+    else:
+        with pytest.raises(SpecError, match=re.escape(problem)):
+            workflow_from_document(document, base_dir=tmp_path)

@@ -58,6 +58,8 @@ class SpecCheck:
     """The specs that loaded."""
     problems: tuple[Problem, ...]
     """Errors, of every file: any of them fails the set."""
+    warnings: tuple[Problem, ...]
+    """Worth a look, never a failure (an import nothing provides)."""
     skipped: tuple[SkippedFile, ...]
     """Files in the folders that are not specs."""
 
@@ -68,10 +70,12 @@ def check_specs(paths: Sequence[str | PathLike[str]]) -> SpecCheck:
     found = discover(paths)
     workflows: list[Workflow] = []
     problems = list(found.problems)
+    warnings: list[Problem] = []
     defined_in: dict[str, Path] = {}
     for file in found.specs:
         workflow = compile_file(file)
         problems += file.report.problems
+        warnings += file.report.warnings
         if workflow is None:
             continue
         if workflow.name in defined_in:
@@ -85,7 +89,7 @@ def check_specs(paths: Sequence[str | PathLike[str]]) -> SpecCheck:
             )
         defined_in.setdefault(workflow.name, file.path)
         workflows.append(workflow)
-    return SpecCheck(tuple(workflows), tuple(problems), tuple(found.skipped))
+    return SpecCheck(tuple(workflows), tuple(problems), tuple(warnings), tuple(found.skipped))
 
 
 def load_workflows(paths: Sequence[str | PathLike[str]]) -> list[Workflow]:
