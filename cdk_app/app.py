@@ -122,7 +122,7 @@ def synth(app: App) -> None:
 
         workflows = load_workflows([config.workflows_dir])
     except (SpecError, ConfigError) as error:
-        print("\n".join(error.problems), file=sys.stderr)
+        print(error, file=sys.stderr)
         sys.exit(1)
     build(app, config, workflows)
     add_checks(app)

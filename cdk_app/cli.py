@@ -19,7 +19,7 @@ from typing import TypeAlias
 from cdk_app.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, CommandError
 from cdk_app.graph import RENDERERS
 from cdk_app.local.commands import add_run, add_start, add_status
-from runtime.definition.loader import load_workflow, load_workflows
+from runtime.definition.loader import check_specs, load_workflow
 from runtime.errors import RunError, SpecError, StoreError
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -71,7 +71,8 @@ def add_validate(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "validate",
         help="check workflow specs and report every problem",
-        description="Check specs (files or folders); print every problem, one per line.",
+        description="Check specs (files or folders) and their job code; print every problem and "
+        "warning, one per line, and the files in a folder that are not specs.",
     )
     parser.add_argument(
         "paths", nargs="*", metavar="PATH", help="spec files or folders (default: cdk.json's workflowsDir)"
@@ -84,11 +85,17 @@ def run_validate(args: argparse.Namespace) -> int:
     missing = [path for path in paths if not Path(path).exists()]
     if missing:
         raise CommandError(f"no such file or folder: {', '.join(missing)}", EXIT_USAGE)
-    try:
-        workflows = load_workflows(paths)
-    except SpecError as error:
-        return _report(error)
-    print(f"{len(workflows)} spec{'s' if len(workflows) != 1 else ''} valid")
+    check = check_specs(paths)
+    for line in (*check.skipped, *check.problems, *check.warnings):
+        print(line)
+    warnings = f"{len(check.warnings)} warning{'s' if len(check.warnings) != 1 else ''}"
+    if check.problems:
+        count = len(check.problems)
+        also = f", {warnings}" if check.warnings else ""
+        print(f"{count} problem{'s' if count != 1 else ''} found{also}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    valid = len(check.workflows)
+    print(f"{valid} spec{'s' if valid != 1 else ''} valid" + (f" ({warnings})" if check.warnings else ""))
     return EXIT_OK
 
 

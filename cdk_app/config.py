@@ -13,7 +13,7 @@ from pathlib import Path
 
 from constructs import Node
 from constructs.trigger import AtlasTrigger, ExistingEventBus, PartnerEventSource, TriggerWiring
-from runtime.errors import WorkflowError
+from runtime.errors import Problem, ProblemsError
 from runtime.settings import StoreSettings
 
 COMPLETE_SECRET_ARN = re.compile(r"arn:[\w-]+:secretsmanager:[\w-]+:\d{12}:secret:[\w/+=.@-]+-[A-Za-z0-9]{6}")
@@ -44,12 +44,16 @@ DEFAULT_WIRING = ExistingEventBus(name_or_arn="default")
 deploy work, and events can be sent by hand with ``aws events put-events``."""
 
 
-class ConfigError(WorkflowError):
+CONTEXT_SOURCE = "context"
+"""Where config problems are: CDK context comes from cdk.json and from ``cdk synth -c``."""
+
+
+class ConfigError(ProblemsError):
     """The CDK context is contradictory or incomplete; ``problems`` says which keys and why."""
 
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = list(problems)
-        super().__init__("\n".join(self.problems))
+
+def _problem(message: str) -> Problem:
+    return Problem(CONTEXT_SOURCE, None, message)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,21 +77,25 @@ class AppConfig:
     @classmethod
     def from_mapping(cls, context: Mapping[str, object]) -> AppConfig:
         values = {key: str(value) for key, value in context.items() if value not in (None, "")}
-        problems = []
+        problems: list[Problem] = []
         if "mongodbSecretArn" in values and "mongodbSecretName" in values:
-            problems.append("context: give mongodbSecretArn or mongodbSecretName, not both")
+            problems.append(_problem("give mongodbSecretArn or mongodbSecretName, not both"))
         secret_arn = values.get("mongodbSecretArn")
         if secret_arn is not None and not COMPLETE_SECRET_ARN.fullmatch(secret_arn):
             problems.append(
-                f"context: mongodbSecretArn {secret_arn!r} is not a complete Secrets Manager ARN "
-                "(arn:<partition>:secretsmanager:<region>:<account>:secret:<name>-<6 characters>); "
-                "give the full ARN, or the name as mongodbSecretName"
+                _problem(
+                    f"mongodbSecretArn {secret_arn!r} is not a complete Secrets Manager ARN "
+                    "(arn:<partition>:secretsmanager:<region>:<account>:secret:<name>-<6 characters>); "
+                    "give the full ARN, or the name as mongodbSecretName"
+                )
             )
         for key in ("mongodbDatabase", "runsCollection", "statusesCollection"):
             if key in values and not MONGODB_NAME.fullmatch(values[key]):
                 problems.append(
-                    f"context: {key} {values[key]!r} is not a usable MongoDB name "
-                    "(letters, digits, '_' and '-', not starting with '$' or containing '.')"
+                    _problem(
+                        f"{key} {values[key]!r} is not a usable MongoDB name "
+                        "(letters, digits, '_' and '-', not starting with '$' or containing '.')"
+                    )
                 )
         store_defaults = StoreSettings()
         store = StoreSettings(
@@ -108,7 +116,7 @@ class AppConfig:
         )
 
 
-def _wiring(values: Mapping[str, str]) -> tuple[TriggerWiring, list[str]]:
+def _wiring(values: Mapping[str, str]) -> tuple[TriggerWiring, list[Problem]]:
     given_ids = [key for key in ATLAS_IDS if key in values]
     modes = [
         name
@@ -120,11 +128,11 @@ def _wiring(values: Mapping[str, str]) -> tuple[TriggerWiring, list[str]]:
         if selected
     ]
     if len(modes) > 1:
-        return DEFAULT_WIRING, [f"context: {' and '.join(modes)} select different trigger wirings; keep one"]
+        return DEFAULT_WIRING, [_problem(f"{' and '.join(modes)} select different trigger wirings; keep one")]
     if given_ids:
         missing = [key for key in ATLAS_IDS if key not in values]
         if missing:
-            return DEFAULT_WIRING, [f"context: the atlas wiring also needs {', '.join(missing)}"]
+            return DEFAULT_WIRING, [_problem(f"the atlas wiring also needs {', '.join(missing)}")]
         atlas = {field: values[key] for key, field in ATLAS_IDS.items()}
         defaults = AtlasTrigger(**atlas)
         return AtlasTrigger(
@@ -134,7 +142,7 @@ def _wiring(values: Mapping[str, str]) -> tuple[TriggerWiring, list[str]]:
         ), []
     stray = [key for key in ("atlasProfile", "atlasTriggerName") if key in values]
     if stray:
-        return DEFAULT_WIRING, [f"context: {', '.join(stray)} only apply with {', '.join(ATLAS_IDS)}"]
+        return DEFAULT_WIRING, [_problem(f"{', '.join(stray)} only apply with {', '.join(ATLAS_IDS)}")]
     if "partnerEventSource" in values:
         return PartnerEventSource(name=values["partnerEventSource"]), []
     if "eventBus" in values:

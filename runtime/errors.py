@@ -1,19 +1,63 @@
-"""One exception tree for the whole project."""
+"""One exception tree for the whole project, and the ``Problem`` values its input errors carry."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
 
 
 class WorkflowError(Exception):
     """Base of every error this project raises on purpose."""
 
 
-class SpecError(WorkflowError):
-    """A workflow definition is invalid. ``problems`` holds every finding, one line each:
-    ``<file>: <json path>: <what is wrong and what would be right>``."""
+class Severity(StrEnum):
+    """An error makes the input unusable; a warning is worth a look but stops nothing."""
 
-    def __init__(self, problems: list[str]) -> None:
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding about the input, as a value tools can sort, filter and point at; ``str()``
+    is the line the CLI prints: ``<source>: <json path>: <what is wrong and what would be
+    right> (line N)``."""
+
+    source: str
+    """The file as it was named (or ``context`` for CDK context)."""
+    path: str | None
+    """A JSON path into the document (``$.phases.p.jobs.j``); ``None`` when the problem is in the
+    text itself (``line`` and ``column`` then say where) or about the source as a whole."""
+    message: str
+    line: int | None = None
+    """The line the problem is on, in ``source``, when known."""
+    column: int | None = None
+    """Only for problems in the text (``path`` is ``None``)."""
+    severity: Severity = Severity.ERROR
+
+    def __str__(self) -> str:
+        marker = "warning: " if self.severity is Severity.WARNING else ""
+        if self.path is not None:
+            where = f" (line {self.line})" if self.line is not None else ""
+            return f"{self.source}: {self.path}: {marker}{self.message}{where}"
+        if self.line is not None:
+            column = f", column {self.column}" if self.column is not None else ""
+            return f"{self.source}: line {self.line}{column}: {marker}{self.message}"
+        return f"{self.source}: {marker}{self.message}"
+
+
+class ProblemsError(WorkflowError):
+    """Input that cannot be used; ``problems`` holds every finding, not just the first, and the
+    message is their lines."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
         self.problems = list(problems)
-        super().__init__("\n".join(self.problems))
+        super().__init__("\n".join(str(problem) for problem in self.problems))
+
+
+class SpecError(ProblemsError):
+    """A workflow definition is invalid."""
 
 
 class RunError(WorkflowError):

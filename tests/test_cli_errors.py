@@ -48,7 +48,7 @@ def test_every_command_reports_a_usage_error_as_one_prog_error_line(
 @pytest.mark.parametrize(
     ("target", "argv"),
     [
-        ("cdk_app.cli.load_workflows", ["validate", "workflows"]),
+        ("cdk_app.cli.check_specs", ["validate", "workflows"]),
         ("cdk_app.cli.load_workflow", ["graph", "workflows/catch_the_fish.yaml"]),
         (
             "cdk_app.local.commands.load_workflow",

@@ -141,3 +141,44 @@ def test_the_readme_graph_is_what_the_graph_command_prints() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```mermaid\n(.*?)```", readme, flags=re.DOTALL)
     assert render_mermaid(load_workflow("workflows/catch_the_fish.yaml")) in blocks
+
+
+def test_validate_names_each_file_it_skipped_in_a_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "one.yaml").write_text("workflow: one\nphases: {p: {jobs: {a: {}}}}\n")
+    (tmp_path / "settings.yaml").write_text("region: eu-west-1\n")
+    assert main(["validate", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [
+        f"{tmp_path / 'settings.yaml'}: skipped: not a spec (a spec has 'workflow' at its top level, the "
+        "seed's object 'purposeId'); keep other files out of the folder to silence this",
+        "1 spec valid",
+    ]
+    assert captured.err == ""
+
+
+def test_validate_prints_warnings_and_still_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "tests/specs/warning/imports.yaml"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(": ")[1:3] for line in lines[:2]] == [
+        ["$.phases.build.jobs.report.code", "warning"],
+        ["$.phases.build.jobs.single.code", "warning"],
+    ]
+    assert lines[2:] == ["1 spec valid (2 warnings)"]
+
+
+def test_validate_with_problems_and_warnings_exits_1_and_counts_both(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert (
+        main(["validate", "tests/specs/warning/imports.yaml", "tests/specs/invalid/code_syntax_error.yaml"])
+        == 1
+    )
+    captured = capsys.readouterr()
+    assert (
+        "code_syntax_error.yaml: $.phases.thinking.jobs.catch_fish.code: 'jobs/syntax_error.py' has a "
+        in (captured.out)
+    )
+    assert captured.out.count(": warning: ") == 2
+    assert captured.err == "1 problem found, 2 warnings\n"

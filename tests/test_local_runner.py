@@ -566,7 +566,10 @@ def test_a_missing_spec_is_a_usage_error(mongo_uri: str) -> None:
 def test_job_code_that_cannot_be_imported_stops_the_run_before_it_starts(
     tmp_path: Path, mongo_uri: str, database: str, mongo_client: pymongo.MongoClient[dict]
 ) -> None:
-    (tmp_path / "broken.py").write_text("raise ImportError('missing dependency: fishnet')\n")
+    # It defines a handler (the loader checks that much without importing); importing it fails.
+    (tmp_path / "broken.py").write_text(
+        "raise ImportError('missing dependency: fishnet')\n\n\ndef handler(event, context):\n    return {}\n"
+    )
     (tmp_path / "spec.yaml").write_text(
         "workflow: broken\nphases:\n  p:\n    jobs:\n      j: {code: broken.py}\n"
     )

@@ -95,7 +95,7 @@ def _check(load: Callable[[], Workflow], source: str) -> None:
         outcome = error
     if isinstance(outcome, SpecError):
         assert outcome.problems
-        assert all(problem.startswith(f"{source}: ") for problem in outcome.problems)
+        assert all(str(problem).startswith(f"{source}: ") for problem in outcome.problems)
     else:
         _assert_sound(outcome)
 

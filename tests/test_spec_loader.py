@@ -3,18 +3,26 @@ fixtures, every spec in workflows/, and the seed's own state-machine object."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from runtime.definition.loader import load_workflow, load_workflows, spec_files, workflow_from_document
+from runtime.definition.loader import (
+    check_specs,
+    load_workflow,
+    load_workflows,
+    spec_files,
+    workflow_from_document,
+)
 from runtime.definition.model import Workflow
 from runtime.errors import SpecError
 
 ROOT = Path(__file__).resolve().parents[1]
 INVALID = Path("tests/specs/invalid")
 VALID = Path("tests/specs/valid")
+WARNING = Path("tests/specs/warning")
 WORKFLOWS = ROOT / "workflows"
 EXPECT = "# expect:"
 
@@ -59,7 +67,7 @@ def test_invalid_spec_reports_exactly_what_its_fixture_expects(spec: Path) -> No
     path = INVALID / spec.name
     with pytest.raises(SpecError, match=r"\S") as raised:
         load_workflow(path)
-    problems = raised.value.problems
+    problems = [str(problem) for problem in raised.value.problems]
     expected = _expectations(spec)
     assert len(problems) == len(expected), "\n".join(problems)
     unmatched = list(problems)
@@ -168,7 +176,7 @@ def test_problems_of_every_file_are_reported_together(tmp_path: Path) -> None:
     (tmp_path / "b.json").write_text('{"workflow": "b"}')
     with pytest.raises(SpecError, match="no phases") as raised:
         load_workflows([tmp_path])
-    assert [problem.split(":")[0] for problem in raised.value.problems] == [
+    assert [str(problem).split(":")[0] for problem in raised.value.problems] == [
         str(tmp_path / "a.yaml"),
         str(tmp_path / "b.json"),
     ]
@@ -187,7 +195,7 @@ def test_a_folder_without_specs_and_a_missing_path_are_problems(tmp_path: Path) 
     with pytest.raises(SpecError, match="no spec files") as raised:
         spec_files([tmp_path, tmp_path / "missing.yaml"])
     assert len(raised.value.problems) == 2
-    assert "no such file or folder" in raised.value.problems[1]
+    assert "no such file or folder" in str(raised.value.problems[1])
 
 
 def _billion_laughs() -> bytes:
@@ -260,3 +268,118 @@ def test_a_long_chain_of_jobs_loads_without_exhausting_the_stack() -> None:
     jobs["j0"] = {"after": ["j2999"]}
     with pytest.raises(SpecError, match=r"cycle: j0 after j2999 after j2998"):
         workflow_from_document({"workflow": "w", "phases": {"p": {"jobs": jobs}}})
+
+
+@pytest.mark.parametrize(
+    ("condition", "suggestion"),
+    [
+        ("input.n == -3", "write 'input.n == `-3`'"),
+        ("input.size >= 1.5e3", "write 'input.size >= `1.5e3`'"),
+        ("input.xs[1:2] == input.ys[?v > 2]", "write 'input.xs[1:2] == input.ys[?v > `2`]'"),
+        ("input.n > 1 &&", "e.g. `0.8`"),
+    ],
+    ids=["negative", "exponent", "slice-and-filter", "other-errors-too"],
+)
+def test_a_bare_number_in_a_condition_is_shown_with_backticks(condition: str, suggestion: str) -> None:
+    document = {"workflow": "w", "phases": {"p": {"jobs": {"a": {"when": condition}}}}}
+    with pytest.raises(SpecError, match="a number in JMESPath is a JSON literal in backticks") as raised:
+        workflow_from_document(document)
+    assert suggestion in str(raised.value)
+
+
+def _folder_with_a_config_file(folder: Path) -> Path:
+    (folder / "one.yaml").write_text("workflow: one\nphases: {p: {jobs: {a: {}}}}\n")
+    (folder / "settings.yaml").write_text("region: eu-west-1\nbucket: my-bucket\n")
+    (folder / "tags.json").write_text('{"team": "data"}')
+    (folder / "hosts.yml").write_text("- a.example.com\n- b.example.com\n")
+    return folder
+
+
+def test_files_in_a_folder_that_are_not_specs_are_skipped(tmp_path: Path) -> None:
+    folder = _folder_with_a_config_file(tmp_path)
+    assert [workflow.name for workflow in load_workflows([folder])] == ["one"]
+    assert spec_files([folder]) == [folder / "one.yaml"]
+
+
+def test_a_file_that_does_not_parse_in_a_folder_is_still_reported(tmp_path: Path) -> None:
+    folder = _folder_with_a_config_file(tmp_path)
+    (folder / "two.yaml").write_text("workflow: two\n\tphases: {}\n")
+    with pytest.raises(SpecError, match="invalid YAML") as raised:
+        load_workflows([folder])
+    assert [str(problem).split(":")[0] for problem in raised.value.problems] == [str(folder / "two.yaml")]
+
+
+def test_a_file_named_on_its_own_is_a_spec_and_each_problem_is_reported_once(tmp_path: Path) -> None:
+    folder = _folder_with_a_config_file(tmp_path)
+    with pytest.raises(SpecError, match="missing required key") as raised:
+        load_workflows([folder / "settings.yaml"])
+    messages = [problem.message for problem in raised.value.problems]
+    assert messages.count("missing required key 'workflow'") == 1
+    assert messages.count("missing required key 'phases'") == 1
+    assert len(messages) == 4
+
+
+def test_a_folder_of_only_other_files_has_no_specs(tmp_path: Path) -> None:
+    (tmp_path / "settings.yaml").write_text("region: eu-west-1\n")
+    with pytest.raises(SpecError, match=r"\$: no spec files"):
+        load_workflows([tmp_path])
+
+
+def test_imports_nothing_provides_are_warnings_with_their_lines() -> None:
+    check = check_specs([WARNING / "imports.yaml"])
+    assert [workflow.name for workflow in check.workflows] == ["reports"]
+    assert check.problems == ()
+    assert [(str(problem.path), problem.line) for problem in check.warnings] == [
+        ("$.phases.build.jobs.report.code", 7),
+        ("$.phases.build.jobs.single.code", 10),
+    ]
+    report, single = (problem.message for problem in check.warnings)
+    assert report.startswith("'jobs/report/handler.py' imports 'pandas' at line 9, which neither")
+    assert "list it in jobs/report/requirements.txt" in report
+    assert single.startswith("'jobs/single.py' imports 'layout_helpers' at line 5")
+    assert "only 'jobs/single.py' is bundled" in single
+
+
+@pytest.mark.parametrize(
+    ("source", "problem"),
+    [
+        ("def handler(event, context):\n    return {}\n", None),
+        ("def handler(*args):\n    return {}\n", None),
+        ("def handler(event, context, extra=None, *, flag=False):\n    return {}\n", None),
+        ("from layout import handler\n", None),
+        ("handler = print\n", None),
+        ("def handler(event, context, extra):\n    return {}\n", "requires 3 positional parameters"),
+        (
+            "def handler(event, context, *, flag):\n    return {}\n",
+            "requires the keyword-only parameters flag",
+        ),
+        ("async def handler(event, context):\n    return {}\n", "is 'async def' (line 1)"),
+        ("def hander(event, context):\n    return {}\n", "(did you mean 'hander'?)"),
+        (
+            "def main():\n    def handler(event, context):\n        return {}\n",
+            "defines no top-level handler",
+        ),
+        ("x = '\\x00'\0\n", "cannot be compiled"),
+    ],
+    ids=[
+        "event-context",
+        "varargs",
+        "optional-extras",
+        "imported",
+        "assigned",
+        "three-required",
+        "keyword-only",
+        "async",
+        "misspelt",
+        "nested",
+        "null-byte",
+    ],
+)
+def test_the_handler_must_take_event_and_context(tmp_path: Path, source: str, problem: str | None) -> None:
+    (tmp_path / "job.py").write_text(source)
+    document = {"workflow": "w", "phases": {"p": {"jobs": {"a": {"code": "job.py"}}}}}
+    if problem is None:
+        assert workflow_from_document(document, base_dir=tmp_path).job("a").code is not None
+    else:
+        with pytest.raises(SpecError, match=re.escape(problem)):
+            workflow_from_document(document, base_dir=tmp_path)

@@ -87,7 +87,7 @@ def _load_spec(path: str) -> Workflow:
     except SpecError as error:
         count = len(error.problems)
         raise CommandError(
-            "\n".join([*error.problems, f"{count} problem{'s' if count != 1 else ''} found"])
+            "\n".join([*map(str, error.problems), f"{count} problem{'s' if count != 1 else ''} found"])
         ) from None
 
 

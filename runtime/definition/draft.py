@@ -1,0 +1,103 @@
+"""The format-neutral draft both spec formats are read into before the IR is built, and the one
+gate through which the readers see spec mappings (``SPEC_KEYS``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from runtime.definition.report import JsonPath
+from runtime.definition.schema import is_name
+
+SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
+    {
+        "spec": frozenset(
+            {
+                "$schema",
+                "workflow",
+                "description",
+                "defaults",
+                "phases",
+                "notify",
+                "schedule",
+                "schedule_input",
+            }
+        ),
+        "defaults": frozenset({"memory", "timeout", "retries", "env"}),
+        "phase": frozenset({"next", "jobs"}),
+        "job": frozenset({"after", "code", "memory", "timeout", "retries", "env", "when"}),
+        "notify": frozenset({"on", "email", "slack_webhook_secret"}),
+        "seed": frozenset({"$schema", "id", "purposeId", "currentPhase", "phases"}),
+        "seed_phase": frozenset({"steps", "waitFor", "next", "finished"}),
+        "seed_step": frozenset({"jobs"}),
+    }
+)
+"""Every key the loader understands, per kind of mapping (named like the schema's ``$defs``). The
+loader reads spec mappings only through ``known_fields``, which sees nothing outside this table; a test
+holds it equal to the schema."""
+
+IGNORED_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
+    {
+        "spec": frozenset({"$schema"}),
+        "seed": frozenset({"$schema", "id", "currentPhase"}),
+        "seed_phase": frozenset({"finished"}),
+    }
+)
+"""Keys accepted but without effect: the editor's schema link and the seed's run state."""
+
+
+@dataclass
+class Ref:
+    """A name as written somewhere, for messages that point at that place."""
+
+    name: str
+    path: JsonPath
+
+
+@dataclass
+class DraftJob:
+    name: str
+    path: JsonPath
+    after: list[Ref] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+    """``Job`` fields beyond name/phase/after; only what the spec sets (the model has defaults)."""
+
+
+@dataclass
+class DraftPhase:
+    name: str
+    path: JsonPath
+    jobs: list[DraftJob] = field(default_factory=list)
+    next: Ref | None = None
+    """The phase written in ``next``; ``None`` means the one declared after (or the end)."""
+    ends: bool = False
+    """The seed's ``next: end``."""
+
+
+@dataclass
+class Draft:
+    name: str | None
+    phases: list[DraftPhase]
+    settings: dict[str, Any] = field(default_factory=dict)
+    """``Workflow`` fields beyond name/phases."""
+
+
+def known_fields(raw: object, kind: str) -> dict[str, Any]:
+    """The keys of ``raw`` the loader understands for mappings of ``kind``: it reads spec
+    mappings only through here, so ``SPEC_KEYS`` is exactly what it can see."""
+    if not isinstance(raw, dict):
+        return {}
+    return {key: raw[key] for key in SPEC_KEYS[kind] if key in raw}
+
+
+def mapping(raw: object) -> dict[str, Any]:
+    return raw if isinstance(raw, dict) else {}
+
+
+def name_refs(raw: object, path: JsonPath) -> list[Ref]:
+    """The well-formed names of a list; the schema reports the others."""
+    if not isinstance(raw, list):
+        return []
+    return [Ref(item, (*path, index)) for index, item in enumerate(raw) if is_name(item)]
