@@ -148,8 +148,11 @@ def plan_success(run: Run, event: StatusEvent, now: datetime) -> Transition | No
 
 
 def is_truthy(value: Any) -> bool:
-    """JMESPath truthiness: false, null and empty strings, lists and objects are false."""
-    return value not in (False, None, "", [], {})
+    """JMESPath's truthiness: false, null, the empty string, array and object are false; every
+    other value, 0 and 0.0 included, is true (Python's would make 0 false)."""
+    if value is None or isinstance(value, bool):
+        return value is True
+    return not (isinstance(value, (str, list, dict)) and len(value) == 0)
 
 
 def when_holds(job: Job, run: Run, results: Mapping[str, Any]) -> bool:

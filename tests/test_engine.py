@@ -86,6 +86,18 @@ def test_when_false_skips_the_job_and_everything_only_reachable_through_it(store
     assert states["final"] == ("succeeded", 1)
 
 
+def test_a_when_that_yields_zero_runs_the_job(store: MongoStore) -> None:
+    """JMESPath counts 0 as true (only false, null and empty strings, arrays and objects are
+    false): a condition on a count of zero must not skip the job."""
+    spec = workflow(
+        "zero", {"p": {"probe": {}, "counted": {"after": ["probe"], "when": "results.probe.count"}}}
+    )
+    handlers = {"probe": lambda event, context: {"count": 0}}
+    outcome = Driver(store, spec, handlers=handlers).run()
+
+    assert outcome.job_states()["counted"] == ("succeeded", 1)
+
+
 def test_a_phase_of_only_skipped_jobs_completes_and_the_run_goes_on(store: MongoStore) -> None:
     spec = workflow("all_skipped", {"a": {"x": {"when": "input.never"}}, "b": {"y": {}}})
     outcome = Driver(store, spec).run()

@@ -298,6 +298,8 @@ TRUTHINESS = [
     pytest.param([], False, id="empty-array"),
     pytest.param({}, False, id="empty-object"),
     pytest.param(True, True, id="true"),
+    pytest.param(0, True, id="zero"),
+    pytest.param(0.0, True, id="zero-float"),
     pytest.param(1, True, id="one"),
     pytest.param("0", True, id="string-zero"),
     pytest.param("false", True, id="string-false"),
@@ -324,7 +326,7 @@ def test_a_when_reads_the_results_of_the_jobs_it_runs_after() -> None:
     definition = spec({"p": {"probe": {}, "uses": {"after": ["probe"], "when": "results.probe.count"}}})
     run = run_of(definition, jobs={"probe": dispatched()})
 
-    transition = plan_success(run, success("probe", output={"count": 2}), NOW)
+    transition = plan_success(run, success("probe", output={"count": 0}), NOW)
 
     assert states_after(transition)["uses"] == "dispatched"
 
