@@ -70,7 +70,7 @@ def _redacted(uri: str) -> str:
 
 
 def connect(uri: str, database: str) -> MongoStore:
-    """A Store on ``uri``, after checking the server answers (a short wait, not pymongo's 30 s)."""
+    """A MongoStore on ``uri``, after checking the server answers (a short wait, not pymongo's 30 s)."""
     try:
         probe: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
             uri, serverSelectionTimeoutMS=int(SERVER_SELECTION_SECONDS * 1000)

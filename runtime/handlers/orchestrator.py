@@ -101,10 +101,11 @@ class Orchestrator:
                 )
                 recorded_now = recorded_now or recorded is not None
                 # Another handler changed the run since we read it: decide again on what it is now.
-                run = recorded or self.store.read_run(event.run_id)
+                run = recorded if recorded is not None else self.store.read_run(event.run_id)
                 continue
             dispatched = () if decision is None else decision.dispatches
             recorded_statuses = () if decision is None else decision.statuses
+            # A decision with a fallback is a success planned whole: it has just recorded the completion.
             recorded_now = recorded_now or (decision is not None and decision.fallback is not None)
             # Repeat what an earlier, crashed handling of this same event may not have finished.
             again_dispatched, again_recorded = replay(run, event.key, utcnow(), self.redispatch_after)
