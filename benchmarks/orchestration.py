@@ -26,14 +26,16 @@ from pymongo import monitoring
 from pymongo.database import Database
 
 from benchmarks.seed_port import SeedOrchestratorJob, SeedStateMachineJob, seed_state_machine
-from cdk_app.atlas_events import envelope
+from cdk_app.local.atlas_events import envelope
 from runtime.definition.loader import load_workflow, workflow_from_document
 from runtime.definition.model import Workflow
+from runtime.documents import JobState, RunState, StatusEvent, StatusName
+from runtime.engine import utcnow
 from runtime.events import JobEvent
 from runtime.handlers.orchestrator import Orchestrator
 from runtime.runs import start_run
 from runtime.settings import StoreSettings
-from runtime.store import Store, utcnow
+from runtime.store import MongoStore
 
 Document = dict[str, Any]
 Progress = Callable[[str], None]
@@ -126,32 +128,23 @@ def scratch_databases(uri: str, *prefixes: str) -> Iterator[list[str]]:
 # -- the events ------------------------------------------------------------------------------
 
 
-def run_status(run_id: str, workflow: str, status: str) -> Document:
-    return {
-        "_id": ObjectId(),
-        "runId": run_id,
-        "workflow": workflow,
-        "phase": None,
-        "job": None,
-        "status": status,
-        "attempt": 0,
-        "date": utcnow(),
-    }
+def run_status(run_id: str, workflow: str, status: StatusName) -> Document:
+    event = StatusEvent(run_id=run_id, workflow=workflow, status=status)
+    return {"_id": ObjectId(), **event.to_document(utcnow())}
 
 
 def job_success(run_id: str, workflow: str, phase: str, job: str) -> Document:
     """The ``success`` document our job wrapper inserts for attempt 1."""
-    return {
-        "_id": ObjectId(),
-        "runId": run_id,
-        "workflow": workflow,
-        "phase": phase,
-        "job": job,
-        "status": "success",
-        "attempt": 1,
-        "output": {"done": job},
-        "date": utcnow(),
-    }
+    event = StatusEvent(
+        run_id=run_id,
+        workflow=workflow,
+        status=StatusName.SUCCESS,
+        phase=phase,
+        job=job,
+        attempt=1,
+        output={"done": job},
+    )
+    return {"_id": ObjectId(), **event.to_document(utcnow())}
 
 
 def seed_success(state_id: str, job: str) -> Document:
@@ -164,7 +157,7 @@ class OurSide:
 
     def __init__(self, client: pymongo.MongoClient[Document], database: str) -> None:
         self.settings = StoreSettings(database=database)
-        self.store = Store(client, self.settings)
+        self.store = MongoStore(client, self.settings)
         self.store.ensure_indexes()
         self.dispatcher = CountingDispatcher()
         self.orchestrator = Orchestrator(store=self.store, dispatcher=self.dispatcher)
@@ -175,7 +168,7 @@ class OurSide:
     def started_run(self, definition: Workflow, run_id: str) -> Document:
         """Create the run; the ``workflow_started`` event its handling starts from."""
         start_run(self.store, definition, run_id=run_id)
-        return self.event(run_status(run_id, definition.name, "workflow_started"))
+        return self.event(run_status(run_id, definition.name, StatusName.WORKFLOW_STARTED))
 
     def success(self, definition: Workflow, run_id: str, job: str) -> Document:
         phase = definition.job(job).phase
@@ -324,9 +317,9 @@ def lost_updates(uri: str, threads: int, repeats: int, progress: Progress) -> di
                     ]
                 )
                 errors += [f"ours: {exc!r}" for exc in failures]
-                document = ours.store.load_run(run_id) or {"jobs": {}}
+                run = ours.store.read_run(run_id)
                 lost_ours.append(
-                    sum(document["jobs"].get(job, {}).get("state") != "succeeded" for job in burst)
+                    sum(run is None or run.jobs[job].state != JobState.SUCCEEDED for job in burst)
                 )
                 advances.append(
                     sum(
@@ -385,9 +378,9 @@ def _ours_runs(
             elapsed += time.perf_counter() - started
             if counter:
                 counter.keep()
-            document = side.store.load_run(run_id)
-            if document is None or document["status"] != "succeeded":
-                raise RuntimeError(f"our run {run_id} did not succeed: {document and document['status']}")
+            run = side.store.read_run(run_id)
+            if run is None or run.state != RunState.SUCCEEDED:
+                raise RuntimeError(f"our run {run_id} did not succeed: {run and run.state}")
         return elapsed, runs * len(order)
     finally:
         client.close()

@@ -1,5 +1,11 @@
-"""The engine's decisions, without I/O: given a run document and a status event, what changes,
+"""The engine's decisions, without I/O: given a run and a status event, what changes in the run,
 which job attempts are dispatched and which run statuses are recorded.
+
+``decide`` is the entry point: a job's success goes to ``plan_success``, its failure to
+``plan_failure``, the run's start to ``plan_progress``, which starts the jobs ``ready_jobs``
+finds (or skips them, when their ``when`` says so) and moves the run on with ``advance_phase``
+once a phase is done. ``replay`` repeats what an earlier, crashed handling of the same event may
+not have finished.
 
 Every ``Transition`` carries the conditions it was computed under; the store applies it only if
 they still hold, so concurrent handlers never overwrite each other (one of them wins, the others
@@ -10,120 +16,33 @@ that caused it, so a redelivered event can finish what a crashed handler began.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import jmespath
-import jmespath.exceptions
 
 from runtime.definition.model import Job, Phase, Workflow
-from runtime.events import JobEvent, StatusEvent
-
-PENDING, DISPATCHED, SUCCEEDED, FAILED, SKIPPED = "pending", "dispatched", "succeeded", "failed", "skipped"
-DONE = frozenset({SUCCEEDED, SKIPPED})
-"""Job states that count as finished for a phase and for the jobs that come after."""
-
-RUNNING, RUN_SUCCEEDED, RUN_FAILED = "running", "succeeded", "failed"
-
-
-@dataclass(frozen=True, kw_only=True)
-class JobState:
-    state: str = PENDING
-    attempt: int = 0
-    output: Any = None
-    error: str | None = None
-    caused_by: str | None = None
-    """Key of the event whose handling dispatched or skipped this job (at this attempt)."""
-    claimed_at: datetime | None = None
-    """When that handling decided to dispatch this attempt."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class Run:
-    """The engine's typed view of a run document."""
-
-    run_id: str
-    definition: Workflow
-    input: Any
-    status: str
-    phase: str
-    jobs: Mapping[str, JobState]
-    completed_by: Mapping[str, str] = field(default_factory=dict)
-    """Phase name -> key of the event that completed it."""
-    finished_by: str | None = None
-    error: str | None = None
-    version: int = 0
-    """Incremented by every write; a write planned from this view is guarded by it."""
-
-    @property
-    def outputs(self) -> dict[str, Any]:
-        """Outputs of the jobs that succeeded: what their dependents get as ``results``."""
-        return {name: job.output for name, job in self.jobs.items() if job.state == SUCCEEDED}
-
-    @classmethod
-    def from_document(cls, document: Mapping[str, Any]) -> Run:
-        return cls(
-            run_id=document["_id"],
-            definition=Workflow.from_document(document["definition"]),
-            input=document.get("input"),
-            status=document["status"],
-            phase=document["phase"],
-            jobs={
-                name: JobState(
-                    state=state["state"],
-                    attempt=state.get("attempt", 0),
-                    output=state.get("output"),
-                    error=state.get("error"),
-                    caused_by=state.get("causedBy"),
-                    claimed_at=state.get("claimedAt"),
-                )
-                for name, state in document["jobs"].items()
-            },
-            completed_by={name: p["completedBy"] for name, p in (document.get("phases") or {}).items()},
-            finished_by=document.get("finishedBy"),
-            error=document.get("error"),
-            version=document.get("version", 0),
-        )
-
-
-def new_run_document(definition: Workflow, run_id: str, run_input: Any, now: datetime) -> dict[str, Any]:
-    """The run document ``start_run`` inserts: every job pending, the first phase current."""
-    first = definition.phase_order()[0]
-    return {
-        "_id": run_id,
-        "workflow": definition.name,
-        "definition": definition.to_document(),
-        "input": run_input,
-        "status": RUNNING,
-        "phase": first.name,
-        "jobs": {job.name: {"state": PENDING, "attempt": 0} for job in definition.jobs()},
-        "phases": {},
-        "finishedBy": None,
-        "error": None,
-        "version": 0,
-        "createdAt": now,
-        "updatedAt": now,
-    }
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunStatus:
-    """A run-level status the engine records in ``statuses`` (``job`` is null)."""
-
-    status: str
-    phase: str | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class Transition:
-    conditions: dict[str, Any]
-    """Field -> value the run document must still have for ``changes`` to apply."""
-    changes: dict[str, Any]
-    dispatches: tuple[JobEvent, ...] = ()
-    records: tuple[RunStatus, ...] = ()
-
+from runtime.documents import (
+    DONE,
+    RUN_ENDS,
+    Fields,
+    JobRecord,
+    JobState,
+    Run,
+    RunState,
+    StatusEvent,
+    StatusName,
+    at_version,
+    job_changed,
+    job_is,
+    job_set,
+    phase_completed,
+    phase_entered,
+    run_ended,
+    run_is,
+)
+from runtime.events import FailureRecord, JobEvent
 
 LAMBDA_RETRY_DELAY = timedelta(seconds=50)
 """Lambda retries a failed asynchronous invocation a minute later at the earliest (a little less
@@ -131,60 +50,163 @@ here, for clock differences): whatever repeats sooner is a duplicate, not a retr
 Both the orchestrator's replay and the job wrapper's takeover tell the two apart by it."""
 
 
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 def age(then: datetime, now: datetime) -> timedelta:
     """How long ago ``then`` was; a naive ``then`` (a client without tz_aware) is UTC."""
     return now - then.replace(tzinfo=then.tzinfo or UTC)
 
 
-def record_success(run: Run, job: str, output: Any) -> Run:
-    """The run as it is once ``job``'s current attempt has succeeded with ``output``."""
-    return replace(run, jobs={**run.jobs, job: replace(run.jobs[job], state=SUCCEEDED, output=output)})
+@dataclass(frozen=True, kw_only=True)
+class Transition:
+    """One write to a run and what it causes once it is made."""
+
+    conditions: Fields
+    """Field -> value the run document must still have for ``changes`` to apply."""
+    changes: Fields
+    dispatches: tuple[JobEvent, ...] = ()
+    statuses: tuple[StatusEvent, ...] = ()
+    """Run-level statuses to record once the write is made."""
+    fallback: Transition | None = None
+    """For a success planned against the whole run (its version): the completion alone, guarded
+    by the job's own state, for when another handler wrote first; the rest is then decided again
+    on what that write returns."""
 
 
-def _condition_holds(job: Job, run: Run, results: Mapping[str, Any]) -> bool:
-    """JMESPath truthiness: false, null and empty strings, lists and objects are false."""
-    if job.when is None:
-        return True
-    value = jmespath.search(job.when, {"input": run.input, "results": dict(results)})
-    return value not in (False, None, "", [], {})
+@dataclass(frozen=True, kw_only=True)
+class Rejection:
+    """The run does not take the event: it names a job the run does not have (``dropped``), or
+    it is stale or none of the orchestrator's business (``ignored``)."""
+
+    action: Literal["dropped", "ignored"]
+    reason: str
 
 
-def _job_event(run: Run, phase: Phase, job: Job, attempt: int, outputs: Mapping[str, Any]) -> JobEvent:
-    return JobEvent(
-        run_id=run.run_id,
-        workflow=run.definition.name,
-        phase=phase.name,
-        job=job.name,
-        attempt=attempt,
-        input=run.input,
-        results={name: outputs.get(name) for name in job.after},
+def initial_run(definition: Workflow, run_id: str, run_input: Any) -> Run:
+    """A run as it starts: every job pending, the first phase current."""
+    return Run(
+        run_id=run_id,
+        definition=definition,
+        input=run_input,
+        state=RunState.RUNNING,
+        phase=definition.phase_order()[0].name,
+        jobs={job.name: JobRecord() for job in definition.jobs()},
     )
 
 
+def decide(run: Run, event: StatusEvent, now: datetime) -> Transition | Rejection | None:
+    """What ``event`` does to ``run`` as it is stored; None: nothing to write."""
+    if event.job is not None and event.job not in run.jobs:
+        return Rejection(action="dropped", reason=f"run {run.run_id!r} has no job {event.job!r}")
+    if event.status == StatusName.SUCCESS:
+        assert event.job is not None
+        record = run.jobs[event.job]
+        if record.attempt == event.attempt and record.state == JobState.DISPATCHED:
+            return plan_success(run, event, now)
+        if record.attempt == event.attempt and record.state == JobState.SUCCEEDED:
+            # Recorded before (a redelivery, or a handling that lost a race): what follows from it
+            # may still be undone.
+            return plan_progress(run, event.key, now)
+        return Rejection(action="ignored", reason="stale success")
+    if event.status == StatusName.FAILED:
+        return plan_failure(run, event, now)
+    if event.status == StatusName.WORKFLOW_STARTED:
+        return plan_progress(run, event.key, now)
+    return Rejection(action="ignored", reason=f"the orchestrator does not act on '{event.status}'")
+
+
+def record_success(run: Run, job: str, output: Any) -> Run:
+    """The run as it is once ``job``'s current attempt has succeeded with ``output``."""
+    succeeded = replace(run.jobs[job], state=JobState.SUCCEEDED, output=output)
+    return replace(run, jobs={**run.jobs, job: succeeded})
+
+
+def plan_success(run: Run, event: StatusEvent, now: datetime) -> Transition | None:
+    """Record the success of the job's current attempt together with all that follows from it,
+    in one write guarded by the version read. None when the job is not dispatched at that
+    attempt (the success is stale, or was recorded before)."""
+    assert event.job is not None
+    record = run.jobs.get(event.job)
+    if record is None or record.state != JobState.DISPATCHED or record.attempt != event.attempt:
+        return None
+    completion = Transition(
+        conditions=job_is(event.job, JobState.DISPATCHED, event.attempt),
+        changes=job_changed(event.job, state=JobState.SUCCEEDED, output=event.output, finished_at=now),
+    )
+    progress = plan_progress(record_success(run, event.job, event.output), event.key, now)
+    if progress is None:
+        return replace(completion, conditions=at_version(run.version), fallback=completion)
+    return Transition(
+        conditions=at_version(run.version),
+        changes={**completion.changes, **progress.changes},
+        dispatches=progress.dispatches,
+        statuses=progress.statuses,
+        fallback=completion,
+    )
+
+
+def is_truthy(value: Any) -> bool:
+    """JMESPath's truthiness: false, null, the empty string, array and object are false; every
+    other value, 0 and 0.0 included, is true (Python's would make 0 false)."""
+    if value is None or isinstance(value, bool):
+        return value is True
+    return not (isinstance(value, (str, list, dict)) and len(value) == 0)
+
+
+def when_holds(job: Job, run: Run, results: Mapping[str, Any]) -> bool:
+    """The job's ``when`` against ``{"input", "results"}``; true for a job without one. Raises
+    whatever JMESPath raises for a condition that cannot be evaluated."""
+    if job.when is None:
+        return True
+    return is_truthy(jmespath.search(job.when, {"input": run.input, "results": dict(results)}))
+
+
+def ready_jobs(phase: Phase, states: Mapping[str, JobState]) -> list[Job]:
+    """The jobs of ``phase`` still pending whose predecessors are all done: they start or are
+    skipped now."""
+    return [
+        job
+        for job in phase.jobs
+        if states[job.name] == JobState.PENDING and all(states[name] in DONE for name in job.after)
+    ]
+
+
+def advance_phase(run: Run, phase: Phase, key: str) -> tuple[Fields, tuple[StatusEvent, ...], Phase | None]:
+    """Complete ``phase`` (every job in it is done) through event ``key``: start the phase after
+    it, or end the run successfully after the last. The changes, the statuses to record, and the
+    phase the run is in now (None when the run has ended)."""
+    changes = phase_completed(phase.name, key)
+    statuses = [_run_status(run, StatusName.PHASE_COMPLETED, phase=phase.name)]
+    following = run.definition.next_phase(phase.name)
+    if following is None:
+        changes |= run_ended(RunState.SUCCEEDED, key)
+        statuses.append(_run_status(run, RUN_ENDS[RunState.SUCCEEDED]))
+    else:
+        changes |= phase_entered(following.name)
+    return changes, tuple(statuses), following
+
+
 def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
-    """Dispatch or skip every job whose predecessors are done, complete the phase when all its
-    jobs are done, start the next one, finish the run after the last. None: nothing to do."""
-    if run.status != RUNNING:
+    """Dispatch or skip every job that is ready, complete the phase when all its jobs are done,
+    start the next one, finish the run after the last. None: nothing to do."""
+    if run.state != RunState.RUNNING:
         return None
     states = {name: job.state for name, job in run.jobs.items()}
     outputs = run.outputs
-    conditions: dict[str, Any] = {"status": RUNNING, "phase": run.phase}
-    changes: dict[str, Any] = {}
+    conditions = run_is(RunState.RUNNING, run.phase)
+    changes: Fields = {}
     dispatches: list[JobEvent] = []
-    records: list[RunStatus] = []
-    phase = run.definition.phase(run.phase)
-    while True:
-        settled = False
-        while not settled:
-            settled = True
-            for job in phase.jobs:
-                if states[job.name] != PENDING or any(states[name] not in DONE for name in job.after):
-                    continue
-                settled = False
-                conditions[f"jobs.{job.name}.state"] = PENDING
+    statuses: list[StatusEvent] = []
+    phase: Phase | None = run.definition.phase(run.phase)
+    while phase is not None:
+        while ready := ready_jobs(phase, states):
+            for job in ready:
+                conditions |= job_is(job.name, JobState.PENDING)
                 results = {name: outputs.get(name) for name in job.after}
                 try:
-                    runs = all(states[name] == SUCCEEDED for name in job.after) and _condition_holds(
+                    starts = all(states[name] == JobState.SUCCEEDED for name in job.after) and when_holds(
                         job, run, results
                     )
                 except Exception as exc:  # JMESPath's functions raise more than JMESPathError
@@ -192,48 +214,30 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
                     # raising would fail every redelivery of this event and the run would hang.
                     # Nothing decided in this pass is kept: a failed run dispatches nothing more.
                     return _fail_run(
+                        run,
                         key,
-                        {"status": RUNNING, "phase": run.phase, f"jobs.{job.name}.state": PENDING},
+                        run_is(RunState.RUNNING, run.phase) | job_is(job.name, JobState.PENDING),
                         job.name,
                         f"the 'when' of {job.name!r} failed: {exc}",
                     )
-                states[job.name] = DISPATCHED if runs else SKIPPED
-                changes[f"jobs.{job.name}"] = {
-                    "state": states[job.name],
-                    "attempt": 1 if runs else 0,
-                    "causedBy": key,
-                    "claimedAt": now,
-                }
-                if runs:
+                states[job.name] = JobState.DISPATCHED if starts else JobState.SKIPPED
+                changes |= job_set(
+                    job.name,
+                    JobRecord(
+                        state=states[job.name], attempt=1 if starts else 0, caused_by=key, claimed_at=now
+                    ),
+                )
+                if starts:
                     dispatches.append(_job_event(run, phase, job, 1, outputs))
         if not all(states[job.name] in DONE for job in phase.jobs):
             break
-        changes[f"phases.{phase.name}"] = {"completedBy": key}
-        records.append(RunStatus(status="phase_completed", phase=phase.name))
-        following = run.definition.next_phase(phase.name)
-        if following is None:
-            changes.update(status=RUN_SUCCEEDED, finishedBy=key)
-            records.append(RunStatus(status="workflow_succeeded"))
-            break
-        changes["phase"] = following.name
-        phase = following
+        phase_changes, phase_statuses, phase = advance_phase(run, phase, key)
+        changes |= phase_changes
+        statuses.extend(phase_statuses)
     if not changes:
         return None
     return Transition(
-        conditions=conditions, changes=changes, dispatches=tuple(dispatches), records=tuple(records)
-    )
-
-
-def _fail_run(key: str, conditions: dict[str, Any], job: str, error: str) -> Transition:
-    changes = {
-        f"jobs.{job}.state": FAILED,
-        f"jobs.{job}.error": error,
-        "status": RUN_FAILED,
-        "finishedBy": key,
-        "error": error,
-    }
-    return Transition(
-        conditions=conditions, changes=changes, records=(RunStatus(status="workflow_failed", error=error),)
+        conditions=conditions, changes=changes, dispatches=tuple(dispatches), statuses=tuple(statuses)
     )
 
 
@@ -241,40 +245,34 @@ def plan_failure(run: Run, event: StatusEvent, now: datetime) -> Transition | No
     """Retry the job with its next attempt, or fail it and, while the run is running, the run.
     None when the failure is stale or was handled before."""
     assert event.job is not None
-    state = run.jobs.get(event.job)
-    if state is None or state.state != DISPATCHED or state.attempt != event.attempt:
+    record = run.jobs.get(event.job)
+    if record is None or record.state != JobState.DISPATCHED or record.attempt != event.attempt:
         return None
     job = run.definition.job(event.job)
-    conditions: dict[str, Any] = {
-        f"jobs.{job.name}.state": DISPATCHED,
-        f"jobs.{job.name}.attempt": event.attempt,
-    }
+    conditions = job_is(job.name, JobState.DISPATCHED, event.attempt)
     error = event.error or "the job failed without saying why"
-    if run.status == RUNNING:
-        conditions["status"] = RUNNING
+    if run.state == RunState.RUNNING:
+        conditions |= run_is(RunState.RUNNING)
         if event.attempt < job.max_attempts:
             return Transition(
                 conditions=conditions,
-                changes={
-                    f"jobs.{job.name}.attempt": event.attempt + 1,
-                    f"jobs.{job.name}.causedBy": event.key,
-                    f"jobs.{job.name}.claimedAt": now,
-                    f"jobs.{job.name}.error": error,
-                },
+                changes=job_changed(
+                    job.name, attempt=event.attempt + 1, caused_by=event.key, claimed_at=now, error=error
+                ),
                 dispatches=(
                     _job_event(run, run.definition.phase(job.phase), job, event.attempt + 1, run.outputs),
                 ),
             )
         message = f"job {job.name!r} failed after {event.attempt} attempt(s): {error}"
-        return _fail_run(event.key, conditions, job.name, message)
+        return _fail_run(run, event.key, conditions, job.name, message)
     return Transition(
-        conditions=conditions, changes={f"jobs.{job.name}.state": FAILED, f"jobs.{job.name}.error": error}
+        conditions=conditions, changes=job_changed(job.name, state=JobState.FAILED, error=error)
     )
 
 
 def replay(
     run: Run, key: str, now: datetime, redispatch_after: timedelta
-) -> tuple[tuple[JobEvent, ...], tuple[RunStatus, ...]]:
+) -> tuple[tuple[JobEvent, ...], tuple[StatusEvent, ...]]:
     """What the handling of event ``key`` caused and may not have finished before a crash: the
     attempts it dispatched that are still in flight, and the run statuses it recorded. Both are
     safe to repeat: the job wrapper runs an attempt once, a status report is unique. Once the run
@@ -283,17 +281,70 @@ def replay(
     most likely dispatching right now (Lambda retries a crashed handler a minute later)."""
     outputs = run.outputs
     dispatches = tuple(
-        _job_event(run, run.definition.phase(job.phase), job, state.attempt, outputs)
+        _job_event(run, run.definition.phase(job.phase), job, record.attempt, outputs)
         for job in run.definition.jobs()
-        if (state := run.jobs[job.name]).caused_by == key
-        and state.state == DISPATCHED
-        and run.status == RUNNING
-        and (state.claimed_at is None or age(state.claimed_at, now) >= redispatch_after)
+        if (record := run.jobs[job.name]).caused_by == key
+        and record.state == JobState.DISPATCHED
+        and run.state == RunState.RUNNING
+        and (record.claimed_at is None or age(record.claimed_at, now) >= redispatch_after)
     )
-    records = [
-        RunStatus(status="phase_completed", phase=p) for p, by in run.completed_by.items() if by == key
+    statuses = [
+        _run_status(run, StatusName.PHASE_COMPLETED, phase=phase)
+        for phase, by in run.completed_by.items()
+        if by == key
     ]
-    if run.finished_by == key:
-        status = "workflow_succeeded" if run.status == RUN_SUCCEEDED else "workflow_failed"
-        records.append(RunStatus(status=status, error=run.error))
-    return dispatches, tuple(records)
+    if run.finished_by == key and run.state in RUN_ENDS:
+        statuses.append(_run_status(run, RUN_ENDS[run.state], error=run.error))
+    return dispatches, tuple(statuses)
+
+
+def attempt_failed(job: JobEvent, error: str) -> StatusEvent:
+    """The ``failed`` report of one job attempt."""
+    return StatusEvent(
+        run_id=job.run_id,
+        workflow=job.workflow,
+        status=StatusName.FAILED,
+        phase=job.phase,
+        job=job.job,
+        attempt=job.attempt,
+        error=error,
+    )
+
+
+def plan_give_up(
+    record: FailureRecord, terminal: StatusEvent | None, claim: StatusEvent | None
+) -> StatusEvent | Rejection:
+    """Lambda gave up on a job invocation: count it as the attempt's failure, unless the attempt
+    reported its end (``terminal``), or another invocation owns it (its ``started`` ``claim``
+    carries another request id)."""
+    if terminal is not None:
+        return Rejection(action="ignored", reason="the attempt already reported its end")
+    if claim is not None and claim.request_id not in (None, record.request_id):
+        return Rejection(action="ignored", reason="another invocation owns the attempt")
+    return attempt_failed(record.job_event, record.error)
+
+
+def _run_status(
+    run: Run, status: StatusName, phase: str | None = None, error: str | None = None
+) -> StatusEvent:
+    return StatusEvent(run_id=run.run_id, workflow=run.workflow, status=status, phase=phase, error=error)
+
+
+def _job_event(run: Run, phase: Phase, job: Job, attempt: int, outputs: Mapping[str, Any]) -> JobEvent:
+    return JobEvent(
+        run_id=run.run_id,
+        workflow=run.workflow,
+        phase=phase.name,
+        job=job.name,
+        attempt=attempt,
+        input=run.input,
+        results={name: outputs.get(name) for name in job.after},
+    )
+
+
+def _fail_run(run: Run, key: str, conditions: Fields, job: str, error: str) -> Transition:
+    return Transition(
+        conditions=conditions,
+        changes=job_changed(job, state=JobState.FAILED, error=error) | run_ended(RunState.FAILED, key, error),
+        statuses=(_run_status(run, RUN_ENDS[RunState.FAILED], error=error),),
+    )

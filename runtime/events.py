@@ -1,4 +1,5 @@
-"""Parsing what reaches the handlers: Atlas trigger envelopes, on-failure records, job events.
+"""Parsing what reaches the handlers: Atlas trigger envelopes (around a ``StatusEvent``),
+on-failure records, job events.
 
 Every parser raises ``EventError`` saying what is wrong; the handlers log it and drop the event,
 so a malformed event never makes Lambda retry it forever.
@@ -13,30 +14,8 @@ from typing import Any
 
 from bson import json_util
 
-from runtime.definition.model import JOB_STATUSES, RUN_STATUSES
+from runtime.documents import StatusEvent, required, status_from_document
 from runtime.errors import EventError
-
-
-@dataclass(frozen=True, kw_only=True)
-class StatusEvent:
-    """One document of the ``statuses`` collection."""
-
-    run_id: str
-    workflow: str
-    status: str
-    phase: str | None = None
-    job: str | None = None
-    attempt: int = 0
-    output: Any = None
-    error: str | None = None
-
-    @property
-    def key(self) -> str:
-        """Names the event inside its run; the engine stamps what it caused with this key so a
-        redelivered event can finish what a crashed handler started."""
-        if self.job is None:
-            return f"{self.status}:{self.phase}" if self.phase else self.status
-        return f"{self.status}:{self.job}:{self.attempt}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,22 +64,6 @@ def as_mapping(event: object) -> Mapping[str, Any]:
     return event
 
 
-def _require(document: Mapping[str, Any], name: str, kind: type | tuple[type, ...], where: str) -> Any:
-    if name not in document or document[name] is None:
-        raise EventError(f"{where}: missing field '{name}'")
-    value = document[name]
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise EventError(f"{where}: field '{name}' has the wrong type ({type(value).__name__}: {value!r})")
-    return value
-
-
-def _optional_str(document: Mapping[str, Any], name: str, where: str) -> str | None:
-    value = document.get(name)
-    if value is not None and not isinstance(value, str):
-        raise EventError(f"{where}: field '{name}' must be a string, got {value!r}")
-    return value
-
-
 def is_failure_record(event: Mapping[str, Any]) -> bool:
     return "requestContext" in event and "requestPayload" in event
 
@@ -118,30 +81,7 @@ def parse_status_event(event: object) -> StatusEvent:
         raise EventError("detail has no 'fullDocument' object")
     # Extended JSON ({"$numberInt": "1"}, {"$date": ...}) decodes to Python values; plain JSON is
     # left as it is.
-    document = json_util.loads(json.dumps(raw, default=str))
-    where = "fullDocument"
-    status = _require(document, "status", str, where)
-    if status not in JOB_STATUSES + RUN_STATUSES:
-        raise EventError(f"{where}: unknown status {status!r}")
-    job = _optional_str(document, "job", where)
-    if status in JOB_STATUSES:
-        _require(document, "job", str, where)
-        _require(document, "phase", str, where)
-        attempt = _require(document, "attempt", int, where)
-        if attempt < 1:
-            raise EventError(f"{where}: attempt must be >= 1, got {attempt}")
-    else:
-        attempt = 0
-    return StatusEvent(
-        run_id=_require(document, "runId", str, where),
-        workflow=_require(document, "workflow", str, where),
-        status=status,
-        phase=_optional_str(document, "phase", where),
-        job=job,
-        attempt=attempt,
-        output=document.get("output"),
-        error=_optional_str(document, "error", where),
-    )
+    return status_from_document(json_util.loads(json.dumps(raw, default=str)), "fullDocument")
 
 
 def parse_job_event(event: object) -> JobEvent:
@@ -150,14 +90,14 @@ def parse_job_event(event: object) -> JobEvent:
     results = payload.get("results") or {}
     if not isinstance(results, Mapping):
         raise EventError(f"{where}: 'results' must be an object")
-    attempt = _require(payload, "attempt", int, where)
+    attempt = required(payload, "attempt", int, where)
     if attempt < 1:
         raise EventError(f"{where}: attempt must be >= 1, got {attempt}")
     return JobEvent(
-        run_id=_require(payload, "run_id", str, where),
-        workflow=_require(payload, "workflow", str, where),
-        phase=_require(payload, "phase", str, where),
-        job=_require(payload, "job", str, where),
+        run_id=required(payload, "run_id", str, where),
+        workflow=required(payload, "workflow", str, where),
+        phase=required(payload, "phase", str, where),
+        job=required(payload, "job", str, where),
         attempt=attempt,
         input=payload.get("input"),
         results=dict(results),

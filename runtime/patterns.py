@@ -1,12 +1,14 @@
 """EventBridge event patterns: the one definition the constructs synthesize the rules from and
-the local runner routes with. Standard library only."""
+the local runner routes with. Standard library only (the constructs import it too)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
-ORCHESTRATOR_STATUSES = ("workflow_started", "success", "failed")
+from runtime.documents import StatusName
+
+ORCHESTRATOR_STATUSES = (StatusName.WORKFLOW_STARTED.value, StatusName.SUCCESS.value, StatusName.FAILED.value)
 """Statuses the orchestrator acts on; ``started`` and the engine's own run-level statuses
 (other than ``workflow_started``) would only cost it invocations."""
 

@@ -1,5 +1,6 @@
-"""The AWS APIs the runtime calls, behind small ports with one AWS adapter each. The local
-runner plugs in-process adapters into the same ports."""
+"""What the runtime needs from the world, behind small ports: the run store (MongoDB, in
+``runtime.store``), job dispatch and notifications (AWS, adapters here). The local runner plugs
+in-process adapters and fault-injecting wrappers into the same ports."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import urllib.request
 from typing import Any, Protocol
 
 from runtime.definition.model import job_function_name
+from runtime.documents import Fields, Run, StatusEvent, StatusName
 from runtime.errors import WorkflowError
 from runtime.events import JobEvent
 
@@ -40,6 +42,39 @@ REFUSALS = {
 
 class NotifyError(WorkflowError):
     """A notification was not delivered."""
+
+
+class RunStore(Protocol):
+    """Run documents and the status log, read and written as the engine's typed values. Every
+    write that changes a run is conditional on what the writer read (``conditions``, as the
+    engine planned them), so concurrent handlers never overwrite each other."""
+
+    def insert_run(self, run: Run) -> bool:
+        """Store a new run; False when a run with its id exists already."""
+
+    def read_run(self, run_id: str) -> Run | None: ...
+
+    def apply_transition(self, run_id: str, conditions: Fields, changes: Fields) -> bool:
+        """Make ``changes`` while the run matches ``conditions``; False when another writer got
+        there first."""
+
+    def record_job_success(self, run_id: str, conditions: Fields, changes: Fields) -> Run | None:
+        """Record a completion while the run matches ``conditions`` (the job still dispatched at
+        that attempt): the run after the write, or None when the completion was recorded before
+        (or is stale)."""
+
+    def record_status(self, event: StatusEvent) -> bool:
+        """Append a status; False when the same report was recorded before."""
+
+    def read_status(
+        self, run_id: str, phase: str | None, job: str | None, status: StatusName, attempt: int
+    ) -> StatusEvent | None: ...
+
+    def read_terminal_status(self, run_id: str, phase: str, job: str, attempt: int) -> StatusEvent | None:
+        """The ``success`` or ``failed`` report of one attempt, if any."""
+
+    def read_statuses(self, run_id: str) -> list[StatusEvent]:
+        """The run's statuses in the order they were recorded."""
 
 
 class Dispatcher(Protocol):

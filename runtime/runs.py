@@ -1,4 +1,4 @@
-"""Starting runs and reading them back: shared by the starter Lambda and the CLI."""
+"""Starting runs: shared by the starter Lambda and the CLI."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from runtime.definition.model import Workflow
-from runtime.engine import new_run_document
+from runtime.documents import StatusEvent, StatusName
+from runtime.engine import initial_run, utcnow
 from runtime.errors import RunError
-from runtime.store import Store, status_document, utcnow
+from runtime.ports import RunStore
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -19,7 +20,9 @@ class StartedRun:
     """False when a run with this id and the same input existed already."""
 
 
-def start_run(store: Store, definition: Workflow, run_id: str | None = None, input: Any = None) -> StartedRun:
+def start_run(
+    store: RunStore, definition: Workflow, run_id: str | None = None, input: Any = None
+) -> StartedRun:
     """Start a run of ``definition``, idempotently on ``run_id``.
 
     The run document snapshots the compiled definition, so a spec edited and redeployed while
@@ -28,19 +31,21 @@ def start_run(store: Store, definition: Workflow, run_id: str | None = None, inp
     """
     run_id = run_id or f"{definition.name}-{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     run_input = {} if input is None else input
-    created = store.insert_run(new_run_document(definition, run_id, run_input, utcnow()))
+    created = store.insert_run(initial_run(definition, run_id, run_input))
     if not created:
-        existing = store.load_run(run_id)
+        existing = store.read_run(run_id)
         if existing is None:
             raise RunError(f"run {run_id!r} could not be created and cannot be read back")
-        if existing["workflow"] != definition.name:
+        if existing.workflow != definition.name:
             raise RunError(
-                f"run id {run_id!r} is taken by a run of workflow {existing['workflow']!r}; choose another id"
+                f"run id {run_id!r} is taken by a run of workflow {existing.workflow!r}; choose another id"
             )
-        if existing.get("input") != run_input:
+        if existing.input != run_input:
             raise RunError(
                 f"run {run_id!r} already exists with a different input "
-                f"({existing.get('input')!r}, not {run_input!r}); choose another run id"
+                f"({existing.input!r}, not {run_input!r}); choose another run id"
             )
-    store.insert_status(status_document(run_id, definition.name, None, None, "workflow_started", 0))
+    store.record_status(
+        StatusEvent(run_id=run_id, workflow=definition.name, status=StatusName.WORKFLOW_STARTED)
+    )
     return StartedRun(run_id=run_id, created=created)

@@ -17,10 +17,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from cdk_app.atlas_events import envelope
-from cdk_app.faults import CrashingDispatcher, CrashingStore, CrashPlan, InjectedCrash, NoCrash
+from cdk_app.local.atlas_events import envelope
+from cdk_app.local.faults import CrashingDispatcher, CrashingStore, CrashPlan, InjectedCrash, NoCrash
 from runtime.definition.loader import load_workflow
 from runtime.definition.model import Job, Phase, Workflow
 from runtime.events import JobEvent
@@ -28,7 +28,7 @@ from runtime.handlers.job import UserHandler, run_attempt, stub_handler
 from runtime.handlers.orchestrator import Orchestrator
 from runtime.patterns import ORCHESTRATOR_STATUSES
 from runtime.runs import start_run
-from runtime.store import Store
+from runtime.store import MongoStore
 
 
 class RecordingDispatcher:
@@ -76,7 +76,7 @@ class Outcome:
 
 @dataclass
 class Driver:
-    store: Store
+    store: MongoStore
     definition: Workflow
     handlers: Mapping[str, UserHandler] = field(default_factory=dict)
     faults: Faults = field(default_factory=Faults)
@@ -101,7 +101,7 @@ class Driver:
         # A crashed handling is redelivered at once here, not a minute later as in Lambda: so its
         # dispatches are repeated at once too.
         orchestrator = Orchestrator(
-            store=cast(Store, CrashingStore(self.store, plan)),
+            store=CrashingStore(self.store, plan),
             dispatcher=CrashingDispatcher(self.dispatcher, plan),
             redispatch_after=timedelta(0),
         )

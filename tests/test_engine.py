@@ -9,13 +9,13 @@ import pymongo
 import pytest
 
 from runtime.settings import StoreSettings
-from runtime.store import Store
+from runtime.store import MongoStore
 from tests.engine_harness import CATCH_THE_FISH, Driver, workflow
 
 
 @pytest.fixture
-def store(mongo_client: pymongo.MongoClient[dict], store_settings: StoreSettings) -> Store:
-    store = Store(mongo_client, store_settings)
+def store(mongo_client: pymongo.MongoClient[dict], store_settings: StoreSettings) -> MongoStore:
+    store = MongoStore(mongo_client, store_settings)
     store.ensure_indexes()
     return store
 
@@ -24,7 +24,7 @@ def _order(outcome: Any) -> list[str]:
     return [s["job"] for s in outcome.statuses if s["status"] == "started"]
 
 
-def test_catch_the_fish_runs_every_job_once_in_dependency_order(store: Store) -> None:
+def test_catch_the_fish_runs_every_job_once_in_dependency_order(store: MongoStore) -> None:
     outcome = Driver(store, CATCH_THE_FISH).run(run_id="fish-1")
 
     assert outcome.run["status"] == "succeeded"
@@ -40,7 +40,7 @@ def test_catch_the_fish_runs_every_job_once_in_dependency_order(store: Store) ->
     assert outcome.count("workflow_succeeded") == 1
 
 
-def test_outputs_reach_dependents_as_results_and_run_input_reaches_every_job(store: Store) -> None:
+def test_outputs_reach_dependents_as_results_and_run_input_reaches_every_job(store: MongoStore) -> None:
     seen: dict[str, dict[str, Any]] = {}
 
     def remember(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -58,7 +58,7 @@ def test_outputs_reach_dependents_as_results_and_run_input_reaches_every_job(sto
     assert seen["c"]["phase"] == "p"
 
 
-def test_when_false_skips_the_job_and_everything_only_reachable_through_it(store: Store) -> None:
+def test_when_false_skips_the_job_and_everything_only_reachable_through_it(store: MongoStore) -> None:
     spec = workflow(
         "conditions",
         {
@@ -86,7 +86,19 @@ def test_when_false_skips_the_job_and_everything_only_reachable_through_it(store
     assert states["final"] == ("succeeded", 1)
 
 
-def test_a_phase_of_only_skipped_jobs_completes_and_the_run_goes_on(store: Store) -> None:
+def test_a_when_that_yields_zero_runs_the_job(store: MongoStore) -> None:
+    """JMESPath counts 0 as true (only false, null and empty strings, arrays and objects are
+    false): a condition on a count of zero must not skip the job."""
+    spec = workflow(
+        "zero", {"p": {"probe": {}, "counted": {"after": ["probe"], "when": "results.probe.count"}}}
+    )
+    handlers = {"probe": lambda event, context: {"count": 0}}
+    outcome = Driver(store, spec, handlers=handlers).run()
+
+    assert outcome.job_states()["counted"] == ("succeeded", 1)
+
+
+def test_a_phase_of_only_skipped_jobs_completes_and_the_run_goes_on(store: MongoStore) -> None:
     spec = workflow("all_skipped", {"a": {"x": {"when": "input.never"}}, "b": {"y": {}}})
     outcome = Driver(store, spec).run()
 
@@ -94,7 +106,7 @@ def test_a_phase_of_only_skipped_jobs_completes_and_the_run_goes_on(store: Store
     assert outcome.job_states() == {"x": ("skipped", 0), "y": ("succeeded", 1)}
 
 
-def test_next_runs_phases_in_the_named_order(store: Store) -> None:
+def test_next_runs_phases_in_the_named_order(store: MongoStore) -> None:
     base = workflow("jumps", {"a": {"ja": {}}, "b": {"jb": {}}, "c": {"jc": {}}, "d": {"jd": {}}})
     jumps = {"a": "c", "c": "b", "b": "d"}
     spec = replace(base, phases=tuple(replace(p, next=jumps.get(p.name)) for p in base.phases))
@@ -104,7 +116,7 @@ def test_next_runs_phases_in_the_named_order(store: Store) -> None:
     assert outcome.run["status"] == "succeeded"
 
 
-def test_a_failing_job_is_retried_until_it_succeeds(store: Store) -> None:
+def test_a_failing_job_is_retried_until_it_succeeds(store: MongoStore) -> None:
     calls: list[int] = []
 
     def flaky(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -123,7 +135,7 @@ def test_a_failing_job_is_retried_until_it_succeeds(store: Store) -> None:
     assert outcome.run["jobs"]["rent"]["output"] == {"boat": "Sea Bream II"}
 
 
-def test_retries_exhausted_fails_the_run_and_nothing_more_is_dispatched(store: Store) -> None:
+def test_retries_exhausted_fails_the_run_and_nothing_more_is_dispatched(store: MongoStore) -> None:
     def broken(event: dict[str, Any], context: Any) -> None:
         raise ValueError("no fish today")
 
@@ -144,7 +156,7 @@ def test_retries_exhausted_fails_the_run_and_nothing_more_is_dispatched(store: S
     assert "cast" in failure["error"]
 
 
-def test_a_handler_returning_something_else_than_a_dict_fails_the_attempt(store: Store) -> None:
+def test_a_handler_returning_something_else_than_a_dict_fails_the_attempt(store: MongoStore) -> None:
     spec = workflow("bad_output", {"p": {"a": {"retries": 0}}})
     outcome = Driver(store, spec, handlers={"a": lambda event, context: ["not", "a", "dict"]}).run()
 
@@ -153,7 +165,7 @@ def test_a_handler_returning_something_else_than_a_dict_fails_the_attempt(store:
     assert "returns a dict or None, not list" in error
 
 
-def test_a_when_that_fails_at_run_time_fails_the_run_with_the_reason(store: Store) -> None:
+def test_a_when_that_fails_at_run_time_fails_the_run_with_the_reason(store: MongoStore) -> None:
     spec = workflow("bad_when", {"p": {"a": {}, "b": {"after": ["a"], "when": "abs(input.word)"}}})
     outcome = Driver(store, spec).run(run_input={"word": "fish"})
 

@@ -18,16 +18,18 @@ from pymongo import monitoring
 
 from benchmarks.orchestration import race
 from benchmarks.seed_port import SeedStateMachineJob, seed_state_machine
-from cdk_app.atlas_events import envelope
-from cdk_app.faults import CrashAtStep, CrashingStore, InjectedCrash
+from cdk_app.local.atlas_events import envelope
+from cdk_app.local.faults import CrashAtStep, CrashingStore, InjectedCrash
 from runtime.definition.model import Job, Phase, Workflow
+from runtime.documents import StatusEvent, StatusName
+from runtime.engine import utcnow
 from runtime.events import JobEvent, parse_status_event
 from runtime.handlers.job import run_attempt, stub_handler
 from runtime.handlers.orchestrator import Orchestrator
 from runtime.ports import InvocationRefused
 from runtime.runs import start_run
 from runtime.settings import StoreSettings
-from runtime.store import Store, status_document
+from runtime.store import MongoStore
 from tests.engine_harness import CATCH_THE_FISH, Driver, Faults, Outcome, RecordingDispatcher, workflow
 
 pytestmark = pytest.mark.faults
@@ -38,8 +40,8 @@ EVENT_FIXTURES = Path(__file__).parent / "fixtures" / "events"
 
 
 @pytest.fixture
-def store(mongo_client: pymongo.MongoClient[dict], store_settings: StoreSettings) -> Store:
-    store = Store(mongo_client, store_settings)
+def store(mongo_client: pymongo.MongoClient[dict], store_settings: StoreSettings) -> MongoStore:
+    store = MongoStore(mongo_client, store_settings)
     store.ensure_indexes()
     return store
 
@@ -77,11 +79,11 @@ MIXED = workflow(
 MIXED_HANDLERS = {"b": _flaky(1), "f": _flaky(2)}
 
 
-def _baseline(store: Store, spec: Workflow = MIXED, **kwargs: Any) -> dict[str, Any]:
+def _baseline(store: MongoStore, spec: Workflow = MIXED, **kwargs: Any) -> dict[str, Any]:
     return _summary(Driver(store, spec, handlers=MIXED_HANDLERS).run(**kwargs))
 
 
-def _check_same_as_fault_free(store: Store, outcome: Outcome, run_input: Any = None) -> None:
+def _check_same_as_fault_free(store: MongoStore, outcome: Outcome, run_input: Any = None) -> None:
     assert _summary(outcome) == _baseline(store, run_input=run_input)
     attempts = {
         name: job["attempt"] for name, job in outcome.run["jobs"].items() if job["state"] != "skipped"
@@ -92,7 +94,7 @@ def _check_same_as_fault_free(store: Store, outcome: Outcome, run_input: Any = N
 # -- concurrency -------------------------------------------------------------------------------
 
 
-def _race_run(store: Store, mongo_uri: str) -> tuple[str, RecordingDispatcher]:
+def _race_run(store: MongoStore, mongo_uri: str) -> tuple[str, RecordingDispatcher]:
     jobs: dict[str, dict[str, Any]] = {f"j{i:02d}": {} for i in range(RACERS)}
     spec = workflow("race", {"wide": jobs, "after": {"final": {}}})
     dispatcher = RecordingDispatcher()
@@ -111,7 +113,7 @@ def _race(handlers: list[Callable[[], object]]) -> None:
 
 
 def test_fifty_parallel_completions_lose_nothing_and_advance_the_phase_once(
-    store: Store, mongo_uri: str
+    store: MongoStore, mongo_uri: str
 ) -> None:
     run_id, dispatcher = _race_run(store, mongo_uri)
     settings = store.settings
@@ -124,7 +126,7 @@ def test_fifty_parallel_completions_lose_nothing_and_advance_the_phase_once(
     clients: list[pymongo.MongoClient[dict]] = [pymongo.MongoClient(mongo_uri, tz_aware=True) for _ in events]
 
     def handler(event: dict[str, Any], client: pymongo.MongoClient[dict]) -> Callable[[], object]:
-        return lambda: Orchestrator(Store(client, settings), dispatcher).handle(event)
+        return lambda: Orchestrator(MongoStore(client, settings), dispatcher).handle(event)
 
     try:
         _race([handler(event, client) for event, client in zip(events, clients, strict=True)])
@@ -141,7 +143,7 @@ def test_fifty_parallel_completions_lose_nothing_and_advance_the_phase_once(
     assert len([s for s in store.run_statuses(run_id) if s["status"] == "phase_completed"]) == 1
 
 
-def test_the_seed_port_loses_completions_in_the_same_race(store: Store, mongo_uri: str) -> None:
+def test_the_seed_port_loses_completions_in_the_same_race(store: MongoStore, mongo_uri: str) -> None:
     spec = workflow("race", {"wide": {f"j{i:02d}": {} for i in range(RACERS)}})
     database = store.runs.database
     lost_per_round = []
@@ -168,7 +170,7 @@ def test_the_seed_port_loses_completions_in_the_same_race(store: Store, mongo_ur
 # -- duplicates, reordering, crashes ------------------------------------------------------------
 
 
-def test_every_event_delivered_three_times_changes_nothing(store: Store) -> None:
+def test_every_event_delivered_three_times_changes_nothing(store: MongoStore) -> None:
     outcome = Driver(store, MIXED, handlers=MIXED_HANDLERS, faults=Faults(duplicate=3)).run(
         run_input={"cheap": True}
     )
@@ -177,14 +179,16 @@ def test_every_event_delivered_three_times_changes_nothing(store: Store) -> None
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_shuffled_delivery_changes_nothing(store: Store, seed: int) -> None:
+def test_shuffled_delivery_changes_nothing(store: MongoStore, seed: int) -> None:
     faults = Faults(duplicate=2, shuffle=True, seed=seed)
     outcome = Driver(store, MIXED, handlers=MIXED_HANDLERS, faults=faults).run()
     _check_same_as_fault_free(store, outcome)
 
 
 @pytest.mark.parametrize("step", range(1, 9))
-def test_a_crash_at_any_write_or_dispatch_then_redelivery_changes_nothing(store: Store, step: int) -> None:
+def test_a_crash_at_any_write_or_dispatch_then_redelivery_changes_nothing(
+    store: MongoStore, step: int
+) -> None:
     # Steps count the points before and after each write and dispatch of one handling: every
     # handling of the run crashes once at that step (if it gets that far), then is redelivered.
     faults = Faults(crash_plan=lambda: CrashAtStep(step))
@@ -193,7 +197,7 @@ def test_a_crash_at_any_write_or_dispatch_then_redelivery_changes_nothing(store:
     assert outcome.crashes > 0
 
 
-def test_crashes_combined_with_duplicates_and_shuffling(store: Store) -> None:
+def test_crashes_combined_with_duplicates_and_shuffling(store: MongoStore) -> None:
     for seed in range(4):
         faults = Faults(duplicate=2, shuffle=True, seed=seed, crash_plan=partial(CrashAtStep, 2 + seed))
         outcome = Driver(store, CATCH_THE_FISH, faults=faults).run()
@@ -212,7 +216,7 @@ def _failure_record(run_id: str, job: str, attempt: int, request_id: str) -> dic
     return record
 
 
-def test_a_job_whose_lambda_dies_is_retried_then_fails_the_run(store: Store) -> None:
+def test_a_job_whose_lambda_dies_is_retried_then_fails_the_run(store: MongoStore) -> None:
     spec = workflow("dies", {"p": {"boat": {"retries": 1}}})
     dispatcher = RecordingDispatcher()
     orchestrator = Orchestrator(store, dispatcher)
@@ -249,7 +253,7 @@ def test_a_job_whose_lambda_dies_is_retried_then_fails_the_run(store: Store) -> 
 
 
 def test_an_on_failure_record_is_ignored_when_the_attempt_reported_or_belongs_to_another_request(
-    store: Store,
+    store: MongoStore,
 ) -> None:
     spec = workflow("dies", {"p": {"boat": {}}})
     run_id = start_run(store, spec).run_id
@@ -266,9 +270,17 @@ def test_an_on_failure_record_is_ignored_when_the_attempt_reported_or_belongs_to
 # -- the job wrapper -----------------------------------------------------------------------------
 
 
-def _claim(store: Store, run_id: str, request_id: str, age: timedelta) -> None:
+def _claim(store: MongoStore, run_id: str, request_id: str, age: timedelta) -> None:
     """As if an invocation claimed attempt 1 of job ``j`` ``age`` ago and died before reporting."""
-    claim = status_document(run_id, "w", "p", "j", "started", 1, requestId=request_id)
+    claim = StatusEvent(
+        run_id=run_id,
+        workflow="w",
+        status=StatusName.STARTED,
+        phase="p",
+        job="j",
+        attempt=1,
+        request_id=request_id,
+    ).to_document(utcnow())
     claim["date"] -= age
     store.insert_status(claim)
 
@@ -285,7 +297,9 @@ def _job_payload(run_id: str) -> dict[str, Any]:
     }
 
 
-def test_lambdas_retry_of_a_crashed_claimant_takes_the_attempt_over_and_runs_it_once(store: Store) -> None:
+def test_lambdas_retry_of_a_crashed_claimant_takes_the_attempt_over_and_runs_it_once(
+    store: MongoStore,
+) -> None:
     calls: list[str] = []
 
     def user(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -303,7 +317,9 @@ def test_lambdas_retry_of_a_crashed_claimant_takes_the_attempt_over_and_runs_it_
     assert calls == ["j"]
 
 
-def test_a_same_request_duplicate_arriving_while_the_claimant_may_run_is_left_alone(store: Store) -> None:
+def test_a_same_request_duplicate_arriving_while_the_claimant_may_run_is_left_alone(
+    store: MongoStore,
+) -> None:
     calls: list[str] = []
     _claim(store, "r3", "first", age=timedelta(seconds=5))
 
@@ -325,7 +341,9 @@ def test_a_same_request_duplicate_arriving_while_the_claimant_may_run_is_left_al
         pytest.param({"blob": "x" * 200_000}, id="too-large-for-an-event"),
     ],
 )
-def test_an_output_that_cannot_be_stored_fails_the_attempt_with_the_reason(store: Store, output: Any) -> None:
+def test_an_output_that_cannot_be_stored_fails_the_attempt_with_the_reason(
+    store: MongoStore, output: Any
+) -> None:
     result = run_attempt(store, lambda event, context: output, _job_payload("r4"), None, "req")
 
     assert result.outcome == "failed"
@@ -333,7 +351,7 @@ def test_an_output_that_cannot_be_stored_fails_the_attempt_with_the_reason(store
     assert store.find_status("r4", "p", "j", "failed", 1) is not None
 
 
-def test_the_stub_succeeds_with_a_note_that_it_is_a_stub(store: Store) -> None:
+def test_the_stub_succeeds_with_a_note_that_it_is_a_stub(store: MongoStore) -> None:
     event = {"run_id": "r2", "workflow": "w", "phase": "p", "job": "j", "attempt": 1}
     result = run_attempt(store, stub_handler, event, None, "req")
     assert result.outcome == "success"
@@ -343,7 +361,7 @@ def test_the_stub_succeeds_with_a_note_that_it_is_a_stub(store: Store) -> None:
 # -- a definition edited while a run is in flight ------------------------------------------------
 
 
-def test_a_run_finishes_on_the_definition_it_started_with(store: Store) -> None:
+def test_a_run_finishes_on_the_definition_it_started_with(store: MongoStore) -> None:
     v1 = workflow("edited", {"p": {"a": {}, "b": {"after": ["a"]}}})
     v2 = replace(v1, phases=(*v1.phases, Phase(name="q", jobs=(Job(name="new_job", phase="q"),))))
     dispatcher = RecordingDispatcher()
@@ -401,13 +419,13 @@ GOOD = {"runId": "r", "workflow": "w", "phase": "p", "job": "j", "status": "succ
         ),
     ],
 )
-def test_a_malformed_event_is_dropped_with_the_reason(store: Store, event: Any, reason: str) -> None:
+def test_a_malformed_event_is_dropped_with_the_reason(store: MongoStore, event: Any, reason: str) -> None:
     outcome = Orchestrator(store, RecordingDispatcher()).handle(event)
     assert outcome.action == "dropped"
     assert reason in outcome.reason
 
 
-def test_an_event_for_a_job_the_run_does_not_have_is_dropped(store: Store) -> None:
+def test_an_event_for_a_job_the_run_does_not_have_is_dropped(store: MongoStore) -> None:
     run_id = start_run(store, workflow("w", {"p": {"j": {}}})).run_id
     outcome = Orchestrator(store, RecordingDispatcher()).handle(
         _event(**GOOD | {"runId": run_id, "job": "ghost"})
@@ -416,7 +434,7 @@ def test_an_event_for_a_job_the_run_does_not_have_is_dropped(store: Store) -> No
     assert "has no job 'ghost'" in outcome.reason
 
 
-def test_extended_json_events_are_understood(store: Store) -> None:
+def test_extended_json_events_are_understood(store: MongoStore) -> None:
     spec = workflow("w", {"p": {"j": {}, "k": {"after": ["j"]}}})
     dispatcher = RecordingDispatcher()
     run_id = start_run(store, spec).run_id
@@ -466,7 +484,7 @@ class _Commands(monitoring.CommandListener):
     ],
 )
 def test_a_success_that_does_not_end_a_phase_costs_at_most_two_commands(
-    store: Store, mongo_uri: str, finished: str, expected: list[str]
+    store: MongoStore, mongo_uri: str, finished: str, expected: list[str]
 ) -> None:
     spec = workflow("hot", {"p": {"a": {}, "c": {}, "b": {"after": ["a"]}}})
     run_id, settings = start_run(store, spec).run_id, store.settings
@@ -490,7 +508,7 @@ def test_a_success_that_does_not_end_a_phase_costs_at_most_two_commands(
     try:
         client.admin.command("ping")
         listener.names.clear()
-        Orchestrator(Store(client, settings), dispatcher).handle(
+        Orchestrator(MongoStore(client, settings), dispatcher).handle(
             envelope(success, settings.database, settings.statuses_collection)
         )
         commands = list(listener.names)
@@ -522,7 +540,7 @@ def test_the_documented_atlas_event_parses_and_the_local_envelope_has_its_shape(
 
 
 def test_a_when_failing_beside_a_ready_job_fails_the_run_and_no_redelivery_starts_that_job(
-    store: Store,
+    store: MongoStore,
 ) -> None:
     spec = workflow("bad_when_beside", {"a": {"first": {}, "second": {"when": "length(input.n) > `0`"}}})
     for faults in (Faults(), Faults(duplicate=3), Faults(crash_plan=partial(CrashAtStep, 2))):
@@ -548,7 +566,7 @@ class _RemovedJobs(RecordingDispatcher):
 
 
 def test_a_job_removed_from_the_spec_while_a_run_is_in_flight_fails_that_run_instead_of_hanging(
-    store: Store,
+    store: MongoStore,
 ) -> None:
     spec = workflow("w", {"p": {"kept": {}, "removed": {"after": ["kept"], "retries": 1}}})
     dispatcher = _RemovedJobs({"removed"})
@@ -575,10 +593,10 @@ def test_a_job_removed_from_the_spec_while_a_run_is_in_flight_fails_that_run_ins
 
 
 class _Interleaved:
-    """A Store on which another handler runs just before this handler's version-guarded write,
+    """A MongoStore on which another handler runs just before this handler's version-guarded write,
     as when two orchestrator instances read the same run at the same time."""
 
-    def __init__(self, store: Store, competitor: Callable[[], object]) -> None:
+    def __init__(self, store: MongoStore, competitor: Callable[[], object]) -> None:
         self._store = store
         self._competitor: Callable[[], object] | None = competitor
         self.fallbacks = 0
@@ -597,7 +615,7 @@ class _Interleaved:
         return self._store.record_job_success(*args)
 
 
-def _started_run(store: Store, spec: Workflow, dispatcher: RecordingDispatcher) -> str:
+def _started_run(store: MongoStore, spec: Workflow, dispatcher: RecordingDispatcher) -> str:
     run_id = start_run(store, spec).run_id
     started = store.find_status(run_id, None, None, "workflow_started", 0)
     assert started is not None
@@ -605,19 +623,22 @@ def _started_run(store: Store, spec: Workflow, dispatcher: RecordingDispatcher) 
     return run_id
 
 
-def _envelope(store: Store, document: dict[str, Any]) -> dict[str, Any]:
+def _envelope(store: MongoStore, document: dict[str, Any]) -> dict[str, Any]:
     return envelope(document, store.settings.database, store.settings.statuses_collection)
 
 
 def _report(
-    store: Store, run_id: str, job: str, status: str, attempt: int = 1, **fields: Any
+    store: MongoStore, run_id: str, job: str, status: str, attempt: int = 1, **fields: Any
 ) -> dict[str, Any]:
-    document = status_document(run_id, "w", "p", job, status, attempt, **fields)
+    event = StatusEvent(
+        run_id=run_id, workflow="w", status=StatusName(status), phase="p", job=job, attempt=attempt, **fields
+    )
+    document = event.to_document(utcnow())
     store.insert_status(document)
     return _envelope(store, document)
 
 
-def test_a_lost_optimistic_write_falls_back_and_the_join_is_claimed_once(store: Store) -> None:
+def test_a_lost_optimistic_write_falls_back_and_the_join_is_claimed_once(store: MongoStore) -> None:
     spec = workflow("w", {"p": {"a": {}, "b": {}, "c": {"after": ["a", "b"]}}})
     dispatcher = RecordingDispatcher()
     run_id = _started_run(store, spec, dispatcher)
@@ -625,7 +646,7 @@ def test_a_lost_optimistic_write_falls_back_and_the_join_is_claimed_once(store: 
     success_a, success_b = _report(store, run_id, "a", "success"), _report(store, run_id, "b", "success")
     interleaved = _Interleaved(store, lambda: Orchestrator(store, dispatcher).handle(success_a))
 
-    Orchestrator(cast(Store, interleaved), dispatcher).handle(success_b)
+    Orchestrator(cast(MongoStore, interleaved), dispatcher).handle(success_b)
 
     assert interleaved.fallbacks == 1
     assert [(e.job, e.attempt) for e in dispatcher.drain()] == [("c", 1)]
@@ -639,7 +660,7 @@ def test_a_lost_optimistic_write_falls_back_and_the_join_is_claimed_once(store: 
 
 
 def test_a_lost_optimistic_write_to_the_runs_failure_records_the_success_and_starts_nothing(
-    store: Store,
+    store: MongoStore,
 ) -> None:
     spec = workflow("w", {"p": {"a": {}, "b": {"retries": 0}, "c": {"after": ["a"]}}, "q": {"d": {}}})
     dispatcher = RecordingDispatcher()
@@ -649,7 +670,7 @@ def test_a_lost_optimistic_write_to_the_runs_failure_records_the_success_and_sta
     success_a = _report(store, run_id, "a", "success")
     interleaved = _Interleaved(store, lambda: Orchestrator(store, dispatcher).handle(failure_b))
 
-    Orchestrator(cast(Store, interleaved), dispatcher).handle(success_a)
+    Orchestrator(cast(MongoStore, interleaved), dispatcher).handle(success_a)
 
     run = store.load_run(run_id)
     assert run is not None
@@ -659,7 +680,7 @@ def test_a_lost_optimistic_write_to_the_runs_failure_records_the_success_and_sta
     assert store.find_status(run_id, None, None, "workflow_succeeded", 0) is None
 
 
-def test_a_duplicate_success_handled_at_the_same_time_dispatches_the_next_job_once(store: Store) -> None:
+def test_a_duplicate_success_handled_at_the_same_time_dispatches_the_next_job_once(store: MongoStore) -> None:
     spec = workflow("w", {"p": {"a": {}, "c": {"after": ["a"]}}})
     dispatcher = RecordingDispatcher()
     run_id = _started_run(store, spec, dispatcher)
@@ -667,29 +688,33 @@ def test_a_duplicate_success_handled_at_the_same_time_dispatches_the_next_job_on
     success_a = _report(store, run_id, "a", "success")
     interleaved = _Interleaved(store, lambda: Orchestrator(store, dispatcher).handle(success_a))
 
-    Orchestrator(cast(Store, interleaved), dispatcher).handle(success_a)
+    Orchestrator(cast(MongoStore, interleaved), dispatcher).handle(success_a)
 
     assert [(e.job, e.attempt) for e in dispatcher.drain()] == [("c", 1)]
 
 
-def test_a_crash_after_the_fallback_recorded_the_success_is_finished_by_the_redelivery(store: Store) -> None:
+def test_a_crash_after_the_fallback_recorded_the_success_is_finished_by_the_redelivery(
+    store: MongoStore,
+) -> None:
     spec = workflow("w", {"p": {"a": {}, "b": {}, "c": {"after": ["a", "b"]}}, "q": {"d": {}}})
     dispatcher = RecordingDispatcher()
     run_id = _started_run(store, spec, dispatcher)
     dispatcher.drain()
     success_a, success_b = _report(store, run_id, "a", "success"), _report(store, run_id, "b", "success")
     interleaved = _Interleaved(store, lambda: Orchestrator(store, dispatcher).handle(success_a))
-    crash_after_fallback = CrashingStore(cast(Store, interleaved), CrashAtStep(4))  # after record_job_success
+    crash_after_fallback = CrashingStore(
+        cast(MongoStore, interleaved), CrashAtStep(4)
+    )  # after record_job_success
 
     with pytest.raises(InjectedCrash, match="after record_job_success"):
-        Orchestrator(cast(Store, crash_after_fallback), dispatcher).handle(success_b)
+        Orchestrator(cast(MongoStore, crash_after_fallback), dispatcher).handle(success_b)
     assert dispatcher.drain() == []
     Orchestrator(store, dispatcher).handle(success_b)
 
     assert [(e.job, e.attempt) for e in dispatcher.drain()] == [("c", 1)]
 
 
-def test_a_when_raising_something_else_than_a_jmespath_error_fails_the_run(store: Store) -> None:
+def test_a_when_raising_something_else_than_a_jmespath_error_fails_the_run(store: MongoStore) -> None:
     spec = workflow("w", {"p": {"a": {}, "b": {"after": ["a"], "when": "ceil(to_number(input.x)) > `0`"}}})
     outcome = Driver(store, spec).run(run_input={"x": "1.0e999"})
 
@@ -698,7 +723,9 @@ def test_a_when_raising_something_else_than_a_jmespath_error_fails_the_run(store
     assert outcome.run["jobs"]["a"]["state"] == "succeeded"
 
 
-def test_an_invocation_lambda_refuses_for_good_fails_the_attempt_instead_of_stalling(store: Store) -> None:
+def test_an_invocation_lambda_refuses_for_good_fails_the_attempt_instead_of_stalling(
+    store: MongoStore,
+) -> None:
     class Refusing(RecordingDispatcher):
         def dispatch(self, event: JobEvent) -> None:
             raise InvocationRefused(f"the event for w-job-{event.job} is larger than Lambda accepts")

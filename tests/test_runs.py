@@ -8,25 +8,27 @@ from pathlib import Path
 import pymongo
 import pytest
 
-from cdk_app.atlas_events import envelope
+from cdk_app.local.atlas_events import envelope
+from runtime.documents import StatusEvent, StatusName
+from runtime.engine import utcnow
 from runtime.errors import RunError
 from runtime.handlers import job as job_wrapper
 from runtime.handlers import starter
 from runtime.handlers.notifier import NotifierService
 from runtime.runs import start_run
 from runtime.settings import StoreSettings
-from runtime.store import Store, status_document
+from runtime.store import MongoStore
 from tests.engine_harness import CATCH_THE_FISH, workflow
 
 
 @pytest.fixture
-def store(mongo_client: pymongo.MongoClient[dict], store_settings: StoreSettings) -> Store:
-    store = Store(mongo_client, store_settings)
+def store(mongo_client: pymongo.MongoClient[dict], store_settings: StoreSettings) -> MongoStore:
+    store = MongoStore(mongo_client, store_settings)
     store.ensure_indexes()
     return store
 
 
-def test_starting_the_same_run_twice_returns_the_existing_run(store: Store) -> None:
+def test_starting_the_same_run_twice_returns_the_existing_run(store: MongoStore) -> None:
     first = start_run(store, CATCH_THE_FISH, run_id="fish-7", input={"lake": "Tahoe"})
     again = start_run(store, CATCH_THE_FISH, run_id="fish-7", input={"lake": "Tahoe"})
 
@@ -36,19 +38,19 @@ def test_starting_the_same_run_twice_returns_the_existing_run(store: Store) -> N
     assert len(started) == 1
 
 
-def test_the_same_run_id_with_another_input_is_refused(store: Store) -> None:
+def test_the_same_run_id_with_another_input_is_refused(store: MongoStore) -> None:
     start_run(store, CATCH_THE_FISH, run_id="fish-8", input={"lake": "Tahoe"})
     with pytest.raises(RunError, match="already exists with a different input"):
         start_run(store, CATCH_THE_FISH, run_id="fish-8", input={"lake": "Erie"})
 
 
-def test_a_run_id_taken_by_another_workflow_is_refused(store: Store) -> None:
+def test_a_run_id_taken_by_another_workflow_is_refused(store: MongoStore) -> None:
     start_run(store, CATCH_THE_FISH, run_id="shared-id")
     with pytest.raises(RunError, match="taken by a run of workflow 'catch_the_fish'"):
         start_run(store, workflow("other", {"p": {"j": {}}}), run_id="shared-id")
 
 
-def test_the_run_document_snapshots_the_definition_and_starts_in_the_first_phase(store: Store) -> None:
+def test_the_run_document_snapshots_the_definition_and_starts_in_the_first_phase(store: MongoStore) -> None:
     run_id = start_run(store, CATCH_THE_FISH).run_id
     document = store.load_run(run_id)
 
@@ -59,7 +61,7 @@ def test_the_run_document_snapshots_the_definition_and_starts_in_the_first_phase
     assert run_id.startswith("catch_the_fish-")
 
 
-def test_a_crash_between_the_two_writes_of_a_start_is_repaired_by_starting_again(store: Store) -> None:
+def test_a_crash_between_the_two_writes_of_a_start_is_repaired_by_starting_again(store: MongoStore) -> None:
     start_run(store, CATCH_THE_FISH, run_id="fish-9")
     store.statuses.delete_many({"runId": "fish-9"})  # as if the status write never happened
 
@@ -68,7 +70,7 @@ def test_a_crash_between_the_two_writes_of_a_start_is_repaired_by_starting_again
 
 
 def test_the_starter_handler_starts_runs_from_the_bundled_definition(
-    store: Store, mongo_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: MongoStore, mongo_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "definition.json").write_text(json.dumps(CATCH_THE_FISH.to_document()))
     monkeypatch.setenv("LAMBDA_TASK_ROOT", str(tmp_path))
@@ -88,7 +90,7 @@ def test_the_starter_handler_starts_runs_from_the_bundled_definition(
 
 
 def test_a_job_whose_code_cannot_be_imported_reports_each_attempt_failed_with_the_reason(
-    store: Store, mongo_uri: str, monkeypatch: pytest.MonkeyPatch
+    store: MongoStore, mongo_uri: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("JOB_HANDLER", "no_such_module.handler")
     monkeypatch.setenv("MONGODB_URI", mongo_uri)
@@ -104,13 +106,22 @@ def test_a_job_whose_code_cannot_be_imported_reports_each_attempt_failed_with_th
         assert "No module named 'no_such_module'" in failed["error"]
 
 
-def test_a_failure_notice_says_whether_the_job_will_be_retried(store: Store) -> None:
+def test_a_failure_notice_says_whether_the_job_will_be_retried(store: MongoStore) -> None:
     spec = workflow("w", {"p": {"j": {"retries": 1}, "k": {}}})
     run_id = start_run(store, spec).run_id
     service = NotifierService(notifiers=[], store=store)
 
     def notice(attempt: int) -> str:
-        document = status_document(run_id, "w", "p", "j", "failed", attempt, error="boom")
+        event = StatusEvent(
+            run_id=run_id,
+            workflow="w",
+            status=StatusName.FAILED,
+            phase="p",
+            job="j",
+            attempt=attempt,
+            error="boom",
+        )
+        document = event.to_document(utcnow())
         sent = service.handle(envelope(document, store.settings.database, store.settings.statuses_collection))
         assert sent is not None
         return sent[1]

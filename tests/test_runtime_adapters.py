@@ -12,8 +12,10 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
+from runtime.connection import read_connection_string
+from runtime.documents import StatusEvent, StatusName
 from runtime.errors import StoreError
-from runtime.events import JobEvent, StatusEvent
+from runtime.events import JobEvent
 from runtime.handlers.notifier import NotifierService, compose
 from runtime.ports import (
     DispatchError,
@@ -23,7 +25,6 @@ from runtime.ports import (
     SlackNotifier,
     SnsNotifier,
 )
-from runtime.store import read_connection_string
 
 REGION = "us-east-1"
 SECRET_ARN = "arn:aws:secretsmanager:us-east-1:111111111111:secret:mongodb-AbCdEf"
@@ -202,7 +203,7 @@ def test_no_connection_configured_says_what_to_set() -> None:
 
 
 def _status(status: str, **fields: Any) -> StatusEvent:
-    return StatusEvent(run_id="r9", workflow="catch_the_fish", status=status, **fields)
+    return StatusEvent(run_id="r9", workflow="catch_the_fish", status=StatusName(status), **fields)
 
 
 @pytest.mark.parametrize(

@@ -28,12 +28,14 @@ from cdk_app.local.jobs import load_job_handlers
 from cdk_app.local.render import Progress, print_summary
 from cdk_app.local.report import RunReport, summarize
 from cdk_app.local.runner import LocalRunner, RunOptions
+from runtime.connection import cached_client
 from runtime.definition.loader import load_workflow
 from runtime.definition.model import Workflow
+from runtime.documents import RunState
 from runtime.errors import SpecError
 from runtime.runs import start_run
 from runtime.settings import StoreSettings
-from runtime.store import Store, cached_client
+from runtime.store import MongoStore
 
 if TYPE_CHECKING:
     from cdk_app.cli import Subparsers
@@ -58,8 +60,8 @@ def _redacted(uri: str) -> str:
     return re.sub(r"//[^@/]*@", "//***@", uri)
 
 
-def connect(uri: str, database: str) -> Store:
-    """A Store on ``uri``, after checking the server answers (a short wait, not pymongo's 30 s)."""
+def connect(uri: str, database: str) -> MongoStore:
+    """A MongoStore on ``uri``, after checking the server answers (a short wait, not pymongo's 30 s)."""
     try:
         probe: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
             uri, serverSelectionTimeoutMS=int(SERVER_SELECTION_SECONDS * 1000)
@@ -74,7 +76,7 @@ def connect(uri: str, database: str) -> Store:
     finally:
         probe.close()
     try:
-        return Store(cached_client(uri), StoreSettings(database=database))
+        return MongoStore(cached_client(uri), StoreSettings(database=database))
     except pymongo.errors.InvalidName as exc:
         raise CommandError(f"invalid --database {database!r}: {exc}", EXIT_USAGE) from exc
 
@@ -165,7 +167,7 @@ def _run(args: argparse.Namespace) -> int:
         if server is not None:
             server.stop()
     _print_report(args, report)
-    return EXIT_OK if report.status == "succeeded" else EXIT_PROBLEMS
+    return EXIT_OK if report.status == RunState.SUCCEEDED else EXIT_PROBLEMS
 
 
 def _print_report(args: argparse.Namespace, report: RunReport) -> None:

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from cdk_app.faults import CrashPlan, InjectedCrash, NoCrash, RandomCrash
+from cdk_app.local.faults import CrashPlan, InjectedCrash, NoCrash, RandomCrash
 
 log = logging.getLogger(__name__)
 

@@ -10,18 +10,26 @@ from rich.console import Console, JustifyMethod
 from rich.markup import escape
 from rich.table import Table
 
-from cdk_app.local.report import RunReport
+from cdk_app.local.report import JOB_RUNNING, RunReport
 from runtime.definition.model import Workflow
-from runtime.store import Document, Store
+from runtime.documents import RUN_ENDS, JobState, RunState, StatusEvent, StatusName
+from runtime.store import MongoStore
 
 STYLES = {
-    "succeeded": "green",
-    "failed": "red",
-    "skipped": "dim",
-    "pending": "yellow",
-    "running": "cyan",
+    JobState.SUCCEEDED: "green",
+    JobState.FAILED: "red",
+    JobState.SKIPPED: "dim",
+    JobState.PENDING: "yellow",
+    JOB_RUNNING: "cyan",
 }
-MARKS = {"succeeded": "✔", "failed": "✘", "skipped": "·", "pending": "…", "running": "▸"}
+"""By what the report calls a job: its state, or ``running`` for one dispatched in a running run."""
+MARKS = {
+    JobState.SUCCEEDED: "✔",
+    JobState.FAILED: "✘",
+    JobState.SKIPPED: "·",
+    JobState.PENDING: "…",
+    JOB_RUNNING: "▸",
+}
 PREVIEW_CHARS = 48
 NUMERIC_COLUMNS = ("attempts", "runs", "time")
 
@@ -41,32 +49,34 @@ def _preview(value: object) -> str:
 class Progress:
     """A RunObserver printing as the trigger sees statuses: in insert order, one thread."""
 
-    def __init__(self, console: Console, workflow: Workflow, store: Store) -> None:
+    def __init__(self, console: Console, workflow: Workflow, store: MongoStore) -> None:
         self.console = console
         self.workflow = workflow
         self.store = store
         self._started: dict[tuple[str, int], datetime] = {}
 
-    def status(self, document: Document) -> None:
-        status, job, phase = document["status"], document["job"], document["phase"]
-        if status == "workflow_started":
-            self.console.print(f"[bold]{self.workflow.name}[/] run [bold]{escape(document['runId'])}[/]")
+    def status(self, event: StatusEvent) -> None:
+        status, job, phase = event.status, event.job, event.phase
+        if status == StatusName.WORKFLOW_STARTED:
+            self.console.print(f"[bold]{self.workflow.name}[/] run [bold]{escape(event.run_id)}[/]")
             self._phase_header(self.workflow.phase_order()[0].name)
-        elif status == "started":
-            self._started[(job, document["attempt"])] = document["date"]
-        elif status in ("success", "failed"):
-            started = self._started.get((job, document["attempt"]))
-            seconds = None if started is None else (document["date"] - started).total_seconds()
-            state = "succeeded" if status == "success" else "failed"
-            detail = _preview(document.get("error") or "") if status == "failed" else ""
-            self._job_line(job, state, document["attempt"], _duration(seconds), detail)
-        elif status == "phase_completed":
-            self._skipped_jobs(document["runId"], phase)
+        elif status == StatusName.STARTED and job is not None and event.date is not None:
+            self._started[(job, event.attempt)] = event.date
+        elif status in (StatusName.SUCCESS, StatusName.FAILED) and job is not None:
+            started = self._started.get((job, event.attempt))
+            seconds = (
+                None if started is None or event.date is None else (event.date - started).total_seconds()
+            )
+            state = JobState.SUCCEEDED if status == StatusName.SUCCESS else JobState.FAILED
+            detail = _preview(event.error or "") if status == StatusName.FAILED else ""
+            self._job_line(job, state, event.attempt, _duration(seconds), detail)
+        elif status == StatusName.PHASE_COMPLETED and phase is not None:
+            self._skipped_jobs(event.run_id, phase)
             following = self.workflow.next_phase(phase)
             if following is not None:
                 self._phase_header(following.name)
-        elif status in ("workflow_succeeded", "workflow_failed"):
-            style = "green" if status == "workflow_succeeded" else "red"
+        elif status in RUN_ENDS.values():
+            style = "green" if status == StatusName.WORKFLOW_SUCCEEDED else "red"
             self.console.print(f"[{style}]{status.replace('_', ' ')}[/]")
 
     def notification(self, subject: str, message: str) -> None:
@@ -86,10 +96,11 @@ class Progress:
 
     def _skipped_jobs(self, run_id: str, phase: str) -> None:
         """Skips are decisions in the run document, not statuses: read them when the phase ends."""
-        document = self.store.load_run(run_id) or {"jobs": {}}
+        run = self.store.read_run(run_id)
         for job in self.workflow.phase(phase).jobs:
-            if document["jobs"].get(job.name, {}).get("state") == "skipped":
-                self._job_line(job.name, "skipped", 0, "")
+            record = None if run is None else run.jobs.get(job.name)
+            if record is not None and record.state == JobState.SKIPPED:
+                self._job_line(job.name, JobState.SKIPPED, 0, "")
 
 
 def summary_table(report: RunReport) -> Table:
@@ -102,7 +113,7 @@ def summary_table(report: RunReport) -> Table:
     columns = {
         "job": max(len(job.name) for job in report.jobs),
         "phase": max(len(job.phase) for job in report.jobs),
-        "status": len("succeeded"),
+        "status": max(len(state) for state in STYLES),
         "attempts": len("attempts"),
         **({"runs": len("runs")} if local else {}),
         "time": len("999 ms"),
@@ -124,7 +135,7 @@ def summary_table(report: RunReport) -> Table:
 
 def print_summary(console: Console, report: RunReport) -> None:
     console.print(summary_table(report))
-    if report.status == "running":
+    if report.status == RunState.RUNNING:
         console.print(f"current phase: {escape(report.phase)}")
     if report.error:
         console.print(f"[red]{escape(report.error.strip().splitlines()[0])}[/]")

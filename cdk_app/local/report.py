@@ -8,16 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from runtime.store import Store
+from runtime.documents import JobState, RunState, StatusName
+from runtime.store import MongoStore
 
-JOB_REPORT_STATUS = {
-    "pending": "pending",
-    "dispatched": "running",
-    "succeeded": "succeeded",
-    "failed": "failed",
-    "skipped": "skipped",
-}
-"""Engine job state -> what the report calls it while the run is going on."""
+JOB_RUNNING = "running"
+"""What the report calls a dispatched job while its run goes on; every other job is reported by
+its state."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,7 +71,7 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
 
 
 def summarize(
-    store: Store,
+    store: MongoStore,
     run_id: str,
     executions: Mapping[str, int] | None = None,
     faults: Mapping[str, int] | None = None,
@@ -84,50 +80,52 @@ def summarize(
     """The report of run ``run_id``, or None when there is no such run. ``gave_up`` is why the
     runner stopped following a run that had not finished: the run then reports as failed and
     its unfinished jobs as pending."""
-    document = store.load_run(run_id)
-    if document is None:
+    run = store.read_run(run_id)
+    if run is None:
         return None
     first_started: dict[str, datetime] = {}
     last_report: dict[str, datetime] = {}
     run_started = run_ended = None
-    for report in store.run_statuses(run_id):
-        job, date = report["job"], report["date"]
+    for report in store.read_statuses(run_id):
+        job, date = report.job, report.date
         if job is None:
-            if report["status"] == "workflow_started":
+            if report.status == StatusName.WORKFLOW_STARTED:
                 run_started = date
-            elif report["status"] in ("workflow_succeeded", "workflow_failed"):
+            elif report.status in (StatusName.WORKFLOW_SUCCEEDED, StatusName.WORKFLOW_FAILED):
                 run_ended = date
             continue
-        if report["status"] == "started":
+        if date is None:
+            continue
+        if report.status == StatusName.STARTED:
             first_started.setdefault(job, date)
         else:
             last_report[job] = date
-    ended = document["status"] != "running" or gave_up is not None
+    ended = run.state != RunState.RUNNING or gave_up is not None
     jobs = []
-    for phase in document["definition"]["phases"]:
-        for job in phase["jobs"]:
-            name = job["name"]
-            state = document["jobs"][name]
-            job_status = JOB_REPORT_STATUS[state["state"]]
+    for phase in run.definition.phases:
+        for job_definition in phase.jobs:
+            name = job_definition.name
+            record = run.jobs[name]
+            job_status = JOB_RUNNING if record.state == JobState.DISPATCHED else record.state.value
             jobs.append(
                 JobReport(
                     name=name,
-                    phase=phase["name"],
-                    status="pending" if ended and job_status == "running" else job_status,
-                    attempts=state.get("attempt", 0),
+                    phase=phase.name,
+                    status=JobState.PENDING if ended and job_status == JOB_RUNNING else job_status,
+                    attempts=record.attempt,
                     executions=None if executions is None else executions.get(name, 0),
-                    output=state.get("output"),
-                    error=state.get("error"),
+                    output=record.output,
+                    error=record.error,
                     seconds=_seconds(first_started.get(name), last_report.get(name)),
                 )
             )
     return RunReport(
         run_id=run_id,
-        workflow=document["workflow"],
-        status="failed" if gave_up is not None else document["status"],
-        phase=document["phase"],
+        workflow=run.workflow,
+        status=RunState.FAILED if gave_up is not None else run.state,
+        phase=run.phase,
         jobs=tuple(jobs),
-        error=gave_up or document.get("error"),
+        error=gave_up or run.error,
         seconds=_seconds(run_started, run_ended),
         faults=faults,
     )

@@ -10,6 +10,7 @@ thread pools, concurrently, each invocation with its own request id).
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import Counter
@@ -19,31 +20,33 @@ from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from cdk_app.atlas_events import envelope
-from cdk_app.faults import CrashingDispatcher, CrashingStore, CrashPlan
+from cdk_app.local.atlas_events import envelope
 from cdk_app.local.delivery import Bus, DaemonPool, FaultSettings
+from cdk_app.local.faults import CrashingDispatcher, CrashingStore, CrashPlan
 from cdk_app.local.jobs import JOB_INVOCATION_TRIES, context_for, on_failure_record
 from cdk_app.local.report import RunReport, summarize
 from runtime.definition.model import Workflow
+from runtime.documents import RUN_ENDS, RUN_ID, Document, JobState, StatusEvent, status_from_document
+from runtime.errors import EventError
 from runtime.events import JobEvent
 from runtime.handlers.job import UserHandler, run_attempt
 from runtime.handlers.notifier import NotifierService
 from runtime.handlers.orchestrator import Orchestrator
 from runtime.patterns import notifier_pattern, orchestrator_pattern
 from runtime.runs import start_run
-from runtime.store import Document, Store
+from runtime.store import MongoStore
 
 if TYPE_CHECKING:
     from moto.events.models import EventPattern
     from moto.events.utils import EventMessageType
 
-RUN_ENDS = ("workflow_succeeded", "workflow_failed")
+log = logging.getLogger(__name__)
 
 
 class RunObserver(Protocol):
     """Hears what happens, in the order the trigger sees it (progress display, tests)."""
 
-    def status(self, document: Document) -> None:
+    def status(self, event: StatusEvent) -> None:
         """A status was inserted into ``statuses``."""
 
     def notification(self, subject: str, message: str) -> None:
@@ -96,7 +99,7 @@ class Rule:
 class LocalRunner:
     def __init__(
         self,
-        store: Store,
+        store: MongoStore,
         workflow: Workflow,
         handlers: Mapping[str, UserHandler],
         observer: RunObserver,
@@ -161,45 +164,54 @@ class LocalRunner:
             change = stream.try_next()
             if change is not None:
                 document = change["fullDocument"]
-                if document.get("runId") != run_id:
+                if document.get(RUN_ID) != run_id:
                     continue
                 seen += 1
                 last_progress = time.monotonic()
-                self._route(document)
-                self.observer.status(document)
-                ended = ended or document["status"] in RUN_ENDS
+                try:
+                    status = status_from_document(document)
+                except EventError as exc:
+                    # The trigger forwards it all the same; the handlers drop it, saying why.
+                    log.warning("a malformed status in run %s: %s", run_id, exc)
+                    self._route(document, str(document.get("_id")))
+                    continue
+                self._route(
+                    document, "/".join(map(str, (status.status, status.phase, status.job, status.attempt)))
+                )
+                self.observer.status(status)
+                ended = ended or status.status in RUN_ENDS.values()
                 continue
             if self._bus.undeliverable:
                 return "; ".join(self._bus.undeliverable)
             # Quiet means nothing in flight and every status of the run seen: a failed run's
             # parallel jobs still finish, as they would on Lambda, and their reports count.
-            if ended and self._bus.idle() and seen == self.store.statuses.count_documents({"runId": run_id}):
+            if ended and self._bus.idle() and seen == self.store.count_statuses(run_id):
                 return None
             if time.monotonic() - last_progress > self.options.timeout:
                 return self._waiting_message(run_id)
 
     def _waiting_message(self, run_id: str) -> str:
-        document = self.store.load_run(run_id) or {"jobs": {}}
+        run = self.store.read_run(run_id)
         waiting = [
-            f"{name} (attempt {state['attempt']})"
-            for name, state in document["jobs"].items()
-            if state["state"] == "dispatched"
+            f"{name} (attempt {job.attempt})"
+            for name, job in (run.jobs.items() if run is not None else ())
+            if job.state == JobState.DISPATCHED
         ]
         quiet = f"no new status for {self.options.timeout:g}s"
         if not waiting:
             return f"{quiet}, and no job is running: the run is stuck"
         return f"{quiet}; still waiting for {', '.join(waiting)}"
 
-    def _route(self, document: Document) -> None:
+    def _route(self, document: Document, identity: str) -> None:
+        """Send an inserted status document to every rule it matches; ``identity`` names it."""
         event = envelope(document, self.store.settings.database, self.store.settings.statuses_collection)
-        identity = "/".join(str(document.get(key)) for key in ("status", "phase", "job", "attempt"))
         for rule in self._rules:
             if rule.pattern.matches_event(cast("EventMessageType", event)):
                 self._bus.send(rule.target, f"{rule.target}:{identity}", partial(rule.handle, event), True)
 
     def _orchestrate(self, event: dict[str, Any], plan: CrashPlan, request_id: str) -> None:
         Orchestrator(
-            store=cast(Store, CrashingStore(self.store, plan)),
+            store=CrashingStore(self.store, plan),
             dispatcher=CrashingDispatcher(self, plan),
             # The bus redelivers a crashed handling at once, not a minute later as Lambda does.
             redispatch_after=timedelta(0),

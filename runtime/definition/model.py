@@ -14,13 +14,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-JOB_STATUSES = ("started", "success", "failed")
-"""Statuses a job reports into the ``statuses`` collection."""
+from runtime.documents import JOB_STATUSES, RUN_STATUSES, StatusName
 
-RUN_STATUSES = ("workflow_started", "phase_completed", "workflow_succeeded", "workflow_failed")
-"""Statuses the engine itself records for a run (``job`` is ``None`` on these)."""
-
-NOTIFY_EVENTS = JOB_STATUSES + RUN_STATUSES
+NOTIFY_EVENTS = tuple(status.value for status in JOB_STATUSES + RUN_STATUSES)
 """Every status a spec's ``notify.on`` may name."""
 
 FUNCTION_NAME_MAX = 64
@@ -105,7 +101,11 @@ class Phase:
 
 @dataclass(frozen=True, kw_only=True)
 class Notify:
-    on: tuple[str, ...] = ("failed", "workflow_succeeded", "workflow_failed")
+    on: tuple[str, ...] = (
+        StatusName.FAILED.value,
+        StatusName.WORKFLOW_SUCCEEDED.value,
+        StatusName.WORKFLOW_FAILED.value,
+    )
     """Statuses that produce a notification (see ``NOTIFY_EVENTS``)."""
     email: tuple[str, ...] = ()
     """Addresses subscribed to the workflow's SNS topic."""

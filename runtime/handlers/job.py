@@ -20,16 +20,17 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import bson
 import bson.errors
 
-from runtime.engine import LAMBDA_RETRY_DELAY, age
+from runtime.documents import StatusEvent, StatusName
+from runtime.engine import LAMBDA_RETRY_DELAY, age, utcnow
 from runtime.errors import EventError
 from runtime.events import JobEvent, parse_job_event
-from runtime.store import Store, status_document, utcnow
+from runtime.ports import RunStore
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +69,15 @@ class AttemptResult:
     error: str | None = None
 
 
-def _status(event: JobEvent, status: str, **fields: Any) -> dict[str, Any]:
-    return status_document(
-        event.run_id, event.workflow, event.phase, event.job, status, event.attempt, **fields
+def _status(event: JobEvent, status: StatusName, **fields: Any) -> StatusEvent:
+    return StatusEvent(
+        run_id=event.run_id,
+        workflow=event.workflow,
+        status=status,
+        phase=event.phase,
+        job=event.job,
+        attempt=event.attempt,
+        **fields,
     )
 
 
@@ -117,7 +124,7 @@ def _describe(exc: BaseException) -> str:
 
 
 def run_attempt(
-    store: Store,
+    store: RunStore,
     user_handler: UserHandler,
     raw_event: object,
     context: Any,
@@ -129,10 +136,10 @@ def run_attempt(
     except EventError as exc:
         log.warning("dropped a malformed job event: %s", exc)
         return AttemptResult(outcome="dropped", error=str(exc))
-    if store.terminal_status(event.run_id, event.phase, event.job, event.attempt) is not None:
+    if store.read_terminal_status(event.run_id, event.phase, event.job, event.attempt) is not None:
         return AttemptResult(outcome="already-finished")
-    if not store.insert_status(_status(event, "started", requestId=request_id)):
-        claim = store.find_status(event.run_id, event.phase, event.job, "started", event.attempt)
+    if not store.record_status(_status(event, StatusName.STARTED, request_id=request_id)):
+        claim = store.read_status(event.run_id, event.phase, event.job, StatusName.STARTED, event.attempt)
         if claim is not None and not _is_own_retry(claim, request_id, takeover_after):
             return AttemptResult(outcome="owned-elsewhere")
     try:
@@ -141,18 +148,17 @@ def run_attempt(
     except Exception as exc:  # the user's code may raise anything: that is the job failing
         error = _describe(exc)
         log.error("job %s attempt %s of run %s failed: %s", event.job, event.attempt, event.run_id, error)
-        store.insert_status(_status(event, "failed", error=error))
-        return AttemptResult(outcome="failed", error=error)
-    store.insert_status(_status(event, "success", output=output))
-    return AttemptResult(outcome="success", output=output)
+        store.record_status(_status(event, StatusName.FAILED, error=error))
+        return AttemptResult(outcome=StatusName.FAILED, error=error)
+    store.record_status(_status(event, StatusName.SUCCESS, output=output))
+    return AttemptResult(outcome=StatusName.SUCCESS, output=output)
 
 
-def _is_own_retry(claim: dict[str, Any], request_id: str, takeover_after: timedelta) -> bool:
-    claimed_at = claim.get("date")
+def _is_own_retry(claim: StatusEvent, request_id: str, takeover_after: timedelta) -> bool:
     return (
-        claim.get("requestId") == request_id
-        and isinstance(claimed_at, datetime)
-        and age(claimed_at, utcnow()) >= takeover_after
+        claim.request_id == request_id
+        and claim.date is not None
+        and age(claim.date, utcnow()) >= takeover_after
     )
 
 
@@ -173,7 +179,7 @@ _state: dict[str, Any] = {}
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Lambda entry point of every job function."""
     if "store" not in _state:
-        from runtime.store import store_from_env
+        from runtime.connection import store_from_env
 
         spec = os.environ.get("JOB_HANDLER")
         try:

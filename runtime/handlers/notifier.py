@@ -8,11 +8,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from runtime.engine import RUNNING, Run
+from runtime.documents import RunState, StatusEvent, StatusName
 from runtime.errors import EventError
-from runtime.events import StatusEvent, parse_status_event
-from runtime.ports import Notifier
-from runtime.store import Store
+from runtime.events import parse_status_event
+from runtime.ports import Notifier, RunStore
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +27,7 @@ def compose(event: StatusEvent, max_attempts: int | None = None, run_over: bool 
     """(subject, message) for one status event; ``max_attempts`` and ``run_over`` (the run has
     already ended) let a job failure say whether it will be retried."""
     run = f"{event.workflow} run {event.run_id}"
-    if event.status == "failed":
+    if event.status == StatusName.FAILED:
         of = f" of {max_attempts}" if max_attempts else ""
         retry = ""
         if run_over:
@@ -40,18 +39,18 @@ def compose(event: StatusEvent, max_attempts: int | None = None, run_over: bool 
             f"{run}: job {event.job} (phase {event.phase}) failed on attempt {event.attempt}{of}{retry}.\n"
             f"Error: {_first_line(event.error)}",
         )
-    if event.status == "started":
+    if event.status == StatusName.STARTED:
         return (
             f"{event.workflow}: job {event.job} started",
             f"{run}: job {event.job} started (attempt {event.attempt}).",
         )
-    if event.status == "success":
+    if event.status == StatusName.SUCCESS:
         return (f"{event.workflow}: job {event.job} succeeded", f"{run}: job {event.job} succeeded.")
-    if event.status == "phase_completed":
+    if event.status == StatusName.PHASE_COMPLETED:
         return (f"{event.workflow}: phase {event.phase} completed", f"{run}: phase {event.phase} completed.")
-    if event.status == "workflow_started":
+    if event.status == StatusName.WORKFLOW_STARTED:
         return (f"{event.workflow}: run started", f"{run} started.")
-    if event.status == "workflow_succeeded":
+    if event.status == StatusName.WORKFLOW_SUCCEEDED:
         return (f"{event.workflow}: run succeeded", f"{run} succeeded.")
     return (f"{event.workflow}: run failed", f"{run} failed: {_first_line(event.error)}")
 
@@ -59,7 +58,7 @@ def compose(event: StatusEvent, max_attempts: int | None = None, run_over: bool 
 @dataclass
 class NotifierService:
     notifiers: Sequence[Notifier]
-    store: Store | None = None
+    store: RunStore | None = None
     """Used to say whether a failed job will be retried; the message is still sent without it."""
 
     def handle(self, event: object) -> tuple[str, str] | None:
@@ -69,13 +68,12 @@ class NotifierService:
             log.warning("dropped a malformed event: %s", exc)
             return None
         max_attempts, run_over = None, False
-        if status.status == "failed" and self.store is not None and status.job:
-            document = self.store.load_run(status.run_id)
-            if document is not None:
-                run = Run.from_document(document)
+        if status.status == StatusName.FAILED and self.store is not None and status.job:
+            run = self.store.read_run(status.run_id)
+            if run is not None:
                 if status.job in run.jobs:
                     max_attempts = run.definition.job(status.job).max_attempts
-                run_over = run.status != RUNNING
+                run_over = run.state != RunState.RUNNING
         subject, message = compose(status, max_attempts, run_over)
         for notifier in self.notifiers:
             notifier.publish(subject, message)
@@ -88,8 +86,8 @@ _state: dict[str, NotifierService] = {}
 def _build() -> NotifierService:
     import boto3
 
+    from runtime.connection import store_from_env
     from runtime.ports import SlackNotifier, SnsNotifier
-    from runtime.store import store_from_env
 
     notifiers: list[Notifier] = [SnsNotifier(boto3.client("sns"), os.environ["NOTIFY_TOPIC_ARN"])]
     slack_secret = os.environ.get("SLACK_WEBHOOK_SECRET_ARN")

@@ -18,29 +18,20 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from runtime.documents import StatusEvent, StatusName
 from runtime.engine import (
-    DISPATCHED,
     LAMBDA_RETRY_DELAY,
-    SUCCEEDED,
-    Run,
-    RunStatus,
-    Transition,
-    plan_failure,
-    plan_progress,
-    record_success,
+    Rejection,
+    attempt_failed,
+    decide,
+    plan_give_up,
     replay,
+    utcnow,
 )
 from runtime.errors import EventError
-from runtime.events import (
-    JobEvent,
-    StatusEvent,
-    as_mapping,
-    is_failure_record,
-    parse_failure_record,
-    parse_status_event,
-)
-from runtime.ports import Dispatcher, InvocationRefused
-from runtime.store import Store, status_document, success_changes, utcnow
+from runtime.events import JobEvent, as_mapping, is_failure_record, parse_failure_record, parse_status_event
+from runtime.patterns import ORCHESTRATOR_STATUSES
+from runtime.ports import Dispatcher, InvocationRefused, RunStore
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +52,7 @@ class Outcome:
 
 @dataclass
 class Orchestrator:
-    store: Store
+    store: RunStore
     dispatcher: Dispatcher
     redispatch_after: timedelta = LAMBDA_RETRY_DELAY
     """How old a dispatch this event caused must be before a redelivery repeats it; drivers that
@@ -78,131 +69,83 @@ class Orchestrator:
         except EventError as exc:
             log.warning("dropped a malformed event: %s", exc)
             return Outcome(action="dropped", reason=str(exc))
-        if status.status == "success":
-            return self._handle_success(status)
-        if status.status in ("failed", "workflow_started"):
-            return self._decide(status, self._load(status))
-        return Outcome(action="ignored", reason=f"the orchestrator does not act on {status.status!r}")
+        if status.status not in ORCHESTRATOR_STATUSES:
+            return Outcome(action="ignored", reason=f"the orchestrator does not act on '{status.status}'")
+        return self._decide(status)
 
-    def _load(self, event: StatusEvent) -> Run | None:
-        document = self.store.load_run(event.run_id)
-        return None if document is None else Run.from_document(document)
-
-    def _handle_success(self, event: StatusEvent) -> Outcome:
-        """Optimistically: read the run, decide, and write the completion together with all that
-        follows in one write guarded by the version read (two round trips, one write). When another
-        handler wrote in between, fall back to recording the completion atomically and deciding
-        on what that write returns, which stays cheap however many completions race."""
-        assert event.job is not None
-        run = self._load(event)
-        if run is not None and event.job in run.jobs:
-            state = run.jobs[event.job]
-            if state.state == DISPATCHED and state.attempt == event.attempt:
-                transition = plan_progress(record_success(run, event.job, event.output), event.key, utcnow())
-                changes = success_changes(event.job, event.output)
-                if transition is not None:
-                    changes.update(transition.changes)
-                if self.store.apply_transition(run.run_id, {"version": run.version}, changes):
-                    if transition is None:
-                        return self._carry_out(event, [], [], recorded_now=True)
-                    return self._carry_out(event, list(transition.dispatches), list(transition.records), True)
-                document = self.store.record_job_success(event.run_id, event.job, event.attempt, event.output)
-                if document is not None:
-                    return self._decide(event, Run.from_document(document), recorded_now=True)
-                run = self._load(event)
-        return self._decide(event, run)
-
-    def _decide(self, event: StatusEvent, run: Run | None, recorded_now: bool = False) -> Outcome:
-        if run is None:
-            log.warning("dropped %s: unknown run %r", event.key, event.run_id)
-            return Outcome(action="dropped", reason=f"unknown run {event.run_id!r}")
-        if event.job is not None and event.job not in run.jobs:
-            log.warning("dropped %s: run %r has no job %r", event.key, event.run_id, event.job)
-            return Outcome(action="dropped", reason=f"run {event.run_id!r} has no job {event.job!r}")
-        if event.status == "success" and not recorded_now:
-            state = run.jobs[event.job or ""]
-            if state.state != SUCCEEDED or state.attempt != event.attempt:
-                log.info("ignored stale %s of run %r (job is %s)", event.key, run.run_id, state.state)
-                return Outcome(action="ignored", reason="stale success")
-        dispatched: list[JobEvent] = []
-        recorded: list[RunStatus] = []
+    def _decide(self, event: StatusEvent) -> Outcome:
+        """Read the run, ask the engine, write what it decided under the conditions it decided
+        on; when another handler wrote in between, read again and decide again. A success is
+        planned against the whole run (two round trips, one write); when that write loses, the
+        completion alone is recorded atomically and the rest decided on what that write returns,
+        which stays cheap however many completions race."""
+        run = self.store.read_run(event.run_id)
+        recorded_now = False
         for _ in range(MAX_DECISIONS):
-            transition = self._plan(event, run)
-            if transition is not None and not self.store.apply_transition(
-                run.run_id, transition.conditions, transition.changes
+            if run is None:
+                log.warning("dropped %s: unknown run %r", event.key, event.run_id)
+                return Outcome(action="dropped", reason=f"unknown run {event.run_id!r}")
+            decision = decide(run, event, utcnow())
+            if isinstance(decision, Rejection):
+                level = logging.WARNING if decision.action == "dropped" else logging.INFO
+                log.log(level, "%s %s of run %r: %s", decision.action, event.key, run.run_id, decision.reason)
+                return Outcome(action=decision.action, reason=decision.reason)
+            if decision is not None and not self.store.apply_transition(
+                run.run_id, decision.conditions, decision.changes
             ):
-                # Another handler changed the run since we read it: read again, decide again.
-                reloaded = self._load(event)
-                if reloaded is None:
-                    return Outcome(action="dropped", reason=f"run {event.run_id!r} disappeared")
-                run = reloaded
+                fallback = decision.fallback
+                recorded = (
+                    None
+                    if fallback is None
+                    else self.store.record_job_success(run.run_id, fallback.conditions, fallback.changes)
+                )
+                recorded_now = recorded_now or recorded is not None
+                # Another handler changed the run since we read it: decide again on what it is now.
+                run = recorded if recorded is not None else self.store.read_run(event.run_id)
                 continue
-            if transition is not None:
-                dispatched.extend(transition.dispatches)
-                recorded.extend(transition.records)
+            dispatched = () if decision is None else decision.dispatches
+            recorded_statuses = () if decision is None else decision.statuses
+            # A decision with a fallback is a success planned whole: it has just recorded the completion.
+            recorded_now = recorded_now or (decision is not None and decision.fallback is not None)
             # Repeat what an earlier, crashed handling of this same event may not have finished.
             again_dispatched, again_recorded = replay(run, event.key, utcnow(), self.redispatch_after)
-            dispatched.extend(again_dispatched)
-            recorded.extend(again_recorded)
-            break
-        else:
-            raise RuntimeError(
-                f"no decision for {event.key} of run {event.run_id!r} after {MAX_DECISIONS} tries"
+            return self._carry_out(
+                dispatched + again_dispatched, recorded_statuses + again_recorded, recorded_now
             )
-        return self._carry_out(event, dispatched, recorded, recorded_now)
+        raise RuntimeError(f"no decision for {event.key} of run {event.run_id!r} after {MAX_DECISIONS} tries")
 
     def _carry_out(
-        self, event: StatusEvent, dispatched: list[JobEvent], recorded: list[RunStatus], recorded_now: bool
+        self, dispatched: tuple[JobEvent, ...], recorded: tuple[StatusEvent, ...], recorded_now: bool
     ) -> Outcome:
         """Dispatch and record what a decision (now written) caused; both are safe to repeat."""
         for job_event in dispatched:
             self._dispatch(job_event)
         for status in recorded:
-            self._record(event, status)
+            self.store.record_status(status)
         action = "advanced" if dispatched or recorded else "recorded" if recorded_now else "nothing to do"
-        return Outcome(
-            action=action, dispatched=tuple(dispatched), recorded=tuple(r.status for r in recorded)
-        )
+        return Outcome(action=action, dispatched=dispatched, recorded=tuple(s.status for s in recorded))
 
     def _dispatch(self, job: JobEvent) -> None:
         try:
             self.dispatcher.dispatch(job)
         except InvocationRefused as exc:
             log.error("%s", exc)
-            self.store.insert_status(
-                status_document(
-                    job.run_id, job.workflow, job.phase, job.job, "failed", job.attempt, error=str(exc)
-                )
-            )
-
-    @staticmethod
-    def _plan(event: StatusEvent, run: Run) -> Transition | None:
-        if event.status == "failed":
-            return plan_failure(run, event, utcnow())
-        return plan_progress(run, event.key, utcnow())
-
-    def _record(self, event: StatusEvent, status: RunStatus) -> None:
-        fields = {} if status.error is None else {"error": status.error}
-        self.store.insert_status(
-            status_document(event.run_id, event.workflow, status.phase, None, status.status, 0, **fields)
-        )
+            self.store.record_status(attempt_failed(job, str(exc)))
 
     def _handle_failure_record(self, payload: Mapping[str, Any]) -> Outcome:
-        """Lambda gave up on a job invocation: count it as a failed attempt, unless the attempt
-        reported its own end, or another invocation owns it (it claimed the attempt first)."""
+        """Lambda gave up on a job invocation: the engine decides whether that is the attempt's
+        failure, on the attempt's own reports."""
         record = parse_failure_record(payload)
         job = record.job_event
-        if self.store.terminal_status(job.run_id, job.phase, job.job, job.attempt) is not None:
-            return Outcome(action="ignored", reason="the attempt already reported its end")
-        started = self.store.find_status(job.run_id, job.phase, job.job, "started", job.attempt)
-        if started is not None and started.get("requestId") not in (None, record.request_id):
-            return Outcome(action="ignored", reason="another invocation owns the attempt")
-        self.store.insert_status(
-            status_document(
-                job.run_id, job.workflow, job.phase, job.job, "failed", job.attempt, error=record.error
-            )
-        )
-        return Outcome(action="recorded", recorded=("failed",))
+        terminal = self.store.read_terminal_status(job.run_id, job.phase, job.job, job.attempt)
+        claim = None
+        if terminal is None:
+            claim = self.store.read_status(job.run_id, job.phase, job.job, StatusName.STARTED, job.attempt)
+        failure = plan_give_up(record, terminal, claim)
+        if isinstance(failure, Rejection):
+            return Outcome(action=failure.action, reason=failure.reason)
+        self.store.record_status(failure)
+        return Outcome(action="recorded", recorded=(failure.status,))
 
 
 _state: dict[str, Orchestrator] = {}
@@ -211,8 +154,8 @@ _state: dict[str, Orchestrator] = {}
 def _build() -> Orchestrator:
     import boto3
 
+    from runtime.connection import store_from_env
     from runtime.ports import LambdaDispatcher
-    from runtime.store import store_from_env
 
     return Orchestrator(store=store_from_env(os.environ), dispatcher=LambdaDispatcher(boto3.client("lambda")))
 

@@ -27,7 +27,7 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     """``{"run_id"?, "input"?}`` -> ``{"run_id", "created"}``; a bad request answers with an
     ``error`` instead of raising, so an EventBridge schedule never retries it forever."""
     if "store" not in _state:
-        from runtime.store import store_from_env
+        from runtime.connection import store_from_env
 
         definition = load_definition(os.environ["WORKFLOW_DEFINITION_FILE"])
         _state.update(store=store_from_env(os.environ), definition=definition)

@@ -1,0 +1,120 @@
+"""Fault injection for the engine: crashes at the points where a handler touches the world.
+
+A handler is made to "crash" by raising ``InjectedCrash`` just before or just after one of its
+writes (each write of the ``RunStore`` port) or dispatches, which is where a real Lambda dying
+mid-way leaves MongoDB in a state the redelivered event must cope with. Faults are never
+injected inside job code.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Protocol, TypeVar
+
+from runtime.documents import Fields, Run, StatusEvent, StatusName
+from runtime.events import JobEvent
+from runtime.ports import Dispatcher, RunStore
+
+T = TypeVar("T")
+
+
+class InjectedCrash(RuntimeError):
+    """A crash injected on purpose; the caller redelivers the event, as Lambda would."""
+
+
+class CrashPlan(Protocol):
+    def check(self, point: str) -> None:
+        """Raise ``InjectedCrash`` if the handler should die at ``point``."""
+
+
+class CrashAtStep:
+    """Die at the ``step``-th point (counting from 1) of the next handling, once."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+        self.seen = 0
+        self.fired: str | None = None
+
+    def check(self, point: str) -> None:
+        self.seen += 1
+        if self.fired is None and self.seen == self.step:
+            self.fired = point
+            raise InjectedCrash(f"injected crash {point}")
+
+
+class RandomCrash:
+    """Each point crashes with probability ``p`` (reproducible through ``rng``)."""
+
+    def __init__(self, rng: random.Random, p: float) -> None:
+        self.rng = rng
+        self.p = p
+        self.crashes = 0
+
+    def check(self, point: str) -> None:
+        if self.rng.random() < self.p:
+            self.crashes += 1
+            raise InjectedCrash(f"injected crash {point}")
+
+
+class NoCrash:
+    def check(self, point: str) -> None:
+        return None
+
+
+class CrashingStore:
+    """A ``RunStore`` whose writes pass through a crash plan, before and after the real write;
+    reads pass straight through."""
+
+    def __init__(self, store: RunStore, plan: CrashPlan) -> None:
+        self._store = store
+        self.plan = plan
+
+    def _write(self, name: str, write: Callable[[], T]) -> T:
+        self.plan.check(f"before {name}")
+        result = write()
+        self.plan.check(f"after {name}")
+        return result
+
+    def insert_run(self, run: Run) -> bool:
+        return self._write("insert_run", lambda: self._store.insert_run(run))
+
+    def read_run(self, run_id: str) -> Run | None:
+        return self._store.read_run(run_id)
+
+    def apply_transition(self, run_id: str, conditions: Fields, changes: Fields) -> bool:
+        return self._write(
+            "apply_transition", lambda: self._store.apply_transition(run_id, conditions, changes)
+        )
+
+    def record_job_success(self, run_id: str, conditions: Fields, changes: Fields) -> Run | None:
+        return self._write(
+            "record_job_success", lambda: self._store.record_job_success(run_id, conditions, changes)
+        )
+
+    def record_status(self, event: StatusEvent) -> bool:
+        return self._write("record_status", lambda: self._store.record_status(event))
+
+    def read_status(
+        self, run_id: str, phase: str | None, job: str | None, status: StatusName, attempt: int
+    ) -> StatusEvent | None:
+        return self._store.read_status(run_id, phase, job, status, attempt)
+
+    def read_terminal_status(self, run_id: str, phase: str, job: str, attempt: int) -> StatusEvent | None:
+        return self._store.read_terminal_status(run_id, phase, job, attempt)
+
+    def read_statuses(self, run_id: str) -> list[StatusEvent]:
+        return self._store.read_statuses(run_id)
+
+
+class CrashingDispatcher:
+    """A Dispatcher that may die before or after each dispatch."""
+
+    def __init__(self, dispatcher: Dispatcher, plan: CrashPlan) -> None:
+        self._dispatcher = dispatcher
+        self.plan = plan
+
+    def dispatch(self, event: JobEvent) -> None:
+        self.plan.check(f"before dispatching {event.job}#{event.attempt}")
+        self._dispatcher.dispatch(event)
+        self.plan.check(f"after dispatching {event.job}#{event.attempt}")

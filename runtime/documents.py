@@ -1,0 +1,376 @@
+"""The documents the runtime keeps in MongoDB, and the one place their shape is spelled.
+
+Two collections (docs/architecture.md, "Documents"): ``state-machines`` holds one run document
+per run, which the engine reads as a typed ``Run``; ``statuses`` is the append-only log of
+``StatusEvent`` documents the Atlas trigger watches. This module names the vocabulary of both
+(``JobState``, ``RunState``, ``StatusName``), converts between the documents and the typed views
+(``run_from_document`` / ``run_to_document``, ``status_from_document`` /
+``StatusEvent.to_document``) and builds every field path a write sets or a filter checks, so no
+other module spells a status or a field name.
+
+Standard library only: the handlers import it inside Lambda.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from runtime.errors import EventError
+
+if TYPE_CHECKING:
+    from runtime.definition.model import Workflow
+
+Document = dict[str, Any]
+Fields = dict[str, Any]
+"""Field path -> value: what a write sets, or what a conditional write requires."""
+
+
+class JobState(StrEnum):
+    """Where one job of a run is."""
+
+    PENDING = "pending"
+    DISPATCHED = "dispatched"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+DONE = frozenset({JobState.SUCCEEDED, JobState.SKIPPED})
+"""Job states that count as finished for a phase and for the jobs that come after."""
+
+
+class RunState(StrEnum):
+    """Where a run is; ``running`` until it ends one way or the other."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class StatusName(StrEnum):
+    """The ``status`` of a document in ``statuses``: what a job reports, or what the engine
+    records for the run as a whole (those have no job)."""
+
+    STARTED = "started"
+    SUCCESS = "success"
+    FAILED = "failed"
+    WORKFLOW_STARTED = "workflow_started"
+    PHASE_COMPLETED = "phase_completed"
+    WORKFLOW_SUCCEEDED = "workflow_succeeded"
+    WORKFLOW_FAILED = "workflow_failed"
+
+
+JOB_STATUSES = (StatusName.STARTED, StatusName.SUCCESS, StatusName.FAILED)
+"""Statuses a job reports into ``statuses``."""
+
+RUN_STATUSES = (
+    StatusName.WORKFLOW_STARTED,
+    StatusName.PHASE_COMPLETED,
+    StatusName.WORKFLOW_SUCCEEDED,
+    StatusName.WORKFLOW_FAILED,
+)
+"""Statuses the engine itself records for a run (``job`` is ``None`` on these)."""
+
+TERMINAL_JOB_STATUSES = (StatusName.SUCCESS, StatusName.FAILED)
+"""The reports that end a job attempt."""
+
+RUN_ENDS = {RunState.SUCCEEDED: StatusName.WORKFLOW_SUCCEEDED, RunState.FAILED: StatusName.WORKFLOW_FAILED}
+"""The status recorded when a run reaches each final state."""
+
+
+# -- the run document ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobRecord:
+    """What a run document holds for one of its jobs."""
+
+    state: JobState = JobState.PENDING
+    attempt: int = 0
+    output: Any = None
+    error: str | None = None
+    caused_by: str | None = None
+    """Key of the event whose handling dispatched or skipped this job (at this attempt)."""
+    claimed_at: datetime | None = None
+    """When that handling decided to dispatch this attempt."""
+    finished_at: datetime | None = None
+    """When the job's success was recorded."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Run:
+    """The engine's typed view of a run document."""
+
+    run_id: str
+    definition: Workflow
+    """The snapshot of the compiled definition taken when the run started."""
+    input: Any
+    state: RunState
+    phase: str
+    """The current phase."""
+    jobs: Mapping[str, JobRecord]
+    completed_by: Mapping[str, str] = field(default_factory=dict)
+    """Phase name -> key of the event that completed it."""
+    finished_by: str | None = None
+    """Key of the event that ended the run."""
+    error: str | None = None
+    version: int = 0
+    """Incremented by every write; a write planned from this view is guarded by it."""
+
+    @property
+    def workflow(self) -> str:
+        return self.definition.name
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        """Outputs of the jobs that succeeded: what their dependents get as ``results``."""
+        return {name: job.output for name, job in self.jobs.items() if job.state == JobState.SUCCEEDED}
+
+
+_ID, WORKFLOW, DEFINITION, INPUT, RUN_STATE, PHASE, JOBS, PHASES = (
+    "_id",
+    "workflow",
+    "definition",
+    "input",
+    "status",
+    "phase",
+    "jobs",
+    "phases",
+)
+FINISHED_BY, ERROR, VERSION, CREATED_AT, UPDATED_AT = (
+    "finishedBy",
+    "error",
+    "version",
+    "createdAt",
+    "updatedAt",
+)
+COMPLETED_BY = "completedBy"
+_JOB_FIELDS = {
+    "state": "state",
+    "attempt": "attempt",
+    "output": "output",
+    "error": "error",
+    "caused_by": "causedBy",
+    "claimed_at": "claimedAt",
+    "finished_at": "finishedAt",
+}
+"""JobRecord attribute -> its field in the run document."""
+
+
+def _job_from_document(document: Mapping[str, Any]) -> JobRecord:
+    values = {name: document[key] for name, key in _JOB_FIELDS.items() if document.get(key) is not None}
+    return JobRecord(**{**values, "state": JobState(document["state"])})
+
+
+def _job_to_document(record: JobRecord) -> Document:
+    """The job's fields that have a value: a pending job is just its state and attempt."""
+    document: Document = {"state": record.state.value, "attempt": record.attempt}
+    for name, key in _JOB_FIELDS.items():
+        value = getattr(record, name)
+        if key not in document and value is not None:
+            document[key] = value
+    return document
+
+
+def run_from_document(document: Mapping[str, Any]) -> Run:
+    """Read a run document as the engine's ``Run``."""
+    # Imported here, not at the top: the definition model names its notify statuses from this
+    # module, so a top-level import would be circular.
+    from runtime.definition.model import Workflow
+
+    return Run(
+        run_id=document[_ID],
+        definition=Workflow.from_document(document[DEFINITION]),
+        input=document.get(INPUT),
+        state=RunState(document[RUN_STATE]),
+        phase=document[PHASE],
+        jobs={name: _job_from_document(job) for name, job in document[JOBS].items()},
+        completed_by={name: phase[COMPLETED_BY] for name, phase in (document.get(PHASES) or {}).items()},
+        finished_by=document.get(FINISHED_BY),
+        error=document.get(ERROR),
+        version=document.get(VERSION, 0),
+    )
+
+
+def run_to_document(run: Run, now: datetime) -> Document:
+    """The run document of ``run``, as inserted at ``now``."""
+    return {
+        _ID: run.run_id,
+        WORKFLOW: run.workflow,
+        DEFINITION: run.definition.to_document(),
+        INPUT: run.input,
+        RUN_STATE: run.state.value,
+        PHASE: run.phase,
+        JOBS: {name: _job_to_document(job) for name, job in run.jobs.items()},
+        PHASES: {name: {COMPLETED_BY: key} for name, key in run.completed_by.items()},
+        FINISHED_BY: run.finished_by,
+        ERROR: run.error,
+        VERSION: run.version,
+        CREATED_AT: now,
+        UPDATED_AT: now,
+    }
+
+
+def run_filter(run_id: str) -> Document:
+    """Selects one run document."""
+    return {_ID: run_id}
+
+
+def touched(changes: Mapping[str, Any], now: datetime) -> Fields:
+    """``changes`` with the run's ``updatedAt`` stamped: what a write to a run sets."""
+    return {**changes, UPDATED_AT: now}
+
+
+# Conditions and changes the engine plans writes with. Each returns field paths, so a write
+# touches only what it means to and two writers never clobber each other's fields.
+
+
+def at_version(version: int) -> Fields:
+    """The run still is the version the writer read."""
+    return {VERSION: version}
+
+
+def run_is(state: RunState, phase: str | None = None) -> Fields:
+    """The run is in ``state`` (and in ``phase``)."""
+    return {RUN_STATE: state.value} | ({} if phase is None else {PHASE: phase})
+
+
+def job_is(job: str, state: JobState, attempt: int | None = None) -> Fields:
+    """``job`` is in ``state`` (at ``attempt``)."""
+    fields = {_job_field(job, "state"): state.value}
+    return fields if attempt is None else fields | {_job_field(job, "attempt"): attempt}
+
+
+def job_set(job: str, record: JobRecord) -> Fields:
+    """Replace everything recorded for ``job``."""
+    return {f"{JOBS}.{job}": _job_to_document(record)}
+
+
+def job_changed(job: str, **values: Any) -> Fields:
+    """Set some of ``job``'s fields, named as ``JobRecord`` attributes."""
+    return {_job_field(job, name): value for name, value in values.items()}
+
+
+def phase_completed(phase: str, key: str) -> Fields:
+    return {f"{PHASES}.{phase}": {COMPLETED_BY: key}}
+
+
+def phase_entered(phase: str) -> Fields:
+    return {PHASE: phase}
+
+
+def run_ended(state: RunState, key: str, error: str | None = None) -> Fields:
+    """The run reached ``state`` through the event ``key`` (with ``error``, when it failed)."""
+    return {RUN_STATE: state.value, FINISHED_BY: key} | ({} if error is None else {ERROR: error})
+
+
+def _job_field(job: str, name: str) -> str:
+    return f"{JOBS}.{job}.{_JOB_FIELDS[name]}"
+
+
+# -- status documents --------------------------------------------------------------------------
+
+RUN_ID, STATUS, JOB, ATTEMPT, DATE = "runId", "status", "job", "attempt", "date"
+OUTPUT, REQUEST_ID = "output", "requestId"
+
+STATUS_KEY = (RUN_ID, PHASE, JOB, STATUS, ATTEMPT)
+"""The unique key of ``statuses``: repeating a report of the same attempt is a no-op."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatusEvent:
+    """One document of the ``statuses`` collection."""
+
+    run_id: str
+    workflow: str
+    status: StatusName
+    phase: str | None = None
+    job: str | None = None
+    """None on the statuses the engine records for the run as a whole."""
+    attempt: int = 0
+    output: Any = None
+    error: str | None = None
+    request_id: str | None = None
+    """On ``started``: the Lambda request that claimed the attempt."""
+    date: datetime | None = None
+    """When it was recorded (set on the documents read back)."""
+
+    @property
+    def key(self) -> str:
+        """Names the event inside its run; the engine stamps what it caused with this key so a
+        redelivered event can finish what a crashed handler started."""
+        if self.job is None:
+            return f"{self.status}:{self.phase}" if self.phase else str(self.status)
+        return f"{self.status}:{self.job}:{self.attempt}"
+
+    def to_document(self, date: datetime) -> Document:
+        """The document recorded in ``statuses`` at ``date``: the key fields, then ``output`` on a
+        success, ``error`` and ``requestId`` when there is one."""
+        document: Document = {
+            RUN_ID: self.run_id,
+            WORKFLOW: self.workflow,
+            PHASE: self.phase,
+            JOB: self.job,
+            STATUS: self.status.value,
+            ATTEMPT: self.attempt,
+            DATE: date,
+        }
+        if self.status == StatusName.SUCCESS:
+            document[OUTPUT] = self.output
+        if self.error is not None:
+            document[ERROR] = self.error
+        if self.request_id is not None:
+            document[REQUEST_ID] = self.request_id
+        return document
+
+
+def status_from_document(document: Mapping[str, Any], where: str = "status document") -> StatusEvent:
+    """Read a ``statuses`` document, checking what the engine relies on; ``EventError`` says
+    which field is wrong and how."""
+    status = required(document, STATUS, str, where)
+    if status not in StatusName.__members__.values():
+        raise EventError(f"{where}: unknown status {status!r}")
+    name = StatusName(status)
+    job = optional_str(document, JOB, where)
+    if name in JOB_STATUSES:
+        required(document, JOB, str, where)
+        required(document, PHASE, str, where)
+        attempt = required(document, ATTEMPT, int, where)
+        if attempt < 1:
+            raise EventError(f"{where}: attempt must be >= 1, got {attempt}")
+    else:
+        attempt = 0
+    date = document.get(DATE)
+    return StatusEvent(
+        run_id=required(document, RUN_ID, str, where),
+        workflow=required(document, WORKFLOW, str, where),
+        status=name,
+        phase=optional_str(document, PHASE, where),
+        job=job,
+        attempt=attempt,
+        output=document.get(OUTPUT),
+        error=optional_str(document, ERROR, where),
+        request_id=optional_str(document, REQUEST_ID, where),
+        date=date if isinstance(date, datetime) else None,
+    )
+
+
+def required(document: Mapping[str, Any], name: str, kind: type | tuple[type, ...], where: str) -> Any:
+    """The value of field ``name``, which must be there and of type ``kind`` (never a bool)."""
+    if name not in document or document[name] is None:
+        raise EventError(f"{where}: missing field '{name}'")
+    value = document[name]
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise EventError(f"{where}: field '{name}' has the wrong type ({type(value).__name__}: {value!r})")
+    return value
+
+
+def optional_str(document: Mapping[str, Any], name: str, where: str) -> str | None:
+    value = document.get(name)
+    if value is not None and not isinstance(value, str):
+        raise EventError(f"{where}: field '{name}' must be a string, got {value!r}")
+    return value
