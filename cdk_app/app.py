@@ -16,7 +16,7 @@ from cdk_app.config import AppConfig, ConfigError
 from constructs import Construct
 from constructs.bundling import DependencyLayer, DependencyLayerProps
 from constructs.lambda_code import RUNTIME_PACKAGE
-from constructs.trigger import StatusEvents, StatusEventsProps
+from constructs.trigger import StatusEvents, StatusEventsProps, consumed_statuses
 from constructs.workflow import Workflow, WorkflowProps
 from runtime.definition import model
 from runtime.errors import SpecError
@@ -35,7 +35,9 @@ def workflow_stack_name(workflow: str) -> str:
 class SharedStack(Stack):
     """What every workflow stack uses: the layer, the MongoDB secret and the status event bus."""
 
-    def __init__(self, scope: Construct, construct_id: str, config: AppConfig) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, config: AppConfig, workflows: Sequence[model.Workflow]
+    ) -> None:
         super().__init__(
             scope,
             construct_id,
@@ -46,7 +48,11 @@ class SharedStack(Stack):
         ).layer
         self.secret = self._mongodb_secret(config)
         self.status_events = StatusEvents(
-            self, "StatusEvents", StatusEventsProps(wiring=config.wiring, store=config.store)
+            self,
+            "StatusEvents",
+            StatusEventsProps(
+                wiring=config.wiring, store=config.store, forwarded_statuses=consumed_statuses(workflows)
+            ),
         )
 
     def _mongodb_secret(self, config: AppConfig) -> secretsmanager.ISecret:
@@ -83,7 +89,7 @@ class WorkflowApp:
 
 def build(app: App, config: AppConfig, workflows: Sequence[model.Workflow]) -> WorkflowApp:
     """Adds the shared stack and one stack per workflow to ``app``."""
-    shared = SharedStack(app, SHARED_STACK, config)
+    shared = SharedStack(app, SHARED_STACK, config, workflows)
     constructs: dict[str, Workflow] = {}
     for workflow in workflows:
         stack = Stack(

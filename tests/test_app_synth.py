@@ -77,6 +77,15 @@ def test_other_wirings_from_context(context, wiring):
     assert isinstance(AppConfig.from_mapping(context).wiring, wiring)
 
 
+@pytest.mark.parametrize(("value", "exists"), [(True, True), ("true", True), ("false", False), (None, False)])
+def test_partner_event_bus_exists_from_context(value, exists):
+    source = "aws.partner/mongodb.com/stitch.trigger/1"
+
+    config = AppConfig.from_mapping({"partnerEventSource": source, "partnerEventBusExists": value})
+
+    assert config.wiring == PartnerEventSource(name=source, bus_exists=exists)
+
+
 @pytest.mark.parametrize(
     ("context", "problem"),
     [
@@ -90,6 +99,11 @@ def test_other_wirings_from_context(context, wiring):
         ),
         ({"mongodbDatabase": "a.b"}, "mongodbDatabase 'a.b' is not a usable MongoDB name"),
         ({"statusesCollection": "$cmd"}, "statusesCollection '\\$cmd' is not a usable MongoDB name"),
+        ({"partnerEventBusExists": "true"}, "partnerEventBusExists only applies with partnerEventSource"),
+        (
+            {"partnerEventSource": "aws.partner/x", "partnerEventBusExists": "yes"},
+            "partnerEventBusExists must be true or false, not 'yes'",
+        ),
     ],
     ids=[
         "partial-atlas",
@@ -99,6 +113,8 @@ def test_other_wirings_from_context(context, wiring):
         "partial-arn",
         "db-name",
         "coll-name",
+        "stray-bus-exists",
+        "bus-exists-not-bool",
     ],
 )
 def test_contradictory_context_is_refused(context, problem):
