@@ -8,30 +8,29 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, cast
 
-from aws_cdk import Acknowledgment, ArnFormat, Duration, NestedStack, Stack, Validations
+from aws_cdk import Acknowledgment, ArnFormat, Duration, Names, NestedStack, Stack, Validations
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
 from constructs.lambda_code import ARCHITECTURE, DEFINITION_FILE, PYTHON_RUNTIME, CodeStaging
+from constructs.monitoring import notification_topic, workflow_alarms
 from runtime import patterns
 from runtime.definition import model
 from runtime.settings import StoreSettings
 
 JOB_STACKS = 8
 """Nested stacks the job functions are spread over, by a hash of the job name. Fixed, so adding a
-job never moves another; 8 stacks of at most 500 resources (2 per job) hold well over 1000 jobs."""
+job never moves another. At 4 resources per job (function, invoke config, role, policy) the
+fullest of the 8 holds 312 of its 500 resources at 500 jobs: room for about 800."""
 
 JOB_ASYNC_RETRY_ATTEMPTS = 2
 """Lambda's own retries of a job invocation that crashed before the wrapper could report."""
@@ -132,7 +131,7 @@ class Workflow(Construct):
                 reason="This queue is itself the dead-letter queue of the workflow's rules and functions.",
             )
         )
-        self._topic = self._notification_topic()
+        self._topic = notification_topic(self, workflow)
 
         self._orchestrator = self._system_function(
             "orchestrator", "Records status events in the run and dispatches the jobs that became ready."
@@ -175,28 +174,27 @@ class Workflow(Construct):
             code=lambda_.Code.from_asset(str(self._staging.starter())),
         )
 
-        self._job_role = iam.Role(
-            self,
-            "JobRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description=f"Shared by the job functions of workflow {workflow.name}",
-        )
-        props.secret.grant_read(self._job_role)
-        self._log_group.grant_write(self._job_role)
-        self._job_functions = MappingProxyType({job.name: self._job_function(job) for job in workflow.jobs()})
-        orchestrator_id = Stack.of(self).get_logical_id(
-            cast(lambda_.CfnFunction, self._orchestrator.node.default_child)
-        )
-        Validations.of(self._job_role).acknowledge(
+        orchestrator = cast(lambda_.CfnFunction, self._orchestrator.node.default_child)
+        # cdk-nag names the orchestrator's ARN by its logical id before synthesis prepares the
+        # nested stacks, and by the nested stack parameter carrying it afterwards.
+        self._on_failure_acknowledgments = tuple(
             Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::<{orchestrator_id}.Arn>:*]",
-                reason="The jobs' on-failure destination may invoke any version of this workflow's "
+                id=f"AwsSolutions-IAM5[Resource::<{reference}>:*]",
+                reason="A job's on-failure destination may invoke any version of this workflow's "
                 "orchestrator (CDK's grant for LambdaDestination); no other function.",
             )
+            for reference in (
+                f"{Stack.of(self).get_logical_id(orchestrator)}.Arn",
+                f"referenceto{Names.unique_id(orchestrator)}Arn",
+            )
         )
+        self._job_roles = MappingProxyType({job.name: self._job_role(job) for job in workflow.jobs()})
+        self._job_functions = MappingProxyType({job.name: self._job_function(job) for job in workflow.jobs()})
 
         self._rules = MappingProxyType(self._create_rules())
-        self._alarms = self._create_alarms()
+        self._alarms = workflow_alarms(
+            self, workflow.name, self._topic, self._dead_letter_queue, self._orchestrator, self._starter
+        )
 
     @property
     def orchestrator(self) -> lambda_.Function:
@@ -216,9 +214,26 @@ class Workflow(Construct):
         return self._job_functions
 
     @property
-    def job_role(self) -> iam.IRole:
-        """The one role every job function of this workflow runs with."""
-        return self._job_role
+    def job_roles(self) -> Mapping[str, iam.Role]:
+        """Job name -> the role its function runs with (one per job)."""
+        return self._job_roles
+
+    def job_function(self, name: str) -> lambda_.Function:
+        """The function of job ``name``."""
+        return self._job_functions[self._known_job(name)]
+
+    def job_role(self, name: str) -> iam.Role:
+        """The role of job ``name``, for grants: ``bucket.grant_read(workflow.job_role("extract"))``
+        gives that one job access, no other."""
+        return self._job_roles[self._known_job(name)]
+
+    def _known_job(self, name: str) -> str:
+        if name not in self._job_functions:
+            raise KeyError(
+                f"workflow {self._props.workflow.name!r} has no job {name!r}; "
+                f"its jobs are {', '.join(sorted(self._job_functions))}"
+            )
+        return name
 
     @property
     def rules(self) -> Mapping[str, events.Rule]:
@@ -308,6 +323,21 @@ class Workflow(Construct):
         self._log_group.grant_write(role)
         return function
 
+    def _job_role(self, job: model.Job) -> iam.Role:
+        """A job's own role, in the job's nested stack: what it may reach is granted to this job
+        alone (the secret, the log group, and whatever the CDK user grants it)."""
+        workflow = self._props.workflow
+        role = iam.Role(
+            self._job_stack(job_stack_index(job.name)),
+            f"JobRole-{job.name}",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Job {job.name} of workflow {workflow.name}",
+        )
+        self._props.secret.grant_read(role)
+        self._log_group.grant_write(role)
+        Validations.of(role).acknowledge(*self._on_failure_acknowledgments)
+        return role
+
     def _job_function(self, job: model.Job) -> lambda_.Function:
         workflow = self._props.workflow
         index = job_stack_index(job.name)
@@ -331,7 +361,7 @@ class Workflow(Construct):
             layers=[self._props.layer],
             memory_size=job.memory,
             timeout=Duration.seconds(job.timeout),
-            role=self._job_role,
+            role=self._job_roles[job.name],
             log_group=self._log_group,
             logging_format=lambda_.LoggingFormat.JSON,
             application_log_level_v2=APPLICATION_LOG_LEVEL,
@@ -359,32 +389,6 @@ class Workflow(Construct):
             resource_name=model.job_function_prefix(self._props.workflow.name) + "*",
             arn_format=ArnFormat.COLON_RESOURCE_NAME,
         )
-
-    def _notification_topic(self) -> sns.Topic:
-        key = kms.Key(
-            self,
-            "TopicKey",
-            enable_key_rotation=True,
-            description=f"Encrypts the notification topic of workflow {self._props.workflow.name}",
-        )
-        # CloudWatch alarms publish to the encrypted topic; they need the key (SNS SSE docs).
-        key.add_to_resource_policy(
-            iam.PolicyStatement(
-                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                resources=["*"],
-            )
-        )
-        topic = sns.Topic(
-            self,
-            "Topic",
-            display_name=f"Workflow {self._props.workflow.name}",
-            master_key=key,
-            enforce_ssl=True,
-        )
-        for address in self._props.workflow.notify.email:
-            topic.add_subscription(subscriptions.EmailSubscription(address))
-        return topic
 
     def _create_rules(self) -> dict[str, events.Rule]:
         workflow = self._props.workflow
@@ -434,35 +438,3 @@ class Workflow(Construct):
             retry_attempts=RULE_RETRY_ATTEMPTS,
             max_event_age=RULE_MAX_EVENT_AGE,
         )
-
-    def _create_alarms(self) -> tuple[cloudwatch.Alarm, ...]:
-        workflow = self._props.workflow.name
-        alarms = (
-            cloudwatch.Alarm(
-                self,
-                "DeadLetterAlarm",
-                alarm_description=f"{workflow}: events or invocations were given up on; see the "
-                "dead-letter queue",
-                metric=self._dead_letter_queue.metric_approximate_number_of_messages_visible(
-                    period=Duration.minutes(1), statistic=cloudwatch.Stats.MAXIMUM
-                ),
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            ),
-            cloudwatch.Alarm(
-                self,
-                "OrchestratorErrorsAlarm",
-                alarm_description=f"{workflow}: the orchestrator failed; runs may stall",
-                metric=self._orchestrator.metric_errors(period=Duration.minutes(5), statistic="Sum"),
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            ),
-        )
-        action = cloudwatch_actions.SnsAction(self._topic)
-        for alarm in alarms:
-            alarm.add_alarm_action(action)
-        return alarms

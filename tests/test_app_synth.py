@@ -34,6 +34,10 @@ from tests.cdk_fixtures import (
 
 ATLAS = {"atlasProjectId": "proj-1", "atlasAppId": "app-1", "atlasServiceId": "svc-1"}
 CLOUDFORMATION_RESOURCE_LIMIT = 500
+CLOUDFORMATION_TEMPLATE_BYTES = 1_000_000
+"""A template deployed from S3 (nested stacks are) may have up to 1 MB."""
+IAM_ROLE_POLICY_CHARS = 10_240
+"""IAM's limit on the inline policies of one role, together."""
 
 
 def logical_ids(templates: dict[str, dict[str, Any]]) -> dict[tuple[str, str], str]:
@@ -243,6 +247,11 @@ def test_five_hundred_jobs_fit_the_per_stack_resource_limit():
     assert max(counts.values()) <= CLOUDFORMATION_RESOURCE_LIMIT
     functions = sum(len(resources_of_type(t, "AWS::Lambda::Function")) for t in templates.values())
     assert functions == 500 + 3
+    assert max(len(json.dumps(template)) for template in templates.values()) < CLOUDFORMATION_TEMPLATE_BYTES
+    roles = sum(len(resources_of_type(t, "AWS::IAM::Role")) for t in templates.values())
+    assert roles == 500 + 3  # one per job: within the account's default quota of 1000 roles
+    policies = [p for t in templates.values() for p in resources_of_type(t, "AWS::IAM::Policy").values()]
+    assert max(len(json.dumps(p["Properties"]["PolicyDocument"])) for p in policies) < IAM_ROLE_POLICY_CHARS
 
 
 # --- cdk-nag -------------------------------------------------------------------------------
