@@ -127,10 +127,11 @@ def synth(app: App) -> None:
         from runtime.definition.loader import load_workflows
 
         workflows = load_workflows([config.workflows_dir])
+        # Building installs job requirements, which can fail like a spec (named job and package).
+        build(app, config, workflows)
     except (SpecError, ConfigError) as error:
         print("\n".join(error.problems), file=sys.stderr)
         sys.exit(1)
-    build(app, config, workflows)
     add_checks(app)
     app.synth()
 

@@ -21,10 +21,19 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
-from constructs.lambda_code import ARCHITECTURE, DEFINITION_FILE, PYTHON_RUNTIME, CodeStaging
+from constructs.bundling import WHEEL_PLATFORM, RequirementsError
+from constructs.lambda_code import (
+    ARCHITECTURE,
+    DEFINITION_FILE,
+    JOB_REQUIREMENTS_FILE,
+    PYTHON_RUNTIME,
+    CodeStaging,
+    python_version,
+)
 from constructs.monitoring import notification_topic, workflow_alarms
 from runtime import patterns
 from runtime.definition import model
+from runtime.errors import SpecError
 from runtime.settings import StoreSettings
 
 JOB_STACKS = 8
@@ -115,6 +124,7 @@ class Workflow(Construct):
         self._props = props
         workflow = props.workflow
         self._staging = CodeStaging(self, workflow)
+        self._job_code = self._stage_job_code()
         self._runtime_code: dict[int | None, lambda_.Code] = {}
 
         self._log_group = logs.LogGroup(self, "Logs", retention=LOG_RETENTION)
@@ -276,6 +286,31 @@ class Workflow(Construct):
             return secretsmanager.Secret.from_secret_complete_arn(self, "SlackWebhook", name_or_arn)
         return secretsmanager.Secret.from_secret_name_v2(self, "SlackWebhook", name_or_arn)
 
+    def _stage_job_code(self) -> dict[str, tuple[str, str]]:
+        """Job name -> (asset folder, ``JOB_HANDLER``) for jobs with code, staged before any
+        resource exists so every job whose requirements cannot be installed is reported at once."""
+        workflow = self._props.workflow
+        staged: dict[str, tuple[str, str]] = {}
+        problems = []
+        for job in workflow.jobs():
+            if job.code is None:
+                continue
+            try:
+                folder, entry = self._staging.job(job)
+            except RequirementsError as error:
+                package = f"{error.requirement!r}" if error.requirement else "its packages"
+                problems.append(
+                    f"{workflow.source or workflow.name}: $.phases.{job.phase}.jobs.{job.name}.code: "
+                    f"{job.code}/{JOB_REQUIREMENTS_FILE}: job {job.name!r} needs {package}, which pip "
+                    f"cannot install for Python {python_version(PYTHON_RUNTIME)} on {WHEEL_PLATFORM} "
+                    f"({error.detail}); pin a version published as a wheel for that platform, or remove it"
+                )
+                continue
+            staged[job.name] = (str(folder), entry)
+        if problems:
+            raise SpecError(problems)
+        return staged
+
     def _code(self, stack_index: int | None) -> lambda_.Code:
         """One runtime-only ``Code`` per stack: CDK binds a ``Code`` to a single stack."""
         if stack_index not in self._runtime_code:
@@ -343,12 +378,13 @@ class Workflow(Construct):
         index = job_stack_index(job.name)
         stack = self._job_stack(index)
         environment = self._store_environment()
-        if job.code is None:
-            code = self._code(index)
-        else:
-            folder, entry = self._staging.job(job)
-            code = lambda_.Code.from_asset(str(folder))
+        code: lambda_.Code
+        if job.name in self._job_code:
+            folder, entry = self._job_code[job.name]
+            code = lambda_.Code.from_asset(folder)
             environment["JOB_HANDLER"] = entry
+        else:
+            code = self._code(index)
         return lambda_.Function(
             stack,
             f"Job-{job.name}",
