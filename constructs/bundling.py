@@ -102,6 +102,7 @@ def install_requirements(requirements: Path, target_python: str, cache: Path) ->
         shutil.rmtree(partial, ignore_errors=True)
     return installed
 
+
 NEVER_PULLED_IMAGE = DockerImage.from_registry("local-bundling-only")
 """``BundlingOptions`` requires an image; local bundling always succeeds or raises, so it is never
 pulled. The name says why if it ever shows up in an error."""

@@ -26,6 +26,7 @@ from tests.cdk_fixtures import (
     NODE_BIN,
     REPO,
     generated_workflow,
+    logical_id,
     make_app,
     resources_of_type,
     synthesize,
@@ -353,3 +354,17 @@ def test_cdk_cli_synth_then_cfn_lint(tmp_path):
         check=False,
     )
     assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def test_workflow_stacks_output_what_a_deploy_needs_next(repo_app):
+    _, built = repo_app
+    construct = built.workflows["catch_the_fish"]
+
+    outputs = Template.from_stack(Stack.of(construct)).to_json()["Outputs"]
+
+    assert outputs["StarterFunctionName"]["Value"] == {"Ref": logical_id(construct.starter)}
+    assert outputs["TopicArn"]["Value"] == {"Ref": logical_id(construct.topic)}
+    assert outputs["LogGroupName"]["Value"] == {"Ref": logical_id(construct.log_group)}
+    assert "Fn::GetStackOutput" in outputs["MongoDbSecretArn"]["Value"]
+    shared_outputs = Template.from_stack(built.shared).to_json()["Outputs"]
+    assert shared_outputs["MongoDbSecretArn"]["Value"] == {"Ref": logical_id(built.shared.secret)}
