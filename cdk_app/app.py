@@ -3,28 +3,37 @@ stack per workflow spec, checked by cdk-nag's AWS Solutions pack during synthesi
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from aws_cdk import Acknowledgment, App, Stack, Validations
-from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import App, CfnOutput, Stack, Tags, Validations
 from cdk_nag import AwsSolutionsChecks
 
 from cdk_app.config import AppConfig, ConfigError
 from constructs import Construct
 from constructs.bundling import DependencyLayer, DependencyLayerProps
-from constructs.lambda_code import RUNTIME_PACKAGE
-from constructs.trigger import StatusEvents, StatusEventsProps
+from constructs.connection import connection_secret
+from constructs.trigger import StatusEvents, StatusEventsProps, consumed_statuses
 from constructs.workflow import Workflow, WorkflowProps
 from runtime.definition import model
 from runtime.errors import SpecError
 
 SHARED_STACK = "Workflows-Shared"
 
-REQUIREMENTS = RUNTIME_PACKAGE / "requirements.txt"
-"""What the dependency layer installs (pymongo; boto3 and jmespath come with Lambda)."""
+SHARED_VERSION_TAG = "workflows:shared-version"
+"""Tag on every taggable resource of a workflow stack, valued ``SharedStack.version``.
+
+Workflow stacks read the layer, secret and bus through weak references (``Fn::GetStackOutput``,
+cdk.json's ``@aws-cdk/core:defaultCrossStackReferences``), which never block the shared stack
+from replacing what they point at (strong exports would refuse every new layer version). But a
+weak reference reads the same in the template whatever it resolves to: a new layer version
+would leave every workflow template byte-identical, skipped by the CLI and by CloudFormation,
+with functions on a deleted layer version. The tag changes with what the shared stack hands
+out, so each function and rule is updated and resolves the new values."""
 
 
 def workflow_stack_name(workflow: str) -> str:
@@ -35,43 +44,45 @@ def workflow_stack_name(workflow: str) -> str:
 class SharedStack(Stack):
     """What every workflow stack uses: the layer, the MongoDB secret and the status event bus."""
 
-    def __init__(self, scope: Construct, construct_id: str, config: AppConfig) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, config: AppConfig, workflows: Sequence[model.Workflow]
+    ) -> None:
         super().__init__(
             scope,
             construct_id,
             description="Workflows: dependency layer, MongoDB connection secret, status event bus",
         )
-        self.layer = DependencyLayer(
-            self, "Dependencies", DependencyLayerProps(requirements=REQUIREMENTS)
-        ).layer
-        self.secret = self._mongodb_secret(config)
-        self.status_events = StatusEvents(
-            self, "StatusEvents", StatusEventsProps(wiring=config.wiring, store=config.store)
+        dependencies = DependencyLayer(self, "Dependencies", DependencyLayerProps())
+        self.layer = dependencies.layer
+        self.secret = connection_secret(
+            self, "MongoDbSecret", secret_arn=config.secret_arn, secret_name=config.secret_name
         )
-
-    def _mongodb_secret(self, config: AppConfig) -> secretsmanager.ISecret:
-        if config.secret_arn is not None:
-            return secretsmanager.Secret.from_secret_complete_arn(self, "MongoDbSecret", config.secret_arn)
-        if config.secret_name is not None:
-            return secretsmanager.Secret.from_secret_name_v2(self, "MongoDbSecret", config.secret_name)
-        secret = secretsmanager.Secret(
+        self.status_events = StatusEvents(
             self,
-            "MongoDbSecret",
-            description="MongoDB connection string for the workflows: put the URI here after deploying",
-            # A placeholder, not a credential: the real URI is set by hand after the first deploy
-            # and never passes through a template.
-            generate_secret_string=secretsmanager.SecretStringGenerator(
-                secret_string_template='{"uri": ""}', generate_string_key="placeholder"
+            "StatusEvents",
+            StatusEventsProps(
+                wiring=config.wiring, store=config.store, forwarded_statuses=consumed_statuses(workflows)
             ),
         )
-        Validations.of(secret).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-SMG4",
-                reason="The connection string is issued by MongoDB Atlas; it is rotated there and then "
-                "pasted into this secret, which Secrets Manager cannot do on its own schedule.",
-            )
+        handed_out = [
+            dependencies.content_hash,
+            self.status_events.version,
+            config.secret_arn,
+            config.secret_name,
+        ]
+        self._version = hashlib.sha256(json.dumps(handed_out).encode()).hexdigest()[:16]
+        CfnOutput(
+            self,
+            "MongoDbSecretArn",
+            value=self.secret.secret_arn,
+            description="Put the MongoDB connection string here (aws secretsmanager put-secret-value)",
         )
-        return secret
+
+    @property
+    def version(self) -> str:
+        """A hash of everything this stack hands the workflow stacks whose value can change
+        (see ``SHARED_VERSION_TAG``)."""
+        return self._version
 
 
 @dataclass(frozen=True)
@@ -83,7 +94,7 @@ class WorkflowApp:
 
 def build(app: App, config: AppConfig, workflows: Sequence[model.Workflow]) -> WorkflowApp:
     """Adds the shared stack and one stack per workflow to ``app``."""
-    shared = SharedStack(app, SHARED_STACK, config)
+    shared = SharedStack(app, SHARED_STACK, config, workflows)
     constructs: dict[str, Workflow] = {}
     for workflow in workflows:
         stack = Stack(
@@ -91,7 +102,7 @@ def build(app: App, config: AppConfig, workflows: Sequence[model.Workflow]) -> W
             workflow_stack_name(workflow.name),
             description=f"Workflow {workflow.name}: {workflow.description}".rstrip(": "),
         )
-        constructs[workflow.name] = Workflow(
+        construct = Workflow(
             stack,
             "Workflow",
             WorkflowProps(
@@ -102,7 +113,21 @@ def build(app: App, config: AppConfig, workflows: Sequence[model.Workflow]) -> W
                 store=config.store,
             ),
         )
+        Tags.of(stack).add(SHARED_VERSION_TAG, shared.version)
+        add_outputs(stack, construct, shared)
+        constructs[workflow.name] = construct
     return WorkflowApp(shared=shared, workflows=MappingProxyType(constructs))
+
+
+def add_outputs(stack: Stack, workflow: Workflow, shared: SharedStack) -> None:
+    """What ``cdk deploy`` prints: enough to start a run, read its logs and set the secret."""
+    for output_id, value, description in (
+        ("StarterFunctionName", workflow.starter.function_name, "Invoke to start a run"),
+        ("TopicArn", workflow.topic.topic_arn, "Notifications and alarms"),
+        ("MongoDbSecretArn", shared.secret.secret_arn, "The MongoDB connection string every function reads"),
+        ("LogGroupName", workflow.log_group.log_group_name, "Every function of the workflow logs here"),
+    ):
+        CfnOutput(stack, output_id, value=value, description=description)
 
 
 def main() -> None:
@@ -121,10 +146,11 @@ def synth(app: App) -> None:
         from runtime.definition.loader import load_workflows
 
         workflows = load_workflows([config.workflows_dir])
+        # Building installs job requirements, which can fail like a spec (named job and package).
+        build(app, config, workflows)
     except (SpecError, ConfigError) as error:
         print(error, file=sys.stderr)
         sys.exit(1)
-    build(app, config, workflows)
     add_checks(app)
     app.synth()
 

@@ -36,6 +36,7 @@ CONTEXT_KEYS = (
     "atlasProfile",
     "atlasTriggerName",
     "partnerEventSource",
+    "partnerEventBusExists",
     "eventBus",
 )
 
@@ -143,8 +144,15 @@ def _wiring(values: Mapping[str, str]) -> tuple[TriggerWiring, list[Problem]]:
     stray = [key for key in ("atlasProfile", "atlasTriggerName") if key in values]
     if stray:
         return DEFAULT_WIRING, [_problem(f"{', '.join(stray)} only apply with {', '.join(ATLAS_IDS)}")]
+    bus_exists = values.get("partnerEventBusExists", "false")
+    if bus_exists.lower() not in ("true", "false"):
+        return DEFAULT_WIRING, [_problem(f"partnerEventBusExists must be true or false, not {bus_exists!r}")]
+    if "partnerEventBusExists" in values and "partnerEventSource" not in values:
+        return DEFAULT_WIRING, [_problem("partnerEventBusExists only applies with partnerEventSource")]
     if "partnerEventSource" in values:
-        return PartnerEventSource(name=values["partnerEventSource"]), []
+        return PartnerEventSource(
+            name=values["partnerEventSource"], bus_exists=bus_exists.lower() == "true"
+        ), []
     if "eventBus" in values:
         return ExistingEventBus(name_or_arn=values["eventBus"]), []
     return DEFAULT_WIRING, []

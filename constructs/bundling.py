@@ -1,4 +1,5 @@
-"""The pymongo dependency layer, built without Docker.
+"""Dependencies built without Docker: the pymongo layer every function shares, and the packages
+a job folder's ``requirements.txt`` names, installed into that job's asset.
 
 ``PythonFunction`` and the default ``BundlingOptions`` run pip inside a Docker image; this machine
 (and many CI runners) have no Docker. pip itself can fetch wheels for another platform and Python
@@ -8,6 +9,10 @@ binary wheels needs, so bundling runs pip locally and the Docker image is never 
 
 from __future__ import annotations
 
+import hashlib
+import os
+import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -19,10 +24,84 @@ from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling,
 from aws_cdk import aws_lambda as lambda_
 
 from constructs import Construct
-from constructs.lambda_code import ARCHITECTURE, PYTHON_RUNTIME, python_version
+from constructs.lambda_code import ARCHITECTURE, PYTHON_RUNTIME, RUNTIME_PACKAGE, python_version
 
 WHEEL_PLATFORM = "manylinux2014_x86_64"
 """Wheels that run on Lambda's x86_64 Amazon Linux (``ARCHITECTURE``)."""
+
+RUNTIME_REQUIREMENTS = RUNTIME_PACKAGE / "requirements.txt"
+"""What the handlers need beyond the Lambda runtime (pymongo; boto3 and jmespath come with it)."""
+
+_UNINSTALLABLE = (
+    re.compile(r"No matching distribution found for (\S+)"),
+    re.compile(r"Could not find a version that satisfies the requirement (\S+)"),
+)
+
+
+def pip_install_command(requirements: Path, target_python: str, target: Path) -> list[str]:
+    """pip, with the interpreter running this app, choosing wheels for Lambda, not this machine."""
+    return [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-compile",
+        "--platform",
+        WHEEL_PLATFORM,
+        "--implementation",
+        "cp",
+        "--python-version",
+        target_python,
+        "--only-binary=:all:",
+        "--target",
+        str(target),
+        "-r",
+        str(requirements),
+    ]
+
+
+class RequirementsError(Exception):
+    """pip could not install a requirements file for the Lambda platform; ``requirement`` is the
+    package it named (or ``None`` when its message named none) and ``detail`` what it said."""
+
+    def __init__(self, requirement: str | None, detail: str) -> None:
+        self.requirement = requirement
+        self.detail = detail
+        super().__init__(detail)
+
+
+def install_requirements(requirements: Path, target_python: str, cache: Path) -> Path:
+    """Installs ``requirements`` for Lambda into ``<cache>/<hash>`` and returns that folder.
+
+    The hash covers the file's text, the Python version and the platform, so a synth with an
+    unchanged file finds the folder and runs no pip. pip writes into a temporary sibling that is
+    renamed when complete: an interrupted install is never mistaken for a finished one.
+    """
+    text = requirements.read_text(encoding="utf-8")
+    digest = hashlib.sha256(f"{target_python}\n{WHEEL_PLATFORM}\n{text}".encode()).hexdigest()[:32]
+    installed = cache / digest
+    if installed.is_dir():
+        return installed
+    cache.mkdir(parents=True, exist_ok=True)
+    partial = cache / f"{digest}.partial-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    completed = subprocess.run(
+        pip_install_command(requirements, target_python, partial), capture_output=True, text=True, check=False
+    )
+    if completed.returncode != 0:
+        shutil.rmtree(partial, ignore_errors=True)
+        output = completed.stderr.strip() or completed.stdout.strip()
+        named = (match.group(1) for pattern in _UNINSTALLABLE if (match := pattern.search(output)))
+        last_error = [line for line in output.splitlines() if line.startswith("ERROR:")][-1:]
+        raise RequirementsError(next(named, None), (last_error or [output])[0].removeprefix("ERROR: "))
+    try:
+        partial.rename(installed)
+    except OSError:  # another synth finished the same install first: keep theirs
+        shutil.rmtree(partial, ignore_errors=True)
+    return installed
+
 
 NEVER_PULLED_IMAGE = DockerImage.from_registry("local-bundling-only")
 """``BundlingOptions`` requires an image; local bundling always succeeds or raises, so it is never
@@ -39,27 +118,8 @@ class PipLayerBundling:
         self._target_python = target_python
 
     def command(self, output_dir: str) -> list[str]:
-        """The pip invocation, with the interpreter running this app."""
-        return [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-compile",
-            "--platform",
-            WHEEL_PLATFORM,
-            "--implementation",
-            "cp",
-            "--python-version",
-            self._target_python,
-            "--only-binary=:all:",
-            "--target",
-            str(Path(output_dir) / "python"),
-            "-r",
-            str(self._requirements),
-        ]
+        """The pip invocation, into the layer's ``python`` folder."""
+        return pip_install_command(self._requirements, self._target_python, Path(output_dir) / "python")
 
     @jsii.member(jsii_name="tryBundle")
     def try_bundle(self, output_dir: str, *, image: DockerImage, **_options: Any) -> bool:
@@ -76,8 +136,8 @@ class PipLayerBundling:
 
 @dataclass(frozen=True, kw_only=True)
 class DependencyLayerProps:
-    requirements: Path
-    """The requirements file to install (``runtime/requirements.txt``)."""
+    requirements: Path = RUNTIME_REQUIREMENTS
+    """The requirements file to install; default ``RUNTIME_REQUIREMENTS``, what the handlers need."""
     runtime: lambda_.Runtime = PYTHON_RUNTIME
     """The Lambda runtime the wheels are chosen for; default ``PYTHON_RUNTIME``."""
 
@@ -94,6 +154,7 @@ class DependencyLayer(Construct):
         super().__init__(scope, construct_id)
         target_python = python_version(props.runtime)
         staging = self._stage_requirements(props.requirements, target_python)
+        self._content_hash = hashlib.sha256((staging / "requirements.txt").read_bytes()).hexdigest()
         bundling = PipLayerBundling(staging / "requirements.txt", target_python)
         self.layer = lambda_.LayerVersion(
             self,
@@ -107,6 +168,12 @@ class DependencyLayer(Construct):
             compatible_architectures=[ARCHITECTURE],
             description=f"Run-time dependencies ({props.requirements.name}) for Python {target_python}",
         )
+
+    @property
+    def content_hash(self) -> str:
+        """What the layer is built from (requirements, Python, platform), hashed: a new value
+        means a new layer version."""
+        return self._content_hash
 
     def _stage_requirements(self, requirements: Path, target_python: str) -> Path:
         stage = Stage.of(self)

@@ -37,6 +37,9 @@ JOB_HANDLER_FUNCTION = "handler"
 FOLDER_ENTRY_MODULE = "handler"
 """A job whose ``code`` is a folder runs its top-level ``handler.py`` (the loader checks it exists)."""
 
+JOB_REQUIREMENTS_FILE = "requirements.txt"
+"""In a job's code folder: packages installed next to its code, for that job alone."""
+
 _BUILD_ONLY = shutil.ignore_patterns("__pycache__", "*.pyc", "requirements.txt")
 _MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -58,6 +61,8 @@ class CodeStaging:
             raise ValueError(f"{scope.node.path}: code assets need an App or Stage above the workflow")
         self._root = Path(stage.outdir) / "staging" / workflow.name
         shutil.rmtree(self._root, ignore_errors=True)
+        # Kept across synths in the assembly folder: an unchanged requirements file installs once.
+        self._requirements_cache = Path(stage.outdir) / "cache" / "job-requirements"
         self._workflow = workflow
 
     def runtime_only(self) -> Path:
@@ -80,7 +85,9 @@ class CodeStaging:
         """The runtime package plus the job's own code; returns the folder and ``JOB_HANDLER``.
 
         A file ``fish.py`` becomes the module ``fish``; a folder's contents are copied to the top
-        level and its ``handler.py`` is the entry module.
+        level and its ``handler.py`` is the entry module. A folder's ``requirements.txt`` is
+        installed for Lambda into the top level too (Lambda puts it on ``sys.path``); raises
+        ``RequirementsError`` when pip cannot.
         """
         if job.code is None:
             raise ValueError(f"job {job.name!r} has no code; stub jobs use runtime_only()")
@@ -95,6 +102,14 @@ class CodeStaging:
             if (source / RUNTIME_PACKAGE.name).exists():
                 raise ValueError(f"job {job.name!r}: code folder {source} must not contain 'runtime'")
             shutil.copytree(source, folder, dirs_exist_ok=True, ignore=_BUILD_ONLY)
+            if (source / JOB_REQUIREMENTS_FILE).is_file():
+                # Imported here: bundling imports this module for the runtime and platform.
+                from constructs.bundling import install_requirements
+
+                installed = install_requirements(
+                    source / JOB_REQUIREMENTS_FILE, python_version(PYTHON_RUNTIME), self._requirements_cache
+                )
+                shutil.copytree(installed, folder, dirs_exist_ok=True, symlinks=True)
         else:
             raise ValueError(f"job {job.name!r}: code {source} is neither a file nor a folder")
         if not _MODULE_NAME.match(module) or module == RUNTIME_PACKAGE.name:

@@ -7,13 +7,18 @@ or an existing bus.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 from aws_cdk import Aws
 from aws_cdk import aws_events as events
 
 from constructs import Construct
+from runtime.definition.model import NOTIFY_EVENTS, Workflow
+from runtime.patterns import ORCHESTRATOR_STATUSES
 from runtime.settings import StoreSettings
 
 if TYPE_CHECKING:
@@ -21,6 +26,32 @@ if TYPE_CHECKING:
 
 PARTNER_SOURCE_PREFIX = "aws.partner/mongodb.com/stitch.trigger/"
 """Atlas names the partner event source after the trigger's id."""
+
+AUTO_RESUME = False
+"""Atlas's auto-resume (``TolerateResumeErrors``) restarts a suspended trigger at the next change
+whose resume token is gone from the oplog, silently skipping every insert made while it was
+suspended: the skipped ``success`` reports would leave their runs waiting forever. Off until a
+reconciler replays a run's statuses; until then a suspended trigger stays suspended, the
+workflow's ``StatusEventsStoppedAlarm`` says so, and an operator restarts it in Atlas (resuming
+from the token when it is still in the oplog loses nothing)."""
+
+ALL_CONSUMED_STATUSES = tuple(sorted({*ORCHESTRATOR_STATUSES, *NOTIFY_EVENTS}))
+"""Every status the orchestrator acts on or a spec's ``notify.on`` may name."""
+
+
+def consumed_statuses(workflows: Iterable[Workflow]) -> tuple[str, ...]:
+    """The statuses some rule of these workflows matches: the orchestrator's, plus each spec's
+    ``notify.on``. A union over all specs (not one clause per workflow), so the trigger's filter
+    stays one short ``$in`` however many workflows share it; the rules still match per workflow."""
+    statuses = set(ORCHESTRATOR_STATUSES)
+    for workflow in workflows:
+        statuses.update(workflow.notify.on)
+    return tuple(sorted(statuses))
+
+
+def trigger_match(statuses: Sequence[str]) -> str:
+    """The Atlas trigger's ``$match`` over change events (a JSON string, as Atlas takes it)."""
+    return json.dumps({"fullDocument.status": {"$in": sorted(statuses)}}, separators=(",", ":"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,6 +76,11 @@ class PartnerEventSource:
 
     name: str
     """``aws.partner/mongodb.com/stitch.trigger/<trigger id>``."""
+    bus_exists: bool = False
+    """True when the source is already associated with its bus (EventBridge console, "Associate
+    with event bus", makes a bus named like the source): the bus is then imported by name, since
+    creating a second bus for the source fails. Default ``False``: this app creates the bus,
+    which is the association."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,6 +100,10 @@ class StatusEventsProps:
     """How inserts into the statuses collection reach EventBridge."""
     store: StoreSettings = StoreSettings()
     """Database and collection the trigger watches; default ``StoreSettings()``."""
+    forwarded_statuses: Sequence[str] = ALL_CONSUMED_STATUSES
+    """Statuses the Atlas trigger forwards (``consumed_statuses`` of the workflows on the bus);
+    default ``ALL_CONSUMED_STATUSES``. Others (``started``, mostly) cost a trigger execution and
+    an event each and no rule would match them."""
 
 
 class StatusEvents(Construct):
@@ -72,12 +112,17 @@ class StatusEvents(Construct):
     def __init__(self, scope: Construct, construct_id: str, props: StatusEventsProps) -> None:
         super().__init__(scope, construct_id)
         self._trigger: CfnTrigger | None = None
+        self._version = hashlib.sha256(
+            json.dumps([type(props.wiring).__name__, asdict(props.wiring)], sort_keys=True).encode()
+        ).hexdigest()
         wiring = props.wiring
         if isinstance(wiring, AtlasTrigger):
-            self._trigger = self._atlas_trigger(wiring, props.store)
+            self._trigger = self._atlas_trigger(wiring, props.store, props.forwarded_statuses)
             self._event_bus: events.IEventBus = events.EventBus(
                 self, "Bus", event_source_name=PARTNER_SOURCE_PREFIX + self._trigger.attr_id
             )
+        elif isinstance(wiring, PartnerEventSource) and wiring.bus_exists:
+            self._event_bus = events.EventBus.from_event_bus_name(self, "Bus", wiring.name)
         elif isinstance(wiring, PartnerEventSource):
             self._event_bus = events.EventBus(self, "Bus", event_source_name=wiring.name)
         elif wiring.name_or_arn.startswith("arn:"):
@@ -94,7 +139,15 @@ class StatusEvents(Construct):
         """The Atlas trigger, or ``None`` when the events come from elsewhere."""
         return self._trigger
 
-    def _atlas_trigger(self, wiring: AtlasTrigger, store: StoreSettings) -> CfnTrigger:
+    @property
+    def version(self) -> str:
+        """A hash of the wiring: changes whenever the bus the rules must listen on may move (a
+        replaced trigger makes a new partner source and bus under the same logical id)."""
+        return self._version
+
+    def _atlas_trigger(
+        self, wiring: AtlasTrigger, store: StoreSettings, forwarded_statuses: Sequence[str]
+    ) -> CfnTrigger:
         # Imported here: loading the Atlas resource library costs every synth a few hundred ms,
         # and only this wiring needs it.
         from awscdk_resources_mongodbatlas import (
@@ -120,6 +173,11 @@ class StatusEvents(Construct):
                 collection=store.statuses_collection,
                 operation_types=[DatabaseConfigOperationTypes.INSERT],
                 full_document=True,
+                match=trigger_match(forwarded_statuses),
+                # Ordered processing runs one event at a time for the whole collection; nothing
+                # downstream relies on order (EventBridge and Lambda reorder events anyway).
+                unordered=True,
+                tolerate_resume_errors=AUTO_RESUME,
             ),
             event_processors=Event(
                 awseventbridge=EventAwseventbridge(

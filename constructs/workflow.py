@@ -8,30 +8,38 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, cast
 
-from aws_cdk import Acknowledgment, ArnFormat, Duration, NestedStack, Stack, Validations
+from aws_cdk import Acknowledgment, ArnFormat, Duration, Names, NestedStack, Stack, Validations
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
-from constructs.lambda_code import ARCHITECTURE, DEFINITION_FILE, PYTHON_RUNTIME, CodeStaging
+from constructs.bundling import WHEEL_PLATFORM, RequirementsError
+from constructs.lambda_code import (
+    ARCHITECTURE,
+    DEFINITION_FILE,
+    JOB_REQUIREMENTS_FILE,
+    PYTHON_RUNTIME,
+    CodeStaging,
+    python_version,
+)
+from constructs.monitoring import notification_topic, workflow_alarms
 from runtime import patterns
 from runtime.definition import model
+from runtime.errors import Problem, SpecError
 from runtime.settings import StoreSettings
 
 JOB_STACKS = 8
 """Nested stacks the job functions are spread over, by a hash of the job name. Fixed, so adding a
-job never moves another; 8 stacks of at most 500 resources (2 per job) hold well over 1000 jobs."""
+job never moves another. At 4 resources per job (function, invoke config, role, policy) the
+fullest of the 8 holds 312 of its 500 resources at 500 jobs: room for about 800."""
 
 JOB_ASYNC_RETRY_ATTEMPTS = 2
 """Lambda's own retries of a job invocation that crashed before the wrapper could report."""
@@ -116,6 +124,7 @@ class Workflow(Construct):
         self._props = props
         workflow = props.workflow
         self._staging = CodeStaging(self, workflow)
+        self._job_code = self._stage_job_code()
         self._runtime_code: dict[int | None, lambda_.Code] = {}
 
         self._log_group = logs.LogGroup(self, "Logs", retention=LOG_RETENTION)
@@ -132,7 +141,7 @@ class Workflow(Construct):
                 reason="This queue is itself the dead-letter queue of the workflow's rules and functions.",
             )
         )
-        self._topic = self._notification_topic()
+        self._topic = notification_topic(self, workflow)
 
         self._orchestrator = self._system_function(
             "orchestrator", "Records status events in the run and dispatches the jobs that became ready."
@@ -175,28 +184,27 @@ class Workflow(Construct):
             code=lambda_.Code.from_asset(str(self._staging.starter())),
         )
 
-        self._job_role = iam.Role(
-            self,
-            "JobRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description=f"Shared by the job functions of workflow {workflow.name}",
-        )
-        props.secret.grant_read(self._job_role)
-        self._log_group.grant_write(self._job_role)
-        self._job_functions = MappingProxyType({job.name: self._job_function(job) for job in workflow.jobs()})
-        orchestrator_id = Stack.of(self).get_logical_id(
-            cast(lambda_.CfnFunction, self._orchestrator.node.default_child)
-        )
-        Validations.of(self._job_role).acknowledge(
+        orchestrator = cast(lambda_.CfnFunction, self._orchestrator.node.default_child)
+        # cdk-nag names the orchestrator's ARN by its logical id before synthesis prepares the
+        # nested stacks, and by the nested stack parameter carrying it afterwards.
+        self._on_failure_acknowledgments = tuple(
             Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::<{orchestrator_id}.Arn>:*]",
-                reason="The jobs' on-failure destination may invoke any version of this workflow's "
+                id=f"AwsSolutions-IAM5[Resource::<{reference}>:*]",
+                reason="A job's on-failure destination may invoke any version of this workflow's "
                 "orchestrator (CDK's grant for LambdaDestination); no other function.",
             )
+            for reference in (
+                f"{Stack.of(self).get_logical_id(orchestrator)}.Arn",
+                f"referenceto{Names.unique_id(orchestrator)}Arn",
+            )
         )
+        self._job_roles = MappingProxyType({job.name: self._job_role(job) for job in workflow.jobs()})
+        self._job_functions = MappingProxyType({job.name: self._job_function(job) for job in workflow.jobs()})
 
         self._rules = MappingProxyType(self._create_rules())
-        self._alarms = self._create_alarms()
+        self._alarms = workflow_alarms(
+            self, workflow.name, self._topic, self._dead_letter_queue, self._orchestrator, self._starter
+        )
 
     @property
     def orchestrator(self) -> lambda_.Function:
@@ -216,9 +224,26 @@ class Workflow(Construct):
         return self._job_functions
 
     @property
-    def job_role(self) -> iam.IRole:
-        """The one role every job function of this workflow runs with."""
-        return self._job_role
+    def job_roles(self) -> Mapping[str, iam.Role]:
+        """Job name -> the role its function runs with (one per job)."""
+        return self._job_roles
+
+    def job_function(self, name: str) -> lambda_.Function:
+        """The function of job ``name``."""
+        return self._job_functions[self._known_job(name)]
+
+    def job_role(self, name: str) -> iam.Role:
+        """The role of job ``name``, for grants: ``bucket.grant_read(workflow.job_role("extract"))``
+        gives that one job access, no other."""
+        return self._job_roles[self._known_job(name)]
+
+    def _known_job(self, name: str) -> str:
+        if name not in self._job_functions:
+            raise KeyError(
+                f"workflow {self._props.workflow.name!r} has no job {name!r}; "
+                f"its jobs are {', '.join(sorted(self._job_functions))}"
+            )
+        return name
 
     @property
     def rules(self) -> Mapping[str, events.Rule]:
@@ -260,6 +285,35 @@ class Workflow(Construct):
         if name_or_arn.startswith("arn:"):
             return secretsmanager.Secret.from_secret_complete_arn(self, "SlackWebhook", name_or_arn)
         return secretsmanager.Secret.from_secret_name_v2(self, "SlackWebhook", name_or_arn)
+
+    def _stage_job_code(self) -> dict[str, tuple[str, str]]:
+        """Job name -> (asset folder, ``JOB_HANDLER``) for jobs with code, staged before any
+        resource exists so every job whose requirements cannot be installed is reported at once."""
+        workflow = self._props.workflow
+        staged: dict[str, tuple[str, str]] = {}
+        problems: list[Problem] = []
+        for job in workflow.jobs():
+            if job.code is None:
+                continue
+            try:
+                folder, entry = self._staging.job(job)
+            except RequirementsError as error:
+                package = f"{error.requirement!r}" if error.requirement else "its packages"
+                problems.append(
+                    Problem(
+                        workflow.source or workflow.name,
+                        f"$.phases.{job.phase}.jobs.{job.name}.code",
+                        f"{job.code}/{JOB_REQUIREMENTS_FILE}: job {job.name!r} needs {package}, which pip "
+                        f"cannot install for Python {python_version(PYTHON_RUNTIME)} on {WHEEL_PLATFORM} "
+                        f"({error.detail}); pin a version published as a wheel for that platform, "
+                        "or remove it",
+                    )
+                )
+                continue
+            staged[job.name] = (str(folder), entry)
+        if problems:
+            raise SpecError(problems)
+        return staged
 
     def _code(self, stack_index: int | None) -> lambda_.Code:
         """One runtime-only ``Code`` per stack: CDK binds a ``Code`` to a single stack."""
@@ -308,17 +362,33 @@ class Workflow(Construct):
         self._log_group.grant_write(role)
         return function
 
+    def _job_role(self, job: model.Job) -> iam.Role:
+        """A job's own role, in the job's nested stack: what it may reach is granted to this job
+        alone (the secret, the log group, and whatever the CDK user grants it)."""
+        workflow = self._props.workflow
+        role = iam.Role(
+            self._job_stack(job_stack_index(job.name)),
+            f"JobRole-{job.name}",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Job {job.name} of workflow {workflow.name}",
+        )
+        self._props.secret.grant_read(role)
+        self._log_group.grant_write(role)
+        Validations.of(role).acknowledge(*self._on_failure_acknowledgments)
+        return role
+
     def _job_function(self, job: model.Job) -> lambda_.Function:
         workflow = self._props.workflow
         index = job_stack_index(job.name)
         stack = self._job_stack(index)
         environment = self._store_environment()
-        if job.code is None:
-            code = self._code(index)
-        else:
-            folder, entry = self._staging.job(job)
-            code = lambda_.Code.from_asset(str(folder))
+        code: lambda_.Code
+        if job.name in self._job_code:
+            folder, entry = self._job_code[job.name]
+            code = lambda_.Code.from_asset(folder)
             environment["JOB_HANDLER"] = entry
+        else:
+            code = self._code(index)
         return lambda_.Function(
             stack,
             f"Job-{job.name}",
@@ -331,7 +401,7 @@ class Workflow(Construct):
             layers=[self._props.layer],
             memory_size=job.memory,
             timeout=Duration.seconds(job.timeout),
-            role=self._job_role,
+            role=self._job_roles[job.name],
             log_group=self._log_group,
             logging_format=lambda_.LoggingFormat.JSON,
             application_log_level_v2=APPLICATION_LOG_LEVEL,
@@ -359,32 +429,6 @@ class Workflow(Construct):
             resource_name=model.job_function_prefix(self._props.workflow.name) + "*",
             arn_format=ArnFormat.COLON_RESOURCE_NAME,
         )
-
-    def _notification_topic(self) -> sns.Topic:
-        key = kms.Key(
-            self,
-            "TopicKey",
-            enable_key_rotation=True,
-            description=f"Encrypts the notification topic of workflow {self._props.workflow.name}",
-        )
-        # CloudWatch alarms publish to the encrypted topic; they need the key (SNS SSE docs).
-        key.add_to_resource_policy(
-            iam.PolicyStatement(
-                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                resources=["*"],
-            )
-        )
-        topic = sns.Topic(
-            self,
-            "Topic",
-            display_name=f"Workflow {self._props.workflow.name}",
-            master_key=key,
-            enforce_ssl=True,
-        )
-        for address in self._props.workflow.notify.email:
-            topic.add_subscription(subscriptions.EmailSubscription(address))
-        return topic
 
     def _create_rules(self) -> dict[str, events.Rule]:
         workflow = self._props.workflow
@@ -434,35 +478,3 @@ class Workflow(Construct):
             retry_attempts=RULE_RETRY_ATTEMPTS,
             max_event_age=RULE_MAX_EVENT_AGE,
         )
-
-    def _create_alarms(self) -> tuple[cloudwatch.Alarm, ...]:
-        workflow = self._props.workflow.name
-        alarms = (
-            cloudwatch.Alarm(
-                self,
-                "DeadLetterAlarm",
-                alarm_description=f"{workflow}: events or invocations were given up on; see the "
-                "dead-letter queue",
-                metric=self._dead_letter_queue.metric_approximate_number_of_messages_visible(
-                    period=Duration.minutes(1), statistic=cloudwatch.Stats.MAXIMUM
-                ),
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            ),
-            cloudwatch.Alarm(
-                self,
-                "OrchestratorErrorsAlarm",
-                alarm_description=f"{workflow}: the orchestrator failed; runs may stall",
-                metric=self._orchestrator.metric_errors(period=Duration.minutes(5), statistic="Sum"),
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            ),
-        )
-        action = cloudwatch_actions.SnsAction(self._topic)
-        for alarm in alarms:
-            alarm.add_alarm_action(action)
-        return alarms

@@ -26,6 +26,7 @@ from tests.cdk_fixtures import (
     NODE_BIN,
     REPO,
     generated_workflow,
+    logical_id,
     make_app,
     resources_of_type,
     synthesize,
@@ -34,6 +35,10 @@ from tests.cdk_fixtures import (
 
 ATLAS = {"atlasProjectId": "proj-1", "atlasAppId": "app-1", "atlasServiceId": "svc-1"}
 CLOUDFORMATION_RESOURCE_LIMIT = 500
+CLOUDFORMATION_TEMPLATE_BYTES = 1_000_000
+"""A template deployed from S3 (nested stacks are) may have up to 1 MB."""
+IAM_ROLE_POLICY_CHARS = 10_240
+"""IAM's limit on the inline policies of one role, together."""
 
 
 def logical_ids(templates: dict[str, dict[str, Any]]) -> dict[tuple[str, str], str]:
@@ -77,6 +82,15 @@ def test_other_wirings_from_context(context, wiring):
     assert isinstance(AppConfig.from_mapping(context).wiring, wiring)
 
 
+@pytest.mark.parametrize(("value", "exists"), [(True, True), ("true", True), ("false", False), (None, False)])
+def test_partner_event_bus_exists_from_context(value, exists):
+    source = "aws.partner/mongodb.com/stitch.trigger/1"
+
+    config = AppConfig.from_mapping({"partnerEventSource": source, "partnerEventBusExists": value})
+
+    assert config.wiring == PartnerEventSource(name=source, bus_exists=exists)
+
+
 @pytest.mark.parametrize(
     ("context", "problem"),
     [
@@ -90,6 +104,11 @@ def test_other_wirings_from_context(context, wiring):
         ),
         ({"mongodbDatabase": "a.b"}, "mongodbDatabase 'a.b' is not a usable MongoDB name"),
         ({"statusesCollection": "$cmd"}, "statusesCollection '\\$cmd' is not a usable MongoDB name"),
+        ({"partnerEventBusExists": "true"}, "partnerEventBusExists only applies with partnerEventSource"),
+        (
+            {"partnerEventSource": "aws.partner/x", "partnerEventBusExists": "yes"},
+            "partnerEventBusExists must be true or false, not 'yes'",
+        ),
     ],
     ids=[
         "partial-atlas",
@@ -99,6 +118,8 @@ def test_other_wirings_from_context(context, wiring):
         "partial-arn",
         "db-name",
         "coll-name",
+        "stray-bus-exists",
+        "bus-exists-not-bool",
     ],
 )
 def test_contradictory_context_is_refused(context, problem):
@@ -227,6 +248,11 @@ def test_five_hundred_jobs_fit_the_per_stack_resource_limit():
     assert max(counts.values()) <= CLOUDFORMATION_RESOURCE_LIMIT
     functions = sum(len(resources_of_type(t, "AWS::Lambda::Function")) for t in templates.values())
     assert functions == 500 + 3
+    assert max(len(json.dumps(template)) for template in templates.values()) < CLOUDFORMATION_TEMPLATE_BYTES
+    roles = sum(len(resources_of_type(t, "AWS::IAM::Role")) for t in templates.values())
+    assert roles == 500 + 3  # one per job: within the account's default quota of 1000 roles
+    policies = [p for t in templates.values() for p in resources_of_type(t, "AWS::IAM::Policy").values()]
+    assert max(len(json.dumps(p["Properties"]["PolicyDocument"])) for p in policies) < IAM_ROLE_POLICY_CHARS
 
 
 # --- cdk-nag -------------------------------------------------------------------------------
@@ -328,3 +354,17 @@ def test_cdk_cli_synth_then_cfn_lint(tmp_path):
         check=False,
     )
     assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def test_workflow_stacks_output_what_a_deploy_needs_next(repo_app):
+    _, built = repo_app
+    construct = built.workflows["catch_the_fish"]
+
+    outputs = Template.from_stack(Stack.of(construct)).to_json()["Outputs"]
+
+    assert outputs["StarterFunctionName"]["Value"] == {"Ref": logical_id(construct.starter)}
+    assert outputs["TopicArn"]["Value"] == {"Ref": logical_id(construct.topic)}
+    assert outputs["LogGroupName"]["Value"] == {"Ref": logical_id(construct.log_group)}
+    assert "Fn::GetStackOutput" in outputs["MongoDbSecretArn"]["Value"]
+    shared_outputs = Template.from_stack(built.shared).to_json()["Outputs"]
+    assert shared_outputs["MongoDbSecretArn"]["Value"] == {"Ref": logical_id(built.shared.secret)}

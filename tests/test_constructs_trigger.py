@@ -3,12 +3,17 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
+from typing import Any
+
 import pytest
 from aws_cdk import Stack
 from aws_cdk import aws_events as events
 from aws_cdk.assertions import Match, Template
 
 from constructs.trigger import (
+    AUTO_RESUME,
     PARTNER_SOURCE_PREFIX,
     AtlasTrigger,
     ExistingEventBus,
@@ -16,15 +21,21 @@ from constructs.trigger import (
     StatusEvents,
     StatusEventsProps,
     TriggerWiring,
+    consumed_statuses,
+    trigger_match,
 )
+from runtime import patterns
+from runtime.definition.model import NOTIFY_EVENTS, Notify
 from runtime.settings import StoreSettings
-from tests.cdk_fixtures import make_app
+from tests.cdk_fixtures import catch_the_fish, make_app
 
 
-def status_events(wiring: TriggerWiring, store: StoreSettings | None = None) -> tuple[StatusEvents, Template]:
+def status_events(
+    wiring: TriggerWiring, store: StoreSettings | None = None, **props: Any
+) -> tuple[StatusEvents, Template]:
     stack = Stack(make_app(), "Shared")
     construct = StatusEvents(
-        stack, "StatusEvents", StatusEventsProps(wiring=wiring, store=store or StoreSettings())
+        stack, "StatusEvents", StatusEventsProps(wiring=wiring, store=store or StoreSettings(), **props)
     )
     return construct, Template.from_stack(stack)
 
@@ -126,3 +137,94 @@ def test_existing_bus_is_imported_not_created(name_or_arn, expected_name):
     template.resource_count_is("MongoDB::Atlas::Trigger", 0)
     template.has_resource_properties("AWS::Events::Rule", {"EventBusName": expected_name})
     assert construct.trigger is None
+
+
+# --- a trigger that keeps going --------------------------------------------------------------
+
+
+def trigger_properties(template: Template) -> dict[str, Any]:
+    (trigger,) = template.find_resources("MongoDB::Atlas::Trigger").values()
+    return dict(trigger["Properties"])
+
+
+def test_atlas_trigger_is_unordered_and_does_not_auto_resume(atlas):
+    _, template = atlas
+
+    database = trigger_properties(template)["DatabaseTrigger"]
+
+    assert database["Unordered"] is True
+    assert database["TolerateResumeErrors"] is False
+    assert AUTO_RESUME is False
+
+
+def test_atlas_trigger_forwards_only_the_statuses_some_rule_consumes():
+    fish = catch_the_fish(notify=Notify(on=("phase_completed",)))
+    quiet = catch_the_fish(name="quiet", notify=Notify(on=()))
+    statuses = consumed_statuses([fish, quiet])
+    _, template = status_events(
+        AtlasTrigger(project_id="proj-1", app_id="app-1", service_id="svc-1"), forwarded_statuses=statuses
+    )
+
+    match = json.loads(trigger_properties(template)["DatabaseTrigger"]["Match"])
+
+    assert match == {
+        "fullDocument.status": {"$in": ["failed", "phase_completed", "success", "workflow_started"]}
+    }
+    assert "started" not in match["fullDocument.status"]["$in"]
+
+
+def test_the_trigger_match_agrees_with_the_rule_patterns():
+    """Every status a rule pattern names passes the trigger's match, and nothing else does."""
+    workflows = [
+        catch_the_fish(),
+        catch_the_fish(name="loud", notify=Notify(on=("started", "workflow_failed"))),
+    ]
+    forwarded = set(json.loads(trigger_match(consumed_statuses(workflows)))["fullDocument.status"]["$in"])
+
+    in_patterns = {
+        status
+        for workflow in workflows
+        for pattern in (
+            patterns.orchestrator_pattern(workflow.name),
+            patterns.notifier_pattern(workflow.name, workflow.notify.on),
+        )
+        for status in pattern["detail"]["fullDocument"]["status"]
+    }
+    assert forwarded == in_patterns
+
+
+def test_the_default_forwards_every_status_a_rule_could_consume(atlas):
+    _, template = atlas
+
+    match = json.loads(trigger_properties(template)["DatabaseTrigger"]["Match"])
+
+    assert set(match["fullDocument.status"]["$in"]) == set(NOTIFY_EVENTS) | set(
+        patterns.ORCHESTRATOR_STATUSES
+    )
+
+
+def test_partner_event_source_with_an_existing_bus_imports_it():
+    name = PARTNER_SOURCE_PREFIX + "65f0c0ffee"
+    stack = Stack(make_app(), "Shared")
+    construct = StatusEvents(
+        stack, "StatusEvents", StatusEventsProps(wiring=PartnerEventSource(name=name, bus_exists=True))
+    )
+    events.Rule(
+        stack, "Listener", event_bus=construct.event_bus, event_pattern=events.EventPattern(source=["x"])
+    )
+
+    template = Template.from_stack(stack)
+
+    template.resource_count_is("AWS::Events::EventBus", 0)
+    template.has_resource_properties("AWS::Events::Rule", {"EventBusName": name})
+
+
+def test_version_changes_with_the_wiring_only():
+    def version(wiring: TriggerWiring, **props: Any) -> str:
+        return status_events(wiring, **props)[0].version
+
+    atlas_wiring = AtlasTrigger(project_id="proj-1", app_id="app-1", service_id="svc-1")
+
+    assert version(atlas_wiring) == version(atlas_wiring, forwarded_statuses=("success",))
+    assert version(atlas_wiring) != version(AtlasTrigger(**{**asdict(atlas_wiring), "name": "renamed"}))
+    assert version(atlas_wiring) != version(AtlasTrigger(**{**asdict(atlas_wiring), "profile": "ops"}))

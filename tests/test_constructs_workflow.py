@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from aws_cdk import NestedStack, Stack
+from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Match, Template
 
 from constructs.workflow import JOB_STACKS, function_name, job_stack_index
@@ -19,6 +20,7 @@ from tests.cdk_fixtures import (
     resources_of_type,
     staged_code,
     synthesize,
+    templates_of,
 )
 
 WORKFLOW = "catch_the_fish"
@@ -289,28 +291,59 @@ def test_orchestrator_invokes_jobs_through_one_prefix_statement(fish_templates):
         assert "*" not in resources
 
 
-def test_secret_read_for_every_role_through_the_grant(fish_templates):
-    template = fish_templates[f"Workflow-{WORKFLOW.replace('_', '-')}"]
-
+def test_secret_read_for_every_role_through_the_grant(fish_templates, fish_workflow):
     roles_reading = [
         policy["Properties"]["Roles"]
+        for template in fish_templates.values()
         for policy in resources_of_type(template, "AWS::IAM::Policy").values()
         if any(
             "secretsmanager:GetSecretValue" in statement["Action"]
             for statement in policy["Properties"]["PolicyDocument"]["Statement"]
         )
     ]
-    assert len(roles_reading) == 4  # orchestrator, notifier, starter, and the jobs' shared role
-    assert not resources_of_type(template, "AWS::IAM::ManagedPolicy")
-    for role in resources_of_type(template, "AWS::IAM::Role").values():
-        assert "ManagedPolicyArns" not in role["Properties"]
+    # orchestrator, notifier, starter, and one role per job
+    assert len(roles_reading) == 3 + len(list(fish_workflow.jobs()))
+    for template in fish_templates.values():
+        assert not resources_of_type(template, "AWS::IAM::ManagedPolicy")
+        for role in resources_of_type(template, "AWS::IAM::Role").values():
+            assert "ManagedPolicyArns" not in role["Properties"]
 
 
-def test_job_functions_share_one_role(fish_app):
+def test_each_job_runs_with_its_own_role(fish_app, fish_workflow):
     _, built = fish_app
-    roles = {function.role for function in built.workflows[WORKFLOW].job_functions.values()}
+    construct = built.workflows[WORKFLOW]
+    jobs = [job.name for job in fish_workflow.jobs()]
 
-    assert roles == {built.workflows[WORKFLOW].job_role}
+    roles = {name: construct.job_function(name).role for name in jobs}
+
+    assert len({id(role) for role in roles.values()}) == len(jobs)
+    for name in jobs:
+        assert roles[name] is construct.job_role(name)
+        assert construct.job_function(name) is construct.job_functions[name]
+        assert Stack.of(construct.job_role(name)) is Stack.of(construct.job_function(name))
+
+
+def test_a_grant_to_one_job_role_reaches_that_job_only():
+    app, built = synthesize([catch_the_fish()])
+    construct = built.workflows[WORKFLOW]
+    bucket = s3.Bucket.from_bucket_name(Stack.of(construct), "Catches", "catches-example")
+
+    bucket.grant_read(construct.job_role("catch_fish"))
+
+    granted = [
+        policy["Properties"]["Roles"]
+        for template in templates_of(Stack.of(construct)).values()
+        for policy in resources_of_type(template, "AWS::IAM::Policy").values()
+        if "catches-example" in json.dumps(policy["Properties"]["PolicyDocument"])
+    ]
+    assert granted == [[{"Ref": logical_id(construct.job_role("catch_fish"))}]]
+
+
+def test_asking_for_an_unknown_job_names_the_known_ones(fish_app):
+    _, built = fish_app
+
+    with pytest.raises(KeyError, match="has no job 'catch_fsh'; its jobs are buy_fishing_gear, "):
+        built.workflows[WORKFLOW].job_role("catch_fsh")
 
 
 def test_policies_do_not_grow_with_the_number_of_jobs():

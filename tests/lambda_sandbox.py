@@ -1,0 +1,143 @@
+"""Running a synthesized function the way Lambda would: a clean interpreter (``python -I -S``,
+no site-packages) whose path holds only the function's asset, its layer's ``python`` folder and
+what the Lambda Python runtime ships (boto3 and its dependencies), and AWS APIs answered by a
+local endpoint that records what the handler asked for."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+LAMBDA_RUNTIME_PACKAGES = ("boto3", "botocore", "jmespath", "s3transfer", "dateutil", "urllib3", "six.py")
+"""What the Lambda Python runtime puts on the path besides the standard library."""
+
+BOOTSTRAP = """
+import importlib, json, sys
+sys.path[:0] = json.loads(sys.argv[1])
+module, _, function = sys.argv[2].rpartition(".")
+handler = getattr(importlib.import_module(module), function)
+class Context:
+    aws_request_id = sys.argv[3]
+    function_name = sys.argv[4]
+result = handler(json.loads(sys.stdin.read()), Context())
+outside = sorted(
+    name for name, loaded in list(sys.modules.items())
+    if getattr(loaded, "__file__", None) and not loaded.__file__.startswith(tuple(json.loads(sys.argv[5])))
+)
+print(json.dumps({"result": result, "outside": outside}))
+"""
+"""Imports the handler named like Lambda's ``Handler``, calls it once with stdin's event, and
+reports the result and any module loaded from outside the allowed folders."""
+
+
+def lambda_runtime_folder(target: Path) -> Path:
+    """A folder of links to boto3 and its dependencies only, taken from this interpreter."""
+    site = Path(boto3.__file__).resolve().parent.parent
+    target.mkdir(parents=True, exist_ok=True)
+    for name in LAMBDA_RUNTIME_PACKAGES:
+        link = target / name
+        if not link.exists():
+            link.symlink_to(site / name)
+    return target
+
+
+@dataclass
+class FakeAws:
+    """Answers Lambda ``Invoke`` (async, 202) and SNS ``Publish`` on a local port."""
+
+    url: str = ""
+    invocations: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    """(function name, payload) in the order they arrived."""
+    publications: list[dict[str, str]] = field(default_factory=list)
+
+
+@contextmanager
+def fake_aws() -> Iterator[FakeAws]:
+    recorded = FakeAws()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if self.path.startswith("/2015-03-31/functions/"):
+                name = urllib.parse.unquote(self.path.split("/")[3])
+                recorded.invocations.append((name, json.loads(body)))
+                self._answer(202, b"", "application/json")
+                return
+            form = {key: values[0] for key, values in urllib.parse.parse_qs(body.decode()).items()}
+            if form.get("Action") == "Publish":
+                recorded.publications.append(form)
+                xml = (
+                    "<PublishResponse><PublishResult><MessageId>m-1</MessageId></PublishResult>"
+                    "<ResponseMetadata><RequestId>r-1</RequestId></ResponseMetadata></PublishResponse>"
+                )
+                self._answer(200, xml.encode(), "text/xml")
+                return
+            self._answer(400, b"not faked", "text/plain")
+
+        def _answer(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Quiet: the test asserts on what was recorded."""
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    recorded.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield recorded
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def invoke(
+    handler: str,
+    event: Mapping[str, Any],
+    *,
+    path: list[Path],
+    environment: Mapping[str, str],
+    function_name: str,
+    request_id: str = "req-1",
+) -> dict[str, Any]:
+    """Runs one handler in a clean interpreter; returns ``{"result", "outside"}``."""
+    stdlib = [str(Path(sys.base_prefix) / "lib"), str(Path(sys.base_exec_prefix) / "lib")]
+    allowed = [str(folder) for folder in path] + stdlib
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-S",
+            "-c",
+            BOOTSTRAP,
+            json.dumps([str(folder) for folder in path]),
+            handler,
+            request_id,
+            function_name,
+            json.dumps(allowed),
+        ],
+        input=json.dumps(event),
+        env=dict(environment),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if completed.returncode != 0:
+        raise AssertionError(f"{function_name} ({handler}) failed:\n{completed.stderr}")
+    return dict(json.loads(completed.stdout.strip().splitlines()[-1]))

@@ -1,0 +1,196 @@
+"""What deploys is what was tested: every function of a synthesized workflow stack, from its own
+bundled asset and the bundled layer, imports its handler in a clean interpreter that has only
+what Lambda provides, and handles one event against the test MongoDB server.
+
+The layer is really bundled (pip, manylinux wheels for the Lambda runtime's Python) into a fixed
+assembly under ``.build/``, so later runs reuse it. This machine's interpreter may be older than
+the Lambda runtime; pymongo then runs without its C extensions (built for the runtime's
+version), which is pure Python from the same wheel.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk import App, Stack
+from aws_cdk.assertions import Template
+
+from cdk_app.app import build
+from cdk_app.config import AppConfig
+from runtime.definition.model import Job, Phase, Workflow
+from runtime.settings import StoreSettings
+from tests.cdk_fixtures import REPO, catch_the_fish, cdk_json_context, logical_id
+from tests.lambda_sandbox import FakeAws, fake_aws, invoke, lambda_runtime_folder
+
+pytestmark = pytest.mark.synth
+
+ASSEMBLY = REPO / ".build" / "test-assets-run"
+EVENTS = REPO / "tests" / "fixtures" / "events"
+RUN = "sandbox-run-1"
+TOPIC = "arn:aws:sns:us-east-1:111111111111:catch_the_fish"
+
+
+@pytest.fixture(scope="module")
+def job_code(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A job file, and a job folder whose requirements.txt pins a version of six Lambda lacks."""
+    root = tmp_path_factory.mktemp("sandbox_jobs")
+    (root / "gear.py").write_text("def handler(event, context):\n    return {'rod': 'carbon'}\n")
+    (root / "catch").mkdir()
+    (root / "catch" / "handler.py").write_text(
+        "import six\n\ndef handler(event, context):\n    return {'fish': 3, 'six': six.__version__}\n"
+    )
+    (root / "catch" / "requirements.txt").write_text("six==1.16.0\n")
+    return {"buy_fishing_gear": str(root / "gear.py"), "catch_fish": str(root / "catch")}
+
+
+@pytest.fixture(scope="module")
+def deployed(job_code: dict[str, str]) -> tuple[Any, Workflow]:
+    base = catch_the_fish()
+    workflow = catch_the_fish(
+        phases=tuple(
+            Phase(
+                name=phase.name,
+                jobs=tuple(
+                    Job(name=job.name, phase=job.phase, after=job.after, code=job_code.get(job.name))
+                    for job in phase.jobs
+                ),
+            )
+            for phase in base.phases
+        )
+    )
+    app = App(outdir=str(ASSEMBLY), context=cdk_json_context())
+    built = build(app, AppConfig(), [workflow])
+    app.synth()
+    return built, workflow
+
+
+@pytest.fixture(scope="module")
+def lambda_runtime(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return lambda_runtime_folder(tmp_path_factory.mktemp("lambda_runtime"))
+
+
+def function_properties(function: Any) -> dict[str, Any]:
+    template = Template.from_stack(Stack.of(function)).to_json()
+    return dict(template["Resources"][logical_id(function)]["Properties"])
+
+
+def asset_folder(code: dict[str, Any]) -> Path:
+    """The assembly folder of the asset a template's ``Code``/``Content`` points at (functions
+    of one nested stack share one runtime-only asset, so this is read from the template)."""
+    key = code["S3Key"]
+    assert isinstance(key, str), key
+    folder = ASSEMBLY / f"asset.{key.removesuffix('.zip')}"
+    assert folder.is_dir(), folder
+    return folder
+
+
+def run_function(
+    function: Any,
+    event: dict[str, Any],
+    *,
+    layer: Path,
+    lambda_runtime: Path,
+    aws: FakeAws,
+    mongo_uri: str,
+    store: StoreSettings,
+) -> dict[str, Any]:
+    """The function's handler and environment as synthesized; what CloudFormation would resolve
+    (ARNs) gets a stand-in, and the secret is replaced by the test server's URI."""
+    properties = function_properties(function)
+    asset = asset_folder(properties["Code"])
+    environment = {
+        key: value if isinstance(value, str) else TOPIC
+        for key, value in properties["Environment"]["Variables"].items()
+        if key != "MONGODB_SECRET_ARN"
+    }
+    environment |= {
+        "MONGODB_URI": mongo_uri,
+        "MONGODB_DATABASE": store.database,
+        "LAMBDA_TASK_ROOT": str(asset),
+        "AWS_ENDPOINT_URL": aws.url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    ran = invoke(
+        properties["Handler"],
+        event,
+        path=[asset, layer / "python", lambda_runtime],
+        environment=environment,
+        function_name=properties["FunctionName"],
+    )
+    assert ran["outside"] == [], f"{properties['FunctionName']} loaded modules from outside its path"
+    return dict(ran["result"])
+
+
+def status_event(document: dict[str, Any]) -> dict[str, Any]:
+    """The Atlas trigger's event for a ``statuses`` document, in the fixture's envelope."""
+    envelope = json.loads((EVENTS / "atlas-trigger-insert.eventbridge.json").read_text())
+    plain = json.loads(json.dumps(document, default=str))
+    envelope["detail"]["fullDocument"] = plain
+    envelope["detail"]["documentKey"] = {"_id": plain["_id"]}
+    return dict(envelope)
+
+
+def test_every_synthesized_function_runs_from_its_own_asset_and_the_layer(
+    deployed, lambda_runtime, mongo_client, mongo_uri, store_settings
+):
+    built, workflow = deployed
+    construct = built.workflows["catch_the_fish"]
+    shared = Template.from_stack(built.shared).to_json()["Resources"]
+    layer = asset_folder(shared[logical_id(built.shared.layer)]["Properties"]["Content"])
+    statuses = mongo_client[store_settings.database][store_settings.statuses_collection]
+
+    with fake_aws() as aws:
+
+        def run(function: Any, event: dict[str, Any]) -> dict[str, Any]:
+            return run_function(
+                function,
+                event,
+                layer=layer,
+                lambda_runtime=lambda_runtime,
+                aws=aws,
+                mongo_uri=mongo_uri,
+                store=store_settings,
+            )
+
+        # GIVEN a run started by the starter (the compiled definition from its own asset)
+        assert run(construct.starter, {"run_id": RUN, "input": {}}) == {"run_id": RUN, "created": True}
+        started = statuses.find_one({"runId": RUN, "status": "workflow_started"})
+        assert started is not None
+
+        # WHEN the orchestrator handles the trigger's event for it, THEN it dispatches the first job
+        assert run(construct.orchestrator, status_event(started))["dispatched"] == ["buy_fishing_gear"]
+        (dispatched_to, payload), *_ = aws.invocations
+        assert dispatched_to == "catch_the_fish-job-buy_fishing_gear"
+
+        # AND every job function runs its code (or the stub) and reports to the statuses
+        for job in workflow.jobs():
+            event = payload | {"phase": job.phase, "job": job.name, "results": {}}
+            outcome = run(construct.job_function(job.name), event)
+            assert outcome == {"outcome": "success", "error": None}, job.name
+        outputs = {
+            document["job"]: document["output"]
+            for document in statuses.find({"runId": RUN, "status": "success"})
+        }
+        assert outputs["buy_fishing_gear"] == {"rod": "carbon"}
+        assert outputs["catch_fish"] == {"fish": 3, "six": "1.16.0"}  # from the job's own asset
+        assert outputs["cook"] == {"stub": True, "job": "cook"}
+
+        # AND the orchestrator advances on a success, the on-failure record is counted
+        success = statuses.find_one({"runId": RUN, "job": "buy_fishing_gear", "status": "success"})
+        assert run(construct.orchestrator, status_event(success))["dispatched"] == ["rent_a_boat"]
+        failure = json.loads((EVENTS / "lambda-async-on-failure.record.json").read_text())
+        # (attempt 1 of rent_a_boat reported its end above; attempt 2 never did)
+        failure["requestPayload"] |= {"run_id": RUN, "job": "rent_a_boat", "attempt": 2}
+        assert run(construct.orchestrator, failure)["action"] == "recorded"
+
+        # AND the notifier publishes the fixture's event to the topic
+        notified = run(
+            construct.notifier, json.loads((EVENTS / "atlas-trigger-insert.eventbridge.json").read_text())
+        )
+        assert notified["sent"] is True
+        assert [publication["TopicArn"] for publication in aws.publications] == [TOPIC]
