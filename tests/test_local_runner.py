@@ -303,6 +303,38 @@ def test_failures_are_shown_with_their_error_and_notified(mongo_uri: str, databa
     assert "skipped" not in result.stderr
 
 
+def test_a_job_that_succeeded_on_a_retry_shows_its_output_not_its_old_errors(
+    mongo_uri: str, database: str
+) -> None:
+    store = ["--mongo-uri", mongo_uri, "--database", database]
+    table = cli("run", str(SPECS / "flaky_retry.yaml"), *store)
+    as_json = cli("status", table.stdout.split()[2].rstrip(":"), *store, "--json")
+
+    flaky = next(line for line in table.stdout.splitlines() if line.strip().startswith("flaky "))
+    assert '{"succeeded_on": 3}' in flaky
+    assert "flaky failure" not in table.stdout  # the errors of attempts 1 and 2 are history
+    assert as_json.report["jobs"]["flaky"]["error"] is None
+    assert as_json.report["error"] is None
+
+
+def test_json_says_why_the_run_failed_and_which_job_failed_how(mongo_uri: str, database: str) -> None:
+    store = ["--mongo-uri", mongo_uri, "--database", database]
+    ran = cli("run", str(SPECS / "retries_exhausted.yaml"), "--json", *store)
+    shown = cli("status", ran.report["run_id"], *store, "--json")
+
+    for result in (ran, shown):
+        assert result.report["error"].startswith(
+            "job 'doomed' failed after 2 attempt(s): RuntimeError: doomed broke on attempt 2"
+        )
+        jobs = result.report["jobs"]
+        assert "RuntimeError: doomed broke on attempt 2" in jobs["doomed"]["error"]
+        assert {name: job["error"] for name, job in jobs.items() if name != "doomed"} == {
+            "sibling": None,
+            "after_doomed": None,
+            "unreached": None,
+        }
+
+
 def test_skipped_jobs_are_listed_when_their_phase_ends(mongo_uri: str, database: str) -> None:
     result = cli("run", str(SPECS / "skipped_phase.yaml"), "--mongo-uri", mongo_uri, "--database", database)
 
