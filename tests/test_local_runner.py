@@ -401,6 +401,30 @@ def test_a_seed_fixes_the_crashes(run: Any) -> None:
     assert first.report["faults"]["crashes"] == second.report["faults"]["crashes"] > 0
 
 
+NOTICES = ("✉ retries_exhausted: job doomed failed", "✉ retries_exhausted: run failed")
+"""What the notifier of retries_exhausted sends: a failure notice per attempt, then the run's end."""
+
+
+@pytest.mark.faults
+def test_duplicate_delivery_sends_each_notification_once(run: Any) -> None:
+    result = run(SPECS / "retries_exhausted.yaml", "--faults", "duplicate=3")
+
+    assert result.report["faults"]["duplicated"] > 0
+    assert [result.stderr.count(notice) for notice in NOTICES] == [2, 1]
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("seed", SEEDS)
+def test_crashing_notifiers_lose_no_notification(run: Any, seed: int) -> None:
+    result = run(SPECS / "retries_exhausted.yaml", "--faults", "duplicate=2,crash=0.5", "--seed", str(seed))
+
+    failed, ended = (result.stderr.count(notice) for notice in NOTICES)
+    assert failed >= 2
+    assert ended >= 1
+    # Sent twice only by a handling that died after publishing, before marking its claim sent.
+    assert failed + ended <= 3 + result.report["faults"]["crashes"]
+
+
 # --- --json, --timeout, Ctrl-C -------------------------------------------------------------------------
 
 
