@@ -2,7 +2,8 @@
 
 Two collections (docs/architecture.md, "Documents"): ``state-machines`` holds one run document
 per run, which the engine reads as a typed ``Run``; ``statuses`` is the append-only log of
-``StatusEvent`` documents the Atlas trigger watches. This module names the vocabulary of both
+``StatusEvent`` documents the Atlas trigger watches. A third, ``notifications``, holds the
+notifier's claim on each status it reports. This module names the vocabulary of both
 (``JobState``, ``RunState``, ``StatusName``), converts between the documents and the typed views
 (``run_from_document`` / ``run_to_document``, ``status_from_document`` /
 ``StatusEvent.to_document``) and builds every field path a write sets or a filter checks, so no
@@ -374,3 +375,24 @@ def optional_str(document: Mapping[str, Any], name: str, where: str) -> str | No
     if value is not None and not isinstance(value, str):
         raise EventError(f"{where}: field '{name}' must be a string, got {value!r}")
     return value
+
+
+# -- notification claims -----------------------------------------------------------------------
+
+
+class NotificationState(StrEnum):
+    """Where the message about one status document is."""
+
+    SENDING = "sending"
+    """Claimed by a notifier handling that is publishing it (or died doing so)."""
+    SENT = "sent"
+
+
+NOTIFICATION_STATE, CLAIMED_AT, SENT_AT = "state", "claimedAt", "sentAt"
+
+
+def status_identity(event: StatusEvent) -> Document:
+    """The ``STATUS_KEY`` fields of ``event``: the same for every delivery of one status
+    document, so it keys the notifier's claim on it."""
+    values = (event.run_id, event.phase, event.job, event.status.value, event.attempt)
+    return dict(zip(STATUS_KEY, values, strict=True))

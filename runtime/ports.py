@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import urllib.request
+from datetime import timedelta
 from typing import Any, Protocol
 
 from runtime.definition.model import job_function_name
@@ -75,6 +76,23 @@ class RunStore(Protocol):
 
     def read_statuses(self, run_id: str) -> list[StatusEvent]:
         """The run's statuses in the order they were recorded."""
+
+
+class NotificationClaims(Protocol):
+    """The notifier's claims: one message per status document, however often it is delivered."""
+
+    def claim_notification(
+        self, event: StatusEvent, request_id: str, retry_after: timedelta, lease: timedelta
+    ) -> bool:
+        """True when the handling ``request_id`` is to send the message about ``event``: nobody
+        claimed it yet, or the claim was never marked sent and is either this request's own (a
+        retry after a crash) at least ``retry_after`` old, or anybody's at least ``lease`` old."""
+
+    def notification_sent(self, event: StatusEvent) -> None:
+        """The message about ``event`` went out: no delivery sends it again."""
+
+    def release_notification(self, event: StatusEvent, request_id: str) -> None:
+        """Give up the claim of ``request_id`` (publishing failed), so a retry sends at once."""
 
 
 class Dispatcher(Protocol):

@@ -11,6 +11,7 @@ documents look like is ``runtime.documents``' business; how to connect, ``runtim
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import pymongo
@@ -21,16 +22,21 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from runtime.documents import (
     ATTEMPT,
+    CLAIMED_AT,
     DATE,
     JOB,
+    NOTIFICATION_STATE,
     PHASE,
+    REQUEST_ID,
     RUN_ID,
+    SENT_AT,
     STATUS,
     STATUS_KEY,
     TERMINAL_JOB_STATUSES,
     VERSION,
     Document,
     Fields,
+    NotificationState,
     Run,
     StatusEvent,
     StatusName,
@@ -38,6 +44,7 @@ from runtime.documents import (
     run_from_document,
     run_to_document,
     status_from_document,
+    status_identity,
     touched,
 )
 from runtime.engine import utcnow
@@ -57,15 +64,17 @@ def _guard(action: str, call: Callable[[], T]) -> T:
 
 
 class MongoStore:
-    """Run and status documents on one MongoDB database. Besides the ``RunStore`` port it
-    offers the raw documents (``load_run``, ``find_status``, ``run_statuses``, ``insert_status``)
-    for tests and tools that check what is stored."""
+    """Run and status documents on one MongoDB database, and the notifier's claims (the
+    ``NotificationClaims`` port). Besides the ``RunStore`` port it offers the raw documents
+    (``load_run``, ``find_status``, ``run_statuses``, ``insert_status``) for tests and tools that
+    check what is stored."""
 
     def __init__(self, client: pymongo.MongoClient[Document], settings: StoreSettings | None = None) -> None:
         self.settings = settings or StoreSettings()
         database = client[self.settings.database]
         self.runs: Collection[Document] = database[self.settings.runs_collection]
         self.statuses: Collection[Document] = database[self.settings.statuses_collection]
+        self.notifications: Collection[Document] = database[self.settings.notifications_collection]
 
     def ensure_indexes(self) -> None:
         """Idempotent; creating an index that exists is a no-op on the server."""
@@ -173,4 +182,54 @@ class MongoStore:
     def count_statuses(self, run_id: str) -> int:
         return _guard(
             f"count the statuses of run {run_id!r}", lambda: self.statuses.count_documents({RUN_ID: run_id})
+        )
+
+    # -- notification claims -----------------------------------------------------------------
+
+    def claim_notification(
+        self, event: StatusEvent, request_id: str, retry_after: timedelta, lease: timedelta
+    ) -> bool:
+        """Insert the claim (its ``_id`` is the status document's key, so one insert wins), or
+        take over a claim still ``sending`` that this request made ``retry_after`` ago or anyone
+        made ``lease`` ago: both are one atomic write, so two deliveries never both win."""
+        now = utcnow()
+        identity = status_identity(event)
+        claim = {NOTIFICATION_STATE: NotificationState.SENDING.value, REQUEST_ID: request_id, CLAIMED_AT: now}
+        try:
+            _guard("claim a notification", lambda: self.notifications.insert_one({"_id": identity, **claim}))
+        except DuplicateKeyError:
+            stale = {
+                "_id": identity,
+                NOTIFICATION_STATE: NotificationState.SENDING.value,
+                "$or": [
+                    {REQUEST_ID: request_id, CLAIMED_AT: {"$lte": now - retry_after}},
+                    {CLAIMED_AT: {"$lte": now - lease}},
+                ],
+            }
+            taken = _guard(
+                "take over a notification claim",
+                lambda: self.notifications.update_one(stale, {"$set": claim}),
+            )
+            return taken.matched_count == 1
+        return True
+
+    def notification_sent(self, event: StatusEvent) -> None:
+        _guard(
+            "mark a notification sent",
+            lambda: self.notifications.update_one(
+                {"_id": status_identity(event)},
+                {"$set": {NOTIFICATION_STATE: NotificationState.SENT.value, SENT_AT: utcnow()}},
+            ),
+        )
+
+    def release_notification(self, event: StatusEvent, request_id: str) -> None:
+        _guard(
+            "release a notification claim",
+            lambda: self.notifications.delete_one(
+                {
+                    "_id": status_identity(event),
+                    NOTIFICATION_STATE: NotificationState.SENDING.value,
+                    REQUEST_ID: request_id,
+                }
+            ),
         )

@@ -303,6 +303,38 @@ def test_failures_are_shown_with_their_error_and_notified(mongo_uri: str, databa
     assert "skipped" not in result.stderr
 
 
+def test_a_job_that_succeeded_on_a_retry_shows_its_output_not_its_old_errors(
+    mongo_uri: str, database: str
+) -> None:
+    store = ["--mongo-uri", mongo_uri, "--database", database]
+    table = cli("run", str(SPECS / "flaky_retry.yaml"), *store)
+    as_json = cli("status", table.stdout.split()[2].rstrip(":"), *store, "--json")
+
+    flaky = next(line for line in table.stdout.splitlines() if line.strip().startswith("flaky "))
+    assert '{"succeeded_on": 3}' in flaky
+    assert "flaky failure" not in table.stdout  # the errors of attempts 1 and 2 are history
+    assert as_json.report["jobs"]["flaky"]["error"] is None
+    assert as_json.report["error"] is None
+
+
+def test_json_says_why_the_run_failed_and_which_job_failed_how(mongo_uri: str, database: str) -> None:
+    store = ["--mongo-uri", mongo_uri, "--database", database]
+    ran = cli("run", str(SPECS / "retries_exhausted.yaml"), "--json", *store)
+    shown = cli("status", ran.report["run_id"], *store, "--json")
+
+    for result in (ran, shown):
+        assert result.report["error"].startswith(
+            "job 'doomed' failed after 2 attempt(s): RuntimeError: doomed broke on attempt 2"
+        )
+        jobs = result.report["jobs"]
+        assert "RuntimeError: doomed broke on attempt 2" in jobs["doomed"]["error"]
+        assert {name: job["error"] for name, job in jobs.items() if name != "doomed"} == {
+            "sibling": None,
+            "after_doomed": None,
+            "unreached": None,
+        }
+
+
 def test_skipped_jobs_are_listed_when_their_phase_ends(mongo_uri: str, database: str) -> None:
     result = cli("run", str(SPECS / "skipped_phase.yaml"), "--mongo-uri", mongo_uri, "--database", database)
 
@@ -367,6 +399,30 @@ def test_a_seed_fixes_the_crashes(run: Any) -> None:
     second = run(SPECS / "fan_out.yaml", "--faults", "crash=0.4", "--seed", "11")
 
     assert first.report["faults"]["crashes"] == second.report["faults"]["crashes"] > 0
+
+
+NOTICES = ("✉ retries_exhausted: job doomed failed", "✉ retries_exhausted: run failed")
+"""What the notifier of retries_exhausted sends: a failure notice per attempt, then the run's end."""
+
+
+@pytest.mark.faults
+def test_duplicate_delivery_sends_each_notification_once(run: Any) -> None:
+    result = run(SPECS / "retries_exhausted.yaml", "--faults", "duplicate=3")
+
+    assert result.report["faults"]["duplicated"] > 0
+    assert [result.stderr.count(notice) for notice in NOTICES] == [2, 1]
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("seed", SEEDS)
+def test_crashing_notifiers_lose_no_notification(run: Any, seed: int) -> None:
+    result = run(SPECS / "retries_exhausted.yaml", "--faults", "duplicate=2,crash=0.5", "--seed", str(seed))
+
+    failed, ended = (result.stderr.count(notice) for notice in NOTICES)
+    assert failed >= 2
+    assert ended >= 1
+    # Sent twice only by a handling that died after publishing, before marking its claim sent.
+    assert failed + ended <= 3 + result.report["faults"]["crashes"]
 
 
 # --- --json, --timeout, Ctrl-C -------------------------------------------------------------------------

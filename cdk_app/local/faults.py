@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Protocol, TypeVar
 
 from runtime.documents import Fields, Run, StatusEvent, StatusName
 from runtime.events import JobEvent
-from runtime.ports import Dispatcher, RunStore
+from runtime.ports import Dispatcher, NotificationClaims, RunStore
 
 T = TypeVar("T")
 
@@ -62,6 +63,13 @@ class NoCrash:
         return None
 
 
+def _crashing_write(plan: CrashPlan, name: str, write: Callable[[], T]) -> T:
+    plan.check(f"before {name}")
+    result = write()
+    plan.check(f"after {name}")
+    return result
+
+
 class CrashingStore:
     """A ``RunStore`` whose writes pass through a crash plan, before and after the real write;
     reads pass straight through."""
@@ -71,10 +79,7 @@ class CrashingStore:
         self.plan = plan
 
     def _write(self, name: str, write: Callable[[], T]) -> T:
-        self.plan.check(f"before {name}")
-        result = write()
-        self.plan.check(f"after {name}")
-        return result
+        return _crashing_write(self.plan, name, write)
 
     def insert_run(self, run: Run) -> bool:
         return self._write("insert_run", lambda: self._store.insert_run(run))
@@ -105,6 +110,32 @@ class CrashingStore:
 
     def read_statuses(self, run_id: str) -> list[StatusEvent]:
         return self._store.read_statuses(run_id)
+
+
+class CrashingClaims:
+    """The notifier's ``NotificationClaims`` with each write passing through a crash plan: a
+    crash right after the claim is the one that must not lose the message."""
+
+    def __init__(self, claims: NotificationClaims, plan: CrashPlan) -> None:
+        self._claims = claims
+        self.plan = plan
+
+    def claim_notification(
+        self, event: StatusEvent, request_id: str, retry_after: timedelta, lease: timedelta
+    ) -> bool:
+        return _crashing_write(
+            self.plan,
+            "claim_notification",
+            lambda: self._claims.claim_notification(event, request_id, retry_after, lease),
+        )
+
+    def notification_sent(self, event: StatusEvent) -> None:
+        _crashing_write(self.plan, "notification_sent", lambda: self._claims.notification_sent(event))
+
+    def release_notification(self, event: StatusEvent, request_id: str) -> None:
+        _crashing_write(
+            self.plan, "release_notification", lambda: self._claims.release_notification(event, request_id)
+        )
 
 
 class CrashingDispatcher:

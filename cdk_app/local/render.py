@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from rich.console import Console, JustifyMethod
+from rich import box
+from rich.console import Console, ConsoleOptions, JustifyMethod, RenderResult
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 from cdk_app.local.report import JOB_RUNNING, RunReport
 from runtime.definition.model import Workflow
@@ -30,8 +33,11 @@ MARKS = {
     JobState.PENDING: "…",
     JOB_RUNNING: "▸",
 }
-PREVIEW_CHARS = 48
 NUMERIC_COLUMNS = ("attempts", "runs", "time")
+OUTPUT_COLUMN = "output / error"
+JOB_INDENT = "  "
+"""Jobs are listed under a heading row per phase, indented by this."""
+CUT = " … "
 
 
 def _duration(seconds: float | None) -> str:
@@ -40,10 +46,36 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
-def _preview(value: object) -> str:
+def _one_line(value: object) -> str:
+    """A value as one line of text: JSON for outputs, the first line of an error."""
     text = value if isinstance(value, str) else json.dumps(value, default=str)
-    text = text.strip().splitlines()[0] if text.strip() else ""
-    return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def cut_middle(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters, cut in the middle: both ends stay readable (the
+    first and the last keys of an object, the type of an error and its last words)."""
+    if len(text) <= width:
+        return text
+    if width <= len(CUT) + 1:
+        return text[: width - 1] + "…" if width > 0 else ""
+    kept = width - len(CUT)
+    return text[: (kept + 1) // 2].rstrip() + CUT + text[len(text) - kept // 2 :].lstrip()
+
+
+class Preview:
+    """A one-line value that takes the width the table gives its column and is cut in the middle
+    to fit it, so a wide terminal shows more of it and a narrow one still shows both ends."""
+
+    def __init__(self, value: object, style: str = "") -> None:
+        self.text = _one_line(value)
+        self.style = style
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement(min(len(self.text), len(CUT) + 2), max(len(self.text), 1))
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield Text(cut_middle(self.text, options.max_width), style=self.style, no_wrap=True)
 
 
 class Progress:
@@ -68,7 +100,7 @@ class Progress:
                 None if started is None or event.date is None else (event.date - started).total_seconds()
             )
             state = JobState.SUCCEEDED if status == StatusName.SUCCESS else JobState.FAILED
-            detail = _preview(event.error or "") if status == StatusName.FAILED else ""
+            detail = event.error or "" if status == StatusName.FAILED else ""
             self._job_line(job, state, event.attempt, _duration(seconds), detail)
         elif status == StatusName.PHASE_COMPLETED and phase is not None:
             self._skipped_jobs(event.run_id, phase)
@@ -87,12 +119,11 @@ class Progress:
 
     def _job_line(self, job: str, state: str, attempt: int, duration: str, detail: str = "") -> None:
         style = STYLES[state]
-        self.console.print(
-            f"  [{style}]{MARKS[state]} {escape(job):<28} {state:<9}[/] attempt {attempt}  "
-            f"{duration:>8}  [dim]{escape(detail)}[/]",
-            no_wrap=True,
-            overflow="ellipsis",
+        line = Text.assemble(
+            (f"  {MARKS[state]} {job:<28} {state:<9}", style), f" attempt {attempt}  {duration:>8}  "
         )
+        line.append(cut_middle(_one_line(detail), self.console.width - len(line)), style="dim")
+        self.console.print(line, no_wrap=True, overflow="ellipsis")
 
     def _skipped_jobs(self, run_id: str, phase: str) -> None:
         """Skips are decisions in the run document, not statuses: read them when the phase ends."""
@@ -104,15 +135,24 @@ class Progress:
 
 
 def summary_table(report: RunReport) -> Table:
+    """One row per job under a heading row per phase. Every column but the last keeps its full
+    width and the output or error takes the rest of the terminal, cut in the middle of the value
+    when it is longer (a phase column would leave an 80-column terminal no room for it)."""
     local = any(job.executions is not None for job in report.jobs)
     title = f"{report.workflow} run {report.run_id}: {report.status}"
     if report.seconds is not None:
         title += f" in {_duration(report.seconds)}"
-    table = Table(title=escape(title), title_justify="left", title_style="bold", expand=True)
-    # Every column but the last keeps its full width; the output or error gives way.
+    table = Table(
+        title=escape(title),
+        title_justify="left",
+        title_style="bold",
+        expand=True,
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        padding=(0, 1, 0, 0),
+    )
     columns = {
-        "job": max(len(job.name) for job in report.jobs),
-        "phase": max(len(job.phase) for job in report.jobs),
+        "job": max(len(JOB_INDENT + job.name) for job in report.jobs),
         "status": max(len(state) for state in STYLES),
         "attempts": len("attempts"),
         **({"runs": len("runs")} if local else {}),
@@ -121,13 +161,21 @@ def summary_table(report: RunReport) -> Table:
     for column, width in columns.items():
         justify: JustifyMethod = "right" if column in NUMERIC_COLUMNS else "left"
         table.add_column(column, no_wrap=True, min_width=width, justify=justify)
-    table.add_column("output / error", no_wrap=True, overflow="ellipsis", ratio=1)
+    table.add_column(OUTPUT_COLUMN, no_wrap=True, min_width=len(OUTPUT_COLUMN), ratio=1)
+    phase = None
     for job in report.jobs:
+        if job.phase != phase:
+            phase = job.phase
+            table.add_row(Text(phase, style="bold blue"))
         style = STYLES[job.status]
-        row = [escape(job.name), escape(job.phase), f"[{style}]{job.status}[/]", str(job.attempts)]
+        row: list[str | Preview] = [
+            escape(JOB_INDENT + job.name),
+            f"[{style}]{job.status}[/]",
+            str(job.attempts),
+        ]
         if local:
             row.append(str(job.executions))
-        detail = f"[red]{escape(_preview(job.error))}[/]" if job.error else escape(_preview(job.output or ""))
+        detail = Preview(job.error, style="red") if job.error else Preview(job.output or "")
         row += [_duration(job.seconds), detail]
         table.add_row(*row)
     return table

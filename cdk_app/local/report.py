@@ -27,7 +27,10 @@ class JobReport:
     executions: int | None
     """How many times the runner entered the user's handler (None: not run by this process)."""
     output: Any
+    """The output of the attempt that succeeded (None for a job that did not)."""
     error: str | None
+    """Why the job failed, for a failed job only: the errors of attempts that were retried are in
+    the run's history (its statuses), not here."""
     seconds: float | None
     """From the job's first ``started`` to its last report."""
 
@@ -41,22 +44,26 @@ class RunReport:
     phase: str
     jobs: tuple[JobReport, ...]
     error: str | None
+    """Why the run failed (or why the runner stopped following it)."""
     seconds: float | None
     faults: Mapping[str, int] | None = None
     """Fault counters of a local run (None when the run was not made by this process)."""
 
     def to_json(self) -> dict[str, Any]:
-        """The ``--json`` object."""
+        """The ``--json`` object: with the run's ``error`` and each job's, so a caller (CI) can say
+        why a run failed from this object alone."""
         document: dict[str, Any] = {
             "run_id": self.run_id,
             "workflow": self.workflow,
             "status": self.status,
+            "error": self.error,
             "jobs": {
                 job.name: {
                     "status": job.status,
                     "attempts": job.attempts,
                     "executions": job.executions,
                     "output": job.output,
+                    "error": job.error,
                 }
                 for job in self.jobs
             },
@@ -115,7 +122,9 @@ def summarize(
                     attempts=record.attempt,
                     executions=None if executions is None else executions.get(name, 0),
                     output=record.output,
-                    error=record.error,
+                    # The engine keeps the last failure on the record when it retries; once
+                    # the job has succeeded that error is history, not its outcome.
+                    error=record.error if record.state == JobState.FAILED else None,
                     seconds=_seconds(first_started.get(name), last_report.get(name)),
                 )
             )

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from cdk_app.local.atlas_events import envelope
 from cdk_app.local.delivery import Bus, DaemonPool, FaultSettings
-from cdk_app.local.faults import CrashingDispatcher, CrashingStore, CrashPlan
+from cdk_app.local.faults import CrashingClaims, CrashingDispatcher, CrashingStore, CrashPlan
 from cdk_app.local.jobs import JOB_INVOCATION_TRIES, context_for, on_failure_record
 from cdk_app.local.report import RunReport, summarize
 from runtime.definition.model import Workflow
@@ -218,7 +218,13 @@ class LocalRunner:
         ).handle(event)
 
     def _notify(self, event: dict[str, Any], plan: CrashPlan, request_id: str) -> None:
-        NotifierService(notifiers=[LocalNotifier(self.observer, plan)], store=self.store).handle(event)
+        NotifierService(
+            notifiers=[LocalNotifier(self.observer, plan)],
+            store=self.store,
+            claims=CrashingClaims(self.store, plan),
+            # A redelivery with the same request id is the bus retrying this crashed handling.
+            retry_after=timedelta(0),
+        ).handle(event, request_id)
 
     def dispatch(self, event: JobEvent) -> None:
         """The orchestrator's Dispatcher port: an asynchronous invoke of the job's function, with

@@ -1,21 +1,38 @@
-"""The notifier: one short human message per status event the spec's ``notify.on`` names."""
+"""The notifier: one short human message per status event the spec's ``notify.on`` names.
+
+Events arrive at least once, so the notifier claims each status document before it publishes
+(the claim is keyed by the document's identity) and marks the claim sent afterwards: duplicate
+deliveries find the claim and send nothing. A handling that dies between its claim and the
+publish leaves a claim marked ``sending``: Lambda's retry of that handling (same request id, a
+minute later) takes it over and sends, and so does any delivery once the claim is older than
+``SENDING_LEASE``. So a message is never lost to a crash, and goes out twice only when a
+handling died after publishing and before marking the claim sent (or when one of several
+channels failed after another had published: the retry publishes to every channel again).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from runtime.documents import RunState, StatusEvent, StatusName
+from runtime.engine import LAMBDA_RETRY_DELAY
 from runtime.errors import EventError
 from runtime.events import parse_status_event
-from runtime.ports import Notifier, RunStore
+from runtime.ports import NotificationClaims, Notifier, RunStore
 
 log = logging.getLogger(__name__)
 
 ERROR_SUMMARY_CHARS = 300
+
+SENDING_LEASE = timedelta(minutes=5)
+"""A claim still ``sending`` this long after it was made belongs to a handling that has ended
+(the notifier function's timeout is a minute): any delivery may then take it over and send."""
 
 
 def _first_line(error: str | None) -> str:
@@ -60,24 +77,51 @@ class NotifierService:
     notifiers: Sequence[Notifier]
     store: RunStore | None = None
     """Used to say whether a failed job will be retried; the message is still sent without it."""
+    claims: NotificationClaims | None = None
+    """Makes each status's message go out once however often it is delivered; without claims
+    every delivery sends."""
+    retry_after: timedelta = LAMBDA_RETRY_DELAY
+    """How old a handling's own claim must be before a delivery with its request id (Lambda's
+    retry after it crashed, not a duplicate of it) takes the claim over."""
+    lease: timedelta = SENDING_LEASE
 
-    def handle(self, event: object) -> tuple[str, str] | None:
+    def handle(self, event: object, request_id: str | None = None) -> tuple[str, str] | None:
+        """Publish the message about ``event``: (subject, message), or None when the event is
+        malformed or its message was sent (or is being sent) by another delivery."""
         try:
             status = parse_status_event(event)
         except EventError as exc:
             log.warning("dropped a malformed event: %s", exc)
             return None
-        max_attempts, run_over = None, False
-        if status.status == StatusName.FAILED and self.store is not None and status.job:
-            run = self.store.read_run(status.run_id)
-            if run is not None:
-                if status.job in run.jobs:
-                    max_attempts = run.definition.job(status.job).max_attempts
-                run_over = run.state != RunState.RUNNING
-        subject, message = compose(status, max_attempts, run_over)
-        for notifier in self.notifiers:
-            notifier.publish(subject, message)
+        request_id = request_id or uuid.uuid4().hex
+        claims = self.claims
+        if claims is not None and not claims.claim_notification(
+            status, request_id, self.retry_after, self.lease
+        ):
+            log.info("%s of run %s: notified by another delivery", status.key, status.run_id)
+            return None
+        try:
+            subject, message = compose(status, *self._retry_outlook(status))
+            for notifier in self.notifiers:
+                notifier.publish(subject, message)
+        except Exception:
+            # Nothing (or not everything) went out: let the retry of this handling send at once.
+            if claims is not None:
+                claims.release_notification(status, request_id)
+            raise
+        if claims is not None:
+            claims.notification_sent(status)
         return subject, message
+
+    def _retry_outlook(self, status: StatusEvent) -> tuple[int | None, bool]:
+        """For a job's failure: its number of attempts and whether its run is over."""
+        if status.status != StatusName.FAILED or self.store is None or not status.job:
+            return None, False
+        run = self.store.read_run(status.run_id)
+        if run is None:
+            return None, False
+        max_attempts = run.definition.job(status.job).max_attempts if status.job in run.jobs else None
+        return max_attempts, run.state != RunState.RUNNING
 
 
 _state: dict[str, NotifierService] = {}
@@ -93,12 +137,13 @@ def _build() -> NotifierService:
     slack_secret = os.environ.get("SLACK_WEBHOOK_SECRET_ARN")
     if slack_secret:
         notifiers.append(SlackNotifier(boto3.client("secretsmanager"), slack_secret))
-    return NotifierService(notifiers=notifiers, store=store_from_env(os.environ))
+    store = store_from_env(os.environ)
+    return NotifierService(notifiers=notifiers, store=store, claims=store)
 
 
 def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     """Lambda entry point (EventBridge rule target)."""
     if "service" not in _state:
         _state["service"] = _build()
-    sent = _state["service"].handle(event)
+    sent = _state["service"].handle(event, getattr(context, "aws_request_id", None))
     return {"sent": sent is not None, "subject": sent[0] if sent else None}
