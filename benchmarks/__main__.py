@@ -20,6 +20,7 @@ import pymongo
 
 from benchmarks import orchestration, synth
 from cdk_app.embedded_mongo import mongodb_uri
+from runtime import contracts
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
@@ -48,7 +49,7 @@ def machine(uri: str) -> dict[str, Any]:
     client: pymongo.MongoClient[dict[str, Any]]
     with pymongo.MongoClient(uri) as client:
         server = client.server_info().get("version", "?")
-    kind = "external" if os.environ.get("MONGODB_URI") else "SecantusDB (embedded)"
+    kind = "external" if os.environ.get(contracts.MONGODB_URI) else "SecantusDB (embedded)"
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "cores": os.cpu_count(),

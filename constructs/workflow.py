@@ -31,7 +31,7 @@ from constructs.lambda_code import (
     python_version,
 )
 from constructs.monitoring import notification_topic, workflow_alarms
-from runtime import patterns
+from runtime import contracts, patterns
 from runtime.definition import model
 from runtime.errors import Problem, SpecError
 from runtime.settings import StoreSettings
@@ -165,8 +165,8 @@ class Workflow(Construct):
         self._notifier = self._system_function(
             "notifier",
             "Tells people what happened to a run.",
-            {"NOTIFY_TOPIC_ARN": self._topic.topic_arn}
-            | ({"SLACK_WEBHOOK_SECRET_ARN": slack.secret_arn} if slack else {}),
+            {contracts.NOTIFY_TOPIC_ARN: self._topic.topic_arn}
+            | ({contracts.SLACK_WEBHOOK_SECRET_ARN: slack.secret_arn} if slack else {}),
             extra_secrets=(slack,) if slack else (),
         )
         self._topic.grant_publish(self._notifier)
@@ -180,7 +180,7 @@ class Workflow(Construct):
         self._starter = self._system_function(
             "starter",
             "Starts a run under a caller-chosen run id (idempotent).",
-            {"WORKFLOW_DEFINITION_FILE": DEFINITION_FILE},
+            {contracts.WORKFLOW_DEFINITION_FILE: DEFINITION_FILE},
             code=lambda_.Code.from_asset(str(self._staging.starter())),
         )
 
@@ -273,10 +273,10 @@ class Workflow(Construct):
     def _store_environment(self) -> dict[str, str]:
         store = self._props.store
         return {
-            "MONGODB_SECRET_ARN": self._props.secret.secret_arn,
-            "MONGODB_DATABASE": store.database,
-            "RUNS_COLLECTION": store.runs_collection,
-            "STATUSES_COLLECTION": store.statuses_collection,
+            contracts.MONGODB_SECRET_ARN: self._props.secret.secret_arn,
+            contracts.MONGODB_DATABASE: store.database,
+            contracts.RUNS_COLLECTION: store.runs_collection,
+            contracts.STATUSES_COLLECTION: store.statuses_collection,
         }
 
     def _slack_webhook_secret(self, name_or_arn: str | None) -> secretsmanager.ISecret | None:
@@ -348,8 +348,8 @@ class Workflow(Construct):
             runtime=PYTHON_RUNTIME,
             architecture=ARCHITECTURE,
             layers=[self._props.layer],
-            memory_size=256,
-            timeout=Duration.seconds(60),
+            memory_size=contracts.SYSTEM_FUNCTION_MEMORY_MB,
+            timeout=Duration.seconds(contracts.SYSTEM_FUNCTION_TIMEOUT_SECONDS),
             role=role,
             log_group=self._log_group,
             logging_format=lambda_.LoggingFormat.JSON,
@@ -386,7 +386,7 @@ class Workflow(Construct):
         if job.name in self._job_code:
             folder, entry = self._job_code[job.name]
             code = lambda_.Code.from_asset(folder)
-            environment["JOB_HANDLER"] = entry
+            environment[contracts.JOB_HANDLER] = entry
         else:
             code = self._code(index)
         return lambda_.Function(
