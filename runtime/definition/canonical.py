@@ -16,6 +16,7 @@ from runtime import contracts
 from runtime.definition.draft import Draft, DraftJob, DraftPhase, Ref, known_fields, mapping, name_refs
 from runtime.definition.job_code import check_job_code
 from runtime.definition.model import Notify
+from runtime.definition.permissions import read_permissions
 from runtime.definition.report import JsonPath, Report, name_list, show
 from runtime.definition.schema import is_name
 
@@ -91,6 +92,8 @@ def _job_settings(
     if isinstance(own.get("when"), str):
         settings["when"] = own["when"]
         _check_when(job, own["when"], report)
+    if "permissions" in own:
+        settings["permissions"] = read_permissions(own["permissions"], (*job.path, "permissions"), report)
     if isinstance(own.get("code"), str) and own["code"]:
         settings["code"] = check_job_code(own["code"], (*job.path, "code"), report, base_dir)
     return settings
