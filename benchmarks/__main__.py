@@ -1,6 +1,6 @@
 """``make bench``: every figure of benchmarks/README.md, written to benchmarks/results.json.
 
-``python -m benchmarks [--only engine|synth] [--pairs N] [--repeats N] [--output FILE]``; the
+``python -m benchmarks [--only engine|synth|trigger] [--pairs N] [--repeats N] [--output FILE]``; the
 defaults are what results.json was made with (five to eight minutes on two cores).
 """
 
@@ -18,8 +18,9 @@ from typing import Any
 
 import pymongo
 
-from benchmarks import orchestration, synth
+from benchmarks import orchestration, synth, trigger
 from cdk_app.embedded_mongo import mongodb_uri
+from runtime import contracts
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
@@ -48,7 +49,7 @@ def machine(uri: str) -> dict[str, Any]:
     client: pymongo.MongoClient[dict[str, Any]]
     with pymongo.MongoClient(uri) as client:
         server = client.server_info().get("version", "?")
-    kind = "external" if os.environ.get("MONGODB_URI") else "SecantusDB (embedded)"
+    kind = "external" if os.environ.get(contracts.MONGODB_URI) else "SecantusDB (embedded)"
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "cores": os.cpu_count(),
@@ -75,7 +76,7 @@ def verdicts(results: dict[str, Any]) -> dict[str, bool]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--only", choices=["engine", "synth"], help="one half of the bench")
+    parser.add_argument("--only", choices=["engine", "synth", "trigger"], help="one part of the bench")
     parser.add_argument("--pairs", type=int, default=5, help="interleaved synth pairs (default 5)")
     parser.add_argument("--repeats", type=int, default=3, help="synths per workflow size (default 3)")
     parser.add_argument("--threads", type=int, default=50, help="simultaneous successes (default 50)")
@@ -96,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             # (both sides alike, but the side that writes more, more).
             results.update(orchestration.throughput(uri, args.runs, 3, 4, progress))
             results.update(orchestration.lost_updates(uri, args.threads, args.bursts, progress))
+        if args.only in (None, "trigger"):
+            results.update(trigger.trigger_figures(uri, progress))
     if args.only in (None, "synth"):
         results.update(synth.measure_overhead(args.pairs, progress))
         results.update(synth.measure_sizes([10, 100, 500], args.repeats, progress))
@@ -109,6 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, verdict in results["targets"].items():
         status = "met" if verdict["met"] else "MISSED"
         print(f"  {name}: {results[name]} (target {verdict['target']}): {status}")
+    for name, figures in results.get("trigger_events", {}).items():
+        per_job, usd = figures["trigger_executions_per_job"], figures["estimated_usd_per_1000_jobs"]
+        print(
+            f"  {name}: trigger executions and events per job {per_job['before_match']} -> "
+            f"{per_job['after_match']} with the match; estimated USD per 1000 jobs {usd['ours_with_match']}, "
+            f"Step Functions Standard {usd['step_functions_standard']}"
+        )
     return 0
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 import pymongo
 import pymongo.errors
 
+from runtime import contracts
+
 STARTUP_SECONDS = 60.0
 
 
@@ -81,7 +83,7 @@ class EmbeddedMongo:
 def mongodb_uri(environ: Mapping[str, str] = os.environ) -> Iterator[str]:
     """``MONGODB_URI`` when it is set (a real mongod or Atlas), else an embedded server that lives
     as long as the ``with`` block: what the tests and the benchmarks run against."""
-    external = environ.get("MONGODB_URI")
+    external = environ.get(contracts.MONGODB_URI)
     if external:
         yield external
         return

@@ -17,15 +17,13 @@ from aws_cdk import Aws
 from aws_cdk import aws_events as events
 
 from constructs import Construct
+from runtime.contracts import PARTNER_SOURCE_PREFIX
 from runtime.definition.model import NOTIFY_EVENTS, Workflow
 from runtime.patterns import ORCHESTRATOR_STATUSES
 from runtime.settings import StoreSettings
 
 if TYPE_CHECKING:
     from awscdk_resources_mongodbatlas import CfnTrigger
-
-PARTNER_SOURCE_PREFIX = "aws.partner/mongodb.com/stitch.trigger/"
-"""Atlas names the partner event source after the trigger's id."""
 
 AUTO_RESUME = False
 """Atlas's auto-resume (``TolerateResumeErrors``) restarts a suspended trigger at the next change

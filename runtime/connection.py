@@ -11,6 +11,7 @@ from typing import Any
 
 import pymongo
 
+from runtime import contracts
 from runtime.documents import Document
 from runtime.errors import StoreError
 from runtime.settings import StoreSettings
@@ -24,10 +25,10 @@ _indexed: set[tuple[str, str, str]] = set()
 def read_connection_string(environ: Mapping[str, str], secrets_client: Any | None = None) -> str:
     """``MONGODB_URI`` (local runs) or the Secrets Manager secret named by
     ``MONGODB_SECRET_ARN``, whose string is the URI or JSON with a ``uri`` key."""
-    uri = environ.get("MONGODB_URI")
+    uri = environ.get(contracts.MONGODB_URI)
     if uri:
         return uri
-    arn = environ.get("MONGODB_SECRET_ARN")
+    arn = environ.get(contracts.MONGODB_SECRET_ARN)
     if not arn:
         raise StoreError("no MongoDB connection configured: set MONGODB_SECRET_ARN (or MONGODB_URI locally)")
     if secrets_client is None:

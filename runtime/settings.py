@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from runtime import contracts
+
 
 @dataclass(frozen=True, kw_only=True)
 class StoreSettings:
@@ -22,10 +24,10 @@ class StoreSettings:
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> StoreSettings:
         defaults = cls()
         return cls(
-            database=environ.get("MONGODB_DATABASE", defaults.database),
-            runs_collection=environ.get("RUNS_COLLECTION", defaults.runs_collection),
-            statuses_collection=environ.get("STATUSES_COLLECTION", defaults.statuses_collection),
+            database=environ.get(contracts.MONGODB_DATABASE, defaults.database),
+            runs_collection=environ.get(contracts.RUNS_COLLECTION, defaults.runs_collection),
+            statuses_collection=environ.get(contracts.STATUSES_COLLECTION, defaults.statuses_collection),
             notifications_collection=environ.get(
-                "NOTIFICATIONS_COLLECTION", defaults.notifications_collection
+                contracts.NOTIFICATIONS_COLLECTION, defaults.notifications_collection
             ),
         )

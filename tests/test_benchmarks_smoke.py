@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks import orchestration, synth
+from benchmarks import orchestration, synth, trigger
 from runtime.definition.loader import workflow_from_document
 
 
@@ -51,3 +51,28 @@ def test_generated_specs_are_valid_workflows_with_fan_out_and_joins(jobs: int) -
     assert len(definition.phases) >= 2
     assert any(len(job.after) > 1 for job in all_jobs), "no join"
     assert any(len(phase.dependents(phase.roots[0].name)) > 1 for phase in definition.phases), "no fan-out"
+
+
+def test_the_trigger_match_forwards_only_what_a_rule_consumes_and_the_figures_say_so(mongo_uri: str) -> None:
+    figures = trigger.trigger_figures(mongo_uri, quiet, specs=[orchestration.CATCH_THE_FISH])
+
+    fish = figures["trigger_events"]["catch_the_fish"]
+    # One run of catch_the_fish: started and success per job, and the run's own statuses.
+    assert fish["status_documents_by_status"] == {
+        "phase_completed": 2,
+        "started": 9,
+        "success": 9,
+        "workflow_started": 1,
+        "workflow_succeeded": 1,
+    }
+    # Its match forwards what the orchestrator and its notify.on [failed, workflow_succeeded] consume.
+    assert figures["trigger_match"] == {
+        "fullDocument.status": {"$in": ["failed", "success", "workflow_started", "workflow_succeeded"]}
+    }
+    assert (fish["status_documents"], fish["forwarded_by_match"]) == (22, 11)
+    assert fish["trigger_executions_per_job"] == {"before_match": 2.44, "after_match": 1.22}
+    assert fish["handler_invocations"] == {"orchestrator": 10, "notifier": 1}
+    assert fish["step_functions_transitions"] == 9 + 1  # a Task per job, a Parallel for the fan-out
+    cost = fish["estimated_usd_per_1000_jobs"]
+    assert cost["ours_with_match"] < cost["ours_without_match"]
+    assert cost["step_functions_standard"] == pytest.approx(1000 / 9 * 10 * 0.025 / 1000, abs=1e-6)

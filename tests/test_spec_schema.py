@@ -74,6 +74,10 @@ SPEC_BASE: dict[str, Any] = {
     "notify": {},
     "schedule": "rate(1 day)",
 }
+PERMISSION_BASE: dict[str, Any] = copy.deepcopy(SPEC_BASE)
+PERMISSION_BASE["phases"]["p"]["jobs"]["b"]["permissions"] = [
+    {"actions": ["s3:GetObject"], "resources": ["arn:aws:s3:::probe/*"]}
+]
 SEED_BASE: dict[str, Any] = {
     "purposeId": "probe",
     "phases": {
@@ -81,12 +85,13 @@ SEED_BASE: dict[str, Any] = {
         "q": {"steps": {"qStart": {"jobs": ["c"]}}, "waitFor": ["c"], "next": "end"},
     },
 }
-WHERE: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
+WHERE: dict[str, tuple[dict[str, Any], tuple[str | int, ...]]] = {
     "spec": (SPEC_BASE, ()),
     "defaults": (SPEC_BASE, ("defaults",)),
     "phase": (SPEC_BASE, ("phases", "p")),
     "job": (SPEC_BASE, ("phases", "p", "jobs", "b")),
     "notify": (SPEC_BASE, ("notify",)),
+    "permission": (PERMISSION_BASE, ("phases", "p", "jobs", "b", "permissions", 0)),
     "seed": (SEED_BASE, ()),
     "seed_phase": (SEED_BASE, ("phases", "p")),
     "seed_step": (SEED_BASE, ("phases", "p", "steps", "p")),
@@ -115,6 +120,9 @@ CHANGES: dict[tuple[str, str], object] = {
     ("job", "retries"): 7,
     ("job", "env"): {"STAGE": "test"},
     ("job", "when"): "input.fast",
+    ("job", "permissions"): [{"actions": ["s3:GetObject"], "resources": ["arn:aws:s3:::probe/*"]}],
+    ("permission", "actions"): ["s3:PutObject"],
+    ("permission", "resources"): ["arn:aws:s3:::other/*"],
     ("notify", "on"): ["failed"],
     ("notify", "email"): ["ops@example.com"],
     ("notify", "slack_webhook_secret"): "team/slack",
@@ -135,7 +143,7 @@ CHANGES: dict[tuple[str, str], object] = {
 def _changed(kind: str, key: str) -> dict[str, Any]:
     base, where = WHERE[kind]
     document = copy.deepcopy(base)
-    target = document
+    target: Any = document
     for part in where:
         target = target[part]
     target[key] = CHANGES[(kind, key)]

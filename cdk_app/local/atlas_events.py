@@ -12,6 +12,8 @@ from typing import Any
 
 from bson import json_util
 
+from runtime.contracts import PARTNER_SOURCE_PREFIX
+
 LOCAL_TRIGGER_ID = "000000000000000000000000"
 
 
@@ -38,7 +40,7 @@ def envelope(
 ) -> dict[str, Any]:
     """The EventBridge event an Atlas trigger sends for the insert of ``document``."""
     now = datetime.now(UTC)
-    source = f"aws.partner/mongodb.com/stitch.trigger/{trigger_id}"
+    source = f"{PARTNER_SOURCE_PREFIX}{trigger_id}"
     return {
         "version": "0",
         "id": str(uuid.uuid4()),

@@ -12,13 +12,15 @@ import jmespath
 import jmespath.exceptions
 from jmespath.lexer import Lexer
 
+from runtime import contracts
 from runtime.definition.draft import Draft, DraftJob, DraftPhase, Ref, known_fields, mapping, name_refs
 from runtime.definition.job_code import check_job_code
 from runtime.definition.model import Notify
+from runtime.definition.permissions import read_permissions
 from runtime.definition.report import JsonPath, Report, name_list, show
 from runtime.definition.schema import is_name
 
-RESERVED_ENV = frozenset(
+LAMBDA_RESERVED_ENV = frozenset(
     {
         "_HANDLER",
         "_X_AMZN_TRACE_ID",
@@ -38,15 +40,12 @@ RESERVED_ENV = frozenset(
         "AWS_SESSION_TOKEN",
         "LAMBDA_RUNTIME_DIR",
         "LAMBDA_TASK_ROOT",
-        "JOB_HANDLER",
-        "MONGODB_SECRET_ARN",
-        "MONGODB_URI",
-        "MONGODB_DATABASE",
-        "RUNS_COLLECTION",
-        "STATUSES_COLLECTION",
     }
 )
-"""Environment names Lambda reserves or the job wrapper sets itself (docs/architecture.md)."""
+"""Environment names Lambda reserves (docs/architecture.md)."""
+
+RESERVED_ENV = LAMBDA_RESERVED_ENV | contracts.ENVIRONMENT_NAMES
+"""Names a spec's ``env`` may not set: Lambda's, and every one our functions read."""
 
 WHEN_ROOTS = ("input", "results")
 """What a ``when`` condition can read at its top level."""
@@ -93,6 +92,8 @@ def _job_settings(
     if isinstance(own.get("when"), str):
         settings["when"] = own["when"]
         _check_when(job, own["when"], report)
+    if "permissions" in own:
+        settings["permissions"] = read_permissions(own["permissions"], (*job.path, "permissions"), report)
     if isinstance(own.get("code"), str) and own["code"]:
         settings["code"] = check_job_code(own["code"], (*job.path, "code"), report, base_dir)
     return settings

@@ -42,6 +42,23 @@ def _frozen_mapping(value: Mapping[str, str] | None) -> Mapping[str, str]:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Permission:
+    """One IAM statement (Allow) the spec adds to a job's own role, and to no other."""
+
+    actions: tuple[str, ...]
+    """``service:Action`` names; a wildcard may complete an action's name (``s3:Get*``)."""
+    resources: tuple[str, ...]
+    """ARNs the actions apply to; a wildcard may complete the resource part (``.../prefix/*``)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "actions", tuple(self.actions))
+        object.__setattr__(self, "resources", tuple(self.resources))
+
+    def to_document(self) -> dict[str, list[str]]:
+        return {"actions": list(self.actions), "resources": list(self.resources)}
+
+
+@dataclass(frozen=True, kw_only=True)
 class Job:
     """One unit of work: a Lambda function in the cloud, an in-process call locally."""
 
@@ -63,10 +80,13 @@ class Job:
     """Extra environment variables for the job's function."""
     when: str | None = None
     """JMESPath condition over ``{"input": ..., "results": ...}``; false skips the job."""
+    permissions: tuple[Permission, ...] = ()
+    """Statements the job's role gets on top of what every job's role has."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "after", tuple(self.after))
         object.__setattr__(self, "env", _frozen_mapping(self.env))
+        object.__setattr__(self, "permissions", tuple(self.permissions))
 
     @property
     def max_attempts(self) -> int:
@@ -185,6 +205,7 @@ class Workflow:
                             "timeout": job.timeout,
                             "retries": job.retries,
                             "when": job.when,
+                            "permissions": [permission.to_document() for permission in job.permissions],
                         }
                         for job in phase.jobs
                     ],
@@ -220,6 +241,10 @@ class Workflow:
                             timeout=job["timeout"],
                             retries=job["retries"],
                             when=job.get("when"),
+                            permissions=tuple(
+                                Permission(actions=tuple(item["actions"]), resources=tuple(item["resources"]))
+                                for item in job.get("permissions", ())
+                            ),
                         )
                         for job in phase["jobs"]
                     ),

@@ -138,8 +138,15 @@ def _translate(error: ValidationError) -> Iterator[tuple[JsonPath, str]]:
             yield path, _bad_name_message(_name_kind(parent), value)
     elif kind == "maxLength" and isinstance(value, str):
         yield path, f"{show(value)} is {len(value)} characters long; the limit is {rule}"
-    elif kind == "minLength":
+    elif kind in ("minLength", "minItems"):
         yield path, "must not be empty"
+    elif kind == "maxItems" and isinstance(value, list):
+        hint = (
+            "; merge statements that share resources, or grant more in CDK"
+            if path[-1:] == ("permissions",)
+            else ""
+        )
+        yield path, f"{len(value)} entries; at most {rule} are allowed here{hint}"
     elif kind == "minProperties":
         yield path, _empty_message(path)
     elif kind == "uniqueItems" and isinstance(value, list):

@@ -26,6 +26,7 @@ from typing import Any
 import bson
 import bson.errors
 
+from runtime import contracts
 from runtime.documents import StatusEvent, StatusName
 from runtime.engine import LAMBDA_RETRY_DELAY, age, utcnow
 from runtime.errors import EventError
@@ -181,7 +182,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if "store" not in _state:
         from runtime.connection import store_from_env
 
-        spec = os.environ.get("JOB_HANDLER")
+        spec = os.environ.get(contracts.JOB_HANDLER)
         try:
             user = load_user_handler(spec)
         except Exception as exc:  # any error of the user's module: reported as the attempt's failure

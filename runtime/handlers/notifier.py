@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from runtime import contracts
 from runtime.documents import RunState, StatusEvent, StatusName
 from runtime.engine import LAMBDA_RETRY_DELAY
 from runtime.errors import EventError
@@ -133,8 +134,8 @@ def _build() -> NotifierService:
     from runtime.connection import store_from_env
     from runtime.ports import SlackNotifier, SnsNotifier
 
-    notifiers: list[Notifier] = [SnsNotifier(boto3.client("sns"), os.environ["NOTIFY_TOPIC_ARN"])]
-    slack_secret = os.environ.get("SLACK_WEBHOOK_SECRET_ARN")
+    notifiers: list[Notifier] = [SnsNotifier(boto3.client("sns"), os.environ[contracts.NOTIFY_TOPIC_ARN])]
+    slack_secret = os.environ.get(contracts.SLACK_WEBHOOK_SECRET_ARN)
     if slack_secret:
         notifiers.append(SlackNotifier(boto3.client("secretsmanager"), slack_secret))
     store = store_from_env(os.environ)

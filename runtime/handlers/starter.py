@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from runtime import contracts
 from runtime.definition.model import Workflow
 from runtime.errors import EventError, RunError
 from runtime.events import as_mapping
@@ -29,7 +30,7 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     if "store" not in _state:
         from runtime.connection import store_from_env
 
-        definition = load_definition(os.environ["WORKFLOW_DEFINITION_FILE"])
+        definition = load_definition(os.environ[contracts.WORKFLOW_DEFINITION_FILE])
         _state.update(store=store_from_env(os.environ), definition=definition)
     try:
         request = as_mapping(event or {})

@@ -1,0 +1,51 @@
+"""What the synthesized stacks and the runtime must agree on, stated once: the environment
+variables the constructs set and the handlers read, the name Atlas gives its partner event
+sources, and the size of the workflow's own functions. Standard library only (Lambda imports it).
+"""
+
+from __future__ import annotations
+
+MONGODB_URI = "MONGODB_URI"
+"""The connection string itself: local runs and tests only, never set by the constructs."""
+MONGODB_SECRET_ARN = "MONGODB_SECRET_ARN"
+"""The Secrets Manager secret holding the connection string (every function in the cloud)."""
+MONGODB_DATABASE = "MONGODB_DATABASE"
+"""The database holding both collections."""
+RUNS_COLLECTION = "RUNS_COLLECTION"
+"""The collection with one document per run."""
+STATUSES_COLLECTION = "STATUSES_COLLECTION"
+"""The append-only collection of status events the trigger watches."""
+NOTIFICATIONS_COLLECTION = "NOTIFICATIONS_COLLECTION"
+"""The collection of the notifier's claims, one per status it reports."""
+JOB_HANDLER = "JOB_HANDLER"
+"""``module.function`` of a job's own code; unset, the job runs the stub."""
+WORKFLOW_DEFINITION_FILE = "WORKFLOW_DEFINITION_FILE"
+"""The starter's bundled definition, relative to the function's code folder."""
+NOTIFY_TOPIC_ARN = "NOTIFY_TOPIC_ARN"
+"""The notifier's SNS topic."""
+SLACK_WEBHOOK_SECRET_ARN = "SLACK_WEBHOOK_SECRET_ARN"
+"""The notifier's Slack webhook secret, when the spec names one."""
+
+ENVIRONMENT_NAMES = frozenset(
+    {
+        MONGODB_URI,
+        MONGODB_SECRET_ARN,
+        MONGODB_DATABASE,
+        RUNS_COLLECTION,
+        STATUSES_COLLECTION,
+        NOTIFICATIONS_COLLECTION,
+        JOB_HANDLER,
+        WORKFLOW_DEFINITION_FILE,
+        NOTIFY_TOPIC_ARN,
+        SLACK_WEBHOOK_SECRET_ARN,
+    }
+)
+"""Every variable our functions read; a spec's ``env`` may use none of them."""
+
+PARTNER_SOURCE_PREFIX = "aws.partner/mongodb.com/stitch.trigger/"
+"""Atlas names the partner event source of a trigger after the trigger's id."""
+
+SYSTEM_FUNCTION_MEMORY_MB = 256
+"""Memory of the orchestrator, notifier and starter."""
+SYSTEM_FUNCTION_TIMEOUT_SECONDS = 60
+"""Timeout of the orchestrator, notifier and starter."""

@@ -1,0 +1,124 @@
+"""A spec's ``permissions`` end up in that job's role and no other, and cdk-nag stays clean."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aws_cdk import App, Stack
+from aws_cdk.assertions import Template
+from cdk_nag import AwsSolutionsChecks
+
+from cdk_app.app import WorkflowApp
+from runtime.definition.loader import workflow_from_document
+from runtime.definition.model import Permission, Workflow
+from tests.cdk_fixtures import logical_id, resources_of_type, synthesize
+
+OBJECTS = {"actions": ["s3:GetObject", "s3:Get*Tagging"], "resources": ["arn:aws:s3:::fish-bucket/landing/*"]}
+TABLE = {
+    "actions": ["dynamodb:GetItem", "dynamodb:Query"],
+    "resources": ["arn:aws:dynamodb:eu-west-1:123456789012:table/catches"],
+}
+SPEC: dict[str, Any] = {
+    "workflow": "granted",
+    "phases": {
+        "fishing": {
+            "jobs": {
+                "catch_fish": {"permissions": [OBJECTS, TABLE]},
+                "go_home": {"after": ["catch_fish"]},
+            }
+        }
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def granted() -> tuple[App, WorkflowApp, Workflow]:
+    workflow = workflow_from_document(SPEC)
+    app, built = synthesize([workflow])
+    return app, built, workflow
+
+
+def role_statements(built: WorkflowApp, job: str) -> list[dict[str, Any]]:
+    """The statements of the policies attached to ``job``'s role."""
+    role = built.workflows["granted"].job_role(job)
+    template = Template.from_stack(Stack.of(role)).to_json()
+    return [
+        statement
+        for policy in resources_of_type(template, "AWS::IAM::Policy").values()
+        if {"Ref": logical_id(role)} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def rendered(permission: dict[str, list[str]]) -> dict[str, Any]:
+    """A statement as CDK renders it: a single action or resource is a string, several a sorted list."""
+
+    def one_or_list(values: list[str]) -> str | list[str]:
+        return values[0] if len(values) == 1 else sorted(values)
+
+    return {
+        "Action": one_or_list(permission["actions"]),
+        "Effect": "Allow",
+        "Resource": one_or_list(permission["resources"]),
+    }
+
+
+def test_the_loader_reads_permissions_into_the_job() -> None:
+    workflow = workflow_from_document(SPEC)
+
+    assert workflow.job("catch_fish").permissions == (
+        Permission(
+            actions=("s3:GetObject", "s3:Get*Tagging"), resources=("arn:aws:s3:::fish-bucket/landing/*",)
+        ),
+        Permission(actions=tuple(TABLE["actions"]), resources=tuple(TABLE["resources"])),
+    )
+    assert workflow.job("go_home").permissions == ()
+
+
+def test_permissions_survive_the_run_snapshot() -> None:
+    workflow = workflow_from_document(SPEC)
+
+    document = workflow.to_document()
+
+    assert document["phases"][0]["jobs"][0]["permissions"] == [OBJECTS, TABLE]
+    assert (
+        Workflow.from_document(document).job("catch_fish").permissions
+        == workflow.job("catch_fish").permissions
+    )
+
+
+def test_a_job_with_permissions_gets_exactly_those_statements_and_others_do_not(granted) -> None:
+    _, built, _ = granted
+
+    with_permissions = role_statements(built, "catch_fish")
+    without = role_statements(built, "go_home")
+
+    added = [statement for statement in with_permissions if statement not in without]
+    assert added == [rendered(OBJECTS), rendered(TABLE)]
+    assert len(with_permissions) == len(without) + 2
+    granted_names = {*OBJECTS["actions"], *TABLE["actions"], *OBJECTS["resources"], *TABLE["resources"]}
+    assert not any(str(statement).count(name) for statement in without for name in granted_names)
+
+
+def test_no_other_role_of_the_workflow_gets_them(granted) -> None:
+    _, built, _ = granted
+    construct = built.workflows["granted"]
+    others = [construct.orchestrator, construct.notifier, construct.starter]
+
+    for function in others:
+        template = Template.from_stack(Stack.of(function)).to_json()
+        assert "fish-bucket" not in str(template)
+        assert "dynamodb:GetItem" not in str(template)
+
+
+def test_cdk_nag_stays_clean_with_wildcards_that_complete_a_name(granted) -> None:
+    app, _, _ = granted
+
+    report = AwsSolutionsChecks().validate_scope(app)
+
+    assert [
+        f"{violation.rule_name} at {resource.construct_path}"
+        for violation in report.violations
+        for resource in violation.violating_resources
+    ] == []

@@ -1,0 +1,68 @@
+"""Each deployment contract is stated once, in ``runtime/contracts.py``: the synthesized functions
+set only names the loader keeps out of a spec's ``env``, and no other module spells the names."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runtime import contracts
+from runtime.definition.canonical import RESERVED_ENV
+from runtime.definition.model import Workflow
+from tests.cdk_fixtures import resources_of_type
+
+ROOT = Path(__file__).resolve().parents[1]
+CONTRACT_VALUES = contracts.ENVIRONMENT_NAMES | {contracts.PARTNER_SOURCE_PREFIX}
+
+
+def test_every_variable_the_constructs_set_is_one_a_spec_may_not_set(
+    fish_templates: dict[str, dict[str, Any]], fish_workflow: Workflow
+) -> None:
+    user_names = {name for job in fish_workflow.jobs() for name in job.env}
+    set_by_constructs = {
+        name
+        for template in fish_templates.values()
+        for function in resources_of_type(template, "AWS::Lambda::Function").values()
+        for name in function["Properties"]["Environment"]["Variables"]
+    } - user_names
+
+    assert set_by_constructs  # the fixture's functions do get variables
+    assert set_by_constructs - RESERVED_ENV == set()
+    assert set_by_constructs <= contracts.ENVIRONMENT_NAMES
+
+
+def test_the_system_functions_have_the_contracts_size(fish_templates: dict[str, dict[str, Any]]) -> None:
+    system = [
+        function["Properties"]
+        for template in fish_templates.values()
+        for function in resources_of_type(template, "AWS::Lambda::Function").values()
+        if function["Properties"]["Handler"] != "runtime.handlers.job.handler"
+    ]
+
+    assert len(system) == 3
+    assert {(f["MemorySize"], f["Timeout"]) for f in system} == {
+        (contracts.SYSTEM_FUNCTION_MEMORY_MB, contracts.SYSTEM_FUNCTION_TIMEOUT_SECONDS)
+    }
+
+
+def _modules() -> list[Path]:
+    return sorted(
+        path
+        for folder in ("runtime", "constructs", "cdk_app", "benchmarks")
+        for path in (ROOT / folder).rglob("*.py")
+        if path != ROOT / "runtime" / "contracts.py"
+    )
+
+
+@pytest.mark.parametrize("module", _modules(), ids=lambda path: str(path.relative_to(ROOT)))
+def test_no_module_but_the_contracts_spells_a_contract(module: Path) -> None:
+    spelled = sorted(
+        f"line {node.lineno}: {node.value!r}"
+        for node in ast.walk(ast.parse(module.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in CONTRACT_VALUES
+    )
+
+    assert spelled == [], "use runtime.contracts instead"
