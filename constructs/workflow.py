@@ -33,8 +33,8 @@ JOB_STACKS = 8
 """Nested stacks the job functions are spread over, by a hash of the job name. Fixed, so adding a
 job never moves another; 8 stacks of at most 500 resources (2 per job) hold well over 1000 jobs."""
 
-JOB_ASYNC_RETRY_ATTEMPTS = 2
-"""Lambda's own retries of a job invocation that crashed before the wrapper could report."""
+JOB_ASYNC_RETRY_ATTEMPTS = model.JOB_ASYNC_RETRIES
+"""Lambda's own retries of a job invocation: none, every retry is the orchestrator's."""
 
 JOB_MAX_EVENT_AGE = Duration.hours(6)
 """How long Lambda keeps trying to start a throttled job before the on-failure destination

@@ -15,6 +15,8 @@ class StoreSettings:
     """One document per run (env ``RUNS_COLLECTION``); the seed's name."""
     statuses_collection: str = "statuses"
     """Append-only status events the Atlas trigger watches (env ``STATUSES_COLLECTION``)."""
+    leases_collection: str = "leases"
+    """One lease per job attempt, held by the invocation running it (env ``LEASES_COLLECTION``)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> StoreSettings:
@@ -23,4 +25,5 @@ class StoreSettings:
             database=environ.get("MONGODB_DATABASE", defaults.database),
             runs_collection=environ.get("RUNS_COLLECTION", defaults.runs_collection),
             statuses_collection=environ.get("STATUSES_COLLECTION", defaults.statuses_collection),
+            leases_collection=environ.get("LEASES_COLLECTION", defaults.leases_collection),
         )

@@ -13,11 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+import bson
 import pymongo
 from bson.errors import InvalidDocument
+from bson.raw_bson import RawBSONDocument
 from pymongo import ReturnDocument
 from pymongo.collection import Collection
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import DocumentTooLarge, DuplicateKeyError, OperationFailure, PyMongoError
 
 from runtime.documents import (
     ATTEMPT,
@@ -31,9 +33,17 @@ from runtime.documents import (
     VERSION,
     Document,
     Fields,
+    JobRecord,
+    Lease,
     Run,
+    RunState,
     StatusEvent,
     StatusName,
+    attempt_projection,
+    attempt_state_from_document,
+    lease_filter,
+    lease_from_document,
+    lease_renewed,
     run_filter,
     run_from_document,
     run_to_document,
@@ -41,10 +51,14 @@ from runtime.documents import (
     touched,
 )
 from runtime.engine import utcnow
-from runtime.errors import StoreError
+from runtime.errors import DocumentRejected, StoreError
 from runtime.settings import StoreSettings
 
 T = TypeVar("T")
+
+REJECTED_DOCUMENT_CODES = frozenset({10334, 17419, 15, 17280})
+"""MongoDB's error codes for a document it will never store as it is: BSONObjectTooLarge and
+the update-result-too-large of older servers, Overflow (nested too deeply), KeyTooLong."""
 
 
 def _guard(action: str, call: Callable[[], T]) -> T:
@@ -52,7 +66,13 @@ def _guard(action: str, call: Callable[[], T]) -> T:
         return call()
     except DuplicateKeyError:
         raise
-    except (PyMongoError, InvalidDocument, OverflowError) as exc:
+    except (DocumentTooLarge, InvalidDocument, OverflowError) as exc:
+        raise DocumentRejected(f"could not {action}: {exc}") from exc
+    except OperationFailure as exc:
+        if exc.code in REJECTED_DOCUMENT_CODES:
+            raise DocumentRejected(f"could not {action}: {exc}") from exc
+        raise StoreError(f"could not {action}: {exc}") from exc
+    except PyMongoError as exc:
         raise StoreError(f"could not {action}: {exc}") from exc
 
 
@@ -66,6 +86,11 @@ class MongoStore:
         database = client[self.settings.database]
         self.runs: Collection[Document] = database[self.settings.runs_collection]
         self.statuses: Collection[Document] = database[self.settings.statuses_collection]
+        self.leases: Collection[Document] = database[self.settings.leases_collection]
+        # The same documents as raw BSON: reading a run this way tells its stored size.
+        self._raw_runs = self.runs.with_options(
+            codec_options=self.runs.codec_options.with_options(document_class=RawBSONDocument)
+        )
 
     def ensure_indexes(self) -> None:
         """Idempotent; creating an index that exists is a no-op on the server."""
@@ -88,23 +113,35 @@ class MongoStore:
         return True
 
     def read_run(self, run_id: str) -> Run | None:
-        document = self.load_run(run_id)
-        return None if document is None else run_from_document(document)
+        raw = _guard(f"read run {run_id!r}", lambda: self._raw_runs.find_one(run_filter(run_id)))
+        return self._decoded(raw)
+
+    def _decoded(self, raw: Any) -> Run | None:
+        if raw is None:
+            return None
+        data: bytes = raw.raw
+        return run_from_document(bson.decode(data, self.runs.codec_options), stored_bytes=len(data))
+
+    def read_attempt_state(self, run_id: str, job: str) -> tuple[RunState, JobRecord | None] | None:
+        document = _guard(
+            f"read run {run_id!r}", lambda: self.runs.find_one(run_filter(run_id), attempt_projection(job))
+        )
+        return None if document is None else attempt_state_from_document(document, job)
 
     def load_run(self, run_id: str) -> Document | None:
         """The run document as stored."""
         return _guard(f"read run {run_id!r}", lambda: self.runs.find_one(run_filter(run_id)))
 
     def record_job_success(self, run_id: str, conditions: Fields, changes: Fields) -> Run | None:
-        document = _guard(
+        raw = _guard(
             f"record a success in run {run_id!r}",
-            lambda: self.runs.find_one_and_update(
+            lambda: self._raw_runs.find_one_and_update(
                 {**run_filter(run_id), **conditions},
                 {"$set": touched(changes, utcnow()), "$inc": {VERSION: 1}},
                 return_document=ReturnDocument.AFTER,
             ),
         )
-        return None if document is None else run_from_document(document)
+        return self._decoded(raw)
 
     def apply_transition(
         self, run_id: str, conditions: Mapping[str, Any], changes: Mapping[str, Any]
@@ -159,6 +196,28 @@ class MongoStore:
         }
         document = _guard("read a terminal status", lambda: self.statuses.find_one(query))
         return None if document is None else status_from_document(document)
+
+    # -- leases ------------------------------------------------------------------------------
+
+    def acquire_lease(self, lease: Lease) -> bool:
+        try:
+            _guard("acquire a lease", lambda: self.leases.insert_one(lease.to_document()))
+        except DuplicateKeyError:
+            return False
+        return True
+
+    def read_lease(self, lease_id: str) -> Lease | None:
+        document = _guard("read a lease", lambda: self.leases.find_one(lease_filter(lease_id)))
+        return None if document is None else lease_from_document(document)
+
+    def renew_lease(self, lease: Lease) -> bool:
+        result = _guard(
+            "renew a lease",
+            lambda: self.leases.update_one(
+                lease_filter(lease.lease_id, lease.token), {"$set": lease_renewed(lease.expires_at)}
+            ),
+        )
+        return result.matched_count == 1
 
     def read_statuses(self, run_id: str) -> list[StatusEvent]:
         return [status_from_document(document) for document in self.run_statuses(run_id)]

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from runtime.definition.model import Job, Phase, Workflow
-from runtime.documents import JobRecord, JobState, Run, RunState, StatusEvent, StatusName
+from runtime.documents import JobRecord, JobState, Lease, Run, RunState, StatusEvent, StatusName
 from runtime.engine import (
     Rejection,
     Transition,
@@ -518,26 +518,32 @@ RECORD = FailureRecord(
 )
 
 
+def lease(owner: str, expires_in: timedelta) -> Lease:
+    return Lease(lease_id="r/a/1", owner=owner, token="t", expires_at=NOW + expires_in)
+
+
 @pytest.mark.parametrize(
-    ("terminal", "claim", "expected"),
+    ("terminal", "held", "expected"),
     [
         pytest.param(None, None, "failed", id="never-started"),
-        pytest.param(None, report(StatusName.STARTED, "a", 1, request_id="req-1"), "failed", id="own-claim"),
-        pytest.param(None, report(StatusName.STARTED, "a", 1), "failed", id="claim-without-request-id"),
+        pytest.param(None, lease("req-1", timedelta(seconds=20)), "failed", id="its-own-live-lease"),
+        pytest.param(
+            None, lease("req-2", -timedelta(seconds=1)), "failed", id="another-invocations-expired-lease"
+        ),
         pytest.param(
             None,
-            report(StatusName.STARTED, "a", 1, request_id="req-2"),
-            "another invocation owns the attempt",
-            id="claimed-by-another-invocation",
+            lease("req-2", timedelta(seconds=20)),
+            "another invocation holds a live lease on the attempt",
+            id="another-invocations-live-lease",
         ),
         pytest.param(success("a"), None, "the attempt already reported its end", id="already-succeeded"),
         pytest.param(failure("a"), None, "the attempt already reported its end", id="already-failed"),
     ],
 )
 def test_lambda_giving_up_counts_as_the_attempts_failure_unless_the_attempt_is_accounted_for(
-    terminal: StatusEvent | None, claim: StatusEvent | None, expected: str
+    terminal: StatusEvent | None, held: Lease | None, expected: str
 ) -> None:
-    decision = plan_give_up(RECORD, terminal, claim)
+    decision = plan_give_up(RECORD, terminal, held, NOW)
     if isinstance(decision, Rejection):
         assert (decision.action, decision.reason) == ("ignored", expected)
     else:
