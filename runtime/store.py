@@ -1,10 +1,11 @@
 """The MongoDB adapter of the ``RunStore`` port: run documents in ``state-machines``, status
-events in ``statuses``.
+events in ``statuses``, the job wrapper's leases in ``leases``.
 
 Every write that the engine's invariants depend on is a single-document atomic operation whose
 filter states what the writer read (docs/architecture.md, "Invariants", 1): a completion is recorded
 only while the job is still dispatched at that attempt, a claim only while the claimed jobs are
-still pending in the phase the writer saw. Driver failures are wrapped in ``StoreError``. What the
+still pending in the phase the writer saw. Driver failures are wrapped in ``StoreError``, and a
+document MongoDB will never store as it is in ``DocumentRejected``. What the
 documents look like is ``runtime.documents``' business; how to connect, ``runtime.connection``'s.
 """
 
