@@ -18,7 +18,7 @@ from typing import Any
 
 import pymongo
 
-from benchmarks import orchestration, synth, trigger
+from benchmarks import executions, orchestration, synth, trigger
 from cdk_app.embedded_mongo import mongodb_uri
 from runtime import contracts
 
@@ -30,6 +30,7 @@ TARGETS = {
     "round_trips_per_success": "<= 2",
     "lost_updates_ours": "== 0, while lost_updates_seed > 0",
     "events_per_second_ratio": ">= 1.0",
+    "executions_beyond_attempts": "== 0 (jobs whose code ran more often than their attempts)",
 }
 
 
@@ -70,6 +71,7 @@ def verdicts(results: dict[str, Any]) -> dict[str, bool]:
         "round_trips_per_success": lambda r: r["round_trips_per_success"] <= 2,
         "lost_updates_ours": lambda r: r["lost_updates_ours"] == 0 and r["lost_updates_seed"] > 0,
         "events_per_second_ratio": lambda r: r["events_per_second_ratio"] >= 1.0,
+        "executions_beyond_attempts": lambda r: r["executions_beyond_attempts"] == 0,
     }
     return {name: check(results) for name, check in checks.items() if name in results}
 
@@ -82,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=50, help="simultaneous successes (default 50)")
     parser.add_argument("--bursts", type=int, default=20, help="lost-update repetitions (default 20)")
     parser.add_argument("--runs", type=int, default=20, help="throughput runs per side and round")
+    parser.add_argument("--faulty-runs", type=int, default=100, help="runs under every fault (default 100)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="default benchmarks/results.json")
     args = parser.parse_args(argv)
 
@@ -97,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             # (both sides alike, but the side that writes more, more).
             results.update(orchestration.throughput(uri, args.runs, 3, 4, progress))
             results.update(orchestration.lost_updates(uri, args.threads, args.bursts, progress))
+            results.update(executions.executions_against_attempts(uri, args.faulty_runs, progress))
         if args.only in (None, "trigger"):
             results.update(trigger.trigger_figures(uri, progress))
     if args.only in (None, "synth"):

@@ -41,8 +41,8 @@ JOB_STACKS = 8
 job never moves another. At 4 resources per job (function, invoke config, role, policy) the
 fullest of the 8 holds 312 of its 500 resources at 500 jobs: room for about 800."""
 
-JOB_ASYNC_RETRY_ATTEMPTS = 2
-"""Lambda's own retries of a job invocation that crashed before the wrapper could report."""
+JOB_ASYNC_RETRY_ATTEMPTS = model.JOB_ASYNC_RETRIES
+"""Lambda's own retries of a job invocation: none, every retry is the orchestrator's."""
 
 JOB_MAX_EVENT_AGE = Duration.hours(6)
 """How long Lambda keeps trying to start a throttled job before the on-failure destination

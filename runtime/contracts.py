@@ -17,6 +17,8 @@ STATUSES_COLLECTION = "STATUSES_COLLECTION"
 """The append-only collection of status events the trigger watches."""
 NOTIFICATIONS_COLLECTION = "NOTIFICATIONS_COLLECTION"
 """The collection of the notifier's claims, one per status it reports."""
+LEASES_COLLECTION = "LEASES_COLLECTION"
+"""The collection of job attempts' leases, one per attempt being run."""
 JOB_HANDLER = "JOB_HANDLER"
 """``module.function`` of a job's own code; unset, the job runs the stub."""
 WORKFLOW_DEFINITION_FILE = "WORKFLOW_DEFINITION_FILE"
@@ -34,6 +36,7 @@ ENVIRONMENT_NAMES = frozenset(
         RUNS_COLLECTION,
         STATUSES_COLLECTION,
         NOTIFICATIONS_COLLECTION,
+        LEASES_COLLECTION,
         JOB_HANDLER,
         WORKFLOW_DEFINITION_FILE,
         NOTIFY_TOPIC_ARN,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +63,9 @@ class StatusName(StrEnum):
     PHASE_COMPLETED = "phase_completed"
     WORKFLOW_SUCCEEDED = "workflow_succeeded"
     WORKFLOW_FAILED = "workflow_failed"
+    NOT_RUN = "not_run"
+    """The job wrapper's report of an attempt it did not run: the run had ended, or the attempt
+    is stale (the run has moved on to another attempt of the job)."""
 
 
 JOB_STATUSES = (StatusName.STARTED, StatusName.SUCCESS, StatusName.FAILED)
@@ -76,8 +79,12 @@ RUN_STATUSES = (
 )
 """Statuses the engine itself records for a run (``job`` is ``None`` on these)."""
 
-TERMINAL_JOB_STATUSES = (StatusName.SUCCESS, StatusName.FAILED)
-"""The reports that end a job attempt."""
+TERMINAL_JOB_STATUSES = (StatusName.SUCCESS, StatusName.FAILED, StatusName.NOT_RUN)
+"""The reports that end a job attempt. They share one ``_id`` per attempt (``terminal_id``), so
+an attempt has at most one of them, on every server."""
+
+ATTEMPT_STATUSES = (StatusName.STARTED, *TERMINAL_JOB_STATUSES)
+"""Every status that belongs to one job attempt (has a job, a phase and an attempt >= 1)."""
 
 RUN_ENDS = {RunState.SUCCEEDED: StatusName.WORKFLOW_SUCCEEDED, RunState.FAILED: StatusName.WORKFLOW_FAILED}
 """The status recorded when a run reaches each final state."""
@@ -100,6 +107,9 @@ class JobRecord:
     """When that handling decided to dispatch this attempt."""
     finished_at: datetime | None = None
     """When the job's success was recorded."""
+    invoked_attempt: int | None = None
+    """The attempt whose invocation Lambda is known to have accepted; recorded only by decisions
+    that dispatch many jobs, so a redelivery after a timeout does not start them all again."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,6 +131,9 @@ class Run:
     error: str | None = None
     version: int = 0
     """Incremented by every write; a write planned from this view is guarded by it."""
+    stored_bytes: int = 0
+    """The BSON size of the document this view was read from (0 when not read from a store):
+    what a write may still add before MongoDB refuses the document."""
 
     @property
     def workflow(self) -> str:
@@ -158,6 +171,7 @@ _JOB_FIELDS = {
     "caused_by": "causedBy",
     "claimed_at": "claimedAt",
     "finished_at": "finishedAt",
+    "invoked_attempt": "invokedAttempt",
 }
 """JobRecord attribute -> its field in the run document."""
 
@@ -177,8 +191,8 @@ def _job_to_document(record: JobRecord) -> Document:
     return document
 
 
-def run_from_document(document: Mapping[str, Any]) -> Run:
-    """Read a run document as the engine's ``Run``."""
+def run_from_document(document: Mapping[str, Any], stored_bytes: int = 0) -> Run:
+    """Read a run document (of ``stored_bytes`` as BSON) as the engine's ``Run``."""
     # Imported here, not at the top: the definition model names its notify statuses from this
     # module, so a top-level import would be circular.
     from runtime.definition.model import Workflow
@@ -194,6 +208,7 @@ def run_from_document(document: Mapping[str, Any]) -> Run:
         finished_by=document.get(FINISHED_BY),
         error=document.get(ERROR),
         version=document.get(VERSION, 0),
+        stored_bytes=stored_bytes,
     )
 
 
@@ -219,6 +234,17 @@ def run_to_document(run: Run, now: datetime) -> Document:
 def run_filter(run_id: str) -> Document:
     """Selects one run document."""
     return {_ID: run_id}
+
+
+def attempt_projection(job: str) -> Document:
+    """The fields of a run document the job wrapper reads before it runs an attempt of ``job``."""
+    return {RUN_STATE: 1, f"{JOBS}.{job}": 1}
+
+
+def attempt_state_from_document(document: Mapping[str, Any], job: str) -> tuple[RunState, JobRecord | None]:
+    """The run's state and ``job``'s record, from a document read with ``attempt_projection``."""
+    record = (document.get(JOBS) or {}).get(job)
+    return RunState(document[RUN_STATE]), None if record is None else _job_from_document(record)
 
 
 def touched(changes: Mapping[str, Any], now: datetime) -> Fields:
@@ -249,6 +275,11 @@ def job_is(job: str, state: JobState, attempt: int | None = None) -> Fields:
 def job_set(job: str, record: JobRecord) -> Fields:
     """Replace everything recorded for ``job``."""
     return {f"{JOBS}.{job}": _job_to_document(record)}
+
+
+def jobs_invoked(attempts: Mapping[str, int]) -> Fields:
+    """Lambda accepted the invocations of these jobs' attempts."""
+    return {_job_field(job, "invoked_attempt"): attempt for job, attempt in attempts.items()}
 
 
 def job_changed(job: str, **values: Any) -> Fields:
@@ -311,7 +342,8 @@ class StatusEvent:
     def to_document(self, date: datetime) -> Document:
         """The document recorded in ``statuses`` at ``date``: the key fields, then ``output`` on a
         success, ``error`` and ``requestId`` when there is one."""
-        document: Document = {
+        document: Document = self._terminal_id()
+        document |= {
             RUN_ID: self.run_id,
             WORKFLOW: self.workflow,
             PHASE: self.phase,
@@ -328,6 +360,63 @@ class StatusEvent:
             document[REQUEST_ID] = self.request_id
         return document
 
+    def _terminal_id(self) -> Document:
+        """A terminal report's ``_id`` is its attempt's: a second terminal report of the same
+        attempt (a success racing an on-failure record) is refused as a duplicate key."""
+        if self.status not in TERMINAL_JOB_STATUSES or self.job is None:
+            return {}
+        return {_ID: terminal_id(self.run_id, self.job, self.attempt)}
+
+
+def terminal_id(run_id: str, job: str, attempt: int) -> str:
+    """The ``_id`` of the one terminal report of a job attempt (job names never hold a ``/``)."""
+    return f"{run_id}/{job}/{attempt}/end"
+
+
+# -- leases -------------------------------------------------------------------------------------
+
+OWNER, TOKEN, EXPIRES_AT = "owner", "token", "expiresAt"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Lease:
+    """The claim of one job attempt (a document in ``leases``): the invocation that may run its
+    code, for as long as it keeps renewing ``expires_at``. Never taken over: once it expires
+    without a terminal report, the attempt is recorded failed."""
+
+    lease_id: str
+    owner: str
+    """The Lambda request id of the invocation holding it."""
+    token: str
+    """Names that one invocation: a duplicate delivery may carry the same request id."""
+    expires_at: datetime
+
+    def to_document(self) -> Document:
+        return {_ID: self.lease_id, OWNER: self.owner, TOKEN: self.token, EXPIRES_AT: self.expires_at}
+
+
+def lease_id(run_id: str, job: str, attempt: int) -> str:
+    return f"{run_id}/{job}/{attempt}"
+
+
+def lease_from_document(document: Mapping[str, Any]) -> Lease:
+    expires_at: datetime = document[EXPIRES_AT]
+    return Lease(
+        lease_id=document[_ID],
+        owner=document[OWNER],
+        token=document[TOKEN],
+        expires_at=expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC),
+    )
+
+
+def lease_filter(lease: str, token: str | None = None) -> Document:
+    """Selects one lease (while ``token`` holds it)."""
+    return {_ID: lease} | ({} if token is None else {TOKEN: token})
+
+
+def lease_renewed(expires_at: datetime) -> Document:
+    return {EXPIRES_AT: expires_at}
+
 
 def status_from_document(document: Mapping[str, Any], where: str = "status document") -> StatusEvent:
     """Read a ``statuses`` document, checking what the engine relies on; ``EventError`` says
@@ -337,7 +426,7 @@ def status_from_document(document: Mapping[str, Any], where: str = "status docum
         raise EventError(f"{where}: unknown status {status!r}")
     name = StatusName(status)
     job = optional_str(document, JOB, where)
-    if name in JOB_STATUSES:
+    if name in ATTEMPT_STATUSES:
         required(document, JOB, str, where)
         required(document, PHASE, str, where)
         attempt = required(document, ATTEMPT, int, where)

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import jmespath
 
+from runtime import limits
 from runtime.definition.model import Job, Phase, Workflow
 from runtime.documents import (
     DONE,
@@ -29,6 +30,7 @@ from runtime.documents import (
     Fields,
     JobRecord,
     JobState,
+    Lease,
     Run,
     RunState,
     StatusEvent,
@@ -45,9 +47,10 @@ from runtime.documents import (
 from runtime.events import FailureRecord, JobEvent
 
 LAMBDA_RETRY_DELAY = timedelta(seconds=50)
-"""Lambda retries a failed asynchronous invocation a minute later at the earliest (a little less
-here, for clock differences): whatever repeats sooner is a duplicate, not a retry after a crash.
-Both the orchestrator's replay and the job wrapper's takeover tell the two apart by it."""
+"""Lambda retries a failed asynchronous invocation of the orchestrator a minute later at the
+earliest (a little less here, for clock differences): an event that repeats sooner is a
+duplicate, not a retry after a crash, and the replay does not dispatch again for it. (Nothing
+else depends on timing: the job wrapper's lease does not.)"""
 
 
 def utcnow() -> datetime:
@@ -97,7 +100,52 @@ def initial_run(definition: Workflow, run_id: str, run_input: Any) -> Run:
 
 
 def decide(run: Run, event: StatusEvent, now: datetime) -> Transition | Rejection | None:
-    """What ``event`` does to ``run`` as it is stored; None: nothing to write."""
+    """What ``event`` does to ``run`` as it is stored; None: nothing to write. A write that would
+    grow the run document past what MongoDB stores fails the run instead (or, once the run has
+    ended, is not made): MongoDB would refuse it on every redelivery and the run would stall."""
+    decision = _decide(run, event, now)
+    if not isinstance(decision, Transition) or run.stored_bytes == 0:
+        return decision
+    growth = sum(limits.field_bytes(path, value) for path, value in decision.changes.items())
+    grown = run.stored_bytes + growth
+    if grown <= limits.RUN_DOCUMENT_MAX_BYTES:
+        return decision
+    if event.job is not None and event.status == StatusName.SUCCESS:
+        what = f"the output of job {event.job!r} ({limits.bson_bytes(event.output):,} bytes as BSON)"
+    else:
+        what = f"recording {event.key}"
+    reason = (
+        f"{what} would grow the run document from {run.stored_bytes:,} to {grown:,} bytes, past the "
+        f"{limits.RUN_DOCUMENT_MAX_BYTES:,} a run may use of MongoDB's "
+        f"{limits.MONGODB_DOCUMENT_BYTES:,}-byte document limit (store large results elsewhere and "
+        "return a reference)"
+    )
+    return refused_write(run, event, reason)
+
+
+def refused_write(run: Run, event: StatusEvent, reason: str) -> Transition | Rejection:
+    """MongoDB cannot store what ``event`` would write (``reason``): a running run fails with the
+    reason, naming the event's job when it has one; an ended run is left as it is."""
+    if run.state != RunState.RUNNING:
+        return Rejection(action="ignored", reason=f"the run has ended, and {reason}")
+    conditions = run_is(RunState.RUNNING)
+    record = None if event.job is None else run.jobs.get(event.job)
+    if (
+        event.job is not None
+        and record is not None
+        and (record.state, record.attempt) == (JobState.DISPATCHED, event.attempt)
+    ):
+        # The event's own attempt is what could not be recorded: the job fails with the run.
+        guarded = conditions | job_is(event.job, JobState.DISPATCHED, event.attempt)
+        return _fail_run(run, event.key, guarded, event.job, reason)
+    return Transition(
+        conditions=conditions,
+        changes=run_ended(RunState.FAILED, event.key, reason),
+        statuses=(_run_status(run, RUN_ENDS[RunState.FAILED], error=reason),),
+    )
+
+
+def _decide(run: Run, event: StatusEvent, now: datetime) -> Transition | Rejection | None:
     if event.job is not None and event.job not in run.jobs:
         return Rejection(action="dropped", reason=f"run {run.run_id!r} has no job {event.job!r}")
     if event.status == StatusName.SUCCESS:
@@ -250,7 +298,7 @@ def plan_failure(run: Run, event: StatusEvent, now: datetime) -> Transition | No
         return None
     job = run.definition.job(event.job)
     conditions = job_is(job.name, JobState.DISPATCHED, event.attempt)
-    error = event.error or "the job failed without saying why"
+    error = limits.bounded(event.error or "the job failed without saying why")
     if run.state == RunState.RUNNING:
         conditions |= run_is(RunState.RUNNING)
         if event.attempt < job.max_attempts:
@@ -276,15 +324,17 @@ def replay(
     """What the handling of event ``key`` caused and may not have finished before a crash: the
     attempts it dispatched that are still in flight, and the run statuses it recorded. Both are
     safe to repeat: the job wrapper runs an attempt once, a status report is unique. Once the run
-    has ended nothing is dispatched again, and a dispatch is repeated only once its claim is
-    ``redispatch_after`` old: a redelivery sooner than that is a duplicate of a handling that is
-    most likely dispatching right now (Lambda retries a crashed handler a minute later)."""
+    has ended nothing is dispatched again, nor is an attempt whose invocation Lambda is known to
+    have accepted, and a dispatch is repeated only once its claim is ``redispatch_after`` old: a
+    redelivery sooner than that is a duplicate of a handling that is most likely dispatching
+    right now (Lambda retries a crashed handler a minute later)."""
     outputs = run.outputs
     dispatches = tuple(
         _job_event(run, run.definition.phase(job.phase), job, record.attempt, outputs)
         for job in run.definition.jobs()
         if (record := run.jobs[job.name]).caused_by == key
         and record.state == JobState.DISPATCHED
+        and record.invoked_attempt != record.attempt
         and run.state == RunState.RUNNING
         and (record.claimed_at is None or age(record.claimed_at, now) >= redispatch_after)
     )
@@ -307,21 +357,37 @@ def attempt_failed(job: JobEvent, error: str) -> StatusEvent:
         phase=job.phase,
         job=job.job,
         attempt=job.attempt,
-        error=error,
+        error=limits.bounded(error),
     )
 
 
 def plan_give_up(
-    record: FailureRecord, terminal: StatusEvent | None, claim: StatusEvent | None
+    record: FailureRecord, terminal: StatusEvent | None, lease: Lease | None, now: datetime
 ) -> StatusEvent | Rejection:
     """Lambda gave up on a job invocation: count it as the attempt's failure, unless the attempt
-    reported its end (``terminal``), or another invocation owns it (its ``started`` ``claim``
-    carries another request id)."""
+    reported its end (``terminal``) or another invocation holds a live ``lease`` on it (that one
+    reports its own end, or Lambda gives up on it in turn). The failure is recorded through the
+    attempt's one terminal report, so it can never stand beside a success."""
     if terminal is not None:
         return Rejection(action="ignored", reason="the attempt already reported its end")
-    if claim is not None and claim.request_id not in (None, record.request_id):
-        return Rejection(action="ignored", reason="another invocation owns the attempt")
+    if lease is not None and lease.owner != record.request_id and lease.expires_at > now:
+        return Rejection(action="ignored", reason="another invocation holds a live lease on the attempt")
     return attempt_failed(record.job_event, record.error)
+
+
+def attempt_blocked(job: JobEvent, state: tuple[RunState, JobRecord | None] | None) -> str | None:
+    """Why the job wrapper must not run ``job``'s code (None: it may): the run has ended, or the
+    run is at another attempt of the job. ``state`` is the run's state and the job's record; a
+    job event of a run that has no document (a job invoked by hand) runs."""
+    if state is None:
+        return None
+    run_state, record = state
+    if run_state != RunState.RUNNING:
+        return f"the run had ended ({run_state}) before attempt {job.attempt} of {job.job!r} started"
+    if record is None or record.state != JobState.DISPATCHED or record.attempt != job.attempt:
+        where = "not in the run" if record is None else f"{record.state} at attempt {record.attempt}"
+        return f"attempt {job.attempt} of {job.job!r} is stale: the job is {where}"
+    return None
 
 
 def _run_status(

@@ -68,5 +68,10 @@ class StoreError(WorkflowError):
     """MongoDB could not do what the engine asked; wraps the driver's exception."""
 
 
+class DocumentRejected(StoreError):
+    """MongoDB refused a document for what it is (too large, nested too deeply, not valid BSON):
+    writing it again can never succeed, so it must not be retried."""
+
+
 class EventError(WorkflowError):
     """An incoming event is malformed: logged with what was wrong, then dropped."""

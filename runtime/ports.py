@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from runtime.definition.model import job_function_name
-from runtime.documents import Fields, Run, StatusEvent, StatusName
+from runtime.documents import Fields, JobRecord, Lease, Run, RunState, StatusEvent, StatusName
 from runtime.errors import WorkflowError
 from runtime.events import JobEvent
 
@@ -55,6 +55,9 @@ class RunStore(Protocol):
 
     def read_run(self, run_id: str) -> Run | None: ...
 
+    def read_attempt_state(self, run_id: str, job: str) -> tuple[RunState, JobRecord | None] | None:
+        """The run's state and ``job``'s record (None: no such run), without the rest of the run."""
+
     def apply_transition(self, run_id: str, conditions: Fields, changes: Fields) -> bool:
         """Make ``changes`` while the run matches ``conditions``; False when another writer got
         there first."""
@@ -76,6 +79,14 @@ class RunStore(Protocol):
 
     def read_statuses(self, run_id: str) -> list[StatusEvent]:
         """The run's statuses in the order they were recorded."""
+
+    def acquire_lease(self, lease: Lease) -> bool:
+        """Take the lease of an attempt; False when it was taken before (by anyone)."""
+
+    def read_lease(self, lease_id: str) -> Lease | None: ...
+
+    def renew_lease(self, lease: Lease) -> bool:
+        """Move the lease's expiry to ``lease.expires_at`` while ``lease.token`` holds it."""
 
 
 class NotificationClaims(Protocol):

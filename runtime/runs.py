@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from runtime import limits
 from runtime.definition.model import Workflow
 from runtime.documents import StatusEvent, StatusName
 from runtime.engine import initial_run, utcnow
@@ -31,6 +32,12 @@ def start_run(
     """
     run_id = run_id or f"{definition.name}-{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     run_input = {} if input is None else input
+    size = limits.json_bytes(run_input)
+    if size > limits.JOB_EVENT_MAX_BYTES:
+        raise RunError(
+            f"the run input is {size:,} bytes of JSON; at most {limits.JOB_EVENT_MAX_BYTES:,} fit in the "
+            "events of its jobs, which carry it (store large inputs elsewhere and pass a reference)"
+        )
     created = store.insert_run(initial_run(definition, run_id, run_input))
     if not created:
         existing = store.read_run(run_id)

@@ -19,6 +19,8 @@ class StoreSettings:
     """Append-only status events the Atlas trigger watches (env ``STATUSES_COLLECTION``)."""
     notifications_collection: str = "notifications"
     """The notifier's claims, one per status it reported (env ``NOTIFICATIONS_COLLECTION``)."""
+    leases_collection: str = "leases"
+    """One lease per job attempt, held by the invocation running it (env ``LEASES_COLLECTION``)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> StoreSettings:
@@ -30,4 +32,5 @@ class StoreSettings:
             notifications_collection=environ.get(
                 contracts.NOTIFICATIONS_COLLECTION, defaults.notifications_collection
             ),
+            leases_collection=environ.get(contracts.LEASES_COLLECTION, defaults.leases_collection),
         )

@@ -1,10 +1,11 @@
 """The MongoDB adapter of the ``RunStore`` port: run documents in ``state-machines``, status
-events in ``statuses``.
+events in ``statuses``, the job wrapper's leases in ``leases``.
 
 Every write that the engine's invariants depend on is a single-document atomic operation whose
 filter states what the writer read (docs/architecture.md, "Invariants", 1): a completion is recorded
 only while the job is still dispatched at that attempt, a claim only while the claimed jobs are
-still pending in the phase the writer saw. Driver failures are wrapped in ``StoreError``. What the
+still pending in the phase the writer saw. Driver failures are wrapped in ``StoreError``, and a
+document MongoDB will never store as it is in ``DocumentRejected``. What the
 documents look like is ``runtime.documents``' business; how to connect, ``runtime.connection``'s.
 """
 
@@ -14,11 +15,13 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any, TypeVar
 
+import bson
 import pymongo
 from bson.errors import InvalidDocument
+from bson.raw_bson import RawBSONDocument
 from pymongo import ReturnDocument
 from pymongo.collection import Collection
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import DocumentTooLarge, DuplicateKeyError, OperationFailure, PyMongoError
 
 from runtime.documents import (
     ATTEMPT,
@@ -36,10 +39,18 @@ from runtime.documents import (
     VERSION,
     Document,
     Fields,
+    JobRecord,
+    Lease,
     NotificationState,
     Run,
+    RunState,
     StatusEvent,
     StatusName,
+    attempt_projection,
+    attempt_state_from_document,
+    lease_filter,
+    lease_from_document,
+    lease_renewed,
     run_filter,
     run_from_document,
     run_to_document,
@@ -48,10 +59,14 @@ from runtime.documents import (
     touched,
 )
 from runtime.engine import utcnow
-from runtime.errors import StoreError
+from runtime.errors import DocumentRejected, StoreError
 from runtime.settings import StoreSettings
 
 T = TypeVar("T")
+
+REJECTED_DOCUMENT_CODES = frozenset({10334, 17419, 15, 17280})
+"""MongoDB's error codes for a document it will never store as it is: BSONObjectTooLarge and
+the update-result-too-large of older servers, Overflow (nested too deeply), KeyTooLong."""
 
 
 def _guard(action: str, call: Callable[[], T]) -> T:
@@ -59,7 +74,13 @@ def _guard(action: str, call: Callable[[], T]) -> T:
         return call()
     except DuplicateKeyError:
         raise
-    except (PyMongoError, InvalidDocument, OverflowError) as exc:
+    except (DocumentTooLarge, InvalidDocument, OverflowError) as exc:
+        raise DocumentRejected(f"could not {action}: {exc}") from exc
+    except OperationFailure as exc:
+        if exc.code in REJECTED_DOCUMENT_CODES:
+            raise DocumentRejected(f"could not {action}: {exc}") from exc
+        raise StoreError(f"could not {action}: {exc}") from exc
+    except PyMongoError as exc:
         raise StoreError(f"could not {action}: {exc}") from exc
 
 
@@ -75,6 +96,11 @@ class MongoStore:
         self.runs: Collection[Document] = database[self.settings.runs_collection]
         self.statuses: Collection[Document] = database[self.settings.statuses_collection]
         self.notifications: Collection[Document] = database[self.settings.notifications_collection]
+        self.leases: Collection[Document] = database[self.settings.leases_collection]
+        # The same documents as raw BSON: reading a run this way tells its stored size.
+        self._raw_runs = self.runs.with_options(
+            codec_options=self.runs.codec_options.with_options(document_class=RawBSONDocument)
+        )
 
     def ensure_indexes(self) -> None:
         """Idempotent; creating an index that exists is a no-op on the server."""
@@ -97,23 +123,35 @@ class MongoStore:
         return True
 
     def read_run(self, run_id: str) -> Run | None:
-        document = self.load_run(run_id)
-        return None if document is None else run_from_document(document)
+        raw = _guard(f"read run {run_id!r}", lambda: self._raw_runs.find_one(run_filter(run_id)))
+        return self._decoded(raw)
+
+    def _decoded(self, raw: Any) -> Run | None:
+        if raw is None:
+            return None
+        data: bytes = raw.raw
+        return run_from_document(bson.decode(data, self.runs.codec_options), stored_bytes=len(data))
+
+    def read_attempt_state(self, run_id: str, job: str) -> tuple[RunState, JobRecord | None] | None:
+        document = _guard(
+            f"read run {run_id!r}", lambda: self.runs.find_one(run_filter(run_id), attempt_projection(job))
+        )
+        return None if document is None else attempt_state_from_document(document, job)
 
     def load_run(self, run_id: str) -> Document | None:
         """The run document as stored."""
         return _guard(f"read run {run_id!r}", lambda: self.runs.find_one(run_filter(run_id)))
 
     def record_job_success(self, run_id: str, conditions: Fields, changes: Fields) -> Run | None:
-        document = _guard(
+        raw = _guard(
             f"record a success in run {run_id!r}",
-            lambda: self.runs.find_one_and_update(
+            lambda: self._raw_runs.find_one_and_update(
                 {**run_filter(run_id), **conditions},
                 {"$set": touched(changes, utcnow()), "$inc": {VERSION: 1}},
                 return_document=ReturnDocument.AFTER,
             ),
         )
-        return None if document is None else run_from_document(document)
+        return self._decoded(raw)
 
     def apply_transition(
         self, run_id: str, conditions: Mapping[str, Any], changes: Mapping[str, Any]
@@ -168,6 +206,28 @@ class MongoStore:
         }
         document = _guard("read a terminal status", lambda: self.statuses.find_one(query))
         return None if document is None else status_from_document(document)
+
+    # -- leases ------------------------------------------------------------------------------
+
+    def acquire_lease(self, lease: Lease) -> bool:
+        try:
+            _guard("acquire a lease", lambda: self.leases.insert_one(lease.to_document()))
+        except DuplicateKeyError:
+            return False
+        return True
+
+    def read_lease(self, lease_id: str) -> Lease | None:
+        document = _guard("read a lease", lambda: self.leases.find_one(lease_filter(lease_id)))
+        return None if document is None else lease_from_document(document)
+
+    def renew_lease(self, lease: Lease) -> bool:
+        result = _guard(
+            "renew a lease",
+            lambda: self.leases.update_one(
+                lease_filter(lease.lease_id, lease.token), {"$set": lease_renewed(lease.expires_at)}
+            ),
+        )
+        return result.matched_count == 1
 
     def read_statuses(self, run_id: str) -> list[StatusEvent]:
         return [status_from_document(document) for document in self.run_statuses(run_id)]

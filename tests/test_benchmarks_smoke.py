@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks import orchestration, synth, trigger
+from benchmarks import executions, orchestration, synth, trigger
 from runtime.definition.loader import workflow_from_document
 
 
@@ -40,6 +40,18 @@ def test_the_throughput_workload_runs_both_sides_to_the_end(mongo_uri: str) -> N
     assert figures["throughput_workload"]["successes_per_run"] == 9
     assert figures["events_per_second_ours"] > 0
     assert figures["events_per_second_seed"] > 0
+
+
+def test_under_every_fault_no_jobs_code_runs_more_often_than_its_attempts(mongo_uri: str) -> None:
+    figures = executions.executions_against_attempts(mongo_uri, runs=3, progress=quiet, seed=5)
+
+    detail = figures["executions_against_attempts"]
+    assert figures["executions_beyond_attempts"] == 0, detail["jobs_beyond_attempts"]
+    assert detail["executions"] <= detail["attempts"]
+    assert detail["runs_succeeded"] + detail["runs_failed"] == 3
+    counters = detail["fault_counters"]
+    assert counters["duplicated"] > 0
+    assert counters["crashes"] > 0, "the faults must have happened for the figure to mean anything"
 
 
 @pytest.mark.parametrize("jobs", [10, 100, 500])

@@ -146,7 +146,8 @@ def test_each_job_fails_over_to_the_orchestrator(fish_app, fish_workflow):
             {"Properties": {"FunctionName": {"Ref": logical_id(function)}}},
         )
         (properties,) = (resource["Properties"] for resource in config.values())
-        assert properties["MaximumRetryAttempts"] == 2
+        # No Lambda retries (issue 16): a killed invocation is a failed attempt, retried by the orchestrator.
+        assert properties["MaximumRetryAttempts"] == 0
         assert properties["MaximumEventAgeInSeconds"] == 6 * 3600
         parameter = properties["DestinationConfig"]["OnFailure"]["Destination"]["Ref"]
         stack_resource = parent_template["Resources"][logical_id(nested.nested_stack_resource or nested)]

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from runtime import limits
 from runtime.definition.model import Job, Phase, Workflow
-from runtime.documents import JobRecord, JobState, Run, RunState, StatusEvent, StatusName
+from runtime.documents import JobRecord, JobState, Lease, Run, RunState, StatusEvent, StatusName
 from runtime.engine import (
     Rejection,
     Transition,
@@ -508,6 +509,61 @@ def test_replay_repeats_the_end_of_a_run_and_dispatches_nothing_after_it() -> No
     assert [(s.status, s.error) for s in statuses] == [("workflow_failed", "job 'a' failed")]
 
 
+# -- what MongoDB would refuse ----------------------------------------------------------------------
+
+BIG = {"blob": "x" * 131_000}
+
+
+def test_a_success_that_would_overflow_the_run_document_fails_the_run_naming_the_job_and_sizes() -> None:
+    dispatched = JobRecord(state=JobState.DISPATCHED, attempt=1)
+    run = run_of(TWO_PHASES, jobs={"a": dispatched, "b": dispatched}, stored_bytes=16_700_000)
+
+    transition = decide(run, success("a", output=BIG), NOW)
+
+    assert isinstance(transition, Transition)
+    assert transition.dispatches == ()
+    assert transition.changes["status"] == "failed"
+    assert transition.changes["jobs.a.state"] == "failed"
+    assert (
+        "the output of job 'a' (131,016 bytes as BSON) would grow the run document from 16,700,000"
+        in (transition.changes["error"])
+    )
+    assert transition.conditions == {"status": "running", "jobs.a.state": "dispatched", "jobs.a.attempt": 1}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        BIG,
+        {"n": 1, "big": 2**40, "f": 1.5, "t": True, "none": None, "when": NOW, "list": [1, "two", {"3": []}]},
+    ],
+)
+def test_the_size_estimate_is_bsons_own(value: dict[str, Any]) -> None:
+    import bson
+
+    assert limits.bson_bytes(value) == len(bson.encode(value))
+
+
+def test_the_same_success_fits_a_run_document_with_room_for_it() -> None:
+    dispatched = JobRecord(state=JobState.DISPATCHED, attempt=1)
+    run = run_of(TWO_PHASES, jobs={"a": dispatched, "b": dispatched}, stored_bytes=16_000_000)
+
+    transition = decide(run, success("a", output=BIG), NOW)
+
+    assert isinstance(transition, Transition)
+    assert transition.changes["jobs.a.state"] == "succeeded"
+
+
+def test_a_write_that_cannot_be_stored_after_the_run_ended_is_left_out() -> None:
+    dispatched = JobRecord(state=JobState.DISPATCHED, attempt=1)
+    run = run_of(TWO_PHASES, jobs={"a": dispatched}, state=RunState.FAILED, stored_bytes=16_770_000)
+
+    decision = decide(run, success("a", output=BIG), NOW)
+
+    assert isinstance(decision, Rejection)
+    assert decision.reason.startswith("the run has ended, and the output of job 'a'")
+
+
 # -- Lambda giving up on an invocation -------------------------------------------------------------
 
 RECORD = FailureRecord(
@@ -518,26 +574,32 @@ RECORD = FailureRecord(
 )
 
 
+def lease(owner: str, expires_in: timedelta) -> Lease:
+    return Lease(lease_id="r/a/1", owner=owner, token="t", expires_at=NOW + expires_in)
+
+
 @pytest.mark.parametrize(
-    ("terminal", "claim", "expected"),
+    ("terminal", "held", "expected"),
     [
         pytest.param(None, None, "failed", id="never-started"),
-        pytest.param(None, report(StatusName.STARTED, "a", 1, request_id="req-1"), "failed", id="own-claim"),
-        pytest.param(None, report(StatusName.STARTED, "a", 1), "failed", id="claim-without-request-id"),
+        pytest.param(None, lease("req-1", timedelta(seconds=20)), "failed", id="its-own-live-lease"),
+        pytest.param(
+            None, lease("req-2", -timedelta(seconds=1)), "failed", id="another-invocations-expired-lease"
+        ),
         pytest.param(
             None,
-            report(StatusName.STARTED, "a", 1, request_id="req-2"),
-            "another invocation owns the attempt",
-            id="claimed-by-another-invocation",
+            lease("req-2", timedelta(seconds=20)),
+            "another invocation holds a live lease on the attempt",
+            id="another-invocations-live-lease",
         ),
         pytest.param(success("a"), None, "the attempt already reported its end", id="already-succeeded"),
         pytest.param(failure("a"), None, "the attempt already reported its end", id="already-failed"),
     ],
 )
 def test_lambda_giving_up_counts_as_the_attempts_failure_unless_the_attempt_is_accounted_for(
-    terminal: StatusEvent | None, claim: StatusEvent | None, expected: str
+    terminal: StatusEvent | None, held: Lease | None, expected: str
 ) -> None:
-    decision = plan_give_up(RECORD, terminal, claim)
+    decision = plan_give_up(RECORD, terminal, held, NOW)
     if isinstance(decision, Rejection):
         assert (decision.action, decision.reason) == ("ignored", expected)
     else:

@@ -21,7 +21,7 @@ from benchmarks.seed_port import SeedStateMachineJob, seed_state_machine
 from cdk_app.local.atlas_events import envelope
 from cdk_app.local.faults import CrashAtStep, CrashingStore, InjectedCrash
 from runtime.definition.model import Job, Phase, Workflow
-from runtime.documents import StatusEvent, StatusName
+from runtime.documents import Lease, StatusEvent, StatusName, lease_id
 from runtime.engine import utcnow
 from runtime.events import JobEvent, parse_status_event
 from runtime.handlers.job import run_attempt, stub_handler
@@ -35,6 +35,8 @@ from tests.engine_harness import CATCH_THE_FISH, Driver, Faults, Outcome, Record
 pytestmark = pytest.mark.faults
 
 RACERS = 50
+LIVE = timedelta(minutes=5)
+"""A lease that stays live for as long as a test runs."""
 EVENT_FIXTURES = Path(__file__).parent / "fixtures" / "events"
 """Copies of the shapes AWS and Atlas document (shared/fixtures/)."""
 
@@ -259,7 +261,9 @@ def test_an_on_failure_record_is_ignored_when_the_attempt_reported_or_belongs_to
     run_id = start_run(store, spec).run_id
     orchestrator = Orchestrator(store, RecordingDispatcher())
     base = {"runId": run_id, "workflow": "dies", "phase": "p", "job": "boat", "attempt": 1}
-    store.insert_status(base | {"status": "started", "requestId": "owner"})
+    # The claim is the attempt's lease now (it was the `started` status, which anyone could outlive).
+    held = Lease(lease_id=lease_id(run_id, "boat", 1), owner="owner", token="t", expires_at=utcnow() + LIVE)
+    assert store.acquire_lease(held)
 
     assert orchestrator.handle(_failure_record(run_id, "boat", 1, "duplicate")).action == "ignored"
     store.insert_status(base | {"status": "success", "output": {}})
@@ -268,21 +272,6 @@ def test_an_on_failure_record_is_ignored_when_the_attempt_reported_or_belongs_to
 
 
 # -- the job wrapper -----------------------------------------------------------------------------
-
-
-def _claim(store: MongoStore, run_id: str, request_id: str, age: timedelta) -> None:
-    """As if an invocation claimed attempt 1 of job ``j`` ``age`` ago and died before reporting."""
-    claim = StatusEvent(
-        run_id=run_id,
-        workflow="w",
-        status=StatusName.STARTED,
-        phase="p",
-        job="j",
-        attempt=1,
-        request_id=request_id,
-    ).to_document(utcnow())
-    claim["date"] -= age
-    store.insert_status(claim)
 
 
 def _job_payload(run_id: str) -> dict[str, Any]:
@@ -297,36 +286,20 @@ def _job_payload(run_id: str) -> dict[str, Any]:
     }
 
 
-def test_lambdas_retry_of_a_crashed_claimant_takes_the_attempt_over_and_runs_it_once(
-    store: MongoStore,
-) -> None:
+def test_an_attempt_runs_once_whoever_delivers_it_again(store: MongoStore) -> None:
+    # Replaces the takeover tests: a claim is a lease now, never taken over (tests/test_delivery_faults.py).
     calls: list[str] = []
 
     def user(event: dict[str, Any], context: Any) -> dict[str, Any]:
         calls.append(event["job"])
         return {"ok": True}
 
-    _claim(store, "r1", "first", age=timedelta(minutes=1))
     event = _job_payload("r1")
 
-    assert run_attempt(store, user, event, None, "someone-else").outcome == "owned-elsewhere"
-    assert calls == []
     assert run_attempt(store, user, event, None, "first").outcome == "success"
     assert run_attempt(store, user, event, None, "first").outcome == "already-finished"
-    assert run_attempt(store, user, event, None, "third").outcome == "already-finished"
+    assert run_attempt(store, user, event, None, "someone-else").outcome == "already-finished"
     assert calls == ["j"]
-
-
-def test_a_same_request_duplicate_arriving_while_the_claimant_may_run_is_left_alone(
-    store: MongoStore,
-) -> None:
-    calls: list[str] = []
-    _claim(store, "r3", "first", age=timedelta(seconds=5))
-
-    result = run_attempt(store, lambda event, context: calls.append("ran"), _job_payload("r3"), None, "first")
-
-    assert result.outcome == "owned-elsewhere"
-    assert calls == []
 
 
 @pytest.mark.parametrize(

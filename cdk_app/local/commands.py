@@ -119,7 +119,9 @@ def add_run(subparsers: Subparsers) -> None:
     _add_store_arguments(parser, uri_required=False)
     parser.add_argument("--json", action="store_true", help="print the outcome as one JSON object on stdout")
     parser.add_argument(
-        "--faults", metavar="LIST", help="inject faults: duplicate=N, reorder, crash=P (comma-separated)"
+        "--faults",
+        metavar="LIST",
+        help="inject faults: duplicate=N, reorder, crash=P, crash_jobs=P (comma-separated)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the faults' random choices (default: 0)")
     parser.add_argument(

@@ -41,13 +41,16 @@ class FaultSettings:
     """Deliver in shuffled order."""
     crash: float = 0.0
     """Probability that one orchestrator or notifier handling crashes."""
+    crash_jobs: float = 0.0
+    """Probability that one job invocation crashes in the job wrapper, before or after one of
+    its writes (never inside job code); Lambda then gives up on it, as on a real job function."""
     seed: int = 0
     """Seeds every random choice the faults make."""
 
     @classmethod
     def parse(cls, text: str | None, seed: int = 0) -> FaultSettings:
-        """``duplicate=N,reorder,crash=P``; raises ValueError saying what is wrong."""
-        duplicate, reorder, crash = 1, False, 0.0
+        """``duplicate=N,reorder,crash=P,crash_jobs=P``; raises ValueError saying what is wrong."""
+        duplicate, reorder, crash, crash_jobs = 1, False, 0.0, 0.0
         for item in filter(None, (part.strip() for part in (text or "").split(","))):
             name, _, value = item.partition("=")
             try:
@@ -55,19 +58,23 @@ class FaultSettings:
                     duplicate = int(value)
                 elif name == "crash" and value:
                     crash = float(value)
+                elif name == "crash_jobs" and value:
+                    crash_jobs = float(value)
                 elif name == "reorder" and not value:
                     reorder = True
                 else:
                     raise ValueError(item)
             except ValueError:
                 raise ValueError(
-                    f"unknown fault {item!r}; expected duplicate=N, reorder or crash=P, comma-separated"
+                    f"unknown fault {item!r}; expected duplicate=N, reorder or crash=P (or crash_jobs=P), "
+                    "comma-separated"
                 ) from None
-        faults = cls(duplicate=duplicate, reorder=reorder, crash=crash, seed=seed)
+        faults = cls(duplicate=duplicate, reorder=reorder, crash=crash, crash_jobs=crash_jobs, seed=seed)
         if faults.duplicate < 1:
             raise ValueError(f"duplicate={faults.duplicate}: deliver every event at least once (N >= 1)")
-        if not 0.0 <= faults.crash < 1.0:
-            raise ValueError(f"crash={faults.crash}: a probability from 0 up to (not including) 1")
+        for name, probability in (("crash", faults.crash), ("crash_jobs", faults.crash_jobs)):
+            if not 0.0 <= probability < 1.0:
+                raise ValueError(f"{name}={probability}: a probability from 0 up to (not including) 1")
         return faults
 
 
@@ -241,12 +248,13 @@ class Bus:
         self._pools[delivery.target].submit(lambda: self._deliver(delivery, number))
 
     def _plan(self, delivery: Delivery, number: int) -> HandlingCrash | NoCrash:
-        if not delivery.crashable or not self.faults.crash:
+        probability = self.faults.crash_jobs if delivery.target == "job" else self.faults.crash
+        if not delivery.crashable or not probability:
             return NoCrash()
         # Seeded by what is delivered, not by when: threads draw in any order, yet a seed gives
         # every delivery the same crash choices in every run.
         rng = random.Random(f"{self.faults.seed}/{delivery.identity}/{number}")
-        return HandlingCrash(rng, self.faults.crash)
+        return HandlingCrash(rng, probability)
 
     def _deliver(self, delivery: Delivery, number: int) -> None:
         plan = self._plan(delivery, number)

@@ -2,8 +2,8 @@
 
 A handler is made to "crash" by raising ``InjectedCrash`` just before or just after one of its
 writes (each write of the ``RunStore`` port) or dispatches, which is where a real Lambda dying
-mid-way leaves MongoDB in a state the redelivered event must cope with. Faults are never
-injected inside job code.
+mid-way leaves MongoDB in a state the redelivered event must cope with. The job wrapper's writes
+can crash the same way; faults are never injected inside job code.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Protocol, TypeVar
 
-from runtime.documents import Fields, Run, StatusEvent, StatusName
+from runtime.documents import Fields, JobRecord, Lease, Run, RunState, StatusEvent, StatusName
 from runtime.events import JobEvent
 from runtime.ports import Dispatcher, NotificationClaims, RunStore
 
@@ -110,6 +110,19 @@ class CrashingStore:
 
     def read_statuses(self, run_id: str) -> list[StatusEvent]:
         return self._store.read_statuses(run_id)
+
+    def read_attempt_state(self, run_id: str, job: str) -> tuple[RunState, JobRecord | None] | None:
+        return self._store.read_attempt_state(run_id, job)
+
+    def acquire_lease(self, lease: Lease) -> bool:
+        return self._write("acquire_lease", lambda: self._store.acquire_lease(lease))
+
+    def read_lease(self, lease_id: str) -> Lease | None:
+        return self._store.read_lease(lease_id)
+
+    def renew_lease(self, lease: Lease) -> bool:
+        # Not a crash point: renewals come from the heartbeat thread, which dies with the handling.
+        return self._store.renew_lease(lease)
 
 
 class CrashingClaims:

@@ -11,13 +11,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runtime.definition.model import Job, Workflow, job_function_name
+from runtime.definition.model import JOB_ASYNC_RETRIES, Job, Workflow, job_function_name
 from runtime.errors import RunError
 from runtime.events import JobEvent
 from runtime.handlers.job import UserHandler, stub_handler
 
-JOB_INVOCATION_TRIES = 3
-"""Lambda runs an asynchronous invocation that raised twice more, then gives up on it."""
+JOB_INVOCATION_TRIES = JOB_ASYNC_RETRIES + 1
+"""Lambda's tries of one job invocation, as the deployed functions are configured: it gives up
+on the first that raises, and the on-failure destination reports it."""
 
 FOLDER_ENTRY_POINT = "handler.py"
 HANDLER_FUNCTION = "handler"

@@ -25,14 +25,16 @@ from cdk_app.local.delivery import Bus, DaemonPool, FaultSettings
 from cdk_app.local.faults import CrashingClaims, CrashingDispatcher, CrashingStore, CrashPlan
 from cdk_app.local.jobs import JOB_INVOCATION_TRIES, context_for, on_failure_record
 from cdk_app.local.report import RunReport, summarize
-from runtime.definition.model import Workflow
+from runtime import limits
+from runtime.definition.model import Workflow, job_function_name
 from runtime.documents import RUN_ENDS, RUN_ID, Document, JobState, StatusEvent, status_from_document
 from runtime.errors import EventError
 from runtime.events import JobEvent
-from runtime.handlers.job import UserHandler, run_attempt
+from runtime.handlers.job import LeaseSettings, UserHandler, run_attempt
 from runtime.handlers.notifier import NotifierService
 from runtime.handlers.orchestrator import Orchestrator
 from runtime.patterns import notifier_pattern, orchestrator_pattern
+from runtime.ports import REFUSALS, InvocationRefused
 from runtime.runs import start_run
 from runtime.store import MongoStore
 
@@ -41,6 +43,10 @@ if TYPE_CHECKING:
     from moto.events.utils import EventMessageType
 
 log = logging.getLogger(__name__)
+
+LOCAL_LEASES = LeaseSettings(poll_every=timedelta(milliseconds=20))
+"""Leases as in Lambda, but a duplicate invocation looks for the attempt's end more often: job
+threads are few here, and a waiting one holds one."""
 
 
 class RunObserver(Protocol):
@@ -203,8 +209,17 @@ class LocalRunner:
         return f"{quiet}; still waiting for {', '.join(waiting)}"
 
     def _route(self, document: Document, identity: str) -> None:
-        """Send an inserted status document to every rule it matches; ``identity`` names it."""
+        """Send an inserted status document to every rule it matches; ``identity`` names it. An
+        event EventBridge would refuse for its size goes nowhere, as in the cloud, and the run
+        ends saying so instead of waiting."""
         event = envelope(document, self.store.settings.database, self.store.settings.statuses_collection)
+        size = limits.json_bytes(event)
+        if size > limits.EVENTBRIDGE_ENTRY_BYTES:
+            self._bus.undeliverable.append(
+                f"the status {identity} is {size:,} bytes as an EventBridge event, which takes at most "
+                f"{limits.EVENTBRIDGE_ENTRY_BYTES:,}"
+            )
+            return
         for rule in self._rules:
             if rule.pattern.matches_event(cast("EventMessageType", event)):
                 self._bus.send(rule.target, f"{rule.target}:{identity}", partial(rule.handle, event), True)
@@ -228,33 +243,37 @@ class LocalRunner:
 
     def dispatch(self, event: JobEvent) -> None:
         """The orchestrator's Dispatcher port: an asynchronous invoke of the job's function, with
-        Lambda's tries and its on-failure destination (the orchestrator)."""
+        Lambda's payload limit, its tries and its on-failure destination (the orchestrator)."""
+        if limits.json_bytes(event.to_payload()) > limits.LAMBDA_ASYNC_PAYLOAD_BYTES:
+            name = job_function_name(self.workflow.name, event.job)
+            raise InvocationRefused(REFUSALS["RequestEntityTooLargeException"].format(name=name, error=""))
         self._bus.send(
             "job",
             f"job:{event.job}/{event.attempt}",
             partial(self._invoke_job, event),
-            False,
+            True,
             tries=JOB_INVOCATION_TRIES,
             on_give_up=partial(self._job_gave_up, event),
         )
 
     def _invoke_job(self, event: JobEvent, plan: CrashPlan, request_id: str) -> None:
         context = context_for(self.workflow.name, self.workflow.job(event.job), request_id)
-        # Locally a redelivery with the same request id is always a retry after this invocation
-        # raised (duplicates get ids of their own), so it may take its claim over at once.
         run_attempt(
-            self.store,
+            CrashingStore(self.store, plan),
             partial(self._enter_handler, event.job),
             event.to_payload(),
             context,
             request_id,
-            takeover_after=timedelta(0),
+            LOCAL_LEASES,
         )
 
     def _job_gave_up(self, event: JobEvent, request_id: str, error: BaseException) -> None:
         """What Lambda sends the job's on-failure destination after its last try."""
         record = on_failure_record(event, request_id, error)
         identity = f"orchestrator:on-failure/{event.job}/{event.attempt}"
+        if limits.json_bytes(record) > limits.LAMBDA_ASYNC_PAYLOAD_BYTES:
+            self._bus.undeliverable.append(f"the on-failure record of {identity} is larger than Lambda takes")
+            return
         self._bus.send("orchestrator", identity, partial(self._orchestrate, record), True)
 
     def _enter_handler(self, job: str, payload: dict[str, Any], context: Any) -> Any:

@@ -37,6 +37,13 @@ def job_function_name(workflow: str, job: str) -> str:
     return f"{job_function_prefix(workflow)}{job}"
 
 
+JOB_ASYNC_RETRIES = 0
+"""Lambda's own retries of a job invocation that failed (the deployed functions' setting, and
+the local runner's): none, so an invocation that dies goes straight to the on-failure
+destination and counts as a failed attempt under the job's ``retries``. A retry is then always a
+new attempt, and ``retries: N`` runs a job's code at most N + 1 times."""
+
+
 def _frozen_mapping(value: Mapping[str, str] | None) -> Mapping[str, str]:
     return MappingProxyType(dict(value or {}))
 

@@ -1,13 +1,14 @@
 """The job wrapper: the real Lambda entry point of every job function.
 
-It reports ``started``, calls the user's handler, reports ``success`` with the returned dict or
-``failed`` with the exception, and runs each attempt's user code at most once when nothing
-crashes: the ``started`` report is the claim (unique per attempt), and an invocation that finds
-the attempt claimed leaves it to the claimant. The one exception is Lambda's own retry of the
-claimant after it crashed: it carries the same request id and comes at least a minute after the
-failure, so a claim of the same request id at least ``LAMBDA_RETRY_DELAY`` old is taken over and
-the attempt is never lost (a same-id duplicate arriving sooner is the queue delivering twice, and
-is left alone). If every retry dies, the on-failure destination tells the orchestrator.
+It claims the attempt, checks that the run still wants it, calls the user's handler and reports
+the attempt's end: ``success`` with the returned dict, ``failed`` with the exception, or
+``not_run`` when the run had ended or moved on to another attempt. The claim is a lease
+(docs/architecture.md, "Invariants", 3): the first invocation of an attempt takes it and renews it
+from a heartbeat thread while the user's code runs, and nobody ever takes it over. Any other
+invocation of the attempt (a duplicate delivery, whatever request id it carries) waits for the
+attempt's end, and records the attempt failed if the lease expires first; it never runs the code.
+The end is one terminal report per attempt, so whichever of the claimant, a waiter or the
+orchestrator (for an invocation Lambda gave up on) reports first is the attempt's outcome.
 """
 
 from __future__ import annotations
@@ -16,19 +17,22 @@ import importlib
 import json
 import logging
 import os
+import threading
+import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
 from datetime import timedelta
+from types import TracebackType
 from typing import Any
 
 import bson
 import bson.errors
 
-from runtime import contracts
-from runtime.documents import StatusEvent, StatusName
-from runtime.engine import LAMBDA_RETRY_DELAY, age, utcnow
+from runtime import contracts, limits
+from runtime.documents import Lease, StatusEvent, StatusName, lease_id
+from runtime.engine import attempt_blocked, utcnow
 from runtime.errors import EventError
 from runtime.events import JobEvent, parse_job_event
 from runtime.ports import RunStore
@@ -36,10 +40,25 @@ from runtime.ports import RunStore
 log = logging.getLogger(__name__)
 
 UserHandler = Callable[[dict[str, Any], Any], Any]
-ERROR_TRACE_LINES = 8
+ERROR_TRACE_FRAMES = 8
 
-OUTPUT_MAX_BYTES = 128 * 1024
-"""Half of EventBridge's 256 KB event limit: the status event carries the output in an envelope."""
+WAIT_MARGIN_SECONDS = 5.0
+"""A waiting invocation stops this long before its own timeout, so Lambda never kills it for
+waiting (which would send an on-failure record for an attempt another invocation runs)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class LeaseSettings:
+    duration: timedelta = timedelta(seconds=30)
+    """How long a lease holds without renewal: the longest a claimant may stall before its
+    attempt is recorded failed."""
+    renew_every: timedelta = timedelta(seconds=10)
+    """How often the heartbeat renews the lease while the user's code runs."""
+    poll_every: timedelta = timedelta(seconds=1)
+    """How often an invocation waiting for another's attempt looks again."""
+    longest_wait: timedelta = timedelta(seconds=60)
+    """How long such an invocation waits at most (never past its own remaining time): long
+    enough to see the lease of a claimant that died expire."""
 
 
 def stub_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -65,7 +84,10 @@ def load_user_handler(spec: str | None) -> UserHandler:
 @dataclass(frozen=True, kw_only=True)
 class AttemptResult:
     outcome: str
-    """``success``, ``failed``, ``already-finished``, ``owned-elsewhere`` or ``dropped``."""
+    """``success``, ``failed`` or ``not-run`` (this invocation reported the attempt's end);
+    ``superseded`` (it ran the code, but another report had ended the attempt first);
+    ``already-finished``; ``lease-expired`` (it found the claimant's lease expired and reported
+    the attempt failed); ``left-to-owner`` (the claimant still renews its lease); ``dropped``."""
     output: Any = None
     error: str | None = None
 
@@ -83,9 +105,10 @@ def _status(event: JobEvent, status: StatusName, **fields: Any) -> StatusEvent:
 
 
 def _check_output(output: Any) -> None:
-    """The output is stored in the run document, travels in the status event (EventBridge takes
-    256 KB) and in the payload of the jobs after this one: strict JSON, BSON, field names MongoDB
-    takes as they are, and well under the event limit."""
+    """The output is stored in the run document, travels in the status event (through the Atlas
+    trigger's JavaScript and EventBridge) and in the events of the jobs after this one: strict
+    JSON that BSON stores, field names MongoDB takes as they are, integers JavaScript holds
+    exactly, nesting the run document can hold, and well under the event limit."""
     if output is None:
         return
     if not isinstance(output, dict):
@@ -93,35 +116,85 @@ def _check_output(output: Any) -> None:
     try:
         size = len(json.dumps(output, allow_nan=False).encode())
         bson.encode({"output": output})
-    except (TypeError, ValueError, OverflowError, bson.errors.InvalidDocument) as exc:
+    except (TypeError, ValueError, OverflowError, RecursionError, bson.errors.InvalidDocument) as exc:
         raise TypeError(
             f"the job's output cannot be stored (it must be JSON with string keys): {exc}"
         ) from exc
-    if size > OUTPUT_MAX_BYTES:
+    if size > limits.OUTPUT_MAX_BYTES:
         raise ValueError(
-            f"the job's output is {size} bytes of JSON; at most {OUTPUT_MAX_BYTES} fit an event "
+            f"the job's output is {size} bytes of JSON; at most {limits.OUTPUT_MAX_BYTES} fit an event "
             "(store large results elsewhere, e.g. S3 or a collection, and return a reference)"
         )
-    bad = next(_unsafe_keys(output), None)
-    if bad is not None:
-        raise ValueError(f"the job's output has a key {bad!r}: keys must not start with '$' or contain '.'")
+    problem = next(_output_problems(output, "$", 1), None)
+    if problem is not None:
+        raise ValueError(f"the job's output {problem}")
 
 
-def _unsafe_keys(value: Any) -> Iterator[str]:
+def _output_problems(value: Any, path: str, depth: int) -> Iterator[str]:
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int) and abs(value) > limits.JSON_SAFE_INTEGER:
+        yield (
+            f"has the integer {value} at {path}, beyond ±(2^53 - 1): the Atlas trigger's JSON carries "
+            "numbers as JavaScript doubles and would change it (return it as a string)"
+        )
+    children: Iterable[tuple[Any, Any]] = ()
     if isinstance(value, dict):
-        for key, item in value.items():
-            if key.startswith("$") or "." in key:
-                yield key
-            yield from _unsafe_keys(item)
+        children = value.items()
     elif isinstance(value, list):
-        for item in value:
-            yield from _unsafe_keys(item)
+        children = enumerate(value)
+    if children and depth > limits.OUTPUT_MAX_DEPTH:
+        yield (
+            f"is nested deeper than {limits.OUTPUT_MAX_DEPTH} levels at {path}: the run document that "
+            f"holds it may nest at most {limits.MONGODB_NESTING_DEPTH}"
+        )
+        return
+    for key, item in children:
+        if isinstance(key, str) and (key.startswith("$") or "." in key):
+            yield f"has a key {key!r}: keys must not start with '$' or contain '.'"
+        where = f"{path}.{key}" if isinstance(key, str) else f"{path}[{key}]"
+        yield from _output_problems(item, where, depth + 1)
 
 
-def _describe(exc: BaseException) -> str:
-    trace = traceback.format_exception(exc)
-    tail = "".join(trace[-ERROR_TRACE_LINES:]).strip()
-    return f"{type(exc).__name__}: {exc}\n{tail}"
+def describe(exc: BaseException) -> str:
+    """An exception as an attempt's ``error``: its type and message (head and tail, when long)
+    and the last frames of its traceback, each bounded (docs/architecture.md, "Limits")."""
+    message = limits.bounded(f"{type(exc).__name__}: {exc}")
+    frames = "".join(traceback.format_tb(exc.__traceback__)[-ERROR_TRACE_FRAMES:])
+    if not frames:
+        return message
+    trace = limits.bounded(frames, limits.ERROR_TRACE_MAX_CHARS)
+    return f"{message}\nTraceback (last frames):\n{trace}".rstrip()
+
+
+class Heartbeat:
+    """Renews a lease on a daemon thread while the user's code runs. A renewal that fails is
+    logged and tried again at the next beat: at worst the lease expires, and the attempt is
+    recorded failed rather than run twice."""
+
+    def __init__(self, store: RunStore, lease: Lease, settings: LeaseSettings) -> None:
+        self.store = store
+        self.lease = lease
+        self.settings = settings
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"lease {lease.lease_id}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.settings.renew_every.total_seconds()):
+            try:
+                self.store.renew_lease(replace(self.lease, expires_at=utcnow() + self.settings.duration))
+            except Exception as exc:  # the store may fail in any way; the next beat tries again
+                log.warning("could not renew the lease %s: %s", self.lease.lease_id, exc)
 
 
 def run_attempt(
@@ -130,8 +203,10 @@ def run_attempt(
     raw_event: object,
     context: Any,
     request_id: str,
-    takeover_after: timedelta = LAMBDA_RETRY_DELAY,
+    lease_settings: LeaseSettings | None = None,
 ) -> AttemptResult:
+    """Run one job attempt at most once, whatever is delivered how often."""
+    settings = lease_settings or LeaseSettings()
     try:
         event = parse_job_event(raw_event)
     except EventError as exc:
@@ -139,34 +214,75 @@ def run_attempt(
         return AttemptResult(outcome="dropped", error=str(exc))
     if store.read_terminal_status(event.run_id, event.phase, event.job, event.attempt) is not None:
         return AttemptResult(outcome="already-finished")
-    if not store.record_status(_status(event, StatusName.STARTED, request_id=request_id)):
-        claim = store.read_status(event.run_id, event.phase, event.job, StatusName.STARTED, event.attempt)
-        if claim is not None and not _is_own_retry(claim, request_id, takeover_after):
-            return AttemptResult(outcome="owned-elsewhere")
-    try:
-        output = user_handler(event.to_payload(), context)
-        _check_output(output)
-    except Exception as exc:  # the user's code may raise anything: that is the job failing
-        error = _describe(exc)
-        log.error("job %s attempt %s of run %s failed: %s", event.job, event.attempt, event.run_id, error)
-        store.record_status(_status(event, StatusName.FAILED, error=error))
-        return AttemptResult(outcome=StatusName.FAILED, error=error)
-    store.record_status(_status(event, StatusName.SUCCESS, output=output))
-    return AttemptResult(outcome=StatusName.SUCCESS, output=output)
-
-
-def _is_own_retry(claim: StatusEvent, request_id: str, takeover_after: timedelta) -> bool:
-    return (
-        claim.request_id == request_id
-        and claim.date is not None
-        and age(claim.date, utcnow()) >= takeover_after
+    lease = Lease(
+        lease_id=lease_id(event.run_id, event.job, event.attempt),
+        owner=request_id,
+        token=uuid.uuid4().hex,
+        expires_at=utcnow() + settings.duration,
     )
+    if not store.acquire_lease(lease):
+        return _wait_for_end(store, event, context, settings)
+    with Heartbeat(store, lease, settings):
+        # Checked once the lease is held: a run that ended before this claim is seen here.
+        blocked = attempt_blocked(event, store.read_attempt_state(event.run_id, event.job))
+        if blocked is not None:
+            log.info("did not run job %s: %s", event.job, blocked)
+            return _report(store, _status(event, StatusName.NOT_RUN, error=blocked), "not-run")
+        store.record_status(_status(event, StatusName.STARTED, request_id=request_id))
+        try:
+            output = user_handler(event.to_payload(), context)
+            _check_output(output)
+        except Exception as exc:  # the user's code may raise anything: that is the job failing
+            error = describe(exc)
+            log.error("job %s attempt %s of run %s failed: %s", event.job, event.attempt, event.run_id, error)
+            return _report(store, _status(event, StatusName.FAILED, error=error), StatusName.FAILED)
+        return _report(store, _status(event, StatusName.SUCCESS, output=output), StatusName.SUCCESS)
+
+
+def _report(store: RunStore, status: StatusEvent, outcome: str) -> AttemptResult:
+    """Record the attempt's one terminal report; ``superseded`` when another came first."""
+    if store.record_status(status):
+        return AttemptResult(outcome=outcome, output=status.output, error=status.error)
+    log.warning("attempt %s of %s had ended already; %s not recorded", status.attempt, status.job, outcome)
+    return AttemptResult(outcome="superseded", output=status.output, error=status.error)
+
+
+def _wait_for_end(store: RunStore, event: JobEvent, context: Any, settings: LeaseSettings) -> AttemptResult:
+    """Another invocation holds the attempt's lease: wait for the attempt's end, and report the
+    attempt failed if the lease expires before it (the claimant died or stalled). Gives up
+    waiting, leaving the attempt to the claimant, only while its lease is live: it then reports
+    its own end, or Lambda gives up on it and the orchestrator records the failure."""
+    deadline = time.monotonic() + _wait_budget(context, settings)
+    held_id = lease_id(event.run_id, event.job, event.attempt)
+    while True:
+        if store.read_terminal_status(event.run_id, event.phase, event.job, event.attempt) is not None:
+            return AttemptResult(outcome="already-finished")
+        held = store.read_lease(held_id)
+        if held is not None and held.expires_at <= utcnow():
+            error = (
+                f"the invocation running attempt {event.attempt} of {event.job!r} (request {held.owner}) "
+                f"stopped renewing its lease, which expired at {held.expires_at:%Y-%m-%d %H:%M:%S} UTC"
+            )
+            result = _report(store, _status(event, StatusName.FAILED, error=error), "lease-expired")
+            return result if result.outcome == "lease-expired" else AttemptResult(outcome="already-finished")
+        if time.monotonic() >= deadline:
+            log.info("left attempt %s of %s to the invocation holding its lease", event.attempt, event.job)
+            return AttemptResult(outcome="left-to-owner")
+        time.sleep(settings.poll_every.total_seconds())
+
+
+def _wait_budget(context: Any, settings: LeaseSettings) -> float:
+    budget = settings.longest_wait.total_seconds()
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if callable(remaining):
+        budget = min(budget, remaining() / 1000 - WAIT_MARGIN_SECONDS)
+    return max(0.0, budget)
 
 
 def _import_failure(spec: str, exc: BaseException) -> UserHandler:
     """Stands in for user code that cannot be imported, so each attempt reports the reason as
     its failure instead of Lambda retrying an import error it can never get past."""
-    error = _describe(exc)
+    error = describe(exc)
 
     def cannot_import(event: dict[str, Any], context: Any) -> None:
         raise ImportError(f"could not load the job handler {spec!r}: {error}")

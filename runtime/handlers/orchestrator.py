@@ -13,22 +13,26 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from runtime.documents import StatusEvent, StatusName
+from runtime import limits
+from runtime.documents import Run, StatusEvent, jobs_invoked, lease_id
 from runtime.engine import (
     LAMBDA_RETRY_DELAY,
     Rejection,
+    Transition,
     attempt_failed,
     decide,
     plan_give_up,
+    refused_write,
     replay,
     utcnow,
 )
-from runtime.errors import EventError
+from runtime.errors import DocumentRejected, EventError
 from runtime.events import JobEvent, as_mapping, is_failure_record, parse_failure_record, parse_status_event
 from runtime.patterns import ORCHESTRATOR_STATUSES
 from runtime.ports import Dispatcher, InvocationRefused, RunStore
@@ -38,6 +42,15 @@ log = logging.getLogger(__name__)
 MAX_DECISIONS = 100
 """Bound on re-reading after losing a conditional write to a concurrent handler; each loss means
 another handler made progress, so reaching it means something else is wrong."""
+
+DISPATCH_THREADS = 32
+"""Concurrent job invocations in Lambda: a phase of 2,000 jobs is dispatched in seconds, well
+within the orchestrator's timeout."""
+
+DISPATCH_BATCH = 200
+"""A decision that dispatches more jobs than this records, batch by batch, which invocations
+Lambda accepted, so a redelivery after a timeout does not start them all again. Smaller
+decisions (the hot path) write nothing more."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,6 +70,8 @@ class Orchestrator:
     redispatch_after: timedelta = LAMBDA_RETRY_DELAY
     """How old a dispatch this event caused must be before a redelivery repeats it; drivers that
     redeliver a crashed handling at once (the local runner, tests) set zero."""
+    dispatch_threads: int = 1
+    """Invocations made at the same time; Lambda's handler sets ``DISPATCH_THREADS``."""
 
     def handle(self, event: object) -> Outcome:
         """Never raises for a malformed or stale event (it is logged and dropped); store and
@@ -86,19 +101,24 @@ class Orchestrator:
                 log.warning("dropped %s: unknown run %r", event.key, event.run_id)
                 return Outcome(action="dropped", reason=f"unknown run {event.run_id!r}")
             decision = decide(run, event, utcnow())
+            written = True
+            if isinstance(decision, Transition):
+                try:
+                    written = self.store.apply_transition(run.run_id, decision.conditions, decision.changes)
+                except DocumentRejected as exc:
+                    # Never retried into a dead-letter queue: the run fails with the reason instead.
+                    log.error("%s of run %r cannot be stored: %s", event.key, run.run_id, exc)
+                    reason = f"MongoDB refused the write: {limits.bounded(str(exc))}"
+                    decision = refused_write(run, event, reason)
+                    written = isinstance(decision, Rejection) or self.store.apply_transition(
+                        run.run_id, decision.conditions, decision.changes
+                    )
             if isinstance(decision, Rejection):
                 level = logging.WARNING if decision.action == "dropped" else logging.INFO
                 log.log(level, "%s %s of run %r: %s", decision.action, event.key, run.run_id, decision.reason)
                 return Outcome(action=decision.action, reason=decision.reason)
-            if decision is not None and not self.store.apply_transition(
-                run.run_id, decision.conditions, decision.changes
-            ):
-                fallback = decision.fallback
-                recorded = (
-                    None
-                    if fallback is None
-                    else self.store.record_job_success(run.run_id, fallback.conditions, fallback.changes)
-                )
+            if decision is not None and not written:
+                recorded = self._record_completion(run.run_id, decision.fallback)
                 recorded_now = recorded_now or recorded is not None
                 # Another handler changed the run since we read it: decide again on what it is now.
                 run = recorded if recorded is not None else self.store.read_run(event.run_id)
@@ -114,19 +134,57 @@ class Orchestrator:
             )
         raise RuntimeError(f"no decision for {event.key} of run {event.run_id!r} after {MAX_DECISIONS} tries")
 
+    def _record_completion(self, run_id: str, fallback: Transition | None) -> Run | None:
+        """The completion alone, for a success whose whole plan lost to another writer: the run
+        after it, or None (nothing to record, or it does not fit, which the next decision on the
+        re-read run finds and fails the run for)."""
+        if fallback is None:
+            return None
+        try:
+            return self.store.record_job_success(run_id, fallback.conditions, fallback.changes)
+        except DocumentRejected as exc:
+            log.error("a completion in run %r cannot be stored: %s", run_id, exc)
+            return None
+
     def _carry_out(
         self, dispatched: tuple[JobEvent, ...], recorded: tuple[StatusEvent, ...], recorded_now: bool
     ) -> Outcome:
         """Dispatch and record what a decision (now written) caused; both are safe to repeat."""
-        for job_event in dispatched:
-            self._dispatch(job_event)
+        self._dispatch_all(dispatched)
         for status in recorded:
             self.store.record_status(status)
         action = "advanced" if dispatched or recorded else "recorded" if recorded_now else "nothing to do"
         return Outcome(action=action, dispatched=dispatched, recorded=tuple(s.status for s in recorded))
 
+    def _dispatch_all(self, jobs: Sequence[JobEvent]) -> None:
+        """Dispatch in batches, each concurrently; after each batch of a decision that dispatches
+        many jobs, record which invocations Lambda accepted (``replay`` skips them)."""
+        for start in range(0, len(jobs), DISPATCH_BATCH):
+            batch = jobs[start : start + DISPATCH_BATCH]
+            if self.dispatch_threads > 1 and len(batch) > 1:
+                with ThreadPoolExecutor(min(self.dispatch_threads, len(batch))) as pool:
+                    futures = [pool.submit(self._dispatch, job) for job in batch]
+                errors = [error for future in futures if (error := future.exception()) is not None]
+                if errors:
+                    raise errors[0]
+            else:
+                for job in batch:
+                    self._dispatch(job)
+            if len(jobs) > DISPATCH_BATCH:
+                invoked = jobs_invoked({job.job: job.attempt for job in batch})
+                self.store.apply_transition(batch[0].run_id, {}, invoked)
+
     def _dispatch(self, job: JobEvent) -> None:
+        """One invocation; one that can never be accepted (too large, refused by Lambda) is
+        recorded as the attempt's failure, so the run goes on to retry or fail it."""
+        size = limits.json_bytes(job.to_payload())
         try:
+            if size > limits.JOB_EVENT_MAX_BYTES:
+                raise InvocationRefused(
+                    f"the event for job {job.job!r} (attempt {job.attempt}) is {size:,} bytes of JSON; "
+                    f"at most {limits.JOB_EVENT_MAX_BYTES:,} fit a Lambda invocation (the run input and "
+                    f"the outputs of the jobs it runs after, {', '.join(job.results) or 'none'}, go in it)"
+                )
             self.dispatcher.dispatch(job)
         except InvocationRefused as exc:
             log.error("%s", exc)
@@ -138,10 +196,10 @@ class Orchestrator:
         record = parse_failure_record(payload)
         job = record.job_event
         terminal = self.store.read_terminal_status(job.run_id, job.phase, job.job, job.attempt)
-        claim = None
+        lease = None
         if terminal is None:
-            claim = self.store.read_status(job.run_id, job.phase, job.job, StatusName.STARTED, job.attempt)
-        failure = plan_give_up(record, terminal, claim)
+            lease = self.store.read_lease(lease_id(job.run_id, job.job, job.attempt))
+        failure = plan_give_up(record, terminal, lease, utcnow())
         if isinstance(failure, Rejection):
             return Outcome(action=failure.action, reason=failure.reason)
         self.store.record_status(failure)
@@ -153,11 +211,15 @@ _state: dict[str, Orchestrator] = {}
 
 def _build() -> Orchestrator:
     import boto3
+    from botocore.config import Config
 
     from runtime.connection import store_from_env
     from runtime.ports import LambdaDispatcher
 
-    return Orchestrator(store=store_from_env(os.environ), dispatcher=LambdaDispatcher(boto3.client("lambda")))
+    client = boto3.client("lambda", config=Config(max_pool_connections=DISPATCH_THREADS))
+    dispatcher = LambdaDispatcher(client)
+    store = store_from_env(os.environ)
+    return Orchestrator(store=store, dispatcher=dispatcher, dispatch_threads=DISPATCH_THREADS)
 
 
 def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
