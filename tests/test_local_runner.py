@@ -423,6 +423,8 @@ def test_ctrl_c_stops_the_embedded_server_and_exits_130(tmp_path: Path) -> None:
         [sys.executable, "-m", "cdk_app", "run", str(SPECS / "blocking.yaml")]
         + ["--input", json.dumps({"release": str(tmp_path / "never")})],
         cwd=REPO,
+        # Without --mongo-uri or MONGODB_URI, `run` starts the embedded server this test stops.
+        env={name: value for name, value in os.environ.items() if name != "MONGODB_URI"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

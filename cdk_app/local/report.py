@@ -57,9 +57,11 @@ class RunReport:
                     "attempts": job.attempts,
                     "executions": job.executions,
                     "output": job.output,
+                    "error": job.error,
                 }
                 for job in self.jobs
             },
+            "error": self.error,
         }
         if self.faults is not None:
             document["faults"] = dict(self.faults)
