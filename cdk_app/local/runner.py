@@ -1,56 +1,30 @@
 """One workflow run on this machine, through the deployed system's own parts.
 
-The runner plays what surrounds the handlers in the cloud: the Atlas trigger (a change stream on
-``statuses``, opened before the run starts so nothing is missed, each insert wrapped in the Atlas
-EventBridge envelope), EventBridge (the rules' own patterns, matched by moto's implementation of
-EventBridge pattern matching) and Lambda (the orchestrator, notifier and job wrapper called on
-thread pools, concurrently, each invocation with its own request id).
+The runner plays the Atlas trigger (a change stream on ``statuses``, opened before the run starts
+so nothing is missed, each insert handed to ``LocalCloud``, which wraps it in the Atlas EventBridge
+envelope, routes it by the rules' own patterns and invokes the handlers as Lambda would) and
+follows the run until it has ended and gone quiet.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
-from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import Any
 
-from cdk_app.local.atlas_events import envelope
-from cdk_app.local.delivery import Bus, DaemonPool, FaultSettings
-from cdk_app.local.faults import CrashingDispatcher, CrashingStore, CrashPlan
-from cdk_app.local.jobs import JOB_INVOCATION_TRIES, context_for, on_failure_record
+from cdk_app.local.cloud import CloudOptions, JobFunction, LocalCloud, RunObserver, workflow_rules
+from cdk_app.local.delivery import FaultSettings
 from cdk_app.local.report import RunReport, summarize
 from runtime.definition.model import Workflow
-from runtime.documents import RUN_ENDS, RUN_ID, Document, JobState, StatusEvent, status_from_document
+from runtime.documents import RUN_ENDS, RUN_ID, JobState, status_from_document
 from runtime.errors import EventError
-from runtime.events import JobEvent
-from runtime.handlers.job import UserHandler, run_attempt
-from runtime.handlers.notifier import NotifierService
-from runtime.handlers.orchestrator import Orchestrator
-from runtime.patterns import notifier_pattern, orchestrator_pattern
+from runtime.handlers.job import UserHandler
 from runtime.runs import start_run
 from runtime.store import MongoStore
 
-if TYPE_CHECKING:
-    from moto.events.models import EventPattern
-    from moto.events.utils import EventMessageType
-
 log = logging.getLogger(__name__)
-
-
-class RunObserver(Protocol):
-    """Hears what happens, in the order the trigger sees it (progress display, tests)."""
-
-    def status(self, event: StatusEvent) -> None:
-        """A status was inserted into ``statuses``."""
-
-    def notification(self, subject: str, message: str) -> None:
-        """The notifier published a message."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,36 +40,6 @@ class RunOptions:
     """How long one wait on the change stream lasts before the runner looks at the clock."""
 
 
-class LocalNotifier:
-    """The notifier's port locally: hands each message to the observer, under the crash plan
-    of the handling that publishes it."""
-
-    def __init__(self, observer: RunObserver, plan: CrashPlan) -> None:
-        self.observer = observer
-        self.plan = plan
-
-    def publish(self, subject: str, message: str) -> None:
-        self.plan.check("before publishing")
-        self.observer.notification(subject, message)
-        self.plan.check("after publishing")
-
-
-def _event_pattern(pattern: dict[str, Any]) -> EventPattern:
-    # Imported here: moto takes half a second to import, which every other CLI command would pay.
-    from moto.events.models import EventPattern
-
-    return EventPattern.load(json.dumps(pattern))
-
-
-@dataclass(frozen=True, kw_only=True)
-class Rule:
-    """An EventBridge rule: the synthesized pattern and the target it invokes."""
-
-    target: str
-    pattern: EventPattern
-    handle: Callable[[dict[str, Any], CrashPlan, str], None]
-
-
 class LocalRunner:
     def __init__(
         self,
@@ -107,35 +51,28 @@ class LocalRunner:
     ) -> None:
         self.store = store
         self.workflow = workflow
-        self.handlers = handlers
         self.observer = observer
         self.options = options or RunOptions()
-        self.executions: Counter[str] = Counter()
-        self._executions_lock = threading.Lock()
-        self._bus = Bus(
-            self.options.faults,
-            {
-                "orchestrator": DaemonPool("orchestrator", self.options.handler_threads),
-                "notifier": DaemonPool("notifier", self.options.handler_threads),
-                "job": DaemonPool("job", self.options.job_threads),
-            },
+        rules = workflow_rules(workflow, store.settings.statuses_collection)
+        functions = {job.name: JobFunction(job=job, handler=handlers[job.name]) for job in workflow.jobs()}
+        self.cloud = LocalCloud(
+            store,
+            observer,
+            CloudOptions(
+                faults=self.options.faults,
+                handler_threads=self.options.handler_threads,
+                job_threads=self.options.job_threads,
+            ),
+            rules=lambda: rules,
+            job_functions=lambda workflow_name, job: (
+                functions.get(job) if workflow_name == workflow.name else None
+            ),
         )
-        collection = store.settings.statuses_collection
-        self._rules = [
-            Rule(
-                target="orchestrator",
-                pattern=_event_pattern(orchestrator_pattern(workflow.name, collection)),
-                handle=self._orchestrate,
-            )
-        ]
-        if workflow.notify.on:  # no notify events, no notifier rule (EventBridge refuses `[]`)
-            self._rules.append(
-                Rule(
-                    target="notifier",
-                    pattern=_event_pattern(notifier_pattern(workflow.name, workflow.notify.on, collection)),
-                    handle=self._notify,
-                )
-            )
+
+    @property
+    def executions(self) -> Mapping[str, int]:
+        """Entries into each job's user code, by job name."""
+        return self.cloud.executions
 
     def run(self, run_input: Any = None) -> RunReport:
         """Start a run, deliver everything it causes until it ends and nothing is in flight,
@@ -149,8 +86,8 @@ class LocalRunner:
                 run_id = start_run(self.store, self.workflow, input=run_input).run_id
                 gave_up = self._follow(stream, run_id)
         finally:
-            self._bus.close()
-        report = summarize(self.store, run_id, self.executions, self._bus.counters.as_dict(), gave_up)
+            self.cloud.close()
+        report = summarize(self.store, run_id, self.executions, self.cloud.bus.counters.as_dict(), gave_up)
         assert report is not None, "the run document disappeared during the run"
         return report
 
@@ -173,19 +110,19 @@ class LocalRunner:
                 except EventError as exc:
                     # The trigger forwards it all the same; the handlers drop it, saying why.
                     log.warning("a malformed status in run %s: %s", run_id, exc)
-                    self._route(document, str(document.get("_id")))
+                    self.cloud.route(document, str(document.get("_id")))
                     continue
-                self._route(
+                self.cloud.route(
                     document, "/".join(map(str, (status.status, status.phase, status.job, status.attempt)))
                 )
                 self.observer.status(status)
                 ended = ended or status.status in RUN_ENDS.values()
                 continue
-            if self._bus.undeliverable:
-                return "; ".join(self._bus.undeliverable)
+            if self.cloud.bus.undeliverable:
+                return "; ".join(self.cloud.bus.undeliverable)
             # Quiet means nothing in flight and every status of the run seen: a failed run's
             # parallel jobs still finish, as they would on Lambda, and their reports count.
-            if ended and self._bus.idle() and seen == self.store.count_statuses(run_id):
+            if ended and self.cloud.bus.idle() and seen == self.store.count_statuses(run_id):
                 return None
             if time.monotonic() - last_progress > self.options.timeout:
                 return self._waiting_message(run_id)
@@ -201,58 +138,3 @@ class LocalRunner:
         if not waiting:
             return f"{quiet}, and no job is running: the run is stuck"
         return f"{quiet}; still waiting for {', '.join(waiting)}"
-
-    def _route(self, document: Document, identity: str) -> None:
-        """Send an inserted status document to every rule it matches; ``identity`` names it."""
-        event = envelope(document, self.store.settings.database, self.store.settings.statuses_collection)
-        for rule in self._rules:
-            if rule.pattern.matches_event(cast("EventMessageType", event)):
-                self._bus.send(rule.target, f"{rule.target}:{identity}", partial(rule.handle, event), True)
-
-    def _orchestrate(self, event: dict[str, Any], plan: CrashPlan, request_id: str) -> None:
-        Orchestrator(
-            store=CrashingStore(self.store, plan),
-            dispatcher=CrashingDispatcher(self, plan),
-            # The bus redelivers a crashed handling at once, not a minute later as Lambda does.
-            redispatch_after=timedelta(0),
-        ).handle(event)
-
-    def _notify(self, event: dict[str, Any], plan: CrashPlan, request_id: str) -> None:
-        NotifierService(notifiers=[LocalNotifier(self.observer, plan)], store=self.store).handle(event)
-
-    def dispatch(self, event: JobEvent) -> None:
-        """The orchestrator's Dispatcher port: an asynchronous invoke of the job's function, with
-        Lambda's tries and its on-failure destination (the orchestrator)."""
-        self._bus.send(
-            "job",
-            f"job:{event.job}/{event.attempt}",
-            partial(self._invoke_job, event),
-            False,
-            tries=JOB_INVOCATION_TRIES,
-            on_give_up=partial(self._job_gave_up, event),
-        )
-
-    def _invoke_job(self, event: JobEvent, plan: CrashPlan, request_id: str) -> None:
-        context = context_for(self.workflow.name, self.workflow.job(event.job), request_id)
-        # Locally a redelivery with the same request id is always a retry after this invocation
-        # raised (duplicates get ids of their own), so it may take its claim over at once.
-        run_attempt(
-            self.store,
-            partial(self._enter_handler, event.job),
-            event.to_payload(),
-            context,
-            request_id,
-            takeover_after=timedelta(0),
-        )
-
-    def _job_gave_up(self, event: JobEvent, request_id: str, error: BaseException) -> None:
-        """What Lambda sends the job's on-failure destination after its last try."""
-        record = on_failure_record(event, request_id, error)
-        identity = f"orchestrator:on-failure/{event.job}/{event.attempt}"
-        self._bus.send("orchestrator", identity, partial(self._orchestrate, record), True)
-
-    def _enter_handler(self, job: str, payload: dict[str, Any], context: Any) -> Any:
-        """Counts each entry into the user's code: with every fault, one per attempt."""
-        with self._executions_lock:
-            self.executions[job] += 1
-        return self.handlers[job](payload, context)
