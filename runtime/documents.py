@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,9 @@ class JobState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+    """Dispatched when the run was cancelled: the attempt's own reports change nothing, and a
+    redrive gives the job a new attempt."""
 
 
 DONE = frozenset({JobState.SUCCEEDED, JobState.SKIPPED})
@@ -49,11 +52,17 @@ class RunState(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ENDED = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED})
+REDRIVABLE = frozenset({RunState.FAILED, RunState.CANCELLED})
+"""Run states a redrive reopens."""
 
 
 class StatusName(StrEnum):
     """The ``status`` of a document in ``statuses``: what a job reports, or what the engine
-    records for the run as a whole (those have no job)."""
+    records for the run as a whole, or an operation someone asked for (those have no job)."""
 
     STARTED = "started"
     SUCCESS = "success"
@@ -62,6 +71,10 @@ class StatusName(StrEnum):
     PHASE_COMPLETED = "phase_completed"
     WORKFLOW_SUCCEEDED = "workflow_succeeded"
     WORKFLOW_FAILED = "workflow_failed"
+    WORKFLOW_CANCELLED = "workflow_cancelled"
+    WORKFLOW_REDRIVEN = "workflow_redriven"
+    CANCEL_REQUESTED = "cancel_requested"
+    REDRIVE_REQUESTED = "redrive_requested"
 
 
 JOB_STATUSES = (StatusName.STARTED, StatusName.SUCCESS, StatusName.FAILED)
@@ -72,13 +85,23 @@ RUN_STATUSES = (
     StatusName.PHASE_COMPLETED,
     StatusName.WORKFLOW_SUCCEEDED,
     StatusName.WORKFLOW_FAILED,
+    StatusName.WORKFLOW_CANCELLED,
+    StatusName.WORKFLOW_REDRIVEN,
 )
 """Statuses the engine itself records for a run (``job`` is ``None`` on these)."""
+
+OPERATION_STATUSES = (StatusName.CANCEL_REQUESTED, StatusName.REDRIVE_REQUESTED)
+"""Operations on a run, inserted by ``runtime.operations`` (``job`` and ``phase`` are ``None``);
+the engine decides what they do."""
 
 TERMINAL_JOB_STATUSES = (StatusName.SUCCESS, StatusName.FAILED)
 """The reports that end a job attempt."""
 
-RUN_ENDS = {RunState.SUCCEEDED: StatusName.WORKFLOW_SUCCEEDED, RunState.FAILED: StatusName.WORKFLOW_FAILED}
+RUN_ENDS = {
+    RunState.SUCCEEDED: StatusName.WORKFLOW_SUCCEEDED,
+    RunState.FAILED: StatusName.WORKFLOW_FAILED,
+    RunState.CANCELLED: StatusName.WORKFLOW_CANCELLED,
+}
 """The status recorded when a run reaches each final state."""
 
 
@@ -99,6 +122,9 @@ class JobRecord:
     """When that handling decided to dispatch this attempt."""
     finished_at: datetime | None = None
     """When the job's success was recorded."""
+    first_attempt: int | None = None
+    """The first attempt of the job's current retry budget: set by a redrive (attempts keep
+    counting up across redrives, the budget starts afresh); None means 1."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,6 +144,12 @@ class Run:
     finished_by: str | None = None
     """Key of the event that ended the run."""
     error: str | None = None
+    """Why the run failed, or that it was cancelled (and why)."""
+    redrives: int = 0
+    """Redrives applied so far: the run's round. Run-level statuses carry it as their
+    ``attempt``, so each round's start and end are statuses of their own."""
+    expire_at: datetime | None = None
+    """When MongoDB's TTL monitor deletes the ended run (the spec's ``retention_days``)."""
     version: int = 0
     """Incremented by every write; a write planned from this view is guarded by it."""
 
@@ -141,12 +173,14 @@ _ID, WORKFLOW, DEFINITION, INPUT, RUN_STATE, PHASE, JOBS, PHASES = (
     "jobs",
     "phases",
 )
-FINISHED_BY, ERROR, VERSION, CREATED_AT, UPDATED_AT = (
+FINISHED_BY, ERROR, VERSION, CREATED_AT, UPDATED_AT, REDRIVES, EXPIRE_AT = (
     "finishedBy",
     "error",
     "version",
     "createdAt",
     "updatedAt",
+    "redrives",
+    "expireAt",
 )
 COMPLETED_BY = "completedBy"
 _JOB_FIELDS = {
@@ -157,6 +191,7 @@ _JOB_FIELDS = {
     "caused_by": "causedBy",
     "claimed_at": "claimedAt",
     "finished_at": "finishedAt",
+    "first_attempt": "firstAttempt",
 }
 """JobRecord attribute -> its field in the run document."""
 
@@ -192,6 +227,8 @@ def run_from_document(document: Mapping[str, Any]) -> Run:
         completed_by={name: phase[COMPLETED_BY] for name, phase in (document.get(PHASES) or {}).items()},
         finished_by=document.get(FINISHED_BY),
         error=document.get(ERROR),
+        redrives=document.get(REDRIVES, 0),
+        expire_at=document.get(EXPIRE_AT),
         version=document.get(VERSION, 0),
     )
 
@@ -209,10 +246,57 @@ def run_to_document(run: Run, now: datetime) -> Document:
         PHASES: {name: {COMPLETED_BY: key} for name, key in run.completed_by.items()},
         FINISHED_BY: run.finished_by,
         ERROR: run.error,
+        REDRIVES: run.redrives,
         VERSION: run.version,
         CREATED_AT: now,
         UPDATED_AT: now,
     }
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSummary:
+    """One line of a run listing: the run document without its definition and jobs."""
+
+    run_id: str
+    workflow: str
+    status: RunState
+    phase: str
+    created_at: datetime | None
+    updated_at: datetime | None
+    error: str | None
+
+
+SUMMARY_FIELDS = (_ID, WORKFLOW, RUN_STATE, PHASE, CREATED_AT, UPDATED_AT, ERROR)
+"""What a listing reads of each run document (its projection)."""
+
+
+def summary_from_document(document: Mapping[str, Any]) -> RunSummary:
+    return RunSummary(
+        run_id=document[_ID],
+        workflow=document[WORKFLOW],
+        status=RunState(document[RUN_STATE]),
+        phase=document[PHASE],
+        created_at=as_utc(document.get(CREATED_AT)),
+        updated_at=as_utc(document.get(UPDATED_AT)),
+        error=document.get(ERROR),
+    )
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """A stored date as an aware datetime: a client without ``tz_aware`` reads naive UTC."""
+    return None if value is None or value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def runs_query(workflow: str | None, state: str | None, since: datetime | None) -> Document:
+    """Selects the runs of a listing: of ``workflow``, in ``state``, created at ``since`` or later."""
+    query: Document = {}
+    if workflow is not None:
+        query[WORKFLOW] = workflow
+    if state is not None:
+        query[RUN_STATE] = state
+    if since is not None:
+        query[CREATED_AT] = {"$gte": since}
+    return query
 
 
 def run_filter(run_id: str) -> Document:
@@ -263,9 +347,32 @@ def phase_entered(phase: str) -> Fields:
     return {PHASE: phase}
 
 
-def run_ended(state: RunState, key: str, error: str | None = None) -> Fields:
-    """The run reached ``state`` through the event ``key`` (with ``error``, when it failed)."""
-    return {RUN_STATE: state.value, FINISHED_BY: key} | ({} if error is None else {ERROR: error})
+def run_ended(
+    state: RunState, key: str, error: str | None = None, expire_at: datetime | None = None
+) -> Fields:
+    """The run reached ``state`` through the event ``key`` (with ``error``, when it failed or was
+    cancelled; deleted at ``expire_at`` when the spec keeps runs for a while only)."""
+    return (
+        {RUN_STATE: state.value, FINISHED_BY: key}
+        | ({} if error is None else {ERROR: error})
+        | ({} if expire_at is None else {EXPIRE_AT: expire_at})
+    )
+
+
+def run_reopened(redrives: int) -> Fields:
+    """A redrive set the run going again, as its round ``redrives``."""
+    return {
+        RUN_STATE: RunState.RUNNING.value,
+        FINISHED_BY: None,
+        ERROR: None,
+        EXPIRE_AT: None,
+        REDRIVES: redrives,
+    }
+
+
+def in_round(redrives: int) -> Fields:
+    """The run has had exactly ``redrives`` redrives (a run from before redrives has none)."""
+    return {REDRIVES: redrives} if redrives else {REDRIVES: {"$in": [0, None]}}
 
 
 def _job_field(job: str, name: str) -> str:
@@ -275,7 +382,7 @@ def _job_field(job: str, name: str) -> str:
 # -- status documents --------------------------------------------------------------------------
 
 RUN_ID, STATUS, JOB, ATTEMPT, DATE = "runId", "status", "job", "attempt", "date"
-OUTPUT, REQUEST_ID = "output", "requestId"
+OUTPUT, REQUEST_ID, REASON = "output", "requestId", "reason"
 
 STATUS_KEY = (RUN_ID, PHASE, JOB, STATUS, ATTEMPT)
 """The unique key of ``statuses``: repeating a report of the same attempt is a no-op."""
@@ -292,10 +399,14 @@ class StatusEvent:
     job: str | None = None
     """None on the statuses the engine records for the run as a whole."""
     attempt: int = 0
+    """A job's attempt (from 1); on a run-level status, the run's round (``Run.redrives``), which
+    is an operation's sequence number in the unique key."""
     output: Any = None
     error: str | None = None
     request_id: str | None = None
     """On ``started``: the Lambda request that claimed the attempt."""
+    reason: str | None = None
+    """On a cancel: why, as the person who asked said it."""
     date: datetime | None = None
     """When it was recorded (set on the documents read back)."""
 
@@ -304,12 +415,13 @@ class StatusEvent:
         """Names the event inside its run; the engine stamps what it caused with this key so a
         redelivered event can finish what a crashed handler started."""
         if self.job is None:
-            return f"{self.status}:{self.phase}" if self.phase else str(self.status)
+            name = f"{self.status}:{self.phase}" if self.phase else str(self.status)
+            return f"{name}:{self.attempt}" if self.attempt else name
         return f"{self.status}:{self.job}:{self.attempt}"
 
     def to_document(self, date: datetime) -> Document:
         """The document recorded in ``statuses`` at ``date``: the key fields, then ``output`` on a
-        success, ``error`` and ``requestId`` when there is one."""
+        success, ``error``, ``requestId`` and ``reason`` when there is one."""
         document: Document = {
             RUN_ID: self.run_id,
             WORKFLOW: self.workflow,
@@ -325,6 +437,8 @@ class StatusEvent:
             document[ERROR] = self.error
         if self.request_id is not None:
             document[REQUEST_ID] = self.request_id
+        if self.reason is not None:
+            document[REASON] = self.reason
         return document
 
 
@@ -343,7 +457,11 @@ def status_from_document(document: Mapping[str, Any], where: str = "status docum
         if attempt < 1:
             raise EventError(f"{where}: attempt must be >= 1, got {attempt}")
     else:
-        attempt = 0
+        if job is not None:
+            raise EventError(f"{where}: '{name}' is about the whole run, so it has no job (got {job!r})")
+        attempt = document.get(ATTEMPT) or 0
+        if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 0:
+            raise EventError(f"{where}: attempt of a run-level status is a round >= 0, got {attempt!r}")
     date = document.get(DATE)
     return StatusEvent(
         run_id=required(document, RUN_ID, str, where),
@@ -355,6 +473,7 @@ def status_from_document(document: Mapping[str, Any], where: str = "status docum
         output=document.get(OUTPUT),
         error=optional_str(document, ERROR, where),
         request_id=optional_str(document, REQUEST_ID, where),
+        reason=optional_str(document, REASON, where),
         date=date if isinstance(date, datetime) else None,
     )
 

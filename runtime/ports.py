@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 import logging
 import urllib.request
+from datetime import datetime
 from typing import Any, Protocol
 
 from runtime.definition.model import job_function_name
-from runtime.documents import Fields, Run, StatusEvent, StatusName
+from runtime.documents import Fields, Run, RunSummary, StatusEvent, StatusName
 from runtime.errors import WorkflowError
 from runtime.events import JobEvent
 
@@ -75,6 +76,20 @@ class RunStore(Protocol):
 
     def read_statuses(self, run_id: str) -> list[StatusEvent]:
         """The run's statuses in the order they were recorded."""
+
+    def find_runs(
+        self, workflow: str | None, state: str | None, since: datetime | None, limit: int
+    ) -> list[RunSummary]:
+        """Runs newest first (by creation), of ``workflow``, in ``state``, created since ``since``."""
+
+    def stale_runs(self, updated_before: datetime, limit: int) -> list[str]:
+        """Ids of running runs last written before ``updated_before``, the longest-idle first."""
+
+    def read_operations(self, since: datetime) -> list[StatusEvent]:
+        """Cancel and redrive requests recorded since ``since``, oldest first, of every run."""
+
+    def expire_statuses(self, run_id: str, expire_at: datetime | None) -> None:
+        """Have the run's statuses deleted at ``expire_at`` (None: kept, a redriven run)."""
 
 
 class Dispatcher(Protocol):

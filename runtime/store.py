@@ -11,6 +11,8 @@ documents look like is ``runtime.documents``' business; how to connect, ``runtim
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar
 
 import pymongo
@@ -21,23 +23,34 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from runtime.documents import (
     ATTEMPT,
+    CREATED_AT,
     DATE,
+    EXPIRE_AT,
     JOB,
+    OPERATION_STATUSES,
     PHASE,
     RUN_ID,
+    RUN_STATE,
     STATUS,
     STATUS_KEY,
+    SUMMARY_FIELDS,
     TERMINAL_JOB_STATUSES,
+    UPDATED_AT,
     VERSION,
+    WORKFLOW,
     Document,
     Fields,
     Run,
+    RunState,
+    RunSummary,
     StatusEvent,
     StatusName,
     run_filter,
     run_from_document,
     run_to_document,
+    runs_query,
     status_from_document,
+    summary_from_document,
     touched,
 )
 from runtime.engine import utcnow
@@ -45,6 +58,34 @@ from runtime.errors import StoreError
 from runtime.settings import StoreSettings
 
 T = TypeVar("T")
+
+ASC, DESC = pymongo.ASCENDING, pymongo.DESCENDING
+EXPIRES = {"expireAfterSeconds": 0, "partialFilterExpression": {EXPIRE_AT: {"$type": "date"}}}
+"""A TTL index on ``expireAt``, holding only the documents that have a date there: MongoDB's TTL
+monitor deletes each once its date has passed, and documents kept for good cost no index entry."""
+
+RUN_INDEXES: Mapping[str, tuple[list[tuple[str, int]], Mapping[str, Any]]] = {
+    "runs_newest_first": ([(CREATED_AT, DESC)], {}),
+    "runs_of_workflow": ([(WORKFLOW, ASC), (CREATED_AT, DESC)], {}),
+    "runs_in_state": ([(RUN_STATE, ASC), (CREATED_AT, DESC)], {}),
+    "runs_of_workflow_in_state": ([(WORKFLOW, ASC), (RUN_STATE, ASC), (CREATED_AT, DESC)], {}),
+    "running_by_last_update": (
+        [(UPDATED_AT, ASC)],
+        {"partialFilterExpression": {RUN_STATE: RunState.RUNNING.value}},
+    ),
+    "expire_ended_runs": ([(EXPIRE_AT, ASC)], EXPIRES),
+}
+"""Indexes of ``state-machines``: each listing filter (workflow, state, both, neither) reads its
+runs newest first straight off an index, so a page costs the same at a million runs; the
+reconciler finds stale running runs in an index of the running ones only; ended runs expire."""
+
+STATUS_INDEXES: Mapping[str, tuple[list[tuple[str, int]], Mapping[str, Any]]] = {
+    "one_report_per_attempt": ([(name, ASC) for name in STATUS_KEY], {"unique": True}),
+    "statuses_by_kind_and_date": ([(STATUS, ASC), (DATE, ASC)], {}),
+    "expire_ended_statuses": ([(EXPIRE_AT, ASC)], EXPIRES),
+}
+"""Indexes of ``statuses``: the unique key (a repeated report is a no-op; also a run's history),
+the reconciler's look for recent operations, and expiry."""
 
 
 def _guard(action: str, call: Callable[[], T]) -> T:
@@ -69,12 +110,12 @@ class MongoStore:
 
     def ensure_indexes(self) -> None:
         """Idempotent; creating an index that exists is a no-op on the server."""
-        _guard(
-            "create the statuses index",
-            lambda: self.statuses.create_index(
-                [(name, pymongo.ASCENDING) for name in STATUS_KEY], unique=True, name="one_report_per_attempt"
-            ),
-        )
+        for collection, indexes in ((self.runs, RUN_INDEXES), (self.statuses, STATUS_INDEXES)):
+            for name, (keys, options) in indexes.items():
+                _guard(
+                    f"create the index {name} on {collection.name}",
+                    partial(collection.create_index, keys, name=name, **options),
+                )
 
     # -- runs --------------------------------------------------------------------------------
 
@@ -105,6 +146,30 @@ class MongoStore:
             ),
         )
         return None if document is None else run_from_document(document)
+
+    def find_runs(
+        self, workflow: str | None, state: str | None, since: datetime | None, limit: int
+    ) -> list[RunSummary]:
+        query = runs_query(workflow, state, since)
+        return _guard(
+            "list runs",
+            lambda: [
+                summary_from_document(document)
+                for document in self.runs.find(query, dict.fromkeys(SUMMARY_FIELDS, 1))
+                .sort(CREATED_AT, DESC)
+                .limit(limit)
+            ],
+        )
+
+    def stale_runs(self, updated_before: datetime, limit: int) -> list[str]:
+        query = {RUN_STATE: RunState.RUNNING.value, UPDATED_AT: {"$lt": updated_before}}
+        return _guard(
+            "find stale runs",
+            lambda: [
+                document["_id"]
+                for document in self.runs.find(query, {"_id": 1}).sort(UPDATED_AT, ASC).limit(limit)
+            ],
+        )
 
     def apply_transition(
         self, run_id: str, conditions: Mapping[str, Any], changes: Mapping[str, Any]
@@ -162,6 +227,22 @@ class MongoStore:
 
     def read_statuses(self, run_id: str) -> list[StatusEvent]:
         return [status_from_document(document) for document in self.run_statuses(run_id)]
+
+    def read_operations(self, since: datetime) -> list[StatusEvent]:
+        query = {STATUS: {"$in": [status.value for status in OPERATION_STATUSES]}, DATE: {"$gte": since}}
+        return _guard(
+            "read recent operations",
+            lambda: [
+                status_from_document(document) for document in self.statuses.find(query).sort(DATE, ASC)
+            ],
+        )
+
+    def expire_statuses(self, run_id: str, expire_at: datetime | None) -> None:
+        update = {"$set": {EXPIRE_AT: expire_at}} if expire_at is not None else {"$unset": {EXPIRE_AT: ""}}
+        _guard(
+            f"set the expiry of run {run_id!r}'s statuses",
+            lambda: self.statuses.update_many({RUN_ID: run_id}, update),
+        )
 
     def run_statuses(self, run_id: str) -> list[Document]:
         """The run's status documents as stored, in the order they were recorded."""

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from datetime import datetime
 from typing import Protocol, TypeVar
 
-from runtime.documents import Fields, Run, StatusEvent, StatusName
+from runtime.documents import Fields, Run, RunSummary, StatusEvent, StatusName
 from runtime.events import JobEvent
 from runtime.ports import Dispatcher, RunStore
 
@@ -105,6 +106,20 @@ class CrashingStore:
 
     def read_statuses(self, run_id: str) -> list[StatusEvent]:
         return self._store.read_statuses(run_id)
+
+    def find_runs(
+        self, workflow: str | None, state: str | None, since: datetime | None, limit: int
+    ) -> list[RunSummary]:
+        return self._store.find_runs(workflow, state, since, limit)
+
+    def stale_runs(self, updated_before: datetime, limit: int) -> list[str]:
+        return self._store.stale_runs(updated_before, limit)
+
+    def read_operations(self, since: datetime) -> list[StatusEvent]:
+        return self._store.read_operations(since)
+
+    def expire_statuses(self, run_id: str, expire_at: datetime | None) -> None:
+        self._write("expire_statuses", lambda: self._store.expire_statuses(run_id, expire_at))
 
 
 class CrashingDispatcher:
