@@ -19,6 +19,7 @@ from typing import TypeAlias
 from cdk_app.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, CommandError
 from cdk_app.graph import RENDERERS
 from cdk_app.local.commands import add_run, add_start, add_status
+from cdk_app.local.operate import add_cancel, add_history, add_redrive, add_runs
 from runtime.definition.loader import check_specs, load_workflow
 from runtime.errors import RunError, SpecError, StoreError
 
@@ -132,6 +133,10 @@ SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     add_run,
     add_start,
     add_status,
+    add_runs,
+    add_history,
+    add_cancel,
+    add_redrive,
 )
 """Add a subcommand by writing its ``add_<command>`` function and listing it here."""
 

@@ -32,11 +32,11 @@ from cdk_app.local.store_options import (
     given_address,
     open_store,
 )
-from cdk_app.local.waiting import wait_for_end
 from runtime.definition.loader import load_workflow
 from runtime.definition.model import Workflow
 from runtime.documents import RunState
 from runtime.errors import SpecError
+from runtime.operations import wait_for_end
 from runtime.runs import start_run
 
 if TYPE_CHECKING:
