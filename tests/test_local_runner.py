@@ -3,8 +3,6 @@ code, on the session's MongoDB server, without and with injected faults."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import signal
@@ -13,43 +11,17 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pymongo
 import pytest
 
-from cdk_app.cli import main
+from tests.cli_harness import CliResult, cli
 
 REPO = Path(__file__).resolve().parent.parent
 SPECS = REPO / "tests" / "specs" / "runner"
 CATCH_THE_FISH = REPO / "workflows" / "catch_the_fish.yaml"
-
-
-@dataclass(frozen=True)
-class CliResult:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def report(self) -> dict[str, Any]:
-        """stdout must be exactly one JSON object: json.loads refuses anything around it."""
-        document = json.loads(self.stdout)
-        assert isinstance(document, dict)
-        return document
-
-    def jobs(self) -> dict[str, tuple[str, int]]:
-        return {name: (job["status"], job["attempts"]) for name, job in self.report["jobs"].items()}
-
-
-def cli(*argv: str) -> CliResult:
-    """``main`` in-process, with its own stdout and stderr."""
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        exit_code = main(list(argv))
-    return CliResult(exit_code, stdout.getvalue(), stderr.getvalue())
 
 
 @pytest.fixture

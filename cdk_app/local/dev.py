@@ -255,6 +255,8 @@ def _port_for(data: Path) -> int:
     with contextlib.suppress(OSError, ValueError):
         port = int((data / PORT_FILE).read_text(encoding="utf-8").strip())
         with socket.socket() as probe:
+            # As servers bind: a port the last server left in TIME_WAIT is free to listen on.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind(("127.0.0.1", port))
         return port
     return free_port()

@@ -15,11 +15,15 @@ import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-
 from cdk_app.errors import EXIT_OK, EXIT_USAGE, CommandError
 from cdk_app.local.store_options import add_store_arguments, open_store
-from cdk_app.local.timeline import history_to_json, print_history, print_runs, runs_to_json
+from cdk_app.local.timeline import (
+    history_to_json,
+    listing_console,
+    print_history,
+    print_runs,
+    runs_to_json,
+)
 from runtime.documents import RunState
 from runtime.operations import OperationReceipt, list_runs, request_cancel, request_redrive, run_history
 
@@ -131,7 +135,7 @@ def _runs(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(runs_to_json(runs)))
     else:
-        print_runs(Console(highlight=False), runs, datetime.now(UTC), args.limit)
+        print_runs(listing_console(), runs, datetime.now(UTC), args.limit)
     return EXIT_OK
 
 
@@ -159,5 +163,5 @@ def _history(args: argparse.Namespace) -> int:
         return EXIT_OK
     run = store.read_run(args.run_id)
     title = f"run {args.run_id}" if run is None else f"{run.workflow} run {args.run_id}: {run.state}"
-    print_history(Console(highlight=False), title, entries)
+    print_history(listing_console(), title, entries)
     return EXIT_OK

@@ -3,6 +3,7 @@ errors) and to scripts (JSON with ISO dates)."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -35,9 +36,21 @@ STATUS_STYLES = {
 """Statuses not named here (the run's start, a phase's end) are shown plain."""
 
 
-def first_line(text: str | None) -> str:
+PIPE_WIDTH = 200
+"""Width of tables written to a file or a pipe: wide enough that nothing is cut, so they can be
+searched; a terminal gets its own width."""
+DETAIL_CHARS = 100
+
+
+def listing_console() -> Console:
+    """Where ``runs`` and ``history`` print for people."""
+    return Console(highlight=False, width=None if sys.stdout.isatty() else PIPE_WIDTH)
+
+
+def first_line(text: str | None, limit: int = DETAIL_CHARS) -> str:
     stripped = (text or "").strip()
-    return stripped.splitlines()[0] if stripped else ""
+    line = stripped.splitlines()[0] if stripped else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def iso(value: datetime | None) -> str | None:
@@ -86,10 +99,10 @@ def runs_to_json(runs: Sequence[RunSummary]) -> list[dict[str, Any]]:
 
 
 def runs_table(runs: Sequence[RunSummary], now: datetime) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, expand=True)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for column in ("run", "workflow", "status", "phase", "started", "updated"):
         table.add_column(column, no_wrap=True)
-    table.add_column("error", no_wrap=True, overflow="ellipsis", ratio=1, min_width=24)
+    table.add_column("error", no_wrap=True, overflow="ellipsis")
     for run in runs:
         style = RUN_STYLES.get(run.status, "")
         table.add_row(
@@ -152,11 +165,11 @@ def _detail(entry: HistoryEntry) -> str:
 def history_table(entries: Sequence[HistoryEntry]) -> Table:
     """One line per status, times relative to the first: the run as a timeline."""
     start = next((entry.date for entry in entries if entry.date is not None), None)
-    table = Table(box=None, pad_edge=False, show_header=True, header_style="dim", expand=True)
+    table = Table(box=None, pad_edge=False, header_style="dim")
     table.add_column("time", no_wrap=True, justify="right")
     for column in ("phase", "job", "status", "attempt"):
         table.add_column(column, no_wrap=True)
-    table.add_column("error / reason", no_wrap=True, overflow="ellipsis", ratio=1)
+    table.add_column("error / reason", no_wrap=True, overflow="ellipsis")
     for entry in entries:
         seconds = (
             (entry.date - start).total_seconds() if entry.date is not None and start is not None else None
