@@ -238,10 +238,16 @@ class MongoStore:
         )
 
     def expire_statuses(self, run_id: str, expire_at: datetime | None) -> None:
-        update = {"$set": {EXPIRE_AT: expire_at}} if expire_at is not None else {"$unset": {EXPIRE_AT: ""}}
+        """Only the statuses without an expiry are written when one is set, so stamping again
+        for a late report touches that report alone."""
+        query: Document = {RUN_ID: run_id}
+        update: Document = {"$unset": {EXPIRE_AT: ""}}
+        if expire_at is not None:
+            query[EXPIRE_AT] = {"$exists": False}
+            update = {"$set": {EXPIRE_AT: expire_at}}
         _guard(
             f"set the expiry of run {run_id!r}'s statuses",
-            lambda: self.statuses.update_many({RUN_ID: run_id}, update),
+            lambda: self.statuses.update_many(query, update),
         )
 
     def run_statuses(self, run_id: str) -> list[Document]:

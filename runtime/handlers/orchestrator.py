@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from runtime.documents import StatusEvent, StatusName
+from runtime.documents import Run, RunState, StatusEvent, StatusName
 from runtime.engine import (
     LAMBDA_RETRY_DELAY,
+    Expiry,
     Rejection,
     attempt_failed,
     decide,
@@ -71,11 +72,12 @@ class Orchestrator:
             return Outcome(action="dropped", reason=str(exc))
         if status.status not in ORCHESTRATOR_STATUSES:
             return Outcome(action="ignored", reason=f"the orchestrator does not act on '{status.status}'")
-        return self._decide(status)
+        return self.apply(status)
 
-    def _decide(self, event: StatusEvent) -> Outcome:
+    def apply(self, event: StatusEvent) -> Outcome:
         """Read the run, ask the engine, write what it decided under the conditions it decided
-        on; when another handler wrote in between, read again and decide again. A success is
+        on; when another handler wrote in between, read again and decide again. The reconciler
+        feeds the statuses a run has missed through here too. A success is
         planned against the whole run (two round trips, one write); when that write loses, the
         completion alone is recorded atomically and the rest decided on what that write returns,
         which stays cheap however many completions race."""
@@ -89,6 +91,7 @@ class Orchestrator:
             if isinstance(decision, Rejection):
                 level = logging.WARNING if decision.action == "dropped" else logging.INFO
                 log.log(level, "%s %s of run %r: %s", decision.action, event.key, run.run_id, decision.reason)
+                self._expire_late_statuses(run, None)
                 return Outcome(action=decision.action, reason=decision.reason)
             if decision is not None and not self.store.apply_transition(
                 run.run_id, decision.conditions, decision.changes
@@ -109,10 +112,22 @@ class Orchestrator:
             recorded_now = recorded_now or (decision is not None and decision.fallback is not None)
             # Repeat what an earlier, crashed handling of this same event may not have finished.
             again_dispatched, again_recorded = replay(run, event.key, utcnow(), self.redispatch_after)
-            return self._carry_out(
+            outcome = self._carry_out(
                 dispatched + again_dispatched, recorded_statuses + again_recorded, recorded_now
             )
+            self._expire_late_statuses(run, None if decision is None else decision.expiry)
+            return outcome
         raise RuntimeError(f"no decision for {event.key} of run {event.run_id!r} after {MAX_DECISIONS} tries")
+
+    def _expire_late_statuses(self, run: Run, expiry: Expiry | None) -> None:
+        """The run's statuses expire with it: stamped when the decision that ends (or reopens)
+        the run has recorded its statuses, and again whenever an event reaches a run that has
+        ended with an expiry (a late report, a redelivery), so statuses recorded after the end
+        expire too. Runs kept for good cost nothing here."""
+        if expiry is None and run.state != RunState.RUNNING and run.expire_at is not None:
+            expiry = Expiry(run.expire_at)
+        if expiry is not None:
+            self.store.expire_statuses(run.run_id, expiry.at)
 
     def _carry_out(
         self, dispatched: tuple[JobEvent, ...], recorded: tuple[StatusEvent, ...], recorded_now: bool
