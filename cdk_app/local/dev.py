@@ -149,8 +149,10 @@ class StatusLines:
             escape("/".join(part for part in (event.phase, event.job) if part)),
             f"[{style}]{event.status}[/]" if style else str(event.status),
             f"attempt {event.attempt}" if event.job else "",
-            f"[dim]{escape(first_line(event.error or event.reason))}[/]",
         ]
+        detail = first_line(event.error or event.reason)
+        if detail:
+            parts.append(f"[dim]{escape(detail)}[/]")
         self.console.print(
             " ".join(part for part in parts if part), no_wrap=True, overflow="ellipsis", highlight=False
         )
