@@ -62,17 +62,22 @@ class HistoryEntry:
     reason: str | None
 
 
-def _existing_run(store: RunStore, run_id: str) -> Run:
+def _existing_run(store: RunStore, run_id: str, workflow: str | None = None) -> Run:
     run = store.read_run(run_id)
     if run is None:
         raise RunError(f"no run {run_id!r} in this database (check the run id and the MongoDB URI)")
+    if workflow is not None and run.workflow != workflow:
+        raise RunError(f"run {run_id} is a run of workflow {run.workflow!r}, not {workflow!r}")
     return run
 
 
-def request_cancel(store: RunStore, run_id: str, reason: str | None = None) -> OperationReceipt:
+def request_cancel(
+    store: RunStore, run_id: str, reason: str | None = None, *, workflow: str | None = None
+) -> OperationReceipt:
     """Ask for the run to end ``cancelled``: nothing more is dispatched once the orchestrator has
-    applied it; attempts already running finish, but their reports change nothing."""
-    run = _existing_run(store, run_id)
+    applied it; attempts already running finish, but their reports change nothing. ``workflow``
+    refuses a run of another workflow (the starter function operates its own runs only)."""
+    run = _existing_run(store, run_id, workflow)
     if run.state != RunState.RUNNING:
         raise RunError(f"run {run_id} has already ended ({run.state}): nothing to cancel")
     request = StatusEvent(
@@ -88,10 +93,10 @@ def request_cancel(store: RunStore, run_id: str, reason: str | None = None) -> O
     )
 
 
-def request_redrive(store: RunStore, run_id: str) -> OperationReceipt:
+def request_redrive(store: RunStore, run_id: str, *, workflow: str | None = None) -> OperationReceipt:
     """Ask for a failed or cancelled run to go on from where it stopped, on its own definition
     snapshot: succeeded jobs keep their outputs, the others get new attempts."""
-    run = _existing_run(store, run_id)
+    run = _existing_run(store, run_id, workflow)
     if run.state == RunState.RUNNING:
         raise RunError(f"run {run_id} is running: only a failed or cancelled run can be redriven")
     if run.state not in REDRIVABLE:

@@ -82,11 +82,12 @@ class RunStore(Protocol):
     ) -> list[RunSummary]:
         """Runs newest first (by creation), of ``workflow``, in ``state``, created since ``since``."""
 
-    def stale_runs(self, updated_before: datetime, limit: int) -> list[str]:
-        """Ids of running runs last written before ``updated_before``, the longest-idle first."""
+    def stale_runs(self, updated_before: datetime, limit: int, workflow: str | None = None) -> list[str]:
+        """Ids of running runs (of ``workflow``) last written before ``updated_before``, the
+        longest idle first."""
 
-    def read_operations(self, since: datetime) -> list[StatusEvent]:
-        """Cancel and redrive requests recorded since ``since``, oldest first, of every run."""
+    def read_operations(self, since: datetime, workflow: str | None = None) -> list[StatusEvent]:
+        """Cancel and redrive requests (of runs of ``workflow``) recorded since ``since``, oldest first."""
 
     def expire_statuses(self, run_id: str, expire_at: datetime | None) -> None:
         """Have the run's statuses deleted at ``expire_at`` (None: kept, a redriven run)."""

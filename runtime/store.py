@@ -70,7 +70,7 @@ RUN_INDEXES: Mapping[str, tuple[list[tuple[str, int]], Mapping[str, Any]]] = {
     "runs_in_state": ([(RUN_STATE, ASC), (CREATED_AT, DESC)], {}),
     "runs_of_workflow_in_state": ([(WORKFLOW, ASC), (RUN_STATE, ASC), (CREATED_AT, DESC)], {}),
     "running_by_last_update": (
-        [(UPDATED_AT, ASC)],
+        [(WORKFLOW, ASC), (UPDATED_AT, ASC)],
         {"partialFilterExpression": {RUN_STATE: RunState.RUNNING.value}},
     ),
     "expire_ended_runs": ([(EXPIRE_AT, ASC)], EXPIRES),
@@ -161,8 +161,10 @@ class MongoStore:
             ],
         )
 
-    def stale_runs(self, updated_before: datetime, limit: int) -> list[str]:
-        query = {RUN_STATE: RunState.RUNNING.value, UPDATED_AT: {"$lt": updated_before}}
+    def stale_runs(self, updated_before: datetime, limit: int, workflow: str | None = None) -> list[str]:
+        query: Document = {RUN_STATE: RunState.RUNNING.value, UPDATED_AT: {"$lt": updated_before}}
+        if workflow is not None:
+            query[WORKFLOW] = workflow
         return _guard(
             "find stale runs",
             lambda: [
@@ -228,8 +230,13 @@ class MongoStore:
     def read_statuses(self, run_id: str) -> list[StatusEvent]:
         return [status_from_document(document) for document in self.run_statuses(run_id)]
 
-    def read_operations(self, since: datetime) -> list[StatusEvent]:
-        query = {STATUS: {"$in": [status.value for status in OPERATION_STATUSES]}, DATE: {"$gte": since}}
+    def read_operations(self, since: datetime, workflow: str | None = None) -> list[StatusEvent]:
+        query: Document = {
+            STATUS: {"$in": [status.value for status in OPERATION_STATUSES]},
+            DATE: {"$gte": since},
+        }
+        if workflow is not None:
+            query[WORKFLOW] = workflow
         return _guard(
             "read recent operations",
             lambda: [

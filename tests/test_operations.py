@@ -4,15 +4,20 @@ request is in tests/test_engine_operations.py."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pymongo
 import pytest
 
 from runtime.documents import RunState
 from runtime.errors import RunError
+from runtime.handlers import starter
 from runtime.operations import (
     list_runs,
     request_cancel,
@@ -190,3 +195,75 @@ def test_waiting_returns_the_run_once_it_ends_and_none_when_time_runs_out(store:
         timer.join()
     assert ended is not None
     assert ended.state == RunState.SUCCEEDED
+
+
+@pytest.fixture
+def starter_handler(
+    store: MongoStore, mongo_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[object], dict[str, Any]]:
+    """The starter function of catch_the_fish, as Lambda runs it."""
+    (tmp_path / "definition.json").write_text(json.dumps(CATCH_THE_FISH.to_document()))
+    monkeypatch.setenv("LAMBDA_TASK_ROOT", str(tmp_path))
+    monkeypatch.setenv("WORKFLOW_DEFINITION_FILE", "definition.json")
+    monkeypatch.setenv("MONGODB_URI", mongo_uri)
+    monkeypatch.setenv("MONGODB_DATABASE", store.settings.database)
+    monkeypatch.setattr(starter, "_state", {})
+    return lambda event: starter.handler(event, None)  # type: ignore[arg-type]
+
+
+def test_the_starter_function_cancels_and_redrives_runs(
+    store: MongoStore, starter_handler: Callable[[object], dict[str, Any]]
+) -> None:
+    start_run(store, CATCH_THE_FISH, run_id="fish-op")
+
+    assert starter_handler({"action": "cancel", "run_id": "fish-op", "reason": "storm"}) == {
+        "run_id": "fish-op",
+        "action": "cancel",
+        "created": True,
+    }
+    assert starter_handler(json.dumps({"action": "cancel", "run_id": "fish-op"}))["created"] is False
+    [cancel] = [s for s in store.run_statuses("fish-op") if s["status"] == "cancel_requested"]
+    assert cancel["reason"] == "storm"
+    _end(store, "fish-op", RunState.CANCELLED)
+    assert starter_handler({"action": "redrive", "run_id": "fish-op"}) == {
+        "run_id": "fish-op",
+        "action": "redrive",
+        "created": True,
+    }
+
+
+@pytest.mark.parametrize(
+    ("request_", "error"),
+    [
+        pytest.param(
+            {"action": "pause", "run_id": "fish-op"}, "action must be one of cancel, redrive", id="action"
+        ),
+        pytest.param({"action": "cancel"}, "cancel needs the run_id", id="no-run-id"),
+        pytest.param({"action": "cancel", "run_id": ""}, "run_id must be a non-empty string", id="empty-id"),
+        pytest.param(
+            {"action": "cancel", "run_id": "fish-op", "reason": 7}, "reason must be a string", id="reason"
+        ),
+        pytest.param(
+            {"action": "redrive", "run_id": "fish-op", "reason": "x"}, "only a cancel takes", id="why"
+        ),
+        pytest.param({"action": "redrive", "run_id": "fish-op"}, "is running: only a failed", id="running"),
+        pytest.param({"action": "cancel", "run_id": "nope"}, "no run 'nope'", id="unknown-run"),
+        pytest.param(
+            {"action": "cancel", "run_id": "other-op"}, "is a run of workflow 'other'", id="not-ours"
+        ),
+        pytest.param("not json", "event is not JSON", id="not-json"),
+    ],
+)
+def test_the_starter_function_answers_a_bad_operation_with_an_error_instead_of_raising(
+    store: MongoStore, starter_handler: Callable[[object], dict[str, Any]], request_: object, error: str
+) -> None:
+    start_run(store, CATCH_THE_FISH, run_id="fish-op")
+    start_run(store, workflow("other", {"p": {"j": {}}}), run_id="other-op")
+
+    answer = starter_handler(request_)
+
+    assert set(answer) == {"error"}
+    assert error in answer["error"]
+    assert not [
+        s for s in store.statuses.find({"status": {"$in": ["cancel_requested", "redrive_requested"]}})
+    ]

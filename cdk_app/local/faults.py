@@ -112,11 +112,11 @@ class CrashingStore:
     ) -> list[RunSummary]:
         return self._store.find_runs(workflow, state, since, limit)
 
-    def stale_runs(self, updated_before: datetime, limit: int) -> list[str]:
-        return self._store.stale_runs(updated_before, limit)
+    def stale_runs(self, updated_before: datetime, limit: int, workflow: str | None = None) -> list[str]:
+        return self._store.stale_runs(updated_before, limit, workflow)
 
-    def read_operations(self, since: datetime) -> list[StatusEvent]:
-        return self._store.read_operations(since)
+    def read_operations(self, since: datetime, workflow: str | None = None) -> list[StatusEvent]:
+        return self._store.read_operations(since, workflow)
 
     def expire_statuses(self, run_id: str, expire_at: datetime | None) -> None:
         self._write("expire_statuses", lambda: self._store.expire_statuses(run_id, expire_at))

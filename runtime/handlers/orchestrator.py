@@ -134,13 +134,14 @@ class Orchestrator:
     ) -> Outcome:
         """Dispatch and record what a decision (now written) caused; both are safe to repeat."""
         for job_event in dispatched:
-            self._dispatch(job_event)
+            self.dispatch(job_event)
         for status in recorded:
             self.store.record_status(status)
         action = "advanced" if dispatched or recorded else "recorded" if recorded_now else "nothing to do"
         return Outcome(action=action, dispatched=dispatched, recorded=tuple(s.status for s in recorded))
 
-    def _dispatch(self, job: JobEvent) -> None:
+    def dispatch(self, job: JobEvent) -> None:
+        """Invoke one job attempt; an invocation Lambda refuses for good is that attempt's failure."""
         try:
             self.dispatcher.dispatch(job)
         except InvocationRefused as exc:
