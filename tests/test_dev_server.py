@@ -249,6 +249,24 @@ def test_progress_is_one_line_per_status_and_spec_edits_apply_to_new_runs(
     assert lines[-1].endswith(f"quick/{run_id} workflow_succeeded")
 
 
+def test_a_run_whose_job_was_running_when_the_server_stopped_completes_after_a_restart(
+    tmp_path: Path, workflows: Path
+) -> None:
+    log = tmp_path / "executions.log"
+    options = ("--data", "data", "--workflows", str(workflows))
+    with dev_server(tmp_path, *options) as first:
+        run_id = first.cli("start", str(workflows / "hangs.yaml"), "--input", json.dumps({"log": str(log)}))
+        wait_until(lambda: executions(log) == ["hangs_once"], "the first attempt to start")
+    with dev_server(tmp_path, *options) as second:
+        done = second.cli("status", run_id.stdout.strip(), "--wait", WAIT, "--json")
+
+    assert done.exit_code == 0, second.stderr
+    assert done.jobs() == {"hangs_once": ("succeeded", 2)}
+    assert executions(log) == ["hangs_once", "hangs_once"]
+    assert "hangs_once attempt 1 ran past its timeout of 2s: reported as Lambda would" in second.stderr
+    assert "hangs_once attempt 1 ran past" not in first.stderr
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [

@@ -170,7 +170,7 @@ class LocalCloud:
             partial(self._invoke_job, event),
             False,
             tries=JOB_INVOCATION_TRIES,
-            on_give_up=partial(self._job_gave_up, event),
+            on_give_up=partial(self.job_gave_up, event),
         )
 
     def _invoke_job(self, event: JobEvent, plan: CrashPlan, request_id: str) -> None:
@@ -194,8 +194,9 @@ class LocalCloud:
             raise InvocationRefused(REFUSALS["ResourceNotFoundException"].format(name=name))
         return function
 
-    def _job_gave_up(self, event: JobEvent, request_id: str, error: BaseException) -> None:
-        """What Lambda sends the job's on-failure destination after its last try."""
+    def job_gave_up(self, event: JobEvent, request_id: str, error: BaseException) -> None:
+        """What Lambda sends the job's on-failure destination after its last try (or once the
+        invocation ran past its timeout)."""
         record = on_failure_record(event, request_id, error)
         identity = f"orchestrator:on-failure/{event.job}/{event.attempt}"
         self.bus.send("orchestrator", identity, partial(self._orchestrate, record), True)

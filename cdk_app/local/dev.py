@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -36,12 +36,16 @@ from cdk_app.local.delivery import FaultSettings
 from cdk_app.local.jobs import load_fresh_job_handler
 from cdk_app.local.store_options import MongoAddress, add_store_arguments, connect, given_address
 from cdk_app.local.timeline import STATUS_STYLES, first_line
+from cdk_app.local.timeouts import GRACE as TIMEOUT_GRACE
+from cdk_app.local.timeouts import timed_out_attempts
 from cdk_app.project import workflows_dir
 from runtime.definition.loader import check_specs
 from runtime.definition.model import Job, Workflow
 from runtime.documents import RUN_ID, WORKFLOW, Document, StatusEvent, status_from_document
+from runtime.engine import utcnow
 from runtime.errors import EventError
 from runtime.handlers.job import UserHandler
+from runtime.reconciler import RUNS_PER_PASS, Reconciler
 from runtime.store import MongoStore
 
 if TYPE_CHECKING:
@@ -60,6 +64,10 @@ people exported keeps working across restarts."""
 class DevOptions:
     reload_seconds: float = 1.0
     """How often the spec folder is looked at for changes."""
+    repair_seconds: float = 2.0
+    """How often the reconciler and the timeout check run."""
+    stale_after: timedelta = timedelta(seconds=5)
+    """A running run not written for this long is checked by the reconciler."""
     poll_seconds: float = 0.05
     """How long one wait on the change stream lasts before the server looks at the clock."""
     handler_threads: int = 4
@@ -184,7 +192,15 @@ class DevServer:
             rules=deployment.rules,
             job_functions=deployment.job_function,
         )
+        self.reconciler = Reconciler(
+            store,
+            self.cloud,
+            stale_after=options.stale_after,
+            # Locally an invocation starts at once, and there is no retry window to wait out.
+            lost_invocation_after=lambda job: timedelta(seconds=job.timeout),
+        )
         self._undeployed: set[str] = set()
+        self._timed_out: set[tuple[str, str, int]] = set()
 
     def serve(self, stop: threading.Event) -> None:
         self.store.ensure_indexes()
@@ -194,7 +210,11 @@ class DevServer:
                 [{"$match": {"operationType": "insert"}}],
                 max_await_time_ms=int(self.options.poll_seconds * 1000),
             ) as stream:
-                next_reload = time.monotonic() + self.options.reload_seconds
+                # The stream is open, so what happens from here on is delivered; what happened
+                # while nothing was delivering is the reconciler's. Every run still running was
+                # left behind, however recently it was written: it is checked now.
+                self.repair(utcnow() + self.options.stale_after)
+                next_reload = next_repair = time.monotonic()
                 while not stop.is_set():
                     change = stream.try_next()
                     if change is not None:
@@ -202,8 +222,34 @@ class DevServer:
                     if time.monotonic() >= next_reload:
                         self.deployment.refresh()
                         next_reload = time.monotonic() + self.options.reload_seconds
+                    if time.monotonic() >= next_repair:
+                        self.repair()
+                        next_repair = time.monotonic() + self.options.repair_seconds
         finally:
             self.cloud.close()
+
+    def repair(self, reconciler_now: datetime | None = None) -> None:
+        """A reconciler pass, then Lambda's timeout on attempts that ran past theirs."""
+        report = self.reconciler.reconcile_pass(reconciler_now)
+        for run_id in report.repaired_runs:
+            self.console.print(f"[yellow]reconciler repaired run {escape(run_id)}[/]")
+        now = utcnow()
+        for run_id in self.store.stale_runs(now - TIMEOUT_GRACE, RUNS_PER_PASS):
+            run = self.store.read_run(run_id)
+            if run is None:
+                continue
+            for attempt in timed_out_attempts(run, self.store.read_statuses(run_id), now):
+                event = attempt.event
+                key = (event.run_id, event.job, event.attempt)
+                if key in self._timed_out:
+                    continue
+                self._timed_out.add(key)
+                self.console.print(
+                    f"[yellow]{escape(event.workflow)}/{escape(event.run_id)}: {escape(event.job)} attempt "
+                    f"{event.attempt} ran past its timeout of {attempt.timeout}s: reported as Lambda would[/]"
+                )
+                error = TimeoutError(f"Task timed out after {attempt.timeout}.00 seconds")
+                self.cloud.job_gave_up(event, attempt.request_id or "dev-server", error)
 
     def _deliver(self, document: Document) -> None:
         try:
