@@ -383,6 +383,24 @@ def test_a_run_that_stops_making_progress_names_the_job_it_waits_for(run: Any, t
     assert result.report["status"] == "failed"
 
 
+def test_an_attempt_past_its_timeout_is_reported_as_lambda_would_and_retried(
+    run: Any, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    try:
+        result = run(SPECS / "times_out.yaml", "--timeout", "20", run_input={"release": str(release)})
+    finally:
+        release.touch()  # lets the first attempt's thread end
+
+    assert result.exit_code == 0, result.stderr
+    assert result.jobs() == {"slow_start": ("succeeded", 2)}
+    assert result.report["jobs"]["slow_start"]["output"] == {"attempt": 2}
+    assert result.report["jobs"]["slow_start"]["executions"] == 2
+    failure = next(line for line in result.stderr.splitlines() if "failed" in line and "slow_start" in line)
+    assert "attempt 1" in failure
+    assert "Lambda gave up" in failure
+
+
 def _children(pid: int) -> list[int]:
     listing = subprocess.run(
         ["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True, check=False

@@ -201,6 +201,13 @@ class LocalCloud:
         identity = f"orchestrator:on-failure/{event.job}/{event.attempt}"
         self.bus.send("orchestrator", identity, partial(self._orchestrate, record), True)
 
+    def job_timed_out(self, event: JobEvent, request_id: str, timeout: int) -> None:
+        """Lambda stopped the attempt's invocation at its timeout: the on-failure destination
+        hears of it, and the invocation no longer counts as running (its thread, which cannot
+        be stopped, runs on; whatever it reports is too late to count)."""
+        self.bus.abandon(f"job:{event.job}/{event.attempt}")
+        self.job_gave_up(event, request_id, TimeoutError(f"Task timed out after {timeout}.00 seconds"))
+
     def _enter_handler(self, function: JobFunction, payload: dict[str, Any], context: Any) -> Any:
         """Counts each entry into the user's code: with every fault, one per attempt."""
         with self._executions_lock:

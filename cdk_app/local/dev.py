@@ -37,7 +37,7 @@ from cdk_app.local.jobs import load_fresh_job_handler
 from cdk_app.local.store_options import MongoAddress, add_store_arguments, connect, given_address
 from cdk_app.local.timeline import STATUS_STYLES, first_line
 from cdk_app.local.timeouts import GRACE as TIMEOUT_GRACE
-from cdk_app.local.timeouts import timed_out_attempts
+from cdk_app.local.timeouts import TimeoutWatch
 from cdk_app.project import workflows_dir
 from runtime.definition.loader import check_specs
 from runtime.definition.model import Job, Workflow
@@ -199,8 +199,10 @@ class DevServer:
             # Locally an invocation starts at once, and there is no retry window to wait out.
             lost_invocation_after=lambda job: timedelta(seconds=job.timeout),
         )
+        self.timeouts = TimeoutWatch(
+            store, self.cloud, lambda line: console.print(f"[yellow]{escape(line)}[/]")
+        )
         self._undeployed: set[str] = set()
-        self._timed_out: set[tuple[str, str, int]] = set()
 
     def serve(self, stop: threading.Event) -> None:
         self.store.ensure_indexes()
@@ -235,21 +237,7 @@ class DevServer:
             self.console.print(f"[yellow]reconciler repaired run {escape(run_id)}[/]")
         now = utcnow()
         for run_id in self.store.stale_runs(now - TIMEOUT_GRACE, RUNS_PER_PASS):
-            run = self.store.read_run(run_id)
-            if run is None:
-                continue
-            for attempt in timed_out_attempts(run, self.store.read_statuses(run_id), now):
-                event = attempt.event
-                key = (event.run_id, event.job, event.attempt)
-                if key in self._timed_out:
-                    continue
-                self._timed_out.add(key)
-                self.console.print(
-                    f"[yellow]{escape(event.workflow)}/{escape(event.run_id)}: {escape(event.job)} attempt "
-                    f"{event.attempt} ran past its timeout of {attempt.timeout}s: reported as Lambda would[/]"
-                )
-                error = TimeoutError(f"Task timed out after {attempt.timeout}.00 seconds")
-                self.cloud.job_gave_up(event, attempt.request_id or "dev-server", error)
+            self.timeouts.check(run_id, now)
 
     def _deliver(self, document: Document) -> None:
         try:

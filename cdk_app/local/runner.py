@@ -12,15 +12,18 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from cdk_app.local.cloud import CloudOptions, JobFunction, LocalCloud, RunObserver, workflow_rules
 from cdk_app.local.delivery import FaultSettings
 from cdk_app.local.report import RunReport, summarize
+from cdk_app.local.timeouts import TimeoutWatch
 from runtime.definition.model import Workflow
 from runtime.documents import RUN_ENDS, RUN_ID, JobState, status_from_document
 from runtime.errors import EventError
 from runtime.handlers.job import UserHandler
+from runtime.reconciler import Reconciler
 from runtime.runs import start_run
 from runtime.store import MongoStore
 
@@ -38,6 +41,9 @@ class RunOptions:
     """Concurrent job invocations: the jobs of a phase run at the same time, as on Lambda."""
     poll_seconds: float = 0.05
     """How long one wait on the change stream lasts before the runner looks at the clock."""
+    repair_seconds: float = 1.0
+    """How often an unfinished run is checked for attempts past their timeout, and, when nothing
+    is in flight and no status came for this long, reconciled from its statuses."""
 
 
 class LocalRunner:
@@ -69,6 +75,9 @@ class LocalRunner:
             ),
         )
 
+        self._timeouts = TimeoutWatch(store, self.cloud)
+        self._reconciler = Reconciler(store, self.cloud, stale_after=timedelta(0))
+
     @property
     def executions(self) -> Mapping[str, int]:
         """Entries into each job's user code, by job name."""
@@ -96,7 +105,7 @@ class LocalRunner:
         None when the run ended."""
         seen = 0
         ended = False
-        last_progress = time.monotonic()
+        last_progress = next_repair = time.monotonic()
         while True:
             change = stream.try_next()
             if change is not None:
@@ -124,8 +133,19 @@ class LocalRunner:
             # parallel jobs still finish, as they would on Lambda, and their reports count.
             if ended and self.cloud.bus.idle() and seen == self.store.count_statuses(run_id):
                 return None
+            if not ended and time.monotonic() >= next_repair:
+                self._repair(run_id, quiet=time.monotonic() - last_progress >= self.options.repair_seconds)
+                next_repair = time.monotonic() + self.options.repair_seconds
             if time.monotonic() - last_progress > self.options.timeout:
                 return self._waiting_message(run_id)
+
+    def _repair(self, run_id: str, quiet: bool) -> None:
+        """A run must never wait forever: Lambda stops an attempt at its timeout, and a run with
+        nothing in flight that went quiet is repaired from its statuses, as the deployed
+        reconciler would."""
+        self._timeouts.check(run_id)
+        if quiet and self.cloud.bus.idle():
+            self._reconciler.reconcile_run(run_id)
 
     def _waiting_message(self, run_id: str) -> str:
         run = self.store.read_run(run_id)

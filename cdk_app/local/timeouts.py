@@ -7,17 +7,21 @@ this one did."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from runtime.documents import JobState, Run, StatusEvent, StatusName
-from runtime.engine import age
+from cdk_app.local.cloud import LocalCloud
+from runtime.documents import JobState, Run, RunState, StatusEvent, StatusName
+from runtime.engine import age, utcnow
 from runtime.events import JobEvent
+from runtime.ports import RunStore
 
 GRACE = timedelta(seconds=1)
 """Beyond the timeout, for the time between Lambda starting the function and the wrapper's
 ``started`` report."""
+LOCAL_REQUEST_ID = "local-timeout"
+"""The request id of the record when the claim carries none (a claim written before request ids)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,3 +69,35 @@ def timed_out_attempts(run: Run, statuses: Sequence[StatusEvent], now: datetime)
             )
             found.append(TimedOut(event=event, request_id=claim.request_id, timeout=job.timeout))
     return found
+
+
+class TimeoutWatch:
+    """Tells the on-failure destination about each timed-out attempt, once."""
+
+    def __init__(self, store: RunStore, cloud: LocalCloud, say: Callable[[str], None] | None = None) -> None:
+        self.store = store
+        self.cloud = cloud
+        self.say = say
+        self._reported: set[tuple[str, str, int]] = set()
+
+    def check(self, run_id: str, now: datetime | None = None) -> int:
+        """Report the run's timed-out attempts not reported before; how many there were."""
+        now = now or utcnow()
+        run = self.store.read_run(run_id)
+        if run is None or run.state != RunState.RUNNING:
+            return 0
+        reported = 0
+        for attempt in timed_out_attempts(run, self.store.read_statuses(run_id), now):
+            event = attempt.event
+            key = (event.run_id, event.job, event.attempt)
+            if key in self._reported:
+                continue
+            self._reported.add(key)
+            reported += 1
+            if self.say is not None:
+                self.say(
+                    f"{event.workflow}/{event.run_id}: {event.job} attempt {event.attempt} ran past its "
+                    f"timeout of {attempt.timeout}s: reported as Lambda would"
+                )
+            self.cloud.job_timed_out(event, attempt.request_id or LOCAL_REQUEST_ID, attempt.timeout)
+        return reported
