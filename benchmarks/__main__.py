@@ -18,7 +18,7 @@ from typing import Any
 
 import pymongo
 
-from benchmarks import orchestration, synth
+from benchmarks import orchestration, reconciler, synth
 from cdk_app.embedded_mongo import mongodb_uri
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=50, help="simultaneous successes (default 50)")
     parser.add_argument("--bursts", type=int, default=20, help="lost-update repetitions (default 20)")
     parser.add_argument("--runs", type=int, default=20, help="throughput runs per side and round")
+    parser.add_argument("--ended", type=int, default=10_000, help="ended runs beside the reconciler's")
+    parser.add_argument("--running", type=int, default=100, help="stale running runs a pass checks")
     parser.add_argument("--output", type=Path, default=RESULTS, help="default benchmarks/results.json")
     args = parser.parse_args(argv)
 
@@ -96,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             # (both sides alike, but the side that writes more, more).
             results.update(orchestration.throughput(uri, args.runs, 3, 4, progress))
             results.update(orchestration.lost_updates(uri, args.threads, args.bursts, progress))
+            results.update(reconciler.reconciler_cost(uri, args.ended, args.running, progress))
     if args.only in (None, "synth"):
         results.update(synth.measure_overhead(args.pairs, progress))
         results.update(synth.measure_sizes([10, 100, 500], args.repeats, progress))

@@ -100,6 +100,7 @@ def build(app: App, config: AppConfig, workflows: Sequence[model.Workflow]) -> W
                 secret=shared.secret,
                 layer=shared.layer,
                 store=config.store,
+                reconcile_schedule=config.reconcile_schedule,
             ),
         )
     return WorkflowApp(shared=shared, workflows=MappingProxyType(constructs))

@@ -18,6 +18,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_scheduler_targets as scheduler_targets
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
@@ -27,6 +29,7 @@ from constructs import Construct
 from constructs.lambda_code import ARCHITECTURE, DEFINITION_FILE, PYTHON_RUNTIME, CodeStaging
 from runtime import patterns
 from runtime.definition import model
+from runtime.handlers.reconciler import METRICS_NAMESPACE as RECONCILER_METRICS_NAMESPACE
 from runtime.settings import StoreSettings
 
 JOB_STACKS = 8
@@ -46,6 +49,12 @@ RULE_RETRY_ATTEMPTS = 8
 RULE_MAX_EVENT_AGE = Duration.hours(2)
 """How long EventBridge keeps retrying a rule's target before the dead-letter queue."""
 
+SYSTEM_FUNCTION_TIMEOUT = Duration.seconds(60)
+"""Of the orchestrator, notifier and starter: each handles one event."""
+
+RECONCILER_TIMEOUT = Duration.minutes(5)
+"""A pass repairs up to ``runtime.reconciler.RUNS_PER_PASS`` runs, a few commands each."""
+
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
 """Of the one log group all functions of a workflow write to."""
 
@@ -58,6 +67,7 @@ HANDLERS = {
     "notifier": "runtime.handlers.notifier.handler",
     "starter": "runtime.handlers.starter.handler",
     "job": "runtime.handlers.job.handler",
+    "reconciler": "runtime.handlers.reconciler.handler",
 }
 """Lambda entry points (docs/architecture.md)."""
 
@@ -105,6 +115,9 @@ class WorkflowProps:
     """The shared dependency layer (``constructs.bundling.DependencyLayer``)."""
     store: StoreSettings = StoreSettings()
     """Database and collection names; default ``StoreSettings()`` (the seed's names)."""
+    reconcile_schedule: str = "rate(5 minutes)"
+    """How often the reconciler repairs runs whose events were lost (an EventBridge schedule
+    expression, context key ``reconcileSchedule``); default every 5 minutes."""
 
 
 class Workflow(Construct):
@@ -137,21 +150,7 @@ class Workflow(Construct):
         self._orchestrator = self._system_function(
             "orchestrator", "Records status events in the run and dispatches the jobs that became ready."
         )
-        self._orchestrator.add_to_role_policy(
-            iam.PolicyStatement(
-                sid="InvokeOwnJobs",
-                actions=["lambda:InvokeFunction"],
-                resources=[self._job_function_arn_pattern()],
-            )
-        )
-        Validations.of(self._orchestrator.role or self._orchestrator).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:lambda:<AWS::Region>:<AWS::AccountId>:"
-                f"function:{model.job_function_prefix(workflow.name)}*]",
-                reason="The wildcard is the name prefix of this workflow's job functions: one statement "
-                "that does not grow with the number of jobs and matches no other function.",
-            )
-        )
+        self._may_invoke_own_jobs(self._orchestrator)
         slack = self._slack_webhook_secret(workflow.notify.slack_webhook_secret)
         self._notifier = self._system_function(
             "notifier",
@@ -184,23 +183,64 @@ class Workflow(Construct):
         props.secret.grant_read(self._job_role)
         self._log_group.grant_write(self._job_role)
         self._job_functions = MappingProxyType({job.name: self._job_function(job) for job in workflow.jobs()})
-        orchestrator_id = Stack.of(self).get_logical_id(
-            cast(lambda_.CfnFunction, self._orchestrator.node.default_child)
-        )
         Validations.of(self._job_role).acknowledge(
             Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::<{orchestrator_id}.Arn>:*]",
+                id=f"AwsSolutions-IAM5[Resource::<{self._logical_id(self._orchestrator)}.Arn>:*]",
                 reason="The jobs' on-failure destination may invoke any version of this workflow's "
                 "orchestrator (CDK's grant for LambdaDestination); no other function.",
             )
         )
 
+        self._reconciler = self._system_function(
+            "reconciler",
+            "Repairs runs whose events were lost, from their statuses.",
+            {"WORKFLOW_NAME": workflow.name},
+            timeout=RECONCILER_TIMEOUT,
+        )
+        self._may_invoke_own_jobs(self._reconciler)
+        schedule_role = iam.Role(
+            self,
+            "ReconcileScheduleRole",
+            assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com"),
+            description=f"Lets the reconcile schedule of workflow {workflow.name} invoke its reconciler",
+        )
+        Validations.of(schedule_role).acknowledge(
+            Acknowledgment(
+                id=f"AwsSolutions-IAM5[Resource::<{self._logical_id(self._reconciler)}.Arn>:*]",
+                reason="CDK's invoke grant for the schedule covers the reconciler's versions; it names "
+                "that one function.",
+            )
+        )
+        self._reconcile_schedule = scheduler.Schedule(
+            self,
+            "ReconcileSchedule",
+            description=f"Repairs runs of {workflow.name} whose events were lost",
+            schedule=scheduler.ScheduleExpression.expression(props.reconcile_schedule),
+            # A pass that fails is not retried: the next one comes on schedule and does the same.
+            target=scheduler_targets.LambdaInvoke(
+                self._reconciler,
+                role=schedule_role,
+                dead_letter_queue=self._dead_letter_queue,
+                retry_attempts=0,
+                max_event_age=Duration.minutes(5),
+            ),
+        )
+
         self._rules = MappingProxyType(self._create_rules())
-        self._alarms = self._create_alarms()
+        self._alarms = self._create_alarms() + (self._reconciler_alarm(),)
 
     @property
     def orchestrator(self) -> lambda_.Function:
         return self._orchestrator
+
+    @property
+    def reconciler(self) -> lambda_.Function:
+        return self._reconciler
+
+    @property
+    def reconcile_schedule(self) -> scheduler.Schedule:
+        """The EventBridge Scheduler schedule that runs the reconciler."""
+        return self._reconcile_schedule
 
     @property
     def notifier(self) -> lambda_.Function:
@@ -274,8 +314,10 @@ class Workflow(Construct):
         environment: Mapping[str, str] | None = None,
         code: lambda_.Code | None = None,
         extra_secrets: Sequence[secretsmanager.ISecret] = (),
+        timeout: Duration = SYSTEM_FUNCTION_TIMEOUT,
     ) -> lambda_.Function:
-        """Orchestrator, notifier and starter: own role, failures parked in the dead-letter queue."""
+        """Orchestrator, notifier, starter, reconciler: own role, failures parked in the
+        dead-letter queue."""
         workflow = self._props.workflow.name
         construct_id = role_name.capitalize()
         role = iam.Role(
@@ -295,7 +337,7 @@ class Workflow(Construct):
             architecture=ARCHITECTURE,
             layers=[self._props.layer],
             memory_size=256,
-            timeout=Duration.seconds(60),
+            timeout=timeout,
             role=role,
             log_group=self._log_group,
             logging_format=lambda_.LoggingFormat.JSON,
@@ -307,6 +349,28 @@ class Workflow(Construct):
             secret.grant_read(role)
         self._log_group.grant_write(role)
         return function
+
+    def _logical_id(self, function: lambda_.Function) -> str:
+        return Stack.of(self).get_logical_id(cast(lambda_.CfnFunction, function.node.default_child))
+
+    def _may_invoke_own_jobs(self, function: lambda_.Function) -> None:
+        """The orchestrator and the reconciler dispatch job attempts: they may invoke this
+        workflow's job functions and nothing else."""
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="InvokeOwnJobs",
+                actions=["lambda:InvokeFunction"],
+                resources=[self._job_function_arn_pattern()],
+            )
+        )
+        Validations.of(function.role or function).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:lambda:<AWS::Region>:<AWS::AccountId>:"
+                f"function:{model.job_function_prefix(self._props.workflow.name)}*]",
+                reason="The wildcard is the name prefix of this workflow's job functions: one statement "
+                "that does not grow with the number of jobs and matches no other function.",
+            )
+        )
 
     def _job_function(self, job: model.Job) -> lambda_.Function:
         workflow = self._props.workflow
@@ -434,6 +498,30 @@ class Workflow(Construct):
             retry_attempts=RULE_RETRY_ATTEMPTS,
             max_event_age=RULE_MAX_EVENT_AGE,
         )
+
+    def _reconciler_alarm(self) -> cloudwatch.Alarm:
+        """The reconciler writes its figures as embedded-metric-format log lines
+        (``runtime.handlers.reconciler``); a repair means an event was lost somewhere."""
+        workflow = self._props.workflow.name
+        alarm = cloudwatch.Alarm(
+            self,
+            "ReconcilerRepairedAlarm",
+            alarm_description=f"{workflow}: the reconciler repaired runs whose events were lost; see "
+            "its log for the runs, and the trigger, the rules and the dead-letter queue for the cause",
+            metric=cloudwatch.Metric(
+                namespace=RECONCILER_METRICS_NAMESPACE,
+                metric_name="RunsRepaired",
+                dimensions_map={"Workflow": workflow},
+                period=Duration.minutes(5),
+                statistic="Sum",
+            ),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        alarm.add_alarm_action(cloudwatch_actions.SnsAction(self._topic))
+        return alarm
 
     def _create_alarms(self) -> tuple[cloudwatch.Alarm, ...]:
         workflow = self._props.workflow.name

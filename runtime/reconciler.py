@@ -61,6 +61,9 @@ RUNS_PER_PASS = 1000
 """Stale runs one pass repairs at most (the longest idle first): a pass must end well inside the
 function's timeout; the next pass takes the rest."""
 
+LOGGED_RUNS = 20
+"""Repaired run ids a pass names in its log line; the metrics record lists them all."""
+
 APPLIED_ACTIONS = frozenset({"advanced", "recorded"})
 """Orchestrator outcomes that wrote something to the run."""
 
@@ -206,7 +209,18 @@ class Reconciler:
         for run_id in run_ids:
             report += self.reconcile_run(run_id, now)
         if report.repaired_runs:
-            log.warning("reconciler repaired %d run(s): %s", len(report.repaired_runs), report)
+            shown = ", ".join(report.repaired_runs[:LOGGED_RUNS])
+            more = len(report.repaired_runs) - LOGGED_RUNS
+            log.warning(
+                "reconciler repaired %d of %d run(s) checked (%d statuses applied, %d attempts dispatched "
+                "again): %s%s",
+                len(report.repaired_runs),
+                report.runs_checked,
+                report.statuses_applied,
+                report.redispatched,
+                shown,
+                f" and {more} more" if more > 0 else "",
+            )
         return report
 
     def reconcile_run(self, run_id: str, now: datetime | None = None) -> ReconcileReport:

@@ -90,6 +90,7 @@ def test_other_wirings_from_context(context, wiring):
         ),
         ({"mongodbDatabase": "a.b"}, "mongodbDatabase 'a.b' is not a usable MongoDB name"),
         ({"statusesCollection": "$cmd"}, "statusesCollection '\\$cmd' is not a usable MongoDB name"),
+        ({"reconcileSchedule": "every 5 minutes"}, "reconcileSchedule 'every 5 minutes' is not a schedule"),
     ],
     ids=[
         "partial-atlas",
@@ -99,6 +100,7 @@ def test_other_wirings_from_context(context, wiring):
         "partial-arn",
         "db-name",
         "coll-name",
+        "reconcile-schedule",
     ],
 )
 def test_contradictory_context_is_refused(context, problem):
@@ -226,7 +228,7 @@ def test_five_hundred_jobs_fit_the_per_stack_resource_limit():
     print(f"500-job synth: {seconds:.1f}s, resources per stack: {counts}")
     assert max(counts.values()) <= CLOUDFORMATION_RESOURCE_LIMIT
     functions = sum(len(resources_of_type(t, "AWS::Lambda::Function")) for t in templates.values())
-    assert functions == 500 + 3
+    assert functions == 500 + 4  # the jobs, orchestrator, notifier, starter and reconciler
 
 
 # --- cdk-nag -------------------------------------------------------------------------------

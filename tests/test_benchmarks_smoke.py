@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks import orchestration, synth
+from benchmarks import orchestration, reconciler, synth
 from runtime.definition.loader import workflow_from_document
 
 
@@ -51,3 +51,14 @@ def test_generated_specs_are_valid_workflows_with_fan_out_and_joins(jobs: int) -
     assert len(definition.phases) >= 2
     assert any(len(job.after) > 1 for job in all_jobs), "no join"
     assert any(len(phase.dependents(phase.roots[0].name)) > 1 for phase in definition.phases), "no fan-out"
+
+
+def test_a_reconciler_pass_costs_two_reads_per_idle_run_and_repairs_every_broken_one(mongo_uri: str) -> None:
+    figures = reconciler.reconciler_cost(mongo_uri, ended=20, running=4, progress=quiet)["reconciler_pass"]
+
+    idle, repair = figures["idle"], figures["repair"]
+    assert (idle["runs_checked"], idle["runs_repaired"], idle["writes"]) == (4, 0, 0)
+    # The stale runs and the recent operations, then the run and its statuses for each run.
+    assert idle["commands"] == 2 + 2 * 4
+    assert (repair["runs_repaired"], repair["statuses_applied"], repair["redispatched"]) == (4, 2, 2)
+    assert repair["dispatched"] == 4, "b after each lost success, and each lost attempt again"
