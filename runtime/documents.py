@@ -300,7 +300,7 @@ def summary_from_document(document: Mapping[str, Any]) -> RunSummary:
 
 def as_utc(value: datetime | None) -> datetime | None:
     """A stored date as an aware datetime: a client without ``tz_aware`` reads naive UTC."""
-    return None if value is None or value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return value if value is None or value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def runs_query(workflow: str | None, state: str | None, since: datetime | None) -> Document:

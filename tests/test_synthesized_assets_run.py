@@ -169,7 +169,7 @@ def test_every_synthesized_function_runs_from_its_own_asset_and_the_layer(
 
         # AND every job function runs its code (or the stub) when the orchestrator dispatches it,
         # and each success it reports makes the orchestrator dispatch what became ready
-        ran = []
+        ran: list[str] = []
         while len(ran) < len(aws.invocations):
             function, event = aws.invocations[len(ran)]
             job = function.removeprefix("catch_the_fish-job-")
