@@ -1,6 +1,6 @@
 """Operating runs: cancel and redrive requests, listings, history, waiting for an end.
 
-An operation is a status document like any other (docs/architecture.md, "Operations"): a
+An operation is a status document like any other (docs/architecture.md, "Operations and repair"): a
 request inserts ``cancel_requested`` or ``redrive_requested`` into ``statuses``, so it travels
 the Atlas trigger, the orchestrator rule and the orchestrator (or the local delivery loop) as a
 job's report does, and the engine decides what it does to the run. The request carries the
