@@ -1,6 +1,6 @@
 """Operating runs: cancel and redrive requests, listings, history, waiting for an end.
 
-An operation is a status document like any other (docs/architecture.md, "Operations"): a
+An operation is a status document like any other (docs/architecture.md, "Operations and repair"): a
 request inserts ``cancel_requested`` or ``redrive_requested`` into ``statuses``, so it travels
 the Atlas trigger, the orchestrator rule and the orchestrator (or the local delivery loop) as a
 job's report does, and the engine decides what it does to the run. The request carries the
@@ -110,6 +110,13 @@ def request_redrive(store: RunStore, run_id: str, *, workflow: str | None = None
     )
 
 
+def _redrive_pending(store: RunStore, run: Run) -> bool:
+    if run.state not in REDRIVABLE:
+        return False
+    request = store.read_status(run.run_id, None, None, StatusName.REDRIVE_REQUESTED, run.redrives + 1)
+    return request is not None
+
+
 def list_runs(
     store: RunStore,
     *,
@@ -148,11 +155,13 @@ def run_history(store: RunStore, run_id: str) -> list[HistoryEntry]:
 
 def wait_for_end(store: RunStore, run_id: str, timeout: float | None, poll: float = 0.5) -> Run | None:
     """The run once it has ended; None when it is still running after ``timeout`` seconds
-    (None: wait as long as it takes)."""
+    (None: wait as long as it takes). An ended run with a redrive requested and not yet applied
+    counts as running: it is about to reopen, so ``redrive`` then ``status --wait`` waits for the
+    redriven run, not for the failure it came from."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         run = _existing_run(store, run_id)
-        if run.state != RunState.RUNNING:
+        if run.state != RunState.RUNNING and not _redrive_pending(store, run):
             return run
         if deadline is not None and time.monotonic() >= deadline:
             return None

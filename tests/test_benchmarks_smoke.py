@@ -79,7 +79,16 @@ def test_the_trigger_match_forwards_only_what_a_rule_consumes_and_the_figures_sa
     }
     # Its match forwards what the orchestrator and its notify.on [failed, workflow_succeeded] consume.
     assert figures["trigger_match"] == {
-        "fullDocument.status": {"$in": ["failed", "success", "workflow_started", "workflow_succeeded"]}
+        "fullDocument.status": {
+            "$in": [
+                "cancel_requested",
+                "failed",
+                "redrive_requested",
+                "success",
+                "workflow_started",
+                "workflow_succeeded",
+            ]
+        }
     }
     assert (fish["status_documents"], fish["forwarded_by_match"]) == (22, 11)
     assert fish["trigger_executions_per_job"] == {"before_match": 2.44, "after_match": 1.22}

@@ -10,8 +10,18 @@ from typing import Any
 
 import pytest
 
-from runtime.documents import JobRecord, JobState, Run, RunState, StatusEvent, StatusName
+from runtime.documents import (
+    JobRecord,
+    JobState,
+    Run,
+    RunState,
+    StatusEvent,
+    StatusName,
+    status_from_document,
+)
 from runtime.engine import Expiry, Rejection, Transition, decide, plan_cancel, plan_redrive, replay
+from runtime.errors import EventError
+from runtime.handlers.notifier import compose
 from runtime.patterns import ORCHESTRATOR_STATUSES
 from tests.test_engine_decisions import (
     NOW,
@@ -361,3 +371,47 @@ def test_a_redrive_keeps_the_run_and_its_statuses_again() -> None:
     assert isinstance(transition, Transition)
     assert transition.changes["expireAt"] is None
     assert transition.expiry == Expiry(None)
+
+
+# -- the documents and the notifier -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (
+            {"status": "cancel_requested", "job": "a"},
+            "'cancel_requested' is about the whole run, so it has no job",
+        ),
+        ({"status": "redrive_requested", "attempt": -1}, "a round >= 0, got -1"),
+        ({"status": "workflow_redriven", "attempt": True}, "a round >= 0, got True"),
+    ],
+)
+def test_a_run_level_status_with_a_job_or_a_bad_round_is_malformed(
+    fields: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(EventError, match=message):
+        status_from_document({"runId": "r", "workflow": "w", **fields})
+
+
+def test_an_operation_round_trips_through_its_document_with_its_reason() -> None:
+    event = cancel(2, reason="storm")
+    again = status_from_document(event.to_document(NOW))
+
+    assert (again.status, again.attempt, again.reason, again.key) == (
+        "cancel_requested",
+        2,
+        "storm",
+        "cancel_requested:2",
+    )
+
+
+def test_the_notifier_says_a_run_was_cancelled_and_why_or_redriven() -> None:
+    ended = report(StatusName.WORKFLOW_CANCELLED, reason="wrong lake", error="cancelled: wrong lake")
+    redriven = report(StatusName.WORKFLOW_REDRIVEN, attempt=2)
+
+    assert compose(ended) == ("w: run cancelled", "w run r was cancelled: wrong lake.")
+    assert compose(redriven) == (
+        "w: run redriven",
+        "w run r was redriven (redrive 2): it goes on from where it stopped.",
+    )

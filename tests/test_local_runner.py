@@ -440,8 +440,9 @@ def test_a_run_that_stops_making_progress_names_the_job_it_waits_for(run: Any, t
 
 
 def test_an_attempt_past_its_timeout_is_reported_as_lambda_would_and_retried(
-    run: Any, tmp_path: Path
+    run: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("COLUMNS", "250")  # progress lines are cut to the terminal's width
     release = tmp_path / "release"
     try:
         result = run(SPECS / "times_out.yaml", "--timeout", "20", run_input={"release": str(release)})

@@ -9,7 +9,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -502,3 +502,35 @@ def test_a_workflows_reconciler_only_touches_its_own_runs(store: MongoStore) -> 
     report = reconciler(cloud, workflow="line").reconcile_pass(utcnow() + LATER)
 
     assert report.repaired_runs == (mine,)
+
+
+# -- retention -------------------------------------------------------------------------------------
+
+
+def test_an_ended_run_under_retention_expires_with_every_status_and_a_redrive_keeps_them_again(
+    store: MongoStore,
+) -> None:
+    definition = replace(FLAKY, retention_days=7)
+    fixed = threading.Event()
+    cloud = Cloud(store, definition, handlers={"second": failing_until(fixed)})
+    run_id = start_run(store, definition).run_id
+    document = cloud.settle(run_id)
+    assert document["status"] == "failed"
+
+    expire_at = document["expireAt"]
+    assert timedelta(days=7) - (expire_at - document["updatedAt"]) < timedelta(seconds=5)
+    assert {s.get("expireAt") for s in store.run_statuses(run_id)} == {expire_at}
+    late = cloud.status(run_id, "failed", "second", 2)
+    store.statuses.delete_one({"_id": late["_id"]})
+    store.insert_status({key: value for key, value in late.items() if key not in ("_id", "expireAt")})
+    cloud.deliver(run_id)
+    assert {s.get("expireAt") for s in store.run_statuses(run_id)} == {expire_at}, "a late report expires too"
+
+    fixed.set()
+    request_redrive(store, run_id)
+    cloud.deliver(run_id)
+    reopened = cloud.run(run_id)
+    assert (reopened["status"], reopened["expireAt"]) == ("running", None)
+    assert all("expireAt" not in s for s in store.run_statuses(run_id))
+    assert cloud.settle(run_id)["status"] == "succeeded"
+    assert len({s.get("expireAt") for s in store.run_statuses(run_id)} - {None}) == 1

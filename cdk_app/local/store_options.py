@@ -15,11 +15,12 @@ import pymongo
 import pymongo.errors
 
 from cdk_app.errors import EXIT_USAGE, CommandError
+from runtime import contracts
 from runtime.connection import cached_client
 from runtime.settings import StoreSettings
 from runtime.store import MongoStore
 
-MONGODB_URI_VARIABLE = "MONGODB_URI"
+MONGODB_URI_VARIABLE = contracts.MONGODB_URI
 
 SERVER_SELECTION_SECONDS = 3.0
 """How long to wait for an unreachable MongoDB before saying so."""
