@@ -10,7 +10,6 @@ from typing import Any, cast
 
 from aws_cdk import Acknowledgment, ArnFormat, Duration, Names, NestedStack, Stack, Validations
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -33,11 +32,10 @@ from constructs.lambda_code import (
     CodeStaging,
     python_version,
 )
-from constructs.monitoring import alarm_name, notification_topic, workflow_alarms
+from constructs.monitoring import notification_topic, reconciler_alarm, workflow_alarms
 from runtime import contracts, patterns
 from runtime.definition import model
 from runtime.errors import Problem, SpecError
-from runtime.handlers.reconciler import METRICS_NAMESPACE as RECONCILER_METRICS_NAMESPACE
 from runtime.settings import StoreSettings
 
 JOB_STACKS = 8
@@ -232,7 +230,7 @@ class Workflow(Construct):
         self._rules = MappingProxyType(self._create_rules())
         self._alarms = workflow_alarms(
             self, workflow.name, self._topic, self._dead_letter_queue, self._orchestrator, self._starter
-        ) + (self._reconciler_alarm(),)
+        ) + (reconciler_alarm(self, workflow.name, self._topic),)
 
     @property
     def orchestrator(self) -> lambda_.Function:
@@ -462,31 +460,6 @@ class Workflow(Construct):
             ),
         )
         return reconciler, schedule
-
-    def _reconciler_alarm(self) -> cloudwatch.Alarm:
-        """The reconciler writes its figures as embedded-metric-format log lines
-        (``runtime.handlers.reconciler``); a repair means an event was lost somewhere."""
-        workflow = self._props.workflow.name
-        alarm = cloudwatch.Alarm(
-            self,
-            "ReconcilerRepairedAlarm",
-            alarm_name=alarm_name(workflow, "reconciler-repaired"),
-            alarm_description=f"{workflow}: the reconciler repaired runs whose events were lost; see "
-            "its log for the runs, and the trigger, the rules and the dead-letter queue for the cause",
-            metric=cloudwatch.Metric(
-                namespace=RECONCILER_METRICS_NAMESPACE,
-                metric_name="RunsRepaired",
-                dimensions_map={"Workflow": workflow},
-                period=Duration.minutes(5),
-                statistic="Sum",
-            ),
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-        alarm.add_alarm_action(cloudwatch_actions.SnsAction(self._topic))
-        return alarm
 
     def _job_role(self, job: model.Job) -> iam.Role:
         """A job's own role, in the job's nested stack: what it may reach is granted to this job

@@ -583,24 +583,3 @@ def optional_str(document: Mapping[str, Any], name: str, where: str) -> str | No
     if value is not None and not isinstance(value, str):
         raise EventError(f"{where}: field '{name}' must be a string, got {value!r}")
     return value
-
-
-# -- notification claims -----------------------------------------------------------------------
-
-
-class NotificationState(StrEnum):
-    """Where the message about one status document is."""
-
-    SENDING = "sending"
-    """Claimed by a notifier handling that is publishing it (or died doing so)."""
-    SENT = "sent"
-
-
-NOTIFICATION_STATE, CLAIMED_AT, SENT_AT = "state", "claimedAt", "sentAt"
-
-
-def status_identity(event: StatusEvent) -> Document:
-    """The ``STATUS_KEY`` fields of ``event``: the same for every delivery of one status
-    document, so it keys the notifier's claim on it."""
-    values = (event.run_id, event.phase, event.job, event.status.value, event.attempt)
-    return dict(zip(STATUS_KEY, values, strict=True))

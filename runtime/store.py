@@ -26,18 +26,15 @@ from pymongo.errors import DocumentTooLarge, DuplicateKeyError, OperationFailure
 
 from runtime.documents import (
     ATTEMPT,
-    CLAIMED_AT,
     CREATED_AT,
     DATE,
     EXPIRE_AT,
     JOB,
-    NOTIFICATION_STATE,
     OPERATION_STATUSES,
     PHASE,
     REQUEST_ID,
     RUN_ID,
     RUN_STATE,
-    SENT_AT,
     STATUS,
     STATUS_KEY,
     SUMMARY_FIELDS,
@@ -49,7 +46,6 @@ from runtime.documents import (
     Fields,
     JobRecord,
     Lease,
-    NotificationState,
     Run,
     RunState,
     RunSummary,
@@ -65,12 +61,12 @@ from runtime.documents import (
     run_to_document,
     runs_query,
     status_from_document,
-    status_identity,
     summary_from_document,
     touched,
 )
 from runtime.engine import utcnow
 from runtime.errors import DocumentRejected, StoreError
+from runtime.notifications import CLAIMED_AT, NOTIFICATION_STATE, SENT_AT, NotificationState, status_identity
 from runtime.settings import StoreSettings
 
 T = TypeVar("T")

@@ -135,7 +135,7 @@ def test_the_launcher_without_a_venv_says_what_to_do(tmp_path: Path) -> None:
 def test_make_run_runs_the_spec_given(arguments: list[str], spec: str) -> None:
     # --dry-run prints the recipe without running it (nor the set-up it depends on).
     done = subprocess.run(
-        ["make", "--dry-run", "run", *arguments],
+        ["make", "--no-print-directory", "--dry-run", "run", *arguments],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -62,7 +62,7 @@ def test_a_pass_reports_its_repairs_as_embedded_metrics(
 
 
 def test_the_alarm_watches_the_metric_the_function_writes() -> None:
-    from constructs import workflow as workflow_construct
+    from constructs import monitoring
 
-    assert workflow_construct.RECONCILER_METRICS_NAMESPACE == reconciler_function.METRICS_NAMESPACE
+    assert monitoring.RECONCILER_METRICS_NAMESPACE == reconciler_function.METRICS_NAMESPACE
     assert "RunsRepaired" in reconciler_function.METRICS
