@@ -18,7 +18,7 @@ from typing import Any
 
 import pymongo
 
-from benchmarks import executions, orchestration, synth, trigger
+from benchmarks import executions, orchestration, reconciler, synth, trigger
 from cdk_app.embedded_mongo import mongodb_uri
 from runtime import contracts
 
@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bursts", type=int, default=20, help="lost-update repetitions (default 20)")
     parser.add_argument("--runs", type=int, default=20, help="throughput runs per side and round")
     parser.add_argument("--faulty-runs", type=int, default=100, help="runs under every fault (default 100)")
+    parser.add_argument("--ended", type=int, default=10_000, help="ended runs beside the reconciler's")
+    parser.add_argument("--running", type=int, default=100, help="stale running runs a pass checks")
     parser.add_argument("--output", type=Path, default=RESULTS, help="default benchmarks/results.json")
     args = parser.parse_args(argv)
 
@@ -103,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             results.update(executions.executions_against_attempts(uri, args.faulty_runs, progress))
         if args.only in (None, "trigger"):
             results.update(trigger.trigger_figures(uri, progress))
+            results.update(reconciler.reconciler_cost(uri, args.ended, args.running, progress))
     if args.only in (None, "synth"):
         results.update(synth.measure_overhead(args.pairs, progress))
         results.update(synth.measure_sizes([10, 100, 500], args.repeats, progress))

@@ -111,6 +111,7 @@ def build(app: App, config: AppConfig, workflows: Sequence[model.Workflow]) -> W
                 secret=shared.secret,
                 layer=shared.layer,
                 store=config.store,
+                reconcile_schedule=config.reconcile_schedule,
             ),
         )
         Tags.of(stack).add(SHARED_VERSION_TAG, shared.version)

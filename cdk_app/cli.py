@@ -9,8 +9,6 @@ that prints it and picks the exit code (``cdk_app.errors``).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,16 +17,13 @@ from typing import TypeAlias
 from cdk_app.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, CommandError
 from cdk_app.graph import RENDERERS
 from cdk_app.local.commands import add_run, add_start, add_status
+from cdk_app.local.dev import add_dev
+from cdk_app.local.operate import add_cancel, add_history, add_redrive, add_runs
+from cdk_app.project import workflows_dir
 from runtime.definition.loader import check_specs, load_workflow
 from runtime.errors import RunError, SpecError, StoreError
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
-
-CDK_JSON = "cdk.json"
-"""Marks the project root: looked for in the current folder and the folders above it."""
-
-DEFAULT_WORKFLOWS_DIR = "workflows"
-"""Used when cdk.json has no ``workflowsDir`` context."""
 
 
 def _report(error: SpecError) -> int:
@@ -37,31 +32,6 @@ def _report(error: SpecError) -> int:
     count = len(error.problems)
     print(f"{count} problem{'s' if count != 1 else ''} found", file=sys.stderr)
     return EXIT_PROBLEMS
-
-
-def project_root(start: Path) -> Path | None:
-    """The nearest folder holding cdk.json, from ``start`` upwards: the CLI works from any folder
-    of the project, as git does."""
-    for folder in (start, *start.parents):
-        if (folder / CDK_JSON).is_file():
-            return folder
-    return None
-
-
-def workflows_dir() -> str:
-    """The spec folder the app synthesizes: cdk.json's ``workflowsDir`` context, resolved from the
-    project root (where ``cdk synth`` runs the app), so ``validate`` checks exactly what synth
-    would build. Given relative to the current folder, as the user's own paths are."""
-    root = project_root(Path.cwd())
-    if root is None:
-        return DEFAULT_WORKFLOWS_DIR
-    try:
-        settings = json.loads((root / CDK_JSON).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise CommandError(f"cannot read {os.path.relpath(root / CDK_JSON)}: {exc}", EXIT_USAGE) from exc
-    context = settings.get("context") if isinstance(settings, dict) else None
-    folder = context.get("workflowsDir", DEFAULT_WORKFLOWS_DIR) if isinstance(context, dict) else None
-    return os.path.relpath(root / str(folder or DEFAULT_WORKFLOWS_DIR))
 
 
 # --- validate ------------------------------------------------------------------------------------
@@ -132,6 +102,11 @@ SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     add_run,
     add_start,
     add_status,
+    add_runs,
+    add_history,
+    add_cancel,
+    add_redrive,
+    add_dev,
 )
 """Add a subcommand by writing its ``add_<command>`` function and listing it here."""
 

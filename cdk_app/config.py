@@ -22,6 +22,13 @@ COMPLETE_SECRET_ARN = re.compile(r"arn:[\w-]+:secretsmanager:[\w-]+:\d{12}:secre
 MONGODB_NAME = re.compile(r"[A-Za-z0-9_-]{1,63}")
 """Database and collection names this app accepts: safe in MongoDB and in Atlas trigger config."""
 
+SCHEDULE_EXPRESSION = re.compile(
+    r"cron\(\S+( \S+){5}\)|rate\((1 (minute|hour|day)|[1-9][0-9]* (minutes|hours|days))\)"
+)
+"""An EventBridge schedule expression, as the spec's ``schedule`` takes it."""
+
+DEFAULT_RECONCILE_SCHEDULE = "rate(5 minutes)"
+
 ATLAS_IDS = {"atlasProjectId": "project_id", "atlasAppId": "app_id", "atlasServiceId": "service_id"}
 """Context keys that select the ``atlas`` wiring, all three together."""
 
@@ -38,6 +45,7 @@ CONTEXT_KEYS = (
     "partnerEventSource",
     "partnerEventBusExists",
     "eventBus",
+    "reconcileSchedule",
 )
 
 DEFAULT_WIRING = ExistingEventBus(name_or_arn="default")
@@ -69,6 +77,8 @@ class AppConfig:
     """``mongodbDatabase``, ``runsCollection``, ``statusesCollection``; default the seed's names."""
     wiring: TriggerWiring = DEFAULT_WIRING
     """From the Atlas ids, ``partnerEventSource`` or ``eventBus``; default the ``default`` bus."""
+    reconcile_schedule: str = DEFAULT_RECONCILE_SCHEDULE
+    """How often each workflow's reconciler runs (``reconcileSchedule``); default every 5 minutes."""
 
     @classmethod
     def from_context(cls, node: Node) -> AppConfig:
@@ -104,6 +114,14 @@ class AppConfig:
             runs_collection=values.get("runsCollection", store_defaults.runs_collection),
             statuses_collection=values.get("statusesCollection", store_defaults.statuses_collection),
         )
+        schedule = values.get("reconcileSchedule", DEFAULT_RECONCILE_SCHEDULE)
+        if not SCHEDULE_EXPRESSION.fullmatch(schedule):
+            problems.append(
+                _problem(
+                    f"reconcileSchedule {schedule!r} is not a schedule expression: use rate(<n> <unit>) "
+                    "or cron(<6 fields>), e.g. rate(5 minutes)"
+                )
+            )
         wiring, wiring_problems = _wiring(values)
         problems += wiring_problems
         if problems:
@@ -114,6 +132,7 @@ class AppConfig:
             secret_name=values.get("mongodbSecretName"),
             store=store,
             wiring=wiring,
+            reconcile_schedule=schedule,
         )
 
 

@@ -1,6 +1,6 @@
 """A real MongoDB server on this machine: SecantusDB (a MongoDB wire-protocol server from PyPI)
 started as its own process on a free port. The local runner uses it when no ``--mongo-uri`` is
-given, and the tests share one per session."""
+given, the dev server keeps its data in a folder with it, and the tests share one per session."""
 
 from __future__ import annotations
 
@@ -22,18 +22,22 @@ from runtime import contracts
 STARTUP_SECONDS = 60.0
 
 
-def _free_port() -> int:
+IN_MEMORY = ":memory:"
+"""SecantusDB's storage path for a throw-away database, removed when the server stops."""
+
+
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def _server_command(port: int) -> list[str]:
+def _server_command(port: int, storage: str) -> list[str]:
     launcher = Path(sys.executable).with_name("secantusd-py")
     executable = str(launcher) if launcher.exists() else shutil.which("secantusd-py")
     if executable is None:
         raise RuntimeError("secantusd-py is not installed: run `make setup`")
-    return [executable, "--storage-path", ":memory:", "--host", "127.0.0.1", "--port", str(port)]
+    return [executable, "--storage-path", storage, "--host", "127.0.0.1", "--port", str(port)]
 
 
 def wait_for_ping(uri: str, process: subprocess.Popen[bytes] | None, deadline: float) -> None:
@@ -55,13 +59,16 @@ def wait_for_ping(uri: str, process: subprocess.Popen[bytes] | None, deadline: f
 
 
 class EmbeddedMongo:
-    """A SecantusDB server process; ``uri`` is where it listens."""
+    """A SecantusDB server process; ``uri`` is where it listens. With a ``storage_path`` the data
+    lives in that folder and a later server on the same folder finds it intact; without one it is
+    in memory and gone when the server stops."""
 
-    def __init__(self) -> None:
-        port = _free_port()
+    def __init__(self, storage_path: Path | None = None, port: int | None = None) -> None:
+        port = port or free_port()
         self.uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+        storage = IN_MEMORY if storage_path is None else str(storage_path)
         self.process = subprocess.Popen(
-            _server_command(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            _server_command(port, storage), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         try:
             wait_for_ping(self.uri, self.process, time.monotonic() + STARTUP_SECONDS)

@@ -25,6 +25,7 @@ from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
 from runtime.definition import model
+from runtime.handlers.reconciler import METRICS_NAMESPACE as RECONCILER_METRICS_NAMESPACE
 
 ALARM_INFIX = "-alarm-"
 """Alarms are named ``<workflow>-alarm-<what>``; the topic and key policies allow that prefix.
@@ -167,3 +168,28 @@ def _status_events_stopped(
         comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
         treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
     )
+
+
+def reconciler_alarm(scope: Construct, workflow: str, topic: sns.ITopic) -> cloudwatch.Alarm:
+    """The reconciler writes its figures as embedded-metric-format log lines
+    (``runtime.handlers.reconciler``); a repair means an event was lost somewhere."""
+    alarm = cloudwatch.Alarm(
+        scope,
+        "ReconcilerRepairedAlarm",
+        alarm_name=alarm_name(workflow, "reconciler-repaired"),
+        alarm_description=f"{workflow}: the reconciler repaired runs whose events were lost; see "
+        "its log for the runs, and the trigger, the rules and the dead-letter queue for the cause",
+        metric=cloudwatch.Metric(
+            namespace=RECONCILER_METRICS_NAMESPACE,
+            metric_name="RunsRepaired",
+            dimensions_map={"Workflow": workflow},
+            period=Duration.minutes(5),
+            statistic="Sum",
+        ),
+        threshold=1,
+        evaluation_periods=1,
+        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+    )
+    alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
+    return alarm

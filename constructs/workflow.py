@@ -16,6 +16,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_scheduler_targets as scheduler_targets
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
@@ -30,7 +32,7 @@ from constructs.lambda_code import (
     CodeStaging,
     python_version,
 )
-from constructs.monitoring import notification_topic, workflow_alarms
+from constructs.monitoring import notification_topic, reconciler_alarm, workflow_alarms
 from runtime import contracts, patterns
 from runtime.definition import model
 from runtime.errors import Problem, SpecError
@@ -54,6 +56,12 @@ RULE_RETRY_ATTEMPTS = 8
 RULE_MAX_EVENT_AGE = Duration.hours(2)
 """How long EventBridge keeps retrying a rule's target before the dead-letter queue."""
 
+SYSTEM_FUNCTION_TIMEOUT = Duration.seconds(contracts.SYSTEM_FUNCTION_TIMEOUT_SECONDS)
+"""Of the orchestrator, notifier and starter: each handles one event."""
+
+RECONCILER_TIMEOUT = Duration.minutes(5)
+"""A pass repairs up to ``runtime.reconciler.RUNS_PER_PASS`` runs, a few commands each."""
+
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
 """Of the one log group all functions of a workflow write to."""
 
@@ -66,6 +74,7 @@ HANDLERS = {
     "notifier": "runtime.handlers.notifier.handler",
     "starter": "runtime.handlers.starter.handler",
     "job": "runtime.handlers.job.handler",
+    "reconciler": "runtime.handlers.reconciler.handler",
 }
 """Lambda entry points (docs/architecture.md)."""
 
@@ -140,6 +149,9 @@ class WorkflowProps:
     """The shared dependency layer (``constructs.bundling.DependencyLayer``)."""
     store: StoreSettings = StoreSettings()
     """Database and collection names; default ``StoreSettings()`` (the seed's names)."""
+    reconcile_schedule: str = "rate(5 minutes)"
+    """How often the reconciler repairs runs whose events were lost (an EventBridge schedule
+    expression, context key ``reconcileSchedule``); default every 5 minutes."""
 
 
 class Workflow(Construct):
@@ -173,21 +185,7 @@ class Workflow(Construct):
         self._orchestrator = self._system_function(
             "orchestrator", "Records status events in the run and dispatches the jobs that became ready."
         )
-        self._orchestrator.add_to_role_policy(
-            iam.PolicyStatement(
-                sid="InvokeOwnJobs",
-                actions=["lambda:InvokeFunction"],
-                resources=[self._job_function_arn_pattern()],
-            )
-        )
-        Validations.of(self._orchestrator.role or self._orchestrator).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:lambda:<AWS::Region>:<AWS::AccountId>:"
-                f"function:{model.job_function_prefix(workflow.name)}*]",
-                reason="The wildcard is the name prefix of this workflow's job functions: one statement "
-                "that does not grow with the number of jobs and matches no other function.",
-            )
-        )
+        self._may_invoke_own_jobs(self._orchestrator)
         slack = self._slack_webhook_secret(workflow.notify.slack_webhook_secret)
         self._notifier = self._system_function(
             "notifier",
@@ -228,14 +226,24 @@ class Workflow(Construct):
         self._job_roles = MappingProxyType({job.name: self._job_role(job) for job in workflow.jobs()})
         self._job_functions = MappingProxyType({job.name: self._job_function(job) for job in workflow.jobs()})
 
+        self._reconciler, self._reconcile_schedule = self._reconciler_on_schedule()
         self._rules = MappingProxyType(self._create_rules())
         self._alarms = workflow_alarms(
             self, workflow.name, self._topic, self._dead_letter_queue, self._orchestrator, self._starter
-        )
+        ) + (reconciler_alarm(self, workflow.name, self._topic),)
 
     @property
     def orchestrator(self) -> lambda_.Function:
         return self._orchestrator
+
+    @property
+    def reconciler(self) -> lambda_.Function:
+        return self._reconciler
+
+    @property
+    def reconcile_schedule(self) -> scheduler.Schedule:
+        """The EventBridge Scheduler schedule that runs the reconciler."""
+        return self._reconcile_schedule
 
     @property
     def notifier(self) -> lambda_.Function:
@@ -355,8 +363,10 @@ class Workflow(Construct):
         environment: Mapping[str, str] | None = None,
         code: lambda_.Code | None = None,
         extra_secrets: Sequence[secretsmanager.ISecret] = (),
+        timeout: Duration = SYSTEM_FUNCTION_TIMEOUT,
     ) -> lambda_.Function:
-        """Orchestrator, notifier and starter: own role, failures parked in the dead-letter queue."""
+        """Orchestrator, notifier, starter, reconciler: own role, failures parked in the
+        dead-letter queue."""
         workflow = self._props.workflow.name
         construct_id = role_name.capitalize()
         role = iam.Role(
@@ -376,7 +386,7 @@ class Workflow(Construct):
             architecture=ARCHITECTURE,
             layers=[self._props.layer],
             memory_size=contracts.SYSTEM_FUNCTION_MEMORY_MB,
-            timeout=Duration.seconds(contracts.SYSTEM_FUNCTION_TIMEOUT_SECONDS),
+            timeout=timeout,
             role=role,
             log_group=self._log_group,
             logging_format=lambda_.LoggingFormat.JSON,
@@ -388,6 +398,68 @@ class Workflow(Construct):
             secret.grant_read(role)
         self._log_group.grant_write(role)
         return function
+
+    def _logical_id(self, function: lambda_.Function) -> str:
+        return Stack.of(self).get_logical_id(cast(lambda_.CfnFunction, function.node.default_child))
+
+    def _may_invoke_own_jobs(self, function: lambda_.Function) -> None:
+        """The orchestrator and the reconciler dispatch job attempts: they may invoke this
+        workflow's job functions and nothing else."""
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="InvokeOwnJobs",
+                actions=["lambda:InvokeFunction"],
+                resources=[self._job_function_arn_pattern()],
+            )
+        )
+        Validations.of(function.role or function).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:lambda:<AWS::Region>:<AWS::AccountId>:"
+                f"function:{model.job_function_prefix(self._props.workflow.name)}*]",
+                reason="The wildcard is the name prefix of this workflow's job functions: one statement "
+                "that does not grow with the number of jobs and matches no other function.",
+            )
+        )
+
+    def _reconciler_on_schedule(self) -> tuple[lambda_.Function, scheduler.Schedule]:
+        """The reconciler and the EventBridge Scheduler schedule that runs it; the schedule's role
+        may invoke that one function."""
+        workflow = self._props.workflow.name
+        reconciler = self._system_function(
+            "reconciler",
+            "Repairs runs whose events were lost, from their statuses.",
+            {contracts.WORKFLOW_NAME: workflow},
+            timeout=RECONCILER_TIMEOUT,
+        )
+        self._may_invoke_own_jobs(reconciler)
+        schedule_role = iam.Role(
+            self,
+            "ReconcileScheduleRole",
+            assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com"),
+            description=f"Lets the reconcile schedule of workflow {workflow} invoke its reconciler",
+        )
+        Validations.of(schedule_role).acknowledge(
+            Acknowledgment(
+                id=f"AwsSolutions-IAM5[Resource::<{self._logical_id(reconciler)}.Arn>:*]",
+                reason="CDK's invoke grant for the schedule covers the reconciler's versions; it names "
+                "that one function.",
+            )
+        )
+        schedule = scheduler.Schedule(
+            self,
+            "ReconcileSchedule",
+            description=f"Repairs runs of {workflow} whose events were lost",
+            schedule=scheduler.ScheduleExpression.expression(self._props.reconcile_schedule),
+            # A pass that fails is not retried: the next one comes on schedule and does the same.
+            target=scheduler_targets.LambdaInvoke(
+                reconciler,
+                role=schedule_role,
+                dead_letter_queue=self._dead_letter_queue,
+                retry_attempts=0,
+                max_event_age=Duration.minutes(5),
+            ),
+        )
+        return reconciler, schedule
 
     def _job_role(self, job: model.Job) -> iam.Role:
         """A job's own role, in the job's nested stack: what it may reach is granted to this job

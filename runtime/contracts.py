@@ -19,6 +19,8 @@ NOTIFICATIONS_COLLECTION = "NOTIFICATIONS_COLLECTION"
 """The collection of the notifier's claims, one per status it reports."""
 LEASES_COLLECTION = "LEASES_COLLECTION"
 """The collection of job attempts' leases, one per attempt being run."""
+WORKFLOW_NAME = "WORKFLOW_NAME"
+"""The reconciler's workflow: it repairs runs of that workflow only."""
 JOB_HANDLER = "JOB_HANDLER"
 """``module.function`` of a job's own code; unset, the job runs the stub."""
 WORKFLOW_DEFINITION_FILE = "WORKFLOW_DEFINITION_FILE"
@@ -38,6 +40,7 @@ ENVIRONMENT_NAMES = frozenset(
         NOTIFICATIONS_COLLECTION,
         LEASES_COLLECTION,
         JOB_HANDLER,
+        WORKFLOW_NAME,
         WORKFLOW_DEFINITION_FILE,
         NOTIFY_TOPIC_ARN,
         SLACK_WEBHOOK_SECRET_ARN,

@@ -38,6 +38,9 @@ class JobState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+    """Dispatched when the run was cancelled: the attempt's own reports change nothing, and a
+    redrive gives the job a new attempt."""
 
 
 DONE = frozenset({JobState.SUCCEEDED, JobState.SKIPPED})
@@ -50,11 +53,17 @@ class RunState(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ENDED = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED})
+REDRIVABLE = frozenset({RunState.FAILED, RunState.CANCELLED})
+"""Run states a redrive reopens."""
 
 
 class StatusName(StrEnum):
     """The ``status`` of a document in ``statuses``: what a job reports, or what the engine
-    records for the run as a whole (those have no job)."""
+    records for the run as a whole, or an operation someone asked for (those have no job)."""
 
     STARTED = "started"
     SUCCESS = "success"
@@ -66,6 +75,10 @@ class StatusName(StrEnum):
     NOT_RUN = "not_run"
     """The job wrapper's report of an attempt it did not run: the run had ended, or the attempt
     is stale (the run has moved on to another attempt of the job)."""
+    WORKFLOW_CANCELLED = "workflow_cancelled"
+    WORKFLOW_REDRIVEN = "workflow_redriven"
+    CANCEL_REQUESTED = "cancel_requested"
+    REDRIVE_REQUESTED = "redrive_requested"
 
 
 JOB_STATUSES = (StatusName.STARTED, StatusName.SUCCESS, StatusName.FAILED)
@@ -76,8 +89,14 @@ RUN_STATUSES = (
     StatusName.PHASE_COMPLETED,
     StatusName.WORKFLOW_SUCCEEDED,
     StatusName.WORKFLOW_FAILED,
+    StatusName.WORKFLOW_CANCELLED,
+    StatusName.WORKFLOW_REDRIVEN,
 )
 """Statuses the engine itself records for a run (``job`` is ``None`` on these)."""
+
+OPERATION_STATUSES = (StatusName.CANCEL_REQUESTED, StatusName.REDRIVE_REQUESTED)
+"""Operations on a run, inserted by ``runtime.operations`` (``job`` and ``phase`` are ``None``);
+the engine decides what they do."""
 
 TERMINAL_JOB_STATUSES = (StatusName.SUCCESS, StatusName.FAILED, StatusName.NOT_RUN)
 """The reports that end a job attempt. They share one ``_id`` per attempt (``terminal_id``), so
@@ -86,7 +105,11 @@ an attempt has at most one of them, on every server."""
 ATTEMPT_STATUSES = (StatusName.STARTED, *TERMINAL_JOB_STATUSES)
 """Every status that belongs to one job attempt (has a job, a phase and an attempt >= 1)."""
 
-RUN_ENDS = {RunState.SUCCEEDED: StatusName.WORKFLOW_SUCCEEDED, RunState.FAILED: StatusName.WORKFLOW_FAILED}
+RUN_ENDS = {
+    RunState.SUCCEEDED: StatusName.WORKFLOW_SUCCEEDED,
+    RunState.FAILED: StatusName.WORKFLOW_FAILED,
+    RunState.CANCELLED: StatusName.WORKFLOW_CANCELLED,
+}
 """The status recorded when a run reaches each final state."""
 
 
@@ -110,6 +133,9 @@ class JobRecord:
     invoked_attempt: int | None = None
     """The attempt whose invocation Lambda is known to have accepted; recorded only by decisions
     that dispatch many jobs, so a redelivery after a timeout does not start them all again."""
+    first_attempt: int | None = None
+    """The first attempt of the job's current retry budget: set by a redrive (attempts keep
+    counting up across redrives, the budget starts afresh); None means 1."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,6 +155,12 @@ class Run:
     finished_by: str | None = None
     """Key of the event that ended the run."""
     error: str | None = None
+    """Why the run failed, or that it was cancelled (and why)."""
+    redrives: int = 0
+    """Redrives applied so far: the run's round. Run-level statuses carry it as their
+    ``attempt``, so each round's start and end are statuses of their own."""
+    expire_at: datetime | None = None
+    """When MongoDB's TTL monitor deletes the ended run (the spec's ``retention_days``)."""
     version: int = 0
     """Incremented by every write; a write planned from this view is guarded by it."""
     stored_bytes: int = 0
@@ -155,12 +187,14 @@ _ID, WORKFLOW, DEFINITION, INPUT, RUN_STATE, PHASE, JOBS, PHASES = (
     "jobs",
     "phases",
 )
-FINISHED_BY, ERROR, VERSION, CREATED_AT, UPDATED_AT = (
+FINISHED_BY, ERROR, VERSION, CREATED_AT, UPDATED_AT, REDRIVES, EXPIRE_AT = (
     "finishedBy",
     "error",
     "version",
     "createdAt",
     "updatedAt",
+    "redrives",
+    "expireAt",
 )
 COMPLETED_BY = "completedBy"
 _JOB_FIELDS = {
@@ -172,6 +206,7 @@ _JOB_FIELDS = {
     "claimed_at": "claimedAt",
     "finished_at": "finishedAt",
     "invoked_attempt": "invokedAttempt",
+    "first_attempt": "firstAttempt",
 }
 """JobRecord attribute -> its field in the run document."""
 
@@ -207,6 +242,8 @@ def run_from_document(document: Mapping[str, Any], stored_bytes: int = 0) -> Run
         completed_by={name: phase[COMPLETED_BY] for name, phase in (document.get(PHASES) or {}).items()},
         finished_by=document.get(FINISHED_BY),
         error=document.get(ERROR),
+        redrives=document.get(REDRIVES, 0),
+        expire_at=document.get(EXPIRE_AT),
         version=document.get(VERSION, 0),
         stored_bytes=stored_bytes,
     )
@@ -225,10 +262,57 @@ def run_to_document(run: Run, now: datetime) -> Document:
         PHASES: {name: {COMPLETED_BY: key} for name, key in run.completed_by.items()},
         FINISHED_BY: run.finished_by,
         ERROR: run.error,
+        REDRIVES: run.redrives,
         VERSION: run.version,
         CREATED_AT: now,
         UPDATED_AT: now,
     }
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSummary:
+    """One line of a run listing: the run document without its definition and jobs."""
+
+    run_id: str
+    workflow: str
+    status: RunState
+    phase: str
+    created_at: datetime | None
+    updated_at: datetime | None
+    error: str | None
+
+
+SUMMARY_FIELDS = (_ID, WORKFLOW, RUN_STATE, PHASE, CREATED_AT, UPDATED_AT, ERROR)
+"""What a listing reads of each run document (its projection)."""
+
+
+def summary_from_document(document: Mapping[str, Any]) -> RunSummary:
+    return RunSummary(
+        run_id=document[_ID],
+        workflow=document[WORKFLOW],
+        status=RunState(document[RUN_STATE]),
+        phase=document[PHASE],
+        created_at=as_utc(document.get(CREATED_AT)),
+        updated_at=as_utc(document.get(UPDATED_AT)),
+        error=document.get(ERROR),
+    )
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """A stored date as an aware datetime: a client without ``tz_aware`` reads naive UTC."""
+    return value if value is None or value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def runs_query(workflow: str | None, state: str | None, since: datetime | None) -> Document:
+    """Selects the runs of a listing: of ``workflow``, in ``state``, created at ``since`` or later.
+    Without a state it names all four, so the state-first indexes serve every listing."""
+    query: Document = {}
+    if workflow is not None:
+        query[WORKFLOW] = workflow
+    query[RUN_STATE] = state if state is not None else {"$in": [value.value for value in RunState]}
+    if since is not None:
+        query[CREATED_AT] = {"$gte": since}
+    return query
 
 
 def run_filter(run_id: str) -> Document:
@@ -295,9 +379,32 @@ def phase_entered(phase: str) -> Fields:
     return {PHASE: phase}
 
 
-def run_ended(state: RunState, key: str, error: str | None = None) -> Fields:
-    """The run reached ``state`` through the event ``key`` (with ``error``, when it failed)."""
-    return {RUN_STATE: state.value, FINISHED_BY: key} | ({} if error is None else {ERROR: error})
+def run_ended(
+    state: RunState, key: str, error: str | None = None, expire_at: datetime | None = None
+) -> Fields:
+    """The run reached ``state`` through the event ``key`` (with ``error``, when it failed or was
+    cancelled; deleted at ``expire_at`` when the spec keeps runs for a while only)."""
+    return (
+        {RUN_STATE: state.value, FINISHED_BY: key}
+        | ({} if error is None else {ERROR: error})
+        | ({} if expire_at is None else {EXPIRE_AT: expire_at})
+    )
+
+
+def run_reopened(redrives: int) -> Fields:
+    """A redrive set the run going again, as its round ``redrives``."""
+    return {
+        RUN_STATE: RunState.RUNNING.value,
+        FINISHED_BY: None,
+        ERROR: None,
+        EXPIRE_AT: None,
+        REDRIVES: redrives,
+    }
+
+
+def in_round(redrives: int) -> Fields:
+    """The run has had exactly ``redrives`` redrives (a run from before redrives has none)."""
+    return {REDRIVES: redrives} if redrives else {REDRIVES: {"$in": [0, None]}}
 
 
 def _job_field(job: str, name: str) -> str:
@@ -307,7 +414,7 @@ def _job_field(job: str, name: str) -> str:
 # -- status documents --------------------------------------------------------------------------
 
 RUN_ID, STATUS, JOB, ATTEMPT, DATE = "runId", "status", "job", "attempt", "date"
-OUTPUT, REQUEST_ID = "output", "requestId"
+OUTPUT, REQUEST_ID, REASON = "output", "requestId", "reason"
 
 STATUS_KEY = (RUN_ID, PHASE, JOB, STATUS, ATTEMPT)
 """The unique key of ``statuses``: repeating a report of the same attempt is a no-op."""
@@ -324,10 +431,14 @@ class StatusEvent:
     job: str | None = None
     """None on the statuses the engine records for the run as a whole."""
     attempt: int = 0
+    """A job's attempt (from 1); on a run-level status, the run's round (``Run.redrives``), which
+    is an operation's sequence number in the unique key."""
     output: Any = None
     error: str | None = None
     request_id: str | None = None
     """On ``started``: the Lambda request that claimed the attempt."""
+    reason: str | None = None
+    """On a cancel: why, as the person who asked said it."""
     date: datetime | None = None
     """When it was recorded (set on the documents read back)."""
 
@@ -336,12 +447,13 @@ class StatusEvent:
         """Names the event inside its run; the engine stamps what it caused with this key so a
         redelivered event can finish what a crashed handler started."""
         if self.job is None:
-            return f"{self.status}:{self.phase}" if self.phase else str(self.status)
+            name = f"{self.status}:{self.phase}" if self.phase else str(self.status)
+            return f"{name}:{self.attempt}" if self.attempt else name
         return f"{self.status}:{self.job}:{self.attempt}"
 
     def to_document(self, date: datetime) -> Document:
         """The document recorded in ``statuses`` at ``date``: the key fields, then ``output`` on a
-        success, ``error`` and ``requestId`` when there is one."""
+        success, ``error``, ``requestId`` and ``reason`` when there is one."""
         document: Document = self._terminal_id()
         document |= {
             RUN_ID: self.run_id,
@@ -358,6 +470,8 @@ class StatusEvent:
             document[ERROR] = self.error
         if self.request_id is not None:
             document[REQUEST_ID] = self.request_id
+        if self.reason is not None:
+            document[REASON] = self.reason
         return document
 
     def _terminal_id(self) -> Document:
@@ -433,7 +547,11 @@ def status_from_document(document: Mapping[str, Any], where: str = "status docum
         if attempt < 1:
             raise EventError(f"{where}: attempt must be >= 1, got {attempt}")
     else:
-        attempt = 0
+        if job is not None:
+            raise EventError(f"{where}: '{name}' is about the whole run, so it has no job (got {job!r})")
+        attempt = document.get(ATTEMPT) or 0
+        if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 0:
+            raise EventError(f"{where}: attempt of a run-level status is a round >= 0, got {attempt!r}")
     date = document.get(DATE)
     return StatusEvent(
         run_id=required(document, RUN_ID, str, where),
@@ -445,6 +563,7 @@ def status_from_document(document: Mapping[str, Any], where: str = "status docum
         output=document.get(OUTPUT),
         error=optional_str(document, ERROR, where),
         request_id=optional_str(document, REQUEST_ID, where),
+        reason=optional_str(document, REASON, where),
         date=date if isinstance(date, datetime) else None,
     )
 
@@ -464,24 +583,3 @@ def optional_str(document: Mapping[str, Any], name: str, where: str) -> str | No
     if value is not None and not isinstance(value, str):
         raise EventError(f"{where}: field '{name}' must be a string, got {value!r}")
     return value
-
-
-# -- notification claims -----------------------------------------------------------------------
-
-
-class NotificationState(StrEnum):
-    """Where the message about one status document is."""
-
-    SENDING = "sending"
-    """Claimed by a notifier handling that is publishing it (or died doing so)."""
-    SENT = "sent"
-
-
-NOTIFICATION_STATE, CLAIMED_AT, SENT_AT = "state", "claimedAt", "sentAt"
-
-
-def status_identity(event: StatusEvent) -> Document:
-    """The ``STATUS_KEY`` fields of ``event``: the same for every delivery of one status
-    document, so it keys the notifier's claim on it."""
-    values = (event.run_id, event.phase, event.job, event.status.value, event.attempt)
-    return dict(zip(STATUS_KEY, values, strict=True))

@@ -4,8 +4,9 @@ which job attempts are dispatched and which run statuses are recorded.
 ``decide`` is the entry point: a job's success goes to ``plan_success``, its failure to
 ``plan_failure``, the run's start to ``plan_progress``, which starts the jobs ``ready_jobs``
 finds (or skips them, when their ``when`` says so) and moves the run on with ``advance_phase``
-once a phase is done. ``replay`` repeats what an earlier, crashed handling of the same event may
-not have finished.
+once a phase is done. The operations people ask for are events too: ``plan_cancel`` ends a run
+``cancelled``, ``plan_redrive`` reopens a failed or cancelled one. ``replay`` repeats what an
+earlier, crashed handling of the same event may not have finished.
 
 Every ``Transition`` carries the conditions it was computed under; the store applies it only if
 they still hold, so concurrent handlers never overwrite each other (one of them wins, the others
@@ -26,6 +27,7 @@ from runtime import limits
 from runtime.definition.model import Job, Phase, Workflow
 from runtime.documents import (
     DONE,
+    REDRIVABLE,
     RUN_ENDS,
     Fields,
     JobRecord,
@@ -43,6 +45,7 @@ from runtime.documents import (
     phase_entered,
     run_ended,
     run_is,
+    run_reopened,
 )
 from runtime.events import FailureRecord, JobEvent
 
@@ -62,6 +65,14 @@ def age(then: datetime, now: datetime) -> timedelta:
     return now - then.replace(tzinfo=then.tzinfo or UTC)
 
 
+@dataclass(frozen=True)
+class Expiry:
+    """When the statuses of a run are deleted, set by the transition that ends (or reopens) it."""
+
+    at: datetime | None
+    """None: kept for good again (a redriven run)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Transition:
     """One write to a run and what it causes once it is made."""
@@ -72,6 +83,8 @@ class Transition:
     dispatches: tuple[JobEvent, ...] = ()
     statuses: tuple[StatusEvent, ...] = ()
     """Run-level statuses to record once the write is made."""
+    expiry: Expiry | None = None
+    """The run's statuses get this expiry once they are recorded (None: no change)."""
     fallback: Transition | None = None
     """For a success planned against the whole run (its version): the completion alone, guarded
     by the job's own state, for when another handler wrote first; the rest is then decided again
@@ -120,10 +133,10 @@ def decide(run: Run, event: StatusEvent, now: datetime) -> Transition | Rejectio
         f"{limits.MONGODB_DOCUMENT_BYTES:,}-byte document limit (store large results elsewhere and "
         "return a reference)"
     )
-    return refused_write(run, event, reason)
+    return refused_write(run, event, reason, now)
 
 
-def refused_write(run: Run, event: StatusEvent, reason: str) -> Transition | Rejection:
+def refused_write(run: Run, event: StatusEvent, reason: str, now: datetime) -> Transition | Rejection:
     """MongoDB cannot store what ``event`` would write (``reason``): a running run fails with the
     reason, naming the event's job when it has one; an ended run is left as it is."""
     if run.state != RunState.RUNNING:
@@ -137,11 +150,13 @@ def refused_write(run: Run, event: StatusEvent, reason: str) -> Transition | Rej
     ):
         # The event's own attempt is what could not be recorded: the job fails with the run.
         guarded = conditions | job_is(event.job, JobState.DISPATCHED, event.attempt)
-        return _fail_run(run, event.key, guarded, event.job, reason)
+        return _fail_run(run, event.key, guarded, event.job, reason, now)
+    expire_at = _expire_at(run, now)
     return Transition(
         conditions=conditions,
-        changes=run_ended(RunState.FAILED, event.key, reason),
+        changes=run_ended(RunState.FAILED, event.key, reason, expire_at),
         statuses=(_run_status(run, RUN_ENDS[RunState.FAILED], error=reason),),
+        expiry=_expiry(expire_at),
     )
 
 
@@ -162,6 +177,10 @@ def _decide(run: Run, event: StatusEvent, now: datetime) -> Transition | Rejecti
         return plan_failure(run, event, now)
     if event.status == StatusName.WORKFLOW_STARTED:
         return plan_progress(run, event.key, now)
+    if event.status == StatusName.CANCEL_REQUESTED:
+        return plan_cancel(run, event, now)
+    if event.status == StatusName.REDRIVE_REQUESTED:
+        return plan_redrive(run, event, now)
     return Rejection(action="ignored", reason=f"the orchestrator does not act on '{event.status}'")
 
 
@@ -191,6 +210,7 @@ def plan_success(run: Run, event: StatusEvent, now: datetime) -> Transition | No
         changes={**completion.changes, **progress.changes},
         dispatches=progress.dispatches,
         statuses=progress.statuses,
+        expiry=progress.expiry,
         fallback=completion,
     )
 
@@ -221,15 +241,17 @@ def ready_jobs(phase: Phase, states: Mapping[str, JobState]) -> list[Job]:
     ]
 
 
-def advance_phase(run: Run, phase: Phase, key: str) -> tuple[Fields, tuple[StatusEvent, ...], Phase | None]:
+def advance_phase(
+    run: Run, phase: Phase, key: str, expire_at: datetime | None = None
+) -> tuple[Fields, tuple[StatusEvent, ...], Phase | None]:
     """Complete ``phase`` (every job in it is done) through event ``key``: start the phase after
-    it, or end the run successfully after the last. The changes, the statuses to record, and the
-    phase the run is in now (None when the run has ended)."""
+    it, or end the run successfully after the last (to be deleted at ``expire_at``). The changes,
+    the statuses to record, and the phase the run is in now (None when the run has ended)."""
     changes = phase_completed(phase.name, key)
     statuses = [_run_status(run, StatusName.PHASE_COMPLETED, phase=phase.name)]
     following = run.definition.next_phase(phase.name)
     if following is None:
-        changes |= run_ended(RunState.SUCCEEDED, key)
+        changes |= run_ended(RunState.SUCCEEDED, key, expire_at=expire_at)
         statuses.append(_run_status(run, RUN_ENDS[RunState.SUCCEEDED]))
     else:
         changes |= phase_entered(following.name)
@@ -267,25 +289,38 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
                         run_is(RunState.RUNNING, run.phase) | job_is(job.name, JobState.PENDING),
                         job.name,
                         f"the 'when' of {job.name!r} failed: {exc}",
+                        now,
                     )
                 states[job.name] = JobState.DISPATCHED if starts else JobState.SKIPPED
+                # A job a redrive reopened keeps counting its attempts: the job wrapper claims
+                # each attempt number once, so a number is never used twice.
+                record = run.jobs[job.name]
+                attempt = record.attempt + 1 if starts else record.attempt
                 changes |= job_set(
                     job.name,
                     JobRecord(
-                        state=states[job.name], attempt=1 if starts else 0, caused_by=key, claimed_at=now
+                        state=states[job.name],
+                        attempt=attempt,
+                        caused_by=key,
+                        claimed_at=now,
+                        first_attempt=record.first_attempt,
                     ),
                 )
                 if starts:
-                    dispatches.append(_job_event(run, phase, job, 1, outputs))
+                    dispatches.append(_job_event(run, phase, job, attempt, outputs))
         if not all(states[job.name] in DONE for job in phase.jobs):
             break
-        phase_changes, phase_statuses, phase = advance_phase(run, phase, key)
+        phase_changes, phase_statuses, phase = advance_phase(run, phase, key, _expire_at(run, now))
         changes |= phase_changes
         statuses.extend(phase_statuses)
     if not changes:
         return None
     return Transition(
-        conditions=conditions, changes=changes, dispatches=tuple(dispatches), statuses=tuple(statuses)
+        conditions=conditions,
+        changes=changes,
+        dispatches=tuple(dispatches),
+        statuses=tuple(statuses),
+        expiry=_expiry(_expire_at(run, now)) if phase is None else None,
     )
 
 
@@ -301,7 +336,8 @@ def plan_failure(run: Run, event: StatusEvent, now: datetime) -> Transition | No
     error = limits.bounded(event.error or "the job failed without saying why")
     if run.state == RunState.RUNNING:
         conditions |= run_is(RunState.RUNNING)
-        if event.attempt < job.max_attempts:
+        first_attempt = record.first_attempt or 1
+        if event.attempt < first_attempt + job.retries:
             return Transition(
                 conditions=conditions,
                 changes=job_changed(
@@ -311,10 +347,95 @@ def plan_failure(run: Run, event: StatusEvent, now: datetime) -> Transition | No
                     _job_event(run, run.definition.phase(job.phase), job, event.attempt + 1, run.outputs),
                 ),
             )
-        message = f"job {job.name!r} failed after {event.attempt} attempt(s): {error}"
-        return _fail_run(run, event.key, conditions, job.name, message)
+        attempts = event.attempt - first_attempt + 1
+        message = f"job {job.name!r} failed after {attempts} attempt(s): {error}"
+        return _fail_run(run, event.key, conditions, job.name, message, now)
     return Transition(
         conditions=conditions, changes=job_changed(job.name, state=JobState.FAILED, error=error)
+    )
+
+
+def plan_cancel(run: Run, event: StatusEvent, now: datetime) -> Transition | Rejection | None:
+    """End the running run ``cancelled``. Attempts in flight are marked ``cancelled``, so their
+    reports change nothing (they are recorded in ``statuses`` only) and a redrive gives those jobs
+    new attempts. Guarded by the version read: a handler that dispatched a job meanwhile makes
+    this decision again, and that job is cancelled too. None: this cancel ended the run before."""
+    if event.attempt != run.redrives:
+        return Rejection(
+            action="ignored", reason=f"a cancel of round {event.attempt}; the run is in round {run.redrives}"
+        )
+    if run.state != RunState.RUNNING:
+        if run.finished_by == event.key:
+            return None
+        return Rejection(action="ignored", reason=f"the run has already ended ({run.state})")
+    changes: Fields = {}
+    for name, record in run.jobs.items():
+        if record.state == JobState.DISPATCHED:
+            changes |= job_changed(name, state=JobState.CANCELLED)
+    error = f"cancelled: {event.reason}" if event.reason else "cancelled"
+    expire_at = _expire_at(run, now)
+    return Transition(
+        conditions=at_version(run.version),
+        changes=changes | run_ended(RunState.CANCELLED, event.key, error, expire_at),
+        statuses=(replace(_run_status(run, RUN_ENDS[RunState.CANCELLED], error=error), reason=event.reason),),
+        expiry=_expiry(expire_at),
+    )
+
+
+def reopened(run: Run) -> Run:
+    """The run as a redrive leaves it before anything is dispatched: running again in its next
+    round, on the same definition snapshot and in the phase it stopped in; jobs that succeeded or
+    were skipped stay so, jobs that failed or were cancelled are pending with a fresh retry
+    budget whose attempts go on from the last number used."""
+    jobs = {
+        name: JobRecord(state=JobState.PENDING, attempt=record.attempt, first_attempt=record.attempt + 1)
+        if record.state in (JobState.FAILED, JobState.CANCELLED)
+        else record
+        for name, record in run.jobs.items()
+    }
+    return replace(
+        run,
+        state=RunState.RUNNING,
+        redrives=run.redrives + 1,
+        error=None,
+        finished_by=None,
+        expire_at=None,
+        jobs=jobs,
+    )
+
+
+def plan_redrive(run: Run, event: StatusEvent, now: datetime) -> Transition | Rejection | None:
+    """Reopen a failed or cancelled run (``reopened``) and dispatch the jobs that are ready in it,
+    in one write guarded by the version read. A redrive carries the round it opens, so a request
+    repeated or delivered late changes nothing. None: this redrive was applied before."""
+    if event.attempt == run.redrives and run.redrives > 0:
+        return None
+    if event.attempt != run.redrives + 1:
+        return Rejection(
+            action="ignored",
+            reason=f"a redrive to round {event.attempt}; the run is in round {run.redrives}",
+        )
+    if run.state not in REDRIVABLE:
+        return Rejection(
+            action="ignored", reason=f"the run is {run.state}: only a failed or cancelled run is redriven"
+        )
+    again = reopened(run)
+    changes = run_reopened(again.redrives)
+    for name, record in again.jobs.items():
+        if record is not run.jobs[name]:
+            changes |= job_set(name, record)
+    statuses: tuple[StatusEvent, ...] = (_run_status(again, StatusName.WORKFLOW_REDRIVEN),)
+    progress = plan_progress(again, event.key, now)
+    if progress is not None:
+        changes |= progress.changes
+        statuses += progress.statuses
+    return Transition(
+        conditions=at_version(run.version),
+        changes=changes,
+        dispatches=() if progress is None else progress.dispatches,
+        statuses=statuses,
+        expiry=(progress.expiry if progress is not None else None)
+        or (Expiry(None) if run.expire_at is not None else None),
     )
 
 
@@ -343,6 +464,8 @@ def replay(
         for phase, by in run.completed_by.items()
         if by == key
     ]
+    if run.redrives and key == _run_status(run, StatusName.REDRIVE_REQUESTED).key:
+        statuses.append(_run_status(run, StatusName.WORKFLOW_REDRIVEN))
     if run.finished_by == key and run.state in RUN_ENDS:
         statuses.append(_run_status(run, RUN_ENDS[run.state], error=run.error))
     return dispatches, tuple(statuses)
@@ -393,7 +516,14 @@ def attempt_blocked(job: JobEvent, state: tuple[RunState, JobRecord | None] | No
 def _run_status(
     run: Run, status: StatusName, phase: str | None = None, error: str | None = None
 ) -> StatusEvent:
-    return StatusEvent(run_id=run.run_id, workflow=run.workflow, status=status, phase=phase, error=error)
+    return StatusEvent(
+        run_id=run.run_id,
+        workflow=run.workflow,
+        status=status,
+        phase=phase,
+        attempt=run.redrives,
+        error=error,
+    )
 
 
 def _job_event(run: Run, phase: Phase, job: Job, attempt: int, outputs: Mapping[str, Any]) -> JobEvent:
@@ -408,9 +538,23 @@ def _job_event(run: Run, phase: Phase, job: Job, attempt: int, outputs: Mapping[
     )
 
 
-def _fail_run(run: Run, key: str, conditions: Fields, job: str, error: str) -> Transition:
+def _fail_run(run: Run, key: str, conditions: Fields, job: str, error: str, now: datetime) -> Transition:
+    expire_at = _expire_at(run, now)
     return Transition(
         conditions=conditions,
-        changes=job_changed(job, state=JobState.FAILED, error=error) | run_ended(RunState.FAILED, key, error),
+        changes=job_changed(job, state=JobState.FAILED, error=error)
+        | run_ended(RunState.FAILED, key, error, expire_at),
         statuses=(_run_status(run, RUN_ENDS[RunState.FAILED], error=error),),
+        expiry=_expiry(expire_at),
     )
+
+
+def _expire_at(run: Run, now: datetime) -> datetime | None:
+    """When a run ending ``now`` is deleted: after its definition's ``retention_days``, if any."""
+    days = run.definition.retention_days
+    return None if days is None else now + timedelta(days=days)
+
+
+def _expiry(expire_at: datetime | None) -> Expiry | None:
+    """Statuses expire with their run; a run kept for good leaves them alone."""
+    return None if expire_at is None else Expiry(expire_at)

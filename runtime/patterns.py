@@ -6,11 +6,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from runtime.documents import StatusName
+from runtime.documents import OPERATION_STATUSES, StatusName
 
-ORCHESTRATOR_STATUSES = (StatusName.WORKFLOW_STARTED.value, StatusName.SUCCESS.value, StatusName.FAILED.value)
-"""Statuses the orchestrator acts on; ``started`` and the engine's own run-level statuses
-(other than ``workflow_started``) would only cost it invocations."""
+ORCHESTRATOR_STATUSES = tuple(
+    status.value
+    for status in (
+        StatusName.WORKFLOW_STARTED,
+        StatusName.SUCCESS,
+        StatusName.FAILED,
+        *OPERATION_STATUSES,
+    )
+)
+"""Statuses the orchestrator acts on: the run's start, a job attempt's end and the operations
+people ask for (cancel, redrive); ``started`` and the engine's own run-level statuses would only
+cost it invocations."""
 
 
 def _insert_pattern(workflow: str, statuses_collection: str, statuses: Iterable[str]) -> dict[str, Any]:

@@ -7,11 +7,20 @@ from __future__ import annotations
 import json
 import logging
 import urllib.request
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from runtime.definition.model import job_function_name
-from runtime.documents import Fields, JobRecord, Lease, Run, RunState, StatusEvent, StatusName
+from runtime.documents import (
+    Fields,
+    JobRecord,
+    Lease,
+    Run,
+    RunState,
+    RunSummary,
+    StatusEvent,
+    StatusName,
+)
 from runtime.errors import WorkflowError
 from runtime.events import JobEvent
 
@@ -87,6 +96,21 @@ class RunStore(Protocol):
 
     def renew_lease(self, lease: Lease) -> bool:
         """Move the lease's expiry to ``lease.expires_at`` while ``lease.token`` holds it."""
+
+    def find_runs(
+        self, workflow: str | None, state: str | None, since: datetime | None, limit: int
+    ) -> list[RunSummary]:
+        """Runs newest first (by creation), of ``workflow``, in ``state``, created since ``since``."""
+
+    def stale_runs(self, updated_before: datetime, limit: int, workflow: str | None = None) -> list[str]:
+        """Ids of running runs (of ``workflow``) last written before ``updated_before``, the
+        longest idle first."""
+
+    def read_operations(self, since: datetime, workflow: str | None = None) -> list[StatusEvent]:
+        """Cancel and redrive requests (of runs of ``workflow``) recorded since ``since``, oldest first."""
+
+    def expire_statuses(self, run_id: str, expire_at: datetime | None) -> None:
+        """Have the run's statuses deleted at ``expire_at`` (None: kept, a redriven run)."""
 
 
 class NotificationClaims(Protocol):

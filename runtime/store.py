@@ -12,7 +12,8 @@ documents look like is ``runtime.documents``' business; how to connect, ``runtim
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 import bson
@@ -25,25 +26,29 @@ from pymongo.errors import DocumentTooLarge, DuplicateKeyError, OperationFailure
 
 from runtime.documents import (
     ATTEMPT,
-    CLAIMED_AT,
+    CREATED_AT,
     DATE,
+    EXPIRE_AT,
     JOB,
-    NOTIFICATION_STATE,
+    OPERATION_STATUSES,
     PHASE,
     REQUEST_ID,
     RUN_ID,
-    SENT_AT,
+    RUN_STATE,
     STATUS,
     STATUS_KEY,
+    SUMMARY_FIELDS,
     TERMINAL_JOB_STATUSES,
+    UPDATED_AT,
     VERSION,
+    WORKFLOW,
     Document,
     Fields,
     JobRecord,
     Lease,
-    NotificationState,
     Run,
     RunState,
+    RunSummary,
     StatusEvent,
     StatusName,
     attempt_projection,
@@ -54,12 +59,14 @@ from runtime.documents import (
     run_filter,
     run_from_document,
     run_to_document,
+    runs_query,
     status_from_document,
-    status_identity,
+    summary_from_document,
     touched,
 )
 from runtime.engine import utcnow
 from runtime.errors import DocumentRejected, StoreError
+from runtime.notifications import CLAIMED_AT, NOTIFICATION_STATE, SENT_AT, NotificationState, status_identity
 from runtime.settings import StoreSettings
 
 T = TypeVar("T")
@@ -67,6 +74,34 @@ T = TypeVar("T")
 REJECTED_DOCUMENT_CODES = frozenset({10334, 17419, 15, 17280})
 """MongoDB's error codes for a document it will never store as it is: BSONObjectTooLarge and
 the update-result-too-large of older servers, Overflow (nested too deeply), KeyTooLong."""
+ASC, DESC = pymongo.ASCENDING, pymongo.DESCENDING
+EXPIRES = {"expireAfterSeconds": 0, "partialFilterExpression": {EXPIRE_AT: {"$type": "date"}}}
+"""A TTL index on ``expireAt``, holding only the documents that have a date there: MongoDB's TTL
+monitor deletes each once its date has passed, and documents kept for good cost no index entry."""
+
+RUN_INDEXES: Mapping[str, tuple[list[tuple[str, int]], Mapping[str, Any]]] = {
+    "runs_by_state": ([(RUN_STATE, ASC), (CREATED_AT, DESC)], {}),
+    "runs_of_workflow_by_state": ([(WORKFLOW, ASC), (RUN_STATE, ASC), (CREATED_AT, DESC)], {}),
+    "expire_ended_runs": ([(EXPIRE_AT, ASC)], EXPIRES),
+}
+"""Indexes of ``state-machines``, few on purpose: every write to a run (two per job attempt) keeps
+them all. A listing always names the states it wants (all four when not filtered), so MongoDB
+reads each state's runs newest first off one of the two and merges them: a page costs the same at
+a million runs, with or without a workflow. The reconciler's stale runs are the ``running`` ones
+of these (a run does not stay running for long, so there are few to scan); ended runs expire.
+Neither key changes on the hot path, a success that does not end the run."""
+
+STATUS_INDEXES: Mapping[str, tuple[list[tuple[str, int]], Mapping[str, Any]]] = {
+    "one_report_per_attempt": ([(name, ASC) for name in STATUS_KEY], {"unique": True}),
+    **{
+        f"{status.value}_by_date": ([(DATE, ASC)], {"partialFilterExpression": {STATUS: status.value}})
+        for status in OPERATION_STATUSES
+    },
+    "expire_ended_statuses": ([(EXPIRE_AT, ASC)], EXPIRES),
+}
+"""Indexes of ``statuses``: the unique key (a repeated report is a no-op; also a run's history),
+one small index per operation (holding only those requests) for the reconciler's look for recent
+ones, and expiry; a job's report is an entry in the unique index only."""
 
 
 def _guard(action: str, call: Callable[[], T]) -> T:
@@ -104,12 +139,12 @@ class MongoStore:
 
     def ensure_indexes(self) -> None:
         """Idempotent; creating an index that exists is a no-op on the server."""
-        _guard(
-            "create the statuses index",
-            lambda: self.statuses.create_index(
-                [(name, pymongo.ASCENDING) for name in STATUS_KEY], unique=True, name="one_report_per_attempt"
-            ),
-        )
+        for collection, indexes in ((self.runs, RUN_INDEXES), (self.statuses, STATUS_INDEXES)):
+            for name, (keys, options) in indexes.items():
+                _guard(
+                    f"create the index {name} on {collection.name}",
+                    partial(collection.create_index, keys, name=name, **options),
+                )
 
     # -- runs --------------------------------------------------------------------------------
 
@@ -152,6 +187,32 @@ class MongoStore:
             ),
         )
         return self._decoded(raw)
+
+    def find_runs(
+        self, workflow: str | None, state: str | None, since: datetime | None, limit: int
+    ) -> list[RunSummary]:
+        query = runs_query(workflow, state, since)
+        return _guard(
+            "list runs",
+            lambda: [
+                summary_from_document(document)
+                for document in self.runs.find(query, dict.fromkeys(SUMMARY_FIELDS, 1))
+                .sort(CREATED_AT, DESC)
+                .limit(limit)
+            ],
+        )
+
+    def stale_runs(self, updated_before: datetime, limit: int, workflow: str | None = None) -> list[str]:
+        query: Document = {RUN_STATE: RunState.RUNNING.value, UPDATED_AT: {"$lt": updated_before}}
+        if workflow is not None:
+            query[WORKFLOW] = workflow
+        return _guard(
+            "find stale runs",
+            lambda: [
+                document["_id"]
+                for document in self.runs.find(query, {"_id": 1}).sort(UPDATED_AT, ASC).limit(limit)
+            ],
+        )
 
     def apply_transition(
         self, run_id: str, conditions: Mapping[str, Any], changes: Mapping[str, Any]
@@ -231,6 +292,33 @@ class MongoStore:
 
     def read_statuses(self, run_id: str) -> list[StatusEvent]:
         return [status_from_document(document) for document in self.run_statuses(run_id)]
+
+    def read_operations(self, since: datetime, workflow: str | None = None) -> list[StatusEvent]:
+        # One branch per operation, so each reads its own partial index.
+        query: Document = {
+            "$or": [{STATUS: status.value, DATE: {"$gte": since}} for status in OPERATION_STATUSES]
+        }
+        if workflow is not None:
+            query[WORKFLOW] = workflow
+        return _guard(
+            "read recent operations",
+            lambda: [
+                status_from_document(document) for document in self.statuses.find(query).sort(DATE, ASC)
+            ],
+        )
+
+    def expire_statuses(self, run_id: str, expire_at: datetime | None) -> None:
+        """Only the statuses without an expiry are written when one is set, so stamping again
+        for a late report touches that report alone."""
+        query: Document = {RUN_ID: run_id}
+        update: Document = {"$unset": {EXPIRE_AT: ""}}
+        if expire_at is not None:
+            query[EXPIRE_AT] = {"$exists": False}
+            update = {"$set": {EXPIRE_AT: expire_at}}
+        _guard(
+            f"set the expiry of run {run_id!r}'s statuses",
+            lambda: self.statuses.update_many(query, update),
+        )
 
     def run_statuses(self, run_id: str) -> list[Document]:
         """The run's status documents as stored, in the order they were recorded."""

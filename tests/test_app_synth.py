@@ -109,6 +109,7 @@ def test_partner_event_bus_exists_from_context(value, exists):
             {"partnerEventSource": "aws.partner/x", "partnerEventBusExists": "yes"},
             "partnerEventBusExists must be true or false, not 'yes'",
         ),
+        ({"reconcileSchedule": "every 5 minutes"}, "reconcileSchedule 'every 5 minutes' is not a schedule"),
     ],
     ids=[
         "partial-atlas",
@@ -120,6 +121,7 @@ def test_partner_event_bus_exists_from_context(value, exists):
         "coll-name",
         "stray-bus-exists",
         "bus-exists-not-bool",
+        "reconcile-schedule",
     ],
 )
 def test_contradictory_context_is_refused(context, problem):
@@ -247,10 +249,12 @@ def test_five_hundred_jobs_fit_the_per_stack_resource_limit():
     print(f"500-job synth: {seconds:.1f}s, resources per stack: {counts}")
     assert max(counts.values()) <= CLOUDFORMATION_RESOURCE_LIMIT
     functions = sum(len(resources_of_type(t, "AWS::Lambda::Function")) for t in templates.values())
-    assert functions == 500 + 3
+    assert functions == 500 + 4  # the jobs, orchestrator, notifier, starter and reconciler
     assert max(len(json.dumps(template)) for template in templates.values()) < CLOUDFORMATION_TEMPLATE_BYTES
     roles = sum(len(resources_of_type(t, "AWS::IAM::Role")) for t in templates.values())
-    assert roles == 500 + 3  # one per job: within the account's default quota of 1000 roles
+    assert (
+        roles == 500 + 5
+    )  # one per job, the system functions', the schedule's: within the account's default quota of 1000 roles
     policies = [p for t in templates.values() for p in resources_of_type(t, "AWS::IAM::Policy").values()]
     assert max(len(json.dumps(p["Properties"]["PolicyDocument"])) for p in policies) < IAM_ROLE_POLICY_CHARS
 

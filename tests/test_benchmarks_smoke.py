@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks import executions, orchestration, synth, trigger
+from benchmarks import executions, orchestration, reconciler, synth, trigger
 from runtime.definition.loader import workflow_from_document
 
 
@@ -79,7 +79,16 @@ def test_the_trigger_match_forwards_only_what_a_rule_consumes_and_the_figures_sa
     }
     # Its match forwards what the orchestrator and its notify.on [failed, workflow_succeeded] consume.
     assert figures["trigger_match"] == {
-        "fullDocument.status": {"$in": ["failed", "success", "workflow_started", "workflow_succeeded"]}
+        "fullDocument.status": {
+            "$in": [
+                "cancel_requested",
+                "failed",
+                "redrive_requested",
+                "success",
+                "workflow_started",
+                "workflow_succeeded",
+            ]
+        }
     }
     assert (fish["status_documents"], fish["forwarded_by_match"]) == (22, 11)
     assert fish["trigger_executions_per_job"] == {"before_match": 2.44, "after_match": 1.22}
@@ -88,3 +97,14 @@ def test_the_trigger_match_forwards_only_what_a_rule_consumes_and_the_figures_sa
     cost = fish["estimated_usd_per_1000_jobs"]
     assert cost["ours_with_match"] < cost["ours_without_match"]
     assert cost["step_functions_standard"] == pytest.approx(1000 / 9 * 10 * 0.025 / 1000, abs=1e-6)
+
+
+def test_a_reconciler_pass_costs_two_reads_per_idle_run_and_repairs_every_broken_one(mongo_uri: str) -> None:
+    figures = reconciler.reconciler_cost(mongo_uri, ended=20, running=4, progress=quiet)["reconciler_pass"]
+
+    idle, repair = figures["idle"], figures["repair"]
+    assert (idle["runs_checked"], idle["runs_repaired"], idle["writes"]) == (4, 0, 0)
+    # The stale runs and the recent operations, then the run and its statuses for each run.
+    assert idle["commands"] == 2 + 2 * 4
+    assert (repair["runs_repaired"], repair["statuses_applied"], repair["redispatched"]) == (4, 2, 2)
+    assert repair["dispatched"] == 4, "b after each lost success, and each lost attempt again"

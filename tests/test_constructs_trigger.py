@@ -168,7 +168,16 @@ def test_atlas_trigger_forwards_only_the_statuses_some_rule_consumes():
     match = json.loads(trigger_properties(template)["DatabaseTrigger"]["Match"])
 
     assert match == {
-        "fullDocument.status": {"$in": ["failed", "phase_completed", "success", "workflow_started"]}
+        "fullDocument.status": {
+            "$in": [
+                "cancel_requested",
+                "failed",
+                "phase_completed",
+                "redrive_requested",
+                "success",
+                "workflow_started",
+            ]
+        }
     }
     assert "started" not in match["fullDocument.status"]["$in"]
 

@@ -10,6 +10,7 @@ from aws_cdk import NestedStack, Stack
 from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Match, Template
 
+from cdk_app.config import AppConfig
 from constructs.workflow import JOB_STACKS, function_name, job_stack_index
 from runtime import patterns
 from runtime.definition.model import job_function_name, job_function_prefix
@@ -52,7 +53,8 @@ def policy_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
 def test_every_function_exists_with_its_name_handler_and_runtime(fish_templates, fish_workflow):
     functions = all_functions(fish_templates)
 
-    expected = {function_name(WORKFLOW, role) for role in ("orchestrator", "notifier", "starter")} | {
+    roles = ("orchestrator", "notifier", "starter", "reconciler")
+    expected = {function_name(WORKFLOW, role) for role in roles} | {
         job_function_name(WORKFLOW, job.name) for job in fish_workflow.jobs()
     }
     assert set(functions) == expected
@@ -284,7 +286,8 @@ def test_orchestrator_invokes_jobs_through_one_prefix_statement(fish_templates):
             ],
         ]
     }
-    assert [s["Resource"] for s in invokes if s.get("Sid") == "InvokeOwnJobs"] == [prefix_arn]
+    # One statement each for the two functions that dispatch attempts: orchestrator and reconciler.
+    assert [s["Resource"] for s in invokes if s.get("Sid") == "InvokeOwnJobs"] == [prefix_arn] * 2
     for statement in statements:
         resources = (
             statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
@@ -302,8 +305,8 @@ def test_secret_read_for_every_role_through_the_grant(fish_templates, fish_workf
             for statement in policy["Properties"]["PolicyDocument"]["Statement"]
         )
     ]
-    # orchestrator, notifier, starter, and one role per job
-    assert len(roles_reading) == 3 + len(list(fish_workflow.jobs()))
+    # orchestrator, notifier, starter, reconciler, and one role per job
+    assert len(roles_reading) == 4 + len(list(fish_workflow.jobs()))
     for template in fish_templates.values():
         assert not resources_of_type(template, "AWS::IAM::ManagedPolicy")
         for role in resources_of_type(template, "AWS::IAM::Role").values():
@@ -385,3 +388,43 @@ def test_created_resources_are_read_only_attributes(fish_app, attribute):
 
     with pytest.raises(AttributeError, match="has no setter|can't set|object has no setter"):
         setattr(construct, attribute, None)
+
+
+def test_the_reconciler_runs_every_five_minutes_and_alarms_when_it_repairs(fish_template, fish_app):
+    _, built = fish_app
+    reconciler = built.workflows[WORKFLOW].reconciler
+    reconciler_id = logical_id(reconciler)
+    topic = {"Ref": next(iter(fish_template.find_resources("AWS::SNS::Topic")))}
+
+    fish_template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "FunctionName": function_name(WORKFLOW, "reconciler"),
+            "Handler": "runtime.handlers.reconciler.handler",
+            "Timeout": 300,
+            "Environment": {"Variables": STORE_ENV | {"WORKFLOW_NAME": WORKFLOW}},
+        },
+    )
+    [schedule] = fish_template.find_resources("AWS::Scheduler::Schedule").values()
+    assert schedule["Properties"]["ScheduleExpression"] == "rate(5 minutes)"
+    assert schedule["Properties"]["Target"]["Arn"] == {"Fn::GetAtt": [reconciler_id, "Arn"]}
+    assert schedule["Properties"]["Target"]["RetryPolicy"]["MaximumRetryAttempts"] == 0
+    fish_template.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "MetricName": "RunsRepaired",
+            "Namespace": "MongoLambdaWorkflows",
+            "Dimensions": [{"Name": "Workflow", "Value": WORKFLOW}],
+            "Statistic": "Sum",
+            "Threshold": 1,
+            "AlarmActions": [topic],
+        },
+    )
+
+
+def test_the_reconcile_schedule_comes_from_context():
+    config = AppConfig.from_mapping({"reconcileSchedule": "rate(1 hour)"})
+    _, built = synthesize([catch_the_fish()], config)
+
+    template = Template.from_stack(Stack.of(built.workflows[WORKFLOW]))
+    template.has_resource_properties("AWS::Scheduler::Schedule", {"ScheduleExpression": "rate(1 hour)"})

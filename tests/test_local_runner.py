@@ -3,8 +3,6 @@ code, on the session's MongoDB server, without and with injected faults."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import signal
@@ -13,43 +11,17 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pymongo
 import pytest
 
-from cdk_app.cli import main
+from tests.cli_harness import CliResult, cli
 
 REPO = Path(__file__).resolve().parent.parent
 SPECS = REPO / "tests" / "specs" / "runner"
 CATCH_THE_FISH = REPO / "workflows" / "catch_the_fish.yaml"
-
-
-@dataclass(frozen=True)
-class CliResult:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def report(self) -> dict[str, Any]:
-        """stdout must be exactly one JSON object: json.loads refuses anything around it."""
-        document = json.loads(self.stdout)
-        assert isinstance(document, dict)
-        return document
-
-    def jobs(self) -> dict[str, tuple[str, int]]:
-        return {name: (job["status"], job["attempts"]) for name, job in self.report["jobs"].items()}
-
-
-def cli(*argv: str) -> CliResult:
-    """``main`` in-process, with its own stdout and stderr."""
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        exit_code = main(list(argv))
-    return CliResult(exit_code, stdout.getvalue(), stderr.getvalue())
 
 
 @pytest.fixture
@@ -467,6 +439,25 @@ def test_a_run_that_stops_making_progress_names_the_job_it_waits_for(run: Any, t
     assert result.report["status"] == "failed"
 
 
+def test_an_attempt_past_its_timeout_is_reported_as_lambda_would_and_retried(
+    run: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "250")  # progress lines are cut to the terminal's width
+    release = tmp_path / "release"
+    try:
+        result = run(SPECS / "times_out.yaml", "--timeout", "20", run_input={"release": str(release)})
+    finally:
+        release.touch()  # lets the first attempt's thread end
+
+    assert result.exit_code == 0, result.stderr
+    assert result.jobs() == {"slow_start": ("succeeded", 2)}
+    assert result.report["jobs"]["slow_start"]["output"] == {"attempt": 2}
+    assert result.report["jobs"]["slow_start"]["executions"] == 2
+    failure = next(line for line in result.stderr.splitlines() if "failed" in line and "slow_start" in line)
+    assert "attempt 1" in failure
+    assert "Lambda gave up" in failure
+
+
 def _children(pid: int) -> list[int]:
     listing = subprocess.run(
         ["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True, check=False
@@ -479,6 +470,8 @@ def test_ctrl_c_stops_the_embedded_server_and_exits_130(tmp_path: Path) -> None:
         [sys.executable, "-m", "cdk_app", "run", str(SPECS / "blocking.yaml")]
         + ["--input", json.dumps({"release": str(tmp_path / "never")})],
         cwd=REPO,
+        # Without --mongo-uri or MONGODB_URI, `run` starts the embedded server this test stops.
+        env={name: value for name, value in os.environ.items() if name != "MONGODB_URI"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -15,8 +15,8 @@ import pytest
 from botocore.stub import Stubber
 
 from cdk_app.local.atlas_events import envelope
+from cdk_app.local.cloud import LocalNotifier
 from cdk_app.local.faults import CrashAtStep, CrashingClaims, CrashPlan, InjectedCrash, NoCrash
-from cdk_app.local.runner import LocalNotifier
 from runtime.documents import StatusEvent, StatusName
 from runtime.engine import utcnow
 from runtime.handlers import notifier

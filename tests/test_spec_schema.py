@@ -107,6 +107,7 @@ CHANGES: dict[tuple[str, str], object] = {
     ("spec", "notify"): {"email": ["ops@example.com"]},
     ("spec", "schedule"): "rate(2 days)",
     ("spec", "schedule_input"): {"mode": "full"},
+    ("spec", "retention_days"): 30,
     ("defaults", "memory"): 512,
     ("defaults", "timeout"): 30,
     ("defaults", "retries"): 0,

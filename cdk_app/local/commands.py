@@ -12,73 +12,35 @@ import contextlib
 import json
 import logging
 import math
-import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pymongo
-import pymongo.errors
 from rich.console import Console
 
 from cdk_app.embedded_mongo import EmbeddedMongo
-from cdk_app.errors import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, CommandError
+from cdk_app.errors import EXIT_OK, EXIT_PROBLEMS, EXIT_STILL_RUNNING, EXIT_USAGE, CommandError
 from cdk_app.local.delivery import FaultSettings
 from cdk_app.local.jobs import load_job_handlers
 from cdk_app.local.render import Progress, print_summary
 from cdk_app.local.report import RunReport, summarize
 from cdk_app.local.runner import LocalRunner, RunOptions
-from runtime.connection import cached_client
+from cdk_app.local.store_options import (
+    MongoAddress,
+    add_store_arguments,
+    connect,
+    given_address,
+    open_store,
+)
 from runtime.definition.loader import load_workflow
 from runtime.definition.model import Workflow
 from runtime.documents import RunState
 from runtime.errors import SpecError
+from runtime.operations import wait_for_end
 from runtime.runs import start_run
-from runtime.settings import StoreSettings
-from runtime.store import MongoStore
 
 if TYPE_CHECKING:
     from cdk_app.cli import Subparsers
-
-SERVER_SELECTION_SECONDS = 3.0
-"""How long to wait for an unreachable MongoDB before saying so."""
-
-
-def _add_store_arguments(parser: argparse.ArgumentParser, uri_required: bool) -> None:
-    parser.add_argument(
-        "--mongo-uri",
-        required=uri_required,
-        metavar="URI",
-        help="MongoDB connection string" + ("" if uri_required else " (default: start an embedded server)"),
-    )
-    parser.add_argument(
-        "--database", default=StoreSettings().database, help=f"default: {StoreSettings().database}"
-    )
-
-
-def _redacted(uri: str) -> str:
-    return re.sub(r"//[^@/]*@", "//***@", uri)
-
-
-def connect(uri: str, database: str) -> MongoStore:
-    """A MongoStore on ``uri``, after checking the server answers (a short wait, not pymongo's 30 s)."""
-    try:
-        probe: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
-            uri, serverSelectionTimeoutMS=int(SERVER_SELECTION_SECONDS * 1000)
-        )
-    except (pymongo.errors.ConfigurationError, ValueError) as exc:
-        raise CommandError(f"invalid --mongo-uri {_redacted(uri)!r}: {exc}", EXIT_USAGE) from exc
-    try:
-        probe.admin.command("ping")
-    except pymongo.errors.PyMongoError as exc:
-        reason = str(exc).split(", Timeout:")[0]
-        raise CommandError(f"cannot reach MongoDB at {_redacted(uri)}: {reason}") from exc
-    finally:
-        probe.close()
-    try:
-        return MongoStore(cached_client(uri), StoreSettings(database=database))
-    except pymongo.errors.InvalidName as exc:
-        raise CommandError(f"invalid --database {database!r}: {exc}", EXIT_USAGE) from exc
 
 
 def _load_spec(path: str) -> Workflow:
@@ -116,7 +78,7 @@ def add_run(subparsers: Subparsers) -> None:
     )
     parser.add_argument("spec", metavar="SPEC", help="a spec file")
     parser.add_argument("--input", metavar="JSON", help="the run input, a JSON object (default: {})")
-    _add_store_arguments(parser, uri_required=False)
+    add_store_arguments(parser, fallback="start an embedded server")
     parser.add_argument("--json", action="store_true", help="print the outcome as one JSON object on stdout")
     parser.add_argument(
         "--faults",
@@ -150,11 +112,13 @@ def _run(args: argparse.Namespace) -> int:
         level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
     server: EmbeddedMongo | None = None
+    address = given_address(args)
     try:
-        if args.mongo_uri is None:
+        if address is None:
             with progress.status("starting the embedded MongoDB server"):
                 server = EmbeddedMongo()
-        store = connect(server.uri if server is not None else args.mongo_uri, args.database)
+            address = MongoAddress(server.uri, "the embedded server")
+        store = connect(address, args.database)
         runner = LocalRunner(
             store,
             workflow,
@@ -191,7 +155,7 @@ def add_start(subparsers: Subparsers) -> None:
         description="Start a run (idempotently on --run-id) the way the starter function does.",
     )
     parser.add_argument("spec", metavar="SPEC", help="a spec file")
-    _add_store_arguments(parser, uri_required=True)
+    add_store_arguments(parser)
     parser.add_argument("--run-id", metavar="ID", help="a run id of your choosing (default: a new one)")
     parser.add_argument("--input", metavar="JSON", help="the run input, a JSON object (default: {})")
     parser.set_defaults(run=_start, prog=parser.prog)
@@ -200,7 +164,7 @@ def add_start(subparsers: Subparsers) -> None:
 def _start(args: argparse.Namespace) -> int:
     run_input = _run_input(args.input)
     workflow = _load_spec(args.spec)
-    store = connect(args.mongo_uri, args.database)
+    store = open_store(args)
     store.ensure_indexes()
     started = start_run(store, workflow, run_id=args.run_id, input=run_input)
     if not started.created:
@@ -213,23 +177,45 @@ def _start(args: argparse.Namespace) -> int:
 
 # --- status --------------------------------------------------------------------------------------
 
+OUTCOMES: dict[str, int] = {RunState.SUCCEEDED: EXIT_OK, RunState.RUNNING: EXIT_STILL_RUNNING}
+"""``status --wait``'s exit code by the run's state; a run that ended otherwise (failed or
+cancelled) exits with ``EXIT_PROBLEMS``."""
+
 
 def add_status(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "status",
-        help="show a run: its status, phase and jobs",
-        description="Show a run from its run document: status, current phase and a line per job.",
+        help="show a run: its status, phase and jobs (--wait: until it ends)",
+        description="Show a run from its run document: status, current phase and a line per job. "
+        "With --wait, block until the run ends and exit 0 if it succeeded, 1 if it failed or was "
+        "cancelled, 3 if it was still running when the wait ran out.",
     )
     parser.add_argument("run_id", metavar="RUN_ID")
-    _add_store_arguments(parser, uri_required=True)
+    add_store_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the run as one JSON object")
+    parser.add_argument(
+        "--wait",
+        nargs="?",
+        type=float,
+        const=math.inf,
+        metavar="SECONDS",
+        help="wait until the run ends, or at most SECONDS (default: no limit)",
+    )
     parser.set_defaults(run=_status, prog=parser.prog)
 
 
 def _status(args: argparse.Namespace) -> int:
-    store = connect(args.mongo_uri, args.database)
+    if args.wait is not None and not (args.wait > 0):
+        raise CommandError(f"--wait must be a positive number of seconds, got {args.wait:g}", EXIT_USAGE)
+    store = open_store(args)
     report = summarize(store, args.run_id)
     if report is None:
         raise CommandError(f"unknown run {args.run_id!r} in database {args.database!r}")
+    if args.wait is not None and report.status == RunState.RUNNING:
+        with Console(stderr=True).status(f"waiting for run {args.run_id} to end"):
+            wait_for_end(store, args.run_id, None if math.isinf(args.wait) else args.wait)
+        report = summarize(store, args.run_id) or report
     _print_report(args, report)
-    return EXIT_OK
+    if args.wait is None:
+        return EXIT_OK
+    return OUTCOMES.get(report.status, EXIT_PROBLEMS)

@@ -11,6 +11,7 @@ import random
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -171,6 +172,10 @@ class Bus:
         self._rng = random.Random(faults.seed)
         self._lock = threading.Condition()
         self._in_flight = 0
+        self._running: Counter[str] = Counter()
+        self._abandoned: Counter[str] = Counter()
+        """Running deliveries given up on (a job past its timeout): they no longer count as in
+        flight, though their thread goes on, as a handler Lambda stopped would not."""
         self._sequence = 0
         self._buffer: list[Delivery] = []
         self._closed = False
@@ -216,9 +221,16 @@ class Bus:
             self._submit(delivery, 1)
 
     def idle(self) -> bool:
-        """Nothing buffered, queued or running."""
+        """Nothing buffered, queued or running (but what was abandoned)."""
         with self._lock:
-            return self._in_flight == 0
+            return self._in_flight == self._abandoned.total()
+
+    def abandon(self, identity: str) -> None:
+        """Stop counting the running deliveries named ``identity`` (each of its copies)."""
+        with self._lock:
+            for running, count in self._running.items():
+                if running.partition("#")[0] == identity:
+                    self._abandoned[running] = count
 
     def close(self) -> None:
         with self._lock:
@@ -257,6 +269,19 @@ class Bus:
         return HandlingCrash(rng, probability)
 
     def _deliver(self, delivery: Delivery, number: int) -> None:
+        with self._lock:
+            self._running[delivery.identity] += 1
+        try:
+            self._handle(delivery, number)
+        finally:
+            with self._lock:
+                self._running[delivery.identity] -= 1
+                self._running += Counter()  # drops the zero counts
+                if self._abandoned[delivery.identity] > 0:
+                    self._abandoned[delivery.identity] -= 1
+                    self._abandoned += Counter()
+
+    def _handle(self, delivery: Delivery, number: int) -> None:
         plan = self._plan(delivery, number)
         try:
             delivery.handling(plan, delivery.request_id)

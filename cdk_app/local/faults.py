@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
 
-from runtime.documents import Fields, JobRecord, Lease, Run, RunState, StatusEvent, StatusName
+from runtime.documents import Fields, JobRecord, Lease, Run, RunState, RunSummary, StatusEvent, StatusName
 from runtime.events import JobEvent
 from runtime.ports import Dispatcher, NotificationClaims, RunStore
 
@@ -123,6 +123,20 @@ class CrashingStore:
     def renew_lease(self, lease: Lease) -> bool:
         # Not a crash point: renewals come from the heartbeat thread, which dies with the handling.
         return self._store.renew_lease(lease)
+
+    def find_runs(
+        self, workflow: str | None, state: str | None, since: datetime | None, limit: int
+    ) -> list[RunSummary]:
+        return self._store.find_runs(workflow, state, since, limit)
+
+    def stale_runs(self, updated_before: datetime, limit: int, workflow: str | None = None) -> list[str]:
+        return self._store.stale_runs(updated_before, limit, workflow)
+
+    def read_operations(self, since: datetime, workflow: str | None = None) -> list[StatusEvent]:
+        return self._store.read_operations(since, workflow)
+
+    def expire_statuses(self, run_id: str, expire_at: datetime | None) -> None:
+        self._write("expire_statuses", lambda: self._store.expire_statuses(run_id, expire_at))
 
 
 class CrashingClaims:

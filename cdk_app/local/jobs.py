@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import threading
 import time
+import types
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,26 +49,63 @@ def context_for(workflow: str, job: Job, request_id: str) -> LocalContext:
     )
 
 
+def _entry_point(job: Job) -> tuple[Path, Path | None]:
+    """The file defining the handler, and the folder Lambda would put on ``sys.path`` (if any)."""
+    code = Path(str(job.code))
+    return (code / FOLDER_ENTRY_POINT, code) if code.is_dir() else (code, None)
+
+
 def load_job_handler(workflow: str, job: Job) -> UserHandler:
     """The job's ``handler`` function, or the generated stub when the job has no code."""
     if job.code is None:
         return stub_handler
-    code = Path(job.code)
-    path = code / FOLDER_ENTRY_POINT if code.is_dir() else code
+    path, folder = _entry_point(job)
     module_name = f"_local_job_{workflow}_{job.name}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise RunError(f"{path}: job {job.name!r}: not a Python file")
     module = importlib.util.module_from_spec(spec)
-    if code.is_dir() and str(code) not in sys.path:
+    if folder is not None and str(folder) not in sys.path:
         # Lambda puts the code folder on sys.path: a handler may import the modules beside it.
-        sys.path.insert(0, str(code))
+        sys.path.insert(0, str(folder))
     # Registered before it runs, as an import would: dataclasses and pickling look modules up.
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
     except Exception as exc:  # the user's module may raise anything at import time
         raise RunError(f"{path}: importing job {job.name!r} failed: {type(exc).__name__}: {exc}") from exc
+    return _handler_of(module, path, job)
+
+
+_fresh_loading = threading.Lock()
+
+
+def load_fresh_job_handler(workflow: str, job: Job) -> UserHandler:
+    """The job's handler as its files say now: the module is compiled from its source (not from a
+    cached ``.pyc``, which a rewrite within the same second could leave looking current) and the
+    modules beside it are imported again. What the dev server runs at each invocation, so fixed
+    code runs on the next attempt."""
+    if job.code is None:
+        return stub_handler
+    path, folder = _entry_point(job)
+    with _fresh_loading:
+        if folder is not None:
+            for name, module in list(sys.modules.items()):
+                if Path(getattr(module, "__file__", None) or "/").is_relative_to(folder):
+                    del sys.modules[name]
+            if str(folder) not in sys.path:
+                sys.path.insert(0, str(folder))
+        module = types.ModuleType(f"_local_job_{workflow}_{job.name}")
+        module.__file__ = str(path)
+        sys.modules[module.__name__] = module
+        try:
+            exec(compile(path.read_bytes(), str(path), "exec"), module.__dict__)  # noqa: S102
+        except Exception as exc:  # the user's module may raise anything at import time
+            raise RunError(f"{path}: importing job {job.name!r} failed: {type(exc).__name__}: {exc}") from exc
+    return _handler_of(module, path, job)
+
+
+def _handler_of(module: types.ModuleType, path: Path, job: Job) -> UserHandler:
     function = getattr(module, HANDLER_FUNCTION, None)
     if not callable(function):
         raise RunError(f"{path}: job {job.name!r} has no function {HANDLER_FUNCTION}(event, context)")

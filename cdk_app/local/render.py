@@ -23,6 +23,7 @@ STYLES = {
     JobState.FAILED: "red",
     JobState.SKIPPED: "dim",
     JobState.PENDING: "yellow",
+    JobState.CANCELLED: "yellow",
     JOB_RUNNING: "cyan",
 }
 """By what the report calls a job: its state, or ``running`` for one dispatched in a running run."""
@@ -31,6 +32,7 @@ MARKS = {
     JobState.FAILED: "✘",
     JobState.SKIPPED: "·",
     JobState.PENDING: "…",
+    JobState.CANCELLED: "⊘",
     JOB_RUNNING: "▸",
 }
 NUMERIC_COLUMNS = ("attempts", "runs", "time")
@@ -108,7 +110,9 @@ class Progress:
             if following is not None:
                 self._phase_header(following.name)
         elif status in RUN_ENDS.values():
-            style = "green" if status == StatusName.WORKFLOW_SUCCEEDED else "red"
+            style = {StatusName.WORKFLOW_SUCCEEDED: "green", StatusName.WORKFLOW_CANCELLED: "yellow"}.get(
+                status, "red"
+            )
             self.console.print(f"[{style}]{status.replace('_', ' ')}[/]")
 
     def notification(self, subject: str, message: str) -> None:

@@ -73,7 +73,9 @@ def read_spec(document: dict[str, Any], report: Report, base_dir: Path) -> Draft
             job.settings = _job_settings(job, defaults, job_fields, report, base_dir)
             phase.jobs.append(job)
         phases.append(phase)
-    settings: dict[str, Any] = {key: spec[key] for key in ("description", "schedule") if key in spec}
+    settings: dict[str, Any] = {
+        key: spec[key] for key in ("description", "schedule", "retention_days") if key in spec
+    }
     if "schedule_input" in spec:
         settings["schedule_input"] = spec["schedule_input"]
     if "notify" in spec:

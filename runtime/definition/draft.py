@@ -23,6 +23,7 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "notify",
                 "schedule",
                 "schedule_input",
+                "retention_days",
             }
         ),
         "defaults": frozenset({"memory", "timeout", "retries", "env"}),

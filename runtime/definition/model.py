@@ -156,6 +156,8 @@ class Workflow:
     """``cron(...)`` or ``rate(...)``: an EventBridge schedule that starts runs."""
     schedule_input: Mapping[str, Any] | None = None
     """Run input for scheduled runs."""
+    retention_days: int | None = None
+    """Days an ended run and its statuses are kept before MongoDB deletes them; None keeps them."""
     source: str | None = None
     """The spec file this was loaded from (absolute POSIX path), for messages and ``code``."""
 
@@ -225,6 +227,7 @@ class Workflow:
                 "slack_webhook_secret": self.notify.slack_webhook_secret,
             },
             "schedule": self.schedule,
+            "retention_days": self.retention_days,
         }
 
     @classmethod
@@ -264,4 +267,5 @@ class Workflow:
                 slack_webhook_secret=notify.get("slack_webhook_secret"),
             ),
             schedule=document.get("schedule"),
+            retention_days=document.get("retention_days"),
         )

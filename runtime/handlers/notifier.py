@@ -70,7 +70,17 @@ def compose(event: StatusEvent, max_attempts: int | None = None, run_over: bool 
         return (f"{event.workflow}: run started", f"{run} started.")
     if event.status == StatusName.WORKFLOW_SUCCEEDED:
         return (f"{event.workflow}: run succeeded", f"{run} succeeded.")
-    return (f"{event.workflow}: run failed", f"{run} failed: {_first_line(event.error)}")
+    if event.status == StatusName.WORKFLOW_CANCELLED:
+        why = f": {_first_line(event.reason)}" if event.reason else ""
+        return (f"{event.workflow}: run cancelled", f"{run} was cancelled{why}.")
+    if event.status == StatusName.WORKFLOW_REDRIVEN:
+        return (
+            f"{event.workflow}: run redriven",
+            f"{run} was redriven (redrive {event.attempt}): it goes on from where it stopped.",
+        )
+    if event.status == StatusName.WORKFLOW_FAILED:
+        return (f"{event.workflow}: run failed", f"{run} failed: {_first_line(event.error)}")
+    return (f"{event.workflow}: {event.status}", f"{run}: {event.status}.")
 
 
 @dataclass

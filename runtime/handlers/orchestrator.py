@@ -20,9 +20,10 @@ from datetime import timedelta
 from typing import Any
 
 from runtime import limits
-from runtime.documents import Run, StatusEvent, jobs_invoked, lease_id
+from runtime.documents import Run, RunState, StatusEvent, jobs_invoked, lease_id
 from runtime.engine import (
     LAMBDA_RETRY_DELAY,
+    Expiry,
     Rejection,
     Transition,
     attempt_failed,
@@ -86,11 +87,12 @@ class Orchestrator:
             return Outcome(action="dropped", reason=str(exc))
         if status.status not in ORCHESTRATOR_STATUSES:
             return Outcome(action="ignored", reason=f"the orchestrator does not act on '{status.status}'")
-        return self._decide(status)
+        return self.apply(status)
 
-    def _decide(self, event: StatusEvent) -> Outcome:
+    def apply(self, event: StatusEvent) -> Outcome:
         """Read the run, ask the engine, write what it decided under the conditions it decided
-        on; when another handler wrote in between, read again and decide again. A success is
+        on; when another handler wrote in between, read again and decide again. The reconciler
+        feeds the statuses a run has missed through here too. A success is
         planned against the whole run (two round trips, one write); when that write loses, the
         completion alone is recorded atomically and the rest decided on what that write returns,
         which stays cheap however many completions race."""
@@ -100,7 +102,8 @@ class Orchestrator:
             if run is None:
                 log.warning("dropped %s: unknown run %r", event.key, event.run_id)
                 return Outcome(action="dropped", reason=f"unknown run {event.run_id!r}")
-            decision = decide(run, event, utcnow())
+            now = utcnow()
+            decision = decide(run, event, now)
             written = True
             if isinstance(decision, Transition):
                 try:
@@ -109,13 +112,14 @@ class Orchestrator:
                     # Never retried into a dead-letter queue: the run fails with the reason instead.
                     log.error("%s of run %r cannot be stored: %s", event.key, run.run_id, exc)
                     reason = f"MongoDB refused the write: {limits.bounded(str(exc))}"
-                    decision = refused_write(run, event, reason)
+                    decision = refused_write(run, event, reason, now)
                     written = isinstance(decision, Rejection) or self.store.apply_transition(
                         run.run_id, decision.conditions, decision.changes
                     )
             if isinstance(decision, Rejection):
                 level = logging.WARNING if decision.action == "dropped" else logging.INFO
                 log.log(level, "%s %s of run %r: %s", decision.action, event.key, run.run_id, decision.reason)
+                self._expire_late_statuses(run, None)
                 return Outcome(action=decision.action, reason=decision.reason)
             if decision is not None and not written:
                 recorded = self._record_completion(run.run_id, decision.fallback)
@@ -129,9 +133,11 @@ class Orchestrator:
             recorded_now = recorded_now or (decision is not None and decision.fallback is not None)
             # Repeat what an earlier, crashed handling of this same event may not have finished.
             again_dispatched, again_recorded = replay(run, event.key, utcnow(), self.redispatch_after)
-            return self._carry_out(
+            outcome = self._carry_out(
                 dispatched + again_dispatched, recorded_statuses + again_recorded, recorded_now
             )
+            self._expire_late_statuses(run, None if decision is None else decision.expiry)
+            return outcome
         raise RuntimeError(f"no decision for {event.key} of run {event.run_id!r} after {MAX_DECISIONS} tries")
 
     def _record_completion(self, run_id: str, fallback: Transition | None) -> Run | None:
@@ -145,6 +151,16 @@ class Orchestrator:
         except DocumentRejected as exc:
             log.error("a completion in run %r cannot be stored: %s", run_id, exc)
             return None
+
+    def _expire_late_statuses(self, run: Run, expiry: Expiry | None) -> None:
+        """The run's statuses expire with it: stamped when the decision that ends (or reopens)
+        the run has recorded its statuses, and again whenever an event reaches a run that has
+        ended with an expiry (a late report, a redelivery), so statuses recorded after the end
+        expire too. Runs kept for good cost nothing here."""
+        if expiry is None and run.state != RunState.RUNNING and run.expire_at is not None:
+            expiry = Expiry(run.expire_at)
+        if expiry is not None:
+            self.store.expire_statuses(run.run_id, expiry.at)
 
     def _carry_out(
         self, dispatched: tuple[JobEvent, ...], recorded: tuple[StatusEvent, ...], recorded_now: bool
@@ -163,18 +179,18 @@ class Orchestrator:
             batch = jobs[start : start + DISPATCH_BATCH]
             if self.dispatch_threads > 1 and len(batch) > 1:
                 with ThreadPoolExecutor(min(self.dispatch_threads, len(batch))) as pool:
-                    futures = [pool.submit(self._dispatch, job) for job in batch]
+                    futures = [pool.submit(self.dispatch, job) for job in batch]
                 errors = [error for future in futures if (error := future.exception()) is not None]
                 if errors:
                     raise errors[0]
             else:
                 for job in batch:
-                    self._dispatch(job)
+                    self.dispatch(job)
             if len(jobs) > DISPATCH_BATCH:
                 invoked = jobs_invoked({job.job: job.attempt for job in batch})
                 self.store.apply_transition(batch[0].run_id, {}, invoked)
 
-    def _dispatch(self, job: JobEvent) -> None:
+    def dispatch(self, job: JobEvent) -> None:
         """One invocation; one that can never be accepted (too large, refused by Lambda) is
         recorded as the attempt's failure, so the run goes on to retry or fail it."""
         size = limits.json_bytes(job.to_payload())

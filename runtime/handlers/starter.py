@@ -1,10 +1,12 @@
-"""The starter: start a run with a caller-chosen id (idempotent), from the bundled definition."""
+"""The starter: start a run with a caller-chosen id (idempotent), from the bundled definition;
+or cancel or redrive one of the workflow's runs, for systems without database access."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +14,14 @@ from runtime import contracts
 from runtime.definition.model import Workflow
 from runtime.errors import EventError, RunError
 from runtime.events import as_mapping
+from runtime.operations import request_cancel, request_redrive
 from runtime.runs import start_run
 
 log = logging.getLogger(__name__)
 
 _state: dict[str, Any] = {}
+
+ACTIONS = ("cancel", "redrive")
 
 
 def load_definition(path: str) -> Workflow:
@@ -25,8 +30,10 @@ def load_definition(path: str) -> Workflow:
 
 
 def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
-    """``{"run_id"?, "input"?}`` -> ``{"run_id", "created"}``; a bad request answers with an
-    ``error`` instead of raising, so an EventBridge schedule never retries it forever."""
+    """``{"run_id"?, "input"?}`` -> ``{"run_id", "created"}``;
+    ``{"action": "cancel" | "redrive", "run_id", "reason"?}`` -> ``{"run_id", "action", "created"}``.
+    A bad request answers with an ``error`` instead of raising, so an EventBridge schedule never
+    retries it forever."""
     if "store" not in _state:
         from runtime.connection import store_from_env
 
@@ -37,8 +44,29 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
         run_id = request.get("run_id")
         if run_id is not None and (not isinstance(run_id, str) or not run_id.strip()):
             raise EventError(f"run_id must be a non-empty string, got {run_id!r}")
+        if "action" in request:
+            return _operate(request, run_id)
         started = start_run(_state["store"], _state["definition"], run_id=run_id, input=request.get("input"))
     except (EventError, RunError) as exc:
-        log.warning("start refused: %s", exc)
+        log.warning("request refused: %s", exc)
         return {"error": str(exc)}
     return {"run_id": started.run_id, "created": started.created}
+
+
+def _operate(request: Mapping[str, Any], run_id: str | None) -> dict[str, Any]:
+    action, reason = request.get("action"), request.get("reason")
+    if action not in ACTIONS:
+        raise EventError(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
+    if run_id is None:
+        raise EventError(f"{action} needs the run_id of the run to {action}")
+    if reason is not None and not isinstance(reason, str):
+        raise EventError(f"reason must be a string, got {reason!r}")
+    if reason is not None and action != "cancel":
+        raise EventError("only a cancel takes a reason")
+    workflow = _state["definition"].name
+    if action == "cancel":
+        receipt = request_cancel(_state["store"], run_id, reason, workflow=workflow)
+    else:
+        receipt = request_redrive(_state["store"], run_id, workflow=workflow)
+    log.info("%s of run %r requested (created: %s)", action, run_id, receipt.created)
+    return {"run_id": run_id, "action": action, "created": receipt.created}

@@ -1,0 +1,255 @@
+"""What surrounds the handlers in the cloud, played on this machine: EventBridge (the rules' own
+patterns, matched by moto's implementation of EventBridge pattern matching) and Lambda (the
+orchestrator, notifier and job wrapper called on thread pools, concurrently, each invocation with
+its own request id, retried as Lambda retries and reported to the on-failure destination).
+
+``run`` drives it for one workflow and one run, the dev server for every workflow of a folder;
+both feed it the inserts of ``statuses`` a change stream sees, as the Atlas trigger would.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+from cdk_app.local.atlas_events import envelope
+from cdk_app.local.delivery import Bus, DaemonPool, FaultSettings
+from cdk_app.local.faults import CrashingClaims, CrashingDispatcher, CrashingStore, CrashPlan
+from cdk_app.local.jobs import JOB_INVOCATION_TRIES, context_for, on_failure_record
+from runtime import limits
+from runtime.definition.model import Job, Workflow, job_function_name
+from runtime.documents import Document, StatusEvent
+from runtime.events import JobEvent
+from runtime.handlers.job import LeaseSettings, UserHandler, run_attempt
+from runtime.handlers.notifier import NotifierService
+from runtime.handlers.orchestrator import Orchestrator
+from runtime.patterns import notifier_pattern, orchestrator_pattern
+from runtime.ports import REFUSALS, InvocationRefused
+from runtime.store import MongoStore
+
+if TYPE_CHECKING:
+    from moto.events.models import EventPattern
+    from moto.events.utils import EventMessageType
+
+
+class RunObserver(Protocol):
+    """Hears what happens, in the order the trigger sees it (progress display, tests)."""
+
+    def status(self, event: StatusEvent) -> None:
+        """A status was inserted into ``statuses``."""
+
+    def notification(self, subject: str, message: str) -> None:
+        """The notifier published a message."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobFunction:
+    """A deployed job function: the job's settings (memory, timeout) and the code it runs."""
+
+    job: Job
+    handler: UserHandler
+
+
+JobFunctions = Callable[[str, str], JobFunction | None]
+"""(workflow, job) -> its function, or None when no such function is deployed."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CloudOptions:
+    faults: FaultSettings
+    handler_threads: int
+    """Concurrent orchestrator and notifier invocations (EventBridge delivers concurrently)."""
+    job_threads: int
+    """Concurrent job invocations: the jobs of a phase run at the same time, as on Lambda."""
+
+
+def _event_pattern(pattern: dict[str, Any]) -> EventPattern:
+    # Imported here: moto takes half a second to import, which every other CLI command would pay.
+    from moto.events.models import EventPattern
+
+    return EventPattern.load(json.dumps(pattern))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rule:
+    """An EventBridge rule: the synthesized pattern and the target it invokes."""
+
+    target: str
+    """``orchestrator`` or ``notifier``."""
+    pattern: EventPattern
+
+
+def workflow_rules(workflow: Workflow, statuses_collection: str) -> tuple[Rule, ...]:
+    """The rules a workflow's stack deploys."""
+    rules = [
+        Rule(
+            target="orchestrator",
+            pattern=_event_pattern(orchestrator_pattern(workflow.name, statuses_collection)),
+        )
+    ]
+    if workflow.notify.on:  # no notify events, no notifier rule (EventBridge refuses `[]`)
+        rules.append(
+            Rule(
+                target="notifier",
+                pattern=_event_pattern(
+                    notifier_pattern(workflow.name, workflow.notify.on, statuses_collection)
+                ),
+            )
+        )
+    return tuple(rules)
+
+
+LOCAL_LEASES = LeaseSettings(poll_every=timedelta(milliseconds=20))
+"""Leases as in Lambda, but a duplicate invocation looks for the attempt's end more often: job
+threads are few here, and a waiting one holds one."""
+
+
+class LocalCloud:
+    """EventBridge and Lambda around the real handlers, on one store. ``rules`` and
+    ``job_functions`` say what is deployed; they are asked at each event and each invocation, so
+    a deployment may change while events flow (the dev server picking up spec edits)."""
+
+    def __init__(
+        self,
+        store: MongoStore,
+        observer: RunObserver,
+        options: CloudOptions,
+        rules: Callable[[], Sequence[Rule]],
+        job_functions: JobFunctions,
+    ) -> None:
+        self.store = store
+        self.observer = observer
+        self.rules = rules
+        self.job_functions = job_functions
+        self.executions: Counter[str] = Counter()
+        """Entries into each job's user code, by job name."""
+        self._executions_lock = threading.Lock()
+        self.bus = Bus(
+            options.faults,
+            {
+                "orchestrator": DaemonPool("orchestrator", options.handler_threads),
+                "notifier": DaemonPool("notifier", options.handler_threads),
+                "job": DaemonPool("job", options.job_threads),
+            },
+        )
+        self._targets: dict[str, Callable[[dict[str, Any], CrashPlan, str], None]] = {
+            "orchestrator": self._orchestrate,
+            "notifier": self._notify,
+        }
+
+    def close(self) -> None:
+        self.bus.close()
+
+    def route(self, document: Document, identity: str) -> None:
+        """Send an inserted status document to every rule it matches; ``identity`` names it. An
+        event EventBridge would refuse for its size goes nowhere, as in the cloud, and the run
+        ends saying so instead of waiting."""
+        event = envelope(document, self.store.settings.database, self.store.settings.statuses_collection)
+        size = limits.json_bytes(event)
+        if size > limits.EVENTBRIDGE_ENTRY_BYTES:
+            self.bus.undeliverable.append(
+                f"the status {identity} is {size:,} bytes as an EventBridge event, which takes at most "
+                f"{limits.EVENTBRIDGE_ENTRY_BYTES:,}"
+            )
+            return
+        for rule in self.rules():
+            if rule.pattern.matches_event(cast("EventMessageType", event)):
+                handle = self._targets[rule.target]
+                self.bus.send(rule.target, f"{rule.target}:{identity}", partial(handle, event), True)
+
+    def _orchestrate(self, event: dict[str, Any], plan: CrashPlan, request_id: str) -> None:
+        Orchestrator(
+            store=CrashingStore(self.store, plan),
+            dispatcher=CrashingDispatcher(self, plan),
+            # The bus redelivers a crashed handling at once, not a minute later as Lambda does.
+            redispatch_after=timedelta(0),
+        ).handle(event)
+
+    def _notify(self, event: dict[str, Any], plan: CrashPlan, request_id: str) -> None:
+        NotifierService(
+            notifiers=[LocalNotifier(self.observer, plan)],
+            store=self.store,
+            claims=CrashingClaims(self.store, plan),
+            # A redelivery with the same request id is the bus retrying this crashed handling.
+            retry_after=timedelta(0),
+        ).handle(event, request_id)
+
+    def dispatch(self, event: JobEvent) -> None:
+        """The orchestrator's Dispatcher port: an asynchronous invoke of the job's function, with
+        Lambda's payload limit, its tries and its on-failure destination (the orchestrator). A job
+        whose function is not deployed, or whose event is too large, is refused at once, as Lambda
+        refuses it."""
+        self._function(event)
+        if limits.json_bytes(event.to_payload()) > limits.LAMBDA_ASYNC_PAYLOAD_BYTES:
+            name = job_function_name(event.workflow, event.job)
+            raise InvocationRefused(REFUSALS["RequestEntityTooLargeException"].format(name=name, error=""))
+        self.bus.send(
+            "job",
+            f"job:{event.job}/{event.attempt}",
+            partial(self._invoke_job, event),
+            True,
+            tries=JOB_INVOCATION_TRIES,
+            on_give_up=partial(self.job_gave_up, event),
+        )
+
+    def _invoke_job(self, event: JobEvent, plan: CrashPlan, request_id: str) -> None:
+        function = self._function(event)
+        context = context_for(event.workflow, function.job, request_id)
+        run_attempt(
+            CrashingStore(self.store, plan),
+            partial(self._enter_handler, function),
+            event.to_payload(),
+            context,
+            request_id,
+            LOCAL_LEASES,
+        )
+
+    def _function(self, event: JobEvent) -> JobFunction:
+        function = self.job_functions(event.workflow, event.job)
+        if function is None:
+            name = job_function_name(event.workflow, event.job)
+            raise InvocationRefused(REFUSALS["ResourceNotFoundException"].format(name=name))
+        return function
+
+    def job_gave_up(self, event: JobEvent, request_id: str, error: BaseException) -> None:
+        """What Lambda sends the job's on-failure destination after its last try (or once the
+        invocation ran past its timeout)."""
+        record = on_failure_record(event, request_id, error)
+        identity = f"orchestrator:on-failure/{event.job}/{event.attempt}"
+        if limits.json_bytes(record) > limits.LAMBDA_ASYNC_PAYLOAD_BYTES:
+            self.bus.undeliverable.append(f"the on-failure record of {identity} is larger than Lambda takes")
+            return
+        self.bus.send("orchestrator", identity, partial(self._orchestrate, record), True)
+
+    def job_timed_out(self, event: JobEvent, request_id: str, timeout: int) -> None:
+        """Lambda stopped the attempt's invocation at its timeout: the on-failure destination
+        hears of it, and the invocation no longer counts as running (its thread, which cannot
+        be stopped, runs on; whatever it reports is too late to count)."""
+        self.bus.abandon(f"job:{event.job}/{event.attempt}")
+        self.job_gave_up(event, request_id, TimeoutError(f"Task timed out after {timeout}.00 seconds"))
+
+    def _enter_handler(self, function: JobFunction, payload: dict[str, Any], context: Any) -> Any:
+        """Counts each entry into the user's code: with every fault, one per attempt."""
+        with self._executions_lock:
+            self.executions[function.job.name] += 1
+        return function.handler(payload, context)
+
+
+class LocalNotifier:
+    """The notifier's port locally: hands each message to the observer, under the crash plan
+    of the handling that publishes it."""
+
+    def __init__(self, observer: RunObserver, plan: CrashPlan) -> None:
+        self.observer = observer
+        self.plan = plan
+
+    def publish(self, subject: str, message: str) -> None:
+        self.plan.check("before publishing")
+        self.observer.notification(subject, message)
+        self.plan.check("after publishing")

@@ -1,0 +1,372 @@
+"""``python -m cdk_app dev``: the cloud in one process, for as long as it runs.
+
+An embedded MongoDB server that keeps its data in a folder (or the MongoDB given), a change stream
+on ``statuses`` in place of the Atlas trigger, the rules of every workflow in the spec folder
+(reloaded when a file in it changes, as a deploy would), the real handlers on thread pools
+(``LocalCloud``), job code loaded afresh at each invocation, and the reconciler, which on start-up
+and then periodically completes runs nothing was delivering for. While it runs, ``start``,
+``status``, ``runs``, ``history``, ``cancel`` and ``redrive`` against its URI behave as they do
+against a deployed stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from cdk_app.embedded_mongo import EmbeddedMongo, free_port
+from cdk_app.errors import EXIT_OK, EXIT_USAGE, CommandError
+from cdk_app.local.cloud import CloudOptions, JobFunction, LocalCloud, Rule, workflow_rules
+from cdk_app.local.delivery import FaultSettings
+from cdk_app.local.jobs import load_fresh_job_handler
+from cdk_app.local.store_options import MongoAddress, add_store_arguments, connect, given_address
+from cdk_app.local.timeline import STATUS_STYLES, first_line
+from cdk_app.local.timeouts import GRACE as TIMEOUT_GRACE
+from cdk_app.local.timeouts import TimeoutWatch
+from cdk_app.project import workflows_dir
+from runtime.definition.loader import check_specs
+from runtime.definition.model import Job, Workflow
+from runtime.documents import RUN_ID, WORKFLOW, Document, StatusEvent, status_from_document
+from runtime.engine import utcnow
+from runtime.errors import EventError
+from runtime.handlers.job import UserHandler
+from runtime.reconciler import RUNS_PER_PASS, Reconciler
+from runtime.store import MongoStore
+
+if TYPE_CHECKING:
+    from cdk_app.cli import Subparsers
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATA_DIR = ".workflows-dev"
+DATABASE_FOLDER = "db"
+PORT_FILE = "port"
+"""The port of the last server on a data folder: the next one listens there too, so the URI
+people exported keeps working across restarts."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DevOptions:
+    reload_seconds: float = 1.0
+    """How often the spec folder is looked at for changes."""
+    repair_seconds: float = 2.0
+    """How often the reconciler and the timeout check run."""
+    stale_after: timedelta = timedelta(seconds=5)
+    """A running run not written for this long is checked by the reconciler."""
+    poll_seconds: float = 0.05
+    """How long one wait on the change stream lasts before the server looks at the clock."""
+    handler_threads: int = 4
+    job_threads: int = 32
+
+
+class FolderDeployment:
+    """The specs of a folder as deployed stacks: each workflow's rules and job functions. It loads
+    the folder again when a file in it changes; a spec with problems keeps its last good version
+    (as a failed deploy leaves the stack as it was) and the problems are reported once."""
+
+    def __init__(self, folder: Path, statuses_collection: str, say: Callable[[str], None]) -> None:
+        self.folder = folder
+        self.statuses_collection = statuses_collection
+        self.say = say
+        self.workflows: dict[str, Workflow] = {}
+        self._rules: tuple[Rule, ...] = ()
+        self._signature: tuple[tuple[str, int, int], ...] | None = None
+
+    def _files(self) -> tuple[tuple[str, int, int], ...]:
+        found = []
+        for path in sorted(self.folder.rglob("*")):
+            with contextlib.suppress(OSError):  # a file removed while we look
+                if path.is_file() and "__pycache__" not in path.parts:
+                    stat = path.stat()
+                    found.append((str(path), stat.st_mtime_ns, stat.st_size))
+        return tuple(found)
+
+    def refresh(self) -> bool:
+        """Load the folder again if a file in it changed; True when it did."""
+        signature = self._files()
+        if signature == self._signature:
+            return False
+        first = self._signature is None
+        self._signature = signature
+        check = check_specs([self.folder])
+        for problem in check.problems:
+            self.say(f"[red]{escape(str(problem))}[/]")
+        loaded: dict[str, Workflow] = {}
+        for workflow in check.workflows:
+            loaded.setdefault(workflow.name, workflow)
+        if check.problems:
+            # Keep what was deployed for the specs that no longer load.
+            loaded = {**self.workflows, **loaded}
+        self.workflows = loaded
+        self._rules = tuple(
+            rule
+            for workflow in loaded.values()
+            for rule in workflow_rules(workflow, self.statuses_collection)
+        )
+        names = ", ".join(sorted(loaded)) or "none"
+        self.say(
+            f"workflows in {escape(str(self.folder))}: {escape(names)}" + ("" if first else " (reloaded)")
+        )
+        return True
+
+    def rules(self) -> Sequence[Rule]:
+        return self._rules
+
+    def job_function(self, workflow: str, job: str) -> JobFunction | None:
+        definition = self.workflows.get(workflow)
+        if definition is None or job not in {candidate.name for candidate in definition.jobs()}:
+            return None
+        settings = definition.job(job)
+        return JobFunction(job=settings, handler=_fresh_handler(workflow, settings))
+
+
+def _fresh_handler(workflow: str, job: Job) -> UserHandler:
+    def handler(event: dict[str, Any], context: Any) -> Any:
+        return load_fresh_job_handler(workflow, job)(event, context)
+
+    return handler
+
+
+class StatusLines:
+    """A RunObserver printing one compact line per status, and one per notification."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def status(self, event: StatusEvent) -> None:
+        when = f"{(event.date or datetime.now()).astimezone():%H:%M:%S.%f}"[:-3]
+        style = STATUS_STYLES.get(event.status, "")
+        parts = [
+            f"[dim]{when}[/]",
+            escape(f"{event.workflow}/{event.run_id}"),
+            escape("/".join(part for part in (event.phase, event.job) if part)),
+            f"[{style}]{event.status}[/]" if style else str(event.status),
+            f"attempt {event.attempt}" if event.job else "",
+        ]
+        detail = first_line(event.error or event.reason)
+        if detail:
+            parts.append(f"[dim]{escape(detail)}[/]")
+        self.console.print(
+            " ".join(part for part in parts if part), no_wrap=True, overflow="ellipsis", highlight=False
+        )
+
+    def notification(self, subject: str, message: str) -> None:
+        self.console.print(f"[magenta]✉[/] [dim]{escape(subject)}[/]", highlight=False)
+
+
+class DevServer:
+    """Delivers every status of the store to the handlers of the deployed workflows until
+    ``stop`` is set."""
+
+    def __init__(
+        self, store: MongoStore, deployment: FolderDeployment, console: Console, options: DevOptions
+    ) -> None:
+        self.store = store
+        self.deployment = deployment
+        self.console = console
+        self.options = options
+        self.lines = StatusLines(console)
+        self.cloud = LocalCloud(
+            store,
+            self.lines,
+            CloudOptions(
+                faults=FaultSettings(),
+                handler_threads=options.handler_threads,
+                job_threads=options.job_threads,
+            ),
+            rules=deployment.rules,
+            job_functions=deployment.job_function,
+        )
+        self.reconciler = Reconciler(
+            store,
+            self.cloud,
+            stale_after=options.stale_after,
+            # Locally an invocation starts at once, and there is no retry window to wait out.
+            lost_invocation_after=lambda job: timedelta(seconds=job.timeout),
+        )
+        self.timeouts = TimeoutWatch(
+            store, self.cloud, lambda line: console.print(f"[yellow]{escape(line)}[/]")
+        )
+        self._undeployed: set[str] = set()
+
+    def serve(self, stop: threading.Event) -> None:
+        self.store.ensure_indexes()
+        self.deployment.refresh()
+        try:
+            with self.store.statuses.watch(
+                [{"$match": {"operationType": "insert"}}],
+                max_await_time_ms=int(self.options.poll_seconds * 1000),
+            ) as stream:
+                # The stream is open, so what happens from here on is delivered; what happened
+                # while nothing was delivering is the reconciler's. Every run still running was
+                # left behind, however recently it was written: it is checked now.
+                self.repair(utcnow() + self.options.stale_after)
+                next_reload = next_repair = time.monotonic()
+                while not stop.is_set():
+                    change = stream.try_next()
+                    if change is not None:
+                        self._deliver(change["fullDocument"])
+                    if time.monotonic() >= next_reload:
+                        self.deployment.refresh()
+                        next_reload = time.monotonic() + self.options.reload_seconds
+                    if time.monotonic() >= next_repair:
+                        self.repair()
+                        next_repair = time.monotonic() + self.options.repair_seconds
+        finally:
+            self.cloud.close()
+
+    def repair(self, reconciler_now: datetime | None = None) -> None:
+        """A reconciler pass, then Lambda's timeout on attempts that ran past theirs."""
+        report = self.reconciler.reconcile_pass(reconciler_now)
+        for run_id in report.repaired_runs:
+            self.console.print(f"[yellow]reconciler repaired run {escape(run_id)}[/]")
+        now = utcnow()
+        for run_id in self.store.stale_runs(now - TIMEOUT_GRACE, RUNS_PER_PASS):
+            self.timeouts.check(run_id, now)
+
+    def _deliver(self, document: Document) -> None:
+        try:
+            status = status_from_document(document)
+        except EventError as exc:
+            # The trigger forwards it all the same; the handlers drop it, saying why.
+            log.warning("a malformed status in run %s: %s", document.get(RUN_ID), exc)
+            self.cloud.route(document, str(document.get("_id")))
+            return
+        self.lines.status(status)
+        workflow = document.get(WORKFLOW)
+        if workflow not in self.deployment.workflows and workflow not in self._undeployed:
+            self._undeployed.add(str(workflow))
+            folder = escape(str(self.deployment.folder))
+            self.console.print(
+                f"[yellow]workflow {escape(str(workflow))!r} is not in {folder}: "
+                "its statuses are not delivered[/]"
+            )
+        self.cloud.route(
+            document, "/".join(map(str, (status.status, status.phase, status.job, status.attempt)))
+        )
+
+
+# --- the command -----------------------------------------------------------------------------------
+
+
+def add_dev(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "dev",
+        help="a local dev server: MongoDB, the trigger, the rules and the handlers in one process",
+        description="Start the embedded MongoDB server (its data kept under --data) or use the one "
+        "given, print its URI, and deliver every status of every workflow in the spec folder through "
+        "the real handlers until Ctrl-C or SIGTERM. start, status, runs, history, cancel and redrive "
+        "against that URI behave as against a deployed stack.",
+    )
+    add_store_arguments(parser, fallback="the embedded server on --data")
+    parser.add_argument(
+        "--data",
+        metavar="DIR",
+        type=Path,
+        help=f"where the embedded server keeps its data (default: {DEFAULT_DATA_DIR})",
+    )
+    parser.add_argument(
+        "--workflows", metavar="DIR", type=Path, help="the spec folder (default: cdk.json's workflowsDir)"
+    )
+    parser.set_defaults(run=_dev, prog=parser.prog)
+
+
+def _port_for(data: Path) -> int:
+    """The port the last server on ``data`` listened on, if it is free; else a new one."""
+    with contextlib.suppress(OSError, ValueError):
+        port = int((data / PORT_FILE).read_text(encoding="utf-8").strip())
+        with socket.socket() as probe:
+            # As servers bind: a port the last server left in TIME_WAIT is free to listen on.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(("127.0.0.1", port))
+        return port
+    return free_port()
+
+
+@contextlib.contextmanager
+def _embedded_server(data: Path, console: Console) -> Iterator[EmbeddedMongo]:
+    data.mkdir(parents=True, exist_ok=True)
+    port = _port_for(data)
+    with console.status(f"starting the embedded MongoDB server on {data}"):
+        try:
+            server = EmbeddedMongo(storage_path=data / DATABASE_FOLDER, port=port)
+        except RuntimeError as exc:
+            raise CommandError(
+                f"could not start MongoDB on {data}: {exc} (is another dev server using it?)"
+            ) from exc
+    (data / PORT_FILE).write_text(f"{port}\n", encoding="utf-8")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def _stopped_by_sigterm(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM (what service managers and ``kill`` send) stops the server as Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only
+        return
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = signal.signal(signal.SIGTERM, handle)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _dev(args: argparse.Namespace) -> int:
+    if args.mongo_uri is not None and args.data is not None:
+        raise CommandError(
+            "--mongo-uri and --data exclude each other: --data is for the embedded server", EXIT_USAGE
+        )
+    folder = args.workflows if args.workflows is not None else Path(workflows_dir())
+    if not folder.is_dir():
+        raise CommandError(f"no such folder: {folder}", EXIT_USAGE)
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    logging.basicConfig(
+        level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+    address = None if args.data is not None else given_address(args)
+    stop = threading.Event()
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_stopped_by_sigterm(stop))
+        if address is None:
+            server = stack.enter_context(_embedded_server(args.data or Path(DEFAULT_DATA_DIR), console))
+            address = MongoAddress(server.uri, "the embedded server")
+        store = connect(address, args.database)
+        print(address.uri, flush=True)
+        console.print(
+            f"dev server on [bold]{escape(address.uri)}[/] (database {escape(args.database)}); "
+            "Ctrl-C stops it"
+        )
+        server_loop = DevServer(
+            store,
+            FolderDeployment(folder, store.settings.statuses_collection, console.print),
+            console,
+            DevOptions(),
+        )
+        # Job code prints: while it runs, stdout is stderr, so stdout holds the URI alone. Ctrl-C
+        # is how a dev server ends, not an error.
+        with contextlib.redirect_stdout(sys.stderr), contextlib.suppress(KeyboardInterrupt):
+            server_loop.serve(stop)
+        console.print("dev server stopped")
+    return EXIT_OK

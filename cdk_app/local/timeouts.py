@@ -1,0 +1,103 @@
+"""Lambda's timeout, played by the dev server: an attempt that reported ``started`` and nothing
+else for longer than its job's ``timeout`` would have been stopped by Lambda, and Lambda would
+have told the job's on-failure destination. Locally nobody else does: a job thread stuck past
+its timeout, or a dev server stopped (Ctrl-C, a crash) while a job ran, would leave the run
+waiting forever. The reconciler cannot tell: it re-dispatches attempts that never started, and
+this one did."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from cdk_app.local.cloud import LocalCloud
+from runtime.documents import JobState, Run, RunState, StatusEvent, StatusName
+from runtime.engine import age, utcnow
+from runtime.events import JobEvent
+from runtime.ports import RunStore
+
+GRACE = timedelta(seconds=1)
+"""Beyond the timeout, for the time between Lambda starting the function and the wrapper's
+``started`` report."""
+LOCAL_REQUEST_ID = "local-timeout"
+"""The request id of the record when the claim carries none (a claim written before request ids)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TimedOut:
+    """An attempt Lambda would have stopped: what its on-failure record needs."""
+
+    event: JobEvent
+    request_id: str | None
+    """The invocation that claimed the attempt (its ``started`` report)."""
+    timeout: int
+
+
+def timed_out_attempts(run: Run, statuses: Sequence[StatusEvent], now: datetime) -> list[TimedOut]:
+    """The run's dispatched attempts whose ``started`` is older than their timeout (plus
+    ``GRACE``) and that reported nothing after it."""
+    started: dict[tuple[str, int], StatusEvent] = {}
+    ended: set[tuple[str, int]] = set()
+    for status in statuses:
+        if status.job is None:
+            continue
+        if status.status == StatusName.STARTED:
+            started[(status.job, status.attempt)] = status
+        elif status.status in (StatusName.SUCCESS, StatusName.FAILED):
+            ended.add((status.job, status.attempt))
+    found = []
+    for phase in run.definition.phases:
+        for job in phase.jobs:
+            record = run.jobs.get(job.name)
+            if record is None or record.state != JobState.DISPATCHED:
+                continue
+            key = (job.name, record.attempt)
+            claim = started.get(key)
+            if claim is None or claim.date is None or key in ended:
+                continue
+            if age(claim.date, now) <= timedelta(seconds=job.timeout) + GRACE:
+                continue
+            event = JobEvent(
+                run_id=run.run_id,
+                workflow=run.workflow,
+                phase=phase.name,
+                job=job.name,
+                attempt=record.attempt,
+                input=run.input,
+                results={name: run.outputs.get(name) for name in job.after},
+            )
+            found.append(TimedOut(event=event, request_id=claim.request_id, timeout=job.timeout))
+    return found
+
+
+class TimeoutWatch:
+    """Tells the on-failure destination about each timed-out attempt, once."""
+
+    def __init__(self, store: RunStore, cloud: LocalCloud, say: Callable[[str], None] | None = None) -> None:
+        self.store = store
+        self.cloud = cloud
+        self.say = say
+        self._reported: set[tuple[str, str, int]] = set()
+
+    def check(self, run_id: str, now: datetime | None = None) -> int:
+        """Report the run's timed-out attempts not reported before; how many there were."""
+        now = now or utcnow()
+        run = self.store.read_run(run_id)
+        if run is None or run.state != RunState.RUNNING:
+            return 0
+        reported = 0
+        for attempt in timed_out_attempts(run, self.store.read_statuses(run_id), now):
+            event = attempt.event
+            key = (event.run_id, event.job, event.attempt)
+            if key in self._reported:
+                continue
+            self._reported.add(key)
+            reported += 1
+            if self.say is not None:
+                self.say(
+                    f"{event.workflow}/{event.run_id}: {event.job} attempt {event.attempt} ran past its "
+                    f"timeout of {attempt.timeout}s: reported as Lambda would"
+                )
+            self.cloud.job_timed_out(event, attempt.request_id or LOCAL_REQUEST_ID, attempt.timeout)
+        return reported

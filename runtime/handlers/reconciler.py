@@ -1,0 +1,102 @@
+"""The ``<workflow>-reconciler`` function: one reconciler pass over the workflow's runs, on an
+EventBridge schedule, and its figures as CloudWatch metrics.
+
+The figures are written in CloudWatch's embedded metric format: one JSON line on standard output,
+which CloudWatch Logs turns into metrics. That needs no ``cloudwatch:PutMetricData`` permission
+and no extra call on the pass, and unlike a metric filter it does not depend on the wording of a
+log line; the stack's alarm watches ``RunsRepaired``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from datetime import datetime, timedelta
+from typing import Any, TextIO
+
+from runtime import contracts
+from runtime.engine import utcnow
+from runtime.reconciler import Reconciler, ReconcileReport
+
+log = logging.getLogger(__name__)
+
+METRICS_NAMESPACE = "MongoLambdaWorkflows"
+"""CloudWatch namespace of the reconciler's metrics, with the dimension ``Workflow``."""
+
+STALE_AFTER = timedelta(minutes=5)
+"""A running run not written for this long is checked: a legitimate run writes whenever an
+attempt ends, and checking a healthy run costs two reads."""
+
+METRICS = {
+    "RunsChecked": "runs_checked",
+    "RunsRepaired": "repaired_runs",
+    "StatusesApplied": "statuses_applied",
+    "AttemptsRedispatched": "redispatched",
+}
+"""Metric name -> the ``ReconcileReport`` field it reports (a tuple reports its length)."""
+
+
+def metrics_record(workflow: str, report: ReconcileReport, now: datetime) -> dict[str, Any]:
+    """The embedded-metric-format record of one pass."""
+    values = {}
+    for metric, attribute in METRICS.items():
+        value = getattr(report, attribute)
+        values[metric] = len(value) if isinstance(value, tuple) else value
+    return {
+        "_aws": {
+            "Timestamp": int(now.timestamp() * 1000),
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": METRICS_NAMESPACE,
+                    "Dimensions": [["Workflow"]],
+                    "Metrics": [{"Name": metric, "Unit": "Count"} for metric in METRICS],
+                }
+            ],
+        },
+        "Workflow": workflow,
+        **values,
+        "repairedRuns": list(report.repaired_runs),
+    }
+
+
+def reconcile_and_report(reconciler: Reconciler, workflow: str, out: TextIO | None = None) -> ReconcileReport:
+    """One pass, its metrics record written as one line to ``out`` (standard output)."""
+    now = utcnow()
+    report = reconciler.reconcile_pass(now)
+    stream = out or sys.stdout
+    stream.write(json.dumps(metrics_record(workflow, report, now)) + "\n")
+    stream.flush()
+    return report
+
+
+_state: dict[str, Reconciler] = {}
+
+
+def _build(workflow: str) -> Reconciler:
+    import boto3
+
+    from runtime.connection import store_from_env
+    from runtime.ports import LambdaDispatcher
+
+    return Reconciler(
+        store=store_from_env(os.environ),
+        dispatcher=LambdaDispatcher(boto3.client("lambda")),
+        stale_after=STALE_AFTER,
+        workflow=workflow,
+    )
+
+
+def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
+    """Lambda entry point (the reconcile schedule's target); the event itself is not read."""
+    workflow = os.environ[contracts.WORKFLOW_NAME]
+    if "reconciler" not in _state:
+        _state["reconciler"] = _build(workflow)
+    report = reconcile_and_report(_state["reconciler"], workflow)
+    return {
+        "runs_checked": report.runs_checked,
+        "statuses_applied": report.statuses_applied,
+        "redispatched": report.redispatched,
+        "repaired_runs": list(report.repaired_runs),
+    }
