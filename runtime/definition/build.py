@@ -46,7 +46,12 @@ def _build(draft: Draft, order: list[str], source: str | None, in_run_order: boo
         else Phase(
             name=HANDLERS_PHASE,
             jobs=tuple(
-                Job(name=job.name, phase=HANDLERS_PHASE, after=tuple(ref.name for ref in job.after), **job.settings)
+                Job(
+                    name=job.name,
+                    phase=HANDLERS_PHASE,
+                    after=tuple(ref.name for ref in job.after),
+                    **job.settings,
+                )
                 for job in handlers.jobs
             ),
         )

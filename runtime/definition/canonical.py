@@ -14,8 +14,8 @@ from jmespath.lexer import Lexer
 
 from runtime import contracts
 from runtime.definition.draft import Draft, DraftJob, DraftPhase, Ref, known_fields, mapping, name_refs
-from runtime.definition.job_code import check_job_code
 from runtime.definition.input_schema import read_input_schema
+from runtime.definition.job_code import check_job_code
 from runtime.definition.model import HANDLERS_PHASE, JOINS, Notify
 from runtime.definition.permissions import read_permissions
 from runtime.definition.report import JsonPath, Report, name_list, show

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runtime.definition.draft import Draft, DraftPhase, Ref
 from runtime.definition.dependencies import check_dependencies
+from runtime.definition.draft import Draft, DraftPhase, Ref
 from runtime.definition.model import FUNCTION_NAME_MAX, HANDLERS_PHASE, job_function_name
 from runtime.definition.report import JsonPath, Report, did_you_mean, name_list
 from runtime.definition.schema import is_name
