@@ -317,6 +317,10 @@ def plan_failure(run: Run, event: StatusEvent, now: datetime) -> Transition | No
     None when the failure is stale or was handled before."""
     assert event.job is not None
     record = run.jobs.get(event.job)
+    if record is not None and (record.state, record.attempt) == (JobState.FAILED, event.attempt):
+        # Recorded before (a tolerated failure whose whole plan lost a race, or a redelivery): what
+        # follows from it may still be undone.
+        return plan_progress(run, event.key, now)
     if record is None or record.state != JobState.DISPATCHED or record.attempt != event.attempt:
         return None
     job = run.definition.job(event.job)
