@@ -16,7 +16,7 @@ from cdk_app.local.atlas_events import envelope
 from cdk_app.local.faults import CrashAtStep
 from runtime.definition.loader import workflow_from_document
 from runtime.definition.model import HANDLERS_PHASE, Workflow
-from runtime.documents import JobRecord, JobState, RunState, StatusName
+from runtime.documents import JobRecord, JobState, Run, RunState, StatusEvent, StatusName
 from runtime.engine import Transition, decide, plan_progress, reopened
 from runtime.failures import Failure
 from runtime.handlers.notifier import compose
@@ -49,6 +49,13 @@ def compiled(phases: dict[str, dict[str, dict[str, Any]]], **spec: Any) -> Workf
     )
 
 
+def decided(run: Run, event: StatusEvent) -> Transition:
+    """``decide`` where the event must change the run."""
+    transition = decide(run, event, NOW)
+    assert isinstance(transition, Transition), transition
+    return transition
+
+
 def skipped() -> JobRecord:
     return JobRecord(state=JobState.SKIPPED, caused_by=START_KEY, claimed_at=NOW)
 
@@ -70,7 +77,7 @@ ACROSS = compiled(
 def test_a_job_after_only_earlier_phase_jobs_starts_with_its_phase_and_gets_their_outputs() -> None:
     run = run_of(ACROSS, jobs={"a": succeeded({"n": 1}), "b": dispatched()})
 
-    transition = decide(run, success("b", output={"go": True}), NOW)
+    transition = decided(run, success("b", output={"go": True}))
 
     assert jobs_of(transition) == [("c", 1), ("e", 1)]
     assert isinstance(transition, Transition)
@@ -80,7 +87,7 @@ def test_a_job_after_only_earlier_phase_jobs_starts_with_its_phase_and_gets_thei
 def test_a_when_reads_an_earlier_phase_result_it_does_not_wait_for() -> None:
     run = run_of(ACROSS, jobs={"a": succeeded({"n": 1}), "b": dispatched()})
 
-    transition = decide(run, success("b", output={"go": False}), NOW)
+    transition = decided(run, success("b", output={"go": False}))
 
     assert states_after(transition)["e"] == JobState.SKIPPED
     assert jobs_of(transition) == [("c", 1)]
@@ -91,7 +98,7 @@ def test_a_job_mixing_earlier_and_same_phase_dependencies_waits_for_the_same_pha
         ACROSS, phase="q", jobs={"a": succeeded(1), "b": succeeded(2), "c": dispatched(), "e": skipped()}
     )
 
-    transition = decide(run, replace(success("c", output=3), phase="q"), NOW)
+    transition = decided(run, replace(success("c", output=3), phase="q"))
 
     assert jobs_of(transition) == [("d", 1)]
     assert isinstance(transition, Transition)
@@ -143,7 +150,7 @@ def test_an_any_join_runs_once_all_are_finished_with_the_outputs_of_those_that_s
     )
     run = replace(run, jobs={**run.jobs, runner: dispatched()})
 
-    transition = decide(run, success(runner, output={"by": runner}), NOW)
+    transition = decided(run, success(runner, output={"by": runner}))
 
     assert jobs_of(transition) == [("either", 1)]
     assert states_after(transition)["both"] == JobState.SKIPPED
@@ -168,7 +175,7 @@ def test_skips_propagate_through_a_chain_of_any_joins_and_the_phase_still_comple
 def test_an_any_join_waits_while_one_of_its_jobs_is_still_running() -> None:
     run = run_of(ANY, {"left": True, "right": True}, jobs={"left": dispatched(), "right": dispatched()})
 
-    transition = decide(run, success("left"), NOW)
+    transition = decided(run, success("left"))
 
     assert jobs_of(transition) == []
 
@@ -207,13 +214,13 @@ TOLERANT = compiled(
 def test_a_tolerated_failure_with_attempts_left_is_retried_first() -> None:
     run = run_of(TOLERANT, jobs={"ok": succeeded(1), "optional": dispatched()})
 
-    assert jobs_of(decide(run, failure("optional", 1), NOW)) == [("optional", 2)]
+    assert jobs_of(decided(run, failure("optional", 1))) == [("optional", 2)]
 
 
 def test_the_last_failure_of_a_tolerated_job_lets_the_run_go_on_and_end_succeeded() -> None:
     run = run_of(TOLERANT, jobs={"ok": succeeded(1), "optional": dispatched(2)})
 
-    transition = decide(run, failure("optional", 2), NOW)
+    transition = decided(run, failure("optional", 2))
 
     assert states_after(transition) == {
         "optional": JobState.FAILED,
@@ -228,7 +235,7 @@ def test_the_last_failure_of_a_tolerated_job_lets_the_run_go_on_and_end_succeede
 def test_a_tolerated_failure_recorded_before_is_progressed_on_redelivery() -> None:
     run = run_of(TOLERANT, jobs={"ok": succeeded(1), "optional": failed(2)})
 
-    transition = decide(run, failure("optional", 2), NOW)
+    transition = decided(run, failure("optional", 2))
 
     assert states_after(transition) == {"needs": JobState.SKIPPED, "either": JobState.DISPATCHED}
 
@@ -238,7 +245,7 @@ def test_a_run_whose_only_failure_was_tolerated_succeeds() -> None:
         TOLERANT, jobs={"ok": succeeded(1), "optional": failed(2), "needs": skipped(), "either": dispatched()}
     )
 
-    transition = decide(run, success("either"), NOW)
+    transition = decided(run, success("either"))
 
     assert statuses_of(transition)[-1] == (StatusName.WORKFLOW_SUCCEEDED, None)
 
@@ -264,7 +271,7 @@ HANDLED = compiled(
 def test_a_final_failure_starts_the_handlers_with_the_failure_and_every_success_instead_of_ending() -> None:
     run = run_of(HANDLED, {"audit": False}, jobs={"a": dispatched(), "b": succeeded({"b": 1})})
 
-    transition = decide(run, failure("a", 1, "disk full"), NOW)
+    transition = decided(run, failure("a", 1, "disk full"))
 
     assert isinstance(transition, Transition)
     assert jobs_of(transition) == [("release", 1)]
@@ -301,7 +308,7 @@ def _handling(**jobs: JobRecord) -> Any:
 def test_the_run_ends_failed_with_the_failures_error_once_every_handler_has_finished() -> None:
     run = _handling(release=succeeded(), page=dispatched())
 
-    transition = decide(run, replace(success("page"), phase=HANDLERS_PHASE), NOW)
+    transition = decided(run, replace(success("page"), phase=HANDLERS_PHASE))
 
     assert isinstance(transition, Transition)
     assert transition.changes["status"] == RunState.FAILED
@@ -313,7 +320,7 @@ def test_the_run_ends_failed_with_the_failures_error_once_every_handler_has_fini
 
 
 def test_a_failing_handler_is_retried_then_recorded_and_never_starts_the_handlers_again() -> None:
-    retry = decide(_handling(release=dispatched()), replace(failure("release", 1), phase=HANDLERS_PHASE), NOW)
+    retry = decided(_handling(release=dispatched()), replace(failure("release", 1), phase=HANDLERS_PHASE))
     assert jobs_of(retry) == [("release", 2)]
 
     transition = decide(
@@ -327,11 +334,11 @@ def test_a_failing_handler_is_retried_then_recorded_and_never_starts_the_handler
 
 
 def test_workflow_jobs_get_no_new_attempts_while_the_handlers_run_but_their_successes_are_kept() -> None:
-    late_failure = decide(_handling(b=dispatched(), release=dispatched()), failure("b", 1), NOW)
+    late_failure = decided(_handling(b=dispatched(), release=dispatched()), failure("b", 1))
     assert states_after(late_failure) == {"b": JobState.FAILED}
     assert jobs_of(late_failure) == []
 
-    late_success = decide(_handling(b=dispatched(), release=dispatched()), success("b", output=7), NOW)
+    late_success = decided(_handling(b=dispatched(), release=dispatched()), success("b", output=7))
 
     assert isinstance(late_success, Transition)
     assert late_success.changes["jobs.b.output"] == 7
@@ -344,7 +351,7 @@ def test_the_handlers_end_the_run_at_once_when_every_one_is_skipped() -> None:
     )
     run = run_of(definition, jobs={"a": dispatched()})
 
-    transition = decide(run, failure("a"), NOW)
+    transition = decided(run, failure("a"))
 
     assert states_after(transition) == {"a": JobState.FAILED, "only_on_cancel": JobState.SKIPPED}
     assert statuses_of(transition) == [
@@ -356,7 +363,7 @@ def test_the_handlers_end_the_run_at_once_when_every_one_is_skipped() -> None:
 def test_a_cancel_runs_the_handlers_and_the_run_ends_cancelled_after_them() -> None:
     run = run_of(HANDLED, {"audit": True}, jobs={"a": dispatched(), "b": succeeded(1)})
 
-    transition = decide(run, report(StatusName.CANCEL_REQUESTED, reason="wrong order"), NOW)
+    transition = decided(run, report(StatusName.CANCEL_REQUESTED, reason="wrong order"))
 
     assert isinstance(transition, Transition)
     assert states_after(transition) == {
@@ -393,7 +400,7 @@ def test_a_cancel_runs_the_handlers_and_the_run_ends_cancelled_after_them() -> N
     assert (
         decide(cancelling, report(StatusName.CANCEL_REQUESTED, reason="wrong order"), NOW) is None
     )  # a duplicate
-    end = decide(cancelling, replace(success("audit"), phase=HANDLERS_PHASE), NOW)
+    end = decided(cancelling, replace(success("audit"), phase=HANDLERS_PHASE))
     assert isinstance(end, Transition)
     assert end.changes["status"] == RunState.CANCELLED
     assert end.statuses[-1].status == StatusName.WORKFLOW_CANCELLED
@@ -401,7 +408,7 @@ def test_a_cancel_runs_the_handlers_and_the_run_ends_cancelled_after_them() -> N
 
 
 def test_a_cancel_while_the_handlers_run_ends_the_run_at_once() -> None:
-    transition = decide(_handling(release=dispatched()), report(StatusName.CANCEL_REQUESTED), NOW)
+    transition = decided(_handling(release=dispatched()), report(StatusName.CANCEL_REQUESTED))
 
     assert isinstance(transition, Transition)
     assert transition.changes["status"] == RunState.CANCELLED
