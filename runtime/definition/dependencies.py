@@ -1,6 +1,6 @@
 """What one job may wait for and read: ``after`` names a job of its own phase or of an earlier
 one (a failure handler: other handlers only), ``join`` needs ``after``, a handler cannot
-``allow_failure``, and ``when`` reads only results the job gets."""
+``allow_failure``, and ``when`` and ``for_each`` read only results the job gets."""
 
 from __future__ import annotations
 
@@ -78,26 +78,28 @@ def _check_reads(
         if not _is_handlers(where)
         and (handler or (where is not phase and rank.get(where.name, -1) < rank.get(phase.name, -1)))
     ]
-    for member in job.when_reads:
-        path = (*job.path, "when")
+    for key, member in [("when", name) for name in job.when_reads] + [
+        ("for_each", name) for name in job.for_each_reads
+    ]:
+        path = (*job.path, key)
         if member in after or member in earlier:
             continue
         if member not in owner:
             report.add(
                 path,
-                f"'when' reads results.{member}, but there is no job {member!r}"
+                f"{key!r} reads results.{member}, but there is no job {member!r}"
                 f"{did_you_mean(member, [*after, *earlier])}",
             )
         elif owner[member] is not phase:
             report.add(
                 path,
-                f"'when' reads results.{member}, but {member!r} runs in {_later(owner[member])}, after "
+                f"{key!r} reads results.{member}, but {member!r} runs in {_later(owner[member])}, after "
                 f"job {job.name!r}: its result is not there yet",
             )
         else:
             report.add(
                 path,
-                f"'when' reads results.{member}, but {member!r} is neither in the 'after' of {job.name!r} "
+                f"{key!r} reads results.{member}, but {member!r} is neither in the 'after' of {job.name!r} "
                 f"({name_list(after)}) nor in an earlier phase, so its result is not there yet; add it "
                 "to 'after'",
             )

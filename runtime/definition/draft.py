@@ -42,6 +42,9 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "env",
                 "when",
                 "permissions",
+                "for_each",
+                "max_concurrency",
+                "tolerated_failures",
             }
         ),
         "permission": frozenset({"actions", "resources"}),
@@ -82,6 +85,8 @@ class DraftJob:
     """``Job`` fields beyond name/phase/after; only what the spec sets (the model has defaults)."""
     when_reads: list[str] = field(default_factory=list)
     """The jobs its ``when`` reads (``results.<job>``), checked once the phase order is known."""
+    for_each_reads: list[str] = field(default_factory=list)
+    """The same for its ``for_each``."""
 
 
 @dataclass

@@ -52,6 +52,10 @@ destination and counts as a failed attempt under the job's ``retries``. A retry 
 new attempt, and ``retries: N`` runs a job's code at most N + 1 times."""
 
 
+FAN_OUT_KEYS = ("for_each", "max_concurrency", "tolerated_failures")
+"""A ``for_each`` job's settings, in the snapshot only when the job has ``for_each``."""
+
+
 def _frozen_mapping(value: Mapping[str, str] | None) -> Mapping[str, str]:
     return MappingProxyType(dict(value or {}))
 
@@ -103,6 +107,14 @@ class Job:
     """JMESPath condition over ``{"input": ..., "results": ...}``; false skips the job."""
     permissions: tuple[Permission, ...] = ()
     """Statements the job's role gets on top of what every job's role has."""
+    for_each: str | None = None
+    """JMESPath over ``{"input", "results"}`` giving the array of items the job runs once for
+    each (``runtime.fanout``); None: the job runs once."""
+    max_concurrency: int = 100
+    """Items of a ``for_each`` job in flight at once (1-1000)."""
+    tolerated_failures: int | str = 0
+    """Items whose last attempt may fail before a ``for_each`` job fails: a count, or ``"P%"``
+    of the items."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "after", tuple(self.after))
@@ -293,6 +305,11 @@ def _phase_document(phase: Phase) -> dict[str, Any]:
                 "retries": job.retries,
                 "when": job.when,
                 "permissions": [permission.to_document() for permission in job.permissions],
+                **(
+                    {}
+                    if job.for_each is None
+                    else {key: getattr(job, key) for key in FAN_OUT_KEYS}
+                ),
             }
             for job in phase.jobs
         ],
@@ -318,6 +335,7 @@ def _phase_from_document(phase: Mapping[str, Any]) -> Phase:
                     Permission(actions=tuple(item["actions"]), resources=tuple(item["resources"]))
                     for item in job.get("permissions", ())
                 ),
+                **{key: job[key] for key in FAN_OUT_KEYS if key in job},
             )
             for job in phase["jobs"]
         ),
