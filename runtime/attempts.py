@@ -10,6 +10,7 @@ from runtime import limits
 from runtime.documents import JobRecord, JobState, Lease, RunState, StatusEvent, StatusName
 from runtime.engine import Rejection
 from runtime.events import FailureRecord, JobEvent
+from runtime.items import lane_of
 
 
 def attempt_failed(job: JobEvent, error: str) -> StatusEvent:
@@ -22,6 +23,7 @@ def attempt_failed(job: JobEvent, error: str) -> StatusEvent:
         job=job.job,
         attempt=job.attempt,
         error=limits.bounded(error),
+        index=job.index,
     )
 
 
@@ -48,7 +50,20 @@ def attempt_blocked(job: JobEvent, state: tuple[RunState, JobRecord | None] | No
     run_state, record = state
     if run_state != RunState.RUNNING:
         return f"the run had ended ({run_state}) before attempt {job.attempt} of {job.job!r} started"
+    if job.index is not None:
+        return _item_blocked(job, record)
     if record is None or record.state != JobState.DISPATCHED or record.attempt != job.attempt:
         where = "not in the run" if record is None else f"{record.state} at attempt {record.attempt}"
         return f"attempt {job.attempt} of {job.job!r} is stale: the job is {where}"
     return None
+
+
+def _item_blocked(job: JobEvent, record: JobRecord | None) -> str | None:
+    """An item's attempt runs while its job fans out and the item's lane holds that attempt."""
+    assert job.index is not None
+    fan_out = None if record is None else record.fan_out
+    lane = None if fan_out is None else fan_out.lanes.get(lane_of(job.index, fan_out.concurrency))
+    in_flight = record is not None and record.state == JobState.DISPATCHED
+    if in_flight and lane is not None and (lane.index, lane.attempt) == (job.index, job.attempt):
+        return None
+    return f"attempt {job.attempt} of item {job.index} of {job.job!r} is stale: its job has moved on"

@@ -19,6 +19,8 @@ NOTIFICATIONS_COLLECTION = "NOTIFICATIONS_COLLECTION"
 """The collection of the notifier's claims, one per status it reports."""
 LEASES_COLLECTION = "LEASES_COLLECTION"
 """The collection of job attempts' leases, one per attempt being run."""
+ITEMS_COLLECTION = "ITEMS_COLLECTION"
+"""The collection of the items of ``for_each`` jobs, one document per item."""
 WORKFLOW_NAME = "WORKFLOW_NAME"
 """The reconciler's workflow: it repairs runs of that workflow only."""
 JOB_HANDLER = "JOB_HANDLER"
@@ -39,6 +41,7 @@ ENVIRONMENT_NAMES = frozenset(
         STATUSES_COLLECTION,
         NOTIFICATIONS_COLLECTION,
         LEASES_COLLECTION,
+        ITEMS_COLLECTION,
         JOB_HANDLER,
         WORKFLOW_NAME,
         WORKFLOW_DEFINITION_FILE,

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtime.errors import EventError
 from runtime.failures import Failure, failure_from_document
+from runtime.items import FanOut, fan_out_from_document
 
 if TYPE_CHECKING:
     from runtime.definition.model import Workflow
@@ -137,6 +138,11 @@ class JobRecord:
     first_attempt: int | None = None
     """The first attempt of the job's current retry budget: set by a redrive (attempts keep
     counting up across redrives, the budget starts afresh); None means 1."""
+    output_ref: str | None = None
+    """Where the output is kept when it is not inline (``runtime.outputs``): a large output, or
+    a ``for_each`` job's array of item outputs."""
+    fan_out: FanOut | None = None
+    """A ``for_each`` job's counters and the items it has in flight (``runtime.items``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -174,10 +180,24 @@ class Run:
     def workflow(self) -> str:
         return self.definition.name
 
+    loaded_outputs: Mapping[str, Any] = field(default_factory=dict)
+    """Outputs kept by reference that the orchestrator loaded for a ``when`` or ``for_each``
+    to read (never written back, never put in an event)."""
+
     @property
     def outputs(self) -> dict[str, Any]:
-        """Outputs of the jobs that succeeded: what their dependents get as ``results``."""
+        """Outputs of the jobs that succeeded: what their dependents get as ``results`` (None for
+        an output kept by reference, which travels in ``references``)."""
         return {name: job.output for name, job in self.jobs.items() if job.state == JobState.SUCCEEDED}
+
+    @property
+    def references(self) -> dict[str, str]:
+        """Where the outputs of succeeded jobs kept by reference are."""
+        return {
+            name: job.output_ref
+            for name, job in self.jobs.items()
+            if job.state == JobState.SUCCEEDED and job.output_ref is not None
+        }
 
 
 _ID, WORKFLOW, DEFINITION, INPUT, RUN_STATE, PHASE, JOBS, PHASES = (
@@ -211,12 +231,16 @@ _JOB_FIELDS = {
     "finished_at": "finishedAt",
     "invoked_attempt": "invokedAttempt",
     "first_attempt": "firstAttempt",
+    "output_ref": "outputRef",
+    "fan_out": "fanOut",
 }
 """JobRecord attribute -> its field in the run document."""
 
 
 def _job_from_document(document: Mapping[str, Any]) -> JobRecord:
     values = {name: document[key] for name, key in _JOB_FIELDS.items() if document.get(key) is not None}
+    if "fan_out" in values:
+        values["fan_out"] = fan_out_from_document(values["fan_out"])
     return JobRecord(**{**values, "state": JobState(document["state"])})
 
 
@@ -226,7 +250,7 @@ def _job_to_document(record: JobRecord) -> Document:
     for name, key in _JOB_FIELDS.items():
         value = getattr(record, name)
         if key not in document and value is not None:
-            document[key] = value
+            document[key] = value.to_document() if isinstance(value, FanOut) else value
     return document
 
 
@@ -428,10 +452,11 @@ def _job_field(job: str, name: str) -> str:
 # -- status documents --------------------------------------------------------------------------
 
 RUN_ID, STATUS, JOB, ATTEMPT, DATE = "runId", "status", "job", "attempt", "date"
-OUTPUT, REQUEST_ID, REASON = "output", "requestId", "reason"
+OUTPUT, REQUEST_ID, REASON, INDEX, OUTPUT_REF = "output", "requestId", "reason", "index", "outputRef"
 
-STATUS_KEY = (RUN_ID, PHASE, JOB, STATUS, ATTEMPT)
-"""The unique key of ``statuses``: repeating a report of the same attempt is a no-op."""
+STATUS_KEY = (RUN_ID, PHASE, JOB, INDEX, STATUS, ATTEMPT)
+"""The unique key of ``statuses``: repeating a report of the same attempt (of the same item of a
+``for_each`` job; ``index`` is missing, so null, on every other status) is a no-op."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -455,6 +480,10 @@ class StatusEvent:
     """On a cancel: why, as the person who asked said it."""
     date: datetime | None = None
     """When it was recorded (set on the documents read back)."""
+    index: int | None = None
+    """The item of a ``for_each`` job this attempt ran for; None on every other status."""
+    output_ref: str | None = None
+    """On a success whose output is kept by reference (``runtime.outputs``), instead of ``output``."""
 
     @property
     def key(self) -> str:
@@ -463,7 +492,8 @@ class StatusEvent:
         if self.job is None:
             name = f"{self.status}:{self.phase}" if self.phase else str(self.status)
             return f"{name}:{self.attempt}" if self.attempt else name
-        return f"{self.status}:{self.job}:{self.attempt}"
+        item = "" if self.index is None else f"[{self.index}]"
+        return f"{self.status}:{self.job}{item}:{self.attempt}"
 
     def to_document(self, date: datetime) -> Document:
         """The document recorded in ``statuses`` at ``date``: the key fields, then ``output`` on a
@@ -478,7 +508,11 @@ class StatusEvent:
             ATTEMPT: self.attempt,
             DATE: date,
         }
-        if self.status == StatusName.SUCCESS:
+        if self.index is not None:
+            document[INDEX] = self.index
+        if self.output_ref is not None:
+            document[OUTPUT_REF] = self.output_ref
+        elif self.status == StatusName.SUCCESS:
             document[OUTPUT] = self.output
         if self.error is not None:
             document[ERROR] = self.error
@@ -493,12 +527,13 @@ class StatusEvent:
         attempt (a success racing an on-failure record) is refused as a duplicate key."""
         if self.status not in TERMINAL_JOB_STATUSES or self.job is None:
             return {}
-        return {_ID: terminal_id(self.run_id, self.job, self.attempt)}
+        return {_ID: terminal_id(self.run_id, self.job, self.attempt, self.index)}
 
 
-def terminal_id(run_id: str, job: str, attempt: int) -> str:
-    """The ``_id`` of the one terminal report of a job attempt (job names never hold a ``/``)."""
-    return f"{run_id}/{job}/{attempt}/end"
+def terminal_id(run_id: str, job: str, attempt: int, index: int | None = None) -> str:
+    """The ``_id`` of the one terminal report of a job attempt (of one item: ``index``); job
+    names never hold a ``/``."""
+    return f"{lease_id(run_id, job, attempt, index)}/end"
 
 
 # -- leases -------------------------------------------------------------------------------------
@@ -523,8 +558,8 @@ class Lease:
         return {_ID: self.lease_id, OWNER: self.owner, TOKEN: self.token, EXPIRES_AT: self.expires_at}
 
 
-def lease_id(run_id: str, job: str, attempt: int) -> str:
-    return f"{run_id}/{job}/{attempt}"
+def lease_id(run_id: str, job: str, attempt: int, index: int | None = None) -> str:
+    return f"{run_id}/{job}/{attempt}" if index is None else f"{run_id}/{job}[{index}]/{attempt}"
 
 
 def lease_from_document(document: Mapping[str, Any]) -> Lease:
@@ -567,6 +602,9 @@ def status_from_document(document: Mapping[str, Any], where: str = "status docum
         if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 0:
             raise EventError(f"{where}: attempt of a run-level status is a round >= 0, got {attempt!r}")
     date = document.get(DATE)
+    index = document.get(INDEX)
+    if index is not None and (isinstance(index, bool) or not isinstance(index, int) or index < 0):
+        raise EventError(f"{where}: index must be an item's index >= 0, got {index!r}")
     return StatusEvent(
         run_id=required(document, RUN_ID, str, where),
         workflow=required(document, WORKFLOW, str, where),
@@ -579,6 +617,8 @@ def status_from_document(document: Mapping[str, Any], where: str = "status docum
         request_id=optional_str(document, REQUEST_ID, where),
         reason=optional_str(document, REASON, where),
         date=date if isinstance(date, datetime) else None,
+        index=index,
+        output_ref=optional_str(document, OUTPUT_REF, where),
     )
 
 

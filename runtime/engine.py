@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from runtime import failure_handlers, limits
+from runtime import failure_handlers, fanout, limits
 from runtime.definition.model import HANDLERS_PHASE, Phase, Workflow
 from runtime.documents import (
     REDRIVABLE,
@@ -45,6 +45,7 @@ from runtime.documents import (
 )
 from runtime.events import JobEvent
 from runtime.failures import CANCELLED, FAILED, Failure
+from runtime.fanout import FanOutStart, OutputsNeeded
 from runtime.joins import (
     condition_results,
     is_truthy,
@@ -94,6 +95,9 @@ class Transition:
     """Run-level statuses to record once the write is made."""
     expiry: Expiry | None = None
     """The run's statuses get this expiry once they are recorded (None: no change)."""
+    fan_outs: tuple[FanOutStart, ...] = ()
+    """``for_each`` jobs this write starts: their items are stored before it, their lanes
+    started after it (``runtime.handlers.items``)."""
     fallback: Transition | None = None
     """For a success planned against the whole run (its version): the completion alone, guarded
     by the job's own state, for when another handler wrote first; the rest is then decided again
@@ -121,11 +125,15 @@ def initial_run(definition: Workflow, run_id: str, run_input: Any) -> Run:
     )
 
 
-def decide(run: Run, event: StatusEvent, now: datetime) -> Transition | Rejection | None:
-    """What ``event`` does to ``run`` as it is stored; None: nothing to write. A write that would
-    grow the run document past what MongoDB stores fails the run instead (or, once the run has
-    ended, is not made): MongoDB would refuse it on every redelivery and the run would stall."""
-    decision = _decide(run, event, now)
+def decide(run: Run, event: StatusEvent, now: datetime) -> Transition | Rejection | OutputsNeeded | None:
+    """What ``event`` does to ``run`` as it is stored; None: nothing to write; ``OutputsNeeded``:
+    decide again once these outputs are loaded. A write that would grow the run document past
+    what MongoDB stores fails the run instead (or, once the run has ended, is not made): MongoDB
+    would refuse it on every redelivery and the run would stall."""
+    try:
+        decision = _decide(run, event, now)
+    except OutputsNeeded as needed:
+        return needed
     if not isinstance(decision, Transition) or run.stored_bytes == 0:
         return decision
     growth = sum(limits.field_bytes(path, value) for path, value in decision.changes.items())
@@ -193,9 +201,10 @@ def _decide(run: Run, event: StatusEvent, now: datetime) -> Transition | Rejecti
     return Rejection(action="ignored", reason=f"the orchestrator does not act on '{event.status}'")
 
 
-def record_success(run: Run, job: str, output: Any) -> Run:
-    """The run as it is once ``job``'s current attempt has succeeded with ``output``."""
-    succeeded = replace(run.jobs[job], state=JobState.SUCCEEDED, output=output)
+def record_success(run: Run, job: str, output: Any, output_ref: str | None = None) -> Run:
+    """The run as it is once ``job``'s current attempt has succeeded with ``output`` (kept at
+    ``output_ref`` when it is kept by reference)."""
+    succeeded = replace(run.jobs[job], state=JobState.SUCCEEDED, output=output, output_ref=output_ref)
     return replace(run, jobs={**run.jobs, job: succeeded})
 
 
@@ -209,9 +218,10 @@ def plan_success(run: Run, event: StatusEvent, now: datetime) -> Transition | No
         return None
     completion = Transition(
         conditions=job_is(event.job, JobState.DISPATCHED, event.attempt),
-        changes=job_changed(event.job, state=JobState.SUCCEEDED, output=event.output, finished_at=now),
+        changes=job_changed(event.job, state=JobState.SUCCEEDED, output=event.output, finished_at=now)
+        | ({} if event.output_ref is None else job_changed(event.job, output_ref=event.output_ref)),
     )
-    progress = plan_progress(record_success(run, event.job, event.output), event.key, now)
+    progress = plan_progress(record_success(run, event.job, event.output, event.output_ref), event.key, now)
     if progress is None:
         return replace(completion, conditions=at_version(run.version), fallback=completion)
     return Transition(
@@ -220,6 +230,7 @@ def plan_success(run: Run, event: StatusEvent, now: datetime) -> Transition | No
         dispatches=progress.dispatches,
         statuses=progress.statuses,
         expiry=progress.expiry,
+        fan_outs=progress.fan_outs,
         fallback=completion,
     )
 
@@ -258,27 +269,36 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
     changes: Fields = {}
     dispatches: list[JobEvent] = []
     statuses: list[StatusEvent] = []
+    fan_outs: list[FanOutStart] = []
     phase: Phase | None = run.definition.phase(run.phase)
     while phase is not None:
         while ready := ready_jobs(phase, states):
             for job in ready:
                 conditions |= job_is(job.name, JobState.PENDING)
+                results = condition_results(run, job, outputs)
                 try:
-                    starts = join_holds(job, states) and when_holds(
-                        job, run, condition_results(run, job, outputs)
-                    )
+                    fanout.require_loaded(run, job.when or "", results)
+                    starts = join_holds(job, states) and when_holds(job, run, results)
+                except OutputsNeeded:
+                    raise
                 except Exception as exc:  # JMESPath's functions raise more than JMESPathError
                     # A condition that cannot be evaluated fails the run rather than the handler:
                     # raising would fail every redelivery of this event and the run would hang.
                     # Nothing decided in this pass is kept: a failed run dispatches nothing more.
-                    return _fail_run(
-                        run,
-                        key,
-                        run_is(RunState.RUNNING, run.phase) | job_is(job.name, JobState.PENDING),
-                        job.name,
-                        f"the 'when' of {job.name!r} failed: {exc}",
-                        now,
+                    started: tuple[JobRecord, FanOutStart | None] | str = (
+                        f"the 'when' of {job.name!r} failed: {exc}"
                     )
+                else:
+                    started = fanout.begin(run, job, results, key, now) if starts and job.for_each else ""
+                if isinstance(started, str) and started:
+                    guard = run_is(RunState.RUNNING, run.phase) | job_is(job.name, JobState.PENDING)
+                    return _fail_run(run, key, guard, job.name, started, now)
+                if isinstance(started, tuple):
+                    # A fan-out: its items, not the job, are dispatched (or it is done: no items).
+                    states[job.name], changes = started[0].state, changes | job_set(job.name, started[0])
+                    outputs |= {} if started[1] else {job.name: started[0].output}
+                    fan_outs.extend(() if started[1] is None else (started[1],))
+                    continue
                 states[job.name] = JobState.DISPATCHED if starts else JobState.SKIPPED
                 # A job a redrive reopened keeps counting its attempts: the job wrapper claims
                 # each attempt number once, so a number is never used twice.
@@ -309,6 +329,7 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
         dispatches=tuple(dispatches),
         statuses=tuple(statuses),
         expiry=_expiry(_expire_at(run, now)) if phase is None else None,
+        fan_outs=tuple(fan_outs),
     )
 
 
@@ -329,9 +350,11 @@ def plan_failure(run: Run, event: StatusEvent, now: datetime) -> Transition | No
     if run.state == RunState.RUNNING:
         conditions |= run_is(RunState.RUNNING)
         first_attempt = record.first_attempt or 1
-        if failure_handlers.tolerated(run, job, event.attempt < first_attempt + job.retries):
+        # A fan-out's items are retried, not the fan-out: its failure is the last.
+        retry_left = job.for_each is None and event.attempt < first_attempt + job.retries
+        if failure_handlers.tolerated(run, job, retry_left):
             return _tolerate_failure(run, event, conditions, error, now)
-        if event.attempt < first_attempt + job.retries:
+        if retry_left:
             return Transition(
                 conditions=conditions,
                 changes=job_changed(
@@ -436,6 +459,7 @@ def plan_redrive(run: Run, event: StatusEvent, now: datetime) -> Transition | Re
         conditions=at_version(run.version),
         changes=changes,
         dispatches=() if progress is None else progress.dispatches,
+        fan_outs=() if progress is None else progress.fan_outs,
         statuses=statuses,
         expiry=(progress.expiry if progress is not None else None)
         or (Expiry(None) if run.expire_at is not None else None),
@@ -459,6 +483,7 @@ def replay(
         if (record := run.jobs[job.name]).caused_by == key
         and record.state == JobState.DISPATCHED
         and record.invoked_attempt != record.attempt
+        and job.for_each is None  # a fan-out's items are replayed by their lanes
         and run.state == RunState.RUNNING
         and (record.claimed_at is None or age(record.claimed_at, now) >= redispatch_after)
     )
@@ -547,6 +572,7 @@ def _with_progress(transition: Transition, progress: Transition | None) -> Trans
         dispatches=transition.dispatches + progress.dispatches,
         statuses=transition.statuses + progress.statuses,
         expiry=progress.expiry,
+        fan_outs=transition.fan_outs + progress.fan_outs,
     )
 
 

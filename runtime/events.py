@@ -32,6 +32,13 @@ class JobEvent:
     failure: Mapping[str, Any] | None = None
     """A failure handler's: what failed (phase, job, attempt, error) and why the handlers run
     (``reason``: ``failed`` or ``cancelled``)."""
+    references: Mapping[str, str] = field(default_factory=dict)
+    """Job -> where its output is kept (``runtime.outputs``), for results too large for an event:
+    the job wrapper puts the values into ``results`` before the user's handler sees them."""
+    index: int | None = None
+    """The item of a ``for_each`` job this invocation runs, by its place in the array."""
+    item: Any = None
+    """That item's value."""
 
     def to_payload(self) -> dict[str, Any]:
         payload = {
@@ -43,7 +50,13 @@ class JobEvent:
             "input": self.input,
             "results": dict(self.results),
         }
-        return payload if self.failure is None else payload | {"failure": dict(self.failure)}
+        if self.failure is not None:
+            payload["failure"] = dict(self.failure)
+        if self.references:
+            payload["references"] = dict(self.references)
+        if self.index is not None:
+            payload |= {"item": self.item, "index": self.index}
+        return payload
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,6 +113,12 @@ def parse_job_event(event: object) -> JobEvent:
     failure = payload.get("failure")
     if failure is not None and not isinstance(failure, Mapping):
         raise EventError(f"{where}: 'failure' must be an object")
+    references = payload.get("references") or {}
+    if not isinstance(references, Mapping) or not all(isinstance(ref, str) for ref in references.values()):
+        raise EventError(f"{where}: 'references' must map job names to references")
+    index = payload.get("index")
+    if index is not None and (isinstance(index, bool) or not isinstance(index, int) or index < 0):
+        raise EventError(f"{where}: 'index' must be an item's index >= 0, got {index!r}")
     return JobEvent(
         run_id=required(payload, "run_id", str, where),
         workflow=required(payload, "workflow", str, where),
@@ -109,6 +128,9 @@ def parse_job_event(event: object) -> JobEvent:
         input=payload.get("input"),
         results=dict(results),
         failure=None if failure is None else dict(failure),
+        references=dict(references),
+        index=index,
+        item=payload.get("item"),
     )
 
 

@@ -55,7 +55,9 @@ def job_results(job: Job, outputs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def condition_results(run: Run, job: Job, outputs: Mapping[str, Any]) -> dict[str, Any]:
-    """What ``job``'s ``when`` reads as ``results``: its own results and the earlier phases'."""
+    """What ``job``'s ``when`` (and ``for_each``) reads as ``results``: its own results and the
+    earlier phases', with the outputs kept by reference that the orchestrator loaded for it."""
+    outputs = {**outputs, **run.loaded_outputs}
     earlier = {name: outputs[name] for name in run.definition.earlier_jobs(job.phase) if name in outputs}
     return earlier | job_results(job, outputs)
 
@@ -79,6 +81,8 @@ def when_holds(job: Job, run: Run, results: Mapping[str, Any]) -> bool:
 def job_event(run: Run, job: Job, attempt: int, outputs: Mapping[str, Any] | None = None) -> JobEvent:
     """The event ``job``'s ``attempt`` is invoked with (``outputs``: the run's, when known)."""
     failure = run.failure.to_event() if run.failure is not None and job.phase == HANDLERS_PHASE else None
+    results = job_results(job, run.outputs if outputs is None else outputs)
+    references = run.references
     return JobEvent(
         run_id=run.run_id,
         workflow=run.workflow,
@@ -86,6 +90,7 @@ def job_event(run: Run, job: Job, attempt: int, outputs: Mapping[str, Any] | Non
         job=job.name,
         attempt=attempt,
         input=run.input,
-        results=job_results(job, run.outputs if outputs is None else outputs),
+        results=results,
         failure=failure,
+        references={name: references[name] for name in results if name in references},
     )

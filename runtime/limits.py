@@ -36,9 +36,14 @@ JSON_SAFE_INTEGER = 2**53 - 1
 document into JSON in JavaScript, so a larger integer in an output would reach the orchestrator
 changed."""
 
-OUTPUT_MAX_BYTES = EVENTBRIDGE_ENTRY_BYTES // 2
-"""A job's output, as JSON: half an EventBridge entry, which the success event carries it in
-(with the envelope's fields and JSON's escapes that may grow it)."""
+OUTPUT_INLINE_MAX_BYTES = EVENTBRIDGE_ENTRY_BYTES // 2
+"""A job's output, as JSON, that travels in events: half an EventBridge entry, which the success
+event carries it in (with the envelope's fields and JSON's escapes that may grow it). A larger
+one is kept by reference (``runtime.outputs``)."""
+
+OUTPUT_MAX_BYTES = 64 * 1024 * 1024
+"""A job's output, as JSON, at most: kept by reference (in GridFS past one MongoDB document), and
+held in memory by the job wrapper of each job that gets it in its ``results``."""
 
 OUTPUT_MAX_DEPTH = MONGODB_NESTING_DEPTH - 10
 """Levels of nesting in a job's output: the run document holds it three levels down (the run,

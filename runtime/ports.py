@@ -23,6 +23,7 @@ from runtime.documents import (
 )
 from runtime.errors import WorkflowError
 from runtime.events import JobEvent
+from runtime.item_store import ItemStore
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,10 @@ class RunStore(Protocol):
         self, run_id: str, phase: str | None, job: str | None, status: StatusName, attempt: int
     ) -> StatusEvent | None: ...
 
-    def read_terminal_status(self, run_id: str, phase: str, job: str, attempt: int) -> StatusEvent | None:
-        """The ``success`` or ``failed`` report of one attempt, if any."""
+    def read_terminal_status(
+        self, run_id: str, phase: str, job: str, attempt: int, index: int | None = None
+    ) -> StatusEvent | None:
+        """The ``success`` or ``failed`` report of one attempt (of item ``index``), if any."""
 
     def read_statuses(self, run_id: str) -> list[StatusEvent]:
         """The run's statuses in the order they were recorded."""
@@ -111,6 +114,9 @@ class RunStore(Protocol):
 
     def expire_statuses(self, run_id: str, expire_at: datetime | None) -> None:
         """Have the run's statuses deleted at ``expire_at`` (None: kept, a redriven run)."""
+
+    def items(self) -> ItemStore:
+        """The items of ``for_each`` jobs and the outputs kept by reference, on the same database."""
 
 
 class NotificationClaims(Protocol):

@@ -21,6 +21,8 @@ class StoreSettings:
     """The notifier's claims, one per status it reported (env ``NOTIFICATIONS_COLLECTION``)."""
     leases_collection: str = "leases"
     """One lease per job attempt, held by the invocation running it (env ``LEASES_COLLECTION``)."""
+    items_collection: str = "items"
+    """The items of ``for_each`` jobs, one document each (env ``ITEMS_COLLECTION``)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> StoreSettings:
@@ -33,4 +35,5 @@ class StoreSettings:
                 contracts.NOTIFICATIONS_COLLECTION, defaults.notifications_collection
             ),
             leases_collection=environ.get(contracts.LEASES_COLLECTION, defaults.leases_collection),
+            items_collection=environ.get(contracts.ITEMS_COLLECTION, defaults.items_collection),
         )

@@ -29,6 +29,7 @@ from runtime.documents import (
     CREATED_AT,
     DATE,
     EXPIRE_AT,
+    INDEX,
     JOB,
     OPERATION_STATUSES,
     PHASE,
@@ -66,6 +67,7 @@ from runtime.documents import (
 )
 from runtime.engine import utcnow
 from runtime.errors import DocumentRejected, StoreError
+from runtime.item_store import MongoItems
 from runtime.notifications import CLAIMED_AT, NOTIFICATION_STATE, SENT_AT, NotificationState, status_identity
 from runtime.settings import StoreSettings
 
@@ -92,7 +94,7 @@ of these (a run does not stay running for long, so there are few to scan); ended
 Neither key changes on the hot path, a success that does not end the run."""
 
 STATUS_INDEXES: Mapping[str, tuple[list[tuple[str, int]], Mapping[str, Any]]] = {
-    "one_report_per_attempt": ([(name, ASC) for name in STATUS_KEY], {"unique": True}),
+    "one_report_per_item_attempt": ([(name, ASC) for name in STATUS_KEY], {"unique": True}),
     **{
         f"{status.value}_by_date": ([(DATE, ASC)], {"partialFilterExpression": {STATUS: status.value}})
         for status in OPERATION_STATUSES
@@ -132,13 +134,23 @@ class MongoStore:
         self.statuses: Collection[Document] = database[self.settings.statuses_collection]
         self.notifications: Collection[Document] = database[self.settings.notifications_collection]
         self.leases: Collection[Document] = database[self.settings.leases_collection]
+        self._items = MongoItems(self.runs, database[self.settings.items_collection])
         # The same documents as raw BSON: reading a run this way tells its stored size.
         self._raw_runs = self.runs.with_options(
             codec_options=self.runs.codec_options.with_options(document_class=RawBSONDocument)
         )
 
+    def items(self) -> MongoItems:
+        """The items of ``for_each`` jobs and the outputs kept by reference."""
+        return self._items
+
     def ensure_indexes(self) -> None:
-        """Idempotent; creating an index that exists is a no-op on the server."""
+        """Idempotent; creating an index that exists is a no-op on the server. The unique key of
+        ``statuses`` before items had an index of their own is dropped: it would refuse the
+        second item's report of an attempt."""
+        if "one_report_per_attempt" in _guard("list indexes", self.statuses.index_information):
+            _guard("drop an old index", partial(self.statuses.drop_index, "one_report_per_attempt"))
+        self.items().ensure_indexes()
         for collection, indexes in ((self.runs, RUN_INDEXES), (self.statuses, STATUS_INDEXES)):
             for name, (keys, options) in indexes.items():
                 _guard(
@@ -251,17 +263,26 @@ class MongoStore:
         return None if document is None else status_from_document(document)
 
     def find_status(
-        self, run_id: str, phase: str | None, job: str | None, status: str, attempt: int
+        self,
+        run_id: str,
+        phase: str | None,
+        job: str | None,
+        status: str,
+        attempt: int,
+        index: int | None = None,
     ) -> Document | None:
-        """One status document as stored, by its unique key."""
-        query = dict(zip(STATUS_KEY, (run_id, phase, job, status, attempt), strict=True))
+        """One status document as stored, by its unique key (``index``: of an item)."""
+        query = dict(zip(STATUS_KEY, (run_id, phase, job, index, status, attempt), strict=True))
         return _guard("read a status", lambda: self.statuses.find_one(query))
 
-    def read_terminal_status(self, run_id: str, phase: str, job: str, attempt: int) -> StatusEvent | None:
+    def read_terminal_status(
+        self, run_id: str, phase: str, job: str, attempt: int, index: int | None = None
+    ) -> StatusEvent | None:
         query = {
             RUN_ID: run_id,
             PHASE: phase,
             JOB: job,
+            INDEX: index,
             ATTEMPT: attempt,
             STATUS: {"$in": [status.value for status in TERMINAL_JOB_STATUSES]},
         }

@@ -20,6 +20,7 @@ from benchmarks.orchestration import race
 from benchmarks.seed_port import SeedStateMachineJob, seed_state_machine
 from cdk_app.local.atlas_events import envelope
 from cdk_app.local.faults import CrashAtStep, CrashingStore, InjectedCrash
+from runtime import limits
 from runtime.definition.model import Job, Phase, Workflow
 from runtime.documents import Lease, StatusEvent, StatusName, lease_id
 from runtime.engine import utcnow
@@ -311,7 +312,7 @@ def test_an_attempt_runs_once_whoever_delivers_it_again(store: MongoStore) -> No
         pytest.param({"x": float("nan")}, id="nan-is-not-json"),
         pytest.param({"id": {"$oid": "6761b2e5c0ffee0123456789"}}, id="dollar-key"),
         pytest.param({"a.b": 1}, id="dotted-key"),
-        pytest.param({"blob": "x" * 200_000}, id="too-large-for-an-event"),
+        pytest.param({"blob": "x" * limits.OUTPUT_MAX_BYTES}, id="too-large-to-keep"),
     ],
 )
 def test_an_output_that_cannot_be_stored_fails_the_attempt_with_the_reason(

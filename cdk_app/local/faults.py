@@ -9,12 +9,14 @@ can crash the same way; faults are never injected inside job code.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from runtime.documents import Fields, JobRecord, Lease, Run, RunState, RunSummary, StatusEvent, StatusName
 from runtime.events import JobEvent
+from runtime.item_store import ClaimedItem, ItemStore, LaneView
+from runtime.items import Lane
 from runtime.ports import Dispatcher, NotificationClaims, RunStore
 
 T = TypeVar("T")
@@ -105,8 +107,10 @@ class CrashingStore:
     ) -> StatusEvent | None:
         return self._store.read_status(run_id, phase, job, status, attempt)
 
-    def read_terminal_status(self, run_id: str, phase: str, job: str, attempt: int) -> StatusEvent | None:
-        return self._store.read_terminal_status(run_id, phase, job, attempt)
+    def read_terminal_status(
+        self, run_id: str, phase: str, job: str, attempt: int, index: int | None = None
+    ) -> StatusEvent | None:
+        return self._store.read_terminal_status(run_id, phase, job, attempt, index)
 
     def read_statuses(self, run_id: str) -> list[StatusEvent]:
         return self._store.read_statuses(run_id)
@@ -137,6 +141,64 @@ class CrashingStore:
 
     def expire_statuses(self, run_id: str, expire_at: datetime | None) -> None:
         self._write("expire_statuses", lambda: self._store.expire_statuses(run_id, expire_at))
+
+    def items(self) -> ItemStore:
+        return CrashingItems(self._store.items(), self.plan)
+
+
+class CrashingItems:
+    """The fan-out path's ``ItemStore`` with each write passing through the crash plan."""
+
+    def __init__(self, items: ItemStore, plan: CrashPlan) -> None:
+        self._items = items
+        self.plan = plan
+        self.outputs = items.outputs
+
+    def insert_items(self, run_id: str, job: str, items: Sequence[Any]) -> None:
+        _crashing_write(self.plan, "insert_items", lambda: self._items.insert_items(run_id, job, items))
+
+    def read_lane(self, run_id: str, job: str, lane: int) -> LaneView | None:
+        return self._items.read_lane(run_id, job, lane)
+
+    def move_lane(
+        self,
+        run_id: str,
+        job: str,
+        lane: int,
+        conditions: Mapping[str, Any],
+        to: Lane,
+        counts: Mapping[str, int],
+    ) -> LaneView | None:
+        return _crashing_write(
+            self.plan, "move_lane", lambda: self._items.move_lane(run_id, job, lane, conditions, to, counts)
+        )
+
+    def end_item(
+        self,
+        run_id: str,
+        job: str,
+        index: int,
+        state: str,
+        output: Any,
+        output_ref: str | None,
+        error: str | None,
+    ) -> None:
+        _crashing_write(
+            self.plan,
+            "end_item",
+            lambda: self._items.end_item(run_id, job, index, state, output, output_ref, error),
+        )
+
+    def claim_next(self, run_id: str, job: str, after: int, concurrency: int) -> ClaimedItem | None:
+        return _crashing_write(
+            self.plan, "claim_next", lambda: self._items.claim_next(run_id, job, after, concurrency)
+        )
+
+    def claim_again(self, run_id: str, job: str, index: int) -> ClaimedItem | None:
+        return _crashing_write(self.plan, "claim_again", lambda: self._items.claim_again(run_id, job, index))
+
+    def read_item(self, run_id: str, job: str, index: int) -> Any:
+        return self._items.read_item(run_id, job, index)
 
 
 class CrashingClaims:

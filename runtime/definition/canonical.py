@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from runtime import contracts
+from runtime.definition.draft import Draft, DraftJob, DraftPhase, Ref, known_fields, mapping, name_refs
 from runtime.definition.expressions import check_expression
 from runtime.definition.for_each import read_for_each
-from runtime.definition.draft import Draft, DraftJob, DraftPhase, Ref, known_fields, mapping, name_refs
 from runtime.definition.input_schema import read_input_schema
 from runtime.definition.job_code import check_job_code
 from runtime.definition.model import HANDLERS_PHASE, JOINS, Notify
@@ -43,6 +43,7 @@ LAMBDA_RESERVED_ENV = frozenset(
 
 RESERVED_ENV = LAMBDA_RESERVED_ENV | contracts.ENVIRONMENT_NAMES
 """Names a spec's ``env`` may not set: Lambda's, and every one our functions read."""
+
 
 def read_spec(document: dict[str, Any], report: Report, base_dir: Path) -> Draft:
     spec = known_fields(document, "spec")

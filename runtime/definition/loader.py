@@ -20,9 +20,9 @@ from pathlib import Path
 
 from runtime.definition.build import compile_file, load_workflow, workflow_from_document
 from runtime.definition.canonical import RESERVED_ENV
-from runtime.definition.expressions import WHEN_ROOTS
 from runtime.definition.discovery import SPEC_MARKERS, SPEC_SUFFIXES, SkippedFile, discover, spec_files
 from runtime.definition.draft import IGNORED_KEYS, SPEC_KEYS
+from runtime.definition.expressions import WHEN_ROOTS
 from runtime.definition.model import Workflow
 from runtime.definition.reading import MAX_DEPTH, MAX_NODES
 from runtime.definition.schema import SCHEMA_PATH, name_pattern

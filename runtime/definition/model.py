@@ -305,11 +305,7 @@ def _phase_document(phase: Phase) -> dict[str, Any]:
                 "retries": job.retries,
                 "when": job.when,
                 "permissions": [permission.to_document() for permission in job.permissions],
-                **(
-                    {}
-                    if job.for_each is None
-                    else {key: getattr(job, key) for key in FAN_OUT_KEYS}
-                ),
+                **({} if job.for_each is None else {key: getattr(job, key) for key in FAN_OUT_KEYS}),
             }
             for job in phase.jobs
         ],

@@ -101,17 +101,29 @@ def _status(event: JobEvent, status: StatusName, **fields: Any) -> StatusEvent:
         phase=event.phase,
         job=event.job,
         attempt=event.attempt,
+        index=event.index,
         **fields,
     )
 
 
-def _check_output(output: Any) -> None:
+def _success(store: RunStore, event: JobEvent, output: Any) -> StatusEvent:
+    """The attempt's ``success``: with its output, or with the reference to it when it is too
+    large for an event (``runtime.outputs``)."""
+    size = _check_output(output)
+    if size <= limits.OUTPUT_INLINE_MAX_BYTES:
+        return _status(event, StatusName.SUCCESS, output=output)
+    ref = store.items().outputs.store(lease_id(event.run_id, event.job, event.attempt, event.index), output)
+    return _status(event, StatusName.SUCCESS, output_ref=ref)
+
+
+def _check_output(output: Any) -> int:
     """The output is stored in the run document, travels in the status event (through the Atlas
     trigger's JavaScript and EventBridge) and in the events of the jobs after this one: strict
     JSON that BSON stores, field names MongoDB takes as they are, integers JavaScript holds
-    exactly, nesting the run document can hold, and well under the event limit."""
+    exactly, nesting the run document can hold, and within ``limits.OUTPUT_MAX_BYTES``. Its
+    size as JSON."""
     if output is None:
-        return
+        return 0
     if not isinstance(output, dict):
         raise TypeError(f"a job handler returns a dict or None, not {type(output).__name__}")
     try:
@@ -123,12 +135,13 @@ def _check_output(output: Any) -> None:
         ) from exc
     if size > limits.OUTPUT_MAX_BYTES:
         raise ValueError(
-            f"the job's output is {size} bytes of JSON; at most {limits.OUTPUT_MAX_BYTES} fit an event "
-            "(store large results elsewhere, e.g. S3 or a collection, and return a reference)"
+            f"the job's output is {size:,} bytes of JSON; at most {limits.OUTPUT_MAX_BYTES:,} are kept "
+            "(store large results elsewhere, e.g. S3, and return a reference)"
         )
     problem = next(_output_problems(output, "$", 1), None)
     if problem is not None:
         raise ValueError(f"the job's output {problem}")
+    return size
 
 
 def _output_problems(value: Any, path: str, depth: int) -> Iterator[str]:
@@ -213,10 +226,13 @@ def run_attempt(
     except EventError as exc:
         log.warning("dropped a malformed job event: %s", exc)
         return AttemptResult(outcome="dropped", error=str(exc))
-    if store.read_terminal_status(event.run_id, event.phase, event.job, event.attempt) is not None:
+    if (
+        store.read_terminal_status(event.run_id, event.phase, event.job, event.attempt, event.index)
+        is not None
+    ):
         return AttemptResult(outcome="already-finished")
     lease = Lease(
-        lease_id=lease_id(event.run_id, event.job, event.attempt),
+        lease_id=lease_id(event.run_id, event.job, event.attempt, event.index),
         owner=request_id,
         token=uuid.uuid4().hex,
         expires_at=utcnow() + settings.duration,
@@ -231,13 +247,23 @@ def run_attempt(
             return _report(store, _status(event, StatusName.NOT_RUN, error=blocked), "not-run")
         store.record_status(_status(event, StatusName.STARTED, request_id=request_id))
         try:
-            output = user_handler(event.to_payload(), context)
-            _check_output(output)
+            output = user_handler(_user_event(store, event), context)
+            success = _success(store, event, output)
         except Exception as exc:  # the user's code may raise anything: that is the job failing
             error = describe(exc)
             log.error("job %s attempt %s of run %s failed: %s", event.job, event.attempt, event.run_id, error)
             return _report(store, _status(event, StatusName.FAILED, error=error), StatusName.FAILED)
-        return _report(store, _status(event, StatusName.SUCCESS, output=output), StatusName.SUCCESS)
+        return _report(store, success, StatusName.SUCCESS)
+
+
+def _user_event(store: RunStore, event: JobEvent) -> dict[str, Any]:
+    """What the user's handler gets: the job event with the values of the results kept by
+    reference in ``results`` (a handler cannot tell them from the others)."""
+    payload = event.to_payload()
+    references = payload.pop("references", None)
+    if references:
+        payload["results"] = store.items().outputs.resolve(payload["results"], references)
+    return payload
 
 
 def _report(store: RunStore, status: StatusEvent, outcome: str) -> AttemptResult:
@@ -254,9 +280,9 @@ def _wait_for_end(store: RunStore, event: JobEvent, context: Any, settings: Leas
     waiting, leaving the attempt to the claimant, only while its lease is live: it then reports
     its own end, or Lambda gives up on it and the orchestrator records the failure."""
     deadline = time.monotonic() + _wait_budget(context, settings)
-    held_id = lease_id(event.run_id, event.job, event.attempt)
+    held_id = lease_id(event.run_id, event.job, event.attempt, event.index)
     while True:
-        if store.read_terminal_status(event.run_id, event.phase, event.job, event.attempt) is not None:
+        if store.read_terminal_status(event.run_id, event.phase, event.job, event.attempt, event.index):
             return AttemptResult(outcome="already-finished")
         held = store.read_lease(held_id)
         if held is not None and held.expires_at <= utcnow():

@@ -15,7 +15,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -34,6 +34,8 @@ from runtime.engine import (
 )
 from runtime.errors import DocumentRejected, EventError
 from runtime.events import JobEvent, as_mapping, is_failure_record, parse_failure_record, parse_status_event
+from runtime.fanout import OutputsNeeded
+from runtime.handlers.items import FanOutContexts, ItemHandling
 from runtime.patterns import ORCHESTRATOR_STATUSES
 from runtime.ports import Dispatcher, InvocationRefused, RunStore
 
@@ -72,6 +74,12 @@ class Orchestrator:
     redeliver a crashed handling at once (the local runner, tests) set zero."""
     dispatch_threads: int = 1
     """Invocations made at the same time; Lambda's handler sets ``DISPATCH_THREADS``."""
+    contexts: FanOutContexts = field(default_factory=FanOutContexts)
+    """What the items of each fan-out share, read once per process."""
+
+    @property
+    def fan_outs(self) -> ItemHandling:
+        return ItemHandling(self.store, self.dispatch, self.contexts, self.redispatch_after)
 
     def handle(self, event: object) -> Outcome:
         """Never raises for a malformed or stale event (it is logged and dropped); store and
@@ -94,7 +102,11 @@ class Orchestrator:
         feeds the statuses a run has missed through here too. A success is
         planned against the whole run (two round trips, one write); when that write loses, the
         completion alone is recorded atomically and the rest decided on what that write returns,
-        which stays cheap however many completions race."""
+        which stays cheap however many completions race. An item's report of a ``for_each``
+        job moves only that job's lane (``runtime.handlers.items``)."""
+        if event.index is not None:
+            action, dispatched, reason = self.fan_outs.apply(event)
+            return Outcome(action=action, dispatched=dispatched, reason=reason)
         run = self.store.read_run(event.run_id)
         recorded_now = False
         for _ in range(MAX_DECISIONS):
@@ -103,8 +115,16 @@ class Orchestrator:
                 return Outcome(action="dropped", reason=f"unknown run {event.run_id!r}")
             now = utcnow()
             decision = decide(run, event, now)
+            if isinstance(decision, OutputsNeeded):
+                # A when or for_each reads outputs kept by reference: load them, decide again.
+                loaded = {
+                    name: self.store.items().outputs.load(ref) for name, ref in decision.references.items()
+                }
+                run = replace(run, loaded_outputs={**run.loaded_outputs, **loaded})
+                continue
             written = True
             if isinstance(decision, Transition):
+                self.fan_outs.store_items(run.run_id, decision.fan_outs)
                 try:
                     written = self.store.apply_transition(run.run_id, decision.conditions, decision.changes)
                 except DocumentRejected as exc:
@@ -127,14 +147,21 @@ class Orchestrator:
                 run = recorded if recorded is not None else self.store.read_run(event.run_id)
                 continue
             dispatched = () if decision is None else decision.dispatches
+            # A fan-out's items are dispatched as its lanes start (after the write), lane by lane.
+            items_sent = (
+                () if decision is None else self.fan_outs.start_lanes(run, decision.fan_outs, event.key)
+            )
             recorded_statuses = () if decision is None else decision.statuses
             # A decision with a fallback is a success planned whole: it has just recorded the completion.
             recorded_now = recorded_now or (decision is not None and decision.fallback is not None)
             # Repeat what an earlier, crashed handling of this same event may not have finished.
             again_dispatched, again_recorded = replay(run, event.key, utcnow(), self.redispatch_after)
+            items_sent += self.fan_outs.replay(run, event.key, utcnow())
             outcome = self._carry_out(
                 dispatched + again_dispatched, recorded_statuses + again_recorded, recorded_now
             )
+            if items_sent:
+                outcome = replace(outcome, action="advanced", dispatched=outcome.dispatched + items_sent)
             self._expire_late_statuses(run, None if decision is None else decision.expiry)
             return outcome
         raise RuntimeError(f"no decision for {event.key} of run {event.run_id!r} after {MAX_DECISIONS} tries")
@@ -210,10 +237,10 @@ class Orchestrator:
         failure, on the attempt's own reports."""
         record = parse_failure_record(payload)
         job = record.job_event
-        terminal = self.store.read_terminal_status(job.run_id, job.phase, job.job, job.attempt)
+        terminal = self.store.read_terminal_status(job.run_id, job.phase, job.job, job.attempt, job.index)
         lease = None
         if terminal is None:
-            lease = self.store.read_lease(lease_id(job.run_id, job.job, job.attempt))
+            lease = self.store.read_lease(lease_id(job.run_id, job.job, job.attempt, job.index))
         failure = plan_give_up(record, terminal, lease, utcnow())
         if isinstance(failure, Rejection):
             return Outcome(action=failure.action, reason=failure.reason)

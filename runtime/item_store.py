@@ -1,0 +1,232 @@
+"""The ``ItemStore`` port, what the fan-out path reads and writes, and its MongoDB adapter.
+
+Each method is one MongoDB command whose size does not grow with the number of items, lanes or
+jobs: an item's report touches its own document, its own lane and the job's counters
+(``runtime.items``). Driver failures become ``StoreError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pymongo
+from pymongo import ReturnDocument
+from pymongo.collection import Collection
+from pymongo.errors import BulkWriteError, PyMongoError
+
+from runtime.documents import UPDATED_AT, JobState, RunState, run_filter
+from runtime.engine import utcnow
+from runtime.errors import StoreError
+from runtime.items import (
+    ATTEMPT,
+    INDEX,
+    ITEM,
+    ITEM_KEY,
+    FanOut,
+    ItemState,
+    Lane,
+    fan_out_from_document,
+    item_documents,
+    item_ended,
+    item_filter,
+    lane_from_document,
+    lane_projection,
+    next_in_lane,
+)
+from runtime.outputs import OutputStore
+
+Document = dict[str, Any]
+DUPLICATE_KEY = 11000
+
+
+@dataclass(frozen=True, kw_only=True)
+class LaneView:
+    """What an item's report reads of the run: is it still fanning out, its counters, one lane."""
+
+    running: bool
+    """The run is running and the job is fanning out."""
+    round: int
+    fan_out: FanOut
+    lane: Lane | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClaimedItem:
+    index: int
+    attempt: int
+    """The attempt it is handed out with: one more than the last handed out."""
+    value: Any
+
+
+class ItemStore(Protocol):
+    outputs: OutputStore
+
+    def insert_items(self, run_id: str, job: str, items: Sequence[Any]) -> None:
+        """Store a fan-out's items; those stored before (a repeated start) stay as they are."""
+
+    def read_lane(self, run_id: str, job: str, lane: int) -> LaneView | None: ...
+
+    def move_lane(
+        self,
+        run_id: str,
+        job: str,
+        lane: int,
+        conditions: Mapping[str, Any],
+        to: Lane,
+        counts: Mapping[str, int],
+    ) -> LaneView | None:
+        """Put ``to`` in the lane and add ``counts`` (``done``, ``failed``) while ``conditions``
+        hold; the view after it, or None when they did not."""
+
+    def end_item(
+        self,
+        run_id: str,
+        job: str,
+        index: int,
+        state: str,
+        output: Any,
+        output_ref: str | None,
+        error: str | None,
+    ) -> None:
+        """Record an item's last report, unless it succeeded before."""
+
+    def claim_next(self, run_id: str, job: str, after: int, concurrency: int) -> ClaimedItem | None:
+        """The next item of the lane of ``after`` that has not succeeded, with its next attempt."""
+
+    def claim_again(self, run_id: str, job: str, index: int) -> ClaimedItem | None:
+        """Item ``index`` with its next attempt (a retry)."""
+
+    def read_item(self, run_id: str, job: str, index: int) -> Any: ...
+
+
+def _guard(action: str, call: Any) -> Any:
+    try:
+        return call()
+    except PyMongoError as exc:
+        raise StoreError(f"could not {action}: {exc}") from exc
+
+
+class MongoItems:
+    """``ItemStore`` on the run documents' database: ``items``, the runs' ``fanOut`` records."""
+
+    def __init__(self, runs: Collection[Document], items: Collection[Document]) -> None:
+        self.runs = runs
+        self.items = items
+        self.outputs = OutputStore(runs.database, items)
+
+    def ensure_indexes(self) -> None:
+        _guard(
+            "create the index one_item_per_index",
+            lambda: self.items.create_index(
+                [(name, pymongo.ASCENDING) for name in ITEM_KEY], name="one_item_per_index", unique=True
+            ),
+        )
+
+    def insert_items(self, run_id: str, job: str, items: Sequence[Any]) -> None:
+        documents = item_documents(run_id, job, list(items))
+        try:
+            self.items.insert_many(documents, ordered=False)
+        except BulkWriteError as exc:
+            others = [
+                error for error in exc.details.get("writeErrors", []) if error.get("code") != DUPLICATE_KEY
+            ]
+            if others:
+                raise StoreError(f"could not store the items of {job!r}: {others[0].get('errmsg')}") from exc
+        except PyMongoError as exc:
+            raise StoreError(f"could not store the items of {job!r}: {exc}") from exc
+
+    def read_lane(self, run_id: str, job: str, lane: int) -> LaneView | None:
+        document = _guard(
+            f"read a lane of {job!r}",
+            lambda: self.runs.find_one(run_filter(run_id), lane_projection(job, lane)),
+        )
+        return None if document is None else _lane_view(document, job, lane)
+
+    def move_lane(
+        self,
+        run_id: str,
+        job: str,
+        lane: int,
+        conditions: Mapping[str, Any],
+        to: Lane,
+        counts: Mapping[str, int],
+    ) -> LaneView | None:
+        update: Document = {
+            "$set": {f"jobs.{job}.fanOut.lanes.{lane}": to.to_document(), UPDATED_AT: utcnow()}
+        }
+        increments = {f"jobs.{job}.fanOut.{name}": count for name, count in counts.items() if count}
+        if increments:
+            update["$inc"] = increments
+        document = _guard(
+            f"move a lane of {job!r}",
+            lambda: self.runs.find_one_and_update(
+                {**run_filter(run_id), **conditions},
+                update,
+                projection=lane_projection(job, lane),
+                return_document=ReturnDocument.AFTER,
+            ),
+        )
+        return None if document is None else _lane_view(document, job, lane)
+
+    def end_item(
+        self,
+        run_id: str,
+        job: str,
+        index: int,
+        state: str,
+        output: Any,
+        output_ref: str | None,
+        error: str | None,
+    ) -> None:
+        query = {**item_filter(run_id, job, index), "state": {"$ne": ItemState.SUCCEEDED}}
+        _guard(
+            f"record item {index} of {job!r}",
+            lambda: self.items.update_one(query, {"$set": item_ended(state, output, output_ref, error)}),
+        )
+
+    def claim_next(self, run_id: str, job: str, after: int, concurrency: int) -> ClaimedItem | None:
+        return self._claim(next_in_lane(run_id, job, after, concurrency))
+
+    def claim_again(self, run_id: str, job: str, index: int) -> ClaimedItem | None:
+        return self._claim(item_filter(run_id, job, index))
+
+    def _claim(self, query: Document) -> ClaimedItem | None:
+        document = _guard(
+            "claim an item",
+            lambda: self.items.find_one_and_update(
+                query,
+                {"$inc": {ATTEMPT: 1}},
+                projection={INDEX: 1, ATTEMPT: 1, ITEM: 1},
+                sort=[(INDEX, pymongo.ASCENDING)],
+                return_document=ReturnDocument.AFTER,
+            ),
+        )
+        if document is None:
+            return None
+        return ClaimedItem(index=document[INDEX], attempt=document[ATTEMPT], value=document.get(ITEM))
+
+    def read_item(self, run_id: str, job: str, index: int) -> Any:
+        document = _guard(
+            f"read item {index} of {job!r}",
+            lambda: self.items.find_one(item_filter(run_id, job, index), {ITEM: 1}),
+        )
+        if document is None:
+            raise StoreError(f"item {index} of {job!r} in run {run_id!r} is not stored")
+        return document.get(ITEM)
+
+
+def _lane_view(document: Mapping[str, Any], job: str, lane: int) -> LaneView | None:
+    record = (document.get("jobs") or {}).get(job) or {}
+    fan_out = record.get("fanOut")
+    if fan_out is None:
+        return None
+    lanes = fan_out.get("lanes") or {}
+    return LaneView(
+        running=document.get("status") == RunState.RUNNING.value
+        and record.get("state") == JobState.DISPATCHED.value,
+        round=record.get("attempt", 0),
+        fan_out=fan_out_from_document({**fan_out, "lanes": {}}),
+        lane=lane_from_document(lanes[str(lane)]) if str(lane) in lanes else None,
+    )

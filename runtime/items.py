@@ -1,0 +1,223 @@
+"""The documents of ``for_each`` jobs, and the one place their shape is spelled.
+
+A fan-out job's items live outside the run document, one document each in the ``items``
+collection (``{runId, job, index, item, state, attempt, output | outputRef, error}``, unique on
+``runId, job, index``), so the run document stays small however many items there are. The run
+document holds only the job's ``FanOut``: the item count, how many are done and failed, and one
+``Lane`` per slot of ``max_concurrency``. Items are dealt to the lanes round-robin (lane ``s``
+runs items ``s``, ``s + C``, ``s + 2C``, ... one after the other), so at most ``C`` items are in
+flight, and an item's end moves its own lane on with one conditional write that no other item's
+end contends with. That write is guarded by the lane still holding that item at that attempt,
+so a duplicate of the report changes nothing.
+
+Standard library only: the handlers import it inside Lambda.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+MAX_ITEMS = 10_000
+"""Items one ``for_each`` job may have: past it the job fails, saying so."""
+
+RUN_ID, JOB, INDEX, ITEM, STATE, ATTEMPT = "runId", "job", "index", "item", "state", "attempt"
+OUTPUT, OUTPUT_REF, ERROR = "output", "outputRef", "error"
+ITEM_KEY = (RUN_ID, JOB, INDEX)
+"""The unique key of ``items``."""
+
+
+class ItemState:
+    """Where one item is, in its document: ``pending`` until its last attempt has ended."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Lane:
+    """One slot of a fan-out: the item it runs now, or none once its items are all done."""
+
+    index: int | None
+    """The item in flight; None: the lane has no item left."""
+    attempt: int = 0
+    first_attempt: int = 1
+    """The first attempt of the item's retry budget in this round (a redrive starts a new one)."""
+    caused_by: str | None = None
+    """Key of the event whose handling put this item (at this attempt) in the lane."""
+    claimed_at: datetime | None = None
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "attempt": self.attempt,
+            "first": self.first_attempt,
+            "causedBy": self.caused_by,
+            "claimedAt": self.claimed_at,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class FanOut:
+    """A ``for_each`` job's record in the run document: counters and its lanes, never its items."""
+
+    count: int
+    concurrency: int
+    done: int = 0
+    """Items that succeeded."""
+    failed: int = 0
+    """Items whose last attempt failed."""
+    lanes: Mapping[int, Lane] = field(default_factory=dict)
+    """Lane number -> what it runs; a lane not yet started has no entry."""
+
+    @property
+    def lane_count(self) -> int:
+        return min(self.count, self.concurrency)
+
+    @property
+    def running(self) -> int:
+        return sum(1 for lane in self.lanes.values() if lane.index is not None)
+
+    @property
+    def finished(self) -> bool:
+        return self.done + self.failed >= self.count
+
+    def summary(self) -> str:
+        """``312/1000 done, 2 failed, 100 running``: what the local runner and ``status`` show."""
+        return f"{self.done}/{self.count} done, {self.failed} failed, {self.running} running"
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "concurrency": self.concurrency,
+            "done": self.done,
+            "failed": self.failed,
+            "lanes": {str(number): lane.to_document() for number, lane in self.lanes.items()},
+        }
+
+
+def lane_from_document(document: Mapping[str, Any]) -> Lane:
+    return Lane(
+        index=document.get("index"),
+        attempt=document.get("attempt", 0),
+        first_attempt=document.get("first", 1),
+        caused_by=document.get("causedBy"),
+        claimed_at=document.get("claimedAt"),
+    )
+
+
+def fan_out_from_document(document: Mapping[str, Any]) -> FanOut:
+    return FanOut(
+        count=document["count"],
+        concurrency=document["concurrency"],
+        done=document.get("done", 0),
+        failed=document.get("failed", 0),
+        lanes={
+            int(number): lane_from_document(lane) for number, lane in (document.get("lanes") or {}).items()
+        },
+    )
+
+
+def allowed_failures(tolerated: int | str, count: int) -> int:
+    """How many items may fail for good before the job fails: ``N``, or ``P%`` of ``count``
+    (rounded down, so ``5%`` of 10 items is 0)."""
+    if isinstance(tolerated, str):
+        return count * int(tolerated.rstrip("%")) // 100
+    return tolerated
+
+
+def lane_of(index: int, concurrency: int) -> int:
+    return index % concurrency
+
+
+def lane_items_after(index: int, concurrency: int, count: int) -> int:
+    """How many items the lane of ``index`` has after it."""
+    return len(range(index + concurrency, count, concurrency))
+
+
+def items_ref(run_id: str, job: str) -> str:
+    """The reference of a fan-out job's output: its items' outputs, in index order."""
+    return f"items:{run_id}/{job}"
+
+
+# -- field paths in the run document -------------------------------------------------------------
+
+
+def fan_out_field(job: str, name: str | None = None) -> str:
+    base = f"jobs.{job}.fanOut"
+    return base if name is None else f"{base}.{name}"
+
+
+def lane_field(job: str, lane: int) -> str:
+    return fan_out_field(job, f"lanes.{lane}")
+
+
+def lane_projection(job: str, lane: int) -> dict[str, int]:
+    """What an item's report reads of the run: the run's and the job's state, the counters and
+    the item's own lane, so its cost does not grow with the items, the lanes or the jobs."""
+    return {
+        "status": 1,
+        f"jobs.{job}.state": 1,
+        f"jobs.{job}.attempt": 1,
+        **{fan_out_field(job, name): 1 for name in ("count", "concurrency", "done", "failed")},
+        lane_field(job, lane): 1,
+    }
+
+
+def lane_holds(job: str, lane: int, index: int, attempt: int) -> dict[str, Any]:
+    """The job is still fanning out and the lane still runs that item at that attempt."""
+    return {
+        "status": "running",
+        f"jobs.{job}.state": "dispatched",
+        f"{lane_field(job, lane)}.index": index,
+        f"{lane_field(job, lane)}.attempt": attempt,
+    }
+
+
+def lane_unstarted(job: str, round_number: int, lane: int) -> dict[str, Any]:
+    """The job is fanning out in ``round_number`` and the lane has not been started."""
+    return {
+        "status": "running",
+        f"jobs.{job}.state": "dispatched",
+        f"jobs.{job}.attempt": round_number,
+        lane_field(job, lane): {"$exists": False},
+    }
+
+
+# -- item documents --------------------------------------------------------------------------------
+
+
+def item_documents(run_id: str, job: str, items: list[Any]) -> list[dict[str, Any]]:
+    return [
+        {RUN_ID: run_id, JOB: job, INDEX: index, ITEM: item, STATE: ItemState.PENDING, ATTEMPT: 0}
+        for index, item in enumerate(items)
+    ]
+
+
+def item_filter(run_id: str, job: str, index: int) -> dict[str, Any]:
+    return {RUN_ID: run_id, JOB: job, INDEX: index}
+
+
+def next_in_lane(run_id: str, job: str, after: int, concurrency: int) -> dict[str, Any]:
+    """The lane's items after index ``after`` that have not succeeded (a redrive reruns only
+    those): the first of them is the lane's next item."""
+    return {
+        RUN_ID: run_id,
+        JOB: job,
+        INDEX: {"$gt": after, "$mod": [concurrency, lane_of(after + concurrency, concurrency)]},
+        STATE: {"$ne": ItemState.SUCCEEDED},
+    }
+
+
+def item_ended(state: str, output: Any, output_ref: str | None, error: str | None) -> dict[str, Any]:
+    """What an item's last report writes to its document (its ``attempt`` is the last one
+    handed out, which a redrive goes on from)."""
+    fields: dict[str, Any] = {STATE: state, ERROR: error}
+    if output_ref is not None:
+        fields[OUTPUT_REF] = output_ref
+    else:
+        fields[OUTPUT] = output
+    return fields
