@@ -146,6 +146,7 @@ def lost_attempts(
         record = run.jobs[job.name]
         if (
             record.state != JobState.DISPATCHED
+            or job.for_each is not None  # its items are in flight, not the job
             or record.claimed_at is None
             or (job.name, record.attempt) in reported
             or age(record.claimed_at, now) < lost_after(job)

@@ -120,6 +120,9 @@ class NotifierService:
         except EventError as exc:
             log.warning("dropped a malformed event: %s", exc)
             return None
+        if status.index is not None:
+            # An item of a for_each job: its job's own success or failure is what people hear of.
+            return None
         request_id = request_id or uuid.uuid4().hex
         claims = self.claims
         if claims is not None and not claims.claim_notification(

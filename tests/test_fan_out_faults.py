@@ -1,0 +1,335 @@
+"""``for_each`` jobs under what the cloud does to events, on a real MongoDB server: items
+completing in bursts of 200 at once, every report delivered twice, handlings crashing before and
+after each write and delivered again; nothing is lost, the job completes once, and no more items
+are in flight than ``max_concurrency`` allows, counted from the dispatches themselves."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pymongo
+import pytest
+
+from benchmarks.orchestration import race
+from cdk_app.local.atlas_events import envelope
+from cdk_app.local.faults import CrashAtStep, CrashingDispatcher, CrashingStore, InjectedCrash, RandomCrash
+from runtime.events import JobEvent
+from runtime.handlers.items import FanOutContexts
+from runtime.handlers.orchestrator import Orchestrator
+from runtime.runs import start_run
+from runtime.settings import StoreSettings
+from runtime.store import MongoStore
+from tests.engine_harness import Driver, Faults, workflow
+
+pytestmark = pytest.mark.faults
+
+BURST = 200
+
+
+@pytest.fixture
+def store(mongo_client: pymongo.MongoClient[dict], store_settings: StoreSettings) -> MongoStore:
+    store = MongoStore(mongo_client, store_settings)
+    store.ensure_indexes()
+    return store
+
+
+class InFlight:
+    """A dispatcher that counts the items in flight at every dispatch: dispatched (a duplicate
+    of the same attempt is the same invocation) and not yet reported."""
+
+    def __init__(self) -> None:
+        self.pending: list[JobEvent] = []
+        self.history: list[JobEvent] = []
+        self.in_flight: set[int] = set()
+        self.most = 0
+        self._lock = threading.Lock()
+
+    def dispatch(self, event: JobEvent) -> None:
+        with self._lock:
+            self.history.append(event)
+            self.pending.append(event)
+            if event.index is not None:
+                self.in_flight.add(event.index)
+                self.most = max(self.most, len(self.in_flight))
+
+    def reported(self, index: int) -> None:
+        with self._lock:
+            self.in_flight.discard(index)
+
+    def drain(self) -> list[JobEvent]:
+        with self._lock:
+            events, self.pending = self.pending, []
+        return events
+
+
+WARM = FanOutContexts()
+"""Warm Lambda containers: what the items of a fan-out share is read once per process."""
+
+
+def _deliver(
+    store: MongoStore, dispatcher: InFlight, document: dict[str, Any], crash: float, seed: int
+) -> None:
+    """One delivery to an orchestrator of its own (its own Lambda), which may crash at any write
+    and is then delivered again, as Lambda retries it."""
+    settings = store.settings
+    event = envelope(document, settings.database, settings.statuses_collection)
+    plan = RandomCrash(random.Random(seed), crash)
+    orchestrator = Orchestrator(
+        CrashingStore(store, plan),
+        CrashingDispatcher(dispatcher, plan),
+        redispatch_after=timedelta(0),
+        contexts=WARM,
+    )
+    try:
+        orchestrator.handle(event)
+    except InjectedCrash:
+        Orchestrator(store, dispatcher, redispatch_after=timedelta(0), contexts=WARM).handle(event)
+
+
+def _fan_out_run(store: MongoStore, items: int, concurrency: int, dispatcher: InFlight) -> str:
+    spec = workflow(
+        "burst",
+        {
+            "p": {
+                "fan": {"for_each": "input.items", "max_concurrency": concurrency, "retries": 0},
+                "total": {"after": ["fan"]},
+            }
+        },
+    )
+    run_id = start_run(store, spec, input={"items": list(range(items))}).run_id
+    started = store.find_status(run_id, None, None, "workflow_started", 0)
+    assert started is not None
+    _deliver(store, dispatcher, started, 0.0, 0)
+    return run_id
+
+
+def _complete_in_bursts(
+    store: MongoStore, run_id: str, dispatcher: InFlight, duplicates: int, crash: float
+) -> int:
+    """Report every dispatched item's success, all of a round at once, each report delivered
+    ``duplicates`` times by racing handlers; the number of rounds."""
+    rounds = 0
+    seed = 0
+    while batch := [event for event in dispatcher.drain() if event.index is not None]:
+        rounds += 1
+        handlers: list[Callable[[], object]] = []
+        for event in {(e.index, e.attempt): e for e in batch}.values():
+            assert event.index is not None
+            document = {
+                "runId": run_id,
+                "workflow": "burst",
+                "phase": "p",
+                "job": "fan",
+                "index": event.index,
+                "status": "success",
+                "attempt": event.attempt,
+                "output": {"n": event.item},
+            }
+            store.insert_status(document)
+            dispatcher.reported(event.index)
+            for _ in range(duplicates):
+                seed += 1
+                handlers.append(lambda d=document, s=seed: _deliver(store, dispatcher, d, crash, s))
+        errors = race(handlers)
+        assert not errors, errors
+    return rounds
+
+
+def _job_ends(store: MongoStore, run_id: str) -> list[dict[str, Any]]:
+    return [
+        status
+        for status in store.run_statuses(run_id)
+        if status["job"] == "fan"
+        and status.get("index") is None
+        and status["status"] in ("success", "failed")
+    ]
+
+
+def test_bursts_of_200_completions_with_duplicates_and_crashes_lose_nothing_and_end_the_job_once(
+    store: MongoStore,
+) -> None:
+    dispatcher = InFlight()
+    run_id = _fan_out_run(store, items=2 * BURST, concurrency=BURST, dispatcher=dispatcher)
+
+    rounds = _complete_in_bursts(store, run_id, dispatcher, duplicates=2, crash=0.2)
+
+    run = store.load_run(run_id)
+    assert run is not None
+    fan_out = run["jobs"]["fan"]["fanOut"]
+    assert (fan_out["done"], fan_out["failed"]) == (2 * BURST, 0), "every success counted once"
+    assert rounds == 2
+    ends = _job_ends(store, run_id)
+    assert [end["status"] for end in ends] == ["success"], "the job ends once"
+    assert dispatcher.most <= BURST
+    items = store.items().items
+    assert items.count_documents({"runId": run_id, "state": "succeeded"}) == 2 * BURST
+    # The job's end travels like any report: the job after it starts, once.
+    _deliver(store, dispatcher, ends[0], 0.0, 0)
+    _deliver(store, dispatcher, ends[0], 0.0, 1)
+    assert {(event.job, event.attempt) for event in dispatcher.drain()} == {("total", 1)}
+
+
+@pytest.mark.parametrize("concurrency", [1, 7, 50])
+def test_max_concurrency_is_never_exceeded_under_duplicates(store: MongoStore, concurrency: int) -> None:
+    dispatcher = InFlight()
+    run_id = _fan_out_run(store, items=120, concurrency=concurrency, dispatcher=dispatcher)
+
+    _complete_in_bursts(store, run_id, dispatcher, duplicates=3, crash=0.0)
+
+    assert dispatcher.most == concurrency, "as many in flight as allowed, never more"
+    dispatched = {(event.index, event.attempt) for event in dispatcher.history if event.index is not None}
+    assert sorted(index for index, _ in dispatched) == list(range(120)), "each item dispatched at one attempt"
+    assert len(_job_ends(store, run_id)) == 1
+
+
+def _tolerating(tolerated: int | str, failing: set[int], items: int = 10) -> Any:
+    spec = workflow(
+        "tolerant",
+        {
+            "p": {
+                "fan": {
+                    "for_each": "input.items",
+                    "max_concurrency": 4,
+                    "retries": 1,
+                    "tolerated_failures": tolerated,
+                },
+                "total": {"after": ["fan"]},
+            }
+        },
+    )
+
+    def fan(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        if event["index"] in failing:
+            raise RuntimeError(f"item {event['index']} breaks")
+        return {"n": event["item"]}
+
+    seen: dict[str, Any] = {}
+
+    def total(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        seen.update(event["results"])
+        return {}
+
+    return spec, {"fan": fan, "total": total}, seen
+
+
+@pytest.mark.parametrize("tolerated", [2, "20%"])
+def test_exactly_as_many_failed_items_as_tolerated_lets_the_job_succeed(
+    store: MongoStore, tolerated: Any
+) -> None:
+    spec, handlers, seen = _tolerating(tolerated, failing={3, 8})
+
+    outcome = Driver(store, spec, handlers=handlers, faults=Faults(duplicate=2)).run(
+        run_input={"items": list(range(10))}
+    )
+
+    assert outcome.run["status"] == "succeeded"
+    assert outcome.run["jobs"]["fan"]["fanOut"]["failed"] == 2
+    expected = [None if index in (3, 8) else {"n": index} for index in range(10)]
+    assert seen["fan"] == expected, "index order, null for a failed item"
+    assert outcome.executions["fan"] == 10 + 2, "each failed item was retried once"
+
+
+@pytest.mark.parametrize("tolerated", [2, "29%"])
+def test_one_failed_item_more_than_tolerated_fails_the_job_and_the_run(
+    store: MongoStore, tolerated: Any
+) -> None:
+    spec, handlers, seen = _tolerating(tolerated, failing={1, 5, 9})
+
+    outcome = Driver(store, spec, handlers=handlers, faults=Faults(duplicate=2)).run(
+        run_input={"items": list(range(10))}
+    )
+
+    assert outcome.run["status"] == "failed"
+    assert outcome.run["jobs"]["fan"]["state"] == "failed"
+    assert "3 of 10 items of 'fan' failed, more than the 2 it tolerates" in outcome.run["error"]
+    assert "RuntimeError: item" in outcome.run["error"]
+    assert seen == {}, "the job after it never ran"
+    assert outcome.count("workflow_failed") == 1
+
+
+CRASHING = workflow(
+    "crashing",
+    {
+        "p": {
+            "make": {},
+            "fan": {"after": ["make"], "for_each": "results.make.items", "max_concurrency": 3, "retries": 1},
+            "total": {"after": ["fan"]},
+        }
+    },
+)
+
+
+def _make(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return {"items": [f"item-{index}" for index in range(8)]}
+
+
+def _fails_once(index: int) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """An item handler whose first execution for item ``index`` fails (attempt numbers of an item
+    may skip one after a crash, so it counts executions, not numbers)."""
+    failed: set[int] = set()
+
+    def fan(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        if event["index"] == index and index not in failed:
+            failed.add(index)
+            raise RuntimeError(f"the first attempt of item {index} fails")
+        return {"item": event["item"], "index": event["index"]}
+
+    return fan
+
+
+def _total(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return {"seen": [output["index"] for output in event["results"]["fan"]]}
+
+
+@pytest.mark.parametrize("step", range(1, 11))
+def test_a_crash_at_any_write_of_a_fan_out_then_redelivery_changes_nothing(
+    store: MongoStore, step: int
+) -> None:
+    baseline = Driver(store, CRASHING, handlers={"make": _make, "fan": _fails_once(5), "total": _total}).run()
+
+    handlers = {"make": _make, "fan": _fails_once(5), "total": _total}
+    outcome = Driver(
+        store, CRASHING, handlers=handlers, faults=Faults(crash_plan=lambda: CrashAtStep(step))
+    ).run()
+
+    assert outcome.crashes > 0
+    assert outcome.run["status"] == baseline.run["status"] == "succeeded"
+    assert outcome.run["jobs"]["total"]["output"] == {"seen": list(range(8))}
+    assert outcome.run["jobs"]["fan"]["fanOut"]["done"] == 8
+    assert outcome.executions == baseline.executions, "every item attempt ran once"
+    assert outcome.count("success", "fan") == 8 + 1, "eight items and the job, once each"
+
+
+def test_the_items_of_a_fan_out_share_one_read_of_the_run_per_process(store: MongoStore) -> None:
+    contexts = FanOutContexts()
+    dispatcher = InFlight()
+    run_id = _fan_out_run(store, items=5, concurrency=5, dispatcher=dispatcher)
+    reads: list[str] = []
+    original = store.read_run
+
+    def counting_read(run: str) -> Any:
+        reads.append(run)
+        return original(run)
+
+    store.read_run = counting_read  # type: ignore[method-assign]
+    settings = store.settings
+    for event in dispatcher.drain():
+        document = {
+            "runId": run_id,
+            "workflow": "burst",
+            "phase": "p",
+            "job": "fan",
+            "index": event.index,
+            "status": "success",
+            "attempt": event.attempt,
+            "output": {},
+        }
+        store.insert_status(document)
+        Orchestrator(store, dispatcher, contexts=contexts).handle(
+            envelope(document, settings.database, settings.statuses_collection)
+        )
+    assert reads == [run_id], "the first item's report read the run once; the others read their lane only"
