@@ -111,8 +111,8 @@ def results_read(expression: str) -> frozenset[str] | None:
     def walk(node: Mapping[str, Any]) -> None:
         nonlocal whole
         children = node.get("children", [])
-        if node.get("type") == "subexpression" and len(children) == 2:
-            first, second = children
+        if node.get("type") == "subexpression" and len(children) >= 2:
+            first, second = children[:2]
             if first.get("type") == "field" and first.get("value") == "results":
                 if second.get("type") == "field":
                     names.add(str(second.get("value")))

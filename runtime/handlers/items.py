@@ -158,6 +158,13 @@ class ItemHandling:
         if view is None:
             return "ignored", (), f"job {job.name!r} is not fanning out"
         verdict = item_verdict(event, job, view.running, view.lane)
+        if (
+            not view.running
+            and item_verdict(event, job, True, view.lane) == "last"
+            and event.status == "success"
+        ):
+            # In flight when its job failed or the run ended: kept, so a redrive does not run it again.
+            self._end_item(event)
         if verdict == "stale":
             # A duplicate, or a redelivery after a crash: finish what the first handling began.
             again = (
@@ -181,15 +188,7 @@ class ItemHandling:
                 return "ignored", (), "another handling moved the lane first"
             return "advanced", (self._send(context, event.run_id, to, claimed.value),), ""
         succeeded = event.status == StatusName.SUCCESS
-        self.items.end_item(
-            event.run_id,
-            job.name,
-            event.index,
-            ItemState.SUCCEEDED if succeeded else ItemState.FAILED,
-            event.output if succeeded else None,
-            event.output_ref,
-            None if succeeded else event.error,
-        )
+        self._end_item(event)
         claimed = self.items.claim_next(event.run_id, job.name, event.index, job.max_concurrency)
         found = None if claimed is None else (claimed.index, claimed.attempt)
         to, skipped = next_lane(event.index, found, view.fan_out, event.key, now)
@@ -204,6 +203,19 @@ class ItemHandling:
         return "advanced" if sent else "recorded", sent, ""
 
     # -- helpers --------------------------------------------------------------------------------
+
+    def _end_item(self, event: StatusEvent) -> None:
+        assert event.job is not None and event.index is not None
+        succeeded = event.status == StatusName.SUCCESS
+        self.items.end_item(
+            event.run_id,
+            event.job,
+            event.index,
+            ItemState.SUCCEEDED if succeeded else ItemState.FAILED,
+            event.output if succeeded else None,
+            event.output_ref,
+            None if succeeded else event.error,
+        )
 
     def _end_job(self, context: FanOutContext, run_id: str, view: LaneView, error: str | None) -> bool:
         """Record the job's own end once its counters call for it (a repeat is refused by the
