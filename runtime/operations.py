@@ -60,6 +60,8 @@ class HistoryEntry:
     error: str | None
     output: Any
     reason: str | None
+    index: int | None = None
+    """The item of a ``for_each`` job the status is about."""
 
 
 def _existing_run(store: RunStore, run_id: str, workflow: str | None = None) -> Run:
@@ -148,6 +150,7 @@ def run_history(store: RunStore, run_id: str) -> list[HistoryEntry]:
             error=event.error,
             output=event.output,
             reason=event.reason,
+            index=event.index,
         )
         for event in store.read_statuses(run_id)
     ]

@@ -258,11 +258,11 @@ def test_a_for_each_over_an_output_kept_by_reference_fans_out_over_its_value(sto
     )
     seen: list[str] = []
 
-    outcome = Driver(
-        store,
-        spec,
-        handlers={"list": lambda e, c: {"names": names}, "fan": lambda e, c: seen.append(e["item"]) or {}},
-    ).run()
+    def fan(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        seen.append(event["item"])
+        return {}
+
+    outcome = Driver(store, spec, handlers={"list": lambda e, c: {"names": names}, "fan": fan}).run()
 
     assert outcome.run["status"] == "succeeded"
     assert sorted(seen) == names[:4]

@@ -9,6 +9,7 @@ import random
 import threading
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import pymongo
@@ -133,7 +134,7 @@ def _complete_in_bursts(
             dispatcher.reported(event.index)
             for _ in range(duplicates):
                 seed += 1
-                handlers.append(lambda d=document, s=seed: _deliver(store, dispatcher, d, crash, s))
+                handlers.append(partial(_deliver, store, dispatcher, document, crash, seed))
         errors = race(handlers)
         assert not errors, errors
     return rounds
@@ -304,7 +305,9 @@ def test_a_crash_at_any_write_of_a_fan_out_then_redelivery_changes_nothing(
     assert outcome.count("success", "fan") == 8 + 1, "eight items and the job, once each"
 
 
-def test_the_items_of_a_fan_out_share_one_read_of_the_run_per_process(store: MongoStore) -> None:
+def test_the_items_of_a_fan_out_share_one_read_of_the_run_per_process(
+    store: MongoStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     contexts = FanOutContexts()
     dispatcher = InFlight()
     run_id = _fan_out_run(store, items=5, concurrency=5, dispatcher=dispatcher)
@@ -315,10 +318,10 @@ def test_the_items_of_a_fan_out_share_one_read_of_the_run_per_process(store: Mon
         reads.append(run)
         return original(run)
 
-    store.read_run = counting_read  # type: ignore[method-assign]
+    monkeypatch.setattr(store, "read_run", counting_read)
     settings = store.settings
     for event in dispatcher.drain():
-        document = {
+        document: dict[str, Any] = {
             "runId": run_id,
             "workflow": "burst",
             "phase": "p",

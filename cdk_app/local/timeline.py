@@ -4,7 +4,9 @@ errors) and to scripts (JSON with ISO dates)."""
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -140,9 +142,40 @@ def history_to_json(entries: Sequence[HistoryEntry]) -> list[dict[str, Any]]:
             "error": entry.error,
             "output": entry.output,
             "reason": entry.reason,
+            "index": entry.index,
         }
         for entry in entries
     ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ItemsLine:
+    """The statuses of one ``for_each`` job's items, as one line of a history: where the first
+    was, and how many of each there were."""
+
+    first: HistoryEntry
+    counts: Counter[str]
+
+    def text(self) -> str:
+        counts = ", ".join(f"{count} {status}" for status, count in self.counts.items())
+        return f"items: {counts}"
+
+
+def with_items_summarized(entries: Sequence[HistoryEntry]) -> list[HistoryEntry | ItemsLine]:
+    """The history with each fan-out's item statuses in one line, where its first item status
+    was: 10,000 items would otherwise be 20,000 lines."""
+    lines: list[HistoryEntry | ItemsLine] = []
+    summaries: dict[tuple[str | None, str | None], ItemsLine] = {}
+    for entry in entries:
+        if entry.index is None:
+            lines.append(entry)
+            continue
+        where = (entry.phase, entry.job)
+        if where not in summaries:
+            summaries[where] = ItemsLine(first=entry, counts=Counter())
+            lines.append(summaries[where])
+        summaries[where].counts[entry.status] += 1
+    return lines
 
 
 def _attempt(entry: HistoryEntry) -> str:
@@ -170,10 +203,21 @@ def history_table(entries: Sequence[HistoryEntry]) -> Table:
     for column in ("phase", "job", "status", "attempt"):
         table.add_column(column, no_wrap=True)
     table.add_column("error / reason", no_wrap=True, overflow="ellipsis")
-    for entry in entries:
+    for line in with_items_summarized(entries):
+        entry = line.first if isinstance(line, ItemsLine) else line
         seconds = (
             (entry.date - start).total_seconds() if entry.date is not None and start is not None else None
         )
+        if isinstance(line, ItemsLine):
+            table.add_row(
+                "" if seconds is None else offset(seconds),
+                escape(entry.phase or ""),
+                escape(entry.job or ""),
+                line.text(),
+                "",
+                "",
+            )
+            continue
         style = STATUS_STYLES.get(StatusName(entry.status), "")
         table.add_row(
             "" if seconds is None else offset(seconds),

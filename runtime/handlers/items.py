@@ -148,7 +148,8 @@ class ItemHandling:
 
     def apply(self, event: StatusEvent) -> tuple[str, tuple[JobEvent, ...], str]:
         """One item's ``success`` or ``failed``: (action, dispatched, reason)."""
-        assert event.job is not None and event.index is not None
+        assert event.job is not None
+        assert event.index is not None
         context = self.contexts.get(self.store, event.run_id, event.job)
         if context is None:
             return "dropped", (), f"run {event.run_id!r} has no for_each job {event.job!r}"
@@ -205,7 +206,8 @@ class ItemHandling:
     # -- helpers --------------------------------------------------------------------------------
 
     def _end_item(self, event: StatusEvent) -> None:
-        assert event.job is not None and event.index is not None
+        assert event.job is not None
+        assert event.index is not None
         succeeded = event.status == StatusName.SUCCESS
         self.items.end_item(
             event.run_id,
@@ -234,7 +236,8 @@ class ItemHandling:
         )
 
     def _resend(self, context: FanOutContext, run_id: str, lane: Lane | None) -> JobEvent:
-        assert lane is not None and lane.index is not None
+        assert lane is not None
+        assert lane.index is not None
         return self._send(context, run_id, lane, self.items.read_item(run_id, context.job.name, lane.index))
 
     def _send(self, context: FanOutContext, run_id: str, lane: Lane, value: object) -> JobEvent:
