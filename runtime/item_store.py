@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import pymongo
-from pymongo import ReturnDocument
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, PyMongoError
 
@@ -25,7 +24,6 @@ from runtime.items import (
     ITEM,
     ITEM_KEY,
     FanOut,
-    ItemState,
     Lane,
     fan_out_from_document,
     item_documents,
@@ -33,7 +31,7 @@ from runtime.items import (
     item_filter,
     lane_from_document,
     lane_projection,
-    next_in_lane,
+    unfinished_item,
 )
 from runtime.outputs import OutputStore
 
@@ -92,8 +90,11 @@ class ItemStore(Protocol):
     ) -> None:
         """Record an item's last report, unless it succeeded before."""
 
-    def claim_next(self, run_id: str, job: str, after: int, concurrency: int) -> ClaimedItem | None:
-        """The next item of the lane of ``after`` that has not succeeded, with its next attempt."""
+    def claim_next(
+        self, run_id: str, job: str, after: int, concurrency: int, count: int
+    ) -> ClaimedItem | None:
+        """Of ``count`` items, the next item of the lane of ``after`` that has not succeeded,
+        with its next attempt."""
 
     def claim_again(self, run_id: str, job: str, index: int) -> ClaimedItem | None:
         """Item ``index`` with its next attempt (a retry)."""
@@ -159,16 +160,13 @@ class MongoItems:
         increments = {f"jobs.{job}.fanOut.{name}": count for name, count in counts.items() if count}
         if increments:
             update["$inc"] = increments
-        document = _guard(
+        moved = _guard(
             f"move a lane of {job!r}",
-            lambda: self.runs.find_one_and_update(
-                {**run_filter(run_id), **conditions},
-                update,
-                projection=lane_projection(job, lane),
-                return_document=ReturnDocument.AFTER,
-            ),
+            lambda: self.runs.update_one({**run_filter(run_id), **conditions}, update),
         )
-        return None if document is None else _lane_view(document, job, lane)
+        # Read back apart from the write (a point read): the counters then hold this move and
+        # maybe others', which is all that deciding the job's end needs.
+        return self.read_lane(run_id, job, lane) if moved.matched_count == 1 else None
 
     def end_item(
         self,
@@ -180,29 +178,34 @@ class MongoItems:
         output_ref: str | None,
         error: str | None,
     ) -> None:
-        query = {**item_filter(run_id, job, index), "state": {"$ne": ItemState.SUCCEEDED}}
         _guard(
             f"record item {index} of {job!r}",
-            lambda: self.items.update_one(query, {"$set": item_ended(state, output, output_ref, error)}),
+            lambda: self.items.update_one(
+                unfinished_item(run_id, job, index), {"$set": item_ended(state, output, output_ref, error)}
+            ),
         )
 
-    def claim_next(self, run_id: str, job: str, after: int, concurrency: int) -> ClaimedItem | None:
-        return self._claim(next_in_lane(run_id, job, after, concurrency))
+    def claim_next(
+        self, run_id: str, job: str, after: int, concurrency: int, count: int
+    ) -> ClaimedItem | None:
+        # Point operations, one item after the other: a fresh fan-out claims the very next one;
+        # after a redrive the lane skips its items that succeeded (each once: O(N) in all).
+        for index in range(after + concurrency, count, concurrency):
+            claimed = self._claim(unfinished_item(run_id, job, index))
+            if claimed is not None:
+                return claimed
+        return None
 
     def claim_again(self, run_id: str, job: str, index: int) -> ClaimedItem | None:
         return self._claim(item_filter(run_id, job, index))
 
     def _claim(self, query: Document) -> ClaimedItem | None:
-        document = _guard(
-            "claim an item",
-            lambda: self.items.find_one_and_update(
-                query,
-                {"$inc": {ATTEMPT: 1}},
-                projection={INDEX: 1, ATTEMPT: 1, ITEM: 1},
-                sort=[(INDEX, pymongo.ASCENDING)],
-                return_document=ReturnDocument.AFTER,
-            ),
-        )
+        """The item with its next attempt: the number is taken before it is handed out, so no
+        number is handed out twice (a crash between the two leaves one unused)."""
+        taken = _guard("claim an item", lambda: self.items.update_one(query, {"$inc": {ATTEMPT: 1}}))
+        if taken.matched_count == 0:
+            return None
+        document = _guard("read a claimed item", lambda: self.items.find_one({"_id": query["_id"]}))
         if document is None:
             return None
         return ClaimedItem(index=document[INDEX], attempt=document[ATTEMPT], value=document.get(ITEM))

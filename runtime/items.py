@@ -190,26 +190,33 @@ def lane_unstarted(job: str, round_number: int, lane: int) -> dict[str, Any]:
 # -- item documents --------------------------------------------------------------------------------
 
 
+def item_id(run_id: str, job: str, index: int) -> str:
+    """An item document's ``_id``: every read and write of one item is a point operation."""
+    return f"{run_id}/{job}/{index}"
+
+
 def item_documents(run_id: str, job: str, items: list[Any]) -> list[dict[str, Any]]:
     return [
-        {RUN_ID: run_id, JOB: job, INDEX: index, ITEM: item, STATE: ItemState.PENDING, ATTEMPT: 0}
+        {
+            "_id": item_id(run_id, job, index),
+            RUN_ID: run_id,
+            JOB: job,
+            INDEX: index,
+            ITEM: item,
+            STATE: ItemState.PENDING,
+            ATTEMPT: 0,
+        }
         for index, item in enumerate(items)
     ]
 
 
 def item_filter(run_id: str, job: str, index: int) -> dict[str, Any]:
-    return {RUN_ID: run_id, JOB: job, INDEX: index}
+    return {"_id": item_id(run_id, job, index)}
 
 
-def next_in_lane(run_id: str, job: str, after: int, concurrency: int) -> dict[str, Any]:
-    """The lane's items after index ``after`` that have not succeeded (a redrive reruns only
-    those): the first of them is the lane's next item."""
-    return {
-        RUN_ID: run_id,
-        JOB: job,
-        INDEX: {"$gt": after, "$mod": [concurrency, lane_of(after + concurrency, concurrency)]},
-        STATE: {"$ne": ItemState.SUCCEEDED},
-    }
+def unfinished_item(run_id: str, job: str, index: int) -> dict[str, Any]:
+    """Item ``index`` unless it has succeeded (a redrive runs again only the others)."""
+    return {**item_filter(run_id, job, index), STATE: {"$ne": ItemState.SUCCEEDED}}
 
 
 def item_ended(state: str, output: Any, output_ref: str | None, error: str | None) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from runtime.documents import STATUS_KEY, Document, StatusEvent
+from runtime.documents import INDEX, STATUS_KEY, Document, StatusEvent
 
 
 class NotificationState(StrEnum):
@@ -21,7 +21,7 @@ NOTIFICATION_STATE, CLAIMED_AT, SENT_AT = "state", "claimedAt", "sentAt"
 
 
 def status_identity(event: StatusEvent) -> Document:
-    """The ``STATUS_KEY`` fields of ``event``: the same for every delivery of one status
-    document, so it keys the notifier's claim on it."""
+    """The ``STATUS_KEY`` fields of ``event`` but the item's index (items are not notified): the
+    same for every delivery of one status document, so it keys the notifier's claim on it."""
     values = (event.run_id, event.phase, event.job, event.status.value, event.attempt)
-    return dict(zip(STATUS_KEY, values, strict=True))
+    return dict(zip([key for key in STATUS_KEY if key != INDEX], values, strict=True))

@@ -25,12 +25,9 @@ from pymongo.collection import Collection
 from pymongo.errors import DocumentTooLarge, DuplicateKeyError, OperationFailure, PyMongoError
 
 from runtime.documents import (
-    ATTEMPT,
     CREATED_AT,
     DATE,
     EXPIRE_AT,
-    INDEX,
-    JOB,
     OPERATION_STATUSES,
     PHASE,
     REQUEST_ID,
@@ -39,7 +36,6 @@ from runtime.documents import (
     STATUS,
     STATUS_KEY,
     SUMMARY_FIELDS,
-    TERMINAL_JOB_STATUSES,
     UPDATED_AT,
     VERSION,
     WORKFLOW,
@@ -63,6 +59,7 @@ from runtime.documents import (
     runs_query,
     status_from_document,
     summary_from_document,
+    terminal_id,
     touched,
 )
 from runtime.engine import utcnow
@@ -278,14 +275,9 @@ class MongoStore:
     def read_terminal_status(
         self, run_id: str, phase: str, job: str, attempt: int, index: int | None = None
     ) -> StatusEvent | None:
-        query = {
-            RUN_ID: run_id,
-            PHASE: phase,
-            JOB: job,
-            INDEX: index,
-            ATTEMPT: attempt,
-            STATUS: {"$in": [status.value for status in TERMINAL_JOB_STATUSES]},
-        }
+        # Every terminal report of an attempt has the attempt's one id: a point read, however many
+        # statuses there are.
+        query = {"_id": terminal_id(run_id, job, attempt, index), PHASE: phase}
         document = _guard("read a terminal status", lambda: self.statuses.find_one(query))
         return None if document is None else status_from_document(document)
 

@@ -26,6 +26,7 @@ from runtime import limits
 from runtime.definition.model import Job, Workflow, job_function_name
 from runtime.documents import Document, StatusEvent
 from runtime.events import JobEvent
+from runtime.handlers.items import FanOutContexts
 from runtime.handlers.job import LeaseSettings, UserHandler, run_attempt
 from runtime.handlers.notifier import NotifierService
 from runtime.handlers.orchestrator import Orchestrator
@@ -130,6 +131,8 @@ class LocalCloud:
         self.executions: Counter[str] = Counter()
         """Entries into each job's user code, by job name."""
         self._executions_lock = threading.Lock()
+        self._fan_outs = FanOutContexts()
+        """What the items of each fan-out share, kept as a warm orchestrator keeps it."""
         self.bus = Bus(
             options.faults,
             {
@@ -169,6 +172,7 @@ class LocalCloud:
             dispatcher=CrashingDispatcher(self, plan),
             # The bus redelivers a crashed handling at once, not a minute later as Lambda does.
             redispatch_after=timedelta(0),
+            contexts=self._fan_outs,
         ).handle(event)
 
     def _notify(self, event: dict[str, Any], plan: CrashPlan, request_id: str) -> None:

@@ -189,9 +189,11 @@ class CrashingItems:
             lambda: self._items.end_item(run_id, job, index, state, output, output_ref, error),
         )
 
-    def claim_next(self, run_id: str, job: str, after: int, concurrency: int) -> ClaimedItem | None:
+    def claim_next(
+        self, run_id: str, job: str, after: int, concurrency: int, count: int
+    ) -> ClaimedItem | None:
         return _crashing_write(
-            self.plan, "claim_next", lambda: self._items.claim_next(run_id, job, after, concurrency)
+            self.plan, "claim_next", lambda: self._items.claim_next(run_id, job, after, concurrency, count)
         )
 
     def claim_again(self, run_id: str, job: str, index: int) -> ClaimedItem | None:

@@ -4,10 +4,12 @@ and the summary table that ``run`` ends with and ``status`` prints."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime
 
 from rich import box
 from rich.console import Console, ConsoleOptions, JustifyMethod, RenderResult
+from rich.live import Live
 from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
@@ -88,9 +90,15 @@ class Progress:
         self.workflow = workflow
         self.store = store
         self._started: dict[tuple[str, int], datetime] = {}
+        self._first_item: dict[str, datetime] = {}
+        """When the first item of each fan-out reported."""
+        self._fan_outs = LiveLines(console)
 
     def status(self, event: StatusEvent) -> None:
         status, job, phase = event.status, event.job, event.phase
+        if event.index is not None and job is not None:
+            self._item(event, job)
+            return
         if status == StatusName.WORKFLOW_STARTED:
             self.console.print(f"[bold]{self.workflow.name}[/] run [bold]{escape(event.run_id)}[/]")
             self._phase_header(self.workflow.phase_order()[0].name)
@@ -103,6 +111,12 @@ class Progress:
             )
             state = JobState.SUCCEEDED if status == StatusName.SUCCESS else JobState.FAILED
             detail = event.error or "" if status == StatusName.FAILED else ""
+            if job in self._first_item:
+                # A fan-out's end: one line for all its items.
+                started = self._first_item[job]
+                seconds = None if event.date is None else (event.date - started).total_seconds()
+                detail = self._fan_out_summary(event.run_id, job) or detail
+                self._fan_outs.refresh(self._active(event.run_id))
             self._job_line(job, state, event.attempt, _duration(seconds), detail)
         elif status == StatusName.PHASE_COMPLETED and phase is not None:
             self._skipped_jobs(event.run_id, phase)
@@ -110,10 +124,34 @@ class Progress:
             if following is not None:
                 self._phase_header(following.name)
         elif status in RUN_ENDS.values():
+            self._fan_outs.stop()
             style = {StatusName.WORKFLOW_SUCCEEDED: "green", StatusName.WORKFLOW_CANCELLED: "yellow"}.get(
                 status, "red"
             )
             self.console.print(f"[{style}]{status.replace('_', ' ')}[/]")
+
+    def _item(self, event: StatusEvent, job: str) -> None:
+        """An item of a fan-out: no line of its own; on a terminal, a line per fan-out in flight
+        with its counts, redrawn a few times a second."""
+        if event.date is not None:
+            self._first_item.setdefault(job, event.date)
+        if self._fan_outs.due():
+            self._fan_outs.refresh(self._active(event.run_id))
+
+    def _active(self, run_id: str) -> list[str]:
+        if not self.console.is_terminal:
+            return []
+        run = self.store.read_run(run_id)
+        return [
+            f"  {MARKS[JOB_RUNNING]} {name:<28} {record.fan_out.summary()}"
+            for name, record in (run.jobs.items() if run is not None else ())
+            if record.fan_out is not None and record.state == JobState.DISPATCHED
+        ]
+
+    def _fan_out_summary(self, run_id: str, job: str) -> str:
+        run = self.store.read_run(run_id)
+        record = None if run is None else run.jobs.get(job)
+        return "" if record is None or record.fan_out is None else record.fan_out.summary()
 
     def notification(self, subject: str, message: str) -> None:
         self.console.print(f"  [magenta]✉[/] [dim]{escape(subject)}[/]")
@@ -136,6 +174,36 @@ class Progress:
             record = None if run is None else run.jobs.get(job.name)
             if record is not None and record.state == JobState.SKIPPED:
                 self._job_line(job.name, JobState.SKIPPED, 0, "")
+
+
+class LiveLines:
+    """Lines redrawn in place below the progress (a terminal only), at most ``REDRAWS`` times a
+    second: the fan-outs in flight with their counts."""
+
+    REDRAWS = 5
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._live: Live | None = None
+        self._drawn = 0.0
+
+    def due(self) -> bool:
+        return self.console.is_terminal and time.monotonic() - self._drawn >= 1 / self.REDRAWS
+
+    def refresh(self, lines: list[str]) -> None:
+        self._drawn = time.monotonic()
+        if not lines:
+            self.stop()
+            return
+        if self._live is None:
+            self._live = Live(console=self.console, transient=True, auto_refresh=False)
+            self._live.start()
+        self._live.update(Text("\n".join(lines)), refresh=True)
+
+    def stop(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
 
 
 def summary_table(report: RunReport) -> Table:
@@ -179,7 +247,7 @@ def summary_table(report: RunReport) -> Table:
         ]
         if local:
             row.append(str(job.executions))
-        detail = Preview(job.error, style="red") if job.error else Preview(job.output or "")
+        detail = Preview(job.error, style="red") if job.error else Preview(job.detail() or "")
         row += [_duration(job.seconds), detail]
         table.add_row(*row)
     return table

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from runtime.documents import JobState, RunState, StatusName
+from runtime.items import FanOut
 from runtime.store import MongoStore
 
 JOB_RUNNING = "running"
@@ -35,6 +36,22 @@ class JobReport:
     """From the job's first ``started`` to its last report."""
     tolerated: bool = False
     """It failed and the run went on (``allow_failure``)."""
+    items: Mapping[str, int] | None = None
+    """A ``for_each`` job's items: ``count``, ``done``, ``failed``, ``running``."""
+    output_ref: str | None = None
+    """Where the output is kept when it is too large for an event, or a fan-out's."""
+
+    def detail(self) -> Any:
+        """What the summary's output column shows: a fan-out's counts rather than its items'
+        outputs, the reference of an output kept by reference."""
+        if self.items is not None and self.error is None:
+            items = self.items
+            return (
+                f"{items['done']}/{items['count']} done, {items['failed']} failed, {items['running']} running"
+            )
+        if self.output_ref is not None and self.output is None:
+            return f"(kept by reference: {self.output_ref})"
+        return self.output
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,6 +84,8 @@ class RunReport:
                     "output": job.output,
                     "error": job.error,
                     "tolerated": job.tolerated,
+                    **({} if job.items is None else {"items": dict(job.items)}),
+                    **({} if job.output_ref is None else {"output_ref": job.output_ref}),
                 }
                 for job in self.jobs
             },
@@ -75,6 +94,15 @@ class RunReport:
         if self.faults is not None:
             document["faults"] = dict(self.faults)
         return document
+
+
+def _items(fan_out: FanOut) -> dict[str, int]:
+    return {
+        "count": fan_out.count,
+        "done": fan_out.done,
+        "failed": fan_out.failed,
+        "running": fan_out.running,
+    }
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:
@@ -135,6 +163,8 @@ def summarize(
                     error=record.error if record.state == JobState.FAILED else None,
                     seconds=_seconds(first_started.get(name), last_report.get(name)),
                     tolerated=job_definition.allow_failure and record.state == JobState.FAILED,
+                    items=None if record.fan_out is None else _items(record.fan_out),
+                    output_ref=record.output_ref,
                 )
             )
     return RunReport(

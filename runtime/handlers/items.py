@@ -111,7 +111,7 @@ class ItemHandling:
             return []
         # The lane's first item that has not succeeded (after a redrive, some have).
         after = lane - job.max_concurrency
-        claimed = self.items.claim_next(run_id, job.name, after, job.max_concurrency)
+        claimed = self.items.claim_next(run_id, job.name, after, job.max_concurrency, view.fan_out.count)
         found = None if claimed is None else (claimed.index, claimed.attempt)
         to, skipped = next_lane(after, found, view.fan_out, key, utcnow())
         moved = self.items.move_lane(
@@ -190,7 +190,9 @@ class ItemHandling:
             return "advanced", (self._send(context, event.run_id, to, claimed.value),), ""
         succeeded = event.status == StatusName.SUCCESS
         self._end_item(event)
-        claimed = self.items.claim_next(event.run_id, job.name, event.index, job.max_concurrency)
+        claimed = self.items.claim_next(
+            event.run_id, job.name, event.index, job.max_concurrency, view.fan_out.count
+        )
         found = None if claimed is None else (claimed.index, claimed.attempt)
         to, skipped = next_lane(event.index, found, view.fan_out, event.key, now)
         counts = {"done": skipped + (1 if succeeded else 0), "failed": 0 if succeeded else 1}
