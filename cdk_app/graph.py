@@ -3,8 +3,9 @@
 Drawn from the IR, so the picture is the workflow the loader accepted: one cluster per phase,
 ``after`` edges inside it, phases joined in run order (``Workflow.phase_order``). A job's
 ``after`` naming an earlier phase's job is a dashed edge (a data dependency across phases); a
-``join: any`` job's edges end in a circle and its node says so; a job with ``allow_failure`` is
-drawn dashed; the failure handlers (``on_failure``) are a cluster of their own, apart from the
+``join: any`` job's edges end in a circle and its node says so; a ``for_each`` job is one node
+with a double border that shows its expression (never a node per item); a job with
+``allow_failure`` is drawn dashed; the failure handlers (``on_failure``) are a cluster of their own, apart from the
 run order.
 """
 
@@ -18,8 +19,11 @@ HANDLERS_TITLE = "on_failure: when the run fails or is cancelled"
 
 
 def _notes(job: Job) -> list[str]:
-    """The lines under a job's name: its condition, its join, its tolerance."""
+    """The lines under a job's name: its condition, its items, its join, its tolerance."""
     notes = [] if job.when is None else [f"when {job.when}"]
+    if job.for_each is not None:
+        notes.append(f"for each {job.for_each}")
+        notes.append(f"at most {job.max_concurrency} at once, tolerates {job.tolerated_failures}")
     if job.join == "any" and job.after:
         notes.append("join any")
     if job.allow_failure:
@@ -37,6 +41,8 @@ def _mermaid_text(text: str) -> str:
 
 def _mermaid_node(job: Job) -> str:
     label = "<br/>".join([job.name, *map(_mermaid_text, _notes(job))])
+    if job.when is None and job.for_each is not None:
+        return f'job_{job.name}[["{label}"]]'
     if job.when is None:
         return f'job_{job.name}["{label}"]'
     return f'job_{job.name}{{{{"{label}"}}}}'
@@ -96,6 +102,8 @@ def _dot_node(job: Job) -> str:
         attributes.append("shape=hexagon")
     if job.allow_failure:
         attributes.append('style="rounded,dashed"')
+    if job.for_each is not None:
+        attributes.append("peripheries=2")
     return f"{_dot_text(job.name)} [{', '.join(attributes)}];"
 
 

@@ -185,7 +185,7 @@ def test_history_has_every_status_of_the_run_in_order(
     assert entries[0]["status"] == "workflow_started"
     assert entries[-1]["status"] == "workflow_failed"
     assert ("failed", "doomed", 2) in [(e["status"], e["job"], e["attempt"]) for e in entries]
-    assert set(entries[0]) == {"date", "status", "phase", "job", "attempt", "error", "output", "reason"}
+    assert set(entries[0]) == {"date", "status", "phase", "job", "attempt", "error", "output", "reason", "index"}
     dates = [datetime.fromisoformat(e["date"]) for e in entries]
     assert dates == sorted(dates)
     success = next(e for e in entries if e["status"] == "success")

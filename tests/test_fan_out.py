@@ -338,3 +338,28 @@ def test_the_wrapper_runs_an_item_only_at_the_attempt_its_lane_holds() -> None:
     assert attempt_blocked(replace(event, index=6), (RunState.RUNNING, record)) is not None
     failed = replace(record, state=JobState.FAILED)
     assert attempt_blocked(event, (RunState.RUNNING, failed)) is not None
+
+
+# -- the graph -------------------------------------------------------------------------------------
+
+
+def test_the_graph_draws_a_fan_out_as_one_node_marked_with_its_expression() -> None:
+    from cdk_app.graph import render_dot, render_mermaid
+
+    definition = compiled(
+        {
+            "list": {},
+            "fan": {"after": ["list"], "for_each": "results.list.files", "max_concurrency": 8},
+            "sum": {"after": ["fan"]},
+        }
+    )
+
+    mermaid = render_mermaid(definition)
+    dot = render_dot(definition)
+
+    assert 'job_fan[["fan<br/>for each results.list.files<br/>at most 8 at once, tolerates 0"]]' in mermaid
+    assert mermaid.count("job_fan[") == 1
+    assert (
+        '"fan" [id="job_fan", label="fan\\nfor each results.list.files\\nat most 8 at once, tolerates 0", peripheries=2];'
+        in dot
+    )
