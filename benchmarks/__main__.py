@@ -1,6 +1,6 @@
 """``make bench``: every figure of benchmarks/README.md, written to benchmarks/results.json.
 
-``python -m benchmarks [--only engine|synth|trigger] [--pairs N] [--repeats N] [--output FILE]``; the
+``python -m benchmarks [--only engine|synth|trigger|fanout] [--pairs N] [--repeats N] [--output FILE]``; the
 defaults are what results.json was made with (five to eight minutes on two cores).
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 
 import pymongo
 
-from benchmarks import executions, orchestration, reconciler, synth, trigger
+from benchmarks import executions, fan_out, orchestration, reconciler, synth, trigger
 from cdk_app.embedded_mongo import mongodb_uri
 from runtime import contracts
 
@@ -31,6 +31,8 @@ TARGETS = {
     "lost_updates_ours": "== 0, while lost_updates_seed > 0",
     "events_per_second_ratio": ">= 1.0",
     "executions_beyond_attempts": "== 0 (jobs whose code ran more often than their attempts)",
+    "fan_out_commands_ratio": "<= 1.5 (commands per item success, 10,000 items against 10)",
+    "fan_out_bytes_ratio": "<= 1.5 (bytes per item success, 10,000 items against 10)",
 }
 
 
@@ -72,13 +74,17 @@ def verdicts(results: dict[str, Any]) -> dict[str, bool]:
         "lost_updates_ours": lambda r: r["lost_updates_ours"] == 0 and r["lost_updates_seed"] > 0,
         "events_per_second_ratio": lambda r: r["events_per_second_ratio"] >= 1.0,
         "executions_beyond_attempts": lambda r: r["executions_beyond_attempts"] == 0,
+        "fan_out_commands_ratio": lambda r: r["fan_out_commands_ratio"] <= 1.5,
+        "fan_out_bytes_ratio": lambda r: r["fan_out_bytes_ratio"] <= 1.5,
     }
     return {name: check(results) for name, check in checks.items() if name in results}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--only", choices=["engine", "synth", "trigger"], help="one part of the bench")
+    parser.add_argument(
+        "--only", choices=["engine", "synth", "trigger", "fanout"], help="one part of the bench"
+    )
     parser.add_argument("--pairs", type=int, default=5, help="interleaved synth pairs (default 5)")
     parser.add_argument("--repeats", type=int, default=3, help="synths per workflow size (default 3)")
     parser.add_argument("--threads", type=int, default=50, help="simultaneous successes (default 50)")
@@ -103,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
             results.update(orchestration.throughput(uri, args.runs, 3, 4, progress))
             results.update(orchestration.lost_updates(uri, args.threads, args.bursts, progress))
             results.update(executions.executions_against_attempts(uri, args.faulty_runs, progress))
+        if args.only in (None, "fanout"):
+            results.update(fan_out.cost_per_item_success(uri, progress))
+            results.update(fan_out.local_wall_times(uri, progress))
         if args.only in (None, "trigger"):
             results.update(trigger.trigger_figures(uri, progress))
             results.update(reconciler.reconciler_cost(uri, args.ended, args.running, progress))
