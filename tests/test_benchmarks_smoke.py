@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks import executions, orchestration, reconciler, synth, trigger
+from benchmarks import executions, fan_out, orchestration, reconciler, synth, trigger
 from runtime.definition.loader import workflow_from_document
 
 
@@ -108,3 +108,22 @@ def test_a_reconciler_pass_costs_two_reads_per_idle_run_and_repairs_every_broken
     assert idle["commands"] == 2 + 2 * 4
     assert (repair["runs_repaired"], repair["statuses_applied"], repair["redispatched"]) == (4, 2, 2)
     assert repair["dispatched"] == 4, "b after each lost success, and each lost attempt again"
+
+
+def test_an_item_success_costs_the_orchestrator_the_same_at_any_width(mongo_uri: str) -> None:
+    figures = fan_out.cost_per_item_success(mongo_uri, quiet, widths=(250, 600), measured_successes=60)
+
+    cost = figures["fan_out_cost_per_item"]
+    assert cost["250"]["item_successes_measured"] == cost["600"]["item_successes_measured"] == 60
+    # Every measured success has a next item in its lane at both widths: the same commands.
+    assert cost["250"]["commands_per_item_success"] == cost["600"]["commands_per_item_success"]
+    assert figures["fan_out_bytes_ratio"] <= 1.1
+    assert cost["600"]["run_document_bytes"] < 64 * 1024
+
+
+def test_the_local_runs_of_a_fan_out_and_of_static_jobs_both_finish(mongo_uri: str) -> None:
+    figures = fan_out.local_wall_times(mongo_uri, quiet, widths=(20,))
+
+    runs = figures["fan_out_local_runs"]
+    assert set(runs) == {"fan_out_20", "static_jobs_20"}
+    assert figures["largest_run_document_bytes"] == max(run["run_document_bytes"] for run in runs.values())
