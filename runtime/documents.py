@@ -38,6 +38,9 @@ class JobState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SKIPPED = "skipped"
+    WAITING = "waiting"
+    """Waiting for a time or an answer: a retry's delay (the attempt is not dispatched yet), a
+    wait job, an approval job. The record's ``due_at`` is its timer."""
     CANCELLED = "cancelled"
     """Dispatched when the run was cancelled: the attempt's own reports change nothing, and a
     redrive gives the job a new attempt."""
@@ -79,6 +82,13 @@ class StatusName(StrEnum):
     WORKFLOW_REDRIVEN = "workflow_redriven"
     CANCEL_REQUESTED = "cancel_requested"
     REDRIVE_REQUESTED = "redrive_requested"
+    TIMER_FIRED = "timer_fired"
+    """A timer of the run came due: of a waiting job's attempt (with its job), or the run
+    deadline of a round (without)."""
+    APPROVAL_REQUESTED = "approval_requested"
+    """The engine's record that an approval job is waiting for an answer."""
+    APPROVED = "approved"
+    REJECTED = "rejected"
 
 
 JOB_STATUSES = (StatusName.STARTED, StatusName.SUCCESS, StatusName.FAILED)
@@ -95,6 +105,10 @@ RUN_STATUSES = (
 """Statuses the engine itself records for a run (``job`` is ``None`` on these)."""
 
 OPERATION_STATUSES = (StatusName.CANCEL_REQUESTED, StatusName.REDRIVE_REQUESTED)
+ANSWER_STATUSES = (StatusName.APPROVED, StatusName.REJECTED)
+"""A person's answer to an approval job (with the job and the attempt that waits)."""
+WAITING_JOB_STATUSES = (StatusName.APPROVAL_REQUESTED, *ANSWER_STATUSES)
+"""Statuses of a waiting job's attempt that no job function reports."""
 """Operations on a run, inserted by ``runtime.operations`` (``job`` and ``phase`` are ``None``);
 the engine decides what they do."""
 
@@ -136,6 +150,8 @@ class JobRecord:
     first_attempt: int | None = None
     """The first attempt of the job's current retry budget: set by a redrive (attempts keep
     counting up across redrives, the budget starts afresh); None means 1."""
+    due_at: datetime | None = None
+    """While ``waiting``: when its timer fires."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -161,6 +177,8 @@ class Run:
     ``attempt``, so each round's start and end are statuses of their own."""
     expire_at: datetime | None = None
     """When MongoDB's TTL monitor deletes the ended run (the spec's ``retention_days``)."""
+    deadline: datetime | None = None
+    """When the run deadline of this round fires (the spec's ``timeout``)."""
     version: int = 0
     """Incremented by every write; a write planned from this view is guarded by it."""
     stored_bytes: int = 0
@@ -196,7 +214,9 @@ FINISHED_BY, ERROR, VERSION, CREATED_AT, UPDATED_AT, REDRIVES, EXPIRE_AT = (
     "redrives",
     "expireAt",
 )
-COMPLETED_BY = "completedBy"
+COMPLETED_BY, DEADLINE, WAKE_AT = "completedBy", "deadline", "wakeAt"
+"""``wakeAt`` is the earliest due time among the run's timers, or earlier (never later): the
+timer sweep's index. Decisions lower it (``$min``); only the sweep raises it again."""
 _JOB_FIELDS = {
     "state": "state",
     "attempt": "attempt",
@@ -207,12 +227,15 @@ _JOB_FIELDS = {
     "finished_at": "finishedAt",
     "invoked_attempt": "invokedAttempt",
     "first_attempt": "firstAttempt",
+    "due_at": "dueAt",
 }
 """JobRecord attribute -> its field in the run document."""
 
 
 def _job_from_document(document: Mapping[str, Any]) -> JobRecord:
     values = {name: document[key] for name, key in _JOB_FIELDS.items() if document.get(key) is not None}
+    if "due_at" in values:
+        values["due_at"] = as_utc(values["due_at"])
     return JobRecord(**{**values, "state": JobState(document["state"])})
 
 
@@ -244,6 +267,7 @@ def run_from_document(document: Mapping[str, Any], stored_bytes: int = 0) -> Run
         error=document.get(ERROR),
         redrives=document.get(REDRIVES, 0),
         expire_at=document.get(EXPIRE_AT),
+        deadline=as_utc(document.get(DEADLINE)),
         version=document.get(VERSION, 0),
         stored_bytes=stored_bytes,
     )
@@ -391,6 +415,28 @@ def run_ended(
     )
 
 
+def deadline_set(deadline: datetime) -> Fields:
+    return {DEADLINE: deadline}
+
+
+def wake_at(due: datetime) -> Fields:
+    """A timer due at ``due``: written with ``$min``, so the earliest of all stays (a missing
+    field counts as later than any time; a null would count as earlier, so none is ever set)."""
+    return {WAKE_AT: due}
+
+
+def timers_due_query(now: datetime, workflow: str | None) -> Document:
+    """Selects the running runs with a timer due at ``now`` (the index ``running_wake``)."""
+    query: Document = {RUN_STATE: RunState.RUNNING.value, WAKE_AT: {"$lte": now}}
+    return query if workflow is None else query | {WORKFLOW: workflow}
+
+
+def next_wake_query(workflow: str | None) -> Document:
+    """Selects the running runs that have a timer at all."""
+    query: Document = {RUN_STATE: RunState.RUNNING.value, WAKE_AT: {"$exists": True}}
+    return query if workflow is None else query | {WORKFLOW: workflow}
+
+
 def run_reopened(redrives: int) -> Fields:
     """A redrive set the run going again, as its round ``redrives``."""
     return {
@@ -464,7 +510,7 @@ class StatusEvent:
             ATTEMPT: self.attempt,
             DATE: date,
         }
-        if self.status == StatusName.SUCCESS:
+        if self.status in (StatusName.SUCCESS, StatusName.APPROVED):
             document[OUTPUT] = self.output
         if self.error is not None:
             document[ERROR] = self.error
@@ -540,7 +586,7 @@ def status_from_document(document: Mapping[str, Any], where: str = "status docum
         raise EventError(f"{where}: unknown status {status!r}")
     name = StatusName(status)
     job = optional_str(document, JOB, where)
-    if name in ATTEMPT_STATUSES:
+    if name in ATTEMPT_STATUSES or name in WAITING_JOB_STATUSES or (name == StatusName.TIMER_FIRED and job):
         required(document, JOB, str, where)
         required(document, PHASE, str, where)
         attempt = required(document, ATTEMPT, int, where)

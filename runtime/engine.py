@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import jmespath
 
-from runtime import limits
+from runtime import limits, retry
 from runtime.definition.model import Job, Phase, Workflow
 from runtime.documents import (
     DONE,
@@ -32,7 +32,6 @@ from runtime.documents import (
     Fields,
     JobRecord,
     JobState,
-    Lease,
     Run,
     RunState,
     StatusEvent,
@@ -47,7 +46,7 @@ from runtime.documents import (
     run_is,
     run_reopened,
 )
-from runtime.events import FailureRecord, JobEvent
+from runtime.events import JobEvent
 
 LAMBDA_RETRY_DELAY = timedelta(seconds=50)
 """Lambda retries a failed asynchronous invocation of the orchestrator a minute later at the
@@ -85,6 +84,8 @@ class Transition:
     """Run-level statuses to record once the write is made."""
     expiry: Expiry | None = None
     """The run's statuses get this expiry once they are recorded (None: no change)."""
+    wake_at: datetime | None = None
+    """The earliest timer the write creates (lowers the run's ``wakeAt``, the sweep's index)."""
     fallback: Transition | None = None
     """For a success planned against the whole run (its version): the completion alone, guarded
     by the job's own state, for when another handler wrote first; the rest is then decided again
@@ -175,12 +176,22 @@ def _decide(run: Run, event: StatusEvent, now: datetime) -> Transition | Rejecti
         return Rejection(action="ignored", reason="stale success")
     if event.status == StatusName.FAILED:
         return plan_failure(run, event, now)
+    # Imported here: the decisions on time build on this module's (plan_progress, the run's end).
+    from runtime import timers
+
     if event.status == StatusName.WORKFLOW_STARTED:
-        return plan_progress(run, event.key, now)
+        return timers.with_deadline(run, plan_progress(run, event.key, now), now)
     if event.status == StatusName.CANCEL_REQUESTED:
         return plan_cancel(run, event, now)
     if event.status == StatusName.REDRIVE_REQUESTED:
-        return plan_redrive(run, event, now)
+        redrive = plan_redrive(run, event, now)
+        if not isinstance(redrive, Transition):
+            return redrive
+        return timers.with_deadline(reopened(run), redrive, now, fresh=True)
+    if event.status == StatusName.TIMER_FIRED:
+        return timers.plan_timer(run, event, now)
+    if event.status in (StatusName.APPROVED, StatusName.REJECTED):
+        return timers.plan_answer(run, event, now)
     return Rejection(action="ignored", reason=f"the orchestrator does not act on '{event.status}'")
 
 
@@ -211,6 +222,7 @@ def plan_success(run: Run, event: StatusEvent, now: datetime) -> Transition | No
         dispatches=progress.dispatches,
         statuses=progress.statuses,
         expiry=progress.expiry,
+        wake_at=progress.wake_at,
         fallback=completion,
     )
 
@@ -269,6 +281,7 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
     changes: Fields = {}
     dispatches: list[JobEvent] = []
     statuses: list[StatusEvent] = []
+    wakes: list[datetime] = []
     phase: Phase | None = run.definition.phase(run.phase)
     while phase is not None:
         while ready := ready_jobs(phase, states):
@@ -291,7 +304,10 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
                         f"the 'when' of {job.name!r} failed: {exc}",
                         now,
                     )
-                states[job.name] = JobState.DISPATCHED if starts else JobState.SKIPPED
+                # A wait or an approval job waits for its timer (or an answer) instead of a function.
+                due = None if not starts else _waits_until(job, now)
+                waits = JobState.DISPATCHED if due is None else JobState.WAITING
+                states[job.name] = waits if starts else JobState.SKIPPED
                 # A job a redrive reopened keeps counting its attempts: the job wrapper claims
                 # each attempt number once, so a number is never used twice.
                 record = run.jobs[job.name]
@@ -304,9 +320,14 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
                         caused_by=key,
                         claimed_at=now,
                         first_attempt=record.first_attempt,
+                        due_at=due,
                     ),
                 )
-                if starts:
+                if due is not None:
+                    wakes.append(due)
+                    if job.approval is not None:
+                        statuses.append(approval_requested(run, job, attempt))
+                elif starts:
                     dispatches.append(_job_event(run, phase, job, attempt, outputs))
         if not all(states[job.name] in DONE for job in phase.jobs):
             break
@@ -321,6 +342,30 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
         dispatches=tuple(dispatches),
         statuses=tuple(statuses),
         expiry=_expiry(_expire_at(run, now)) if phase is None else None,
+        wake_at=min(wakes, default=None),
+    )
+
+
+def _waits_until(job: Job, now: datetime) -> datetime | None:
+    """When a wait or an approval job that starts ``now`` fires its timer; None for a job with a
+    function to run."""
+    if job.wait is not None:
+        return now + timedelta(seconds=job.wait)
+    if job.approval is not None:
+        return now + timedelta(seconds=job.approval.timeout)
+    return None
+
+
+def approval_requested(run: Run, job: Job, attempt: int) -> StatusEvent:
+    """The record that an approval job waits for an answer: what the notifier tells people."""
+    return StatusEvent(
+        run_id=run.run_id,
+        workflow=run.workflow,
+        status=StatusName.APPROVAL_REQUESTED,
+        phase=job.phase,
+        job=job.name,
+        attempt=attempt,
+        reason=None if job.approval is None else job.approval.message,
     )
 
 
@@ -336,8 +381,25 @@ def plan_failure(run: Run, event: StatusEvent, now: datetime) -> Transition | No
     error = limits.bounded(event.error or "the job failed without saying why")
     if run.state == RunState.RUNNING:
         conditions |= run_is(RunState.RUNNING)
-        first_attempt = record.first_attempt or 1
-        if event.attempt < first_attempt + job.retries:
+        attempts = event.attempt - (record.first_attempt or 1) + 1
+        if attempts <= job.retries and retry.is_retried(job.retry, error):
+            draws = retry.jitter_source(run.run_id, job.name, event.attempt)
+            delay = retry.retry_delay(job.retry, attempts, draws)
+            if delay > 0:
+                # The next attempt waits for its timer; it is dispatched when the timer fires.
+                due = now + timedelta(seconds=delay)
+                return Transition(
+                    conditions=conditions,
+                    changes=job_changed(
+                        job.name,
+                        state=JobState.WAITING,
+                        attempt=event.attempt + 1,
+                        caused_by=event.key,
+                        due_at=due,
+                        error=error,
+                    ),
+                    wake_at=due,
+                )
             return Transition(
                 conditions=conditions,
                 changes=job_changed(
@@ -347,8 +409,11 @@ def plan_failure(run: Run, event: StatusEvent, now: datetime) -> Transition | No
                     _job_event(run, run.definition.phase(job.phase), job, event.attempt + 1, run.outputs),
                 ),
             )
-        attempts = event.attempt - first_attempt + 1
-        message = f"job {job.name!r} failed after {attempts} attempt(s): {error}"
+        if attempts <= job.retries:
+            kind = retry.error_type(error)
+            message = f"job {job.name!r} failed with {kind}, which its retry policy does not retry: {error}"
+        else:
+            message = f"job {job.name!r} failed after {attempts} attempt(s): {error}"
         return _fail_run(run, event.key, conditions, job.name, message, now)
     return Transition(
         conditions=conditions, changes=job_changed(job.name, state=JobState.FAILED, error=error)
@@ -370,7 +435,7 @@ def plan_cancel(run: Run, event: StatusEvent, now: datetime) -> Transition | Rej
         return Rejection(action="ignored", reason=f"the run has already ended ({run.state})")
     changes: Fields = {}
     for name, record in run.jobs.items():
-        if record.state == JobState.DISPATCHED:
+        if record.state in (JobState.DISPATCHED, JobState.WAITING):
             changes |= job_changed(name, state=JobState.CANCELLED)
     error = f"cancelled: {event.reason}" if event.reason else "cancelled"
     expire_at = _expire_at(run, now)
@@ -389,7 +454,7 @@ def reopened(run: Run) -> Run:
     budget whose attempts go on from the last number used."""
     jobs = {
         name: JobRecord(state=JobState.PENDING, attempt=record.attempt, first_attempt=record.attempt + 1)
-        if record.state in (JobState.FAILED, JobState.CANCELLED)
+        if record.state in (JobState.FAILED, JobState.CANCELLED, JobState.WAITING)
         else record
         for name, record in run.jobs.items()
     }
@@ -464,53 +529,18 @@ def replay(
         for phase, by in run.completed_by.items()
         if by == key
     ]
+    statuses += [
+        approval_requested(run, job, record.attempt)
+        for job in run.definition.jobs()
+        if job.approval is not None
+        and (record := run.jobs[job.name]).caused_by == key
+        and record.state == JobState.WAITING
+    ]
     if run.redrives and key == _run_status(run, StatusName.REDRIVE_REQUESTED).key:
         statuses.append(_run_status(run, StatusName.WORKFLOW_REDRIVEN))
     if run.finished_by == key and run.state in RUN_ENDS:
         statuses.append(_run_status(run, RUN_ENDS[run.state], error=run.error))
     return dispatches, tuple(statuses)
-
-
-def attempt_failed(job: JobEvent, error: str) -> StatusEvent:
-    """The ``failed`` report of one job attempt."""
-    return StatusEvent(
-        run_id=job.run_id,
-        workflow=job.workflow,
-        status=StatusName.FAILED,
-        phase=job.phase,
-        job=job.job,
-        attempt=job.attempt,
-        error=limits.bounded(error),
-    )
-
-
-def plan_give_up(
-    record: FailureRecord, terminal: StatusEvent | None, lease: Lease | None, now: datetime
-) -> StatusEvent | Rejection:
-    """Lambda gave up on a job invocation: count it as the attempt's failure, unless the attempt
-    reported its end (``terminal``) or another invocation holds a live ``lease`` on it (that one
-    reports its own end, or Lambda gives up on it in turn). The failure is recorded through the
-    attempt's one terminal report, so it can never stand beside a success."""
-    if terminal is not None:
-        return Rejection(action="ignored", reason="the attempt already reported its end")
-    if lease is not None and lease.owner != record.request_id and lease.expires_at > now:
-        return Rejection(action="ignored", reason="another invocation holds a live lease on the attempt")
-    return attempt_failed(record.job_event, record.error)
-
-
-def attempt_blocked(job: JobEvent, state: tuple[RunState, JobRecord | None] | None) -> str | None:
-    """Why the job wrapper must not run ``job``'s code (None: it may): the run has ended, or the
-    run is at another attempt of the job. ``state`` is the run's state and the job's record; a
-    job event of a run that has no document (a job invoked by hand) runs."""
-    if state is None:
-        return None
-    run_state, record = state
-    if run_state != RunState.RUNNING:
-        return f"the run had ended ({run_state}) before attempt {job.attempt} of {job.job!r} started"
-    if record is None or record.state != JobState.DISPATCHED or record.attempt != job.attempt:
-        where = "not in the run" if record is None else f"{record.state} at attempt {record.attempt}"
-        return f"attempt {job.attempt} of {job.job!r} is stale: the job is {where}"
-    return None
 
 
 def _run_status(

@@ -67,7 +67,9 @@ class RunStore(Protocol):
     def read_attempt_state(self, run_id: str, job: str) -> tuple[RunState, JobRecord | None] | None:
         """The run's state and ``job``'s record (None: no such run), without the rest of the run."""
 
-    def apply_transition(self, run_id: str, conditions: Fields, changes: Fields) -> bool:
+    def apply_transition(
+        self, run_id: str, conditions: Fields, changes: Fields, earliest: Fields | None = None
+    ) -> bool:
         """Make ``changes`` while the run matches ``conditions``; False when another writer got
         there first."""
 
@@ -111,6 +113,15 @@ class RunStore(Protocol):
 
     def expire_statuses(self, run_id: str, expire_at: datetime | None) -> None:
         """Have the run's statuses deleted at ``expire_at`` (None: kept, a redriven run)."""
+
+    def runs_due(self, now: datetime, limit: int, workflow: str | None = None) -> list[str]:
+        """Ids of running runs (of ``workflow``) with a timer due at ``now``, the earliest first."""
+
+    def next_wake(self, workflow: str | None = None) -> datetime | None:
+        """The earliest time a running run (of ``workflow``) has a timer due; None: no timers."""
+
+    def set_wake(self, run_id: str, version: int, due: datetime | None) -> bool:
+        """Set when the run's next timer is due, while the run is still at ``version``."""
 
 
 class NotificationClaims(Protocol):

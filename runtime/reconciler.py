@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 
 from runtime.definition.model import Job
 from runtime.documents import (
+    ANSWER_STATUSES,
     REDRIVABLE,
     Fields,
     JobState,
@@ -111,6 +112,13 @@ def is_unrecorded(run: Run, event: StatusEvent) -> bool:
         return run.state == RunState.RUNNING and event.attempt == run.redrives
     if event.status == StatusName.REDRIVE_REQUESTED:
         return run.state in REDRIVABLE and event.attempt == run.redrives + 1
+    if event.status in (StatusName.TIMER_FIRED, *ANSWER_STATUSES):
+        if event.job is None:
+            return (
+                run.state == RunState.RUNNING and event.attempt == run.redrives and run.deadline is not None
+            )
+        record = run.jobs.get(event.job)
+        return record is not None and record.state == JobState.WAITING and record.attempt == event.attempt
     return False
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from cdk_app.local.atlas_events import envelope
 from cdk_app.local.faults import CrashingDispatcher, CrashingStore, CrashPlan, InjectedCrash, NoCrash
 from runtime.definition.loader import load_workflow
-from runtime.definition.model import Job, Phase, Workflow
+from runtime.definition.model import Job, Phase, RetryPolicy, Workflow
 from runtime.events import JobEvent
 from runtime.handlers.job import UserHandler, run_attempt, stub_handler
 from runtime.handlers.orchestrator import Orchestrator
@@ -147,6 +147,16 @@ class Driver:
         )
 
 
+def job_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """``Job`` keyword arguments from a spec-like mapping, where ``retries: N`` is the short form
+    of ``retry=RetryPolicy(max=N)``."""
+    own = dict(settings)
+    if "retries" in own:
+        own.setdefault("retry", RetryPolicy(max=own.pop("retries")))
+        own.pop("retries", None)
+    return own
+
+
 def workflow(name: str, phases: Mapping[str, Mapping[str, Mapping[str, Any]]], **options: Any) -> Workflow:
     """A Workflow IR from a compact literal: ``{"phase": {"job": {"after": [...], ...}}}``."""
     return Workflow(
@@ -155,7 +165,8 @@ def workflow(name: str, phases: Mapping[str, Mapping[str, Mapping[str, Any]]], *
             Phase(
                 name=phase,
                 jobs=tuple(
-                    Job(name=job, phase=phase, **{"retries": 2, **settings}) for job, settings in jobs.items()
+                    Job(name=job, phase=phase, **job_settings({"retries": 2, **settings}))
+                    for job, settings in jobs.items()
                 ),
             )
             for phase, jobs in phases.items()

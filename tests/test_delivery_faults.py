@@ -166,13 +166,15 @@ class _RefusingOnce:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    def apply_transition(self, run_id: str, conditions: dict[str, Any], changes: dict[str, Any]) -> bool:
+    def apply_transition(
+        self, run_id: str, conditions: dict[str, Any], changes: dict[str, Any], earliest: Any = None
+    ) -> bool:
         if "version" in conditions and not self.refused:
             self.refused += 1
             raise DocumentRejected(
                 "could not update run: Resulting document after update is larger than 16777216"
             )
-        return self._store.apply_transition(run_id, conditions, changes)
+        return self._store.apply_transition(run_id, conditions, changes, earliest)
 
 
 def test_a_write_mongodb_refuses_fails_the_run_instead_of_being_retried(store: MongoStore) -> None:

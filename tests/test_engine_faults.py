@@ -577,11 +577,13 @@ class _Interleaved:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    def apply_transition(self, run_id: str, conditions: dict[str, Any], changes: dict[str, Any]) -> bool:
+    def apply_transition(
+        self, run_id: str, conditions: dict[str, Any], changes: dict[str, Any], earliest: Any = None
+    ) -> bool:
         if "version" in conditions and self._competitor is not None:
             competitor, self._competitor = self._competitor, None
             competitor()
-        return self._store.apply_transition(run_id, conditions, changes)
+        return self._store.apply_transition(run_id, conditions, changes, earliest)
 
     def record_job_success(self, *args: Any) -> Any:
         self.fallbacks += 1

@@ -23,12 +23,18 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "notify",
                 "schedule",
                 "schedule_input",
+                "timeout",
                 "retention_days",
             }
         ),
-        "defaults": frozenset({"memory", "timeout", "retries", "env"}),
+        "defaults": frozenset({"memory", "timeout", "retries", "retry", "env"}),
         "phase": frozenset({"next", "jobs"}),
-        "job": frozenset({"after", "code", "memory", "timeout", "retries", "env", "when", "permissions"}),
+        "job": frozenset(
+            {"after", "code", "memory", "timeout", "retries", "retry", "env", "when", "permissions"}
+            | {"wait", "approval"}
+        ),
+        "retry": frozenset({"max", "delay", "backoff", "max_delay", "jitter", "on"}),
+        "approval": frozenset({"timeout", "message"}),
         "permission": frozenset({"actions", "resources"}),
         "notify": frozenset({"on", "email", "slack_webhook_secret"}),
         "seed": frozenset({"$schema", "id", "purposeId", "currentPhase", "phases"}),

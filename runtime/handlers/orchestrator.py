@@ -20,15 +20,14 @@ from datetime import timedelta
 from typing import Any
 
 from runtime import limits
-from runtime.documents import Run, RunState, StatusEvent, jobs_invoked, lease_id
+from runtime.attempts import attempt_failed, plan_give_up
+from runtime.documents import Run, RunState, StatusEvent, jobs_invoked, lease_id, wake_at
 from runtime.engine import (
     LAMBDA_RETRY_DELAY,
     Expiry,
     Rejection,
     Transition,
-    attempt_failed,
     decide,
-    plan_give_up,
     refused_write,
     replay,
     utcnow,
@@ -107,7 +106,10 @@ class Orchestrator:
             written = True
             if isinstance(decision, Transition):
                 try:
-                    written = self.store.apply_transition(run.run_id, decision.conditions, decision.changes)
+                    earliest = None if decision.wake_at is None else wake_at(decision.wake_at)
+                    written = self.store.apply_transition(
+                        run.run_id, decision.conditions, decision.changes, earliest
+                    )
                 except DocumentRejected as exc:
                     # Never retried into a dead-letter queue: the run fails with the reason instead.
                     log.error("%s of run %r cannot be stored: %s", event.key, run.run_id, exc)
