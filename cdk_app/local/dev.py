@@ -47,6 +47,7 @@ from runtime.errors import EventError
 from runtime.handlers.job import UserHandler
 from runtime.reconciler import RUNS_PER_PASS, Reconciler
 from runtime.store import MongoStore
+from runtime.timers import fire_due_timers
 
 if TYPE_CHECKING:
     from cdk_app.cli import Subparsers
@@ -64,6 +65,8 @@ people exported keeps working across restarts."""
 class DevOptions:
     reload_seconds: float = 1.0
     """How often the spec folder is looked at for changes."""
+    timer_seconds: float = 0.25
+    """How often due timers are fired (a timer fires within this of its time)."""
     repair_seconds: float = 2.0
     """How often the reconciler and the timeout check run."""
     stale_after: timedelta = timedelta(seconds=5)
@@ -216,7 +219,7 @@ class DevServer:
                 # while nothing was delivering is the reconciler's. Every run still running was
                 # left behind, however recently it was written: it is checked now.
                 self.repair(utcnow() + self.options.stale_after)
-                next_reload = next_repair = time.monotonic()
+                next_reload = next_repair = next_timers = time.monotonic()
                 while not stop.is_set():
                     change = stream.try_next()
                     if change is not None:
@@ -224,6 +227,9 @@ class DevServer:
                     if time.monotonic() >= next_reload:
                         self.deployment.refresh()
                         next_reload = time.monotonic() + self.options.reload_seconds
+                    if time.monotonic() >= next_timers:
+                        fire_due_timers(self.store, utcnow())
+                        next_timers = time.monotonic() + self.options.timer_seconds
                     if time.monotonic() >= next_repair:
                         self.repair()
                         next_repair = time.monotonic() + self.options.repair_seconds

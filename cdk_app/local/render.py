@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cdk_app.local.report import JOB_RUNNING, RunReport
+from runtime.approvals import approval_commands
 from runtime.definition.model import Workflow
 from runtime.documents import RUN_ENDS, JobState, RunState, StatusEvent, StatusName
 from runtime.store import MongoStore
@@ -24,6 +25,7 @@ STYLES = {
     JobState.SKIPPED: "dim",
     JobState.PENDING: "yellow",
     JobState.CANCELLED: "yellow",
+    JobState.WAITING: "magenta",
     JOB_RUNNING: "cyan",
 }
 """By what the report calls a job: its state, or ``running`` for one dispatched in a running run."""
@@ -33,6 +35,7 @@ MARKS = {
     JobState.SKIPPED: "·",
     JobState.PENDING: "…",
     JobState.CANCELLED: "⊘",
+    JobState.WAITING: "⧖",
     JOB_RUNNING: "▸",
 }
 NUMERIC_COLUMNS = ("attempts", "runs", "time")
@@ -96,6 +99,11 @@ class Progress:
             self._phase_header(self.workflow.phase_order()[0].name)
         elif status == StatusName.STARTED and job is not None and event.date is not None:
             self._started[(job, event.attempt)] = event.date
+            self._job_line(job, JOB_RUNNING, event.attempt, "")
+        elif status == StatusName.APPROVAL_REQUESTED and job is not None:
+            approve, reject = approval_commands(event.run_id, job)
+            asked = f"{event.reason or 'approval requested'}: {approve} | {reject}"
+            self._job_line(job, JobState.WAITING, event.attempt, "", asked)
         elif status in (StatusName.SUCCESS, StatusName.FAILED) and job is not None:
             started = self._started.get((job, event.attempt))
             seconds = (
