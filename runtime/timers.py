@@ -17,6 +17,8 @@ Standard library and the ports only: the orchestrator and the reconciler import 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,6 +48,7 @@ from runtime.engine import (
     _run_status,
     plan_progress,
     record_success,
+    utcnow,
 )
 from runtime.ports import RunStore
 
@@ -53,6 +56,9 @@ log = logging.getLogger(__name__)
 
 RUN_DEADLINE_EXCEEDED = "run deadline exceeded"
 APPROVAL_TIMED_OUT = "approval timed out"
+
+MIN_PAUSE_SECONDS = 0.2
+"""The shortest sleep between two looks for due timers."""
 
 RUNS_PER_SWEEP = 1000
 """Runs with due timers one sweep fires at most (the earliest first); the next takes the rest."""
@@ -220,3 +226,27 @@ def fire_due_timers(store: RunStore, now: datetime, workflow: str | None = None)
         later = [due for due, _ in timers if due > now]
         store.set_wake(run_id, run.version, min(later, default=None))
     return fired
+
+
+def fire_timers_until(
+    store: RunStore,
+    workflow: str | None,
+    until: datetime,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Fire the due timers now, then sleep until the next one and fire it, for as long as the
+    next is due by ``until``; the number of statuses fired. Run once a minute (the cloud's timer
+    schedule), this fires every timer within a minute of its time, most within a second: a
+    timer due inside the minute that exists at a look is fired when due, and one created after
+    the last look of a minute is found by the next minute's first."""
+    fired = 0
+    while True:
+        now = clock()
+        fired += fire_due_timers(store, now, workflow)
+        wake = store.next_wake(workflow)
+        if wake is None or wake > until or now >= until:
+            return fired
+        # A wake already past is a sweep that lost its write to a decision: look again shortly.
+        sleep(max(MIN_PAUSE_SECONDS, (wake - now).total_seconds()))
