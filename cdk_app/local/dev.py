@@ -39,9 +39,10 @@ from cdk_app.local.timeline import STATUS_STYLES, first_line
 from cdk_app.local.timeouts import GRACE as TIMEOUT_GRACE
 from cdk_app.local.timeouts import TimeoutWatch
 from cdk_app.project import workflows_dir
+from runtime.approvals import approval_commands
 from runtime.definition.loader import check_specs
 from runtime.definition.model import Job, Workflow
-from runtime.documents import RUN_ID, WORKFLOW, Document, StatusEvent, status_from_document
+from runtime.documents import RUN_ID, WORKFLOW, Document, StatusEvent, StatusName, status_from_document
 from runtime.engine import utcnow
 from runtime.errors import EventError
 from runtime.handlers.job import UserHandler
@@ -167,6 +168,9 @@ class StatusLines:
         self.console.print(
             " ".join(part for part in parts if part), no_wrap=True, overflow="ellipsis", highlight=False
         )
+        if event.status == StatusName.APPROVAL_REQUESTED and event.job is not None:
+            for command in approval_commands(event.run_id, event.job):
+                self.console.print(f"  [magenta]{escape(command)}[/]", highlight=False, soft_wrap=True)
 
     def notification(self, subject: str, message: str) -> None:
         self.console.print(f"[magenta]✉[/] [dim]{escape(subject)}[/]", highlight=False)
