@@ -244,7 +244,9 @@ def test_the_starter_function_cancels_and_redrives_runs(
             {"action": "cancel", "run_id": "fish-op", "reason": 7}, "reason must be a string", id="reason"
         ),
         pytest.param(
-            {"action": "redrive", "run_id": "fish-op", "reason": "x"}, "only a cancel or a reject takes", id="why"
+            {"action": "redrive", "run_id": "fish-op", "reason": "x"},
+            "only a cancel or a reject takes",
+            id="why",
         ),
         pytest.param({"action": "redrive", "run_id": "fish-op"}, "is running: only a failed", id="running"),
         pytest.param({"action": "cancel", "run_id": "nope"}, "no run 'nope'", id="unknown-run"),
