@@ -7,15 +7,20 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pymongo
 import pytest
+from rich.console import Console
 
+from cdk_app.local.render import Progress
+from runtime.definition.loader import load_workflow
 from runtime.documents import StatusEvent, StatusName
 from runtime.handlers.notifier import compose
+from runtime.store import MongoStore
 from tests.cli_harness import CliResult, cli
 from tests.test_dev_server import WAIT, dev_server, wait_until
 
@@ -173,3 +178,31 @@ def test_the_approval_request_notification_gives_the_message_and_both_commands()
     assert "Ship the build?" in message
     assert "python -m cdk_app approve r-1 sign_off" in message
     assert "python -m cdk_app reject r-1 sign_off" in message
+
+
+def test_live_progress_shows_a_started_job_as_running_with_its_elapsed_time_until_it_ends() -> None:
+    console = Console(record=True, width=100, color_system=None)
+    workflow = load_workflow(SPECS / "delayed_retry.yaml")
+    progress = Progress(console, workflow, cast(MongoStore, None))  # skips are read only at a phase's end
+    begun = datetime(2026, 12, 2, 4, 0, tzinfo=UTC)
+    started = StatusEvent(
+        run_id="r",
+        workflow="delayed_retry",
+        status=StatusName.STARTED,
+        phase="work",
+        job="flaky",
+        attempt=1,
+        date=begun,
+    )
+
+    progress.status(started)
+    progress.tick(begun + timedelta(seconds=12))
+    progress.status(replace(started, status=StatusName.SUCCESS, date=begun + timedelta(seconds=13)))
+    progress.tick(begun + timedelta(seconds=20))
+
+    lines = [line.split() for line in console.export_text().splitlines()]
+    assert lines == [
+        ["▸", "flaky", "running", "attempt", "1"],
+        ["▸", "flaky", "running", "attempt", "1", "12.00", "s"],
+        ["✔", "flaky", "succeeded", "attempt", "1", "13.00", "s"],
+    ]

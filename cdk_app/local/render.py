@@ -105,7 +105,7 @@ class Progress:
             asked = f"{event.reason or 'approval requested'}: {approve} | {reject}"
             self._job_line(job, JobState.WAITING, event.attempt, "", asked)
         elif status in (StatusName.SUCCESS, StatusName.FAILED) and job is not None:
-            started = self._started.get((job, event.attempt))
+            started = self._started.pop((job, event.attempt), None)
             seconds = (
                 None if started is None or event.date is None else (event.date - started).total_seconds()
             )
@@ -125,6 +125,12 @@ class Progress:
 
     def notification(self, subject: str, message: str) -> None:
         self.console.print(f"  [magenta]✉[/] [dim]{escape(subject)}[/]")
+
+    def tick(self, now: datetime) -> None:
+        """The jobs still running (from their ``started`` report), each with its elapsed time;
+        the runner calls this every few seconds while a run goes on."""
+        for (job, attempt), started in sorted(self._started.items()):
+            self._job_line(job, JOB_RUNNING, attempt, _duration((now - started).total_seconds()))
 
     def _phase_header(self, phase: str) -> None:
         self.console.rule(f"phase [bold]{escape(phase)}[/]", align="left", style="blue")

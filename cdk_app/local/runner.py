@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from cdk_app.local.cloud import CloudOptions, JobFunction, LocalCloud, RunObserver, workflow_rules
+from cdk_app.local.cloud import CloudOptions, JobFunction, LocalCloud, RunObserver, Ticking, workflow_rules
 from cdk_app.local.delivery import FaultSettings
 from cdk_app.local.report import RunReport, summarize
 from cdk_app.local.timeouts import TimeoutWatch
@@ -45,6 +45,8 @@ class RunOptions:
     """How long one wait on the change stream lasts before the runner looks at the clock."""
     timer_seconds: float = 0.25
     """How often the run's due timers are fired (a timer fires within this of its time)."""
+    tick_seconds: float = 5.0
+    """How often live progress shows the jobs still running, with their elapsed time."""
     repair_seconds: float = 1.0
     """How often an unfinished run is checked for attempts past their timeout, and, when nothing
     is in flight and no status came for this long, reconciled from its statuses."""
@@ -110,6 +112,7 @@ class LocalRunner:
         seen = 0
         ended = False
         last_progress = next_repair = next_timers = time.monotonic()
+        next_tick = last_progress + self.options.tick_seconds
         while True:
             change = stream.try_next()
             if change is not None:
@@ -137,6 +140,9 @@ class LocalRunner:
             # parallel jobs still finish, as they would on Lambda, and their reports count.
             if ended and self.cloud.bus.idle() and seen == self.store.count_statuses(run_id):
                 return None
+            if not ended and time.monotonic() >= next_tick and isinstance(self.observer, Ticking):
+                self.observer.tick(utcnow())
+                next_tick = time.monotonic() + self.options.tick_seconds
             if not ended and time.monotonic() >= next_timers:
                 fire_due_timers(self.store, utcnow(), self.workflow.name)
                 next_timers = time.monotonic() + self.options.timer_seconds
