@@ -81,10 +81,13 @@ def test_the_trigger_match_forwards_only_what_a_rule_consumes_and_the_figures_sa
     assert figures["trigger_match"] == {
         "fullDocument.status": {
             "$in": [
+                "approved",
                 "cancel_requested",
                 "failed",
                 "redrive_requested",
+                "rejected",
                 "success",
+                "timer_fired",
                 "workflow_started",
                 "workflow_succeeded",
             ]
