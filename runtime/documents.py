@@ -415,28 +415,6 @@ def run_ended(
     )
 
 
-def deadline_set(deadline: datetime) -> Fields:
-    return {DEADLINE: deadline}
-
-
-def wake_at(due: datetime) -> Fields:
-    """A timer due at ``due``: written with ``$min``, so the earliest of all stays (a missing
-    field counts as later than any time; a null would count as earlier, so none is ever set)."""
-    return {WAKE_AT: due}
-
-
-def timers_due_query(now: datetime, workflow: str | None) -> Document:
-    """Selects the running runs with a timer due at ``now`` (the index ``running_wake``)."""
-    query: Document = {RUN_STATE: RunState.RUNNING.value, WAKE_AT: {"$lte": now}}
-    return query if workflow is None else query | {WORKFLOW: workflow}
-
-
-def next_wake_query(workflow: str | None) -> Document:
-    """Selects the running runs that have a timer at all."""
-    query: Document = {RUN_STATE: RunState.RUNNING.value, WAKE_AT: {"$exists": True}}
-    return query if workflow is None else query | {WORKFLOW: workflow}
-
-
 def run_reopened(redrives: int) -> Fields:
     """A redrive set the run going again, as its round ``redrives``."""
     return {

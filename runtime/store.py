@@ -59,21 +59,19 @@ from runtime.documents import (
     lease_filter,
     lease_from_document,
     lease_renewed,
-    next_wake_query,
     run_filter,
     run_from_document,
     run_to_document,
     runs_query,
     status_from_document,
     summary_from_document,
-    timers_due_query,
     touched,
-    wake_at,
 )
 from runtime.engine import utcnow
 from runtime.errors import DocumentRejected, StoreError
 from runtime.notifications import CLAIMED_AT, NOTIFICATION_STATE, SENT_AT, NotificationState, status_identity
 from runtime.settings import StoreSettings
+from runtime.timers import next_wake_query, timers_due_query, wake_at
 
 T = TypeVar("T")
 

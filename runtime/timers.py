@@ -25,13 +25,18 @@ from typing import Any
 
 from runtime.definition.model import Job
 from runtime.documents import (
+    DEADLINE,
+    RUN_STATE,
+    WAKE_AT,
+    WORKFLOW,
+    Document,
+    Fields,
     JobState,
     Run,
     RunState,
     StatusEvent,
     StatusName,
     at_version,
-    deadline_set,
     in_round,
     job_changed,
     job_is,
@@ -62,6 +67,31 @@ MIN_PAUSE_SECONDS = 0.2
 
 RUNS_PER_SWEEP = 1000
 """Runs with due timers one sweep fires at most (the earliest first); the next takes the rest."""
+
+
+# Field paths and queries of the run document that only timers use (names from documents).
+
+
+def deadline_set(deadline: datetime) -> Fields:
+    return {DEADLINE: deadline}
+
+
+def wake_at(due: datetime) -> Fields:
+    """A timer due at ``due``: written with ``$min``, so the earliest of all stays (a missing
+    field counts as later than any time; a null would count as earlier, so none is ever set)."""
+    return {WAKE_AT: due}
+
+
+def timers_due_query(now: datetime, workflow: str | None) -> Document:
+    """Selects the running runs with a timer due at ``now`` (the index ``running_by_wake``)."""
+    query: Document = {RUN_STATE: RunState.RUNNING.value, WAKE_AT: {"$lte": now}}
+    return query if workflow is None else query | {WORKFLOW: workflow}
+
+
+def next_wake_query(workflow: str | None) -> Document:
+    """Selects the running runs that have a timer at all."""
+    query: Document = {RUN_STATE: RunState.RUNNING.value, WAKE_AT: {"$exists": True}}
+    return query if workflow is None else query | {WORKFLOW: workflow}
 
 
 def timer_event(run: Run, job: Job | None) -> StatusEvent:

@@ -21,7 +21,7 @@ from typing import Any
 
 from runtime import limits
 from runtime.attempts import attempt_failed, plan_give_up
-from runtime.documents import Run, RunState, StatusEvent, jobs_invoked, lease_id, wake_at
+from runtime.documents import Run, RunState, StatusEvent, jobs_invoked, lease_id
 from runtime.engine import (
     LAMBDA_RETRY_DELAY,
     Expiry,
@@ -36,6 +36,7 @@ from runtime.errors import DocumentRejected, EventError
 from runtime.events import JobEvent, as_mapping, is_failure_record, parse_failure_record, parse_status_event
 from runtime.patterns import ORCHESTRATOR_STATUSES
 from runtime.ports import Dispatcher, InvocationRefused, RunStore
+from runtime.timers import wake_at
 
 log = logging.getLogger(__name__)
 
