@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TypeAlias
 
 from cdk_app.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, CommandError
+from cdk_app.console.server import add_console
 from cdk_app.graph import RENDERERS
 from cdk_app.local.commands import add_run, add_start, add_status
 from cdk_app.local.dev import add_dev
@@ -107,6 +108,7 @@ SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     add_cancel,
     add_redrive,
     add_dev,
+    add_console,
 )
 """Add a subcommand by writing its ``add_<command>`` function and listing it here."""
 

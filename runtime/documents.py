@@ -14,6 +14,8 @@ Standard library only: the handlers import it inside Lambda.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -197,6 +199,10 @@ FINISHED_BY, ERROR, VERSION, CREATED_AT, UPDATED_AT, REDRIVES, EXPIRE_AT = (
     "expireAt",
 )
 COMPLETED_BY = "completedBy"
+INPUT_TEXT = "inputText"
+"""The run input as compact JSON (its first ``SEARCHABLE_INPUT_CHARS``): what the console's text
+search reads, since MongoDB cannot match a pattern against a whole subdocument."""
+SEARCHABLE_INPUT_CHARS = 2000
 _JOB_FIELDS = {
     "state": "state",
     "attempt": "attempt",
@@ -256,6 +262,7 @@ def run_to_document(run: Run, now: datetime) -> Document:
         WORKFLOW: run.workflow,
         DEFINITION: run.definition.to_document(),
         INPUT: run.input,
+        INPUT_TEXT: json.dumps(run.input, default=str, separators=(",", ":"))[:SEARCHABLE_INPUT_CHARS],
         RUN_STATE: run.state.value,
         PHASE: run.phase,
         JOBS: {name: _job_to_document(job) for name, job in run.jobs.items()},
@@ -312,6 +319,33 @@ def runs_query(workflow: str | None, state: str | None, since: datetime | None) 
     query[RUN_STATE] = state if state is not None else {"$in": [value.value for value in RunState]}
     if since is not None:
         query[CREATED_AT] = {"$gte": since}
+    return query
+
+
+def runs_search_query(
+    workflow: str | None,
+    state: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    text: str | None,
+    before: tuple[datetime, list[str]] | None,
+) -> Document:
+    """``runs_query`` with the console's filters: created before ``until``, ``text`` anywhere in
+    the run id or the input (case-insensitive, taken literally), and a page's position
+    ``before``: the creation time of the last run shown and the ids shown with that time, so the
+    next page starts right after them without counting what came before (keyset pagination)."""
+    query = runs_query(workflow, state, since)
+    created: Document = dict(query.get(CREATED_AT) or {})
+    if until is not None:
+        created["$lt"] = until
+    if before is not None:
+        created["$lte"] = before[0]
+        query[_ID] = {"$nin": before[1]}
+    if created:
+        query[CREATED_AT] = created
+    if text:
+        pattern = {"$regex": re.escape(text), "$options": "i"}
+        query["$or"] = [{_ID: pattern}, {INPUT_TEXT: pattern}]
     return query
 
 
