@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeAlias
 
-from cdk_app.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, CommandError
 from cdk_app.console.server import add_console
+from cdk_app.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, CommandError
 from cdk_app.graph import RENDERERS
 from cdk_app.local.commands import add_run, add_start, add_status
 from cdk_app.local.dev import add_dev

@@ -172,6 +172,7 @@ def console_app(store: MongoStore, *, allow_actions: bool, hosts: list[str]) -> 
         Route("/api/run/cancel", action(lambda s, run_id: request_cancel(s, run_id)), methods=["POST"]),
         Route("/api/run/redrive", action(request_redrive), methods=["POST"]),
         Route("/vendor/dagre.min.js", layout_library),
+        Route("/favicon.ico", lambda request: Response(status_code=204)),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     middleware = [Middleware(SecurityHeaders), Middleware(TrustedHostMiddleware, allowed_hosts=hosts)]

@@ -34,10 +34,16 @@ STARTUP_SECONDS = 10.0
 
 def add_console_arguments(parser: argparse.ArgumentParser, port_flag: str, default_port: int | None) -> None:
     """``--host``, the port flag and ``--allow-actions``: the same for ``console`` and ``dev``."""
-    parser.add_argument("--host", default=DEFAULT_HOST, help=f"where the console listens (default: {DEFAULT_HOST})")
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"where the console listens (default: {DEFAULT_HOST})"
+    )
     shown = "no console" if default_port is None else str(default_port)
     parser.add_argument(
-        port_flag, type=int, default=default_port, metavar="PORT", help=f"the console's port (default: {shown}; 0: any free port)"
+        port_flag,
+        type=int,
+        default=default_port,
+        metavar="PORT",
+        help=f"the console's port (default: {shown}; 0: any free port)",
     )
     parser.add_argument(
         "--allow-actions",
@@ -57,6 +63,8 @@ def _listening_socket(host: str, port: int) -> socket.socket:
 @contextlib.contextmanager
 def serving_console(store: MongoStore, host: str, port: int, allow_actions: bool) -> Iterator[str]:
     """The console over ``store`` on ``host:port`` for the block's duration; yields its URL."""
+    if not 0 <= port < 65536:
+        raise CommandError(f"the console's port must be 0 to 65535, got {port}", EXIT_USAGE)
     if not LAYOUT_LIBRARY.is_file():
         raise CommandError(f"{LAYOUT_LIBRARY} is missing: run make setup (npm ci) first")
     sock = _listening_socket(host, port)
@@ -90,8 +98,6 @@ def add_console(subparsers: Subparsers) -> None:
 
 
 def _console(args: argparse.Namespace) -> int:
-    if args.port is None or not 0 <= args.port < 65536:
-        raise CommandError(f"--port must be 0 to 65535, got {args.port}", EXIT_USAGE)
     store = open_store(args)
     say = Console(stderr=True, highlight=False)
     stop = threading.Event()

@@ -187,6 +187,11 @@ def summary_table(report: RunReport) -> Table:
 
 def print_summary(console: Console, report: RunReport) -> None:
     console.print(summary_table(report))
+    print_summary_notes(console, report)
+
+
+def print_summary_notes(console: Console, report: RunReport) -> None:
+    """What the table leaves out: the phase a running run is in, why it failed, the faults."""
     if report.status == RunState.RUNNING:
         console.print(f"current phase: {escape(report.phase)}")
     if report.error:
