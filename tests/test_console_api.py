@@ -137,8 +137,8 @@ def test_runs_come_newest_first_in_pages_that_cover_each_run_once_even_when_time
 ) -> None:
     # 7 runs at 3 creation times, in pages of 2: page boundaries fall inside both ties.
     times = [T0, T0, T0, T0 + timedelta(seconds=1), *[T0 + timedelta(seconds=2)] * 3]
-    for number, created in enumerate(times):
-        console.add_run(f"run-{number}", createdAt=created)
+    for number, moment in enumerate(times):
+        console.add_run(f"run-{number}", createdAt=moment)
     seen: list[str] = []
     cursor = None
     while True:
@@ -166,7 +166,7 @@ def test_pages_of_a_long_listing_follow_each_other(console: Console, store: Mong
     assert [len(page["runs"]) for page in (first, second, third)] == [50, 50, 20]
     assert third["next_page"] is None
     assert sorted(listed) == [f"run-{number:03}" for number in range(120)]
-    stamps = [store.runs.find_one({"_id": run_id})["createdAt"] for run_id in listed]
+    stamps = [(store.load_run(run_id) or {})["createdAt"] for run_id in listed]
     assert stamps == sorted(stamps, reverse=True)
 
 
