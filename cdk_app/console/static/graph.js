@@ -35,6 +35,7 @@ function layoutRun(phases) {
     for (const job of next.jobs) if (!job.after.length) graph.setEdge(gate, `job:${job.name}`);
   });
   dagre.layout(graph);
+  performance.mark("graph-laid-out");
   return graph;
 }
 

@@ -116,10 +116,14 @@ function render(run) {
   summary.className = `summary state-${run.status}`;
   summary.textContent = `${run.status} · phase ${run.phase}${run.redrives ? ` · redriven ${run.redrives}×` : ""}${run.error ? ` · ${firstLine(run.error, 160)}` : ""}`;
   const shape = shapeOf(run.phases);
-  if (!drawn || drawn.shape !== shape) {
-    drawn = { shape, byJob: drawRun(document.getElementById("graph"), run.phases, select) };
-  }
+  const first = !drawn || drawn.shape !== shape;
+  if (first) drawn = { shape, byJob: drawRun(document.getElementById("graph"), run.phases, select) };
   paintRun(drawn.byJob, run.phases, selected);
+  if (first) {
+    // What the render benchmark reads: the graph laid out, drawn, then on screen (the frame after).
+    performance.mark("graph-drawn");
+    requestAnimationFrame(() => setTimeout(() => performance.mark("graph-painted")));
+  }
   renderActions(run);
   renderPanel(run);
   renderTimeline(run);
@@ -134,7 +138,9 @@ function select(name) {
 
 async function refresh() {
   try {
-    render(await getJson(`/api/run?id=${encodeURIComponent(runId)}`));
+    const run = await getJson(`/api/run?id=${encodeURIComponent(runId)}`);
+    if (!drawn) performance.mark("run-fetched");
+    render(run);
     showProblem("");
   } catch (error) {
     showProblem(error.message);
