@@ -29,17 +29,22 @@ function renderPanel(run) {
   const results = Object.fromEntries(job.after.map((name) => [name, outputs.get(name).output]));
   const event = { run_id: run.run_id, workflow: run.workflow, phase: job.phase, job: job.name, attempt: job.attempt, input: run.input, results };
   const attempts = run.attempts.filter((attempt) => attempt.job === job.name);
+  const errorLines = (job.error || "").trim().split("\n");
   panel.replaceChildren(
+    ...[
     el("h2", {}, `Job ${job.name}`),
     el("p", { class: `state state-${job.state}`, id: "panel-state" }, `${job.state} · attempt ${job.attempt} of ${job.retries + 1} allowed`),
     job.when ? el("p", {}, `when ${job.when}`) : null,
     el("h3", {}, "Event"), pretty(event),
     el("h3", {}, "Output"), pretty(job.output),
-    el("h3", {}, "Error"), job.error ? el("pre", { class: "error" }, job.error) : pretty(null),
+    el("h3", {}, "Error"),
+    job.error ? el("pre", { class: "error" }, errorLines[0]) : pretty(null),
+    errorLines.length > 1 ? el("details", {}, el("summary", {}, "traceback"), el("pre", { class: "error" }, errorLines.slice(1).join("\n"))) : null,
     el("h3", {}, "Attempts"),
     el("ol", {}, ...attempts.map((attempt) => el("li", { class: `state-${attempt.status}` },
       `#${attempt.attempt} ${attempt.status}, started ${when(attempt.started) || "—"}, ended ${when(attempt.ended) || "—"}`,
       attempt.error ? el("pre", { class: "error" }, firstLine(attempt.error, 200)) : null))),
+    ].filter((child) => child !== null),
   );
 }
 
