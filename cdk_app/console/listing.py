@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pymongo.errors import PyMongoError
+
 from runtime.documents import (
     CREATED_AT,
     SUMMARY_FIELDS,
@@ -27,7 +29,7 @@ from runtime.documents import (
     runs_search_query,
     summary_from_document,
 )
-from runtime.errors import RunError
+from runtime.errors import RunError, StoreError
 from runtime.store import DESC, MongoStore
 
 PAGE_SIZE = 50
@@ -77,10 +79,12 @@ def _query(filters: RunFilters, state: str | None, before: tuple[datetime, list[
 
 
 def count_by_state(store: MongoStore, filters: RunFilters) -> dict[str, int]:
-    return {
-        state.value: store.runs.count_documents(_query(filters, state.value, None))
-        for state in RunState
-    }
+    try:
+        return {
+            state.value: store.runs.count_documents(_query(filters, state.value, None)) for state in RunState
+        }
+    except PyMongoError as exc:
+        raise StoreError(f"could not count runs: {exc}") from exc
 
 
 def runs_page(
@@ -92,11 +96,14 @@ def runs_page(
         raise RunError(f"unknown run status {filters.status!r}: use one of {states}")
     before = None if cursor is None else decode_cursor(cursor)
     # One more than a page tells whether there is a next page without counting.
-    documents = list(
-        store.runs.find(_query(filters, filters.status, before), dict.fromkeys(SUMMARY_FIELDS, 1))
-        .sort(CREATED_AT, DESC)
-        .limit(size + 1)
-    )
+    try:
+        documents = list(
+            store.runs.find(_query(filters, filters.status, before), dict.fromkeys(SUMMARY_FIELDS, 1))
+            .sort(CREATED_AT, DESC)
+            .limit(size + 1)
+        )
+    except PyMongoError as exc:
+        raise StoreError(f"could not list runs: {exc}") from exc
     runs = [summary_from_document(document) for document in documents[:size]]
     next_page = None
     if len(documents) > size and runs and runs[-1].created_at is not None:
