@@ -6,6 +6,10 @@ statuses here, so a run stays as the test left it."""
 from __future__ import annotations
 
 import json
+import re
+import select
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -24,8 +28,10 @@ from runtime.documents import StatusEvent, StatusName
 from runtime.runs import start_run
 from runtime.settings import StoreSettings
 from runtime.store import MongoStore
+from tests.cli_harness import cli
 
-SPECS = Path(__file__).resolve().parent / "specs" / "dev"
+REPO = Path(__file__).resolve().parents[1]
+SPECS = REPO / "tests" / "specs" / "dev"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -353,3 +359,38 @@ def test_a_get_cannot_act(console: Console) -> None:
     console.add_run("r")
 
     assert console.request("/api/run/cancel?id=r", headers={"X-Console-Action": "1"}).status == 405
+
+
+def test_the_console_command_serves_any_database_and_prints_its_url(
+    mongo_uri: str, store: MongoStore
+) -> None:
+    Console("", store).add_run("served")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cdk_app", "console", "--mongo-uri", mongo_uri, "--database",
+         store.settings.database, "--port", "0"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        ready, _, _ = select.select([process.stdout], [], [], 30)
+        url = process.stdout.readline().strip() if ready else ""
+        with urllib.request.urlopen(f"{url}api/runs", timeout=10) as answer:
+            listed = json.loads(answer.read())
+        refused = urllib.request.Request(
+            f"{url}api/run/cancel?id=served", method="POST", headers={"X-Console-Action": "1"}
+        )
+        with pytest.raises(urllib.error.HTTPError, match="403"):
+            urllib.request.urlopen(refused, timeout=10)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", url)
+    assert [run["run_id"] for run in listed["runs"]] == ["served"]
+
+
+def test_the_console_command_refuses_a_port_out_of_range(mongo_uri: str) -> None:
+    done = cli("console", "--mongo-uri", mongo_uri, "--port", "70000")
+
+    assert done.exit_code == 2
+    assert "the console's port must be 0 to 65535, got 70000" in done.stderr
