@@ -118,9 +118,7 @@ def console_app(store: MongoStore, *, allow_actions: bool, hosts: list[str]) -> 
         def serve(request: Request) -> Response:
             try:
                 return JSONResponse(read(request))
-            except ValueError as exc:
-                return _problem(400, str(exc))
-            except RunError as exc:
+            except (ValueError, RunError) as exc:  # a bad date, state or cursor
                 return _problem(400, str(exc))
             except StoreError as exc:
                 return _problem(503, str(exc))

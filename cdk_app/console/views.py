@@ -4,7 +4,7 @@ job records) and its statuses, and nothing else.
 The page reads every name generically (a job's ``state``, a status's ``status``), so states
 and statuses added later (an approval's wait, a timer) show without a change here: a job is
 drawn with the class ``state-<its state>`` and its attempts are the statuses that carry its
-name. ``dependents``' phase order is the definition's (``Workflow.phase_order``).
+name. Phases come in the order they run (``Workflow.phase_order``).
 """
 
 from __future__ import annotations
@@ -13,9 +13,17 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from runtime.documents import ENDED, REDRIVABLE, Run, RunState, RunSummary, StatusEvent, StatusName, as_utc
-
-ATTEMPT_ENDS = frozenset({StatusName.SUCCESS, StatusName.FAILED, StatusName.NOT_RUN})
+from runtime.documents import (
+    ENDED,
+    REDRIVABLE,
+    TERMINAL_JOB_STATUSES,
+    Run,
+    RunState,
+    RunSummary,
+    StatusEvent,
+    StatusName,
+    as_utc,
+)
 
 
 def iso(value: datetime | None) -> str | None:
@@ -80,7 +88,7 @@ def _attempts(statuses: Sequence[StatusEvent]) -> list[dict[str, Any]]:
         )
         if event.status == StatusName.STARTED:
             entry["started"] = iso(event.date)
-        elif event.status in ATTEMPT_ENDS:
+        elif event.status in TERMINAL_JOB_STATUSES:
             entry["ended"], entry["status"], entry["error"] = iso(event.date), event.status.value, event.error
         else:
             entry["status"] = event.status.value
