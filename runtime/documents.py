@@ -23,6 +23,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from runtime.errors import EventError
+from runtime.failures import Failure, failure_from_document
 
 if TYPE_CHECKING:
     from runtime.definition.model import Workflow
@@ -163,6 +164,8 @@ class Run:
     ``attempt``, so each round's start and end are statuses of their own."""
     expire_at: datetime | None = None
     """When MongoDB's TTL monitor deletes the ended run (the spec's ``retention_days``)."""
+    failure: Failure | None = None
+    """Set while the failure handlers run (and kept once the run has ended after them)."""
     version: int = 0
     """Incremented by every write; a write planned from this view is guarded by it."""
     stored_bytes: int = 0
@@ -203,6 +206,7 @@ INPUT_TEXT = "inputText"
 """The run input as compact JSON (its first ``SEARCHABLE_INPUT_CHARS``): what the console's text
 search reads, since MongoDB cannot match a pattern against a whole subdocument."""
 SEARCHABLE_INPUT_CHARS = 2000
+FAILURE = "failure"
 _JOB_FIELDS = {
     "state": "state",
     "attempt": "attempt",
@@ -250,6 +254,7 @@ def run_from_document(document: Mapping[str, Any], stored_bytes: int = 0) -> Run
         error=document.get(ERROR),
         redrives=document.get(REDRIVES, 0),
         expire_at=document.get(EXPIRE_AT),
+        failure=failure_from_document(document.get(FAILURE)),
         version=document.get(VERSION, 0),
         stored_bytes=stored_bytes,
     )
@@ -270,6 +275,7 @@ def run_to_document(run: Run, now: datetime) -> Document:
         FINISHED_BY: run.finished_by,
         ERROR: run.error,
         REDRIVES: run.redrives,
+        FAILURE: None if run.failure is None else run.failure.to_document(),
         VERSION: run.version,
         CREATED_AT: now,
         UPDATED_AT: now,
@@ -425,15 +431,23 @@ def run_ended(
     )
 
 
-def run_reopened(redrives: int) -> Fields:
-    """A redrive set the run going again, as its round ``redrives``."""
+def run_reopened(redrives: int, phase: str) -> Fields:
+    """A redrive set the run going again, as its round ``redrives``, in ``phase`` (where it
+    failed, also when the failure handlers ran since)."""
     return {
         RUN_STATE: RunState.RUNNING.value,
         FINISHED_BY: None,
         ERROR: None,
         EXPIRE_AT: None,
         REDRIVES: redrives,
+        FAILURE: None,
+        PHASE: phase,
     }
+
+
+def failure_started(failure: Failure, handlers_phase: str) -> Fields:
+    """The run goes into ``handlers_phase`` to run its failure handlers, because of ``failure``."""
+    return {FAILURE: failure.to_document(), PHASE: handlers_phase}
 
 
 def in_round(redrives: int) -> Fields:

@@ -16,28 +16,24 @@ that caused it, so a redelivered event can finish what a crashed handler began.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-import jmespath
-
-from runtime import limits
-from runtime.definition.model import Job, Phase, Workflow
+from runtime import failure_handlers, limits
+from runtime.definition.model import HANDLERS_PHASE, Phase, Workflow
 from runtime.documents import (
-    DONE,
     REDRIVABLE,
     RUN_ENDS,
     Fields,
     JobRecord,
     JobState,
-    Lease,
     Run,
     RunState,
     StatusEvent,
     StatusName,
     at_version,
+    failure_started,
     job_changed,
     job_is,
     job_set,
@@ -47,7 +43,20 @@ from runtime.documents import (
     run_is,
     run_reopened,
 )
-from runtime.events import FailureRecord, JobEvent
+from runtime.events import JobEvent
+from runtime.failures import CANCELLED, FAILED, Failure
+from runtime.joins import (
+    condition_results,
+    is_truthy,
+    job_event,
+    join_holds,
+    phase_finished,
+    ready_jobs,
+    when_holds,
+)
+
+__all__ = ["is_truthy", "ready_jobs", "when_holds"]
+"""Re-exported: how jobs start is decided in ``runtime.joins``."""
 
 LAMBDA_RETRY_DELAY = timedelta(seconds=50)
 """Lambda retries a failed asynchronous invocation of the orchestrator a minute later at the
@@ -150,7 +159,7 @@ def refused_write(run: Run, event: StatusEvent, reason: str, now: datetime) -> T
     ):
         # The event's own attempt is what could not be recorded: the job fails with the run.
         guarded = conditions | job_is(event.job, JobState.DISPATCHED, event.attempt)
-        return _fail_run(run, event.key, guarded, event.job, reason, now)
+        return _fail_run(run, event.key, guarded, event.job, reason, now, event.attempt)
     expire_at = _expire_at(run, now)
     return Transition(
         conditions=conditions,
@@ -215,32 +224,6 @@ def plan_success(run: Run, event: StatusEvent, now: datetime) -> Transition | No
     )
 
 
-def is_truthy(value: Any) -> bool:
-    """JMESPath's truthiness: false, null, the empty string, array and object are false; every
-    other value, 0 and 0.0 included, is true (Python's would make 0 false)."""
-    if value is None or isinstance(value, bool):
-        return value is True
-    return not (isinstance(value, (str, list, dict)) and len(value) == 0)
-
-
-def when_holds(job: Job, run: Run, results: Mapping[str, Any]) -> bool:
-    """The job's ``when`` against ``{"input", "results"}``; true for a job without one. Raises
-    whatever JMESPath raises for a condition that cannot be evaluated."""
-    if job.when is None:
-        return True
-    return is_truthy(jmespath.search(job.when, {"input": run.input, "results": dict(results)}))
-
-
-def ready_jobs(phase: Phase, states: Mapping[str, JobState]) -> list[Job]:
-    """The jobs of ``phase`` still pending whose predecessors are all done: they start or are
-    skipped now."""
-    return [
-        job
-        for job in phase.jobs
-        if states[job.name] == JobState.PENDING and all(states[name] in DONE for name in job.after)
-    ]
-
-
 def advance_phase(
     run: Run, phase: Phase, key: str, expire_at: datetime | None = None
 ) -> tuple[Fields, tuple[StatusEvent, ...], Phase | None]:
@@ -250,7 +233,13 @@ def advance_phase(
     changes = phase_completed(phase.name, key)
     statuses = [_run_status(run, StatusName.PHASE_COMPLETED, phase=phase.name)]
     following = run.definition.next_phase(phase.name)
-    if following is None:
+    if phase.name == HANDLERS_PHASE and run.failure is not None:
+        # The failure handlers have all finished: the run ends as it would have without them.
+        state, failure = failure_handlers.end_state(run.failure), run.failure
+        changes |= run_ended(state, key, failure.error, expire_at)
+        status = _run_status(run, RUN_ENDS[state], error=failure.error)
+        statuses.append(replace(status, reason=failure.cancel_reason))
+    elif following is None:
         changes |= run_ended(RunState.SUCCEEDED, key, expire_at=expire_at)
         statuses.append(_run_status(run, RUN_ENDS[RunState.SUCCEEDED]))
     else:
@@ -274,10 +263,9 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
         while ready := ready_jobs(phase, states):
             for job in ready:
                 conditions |= job_is(job.name, JobState.PENDING)
-                results = {name: outputs.get(name) for name in job.after}
                 try:
-                    starts = all(states[name] == JobState.SUCCEEDED for name in job.after) and when_holds(
-                        job, run, results
+                    starts = join_holds(job, states) and when_holds(
+                        job, run, condition_results(run, job, outputs)
                     )
                 except Exception as exc:  # JMESPath's functions raise more than JMESPathError
                     # A condition that cannot be evaluated fails the run rather than the handler:
@@ -307,8 +295,8 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
                     ),
                 )
                 if starts:
-                    dispatches.append(_job_event(run, phase, job, attempt, outputs))
-        if not all(states[job.name] in DONE for job in phase.jobs):
+                    dispatches.append(job_event(run, job, attempt, outputs))
+        if not phase_finished(phase, states):
             break
         phase_changes, phase_statuses, phase = advance_phase(run, phase, key, _expire_at(run, now))
         changes |= phase_changes
@@ -329,6 +317,10 @@ def plan_failure(run: Run, event: StatusEvent, now: datetime) -> Transition | No
     None when the failure is stale or was handled before."""
     assert event.job is not None
     record = run.jobs.get(event.job)
+    if record is not None and (record.state, record.attempt) == (JobState.FAILED, event.attempt):
+        # Recorded before (a tolerated failure whose whole plan lost a race, or a redelivery): what
+        # follows from it may still be undone.
+        return plan_progress(run, event.key, now)
     if record is None or record.state != JobState.DISPATCHED or record.attempt != event.attempt:
         return None
     job = run.definition.job(event.job)
@@ -337,19 +329,19 @@ def plan_failure(run: Run, event: StatusEvent, now: datetime) -> Transition | No
     if run.state == RunState.RUNNING:
         conditions |= run_is(RunState.RUNNING)
         first_attempt = record.first_attempt or 1
+        if failure_handlers.tolerated(run, job, event.attempt < first_attempt + job.retries):
+            return _tolerate_failure(run, event, conditions, error, now)
         if event.attempt < first_attempt + job.retries:
             return Transition(
                 conditions=conditions,
                 changes=job_changed(
                     job.name, attempt=event.attempt + 1, caused_by=event.key, claimed_at=now, error=error
                 ),
-                dispatches=(
-                    _job_event(run, run.definition.phase(job.phase), job, event.attempt + 1, run.outputs),
-                ),
+                dispatches=(job_event(run, job, event.attempt + 1),),
             )
         attempts = event.attempt - first_attempt + 1
         message = f"job {job.name!r} failed after {attempts} attempt(s): {error}"
-        return _fail_run(run, event.key, conditions, job.name, message, now)
+        return _fail_run(run, event.key, conditions, job.name, message, now, event.attempt)
     return Transition(
         conditions=conditions, changes=job_changed(job.name, state=JobState.FAILED, error=error)
     )
@@ -368,11 +360,20 @@ def plan_cancel(run: Run, event: StatusEvent, now: datetime) -> Transition | Rej
         if run.finished_by == event.key:
             return None
         return Rejection(action="ignored", reason=f"the run has already ended ({run.state})")
+    if run.failure is not None and run.failure.caused_by == event.key:
+        return None
     changes: Fields = {}
     for name, record in run.jobs.items():
         if record.state == JobState.DISPATCHED:
             changes |= job_changed(name, state=JobState.CANCELLED)
     error = f"cancelled: {event.reason}" if event.reason else "cancelled"
+    if failure_handlers.has_handlers(run):
+        # A cancel while the handlers run (for a failure) ends the run now; otherwise they run first.
+        failure = Failure(
+            reason=CANCELLED, phase=run.phase, error=error, caused_by=event.key, cancel_reason=event.reason
+        )
+        cancelled = failure_handlers.with_jobs_cancelled(run)
+        return _into_handlers(cancelled, failure, changes, now)
     expire_at = _expire_at(run, now)
     return Transition(
         conditions=at_version(run.version),
@@ -389,12 +390,14 @@ def reopened(run: Run) -> Run:
     budget whose attempts go on from the last number used."""
     jobs = {
         name: JobRecord(state=JobState.PENDING, attempt=record.attempt, first_attempt=record.attempt + 1)
-        if record.state in (JobState.FAILED, JobState.CANCELLED)
+        if failure_handlers.runs_again(run.definition.job(name), record)
         else record
         for name, record in run.jobs.items()
     }
     return replace(
         run,
+        phase=run.phase if run.failure is None else run.failure.phase,
+        failure=None,
         state=RunState.RUNNING,
         redrives=run.redrives + 1,
         error=None,
@@ -420,7 +423,7 @@ def plan_redrive(run: Run, event: StatusEvent, now: datetime) -> Transition | Re
             action="ignored", reason=f"the run is {run.state}: only a failed or cancelled run is redriven"
         )
     again = reopened(run)
-    changes = run_reopened(again.redrives)
+    changes = run_reopened(again.redrives, again.phase)
     for name, record in again.jobs.items():
         if record is not run.jobs[name]:
             changes |= job_set(name, record)
@@ -451,7 +454,7 @@ def replay(
     right now (Lambda retries a crashed handler a minute later)."""
     outputs = run.outputs
     dispatches = tuple(
-        _job_event(run, run.definition.phase(job.phase), job, record.attempt, outputs)
+        job_event(run, job, record.attempt, outputs)
         for job in run.definition.jobs()
         if (record := run.jobs[job.name]).caused_by == key
         and record.state == JobState.DISPATCHED
@@ -471,48 +474,6 @@ def replay(
     return dispatches, tuple(statuses)
 
 
-def attempt_failed(job: JobEvent, error: str) -> StatusEvent:
-    """The ``failed`` report of one job attempt."""
-    return StatusEvent(
-        run_id=job.run_id,
-        workflow=job.workflow,
-        status=StatusName.FAILED,
-        phase=job.phase,
-        job=job.job,
-        attempt=job.attempt,
-        error=limits.bounded(error),
-    )
-
-
-def plan_give_up(
-    record: FailureRecord, terminal: StatusEvent | None, lease: Lease | None, now: datetime
-) -> StatusEvent | Rejection:
-    """Lambda gave up on a job invocation: count it as the attempt's failure, unless the attempt
-    reported its end (``terminal``) or another invocation holds a live ``lease`` on it (that one
-    reports its own end, or Lambda gives up on it in turn). The failure is recorded through the
-    attempt's one terminal report, so it can never stand beside a success."""
-    if terminal is not None:
-        return Rejection(action="ignored", reason="the attempt already reported its end")
-    if lease is not None and lease.owner != record.request_id and lease.expires_at > now:
-        return Rejection(action="ignored", reason="another invocation holds a live lease on the attempt")
-    return attempt_failed(record.job_event, record.error)
-
-
-def attempt_blocked(job: JobEvent, state: tuple[RunState, JobRecord | None] | None) -> str | None:
-    """Why the job wrapper must not run ``job``'s code (None: it may): the run has ended, or the
-    run is at another attempt of the job. ``state`` is the run's state and the job's record; a
-    job event of a run that has no document (a job invoked by hand) runs."""
-    if state is None:
-        return None
-    run_state, record = state
-    if run_state != RunState.RUNNING:
-        return f"the run had ended ({run_state}) before attempt {job.attempt} of {job.job!r} started"
-    if record is None or record.state != JobState.DISPATCHED or record.attempt != job.attempt:
-        where = "not in the run" if record is None else f"{record.state} at attempt {record.attempt}"
-        return f"attempt {job.attempt} of {job.job!r} is stale: the job is {where}"
-    return None
-
-
 def _run_status(
     run: Run, status: StatusName, phase: str | None = None, error: str | None = None
 ) -> StatusEvent:
@@ -526,19 +487,21 @@ def _run_status(
     )
 
 
-def _job_event(run: Run, phase: Phase, job: Job, attempt: int, outputs: Mapping[str, Any]) -> JobEvent:
-    return JobEvent(
-        run_id=run.run_id,
-        workflow=run.workflow,
-        phase=phase.name,
-        job=job.name,
-        attempt=attempt,
-        input=run.input,
-        results={name: outputs.get(name) for name in job.after},
-    )
-
-
-def _fail_run(run: Run, key: str, conditions: Fields, job: str, error: str, now: datetime) -> Transition:
+def _fail_run(
+    run: Run, key: str, conditions: Fields, job: str, error: str, now: datetime, attempt: int | None = None
+) -> Transition:
+    """Fail ``job`` and with it the run: at once, or (when the spec has failure handlers) once
+    they have run. A failure while they run is only recorded: the handlers go on."""
+    if failure_handlers.has_handlers(run):
+        failure = Failure(
+            reason=FAILED, phase=run.phase, job=job, attempt=attempt, error=error, caused_by=key
+        )
+        return _into_handlers(run, failure, job_changed(job, state=JobState.FAILED, error=error), now)
+    if run.failure is not None:
+        failed = failure_handlers.with_job_failed(run, job, error)
+        progress = plan_progress(failed, key, now)
+        changes = job_changed(job, state=JobState.FAILED, error=error)
+        return _with_progress(Transition(conditions=conditions, changes=changes), progress)
     expire_at = _expire_at(run, now)
     return Transition(
         conditions=conditions,
@@ -558,3 +521,45 @@ def _expire_at(run: Run, now: datetime) -> datetime | None:
 def _expiry(expire_at: datetime | None) -> Expiry | None:
     """Statuses expire with their run; a run kept for good leaves them alone."""
     return None if expire_at is None else Expiry(expire_at)
+
+
+def _into_handlers(run: Run, failure: Failure, changes: Fields, now: datetime) -> Transition:
+    """Start the failure handlers because of ``failure`` (``changes``: what else the decision
+    writes); the run ends once they have finished (at once when all of them are skipped). Guarded
+    by the version read: two failures racing start them once, and their ``results`` hold every
+    success recorded before."""
+    failing = failure_handlers.failing(run, failure)
+    progress = plan_progress(failing, failure.caused_by, now)
+    started = Transition(
+        conditions=at_version(run.version), changes=changes | failure_started(failure, HANDLERS_PHASE)
+    )
+    return _with_progress(started, progress)
+
+
+def _with_progress(transition: Transition, progress: Transition | None) -> Transition:
+    """``transition`` and what follows from it: ``progress``, planned on the run it leaves (whose
+    own conditions are implied by ``transition``'s)."""
+    if progress is None:
+        return transition
+    return replace(
+        transition,
+        changes=transition.changes | progress.changes,
+        dispatches=transition.dispatches + progress.dispatches,
+        statuses=transition.statuses + progress.statuses,
+        expiry=progress.expiry,
+    )
+
+
+def _tolerate_failure(
+    run: Run, event: StatusEvent, conditions: Fields, error: str, now: datetime
+) -> Transition:
+    """The last attempt of a job that may fail (``allow_failure``, or any job while the failure
+    handlers run) failed: record it and go on, in one write guarded by the version read; the
+    failure alone (guarded by the job's state) when another handler wrote first."""
+    assert event.job is not None
+    changes = job_changed(event.job, state=JobState.FAILED, error=error, finished_at=now)
+    completion = Transition(conditions=conditions, changes=changes)
+    progress = plan_progress(failure_handlers.with_job_failed(run, event.job, error), event.key, now)
+    return replace(
+        _with_progress(completion, progress), conditions=at_version(run.version), fallback=completion
+    )

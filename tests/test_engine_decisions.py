@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from runtime import limits
+from runtime.attempts import plan_give_up
 from runtime.definition.model import Job, Phase, Workflow
 from runtime.documents import JobRecord, JobState, Lease, Run, RunState, StatusEvent, StatusName
 from runtime.engine import (
@@ -23,7 +24,6 @@ from runtime.engine import (
     initial_run,
     is_truthy,
     plan_failure,
-    plan_give_up,
     plan_progress,
     plan_success,
     ready_jobs,

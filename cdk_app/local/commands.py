@@ -38,6 +38,7 @@ from runtime.definition.loader import load_workflow
 from runtime.definition.model import Workflow
 from runtime.documents import RunState
 from runtime.errors import SpecError
+from runtime.input_check import InputRefused, check_input
 from runtime.operations import wait_for_end
 from runtime.runs import start_run
 from runtime.store import MongoStore
@@ -58,16 +59,43 @@ def _load_spec(path: str) -> Workflow:
         ) from None
 
 
-def _run_input(text: str | None) -> dict[str, Any]:
+def add_input_arguments(parser: argparse.ArgumentParser) -> None:
+    given = parser.add_mutually_exclusive_group()
+    given.add_argument("--input", metavar="JSON", help="the run input, a JSON object (default: {})")
+    given.add_argument("--input-file", metavar="PATH", help="a file holding the run input (a JSON object)")
+
+
+def _run_input(args: argparse.Namespace) -> dict[str, Any]:
+    """The run input of ``--input`` or ``--input-file`` (default: {})."""
+    text, where = args.input, "--input"
+    if args.input_file is not None:
+        where = f"--input-file {args.input_file}"
+        try:
+            text = Path(args.input_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CommandError(f"{where}: cannot read: {exc}", EXIT_USAGE) from exc
     if text is None:
         return {}
     try:
         value = json.loads(text)
     except ValueError as exc:
-        raise CommandError(f"--input is not valid JSON: {exc}", EXIT_USAGE) from exc
+        raise CommandError(f"{where} is not valid JSON: {exc}", EXIT_USAGE) from exc
     if not isinstance(value, dict):
-        raise CommandError(f"--input must be a JSON object, got {type(value).__name__}: {text}", EXIT_USAGE)
+        shown = text if len(text) <= 80 else text[:77] + "..."
+        raise CommandError(f"{where} must be a JSON object, got {type(value).__name__}: {shown}", EXIT_USAGE)
     return value
+
+
+def _checked_input(workflow: Workflow, run_input: dict[str, Any]) -> dict[str, Any]:
+    """Refuse, before anything starts or is written, an input its ``input_schema`` does not take."""
+    try:
+        check_input(workflow.name, workflow.input_schema, run_input)
+    except InputRefused as refused:
+        lines = "\n".join(f"  {problem}" for problem in refused.problems)
+        raise CommandError(
+            f"the run input does not match the input_schema of {workflow.name!r}:\n{lines}", EXIT_USAGE
+        ) from None
+    return run_input
 
 
 # --- run -----------------------------------------------------------------------------------------
@@ -80,7 +108,7 @@ def add_run(subparsers: Subparsers) -> None:
         description="Run a workflow locally through the real handlers, with live progress and a summary.",
     )
     parser.add_argument("spec", metavar="SPEC", help="a spec file")
-    parser.add_argument("--input", metavar="JSON", help="the run input, a JSON object (default: {})")
+    add_input_arguments(parser)
     add_store_arguments(parser, fallback="start an embedded server")
     parser.add_argument("--json", action="store_true", help="print the outcome as one JSON object on stdout")
     parser.add_argument(
@@ -106,8 +134,9 @@ def _run(args: argparse.Namespace) -> int:
         raise CommandError(f"--faults: {exc}", EXIT_USAGE) from exc
     if not math.isfinite(args.timeout) or args.timeout <= 0:
         raise CommandError(f"--timeout must be positive, got {args.timeout:g}", EXIT_USAGE)
-    run_input = _run_input(args.input)
+    run_input = _run_input(args)
     workflow = _load_spec(args.spec)
+    _checked_input(workflow, run_input)
     handlers = load_job_handlers(workflow)
     progress = Console(stderr=True, highlight=False)
     # Job code runs in this process; logs (the stub's too) must go to stderr like the progress.
@@ -160,13 +189,14 @@ def add_start(subparsers: Subparsers) -> None:
     parser.add_argument("spec", metavar="SPEC", help="a spec file")
     add_store_arguments(parser)
     parser.add_argument("--run-id", metavar="ID", help="a run id of your choosing (default: a new one)")
-    parser.add_argument("--input", metavar="JSON", help="the run input, a JSON object (default: {})")
+    add_input_arguments(parser)
     parser.set_defaults(run=_start, prog=parser.prog)
 
 
 def _start(args: argparse.Namespace) -> int:
-    run_input = _run_input(args.input)
+    run_input = _run_input(args)
     workflow = _load_spec(args.spec)
+    _checked_input(workflow, run_input)
     store = open_store(args)
     store.ensure_indexes()
     started = start_run(store, workflow, run_id=args.run_id, input=run_input)

@@ -24,11 +24,26 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "schedule",
                 "schedule_input",
                 "retention_days",
+                "on_failure",
+                "input_schema",
             }
         ),
         "defaults": frozenset({"memory", "timeout", "retries", "env"}),
         "phase": frozenset({"next", "jobs"}),
-        "job": frozenset({"after", "code", "memory", "timeout", "retries", "env", "when", "permissions"}),
+        "job": frozenset(
+            {
+                "after",
+                "join",
+                "allow_failure",
+                "code",
+                "memory",
+                "timeout",
+                "retries",
+                "env",
+                "when",
+                "permissions",
+            }
+        ),
         "permission": frozenset({"actions", "resources"}),
         "notify": frozenset({"on", "email", "slack_webhook_secret"}),
         "seed": frozenset({"$schema", "id", "purposeId", "currentPhase", "phases"}),
@@ -65,6 +80,8 @@ class DraftJob:
     after: list[Ref] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     """``Job`` fields beyond name/phase/after; only what the spec sets (the model has defaults)."""
+    when_reads: list[str] = field(default_factory=list)
+    """The jobs its ``when`` reads (``results.<job>``), checked once the phase order is known."""
 
 
 @dataclass
@@ -83,6 +100,8 @@ class Draft:
     name: str | None
     phases: list[DraftPhase]
     settings: dict[str, Any] = field(default_factory=dict)
+    handlers: DraftPhase | None = None
+    """The ``on_failure`` jobs, as the phase they run in."""
     """``Workflow`` fields beyond name/phases."""
 
 

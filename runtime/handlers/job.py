@@ -31,8 +31,9 @@ import bson
 import bson.errors
 
 from runtime import contracts, limits
+from runtime.attempts import attempt_blocked
 from runtime.documents import Lease, StatusEvent, StatusName, lease_id
-from runtime.engine import attempt_blocked, utcnow
+from runtime.engine import utcnow
 from runtime.errors import EventError
 from runtime.events import JobEvent, parse_job_event
 from runtime.ports import RunStore

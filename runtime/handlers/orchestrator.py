@@ -20,15 +20,14 @@ from datetime import timedelta
 from typing import Any
 
 from runtime import limits
+from runtime.attempts import attempt_failed, plan_give_up
 from runtime.documents import Run, RunState, StatusEvent, jobs_invoked, lease_id
 from runtime.engine import (
     LAMBDA_RETRY_DELAY,
     Expiry,
     Rejection,
     Transition,
-    attempt_failed,
     decide,
-    plan_give_up,
     refused_write,
     replay,
     utcnow,
