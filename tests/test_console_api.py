@@ -257,6 +257,21 @@ def test_the_run_document_gives_every_job_its_state_and_attempts_from_the_status
     assert run["actions"] == ["cancel"]
 
 
+def test_the_failure_handlers_are_a_cluster_of_their_own_after_the_phases(console: Console) -> None:
+    definition = load_workflow(REPO / "tests" / "specs" / "flow" / "on_failure_handlers.yaml")
+    start_run(console.store, definition, run_id="handled")
+
+    phases = console.request("/api/run?id=handled").body["phases"]
+
+    assert [(phase["name"], phase["next"], phase["handlers"]) for phase in phases] == [
+        ("work", "later", False),
+        ("later", None, False),
+        ("on_failure", None, True),
+    ]
+    assert [job["name"] for job in phases[-1]["jobs"]] == ["release_lock", "page"]
+    assert phases[-1]["jobs"][1]["after"] == ["release_lock"]
+
+
 def test_an_unknown_run_is_a_404(console: Console) -> None:
     response = console.request("/api/run?id=nope")
 

@@ -19,6 +19,12 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from cdk_app.console.browser import BrowserMissing, headless_chromium
+from cdk_app.console.server import serving_console
+from runtime.connection import cached_client
+from runtime.definition.loader import load_workflow
+from runtime.runs import start_run
+from runtime.settings import StoreSettings
+from runtime.store import MongoStore
 from tests.test_dev_server import DEV_SPECS, WAIT, DevProcess, dev_server, wait_until
 
 WAIT_SECONDS = 30
@@ -127,6 +133,7 @@ def test_the_run_page_shows_every_job_in_its_state_and_follows_the_run_without_a
     assert browser.execute_script("return window.sameDocument;") == "yes"
     _until(browser, "the run's summary", lambda d: "succeeded" in d.find_element(By.ID, "summary").text)
     phases = [node.get_attribute("data-phase") for node in browser.find_elements(By.CSS_SELECTOR, "g.phase")]
+    assert not browser.find_elements(By.CSS_SELECTOR, "g.phase.handlers")
     assert phases == ["only"]
     bars = browser.find_elements(By.CSS_SELECTOR, "#timeline rect.bar")
     assert len(bars) == 3
@@ -208,3 +215,22 @@ def test_a_read_only_console_has_no_action_buttons(browser: WebDriver, tmp_path:
         assert server.dev.cli("status", run_id, "--wait", WAIT).exit_code == 0
 
     assert buttons == []
+
+
+def test_the_failure_handlers_are_drawn_as_a_cluster_of_their_own(
+    browser: WebDriver, mongo_uri: str, store_settings: StoreSettings
+) -> None:
+    store = MongoStore(cached_client(mongo_uri), store_settings)
+    definition = load_workflow(
+        Path(__file__).resolve().parent / "specs" / "flow" / "on_failure_handlers.yaml"
+    )
+    run_id = start_run(store, definition).run_id
+
+    with serving_console(store, "127.0.0.1", 0, False) as url:
+        browser.get(f"{url}run?id={run_id}")
+        _states(browser, {"lock": "pending", "release_lock": "pending", "page": "pending"})
+        handlers = browser.find_elements(By.CSS_SELECTOR, "g.phase.handlers")
+        gates = browser.find_elements(By.CSS_SELECTOR, "circle.gate")
+
+    assert [cluster.get_attribute("data-phase") for cluster in handlers] == ["on_failure"]
+    assert len(gates) == 1  # work -> later only: nothing leads into the handlers

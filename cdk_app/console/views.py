@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from runtime.definition.model import Phase
 from runtime.documents import (
     ENDED,
     REDRIVABLE,
@@ -43,28 +44,37 @@ def summary_json(run: RunSummary) -> dict[str, Any]:
     }
 
 
+def _phase_json(run: Run, phase: Phase) -> dict[str, Any]:
+    jobs = []
+    for job in phase.jobs:
+        record = run.jobs.get(job.name)
+        jobs.append(
+            {
+                "name": job.name,
+                "after": list(job.after),
+                "when": job.when,
+                "retries": job.retries,
+                "timeout": job.timeout,
+                "state": None if record is None else record.state.value,
+                "attempt": 0 if record is None else record.attempt,
+                "output": None if record is None else record.output,
+                "error": None if record is None else record.error,
+            }
+        )
+    return {"name": phase.name, "next": None, "jobs": jobs}
+
+
 def _phases(run: Run) -> list[dict[str, Any]]:
     order = run.definition.phase_order()
     phases = []
     for position, phase in enumerate(order):
-        jobs = []
-        for job in phase.jobs:
-            record = run.jobs.get(job.name)
-            jobs.append(
-                {
-                    "name": job.name,
-                    "after": list(job.after),
-                    "when": job.when,
-                    "retries": job.retries,
-                    "timeout": job.timeout,
-                    "state": None if record is None else record.state.value,
-                    "attempt": 0 if record is None else record.attempt,
-                    "output": None if record is None else record.output,
-                    "error": None if record is None else record.error,
-                }
-            )
+        jobs = _phase_json(run, phase)["jobs"]
         following = order[position + 1].name if position + 1 < len(order) else None
-        phases.append({"name": phase.name, "next": following, "jobs": jobs})
+        phases.append({"name": phase.name, "next": following, "handlers": False, "jobs": jobs})
+    if run.definition.on_failure is not None:
+        # The failure handlers run only when the run fails or is cancelled: their own cluster,
+        # joined to no phase.
+        phases.append({**_phase_json(run, run.definition.on_failure), "handlers": True})
     return phases
 
 

@@ -23,10 +23,17 @@ function layoutRun(phases) {
       graph.setNode(`job:${job.name}`, { width: jobWidth(job.name), height: NODE_HEIGHT });
       graph.setParent(`job:${job.name}`, cluster);
     }
-    for (const job of phase.jobs) for (const before of job.after) graph.setEdge(`job:${before}`, `job:${job.name}`);
   }
-  phases.forEach((phase, position) => {
-    const next = phases[position + 1];
+  const known = new Set(phases.flatMap((phase) => phase.jobs.map((job) => job.name)));
+  for (const phase of phases) {
+    for (const job of phase.jobs) {
+      for (const before of job.after) if (known.has(before)) graph.setEdge(`job:${before}`, `job:${job.name}`);
+    }
+  }
+  // The failure handlers' cluster (last, when there is one) is joined to no phase.
+  const running = phases.filter((phase) => !phase.handlers);
+  running.forEach((phase, position) => {
+    const next = running[position + 1];
     if (!next) return;
     const gate = `gate:${phase.name}`;
     graph.setNode(gate, { width: GATE, height: GATE });
@@ -60,7 +67,7 @@ function drawRun(container, phases, onSelect) {
     const box = graph.node(`phase:${phase.name}`);
     const x = box.x - box.width / 2, y = box.y - box.height / 2;
     clusters.append(
-      svg("g", { class: "phase", "data-phase": phase.name },
+      svg("g", { class: phase.handlers ? "phase handlers" : "phase", "data-phase": phase.name },
         svg("rect", { x, y, width: box.width, height: box.height, rx: 6 }),
         svg("text", { x: x + 8, y: y + 16 }, phase.name)),
     );
@@ -79,7 +86,8 @@ function drawRun(container, phases, onSelect) {
       byJob.set(job.name, group);
     }
   }
-  for (const phase of phases.slice(0, -1)) {
+  const running = phases.filter((phase) => !phase.handlers);
+  for (const phase of running.slice(0, -1)) {
     const gate = graph.node(`gate:${phase.name}`);
     nodes.append(svg("circle", { class: "gate", cx: gate.x, cy: gate.y, r: GATE / 2 }));
   }
