@@ -15,7 +15,6 @@ Standard library only: the handlers import it inside Lambda.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -282,77 +281,9 @@ def run_to_document(run: Run, now: datetime) -> Document:
     }
 
 
-@dataclass(frozen=True, kw_only=True)
-class RunSummary:
-    """One line of a run listing: the run document without its definition and jobs."""
-
-    run_id: str
-    workflow: str
-    status: RunState
-    phase: str
-    created_at: datetime | None
-    updated_at: datetime | None
-    error: str | None
-
-
-SUMMARY_FIELDS = (_ID, WORKFLOW, RUN_STATE, PHASE, CREATED_AT, UPDATED_AT, ERROR)
-"""What a listing reads of each run document (its projection)."""
-
-
-def summary_from_document(document: Mapping[str, Any]) -> RunSummary:
-    return RunSummary(
-        run_id=document[_ID],
-        workflow=document[WORKFLOW],
-        status=RunState(document[RUN_STATE]),
-        phase=document[PHASE],
-        created_at=as_utc(document.get(CREATED_AT)),
-        updated_at=as_utc(document.get(UPDATED_AT)),
-        error=document.get(ERROR),
-    )
-
-
 def as_utc(value: datetime | None) -> datetime | None:
     """A stored date as an aware datetime: a client without ``tz_aware`` reads naive UTC."""
     return value if value is None or value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def runs_query(workflow: str | None, state: str | None, since: datetime | None) -> Document:
-    """Selects the runs of a listing: of ``workflow``, in ``state``, created at ``since`` or later.
-    Without a state it names all four, so the state-first indexes serve every listing."""
-    query: Document = {}
-    if workflow is not None:
-        query[WORKFLOW] = workflow
-    query[RUN_STATE] = state if state is not None else {"$in": [value.value for value in RunState]}
-    if since is not None:
-        query[CREATED_AT] = {"$gte": since}
-    return query
-
-
-def runs_search_query(
-    workflow: str | None,
-    state: str | None,
-    since: datetime | None,
-    until: datetime | None,
-    text: str | None,
-    before: tuple[datetime, list[str]] | None,
-) -> Document:
-    """``runs_query`` with the console's filters: created before ``until``, ``text`` anywhere in
-    the run id or the input (case-insensitive, taken literally), and a page's position
-    ``before``: the creation time of the last run shown and the ids shown with that time, so the
-    next page starts right after them without counting what came before (keyset pagination)."""
-    query = runs_query(workflow, state, since)
-    created: Document = dict(query.get(CREATED_AT) or {})
-    if until is not None:
-        created["$lt"] = until
-    if before is not None:
-        created["$lte"] = before[0]
-        query[_ID] = {"$nin": before[1]}
-    if created:
-        query[CREATED_AT] = created
-    if text:
-        pattern = {"$regex": re.escape(text), "$options": "i"}
-        query["$or"] = [{_ID: pattern}, {INPUT_TEXT: pattern}]
-    return query
 
 
 def run_filter(run_id: str) -> Document:

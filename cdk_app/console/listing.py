@@ -21,15 +21,9 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
-from runtime.documents import (
-    CREATED_AT,
-    SUMMARY_FIELDS,
-    RunState,
-    RunSummary,
-    runs_search_query,
-    summary_from_document,
-)
+from runtime.documents import CREATED_AT, RunState
 from runtime.errors import RunError, StoreError
+from runtime.run_listing import SUMMARY_FIELDS, RunSummary, runs_search_query, summary_from_document
 from runtime.store import DESC, MongoStore
 
 PAGE_SIZE = 50

@@ -20,11 +20,11 @@ from runtime.documents import (
     TERMINAL_JOB_STATUSES,
     Run,
     RunState,
-    RunSummary,
     StatusEvent,
     StatusName,
     as_utc,
 )
+from runtime.run_listing import RunSummary
 
 
 def iso(value: datetime | None) -> str | None:
