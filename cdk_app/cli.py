@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeAlias
 
+from cdk_app.console.server import add_console
 from cdk_app.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, CommandError
 from cdk_app.graph import RENDERERS
 from cdk_app.local.approve import add_approve, add_reject
@@ -110,6 +111,7 @@ SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     add_approve,
     add_reject,
     add_dev,
+    add_console,
 )
 """Add a subcommand by writing its ``add_<command>`` function and listing it here."""
 

@@ -1,14 +1,34 @@
 """A spec's job graph as text: Mermaid (renders in GitHub Markdown) or Graphviz DOT.
 
 Drawn from the IR, so the picture is the workflow the loader accepted: one cluster per phase,
-``after`` edges inside it, phases joined in run order (``Workflow.phase_order``).
+``after`` edges inside it, phases joined in run order (``Workflow.phase_order``). A job's
+``after`` naming an earlier phase's job is a dashed edge (a data dependency across phases); a
+``join: any`` job's edges end in a circle and its node says so; a job with ``allow_failure`` is
+drawn dashed; the failure handlers (``on_failure``) are a cluster of their own, apart from the
+run order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from runtime.definition.model import Job, Workflow
+from runtime.definition.model import HANDLERS_PHASE, Job, Phase, Workflow
+
+HANDLERS_TITLE = "on_failure: when the run fails or is cancelled"
+
+
+def _notes(job: Job) -> list[str]:
+    """The lines under a job's name: its condition, its join, its tolerance."""
+    notes = [] if job.when is None else [f"when {job.when}"]
+    if job.join == "any" and job.after:
+        notes.append("join any")
+    if job.allow_failure:
+        notes.append("allow_failure")
+    return notes
+
+
+def _title(phase: Phase) -> str:
+    return HANDLERS_TITLE if phase.name == HANDLERS_PHASE else phase.name
 
 
 def _mermaid_text(text: str) -> str:
@@ -16,9 +36,16 @@ def _mermaid_text(text: str) -> str:
 
 
 def _mermaid_node(job: Job) -> str:
+    label = "<br/>".join([job.name, *map(_mermaid_text, _notes(job))])
     if job.when is None:
-        return f'job_{job.name}["{job.name}"]'
-    return f'job_{job.name}{{{{"{job.name}<br/>when {_mermaid_text(job.when)}"}}}}'
+        return f'job_{job.name}["{label}"]'
+    return f'job_{job.name}{{{{"{label}"}}}}'
+
+
+def _mermaid_edge(dep: str, job: Job, phase: Phase) -> str:
+    local = dep in phase.local_after(job)
+    arrow = ("--o" if local else "-.-o") if job.join == "any" else ("-->" if local else "-.->")
+    return f"job_{dep} {arrow} job_{job.name}"
 
 
 def render_mermaid(workflow: Workflow) -> str:
@@ -26,16 +53,25 @@ def render_mermaid(workflow: Workflow) -> str:
     by thick arrows; a job with a condition is a hexagon showing it. Ids are prefixed because
     names like ``end`` are Mermaid keywords."""
     lines = ["flowchart TB"]
-    for phase in workflow.phases:
-        lines += [f'    subgraph phase_{phase.name}["{phase.name}"]', "        direction LR"]
+    across: list[str] = []
+    for phase in workflow.all_phases():
+        lines += [f'    subgraph phase_{phase.name}["{_title(phase)}"]', "        direction LR"]
         lines += [f"        {_mermaid_node(job)}" for job in phase.jobs]
-        lines += [f"        job_{dep} --> job_{job.name}" for job in phase.jobs for dep in job.after]
+        for job in phase.jobs:
+            for dep in job.after:
+                edge = _mermaid_edge(dep, job, phase)
+                (lines if dep in phase.local_after(job) else across).append(f"        {edge}")
         lines.append("    end")
+    lines += [edge.replace("        ", "    ", 1) for edge in across]
     order = workflow.phase_order()
     lines += [
         f"    phase_{before.name} ==> phase_{after.name}"
         for before, after in zip(order, order[1:], strict=False)
     ]
+    tolerated = [job.name for job in workflow.jobs() if job.allow_failure]
+    if tolerated:
+        lines.append("    classDef tolerated stroke-dasharray: 5 5")
+        lines.append(f"    class {','.join('job_' + name for name in tolerated)} tolerated")
     return "\n".join(lines) + "\n"
 
 
@@ -48,8 +84,27 @@ def _dot_text(text: str) -> str:
 
 
 def _dot_label(job: Job) -> str:
-    """Name and condition on two lines (DOT's own ``\\n`` escape)."""
-    return f'"{_dot_escape(job.name)}\\nwhen {_dot_escape(job.when or "")}"'
+    """Name and notes on lines of their own (DOT's own ``\\n`` escape)."""
+    return '"' + "\\n".join(_dot_escape(line) for line in [job.name, *_notes(job)]) + '"'
+
+
+def _dot_node(job: Job) -> str:
+    attributes = [f"id={_dot_text('job_' + job.name)}"]
+    if _notes(job):
+        attributes.append(f"label={_dot_label(job)}")
+    if job.when is not None:
+        attributes.append("shape=hexagon")
+    if job.allow_failure:
+        attributes.append('style="rounded,dashed"')
+    return f"{_dot_text(job.name)} [{', '.join(attributes)}];"
+
+
+def _dot_edge(dep: str, job: Job, phase: Phase) -> str:
+    attributes = [] if dep in phase.local_after(job) else ["style=dashed"]
+    if job.join == "any":
+        attributes.append("arrowhead=odot")
+    suffix = f" [{', '.join(attributes)}]" if attributes else ""
+    return f"{_dot_text(dep)} -> {_dot_text(job.name)}{suffix};"
 
 
 def render_dot(workflow: Workflow) -> str:
@@ -61,18 +116,23 @@ def render_dot(workflow: Workflow) -> str:
         "    compound=true;",
         "    node [shape=box, style=rounded];",
     ]
-    for phase in workflow.phases:
+    across: list[str] = []
+    for phase in workflow.all_phases():
         lines += [
             f"    subgraph {_dot_text('cluster_' + phase.name)} {{",
-            f"        label={_dot_text(phase.name)};",
+            f"        label={_dot_text(_title(phase))};",
         ]
+        if phase.name == HANDLERS_PHASE:
+            lines.append("        style=dashed; color=red;")
+        lines += [f"        {_dot_node(job)}" for job in phase.jobs]
         for job in phase.jobs:
-            condition = "" if job.when is None else f", shape=hexagon, label={_dot_label(job)}"
-            lines.append(f"        {_dot_text(job.name)} [id={_dot_text('job_' + job.name)}{condition}];")
-        lines += [
-            f"        {_dot_text(dep)} -> {_dot_text(job.name)};" for job in phase.jobs for dep in job.after
-        ]
+            for dep in job.after:
+                local = dep in phase.local_after(job)
+                (lines if local else across).append(
+                    ("        " if local else "    ") + _dot_edge(dep, job, phase)
+                )
         lines.append("    }")
+    lines += across
     order = workflow.phase_order()
     for before, after in zip(order, order[1:], strict=False):
         last = [job for job in before.jobs if not before.dependents(job.name)][-1]

@@ -1,6 +1,6 @@
-"""The decisions about one job attempt that the job-facing paths make, without I/O: whether the
-job wrapper may run an attempt's code, and whether an invocation Lambda gave up on counts as the
-attempt's failure. Split from ``runtime.engine``, which decides on the run as a whole."""
+"""The decisions about one job attempt that the job wrapper and the orchestrator's on-failure
+path make: whether an attempt may run, and whether Lambda giving up on an invocation counts as
+the attempt's failure. Pure, like the rest of the engine (which re-exports them)."""
 
 from __future__ import annotations
 

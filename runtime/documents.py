@@ -14,6 +14,7 @@ Standard library only: the handlers import it inside Lambda.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from runtime.errors import EventError
+from runtime.failures import Failure, failure_from_document
 
 if TYPE_CHECKING:
     from runtime.definition.model import Workflow
@@ -179,6 +181,8 @@ class Run:
     """When MongoDB's TTL monitor deletes the ended run (the spec's ``retention_days``)."""
     deadline: datetime | None = None
     """When the run deadline of this round fires (the spec's ``timeout``)."""
+    failure: Failure | None = None
+    """Set while the failure handlers run (and kept once the run has ended after them)."""
     version: int = 0
     """Incremented by every write; a write planned from this view is guarded by it."""
     stored_bytes: int = 0
@@ -214,6 +218,11 @@ FINISHED_BY, ERROR, VERSION, CREATED_AT, UPDATED_AT, REDRIVES, EXPIRE_AT = (
     "redrives",
     "expireAt",
 )
+INPUT_TEXT = "inputText"
+"""The run input as compact JSON (its first ``SEARCHABLE_INPUT_CHARS``): what the console's text
+search reads, since MongoDB cannot match a pattern against a whole subdocument."""
+SEARCHABLE_INPUT_CHARS = 2000
+FAILURE = "failure"
 COMPLETED_BY, DEADLINE, WAKE_AT = "completedBy", "deadline", "wakeAt"
 """``wakeAt`` is the earliest due time among the run's timers, or earlier (never later): the
 timer sweep's index. Decisions lower it (``$min``); only the sweep raises it again."""
@@ -268,6 +277,7 @@ def run_from_document(document: Mapping[str, Any], stored_bytes: int = 0) -> Run
         redrives=document.get(REDRIVES, 0),
         expire_at=document.get(EXPIRE_AT),
         deadline=as_utc(document.get(DEADLINE)),
+        failure=failure_from_document(document.get(FAILURE)),
         version=document.get(VERSION, 0),
         stored_bytes=stored_bytes,
     )
@@ -280,6 +290,7 @@ def run_to_document(run: Run, now: datetime) -> Document:
         WORKFLOW: run.workflow,
         DEFINITION: run.definition.to_document(),
         INPUT: run.input,
+        INPUT_TEXT: json.dumps(run.input, default=str, separators=(",", ":"))[:SEARCHABLE_INPUT_CHARS],
         RUN_STATE: run.state.value,
         PHASE: run.phase,
         JOBS: {name: _job_to_document(job) for name, job in run.jobs.items()},
@@ -287,56 +298,16 @@ def run_to_document(run: Run, now: datetime) -> Document:
         FINISHED_BY: run.finished_by,
         ERROR: run.error,
         REDRIVES: run.redrives,
+        FAILURE: None if run.failure is None else run.failure.to_document(),
         VERSION: run.version,
         CREATED_AT: now,
         UPDATED_AT: now,
     }
 
 
-@dataclass(frozen=True, kw_only=True)
-class RunSummary:
-    """One line of a run listing: the run document without its definition and jobs."""
-
-    run_id: str
-    workflow: str
-    status: RunState
-    phase: str
-    created_at: datetime | None
-    updated_at: datetime | None
-    error: str | None
-
-
-SUMMARY_FIELDS = (_ID, WORKFLOW, RUN_STATE, PHASE, CREATED_AT, UPDATED_AT, ERROR)
-"""What a listing reads of each run document (its projection)."""
-
-
-def summary_from_document(document: Mapping[str, Any]) -> RunSummary:
-    return RunSummary(
-        run_id=document[_ID],
-        workflow=document[WORKFLOW],
-        status=RunState(document[RUN_STATE]),
-        phase=document[PHASE],
-        created_at=as_utc(document.get(CREATED_AT)),
-        updated_at=as_utc(document.get(UPDATED_AT)),
-        error=document.get(ERROR),
-    )
-
-
 def as_utc(value: datetime | None) -> datetime | None:
     """A stored date as an aware datetime: a client without ``tz_aware`` reads naive UTC."""
     return value if value is None or value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def runs_query(workflow: str | None, state: str | None, since: datetime | None) -> Document:
-    """Selects the runs of a listing: of ``workflow``, in ``state``, created at ``since`` or later.
-    Without a state it names all four, so the state-first indexes serve every listing."""
-    query: Document = {}
-    if workflow is not None:
-        query[WORKFLOW] = workflow
-    query[RUN_STATE] = state if state is not None else {"$in": [value.value for value in RunState]}
-    if since is not None:
-        query[CREATED_AT] = {"$gte": since}
-    return query
 
 
 def run_filter(run_id: str) -> Document:
@@ -415,15 +386,23 @@ def run_ended(
     )
 
 
-def run_reopened(redrives: int) -> Fields:
-    """A redrive set the run going again, as its round ``redrives``."""
+def run_reopened(redrives: int, phase: str) -> Fields:
+    """A redrive set the run going again, as its round ``redrives``, in ``phase`` (where it
+    failed, also when the failure handlers ran since)."""
     return {
         RUN_STATE: RunState.RUNNING.value,
         FINISHED_BY: None,
         ERROR: None,
         EXPIRE_AT: None,
         REDRIVES: redrives,
+        FAILURE: None,
+        PHASE: phase,
     }
+
+
+def failure_started(failure: Failure, handlers_phase: str) -> Fields:
+    """The run goes into ``handlers_phase`` to run its failure handlers, because of ``failure``."""
+    return {FAILURE: failure.to_document(), PHASE: handlers_phase}
 
 
 def in_round(redrives: int) -> Fields:

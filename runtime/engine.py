@@ -5,8 +5,10 @@ which job attempts are dispatched and which run statuses are recorded.
 ``plan_failure``, the run's start to ``plan_progress``, which starts the jobs ``ready_jobs``
 finds (or skips them, when their ``when`` says so) and moves the run on with ``advance_phase``
 once a phase is done. The operations people ask for are events too: ``plan_cancel`` ends a run
-``cancelled``, ``plan_redrive`` reopens a failed or cancelled one. ``replay`` repeats what an
-earlier, crashed handling of the same event may not have finished.
+``cancelled``, ``plan_redrive`` reopens a failed or cancelled one. Time is events as well: a
+timer firing, or a person's answer to an approval, is decided in ``runtime.timers`` on top of
+these. ``runtime.replay`` repeats what an earlier, crashed handling of the same event may not
+have finished.
 
 Every ``Transition`` carries the conditions it was computed under; the store applies it only if
 they still hold, so concurrent handlers never overwrite each other (one of them wins, the others
@@ -16,17 +18,13 @@ that caused it, so a redelivered event can finish what a crashed handler began.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-import jmespath
-
-from runtime import limits, retry
-from runtime.definition.model import Job, Phase, Workflow
+from runtime import failure_handlers, limits, retry
+from runtime.definition.model import HANDLERS_PHASE, Phase, Workflow
 from runtime.documents import (
-    DONE,
     REDRIVABLE,
     RUN_ENDS,
     Fields,
@@ -37,6 +35,7 @@ from runtime.documents import (
     StatusEvent,
     StatusName,
     at_version,
+    failure_started,
     job_changed,
     job_is,
     job_set,
@@ -47,6 +46,21 @@ from runtime.documents import (
     run_reopened,
 )
 from runtime.events import JobEvent
+from runtime.failures import CANCELLED, FAILED, Failure, FailureReason
+from runtime.joins import (
+    approval_requested,
+    condition_results,
+    is_truthy,
+    job_event,
+    join_holds,
+    phase_finished,
+    ready_jobs,
+    waits_until,
+    when_holds,
+)
+
+__all__ = ["is_truthy", "ready_jobs", "when_holds"]
+"""Re-exported: how jobs start is decided in ``runtime.joins``."""
 
 LAMBDA_RETRY_DELAY = timedelta(seconds=50)
 """Lambda retries a failed asynchronous invocation of the orchestrator a minute later at the
@@ -151,12 +165,12 @@ def refused_write(run: Run, event: StatusEvent, reason: str, now: datetime) -> T
     ):
         # The event's own attempt is what could not be recorded: the job fails with the run.
         guarded = conditions | job_is(event.job, JobState.DISPATCHED, event.attempt)
-        return _fail_run(run, event.key, guarded, event.job, reason, now)
+        return fail_run(run, event.key, guarded, event.job, reason, now, event.attempt)
     expire_at = _expire_at(run, now)
     return Transition(
         conditions=conditions,
         changes=run_ended(RunState.FAILED, event.key, reason, expire_at),
-        statuses=(_run_status(run, RUN_ENDS[RunState.FAILED], error=reason),),
+        statuses=(run_status(run, RUN_ENDS[RunState.FAILED], error=reason),),
         expiry=_expiry(expire_at),
     )
 
@@ -227,32 +241,6 @@ def plan_success(run: Run, event: StatusEvent, now: datetime) -> Transition | No
     )
 
 
-def is_truthy(value: Any) -> bool:
-    """JMESPath's truthiness: false, null, the empty string, array and object are false; every
-    other value, 0 and 0.0 included, is true (Python's would make 0 false)."""
-    if value is None or isinstance(value, bool):
-        return value is True
-    return not (isinstance(value, (str, list, dict)) and len(value) == 0)
-
-
-def when_holds(job: Job, run: Run, results: Mapping[str, Any]) -> bool:
-    """The job's ``when`` against ``{"input", "results"}``; true for a job without one. Raises
-    whatever JMESPath raises for a condition that cannot be evaluated."""
-    if job.when is None:
-        return True
-    return is_truthy(jmespath.search(job.when, {"input": run.input, "results": dict(results)}))
-
-
-def ready_jobs(phase: Phase, states: Mapping[str, JobState]) -> list[Job]:
-    """The jobs of ``phase`` still pending whose predecessors are all done: they start or are
-    skipped now."""
-    return [
-        job
-        for job in phase.jobs
-        if states[job.name] == JobState.PENDING and all(states[name] in DONE for name in job.after)
-    ]
-
-
 def advance_phase(
     run: Run, phase: Phase, key: str, expire_at: datetime | None = None
 ) -> tuple[Fields, tuple[StatusEvent, ...], Phase | None]:
@@ -260,11 +248,17 @@ def advance_phase(
     it, or end the run successfully after the last (to be deleted at ``expire_at``). The changes,
     the statuses to record, and the phase the run is in now (None when the run has ended)."""
     changes = phase_completed(phase.name, key)
-    statuses = [_run_status(run, StatusName.PHASE_COMPLETED, phase=phase.name)]
+    statuses = [run_status(run, StatusName.PHASE_COMPLETED, phase=phase.name)]
     following = run.definition.next_phase(phase.name)
-    if following is None:
+    if phase.name == HANDLERS_PHASE and run.failure is not None:
+        # The failure handlers have all finished: the run ends as it would have without them.
+        state, failure = failure_handlers.end_state(run.failure.reason), run.failure
+        changes |= run_ended(state, key, failure.error, expire_at)
+        status = run_status(run, RUN_ENDS[state], error=failure.error)
+        statuses.append(replace(status, reason=failure.cancel_reason))
+    elif following is None:
         changes |= run_ended(RunState.SUCCEEDED, key, expire_at=expire_at)
-        statuses.append(_run_status(run, RUN_ENDS[RunState.SUCCEEDED]))
+        statuses.append(run_status(run, RUN_ENDS[RunState.SUCCEEDED]))
     else:
         changes |= phase_entered(following.name)
     return changes, tuple(statuses), following
@@ -287,16 +281,15 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
         while ready := ready_jobs(phase, states):
             for job in ready:
                 conditions |= job_is(job.name, JobState.PENDING)
-                results = {name: outputs.get(name) for name in job.after}
                 try:
-                    starts = all(states[name] == JobState.SUCCEEDED for name in job.after) and when_holds(
-                        job, run, results
+                    starts = join_holds(job, states) and when_holds(
+                        job, run, condition_results(run, job, outputs)
                     )
                 except Exception as exc:  # JMESPath's functions raise more than JMESPathError
                     # A condition that cannot be evaluated fails the run rather than the handler:
                     # raising would fail every redelivery of this event and the run would hang.
                     # Nothing decided in this pass is kept: a failed run dispatches nothing more.
-                    return _fail_run(
+                    return fail_run(
                         run,
                         key,
                         run_is(RunState.RUNNING, run.phase) | job_is(job.name, JobState.PENDING),
@@ -305,9 +298,10 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
                         now,
                     )
                 # A wait or an approval job waits for its timer (or an answer) instead of a function.
-                due = None if not starts else _waits_until(job, now)
-                waits = JobState.DISPATCHED if due is None else JobState.WAITING
-                states[job.name] = waits if starts else JobState.SKIPPED
+                due = waits_until(job, now) if starts else None
+                states[job.name] = (
+                    (JobState.DISPATCHED if due is None else JobState.WAITING) if starts else JobState.SKIPPED
+                )
                 # A job a redrive reopened keeps counting its attempts: the job wrapper claims
                 # each attempt number once, so a number is never used twice.
                 record = run.jobs[job.name]
@@ -328,8 +322,8 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
                     if job.approval is not None:
                         statuses.append(approval_requested(run, job, attempt))
                 elif starts:
-                    dispatches.append(_job_event(run, phase, job, attempt, outputs))
-        if not all(states[job.name] in DONE for job in phase.jobs):
+                    dispatches.append(job_event(run, job, attempt, outputs))
+        if not phase_finished(phase, states):
             break
         phase_changes, phase_statuses, phase = advance_phase(run, phase, key, _expire_at(run, now))
         changes |= phase_changes
@@ -346,34 +340,15 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
     )
 
 
-def _waits_until(job: Job, now: datetime) -> datetime | None:
-    """When a wait or an approval job that starts ``now`` fires its timer; None for a job with a
-    function to run."""
-    if job.wait is not None:
-        return now + timedelta(seconds=job.wait)
-    if job.approval is not None:
-        return now + timedelta(seconds=job.approval.timeout)
-    return None
-
-
-def approval_requested(run: Run, job: Job, attempt: int) -> StatusEvent:
-    """The record that an approval job waits for an answer: what the notifier tells people."""
-    return StatusEvent(
-        run_id=run.run_id,
-        workflow=run.workflow,
-        status=StatusName.APPROVAL_REQUESTED,
-        phase=job.phase,
-        job=job.name,
-        attempt=attempt,
-        reason=None if job.approval is None else job.approval.message,
-    )
-
-
 def plan_failure(run: Run, event: StatusEvent, now: datetime) -> Transition | None:
     """Retry the job with its next attempt, or fail it and, while the run is running, the run.
     None when the failure is stale or was handled before."""
     assert event.job is not None
     record = run.jobs.get(event.job)
+    if record is not None and (record.state, record.attempt) == (JobState.FAILED, event.attempt):
+        # Recorded before (a tolerated failure whose whole plan lost a race, or a redelivery): what
+        # follows from it may still be undone.
+        return plan_progress(run, event.key, now)
     if record is None or record.state != JobState.DISPATCHED or record.attempt != event.attempt:
         return None
     job = run.definition.job(event.job)
@@ -382,39 +357,35 @@ def plan_failure(run: Run, event: StatusEvent, now: datetime) -> Transition | No
     if run.state == RunState.RUNNING:
         conditions |= run_is(RunState.RUNNING)
         attempts = event.attempt - (record.first_attempt or 1) + 1
-        if attempts <= job.retries and retry.is_retried(job.retry, error):
-            draws = retry.jitter_source(run.run_id, job.name, event.attempt)
-            delay = retry.retry_delay(job.retry, attempts, draws)
-            if delay > 0:
-                # The next attempt waits for its timer; it is dispatched when the timer fires.
-                due = now + timedelta(seconds=delay)
-                return Transition(
-                    conditions=conditions,
-                    changes=job_changed(
-                        job.name,
-                        state=JobState.WAITING,
-                        attempt=event.attempt + 1,
-                        caused_by=event.key,
-                        due_at=due,
-                        error=error,
-                    ),
-                    wake_at=due,
-                )
+        retried = attempts <= job.retries and retry.is_retried(job.retry, error)
+        if failure_handlers.tolerated(run, job, retried):
+            return tolerate_failure(run, event, conditions, error, now)
+        if retried:
+            delay = retry.retry_delay(
+                job.retry, attempts, retry.jitter_source(run.run_id, job.name, event.attempt)
+            )
+            # A delayed attempt waits for its timer, which dispatches it (runtime.timers).
+            due = now + timedelta(seconds=delay) if delay > 0 else None
+            state = {} if due is None else {"state": JobState.WAITING, "due_at": due}
             return Transition(
                 conditions=conditions,
                 changes=job_changed(
-                    job.name, attempt=event.attempt + 1, caused_by=event.key, claimed_at=now, error=error
+                    job.name,
+                    attempt=event.attempt + 1,
+                    caused_by=event.key,
+                    claimed_at=now,
+                    error=error,
+                    **state,
                 ),
-                dispatches=(
-                    _job_event(run, run.definition.phase(job.phase), job, event.attempt + 1, run.outputs),
-                ),
+                dispatches=() if due is not None else (job_event(run, job, event.attempt + 1),),
+                wake_at=due,
             )
         if attempts <= job.retries:
             kind = retry.error_type(error)
             message = f"job {job.name!r} failed with {kind}, which its retry policy does not retry: {error}"
         else:
             message = f"job {job.name!r} failed after {attempts} attempt(s): {error}"
-        return _fail_run(run, event.key, conditions, job.name, message, now)
+        return fail_run(run, event.key, conditions, job.name, message, now, event.attempt)
     return Transition(
         conditions=conditions, changes=job_changed(job.name, state=JobState.FAILED, error=error)
     )
@@ -433,16 +404,35 @@ def plan_cancel(run: Run, event: StatusEvent, now: datetime) -> Transition | Rej
         if run.finished_by == event.key:
             return None
         return Rejection(action="ignored", reason=f"the run has already ended ({run.state})")
+    if run.failure is not None and run.failure.caused_by == event.key:
+        return None
+    error = f"cancelled: {event.reason}" if event.reason else "cancelled"
+    return stop_run(run, event.key, CANCELLED, error, now, event.reason)
+
+
+def stop_run(
+    run: Run, key: str, reason: FailureReason, error: str, now: datetime, cancel_reason: str | None = None
+) -> Transition:
+    """End the running run now, ``cancelled`` or (its deadline passed) ``failed``: the attempts in
+    flight and the jobs waiting for a timer are cancelled, so what they report or fire changes
+    nothing. When the spec has failure handlers that have not started they run first; while they
+    run, this ends the run at once. Guarded by the version read: a handler that dispatched a job
+    meanwhile makes this decision again, and that job is cancelled too."""
     changes: Fields = {}
     for name, record in run.jobs.items():
-        if record.state in (JobState.DISPATCHED, JobState.WAITING):
+        if record.state in failure_handlers.STOPPED_BY_CANCEL:
             changes |= job_changed(name, state=JobState.CANCELLED)
-    error = f"cancelled: {event.reason}" if event.reason else "cancelled"
+    if failure_handlers.has_handlers(run):
+        failure = Failure(
+            reason=reason, phase=run.phase, error=error, caused_by=key, cancel_reason=cancel_reason
+        )
+        return _into_handlers(failure_handlers.with_jobs_cancelled(run), failure, changes, now)
+    state = failure_handlers.end_state(reason)
     expire_at = _expire_at(run, now)
     return Transition(
         conditions=at_version(run.version),
-        changes=changes | run_ended(RunState.CANCELLED, event.key, error, expire_at),
-        statuses=(replace(_run_status(run, RUN_ENDS[RunState.CANCELLED], error=error), reason=event.reason),),
+        changes=changes | run_ended(state, key, error, expire_at),
+        statuses=(replace(run_status(run, RUN_ENDS[state], error=error), reason=cancel_reason),),
         expiry=_expiry(expire_at),
     )
 
@@ -454,12 +444,14 @@ def reopened(run: Run) -> Run:
     budget whose attempts go on from the last number used."""
     jobs = {
         name: JobRecord(state=JobState.PENDING, attempt=record.attempt, first_attempt=record.attempt + 1)
-        if record.state in (JobState.FAILED, JobState.CANCELLED, JobState.WAITING)
+        if failure_handlers.runs_again(run.definition.job(name), record)
         else record
         for name, record in run.jobs.items()
     }
     return replace(
         run,
+        phase=run.phase if run.failure is None else run.failure.phase,
+        failure=None,
         state=RunState.RUNNING,
         redrives=run.redrives + 1,
         error=None,
@@ -485,11 +477,11 @@ def plan_redrive(run: Run, event: StatusEvent, now: datetime) -> Transition | Re
             action="ignored", reason=f"the run is {run.state}: only a failed or cancelled run is redriven"
         )
     again = reopened(run)
-    changes = run_reopened(again.redrives)
+    changes = run_reopened(again.redrives, again.phase)
     for name, record in again.jobs.items():
         if record is not run.jobs[name]:
             changes |= job_set(name, record)
-    statuses: tuple[StatusEvent, ...] = (_run_status(again, StatusName.WORKFLOW_REDRIVEN),)
+    statuses: tuple[StatusEvent, ...] = (run_status(again, StatusName.WORKFLOW_REDRIVEN),)
     progress = plan_progress(again, event.key, now)
     if progress is not None:
         changes |= progress.changes
@@ -504,46 +496,7 @@ def plan_redrive(run: Run, event: StatusEvent, now: datetime) -> Transition | Re
     )
 
 
-def replay(
-    run: Run, key: str, now: datetime, redispatch_after: timedelta
-) -> tuple[tuple[JobEvent, ...], tuple[StatusEvent, ...]]:
-    """What the handling of event ``key`` caused and may not have finished before a crash: the
-    attempts it dispatched that are still in flight, and the run statuses it recorded. Both are
-    safe to repeat: the job wrapper runs an attempt once, a status report is unique. Once the run
-    has ended nothing is dispatched again, nor is an attempt whose invocation Lambda is known to
-    have accepted, and a dispatch is repeated only once its claim is ``redispatch_after`` old: a
-    redelivery sooner than that is a duplicate of a handling that is most likely dispatching
-    right now (Lambda retries a crashed handler a minute later)."""
-    outputs = run.outputs
-    dispatches = tuple(
-        _job_event(run, run.definition.phase(job.phase), job, record.attempt, outputs)
-        for job in run.definition.jobs()
-        if (record := run.jobs[job.name]).caused_by == key
-        and record.state == JobState.DISPATCHED
-        and record.invoked_attempt != record.attempt
-        and run.state == RunState.RUNNING
-        and (record.claimed_at is None or age(record.claimed_at, now) >= redispatch_after)
-    )
-    statuses = [
-        _run_status(run, StatusName.PHASE_COMPLETED, phase=phase)
-        for phase, by in run.completed_by.items()
-        if by == key
-    ]
-    statuses += [
-        approval_requested(run, job, record.attempt)
-        for job in run.definition.jobs()
-        if job.approval is not None
-        and (record := run.jobs[job.name]).caused_by == key
-        and record.state == JobState.WAITING
-    ]
-    if run.redrives and key == _run_status(run, StatusName.REDRIVE_REQUESTED).key:
-        statuses.append(_run_status(run, StatusName.WORKFLOW_REDRIVEN))
-    if run.finished_by == key and run.state in RUN_ENDS:
-        statuses.append(_run_status(run, RUN_ENDS[run.state], error=run.error))
-    return dispatches, tuple(statuses)
-
-
-def _run_status(
+def run_status(
     run: Run, status: StatusName, phase: str | None = None, error: str | None = None
 ) -> StatusEvent:
     return StatusEvent(
@@ -556,25 +509,27 @@ def _run_status(
     )
 
 
-def _job_event(run: Run, phase: Phase, job: Job, attempt: int, outputs: Mapping[str, Any]) -> JobEvent:
-    return JobEvent(
-        run_id=run.run_id,
-        workflow=run.workflow,
-        phase=phase.name,
-        job=job.name,
-        attempt=attempt,
-        input=run.input,
-        results={name: outputs.get(name) for name in job.after},
-    )
-
-
-def _fail_run(run: Run, key: str, conditions: Fields, job: str, error: str, now: datetime) -> Transition:
+def fail_run(
+    run: Run, key: str, conditions: Fields, job: str, error: str, now: datetime, attempt: int | None = None
+) -> Transition:
+    """Fail ``job`` and with it the run: at once, or (when the spec has failure handlers) once
+    they have run. A failure while they run is only recorded: the handlers go on."""
+    if failure_handlers.has_handlers(run):
+        failure = Failure(
+            reason=FAILED, phase=run.phase, job=job, attempt=attempt, error=error, caused_by=key
+        )
+        return _into_handlers(run, failure, job_changed(job, state=JobState.FAILED, error=error), now)
+    if run.failure is not None:
+        failed = failure_handlers.with_job_failed(run, job, error)
+        progress = plan_progress(failed, key, now)
+        changes = job_changed(job, state=JobState.FAILED, error=error)
+        return _with_progress(Transition(conditions=conditions, changes=changes), progress)
     expire_at = _expire_at(run, now)
     return Transition(
         conditions=conditions,
         changes=job_changed(job, state=JobState.FAILED, error=error)
         | run_ended(RunState.FAILED, key, error, expire_at),
-        statuses=(_run_status(run, RUN_ENDS[RunState.FAILED], error=error),),
+        statuses=(run_status(run, RUN_ENDS[RunState.FAILED], error=error),),
         expiry=_expiry(expire_at),
     )
 
@@ -588,3 +543,46 @@ def _expire_at(run: Run, now: datetime) -> datetime | None:
 def _expiry(expire_at: datetime | None) -> Expiry | None:
     """Statuses expire with their run; a run kept for good leaves them alone."""
     return None if expire_at is None else Expiry(expire_at)
+
+
+def _into_handlers(run: Run, failure: Failure, changes: Fields, now: datetime) -> Transition:
+    """Start the failure handlers because of ``failure`` (``changes``: what else the decision
+    writes); the run ends once they have finished (at once when all of them are skipped). Guarded
+    by the version read: two failures racing start them once, and their ``results`` hold every
+    success recorded before."""
+    failing = failure_handlers.failing(run, failure)
+    progress = plan_progress(failing, failure.caused_by, now)
+    started = Transition(
+        conditions=at_version(run.version), changes=changes | failure_started(failure, HANDLERS_PHASE)
+    )
+    return _with_progress(started, progress)
+
+
+def _with_progress(transition: Transition, progress: Transition | None) -> Transition:
+    """``transition`` and what follows from it: ``progress``, planned on the run it leaves (whose
+    own conditions are implied by ``transition``'s)."""
+    if progress is None:
+        return transition
+    return replace(
+        transition,
+        changes=transition.changes | progress.changes,
+        dispatches=transition.dispatches + progress.dispatches,
+        statuses=transition.statuses + progress.statuses,
+        expiry=progress.expiry,
+        wake_at=progress.wake_at,
+    )
+
+
+def tolerate_failure(
+    run: Run, event: StatusEvent, conditions: Fields, error: str, now: datetime
+) -> Transition:
+    """The last attempt of a job that may fail (``allow_failure``, or any job while the failure
+    handlers run) failed: record it and go on, in one write guarded by the version read; the
+    failure alone (guarded by the job's state) when another handler wrote first."""
+    assert event.job is not None
+    changes = job_changed(event.job, state=JobState.FAILED, error=error, finished_at=now)
+    completion = Transition(conditions=conditions, changes=changes)
+    progress = plan_progress(failure_handlers.with_job_failed(run, event.job, error), event.key, now)
+    return replace(
+        _with_progress(completion, progress), conditions=at_version(run.version), fallback=completion
+    )

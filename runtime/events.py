@@ -29,9 +29,12 @@ class JobEvent:
     attempt: int
     input: Any = None
     results: Mapping[str, Any] = field(default_factory=dict)
+    failure: Mapping[str, Any] | None = None
+    """A failure handler's: what failed (phase, job, attempt, error) and why the handlers run
+    (``reason``: ``failed`` or ``cancelled``)."""
 
     def to_payload(self) -> dict[str, Any]:
-        return {
+        payload = {
             "run_id": self.run_id,
             "workflow": self.workflow,
             "phase": self.phase,
@@ -40,6 +43,7 @@ class JobEvent:
             "input": self.input,
             "results": dict(self.results),
         }
+        return payload if self.failure is None else payload | {"failure": dict(self.failure)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,6 +97,9 @@ def parse_job_event(event: object) -> JobEvent:
     attempt = required(payload, "attempt", int, where)
     if attempt < 1:
         raise EventError(f"{where}: attempt must be >= 1, got {attempt}")
+    failure = payload.get("failure")
+    if failure is not None and not isinstance(failure, Mapping):
+        raise EventError(f"{where}: 'failure' must be an object")
     return JobEvent(
         run_id=required(payload, "run_id", str, where),
         workflow=required(payload, "workflow", str, where),
@@ -101,6 +108,7 @@ def parse_job_event(event: object) -> JobEvent:
         attempt=attempt,
         input=payload.get("input"),
         results=dict(results),
+        failure=None if failure is None else dict(failure),
     )
 
 

@@ -11,18 +11,10 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from runtime.definition.model import job_function_name
-from runtime.documents import (
-    Fields,
-    JobRecord,
-    Lease,
-    Run,
-    RunState,
-    RunSummary,
-    StatusEvent,
-    StatusName,
-)
+from runtime.documents import Fields, JobRecord, Lease, Run, RunState, StatusEvent, StatusName
 from runtime.errors import WorkflowError
 from runtime.events import JobEvent
+from runtime.run_listing import RunSummary
 
 log = logging.getLogger(__name__)
 

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from runtime import joins
 from runtime.definition.model import Job
 from runtime.documents import (
     ANSWER_STATUSES,
@@ -160,17 +161,7 @@ def lost_attempts(
             continue
         conditions |= job_is(job.name, JobState.DISPATCHED, record.attempt)
         changes |= job_changed(job.name, claimed_at=now)
-        dispatches.append(
-            JobEvent(
-                run_id=run.run_id,
-                workflow=run.workflow,
-                phase=job.phase,
-                job=job.name,
-                attempt=record.attempt,
-                input=run.input,
-                results={name: outputs.get(name) for name in job.after},
-            )
-        )
+        dispatches.append(joins.job_event(run, job, record.attempt, outputs))
     if not dispatches:
         return None
     return Transition(conditions=conditions, changes=changes, dispatches=tuple(dispatches))

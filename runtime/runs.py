@@ -11,6 +11,7 @@ from runtime.definition.model import Workflow
 from runtime.documents import StatusEvent, StatusName
 from runtime.engine import initial_run, utcnow
 from runtime.errors import RunError
+from runtime.input_check import check_input
 from runtime.ports import RunStore
 
 
@@ -26,12 +27,15 @@ def start_run(
 ) -> StartedRun:
     """Start a run of ``definition``, idempotently on ``run_id``.
 
-    The run document snapshots the compiled definition, so a spec edited and redeployed while
+    An input that does not match the definition's ``input_schema`` is refused (``InputRefused``,
+    with every problem) before anything is written. The run document snapshots the compiled
+    definition, so a spec edited and redeployed while
     the run is in flight does not change it. The ``workflow_started`` status is recorded on every
     call (a repeated report is a no-op), so a crash between the two writes loses nothing.
     """
     run_id = run_id or f"{definition.name}-{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     run_input = {} if input is None else input
+    check_input(definition.name, definition.input_schema, run_input)
     size = limits.json_bytes(run_input)
     if size > limits.JOB_EVENT_MAX_BYTES:
         raise RunError(

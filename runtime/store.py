@@ -37,7 +37,6 @@ from runtime.documents import (
     RUN_STATE,
     STATUS,
     STATUS_KEY,
-    SUMMARY_FIELDS,
     TERMINAL_JOB_STATUSES,
     UPDATED_AT,
     VERSION,
@@ -49,7 +48,6 @@ from runtime.documents import (
     Lease,
     Run,
     RunState,
-    RunSummary,
     StatusEvent,
     StatusName,
     as_utc,
@@ -62,14 +60,13 @@ from runtime.documents import (
     run_filter,
     run_from_document,
     run_to_document,
-    runs_query,
     status_from_document,
-    summary_from_document,
     touched,
 )
 from runtime.engine import utcnow
 from runtime.errors import DocumentRejected, StoreError
 from runtime.notifications import CLAIMED_AT, NOTIFICATION_STATE, SENT_AT, NotificationState, status_identity
+from runtime.run_listing import SUMMARY_FIELDS, RunSummary, runs_query, summary_from_document
 from runtime.settings import StoreSettings
 from runtime.timers import next_wake_query, timers_due_query, wake_at
 

@@ -23,6 +23,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from runtime import failure_handlers
 from runtime.definition.model import Job
 from runtime.documents import (
     DEADLINE,
@@ -40,21 +41,20 @@ from runtime.documents import (
     in_round,
     job_changed,
     job_is,
-    run_ended,
     run_is,
 )
 from runtime.engine import (
     Rejection,
     Transition,
-    _expire_at,
-    _expiry,
-    _fail_run,
-    _job_event,
-    _run_status,
+    fail_run,
     plan_progress,
     record_success,
+    stop_run,
+    tolerate_failure,
     utcnow,
 )
+from runtime.failures import FAILED
+from runtime.joins import job_event
 from runtime.ports import RunStore
 
 log = logging.getLogger(__name__)
@@ -157,10 +157,14 @@ def plan_timer(run: Run, event: StatusEvent, now: datetime) -> Transition | Reje
     if job.approval is not None:
         return _fail(run, job, event, APPROVAL_TIMED_OUT, now)
     record = run.jobs[job.name]
+    conditions = run_is(RunState.RUNNING) | job_is(job.name, JobState.WAITING, event.attempt)
+    if failure_handlers.tolerated(run, job, retry_left=True):
+        # The failure handlers started while this job waited to retry: it gets no other attempt.
+        return tolerate_failure(run, event, conditions, record.error or "the job failed", now)
     return Transition(
-        conditions=run_is(RunState.RUNNING) | job_is(job.name, JobState.WAITING, event.attempt),
+        conditions=conditions,
         changes=job_changed(job.name, state=JobState.DISPATCHED, caused_by=event.key, claimed_at=now),
-        dispatches=(_job_event(run, run.definition.phase(job.phase), job, record.attempt, run.outputs),),
+        dispatches=(job_event(run, job, record.attempt),),
     )
 
 
@@ -181,15 +185,18 @@ def plan_answer(run: Run, event: StatusEvent, now: datetime) -> Transition | Rej
 
 def _waiting(run: Run, job: Job, event: StatusEvent, now: datetime) -> bool | Transition | Rejection | None:
     """True when the job waits at the event's attempt in a running run; else what to do: a
-    redelivery of the event that completed the job finishes what followed from it, anything
-    else is stale."""
+    redelivery of the event that completed (or failed) the attempt finishes what followed from
+    it, anything else is stale."""
     record = run.jobs[job.name]
     if run.state != RunState.RUNNING:
         return Rejection(action="ignored", reason=f"the run has ended ({run.state})")
     if record.attempt == event.attempt and record.state == JobState.WAITING:
         return True
     answered = record.state == JobState.SUCCEEDED and record.caused_by == event.key
-    if record.attempt == event.attempt and answered:
+    if record.attempt == event.attempt and (answered or record.state == JobState.FAILED):
+        # Completed by this event, or failed at this attempt and tolerated (by this event or the
+        # one that won the race): what followed may not be recorded yet (a write that lost to
+        # another handler records the job alone).
         return plan_progress(run, event.key, now)
     return Rejection(
         action="ignored",
@@ -210,9 +217,12 @@ def _complete(run: Run, job: Job, event: StatusEvent, output: Any, now: datetime
 
 
 def _fail(run: Run, job: Job, event: StatusEvent, error: str, now: datetime) -> Transition:
-    """The waiting attempt fails, and with it the run (a job without code is not retried)."""
+    """The waiting attempt fails (a job without code is not retried), and with it the run, unless
+    the job may fail (``allow_failure``, or a failure handler)."""
     conditions = run_is(RunState.RUNNING) | job_is(job.name, JobState.WAITING, event.attempt)
-    return _fail_run(run, event.key, conditions, job.name, f"job {job.name!r}: {error}", now)
+    if failure_handlers.tolerated(run, job, retry_left=False):
+        return tolerate_failure(run, event, conditions, error, now)
+    return fail_run(run, event.key, conditions, job.name, f"job {job.name!r}: {error}", now, event.attempt)
 
 
 def _plan_deadline(run: Run, event: StatusEvent, now: datetime) -> Transition | Rejection | None:
@@ -223,17 +233,13 @@ def _plan_deadline(run: Run, event: StatusEvent, now: datetime) -> Transition | 
         if run.finished_by == event.key:
             return None
         return Rejection(action="ignored", reason=f"the run has already ended ({run.state})")
+    if run.failure is not None and run.failure.caused_by == event.key:
+        return None
     if run.deadline is None:
         return Rejection(action="ignored", reason="the run has no deadline")
-    # The run ends here, like any failed run; the failure handlers (once the spec has them) are
-    # the run's end to hook into, not this timer.
-    expire_at = _expire_at(run, now)
-    return Transition(
-        conditions=run_is(RunState.RUNNING) | in_round(run.redrives),
-        changes=run_ended(RunState.FAILED, event.key, RUN_DEADLINE_EXCEEDED, expire_at),
-        statuses=(_run_status(run, StatusName.WORKFLOW_FAILED, error=RUN_DEADLINE_EXCEEDED),),
-        expiry=_expiry(expire_at),
-    )
+    # Like a cancel that fails the run: what is in flight or waiting stops, the failure handlers
+    # (where the spec has them) run first, with the deadline as the failure.
+    return stop_run(run, event.key, FAILED, RUN_DEADLINE_EXCEEDED, now)
 
 
 def fire_due_timers(store: RunStore, now: datetime, workflow: str | None = None) -> int:

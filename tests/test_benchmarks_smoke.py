@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks import executions, orchestration, reconciler, synth, trigger
+from benchmarks import console, executions, orchestration, reconciler, synth, trigger
 from runtime.definition.loader import workflow_from_document
 
 
@@ -111,3 +111,19 @@ def test_a_reconciler_pass_costs_two_reads_per_idle_run_and_repairs_every_broken
     assert idle["commands"] == 2 + 2 * 4
     assert (repair["runs_repaired"], repair["statuses_applied"], repair["redispatched"]) == (4, 2, 2)
     assert repair["dispatched"] == 4, "b after each lost success, and each lost attempt again"
+
+
+def test_the_console_benchmark_draws_every_one_of_the_500_jobs_in_order_of_its_marks(mongo_uri: str) -> None:
+    figures = console.render_time(mongo_uri, 1, quiet)["console_render_500_jobs"]
+
+    assert figures["jobs_drawn"] == 500
+    marks = figures["ms_from_navigation_start_median"]
+    assert list(marks.values()) == sorted(marks.values())
+    assert marks["graph-painted"] > marks["run-fetched"] > 0
+
+
+def test_the_console_benchmark_pages_through_the_runs_it_inserted(mongo_uri: str) -> None:
+    figures = console.runs_page_times(mongo_uri, 1200, 1, quiet)["console_runs_page_ms"]
+
+    assert figures["runs"] == 1200
+    assert all(value > 0 for value in figures["median_ms"].values())

@@ -27,9 +27,9 @@ from runtime.engine import (
     plan_progress,
     plan_success,
     ready_jobs,
-    replay,
 )
 from runtime.events import FailureRecord, JobEvent
+from runtime.replay import replay
 from tests.engine_harness import job_settings
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

@@ -9,12 +9,14 @@ import pymongo
 import pytest
 
 from cdk_app.local.atlas_events import envelope
+from runtime.definition.loader import workflow_from_document
 from runtime.documents import StatusEvent, StatusName
 from runtime.engine import utcnow
 from runtime.errors import RunError
 from runtime.handlers import job as job_wrapper
 from runtime.handlers import starter
 from runtime.handlers.notifier import NotifierService
+from runtime.input_check import InputRefused
 from runtime.runs import start_run
 from runtime.settings import StoreSettings
 from runtime.store import MongoStore
@@ -130,3 +132,51 @@ def test_a_failure_notice_says_whether_the_job_will_be_retried(store: MongoStore
     assert "attempt 2 of 2; no attempts left" in notice(2)
     store.runs.update_one({"_id": run_id}, {"$set": {"status": "failed"}})
     assert "attempt 1 of 2; the run has ended" in notice(1)
+
+
+def test_the_starter_refuses_an_input_its_schema_does_not_take_with_every_problem_and_writes_nothing(
+    store: MongoStore, mongo_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    definition = workflow_from_document(
+        {
+            "workflow": "orders",
+            "input_schema": {
+                "type": "object",
+                "required": ["order_id"],
+                "properties": {"order_id": {"type": "string"}, "quantity": {"type": "integer", "minimum": 1}},
+            },
+            "phases": {"main": {"jobs": {"ship": {}}}},
+        }
+    )
+    (tmp_path / "definition.json").write_text(json.dumps(definition.to_document()))
+    monkeypatch.setenv("LAMBDA_TASK_ROOT", str(tmp_path))
+    monkeypatch.setenv("WORKFLOW_DEFINITION_FILE", "definition.json")
+    monkeypatch.setenv("MONGODB_URI", mongo_uri)
+    monkeypatch.setenv("MONGODB_DATABASE", store.settings.database)
+    monkeypatch.setattr(starter, "_state", {})
+
+    refused = starter.handler({"run_id": "bad-order", "input": {"quantity": 0}}, None)
+
+    assert refused == {
+        "error": "the input does not match the input_schema of workflow 'orders': "
+        "$: 'order_id' is a required property; $.quantity: 0 is less than the minimum of 1"
+    }
+    assert store.runs.count_documents({"_id": "bad-order"}) == 0
+    assert store.run_statuses("bad-order") == []
+    assert starter.handler({"run_id": "good-order", "input": {"order_id": "o-1"}}, None)["created"] is True
+
+
+def test_start_run_refuses_an_input_its_schema_does_not_take(store: MongoStore) -> None:
+    definition = workflow_from_document(
+        {
+            "workflow": "typed",
+            "input_schema": {"type": "object", "required": ["day"]},
+            "phases": {"p": {"jobs": {"j": {}}}},
+        }
+    )
+
+    with pytest.raises(InputRefused, match=r"\$: 'day' is a required property") as refused:
+        start_run(store, definition, run_id="typed-1", input={})
+
+    assert refused.value.problems == ["$: 'day' is a required property"]
+    assert store.runs.count_documents({"_id": "typed-1"}) == 0

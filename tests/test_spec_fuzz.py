@@ -82,7 +82,11 @@ def _assert_sound(workflow: Workflow) -> None:
         assert phase.jobs
         assert phase.roots
         local = {job.name for job in phase.jobs}
-        assert all(set(job.after) <= local - {job.name} for job in phase.jobs)
+        earlier = set(workflow.earlier_jobs(phase.name))
+        assert all(set(job.after) <= (local | earlier) - {job.name} for job in phase.jobs)
+    if workflow.on_failure is not None:
+        handlers = {job.name for job in workflow.on_failure.jobs}
+        assert all(set(job.after) <= handlers - {job.name} for job in workflow.on_failure.jobs)
     assert set(workflow.notify.on) <= set(NOTIFY_EVENTS)
 
 
@@ -104,6 +108,16 @@ def _compile(document: object) -> None:
     _check(
         lambda: workflow_from_document(document, source="fuzz.yaml", base_dir=ROOT / "workflows"), "fuzz.yaml"
     )
+
+
+def test_an_after_naming_an_earlier_phase_job_is_sound() -> None:
+    """The edit the fuzzer found: ``cook`` waits for ``go_home`` of the earlier phase, which loads
+    (a data dependency) and keeps the IR's promises."""
+    document = copy.deepcopy(BASE)
+    document["phases"]["cooking"]["jobs"]["cook"]["after"] = ["go_home"]
+    workflow = workflow_from_document(document, source="fuzz.yaml", base_dir=ROOT / "workflows")
+    _assert_sound(workflow)
+    assert workflow.phase("cooking").local_after(workflow.job("cook")) == ()
 
 
 @FUZZ

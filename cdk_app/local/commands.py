@@ -13,16 +13,18 @@ import json
 import logging
 import math
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.live import Live
 
 from cdk_app.embedded_mongo import EmbeddedMongo
 from cdk_app.errors import EXIT_OK, EXIT_PROBLEMS, EXIT_STILL_RUNNING, EXIT_USAGE, CommandError
 from cdk_app.local.delivery import FaultSettings
 from cdk_app.local.jobs import load_job_handlers
-from cdk_app.local.render import Progress, print_summary
+from cdk_app.local.render import Progress, print_summary, print_summary_notes, summary_table
 from cdk_app.local.report import RunReport, summarize
 from cdk_app.local.runner import LocalRunner, RunOptions
 from cdk_app.local.store_options import (
@@ -36,8 +38,10 @@ from runtime.definition.loader import load_workflow
 from runtime.definition.model import Workflow
 from runtime.documents import RunState
 from runtime.errors import SpecError
+from runtime.input_check import InputRefused, check_input
 from runtime.operations import wait_for_end
 from runtime.runs import start_run
+from runtime.store import MongoStore
 
 if TYPE_CHECKING:
     from cdk_app.cli import Subparsers
@@ -55,16 +59,43 @@ def _load_spec(path: str) -> Workflow:
         ) from None
 
 
-def _run_input(text: str | None) -> dict[str, Any]:
+def add_input_arguments(parser: argparse.ArgumentParser) -> None:
+    given = parser.add_mutually_exclusive_group()
+    given.add_argument("--input", metavar="JSON", help="the run input, a JSON object (default: {})")
+    given.add_argument("--input-file", metavar="PATH", help="a file holding the run input (a JSON object)")
+
+
+def _run_input(args: argparse.Namespace) -> dict[str, Any]:
+    """The run input of ``--input`` or ``--input-file`` (default: {})."""
+    text, where = args.input, "--input"
+    if args.input_file is not None:
+        where = f"--input-file {args.input_file}"
+        try:
+            text = Path(args.input_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CommandError(f"{where}: cannot read: {exc}", EXIT_USAGE) from exc
     if text is None:
         return {}
     try:
         value = json.loads(text)
     except ValueError as exc:
-        raise CommandError(f"--input is not valid JSON: {exc}", EXIT_USAGE) from exc
+        raise CommandError(f"{where} is not valid JSON: {exc}", EXIT_USAGE) from exc
     if not isinstance(value, dict):
-        raise CommandError(f"--input must be a JSON object, got {type(value).__name__}: {text}", EXIT_USAGE)
+        shown = text if len(text) <= 80 else text[:77] + "..."
+        raise CommandError(f"{where} must be a JSON object, got {type(value).__name__}: {shown}", EXIT_USAGE)
     return value
+
+
+def _checked_input(workflow: Workflow, run_input: dict[str, Any]) -> dict[str, Any]:
+    """Refuse, before anything starts or is written, an input its ``input_schema`` does not take."""
+    try:
+        check_input(workflow.name, workflow.input_schema, run_input)
+    except InputRefused as refused:
+        lines = "\n".join(f"  {problem}" for problem in refused.problems)
+        raise CommandError(
+            f"the run input does not match the input_schema of {workflow.name!r}:\n{lines}", EXIT_USAGE
+        ) from None
+    return run_input
 
 
 # --- run -----------------------------------------------------------------------------------------
@@ -77,7 +108,7 @@ def add_run(subparsers: Subparsers) -> None:
         description="Run a workflow locally through the real handlers, with live progress and a summary.",
     )
     parser.add_argument("spec", metavar="SPEC", help="a spec file")
-    parser.add_argument("--input", metavar="JSON", help="the run input, a JSON object (default: {})")
+    add_input_arguments(parser)
     add_store_arguments(parser, fallback="start an embedded server")
     parser.add_argument("--json", action="store_true", help="print the outcome as one JSON object on stdout")
     parser.add_argument(
@@ -103,8 +134,9 @@ def _run(args: argparse.Namespace) -> int:
         raise CommandError(f"--faults: {exc}", EXIT_USAGE) from exc
     if not math.isfinite(args.timeout) or args.timeout <= 0:
         raise CommandError(f"--timeout must be positive, got {args.timeout:g}", EXIT_USAGE)
-    run_input = _run_input(args.input)
+    run_input = _run_input(args)
     workflow = _load_spec(args.spec)
+    _checked_input(workflow, run_input)
     handlers = load_job_handlers(workflow)
     progress = Console(stderr=True, highlight=False)
     # Job code runs in this process; logs (the stub's too) must go to stderr like the progress.
@@ -157,13 +189,14 @@ def add_start(subparsers: Subparsers) -> None:
     parser.add_argument("spec", metavar="SPEC", help="a spec file")
     add_store_arguments(parser)
     parser.add_argument("--run-id", metavar="ID", help="a run id of your choosing (default: a new one)")
-    parser.add_argument("--input", metavar="JSON", help="the run input, a JSON object (default: {})")
+    add_input_arguments(parser)
     parser.set_defaults(run=_start, prog=parser.prog)
 
 
 def _start(args: argparse.Namespace) -> int:
-    run_input = _run_input(args.input)
+    run_input = _run_input(args)
     workflow = _load_spec(args.spec)
+    _checked_input(workflow, run_input)
     store = open_store(args)
     store.ensure_indexes()
     started = start_run(store, workflow, run_id=args.run_id, input=run_input)
@@ -181,14 +214,18 @@ OUTCOMES: dict[str, int] = {RunState.SUCCEEDED: EXIT_OK, RunState.RUNNING: EXIT_
 """``status --wait``'s exit code by the run's state; a run that ended otherwise (failed or
 cancelled) exits with ``EXIT_PROBLEMS``."""
 
+WATCH_REDRAWS = 4
+"""How many times a second ``status --watch`` reads the run and redraws it."""
+
 
 def add_status(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "status",
-        help="show a run: its status, phase and jobs (--wait: until it ends)",
+        help="show a run: its status, phase and jobs (--wait: until it ends; --watch: live)",
         description="Show a run from its run document: status, current phase and a line per job. "
         "With --wait, block until the run ends and exit 0 if it succeeded, 1 if it failed or was "
-        "cancelled, 3 if it was still running when the wait ran out.",
+        "cancelled, 3 if it was still running when the wait ran out. With --watch, redraw the "
+        "table as the run advances until it ends, and exit as --wait does.",
     )
     parser.add_argument("run_id", metavar="RUN_ID")
     add_store_arguments(parser)
@@ -201,16 +238,34 @@ def add_status(subparsers: Subparsers) -> None:
         metavar="SECONDS",
         help="wait until the run ends, or at most SECONDS (default: no limit)",
     )
+    parser.add_argument("--watch", action="store_true", help="redraw the run's table live until the run ends")
     parser.set_defaults(run=_status, prog=parser.prog)
+
+
+def _watch(store: MongoStore, run_id: str, report: RunReport) -> RunReport:
+    """Redraw the table in place (rich's ``Live``) until the run ends. A terminal that is not
+    interactive gets the last drawing only, so a piped ``--watch`` prints the final table."""
+    console = Console(highlight=False)
+    with Live(summary_table(report), console=console, refresh_per_second=WATCH_REDRAWS) as live:
+        while report.status == RunState.RUNNING:
+            time.sleep(1 / WATCH_REDRAWS)
+            report = summarize(store, run_id) or report
+            live.update(summary_table(report))
+    print_summary_notes(console, report)
+    return report
 
 
 def _status(args: argparse.Namespace) -> int:
     if args.wait is not None and not (args.wait > 0):
         raise CommandError(f"--wait must be a positive number of seconds, got {args.wait:g}", EXIT_USAGE)
+    if args.watch and (args.json or args.wait is not None):
+        raise CommandError("--watch draws a live table: it goes with neither --json nor --wait", EXIT_USAGE)
     store = open_store(args)
     report = summarize(store, args.run_id)
     if report is None:
         raise CommandError(f"unknown run {args.run_id!r} in database {args.database!r}")
+    if args.watch:
+        return OUTCOMES.get(_watch(store, args.run_id, report).status, EXIT_PROBLEMS)
     if args.wait is not None and report.status == RunState.RUNNING:
         with Console(stderr=True).status(f"waiting for run {args.run_id} to end"):
             wait_for_end(store, args.run_id, None if math.isinf(args.wait) else args.wait)

@@ -6,7 +6,7 @@ on ``statuses`` in place of the Atlas trigger, the rules of every workflow in th
 (``LocalCloud``), job code loaded afresh at each invocation, and the reconciler, which on start-up
 and then periodically completes runs nothing was delivering for. While it runs, ``start``,
 ``status``, ``runs``, ``history``, ``cancel`` and ``redrive`` against its URI behave as they do
-against a deployed stack.
+against a deployed stack. With ``--console-port`` it serves the run console too.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.markup import escape
 
+from cdk_app.console.server import add_console_arguments, serving_console
 from cdk_app.embedded_mongo import EmbeddedMongo, free_port
 from cdk_app.errors import EXIT_OK, EXIT_USAGE, CommandError
 from cdk_app.local.cloud import CloudOptions, JobFunction, LocalCloud, Rule, workflow_rules
@@ -293,6 +294,7 @@ def add_dev(subparsers: Subparsers) -> None:
     parser.add_argument(
         "--workflows", metavar="DIR", type=Path, help="the spec folder (default: cdk.json's workflowsDir)"
     )
+    add_console_arguments(parser, "--console-port", None)
     parser.set_defaults(run=_dev, prog=parser.prog)
 
 
@@ -368,6 +370,12 @@ def _dev(args: argparse.Namespace) -> int:
             f"dev server on [bold]{escape(address.uri)}[/] (database {escape(args.database)}); "
             "Ctrl-C stops it"
         )
+        if args.console_port is not None:
+            url = stack.enter_context(
+                serving_console(store, args.host, args.console_port, args.allow_actions)
+            )
+            mode = "actions allowed" if args.allow_actions else "read-only"
+            console.print(f"console on [bold]{escape(url)}[/] ({mode})")
         server_loop = DevServer(
             store,
             FolderDeployment(folder, store.settings.statuses_collection, console.print),

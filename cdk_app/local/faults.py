@@ -13,9 +13,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
 
-from runtime.documents import Fields, JobRecord, Lease, Run, RunState, RunSummary, StatusEvent, StatusName
+from runtime.documents import Fields, JobRecord, Lease, Run, RunState, StatusEvent, StatusName
 from runtime.events import JobEvent
 from runtime.ports import Dispatcher, NotificationClaims, RunStore
+from runtime.run_listing import RunSummary
 
 T = TypeVar("T")
 

@@ -201,10 +201,18 @@ def summary_table(report: RunReport) -> Table:
 
 def print_summary(console: Console, report: RunReport) -> None:
     console.print(summary_table(report))
+    print_summary_notes(console, report)
+
+
+def print_summary_notes(console: Console, report: RunReport) -> None:
+    """What the table leaves out: the phase a running run is in, why it failed, the faults."""
     if report.status == RunState.RUNNING:
         console.print(f"current phase: {escape(report.phase)}")
     if report.error:
         console.print(f"[red]{escape(report.error.strip().splitlines()[0])}[/]")
+    tolerated = [job.name for job in report.jobs if job.tolerated]
+    if tolerated:
+        console.print(f"[yellow]failed and tolerated (allow_failure): {escape(', '.join(tolerated))}[/]")
     if report.faults and any(report.faults.values()):
         counters = ", ".join(f"{name} {count}" for name, count in report.faults.items())
         console.print(f"faults: {counters}")

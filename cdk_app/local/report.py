@@ -36,6 +36,8 @@ class JobReport:
     the run's history (its statuses), not here."""
     seconds: float | None
     """From the job's first ``started`` to its last report."""
+    tolerated: bool = False
+    """It failed and the run went on (``allow_failure``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,9 +69,11 @@ class RunReport:
                     "executions": job.executions,
                     "output": job.output,
                     "error": job.error,
+                    "tolerated": job.tolerated,
                 }
                 for job in self.jobs
             },
+            "tolerated": [job.name for job in self.jobs if job.tolerated],
         }
         if self.faults is not None:
             document["faults"] = dict(self.faults)
@@ -101,7 +105,11 @@ def summarize(
         if job is None:
             if report.status == StatusName.WORKFLOW_STARTED:
                 run_started = date
-            elif report.status in (StatusName.WORKFLOW_SUCCEEDED, StatusName.WORKFLOW_FAILED):
+            elif report.status in (
+                StatusName.WORKFLOW_SUCCEEDED,
+                StatusName.WORKFLOW_FAILED,
+                StatusName.WORKFLOW_CANCELLED,
+            ):
                 run_ended = date
             continue
         if date is None:
@@ -112,7 +120,7 @@ def summarize(
             last_report[job] = date
     ended = run.state != RunState.RUNNING or gave_up is not None
     jobs = []
-    for phase in run.definition.phases:
+    for phase in run.definition.all_phases():
         for job_definition in phase.jobs:
             name = job_definition.name
             record = run.jobs[name]
@@ -129,6 +137,7 @@ def summarize(
                     # the job has succeeded that error is history, not its outcome.
                     error=record.error if record.state == JobState.FAILED else None,
                     seconds=_seconds(first_started.get(name), last_report.get(name)),
+                    tolerated=job_definition.allow_failure and record.state == JobState.FAILED,
                 )
             )
     return RunReport(

@@ -15,6 +15,7 @@ from cdk_app.local.cloud import LocalCloud
 from runtime.documents import JobState, Run, RunState, StatusEvent, StatusName
 from runtime.engine import age, utcnow
 from runtime.events import JobEvent
+from runtime.joins import job_event
 from runtime.ports import RunStore
 
 GRACE = timedelta(seconds=1)
@@ -47,7 +48,7 @@ def timed_out_attempts(run: Run, statuses: Sequence[StatusEvent], now: datetime)
         elif status.status in (StatusName.SUCCESS, StatusName.FAILED):
             ended.add((status.job, status.attempt))
     found = []
-    for phase in run.definition.phases:
+    for phase in run.definition.all_phases():
         for job in phase.jobs:
             record = run.jobs.get(job.name)
             if record is None or record.state != JobState.DISPATCHED:
@@ -58,15 +59,7 @@ def timed_out_attempts(run: Run, statuses: Sequence[StatusEvent], now: datetime)
                 continue
             if age(claim.date, now) <= timedelta(seconds=job.timeout) + GRACE:
                 continue
-            event = JobEvent(
-                run_id=run.run_id,
-                workflow=run.workflow,
-                phase=phase.name,
-                job=job.name,
-                attempt=record.attempt,
-                input=run.input,
-                results={name: run.outputs.get(name) for name in job.after},
-            )
+            event = job_event(run, job, record.attempt)
             found.append(TimedOut(event=event, request_id=claim.request_id, timeout=job.timeout))
     return found
 

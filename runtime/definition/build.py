@@ -9,7 +9,8 @@ from pathlib import Path
 from runtime.definition.canonical import read_spec
 from runtime.definition.checks import check_jobs, check_phase_chain
 from runtime.definition.draft import Draft
-from runtime.definition.model import Job, Phase, Workflow
+from runtime.definition.input_schema import check_schedule_input
+from runtime.definition.model import HANDLERS_PHASE, Job, Phase, Workflow
 from runtime.definition.reading import SourceFile, check_json_data, read_spec_file
 from runtime.definition.report import Report, kind_of
 from runtime.definition.schema import schema_problems
@@ -38,8 +39,25 @@ def _build(draft: Draft, order: list[str], source: str | None, in_run_order: boo
         )
         for phase in drafts
     )
+    handlers = draft.handlers
+    on_failure = (
+        None
+        if handlers is None
+        else Phase(
+            name=HANDLERS_PHASE,
+            jobs=tuple(
+                Job(
+                    name=job.name,
+                    phase=HANDLERS_PHASE,
+                    after=tuple(ref.name for ref in job.after),
+                    **job.settings,
+                )
+                for job in handlers.jobs
+            ),
+        )
+    )
     assert draft.name is not None  # a draft without problems has its name
-    return Workflow(name=draft.name, phases=phases, source=source, **draft.settings)
+    return Workflow(name=draft.name, phases=phases, on_failure=on_failure, source=source, **draft.settings)
 
 
 def compile_document(document: object, report: Report, base_dir: Path, source: str | None) -> Workflow | None:
@@ -55,8 +73,11 @@ def compile_document(document: object, report: Report, base_dir: Path, source: s
     schema_problems(document, report)
     is_seed = "purposeId" in document
     draft = read_seed(document, report) if is_seed else read_spec(document, report, base_dir)
-    check_jobs(draft, report)
     order = check_phase_chain(draft, report)
+    check_jobs(draft, report, order)
+    schema = draft.settings.get("input_schema")
+    if schema is not None and "schedule_input" in draft.settings:
+        check_schedule_input(schema, draft.settings["schedule_input"], report)
     if report.problems:
         return None
     return _build(draft, order, source, in_run_order=is_seed)

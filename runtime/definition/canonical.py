@@ -14,8 +14,9 @@ from jmespath.lexer import Lexer
 
 from runtime import contracts
 from runtime.definition.draft import Draft, DraftJob, DraftPhase, Ref, known_fields, mapping, name_refs
+from runtime.definition.input_schema import read_input_schema
 from runtime.definition.job_code import check_job_code
-from runtime.definition.model import Notify
+from runtime.definition.model import HANDLERS_PHASE, JOINS, Notify
 from runtime.definition.permissions import read_permissions
 from runtime.definition.report import JsonPath, Report, name_list, show
 from runtime.definition.schema import is_name
@@ -68,21 +69,35 @@ def read_spec(document: dict[str, Any], report: Report, base_dir: Path) -> Draft
             phase_path,
             next=Ref(written_next, (*phase_path, "next")) if is_name(written_next) else None,
         )
-        for job_name, raw_job in mapping(phase_fields.get("jobs")).items():
-            job_path: JsonPath = (*phase_path, "jobs", job_name)
-            job_fields = known_fields(raw_job, "job")
-            job = DraftJob(job_name, job_path, after=name_refs(job_fields.get("after"), (*job_path, "after")))
-            job.settings = _job_settings(job, defaults, job_fields, report, base_dir)
-            phase.jobs.append(job)
+        phase.jobs = _read_jobs(phase_fields.get("jobs"), (*phase_path, "jobs"), defaults, report, base_dir)
         phases.append(phase)
+    handlers = None
+    if "on_failure" in spec:
+        handlers = DraftPhase(HANDLERS_PHASE, ("on_failure",))
+        handlers.jobs = _read_jobs(spec["on_failure"], ("on_failure",), defaults, report, base_dir)
     settings: dict[str, Any] = {
         key: spec[key] for key in ("description", "schedule", "timeout", "retention_days") if key in spec
     }
     if "schedule_input" in spec:
         settings["schedule_input"] = spec["schedule_input"]
+    if "input_schema" in spec:
+        settings["input_schema"] = read_input_schema(spec["input_schema"], report, base_dir)
     if "notify" in spec:
         settings["notify"] = Notify(**_notify_settings(spec["notify"]))
-    return Draft(name, phases, settings)
+    return Draft(name, phases, settings, handlers)
+
+
+def _read_jobs(
+    raw_jobs: object, path: JsonPath, defaults: dict[str, Any], report: Report, base_dir: Path
+) -> list[DraftJob]:
+    jobs: list[DraftJob] = []
+    for job_name, raw_job in mapping(raw_jobs).items():
+        job_path: JsonPath = (*path, job_name)
+        job_fields = known_fields(raw_job, "job")
+        job = DraftJob(job_name, job_path, after=name_refs(job_fields.get("after"), (*job_path, "after")))
+        job.settings = _job_settings(job, defaults, job_fields, report, base_dir)
+        jobs.append(job)
+    return jobs
 
 
 def _job_settings(
@@ -92,6 +107,10 @@ def _job_settings(
     settings |= job_time_settings(job, defaults, own, report)
     settings["env"] = {**mapping(defaults.get("env")), **mapping(own.get("env"))}
     _check_env(own.get("env"), (*job.path, "env"), report)
+    if own.get("join") in JOINS:
+        settings["join"] = own["join"]
+    if isinstance(own.get("allow_failure"), bool):
+        settings["allow_failure"] = own["allow_failure"]
     if isinstance(own.get("when"), str):
         settings["when"] = own["when"]
         _check_when(job, own["when"], report)
@@ -130,7 +149,6 @@ def _check_when(job: DraftJob, condition: str, report: Report) -> None:
             f"{show(condition)} negates before it reads a field: JMESPath reads '!a.b' as '(!a).b', "
             "which is always null, so the job would always be skipped; write '!(a.b)'",
         )
-    visible = [ref.name for ref in job.after]
     for root, member in _root_fields(parsed):
         if root not in WHEN_ROOTS:
             hint = f" (did you mean 'input.{root}'?)"
@@ -138,12 +156,9 @@ def _check_when(job: DraftJob, condition: str, report: Report) -> None:
                 path,
                 f"{show(condition)} reads {root!r}, but a condition sees only {name_list(WHEN_ROOTS)}{hint}",
             )
-        elif root == "results" and member is not None and member not in visible:
-            report.add(
-                path,
-                f"{show(condition)} reads results.{member}, but job {job.name!r} gets only the results "
-                f"of its 'after' jobs {name_list(visible)}",
-            )
+        elif root == "results" and member is not None and member not in job.when_reads:
+            # Which jobs it may read depends on the phase order: checked with the jobs.
+            job.when_reads.append(member)
 
 
 def _bare_number_message(condition: str) -> str:

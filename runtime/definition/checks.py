@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from runtime.definition.dependencies import check_dependencies
 from runtime.definition.draft import Draft, DraftPhase, Ref
-from runtime.definition.model import FUNCTION_NAME_MAX, job_function_name
+from runtime.definition.model import FUNCTION_NAME_MAX, HANDLERS_PHASE, job_function_name
 from runtime.definition.report import JsonPath, Report, did_you_mean, name_list
 from runtime.definition.schema import is_name
 
@@ -60,14 +61,16 @@ def check_phase_chain(draft: Draft, report: Report) -> list[str]:
     return order
 
 
-def check_jobs(draft: Draft, report: Report) -> None:
+def check_jobs(draft: Draft, report: Report, order: list[str]) -> None:
+    """Unique names that fit a function name, then what each job waits for and reads, by the
+    run ``order`` of the phases."""
     owner: dict[str, DraftPhase] = {}
-    for phase in draft.phases:
+    for phase in _with_handlers(draft):
         for job in phase.jobs:
             if job.name in owner:
                 report.add(
                     job.path,
-                    f"job {job.name!r} is also defined in phase {owner[job.name].name!r}; job names must be "
+                    f"job {job.name!r} is also defined in {_where(owner[job.name])}; job names must be "
                     "unique in a workflow (each names a Lambda function)",
                 )
             else:
@@ -81,29 +84,15 @@ def check_jobs(draft: Draft, report: Report) -> None:
                         f"job function name {function!r} is {len(function)} characters long; AWS Lambda "
                         f"allows {FUNCTION_NAME_MAX}: shorten the job name to {room} characters or fewer",
                     )
-    order = [phase.name for phase in draft.phases]
-    for phase in draft.phases:
-        local = [job.name for job in phase.jobs]
+    if draft.handlers is not None and any(phase.name == HANDLERS_PHASE for phase in draft.phases):
+        report.add(
+            ("phases", HANDLERS_PHASE),
+            f"phase name {HANDLERS_PHASE!r} is where the on_failure handlers run; rename this phase",
+        )
+    rank = {name: index for index, name in enumerate(order)}
+    for phase in _with_handlers(draft):
         for job in phase.jobs:
-            for ref in job.after:
-                if ref.name == job.name:
-                    report.add(ref.path, f"job {job.name!r} waits for itself, so it can never start")
-                elif ref.name in local:
-                    continue
-                elif ref.name in owner:
-                    other = owner[ref.name].name
-                    when = "earlier" if order.index(other) < order.index(phase.name) else "later"
-                    report.add(
-                        ref.path,
-                        f"job {ref.name!r} belongs to the {when} phase {other!r}; a job can wait only for "
-                        f"jobs of its own phase {phase.name!r} (phases run one after the other)",
-                    )
-                else:
-                    report.add(
-                        ref.path,
-                        f"unknown job {ref.name!r}{did_you_mean(ref.name, local)}; "
-                        f"jobs of phase {phase.name!r}: {name_list(local)}",
-                    )
+            check_dependencies(job, phase, owner, rank, report)
         for cycle in _cycles(phase):
             report.add(
                 cycle[0].path,
@@ -111,6 +100,14 @@ def check_jobs(draft: Draft, report: Report) -> None:
                 + " after ".join([*(ref.waiter for ref in cycle), cycle[0].waiter])
                 + "; none of them can ever start",
             )
+
+
+def _with_handlers(draft: Draft) -> list[DraftPhase]:
+    return draft.phases + ([] if draft.handlers is None else [draft.handlers])
+
+
+def _where(phase: DraftPhase) -> str:
+    return "on_failure" if phase.path == ("on_failure",) else f"phase {phase.name!r}"
 
 
 @dataclass

@@ -25,13 +25,28 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "schedule_input",
                 "timeout",
                 "retention_days",
+                "on_failure",
+                "input_schema",
             }
         ),
         "defaults": frozenset({"memory", "timeout", "retries", "retry", "env"}),
         "phase": frozenset({"next", "jobs"}),
         "job": frozenset(
-            {"after", "code", "memory", "timeout", "retries", "retry", "env", "when", "permissions"}
-            | {"wait", "approval"}
+            {
+                "after",
+                "join",
+                "allow_failure",
+                "code",
+                "memory",
+                "timeout",
+                "retries",
+                "retry",
+                "wait",
+                "approval",
+                "env",
+                "when",
+                "permissions",
+            }
         ),
         "retry": frozenset({"max", "delay", "backoff", "max_delay", "jitter", "on"}),
         "approval": frozenset({"timeout", "message"}),
@@ -71,6 +86,8 @@ class DraftJob:
     after: list[Ref] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     """``Job`` fields beyond name/phase/after; only what the spec sets (the model has defaults)."""
+    when_reads: list[str] = field(default_factory=list)
+    """The jobs its ``when`` reads (``results.<job>``), checked once the phase order is known."""
 
 
 @dataclass
@@ -89,6 +106,8 @@ class Draft:
     name: str | None
     phases: list[DraftPhase]
     settings: dict[str, Any] = field(default_factory=dict)
+    handlers: DraftPhase | None = None
+    """The ``on_failure`` jobs, as the phase they run in."""
     """``Workflow`` fields beyond name/phases."""
 
 

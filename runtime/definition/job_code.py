@@ -36,11 +36,19 @@ LAMBDA_MODULES = frozenset(
         "dateutil",
         "urllib3",
         "six",
-        # The dependency layer every function gets: pymongo, with dnspython for mongodb+srv URIs.
+        # The dependency layer every function gets: pymongo, with dnspython for mongodb+srv URIs,
         "pymongo",
         "bson",
         "gridfs",
         "dns",
+        # ... and jsonschema (the starter checks run inputs with it), with what it depends on.
+        "jsonschema",
+        "jsonschema_specifications",
+        "referencing",
+        "rpds",
+        "attrs",
+        "attr",
+        "typing_extensions",
         # Staged into every job's asset next to its code.
         "runtime",
     }

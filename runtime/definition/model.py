@@ -39,6 +39,14 @@ def job_function_name(workflow: str, job: str) -> str:
     return f"{job_function_prefix(workflow)}{job}"
 
 
+HANDLERS_PHASE = "on_failure"
+"""The phase the failure handlers (the spec's ``on_failure`` jobs) run in: a run that fails, or
+is cancelled, enters it and ends once every handler has finished."""
+
+JOINS = ("all", "any")
+"""A job's ``join``: ``all`` runs when every job in ``after`` succeeded, ``any`` when at least one
+did and the others have finished."""
+
 JOB_ASYNC_RETRIES = 0
 """Lambda's own retries of a job invocation that failed (the deployed functions' setting, and
 the local runner's): none, so an invocation that dies goes straight to the on-failure
@@ -128,8 +136,14 @@ class Job:
     name: str
     phase: str
     after: tuple[str, ...] = ()
-    """Jobs of the same phase that must all have succeeded first; if one of them is skipped, so
-    is this job."""
+    """Jobs (of this phase or an earlier one) this job waits for and gets the outputs of; how they
+    must have ended is the ``join``."""
+    join: str = "all"
+    """``all``: every job in ``after`` succeeded, else this job is skipped; ``any``: all of them
+    finished and at least one succeeded (see ``JOINS``)."""
+    allow_failure: bool = False
+    """When the last attempt fails, the run goes on: the job is ``failed`` and counts as not
+    succeeded for the jobs after it."""
     memory: int = 256
     """Lambda memory in MB (128-10240)."""
     timeout: int = 60
@@ -186,10 +200,15 @@ class Phase:
                 return job
         raise KeyError(name)
 
+    def local_after(self, job: Job) -> tuple[str, ...]:
+        """The jobs of this phase ``job`` waits for (the others ran in earlier phases)."""
+        names = {candidate.name for candidate in self.jobs}
+        return tuple(name for name in job.after if name in names)
+
     @property
     def roots(self) -> tuple[Job, ...]:
-        """Jobs that start as soon as the phase starts."""
-        return tuple(job for job in self.jobs if not job.after)
+        """Jobs that start as soon as the phase starts: they wait for no job of this phase."""
+        return tuple(job for job in self.jobs if not self.local_after(job))
 
     def dependents(self, name: str) -> tuple[Job, ...]:
         """Jobs of this phase that list ``name`` in ``after``."""
@@ -226,6 +245,11 @@ class Workflow:
     """``cron(...)`` or ``rate(...)``: an EventBridge schedule that starts runs."""
     schedule_input: Mapping[str, Any] | None = None
     """Run input for scheduled runs."""
+    on_failure: Phase | None = None
+    """The failure handlers: jobs run (in phase ``HANDLERS_PHASE``) when the run fails or is
+    cancelled, before it ends so."""
+    input_schema: Mapping[str, Any] | None = None
+    """A JSON Schema (2020-12) the run input must match; checked where runs start."""
     timeout: int | None = None
     """Seconds a run may take from its start (a redrive starts it again); past that it fails
     with ``run deadline exceeded``. None: no deadline."""
@@ -238,13 +262,21 @@ class Workflow:
         object.__setattr__(self, "phases", tuple(self.phases))
 
     def phase(self, name: str) -> Phase:
-        for phase in self.phases:
+        """A phase by name, the failure handlers' ``HANDLERS_PHASE`` included."""
+        for phase in self.all_phases():
             if phase.name == name:
                 return phase
         raise KeyError(name)
 
+    def all_phases(self) -> tuple[Phase, ...]:
+        """The phases, then the failure handlers' phase when there is one."""
+        return self.phases + (() if self.on_failure is None else (self.on_failure,))
+
     def next_phase(self, name: str) -> Phase | None:
-        """The phase that runs after ``name``, or ``None`` when ``name`` is the last."""
+        """The phase that runs after ``name``, or ``None`` when ``name`` is the last (the failure
+        handlers' phase is last: the run ends after it)."""
+        if name == HANDLERS_PHASE:
+            return None
         phase = self.phase(name)
         if phase.next is not None:
             return self.phase(phase.next)
@@ -269,8 +301,18 @@ class Workflow:
         )
 
     def jobs(self) -> Iterator[Job]:
-        for phase in self.phases:
+        """Every job, the failure handlers last: each is a function and has a record in a run."""
+        for phase in self.all_phases():
             yield from phase.jobs
+
+    def earlier_jobs(self, phase: str) -> tuple[str, ...]:
+        """Jobs of the phases that run before ``phase``: all of the workflow's for the handlers."""
+        names: list[str] = []
+        for candidate in self.phase_order():
+            if candidate.name == phase:
+                break
+            names += [job.name for job in candidate.jobs]
+        return tuple(names)
 
     def job(self, name: str) -> Job:
         for job in self.jobs():
@@ -283,29 +325,9 @@ class Workflow:
         return {
             "workflow": self.name,
             "description": self.description,
-            "phases": [
-                {
-                    "name": phase.name,
-                    "next": phase.next,
-                    "jobs": [
-                        {
-                            "name": job.name,
-                            "after": list(job.after),
-                            "memory": job.memory,
-                            "timeout": job.timeout,
-                            "retry": job.retry.to_document(),
-                            "wait": job.wait,
-                            "approval": None
-                            if job.approval is None
-                            else {"timeout": job.approval.timeout, "message": job.approval.message},
-                            "when": job.when,
-                            "permissions": [permission.to_document() for permission in job.permissions],
-                        }
-                        for job in phase.jobs
-                    ],
-                }
-                for phase in self.phases
-            ],
+            "phases": [_phase_document(phase) for phase in self.phases],
+            "on_failure": None if self.on_failure is None else _phase_document(self.on_failure),
+            "input_schema": None if self.input_schema is None else dict(self.input_schema),
             "notify": {
                 "on": list(self.notify.on),
                 "email": list(self.notify.email),
@@ -321,36 +343,13 @@ class Workflow:
         """Rebuild the IR from ``to_document`` output (``code`` and ``env`` are build-time only
         and are not part of the snapshot)."""
         notify = document.get("notify") or {}
+        handlers = document.get("on_failure")
         return cls(
             name=document["workflow"],
             description=document.get("description", ""),
-            phases=tuple(
-                Phase(
-                    name=phase["name"],
-                    next=phase.get("next"),
-                    jobs=tuple(
-                        Job(
-                            name=job["name"],
-                            phase=phase["name"],
-                            after=tuple(job.get("after", ())),
-                            memory=job["memory"],
-                            timeout=job["timeout"],
-                            retry=RetryPolicy.from_document(job["retry"])
-                            if "retry" in job
-                            else RetryPolicy(max=job["retries"]),
-                            wait=job.get("wait"),
-                            approval=None if job.get("approval") is None else Approval(**job["approval"]),
-                            when=job.get("when"),
-                            permissions=tuple(
-                                Permission(actions=tuple(item["actions"]), resources=tuple(item["resources"]))
-                                for item in job.get("permissions", ())
-                            ),
-                        )
-                        for job in phase["jobs"]
-                    ),
-                )
-                for phase in document["phases"]
-            ),
+            phases=tuple(_phase_from_document(phase) for phase in document["phases"]),
+            on_failure=None if handlers is None else _phase_from_document(handlers),
+            input_schema=document.get("input_schema"),
             notify=Notify(
                 on=tuple(notify.get("on", Notify().on)),
                 email=tuple(notify.get("email", ())),
@@ -360,3 +359,59 @@ class Workflow:
             timeout=document.get("timeout"),
             retention_days=document.get("retention_days"),
         )
+
+
+def _phase_document(phase: Phase) -> dict[str, Any]:
+    return {
+        "name": phase.name,
+        "next": phase.next,
+        "jobs": [
+            {
+                "name": job.name,
+                "after": list(job.after),
+                "join": job.join,
+                "allow_failure": job.allow_failure,
+                "memory": job.memory,
+                "timeout": job.timeout,
+                "retries": job.retries,
+                "retry": job.retry.to_document(),
+                "wait": job.wait,
+                "approval": None
+                if job.approval is None
+                else {"timeout": job.approval.timeout, "message": job.approval.message},
+                "when": job.when,
+                "permissions": [permission.to_document() for permission in job.permissions],
+            }
+            for job in phase.jobs
+        ],
+    }
+
+
+def _phase_from_document(phase: Mapping[str, Any]) -> Phase:
+    return Phase(
+        name=phase["name"],
+        next=phase.get("next"),
+        jobs=tuple(
+            Job(
+                name=job["name"],
+                phase=phase["name"],
+                after=tuple(job.get("after", ())),
+                join=job.get("join", "all"),
+                allow_failure=job.get("allow_failure", False),
+                memory=job["memory"],
+                timeout=job["timeout"],
+                # A snapshot from before retry policies has only ``retries``.
+                retry=RetryPolicy.from_document(job["retry"])
+                if "retry" in job
+                else RetryPolicy(max=job["retries"]),
+                wait=job.get("wait"),
+                approval=None if job.get("approval") is None else Approval(**job["approval"]),
+                when=job.get("when"),
+                permissions=tuple(
+                    Permission(actions=tuple(item["actions"]), resources=tuple(item["resources"]))
+                    for item in job.get("permissions", ())
+                ),
+            )
+            for job in phase["jobs"]
+        ),
+    )

@@ -22,7 +22,7 @@ from typing import Any
 
 from runtime import contracts
 from runtime.approvals import approval_commands
-from runtime.documents import RunState, StatusEvent, StatusName
+from runtime.documents import JobState, RunState, StatusEvent, StatusName
 from runtime.engine import LAMBDA_RETRY_DELAY
 from runtime.errors import EventError
 from runtime.events import parse_status_event
@@ -42,17 +42,32 @@ def _first_line(error: str | None) -> str:
     return text if len(text) <= ERROR_SUMMARY_CHARS else text[: ERROR_SUMMARY_CHARS - 1] + "…"
 
 
-def compose(event: StatusEvent, max_attempts: int | None = None, run_over: bool = False) -> tuple[str, str]:
+def compose(
+    event: StatusEvent,
+    max_attempts: int | None = None,
+    run_over: bool = False,
+    *,
+    may_fail: bool = False,
+    tolerated: Sequence[str] = (),
+) -> tuple[str, str]:
     """(subject, message) for one status event; ``max_attempts`` and ``run_over`` (the run has
-    already ended) let a job failure say whether it will be retried."""
+    already ended) let a job failure say whether it will be retried, ``may_fail`` (the job has
+    ``allow_failure``) that the run goes on without it; the end of a run names the jobs whose
+    failure it ``tolerated``."""
     run = f"{event.workflow} run {event.run_id}"
     if event.status == StatusName.FAILED:
         of = f" of {max_attempts}" if max_attempts else ""
         retry = ""
         if run_over:
             retry = "; the run has ended"
+        elif max_attempts is not None and event.attempt < max_attempts:
+            retry = "; it will be retried"
         elif max_attempts is not None:
-            retry = "; it will be retried" if event.attempt < max_attempts else "; no attempts left"
+            retry = (
+                "; no attempts left, tolerated (allow_failure): the run goes on"
+                if may_fail
+                else "; no attempts left"
+            )
         return (
             f"{event.workflow}: job {event.job} failed",
             f"{run}: job {event.job} (phase {event.phase}) failed on attempt {event.attempt}{of}{retry}.\n"
@@ -69,8 +84,9 @@ def compose(event: StatusEvent, max_attempts: int | None = None, run_over: bool 
         return (f"{event.workflow}: phase {event.phase} completed", f"{run}: phase {event.phase} completed.")
     if event.status == StatusName.WORKFLOW_STARTED:
         return (f"{event.workflow}: run started", f"{run} started.")
+    also = f"\nFailed and tolerated (allow_failure): {', '.join(tolerated)}." if tolerated else ""
     if event.status == StatusName.WORKFLOW_SUCCEEDED:
-        return (f"{event.workflow}: run succeeded", f"{run} succeeded.")
+        return (f"{event.workflow}: run succeeded", f"{run} succeeded.{also}")
     if event.status == StatusName.WORKFLOW_CANCELLED:
         why = f": {_first_line(event.reason)}" if event.reason else ""
         return (f"{event.workflow}: run cancelled", f"{run} was cancelled{why}.")
@@ -80,7 +96,7 @@ def compose(event: StatusEvent, max_attempts: int | None = None, run_over: bool 
             f"{run} was redriven (redrive {event.attempt}): it goes on from where it stopped.",
         )
     if event.status == StatusName.WORKFLOW_FAILED:
-        return (f"{event.workflow}: run failed", f"{run} failed: {_first_line(event.error)}")
+        return (f"{event.workflow}: run failed", f"{run} failed: {_first_line(event.error)}{also}")
     if event.status == StatusName.APPROVAL_REQUESTED and event.job is not None:
         approve, reject = approval_commands(event.run_id, event.job)
         asked = f"{event.reason.strip()}\n" if event.reason and event.reason.strip() else ""
@@ -122,7 +138,7 @@ class NotifierService:
             log.info("%s of run %s: notified by another delivery", status.key, status.run_id)
             return None
         try:
-            subject, message = compose(status, *self._retry_outlook(status))
+            subject, message = compose(status, **self._outlook(status))
             for notifier in self.notifiers:
                 notifier.publish(subject, message)
         except Exception:
@@ -134,15 +150,34 @@ class NotifierService:
             claims.notification_sent(status)
         return subject, message
 
-    def _retry_outlook(self, status: StatusEvent) -> tuple[int | None, bool]:
-        """For a job's failure: its number of attempts and whether its run is over."""
-        if status.status != StatusName.FAILED or self.store is None or not status.job:
-            return None, False
+    def _outlook(self, status: StatusEvent) -> dict[str, Any]:
+        """For a job's failure: its number of attempts, whether its run is over and whether it may
+        fail; for the end of a run: the failures it tolerated."""
+        ends = (StatusName.WORKFLOW_SUCCEEDED, StatusName.WORKFLOW_FAILED)
+        if (
+            self.store is None
+            or (status.status != StatusName.FAILED or not status.job)
+            and status.status not in ends
+        ):
+            return {}
         run = self.store.read_run(status.run_id)
         if run is None:
-            return None, False
-        max_attempts = run.definition.job(status.job).max_attempts if status.job in run.jobs else None
-        return max_attempts, run.state != RunState.RUNNING
+            return {}
+        if status.status in ends:
+            tolerated = [
+                job.name
+                for job in run.definition.jobs()
+                if job.allow_failure and run.jobs[job.name].state == JobState.FAILED
+            ]
+            return {"tolerated": tolerated}
+        if status.job is None or status.job not in run.jobs:
+            return {"run_over": run.state != RunState.RUNNING}
+        job = run.definition.job(status.job)
+        return {
+            "max_attempts": job.max_attempts,
+            "run_over": run.state != RunState.RUNNING,
+            "may_fail": job.allow_failure,
+        }
 
 
 _state: dict[str, NotifierService] = {}

@@ -29,13 +29,13 @@ from runtime.engine import (
     Transition,
     decide,
     refused_write,
-    replay,
     utcnow,
 )
 from runtime.errors import DocumentRejected, EventError
 from runtime.events import JobEvent, as_mapping, is_failure_record, parse_failure_record, parse_status_event
 from runtime.patterns import ORCHESTRATOR_STATUSES
 from runtime.ports import Dispatcher, InvocationRefused, RunStore
+from runtime.replay import replay
 from runtime.timers import wake_at
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,103 @@
+"""What one job may wait for and read: ``after`` names a job of its own phase or of an earlier
+one (a failure handler: other handlers only), ``join`` needs ``after``, a handler cannot
+``allow_failure``, and ``when`` reads only results the job gets."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from runtime.definition.draft import DraftJob, DraftPhase
+from runtime.definition.report import Report, did_you_mean, name_list
+
+
+def _is_handlers(phase: DraftPhase) -> bool:
+    return phase.path == ("on_failure",)
+
+
+def _later(phase: DraftPhase) -> str:
+    return "on_failure" if _is_handlers(phase) else f"the later phase {phase.name!r}"
+
+
+def check_dependencies(
+    job: DraftJob, phase: DraftPhase, owner: Mapping[str, DraftPhase], rank: Mapping[str, int], report: Report
+) -> None:
+    """``owner``: the phase (or the handlers) that defines each job; ``rank``: each phase's place
+    in the run order."""
+    handler = _is_handlers(phase)
+    for ref in job.after:
+        other = owner.get(ref.name)
+        if ref.name == job.name:
+            report.add(ref.path, f"job {job.name!r} waits for itself, so it can never start")
+        elif other is None:
+            known = [name for name, where in owner.items() if _is_handlers(where) == handler]
+            report.add(ref.path, f"unknown job {ref.name!r}{did_you_mean(ref.name, known)}")
+        elif other is phase:
+            continue
+        elif handler:
+            report.add(
+                ref.path,
+                f"on_failure job {job.name!r} can wait only for other on_failure jobs, and {ref.name!r} "
+                f"is a job of phase {other.name!r}: the outputs of every job that succeeded are in a "
+                "handler's results anyway",
+            )
+        elif _is_handlers(other):
+            report.add(
+                ref.path,
+                f"{ref.name!r} is an on_failure handler, which runs only once the run has failed; a "
+                "workflow job cannot wait for it",
+            )
+        elif rank.get(other.name, -1) > rank.get(phase.name, -1):
+            report.add(
+                ref.path,
+                f"job {ref.name!r} belongs to the later phase {other.name!r}; a job can wait only for "
+                f"jobs of its own phase {phase.name!r} or of an earlier one (phases run one after the other)",
+            )
+    if "join" in job.settings and not job.after:
+        report.add(
+            (*job.path, "join"),
+            f"'join' has no effect without 'after': job {job.name!r} waits for nothing; name the jobs "
+            "it joins in 'after' or remove 'join'",
+        )
+    if handler and "allow_failure" in job.settings:
+        report.add(
+            (*job.path, "allow_failure"),
+            "a failure handler cannot set allow_failure: a handler that fails is recorded and the "
+            "other handlers run anyway; remove it",
+        )
+    _check_reads(job, phase, owner, rank, report)
+
+
+def _check_reads(
+    job: DraftJob, phase: DraftPhase, owner: Mapping[str, DraftPhase], rank: Mapping[str, int], report: Report
+) -> None:
+    handler = _is_handlers(phase)
+    after = [ref.name for ref in job.after]
+    earlier = [
+        name
+        for name, where in owner.items()
+        if not _is_handlers(where)
+        and (handler or (where is not phase and rank.get(where.name, -1) < rank.get(phase.name, -1)))
+    ]
+    for member in job.when_reads:
+        path = (*job.path, "when")
+        if member in after or member in earlier:
+            continue
+        if member not in owner:
+            report.add(
+                path,
+                f"'when' reads results.{member}, but there is no job {member!r}"
+                f"{did_you_mean(member, [*after, *earlier])}",
+            )
+        elif owner[member] is not phase:
+            report.add(
+                path,
+                f"'when' reads results.{member}, but {member!r} runs in {_later(owner[member])}, after "
+                f"job {job.name!r}: its result is not there yet",
+            )
+        else:
+            report.add(
+                path,
+                f"'when' reads results.{member}, but {member!r} is neither in the 'after' of {job.name!r} "
+                f"({name_list(after)}) nor in an earlier phase, so its result is not there yet; add it "
+                "to 'after'",
+            )
