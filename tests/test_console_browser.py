@@ -187,6 +187,28 @@ def test_cancel_and_redrive_buttons_act_on_the_run(browser: WebDriver, console: 
     assert not browser.find_elements(By.CSS_SELECTOR, "#actions button")
 
 
+def test_an_approval_is_answered_from_the_run_page(browser: WebDriver, console: ConsoleServer) -> None:
+    log = console.folder / "release.log"
+    started = console.dev.cli(
+        "start", str(DEV_SPECS / "release.yaml"), "--input", json.dumps({"log": str(log)})
+    )
+    assert started.exit_code == 0, started.stderr
+    run_id = started.stdout.strip()
+    browser.get(f"{console.url}run?id={run_id}")
+    _states(browser, {"build": "succeeded", "sign_off": "waiting", "ship": "pending"})
+    _until(browser, "the approve button", lambda d: d.find_elements(By.ID, "action-approve-sign_off"))
+    assert "Ship the build?" in browser.find_element(By.ID, "actions").text
+
+    browser.find_element(By.ID, "answer-sign_off").send_keys('{"ticket": "CHG-7"}')
+    browser.find_element(By.ID, "action-approve-sign_off").click()
+
+    _states(browser, {"build": "succeeded", "sign_off": "succeeded", "ship": "succeeded"})
+    assert console.dev.cli("status", run_id, "--wait", WAIT).exit_code == 0
+    report = console.dev.cli("status", run_id, "--json").report
+    assert report["jobs"]["sign_off"]["output"] == {"ticket": "CHG-7"}
+    assert not browser.find_elements(By.ID, "action-approve-sign_off")
+
+
 def test_status_watch_redraws_until_the_run_ends(console: ConsoleServer) -> None:
     run_id, release = console.start_waits("watched")
     release.touch()

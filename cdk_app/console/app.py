@@ -15,17 +15,22 @@ Actions change runs, so they are refused unless the console was started with
 ``X-Console-Action`` header (a page of another site cannot send a custom header without a CORS
 pre-flight, which the console never grants), from the console's origin when the browser says
 (``Origin``, ``Sec-Fetch-Site``), to a host name the console answers to (no DNS rebinding).
-A run whose state forbids the action is a 409; an unknown run a 404.
+A run whose state forbids the action is a 409; an unknown run a 404. Approving or rejecting an
+approval job is an action too (``/api/run/approve`` and ``/api/run/reject`` with the job, and
+the output or the reason as a JSON body), refused the same ways, and a 409 when the job is not
+waiting for an answer.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
@@ -36,6 +41,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cdk_app.console.listing import RunFilters, count_by_state, runs_page
 from cdk_app.console.views import run_json, summary_json
+from runtime.approvals import answer_approval
 from runtime.errors import RunError, StoreError
 from runtime.operations import OperationReceipt, request_cancel, request_redrive
 from runtime.store import MongoStore
@@ -142,12 +148,18 @@ def console_app(store: MongoStore, *, allow_actions: bool, hosts: list[str]) -> 
         except StoreError as exc:
             return _problem(503, str(exc))
 
+    def refused(request: Request) -> Response | None:
+        """Why the console does not take an action from ``request`` (None: it does)."""
+        if not allow_actions:
+            return _problem(403, "the console is read-only: start it with --allow-actions to act on runs")
+        if ACTION_HEADER not in request.headers or not _same_origin(request):
+            return _problem(403, "actions are taken from the console's own pages only")
+        return None
+
     def action(operate: Callable[[MongoStore, str], OperationReceipt]) -> Callable[[Request], Response]:
         def serve(request: Request) -> Response:
-            if not allow_actions:
-                return _problem(403, "the console is read-only: start it with --allow-actions to act on runs")
-            if ACTION_HEADER not in request.headers or not _same_origin(request):
-                return _problem(403, "actions are taken from the console's own pages only")
+            if (refusal := refused(request)) is not None:
+                return refusal
             run_id = request.query_params.get("id", "")
             try:
                 if store.read_run(run_id) is None:
@@ -161,6 +173,34 @@ def console_app(store: MongoStore, *, allow_actions: bool, hosts: list[str]) -> 
 
         return serve
 
+    def answer(approve: bool) -> Callable[[Request], Any]:
+        async def serve(request: Request) -> Response:
+            if (refusal := refused(request)) is not None:
+                return refusal
+            body = await request.body()
+            try:
+                fields = json.loads(body) if body.strip() else {}
+            except ValueError as exc:
+                return _problem(400, f"the answer is not JSON: {exc}")
+            if not isinstance(fields, dict):
+                return _problem(400, 'the answer is a JSON object: {"output": ...} or {"reason": "..."}')
+            reason = fields.get("reason")
+            if reason is not None and not isinstance(reason, str):
+                return _problem(400, "the reason is text")
+            operate = action(
+                lambda store, run_id: answer_approval(
+                    store,
+                    run_id,
+                    request.query_params.get("job", ""),
+                    approve=approve,
+                    output=fields.get("output", {}),
+                    reason=reason,
+                )
+            )
+            return await run_in_threadpool(operate, request)
+
+        return serve
+
     routes = [
         Route("/", page("runs.html")),
         Route("/run", page("run.html")),
@@ -169,6 +209,8 @@ def console_app(store: MongoStore, *, allow_actions: bool, hosts: list[str]) -> 
         Route("/api/run", run),
         Route("/api/run/cancel", action(lambda s, run_id: request_cancel(s, run_id)), methods=["POST"]),
         Route("/api/run/redrive", action(request_redrive), methods=["POST"]),
+        Route("/api/run/approve", answer(True), methods=["POST"]),
+        Route("/api/run/reject", answer(False), methods=["POST"]),
         Route("/vendor/dagre.min.js", layout_library),
         Route("/favicon.ico", lambda request: Response(status_code=204)),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),

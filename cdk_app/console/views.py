@@ -18,6 +18,7 @@ from runtime.documents import (
     ENDED,
     REDRIVABLE,
     TERMINAL_JOB_STATUSES,
+    JobState,
     Run,
     RunState,
     StatusEvent,
@@ -55,6 +56,13 @@ def _phase_json(run: Run, phase: Phase) -> dict[str, Any]:
                 "when": job.when,
                 "retries": job.retries,
                 "timeout": job.timeout,
+                "kind": "wait"
+                if job.wait is not None
+                else "approval"
+                if job.approval is not None
+                else "code",
+                "message": None if job.approval is None else job.approval.message,
+                "due_at": None if record is None else iso(record.due_at),
                 "state": None if record is None else record.state.value,
                 "attempt": 0 if record is None else record.attempt,
                 "output": None if record is None else record.output,
@@ -121,12 +129,19 @@ def _history(statuses: Sequence[StatusEvent]) -> list[dict[str, Any]]:
 
 
 def run_json(run: Run, statuses: Sequence[StatusEvent], allow_actions: bool) -> dict[str, Any]:
-    """The run page's document. ``actions`` lists what the buttons may do now: empty when the
-    console is read-only, else what the run's state allows."""
+    """The run page's document. ``actions`` lists what the buttons may do now, and
+    ``approvals`` the approval jobs waiting for an answer: both empty when the console is
+    read-only, else what the run's state allows."""
     actions: list[str] = []
+    approvals: list[str] = []
     if allow_actions:
         if run.state == RunState.RUNNING:
             actions.append("cancel")
+            approvals = [
+                job.name
+                for job in run.definition.jobs()
+                if job.approval is not None and run.jobs[job.name].state == JobState.WAITING
+            ]
         if run.state in REDRIVABLE:
             actions.append("redrive")
     started = next((event.date for event in statuses if event.status == StatusName.WORKFLOW_STARTED), None)
@@ -145,4 +160,5 @@ def run_json(run: Run, statuses: Sequence[StatusEvent], allow_actions: bool) -> 
         "attempts": _attempts(statuses),
         "history": _history(statuses),
         "actions": actions,
+        "approvals": approvals,
     }

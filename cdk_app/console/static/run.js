@@ -35,6 +35,8 @@ function renderPanel(run) {
     el("h2", {}, `Job ${job.name}`),
     el("p", { class: `state state-${job.state}`, id: "panel-state" }, `${job.state} · attempt ${job.attempt} of ${job.retries + 1} allowed`),
     job.when ? el("p", {}, `when ${job.when}`) : null,
+    job.kind !== "code" ? el("p", {}, job.kind === "wait" ? "a wait job: no code runs" : `an approval job${job.message ? `: ${job.message}` : ""}`) : null,
+    job.state === "waiting" && job.due_at ? el("p", { id: "panel-due" }, `waiting until ${when(job.due_at)}${job.kind === "approval" ? " (then it times out)" : ""}`) : null,
     el("h3", {}, "Event"), pretty(event),
     el("h3", {}, "Output"), pretty(job.output),
     el("h3", {}, "Error"),
@@ -87,30 +89,73 @@ function renderHistory(run) {
     el("td", { class: "error" }, firstLine(entry.error || entry.reason, 120)))));
 }
 
-async function act(action) {
+async function post(path, body) {
   try {
-    const response = await fetch(`/api/run/${action}?id=${encodeURIComponent(runId)}`, {
-      method: "POST", headers: { "X-Console-Action": "1" },
+    const response = await fetch(path, {
+      method: "POST",
+      headers: { "X-Console-Action": "1", "Content-Type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
     });
-    const body = await response.json();
-    showProblem(response.ok ? "" : body.error);
-    if (response.ok) document.getElementById("actions").dataset.requested = action;
+    const answer = await response.json();
+    showProblem(response.ok ? "" : answer.error);
+    return response.ok;
   } catch (error) {
     showProblem(error.message);
+    return false;
+  } finally {
+    refresh();
   }
-  refresh();
+}
+
+async function act(action) {
+  if (await post(`/api/run/${action}?id=${encodeURIComponent(runId)}`)) {
+    document.getElementById("actions").dataset.requested = action;
+  }
+}
+
+function answer(job, approve) {
+  // The one text box holds the output (JSON) of an approval, or the reason of a rejection.
+  const text = document.getElementById(`answer-${job}`).value.trim();
+  let body = {};
+  if (approve && text) {
+    try {
+      body = { output: JSON.parse(text) };
+    } catch (error) {
+      showProblem(`the output of ${job} is not JSON: ${error.message}`);
+      return;
+    }
+  } else if (!approve && text) {
+    body = { reason: text };
+  }
+  const verb = approve ? "approve" : "reject";
+  post(`/api/run/${verb}?id=${encodeURIComponent(runId)}&job=${encodeURIComponent(job)}`, body);
+}
+
+function approvalBox(run, job) {
+  const message = jobsByName(run).get(job).message;
+  const approve = el("button", { type: "button", id: `action-approve-${job}`, class: "action approve" }, `approve ${job}`);
+  const reject = el("button", { type: "button", id: `action-reject-${job}`, class: "action reject" }, `reject ${job}`);
+  approve.addEventListener("click", () => answer(job, true));
+  reject.addEventListener("click", () => answer(job, false));
+  return el("span", { class: "approval", "data-job": job },
+    el("span", { class: "asks" }, `${job} waits for an answer${message ? `: ${message}` : ""}`),
+    el("input", { type: "text", id: `answer-${job}`, placeholder: "output JSON, or the reason to reject", "aria-label": `answer to ${job}` }),
+    approve, reject);
 }
 
 function renderActions(run) {
   const box = document.getElementById("actions");
-  const wanted = run.actions.join(",");
+  const wanted = `${run.actions.join(",")}|${run.approvals.join(",")}`;
   if (box.dataset.shown === wanted) return;
   box.dataset.shown = wanted;
-  box.replaceChildren(...run.actions.map((action) => {
-    const button = el("button", { type: "button", id: `action-${action}`, class: `action ${action}` }, action);
-    button.addEventListener("click", () => act(action));
-    return button;
-  }));
+  box.replaceChildren(
+    ...run.actions.map((action) => {
+      const button = el("button", { type: "button", id: `action-${action}`, class: `action ${action}` }, action);
+      button.addEventListener("click", () => act(action));
+      return button;
+    }),
+    ...run.approvals.map((job) => approvalBox(run, job)),
+  );
 }
 
 function render(run) {
