@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 from runtime.definition.model import HANDLERS_PHASE
-from runtime.documents import JobRecord, JobState, RunState, StatusName
+from runtime.documents import JobRecord, JobState, Run, RunState, StatusName
 from runtime.engine import decide
 from runtime.failures import Failure
 from runtime.timers import APPROVAL_TIMED_OUT, RUN_DEADLINE_EXCEEDED, timer_event
@@ -152,19 +152,21 @@ RETRYING = compiled(
 )
 
 
-def test_a_job_waiting_to_retry_when_the_handlers_start_gets_no_other_attempt() -> None:
-    handling = run_of(
+def handling_b(**jobs: JobRecord) -> Run:
+    """A run of ``RETRYING`` whose handlers run because ``b`` failed."""
+    failed_b = Failure(
+        reason="failed", phase="p", job="b", attempt=1, error="b failed", caused_by="failed:b:1"
+    )
+    return run_of(
         RETRYING,
         phase=HANDLERS_PHASE,
-        failure=Failure(
-            reason="failed", phase="p", job="b", attempt=1, error="b failed", caused_by="failed:b:1"
-        ),
-        jobs={
-            "a": waiting(attempt=2),
-            "b": JobRecord(state=JobState.FAILED, attempt=1),
-            "release": dispatched(),
-        },
+        failure=failed_b,
+        jobs={"b": JobRecord(state=JobState.FAILED, attempt=1), "release": dispatched(), **jobs},
     )
+
+
+def test_a_job_waiting_to_retry_when_the_handlers_start_gets_no_other_attempt() -> None:
+    handling = handling_b(a=waiting(attempt=2))
 
     transition = decided(handling, timer_event(handling, RETRYING.job("a")))
 
@@ -173,18 +175,7 @@ def test_a_job_waiting_to_retry_when_the_handlers_start_gets_no_other_attempt() 
 
 
 def test_a_failure_handler_retries_after_its_delay() -> None:
-    handling = run_of(
-        RETRYING,
-        phase=HANDLERS_PHASE,
-        failure=Failure(
-            reason="failed", phase="p", job="b", attempt=1, error="b failed", caused_by="failed:b:1"
-        ),
-        jobs={
-            "a": JobRecord(state=JobState.CANCELLED, attempt=1),
-            "b": JobRecord(state=JobState.FAILED, attempt=1),
-            "release": dispatched(),
-        },
-    )
+    handling = handling_b(a=JobRecord(state=JobState.CANCELLED, attempt=1))
 
     delayed = decided(handling, replace(failure("release", 1), phase=HANDLERS_PHASE))
     assert delayed.dispatches == ()

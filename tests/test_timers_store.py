@@ -5,7 +5,6 @@ takes ``approve`` / ``reject``."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -19,13 +18,13 @@ from runtime.definition.model import Approval, Job, Phase, RetryPolicy, Workflow
 from runtime.documents import WAKE_AT, JobState, RunState, StatusName
 from runtime.engine import utcnow
 from runtime.errors import RunError
-from runtime.handlers import starter
 from runtime.handlers.orchestrator import Orchestrator
 from runtime.runs import start_run
 from runtime.settings import StoreSettings
 from runtime.store import MongoStore
 from runtime.timers import fire_due_timers, fire_timers_until
 from tests.engine_harness import RecordingDispatcher
+from tests.test_operations import starter_of
 
 RELEASE = Workflow(
     name="release",
@@ -177,13 +176,7 @@ def starter_handler(
     store: MongoStore, mongo_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Callable[[object], dict[str, Any]]:
     """The starter function of ``RELEASE``, as Lambda runs it."""
-    (tmp_path / "definition.json").write_text(json.dumps(RELEASE.to_document()))
-    monkeypatch.setenv("LAMBDA_TASK_ROOT", str(tmp_path))
-    monkeypatch.setenv("WORKFLOW_DEFINITION_FILE", "definition.json")
-    monkeypatch.setenv("MONGODB_URI", mongo_uri)
-    monkeypatch.setenv("MONGODB_DATABASE", store.settings.database)
-    monkeypatch.setattr(starter, "_state", {})
-    return lambda event: starter.handler(event, None)  # type: ignore[arg-type]
+    return starter_of(RELEASE, store, mongo_uri, tmp_path, monkeypatch)
 
 
 def test_the_starter_function_rejects_an_approval(
