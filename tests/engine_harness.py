@@ -19,6 +19,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pymongo
+
+from benchmarks.orchestration import race
 from cdk_app.local.atlas_events import envelope
 from cdk_app.local.faults import CrashingDispatcher, CrashingStore, CrashPlan, InjectedCrash, NoCrash
 from runtime.definition.loader import load_workflow
@@ -176,3 +179,27 @@ def workflow(name: str, phases: Mapping[str, Mapping[str, Mapping[str, Any]]], *
 
 
 CATCH_THE_FISH = load_workflow(Path(__file__).resolve().parent.parent / "workflows" / "catch_the_fish.yaml")
+
+
+def race_orchestrators(
+    store: MongoStore, mongo_uri: str, documents: list[dict[str, Any]], dispatcher: RecordingDispatcher
+) -> list[BaseException]:
+    """Record each status document in ``statuses``, then deliver them all at once, each to an
+    orchestrator of its own with a MongoDB client of its own (its own Lambda); what they raised."""
+    settings = store.settings
+    events = []
+    for document in documents:
+        store.insert_status(document)
+        events.append(envelope(document, settings.database, settings.statuses_collection))
+    clients: list[pymongo.MongoClient[dict[str, Any]]] = [
+        pymongo.MongoClient(mongo_uri, tz_aware=True) for _ in events
+    ]
+
+    def handler(event: dict[str, Any], client: pymongo.MongoClient[dict[str, Any]]) -> Callable[[], object]:
+        return lambda: Orchestrator(MongoStore(client, settings), dispatcher).handle(event)
+
+    try:
+        return race([handler(event, client) for event, client in zip(events, clients, strict=True)])
+    finally:
+        for client in clients:
+            client.close()

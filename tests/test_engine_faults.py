@@ -30,7 +30,15 @@ from runtime.ports import InvocationRefused
 from runtime.runs import start_run
 from runtime.settings import StoreSettings
 from runtime.store import MongoStore
-from tests.engine_harness import CATCH_THE_FISH, Driver, Faults, Outcome, RecordingDispatcher, workflow
+from tests.engine_harness import (
+    CATCH_THE_FISH,
+    Driver,
+    Faults,
+    Outcome,
+    RecordingDispatcher,
+    race_orchestrators,
+    workflow,
+)
 
 pytestmark = pytest.mark.faults
 
@@ -118,24 +126,15 @@ def test_fifty_parallel_completions_lose_nothing_and_advance_the_phase_once(
     store: MongoStore, mongo_uri: str
 ) -> None:
     run_id, dispatcher = _race_run(store, mongo_uri)
-    settings = store.settings
-    events = []
-    for job in (f"j{i:02d}" for i in range(RACERS)):
-        document: dict[str, Any] = {"runId": run_id, "workflow": "race", "phase": "wide", "job": job}
-        document.update(status="success", attempt=1, output={"job": job})
-        store.insert_status(document)
-        events.append(envelope(document, settings.database, settings.statuses_collection))
-    clients: list[pymongo.MongoClient[dict]] = [pymongo.MongoClient(mongo_uri, tz_aware=True) for _ in events]
+    documents = [
+        {"runId": run_id, "workflow": "race", "phase": "wide", "job": job, "status": "success", "attempt": 1}
+        | {"output": {"job": job}}
+        for job in (f"j{i:02d}" for i in range(RACERS))
+    ]
 
-    def handler(event: dict[str, Any], client: pymongo.MongoClient[dict]) -> Callable[[], object]:
-        return lambda: Orchestrator(MongoStore(client, settings), dispatcher).handle(event)
+    errors = race_orchestrators(store, mongo_uri, documents, dispatcher)
 
-    try:
-        _race([handler(event, client) for event, client in zip(events, clients, strict=True)])
-    finally:
-        for client in clients:
-            client.close()
-
+    assert not errors, errors
     run = store.load_run(run_id)
     assert run is not None
     lost = [name for name, job in run["jobs"].items() if name != "final" and job["state"] != "succeeded"]
