@@ -1,6 +1,7 @@
 """``make bench``: every figure of benchmarks/README.md, written to benchmarks/results.json.
 
-``python -m benchmarks [--only engine|synth|trigger|console] [--pairs N] [--repeats N] [--output FILE]``;
+``python -m benchmarks [--only engine|synth|trigger|console|timers] [--pairs N] [--repeats N]
+[--output FILE]``;
 the defaults are what results.json was made with (five to eight minutes on two cores). With
 ``--only``, the figures of that part replace theirs in the output file and the others stay.
 """
@@ -19,7 +20,7 @@ from typing import Any
 
 import pymongo
 
-from benchmarks import console, executions, orchestration, reconciler, synth, trigger
+from benchmarks import console, executions, orchestration, reconciler, synth, timers, trigger
 from cdk_app.embedded_mongo import mongodb_uri
 from runtime import contracts
 
@@ -33,6 +34,8 @@ TARGETS = {
     "events_per_second_ratio": ">= 1.0",
     "executions_beyond_attempts": "== 0 (jobs whose code ran more often than their attempts)",
     "console_render_500_jobs_ms": "< 2000 (headless chromium, navigation start to the graph on screen)",
+    "timer_lateness_local_ms": "max < 1000 (a due timer fires within a second locally)",
+    "timer_lateness_cloud_ms": "max < 60000 (within a minute in the cloud)",
 }
 
 
@@ -75,6 +78,8 @@ def verdicts(results: dict[str, Any]) -> dict[str, bool]:
         "events_per_second_ratio": lambda r: r["events_per_second_ratio"] >= 1.0,
         "executions_beyond_attempts": lambda r: r["executions_beyond_attempts"] == 0,
         "console_render_500_jobs_ms": lambda r: r["console_render_500_jobs_ms"] < 2000,
+        "timer_lateness_local_ms": lambda r: r["timer_lateness_local_ms"]["max"] < 1000,
+        "timer_lateness_cloud_ms": lambda r: r["timer_lateness_cloud_ms"]["max"] < 60_000,
     }
     return {name: check(results) for name, check in checks.items() if name in results}
 
@@ -82,7 +87,7 @@ def verdicts(results: dict[str, Any]) -> dict[str, bool]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument(
-        "--only", choices=["engine", "synth", "trigger", "console"], help="one part of the bench"
+        "--only", choices=["engine", "synth", "trigger", "console", "timers"], help="one part of the bench"
     )
     parser.add_argument("--pairs", type=int, default=5, help="interleaved synth pairs (default 5)")
     parser.add_argument("--repeats", type=int, default=3, help="synths per workflow size (default 3)")
@@ -94,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--running", type=int, default=100, help="stale running runs a pass checks")
     parser.add_argument("--console-runs", type=int, default=100_000, help="runs behind the runs page")
     parser.add_argument("--page-loads", type=int, default=5, help="loads of the 500-job run page")
+    parser.add_argument("--timers", type=int, default=200, help="wait-job timers fired per way")
     parser.add_argument("--output", type=Path, default=RESULTS, help="default benchmarks/results.json")
     args = parser.parse_args(argv)
 
@@ -116,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.only in (None, "console"):
             results.update(console.render_time(uri, args.page_loads, progress))
             results.update(console.runs_page_times(uri, args.console_runs, args.repeats, progress))
+        if args.only in (None, "timers"):
+            results.update(timers.timer_lateness(uri, args.timers, progress))
     if args.only in (None, "synth"):
         results.update(synth.measure_overhead(args.pairs, progress))
         results.update(synth.measure_sizes([10, 100, 500], args.repeats, progress))

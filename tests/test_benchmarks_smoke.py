@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks import console, executions, orchestration, reconciler, synth, trigger
+from benchmarks import console, executions, orchestration, reconciler, synth, timers, trigger
 from runtime.definition.loader import workflow_from_document
 
 
@@ -127,3 +127,12 @@ def test_the_console_benchmark_pages_through_the_runs_it_inserted(mongo_uri: str
 
     assert figures["runs"] == 1200
     assert all(value > 0 for value in figures["median_ms"].values())
+
+
+def test_every_timer_of_the_timer_benchmark_fires_and_none_before_it_is_due(mongo_uri: str) -> None:
+    figures = timers.timer_lateness(mongo_uri, 8, quiet)
+
+    assert figures["timers_fired"] == 8
+    for way in ("local", "cloud"):
+        late = figures[f"timer_lateness_{way}_ms"]
+        assert 0 <= late["min"] <= late["median"] <= late["p95"] <= late["max"]
