@@ -122,6 +122,24 @@ def test_a_run_past_its_deadline_fails(run: Any) -> None:
     assert [entry["status"] for entry in history][-2:] == ["timer_fired", "workflow_failed"]
 
 
+def test_a_deadline_cancels_what_waits_and_runs_the_failure_handlers_first(run: Any) -> None:
+    result, history = run(SPECS / "deadline_handled.yaml")
+
+    assert result.exit_code == 1
+    assert result.report["error"] == "run deadline exceeded"
+    jobs = result.report["jobs"]
+    assert jobs["pause"]["status"] == "cancelled"
+    assert jobs["release_lock"]["status"] == "succeeded"
+    assert jobs["release_lock"]["output"]["failure"] == {
+        "phase": "work",
+        "job": None,
+        "attempt": None,
+        "error": "run deadline exceeded",
+        "reason": "failed",
+    }
+    assert [entry["status"] for entry in history][-1] == "workflow_failed"
+
+
 def test_an_approval_answered_from_a_second_process_while_the_dev_server_runs(tmp_path: Path) -> None:
     with dev_server(tmp_path, "--data", "data", "--workflows", str(SPECS)) as dev:
         run_id = dev.cli("start", str(SPECS / "approval.yaml")).stdout.strip()
