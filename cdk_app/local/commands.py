@@ -13,7 +13,6 @@ import json
 import logging
 import math
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -247,8 +246,10 @@ def _watch(store: MongoStore, run_id: str, report: RunReport) -> RunReport:
     interactive gets the last drawing only, so a piped ``--watch`` prints the final table."""
     console = Console(highlight=False)
     with Live(summary_table(report), console=console, refresh_per_second=WATCH_REDRAWS) as live:
-        while report.status == RunState.RUNNING:
-            time.sleep(1 / WATCH_REDRAWS)
+        # Until the run has ended with no redrive about to reopen it, as --wait waits.
+        ended = None
+        while ended is None:
+            ended = wait_for_end(store, run_id, 1 / WATCH_REDRAWS)
             report = summarize(store, run_id) or report
             live.update(summary_table(report))
     print_summary_notes(console, report)
@@ -266,11 +267,13 @@ def _status(args: argparse.Namespace) -> int:
         raise CommandError(f"unknown run {args.run_id!r} in database {args.database!r}")
     if args.watch:
         return OUTCOMES.get(_watch(store, args.run_id, report).status, EXIT_PROBLEMS)
-    if args.wait is not None and report.status == RunState.RUNNING:
-        with Console(stderr=True).status(f"waiting for run {args.run_id} to end"):
-            wait_for_end(store, args.run_id, None if math.isinf(args.wait) else args.wait)
-        report = summarize(store, args.run_id) or report
-    _print_report(args, report)
     if args.wait is None:
+        _print_report(args, report)
         return EXIT_OK
-    return OUTCOMES.get(report.status, EXIT_PROBLEMS)
+    # Asked even of a run that has ended: a failed run with a redrive requested and not yet
+    # applied is about to run again, and ``redrive`` then ``status --wait`` waits for that.
+    with Console(stderr=True).status(f"waiting for run {args.run_id} to end"):
+        ended = wait_for_end(store, args.run_id, None if math.isinf(args.wait) else args.wait)
+    report = summarize(store, args.run_id) or report
+    _print_report(args, report)
+    return EXIT_STILL_RUNNING if ended is None else OUTCOMES.get(report.status, EXIT_PROBLEMS)
