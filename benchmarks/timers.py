@@ -64,7 +64,8 @@ def _lateness_ms(store: MongoStore, run_ids: list[str]) -> list[float]:
         assert fired is not None, f"the timer of {run_id} did not fire"
         due = as_utc(run.jobs["pause"].due_at)
         recorded = as_utc(fired.date)
-        assert due is not None and recorded is not None
+        assert due is not None
+        assert recorded is not None
         late.append((recorded - due).total_seconds() * 1000)
     return late
 
