@@ -6,9 +6,9 @@ PY := $(VENV)/bin/python
 # The repo's .venv and node_modules come first, so `cdk` runs on the pinned Node and CLI.
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: setup test lint validate synth run bench clean
+.PHONY: setup browser test lint validate synth run bench screenshots clean
 
-setup: $(VENV)/.installed node_modules/.installed
+setup: $(VENV)/.installed node_modules/.installed browser
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11 or newer is needed; set PYTHON=" or 0)'
@@ -20,6 +20,18 @@ $(VENV)/.installed: requirements.txt
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+# The console's tests and benchmark drive Debian's chromium through its driver. Installed with
+# apt where this machine can (as root, or with sudo); elsewhere the tests fail saying what is missing.
+CHROMIUM := /usr/bin/chromium
+CHROMEDRIVER := /usr/bin/chromedriver
+browser:
+	@if [ -x $(CHROMIUM) ] && [ -x $(CHROMEDRIVER) ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then \
+		echo "install chromium and its driver ($(CHROMIUM), $(CHROMEDRIVER)) for the console's tests"; exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
+	$$SUDO apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver
 
 test: setup
 	$(PY) -m pytest
@@ -49,6 +61,10 @@ run: setup
 
 bench: setup
 	$(PY) -m benchmarks
+
+# Rewrites docs/images/console-*.png, the README's pictures of the console.
+screenshots: setup
+	$(PY) scripts/console_screenshots.py
 
 clean:
 	rm -rf cdk.out .build .pytest_cache .mypy_cache .ruff_cache

@@ -34,8 +34,9 @@ from runtime.documents import (
     StatusName,
     run_to_document,
 )
-from runtime.engine import initial_run, utcnow
+from runtime.engine import utcnow
 from runtime.reconciler import Reconciler
+from runtime.runs import initial_run
 from runtime.settings import StoreSettings
 from runtime.store import MongoStore
 

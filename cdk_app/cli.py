@@ -14,8 +14,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeAlias
 
+from cdk_app.console.server import add_console
 from cdk_app.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, CommandError
 from cdk_app.graph import RENDERERS
+from cdk_app.local.approve import add_approve, add_reject
 from cdk_app.local.commands import add_run, add_start, add_status
 from cdk_app.local.dev import add_dev
 from cdk_app.local.operate import add_cancel, add_history, add_redrive, add_runs
@@ -106,7 +108,10 @@ SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     add_history,
     add_cancel,
     add_redrive,
+    add_approve,
+    add_reject,
     add_dev,
+    add_console,
 )
 """Add a subcommand by writing its ``add_<command>`` function and listing it here."""
 

@@ -5,8 +5,8 @@ Drawn from the IR, so the picture is the workflow the loader accepted: one clust
 ``after`` naming an earlier phase's job is a dashed edge (a data dependency across phases); a
 ``join: any`` job's edges end in a circle and its node says so; a ``for_each`` job is one node
 with a double border that shows its expression (never a node per item); a job with
-``allow_failure`` is drawn dashed; the failure handlers (``on_failure``) are a cluster of their own, apart from the
-run order.
+``allow_failure`` is drawn dashed; the failure handlers (``on_failure``) are a cluster of their
+own, apart from the run order.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from constructs.lambda_code import (
     python_version,
 )
 from constructs.monitoring import notification_topic, reconciler_alarm, workflow_alarms
+from constructs.timers import timer_schedule
 from runtime import contracts, patterns
 from runtime.definition import model
 from runtime.errors import Problem, SpecError
@@ -223,9 +224,12 @@ class Workflow(Construct):
                 f"referenceto{Names.unique_id(orchestrator)}Arn",
             )
         )
-        self._job_roles = MappingProxyType({job.name: self._job_role(job) for job in workflow.jobs()})
-        self._job_functions = MappingProxyType({job.name: self._job_function(job) for job in workflow.jobs()})
+        # Wait and approval jobs run no code: the engine completes them, so they get no function.
+        coded = [job for job in workflow.jobs() if job.runs_code]
+        self._job_roles = MappingProxyType({job.name: self._job_role(job) for job in coded})
+        self._job_functions = MappingProxyType({job.name: self._job_function(job) for job in coded})
 
+        self._timer_schedule: scheduler.Schedule | None = None
         self._reconciler, self._reconcile_schedule = self._reconciler_on_schedule()
         self._rules = MappingProxyType(self._create_rules())
         self._alarms = workflow_alarms(
@@ -244,6 +248,12 @@ class Workflow(Construct):
     def reconcile_schedule(self) -> scheduler.Schedule:
         """The EventBridge Scheduler schedule that runs the reconciler."""
         return self._reconcile_schedule
+
+    @property
+    def timer_schedule(self) -> scheduler.Schedule | None:
+        """The every-minute schedule that fires due timers (``constructs.timers``); None for a
+        workflow whose runs never wait for a time."""
+        return self._timer_schedule
 
     @property
     def notifier(self) -> lambda_.Function:
@@ -459,6 +469,10 @@ class Workflow(Construct):
                 max_event_age=Duration.minutes(5),
             ),
         )
+        if self._props.workflow.uses_timers:
+            self._timer_schedule = timer_schedule(
+                self, workflow, reconciler, schedule_role, self._dead_letter_queue
+            )
         return reconciler, schedule
 
     def _job_role(self, job: model.Job) -> iam.Role:

@@ -7,10 +7,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from runtime import limits
-from runtime.documents import JobRecord, JobState, Lease, RunState, StatusEvent, StatusName
+from runtime.documents import JobRecord, JobState, RunState, StatusEvent, StatusName
 from runtime.engine import Rejection
 from runtime.events import FailureRecord, JobEvent
 from runtime.items import lane_of
+from runtime.leases import Lease
 
 
 def attempt_failed(job: JobEvent, error: str) -> StatusEvent:

@@ -14,6 +14,7 @@ Standard library only: the handlers import it inside Lambda.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,6 +41,9 @@ class JobState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SKIPPED = "skipped"
+    WAITING = "waiting"
+    """Waiting for a time or an answer: a retry's delay (the attempt is not dispatched yet), a
+    wait job, an approval job. The record's ``due_at`` is its timer."""
     CANCELLED = "cancelled"
     """Dispatched when the run was cancelled: the attempt's own reports change nothing, and a
     redrive gives the job a new attempt."""
@@ -81,6 +85,13 @@ class StatusName(StrEnum):
     WORKFLOW_REDRIVEN = "workflow_redriven"
     CANCEL_REQUESTED = "cancel_requested"
     REDRIVE_REQUESTED = "redrive_requested"
+    TIMER_FIRED = "timer_fired"
+    """A timer of the run came due: of a waiting job's attempt (with its job), or the run
+    deadline of a round (without)."""
+    APPROVAL_REQUESTED = "approval_requested"
+    """The engine's record that an approval job is waiting for an answer."""
+    APPROVED = "approved"
+    REJECTED = "rejected"
 
 
 JOB_STATUSES = (StatusName.STARTED, StatusName.SUCCESS, StatusName.FAILED)
@@ -97,6 +108,10 @@ RUN_STATUSES = (
 """Statuses the engine itself records for a run (``job`` is ``None`` on these)."""
 
 OPERATION_STATUSES = (StatusName.CANCEL_REQUESTED, StatusName.REDRIVE_REQUESTED)
+ANSWER_STATUSES = (StatusName.APPROVED, StatusName.REJECTED)
+"""A person's answer to an approval job (with the job and the attempt that waits)."""
+WAITING_JOB_STATUSES = (StatusName.APPROVAL_REQUESTED, *ANSWER_STATUSES)
+"""Statuses of a waiting job's attempt that no job function reports."""
 """Operations on a run, inserted by ``runtime.operations`` (``job`` and ``phase`` are ``None``);
 the engine decides what they do."""
 
@@ -138,6 +153,8 @@ class JobRecord:
     first_attempt: int | None = None
     """The first attempt of the job's current retry budget: set by a redrive (attempts keep
     counting up across redrives, the budget starts afresh); None means 1."""
+    due_at: datetime | None = None
+    """While ``waiting``: when its timer fires."""
     output_ref: str | None = None
     """Where the output is kept when it is not inline (``runtime.outputs``): a large output, or
     a ``for_each`` job's array of item outputs."""
@@ -168,6 +185,8 @@ class Run:
     ``attempt``, so each round's start and end are statuses of their own."""
     expire_at: datetime | None = None
     """When MongoDB's TTL monitor deletes the ended run (the spec's ``retention_days``)."""
+    deadline: datetime | None = None
+    """When the run deadline of this round fires (the spec's ``timeout``)."""
     failure: Failure | None = None
     """Set while the failure handlers run (and kept once the run has ended after them)."""
     version: int = 0
@@ -219,8 +238,14 @@ FINISHED_BY, ERROR, VERSION, CREATED_AT, UPDATED_AT, REDRIVES, EXPIRE_AT = (
     "redrives",
     "expireAt",
 )
-COMPLETED_BY = "completedBy"
+INPUT_TEXT = "inputText"
+"""The run input as compact JSON (its first ``SEARCHABLE_INPUT_CHARS``): what the console's text
+search reads, since MongoDB cannot match a pattern against a whole subdocument."""
+SEARCHABLE_INPUT_CHARS = 2000
 FAILURE = "failure"
+COMPLETED_BY, DEADLINE, WAKE_AT = "completedBy", "deadline", "wakeAt"
+"""``wakeAt`` is the earliest due time among the run's timers, or earlier (never later): the
+timer sweep's index. Decisions lower it (``$min``); only the sweep raises it again."""
 _JOB_FIELDS = {
     "state": "state",
     "attempt": "attempt",
@@ -231,6 +256,7 @@ _JOB_FIELDS = {
     "finished_at": "finishedAt",
     "invoked_attempt": "invokedAttempt",
     "first_attempt": "firstAttempt",
+    "due_at": "dueAt",
     "output_ref": "outputRef",
     "fan_out": "fanOut",
 }
@@ -239,6 +265,8 @@ _JOB_FIELDS = {
 
 def _job_from_document(document: Mapping[str, Any]) -> JobRecord:
     values = {name: document[key] for name, key in _JOB_FIELDS.items() if document.get(key) is not None}
+    if "due_at" in values:
+        values["due_at"] = as_utc(values["due_at"])
     if "fan_out" in values:
         values["fan_out"] = fan_out_from_document(values["fan_out"])
     return JobRecord(**{**values, "state": JobState(document["state"])})
@@ -272,6 +300,7 @@ def run_from_document(document: Mapping[str, Any], stored_bytes: int = 0) -> Run
         error=document.get(ERROR),
         redrives=document.get(REDRIVES, 0),
         expire_at=document.get(EXPIRE_AT),
+        deadline=as_utc(document.get(DEADLINE)),
         failure=failure_from_document(document.get(FAILURE)),
         version=document.get(VERSION, 0),
         stored_bytes=stored_bytes,
@@ -285,6 +314,7 @@ def run_to_document(run: Run, now: datetime) -> Document:
         WORKFLOW: run.workflow,
         DEFINITION: run.definition.to_document(),
         INPUT: run.input,
+        INPUT_TEXT: json.dumps(run.input, default=str, separators=(",", ":"))[:SEARCHABLE_INPUT_CHARS],
         RUN_STATE: run.state.value,
         PHASE: run.phase,
         JOBS: {name: _job_to_document(job) for name, job in run.jobs.items()},
@@ -299,50 +329,9 @@ def run_to_document(run: Run, now: datetime) -> Document:
     }
 
 
-@dataclass(frozen=True, kw_only=True)
-class RunSummary:
-    """One line of a run listing: the run document without its definition and jobs."""
-
-    run_id: str
-    workflow: str
-    status: RunState
-    phase: str
-    created_at: datetime | None
-    updated_at: datetime | None
-    error: str | None
-
-
-SUMMARY_FIELDS = (_ID, WORKFLOW, RUN_STATE, PHASE, CREATED_AT, UPDATED_AT, ERROR)
-"""What a listing reads of each run document (its projection)."""
-
-
-def summary_from_document(document: Mapping[str, Any]) -> RunSummary:
-    return RunSummary(
-        run_id=document[_ID],
-        workflow=document[WORKFLOW],
-        status=RunState(document[RUN_STATE]),
-        phase=document[PHASE],
-        created_at=as_utc(document.get(CREATED_AT)),
-        updated_at=as_utc(document.get(UPDATED_AT)),
-        error=document.get(ERROR),
-    )
-
-
 def as_utc(value: datetime | None) -> datetime | None:
     """A stored date as an aware datetime: a client without ``tz_aware`` reads naive UTC."""
     return value if value is None or value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def runs_query(workflow: str | None, state: str | None, since: datetime | None) -> Document:
-    """Selects the runs of a listing: of ``workflow``, in ``state``, created at ``since`` or later.
-    Without a state it names all four, so the state-first indexes serve every listing."""
-    query: Document = {}
-    if workflow is not None:
-        query[WORKFLOW] = workflow
-    query[RUN_STATE] = state if state is not None else {"$in": [value.value for value in RunState]}
-    if since is not None:
-        query[CREATED_AT] = {"$gte": since}
-    return query
 
 
 def run_filter(run_id: str) -> Document:
@@ -512,7 +501,7 @@ class StatusEvent:
             document[INDEX] = self.index
         if self.output_ref is not None:
             document[OUTPUT_REF] = self.output_ref
-        elif self.status == StatusName.SUCCESS:
+        elif self.status in (StatusName.SUCCESS, StatusName.APPROVED):
             document[OUTPUT] = self.output
         if self.error is not None:
             document[ERROR] = self.error
@@ -530,55 +519,14 @@ class StatusEvent:
         return {_ID: terminal_id(self.run_id, self.job, self.attempt, self.index)}
 
 
-def terminal_id(run_id: str, job: str, attempt: int, index: int | None = None) -> str:
-    """The ``_id`` of the one terminal report of a job attempt (of one item: ``index``); job
-    names never hold a ``/``."""
-    return f"{lease_id(run_id, job, attempt, index)}/end"
-
-
-# -- leases -------------------------------------------------------------------------------------
-
-OWNER, TOKEN, EXPIRES_AT = "owner", "token", "expiresAt"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Lease:
-    """The claim of one job attempt (a document in ``leases``): the invocation that may run its
-    code, for as long as it keeps renewing ``expires_at``. Never taken over: once it expires
-    without a terminal report, the attempt is recorded failed."""
-
-    lease_id: str
-    owner: str
-    """The Lambda request id of the invocation holding it."""
-    token: str
-    """Names that one invocation: a duplicate delivery may carry the same request id."""
-    expires_at: datetime
-
-    def to_document(self) -> Document:
-        return {_ID: self.lease_id, OWNER: self.owner, TOKEN: self.token, EXPIRES_AT: self.expires_at}
-
-
-def lease_id(run_id: str, job: str, attempt: int, index: int | None = None) -> str:
+def attempt_id(run_id: str, job: str, attempt: int, index: int | None = None) -> str:
+    """Names one job attempt (of one item: ``index``) in ids; job names never hold a ``/``."""
     return f"{run_id}/{job}/{attempt}" if index is None else f"{run_id}/{job}[{index}]/{attempt}"
 
 
-def lease_from_document(document: Mapping[str, Any]) -> Lease:
-    expires_at: datetime = document[EXPIRES_AT]
-    return Lease(
-        lease_id=document[_ID],
-        owner=document[OWNER],
-        token=document[TOKEN],
-        expires_at=expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC),
-    )
-
-
-def lease_filter(lease: str, token: str | None = None) -> Document:
-    """Selects one lease (while ``token`` holds it)."""
-    return {_ID: lease} | ({} if token is None else {TOKEN: token})
-
-
-def lease_renewed(expires_at: datetime) -> Document:
-    return {EXPIRES_AT: expires_at}
+def terminal_id(run_id: str, job: str, attempt: int, index: int | None = None) -> str:
+    """The ``_id`` of the one terminal report of a job attempt."""
+    return f"{attempt_id(run_id, job, attempt, index)}/end"
 
 
 def status_from_document(document: Mapping[str, Any], where: str = "status document") -> StatusEvent:
@@ -589,7 +537,7 @@ def status_from_document(document: Mapping[str, Any], where: str = "status docum
         raise EventError(f"{where}: unknown status {status!r}")
     name = StatusName(status)
     job = optional_str(document, JOB, where)
-    if name in ATTEMPT_STATUSES:
+    if name in ATTEMPT_STATUSES or name in WAITING_JOB_STATUSES or (name == StatusName.TIMER_FIRED and job):
         required(document, JOB, str, where)
         required(document, PHASE, str, where)
         attempt = required(document, ATTEMPT, int, where)

@@ -5,8 +5,9 @@ which job attempts are dispatched and which run statuses are recorded.
 ``plan_failure``, the run's start to ``plan_progress``, which starts the jobs ``ready_jobs``
 finds (or skips them, when their ``when`` says so) and moves the run on with ``advance_phase``
 once a phase is done. The operations people ask for are events too: ``plan_cancel`` ends a run
-``cancelled``, ``plan_redrive`` reopens a failed or cancelled one. ``replay`` repeats what an
-earlier, crashed handling of the same event may not have finished.
+``cancelled``, ``plan_redrive`` reopens a failed or cancelled one. A timer firing or an answer
+to an approval is decided in ``runtime.timers``, a ``for_each`` job's start in ``runtime.fanout``,
+and ``runtime.replay`` repeats what a crashed handling of the same event may not have finished.
 
 Every ``Transition`` carries the conditions it was computed under; the store applies it only if
 they still hold, so concurrent handlers never overwrite each other (one of them wins, the others
@@ -20,8 +21,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from runtime import failure_handlers, fanout, limits
-from runtime.definition.model import HANDLERS_PHASE, Phase, Workflow
+from runtime import failure_handlers, fanout, limits, retry
+from runtime.definition.model import HANDLERS_PHASE, Phase
 from runtime.documents import (
     REDRIVABLE,
     RUN_ENDS,
@@ -44,15 +45,17 @@ from runtime.documents import (
     run_reopened,
 )
 from runtime.events import JobEvent
-from runtime.failures import CANCELLED, FAILED, Failure
+from runtime.failures import CANCELLED, FAILED, Failure, FailureReason
 from runtime.fanout import FanOutStart, OutputsNeeded
 from runtime.joins import (
+    approval_requested,
     condition_results,
     is_truthy,
     job_event,
     join_holds,
     phase_finished,
     ready_jobs,
+    waits_until,
     when_holds,
 )
 
@@ -95,9 +98,10 @@ class Transition:
     """Run-level statuses to record once the write is made."""
     expiry: Expiry | None = None
     """The run's statuses get this expiry once they are recorded (None: no change)."""
+    wake_at: datetime | None = None
+    """The earliest timer the write creates (lowers the run's ``wakeAt``, the sweep's index)."""
     fan_outs: tuple[FanOutStart, ...] = ()
-    """``for_each`` jobs this write starts: their items are stored before it, their lanes
-    started after it (``runtime.handlers.items``)."""
+    """``for_each`` jobs the write starts: items stored before it, lanes started after it."""
     fallback: Transition | None = None
     """For a success planned against the whole run (its version): the completion alone, guarded
     by the job's own state, for when another handler wrote first; the rest is then decided again
@@ -113,23 +117,10 @@ class Rejection:
     reason: str
 
 
-def initial_run(definition: Workflow, run_id: str, run_input: Any) -> Run:
-    """A run as it starts: every job pending, the first phase current."""
-    return Run(
-        run_id=run_id,
-        definition=definition,
-        input=run_input,
-        state=RunState.RUNNING,
-        phase=definition.phase_order()[0].name,
-        jobs={job.name: JobRecord() for job in definition.jobs()},
-    )
-
-
 def decide(run: Run, event: StatusEvent, now: datetime) -> Transition | Rejection | OutputsNeeded | None:
-    """What ``event`` does to ``run`` as it is stored; None: nothing to write; ``OutputsNeeded``:
-    decide again once these outputs are loaded. A write that would grow the run document past
-    what MongoDB stores fails the run instead (or, once the run has ended, is not made): MongoDB
-    would refuse it on every redelivery and the run would stall."""
+    """What ``event`` does to ``run`` as stored; None: nothing to write; ``OutputsNeeded``: decide
+    again with them loaded. A write that would grow the run document past what MongoDB stores
+    fails the run instead (or, once it has ended, is not made): MongoDB would refuse it forever."""
     try:
         decision = _decide(run, event, now)
     except OutputsNeeded as needed:
@@ -167,12 +158,12 @@ def refused_write(run: Run, event: StatusEvent, reason: str, now: datetime) -> T
     ):
         # The event's own attempt is what could not be recorded: the job fails with the run.
         guarded = conditions | job_is(event.job, JobState.DISPATCHED, event.attempt)
-        return _fail_run(run, event.key, guarded, event.job, reason, now, event.attempt)
+        return fail_run(run, event.key, guarded, event.job, reason, now, event.attempt)
     expire_at = _expire_at(run, now)
     return Transition(
         conditions=conditions,
         changes=run_ended(RunState.FAILED, event.key, reason, expire_at),
-        statuses=(_run_status(run, RUN_ENDS[RunState.FAILED], error=reason),),
+        statuses=(run_status(run, RUN_ENDS[RunState.FAILED], error=reason),),
         expiry=_expiry(expire_at),
     )
 
@@ -192,18 +183,27 @@ def _decide(run: Run, event: StatusEvent, now: datetime) -> Transition | Rejecti
         return Rejection(action="ignored", reason="stale success")
     if event.status == StatusName.FAILED:
         return plan_failure(run, event, now)
+    # Imported here: the decisions on time build on this module's (plan_progress, the run's end).
+    from runtime import timers
+
     if event.status == StatusName.WORKFLOW_STARTED:
-        return plan_progress(run, event.key, now)
+        return timers.with_deadline(run, plan_progress(run, event.key, now), now)
     if event.status == StatusName.CANCEL_REQUESTED:
         return plan_cancel(run, event, now)
     if event.status == StatusName.REDRIVE_REQUESTED:
-        return plan_redrive(run, event, now)
+        redrive = plan_redrive(run, event, now)
+        if not isinstance(redrive, Transition):
+            return redrive
+        return timers.with_deadline(reopened(run), redrive, now, fresh=True)
+    if event.status == StatusName.TIMER_FIRED:
+        return timers.plan_timer(run, event, now)
+    if event.status in (StatusName.APPROVED, StatusName.REJECTED):
+        return timers.plan_answer(run, event, now)
     return Rejection(action="ignored", reason=f"the orchestrator does not act on '{event.status}'")
 
 
 def record_success(run: Run, job: str, output: Any, output_ref: str | None = None) -> Run:
-    """The run as it is once ``job``'s current attempt has succeeded with ``output`` (kept at
-    ``output_ref`` when it is kept by reference)."""
+    """The run once ``job``'s current attempt has succeeded with ``output`` (or ``output_ref``)."""
     succeeded = replace(run.jobs[job], state=JobState.SUCCEEDED, output=output, output_ref=output_ref)
     return replace(run, jobs={**run.jobs, job: succeeded})
 
@@ -219,7 +219,7 @@ def plan_success(run: Run, event: StatusEvent, now: datetime) -> Transition | No
     completion = Transition(
         conditions=job_is(event.job, JobState.DISPATCHED, event.attempt),
         changes=job_changed(event.job, state=JobState.SUCCEEDED, output=event.output, finished_at=now)
-        | ({} if event.output_ref is None else job_changed(event.job, output_ref=event.output_ref)),
+        | job_changed(event.job, output_ref=event.output_ref),
     )
     progress = plan_progress(record_success(run, event.job, event.output, event.output_ref), event.key, now)
     if progress is None:
@@ -230,6 +230,7 @@ def plan_success(run: Run, event: StatusEvent, now: datetime) -> Transition | No
         dispatches=progress.dispatches,
         statuses=progress.statuses,
         expiry=progress.expiry,
+        wake_at=progress.wake_at,
         fan_outs=progress.fan_outs,
         fallback=completion,
     )
@@ -242,17 +243,17 @@ def advance_phase(
     it, or end the run successfully after the last (to be deleted at ``expire_at``). The changes,
     the statuses to record, and the phase the run is in now (None when the run has ended)."""
     changes = phase_completed(phase.name, key)
-    statuses = [_run_status(run, StatusName.PHASE_COMPLETED, phase=phase.name)]
+    statuses = [run_status(run, StatusName.PHASE_COMPLETED, phase=phase.name)]
     following = run.definition.next_phase(phase.name)
     if phase.name == HANDLERS_PHASE and run.failure is not None:
         # The failure handlers have all finished: the run ends as it would have without them.
-        state, failure = failure_handlers.end_state(run.failure), run.failure
+        state, failure = failure_handlers.end_state(run.failure.reason), run.failure
         changes |= run_ended(state, key, failure.error, expire_at)
-        status = _run_status(run, RUN_ENDS[state], error=failure.error)
+        status = run_status(run, RUN_ENDS[state], error=failure.error)
         statuses.append(replace(status, reason=failure.cancel_reason))
     elif following is None:
         changes |= run_ended(RunState.SUCCEEDED, key, expire_at=expire_at)
-        statuses.append(_run_status(run, RUN_ENDS[RunState.SUCCEEDED]))
+        statuses.append(run_status(run, RUN_ENDS[RunState.SUCCEEDED]))
     else:
         changes |= phase_entered(following.name)
     return changes, tuple(statuses), following
@@ -269,6 +270,7 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
     changes: Fields = {}
     dispatches: list[JobEvent] = []
     statuses: list[StatusEvent] = []
+    wakes: list[datetime] = []
     fan_outs: list[FanOutStart] = []
     phase: Phase | None = run.definition.phase(run.phase)
     while phase is not None:
@@ -276,30 +278,37 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
             for job in ready:
                 conditions |= job_is(job.name, JobState.PENDING)
                 results = condition_results(run, job, outputs)
+                fanout.require_loaded(run, job.when or "", results)
                 try:
-                    fanout.require_loaded(run, job.when or "", results)
                     starts = join_holds(job, states) and when_holds(job, run, results)
-                except OutputsNeeded:
-                    raise
                 except Exception as exc:  # JMESPath's functions raise more than JMESPathError
                     # A condition that cannot be evaluated fails the run rather than the handler:
                     # raising would fail every redelivery of this event and the run would hang.
                     # Nothing decided in this pass is kept: a failed run dispatches nothing more.
-                    started: tuple[JobRecord, FanOutStart | None] | str = (
-                        f"the 'when' of {job.name!r} failed: {exc}"
+                    return fail_run(
+                        run,
+                        key,
+                        run_is(RunState.RUNNING, run.phase) | job_is(job.name, JobState.PENDING),
+                        job.name,
+                        f"the 'when' of {job.name!r} failed: {exc}",
+                        now,
                     )
-                else:
-                    started = fanout.begin(run, job, results, key, now) if starts and job.for_each else ""
-                if isinstance(started, str) and started:
+                started = fanout.begin(run, job, results, key, now) if starts and job.for_each else None
+                if isinstance(started, str):
                     guard = run_is(RunState.RUNNING, run.phase) | job_is(job.name, JobState.PENDING)
-                    return _fail_run(run, key, guard, job.name, started, now)
-                if isinstance(started, tuple):
-                    # A fan-out: its items, not the job, are dispatched (or it is done: no items).
-                    states[job.name], changes = started[0].state, changes | job_set(job.name, started[0])
-                    outputs |= {} if started[1] else {job.name: started[0].output}
-                    fan_outs.extend(() if started[1] is None else (started[1],))
+                    return fail_run(run, key, guard, job.name, started, now)
+                if started is not None:  # a fan-out: its items are dispatched, not the job
+                    states[job.name], changes = (
+                        started.record.state,
+                        changes | job_set(job.name, started.record),
+                    )
+                    outputs, fan_outs = outputs | started.outputs, fan_outs + list(started.starts)
                     continue
-                states[job.name] = JobState.DISPATCHED if starts else JobState.SKIPPED
+                # A wait or an approval job waits for its timer (or an answer) instead of a function.
+                due = waits_until(job, now) if starts else None
+                states[job.name] = (
+                    (JobState.DISPATCHED if due is None else JobState.WAITING) if starts else JobState.SKIPPED
+                )
                 # A job a redrive reopened keeps counting its attempts: the job wrapper claims
                 # each attempt number once, so a number is never used twice.
                 record = run.jobs[job.name]
@@ -312,9 +321,14 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
                         caused_by=key,
                         claimed_at=now,
                         first_attempt=record.first_attempt,
+                        due_at=due,
                     ),
                 )
-                if starts:
+                if due is not None:
+                    wakes.append(due)
+                    if job.approval is not None:
+                        statuses.append(approval_requested(run, job, attempt))
+                elif starts:
                     dispatches.append(job_event(run, job, attempt, outputs))
         if not phase_finished(phase, states):
             break
@@ -329,6 +343,7 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
         dispatches=tuple(dispatches),
         statuses=tuple(statuses),
         expiry=_expiry(_expire_at(run, now)) if phase is None else None,
+        wake_at=min(wakes, default=None),
         fan_outs=tuple(fan_outs),
     )
 
@@ -349,22 +364,37 @@ def plan_failure(run: Run, event: StatusEvent, now: datetime) -> Transition | No
     error = limits.bounded(event.error or "the job failed without saying why")
     if run.state == RunState.RUNNING:
         conditions |= run_is(RunState.RUNNING)
-        first_attempt = record.first_attempt or 1
-        # A fan-out's items are retried, not the fan-out: its failure is the last.
-        retry_left = job.for_each is None and event.attempt < first_attempt + job.retries
-        if failure_handlers.tolerated(run, job, retry_left):
-            return _tolerate_failure(run, event, conditions, error, now)
-        if retry_left:
+        attempts = event.attempt - (record.first_attempt or 1) + 1
+        # A fan-out's items are retried, not the fan-out: its failure is its last.
+        retried = attempts <= job.retries and retry.is_retried(job.retry, error) and not job.for_each
+        if failure_handlers.tolerated(run, job, retried):
+            return tolerate_failure(run, event, conditions, error, now)
+        if retried:
+            delay = retry.retry_delay(
+                job.retry, attempts, retry.jitter_source(run.run_id, job.name, event.attempt)
+            )
+            # A delayed attempt waits for its timer, which dispatches it (runtime.timers).
+            due = now + timedelta(seconds=delay) if delay > 0 else None
+            state = {} if due is None else {"state": JobState.WAITING, "due_at": due}
             return Transition(
                 conditions=conditions,
                 changes=job_changed(
-                    job.name, attempt=event.attempt + 1, caused_by=event.key, claimed_at=now, error=error
+                    job.name,
+                    attempt=event.attempt + 1,
+                    caused_by=event.key,
+                    claimed_at=now,
+                    error=error,
+                    **state,
                 ),
-                dispatches=(job_event(run, job, event.attempt + 1),),
+                dispatches=() if due is not None else (job_event(run, job, event.attempt + 1),),
+                wake_at=due,
             )
-        attempts = event.attempt - first_attempt + 1
-        message = f"job {job.name!r} failed after {attempts} attempt(s): {error}"
-        return _fail_run(run, event.key, conditions, job.name, message, now, event.attempt)
+        if attempts <= job.retries and not job.for_each:
+            kind = retry.error_type(error)
+            message = f"job {job.name!r} failed with {kind}, which its retry policy does not retry: {error}"
+        else:
+            message = f"job {job.name!r} failed after {attempts} attempt(s): {error}"
+        return fail_run(run, event.key, conditions, job.name, message, now, event.attempt)
     return Transition(
         conditions=conditions, changes=job_changed(job.name, state=JobState.FAILED, error=error)
     )
@@ -385,23 +415,33 @@ def plan_cancel(run: Run, event: StatusEvent, now: datetime) -> Transition | Rej
         return Rejection(action="ignored", reason=f"the run has already ended ({run.state})")
     if run.failure is not None and run.failure.caused_by == event.key:
         return None
+    error = f"cancelled: {event.reason}" if event.reason else "cancelled"
+    return stop_run(run, event.key, CANCELLED, error, now, event.reason)
+
+
+def stop_run(
+    run: Run, key: str, reason: FailureReason, error: str, now: datetime, cancel_reason: str | None = None
+) -> Transition:
+    """End the running run now, ``cancelled`` or (its deadline passed) ``failed``: the attempts in
+    flight and the jobs waiting for a timer are cancelled, so what they report or fire changes
+    nothing. When the spec has failure handlers that have not started they run first; while they
+    run, this ends the run at once. Guarded by the version read: a handler that dispatched a job
+    meanwhile makes this decision again, and that job is cancelled too."""
     changes: Fields = {}
     for name, record in run.jobs.items():
-        if record.state == JobState.DISPATCHED:
+        if record.state in failure_handlers.STOPPED_BY_CANCEL:
             changes |= job_changed(name, state=JobState.CANCELLED)
-    error = f"cancelled: {event.reason}" if event.reason else "cancelled"
     if failure_handlers.has_handlers(run):
-        # A cancel while the handlers run (for a failure) ends the run now; otherwise they run first.
         failure = Failure(
-            reason=CANCELLED, phase=run.phase, error=error, caused_by=event.key, cancel_reason=event.reason
+            reason=reason, phase=run.phase, error=error, caused_by=key, cancel_reason=cancel_reason
         )
-        cancelled = failure_handlers.with_jobs_cancelled(run)
-        return _into_handlers(cancelled, failure, changes, now)
+        return _into_handlers(failure_handlers.with_jobs_cancelled(run), failure, changes, now)
+    state = failure_handlers.end_state(reason)
     expire_at = _expire_at(run, now)
     return Transition(
         conditions=at_version(run.version),
-        changes=changes | run_ended(RunState.CANCELLED, event.key, error, expire_at),
-        statuses=(replace(_run_status(run, RUN_ENDS[RunState.CANCELLED], error=error), reason=event.reason),),
+        changes=changes | run_ended(state, key, error, expire_at),
+        statuses=(replace(run_status(run, RUN_ENDS[state], error=error), reason=cancel_reason),),
         expiry=_expiry(expire_at),
     )
 
@@ -450,7 +490,7 @@ def plan_redrive(run: Run, event: StatusEvent, now: datetime) -> Transition | Re
     for name, record in again.jobs.items():
         if record is not run.jobs[name]:
             changes |= job_set(name, record)
-    statuses: tuple[StatusEvent, ...] = (_run_status(again, StatusName.WORKFLOW_REDRIVEN),)
+    statuses: tuple[StatusEvent, ...] = (run_status(again, StatusName.WORKFLOW_REDRIVEN),)
     progress = plan_progress(again, event.key, now)
     if progress is not None:
         changes |= progress.changes
@@ -466,40 +506,7 @@ def plan_redrive(run: Run, event: StatusEvent, now: datetime) -> Transition | Re
     )
 
 
-def replay(
-    run: Run, key: str, now: datetime, redispatch_after: timedelta
-) -> tuple[tuple[JobEvent, ...], tuple[StatusEvent, ...]]:
-    """What the handling of event ``key`` caused and may not have finished before a crash: the
-    attempts it dispatched that are still in flight, and the run statuses it recorded. Both are
-    safe to repeat: the job wrapper runs an attempt once, a status report is unique. Once the run
-    has ended nothing is dispatched again, nor is an attempt whose invocation Lambda is known to
-    have accepted, and a dispatch is repeated only once its claim is ``redispatch_after`` old: a
-    redelivery sooner than that is a duplicate of a handling that is most likely dispatching
-    right now (Lambda retries a crashed handler a minute later)."""
-    outputs = run.outputs
-    dispatches = tuple(
-        job_event(run, job, record.attempt, outputs)
-        for job in run.definition.jobs()
-        if (record := run.jobs[job.name]).caused_by == key
-        and record.state == JobState.DISPATCHED
-        and record.invoked_attempt != record.attempt
-        and job.for_each is None  # a fan-out's items are replayed by their lanes
-        and run.state == RunState.RUNNING
-        and (record.claimed_at is None or age(record.claimed_at, now) >= redispatch_after)
-    )
-    statuses = [
-        _run_status(run, StatusName.PHASE_COMPLETED, phase=phase)
-        for phase, by in run.completed_by.items()
-        if by == key
-    ]
-    if run.redrives and key == _run_status(run, StatusName.REDRIVE_REQUESTED).key:
-        statuses.append(_run_status(run, StatusName.WORKFLOW_REDRIVEN))
-    if run.finished_by == key and run.state in RUN_ENDS:
-        statuses.append(_run_status(run, RUN_ENDS[run.state], error=run.error))
-    return dispatches, tuple(statuses)
-
-
-def _run_status(
+def run_status(
     run: Run, status: StatusName, phase: str | None = None, error: str | None = None
 ) -> StatusEvent:
     return StatusEvent(
@@ -512,7 +519,7 @@ def _run_status(
     )
 
 
-def _fail_run(
+def fail_run(
     run: Run, key: str, conditions: Fields, job: str, error: str, now: datetime, attempt: int | None = None
 ) -> Transition:
     """Fail ``job`` and with it the run: at once, or (when the spec has failure handlers) once
@@ -532,7 +539,7 @@ def _fail_run(
         conditions=conditions,
         changes=job_changed(job, state=JobState.FAILED, error=error)
         | run_ended(RunState.FAILED, key, error, expire_at),
-        statuses=(_run_status(run, RUN_ENDS[RunState.FAILED], error=error),),
+        statuses=(run_status(run, RUN_ENDS[RunState.FAILED], error=error),),
         expiry=_expiry(expire_at),
     )
 
@@ -572,11 +579,12 @@ def _with_progress(transition: Transition, progress: Transition | None) -> Trans
         dispatches=transition.dispatches + progress.dispatches,
         statuses=transition.statuses + progress.statuses,
         expiry=progress.expiry,
+        wake_at=progress.wake_at,
         fan_outs=transition.fan_outs + progress.fan_outs,
     )
 
 
-def _tolerate_failure(
+def tolerate_failure(
     run: Run, event: StatusEvent, conditions: Fields, error: str, now: datetime
 ) -> Transition:
     """The last attempt of a job that may fail (``allow_failure``, or any job while the failure

@@ -18,7 +18,10 @@ from dataclasses import replace
 
 from runtime.definition.model import HANDLERS_PHASE, Job
 from runtime.documents import JobRecord, JobState, Run, RunState
-from runtime.failures import CANCELLED, Failure
+from runtime.failures import CANCELLED, Failure, FailureReason
+
+STOPPED_BY_CANCEL = frozenset({JobState.DISPATCHED, JobState.WAITING})
+"""Job states a cancel (or the run's deadline) ends: in flight, or waiting for a timer."""
 
 
 def has_handlers(run: Run) -> bool:
@@ -41,9 +44,10 @@ def with_job_failed(run: Run, job: str, error: str) -> Run:
 
 
 def with_jobs_cancelled(run: Run) -> Run:
-    """The run as a cancel leaves its jobs: the attempts in flight are cancelled."""
+    """The run as a cancel leaves its jobs: the attempts in flight and the jobs waiting for a
+    timer are cancelled."""
     jobs = {
-        name: replace(record, state=JobState.CANCELLED) if record.state == JobState.DISPATCHED else record
+        name: replace(record, state=JobState.CANCELLED) if record.state in STOPPED_BY_CANCEL else record
         for name, record in run.jobs.items()
     }
     return replace(run, jobs=jobs)
@@ -55,14 +59,17 @@ def failing(run: Run, failure: Failure) -> Run:
     return replace(failed, phase=HANDLERS_PHASE, failure=failure)
 
 
-def end_state(failure: Failure) -> RunState:
-    """How a run ends once its handlers have finished."""
-    return RunState.CANCELLED if failure.reason == CANCELLED else RunState.FAILED
+def end_state(reason: FailureReason) -> RunState:
+    """How a run ends for ``reason``, once its handlers (if any) have finished."""
+    return RunState.CANCELLED if reason == CANCELLED else RunState.FAILED
 
 
 def runs_again(job: Job, record: JobRecord) -> bool:
     """A redrive gives ``job`` new attempts: every handler (they run once per failure), and a job
-    that failed (without ``allow_failure``: a tolerated failure stays as it is) or was cancelled."""
+    that failed (without ``allow_failure``: a tolerated failure stays as it is), was cancelled, or
+    was left waiting for a timer when the run ended."""
     if job.phase == HANDLERS_PHASE:
         return record.state != JobState.PENDING
-    return record.state == JobState.CANCELLED or (record.state == JobState.FAILED and not job.allow_failure)
+    if record.state in (JobState.CANCELLED, JobState.WAITING):
+        return True
+    return record.state == JobState.FAILED and not job.allow_failure

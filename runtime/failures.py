@@ -10,21 +10,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+FailureReason = Literal["failed", "cancelled"]
 FAILED: Literal["failed"] = "failed"
 CANCELLED: Literal["cancelled"] = "cancelled"
 
 
 @dataclass(frozen=True, kw_only=True)
 class Failure:
-    """What ended the run's normal course: a job's last attempt failed (``reason`` ``failed``),
-    or someone cancelled it (``cancelled``). Set by the decision that starts the handlers; the
-    run ends so once they have finished."""
+    """What ended the run's normal course: a job's last attempt failed or the run's deadline
+    passed (``reason`` ``failed``), or someone cancelled it (``cancelled``). Set by the decision
+    that starts the handlers; the run ends so once they have finished."""
 
-    reason: Literal["failed", "cancelled"]
+    reason: FailureReason
     phase: str
     """The phase the run was in; a redrive goes on from there."""
     job: str | None = None
-    """The job that failed (None for a cancel, or a failure of the run itself)."""
+    """The job that failed (None for a cancel, or a failure of the run itself: its deadline)."""
     attempt: int | None = None
     error: str
     """The run's error once it ends (``job 'x' failed after 3 attempt(s): ...``, ``cancelled``)."""

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import jmespath
 
+from runtime import retry
 from runtime.definition.model import Job
 from runtime.documents import JobRecord, JobState, Run, StatusEvent, StatusName
 from runtime.items import MAX_ITEMS, FanOut, Lane, allowed_failures, items_ref, lane_items_after
@@ -51,9 +52,22 @@ class OutputsNeeded(Exception):
     references: Mapping[str, str]
 
 
-def begin(
-    run: Run, job: Job, results: Mapping[str, Any], key: str, now: datetime
-) -> tuple[JobRecord, FanOutStart | None] | str:
+@dataclass(frozen=True, kw_only=True)
+class Begun:
+    """A ``for_each`` job as it becomes ready: its record, and the fan-out to start (none when
+    there are no items: the job has succeeded, with the output ``[]``)."""
+
+    job: str
+    record: JobRecord
+    starts: tuple[FanOutStart, ...]
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        """What the jobs after it see in this same decision: ``[]`` once it has succeeded."""
+        return {} if self.starts else {self.job: self.record.output}
+
+
+def begin(run: Run, job: Job, results: Mapping[str, Any], key: str, now: datetime) -> Begun | str:
     """``job``'s record as its fan-out starts (and what to store and start), or why it fails."""
     require_loaded(run, job.for_each or "", results)
     where = f"the for_each of {job.name!r} ({job.for_each})"
@@ -76,10 +90,11 @@ def begin(
         first_attempt=record.first_attempt,
     )
     if not items:
-        return JobRecord(state=JobState.SUCCEEDED, attempt=attempt, output=[], finished_at=now), None
+        done = JobRecord(state=JobState.SUCCEEDED, attempt=attempt, output=[], finished_at=now)
+        return Begun(job=job.name, record=done, starts=())
     fan_out = FanOut(count=len(items), concurrency=job.max_concurrency)
     started = FanOutStart(job=job.name, round=attempt, items=tuple(items), concurrency=job.max_concurrency)
-    return replace(base, fan_out=fan_out), started
+    return Begun(job=job.name, record=replace(base, fan_out=fan_out), starts=(started,))
 
 
 def require_loaded(run: Run, expression: str, results: Mapping[str, Any]) -> None:
@@ -136,7 +151,10 @@ def item_verdict(event: StatusEvent, job: Job, running: bool, lane: Lane | None)
     longer at, a job that is no longer fanning out), a retry of the item, or its last report."""
     if not running or lane is None or (lane.index, lane.attempt) != (event.index, event.attempt):
         return "stale"
-    if event.status == StatusName.FAILED and event.attempt < lane.first_attempt + job.retries:
+    retried = event.attempt < lane.first_attempt + job.retries and retry.is_retried(
+        job.retry, event.error or ""
+    )
+    if event.status == StatusName.FAILED and retried:
         return "retry"
     return "last"
 

@@ -8,17 +8,20 @@ the ``results`` of its event. Pure; the engine's ``plan_progress`` applies these
   is skipped. A ``when`` is evaluated once the join holds; false skips the job.
 - ``results`` holds the outputs of the jobs in ``after`` that succeeded; a failure handler's holds
   those of every job that succeeded. A ``when`` also sees the outputs of earlier phases.
+- A job without code that starts waits instead of being dispatched: a ``wait`` job for its
+  timer, an ``approval`` job for an answer (or its timeout), announced by ``approval_requested``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 import jmespath
 
 from runtime.definition.model import HANDLERS_PHASE, Job, Phase
-from runtime.documents import DONE, JobState, Run
+from runtime.documents import DONE, JobState, Run, StatusEvent, StatusName
 from runtime.events import JobEvent
 
 FINISHED = DONE | {JobState.FAILED}
@@ -93,4 +96,27 @@ def job_event(run: Run, job: Job, attempt: int, outputs: Mapping[str, Any] | Non
         results=results,
         failure=failure,
         references={name: references[name] for name in results if name in references},
+    )
+
+
+def waits_until(job: Job, now: datetime) -> datetime | None:
+    """When a wait or an approval job that starts ``now`` fires its timer; None for a job with a
+    function to run."""
+    if job.wait is not None:
+        return now + timedelta(seconds=job.wait)
+    if job.approval is not None:
+        return now + timedelta(seconds=job.approval.timeout)
+    return None
+
+
+def approval_requested(run: Run, job: Job, attempt: int) -> StatusEvent:
+    """The record that an approval job waits for an answer: what the notifier tells people."""
+    return StatusEvent(
+        run_id=run.run_id,
+        workflow=run.workflow,
+        status=StatusName.APPROVAL_REQUESTED,
+        phase=job.phase,
+        job=job.name,
+        attempt=attempt,
+        reason=None if job.approval is None else job.approval.message,
     )

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from runtime.documents import REDRIVABLE, Run, RunState, RunSummary, StatusEvent, StatusName, as_utc
+from runtime.documents import REDRIVABLE, Run, RunState, StatusEvent, StatusName, as_utc
 from runtime.errors import RunError
 from runtime.ports import RunStore
+from runtime.run_listing import RunSummary
 
 __all__ = [
     "HistoryEntry",

@@ -11,19 +11,12 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from runtime.definition.model import job_function_name
-from runtime.documents import (
-    Fields,
-    JobRecord,
-    Lease,
-    Run,
-    RunState,
-    RunSummary,
-    StatusEvent,
-    StatusName,
-)
+from runtime.documents import Fields, JobRecord, Run, RunState, StatusEvent, StatusName
 from runtime.errors import WorkflowError
 from runtime.events import JobEvent
 from runtime.item_store import ItemStore
+from runtime.leases import Lease
+from runtime.run_listing import RunSummary
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +61,9 @@ class RunStore(Protocol):
     def read_attempt_state(self, run_id: str, job: str) -> tuple[RunState, JobRecord | None] | None:
         """The run's state and ``job``'s record (None: no such run), without the rest of the run."""
 
-    def apply_transition(self, run_id: str, conditions: Fields, changes: Fields) -> bool:
+    def apply_transition(
+        self, run_id: str, conditions: Fields, changes: Fields, earliest: Fields | None = None
+    ) -> bool:
         """Make ``changes`` while the run matches ``conditions``; False when another writer got
         there first."""
 
@@ -117,6 +112,15 @@ class RunStore(Protocol):
 
     def items(self) -> ItemStore:
         """The items of ``for_each`` jobs and the outputs kept by reference, on the same database."""
+
+    def runs_due(self, now: datetime, limit: int, workflow: str | None = None) -> list[str]:
+        """Ids of running runs (of ``workflow``) with a timer due at ``now``, the earliest first."""
+
+    def next_wake(self, workflow: str | None = None) -> datetime | None:
+        """The earliest time a running run (of ``workflow``) has a timer due; None: no timers."""
+
+    def set_wake(self, run_id: str, version: int, due: datetime | None) -> bool:
+        """Set when the run's next timer is due, while the run is still at ``version``."""
 
 
 class NotificationClaims(Protocol):

@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 from runtime import joins
 from runtime.definition.model import Job
 from runtime.documents import (
+    ANSWER_STATUSES,
     REDRIVABLE,
     Fields,
     JobState,
@@ -112,6 +113,13 @@ def is_unrecorded(run: Run, event: StatusEvent) -> bool:
         return run.state == RunState.RUNNING and event.attempt == run.redrives
     if event.status == StatusName.REDRIVE_REQUESTED:
         return run.state in REDRIVABLE and event.attempt == run.redrives + 1
+    if event.status in (StatusName.TIMER_FIRED, *ANSWER_STATUSES):
+        if event.job is None:
+            return (
+                run.state == RunState.RUNNING and event.attempt == run.redrives and run.deadline is not None
+            )
+        record = run.jobs.get(event.job)
+        return record is not None and record.state == JobState.WAITING and record.attempt == event.attempt
     return False
 
 

@@ -8,11 +8,23 @@ from typing import Any
 
 from runtime import limits
 from runtime.definition.model import Workflow
-from runtime.documents import StatusEvent, StatusName
-from runtime.engine import initial_run, utcnow
+from runtime.documents import JobRecord, Run, RunState, StatusEvent, StatusName
+from runtime.engine import utcnow
 from runtime.errors import RunError
 from runtime.input_check import check_input
 from runtime.ports import RunStore
+
+
+def initial_run(definition: Workflow, run_id: str, run_input: Any) -> Run:
+    """A run as it starts: every job pending, the first phase current."""
+    return Run(
+        run_id=run_id,
+        definition=definition,
+        input=run_input,
+        state=RunState.RUNNING,
+        phase=definition.phase_order()[0].name,
+        jobs={job.name: JobRecord() for job in definition.jobs()},
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

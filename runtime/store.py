@@ -35,38 +35,36 @@ from runtime.documents import (
     RUN_STATE,
     STATUS,
     STATUS_KEY,
-    SUMMARY_FIELDS,
     UPDATED_AT,
     VERSION,
+    WAKE_AT,
     WORKFLOW,
     Document,
     Fields,
     JobRecord,
-    Lease,
     Run,
     RunState,
-    RunSummary,
     StatusEvent,
     StatusName,
+    as_utc,
+    at_version,
     attempt_projection,
     attempt_state_from_document,
-    lease_filter,
-    lease_from_document,
-    lease_renewed,
     run_filter,
     run_from_document,
     run_to_document,
-    runs_query,
     status_from_document,
-    summary_from_document,
     terminal_id,
     touched,
 )
 from runtime.engine import utcnow
 from runtime.errors import DocumentRejected, StoreError
 from runtime.item_store import MongoItems
+from runtime.leases import Lease, lease_filter, lease_from_document, lease_renewed
 from runtime.notifications import CLAIMED_AT, NOTIFICATION_STATE, SENT_AT, NotificationState, status_identity
+from runtime.run_listing import SUMMARY_FIELDS, RunSummary, runs_query, summary_from_document
 from runtime.settings import StoreSettings
+from runtime.timers import next_wake_query, timers_due_query, wake_at
 
 T = TypeVar("T")
 
@@ -82,13 +80,18 @@ RUN_INDEXES: Mapping[str, tuple[list[tuple[str, int]], Mapping[str, Any]]] = {
     "runs_by_state": ([(RUN_STATE, ASC), (CREATED_AT, DESC)], {}),
     "runs_of_workflow_by_state": ([(WORKFLOW, ASC), (RUN_STATE, ASC), (CREATED_AT, DESC)], {}),
     "expire_ended_runs": ([(EXPIRE_AT, ASC)], EXPIRES),
+    "running_by_wake": (
+        [(RUN_STATE, ASC), (WAKE_AT, ASC)],
+        {"partialFilterExpression": {WAKE_AT: {"$exists": True}}},
+    ),
 }
 """Indexes of ``state-machines``, few on purpose: every write to a run (two per job attempt) keeps
 them all. A listing always names the states it wants (all four when not filtered), so MongoDB
 reads each state's runs newest first off one of the two and merges them: a page costs the same at
 a million runs, with or without a workflow. The reconciler's stale runs are the ``running`` ones
 of these (a run does not stay running for long, so there are few to scan); ended runs expire.
-Neither key changes on the hot path, a success that does not end the run."""
+Neither key changes on the hot path, a success that does not end the run. The timer sweep reads
+``running_by_wake``, which holds only the runs that have a timer."""
 
 STATUS_INDEXES: Mapping[str, tuple[list[tuple[str, int]], Mapping[str, Any]]] = {
     "one_report_per_item_attempt": ([(name, ASC) for name in STATUS_KEY], {"unique": True}),
@@ -224,17 +227,50 @@ class MongoStore:
         )
 
     def apply_transition(
-        self, run_id: str, conditions: Mapping[str, Any], changes: Mapping[str, Any]
+        self,
+        run_id: str,
+        conditions: Mapping[str, Any],
+        changes: Mapping[str, Any],
+        earliest: Mapping[str, Any] | None = None,
     ) -> bool:
         """Apply ``changes`` only while the run document still has every value in ``conditions``
         (a version guards against any change at all); False when another writer got there first.
+        ``earliest`` fields are lowered to their value, never raised (``$min``: a timer's due time).
         Every write bumps the version."""
+        update: Document = {"$set": touched(changes, utcnow()), "$inc": {VERSION: 1}}
+        if earliest:
+            update["$min"] = dict(earliest)
         result = _guard(
             f"update run {run_id!r}",
-            lambda: self.runs.update_one(
-                {**run_filter(run_id), **conditions},
-                {"$set": touched(changes, utcnow()), "$inc": {VERSION: 1}},
-            ),
+            lambda: self.runs.update_one({**run_filter(run_id), **conditions}, update),
+        )
+        return result.matched_count == 1
+
+    def runs_due(self, now: datetime, limit: int, workflow: str | None = None) -> list[str]:
+        query = timers_due_query(now, workflow)
+        return _guard(
+            "find runs with timers due",
+            lambda: [
+                document["_id"]
+                for document in self.runs.find(query, {"_id": 1}).sort(WAKE_AT, ASC).limit(limit)
+            ],
+        )
+
+    def next_wake(self, workflow: str | None = None) -> datetime | None:
+        found = _guard(
+            "find the next timer",
+            lambda: self.runs.find_one(next_wake_query(workflow), {WAKE_AT: 1}, sort=[(WAKE_AT, ASC)]),
+        )
+        return None if found is None else as_utc(found.get(WAKE_AT))
+
+    def set_wake(self, run_id: str, version: int, due: datetime | None) -> bool:
+        """The sweep's next look at the run, while the run is still the ``version`` it read
+        (None: the run has no timer left)."""
+        update: Document = {"$inc": {VERSION: 1}}
+        update |= {"$set": wake_at(due)} if due is not None else {"$unset": {WAKE_AT: ""}}
+        result = _guard(
+            f"update run {run_id!r}",
+            lambda: self.runs.update_one({**run_filter(run_id), **at_version(version)}, update),
         )
         return result.matched_count == 1
 

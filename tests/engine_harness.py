@@ -19,10 +19,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pymongo
+
+from benchmarks.orchestration import race
 from cdk_app.local.atlas_events import envelope
 from cdk_app.local.faults import CrashingDispatcher, CrashingStore, CrashPlan, InjectedCrash, NoCrash
 from runtime.definition.loader import load_workflow
-from runtime.definition.model import Job, Phase, Workflow
+from runtime.definition.model import Job, Phase, RetryPolicy, Workflow
 from runtime.events import JobEvent
 from runtime.handlers.job import UserHandler, run_attempt, stub_handler
 from runtime.handlers.orchestrator import Orchestrator
@@ -147,6 +150,16 @@ class Driver:
         )
 
 
+def job_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """``Job`` keyword arguments from a spec-like mapping, where ``retries: N`` is the short form
+    of ``retry=RetryPolicy(max=N)``."""
+    own = dict(settings)
+    if "retries" in own:
+        own.setdefault("retry", RetryPolicy(max=own.pop("retries")))
+        own.pop("retries", None)
+    return own
+
+
 def workflow(name: str, phases: Mapping[str, Mapping[str, Mapping[str, Any]]], **options: Any) -> Workflow:
     """A Workflow IR from a compact literal: ``{"phase": {"job": {"after": [...], ...}}}``."""
     return Workflow(
@@ -155,7 +168,8 @@ def workflow(name: str, phases: Mapping[str, Mapping[str, Mapping[str, Any]]], *
             Phase(
                 name=phase,
                 jobs=tuple(
-                    Job(name=job, phase=phase, **{"retries": 2, **settings}) for job, settings in jobs.items()
+                    Job(name=job, phase=phase, **job_settings({"retries": 2, **settings}))
+                    for job, settings in jobs.items()
                 ),
             )
             for phase, jobs in phases.items()
@@ -165,3 +179,27 @@ def workflow(name: str, phases: Mapping[str, Mapping[str, Mapping[str, Any]]], *
 
 
 CATCH_THE_FISH = load_workflow(Path(__file__).resolve().parent.parent / "workflows" / "catch_the_fish.yaml")
+
+
+def race_orchestrators(
+    store: MongoStore, mongo_uri: str, documents: list[dict[str, Any]], dispatcher: RecordingDispatcher
+) -> list[BaseException]:
+    """Record each status document in ``statuses``, then deliver them all at once, each to an
+    orchestrator of its own with a MongoDB client of its own (its own Lambda); what they raised."""
+    settings = store.settings
+    events = []
+    for document in documents:
+        store.insert_status(document)
+        events.append(envelope(document, settings.database, settings.statuses_collection))
+    clients: list[pymongo.MongoClient[dict[str, Any]]] = [
+        pymongo.MongoClient(mongo_uri, tz_aware=True) for _ in events
+    ]
+
+    def handler(event: dict[str, Any], client: pymongo.MongoClient[dict[str, Any]]) -> Callable[[], object]:
+        return lambda: Orchestrator(MongoStore(client, settings), dispatcher).handle(event)
+
+    try:
+        return race([handler(event, client) for event, client in zip(events, clients, strict=True)])
+    finally:
+        for client in clients:
+            client.close()

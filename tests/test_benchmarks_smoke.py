@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks import executions, fan_out, orchestration, reconciler, synth, trigger
+from benchmarks import console, executions, fan_out, orchestration, reconciler, synth, timers, trigger
 from runtime.definition.loader import workflow_from_document
 
 
@@ -81,10 +81,13 @@ def test_the_trigger_match_forwards_only_what_a_rule_consumes_and_the_figures_sa
     assert figures["trigger_match"] == {
         "fullDocument.status": {
             "$in": [
+                "approved",
                 "cancel_requested",
                 "failed",
                 "redrive_requested",
+                "rejected",
                 "success",
+                "timer_fired",
                 "workflow_started",
                 "workflow_succeeded",
             ]
@@ -127,3 +130,28 @@ def test_the_local_runs_of_a_fan_out_and_of_static_jobs_both_finish(mongo_uri: s
     runs = figures["fan_out_local_runs"]
     assert set(runs) == {"fan_out_20", "static_jobs_20"}
     assert figures["largest_run_document_bytes"] == max(run["run_document_bytes"] for run in runs.values())
+
+
+def test_the_console_benchmark_draws_every_one_of_the_500_jobs_in_order_of_its_marks(mongo_uri: str) -> None:
+    figures = console.render_time(mongo_uri, 1, quiet)["console_render_500_jobs"]
+
+    assert figures["jobs_drawn"] == 500
+    marks = figures["ms_from_navigation_start_median"]
+    assert list(marks.values()) == sorted(marks.values())
+    assert marks["graph-painted"] > marks["run-fetched"] > 0
+
+
+def test_the_console_benchmark_pages_through_the_runs_it_inserted(mongo_uri: str) -> None:
+    figures = console.runs_page_times(mongo_uri, 1200, 1, quiet)["console_runs_page_ms"]
+
+    assert figures["runs"] == 1200
+    assert all(value > 0 for value in figures["median_ms"].values())
+
+
+def test_every_timer_of_the_timer_benchmark_fires_and_none_before_it_is_due(mongo_uri: str) -> None:
+    figures = timers.timer_lateness(mongo_uri, 8, quiet)
+
+    assert figures["timers_fired"] == 8
+    for way in ("local", "cloud"):
+        late = figures[f"timer_lateness_{way}_ms"]
+        assert 0 <= late["min"] <= late["median"] <= late["p95"] <= late["max"]

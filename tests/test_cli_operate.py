@@ -5,6 +5,7 @@ code, and ``MONGODB_URI`` standing in for ``--mongo-uri``."""
 from __future__ import annotations
 
 import math
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -185,7 +186,17 @@ def test_history_has_every_status_of_the_run_in_order(
     assert entries[0]["status"] == "workflow_started"
     assert entries[-1]["status"] == "workflow_failed"
     assert ("failed", "doomed", 2) in [(e["status"], e["job"], e["attempt"]) for e in entries]
-    assert set(entries[0]) == {"date", "status", "phase", "job", "attempt", "error", "output", "reason", "index"}
+    assert set(entries[0]) == {
+        "date",
+        "status",
+        "phase",
+        "job",
+        "attempt",
+        "error",
+        "output",
+        "reason",
+        "index",
+    }
     dates = [datetime.fromisoformat(e["date"]) for e in entries]
     assert dates == sorted(dates)
     success = next(e for e in entries if e["status"] == "success")
@@ -358,6 +369,38 @@ def test_redrive_of_a_failed_run_records_the_request(store: list[str]) -> None:
     result = cli("redrive", run_id, *store)
 
     assert (result.exit_code, result.stdout) == (0, f"redrive of run {run_id} requested\n")
+
+
+def test_status_wait_after_a_redrive_waits_for_the_redriven_run_not_the_failure_it_came_from(
+    store: list[str],
+) -> None:
+    """``redrive`` then ``status --wait`` while nothing has applied the redrive yet (here nothing
+    delivers it): the run is about to run again, so the wait runs out (exit 3) rather than
+    reporting the failure the redrive reopens (exit 1)."""
+    run_id = ran(SPECS / "retries_exhausted.yaml", store)
+    assert cli("redrive", run_id, *store).exit_code == 0
+
+    result = cli("status", run_id, "--wait", "0.5", "--json", *store)
+
+    assert result.exit_code == 3, result.stderr
+
+
+def test_status_watch_after_a_redrive_follows_the_redriven_run_to_its_end(
+    store: list[str], mongo_client: pymongo.MongoClient[dict], database: str
+) -> None:
+    """The same for ``--watch``: it keeps drawing the failed run until the redrive is applied and
+    the run ends again (here the test ends it, a second later, as the orchestrator would)."""
+    run_id = ran(SPECS / "retries_exhausted.yaml", store)
+    assert cli("redrive", run_id, *store).exit_code == 0
+    runs = mongo_client[database]["state-machines"]
+    ends = threading.Timer(1.0, lambda: runs.update_one({"_id": run_id}, {"$set": {"status": "succeeded"}}))
+    ends.start()
+    try:
+        result = cli("status", run_id, "--watch", *store)
+    finally:
+        ends.join()
+
+    assert result.exit_code == 0, result.stdout
 
 
 # --- MONGODB_URI -----------------------------------------------------------------------------------

@@ -170,11 +170,14 @@ def test_atlas_trigger_forwards_only_the_statuses_some_rule_consumes():
     assert match == {
         "fullDocument.status": {
             "$in": [
+                "approved",
                 "cancel_requested",
                 "failed",
                 "phase_completed",
                 "redrive_requested",
+                "rejected",
                 "success",
+                "timer_fired",
                 "workflow_started",
             ]
         }

@@ -16,12 +16,13 @@ from cdk_app.local.atlas_events import envelope
 from cdk_app.local.faults import InjectedCrash
 from runtime import limits
 from runtime.definition.model import Workflow
-from runtime.documents import JobState, Lease, StatusEvent, StatusName, lease_id
+from runtime.documents import JobState, StatusEvent, StatusName
 from runtime.engine import utcnow
 from runtime.errors import DocumentRejected
 from runtime.events import JobEvent
 from runtime.handlers.job import LeaseSettings, run_attempt
 from runtime.handlers.orchestrator import DISPATCH_BATCH, Orchestrator
+from runtime.leases import Lease, lease_id
 from runtime.runs import start_run
 from runtime.settings import StoreSettings
 from runtime.store import MongoStore
@@ -166,13 +167,15 @@ class _RefusingOnce:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    def apply_transition(self, run_id: str, conditions: dict[str, Any], changes: dict[str, Any]) -> bool:
+    def apply_transition(
+        self, run_id: str, conditions: dict[str, Any], changes: dict[str, Any], earliest: Any = None
+    ) -> bool:
         if "version" in conditions and not self.refused:
             self.refused += 1
             raise DocumentRejected(
                 "could not update run: Resulting document after update is larger than 16777216"
             )
-        return self._store.apply_transition(run_id, conditions, changes)
+        return self._store.apply_transition(run_id, conditions, changes, earliest)
 
 
 def test_a_write_mongodb_refuses_fails_the_run_instead_of_being_retried(store: MongoStore) -> None:

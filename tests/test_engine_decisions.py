@@ -15,21 +15,23 @@ import pytest
 from runtime import limits
 from runtime.attempts import plan_give_up
 from runtime.definition.model import Job, Phase, Workflow
-from runtime.documents import JobRecord, JobState, Lease, Run, RunState, StatusEvent, StatusName
+from runtime.documents import JobRecord, JobState, Run, RunState, StatusEvent, StatusName
 from runtime.engine import (
     Rejection,
     Transition,
     advance_phase,
     decide,
-    initial_run,
     is_truthy,
     plan_failure,
     plan_progress,
     plan_success,
     ready_jobs,
-    replay,
 )
 from runtime.events import FailureRecord, JobEvent
+from runtime.leases import Lease
+from runtime.replay import replay
+from runtime.runs import initial_run
+from tests.engine_harness import job_settings
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 START_KEY = "workflow_started"
@@ -43,7 +45,8 @@ def spec(phases: dict[str, dict[str, dict[str, Any]]]) -> Workflow:
             Phase(
                 name=phase,
                 jobs=tuple(
-                    Job(name=job, phase=phase, **{"retries": 1, **settings}) for job, settings in jobs.items()
+                    Job(name=job, phase=phase, **job_settings({"retries": 1, **settings}))
+                    for job, settings in jobs.items()
                 ),
             )
             for phase, jobs in phases.items()

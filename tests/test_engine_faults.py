@@ -22,16 +22,25 @@ from cdk_app.local.atlas_events import envelope
 from cdk_app.local.faults import CrashAtStep, CrashingStore, InjectedCrash
 from runtime import limits
 from runtime.definition.model import Job, Phase, Workflow
-from runtime.documents import Lease, StatusEvent, StatusName, lease_id
+from runtime.documents import StatusEvent, StatusName
 from runtime.engine import utcnow
 from runtime.events import JobEvent, parse_status_event
 from runtime.handlers.job import run_attempt, stub_handler
 from runtime.handlers.orchestrator import Orchestrator
+from runtime.leases import Lease, lease_id
 from runtime.ports import InvocationRefused
 from runtime.runs import start_run
 from runtime.settings import StoreSettings
 from runtime.store import MongoStore
-from tests.engine_harness import CATCH_THE_FISH, Driver, Faults, Outcome, RecordingDispatcher, workflow
+from tests.engine_harness import (
+    CATCH_THE_FISH,
+    Driver,
+    Faults,
+    Outcome,
+    RecordingDispatcher,
+    race_orchestrators,
+    workflow,
+)
 
 pytestmark = pytest.mark.faults
 
@@ -119,24 +128,15 @@ def test_fifty_parallel_completions_lose_nothing_and_advance_the_phase_once(
     store: MongoStore, mongo_uri: str
 ) -> None:
     run_id, dispatcher = _race_run(store, mongo_uri)
-    settings = store.settings
-    events = []
-    for job in (f"j{i:02d}" for i in range(RACERS)):
-        document: dict[str, Any] = {"runId": run_id, "workflow": "race", "phase": "wide", "job": job}
-        document.update(status="success", attempt=1, output={"job": job})
-        store.insert_status(document)
-        events.append(envelope(document, settings.database, settings.statuses_collection))
-    clients: list[pymongo.MongoClient[dict]] = [pymongo.MongoClient(mongo_uri, tz_aware=True) for _ in events]
+    documents = [
+        {"runId": run_id, "workflow": "race", "phase": "wide", "job": job, "status": "success", "attempt": 1}
+        | {"output": {"job": job}}
+        for job in (f"j{i:02d}" for i in range(RACERS))
+    ]
 
-    def handler(event: dict[str, Any], client: pymongo.MongoClient[dict]) -> Callable[[], object]:
-        return lambda: Orchestrator(MongoStore(client, settings), dispatcher).handle(event)
+    errors = race_orchestrators(store, mongo_uri, documents, dispatcher)
 
-    try:
-        _race([handler(event, client) for event, client in zip(events, clients, strict=True)])
-    finally:
-        for client in clients:
-            client.close()
-
+    assert not errors, errors
     run = store.load_run(run_id)
     assert run is not None
     lost = [name for name, job in run["jobs"].items() if name != "final" and job["state"] != "succeeded"]
@@ -578,11 +578,13 @@ class _Interleaved:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    def apply_transition(self, run_id: str, conditions: dict[str, Any], changes: dict[str, Any]) -> bool:
+    def apply_transition(
+        self, run_id: str, conditions: dict[str, Any], changes: dict[str, Any], earliest: Any = None
+    ) -> bool:
         if "version" in conditions and self._competitor is not None:
             competitor, self._competitor = self._competitor, None
             competitor()
-        return self._store.apply_transition(run_id, conditions, changes)
+        return self._store.apply_transition(run_id, conditions, changes, earliest)
 
     def record_job_success(self, *args: Any) -> Any:
         self.fallbacks += 1

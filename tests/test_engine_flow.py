@@ -4,14 +4,12 @@ orchestrator and job wrapper on a real server, under duplicated, reordered and r
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import pymongo
 import pytest
 
-from benchmarks.orchestration import race
 from cdk_app.local.atlas_events import envelope
 from cdk_app.local.faults import CrashAtStep
 from runtime.definition.loader import workflow_from_document
@@ -25,7 +23,7 @@ from runtime.operations import request_redrive
 from runtime.runs import start_run
 from runtime.settings import StoreSettings
 from runtime.store import MongoStore
-from tests.engine_harness import Driver, Faults, RecordingDispatcher
+from tests.engine_harness import Driver, Faults, RecordingDispatcher, race_orchestrators
 from tests.test_engine_decisions import (
     NOW,
     START_KEY,
@@ -476,7 +474,7 @@ def test_a_failure_racing_the_successes_of_other_jobs_starts_the_handlers_once(
     assert started is not None
     Orchestrator(store, dispatcher).handle(envelope(started, settings.database, settings.statuses_collection))
     assert len(dispatcher.drain()) == 13
-    events = []
+    documents = []
     for job in [*(f"ok_{i:02d}" for i in range(12)), "breaks"]:
         document: dict[str, Any] = {
             "runId": run_id,
@@ -490,18 +488,9 @@ def test_a_failure_racing_the_successes_of_other_jobs_starts_the_handlers_once(
             if job == "breaks"
             else {"status": "success", "output": job}
         )
-        store.insert_status(document)
-        events.append(envelope(document, settings.database, settings.statuses_collection))
-    clients: list[pymongo.MongoClient[dict]] = [pymongo.MongoClient(mongo_uri, tz_aware=True) for _ in events]
+        documents.append(document)
 
-    def handler(event: dict[str, Any], client: pymongo.MongoClient[dict]) -> Callable[[], object]:
-        return lambda: Orchestrator(MongoStore(client, settings), dispatcher).handle(event)
-
-    try:
-        errors = race([handler(event, client) for event, client in zip(events, clients, strict=True)])
-    finally:
-        for client in clients:
-            client.close()
+    errors = race_orchestrators(store, mongo_uri, documents, dispatcher)
 
     assert errors == []
     run = store.load_run(run_id)

@@ -360,6 +360,6 @@ def test_the_graph_draws_a_fan_out_as_one_node_marked_with_its_expression() -> N
     assert 'job_fan[["fan<br/>for each results.list.files<br/>at most 8 at once, tolerates 0"]]' in mermaid
     assert mermaid.count("job_fan[") == 1
     assert (
-        '"fan" [id="job_fan", label="fan\\nfor each results.list.files\\nat most 8 at once, tolerates 0", peripheries=2];'
-        in dot
+        '"fan" [id="job_fan", label="fan\\nfor each results.list.files\\nat most 8 at once, '
+        'tolerates 0", peripheries=2];' in dot
     )

@@ -15,6 +15,7 @@ from typing import Any
 import pymongo
 import pytest
 
+from runtime.definition.model import Workflow
 from runtime.documents import RunState
 from runtime.errors import RunError
 from runtime.handlers import starter
@@ -197,18 +198,26 @@ def test_waiting_returns_the_run_once_it_ends_and_none_when_time_runs_out(store:
     assert ended.state == RunState.SUCCEEDED
 
 
-@pytest.fixture
-def starter_handler(
-    store: MongoStore, mongo_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def starter_of(
+    definition: Workflow, store: MongoStore, mongo_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Callable[[object], dict[str, Any]]:
-    """The starter function of catch_the_fish, as Lambda runs it."""
-    (tmp_path / "definition.json").write_text(json.dumps(CATCH_THE_FISH.to_document()))
+    """The starter function of ``definition``, as Lambda runs it (its bundled definition file and
+    its environment), on ``store``."""
+    (tmp_path / "definition.json").write_text(json.dumps(definition.to_document()))
     monkeypatch.setenv("LAMBDA_TASK_ROOT", str(tmp_path))
     monkeypatch.setenv("WORKFLOW_DEFINITION_FILE", "definition.json")
     monkeypatch.setenv("MONGODB_URI", mongo_uri)
     monkeypatch.setenv("MONGODB_DATABASE", store.settings.database)
     monkeypatch.setattr(starter, "_state", {})
     return lambda event: starter.handler(event, None)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def starter_handler(
+    store: MongoStore, mongo_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[object], dict[str, Any]]:
+    """The starter function of catch_the_fish."""
+    return starter_of(CATCH_THE_FISH, store, mongo_uri, tmp_path, monkeypatch)
 
 
 def test_the_starter_function_cancels_and_redrives_runs(
@@ -244,7 +253,9 @@ def test_the_starter_function_cancels_and_redrives_runs(
             {"action": "cancel", "run_id": "fish-op", "reason": 7}, "reason must be a string", id="reason"
         ),
         pytest.param(
-            {"action": "redrive", "run_id": "fish-op", "reason": "x"}, "only a cancel takes", id="why"
+            {"action": "redrive", "run_id": "fish-op", "reason": "x"},
+            "only a cancel or a reject takes",
+            id="why",
         ),
         pytest.param({"action": "redrive", "run_id": "fish-op"}, "is running: only a failed", id="running"),
         pytest.param({"action": "cancel", "run_id": "nope"}, "no run 'nope'", id="unknown-run"),

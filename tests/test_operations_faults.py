@@ -21,14 +21,14 @@ from benchmarks.orchestration import race
 from cdk_app.local.atlas_events import envelope
 from runtime.definition.model import Workflow
 from runtime.documents import Document, JobState, RunState
-from runtime.engine import initial_run, utcnow
+from runtime.engine import utcnow
 from runtime.events import JobEvent
 from runtime.handlers.job import UserHandler, run_attempt, stub_handler
 from runtime.handlers.orchestrator import Orchestrator
 from runtime.operations import request_cancel, request_redrive
 from runtime.patterns import ORCHESTRATOR_STATUSES
 from runtime.reconciler import ASYNC_RETRY_WINDOW, Reconciler, ReconcileReport
-from runtime.runs import start_run
+from runtime.runs import initial_run, start_run
 from runtime.settings import StoreSettings
 from runtime.store import MongoStore
 from tests.engine_harness import workflow

@@ -19,7 +19,7 @@ from runtime.definition.loader import (
     name_pattern,
     workflow_from_document,
 )
-from runtime.definition.model import NOTIFY_EVENTS, Job, Notify, Workflow
+from runtime.definition.model import NOTIFY_EVENTS, Job, Notify, RetryPolicy, Workflow
 from runtime.errors import SpecError
 
 SCHEMA: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
@@ -49,8 +49,12 @@ def test_ignored_keys_are_known_keys() -> None:
 
 def test_schema_defaults_are_the_models_defaults() -> None:
     job_defaults = {item.name: item.default for item in dataclasses.fields(Job)}
-    for setting in ("memory", "timeout", "retries"):
+    for setting in ("memory", "timeout"):
         assert DEFS[setting]["default"] == job_defaults[setting]
+    policy = RetryPolicy()
+    assert DEFS["retries"]["default"] == policy.max
+    for setting in ("max", "delay", "backoff", "max_delay", "jitter"):
+        assert DEFS["retry"]["properties"][setting]["default"] == getattr(policy, setting)
     assert tuple(DEFS["notify"]["properties"]["on"]["default"]) == Notify().on
 
 
@@ -78,6 +82,10 @@ PERMISSION_BASE: dict[str, Any] = copy.deepcopy(SPEC_BASE)
 PERMISSION_BASE["phases"]["p"]["jobs"]["b"]["permissions"] = [
     {"actions": ["s3:GetObject"], "resources": ["arn:aws:s3:::probe/*"]}
 ]
+RETRY_BASE: dict[str, Any] = copy.deepcopy(SPEC_BASE)
+RETRY_BASE["phases"]["p"]["jobs"]["b"]["retry"] = {"max": 1}
+APPROVAL_BASE: dict[str, Any] = copy.deepcopy(SPEC_BASE)
+APPROVAL_BASE["phases"]["p"]["jobs"]["b"]["approval"] = {"timeout": 60}
 SEED_BASE: dict[str, Any] = {
     "purposeId": "probe",
     "phases": {
@@ -92,6 +100,8 @@ WHERE: dict[str, tuple[dict[str, Any], tuple[str | int, ...]]] = {
     "job": (SPEC_BASE, ("phases", "p", "jobs", "b")),
     "notify": (SPEC_BASE, ("notify",)),
     "permission": (PERMISSION_BASE, ("phases", "p", "jobs", "b", "permissions", 0)),
+    "retry": (RETRY_BASE, ("phases", "p", "jobs", "b", "retry")),
+    "approval": (APPROVAL_BASE, ("phases", "p", "jobs", "b", "approval")),
     "seed": (SEED_BASE, ()),
     "seed_phase": (SEED_BASE, ("phases", "p")),
     "seed_step": (SEED_BASE, ("phases", "p", "steps", "p")),
@@ -108,6 +118,19 @@ CHANGES: dict[tuple[str, str], object] = {
     ("spec", "schedule"): "rate(2 days)",
     ("spec", "schedule_input"): {"mode": "full"},
     ("spec", "retention_days"): 30,
+    ("spec", "timeout"): 3600,
+    ("defaults", "retry"): {"delay": 5},
+    ("job", "retry"): {"max": 4},
+    ("job", "wait"): 30,
+    ("job", "approval"): {"timeout": 60},
+    ("retry", "max"): 4,
+    ("retry", "delay"): 5,
+    ("retry", "backoff"): 3,
+    ("retry", "max_delay"): 60,
+    ("retry", "jitter"): "none",
+    ("retry", "on"): ["ConnectionError"],
+    ("approval", "timeout"): 120,
+    ("approval", "message"): "Ship it?",
     ("spec", "on_failure"): {"page": {}},
     ("spec", "input_schema"): {"type": "object"},
     ("defaults", "memory"): 512,

@@ -14,9 +14,9 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from cdk_app.local.atlas_events import envelope
 from cdk_app.local.delivery import Bus, DaemonPool, FaultSettings
@@ -47,6 +47,13 @@ class RunObserver(Protocol):
 
     def notification(self, subject: str, message: str) -> None:
         """The notifier published a message."""
+
+
+@runtime_checkable
+class Ticking(Protocol):
+    """An observer that shows the jobs still running, with their elapsed time, when asked."""
+
+    def tick(self, now: datetime) -> None: ...
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.live import Live
 
 from cdk_app.embedded_mongo import EmbeddedMongo
 from cdk_app.errors import EXIT_OK, EXIT_PROBLEMS, EXIT_STILL_RUNNING, EXIT_USAGE, CommandError
 from cdk_app.local.delivery import FaultSettings
 from cdk_app.local.jobs import load_job_handlers
-from cdk_app.local.render import Progress, print_summary
+from cdk_app.local.render import Progress, print_summary, print_summary_notes, summary_table
 from cdk_app.local.report import RunReport, summarize
 from cdk_app.local.runner import LocalRunner, RunOptions
 from cdk_app.local.store_options import (
@@ -39,6 +40,7 @@ from runtime.errors import SpecError
 from runtime.input_check import InputRefused, check_input
 from runtime.operations import wait_for_end
 from runtime.runs import start_run
+from runtime.store import MongoStore
 
 if TYPE_CHECKING:
     from cdk_app.cli import Subparsers
@@ -211,14 +213,18 @@ OUTCOMES: dict[str, int] = {RunState.SUCCEEDED: EXIT_OK, RunState.RUNNING: EXIT_
 """``status --wait``'s exit code by the run's state; a run that ended otherwise (failed or
 cancelled) exits with ``EXIT_PROBLEMS``."""
 
+WATCH_REDRAWS = 4
+"""How many times a second ``status --watch`` reads the run and redraws it."""
+
 
 def add_status(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "status",
-        help="show a run: its status, phase and jobs (--wait: until it ends)",
+        help="show a run: its status, phase and jobs (--wait: until it ends; --watch: live)",
         description="Show a run from its run document: status, current phase and a line per job. "
         "With --wait, block until the run ends and exit 0 if it succeeded, 1 if it failed or was "
-        "cancelled, 3 if it was still running when the wait ran out.",
+        "cancelled, 3 if it was still running when the wait ran out. With --watch, redraw the "
+        "table as the run advances until it ends, and exit as --wait does.",
     )
     parser.add_argument("run_id", metavar="RUN_ID")
     add_store_arguments(parser)
@@ -231,21 +237,43 @@ def add_status(subparsers: Subparsers) -> None:
         metavar="SECONDS",
         help="wait until the run ends, or at most SECONDS (default: no limit)",
     )
+    parser.add_argument("--watch", action="store_true", help="redraw the run's table live until the run ends")
     parser.set_defaults(run=_status, prog=parser.prog)
+
+
+def _watch(store: MongoStore, run_id: str, report: RunReport) -> RunReport:
+    """Redraw the table in place (rich's ``Live``) until the run ends. A terminal that is not
+    interactive gets the last drawing only, so a piped ``--watch`` prints the final table."""
+    console = Console(highlight=False)
+    with Live(summary_table(report), console=console, refresh_per_second=WATCH_REDRAWS) as live:
+        # Until the run has ended with no redrive about to reopen it, as --wait waits.
+        ended = None
+        while ended is None:
+            ended = wait_for_end(store, run_id, 1 / WATCH_REDRAWS)
+            report = summarize(store, run_id) or report
+            live.update(summary_table(report))
+    print_summary_notes(console, report)
+    return report
 
 
 def _status(args: argparse.Namespace) -> int:
     if args.wait is not None and not (args.wait > 0):
         raise CommandError(f"--wait must be a positive number of seconds, got {args.wait:g}", EXIT_USAGE)
+    if args.watch and (args.json or args.wait is not None):
+        raise CommandError("--watch draws a live table: it goes with neither --json nor --wait", EXIT_USAGE)
     store = open_store(args)
     report = summarize(store, args.run_id)
     if report is None:
         raise CommandError(f"unknown run {args.run_id!r} in database {args.database!r}")
-    if args.wait is not None and report.status == RunState.RUNNING:
-        with Console(stderr=True).status(f"waiting for run {args.run_id} to end"):
-            wait_for_end(store, args.run_id, None if math.isinf(args.wait) else args.wait)
-        report = summarize(store, args.run_id) or report
-    _print_report(args, report)
+    if args.watch:
+        return OUTCOMES.get(_watch(store, args.run_id, report).status, EXIT_PROBLEMS)
     if args.wait is None:
+        _print_report(args, report)
         return EXIT_OK
-    return OUTCOMES.get(report.status, EXIT_PROBLEMS)
+    # Asked even of a run that has ended: a failed run with a redrive requested and not yet
+    # applied is about to run again, and ``redrive`` then ``status --wait`` waits for that.
+    with Console(stderr=True).status(f"waiting for run {args.run_id} to end"):
+        ended = wait_for_end(store, args.run_id, None if math.isinf(args.wait) else args.wait)
+    report = summarize(store, args.run_id) or report
+    _print_report(args, report)
+    return EXIT_STILL_RUNNING if ended is None else OUTCOMES.get(report.status, EXIT_PROBLEMS)

@@ -6,7 +6,7 @@ on ``statuses`` in place of the Atlas trigger, the rules of every workflow in th
 (``LocalCloud``), job code loaded afresh at each invocation, and the reconciler, which on start-up
 and then periodically completes runs nothing was delivering for. While it runs, ``start``,
 ``status``, ``runs``, ``history``, ``cancel`` and ``redrive`` against its URI behave as they do
-against a deployed stack.
+against a deployed stack. With ``--console-port`` it serves the run console too.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.markup import escape
 
+from cdk_app.console.server import add_console_arguments, serving_console
 from cdk_app.embedded_mongo import EmbeddedMongo, free_port
 from cdk_app.errors import EXIT_OK, EXIT_USAGE, CommandError
 from cdk_app.local.cloud import CloudOptions, JobFunction, LocalCloud, Rule, workflow_rules
@@ -39,14 +40,16 @@ from cdk_app.local.timeline import STATUS_STYLES, first_line
 from cdk_app.local.timeouts import GRACE as TIMEOUT_GRACE
 from cdk_app.local.timeouts import TimeoutWatch
 from cdk_app.project import workflows_dir
+from runtime.approvals import approval_commands
 from runtime.definition.loader import check_specs
 from runtime.definition.model import Job, Workflow
-from runtime.documents import RUN_ID, WORKFLOW, Document, StatusEvent, status_from_document
+from runtime.documents import RUN_ID, WORKFLOW, Document, StatusEvent, StatusName, status_from_document
 from runtime.engine import utcnow
 from runtime.errors import EventError
 from runtime.handlers.job import UserHandler
 from runtime.reconciler import RUNS_PER_PASS, Reconciler
 from runtime.store import MongoStore
+from runtime.timers import fire_due_timers
 
 if TYPE_CHECKING:
     from cdk_app.cli import Subparsers
@@ -64,6 +67,8 @@ people exported keeps working across restarts."""
 class DevOptions:
     reload_seconds: float = 1.0
     """How often the spec folder is looked at for changes."""
+    timer_seconds: float = 0.25
+    """How often due timers are fired (a timer fires within this of its time)."""
     repair_seconds: float = 2.0
     """How often the reconciler and the timeout check run."""
     stale_after: timedelta = timedelta(seconds=5)
@@ -164,6 +169,9 @@ class StatusLines:
         self.console.print(
             " ".join(part for part in parts if part), no_wrap=True, overflow="ellipsis", highlight=False
         )
+        if event.status == StatusName.APPROVAL_REQUESTED and event.job is not None:
+            for command in approval_commands(event.run_id, event.job):
+                self.console.print(f"  [magenta]{escape(command)}[/]", highlight=False, soft_wrap=True)
 
     def notification(self, subject: str, message: str) -> None:
         self.console.print(f"[magenta]✉[/] [dim]{escape(subject)}[/]", highlight=False)
@@ -216,7 +224,7 @@ class DevServer:
                 # while nothing was delivering is the reconciler's. Every run still running was
                 # left behind, however recently it was written: it is checked now.
                 self.repair(utcnow() + self.options.stale_after)
-                next_reload = next_repair = time.monotonic()
+                next_reload = next_repair = next_timers = time.monotonic()
                 while not stop.is_set():
                     change = stream.try_next()
                     if change is not None:
@@ -224,6 +232,9 @@ class DevServer:
                     if time.monotonic() >= next_reload:
                         self.deployment.refresh()
                         next_reload = time.monotonic() + self.options.reload_seconds
+                    if time.monotonic() >= next_timers:
+                        fire_due_timers(self.store, utcnow())
+                        next_timers = time.monotonic() + self.options.timer_seconds
                     if time.monotonic() >= next_repair:
                         self.repair()
                         next_repair = time.monotonic() + self.options.repair_seconds
@@ -283,6 +294,7 @@ def add_dev(subparsers: Subparsers) -> None:
     parser.add_argument(
         "--workflows", metavar="DIR", type=Path, help="the spec folder (default: cdk.json's workflowsDir)"
     )
+    add_console_arguments(parser, "--console-port", None)
     parser.set_defaults(run=_dev, prog=parser.prog)
 
 
@@ -358,6 +370,12 @@ def _dev(args: argparse.Namespace) -> int:
             f"dev server on [bold]{escape(address.uri)}[/] (database {escape(args.database)}); "
             "Ctrl-C stops it"
         )
+        if args.console_port is not None:
+            url = stack.enter_context(
+                serving_console(store, args.host, args.console_port, args.allow_actions)
+            )
+            mode = "actions allowed" if args.allow_actions else "read-only"
+            console.print(f"console on [bold]{escape(url)}[/] ({mode})")
         server_loop = DevServer(
             store,
             FolderDeployment(folder, store.settings.statuses_collection, console.print),

@@ -13,11 +13,13 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
-from runtime.documents import Fields, JobRecord, Lease, Run, RunState, RunSummary, StatusEvent, StatusName
+from runtime.documents import Fields, JobRecord, Run, RunState, StatusEvent, StatusName
 from runtime.events import JobEvent
 from runtime.item_store import ClaimedItem, ItemStore, LaneView
 from runtime.items import Lane
+from runtime.leases import Lease
 from runtime.ports import Dispatcher, NotificationClaims, RunStore
+from runtime.run_listing import RunSummary
 
 T = TypeVar("T")
 
@@ -89,9 +91,11 @@ class CrashingStore:
     def read_run(self, run_id: str) -> Run | None:
         return self._store.read_run(run_id)
 
-    def apply_transition(self, run_id: str, conditions: Fields, changes: Fields) -> bool:
+    def apply_transition(
+        self, run_id: str, conditions: Fields, changes: Fields, earliest: Fields | None = None
+    ) -> bool:
         return self._write(
-            "apply_transition", lambda: self._store.apply_transition(run_id, conditions, changes)
+            "apply_transition", lambda: self._store.apply_transition(run_id, conditions, changes, earliest)
         )
 
     def record_job_success(self, run_id: str, conditions: Fields, changes: Fields) -> Run | None:
@@ -141,6 +145,15 @@ class CrashingStore:
 
     def expire_statuses(self, run_id: str, expire_at: datetime | None) -> None:
         self._write("expire_statuses", lambda: self._store.expire_statuses(run_id, expire_at))
+
+    def runs_due(self, now: datetime, limit: int, workflow: str | None = None) -> list[str]:
+        return self._store.runs_due(now, limit, workflow)
+
+    def next_wake(self, workflow: str | None = None) -> datetime | None:
+        return self._store.next_wake(workflow)
+
+    def set_wake(self, run_id: str, version: int, due: datetime | None) -> bool:
+        return self._write("set_wake", lambda: self._store.set_wake(run_id, version, due))
 
     def items(self) -> ItemStore:
         return CrashingItems(self._store.items(), self.plan)

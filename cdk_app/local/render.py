@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cdk_app.local.report import JOB_RUNNING, RunReport
+from runtime.approvals import approval_commands
 from runtime.definition.model import Workflow
 from runtime.documents import RUN_ENDS, JobState, RunState, StatusEvent, StatusName
 from runtime.store import MongoStore
@@ -26,6 +27,7 @@ STYLES = {
     JobState.SKIPPED: "dim",
     JobState.PENDING: "yellow",
     JobState.CANCELLED: "yellow",
+    JobState.WAITING: "magenta",
     JOB_RUNNING: "cyan",
 }
 """By what the report calls a job: its state, or ``running`` for one dispatched in a running run."""
@@ -35,6 +37,7 @@ MARKS = {
     JobState.SKIPPED: "·",
     JobState.PENDING: "…",
     JobState.CANCELLED: "⊘",
+    JobState.WAITING: "⧖",
     JOB_RUNNING: "▸",
 }
 NUMERIC_COLUMNS = ("attempts", "runs", "time")
@@ -104,8 +107,13 @@ class Progress:
             self._phase_header(self.workflow.phase_order()[0].name)
         elif status == StatusName.STARTED and job is not None and event.date is not None:
             self._started[(job, event.attempt)] = event.date
+            self._job_line(job, JOB_RUNNING, event.attempt, "")
+        elif status == StatusName.APPROVAL_REQUESTED and job is not None:
+            approve, reject = approval_commands(event.run_id, job)
+            asked = f"{event.reason or 'approval requested'}: {approve} | {reject}"
+            self._job_line(job, JobState.WAITING, event.attempt, "", asked)
         elif status in (StatusName.SUCCESS, StatusName.FAILED) and job is not None:
-            started = self._started.get((job, event.attempt))
+            started = self._started.pop((job, event.attempt), None)
             seconds = (
                 None if started is None or event.date is None else (event.date - started).total_seconds()
             )
@@ -155,6 +163,12 @@ class Progress:
 
     def notification(self, subject: str, message: str) -> None:
         self.console.print(f"  [magenta]✉[/] [dim]{escape(subject)}[/]")
+
+    def tick(self, now: datetime) -> None:
+        """The jobs still running (from their ``started`` report), each with its elapsed time;
+        the runner calls this every few seconds while a run goes on."""
+        for (job, attempt), started in sorted(self._started.items()):
+            self._job_line(job, JOB_RUNNING, attempt, _duration((now - started).total_seconds()))
 
     def _phase_header(self, phase: str) -> None:
         self.console.rule(f"phase [bold]{escape(phase)}[/]", align="left", style="blue")
@@ -255,6 +269,11 @@ def summary_table(report: RunReport) -> Table:
 
 def print_summary(console: Console, report: RunReport) -> None:
     console.print(summary_table(report))
+    print_summary_notes(console, report)
+
+
+def print_summary_notes(console: Console, report: RunReport) -> None:
+    """What the table leaves out: the phase a running run is in, why it failed, the faults."""
     if report.status == RunState.RUNNING:
         console.print(f"current phase: {escape(report.phase)}")
     if report.error:

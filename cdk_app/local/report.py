@@ -16,6 +16,9 @@ JOB_RUNNING = "running"
 """What the report calls a dispatched job while its run goes on; every other job is reported by
 its state."""
 
+IN_FLIGHT = (JOB_RUNNING, JobState.WAITING.value)
+"""What a job is while its run goes on; once the run has ended, such a job never ran to an end."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class JobReport:
@@ -154,7 +157,7 @@ def summarize(
                 JobReport(
                     name=name,
                     phase=phase.name,
-                    status=JobState.PENDING if ended and job_status == JOB_RUNNING else job_status,
+                    status=JobState.PENDING if ended and job_status in IN_FLIGHT else job_status,
                     attempts=record.attempt,
                     executions=None if executions is None else executions.get(name, 0),
                     output=record.output,

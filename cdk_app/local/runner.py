@@ -15,17 +15,19 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from cdk_app.local.cloud import CloudOptions, JobFunction, LocalCloud, RunObserver, workflow_rules
+from cdk_app.local.cloud import CloudOptions, JobFunction, LocalCloud, RunObserver, Ticking, workflow_rules
 from cdk_app.local.delivery import FaultSettings
 from cdk_app.local.report import RunReport, summarize
 from cdk_app.local.timeouts import TimeoutWatch
 from runtime.definition.model import Workflow
 from runtime.documents import RUN_ENDS, RUN_ID, JobState, status_from_document
+from runtime.engine import utcnow
 from runtime.errors import EventError
 from runtime.handlers.job import UserHandler
 from runtime.reconciler import Reconciler
 from runtime.runs import start_run
 from runtime.store import MongoStore
+from runtime.timers import fire_due_timers
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,10 @@ class RunOptions:
     """Concurrent job invocations: the jobs of a phase run at the same time, as on Lambda."""
     poll_seconds: float = 0.05
     """How long one wait on the change stream lasts before the runner looks at the clock."""
+    timer_seconds: float = 0.25
+    """How often the run's due timers are fired (a timer fires within this of its time)."""
+    tick_seconds: float = 5.0
+    """How often live progress shows the jobs still running, with their elapsed time."""
     repair_seconds: float = 1.0
     """How often an unfinished run is checked for attempts past their timeout, and, when nothing
     is in flight and no status came for this long, reconciled from its statuses."""
@@ -105,7 +111,8 @@ class LocalRunner:
         None when the run ended."""
         seen = 0
         ended = False
-        last_progress = next_repair = time.monotonic()
+        last_progress = next_repair = next_timers = time.monotonic()
+        next_tick = last_progress + self.options.tick_seconds
         while True:
             change = stream.try_next()
             if change is not None:
@@ -133,6 +140,12 @@ class LocalRunner:
             # parallel jobs still finish, as they would on Lambda, and their reports count.
             if ended and self.cloud.bus.idle() and seen == self.store.count_statuses(run_id):
                 return None
+            if not ended and time.monotonic() >= next_tick and isinstance(self.observer, Ticking):
+                self.observer.tick(utcnow())
+                next_tick = time.monotonic() + self.options.tick_seconds
+            if not ended and time.monotonic() >= next_timers:
+                fire_due_timers(self.store, utcnow(), self.workflow.name)
+                next_timers = time.monotonic() + self.options.timer_seconds
             if not ended and time.monotonic() >= next_repair:
                 self._repair(run_id, quiet=time.monotonic() - last_progress >= self.options.repair_seconds)
                 next_repair = time.monotonic() + self.options.repair_seconds

@@ -34,6 +34,10 @@ STATUS_STYLES = {
     StatusName.CANCEL_REQUESTED: "magenta",
     StatusName.REDRIVE_REQUESTED: "magenta",
     StatusName.WORKFLOW_REDRIVEN: "bold magenta",
+    StatusName.APPROVAL_REQUESTED: "magenta",
+    StatusName.APPROVED: "magenta",
+    StatusName.REJECTED: "magenta",
+    StatusName.TIMER_FIRED: "dim",
 }
 """Statuses not named here (the run's start, a phase's end) are shown plain."""
 

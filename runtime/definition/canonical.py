@@ -16,6 +16,7 @@ from runtime.definition.model import HANDLERS_PHASE, JOINS, Notify
 from runtime.definition.permissions import read_permissions
 from runtime.definition.report import JsonPath, Report
 from runtime.definition.schema import is_name
+from runtime.definition.timing import job_time_settings, retry_policy
 
 LAMBDA_RESERVED_ENV = frozenset(
     {
@@ -50,6 +51,7 @@ def read_spec(document: dict[str, Any], report: Report, base_dir: Path) -> Draft
     name = spec.get("workflow") if isinstance(spec.get("workflow"), str) else None
     defaults = known_fields(spec.get("defaults"), "defaults")
     _check_env(defaults.get("env"), ("defaults", "env"), report)
+    retry_policy(defaults, ("defaults",), report)
     phases: list[DraftPhase] = []
     for phase_name, raw_phase in mapping(spec.get("phases")).items():
         phase_path: JsonPath = ("phases", phase_name)
@@ -67,7 +69,7 @@ def read_spec(document: dict[str, Any], report: Report, base_dir: Path) -> Draft
         handlers = DraftPhase(HANDLERS_PHASE, ("on_failure",))
         handlers.jobs = _read_jobs(spec["on_failure"], ("on_failure",), defaults, report, base_dir)
     settings: dict[str, Any] = {
-        key: spec[key] for key in ("description", "schedule", "retention_days") if key in spec
+        key: spec[key] for key in ("description", "schedule", "timeout", "retention_days") if key in spec
     }
     if "schedule_input" in spec:
         settings["schedule_input"] = spec["schedule_input"]
@@ -94,9 +96,8 @@ def _read_jobs(
 def _job_settings(
     job: DraftJob, defaults: dict[str, Any], own: dict[str, Any], report: Report, base_dir: Path
 ) -> dict[str, Any]:
-    settings = {
-        key: value for key, value in {**defaults, **own}.items() if key in ("memory", "timeout", "retries")
-    }
+    settings = {key: value for key, value in {**defaults, **own}.items() if key in ("memory", "timeout")}
+    settings |= job_time_settings(job, defaults, own, report)
     settings["env"] = {**mapping(defaults.get("env")), **mapping(own.get("env"))}
     _check_env(own.get("env"), (*job.path, "env"), report)
     if own.get("join") in JOINS:

@@ -23,12 +23,13 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "notify",
                 "schedule",
                 "schedule_input",
+                "timeout",
                 "retention_days",
                 "on_failure",
                 "input_schema",
             }
         ),
-        "defaults": frozenset({"memory", "timeout", "retries", "env"}),
+        "defaults": frozenset({"memory", "timeout", "retries", "retry", "env"}),
         "phase": frozenset({"next", "jobs"}),
         "job": frozenset(
             {
@@ -39,6 +40,9 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "memory",
                 "timeout",
                 "retries",
+                "retry",
+                "wait",
+                "approval",
                 "env",
                 "when",
                 "permissions",
@@ -47,6 +51,8 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "tolerated_failures",
             }
         ),
+        "retry": frozenset({"max", "delay", "backoff", "max_delay", "jitter", "on"}),
+        "approval": frozenset({"timeout", "message"}),
         "permission": frozenset({"actions", "resources"}),
         "notify": frozenset({"on", "email", "slack_webhook_secret"}),
         "seed": frozenset({"$schema", "id", "purposeId", "currentPhase", "phases"}),

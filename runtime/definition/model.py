@@ -16,7 +16,9 @@ from typing import Any
 
 from runtime.documents import JOB_STATUSES, RUN_STATUSES, StatusName
 
-NOTIFY_EVENTS = tuple(status.value for status in JOB_STATUSES + RUN_STATUSES)
+NOTIFY_EVENTS = tuple(
+    status.value for status in (*JOB_STATUSES, *RUN_STATUSES, StatusName.APPROVAL_REQUESTED)
+)
 """Every status a spec's ``notify.on`` may name."""
 
 FUNCTION_NAME_MAX = 64
@@ -77,6 +79,60 @@ class Permission:
         return {"actions": list(self.actions), "resources": list(self.resources)}
 
 
+JITTER_MODES = ("full", "none")
+"""``retry.jitter``: ``full`` draws the wait uniformly between 0 and the computed delay (so many
+runs retrying one failing source spread out); ``none`` waits the computed delay."""
+
+WAIT_MAX_SECONDS = 31_536_000
+"""A ``wait`` job waits at most a year (EventBridge Scheduler's and the Step Functions' bound)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """When and how soon a failed attempt is tried again (``retry`` in a spec; ``retries: N`` is
+    ``retry: {max: N}``)."""
+
+    max: int = 2
+    """Extra attempts after a failed one (0-10); attempts count from 1."""
+    delay: float = 0
+    """Seconds before the first retry; 0 retries at once."""
+    backoff: float = 2.0
+    """Each further retry waits this many times longer."""
+    max_delay: float = 300
+    """No wait is longer than this many seconds."""
+    jitter: str = "full"
+    """One of ``JITTER_MODES``."""
+    on: tuple[str, ...] = ()
+    """Error type names a failure must have to be retried; empty: every type."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "on", tuple(self.on))
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "max": self.max,
+            "delay": self.delay,
+            "backoff": self.backoff,
+            "max_delay": self.max_delay,
+            "jitter": self.jitter,
+            "on": list(self.on),
+        }
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> RetryPolicy:
+        return cls(**{**document, "on": tuple(document.get("on", ()))})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Approval:
+    """A job that waits for a person's answer (``approve`` / ``reject``) instead of running code."""
+
+    timeout: int
+    """Seconds to wait for the answer; none by then fails the job with ``approval timed out``."""
+    message: str = ""
+    """What the person is asked (in the ``approval_requested`` notification)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Job:
     """One unit of work: a Lambda function in the cloud, an in-process call locally."""
@@ -96,8 +152,12 @@ class Job:
     """Lambda memory in MB (128-10240)."""
     timeout: int = 60
     """Lambda timeout in seconds (1-900)."""
-    retries: int = 2
-    """Extra attempts after a failed one (0-10); attempts count from 1."""
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    """When a failed attempt is tried again, and after how long."""
+    wait: int | None = None
+    """A wait job (no code): succeeds this many seconds after it becomes ready."""
+    approval: Approval | None = None
+    """An approval job (no code): succeeds or fails on a person's answer."""
     code: str | None = None
     """Handler file or folder, resolved to an absolute POSIX path by the loader; ``None`` runs
     the generated stub."""
@@ -122,8 +182,18 @@ class Job:
         object.__setattr__(self, "permissions", tuple(self.permissions))
 
     @property
+    def retries(self) -> int:
+        """Extra attempts after a failed one (``retry.max``)."""
+        return self.retry.max
+
+    @property
     def max_attempts(self) -> int:
         return self.retries + 1
+
+    @property
+    def runs_code(self) -> bool:
+        """False for wait and approval jobs: the engine completes them, no function runs."""
+        return self.wait is None and self.approval is None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -192,6 +262,9 @@ class Workflow:
     cancelled, before it ends so."""
     input_schema: Mapping[str, Any] | None = None
     """A JSON Schema (2020-12) the run input must match; checked where runs start."""
+    timeout: int | None = None
+    """Seconds a run may take from its start (a redrive starts it again); past that it fails
+    with ``run deadline exceeded``. None: no deadline."""
     retention_days: int | None = None
     """Days an ended run and its statuses are kept before MongoDB deletes them; None keeps them."""
     source: str | None = None
@@ -231,6 +304,14 @@ class Workflow:
             phase = self.next_phase(phase.name)
         return tuple(order)
 
+    @property
+    def uses_timers(self) -> bool:
+        """Whether a run of this workflow ever waits for a time: a delayed retry, a wait or an
+        approval job, a run deadline. Only such a workflow gets the cloud's timer schedule."""
+        return self.timeout is not None or any(
+            job.retry.delay > 0 or not job.runs_code for job in self.jobs()
+        )
+
     def jobs(self) -> Iterator[Job]:
         """Every job, the failure handlers last: each is a function and has a record in a run."""
         for phase in self.all_phases():
@@ -265,6 +346,7 @@ class Workflow:
                 "slack_webhook_secret": self.notify.slack_webhook_secret,
             },
             "schedule": self.schedule,
+            "timeout": self.timeout,
             "retention_days": self.retention_days,
         }
 
@@ -286,6 +368,7 @@ class Workflow:
                 slack_webhook_secret=notify.get("slack_webhook_secret"),
             ),
             schedule=document.get("schedule"),
+            timeout=document.get("timeout"),
             retention_days=document.get("retention_days"),
         )
 
@@ -303,6 +386,11 @@ def _phase_document(phase: Phase) -> dict[str, Any]:
                 "memory": job.memory,
                 "timeout": job.timeout,
                 "retries": job.retries,
+                "retry": job.retry.to_document(),
+                "wait": job.wait,
+                "approval": None
+                if job.approval is None
+                else {"timeout": job.approval.timeout, "message": job.approval.message},
                 "when": job.when,
                 "permissions": [permission.to_document() for permission in job.permissions],
                 **({} if job.for_each is None else {key: getattr(job, key) for key in FAN_OUT_KEYS}),
@@ -325,7 +413,12 @@ def _phase_from_document(phase: Mapping[str, Any]) -> Phase:
                 allow_failure=job.get("allow_failure", False),
                 memory=job["memory"],
                 timeout=job["timeout"],
-                retries=job["retries"],
+                # A snapshot from before retry policies has only ``retries``.
+                retry=RetryPolicy.from_document(job["retry"])
+                if "retry" in job
+                else RetryPolicy(max=job["retries"]),
+                wait=job.get("wait"),
+                approval=None if job.get("approval") is None else Approval(**job["approval"]),
                 when=job.get("when"),
                 permissions=tuple(
                     Permission(actions=tuple(item["actions"]), resources=tuple(item["resources"]))

@@ -32,10 +32,11 @@ import bson.errors
 
 from runtime import contracts, limits
 from runtime.attempts import attempt_blocked
-from runtime.documents import Lease, StatusEvent, StatusName, lease_id
+from runtime.documents import StatusEvent, StatusName
 from runtime.engine import utcnow
 from runtime.errors import EventError
 from runtime.events import JobEvent, parse_job_event
+from runtime.leases import Lease, lease_id
 from runtime.ports import RunStore
 
 log = logging.getLogger(__name__)

@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 from runtime import contracts
+from runtime.approvals import approval_commands
 from runtime.documents import JobState, RunState, StatusEvent, StatusName
 from runtime.engine import LAMBDA_RETRY_DELAY
 from runtime.errors import EventError
@@ -96,6 +97,15 @@ def compose(
         )
     if event.status == StatusName.WORKFLOW_FAILED:
         return (f"{event.workflow}: run failed", f"{run} failed: {_first_line(event.error)}{also}")
+    if event.status == StatusName.APPROVAL_REQUESTED and event.job is not None:
+        approve, reject = approval_commands(event.run_id, event.job)
+        asked = f"{event.reason.strip()}\n" if event.reason and event.reason.strip() else ""
+        return (
+            f"{event.workflow}: job {event.job} waits for approval",
+            f"{run}: job {event.job} (phase {event.phase}) waits for an answer.\n{asked}"
+            f"Approve: {approve}\nReject:  {reject}\n"
+            '(or invoke the starter function with {"action": "approve" | "reject", "run_id", "job"})',
+        )
     return (f"{event.workflow}: {event.status}", f"{run}: {event.status}.")
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from runtime import limits
 from runtime.attempts import attempt_failed, plan_give_up
-from runtime.documents import Run, RunState, StatusEvent, jobs_invoked, lease_id
+from runtime.documents import Run, RunState, StatusEvent, jobs_invoked
 from runtime.engine import (
     LAMBDA_RETRY_DELAY,
     Expiry,
@@ -29,15 +29,17 @@ from runtime.engine import (
     Transition,
     decide,
     refused_write,
-    replay,
     utcnow,
 )
 from runtime.errors import DocumentRejected, EventError
 from runtime.events import JobEvent, as_mapping, is_failure_record, parse_failure_record, parse_status_event
 from runtime.fanout import OutputsNeeded
 from runtime.handlers.items import FanOutContexts, ItemHandling
+from runtime.leases import lease_id
 from runtime.patterns import ORCHESTRATOR_STATUSES
 from runtime.ports import Dispatcher, InvocationRefused, RunStore
+from runtime.replay import replay
+from runtime.timers import wake_at
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +128,10 @@ class Orchestrator:
             if isinstance(decision, Transition):
                 self.fan_outs.store_items(run.run_id, decision.fan_outs)
                 try:
-                    written = self.store.apply_transition(run.run_id, decision.conditions, decision.changes)
+                    earliest = None if decision.wake_at is None else wake_at(decision.wake_at)
+                    written = self.store.apply_transition(
+                        run.run_id, decision.conditions, decision.changes, earliest
+                    )
                 except DocumentRejected as exc:
                     # Never retried into a dead-letter queue: the run fails with the reason instead.
                     log.error("%s of run %r cannot be stored: %s", event.key, run.run_id, exc)

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 from runtime import contracts
 from runtime.engine import utcnow
 from runtime.reconciler import Reconciler, ReconcileReport
+from runtime.timers import fire_timers_until
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +89,24 @@ def _build(workflow: str) -> Reconciler:
     )
 
 
+TIMER_WINDOW = timedelta(seconds=55)
+"""How long one invocation of the timer schedule (every minute) keeps firing timers as they come
+due; the next minute's invocation takes over."""
+
+FIRE_TIMERS = "fire_timers"
+"""The ``action`` of the timer schedule's event."""
+
+
 def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
-    """Lambda entry point (the reconcile schedule's target); the event itself is not read."""
+    """Lambda entry point: the reconcile schedule's target (the event is not read), and the timer
+    schedule's (``{"action": "fire_timers"}``), which fires due timers for a minute."""
     workflow = os.environ[contracts.WORKFLOW_NAME]
     if "reconciler" not in _state:
         _state["reconciler"] = _build(workflow)
+    if isinstance(event, dict) and event.get("action") == FIRE_TIMERS:
+        reconciler: Reconciler = _state["reconciler"]
+        fired = fire_timers_until(reconciler.store, workflow, utcnow() + TIMER_WINDOW)
+        return {"timers_fired": fired}
     report = reconcile_and_report(_state["reconciler"], workflow)
     return {
         "runs_checked": report.runs_checked,

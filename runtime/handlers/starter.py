@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime import contracts
+from runtime.approvals import answer_approval
 from runtime.definition.model import Workflow
 from runtime.errors import EventError, RunError
 from runtime.events import as_mapping
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 
 _state: dict[str, Any] = {}
 
-ACTIONS = ("cancel", "redrive")
+ACTIONS = ("cancel", "redrive", "approve", "reject")
 
 
 def load_definition(path: str) -> Workflow:
@@ -31,7 +32,8 @@ def load_definition(path: str) -> Workflow:
 
 def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     """``{"run_id"?, "input"?}`` -> ``{"run_id", "created"}``;
-    ``{"action": "cancel" | "redrive", "run_id", "reason"?}`` -> ``{"run_id", "action", "created"}``.
+    ``{"action": "cancel" | "redrive", "run_id", "reason"?}`` and ``{"action": "approve" |
+    "reject", "run_id", "job", "output"? | "reason"?}`` -> ``{"run_id", "action", "created"}``.
     A bad request answers with an ``error`` instead of raising, so an EventBridge schedule never
     retries it forever."""
     if "store" not in _state:
@@ -61,10 +63,25 @@ def _operate(request: Mapping[str, Any], run_id: str | None) -> dict[str, Any]:
         raise EventError(f"{action} needs the run_id of the run to {action}")
     if reason is not None and not isinstance(reason, str):
         raise EventError(f"reason must be a string, got {reason!r}")
-    if reason is not None and action != "cancel":
-        raise EventError("only a cancel takes a reason")
+    if reason is not None and action not in ("cancel", "reject"):
+        raise EventError("only a cancel or a reject takes a reason")
+    if "output" in request and action != "approve":
+        raise EventError("only an approve takes an output")
     workflow = _state["definition"].name
-    if action == "cancel":
+    if action in ("approve", "reject"):
+        job = request.get("job")
+        if not isinstance(job, str) or not job:
+            raise EventError(f"{action} needs the job that waits for the answer, got {job!r}")
+        receipt = answer_approval(
+            _state["store"],
+            run_id,
+            job,
+            approve=action == "approve",
+            output=request.get("output"),
+            reason=reason,
+            workflow=workflow,
+        )
+    elif action == "cancel":
         receipt = request_cancel(_state["store"], run_id, reason, workflow=workflow)
     else:
         receipt = request_redrive(_state["store"], run_id, workflow=workflow)

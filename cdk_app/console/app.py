@@ -1,0 +1,219 @@
+"""The console as a Starlette application: two pages, their JSON, the actions, the headers.
+
+Why Starlette: the console is a handful of routes over a store that is synchronous (pymongo),
+and Starlette runs plain functions in its thread pool, serves static files and adds middleware
+in a few lines, on top of ASGI and uvicorn; FastAPI would add pydantic and an OpenAPI layer the
+console has no use for.
+
+Every page and script is a file under ``static/`` (no inline script or style), so the Content
+Security Policy allows scripts and styles from the console itself and nothing else: the console
+works offline and cannot be made to run another site's code. The graph layout library is served
+from the pinned npm package in ``node_modules``.
+
+Actions change runs, so they are refused unless the console was started with
+``--allow-actions`` (403), and they must come from the console's own pages: a POST with the
+``X-Console-Action`` header (a page of another site cannot send a custom header without a CORS
+pre-flight, which the console never grants), from the console's origin when the browser says
+(``Origin``, ``Sec-Fetch-Site``), to a host name the console answers to (no DNS rebinding).
+A run whose state forbids the action is a 409; an unknown run a 404. Approving or rejecting an
+approval job is an action too (``/api/run/approve`` and ``/api/run/reject`` with the job, and
+the output or the reason as a JSON body), refused the same ways, and a 409 when the job is not
+waiting for an answer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cdk_app.console.listing import RunFilters, count_by_state, runs_page
+from cdk_app.console.views import run_json, summary_json
+from runtime.approvals import answer_approval
+from runtime.errors import RunError, StoreError
+from runtime.operations import OperationReceipt, request_cancel, request_redrive
+from runtime.store import MongoStore
+
+STATIC = Path(__file__).resolve().parent / "static"
+REPO = Path(__file__).resolve().parents[2]
+LAYOUT_LIBRARY = REPO / "node_modules" / "@dagrejs" / "dagre" / "dist" / "dagre.min.js"
+"""The browser build of dagre, from the version pinned in package.json (``make setup``)."""
+ACTION_HEADER = "x-console-action"
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = [
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+]
+
+
+class SecurityHeaders:
+    """Adds the policy and its companions to every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _problem(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _date(request: Request, name: str) -> datetime | None:
+    text = request.query_params.get(name) or None
+    if text is None:
+        return None
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _filters(request: Request) -> RunFilters:
+    params = request.query_params
+    return RunFilters(
+        workflow=params.get("workflow") or None,
+        status=params.get("status") or None,
+        since=_date(request, "since"),
+        until=_date(request, "until"),
+        text=params.get("q") or None,
+    )
+
+
+def _same_origin(request: Request) -> bool:
+    if request.headers.get("sec-fetch-site", "same-origin") != "same-origin":
+        return False
+    origin = request.headers.get("origin")
+    return origin is None or origin == f"{request.url.scheme}://{request.headers.get('host')}"
+
+
+def console_app(store: MongoStore, *, allow_actions: bool, hosts: list[str]) -> Starlette:
+    """The application over ``store``; ``hosts`` are the host names it answers to."""
+
+    def page(name: str) -> Callable[[Request], Response]:
+        def serve(request: Request) -> Response:
+            return FileResponse(STATIC / name)
+
+        return serve
+
+    def layout_library(request: Request) -> Response:
+        return FileResponse(LAYOUT_LIBRARY, media_type="text/javascript")
+
+    def guarded(read: Callable[[Request], Any]) -> Callable[[Request], Response]:
+        def serve(request: Request) -> Response:
+            try:
+                return JSONResponse(read(request))
+            except (ValueError, RunError) as exc:  # a bad date, state or cursor
+                return _problem(400, str(exc))
+            except StoreError as exc:
+                return _problem(503, str(exc))
+
+        return serve
+
+    def runs(request: Request) -> dict[str, Any]:
+        found = runs_page(store, _filters(request), request.query_params.get("page") or None)
+        return {"runs": [summary_json(run) for run in found.runs], "next_page": found.next_page}
+
+    def counts(request: Request) -> dict[str, Any]:
+        return {"counts": count_by_state(store, _filters(request))}
+
+    def run(request: Request) -> Response:
+        run_id = request.query_params.get("id", "")
+        try:
+            found = store.read_run(run_id)
+            if found is None:
+                return _problem(404, f"no run {run_id!r} in this database")
+            return JSONResponse(run_json(found, store.read_statuses(run_id), allow_actions))
+        except StoreError as exc:
+            return _problem(503, str(exc))
+
+    def refused(request: Request) -> Response | None:
+        """Why the console does not take an action from ``request`` (None: it does)."""
+        if not allow_actions:
+            return _problem(403, "the console is read-only: start it with --allow-actions to act on runs")
+        if ACTION_HEADER not in request.headers or not _same_origin(request):
+            return _problem(403, "actions are taken from the console's own pages only")
+        return None
+
+    def action(operate: Callable[[MongoStore, str], OperationReceipt]) -> Callable[[Request], Response]:
+        def serve(request: Request) -> Response:
+            if (refusal := refused(request)) is not None:
+                return refusal
+            run_id = request.query_params.get("id", "")
+            try:
+                if store.read_run(run_id) is None:
+                    return _problem(404, f"no run {run_id!r} in this database")
+                receipt = operate(store, run_id)
+            except RunError as exc:
+                return _problem(409, str(exc))
+            except StoreError as exc:
+                return _problem(503, str(exc))
+            return JSONResponse({"operation": receipt.operation, "created": receipt.created})
+
+        return serve
+
+    def answer(approve: bool) -> Callable[[Request], Any]:
+        async def serve(request: Request) -> Response:
+            if (refusal := refused(request)) is not None:
+                return refusal
+            body = await request.body()
+            try:
+                fields = json.loads(body) if body.strip() else {}
+            except ValueError as exc:
+                return _problem(400, f"the answer is not JSON: {exc}")
+            if not isinstance(fields, dict):
+                return _problem(400, 'the answer is a JSON object: {"output": ...} or {"reason": "..."}')
+            reason = fields.get("reason")
+            if reason is not None and not isinstance(reason, str):
+                return _problem(400, "the reason is text")
+            operate = action(
+                lambda store, run_id: answer_approval(
+                    store,
+                    run_id,
+                    request.query_params.get("job", ""),
+                    approve=approve,
+                    output=fields.get("output", {}),
+                    reason=reason,
+                )
+            )
+            return await run_in_threadpool(operate, request)
+
+        return serve
+
+    routes = [
+        Route("/", page("runs.html")),
+        Route("/run", page("run.html")),
+        Route("/api/runs", guarded(runs)),
+        Route("/api/counts", guarded(counts)),
+        Route("/api/run", run),
+        Route("/api/run/cancel", action(lambda s, run_id: request_cancel(s, run_id)), methods=["POST"]),
+        Route("/api/run/redrive", action(request_redrive), methods=["POST"]),
+        Route("/api/run/approve", answer(True), methods=["POST"]),
+        Route("/api/run/reject", answer(False), methods=["POST"]),
+        Route("/vendor/dagre.min.js", layout_library),
+        Route("/favicon.ico", lambda request: Response(status_code=204)),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    middleware = [Middleware(SecurityHeaders), Middleware(TrustedHostMiddleware, allowed_hosts=hosts)]
+    return Starlette(routes=routes, middleware=middleware)

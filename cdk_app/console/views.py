@@ -1,0 +1,164 @@
+"""What the run page draws, as JSON: built from the run document (its definition snapshot and
+job records) and its statuses, and nothing else.
+
+The page reads every name generically (a job's ``state``, a status's ``status``), so states
+and statuses added later (an approval's wait, a timer) show without a change here: a job is
+drawn with the class ``state-<its state>`` and its attempts are the statuses that carry its
+name. Phases come in the order they run (``Workflow.phase_order``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from runtime.definition.model import Phase
+from runtime.documents import (
+    ENDED,
+    REDRIVABLE,
+    TERMINAL_JOB_STATUSES,
+    JobState,
+    Run,
+    RunState,
+    StatusEvent,
+    StatusName,
+    as_utc,
+)
+from runtime.run_listing import RunSummary
+
+
+def iso(value: datetime | None) -> str | None:
+    moment = as_utc(value)
+    return None if moment is None else moment.isoformat()
+
+
+def summary_json(run: RunSummary) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "workflow": run.workflow,
+        "status": run.status.value,
+        "phase": run.phase,
+        "created_at": iso(run.created_at),
+        "updated_at": iso(run.updated_at),
+        "error": run.error,
+    }
+
+
+def _phase_json(run: Run, phase: Phase) -> dict[str, Any]:
+    jobs = []
+    for job in phase.jobs:
+        record = run.jobs.get(job.name)
+        jobs.append(
+            {
+                "name": job.name,
+                "after": list(job.after),
+                "when": job.when,
+                "retries": job.retries,
+                "timeout": job.timeout,
+                "kind": "wait"
+                if job.wait is not None
+                else "approval"
+                if job.approval is not None
+                else "code",
+                "message": None if job.approval is None else job.approval.message,
+                "due_at": None if record is None else iso(record.due_at),
+                "state": None if record is None else record.state.value,
+                "attempt": 0 if record is None else record.attempt,
+                "output": None if record is None else record.output,
+                "error": None if record is None else record.error,
+            }
+        )
+    return {"name": phase.name, "next": None, "jobs": jobs}
+
+
+def _phases(run: Run) -> list[dict[str, Any]]:
+    order = run.definition.phase_order()
+    phases = []
+    for position, phase in enumerate(order):
+        jobs = _phase_json(run, phase)["jobs"]
+        following = order[position + 1].name if position + 1 < len(order) else None
+        phases.append({"name": phase.name, "next": following, "handlers": False, "jobs": jobs})
+    if run.definition.on_failure is not None:
+        # The failure handlers run only when the run fails or is cancelled: their own cluster,
+        # joined to no phase.
+        phases.append({**_phase_json(run, run.definition.on_failure), "handlers": True})
+    return phases
+
+
+def _attempts(statuses: Sequence[StatusEvent]) -> list[dict[str, Any]]:
+    """One entry per job attempt, in the order they started: when it started and ended, how."""
+    attempts: dict[tuple[str, int], dict[str, Any]] = {}
+    for event in statuses:
+        if event.job is None or event.attempt < 1:
+            continue
+        entry = attempts.setdefault(
+            (event.job, event.attempt),
+            {
+                "job": event.job,
+                "phase": event.phase,
+                "attempt": event.attempt,
+                "started": None,
+                "ended": None,
+                "status": event.status.value,
+                "error": None,
+            },
+        )
+        if event.status == StatusName.STARTED:
+            entry["started"] = iso(event.date)
+        elif event.status in TERMINAL_JOB_STATUSES:
+            entry["ended"], entry["status"], entry["error"] = iso(event.date), event.status.value, event.error
+        else:
+            entry["status"] = event.status.value
+    return list(attempts.values())
+
+
+def _history(statuses: Sequence[StatusEvent]) -> list[dict[str, Any]]:
+    return [
+        {
+            "date": iso(event.date),
+            "status": event.status.value,
+            "phase": event.phase,
+            "job": event.job,
+            "attempt": event.attempt,
+            "error": event.error,
+            "reason": event.reason,
+        }
+        for event in statuses
+    ]
+
+
+def run_json(run: Run, statuses: Sequence[StatusEvent], allow_actions: bool) -> dict[str, Any]:
+    """The run page's document. ``actions`` lists what the buttons may do now, and
+    ``approvals`` the approval jobs waiting for an answer: both empty when the console is
+    read-only, else what the run's state allows."""
+    actions: list[str] = []
+    approvals: list[str] = []
+    if allow_actions:
+        if run.state == RunState.RUNNING:
+            actions.append("cancel")
+            approvals = [
+                job.name
+                for job in run.definition.jobs()
+                if job.approval is not None and run.jobs[job.name].state == JobState.WAITING
+            ]
+        if run.state in REDRIVABLE:
+            actions.append("redrive")
+    started = next((event.date for event in statuses if event.status == StatusName.WORKFLOW_STARTED), None)
+    return {
+        "run_id": run.run_id,
+        "workflow": run.workflow,
+        "status": run.state.value,
+        "ended": run.state in ENDED,
+        "phase": run.phase,
+        "error": run.error,
+        "redrives": run.redrives,
+        "version": run.version,
+        "input": run.input,
+        "started": iso(started),
+        "phases": _phases(run),
+        "attempts": _attempts(statuses),
+        "history": _history(statuses),
+        "actions": actions,
+        "approvals": approvals,
+    }
