@@ -219,7 +219,7 @@ def plan_success(run: Run, event: StatusEvent, now: datetime) -> Transition | No
     completion = Transition(
         conditions=job_is(event.job, JobState.DISPATCHED, event.attempt),
         changes=job_changed(event.job, state=JobState.SUCCEEDED, output=event.output, finished_at=now)
-        | job_changed(event.job, output_ref=event.output_ref),
+        | job_changed(event.job, **({"output_ref": event.output_ref} if event.output_ref else {})),
     )
     progress = plan_progress(record_success(run, event.job, event.output, event.output_ref), event.key, now)
     if progress is None:

@@ -22,7 +22,7 @@ from cdk_app.local.atlas_events import envelope
 from cdk_app.local.faults import CrashAtStep, CrashingStore, InjectedCrash
 from runtime import limits
 from runtime.definition.model import Job, Phase, Workflow
-from runtime.documents import StatusEvent, StatusName
+from runtime.documents import StatusEvent, StatusName, terminal_id
 from runtime.engine import utcnow
 from runtime.events import JobEvent, parse_status_event
 from runtime.handlers.job import run_attempt, stub_handler
@@ -267,7 +267,7 @@ def test_an_on_failure_record_is_ignored_when_the_attempt_reported_or_belongs_to
     assert store.acquire_lease(held)
 
     assert orchestrator.handle(_failure_record(run_id, "boat", 1, "duplicate")).action == "ignored"
-    store.insert_status(base | {"status": "success", "output": {}})
+    store.insert_status(base | {"_id": terminal_id(run_id, "boat", 1), "status": "success", "output": {}})
     assert orchestrator.handle(_failure_record(run_id, "boat", 1, "owner")).action == "ignored"
     assert store.find_status(run_id, "p", "boat", "failed", 1) is None
 
