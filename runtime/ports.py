@@ -76,8 +76,15 @@ class RunStore(Protocol):
         """Append a status; False when the same report was recorded before."""
 
     def read_status(
-        self, run_id: str, phase: str | None, job: str | None, status: StatusName, attempt: int
-    ) -> StatusEvent | None: ...
+        self,
+        run_id: str,
+        phase: str | None,
+        job: str | None,
+        status: StatusName,
+        attempt: int,
+        index: int | None = None,
+    ) -> StatusEvent | None:
+        """One status by its unique key (``index``: of an item of a ``for_each`` job)."""
 
     def read_terminal_status(
         self, run_id: str, phase: str, job: str, attempt: int, index: int | None = None

@@ -290,9 +290,15 @@ class MongoStore:
         return True
 
     def read_status(
-        self, run_id: str, phase: str | None, job: str | None, status: StatusName, attempt: int
+        self,
+        run_id: str,
+        phase: str | None,
+        job: str | None,
+        status: StatusName,
+        attempt: int,
+        index: int | None = None,
     ) -> StatusEvent | None:
-        document = self.find_status(run_id, phase, job, status, attempt)
+        document = self.find_status(run_id, phase, job, status, attempt, index)
         return None if document is None else status_from_document(document)
 
     def find_status(

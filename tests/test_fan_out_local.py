@@ -56,3 +56,32 @@ def test_a_thousand_items_of_2_kb_then_a_sum_succeed_and_show_as_one_line(
     assert len(item_lines) == 1
     assert "1000 started" in item_lines[0]
     assert "1000 success" in item_lines[0]
+
+
+def test_an_item_past_its_timeout_is_reported_as_lambda_would_and_retried(
+    mongo_uri: str, database: str, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    spec = SPEC.with_name("item_times_out.yaml")
+    run_input = {"items": ["a", "b", "c"], "slow": 1, "release": str(release)}
+    try:
+        result = cli(
+            "run",
+            str(spec),
+            "--json",
+            "--mongo-uri",
+            mongo_uri,
+            "--database",
+            database,
+            "--timeout",
+            "30",
+            "--input",
+            json.dumps(run_input),
+        )
+    finally:
+        release.touch()  # lets the first attempt's thread end
+
+    assert result.exit_code == 0, result.stderr
+    job = result.report["jobs"]["slow_items"]
+    assert job["items"] == {"count": 3, "done": 3, "failed": 0, "running": 0}
+    assert job["executions"] == 4, "three items, one of them twice"

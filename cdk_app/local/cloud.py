@@ -202,7 +202,7 @@ class LocalCloud:
             raise InvocationRefused(REFUSALS["RequestEntityTooLargeException"].format(name=name, error=""))
         self.bus.send(
             "job",
-            f"job:{event.job}/{event.attempt}",
+            f"job:{_invocation(event)}",
             partial(self._invoke_job, event),
             True,
             tries=JOB_INVOCATION_TRIES,
@@ -232,7 +232,7 @@ class LocalCloud:
         """What Lambda sends the job's on-failure destination after its last try (or once the
         invocation ran past its timeout)."""
         record = on_failure_record(event, request_id, error)
-        identity = f"orchestrator:on-failure/{event.job}/{event.attempt}"
+        identity = f"orchestrator:on-failure/{_invocation(event)}"
         if limits.json_bytes(record) > limits.LAMBDA_ASYNC_PAYLOAD_BYTES:
             self.bus.undeliverable.append(f"the on-failure record of {identity} is larger than Lambda takes")
             return
@@ -242,7 +242,7 @@ class LocalCloud:
         """Lambda stopped the attempt's invocation at its timeout: the on-failure destination
         hears of it, and the invocation no longer counts as running (its thread, which cannot
         be stopped, runs on; whatever it reports is too late to count)."""
-        self.bus.abandon(f"job:{event.job}/{event.attempt}")
+        self.bus.abandon(f"job:{_invocation(event)}")
         self.job_gave_up(event, request_id, TimeoutError(f"Task timed out after {timeout}.00 seconds"))
 
     def _enter_handler(self, function: JobFunction, payload: dict[str, Any], context: Any) -> Any:
@@ -250,6 +250,12 @@ class LocalCloud:
         with self._executions_lock:
             self.executions[function.job.name] += 1
         return function.handler(payload, context)
+
+
+def _invocation(event: JobEvent) -> str:
+    """Names one job invocation on the bus: the job (and item) and the attempt."""
+    item = "" if event.index is None else f"[{event.index}]"
+    return f"{event.job}{item}/{event.attempt}"
 
 
 class LocalNotifier:

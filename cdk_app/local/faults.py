@@ -107,9 +107,15 @@ class CrashingStore:
         return self._write("record_status", lambda: self._store.record_status(event))
 
     def read_status(
-        self, run_id: str, phase: str | None, job: str | None, status: StatusName, attempt: int
+        self,
+        run_id: str,
+        phase: str | None,
+        job: str | None,
+        status: StatusName,
+        attempt: int,
+        index: int | None = None,
     ) -> StatusEvent | None:
-        return self._store.read_status(run_id, phase, job, status, attempt)
+        return self._store.read_status(run_id, phase, job, status, attempt, index)
 
     def read_terminal_status(
         self, run_id: str, phase: str, job: str, attempt: int, index: int | None = None

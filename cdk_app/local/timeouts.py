@@ -7,12 +7,13 @@ this one did."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from cdk_app.local.cloud import LocalCloud
-from runtime.documents import JobState, Run, RunState, StatusEvent, StatusName
+from runtime.definition.model import Job
+from runtime.documents import JobState, Run, RunState, StatusName
 from runtime.engine import age, utcnow
 from runtime.events import JobEvent
 from runtime.joins import job_event
@@ -35,32 +36,45 @@ class TimedOut:
     timeout: int
 
 
-def timed_out_attempts(run: Run, statuses: Sequence[StatusEvent], now: datetime) -> list[TimedOut]:
-    """The run's dispatched attempts whose ``started`` is older than their timeout (plus
-    ``GRACE``) and that reported nothing after it."""
-    started: dict[tuple[str, int], StatusEvent] = {}
-    ended: set[tuple[str, int]] = set()
-    for status in statuses:
-        if status.job is None:
-            continue
-        if status.status == StatusName.STARTED:
-            started[(status.job, status.attempt)] = status
-        elif status.status in (StatusName.SUCCESS, StatusName.FAILED):
-            ended.add((status.job, status.attempt))
-    found = []
+def attempts_in_flight(run: Run) -> list[tuple[Job, JobEvent]]:
+    """Every attempt the run has in flight: each dispatched job's, and each item a fan-out's
+    lanes hold (its item value left out: the watch reads it only for one that timed out)."""
+    found: list[tuple[Job, JobEvent]] = []
     for phase in run.definition.all_phases():
         for job in phase.jobs:
             record = run.jobs.get(job.name)
             if record is None or record.state != JobState.DISPATCHED:
                 continue
-            key = (job.name, record.attempt)
-            claim = started.get(key)
-            if claim is None or claim.date is None or key in ended:
-                continue
-            if age(claim.date, now) <= timedelta(seconds=job.timeout) + GRACE:
-                continue
             event = job_event(run, job, record.attempt)
-            found.append(TimedOut(event=event, request_id=claim.request_id, timeout=job.timeout))
+            if record.fan_out is None:
+                found.append((job, event))
+                continue
+            found += [
+                (job, replace(event, attempt=lane.attempt, index=lane.index))
+                for lane in record.fan_out.lanes.values()
+                if lane.index is not None
+            ]
+    return found
+
+
+def timed_out_attempts(store: RunStore, run: Run, now: datetime) -> list[TimedOut]:
+    """The run's attempts in flight whose ``started`` is older than their timeout (plus
+    ``GRACE``) and that reported nothing after it: point reads of those attempts alone, so a
+    check costs the same however many statuses the run has."""
+    found = []
+    for job, event in attempts_in_flight(run):
+        claim = store.read_status(
+            run.run_id, job.phase, job.name, StatusName.STARTED, event.attempt, event.index
+        )
+        if claim is None or claim.date is None:
+            continue
+        if age(claim.date, now) <= timedelta(seconds=job.timeout) + GRACE:
+            continue
+        if store.read_terminal_status(run.run_id, job.phase, job.name, event.attempt, event.index):
+            continue
+        if event.index is not None:
+            event = replace(event, item=store.items().read_item(run.run_id, job.name, event.index))
+        found.append(TimedOut(event=event, request_id=claim.request_id, timeout=job.timeout))
     return found
 
 
@@ -72,6 +86,7 @@ class TimeoutWatch:
         self.cloud = cloud
         self.say = say
         self._reported: set[tuple[str, str, int]] = set()
+        """(run, job or job[index], attempt) of the timeouts reported."""
 
     def check(self, run_id: str, now: datetime | None = None) -> int:
         """Report the run's timed-out attempts not reported before; how many there were."""
@@ -80,9 +95,9 @@ class TimeoutWatch:
         if run is None or run.state != RunState.RUNNING:
             return 0
         reported = 0
-        for attempt in timed_out_attempts(run, self.store.read_statuses(run_id), now):
+        for attempt in timed_out_attempts(self.store, run, now):
             event = attempt.event
-            key = (event.run_id, event.job, event.attempt)
+            key = (event.run_id, f"{event.job}[{event.index}]", event.attempt)
             if key in self._reported:
                 continue
             self._reported.add(key)
