@@ -363,3 +363,19 @@ def test_the_graph_draws_a_fan_out_as_one_node_marked_with_its_expression() -> N
         '"fan" [id="job_fan", label="fan\\nfor each results.list.files\\nat most 8 at once, '
         'tolerates 0", peripheries=2];' in dot
     )
+
+
+def test_the_console_shows_a_fan_out_as_its_job_with_counts_not_its_items(store: MongoStore) -> None:
+    from cdk_app.console.views import run_json
+
+    spec = workflow("console", {"p": {"fan": {"for_each": "input.items", "max_concurrency": 2}}})
+    outcome = Driver(store, spec).run(run_input={"items": list(range(5))})
+    run = store.read_run(outcome.run["_id"])
+    assert run is not None
+
+    page = run_json(run, store.read_statuses(run.run_id), allow_actions=False)
+
+    job = page["phases"][0]["jobs"][0]
+    assert (job["for_each"], job["items"]) == ("input.items", "5/5 done, 0 failed, 0 running")
+    assert [(attempt["job"], attempt["attempt"]) for attempt in page["attempts"]] == [("fan", 1)]
+    assert all(entry["status"] != "started" for entry in page["history"]), "no item's report"

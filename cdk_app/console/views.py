@@ -67,6 +67,8 @@ def _phase_json(run: Run, phase: Phase) -> dict[str, Any]:
                 "attempt": 0 if record is None else record.attempt,
                 "output": None if record is None else record.output,
                 "error": None if record is None else record.error,
+                "for_each": job.for_each,
+                "items": None if record is None or record.fan_out is None else record.fan_out.summary(),
             }
         )
     return {"name": phase.name, "next": None, "jobs": jobs}
@@ -90,7 +92,8 @@ def _attempts(statuses: Sequence[StatusEvent]) -> list[dict[str, Any]]:
     """One entry per job attempt, in the order they started: when it started and ended, how."""
     attempts: dict[tuple[str, int], dict[str, Any]] = {}
     for event in statuses:
-        if event.job is None or event.attempt < 1:
+        if event.job is None or event.attempt < 1 or event.index is not None:
+            # A fan-out's items are its job's counts ("items"), not attempts of their own.
             continue
         entry = attempts.setdefault(
             (event.job, event.attempt),
@@ -125,6 +128,7 @@ def _history(statuses: Sequence[StatusEvent]) -> list[dict[str, Any]]:
             "reason": event.reason,
         }
         for event in statuses
+        if event.index is None  # 10,000 items would be 20,000 rows: their job's counts say it
     ]
 
 
