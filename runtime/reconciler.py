@@ -47,6 +47,7 @@ from runtime.documents import (
 from runtime.engine import LAMBDA_RETRY_DELAY, Transition, age, utcnow
 from runtime.events import JobEvent
 from runtime.handlers.orchestrator import Orchestrator
+from runtime.items import lane_of
 from runtime.ports import Dispatcher, RunStore
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,14 @@ def is_unrecorded(run: Run, event: StatusEvent) -> bool:
     that ended."""
     if event.status in (StatusName.SUCCESS, StatusName.FAILED):
         record = run.jobs.get(event.job or "")
-        return record is not None and record.state == JobState.DISPATCHED and record.attempt == event.attempt
+        if record is None or record.state != JobState.DISPATCHED:
+            return False
+        if event.index is not None:
+            # An item's end while its lane still holds that attempt.
+            fan_out = record.fan_out
+            lane = None if fan_out is None else fan_out.lanes.get(lane_of(event.index, fan_out.concurrency))
+            return lane is not None and (lane.index, lane.attempt) == (event.index, event.attempt)
+        return record.attempt == event.attempt
     if event.status == StatusName.WORKFLOW_STARTED:
         return run.state == RunState.RUNNING and not_started(run)
     if event.status == StatusName.CANCEL_REQUESTED:

@@ -336,3 +336,35 @@ def test_the_items_of_a_fan_out_share_one_read_of_the_run_per_process(
             envelope(document, settings.database, settings.statuses_collection)
         )
     assert reads == [run_id], "the first item's report read the run once; the others read their lane only"
+
+
+def test_the_reconciler_applies_the_item_reports_whose_events_were_lost(store: MongoStore) -> None:
+    from runtime.handlers.job import run_attempt
+    from runtime.reconciler import Reconciler
+    from tests.engine_harness import RecordingDispatcher
+
+    spec = workflow("lost", {"p": {"fan": {"for_each": "input.items", "max_concurrency": 2, "retries": 1}}})
+    run_id = start_run(store, spec, input={"items": ["a", "b", "c"]}).run_id
+    dispatcher = RecordingDispatcher()
+    reconciler = Reconciler(store, dispatcher, stale_after=timedelta(0))
+    failed_once: set[int] = set()
+
+    def fan(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        if event["index"] == 1 and 1 not in failed_once:
+            failed_once.add(1)
+            raise RuntimeError("the first attempt of item 1 fails")
+        return {"item": event["item"]}
+
+    # No event reaches the orchestrator (a suspended trigger): only the reconciler applies them.
+    for _ in range(10):
+        reconciler.reconcile_run(run_id)
+        for event in dispatcher.drain():
+            run_attempt(store, fan, event.to_payload(), None, f"request-{event.index}-{event.attempt}")
+    run = store.load_run(run_id)
+
+    assert run is not None
+    assert run["status"] == "succeeded"
+    assert run["jobs"]["fan"]["fanOut"]["done"] == 3
+    item = store.items().items.find_one({"runId": run_id, "index": 1})
+    assert item is not None
+    assert item["state"] == "succeeded"
