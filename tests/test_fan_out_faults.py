@@ -368,3 +368,48 @@ def test_the_reconciler_applies_the_item_reports_whose_events_were_lost(store: M
     item = store.items().items.find_one({"runId": run_id, "index": 1})
     assert item is not None
     assert item["state"] == "succeeded"
+
+
+def test_a_late_duplicate_of_an_item_report_dispatches_nothing_once_its_job_has_failed(
+    store: MongoStore,
+) -> None:
+    from tests.engine_harness import RecordingDispatcher
+
+    spec = workflow("late", {"p": {"fan": {"for_each": "input.items", "max_concurrency": 1, "retries": 0}}})
+    run_id = start_run(store, spec, input={"items": ["a", "b"]}).run_id
+    dispatcher = RecordingDispatcher()
+    settings = store.settings
+
+    def deliver(document: dict[str, Any]) -> None:
+        event = envelope(document, settings.database, settings.statuses_collection)
+        Orchestrator(store, dispatcher, redispatch_after=timedelta(0)).handle(event)
+
+    started = store.find_status(run_id, None, None, "workflow_started", 0)
+    assert started is not None
+    deliver(started)
+    first = dispatcher.drain()
+    assert [event.index for event in first] == [0]
+    failure: dict[str, Any] = {
+        "_id": f"{run_id}/fan[0]/{first[0].attempt}/end",
+        "runId": run_id,
+        "workflow": "late",
+        "phase": "p",
+        "job": "fan",
+        "index": 0,
+        "status": "failed",
+        "attempt": first[0].attempt,
+        "error": "boom",
+    }
+    store.insert_status(failure)
+    deliver(failure)  # the item fails for good: item 1 goes into the lane, the job fails
+    assert [event.index for event in dispatcher.drain()] == [1]
+    job_failed = store.find_status(run_id, "p", "fan", "failed", 1)
+    assert job_failed is not None
+    deliver(job_failed)
+    run = store.load_run(run_id)
+    assert run is not None
+    assert run["status"] == "failed"
+
+    deliver(failure)
+
+    assert dispatcher.drain() == [], "the lane's item is not dispatched again for a job that failed"

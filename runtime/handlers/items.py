@@ -168,11 +168,8 @@ class ItemHandling:
             self._end_item(event)
         if verdict == "stale":
             # A duplicate, or a redelivery after a crash: finish what the first handling began.
-            again = (
-                (self._resend(context, event.run_id, view.lane),)
-                if self._due(view.lane, event.key, now)
-                else ()
-            )
+            due = view.running and self._due(view.lane, event.key, now)
+            again = (self._resend(context, event.run_id, view.lane),) if due else ()
             ended = self._end_job(context, event.run_id, view, None)
             action = "advanced" if again or ended else "ignored"
             return action, again, "" if again or ended else "stale item report"
@@ -230,6 +227,7 @@ class ItemHandling:
         return end is not None and self.store.record_status(end)
 
     def _due(self, lane: Lane | None, key: str, now: datetime) -> bool:
+        """Whether the handling of ``key`` put the lane's item in and may not have dispatched it."""
         return (
             lane is not None
             and lane.index is not None
