@@ -68,14 +68,28 @@ class ByteCounter(monitoring.CommandListener):
         return taken
 
 
-def fan_out_workflow(items: int, static: bool = False) -> Workflow:
-    """One job fanning out over ``input.items`` (or, ``static``, that many jobs), then a join."""
+def fan_out_workflow(items: int, static: bool = False, listed: bool = False) -> Workflow:
+    """One job fanning out over ``input.items`` (``listed``: over what a ``list_items`` job
+    returns), then a join; or, ``static``, that many jobs and a join."""
     if static:
         jobs: dict[str, Any] = {f"job_{index}": {} for index in range(items)}
         jobs["join"] = {"after": [f"job_{index}" for index in range(items)]}
+    elif listed:
+        jobs = {
+            "list_items": {},
+            "fan": {"after": ["list_items"], "for_each": "results.list_items.items", "max_concurrency": 100},
+            "join": {"after": ["fan"]},
+        }
     else:
         jobs = {"fan": {"for_each": "input.items", "max_concurrency": 100}, "join": {"after": ["fan"]}}
     return workflow_from_document({"workflow": "wide", "phases": {"work": {"jobs": jobs}}}, source="<bench>")
+
+
+def listing(width: int) -> Any:
+    """The ``list_items`` job of a listed fan-out: ``width`` names of 24 characters, which past
+    about 5,000 is too large for an event and is kept by reference, as a real listing would be."""
+    names = [f"partition-{index:06d}-abcdefg" for index in range(width)]
+    return lambda event, context: {"items": names}
 
 
 def cost_per_item_success(
@@ -155,9 +169,9 @@ class _Quiet:
 def local_wall_times(
     uri: str, progress: Progress, widths: tuple[int, ...] = (1_000, 10_000)
 ) -> dict[str, Any]:
-    """Local runs with stub jobs: a fan-out of each width, and the same count of static jobs
-    where that is possible (a spec of 10,000 jobs is not: its run document and every decision
-    over it grow with it, which is what fan-outs are for)."""
+    """Local runs with stub jobs: a fan-out of each width over what a first job lists, and the
+    same count of static jobs where that is possible (a spec of 10,000 jobs is not: its run
+    document and every decision over it grow with it, which is what fan-outs are for)."""
     times: dict[str, Any] = {}
     largest = 0
     client: pymongo.MongoClient[Document] = pymongo.MongoClient(uri, tz_aware=True)
@@ -168,11 +182,12 @@ def local_wall_times(
                 progress(f"fan-out: a local run of {width:,} {kind.replace('_', ' ')}")
                 with scratch_databases(uri, "fanout_local") as (database,):
                     store = MongoStore(client, StoreSettings(database=database))
-                    definition = fan_out_workflow(width, static)
+                    definition = fan_out_workflow(width, static, listed=True)
                     handlers = {job.name: (lambda event, context: {"ok": True}) for job in definition.jobs()}
+                    handlers["list_items"] = listing(width)
                     started = time.perf_counter()
                     runner = LocalRunner(store, definition, handlers, _Quiet(), RunOptions(timeout=600))
-                    report = runner.run({"items": list(range(width))} if not static else {})
+                    report = runner.run()
                     seconds = time.perf_counter() - started
                     assert report.status == "succeeded", report.error
                     size = len(bson.encode(store.load_run(report.run_id) or {}))
