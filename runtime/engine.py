@@ -503,6 +503,7 @@ def plan_redrive(run: Run, event: StatusEvent, now: datetime) -> Transition | Re
         statuses=statuses,
         expiry=(progress.expiry if progress is not None else None)
         or (Expiry(None) if run.expire_at is not None else None),
+        wake_at=None if progress is None else progress.wake_at,
     )
 
 

@@ -184,3 +184,19 @@ def test_a_failure_handler_retries_after_its_delay() -> None:
     waited = replace(handling, jobs={**handling.jobs, "release": waiting(attempt=2)})
     dispatch = decided(waited, timer_event(waited, RETRYING.job("release")))
     assert jobs_of(dispatch) == [("release", 2)]
+
+
+def test_a_redrive_that_starts_a_wait_job_sets_its_timer() -> None:
+    """The wait job was cancelled with its run; the redrive starts it again. Without the run's
+    ``wakeAt`` lowered to its due time no sweep would find the timer, and the run would wait for
+    good."""
+    definition = compiled({"p": {"pause": {"wait": 30}}})
+    cancelled = replace(
+        run_of(definition, jobs={"pause": JobRecord(state=JobState.CANCELLED, attempt=1)}),
+        state=RunState.CANCELLED,
+    )
+
+    transition = decided(cancelled, report(StatusName.REDRIVE_REQUESTED, attempt=1))
+
+    assert states_after(transition)["pause"] == JobState.WAITING
+    assert transition.wake_at == NOW + timedelta(seconds=30)
