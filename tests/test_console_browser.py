@@ -20,11 +20,15 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from cdk_app.console.browser import BrowserMissing, headless_chromium
 from cdk_app.console.server import serving_console
+from cdk_app.local.atlas_events import envelope
 from runtime.connection import cached_client
-from runtime.definition.loader import load_workflow
+from runtime.definition.loader import load_workflow, workflow_from_document
+from runtime.documents import StatusName
+from runtime.handlers.orchestrator import Orchestrator
 from runtime.runs import start_run
 from runtime.settings import StoreSettings
 from runtime.store import MongoStore
+from tests.engine_harness import RecordingDispatcher
 from tests.test_dev_server import DEV_SPECS, WAIT, DevProcess, dev_server, wait_until
 
 WAIT_SECONDS = 30
@@ -256,3 +260,37 @@ def test_the_failure_handlers_are_drawn_as_a_cluster_of_their_own(
 
     assert [cluster.get_attribute("data-phase") for cluster in handlers] == ["on_failure"]
     assert len(gates) == 1  # work -> later only: nothing leads into the handlers
+
+
+def test_a_fan_out_of_10_000_items_is_one_node_with_its_counts(
+    browser: WebDriver, mongo_uri: str, store_settings: StoreSettings
+) -> None:
+    store = MongoStore(cached_client(mongo_uri), store_settings)
+    store.ensure_indexes()
+    definition = workflow_from_document(
+        {
+            "workflow": "wide",
+            "phases": {"p": {"jobs": {"fan": {"for_each": "input.items"}, "sum": {"after": ["fan"]}}}},
+        }
+    )
+    run_id = start_run(store, definition, input={"items": list(range(10_000))}).run_id
+    started = store.find_status(run_id, None, None, StatusName.WORKFLOW_STARTED, 0)
+    assert started is not None
+    dispatcher = RecordingDispatcher()
+    Orchestrator(store, dispatcher).handle(
+        envelope(started, store_settings.database, store_settings.statuses_collection)
+    )
+    assert len(dispatcher.drain()) == 100  # the first item of each of the 100 lanes
+
+    with serving_console(store, "127.0.0.1", 0, False) as url:
+        browser.get(f"{url}run?id={run_id}")
+        _states(browser, {"fan": "dispatched", "sum": "pending"})
+        nodes = browser.find_elements(By.CSS_SELECTOR, "g.job")
+        fan = browser.find_element(By.CSS_SELECTOR, 'g.job[data-job="fan"]')
+        counts = fan.find_element(By.CSS_SELECTOR, "text.items").text
+        expression = fan.find_element(By.CSS_SELECTOR, "text.expression").text
+
+    assert len(nodes) == 2  # the fan-out and its dependent, never a node per item
+    assert "fan-out" in (fan.get_attribute("class") or "").split()
+    assert counts == "0/10000 done, 0 failed, 100 running"
+    assert expression == "for_each input.items"

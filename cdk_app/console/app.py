@@ -144,7 +144,7 @@ def console_app(store: MongoStore, *, allow_actions: bool, hosts: list[str]) -> 
             found = store.read_run(run_id)
             if found is None:
                 return _problem(404, f"no run {run_id!r} in this database")
-            return JSONResponse(run_json(found, store.read_statuses(run_id), allow_actions))
+            return JSONResponse(run_json(found, store.read_statuses(run_id, items=False), allow_actions))
         except StoreError as exc:
             return _problem(503, str(exc))
 

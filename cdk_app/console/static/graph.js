@@ -8,8 +8,12 @@ const CHAR_WIDTH = 7.2;
 const PADDING = 12;
 const GATE = 6;
 
-function jobWidth(name) {
-  return Math.max(60, Math.round(name.length * CHAR_WIDTH + 2 * PADDING));
+const FAN_OUT_HEIGHT = 46;
+
+function jobWidth(job) {
+  // A fan-out is one node however many items it has: its name, then its expression and counts.
+  const lines = job.for_each ? [job.name, `for_each ${job.for_each}`, job.items || "not started"] : [job.name];
+  return Math.max(60, Math.round(Math.max(...lines.map((line) => line.length)) * CHAR_WIDTH + 2 * PADDING));
 }
 
 function layoutRun(phases) {
@@ -20,7 +24,7 @@ function layoutRun(phases) {
     const cluster = `phase:${phase.name}`;
     graph.setNode(cluster, { label: phase.name, paddingTop: 24 });
     for (const job of phase.jobs) {
-      graph.setNode(`job:${job.name}`, { width: jobWidth(job.name), height: NODE_HEIGHT });
+      graph.setNode(`job:${job.name}`, { width: jobWidth(job), height: job.for_each ? FAN_OUT_HEIGHT : NODE_HEIGHT });
       graph.setParent(`job:${job.name}`, cluster);
     }
   }
@@ -78,8 +82,17 @@ function drawRun(container, phases, onSelect) {
     for (const job of phase.jobs) {
       const box = graph.node(`job:${job.name}`);
       const group = svg("g", { class: "job", "data-job": job.name, tabindex: "0", role: "button" },
-        svg("rect", { x: box.x - box.width / 2, y: box.y - box.height / 2, width: box.width, height: box.height, rx: 4 }),
-        svg("text", { x: box.x, y: box.y + 4, "text-anchor": "middle" }, job.name));
+        svg("rect", { x: box.x - box.width / 2, y: box.y - box.height / 2, width: box.width, height: box.height, rx: 4 }));
+      if (job.for_each) {
+        const top = box.y - box.height / 2;
+        group.append(
+          svg("rect", { class: "fan-out-border", x: box.x - box.width / 2 + 3, y: top + 3, width: box.width - 6, height: box.height - 6, rx: 3 }),
+          svg("text", { x: box.x, y: top + 14, "text-anchor": "middle" }, job.name),
+          svg("text", { class: "expression", x: box.x, y: top + 27, "text-anchor": "middle" }, `for_each ${job.for_each}`),
+          svg("text", { class: "items", x: box.x, y: top + 40, "text-anchor": "middle" }, job.items || "not started"));
+      } else {
+        group.append(svg("text", { x: box.x, y: box.y + 4, "text-anchor": "middle" }, job.name));
+      }
       group.addEventListener("click", () => onSelect(job.name));
       group.addEventListener("keydown", (event) => { if (event.key === "Enter") onSelect(job.name); });
       nodes.append(group);
@@ -100,8 +113,10 @@ function paintRun(byJob, phases, selected) {
   for (const phase of phases) {
     for (const job of phase.jobs) {
       const group = byJob.get(job.name);
-      const classes = `job state-${job.state || "unknown"}${job.name === selected ? " selected" : ""}`;
+      const classes = `job state-${job.state || "unknown"}${job.for_each ? " fan-out" : ""}${job.name === selected ? " selected" : ""}`;
       if (group.getAttribute("class") !== classes) group.setAttribute("class", classes);
+      const counts = job.for_each && group.querySelector("text.items");
+      if (counts && counts.textContent !== (job.items || "not started")) counts.textContent = job.items || "not started";
     }
   }
 }

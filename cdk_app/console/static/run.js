@@ -35,6 +35,7 @@ function renderPanel(run) {
     el("h2", {}, `Job ${job.name}`),
     el("p", { class: `state state-${job.state}`, id: "panel-state" }, `${job.state} · attempt ${job.attempt} of ${job.retries + 1} allowed`),
     job.when ? el("p", {}, `when ${job.when}`) : null,
+    job.for_each ? el("p", { id: "panel-items" }, `for_each ${job.for_each}: ${job.items || "not started"}`) : null,
     job.kind !== "code" ? el("p", {}, job.kind === "wait" ? "a wait job: no code runs" : `an approval job${job.message ? `: ${job.message}` : ""}`) : null,
     job.state === "waiting" && job.due_at ? el("p", { id: "panel-due" }, `waiting until ${when(job.due_at)}${job.kind === "approval" ? " (then it times out)" : ""}`) : null,
     el("h3", {}, "Event"), pretty(event),
