@@ -7,15 +7,17 @@ jobs: an item's report touches its own document, its own lane and the job's coun
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 import pymongo
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, PyMongoError
 
-from runtime.documents import UPDATED_AT, JobState, RunState, run_filter
+from runtime.documents import EXPIRE_AT, UPDATED_AT, JobState, RunState, run_filter
 from runtime.engine import utcnow
 from runtime.errors import StoreError
 from runtime.items import (
@@ -23,6 +25,7 @@ from runtime.items import (
     INDEX,
     ITEM,
     ITEM_KEY,
+    RUN_ID,
     FanOut,
     Lane,
     fan_out_from_document,
@@ -123,6 +126,39 @@ class MongoItems:
             lambda: self.items.create_index(
                 [(name, pymongo.ASCENDING) for name in ITEM_KEY], name="one_item_per_index", unique=True
             ),
+        )
+        # TTL indexes holding only what has an expiry: a run's items and outputs go with it.
+        for collection, name in (
+            (self.items, "expire_ended_items"),
+            (self.outputs.outputs, "expire_ended_outputs"),
+        ):
+            _guard(
+                f"create the index {name}",
+                lambda collection=collection, name=name: collection.create_index(
+                    [(EXPIRE_AT, pymongo.ASCENDING)],
+                    name=name,
+                    expireAfterSeconds=0,
+                    partialFilterExpression={EXPIRE_AT: {"$type": "date"}},
+                ),
+            )
+
+    def expire(self, run_id: str, expire_at: datetime | None) -> None:
+        """Give the run's items and the outputs it keeps by reference (their ids begin with the
+        run id) the run's expiry, or take it off (``None``: a redrive keeps them again). Only
+        what has no expiry yet is written when one is set. GridFS files are not covered: MongoDB
+        cannot expire them, since a file is a document and its chunks."""
+        update: Document = (
+            {"$unset": {EXPIRE_AT: ""}} if expire_at is None else {"$set": {EXPIRE_AT: expire_at}}
+        )
+        unstamped: Document = {} if expire_at is None else {EXPIRE_AT: {"$exists": False}}
+        prefix = {"_id": {"$regex": f"^{re.escape(run_id)}/"}}
+        _guard(
+            "set the expiry of the run's items",
+            lambda: self.items.update_many({RUN_ID: run_id} | unstamped, update),
+        )
+        _guard(
+            "set the expiry of the run's outputs",
+            lambda: self.outputs.outputs.update_many(prefix | unstamped, update),
         )
 
     def insert_items(self, run_id: str, job: str, items: Sequence[Any]) -> None:

@@ -375,7 +375,8 @@ class MongoStore:
 
     def expire_statuses(self, run_id: str, expire_at: datetime | None) -> None:
         """Only the statuses without an expiry are written when one is set, so stamping again
-        for a late report touches that report alone."""
+        for a late report touches that report alone. The run's items and outputs kept by
+        reference get the same expiry."""
         query: Document = {RUN_ID: run_id}
         update: Document = {"$unset": {EXPIRE_AT: ""}}
         if expire_at is not None:
@@ -385,6 +386,7 @@ class MongoStore:
             f"set the expiry of run {run_id!r}'s statuses",
             lambda: self.statuses.update_many(query, update),
         )
+        self.items().expire(run_id, expire_at)
 
     def run_statuses(self, run_id: str) -> list[Document]:
         """The run's status documents as stored, in the order they were recorded."""

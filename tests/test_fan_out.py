@@ -379,3 +379,33 @@ def test_the_console_shows_a_fan_out_as_its_job_with_counts_not_its_items(store:
     assert (job["for_each"], job["items"]) == ("input.items", "5/5 done, 0 failed, 0 running")
     assert [(attempt["job"], attempt["attempt"]) for attempt in page["attempts"]] == [("fan", 1)]
     assert all(entry["status"] != "started" for entry in page["history"]), "no item's report"
+
+
+def test_a_runs_items_and_outputs_kept_by_reference_expire_with_it_and_a_redrive_keeps_them(
+    store: MongoStore,
+) -> None:
+    spec = workflow("kept", {"p": {"fan": {"for_each": "input.items"}}}, retention_days=7)
+    big = {"rows": ["x" * 100] * 3000}  # past what an event carries: kept in ``outputs``
+    outcome = Driver(store, spec, handlers={"fan": lambda e, c: big if e["index"] == 0 else {}}).run(
+        run_input={"items": [0, 1, 2]}
+    )
+    run_id = outcome.run["_id"]
+    expire_at = store.load_run(run_id)["expireAt"]  # type: ignore[index]
+    items = store.items().items
+    outputs = store.items().outputs.outputs
+
+    assert outcome.run["status"] == "succeeded"
+    assert [item.get("expireAt") for item in items.find({"runId": run_id})] == [expire_at] * 3
+    [kept] = list(outputs.find({"_id": {"$regex": f"^{run_id}/"}}))
+    assert kept["expireAt"] == expire_at
+    assert (
+        outputs.count_documents({"expireAt": {"$exists": True}, "_id": {"$not": {"$regex": f"^{run_id}/"}}})
+        == 0
+    )
+    indexes = {name for collection in (items, outputs) for name in collection.index_information()}
+    assert {"expire_ended_items", "expire_ended_outputs"} <= indexes
+
+    store.expire_statuses(run_id, None)  # what a redrive does
+
+    assert all("expireAt" not in item for item in items.find({"runId": run_id}))
+    assert "expireAt" not in outputs.find_one({"_id": kept["_id"]})  # type: ignore[operator]
