@@ -40,7 +40,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cdk_app.console.listing import RunFilters, count_by_state, runs_page
-from cdk_app.console.views import run_json, summary_json
+from cdk_app.console.views import run_json
+from cdk_app.local.timeline import summary_to_json
 from runtime.approvals import answer_approval
 from runtime.errors import RunError, StoreError
 from runtime.operations import OperationReceipt, request_cancel, request_redrive
@@ -133,7 +134,7 @@ def console_app(store: MongoStore, *, allow_actions: bool, hosts: list[str]) -> 
 
     def runs(request: Request) -> dict[str, Any]:
         found = runs_page(store, _filters(request), request.query_params.get("page") or None)
-        return {"runs": [summary_json(run) for run in found.runs], "next_page": found.next_page}
+        return {"runs": [summary_to_json(run) for run in found.runs], "next_page": found.next_page}
 
     def counts(request: Request) -> dict[str, Any]:
         return {"counts": count_by_state(store, _filters(request))}

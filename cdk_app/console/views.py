@@ -25,24 +25,11 @@ from runtime.documents import (
     StatusName,
     as_utc,
 )
-from runtime.run_listing import RunSummary
 
 
 def iso(value: datetime | None) -> str | None:
     moment = as_utc(value)
     return None if moment is None else moment.isoformat()
-
-
-def summary_json(run: RunSummary) -> dict[str, Any]:
-    return {
-        "run_id": run.run_id,
-        "workflow": run.workflow,
-        "status": run.status.value,
-        "phase": run.phase,
-        "created_at": iso(run.created_at),
-        "updated_at": iso(run.updated_at),
-        "error": run.error,
-    }
 
 
 def _phase_json(run: Run, phase: Phase) -> dict[str, Any]:

@@ -89,19 +89,21 @@ def offset(seconds: float) -> str:
 # --- runs ------------------------------------------------------------------------------------------
 
 
+def summary_to_json(run: RunSummary) -> dict[str, Any]:
+    """One run of a listing as JSON: a line of ``runs --json`` and of the console's runs page."""
+    return {
+        "run_id": run.run_id,
+        "workflow": run.workflow,
+        "status": run.status.value,
+        "phase": run.phase,
+        "created_at": iso(run.created_at),
+        "updated_at": iso(run.updated_at),
+        "error": run.error,
+    }
+
+
 def runs_to_json(runs: Sequence[RunSummary]) -> list[dict[str, Any]]:
-    return [
-        {
-            "run_id": run.run_id,
-            "workflow": run.workflow,
-            "status": run.status.value,
-            "phase": run.phase,
-            "created_at": iso(run.created_at),
-            "updated_at": iso(run.updated_at),
-            "error": run.error,
-        }
-        for run in runs
-    ]
+    return [summary_to_json(run) for run in runs]
 
 
 def runs_table(runs: Sequence[RunSummary], now: datetime) -> Table:
