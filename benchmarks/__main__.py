@@ -21,7 +21,7 @@ from typing import Any
 import pymongo
 
 from benchmarks import console, executions, fan_out, orchestration, reconciler, synth, timers, trigger
-from cdk_app.embedded_mongo import mongodb_uri
+from cdk_app.local.embedded_mongo import mongodb_uri
 from runtime import contracts
 
 RESULTS = Path(__file__).resolve().parent / "results.json"

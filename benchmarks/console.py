@@ -35,12 +35,12 @@ from benchmarks.orchestration import Progress
 from benchmarks.synth import generated_spec
 from cdk_app.console.browser import headless_chromium
 from cdk_app.console.server import serving_console
-from runtime.connection import cached_client
 from runtime.definition.loader import load_workflow
-from runtime.documents import JobState
-from runtime.runs import start_run
-from runtime.settings import StoreSettings
-from runtime.store import MongoStore
+from runtime.documents.run import JobState
+from runtime.service.runs import start_run
+from runtime.store.connection import cached_client
+from runtime.store.mongo import MongoStore
+from runtime.store.settings import StoreSettings
 
 RENDER_JOBS = 500
 MARKS = ("run-fetched", "graph-laid-out", "graph-drawn", "graph-painted")

@@ -19,9 +19,9 @@ from cdk_app.local.delivery import FaultSettings
 from cdk_app.local.runner import LocalRunner, RunOptions
 from runtime.definition.loader import workflow_from_document
 from runtime.definition.model import Workflow
-from runtime.documents import StatusEvent
-from runtime.settings import StoreSettings
-from runtime.store import MongoStore
+from runtime.documents.run import StatusEvent
+from runtime.store.mongo import MongoStore
+from runtime.store.settings import StoreSettings
 
 FAILURE_RATE = 0.2
 """How often a job's code raises on purpose."""

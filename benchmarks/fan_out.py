@@ -24,12 +24,12 @@ from cdk_app.local.atlas_events import envelope
 from cdk_app.local.runner import LocalRunner, RunOptions
 from runtime.definition.loader import workflow_from_document
 from runtime.definition.model import Workflow
-from runtime.documents import StatusEvent, StatusName
-from runtime.engine import utcnow
+from runtime.documents.run import StatusEvent, StatusName
+from runtime.engine.progress import utcnow
 from runtime.handlers.orchestrator import Orchestrator
-from runtime.runs import start_run
-from runtime.settings import StoreSettings
-from runtime.store import MongoStore
+from runtime.service.runs import start_run
+from runtime.store.mongo import MongoStore
+from runtime.store.settings import StoreSettings
 
 Document = dict[str, Any]
 

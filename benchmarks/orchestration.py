@@ -29,13 +29,13 @@ from benchmarks.seed_port import SeedOrchestratorJob, SeedStateMachineJob, seed_
 from cdk_app.local.atlas_events import envelope
 from runtime.definition.loader import load_workflow, workflow_from_document
 from runtime.definition.model import Workflow
-from runtime.documents import JobState, RunState, StatusEvent, StatusName
-from runtime.engine import utcnow
-from runtime.events import JobEvent
+from runtime.documents.events import JobEvent
+from runtime.documents.run import JobState, RunState, StatusEvent, StatusName
+from runtime.engine.progress import utcnow
 from runtime.handlers.orchestrator import Orchestrator
-from runtime.runs import start_run
-from runtime.settings import StoreSettings
-from runtime.store import MongoStore
+from runtime.service.runs import start_run
+from runtime.store.mongo import MongoStore
+from runtime.store.settings import StoreSettings
 
 Document = dict[str, Any]
 Progress = Callable[[str], None]

@@ -25,7 +25,7 @@ from benchmarks.orchestration import (
     scratch_databases,
 )
 from runtime.definition.model import Job, Phase, Workflow
-from runtime.documents import (
+from runtime.documents.run import (
     Document,
     JobRecord,
     JobState,
@@ -34,11 +34,11 @@ from runtime.documents import (
     StatusName,
     run_to_document,
 )
-from runtime.engine import utcnow
-from runtime.reconciler import Reconciler
-from runtime.runs import initial_run
-from runtime.settings import StoreSettings
-from runtime.store import MongoStore
+from runtime.engine.progress import utcnow
+from runtime.service.reconciler import Reconciler
+from runtime.service.runs import initial_run
+from runtime.store.mongo import MongoStore
+from runtime.store.settings import StoreSettings
 
 WORKFLOW = Workflow(
     name="reconcile_bench",
@@ -123,7 +123,7 @@ def _measured_pass(reconciler: Reconciler, counter: CommandCounter) -> dict[str,
 
 def reconciler_cost(uri: str, ended: int, running: int, progress: Progress) -> dict[str, Any]:
     """A pass that finds nothing to repair and one that repairs every running run."""
-    logging.getLogger("runtime.reconciler").setLevel(logging.ERROR)  # a line per repair, 50 times
+    logging.getLogger("runtime.service.reconciler").setLevel(logging.ERROR)  # a line per repair, 50 times
     with scratch_databases(uri, "reconcile") as (database,):
         counter = CommandCounter()
         client = new_client(uri, counter)

@@ -25,13 +25,13 @@ from benchmarks.orchestration import CountingDispatcher, Progress, new_client, s
 from cdk_app.local.atlas_events import envelope
 from cdk_app.local.runner import RunOptions
 from runtime.definition.model import Job, Phase, Workflow
-from runtime.documents import StatusName, as_utc
-from runtime.engine import utcnow
+from runtime.documents.run import StatusName, as_utc
+from runtime.engine.progress import utcnow
+from runtime.engine.timers import fire_due_timers, fire_timers_until
 from runtime.handlers.orchestrator import Orchestrator
-from runtime.runs import start_run
-from runtime.settings import StoreSettings
-from runtime.store import MongoStore
-from runtime.timers import fire_due_timers, fire_timers_until
+from runtime.service.runs import start_run
+from runtime.store.mongo import MongoStore
+from runtime.store.settings import StoreSettings
 
 WAITS = (2, 3, 4, 5)
 LOCAL_POLL_SECONDS = RunOptions().timer_seconds

@@ -28,10 +28,10 @@ from constructs.trigger import consumed_statuses, trigger_match
 from runtime import contracts
 from runtime.definition.loader import load_workflow
 from runtime.definition.model import Workflow
-from runtime.documents import RUN_ID, Document, StatusEvent
+from runtime.documents.run import RUN_ID, Document, StatusEvent
 from runtime.patterns import notifier_pattern, orchestrator_pattern
-from runtime.settings import StoreSettings
-from runtime.store import MongoStore
+from runtime.store.mongo import MongoStore
+from runtime.store.settings import StoreSettings
 
 if TYPE_CHECKING:
     from moto.events.utils import EventMessageType

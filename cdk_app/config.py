@@ -14,7 +14,7 @@ from pathlib import Path
 from constructs import Node
 from constructs.trigger import AtlasTrigger, ExistingEventBus, PartnerEventSource, TriggerWiring
 from runtime.errors import Problem, ProblemsError
-from runtime.settings import StoreSettings
+from runtime.store.settings import StoreSettings
 
 COMPLETE_SECRET_ARN = re.compile(r"arn:[\w-]+:secretsmanager:[\w-]+:\d{12}:secret:[\w/+=.@-]+-[A-Za-z0-9]{6}")
 """CDK imports a secret by ARN only when the ARN carries Secrets Manager's random suffix."""

@@ -3,7 +3,7 @@
 A command returns its outcome's exit code (a valid spec, a succeeded run: ``EXIT_OK``; problems
 found, a failed or cancelled run, a refused operation: ``EXIT_PROBLEMS``; a run still going on
 when ``status --wait`` gave up: ``EXIT_STILL_RUNNING``) and raises ``CommandError`` when it
-cannot do its job; ``cdk_app.cli.main`` alone turns that into ``<prog>: error: <message>`` on
+cannot do its job; ``cdk_app.cli.main.main`` alone turns that into ``<prog>: error: <message>`` on
 stderr.
 """
 

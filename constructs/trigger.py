@@ -20,7 +20,7 @@ from constructs import Construct
 from runtime.contracts import PARTNER_SOURCE_PREFIX
 from runtime.definition.model import NOTIFY_EVENTS, Workflow
 from runtime.patterns import ORCHESTRATOR_STATUSES
-from runtime.settings import StoreSettings
+from runtime.store.settings import StoreSettings
 
 if TYPE_CHECKING:
     from awscdk_resources_mongodbatlas import CfnTrigger

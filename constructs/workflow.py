@@ -37,7 +37,7 @@ from constructs.timers import timer_schedule
 from runtime import contracts, patterns
 from runtime.definition import model
 from runtime.errors import Problem, SpecError
-from runtime.settings import StoreSettings
+from runtime.store.settings import StoreSettings
 
 JOB_STACKS = 8
 """Nested stacks the job functions are spread over, by a hash of the job name. Fixed, so adding a
@@ -61,7 +61,7 @@ SYSTEM_FUNCTION_TIMEOUT = Duration.seconds(contracts.SYSTEM_FUNCTION_TIMEOUT_SEC
 """Of the orchestrator, notifier and starter: each handles one event."""
 
 RECONCILER_TIMEOUT = Duration.minutes(5)
-"""A pass repairs up to ``runtime.reconciler.RUNS_PER_PASS`` runs, a few commands each."""
+"""A pass repairs up to ``runtime.service.reconciler.RUNS_PER_PASS`` runs, a few commands each."""
 
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
 """Of the one log group all functions of a workflow write to."""

@@ -39,7 +39,7 @@ changed."""
 OUTPUT_INLINE_MAX_BYTES = EVENTBRIDGE_ENTRY_BYTES // 2
 """A job's output, as JSON, that travels in events: half an EventBridge entry, which the success
 event carries it in (with the envelope's fields and JSON's escapes that may grow it). A larger
-one is kept by reference (``runtime.outputs``)."""
+one is kept by reference (``runtime.store.outputs``)."""
 
 OUTPUT_MAX_BYTES = 64 * 1024 * 1024
 """A job's output, as JSON, at most: kept by reference (in GridFS past one MongoDB document), and

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from runtime.documents import ANSWER_STATUSES, OPERATION_STATUSES, StatusName
+from runtime.documents.run import ANSWER_STATUSES, OPERATION_STATUSES, StatusName
 
 ORCHESTRATOR_STATUSES = tuple(
     status.value

@@ -1,5 +1,5 @@
 """What the runtime needs from the world, behind small ports: the run store (MongoDB, in
-``runtime.store``), job dispatch and notifications (AWS, adapters here). The local runner plugs
+``runtime.store.mongo``), job dispatch and notifications (AWS, adapters here). The local runner plugs
 in-process adapters and fault-injecting wrappers into the same ports."""
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from runtime.definition.model import job_function_name
-from runtime.documents import Fields, JobRecord, Run, RunState, StatusEvent, StatusName
+from runtime.documents.events import JobEvent
+from runtime.documents.leases import Lease
+from runtime.documents.listing import RunSummary
+from runtime.documents.run import Fields, JobRecord, Run, RunState, StatusEvent, StatusName
 from runtime.errors import WorkflowError
-from runtime.events import JobEvent
-from runtime.item_store import ItemStore
-from runtime.leases import Lease
-from runtime.run_listing import RunSummary
+from runtime.store.items import ItemStore
 
 log = logging.getLogger(__name__)
 

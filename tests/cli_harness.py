@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from cdk_app.cli import main
+from cdk_app.cli.main import main
 
 
 @dataclass(frozen=True)

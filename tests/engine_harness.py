@@ -26,12 +26,12 @@ from cdk_app.local.atlas_events import envelope
 from cdk_app.local.faults import CrashingDispatcher, CrashingStore, CrashPlan, InjectedCrash, NoCrash
 from runtime.definition.loader import load_workflow
 from runtime.definition.model import Job, Phase, RetryPolicy, Workflow
-from runtime.events import JobEvent
+from runtime.documents.events import JobEvent
 from runtime.handlers.job import UserHandler, run_attempt, stub_handler
 from runtime.handlers.orchestrator import Orchestrator
 from runtime.patterns import ORCHESTRATOR_STATUSES
-from runtime.runs import start_run
-from runtime.store import MongoStore
+from runtime.service.runs import start_run
+from runtime.store.mongo import MongoStore
 
 
 class RecordingDispatcher:

@@ -1,6 +1,6 @@
 """A real MongoDB server for the tests: SecantusDB started as its own process on a free port,
 or whatever ``MONGODB_URI`` points at (a real mongod or Atlas). No mongomock anywhere. The server
-itself is ``cdk_app.embedded_mongo``, which the local runner starts too."""
+itself is ``cdk_app.local.embedded_mongo``, which the local runner starts too."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pymongo
 import pytest
 
-from cdk_app.embedded_mongo import mongodb_uri
-from runtime.settings import StoreSettings
+from cdk_app.local.embedded_mongo import mongodb_uri
+from runtime.store.settings import StoreSettings
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pymongo
 import pytest
 
-from cdk_app.cli import main
+from cdk_app.cli.main import main
 from runtime.definition.loader import spec_files
 
 ROOT = Path(__file__).resolve().parents[1]

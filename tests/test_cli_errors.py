@@ -1,5 +1,5 @@
 """One convention for how every CLI command ends: ``<prog>: error: <message>`` on stderr and an
-exit code from ``cdk_app.errors``, printed in one place (``cdk_app.cli.main``)."""
+exit code from ``cdk_app.errors``, printed in one place (``cdk_app.cli.main.main``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cdk_app.cli import main
+from cdk_app.cli.main import main
 from cdk_app.errors import EXIT_INTERRUPTED, EXIT_USAGE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,10 +48,10 @@ def test_every_command_reports_a_usage_error_as_one_prog_error_line(
 @pytest.mark.parametrize(
     ("target", "argv"),
     [
-        ("cdk_app.cli.check_specs", ["validate", "workflows"]),
-        ("cdk_app.cli.load_workflow", ["graph", "workflows/catch_the_fish.yaml"]),
+        ("cdk_app.cli.main.check_specs", ["validate", "workflows"]),
+        ("cdk_app.cli.main.load_workflow", ["graph", "workflows/catch_the_fish.yaml"]),
         (
-            "cdk_app.local.commands.load_workflow",
+            "cdk_app.cli.run.load_workflow",
             ["start", "workflows/catch_the_fish.yaml", "--mongo-uri", "x"],
         ),
     ],

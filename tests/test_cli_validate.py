@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cdk_app.cli import main
+from cdk_app.cli.main import main
 from cdk_app.graph import render_dot, render_mermaid
 from runtime.definition.loader import load_workflow, spec_files
 

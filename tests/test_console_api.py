@@ -22,12 +22,12 @@ import pytest
 
 from cdk_app.console.listing import RunFilters, runs_page
 from cdk_app.console.server import serving_console
-from runtime.connection import cached_client
 from runtime.definition.loader import load_workflow
-from runtime.documents import StatusEvent, StatusName
-from runtime.runs import start_run
-from runtime.settings import StoreSettings
-from runtime.store import MongoStore
+from runtime.documents.run import StatusEvent, StatusName
+from runtime.service.runs import start_run
+from runtime.store.connection import cached_client
+from runtime.store.mongo import MongoStore
+from runtime.store.settings import StoreSettings
 from tests.cli_harness import cli
 
 REPO = Path(__file__).resolve().parents[1]

@@ -21,13 +21,13 @@ from selenium.webdriver.support.ui import WebDriverWait
 from cdk_app.console.browser import BrowserMissing, headless_chromium
 from cdk_app.console.server import serving_console
 from cdk_app.local.atlas_events import envelope
-from runtime.connection import cached_client
 from runtime.definition.loader import load_workflow, workflow_from_document
-from runtime.documents import StatusName
+from runtime.documents.run import StatusName
 from runtime.handlers.orchestrator import Orchestrator
-from runtime.runs import start_run
-from runtime.settings import StoreSettings
-from runtime.store import MongoStore
+from runtime.service.runs import start_run
+from runtime.store.connection import cached_client
+from runtime.store.mongo import MongoStore
+from runtime.store.settings import StoreSettings
 from tests.engine_harness import RecordingDispatcher
 from tests.test_dev_server import DEV_SPECS, WAIT, DevProcess, dev_server, wait_until
 

@@ -26,7 +26,7 @@ from constructs.trigger import (
 )
 from runtime import patterns
 from runtime.definition.model import NOTIFY_EVENTS, Notify
-from runtime.settings import StoreSettings
+from runtime.store.settings import StoreSettings
 from tests.cdk_fixtures import catch_the_fish, make_app
 
 

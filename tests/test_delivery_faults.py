@@ -16,16 +16,16 @@ from cdk_app.local.atlas_events import envelope
 from cdk_app.local.faults import InjectedCrash
 from runtime import limits
 from runtime.definition.model import Workflow
-from runtime.documents import JobState, StatusEvent, StatusName
-from runtime.engine import utcnow
+from runtime.documents.events import JobEvent
+from runtime.documents.leases import Lease, lease_id
+from runtime.documents.run import JobState, StatusEvent, StatusName
+from runtime.engine.progress import utcnow
 from runtime.errors import DocumentRejected
-from runtime.events import JobEvent
 from runtime.handlers.job import LeaseSettings, run_attempt
 from runtime.handlers.orchestrator import DISPATCH_BATCH, Orchestrator
-from runtime.leases import Lease, lease_id
-from runtime.runs import start_run
-from runtime.settings import StoreSettings
-from runtime.store import MongoStore
+from runtime.service.runs import start_run
+from runtime.store.mongo import MongoStore
+from runtime.store.settings import StoreSettings
 from tests.engine_harness import Driver, RecordingDispatcher, workflow
 
 pytestmark = pytest.mark.faults

@@ -8,8 +8,8 @@ from typing import Any
 import pymongo
 import pytest
 
-from runtime.settings import StoreSettings
-from runtime.store import MongoStore
+from runtime.store.mongo import MongoStore
+from runtime.store.settings import StoreSettings
 from tests.engine_harness import CATCH_THE_FISH, Driver, workflow
 
 

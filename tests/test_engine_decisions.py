@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 
 from runtime import limits
-from runtime.attempts import plan_give_up
 from runtime.definition.model import Job, Phase, Workflow
-from runtime.documents import JobRecord, JobState, Run, RunState, StatusEvent, StatusName
-from runtime.engine import (
+from runtime.documents.events import FailureRecord, JobEvent
+from runtime.documents.leases import Lease
+from runtime.documents.run import JobRecord, JobState, Run, RunState, StatusEvent, StatusName
+from runtime.engine.attempts import plan_give_up
+from runtime.engine.progress import (
     Rejection,
     Transition,
     advance_phase,
@@ -27,10 +29,8 @@ from runtime.engine import (
     plan_success,
     ready_jobs,
 )
-from runtime.events import FailureRecord, JobEvent
-from runtime.leases import Lease
-from runtime.replay import replay
-from runtime.runs import initial_run
+from runtime.engine.replay import replay
+from runtime.service.runs import initial_run
 from tests.engine_harness import job_settings
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -615,6 +615,6 @@ def test_lambda_giving_up_counts_as_the_attempts_failure_unless_the_attempt_is_a
 
 
 def test_the_engine_imports_without_mongodb() -> None:
-    code = "import sys, runtime.engine; assert 'pymongo' not in sys.modules, sorted(sys.modules)"
+    code = "import sys, runtime.engine.progress; assert 'pymongo' not in sys.modules, sorted(sys.modules)"
     root = Path(__file__).resolve().parent.parent
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root)

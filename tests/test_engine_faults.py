@@ -22,16 +22,16 @@ from cdk_app.local.atlas_events import envelope
 from cdk_app.local.faults import CrashAtStep, CrashingStore, InjectedCrash
 from runtime import limits
 from runtime.definition.model import Job, Phase, Workflow
-from runtime.documents import StatusEvent, StatusName, terminal_id
-from runtime.engine import utcnow
-from runtime.events import JobEvent, parse_status_event
+from runtime.documents.events import JobEvent, parse_status_event
+from runtime.documents.leases import Lease, lease_id
+from runtime.documents.run import StatusEvent, StatusName, terminal_id
+from runtime.engine.progress import utcnow
 from runtime.handlers.job import run_attempt, stub_handler
 from runtime.handlers.orchestrator import Orchestrator
-from runtime.leases import Lease, lease_id
 from runtime.ports import InvocationRefused
-from runtime.runs import start_run
-from runtime.settings import StoreSettings
-from runtime.store import MongoStore
+from runtime.service.runs import start_run
+from runtime.store.mongo import MongoStore
+from runtime.store.settings import StoreSettings
 from tests.engine_harness import (
     CATCH_THE_FISH,
     Driver,

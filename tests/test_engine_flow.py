@@ -14,15 +14,15 @@ from cdk_app.local.atlas_events import envelope
 from cdk_app.local.faults import CrashAtStep
 from runtime.definition.loader import workflow_from_document
 from runtime.definition.model import HANDLERS_PHASE, Workflow
-from runtime.documents import JobRecord, JobState, Run, RunState, StatusEvent, StatusName
-from runtime.engine import Transition, decide, plan_progress, reopened
-from runtime.failures import Failure
+from runtime.documents.failures import Failure
+from runtime.documents.run import JobRecord, JobState, Run, RunState, StatusEvent, StatusName
+from runtime.engine.progress import Transition, decide, plan_progress, reopened
 from runtime.handlers.notifier import compose
 from runtime.handlers.orchestrator import Orchestrator
-from runtime.operations import request_redrive
-from runtime.runs import start_run
-from runtime.settings import StoreSettings
-from runtime.store import MongoStore
+from runtime.service.operations import request_redrive
+from runtime.service.runs import start_run
+from runtime.store.mongo import MongoStore
+from runtime.store.settings import StoreSettings
 from tests.engine_harness import Driver, Faults, RecordingDispatcher, race_orchestrators
 from tests.test_engine_decisions import (
     NOW,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from runtime.documents import (
+from runtime.documents.run import (
     JobRecord,
     JobState,
     Run,
@@ -19,11 +19,11 @@ from runtime.documents import (
     StatusName,
     status_from_document,
 )
-from runtime.engine import Expiry, Rejection, Transition, decide, plan_cancel, plan_redrive
+from runtime.engine.progress import Expiry, Rejection, Transition, decide, plan_cancel, plan_redrive
+from runtime.engine.replay import replay
 from runtime.errors import EventError
 from runtime.handlers.notifier import compose
 from runtime.patterns import ORCHESTRATOR_STATUSES
-from runtime.replay import replay
 from tests.test_engine_decisions import (
     NOW,
     SKIPPED,

@@ -10,12 +10,12 @@ from datetime import timedelta
 
 import pytest
 
-from runtime import retry
 from runtime.definition.model import Approval, Job, Phase, RetryPolicy, Workflow
-from runtime.documents import JobRecord, JobState, Run, RunState, StatusEvent, StatusName
-from runtime.engine import Rejection, Transition, decide
-from runtime.runs import initial_run
-from runtime.timers import APPROVAL_TIMED_OUT, RUN_DEADLINE_EXCEEDED, pending_timers, timer_event
+from runtime.documents.run import JobRecord, JobState, Run, RunState, StatusEvent, StatusName
+from runtime.engine import retry
+from runtime.engine.progress import Rejection, Transition, decide
+from runtime.engine.timers import APPROVAL_TIMED_OUT, RUN_DEADLINE_EXCEEDED, pending_timers, timer_event
+from runtime.service.runs import initial_run
 from tests.test_engine_decisions import NOW, START_KEY, dispatched, failure, jobs_of, report, states_after
 
 LAMBDA_GAVE_UP = "Lambda gave up on the invocation (RetriesExhausted)"

@@ -8,10 +8,10 @@ from dataclasses import replace
 from datetime import timedelta
 
 from runtime.definition.model import HANDLERS_PHASE
-from runtime.documents import JobRecord, JobState, Run, RunState, StatusName
-from runtime.engine import decide
-from runtime.failures import Failure
-from runtime.timers import APPROVAL_TIMED_OUT, RUN_DEADLINE_EXCEEDED, timer_event
+from runtime.documents.failures import Failure
+from runtime.documents.run import JobRecord, JobState, Run, RunState, StatusName
+from runtime.engine.progress import decide
+from runtime.engine.timers import APPROVAL_TIMED_OUT, RUN_DEADLINE_EXCEEDED, timer_event
 from tests.test_engine_decisions import (
     NOW,
     START_KEY,

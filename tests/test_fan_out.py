@@ -12,18 +12,18 @@ import pymongo
 import pytest
 
 from runtime import limits
-from runtime.attempts import attempt_blocked
 from runtime.definition.loader import workflow_from_document
-from runtime.documents import JobRecord, JobState, RunState, StatusName
-from runtime.engine import Transition, decide
+from runtime.documents.events import JobEvent
+from runtime.documents.items import MAX_ITEMS, FanOut, Lane, allowed_failures
+from runtime.documents.run import JobRecord, JobState, RunState, StatusName
+from runtime.engine.attempts import attempt_blocked
+from runtime.engine.fanout import results_read
+from runtime.engine.progress import Transition, decide
 from runtime.errors import SpecError
-from runtime.events import JobEvent
-from runtime.fanout import results_read
-from runtime.items import MAX_ITEMS, FanOut, Lane, allowed_failures
-from runtime.operations import request_redrive
-from runtime.runs import start_run
-from runtime.settings import StoreSettings
-from runtime.store import MongoStore
+from runtime.service.operations import request_redrive
+from runtime.service.runs import start_run
+from runtime.store.mongo import MongoStore
+from runtime.store.settings import StoreSettings
 from tests.engine_harness import Driver, workflow
 from tests.test_engine_decisions import NOW, report, run_of
 from tests.test_operations_faults import Cloud

@@ -18,12 +18,12 @@ import pytest
 from benchmarks.orchestration import race
 from cdk_app.local.atlas_events import envelope
 from cdk_app.local.faults import CrashAtStep, CrashingDispatcher, CrashingStore, InjectedCrash, RandomCrash
-from runtime.events import JobEvent
-from runtime.handlers.items import FanOutContexts
+from runtime.documents.events import JobEvent
 from runtime.handlers.orchestrator import Orchestrator
-from runtime.runs import start_run
-from runtime.settings import StoreSettings
-from runtime.store import MongoStore
+from runtime.service.fan_out import FanOutContexts
+from runtime.service.runs import start_run
+from runtime.store.mongo import MongoStore
+from runtime.store.settings import StoreSettings
 from tests.engine_harness import Driver, Faults, workflow
 
 pytestmark = pytest.mark.faults
@@ -340,7 +340,7 @@ def test_the_items_of_a_fan_out_share_one_read_of_the_run_per_process(
 
 def test_the_reconciler_applies_the_item_reports_whose_events_were_lost(store: MongoStore) -> None:
     from runtime.handlers.job import run_attempt
-    from runtime.reconciler import Reconciler
+    from runtime.service.reconciler import Reconciler
     from tests.engine_harness import RecordingDispatcher
 
     spec = workflow("lost", {"p": {"fan": {"for_each": "input.items", "max_concurrency": 2, "retries": 1}}})

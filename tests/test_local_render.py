@@ -8,8 +8,8 @@ import io
 import pytest
 from rich.console import Console
 
-from cdk_app.local.render import OUTPUT_COLUMN, cut_middle, print_summary
-from cdk_app.local.report import JobReport, RunReport
+from cdk_app.terminal.render import OUTPUT_COLUMN, cut_middle, print_summary
+from cdk_app.terminal.report import JobReport, RunReport
 
 OUTPUT = {"rows": 12, "source": "s3://bucket/exports/2026/11/27/customers-with-addresses.csv", "ok": True}
 OUTPUT_TEXT = (

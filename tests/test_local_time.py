@@ -16,11 +16,11 @@ import pymongo
 import pytest
 from rich.console import Console
 
-from cdk_app.local.render import Progress
+from cdk_app.terminal.render import Progress
 from runtime.definition.loader import load_workflow
-from runtime.documents import StatusEvent, StatusName
+from runtime.documents.run import StatusEvent, StatusName
 from runtime.handlers.notifier import compose
-from runtime.store import MongoStore
+from runtime.store.mongo import MongoStore
 from tests.cli_harness import CliResult, cli
 from tests.test_dev_server import WAIT, dev_server, wait_until
 

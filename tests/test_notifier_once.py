@@ -17,13 +17,13 @@ from botocore.stub import Stubber
 from cdk_app.local.atlas_events import envelope
 from cdk_app.local.cloud import LocalNotifier
 from cdk_app.local.faults import CrashAtStep, CrashingClaims, CrashPlan, InjectedCrash, NoCrash
-from runtime.documents import StatusEvent, StatusName
-from runtime.engine import utcnow
+from runtime.documents.run import StatusEvent, StatusName
+from runtime.engine.progress import utcnow
 from runtime.handlers import notifier
 from runtime.handlers.notifier import NotifierService
 from runtime.ports import NotifyError
-from runtime.settings import StoreSettings
-from runtime.store import MongoStore
+from runtime.store.mongo import MongoStore
+from runtime.store.settings import StoreSettings
 
 pytestmark = pytest.mark.faults
 

@@ -1,4 +1,4 @@
-"""Operations on runs (runtime/operations.py) against a real MongoDB server: what a request
+"""Operations on runs (runtime/service/operations.py) against a real MongoDB server: what a request
 records and what it refuses, listings, history and waiting. What the engine then does with a
 request is in tests/test_engine_operations.py."""
 
@@ -16,19 +16,13 @@ import pymongo
 import pytest
 
 from runtime.definition.model import Workflow
-from runtime.documents import RunState
+from runtime.documents.run import RunState
 from runtime.errors import RunError
 from runtime.handlers import starter
-from runtime.operations import (
-    list_runs,
-    request_cancel,
-    request_redrive,
-    run_history,
-    wait_for_end,
-)
-from runtime.runs import start_run
-from runtime.settings import StoreSettings
-from runtime.store import RUN_INDEXES, STATUS_INDEXES, MongoStore
+from runtime.service.operations import list_runs, request_cancel, request_redrive, run_history, wait_for_end
+from runtime.service.runs import start_run
+from runtime.store.mongo import RUN_INDEXES, STATUS_INDEXES, MongoStore
+from runtime.store.settings import StoreSettings
 from tests.engine_harness import CATCH_THE_FISH, workflow
 
 

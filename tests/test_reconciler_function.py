@@ -10,10 +10,10 @@ import pymongo
 import pytest
 
 from runtime.handlers import reconciler as reconciler_function
-from runtime.reconciler import Reconciler
-from runtime.runs import start_run
-from runtime.settings import StoreSettings
-from runtime.store import MongoStore
+from runtime.service.reconciler import Reconciler
+from runtime.service.runs import start_run
+from runtime.store.mongo import MongoStore
+from runtime.store.settings import StoreSettings
 from tests.engine_harness import RecordingDispatcher, workflow
 
 LINE = workflow("line", {"p": {"a": {}}})

@@ -9,17 +9,17 @@ import pymongo
 import pytest
 
 from cdk_app.local.atlas_events import envelope
+from runtime.definition.input_check import InputRefused
 from runtime.definition.loader import workflow_from_document
-from runtime.documents import StatusEvent, StatusName
-from runtime.engine import utcnow
+from runtime.documents.run import StatusEvent, StatusName
+from runtime.engine.progress import utcnow
 from runtime.errors import RunError
 from runtime.handlers import job as job_wrapper
 from runtime.handlers import starter
 from runtime.handlers.notifier import NotifierService
-from runtime.input_check import InputRefused
-from runtime.runs import start_run
-from runtime.settings import StoreSettings
-from runtime.store import MongoStore
+from runtime.service.runs import start_run
+from runtime.store.mongo import MongoStore
+from runtime.store.settings import StoreSettings
 from tests.engine_harness import CATCH_THE_FISH, workflow
 
 

@@ -12,10 +12,9 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from runtime.connection import read_connection_string
-from runtime.documents import StatusEvent, StatusName
+from runtime.documents.events import JobEvent
+from runtime.documents.run import StatusEvent, StatusName
 from runtime.errors import StoreError
-from runtime.events import JobEvent
 from runtime.handlers.notifier import NotifierService, compose
 from runtime.ports import (
     DispatchError,
@@ -25,6 +24,7 @@ from runtime.ports import (
     SlackNotifier,
     SnsNotifier,
 )
+from runtime.store.connection import read_connection_string
 
 REGION = "us-east-1"
 SECRET_ARN = "arn:aws:secretsmanager:us-east-1:111111111111:secret:mongodb-AbCdEf"

@@ -21,7 +21,7 @@ from aws_cdk.assertions import Template
 from cdk_app.app import build
 from cdk_app.config import AppConfig
 from runtime.definition.model import Job, Phase, Workflow
-from runtime.settings import StoreSettings
+from runtime.store.settings import StoreSettings
 from tests.cdk_fixtures import REPO, catch_the_fish, cdk_json_context, logical_id
 from tests.lambda_sandbox import FakeAws, fake_aws, invoke, lambda_runtime_folder
 

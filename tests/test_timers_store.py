@@ -13,16 +13,16 @@ from typing import Any
 import pymongo
 import pytest
 
-from runtime.approvals import answer_approval
 from runtime.definition.model import Approval, Job, Phase, RetryPolicy, Workflow
-from runtime.documents import WAKE_AT, JobState, RunState, StatusName
-from runtime.engine import utcnow
+from runtime.documents.run import WAKE_AT, JobState, RunState, StatusName
+from runtime.engine.progress import utcnow
+from runtime.engine.timers import fire_due_timers, fire_timers_until
 from runtime.errors import RunError
 from runtime.handlers.orchestrator import Orchestrator
-from runtime.runs import start_run
-from runtime.settings import StoreSettings
-from runtime.store import MongoStore
-from runtime.timers import fire_due_timers, fire_timers_until
+from runtime.service.approvals import answer_approval
+from runtime.service.runs import start_run
+from runtime.store.mongo import MongoStore
+from runtime.store.settings import StoreSettings
 from tests.engine_harness import RecordingDispatcher
 from tests.test_operations import starter_of
 

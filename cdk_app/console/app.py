@@ -41,11 +41,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cdk_app.console.listing import RunFilters, count_by_state, runs_page
 from cdk_app.console.views import run_json
-from cdk_app.local.timeline import summary_to_json
-from runtime.approvals import answer_approval
+from cdk_app.terminal.timeline import summary_to_json
 from runtime.errors import RunError, StoreError
-from runtime.operations import OperationReceipt, request_cancel, request_redrive
-from runtime.store import MongoStore
+from runtime.service.approvals import answer_approval
+from runtime.service.operations import OperationReceipt, request_cancel, request_redrive
+from runtime.store.mongo import MongoStore
 
 STATIC = Path(__file__).resolve().parent / "static"
 REPO = Path(__file__).resolve().parents[2]

@@ -2,7 +2,7 @@
 
 A page is a keyset page: the next one starts at the creation time (and ids) of the last run
 shown, so page 1,000 costs what page 1 does. Every query names its states (all four when not
-filtered) and bounds ``createdAt``, which is what the run indexes (``runtime.store.RUN_INDEXES``)
+filtered) and bounds ``createdAt``, which is what the run indexes (``runtime.store.mongo.RUN_INDEXES``)
 serve newest first on MongoDB: one range per state, merged. No ``hint``: MongoDB's planner picks
 those indexes by itself, and SecantusDB (the embedded server), which scans rather than reads
 index ranges in order, answers faster without one. The text search is a filter on top of that
@@ -21,10 +21,10 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
-from runtime.documents import CREATED_AT, RunState
+from runtime.documents.listing import SUMMARY_FIELDS, RunSummary, runs_search_query, summary_from_document
+from runtime.documents.run import CREATED_AT, RunState
 from runtime.errors import RunError, StoreError
-from runtime.run_listing import SUMMARY_FIELDS, RunSummary, runs_search_query, summary_from_document
-from runtime.store import DESC, MongoStore
+from runtime.store.mongo import DESC, MongoStore
 
 PAGE_SIZE = 50
 

@@ -19,13 +19,13 @@ import uvicorn
 from rich.console import Console
 from rich.markup import escape
 
+from cdk_app.cli.store_options import add_store_arguments, open_store
 from cdk_app.console.app import LAYOUT_LIBRARY, console_app
 from cdk_app.errors import EXIT_OK, EXIT_USAGE, CommandError
-from cdk_app.local.store_options import add_store_arguments, open_store
-from runtime.store import MongoStore
+from runtime.store.mongo import MongoStore
 
 if TYPE_CHECKING:
-    from cdk_app.cli import Subparsers
+    from cdk_app.cli.main import Subparsers
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from runtime.definition.model import Phase
-from runtime.documents import (
+from runtime.documents.run import (
     ENDED,
     REDRIVABLE,
     TERMINAL_JOB_STATUSES,

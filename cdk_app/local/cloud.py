@@ -24,15 +24,15 @@ from cdk_app.local.faults import CrashingClaims, CrashingDispatcher, CrashingSto
 from cdk_app.local.jobs import JOB_INVOCATION_TRIES, context_for, on_failure_record
 from runtime import limits
 from runtime.definition.model import Job, Workflow, job_function_name
-from runtime.documents import Document, StatusEvent
-from runtime.events import JobEvent
-from runtime.handlers.items import FanOutContexts
+from runtime.documents.events import JobEvent
+from runtime.documents.run import Document, StatusEvent
 from runtime.handlers.job import LeaseSettings, UserHandler, run_attempt
 from runtime.handlers.notifier import NotifierService
 from runtime.handlers.orchestrator import Orchestrator
 from runtime.patterns import notifier_pattern, orchestrator_pattern
 from runtime.ports import REFUSALS, InvocationRefused
-from runtime.store import MongoStore
+from runtime.service.fan_out import FanOutContexts
+from runtime.store.mongo import MongoStore
 
 if TYPE_CHECKING:
     from moto.events.models import EventPattern

@@ -29,30 +29,30 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.markup import escape
 
+from cdk_app.cli.store_options import MongoAddress, add_store_arguments, connect, given_address
 from cdk_app.console.server import add_console_arguments, serving_console
-from cdk_app.embedded_mongo import EmbeddedMongo, free_port
 from cdk_app.errors import EXIT_OK, EXIT_USAGE, CommandError
 from cdk_app.local.cloud import CloudOptions, JobFunction, LocalCloud, Rule, workflow_rules
 from cdk_app.local.delivery import FaultSettings
+from cdk_app.local.embedded_mongo import EmbeddedMongo, free_port
 from cdk_app.local.jobs import load_fresh_job_handler
-from cdk_app.local.store_options import MongoAddress, add_store_arguments, connect, given_address
-from cdk_app.local.timeline import STATUS_STYLES, first_line
 from cdk_app.local.timeouts import GRACE as TIMEOUT_GRACE
 from cdk_app.local.timeouts import TimeoutWatch
 from cdk_app.project import workflows_dir
-from runtime.approvals import approval_commands
+from cdk_app.terminal.timeline import STATUS_STYLES, first_line
 from runtime.definition.loader import check_specs
 from runtime.definition.model import Job, Workflow
-from runtime.documents import RUN_ID, WORKFLOW, Document, StatusEvent, StatusName, status_from_document
-from runtime.engine import utcnow
+from runtime.documents.run import RUN_ID, WORKFLOW, Document, StatusEvent, StatusName, status_from_document
+from runtime.engine.progress import utcnow
+from runtime.engine.timers import fire_due_timers
 from runtime.errors import EventError
 from runtime.handlers.job import UserHandler
-from runtime.reconciler import RUNS_PER_PASS, Reconciler
-from runtime.store import MongoStore
-from runtime.timers import fire_due_timers
+from runtime.service.approvals import approval_commands
+from runtime.service.reconciler import RUNS_PER_PASS, Reconciler
+from runtime.store.mongo import MongoStore
 
 if TYPE_CHECKING:
-    from cdk_app.cli import Subparsers
+    from cdk_app.cli.main import Subparsers
 
 log = logging.getLogger(__name__)
 

@@ -13,13 +13,13 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
-from runtime.documents import Fields, JobRecord, Run, RunState, StatusEvent, StatusName
-from runtime.events import JobEvent
-from runtime.item_store import ClaimedItem, ItemStore, LaneView
-from runtime.items import Lane
-from runtime.leases import Lease
+from runtime.documents.events import JobEvent
+from runtime.documents.items import Lane
+from runtime.documents.leases import Lease
+from runtime.documents.listing import RunSummary
+from runtime.documents.run import Fields, JobRecord, Run, RunState, StatusEvent, StatusName
 from runtime.ports import Dispatcher, NotificationClaims, RunStore
-from runtime.run_listing import RunSummary
+from runtime.store.items import ClaimedItem, ItemStore, LaneView
 
 T = TypeVar("T")
 

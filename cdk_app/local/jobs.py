@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from runtime.definition.model import JOB_ASYNC_RETRIES, Job, Workflow, job_function_name
+from runtime.documents.events import JobEvent
 from runtime.errors import RunError
-from runtime.events import JobEvent
 from runtime.handlers.job import UserHandler, stub_handler
 
 JOB_INVOCATION_TRIES = JOB_ASYNC_RETRIES + 1

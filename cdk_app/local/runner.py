@@ -17,17 +17,17 @@ from typing import Any
 
 from cdk_app.local.cloud import CloudOptions, JobFunction, LocalCloud, RunObserver, Ticking, workflow_rules
 from cdk_app.local.delivery import FaultSettings
-from cdk_app.local.report import RunReport, summarize
 from cdk_app.local.timeouts import TimeoutWatch
+from cdk_app.terminal.report import RunReport, summarize
 from runtime.definition.model import Workflow
-from runtime.documents import RUN_ENDS, RUN_ID, JobState, status_from_document
-from runtime.engine import utcnow
+from runtime.documents.run import RUN_ENDS, RUN_ID, JobState, status_from_document
+from runtime.engine.progress import utcnow
+from runtime.engine.timers import fire_due_timers
 from runtime.errors import EventError
 from runtime.handlers.job import UserHandler
-from runtime.reconciler import Reconciler
-from runtime.runs import start_run
-from runtime.store import MongoStore
-from runtime.timers import fire_due_timers
+from runtime.service.reconciler import Reconciler
+from runtime.service.runs import start_run
+from runtime.store.mongo import MongoStore
 
 log = logging.getLogger(__name__)
 

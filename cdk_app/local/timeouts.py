@@ -13,10 +13,10 @@ from datetime import datetime, timedelta
 
 from cdk_app.local.cloud import LocalCloud
 from runtime.definition.model import Job
-from runtime.documents import JobState, Run, RunState, StatusName
-from runtime.engine import age, utcnow
-from runtime.events import JobEvent
-from runtime.joins import job_event
+from runtime.documents.events import JobEvent
+from runtime.documents.run import JobState, Run, RunState, StatusName
+from runtime.engine.joins import job_event
+from runtime.engine.progress import age, utcnow
 from runtime.ports import RunStore
 
 GRACE = timedelta(seconds=1)

@@ -10,9 +10,9 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from runtime.definition.input_check import input_problems
 from runtime.definition.reading import read_spec_file
 from runtime.definition.report import JsonPath, Report, kind_of
-from runtime.input_check import input_problems
 
 WHERE: JsonPath = ("input_schema",)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from runtime.documents import JOB_STATUSES, RUN_STATUSES, StatusName
+from runtime.documents.run import JOB_STATUSES, RUN_STATUSES, StatusName
 
 NOTIFY_EVENTS = tuple(
     status.value for status in (*JOB_STATUSES, *RUN_STATUSES, StatusName.APPROVAL_REQUESTED)
@@ -169,7 +169,7 @@ class Job:
     """Statements the job's role gets on top of what every job's role has."""
     for_each: str | None = None
     """JMESPath over ``{"input", "results"}`` giving the array of items the job runs once for
-    each (``runtime.fanout``); None: the job runs once."""
+    each (``runtime.engine.fanout``); None: the job runs once."""
     max_concurrency: int = 100
     """Items of a ``for_each`` job in flight at once (1-1000)."""
     tolerated_failures: int | str = 0

@@ -31,12 +31,12 @@ import bson
 import bson.errors
 
 from runtime import contracts, limits
-from runtime.attempts import attempt_blocked
-from runtime.documents import StatusEvent, StatusName
-from runtime.engine import utcnow
+from runtime.documents.events import JobEvent, parse_job_event
+from runtime.documents.leases import Lease, lease_id
+from runtime.documents.run import StatusEvent, StatusName
+from runtime.engine.attempts import attempt_blocked
+from runtime.engine.progress import utcnow
 from runtime.errors import EventError
-from runtime.events import JobEvent, parse_job_event
-from runtime.leases import Lease, lease_id
 from runtime.ports import RunStore
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def _status(event: JobEvent, status: StatusName, **fields: Any) -> StatusEvent:
 
 def _success(store: RunStore, event: JobEvent, output: Any) -> StatusEvent:
     """The attempt's ``success``: with its output, or with the reference to it when it is too
-    large for an event (``runtime.outputs``)."""
+    large for an event (``runtime.store.outputs``)."""
     size = _check_output(output)
     if size <= limits.OUTPUT_INLINE_MAX_BYTES:
         return _status(event, StatusName.SUCCESS, output=output)
@@ -324,7 +324,7 @@ _state: dict[str, Any] = {}
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Lambda entry point of every job function."""
     if "store" not in _state:
-        from runtime.connection import store_from_env
+        from runtime.store.connection import store_from_env
 
         spec = os.environ.get(contracts.JOB_HANDLER)
         try:

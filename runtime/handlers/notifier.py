@@ -21,12 +21,12 @@ from datetime import timedelta
 from typing import Any
 
 from runtime import contracts
-from runtime.approvals import approval_commands
-from runtime.documents import JobState, RunState, StatusEvent, StatusName
-from runtime.engine import LAMBDA_RETRY_DELAY
+from runtime.documents.events import parse_status_event
+from runtime.documents.run import JobState, RunState, StatusEvent, StatusName
+from runtime.engine.progress import LAMBDA_RETRY_DELAY
 from runtime.errors import EventError
-from runtime.events import parse_status_event
 from runtime.ports import NotificationClaims, Notifier, RunStore
+from runtime.service.approvals import approval_commands
 
 log = logging.getLogger(__name__)
 
@@ -189,8 +189,8 @@ _state: dict[str, NotifierService] = {}
 def _build() -> NotifierService:
     import boto3
 
-    from runtime.connection import store_from_env
     from runtime.ports import SlackNotifier, SnsNotifier
+    from runtime.store.connection import store_from_env
 
     notifiers: list[Notifier] = [SnsNotifier(boto3.client("sns"), os.environ[contracts.NOTIFY_TOPIC_ARN])]
     slack_secret = os.environ.get(contracts.SLACK_WEBHOOK_SECRET_ARN)

@@ -20,9 +20,18 @@ from datetime import timedelta
 from typing import Any
 
 from runtime import limits
-from runtime.attempts import attempt_failed, plan_give_up
-from runtime.documents import Run, RunState, StatusEvent, jobs_invoked
-from runtime.engine import (
+from runtime.documents.events import (
+    JobEvent,
+    as_mapping,
+    is_failure_record,
+    parse_failure_record,
+    parse_status_event,
+)
+from runtime.documents.leases import lease_id
+from runtime.documents.run import Run, RunState, StatusEvent, jobs_invoked
+from runtime.engine.attempts import attempt_failed, plan_give_up
+from runtime.engine.fanout import OutputsNeeded
+from runtime.engine.progress import (
     LAMBDA_RETRY_DELAY,
     Expiry,
     Rejection,
@@ -31,15 +40,12 @@ from runtime.engine import (
     refused_write,
     utcnow,
 )
+from runtime.engine.replay import replay
+from runtime.engine.timers import wake_at
 from runtime.errors import DocumentRejected, EventError
-from runtime.events import JobEvent, as_mapping, is_failure_record, parse_failure_record, parse_status_event
-from runtime.fanout import OutputsNeeded
-from runtime.handlers.items import FanOutContexts, ItemHandling
-from runtime.leases import lease_id
 from runtime.patterns import ORCHESTRATOR_STATUSES
 from runtime.ports import Dispatcher, InvocationRefused, RunStore
-from runtime.replay import replay
-from runtime.timers import wake_at
+from runtime.service.fan_out import FanOutContexts, ItemHandling
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +111,7 @@ class Orchestrator:
         planned against the whole run (two round trips, one write); when that write loses, the
         completion alone is recorded atomically and the rest decided on what that write returns,
         which stays cheap however many completions race. An item's report of a ``for_each``
-        job moves only that job's lane (``runtime.handlers.items``)."""
+        job moves only that job's lane (``runtime.service.fan_out``)."""
         if event.index is not None:
             action, dispatched, reason = self.fan_outs.apply(event)
             return Outcome(action=action, dispatched=dispatched, reason=reason)
@@ -260,8 +266,8 @@ def _build() -> Orchestrator:
     import boto3
     from botocore.config import Config
 
-    from runtime.connection import store_from_env
     from runtime.ports import LambdaDispatcher
+    from runtime.store.connection import store_from_env
 
     client = boto3.client("lambda", config=Config(max_pool_connections=DISPATCH_THREADS))
     dispatcher = LambdaDispatcher(client)

@@ -17,9 +17,9 @@ from datetime import datetime, timedelta
 from typing import Any, TextIO
 
 from runtime import contracts
-from runtime.engine import utcnow
-from runtime.reconciler import Reconciler, ReconcileReport
-from runtime.timers import fire_timers_until
+from runtime.engine.progress import utcnow
+from runtime.engine.timers import fire_timers_until
+from runtime.service.reconciler import Reconciler, ReconcileReport
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,8 @@ _state: dict[str, Reconciler] = {}
 def _build(workflow: str) -> Reconciler:
     import boto3
 
-    from runtime.connection import store_from_env
     from runtime.ports import LambdaDispatcher
+    from runtime.store.connection import store_from_env
 
     return Reconciler(
         store=store_from_env(os.environ),

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from runtime import contracts
-from runtime.approvals import answer_approval
 from runtime.definition.model import Workflow
+from runtime.documents.events import as_mapping
 from runtime.errors import EventError, RunError
-from runtime.events import as_mapping
-from runtime.operations import request_cancel, request_redrive
-from runtime.runs import start_run
+from runtime.service.approvals import answer_approval
+from runtime.service.operations import request_cancel, request_redrive
+from runtime.service.runs import start_run
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     A bad request answers with an ``error`` instead of raising, so an EventBridge schedule never
     retries it forever."""
     if "store" not in _state:
-        from runtime.connection import store_from_env
+        from runtime.store.connection import store_from_env
 
         definition = load_definition(os.environ[contracts.WORKFLOW_DEFINITION_FILE])
         _state.update(store=store_from_env(os.environ), definition=definition)

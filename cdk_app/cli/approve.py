@@ -1,0 +1,74 @@
+"""The CLI's answers to an approval job: ``approve RUN_ID JOB [--output JSON]`` and ``reject
+RUN_ID JOB [--reason TEXT]`` (registered in ``cdk_app.cli.main``). Like ``cancel``, each records a
+status in whatever database ``--mongo-uri`` names, and whatever delivers its statuses (the
+deployed stack, the dev server) applies it; an answer the job cannot take is a ``RunError``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TYPE_CHECKING, Any
+
+from cdk_app.cli.store_options import add_store_arguments, open_store
+from cdk_app.errors import EXIT_OK, EXIT_USAGE, CommandError
+from runtime.service.approvals import answer_approval
+
+if TYPE_CHECKING:
+    from cdk_app.cli.main import Subparsers
+
+
+def add_approve(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "approve",
+        help="approve a job that waits for an approval",
+        description="Approve an approval job that is waiting: it succeeds with --output as its output.",
+    )
+    parser.add_argument("run_id", metavar="RUN_ID")
+    parser.add_argument("job", metavar="JOB")
+    parser.add_argument("--output", metavar="JSON", help="the job's output, a JSON value (default: none)")
+    add_store_arguments(parser)
+    parser.set_defaults(run=_approve, prog=parser.prog)
+
+
+def add_reject(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "reject",
+        help="reject a job that waits for an approval",
+        description="Reject an approval job that is waiting: it fails (with --reason), and the run with it.",
+    )
+    parser.add_argument("run_id", metavar="RUN_ID")
+    parser.add_argument("job", metavar="JOB")
+    parser.add_argument("--reason", metavar="TEXT", help="why, recorded with the failure")
+    add_store_arguments(parser)
+    parser.set_defaults(run=_reject, prog=parser.prog)
+
+
+def _output(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CommandError(
+            f"--output is not JSON: {exc.msg} at column {exc.colno} of {text!r}", EXIT_USAGE
+        ) from exc
+
+
+def _approve(args: argparse.Namespace) -> int:
+    output = _output(args.output)
+    receipt = answer_approval(open_store(args), args.run_id, args.job, approve=True, output=output)
+    _print(receipt.created, "approval", args)
+    return EXIT_OK
+
+
+def _reject(args: argparse.Namespace) -> int:
+    receipt = answer_approval(open_store(args), args.run_id, args.job, approve=False, reason=args.reason)
+    _print(receipt.created, "rejection", args)
+    return EXIT_OK
+
+
+def _print(created: bool, what: str, args: argparse.Namespace) -> None:
+    if created:
+        print(f"{what} of {args.job} in run {args.run_id} recorded")
+    else:
+        print(f"{what} of {args.job} in run {args.run_id} was recorded before (it is applied once)")

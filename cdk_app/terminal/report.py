@@ -1,0 +1,182 @@
+"""A run read back from MongoDB: what ``run`` ends with and what ``status`` shows, one shape for
+both (the table and ``--json``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from runtime.documents.items import FanOut
+from runtime.documents.run import JobState, RunState, StatusName
+from runtime.store.mongo import MongoStore
+
+JOB_RUNNING = "running"
+"""What the report calls a dispatched job while its run goes on; every other job is reported by
+its state."""
+
+IN_FLIGHT = (JOB_RUNNING, JobState.WAITING.value)
+"""What a job is while its run goes on; once the run has ended, such a job never ran to an end."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobReport:
+    name: str
+    phase: str
+    status: str
+    """``succeeded``, ``failed``, ``skipped``, ``pending``, or ``running`` while the run is."""
+    attempts: int
+    """The job's attempt count in the run document."""
+    executions: int | None
+    """How many times the runner entered the user's handler (None: not run by this process)."""
+    output: Any
+    """The output of the attempt that succeeded (None for a job that did not)."""
+    error: str | None
+    """Why the job failed, for a failed job only: the errors of attempts that were retried are in
+    the run's history (its statuses), not here."""
+    seconds: float | None
+    """From the job's first ``started`` to its last report."""
+    tolerated: bool = False
+    """It failed and the run went on (``allow_failure``)."""
+    items: Mapping[str, int] | None = None
+    """A ``for_each`` job's items: ``count``, ``done``, ``failed``, ``running``."""
+    output_ref: str | None = None
+    """Where the output is kept when it is too large for an event, or a fan-out's."""
+
+    def detail(self) -> Any:
+        """What the summary's output column shows: a fan-out's counts rather than its items'
+        outputs, the reference of an output kept by reference."""
+        if self.items is not None and self.error is None:
+            items = self.items
+            return (
+                f"{items['done']}/{items['count']} done, {items['failed']} failed, {items['running']} running"
+            )
+        if self.output_ref is not None and self.output is None:
+            return f"(kept by reference: {self.output_ref})"
+        return self.output
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunReport:
+    run_id: str
+    workflow: str
+    status: str
+    """``succeeded`` or ``failed``; ``running`` only for a run still going on."""
+    phase: str
+    jobs: tuple[JobReport, ...]
+    error: str | None
+    """Why the run failed (or why the runner stopped following it)."""
+    seconds: float | None
+    faults: Mapping[str, int] | None = None
+    """Fault counters of a local run (None when the run was not made by this process)."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` object: with the run's ``error`` and each job's, so a caller (CI) can say
+        why a run failed from this object alone."""
+        document: dict[str, Any] = {
+            "run_id": self.run_id,
+            "workflow": self.workflow,
+            "status": self.status,
+            "error": self.error,
+            "jobs": {
+                job.name: {
+                    "status": job.status,
+                    "attempts": job.attempts,
+                    "executions": job.executions,
+                    "output": job.output,
+                    "error": job.error,
+                    "tolerated": job.tolerated,
+                    **({} if job.items is None else {"items": dict(job.items)}),
+                    **({} if job.output_ref is None else {"output_ref": job.output_ref}),
+                }
+                for job in self.jobs
+            },
+            "tolerated": [job.name for job in self.jobs if job.tolerated],
+        }
+        if self.faults is not None:
+            document["faults"] = dict(self.faults)
+        return document
+
+
+def _items(fan_out: FanOut) -> dict[str, int]:
+    return {
+        "count": fan_out.count,
+        "done": fan_out.done,
+        "failed": fan_out.failed,
+        "running": fan_out.running,
+    }
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    return None if start is None or end is None else (end - start).total_seconds()
+
+
+def summarize(
+    store: MongoStore,
+    run_id: str,
+    executions: Mapping[str, int] | None = None,
+    faults: Mapping[str, int] | None = None,
+    gave_up: str | None = None,
+) -> RunReport | None:
+    """The report of run ``run_id``, or None when there is no such run. ``gave_up`` is why the
+    runner stopped following a run that had not finished: the run then reports as failed and
+    its unfinished jobs as pending."""
+    run = store.read_run(run_id)
+    if run is None:
+        return None
+    first_started: dict[str, datetime] = {}
+    last_report: dict[str, datetime] = {}
+    run_started = run_ended = None
+    for report in store.read_statuses(run_id):
+        job, date = report.job, report.date
+        if job is None:
+            if report.status == StatusName.WORKFLOW_STARTED:
+                run_started = date
+            elif report.status in (
+                StatusName.WORKFLOW_SUCCEEDED,
+                StatusName.WORKFLOW_FAILED,
+                StatusName.WORKFLOW_CANCELLED,
+            ):
+                run_ended = date
+            continue
+        if date is None:
+            continue
+        if report.status == StatusName.STARTED:
+            first_started.setdefault(job, date)
+        else:
+            last_report[job] = date
+    ended = run.state != RunState.RUNNING or gave_up is not None
+    jobs = []
+    for phase in run.definition.all_phases():
+        for job_definition in phase.jobs:
+            name = job_definition.name
+            record = run.jobs[name]
+            job_status = JOB_RUNNING if record.state == JobState.DISPATCHED else record.state.value
+            jobs.append(
+                JobReport(
+                    name=name,
+                    phase=phase.name,
+                    status=JobState.PENDING if ended and job_status in IN_FLIGHT else job_status,
+                    attempts=record.attempt,
+                    executions=None if executions is None else executions.get(name, 0),
+                    output=record.output,
+                    # The engine keeps the last failure on the record when it retries; once
+                    # the job has succeeded that error is history, not its outcome.
+                    error=record.error if record.state == JobState.FAILED else None,
+                    seconds=_seconds(first_started.get(name), last_report.get(name)),
+                    tolerated=job_definition.allow_failure and record.state == JobState.FAILED,
+                    items=None if record.fan_out is None else _items(record.fan_out),
+                    output_ref=record.output_ref,
+                )
+            )
+    return RunReport(
+        run_id=run_id,
+        workflow=run.workflow,
+        status=RunState.FAILED if gave_up is not None else run.state,
+        phase=run.phase,
+        jobs=tuple(jobs),
+        error=gave_up or run.error,
+        seconds=_seconds(run_started, run_ended),
+        faults=faults,
+    )

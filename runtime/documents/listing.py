@@ -1,0 +1,97 @@
+"""The run listings' reading of the run documents: which runs a listing selects (``runs_query``,
+and the console's ``runs_search_query`` with its text search and keyset pages) and the
+``RunSummary`` each line shows, read through the ``SUMMARY_FIELDS`` projection so a listing never
+loads a run's definition or jobs.
+
+Standard library only: the handlers import it inside Lambda.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from runtime.documents.run import (
+    _ID,
+    CREATED_AT,
+    ERROR,
+    INPUT_TEXT,
+    PHASE,
+    RUN_STATE,
+    UPDATED_AT,
+    WORKFLOW,
+    Document,
+    RunState,
+    as_utc,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSummary:
+    """One line of a run listing: the run document without its definition and jobs."""
+
+    run_id: str
+    workflow: str
+    status: RunState
+    phase: str
+    created_at: datetime | None
+    updated_at: datetime | None
+    error: str | None
+
+
+SUMMARY_FIELDS = (_ID, WORKFLOW, RUN_STATE, PHASE, CREATED_AT, UPDATED_AT, ERROR)
+"""What a listing reads of each run document (its projection)."""
+
+
+def summary_from_document(document: Mapping[str, Any]) -> RunSummary:
+    return RunSummary(
+        run_id=document[_ID],
+        workflow=document[WORKFLOW],
+        status=RunState(document[RUN_STATE]),
+        phase=document[PHASE],
+        created_at=as_utc(document.get(CREATED_AT)),
+        updated_at=as_utc(document.get(UPDATED_AT)),
+        error=document.get(ERROR),
+    )
+
+
+def runs_query(workflow: str | None, state: str | None, since: datetime | None) -> Document:
+    """Selects the runs of a listing: of ``workflow``, in ``state``, created at ``since`` or later.
+    Without a state it names all four, so the state-first indexes serve every listing."""
+    query: Document = {}
+    if workflow is not None:
+        query[WORKFLOW] = workflow
+    query[RUN_STATE] = state if state is not None else {"$in": [value.value for value in RunState]}
+    if since is not None:
+        query[CREATED_AT] = {"$gte": since}
+    return query
+
+
+def runs_search_query(
+    workflow: str | None,
+    state: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    text: str | None,
+    before: tuple[datetime, list[str]] | None,
+) -> Document:
+    """``runs_query`` with the console's filters: created before ``until``, ``text`` anywhere in
+    the run id or the input (case-insensitive, taken literally), and a page's position
+    ``before``: the creation time of the last run shown and the ids shown with that time, so the
+    next page starts right after them without counting what came before (keyset pagination)."""
+    query = runs_query(workflow, state, since)
+    created: Document = dict(query.get(CREATED_AT) or {})
+    if until is not None:
+        created["$lt"] = until
+    if before is not None:
+        created["$lte"] = before[0]
+        query[_ID] = {"$nin": before[1]}
+    if created:
+        query[CREATED_AT] = created
+    if text:
+        pattern = {"$regex": re.escape(text), "$options": "i"}
+        query["$or"] = [{_ID: pattern}, {INPUT_TEXT: pattern}]
+    return query

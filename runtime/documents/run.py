@@ -1,0 +1,587 @@
+"""The documents the runtime keeps in MongoDB, and the one place their shape is spelled.
+
+Two collections (docs/architecture.md, "Documents"): ``state-machines`` holds one run document
+per run, which the engine reads as a typed ``Run``; ``statuses`` is the append-only log of
+``StatusEvent`` documents the Atlas trigger watches. A third, ``notifications``, holds the
+notifier's claim on each status it reports. This module names the vocabulary of both
+(``JobState``, ``RunState``, ``StatusName``), converts between the documents and the typed views
+(``run_from_document`` / ``run_to_document``, ``status_from_document`` /
+``StatusEvent.to_document``) and builds every field path a write sets or a filter checks, so no
+other module spells a status or a field name.
+
+Standard library only: the handlers import it inside Lambda.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from runtime.documents.failures import Failure, failure_from_document
+from runtime.documents.items import FanOut, fan_out_from_document
+from runtime.errors import EventError
+
+if TYPE_CHECKING:
+    from runtime.definition.model import Workflow
+
+Document = dict[str, Any]
+Fields = dict[str, Any]
+"""Field path -> value: what a write sets, or what a conditional write requires."""
+
+
+class JobState(StrEnum):
+    """Where one job of a run is."""
+
+    PENDING = "pending"
+    DISPATCHED = "dispatched"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    WAITING = "waiting"
+    """Waiting for a time or an answer: a retry's delay (the attempt is not dispatched yet), a
+    wait job, an approval job. The record's ``due_at`` is its timer."""
+    CANCELLED = "cancelled"
+    """Dispatched when the run was cancelled: the attempt's own reports change nothing, and a
+    redrive gives the job a new attempt."""
+
+
+DONE = frozenset({JobState.SUCCEEDED, JobState.SKIPPED})
+"""Job states that count as finished for a phase and for the jobs that come after."""
+
+
+class RunState(StrEnum):
+    """Where a run is; ``running`` until it ends one way or the other."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ENDED = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED})
+REDRIVABLE = frozenset({RunState.FAILED, RunState.CANCELLED})
+"""Run states a redrive reopens."""
+
+
+class StatusName(StrEnum):
+    """The ``status`` of a document in ``statuses``: what a job reports, or what the engine
+    records for the run as a whole, or an operation someone asked for (those have no job)."""
+
+    STARTED = "started"
+    SUCCESS = "success"
+    FAILED = "failed"
+    WORKFLOW_STARTED = "workflow_started"
+    PHASE_COMPLETED = "phase_completed"
+    WORKFLOW_SUCCEEDED = "workflow_succeeded"
+    WORKFLOW_FAILED = "workflow_failed"
+    NOT_RUN = "not_run"
+    """The job wrapper's report of an attempt it did not run: the run had ended, or the attempt
+    is stale (the run has moved on to another attempt of the job)."""
+    WORKFLOW_CANCELLED = "workflow_cancelled"
+    WORKFLOW_REDRIVEN = "workflow_redriven"
+    CANCEL_REQUESTED = "cancel_requested"
+    REDRIVE_REQUESTED = "redrive_requested"
+    TIMER_FIRED = "timer_fired"
+    """A timer of the run came due: of a waiting job's attempt (with its job), or the run
+    deadline of a round (without)."""
+    APPROVAL_REQUESTED = "approval_requested"
+    """The engine's record that an approval job is waiting for an answer."""
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+JOB_STATUSES = (StatusName.STARTED, StatusName.SUCCESS, StatusName.FAILED)
+"""Statuses a job reports into ``statuses``."""
+
+RUN_STATUSES = (
+    StatusName.WORKFLOW_STARTED,
+    StatusName.PHASE_COMPLETED,
+    StatusName.WORKFLOW_SUCCEEDED,
+    StatusName.WORKFLOW_FAILED,
+    StatusName.WORKFLOW_CANCELLED,
+    StatusName.WORKFLOW_REDRIVEN,
+)
+"""Statuses the engine itself records for a run (``job`` is ``None`` on these)."""
+
+OPERATION_STATUSES = (StatusName.CANCEL_REQUESTED, StatusName.REDRIVE_REQUESTED)
+ANSWER_STATUSES = (StatusName.APPROVED, StatusName.REJECTED)
+"""A person's answer to an approval job (with the job and the attempt that waits)."""
+WAITING_JOB_STATUSES = (StatusName.APPROVAL_REQUESTED, *ANSWER_STATUSES)
+"""Statuses of a waiting job's attempt that no job function reports."""
+"""Operations on a run, inserted by ``runtime.service.operations`` (``job`` and ``phase`` are ``None``);
+the engine decides what they do."""
+
+TERMINAL_JOB_STATUSES = (StatusName.SUCCESS, StatusName.FAILED, StatusName.NOT_RUN)
+"""The reports that end a job attempt. They share one ``_id`` per attempt (``terminal_id``), so
+an attempt has at most one of them, on every server."""
+
+ATTEMPT_STATUSES = (StatusName.STARTED, *TERMINAL_JOB_STATUSES)
+"""Every status that belongs to one job attempt (has a job, a phase and an attempt >= 1)."""
+
+RUN_ENDS = {
+    RunState.SUCCEEDED: StatusName.WORKFLOW_SUCCEEDED,
+    RunState.FAILED: StatusName.WORKFLOW_FAILED,
+    RunState.CANCELLED: StatusName.WORKFLOW_CANCELLED,
+}
+"""The status recorded when a run reaches each final state."""
+
+
+# -- the run document ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobRecord:
+    """What a run document holds for one of its jobs."""
+
+    state: JobState = JobState.PENDING
+    attempt: int = 0
+    output: Any = None
+    error: str | None = None
+    caused_by: str | None = None
+    """Key of the event whose handling dispatched or skipped this job (at this attempt)."""
+    claimed_at: datetime | None = None
+    """When that handling decided to dispatch this attempt."""
+    finished_at: datetime | None = None
+    """When the job's success was recorded."""
+    invoked_attempt: int | None = None
+    """The attempt whose invocation Lambda is known to have accepted; recorded only by decisions
+    that dispatch many jobs, so a redelivery after a timeout does not start them all again."""
+    first_attempt: int | None = None
+    """The first attempt of the job's current retry budget: set by a redrive (attempts keep
+    counting up across redrives, the budget starts afresh); None means 1."""
+    due_at: datetime | None = None
+    """While ``waiting``: when its timer fires."""
+    output_ref: str | None = None
+    """Where the output is kept when it is not inline (``runtime.store.outputs``): a large output, or
+    a ``for_each`` job's array of item outputs."""
+    fan_out: FanOut | None = None
+    """A ``for_each`` job's counters and the items it has in flight (``runtime.documents.items``)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Run:
+    """The engine's typed view of a run document."""
+
+    run_id: str
+    definition: Workflow
+    """The snapshot of the compiled definition taken when the run started."""
+    input: Any
+    state: RunState
+    phase: str
+    """The current phase."""
+    jobs: Mapping[str, JobRecord]
+    completed_by: Mapping[str, str] = field(default_factory=dict)
+    """Phase name -> key of the event that completed it."""
+    finished_by: str | None = None
+    """Key of the event that ended the run."""
+    error: str | None = None
+    """Why the run failed, or that it was cancelled (and why)."""
+    redrives: int = 0
+    """Redrives applied so far: the run's round. Run-level statuses carry it as their
+    ``attempt``, so each round's start and end are statuses of their own."""
+    expire_at: datetime | None = None
+    """When MongoDB's TTL monitor deletes the ended run (the spec's ``retention_days``)."""
+    deadline: datetime | None = None
+    """When the run deadline of this round fires (the spec's ``timeout``)."""
+    failure: Failure | None = None
+    """Set while the failure handlers run (and kept once the run has ended after them)."""
+    version: int = 0
+    """Incremented by every write; a write planned from this view is guarded by it."""
+    stored_bytes: int = 0
+    """The BSON size of the document this view was read from (0 when not read from a store):
+    what a write may still add before MongoDB refuses the document."""
+
+    @property
+    def workflow(self) -> str:
+        return self.definition.name
+
+    loaded_outputs: Mapping[str, Any] = field(default_factory=dict)
+    """Outputs kept by reference that the orchestrator loaded for a ``when`` or ``for_each``
+    to read (never written back, never put in an event)."""
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        """Outputs of the jobs that succeeded: what their dependents get as ``results`` (None for
+        an output kept by reference, which travels in ``references``)."""
+        return {name: job.output for name, job in self.jobs.items() if job.state == JobState.SUCCEEDED}
+
+    @property
+    def references(self) -> dict[str, str]:
+        """Where the outputs of succeeded jobs kept by reference are."""
+        return {
+            name: job.output_ref
+            for name, job in self.jobs.items()
+            if job.state == JobState.SUCCEEDED and job.output_ref is not None
+        }
+
+
+_ID, WORKFLOW, DEFINITION, INPUT, RUN_STATE, PHASE, JOBS, PHASES = (
+    "_id",
+    "workflow",
+    "definition",
+    "input",
+    "status",
+    "phase",
+    "jobs",
+    "phases",
+)
+FINISHED_BY, ERROR, VERSION, CREATED_AT, UPDATED_AT, REDRIVES, EXPIRE_AT = (
+    "finishedBy",
+    "error",
+    "version",
+    "createdAt",
+    "updatedAt",
+    "redrives",
+    "expireAt",
+)
+INPUT_TEXT = "inputText"
+"""The run input as compact JSON (its first ``SEARCHABLE_INPUT_CHARS``): what the console's text
+search reads, since MongoDB cannot match a pattern against a whole subdocument."""
+SEARCHABLE_INPUT_CHARS = 2000
+FAILURE = "failure"
+COMPLETED_BY, DEADLINE, WAKE_AT = "completedBy", "deadline", "wakeAt"
+"""``wakeAt`` is the earliest due time among the run's timers, or earlier (never later): the
+timer sweep's index. Decisions lower it (``$min``); only the sweep raises it again."""
+_JOB_FIELDS = {
+    "state": "state",
+    "attempt": "attempt",
+    "output": "output",
+    "error": "error",
+    "caused_by": "causedBy",
+    "claimed_at": "claimedAt",
+    "finished_at": "finishedAt",
+    "invoked_attempt": "invokedAttempt",
+    "first_attempt": "firstAttempt",
+    "due_at": "dueAt",
+    "output_ref": "outputRef",
+    "fan_out": "fanOut",
+}
+"""JobRecord attribute -> its field in the run document."""
+
+
+def _job_from_document(document: Mapping[str, Any]) -> JobRecord:
+    values = {name: document[key] for name, key in _JOB_FIELDS.items() if document.get(key) is not None}
+    if "due_at" in values:
+        values["due_at"] = as_utc(values["due_at"])
+    if "fan_out" in values:
+        values["fan_out"] = fan_out_from_document(values["fan_out"])
+    return JobRecord(**{**values, "state": JobState(document["state"])})
+
+
+def _job_to_document(record: JobRecord) -> Document:
+    """The job's fields that have a value: a pending job is just its state and attempt."""
+    document: Document = {"state": record.state.value, "attempt": record.attempt}
+    for name, key in _JOB_FIELDS.items():
+        value = getattr(record, name)
+        if key not in document and value is not None:
+            document[key] = value.to_document() if isinstance(value, FanOut) else value
+    return document
+
+
+def run_from_document(document: Mapping[str, Any], stored_bytes: int = 0) -> Run:
+    """Read a run document (of ``stored_bytes`` as BSON) as the engine's ``Run``."""
+    # Imported here, not at the top: the definition model names its notify statuses from this
+    # module, so a top-level import would be circular.
+    from runtime.definition.model import Workflow
+
+    return Run(
+        run_id=document[_ID],
+        definition=Workflow.from_document(document[DEFINITION]),
+        input=document.get(INPUT),
+        state=RunState(document[RUN_STATE]),
+        phase=document[PHASE],
+        jobs={name: _job_from_document(job) for name, job in document[JOBS].items()},
+        completed_by={name: phase[COMPLETED_BY] for name, phase in (document.get(PHASES) or {}).items()},
+        finished_by=document.get(FINISHED_BY),
+        error=document.get(ERROR),
+        redrives=document.get(REDRIVES, 0),
+        expire_at=document.get(EXPIRE_AT),
+        deadline=as_utc(document.get(DEADLINE)),
+        failure=failure_from_document(document.get(FAILURE)),
+        version=document.get(VERSION, 0),
+        stored_bytes=stored_bytes,
+    )
+
+
+def run_to_document(run: Run, now: datetime) -> Document:
+    """The run document of ``run``, as inserted at ``now``."""
+    return {
+        _ID: run.run_id,
+        WORKFLOW: run.workflow,
+        DEFINITION: run.definition.to_document(),
+        INPUT: run.input,
+        INPUT_TEXT: json.dumps(run.input, default=str, separators=(",", ":"))[:SEARCHABLE_INPUT_CHARS],
+        RUN_STATE: run.state.value,
+        PHASE: run.phase,
+        JOBS: {name: _job_to_document(job) for name, job in run.jobs.items()},
+        PHASES: {name: {COMPLETED_BY: key} for name, key in run.completed_by.items()},
+        FINISHED_BY: run.finished_by,
+        ERROR: run.error,
+        REDRIVES: run.redrives,
+        FAILURE: None if run.failure is None else run.failure.to_document(),
+        VERSION: run.version,
+        CREATED_AT: now,
+        UPDATED_AT: now,
+    }
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """A stored date as an aware datetime: a client without ``tz_aware`` reads naive UTC."""
+    return value if value is None or value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def run_filter(run_id: str) -> Document:
+    """Selects one run document."""
+    return {_ID: run_id}
+
+
+def attempt_projection(job: str) -> Document:
+    """The fields of a run document the job wrapper reads before it runs an attempt of ``job``."""
+    return {RUN_STATE: 1, f"{JOBS}.{job}": 1}
+
+
+def attempt_state_from_document(document: Mapping[str, Any], job: str) -> tuple[RunState, JobRecord | None]:
+    """The run's state and ``job``'s record, from a document read with ``attempt_projection``."""
+    record = (document.get(JOBS) or {}).get(job)
+    return RunState(document[RUN_STATE]), None if record is None else _job_from_document(record)
+
+
+def touched(changes: Mapping[str, Any], now: datetime) -> Fields:
+    """``changes`` with the run's ``updatedAt`` stamped: what a write to a run sets."""
+    return {**changes, UPDATED_AT: now}
+
+
+# Conditions and changes the engine plans writes with. Each returns field paths, so a write
+# touches only what it means to and two writers never clobber each other's fields.
+
+
+def at_version(version: int) -> Fields:
+    """The run still is the version the writer read."""
+    return {VERSION: version}
+
+
+def run_is(state: RunState, phase: str | None = None) -> Fields:
+    """The run is in ``state`` (and in ``phase``)."""
+    return {RUN_STATE: state.value} | ({} if phase is None else {PHASE: phase})
+
+
+def job_is(job: str, state: JobState, attempt: int | None = None) -> Fields:
+    """``job`` is in ``state`` (at ``attempt``)."""
+    fields = {_job_field(job, "state"): state.value}
+    return fields if attempt is None else fields | {_job_field(job, "attempt"): attempt}
+
+
+def job_set(job: str, record: JobRecord) -> Fields:
+    """Replace everything recorded for ``job``."""
+    return {f"{JOBS}.{job}": _job_to_document(record)}
+
+
+def jobs_invoked(attempts: Mapping[str, int]) -> Fields:
+    """Lambda accepted the invocations of these jobs' attempts."""
+    return {_job_field(job, "invoked_attempt"): attempt for job, attempt in attempts.items()}
+
+
+def job_changed(job: str, **values: Any) -> Fields:
+    """Set some of ``job``'s fields, named as ``JobRecord`` attributes."""
+    return {_job_field(job, name): value for name, value in values.items()}
+
+
+def phase_completed(phase: str, key: str) -> Fields:
+    return {f"{PHASES}.{phase}": {COMPLETED_BY: key}}
+
+
+def phase_entered(phase: str) -> Fields:
+    return {PHASE: phase}
+
+
+def run_ended(
+    state: RunState, key: str, error: str | None = None, expire_at: datetime | None = None
+) -> Fields:
+    """The run reached ``state`` through the event ``key`` (with ``error``, when it failed or was
+    cancelled; deleted at ``expire_at`` when the spec keeps runs for a while only)."""
+    return (
+        {RUN_STATE: state.value, FINISHED_BY: key}
+        | ({} if error is None else {ERROR: error})
+        | ({} if expire_at is None else {EXPIRE_AT: expire_at})
+    )
+
+
+def run_reopened(redrives: int, phase: str) -> Fields:
+    """A redrive set the run going again, as its round ``redrives``, in ``phase`` (where it
+    failed, also when the failure handlers ran since)."""
+    return {
+        RUN_STATE: RunState.RUNNING.value,
+        FINISHED_BY: None,
+        ERROR: None,
+        EXPIRE_AT: None,
+        REDRIVES: redrives,
+        FAILURE: None,
+        PHASE: phase,
+    }
+
+
+def failure_started(failure: Failure, handlers_phase: str) -> Fields:
+    """The run goes into ``handlers_phase`` to run its failure handlers, because of ``failure``."""
+    return {FAILURE: failure.to_document(), PHASE: handlers_phase}
+
+
+def in_round(redrives: int) -> Fields:
+    """The run has had exactly ``redrives`` redrives (a run from before redrives has none)."""
+    return {REDRIVES: redrives} if redrives else {REDRIVES: {"$in": [0, None]}}
+
+
+def _job_field(job: str, name: str) -> str:
+    return f"{JOBS}.{job}.{_JOB_FIELDS[name]}"
+
+
+# -- status documents --------------------------------------------------------------------------
+
+RUN_ID, STATUS, JOB, ATTEMPT, DATE = "runId", "status", "job", "attempt", "date"
+OUTPUT, REQUEST_ID, REASON, INDEX, OUTPUT_REF = "output", "requestId", "reason", "index", "outputRef"
+
+STATUS_KEY = (RUN_ID, PHASE, JOB, INDEX, STATUS, ATTEMPT)
+"""The unique key of ``statuses``: repeating a report of the same attempt (of the same item of a
+``for_each`` job; ``index`` is missing, so null, on every other status) is a no-op."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatusEvent:
+    """One document of the ``statuses`` collection."""
+
+    run_id: str
+    workflow: str
+    status: StatusName
+    phase: str | None = None
+    job: str | None = None
+    """None on the statuses the engine records for the run as a whole."""
+    attempt: int = 0
+    """A job's attempt (from 1); on a run-level status, the run's round (``Run.redrives``), which
+    is an operation's sequence number in the unique key."""
+    output: Any = None
+    error: str | None = None
+    request_id: str | None = None
+    """On ``started``: the Lambda request that claimed the attempt."""
+    reason: str | None = None
+    """On a cancel: why, as the person who asked said it."""
+    date: datetime | None = None
+    """When it was recorded (set on the documents read back)."""
+    index: int | None = None
+    """The item of a ``for_each`` job this attempt ran for; None on every other status."""
+    output_ref: str | None = None
+    """On a success whose output is kept by reference (``runtime.store.outputs``), instead of ``output``."""
+
+    @property
+    def key(self) -> str:
+        """Names the event inside its run; the engine stamps what it caused with this key so a
+        redelivered event can finish what a crashed handler started."""
+        if self.job is None:
+            name = f"{self.status}:{self.phase}" if self.phase else str(self.status)
+            return f"{name}:{self.attempt}" if self.attempt else name
+        item = "" if self.index is None else f"[{self.index}]"
+        return f"{self.status}:{self.job}{item}:{self.attempt}"
+
+    def to_document(self, date: datetime) -> Document:
+        """The document recorded in ``statuses`` at ``date``: the key fields, then ``output`` on a
+        success, ``error``, ``requestId`` and ``reason`` when there is one."""
+        document: Document = self._terminal_id()
+        document |= {
+            RUN_ID: self.run_id,
+            WORKFLOW: self.workflow,
+            PHASE: self.phase,
+            JOB: self.job,
+            STATUS: self.status.value,
+            ATTEMPT: self.attempt,
+            DATE: date,
+        }
+        if self.index is not None:
+            document[INDEX] = self.index
+        if self.output_ref is not None:
+            document[OUTPUT_REF] = self.output_ref
+        elif self.status in (StatusName.SUCCESS, StatusName.APPROVED):
+            document[OUTPUT] = self.output
+        if self.error is not None:
+            document[ERROR] = self.error
+        if self.request_id is not None:
+            document[REQUEST_ID] = self.request_id
+        if self.reason is not None:
+            document[REASON] = self.reason
+        return document
+
+    def _terminal_id(self) -> Document:
+        """A terminal report's ``_id`` is its attempt's: a second terminal report of the same
+        attempt (a success racing an on-failure record) is refused as a duplicate key."""
+        if self.status not in TERMINAL_JOB_STATUSES or self.job is None:
+            return {}
+        return {_ID: terminal_id(self.run_id, self.job, self.attempt, self.index)}
+
+
+def attempt_id(run_id: str, job: str, attempt: int, index: int | None = None) -> str:
+    """Names one job attempt (of one item: ``index``) in ids; job names never hold a ``/``."""
+    return f"{run_id}/{job}/{attempt}" if index is None else f"{run_id}/{job}[{index}]/{attempt}"
+
+
+def terminal_id(run_id: str, job: str, attempt: int, index: int | None = None) -> str:
+    """The ``_id`` of the one terminal report of a job attempt."""
+    return f"{attempt_id(run_id, job, attempt, index)}/end"
+
+
+def status_from_document(document: Mapping[str, Any], where: str = "status document") -> StatusEvent:
+    """Read a ``statuses`` document, checking what the engine relies on; ``EventError`` says
+    which field is wrong and how."""
+    status = required(document, STATUS, str, where)
+    if status not in StatusName.__members__.values():
+        raise EventError(f"{where}: unknown status {status!r}")
+    name = StatusName(status)
+    job = optional_str(document, JOB, where)
+    if name in ATTEMPT_STATUSES or name in WAITING_JOB_STATUSES or (name == StatusName.TIMER_FIRED and job):
+        required(document, JOB, str, where)
+        required(document, PHASE, str, where)
+        attempt = required(document, ATTEMPT, int, where)
+        if attempt < 1:
+            raise EventError(f"{where}: attempt must be >= 1, got {attempt}")
+    else:
+        if job is not None:
+            raise EventError(f"{where}: '{name}' is about the whole run, so it has no job (got {job!r})")
+        attempt = document.get(ATTEMPT) or 0
+        if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 0:
+            raise EventError(f"{where}: attempt of a run-level status is a round >= 0, got {attempt!r}")
+    date = document.get(DATE)
+    index = document.get(INDEX)
+    if index is not None and (isinstance(index, bool) or not isinstance(index, int) or index < 0):
+        raise EventError(f"{where}: index must be an item's index >= 0, got {index!r}")
+    return StatusEvent(
+        run_id=required(document, RUN_ID, str, where),
+        workflow=required(document, WORKFLOW, str, where),
+        status=name,
+        phase=optional_str(document, PHASE, where),
+        job=job,
+        attempt=attempt,
+        output=document.get(OUTPUT),
+        error=optional_str(document, ERROR, where),
+        request_id=optional_str(document, REQUEST_ID, where),
+        reason=optional_str(document, REASON, where),
+        date=date if isinstance(date, datetime) else None,
+        index=index,
+        output_ref=optional_str(document, OUTPUT_REF, where),
+    )
+
+
+def required(document: Mapping[str, Any], name: str, kind: type | tuple[type, ...], where: str) -> Any:
+    """The value of field ``name``, which must be there and of type ``kind`` (never a bool)."""
+    if name not in document or document[name] is None:
+        raise EventError(f"{where}: missing field '{name}'")
+    value = document[name]
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise EventError(f"{where}: field '{name}' has the wrong type ({type(value).__name__}: {value!r})")
+    return value
+
+
+def optional_str(document: Mapping[str, Any], name: str, where: str) -> str | None:
+    value = document.get(name)
+    if value is not None and not isinstance(value, str):
+        raise EventError(f"{where}: field '{name}' must be a string, got {value!r}")
+    return value

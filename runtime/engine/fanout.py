@@ -1,0 +1,201 @@
+"""The engine's decisions about ``for_each`` jobs, without I/O (``runtime.documents.items`` spells their
+documents, ``runtime.service.fan_out`` carries them out).
+
+- **Start.** When a ``for_each`` job becomes ready its expression is evaluated against
+  ``{"input", "results"}``. Not an array, or more than ``MAX_ITEMS``: the job fails, saying
+  so. An empty array: the job succeeds at once with the output ``[]``. Otherwise the job is
+  ``dispatched`` with a ``FanOut`` of no lanes yet, and the transition carries the items
+  (``FanOutStart``): they are stored in ``items`` before the run is written, and each lane is
+  started once it is.
+- **An item's report** moves only that item's lane (``item_verdict``): a retry under the job's
+  retry budget keeps the item in its lane with the next attempt; its last report puts the lane's
+  next item in (``next_lane``) and counts the item done or failed.
+- **The job's end** is a status of its own, recorded once the counters say so (``job_end``):
+  ``failed`` as soon as more items failed than ``tolerated_failures`` allows, ``success`` with
+  the reference to the items' outputs once every item has ended. It travels like any job's
+  report, so the job completes exactly once (its terminal report is unique) and everything after
+  it is decided by the engine's usual rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Literal
+
+import jmespath
+
+from runtime.definition.model import Job
+from runtime.documents.items import MAX_ITEMS, FanOut, Lane, allowed_failures, items_ref, lane_items_after
+from runtime.documents.run import JobRecord, JobState, Run, StatusEvent, StatusName
+from runtime.engine import retry
+
+
+@dataclass(frozen=True, kw_only=True)
+class FanOutStart:
+    """A fan-out the transition starts: its items are stored before the run is written, and its
+    lanes are started once it is."""
+
+    job: str
+    round: int
+    """The job's attempt: its fan-out round (a redrive starts the next)."""
+    items: tuple[Any, ...]
+    concurrency: int
+
+
+@dataclass(frozen=True)
+class OutputsNeeded(Exception):
+    """A ``when`` or ``for_each`` reads outputs kept by reference that the run has not loaded:
+    the orchestrator loads them (``Run.loaded_outputs``) and decides again."""
+
+    references: Mapping[str, str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Begun:
+    """A ``for_each`` job as it becomes ready: its record, and the fan-out to start (none when
+    there are no items: the job has succeeded, with the output ``[]``)."""
+
+    job: str
+    record: JobRecord
+    starts: tuple[FanOutStart, ...]
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        """What the jobs after it see in this same decision: ``[]`` once it has succeeded."""
+        return {} if self.starts else {self.job: self.record.output}
+
+
+def begin(run: Run, job: Job, results: Mapping[str, Any], key: str, now: datetime) -> Begun | str:
+    """``job``'s record as its fan-out starts (and what to store and start), or why it fails."""
+    require_loaded(run, job.for_each or "", results)
+    where = f"the for_each of {job.name!r} ({job.for_each})"
+    try:
+        items = jmespath.search(job.for_each or "", {"input": run.input, "results": dict(results)})
+    except Exception as exc:  # JMESPath's functions raise more than JMESPathError
+        return f"{where} failed: {exc}"
+    if not isinstance(items, list):
+        kind = "null" if items is None else type(items).__name__
+        return f"{where} gave {kind}, not an array of items"
+    if len(items) > MAX_ITEMS:
+        return f"{where} gave {len(items):,} items; a job fans out to at most {MAX_ITEMS:,}"
+    record = run.jobs[job.name]
+    attempt = record.attempt + 1
+    base = JobRecord(
+        state=JobState.DISPATCHED,
+        attempt=attempt,
+        caused_by=key,
+        claimed_at=now,
+        first_attempt=record.first_attempt,
+    )
+    if not items:
+        done = JobRecord(state=JobState.SUCCEEDED, attempt=attempt, output=[], finished_at=now)
+        return Begun(job=job.name, record=done, starts=())
+    fan_out = FanOut(count=len(items), concurrency=job.max_concurrency)
+    started = FanOutStart(job=job.name, round=attempt, items=tuple(items), concurrency=job.max_concurrency)
+    return Begun(job=job.name, record=replace(base, fan_out=fan_out), starts=(started,))
+
+
+def require_loaded(run: Run, expression: str, results: Mapping[str, Any]) -> None:
+    """Raises ``OutputsNeeded`` when ``expression`` reads outputs kept by reference that the run
+    has not loaded (``Run.loaded_outputs``)."""
+    needed = references_read(run, expression, results) if expression else {}
+    if needed:
+        raise OutputsNeeded(needed)
+
+
+def references_read(run: Run, expression: str, results: Mapping[str, Any]) -> dict[str, str]:
+    """The outputs kept by reference that ``expression`` reads and the run has not loaded."""
+    references = run.references
+    unloaded = {
+        name: ref for name, ref in references.items() if name in results and name not in run.loaded_outputs
+    }
+    if not unloaded:
+        return {}
+    named = results_read(expression)
+    return unloaded if named is None else {name: ref for name, ref in unloaded.items() if name in named}
+
+
+def results_read(expression: str) -> frozenset[str] | None:
+    """The jobs ``expression`` reads as ``results.<job>``; None when it reads ``results`` in
+    another way (``keys(results)``), so any of them."""
+    names: set[str] = set()
+    whole = False
+
+    def walk(node: Mapping[str, Any]) -> None:
+        nonlocal whole
+        children = node.get("children", [])
+        if node.get("type") == "subexpression" and len(children) >= 2:
+            first, second = children[:2]
+            if first.get("type") == "field" and first.get("value") == "results":
+                if second.get("type") == "field":
+                    names.add(str(second.get("value")))
+                    return
+                whole = True
+        if node.get("type") == "field" and node.get("value") == "results":
+            whole = True
+        for child in children:
+            if isinstance(child, Mapping):
+                walk(child)
+
+    walk(jmespath.compile(expression).parsed)
+    return None if whole else frozenset(names)
+
+
+Verdict = Literal["stale", "retry", "last"]
+
+
+def item_verdict(event: StatusEvent, job: Job, running: bool, lane: Lane | None) -> Verdict:
+    """What an item's report does: nothing (a duplicate, a report of an attempt its lane is no
+    longer at, a job that is no longer fanning out), a retry of the item, or its last report."""
+    if not running or lane is None or (lane.index, lane.attempt) != (event.index, event.attempt):
+        return "stale"
+    retried = event.attempt < lane.first_attempt + job.retries and retry.is_retried(
+        job.retry, event.error or ""
+    )
+    if event.status == StatusName.FAILED and retried:
+        return "retry"
+    return "last"
+
+
+def next_lane(
+    after: int, found: tuple[int, int] | None, fan_out: FanOut, key: str, now: datetime
+) -> tuple[Lane, int]:
+    """The lane once the item at ``after`` (``lane - concurrency`` for a lane not yet started)
+    has ended: with ``found`` (the lane's next item that has not succeeded, and the attempt it
+    gets), or with nothing left. Also how many items of the lane it skipped, which succeeded in
+    an earlier round and count as done."""
+    step = fan_out.concurrency
+    if found is None:
+        return Lane(index=None), lane_items_after(after, step, fan_out.count)
+    index, attempt = found
+    lane = Lane(index=index, attempt=attempt, first_attempt=attempt, caused_by=key, claimed_at=now)
+    return lane, (index - after) // step - 1
+
+
+def job_end(
+    run_id: str, workflow: str, job: Job, round_number: int, fan_out: FanOut, last_error: str | None
+) -> StatusEvent | None:
+    """The fan-out job's own report once its counters call for one: ``failed`` once more items
+    failed than it tolerates, ``success`` (its output: the items', by reference) once all ended."""
+    allowed = allowed_failures(job.tolerated_failures, fan_out.count)
+    end = StatusEvent(
+        run_id=run_id,
+        workflow=workflow,
+        status=StatusName.SUCCESS,
+        phase=job.phase,
+        job=job.name,
+        attempt=round_number,
+    )
+    if fan_out.failed > allowed:
+        error = (
+            f"{fan_out.failed} of {fan_out.count} items of {job.name!r} failed, more than the {allowed} "
+            "it tolerates"
+        )
+        if last_error:
+            error += f"; the last: {last_error}"
+        return replace(end, status=StatusName.FAILED, error=error)
+    if fan_out.finished:
+        return replace(end, output_ref=items_ref(run_id, job.name))
+    return None

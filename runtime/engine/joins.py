@@ -1,0 +1,122 @@
+"""When a job starts, is skipped, and what it gets: readiness, the ``join`` rules, ``when``, and
+the ``results`` of its event. Pure; the engine's ``plan_progress`` applies these.
+
+- A job is ready once every job in its ``after`` has finished: succeeded, skipped, or failed
+  (only a job with ``allow_failure`` fails and lets the run go on; a job of an earlier phase has
+  finished before this phase starts).
+- ``join: all`` starts it when all of them succeeded, ``join: any`` when at least one did; else it
+  is skipped. A ``when`` is evaluated once the join holds; false skips the job.
+- ``results`` holds the outputs of the jobs in ``after`` that succeeded; a failure handler's holds
+  those of every job that succeeded. A ``when`` also sees the outputs of earlier phases.
+- A job without code that starts waits instead of being dispatched: a ``wait`` job for its
+  timer, an ``approval`` job for an answer (or its timeout), announced by ``approval_requested``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import jmespath
+
+from runtime.definition.model import HANDLERS_PHASE, Job, Phase
+from runtime.documents.events import JobEvent
+from runtime.documents.run import DONE, JobState, Run, StatusEvent, StatusName
+
+FINISHED = DONE | {JobState.FAILED}
+"""Job states that let the jobs after a job go on, and its phase complete."""
+
+
+def ready_jobs(phase: Phase, states: Mapping[str, JobState]) -> list[Job]:
+    """The jobs of ``phase`` still pending whose ``after`` jobs have all finished: they start or
+    are skipped now."""
+    return [
+        job
+        for job in phase.jobs
+        if states[job.name] == JobState.PENDING and all(states[name] in FINISHED for name in job.after)
+    ]
+
+
+def phase_finished(phase: Phase, states: Mapping[str, JobState]) -> bool:
+    return all(states[job.name] in FINISHED for job in phase.jobs)
+
+
+def join_holds(job: Job, states: Mapping[str, JobState]) -> bool:
+    """Whether the ``after`` jobs (all finished) ended as ``job``'s join needs to start it."""
+    succeeded = [states[name] == JobState.SUCCEEDED for name in job.after]
+    if not succeeded:
+        return True
+    return any(succeeded) if job.join == "any" else all(succeeded)
+
+
+def job_results(job: Job, outputs: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``results`` of ``job``'s event, from the outputs of the jobs that succeeded."""
+    if job.phase == HANDLERS_PHASE:
+        return dict(outputs)
+    return {name: outputs[name] for name in job.after if name in outputs}
+
+
+def condition_results(run: Run, job: Job, outputs: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``job``'s ``when`` (and ``for_each``) reads as ``results``: its own results and the
+    earlier phases', with the outputs kept by reference that the orchestrator loaded for it."""
+    outputs = {**outputs, **run.loaded_outputs}
+    earlier = {name: outputs[name] for name in run.definition.earlier_jobs(job.phase) if name in outputs}
+    return earlier | job_results(job, outputs)
+
+
+def is_truthy(value: Any) -> bool:
+    """JMESPath's truthiness: false, null, the empty string, array and object are false; every
+    other value, 0 and 0.0 included, is true (Python's would make 0 false)."""
+    if value is None or isinstance(value, bool):
+        return value is True
+    return not (isinstance(value, (str, list, dict)) and len(value) == 0)
+
+
+def when_holds(job: Job, run: Run, results: Mapping[str, Any]) -> bool:
+    """The job's ``when`` against ``{"input", "results"}``; true for a job without one. Raises
+    whatever JMESPath raises for a condition that cannot be evaluated."""
+    if job.when is None:
+        return True
+    return is_truthy(jmespath.search(job.when, {"input": run.input, "results": dict(results)}))
+
+
+def job_event(run: Run, job: Job, attempt: int, outputs: Mapping[str, Any] | None = None) -> JobEvent:
+    """The event ``job``'s ``attempt`` is invoked with (``outputs``: the run's, when known)."""
+    failure = run.failure.to_event() if run.failure is not None and job.phase == HANDLERS_PHASE else None
+    results = job_results(job, run.outputs if outputs is None else outputs)
+    references = run.references
+    return JobEvent(
+        run_id=run.run_id,
+        workflow=run.workflow,
+        phase=job.phase,
+        job=job.name,
+        attempt=attempt,
+        input=run.input,
+        results=results,
+        failure=failure,
+        references={name: references[name] for name in results if name in references},
+    )
+
+
+def waits_until(job: Job, now: datetime) -> datetime | None:
+    """When a wait or an approval job that starts ``now`` fires its timer; None for a job with a
+    function to run."""
+    if job.wait is not None:
+        return now + timedelta(seconds=job.wait)
+    if job.approval is not None:
+        return now + timedelta(seconds=job.approval.timeout)
+    return None
+
+
+def approval_requested(run: Run, job: Job, attempt: int) -> StatusEvent:
+    """The record that an approval job waits for an answer: what the notifier tells people."""
+    return StatusEvent(
+        run_id=run.run_id,
+        workflow=run.workflow,
+        status=StatusName.APPROVAL_REQUESTED,
+        phase=job.phase,
+        job=job.name,
+        attempt=attempt,
+        reason=None if job.approval is None else job.approval.message,
+    )

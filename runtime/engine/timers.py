@@ -1,0 +1,288 @@
+"""Time, as events: the decisions on a timer firing and on a person's answer, and the sweep
+that fires due timers.
+
+A timer is a due time the decision that creates it records in the run document: a waiting job's
+``dueAt`` (a retry's delay, a wait job, an approval's timeout) or the run's ``deadline``. That
+decision also lowers the run's ``wakeAt`` (``$min``), the one indexed field the sweep reads.
+When a timer is due the sweep inserts ``timer_fired`` into ``statuses``, keyed by the timer (the
+job and its attempt, or the run's round for the deadline), and the orchestrator applies it like
+any other event. So a timer that fires twice is one status (the unique index), and one that
+fires late, or after the job was answered or the run ended, finds nothing waiting and changes
+nothing. An approval's answer (``approved`` / ``rejected``) is a status of the waiting attempt
+too, and whichever of the answer and the timeout is applied first wins.
+
+Standard library and the ports only: the orchestrator and the reconciler import this in Lambda.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from runtime.definition.model import Job
+from runtime.documents.failures import FAILED
+from runtime.documents.run import (
+    DEADLINE,
+    RUN_STATE,
+    WAKE_AT,
+    WORKFLOW,
+    Document,
+    Fields,
+    JobState,
+    Run,
+    RunState,
+    StatusEvent,
+    StatusName,
+    at_version,
+    in_round,
+    job_changed,
+    job_is,
+    run_is,
+)
+from runtime.engine import failure_handlers
+from runtime.engine.joins import job_event
+from runtime.engine.progress import (
+    Rejection,
+    Transition,
+    fail_run,
+    plan_progress,
+    record_success,
+    stop_run,
+    tolerate_failure,
+    utcnow,
+)
+from runtime.ports import RunStore
+
+log = logging.getLogger(__name__)
+
+RUN_DEADLINE_EXCEEDED = "run deadline exceeded"
+APPROVAL_TIMED_OUT = "approval timed out"
+
+MIN_PAUSE_SECONDS = 0.2
+"""The shortest sleep between two looks for due timers."""
+
+RUNS_PER_SWEEP = 1000
+"""Runs with due timers one sweep fires at most (the earliest first); the next takes the rest."""
+
+
+# Field paths and queries of the run document that only timers use (names from documents).
+
+
+def deadline_set(deadline: datetime) -> Fields:
+    return {DEADLINE: deadline}
+
+
+def wake_at(due: datetime) -> Fields:
+    """A timer due at ``due``: written with ``$min``, so the earliest of all stays (a missing
+    field counts as later than any time; a null would count as earlier, so none is ever set)."""
+    return {WAKE_AT: due}
+
+
+def timers_due_query(now: datetime, workflow: str | None) -> Document:
+    """Selects the running runs with a timer due at ``now`` (the index ``running_by_wake``)."""
+    query: Document = {RUN_STATE: RunState.RUNNING.value, WAKE_AT: {"$lte": now}}
+    return query if workflow is None else query | {WORKFLOW: workflow}
+
+
+def next_wake_query(workflow: str | None) -> Document:
+    """Selects the running runs that have a timer at all."""
+    query: Document = {RUN_STATE: RunState.RUNNING.value, WAKE_AT: {"$exists": True}}
+    return query if workflow is None else query | {WORKFLOW: workflow}
+
+
+def timer_event(run: Run, job: Job | None) -> StatusEvent:
+    """The ``timer_fired`` status of the job's current attempt, or of the run's deadline in its
+    current round (``job`` None)."""
+    if job is None:
+        return StatusEvent(
+            run_id=run.run_id, workflow=run.workflow, status=StatusName.TIMER_FIRED, attempt=run.redrives
+        )
+    return StatusEvent(
+        run_id=run.run_id,
+        workflow=run.workflow,
+        status=StatusName.TIMER_FIRED,
+        phase=job.phase,
+        job=job.name,
+        attempt=run.jobs[job.name].attempt,
+    )
+
+
+def pending_timers(run: Run) -> list[tuple[datetime, StatusEvent]]:
+    """Every timer of the running run with its due time: waiting jobs', and the deadline."""
+    if run.state != RunState.RUNNING:
+        return []
+    timers = [
+        (record.due_at, timer_event(run, job))
+        for job in run.definition.jobs()
+        if (record := run.jobs[job.name]).state == JobState.WAITING and record.due_at is not None
+    ]
+    if run.deadline is not None:
+        timers.append((run.deadline, timer_event(run, None)))
+    return sorted(timers, key=lambda timer: timer[0])
+
+
+def with_deadline(
+    run: Run, decision: Transition | Rejection | None, now: datetime, *, fresh: bool = False
+) -> Transition | Rejection | None:
+    """``decision`` (the start of ``run``, or with ``fresh`` the redrive into its current round)
+    with the round's deadline set, when the definition has a ``timeout``: a start sets it once
+    (a redelivered start leaves it), a redrive starts the clock again."""
+    timeout = run.definition.timeout
+    if timeout is None or isinstance(decision, Rejection) or (run.deadline is not None and not fresh):
+        return decision
+    if decision is None:
+        if run.state != RunState.RUNNING:
+            return None
+        decision = Transition(conditions=run_is(RunState.RUNNING) | in_round(run.redrives), changes={})
+    due = now + timedelta(seconds=timeout)
+    earliest = due if decision.wake_at is None else min(due, decision.wake_at)
+    return replace(decision, changes=decision.changes | deadline_set(due), wake_at=earliest)
+
+
+def plan_timer(run: Run, event: StatusEvent, now: datetime) -> Transition | Rejection | None:
+    """A timer came due: the deadline fails the run; a waiting job's timer completes a wait job,
+    fails an approval nobody answered, or dispatches the attempt a retry delayed."""
+    if event.job is None:
+        return _plan_deadline(run, event, now)
+    job = run.definition.job(event.job)
+    waiting = _waiting(run, job, event, now)
+    if not isinstance(waiting, bool):
+        return waiting
+    if job.wait is not None:
+        return _complete(run, job, event, {"waited": job.wait}, now)
+    if job.approval is not None:
+        return _fail(run, job, event, APPROVAL_TIMED_OUT, now)
+    record = run.jobs[job.name]
+    conditions = run_is(RunState.RUNNING) | job_is(job.name, JobState.WAITING, event.attempt)
+    if failure_handlers.tolerated(run, job, retry_left=True):
+        # The failure handlers started while this job waited to retry: it gets no other attempt.
+        return tolerate_failure(run, event, conditions, record.error or "the job failed", now)
+    return Transition(
+        conditions=conditions,
+        changes=job_changed(job.name, state=JobState.DISPATCHED, caused_by=event.key, claimed_at=now),
+        dispatches=(job_event(run, job, record.attempt),),
+    )
+
+
+def plan_answer(run: Run, event: StatusEvent, now: datetime) -> Transition | Rejection | None:
+    """A person approved (the job succeeds with the answer's output) or rejected (it fails with
+    the reason) the approval job's waiting attempt."""
+    assert event.job is not None
+    job = run.definition.job(event.job)
+    if job.approval is None:
+        return Rejection(action="ignored", reason=f"job {job.name!r} is not an approval job")
+    waiting = _waiting(run, job, event, now)
+    if not isinstance(waiting, bool):
+        return waiting
+    if event.status == StatusName.APPROVED:
+        return _complete(run, job, event, event.output, now)
+    return _fail(run, job, event, f"rejected: {event.reason}" if event.reason else "rejected", now)
+
+
+def _waiting(run: Run, job: Job, event: StatusEvent, now: datetime) -> bool | Transition | Rejection | None:
+    """True when the job waits at the event's attempt in a running run; else what to do: a
+    redelivery of the event that completed (or failed) the attempt finishes what followed from
+    it, anything else is stale."""
+    record = run.jobs[job.name]
+    if run.state != RunState.RUNNING:
+        return Rejection(action="ignored", reason=f"the run has ended ({run.state})")
+    if record.attempt == event.attempt and record.state == JobState.WAITING:
+        return True
+    answered = record.state == JobState.SUCCEEDED and record.caused_by == event.key
+    if record.attempt == event.attempt and (answered or record.state == JobState.FAILED):
+        # Completed by this event, or failed at this attempt and tolerated (by this event or the
+        # one that won the race): what followed may not be recorded yet (a write that lost to
+        # another handler records the job alone).
+        return plan_progress(run, event.key, now)
+    return Rejection(
+        action="ignored",
+        reason=f"{event.key} is stale: {job.name!r} is {record.state} at attempt {record.attempt}",
+    )
+
+
+def _complete(run: Run, job: Job, event: StatusEvent, output: Any, now: datetime) -> Transition:
+    """The waiting attempt succeeds with ``output``, with all that follows, in one write guarded
+    by the version read (another job finishing meanwhile makes it decide again)."""
+    completion = job_changed(
+        job.name, state=JobState.SUCCEEDED, output=output, finished_at=now, caused_by=event.key
+    )
+    progress = plan_progress(record_success(run, job.name, output), event.key, now)
+    if progress is None:
+        return Transition(conditions=at_version(run.version), changes=completion)
+    return replace(progress, conditions=at_version(run.version), changes=completion | progress.changes)
+
+
+def _fail(run: Run, job: Job, event: StatusEvent, error: str, now: datetime) -> Transition:
+    """The waiting attempt fails (a job without code is not retried), and with it the run, unless
+    the job may fail (``allow_failure``, or a failure handler)."""
+    conditions = run_is(RunState.RUNNING) | job_is(job.name, JobState.WAITING, event.attempt)
+    if failure_handlers.tolerated(run, job, retry_left=False):
+        return tolerate_failure(run, event, conditions, error, now)
+    return fail_run(run, event.key, conditions, job.name, f"job {job.name!r}: {error}", now, event.attempt)
+
+
+def _plan_deadline(run: Run, event: StatusEvent, now: datetime) -> Transition | Rejection | None:
+    if event.attempt != run.redrives:
+        reason = f"a deadline of round {event.attempt}; the run is in round {run.redrives}"
+        return Rejection(action="ignored", reason=reason)
+    if run.state != RunState.RUNNING:
+        if run.finished_by == event.key:
+            return None
+        return Rejection(action="ignored", reason=f"the run has already ended ({run.state})")
+    if run.failure is not None and run.failure.caused_by == event.key:
+        return None
+    if run.deadline is None:
+        return Rejection(action="ignored", reason="the run has no deadline")
+    # Like a cancel that fails the run: what is in flight or waiting stops, the failure handlers
+    # (where the spec has them) run first, with the deadline as the failure.
+    return stop_run(run, event.key, FAILED, RUN_DEADLINE_EXCEEDED, now)
+
+
+def fire_due_timers(store: RunStore, now: datetime, workflow: str | None = None) -> int:
+    """Insert ``timer_fired`` for every timer due at ``now`` (of runs of ``workflow``), then move
+    each run's ``wakeAt`` on to its next timer, guarded by the version read, so a decision that
+    lowered it meanwhile keeps its value. A fired timer whose status is lost on the way is the
+    reconciler's, as any lost status is. How many statuses were new."""
+    fired = 0
+    for run_id in store.runs_due(now, RUNS_PER_SWEEP, workflow):
+        run = store.read_run(run_id)
+        if run is None:
+            continue
+        timers = pending_timers(run)
+        for due, event in timers:
+            if due <= now:
+                created = store.record_status(event)
+                fired += created
+                if created:
+                    log.info("timer %s of run %r fired (due %s)", event.key, run_id, due.isoformat())
+        later = [due for due, _ in timers if due > now]
+        store.set_wake(run_id, run.version, min(later, default=None))
+    return fired
+
+
+def fire_timers_until(
+    store: RunStore,
+    workflow: str | None,
+    until: datetime,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Fire the due timers now, then sleep until the next one and fire it, for as long as the
+    next is due by ``until``; the number of statuses fired. Run once a minute (the cloud's timer
+    schedule), this fires every timer within a minute of its time, most within a second: a
+    timer due inside the minute that exists at a look is fired when due, and one created after
+    the last look of a minute is found by the next minute's first."""
+    fired = 0
+    while True:
+        now = clock()
+        fired += fire_due_timers(store, now, workflow)
+        wake = store.next_wake(workflow)
+        if wake is None or wake > until or now >= until:
+            return fired
+        # A wake already past is a sweep that lost its write to a decision: look again shortly.
+        sleep(max(MIN_PAUSE_SECONDS, (wake - now).total_seconds()))

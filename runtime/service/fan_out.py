@@ -1,0 +1,247 @@
+"""The orchestrator's side of ``for_each`` jobs: storing a fan-out's items, starting its lanes,
+and each item's report (``runtime.engine.fanout`` decides, ``runtime.store.items`` stores).
+
+An item's report costs the same whatever the number of items, lanes and jobs: one read of its
+lane and the job's counters, then (for the report that moves the lane) the item's document, the
+lane's next item and the lane itself, each one command, and one dispatch. The job's definition,
+input and results do not change while it fans out, so they are read once per process
+(``FanOutContexts``). Every write is safe to repeat: the item's document takes only its first
+success, a lane moves only from the item and attempt it holds, and the job's own end is a status
+with a unique key. A redelivered report whose effect is recorded repeats what its first
+handling may not have finished: the dispatch of the lane's next item, the job's end.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from runtime.definition.model import Job
+from runtime.documents.events import JobEvent
+from runtime.documents.items import ItemState, Lane, lane_holds, lane_of, lane_unstarted
+from runtime.documents.run import JobState, Run, RunState, StatusEvent, StatusName
+from runtime.engine.fanout import FanOutStart, item_verdict, job_end, next_lane
+from runtime.engine.joins import job_event
+from runtime.engine.progress import age, utcnow
+from runtime.ports import RunStore
+from runtime.store.items import ItemStore, LaneView
+
+log = logging.getLogger(__name__)
+
+CACHED_FAN_OUTS = 256
+"""Fan-outs whose context one process keeps (the least recently used go first)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class FanOutContext:
+    """What every item of one fan-out shares and never changes while it runs."""
+
+    workflow: str
+    job: Job
+    base: JobEvent
+    """The event of each item, but for its attempt, index and item."""
+
+
+class FanOutContexts:
+    """Per process, as Lambda keeps a warm container's state: one read of the run per fan-out."""
+
+    def __init__(self, size: int = CACHED_FAN_OUTS) -> None:
+        self._contexts: OrderedDict[tuple[str, str], FanOutContext] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, store: RunStore, run_id: str, job: str) -> FanOutContext | None:
+        with self._lock:
+            if (run_id, job) in self._contexts:
+                self._contexts.move_to_end((run_id, job))
+                return self._contexts[(run_id, job)]
+        run = store.read_run(run_id)
+        if run is None or job not in run.jobs:
+            return None
+        definition = run.definition.job(job)
+        if definition.for_each is None:
+            return None
+        context = FanOutContext(workflow=run.workflow, job=definition, base=job_event(run, definition, 1))
+        with self._lock:
+            self._contexts[(run_id, job)] = context
+            while len(self._contexts) > self._size:
+                self._contexts.popitem(last=False)
+        return context
+
+
+@dataclass
+class ItemHandling:
+    store: RunStore
+    dispatch: Callable[[JobEvent], None]
+    contexts: FanOutContexts
+    redispatch_after: timedelta
+
+    @property
+    def items(self) -> ItemStore:
+        return self.store.items()
+
+    # -- a fan-out's start -------------------------------------------------------------------
+
+    def store_items(self, run_id: str, starts: tuple[FanOutStart, ...]) -> None:
+        """Before the write that starts them: a lane started after it finds its items."""
+        for start in starts:
+            self.items.insert_items(run_id, start.job, start.items)
+
+    def start_lanes(self, run: Run, starts: tuple[FanOutStart, ...], key: str) -> tuple[JobEvent, ...]:
+        """After the write that starts them: put each lane's first item in and dispatch it."""
+        dispatched: list[JobEvent] = []
+        for start in starts:
+            context = self.contexts.get(self.store, run.run_id, start.job)
+            if context is None:
+                continue
+            for lane in range(min(len(start.items), start.concurrency)):
+                dispatched += self._start_lane(context, run.run_id, start.round, lane, key)
+        return tuple(dispatched)
+
+    def _start_lane(
+        self, context: FanOutContext, run_id: str, round_number: int, lane: int, key: str
+    ) -> list[JobEvent]:
+        job = context.job
+        view = self.items.read_lane(run_id, job.name, lane)
+        if view is None or not view.running or view.lane is not None:
+            return []
+        # The lane's first item that has not succeeded (after a redrive, some have).
+        after = lane - job.max_concurrency
+        claimed = self.items.claim_next(run_id, job.name, after, job.max_concurrency, view.fan_out.count)
+        found = None if claimed is None else (claimed.index, claimed.attempt)
+        to, skipped = next_lane(after, found, view.fan_out, key, utcnow())
+        moved = self.items.move_lane(
+            run_id, job.name, lane, lane_unstarted(job.name, round_number, lane), to, {"done": skipped}
+        )
+        if moved is None:
+            return []
+        sent = [] if claimed is None else [self._send(context, run_id, to, claimed.value)]
+        self._end_job(context, run_id, moved, None)
+        return sent
+
+    def replay(self, run: Run, key: str, now: datetime) -> tuple[JobEvent, ...]:
+        """Repeat what the handling of event ``key`` may not have finished for the fan-outs it
+        started: the lanes it did not start, the dispatches it may not have made."""
+        if run.state != RunState.RUNNING:
+            return ()
+        dispatched: list[JobEvent] = []
+        for name, record in run.jobs.items():
+            fan_out = record.fan_out
+            if fan_out is None or record.state != JobState.DISPATCHED or record.caused_by != key:
+                continue
+            context = self.contexts.get(self.store, run.run_id, name)
+            if context is None:
+                continue
+            for number in range(fan_out.lane_count):
+                lane = fan_out.lanes.get(number)
+                if lane is None:
+                    dispatched += self._start_lane(context, run.run_id, record.attempt, number, key)
+                elif self._due(lane, key, now):
+                    dispatched.append(self._resend(context, run.run_id, lane))
+        return tuple(dispatched)
+
+    # -- an item's report --------------------------------------------------------------------
+
+    def apply(self, event: StatusEvent) -> tuple[str, tuple[JobEvent, ...], str]:
+        """One item's ``success`` or ``failed``: (action, dispatched, reason)."""
+        assert event.job is not None
+        assert event.index is not None
+        context = self.contexts.get(self.store, event.run_id, event.job)
+        if context is None:
+            return "dropped", (), f"run {event.run_id!r} has no for_each job {event.job!r}"
+        job, now = context.job, utcnow()
+        lane = lane_of(event.index, job.max_concurrency)
+        view = self.items.read_lane(event.run_id, job.name, lane)
+        if view is None:
+            return "ignored", (), f"job {job.name!r} is not fanning out"
+        verdict = item_verdict(event, job, view.running, view.lane)
+        if (
+            not view.running
+            and item_verdict(event, job, True, view.lane) == "last"
+            and event.status == "success"
+        ):
+            # In flight when its job failed or the run ended: kept, so a redrive does not run it again.
+            self._end_item(event)
+        if verdict == "stale":
+            # A duplicate, or a redelivery after a crash: finish what the first handling began.
+            due = view.running and self._due(view.lane, event.key, now)
+            again = (self._resend(context, event.run_id, view.lane),) if due else ()
+            ended = self._end_job(context, event.run_id, view, None)
+            action = "advanced" if again or ended else "ignored"
+            return action, again, "" if again or ended else "stale item report"
+        if verdict == "retry":
+            claimed = self.items.claim_again(event.run_id, job.name, event.index)
+            if claimed is None:
+                return "ignored", (), f"item {event.index} of {job.name!r} is not stored"
+            assert view.lane is not None
+            to = replace(view.lane, attempt=claimed.attempt, caused_by=event.key, claimed_at=now)
+            moved = self.items.move_lane(
+                event.run_id, job.name, lane, lane_holds(job.name, lane, event.index, event.attempt), to, {}
+            )
+            if moved is None:
+                return "ignored", (), "another handling moved the lane first"
+            return "advanced", (self._send(context, event.run_id, to, claimed.value),), ""
+        succeeded = event.status == StatusName.SUCCESS
+        self._end_item(event)
+        claimed = self.items.claim_next(
+            event.run_id, job.name, event.index, job.max_concurrency, view.fan_out.count
+        )
+        found = None if claimed is None else (claimed.index, claimed.attempt)
+        to, skipped = next_lane(event.index, found, view.fan_out, event.key, now)
+        counts = {"done": skipped + (1 if succeeded else 0), "failed": 0 if succeeded else 1}
+        moved = self.items.move_lane(
+            event.run_id, job.name, lane, lane_holds(job.name, lane, event.index, event.attempt), to, counts
+        )
+        if moved is None:
+            return "ignored", (), "another handling moved the lane first"
+        sent = () if claimed is None else (self._send(context, event.run_id, to, claimed.value),)
+        self._end_job(context, event.run_id, moved, None if succeeded else event.error)
+        return "advanced" if sent else "recorded", sent, ""
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _end_item(self, event: StatusEvent) -> None:
+        assert event.job is not None
+        assert event.index is not None
+        succeeded = event.status == StatusName.SUCCESS
+        self.items.end_item(
+            event.run_id,
+            event.job,
+            event.index,
+            ItemState.SUCCEEDED if succeeded else ItemState.FAILED,
+            event.output if succeeded else None,
+            event.output_ref,
+            None if succeeded else event.error,
+        )
+
+    def _end_job(self, context: FanOutContext, run_id: str, view: LaneView, error: str | None) -> bool:
+        """Record the job's own end once its counters call for it (a repeat is refused by the
+        status's unique key, so the job ends once)."""
+        if not view.running:
+            return False
+        end = job_end(run_id, context.workflow, context.job, view.round, view.fan_out, error)
+        return end is not None and self.store.record_status(end)
+
+    def _due(self, lane: Lane | None, key: str, now: datetime) -> bool:
+        """Whether the handling of ``key`` put the lane's item in and may not have dispatched it."""
+        return (
+            lane is not None
+            and lane.index is not None
+            and lane.caused_by == key
+            and (lane.claimed_at is None or age(lane.claimed_at, now) >= self.redispatch_after)
+        )
+
+    def _resend(self, context: FanOutContext, run_id: str, lane: Lane | None) -> JobEvent:
+        assert lane is not None
+        assert lane.index is not None
+        return self._send(context, run_id, lane, self.items.read_item(run_id, context.job.name, lane.index))
+
+    def _send(self, context: FanOutContext, run_id: str, lane: Lane, value: object) -> JobEvent:
+        assert lane.index is not None
+        event = replace(context.base, attempt=lane.attempt, index=lane.index, item=value)
+        self.dispatch(event)
+        return event

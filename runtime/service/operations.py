@@ -1,0 +1,172 @@
+"""Operating runs: cancel and redrive requests, listings, history, waiting for an end.
+
+An operation is a status document like any other (docs/architecture.md, "Operations and repair"): a
+request inserts ``cancel_requested`` or ``redrive_requested`` into ``statuses``, so it travels
+the Atlas trigger, the orchestrator rule and the orchestrator (or the local delivery loop) as a
+job's report does, and the engine decides what it does to the run. The request carries the
+run's round in its ``attempt`` (the number of redrives applied so far, plus one for a redrive),
+so two people asking for the same thing at the same time record it once. These functions only
+check that the request makes sense now and record it; the CLI and the starter function call them.
+
+Standard library and the store port only: the starter function imports this inside Lambda.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from runtime.documents.listing import RunSummary
+from runtime.documents.run import REDRIVABLE, Run, RunState, StatusEvent, StatusName, as_utc
+from runtime.errors import RunError
+from runtime.ports import RunStore
+
+__all__ = [
+    "HistoryEntry",
+    "OperationReceipt",
+    "RunSummary",
+    "list_runs",
+    "request_cancel",
+    "request_redrive",
+    "run_history",
+    "wait_for_end",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class OperationReceipt:
+    """What a request recorded."""
+
+    run_id: str
+    operation: str
+    """The status name: ``cancel_requested`` or ``redrive_requested``."""
+    sequence: int
+    """The operation's sequence number (its ``attempt`` in the unique key of ``statuses``)."""
+    created: bool
+    """False: the same request was recorded before (and is applied once)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class HistoryEntry:
+    """One status document of a run, as people read the run's history."""
+
+    date: datetime | None
+    status: str
+    phase: str | None
+    job: str | None
+    attempt: int
+    """A job's attempt; on a run-level status, the run's round (redrives before it)."""
+    error: str | None
+    output: Any
+    reason: str | None
+    index: int | None = None
+    """The item of a ``for_each`` job the status is about."""
+
+
+def _existing_run(store: RunStore, run_id: str, workflow: str | None = None) -> Run:
+    run = store.read_run(run_id)
+    if run is None:
+        raise RunError(f"no run {run_id!r} in this database (check the run id and the MongoDB URI)")
+    if workflow is not None and run.workflow != workflow:
+        raise RunError(f"run {run_id} is a run of workflow {run.workflow!r}, not {workflow!r}")
+    return run
+
+
+def request_cancel(
+    store: RunStore, run_id: str, reason: str | None = None, *, workflow: str | None = None
+) -> OperationReceipt:
+    """Ask for the run to end ``cancelled``: nothing more is dispatched once the orchestrator has
+    applied it; attempts already running finish, but their reports change nothing. ``workflow``
+    refuses a run of another workflow (the starter function operates its own runs only)."""
+    run = _existing_run(store, run_id, workflow)
+    if run.state != RunState.RUNNING:
+        raise RunError(f"run {run_id} has already ended ({run.state}): nothing to cancel")
+    request = StatusEvent(
+        run_id=run_id,
+        workflow=run.workflow,
+        status=StatusName.CANCEL_REQUESTED,
+        attempt=run.redrives,
+        reason=reason,
+    )
+    created = store.record_status(request)
+    return OperationReceipt(
+        run_id=run_id, operation=request.status, sequence=request.attempt, created=created
+    )
+
+
+def request_redrive(store: RunStore, run_id: str, *, workflow: str | None = None) -> OperationReceipt:
+    """Ask for a failed or cancelled run to go on from where it stopped, on its own definition
+    snapshot: succeeded jobs keep their outputs, the others get new attempts."""
+    run = _existing_run(store, run_id, workflow)
+    if run.state == RunState.RUNNING:
+        raise RunError(f"run {run_id} is running: only a failed or cancelled run can be redriven")
+    if run.state not in REDRIVABLE:
+        raise RunError(f"run {run_id} has {run.state}: only a failed or cancelled run can be redriven")
+    request = StatusEvent(
+        run_id=run_id, workflow=run.workflow, status=StatusName.REDRIVE_REQUESTED, attempt=run.redrives + 1
+    )
+    created = store.record_status(request)
+    return OperationReceipt(
+        run_id=run_id, operation=request.status, sequence=request.attempt, created=created
+    )
+
+
+def _redrive_pending(store: RunStore, run: Run) -> bool:
+    if run.state not in REDRIVABLE:
+        return False
+    request = store.read_status(run.run_id, None, None, StatusName.REDRIVE_REQUESTED, run.redrives + 1)
+    return request is not None
+
+
+def list_runs(
+    store: RunStore,
+    *,
+    workflow: str | None = None,
+    status: str | None = None,
+    since: datetime | None = None,
+    limit: int = 50,
+) -> list[RunSummary]:
+    """Runs newest first (by creation time), filtered by workflow, run state and creation time;
+    each filter combination reads an index in order (``runtime.store.mongo.RUN_INDEXES``)."""
+    if status is not None and status not in RunState.__members__.values():
+        states = ", ".join(state.value for state in RunState)
+        raise RunError(f"unknown run status {status!r}: use one of {states}")
+    if limit < 1:
+        raise RunError(f"the limit must be at least 1, got {limit}")
+    return store.find_runs(workflow, status, since, limit)
+
+
+def run_history(store: RunStore, run_id: str) -> list[HistoryEntry]:
+    """Every status of the run in the order it was recorded, operations included."""
+    _existing_run(store, run_id)
+    return [
+        HistoryEntry(
+            date=as_utc(event.date),
+            status=event.status.value,
+            phase=event.phase,
+            job=event.job,
+            attempt=event.attempt,
+            error=event.error,
+            output=event.output,
+            reason=event.reason,
+            index=event.index,
+        )
+        for event in store.read_statuses(run_id)
+    ]
+
+
+def wait_for_end(store: RunStore, run_id: str, timeout: float | None, poll: float = 0.5) -> Run | None:
+    """The run once it has ended; None when it is still running after ``timeout`` seconds
+    (None: wait as long as it takes). An ended run with a redrive requested and not yet applied
+    counts as running: it is about to reopen, so ``redrive`` then ``status --wait`` waits for the
+    redriven run, not for the failure it came from."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        run = _existing_run(store, run_id)
+        if run.state != RunState.RUNNING and not _redrive_pending(store, run):
+            return run
+        if deadline is not None and time.monotonic() >= deadline:
+            return None
+        time.sleep(poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic())))

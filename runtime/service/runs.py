@@ -1,0 +1,74 @@
+"""Starting runs: shared by the starter Lambda and the CLI."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from runtime import limits
+from runtime.definition.input_check import check_input
+from runtime.definition.model import Workflow
+from runtime.documents.run import JobRecord, Run, RunState, StatusEvent, StatusName
+from runtime.engine.progress import utcnow
+from runtime.errors import RunError
+from runtime.ports import RunStore
+
+
+def initial_run(definition: Workflow, run_id: str, run_input: Any) -> Run:
+    """A run as it starts: every job pending, the first phase current."""
+    return Run(
+        run_id=run_id,
+        definition=definition,
+        input=run_input,
+        state=RunState.RUNNING,
+        phase=definition.phase_order()[0].name,
+        jobs={job.name: JobRecord() for job in definition.jobs()},
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class StartedRun:
+    run_id: str
+    created: bool
+    """False when a run with this id and the same input existed already."""
+
+
+def start_run(
+    store: RunStore, definition: Workflow, run_id: str | None = None, input: Any = None
+) -> StartedRun:
+    """Start a run of ``definition``, idempotently on ``run_id``.
+
+    An input that does not match the definition's ``input_schema`` is refused (``InputRefused``,
+    with every problem) before anything is written. The run document snapshots the compiled
+    definition, so a spec edited and redeployed while
+    the run is in flight does not change it. The ``workflow_started`` status is recorded on every
+    call (a repeated report is a no-op), so a crash between the two writes loses nothing.
+    """
+    run_id = run_id or f"{definition.name}-{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    run_input = {} if input is None else input
+    check_input(definition.name, definition.input_schema, run_input)
+    size = limits.json_bytes(run_input)
+    if size > limits.JOB_EVENT_MAX_BYTES:
+        raise RunError(
+            f"the run input is {size:,} bytes of JSON; at most {limits.JOB_EVENT_MAX_BYTES:,} fit in the "
+            "events of its jobs, which carry it (store large inputs elsewhere and pass a reference)"
+        )
+    created = store.insert_run(initial_run(definition, run_id, run_input))
+    if not created:
+        existing = store.read_run(run_id)
+        if existing is None:
+            raise RunError(f"run {run_id!r} could not be created and cannot be read back")
+        if existing.workflow != definition.name:
+            raise RunError(
+                f"run id {run_id!r} is taken by a run of workflow {existing.workflow!r}; choose another id"
+            )
+        if existing.input != run_input:
+            raise RunError(
+                f"run {run_id!r} already exists with a different input "
+                f"({existing.input!r}, not {run_input!r}); choose another run id"
+            )
+    store.record_status(
+        StatusEvent(run_id=run_id, workflow=definition.name, status=StatusName.WORKFLOW_STARTED)
+    )
+    return StartedRun(run_id=run_id, created=created)

@@ -1,0 +1,271 @@
+"""The ``ItemStore`` port, what the fan-out path reads and writes, and its MongoDB adapter.
+
+Each method is one MongoDB command whose size does not grow with the number of items, lanes or
+jobs: an item's report touches its own document, its own lane and the job's counters
+(``runtime.documents.items``). Driver failures become ``StoreError``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import pymongo
+from pymongo.collection import Collection
+from pymongo.errors import BulkWriteError, PyMongoError
+
+from runtime.documents.items import (
+    ATTEMPT,
+    INDEX,
+    ITEM,
+    ITEM_KEY,
+    RUN_ID,
+    FanOut,
+    Lane,
+    fan_out_from_document,
+    item_documents,
+    item_ended,
+    item_filter,
+    lane_from_document,
+    lane_projection,
+    unfinished_item,
+)
+from runtime.documents.run import EXPIRE_AT, UPDATED_AT, JobState, RunState, run_filter
+from runtime.engine.progress import utcnow
+from runtime.errors import StoreError
+from runtime.store.outputs import OutputStore
+
+Document = dict[str, Any]
+DUPLICATE_KEY = 11000
+
+
+@dataclass(frozen=True, kw_only=True)
+class LaneView:
+    """What an item's report reads of the run: is it still fanning out, its counters, one lane."""
+
+    running: bool
+    """The run is running and the job is fanning out."""
+    round: int
+    fan_out: FanOut
+    lane: Lane | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClaimedItem:
+    index: int
+    attempt: int
+    """The attempt it is handed out with: one more than the last handed out."""
+    value: Any
+
+
+class ItemStore(Protocol):
+    outputs: OutputStore
+
+    def insert_items(self, run_id: str, job: str, items: Sequence[Any]) -> None:
+        """Store a fan-out's items; those stored before (a repeated start) stay as they are."""
+
+    def read_lane(self, run_id: str, job: str, lane: int) -> LaneView | None: ...
+
+    def move_lane(
+        self,
+        run_id: str,
+        job: str,
+        lane: int,
+        conditions: Mapping[str, Any],
+        to: Lane,
+        counts: Mapping[str, int],
+    ) -> LaneView | None:
+        """Put ``to`` in the lane and add ``counts`` (``done``, ``failed``) while ``conditions``
+        hold; the view after it, or None when they did not."""
+
+    def end_item(
+        self,
+        run_id: str,
+        job: str,
+        index: int,
+        state: str,
+        output: Any,
+        output_ref: str | None,
+        error: str | None,
+    ) -> None:
+        """Record an item's last report, unless it succeeded before."""
+
+    def claim_next(
+        self, run_id: str, job: str, after: int, concurrency: int, count: int
+    ) -> ClaimedItem | None:
+        """Of ``count`` items, the next item of the lane of ``after`` that has not succeeded,
+        with its next attempt."""
+
+    def claim_again(self, run_id: str, job: str, index: int) -> ClaimedItem | None:
+        """Item ``index`` with its next attempt (a retry)."""
+
+    def read_item(self, run_id: str, job: str, index: int) -> Any: ...
+
+
+def _guard(action: str, call: Any) -> Any:
+    try:
+        return call()
+    except PyMongoError as exc:
+        raise StoreError(f"could not {action}: {exc}") from exc
+
+
+class MongoItems:
+    """``ItemStore`` on the run documents' database: ``items``, the runs' ``fanOut`` records."""
+
+    def __init__(self, runs: Collection[Document], items: Collection[Document]) -> None:
+        self.runs = runs
+        self.items = items
+        self.outputs = OutputStore(runs.database, items)
+
+    def ensure_indexes(self) -> None:
+        _guard(
+            "create the index one_item_per_index",
+            lambda: self.items.create_index(
+                [(name, pymongo.ASCENDING) for name in ITEM_KEY], name="one_item_per_index", unique=True
+            ),
+        )
+        # TTL indexes holding only what has an expiry: a run's items and outputs go with it.
+        for collection, name in (
+            (self.items, "expire_ended_items"),
+            (self.outputs.outputs, "expire_ended_outputs"),
+        ):
+            _guard(
+                f"create the index {name}",
+                lambda collection=collection, name=name: collection.create_index(
+                    [(EXPIRE_AT, pymongo.ASCENDING)],
+                    name=name,
+                    expireAfterSeconds=0,
+                    partialFilterExpression={EXPIRE_AT: {"$type": "date"}},
+                ),
+            )
+
+    def expire(self, run_id: str, expire_at: datetime | None) -> None:
+        """Give the run's items and the outputs it keeps by reference (their ids begin with the
+        run id) the run's expiry, or take it off (``None``: a redrive keeps them again). Only
+        what has no expiry yet is written when one is set. GridFS files are not covered: MongoDB
+        cannot expire them, since a file is a document and its chunks."""
+        update: Document = (
+            {"$unset": {EXPIRE_AT: ""}} if expire_at is None else {"$set": {EXPIRE_AT: expire_at}}
+        )
+        unstamped: Document = {} if expire_at is None else {EXPIRE_AT: {"$exists": False}}
+        prefix = {"_id": {"$regex": f"^{re.escape(run_id)}/"}}
+        _guard(
+            "set the expiry of the run's items",
+            lambda: self.items.update_many({RUN_ID: run_id} | unstamped, update),
+        )
+        _guard(
+            "set the expiry of the run's outputs",
+            lambda: self.outputs.outputs.update_many(prefix | unstamped, update),
+        )
+
+    def insert_items(self, run_id: str, job: str, items: Sequence[Any]) -> None:
+        documents = item_documents(run_id, job, list(items))
+        try:
+            self.items.insert_many(documents, ordered=False)
+        except BulkWriteError as exc:
+            others = [
+                error for error in exc.details.get("writeErrors", []) if error.get("code") != DUPLICATE_KEY
+            ]
+            if others:
+                raise StoreError(f"could not store the items of {job!r}: {others[0].get('errmsg')}") from exc
+        except PyMongoError as exc:
+            raise StoreError(f"could not store the items of {job!r}: {exc}") from exc
+
+    def read_lane(self, run_id: str, job: str, lane: int) -> LaneView | None:
+        document = _guard(
+            f"read a lane of {job!r}",
+            lambda: self.runs.find_one(run_filter(run_id), lane_projection(job, lane)),
+        )
+        return None if document is None else _lane_view(document, job, lane)
+
+    def move_lane(
+        self,
+        run_id: str,
+        job: str,
+        lane: int,
+        conditions: Mapping[str, Any],
+        to: Lane,
+        counts: Mapping[str, int],
+    ) -> LaneView | None:
+        update: Document = {
+            "$set": {f"jobs.{job}.fanOut.lanes.{lane}": to.to_document(), UPDATED_AT: utcnow()}
+        }
+        increments = {f"jobs.{job}.fanOut.{name}": count for name, count in counts.items() if count}
+        if increments:
+            update["$inc"] = increments
+        moved = _guard(
+            f"move a lane of {job!r}",
+            lambda: self.runs.update_one({**run_filter(run_id), **conditions}, update),
+        )
+        # Read back apart from the write (a point read): the counters then hold this move and
+        # maybe others', which is all that deciding the job's end needs.
+        return self.read_lane(run_id, job, lane) if moved.matched_count == 1 else None
+
+    def end_item(
+        self,
+        run_id: str,
+        job: str,
+        index: int,
+        state: str,
+        output: Any,
+        output_ref: str | None,
+        error: str | None,
+    ) -> None:
+        _guard(
+            f"record item {index} of {job!r}",
+            lambda: self.items.update_one(
+                unfinished_item(run_id, job, index), {"$set": item_ended(state, output, output_ref, error)}
+            ),
+        )
+
+    def claim_next(
+        self, run_id: str, job: str, after: int, concurrency: int, count: int
+    ) -> ClaimedItem | None:
+        # Point operations, one item after the other: a fresh fan-out claims the very next one;
+        # after a redrive the lane skips its items that succeeded (each once: O(N) in all).
+        for index in range(after + concurrency, count, concurrency):
+            claimed = self._claim(unfinished_item(run_id, job, index))
+            if claimed is not None:
+                return claimed
+        return None
+
+    def claim_again(self, run_id: str, job: str, index: int) -> ClaimedItem | None:
+        return self._claim(item_filter(run_id, job, index))
+
+    def _claim(self, query: Document) -> ClaimedItem | None:
+        """The item with its next attempt: the number is taken before it is handed out, so no
+        number is handed out twice (a crash between the two leaves one unused)."""
+        taken = _guard("claim an item", lambda: self.items.update_one(query, {"$inc": {ATTEMPT: 1}}))
+        if taken.matched_count == 0:
+            return None
+        document = _guard("read a claimed item", lambda: self.items.find_one({"_id": query["_id"]}))
+        if document is None:
+            return None
+        return ClaimedItem(index=document[INDEX], attempt=document[ATTEMPT], value=document.get(ITEM))
+
+    def read_item(self, run_id: str, job: str, index: int) -> Any:
+        document = _guard(
+            f"read item {index} of {job!r}",
+            lambda: self.items.find_one(item_filter(run_id, job, index), {ITEM: 1}),
+        )
+        if document is None:
+            raise StoreError(f"item {index} of {job!r} in run {run_id!r} is not stored")
+        return document.get(ITEM)
+
+
+def _lane_view(document: Mapping[str, Any], job: str, lane: int) -> LaneView | None:
+    record = (document.get("jobs") or {}).get(job) or {}
+    fan_out = record.get("fanOut")
+    if fan_out is None:
+        return None
+    lanes = fan_out.get("lanes") or {}
+    return LaneView(
+        running=document.get("status") == RunState.RUNNING.value
+        and record.get("state") == JobState.DISPATCHED.value,
+        round=record.get("attempt", 0),
+        fan_out=fan_out_from_document({**fan_out, "lanes": {}}),
+        lane=lane_from_document(lanes[str(lane)]) if str(lane) in lanes else None,
+    )

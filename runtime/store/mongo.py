@@ -1,0 +1,457 @@
+"""The MongoDB adapter of the ``RunStore`` port: run documents in ``state-machines``, status
+events in ``statuses``, the job wrapper's leases in ``leases``.
+
+Every write that the engine's invariants depend on is a single-document atomic operation whose
+filter states what the writer read (docs/architecture.md, "Invariants", 1): a completion is recorded
+only while the job is still dispatched at that attempt, a claim only while the claimed jobs are
+still pending in the phase the writer saw. Driver failures are wrapped in ``StoreError``, and a
+document MongoDB will never store as it is in ``DocumentRejected``. What the
+documents look like is ``runtime.documents.run``' business; how to connect, ``runtime.store.connection``'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any, TypeVar
+
+import bson
+import pymongo
+from bson.errors import InvalidDocument
+from bson.raw_bson import RawBSONDocument
+from pymongo import ReturnDocument
+from pymongo.collection import Collection
+from pymongo.errors import DocumentTooLarge, DuplicateKeyError, OperationFailure, PyMongoError
+
+from runtime.documents.leases import Lease, lease_filter, lease_from_document, lease_renewed
+from runtime.documents.listing import SUMMARY_FIELDS, RunSummary, runs_query, summary_from_document
+from runtime.documents.notifications import (
+    CLAIMED_AT,
+    NOTIFICATION_STATE,
+    SENT_AT,
+    NotificationState,
+    status_identity,
+)
+from runtime.documents.run import (
+    CREATED_AT,
+    DATE,
+    EXPIRE_AT,
+    INDEX,
+    OPERATION_STATUSES,
+    PHASE,
+    REQUEST_ID,
+    RUN_ID,
+    RUN_STATE,
+    STATUS,
+    STATUS_KEY,
+    UPDATED_AT,
+    VERSION,
+    WAKE_AT,
+    WORKFLOW,
+    Document,
+    Fields,
+    JobRecord,
+    Run,
+    RunState,
+    StatusEvent,
+    StatusName,
+    as_utc,
+    at_version,
+    attempt_projection,
+    attempt_state_from_document,
+    run_filter,
+    run_from_document,
+    run_to_document,
+    status_from_document,
+    terminal_id,
+    touched,
+)
+from runtime.engine.progress import utcnow
+from runtime.engine.timers import next_wake_query, timers_due_query, wake_at
+from runtime.errors import DocumentRejected, StoreError
+from runtime.store.items import MongoItems
+from runtime.store.settings import StoreSettings
+
+T = TypeVar("T")
+
+REJECTED_DOCUMENT_CODES = frozenset({10334, 17419, 15, 17280})
+"""MongoDB's error codes for a document it will never store as it is: BSONObjectTooLarge and
+the update-result-too-large of older servers, Overflow (nested too deeply), KeyTooLong."""
+ASC, DESC = pymongo.ASCENDING, pymongo.DESCENDING
+EXPIRES = {"expireAfterSeconds": 0, "partialFilterExpression": {EXPIRE_AT: {"$type": "date"}}}
+"""A TTL index on ``expireAt``, holding only the documents that have a date there: MongoDB's TTL
+monitor deletes each once its date has passed, and documents kept for good cost no index entry."""
+
+RUN_INDEXES: Mapping[str, tuple[list[tuple[str, int]], Mapping[str, Any]]] = {
+    "runs_by_state": ([(RUN_STATE, ASC), (CREATED_AT, DESC)], {}),
+    "runs_of_workflow_by_state": ([(WORKFLOW, ASC), (RUN_STATE, ASC), (CREATED_AT, DESC)], {}),
+    "expire_ended_runs": ([(EXPIRE_AT, ASC)], EXPIRES),
+    "running_by_wake": (
+        [(RUN_STATE, ASC), (WAKE_AT, ASC)],
+        {"partialFilterExpression": {WAKE_AT: {"$exists": True}}},
+    ),
+}
+"""Indexes of ``state-machines``, few on purpose: every write to a run (two per job attempt) keeps
+them all. A listing always names the states it wants (all four when not filtered), so MongoDB
+reads each state's runs newest first off one of the two and merges them: a page costs the same at
+a million runs, with or without a workflow. The reconciler's stale runs are the ``running`` ones
+of these (a run does not stay running for long, so there are few to scan); ended runs expire.
+Neither key changes on the hot path, a success that does not end the run. The timer sweep reads
+``running_by_wake``, which holds only the runs that have a timer."""
+
+STATUS_INDEXES: Mapping[str, tuple[list[tuple[str, int]], Mapping[str, Any]]] = {
+    "one_report_per_item_attempt": ([(name, ASC) for name in STATUS_KEY], {"unique": True}),
+    **{
+        f"{status.value}_by_date": ([(DATE, ASC)], {"partialFilterExpression": {STATUS: status.value}})
+        for status in OPERATION_STATUSES
+    },
+    "expire_ended_statuses": ([(EXPIRE_AT, ASC)], EXPIRES),
+}
+"""Indexes of ``statuses``: the unique key (a repeated report is a no-op; also a run's history),
+one small index per operation (holding only those requests) for the reconciler's look for recent
+ones, and expiry; a job's report is an entry in the unique index only."""
+
+
+def _guard(action: str, call: Callable[[], T]) -> T:
+    try:
+        return call()
+    except DuplicateKeyError:
+        raise
+    except (DocumentTooLarge, InvalidDocument, OverflowError) as exc:
+        raise DocumentRejected(f"could not {action}: {exc}") from exc
+    except OperationFailure as exc:
+        if exc.code in REJECTED_DOCUMENT_CODES:
+            raise DocumentRejected(f"could not {action}: {exc}") from exc
+        raise StoreError(f"could not {action}: {exc}") from exc
+    except PyMongoError as exc:
+        raise StoreError(f"could not {action}: {exc}") from exc
+
+
+class MongoStore:
+    """Run and status documents on one MongoDB database, and the notifier's claims (the
+    ``NotificationClaims`` port). Besides the ``RunStore`` port it offers the raw documents
+    (``load_run``, ``find_status``, ``run_statuses``, ``insert_status``) for tests and tools that
+    check what is stored."""
+
+    def __init__(self, client: pymongo.MongoClient[Document], settings: StoreSettings | None = None) -> None:
+        self.settings = settings or StoreSettings()
+        database = client[self.settings.database]
+        self.runs: Collection[Document] = database[self.settings.runs_collection]
+        self.statuses: Collection[Document] = database[self.settings.statuses_collection]
+        self.notifications: Collection[Document] = database[self.settings.notifications_collection]
+        self.leases: Collection[Document] = database[self.settings.leases_collection]
+        self._items = MongoItems(self.runs, database[self.settings.items_collection])
+        # The same documents as raw BSON: reading a run this way tells its stored size.
+        self._raw_runs = self.runs.with_options(
+            codec_options=self.runs.codec_options.with_options(document_class=RawBSONDocument)
+        )
+
+    def items(self) -> MongoItems:
+        """The items of ``for_each`` jobs and the outputs kept by reference."""
+        return self._items
+
+    def ensure_indexes(self) -> None:
+        """Idempotent; creating an index that exists is a no-op on the server. The unique key of
+        ``statuses`` before items had an index of their own is dropped: it would refuse the
+        second item's report of an attempt."""
+        if "one_report_per_attempt" in _guard("list indexes", self.statuses.index_information):
+            _guard("drop an old index", partial(self.statuses.drop_index, "one_report_per_attempt"))
+        self.items().ensure_indexes()
+        for collection, indexes in ((self.runs, RUN_INDEXES), (self.statuses, STATUS_INDEXES)):
+            for name, (keys, options) in indexes.items():
+                _guard(
+                    f"create the index {name} on {collection.name}",
+                    partial(collection.create_index, keys, name=name, **options),
+                )
+
+    # -- runs --------------------------------------------------------------------------------
+
+    def insert_run(self, run: Run) -> bool:
+        """False when a run with this id exists already."""
+        document = run_to_document(run, utcnow())
+        try:
+            _guard("insert the run document", lambda: self.runs.insert_one(document))
+        except DuplicateKeyError:
+            return False
+        return True
+
+    def read_run(self, run_id: str) -> Run | None:
+        raw = _guard(f"read run {run_id!r}", lambda: self._raw_runs.find_one(run_filter(run_id)))
+        return self._decoded(raw)
+
+    def _decoded(self, raw: Any) -> Run | None:
+        if raw is None:
+            return None
+        data: bytes = raw.raw
+        return run_from_document(bson.decode(data, self.runs.codec_options), stored_bytes=len(data))
+
+    def read_attempt_state(self, run_id: str, job: str) -> tuple[RunState, JobRecord | None] | None:
+        document = _guard(
+            f"read run {run_id!r}", lambda: self.runs.find_one(run_filter(run_id), attempt_projection(job))
+        )
+        return None if document is None else attempt_state_from_document(document, job)
+
+    def load_run(self, run_id: str) -> Document | None:
+        """The run document as stored."""
+        return _guard(f"read run {run_id!r}", lambda: self.runs.find_one(run_filter(run_id)))
+
+    def record_job_success(self, run_id: str, conditions: Fields, changes: Fields) -> Run | None:
+        raw = _guard(
+            f"record a success in run {run_id!r}",
+            lambda: self._raw_runs.find_one_and_update(
+                {**run_filter(run_id), **conditions},
+                {"$set": touched(changes, utcnow()), "$inc": {VERSION: 1}},
+                return_document=ReturnDocument.AFTER,
+            ),
+        )
+        return self._decoded(raw)
+
+    def find_runs(
+        self, workflow: str | None, state: str | None, since: datetime | None, limit: int
+    ) -> list[RunSummary]:
+        query = runs_query(workflow, state, since)
+        return _guard(
+            "list runs",
+            lambda: [
+                summary_from_document(document)
+                for document in self.runs.find(query, dict.fromkeys(SUMMARY_FIELDS, 1))
+                .sort(CREATED_AT, DESC)
+                .limit(limit)
+            ],
+        )
+
+    def stale_runs(self, updated_before: datetime, limit: int, workflow: str | None = None) -> list[str]:
+        query: Document = {RUN_STATE: RunState.RUNNING.value, UPDATED_AT: {"$lt": updated_before}}
+        if workflow is not None:
+            query[WORKFLOW] = workflow
+        return _guard(
+            "find stale runs",
+            lambda: [
+                document["_id"]
+                for document in self.runs.find(query, {"_id": 1}).sort(UPDATED_AT, ASC).limit(limit)
+            ],
+        )
+
+    def apply_transition(
+        self,
+        run_id: str,
+        conditions: Mapping[str, Any],
+        changes: Mapping[str, Any],
+        earliest: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Apply ``changes`` only while the run document still has every value in ``conditions``
+        (a version guards against any change at all); False when another writer got there first.
+        ``earliest`` fields are lowered to their value, never raised (``$min``: a timer's due time).
+        Every write bumps the version."""
+        update: Document = {"$set": touched(changes, utcnow()), "$inc": {VERSION: 1}}
+        if earliest:
+            update["$min"] = dict(earliest)
+        result = _guard(
+            f"update run {run_id!r}",
+            lambda: self.runs.update_one({**run_filter(run_id), **conditions}, update),
+        )
+        return result.matched_count == 1
+
+    def runs_due(self, now: datetime, limit: int, workflow: str | None = None) -> list[str]:
+        query = timers_due_query(now, workflow)
+        return _guard(
+            "find runs with timers due",
+            lambda: [
+                document["_id"]
+                for document in self.runs.find(query, {"_id": 1}).sort(WAKE_AT, ASC).limit(limit)
+            ],
+        )
+
+    def next_wake(self, workflow: str | None = None) -> datetime | None:
+        found = _guard(
+            "find the next timer",
+            lambda: self.runs.find_one(next_wake_query(workflow), {WAKE_AT: 1}, sort=[(WAKE_AT, ASC)]),
+        )
+        return None if found is None else as_utc(found.get(WAKE_AT))
+
+    def set_wake(self, run_id: str, version: int, due: datetime | None) -> bool:
+        """The sweep's next look at the run, while the run is still the ``version`` it read
+        (None: the run has no timer left)."""
+        update: Document = {"$inc": {VERSION: 1}}
+        update |= {"$set": wake_at(due)} if due is not None else {"$unset": {WAKE_AT: ""}}
+        result = _guard(
+            f"update run {run_id!r}",
+            lambda: self.runs.update_one({**run_filter(run_id), **at_version(version)}, update),
+        )
+        return result.matched_count == 1
+
+    # -- statuses ----------------------------------------------------------------------------
+
+    def record_status(self, event: StatusEvent) -> bool:
+        return self.insert_status(event.to_document(utcnow()))
+
+    def insert_status(self, document: Mapping[str, Any]) -> bool:
+        """Append a status document; False when the same report was recorded before."""
+        try:
+            _guard(
+                f"record status {document.get(STATUS)!r}", lambda: self.statuses.insert_one(dict(document))
+            )
+        except DuplicateKeyError:
+            return False
+        return True
+
+    def read_status(
+        self,
+        run_id: str,
+        phase: str | None,
+        job: str | None,
+        status: StatusName,
+        attempt: int,
+        index: int | None = None,
+    ) -> StatusEvent | None:
+        document = self.find_status(run_id, phase, job, status, attempt, index)
+        return None if document is None else status_from_document(document)
+
+    def find_status(
+        self,
+        run_id: str,
+        phase: str | None,
+        job: str | None,
+        status: str,
+        attempt: int,
+        index: int | None = None,
+    ) -> Document | None:
+        """One status document as stored, by its unique key (``index``: of an item)."""
+        query = dict(zip(STATUS_KEY, (run_id, phase, job, index, status, attempt), strict=True))
+        return _guard("read a status", lambda: self.statuses.find_one(query))
+
+    def read_terminal_status(
+        self, run_id: str, phase: str, job: str, attempt: int, index: int | None = None
+    ) -> StatusEvent | None:
+        # Every terminal report of an attempt has the attempt's one id: a point read, however many
+        # statuses there are.
+        query = {"_id": terminal_id(run_id, job, attempt, index), PHASE: phase}
+        document = _guard("read a terminal status", lambda: self.statuses.find_one(query))
+        return None if document is None else status_from_document(document)
+
+    # -- leases ------------------------------------------------------------------------------
+
+    def acquire_lease(self, lease: Lease) -> bool:
+        try:
+            _guard("acquire a lease", lambda: self.leases.insert_one(lease.to_document()))
+        except DuplicateKeyError:
+            return False
+        return True
+
+    def read_lease(self, lease_id: str) -> Lease | None:
+        document = _guard("read a lease", lambda: self.leases.find_one(lease_filter(lease_id)))
+        return None if document is None else lease_from_document(document)
+
+    def renew_lease(self, lease: Lease) -> bool:
+        result = _guard(
+            "renew a lease",
+            lambda: self.leases.update_one(
+                lease_filter(lease.lease_id, lease.token), {"$set": lease_renewed(lease.expires_at)}
+            ),
+        )
+        return result.matched_count == 1
+
+    def read_statuses(self, run_id: str, *, items: bool = True) -> list[StatusEvent]:
+        """The run's statuses in the order they were recorded; without ``items``, not the reports
+        of a fan-out's items (a 10,000-item job has 20,000 or more), which the run's counters sum up."""
+        if items:
+            return [status_from_document(document) for document in self.run_statuses(run_id)]
+        query = {RUN_ID: run_id, INDEX: {"$exists": False}}
+        return _guard(
+            f"read the statuses of run {run_id!r}",
+            lambda: [
+                status_from_document(document) for document in self.statuses.find(query).sort(DATE, ASC)
+            ],
+        )
+
+    def read_operations(self, since: datetime, workflow: str | None = None) -> list[StatusEvent]:
+        # One branch per operation, so each reads its own partial index.
+        query: Document = {
+            "$or": [{STATUS: status.value, DATE: {"$gte": since}} for status in OPERATION_STATUSES]
+        }
+        if workflow is not None:
+            query[WORKFLOW] = workflow
+        return _guard(
+            "read recent operations",
+            lambda: [
+                status_from_document(document) for document in self.statuses.find(query).sort(DATE, ASC)
+            ],
+        )
+
+    def expire_statuses(self, run_id: str, expire_at: datetime | None) -> None:
+        """Only the statuses without an expiry are written when one is set, so stamping again
+        for a late report touches that report alone. The run's items and outputs kept by
+        reference get the same expiry."""
+        query: Document = {RUN_ID: run_id}
+        update: Document = {"$unset": {EXPIRE_AT: ""}}
+        if expire_at is not None:
+            query[EXPIRE_AT] = {"$exists": False}
+            update = {"$set": {EXPIRE_AT: expire_at}}
+        _guard(
+            f"set the expiry of run {run_id!r}'s statuses",
+            lambda: self.statuses.update_many(query, update),
+        )
+        self.items().expire(run_id, expire_at)
+
+    def run_statuses(self, run_id: str) -> list[Document]:
+        """The run's status documents as stored, in the order they were recorded."""
+        return _guard(
+            f"read the statuses of run {run_id!r}",
+            lambda: list(self.statuses.find({RUN_ID: run_id}).sort(DATE, pymongo.ASCENDING)),
+        )
+
+    def count_statuses(self, run_id: str) -> int:
+        return _guard(
+            f"count the statuses of run {run_id!r}", lambda: self.statuses.count_documents({RUN_ID: run_id})
+        )
+
+    # -- notification claims -----------------------------------------------------------------
+
+    def claim_notification(
+        self, event: StatusEvent, request_id: str, retry_after: timedelta, lease: timedelta
+    ) -> bool:
+        """Insert the claim (its ``_id`` is the status document's key, so one insert wins), or
+        take over a claim still ``sending`` that this request made ``retry_after`` ago or anyone
+        made ``lease`` ago: both are one atomic write, so two deliveries never both win."""
+        now = utcnow()
+        identity = status_identity(event)
+        claim = {NOTIFICATION_STATE: NotificationState.SENDING.value, REQUEST_ID: request_id, CLAIMED_AT: now}
+        try:
+            _guard("claim a notification", lambda: self.notifications.insert_one({"_id": identity, **claim}))
+        except DuplicateKeyError:
+            stale = {
+                "_id": identity,
+                NOTIFICATION_STATE: NotificationState.SENDING.value,
+                "$or": [
+                    {REQUEST_ID: request_id, CLAIMED_AT: {"$lte": now - retry_after}},
+                    {CLAIMED_AT: {"$lte": now - lease}},
+                ],
+            }
+            taken = _guard(
+                "take over a notification claim",
+                lambda: self.notifications.update_one(stale, {"$set": claim}),
+            )
+            return taken.matched_count == 1
+        return True
+
+    def notification_sent(self, event: StatusEvent) -> None:
+        _guard(
+            "mark a notification sent",
+            lambda: self.notifications.update_one(
+                {"_id": status_identity(event)},
+                {"$set": {NOTIFICATION_STATE: NotificationState.SENT.value, SENT_AT: utcnow()}},
+            ),
+        )
+
+    def release_notification(self, event: StatusEvent, request_id: str) -> None:
+        _guard(
+            "release a notification claim",
+            lambda: self.notifications.delete_one(
+                {
+                    "_id": status_identity(event),
+                    NOTIFICATION_STATE: NotificationState.SENDING.value,
+                    REQUEST_ID: request_id,
+                }
+            ),
+        )
