@@ -36,8 +36,8 @@ from benchmarks.synth import generated_spec
 from cdk_app.console.browser import headless_chromium
 from cdk_app.console.server import serving_console
 from runtime.definition.loader import load_workflow
-from runtime.documents.run import JobState
 from runtime.service.runs import start_run
+from runtime.statuses import JobState
 from runtime.store.connection import cached_client
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings

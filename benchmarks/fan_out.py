@@ -22,12 +22,13 @@ from pymongo import monitoring
 from benchmarks.orchestration import CONNECTION_COMMANDS, CountingDispatcher, Progress, scratch_databases
 from cdk_app.local.atlas_events import envelope
 from cdk_app.local.runner import LocalRunner, RunOptions
+from runtime.clock import utcnow
 from runtime.definition.loader import workflow_from_document
 from runtime.definition.model import Workflow
-from runtime.documents.run import StatusEvent, StatusName
-from runtime.engine.progress import utcnow
-from runtime.handlers.orchestrator import Orchestrator
+from runtime.documents.run import StatusEvent
+from runtime.service.orchestrator import Orchestrator
 from runtime.service.runs import start_run
+from runtime.statuses import StatusName
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
 

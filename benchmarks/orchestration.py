@@ -27,13 +27,14 @@ from pymongo.database import Database
 
 from benchmarks.seed_port import SeedOrchestratorJob, SeedStateMachineJob, seed_state_machine
 from cdk_app.local.atlas_events import envelope
+from runtime.clock import utcnow
 from runtime.definition.loader import load_workflow, workflow_from_document
 from runtime.definition.model import Workflow
 from runtime.documents.events import JobEvent
-from runtime.documents.run import JobState, RunState, StatusEvent, StatusName
-from runtime.engine.progress import utcnow
-from runtime.handlers.orchestrator import Orchestrator
+from runtime.documents.run import StatusEvent
+from runtime.service.orchestrator import Orchestrator
 from runtime.service.runs import start_run
+from runtime.statuses import JobState, RunState, StatusName
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
 

@@ -24,19 +24,12 @@ from benchmarks.orchestration import (
     new_client,
     scratch_databases,
 )
+from runtime.clock import utcnow
 from runtime.definition.model import Job, Phase, Workflow
-from runtime.documents.run import (
-    Document,
-    JobRecord,
-    JobState,
-    RunState,
-    StatusEvent,
-    StatusName,
-    run_to_document,
-)
-from runtime.engine.progress import utcnow
+from runtime.documents.run import Document, JobRecord, StatusEvent, run_to_document
 from runtime.service.reconciler import Reconciler
 from runtime.service.runs import initial_run
+from runtime.statuses import JobState, RunState, StatusName
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
 

@@ -24,12 +24,12 @@ from typing import Any
 from benchmarks.orchestration import CountingDispatcher, Progress, new_client, scratch_databases
 from cdk_app.local.atlas_events import envelope
 from cdk_app.local.runner import RunOptions
+from runtime.clock import as_utc, utcnow
 from runtime.definition.model import Job, Phase, Workflow
-from runtime.documents.run import StatusName, as_utc
-from runtime.engine.progress import utcnow
-from runtime.engine.timers import fire_due_timers, fire_timers_until
-from runtime.handlers.orchestrator import Orchestrator
+from runtime.service.orchestrator import Orchestrator
 from runtime.service.runs import start_run
+from runtime.service.timers import fire_due_timers, fire_timers_until
+from runtime.statuses import StatusName
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
 

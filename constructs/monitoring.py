@@ -24,8 +24,8 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
+from runtime.contracts import RECONCILER_METRICS_NAMESPACE
 from runtime.definition import model
-from runtime.handlers.reconciler import METRICS_NAMESPACE as RECONCILER_METRICS_NAMESPACE
 
 ALARM_INFIX = "-alarm-"
 """Alarms are named ``<workflow>-alarm-<what>``; the topic and key policies allow that prefix.

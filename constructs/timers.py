@@ -23,7 +23,7 @@ from aws_cdk import aws_scheduler_targets as scheduler_targets
 from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
-from runtime.handlers.reconciler import FIRE_TIMERS
+from runtime.contracts import FIRE_TIMERS
 
 TIMER_SCHEDULE = "rate(1 minute)"
 """EventBridge Scheduler's shortest rate: each invocation covers its minute."""

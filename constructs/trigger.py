@@ -18,8 +18,8 @@ from aws_cdk import aws_events as events
 
 from constructs import Construct
 from runtime.contracts import PARTNER_SOURCE_PREFIX
-from runtime.definition.model import NOTIFY_EVENTS, Workflow
-from runtime.patterns import ORCHESTRATOR_STATUSES
+from runtime.definition.model import Workflow
+from runtime.statuses import NOTIFY_EVENTS, ORCHESTRATOR_STATUSES
 from runtime.store.settings import StoreSettings
 
 if TYPE_CHECKING:

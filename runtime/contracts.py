@@ -58,3 +58,10 @@ SYSTEM_FUNCTION_MEMORY_MB = 256
 """Memory of the orchestrator, notifier and starter."""
 SYSTEM_FUNCTION_TIMEOUT_SECONDS = 60
 """Timeout of the orchestrator, notifier and starter."""
+
+RECONCILER_METRICS_NAMESPACE = "MongoLambdaWorkflows"
+"""CloudWatch namespace of the reconciler's metrics, with the dimension ``Workflow``; the
+stack's alarms watch them."""
+
+FIRE_TIMERS = "fire_timers"
+"""The ``action`` of the timer schedule's event to the reconciler function."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 EVENTBRIDGE_ENTRY_BYTES = 256 * 1024
@@ -102,3 +102,10 @@ def bounded(text: str, limit: int = ERROR_MESSAGE_MAX_CHARS) -> str:
         return text
     keep = (limit - 40) // 2
     return f"{text[:keep]}\n[... {len(text) - 2 * keep} characters cut ...]\n{text[-keep:]}"
+
+
+LAMBDA_RETRY_DELAY = timedelta(seconds=50)
+"""Lambda retries a failed asynchronous invocation of the orchestrator a minute later at the
+earliest (a little less here, for clock differences): an event that repeats sooner is a
+duplicate, not a retry after a crash, and the replay does not dispatch again for it. (Nothing
+else depends on timing: the job wrapper's lease does not.)"""

@@ -6,22 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from runtime.documents.run import ANSWER_STATUSES, OPERATION_STATUSES, StatusName
-
-ORCHESTRATOR_STATUSES = tuple(
-    status.value
-    for status in (
-        StatusName.WORKFLOW_STARTED,
-        StatusName.SUCCESS,
-        StatusName.FAILED,
-        *OPERATION_STATUSES,
-        StatusName.TIMER_FIRED,
-        *ANSWER_STATUSES,
-    )
-)
-"""Statuses the orchestrator acts on: the run's start, a job attempt's end, the operations
-people ask for (cancel, redrive, an approval's answer) and timers firing; ``started`` and the
-engine's own run-level statuses would only cost it invocations."""
+from runtime.statuses import ORCHESTRATOR_STATUSES
 
 
 def _insert_pattern(workflow: str, statuses_collection: str, statuses: Iterable[str]) -> dict[str, Any]:

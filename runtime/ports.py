@@ -1,26 +1,24 @@
-"""What the runtime needs from the world, behind small ports: the run store (MongoDB, in
-``runtime.store.mongo``), job dispatch and notifications (AWS, adapters here). The local runner plugs
-in-process adapters and fault-injecting wrappers into the same ports."""
+"""What the runtime needs from the world, as protocols: the run store, the items of fan-outs and
+the outputs kept by reference (MongoDB adapters in ``runtime.store``), job dispatch and
+notifications (AWS adapters in ``runtime.aws``). The local cloud plugs in-process adapters and
+fault-injecting wrappers into the same ports. Protocols and their errors only: no I/O here."""
 
 from __future__ import annotations
 
-import json
 import logging
-import urllib.request
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from runtime.definition.model import job_function_name
 from runtime.documents.events import JobEvent
+from runtime.documents.items import ClaimedItem, Lane, LaneView
 from runtime.documents.leases import Lease
 from runtime.documents.listing import RunSummary
-from runtime.documents.run import Fields, JobRecord, Run, RunState, StatusEvent, StatusName
+from runtime.documents.run import Fields, JobRecord, Run, StatusEvent
 from runtime.errors import WorkflowError
-from runtime.store.items import ItemStore
+from runtime.statuses import RunState, StatusName
 
 log = logging.getLogger(__name__)
-
-SNS_SUBJECT_MAX = 100
 
 
 class DispatchError(WorkflowError):
@@ -32,16 +30,6 @@ class InvocationRefused(DispatchError):
     from the spec while a run that started with it was in flight) or the payload is too large or
     not valid. Retrying cannot help, so it is reported as the attempt's failure and the run ends
     instead of waiting."""
-
-
-REFUSALS = {
-    "ResourceNotFoundException": "the job's function {name} does not exist (was the job removed from the "
-    "spec while this run was in flight?)",
-    "RequestEntityTooLargeException": "the event for {name} is larger than Lambda accepts (the outputs of "
-    "the jobs it runs after are passed in it)",
-    "InvalidRequestContentException": "Lambda refused the event for {name} as invalid: {error}",
-}
-"""Lambda's error codes that no retry can get past, with what to tell people."""
 
 
 class NotifyError(WorkflowError):
@@ -156,67 +144,60 @@ class Notifier(Protocol):
     def publish(self, subject: str, message: str) -> None: ...
 
 
-class LambdaDispatcher:
-    """Invokes ``<workflow>-job-<job>`` with ``InvocationType=Event``."""
+class Outputs(Protocol):
+    """Outputs kept by reference, too large to travel in an event (``runtime.store.outputs``)."""
 
-    def __init__(self, lambda_client: Any) -> None:
-        self.client = lambda_client
+    def store(self, output_id: str, value: Any) -> str:
+        """Keep ``value``; its reference."""
 
-    def dispatch(self, event: JobEvent) -> None:
-        name = job_function_name(event.workflow, event.job)
-        try:
-            response = self.client.invoke(
-                FunctionName=name, InvocationType="Event", Payload=json.dumps(event.to_payload()).encode()
-            )
-        except Exception as exc:  # botocore's error types vary by cause; all mean "not accepted"
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
-            if code in REFUSALS:
-                raise InvocationRefused(REFUSALS[code].format(name=name, error=exc)) from exc
-            raise DispatchError(f"could not invoke {name}: {exc}") from exc
-        if response.get("StatusCode") != 202:
-            raise DispatchError(f"invoking {name} returned status {response.get('StatusCode')}")
+    def load(self, ref: str) -> Any: ...
+
+    def resolve(self, results: Mapping[str, Any], references: Mapping[str, str]) -> dict[str, Any]:
+        """``results`` with the value of each reference put in."""
 
 
-class SnsNotifier:
-    def __init__(self, sns_client: Any, topic_arn: str) -> None:
-        self.client = sns_client
-        self.topic_arn = topic_arn
+class ItemStore(Protocol):
+    """What the fan-out path reads and writes, each a point operation (``runtime.store.items``)."""
 
-    def publish(self, subject: str, message: str) -> None:
-        try:
-            self.client.publish(TopicArn=self.topic_arn, Subject=subject[:SNS_SUBJECT_MAX], Message=message)
-        except Exception as exc:  # see LambdaDispatcher.dispatch
-            raise NotifyError(f"could not publish to {self.topic_arn}: {exc}") from exc
+    @property
+    def outputs(self) -> Outputs: ...
 
+    def insert_items(self, run_id: str, job: str, items: Sequence[Any]) -> None:
+        """Store a fan-out's items; those stored before (a repeated start) stay as they are."""
 
-class SlackNotifier:
-    """Posts to a Slack incoming webhook whose URL is read from Secrets Manager once."""
+    def read_lane(self, run_id: str, job: str, lane: int) -> LaneView | None: ...
 
-    def __init__(self, secrets_client: Any, secret_id: str, timeout: float = 5.0) -> None:
-        self.secrets_client = secrets_client
-        self.secret_id = secret_id
-        self.timeout = timeout
-        self._url: str | None = None
+    def move_lane(
+        self,
+        run_id: str,
+        job: str,
+        lane: int,
+        conditions: Mapping[str, Any],
+        to: Lane,
+        counts: Mapping[str, int],
+    ) -> LaneView | None:
+        """Put ``to`` in the lane and add ``counts`` (``done``, ``failed``) while ``conditions``
+        hold; the view after it, or None when they did not."""
 
-    def webhook_url(self) -> str:
-        if self._url is None:
-            try:
-                url = self.secrets_client.get_secret_value(SecretId=self.secret_id)["SecretString"].strip()
-            except Exception as exc:  # see LambdaDispatcher.dispatch
-                raise NotifyError(f"could not read the Slack webhook secret {self.secret_id}: {exc}") from exc
-            if not url.startswith(("https://", "http://")):
-                raise NotifyError(f"the Slack webhook secret {self.secret_id} does not hold a URL")
-            self._url = url
-        return self._url
+    def end_item(
+        self,
+        run_id: str,
+        job: str,
+        index: int,
+        state: str,
+        output: Any,
+        output_ref: str | None,
+        error: str | None,
+    ) -> None:
+        """Record an item's last report, unless it succeeded before."""
 
-    def publish(self, subject: str, message: str) -> None:
-        body = json.dumps({"text": f"*{subject}*\n{message}"}).encode()
-        request = urllib.request.Request(
-            self.webhook_url(), data=body, headers={"Content-Type": "application/json"}, method="POST"
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
-                if response.status >= 300:
-                    raise NotifyError(f"Slack answered {response.status}")
-        except OSError as exc:
-            raise NotifyError(f"could not post to Slack: {exc}") from exc
+    def claim_next(
+        self, run_id: str, job: str, after: int, concurrency: int, count: int
+    ) -> ClaimedItem | None:
+        """Of ``count`` items, the next item of the lane of ``after`` that has not succeeded,
+        with its next attempt."""
+
+    def claim_again(self, run_id: str, job: str, index: int) -> ClaimedItem | None:
+        """Item ``index`` with its next attempt (a retry)."""
+
+    def read_item(self, run_id: str, job: str, index: int) -> Any: ...

@@ -27,10 +27,11 @@ from cdk_app.local.faults import CrashingDispatcher, CrashingStore, CrashPlan, I
 from runtime.definition.loader import load_workflow
 from runtime.definition.model import Job, Phase, RetryPolicy, Workflow
 from runtime.documents.events import JobEvent
-from runtime.handlers.job import UserHandler, run_attempt, stub_handler
-from runtime.handlers.orchestrator import Orchestrator
-from runtime.patterns import ORCHESTRATOR_STATUSES
+from runtime.handlers.job import stub_handler
+from runtime.service.job_attempt import UserHandler, run_attempt
+from runtime.service.orchestrator import Orchestrator
 from runtime.service.runs import start_run
+from runtime.statuses import ORCHESTRATOR_STATUSES
 from runtime.store.mongo import MongoStore
 
 

@@ -23,8 +23,9 @@ import pytest
 from cdk_app.console.listing import RunFilters, runs_page
 from cdk_app.console.server import serving_console
 from runtime.definition.loader import load_workflow
-from runtime.documents.run import StatusEvent, StatusName
+from runtime.documents.run import StatusEvent
 from runtime.service.runs import start_run
+from runtime.statuses import StatusName
 from runtime.store.connection import cached_client
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings

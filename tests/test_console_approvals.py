@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from runtime.documents.run import StatusName
+from runtime.statuses import StatusName
 from tests.test_console_api import Console, Response, console, read_only, store
 
 __all__ = ["console", "read_only", "store"]  # the fixtures this module shares

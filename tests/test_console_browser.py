@@ -22,9 +22,9 @@ from cdk_app.console.browser import BrowserMissing, headless_chromium
 from cdk_app.console.server import serving_console
 from cdk_app.local.atlas_events import envelope
 from runtime.definition.loader import load_workflow, workflow_from_document
-from runtime.documents.run import StatusName
-from runtime.handlers.orchestrator import Orchestrator
+from runtime.service.orchestrator import Orchestrator
 from runtime.service.runs import start_run
+from runtime.statuses import StatusName
 from runtime.store.connection import cached_client
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings

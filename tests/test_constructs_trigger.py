@@ -25,7 +25,8 @@ from constructs.trigger import (
     trigger_match,
 )
 from runtime import patterns
-from runtime.definition.model import NOTIFY_EVENTS, Notify
+from runtime.definition.model import Notify
+from runtime.statuses import NOTIFY_EVENTS
 from runtime.store.settings import StoreSettings
 from tests.cdk_fixtures import catch_the_fish, make_app
 

@@ -15,15 +15,16 @@ import pytest
 from cdk_app.local.atlas_events import envelope
 from cdk_app.local.faults import InjectedCrash
 from runtime import limits
+from runtime.clock import utcnow
 from runtime.definition.model import Workflow
 from runtime.documents.events import JobEvent
 from runtime.documents.leases import Lease, lease_id
-from runtime.documents.run import JobState, StatusEvent, StatusName
-from runtime.engine.progress import utcnow
+from runtime.documents.run import StatusEvent
 from runtime.errors import DocumentRejected
-from runtime.handlers.job import LeaseSettings, run_attempt
-from runtime.handlers.orchestrator import DISPATCH_BATCH, Orchestrator
+from runtime.service.job_attempt import LeaseSettings, run_attempt
+from runtime.service.orchestrator import DISPATCH_BATCH, Orchestrator
 from runtime.service.runs import start_run
+from runtime.statuses import JobState, StatusName
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
 from tests.engine_harness import Driver, RecordingDispatcher, workflow

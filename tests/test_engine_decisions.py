@@ -16,21 +16,15 @@ from runtime import limits
 from runtime.definition.model import Job, Phase, Workflow
 from runtime.documents.events import FailureRecord, JobEvent
 from runtime.documents.leases import Lease
-from runtime.documents.run import JobRecord, JobState, Run, RunState, StatusEvent, StatusName
+from runtime.documents.run import JobRecord, Run, StatusEvent
 from runtime.engine.attempts import plan_give_up
-from runtime.engine.progress import (
-    Rejection,
-    Transition,
-    advance_phase,
-    decide,
-    is_truthy,
-    plan_failure,
-    plan_progress,
-    plan_success,
-    ready_jobs,
-)
+from runtime.engine.decide import decide
+from runtime.engine.joins import is_truthy, ready_jobs
+from runtime.engine.progress import advance_phase, plan_failure, plan_progress, plan_success
 from runtime.engine.replay import replay
+from runtime.engine.transition import Rejection, Transition
 from runtime.service.runs import initial_run
+from runtime.statuses import JobState, RunState, StatusName
 from tests.engine_harness import job_settings
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

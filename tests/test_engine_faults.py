@@ -21,15 +21,17 @@ from benchmarks.seed_port import SeedStateMachineJob, seed_state_machine
 from cdk_app.local.atlas_events import envelope
 from cdk_app.local.faults import CrashAtStep, CrashingStore, InjectedCrash
 from runtime import limits
+from runtime.clock import utcnow
 from runtime.definition.model import Job, Phase, Workflow
 from runtime.documents.events import JobEvent, parse_status_event
 from runtime.documents.leases import Lease, lease_id
-from runtime.documents.run import StatusEvent, StatusName, terminal_id
-from runtime.engine.progress import utcnow
-from runtime.handlers.job import run_attempt, stub_handler
-from runtime.handlers.orchestrator import Orchestrator
+from runtime.documents.run import StatusEvent, terminal_id
+from runtime.handlers.job import stub_handler
 from runtime.ports import InvocationRefused
+from runtime.service.job_attempt import run_attempt
+from runtime.service.orchestrator import Orchestrator
 from runtime.service.runs import start_run
+from runtime.statuses import StatusName
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
 from tests.engine_harness import (

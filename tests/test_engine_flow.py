@@ -15,12 +15,16 @@ from cdk_app.local.faults import CrashAtStep
 from runtime.definition.loader import workflow_from_document
 from runtime.definition.model import HANDLERS_PHASE, Workflow
 from runtime.documents.failures import Failure
-from runtime.documents.run import JobRecord, JobState, Run, RunState, StatusEvent, StatusName
-from runtime.engine.progress import Transition, decide, plan_progress, reopened
-from runtime.handlers.notifier import compose
-from runtime.handlers.orchestrator import Orchestrator
+from runtime.documents.run import JobRecord, Run, StatusEvent
+from runtime.engine.decide import decide
+from runtime.engine.operations import reopened
+from runtime.engine.progress import plan_progress
+from runtime.engine.transition import Transition
+from runtime.service.notifier import compose
 from runtime.service.operations import request_redrive
+from runtime.service.orchestrator import Orchestrator
 from runtime.service.runs import start_run
+from runtime.statuses import JobState, RunState, StatusName
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
 from tests.engine_harness import Driver, Faults, RecordingDispatcher, race_orchestrators

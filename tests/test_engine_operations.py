@@ -10,20 +10,14 @@ from typing import Any
 
 import pytest
 
-from runtime.documents.run import (
-    JobRecord,
-    JobState,
-    Run,
-    RunState,
-    StatusEvent,
-    StatusName,
-    status_from_document,
-)
-from runtime.engine.progress import Expiry, Rejection, Transition, decide, plan_cancel, plan_redrive
+from runtime.documents.run import JobRecord, Run, StatusEvent, status_from_document
+from runtime.engine.decide import decide
+from runtime.engine.operations import plan_cancel, plan_redrive
 from runtime.engine.replay import replay
+from runtime.engine.transition import Expiry, Rejection, Transition
 from runtime.errors import EventError
-from runtime.handlers.notifier import compose
-from runtime.patterns import ORCHESTRATOR_STATUSES
+from runtime.service.notifier import compose
+from runtime.statuses import ORCHESTRATOR_STATUSES, JobState, RunState, StatusName
 from tests.test_engine_decisions import (
     NOW,
     SKIPPED,

@@ -11,11 +11,13 @@ from datetime import timedelta
 import pytest
 
 from runtime.definition.model import Approval, Job, Phase, RetryPolicy, Workflow
-from runtime.documents.run import JobRecord, JobState, Run, RunState, StatusEvent, StatusName
+from runtime.documents.run import JobRecord, Run, StatusEvent
 from runtime.engine import retry
-from runtime.engine.progress import Rejection, Transition, decide
+from runtime.engine.decide import decide
 from runtime.engine.timers import APPROVAL_TIMED_OUT, RUN_DEADLINE_EXCEEDED, pending_timers, timer_event
+from runtime.engine.transition import Rejection, Transition
 from runtime.service.runs import initial_run
+from runtime.statuses import JobState, RunState, StatusName
 from tests.test_engine_decisions import NOW, START_KEY, dispatched, failure, jobs_of, report, states_after
 
 LAMBDA_GAVE_UP = "Lambda gave up on the invocation (RetriesExhausted)"

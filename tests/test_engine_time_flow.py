@@ -9,9 +9,10 @@ from datetime import timedelta
 
 from runtime.definition.model import HANDLERS_PHASE
 from runtime.documents.failures import Failure
-from runtime.documents.run import JobRecord, JobState, Run, RunState, StatusName
-from runtime.engine.progress import decide
+from runtime.documents.run import JobRecord, Run
+from runtime.engine.decide import decide
 from runtime.engine.timers import APPROVAL_TIMED_OUT, RUN_DEADLINE_EXCEEDED, timer_event
+from runtime.statuses import JobState, RunState, StatusName
 from tests.test_engine_decisions import (
     NOW,
     START_KEY,

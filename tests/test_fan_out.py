@@ -15,13 +15,15 @@ from runtime import limits
 from runtime.definition.loader import workflow_from_document
 from runtime.documents.events import JobEvent
 from runtime.documents.items import MAX_ITEMS, FanOut, Lane, allowed_failures
-from runtime.documents.run import JobRecord, JobState, RunState, StatusName
+from runtime.documents.run import JobRecord
 from runtime.engine.attempts import attempt_blocked
+from runtime.engine.decide import decide
 from runtime.engine.fanout import results_read
-from runtime.engine.progress import Transition, decide
+from runtime.engine.transition import Transition
 from runtime.errors import SpecError
 from runtime.service.operations import request_redrive
 from runtime.service.runs import start_run
+from runtime.statuses import JobState, RunState, StatusName
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
 from tests.engine_harness import Driver, workflow

@@ -19,8 +19,8 @@ from benchmarks.orchestration import race
 from cdk_app.local.atlas_events import envelope
 from cdk_app.local.faults import CrashAtStep, CrashingDispatcher, CrashingStore, InjectedCrash, RandomCrash
 from runtime.documents.events import JobEvent
-from runtime.handlers.orchestrator import Orchestrator
 from runtime.service.fan_out import FanOutContexts
+from runtime.service.orchestrator import Orchestrator
 from runtime.service.runs import start_run
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
@@ -339,7 +339,7 @@ def test_the_items_of_a_fan_out_share_one_read_of_the_run_per_process(
 
 
 def test_the_reconciler_applies_the_item_reports_whose_events_were_lost(store: MongoStore) -> None:
-    from runtime.handlers.job import run_attempt
+    from runtime.service.job_attempt import run_attempt
     from runtime.service.reconciler import Reconciler
     from tests.engine_harness import RecordingDispatcher
 

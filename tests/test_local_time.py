@@ -18,8 +18,9 @@ from rich.console import Console
 
 from cdk_app.terminal.render import Progress
 from runtime.definition.loader import load_workflow
-from runtime.documents.run import StatusEvent, StatusName
-from runtime.handlers.notifier import compose
+from runtime.documents.run import StatusEvent
+from runtime.service.notifier import compose
+from runtime.statuses import StatusName
 from runtime.store.mongo import MongoStore
 from tests.cli_harness import CliResult, cli
 from tests.test_dev_server import WAIT, dev_server, wait_until

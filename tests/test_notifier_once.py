@@ -17,11 +17,12 @@ from botocore.stub import Stubber
 from cdk_app.local.atlas_events import envelope
 from cdk_app.local.cloud import LocalNotifier
 from cdk_app.local.faults import CrashAtStep, CrashingClaims, CrashPlan, InjectedCrash, NoCrash
-from runtime.documents.run import StatusEvent, StatusName
-from runtime.engine.progress import utcnow
+from runtime.clock import utcnow
+from runtime.documents.run import StatusEvent
 from runtime.handlers import notifier
-from runtime.handlers.notifier import NotifierService
 from runtime.ports import NotifyError
+from runtime.service.notifier import NotifierService
+from runtime.statuses import StatusName
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
 

@@ -16,11 +16,11 @@ import pymongo
 import pytest
 
 from runtime.definition.model import Workflow
-from runtime.documents.run import RunState
 from runtime.errors import RunError
 from runtime.handlers import starter
 from runtime.service.operations import list_runs, request_cancel, request_redrive, run_history, wait_for_end
 from runtime.service.runs import start_run
+from runtime.statuses import RunState
 from runtime.store.mongo import RUN_INDEXES, STATUS_INDEXES, MongoStore
 from runtime.store.settings import StoreSettings
 from tests.engine_harness import CATCH_THE_FISH, workflow

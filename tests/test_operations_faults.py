@@ -19,16 +19,17 @@ import pytest
 
 from benchmarks.orchestration import race
 from cdk_app.local.atlas_events import envelope
+from runtime.clock import utcnow
 from runtime.definition.model import Workflow
 from runtime.documents.events import JobEvent
-from runtime.documents.run import Document, JobState, RunState
-from runtime.engine.progress import utcnow
-from runtime.handlers.job import UserHandler, run_attempt, stub_handler
-from runtime.handlers.orchestrator import Orchestrator
-from runtime.patterns import ORCHESTRATOR_STATUSES
+from runtime.documents.run import Document
+from runtime.handlers.job import stub_handler
+from runtime.service.job_attempt import UserHandler, run_attempt
 from runtime.service.operations import request_cancel, request_redrive
+from runtime.service.orchestrator import Orchestrator
 from runtime.service.reconciler import ASYNC_RETRY_WINDOW, Reconciler, ReconcileReport
 from runtime.service.runs import initial_run, start_run
+from runtime.statuses import ORCHESTRATOR_STATUSES, JobState, RunState
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
 from tests.engine_harness import workflow

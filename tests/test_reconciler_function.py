@@ -9,6 +9,7 @@ from datetime import timedelta
 import pymongo
 import pytest
 
+from runtime import contracts
 from runtime.handlers import reconciler as reconciler_function
 from runtime.service.reconciler import Reconciler
 from runtime.service.runs import start_run
@@ -43,7 +44,7 @@ def test_a_pass_reports_its_repairs_as_embedded_metrics(
     [line] = capsys.readouterr().out.splitlines()
     record = json.loads(line)
     [directive] = record["_aws"]["CloudWatchMetrics"]
-    assert directive["Namespace"] == reconciler_function.METRICS_NAMESPACE
+    assert directive["Namespace"] == contracts.RECONCILER_METRICS_NAMESPACE
     assert directive["Dimensions"] == [["Workflow"]]
     assert {metric["Name"] for metric in directive["Metrics"]} == {
         "RunsChecked",
@@ -64,5 +65,5 @@ def test_a_pass_reports_its_repairs_as_embedded_metrics(
 def test_the_alarm_watches_the_metric_the_function_writes() -> None:
     from constructs import monitoring
 
-    assert monitoring.RECONCILER_METRICS_NAMESPACE == reconciler_function.METRICS_NAMESPACE
+    assert monitoring.RECONCILER_METRICS_NAMESPACE == contracts.RECONCILER_METRICS_NAMESPACE
     assert "RunsRepaired" in reconciler_function.METRICS

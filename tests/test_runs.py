@@ -9,15 +9,16 @@ import pymongo
 import pytest
 
 from cdk_app.local.atlas_events import envelope
+from runtime.clock import utcnow
 from runtime.definition.input_check import InputRefused
 from runtime.definition.loader import workflow_from_document
-from runtime.documents.run import StatusEvent, StatusName
-from runtime.engine.progress import utcnow
+from runtime.documents.run import StatusEvent
 from runtime.errors import RunError
 from runtime.handlers import job as job_wrapper
 from runtime.handlers import starter
-from runtime.handlers.notifier import NotifierService
+from runtime.service.notifier import NotifierService
 from runtime.service.runs import start_run
+from runtime.statuses import StatusName
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
 from tests.engine_harness import CATCH_THE_FISH, workflow

@@ -12,18 +12,14 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
+from runtime.aws.dispatch import LambdaDispatcher
+from runtime.aws.notify import SlackNotifier, SnsNotifier
 from runtime.documents.events import JobEvent
-from runtime.documents.run import StatusEvent, StatusName
+from runtime.documents.run import StatusEvent
 from runtime.errors import StoreError
-from runtime.handlers.notifier import NotifierService, compose
-from runtime.ports import (
-    DispatchError,
-    InvocationRefused,
-    LambdaDispatcher,
-    NotifyError,
-    SlackNotifier,
-    SnsNotifier,
-)
+from runtime.ports import DispatchError, InvocationRefused, NotifyError
+from runtime.service.notifier import NotifierService, compose
+from runtime.statuses import StatusName
 from runtime.store.connection import read_connection_string
 
 REGION = "us-east-1"

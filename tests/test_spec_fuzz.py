@@ -13,8 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runtime.definition.loader import SPEC_KEYS, load_workflow, workflow_from_document
-from runtime.definition.model import NOTIFY_EVENTS, Workflow
+from runtime.definition.model import Workflow
 from runtime.errors import SpecError
+from runtime.statuses import NOTIFY_EVENTS
 
 ROOT = Path(__file__).resolve().parents[1]
 CATCH_THE_FISH = ROOT / "workflows" / "catch_the_fish.yaml"

@@ -19,8 +19,9 @@ from runtime.definition.loader import (
     name_pattern,
     workflow_from_document,
 )
-from runtime.definition.model import NOTIFY_EVENTS, Job, Notify, RetryPolicy, Workflow
+from runtime.definition.model import Job, Notify, RetryPolicy, Workflow
 from runtime.errors import SpecError
+from runtime.statuses import NOTIFY_EVENTS
 
 SCHEMA: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
 DEFS: dict[str, Any] = SCHEMA["$defs"]

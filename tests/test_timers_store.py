@@ -13,14 +13,15 @@ from typing import Any
 import pymongo
 import pytest
 
+from runtime.clock import utcnow
 from runtime.definition.model import Approval, Job, Phase, RetryPolicy, Workflow
-from runtime.documents.run import WAKE_AT, JobState, RunState, StatusName
-from runtime.engine.progress import utcnow
-from runtime.engine.timers import fire_due_timers, fire_timers_until
+from runtime.documents.run import WAKE_AT
 from runtime.errors import RunError
-from runtime.handlers.orchestrator import Orchestrator
 from runtime.service.approvals import answer_approval
+from runtime.service.orchestrator import Orchestrator
 from runtime.service.runs import start_run
+from runtime.service.timers import fire_due_timers, fire_timers_until
+from runtime.statuses import JobState, RunState, StatusName
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
 from tests.engine_harness import RecordingDispatcher

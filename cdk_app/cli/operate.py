@@ -24,7 +24,6 @@ from cdk_app.terminal.timeline import (
     print_runs,
     runs_to_json,
 )
-from runtime.documents.run import RunState
 from runtime.service.operations import (
     OperationReceipt,
     list_runs,
@@ -32,6 +31,7 @@ from runtime.service.operations import (
     request_redrive,
     run_history,
 )
+from runtime.statuses import RunState
 
 if TYPE_CHECKING:
     from cdk_app.cli.main import Subparsers

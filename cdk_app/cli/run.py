@@ -30,10 +30,10 @@ from cdk_app.terminal.report import RunReport, summarize
 from runtime.definition.input_check import InputRefused, check_input
 from runtime.definition.loader import load_workflow
 from runtime.definition.model import Workflow
-from runtime.documents.run import RunState
 from runtime.errors import SpecError
 from runtime.service.operations import wait_for_end
 from runtime.service.runs import start_run
+from runtime.statuses import RunState
 from runtime.store.mongo import MongoStore
 
 if TYPE_CHECKING:

@@ -22,8 +22,9 @@ from typing import Any
 from pymongo.errors import PyMongoError
 
 from runtime.documents.listing import SUMMARY_FIELDS, RunSummary, runs_search_query, summary_from_document
-from runtime.documents.run import CREATED_AT, RunState
+from runtime.documents.run import CREATED_AT
 from runtime.errors import RunError, StoreError
+from runtime.statuses import RunState
 from runtime.store.mongo import DESC, MongoStore
 
 PAGE_SIZE = 50

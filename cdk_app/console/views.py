@@ -13,18 +13,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from runtime.clock import as_utc
 from runtime.definition.model import Phase
-from runtime.documents.run import (
-    ENDED,
-    REDRIVABLE,
-    TERMINAL_JOB_STATUSES,
-    JobState,
-    Run,
-    RunState,
-    StatusEvent,
-    StatusName,
-    as_utc,
-)
+from runtime.documents.run import Run, StatusEvent
+from runtime.statuses import ENDED, REDRIVABLE, TERMINAL_JOB_STATUSES, JobState, RunState, StatusName
 
 
 def iso(value: datetime | None) -> str | None:

@@ -23,15 +23,16 @@ from cdk_app.local.delivery import Bus, DaemonPool, FaultSettings
 from cdk_app.local.faults import CrashingClaims, CrashingDispatcher, CrashingStore, CrashPlan
 from cdk_app.local.jobs import JOB_INVOCATION_TRIES, context_for, on_failure_record
 from runtime import limits
+from runtime.aws.dispatch import REFUSALS
 from runtime.definition.model import Job, Workflow, job_function_name
 from runtime.documents.events import JobEvent
 from runtime.documents.run import Document, StatusEvent
-from runtime.handlers.job import LeaseSettings, UserHandler, run_attempt
-from runtime.handlers.notifier import NotifierService
-from runtime.handlers.orchestrator import Orchestrator
 from runtime.patterns import notifier_pattern, orchestrator_pattern
-from runtime.ports import REFUSALS, InvocationRefused
+from runtime.ports import InvocationRefused
 from runtime.service.fan_out import FanOutContexts
+from runtime.service.job_attempt import LeaseSettings, UserHandler, run_attempt
+from runtime.service.notifier import NotifierService
+from runtime.service.orchestrator import Orchestrator
 from runtime.store.mongo import MongoStore
 
 if TYPE_CHECKING:

@@ -40,15 +40,16 @@ from cdk_app.local.timeouts import GRACE as TIMEOUT_GRACE
 from cdk_app.local.timeouts import TimeoutWatch
 from cdk_app.project import workflows_dir
 from cdk_app.terminal.timeline import STATUS_STYLES, first_line
+from runtime.clock import utcnow
 from runtime.definition.loader import check_specs
 from runtime.definition.model import Job, Workflow
-from runtime.documents.run import RUN_ID, WORKFLOW, Document, StatusEvent, StatusName, status_from_document
-from runtime.engine.progress import utcnow
-from runtime.engine.timers import fire_due_timers
+from runtime.documents.run import RUN_ID, WORKFLOW, Document, StatusEvent, status_from_document
 from runtime.errors import EventError
-from runtime.handlers.job import UserHandler
 from runtime.service.approvals import approval_commands
+from runtime.service.job_attempt import UserHandler
 from runtime.service.reconciler import RUNS_PER_PASS, Reconciler
+from runtime.service.timers import fire_due_timers
+from runtime.statuses import StatusName
 from runtime.store.mongo import MongoStore
 
 if TYPE_CHECKING:

@@ -14,12 +14,12 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 from runtime.documents.events import JobEvent
-from runtime.documents.items import Lane
+from runtime.documents.items import ClaimedItem, Lane, LaneView
 from runtime.documents.leases import Lease
 from runtime.documents.listing import RunSummary
-from runtime.documents.run import Fields, JobRecord, Run, RunState, StatusEvent, StatusName
-from runtime.ports import Dispatcher, NotificationClaims, RunStore
-from runtime.store.items import ClaimedItem, ItemStore, LaneView
+from runtime.documents.run import Fields, JobRecord, Run, StatusEvent
+from runtime.ports import Dispatcher, ItemStore, NotificationClaims, RunStore
+from runtime.statuses import RunState, StatusName
 
 T = TypeVar("T")
 

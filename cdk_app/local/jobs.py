@@ -16,7 +16,8 @@ from typing import Any
 from runtime.definition.model import JOB_ASYNC_RETRIES, Job, Workflow, job_function_name
 from runtime.documents.events import JobEvent
 from runtime.errors import RunError
-from runtime.handlers.job import UserHandler, stub_handler
+from runtime.handlers.job import stub_handler
+from runtime.service.job_attempt import UserHandler
 
 JOB_INVOCATION_TRIES = JOB_ASYNC_RETRIES + 1
 """Lambda's tries of one job invocation, as the deployed functions are configured: it gives up

@@ -19,14 +19,15 @@ from cdk_app.local.cloud import CloudOptions, JobFunction, LocalCloud, RunObserv
 from cdk_app.local.delivery import FaultSettings
 from cdk_app.local.timeouts import TimeoutWatch
 from cdk_app.terminal.report import RunReport, summarize
+from runtime.clock import utcnow
 from runtime.definition.model import Workflow
-from runtime.documents.run import RUN_ENDS, RUN_ID, JobState, status_from_document
-from runtime.engine.progress import utcnow
-from runtime.engine.timers import fire_due_timers
+from runtime.documents.run import RUN_ID, status_from_document
 from runtime.errors import EventError
-from runtime.handlers.job import UserHandler
+from runtime.service.job_attempt import UserHandler
 from runtime.service.reconciler import Reconciler
 from runtime.service.runs import start_run
+from runtime.service.timers import fire_due_timers
+from runtime.statuses import RUN_ENDS, JobState
 from runtime.store.mongo import MongoStore
 
 log = logging.getLogger(__name__)

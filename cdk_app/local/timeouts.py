@@ -12,12 +12,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from cdk_app.local.cloud import LocalCloud
+from runtime.clock import age, utcnow
 from runtime.definition.model import Job
 from runtime.documents.events import JobEvent
-from runtime.documents.run import JobState, Run, RunState, StatusName
+from runtime.documents.run import Run
 from runtime.engine.joins import job_event
-from runtime.engine.progress import age, utcnow
 from runtime.ports import RunStore
+from runtime.statuses import JobState, RunState, StatusName
 
 GRACE = timedelta(seconds=1)
 """Beyond the timeout, for the time between Lambda starting the function and the wrapper's

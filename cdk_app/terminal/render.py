@@ -17,8 +17,9 @@ from rich.text import Text
 
 from cdk_app.terminal.report import JOB_RUNNING, RunReport
 from runtime.definition.model import Workflow
-from runtime.documents.run import RUN_ENDS, JobState, RunState, StatusEvent, StatusName
+from runtime.documents.run import StatusEvent
 from runtime.service.approvals import approval_commands
+from runtime.statuses import RUN_ENDS, JobState, RunState, StatusName
 from runtime.store.mongo import MongoStore
 
 STYLES = {

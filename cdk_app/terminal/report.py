@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from runtime.documents.items import FanOut
-from runtime.documents.run import JobState, RunState, StatusName
+from runtime.statuses import JobState, RunState, StatusName
 from runtime.store.mongo import MongoStore
 
 JOB_RUNNING = "running"

@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from runtime.documents.run import JOB_STATUSES, OPERATION_STATUSES, RunState, StatusName
 from runtime.service.operations import HistoryEntry, RunSummary
+from runtime.statuses import JOB_STATUSES, OPERATION_STATUSES, RunState, StatusName
 
 RUN_STYLES = {
     RunState.RUNNING: "cyan",

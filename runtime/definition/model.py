@@ -14,12 +14,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from runtime.documents.run import JOB_STATUSES, RUN_STATUSES, StatusName
-
-NOTIFY_EVENTS = tuple(
-    status.value for status in (*JOB_STATUSES, *RUN_STATUSES, StatusName.APPROVAL_REQUESTED)
-)
-"""Every status a spec's ``notify.on`` may name."""
+from runtime.statuses import StatusName
 
 FUNCTION_NAME_MAX = 64
 """AWS Lambda's limit on a function name."""

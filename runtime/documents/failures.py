@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-FailureReason = Literal["failed", "cancelled"]
-FAILED: Literal["failed"] = "failed"
-CANCELLED: Literal["cancelled"] = "cancelled"
+from runtime.statuses import CANCELLED, FAILED, FailureReason
 
 
 @dataclass(frozen=True, kw_only=True)

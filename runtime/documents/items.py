@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from runtime.statuses import ItemState
+
 MAX_ITEMS = 10_000
 """Items one ``for_each`` job may have: past it the job fails, saying so."""
 
@@ -27,14 +29,6 @@ RUN_ID, JOB, INDEX, ITEM, STATE, ATTEMPT = "runId", "job", "index", "item", "sta
 OUTPUT, OUTPUT_REF, ERROR = "output", "outputRef", "error"
 ITEM_KEY = (RUN_ID, JOB, INDEX)
 """The unique key of ``items``."""
-
-
-class ItemState:
-    """Where one item is, in its document: ``pending`` until its last attempt has ended."""
-
-    PENDING = "pending"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -228,3 +222,22 @@ def item_ended(state: str, output: Any, output_ref: str | None, error: str | Non
     else:
         fields[OUTPUT] = output
     return fields
+
+
+@dataclass(frozen=True, kw_only=True)
+class LaneView:
+    """What an item's report reads of the run: is it still fanning out, its counters, one lane."""
+
+    running: bool
+    """The run is running and the job is fanning out."""
+    round: int
+    fan_out: FanOut
+    lane: Lane | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClaimedItem:
+    index: int
+    attempt: int
+    """The attempt it is handed out with: one more than the last handed out."""
+    value: Any

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from runtime.clock import as_utc
 from runtime.documents.run import (
     _ID,
     CREATED_AT,
@@ -24,9 +25,8 @@ from runtime.documents.run import (
     UPDATED_AT,
     WORKFLOW,
     Document,
-    RunState,
-    as_utc,
 )
+from runtime.statuses import RunState
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -4,18 +4,7 @@ that a status is announced once however often its event is delivered. A sibling 
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 from runtime.documents.run import INDEX, STATUS_KEY, Document, StatusEvent
-
-
-class NotificationState(StrEnum):
-    """Where the message about one status document is."""
-
-    SENDING = "sending"
-    """Claimed by a notifier handling that is publishing it (or died doing so)."""
-    SENT = "sent"
-
 
 NOTIFICATION_STATE, CLAIMED_AT, SENT_AT = "state", "claimedAt", "sentAt"
 

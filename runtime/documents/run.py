@@ -17,117 +17,26 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import Any
 
+from runtime.clock import as_utc
+from runtime.definition.model import Workflow
 from runtime.documents.failures import Failure, failure_from_document
 from runtime.documents.items import FanOut, fan_out_from_document
 from runtime.errors import EventError
-
-if TYPE_CHECKING:
-    from runtime.definition.model import Workflow
+from runtime.statuses import (
+    ATTEMPT_STATUSES,
+    TERMINAL_JOB_STATUSES,
+    WAITING_JOB_STATUSES,
+    JobState,
+    RunState,
+    StatusName,
+)
 
 Document = dict[str, Any]
 Fields = dict[str, Any]
 """Field path -> value: what a write sets, or what a conditional write requires."""
-
-
-class JobState(StrEnum):
-    """Where one job of a run is."""
-
-    PENDING = "pending"
-    DISPATCHED = "dispatched"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-    WAITING = "waiting"
-    """Waiting for a time or an answer: a retry's delay (the attempt is not dispatched yet), a
-    wait job, an approval job. The record's ``due_at`` is its timer."""
-    CANCELLED = "cancelled"
-    """Dispatched when the run was cancelled: the attempt's own reports change nothing, and a
-    redrive gives the job a new attempt."""
-
-
-DONE = frozenset({JobState.SUCCEEDED, JobState.SKIPPED})
-"""Job states that count as finished for a phase and for the jobs that come after."""
-
-
-class RunState(StrEnum):
-    """Where a run is; ``running`` until it ends one way or the other."""
-
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-ENDED = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED})
-REDRIVABLE = frozenset({RunState.FAILED, RunState.CANCELLED})
-"""Run states a redrive reopens."""
-
-
-class StatusName(StrEnum):
-    """The ``status`` of a document in ``statuses``: what a job reports, or what the engine
-    records for the run as a whole, or an operation someone asked for (those have no job)."""
-
-    STARTED = "started"
-    SUCCESS = "success"
-    FAILED = "failed"
-    WORKFLOW_STARTED = "workflow_started"
-    PHASE_COMPLETED = "phase_completed"
-    WORKFLOW_SUCCEEDED = "workflow_succeeded"
-    WORKFLOW_FAILED = "workflow_failed"
-    NOT_RUN = "not_run"
-    """The job wrapper's report of an attempt it did not run: the run had ended, or the attempt
-    is stale (the run has moved on to another attempt of the job)."""
-    WORKFLOW_CANCELLED = "workflow_cancelled"
-    WORKFLOW_REDRIVEN = "workflow_redriven"
-    CANCEL_REQUESTED = "cancel_requested"
-    REDRIVE_REQUESTED = "redrive_requested"
-    TIMER_FIRED = "timer_fired"
-    """A timer of the run came due: of a waiting job's attempt (with its job), or the run
-    deadline of a round (without)."""
-    APPROVAL_REQUESTED = "approval_requested"
-    """The engine's record that an approval job is waiting for an answer."""
-    APPROVED = "approved"
-    REJECTED = "rejected"
-
-
-JOB_STATUSES = (StatusName.STARTED, StatusName.SUCCESS, StatusName.FAILED)
-"""Statuses a job reports into ``statuses``."""
-
-RUN_STATUSES = (
-    StatusName.WORKFLOW_STARTED,
-    StatusName.PHASE_COMPLETED,
-    StatusName.WORKFLOW_SUCCEEDED,
-    StatusName.WORKFLOW_FAILED,
-    StatusName.WORKFLOW_CANCELLED,
-    StatusName.WORKFLOW_REDRIVEN,
-)
-"""Statuses the engine itself records for a run (``job`` is ``None`` on these)."""
-
-OPERATION_STATUSES = (StatusName.CANCEL_REQUESTED, StatusName.REDRIVE_REQUESTED)
-ANSWER_STATUSES = (StatusName.APPROVED, StatusName.REJECTED)
-"""A person's answer to an approval job (with the job and the attempt that waits)."""
-WAITING_JOB_STATUSES = (StatusName.APPROVAL_REQUESTED, *ANSWER_STATUSES)
-"""Statuses of a waiting job's attempt that no job function reports."""
-"""Operations on a run, inserted by ``runtime.service.operations`` (``job`` and ``phase`` are ``None``);
-the engine decides what they do."""
-
-TERMINAL_JOB_STATUSES = (StatusName.SUCCESS, StatusName.FAILED, StatusName.NOT_RUN)
-"""The reports that end a job attempt. They share one ``_id`` per attempt (``terminal_id``), so
-an attempt has at most one of them, on every server."""
-
-ATTEMPT_STATUSES = (StatusName.STARTED, *TERMINAL_JOB_STATUSES)
-"""Every status that belongs to one job attempt (has a job, a phase and an attempt >= 1)."""
-
-RUN_ENDS = {
-    RunState.SUCCEEDED: StatusName.WORKFLOW_SUCCEEDED,
-    RunState.FAILED: StatusName.WORKFLOW_FAILED,
-    RunState.CANCELLED: StatusName.WORKFLOW_CANCELLED,
-}
-"""The status recorded when a run reaches each final state."""
 
 
 # -- the run document ------------------------------------------------------------------------
@@ -286,8 +195,6 @@ def run_from_document(document: Mapping[str, Any], stored_bytes: int = 0) -> Run
     """Read a run document (of ``stored_bytes`` as BSON) as the engine's ``Run``."""
     # Imported here, not at the top: the definition model names its notify statuses from this
     # module, so a top-level import would be circular.
-    from runtime.definition.model import Workflow
-
     return Run(
         run_id=document[_ID],
         definition=Workflow.from_document(document[DEFINITION]),
@@ -327,11 +234,6 @@ def run_to_document(run: Run, now: datetime) -> Document:
         CREATED_AT: now,
         UPDATED_AT: now,
     }
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    """A stored date as an aware datetime: a client without ``tz_aware`` reads naive UTC."""
-    return value if value is None or value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def run_filter(run_id: str) -> Document:
@@ -585,3 +487,25 @@ def optional_str(document: Mapping[str, Any], name: str, where: str) -> str | No
     if value is not None and not isinstance(value, str):
         raise EventError(f"{where}: field '{name}' must be a string, got {value!r}")
     return value
+
+
+def deadline_set(deadline: datetime) -> Fields:
+    return {DEADLINE: deadline}
+
+
+def wake_at(due: datetime) -> Fields:
+    """A timer due at ``due``: written with ``$min``, so the earliest of all stays (a missing
+    field counts as later than any time; a null would count as earlier, so none is ever set)."""
+    return {WAKE_AT: due}
+
+
+def timers_due_query(now: datetime, workflow: str | None) -> Document:
+    """Selects the running runs with a timer due at ``now`` (the index ``running_by_wake``)."""
+    query: Document = {RUN_STATE: RunState.RUNNING.value, WAKE_AT: {"$lte": now}}
+    return query if workflow is None else query | {WORKFLOW: workflow}
+
+
+def next_wake_query(workflow: str | None) -> Document:
+    """Selects the running runs that have a timer at all."""
+    query: Document = {RUN_STATE: RunState.RUNNING.value, WAKE_AT: {"$exists": True}}
+    return query if workflow is None else query | {WORKFLOW: workflow}

@@ -10,8 +10,9 @@ from runtime import limits
 from runtime.documents.events import FailureRecord, JobEvent
 from runtime.documents.items import lane_of
 from runtime.documents.leases import Lease
-from runtime.documents.run import JobRecord, JobState, RunState, StatusEvent, StatusName
-from runtime.engine.progress import Rejection
+from runtime.documents.run import JobRecord, StatusEvent
+from runtime.engine.transition import Rejection
+from runtime.statuses import JobState, RunState, StatusName
 
 
 def attempt_failed(job: JobEvent, error: str) -> StatusEvent:

@@ -17,8 +17,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from runtime.definition.model import HANDLERS_PHASE, Job
-from runtime.documents.failures import CANCELLED, Failure, FailureReason
-from runtime.documents.run import JobRecord, JobState, Run, RunState
+from runtime.documents.failures import Failure
+from runtime.documents.run import JobRecord, Run
+from runtime.statuses import CANCELLED, FailureReason, JobState, RunState
 
 STOPPED_BY_CANCEL = frozenset({JobState.DISPATCHED, JobState.WAITING})
 """Job states a cancel (or the run's deadline) ends: in flight, or waiting for a timer."""

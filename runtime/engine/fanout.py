@@ -28,8 +28,9 @@ import jmespath
 
 from runtime.definition.model import Job
 from runtime.documents.items import MAX_ITEMS, FanOut, Lane, allowed_failures, items_ref, lane_items_after
-from runtime.documents.run import JobRecord, JobState, Run, StatusEvent, StatusName
+from runtime.documents.run import JobRecord, Run, StatusEvent
 from runtime.engine import retry
+from runtime.statuses import JobState, StatusName
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,12 +45,14 @@ class FanOutStart:
     concurrency: int
 
 
-@dataclass(frozen=True)
-class OutputsNeeded(Exception):
-    """A ``when`` or ``for_each`` reads outputs kept by reference that the run has not loaded:
-    the orchestrator loads them (``Run.loaded_outputs``) and decides again."""
+class UnloadedOutputs(Exception):
+    """A ``when`` or ``for_each`` reads outputs kept by reference that the run has not loaded.
+    Raised from deep inside a decision and caught by ``decide`` alone, which returns
+    ``LoadOutputs``: it never leaves the engine."""
 
-    references: Mapping[str, str]
+    def __init__(self, references: Mapping[str, str]) -> None:
+        super().__init__(f"outputs kept by reference are needed: {', '.join(references)}")
+        self.references = references
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,11 +101,11 @@ def begin(run: Run, job: Job, results: Mapping[str, Any], key: str, now: datetim
 
 
 def require_loaded(run: Run, expression: str, results: Mapping[str, Any]) -> None:
-    """Raises ``OutputsNeeded`` when ``expression`` reads outputs kept by reference that the run
+    """Raises ``UnloadedOutputs`` when ``expression`` reads outputs kept by reference that the run
     has not loaded (``Run.loaded_outputs``)."""
     needed = references_read(run, expression, results) if expression else {}
     if needed:
-        raise OutputsNeeded(needed)
+        raise UnloadedOutputs(needed)
 
 
 def references_read(run: Run, expression: str, results: Mapping[str, Any]) -> dict[str, str]:

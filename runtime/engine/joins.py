@@ -22,7 +22,8 @@ import jmespath
 
 from runtime.definition.model import HANDLERS_PHASE, Job, Phase
 from runtime.documents.events import JobEvent
-from runtime.documents.run import DONE, JobState, Run, StatusEvent, StatusName
+from runtime.documents.run import Run, StatusEvent
+from runtime.statuses import DONE, JobState, StatusName
 
 FINISHED = DONE | {JobState.FAILED}
 """Job states that let the jobs after a job go on, and its phase complete."""

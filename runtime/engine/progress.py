@@ -1,13 +1,14 @@
 """The engine's decisions, without I/O: given a run and a status event, what changes in the run,
 which job attempts are dispatched and which run statuses are recorded.
 
-``decide`` is the entry point: a job's success goes to ``plan_success``, its failure to
-``plan_failure``, the run's start to ``plan_progress``, which starts the jobs ``ready_jobs``
-finds (or skips them, when their ``when`` says so) and moves the run on with ``advance_phase``
-once a phase is done. The operations people ask for are events too: ``plan_cancel`` ends a run
-``cancelled``, ``plan_redrive`` reopens a failed or cancelled one. A timer firing or an answer
-to an approval is decided in ``runtime.engine.timers``, a ``for_each`` job's start in ``runtime.engine.fanout``,
-and ``runtime.engine.replay`` repeats what a crashed handling of the same event may not have finished.
+``runtime.engine.decide`` routes each event here: a job's success goes to ``plan_success``, its
+failure to ``plan_failure``, the run's start to ``plan_progress``, which starts the jobs
+``ready_jobs`` finds (or skips them, when their ``when`` says so) and moves the run on with
+``advance_phase`` once a phase is done; ``fail_run`` and ``stop_run`` end it (or start its
+failure handlers). The operations are in ``runtime.engine.operations``, timers and answers in
+``runtime.engine.timers``, a ``for_each`` job's start in ``runtime.engine.fanout``, and
+``runtime.engine.replay`` repeats what a crashed handling of the same event may not have
+finished.
 
 Every ``Transition`` carries the conditions it was computed under; the store applies it only if
 they still hold, so concurrent handlers never overwrite each other (one of them wins, the others
@@ -17,24 +18,19 @@ that caused it, so a redelivered event can finish what a crashed handler began.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
 
 from runtime import limits
 from runtime.definition.model import HANDLERS_PHASE, Phase
 from runtime.documents.events import JobEvent
-from runtime.documents.failures import CANCELLED, FAILED, Failure, FailureReason
+from runtime.documents.failures import Failure
 from runtime.documents.run import (
-    REDRIVABLE,
-    RUN_ENDS,
     Fields,
     JobRecord,
-    JobState,
     Run,
-    RunState,
     StatusEvent,
-    StatusName,
     at_version,
     failure_started,
     job_changed,
@@ -44,10 +40,9 @@ from runtime.documents.run import (
     phase_entered,
     run_ended,
     run_is,
-    run_reopened,
 )
 from runtime.engine import failure_handlers, fanout, retry
-from runtime.engine.fanout import FanOutStart, OutputsNeeded
+from runtime.engine.fanout import FanOutStart
 from runtime.engine.joins import (
     approval_requested,
     condition_results,
@@ -59,148 +54,18 @@ from runtime.engine.joins import (
     waits_until,
     when_holds,
 )
+from runtime.engine.transition import Transition, expire_at_for, expiry_of, run_status, with_progress
+from runtime.statuses import (
+    FAILED,
+    RUN_ENDS,
+    FailureReason,
+    JobState,
+    RunState,
+    StatusName,
+)
 
 __all__ = ["is_truthy", "ready_jobs", "when_holds"]
 """Re-exported: how jobs start is decided in ``runtime.engine.joins``."""
-
-LAMBDA_RETRY_DELAY = timedelta(seconds=50)
-"""Lambda retries a failed asynchronous invocation of the orchestrator a minute later at the
-earliest (a little less here, for clock differences): an event that repeats sooner is a
-duplicate, not a retry after a crash, and the replay does not dispatch again for it. (Nothing
-else depends on timing: the job wrapper's lease does not.)"""
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def age(then: datetime, now: datetime) -> timedelta:
-    """How long ago ``then`` was; a naive ``then`` (a client without tz_aware) is UTC."""
-    return now - then.replace(tzinfo=then.tzinfo or UTC)
-
-
-@dataclass(frozen=True)
-class Expiry:
-    """When the statuses of a run are deleted, set by the transition that ends (or reopens) it."""
-
-    at: datetime | None
-    """None: kept for good again (a redriven run)."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class Transition:
-    """One write to a run and what it causes once it is made."""
-
-    conditions: Fields
-    """Field -> value the run document must still have for ``changes`` to apply."""
-    changes: Fields
-    dispatches: tuple[JobEvent, ...] = ()
-    statuses: tuple[StatusEvent, ...] = ()
-    """Run-level statuses to record once the write is made."""
-    expiry: Expiry | None = None
-    """The run's statuses get this expiry once they are recorded (None: no change)."""
-    wake_at: datetime | None = None
-    """The earliest timer the write creates (lowers the run's ``wakeAt``, the sweep's index)."""
-    fan_outs: tuple[FanOutStart, ...] = ()
-    """``for_each`` jobs the write starts: items stored before it, lanes started after it."""
-    fallback: Transition | None = None
-    """For a success planned against the whole run (its version): the completion alone, guarded
-    by the job's own state, for when another handler wrote first; the rest is then decided again
-    on what that write returns."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class Rejection:
-    """The run does not take the event: it names a job the run does not have (``dropped``), or
-    it is stale or none of the orchestrator's business (``ignored``)."""
-
-    action: Literal["dropped", "ignored"]
-    reason: str
-
-
-def decide(run: Run, event: StatusEvent, now: datetime) -> Transition | Rejection | OutputsNeeded | None:
-    """What ``event`` does to ``run`` as stored; None: nothing to write; ``OutputsNeeded``: decide
-    again with them loaded. A write that would grow the run document past what MongoDB stores
-    fails the run instead (or, once it has ended, is not made): MongoDB would refuse it forever."""
-    try:
-        decision = _decide(run, event, now)
-    except OutputsNeeded as needed:
-        return needed
-    if not isinstance(decision, Transition) or run.stored_bytes == 0:
-        return decision
-    growth = sum(limits.field_bytes(path, value) for path, value in decision.changes.items())
-    grown = run.stored_bytes + growth
-    if grown <= limits.RUN_DOCUMENT_MAX_BYTES:
-        return decision
-    if event.job is not None and event.status == StatusName.SUCCESS:
-        what = f"the output of job {event.job!r} ({limits.bson_bytes(event.output):,} bytes as BSON)"
-    else:
-        what = f"recording {event.key}"
-    reason = (
-        f"{what} would grow the run document from {run.stored_bytes:,} to {grown:,} bytes, past the "
-        f"{limits.RUN_DOCUMENT_MAX_BYTES:,} a run may use of MongoDB's "
-        f"{limits.MONGODB_DOCUMENT_BYTES:,}-byte document limit (store large results elsewhere and "
-        "return a reference)"
-    )
-    return refused_write(run, event, reason, now)
-
-
-def refused_write(run: Run, event: StatusEvent, reason: str, now: datetime) -> Transition | Rejection:
-    """MongoDB cannot store what ``event`` would write (``reason``): a running run fails with the
-    reason, naming the event's job when it has one; an ended run is left as it is."""
-    if run.state != RunState.RUNNING:
-        return Rejection(action="ignored", reason=f"the run has ended, and {reason}")
-    conditions = run_is(RunState.RUNNING)
-    record = None if event.job is None else run.jobs.get(event.job)
-    if (
-        event.job is not None
-        and record is not None
-        and (record.state, record.attempt) == (JobState.DISPATCHED, event.attempt)
-    ):
-        # The event's own attempt is what could not be recorded: the job fails with the run.
-        guarded = conditions | job_is(event.job, JobState.DISPATCHED, event.attempt)
-        return fail_run(run, event.key, guarded, event.job, reason, now, event.attempt)
-    expire_at = _expire_at(run, now)
-    return Transition(
-        conditions=conditions,
-        changes=run_ended(RunState.FAILED, event.key, reason, expire_at),
-        statuses=(run_status(run, RUN_ENDS[RunState.FAILED], error=reason),),
-        expiry=_expiry(expire_at),
-    )
-
-
-def _decide(run: Run, event: StatusEvent, now: datetime) -> Transition | Rejection | None:
-    if event.job is not None and event.job not in run.jobs:
-        return Rejection(action="dropped", reason=f"run {run.run_id!r} has no job {event.job!r}")
-    if event.status == StatusName.SUCCESS:
-        assert event.job is not None
-        record = run.jobs[event.job]
-        if record.attempt == event.attempt and record.state == JobState.DISPATCHED:
-            return plan_success(run, event, now)
-        if record.attempt == event.attempt and record.state == JobState.SUCCEEDED:
-            # Recorded before (a redelivery, or a handling that lost a race): what follows from it
-            # may still be undone.
-            return plan_progress(run, event.key, now)
-        return Rejection(action="ignored", reason="stale success")
-    if event.status == StatusName.FAILED:
-        return plan_failure(run, event, now)
-    # Imported here: the decisions on time build on this module's (plan_progress, the run's end).
-    from runtime.engine import timers
-
-    if event.status == StatusName.WORKFLOW_STARTED:
-        return timers.with_deadline(run, plan_progress(run, event.key, now), now)
-    if event.status == StatusName.CANCEL_REQUESTED:
-        return plan_cancel(run, event, now)
-    if event.status == StatusName.REDRIVE_REQUESTED:
-        redrive = plan_redrive(run, event, now)
-        if not isinstance(redrive, Transition):
-            return redrive
-        return timers.with_deadline(reopened(run), redrive, now, fresh=True)
-    if event.status == StatusName.TIMER_FIRED:
-        return timers.plan_timer(run, event, now)
-    if event.status in (StatusName.APPROVED, StatusName.REJECTED):
-        return timers.plan_answer(run, event, now)
-    return Rejection(action="ignored", reason=f"the orchestrator does not act on '{event.status}'")
 
 
 def record_success(run: Run, job: str, output: Any, output_ref: str | None = None) -> Run:
@@ -333,7 +198,7 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
                     dispatches.append(job_event(run, job, attempt, outputs))
         if not phase_finished(phase, states):
             break
-        phase_changes, phase_statuses, phase = advance_phase(run, phase, key, _expire_at(run, now))
+        phase_changes, phase_statuses, phase = advance_phase(run, phase, key, expire_at_for(run, now))
         changes |= phase_changes
         statuses.extend(phase_statuses)
     if not changes:
@@ -343,7 +208,7 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
         changes=changes,
         dispatches=tuple(dispatches),
         statuses=tuple(statuses),
-        expiry=_expiry(_expire_at(run, now)) if phase is None else None,
+        expiry=expiry_of(expire_at_for(run, now)) if phase is None else None,
         wake_at=min(wakes, default=None),
         fan_outs=tuple(fan_outs),
     )
@@ -401,25 +266,6 @@ def plan_failure(run: Run, event: StatusEvent, now: datetime) -> Transition | No
     )
 
 
-def plan_cancel(run: Run, event: StatusEvent, now: datetime) -> Transition | Rejection | None:
-    """End the running run ``cancelled``. Attempts in flight are marked ``cancelled``, so their
-    reports change nothing (they are recorded in ``statuses`` only) and a redrive gives those jobs
-    new attempts. Guarded by the version read: a handler that dispatched a job meanwhile makes
-    this decision again, and that job is cancelled too. None: this cancel ended the run before."""
-    if event.attempt != run.redrives:
-        return Rejection(
-            action="ignored", reason=f"a cancel of round {event.attempt}; the run is in round {run.redrives}"
-        )
-    if run.state != RunState.RUNNING:
-        if run.finished_by == event.key:
-            return None
-        return Rejection(action="ignored", reason=f"the run has already ended ({run.state})")
-    if run.failure is not None and run.failure.caused_by == event.key:
-        return None
-    error = f"cancelled: {event.reason}" if event.reason else "cancelled"
-    return stop_run(run, event.key, CANCELLED, error, now, event.reason)
-
-
 def stop_run(
     run: Run, key: str, reason: FailureReason, error: str, now: datetime, cancel_reason: str | None = None
 ) -> Transition:
@@ -438,86 +284,12 @@ def stop_run(
         )
         return _into_handlers(failure_handlers.with_jobs_cancelled(run), failure, changes, now)
     state = failure_handlers.end_state(reason)
-    expire_at = _expire_at(run, now)
+    expire_at = expire_at_for(run, now)
     return Transition(
         conditions=at_version(run.version),
         changes=changes | run_ended(state, key, error, expire_at),
         statuses=(replace(run_status(run, RUN_ENDS[state], error=error), reason=cancel_reason),),
-        expiry=_expiry(expire_at),
-    )
-
-
-def reopened(run: Run) -> Run:
-    """The run as a redrive leaves it before anything is dispatched: running again in its next
-    round, on the same definition snapshot and in the phase it stopped in; jobs that succeeded or
-    were skipped stay so, jobs that failed or were cancelled are pending with a fresh retry
-    budget whose attempts go on from the last number used."""
-    jobs = {
-        name: JobRecord(state=JobState.PENDING, attempt=record.attempt, first_attempt=record.attempt + 1)
-        if failure_handlers.runs_again(run.definition.job(name), record)
-        else record
-        for name, record in run.jobs.items()
-    }
-    return replace(
-        run,
-        phase=run.phase if run.failure is None else run.failure.phase,
-        failure=None,
-        state=RunState.RUNNING,
-        redrives=run.redrives + 1,
-        error=None,
-        finished_by=None,
-        expire_at=None,
-        jobs=jobs,
-    )
-
-
-def plan_redrive(run: Run, event: StatusEvent, now: datetime) -> Transition | Rejection | None:
-    """Reopen a failed or cancelled run (``reopened``) and dispatch the jobs that are ready in it,
-    in one write guarded by the version read. A redrive carries the round it opens, so a request
-    repeated or delivered late changes nothing. None: this redrive was applied before."""
-    if event.attempt == run.redrives and run.redrives > 0:
-        return None
-    if event.attempt != run.redrives + 1:
-        return Rejection(
-            action="ignored",
-            reason=f"a redrive to round {event.attempt}; the run is in round {run.redrives}",
-        )
-    if run.state not in REDRIVABLE:
-        return Rejection(
-            action="ignored", reason=f"the run is {run.state}: only a failed or cancelled run is redriven"
-        )
-    again = reopened(run)
-    changes = run_reopened(again.redrives, again.phase)
-    for name, record in again.jobs.items():
-        if record is not run.jobs[name]:
-            changes |= job_set(name, record)
-    statuses: tuple[StatusEvent, ...] = (run_status(again, StatusName.WORKFLOW_REDRIVEN),)
-    progress = plan_progress(again, event.key, now)
-    if progress is not None:
-        changes |= progress.changes
-        statuses += progress.statuses
-    return Transition(
-        conditions=at_version(run.version),
-        changes=changes,
-        dispatches=() if progress is None else progress.dispatches,
-        fan_outs=() if progress is None else progress.fan_outs,
-        statuses=statuses,
-        expiry=(progress.expiry if progress is not None else None)
-        or (Expiry(None) if run.expire_at is not None else None),
-        wake_at=None if progress is None else progress.wake_at,
-    )
-
-
-def run_status(
-    run: Run, status: StatusName, phase: str | None = None, error: str | None = None
-) -> StatusEvent:
-    return StatusEvent(
-        run_id=run.run_id,
-        workflow=run.workflow,
-        status=status,
-        phase=phase,
-        attempt=run.redrives,
-        error=error,
+        expiry=expiry_of(expire_at),
     )
 
 
@@ -535,26 +307,15 @@ def fail_run(
         failed = failure_handlers.with_job_failed(run, job, error)
         progress = plan_progress(failed, key, now)
         changes = job_changed(job, state=JobState.FAILED, error=error)
-        return _with_progress(Transition(conditions=conditions, changes=changes), progress)
-    expire_at = _expire_at(run, now)
+        return with_progress(Transition(conditions=conditions, changes=changes), progress)
+    expire_at = expire_at_for(run, now)
     return Transition(
         conditions=conditions,
         changes=job_changed(job, state=JobState.FAILED, error=error)
         | run_ended(RunState.FAILED, key, error, expire_at),
         statuses=(run_status(run, RUN_ENDS[RunState.FAILED], error=error),),
-        expiry=_expiry(expire_at),
+        expiry=expiry_of(expire_at),
     )
-
-
-def _expire_at(run: Run, now: datetime) -> datetime | None:
-    """When a run ending ``now`` is deleted: after its definition's ``retention_days``, if any."""
-    days = run.definition.retention_days
-    return None if days is None else now + timedelta(days=days)
-
-
-def _expiry(expire_at: datetime | None) -> Expiry | None:
-    """Statuses expire with their run; a run kept for good leaves them alone."""
-    return None if expire_at is None else Expiry(expire_at)
 
 
 def _into_handlers(run: Run, failure: Failure, changes: Fields, now: datetime) -> Transition:
@@ -567,23 +328,7 @@ def _into_handlers(run: Run, failure: Failure, changes: Fields, now: datetime) -
     started = Transition(
         conditions=at_version(run.version), changes=changes | failure_started(failure, HANDLERS_PHASE)
     )
-    return _with_progress(started, progress)
-
-
-def _with_progress(transition: Transition, progress: Transition | None) -> Transition:
-    """``transition`` and what follows from it: ``progress``, planned on the run it leaves (whose
-    own conditions are implied by ``transition``'s)."""
-    if progress is None:
-        return transition
-    return replace(
-        transition,
-        changes=transition.changes | progress.changes,
-        dispatches=transition.dispatches + progress.dispatches,
-        statuses=transition.statuses + progress.statuses,
-        expiry=progress.expiry,
-        wake_at=progress.wake_at,
-        fan_outs=transition.fan_outs + progress.fan_outs,
-    )
+    return with_progress(started, progress)
 
 
 def tolerate_failure(
@@ -597,5 +342,5 @@ def tolerate_failure(
     completion = Transition(conditions=conditions, changes=changes)
     progress = plan_progress(failure_handlers.with_job_failed(run, event.job, error), event.key, now)
     return replace(
-        _with_progress(completion, progress), conditions=at_version(run.version), fallback=completion
+        with_progress(completion, progress), conditions=at_version(run.version), fallback=completion
     )

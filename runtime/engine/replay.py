@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from runtime.clock import age
 from runtime.documents.events import JobEvent
-from runtime.documents.run import RUN_ENDS, JobState, Run, RunState, StatusEvent, StatusName
+from runtime.documents.run import Run, StatusEvent
 from runtime.engine.joins import approval_requested, job_event
-from runtime.engine.progress import age, run_status
+from runtime.engine.transition import run_status
+from runtime.statuses import RUN_ENDS, JobState, RunState, StatusName
 
 
 def replay(

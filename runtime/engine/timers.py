@@ -1,5 +1,5 @@
-"""Time, as events: the decisions on a timer firing and on a person's answer, and the sweep
-that fires due timers.
+"""Time, as events: the decisions on a timer firing and on a person's answer (the sweep that
+fires due timers is ``runtime.service.timers``).
 
 A timer is a due time the decision that creates it records in the run document: a waiting job's
 ``dueAt`` (a retry's delay, a wait job, an approval's timeout) or the run's ``deadline``. That
@@ -11,33 +11,21 @@ fires late, or after the job was answered or the run ended, finds nothing waitin
 nothing. An approval's answer (``approved`` / ``rejected``) is a status of the waiting attempt
 too, and whichever of the answer and the timeout is applied first wins.
 
-Standard library and the ports only: the orchestrator and the reconciler import this in Lambda.
+Pure, like the rest of the engine.
 """
 
 from __future__ import annotations
 
-import logging
-import time
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from runtime.definition.model import Job
-from runtime.documents.failures import FAILED
 from runtime.documents.run import (
-    DEADLINE,
-    RUN_STATE,
-    WAKE_AT,
-    WORKFLOW,
-    Document,
-    Fields,
-    JobState,
     Run,
-    RunState,
     StatusEvent,
-    StatusName,
     at_version,
+    deadline_set,
     in_round,
     job_changed,
     job_is,
@@ -45,53 +33,15 @@ from runtime.documents.run import (
 )
 from runtime.engine import failure_handlers
 from runtime.engine.joins import job_event
-from runtime.engine.progress import (
-    Rejection,
-    Transition,
-    fail_run,
-    plan_progress,
-    record_success,
-    stop_run,
-    tolerate_failure,
-    utcnow,
-)
-from runtime.ports import RunStore
-
-log = logging.getLogger(__name__)
+from runtime.engine.progress import fail_run, plan_progress, record_success, stop_run, tolerate_failure
+from runtime.engine.transition import Rejection, Transition
+from runtime.statuses import FAILED, JobState, RunState, StatusName
 
 RUN_DEADLINE_EXCEEDED = "run deadline exceeded"
 APPROVAL_TIMED_OUT = "approval timed out"
 
-MIN_PAUSE_SECONDS = 0.2
-"""The shortest sleep between two looks for due timers."""
-
-RUNS_PER_SWEEP = 1000
-"""Runs with due timers one sweep fires at most (the earliest first); the next takes the rest."""
-
 
 # Field paths and queries of the run document that only timers use (names from documents).
-
-
-def deadline_set(deadline: datetime) -> Fields:
-    return {DEADLINE: deadline}
-
-
-def wake_at(due: datetime) -> Fields:
-    """A timer due at ``due``: written with ``$min``, so the earliest of all stays (a missing
-    field counts as later than any time; a null would count as earlier, so none is ever set)."""
-    return {WAKE_AT: due}
-
-
-def timers_due_query(now: datetime, workflow: str | None) -> Document:
-    """Selects the running runs with a timer due at ``now`` (the index ``running_by_wake``)."""
-    query: Document = {RUN_STATE: RunState.RUNNING.value, WAKE_AT: {"$lte": now}}
-    return query if workflow is None else query | {WORKFLOW: workflow}
-
-
-def next_wake_query(workflow: str | None) -> Document:
-    """Selects the running runs that have a timer at all."""
-    query: Document = {RUN_STATE: RunState.RUNNING.value, WAKE_AT: {"$exists": True}}
-    return query if workflow is None else query | {WORKFLOW: workflow}
 
 
 def timer_event(run: Run, job: Job | None) -> StatusEvent:
@@ -240,49 +190,3 @@ def _plan_deadline(run: Run, event: StatusEvent, now: datetime) -> Transition | 
     # Like a cancel that fails the run: what is in flight or waiting stops, the failure handlers
     # (where the spec has them) run first, with the deadline as the failure.
     return stop_run(run, event.key, FAILED, RUN_DEADLINE_EXCEEDED, now)
-
-
-def fire_due_timers(store: RunStore, now: datetime, workflow: str | None = None) -> int:
-    """Insert ``timer_fired`` for every timer due at ``now`` (of runs of ``workflow``), then move
-    each run's ``wakeAt`` on to its next timer, guarded by the version read, so a decision that
-    lowered it meanwhile keeps its value. A fired timer whose status is lost on the way is the
-    reconciler's, as any lost status is. How many statuses were new."""
-    fired = 0
-    for run_id in store.runs_due(now, RUNS_PER_SWEEP, workflow):
-        run = store.read_run(run_id)
-        if run is None:
-            continue
-        timers = pending_timers(run)
-        for due, event in timers:
-            if due <= now:
-                created = store.record_status(event)
-                fired += created
-                if created:
-                    log.info("timer %s of run %r fired (due %s)", event.key, run_id, due.isoformat())
-        later = [due for due, _ in timers if due > now]
-        store.set_wake(run_id, run.version, min(later, default=None))
-    return fired
-
-
-def fire_timers_until(
-    store: RunStore,
-    workflow: str | None,
-    until: datetime,
-    *,
-    clock: Callable[[], datetime] = utcnow,
-    sleep: Callable[[float], None] = time.sleep,
-) -> int:
-    """Fire the due timers now, then sleep until the next one and fire it, for as long as the
-    next is due by ``until``; the number of statuses fired. Run once a minute (the cloud's timer
-    schedule), this fires every timer within a minute of its time, most within a second: a
-    timer due inside the minute that exists at a look is fired when due, and one created after
-    the last look of a minute is found by the next minute's first."""
-    fired = 0
-    while True:
-        now = clock()
-        fired += fire_due_timers(store, now, workflow)
-        wake = store.next_wake(workflow)
-        if wake is None or wake > until or now >= until:
-            return fired
-        # A wake already past is a sweep that lost its write to a decision: look again shortly.
-        sleep(max(MIN_PAUSE_SECONDS, (wake - now).total_seconds()))

@@ -16,15 +16,16 @@ import sys
 from datetime import datetime, timedelta
 from typing import Any, TextIO
 
+import boto3
+
 from runtime import contracts
-from runtime.engine.progress import utcnow
-from runtime.engine.timers import fire_timers_until
+from runtime.aws.dispatch import LambdaDispatcher
+from runtime.clock import utcnow
 from runtime.service.reconciler import Reconciler, ReconcileReport
+from runtime.service.timers import fire_timers_until
+from runtime.store.connection import store_from_env
 
 log = logging.getLogger(__name__)
-
-METRICS_NAMESPACE = "MongoLambdaWorkflows"
-"""CloudWatch namespace of the reconciler's metrics, with the dimension ``Workflow``."""
 
 STALE_AFTER = timedelta(minutes=5)
 """A running run not written for this long is checked: a legitimate run writes whenever an
@@ -50,7 +51,7 @@ def metrics_record(workflow: str, report: ReconcileReport, now: datetime) -> dic
             "Timestamp": int(now.timestamp() * 1000),
             "CloudWatchMetrics": [
                 {
-                    "Namespace": METRICS_NAMESPACE,
+                    "Namespace": contracts.RECONCILER_METRICS_NAMESPACE,
                     "Dimensions": [["Workflow"]],
                     "Metrics": [{"Name": metric, "Unit": "Count"} for metric in METRICS],
                 }
@@ -76,11 +77,6 @@ _state: dict[str, Reconciler] = {}
 
 
 def _build(workflow: str) -> Reconciler:
-    import boto3
-
-    from runtime.ports import LambdaDispatcher
-    from runtime.store.connection import store_from_env
-
     return Reconciler(
         store=store_from_env(os.environ),
         dispatcher=LambdaDispatcher(boto3.client("lambda")),
@@ -93,9 +89,6 @@ TIMER_WINDOW = timedelta(seconds=55)
 """How long one invocation of the timer schedule (every minute) keeps firing timers as they come
 due; the next minute's invocation takes over."""
 
-FIRE_TIMERS = "fire_timers"
-"""The ``action`` of the timer schedule's event."""
-
 
 def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     """Lambda entry point: the reconcile schedule's target (the event is not read), and the timer
@@ -103,7 +96,7 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     workflow = os.environ[contracts.WORKFLOW_NAME]
     if "reconciler" not in _state:
         _state["reconciler"] = _build(workflow)
-    if isinstance(event, dict) and event.get("action") == FIRE_TIMERS:
+    if isinstance(event, dict) and event.get("action") == contracts.FIRE_TIMERS:
         reconciler: Reconciler = _state["reconciler"]
         fired = fire_timers_until(reconciler.store, workflow, utcnow() + TIMER_WINDOW)
         return {"timers_fired": fired}

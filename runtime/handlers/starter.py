@@ -17,6 +17,7 @@ from runtime.errors import EventError, RunError
 from runtime.service.approvals import answer_approval
 from runtime.service.operations import request_cancel, request_redrive
 from runtime.service.runs import start_run
+from runtime.store.connection import store_from_env
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,6 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     A bad request answers with an ``error`` instead of raising, so an EventBridge schedule never
     retries it forever."""
     if "store" not in _state:
-        from runtime.store.connection import store_from_env
-
         definition = load_definition(os.environ[contracts.WORKFLOW_DEFINITION_FILE])
         _state.update(store=store_from_env(os.environ), definition=definition)
     try:

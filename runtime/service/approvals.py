@@ -12,10 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 from runtime import limits
-from runtime.documents.run import JobState, RunState, StatusEvent, StatusName
+from runtime.documents.run import StatusEvent
 from runtime.errors import RunError
 from runtime.ports import RunStore
 from runtime.service.operations import OperationReceipt
+from runtime.statuses import JobState, RunState, StatusName
 
 
 def approval_commands(run_id: str, job: str) -> tuple[str, str]:

@@ -20,15 +20,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from runtime.clock import age, utcnow
 from runtime.definition.model import Job
 from runtime.documents.events import JobEvent
-from runtime.documents.items import ItemState, Lane, lane_holds, lane_of, lane_unstarted
-from runtime.documents.run import JobState, Run, RunState, StatusEvent, StatusName
+from runtime.documents.items import Lane, LaneView, lane_holds, lane_of, lane_unstarted
+from runtime.documents.run import Run, StatusEvent
 from runtime.engine.fanout import FanOutStart, item_verdict, job_end, next_lane
 from runtime.engine.joins import job_event
-from runtime.engine.progress import age, utcnow
-from runtime.ports import RunStore
-from runtime.store.items import ItemStore, LaneView
+from runtime.ports import ItemStore, RunStore
+from runtime.statuses import ItemState, JobState, RunState, StatusName
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from runtime.clock import as_utc
 from runtime.documents.listing import RunSummary
-from runtime.documents.run import REDRIVABLE, Run, RunState, StatusEvent, StatusName, as_utc
+from runtime.documents.run import Run, StatusEvent
 from runtime.errors import RunError
 from runtime.ports import RunStore
+from runtime.statuses import REDRIVABLE, RunState, StatusName
 
 __all__ = [
     "HistoryEntry",

@@ -29,26 +29,17 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from runtime.clock import age, utcnow
 from runtime.definition.model import Job
 from runtime.documents.events import JobEvent
 from runtime.documents.items import lane_of
-from runtime.documents.run import (
-    ANSWER_STATUSES,
-    REDRIVABLE,
-    Fields,
-    JobState,
-    Run,
-    RunState,
-    StatusEvent,
-    StatusName,
-    job_changed,
-    job_is,
-    run_is,
-)
+from runtime.documents.run import Fields, Run, StatusEvent, job_changed, job_is, run_is
 from runtime.engine import joins
-from runtime.engine.progress import LAMBDA_RETRY_DELAY, Transition, age, utcnow
-from runtime.handlers.orchestrator import Orchestrator
+from runtime.engine.transition import Transition
+from runtime.limits import LAMBDA_RETRY_DELAY
 from runtime.ports import Dispatcher, RunStore
+from runtime.service.orchestrator import Orchestrator
+from runtime.statuses import ANSWER_STATUSES, REDRIVABLE, JobState, RunState, StatusName
 
 log = logging.getLogger(__name__)
 

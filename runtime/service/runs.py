@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from runtime import limits
+from runtime.clock import utcnow
 from runtime.definition.input_check import check_input
 from runtime.definition.model import Workflow
-from runtime.documents.run import JobRecord, Run, RunState, StatusEvent, StatusName
-from runtime.engine.progress import utcnow
+from runtime.documents.run import JobRecord, Run, StatusEvent
 from runtime.errors import RunError
 from runtime.ports import RunStore
+from runtime.statuses import RunState, StatusName
 
 
 def initial_run(definition: Workflow, run_id: str, run_input: Any) -> Run:

@@ -9,22 +9,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import pymongo
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, PyMongoError
 
+from runtime.clock import utcnow
 from runtime.documents.items import (
     ATTEMPT,
     INDEX,
     ITEM,
     ITEM_KEY,
     RUN_ID,
-    FanOut,
+    ClaimedItem,
     Lane,
+    LaneView,
     fan_out_from_document,
     item_documents,
     item_ended,
@@ -33,76 +34,13 @@ from runtime.documents.items import (
     lane_projection,
     unfinished_item,
 )
-from runtime.documents.run import EXPIRE_AT, UPDATED_AT, JobState, RunState, run_filter
-from runtime.engine.progress import utcnow
+from runtime.documents.run import EXPIRE_AT, UPDATED_AT, run_filter
 from runtime.errors import StoreError
+from runtime.statuses import JobState, RunState
 from runtime.store.outputs import OutputStore
 
 Document = dict[str, Any]
 DUPLICATE_KEY = 11000
-
-
-@dataclass(frozen=True, kw_only=True)
-class LaneView:
-    """What an item's report reads of the run: is it still fanning out, its counters, one lane."""
-
-    running: bool
-    """The run is running and the job is fanning out."""
-    round: int
-    fan_out: FanOut
-    lane: Lane | None
-
-
-@dataclass(frozen=True, kw_only=True)
-class ClaimedItem:
-    index: int
-    attempt: int
-    """The attempt it is handed out with: one more than the last handed out."""
-    value: Any
-
-
-class ItemStore(Protocol):
-    outputs: OutputStore
-
-    def insert_items(self, run_id: str, job: str, items: Sequence[Any]) -> None:
-        """Store a fan-out's items; those stored before (a repeated start) stay as they are."""
-
-    def read_lane(self, run_id: str, job: str, lane: int) -> LaneView | None: ...
-
-    def move_lane(
-        self,
-        run_id: str,
-        job: str,
-        lane: int,
-        conditions: Mapping[str, Any],
-        to: Lane,
-        counts: Mapping[str, int],
-    ) -> LaneView | None:
-        """Put ``to`` in the lane and add ``counts`` (``done``, ``failed``) while ``conditions``
-        hold; the view after it, or None when they did not."""
-
-    def end_item(
-        self,
-        run_id: str,
-        job: str,
-        index: int,
-        state: str,
-        output: Any,
-        output_ref: str | None,
-        error: str | None,
-    ) -> None:
-        """Record an item's last report, unless it succeeded before."""
-
-    def claim_next(
-        self, run_id: str, job: str, after: int, concurrency: int, count: int
-    ) -> ClaimedItem | None:
-        """Of ``count`` items, the next item of the lane of ``after`` that has not succeeded,
-        with its next attempt."""
-
-    def claim_again(self, run_id: str, job: str, index: int) -> ClaimedItem | None:
-        """Item ``index`` with its next attempt (a retry)."""
-
-    def read_item(self, run_id: str, job: str, index: int) -> Any: ...
 
 
 def _guard(action: str, call: Any) -> Any:

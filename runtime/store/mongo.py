@@ -24,21 +24,15 @@ from pymongo import ReturnDocument
 from pymongo.collection import Collection
 from pymongo.errors import DocumentTooLarge, DuplicateKeyError, OperationFailure, PyMongoError
 
+from runtime.clock import as_utc, utcnow
 from runtime.documents.leases import Lease, lease_filter, lease_from_document, lease_renewed
 from runtime.documents.listing import SUMMARY_FIELDS, RunSummary, runs_query, summary_from_document
-from runtime.documents.notifications import (
-    CLAIMED_AT,
-    NOTIFICATION_STATE,
-    SENT_AT,
-    NotificationState,
-    status_identity,
-)
+from runtime.documents.notifications import CLAIMED_AT, NOTIFICATION_STATE, SENT_AT, status_identity
 from runtime.documents.run import (
     CREATED_AT,
     DATE,
     EXPIRE_AT,
     INDEX,
-    OPERATION_STATUSES,
     PHASE,
     REQUEST_ID,
     RUN_ID,
@@ -53,23 +47,22 @@ from runtime.documents.run import (
     Fields,
     JobRecord,
     Run,
-    RunState,
     StatusEvent,
-    StatusName,
-    as_utc,
     at_version,
     attempt_projection,
     attempt_state_from_document,
+    next_wake_query,
     run_filter,
     run_from_document,
     run_to_document,
     status_from_document,
     terminal_id,
+    timers_due_query,
     touched,
+    wake_at,
 )
-from runtime.engine.progress import utcnow
-from runtime.engine.timers import next_wake_query, timers_due_query, wake_at
 from runtime.errors import DocumentRejected, StoreError
+from runtime.statuses import OPERATION_STATUSES, NotificationState, RunState, StatusName
 from runtime.store.items import MongoItems
 from runtime.store.settings import StoreSettings
 

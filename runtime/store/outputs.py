@@ -24,8 +24,9 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 
 from runtime import limits
-from runtime.documents.items import INDEX, JOB, OUTPUT, OUTPUT_REF, RUN_ID, STATE, ItemState
+from runtime.documents.items import INDEX, JOB, OUTPUT, OUTPUT_REF, RUN_ID, STATE
 from runtime.errors import StoreError
+from runtime.statuses import ItemState
 
 Document = dict[str, Any]
 

@@ -1,0 +1,1 @@
+"""The AWS adapters of the ports (``runtime.ports``): Lambda invocation, SNS and Slack."""

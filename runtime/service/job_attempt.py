@@ -1,0 +1,288 @@
+"""The job wrapper's use case: running one attempt of a job (``run_attempt``).
+
+It claims the attempt, checks that the run still wants it, calls the user's handler and reports
+the attempt's end: ``success`` with the returned dict, ``failed`` with the exception, or
+``not_run`` when the run had ended or moved on to another attempt. The claim is a lease
+(docs/architecture.md, "Invariants", 3): the first invocation of an attempt takes it and renews it
+from a heartbeat thread while the user's code runs, and nobody ever takes it over. Any other
+invocation of the attempt (a duplicate delivery, whatever request id it carries) waits for the
+attempt's end, and records the attempt failed if the lease expires first; it never runs the code.
+The end is one terminal report per attempt, so whichever of the claimant, a waiter or the
+orchestrator (for an invocation Lambda gave up on) reports first is the attempt's outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from types import TracebackType
+from typing import Any
+
+import bson
+
+from runtime import limits
+from runtime.clock import utcnow
+from runtime.documents.events import JobEvent, parse_job_event
+from runtime.documents.leases import Lease, lease_id
+from runtime.documents.run import StatusEvent
+from runtime.engine.attempts import attempt_blocked
+from runtime.errors import EventError
+from runtime.ports import RunStore
+from runtime.statuses import StatusName
+
+log = logging.getLogger(__name__)
+
+UserHandler = Callable[[dict[str, Any], Any], Any]
+
+
+ERROR_TRACE_FRAMES = 8
+
+
+WAIT_MARGIN_SECONDS = 5.0
+"""A waiting invocation stops this long before its own timeout, so Lambda never kills it for
+waiting (which would send an on-failure record for an attempt another invocation runs)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class LeaseSettings:
+    duration: timedelta = timedelta(seconds=30)
+    """How long a lease holds without renewal: the longest a claimant may stall before its
+    attempt is recorded failed."""
+    renew_every: timedelta = timedelta(seconds=10)
+    """How often the heartbeat renews the lease while the user's code runs."""
+    poll_every: timedelta = timedelta(seconds=1)
+    """How often an invocation waiting for another's attempt looks again."""
+    longest_wait: timedelta = timedelta(seconds=60)
+    """How long such an invocation waits at most (never past its own remaining time): long
+    enough to see the lease of a claimant that died expire."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttemptResult:
+    outcome: str
+    """``success``, ``failed`` or ``not-run`` (this invocation reported the attempt's end);
+    ``superseded`` (it ran the code, but another report had ended the attempt first);
+    ``already-finished``; ``lease-expired`` (it found the claimant's lease expired and reported
+    the attempt failed); ``left-to-owner`` (the claimant still renews its lease); ``dropped``."""
+    output: Any = None
+    error: str | None = None
+
+
+def _status(event: JobEvent, status: StatusName, **fields: Any) -> StatusEvent:
+    return StatusEvent(
+        run_id=event.run_id,
+        workflow=event.workflow,
+        status=status,
+        phase=event.phase,
+        job=event.job,
+        attempt=event.attempt,
+        index=event.index,
+        **fields,
+    )
+
+
+def _success(store: RunStore, event: JobEvent, output: Any) -> StatusEvent:
+    """The attempt's ``success``: with its output, or with the reference to it when it is too
+    large for an event (``runtime.store.outputs``)."""
+    size = _check_output(output)
+    if size <= limits.OUTPUT_INLINE_MAX_BYTES:
+        return _status(event, StatusName.SUCCESS, output=output)
+    ref = store.items().outputs.store(lease_id(event.run_id, event.job, event.attempt, event.index), output)
+    return _status(event, StatusName.SUCCESS, output_ref=ref)
+
+
+def _check_output(output: Any) -> int:
+    """The output is stored in the run document, travels in the status event (through the Atlas
+    trigger's JavaScript and EventBridge) and in the events of the jobs after this one: strict
+    JSON that BSON stores, field names MongoDB takes as they are, integers JavaScript holds
+    exactly, nesting the run document can hold, and within ``limits.OUTPUT_MAX_BYTES``. Its
+    size as JSON."""
+    if output is None:
+        return 0
+    if not isinstance(output, dict):
+        raise TypeError(f"a job handler returns a dict or None, not {type(output).__name__}")
+    try:
+        size = len(json.dumps(output, allow_nan=False).encode())
+        bson.encode({"output": output})
+    except (TypeError, ValueError, OverflowError, RecursionError, bson.errors.InvalidDocument) as exc:
+        raise TypeError(
+            f"the job's output cannot be stored (it must be JSON with string keys): {exc}"
+        ) from exc
+    if size > limits.OUTPUT_MAX_BYTES:
+        raise ValueError(
+            f"the job's output is {size:,} bytes of JSON; at most {limits.OUTPUT_MAX_BYTES:,} are kept "
+            "(store large results elsewhere, e.g. S3, and return a reference)"
+        )
+    problem = next(_output_problems(output, "$", 1), None)
+    if problem is not None:
+        raise ValueError(f"the job's output {problem}")
+    return size
+
+
+def _output_problems(value: Any, path: str, depth: int) -> Iterator[str]:
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int) and abs(value) > limits.JSON_SAFE_INTEGER:
+        yield (
+            f"has the integer {value} at {path}, beyond ±(2^53 - 1): the Atlas trigger's JSON carries "
+            "numbers as JavaScript doubles and would change it (return it as a string)"
+        )
+    children: Iterable[tuple[Any, Any]] = ()
+    if isinstance(value, dict):
+        children = value.items()
+    elif isinstance(value, list):
+        children = enumerate(value)
+    if children and depth > limits.OUTPUT_MAX_DEPTH:
+        yield (
+            f"is nested deeper than {limits.OUTPUT_MAX_DEPTH} levels at {path}: the run document that "
+            f"holds it may nest at most {limits.MONGODB_NESTING_DEPTH}"
+        )
+        return
+    for key, item in children:
+        if isinstance(key, str) and (key.startswith("$") or "." in key):
+            yield f"has a key {key!r}: keys must not start with '$' or contain '.'"
+        where = f"{path}.{key}" if isinstance(key, str) else f"{path}[{key}]"
+        yield from _output_problems(item, where, depth + 1)
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as an attempt's ``error``: its type and message (head and tail, when long)
+    and the last frames of its traceback, each bounded (docs/architecture.md, "Limits")."""
+    message = limits.bounded(f"{type(exc).__name__}: {exc}")
+    frames = "".join(traceback.format_tb(exc.__traceback__)[-ERROR_TRACE_FRAMES:])
+    if not frames:
+        return message
+    trace = limits.bounded(frames, limits.ERROR_TRACE_MAX_CHARS)
+    return f"{message}\nTraceback (last frames):\n{trace}".rstrip()
+
+
+class Heartbeat:
+    """Renews a lease on a daemon thread while the user's code runs. A renewal that fails is
+    logged and tried again at the next beat: at worst the lease expires, and the attempt is
+    recorded failed rather than run twice."""
+
+    def __init__(self, store: RunStore, lease: Lease, settings: LeaseSettings) -> None:
+        self.store = store
+        self.lease = lease
+        self.settings = settings
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"lease {lease.lease_id}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.settings.renew_every.total_seconds()):
+            try:
+                self.store.renew_lease(replace(self.lease, expires_at=utcnow() + self.settings.duration))
+            except Exception as exc:  # the store may fail in any way; the next beat tries again
+                log.warning("could not renew the lease %s: %s", self.lease.lease_id, exc)
+
+
+def run_attempt(
+    store: RunStore,
+    user_handler: UserHandler,
+    raw_event: object,
+    context: Any,
+    request_id: str,
+    lease_settings: LeaseSettings | None = None,
+) -> AttemptResult:
+    """Run one job attempt at most once, whatever is delivered how often."""
+    settings = lease_settings or LeaseSettings()
+    try:
+        event = parse_job_event(raw_event)
+    except EventError as exc:
+        log.warning("dropped a malformed job event: %s", exc)
+        return AttemptResult(outcome="dropped", error=str(exc))
+    if (
+        store.read_terminal_status(event.run_id, event.phase, event.job, event.attempt, event.index)
+        is not None
+    ):
+        return AttemptResult(outcome="already-finished")
+    lease = Lease(
+        lease_id=lease_id(event.run_id, event.job, event.attempt, event.index),
+        owner=request_id,
+        token=uuid.uuid4().hex,
+        expires_at=utcnow() + settings.duration,
+    )
+    if not store.acquire_lease(lease):
+        return _wait_for_end(store, event, context, settings)
+    with Heartbeat(store, lease, settings):
+        # Checked once the lease is held: a run that ended before this claim is seen here.
+        blocked = attempt_blocked(event, store.read_attempt_state(event.run_id, event.job))
+        if blocked is not None:
+            log.info("did not run job %s: %s", event.job, blocked)
+            return _report(store, _status(event, StatusName.NOT_RUN, error=blocked), "not-run")
+        store.record_status(_status(event, StatusName.STARTED, request_id=request_id))
+        try:
+            output = user_handler(_user_event(store, event), context)
+            success = _success(store, event, output)
+        except Exception as exc:  # the user's code may raise anything: that is the job failing
+            error = describe(exc)
+            log.error("job %s attempt %s of run %s failed: %s", event.job, event.attempt, event.run_id, error)
+            return _report(store, _status(event, StatusName.FAILED, error=error), StatusName.FAILED)
+        return _report(store, success, StatusName.SUCCESS)
+
+
+def _user_event(store: RunStore, event: JobEvent) -> dict[str, Any]:
+    """What the user's handler gets: the job event with the values of the results kept by
+    reference in ``results`` (a handler cannot tell them from the others)."""
+    payload = event.to_payload()
+    references = payload.pop("references", None)
+    if references:
+        payload["results"] = store.items().outputs.resolve(payload["results"], references)
+    return payload
+
+
+def _report(store: RunStore, status: StatusEvent, outcome: str) -> AttemptResult:
+    """Record the attempt's one terminal report; ``superseded`` when another came first."""
+    if store.record_status(status):
+        return AttemptResult(outcome=outcome, output=status.output, error=status.error)
+    log.warning("attempt %s of %s had ended already; %s not recorded", status.attempt, status.job, outcome)
+    return AttemptResult(outcome="superseded", output=status.output, error=status.error)
+
+
+def _wait_for_end(store: RunStore, event: JobEvent, context: Any, settings: LeaseSettings) -> AttemptResult:
+    """Another invocation holds the attempt's lease: wait for the attempt's end, and report the
+    attempt failed if the lease expires before it (the claimant died or stalled). Gives up
+    waiting, leaving the attempt to the claimant, only while its lease is live: it then reports
+    its own end, or Lambda gives up on it and the orchestrator records the failure."""
+    deadline = time.monotonic() + _wait_budget(context, settings)
+    held_id = lease_id(event.run_id, event.job, event.attempt, event.index)
+    while True:
+        if store.read_terminal_status(event.run_id, event.phase, event.job, event.attempt, event.index):
+            return AttemptResult(outcome="already-finished")
+        held = store.read_lease(held_id)
+        if held is not None and held.expires_at <= utcnow():
+            error = (
+                f"the invocation running attempt {event.attempt} of {event.job!r} (request {held.owner}) "
+                f"stopped renewing its lease, which expired at {held.expires_at:%Y-%m-%d %H:%M:%S} UTC"
+            )
+            result = _report(store, _status(event, StatusName.FAILED, error=error), "lease-expired")
+            return result if result.outcome == "lease-expired" else AttemptResult(outcome="already-finished")
+        if time.monotonic() >= deadline:
+            log.info("left attempt %s of %s to the invocation holding its lease", event.attempt, event.job)
+            return AttemptResult(outcome="left-to-owner")
+        time.sleep(settings.poll_every.total_seconds())
+
+
+def _wait_budget(context: Any, settings: LeaseSettings) -> float:
+    budget = settings.longest_wait.total_seconds()
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if callable(remaining):
+        budget = min(budget, remaining() / 1000 - WAIT_MARGIN_SECONDS)
+    return max(0.0, budget)

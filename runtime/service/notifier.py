@@ -1,0 +1,183 @@
+"""The notifier: one short human message per status event the spec's ``notify.on`` names.
+
+Events arrive at least once, so the notifier claims each status document before it publishes
+(the claim is keyed by the document's identity) and marks the claim sent afterwards: duplicate
+deliveries find the claim and send nothing. A handling that dies between its claim and the
+publish leaves a claim marked ``sending``: Lambda's retry of that handling (same request id, a
+minute later) takes it over and sends, and so does any delivery once the claim is older than
+``SENDING_LEASE``. So a message is never lost to a crash, and goes out twice only when a
+handling died after publishing and before marking the claim sent (or when one of several
+channels failed after another had published: the retry publishes to every channel again).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from runtime.documents.events import parse_status_event
+from runtime.documents.run import StatusEvent
+from runtime.errors import EventError
+from runtime.limits import LAMBDA_RETRY_DELAY
+from runtime.ports import NotificationClaims, Notifier, RunStore
+from runtime.service.approvals import approval_commands
+from runtime.statuses import JobState, RunState, StatusName
+
+log = logging.getLogger(__name__)
+
+ERROR_SUMMARY_CHARS = 300
+
+
+SENDING_LEASE = timedelta(minutes=5)
+"""A claim still ``sending`` this long after it was made belongs to a handling that has ended
+(the notifier function's timeout is a minute): any delivery may then take it over and send."""
+
+
+def _first_line(error: str | None) -> str:
+    text = (error or "no error message").strip().splitlines()[0]
+    return text if len(text) <= ERROR_SUMMARY_CHARS else text[: ERROR_SUMMARY_CHARS - 1] + "…"
+
+
+def compose(
+    event: StatusEvent,
+    max_attempts: int | None = None,
+    run_over: bool = False,
+    *,
+    may_fail: bool = False,
+    tolerated: Sequence[str] = (),
+) -> tuple[str, str]:
+    """(subject, message) for one status event; ``max_attempts`` and ``run_over`` (the run has
+    already ended) let a job failure say whether it will be retried, ``may_fail`` (the job has
+    ``allow_failure``) that the run goes on without it; the end of a run names the jobs whose
+    failure it ``tolerated``."""
+    run = f"{event.workflow} run {event.run_id}"
+    if event.status == StatusName.FAILED:
+        of = f" of {max_attempts}" if max_attempts else ""
+        retry = ""
+        if run_over:
+            retry = "; the run has ended"
+        elif max_attempts is not None and event.attempt < max_attempts:
+            retry = "; it will be retried"
+        elif max_attempts is not None:
+            retry = (
+                "; no attempts left, tolerated (allow_failure): the run goes on"
+                if may_fail
+                else "; no attempts left"
+            )
+        return (
+            f"{event.workflow}: job {event.job} failed",
+            f"{run}: job {event.job} (phase {event.phase}) failed on attempt {event.attempt}{of}{retry}.\n"
+            f"Error: {_first_line(event.error)}",
+        )
+    if event.status == StatusName.STARTED:
+        return (
+            f"{event.workflow}: job {event.job} started",
+            f"{run}: job {event.job} started (attempt {event.attempt}).",
+        )
+    if event.status == StatusName.SUCCESS:
+        return (f"{event.workflow}: job {event.job} succeeded", f"{run}: job {event.job} succeeded.")
+    if event.status == StatusName.PHASE_COMPLETED:
+        return (f"{event.workflow}: phase {event.phase} completed", f"{run}: phase {event.phase} completed.")
+    if event.status == StatusName.WORKFLOW_STARTED:
+        return (f"{event.workflow}: run started", f"{run} started.")
+    also = f"\nFailed and tolerated (allow_failure): {', '.join(tolerated)}." if tolerated else ""
+    if event.status == StatusName.WORKFLOW_SUCCEEDED:
+        return (f"{event.workflow}: run succeeded", f"{run} succeeded.{also}")
+    if event.status == StatusName.WORKFLOW_CANCELLED:
+        why = f": {_first_line(event.reason)}" if event.reason else ""
+        return (f"{event.workflow}: run cancelled", f"{run} was cancelled{why}.")
+    if event.status == StatusName.WORKFLOW_REDRIVEN:
+        return (
+            f"{event.workflow}: run redriven",
+            f"{run} was redriven (redrive {event.attempt}): it goes on from where it stopped.",
+        )
+    if event.status == StatusName.WORKFLOW_FAILED:
+        return (f"{event.workflow}: run failed", f"{run} failed: {_first_line(event.error)}{also}")
+    if event.status == StatusName.APPROVAL_REQUESTED and event.job is not None:
+        approve, reject = approval_commands(event.run_id, event.job)
+        asked = f"{event.reason.strip()}\n" if event.reason and event.reason.strip() else ""
+        return (
+            f"{event.workflow}: job {event.job} waits for approval",
+            f"{run}: job {event.job} (phase {event.phase}) waits for an answer.\n{asked}"
+            f"Approve: {approve}\nReject:  {reject}\n"
+            '(or invoke the starter function with {"action": "approve" | "reject", "run_id", "job"})',
+        )
+    return (f"{event.workflow}: {event.status}", f"{run}: {event.status}.")
+
+
+@dataclass
+class NotifierService:
+    notifiers: Sequence[Notifier]
+    store: RunStore | None = None
+    """Used to say whether a failed job will be retried; the message is still sent without it."""
+    claims: NotificationClaims | None = None
+    """Makes each status's message go out once however often it is delivered; without claims
+    every delivery sends."""
+    retry_after: timedelta = LAMBDA_RETRY_DELAY
+    """How old a handling's own claim must be before a delivery with its request id (Lambda's
+    retry after it crashed, not a duplicate of it) takes the claim over."""
+    lease: timedelta = SENDING_LEASE
+
+    def handle(self, event: object, request_id: str | None = None) -> tuple[str, str] | None:
+        """Publish the message about ``event``: (subject, message), or None when the event is
+        malformed or its message was sent (or is being sent) by another delivery."""
+        try:
+            status = parse_status_event(event)
+        except EventError as exc:
+            log.warning("dropped a malformed event: %s", exc)
+            return None
+        if status.index is not None:
+            # An item of a for_each job: its job's own success or failure is what people hear of.
+            return None
+        request_id = request_id or uuid.uuid4().hex
+        claims = self.claims
+        if claims is not None and not claims.claim_notification(
+            status, request_id, self.retry_after, self.lease
+        ):
+            log.info("%s of run %s: notified by another delivery", status.key, status.run_id)
+            return None
+        try:
+            subject, message = compose(status, **self._outlook(status))
+            for notifier in self.notifiers:
+                notifier.publish(subject, message)
+        except Exception:
+            # Nothing (or not everything) went out: let the retry of this handling send at once.
+            if claims is not None:
+                claims.release_notification(status, request_id)
+            raise
+        if claims is not None:
+            claims.notification_sent(status)
+        return subject, message
+
+    def _outlook(self, status: StatusEvent) -> dict[str, Any]:
+        """For a job's failure: its number of attempts, whether its run is over and whether it may
+        fail; for the end of a run: the failures it tolerated."""
+        ends = (StatusName.WORKFLOW_SUCCEEDED, StatusName.WORKFLOW_FAILED)
+        if (
+            self.store is None
+            or (status.status != StatusName.FAILED or not status.job)
+            and status.status not in ends
+        ):
+            return {}
+        run = self.store.read_run(status.run_id)
+        if run is None:
+            return {}
+        if status.status in ends:
+            tolerated = [
+                job.name
+                for job in run.definition.jobs()
+                if job.allow_failure and run.jobs[job.name].state == JobState.FAILED
+            ]
+            return {"tolerated": tolerated}
+        if status.job is None or status.job not in run.jobs:
+            return {"run_over": run.state != RunState.RUNNING}
+        job = run.definition.job(status.job)
+        return {
+            "max_attempts": job.max_attempts,
+            "run_over": run.state != RunState.RUNNING,
+            "may_fail": job.allow_failure,
+        }

@@ -1,0 +1,276 @@
+"""Applying one status event to its run: the use case behind the orchestrator function, the
+reconciler and the local cloud. One event in, one decision of the engine, the write it was
+decided under, then what it causes (dispatches, run statuses).
+
+Delivery is at least once and unordered at every hop, and a handler may crash at any line. So
+every write to a run is conditional on what the handler read: a completion and everything that
+follows from it go in one write guarded by the run's version, or, when another handler wrote
+first, the completion is recorded atomically and what follows is claimed by a second conditional
+write. A redelivered event that finds its completion already recorded decides again from the
+stored state and repeats what its first handling may not have finished (dispatches, run
+statuses), which the job wrapper and the unique status index make harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from runtime import limits
+from runtime.clock import utcnow
+from runtime.documents.events import (
+    JobEvent,
+    as_mapping,
+    is_failure_record,
+    parse_failure_record,
+    parse_status_event,
+)
+from runtime.documents.leases import lease_id
+from runtime.documents.run import Run, StatusEvent, jobs_invoked, wake_at
+from runtime.engine.attempts import attempt_failed, plan_give_up
+from runtime.engine.decide import decide, refused_write
+from runtime.engine.replay import replay
+from runtime.engine.transition import Expiry, LoadOutputs, Rejection, Transition
+from runtime.errors import DocumentRejected, EventError
+from runtime.limits import LAMBDA_RETRY_DELAY
+from runtime.ports import Dispatcher, InvocationRefused, RunStore
+from runtime.service.fan_out import FanOutContexts, ItemHandling
+from runtime.statuses import ORCHESTRATOR_STATUSES, RunState
+
+log = logging.getLogger(__name__)
+
+
+MAX_DECISIONS = 100
+"""Bound on re-reading after losing a conditional write to a concurrent handler; each loss means
+another handler made progress, so reaching it means something else is wrong."""
+
+
+DISPATCH_BATCH = 200
+"""A decision that dispatches more jobs than this records, batch by batch, which invocations
+Lambda accepted, so a redelivery after a timeout does not start them all again. Smaller
+decisions (the hot path) write nothing more."""
+
+
+@dataclass(frozen=True)
+class LostRace:
+    """A decision's write that another handler's write beat: the run as it is once the
+    completion alone was recorded (None: read it again), to decide on again."""
+
+    run: Run | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    """What one handling did: for logs, tests and the local runner."""
+
+    action: str
+    dispatched: tuple[JobEvent, ...] = ()
+    recorded: tuple[str, ...] = ()
+    reason: str = ""
+
+
+@dataclass
+class Orchestrator:
+    store: RunStore
+    dispatcher: Dispatcher
+    redispatch_after: timedelta = LAMBDA_RETRY_DELAY
+    """How old a dispatch this event caused must be before a redelivery repeats it; drivers that
+    redeliver a crashed handling at once (the local runner, tests) set zero."""
+    dispatch_threads: int = 1
+    """Invocations made at the same time; Lambda's handler sets ``DISPATCH_THREADS``."""
+    contexts: FanOutContexts = field(default_factory=FanOutContexts)
+    """What the items of each fan-out share, read once per process."""
+
+    @property
+    def fan_outs(self) -> ItemHandling:
+        return ItemHandling(self.store, self.dispatch, self.contexts, self.redispatch_after)
+
+    def handle(self, event: object) -> Outcome:
+        """Never raises for a malformed or stale event (it is logged and dropped); store and
+        dispatch failures do raise, so Lambda retries the event."""
+        try:
+            payload = as_mapping(event)
+            if is_failure_record(payload):
+                return self._handle_failure_record(payload)
+            status = parse_status_event(payload)
+        except EventError as exc:
+            log.warning("dropped a malformed event: %s", exc)
+            return Outcome(action="dropped", reason=str(exc))
+        if status.status not in ORCHESTRATOR_STATUSES:
+            return Outcome(action="ignored", reason=f"the orchestrator does not act on '{status.status}'")
+        return self.apply(status)
+
+    def apply(self, event: StatusEvent) -> Outcome:
+        """Read the run, ask the engine, write what it decided under the conditions it decided
+        on; when another handler wrote in between, read again and decide again. The reconciler
+        feeds the statuses a run has missed through here too. A success is planned against the
+        whole run (two round trips, one write); when that write loses, the completion alone is
+        recorded atomically and the rest decided on what that write returns, which stays cheap
+        however many completions race. An item's report of a ``for_each`` job moves only that
+        job's lane (``runtime.service.fan_out``)."""
+        if event.index is not None:
+            action, dispatched, reason = self.fan_outs.apply(event)
+            return Outcome(action=action, dispatched=dispatched, reason=reason)
+        run = self.store.read_run(event.run_id)
+        recorded_now = False
+        for _ in range(MAX_DECISIONS):
+            if run is None:
+                log.warning("dropped %s: unknown run %r", event.key, event.run_id)
+                return Outcome(action="dropped", reason=f"unknown run {event.run_id!r}")
+            now = utcnow()
+            decision = decide(run, event, now)
+            if isinstance(decision, LoadOutputs):
+                run = self._with_outputs(run, decision.references)
+                continue
+            written = self._write(run, event, decision, now) if isinstance(decision, Transition) else decision
+            if isinstance(written, LostRace):
+                # Another handler changed the run since we read it: decide again on what it is now.
+                recorded_now = recorded_now or written.run is not None
+                run = written.run or self.store.read_run(event.run_id)
+                continue
+            if isinstance(written, Rejection):
+                return self._rejected(run, event, written)
+            return self._finish(run, event, written, recorded_now)
+        raise RuntimeError(f"no decision for {event.key} of run {event.run_id!r} after {MAX_DECISIONS} tries")
+
+    def _with_outputs(self, run: Run, references: Mapping[str, str]) -> Run:
+        """The run with the outputs kept by reference that a ``when`` or ``for_each`` reads."""
+        loaded = {name: self.store.items().outputs.load(ref) for name, ref in references.items()}
+        return replace(run, loaded_outputs={**run.loaded_outputs, **loaded})
+
+    def _write(
+        self, run: Run, event: StatusEvent, transition: Transition, now: datetime
+    ) -> Transition | Rejection | LostRace:
+        """Make the decision's write (a fan-out's items first): the transition written, or, when
+        MongoDB refuses the document for good, the run's failure written in its place (never
+        retried into a dead-letter queue), or ``LostRace`` when another handler wrote first."""
+        self.fan_outs.store_items(run.run_id, transition.fan_outs)
+        decision: Transition | Rejection = transition
+        try:
+            earliest = None if transition.wake_at is None else wake_at(transition.wake_at)
+            written = self.store.apply_transition(
+                run.run_id, transition.conditions, transition.changes, earliest
+            )
+        except DocumentRejected as exc:
+            log.error("%s of run %r cannot be stored: %s", event.key, run.run_id, exc)
+            decision = refused_write(
+                run, event, f"MongoDB refused the write: {limits.bounded(str(exc))}", now
+            )
+            written = isinstance(decision, Rejection) or self.store.apply_transition(
+                run.run_id, decision.conditions, decision.changes
+            )
+        if written:
+            return decision
+        assert isinstance(decision, Transition)
+        return LostRace(run=self._record_completion(run.run_id, decision.fallback))
+
+    def _rejected(self, run: Run, event: StatusEvent, rejection: Rejection) -> Outcome:
+        level = logging.WARNING if rejection.action == "dropped" else logging.INFO
+        log.log(level, "%s %s of run %r: %s", rejection.action, event.key, run.run_id, rejection.reason)
+        self._expire_late_statuses(run, None)
+        return Outcome(action=rejection.action, reason=rejection.reason)
+
+    def _finish(
+        self, run: Run, event: StatusEvent, decision: Transition | None, recorded_now: bool
+    ) -> Outcome:
+        """Once the decision is written (or there was nothing to write): dispatch and record what
+        it caused, and repeat what an earlier, crashed handling of this same event may not have
+        finished."""
+        dispatched = () if decision is None else decision.dispatches
+        # A fan-out's items are dispatched as its lanes start (after the write), lane by lane.
+        items_sent = () if decision is None else self.fan_outs.start_lanes(run, decision.fan_outs, event.key)
+        statuses = () if decision is None else decision.statuses
+        # A decision with a fallback is a success planned whole: it has just recorded the completion.
+        recorded_now = recorded_now or (decision is not None and decision.fallback is not None)
+        again_dispatched, again_recorded = replay(run, event.key, utcnow(), self.redispatch_after)
+        items_sent += self.fan_outs.replay(run, event.key, utcnow())
+        outcome = self._carry_out(dispatched + again_dispatched, statuses + again_recorded, recorded_now)
+        if items_sent:
+            outcome = replace(outcome, action="advanced", dispatched=outcome.dispatched + items_sent)
+        self._expire_late_statuses(run, None if decision is None else decision.expiry)
+        return outcome
+
+    def _record_completion(self, run_id: str, fallback: Transition | None) -> Run | None:
+        """The completion alone, for a success whose whole plan lost to another writer: the run
+        after it, or None (nothing to record, or it does not fit, which the next decision on the
+        re-read run finds and fails the run for)."""
+        if fallback is None:
+            return None
+        try:
+            return self.store.record_job_success(run_id, fallback.conditions, fallback.changes)
+        except DocumentRejected as exc:
+            log.error("a completion in run %r cannot be stored: %s", run_id, exc)
+            return None
+
+    def _expire_late_statuses(self, run: Run, expiry: Expiry | None) -> None:
+        """The run's statuses expire with it: stamped when the decision that ends (or reopens)
+        the run has recorded its statuses, and again whenever an event reaches a run that has
+        ended with an expiry (a late report, a redelivery), so statuses recorded after the end
+        expire too. Runs kept for good cost nothing here."""
+        if expiry is None and run.state != RunState.RUNNING and run.expire_at is not None:
+            expiry = Expiry(run.expire_at)
+        if expiry is not None:
+            self.store.expire_statuses(run.run_id, expiry.at)
+
+    def _carry_out(
+        self, dispatched: tuple[JobEvent, ...], recorded: tuple[StatusEvent, ...], recorded_now: bool
+    ) -> Outcome:
+        """Dispatch and record what a decision (now written) caused; both are safe to repeat."""
+        self._dispatch_all(dispatched)
+        for status in recorded:
+            self.store.record_status(status)
+        action = "advanced" if dispatched or recorded else "recorded" if recorded_now else "nothing to do"
+        return Outcome(action=action, dispatched=dispatched, recorded=tuple(s.status for s in recorded))
+
+    def _dispatch_all(self, jobs: Sequence[JobEvent]) -> None:
+        """Dispatch in batches, each concurrently; after each batch of a decision that dispatches
+        many jobs, record which invocations Lambda accepted (``replay`` skips them)."""
+        for start in range(0, len(jobs), DISPATCH_BATCH):
+            batch = jobs[start : start + DISPATCH_BATCH]
+            if self.dispatch_threads > 1 and len(batch) > 1:
+                with ThreadPoolExecutor(min(self.dispatch_threads, len(batch))) as pool:
+                    futures = [pool.submit(self.dispatch, job) for job in batch]
+                errors = [error for future in futures if (error := future.exception()) is not None]
+                if errors:
+                    raise errors[0]
+            else:
+                for job in batch:
+                    self.dispatch(job)
+            if len(jobs) > DISPATCH_BATCH:
+                invoked = jobs_invoked({job.job: job.attempt for job in batch})
+                self.store.apply_transition(batch[0].run_id, {}, invoked)
+
+    def dispatch(self, job: JobEvent) -> None:
+        """One invocation; one that can never be accepted (too large, refused by Lambda) is
+        recorded as the attempt's failure, so the run goes on to retry or fail it."""
+        size = limits.json_bytes(job.to_payload())
+        try:
+            if size > limits.JOB_EVENT_MAX_BYTES:
+                raise InvocationRefused(
+                    f"the event for job {job.job!r} (attempt {job.attempt}) is {size:,} bytes of JSON; "
+                    f"at most {limits.JOB_EVENT_MAX_BYTES:,} fit a Lambda invocation (the run input and "
+                    f"the outputs of the jobs it runs after, {', '.join(job.results) or 'none'}, go in it)"
+                )
+            self.dispatcher.dispatch(job)
+        except InvocationRefused as exc:
+            log.error("%s", exc)
+            self.store.record_status(attempt_failed(job, str(exc)))
+
+    def _handle_failure_record(self, payload: Mapping[str, Any]) -> Outcome:
+        """Lambda gave up on a job invocation: the engine decides whether that is the attempt's
+        failure, on the attempt's own reports."""
+        record = parse_failure_record(payload)
+        job = record.job_event
+        terminal = self.store.read_terminal_status(job.run_id, job.phase, job.job, job.attempt, job.index)
+        lease = None
+        if terminal is None:
+            lease = self.store.read_lease(lease_id(job.run_id, job.job, job.attempt, job.index))
+        failure = plan_give_up(record, terminal, lease, utcnow())
+        if isinstance(failure, Rejection):
+            return Outcome(action=failure.action, reason=failure.reason)
+        self.store.record_status(failure)
+        return Outcome(action="recorded", recorded=(failure.status,))
