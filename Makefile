@@ -40,6 +40,8 @@ lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	@# The layers of runtime/ and cdk_app/ (pyproject.toml); tests/test_layers.py runs it too.
+	$(VENV)/bin/lint-imports
 	@# cdk-nag runs inside the app: an unacknowledged finding fails this synth. Templates of an
 	@# earlier synth go first, so cfn-lint sees only current stacks (the bundled layer stays cached).
 	rm -f cdk.out/*.template.json

@@ -20,6 +20,7 @@ from constructs.connection import connection_secret
 from constructs.trigger import StatusEvents, StatusEventsProps, consumed_statuses
 from constructs.workflow import Workflow, WorkflowProps
 from runtime.definition import model
+from runtime.definition.loader import load_workflows
 from runtime.errors import SpecError
 
 SHARED_STACK = "Workflows-Shared"
@@ -143,9 +144,6 @@ def synth(app: App) -> None:
     context are printed as lines, exit status 1, no traceback."""
     try:
         config = AppConfig.from_context(app.node)
-        # The loader (YAML, JSON Schema) is build-time only: imported here, never by constructs.
-        from runtime.definition.loader import load_workflows
-
         workflows = load_workflows([config.workflows_dir])
         # Building installs job requirements, which can fail like a spec (named job and package).
         build(app, config, workflows)

@@ -24,7 +24,7 @@ from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling,
 from aws_cdk import aws_lambda as lambda_
 
 from constructs import Construct
-from constructs.lambda_code import ARCHITECTURE, PYTHON_RUNTIME, RUNTIME_PACKAGE, python_version
+from constructs.lambda_runtime import ARCHITECTURE, PYTHON_RUNTIME, RUNTIME_PACKAGE, python_version
 
 WHEEL_PLATFORM = "manylinux2014_x86_64"
 """Wheels that run on Lambda's x86_64 Amazon Linux (``ARCHITECTURE``)."""

@@ -13,20 +13,11 @@ import shutil
 from pathlib import Path
 
 from aws_cdk import Stage
-from aws_cdk import aws_lambda as lambda_
 
-import runtime
 from constructs import Construct
+from constructs.bundling import install_requirements
+from constructs.lambda_runtime import PYTHON_RUNTIME, RUNTIME_PACKAGE, python_version
 from runtime.definition.model import Job, Workflow
-
-PYTHON_RUNTIME = lambda_.Runtime.PYTHON_3_14
-"""The newest Python runtime aws-cdk-lib knows; the layer is built for the same version."""
-
-ARCHITECTURE = lambda_.Architecture.X86_64
-"""Matches the ``manylinux2014_x86_64`` wheels the dependency layer is built from."""
-
-RUNTIME_PACKAGE = Path(runtime.__file__).resolve().parent
-"""The ``runtime`` package every function ships (handlers, engine, store, spec model)."""
 
 DEFINITION_FILE = "workflow.json"
 """The starter's bundled ``Workflow.to_document()``, named by ``WORKFLOW_DEFINITION_FILE``."""
@@ -42,11 +33,6 @@ JOB_REQUIREMENTS_FILE = "requirements.txt"
 
 _BUILD_ONLY = shutil.ignore_patterns("__pycache__", "*.pyc", "requirements.txt")
 _MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-
-
-def python_version(runtime_: lambda_.Runtime) -> str:
-    """``python3.14`` -> ``3.14``: what ``pip --python-version`` wants."""
-    return runtime_.name.removeprefix("python")
 
 
 class CodeStaging:
@@ -103,9 +89,6 @@ class CodeStaging:
                 raise ValueError(f"job {job.name!r}: code folder {source} must not contain 'runtime'")
             shutil.copytree(source, folder, dirs_exist_ok=True, ignore=_BUILD_ONLY)
             if (source / JOB_REQUIREMENTS_FILE).is_file():
-                # Imported here: bundling imports this module for the runtime and platform.
-                from constructs.bundling import install_requirements
-
                 installed = install_requirements(
                     source / JOB_REQUIREMENTS_FILE, python_version(PYTHON_RUNTIME), self._requirements_cache
                 )

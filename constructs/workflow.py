@@ -24,14 +24,8 @@ from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
 from constructs.bundling import WHEEL_PLATFORM, RequirementsError
-from constructs.lambda_code import (
-    ARCHITECTURE,
-    DEFINITION_FILE,
-    JOB_REQUIREMENTS_FILE,
-    PYTHON_RUNTIME,
-    CodeStaging,
-    python_version,
-)
+from constructs.lambda_code import DEFINITION_FILE, JOB_REQUIREMENTS_FILE, CodeStaging
+from constructs.lambda_runtime import ARCHITECTURE, PYTHON_RUNTIME, python_version
 from constructs.monitoring import notification_topic, reconciler_alarm, workflow_alarms
 from constructs.timers import timer_schedule
 from runtime import contracts, patterns

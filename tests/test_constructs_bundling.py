@@ -9,7 +9,7 @@ from aws_cdk import App, DockerImage, Stack
 from aws_cdk.assertions import Template
 
 from constructs.bundling import WHEEL_PLATFORM, DependencyLayer, DependencyLayerProps, PipLayerBundling
-from constructs.lambda_code import PYTHON_RUNTIME, RUNTIME_PACKAGE, python_version
+from constructs.lambda_runtime import PYTHON_RUNTIME, RUNTIME_PACKAGE, python_version
 from tests.cdk_fixtures import cdk_json_context, logical_id, make_app, staged_code
 
 REQUIREMENTS = RUNTIME_PACKAGE / "requirements.txt"

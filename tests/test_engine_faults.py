@@ -23,7 +23,8 @@ from cdk_app.local.faults import CrashAtStep, CrashingStore, InjectedCrash
 from runtime import limits
 from runtime.clock import utcnow
 from runtime.definition.model import Job, Phase, Workflow
-from runtime.documents.events import JobEvent, parse_status_event
+from runtime.documents.envelopes import parse_status_event
+from runtime.documents.events import JobEvent
 from runtime.documents.leases import Lease, lease_id
 from runtime.documents.run import StatusEvent, terminal_id
 from runtime.handlers.job import stub_handler

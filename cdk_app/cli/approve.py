@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from cdk_app.cli.store_options import add_store_arguments, open_store
+from cdk_app.cli.arguments import Subparsers, add_store_arguments, open_store
 from cdk_app.errors import EXIT_OK, EXIT_USAGE, CommandError
 from runtime.service.approvals import answer_approval
-
-if TYPE_CHECKING:
-    from cdk_app.cli.main import Subparsers
 
 
 def add_approve(subparsers: Subparsers) -> None:

@@ -13,9 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
-from cdk_app.cli.store_options import add_store_arguments, open_store
+from cdk_app.cli.arguments import Subparsers, add_store_arguments, open_store
 from cdk_app.errors import EXIT_OK, EXIT_USAGE, CommandError
 from cdk_app.terminal.timeline import (
     history_to_json,
@@ -32,9 +31,6 @@ from runtime.service.operations import (
     run_history,
 )
 from runtime.statuses import RunState
-
-if TYPE_CHECKING:
-    from cdk_app.cli.main import Subparsers
 
 DEFAULT_LIMIT = 50
 

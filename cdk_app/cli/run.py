@@ -14,12 +14,13 @@ import logging
 import math
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 from rich.live import Live
 
-from cdk_app.cli.store_options import MongoAddress, add_store_arguments, connect, given_address, open_store
+from cdk_app.cli.arguments import Subparsers, add_store_arguments, given_address, open_store
+from cdk_app.connect import MongoAddress, connect
 from cdk_app.errors import EXIT_OK, EXIT_PROBLEMS, EXIT_STILL_RUNNING, EXIT_USAGE, CommandError
 from cdk_app.local.delivery import FaultSettings
 from cdk_app.local.embedded_mongo import EmbeddedMongo
@@ -35,9 +36,6 @@ from runtime.service.operations import wait_for_end
 from runtime.service.runs import start_run
 from runtime.statuses import RunState
 from runtime.store.mongo import MongoStore
-
-if TYPE_CHECKING:
-    from cdk_app.cli.main import Subparsers
 
 
 def _load_spec(path: str) -> Workflow:

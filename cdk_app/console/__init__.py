@@ -4,6 +4,7 @@ console``, and the dev server's ``--console-port``).
 ``listing`` reads the runs page (keyset pages over the run indexes, counts by state), ``views``
 turns a run document and its statuses into what the run page draws, ``app`` is the Starlette
 application (pages, JSON, actions, the Content Security Policy) and ``server`` runs it with
-uvicorn and adds the command. The browser side is in ``static/``: plain JavaScript that draws
-SVG from the layout of ``@dagrejs/dagre``, served from ``node_modules`` like everything else.
+uvicorn (the command is ``cdk_app.cli.console``). The browser side is in ``static/``: plain
+JavaScript that draws SVG from the layout of ``@dagrejs/dagre``, served from ``node_modules``
+like everything else.
 """

@@ -7,7 +7,6 @@ It listens on 127.0.0.1 unless told otherwise: a console shows run inputs and ou
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import socket
 import threading
@@ -16,40 +15,17 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import uvicorn
-from rich.console import Console
-from rich.markup import escape
 
-from cdk_app.cli.store_options import add_store_arguments, open_store
 from cdk_app.console.app import LAYOUT_LIBRARY, console_app
-from cdk_app.errors import EXIT_OK, EXIT_USAGE, CommandError
+from cdk_app.errors import EXIT_USAGE, CommandError
 from runtime.store.mongo import MongoStore
 
 if TYPE_CHECKING:
-    from cdk_app.cli.main import Subparsers
+    pass
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 STARTUP_SECONDS = 10.0
-
-
-def add_console_arguments(parser: argparse.ArgumentParser, port_flag: str, default_port: int | None) -> None:
-    """``--host``, the port flag and ``--allow-actions``: the same for ``console`` and ``dev``."""
-    parser.add_argument(
-        "--host", default=DEFAULT_HOST, help=f"where the console listens (default: {DEFAULT_HOST})"
-    )
-    shown = "no console" if default_port is None else str(default_port)
-    parser.add_argument(
-        port_flag,
-        type=int,
-        default=default_port,
-        metavar="PORT",
-        help=f"the console's port (default: {shown}; 0: any free port)",
-    )
-    parser.add_argument(
-        "--allow-actions",
-        action="store_true",
-        help="let the console cancel, redrive, approve and reject (default: read-only)",
-    )
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:
@@ -83,28 +59,3 @@ def serving_console(store: MongoStore, host: str, port: int, allow_actions: bool
         server.should_exit = True
         thread.join(timeout=STARTUP_SECONDS)
         sock.close()
-
-
-def add_console(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser(
-        "console",
-        help="the run console in the browser, on any database",
-        description="Serve the run console (runs, each run's graph, timeline and history, live) for "
-        "the database given, print its URL and serve until Ctrl-C. Read-only unless --allow-actions.",
-    )
-    add_store_arguments(parser)
-    add_console_arguments(parser, "--port", DEFAULT_PORT)
-    parser.set_defaults(run=_console, prog=parser.prog)
-
-
-def _console(args: argparse.Namespace) -> int:
-    store = open_store(args)
-    say = Console(stderr=True, highlight=False)
-    stop = threading.Event()
-    with serving_console(store, args.host, args.port, args.allow_actions) as url:
-        print(url, flush=True)
-        mode = "actions allowed" if args.allow_actions else "read-only"
-        say.print(f"console on [bold]{escape(url)}[/] ({mode}); Ctrl-C stops it")
-        with contextlib.suppress(KeyboardInterrupt):
-            stop.wait()
-    return EXIT_OK

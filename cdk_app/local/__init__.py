@@ -1,7 +1,8 @@
-"""The local runner: a workflow run on this machine through the deployed system's own parts.
+"""The cloud in one process: a workflow run on this machine through the deployed system's own parts.
 
-``runner`` plays the Atlas trigger, EventBridge and Lambda around the real handlers; ``delivery``
-is the at-least-once, unordered transport with its fault injection; ``jobs`` loads job code by
-path; ``report`` reads a run back and renders it; ``commands`` is the CLI (``run``, ``start``,
-``status``).
+``cloud`` plays the Atlas trigger, EventBridge's rules and Lambda around the real use cases;
+``delivery`` is the at-least-once, unordered transport and ``faults`` its fault injection;
+``jobs`` loads job code by path; ``timeouts`` enforces a job's Lambda timeout; ``runner`` is one
+run (the ``run`` command) and ``dev`` the dev server; ``embedded_mongo`` starts SecantusDB. No
+argparse here: the commands are in ``cdk_app.cli``.
 """

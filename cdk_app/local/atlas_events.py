@@ -13,6 +13,7 @@ from typing import Any
 from bson import json_util
 
 from runtime.contracts import PARTNER_SOURCE_PREFIX
+from runtime.documents import ID
 
 LOCAL_TRIGGER_ID = "000000000000000000000000"
 
@@ -55,6 +56,6 @@ def envelope(
             "wallTime": now.isoformat(),
             "fullDocument": _plain(dict(document)),
             "ns": {"db": database, "coll": collection},
-            "documentKey": {"_id": _plain(document.get("_id"))},
+            "documentKey": {ID: _plain(document.get(ID))},
         },
     }

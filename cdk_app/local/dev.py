@@ -11,12 +11,10 @@ against a deployed stack. With ``--console-port`` it serves the run console too.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import signal
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -24,25 +22,23 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 
-from cdk_app.cli.store_options import MongoAddress, add_store_arguments, connect, given_address
-from cdk_app.console.server import add_console_arguments, serving_console
-from cdk_app.errors import EXIT_OK, EXIT_USAGE, CommandError
+from cdk_app.errors import CommandError
 from cdk_app.local.cloud import CloudOptions, JobFunction, LocalCloud, Rule, workflow_rules
 from cdk_app.local.delivery import FaultSettings
 from cdk_app.local.embedded_mongo import EmbeddedMongo, free_port
 from cdk_app.local.jobs import load_fresh_job_handler
 from cdk_app.local.timeouts import GRACE as TIMEOUT_GRACE
 from cdk_app.local.timeouts import TimeoutWatch
-from cdk_app.project import workflows_dir
 from cdk_app.terminal.timeline import STATUS_STYLES, first_line
 from runtime.clock import utcnow
 from runtime.definition.loader import check_specs
 from runtime.definition.model import Job, Workflow
+from runtime.documents import ID
 from runtime.documents.run import RUN_ID, WORKFLOW, Document, StatusEvent, status_from_document
 from runtime.errors import EventError
 from runtime.service.approvals import approval_commands
@@ -51,9 +47,6 @@ from runtime.service.reconciler import RUNS_PER_PASS, Reconciler
 from runtime.service.timers import fire_due_timers
 from runtime.statuses import StatusName
 from runtime.store.mongo import MongoStore
-
-if TYPE_CHECKING:
-    from cdk_app.cli.main import Subparsers
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +250,7 @@ class DevServer:
         except EventError as exc:
             # The trigger forwards it all the same; the handlers drop it, saying why.
             log.warning("a malformed status in run %s: %s", document.get(RUN_ID), exc)
-            self.cloud.route(document, str(document.get("_id")))
+            self.cloud.route(document, str(document.get(ID)))
             return
         self.lines.status(status)
         workflow = document.get(WORKFLOW)
@@ -276,30 +269,7 @@ class DevServer:
 # --- the command -----------------------------------------------------------------------------------
 
 
-def add_dev(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser(
-        "dev",
-        help="a local dev server: MongoDB, the trigger, the rules and the handlers in one process",
-        description="Start the embedded MongoDB server (its data kept under --data) or use the one "
-        "given, print its URI, and deliver every status of every workflow in the spec folder through "
-        "the real handlers until Ctrl-C or SIGTERM. start, status, runs, history, cancel and redrive "
-        "against that URI behave as against a deployed stack.",
-    )
-    add_store_arguments(parser, fallback="the embedded server on --data")
-    parser.add_argument(
-        "--data",
-        metavar="DIR",
-        type=Path,
-        help=f"where the embedded server keeps its data (default: {DEFAULT_DATA_DIR})",
-    )
-    parser.add_argument(
-        "--workflows", metavar="DIR", type=Path, help="the spec folder (default: cdk.json's workflowsDir)"
-    )
-    add_console_arguments(parser, "--console-port", None)
-    parser.set_defaults(run=_dev, prog=parser.prog)
-
-
-def _port_for(data: Path) -> int:
+def port_for(data: Path) -> int:
     """The port the last server on ``data`` listened on, if it is free; else a new one."""
     with contextlib.suppress(OSError, ValueError):
         port = int((data / PORT_FILE).read_text(encoding="utf-8").strip())
@@ -312,9 +282,9 @@ def _port_for(data: Path) -> int:
 
 
 @contextlib.contextmanager
-def _embedded_server(data: Path, console: Console) -> Iterator[EmbeddedMongo]:
+def embedded_server(data: Path, console: Console) -> Iterator[EmbeddedMongo]:
     data.mkdir(parents=True, exist_ok=True)
-    port = _port_for(data)
+    port = port_for(data)
     with console.status(f"starting the embedded MongoDB server on {data}"):
         try:
             server = EmbeddedMongo(storage_path=data / DATABASE_FOLDER, port=port)
@@ -330,7 +300,7 @@ def _embedded_server(data: Path, console: Console) -> Iterator[EmbeddedMongo]:
 
 
 @contextlib.contextmanager
-def _stopped_by_sigterm(stop: threading.Event) -> Iterator[None]:
+def stopped_by_sigterm(stop: threading.Event) -> Iterator[None]:
     """SIGTERM (what service managers and ``kill`` send) stops the server as Ctrl-C does."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signals reach the main thread only
@@ -344,48 +314,3 @@ def _stopped_by_sigterm(stop: threading.Event) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _dev(args: argparse.Namespace) -> int:
-    if args.mongo_uri is not None and args.data is not None:
-        raise CommandError(
-            "--mongo-uri and --data exclude each other: --data is for the embedded server", EXIT_USAGE
-        )
-    folder = args.workflows if args.workflows is not None else Path(workflows_dir())
-    if not folder.is_dir():
-        raise CommandError(f"no such folder: {folder}", EXIT_USAGE)
-    console = Console(stderr=True, highlight=False, soft_wrap=True)
-    logging.basicConfig(
-        level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
-    )
-    address = None if args.data is not None else given_address(args)
-    stop = threading.Event()
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(_stopped_by_sigterm(stop))
-        if address is None:
-            server = stack.enter_context(_embedded_server(args.data or Path(DEFAULT_DATA_DIR), console))
-            address = MongoAddress(server.uri, "the embedded server")
-        store = connect(address, args.database)
-        print(address.uri, flush=True)
-        console.print(
-            f"dev server on [bold]{escape(address.uri)}[/] (database {escape(args.database)}); "
-            "Ctrl-C stops it"
-        )
-        if args.console_port is not None:
-            url = stack.enter_context(
-                serving_console(store, args.host, args.console_port, args.allow_actions)
-            )
-            mode = "actions allowed" if args.allow_actions else "read-only"
-            console.print(f"console on [bold]{escape(url)}[/] ({mode})")
-        server_loop = DevServer(
-            store,
-            FolderDeployment(folder, store.settings.statuses_collection, console.print),
-            console,
-            DevOptions(),
-        )
-        # Job code prints: while it runs, stdout is stderr, so stdout holds the URI alone. Ctrl-C
-        # is how a dev server ends, not an error.
-        with contextlib.redirect_stdout(sys.stderr), contextlib.suppress(KeyboardInterrupt):
-            server_loop.serve(stop)
-        console.print("dev server stopped")
-    return EXIT_OK

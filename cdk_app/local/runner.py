@@ -21,6 +21,7 @@ from cdk_app.local.timeouts import TimeoutWatch
 from cdk_app.terminal.report import RunReport, summarize
 from runtime.clock import utcnow
 from runtime.definition.model import Workflow
+from runtime.documents import ID
 from runtime.documents.run import RUN_ID, status_from_document
 from runtime.errors import EventError
 from runtime.service.job_attempt import UserHandler
@@ -127,7 +128,7 @@ class LocalRunner:
                 except EventError as exc:
                     # The trigger forwards it all the same; the handlers drop it, saying why.
                     log.warning("a malformed status in run %s: %s", run_id, exc)
-                    self.cloud.route(document, str(document.get("_id")))
+                    self.cloud.route(document, str(document.get(ID)))
                     continue
                 self.cloud.route(
                     document, "/".join(map(str, (status.status, status.phase, status.job, status.attempt)))

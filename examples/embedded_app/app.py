@@ -17,10 +17,14 @@ from aws_cdk import aws_s3 as s3
 from cdk_nag import AwsSolutionsChecks
 
 from constructs import Construct
-from constructs.bundling import DependencyLayer, DependencyLayerProps
-from constructs.connection import connection_secret
-from constructs.workflow import Workflow, WorkflowProps
-from runtime.definition.loader import load_workflow
+from constructs.api import (
+    DependencyLayer,
+    DependencyLayerProps,
+    Workflow,
+    WorkflowProps,
+    connection_secret,
+    load_workflow,
+)
 
 SPEC = Path(__file__).resolve().parent / "fishing_trip.yaml"
 

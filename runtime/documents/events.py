@@ -1,21 +1,12 @@
-"""Parsing what reaches the handlers: Atlas trigger envelopes (around a ``StatusEvent``),
-on-failure records, job events.
-
-Every parser raises ``EventError`` saying what is wrong; the handlers log it and drop the event,
-so a malformed event never makes Lambda retry it forever.
-"""
+"""What travels in events besides statuses: the event a job function is invoked with
+(``JobEvent``) and Lambda's on-failure record of an invocation it gave up on (``FailureRecord``).
+Their parsers are ``runtime.documents.envelopes``. Standard library only."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-from bson import json_util
-
-from runtime.documents.run import StatusEvent, required, status_from_document
-from runtime.errors import EventError
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,87 +58,3 @@ class FailureRecord:
     request_id: str
     condition: str
     error: str
-
-
-def as_mapping(event: object) -> Mapping[str, Any]:
-    """Accept a dict, or a JSON text of one (what a test or a hand-made invoke may send)."""
-    if isinstance(event, (bytes, str)):
-        try:
-            event = json.loads(event)
-        except ValueError as exc:
-            raise EventError(f"event is not JSON: {exc}") from exc
-    if not isinstance(event, Mapping):
-        raise EventError(f"event must be a JSON object, got {type(event).__name__}")
-    return event
-
-
-def is_failure_record(event: Mapping[str, Any]) -> bool:
-    return "requestContext" in event and "requestPayload" in event
-
-
-def parse_status_event(event: object) -> StatusEvent:
-    """An EventBridge event in the Atlas trigger shape, plain JSON or Extended JSON."""
-    envelope = as_mapping(event)
-    detail = envelope.get("detail")
-    if not isinstance(detail, Mapping):
-        raise EventError("event has no 'detail' object: not an Atlas trigger event")
-    if detail.get("operationType") != "insert":
-        raise EventError(f"operationType is {detail.get('operationType')!r}, only 'insert' is handled")
-    raw = detail.get("fullDocument")
-    if not isinstance(raw, Mapping):
-        raise EventError("detail has no 'fullDocument' object")
-    # Extended JSON ({"$numberInt": "1"}, {"$date": ...}) decodes to Python values; plain JSON is
-    # left as it is.
-    return status_from_document(json_util.loads(json.dumps(raw, default=str)), "fullDocument")
-
-
-def parse_job_event(event: object) -> JobEvent:
-    payload = as_mapping(event)
-    where = "job event"
-    results = payload.get("results") or {}
-    if not isinstance(results, Mapping):
-        raise EventError(f"{where}: 'results' must be an object")
-    attempt = required(payload, "attempt", int, where)
-    if attempt < 1:
-        raise EventError(f"{where}: attempt must be >= 1, got {attempt}")
-    failure = payload.get("failure")
-    if failure is not None and not isinstance(failure, Mapping):
-        raise EventError(f"{where}: 'failure' must be an object")
-    references = payload.get("references") or {}
-    if not isinstance(references, Mapping) or not all(isinstance(ref, str) for ref in references.values()):
-        raise EventError(f"{where}: 'references' must map job names to references")
-    index = payload.get("index")
-    if index is not None and (isinstance(index, bool) or not isinstance(index, int) or index < 0):
-        raise EventError(f"{where}: 'index' must be an item's index >= 0, got {index!r}")
-    return JobEvent(
-        run_id=required(payload, "run_id", str, where),
-        workflow=required(payload, "workflow", str, where),
-        phase=required(payload, "phase", str, where),
-        job=required(payload, "job", str, where),
-        attempt=attempt,
-        input=payload.get("input"),
-        results=dict(results),
-        failure=None if failure is None else dict(failure),
-        references=dict(references),
-        index=index,
-        item=payload.get("item"),
-    )
-
-
-def parse_failure_record(event: Mapping[str, Any]) -> FailureRecord:
-    context = event.get("requestContext")
-    if not isinstance(context, Mapping):
-        raise EventError("on-failure record: 'requestContext' must be an object")
-    job_event = parse_job_event(event.get("requestPayload"))
-    response = event.get("responsePayload")
-    if isinstance(response, Mapping):
-        detail = f"{response.get('errorType', 'Error')}: {response.get('errorMessage', '')}".strip()
-    else:
-        detail = "no response"
-    condition = str(context.get("condition", "unknown"))
-    return FailureRecord(
-        job_event=job_event,
-        request_id=str(context.get("requestId", "")),
-        condition=condition,
-        error=f"Lambda gave up on the invocation ({condition}): {detail}",
-    )

@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from runtime.statuses import ItemState
+from runtime.documents import ID
+from runtime.documents.outputs import ITEMS_REF
+from runtime.statuses import ItemState, JobState, RunState
 
 MAX_ITEMS = 10_000
 """Items one ``for_each`` job may have: past it the job fails, saying so."""
@@ -134,7 +136,7 @@ def lane_items_after(index: int, concurrency: int, count: int) -> int:
 
 def items_ref(run_id: str, job: str) -> str:
     """The reference of a fan-out job's output: its items' outputs, in index order."""
-    return f"items:{run_id}/{job}"
+    return f"{ITEMS_REF}:{run_id}/{job}"
 
 
 # -- field paths in the run document -------------------------------------------------------------
@@ -192,7 +194,7 @@ def item_id(run_id: str, job: str, index: int) -> str:
 def item_documents(run_id: str, job: str, items: list[Any]) -> list[dict[str, Any]]:
     return [
         {
-            "_id": item_id(run_id, job, index),
+            ID: item_id(run_id, job, index),
             RUN_ID: run_id,
             JOB: job,
             INDEX: index,
@@ -205,7 +207,7 @@ def item_documents(run_id: str, job: str, items: list[Any]) -> list[dict[str, An
 
 
 def item_filter(run_id: str, job: str, index: int) -> dict[str, Any]:
-    return {"_id": item_id(run_id, job, index)}
+    return {ID: item_id(run_id, job, index)}
 
 
 def unfinished_item(run_id: str, job: str, index: int) -> dict[str, Any]:
@@ -241,3 +243,34 @@ class ClaimedItem:
     attempt: int
     """The attempt it is handed out with: one more than the last handed out."""
     value: Any
+
+
+def lane_view(document: Mapping[str, Any], job: str, lane: int) -> LaneView | None:
+    """What ``lane_projection`` read of a run document; None when the job is not fanning out."""
+    record = (document.get("jobs") or {}).get(job) or {}
+    fan_out = record.get("fanOut")
+    if fan_out is None:
+        return None
+    lanes = fan_out.get("lanes") or {}
+    return LaneView(
+        running=document.get("status") == RunState.RUNNING.value
+        and record.get(STATE) == JobState.DISPATCHED.value,
+        round=record.get(ATTEMPT, 0),
+        fan_out=fan_out_from_document({**fan_out, "lanes": {}}),
+        lane=lane_from_document(lanes[str(lane)]) if str(lane) in lanes else None,
+    )
+
+
+def next_item_attempt() -> dict[str, Any]:
+    """The update that takes an item's next attempt number."""
+    return {"$inc": {ATTEMPT: 1}}
+
+
+def run_items_filter(run_id: str) -> dict[str, Any]:
+    """Selects every item of the run."""
+    return {RUN_ID: run_id}
+
+
+def job_items_filter(run_id: str, job: str) -> dict[str, Any]:
+    """Selects every item of the run's fan-out ``job``."""
+    return {RUN_ID: run_id, JOB: job}

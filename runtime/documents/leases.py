@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from runtime.documents import ID
 from runtime.documents.run import Document, attempt_id
 
-_ID = "_id"
 OWNER, TOKEN, EXPIRES_AT = "owner", "token", "expiresAt"
 
 
@@ -28,7 +28,7 @@ class Lease:
     expires_at: datetime
 
     def to_document(self) -> Document:
-        return {_ID: self.lease_id, OWNER: self.owner, TOKEN: self.token, EXPIRES_AT: self.expires_at}
+        return {ID: self.lease_id, OWNER: self.owner, TOKEN: self.token, EXPIRES_AT: self.expires_at}
 
 
 def lease_id(run_id: str, job: str, attempt: int, index: int | None = None) -> str:
@@ -38,7 +38,7 @@ def lease_id(run_id: str, job: str, attempt: int, index: int | None = None) -> s
 def lease_from_document(document: Mapping[str, Any]) -> Lease:
     expires_at: datetime = document[EXPIRES_AT]
     return Lease(
-        lease_id=document[_ID],
+        lease_id=document[ID],
         owner=document[OWNER],
         token=document[TOKEN],
         expires_at=expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC),
@@ -47,7 +47,7 @@ def lease_from_document(document: Mapping[str, Any]) -> Lease:
 
 def lease_filter(lease: str, token: str | None = None) -> Document:
     """Selects one lease (while ``token`` holds it)."""
-    return {_ID: lease} | ({} if token is None else {TOKEN: token})
+    return {ID: lease} | ({} if token is None else {TOKEN: token})
 
 
 def lease_renewed(expires_at: datetime) -> Document:

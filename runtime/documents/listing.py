@@ -15,8 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from runtime.clock import as_utc
+from runtime.documents import ID
 from runtime.documents.run import (
-    _ID,
     CREATED_AT,
     ERROR,
     INPUT_TEXT,
@@ -42,13 +42,13 @@ class RunSummary:
     error: str | None
 
 
-SUMMARY_FIELDS = (_ID, WORKFLOW, RUN_STATE, PHASE, CREATED_AT, UPDATED_AT, ERROR)
+SUMMARY_FIELDS = (ID, WORKFLOW, RUN_STATE, PHASE, CREATED_AT, UPDATED_AT, ERROR)
 """What a listing reads of each run document (its projection)."""
 
 
 def summary_from_document(document: Mapping[str, Any]) -> RunSummary:
     return RunSummary(
-        run_id=document[_ID],
+        run_id=document[ID],
         workflow=document[WORKFLOW],
         status=RunState(document[RUN_STATE]),
         phase=document[PHASE],
@@ -88,10 +88,10 @@ def runs_search_query(
         created["$lt"] = until
     if before is not None:
         created["$lte"] = before[0]
-        query[_ID] = {"$nin": before[1]}
+        query[ID] = {"$nin": before[1]}
     if created:
         query[CREATED_AT] = created
     if text:
         pattern = {"$regex": re.escape(text), "$options": "i"}
-        query["$or"] = [{_ID: pattern}, {INPUT_TEXT: pattern}]
+        query["$or"] = [{ID: pattern}, {INPUT_TEXT: pattern}]
     return query

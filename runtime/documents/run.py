@@ -22,11 +22,13 @@ from typing import Any
 
 from runtime.clock import as_utc
 from runtime.definition.model import Workflow
+from runtime.documents import ID
 from runtime.documents.failures import Failure, failure_from_document
-from runtime.documents.items import FanOut, fan_out_from_document
+from runtime.documents.items import FanOut, Lane, fan_out_field, fan_out_from_document, lane_field
 from runtime.errors import EventError
 from runtime.statuses import (
     ATTEMPT_STATUSES,
+    OPERATION_STATUSES,
     TERMINAL_JOB_STATUSES,
     WAITING_JOB_STATUSES,
     JobState,
@@ -128,8 +130,7 @@ class Run:
         }
 
 
-_ID, WORKFLOW, DEFINITION, INPUT, RUN_STATE, PHASE, JOBS, PHASES = (
-    "_id",
+WORKFLOW, DEFINITION, INPUT, RUN_STATE, PHASE, JOBS, PHASES = (
     "workflow",
     "definition",
     "input",
@@ -196,7 +197,7 @@ def run_from_document(document: Mapping[str, Any], stored_bytes: int = 0) -> Run
     # Imported here, not at the top: the definition model names its notify statuses from this
     # module, so a top-level import would be circular.
     return Run(
-        run_id=document[_ID],
+        run_id=document[ID],
         definition=Workflow.from_document(document[DEFINITION]),
         input=document.get(INPUT),
         state=RunState(document[RUN_STATE]),
@@ -217,7 +218,7 @@ def run_from_document(document: Mapping[str, Any], stored_bytes: int = 0) -> Run
 def run_to_document(run: Run, now: datetime) -> Document:
     """The run document of ``run``, as inserted at ``now``."""
     return {
-        _ID: run.run_id,
+        ID: run.run_id,
         WORKFLOW: run.workflow,
         DEFINITION: run.definition.to_document(),
         INPUT: run.input,
@@ -238,7 +239,7 @@ def run_to_document(run: Run, now: datetime) -> Document:
 
 def run_filter(run_id: str) -> Document:
     """Selects one run document."""
-    return {_ID: run_id}
+    return {ID: run_id}
 
 
 def attempt_projection(job: str) -> Document:
@@ -418,7 +419,7 @@ class StatusEvent:
         attempt (a success racing an on-failure record) is refused as a duplicate key."""
         if self.status not in TERMINAL_JOB_STATUSES or self.job is None:
             return {}
-        return {_ID: terminal_id(self.run_id, self.job, self.attempt, self.index)}
+        return {ID: terminal_id(self.run_id, self.job, self.attempt, self.index)}
 
 
 def attempt_id(run_id: str, job: str, attempt: int, index: int | None = None) -> str:
@@ -509,3 +510,45 @@ def next_wake_query(workflow: str | None) -> Document:
     """Selects the running runs that have a timer at all."""
     query: Document = {RUN_STATE: RunState.RUNNING.value, WAKE_AT: {"$exists": True}}
     return query if workflow is None else query | {WORKFLOW: workflow}
+
+
+# -- queries of the store -----------------------------------------------------------------
+
+
+def stale_runs_query(updated_before: datetime, workflow: str | None) -> Document:
+    """Selects the running runs (of ``workflow``) not written since ``updated_before``."""
+    query: Document = {RUN_STATE: RunState.RUNNING.value, UPDATED_AT: {"$lt": updated_before}}
+    return query if workflow is None else query | {WORKFLOW: workflow}
+
+
+def run_statuses_query(run_id: str, *, items: bool = True) -> Document:
+    """Selects the run's statuses; without ``items``, not the reports of a fan-out's items."""
+    return {RUN_ID: run_id} if items else {RUN_ID: run_id, INDEX: {"$exists": False}}
+
+
+def operations_query(since: datetime, workflow: str | None) -> Document:
+    """Selects the operations recorded since ``since``: one branch per operation, so each reads
+    its own partial index."""
+    query: Document = {
+        "$or": [{STATUS: status.value, DATE: {"$gte": since}} for status in OPERATION_STATUSES]
+    }
+    return query if workflow is None else query | {WORKFLOW: workflow}
+
+
+def expiry_update(expire_at: datetime | None) -> Document:
+    """Gives a document the expiry ``expire_at``, or (None) takes its expiry off."""
+    return {"$unset": {EXPIRE_AT: ""}} if expire_at is None else {"$set": {EXPIRE_AT: expire_at}}
+
+
+def without_expiry(expire_at: datetime | None) -> Document:
+    """What a write of ``expire_at`` selects besides: only what has no expiry yet when one is set
+    (so stamping again touches a late document alone), everything when it is taken off."""
+    return {} if expire_at is None else {EXPIRE_AT: {"$exists": False}}
+
+
+def lane_moved(job: str, lane: int, to: Lane, counts: Mapping[str, int], now: datetime) -> dict[str, Any]:
+    """The update that puts ``to`` in the lane and adds ``counts`` to the job's counters
+    (``done``, ``failed``)."""
+    update: dict[str, Any] = {"$set": {lane_field(job, lane): to.to_document(), UPDATED_AT: now}}
+    increments = {fan_out_field(job, name): count for name, count in counts.items() if count}
+    return update | ({"$inc": increments} if increments else {})

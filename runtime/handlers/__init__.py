@@ -1,1 +1,2 @@
-"""Lambda entry points: orchestrator, notifier, job wrapper (with the stub) and starter."""
+"""Lambda entry points only (orchestrator, notifier, job wrapper, starter, reconciler): each reads
+its environment, builds the adapters once per process and calls one use case of ``runtime.service``."""

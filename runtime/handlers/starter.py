@@ -12,7 +12,7 @@ from typing import Any
 
 from runtime import contracts
 from runtime.definition.model import Workflow
-from runtime.documents.events import as_mapping
+from runtime.documents.envelopes import as_mapping
 from runtime.errors import EventError, RunError
 from runtime.service.approvals import answer_approval
 from runtime.service.operations import request_cancel, request_redrive

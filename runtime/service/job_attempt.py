@@ -29,7 +29,8 @@ import bson
 
 from runtime import limits
 from runtime.clock import utcnow
-from runtime.documents.events import JobEvent, parse_job_event
+from runtime.documents.envelopes import parse_job_event
+from runtime.documents.events import JobEvent
 from runtime.documents.leases import Lease, lease_id
 from runtime.documents.run import StatusEvent
 from runtime.engine.attempts import attempt_blocked

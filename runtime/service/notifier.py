@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from runtime.documents.events import parse_status_event
+from runtime.documents.envelopes import parse_status_event
 from runtime.documents.run import StatusEvent
 from runtime.errors import EventError
 from runtime.limits import LAMBDA_RETRY_DELAY

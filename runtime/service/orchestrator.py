@@ -22,13 +22,13 @@ from typing import Any
 
 from runtime import limits
 from runtime.clock import utcnow
-from runtime.documents.events import (
-    JobEvent,
+from runtime.documents.envelopes import (
     as_mapping,
     is_failure_record,
     parse_failure_record,
     parse_status_event,
 )
+from runtime.documents.events import JobEvent
 from runtime.documents.leases import lease_id
 from runtime.documents.run import Run, StatusEvent, jobs_invoked, wake_at
 from runtime.engine.attempts import attempt_failed, plan_give_up

@@ -7,7 +7,6 @@ jobs: an item's report touches its own document, its own lane and the job's coun
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -17,26 +16,27 @@ from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from runtime.clock import utcnow
+from runtime.documents import ID
 from runtime.documents.items import (
     ATTEMPT,
     INDEX,
     ITEM,
     ITEM_KEY,
-    RUN_ID,
     ClaimedItem,
     Lane,
     LaneView,
-    fan_out_from_document,
     item_documents,
     item_ended,
     item_filter,
-    lane_from_document,
     lane_projection,
+    lane_view,
+    next_item_attempt,
+    run_items_filter,
     unfinished_item,
 )
-from runtime.documents.run import EXPIRE_AT, UPDATED_AT, run_filter
+from runtime.documents.outputs import run_outputs_filter
+from runtime.documents.run import EXPIRE_AT, expiry_update, lane_moved, run_filter, without_expiry
 from runtime.errors import StoreError
-from runtime.statuses import JobState, RunState
 from runtime.store.outputs import OutputStore
 
 Document = dict[str, Any]
@@ -85,18 +85,14 @@ class MongoItems:
         run id) the run's expiry, or take it off (``None``: a redrive keeps them again). Only
         what has no expiry yet is written when one is set. GridFS files are not covered: MongoDB
         cannot expire them, since a file is a document and its chunks."""
-        update: Document = (
-            {"$unset": {EXPIRE_AT: ""}} if expire_at is None else {"$set": {EXPIRE_AT: expire_at}}
-        )
-        unstamped: Document = {} if expire_at is None else {EXPIRE_AT: {"$exists": False}}
-        prefix = {"_id": {"$regex": f"^{re.escape(run_id)}/"}}
+        update, unstamped = expiry_update(expire_at), without_expiry(expire_at)
         _guard(
             "set the expiry of the run's items",
-            lambda: self.items.update_many({RUN_ID: run_id} | unstamped, update),
+            lambda: self.items.update_many(run_items_filter(run_id) | unstamped, update),
         )
         _guard(
             "set the expiry of the run's outputs",
-            lambda: self.outputs.outputs.update_many(prefix | unstamped, update),
+            lambda: self.outputs.outputs.update_many(run_outputs_filter(run_id) | unstamped, update),
         )
 
     def insert_items(self, run_id: str, job: str, items: Sequence[Any]) -> None:
@@ -117,7 +113,7 @@ class MongoItems:
             f"read a lane of {job!r}",
             lambda: self.runs.find_one(run_filter(run_id), lane_projection(job, lane)),
         )
-        return None if document is None else _lane_view(document, job, lane)
+        return None if document is None else lane_view(document, job, lane)
 
     def move_lane(
         self,
@@ -128,12 +124,7 @@ class MongoItems:
         to: Lane,
         counts: Mapping[str, int],
     ) -> LaneView | None:
-        update: Document = {
-            "$set": {f"jobs.{job}.fanOut.lanes.{lane}": to.to_document(), UPDATED_AT: utcnow()}
-        }
-        increments = {f"jobs.{job}.fanOut.{name}": count for name, count in counts.items() if count}
-        if increments:
-            update["$inc"] = increments
+        update = lane_moved(job, lane, to, counts, utcnow())
         moved = _guard(
             f"move a lane of {job!r}",
             lambda: self.runs.update_one({**run_filter(run_id), **conditions}, update),
@@ -176,10 +167,10 @@ class MongoItems:
     def _claim(self, query: Document) -> ClaimedItem | None:
         """The item with its next attempt: the number is taken before it is handed out, so no
         number is handed out twice (a crash between the two leaves one unused)."""
-        taken = _guard("claim an item", lambda: self.items.update_one(query, {"$inc": {ATTEMPT: 1}}))
+        taken = _guard("claim an item", lambda: self.items.update_one(query, next_item_attempt()))
         if taken.matched_count == 0:
             return None
-        document = _guard("read a claimed item", lambda: self.items.find_one({"_id": query["_id"]}))
+        document = _guard("read a claimed item", lambda: self.items.find_one({ID: query[ID]}))
         if document is None:
             return None
         return ClaimedItem(index=document[INDEX], attempt=document[ATTEMPT], value=document.get(ITEM))
@@ -192,18 +183,3 @@ class MongoItems:
         if document is None:
             raise StoreError(f"item {index} of {job!r} in run {run_id!r} is not stored")
         return document.get(ITEM)
-
-
-def _lane_view(document: Mapping[str, Any], job: str, lane: int) -> LaneView | None:
-    record = (document.get("jobs") or {}).get(job) or {}
-    fan_out = record.get("fanOut")
-    if fan_out is None:
-        return None
-    lanes = fan_out.get("lanes") or {}
-    return LaneView(
-        running=document.get("status") == RunState.RUNNING.value
-        and record.get("state") == JobState.DISPATCHED.value,
-        round=record.get("attempt", 0),
-        fan_out=fan_out_from_document({**fan_out, "lanes": {}}),
-        lane=lane_from_document(lanes[str(lane)]) if str(lane) in lanes else None,
-    )

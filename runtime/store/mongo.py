@@ -25,17 +25,22 @@ from pymongo.collection import Collection
 from pymongo.errors import DocumentTooLarge, DuplicateKeyError, OperationFailure, PyMongoError
 
 from runtime.clock import as_utc, utcnow
+from runtime.documents import ID
 from runtime.documents.leases import Lease, lease_filter, lease_from_document, lease_renewed
 from runtime.documents.listing import SUMMARY_FIELDS, RunSummary, runs_query, summary_from_document
-from runtime.documents.notifications import CLAIMED_AT, NOTIFICATION_STATE, SENT_AT, status_identity
+from runtime.documents.notifications import (
+    claim_filter,
+    claim_sent,
+    new_claim,
+    own_claim,
+    sending_claim,
+    stale_claim,
+)
 from runtime.documents.run import (
     CREATED_AT,
     DATE,
     EXPIRE_AT,
-    INDEX,
     PHASE,
-    REQUEST_ID,
-    RUN_ID,
     RUN_STATE,
     STATUS,
     STATUS_KEY,
@@ -51,18 +56,23 @@ from runtime.documents.run import (
     at_version,
     attempt_projection,
     attempt_state_from_document,
+    expiry_update,
     next_wake_query,
+    operations_query,
     run_filter,
     run_from_document,
+    run_statuses_query,
     run_to_document,
+    stale_runs_query,
     status_from_document,
     terminal_id,
     timers_due_query,
     touched,
     wake_at,
+    without_expiry,
 )
 from runtime.errors import DocumentRejected, StoreError
-from runtime.statuses import OPERATION_STATUSES, NotificationState, RunState, StatusName
+from runtime.statuses import OPERATION_STATUSES, RunState, StatusName
 from runtime.store.items import MongoItems
 from runtime.store.settings import StoreSettings
 
@@ -215,14 +225,11 @@ class MongoStore:
         )
 
     def stale_runs(self, updated_before: datetime, limit: int, workflow: str | None = None) -> list[str]:
-        query: Document = {RUN_STATE: RunState.RUNNING.value, UPDATED_AT: {"$lt": updated_before}}
-        if workflow is not None:
-            query[WORKFLOW] = workflow
+        query = stale_runs_query(updated_before, workflow)
         return _guard(
             "find stale runs",
             lambda: [
-                document["_id"]
-                for document in self.runs.find(query, {"_id": 1}).sort(UPDATED_AT, ASC).limit(limit)
+                document[ID] for document in self.runs.find(query, {ID: 1}).sort(UPDATED_AT, ASC).limit(limit)
             ],
         )
 
@@ -251,8 +258,7 @@ class MongoStore:
         return _guard(
             "find runs with timers due",
             lambda: [
-                document["_id"]
-                for document in self.runs.find(query, {"_id": 1}).sort(WAKE_AT, ASC).limit(limit)
+                document[ID] for document in self.runs.find(query, {ID: 1}).sort(WAKE_AT, ASC).limit(limit)
             ],
         )
 
@@ -319,7 +325,7 @@ class MongoStore:
     ) -> StatusEvent | None:
         # Every terminal report of an attempt has the attempt's one id: a point read, however many
         # statuses there are.
-        query = {"_id": terminal_id(run_id, job, attempt, index), PHASE: phase}
+        query = {ID: terminal_id(run_id, job, attempt, index), PHASE: phase}
         document = _guard("read a terminal status", lambda: self.statuses.find_one(query))
         return None if document is None else status_from_document(document)
 
@@ -350,7 +356,7 @@ class MongoStore:
         of a fan-out's items (a 10,000-item job has 20,000 or more), which the run's counters sum up."""
         if items:
             return [status_from_document(document) for document in self.run_statuses(run_id)]
-        query = {RUN_ID: run_id, INDEX: {"$exists": False}}
+        query = run_statuses_query(run_id, items=False)
         return _guard(
             f"read the statuses of run {run_id!r}",
             lambda: [
@@ -359,12 +365,7 @@ class MongoStore:
         )
 
     def read_operations(self, since: datetime, workflow: str | None = None) -> list[StatusEvent]:
-        # One branch per operation, so each reads its own partial index.
-        query: Document = {
-            "$or": [{STATUS: status.value, DATE: {"$gte": since}} for status in OPERATION_STATUSES]
-        }
-        if workflow is not None:
-            query[WORKFLOW] = workflow
+        query = operations_query(since, workflow)
         return _guard(
             "read recent operations",
             lambda: [
@@ -376,14 +377,11 @@ class MongoStore:
         """Only the statuses without an expiry are written when one is set, so stamping again
         for a late report touches that report alone. The run's items and outputs kept by
         reference get the same expiry."""
-        query: Document = {RUN_ID: run_id}
-        update: Document = {"$unset": {EXPIRE_AT: ""}}
-        if expire_at is not None:
-            query[EXPIRE_AT] = {"$exists": False}
-            update = {"$set": {EXPIRE_AT: expire_at}}
         _guard(
             f"set the expiry of run {run_id!r}'s statuses",
-            lambda: self.statuses.update_many(query, update),
+            lambda: self.statuses.update_many(
+                run_statuses_query(run_id) | without_expiry(expire_at), expiry_update(expire_at)
+            ),
         )
         self.items().expire(run_id, expire_at)
 
@@ -391,12 +389,13 @@ class MongoStore:
         """The run's status documents as stored, in the order they were recorded."""
         return _guard(
             f"read the statuses of run {run_id!r}",
-            lambda: list(self.statuses.find({RUN_ID: run_id}).sort(DATE, pymongo.ASCENDING)),
+            lambda: list(self.statuses.find(run_statuses_query(run_id)).sort(DATE, pymongo.ASCENDING)),
         )
 
     def count_statuses(self, run_id: str) -> int:
         return _guard(
-            f"count the statuses of run {run_id!r}", lambda: self.statuses.count_documents({RUN_ID: run_id})
+            f"count the statuses of run {run_id!r}",
+            lambda: self.statuses.count_documents(run_statuses_query(run_id)),
         )
 
     # -- notification claims -----------------------------------------------------------------
@@ -408,22 +407,18 @@ class MongoStore:
         take over a claim still ``sending`` that this request made ``retry_after`` ago or anyone
         made ``lease`` ago: both are one atomic write, so two deliveries never both win."""
         now = utcnow()
-        identity = status_identity(event)
-        claim = {NOTIFICATION_STATE: NotificationState.SENDING.value, REQUEST_ID: request_id, CLAIMED_AT: now}
         try:
-            _guard("claim a notification", lambda: self.notifications.insert_one({"_id": identity, **claim}))
+            _guard(
+                "claim a notification",
+                lambda: self.notifications.insert_one(new_claim(event, request_id, now)),
+            )
         except DuplicateKeyError:
-            stale = {
-                "_id": identity,
-                NOTIFICATION_STATE: NotificationState.SENDING.value,
-                "$or": [
-                    {REQUEST_ID: request_id, CLAIMED_AT: {"$lte": now - retry_after}},
-                    {CLAIMED_AT: {"$lte": now - lease}},
-                ],
-            }
             taken = _guard(
                 "take over a notification claim",
-                lambda: self.notifications.update_one(stale, {"$set": claim}),
+                lambda: self.notifications.update_one(
+                    stale_claim(event, request_id, now, retry_after, lease),
+                    {"$set": sending_claim(request_id, now)},
+                ),
             )
             return taken.matched_count == 1
         return True
@@ -431,20 +426,11 @@ class MongoStore:
     def notification_sent(self, event: StatusEvent) -> None:
         _guard(
             "mark a notification sent",
-            lambda: self.notifications.update_one(
-                {"_id": status_identity(event)},
-                {"$set": {NOTIFICATION_STATE: NotificationState.SENT.value, SENT_AT: utcnow()}},
-            ),
+            lambda: self.notifications.update_one(claim_filter(event), {"$set": claim_sent(utcnow())}),
         )
 
     def release_notification(self, event: StatusEvent, request_id: str) -> None:
         _guard(
             "release a notification claim",
-            lambda: self.notifications.delete_one(
-                {
-                    "_id": status_identity(event),
-                    NOTIFICATION_STATE: NotificationState.SENDING.value,
-                    REQUEST_ID: request_id,
-                }
-            ),
+            lambda: self.notifications.delete_one(own_claim(event, request_id)),
         )

@@ -24,14 +24,23 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 
 from runtime import limits
-from runtime.documents.items import INDEX, JOB, OUTPUT, OUTPUT_REF, RUN_ID, STATE
+from runtime.documents.items import INDEX, OUTPUT, STATE, job_items_filter
+from runtime.documents.items import OUTPUT_REF as ITEM_OUTPUT_REF
+from runtime.documents.outputs import (
+    GRIDFS_REF,
+    ITEMS_REF,
+    JSON,
+    OUTPUT_REF,
+    OUTPUTS,
+    output_document,
+    output_filter,
+    parse_reference,
+    reference,
+)
 from runtime.errors import StoreError
 from runtime.statuses import ItemState
 
 Document = dict[str, Any]
-
-OUTPUTS = "outputs"
-"""The collection (and GridFS bucket) of outputs kept by reference."""
 
 
 class OutputStore:
@@ -48,27 +57,29 @@ class OutputStore:
         text = json.dumps(value, allow_nan=False)
         if len(text.encode()) <= limits.RUN_DOCUMENT_MAX_BYTES:
             try:
-                self.outputs.replace_one({"_id": output_id}, {"_id": output_id, "json": text}, upsert=True)
+                self.outputs.replace_one(
+                    output_filter(output_id), output_document(output_id, text), upsert=True
+                )
             except Exception as exc:  # pymongo's errors; the attempt fails with the reason
                 raise StoreError(f"could not store the output {output_id}: {exc}") from exc
-            return f"output:{output_id}"
+            return reference(OUTPUT_REF, output_id)
         try:
             self.files.upload_from_stream(output_id, text.encode())
         except Exception as exc:  # as above
             raise StoreError(f"could not store the output {output_id} in GridFS: {exc}") from exc
-        return f"gridfs:{output_id}"
+        return reference(GRIDFS_REF, output_id)
 
     def load(self, ref: str) -> Any:
-        kind, _, name = ref.partition(":")
+        kind, name = parse_reference(ref)
         try:
-            if kind == "output":
-                document = self.outputs.find_one({"_id": name})
+            if kind == OUTPUT_REF:
+                document = self.outputs.find_one(output_filter(name))
                 if document is None:
                     raise StoreError(f"the output {ref} is gone")
-                return json.loads(document["json"])
-            if kind == "gridfs":
+                return json.loads(document[JSON])
+            if kind == GRIDFS_REF:
                 return json.loads(self.files.open_download_stream_by_name(name).read())
-            if kind == "items":
+            if kind == ITEMS_REF:
                 run_id, _, job = name.rpartition("/")
                 return self._item_outputs(run_id, job)
         except gridfs.errors.NoFile as exc:
@@ -78,12 +89,14 @@ class OutputStore:
     def _item_outputs(self, run_id: str, job: str) -> list[Any]:
         """The outputs of a fan-out's items in index order; null for an item that failed."""
         outputs: list[Any] = []
-        cursor = self.items.find({RUN_ID: run_id, JOB: job}, {OUTPUT: 1, OUTPUT_REF: 1, STATE: 1, INDEX: 1})
+        cursor = self.items.find(
+            job_items_filter(run_id, job), {OUTPUT: 1, ITEM_OUTPUT_REF: 1, STATE: 1, INDEX: 1}
+        )
         for document in cursor.sort(INDEX, 1):
             if document.get(STATE) != ItemState.SUCCEEDED:
                 outputs.append(None)
-            elif document.get(OUTPUT_REF):
-                outputs.append(self.load(document[OUTPUT_REF]))
+            elif document.get(ITEM_OUTPUT_REF):
+                outputs.append(self.load(document[ITEM_OUTPUT_REF]))
             else:
                 outputs.append(document.get(OUTPUT))
         return outputs

@@ -1,13 +1,9 @@
-"""Where a command finds MongoDB: ``--mongo-uri``, else the ``MONGODB_URI`` environment variable
-(the dev server's URI, or Atlas), and ``--database``; and the short, checked connection every
-command makes."""
+"""The short, checked connection every command makes to MongoDB (the dev server, or Atlas): a
+connection string and where it came from, for messages, and a store once the server answers."""
 
 from __future__ import annotations
 
-import argparse
-import os
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +18,7 @@ from runtime.store.settings import StoreSettings
 
 MONGODB_URI_VARIABLE = contracts.MONGODB_URI
 
+
 SERVER_SELECTION_SECONDS = 3.0
 """How long to wait for an unreachable MongoDB before saying so."""
 
@@ -33,38 +30,6 @@ class MongoAddress:
     uri: str
     origin: str
     """``--mongo-uri`` or ``MONGODB_URI``."""
-
-
-def add_store_arguments(parser: argparse.ArgumentParser, fallback: str | None = None) -> None:
-    """``--mongo-uri`` and ``--database``; ``fallback`` says what happens when neither
-    ``--mongo-uri`` nor ``MONGODB_URI`` is given (None: the command needs one)."""
-    otherwise = f", else {fallback}" if fallback else ""
-    parser.add_argument(
-        "--mongo-uri",
-        metavar="URI",
-        help=f"MongoDB connection string (default: ${MONGODB_URI_VARIABLE}{otherwise})",
-    )
-    parser.add_argument(
-        "--database", default=StoreSettings().database, help=f"default: {StoreSettings().database}"
-    )
-
-
-def given_address(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> MongoAddress | None:
-    """``--mongo-uri``, else ``MONGODB_URI``, else None."""
-    if args.mongo_uri is not None:
-        return MongoAddress(args.mongo_uri, "--mongo-uri")
-    from_environment = environ.get(MONGODB_URI_VARIABLE)
-    return MongoAddress(from_environment, MONGODB_URI_VARIABLE) if from_environment else None
-
-
-def open_store(args: argparse.Namespace) -> MongoStore:
-    """The store a command that reads or writes runs works on."""
-    address = given_address(args)
-    if address is None:
-        raise CommandError(
-            f"no MongoDB given: pass --mongo-uri URI or set {MONGODB_URI_VARIABLE}", EXIT_USAGE
-        )
-    return connect(address, args.database)
 
 
 def redacted(uri: str) -> str:

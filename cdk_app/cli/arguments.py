@@ -1,0 +1,71 @@
+"""The arguments several commands share: ``--mongo-uri`` (else the ``MONGODB_URI`` environment
+variable: the dev server's URI, or Atlas) with ``--database``, and the console's ``--host`` and
+port; and ``Subparsers``, what every ``add_<command>`` function receives."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+from typing import TypeAlias
+
+from cdk_app.connect import MONGODB_URI_VARIABLE, MongoAddress, connect
+from cdk_app.console.server import DEFAULT_HOST
+from cdk_app.errors import EXIT_USAGE, CommandError
+from runtime.store.mongo import MongoStore
+from runtime.store.settings import StoreSettings
+
+
+def add_store_arguments(parser: argparse.ArgumentParser, fallback: str | None = None) -> None:
+    """``--mongo-uri`` and ``--database``; ``fallback`` says what happens when neither
+    ``--mongo-uri`` nor ``MONGODB_URI`` is given (None: the command needs one)."""
+    otherwise = f", else {fallback}" if fallback else ""
+    parser.add_argument(
+        "--mongo-uri",
+        metavar="URI",
+        help=f"MongoDB connection string (default: ${MONGODB_URI_VARIABLE}{otherwise})",
+    )
+    parser.add_argument(
+        "--database", default=StoreSettings().database, help=f"default: {StoreSettings().database}"
+    )
+
+
+def given_address(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> MongoAddress | None:
+    """``--mongo-uri``, else ``MONGODB_URI``, else None."""
+    if args.mongo_uri is not None:
+        return MongoAddress(args.mongo_uri, "--mongo-uri")
+    from_environment = environ.get(MONGODB_URI_VARIABLE)
+    return MongoAddress(from_environment, MONGODB_URI_VARIABLE) if from_environment else None
+
+
+def open_store(args: argparse.Namespace) -> MongoStore:
+    """The store a command that reads or writes runs works on."""
+    address = given_address(args)
+    if address is None:
+        raise CommandError(
+            f"no MongoDB given: pass --mongo-uri URI or set {MONGODB_URI_VARIABLE}", EXIT_USAGE
+        )
+    return connect(address, args.database)
+
+
+def add_console_arguments(parser: argparse.ArgumentParser, port_flag: str, default_port: int | None) -> None:
+    """``--host``, the port flag and ``--allow-actions``: the same for ``console`` and ``dev``."""
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"where the console listens (default: {DEFAULT_HOST})"
+    )
+    shown = "no console" if default_port is None else str(default_port)
+    parser.add_argument(
+        port_flag,
+        type=int,
+        default=default_port,
+        metavar="PORT",
+        help=f"the console's port (default: {shown}; 0: any free port)",
+    )
+    parser.add_argument(
+        "--allow-actions",
+        action="store_true",
+        help="let the console cancel, redrive, approve and reject (default: read-only)",
+    )
+
+
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"

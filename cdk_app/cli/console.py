@@ -1,0 +1,39 @@
+"""The CLI's ``console`` command: the run console in the browser, over any database."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import threading
+
+from rich.console import Console
+from rich.markup import escape
+
+from cdk_app.cli.arguments import Subparsers, add_console_arguments, add_store_arguments, open_store
+from cdk_app.console.server import DEFAULT_PORT, serving_console
+from cdk_app.errors import EXIT_OK
+
+
+def add_console(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "console",
+        help="the run console in the browser, on any database",
+        description="Serve the run console (runs, each run's graph, timeline and history, live) for "
+        "the database given, print its URL and serve until Ctrl-C. Read-only unless --allow-actions.",
+    )
+    add_store_arguments(parser)
+    add_console_arguments(parser, "--port", DEFAULT_PORT)
+    parser.set_defaults(run=_console, prog=parser.prog)
+
+
+def _console(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    say = Console(stderr=True, highlight=False)
+    stop = threading.Event()
+    with serving_console(store, args.host, args.port, args.allow_actions) as url:
+        print(url, flush=True)
+        mode = "actions allowed" if args.allow_actions else "read-only"
+        say.print(f"console on [bold]{escape(url)}[/] ({mode}); Ctrl-C stops it")
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+    return EXIT_OK

@@ -1,0 +1,40 @@
+"""What a CDK user imports to put workflows in their own app: the ``Workflow`` construct and its
+props, the dependency layer every function needs, the trigger wiring that brings status events
+from Atlas, the connection secret, and the loader that turns a spec file into the definition
+``WorkflowProps`` takes.
+
+    from constructs.api import DependencyLayer, DependencyLayerProps, Workflow, WorkflowProps,
+        connection_secret, load_workflow
+
+(``constructs/`` has no ``__init__.py``: it extends the ``constructs`` library's namespace.)
+"""
+
+from __future__ import annotations
+
+from constructs.bundling import DependencyLayer, DependencyLayerProps
+from constructs.connection import connection_secret
+from constructs.trigger import (
+    AtlasTrigger,
+    ExistingEventBus,
+    PartnerEventSource,
+    StatusEvents,
+    StatusEventsProps,
+    TriggerWiring,
+)
+from constructs.workflow import Workflow, WorkflowProps
+from runtime.definition.loader import load_workflow
+
+__all__ = [
+    "AtlasTrigger",
+    "DependencyLayer",
+    "DependencyLayerProps",
+    "ExistingEventBus",
+    "PartnerEventSource",
+    "StatusEvents",
+    "StatusEventsProps",
+    "TriggerWiring",
+    "Workflow",
+    "WorkflowProps",
+    "connection_secret",
+    "load_workflow",
+]

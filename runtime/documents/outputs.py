@@ -1,0 +1,42 @@
+"""The documents of outputs kept by reference (``runtime.store.outputs``): one per output in
+``outputs`` (``{_id: <run id>/<job>/<attempt>[/<index>], json: <the output as JSON text>}``),
+or a GridFS file of the bucket ``outputs`` past what one document holds; and the references
+that name them in statuses and events."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from runtime.documents import ID
+
+OUTPUTS = "outputs"
+"""The collection (and GridFS bucket) of outputs kept by reference."""
+
+JSON = "json"
+
+OUTPUT_REF, GRIDFS_REF, ITEMS_REF = "output", "gridfs", "items"
+"""The kinds of reference: ``output:<id>``, ``gridfs:<id>``, ``items:<run id>/<job>``."""
+
+
+def output_document(output_id: str, text: str) -> dict[str, Any]:
+    return {ID: output_id, JSON: text}
+
+
+def output_filter(output_id: str) -> dict[str, Any]:
+    return {ID: output_id}
+
+
+def run_outputs_filter(run_id: str) -> dict[str, Any]:
+    """Selects every output the run keeps by reference: their ids begin with the run id."""
+    return {ID: {"$regex": f"^{re.escape(run_id)}/"}}
+
+
+def reference(kind: str, name: str) -> str:
+    return f"{kind}:{name}"
+
+
+def parse_reference(ref: str) -> tuple[str, str]:
+    """``kind:name`` -> (kind, name)."""
+    kind, _, name = ref.partition(":")
+    return kind, name

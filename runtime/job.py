@@ -1,0 +1,56 @@
+"""What a job's handler may import: the event it is called with, typed.
+
+A handler stays a plain Lambda-style function, ``def handler(event, context) -> dict | None``:
+returning is success (the dict is the job's output), raising is failure. Typing it is optional::
+
+    from runtime.job import JobEvent
+
+    def handler(event: JobEvent, context: object) -> dict:
+        return {"fish": event["results"]["catch_fish"]["fish"], "run": event["run_id"]}
+
+Outputs kept by reference (too large for an event) are already resolved in ``results``: a
+handler cannot tell them from the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal, NotRequired, TypeAlias, TypedDict
+
+__all__ = ["FailureInfo", "Handler", "JobEvent"]
+
+
+class FailureInfo(TypedDict):
+    """What a failure handler (an ``on_failure`` job) is told about the failure."""
+
+    phase: str
+    job: str | None
+    """The job that failed; None for a cancel, or the run's deadline."""
+    attempt: int | None
+    error: str
+    reason: Literal["failed", "cancelled"]
+
+
+class JobEvent(TypedDict):
+    """The event a job's handler receives."""
+
+    run_id: str
+    workflow: str
+    phase: str
+    job: str
+    attempt: int
+    """Counts from 1; a retry, or a redrive, is the next number."""
+    input: Any
+    """The run's input."""
+    results: dict[str, Any]
+    """The outputs of the jobs this job may read (those in its ``after`` and of earlier phases)."""
+    failure: NotRequired[FailureInfo]
+    """Only in a failure handler's event."""
+    item: NotRequired[Any]
+    """Only for a ``for_each`` job: the item this invocation runs."""
+    index: NotRequired[int]
+    """Only for a ``for_each`` job: the item's place in the array."""
+
+
+Handler: TypeAlias = Callable[[JobEvent, Any], "dict[str, Any] | None"]
+"""A job's handler: the event and Lambda's context in, the job's output (or None) out."""
