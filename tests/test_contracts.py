@@ -72,3 +72,27 @@ def test_no_module_but_the_contracts_spells_a_contract(module: Path) -> None:
     )
 
     assert spelled == [], "use runtime.contracts instead"
+
+
+def test_the_public_job_event_type_has_every_key_a_handler_receives() -> None:
+    """``runtime.job.JobEvent`` (what a handler may type its event as) stays in lockstep with the
+    event the job wrapper hands the handler: the dispatched payload less ``references``, which
+    the wrapper resolves into ``results``."""
+    from runtime.documents.events import JobEvent as DispatchedJob
+    from runtime.documents.failures import Failure
+    from runtime.job import FailureInfo, JobEvent
+
+    widest = DispatchedJob(
+        run_id="r",
+        workflow="w",
+        phase="p",
+        job="j",
+        attempt=1,
+        failure=Failure(reason="failed", phase="p", job="j", attempt=1, error="e", caused_by="k").to_event(),
+        references={"a": "output:r/a/1"},
+        index=0,
+        item="x",
+    ).to_payload()
+    widest.pop("references")
+    assert set(JobEvent.__required_keys__) | set(JobEvent.__optional_keys__) == set(widest)
+    assert set(FailureInfo.__required_keys__) == set(widest["failure"])
