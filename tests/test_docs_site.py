@@ -97,6 +97,12 @@ def test_the_readme_is_a_short_front_page() -> None:
     assert "make test" in readme, "CI runs the README's test command"
 
 
+def test_the_site_home_is_the_readme() -> None:
+    """docs/index.md is the README with its links made relative to docs/: edit both alike."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert (DOCS / "index.md").read_text(encoding="utf-8") == readme.replace("](docs/", "](")
+
+
 @pytest.mark.parametrize(
     ("page", "line", "problem"),
     [
