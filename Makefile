@@ -5,8 +5,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # The repo's .venv and node_modules come first, so `cdk` runs on the pinned Node and CLI.
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
+# mkdocs-material prints a banner about its successor on every build; the pins stay as they are.
+export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: setup browser test lint validate synth run bench screenshots clean
+.PHONY: setup browser test lint validate synth run bench screenshots docs clean
 
 setup: $(VENV)/.installed node_modules/.installed browser
 
@@ -49,6 +51,8 @@ lint: setup
 	@# W3005 (DependsOn next to a GetAtt) is how CDK orders a role's policy before its function;
 	@# the Atlas trigger's E3006 is ignored on that one resource, in its template metadata.
 	$(VENV)/bin/cfn-lint --ignore-checks W3005 -- cdk.out/*.template.json
+	@# The docs site: a broken link or anchor, or a page missing from mkdocs.yml's nav, fails.
+	$(PY) -m mkdocs build --strict --quiet --site-dir .build/site
 
 validate: setup
 	$(PY) -m cdk_app validate
@@ -64,9 +68,13 @@ run: setup
 bench: setup
 	$(PY) -m benchmarks
 
-# Rewrites docs/images/console-*.png, the README's pictures of the console.
+# Rewrites docs/images/console-*.png, the pictures of the console in the README and docs/.
 screenshots: setup
 	$(PY) scripts/console_screenshots.py
+
+# Serves the docs site (mkdocs.yml, docs/) on http://127.0.0.1:8000/, rebuilt on every edit.
+docs: setup
+	$(PY) -m mkdocs serve
 
 clean:
 	rm -rf cdk.out .build .pytest_cache .mypy_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""``make screenshots``: the README's pictures of the console, made from real runs.
+"""``make screenshots``: the pictures of the console (README, docs/), made from real runs.
 
 Starts the dev server (a data folder of its own, the specs in scripts/console_demo/, the console
 on a free port), starts three runs of catch_the_fish (one that fails after a retry, one that

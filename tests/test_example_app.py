@@ -1,5 +1,5 @@
-"""The embedded example (examples/embedded_app) synthesizes: in a test app, and as the README's
-command runs it."""
+"""The embedded example (examples/embedded_app) synthesizes: in a test app, and as the command in
+docs/deploy.md runs it."""
 
 from __future__ import annotations
 
