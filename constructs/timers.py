@@ -1,6 +1,6 @@
 """The cloud's timer: an EventBridge Scheduler schedule that runs the workflow's reconciler every
 minute with ``{"action": "fire_timers"}``, which fires the due timers of the workflow's runs for
-that minute as they come due (``runtime.engine.timers.fire_timers_until``).
+that minute as they come due (``runtime.service.timers.fire_timers_until``).
 
 Why not one-time ``at()`` schedules per timer: the timer's truth would then live in two places
 (the run document and Scheduler), the orchestrator would need ``scheduler:CreateSchedule``,

@@ -5,7 +5,7 @@ the starter function call, on a store opened from a connection string.
     from runtime.definition.loader import load_workflow
 
     store = open_store("mongodb://localhost:27017")
-    started = start_run(store, load_workflow("workflows/catch_the_fish.yaml"), {"lake": "Ontario"})
+    started = start_run(store, load_workflow("workflows/catch_the_fish.yaml"), input={"lake": "Ontario"})
     run = wait_for_end(store, started.run_id, timeout=60)
 
 Starting a run writes it and its ``workflow_started`` status; the orchestrator (deployed, or the

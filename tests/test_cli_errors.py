@@ -48,8 +48,8 @@ def test_every_command_reports_a_usage_error_as_one_prog_error_line(
 @pytest.mark.parametrize(
     ("target", "argv"),
     [
-        ("cdk_app.cli.main.check_specs", ["validate", "workflows"]),
-        ("cdk_app.cli.main.load_workflow", ["graph", "workflows/catch_the_fish.yaml"]),
+        ("cdk_app.cli.specs.check_specs", ["validate", "workflows"]),
+        ("cdk_app.cli.specs.load_workflow", ["graph", "workflows/catch_the_fish.yaml"]),
         (
             "cdk_app.cli.run.load_workflow",
             ["start", "workflows/catch_the_fish.yaml", "--mongo-uri", "x"],

@@ -19,7 +19,7 @@ LAMBDA_ERROR = "Lambda.Error"
 """The error type of any other invocation Lambda gave up on."""
 
 LAMBDA_GAVE_UP = "Lambda gave up on the invocation"
-"""How the error of an on-failure record begins (``runtime.documents.events.parse_failure_record``)."""
+"""How the error of an on-failure record begins (``runtime.documents.envelopes.parse_failure_record``)."""
 
 _TYPE_NAME = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*):")
 
