@@ -1,7 +1,7 @@
 """App configuration from CDK context (cdk.json or ``cdk synth -c key=value``).
 
 Every key has an environment-agnostic default, so ``cdk synth`` works without an AWS account.
-The keys are listed in ``CONTEXT_KEYS`` and documented in the README's Deploy section.
+The keys are listed in ``CONTEXT_KEYS`` and documented in docs/deploy.md ("Context keys").
 """
 
 from __future__ import annotations
