@@ -14,8 +14,10 @@ from runtime.definition.model import Approval, Job, Phase, RetryPolicy, Workflow
 from runtime.documents.run import JobRecord, Run, StatusEvent
 from runtime.engine import retry
 from runtime.engine.decide import decide
+from runtime.engine.replay import replay
 from runtime.engine.timers import APPROVAL_TIMED_OUT, RUN_DEADLINE_EXCEEDED, pending_timers, timer_event
 from runtime.engine.transition import Rejection, Transition
+from runtime.limits import LAMBDA_RETRY_DELAY
 from runtime.service.runs import initial_run
 from runtime.statuses import JobState, RunState, StatusName
 from tests.test_engine_decisions import NOW, START_KEY, dispatched, failure, jobs_of, report, states_after
@@ -136,6 +138,22 @@ def test_the_timer_of_a_delayed_retry_dispatches_its_attempt() -> None:
     assert jobs_of(decision) == [("a", 2)]
     assert states_after(decision) == {"a": JobState.DISPATCHED}
     assert decision.changes["jobs.a.causedBy"] == "timer_fired:a:2"
+
+
+def test_a_redelivered_timer_of_a_delayed_retry_repeats_the_dispatch_a_crash_cut_short() -> None:
+    """The timer's decision was written (the attempt is dispatched, caused by the timer), then the
+    orchestrator died before invoking it: the redelivery must not be dropped as stale, so that
+    the replay sends the attempt again (a success in the same case replays, so must this)."""
+    definition = workflow(Job(name="a", phase="p", retry=RetryPolicy(max=2, delay=1)))
+    run = running(definition, a=waiting(attempt=2))
+    event = fired(run, "a")
+    written = replace(
+        run, jobs={"a": JobRecord(state=JobState.DISPATCHED, attempt=2, caused_by=event.key, claimed_at=NOW)}
+    )
+
+    assert decide(written, event, NOW + timedelta(minutes=1)) is None
+    dispatches, _ = replay(written, event.key, NOW + timedelta(minutes=1), LAMBDA_RETRY_DELAY)
+    assert [(job.job, job.attempt) for job in dispatches] == [("a", 2)]
 
 
 def test_retries_exhausted_after_their_delays_fail_the_run() -> None:
@@ -327,8 +345,9 @@ def test_a_timer_that_fires_again_after_it_was_applied_changes_nothing() -> None
 
     decision = decide(after, event, NOW + timedelta(seconds=5))
 
-    assert isinstance(decision, Rejection)
-    assert "stale" in decision.reason
+    # Nothing to write: not a stale event either, so that the replay can repeat its dispatch
+    # (test_a_redelivered_timer_of_a_delayed_retry_repeats_the_dispatch_a_crash_cut_short).
+    assert decision is None
 
 
 def test_a_timer_of_an_earlier_attempt_changes_nothing() -> None:

@@ -13,9 +13,10 @@ from typing import Any
 import pymongo
 import pytest
 
+from cdk_app.local.faults import CrashAtStep, CrashingDispatcher, InjectedCrash
 from runtime.clock import utcnow
 from runtime.definition.model import Approval, Job, Phase, RetryPolicy, Workflow
-from runtime.documents.run import WAKE_AT
+from runtime.documents.run import WAKE_AT, StatusEvent
 from runtime.errors import RunError
 from runtime.service.approvals import answer_approval
 from runtime.service.orchestrator import Orchestrator
@@ -215,3 +216,39 @@ def test_the_starter_function_answers_a_bad_answer_with_an_error(
 
     assert set(answer) == {"error"}
     assert error in answer["error"]
+
+
+def test_a_delayed_retry_whose_dispatch_a_crash_cut_short_is_sent_when_its_timer_is_redelivered(
+    store: MongoStore,
+) -> None:
+    # GIVEN ship failed once and waits 30 s for its retry
+    orchestrator, dispatcher, run_id = started(store)
+    answer_approval(store, run_id, "sign_off", approve=True)
+    settle(store, orchestrator, run_id)
+    store.record_status(
+        StatusEvent(
+            run_id=run_id,
+            workflow="release",
+            status=StatusName.FAILED,
+            phase="p",
+            job="ship",
+            attempt=1,
+            error="RuntimeError: flaky",
+        )
+    )
+    settle(store, orchestrator, run_id)
+    fire_due_timers(store, utcnow() + timedelta(seconds=31))
+    timer = next(event for event in store.read_statuses(run_id) if event.status == StatusName.TIMER_FIRED)
+    # WHEN the orchestrator writes the timer's decision and dies before it invokes the attempt
+    crashing = Orchestrator(
+        store=store,
+        dispatcher=CrashingDispatcher(dispatcher, CrashAtStep(1)),
+        redispatch_after=timedelta(0),
+    )
+    with pytest.raises(InjectedCrash, match="before dispatching ship#2"):
+        crashing.apply(timer)
+    dispatcher.drain()
+    # THEN the redelivered timer sends the attempt
+    outcome = orchestrator.apply(timer)
+    assert [(job.job, job.attempt) for job in dispatcher.drain()] == [("ship", 2)]
+    assert outcome.action == "advanced"

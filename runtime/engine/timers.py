@@ -6,9 +6,9 @@ A timer is a due time the decision that creates it records in the run document: 
 decision also lowers the run's ``wakeAt`` (``$min``), the one indexed field the sweep reads.
 When a timer is due the sweep inserts ``timer_fired`` into ``statuses``, keyed by the timer (the
 job and its attempt, or the run's round for the deadline), and the orchestrator applies it like
-any other event. So a timer that fires twice is one status (the unique index), and one that
-fires late, or after the job was answered or the run ended, finds nothing waiting and changes
-nothing. An approval's answer (``approved`` / ``rejected``) is a status of the waiting attempt
+any other event. So a timer that fires twice is one status (the unique index), a redelivery of
+one that was applied writes nothing (the replay repeats what it dispatched), and one that fires
+late, or after the job was answered or the run ended, finds nothing waiting and changes nothing. An approval's answer (``approved`` / ``rejected``) is a status of the waiting attempt
 too, and whichever of the answer and the timeout is applied first wins.
 
 Pure, like the rest of the engine.
@@ -142,11 +142,12 @@ def _waiting(run: Run, job: Job, event: StatusEvent, now: datetime) -> bool | Tr
         return Rejection(action="ignored", reason=f"the run has ended ({run.state})")
     if record.attempt == event.attempt and record.state == JobState.WAITING:
         return True
-    answered = record.state == JobState.SUCCEEDED and record.caused_by == event.key
-    if record.attempt == event.attempt and (answered or record.state == JobState.FAILED):
-        # Completed by this event, or failed at this attempt and tolerated (by this event or the
-        # one that won the race): what followed may not be recorded yet (a write that lost to
-        # another handler records the job alone).
+    applied = record.caused_by == event.key
+    if record.attempt == event.attempt and (applied or record.state == JobState.FAILED):
+        # Applied before (a retry's attempt dispatched, the job completed), or failed at this
+        # attempt and tolerated (by this event or the one that won the race): what followed may
+        # not be recorded yet (a write that lost to another handler records the job alone), and
+        # the replay sends an attempt a crash kept from being invoked.
         return plan_progress(run, event.key, now)
     return Rejection(
         action="ignored",
