@@ -8,8 +8,9 @@ When a timer is due the sweep inserts ``timer_fired`` into ``statuses``, keyed b
 job and its attempt, or the run's round for the deadline), and the orchestrator applies it like
 any other event. So a timer that fires twice is one status (the unique index), a redelivery of
 one that was applied writes nothing (the replay repeats what it dispatched), and one that fires
-late, or after the job was answered or the run ended, finds nothing waiting and changes nothing. An approval's answer (``approved`` / ``rejected``) is a status of the waiting attempt
-too, and whichever of the answer and the timeout is applied first wins.
+late, or after the job was answered or the run ended, finds nothing waiting and changes nothing.
+An approval's answer (``approved`` / ``rejected``) is a status of the waiting attempt too, and
+whichever of the answer and the timeout is applied first wins.
 
 Pure, like the rest of the engine.
 """
