@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import pymongo
 import pytest
@@ -24,6 +24,7 @@ from runtime.definition.model import Workflow
 from runtime.documents.events import JobEvent
 from runtime.documents.run import Document
 from runtime.handlers.job import stub_handler
+from runtime.ports import RunStore
 from runtime.service.job_attempt import UserHandler, run_attempt
 from runtime.service.operations import request_cancel, request_redrive
 from runtime.service.orchestrator import Orchestrator
@@ -535,3 +536,48 @@ def test_an_ended_run_under_retention_expires_with_every_status_and_a_redrive_ke
     assert all("expireAt" not in s for s in store.run_statuses(run_id))
     assert cloud.settle(run_id)["status"] == "succeeded"
     assert len({s.get("expireAt") for s in store.run_statuses(run_id)} - {None}) == 1
+
+
+class RedriveBeforeTheStamp:
+    """A store through which a handling stamps the run's expiry only after ``interleave`` ran:
+    another handler's whole work, forced between this handling's read and its write."""
+
+    def __init__(self, store: MongoStore, interleave: Callable[[], object]) -> None:
+        self._store = store
+        self._interleave: Callable[[], object] | None = interleave
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def expire_statuses(self, run_id: str, expire_at: Any) -> None:
+        if self._interleave is not None:
+            interleave, self._interleave = self._interleave, None
+            interleave()
+        self._store.expire_statuses(run_id, expire_at)
+
+
+def test_a_late_report_handled_across_a_redrive_does_not_stamp_the_old_expiry_on_the_reopened_run(
+    store: MongoStore,
+) -> None:
+    # GIVEN a failed run kept for 7 days, whose statuses carry its expiry
+    definition = replace(FLAKY, retention_days=7)
+    cloud = Cloud(store, definition, handlers={"second": failing_until(threading.Event())})
+    run_id = start_run(store, definition, run_id="kept-1").run_id
+    assert cloud.settle(run_id)["status"] == "failed"
+    late = cloud.status(run_id, "failed", "second", 2)
+    request_redrive(store, run_id)
+    [redrive] = cloud.undelivered(run_id)
+
+    # WHEN a late duplicate of the old failure is handled on the run as it was read before the
+    # redrive, and the redrive is applied whole between that read and the handling's stamp
+    racing = Orchestrator(
+        store=cast(
+            RunStore, RedriveBeforeTheStamp(store, lambda: cloud.orchestrator.handle(cloud.event(redrive)))
+        ),
+        dispatcher=cloud.dispatcher,
+    )
+    racing.handle(cloud.event(late))
+
+    # THEN the reopened run keeps its statuses: none carries the old expiry
+    assert (cloud.run(run_id)["status"], cloud.run(run_id)["expireAt"]) == ("running", None)
+    assert [s["status"] for s in store.run_statuses(run_id) if "expireAt" in s] == []

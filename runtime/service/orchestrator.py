@@ -213,8 +213,21 @@ class Orchestrator:
         expire too. Runs kept for good cost nothing here."""
         if expiry is None and run.state != RunState.RUNNING and run.expire_at is not None:
             expiry = Expiry(run.expire_at)
-        if expiry is not None:
-            self.store.expire_statuses(run.run_id, expiry.at)
+        if expiry is None:
+            return
+        self.store.expire_statuses(run.run_id, expiry.at)
+        # The expiry was decided on the run as read: a redrive (or a new end) may have changed it
+        # since, and stamped its own before this stamp. Read it again and put right what this
+        # stamp got wrong, until the run and its statuses agree: a running run's data never
+        # expires, and an ended run's expires with it.
+        for _ in range(MAX_DECISIONS):
+            current = self.store.read_run(run.run_id)
+            if current is None or current.expire_at == expiry.at:
+                return
+            expiry = Expiry(current.expire_at)
+            self.store.expire_statuses(run.run_id, None)
+            if expiry.at is not None:
+                self.store.expire_statuses(run.run_id, expiry.at)
 
     def _carry_out(
         self, dispatched: tuple[JobEvent, ...], recorded: tuple[StatusEvent, ...], recorded_now: bool
