@@ -437,6 +437,36 @@ def test_a_pass_dispatches_again_an_attempt_whose_invocation_was_lost(store: Mon
     assert cloud.executions["a"] == 1
 
 
+FANNED = workflow("fanned", {"p": {"each": {"for_each": "input.items", "max_concurrency": 2}}})
+
+
+def test_a_pass_dispatches_again_an_item_whose_invocation_was_lost(store: MongoStore) -> None:
+    # GIVEN a fan-out whose lanes were moved but whose item invocations never reached Lambda
+    cloud = Cloud(store, FANNED)
+    run_id = start_run(store, FANNED, input={"items": ["a", "b", "c"]}).run_id
+    cloud.deliver(run_id)
+    lost = cloud.dispatcher.drain()
+    assert sorted((event.index, event.attempt) for event in lost) == [(0, 1), (1, 1)]
+
+    # WHEN a reconciler pass runs once the items' timeout and Lambda's retry window have passed
+    early = reconciler(cloud).reconcile_run(run_id, utcnow() + timedelta(minutes=1))
+    now = utcnow() + timedelta(seconds=FANNED.job("each").timeout) + ASYNC_RETRY_WINDOW + timedelta(seconds=1)
+    report = reconciler(cloud).reconcile_run(run_id, now)
+
+    # THEN each lost item is dispatched again at its attempt, once, and the run completes
+    assert early.redispatched == 0, "within the job's timeout plus Lambda's retry window"
+    assert report.redispatched == 2
+    assert sorted((event.index, event.attempt, event.item) for event in cloud.dispatcher.pending) == [
+        (0, 1, "a"),
+        (1, 1, "b"),
+    ]
+    assert reconciler(cloud).reconcile_run(run_id, now + timedelta(seconds=1)).redispatched == 0, (
+        "the redispatch is claimed: the next pass waits as long again"
+    )
+    assert cloud.settle(run_id)["status"] == "succeeded"
+    assert cloud.executions["each"] == 3
+
+
 def test_an_attempt_that_reported_started_is_not_dispatched_again(store: MongoStore) -> None:
     cloud = Cloud(store, LINE, handlers={"a": lambda event, context: (_ for _ in ()).throw(SystemExit)})
     run_id = start_run(store, LINE).run_id

@@ -144,6 +144,43 @@ class ItemHandling:
                     dispatched.append(self._resend(context, run.run_id, lane))
         return tuple(dispatched)
 
+    def resend_lost(
+        self,
+        run: Run,
+        reported: set[tuple[str, int, int]],
+        now: datetime,
+        lost_after: Callable[[Job], timedelta],
+    ) -> tuple[JobEvent, ...]:
+        """The reconciler's repair of the fan-outs: dispatch again every item a lane has held for
+        ``lost_after(job)`` whose attempt has reported nothing at all (``reported``: job, index,
+        attempt), its invocation lost. Each resend is claimed first by stamping the lane's
+        ``claimedAt`` anew while it still holds that attempt, so two reconcilers never both send
+        it and the next pass waits as long again; the job wrapper's lease makes a late duplicate
+        of the lost invocation harmless."""
+        if run.state != RunState.RUNNING:
+            return ()
+        sent: list[JobEvent] = []
+        for name, record in run.jobs.items():
+            fan_out = record.fan_out
+            if fan_out is None or record.state != JobState.DISPATCHED:
+                continue
+            context = self.contexts.get(self.store, run.run_id, name)
+            if context is None:
+                continue
+            for number, lane in sorted(fan_out.lanes.items()):
+                if (
+                    lane.index is None
+                    or lane.claimed_at is None
+                    or (name, lane.index, lane.attempt) in reported
+                    or age(lane.claimed_at, now) < lost_after(context.job)
+                ):
+                    continue
+                claimed = replace(lane, claimed_at=now)
+                holds = lane_holds(name, number, lane.index, lane.attempt)
+                if self.items.move_lane(run.run_id, name, number, holds, claimed, {}) is not None:
+                    sent.append(self._resend(context, run.run_id, claimed))
+        return tuple(sent)
+
     # -- an item's report --------------------------------------------------------------------
 
     def apply(self, event: StatusEvent) -> tuple[str, tuple[JobEvent, ...], str]:

@@ -14,10 +14,11 @@ been applied) and repairs each from its statuses:
 - a run whose ``workflow_started`` was never recorded (its starter died between its two writes)
   gets it;
 - an attempt dispatched long enough ago that it should have reported ``started`` (its timeout
-  plus Lambda's asynchronous retry window) but has not (``lost_attempts``) is dispatched again
-  with the same attempt number; the job wrapper's claim makes a late duplicate harmless. The
-  redispatch is claimed first by a conditional write on the run, so two reconcilers never both
-  send it, and the next pass waits as long again before trying once more.
+  plus Lambda's asynchronous retry window) but has not (``lost_attempts``; for a fan-out's items,
+  ``ItemHandling.resend_lost`` over its lanes) is dispatched again with the same attempt number;
+  the job wrapper's claim makes a late duplicate harmless. The redispatch is claimed first by a
+  conditional write on the run, so two reconcilers never both send it, and the next pass waits
+  as long again before trying once more.
 
 Standard library and the ports only: it runs in the ``<workflow>-reconciler`` Lambda function.
 """
@@ -254,9 +255,22 @@ class Reconciler:
         )
 
     def _redispatch_lost(self, run: Run, statuses: Sequence[StatusEvent], now: datetime) -> int:
-        claim = lost_attempts(run, statuses, now, self.lost_invocation_after or default_lost_invocation_after)
+        lost_after = self.lost_invocation_after or default_lost_invocation_after
+        reported = {
+            (e.job, e.index, e.attempt) for e in statuses if e.job is not None and e.index is not None
+        }
+        items = self._orchestrator.fan_outs.resend_lost(run, reported, now, lost_after)
+        for item in items:
+            log.warning(
+                "reconciler: attempt %d of item %s of %s in run %r never started; dispatched it again",
+                item.attempt,
+                item.index,
+                item.job,
+                run.run_id,
+            )
+        claim = lost_attempts(run, statuses, now, lost_after)
         if claim is None or not self.store.apply_transition(run.run_id, claim.conditions, claim.changes):
-            return 0
+            return len(items)
         for job_event in claim.dispatches:
             log.warning(
                 "reconciler: attempt %d of %s in run %r never started; dispatching it again",
@@ -265,4 +279,4 @@ class Reconciler:
                 run.run_id,
             )
             self._orchestrator.dispatch(job_event)
-        return len(claim.dispatches)
+        return len(items) + len(claim.dispatches)
