@@ -134,14 +134,16 @@ ORCHESTRATOR_STATUSES = tuple(
         StatusName.WORKFLOW_STARTED,
         StatusName.SUCCESS,
         StatusName.FAILED,
+        StatusName.NOT_RUN,
         *OPERATION_STATUSES,
         StatusName.TIMER_FIRED,
         *ANSWER_STATUSES,
     )
 )
-"""Statuses the orchestrator acts on: the run's start, a job attempt's end, the operations
-people ask for (cancel, redrive, an approval's answer) and timers firing; ``started`` and the
-engine's own run-level statuses would only cost it invocations."""
+"""Statuses the orchestrator acts on: the run's start, a job attempt's end (``not_run`` too: an
+attempt the job wrapper refused never runs, so the job needs another), the operations people ask
+for (cancel, redrive, an approval's answer) and timers firing; ``started`` and the engine's own
+run-level statuses would only cost it invocations."""
 
 NOTIFY_EVENTS = tuple(
     status.value for status in (*JOB_STATUSES, *RUN_STATUSES, StatusName.APPROVAL_REQUESTED)

@@ -174,6 +174,7 @@ def test_atlas_trigger_forwards_only_the_statuses_some_rule_consumes():
                 "approved",
                 "cancel_requested",
                 "failed",
+                "not_run",
                 "phase_completed",
                 "redrive_requested",
                 "rejected",

@@ -611,3 +611,47 @@ def test_a_late_report_handled_across_a_redrive_does_not_stamp_the_old_expiry_on
     # THEN the reopened run keeps its statuses: none carries the old expiry
     assert (cloud.run(run_id)["status"], cloud.run(run_id)["expireAt"]) == ("running", None)
     assert [s["status"] for s in store.run_statuses(run_id) if "expireAt" in s] == []
+
+
+SIBLINGS = workflow(
+    "siblings",
+    {"p": {"a": {"retries": 0}, "b": {}, "each": {"for_each": "input.items"}}, "q": {"c": {}}},
+)
+
+
+@pytest.mark.parametrize("lost", [False, True], ids=["delivered", "not_run-lost-then-reconciled"])
+def test_a_redrive_gives_a_new_attempt_to_a_job_and_an_item_the_wrapper_recorded_not_run(
+    store: MongoStore, lost: bool
+) -> None:
+    # GIVEN a fails for good while b and an item of each are still on their way to Lambda
+    fixed = threading.Event()
+    cloud = Cloud(store, SIBLINGS, handlers={"a": failing_until(fixed)})
+    run_id = start_run(store, SIBLINGS, input={"items": [1]}).run_id
+    cloud.deliver(run_id)
+    dispatched = cloud.dispatcher.drain()
+    late = [job for job in dispatched if job.job != "a"]
+    cloud.dispatcher.pending.extend(job for job in dispatched if job.job == "a")
+    cloud.run_jobs()
+    cloud.deliver(run_id)
+    assert cloud.run(run_id)["status"] == "failed"
+    # WHEN their invocations reach the job wrapper after the run failed: recorded not_run
+    cloud.dispatcher.pending.extend(late)
+    cloud.run_jobs()
+    refused = [s for s in store.run_statuses(run_id) if s["status"] == "not_run"]
+    assert sorted((s["job"], s.get("index")) for s in refused) == [("b", None), ("each", 0)]
+    if lost:
+        cloud.undelivered(run_id)  # the trigger never delivers them
+    else:
+        cloud.deliver(run_id)
+    # THEN a redrive runs them again (once their not_run is applied: by the reconciler, if it was
+    # lost), and the run completes
+    fixed.set()
+    request_redrive(store, run_id)
+    document = cloud.settle(run_id)
+    if lost:
+        assert document["status"] == "running"
+        report = reconciler(cloud).reconcile_pass(utcnow() + LATER)
+        assert report.statuses_applied == 2
+        document = cloud.settle(run_id)
+    assert document["status"] == "succeeded", states(document)
+    assert cloud.executions == Counter({"a": 2, "b": 1, "each": 1, "c": 1})

@@ -1,6 +1,7 @@
 """The decisions about one job attempt that the job wrapper and the orchestrator's on-failure
-path make: whether an attempt may run, and whether Lambda giving up on an invocation counts as
-the attempt's failure. Pure, like the rest of the engine (which re-exports them)."""
+path make: whether an attempt may run, whether Lambda giving up on an invocation counts as the
+attempt's failure, and what an attempt the wrapper did not run (``not_run``) leaves the job to do.
+Pure, like the rest of the engine."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from runtime import limits
 from runtime.documents.events import FailureRecord, JobEvent
 from runtime.documents.items import lane_of
 from runtime.documents.leases import Lease
-from runtime.documents.run import JobRecord, StatusEvent
-from runtime.engine.transition import Rejection
+from runtime.documents.run import JobRecord, Run, StatusEvent, at_version, job_changed
+from runtime.engine.joins import job_event
+from runtime.engine.transition import Rejection, Transition
 from runtime.statuses import JobState, RunState, StatusName
 
 
@@ -69,3 +71,40 @@ def _item_blocked(job: JobEvent, record: JobRecord | None) -> str | None:
     if in_flight and lane is not None and (lane.index, lane.attempt) == (job.index, job.attempt):
         return None
     return f"attempt {job.attempt} of item {job.index} of {job.job!r} is stale: its job has moved on"
+
+
+def plan_not_run(run: Run, event: StatusEvent, now: datetime) -> Transition | Rejection | None:
+    """The job wrapper refused the attempt (``not_run``): it read the run as ended, and that
+    attempt number is spent (its one terminal report is the refusal). While the job is still
+    dispatched at that attempt, a running run (redriven since) dispatches the next attempt at once,
+    without using the job's retry budget; an ended run records the job ``cancelled``, so a redrive
+    gives it a new attempt. For a fan-out's item (in an ended run) the fan-out is the job: a redrive
+    starts its unfinished items again. None: applied before."""
+    assert event.job is not None
+    record = run.jobs[event.job]
+    if record.state == JobState.CANCELLED and record.caused_by == event.key:
+        return None
+    if event.index is not None:
+        fan_out = record.fan_out
+        lane = None if fan_out is None else fan_out.lanes.get(lane_of(event.index, fan_out.concurrency))
+        in_flight = lane is not None and (lane.index, lane.attempt) == (event.index, event.attempt)
+    else:
+        in_flight = record.attempt == event.attempt
+    if record.state != JobState.DISPATCHED or not in_flight:
+        return Rejection(action="ignored", reason=f"{event.key} is stale: the job has moved on")
+    conditions = at_version(run.version)
+    if run.state != RunState.RUNNING:
+        changes = job_changed(event.job, state=JobState.CANCELLED, caused_by=event.key)
+        return Transition(conditions=conditions, changes=changes)
+    if event.index is not None:
+        return Rejection(action="ignored", reason="an item's not_run in a running run is its fan-out's")
+    job = run.definition.job(event.job)
+    attempt = event.attempt + 1
+    first = (record.first_attempt or 1) + 1
+    return Transition(
+        conditions=conditions,
+        changes=job_changed(
+            event.job, attempt=attempt, first_attempt=first, caused_by=event.key, claimed_at=now
+        ),
+        dispatches=(job_event(run, job, attempt),),
+    )

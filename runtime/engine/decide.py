@@ -10,6 +10,7 @@ from datetime import datetime
 from runtime import limits
 from runtime.documents.run import Run, StatusEvent, job_is, run_ended, run_is
 from runtime.engine import timers
+from runtime.engine.attempts import plan_not_run
 from runtime.engine.fanout import UnloadedOutputs
 from runtime.engine.operations import plan_cancel, plan_redrive, reopened
 from runtime.engine.progress import fail_run, plan_failure, plan_progress, plan_success
@@ -91,6 +92,8 @@ def _decide(run: Run, event: StatusEvent, now: datetime) -> Transition | Rejecti
         return Rejection(action="ignored", reason="stale success")
     if event.status == StatusName.FAILED:
         return plan_failure(run, event, now)
+    if event.status == StatusName.NOT_RUN:
+        return plan_not_run(run, event, now)
     if event.status == StatusName.WORKFLOW_STARTED:
         return timers.with_deadline(run, plan_progress(run, event.key, now), now)
     if event.status == StatusName.CANCEL_REQUESTED:

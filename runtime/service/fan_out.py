@@ -239,6 +239,39 @@ class ItemHandling:
         self._end_job(context, event.run_id, moved, None if succeeded else event.error)
         return "advanced" if sent else "recorded", sent, ""
 
+    def not_run(self, event: StatusEvent) -> tuple[JobEvent, ...] | None:
+        """The job wrapper refused an item's attempt (``not_run``: it read the run as ended, and
+        the run has been redriven since): while the lane still holds that attempt, the item gets
+        its next attempt at once, without using its retry budget. None: the fan-out is not
+        running (the run has ended), which the engine records on the job for a redrive."""
+        assert event.job is not None
+        assert event.index is not None
+        context = self.contexts.get(self.store, event.run_id, event.job)
+        if context is None:
+            return ()
+        job = context.job
+        lane = lane_of(event.index, job.max_concurrency)
+        view = self.items.read_lane(event.run_id, job.name, lane)
+        if view is None or not view.running:
+            return None
+        held = view.lane
+        if held is None or (held.index, held.attempt) != (event.index, event.attempt):
+            return ()
+        claimed = self.items.claim_again(event.run_id, job.name, event.index)
+        if claimed is None:
+            return ()
+        to = replace(
+            held,
+            attempt=claimed.attempt,
+            first_attempt=held.first_attempt + claimed.attempt - event.attempt,
+            caused_by=event.key,
+            claimed_at=utcnow(),
+        )
+        moved = self.items.move_lane(
+            event.run_id, job.name, lane, lane_holds(job.name, lane, event.index, event.attempt), to, {}
+        )
+        return () if moved is None else (self._send(context, event.run_id, to, claimed.value),)
+
     # -- helpers --------------------------------------------------------------------------------
 
     def _end_item(self, event: StatusEvent) -> None:

@@ -39,7 +39,7 @@ from runtime.errors import DocumentRejected, EventError
 from runtime.limits import LAMBDA_RETRY_DELAY
 from runtime.ports import Dispatcher, InvocationRefused, RunStore
 from runtime.service.fan_out import FanOutContexts, ItemHandling
-from runtime.statuses import ORCHESTRATOR_STATUSES, RunState
+from runtime.statuses import ORCHESTRATOR_STATUSES, RunState, StatusName
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +112,14 @@ class Orchestrator:
         recorded atomically and the rest decided on what that write returns, which stays cheap
         however many completions race. An item's report of a ``for_each`` job moves only that
         job's lane (``runtime.service.fan_out``)."""
-        if event.index is not None:
+        if event.index is not None and event.status != StatusName.NOT_RUN:
             action, dispatched, reason = self.fan_outs.apply(event)
             return Outcome(action=action, dispatched=dispatched, reason=reason)
+        if event.index is not None:
+            sent = self.fan_outs.not_run(event)
+            if sent is not None:
+                return Outcome(action="advanced" if sent else "ignored", dispatched=sent)
+            # The fan-out is not running: the engine records its job for a redrive.
         run = self.store.read_run(event.run_id)
         recorded_now = False
         for _ in range(MAX_DECISIONS):
