@@ -176,8 +176,8 @@ class ItemStore(Protocol):
         to: Lane,
         counts: Mapping[str, int],
     ) -> LaneView | None:
-        """Put ``to`` in the lane and add ``counts`` (``done``, ``failed``) while ``conditions``
-        hold; the view after it, or None when they did not."""
+        """Put ``to`` in the lane and add ``counts`` (``done``, ``failed``, ``notStarted``) while
+        ``conditions`` hold; the view after it, or None when they did not."""
 
     def end_item(
         self,
@@ -197,7 +197,10 @@ class ItemStore(Protocol):
         """Of ``count`` items, the next item of the lane of ``after`` that has not succeeded,
         with its next attempt."""
 
-    def claim_again(self, run_id: str, job: str, index: int) -> ClaimedItem | None:
-        """Item ``index`` with its next attempt (a retry)."""
+    def claim_again(self, run_id: str, job: str, index: int, attempt: int) -> ClaimedItem | None:
+        """Item ``index`` at ``attempt``, the one after the attempt whose failure it retries: the
+        number depends on that report alone, so a duplicate handling of it claims the same one
+        (the lane's guarded move hands it out once). Its document's ``attempt`` becomes at least
+        ``attempt``, so a redrive goes on after it."""
 
     def read_item(self, run_id: str, job: str, index: int) -> Any: ...

@@ -158,7 +158,14 @@ def test_a_fan_out_starts_with_its_items_to_store_and_no_job_dispatched() -> Non
     ]
     record = transition.changes["jobs.fan"]
     assert (record["state"], record["attempt"]) == ("dispatched", 1)
-    assert record["fanOut"] == {"count": 3, "concurrency": 2, "done": 0, "failed": 0, "lanes": {}}
+    assert record["fanOut"] == {
+        "count": 3,
+        "concurrency": 2,
+        "done": 0,
+        "failed": 0,
+        "notStarted": 0,
+        "lanes": {},
+    }
 
 
 def test_an_empty_array_succeeds_at_once_with_an_empty_output() -> None:

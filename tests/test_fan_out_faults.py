@@ -18,6 +18,7 @@ import pytest
 from benchmarks.orchestration import race
 from cdk_app.local.atlas_events import envelope
 from cdk_app.local.faults import CrashAtStep, CrashingDispatcher, CrashingStore, InjectedCrash, RandomCrash
+from runtime.definition.loader import workflow_from_document
 from runtime.documents.events import JobEvent
 from runtime.service.fan_out import FanOutContexts
 from runtime.service.orchestrator import Orchestrator
@@ -401,8 +402,8 @@ def test_a_late_duplicate_of_an_item_report_dispatches_nothing_once_its_job_has_
         "error": "boom",
     }
     store.insert_status(failure)
-    deliver(failure)  # the item fails for good: item 1 goes into the lane, the job fails
-    assert [event.index for event in dispatcher.drain()] == [1]
+    deliver(failure)  # the item fails for good, and the job with it: item 1 is not started
+    assert dispatcher.drain() == []
     job_failed = store.find_status(run_id, "p", "fan", "failed", 1)
     assert job_failed is not None
     deliver(job_failed)
@@ -412,4 +413,225 @@ def test_a_late_duplicate_of_an_item_report_dispatches_nothing_once_its_job_has_
 
     deliver(failure)
 
-    assert dispatcher.drain() == [], "the lane's item is not dispatched again for a job that failed"
+    assert dispatcher.drain() == [], "nothing is dispatched for a job that failed"
+
+
+# -- retries, failures and the failure handlers --------------------------------------------------
+
+
+class Steps:
+    """Item reports delivered one at a time to the real orchestrator; ``meanwhile`` runs once,
+    inside the next handling that moves a lane, just before its move (after it read the lane
+    and claimed what the move hands out): the interleaving of two racing handlers, forced."""
+
+    def __init__(self, store: MongoStore, spec: Any, run_input: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        from runtime.store.items import MongoItems
+        from tests.engine_harness import RecordingDispatcher
+
+        self.store = store
+        self.spec = spec
+        self.dispatcher = RecordingDispatcher()
+        self.meanwhile: list[Callable[[], object]] = []
+        self.run_id = start_run(store, spec, input=run_input).run_id
+        original = MongoItems.move_lane
+
+        def move_lane(items: MongoItems, *args: Any, **kwargs: Any) -> Any:
+            while self.meanwhile:
+                self.meanwhile.pop()()
+            return original(items, *args, **kwargs)
+
+        monkeypatch.setattr(MongoItems, "move_lane", move_lane)
+        started = store.find_status(self.run_id, None, None, "workflow_started", 0)
+        assert started is not None
+        self.deliver(started)
+
+    def deliver(self, document: dict[str, Any]) -> None:
+        settings = self.store.settings
+        event = envelope(document, settings.database, settings.statuses_collection)
+        Orchestrator(self.store, self.dispatcher, redispatch_after=timedelta(0)).handle(event)
+
+    def report(self, event: JobEvent, status: str, **fields: Any) -> dict[str, Any]:
+        """Record the report of ``event`` (an item's or a job's attempt); its document."""
+        index = "" if event.index is None else f"[{event.index}]"
+        document: dict[str, Any] = {
+            "_id": f"{self.run_id}/{event.job}{index}/{event.attempt}/end",
+            "runId": self.run_id,
+            "workflow": self.spec.name,
+            "phase": event.phase,
+            "job": event.job,
+            "index": event.index,
+            "status": status,
+            "attempt": event.attempt,
+            **fields,
+        }
+        self.store.insert_status(document)
+        return document
+
+    def job_end(self, job: str, status: str) -> dict[str, Any] | None:
+        ends = [
+            s
+            for s in self.store.run_statuses(self.run_id)
+            if s["job"] == job and s.get("index") is None and s["status"] == status
+        ]
+        return ends[0] if ends else None
+
+    def fan_out(self) -> dict[str, Any]:
+        run = self.store.load_run(self.run_id)
+        assert run is not None
+        return dict(run["jobs"]["fan"]["fanOut"])
+
+
+def test_a_duplicate_handled_alongside_a_failed_items_report_uses_up_none_of_its_retries(
+    store: MongoStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = workflow("budget", {"p": {"fan": {"for_each": "input.items", "max_concurrency": 1, "retries": 3}}})
+    steps = Steps(store, spec, {"items": ["a"]}, monkeypatch)
+    attempts: list[int] = []
+
+    while events := steps.dispatcher.drain():
+        (event,) = events
+        attempts.append(event.attempt)
+        failure = steps.report(event, "failed", error="RuntimeError: the item always fails")
+        # Its duplicate is handled whole while the first handling is between its claim and its move.
+        steps.meanwhile.append(partial(steps.deliver, failure))
+        steps.deliver(failure)
+
+    assert attempts == [1, 2, 3, 4], "1 + retries executions, at consecutive attempt numbers"
+    assert steps.job_end("fan", "failed") is not None
+    assert steps.fan_out()["failed"] == 1
+
+
+def test_the_report_that_fails_the_job_starts_no_item_in_its_lane_or_any_other(
+    store: MongoStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = workflow(
+        "crossing",
+        {
+            "p": {
+                "fan": {
+                    "for_each": "input.items",
+                    "max_concurrency": 2,
+                    "retries": 0,
+                    "tolerated_failures": 1,
+                }
+            }
+        },
+    )
+    steps = Steps(store, spec, {"items": list(range(6))}, monkeypatch)
+    first, second = steps.dispatcher.drain()
+    steps.deliver(steps.report(first, "failed", error="RuntimeError: item 0"))  # tolerated
+    (third,) = steps.dispatcher.drain()
+    assert third.index == 2
+
+    # Item 1's success read its lane (one failure, tolerated) and claimed item 3; before its move,
+    # item 2's failure, the one past what the job tolerates, is handled.
+    crossing = steps.report(third, "failed", error="RuntimeError: item 2")
+    steps.meanwhile.append(partial(steps.deliver, crossing))
+    steps.deliver(steps.report(second, "success", output={}))
+
+    assert steps.dispatcher.drain() == [], "neither lane starts an item once the job has failed"
+    end = steps.job_end("fan", "failed")
+    assert end is not None
+    assert "2 of 6 items of 'fan' failed, more than the 1 it tolerates" in end["error"]
+    fan_out = steps.fan_out()
+    assert (fan_out["done"], fan_out["failed"], fan_out["notStarted"]) == (1, 2, 3)
+    assert [lane["index"] for lane in fan_out["lanes"].values()] == [None, None]
+
+
+def test_the_report_past_the_tolerated_failures_starts_no_next_item(
+    store: MongoStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = workflow("past", {"p": {"fan": {"for_each": "input.items", "max_concurrency": 1, "retries": 0}}})
+    steps = Steps(store, spec, {"items": ["a", "b", "c"]}, monkeypatch)
+    (first,) = steps.dispatcher.drain()
+
+    steps.deliver(steps.report(first, "failed", error="RuntimeError: boom"))
+
+    assert steps.dispatcher.drain() == [], "the lane's next item is not started"
+    end = steps.job_end("fan", "failed")
+    assert end is not None
+    assert (
+        "1 of 3 items of 'fan' failed, more than the 0 it tolerates; the last: RuntimeError: boom"
+        in end["error"]
+    )
+    assert (steps.fan_out()["failed"], steps.fan_out()["notStarted"]) == (1, 2)
+
+
+HANDLED = workflow_from_document(
+    {
+        "workflow": "handled",
+        "phases": {
+            "p": {
+                "jobs": {
+                    "breaks": {"retries": 0},
+                    "fan": {"for_each": "input.items", "max_concurrency": 2, "retries": 2},
+                }
+            }
+        },
+        "on_failure": {"release": {}},
+    }
+)
+
+
+@pytest.mark.parametrize("status", ["success", "failed"])
+def test_while_the_failure_handlers_run_a_fan_out_starts_and_retries_no_item_and_ends(
+    store: MongoStore, monkeypatch: pytest.MonkeyPatch, status: str
+) -> None:
+    steps = Steps(store, HANDLED, {"items": list(range(6))}, monkeypatch)
+    dispatched = steps.dispatcher.drain()
+    (breaks,) = [event for event in dispatched if event.job == "breaks"]
+    items = [event for event in dispatched if event.job == "fan"]
+    assert [event.index for event in items] == [0, 1]
+    steps.deliver(steps.report(breaks, "failed", error="RuntimeError: breaks"))
+    (release,) = steps.dispatcher.drain()
+    assert release.job == "release", "the run failed: its handlers run"
+
+    # The items in flight report: recorded, and nothing more starts, not even a retry.
+    fields: dict[str, Any] = (
+        {"output": {}} if status == "success" else {"error": "RuntimeError: retried otherwise"}
+    )
+    for item in items:
+        steps.deliver(steps.report(item, status, **fields))
+    assert steps.dispatcher.drain() == [], "no item started or retried while the handlers run"
+    fan_out = steps.fan_out()
+    done = 2 if status == "success" else 0
+    assert (fan_out["done"], fan_out["failed"], fan_out["notStarted"]) == (done, 2 - done, 4)
+
+    # The fan-out job ends, its end is recorded like a plain job's, and the run ends after its handlers.
+    end = steps.job_end("fan", "failed")
+    assert end is not None
+    if status == "success":
+        assert end["error"] == "4 of 6 items of 'fan' were not started: the run failed first"
+    steps.deliver(end)
+    steps.deliver(steps.report(release, "success", output={}))
+    run = store.load_run(steps.run_id)
+    assert run is not None
+    assert (run["status"], run["jobs"]["fan"]["state"], run["jobs"]["release"]["state"]) == (
+        "failed",
+        "failed",
+        "succeeded",
+    )
+    assert run["error"] == "job 'breaks' failed after 1 attempt(s): RuntimeError: breaks"
+    assert steps.dispatcher.drain() == []
+
+
+def test_no_item_is_dispatched_once_the_failure_handlers_are(store: MongoStore) -> None:
+    def fan(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        raise RuntimeError(f"item {event['index']} fails")
+
+    def breaks(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        raise RuntimeError("breaks")
+
+    outcome = Driver(store, HANDLED, handlers={"fan": fan, "breaks": breaks}, faults=Faults(duplicate=2)).run(
+        run_input={"items": list(range(6))}
+    )
+
+    attempts = [(event.job, event.index, event.attempt) for event in outcome.dispatched]
+    handlers = attempts.index(("release", None, 1))
+    before, after = set(attempts[: handlers + 1]), set(attempts[handlers + 1 :])
+    # A duplicate report may repeat the dispatch of an attempt handed out before (the same invocation).
+    assert after <= before, f"attempts first dispatched once the handlers were: {after - before}"
+    assert outcome.executions["fan"] == len({a for a in before if a[0] == "fan"})
+    assert outcome.run["status"] == "failed"
+    assert outcome.run["jobs"]["fan"]["state"] == "failed"
+    assert (outcome.executions["breaks"], outcome.executions["release"]) == (1, 1)

@@ -45,7 +45,13 @@ def test_a_thousand_items_of_2_kb_then_a_sum_succeed_and_show_as_one_line(
         "in_order": True,
         "bytes": 2000 * 1000,
     }
-    assert jobs["process_item"]["items"] == {"count": 1000, "done": 1000, "failed": 0, "running": 0}
+    assert jobs["process_item"]["items"] == {
+        "count": 1000,
+        "done": 1000,
+        "failed": 0,
+        "running": 0,
+        "not_started": 0,
+    }
     assert jobs["process_item"]["output"] is None
     assert jobs["process_item"]["output_ref"] == f"items:{run_id}/process_item"
     document = mongo_client[database]["state-machines"].find_one({"_id": run_id})
@@ -83,5 +89,30 @@ def test_an_item_past_its_timeout_is_reported_as_lambda_would_and_retried(
 
     assert result.exit_code == 0, result.stderr
     job = result.report["jobs"]["slow_items"]
-    assert job["items"] == {"count": 3, "done": 3, "failed": 0, "running": 0}
+    assert job["items"] == {"count": 3, "done": 3, "failed": 0, "running": 0, "not_started": 0}
     assert job["executions"] == 4, "three items, one of them twice"
+
+
+def test_duplicate_deliveries_leave_each_item_its_whole_retry_budget(mongo_uri: str, database: str) -> None:
+    # Every item fails every attempt; each report delivered twice, by handlers racing each other.
+    spec = SPEC.with_name("items_always_fail.yaml")
+    result = cli(
+        "run",
+        str(spec),
+        "--json",
+        "--mongo-uri",
+        mongo_uri,
+        "--database",
+        database,
+        "--timeout",
+        "60",
+        "--faults",
+        "duplicate=2",
+        "--input",
+        json.dumps({"items": ["a", "b", "c"]}),
+    )
+
+    assert result.exit_code == 1, result.stderr
+    job = result.report["jobs"]["doomed_items"]
+    assert job["items"] == {"count": 3, "done": 0, "failed": 3, "running": 0, "not_started": 0}
+    assert job["executions"] == 3 * 4, "each item ran 1 + retries times: duplicates use up none"

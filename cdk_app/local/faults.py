@@ -215,8 +215,10 @@ class CrashingItems:
             self.plan, "claim_next", lambda: self._items.claim_next(run_id, job, after, concurrency, count)
         )
 
-    def claim_again(self, run_id: str, job: str, index: int) -> ClaimedItem | None:
-        return _crashing_write(self.plan, "claim_again", lambda: self._items.claim_again(run_id, job, index))
+    def claim_again(self, run_id: str, job: str, index: int, attempt: int) -> ClaimedItem | None:
+        return _crashing_write(
+            self.plan, "claim_again", lambda: self._items.claim_again(run_id, job, index, attempt)
+        )
 
     def read_item(self, run_id: str, job: str, index: int) -> Any:
         return self._items.read_item(run_id, job, index)

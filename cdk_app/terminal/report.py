@@ -105,6 +105,7 @@ def _items(fan_out: FanOut) -> dict[str, int]:
         "done": fan_out.done,
         "failed": fan_out.failed,
         "running": fan_out.running,
+        "not_started": fan_out.not_started,
     }
 
 

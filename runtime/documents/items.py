@@ -29,6 +29,10 @@ MAX_ITEMS = 10_000
 
 RUN_ID, JOB, INDEX, ITEM, STATE, ATTEMPT = "runId", "job", "index", "item", "state", "attempt"
 OUTPUT, OUTPUT_REF, ERROR = "output", "outputRef", "error"
+NOT_STARTED = "notStarted"
+"""The counter of a fan-out's items that no lane started (``FanOut.not_started``)."""
+RUN_FAILURE = "failure"
+"""The run document's failure record (``runtime.documents.run``): set while its handlers run."""
 ITEM_KEY = (RUN_ID, JOB, INDEX)
 """The unique key of ``items``."""
 
@@ -66,6 +70,9 @@ class FanOut:
     """Items that succeeded."""
     failed: int = 0
     """Items whose last attempt failed."""
+    not_started: int = 0
+    """Items no lane started because the job failed (more items failed than it tolerates) or the
+    run's failure handlers run: they count as ended, so the job ends."""
     lanes: Mapping[int, Lane] = field(default_factory=dict)
     """Lane number -> what it runs; a lane not yet started has no entry."""
 
@@ -79,11 +86,13 @@ class FanOut:
 
     @property
     def finished(self) -> bool:
-        return self.done + self.failed >= self.count
+        return self.done + self.failed + self.not_started >= self.count
 
     def summary(self) -> str:
-        """``312/1000 done, 2 failed, 100 running``: what the local runner and ``status`` show."""
-        return f"{self.done}/{self.count} done, {self.failed} failed, {self.running} running"
+        """``312/1000 done, 2 failed, 100 running`` (and ``, 586 not started`` once the job or the
+        run has failed with items left): what the local runner and ``status`` show."""
+        summary = f"{self.done}/{self.count} done, {self.failed} failed, {self.running} running"
+        return summary + (f", {self.not_started} not started" if self.not_started else "")
 
     def to_document(self) -> dict[str, Any]:
         return {
@@ -91,6 +100,7 @@ class FanOut:
             "concurrency": self.concurrency,
             "done": self.done,
             "failed": self.failed,
+            NOT_STARTED: self.not_started,
             "lanes": {str(number): lane.to_document() for number, lane in self.lanes.items()},
         }
 
@@ -111,6 +121,7 @@ def fan_out_from_document(document: Mapping[str, Any]) -> FanOut:
         concurrency=document["concurrency"],
         done=document.get("done", 0),
         failed=document.get("failed", 0),
+        not_started=document.get(NOT_STARTED, 0),
         lanes={
             int(number): lane_from_document(lane) for number, lane in (document.get("lanes") or {}).items()
         },
@@ -158,7 +169,8 @@ def lane_projection(job: str, lane: int) -> dict[str, int]:
         "status": 1,
         f"jobs.{job}.state": 1,
         f"jobs.{job}.attempt": 1,
-        **{fan_out_field(job, name): 1 for name in ("count", "concurrency", "done", "failed")},
+        RUN_FAILURE: 1,
+        **{fan_out_field(job, name): 1 for name in ("count", "concurrency", "done", "failed", NOT_STARTED)},
         lane_field(job, lane): 1,
     }
 
@@ -171,6 +183,13 @@ def lane_holds(job: str, lane: int, index: int, attempt: int) -> dict[str, Any]:
         f"{lane_field(job, lane)}.index": index,
         f"{lane_field(job, lane)}.attempt": attempt,
     }
+
+
+def lane_may_start(job: str, most_failed: int) -> dict[str, Any]:
+    """What a move that starts an item (or an item's retry) also needs: the run's failure
+    handlers do not run, and no more than ``most_failed`` items have failed (so, with the failure
+    the move counts, the job tolerates them all)."""
+    return {RUN_FAILURE: None, fan_out_field(job, "failed"): {"$lte": most_failed}}
 
 
 def lane_unstarted(job: str, round_number: int, lane: int) -> dict[str, Any]:
@@ -232,6 +251,8 @@ class LaneView:
 
     running: bool
     """The run is running and the job is fanning out."""
+    failing: bool
+    """The run's failure handlers run (it has a failure): no item starts."""
     round: int
     fan_out: FanOut
     lane: Lane | None
@@ -241,7 +262,8 @@ class LaneView:
 class ClaimedItem:
     index: int
     attempt: int
-    """The attempt it is handed out with: one more than the last handed out."""
+    """The attempt it is handed out with: one more than the last handed out, or (a retry) than
+    the attempt that failed."""
     value: Any
 
 
@@ -255,6 +277,7 @@ def lane_view(document: Mapping[str, Any], job: str, lane: int) -> LaneView | No
     return LaneView(
         running=document.get("status") == RunState.RUNNING.value
         and record.get(STATE) == JobState.DISPATCHED.value,
+        failing=document.get(RUN_FAILURE) is not None,
         round=record.get(ATTEMPT, 0),
         fan_out=fan_out_from_document({**fan_out, "lanes": {}}),
         lane=lane_from_document(lanes[str(lane)]) if str(lane) in lanes else None,
@@ -264,6 +287,12 @@ def lane_view(document: Mapping[str, Any], job: str, lane: int) -> LaneView | No
 def next_item_attempt() -> dict[str, Any]:
     """The update that takes an item's next attempt number."""
     return {"$inc": {ATTEMPT: 1}}
+
+
+def item_attempt_reached(attempt: int) -> dict[str, Any]:
+    """The update that records an item's retry at ``attempt`` (its document's ``attempt`` is
+    the last handed out: it never goes down, and repeating this changes nothing)."""
+    return {"$max": {ATTEMPT: attempt}}
 
 
 def run_items_filter(run_id: str) -> dict[str, Any]:

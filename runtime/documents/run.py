@@ -548,7 +548,7 @@ def without_expiry(expire_at: datetime | None) -> Document:
 
 def lane_moved(job: str, lane: int, to: Lane, counts: Mapping[str, int], now: datetime) -> dict[str, Any]:
     """The update that puts ``to`` in the lane and adds ``counts`` to the job's counters
-    (``done``, ``failed``)."""
+    (``done``, ``failed``, ``notStarted``)."""
     update: dict[str, Any] = {"$set": {lane_field(job, lane): to.to_document(), UPDATED_AT: now}}
     increments = {fan_out_field(job, name): count for name, count in counts.items() if count}
     return update | ({"$inc": increments} if increments else {})

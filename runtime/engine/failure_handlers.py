@@ -5,9 +5,10 @@ definition has handlers, the run does not end: it records a ``Failure`` and ente
 phase (``HANDLERS_PHASE``), whose jobs start like any phase's. Once all of them have finished, the
 run ends ``failed`` (or ``cancelled``) with the failure's error. Meanwhile no job of the workflow
 gets another attempt: a report of one still in flight is recorded (a success with its output) and
-changes nothing else. A handler that fails is recorded, and the handlers after it are skipped by
-the join rules; it never starts the handlers again. A redrive clears the failure, so a run that
-fails again runs them again.
+changes nothing else; a ``for_each`` job starts no item and retries none, and ends once its items
+in flight have reported (``runtime.engine.fanout``). A handler that fails is recorded, and the
+handlers after it are skipped by the join rules; it never starts the handlers again. A redrive
+clears the failure, so a run that fails again runs them again.
 
 Pure: the engine calls these while it plans.
 """

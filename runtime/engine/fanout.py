@@ -8,13 +8,19 @@ documents, ``runtime.service.fan_out`` carries them out).
   (``FanOutStart``): they are stored in ``items`` before the run is written, and each lane is
   started once it is.
 - **An item's report** moves only that item's lane (``item_verdict``): a retry under the job's
-  retry budget keeps the item in its lane with the next attempt; its last report puts the lane's
-  next item in (``next_lane``) and counts the item done or failed.
+  retry budget keeps the item in its lane with the next attempt (the one after the attempt that
+  failed, so the budget counts the item's executions, whoever handles the report); its last
+  report puts the lane's next item in (``next_lane``) and counts the item done or failed.
+- **Stopping.** No item starts, and none is retried, once the job fails (more items failed than
+  ``tolerated_failures`` allows, this report's failure included) or while the run's failure
+  handlers run (``stops``): the report empties its lane and counts the lane's items after it as
+  not started. Items in flight still report and are counted.
 - **The job's end** is a status of its own, recorded once the counters say so (``job_end``):
-  ``failed`` as soon as more items failed than ``tolerated_failures`` allows, ``success`` with
-  the reference to the items' outputs once every item has ended. It travels like any job's
-  report, so the job completes exactly once (its terminal report is unique) and everything after
-  it is decided by the engine's usual rules.
+  ``failed`` as soon as more items failed than ``tolerated_failures`` allows, or once every item
+  has ended with some not started; else ``success`` with the reference to the items' outputs
+  once every item has ended. It travels like any job's report, so the job completes exactly once
+  (its terminal report is unique) and everything after it is decided by the engine's usual rules
+  (while the failure handlers run, its failure is recorded and changes nothing else).
 """
 
 from __future__ import annotations
@@ -149,17 +155,40 @@ def results_read(expression: str) -> frozenset[str] | None:
 Verdict = Literal["stale", "retry", "last"]
 
 
-def item_verdict(event: StatusEvent, job: Job, running: bool, lane: Lane | None) -> Verdict:
+def item_verdict(
+    event: StatusEvent, job: Job, running: bool, lane: Lane | None, stopping: bool = False
+) -> Verdict:
     """What an item's report does: nothing (a duplicate, a report of an attempt its lane is no
-    longer at, a job that is no longer fanning out), a retry of the item, or its last report."""
+    longer at, a job that is no longer fanning out), a retry of the item (never while
+    ``stopping``), or its last report."""
     if not running or lane is None or (lane.index, lane.attempt) != (event.index, event.attempt):
         return "stale"
-    retried = event.attempt < lane.first_attempt + job.retries and retry.is_retried(
-        job.retry, event.error or ""
+    retried = (
+        not stopping
+        and event.attempt < lane.first_attempt + job.retries
+        and retry.is_retried(job.retry, event.error or "")
     )
     if event.status == StatusName.FAILED and retried:
         return "retry"
     return "last"
+
+
+def most_failed(job: Job, fan_out: FanOut, failed: int) -> int:
+    """How many items may have failed before a move that counts ``failed`` more (0 or 1) for
+    the lane still to start an item: beyond it, the job fails."""
+    return allowed_failures(job.tolerated_failures, fan_out.count) - failed
+
+
+def stops(job: Job, fan_out: FanOut, failing: bool, failed: int) -> bool:
+    """Whether a report that counts ``failed`` more items failed starts no item (its lane's next,
+    or a retry): the run's failure handlers run, or the job fails with it."""
+    return failing or fan_out.failed > most_failed(job, fan_out, failed)
+
+
+def stopped_lane(after: int, fan_out: FanOut) -> tuple[Lane, int]:
+    """The lane emptied once the item at ``after`` has ended (``lane - concurrency`` for a lane
+    not yet started), and how many of its items it leaves not started."""
+    return Lane(index=None), lane_items_after(after, fan_out.concurrency, fan_out.count)
 
 
 def next_lane(
@@ -181,7 +210,8 @@ def job_end(
     run_id: str, workflow: str, job: Job, round_number: int, fan_out: FanOut, last_error: str | None
 ) -> StatusEvent | None:
     """The fan-out job's own report once its counters call for one: ``failed`` once more items
-    failed than it tolerates, ``success`` (its output: the items', by reference) once all ended."""
+    failed than it tolerates, or once all ended with some not started; ``success`` (its output:
+    the items', by reference) once all ended."""
     allowed = allowed_failures(job.tolerated_failures, fan_out.count)
     end = StatusEvent(
         run_id=run_id,
@@ -198,6 +228,12 @@ def job_end(
         )
         if last_error:
             error += f"; the last: {last_error}"
+        return replace(end, status=StatusName.FAILED, error=error)
+    if fan_out.finished and fan_out.not_started:
+        error = (
+            f"{fan_out.not_started} of {fan_out.count} items of {job.name!r} were not started: the run "
+            "failed first"
+        )
         return replace(end, status=StatusName.FAILED, error=error)
     if fan_out.finished:
         return replace(end, output_ref=items_ref(run_id, job.name))

@@ -1,14 +1,16 @@
 """The orchestrator's side of ``for_each`` jobs: storing a fan-out's items, starting its lanes,
 and each item's report (``runtime.engine.fanout`` decides, ``runtime.store.items`` stores).
 
-An item's report costs the same whatever the number of items, lanes and jobs: one read of its
-lane and the job's counters, then (for the report that moves the lane) the item's document, the
-lane's next item and the lane itself, each one command, and one dispatch. The job's definition,
-input and results do not change while it fans out, so they are read once per process
-(``FanOutContexts``). Every write is safe to repeat: the item's document takes only its first
-success, a lane moves only from the item and attempt it holds, and the job's own end is a status
-with a unique key. A redelivered report whose effect is recorded repeats what its first
-handling may not have finished: the dispatch of the lane's next item, the job's end.
+An item's report costs the same whatever the number of items, lanes and jobs: one read of its lane
+and the job's counters, then (for the report that moves the lane) the item's document, the lane's
+next item and the lane itself, each one command, and one dispatch. The job's definition, input and
+results do not change while it fans out, so they are read once per process (``FanOutContexts``).
+Every write is safe to repeat: the item's document takes only its first success, a lane moves only
+from the item and attempt it holds (and starts an item only while the run has no failure and the
+job tolerates its failed items), a retry's attempt number is the one after the attempt that
+failed, and the job's own end is a status with a unique key. A redelivered report whose effect is
+recorded repeats what its first handling may not have finished: the dispatch of the lane's next
+item, the job's end.
 """
 
 from __future__ import annotations
@@ -23,9 +25,25 @@ from datetime import datetime, timedelta
 from runtime.clock import age, utcnow
 from runtime.definition.model import Job
 from runtime.documents.events import JobEvent
-from runtime.documents.items import Lane, LaneView, lane_holds, lane_of, lane_unstarted
+from runtime.documents.items import (
+    NOT_STARTED,
+    Lane,
+    LaneView,
+    lane_holds,
+    lane_may_start,
+    lane_of,
+    lane_unstarted,
+)
 from runtime.documents.run import Run, StatusEvent
-from runtime.engine.fanout import FanOutStart, item_verdict, job_end, next_lane
+from runtime.engine.fanout import (
+    FanOutStart,
+    item_verdict,
+    job_end,
+    most_failed,
+    next_lane,
+    stopped_lane,
+    stops,
+)
 from runtime.engine.joins import job_event
 from runtime.ports import ItemStore, RunStore
 from runtime.statuses import ItemState, JobState, RunState, StatusName
@@ -34,6 +52,10 @@ log = logging.getLogger(__name__)
 
 CACHED_FAN_OUTS = 256
 """Fan-outs whose context one process keeps (the least recently used go first)."""
+
+DECISIONS = 3
+"""How many times one report is decided: again when its move was refused because the job or the
+run began failing meanwhile (then it starts nothing, and its move can only lose to a duplicate)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,14 +131,22 @@ class ItemHandling:
         view = self.items.read_lane(run_id, job.name, lane)
         if view is None or not view.running or view.lane is not None:
             return []
-        # The lane's first item that has not succeeded (after a redrive, some have).
+        # The lane's first item that has not succeeded (after a redrive, some have); none when
+        # the run's failure handlers run (a lane a crash left out, started by the replay).
         after = lane - job.max_concurrency
-        claimed = self.items.claim_next(run_id, job.name, after, job.max_concurrency, view.fan_out.count)
-        found = None if claimed is None else (claimed.index, claimed.attempt)
-        to, skipped = next_lane(after, found, view.fan_out, key, utcnow())
-        moved = self.items.move_lane(
-            run_id, job.name, lane, lane_unstarted(job.name, round_number, lane), to, {"done": skipped}
-        )
+        claimed = None
+        if view.failing:
+            to, not_started = stopped_lane(after, view.fan_out)
+            counts = {NOT_STARTED: not_started}
+        else:
+            claimed = self.items.claim_next(run_id, job.name, after, job.max_concurrency, view.fan_out.count)
+            found = None if claimed is None else (claimed.index, claimed.attempt)
+            to, skipped = next_lane(after, found, view.fan_out, key, utcnow())
+            counts = {"done": skipped}
+        unstarted = lane_unstarted(job.name, round_number, lane)
+        if claimed is not None:
+            unstarted |= lane_may_start(job.name, most_failed(job, view.fan_out, 0))
+        moved = self.items.move_lane(run_id, job.name, lane, unstarted, to, counts)
         if moved is None:
             return []
         sent = [] if claimed is None else [self._send(context, run_id, to, claimed.value)]
@@ -190,12 +220,27 @@ class ItemHandling:
         context = self.contexts.get(self.store, event.run_id, event.job)
         if context is None:
             return "dropped", (), f"run {event.run_id!r} has no for_each job {event.job!r}"
-        job, now = context.job, utcnow()
-        lane = lane_of(event.index, job.max_concurrency)
-        view = self.items.read_lane(event.run_id, job.name, lane)
-        if view is None:
-            return "ignored", (), f"job {job.name!r} is not fanning out"
-        verdict = item_verdict(event, job, view.running, view.lane)
+        lane = lane_of(event.index, context.job.max_concurrency)
+        for _ in range(DECISIONS):
+            view = self.items.read_lane(event.run_id, context.job.name, lane)
+            if view is None:
+                return "ignored", (), f"job {context.job.name!r} is not fanning out"
+            outcome = self._apply(context, event, lane, view, utcnow())
+            if outcome is not None:
+                return outcome
+        return "ignored", (), "another handling moved the lane first"
+
+    def _apply(
+        self, context: FanOutContext, event: StatusEvent, lane: int, view: LaneView, now: datetime
+    ) -> tuple[str, tuple[JobEvent, ...], str] | None:
+        """The report applied to ``view``; None when a move that would start an item was refused
+        while the lane still holds the item: the job or the run began failing, decide again."""
+        assert event.index is not None
+        job = context.job
+        succeeded = event.status == StatusName.SUCCESS
+        failed = 0 if succeeded else 1
+        # No retry once the job has failed or while the failure handlers run.
+        verdict = item_verdict(event, job, view.running, view.lane, stops(job, view.fan_out, view.failing, 0))
         if (
             not view.running
             and item_verdict(event, job, True, view.lane) == "last"
@@ -210,34 +255,50 @@ class ItemHandling:
             ended = self._end_job(context, event.run_id, view, None)
             action = "advanced" if again or ended else "ignored"
             return action, again, "" if again or ended else "stale item report"
+        holds = lane_holds(job.name, lane, event.index, event.attempt)
         if verdict == "retry":
-            claimed = self.items.claim_again(event.run_id, job.name, event.index)
+            claimed = self.items.claim_again(event.run_id, job.name, event.index, event.attempt + 1)
             if claimed is None:
                 return "ignored", (), f"item {event.index} of {job.name!r} is not stored"
             assert view.lane is not None
             to = replace(view.lane, attempt=claimed.attempt, caused_by=event.key, claimed_at=now)
-            moved = self.items.move_lane(
-                event.run_id, job.name, lane, lane_holds(job.name, lane, event.index, event.attempt), to, {}
-            )
+            guard = holds | lane_may_start(job.name, most_failed(job, view.fan_out, 0))
+            moved = self.items.move_lane(event.run_id, job.name, lane, guard, to, {})
             if moved is None:
-                return "ignored", (), "another handling moved the lane first"
+                return self._refused(event, lane)
             return "advanced", (self._send(context, event.run_id, to, claimed.value),), ""
-        succeeded = event.status == StatusName.SUCCESS
         self._end_item(event)
-        claimed = self.items.claim_next(
-            event.run_id, job.name, event.index, job.max_concurrency, view.fan_out.count
-        )
-        found = None if claimed is None else (claimed.index, claimed.attempt)
-        to, skipped = next_lane(event.index, found, view.fan_out, event.key, now)
-        counts = {"done": skipped + (1 if succeeded else 0), "failed": 0 if succeeded else 1}
-        moved = self.items.move_lane(
-            event.run_id, job.name, lane, lane_holds(job.name, lane, event.index, event.attempt), to, counts
-        )
+        claimed = None
+        if stops(
+            job, view.fan_out, view.failing, failed
+        ):  # this failure fails the job, or the run is failing
+            to, not_started = stopped_lane(event.index, view.fan_out)
+            counts = {"done": 1 - failed, "failed": failed, NOT_STARTED: not_started}
+        else:
+            claimed = self.items.claim_next(
+                event.run_id, job.name, event.index, job.max_concurrency, view.fan_out.count
+            )
+            found = None if claimed is None else (claimed.index, claimed.attempt)
+            to, skipped = next_lane(event.index, found, view.fan_out, event.key, now)
+            counts = {"done": skipped + 1 - failed, "failed": failed}
+        if claimed is not None:
+            holds |= lane_may_start(job.name, most_failed(job, view.fan_out, failed))
+        moved = self.items.move_lane(event.run_id, job.name, lane, holds, to, counts)
         if moved is None:
-            return "ignored", (), "another handling moved the lane first"
+            return self._refused(event, lane)
         sent = () if claimed is None else (self._send(context, event.run_id, to, claimed.value),)
         self._end_job(context, event.run_id, moved, None if succeeded else event.error)
         return "advanced" if sent else "recorded", sent, ""
+
+    def _refused(self, event: StatusEvent, lane: int) -> tuple[str, tuple[JobEvent, ...], str] | None:
+        """A guarded move matched nothing: decide again (None) if the lane still holds the item at
+        that attempt (the job or the run began failing meanwhile), else another handling moved it."""
+        assert event.job is not None
+        view = self.items.read_lane(event.run_id, event.job, lane)
+        held = None if view is None or view.lane is None else (view.lane.index, view.lane.attempt)
+        if view is not None and view.running and held == (event.index, event.attempt):
+            return None
+        return "ignored", (), "another handling moved the lane first"
 
     def not_run(self, event: StatusEvent) -> tuple[JobEvent, ...] | None:
         """The job wrapper refused an item's attempt (``not_run``: it read the run as ended, and
@@ -257,7 +318,12 @@ class ItemHandling:
         held = view.lane
         if held is None or (held.index, held.attempt) != (event.index, event.attempt):
             return ()
-        claimed = self.items.claim_again(event.run_id, job.name, event.index)
+        if stops(job, view.fan_out, view.failing, 0):
+            # The job is stopping (its run's failure handlers run): the refused attempt counts as
+            # the item's failure, which starts nothing, so the fan-out can end.
+            refused = replace(event, status=StatusName.FAILED, error=event.error or "not run")
+            return self.apply(refused)[1]
+        claimed = self.items.claim_again(event.run_id, job.name, event.index, event.attempt + 1)
         if claimed is None:
             return ()
         to = replace(
@@ -267,9 +333,10 @@ class ItemHandling:
             caused_by=event.key,
             claimed_at=utcnow(),
         )
-        moved = self.items.move_lane(
-            event.run_id, job.name, lane, lane_holds(job.name, lane, event.index, event.attempt), to, {}
+        guard = lane_holds(job.name, lane, event.index, event.attempt) | lane_may_start(
+            job.name, most_failed(job, view.fan_out, 0)
         )
+        moved = self.items.move_lane(event.run_id, job.name, lane, guard, to, {})
         return () if moved is None else (self._send(context, event.run_id, to, claimed.value),)
 
     # -- helpers --------------------------------------------------------------------------------

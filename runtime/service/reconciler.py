@@ -94,9 +94,9 @@ class ReconcileReport:
 
 def is_unrecorded(run: Run, event: StatusEvent) -> bool:
     """Whether the run document does not show ``event`` yet, so the orchestrator has to apply
-    it: a job's end (or the job wrapper's ``not_run``) while that attempt is still dispatched, the start of a run nothing of which
-    has started, a cancel of the round the run is running, a redrive into the round after the one
-    that ended."""
+    it: a job's end (or the job wrapper's ``not_run``) while that attempt is still dispatched,
+    the start of a run nothing of which has started, a cancel of the round the run is running, a
+    redrive into the round after the one that ended."""
     if event.status in (StatusName.SUCCESS, StatusName.FAILED, StatusName.NOT_RUN):
         record = run.jobs.get(event.job or "")
         if record is None or record.state != JobState.DISPATCHED:

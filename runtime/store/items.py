@@ -25,6 +25,7 @@ from runtime.documents.items import (
     ClaimedItem,
     Lane,
     LaneView,
+    item_attempt_reached,
     item_documents,
     item_ended,
     item_filter,
@@ -161,8 +162,21 @@ class MongoItems:
                 return claimed
         return None
 
-    def claim_again(self, run_id: str, job: str, index: int) -> ClaimedItem | None:
-        return self._claim(item_filter(run_id, job, index))
+    def claim_again(self, run_id: str, job: str, index: int, attempt: int) -> ClaimedItem | None:
+        # The number is the one after the attempt that failed, whoever handles its report: two
+        # handlings of one report claim the same number, and only the lane's move hands it out.
+        document = _guard(
+            f"claim item {index} of {job!r} again",
+            lambda: self.items.find_one_and_update(
+                item_filter(run_id, job, index),
+                item_attempt_reached(attempt),
+                projection={ITEM: 1},
+                return_document=pymongo.ReturnDocument.AFTER,
+            ),
+        )
+        return (
+            None if document is None else ClaimedItem(index=index, attempt=attempt, value=document.get(ITEM))
+        )
 
     def _claim(self, query: Document) -> ClaimedItem | None:
         """The item with its next attempt: the number is taken before it is handed out, so no
