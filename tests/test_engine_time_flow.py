@@ -11,7 +11,8 @@ from runtime.definition.model import HANDLERS_PHASE
 from runtime.documents.failures import Failure
 from runtime.documents.run import JobRecord, Run
 from runtime.engine.decide import decide
-from runtime.engine.timers import APPROVAL_TIMED_OUT, RUN_DEADLINE_EXCEEDED, timer_event
+from runtime.engine.timers import APPROVAL_TIMED_OUT, RUN_DEADLINE_EXCEEDED, pending_timers, timer_event
+from runtime.engine.transition import Rejection
 from runtime.statuses import JobState, RunState, StatusName
 from tests.test_engine_decisions import (
     NOW,
@@ -22,6 +23,7 @@ from tests.test_engine_decisions import (
     report,
     run_of,
     states_after,
+    success,
 )
 from tests.test_engine_flow import compiled, decided
 
@@ -69,6 +71,47 @@ def test_the_deadline_firing_again_once_the_handlers_started_changes_nothing() -
     )
 
     assert decide(handling, event, NOW + timedelta(seconds=1)) is None
+
+
+def handling_a(run: Run) -> Run:
+    """``run`` (of ``DEADLINED``) whose failure handler ``release`` runs because ``a`` failed."""
+    failed_a = Failure(
+        reason="failed", phase="p", job="a", attempt=1, error="job 'a' failed", caused_by="failed:a:1"
+    )
+    jobs = {**run.jobs, "a": JobRecord(state=JobState.FAILED, attempt=1), "release": dispatched()}
+    return replace(run, phase=HANDLERS_PHASE, failure=failed_a, jobs=jobs)
+
+
+def test_a_deadline_while_the_handlers_run_lets_them_finish_and_the_run_keeps_its_failure() -> None:
+    """The handlers started before the deadline: it cancels nothing (``release`` may hold a lock
+    to give back), and the run ends with the failure that started them."""
+    handling = handling_a(replace(run_of(DEADLINED, jobs={"pause": waiting()}), deadline=NOW))
+
+    fired = decide(handling, timer_event(handling, None), NOW + timedelta(seconds=1))
+
+    assert isinstance(fired, Rejection)
+    assert fired.action == "ignored"
+    assert "the failure handlers run to their end" in fired.reason
+    assert [event.key for _, event in pending_timers(handling)] == ["timer_fired:pause:1"]
+    ended = decided(handling, replace(success("release"), phase=HANDLERS_PHASE))
+    assert ended.changes["status"] == RunState.FAILED
+    assert ended.changes["error"] == "job 'a' failed"
+
+
+def test_once_the_handlers_run_the_deadline_is_no_longer_a_timer_of_the_run() -> None:
+    """Whatever started the handlers (here the deadline itself), the sweep finds only their own
+    timers: a past deadline is not fired again at every sweep."""
+    run = replace(run_of(DEADLINED, jobs={"pause": waiting()}), deadline=NOW)
+    deadline = timer_event(run, None)
+    handling = replace(
+        run,
+        phase=HANDLERS_PHASE,
+        failure=Failure(reason="failed", phase="p", error=RUN_DEADLINE_EXCEEDED, caused_by=deadline.key),
+        jobs={**run.jobs, "pause": JobRecord(state=JobState.CANCELLED, attempt=1), "release": waiting()},
+    )
+
+    assert [event.key for _, event in pending_timers(run)] == ["timer_fired:pause:1", deadline.key]
+    assert [event.key for _, event in pending_timers(handling)] == ["timer_fired:release:1"]
 
 
 def test_a_deadline_without_handlers_cancels_what_waits_and_fails_the_run() -> None:

@@ -306,6 +306,11 @@ def test_the_summary_lists_the_handlers_under_their_own_heading(
             ["$.order_id: '17' does not match '^o-[0-9]+$'", "$.quantity: 0 is less than the minimum of 1"],
         ),
         (
+            "inline_input_schema.yaml",
+            {"order_id": "o-17", "quantity": 1, "notify": "the warehouse"},
+            ["$.notify: 'the warehouse' is not a 'email'"],
+        ),
+        (
             "ml_pipeline.yaml",
             {"score": 2, "extra": True},
             [
@@ -315,7 +320,7 @@ def test_the_summary_lists_the_handlers_under_their_own_heading(
             ],
         ),
     ],
-    ids=["inline", "from_a_file"],
+    ids=["inline", "a_format", "from_a_file"],
 )
 @pytest.mark.parametrize("command", ["run", "start"])
 def test_an_input_the_schema_refuses_is_refused_with_every_problem_and_nothing_is_written(

@@ -141,6 +141,23 @@ def test_a_deadline_cancels_what_waits_and_runs_the_failure_handlers_first(run: 
     assert [entry["status"] for entry in history][-1] == "workflow_failed"
 
 
+def test_a_deadline_passing_while_the_failure_handlers_run_lets_them_finish(run: Any) -> None:
+    result, history = run(SPECS / "deadline_during_handlers.yaml")
+
+    assert result.exit_code == 1
+    assert result.report["error"].startswith("job 'charge' failed after 1 attempt(s): ")
+    assert result.jobs() == {
+        "charge": ("failed", 1),
+        "hold": ("succeeded", 1),
+        "release_lock": ("succeeded", 1),
+    }
+    assert result.report["jobs"]["release_lock"]["output"]["failure"]["job"] == "charge"
+    [failed] = dates(history, "failed", "charge")
+    [released] = dates(history, "success", "release_lock")
+    assert (released - failed).total_seconds() >= 2  # past the deadline of 1 s
+    assert [entry["status"] for entry in history][-1] == "workflow_failed"
+
+
 def test_an_approval_answered_from_a_second_process_while_the_dev_server_runs(tmp_path: Path) -> None:
     with dev_server(tmp_path, "--data", "data", "--workflows", str(SPECS)) as dev:
         run_id = dev.cli("start", str(SPECS / "approval.yaml")).stdout.strip()

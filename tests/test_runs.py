@@ -181,3 +181,23 @@ def test_start_run_refuses_an_input_its_schema_does_not_take(store: MongoStore) 
 
     assert refused.value.problems == ["$: 'day' is a required property"]
     assert store.runs.count_documents({"_id": "typed-1"}) == 0
+
+
+def test_start_run_refuses_an_input_whose_email_is_not_one(store: MongoStore) -> None:
+    definition = workflow_from_document(
+        {
+            "workflow": "mailing",
+            "input_schema": {
+                "type": "object",
+                "properties": {"reply_to": {"type": "string", "format": "email"}},
+            },
+            "phases": {"p": {"jobs": {"j": {}}}},
+        }
+    )
+
+    with pytest.raises(InputRefused) as refused:
+        start_run(store, definition, run_id="mailing-1", input={"reply_to": "nobody"})
+
+    assert refused.value.problems == ["$.reply_to: 'nobody' is not a 'email'"]
+    assert store.runs.count_documents({"_id": "mailing-1"}) == 0
+    assert start_run(store, definition, run_id="mailing-2", input={"reply_to": "a@b.c"}).run_id == "mailing-2"

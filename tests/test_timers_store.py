@@ -15,11 +15,13 @@ import pytest
 
 from cdk_app.local.faults import CrashAtStep, CrashingDispatcher, InjectedCrash
 from runtime.clock import utcnow
-from runtime.definition.model import Approval, Job, Phase, RetryPolicy, Workflow
+from runtime.definition.model import HANDLERS_PHASE, Approval, Job, Phase, RetryPolicy, Workflow
 from runtime.documents.run import WAKE_AT, StatusEvent
+from runtime.engine.timers import timer_event
 from runtime.errors import RunError
 from runtime.service.approvals import answer_approval
 from runtime.service.orchestrator import Orchestrator
+from runtime.service.reconciler import unrecorded_statuses
 from runtime.service.runs import start_run
 from runtime.service.timers import fire_due_timers, fire_timers_until
 from runtime.statuses import JobState, RunState, StatusName
@@ -109,6 +111,65 @@ def test_the_sweep_moves_wake_at_on_to_the_next_timer_and_finds_nothing_before_i
     assert run is not None
     assert store.next_wake("release") == run.deadline
     assert store.runs_due(utcnow() + timedelta(seconds=601), 10) == []
+
+
+LOCKED = Workflow(
+    name="locked",
+    phases=(Phase(name="p", jobs=(Job(name="charge", phase="p", retry=RetryPolicy(max=0)),)),),
+    on_failure=Phase(name=HANDLERS_PHASE, jobs=(Job(name="release_lock", phase=HANDLERS_PHASE),)),
+    timeout=60,
+)
+
+
+def test_a_deadline_passing_while_the_handlers_run_is_not_fired_and_they_run_to_their_end(
+    store: MongoStore,
+) -> None:
+    dispatcher = RecordingDispatcher()
+    orchestrator = Orchestrator(store=store, dispatcher=dispatcher, redispatch_after=timedelta(0))
+    run_id = start_run(store, LOCKED, run_id="locked-1").run_id
+    settle(store, orchestrator, run_id)
+    store.record_status(
+        StatusEvent(
+            run_id=run_id,
+            workflow="locked",
+            status=StatusName.FAILED,
+            phase="p",
+            job="charge",
+            attempt=1,
+            error="no card",
+        )
+    )
+    running = store.read_run(run_id)
+    assert running is not None
+    # A sweep that read the run before the failure was applied: the deadline fires behind it.
+    store.record_status(timer_event(running, None))
+    settle(store, orchestrator, run_id)
+    past_the_deadline = utcnow() + timedelta(seconds=61)
+
+    fired = [fire_due_timers(store, past_the_deadline) for _ in range(2)]
+    settle(store, orchestrator, run_id)
+
+    assert fired == [0, 0]
+    assert store.runs_due(past_the_deadline, 10) == []
+    handling = store.read_run(run_id)
+    assert handling is not None
+    assert (handling.state, handling.jobs["release_lock"].state) == (RunState.RUNNING, JobState.DISPATCHED)
+    assert unrecorded_statuses(handling, store.read_statuses(run_id)) == []  # nothing for the reconciler
+    store.record_status(
+        StatusEvent(
+            run_id=run_id,
+            workflow="locked",
+            status=StatusName.SUCCESS,
+            phase=HANDLERS_PHASE,
+            job="release_lock",
+            attempt=1,
+        )
+    )
+    settle(store, orchestrator, run_id)
+    ended = store.read_run(run_id)
+    assert ended is not None
+    assert (ended.state, ended.error) == (RunState.FAILED, "job 'charge' failed after 1 attempt(s): no card")
+    assert ended.jobs["release_lock"].state == JobState.SUCCEEDED
 
 
 def test_the_minute_loop_sleeps_until_a_timer_due_within_the_window_and_fires_it(store: MongoStore) -> None:

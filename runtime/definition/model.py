@@ -259,7 +259,8 @@ class Workflow:
     """A JSON Schema (2020-12) the run input must match; checked where runs start."""
     timeout: int | None = None
     """Seconds a run may take from its start (a redrive starts it again); past that it fails
-    with ``run deadline exceeded``. None: no deadline."""
+    with ``run deadline exceeded``, unless its failure handlers have started (they run to their
+    end). None: no deadline."""
     retention_days: int | None = None
     """Days an ended run and its statuses are kept before MongoDB deletes them; None keeps them."""
     source: str | None = None

@@ -272,8 +272,9 @@ def stop_run(
     """End the running run now, ``cancelled`` or (its deadline passed) ``failed``: the attempts in
     flight and the jobs waiting for a timer are cancelled, so what they report or fire changes
     nothing. When the spec has failure handlers that have not started they run first; while they
-    run, this ends the run at once. Guarded by the version read: a handler that dispatched a job
-    meanwhile makes this decision again, and that job is cancelled too."""
+    run, a cancel ends the run at once (the deadline does not: ``runtime.engine.timers``).
+    Guarded by the version read: a handler that dispatched a job meanwhile makes this decision
+    again, and that job is cancelled too."""
     changes: Fields = {}
     for name, record in run.jobs.items():
         if record.state in failure_handlers.STOPPED_BY_CANCEL:

@@ -10,7 +10,9 @@ any other event. So a timer that fires twice is one status (the unique index), a
 one that was applied writes nothing (the replay repeats what it dispatched), and one that fires
 late, or after the job was answered or the run ended, finds nothing waiting and changes nothing.
 An approval's answer (``approved`` / ``rejected``) is a status of the waiting attempt too, and
-whichever of the answer and the timeout is applied first wins.
+whichever of the answer and the timeout is applied first wins. The deadline counts until the
+failure handlers start: then it is no timer of the run's any more (they run to their own end),
+and a ``timer_fired`` of it recorded before changes nothing.
 
 Pure, like the rest of the engine.
 """
@@ -63,7 +65,8 @@ def timer_event(run: Run, job: Job | None) -> StatusEvent:
 
 
 def pending_timers(run: Run) -> list[tuple[datetime, StatusEvent]]:
-    """Every timer of the running run with its due time: waiting jobs', and the deadline."""
+    """Every timer of the running run with its due time: waiting jobs', and the deadline until
+    the failure handlers start (they run to their own end, so it no longer does anything)."""
     if run.state != RunState.RUNNING:
         return []
     timers = [
@@ -71,7 +74,7 @@ def pending_timers(run: Run) -> list[tuple[datetime, StatusEvent]]:
         for job in run.definition.jobs()
         if (record := run.jobs[job.name]).state == JobState.WAITING and record.due_at is not None
     ]
-    if run.deadline is not None:
+    if run.deadline is not None and run.failure is None:
         timers.append((run.deadline, timer_event(run, None)))
     return sorted(timers, key=lambda timer: timer[0])
 
@@ -95,7 +98,8 @@ def with_deadline(
 
 
 def plan_timer(run: Run, event: StatusEvent, now: datetime) -> Transition | Rejection | None:
-    """A timer came due: the deadline fails the run; a waiting job's timer completes a wait job,
+    """A timer came due: the deadline fails the run (or, once the failure handlers run, does
+    nothing); a waiting job's timer completes a wait job,
     fails an approval nobody answered, or dispatches the attempt a retry delayed."""
     if event.job is None:
         return _plan_deadline(run, event, now)
@@ -187,6 +191,12 @@ def _plan_deadline(run: Run, event: StatusEvent, now: datetime) -> Transition | 
         return Rejection(action="ignored", reason=f"the run has already ended ({run.state})")
     if run.failure is not None and run.failure.caused_by == event.key:
         return None
+    if run.failure is not None:
+        # The handlers started before the deadline (fired before, it would be the failure): they
+        # may be giving back what the run holds, so they run to their end (each within its own
+        # job ``timeout``) and the run ends with the failure that started them.
+        reason = "the failure handlers run to their end: the run ends with the failure that started them"
+        return Rejection(action="ignored", reason=reason)
     if run.deadline is None:
         return Rejection(action="ignored", reason="the run has no deadline")
     # Like a cancel that fails the run: what is in flight or waiting stops, the failure handlers

@@ -115,8 +115,13 @@ def is_unrecorded(run: Run, event: StatusEvent) -> bool:
         return run.state in REDRIVABLE and event.attempt == run.redrives + 1
     if event.status in (StatusName.TIMER_FIRED, *ANSWER_STATUSES):
         if event.job is None:
+            # The deadline does nothing once the failure handlers have started (it started them,
+            # or they run to their end).
             return (
-                run.state == RunState.RUNNING and event.attempt == run.redrives and run.deadline is not None
+                run.state == RunState.RUNNING
+                and event.attempt == run.redrives
+                and run.deadline is not None
+                and run.failure is None
             )
         record = run.jobs.get(event.job)
         return record is not None and record.state == JobState.WAITING and record.attempt == event.attempt
