@@ -357,7 +357,13 @@ def test_a_failure_with_attempts_left_dispatches_the_next_attempt() -> None:
     transition = decide(run, failure("a", attempt=2), NOW)
 
     assert isinstance(transition, Transition)
-    assert transition.conditions == {"jobs.a.state": "dispatched", "jobs.a.attempt": 2, "status": "running"}
+    # ... and only while the failure handlers have not started: no job gets another attempt then.
+    assert transition.conditions == {
+        "jobs.a.state": "dispatched",
+        "jobs.a.attempt": 2,
+        "status": "running",
+        "failure": None,
+    }
     assert transition.changes == {
         "jobs.a.attempt": 3,
         "jobs.a.causedBy": "failed:a:2",

@@ -20,9 +20,9 @@ import pytest
 from benchmarks.orchestration import race
 from cdk_app.local.atlas_events import envelope
 from runtime.clock import utcnow
-from runtime.definition.model import Workflow
+from runtime.definition.model import HANDLERS_PHASE, Job, Phase, Workflow
 from runtime.documents.events import JobEvent
-from runtime.documents.run import Document
+from runtime.documents.run import Document, StatusEvent
 from runtime.handlers.job import stub_handler
 from runtime.ports import RunStore
 from runtime.service.job_attempt import UserHandler, run_attempt
@@ -30,7 +30,7 @@ from runtime.service.operations import request_cancel, request_redrive
 from runtime.service.orchestrator import Orchestrator
 from runtime.service.reconciler import ASYNC_RETRY_WINDOW, Reconciler, ReconcileReport
 from runtime.service.runs import initial_run, start_run
-from runtime.statuses import ORCHESTRATOR_STATUSES, JobState, RunState
+from runtime.statuses import ORCHESTRATOR_STATUSES, JobState, RunState, StatusName
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
 from tests.engine_harness import workflow
@@ -568,22 +568,28 @@ def test_an_ended_run_under_retention_expires_with_every_status_and_a_redrive_ke
     assert len({s.get("expireAt") for s in store.run_statuses(run_id)} - {None}) == 1
 
 
-class RedriveBeforeTheStamp:
-    """A store through which a handling stamps the run's expiry only after ``interleave`` ran:
-    another handler's whole work, forced between this handling's read and its write."""
+class Interleaved:
+    """A store through which a handling makes its first ``write`` (a method of the store) only
+    after ``interleave`` ran: another handler's whole work, forced between this handling's read
+    and its write."""
 
-    def __init__(self, store: MongoStore, interleave: Callable[[], object]) -> None:
+    def __init__(self, store: MongoStore, write: str, interleave: Callable[[], object]) -> None:
         self._store = store
+        self._write = write
         self._interleave: Callable[[], object] | None = interleave
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
+        method = getattr(self._store, name)
+        if name != self._write:
+            return method
 
-    def expire_statuses(self, run_id: str, expire_at: Any) -> None:
-        if self._interleave is not None:
-            interleave, self._interleave = self._interleave, None
-            interleave()
-        self._store.expire_statuses(run_id, expire_at)
+        def interleaved(*args: Any, **kwargs: Any) -> Any:
+            if self._interleave is not None:
+                interleave, self._interleave = self._interleave, None
+                interleave()
+            return method(*args, **kwargs)
+
+        return interleaved
 
 
 def test_a_late_report_handled_across_a_redrive_does_not_stamp_the_old_expiry_on_the_reopened_run(
@@ -600,10 +606,9 @@ def test_a_late_report_handled_across_a_redrive_does_not_stamp_the_old_expiry_on
 
     # WHEN a late duplicate of the old failure is handled on the run as it was read before the
     # redrive, and the redrive is applied whole between that read and the handling's stamp
+    apply_the_redrive = partial(cloud.orchestrator.handle, cloud.event(redrive))
     racing = Orchestrator(
-        store=cast(
-            RunStore, RedriveBeforeTheStamp(store, lambda: cloud.orchestrator.handle(cloud.event(redrive)))
-        ),
+        store=cast(RunStore, Interleaved(store, "expire_statuses", apply_the_redrive)),
         dispatcher=cloud.dispatcher,
     )
     racing.handle(cloud.event(late))
@@ -655,3 +660,38 @@ def test_a_redrive_gives_a_new_attempt_to_a_job_and_an_item_the_wrapper_recorded
         document = cloud.settle(run_id)
     assert document["status"] == "succeeded", states(document)
     assert cloud.executions == Counter({"a": 2, "b": 1, "each": 1, "c": 1})
+
+
+HANDLED = workflow("handled", {"p": {"x": {"retries": 0}, "y": {"retries": 2}}}, on_failure=None)
+
+
+def test_a_retry_decided_as_the_failure_handlers_start_is_not_dispatched(store: MongoStore) -> None:
+    # GIVEN x and y in flight in a run with a failure handler
+    definition = replace(
+        HANDLED, on_failure=Phase(name=HANDLERS_PHASE, jobs=(Job(name="release", phase=HANDLERS_PHASE),))
+    )
+    cloud = Cloud(store, definition)
+    run_id = start_run(store, definition, run_id="handled-1").run_id
+    cloud.deliver(run_id)
+    cloud.dispatcher.drain()
+    y_failed = StatusEvent(
+        run_id=run_id, workflow="handled", status=StatusName.FAILED, phase="p", job="y", attempt=1, error="e"
+    )
+    x_failed = replace(y_failed, job="x")
+    store.record_status(x_failed)
+    store.record_status(y_failed)
+    # WHEN y's retry is decided, and x's last failure starts the handlers before that decision is
+    # written
+    racing = Orchestrator(
+        store=cast(
+            RunStore, Interleaved(store, "apply_transition", partial(cloud.orchestrator.apply, x_failed))
+        ),
+        dispatcher=cloud.dispatcher,
+    )
+    racing.apply(y_failed)
+    # THEN y gets no other attempt: the handlers run, and only they are dispatched
+    assert sorted((job.job, job.attempt) for job in cloud.dispatcher.drain()) == [("release", 1)]
+    run = store.read_run(run_id)
+    assert run is not None
+    assert run.failure is not None
+    assert (run.jobs["y"].state, run.jobs["y"].attempt) == (JobState.FAILED, 1)

@@ -332,6 +332,12 @@ def failure_started(failure: Failure, handlers_phase: str) -> Fields:
     return {FAILURE: failure.to_document(), PHASE: handlers_phase}
 
 
+def no_failure() -> Fields:
+    """The run's failure handlers have not started: what a decision that gives a job another
+    attempt also needs, so that no attempt is dispatched once they have."""
+    return {FAILURE: None}
+
+
 def in_round(redrives: int) -> Fields:
     """The run has had exactly ``redrives`` redrives (a run from before redrives has none)."""
     return {REDRIVES: redrives} if redrives else {REDRIVES: {"$in": [0, None]}}
