@@ -1,6 +1,6 @@
 """``make bench``: every figure of benchmarks/README.md, written to benchmarks/results.json.
 
-``python -m benchmarks [--only engine|synth|trigger|console|timers|fanout] [--pairs N] [--repeats N]
+``python -m benchmarks [--only engine|synth|trigger|console|timers|fanout|memory] [--pairs N] [--repeats N]
 [--output FILE]``;
 the defaults are what results.json was made with (five to eight minutes on two cores). With
 ``--only``, the figures of that part replace theirs in the output file and the others stay.
@@ -20,7 +20,17 @@ from typing import Any
 
 import pymongo
 
-from benchmarks import console, executions, fan_out, orchestration, reconciler, synth, timers, trigger
+from benchmarks import (
+    console,
+    executions,
+    fan_out,
+    orchestration,
+    output_reads,
+    reconciler,
+    synth,
+    timers,
+    trigger,
+)
 from cdk_app.local.embedded_mongo import mongodb_uri
 from runtime import contracts
 
@@ -38,6 +48,7 @@ TARGETS = {
     "console_render_500_jobs_ms": "< 2000 (headless chromium, navigation start to the graph on screen)",
     "timer_lateness_local_ms": "max < 1000 (a due timer fires within a second locally)",
     "timer_lateness_cloud_ms": "max < 60000 (within a minute in the cloud)",
+    "output_read_peak_mib": "< 256 (the orchestrator's Lambda memory; a when over any output allowed)",
 }
 
 
@@ -84,6 +95,7 @@ def verdicts(results: dict[str, Any]) -> dict[str, bool]:
         "console_render_500_jobs_ms": lambda r: r["console_render_500_jobs_ms"] < 2000,
         "timer_lateness_local_ms": lambda r: r["timer_lateness_local_ms"]["max"] < 1000,
         "timer_lateness_cloud_ms": lambda r: r["timer_lateness_cloud_ms"]["max"] < 60_000,
+        "output_read_peak_mib": lambda r: r["output_read_peak_mib"] < 256,
     }
     return {name: check(results) for name, check in checks.items() if name in results}
 
@@ -92,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument(
         "--only",
-        choices=["engine", "synth", "trigger", "console", "timers", "fanout"],
+        choices=["engine", "synth", "trigger", "console", "timers", "fanout", "memory"],
         help="one part of the bench",
     )
     parser.add_argument("--pairs", type=int, default=5, help="interleaved synth pairs (default 5)")
@@ -133,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
             results.update(console.runs_page_times(uri, args.console_runs, args.repeats, progress))
         if args.only in (None, "timers"):
             results.update(timers.timer_lateness(uri, args.timers, progress))
+        if args.only in (None, "memory"):
+            results.update(output_reads.output_read_memory(uri, progress))
     if args.only in (None, "synth"):
         results.update(synth.measure_overhead(args.pairs, progress))
         results.update(synth.measure_sizes([10, 100, 500], args.repeats, progress))

@@ -73,5 +73,19 @@ class DocumentRejected(StoreError):
     writing it again can never succeed, so it must not be retried."""
 
 
+class OutputTooLarge(WorkflowError):
+    """An output kept by reference is larger than what may be loaded of it (a budget the caller
+    set); raised before it is loaded."""
+
+    def __init__(self, ref: str, size: int, budget: int, at_least: bool = False) -> None:
+        more = "at least " if at_least else ""
+        super().__init__(f"{ref} is {more}{size:,} bytes of JSON, past {budget:,}")
+        self.ref = ref
+        self.size = size
+        """Its size as JSON: exact, or, with ``at_least``, what was summed of it before the
+        budget ran out (a fan-out's items, summed one by one)."""
+        self.at_least = at_least
+
+
 class EventError(WorkflowError):
     """An incoming event is malformed: logged with what was wrong, then dropped."""

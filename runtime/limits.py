@@ -45,6 +45,14 @@ OUTPUT_MAX_BYTES = 64 * 1024 * 1024
 """A job's output, as JSON, at most: kept by reference (in GridFS past one MongoDB document), and
 held in memory by the job wrapper of each job that gets it in its ``results``."""
 
+OUTPUT_READ_MAX_BYTES = 4 * 1024 * 1024
+"""The outputs kept by reference, as JSON, that the orchestrator loads in one decision for the
+``when`` and ``for_each`` expressions that read them. It runs in 256 MB (so does the reconciler,
+which decides through it), and JSON grows as Python objects: about 8 times for an array of small
+records, about 25 times for an array of empty objects, so 4 MB of JSON can take 100 MB. The size
+is checked before anything is loaded (``runtime.store.outputs``); past it the job whose
+expression reads the output fails, and the run with it, with the sizes."""
+
 OUTPUT_MAX_DEPTH = MONGODB_NESTING_DEPTH - 10
 """Levels of nesting in a job's output: the run document holds it three levels down (the run,
 its jobs, the job), the rest is margin."""

@@ -152,6 +152,10 @@ class Outputs(Protocol):
 
     def load(self, ref: str) -> Any: ...
 
+    def load_within(self, ref: str, budget: int) -> tuple[Any, int]:
+        """The value and its size as JSON, when within ``budget`` bytes; ``OutputTooLarge``
+        (before loading it) otherwise."""
+
     def resolve(self, results: Mapping[str, Any], references: Mapping[str, str]) -> dict[str, Any]:
         """``results`` with the value of each reference put in."""
 

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks import console, executions, fan_out, orchestration, reconciler, synth, timers, trigger
+from benchmarks import (
+    console,
+    executions,
+    fan_out,
+    orchestration,
+    output_reads,
+    reconciler,
+    synth,
+    timers,
+    trigger,
+)
+from runtime import limits
 from runtime.definition.loader import workflow_from_document
 
 
@@ -155,3 +166,18 @@ def test_every_timer_of_the_timer_benchmark_fires_and_none_before_it_is_due(mong
     for way in ("local", "cloud"):
         late = figures[f"timer_lateness_{way}_ms"]
         assert 0 <= late["min"] <= late["median"] <= late["p95"] <= late["max"]
+
+
+def test_the_memory_benchmark_reads_an_output_within_the_limit_and_refuses_one_past_it(
+    mongo_uri: str,
+) -> None:
+    cases = (("within", 256 * 1024, "objects"), ("past", 5 * 1024 * 1024, "rows"))
+    figures = output_reads.output_read_memory(mongo_uri, quiet, cases)
+
+    within, past = figures["output_read_memory"]["within"], figures["output_read_memory"]["past"]
+    assert within["output_bytes"] <= 256 * 1024 < limits.OUTPUT_READ_MAX_BYTES < past["output_bytes"]
+    assert (within["run"], within["use"], within["error"]) == ("running", "dispatched", None)
+    assert (past["run"], past["use"]) == ("failed", "failed")
+    assert "a when or for_each may read at most" in past["error"]
+    assert 0 < within["rss_before_mib"] <= within["rss_peak_mib"]
+    assert figures["output_read_peak_mib"] == max(within["rss_peak_mib"], past["rss_peak_mib"])

@@ -27,6 +27,15 @@ def output_filter(output_id: str) -> dict[str, Any]:
     return {ID: output_id}
 
 
+SIZE = "size"
+"""What ``json_size_pipeline`` answers: the output's JSON text in bytes."""
+
+
+def json_size_pipeline(output_id: str) -> list[dict[str, Any]]:
+    """The size of an output's JSON text, measured by the server so the text is not read."""
+    return [{"$match": output_filter(output_id)}, {"$project": {SIZE: {"$strLenBytes": f"${JSON}"}}}]
+
+
 def run_outputs_filter(run_id: str) -> dict[str, Any]:
     """Selects every output the run keeps by reference: their ids begin with the run id."""
     return {ID: {"$regex": f"^{re.escape(run_id)}/"}}

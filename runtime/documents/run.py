@@ -113,6 +113,9 @@ class Run:
     loaded_outputs: Mapping[str, Any] = field(default_factory=dict)
     """Outputs kept by reference that the orchestrator loaded for a ``when`` or ``for_each``
     to read (never written back, never put in an event)."""
+    loaded_bytes: int = 0
+    """The size as JSON of ``loaded_outputs``: what this view holds of the orchestrator's
+    ``limits.OUTPUT_READ_MAX_BYTES``."""
 
     @property
     def outputs(self) -> dict[str, Any]:

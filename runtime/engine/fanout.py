@@ -61,6 +61,19 @@ class UnloadedOutputs(Exception):
         self.references = references
 
 
+@dataclass(frozen=True)
+class Unreadable:
+    """Stands in ``Run.loaded_outputs`` for an output the orchestrator would not load, too large
+    for what a ``when`` or ``for_each`` may read (``limits.OUTPUT_READ_MAX_BYTES``): why."""
+
+    reason: str
+
+
+class OutputUnreadable(Exception):
+    """An expression reads an output that stands as ``Unreadable``: its evaluation fails with the
+    reason, as one JMESPath cannot evaluate does (the job and the run fail)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Begun:
     """A ``for_each`` job as it becomes ready: its record, and the fan-out to start (none when
@@ -81,6 +94,7 @@ def begin(run: Run, job: Job, results: Mapping[str, Any], key: str, now: datetim
     require_loaded(run, job.for_each or "", results)
     where = f"the for_each of {job.name!r} ({job.for_each})"
     try:
+        require_readable(job.for_each or "", results)
         items = jmespath.search(job.for_each or "", {"input": run.input, "results": dict(results)})
     except Exception as exc:  # JMESPath's functions raise more than JMESPathError
         return f"{where} failed: {exc}"
@@ -112,6 +126,15 @@ def require_loaded(run: Run, expression: str, results: Mapping[str, Any]) -> Non
     needed = references_read(run, expression, results) if expression else {}
     if needed:
         raise UnloadedOutputs(needed)
+
+
+def require_readable(expression: str, results: Mapping[str, Any]) -> None:
+    """Raises ``OutputUnreadable`` when ``expression`` reads an output the orchestrator would not
+    load (``Unreadable``)."""
+    named = results_read(expression)
+    for name, value in results.items():
+        if isinstance(value, Unreadable) and (named is None or name in named):
+            raise OutputUnreadable(value.reason)
 
 
 def references_read(run: Run, expression: str, results: Mapping[str, Any]) -> dict[str, str]:

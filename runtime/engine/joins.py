@@ -23,6 +23,7 @@ import jmespath
 from runtime.definition.model import HANDLERS_PHASE, Job, Phase
 from runtime.documents.events import JobEvent
 from runtime.documents.run import Run, StatusEvent
+from runtime.engine import fanout
 from runtime.statuses import DONE, JobState, StatusName
 
 FINISHED = DONE | {JobState.FAILED}
@@ -76,9 +77,11 @@ def is_truthy(value: Any) -> bool:
 
 def when_holds(job: Job, run: Run, results: Mapping[str, Any]) -> bool:
     """The job's ``when`` against ``{"input", "results"}``; true for a job without one. Raises
-    whatever JMESPath raises for a condition that cannot be evaluated."""
+    whatever JMESPath raises for a condition that cannot be evaluated, and ``OutputUnreadable``
+    for one that reads an output too large to load."""
     if job.when is None:
         return True
+    fanout.require_readable(job.when, results)
     return is_truthy(jmespath.search(job.when, {"input": run.input, "results": dict(results)}))
 
 

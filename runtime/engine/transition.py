@@ -98,7 +98,9 @@ def with_progress(transition: Transition, progress: Transition | None) -> Transi
 @dataclass(frozen=True)
 class LoadOutputs:
     """The decision reads outputs kept by reference (a ``when`` or a ``for_each`` over them) that
-    the run has not loaded: load them into ``Run.loaded_outputs`` and decide again."""
+    the run has not loaded: load them into ``Run.loaded_outputs`` and decide again. At most
+    ``limits.OUTPUT_READ_MAX_BYTES`` of them in one decision: one past it is not loaded and stands
+    as ``fanout.Unreadable``, which fails the expression that reads it."""
 
     references: Mapping[str, str]
     """Job -> reference of its stored output."""

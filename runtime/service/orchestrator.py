@@ -33,9 +33,10 @@ from runtime.documents.leases import lease_id
 from runtime.documents.run import Run, StatusEvent, jobs_invoked, wake_at
 from runtime.engine.attempts import attempt_failed, plan_give_up
 from runtime.engine.decide import decide, refused_write
+from runtime.engine.fanout import Unreadable
 from runtime.engine.replay import replay
 from runtime.engine.transition import Expiry, LoadOutputs, Rejection, Transition
-from runtime.errors import DocumentRejected, EventError
+from runtime.errors import DocumentRejected, EventError, OutputTooLarge
 from runtime.limits import LAMBDA_RETRY_DELAY
 from runtime.ports import Dispatcher, InvocationRefused, RunStore
 from runtime.service.fan_out import FanOutContexts, ItemHandling
@@ -53,6 +54,19 @@ DISPATCH_BATCH = 200
 """A decision that dispatches more jobs than this records, batch by batch, which invocations
 Lambda accepted, so a redelivery after a timeout does not start them all again. Smaller
 decisions (the hot path) write nothing more."""
+
+
+def unreadable_reason(job: str, exc: OutputTooLarge, loaded: int) -> str:
+    """Why an expression cannot read ``job``'s output, with ``loaded`` bytes of other outputs
+    loaded for the same decision."""
+    size = f"at least {exc.size:,}" if exc.at_least else f"{exc.size:,}"
+    reason = (
+        f"it reads the output of {job!r}, {size} bytes of JSON; a when or for_each may read at most "
+        f"{limits.OUTPUT_READ_MAX_BYTES:,} bytes of outputs kept by reference"
+    )
+    if loaded:
+        reason += f" ({loaded:,} of them already loaded for the other conditions of the same decision)"
+    return reason + " (return a smaller summary for the condition to read, beside the large output)"
 
 
 @dataclass(frozen=True)
@@ -143,9 +157,22 @@ class Orchestrator:
         raise RuntimeError(f"no decision for {event.key} of run {event.run_id!r} after {MAX_DECISIONS} tries")
 
     def _with_outputs(self, run: Run, references: Mapping[str, str]) -> Run:
-        """The run with the outputs kept by reference that a ``when`` or ``for_each`` reads."""
-        loaded = {name: self.store.items().outputs.load(ref) for name, ref in references.items()}
-        return replace(run, loaded_outputs={**run.loaded_outputs, **loaded})
+        """The run with the outputs kept by reference that a ``when`` or ``for_each`` reads, as
+        far as they fit in ``limits.OUTPUT_READ_MAX_BYTES`` with those loaded before for the same
+        decision: one that does not is never loaded, and stands as ``Unreadable`` with the sizes,
+        which fails the expression that reads it (and the run) instead of this handler's memory."""
+        loaded, used = dict(run.loaded_outputs), run.loaded_bytes
+        for name, ref in references.items():
+            try:
+                loaded[name], size = self.store.items().outputs.load_within(
+                    ref, limits.OUTPUT_READ_MAX_BYTES - used
+                )
+            except OutputTooLarge as exc:
+                log.error("run %r: the output of %r is too large to read: %s", run.run_id, name, exc)
+                loaded[name] = Unreadable(unreadable_reason(name, exc, used))
+                continue
+            used += size
+        return replace(run, loaded_outputs=loaded, loaded_bytes=used)
 
     def _write(
         self, run: Run, event: StatusEvent, transition: Transition, now: datetime

@@ -9,6 +9,13 @@ job's items. Dependents get ``references`` beside ``results`` in their event, an
 puts the values into ``results`` before the user's handler sees them (``resolve``), so the
 handler cannot tell the difference.
 
+The orchestrator loads outputs too, for the ``when`` and ``for_each`` expressions that read them,
+in 256 MB; so it loads with a budget (``load_within``): the size is read first (the server
+measures a document's JSON text, GridFS keeps a file's length) and a fan-out's items are summed
+one by one, so nothing past the budget is ever loaded. Evaluating the expression on a projection
+of the output would not bound memory (``length(results.big.rows)`` reads it all), nor would a
+streaming parse (a ``for_each`` needs its array whole): a bound on what is loaded does.
+
 References: ``output:<id>`` (a document of ``outputs``), ``gridfs:<id>`` (a GridFS file) and
 ``items:<run id>/<job>`` (``runtime.documents.items.items_ref``).
 """
@@ -22,6 +29,7 @@ from typing import Any
 import gridfs
 from pymongo.collection import Collection
 from pymongo.database import Database
+from pymongo.errors import PyMongoError
 
 from runtime import limits
 from runtime.documents.items import INDEX, OUTPUT, STATE, job_items_filter
@@ -32,15 +40,21 @@ from runtime.documents.outputs import (
     JSON,
     OUTPUT_REF,
     OUTPUTS,
+    SIZE,
+    json_size_pipeline,
     output_document,
     output_filter,
     parse_reference,
     reference,
 )
-from runtime.errors import StoreError
+from runtime.errors import OutputTooLarge, StoreError
 from runtime.statuses import ItemState
 
 Document = dict[str, Any]
+
+ITEMS_BATCH = 16
+"""Items read per round trip when their outputs are summed against a budget: at most 2 MB of
+outputs kept in the items themselves (128 KB each) wait in a batch."""
 
 
 class OutputStore:
@@ -85,6 +99,61 @@ class OutputStore:
         except gridfs.errors.NoFile as exc:
             raise StoreError(f"the output {ref} is gone") from exc
         raise StoreError(f"unknown output reference {ref!r}")
+
+    def load_within(self, ref: str, budget: int) -> tuple[Any, int]:
+        """The value at ``ref`` and its size as JSON, when that size is within ``budget`` bytes;
+        ``OutputTooLarge`` before anything past the budget is loaded otherwise."""
+        kind, name = parse_reference(ref)
+        try:
+            if kind == OUTPUT_REF:
+                measured = list(self.outputs.aggregate(json_size_pipeline(name)))
+                if not measured:
+                    raise StoreError(f"the output {ref} is gone")
+                size = int(measured[0][SIZE])
+                if size > budget:
+                    raise OutputTooLarge(ref, size, budget)
+                return self.load(ref), size
+            if kind == GRIDFS_REF:
+                stream = self.files.open_download_stream_by_name(name)  # reads the length only
+                if stream.length > budget:
+                    raise OutputTooLarge(ref, stream.length, budget)
+                return json.loads(stream.read()), stream.length
+            if kind == ITEMS_REF:
+                run_id, _, job = name.rpartition("/")
+                return self._item_outputs_within(ref, run_id, job, budget)
+        except gridfs.errors.NoFile as exc:
+            raise StoreError(f"the output {ref} is gone") from exc
+        except PyMongoError as exc:
+            raise StoreError(f"could not measure the output {ref}: {exc}") from exc
+        raise StoreError(f"unknown output reference {ref!r}")
+
+    def _item_outputs_within(self, ref: str, run_id: str, job: str, budget: int) -> tuple[list[Any], int]:
+        """A fan-out's output (``_item_outputs``) and its size as JSON, summed item by item: it
+        stops at the first item that takes the sum past ``budget``."""
+        outputs: list[Any] = []
+        used = 2  # the brackets
+        cursor = self.items.find(
+            job_items_filter(run_id, job), {OUTPUT: 1, ITEM_OUTPUT_REF: 1, STATE: 1, INDEX: 1}
+        )
+        with cursor.sort(INDEX, 1).batch_size(ITEMS_BATCH) as documents:
+            for document in documents:
+                separator = 2 if outputs else 0
+                if document.get(STATE) != ItemState.SUCCEEDED:
+                    value, size = None, limits.json_bytes(None)
+                elif document.get(ITEM_OUTPUT_REF):
+                    left = budget - used - separator
+                    try:
+                        value, size = self.load_within(document[ITEM_OUTPUT_REF], left)
+                    except OutputTooLarge as exc:
+                        raise OutputTooLarge(ref, used + separator + exc.size, budget, at_least=True) from exc
+                else:
+                    value = document.get(OUTPUT)
+                    size = limits.json_bytes(value)
+                used += separator + size
+                if used > budget:
+                    raise OutputTooLarge(ref, used, budget, at_least=True)
+                outputs.append(value)
+        return outputs, used
 
     def _item_outputs(self, run_id: str, job: str) -> list[Any]:
         """The outputs of a fan-out's items in index order; null for an item that failed."""
