@@ -324,6 +324,7 @@ def test_the_run_ends_failed_with_the_failures_error_once_every_handler_has_fini
 def test_a_failing_handler_is_retried_then_recorded_and_never_starts_the_handlers_again() -> None:
     retry = decided(_handling(release=dispatched()), replace(failure("release", 1), phase=HANDLERS_PHASE))
     assert jobs_of(retry) == [("release", 2)]
+    assert "failure" not in retry.conditions, "a handler retries while the run's failure stands"
 
     transition = decide(
         _handling(release=dispatched(2)), replace(failure("release", 2), phase=HANDLERS_PHASE), NOW

@@ -335,10 +335,12 @@ def failure_started(failure: Failure, handlers_phase: str) -> Fields:
     return {FAILURE: failure.to_document(), PHASE: handlers_phase}
 
 
-def no_failure() -> Fields:
-    """The run's failure handlers have not started: what a decision that gives a job another
-    attempt also needs, so that no attempt is dispatched once they have."""
-    return {FAILURE: None}
+def no_failure_since(read: Failure | None) -> Fields:
+    """What a decision that gives a job another attempt also needs: when the run had no failure
+    as read, that its failure handlers have still not started, so no attempt of a job of the
+    failed phases is dispatched once they have. (With a failure as read, the attempt is a
+    handler's own retry: a failure never goes away while the run runs.)"""
+    return {FAILURE: None} if read is None else {}
 
 
 def in_round(redrives: int) -> Fields:

@@ -36,7 +36,7 @@ from runtime.documents.run import (
     job_changed,
     job_is,
     job_set,
-    no_failure,
+    no_failure_since,
     phase_completed,
     phase_entered,
     run_ended,
@@ -244,7 +244,7 @@ def plan_failure(run: Run, event: StatusEvent, now: datetime) -> Transition | No
             due = now + timedelta(seconds=delay) if delay > 0 else None
             state = {} if due is None else {"state": JobState.WAITING, "due_at": due}
             return Transition(
-                conditions=conditions | no_failure(),
+                conditions=conditions | no_failure_since(run.failure),
                 changes=job_changed(
                     job.name,
                     attempt=event.attempt + 1,

@@ -32,7 +32,7 @@ from runtime.documents.run import (
     in_round,
     job_changed,
     job_is,
-    no_failure,
+    no_failure_since,
     run_is,
 )
 from runtime.engine import failure_handlers
@@ -118,7 +118,7 @@ def plan_timer(run: Run, event: StatusEvent, now: datetime) -> Transition | Reje
         # The failure handlers started while this job waited to retry: it gets no other attempt.
         return tolerate_failure(run, event, conditions, record.error or "the job failed", now)
     return Transition(
-        conditions=conditions | no_failure(),
+        conditions=conditions | no_failure_since(run.failure),
         changes=job_changed(job.name, state=JobState.DISPATCHED, caused_by=event.key, claimed_at=now),
         dispatches=(job_event(run, job, record.attempt),),
     )
