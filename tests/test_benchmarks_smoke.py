@@ -95,6 +95,7 @@ def test_the_trigger_match_forwards_only_what_a_rule_consumes_and_the_figures_sa
                 "approved",
                 "cancel_requested",
                 "failed",
+                "not_run",
                 "redrive_requested",
                 "rejected",
                 "success",
