@@ -50,6 +50,10 @@ class Lane:
     """Key of the event whose handling put this item (at this attempt) in the lane."""
     claimed_at: datetime | None = None
 
+    def holds(self, index: int | None, attempt: int) -> bool:
+        """The lane runs item ``index`` at ``attempt`` now."""
+        return (self.index, self.attempt) == (index, attempt)
+
     def to_document(self) -> dict[str, Any]:
         return {
             "index": self.index,
@@ -79,6 +83,11 @@ class FanOut:
     @property
     def lane_count(self) -> int:
         return min(self.count, self.concurrency)
+
+    def holds(self, index: int, attempt: int) -> bool:
+        """The lane of item ``index`` runs it at ``attempt`` now."""
+        lane = self.lanes.get(lane_of(index, self.concurrency))
+        return lane is not None and lane.holds(index, attempt)
 
     @property
     def running(self) -> int:

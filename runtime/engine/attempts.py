@@ -9,7 +9,6 @@ from datetime import datetime
 
 from runtime import limits
 from runtime.documents.events import FailureRecord, JobEvent
-from runtime.documents.items import lane_of
 from runtime.documents.leases import Lease
 from runtime.documents.run import JobRecord, Run, StatusEvent, at_version, job_changed
 from runtime.engine.joins import job_event
@@ -66,9 +65,8 @@ def _item_blocked(job: JobEvent, record: JobRecord | None) -> str | None:
     """An item's attempt runs while its job fans out and the item's lane holds that attempt."""
     assert job.index is not None
     fan_out = None if record is None else record.fan_out
-    lane = None if fan_out is None else fan_out.lanes.get(lane_of(job.index, fan_out.concurrency))
     in_flight = record is not None and record.state == JobState.DISPATCHED
-    if in_flight and lane is not None and (lane.index, lane.attempt) == (job.index, job.attempt):
+    if in_flight and fan_out is not None and fan_out.holds(job.index, job.attempt):
         return None
     return f"attempt {job.attempt} of item {job.index} of {job.job!r} is stale: its job has moved on"
 
@@ -85,9 +83,7 @@ def plan_not_run(run: Run, event: StatusEvent, now: datetime) -> Transition | Re
     if record.state == JobState.CANCELLED and record.caused_by == event.key:
         return None
     if event.index is not None:
-        fan_out = record.fan_out
-        lane = None if fan_out is None else fan_out.lanes.get(lane_of(event.index, fan_out.concurrency))
-        in_flight = lane is not None and (lane.index, lane.attempt) == (event.index, event.attempt)
+        in_flight = record.fan_out is not None and record.fan_out.holds(event.index, event.attempt)
     else:
         in_flight = record.attempt == event.attempt
     if record.state != JobState.DISPATCHED or not in_flight:

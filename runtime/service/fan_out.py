@@ -255,23 +255,18 @@ class ItemHandling:
             ended = self._end_job(context, event.run_id, view, None)
             action = "advanced" if again or ended else "ignored"
             return action, again, "" if again or ended else "stale item report"
-        holds = lane_holds(job.name, lane, event.index, event.attempt)
         if verdict == "retry":
-            claimed = self.items.claim_again(event.run_id, job.name, event.index, event.attempt + 1)
-            if claimed is None:
-                return "ignored", (), f"item {event.index} of {job.name!r} is not stored"
-            assert view.lane is not None
-            to = replace(view.lane, attempt=claimed.attempt, caused_by=event.key, claimed_at=now)
-            guard = holds | lane_may_start(job.name, most_failed(job, view.fan_out, 0))
-            moved = self.items.move_lane(event.run_id, job.name, lane, guard, to, {})
-            if moved is None:
+            sent = self._attempt_again(context, event, lane, view, now, within_budget=True)
+            if sent is None:
                 return self._refused(event, lane)
-            return "advanced", (self._send(context, event.run_id, to, claimed.value),), ""
+            if not sent:
+                return "ignored", (), f"item {event.index} of {job.name!r} is not stored"
+            return "advanced", sent, ""
         self._end_item(event)
+        holds = lane_holds(job.name, lane, event.index, event.attempt)
         claimed = None
-        if stops(
-            job, view.fan_out, view.failing, failed
-        ):  # this failure fails the job, or the run is failing
+        # This failure fails the job, or the run is failing: the lane starts nothing more.
+        if stops(job, view.fan_out, view.failing, failed):
             to, not_started = stopped_lane(event.index, view.fan_out)
             counts = {"done": 1 - failed, "failed": failed, NOT_STARTED: not_started}
         else:
@@ -295,8 +290,12 @@ class ItemHandling:
         that attempt (the job or the run began failing meanwhile), else another handling moved it."""
         assert event.job is not None
         view = self.items.read_lane(event.run_id, event.job, lane)
-        held = None if view is None or view.lane is None else (view.lane.index, view.lane.attempt)
-        if view is not None and view.running and held == (event.index, event.attempt):
+        if (
+            view is not None
+            and view.running
+            and view.lane is not None
+            and view.lane.holds(event.index, event.attempt)
+        ):
             return None
         return "ignored", (), "another handling moved the lane first"
 
@@ -315,29 +314,48 @@ class ItemHandling:
         view = self.items.read_lane(event.run_id, job.name, lane)
         if view is None or not view.running:
             return None
-        held = view.lane
-        if held is None or (held.index, held.attempt) != (event.index, event.attempt):
+        if view.lane is None or not view.lane.holds(event.index, event.attempt):
             return ()
         if stops(job, view.fan_out, view.failing, 0):
             # The job is stopping (its run's failure handlers run): the refused attempt counts as
             # the item's failure, which starts nothing, so the fan-out can end.
             refused = replace(event, status=StatusName.FAILED, error=event.error or "not run")
             return self.apply(refused)[1]
+        return self._attempt_again(context, event, lane, view, utcnow(), within_budget=False) or ()
+
+    def _attempt_again(
+        self,
+        context: FanOutContext,
+        event: StatusEvent,
+        lane: int,
+        view: LaneView,
+        now: datetime,
+        *,
+        within_budget: bool,
+    ) -> tuple[JobEvent, ...] | None:
+        """The item's next attempt (a retry, or outside the retry budget in place of one that
+        never ran), dispatched once the lane holds it, guarded as every start of an item is: the
+        event sent, () when the item is not stored, None when the guarded move was refused."""
+        assert event.index is not None
+        assert view.lane is not None
+        job = context.job
         claimed = self.items.claim_again(event.run_id, job.name, event.index, event.attempt + 1)
         if claimed is None:
             return ()
+        spared = 0 if within_budget else claimed.attempt - event.attempt
         to = replace(
-            held,
+            view.lane,
             attempt=claimed.attempt,
-            first_attempt=held.first_attempt + claimed.attempt - event.attempt,
+            first_attempt=view.lane.first_attempt + spared,
             caused_by=event.key,
-            claimed_at=utcnow(),
+            claimed_at=now,
         )
         guard = lane_holds(job.name, lane, event.index, event.attempt) | lane_may_start(
             job.name, most_failed(job, view.fan_out, 0)
         )
-        moved = self.items.move_lane(event.run_id, job.name, lane, guard, to, {})
-        return () if moved is None else (self._send(context, event.run_id, to, claimed.value),)
+        if self.items.move_lane(event.run_id, job.name, lane, guard, to, {}) is None:
+            return None
+        return (self._send(context, event.run_id, to, claimed.value),)
 
     # -- helpers --------------------------------------------------------------------------------
 

@@ -33,7 +33,6 @@ from datetime import datetime, timedelta
 from runtime.clock import age, utcnow
 from runtime.definition.model import Job
 from runtime.documents.events import JobEvent
-from runtime.documents.items import lane_of
 from runtime.documents.run import Fields, Run, StatusEvent, job_changed, job_is, run_is
 from runtime.engine import joins
 from runtime.engine.transition import Transition
@@ -103,9 +102,7 @@ def is_unrecorded(run: Run, event: StatusEvent) -> bool:
             return False
         if event.index is not None:
             # An item's end while its lane still holds that attempt.
-            fan_out = record.fan_out
-            lane = None if fan_out is None else fan_out.lanes.get(lane_of(event.index, fan_out.concurrency))
-            return lane is not None and (lane.index, lane.attempt) == (event.index, event.attempt)
+            return record.fan_out is not None and record.fan_out.holds(event.index, event.attempt)
         return record.attempt == event.attempt
     if event.status == StatusName.WORKFLOW_STARTED:
         return run.state == RunState.RUNNING and not_started(run)
