@@ -16,7 +16,7 @@ from cdk_nag import AwsSolutionsChecks
 from cdk_app.config import AppConfig, ConfigError
 from constructs import Construct
 from constructs.bundling import DependencyLayer, DependencyLayerProps
-from constructs.connection import connection_secret
+from constructs.connection import connection_secret, status_key_secret
 from constructs.trigger import StatusEvents, StatusEventsProps, consumed_statuses
 from constructs.workflow import Workflow, WorkflowProps
 from runtime.definition import model
@@ -58,6 +58,7 @@ class SharedStack(Stack):
         self.secret = connection_secret(
             self, "MongoDbSecret", secret_arn=config.secret_arn, secret_name=config.secret_name
         )
+        self.status_key = status_key_secret(self, "StatusKey")
         self.status_events = StatusEvents(
             self,
             "StatusEvents",
@@ -72,6 +73,12 @@ class SharedStack(Stack):
             config.secret_name,
         ]
         self._version = hashlib.sha256(json.dumps(handed_out).encode()).hexdigest()[:16]
+        CfnOutput(
+            self,
+            "StatusKeySecretArn",
+            value=self.status_key.secret_arn,
+            description="The status signing key: operators set WORKFLOWS_STATUS_KEY_SECRET_ARN to this",
+        )
         CfnOutput(
             self,
             "MongoDbSecretArn",
@@ -110,6 +117,7 @@ def build(app: App, config: AppConfig, workflows: Sequence[model.Workflow]) -> W
                 workflow=workflow,
                 event_bus=shared.status_events.event_bus,
                 secret=shared.secret,
+                status_key=shared.status_key,
                 layer=shared.layer,
                 store=config.store,
                 reconcile_schedule=config.reconcile_schedule,

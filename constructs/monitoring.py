@@ -24,7 +24,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
-from runtime.contracts import RECONCILER_METRICS_NAMESPACE
+from runtime.contracts import RECONCILER_METRICS_NAMESPACE, REJECTED_STATUSES_METRIC
 from runtime.definition import model
 
 ALARM_INFIX = "-alarm-"
@@ -182,6 +182,31 @@ def reconciler_alarm(scope: Construct, workflow: str, topic: sns.ITopic) -> clou
         metric=cloudwatch.Metric(
             namespace=RECONCILER_METRICS_NAMESPACE,
             metric_name="RunsRepaired",
+            dimensions_map={"Workflow": workflow},
+            period=Duration.minutes(5),
+            statistic="Sum",
+        ),
+        threshold=1,
+        evaluation_periods=1,
+        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+    )
+    alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
+    return alarm
+
+
+def rejected_statuses_alarm(scope: Construct, workflow: str, topic: sns.ITopic) -> cloudwatch.Alarm:
+    """The orchestrator and the reconciler count each status they reject as not authentic
+    (``runtime.aws.metrics``): someone wrote a status they may not, or a job's code tried to."""
+    alarm = cloudwatch.Alarm(
+        scope,
+        "RejectedStatusesAlarm",
+        alarm_name=alarm_name(workflow, "rejected-statuses"),
+        alarm_description=f"{workflow}: statuses were rejected as not authentic (a writer without the "
+        "key, or a job writing for another attempt); each is recorded as status_rejected in its run",
+        metric=cloudwatch.Metric(
+            namespace=RECONCILER_METRICS_NAMESPACE,
+            metric_name=REJECTED_STATUSES_METRIC,
             dimensions_map={"Workflow": workflow},
             period=Duration.minutes(5),
             statistic="Sum",

@@ -24,9 +24,15 @@ from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
 from constructs.bundling import WHEEL_PLATFORM, RequirementsError
+from constructs.connection import status_key_secret
 from constructs.lambda_code import DEFINITION_FILE, JOB_REQUIREMENTS_FILE, CodeStaging
 from constructs.lambda_runtime import ARCHITECTURE, PYTHON_RUNTIME, python_version
-from constructs.monitoring import notification_topic, reconciler_alarm, workflow_alarms
+from constructs.monitoring import (
+    notification_topic,
+    reconciler_alarm,
+    rejected_statuses_alarm,
+    workflow_alarms,
+)
 from constructs.timers import timer_schedule
 from runtime import contracts, patterns
 from runtime.definition import model
@@ -147,6 +153,9 @@ class WorkflowProps:
     reconcile_schedule: str = "rate(5 minutes)"
     """How often the reconciler repairs runs whose events were lost (an EventBridge schedule
     expression, context key ``reconcileSchedule``); default every 5 minutes."""
+    status_key: secretsmanager.ISecret | None = None
+    """The status signing key (``constructs.connection.status_key_secret``), shared by the
+    workflows of an app so one operator key serves them all; default: one of the workflow's own."""
 
 
 class Workflow(Construct):
@@ -160,6 +169,7 @@ class Workflow(Construct):
         self._staging = CodeStaging(self, workflow)
         self._job_code = self._stage_job_code()
         self._runtime_code: dict[int | None, lambda_.Code] = {}
+        self._status_key = props.status_key or status_key_secret(self, "StatusKey")
 
         self._log_group = logs.LogGroup(self, "Logs", retention=LOG_RETENTION)
         self._dead_letter_queue = sqs.Queue(
@@ -228,7 +238,10 @@ class Workflow(Construct):
         self._rules = MappingProxyType(self._create_rules())
         self._alarms = workflow_alarms(
             self, workflow.name, self._topic, self._dead_letter_queue, self._orchestrator, self._starter
-        ) + (reconciler_alarm(self, workflow.name, self._topic),)
+        ) + (
+            reconciler_alarm(self, workflow.name, self._topic),
+            rejected_statuses_alarm(self, workflow.name, self._topic),
+        )
 
     @property
     def orchestrator(self) -> lambda_.Function:
@@ -395,10 +408,12 @@ class Workflow(Construct):
             log_group=self._log_group,
             logging_format=lambda_.LoggingFormat.JSON,
             application_log_level_v2=APPLICATION_LOG_LEVEL,
-            environment=self._store_environment() | dict(environment or {}),
+            environment=self._store_environment()
+            | {contracts.STATUS_KEY_SECRET_ARN: self._status_key.secret_arn}
+            | dict(environment or {}),
             on_failure=destinations.SqsDestination(self._dead_letter_queue),
         )
-        for secret in (self._props.secret, *extra_secrets):
+        for secret in (self._props.secret, self._status_key, *extra_secrets):
             secret.grant_read(role)
         self._log_group.grant_write(role)
         return function

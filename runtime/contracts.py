@@ -31,6 +31,15 @@ NOTIFY_TOPIC_ARN = "NOTIFY_TOPIC_ARN"
 """The notifier's SNS topic."""
 SLACK_WEBHOOK_SECRET_ARN = "SLACK_WEBHOOK_SECRET_ARN"
 """The notifier's Slack webhook secret, when the spec names one."""
+STATUS_KEY_SECRET_ARN = "STATUS_KEY_SECRET_ARN"
+"""The control plane's status signing key (docs/architecture.md, "Trust"): a Secrets Manager
+secret the orchestrator, reconciler, starter and notifier read, and no job function."""
+OPERATOR_STATUS_KEY = "WORKFLOWS_STATUS_KEY"
+"""For the CLI and console: the status key itself, as hex (a local tool's setting, never a
+deployed function's)."""
+OPERATOR_STATUS_KEY_SECRET_ARN = "WORKFLOWS_STATUS_KEY_SECRET_ARN"
+"""For the CLI and console: the deployed secret holding the status key, read with the operator's
+own AWS credentials."""
 
 ENVIRONMENT_NAMES = frozenset(
     {
@@ -47,6 +56,7 @@ ENVIRONMENT_NAMES = frozenset(
         WORKFLOW_DEFINITION_FILE,
         NOTIFY_TOPIC_ARN,
         SLACK_WEBHOOK_SECRET_ARN,
+        STATUS_KEY_SECRET_ARN,
     }
 )
 """Every variable our functions read; a spec's ``env`` may use none of them."""
@@ -60,6 +70,8 @@ SYSTEM_FUNCTION_TIMEOUT_SECONDS = 60
 """Timeout of the orchestrator, notifier and starter."""
 
 RECONCILER_METRICS_NAMESPACE = "MongoLambdaWorkflows"
+REJECTED_STATUSES_METRIC = "RejectedStatuses"
+"""Statuses the orchestrator or the reconciler rejected as not authentic, per workflow."""
 """CloudWatch namespace of the reconciler's metrics, with the dimension ``Workflow``; the
 stack's alarms watch them."""
 

@@ -16,6 +16,7 @@ from runtime.documents.run import Document
 from runtime.errors import StoreError
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
+from runtime.store.status_keys import function_keys
 
 _clients: dict[str, pymongo.MongoClient[Document]] = {}
 _clients_lock = threading.Lock()
@@ -64,7 +65,7 @@ def store_from_env(environ: Mapping[str, str] = os.environ, secrets_client: Any 
     """The store a Lambda handler uses; indexes are ensured once per process."""
     settings = StoreSettings.from_env(environ)
     uri = read_connection_string(environ, secrets_client)
-    store = MongoStore(cached_client(uri), settings)
+    store = MongoStore(cached_client(uri), settings, function_keys(environ, secrets_client))
     marker = (uri, settings.database, settings.statuses_collection)
     if marker not in _indexed:
         store.ensure_indexes()
