@@ -46,9 +46,11 @@ def function_keys(environ: Mapping[str, str], secrets_client: Any | None = None)
 
 def operator_keys(
     store: MongoStore, environ: Mapping[str, str], secrets_client: Any | None = None
-) -> StatusKeys | None:
+) -> StatusKeys:
     """The key the CLI and console sign operations with, from the first of: the variable holding
-    it, the deployed secret named by a variable, the local control plane's key on ``store``."""
+    it, the deployed secret named by a variable, the local control plane's key on ``store`` (made
+    here when there is none yet: a run started before the dev server is signed with the key the
+    dev server then finds)."""
     text = environ.get(contracts.OPERATOR_STATUS_KEY)
     if text:
         try:
@@ -58,7 +60,7 @@ def operator_keys(
     arn = environ.get(contracts.OPERATOR_STATUS_KEY_SECRET_ARN)
     if arn:
         return keys_from_secret(arn, secrets_client)
-    return read_local_keys(store)
+    return local_keys(store)
 
 
 def read_local_keys(store: MongoStore) -> StatusKeys | None:
