@@ -24,6 +24,7 @@ from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
 from constructs.bundling import WHEEL_PLATFORM, RequirementsError
+from constructs.event_rules import event_pattern
 from constructs.lambda_code import DEFINITION_FILE, JOB_REQUIREMENTS_FILE, CodeStaging
 from constructs.lambda_runtime import ARCHITECTURE, PYTHON_RUNTIME, python_version
 from constructs.monitoring import notification_topic, reconciler_alarm, workflow_alarms
@@ -73,18 +74,6 @@ HANDLERS = {
 }
 """Lambda entry points (docs/architecture.md)."""
 
-_EVENT_PATTERN_FIELDS = {
-    "account": "account",
-    "detail": "detail",
-    "detail-type": "detail_type",
-    "id": "id",
-    "region": "region",
-    "resources": "resources",
-    "source": "source",
-    "time": "time",
-    "version": "version",
-}
-
 
 def function_name(workflow: str, role: str) -> str:
     """Physical names of the workflow's own functions, e.g. ``catch_the_fish-starter``; never
@@ -95,14 +84,6 @@ def function_name(workflow: str, role: str) -> str:
 def job_stack_index(job: str) -> int:
     """The nested stack a job's function lives in: stable for the job's lifetime."""
     return int.from_bytes(hashlib.sha256(job.encode()).digest()[:4], "big") % JOB_STACKS
-
-
-def event_pattern(pattern: Mapping[str, Any]) -> events.EventPattern:
-    """``runtime.patterns`` speaks EventBridge JSON; ``EventPattern`` wants keyword arguments."""
-    unknown = set(pattern) - set(_EVENT_PATTERN_FIELDS)
-    if unknown:
-        raise ValueError(f"event pattern fields {sorted(unknown)} have no EventPattern equivalent")
-    return events.EventPattern(**{_EVENT_PATTERN_FIELDS[key]: value for key, value in pattern.items()})
 
 
 def _spec_wildcards(job: model.Job) -> list[Acknowledgment]:
@@ -138,6 +119,9 @@ class WorkflowProps:
     """The compiled spec to deploy."""
     event_bus: events.IEventBus
     """The bus status inserts arrive on (``constructs.trigger.StatusEvents``)."""
+    event_source_prefix: str = contracts.PARTNER_SOURCE_PREFIX
+    """What the ``source`` of the status events begins with (``StatusEvents.source_prefix``); the
+    rules accept no other. Default the Atlas partner sources' prefix."""
     secret: secretsmanager.ISecret
     """Secrets Manager secret holding the MongoDB connection string (the URI, or JSON with ``uri``)."""
     layer: lambda_.ILayerVersion
@@ -543,14 +527,19 @@ class Workflow(Construct):
 
     def _create_rules(self) -> dict[str, events.Rule]:
         workflow = self._props.workflow
-        statuses = self._props.store.statuses_collection
+        # Only the trigger's events: its source, the configured database (runtime.patterns).
+        origin = {
+            "database": self._props.store.database,
+            "statuses_collection": self._props.store.statuses_collection,
+            "source_prefix": self._props.event_source_prefix,
+        }
         rules = {
             "orchestrator": events.Rule(
                 self,
                 "OrchestratorRule",
                 description=f"Status events that advance runs of {workflow.name}",
                 event_bus=self._props.event_bus,
-                event_pattern=event_pattern(patterns.orchestrator_pattern(workflow.name, statuses)),
+                event_pattern=event_pattern(patterns.orchestrator_pattern(workflow.name, **origin)),
                 targets=[self._rule_target(self._orchestrator)],
             )
         }
@@ -561,7 +550,7 @@ class Workflow(Construct):
                 description=f"Status events of {workflow.name} that people are told about",
                 event_bus=self._props.event_bus,
                 event_pattern=event_pattern(
-                    patterns.notifier_pattern(workflow.name, workflow.notify.on, statuses)
+                    patterns.notifier_pattern(workflow.name, workflow.notify.on, **origin)
                 ),
                 targets=[self._rule_target(self._notifier)],
             )
