@@ -28,7 +28,7 @@ from constructs.event_rules import event_pattern
 from constructs.lambda_code import DEFINITION_FILE, JOB_REQUIREMENTS_FILE, CodeStaging
 from constructs.lambda_runtime import ARCHITECTURE, PYTHON_RUNTIME, python_version
 from constructs.monitoring import notification_topic, reconciler_alarm, workflow_alarms
-from constructs.timers import timer_schedule
+from constructs.timers import scheduler_principal, timer_schedule
 from runtime import contracts, patterns
 from runtime.definition import model
 from runtime.errors import Problem, SpecError
@@ -57,6 +57,14 @@ SYSTEM_FUNCTION_TIMEOUT = Duration.seconds(contracts.SYSTEM_FUNCTION_TIMEOUT_SEC
 
 RECONCILER_TIMEOUT = Duration.minutes(5)
 """A pass repairs up to ``runtime.service.reconciler.RUNS_PER_PASS`` runs, a few commands each."""
+
+RECONCILER_ASYNC_RETRIES = 0
+"""Lambda's own retries of a reconciler pass: none. A failed pass goes to the dead-letter queue
+and the next one comes on schedule and does the same; a retry could overlap it."""
+
+RECONCILER_MAX_EVENT_AGE = Duration.minutes(5)
+"""How long Lambda keeps trying to start a throttled pass before the dead-letter queue: a
+schedule period at the default rate, so a late pass does not pile onto the next ones."""
 
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
 """Of the one log group all functions of a workflow write to."""
@@ -145,7 +153,10 @@ class Workflow(Construct):
         self._job_code = self._stage_job_code()
         self._runtime_code: dict[int | None, lambda_.Code] = {}
 
-        self._log_group = logs.LogGroup(self, "Logs", retention=LOG_RETENTION)
+        self._topic = notification_topic(self, workflow)
+        self._log_group = logs.LogGroup(
+            self, "Logs", retention=LOG_RETENTION, encryption_key=self._topic.master_key
+        )
         self._dead_letter_queue = sqs.Queue(
             self,
             "DeadLetterQueue",
@@ -159,7 +170,6 @@ class Workflow(Construct):
                 reason="This queue is itself the dead-letter queue of the workflow's rules and functions.",
             )
         )
-        self._topic = notification_topic(self, workflow)
 
         self._orchestrator = self._system_function(
             "orchestrator", "Records status events in the run and dispatches the jobs that became ready."
@@ -352,9 +362,11 @@ class Workflow(Construct):
         code: lambda_.Code | None = None,
         extra_secrets: Sequence[secretsmanager.ISecret] = (),
         timeout: Duration = SYSTEM_FUNCTION_TIMEOUT,
+        retries: tuple[int, Duration] | None = None,
     ) -> lambda_.Function:
         """Orchestrator, notifier, starter, reconciler: own role, failures parked in the
-        dead-letter queue."""
+        dead-letter queue. ``retries``: Lambda's own retries of an asynchronous invocation and
+        the event's maximum age; default Lambda's (2 retries, 6 hours)."""
         workflow = self._props.workflow.name
         construct_id = role_name.capitalize()
         role = iam.Role(
@@ -381,6 +393,8 @@ class Workflow(Construct):
             application_log_level_v2=APPLICATION_LOG_LEVEL,
             environment=self._store_environment() | dict(environment or {}),
             on_failure=destinations.SqsDestination(self._dead_letter_queue),
+            retry_attempts=retries[0] if retries else None,
+            max_event_age=retries[1] if retries else None,
         )
         for secret in (self._props.secret, *extra_secrets):
             secret.grant_read(role)
@@ -418,12 +432,13 @@ class Workflow(Construct):
             "Repairs runs whose events were lost, from their statuses.",
             {contracts.WORKFLOW_NAME: workflow},
             timeout=RECONCILER_TIMEOUT,
+            retries=(RECONCILER_ASYNC_RETRIES, RECONCILER_MAX_EVENT_AGE),
         )
         self._may_invoke_own_jobs(reconciler)
         schedule_role = iam.Role(
             self,
             "ReconcileScheduleRole",
-            assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com"),
+            assumed_by=scheduler_principal(self),
             description=f"Lets the reconcile schedule of workflow {workflow} invoke its reconciler",
         )
         Validations.of(schedule_role).acknowledge(

@@ -219,6 +219,61 @@ def test_rules_follow_the_wiring_source_and_the_configured_database(fish_workflo
         assert pattern["detail"]["ns"]["db"] == ["fishing"], key
 
 
+def test_a_failed_reconciler_pass_is_not_retried_and_lands_in_the_dead_letter_queue(fish_app):
+    """Issue 22: Lambda's default 2 retries would overlap the next scheduled pass."""
+    _, built = fish_app
+    construct = built.workflows[WORKFLOW]
+    template = Template.from_stack(Stack.of(construct))
+
+    [config] = template.find_resources(
+        "AWS::Lambda::EventInvokeConfig",
+        {"Properties": {"FunctionName": {"Ref": logical_id(construct.reconciler)}}},
+    ).values()
+
+    properties = config["Properties"]
+    assert properties["MaximumRetryAttempts"] == 0
+    assert properties["MaximumEventAgeInSeconds"] == 300
+    assert properties["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": [logical_id(construct.dead_letter_queue), "Arn"]
+    }
+
+
+def test_the_log_group_is_encrypted_with_the_workflows_key(fish_app):
+    """Issue 22 (checkov CKV_AWS_158): the topic's customer key encrypts the log group, and its
+    policy lets CloudWatch Logs use it for this account's log groups only."""
+    _, built = fish_app
+    construct = built.workflows[WORKFLOW]
+    template = Template.from_stack(Stack.of(construct))
+    key = logical_id(construct.topic.master_key)
+
+    template.has_resource_properties(
+        "AWS::Logs::LogGroup", {"KmsKeyId": {"Fn::GetAtt": [key, "Arn"]}, "RetentionInDays": 30}
+    )
+    [policy] = [
+        resource["Properties"]["KeyPolicy"]
+        for name, resource in template.find_resources("AWS::KMS::Key").items()
+        if name == key
+    ]
+    [statement] = [s for s in policy["Statement"] if s.get("Sid") == "LogsUseTheKey"]
+    assert statement["Principal"] == {
+        "Service": {"Fn::Join": ["", ["logs.", {"Ref": "AWS::Region"}, ".amazonaws.com"]]}
+    }
+    assert statement["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"] == {
+        "Fn::Join": [
+            "",
+            [
+                "arn:",
+                {"Ref": "AWS::Partition"},
+                ":logs:",
+                {"Ref": "AWS::Region"},
+                ":",
+                {"Ref": "AWS::AccountId"},
+                ":log-group:*",
+            ],
+        ]
+    }
+
+
 def test_dead_letter_queue_enforces_ssl_and_is_encrypted(fish_template):
     fish_template.has_resource_properties("AWS::SQS::Queue", {"SqsManagedSseEnabled": True})
     fish_template.has_resource_properties(

@@ -114,9 +114,7 @@ class FolderDeployment:
             loaded = {**self.workflows, **loaded}
         self.workflows = loaded
         self._rules = tuple(
-            rule
-            for workflow in loaded.values()
-            for rule in workflow_rules(workflow, self.store)
+            rule for workflow in loaded.values() for rule in workflow_rules(workflow, self.store)
         )
         names = ", ".join(sorted(loaded)) or "none"
         self.say(
