@@ -116,6 +116,7 @@ def build(app: App, config: AppConfig, workflows: Sequence[model.Workflow]) -> W
             WorkflowProps(
                 workflow=workflow,
                 event_bus=shared.status_events.event_bus,
+                event_source_prefix=shared.status_events.source_prefix,
                 secret=shared.secret,
                 status_key=shared.status_key,
                 layer=shared.layer,

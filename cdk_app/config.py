@@ -45,12 +45,14 @@ CONTEXT_KEYS = (
     "partnerEventSource",
     "partnerEventBusExists",
     "eventBus",
+    "eventSourcePrefix",
     "reconcileSchedule",
 )
 
 DEFAULT_WIRING = ExistingEventBus(name_or_arn="default")
-"""With no trigger wiring in context the rules listen on the account's default bus: synth and
-deploy work, and events can be sent by hand with ``aws events put-events``."""
+"""With no trigger wiring in context the rules listen on the account's default bus for events
+whose ``source`` is an Atlas partner source (forwarded there by a rule of yours): synth and
+deploy work. Events sent by hand with ``aws events put-events`` need ``eventSourcePrefix``."""
 
 
 CONTEXT_SOURCE = "context"
@@ -149,6 +151,13 @@ def _wiring(values: Mapping[str, str]) -> tuple[TriggerWiring, list[Problem]]:
     ]
     if len(modes) > 1:
         return DEFAULT_WIRING, [_problem(f"{' and '.join(modes)} select different trigger wirings; keep one")]
+    if "eventSourcePrefix" in values and modes and modes != ["eventBus"]:
+        return DEFAULT_WIRING, [
+            _problem(
+                f"eventSourcePrefix only applies with eventBus, not with {modes[0]}: a partner bus "
+                "carries its own source"
+            )
+        ]
     if given_ids:
         missing = [key for key in ATLAS_IDS if key not in values]
         if missing:
@@ -172,6 +181,9 @@ def _wiring(values: Mapping[str, str]) -> tuple[TriggerWiring, list[Problem]]:
         return PartnerEventSource(
             name=values["partnerEventSource"], bus_exists=bus_exists.lower() == "true"
         ), []
-    if "eventBus" in values:
-        return ExistingEventBus(name_or_arn=values["eventBus"]), []
+    if "eventBus" in values or "eventSourcePrefix" in values:
+        return ExistingEventBus(
+            name_or_arn=values.get("eventBus", DEFAULT_WIRING.name_or_arn),
+            source_prefix=values.get("eventSourcePrefix", DEFAULT_WIRING.source_prefix),
+        ), []
     return DEFAULT_WIRING, []

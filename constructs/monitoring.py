@@ -1,5 +1,6 @@
 """What tells people a workflow is in trouble: its encrypted notification topic, the policies that
-let CloudWatch alarms publish to it, and the alarms.
+let CloudWatch alarms publish to it, and the alarms. The topic's key encrypts the workflow's log
+group too (one customer key per workflow).
 
 A topic policy replaces SNS's default one, and ``enforce_ssl`` writes a policy holding only the
 TLS deny: without a statement of our own, CloudWatch may not publish and every alarm would fire
@@ -61,7 +62,7 @@ def notification_topic(scope: Construct, workflow: model.Workflow) -> sns.Topic:
         scope,
         "TopicKey",
         enable_key_rotation=True,
-        description=f"Encrypts the notification topic of workflow {workflow.name}",
+        description=f"Encrypts the notification topic and the log group of workflow {workflow.name}",
     )
     key.add_to_resource_policy(
         iam.PolicyStatement(
@@ -70,6 +71,33 @@ def notification_topic(scope: Construct, workflow: model.Workflow) -> sns.Topic:
             principals=[CLOUDWATCH],
             resources=["*"],
             conditions=conditions,
+        )
+    )
+    # The same key encrypts the workflow's log group (``Workflow.log_group``): CloudWatch Logs
+    # may use it for log groups of this account and region, the scope AWS's own example gives
+    # (the log group's generated name cannot be named here: it depends on this key).
+    key.add_to_resource_policy(
+        iam.PolicyStatement(
+            sid="LogsUseTheKey",
+            actions=[
+                "kms:Encrypt*",
+                "kms:Decrypt*",
+                "kms:ReEncrypt*",
+                "kms:GenerateDataKey*",
+                "kms:Describe*",
+            ],
+            principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")],
+            resources=["*"],
+            conditions={
+                "ArnLike": {
+                    "kms:EncryptionContext:aws:logs:arn": Stack.of(scope).format_arn(
+                        service="logs",
+                        resource="log-group",
+                        resource_name="*",
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                }
+            },
         )
     )
     topic = sns.Topic(

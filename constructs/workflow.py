@@ -25,6 +25,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 from constructs.bundling import WHEEL_PLATFORM, RequirementsError
 from constructs.connection import status_key_secret
+from constructs.event_rules import event_pattern
 from constructs.lambda_code import DEFINITION_FILE, JOB_REQUIREMENTS_FILE, CodeStaging
 from constructs.lambda_runtime import ARCHITECTURE, PYTHON_RUNTIME, python_version
 from constructs.monitoring import (
@@ -33,7 +34,7 @@ from constructs.monitoring import (
     rejected_statuses_alarm,
     workflow_alarms,
 )
-from constructs.timers import timer_schedule
+from constructs.timers import scheduler_principal, timer_schedule
 from runtime import contracts, patterns
 from runtime.definition import model
 from runtime.errors import Problem, SpecError
@@ -63,6 +64,14 @@ SYSTEM_FUNCTION_TIMEOUT = Duration.seconds(contracts.SYSTEM_FUNCTION_TIMEOUT_SEC
 RECONCILER_TIMEOUT = Duration.minutes(5)
 """A pass repairs up to ``runtime.service.reconciler.RUNS_PER_PASS`` runs, a few commands each."""
 
+RECONCILER_ASYNC_RETRIES = 0
+"""Lambda's own retries of a reconciler pass: none. A failed pass goes to the dead-letter queue
+and the next one comes on schedule and does the same; a retry could overlap it."""
+
+RECONCILER_MAX_EVENT_AGE = Duration.minutes(5)
+"""How long Lambda keeps trying to start a throttled pass before the dead-letter queue: a
+schedule period at the default rate, so a late pass does not pile onto the next ones."""
+
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
 """Of the one log group all functions of a workflow write to."""
 
@@ -79,18 +88,6 @@ HANDLERS = {
 }
 """Lambda entry points (docs/architecture.md)."""
 
-_EVENT_PATTERN_FIELDS = {
-    "account": "account",
-    "detail": "detail",
-    "detail-type": "detail_type",
-    "id": "id",
-    "region": "region",
-    "resources": "resources",
-    "source": "source",
-    "time": "time",
-    "version": "version",
-}
-
 
 def function_name(workflow: str, role: str) -> str:
     """Physical names of the workflow's own functions, e.g. ``catch_the_fish-starter``; never
@@ -101,14 +98,6 @@ def function_name(workflow: str, role: str) -> str:
 def job_stack_index(job: str) -> int:
     """The nested stack a job's function lives in: stable for the job's lifetime."""
     return int.from_bytes(hashlib.sha256(job.encode()).digest()[:4], "big") % JOB_STACKS
-
-
-def event_pattern(pattern: Mapping[str, Any]) -> events.EventPattern:
-    """``runtime.patterns`` speaks EventBridge JSON; ``EventPattern`` wants keyword arguments."""
-    unknown = set(pattern) - set(_EVENT_PATTERN_FIELDS)
-    if unknown:
-        raise ValueError(f"event pattern fields {sorted(unknown)} have no EventPattern equivalent")
-    return events.EventPattern(**{_EVENT_PATTERN_FIELDS[key]: value for key, value in pattern.items()})
 
 
 def _spec_wildcards(job: model.Job) -> list[Acknowledgment]:
@@ -144,6 +133,9 @@ class WorkflowProps:
     """The compiled spec to deploy."""
     event_bus: events.IEventBus
     """The bus status inserts arrive on (``constructs.trigger.StatusEvents``)."""
+    event_source_prefix: str = contracts.PARTNER_SOURCE_PREFIX
+    """What the ``source`` of the status events begins with (``StatusEvents.source_prefix``); the
+    rules accept no other. Default the Atlas partner sources' prefix."""
     secret: secretsmanager.ISecret
     """Secrets Manager secret holding the MongoDB connection string (the URI, or JSON with ``uri``)."""
     layer: lambda_.ILayerVersion
@@ -171,7 +163,10 @@ class Workflow(Construct):
         self._runtime_code: dict[int | None, lambda_.Code] = {}
         self._status_key = props.status_key or status_key_secret(self, "StatusKey")
 
-        self._log_group = logs.LogGroup(self, "Logs", retention=LOG_RETENTION)
+        self._topic = notification_topic(self, workflow)
+        self._log_group = logs.LogGroup(
+            self, "Logs", retention=LOG_RETENTION, encryption_key=self._topic.master_key
+        )
         self._dead_letter_queue = sqs.Queue(
             self,
             "DeadLetterQueue",
@@ -185,7 +180,6 @@ class Workflow(Construct):
                 reason="This queue is itself the dead-letter queue of the workflow's rules and functions.",
             )
         )
-        self._topic = notification_topic(self, workflow)
 
         self._orchestrator = self._system_function(
             "orchestrator", "Records status events in the run and dispatches the jobs that became ready."
@@ -381,9 +375,11 @@ class Workflow(Construct):
         code: lambda_.Code | None = None,
         extra_secrets: Sequence[secretsmanager.ISecret] = (),
         timeout: Duration = SYSTEM_FUNCTION_TIMEOUT,
+        retries: tuple[int, Duration] | None = None,
     ) -> lambda_.Function:
         """Orchestrator, notifier, starter, reconciler: own role, failures parked in the
-        dead-letter queue."""
+        dead-letter queue. ``retries``: Lambda's own retries of an asynchronous invocation and
+        the event's maximum age; default Lambda's (2 retries, 6 hours)."""
         workflow = self._props.workflow.name
         construct_id = role_name.capitalize()
         role = iam.Role(
@@ -412,6 +408,8 @@ class Workflow(Construct):
             | {contracts.STATUS_KEY_SECRET_ARN: self._status_key.secret_arn}
             | dict(environment or {}),
             on_failure=destinations.SqsDestination(self._dead_letter_queue),
+            retry_attempts=retries[0] if retries else None,
+            max_event_age=retries[1] if retries else None,
         )
         for secret in (self._props.secret, self._status_key, *extra_secrets):
             secret.grant_read(role)
@@ -449,12 +447,13 @@ class Workflow(Construct):
             "Repairs runs whose events were lost, from their statuses.",
             {contracts.WORKFLOW_NAME: workflow},
             timeout=RECONCILER_TIMEOUT,
+            retries=(RECONCILER_ASYNC_RETRIES, RECONCILER_MAX_EVENT_AGE),
         )
         self._may_invoke_own_jobs(reconciler)
         schedule_role = iam.Role(
             self,
             "ReconcileScheduleRole",
-            assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com"),
+            assumed_by=scheduler_principal(self),
             description=f"Lets the reconcile schedule of workflow {workflow} invoke its reconciler",
         )
         Validations.of(schedule_role).acknowledge(
@@ -558,14 +557,19 @@ class Workflow(Construct):
 
     def _create_rules(self) -> dict[str, events.Rule]:
         workflow = self._props.workflow
-        statuses = self._props.store.statuses_collection
+        # Only the trigger's events: its source, the configured database (runtime.patterns).
+        origin = {
+            "database": self._props.store.database,
+            "statuses_collection": self._props.store.statuses_collection,
+            "source_prefix": self._props.event_source_prefix,
+        }
         rules = {
             "orchestrator": events.Rule(
                 self,
                 "OrchestratorRule",
                 description=f"Status events that advance runs of {workflow.name}",
                 event_bus=self._props.event_bus,
-                event_pattern=event_pattern(patterns.orchestrator_pattern(workflow.name, statuses)),
+                event_pattern=event_pattern(patterns.orchestrator_pattern(workflow.name, **origin)),
                 targets=[self._rule_target(self._orchestrator)],
             )
         }
@@ -576,7 +580,7 @@ class Workflow(Construct):
                 description=f"Status events of {workflow.name} that people are told about",
                 event_bus=self._props.event_bus,
                 event_pattern=event_pattern(
-                    patterns.notifier_pattern(workflow.name, workflow.notify.on, statuses)
+                    patterns.notifier_pattern(workflow.name, workflow.notify.on, **origin)
                 ),
                 targets=[self._rule_target(self._notifier)],
             )

@@ -82,6 +82,15 @@ def test_other_wirings_from_context(context, wiring):
     assert isinstance(AppConfig.from_mapping(context).wiring, wiring)
 
 
+def test_event_source_prefix_from_context_applies_to_the_bus():
+    assert AppConfig.from_mapping({"eventSourcePrefix": "com.example."}).wiring == ExistingEventBus(
+        name_or_arn="default", source_prefix="com.example."
+    )
+    assert AppConfig.from_mapping({"eventBus": "statuses"}).wiring == ExistingEventBus(
+        name_or_arn="statuses", source_prefix="aws.partner/mongodb.com/stitch.trigger/"
+    )
+
+
 @pytest.mark.parametrize(("value", "exists"), [(True, True), ("true", True), ("false", False), (None, False)])
 def test_partner_event_bus_exists_from_context(value, exists):
     source = "aws.partner/mongodb.com/stitch.trigger/1"
@@ -110,6 +119,14 @@ def test_partner_event_bus_exists_from_context(value, exists):
             "partnerEventBusExists must be true or false, not 'yes'",
         ),
         ({"reconcileSchedule": "every 5 minutes"}, "reconcileSchedule 'every 5 minutes' is not a schedule"),
+        (
+            {"partnerEventSource": "aws.partner/x", "eventSourcePrefix": "my."},
+            "eventSourcePrefix only applies with eventBus, not with partnerEventSource",
+        ),
+        (
+            ATLAS | {"eventSourcePrefix": "my."},
+            "eventSourcePrefix only applies with eventBus, not with Atlas ids",
+        ),
     ],
     ids=[
         "partial-atlas",
@@ -122,6 +139,8 @@ def test_partner_event_bus_exists_from_context(value, exists):
         "stray-bus-exists",
         "bus-exists-not-bool",
         "reconcile-schedule",
+        "source-prefix-with-partner",
+        "source-prefix-with-atlas",
     ],
 )
 def test_contradictory_context_is_refused(context, problem):

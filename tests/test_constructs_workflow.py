@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -158,8 +159,8 @@ def test_each_job_fails_over_to_the_orchestrator(fish_app, fish_workflow):
 
 def test_rules_use_the_shared_patterns_with_retries_and_the_dead_letter_queue(fish_template, fish_workflow):
     for pattern in (
-        patterns.orchestrator_pattern(WORKFLOW),
-        patterns.notifier_pattern(WORKFLOW, fish_workflow.notify.on),
+        patterns.orchestrator_pattern(WORKFLOW, database="workflows"),
+        patterns.notifier_pattern(WORKFLOW, fish_workflow.notify.on, database="workflows"),
     ):
         fish_template.has_resource_properties(
             "AWS::Events::Rule",
@@ -180,6 +181,97 @@ def test_rules_use_the_shared_patterns_with_retries_and_the_dead_letter_queue(fi
                 ],
             },
         )
+
+
+def _status_rule_patterns(template: Template) -> dict[str, dict[str, Any]]:
+    rules = template.find_resources("AWS::Events::Rule")
+    return {
+        key: rule["Properties"]["EventPattern"]
+        for key, rule in rules.items()
+        if "EventPattern" in rule["Properties"]
+    }
+
+
+def test_rules_accept_only_the_trigger_source_and_the_configured_database(fish_template):
+    """Issue 22: an event anyone else puts on the bus (PutEvents cannot forge an ``aws.`` source),
+    or a trigger on another database, matches neither the orchestrator's nor the notifier's rule."""
+    found = _status_rule_patterns(fish_template)
+
+    assert sorted(re.sub(r"[0-9A-F]{8}$", "", key) for key in found) == [
+        "WorkflowNotifierRule",
+        "WorkflowOrchestratorRule",
+    ]
+    for key, pattern in found.items():
+        assert pattern["source"] == [{"prefix": "aws.partner/mongodb.com/stitch.trigger/"}], key
+        assert pattern["detail"]["ns"] == {"db": ["workflows"], "coll": ["statuses"]}, key
+
+
+def test_rules_follow_the_wiring_source_and_the_configured_database(fish_workflow):
+    source = "aws.partner/mongodb.com/stitch.trigger/65f0c0ffee0123456789abcd"
+    config = AppConfig.from_mapping({"partnerEventSource": source, "mongodbDatabase": "fishing"})
+    _, built = synthesize([fish_workflow], config)
+
+    found = _status_rule_patterns(Template.from_stack(Stack.of(built.workflows[WORKFLOW])))
+
+    assert len(found) == 2
+    for key, pattern in found.items():
+        assert pattern["source"] == [{"prefix": source}], key
+        assert pattern["detail"]["ns"]["db"] == ["fishing"], key
+
+
+def test_a_failed_reconciler_pass_is_not_retried_and_lands_in_the_dead_letter_queue(fish_app):
+    """Issue 22: Lambda's default 2 retries would overlap the next scheduled pass."""
+    _, built = fish_app
+    construct = built.workflows[WORKFLOW]
+    template = Template.from_stack(Stack.of(construct))
+
+    [config] = template.find_resources(
+        "AWS::Lambda::EventInvokeConfig",
+        {"Properties": {"FunctionName": {"Ref": logical_id(construct.reconciler)}}},
+    ).values()
+
+    properties = config["Properties"]
+    assert properties["MaximumRetryAttempts"] == 0
+    assert properties["MaximumEventAgeInSeconds"] == 300
+    assert properties["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": [logical_id(construct.dead_letter_queue), "Arn"]
+    }
+
+
+def test_the_log_group_is_encrypted_with_the_workflows_key(fish_app):
+    """Issue 22 (checkov CKV_AWS_158): the topic's customer key encrypts the log group, and its
+    policy lets CloudWatch Logs use it for this account's log groups only."""
+    _, built = fish_app
+    construct = built.workflows[WORKFLOW]
+    template = Template.from_stack(Stack.of(construct))
+    key = logical_id(construct.topic.master_key)
+
+    template.has_resource_properties(
+        "AWS::Logs::LogGroup", {"KmsKeyId": {"Fn::GetAtt": [key, "Arn"]}, "RetentionInDays": 30}
+    )
+    [policy] = [
+        resource["Properties"]["KeyPolicy"]
+        for name, resource in template.find_resources("AWS::KMS::Key").items()
+        if name == key
+    ]
+    [statement] = [s for s in policy["Statement"] if s.get("Sid") == "LogsUseTheKey"]
+    assert statement["Principal"] == {
+        "Service": {"Fn::Join": ["", ["logs.", {"Ref": "AWS::Region"}, ".amazonaws.com"]]}
+    }
+    assert statement["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"] == {
+        "Fn::Join": [
+            "",
+            [
+                "arn:",
+                {"Ref": "AWS::Partition"},
+                ":logs:",
+                {"Ref": "AWS::Region"},
+                ":",
+                {"Ref": "AWS::AccountId"},
+                ":log-group:*",
+            ],
+        ]
+    }
 
 
 def test_dead_letter_queue_enforces_ssl_and_is_encrypted(fish_template):

@@ -84,7 +84,7 @@ def _dev(args: argparse.Namespace) -> int:
             console.print(f"console on [bold]{escape(url)}[/] ({mode})")
         server_loop = DevServer(
             store,
-            FolderDeployment(folder, store.settings.statuses_collection, console.print),
+            FolderDeployment(folder, store.settings, console.print),
             console,
             DevOptions(),
         )
