@@ -18,6 +18,9 @@ from runtime.store.connection import store_from_env
 log = logging.getLogger(__name__)
 
 
+STORE_CONNECTIONS = 1
+"""One event at a time, on one thread."""
+
 _state: dict[str, NotifierService] = {}
 
 
@@ -26,7 +29,7 @@ def _build() -> NotifierService:
     slack_secret = os.environ.get(contracts.SLACK_WEBHOOK_SECRET_ARN)
     if slack_secret:
         notifiers.append(SlackNotifier(boto3.client("secretsmanager"), slack_secret))
-    store = store_from_env(os.environ)
+    store = store_from_env(os.environ, max_pool_size=STORE_CONNECTIONS)
     return NotifierService(notifiers=notifiers, store=store, claims=store)
 
 

@@ -73,12 +73,15 @@ def reconcile_and_report(reconciler: Reconciler, workflow: str, out: TextIO | No
     return report
 
 
+STORE_CONNECTIONS = 1
+"""A pass (or the timers' minute) runs on one thread."""
+
 _state: dict[str, Reconciler] = {}
 
 
 def _build(workflow: str) -> Reconciler:
     return Reconciler(
-        store=store_from_env(os.environ),
+        store=store_from_env(os.environ, max_pool_size=STORE_CONNECTIONS, create_indexes=True),
         dispatcher=LambdaDispatcher(boto3.client("lambda")),
         stale_after=STALE_AFTER,
         workflow=workflow,
