@@ -26,6 +26,7 @@ from constructs import Construct
 from constructs.bundling import WHEEL_PLATFORM, RequirementsError
 from constructs.connection import status_key_secret
 from constructs.event_rules import event_pattern
+from constructs.job_environment import environment_problems
 from constructs.lambda_code import DEFINITION_FILE, JOB_REQUIREMENTS_FILE, CodeStaging
 from constructs.lambda_runtime import ARCHITECTURE, PYTHON_RUNTIME, python_version
 from constructs.monitoring import (
@@ -42,8 +43,8 @@ from runtime.store.settings import StoreSettings
 
 JOB_STACKS = 8
 """Nested stacks the job functions are spread over, by a hash of the job name. Fixed, so adding a
-job never moves another. At 4 resources per job (function, invoke config, role, policy) the
-fullest of the 8 holds 312 of its 500 resources at 500 jobs: room for about 800."""
+job never moves another. At 4 resources per job (function, invoke config, and a role and policy
+for a job with ``permissions``) the fullest of the 8 holds 312 of 500 at 500 jobs: room for 800+."""
 
 JOB_ASYNC_RETRY_ATTEMPTS = model.JOB_ASYNC_RETRIES
 """Lambda's own retries of a job invocation: none, every retry is the orchestrator's."""
@@ -224,6 +225,9 @@ class Workflow(Construct):
         )
         # Wait and approval jobs run no code: the engine completes them, so they get no function.
         coded = [job for job in workflow.jobs() if job.runs_code]
+        too_large = environment_problems(workflow, {job.name: self._job_environment(job) for job in coded})
+        if too_large:
+            raise SpecError(too_large)
         self._job_roles = MappingProxyType({job.name: self._job_role(job) for job in coded})
         self._job_functions = MappingProxyType({job.name: self._job_function(job) for job in coded})
 
@@ -271,7 +275,7 @@ class Workflow(Construct):
 
     @property
     def job_roles(self) -> Mapping[str, iam.Role]:
-        """Job name -> the role its function runs with (one per job)."""
+        """Job name -> its function's role (one shared by the jobs without ``permissions``)."""
         return self._job_roles
 
     def job_function(self, name: str) -> lambda_.Function:
@@ -280,7 +284,8 @@ class Workflow(Construct):
 
     def job_role(self, name: str) -> iam.Role:
         """The role of job ``name``, for grants: ``bucket.grant_read(workflow.job_role("extract"))``
-        gives that one job access, no other."""
+        gives that one job access if it has ``permissions`` (its own role); else the grant reaches
+        every job without ``permissions`` (they share a role)."""
         return self._job_roles[self._known_job(name)]
 
     def _known_job(self, name: str) -> str:
@@ -484,14 +489,19 @@ class Workflow(Construct):
         return reconciler, schedule
 
     def _job_role(self, job: model.Job) -> iam.Role:
-        """A job's own role, in the job's nested stack: what it may reach is granted to this job
-        alone (the secret, the log group, and whatever the CDK user grants it)."""
+        """A job with ``permissions`` has its own role, in its nested stack: its statements, the
+        secret, the log group and the CDK user's grants reach it alone. Jobs without share one
+        role, so roles grow with the jobs that declare permissions (the quota is 1,000 roles)."""
         workflow = self._props.workflow
+        if not job.permissions and isinstance(shared := self.node.try_find_child("JobRole"), iam.Role):
+            return shared
         role = iam.Role(
-            self._job_stack(job_stack_index(job.name)),
-            f"JobRole-{job.name}",
+            self._job_stack(job_stack_index(job.name)) if job.permissions else self,
+            f"JobRole-{job.name}" if job.permissions else "JobRole",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description=f"Job {job.name} of workflow {workflow.name}",
+            description=f"Job {job.name} of workflow {workflow.name}"
+            if job.permissions
+            else f"The jobs without permissions of workflow {workflow.name}",
         )
         self._props.secret.grant_read(role)
         self._log_group.grant_write(role)
@@ -506,12 +516,9 @@ class Workflow(Construct):
         workflow = self._props.workflow
         index = job_stack_index(job.name)
         stack = self._job_stack(index)
-        environment = self._store_environment()
         code: lambda_.Code
         if job.name in self._job_code:
-            folder, entry = self._job_code[job.name]
-            code = lambda_.Code.from_asset(folder)
-            environment[contracts.JOB_HANDLER] = entry
+            code = lambda_.Code.from_asset(self._job_code[job.name][0])
         else:
             code = self._code(index)
         return lambda_.Function(
@@ -530,11 +537,18 @@ class Workflow(Construct):
             log_group=self._log_group,
             logging_format=lambda_.LoggingFormat.JSON,
             application_log_level_v2=APPLICATION_LOG_LEVEL,
-            environment=dict(job.env) | environment,
+            environment=self._job_environment(job),
             retry_attempts=JOB_ASYNC_RETRY_ATTEMPTS,
             max_event_age=JOB_MAX_EVENT_AGE,
             on_failure=destinations.LambdaDestination(self._orchestrator),
         )
+
+    def _job_environment(self, job: model.Job) -> dict[str, str]:
+        """The spec's ``env``, the store's settings and, for a job with code, ``JOB_HANDLER``."""
+        environment = dict(job.env) | self._store_environment()
+        if job.name in self._job_code:
+            environment[contracts.JOB_HANDLER] = self._job_code[job.name][1]
+        return environment
 
     def _job_stack(self, index: int) -> NestedStack:
         construct_id = f"Jobs{index}"

@@ -96,9 +96,13 @@ def test_a_job_with_permissions_gets_exactly_those_statements_and_others_do_not(
     with_permissions = role_statements(built, "catch_fish")
     without = role_statements(built, "go_home")
 
-    added = [statement for statement in with_permissions if statement not in without]
+    # go_home runs with the role shared by the jobs without permissions, in the workflow's own
+    # stack: its references to the log group and the orchestrator are rendered differently there,
+    # so the baseline statements are compared by their actions.
+    baseline = [statement["Action"] for statement in without]
+    added = [statement for statement in with_permissions if statement["Action"] not in baseline]
     assert added == [rendered(OBJECTS), rendered(TABLE)]
-    assert len(with_permissions) == len(without) + 2
+    assert [statement["Action"] for statement in with_permissions if statement not in added] == baseline
     granted_names = {*OBJECTS["actions"], *TABLE["actions"], *OBJECTS["resources"], *TABLE["resources"]}
     assert not any(str(statement).count(name) for statement in without for name in granted_names)
 

@@ -14,7 +14,7 @@ from aws_cdk.assertions import Match, Template
 from cdk_app.config import AppConfig
 from constructs.workflow import JOB_STACKS, function_name, job_stack_index
 from runtime import patterns
-from runtime.definition.model import job_function_name, job_function_prefix
+from runtime.definition.model import Permission, job_function_name, job_function_prefix
 from tests.cdk_fixtures import (
     catch_the_fish,
     generated_workflow,
@@ -23,6 +23,7 @@ from tests.cdk_fixtures import (
     staged_code,
     synthesize,
     templates_of,
+    with_job_changes,
 )
 
 WORKFLOW = "catch_the_fish"
@@ -397,30 +398,46 @@ def test_secret_read_for_every_role_through_the_grant(fish_templates, fish_workf
             for statement in policy["Properties"]["PolicyDocument"]["Statement"]
         )
     ]
-    # orchestrator, notifier, starter, reconciler, and one role per job
-    assert len(roles_reading) == 4 + len(list(fish_workflow.jobs()))
+    # orchestrator, notifier, starter, reconciler, and the role the jobs share (none has permissions)
+    assert not any(job.permissions for job in fish_workflow.jobs())
+    assert len(roles_reading) == 4 + 1
     for template in fish_templates.values():
         assert not resources_of_type(template, "AWS::IAM::ManagedPolicy")
         for role in resources_of_type(template, "AWS::IAM::Role").values():
             assert "ManagedPolicyArns" not in role["Properties"]
 
 
-def test_each_job_runs_with_its_own_role(fish_app, fish_workflow):
+def test_jobs_without_permissions_run_with_the_one_role_they_share(fish_app, fish_workflow):
     _, built = fish_app
     construct = built.workflows[WORKFLOW]
     jobs = [job.name for job in fish_workflow.jobs()]
 
     roles = {name: construct.job_function(name).role for name in jobs}
 
-    assert len({id(role) for role in roles.values()}) == len(jobs)
+    assert len({id(role) for role in roles.values()}) == 1
     for name in jobs:
-        assert roles[name] is construct.job_role(name)
+        assert roles[name] is construct.job_role(name) is construct.job_roles[name]
         assert construct.job_function(name) is construct.job_functions[name]
-        assert Stack.of(construct.job_role(name)) is Stack.of(construct.job_function(name))
+    assert Stack.of(construct.job_role("catch_fish")) is Stack.of(construct)
 
 
-def test_a_grant_to_one_job_role_reaches_that_job_only():
-    app, built = synthesize([catch_the_fish()])
+def test_a_job_with_permissions_runs_with_its_own_role_in_its_stack():
+    own_statement = Permission(actions=("s3:GetObject",), resources=("arn:aws:s3:::catches-example/*",))
+    _, built = synthesize([with_job_changes(catch_the_fish(), catch_fish={"permissions": (own_statement,)})])
+    construct = built.workflows[WORKFLOW]
+
+    own = construct.job_role("catch_fish")
+
+    assert construct.job_function("catch_fish").role is own
+    assert Stack.of(own) is Stack.of(construct.job_function("catch_fish"))
+    others = {id(construct.job_role(job)) for job in construct.job_functions if job != "catch_fish"}
+    assert others == {id(construct.job_role("cook"))}
+    assert id(own) not in others
+
+
+def test_a_grant_to_the_role_of_a_job_with_permissions_reaches_that_job_only():
+    own = Permission(actions=("s3:GetObject",), resources=("arn:aws:s3:::catches-example/landing/*",))
+    app, built = synthesize([with_job_changes(catch_the_fish(), catch_fish={"permissions": (own,)})])
     construct = built.workflows[WORKFLOW]
     bucket = s3.Bucket.from_bucket_name(Stack.of(construct), "Catches", "catches-example")
 

@@ -48,6 +48,9 @@ def _import_failure(spec: str, exc: BaseException) -> UserHandler:
     return cannot_import
 
 
+STORE_CONNECTIONS = 2
+"""The attempt and its lease's heartbeat thread use the store at the same time."""
+
 _state: dict[str, Any] = {}
 
 
@@ -59,7 +62,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             user = load_user_handler(spec)
         except Exception as exc:  # any error of the user's module: reported as the attempt's failure
             user = _import_failure(spec or "", exc)
-        _state.update(store=store_from_env(os.environ), user=user)
+        _state.update(store=store_from_env(os.environ, max_pool_size=STORE_CONNECTIONS), user=user)
     request_id = getattr(context, "aws_request_id", None) or uuid.uuid4().hex
     result = run_attempt(_state["store"], _state["user"], event, context, request_id)
     return {"outcome": result.outcome, "error": result.error}

@@ -25,13 +25,17 @@ DISPATCH_THREADS = 32
 within the orchestrator's timeout."""
 
 
+STORE_CONNECTIONS = 4
+"""The decision is one thread; of the ``DISPATCH_THREADS``, only one whose invocation Lambda
+refuses writes (the attempt's failure), and more such wait for a connection."""
+
 _state: dict[str, Orchestrator] = {}
 
 
 def _build() -> Orchestrator:
     client = boto3.client("lambda", config=Config(max_pool_connections=DISPATCH_THREADS))
     dispatcher = LambdaDispatcher(client)
-    store = store_from_env(os.environ)
+    store = store_from_env(os.environ, max_pool_size=STORE_CONNECTIONS)
     if store.keys is None:
         raise StoreError(
             f"{contracts.STATUS_KEY_SECRET_ARN} is not set: the orchestrator applies only statuses it can "

@@ -75,11 +75,14 @@ def reconcile_and_report(reconciler: Reconciler, workflow: str, out: TextIO | No
     return report
 
 
+STORE_CONNECTIONS = 1
+"""A pass (or the timers' minute) runs on one thread."""
+
 _state: dict[str, Reconciler] = {}
 
 
 def _build(workflow: str) -> Reconciler:
-    store = store_from_env(os.environ)
+    store = store_from_env(os.environ, max_pool_size=STORE_CONNECTIONS, create_indexes=True)
     if store.keys is None:
         raise StoreError(
             f"{contracts.STATUS_KEY_SECRET_ARN} is not set: the reconciler applies only statuses it can "

@@ -21,6 +21,9 @@ from runtime.store.connection import store_from_env
 
 log = logging.getLogger(__name__)
 
+STORE_CONNECTIONS = 1
+"""One request at a time, on one thread."""
+
 _state: dict[str, Any] = {}
 
 ACTIONS = ("cancel", "redrive", "approve", "reject")
@@ -39,7 +42,10 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     retries it forever."""
     if "store" not in _state:
         definition = load_definition(os.environ[contracts.WORKFLOW_DEFINITION_FILE])
-        _state.update(store=store_from_env(os.environ), definition=definition)
+        _state.update(
+            store=store_from_env(os.environ, max_pool_size=STORE_CONNECTIONS, create_indexes=True),
+            definition=definition,
+        )
     try:
         request = as_mapping(event or {})
         run_id = request.get("run_id")
