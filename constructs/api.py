@@ -1,7 +1,8 @@
 """What a CDK user imports to put workflows in their own app: the ``Workflow`` construct and its
 props, the dependency layer every function needs, the trigger wiring that brings status events
-from Atlas, the connection secret, and the loader that turns a spec file into the definition
-``WorkflowProps`` takes.
+from Atlas, the connection secret, the status key (one per app, shared by its workflows through
+``WorkflowProps.status_key``; a workflow given none makes its own), and the loader that turns
+a spec file into the definition ``WorkflowProps`` takes.
 
     from constructs.api import DependencyLayer, DependencyLayerProps, Workflow, WorkflowProps,
         connection_secret, load_workflow
@@ -12,7 +13,7 @@ from Atlas, the connection secret, and the loader that turns a spec file into th
 from __future__ import annotations
 
 from constructs.bundling import DependencyLayer, DependencyLayerProps
-from constructs.connection import connection_secret
+from constructs.connection import connection_secret, status_key_secret
 from constructs.trigger import (
     AtlasTrigger,
     ExistingEventBus,
@@ -37,4 +38,5 @@ __all__ = [
     "WorkflowProps",
     "connection_secret",
     "load_workflow",
+    "status_key_secret",
 ]

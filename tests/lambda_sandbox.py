@@ -19,6 +19,8 @@ from typing import Any
 
 import boto3
 
+from runtime.documents.signatures import StatusKeys
+
 LAMBDA_RUNTIME_PACKAGES = ("boto3", "botocore", "jmespath", "s3transfer", "dateutil", "urllib3", "six.py")
 """What the Lambda Python runtime puts on the path besides the standard library."""
 
@@ -54,9 +56,11 @@ def lambda_runtime_folder(target: Path) -> Path:
 
 @dataclass
 class FakeAws:
-    """Answers Lambda ``Invoke`` (async, 202) and SNS ``Publish`` on a local port."""
+    """Answers Lambda ``Invoke`` (async, 202), SNS ``Publish`` and Secrets Manager
+    ``GetSecretValue`` (every secret holds ``secret_string``: the status key) on a local port."""
 
     url: str = ""
+    secret_string: str = field(default_factory=lambda: StatusKeys.generate().to_text())
     invocations: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     """(function name, payload) in the order they arrived."""
     publications: list[dict[str, str]] = field(default_factory=list)
@@ -73,6 +77,11 @@ def fake_aws() -> Iterator[FakeAws]:
                 name = urllib.parse.unquote(self.path.split("/")[3])
                 recorded.invocations.append((name, json.loads(body)))
                 self._answer(202, b"", "application/json")
+                return
+            if self.headers.get("X-Amz-Target") == "secretsmanager.GetSecretValue":
+                secret_id = json.loads(body)["SecretId"]
+                answer = {"ARN": secret_id, "Name": secret_id, "SecretString": recorded.secret_string}
+                self._answer(200, json.dumps(answer).encode(), "application/x-amz-json-1.1")
                 return
             form = {key: values[0] for key, values in urllib.parse.parse_qs(body.decode()).items()}
             if form.get("Action") == "Publish":

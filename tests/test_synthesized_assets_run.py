@@ -20,7 +20,10 @@ from aws_cdk.assertions import Template
 
 from cdk_app.app import build
 from cdk_app.config import AppConfig
+from runtime.clock import utcnow
 from runtime.definition.model import Job, Phase, Workflow
+from runtime.documents.envelopes import parse_status_event
+from runtime.documents.signatures import StatusKeys
 from runtime.store.settings import StoreSettings
 from tests.cdk_fixtures import REPO, catch_the_fish, cdk_json_context, logical_id
 from tests.lambda_sandbox import FakeAws, fake_aws, invoke, lambda_runtime_folder
@@ -193,9 +196,13 @@ def test_every_synthesized_function_runs_from_its_own_asset_and_the_layer(
         failure["requestPayload"] |= {"run_id": RUN, "job": "rent_a_boat", "attempt": 1}
         assert run(construct.orchestrator, failure)["action"] == "ignored"
 
-        # AND the notifier publishes the fixture's event to the topic
-        notified = run(
-            construct.notifier, json.loads((EVENTS / "atlas-trigger-insert.eventbridge.json").read_text())
-        )
+        # AND the notifier publishes the fixture's event to the topic once it is signed with the
+        # deployed key, and nothing while it is not
+        unsigned = json.loads((EVENTS / "atlas-trigger-insert.eventbridge.json").read_text())
+        assert run(construct.notifier, unsigned)["sent"] is False
+        key = StatusKeys.from_text(aws.secret_string, "the fake secret")
+        signed = parse_status_event(unsigned).signed_by_control(key)
+        unsigned["detail"]["fullDocument"] = json.loads(json.dumps(signed.to_document(utcnow()), default=str))
+        notified = run(construct.notifier, unsigned)
         assert notified["sent"] is True
         assert [publication["TopicArn"] for publication in aws.publications] == [TOPIC]
