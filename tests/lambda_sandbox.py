@@ -6,6 +6,8 @@ local endpoint that records what the handler asked for."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -41,6 +43,32 @@ print(json.dumps({"result": result, "outside": outside}))
 """
 """Imports the handler named like Lambda's ``Handler``, calls it once with stdin's event, and
 reports the result and any module loaded from outside the allowed folders."""
+
+
+LAMBDA_PYTHON = "LAMBDA_PYTHON"
+"""Names an interpreter of the functions' Python version, where it is not on the path as
+``python<version>``."""
+
+
+def target_interpreter(version: str) -> tuple[str | None, str]:
+    """An interpreter of ``version`` (the Lambda runtime's, ``3.14``), and where it was looked for.
+
+    None of the package registries this project uses ships one: Debian 12 has Python 3.11, and
+    ``uv python install`` and ``pbs-installer`` (on PyPI) download python-build-standalone from
+    GitHub, not from PyPI."""
+    looked = f"${LAMBDA_PYTHON}, python{version} on PATH"
+    for candidate in (os.environ.get(LAMBDA_PYTHON), shutil.which(f"python{version}")):
+        if not candidate:
+            continue
+        ran = subprocess.run(
+            [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if ran.returncode == 0 and ran.stdout.strip() == version:
+            return candidate, looked
+    return None, looked
 
 
 def lambda_runtime_folder(target: Path) -> Path:
@@ -123,13 +151,13 @@ def invoke(
     environment: Mapping[str, str],
     function_name: str,
     request_id: str = "req-1",
+    interpreter: str = sys.executable,
 ) -> dict[str, Any]:
-    """Runs one handler in a clean interpreter; returns ``{"result", "outside"}``."""
-    stdlib = [str(Path(sys.base_prefix) / "lib"), str(Path(sys.base_exec_prefix) / "lib")]
-    allowed = [str(folder) for folder in path] + stdlib
+    """Runs one handler in a clean ``interpreter``; returns ``{"result", "outside"}``."""
+    allowed = [str(folder) for folder in path] + standard_library(interpreter)
     completed = subprocess.run(
         [
-            sys.executable,
+            interpreter,
             "-I",
             "-S",
             "-c",
@@ -150,3 +178,20 @@ def invoke(
     if completed.returncode != 0:
         raise AssertionError(f"{function_name} ({handler}) failed:\n{completed.stderr}")
     return dict(json.loads(completed.stdout.strip().splitlines()[-1]))
+
+
+def standard_library(interpreter: str) -> list[str]:
+    """The folders ``interpreter``'s standard library (and its compiled modules) load from."""
+    ran = subprocess.run(
+        [
+            interpreter,
+            "-I",
+            "-S",
+            "-c",
+            "import json, sys; print(json.dumps([sys.base_prefix, sys.base_exec_prefix]))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [str(Path(prefix) / "lib") for prefix in json.loads(ran.stdout)]

@@ -90,9 +90,10 @@ def store_from_env(
     """The store a Lambda handler uses, with at most ``max_pool_size`` connections.
 
     Only the starter and the reconciler pass ``create_indexes`` (once per process): a run exists
-    only once the starter created it, on a process that ensured the indexes first, and the
-    reconciler's schedule brings a deploy's new indexes within one period even while no run
-    starts. Every other function's cold start costs no round trip for them."""
+    only once the starter created it, on a process that ensured the indexes first (or the CLI,
+    the console or ``runtime.client``, which ensure them too), and the reconciler's schedule
+    brings a deploy's new indexes within one period even while no run starts. Every other
+    function's cold start costs no round trip for them."""
     settings = StoreSettings.from_env(environ)
     uri = read_connection_string(environ, secrets_client)
     store = MongoStore(cached_client(uri, max_pool_size), settings, function_keys(environ, secrets_client))
