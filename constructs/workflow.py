@@ -41,6 +41,9 @@ from runtime.definition import model
 from runtime.errors import Problem, SpecError
 from runtime.store.settings import StoreSettings
 
+SHARED_JOB_ROLE = "JobRole"
+"""The construct id of the role the jobs without a role of their own share."""
+
 JOB_STACKS = 8
 """Nested stacks the job functions are spread over, by a hash of the job name. Fixed, so adding a
 job never moves another. At 4 resources per job (function, invoke config, and a role and policy
@@ -146,6 +149,9 @@ class WorkflowProps:
     reconcile_schedule: str = "rate(5 minutes)"
     """How often the reconciler repairs runs whose events were lost (an EventBridge schedule
     expression, context key ``reconcileSchedule``); default every 5 minutes."""
+    own_roles: Sequence[str] = ()
+    """Jobs that get a role of their own though their spec gives them no ``permissions``: the ones
+    this app grants to in CDK (``job_role``). Every other job without permissions shares one."""
     status_key: secretsmanager.ISecret | None = None
     """The status signing key (``constructs.connection.status_key_secret``), shared by the
     workflows of an app so one operator key serves them all; default: one of the workflow's own."""
@@ -159,6 +165,12 @@ class Workflow(Construct):
         super().__init__(scope, construct_id)
         self._props = props
         workflow = props.workflow
+        unknown = sorted(set(props.own_roles) - {job.name for job in workflow.jobs()})
+        if unknown:
+            raise ValueError(
+                f"WorkflowProps.own_roles names {', '.join(unknown)}, not jobs of workflow "
+                f"{workflow.name!r} (its jobs are {', '.join(sorted(job.name for job in workflow.jobs()))})"
+            )
         self._staging = CodeStaging(self, workflow)
         self._job_code = self._stage_job_code()
         self._runtime_code: dict[int | None, lambda_.Code] = {}
@@ -283,10 +295,26 @@ class Workflow(Construct):
         return self._job_functions[self._known_job(name)]
 
     def job_role(self, name: str) -> iam.Role:
-        """The role of job ``name``, for grants: ``bucket.grant_read(workflow.job_role("extract"))``
-        gives that one job access if it has ``permissions`` (its own role); else the grant reaches
-        every job without ``permissions`` (they share a role)."""
-        return self._job_roles[self._known_job(name)]
+        """The role of job ``name``, for grants to that job alone:
+        ``bucket.grant_read(workflow.job_role("extract"))``. Only a job with a role of its own has
+        one (``permissions`` in its spec, or named in ``WorkflowProps.own_roles``); for any other
+        this raises, so a grant meant for one job never reaches every job that shares a role."""
+        job = self._known_job(name)
+        role = self._job_roles[job]
+        if role is self.node.try_find_child(SHARED_JOB_ROLE):
+            raise ValueError(
+                f"job {name!r} of workflow {self._props.workflow.name!r} has no role of its own: it has "
+                "no permissions in its spec, so it shares one role with every such job. Name it in "
+                "WorkflowProps(own_roles=[...]) (or give it permissions) for a role to grant to, or grant "
+                "to shared_job_role to reach them all"
+            )
+        return role
+
+    @property
+    def shared_job_role(self) -> iam.Role | None:
+        """The role the jobs without a role of their own share (None when every job has one)."""
+        shared = self.node.try_find_child(SHARED_JOB_ROLE)
+        return shared if isinstance(shared, iam.Role) else None
 
     def _known_job(self, name: str) -> str:
         if name not in self._job_functions:
@@ -493,14 +521,15 @@ class Workflow(Construct):
         secret, the log group and the CDK user's grants reach it alone. Jobs without share one
         role, so roles grow with the jobs that declare permissions (the quota is 1,000 roles)."""
         workflow = self._props.workflow
-        if not job.permissions and isinstance(shared := self.node.try_find_child("JobRole"), iam.Role):
+        own = bool(job.permissions) or job.name in self._props.own_roles
+        if not own and isinstance(shared := self.node.try_find_child(SHARED_JOB_ROLE), iam.Role):
             return shared
         role = iam.Role(
-            self._job_stack(job_stack_index(job.name)) if job.permissions else self,
-            f"JobRole-{job.name}" if job.permissions else "JobRole",
+            self._job_stack(job_stack_index(job.name)) if own else self,
+            f"JobRole-{job.name}" if own else SHARED_JOB_ROLE,
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description=f"Job {job.name} of workflow {workflow.name}"
-            if job.permissions
+            if own
             else f"The jobs without permissions of workflow {workflow.name}",
         )
         self._props.secret.grant_read(role)

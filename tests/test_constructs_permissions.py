@@ -43,7 +43,7 @@ def granted() -> tuple[App, WorkflowApp, Workflow]:
 
 def role_statements(built: WorkflowApp, job: str) -> list[dict[str, Any]]:
     """The statements of the policies attached to ``job``'s role."""
-    role = built.workflows["granted"].job_role(job)
+    role = built.workflows["granted"].job_roles[job]
     template = Template.from_stack(Stack.of(role)).to_json()
     return [
         statement

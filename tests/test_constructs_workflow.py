@@ -8,17 +8,21 @@ from typing import Any
 
 import pytest
 from aws_cdk import NestedStack, Stack
+from aws_cdk import aws_events as events
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Match, Template
 
 from cdk_app.config import AppConfig
-from constructs.workflow import JOB_STACKS, function_name, job_stack_index
+from constructs.connection import connection_secret
+from constructs.workflow import JOB_STACKS, Workflow, WorkflowProps, function_name, job_stack_index
 from runtime import patterns
 from runtime.definition.model import Permission, job_function_name, job_function_prefix
 from tests.cdk_fixtures import (
     catch_the_fish,
     generated_workflow,
     logical_id,
+    make_app,
     resources_of_type,
     staged_code,
     synthesize,
@@ -416,9 +420,48 @@ def test_jobs_without_permissions_run_with_the_one_role_they_share(fish_app, fis
 
     assert len({id(role) for role in roles.values()}) == 1
     for name in jobs:
-        assert roles[name] is construct.job_role(name) is construct.job_roles[name]
+        assert roles[name] is construct.shared_job_role is construct.job_roles[name]
         assert construct.job_function(name) is construct.job_functions[name]
-    assert Stack.of(construct.job_role("catch_fish")) is Stack.of(construct)
+    assert Stack.of(construct.shared_job_role) is Stack.of(construct)
+
+
+def test_the_role_of_a_job_that_shares_one_is_refused_so_a_grant_never_reaches_them_all(fish_app):
+    _, built = fish_app
+
+    with pytest.raises(ValueError, match="job 'catch_fish' of workflow 'catch_the_fish' has no role of its"):
+        built.workflows[WORKFLOW].job_role("catch_fish")
+
+
+def _props(stack: Stack, workflow: Any, **options: Any) -> WorkflowProps:
+    """A workflow's props in a stack of its own: an imported layer, bus and secret."""
+    return WorkflowProps(
+        workflow=workflow,
+        event_bus=events.EventBus.from_event_bus_name(stack, f"Bus{len(stack.node.children)}", "default"),
+        secret=connection_secret(stack, f"Secret{len(stack.node.children)}", secret_name="workflows/mongodb"),
+        layer=lambda_.LayerVersion.from_layer_version_arn(
+            stack, f"Layer{len(stack.node.children)}", "arn:aws:lambda:us-east-1:111111111111:layer:deps:1"
+        ),
+        **options,
+    )
+
+
+def test_a_job_named_in_own_roles_gets_a_role_to_grant_to_alone():
+    stack = Stack(make_app(), "Own")
+    construct = Workflow(stack, "W", _props(stack, catch_the_fish(), own_roles=("catch_fish",)))
+    bucket = s3.Bucket.from_bucket_name(stack, "Catches", "catches-example")
+
+    bucket.grant_read(construct.job_role("catch_fish"))
+
+    assert construct.job_role("catch_fish") is not construct.shared_job_role
+    granted = [
+        policy["Properties"]["Roles"]
+        for template in templates_of(stack).values()
+        for policy in resources_of_type(template, "AWS::IAM::Policy").values()
+        if "catches-example" in json.dumps(policy["Properties"]["PolicyDocument"])
+    ]
+    assert granted == [[{"Ref": logical_id(construct.job_role("catch_fish"))}]]
+    with pytest.raises(ValueError, match="own_roles names cach_fish, not jobs of workflow 'catch_the_fish'"):
+        Workflow(stack, "Misspelled", _props(stack, catch_the_fish(), own_roles=("cach_fish",)))
 
 
 def test_a_job_with_permissions_runs_with_its_own_role_in_its_stack():
@@ -430,8 +473,8 @@ def test_a_job_with_permissions_runs_with_its_own_role_in_its_stack():
 
     assert construct.job_function("catch_fish").role is own
     assert Stack.of(own) is Stack.of(construct.job_function("catch_fish"))
-    others = {id(construct.job_role(job)) for job in construct.job_functions if job != "catch_fish"}
-    assert others == {id(construct.job_role("cook"))}
+    others = {id(construct.job_roles[job]) for job in construct.job_functions if job != "catch_fish"}
+    assert others == {id(construct.shared_job_role)}
     assert id(own) not in others
 
 

@@ -60,7 +60,7 @@ def test_the_example_grants_its_bucket_to_one_job_only(example):
     ]
 
     assert granted == [[{"Ref": logical_id(workflow.job_role("catch_fish"))}]]
-    assert workflow.job_role("catch_fish") is not workflow.job_role("buy_bait")
+    assert workflow.job_role("catch_fish") is not workflow.job_roles["buy_bait"]
 
 
 def test_the_example_has_no_unacknowledged_cdk_nag_findings(example):
