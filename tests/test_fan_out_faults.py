@@ -635,3 +635,34 @@ def test_no_item_is_dispatched_once_the_failure_handlers_are(store: MongoStore) 
     assert outcome.run["status"] == "failed"
     assert outcome.run["jobs"]["fan"]["state"] == "failed"
     assert (outcome.executions["breaks"], outcome.executions["release"]) == (1, 1)
+
+
+@pytest.mark.parametrize("late", ["success", "failed", "not_run"])
+def test_the_counts_of_a_fan_out_settle_once_its_job_has_failed(
+    store: MongoStore, monkeypatch: pytest.MonkeyPatch, late: str
+) -> None:
+    spec = workflow("settle", {"p": {"fan": {"for_each": "input.items", "max_concurrency": 2, "retries": 0}}})
+    steps = Steps(store, spec, {"items": list(range(5))}, monkeypatch)
+    first, second = steps.dispatcher.drain()
+    steps.deliver(steps.report(first, "failed", error="RuntimeError: item 0"))  # the job fails with it
+    end = steps.job_end("fan", "failed")
+    assert end is not None
+    steps.deliver(end)
+    run = store.load_run(steps.run_id)
+    assert run is not None
+    assert run["status"] == "failed"
+
+    # Item 1 was in flight: it reports after the job failed, or (not_run) its attempt started
+    # after the job failed and the wrapper refused it.
+    fields: dict[str, Any] = {
+        "success": {"output": {}},
+        "failed": {"error": "RuntimeError: item 1"},
+        "not_run": {"error": "attempt 1 of item 1 of 'fan' is stale: its job has moved on"},
+    }[late]
+    steps.deliver(steps.report(second, late, **fields))
+
+    fan_out = steps.fan_out()
+    done, failed = {"success": (1, 1), "failed": (0, 2), "not_run": (0, 1)}[late]
+    assert (fan_out["done"], fan_out["failed"], fan_out["notStarted"]) == (done, failed, 5 - done - failed)
+    assert [lane["index"] for lane in fan_out["lanes"].values()] == [None, None], "no item running for good"
+    assert steps.dispatcher.drain() == []

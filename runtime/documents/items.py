@@ -75,8 +75,9 @@ class FanOut:
     failed: int = 0
     """Items whose last attempt failed."""
     not_started: int = 0
-    """Items no lane started because the job failed (more items failed than it tolerates) or the
-    run's failure handlers run: they count as ended, so the job ends."""
+    """Items no lane started because the job failed (more items failed than it tolerates), the
+    run's failure handlers run or the run ended: they count as ended, so the job ends (an attempt
+    that reached its wrapper too late to run counts here too)."""
     lanes: Mapping[int, Lane] = field(default_factory=dict)
     """Lane number -> what it runs; a lane not yet started has no entry."""
 
@@ -189,6 +190,16 @@ def lane_holds(job: str, lane: int, index: int, attempt: int) -> dict[str, Any]:
     return {
         "status": "running",
         f"jobs.{job}.state": "dispatched",
+        f"{lane_field(job, lane)}.index": index,
+        f"{lane_field(job, lane)}.attempt": attempt,
+    }
+
+
+def lane_settles(job: str, lane: int, index: int, attempt: int) -> dict[str, Any]:
+    """The job no longer fans out (it ended, or the run did) and the lane still runs that item at
+    that attempt: the item's end empties the lane and settles the counters."""
+    return {
+        "$or": [{"status": {"$ne": RunState.RUNNING.value}}, {f"jobs.{job}.state": {"$ne": "dispatched"}}],
         f"{lane_field(job, lane)}.index": index,
         f"{lane_field(job, lane)}.attempt": attempt,
     }

@@ -14,7 +14,8 @@ documents, ``runtime.service.fan_out`` carries them out).
 - **Stopping.** No item starts, and none is retried, once the job fails (more items failed than
   ``tolerated_failures`` allows, this report's failure included) or while the run's failure
   handlers run (``stops``): the report empties its lane and counts the lane's items after it as
-  not started. Items in flight still report and are counted.
+  not started. Items in flight still report and are counted, after the job ended too (their
+  lanes are then emptied, so an ended job shows no item running).
 - **The job's end** is a status of its own, recorded once the counters say so (``job_end``):
   ``failed`` as soon as more items failed than ``tolerated_failures`` allows, or once every item
   has ended with some not started; else ``success`` with the reference to the items' outputs

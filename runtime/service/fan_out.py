@@ -32,6 +32,7 @@ from runtime.documents.items import (
     lane_holds,
     lane_may_start,
     lane_of,
+    lane_settles,
     lane_unstarted,
 )
 from runtime.documents.run import Run, StatusEvent
@@ -241,13 +242,8 @@ class ItemHandling:
         failed = 0 if succeeded else 1
         # No retry once the job has failed or while the failure handlers run.
         verdict = item_verdict(event, job, view.running, view.lane, stops(job, view.fan_out, view.failing, 0))
-        if (
-            not view.running
-            and item_verdict(event, job, True, view.lane) == "last"
-            and event.status == "success"
-        ):
-            # In flight when its job failed or the run ended: kept, so a redrive does not run it again.
-            self._end_item(event)
+        if not view.running:
+            return self._settle(context, event, lane, view, ran=True)
         if verdict == "stale":
             # A duplicate, or a redelivery after a crash: finish what the first handling began.
             due = view.running and self._due(view.lane, event.key, now)
@@ -285,6 +281,31 @@ class ItemHandling:
         self._end_job(context, event.run_id, moved, None if succeeded else event.error)
         return "advanced" if sent else "recorded", sent, ""
 
+    def _settle(
+        self, context: FanOutContext, event: StatusEvent, lane: int, view: LaneView, *, ran: bool
+    ) -> tuple[str, tuple[JobEvent, ...], str]:
+        """The end of an item in flight once its job no longer fans out (the job failed, or the
+        run ended): counted done or failed (not started when its attempt never ran), its lane
+        emptied and the lane's items after it counted not started, so the counters of an ended
+        job add up and show no item running. Its success is kept, so a redrive does not run it
+        again; nothing starts."""
+        assert event.index is not None
+        if view.lane is None or not view.lane.holds(event.index, event.attempt):
+            return "ignored", (), "stale item report"
+        if ran:
+            self._end_item(event)
+        succeeded = ran and event.status == StatusName.SUCCESS
+        to, after = stopped_lane(event.index, view.fan_out)
+        counts = {
+            "done": int(succeeded),
+            "failed": int(ran and not succeeded),
+            NOT_STARTED: after + int(not ran),
+        }
+        guard = lane_settles(context.job.name, lane, event.index, event.attempt)
+        if self.items.move_lane(event.run_id, context.job.name, lane, guard, to, counts) is None:
+            return "ignored", (), "another handling settled the lane first"
+        return "recorded", (), ""
+
     def _refused(self, event: StatusEvent, lane: int) -> tuple[str, tuple[JobEvent, ...], str] | None:
         """A guarded move matched nothing: decide again (None) if the lane still holds the item at
         that attempt (the job or the run began failing meanwhile), else another handling moved it."""
@@ -312,7 +333,10 @@ class ItemHandling:
         job = context.job
         lane = lane_of(event.index, job.max_concurrency)
         view = self.items.read_lane(event.run_id, job.name, lane)
-        if view is None or not view.running:
+        if view is None:
+            return None
+        if not view.running:
+            self._settle(context, event, lane, view, ran=False)
             return None
         if view.lane is None or not view.lane.holds(event.index, event.attempt):
             return ()
