@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from runtime.documents.events import JobEvent
-from runtime.documents.items import ClaimedItem, Lane, LaneView
+from runtime.documents.items import ClaimedItem, FailedItem, Lane, LaneView
 from runtime.documents.leases import Lease
 from runtime.documents.listing import RunSummary
 from runtime.documents.run import Fields, JobRecord, Run, StatusEvent
@@ -196,6 +196,9 @@ class ItemStore(Protocol):
     ) -> LaneView | None:
         """Put ``to`` in the lane and add ``counts`` (``done``, ``failed``, ``notStarted``) while
         ``conditions`` hold; the view after it, or None when they did not."""
+
+    def failed_items(self, run_id: str, job: str, limit: int) -> list[FailedItem]:
+        """The first ``limit`` items (by index) of the fan-out ``job`` whose last attempt failed."""
 
     def end_item(
         self,

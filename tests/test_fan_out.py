@@ -418,3 +418,60 @@ def test_a_runs_items_and_outputs_kept_by_reference_expire_with_it_and_a_redrive
 
     assert all("expireAt" not in item for item in items.find({"runId": run_id}))
     assert "expireAt" not in outputs.find_one({"_id": kept["_id"]})  # type: ignore[operator]
+
+
+def test_the_failed_items_show_with_their_index_value_and_error_in_status_the_summary_and_the_console(
+    store: MongoStore,
+) -> None:
+    import json
+    import urllib.request
+
+    from rich.console import Console
+
+    from cdk_app.console.server import serving_console
+    from cdk_app.terminal.render import print_summary
+    from cdk_app.terminal.report import summarize
+
+    spec = workflow(
+        "billing",
+        {
+            "p": {
+                "charge": {
+                    "for_each": "input.customers",
+                    "max_concurrency": 2,
+                    "retries": 0,
+                    "tolerated_failures": 2,
+                }
+            }
+        },
+    )
+
+    def charge(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        if event["item"] in ("acme", "initech"):
+            raise RuntimeError(f"card declined for {event['item']}")
+        return {"charged": event["item"]}
+
+    customers = ["globex", "acme", "hooli", "initech"]
+    outcome = Driver(store, spec, handlers={"charge": charge}).run(run_input={"customers": customers})
+    run_id = outcome.run["_id"]
+    assert outcome.run["status"] == "succeeded"
+
+    report = summarize(store, run_id)
+    assert report is not None
+    failed = report.to_json()["jobs"]["charge"]["failed_items"]
+    assert [(entry["index"], entry["item"]) for entry in failed] == [(1, "acme"), (3, "initech")]
+    assert all("RuntimeError: card declined for " in entry["error"] for entry in failed)
+
+    console = Console(record=True, width=200, force_terminal=False)
+    print_summary(console, report)
+    text = console.export_text()
+    assert 'item 1 "acme": RuntimeError: card declined for acme' in text
+    assert 'item 3 "initech": RuntimeError: card declined for initech' in text
+
+    with (
+        serving_console(store, "127.0.0.1", 0, False) as url,
+        urllib.request.urlopen(f"{url.rstrip('/')}/api/run?id={run_id}", timeout=10) as answer,
+    ):
+        page = json.loads(answer.read())
+    (job,) = page["phases"][0]["jobs"]
+    assert [(entry["index"], entry["item"]) for entry in job["failed_items"]] == [(1, "acme"), (3, "initech")]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -18,11 +18,14 @@ import pytest
 from benchmarks.orchestration import race
 from cdk_app.local.atlas_events import envelope
 from cdk_app.local.faults import CrashAtStep, CrashingDispatcher, CrashingStore, InjectedCrash, RandomCrash
+from runtime.clock import utcnow
 from runtime.definition.loader import workflow_from_document
+from runtime.definition.model import RetryPolicy
 from runtime.documents.events import JobEvent
 from runtime.service.fan_out import FanOutContexts
 from runtime.service.orchestrator import Orchestrator
 from runtime.service.runs import start_run
+from runtime.service.timers import fire_due_timers
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
 from tests.engine_harness import Driver, Faults, workflow
@@ -654,7 +657,7 @@ def test_the_counts_of_a_fan_out_settle_once_its_job_has_failed(
 
     # Item 1 was in flight: it reports after the job failed, or (not_run) its attempt started
     # after the job failed and the wrapper refused it.
-    fields: dict[str, Any] = {
+    fields: dict[str, Any] = {  # type: ignore[assignment]
         "success": {"output": {}},
         "failed": {"error": "RuntimeError: item 1"},
         "not_run": {"error": "attempt 1 of item 1 of 'fan' is stale: its job has moved on"},
@@ -666,3 +669,88 @@ def test_the_counts_of_a_fan_out_settle_once_its_job_has_failed(
     assert (fan_out["done"], fan_out["failed"], fan_out["notStarted"]) == (done, failed, 5 - done - failed)
     assert [lane["index"] for lane in fan_out["lanes"].values()] == [None, None], "no item running for good"
     assert steps.dispatcher.drain() == []
+
+
+def _retrying_fan_out(store: MongoStore, monkeypatch: pytest.MonkeyPatch, tolerated: int = 0) -> Steps:
+    policy = RetryPolicy(max=2, delay=10, backoff=3.0, jitter="none", on=("ConnectionError",))
+    spec = workflow(
+        "paced",
+        {
+            "p": {
+                "fan": {
+                    "for_each": "input.items",
+                    "max_concurrency": 2,
+                    "retry": policy,
+                    "tolerated_failures": tolerated,
+                }
+            }
+        },
+    )
+    return Steps(store, spec, {"items": ["a", "b", "c"]}, monkeypatch)
+
+
+def _fire_timers(steps: Steps, at: datetime) -> None:
+    fire_due_timers(steps.store, at)
+    for status in steps.store.run_statuses(steps.run_id):
+        if status["status"] == "timer_fired":
+            steps.deliver(status)
+
+
+def test_an_items_retry_waits_out_the_retry_policys_delay_and_backoff(
+    store: MongoStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    steps = _retrying_fan_out(store, monkeypatch)
+    first, _ = steps.dispatcher.drain()
+
+    failed_at = utcnow()
+    steps.deliver(steps.report(first, "failed", error="ConnectionError: the payment API is down"))
+
+    assert steps.dispatcher.drain() == [], "no retry at once"
+    run = store.read_run(steps.run_id)
+    assert run is not None
+    fan_out = run.jobs["fan"].fan_out
+    assert fan_out is not None
+    assert (fan_out.running, fan_out.waiting) == (1, 1)
+    assert fan_out.summary() == "0/3 done, 0 failed, 1 running, 1 waiting to retry"
+    due = fan_out.lanes[0].due_at
+    assert due is not None
+    assert timedelta(seconds=9) < due - failed_at < timedelta(seconds=11)
+
+    _fire_timers(steps, failed_at + timedelta(seconds=5))
+    assert steps.dispatcher.drain() == [], "not before its delay"
+    _fire_timers(steps, failed_at + timedelta(seconds=11))
+    (retried,) = steps.dispatcher.drain()
+    assert (retried.index, retried.attempt) == (0, first.attempt + 1)
+
+    # The second failure waits delay * backoff: 30 s.
+    failed_again = utcnow()
+    steps.deliver(steps.report(retried, "failed", error="ConnectionError: still down"))
+    assert steps.dispatcher.drain() == []
+    due = steps.fan_out()["lanes"]["0"]["dueAt"]
+    assert timedelta(seconds=29) < due.replace(tzinfo=UTC) - failed_again < timedelta(seconds=31)
+    _fire_timers(steps, failed_again + timedelta(seconds=31))
+    (third,) = steps.dispatcher.drain()
+    assert (third.index, third.attempt) == (0, first.attempt + 2)
+
+
+def test_an_items_retry_waiting_when_its_run_fails_is_counted_failed(
+    store: MongoStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    steps = _retrying_fan_out(store, monkeypatch)
+    first, second = steps.dispatcher.drain()
+    steps.deliver(steps.report(first, "failed", error="ConnectionError: down"))  # waits to retry
+
+    # Item 1 fails with an error its policy does not retry: the job fails, and the run.
+    steps.deliver(steps.report(second, "failed", error="ValueError: bad customer"))
+    end = steps.job_end("fan", "failed")
+    assert end is not None
+    steps.deliver(end)
+    run = store.load_run(steps.run_id)
+    assert run is not None
+    assert run["status"] == "failed"
+
+    fan_out = steps.fan_out()
+    assert (fan_out["done"], fan_out["failed"], fan_out["notStarted"]) == (0, 2, 1)
+    assert [lane["index"] for lane in fan_out["lanes"].values()] == [None, None]
+    _fire_timers(steps, utcnow() + timedelta(minutes=5))
+    assert steps.dispatcher.drain() == [], "the retry never starts"

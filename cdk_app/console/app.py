@@ -42,6 +42,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cdk_app.console.listing import RunFilters, count_by_state, runs_page
 from cdk_app.console.views import run_json
 from cdk_app.terminal.timeline import summary_to_json
+from runtime.documents.items import FAILED_ITEMS_SHOWN
 from runtime.errors import RunError, StoreError
 from runtime.service.approvals import answer_approval
 from runtime.service.operations import OperationReceipt, request_cancel, request_redrive
@@ -145,7 +146,13 @@ def console_app(store: MongoStore, *, allow_actions: bool, hosts: list[str]) -> 
             found = store.read_run(run_id)
             if found is None:
                 return _problem(404, f"no run {run_id!r} in this database")
-            return JSONResponse(run_json(found, store.read_statuses(run_id, items=False), allow_actions))
+            failed = {
+                name: store.items().failed_items(run_id, name, FAILED_ITEMS_SHOWN)
+                for name, record in found.jobs.items()
+                if record.fan_out is not None and record.fan_out.failed
+            }
+            statuses = store.read_statuses(run_id, items=False)
+            return JSONResponse(run_json(found, statuses, allow_actions, failed))
         except StoreError as exc:
             return _problem(503, str(exc))
 

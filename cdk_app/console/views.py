@@ -1,5 +1,5 @@
 """What the run page draws, as JSON: built from the run document (its definition snapshot and
-job records) and its statuses, and nothing else.
+job records), its statuses and its fan-outs' failed items, and nothing else.
 
 The page reads every name generically (a job's ``state``, a status's ``status``), so states
 and statuses added later (an approval's wait, a timer) show without a change here: a job is
@@ -9,12 +9,13 @@ name. Phases come in the order they run (``Workflow.phase_order``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from runtime.clock import as_utc
 from runtime.definition.model import Phase
+from runtime.documents.items import FailedItem
 from runtime.documents.run import Run, StatusEvent
 from runtime.statuses import ENDED, REDRIVABLE, TERMINAL_JOB_STATUSES, JobState, RunState, StatusName
 
@@ -24,7 +25,7 @@ def iso(value: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
 
 
-def _phase_json(run: Run, phase: Phase) -> dict[str, Any]:
+def _phase_json(run: Run, phase: Phase, failed_items: Mapping[str, Sequence[FailedItem]]) -> dict[str, Any]:
     jobs = []
     for job in phase.jobs:
         record = run.jobs.get(job.name)
@@ -48,22 +49,23 @@ def _phase_json(run: Run, phase: Phase) -> dict[str, Any]:
                 "error": None if record is None else record.error,
                 "for_each": job.for_each,
                 "items": None if record is None or record.fan_out is None else record.fan_out.summary(),
+                "failed_items": [item.to_json() for item in failed_items.get(job.name, ())],
             }
         )
     return {"name": phase.name, "next": None, "jobs": jobs}
 
 
-def _phases(run: Run) -> list[dict[str, Any]]:
+def _phases(run: Run, failed_items: Mapping[str, Sequence[FailedItem]]) -> list[dict[str, Any]]:
     order = run.definition.phase_order()
     phases = []
     for position, phase in enumerate(order):
-        jobs = _phase_json(run, phase)["jobs"]
+        jobs = _phase_json(run, phase, failed_items)["jobs"]
         following = order[position + 1].name if position + 1 < len(order) else None
         phases.append({"name": phase.name, "next": following, "handlers": False, "jobs": jobs})
     if run.definition.on_failure is not None:
         # The failure handlers run only when the run fails or is cancelled: their own cluster,
         # joined to no phase.
-        phases.append({**_phase_json(run, run.definition.on_failure), "handlers": True})
+        phases.append({**_phase_json(run, run.definition.on_failure, failed_items), "handlers": True})
     return phases
 
 
@@ -111,10 +113,16 @@ def _history(statuses: Sequence[StatusEvent]) -> list[dict[str, Any]]:
     ]
 
 
-def run_json(run: Run, statuses: Sequence[StatusEvent], allow_actions: bool) -> dict[str, Any]:
+def run_json(
+    run: Run,
+    statuses: Sequence[StatusEvent],
+    allow_actions: bool,
+    failed_items: Mapping[str, Sequence[FailedItem]] | None = None,
+) -> dict[str, Any]:
     """The run page's document. ``actions`` lists what the buttons may do now, and
     ``approvals`` the approval jobs waiting for an answer: both empty when the console is
-    read-only, else what the run's state allows."""
+    read-only, else what the run's state allows. ``failed_items``: each fan-out job's items that
+    failed for good (the first by index), shown under its counts."""
     actions: list[str] = []
     approvals: list[str] = []
     if allow_actions:
@@ -139,7 +147,7 @@ def run_json(run: Run, statuses: Sequence[StatusEvent], allow_actions: bool) -> 
         "version": run.version,
         "input": run.input,
         "started": iso(started),
-        "phases": _phases(run),
+        "phases": _phases(run, failed_items or {}),
         "attempts": _attempts(statuses),
         "history": _history(statuses),
         "actions": actions,

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 from runtime.documents.events import JobEvent
-from runtime.documents.items import ClaimedItem, Lane, LaneView
+from runtime.documents.items import ClaimedItem, FailedItem, Lane, LaneView
 from runtime.documents.leases import Lease
 from runtime.documents.listing import RunSummary
 from runtime.documents.run import Fields, JobRecord, Run, StatusEvent
@@ -233,6 +233,9 @@ class CrashingItems:
 
     def read_item(self, run_id: str, job: str, index: int) -> Any:
         return self._items.read_item(run_id, job, index)
+
+    def failed_items(self, run_id: str, job: str, limit: int) -> list[FailedItem]:
+        return self._items.failed_items(run_id, job, limit)
 
 
 class CrashingClaims:

@@ -53,7 +53,7 @@ def attempts_in_flight(run: Run) -> list[tuple[Job, JobEvent]]:
             found += [
                 (job, replace(event, attempt=lane.attempt, index=lane.index))
                 for lane in record.fan_out.lanes.values()
-                if lane.index is not None
+                if lane.index is not None and not lane.waiting
             ]
     return found
 

@@ -15,7 +15,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from cdk_app.terminal.report import JOB_RUNNING, RunReport
+from cdk_app.terminal.report import JOB_RUNNING, JobReport, RunReport
 from runtime.definition.model import Workflow
 from runtime.documents.run import StatusEvent
 from runtime.service.approvals import approval_commands
@@ -279,9 +279,26 @@ def print_summary_notes(console: Console, report: RunReport) -> None:
         console.print(f"current phase: {escape(report.phase)}")
     if report.error:
         console.print(f"[red]{escape(report.error.strip().splitlines()[0])}[/]")
+    for job in report.jobs:
+        print_failed_items(console, job)
     tolerated = [job.name for job in report.jobs if job.tolerated]
     if tolerated:
         console.print(f"[yellow]failed and tolerated (allow_failure): {escape(', '.join(tolerated))}[/]")
     if report.faults and any(report.faults.values()):
         counters = ", ".join(f"{name} {count}" for name, count in report.faults.items())
         console.print(f"faults: {counters}")
+
+
+def print_failed_items(console: Console, job: JobReport) -> None:
+    """A fan-out's items that failed for good, one line each (index, item, error), the first
+    ``FAILED_ITEMS_SHOWN`` by index, and how many more there are."""
+    if not job.failed_items or job.items is None:
+        return
+    console.print(f"[red]failed items of {escape(job.name)}:[/]")
+    for failed in job.failed_items:
+        error = _one_line(failed.error or "")
+        item = _one_line(json.dumps(failed.item, default=str))
+        console.print(f"  item {failed.index} {escape(item)}: {escape(error)}", soft_wrap=True)
+    more = job.items["failed"] - len(job.failed_items)
+    if more > 0:
+        console.print(f"  and {more} more (history --json lists every attempt)")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from runtime.documents.items import FanOut
+from runtime.documents.items import FAILED_ITEMS_SHOWN, FailedItem, FanOut
 from runtime.statuses import JobState, RunState, StatusName
 from runtime.store.mongo import MongoStore
 
@@ -40,7 +40,11 @@ class JobReport:
     tolerated: bool = False
     """It failed and the run went on (``allow_failure``)."""
     items: Mapping[str, int] | None = None
-    """A ``for_each`` job's items: ``count``, ``done``, ``failed``, ``running``."""
+    """A ``for_each`` job's items: ``count``, ``done``, ``failed``, ``running``, ``waiting`` (to
+    be retried), ``not_started``."""
+    failed_items: tuple[FailedItem, ...] = ()
+    """A ``for_each`` job's items that failed for good (the first ``FAILED_ITEMS_SHOWN`` by index),
+    each with its error."""
     output_ref: str | None = None
     """Where the output is kept when it is too large for an event, or a fan-out's."""
 
@@ -88,6 +92,11 @@ class RunReport:
                     "error": job.error,
                     "tolerated": job.tolerated,
                     **({} if job.items is None else {"items": dict(job.items)}),
+                    **(
+                        {"failed_items": [item.to_json() for item in job.failed_items]}
+                        if job.items is not None
+                        else {}
+                    ),
                     **({} if job.output_ref is None else {"output_ref": job.output_ref}),
                 }
                 for job in self.jobs
@@ -105,8 +114,15 @@ def _items(fan_out: FanOut) -> dict[str, int]:
         "done": fan_out.done,
         "failed": fan_out.failed,
         "running": fan_out.running,
+        "waiting": fan_out.waiting,
         "not_started": fan_out.not_started,
     }
+
+
+def _failed_items(store: MongoStore, run_id: str, job: str, fan_out: FanOut | None) -> tuple[FailedItem, ...]:
+    if fan_out is None or not fan_out.failed:
+        return ()
+    return tuple(store.items().failed_items(run_id, job, FAILED_ITEMS_SHOWN))
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:
@@ -168,6 +184,7 @@ def summarize(
                     seconds=_seconds(first_started.get(name), last_report.get(name)),
                     tolerated=job_definition.allow_failure and record.state == JobState.FAILED,
                     items=None if record.fan_out is None else _items(record.fan_out),
+                    failed_items=_failed_items(store, run_id, name, record.fan_out),
                     output_ref=record.output_ref,
                 )
             )

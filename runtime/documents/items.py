@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from runtime.clock import as_utc
 from runtime.documents import ID
 from runtime.documents.outputs import ITEMS_REF
 from runtime.statuses import ItemState, JobState, RunState
@@ -27,12 +28,17 @@ from runtime.statuses import ItemState, JobState, RunState
 MAX_ITEMS = 10_000
 """Items one ``for_each`` job may have: past it the job fails, saying so."""
 
+FAILED_ITEMS_SHOWN = 20
+"""Failed items of one job that ``status``, the run's summary and the console list (the first by
+index); the count of all is in the job's counters."""
+
 RUN_ID, JOB, INDEX, ITEM, STATE, ATTEMPT = "runId", "job", "index", "item", "state", "attempt"
 OUTPUT, OUTPUT_REF, ERROR = "output", "outputRef", "error"
 NOT_STARTED = "notStarted"
 """The counter of a fan-out's items that no lane started (``FanOut.not_started``)."""
 RUN_FAILURE = "failure"
 """The run document's failure record (``runtime.documents.run``): set while its handlers run."""
+DUE_AT = "dueAt"
 ITEM_KEY = (RUN_ID, JOB, INDEX)
 """The unique key of ``items``."""
 
@@ -49,6 +55,13 @@ class Lane:
     caused_by: str | None = None
     """Key of the event whose handling put this item (at this attempt) in the lane."""
     claimed_at: datetime | None = None
+    due_at: datetime | None = None
+    """Set while the item waits out its retry policy's delay before this attempt: a timer of the
+    run (``runtime.engine.timers``) dispatches it then."""
+
+    @property
+    def waiting(self) -> bool:
+        return self.index is not None and self.due_at is not None
 
     def holds(self, index: int | None, attempt: int) -> bool:
         """The lane runs item ``index`` at ``attempt`` now."""
@@ -61,6 +74,7 @@ class Lane:
             "first": self.first_attempt,
             "causedBy": self.caused_by,
             "claimedAt": self.claimed_at,
+            DUE_AT: self.due_at,
         }
 
 
@@ -92,16 +106,24 @@ class FanOut:
 
     @property
     def running(self) -> int:
-        return sum(1 for lane in self.lanes.values() if lane.index is not None)
+        """Items in flight (not those waiting to be retried)."""
+        return sum(1 for lane in self.lanes.values() if lane.index is not None and lane.due_at is None)
+
+    @property
+    def waiting(self) -> int:
+        """Items waiting out their retry delay."""
+        return sum(1 for lane in self.lanes.values() if lane.waiting)
 
     @property
     def finished(self) -> bool:
         return self.done + self.failed + self.not_started >= self.count
 
     def summary(self) -> str:
-        """``312/1000 done, 2 failed, 100 running`` (and ``, 586 not started`` once the job or the
-        run has failed with items left): what the local runner and ``status`` show."""
+        """``312/1000 done, 2 failed, 100 running`` (with ``, 3 waiting to retry`` while items wait
+        out a retry delay, and ``, 586 not started`` once the job or the run has failed with items
+        left): what the local runner and ``status`` show."""
         summary = f"{self.done}/{self.count} done, {self.failed} failed, {self.running} running"
+        summary += f", {self.waiting} waiting to retry" if self.waiting else ""
         return summary + (f", {self.not_started} not started" if self.not_started else "")
 
     def to_document(self) -> dict[str, Any]:
@@ -122,6 +144,7 @@ def lane_from_document(document: Mapping[str, Any]) -> Lane:
         first_attempt=document.get("first", 1),
         caused_by=document.get("causedBy"),
         claimed_at=document.get("claimedAt"),
+        due_at=as_utc(document.get(DUE_AT)),
     )
 
 
@@ -203,6 +226,11 @@ def lane_settles(job: str, lane: int, index: int, attempt: int) -> dict[str, Any
         f"{lane_field(job, lane)}.index": index,
         f"{lane_field(job, lane)}.attempt": attempt,
     }
+
+
+def lane_waits(job: str, lane: int) -> dict[str, Any]:
+    """The lane's item waits out a retry delay."""
+    return {f"{lane_field(job, lane)}.{DUE_AT}": {"$ne": None}}
 
 
 def lane_may_start(job: str, most_failed: int) -> dict[str, Any]:
@@ -302,6 +330,30 @@ def lane_view(document: Mapping[str, Any], job: str, lane: int) -> LaneView | No
         fan_out=fan_out_from_document({**fan_out, "lanes": {}}),
         lane=lane_from_document(lanes[str(lane)]) if str(lane) in lanes else None,
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class FailedItem:
+    """An item whose last attempt failed: where it is, what it was and why it failed."""
+
+    index: int
+    item: Any
+    error: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "item": self.item, "error": self.error}
+
+
+def failed_items_filter(run_id: str, job: str) -> dict[str, Any]:
+    """Selects the items of the run's fan-out ``job`` whose last attempt failed."""
+    return {**job_items_filter(run_id, job), STATE: ItemState.FAILED}
+
+
+FAILED_ITEM_PROJECTION = {INDEX: 1, ITEM: 1, ERROR: 1}
+
+
+def failed_item_from_document(document: Mapping[str, Any]) -> FailedItem:
+    return FailedItem(index=document[INDEX], item=document.get(ITEM), error=document.get(ERROR))
 
 
 def next_item_attempt() -> dict[str, Any]:

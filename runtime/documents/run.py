@@ -629,7 +629,9 @@ def without_expiry(expire_at: datetime | None) -> Document:
 
 def lane_moved(job: str, lane: int, to: Lane, counts: Mapping[str, int], now: datetime) -> dict[str, Any]:
     """The update that puts ``to`` in the lane and adds ``counts`` to the job's counters
-    (``done``, ``failed``, ``notStarted``)."""
+    (``done``, ``failed``, ``notStarted``); a lane that waits out a retry delay lowers the run's
+    ``wakeAt`` to its due time, so the timer sweep finds it."""
     update: dict[str, Any] = {"$set": {lane_field(job, lane): to.to_document(), UPDATED_AT: now}}
     increments = {fan_out_field(job, name): count for name, count in counts.items() if count}
-    return update | ({"$inc": increments} if increments else {})
+    update |= {"$inc": increments} if increments else {}
+    return update | ({"$min": wake_at(to.due_at)} if to.due_at is not None else {})

@@ -8,7 +8,8 @@ documents, ``runtime.service.fan_out`` carries them out).
   (``FanOutStart``): they are stored in ``items`` before the run is written, and each lane is
   started once it is.
 - **An item's report** moves only that item's lane (``item_verdict``): a retry under the job's
-  retry budget keeps the item in its lane with the next attempt (the one after the attempt that
+  retry budget keeps the item in its lane with the next attempt, which waits out the retry
+  policy's delay (``retry_due``) as a timer of the run, like a job's retry (the one after the attempt that
   failed, so the budget counts the item's executions, whoever handles the report); its last
   report puts the lane's next item in (``next_lane``) and counts the item done or failed.
 - **Stopping.** No item starts, and none is retried, once the job fails (more items failed than
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import jmespath
@@ -195,6 +196,17 @@ def item_verdict(
     if event.status == StatusName.FAILED and retried:
         return "retry"
     return "last"
+
+
+def retry_due(run_id: str, job: Job, event: StatusEvent, lane: Lane, now: datetime) -> datetime | None:
+    """When an item's retry may start under the job's retry policy (as a job's retry does: the
+    ``failures``-th failure of the item in this round waits ``delay * backoff ** (failures - 1)``,
+    at most ``max_delay``, jittered from the failed attempt itself); None: at once."""
+    assert event.index is not None
+    failures = event.attempt - lane.first_attempt + 1
+    source = retry.jitter_source(run_id, f"{job.name}[{event.index}]", event.attempt)
+    delay = retry.retry_delay(job.retry, failures, source)
+    return now + timedelta(seconds=delay) if delay > 0 else None
 
 
 def most_failed(job: Job, fan_out: FanOut, failed: int) -> int:

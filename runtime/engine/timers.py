@@ -2,7 +2,9 @@
 fires due timers is ``runtime.service.timers``).
 
 A timer is a due time the decision that creates it records in the run document: a waiting job's
-``dueAt`` (a retry's delay, a wait job, an approval's timeout) or the run's ``deadline``. That
+``dueAt`` (a retry's delay, a wait job, an approval's timeout), a fan-out lane's ``dueAt`` (an
+item's retry delay: its ``timer_fired`` names the item, and ``runtime.service.fan_out`` applies
+it) or the run's ``deadline``. That
 decision also lowers the run's ``wakeAt`` (``$min``), the one indexed field the sweep reads.
 When a timer is due the sweep inserts ``timer_fired`` into ``statuses``, keyed by the timer (the
 job and its attempt, or the run's round for the deadline), and the orchestrator applies it like
@@ -74,6 +76,13 @@ def pending_timers(run: Run) -> list[tuple[datetime, StatusEvent]]:
         (record.due_at, timer_event(run, job))
         for job in run.definition.jobs()
         if (record := run.jobs[job.name]).state == JobState.WAITING and record.due_at is not None
+    ]
+    timers += [
+        (lane.due_at, replace(timer_event(run, job), index=lane.index, attempt=lane.attempt))
+        for job in run.definition.jobs()
+        if (record := run.jobs[job.name]).state == JobState.DISPATCHED and record.fan_out is not None
+        for lane in record.fan_out.lanes.values()
+        if lane.waiting and lane.due_at is not None
     ]
     if run.deadline is not None and run.failure is None:
         timers.append((run.deadline, timer_event(run, None)))

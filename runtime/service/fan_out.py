@@ -34,6 +34,7 @@ from runtime.documents.items import (
     lane_of,
     lane_settles,
     lane_unstarted,
+    lane_waits,
 )
 from runtime.documents.run import Run, StatusEvent
 from runtime.engine.fanout import (
@@ -42,6 +43,7 @@ from runtime.engine.fanout import (
     job_end,
     most_failed,
     next_lane,
+    retry_due,
     stopped_lane,
     stops,
 )
@@ -201,6 +203,7 @@ class ItemHandling:
             for number, lane in sorted(fan_out.lanes.items()):
                 if (
                     lane.index is None
+                    or lane.waiting
                     or lane.claimed_at is None
                     or (name, lane.index, lane.attempt) in reported
                     or age(lane.claimed_at, now) < lost_after(context.job)
@@ -226,7 +229,10 @@ class ItemHandling:
             view = self.items.read_lane(event.run_id, context.job.name, lane)
             if view is None:
                 return "ignored", (), f"job {context.job.name!r} is not fanning out"
-            outcome = self._apply(context, event, lane, view, utcnow())
+            if event.status == StatusName.TIMER_FIRED:
+                outcome = self._retry_due(context, event, lane, view, utcnow())
+            else:
+                outcome = self._apply(context, event, lane, view, utcnow())
             if outcome is not None:
                 return outcome
         return "ignored", (), "another handling moved the lane first"
@@ -255,6 +261,8 @@ class ItemHandling:
             sent = self._attempt_again(context, event, lane, view, now, within_budget=True)
             if sent is None:
                 return self._refused(event, lane)
+            if isinstance(sent, str):
+                return "recorded", (), sent
             if not sent:
                 return "ignored", (), f"item {event.index} of {job.name!r} is not stored"
             return "advanced", sent, ""
@@ -280,6 +288,69 @@ class ItemHandling:
         sent = () if claimed is None else (self._send(context, event.run_id, to, claimed.value),)
         self._end_job(context, event.run_id, moved, None if succeeded else event.error)
         return "advanced" if sent else "recorded", sent, ""
+
+    def _retry_due(
+        self, context: FanOutContext, event: StatusEvent, lane: int, view: LaneView, now: datetime
+    ) -> tuple[str, tuple[JobEvent, ...], str] | None:
+        """An item's retry delay is over (its lane's timer fired): the lane dispatches the attempt
+        it holds, guarded as every start of an item is; once the job stops (it failed, or the
+        failure handlers run) the retry never starts and the item counts failed. None: decide
+        again (the move was refused while the lane still holds the item)."""
+        assert event.index is not None
+        job = context.job
+        held = view.lane
+        if held is None or not held.holds(event.index, event.attempt) or not held.waiting:
+            due = view.running and self._due(held, event.key, now)
+            again = (self._resend(context, event.run_id, held),) if due else ()
+            return ("advanced", again, "") if again else ("ignored", (), "stale retry timer")
+        if not view.running or stops(job, view.fan_out, view.failing, 0):
+            return self._give_up(context, event, lane, view)
+        to = replace(held, due_at=None, caused_by=event.key, claimed_at=now)
+        guard = (
+            lane_holds(job.name, lane, event.index, event.attempt)
+            | lane_waits(job.name, lane)
+            | lane_may_start(job.name, most_failed(job, view.fan_out, 0))
+        )
+        if self.items.move_lane(event.run_id, job.name, lane, guard, to, {}) is None:
+            return self._refused(event, lane)
+        value = self.items.read_item(event.run_id, job.name, event.index)
+        return "advanced", (self._send(context, event.run_id, to, value),), ""
+
+    def _give_up(
+        self, context: FanOutContext, event: StatusEvent, lane: int, view: LaneView
+    ) -> tuple[str, tuple[JobEvent, ...], str] | None:
+        """The retry a lane waits for will not start (the job stopped, or no longer fans out): the
+        item counts failed and its lane empties, as if the retry had failed."""
+        assert event.index is not None
+        failed = replace(event, status=StatusName.FAILED, error="its retry was not started: the job stopped")
+        if view.running:
+            return self._apply(context, failed, lane, view, utcnow())
+        return self._settle(context, failed, lane, view, ran=True)
+
+    def settle_waiting(self, run: Run) -> None:
+        """Once ``run`` has ended (or a fan-out job has), the lanes left waiting out a retry delay
+        settle: no timer of an ended run fires, so nothing else would count their items."""
+        for name, record in run.jobs.items():
+            fan_out = record.fan_out
+            if fan_out is None:
+                continue
+            for number, held in fan_out.lanes.items():
+                if not held.waiting or held.index is None:
+                    continue
+                view = self.items.read_lane(run.run_id, name, number)
+                context = self.contexts.get(self.store, run.run_id, name)
+                if view is None or view.running or context is None:
+                    continue
+                timer = StatusEvent(
+                    run_id=run.run_id,
+                    workflow=run.workflow,
+                    status=StatusName.TIMER_FIRED,
+                    phase=context.job.phase,
+                    job=name,
+                    attempt=held.attempt,
+                    index=held.index,
+                )
+                self._give_up(context, timer, number, view)
 
     def _settle(
         self, context: FanOutContext, event: StatusEvent, lane: int, view: LaneView, *, ran: bool
@@ -345,7 +416,8 @@ class ItemHandling:
             # the item's failure, which starts nothing, so the fan-out can end.
             refused = replace(event, status=StatusName.FAILED, error=event.error or "not run")
             return self.apply(refused)[1]
-        return self._attempt_again(context, event, lane, view, utcnow(), within_budget=False) or ()
+        sent = self._attempt_again(context, event, lane, view, utcnow(), within_budget=False)
+        return sent if isinstance(sent, tuple) else ()
 
     def _attempt_again(
         self,
@@ -356,10 +428,12 @@ class ItemHandling:
         now: datetime,
         *,
         within_budget: bool,
-    ) -> tuple[JobEvent, ...] | None:
+    ) -> tuple[JobEvent, ...] | str | None:
         """The item's next attempt (a retry, or outside the retry budget in place of one that
         never ran), dispatched once the lane holds it, guarded as every start of an item is: the
-        event sent, () when the item is not stored, None when the guarded move was refused."""
+        event sent, () when the item is not stored, None when the guarded move was refused. A
+        retry under a policy with a delay is not dispatched: the lane waits for its timer, and
+        this says until when."""
         assert event.index is not None
         assert view.lane is not None
         job = context.job
@@ -377,8 +451,14 @@ class ItemHandling:
         guard = lane_holds(job.name, lane, event.index, event.attempt) | lane_may_start(
             job.name, most_failed(job, view.fan_out, 0)
         )
+        due = retry_due(event.run_id, job, event, view.lane, now) if within_budget else None
+        if due is not None:
+            # The retry waits out its delay: the run's timer sweep fires it (``_retry_due``).
+            to = replace(to, due_at=due)
         if self.items.move_lane(event.run_id, job.name, lane, guard, to, {}) is None:
             return None
+        if due is not None:
+            return f"item {event.index} of {job.name!r} retries at {due.isoformat()}"
         return (self._send(context, event.run_id, to, claimed.value),)
 
     # -- helpers --------------------------------------------------------------------------------
@@ -410,6 +490,7 @@ class ItemHandling:
         return (
             lane is not None
             and lane.index is not None
+            and lane.due_at is None
             and lane.caused_by == key
             and (lane.claimed_at is None or age(lane.claimed_at, now) >= self.redispatch_after)
         )

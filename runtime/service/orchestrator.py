@@ -242,6 +242,9 @@ class Orchestrator:
         recorded_now = recorded_now or (decision is not None and decision.fallback is not None)
         again_dispatched, again_recorded = replay(run, event.key, utcnow(), self.redispatch_after)
         items_sent += self.fan_outs.replay(run, event.key, utcnow())
+        if decision is not None:
+            # A decision that ended the run or a fan-out job leaves no timer to retry its items.
+            self.fan_outs.settle_waiting(run)
         outcome = self._carry_out(dispatched + again_dispatched, statuses + again_recorded, recorded_now)
         if items_sent:
             outcome = replace(outcome, action="advanced", dispatched=outcome.dispatched + items_sent)

@@ -19,12 +19,16 @@ from runtime.clock import utcnow
 from runtime.documents import ID
 from runtime.documents.items import (
     ATTEMPT,
+    FAILED_ITEM_PROJECTION,
     INDEX,
     ITEM,
     ITEM_KEY,
     ClaimedItem,
+    FailedItem,
     Lane,
     LaneView,
+    failed_item_from_document,
+    failed_items_filter,
     item_attempt_reached,
     item_documents,
     item_ended,
@@ -197,3 +201,14 @@ class MongoItems:
         if document is None:
             raise StoreError(f"item {index} of {job!r} in run {run_id!r} is not stored")
         return document.get(ITEM)
+
+    def failed_items(self, run_id: str, job: str, limit: int) -> list[FailedItem]:
+        documents = _guard(
+            f"read the failed items of {job!r}",
+            lambda: list(
+                self.items.find(failed_items_filter(run_id, job), FAILED_ITEM_PROJECTION)
+                .sort(INDEX, pymongo.ASCENDING)
+                .limit(limit)
+            ),
+        )
+        return [failed_item_from_document(document) for document in documents]
