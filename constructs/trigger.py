@@ -19,7 +19,7 @@ from aws_cdk import aws_events as events
 from constructs import Construct
 from runtime.contracts import PARTNER_SOURCE_PREFIX
 from runtime.definition.model import Workflow
-from runtime.statuses import NOTIFY_EVENTS, ORCHESTRATOR_STATUSES
+from runtime.statuses import NOTIFY_EVENTS, ORCHESTRATOR_STATUSES, notified_statuses
 from runtime.store.settings import StoreSettings
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ reconciler replays a run's statuses; until then a suspended trigger stays suspen
 workflow's ``StatusEventsStoppedAlarm`` says so, and an operator restarts it in Atlas (resuming
 from the token when it is still in the oplog loses nothing)."""
 
-ALL_CONSUMED_STATUSES = tuple(sorted({*ORCHESTRATOR_STATUSES, *NOTIFY_EVENTS}))
+ALL_CONSUMED_STATUSES = tuple(sorted({*ORCHESTRATOR_STATUSES, *notified_statuses(NOTIFY_EVENTS)}))
 """Every status the orchestrator acts on or a spec's ``notify.on`` may name."""
 
 
@@ -43,7 +43,7 @@ def consumed_statuses(workflows: Iterable[Workflow]) -> tuple[str, ...]:
     stays one short ``$in`` however many workflows share it; the rules still match per workflow."""
     statuses = set(ORCHESTRATOR_STATUSES)
     for workflow in workflows:
-        statuses.update(workflow.notify.on)
+        statuses.update(notified_statuses(workflow.notify.on))
     return tuple(sorted(statuses))
 
 

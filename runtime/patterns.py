@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from runtime.contracts import PARTNER_SOURCE_PREFIX
-from runtime.statuses import ORCHESTRATOR_STATUSES
+from runtime.statuses import ORCHESTRATOR_STATUSES, notified_statuses
 
 
 def _insert_pattern(
@@ -56,10 +56,10 @@ def notifier_pattern(
     source_prefix: str = PARTNER_SOURCE_PREFIX,
 ) -> dict[str, Any]:
     """The trigger's inserts into ``database.statuses_collection`` of the kinds the spec's
-    ``notify.on`` names."""
+    ``notify.on`` names (a ``failed`` report for ``attempt_failed``)."""
     return _insert_pattern(
         workflow,
-        notify_on,
+        notified_statuses(notify_on),
         database=database,
         statuses_collection=statuses_collection,
         source_prefix=source_prefix,

@@ -5,6 +5,7 @@ runtime: standard library only, imported by everything above it (Lambda included
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Literal
 
@@ -148,7 +149,18 @@ attempt the job wrapper refused never runs, so the job needs another), the opera
 for (cancel, redrive, an approval's answer) and timers firing; ``started`` and the engine's own
 run-level statuses would only cost it invocations."""
 
-NOTIFY_EVENTS = tuple(
-    status.value for status in (*JOB_STATUSES, *RUN_STATUSES, StatusName.APPROVAL_REQUESTED)
+ATTEMPT_FAILED = "attempt_failed"
+"""A ``notify.on`` choice that is no status of its own: every failed attempt of a job (its
+``failed`` report), where ``failed`` notifies a job's final failure only."""
+
+NOTIFY_EVENTS = (
+    *(status.value for status in (*JOB_STATUSES, *RUN_STATUSES, StatusName.APPROVAL_REQUESTED)),
+    ATTEMPT_FAILED,
 )
-"""Every status a spec's ``notify.on`` may name."""
+"""Every name a spec's ``notify.on`` may give."""
+
+
+def notified_statuses(notify_on: Iterable[str]) -> tuple[str, ...]:
+    """The statuses whose documents the notifier sees for ``notify_on``: ``attempt_failed`` is
+    told from a ``failed`` report."""
+    return tuple(sorted({StatusName.FAILED.value if name == ATTEMPT_FAILED else name for name in notify_on}))

@@ -26,7 +26,7 @@ from constructs.trigger import (
 )
 from runtime import patterns
 from runtime.definition.model import Notify
-from runtime.statuses import NOTIFY_EVENTS
+from runtime.statuses import NOTIFY_EVENTS, notified_statuses
 from runtime.store.settings import StoreSettings
 from tests.cdk_fixtures import catch_the_fish, make_app
 
@@ -212,9 +212,10 @@ def test_the_default_forwards_every_status_a_rule_could_consume(atlas):
 
     match = json.loads(trigger_properties(template)["DatabaseTrigger"]["Match"])
 
-    assert set(match["fullDocument.status"]["$in"]) == set(NOTIFY_EVENTS) | set(
+    assert set(match["fullDocument.status"]["$in"]) == set(notified_statuses(NOTIFY_EVENTS)) | set(
         patterns.ORCHESTRATOR_STATUSES
     )
+    assert "attempt_failed" not in match["fullDocument.status"]["$in"], "a choice of notify.on, no status"
 
 
 def test_partner_event_source_with_an_existing_bus_imports_it():

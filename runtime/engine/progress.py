@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from runtime import limits
-from runtime.definition.model import HANDLERS_PHASE, Phase
+from runtime.definition.model import HANDLERS_PHASE, Job, Phase
 from runtime.documents.events import JobEvent
 from runtime.documents.failures import Failure
 from runtime.documents.run import (
@@ -215,6 +215,35 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
     )
 
 
+def _retried(job: Job, attempts: int, error: str) -> bool:
+    """Whether the ``attempts``-th failed attempt of this round gets another under the policy. A
+    fan-out's items are retried, not the fan-out: its failure is its last."""
+    return attempts <= job.retries and retry.is_retried(job.retry, error) and not job.for_each
+
+
+def failure_is_final(run: Run, event: StatusEvent) -> bool:
+    """Whether the failed attempt ``event`` is its job's last, as ``plan_failure`` decides it: no
+    retry follows (the policy's attempts are used up or it does not retry that error, the run has
+    ended, or the failure handlers run and it is not one of them). What the notifier asks of a
+    ``failed`` report, which it may read before the orchestrator applied it or long after: an
+    attempt followed by another in its round was not the last; a redrive's first attempt follows
+    the last of the round before."""
+    assert event.job is not None
+    record = run.jobs.get(event.job)
+    if record is None:
+        return True
+    first = record.first_attempt or 1
+    if event.attempt < first:
+        return event.attempt == first - 1
+    if event.attempt < record.attempt:
+        return False
+    if run.state != RunState.RUNNING:
+        return True
+    job = run.definition.job(event.job)
+    retried = _retried(job, event.attempt - first + 1, event.error or "")
+    return not retried or failure_handlers.tolerated(run, job, retried)
+
+
 def plan_failure(run: Run, event: StatusEvent, now: datetime) -> Transition | None:
     """Retry the job with its next attempt, or fail it and, while the run is running, the run.
     None when the failure is stale or was handled before."""
@@ -232,8 +261,7 @@ def plan_failure(run: Run, event: StatusEvent, now: datetime) -> Transition | No
     if run.state == RunState.RUNNING:
         conditions |= run_is(RunState.RUNNING)
         attempts = event.attempt - (record.first_attempt or 1) + 1
-        # A fan-out's items are retried, not the fan-out: its failure is its last.
-        retried = attempts <= job.retries and retry.is_retried(job.retry, error) and not job.for_each
+        retried = _retried(job, attempts, error)
         if failure_handlers.tolerated(run, job, retried):
             return tolerate_failure(run, event, conditions, error, now)
         if retried:

@@ -12,6 +12,7 @@ channels failed after another had published: the retry publishes to every channe
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Sequence
@@ -20,16 +21,21 @@ from datetime import timedelta
 from typing import Any
 
 from runtime.documents.envelopes import parse_status_event
-from runtime.documents.run import StatusEvent
+from runtime.documents.run import Run, StatusEvent
+from runtime.engine.progress import failure_is_final
 from runtime.errors import EventError
 from runtime.limits import LAMBDA_RETRY_DELAY
 from runtime.ports import NotificationClaims, Notifier, RunStore
 from runtime.service.approvals import approval_commands
-from runtime.statuses import JobState, RunState, StatusName
+from runtime.statuses import ATTEMPT_FAILED, JobState, RunState, StatusName
 
 log = logging.getLogger(__name__)
 
 ERROR_SUMMARY_CHARS = 300
+ITEMS_NAMED = 3
+"""Failed items a message about a fan-out names (the first by index); the count says the rest."""
+RUN_ENDED = (StatusName.WORKFLOW_SUCCEEDED, StatusName.WORKFLOW_FAILED)
+"""The ends of a run whose message names what it tolerated."""
 
 
 SENDING_LEASE = timedelta(minutes=5)
@@ -49,29 +55,34 @@ def compose(
     *,
     may_fail: bool = False,
     tolerated: Sequence[str] = (),
+    item_failures: Sequence[str] = (),
+    retried: bool | None = None,
 ) -> tuple[str, str]:
     """(subject, message) for one status event; ``max_attempts`` and ``run_over`` (the run has
     already ended) let a job failure say whether it will be retried, ``may_fail`` (the job has
     ``allow_failure``) that the run goes on without it; the end of a run names the jobs whose
-    failure it ``tolerated``."""
+    failure it ``tolerated``. ``item_failures``: a summary line per fan-out job with failed items
+    (of the job that failed, or at the end of a run, of every job). ``retried``: whether another
+    attempt follows this failure (None: told from ``max_attempts`` while the run goes on)."""
     run = f"{event.workflow} run {event.run_id}"
     if event.status == StatusName.FAILED:
         of = f" of {max_attempts}" if max_attempts else ""
+        if retried is None and max_attempts is not None and not run_over:
+            retried = event.attempt < max_attempts
         retry = ""
-        if run_over:
-            retry = "; the run has ended"
-        elif max_attempts is not None and event.attempt < max_attempts:
+        if retried:
             retry = "; it will be retried"
-        elif max_attempts is not None:
-            retry = (
-                "; no attempts left, tolerated (allow_failure): the run goes on"
-                if may_fail
-                else "; no attempts left"
-            )
+        elif may_fail and retried is False:
+            retry = "; no attempts left, tolerated (allow_failure): the run goes on"
+        elif run_over:
+            retry = "; the run has ended"
+        elif retried is False:
+            retry = "; no attempts left"
+        items = "".join(f"\n{line}" for line in item_failures)
         return (
             f"{event.workflow}: job {event.job} failed",
             f"{run}: job {event.job} (phase {event.phase}) failed on attempt {event.attempt}{of}{retry}.\n"
-            f"Error: {_first_line(event.error)}",
+            f"Error: {_first_line(event.error)}{items}",
         )
     if event.status == StatusName.STARTED:
         return (
@@ -85,6 +96,7 @@ def compose(
     if event.status == StatusName.WORKFLOW_STARTED:
         return (f"{event.workflow}: run started", f"{run} started.")
     also = f"\nFailed and tolerated (allow_failure): {', '.join(tolerated)}." if tolerated else ""
+    also += "".join(f"\n{line}" for line in item_failures)
     if event.status == StatusName.WORKFLOW_SUCCEEDED:
         return (f"{event.workflow}: run succeeded", f"{run} succeeded.{also}")
     if event.status == StatusName.WORKFLOW_CANCELLED:
@@ -140,6 +152,9 @@ class NotifierService:
             # records the rejection of the statuses it acts on.
             log.warning("dropped %s of run %s, not authentic: %s", status.key, status.run_id, reason)
             return None
+        run = self._run_of(status)
+        if run is not None and not notified(run, status):
+            return None
         request_id = request_id or uuid.uuid4().hex
         claims = self.claims
         if claims is not None and not claims.claim_notification(
@@ -148,7 +163,7 @@ class NotifierService:
             log.info("%s of run %s: notified by another delivery", status.key, status.run_id)
             return None
         try:
-            subject, message = compose(status, **self._outlook(status))
+            subject, message = compose(status, **self._outlook(status, run))
             for notifier in self.notifiers:
                 notifier.publish(subject, message)
         except Exception:
@@ -160,26 +175,30 @@ class NotifierService:
             claims.notification_sent(status)
         return subject, message
 
-    def _outlook(self, status: StatusEvent) -> dict[str, Any]:
+    def _run_of(self, status: StatusEvent) -> Run | None:
+        """The run, for what a job's failure or a run's end says (None: without a store, or for
+        any other status, which needs none)."""
+        if self.store is None or status.status not in (StatusName.FAILED, *RUN_ENDED):
+            return None
+        return self.store.read_run(status.run_id)
+
+    def _outlook(self, status: StatusEvent, run: Run | None) -> dict[str, Any]:
         """For a job's failure: its number of attempts, whether its run is over and whether it may
-        fail; for the end of a run: the failures it tolerated."""
-        ends = (StatusName.WORKFLOW_SUCCEEDED, StatusName.WORKFLOW_FAILED)
+        fail, and its failed items; for the end of a run: the failures it tolerated and the
+        fan-out jobs' failed items."""
         if (
-            self.store is None
+            run is None
             or (status.status != StatusName.FAILED or not status.job)
-            and status.status not in ends
+            and status.status not in RUN_ENDED
         ):
             return {}
-        run = self.store.read_run(status.run_id)
-        if run is None:
-            return {}
-        if status.status in ends:
+        if status.status in RUN_ENDED:
             tolerated = [
                 job.name
                 for job in run.definition.jobs()
                 if job.allow_failure and run.jobs[job.name].state == JobState.FAILED
             ]
-            return {"tolerated": tolerated}
+            return {"tolerated": tolerated, "item_failures": self._item_failures(run, list(run.jobs))}
         if status.job is None or status.job not in run.jobs:
             return {"run_over": run.state != RunState.RUNNING}
         job = run.definition.job(status.job)
@@ -187,4 +206,37 @@ class NotifierService:
             "max_attempts": job.max_attempts,
             "run_over": run.state != RunState.RUNNING,
             "may_fail": job.allow_failure,
+            "retried": not failure_is_final(run, status),
+            "item_failures": self._item_failures(run, [job.name]),
         }
+
+    def _item_failures(self, run: Run, jobs: Sequence[str]) -> list[str]:
+        """One line per fan-out job of ``jobs`` with failed items: how many, and the first few
+        (index, value, error)."""
+        assert self.store is not None
+        lines = []
+        for name in jobs:
+            fan_out = run.jobs[name].fan_out
+            if fan_out is None or not fan_out.failed:
+                continue
+            shown = self.store.items().failed_items(run.run_id, name, ITEMS_NAMED)
+            named = "; ".join(
+                f"item {item.index} {_first_line(json.dumps(item.item, default=str))}: "
+                f"{_first_line(item.error)}"
+                for item in shown
+            )
+            more = ", ..." if fan_out.failed > len(shown) else ""
+            lines.append(f"Items of {name} that failed: {fan_out.failed} of {fan_out.count} ({named}{more}).")
+        return lines
+
+
+def notified(run: Run, status: StatusEvent) -> bool:
+    """Whether the spec's ``notify.on`` asks for this status: a job's ``failed`` report is
+    ``attempt_failed`` always, and ``failed`` only when it is the job's final failure (no retry
+    follows it)."""
+    if status.status != StatusName.FAILED or status.job is None:
+        return True
+    on = run.definition.notify.on
+    if ATTEMPT_FAILED in on:
+        return True
+    return StatusName.FAILED.value in on and failure_is_final(run, status)
