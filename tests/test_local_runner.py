@@ -374,7 +374,8 @@ def test_a_seed_fixes_the_crashes(run: Any) -> None:
 
 
 NOTICES = ("✉ retries_exhausted: job doomed failed", "✉ retries_exhausted: run failed")
-"""What the notifier of retries_exhausted sends: a failure notice per attempt, then the run's end."""
+"""What the notifier of retries_exhausted sends: a failure notice per attempt (``attempt_failed``),
+then the run's end."""
 
 
 @pytest.mark.faults
