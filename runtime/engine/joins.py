@@ -18,12 +18,10 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-import jmespath
-
 from runtime.definition.model import HANDLERS_PHASE, Job, Phase
 from runtime.documents.events import JobEvent
 from runtime.documents.run import Run, StatusEvent
-from runtime.engine import fanout
+from runtime.engine import conditions, fanout
 from runtime.statuses import DONE, JobState, StatusName
 
 FINISHED = DONE | {JobState.FAILED}
@@ -77,12 +75,13 @@ def is_truthy(value: Any) -> bool:
 
 def when_holds(job: Job, run: Run, results: Mapping[str, Any]) -> bool:
     """The job's ``when`` against ``{"input", "results"}``; true for a job without one. Raises
-    whatever JMESPath raises for a condition that cannot be evaluated, and ``OutputUnreadable``
-    for one that reads an output too large to load."""
+    whatever JMESPath raises for a condition that cannot be evaluated, ``MissingField`` for one
+    that reads a field an output does not have (``runtime.engine.conditions``), and
+    ``OutputUnreadable`` for one that reads an output too large to load."""
     if job.when is None:
         return True
     fanout.require_readable(job.when, results)
-    return is_truthy(jmespath.search(job.when, {"input": run.input, "results": dict(results)}))
+    return is_truthy(conditions.evaluate(job.when, run.input, results))
 
 
 def job_event(run: Run, job: Job, attempt: int, outputs: Mapping[str, Any] | None = None) -> JobEvent:
