@@ -12,6 +12,7 @@ from cdk_app.local.atlas_events import envelope
 from runtime.clock import utcnow
 from runtime.definition.input_check import InputRefused
 from runtime.definition.loader import workflow_from_document
+from runtime.definition.model import Notify
 from runtime.documents.run import StatusEvent
 from runtime.errors import RunError
 from runtime.handlers import job as job_wrapper
@@ -110,7 +111,8 @@ def test_a_job_whose_code_cannot_be_imported_reports_each_attempt_failed_with_th
 
 
 def test_a_failure_notice_says_whether_the_job_will_be_retried(store: MongoStore) -> None:
-    spec = workflow("w", {"p": {"j": {"retries": 1}, "k": {}}})
+    # attempt_failed: a notice for every failed attempt, so each wording shows.
+    spec = workflow("w", {"p": {"j": {"retries": 1}, "k": {}}}, notify=Notify(on=("attempt_failed",)))
     run_id = start_run(store, spec).run_id
     service = NotifierService(notifiers=[], store=store)
 
