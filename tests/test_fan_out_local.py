@@ -50,6 +50,7 @@ def test_a_thousand_items_of_2_kb_then_a_sum_succeed_and_show_as_one_line(
         "done": 1000,
         "failed": 0,
         "running": 0,
+        "waiting": 0,
         "not_started": 0,
     }
     assert jobs["process_item"]["output"] is None
@@ -89,7 +90,14 @@ def test_an_item_past_its_timeout_is_reported_as_lambda_would_and_retried(
 
     assert result.exit_code == 0, result.stderr
     job = result.report["jobs"]["slow_items"]
-    assert job["items"] == {"count": 3, "done": 3, "failed": 0, "running": 0, "not_started": 0}
+    assert job["items"] == {
+        "count": 3,
+        "done": 3,
+        "failed": 0,
+        "running": 0,
+        "waiting": 0,
+        "not_started": 0,
+    }
     assert job["executions"] == 4, "three items, one of them twice"
 
 
@@ -114,5 +122,17 @@ def test_duplicate_deliveries_leave_each_item_its_whole_retry_budget(mongo_uri: 
 
     assert result.exit_code == 1, result.stderr
     job = result.report["jobs"]["doomed_items"]
-    assert job["items"] == {"count": 3, "done": 0, "failed": 3, "running": 0, "not_started": 0}
+    assert job["items"] == {
+        "count": 3,
+        "done": 0,
+        "failed": 3,
+        "running": 0,
+        "waiting": 0,
+        "not_started": 0,
+    }
+    assert [(failed["index"], failed["item"]) for failed in job["failed_items"]] == [
+        (0, "a"),
+        (1, "b"),
+        (2, "c"),
+    ]
     assert job["executions"] == 3 * 4, "each item ran 1 + retries times: duplicates use up none"
