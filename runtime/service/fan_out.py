@@ -327,6 +327,20 @@ class ItemHandling:
             return self._apply(context, failed, lane, view, utcnow())
         return self._settle(context, failed, lane, view, ran=True)
 
+    def settle_refused(self, event: StatusEvent) -> None:
+        """The wrapper refused an item's attempt (``not_run``) once its job no longer fans out (it
+        failed, or the run ended): the attempt never ran, so the item counts as not started, and
+        its lane empties (``_settle``)."""
+        assert event.job is not None
+        assert event.index is not None
+        context = self.contexts.get(self.store, event.run_id, event.job)
+        if context is None:
+            return
+        lane = lane_of(event.index, context.job.max_concurrency)
+        view = self.items.read_lane(event.run_id, context.job.name, lane)
+        if view is not None and not view.running:
+            self._settle(context, event, lane, view, ran=False)
+
     def settle_waiting(self, run: Run) -> None:
         """Once ``run`` has ended (or a fan-out job has), the lanes left waiting out a retry delay
         settle: no timer of an ended run fires, so nothing else would count their items."""
@@ -404,10 +418,7 @@ class ItemHandling:
         job = context.job
         lane = lane_of(event.index, job.max_concurrency)
         view = self.items.read_lane(event.run_id, job.name, lane)
-        if view is None:
-            return None
-        if not view.running:
-            self._settle(context, event, lane, view, ran=False)
+        if view is None or not view.running:
             return None
         if view.lane is None or not view.lane.holds(event.index, event.attempt):
             return ()

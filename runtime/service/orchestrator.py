@@ -155,7 +155,14 @@ class Orchestrator:
             sent = self.fan_outs.not_run(event)
             if sent is not None:
                 return Outcome(action="advanced" if sent else "ignored", dispatched=sent)
-            # The fan-out is not running: the engine records its job for a redrive.
+            # The fan-out is not running: the engine records its job for a redrive, then the
+            # refused attempt counts as not started (after: the engine reads its lane holding it).
+            outcome = self._decide(event)
+            self.fan_outs.settle_refused(event)
+            return outcome
+        return self._decide(event)
+
+    def _decide(self, event: StatusEvent) -> Outcome:
         run = self.store.read_run(event.run_id)
         recorded_now = False
         for _ in range(MAX_DECISIONS):
