@@ -27,6 +27,10 @@ JOB_HANDLER = "JOB_HANDLER"
 """``module.function`` of a job's own code; unset, the job runs the stub."""
 WORKFLOW_DEFINITION_FILE = "WORKFLOW_DEFINITION_FILE"
 """The starter's bundled definition, relative to the function's code folder."""
+JOB_VERSIONS = "JOB_VERSIONS"
+"""The starter's: the version of each job function this deploy published, comma-separated, in
+the order of the bundled definition's jobs that run code (numbers only: a map of 300 ARNs would
+not fit in Lambda's 4 KB of environment)."""
 NOTIFY_TOPIC_ARN = "NOTIFY_TOPIC_ARN"
 """The notifier's SNS topic."""
 SLACK_WEBHOOK_SECRET_ARN = "SLACK_WEBHOOK_SECRET_ARN"
@@ -45,6 +49,7 @@ ENVIRONMENT_NAMES = frozenset(
         JOB_HANDLER,
         WORKFLOW_NAME,
         WORKFLOW_DEFINITION_FILE,
+        JOB_VERSIONS,
         NOTIFY_TOPIC_ARN,
         SLACK_WEBHOOK_SECRET_ARN,
     }

@@ -26,6 +26,7 @@ from cdk_app.local.atlas_events import envelope
 from cdk_app.local.faults import CrashingDispatcher, CrashingStore, CrashPlan, InjectedCrash, NoCrash
 from runtime.definition.loader import load_workflow
 from runtime.definition.model import Job, Phase, RetryPolicy, Workflow
+from runtime.documents.deployment import Deployment
 from runtime.documents.events import JobEvent
 from runtime.handlers.job import stub_handler
 from runtime.service.job_attempt import UserHandler, run_attempt
@@ -84,6 +85,8 @@ class Driver:
     definition: Workflow
     handlers: Mapping[str, UserHandler] = field(default_factory=dict)
     faults: Faults = field(default_factory=Faults)
+    deployment: Deployment | None = None
+    """The version map the runs start pinned to (None: invoked by function name)."""
 
     def __post_init__(self) -> None:
         self.dispatcher = RecordingDispatcher()
@@ -118,7 +121,9 @@ class Driver:
             )
 
     def run(self, run_id: str | None = None, run_input: Any = None, max_rounds: int = 1000) -> Outcome:
-        run_id = start_run(self.store, self.definition, run_id=run_id, input=run_input).run_id
+        run_id = start_run(
+            self.store, self.definition, run_id=run_id, input=run_input, deployment=self.deployment
+        ).run_id
         seen: set[Any] = set()
         for _ in range(max_rounds):
             fresh = [s for s in self.store.run_statuses(run_id) if s["_id"] not in seen]

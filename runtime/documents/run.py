@@ -23,6 +23,7 @@ from typing import Any
 from runtime.clock import as_utc
 from runtime.definition.model import Workflow
 from runtime.documents import ID
+from runtime.documents.deployment import Deployment, deployment_from_document
 from runtime.documents.failures import Failure, failure_from_document
 from runtime.documents.items import FanOut, Lane, fan_out_field, fan_out_from_document, lane_field
 from runtime.errors import EventError
@@ -100,6 +101,8 @@ class Run:
     """When the run deadline of this round fires (the spec's ``timeout``)."""
     failure: Failure | None = None
     """Set while the failure handlers run (and kept once the run has ended after them)."""
+    deployment: Deployment | None = None
+    """The function version each job invokes, recorded at start (None: the unqualified names)."""
     version: int = 0
     """Incremented by every write; a write planned from this view is guarded by it."""
     stored_bytes: int = 0
@@ -156,6 +159,7 @@ INPUT_TEXT = "inputText"
 search reads, since MongoDB cannot match a pattern against a whole subdocument."""
 SEARCHABLE_INPUT_CHARS = 2000
 FAILURE = "failure"
+DEPLOYMENT = "deployment"
 COMPLETED_BY, DEADLINE, WAKE_AT = "completedBy", "deadline", "wakeAt"
 """``wakeAt`` is the earliest due time among the run's timers, or earlier (never later): the
 timer sweep's index. Decisions lower it (``$min``); only the sweep raises it again."""
@@ -213,6 +217,7 @@ def run_from_document(document: Mapping[str, Any], stored_bytes: int = 0) -> Run
         expire_at=document.get(EXPIRE_AT),
         deadline=as_utc(document.get(DEADLINE)),
         failure=failure_from_document(document.get(FAILURE)),
+        deployment=deployment_from_document(document.get(DEPLOYMENT)),
         version=document.get(VERSION, 0),
         stored_bytes=stored_bytes,
     )
@@ -234,6 +239,7 @@ def run_to_document(run: Run, now: datetime) -> Document:
         ERROR: run.error,
         REDRIVES: run.redrives,
         FAILURE: None if run.failure is None else run.failure.to_document(),
+        **({} if run.deployment is None else {DEPLOYMENT: run.deployment.to_document()}),
         VERSION: run.version,
         CREATED_AT: now,
         UPDATED_AT: now,

@@ -100,6 +100,7 @@ def job_event(run: Run, job: Job, attempt: int, outputs: Mapping[str, Any] | Non
         results=results,
         failure=failure,
         references={name: references[name] for name in results if name in references},
+        function=None if run.deployment is None else run.deployment.function_of(job.name),
     )
 
 

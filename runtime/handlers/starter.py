@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime import contracts
+from runtime.aws.versions import cloud_deployment
 from runtime.definition.model import Workflow
 from runtime.documents.envelopes import as_mapping
 from runtime.errors import EventError, RunError
@@ -39,7 +40,15 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     retries it forever."""
     if "store" not in _state:
         definition = load_definition(os.environ[contracts.WORKFLOW_DEFINITION_FILE])
-        _state.update(store=store_from_env(os.environ), definition=definition)
+        versions = os.environ.get(contracts.JOB_VERSIONS)
+        # The versions this deploy published: a stack from before versions has none, and its
+        # runs invoke the functions by name.
+        deployment = (
+            None
+            if versions is None
+            else cloud_deployment(definition, versions, str(getattr(context, "invoked_function_arn", "")))
+        )
+        _state.update(store=store_from_env(os.environ), definition=definition, deployment=deployment)
     try:
         request = as_mapping(event or {})
         run_id = request.get("run_id")
@@ -47,7 +56,13 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
             raise EventError(f"run_id must be a non-empty string, got {run_id!r}")
         if "action" in request:
             return _operate(request, run_id)
-        started = start_run(_state["store"], _state["definition"], run_id=run_id, input=request.get("input"))
+        started = start_run(
+            _state["store"],
+            _state["definition"],
+            run_id=run_id,
+            input=request.get("input"),
+            deployment=_state["deployment"],
+        )
     except (EventError, RunError) as exc:
         log.warning("request refused: %s", exc)
         return {"error": str(exc)}
