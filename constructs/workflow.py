@@ -28,6 +28,7 @@ from constructs.lambda_code import DEFINITION_FILE, JOB_REQUIREMENTS_FILE, CodeS
 from constructs.lambda_runtime import ARCHITECTURE, PYTHON_RUNTIME, python_version
 from constructs.monitoring import notification_topic, reconciler_alarm, workflow_alarms
 from constructs.timers import timer_schedule
+from constructs.versions import pin_runs_to_versions, publish_versions, retain, version_options
 from runtime import contracts, patterns
 from runtime.definition import model
 from runtime.errors import Problem, SpecError
@@ -222,6 +223,16 @@ class Workflow(Construct):
         coded = [job for job in workflow.jobs() if job.runs_code]
         self._job_roles = MappingProxyType({job.name: self._job_role(job) for job in coded})
         self._job_functions = MappingProxyType({job.name: self._job_function(job) for job in coded})
+        # Removing a job from the spec must not delete what a run in flight still invokes.
+        retain(*self._job_functions.values(), *self._job_roles.values())
+        self._job_versions = MappingProxyType(
+            dict(zip(self._job_functions, publish_versions(list(self._job_functions.values())), strict=True))
+        )
+        pin_runs_to_versions(
+            self._starter,
+            list(self._job_versions.values()),
+            [child for child in self.node.children if isinstance(child, NestedStack)],
+        )
 
         self._timer_schedule: scheduler.Schedule | None = None
         self._reconciler, self._reconcile_schedule = self._reconciler_on_schedule()
@@ -261,6 +272,12 @@ class Workflow(Construct):
     def job_functions(self) -> Mapping[str, lambda_.Function]:
         """Job name -> its function."""
         return self._job_functions
+
+    @property
+    def job_versions(self) -> Mapping[str, lambda_.Version]:
+        """Job name -> the version of its function this deploy publishes (runs started after the
+        deploy invoke it; those started before keep theirs)."""
+        return self._job_versions
 
     @property
     def job_roles(self) -> Mapping[str, iam.Role]:
@@ -520,6 +537,9 @@ class Workflow(Construct):
             retry_attempts=JOB_ASYNC_RETRY_ATTEMPTS,
             max_event_age=JOB_MAX_EVENT_AGE,
             on_failure=destinations.LambdaDestination(self._orchestrator),
+            current_version_options=version_options(
+                self._orchestrator, JOB_ASYNC_RETRY_ATTEMPTS, JOB_MAX_EVENT_AGE
+            ),
         )
 
     def _job_stack(self, index: int) -> NestedStack:

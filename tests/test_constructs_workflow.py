@@ -147,13 +147,20 @@ def test_each_job_fails_over_to_the_orchestrator(fish_app, fish_workflow):
             "AWS::Lambda::EventInvokeConfig",
             {"Properties": {"FunctionName": {"Ref": logical_id(function)}}},
         )
-        (properties,) = (resource["Properties"] for resource in config.values())
-        # No Lambda retries (issue 16): a killed invocation is a failed attempt, retried by the orchestrator.
-        assert properties["MaximumRetryAttempts"] == 0
-        assert properties["MaximumEventAgeInSeconds"] == 6 * 3600
-        parameter = properties["DestinationConfig"]["OnFailure"]["Destination"]["Ref"]
-        stack_resource = parent_template["Resources"][logical_id(nested.nested_stack_resource or nested)]
-        assert stack_resource["Properties"]["Parameters"][parameter] == orchestrator_arn
+        # One for $LATEST (runs without a version map), one for the version this deploy publishes.
+        qualifiers = [resource["Properties"]["Qualifier"] for resource in config.values()]
+        assert qualifiers[0] == "$LATEST"
+        # The version's logical id is its own plus a hash of the function's code and settings.
+        assert qualifiers[1]["Fn::GetAtt"][0].startswith(logical_id(construct.job_versions[job.name]))
+        for resource in config.values():
+            properties = resource["Properties"]
+            # No Lambda retries (issue 16): a killed invocation is a failed attempt, retried by
+            # the orchestrator.
+            assert properties["MaximumRetryAttempts"] == 0
+            assert properties["MaximumEventAgeInSeconds"] == 6 * 3600
+            parameter = properties["DestinationConfig"]["OnFailure"]["Destination"]["Ref"]
+            stack_resource = parent_template["Resources"][logical_id(nested.nested_stack_resource or nested)]
+            assert stack_resource["Properties"]["Parameters"][parameter] == orchestrator_arn
 
 
 def test_rules_use_the_shared_patterns_with_retries_and_the_dead_letter_queue(fish_template, fish_workflow):
