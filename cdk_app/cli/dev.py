@@ -19,6 +19,7 @@ from cdk_app.console.server import serving_console
 from cdk_app.errors import EXIT_OK, EXIT_USAGE, CommandError
 from cdk_app.local.dev import (
     DEFAULT_DATA_DIR,
+    SNAPSHOTS_FOLDER,
     DevOptions,
     DevServer,
     FolderDeployment,
@@ -86,7 +87,7 @@ def _dev(args: argparse.Namespace) -> int:
             store,
             FolderDeployment(folder, store.settings.statuses_collection, console.print),
             console,
-            DevOptions(),
+            DevOptions(snapshots=(args.data or Path(DEFAULT_DATA_DIR)) / SNAPSHOTS_FOLDER),
         )
         # Job code prints: while it runs, stdout is stderr, so stdout holds the URI alone. Ctrl-C
         # is how a dev server ends, not an error.

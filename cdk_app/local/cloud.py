@@ -65,8 +65,9 @@ class JobFunction:
     handler: UserHandler
 
 
-JobFunctions = Callable[[str, str], JobFunction | None]
-"""(workflow, job) -> its function, or None when no such function is deployed."""
+JobFunctions = Callable[[JobEvent], JobFunction | None]
+"""The function a job event invokes (the one its ``function`` names, or the job's by name), or
+None when no such function is deployed."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -223,9 +224,9 @@ class LocalCloud:
         )
 
     def _function(self, event: JobEvent) -> JobFunction:
-        function = self.job_functions(event.workflow, event.job)
+        function = self.job_functions(event)
         if function is None:
-            name = job_function_name(event.workflow, event.job)
+            name = event.function or job_function_name(event.workflow, event.job)
             raise InvocationRefused(REFUSALS["ResourceNotFoundException"].format(name=name))
         return function
 

@@ -349,6 +349,16 @@ def no_failure_since(read: Failure | None) -> Fields:
     return {FAILURE: None} if read is None else {}
 
 
+def deployment_set(deployment: Deployment | None) -> Fields:
+    """Pin the run to ``deployment`` (None: to the functions by name)."""
+    return {DEPLOYMENT: None if deployment is None else deployment.to_document()}
+
+
+def not_pinned() -> Fields:
+    """The run has no version map yet (matches a missing field too)."""
+    return {DEPLOYMENT: None}
+
+
 def in_round(redrives: int) -> Fields:
     """The run has had exactly ``redrives`` redrives (a run from before redrives has none)."""
     return {REDRIVES: redrives} if redrives else {REDRIVES: {"$in": [0, None]}}
