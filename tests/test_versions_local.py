@@ -57,6 +57,18 @@ def handler(event, context):
 keep the module of its own version too."""
 
 
+GATE_AFTER_A_NEW_JOB = """\
+workflow: versioned
+defaults: {retries: 1}
+phases:
+  main:
+    jobs:
+      new_first: {code: jobs/gate.py}
+      gate: {after: [new_first], code: jobs/gate.py}
+      change: {after: [gate], code: jobs/change}
+"""
+
+
 def write_version(workflows: Path, version: str) -> None:
     (workflows / "jobs" / "change" / "version.py").write_text(f"VERSION = {version!r}\n", encoding="utf-8")
 
@@ -98,15 +110,61 @@ def test_a_job_edited_while_a_run_is_in_flight_changes_the_next_runs_only(
         succeeded = dev.cli("status", second, "--wait", WAIT, "--json")
         redrive = dev.cli("redrive", first)
         failed_again = dev.cli("status", first, "--wait", WAIT, "--json")
+        upgrade = dev.cli("redrive", first, "--upgrade", "--workflows", str(workflows))
+        upgraded = dev.cli("status", first, "--wait", WAIT, "--json")
 
     assert failed.exit_code == 1, dev.stderr
     assert failed.jobs()["change"] == ("failed", 2)
     assert succeeded.exit_code == 0, dev.stderr
     assert redrive.exit_code == 0, redrive.stderr
     assert failed_again.exit_code == 1, dev.stderr
-    # A's retry and the redrive's two attempts (a fresh retry budget) ran version 1 again.
-    assert sorted(executions(log)) == ["v1:A:1", "v1:A:2", "v1:A:3", "v1:A:4", "v2:B:1"]
     assert failed_again.jobs()["change"] == ("failed", 4)
+    assert (upgrade.exit_code, upgrade.stdout) == (0, f"upgrading redrive of run {first} requested\n")
+    assert upgraded.exit_code == 0, dev.stderr
+    assert upgraded.jobs() == {"gate": ("succeeded", 1), "change": ("succeeded", 5)}
+    # A's retry and the redrive's two attempts (a fresh retry budget) ran version 1 again; the
+    # upgrade ran version 2, as the run started after the edit did.
+    assert sorted(executions(log)) == ["v1:A:1", "v1:A:2", "v1:A:3", "v1:A:4", "v2:A:5", "v2:B:1"]
+
+
+def test_a_run_whose_job_was_removed_from_the_spec_still_completes_and_cannot_upgrade(
+    tmp_path: Path, workflows: Path
+) -> None:
+    spec = workflows / "versioned.yaml"
+    log = tmp_path / "log"
+    with dev_server(tmp_path, "--data", "data", "--workflows", str(workflows)) as dev:
+        run_id = dev.cli("start", str(spec), "--input", run_input(tmp_path, "C")).stdout.strip()
+        wait_until(
+            lambda: dev.cli("status", run_id, "--json").report["jobs"]["gate"]["status"] == "running",
+            "the gate to run",
+        )
+        spec.write_text(
+            SPEC.replace("      change: {after: [gate], code: jobs/change}\n", ""), encoding="utf-8"
+        )
+        wait_until(lambda: "(reloaded)" in dev.stderr, "the dev server to reload the folder")
+        (tmp_path / "release-C").touch()
+        done = dev.cli("status", run_id, "--wait", WAIT, "--json")
+
+    assert done.exit_code == 0, dev.stderr
+    assert done.jobs() == {"gate": ("succeeded", 1), "change": ("succeeded", 1)}
+    assert executions(log) == ["v1:C:1"]
+
+
+def test_an_upgrade_the_run_cannot_take_exits_1_with_the_reason(tmp_path: Path, workflows: Path) -> None:
+    spec = workflows / "versioned.yaml"
+    with dev_server(tmp_path, "--data", "data", "--workflows", str(workflows)) as dev:
+        (tmp_path / "release-D").touch()
+        run_id = dev.cli("start", str(spec), "--input", run_input(tmp_path, "D", fail=True)).stdout.strip()
+        failed = dev.cli("status", run_id, "--wait", WAIT, "--json")
+        spec.write_text(GATE_AFTER_A_NEW_JOB, encoding="utf-8")
+        refused = dev.cli("redrive", run_id, "--upgrade", "--workflows", str(workflows))
+
+    assert failed.exit_code == 1, dev.stderr
+    assert refused.exit_code == 1
+    assert refused.stderr.strip().endswith(
+        f"run {run_id} cannot move to the current definition: job 'gate' succeeded after [], and now "
+        "runs after [new_first]"
+    ), refused.stderr
 
 
 def test_a_snapshot_is_written_once_per_content_and_keeps_its_own_code(

@@ -13,15 +13,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from cdk_app.local.cloud import JobFunction
 from cdk_app.local.jobs import load_fresh_job_handler
 from cdk_app.local.snapshots import CodeSnapshots
+from runtime.definition.loader import check_specs
 from runtime.definition.model import Job, Workflow
 from runtime.documents.events import JobEvent
 from runtime.documents.run import deployment_set, not_pinned
+from runtime.errors import RunError
+from runtime.service.operations import OperationReceipt, request_upgrade
 from runtime.store.mongo import MongoStore
+
+DEPLOYED_FUNCTION = "arn:"
+"""How a deploy's version map names a function (a qualified ARN); locally it is a name and a
+snapshot's key."""
 
 
 class PinnedFunctions:
@@ -65,3 +73,28 @@ class PinnedFunctions:
 def _run_fresh(workflow: str, job: Job, event: dict[str, Any], context: Any) -> Any:
     """The snapshot's handler, loaded at each invocation as the dev server loads job code."""
     return load_fresh_job_handler(workflow, job)(event, context)
+
+
+def upgrade_to_folder(store: MongoStore, run_id: str, folder: Path) -> OperationReceipt:
+    """``redrive --upgrade`` from the CLI: move the ended run to its workflow's spec in ``folder``
+    and take its version map off, so its next dispatch pins it to the code there (the dev
+    server), or invokes the functions by name. A run pinned to a deploy's versions is refused:
+    only its starter knows that deploy's versions, and the message says how to ask it."""
+    run = store.read_run(run_id)
+    if run is None:
+        raise RunError(f"no run {run_id!r} in this database (check the run id and the MongoDB URI)")
+    if run.deployment is not None and any(
+        function.startswith(DEPLOYED_FUNCTION) for function in run.deployment.functions.values()
+    ):
+        payload = f'{{"action": "redrive", "upgrade": true, "run_id": "{run_id}"}}'
+        raise RunError(
+            f"run {run_id} runs the versions of a deploy ({run.deployment.deploy_id}); its starter knows the "
+            f"current ones: aws lambda invoke --function-name {run.workflow}-starter "
+            f"--cli-binary-format raw-in-base64-out --payload '{payload}' /dev/stdout"
+        )
+    check = check_specs([folder])
+    definition = next((workflow for workflow in check.workflows if workflow.name == run.workflow), None)
+    if definition is None:
+        problems = "".join(f"; {problem}" for problem in check.problems)
+        raise RunError(f"no spec of workflow {run.workflow!r} loads from {folder}{problems}")
+    return request_upgrade(store, run_id, definition, None)

@@ -354,6 +354,17 @@ def deployment_set(deployment: Deployment | None) -> Fields:
     return {DEPLOYMENT: None if deployment is None else deployment.to_document()}
 
 
+def run_upgraded(
+    definition: Workflow, jobs: Mapping[str, JobRecord], deployment: Deployment | None
+) -> Fields:
+    """An ended run moved to ``definition``, its jobs' records as ``jobs``, pinned to
+    ``deployment`` (None: pinned again at its next dispatch locally, or by name)."""
+    return {
+        DEFINITION: definition.to_document(),
+        JOBS: {name: _job_to_document(record) for name, record in jobs.items()},
+    } | deployment_set(deployment)
+
+
 def not_pinned() -> Fields:
     """The run has no version map yet (matches a missing field too)."""
     return {DEPLOYMENT: None}

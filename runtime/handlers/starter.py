@@ -16,7 +16,7 @@ from runtime.definition.model import Workflow
 from runtime.documents.envelopes import as_mapping
 from runtime.errors import EventError, RunError
 from runtime.service.approvals import answer_approval
-from runtime.service.operations import request_cancel, request_redrive
+from runtime.service.operations import request_cancel, request_redrive, request_upgrade
 from runtime.service.runs import start_run
 from runtime.store.connection import store_from_env
 
@@ -34,7 +34,7 @@ def load_definition(path: str) -> Workflow:
 
 def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     """``{"run_id"?, "input"?}`` -> ``{"run_id", "created"}``;
-    ``{"action": "cancel" | "redrive", "run_id", "reason"?}`` and ``{"action": "approve" |
+    ``{"action": "cancel" | "redrive", "run_id", "reason"?, "upgrade"?}`` and ``{"action": "approve" |
     "reject", "run_id", "job", "output"? | "reason"?}`` -> ``{"run_id", "action", "created"}``.
     A bad request answers with an ``error`` instead of raising, so an EventBridge schedule never
     retries it forever."""
@@ -81,6 +81,9 @@ def _operate(request: Mapping[str, Any], run_id: str | None) -> dict[str, Any]:
         raise EventError("only a cancel or a reject takes a reason")
     if "output" in request and action != "approve":
         raise EventError("only an approve takes an output")
+    upgrade = request.get("upgrade", False)
+    if not isinstance(upgrade, bool) or (upgrade and action != "redrive"):
+        raise EventError(f"upgrade is true or false, on a redrive only; got {upgrade!r} on a {action}")
     workflow = _state["definition"].name
     if action in ("approve", "reject"):
         job = request.get("job")
@@ -97,6 +100,11 @@ def _operate(request: Mapping[str, Any], run_id: str | None) -> dict[str, Any]:
         )
     elif action == "cancel":
         receipt = request_cancel(_state["store"], run_id, reason, workflow=workflow)
+    elif upgrade:
+        # This deploy's definition and versions: what a run started now would run.
+        receipt = request_upgrade(
+            _state["store"], run_id, _state["definition"], _state["deployment"], workflow=workflow
+        )
     else:
         receipt = request_redrive(_state["store"], run_id, workflow=workflow)
     log.info("%s of run %r requested (created: %s)", action, run_id, receipt.created)
