@@ -26,6 +26,7 @@ from cdk_app.local.dev import (
     embedded_server,
     stopped_by_sigterm,
 )
+from cdk_app.local.versions import upgrade_to_folder
 from cdk_app.project import workflows_dir
 
 
@@ -79,7 +80,13 @@ def _dev(args: argparse.Namespace) -> int:
         )
         if args.console_port is not None:
             url = stack.enter_context(
-                serving_console(store, args.host, args.console_port, args.allow_actions)
+                serving_console(
+                    store,
+                    args.host,
+                    args.console_port,
+                    args.allow_actions,
+                    lambda store, run_id: upgrade_to_folder(store, run_id, folder),
+                )
             )
             mode = "actions allowed" if args.allow_actions else "read-only"
             console.print(f"console on [bold]{escape(url)}[/] ({mode})")

@@ -111,10 +111,13 @@ def _history(statuses: Sequence[StatusEvent]) -> list[dict[str, Any]]:
     ]
 
 
-def run_json(run: Run, statuses: Sequence[StatusEvent], allow_actions: bool) -> dict[str, Any]:
+def run_json(
+    run: Run, statuses: Sequence[StatusEvent], allow_actions: bool, *, upgrades: bool = False
+) -> dict[str, Any]:
     """The run page's document. ``actions`` lists what the buttons may do now, and
     ``approvals`` the approval jobs waiting for an answer: both empty when the console is
-    read-only, else what the run's state allows."""
+    read-only, else what the run's state allows (``upgrade`` beside ``redrive`` when the console
+    knows the spec folder to upgrade to)."""
     actions: list[str] = []
     approvals: list[str] = []
     if allow_actions:
@@ -126,7 +129,7 @@ def run_json(run: Run, statuses: Sequence[StatusEvent], allow_actions: bool) -> 
                 if job.approval is not None and run.jobs[job.name].state == JobState.WAITING
             ]
         if run.state in REDRIVABLE:
-            actions.append("redrive")
+            actions += ["redrive", "upgrade"] if upgrades else ["redrive"]
     started = next((event.date for event in statuses if event.status == StatusName.WORKFLOW_STARTED), None)
     return {
         "run_id": run.run_id,
@@ -136,6 +139,7 @@ def run_json(run: Run, statuses: Sequence[StatusEvent], allow_actions: bool) -> 
         "phase": run.phase,
         "error": run.error,
         "redrives": run.redrives,
+        "deploy_id": None if run.deployment is None else run.deployment.deploy_id,
         "version": run.version,
         "input": run.input,
         "started": iso(started),
