@@ -59,7 +59,9 @@ def test_the_upgrade_button_sits_beside_redrive_and_asks_for_an_upgrading_redriv
     assert page["deploy_id"] == deployment.deploy_id
     assert (response.status, response.body["operation"]) == (200, "redrive_requested")
     assert upgrading.store.find_status("u", None, None, StatusName.REDRIVE_REQUESTED, 1) is not None
-    assert upgrading.store.load_run("u")["deployment"] is None, "pinned again at its next dispatch"
+    stored = upgrading.store.load_run("u")
+    assert stored is not None
+    assert stored["deployment"] is None, "pinned again at its next dispatch"
 
 
 def test_an_upgrade_the_run_cannot_take_is_a_409_with_the_reason(upgrading: Console, folder: Path) -> None:
