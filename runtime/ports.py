@@ -91,9 +91,15 @@ class RunStore(Protocol):
         """Move the lease's expiry to ``lease.expires_at`` while ``lease.token`` holds it."""
 
     def find_runs(
-        self, workflow: str | None, state: str | None, since: datetime | None, limit: int
+        self,
+        workflow: str | None,
+        state: str | None,
+        since: datetime | None,
+        limit: int,
+        deploy_id: str | None = None,
     ) -> list[RunSummary]:
-        """Runs newest first (by creation), of ``workflow``, in ``state``, created since ``since``."""
+        """Runs newest first (by creation), of ``workflow``, in ``state``, created since ``since``,
+        pinned to the deploy ``deploy_id``."""
 
     def stale_runs(self, updated_before: datetime, limit: int, workflow: str | None = None) -> list[str]:
         """Ids of running runs (of ``workflow``) last written before ``updated_before``, the

@@ -19,6 +19,7 @@ from runtime.engine.upgrade import upgrade_problems, upgraded_jobs
 from runtime.errors import RunError
 from runtime.handlers import starter
 from runtime.service.operations import request_redrive, request_upgrade
+from runtime.service.runs import start_run
 from runtime.statuses import JobState, RunState
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
@@ -151,8 +152,6 @@ def test_an_upgrade_the_run_cannot_take_is_refused_and_changes_nothing(store: Mo
 
 def test_a_running_run_is_not_upgraded(store: MongoStore) -> None:
     definition = spec({"p": {"a": {}}})
-    from runtime.service.runs import start_run
-
     start_run(store, definition, run_id="up-3")
 
     with pytest.raises(RunError, match="run up-3 is running: only a failed or cancelled run can be upgraded"):
@@ -214,3 +213,33 @@ def test_the_cli_refuses_to_upgrade_a_run_pinned_to_a_deploy_and_says_how(
         2,
         "python -m cdk_app redrive: error: --workflows goes with --upgrade only",
     )
+
+
+# -- which deploy a run runs --------------------------------------------------------------------
+
+
+def test_runs_and_status_show_each_runs_deploy_and_runs_deploy_filters_by_it(
+    store: MongoStore, mongo_uri: str
+) -> None:
+    definition = spec({"p": {"a": {}}})
+    v1, v2 = pinned(definition, 1), pinned(definition, 2)
+    for run_id, deployment in (("d-1", v1), ("d-2", v2), ("d-3", v1), ("d-4", None)):
+        start_run(store, definition, run_id=run_id, deployment=deployment)
+    database = ("--mongo-uri", mongo_uri, "--database", store.settings.database)
+
+    everything = cli("runs", "--json", *database)
+    of_v1 = cli("runs", "--json", "--deploy", v1.deploy_id, *database)
+    status = cli("status", "d-2", "--json", *database)
+    table = cli("runs", "--deploy", v2.deploy_id, *database)
+
+    assert {run["run_id"]: run["deploy_id"] for run in everything.listing} == {
+        "d-1": v1.deploy_id,
+        "d-2": v2.deploy_id,
+        "d-3": v1.deploy_id,
+        "d-4": None,
+    }
+    assert [run["run_id"] for run in of_v1.listing] == ["d-3", "d-1"]
+    assert status.report["deploy_id"] == v2.deploy_id
+    assert "d-2" in table.stdout
+    assert v2.deploy_id in table.stdout
+    assert "d-1" not in table.stdout

@@ -147,6 +147,7 @@ def add_runs(subparsers: Subparsers) -> None:
     parser.add_argument(
         "--limit", metavar="N", type=_limit, default=DEFAULT_LIMIT, help=f"default: {DEFAULT_LIMIT}"
     )
+    parser.add_argument("--deploy", metavar="ID", help="only runs pinned to this deploy (its deploy id)")
     parser.add_argument("--json", action="store_true", help="print the runs as one JSON array")
     add_store_arguments(parser)
     parser.set_defaults(run=_runs, prog=parser.prog)
@@ -155,7 +156,14 @@ def add_runs(subparsers: Subparsers) -> None:
 def _runs(args: argparse.Namespace) -> int:
     since = None if args.since is None else _since(args.since)
     store = open_store(args)
-    runs = list_runs(store, workflow=args.workflow, status=args.status, since=since, limit=args.limit)
+    runs = list_runs(
+        store,
+        workflow=args.workflow,
+        status=args.status,
+        since=since,
+        limit=args.limit,
+        deploy_id=args.deploy,
+    )
     if args.json:
         print(json.dumps(runs_to_json(runs)))
     else:

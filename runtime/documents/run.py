@@ -23,7 +23,7 @@ from typing import Any
 from runtime.clock import as_utc
 from runtime.definition.model import Workflow
 from runtime.documents import ID
-from runtime.documents.deployment import Deployment, deployment_from_document
+from runtime.documents.deployment import DEPLOY_ID, Deployment, deployment_from_document
 from runtime.documents.failures import Failure, failure_from_document
 from runtime.documents.items import FanOut, Lane, fan_out_field, fan_out_from_document, lane_field
 from runtime.errors import EventError
@@ -160,6 +160,8 @@ search reads, since MongoDB cannot match a pattern against a whole subdocument."
 SEARCHABLE_INPUT_CHARS = 2000
 FAILURE = "failure"
 DEPLOYMENT = "deployment"
+DEPLOY_ID_FIELD = f"{DEPLOYMENT}.{DEPLOY_ID}"
+"""The run's deploy id: what ``runs --deploy`` selects by."""
 COMPLETED_BY, DEADLINE, WAKE_AT = "completedBy", "deadline", "wakeAt"
 """``wakeAt`` is the earliest due time among the run's timers, or earlier (never later): the
 timer sweep's index. Decisions lower it (``$min``); only the sweep raises it again."""

@@ -161,6 +161,7 @@ def list_runs(
     status: str | None = None,
     since: datetime | None = None,
     limit: int = 50,
+    deploy_id: str | None = None,
 ) -> list[RunSummary]:
     """Runs newest first (by creation time), filtered by workflow, run state and creation time;
     each filter combination reads an index in order (``runtime.store.mongo.RUN_INDEXES``)."""
@@ -169,7 +170,7 @@ def list_runs(
         raise RunError(f"unknown run status {status!r}: use one of {states}")
     if limit < 1:
         raise RunError(f"the limit must be at least 1, got {limit}")
-    return store.find_runs(workflow, status, since, limit)
+    return store.find_runs(workflow, status, since, limit, deploy_id)
 
 
 def run_history(store: RunStore, run_id: str) -> list[HistoryEntry]:

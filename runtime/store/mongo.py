@@ -39,6 +39,7 @@ from runtime.documents.notifications import (
 from runtime.documents.run import (
     CREATED_AT,
     DATE,
+    DEPLOY_ID_FIELD,
     EXPIRE_AT,
     PHASE,
     RUN_STATE,
@@ -90,6 +91,10 @@ RUN_INDEXES: Mapping[str, tuple[list[tuple[str, int]], Mapping[str, Any]]] = {
     "runs_by_state": ([(RUN_STATE, ASC), (CREATED_AT, DESC)], {}),
     "runs_of_workflow_by_state": ([(WORKFLOW, ASC), (RUN_STATE, ASC), (CREATED_AT, DESC)], {}),
     "expire_ended_runs": ([(EXPIRE_AT, ASC)], EXPIRES),
+    "runs_of_deploy_by_state": (
+        [(DEPLOY_ID_FIELD, ASC), (RUN_STATE, ASC), (CREATED_AT, DESC)],
+        {"partialFilterExpression": {DEPLOY_ID_FIELD: {"$exists": True}}},
+    ),
     "running_by_wake": (
         [(RUN_STATE, ASC), (WAKE_AT, ASC)],
         {"partialFilterExpression": {WAKE_AT: {"$exists": True}}},
@@ -211,9 +216,14 @@ class MongoStore:
         return self._decoded(raw)
 
     def find_runs(
-        self, workflow: str | None, state: str | None, since: datetime | None, limit: int
+        self,
+        workflow: str | None,
+        state: str | None,
+        since: datetime | None,
+        limit: int,
+        deploy_id: str | None = None,
     ) -> list[RunSummary]:
-        query = runs_query(workflow, state, since)
+        query = runs_query(workflow, state, since, deploy_id)
         return _guard(
             "list runs",
             lambda: [
