@@ -214,3 +214,18 @@ class ItemStore(Protocol):
         ``attempt``, so a redrive goes on after it."""
 
     def read_item(self, run_id: str, job: str, index: int) -> Any: ...
+
+
+class FunctionVersions(Protocol):
+    """The published versions of job functions (``runtime.aws.lambda_versions``), for ``prune``."""
+
+    def function_names(self, prefix: str) -> list[str]:
+        """The functions whose name starts with ``prefix``."""
+
+    def versions(self, function: str) -> list[int]:
+        """The function's published version numbers (not ``$LATEST``)."""
+
+    def delete_version(self, function: str, version: int) -> None: ...
+
+    def delete_function(self, function: str) -> None:
+        """The function with every version of it."""

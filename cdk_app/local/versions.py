@@ -92,9 +92,14 @@ def upgrade_to_folder(store: MongoStore, run_id: str, folder: Path) -> Operation
             f"current ones: aws lambda invoke --function-name {run.workflow}-starter "
             f"--cli-binary-format raw-in-base64-out --payload '{payload}' /dev/stdout"
         )
+    return request_upgrade(store, run_id, workflow_in_folder(folder, run.workflow), None)
+
+
+def workflow_in_folder(folder: Path, name: str) -> Workflow:
+    """Workflow ``name`` as the specs of ``folder`` define it now; ``RunError`` when none loads."""
     check = check_specs([folder])
-    definition = next((workflow for workflow in check.workflows if workflow.name == run.workflow), None)
+    definition = next((workflow for workflow in check.workflows if workflow.name == name), None)
     if definition is None:
         problems = "".join(f"; {problem}" for problem in check.problems)
-        raise RunError(f"no spec of workflow {run.workflow!r} loads from {folder}{problems}")
-    return request_upgrade(store, run_id, definition, None)
+        raise RunError(f"no spec of workflow {name!r} loads from {folder}{problems}")
+    return definition

@@ -561,6 +561,16 @@ def stale_runs_query(updated_before: datetime, workflow: str | None) -> Document
     return query if workflow is None else query | {WORKFLOW: workflow}
 
 
+def running_deployments_query(workflow: str) -> tuple[Document, Document]:
+    """Selects the running runs of ``workflow``, and projects their version maps."""
+    return {RUN_STATE: RunState.RUNNING.value, WORKFLOW: workflow}, {DEPLOYMENT: 1}
+
+
+def deployment_of_document(document: Mapping[str, Any]) -> Deployment | None:
+    """The version map of a run document read with ``running_deployments_query``'s projection."""
+    return deployment_from_document(document.get(DEPLOYMENT))
+
+
 def run_statuses_query(run_id: str, *, items: bool = True) -> Document:
     """Selects the run's statuses; without ``items``, not the reports of a fan-out's items."""
     return {RUN_ID: run_id} if items else {RUN_ID: run_id, INDEX: {"$exists": False}}

@@ -26,6 +26,7 @@ from pymongo.errors import DocumentTooLarge, DuplicateKeyError, OperationFailure
 
 from runtime.clock import as_utc, utcnow
 from runtime.documents import ID
+from runtime.documents.deployment import Deployment
 from runtime.documents.leases import Lease, lease_filter, lease_from_document, lease_renewed
 from runtime.documents.listing import SUMMARY_FIELDS, RunSummary, runs_query, summary_from_document
 from runtime.documents.notifications import (
@@ -57,6 +58,7 @@ from runtime.documents.run import (
     at_version,
     attempt_projection,
     attempt_state_from_document,
+    deployment_of_document,
     expiry_update,
     next_wake_query,
     operations_query,
@@ -64,6 +66,7 @@ from runtime.documents.run import (
     run_from_document,
     run_statuses_query,
     run_to_document,
+    running_deployments_query,
     stale_runs_query,
     status_from_document,
     terminal_id,
@@ -231,6 +234,18 @@ class MongoStore:
                 for document in self.runs.find(query, dict.fromkeys(SUMMARY_FIELDS, 1))
                 .sort(CREATED_AT, DESC)
                 .limit(limit)
+            ],
+        )
+
+    def running_deployments(self, workflow: str) -> list[Deployment]:
+        """The version maps of ``workflow``'s running runs (few: runs do not stay running long)."""
+        query, projection = running_deployments_query(workflow)
+        return _guard(
+            f"read the version maps of the running runs of {workflow}",
+            lambda: [
+                deployment
+                for document in self.runs.find(query, projection)
+                if (deployment := deployment_of_document(document)) is not None
             ],
         )
 
