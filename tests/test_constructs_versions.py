@@ -171,3 +171,27 @@ def test_a_workflow_of_wait_jobs_only_gives_the_starter_an_empty_version_list():
     ]
 
     assert resource["Properties"]["Environment"]["Variables"]["JOB_VERSIONS"] == ""
+
+
+def test_a_deploy_that_changes_one_jobs_code_publishes_a_version_of_that_job_only(tmp_path):
+    code = tmp_path / "clean.py"
+    code.write_text("def handler(event, context):\n    return {'version': 1}\n")
+    base = catch_the_fish()
+    with_code = replace(
+        base,
+        phases=tuple(
+            replace(
+                phase,
+                jobs=tuple(
+                    replace(job, code=str(code)) if job.name == "clean" else job for job in phase.jobs
+                ),
+            )
+            for phase in base.phases
+        ),
+    )
+
+    before = versions_by_job(workflow_templates(with_code), with_code)
+    code.write_text("def handler(event, context):\n    return {'version': 2}\n")
+    after = versions_by_job(workflow_templates(with_code), with_code)
+
+    assert {job for job in before if before[job] != after[job]} == {"clean"}
