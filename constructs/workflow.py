@@ -36,8 +36,9 @@ from runtime.store.settings import StoreSettings
 
 JOB_STACKS = 8
 """Nested stacks the job functions are spread over, by a hash of the job name. Fixed, so adding a
-job never moves another. At 4 resources per job (function, invoke config, role, policy) the
-fullest of the 8 holds 312 of its 500 resources at 500 jobs: room for about 800."""
+job never moves another. At 6 resources per job (function and version, each with its invoke
+config; role, policy) the fullest of the 8 holds 468 of its 500 resources at 500 jobs (and 78 of
+its 200 outputs, a version number each): room for about 530."""
 
 JOB_ASYNC_RETRY_ATTEMPTS = model.JOB_ASYNC_RETRIES
 """Lambda's own retries of a job invocation: none, every retry is the orchestrator's."""
