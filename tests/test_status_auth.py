@@ -25,6 +25,7 @@ from runtime.documents.signatures import StatusKeys, attempt_slot
 from runtime.errors import StoreError
 from runtime.service.job_attempt import run_attempt
 from runtime.service.notifier import NotifierService
+from runtime.service.operations import run_history
 from runtime.service.orchestrator import Orchestrator
 from runtime.service.reconciler import Reconciler
 from runtime.service.runs import start_run
@@ -393,3 +394,13 @@ def test_a_key_never_shows_in_a_repr() -> None:
     keys = StatusKeys.generate()
     assert keys.to_text() not in repr(keys)
     assert keys.to_text() not in str(keys)
+
+
+def test_a_rejection_shows_in_the_runs_history(store: MongoStore) -> None:
+    cloud = Cloud(store, TWO_JOBS)
+    forged = _report(_sent(cloud, "a"))
+    cloud.deliver(forged)
+
+    [entry] = [e for e in run_history(store, cloud.run_id) if e.status == StatusName.STATUS_REJECTED]
+
+    assert entry.error == f"rejected '{forged.key}': it is not signed"
