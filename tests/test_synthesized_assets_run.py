@@ -247,7 +247,8 @@ def test_every_synthesized_function_runs_from_its_own_asset_and_the_layer(
 
         # AND an on-failure record of an attempt that reported its end changes nothing
         failure = json.loads((EVENTS / "lambda-async-on-failure.record.json").read_text())
-        failure["requestPayload"] |= {"run_id": RUN, "job": "rent_a_boat", "attempt": 1}
+        # (Lambda's record carries the event it invoked with, the attempt's key included)
+        failure["requestPayload"] = next(e for f, e in aws.invocations if f.endswith("-job-rent_a_boat"))
         assert run(construct.orchestrator, failure)["action"] == "ignored"
 
         # AND the notifier publishes the fixture's event to the topic once it is signed with the
