@@ -53,13 +53,16 @@ _state: dict[str, Any] = {}
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Lambda entry point of every job function."""
-    if "store" not in _state:
+    if "user" not in _state:
         spec = os.environ.get(contracts.JOB_HANDLER)
         try:
             user = load_user_handler(spec)
         except Exception as exc:  # any error of the user's module: reported as the attempt's failure
             user = _import_failure(spec or "", exc)
-        _state.update(store=store_from_env(os.environ), user=user)
+        _state.update(user=user)
+    # Per invocation: the job database role's credentials are renewed as they near expiry. A job
+    # creates no index (its database role may not); the starter and orchestrator did.
+    store = store_from_env(os.environ, ensure_indexes=False)
     request_id = getattr(context, "aws_request_id", None) or uuid.uuid4().hex
-    result = run_attempt(_state["store"], _state["user"], event, context, request_id)
+    result = run_attempt(store, _state["user"], event, context, request_id)
     return {"outcome": result.outcome, "error": result.error}

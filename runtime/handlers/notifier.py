@@ -26,7 +26,7 @@ def _build() -> NotifierService:
     slack_secret = os.environ.get(contracts.SLACK_WEBHOOK_SECRET_ARN)
     if slack_secret:
         notifiers.append(SlackNotifier(boto3.client("secretsmanager"), slack_secret))
-    store = store_from_env(os.environ)
+    store = store_from_env(os.environ, ensure_indexes=False)
     return NotifierService(notifiers=notifiers, store=store, claims=store)
 
 

@@ -78,7 +78,7 @@ _state: dict[str, Reconciler] = {}
 
 def _build(workflow: str) -> Reconciler:
     return Reconciler(
-        store=store_from_env(os.environ),
+        store=store_from_env(os.environ, ensure_indexes=False),
         dispatcher=LambdaDispatcher(boto3.client("lambda")),
         stale_after=STALE_AFTER,
         workflow=workflow,
