@@ -24,9 +24,11 @@ from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
 from constructs.bundling import WHEEL_PLATFORM, RequirementsError
+from constructs.database_access import DatabaseAccess, FunctionClass, FunctionDatabaseAccess, PasswordAuth
 from constructs.lambda_code import DEFINITION_FILE, JOB_REQUIREMENTS_FILE, CodeStaging
 from constructs.lambda_runtime import ARCHITECTURE, PYTHON_RUNTIME, python_version
 from constructs.monitoring import notification_topic, reconciler_alarm, workflow_alarms
+from constructs.networking import PrivateNetwork, in_network
 from constructs.timers import timer_schedule
 from runtime import contracts, patterns
 from runtime.definition import model
@@ -138,12 +140,18 @@ class WorkflowProps:
     """The compiled spec to deploy."""
     event_bus: events.IEventBus
     """The bus status inserts arrive on (``constructs.trigger.StatusEvents``)."""
-    secret: secretsmanager.ISecret
-    """Secrets Manager secret holding the MongoDB connection string (the URI, or JSON with ``uri``)."""
+    database: DatabaseAccess | None = None
+    """How the functions sign in to MongoDB (``constructs.database_access``, the shared stack's);
+    give this or ``secret``."""
+    secret: secretsmanager.ISecret | None = None
+    """Password mode with this Secrets Manager secret holding the MongoDB connection string (the
+    URI, or JSON with ``uri``); give this or ``database``."""
     layer: lambda_.ILayerVersion
     """The shared dependency layer (``constructs.bundling.DependencyLayer``)."""
     store: StoreSettings = StoreSettings()
     """Database and collection names; default ``StoreSettings()`` (the seed's names)."""
+    network: PrivateNetwork | None = None
+    """Private subnets for every function (context key ``vpc``); default none."""
     reconcile_schedule: str = "rate(5 minutes)"
     """How often the reconciler repairs runs whose events were lost (an EventBridge schedule
     expression, context key ``reconcileSchedule``); default every 5 minutes."""
@@ -157,6 +165,7 @@ class Workflow(Construct):
         super().__init__(scope, construct_id)
         self._props = props
         workflow = props.workflow
+        self._database = self._database_access()
         self._staging = CodeStaging(self, workflow)
         self._job_code = self._stage_job_code()
         self._runtime_code: dict[int | None, lambda_.Code] = {}
@@ -309,14 +318,15 @@ class Workflow(Construct):
         """Shared by every function of the workflow (one retention setting, no per-job resource)."""
         return self._log_group
 
-    def _store_environment(self) -> dict[str, str]:
-        store = self._props.store
-        return {
-            contracts.MONGODB_SECRET_ARN: self._props.secret.secret_arn,
-            contracts.MONGODB_DATABASE: store.database,
-            contracts.RUNS_COLLECTION: store.runs_collection,
-            contracts.STATUSES_COLLECTION: store.statuses_collection,
-        }
+    def _database_access(self) -> FunctionDatabaseAccess:
+        props = self._props
+        if (props.database is None) == (props.secret is None):
+            raise ValueError(f"{self.node.path}: give WorkflowProps database or secret, one of them")
+        access = props.database or DatabaseAccess(self, "Database", PasswordAuth(), props.store, props.secret)
+        return FunctionDatabaseAccess(self, "DatabaseAccess", access, props.workflow.name)
+
+    def _store_environment(self, function_class: FunctionClass) -> dict[str, str]:
+        return self._database.environment(function_class)
 
     def _slack_webhook_secret(self, name_or_arn: str | None) -> secretsmanager.ISecret | None:
         if name_or_arn is None:
@@ -395,10 +405,12 @@ class Workflow(Construct):
             log_group=self._log_group,
             logging_format=lambda_.LoggingFormat.JSON,
             application_log_level_v2=APPLICATION_LOG_LEVEL,
-            environment=self._store_environment() | dict(environment or {}),
+            environment=self._store_environment(cast(FunctionClass, role_name)) | dict(environment or {}),
             on_failure=destinations.SqsDestination(self._dead_letter_queue),
+            **in_network(self._props.network, role),
         )
-        for secret in (self._props.secret, *extra_secrets):
+        self._database.grant(role, cast(FunctionClass, role_name))
+        for secret in extra_secrets:
             secret.grant_read(role)
         self._log_group.grant_write(role)
         return function
@@ -479,7 +491,7 @@ class Workflow(Construct):
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description=f"Job {job.name} of workflow {workflow.name}",
         )
-        self._props.secret.grant_read(role)
+        self._database.grant(role, "job")
         self._log_group.grant_write(role)
         for permission in job.permissions:
             role.add_to_policy(
@@ -492,7 +504,7 @@ class Workflow(Construct):
         workflow = self._props.workflow
         index = job_stack_index(job.name)
         stack = self._job_stack(index)
-        environment = self._store_environment()
+        environment = self._store_environment("job")
         code: lambda_.Code
         if job.name in self._job_code:
             folder, entry = self._job_code[job.name]
@@ -520,6 +532,7 @@ class Workflow(Construct):
             retry_attempts=JOB_ASYNC_RETRY_ATTEMPTS,
             max_event_age=JOB_MAX_EVENT_AGE,
             on_failure=destinations.LambdaDestination(self._orchestrator),
+            **in_network(self._props.network, self._job_roles[job.name]),
         )
 
     def _job_stack(self, index: int) -> NestedStack:

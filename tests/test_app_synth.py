@@ -20,6 +20,8 @@ from cdk_nag import AwsSolutionsChecks
 
 from cdk_app.app import SHARED_STACK, add_checks, synth, workflow_stack_name
 from cdk_app.config import DEFAULT_WIRING, AppConfig, ConfigError
+from constructs.database_access import IamAuth, PasswordAuth
+from constructs.networking import VpcPlacement
 from constructs.trigger import AtlasTrigger, ExistingEventBus, PartnerEventSource
 from runtime.definition.loader import load_workflow, load_workflows
 from tests.cdk_fixtures import (
@@ -59,6 +61,44 @@ def test_defaults_need_no_account_and_listen_on_the_default_bus():
     assert config.wiring == DEFAULT_WIRING == ExistingEventBus(name_or_arn="default")
     assert config.workflows_dir == Path("workflows")
     assert (config.secret_arn, config.secret_name) == (None, None)
+
+
+def test_the_database_mode_is_password_unless_iam_is_asked_for_or_the_cluster_address_is_given():
+    secret = "arn:aws:secretsmanager:us-east-1:111111111111:secret:mongodb-AbCdEf"
+    iam = {"mongodbUri": "mongodb+srv://c.example.net", "atlasProjectId": "p", "atlasProfile": "ops"}
+
+    assert AppConfig.from_mapping({}).database == PasswordAuth()
+    assert AppConfig.from_mapping({"mongodbSecretArn": secret}).database == PasswordAuth(secret_arn=secret)
+    assert AppConfig.from_mapping(iam).database == IamAuth(
+        project_id="p", cluster_uri="mongodb+srv://c.example.net", profile="ops"
+    )
+    assert (
+        AppConfig.from_mapping(iam | {"mongodbAuth": "iam"}).database == AppConfig.from_mapping(iam).database
+    )
+    assert AppConfig.from_mapping(iam).wiring == DEFAULT_WIRING, "the project id alone selects no trigger"
+    assert AppConfig.from_mapping(ATLAS | iam).wiring == AtlasTrigger(
+        project_id="p", app_id="app-1", service_id="svc-1", profile="ops"
+    )
+
+
+def test_vpc_context_selects_private_networking():
+    placement = AppConfig.from_mapping(
+        {
+            "vpc": "vpc-0123456789abcdef0",
+            "vpcSubnetIds": "subnet-0123456789abcdef0, subnet-0fedcba9876543210",
+            "atlasProjectId": "p",
+        }
+    ).vpc
+
+    assert placement == VpcPlacement(
+        project_id="p",
+        vpc_id="vpc-0123456789abcdef0",
+        subnet_ids=("subnet-0123456789abcdef0", "subnet-0fedcba9876543210"),
+    )
+    assert AppConfig.from_mapping({"vpc": "create", "atlasProjectId": "p"}).vpc == VpcPlacement(
+        project_id="p"
+    )
+    assert AppConfig.from_mapping({}).vpc is None
 
 
 def test_atlas_ids_select_the_atlas_wiring():
@@ -110,6 +150,42 @@ def test_partner_event_bus_exists_from_context(value, exists):
             "partnerEventBusExists must be true or false, not 'yes'",
         ),
         ({"reconcileSchedule": "every 5 minutes"}, "reconcileSchedule 'every 5 minutes' is not a schedule"),
+        ({"mongodbAuth": "x509"}, "mongodbAuth must be iam or password, not 'x509'"),
+        ({"mongodbAuth": "iam", "atlasProjectId": "p"}, "mongodbAuth=iam needs mongodbUri"),
+        ({"mongodbUri": "mongodb+srv://c.example.net"}, "mongodbAuth=iam needs atlasProjectId"),
+        (
+            {"mongodbUri": "mongodb+srv://u:pw@c.example.net", "atlasProjectId": "p"},
+            "mongodbUri must be the cluster's mongodb\\+srv:// \\(or mongodb://\\) address without a user",
+        ),
+        (
+            {
+                "mongodbAuth": "iam",
+                "mongodbUri": "mongodb+srv://c.example.net",
+                "atlasProjectId": "p",
+                "mongodbSecretName": "s",
+            },
+            "mongodbSecretName is the password secret's; mongodbAuth=iam reads no secret",
+        ),
+        (
+            {"mongodbAuth": "password", "mongodbUri": "mongodb+srv://c"},
+            "mongodbUri only applies with mongodbAuth=iam",
+        ),
+        (
+            {"mongodbSecretKmsKeyArn": "alias/mine"},
+            "mongodbSecretKmsKeyArn 'alias/mine' is not a KMS key ARN",
+        ),
+        ({"vpc": "create"}, "vpc needs atlasProjectId"),
+        ({"vpc": "default", "atlasProjectId": "p"}, "vpc must be create or a VPC id"),
+        ({"vpc": "vpc-0123456789abcdef0", "atlasProjectId": "p"}, "needs vpcSubnetIds"),
+        (
+            {"vpc": "vpc-0123456789abcdef0", "vpcSubnetIds": "subnet-1,x", "atlasProjectId": "p"},
+            "vpcSubnetIds has 'subnet-1', 'x', not a subnet id",
+        ),
+        (
+            {"vpc": "create", "vpcSubnetIds": "subnet-0123456789abcdef0", "atlasProjectId": "p"},
+            "not vpc=create",
+        ),
+        ({"vpcSubnetIds": "subnet-0123456789abcdef0"}, "vpcSubnetIds only applies with vpc"),
     ],
     ids=[
         "partial-atlas",
@@ -122,6 +198,19 @@ def test_partner_event_bus_exists_from_context(value, exists):
         "stray-bus-exists",
         "bus-exists-not-bool",
         "reconcile-schedule",
+        "auth-mode",
+        "iam-without-uri",
+        "iam-without-project",
+        "uri-with-password",
+        "iam-with-secret",
+        "uri-in-password-mode",
+        "kms-alias",
+        "vpc-without-project",
+        "vpc-not-an-id",
+        "vpc-without-subnets",
+        "bad-subnets",
+        "subnets-with-create",
+        "stray-subnets",
     ],
 )
 def test_contradictory_context_is_refused(context, problem):

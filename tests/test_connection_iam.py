@@ -63,7 +63,11 @@ def test_an_iam_environment_signs_in_with_mongodb_aws_and_reads_no_secret() -> N
     client = target_client(target)
     credentials = client.options.pool_options._credentials
     assert credentials is not None
-    assert (credentials.mechanism, credentials.source, credentials.username) == ("MONGODB-AWS", "$external", None)
+    assert (credentials.mechanism, credentials.source, credentials.username) == (
+        "MONGODB-AWS",
+        "$external",
+        None,
+    )
 
 
 def test_a_job_signs_in_as_the_job_database_role_it_assumes() -> None:
@@ -81,7 +85,10 @@ def test_a_job_signs_in_as_the_job_database_role_it_assumes() -> None:
     credentials = target_client(target).options.pool_options._credentials
     assert credentials is not None
     assert credentials.mechanism == "MONGODB-AWS"
-    assert (credentials.username, credentials.password) == ("AKIAJOBDATABASE01", "secret-of-AKIAJOBDATABASE01")
+    assert (credentials.username, credentials.password) == (
+        "AKIAJOBDATABASE01",
+        "secret-of-AKIAJOBDATABASE01",
+    )
     assert credentials.mechanism_properties.aws_session_token == "token-of-AKIAJOBDATABASE01"
 
 
@@ -89,14 +96,17 @@ def test_credentials_near_their_expiry_are_renewed_and_the_old_client_is_closed(
     sts = _client("sts")
     env = IAM_ENV | {"MONGODB_ROLE_ARN": ROLE}
     with Stubber(sts) as stub:
-        stub.add_response("assume_role", _credentials("AKIAOLDCREDENTIAL", CREDENTIALS_MARGIN - timedelta(seconds=1)))
+        stub.add_response(
+            "assume_role", _credentials("AKIAOLDCREDENTIAL", CREDENTIALS_MARGIN - timedelta(seconds=1))
+        )
         stub.add_response("assume_role", _credentials("AKIANEWCREDENTIAL", timedelta(hours=1)))
         old = target_client(client_target(env, sts_client=sts))
         new = target_client(client_target(env, sts_client=sts))
         stub.assert_no_pending_responses()
     assert new is not old
     new_credentials = new.options.pool_options._credentials
-    assert new_credentials is not None and new_credentials.username == "AKIANEWCREDENTIAL"
+    assert new_credentials is not None
+    assert new_credentials.username == "AKIANEWCREDENTIAL"
     assert list(connection._clients.values()) == [new]
     with pytest.raises(InvalidOperation, match="after close"):
         old.admin.command("ping")
@@ -111,7 +121,9 @@ def test_credentials_near_their_expiry_are_renewed_and_the_old_client_is_closed(
             "carries a user name or password",
             id="password-in-address",
         ),
-        pytest.param({"MONGODB_AUTH": "SCRAM-SHA-256", "MONGODB_URI": CLUSTER}, "must be MONGODB-AWS", id="other"),
+        pytest.param(
+            {"MONGODB_AUTH": "SCRAM-SHA-256", "MONGODB_URI": CLUSTER}, "must be MONGODB-AWS", id="other"
+        ),
     ],
 )
 def test_a_bad_iam_environment_is_a_store_error_that_never_shows_a_password(
