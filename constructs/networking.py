@@ -28,7 +28,7 @@ ATLAS_PRIVATE_LINK_PORTS = ec2.Port.tcp_range(1024, 65535)
 """Atlas maps each cluster node behind a private endpoint to its own port in this range."""
 
 VPC_ACCESS_POLICY = "service-role/AWSLambdaVPCAccessExecutionRole"
-"""What CDK adds to a function's role when the function is in a VPC: its network interfaces."""
+"""What a function in a VPC needs of its role: the network interfaces Lambda makes for it."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,18 +141,18 @@ class PrivateNetwork(Construct):
         return service, endpoint
 
 
-def in_network(network: PrivateNetwork | None, role: iam.IRole | None = None) -> dict[str, Any]:
+def in_network(network: PrivateNetwork | None, role: iam.IRole) -> dict[str, Any]:
     """The keyword arguments of ``lambda_.Function`` that put it in the private subnets (none
-    without a network). CDK then gives the function's role AWS's managed policy for its network
-    interfaces, acknowledged here for cdk-nag."""
+    without a network). ``role``, the function's own, gets AWS's managed policy for the network
+    interfaces Lambda makes in the subnets (CDK adds it only to roles it makes itself)."""
     if network is None:
         return {}
-    if role is not None:
-        Validations.of(role).acknowledge(
-            Acknowledgment(
-                id=f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/{VPC_ACCESS_POLICY}]",
-                reason="AWS's policy for a function's network interfaces in its VPC subnets, which "
-                "Lambda manages; CDK attaches it to every function placed in a VPC.",
-            )
+    role.add_managed_policy(iam.ManagedPolicy.from_aws_managed_policy_name(VPC_ACCESS_POLICY))
+    Validations.of(role).acknowledge(
+        Acknowledgment(
+            id=f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/{VPC_ACCESS_POLICY}]",
+            reason="AWS's policy for a function's network interfaces in its VPC subnets, which "
+            "Lambda manages for the function in a VPC.",
         )
+    )
     return {"vpc": network.vpc, "vpc_subnets": network.subnets, "security_groups": [network.security_group]}

@@ -278,6 +278,11 @@ def _check_private(templates: Mapping[str, dict[str, Any]]) -> None:
         config = function["Properties"]["VpcConfig"]
         assert config["SubnetIds"], key
         assert len(config["SecurityGroupIds"]) == 1, key
+    roles = _of_type(templates, "AWS::IAM::Role")
+    for key, function in ours.items():
+        role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
+        (role,) = [role for path, role in roles.items() if path.endswith("/" + role_id)]
+        assert "AWSLambdaVPCAccessExecutionRole" in json.dumps(role["Properties"]["ManagedPolicyArns"]), key
     (service,) = _of_type(templates, "MongoDB::Atlas::PrivateEndpointService").values()
     assert service["Properties"]["ProjectId"] == PROJECT
     assert service["Properties"]["CloudProvider"] == "AWS"
