@@ -182,7 +182,14 @@ def _database(values: Mapping[str, str]) -> tuple[DatabaseAuth, list[Problem]]:
                     "mongodbUri only applies with mongodbAuth=iam; in password mode the secret holds the URI"
                 )
             )
-        if kms_key is not None and not KMS_KEY_ARN.fullmatch(kms_key):
+        if kms_key is not None and not secret_keys:
+            problems.append(
+                _problem(
+                    "mongodbSecretKmsKeyArn only applies with mongodbSecretArn or mongodbSecretName: "
+                    "the secret the app creates is encrypted with Secrets Manager's own key"
+                )
+            )
+        elif kms_key is not None and not KMS_KEY_ARN.fullmatch(kms_key):
             problems.append(
                 _problem(
                     f"mongodbSecretKmsKeyArn {kms_key!r} is not a KMS key ARN "

@@ -171,8 +171,12 @@ def test_partner_event_bus_exists_from_context(value, exists):
             "mongodbUri only applies with mongodbAuth=iam",
         ),
         (
-            {"mongodbSecretKmsKeyArn": "alias/mine"},
+            {"mongodbSecretName": "s", "mongodbSecretKmsKeyArn": "alias/mine"},
             "mongodbSecretKmsKeyArn 'alias/mine' is not a KMS key ARN",
+        ),
+        (
+            {"mongodbSecretKmsKeyArn": "arn:aws:kms:eu-west-1:111111111111:key/k-1"},
+            "mongodbSecretKmsKeyArn only applies with mongodbSecretArn or mongodbSecretName",
         ),
         ({"vpc": "create"}, "vpc needs atlasProjectId"),
         ({"vpc": "default", "atlasProjectId": "p"}, "vpc must be create or a VPC id"),
@@ -205,6 +209,7 @@ def test_partner_event_bus_exists_from_context(value, exists):
         "iam-with-secret",
         "uri-in-password-mode",
         "kms-alias",
+        "kms-without-secret",
         "vpc-without-project",
         "vpc-not-an-id",
         "vpc-without-subnets",
