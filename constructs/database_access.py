@@ -293,3 +293,18 @@ class FunctionDatabaseAccess(Construct):
         custom_role = self._access.custom_roles.get(function_class)
         if custom_role is not None:
             user.node.add_dependency(custom_role)
+
+
+def workflow_database_access(
+    scope: Construct,
+    workflow: str,
+    store: StoreSettings,
+    database: DatabaseAccess | None,
+    secret: secretsmanager.ISecret | None,
+) -> FunctionDatabaseAccess:
+    """A ``Workflow``'s access from its props: the shared ``database``, or password mode with
+    ``secret`` (a CDK app of one's own, as before IAM mode existed)."""
+    if (database is None) == (secret is None):
+        raise ValueError(f"{scope.node.path}: give WorkflowProps database or secret, one of them")
+    access = database or DatabaseAccess(scope, "Database", PasswordAuth(), store, secret)
+    return FunctionDatabaseAccess(scope, "DatabaseAccess", access, workflow)

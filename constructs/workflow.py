@@ -24,7 +24,7 @@ from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
 from constructs.bundling import WHEEL_PLATFORM, RequirementsError
-from constructs.database_access import DatabaseAccess, FunctionClass, FunctionDatabaseAccess, PasswordAuth
+from constructs.database_access import DatabaseAccess, FunctionClass, workflow_database_access
 from constructs.lambda_code import DEFINITION_FILE, JOB_REQUIREMENTS_FILE, CodeStaging
 from constructs.lambda_runtime import ARCHITECTURE, PYTHON_RUNTIME, python_version
 from constructs.monitoring import notification_topic, reconciler_alarm, workflow_alarms
@@ -165,7 +165,9 @@ class Workflow(Construct):
         super().__init__(scope, construct_id)
         self._props = props
         workflow = props.workflow
-        self._database = self._database_access()
+        self._database = workflow_database_access(
+            self, workflow.name, props.store, props.database, props.secret
+        )
         self._staging = CodeStaging(self, workflow)
         self._job_code = self._stage_job_code()
         self._runtime_code: dict[int | None, lambda_.Code] = {}
@@ -317,13 +319,6 @@ class Workflow(Construct):
     def log_group(self) -> logs.ILogGroup:
         """Shared by every function of the workflow (one retention setting, no per-job resource)."""
         return self._log_group
-
-    def _database_access(self) -> FunctionDatabaseAccess:
-        props = self._props
-        if (props.database is None) == (props.secret is None):
-            raise ValueError(f"{self.node.path}: give WorkflowProps database or secret, one of them")
-        access = props.database or DatabaseAccess(self, "Database", PasswordAuth(), props.store, props.secret)
-        return FunctionDatabaseAccess(self, "DatabaseAccess", access, props.workflow.name)
 
     def _store_environment(self, function_class: FunctionClass) -> dict[str, str]:
         return self._database.environment(function_class)
