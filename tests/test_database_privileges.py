@@ -1,9 +1,11 @@
-"""The job class's custom database role (constructs/database_access.py, ``privileges``) against
-what the job wrapper really sends: every MongoDB command of ``run_attempt`` on its paths (a
-report, an output kept by reference in ``outputs`` and in GridFS, results read by reference, a
-lease renewed, a lease found expired, an attempt found stale, a duplicate delivery), recorded
-by a command listener on the real server, is allowed by the role. The tables are the same ones
-the stacks synthesize (tests/test_database_access.py checks the templates)."""
+"""The custom database roles (constructs/database_access.py, ``privileges``) against what each
+class of function really sends, recorded by a command listener on the real server: every
+MongoDB command of the job wrapper on its paths (a report, an output kept by reference in
+``outputs`` and in GridFS, results read by reference, a lease renewed, a lease found expired, an
+attempt found stale, a duplicate delivery), and of the starter, orchestrator, notifier and
+reconciler over a whole run with a fan-out, an operation and a repair, is allowed by its class's
+role. A missing grant would fail every such call in IAM mode with ``not authorized``. The tables
+are the same ones the stacks synthesize (tests/test_database_access.py checks the templates)."""
 
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ from runtime.documents.leases import Lease, lease_id
 from runtime.service.job_attempt import LeaseSettings, run_attempt
 from runtime.service.orchestrator import Orchestrator
 from runtime.service.runs import start_run
+from runtime.statuses import ORCHESTRATOR_STATUSES
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
 from tests.engine_harness import RecordingDispatcher, workflow
@@ -188,3 +191,138 @@ def test_every_command_of_the_job_wrapper_is_granted_by_the_job_database_role(
         (store_settings.leases_collection, CREATE_COLLECTION),
         (store_settings.items_collection, FIND),
     }, sorted(granted - used)
+
+
+class ClassStores:
+    """One store per class of function, each on a client of its own whose commands are recorded."""
+
+    def __init__(self, mongo_uri: str, settings: StoreSettings) -> None:
+        self.recorders = {
+            name: Recorder() for name in ("orchestrator", "reconciler", "starter", "notifier", "job")
+        }
+        self.clients: list[pymongo.MongoClient[dict]] = []
+        self.stores: dict[str, MongoStore] = {}
+        for name, recorder in self.recorders.items():
+            client: pymongo.MongoClient[dict] = pymongo.MongoClient(
+                mongo_uri, tz_aware=True, event_listeners=[recorder]
+            )
+            self.clients.append(client)
+            self.stores[name] = MongoStore(client, settings)
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+
+
+@pytest.fixture
+def class_stores(mongo_uri: str, store_settings: StoreSettings) -> Iterator[ClassStores]:
+    stores = ClassStores(mongo_uri, store_settings)
+    yield stores
+    stores.close()
+
+
+def _run_to_end(
+    stores: ClassStores, dispatcher: RecordingDispatcher, run_id: str, handlers: dict[str, Any]
+) -> None:
+    """Every dispatched attempt run by the job wrapper; every status the orchestrator's rule
+    matches delivered to the orchestrator once, as the trigger would."""
+    orchestrator, job_store = stores.stores["orchestrator"], stores.stores["job"]
+    delivered: set[Any] = set()
+    while True:
+        for event in dispatcher.drain():
+            handler = handlers.get(event.job, lambda e, c: {"done": e["job"]})
+            payload = event.to_payload()
+            assert (
+                run_attempt(job_store, handler, payload, None, f"req-{event.job}", QUICK).outcome == "success"
+            )
+        pending = [
+            document
+            for document in orchestrator.run_statuses(run_id)
+            if document["_id"] not in delivered and document["status"] in ORCHESTRATOR_STATUSES
+        ]
+        if not pending:
+            return
+        for document in pending:
+            delivered.add(document["_id"])
+            _deliver(orchestrator, dispatcher, document)
+
+
+def test_every_command_of_each_class_of_function_is_granted_by_its_custom_role(
+    class_stores: ClassStores, store_settings: StoreSettings
+) -> None:
+    from runtime.service.notifier import NotifierService
+    from runtime.service.operations import list_runs, request_cancel, request_redrive, run_history
+    from runtime.service.reconciler import Reconciler
+    from runtime.service.timers import fire_due_timers
+
+    stores = class_stores.stores
+    # The starter and the orchestrator make the indexes at their first invocation.
+    stores["starter"].ensure_indexes()
+    stores["orchestrator"].ensure_indexes()
+    dispatcher = RecordingDispatcher()
+    spec = workflow(
+        "w",
+        {
+            "p": {
+                "listing": {},
+                "each": {"after": ["listing"], "for_each": "results.listing.files"},
+                "big": {"after": ["each"]},
+                "last": {"after": ["big"]},
+            }
+        },
+    )
+    handlers = {"listing": lambda e, c: {"files": [1, 2, 3]}, "big": lambda e, c: BIG}
+    run_id = start_run(stores["starter"], spec).run_id
+    _run_to_end(class_stores, dispatcher, run_id, handlers)
+    assert stores["orchestrator"].read_run(run_id).state == "succeeded"  # type: ignore[union-attr]
+
+    # The notifier tells about the run's end, once.
+    ended = stores["orchestrator"].find_status(run_id, None, None, "workflow_succeeded", 0)
+    assert ended is not None
+    notifier = NotifierService(notifiers=[], store=stores["notifier"], claims=stores["notifier"])
+    event = envelope(ended, store_settings.database, store_settings.statuses_collection)
+    notifier.handle(event, "n-1")
+    notifier.handle(event, "n-2")
+
+    # The starter's operations: a run cancelled, then redriven; the listing and a run's history.
+    other = start_run(stores["starter"], spec, run_id="other").run_id
+    _deliver(
+        stores["orchestrator"],
+        dispatcher,
+        stores["orchestrator"].find_status(other, None, None, "workflow_started", 0),
+    )
+    dispatcher.drain()
+    request_cancel(stores["starter"], other, "enough")
+    _deliver(
+        stores["orchestrator"],
+        dispatcher,
+        stores["orchestrator"].find_status(other, None, None, "cancel_requested", 0),
+    )
+    request_redrive(stores["starter"], other)
+    list_runs(stores["starter"], workflow="w", limit=10)
+    run_history(stores["starter"], run_id)
+
+    # The reconciler repairs the redriven run, whose request it applies from the statuses, then
+    # fires timers.
+    reconciler = Reconciler(store=stores["reconciler"], dispatcher=dispatcher, stale_after=timedelta(0))
+    report = reconciler.reconcile_pass(utcnow() + timedelta(minutes=5))
+    assert other in report.repaired_runs
+    fire_due_timers(stores["reconciler"], utcnow(), "w")
+
+    lacking = {}
+    for name, recorder in class_stores.recorders.items():
+        granted = {
+            (collection, action)
+            for collection, actions in privileges(store_settings)[name].items()  # type: ignore[index]
+            for action in actions
+        }
+        used = {
+            need
+            for command, body in recorder.commands
+            if command not in IGNORED
+            for need in needed(command, body)
+        }
+        assert used, f"nothing recorded for the {name}"
+        if used - granted:
+            lacking[name] = sorted(used - granted)
+    assert lacking == {}
