@@ -1,6 +1,8 @@
 """What a CDK user imports to put workflows in their own app: the ``Workflow`` construct and its
 props, the dependency layer every function needs, the trigger wiring that brings status events
-from Atlas, the connection secret, and the loader that turns a spec file into the definition
+from Atlas, the connection secret or IAM database identities (``DatabaseAccess`` with
+``IamAuth`` or ``PasswordAuth``, given to ``WorkflowProps.database``), private networking
+(``PrivateNetwork``, ``WorkflowProps.network``), and the loader that turns a spec file into the definition
 ``WorkflowProps`` takes.
 
     from constructs.api import DependencyLayer, DependencyLayerProps, Workflow, WorkflowProps,
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 from constructs.bundling import DependencyLayer, DependencyLayerProps
 from constructs.connection import connection_secret
+from constructs.database_access import DatabaseAccess, DatabaseAuth, IamAuth, PasswordAuth
+from constructs.networking import PrivateNetwork, VpcPlacement
 from constructs.trigger import (
     AtlasTrigger,
     ExistingEventBus,
@@ -26,13 +30,19 @@ from runtime.definition.loader import load_workflow
 
 __all__ = [
     "AtlasTrigger",
+    "DatabaseAccess",
+    "DatabaseAuth",
     "DependencyLayer",
     "DependencyLayerProps",
     "ExistingEventBus",
+    "IamAuth",
     "PartnerEventSource",
+    "PasswordAuth",
+    "PrivateNetwork",
     "StatusEvents",
     "StatusEventsProps",
     "TriggerWiring",
+    "VpcPlacement",
     "Workflow",
     "WorkflowProps",
     "connection_secret",

@@ -32,7 +32,6 @@ from constructs import Construct
 from constructs.connection import connection_secret
 from runtime import contracts
 from runtime.documents.outputs import OUTPUT_CHUNKS, OUTPUT_FILES, OUTPUTS
-from runtime.store.connection import AWS_AUTH_SOURCE, AWS_MECHANISM
 from runtime.store.settings import StoreSettings
 
 if TYPE_CHECKING:
@@ -214,7 +213,10 @@ class FunctionDatabaseAccess(Construct):
         if isinstance(auth, PasswordAuth):
             assert self._access.secret is not None
             return {contracts.MONGODB_SECRET_ARN: self._access.secret.secret_arn} | names
-        signing_in = {contracts.MONGODB_AUTH: AWS_MECHANISM, contracts.MONGODB_URI: auth.cluster_uri}
+        signing_in = {
+            contracts.MONGODB_AUTH: contracts.MONGODB_AWS_MECHANISM,
+            contracts.MONGODB_URI: auth.cluster_uri,
+        }
         if function_class == "job":
             signing_in[contracts.MONGODB_ROLE_ARN] = self.job_database_role().role_arn
         return signing_in | names
@@ -279,7 +281,7 @@ class FunctionDatabaseAccess(Construct):
             construct_id,
             project_id=auth.project_id,
             profile=auth.profile,
-            database_name=AWS_AUTH_SOURCE,
+            database_name=contracts.MONGODB_AWS_AUTH_SOURCE,
             username=role.role_arn,
             awsiam_type=CfnDatabaseUserPropsAwsiamType.ROLE,
             roles=[

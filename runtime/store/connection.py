@@ -28,11 +28,8 @@ from runtime.errors import StoreError
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
 
-AWS_MECHANISM = "MONGODB-AWS"
-"""``MONGODB_AUTH``'s one value: sign in with AWS credentials (``pymongo[aws]``)."""
-
-AWS_AUTH_SOURCE = "$external"
-"""Where Atlas keeps the database users of IAM roles."""
+AWS_MECHANISM = contracts.MONGODB_AWS_MECHANISM
+AWS_AUTH_SOURCE = contracts.MONGODB_AWS_AUTH_SOURCE
 
 CREDENTIALS_MARGIN = timedelta(minutes=20)
 """Assumed credentials are renewed once they have less than this left: longer than a job
