@@ -140,3 +140,30 @@ def test_a_role_that_cannot_be_assumed_is_a_store_error_naming_it() -> None:
         stub.add_client_error("assume_role", "AccessDenied", "not allowed")
         with pytest.raises(StoreError, match=f"could not assume the database role {ROLE}"):
             client_target(IAM_ENV | {"MONGODB_ROLE_ARN": ROLE}, sts_client=sts)
+
+
+def test_the_job_handler_reads_the_secret_once_per_process_and_renews_a_database_role_per_invocation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from runtime.handlers import job as job_handler
+
+    calls: list[dict[str, str]] = []
+
+    def fake_store(environ: Any, *args: Any, **options: Any) -> str:
+        calls.append(options)
+        return "store"
+
+    monkeypatch.setattr(job_handler, "store_from_env", fake_store)
+    monkeypatch.setattr(
+        job_handler, "run_attempt", lambda *args: type("R", (), {"outcome": "x", "error": None})
+    )
+    monkeypatch.setattr(job_handler, "_state", {})
+    monkeypatch.delenv("MONGODB_ROLE_ARN", raising=False)
+    for _ in range(3):
+        job_handler.handler({}, None)
+    assert calls == [{"ensure_indexes": False}]
+
+    monkeypatch.setenv("MONGODB_ROLE_ARN", ROLE)
+    for _ in range(2):
+        job_handler.handler({}, None)
+    assert len(calls) == 3

@@ -60,9 +60,12 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         except Exception as exc:  # any error of the user's module: reported as the attempt's failure
             user = _import_failure(spec or "", exc)
         _state.update(user=user)
-    # Per invocation: the job database role's credentials are renewed as they near expiry. A job
-    # creates no index (its database role may not); the starter and orchestrator did.
-    store = store_from_env(os.environ, ensure_indexes=False)
+    # Once per process, as the secret is read once; with a database role to assume, per
+    # invocation, so its credentials are renewed as they near expiry (cheap otherwise: the client
+    # is cached). A job creates no index (its database role may not); the starter and the
+    # orchestrator did.
+    if "store" not in _state or os.environ.get(contracts.MONGODB_ROLE_ARN):
+        _state["store"] = store_from_env(os.environ, ensure_indexes=False)
     request_id = getattr(context, "aws_request_id", None) or uuid.uuid4().hex
-    result = run_attempt(store, _state["user"], event, context, request_id)
+    result = run_attempt(_state["store"], _state["user"], event, context, request_id)
     return {"outcome": result.outcome, "error": result.error}
