@@ -110,7 +110,11 @@ class AppConfig:
 
     @classmethod
     def from_mapping(cls, context: Mapping[str, object]) -> AppConfig:
-        values = {key: str(value) for key, value in context.items() if value not in (None, "")}
+        values = {
+            key: ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+            for key, value in context.items()
+            if value not in (None, "")
+        }  # a list (vpcSubnetIds in cdk.json) reads like its comma-separated form
         problems: list[Problem] = []
         if "mongodbSecretArn" in values and "mongodbSecretName" in values:
             problems.append(_problem("give mongodbSecretArn or mongodbSecretName, not both"))

@@ -99,6 +99,9 @@ def test_vpc_context_selects_private_networking():
         project_id="p"
     )
     assert AppConfig.from_mapping({}).vpc is None
+    listed = ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"]  # as cdk.json may give them
+    context = {"vpc": "vpc-0123456789abcdef0", "vpcSubnetIds": listed, "atlasProjectId": "p"}
+    assert AppConfig.from_mapping(context).vpc == placement
 
 
 def test_atlas_ids_select_the_atlas_wiring():
