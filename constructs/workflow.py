@@ -25,6 +25,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 from constructs.bundling import WHEEL_PLATFORM, RequirementsError
 from constructs.connection import status_key_secret
+from constructs.database_access import DatabaseAccess, FunctionClass, workflow_database_access
 from constructs.event_rules import event_pattern
 from constructs.job_environment import environment_problems
 from constructs.lambda_code import DEFINITION_FILE, JOB_REQUIREMENTS_FILE, CodeStaging
@@ -35,6 +36,7 @@ from constructs.monitoring import (
     rejected_statuses_alarm,
     workflow_alarms,
 )
+from constructs.networking import PrivateNetwork, in_network
 from constructs.timers import scheduler_principal, timer_schedule
 from runtime import contracts, patterns
 from runtime.definition import model
@@ -140,12 +142,18 @@ class WorkflowProps:
     event_source_prefix: str = contracts.PARTNER_SOURCE_PREFIX
     """What the ``source`` of the status events begins with (``StatusEvents.source_prefix``); the
     rules accept no other. Default the Atlas partner sources' prefix."""
-    secret: secretsmanager.ISecret
-    """Secrets Manager secret holding the MongoDB connection string (the URI, or JSON with ``uri``)."""
+    database: DatabaseAccess | None = None
+    """How the functions sign in to MongoDB (``constructs.database_access``, the shared stack's);
+    give this or ``secret``."""
+    secret: secretsmanager.ISecret | None = None
+    """Password mode with this Secrets Manager secret holding the MongoDB connection string (the
+    URI, or JSON with ``uri``); give this or ``database``."""
     layer: lambda_.ILayerVersion
     """The shared dependency layer (``constructs.bundling.DependencyLayer``)."""
     store: StoreSettings = StoreSettings()
     """Database and collection names; default ``StoreSettings()`` (the seed's names)."""
+    network: PrivateNetwork | None = None
+    """Private subnets for every function (context key ``vpc``); default none."""
     reconcile_schedule: str = "rate(5 minutes)"
     """How often the reconciler repairs runs whose events were lost (an EventBridge schedule
     expression, context key ``reconcileSchedule``); default every 5 minutes."""
@@ -171,6 +179,9 @@ class Workflow(Construct):
                 f"WorkflowProps.own_roles names {', '.join(unknown)}, not jobs of workflow "
                 f"{workflow.name!r} (its jobs are {', '.join(sorted(job.name for job in workflow.jobs()))})"
             )
+        self._database = workflow_database_access(
+            self, workflow.name, props.store, props.database, props.secret
+        )
         self._staging = CodeStaging(self, workflow)
         self._job_code = self._stage_job_code()
         self._runtime_code: dict[int | None, lambda_.Code] = {}
@@ -349,14 +360,8 @@ class Workflow(Construct):
         """Shared by every function of the workflow (one retention setting, no per-job resource)."""
         return self._log_group
 
-    def _store_environment(self) -> dict[str, str]:
-        store = self._props.store
-        return {
-            contracts.MONGODB_SECRET_ARN: self._props.secret.secret_arn,
-            contracts.MONGODB_DATABASE: store.database,
-            contracts.RUNS_COLLECTION: store.runs_collection,
-            contracts.STATUSES_COLLECTION: store.statuses_collection,
-        }
+    def _store_environment(self, function_class: FunctionClass) -> dict[str, str]:
+        return self._database.environment(function_class)
 
     def _slack_webhook_secret(self, name_or_arn: str | None) -> secretsmanager.ISecret | None:
         if name_or_arn is None:
@@ -437,14 +442,16 @@ class Workflow(Construct):
             log_group=self._log_group,
             logging_format=lambda_.LoggingFormat.JSON,
             application_log_level_v2=APPLICATION_LOG_LEVEL,
-            environment=self._store_environment()
+            environment=self._store_environment(cast(FunctionClass, role_name))
             | {contracts.STATUS_KEY_SECRET_ARN: self._status_key.secret_arn}
             | dict(environment or {}),
             on_failure=destinations.SqsDestination(self._dead_letter_queue),
             retry_attempts=retries[0] if retries else None,
             max_event_age=retries[1] if retries else None,
+            **in_network(self._props.network, role),
         )
-        for secret in (self._props.secret, self._status_key, *extra_secrets):
+        self._database.grant(role, cast(FunctionClass, role_name))
+        for secret in (self._status_key, *extra_secrets):
             secret.grant_read(role)
         self._log_group.grant_write(role)
         return function
@@ -532,7 +539,7 @@ class Workflow(Construct):
             if own
             else f"The jobs without permissions of workflow {workflow.name}",
         )
-        self._props.secret.grant_read(role)
+        self._database.grant(role, "job")
         self._log_group.grant_write(role)
         for permission in job.permissions:
             role.add_to_policy(
@@ -570,11 +577,12 @@ class Workflow(Construct):
             retry_attempts=JOB_ASYNC_RETRY_ATTEMPTS,
             max_event_age=JOB_MAX_EVENT_AGE,
             on_failure=destinations.LambdaDestination(self._orchestrator),
+            **in_network(self._props.network, self._job_roles[job.name]),
         )
 
     def _job_environment(self, job: model.Job) -> dict[str, str]:
         """The spec's ``env``, the store's settings and, for a job with code, ``JOB_HANDLER``."""
-        environment = dict(job.env) | self._store_environment()
+        environment = dict(job.env) | self._store_environment("job")
         if job.name in self._job_code:
             environment[contracts.JOB_HANDLER] = self._job_code[job.name][1]
         return environment

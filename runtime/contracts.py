@@ -6,9 +6,19 @@ sources, and the size of the workflow's own functions. Standard library only (La
 from __future__ import annotations
 
 MONGODB_URI = "MONGODB_URI"
-"""The connection string itself: local runs and tests only, never set by the constructs."""
+"""The connection string itself: local runs and tests, and in IAM mode the cluster's address
+without credentials (set by the constructs then, never holding a password)."""
 MONGODB_SECRET_ARN = "MONGODB_SECRET_ARN"
-"""The Secrets Manager secret holding the connection string (every function in the cloud)."""
+"""The Secrets Manager secret holding the connection string (password mode only)."""
+MONGODB_AUTH = "MONGODB_AUTH"
+"""``MONGODB-AWS`` in IAM mode: the function signs in with AWS credentials, no password."""
+MONGODB_AWS_MECHANISM = "MONGODB-AWS"
+"""``MONGODB_AUTH``'s one value: sign in with AWS credentials (``pymongo[aws]``)."""
+MONGODB_AWS_AUTH_SOURCE = "$external"
+"""Where Atlas keeps the database users of IAM roles."""
+MONGODB_ROLE_ARN = "MONGODB_ROLE_ARN"
+"""In IAM mode, the role whose credentials sign in (the job functions' per-workflow job database
+role); unset, the function's own role signs in."""
 MONGODB_DATABASE = "MONGODB_DATABASE"
 """The database holding both collections."""
 RUNS_COLLECTION = "RUNS_COLLECTION"
@@ -45,6 +55,8 @@ ENVIRONMENT_NAMES = frozenset(
     {
         MONGODB_URI,
         MONGODB_SECRET_ARN,
+        MONGODB_AUTH,
+        MONGODB_ROLE_ARN,
         MONGODB_DATABASE,
         RUNS_COLLECTION,
         STATUSES_COLLECTION,
