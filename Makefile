@@ -19,6 +19,13 @@ $(VENV)/.installed: requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
+# checkov pins its own boto3, which conflicts with requirements.txt's: it gets a virtualenv of its own.
+CHECKOV_VENV := .build/checkov
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
@@ -38,7 +45,7 @@ browser:
 test: setup
 	$(PY) -m pytest
 
-lint: setup
+lint: setup $(CHECKOV_VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
@@ -51,6 +58,8 @@ lint: setup
 	@# W3005 (DependsOn next to a GetAtt) is how CDK orders a role's policy before its function;
 	@# the Atlas trigger's E3006 is ignored on that one resource, in its template metadata.
 	$(VENV)/bin/cfn-lint --ignore-checks W3005 -- cdk.out/*.template.json
+	@# checkov's CloudFormation checks; every check it skips says why in .checkov.yaml.
+	$(CHECKOV_VENV)/bin/checkov --config-file .checkov.yaml --file cdk.out/*.template.json
 	@# The docs site: a broken link or anchor, or a page missing from mkdocs.yml's nav, fails.
 	$(PY) -m mkdocs build --strict --quiet --site-dir .build/site
 

@@ -32,6 +32,7 @@ from runtime.definition.loader import load_workflow, workflow_from_document
 from runtime.definition.model import Workflow
 from runtime.documents.events import JobEvent
 from runtime.documents.run import StatusEvent
+from runtime.documents.signatures import StatusKeys
 from runtime.service.orchestrator import Orchestrator
 from runtime.service.runs import start_run
 from runtime.statuses import JobState, RunState, StatusName
@@ -129,13 +130,18 @@ def scratch_databases(uri: str, *prefixes: str) -> Iterator[list[str]]:
 # -- the events ------------------------------------------------------------------------------
 
 
+KEYS = StatusKeys(bytes(range(32)))
+"""The status key of every side of ours: the measured path is the deployed one, where every
+status is signed and checked (docs/architecture.md, "Trust")."""
+
+
 def run_status(run_id: str, workflow: str, status: StatusName) -> Document:
-    event = StatusEvent(run_id=run_id, workflow=workflow, status=status)
+    event = StatusEvent(run_id=run_id, workflow=workflow, status=status).signed_by_control(KEYS)
     return {"_id": ObjectId(), **event.to_document(utcnow())}
 
 
 def job_success(run_id: str, workflow: str, phase: str, job: str) -> Document:
-    """The ``success`` document our job wrapper inserts for attempt 1."""
+    """The ``success`` document our job wrapper inserts for attempt 1, signed with its key."""
     event = StatusEvent(
         run_id=run_id,
         workflow=workflow,
@@ -144,7 +150,7 @@ def job_success(run_id: str, workflow: str, phase: str, job: str) -> Document:
         job=job,
         attempt=1,
         output={"done": job},
-    )
+    ).signed_by_attempt(KEYS.attempt_key(run_id, job, 1, None))
     return {"_id": ObjectId(), **event.to_document(utcnow())}
 
 
@@ -158,7 +164,7 @@ class OurSide:
 
     def __init__(self, client: pymongo.MongoClient[Document], database: str) -> None:
         self.settings = StoreSettings(database=database)
-        self.store = MongoStore(client, self.settings)
+        self.store = MongoStore(client, self.settings, KEYS)
         self.store.ensure_indexes()
         self.dispatcher = CountingDispatcher()
         self.orchestrator = Orchestrator(store=self.store, dispatcher=self.dispatcher)

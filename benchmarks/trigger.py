@@ -158,11 +158,10 @@ def _rule_invocations(workflow: Workflow, settings: StoreSettings, events: list[
     implements it): one invocation of that rule's function each."""
     from moto.events.models import EventPattern
 
-    patterns = {"orchestrator": orchestrator_pattern(workflow.name, settings.statuses_collection)}
+    origin = {"database": settings.database, "statuses_collection": settings.statuses_collection}
+    patterns = {"orchestrator": orchestrator_pattern(workflow.name, **origin)}
     if workflow.notify.on:
-        patterns["notifier"] = notifier_pattern(
-            workflow.name, workflow.notify.on, settings.statuses_collection
-        )
+        patterns["notifier"] = notifier_pattern(workflow.name, workflow.notify.on, **origin)
     loaded = {target: EventPattern.load(json.dumps(pattern)) for target, pattern in patterns.items()}
     return {
         target: sum(pattern.matches_event(cast("EventMessageType", event)) for event in events)

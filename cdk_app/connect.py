@@ -3,6 +3,7 @@ connection string and where it came from, for messages, and a store once the ser
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -12,9 +13,11 @@ import pymongo.errors
 
 from cdk_app.errors import EXIT_USAGE, CommandError
 from runtime import contracts
+from runtime.errors import StoreError
 from runtime.store.connection import cached_client
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
+from runtime.store.status_keys import local_keys, operator_keys
 
 MONGODB_URI_VARIABLE = contracts.MONGODB_URI
 
@@ -36,9 +39,11 @@ def redacted(uri: str) -> str:
     return re.sub(r"//[^@/]*@", "//***@", uri)
 
 
-def connect(address: MongoAddress, database: str) -> MongoStore:
+def connect(address: MongoAddress, database: str, *, control_plane: bool = False) -> MongoStore:
     """A MongoStore on ``address``, after checking the server answers (a short wait, not
-    pymongo's 30 s)."""
+    pymongo's 30 s). It signs what it records with the status key (docs/architecture.md,
+    "Trust"): a local ``control_plane``'s own (the dev server's, ``run``'s), made on first use;
+    otherwise the operator's (``runtime.store.status_keys.operator_keys``), if there is one."""
     uri, origin = address.uri, address.origin
     try:
         probe: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
@@ -55,6 +60,11 @@ def connect(address: MongoAddress, database: str) -> MongoStore:
     finally:
         probe.close()
     try:
-        return MongoStore(cached_client(uri), StoreSettings(database=database))
+        store = MongoStore(cached_client(uri), StoreSettings(database=database))
     except pymongo.errors.InvalidName as exc:
         raise CommandError(f"invalid --database {database!r}: {exc}", EXIT_USAGE) from exc
+    try:
+        keys = local_keys(store) if control_plane else operator_keys(store, os.environ)
+    except StoreError as exc:
+        raise CommandError(str(exc)) from exc
+    return store.with_keys(keys)

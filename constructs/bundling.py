@@ -26,8 +26,23 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 from constructs.lambda_runtime import ARCHITECTURE, PYTHON_RUNTIME, RUNTIME_PACKAGE, python_version
 
-WHEEL_PLATFORM = "manylinux2014_x86_64"
-"""Wheels that run on Lambda's x86_64 Amazon Linux (``ARCHITECTURE``)."""
+NEWEST_GLIBC_MINOR = 28
+"""Wheels built for glibc 2.28 and older: ``manylinux_2_28``, which Lambda's Python runtime runs
+(Amazon Linux 2023, glibc 2.34). numpy and its kind publish no ``manylinux2014`` (glibc 2.17)
+wheel for the newest Pythons any more."""
+
+WHEEL_PLATFORMS = (
+    *(f"manylinux_2_{minor}_x86_64" for minor in range(NEWEST_GLIBC_MINOR, 4, -1)),
+    "manylinux2014_x86_64",
+)
+"""The ``--platform`` tags pip may choose wheels for on Lambda's x86_64 (``ARCHITECTURE``), newest
+first: every PEP 600 tag from ``manylinux_2_28`` down to ``manylinux_2_5``, and the legacy
+``manylinux2014`` (pip adds ``manylinux2010`` and ``manylinux1`` after it), since a tag given to
+pip stands for itself alone."""
+
+WHEEL_PLATFORM = WHEEL_PLATFORMS[0]
+"""The platform the wheels are chosen for, named by its newest tag (``manylinux_2_28_x86_64``):
+what messages and the layer's source hash say."""
 
 RUNTIME_REQUIREMENTS = RUNTIME_PACKAGE / "requirements.txt"
 """What the handlers need beyond the Lambda runtime (pymongo; boto3 and jmespath come with it)."""
@@ -48,8 +63,7 @@ def pip_install_command(requirements: Path, target_python: str, target: Path) ->
         "--quiet",
         "--disable-pip-version-check",
         "--no-compile",
-        "--platform",
-        WHEEL_PLATFORM,
+        *(argument for platform in WHEEL_PLATFORMS for argument in ("--platform", platform)),
         "--implementation",
         "cp",
         "--python-version",

@@ -36,3 +36,30 @@ def connection_secret(
         )
     )
     return secret
+
+
+def status_key_secret(scope: Construct, construct_id: str) -> secretsmanager.Secret:
+    """The control plane's status signing key (docs/architecture.md, "Trust"): 64 hex digits
+    Secrets Manager generates at deploy, so no template holds it. Read by the orchestrator,
+    reconciler, starter and notifier, and by operators (the CLI, the console); by no job."""
+    secret = secretsmanager.Secret(
+        scope,
+        construct_id,
+        description="Signs the statuses the control plane and operators write; job functions never read it",
+        generate_secret_string=secretsmanager.SecretStringGenerator(
+            password_length=64,
+            exclude_uppercase=True,
+            exclude_punctuation=True,
+            include_space=False,
+            exclude_characters="ghijklmnopqrstuvwxyz",
+            require_each_included_type=False,
+        ),
+    )
+    Validations.of(secret).acknowledge(
+        Acknowledgment(
+            id="AwsSolutions-SMG4",
+            reason="Rotating the status key would make every attempt in flight unable to report (its "
+            "key derives from this one); it is replaced by hand between deploys with no run in flight.",
+        )
+    )
+    return secret

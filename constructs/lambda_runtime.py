@@ -14,7 +14,8 @@ PYTHON_RUNTIME = lambda_.Runtime.PYTHON_3_14
 
 
 ARCHITECTURE = lambda_.Architecture.X86_64
-"""Matches the ``manylinux2014_x86_64`` wheels the dependency layer is built from."""
+"""Matches the ``manylinux_2_28_x86_64`` (and older) wheels the layer and job assets are built from
+(``constructs.bundling.WHEEL_PLATFORMS``)."""
 
 
 RUNTIME_PACKAGE = Path(runtime.__file__).resolve().parent

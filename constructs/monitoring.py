@@ -1,5 +1,6 @@
 """What tells people a workflow is in trouble: its encrypted notification topic, the policies that
-let CloudWatch alarms publish to it, and the alarms.
+let CloudWatch alarms publish to it, and the alarms. The topic's key encrypts the workflow's log
+group too (one customer key per workflow).
 
 A topic policy replaces SNS's default one, and ``enforce_ssl`` writes a policy holding only the
 TLS deny: without a statement of our own, CloudWatch may not publish and every alarm would fire
@@ -24,7 +25,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
-from runtime.contracts import RECONCILER_METRICS_NAMESPACE
+from runtime.contracts import RECONCILER_METRICS_NAMESPACE, REJECTED_STATUSES_METRIC
 from runtime.definition import model
 
 ALARM_INFIX = "-alarm-"
@@ -61,7 +62,7 @@ def notification_topic(scope: Construct, workflow: model.Workflow) -> sns.Topic:
         scope,
         "TopicKey",
         enable_key_rotation=True,
-        description=f"Encrypts the notification topic of workflow {workflow.name}",
+        description=f"Encrypts the notification topic and the log group of workflow {workflow.name}",
     )
     key.add_to_resource_policy(
         iam.PolicyStatement(
@@ -70,6 +71,33 @@ def notification_topic(scope: Construct, workflow: model.Workflow) -> sns.Topic:
             principals=[CLOUDWATCH],
             resources=["*"],
             conditions=conditions,
+        )
+    )
+    # The same key encrypts the workflow's log group (``Workflow.log_group``): CloudWatch Logs
+    # may use it for log groups of this account and region, the scope AWS's own example gives
+    # (the log group's generated name cannot be named here: it depends on this key).
+    key.add_to_resource_policy(
+        iam.PolicyStatement(
+            sid="LogsUseTheKey",
+            actions=[
+                "kms:Encrypt*",
+                "kms:Decrypt*",
+                "kms:ReEncrypt*",
+                "kms:GenerateDataKey*",
+                "kms:Describe*",
+            ],
+            principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")],
+            resources=["*"],
+            conditions={
+                "ArnLike": {
+                    "kms:EncryptionContext:aws:logs:arn": Stack.of(scope).format_arn(
+                        service="logs",
+                        resource="log-group",
+                        resource_name="*",
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                }
+            },
         )
     )
     topic = sns.Topic(
@@ -182,6 +210,31 @@ def reconciler_alarm(scope: Construct, workflow: str, topic: sns.ITopic) -> clou
         metric=cloudwatch.Metric(
             namespace=RECONCILER_METRICS_NAMESPACE,
             metric_name="RunsRepaired",
+            dimensions_map={"Workflow": workflow},
+            period=Duration.minutes(5),
+            statistic="Sum",
+        ),
+        threshold=1,
+        evaluation_periods=1,
+        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+    )
+    alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
+    return alarm
+
+
+def rejected_statuses_alarm(scope: Construct, workflow: str, topic: sns.ITopic) -> cloudwatch.Alarm:
+    """The orchestrator and the reconciler count each status they reject as not authentic
+    (``runtime.aws.metrics``): someone wrote a status they may not, or a job's code tried to."""
+    alarm = cloudwatch.Alarm(
+        scope,
+        "RejectedStatusesAlarm",
+        alarm_name=alarm_name(workflow, "rejected-statuses"),
+        alarm_description=f"{workflow}: statuses were rejected as not authentic (a writer without the "
+        "key, or a job writing for another attempt); each is recorded as status_rejected in its run",
+        metric=cloudwatch.Metric(
+            namespace=RECONCILER_METRICS_NAMESPACE,
+            metric_name=REJECTED_STATUSES_METRIC,
             dimensions_map={"Workflow": workflow},
             period=Duration.minutes(5),
             statistic="Sum",

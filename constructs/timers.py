@@ -15,7 +15,7 @@ a time (``Workflow.uses_timers``) gets it.
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import ArnFormat, Aws, Duration, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_scheduler as scheduler
@@ -27,6 +27,26 @@ from runtime.contracts import FIRE_TIMERS
 
 TIMER_SCHEDULE = "rate(1 minute)"
 """EventBridge Scheduler's shortest rate: each invocation covers its minute."""
+
+
+SCHEDULE_GROUP = "default"
+"""The schedule group the workflow's schedules are in (CDK's ``Schedule`` without a group)."""
+
+
+def scheduler_principal(scope: Construct) -> iam.ServicePrincipal:
+    """EventBridge Scheduler, trusted only on behalf of this account's schedules of
+    ``SCHEDULE_GROUP``: the confused-deputy conditions Scheduler sets when it assumes a role
+    (``aws:SourceAccount``, and as ``aws:SourceArn`` the schedule's group)."""
+    group = Stack.of(scope).format_arn(
+        service="scheduler",
+        resource="schedule-group",
+        resource_name=SCHEDULE_GROUP,
+        arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+    )
+    return iam.ServicePrincipal(
+        "scheduler.amazonaws.com",
+        conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID, "aws:SourceArn": group}},
+    )
 
 
 def timer_schedule(

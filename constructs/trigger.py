@@ -87,9 +87,24 @@ class ExistingEventBus:
 
     name_or_arn: str
     """Bus name, or its ARN (``arn:...:event-bus/<name>``) for a bus in another stack or account."""
+    source_prefix: str = PARTNER_SOURCE_PREFIX
+    """What the ``source`` of the status events on this bus begins with; the rules match nothing
+    else. Default the Atlas partner sources' prefix: an Atlas trigger's events keep their source
+    when a rule forwards them here, and ``PutEvents`` refuses a ``source`` beginning with
+    ``aws.``, so nobody else can put an event the rules accept. Any other prefix can be put by
+    whoever may ``events:PutEvents`` on the bus."""
 
 
 TriggerWiring = AtlasTrigger | PartnerEventSource | ExistingEventBus
+
+
+def source_prefix(wiring: TriggerWiring) -> str:
+    """What the ``source`` of the wiring's status events begins with (``StatusEvents.source_prefix``)."""
+    if isinstance(wiring, PartnerEventSource):
+        return wiring.name
+    if isinstance(wiring, ExistingEventBus):
+        return wiring.source_prefix
+    return PARTNER_SOURCE_PREFIX
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,6 +129,7 @@ class StatusEvents(Construct):
             json.dumps([type(props.wiring).__name__, asdict(props.wiring)], sort_keys=True).encode()
         ).hexdigest()
         wiring = props.wiring
+        self._source_prefix = source_prefix(wiring)
         if isinstance(wiring, AtlasTrigger):
             self._trigger = self._atlas_trigger(wiring, props.store, props.forwarded_statuses)
             self._event_bus: events.IEventBus = events.EventBus(
@@ -131,6 +147,13 @@ class StatusEvents(Construct):
     @property
     def event_bus(self) -> events.IEventBus:
         return self._event_bus
+
+    @property
+    def source_prefix(self) -> str:
+        """What the ``source`` of the status events begins with: the rules accept no other event.
+        A partner bus carries only its own source, named by the wiring, or for a trigger this app
+        creates (whose id is known only once deployed) the Atlas partner sources' prefix."""
+        return self._source_prefix
 
     @property
     def trigger(self) -> CfnTrigger | None:

@@ -24,21 +24,35 @@ from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
 from constructs.bundling import WHEEL_PLATFORM, RequirementsError
+from constructs.connection import status_key_secret
+from constructs.database_access import DatabaseAccess, FunctionClass, workflow_database_access
+from constructs.event_rules import event_pattern
+from constructs.job_environment import environment_problems
 from constructs.lambda_code import DEFINITION_FILE, JOB_REQUIREMENTS_FILE, CodeStaging
 from constructs.lambda_runtime import ARCHITECTURE, PYTHON_RUNTIME, python_version
-from constructs.monitoring import notification_topic, reconciler_alarm, workflow_alarms
-from constructs.timers import timer_schedule
+from constructs.monitoring import (
+    notification_topic,
+    reconciler_alarm,
+    rejected_statuses_alarm,
+    workflow_alarms,
+)
+from constructs.networking import PrivateNetwork, in_network
+from constructs.timers import scheduler_principal, timer_schedule
 from constructs.versions import pin_runs_to_versions, publish_versions, retain, version_options
 from runtime import contracts, patterns
 from runtime.definition import model
 from runtime.errors import Problem, SpecError
 from runtime.store.settings import StoreSettings
 
+SHARED_JOB_ROLE = "JobRole"
+"""The construct id of the role the jobs without a role of their own share."""
+
 JOB_STACKS = 8
 """Nested stacks the job functions are spread over, by a hash of the job name. Fixed, so adding a
-job never moves another. At 6 resources per job (function and version, each with its invoke
-config; role, policy) the fullest of the 8 holds 468 of its 500 resources at 500 jobs (and 78 of
-its 200 outputs, a version number each): room for about 530."""
+job never moves another. At up to 6 resources per job (function and version, each with its invoke
+config; and a role and policy for a job with ``permissions``) the fullest of the 8 holds 468 of
+its 500 resources at 500 jobs with permissions (and 78 of its 200 outputs, a version number
+each): room for about 530 such jobs, more without permissions."""
 
 JOB_ASYNC_RETRY_ATTEMPTS = model.JOB_ASYNC_RETRIES
 """Lambda's own retries of a job invocation: none, every retry is the orchestrator's."""
@@ -59,6 +73,14 @@ SYSTEM_FUNCTION_TIMEOUT = Duration.seconds(contracts.SYSTEM_FUNCTION_TIMEOUT_SEC
 RECONCILER_TIMEOUT = Duration.minutes(5)
 """A pass repairs up to ``runtime.service.reconciler.RUNS_PER_PASS`` runs, a few commands each."""
 
+RECONCILER_ASYNC_RETRIES = 0
+"""Lambda's own retries of a reconciler pass: none. A failed pass goes to the dead-letter queue
+and the next one comes on schedule and does the same; a retry could overlap it."""
+
+RECONCILER_MAX_EVENT_AGE = Duration.minutes(5)
+"""How long Lambda keeps trying to start a throttled pass before the dead-letter queue: a
+schedule period at the default rate, so a late pass does not pile onto the next ones."""
+
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
 """Of the one log group all functions of a workflow write to."""
 
@@ -75,18 +97,6 @@ HANDLERS = {
 }
 """Lambda entry points (docs/architecture.md)."""
 
-_EVENT_PATTERN_FIELDS = {
-    "account": "account",
-    "detail": "detail",
-    "detail-type": "detail_type",
-    "id": "id",
-    "region": "region",
-    "resources": "resources",
-    "source": "source",
-    "time": "time",
-    "version": "version",
-}
-
 
 def function_name(workflow: str, role: str) -> str:
     """Physical names of the workflow's own functions, e.g. ``catch_the_fish-starter``; never
@@ -97,14 +107,6 @@ def function_name(workflow: str, role: str) -> str:
 def job_stack_index(job: str) -> int:
     """The nested stack a job's function lives in: stable for the job's lifetime."""
     return int.from_bytes(hashlib.sha256(job.encode()).digest()[:4], "big") % JOB_STACKS
-
-
-def event_pattern(pattern: Mapping[str, Any]) -> events.EventPattern:
-    """``runtime.patterns`` speaks EventBridge JSON; ``EventPattern`` wants keyword arguments."""
-    unknown = set(pattern) - set(_EVENT_PATTERN_FIELDS)
-    if unknown:
-        raise ValueError(f"event pattern fields {sorted(unknown)} have no EventPattern equivalent")
-    return events.EventPattern(**{_EVENT_PATTERN_FIELDS[key]: value for key, value in pattern.items()})
 
 
 def _spec_wildcards(job: model.Job) -> list[Acknowledgment]:
@@ -140,15 +142,30 @@ class WorkflowProps:
     """The compiled spec to deploy."""
     event_bus: events.IEventBus
     """The bus status inserts arrive on (``constructs.trigger.StatusEvents``)."""
-    secret: secretsmanager.ISecret
-    """Secrets Manager secret holding the MongoDB connection string (the URI, or JSON with ``uri``)."""
+    event_source_prefix: str = contracts.PARTNER_SOURCE_PREFIX
+    """What the ``source`` of the status events begins with (``StatusEvents.source_prefix``); the
+    rules accept no other. Default the Atlas partner sources' prefix."""
+    database: DatabaseAccess | None = None
+    """How the functions sign in to MongoDB (``constructs.database_access``, the shared stack's);
+    give this or ``secret``."""
+    secret: secretsmanager.ISecret | None = None
+    """Password mode with this Secrets Manager secret holding the MongoDB connection string (the
+    URI, or JSON with ``uri``); give this or ``database``."""
     layer: lambda_.ILayerVersion
     """The shared dependency layer (``constructs.bundling.DependencyLayer``)."""
     store: StoreSettings = StoreSettings()
     """Database and collection names; default ``StoreSettings()`` (the seed's names)."""
+    network: PrivateNetwork | None = None
+    """Private subnets for every function (context key ``vpc``); default none."""
     reconcile_schedule: str = "rate(5 minutes)"
     """How often the reconciler repairs runs whose events were lost (an EventBridge schedule
     expression, context key ``reconcileSchedule``); default every 5 minutes."""
+    own_roles: Sequence[str] = ()
+    """Jobs that get a role of their own though their spec gives them no ``permissions``: the ones
+    this app grants to in CDK (``job_role``). Every other job without permissions shares one."""
+    status_key: secretsmanager.ISecret | None = None
+    """The status signing key (``constructs.connection.status_key_secret``), shared by the
+    workflows of an app so one operator key serves them all; default: one of the workflow's own."""
 
 
 class Workflow(Construct):
@@ -159,11 +176,24 @@ class Workflow(Construct):
         super().__init__(scope, construct_id)
         self._props = props
         workflow = props.workflow
+        unknown = sorted(set(props.own_roles) - {job.name for job in workflow.jobs()})
+        if unknown:
+            raise ValueError(
+                f"WorkflowProps.own_roles names {', '.join(unknown)}, not jobs of workflow "
+                f"{workflow.name!r} (its jobs are {', '.join(sorted(job.name for job in workflow.jobs()))})"
+            )
+        self._database = workflow_database_access(
+            self, workflow.name, props.store, props.database, props.secret
+        )
         self._staging = CodeStaging(self, workflow)
         self._job_code = self._stage_job_code()
         self._runtime_code: dict[int | None, lambda_.Code] = {}
+        self._status_key = props.status_key or status_key_secret(self, "StatusKey")
 
-        self._log_group = logs.LogGroup(self, "Logs", retention=LOG_RETENTION)
+        self._topic = notification_topic(self, workflow)
+        self._log_group = logs.LogGroup(
+            self, "Logs", retention=LOG_RETENTION, encryption_key=self._topic.master_key
+        )
         self._dead_letter_queue = sqs.Queue(
             self,
             "DeadLetterQueue",
@@ -177,7 +207,6 @@ class Workflow(Construct):
                 reason="This queue is itself the dead-letter queue of the workflow's rules and functions.",
             )
         )
-        self._topic = notification_topic(self, workflow)
 
         self._orchestrator = self._system_function(
             "orchestrator", "Records status events in the run and dispatches the jobs that became ready."
@@ -222,6 +251,9 @@ class Workflow(Construct):
         )
         # Wait and approval jobs run no code: the engine completes them, so they get no function.
         coded = [job for job in workflow.jobs() if job.runs_code]
+        too_large = environment_problems(workflow, {job.name: self._job_environment(job) for job in coded})
+        if too_large:
+            raise SpecError(too_large)
         self._job_roles = MappingProxyType({job.name: self._job_role(job) for job in coded})
         self._job_functions = MappingProxyType({job.name: self._job_function(job) for job in coded})
         # Removing a job from the spec must not delete what a run in flight still invokes.
@@ -240,7 +272,10 @@ class Workflow(Construct):
         self._rules = MappingProxyType(self._create_rules())
         self._alarms = workflow_alarms(
             self, workflow.name, self._topic, self._dead_letter_queue, self._orchestrator, self._starter
-        ) + (reconciler_alarm(self, workflow.name, self._topic),)
+        ) + (
+            reconciler_alarm(self, workflow.name, self._topic),
+            rejected_statuses_alarm(self, workflow.name, self._topic),
+        )
 
     @property
     def orchestrator(self) -> lambda_.Function:
@@ -282,7 +317,7 @@ class Workflow(Construct):
 
     @property
     def job_roles(self) -> Mapping[str, iam.Role]:
-        """Job name -> the role its function runs with (one per job)."""
+        """Job name -> its function's role (one shared by the jobs without ``permissions``)."""
         return self._job_roles
 
     def job_function(self, name: str) -> lambda_.Function:
@@ -290,9 +325,26 @@ class Workflow(Construct):
         return self._job_functions[self._known_job(name)]
 
     def job_role(self, name: str) -> iam.Role:
-        """The role of job ``name``, for grants: ``bucket.grant_read(workflow.job_role("extract"))``
-        gives that one job access, no other."""
-        return self._job_roles[self._known_job(name)]
+        """The role of job ``name``, for grants to that job alone:
+        ``bucket.grant_read(workflow.job_role("extract"))``. Only a job with a role of its own has
+        one (``permissions`` in its spec, or named in ``WorkflowProps.own_roles``); for any other
+        this raises, so a grant meant for one job never reaches every job that shares a role."""
+        job = self._known_job(name)
+        role = self._job_roles[job]
+        if role is self.node.try_find_child(SHARED_JOB_ROLE):
+            raise ValueError(
+                f"job {name!r} of workflow {self._props.workflow.name!r} has no role of its own: it has "
+                "no permissions in its spec, so it shares one role with every such job. Name it in "
+                "WorkflowProps(own_roles=[...]) (or give it permissions) for a role to grant to, or grant "
+                "to shared_job_role to reach them all"
+            )
+        return role
+
+    @property
+    def shared_job_role(self) -> iam.Role | None:
+        """The role the jobs without a role of their own share (None when every job has one)."""
+        shared = self.node.try_find_child(SHARED_JOB_ROLE)
+        return shared if isinstance(shared, iam.Role) else None
 
     def _known_job(self, name: str) -> str:
         if name not in self._job_functions:
@@ -327,14 +379,8 @@ class Workflow(Construct):
         """Shared by every function of the workflow (one retention setting, no per-job resource)."""
         return self._log_group
 
-    def _store_environment(self) -> dict[str, str]:
-        store = self._props.store
-        return {
-            contracts.MONGODB_SECRET_ARN: self._props.secret.secret_arn,
-            contracts.MONGODB_DATABASE: store.database,
-            contracts.RUNS_COLLECTION: store.runs_collection,
-            contracts.STATUSES_COLLECTION: store.statuses_collection,
-        }
+    def _store_environment(self, function_class: FunctionClass) -> dict[str, str]:
+        return self._database.environment(function_class)
 
     def _slack_webhook_secret(self, name_or_arn: str | None) -> secretsmanager.ISecret | None:
         if name_or_arn is None:
@@ -386,9 +432,11 @@ class Workflow(Construct):
         code: lambda_.Code | None = None,
         extra_secrets: Sequence[secretsmanager.ISecret] = (),
         timeout: Duration = SYSTEM_FUNCTION_TIMEOUT,
+        retries: tuple[int, Duration] | None = None,
     ) -> lambda_.Function:
         """Orchestrator, notifier, starter, reconciler: own role, failures parked in the
-        dead-letter queue."""
+        dead-letter queue. ``retries``: Lambda's own retries of an asynchronous invocation and
+        the event's maximum age; default Lambda's (2 retries, 6 hours)."""
         workflow = self._props.workflow.name
         construct_id = role_name.capitalize()
         role = iam.Role(
@@ -413,10 +461,16 @@ class Workflow(Construct):
             log_group=self._log_group,
             logging_format=lambda_.LoggingFormat.JSON,
             application_log_level_v2=APPLICATION_LOG_LEVEL,
-            environment=self._store_environment() | dict(environment or {}),
+            environment=self._store_environment(cast(FunctionClass, role_name))
+            | {contracts.STATUS_KEY_SECRET_ARN: self._status_key.secret_arn}
+            | dict(environment or {}),
             on_failure=destinations.SqsDestination(self._dead_letter_queue),
+            retry_attempts=retries[0] if retries else None,
+            max_event_age=retries[1] if retries else None,
+            **in_network(self._props.network, role),
         )
-        for secret in (self._props.secret, *extra_secrets):
+        self._database.grant(role, cast(FunctionClass, role_name))
+        for secret in (self._status_key, *extra_secrets):
             secret.grant_read(role)
         self._log_group.grant_write(role)
         return function
@@ -452,12 +506,13 @@ class Workflow(Construct):
             "Repairs runs whose events were lost, from their statuses.",
             {contracts.WORKFLOW_NAME: workflow},
             timeout=RECONCILER_TIMEOUT,
+            retries=(RECONCILER_ASYNC_RETRIES, RECONCILER_MAX_EVENT_AGE),
         )
         self._may_invoke_own_jobs(reconciler)
         schedule_role = iam.Role(
             self,
             "ReconcileScheduleRole",
-            assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com"),
+            assumed_by=scheduler_principal(self),
             description=f"Lets the reconcile schedule of workflow {workflow} invoke its reconciler",
         )
         Validations.of(schedule_role).acknowledge(
@@ -488,16 +543,22 @@ class Workflow(Construct):
         return reconciler, schedule
 
     def _job_role(self, job: model.Job) -> iam.Role:
-        """A job's own role, in the job's nested stack: what it may reach is granted to this job
-        alone (the secret, the log group, and whatever the CDK user grants it)."""
+        """A job with ``permissions`` has its own role, in its nested stack: its statements, the
+        secret, the log group and the CDK user's grants reach it alone. Jobs without share one
+        role, so roles grow with the jobs that declare permissions (the quota is 1,000 roles)."""
         workflow = self._props.workflow
+        own = bool(job.permissions) or job.name in self._props.own_roles
+        if not own and isinstance(shared := self.node.try_find_child(SHARED_JOB_ROLE), iam.Role):
+            return shared
         role = iam.Role(
-            self._job_stack(job_stack_index(job.name)),
-            f"JobRole-{job.name}",
+            self._job_stack(job_stack_index(job.name)) if own else self,
+            f"JobRole-{job.name}" if own else SHARED_JOB_ROLE,
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description=f"Job {job.name} of workflow {workflow.name}",
+            description=f"Job {job.name} of workflow {workflow.name}"
+            if own
+            else f"The jobs without permissions of workflow {workflow.name}",
         )
-        self._props.secret.grant_read(role)
+        self._database.grant(role, "job")
         self._log_group.grant_write(role)
         for permission in job.permissions:
             role.add_to_policy(
@@ -510,12 +571,9 @@ class Workflow(Construct):
         workflow = self._props.workflow
         index = job_stack_index(job.name)
         stack = self._job_stack(index)
-        environment = self._store_environment()
         code: lambda_.Code
         if job.name in self._job_code:
-            folder, entry = self._job_code[job.name]
-            code = lambda_.Code.from_asset(folder)
-            environment[contracts.JOB_HANDLER] = entry
+            code = lambda_.Code.from_asset(self._job_code[job.name][0])
         else:
             code = self._code(index)
         return lambda_.Function(
@@ -534,14 +592,22 @@ class Workflow(Construct):
             log_group=self._log_group,
             logging_format=lambda_.LoggingFormat.JSON,
             application_log_level_v2=APPLICATION_LOG_LEVEL,
-            environment=dict(job.env) | environment,
+            environment=self._job_environment(job),
             retry_attempts=JOB_ASYNC_RETRY_ATTEMPTS,
             max_event_age=JOB_MAX_EVENT_AGE,
             on_failure=destinations.LambdaDestination(self._orchestrator),
             current_version_options=version_options(
                 self._orchestrator, JOB_ASYNC_RETRY_ATTEMPTS, JOB_MAX_EVENT_AGE
             ),
+            **in_network(self._props.network, self._job_roles[job.name]),
         )
+
+    def _job_environment(self, job: model.Job) -> dict[str, str]:
+        """The spec's ``env``, the store's settings and, for a job with code, ``JOB_HANDLER``."""
+        environment = dict(job.env) | self._store_environment("job")
+        if job.name in self._job_code:
+            environment[contracts.JOB_HANDLER] = self._job_code[job.name][1]
+        return environment
 
     def _job_stack(self, index: int) -> NestedStack:
         construct_id = f"Jobs{index}"
@@ -564,14 +630,19 @@ class Workflow(Construct):
 
     def _create_rules(self) -> dict[str, events.Rule]:
         workflow = self._props.workflow
-        statuses = self._props.store.statuses_collection
+        # Only the trigger's events: its source, the configured database (runtime.patterns).
+        origin = {
+            "database": self._props.store.database,
+            "statuses_collection": self._props.store.statuses_collection,
+            "source_prefix": self._props.event_source_prefix,
+        }
         rules = {
             "orchestrator": events.Rule(
                 self,
                 "OrchestratorRule",
                 description=f"Status events that advance runs of {workflow.name}",
                 event_bus=self._props.event_bus,
-                event_pattern=event_pattern(patterns.orchestrator_pattern(workflow.name, statuses)),
+                event_pattern=event_pattern(patterns.orchestrator_pattern(workflow.name, **origin)),
                 targets=[self._rule_target(self._orchestrator)],
             )
         }
@@ -582,7 +653,7 @@ class Workflow(Construct):
                 description=f"Status events of {workflow.name} that people are told about",
                 event_bus=self._props.event_bus,
                 event_pattern=event_pattern(
-                    patterns.notifier_pattern(workflow.name, workflow.notify.on, statuses)
+                    patterns.notifier_pattern(workflow.name, workflow.notify.on, **origin)
                 ),
                 targets=[self._rule_target(self._notifier)],
             )

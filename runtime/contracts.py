@@ -6,9 +6,19 @@ sources, and the size of the workflow's own functions. Standard library only (La
 from __future__ import annotations
 
 MONGODB_URI = "MONGODB_URI"
-"""The connection string itself: local runs and tests only, never set by the constructs."""
+"""The connection string itself: local runs and tests, and in IAM mode the cluster's address
+without credentials (set by the constructs then, never holding a password)."""
 MONGODB_SECRET_ARN = "MONGODB_SECRET_ARN"
-"""The Secrets Manager secret holding the connection string (every function in the cloud)."""
+"""The Secrets Manager secret holding the connection string (password mode only)."""
+MONGODB_AUTH = "MONGODB_AUTH"
+"""``MONGODB-AWS`` in IAM mode: the function signs in with AWS credentials, no password."""
+MONGODB_AWS_MECHANISM = "MONGODB-AWS"
+"""``MONGODB_AUTH``'s one value: sign in with AWS credentials (``pymongo[aws]``)."""
+MONGODB_AWS_AUTH_SOURCE = "$external"
+"""Where Atlas keeps the database users of IAM roles."""
+MONGODB_ROLE_ARN = "MONGODB_ROLE_ARN"
+"""In IAM mode, the role whose credentials sign in (the job functions' per-workflow job database
+role); unset, the function's own role signs in."""
 MONGODB_DATABASE = "MONGODB_DATABASE"
 """The database holding both collections."""
 RUNS_COLLECTION = "RUNS_COLLECTION"
@@ -35,11 +45,22 @@ NOTIFY_TOPIC_ARN = "NOTIFY_TOPIC_ARN"
 """The notifier's SNS topic."""
 SLACK_WEBHOOK_SECRET_ARN = "SLACK_WEBHOOK_SECRET_ARN"
 """The notifier's Slack webhook secret, when the spec names one."""
+STATUS_KEY_SECRET_ARN = "STATUS_KEY_SECRET_ARN"
+"""The control plane's status signing key (docs/architecture.md, "Trust"): a Secrets Manager
+secret the orchestrator, reconciler, starter and notifier read, and no job function."""
+OPERATOR_STATUS_KEY = "WORKFLOWS_STATUS_KEY"
+"""For the CLI and console: the status key itself, as hex (a local tool's setting, never a
+deployed function's)."""
+OPERATOR_STATUS_KEY_SECRET_ARN = "WORKFLOWS_STATUS_KEY_SECRET_ARN"
+"""For the CLI and console: the deployed secret holding the status key, read with the operator's
+own AWS credentials."""
 
 ENVIRONMENT_NAMES = frozenset(
     {
         MONGODB_URI,
         MONGODB_SECRET_ARN,
+        MONGODB_AUTH,
+        MONGODB_ROLE_ARN,
         MONGODB_DATABASE,
         RUNS_COLLECTION,
         STATUSES_COLLECTION,
@@ -52,6 +73,7 @@ ENVIRONMENT_NAMES = frozenset(
         JOB_VERSIONS,
         NOTIFY_TOPIC_ARN,
         SLACK_WEBHOOK_SECRET_ARN,
+        STATUS_KEY_SECRET_ARN,
     }
 )
 """Every variable our functions read; a spec's ``env`` may use none of them."""
@@ -65,6 +87,8 @@ SYSTEM_FUNCTION_TIMEOUT_SECONDS = 60
 """Timeout of the orchestrator, notifier and starter."""
 
 RECONCILER_METRICS_NAMESPACE = "MongoLambdaWorkflows"
+REJECTED_STATUSES_METRIC = "RejectedStatuses"
+"""Statuses the orchestrator or the reconciler rejected as not authentic, per workflow."""
 """CloudWatch namespace of the reconciler's metrics, with the dimension ``Workflow``; the
 stack's alarms watch them."""
 

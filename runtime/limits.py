@@ -66,6 +66,19 @@ RUN_DOCUMENT_MAX_BYTES = MONGODB_DOCUMENT_BYTES - 64 * 1024
 """What a write may make of a run document: MongoDB's limit less room for what every write adds
 besides the planned changes (timestamps, the version)."""
 
+LAMBDA_ENVIRONMENT_BYTES = 4 * 1024
+"""Lambda's limit on a function's environment variables: the keys and the values together
+(https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html). Past it the deploy
+fails in CloudFormation and rolls back; ``environment_bytes`` measures against it."""
+
+DEPLOYED_ENVIRONMENT_BYTES = 512
+"""What the deploy adds to a job's ``env``, at most: the store's settings (the connection
+secret's ARN, the database and collection names) and ``JOB_HANDLER``. The constructs measure
+their own part when they synthesize; the spec's ``env`` gets the rest."""
+
+JOB_ENV_MAX_BYTES = LAMBDA_ENVIRONMENT_BYTES - DEPLOYED_ENVIRONMENT_BYTES
+"""A job's ``env`` (its own and ``defaults.env``), keys and values, at most."""
+
 ERROR_MESSAGE_MAX_CHARS = 4000
 """An error message keeps its head and its tail within this; the middle is cut."""
 
@@ -77,6 +90,12 @@ def json_bytes(value: Any) -> int:
     """The size of ``value`` as the JSON the runtime sends (``json.dumps``' defaults, as boto3's
     payload and the trigger's envelope are made)."""
     return len(json.dumps(value).encode())
+
+
+def environment_bytes(environment: Mapping[str, str]) -> int:
+    """The size of environment variables as Lambda counts it: every key and every value, in
+    UTF-8 bytes (no separators)."""
+    return sum(len(key.encode()) + len(value.encode()) for key, value in environment.items())
 
 
 def bson_bytes(value: Any) -> int:

@@ -15,6 +15,7 @@ from runtime.documents.items import ClaimedItem, Lane, LaneView
 from runtime.documents.leases import Lease
 from runtime.documents.listing import RunSummary
 from runtime.documents.run import Fields, JobRecord, Run, StatusEvent
+from runtime.documents.signatures import StatusKeys
 from runtime.errors import WorkflowError
 from runtime.statuses import RunState, StatusName
 
@@ -60,8 +61,14 @@ class RunStore(Protocol):
         that attempt): the run after the write, or None when the completion was recorded before
         (or is stale)."""
 
+    @property
+    def keys(self) -> StatusKeys | None:
+        """The control plane's status key when this store writes as the control plane (an
+        operator's or a system function's); None in a job function."""
+
     def record_status(self, event: StatusEvent) -> bool:
-        """Append a status; False when the same report was recorded before."""
+        """Append a status; False when the same report was recorded before. An unsigned status is
+        signed with ``keys`` when the store has them (docs/architecture.md, "Trust")."""
 
     def read_status(
         self,
@@ -75,9 +82,16 @@ class RunStore(Protocol):
         """One status by its unique key (``index``: of an item of a ``for_each`` job)."""
 
     def read_terminal_status(
-        self, run_id: str, phase: str, job: str, attempt: int, index: int | None = None
+        self,
+        run_id: str,
+        phase: str,
+        job: str,
+        attempt: int,
+        index: int | None = None,
+        slot: str | None = None,
     ) -> StatusEvent | None:
-        """The ``success`` or ``failed`` report of one attempt (of item ``index``), if any."""
+        """The ``success`` or ``failed`` report of one attempt (of item ``index``), if any; ``slot``
+        is the attempt's (``JobEvent.slot``), which a store holding the status keys works out."""
 
     def read_statuses(self, run_id: str) -> list[StatusEvent]:
         """The run's statuses in the order they were recorded."""

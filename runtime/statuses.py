@@ -68,6 +68,9 @@ class StatusName(StrEnum):
     """The engine's record that an approval job is waiting for an answer."""
     APPROVED = "approved"
     REJECTED = "rejected"
+    STATUS_REJECTED = "status_rejected"
+    """The orchestrator's record of a status it did not apply because its writer could not be
+    told or may not write it (docs/architecture.md, "Trust")."""
 
 
 JOB_STATUSES = (StatusName.STARTED, StatusName.SUCCESS, StatusName.FAILED)

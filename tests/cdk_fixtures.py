@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -64,6 +65,17 @@ def catch_the_fish(**changes: Any) -> Workflow:
         "notify": Notify(on=("failed", "workflow_succeeded"), email=("ops@example.com",)),
     }
     return Workflow(**(values | changes))
+
+
+def with_job_changes(workflow: Workflow, **changes_by_job: dict[str, Any]) -> Workflow:
+    """``workflow`` with some jobs' fields changed: ``catch_fish={"env": {...}}``."""
+    return replace(
+        workflow,
+        phases=tuple(
+            replace(phase, jobs=tuple(replace(job, **changes_by_job.get(job.name, {})) for job in phase.jobs))
+            for phase in workflow.phases
+        ),
+    )
 
 
 def generated_workflow(name: str, jobs: int, phases: int = 10) -> Workflow:

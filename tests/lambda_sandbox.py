@@ -6,6 +6,8 @@ local endpoint that records what the handler asked for."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -18,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+
+from runtime.documents.signatures import StatusKeys
 
 LAMBDA_RUNTIME_PACKAGES = ("boto3", "botocore", "jmespath", "s3transfer", "dateutil", "urllib3", "six.py")
 """What the Lambda Python runtime puts on the path besides the standard library."""
@@ -41,6 +45,32 @@ print(json.dumps({"result": result, "outside": outside}))
 reports the result and any module loaded from outside the allowed folders."""
 
 
+LAMBDA_PYTHON = "LAMBDA_PYTHON"
+"""Names an interpreter of the functions' Python version, where it is not on the path as
+``python<version>``."""
+
+
+def target_interpreter(version: str) -> tuple[str | None, str]:
+    """An interpreter of ``version`` (the Lambda runtime's, ``3.14``), and where it was looked for.
+
+    None of the package registries this project uses ships one: Debian 12 has Python 3.11, and
+    ``uv python install`` and ``pbs-installer`` (on PyPI) download python-build-standalone from
+    GitHub, not from PyPI."""
+    looked = f"${LAMBDA_PYTHON}, python{version} on PATH"
+    for candidate in (os.environ.get(LAMBDA_PYTHON), shutil.which(f"python{version}")):
+        if not candidate:
+            continue
+        ran = subprocess.run(
+            [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if ran.returncode == 0 and ran.stdout.strip() == version:
+            return candidate, looked
+    return None, looked
+
+
 def lambda_runtime_folder(target: Path) -> Path:
     """A folder of links to boto3 and its dependencies only, taken from this interpreter."""
     site = Path(boto3.__file__).resolve().parent.parent
@@ -54,9 +84,11 @@ def lambda_runtime_folder(target: Path) -> Path:
 
 @dataclass
 class FakeAws:
-    """Answers Lambda ``Invoke`` (async, 202) and SNS ``Publish`` on a local port."""
+    """Answers Lambda ``Invoke`` (async, 202), SNS ``Publish`` and Secrets Manager
+    ``GetSecretValue`` (every secret holds ``secret_string``: the status key) on a local port."""
 
     url: str = ""
+    secret_string: str = field(default_factory=lambda: StatusKeys.generate().to_text())
     invocations: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     """(function name, payload) in the order they arrived."""
     publications: list[dict[str, str]] = field(default_factory=list)
@@ -73,6 +105,11 @@ def fake_aws() -> Iterator[FakeAws]:
                 name = urllib.parse.unquote(self.path.split("/")[3])
                 recorded.invocations.append((name, json.loads(body)))
                 self._answer(202, b"", "application/json")
+                return
+            if self.headers.get("X-Amz-Target") == "secretsmanager.GetSecretValue":
+                secret_id = json.loads(body)["SecretId"]
+                answer = {"ARN": secret_id, "Name": secret_id, "SecretString": recorded.secret_string}
+                self._answer(200, json.dumps(answer).encode(), "application/x-amz-json-1.1")
                 return
             form = {key: values[0] for key, values in urllib.parse.parse_qs(body.decode()).items()}
             if form.get("Action") == "Publish":
@@ -114,13 +151,13 @@ def invoke(
     environment: Mapping[str, str],
     function_name: str,
     request_id: str = "req-1",
+    interpreter: str = sys.executable,
 ) -> dict[str, Any]:
-    """Runs one handler in a clean interpreter; returns ``{"result", "outside"}``."""
-    stdlib = [str(Path(sys.base_prefix) / "lib"), str(Path(sys.base_exec_prefix) / "lib")]
-    allowed = [str(folder) for folder in path] + stdlib
+    """Runs one handler in a clean ``interpreter``; returns ``{"result", "outside"}``."""
+    allowed = [str(folder) for folder in path] + standard_library(interpreter)
     completed = subprocess.run(
         [
-            sys.executable,
+            interpreter,
             "-I",
             "-S",
             "-c",
@@ -141,3 +178,20 @@ def invoke(
     if completed.returncode != 0:
         raise AssertionError(f"{function_name} ({handler}) failed:\n{completed.stderr}")
     return dict(json.loads(completed.stdout.strip().splitlines()[-1]))
+
+
+def standard_library(interpreter: str) -> list[str]:
+    """The folders ``interpreter``'s standard library (and its compiled modules) load from."""
+    ran = subprocess.run(
+        [
+            interpreter,
+            "-I",
+            "-S",
+            "-c",
+            "import json, sys; print(json.dumps([sys.base_prefix, sys.base_exec_prefix]))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [str(Path(prefix) / "lib") for prefix in json.loads(ran.stdout)]

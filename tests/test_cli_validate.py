@@ -182,3 +182,21 @@ def test_validate_with_problems_and_warnings_exits_1_and_counts_both(
     )
     assert captured.out.count(": warning: ") == 2
     assert captured.err == "1 problem found, 2 warnings\n"
+
+
+def test_validate_refuses_a_job_environment_over_lambdas_4_kb() -> None:
+    """Lambda refuses it only at deploy time, in the nested stack, and the stack rolls back."""
+    done = subprocess.run(
+        [sys.executable, "-m", "cdk_app", "validate", "tests/specs/invalid/env_over_4kb.yaml"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+
+    assert done.returncode == 1
+    assert done.stdout.startswith(
+        "tests/specs/invalid/env_over_4kb.yaml: $.phases.fishing.jobs.catch_fish.env: "
+        "job 'catch_fish' has 5,006 bytes of environment"
+    )
+    assert done.stderr == "1 problem found\n"

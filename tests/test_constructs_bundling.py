@@ -39,7 +39,10 @@ def test_same_requirements_same_asset_hash_across_apps():
 def test_pip_command_targets_lambda_not_this_machine(tmp_path):
     command = PipLayerBundling(REQUIREMENTS, "3.14").command(str(tmp_path))
 
-    assert command[command.index("--platform") + 1] == WHEEL_PLATFORM
+    assert command[command.index("--platform") + 1] == WHEEL_PLATFORM == "manylinux_2_28_x86_64"
+    platforms = [command[index + 1] for index, argument in enumerate(command) if argument == "--platform"]
+    assert platforms[-1] == "manylinux2014_x86_64"
+    assert {"manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux_2_5_x86_64"} <= set(platforms)
     assert command[command.index("--python-version") + 1] == "3.14"
     assert "--only-binary=:all:" in command
     assert command[command.index("--target") + 1] == str(tmp_path / "python")

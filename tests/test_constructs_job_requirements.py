@@ -104,7 +104,7 @@ def test_a_package_pip_cannot_install_names_the_job_and_the_package(code_root, t
     extract, load = (str(problem) for problem in raised.value.problems)
     assert extract.startswith(f"/specs/deps.yaml: $.phases.only.jobs.extract.code: {bad}/requirements.txt: ")
     assert "job 'extract' needs 'no-such-package-for-lambda-xyz==9.9.9', which pip cannot install" in extract
-    assert "for Python 3.14 on manylinux2014_x86_64" in extract
+    assert "for Python 3.14 on manylinux_2_28_x86_64" in extract
     assert "job 'load' needs 'six==0.0.1'" in load
 
 
@@ -123,3 +123,20 @@ def test_cdk_synth_prints_the_problem_without_a_traceback(tmp_path, capsys):
     assert "$.phases.only.jobs.extract.code" in err
     assert "'no-such-package-for-lambda-xyz==9.9.9'" in err
     assert "Traceback" not in err
+
+
+def test_a_job_with_numpy_in_its_requirements_synthesizes(code_root):
+    """numpy publishes no manylinux2014 wheel for Python 3.14, only manylinux_2_28, which Lambda's
+    runtime runs. Downloads one wheel from PyPI once; kept in the assembly's cache afterwards."""
+    folder = code_root / "with_numpy"
+    folder.mkdir()
+    (folder / "handler.py").write_text(
+        "import numpy\n\ndef handler(event, context):\n    return {'sum': int(numpy.arange(4).sum())}\n"
+    )
+    (folder / "requirements.txt").write_text("numpy==2.5.5\n")
+
+    built = synthesize_into(ASSEMBLY, workflow_with({"arrays": folder})).workflows["deps"]
+
+    asset = staged_code(built.job_function("arrays"))
+    extensions = [path.name for path in (asset / "numpy" / "_core").glob("_multiarray_umath*.so")]
+    assert extensions == ["_multiarray_umath.cpython-314-x86_64-linux-gnu.so"]

@@ -86,3 +86,35 @@ def test_wait_and_approval_jobs_get_no_function():
     _, built = synthesize([timed_workflow()])
 
     assert set(built.workflows[WORKFLOW].job_functions) == {"fetch"}
+
+
+def test_every_scheduler_role_trusts_scheduler_only_for_this_accounts_schedule_group():
+    """Issue 22: the confused-deputy conditions on the role both schedules (reconcile, timers)
+    run with; no role trusts ``scheduler.amazonaws.com`` without them."""
+    _, built = synthesize([timed_workflow()])
+    template = Template.from_stack(Stack.of(built.workflows[WORKFLOW]))
+
+    trusts = [
+        statement
+        for role in template.find_resources("AWS::IAM::Role").values()
+        for statement in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        if statement["Principal"].get("Service") == "scheduler.amazonaws.com"
+    ]
+    assert len(trusts) == 1  # the one role both schedules use
+    for statement in trusts:
+        conditions = statement["Condition"]["StringEquals"]
+        assert conditions["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+        assert conditions["aws:SourceArn"] == {
+            "Fn::Join": [
+                "",
+                [
+                    "arn:",
+                    {"Ref": "AWS::Partition"},
+                    ":scheduler:",
+                    {"Ref": "AWS::Region"},
+                    ":",
+                    {"Ref": "AWS::AccountId"},
+                    ":schedule-group/default",
+                ],
+            ]
+        }

@@ -199,8 +199,8 @@ def test_the_trigger_match_agrees_with_the_rule_patterns():
         status
         for workflow in workflows
         for pattern in (
-            patterns.orchestrator_pattern(workflow.name),
-            patterns.notifier_pattern(workflow.name, workflow.notify.on),
+            patterns.orchestrator_pattern(workflow.name, database="workflows"),
+            patterns.notifier_pattern(workflow.name, workflow.notify.on, database="workflows"),
         )
         for status in pattern["detail"]["fullDocument"]["status"]
     }
@@ -242,3 +242,24 @@ def test_version_changes_with_the_wiring_only():
     assert version(atlas_wiring) == version(atlas_wiring, forwarded_statuses=("success",))
     assert version(atlas_wiring) != version(AtlasTrigger(**{**asdict(atlas_wiring), "name": "renamed"}))
     assert version(atlas_wiring) != version(AtlasTrigger(**{**asdict(atlas_wiring), "profile": "ops"}))
+
+
+@pytest.mark.parametrize(
+    ("wiring", "prefix"),
+    [
+        (AtlasTrigger(project_id="p", app_id="a", service_id="s"), PARTNER_SOURCE_PREFIX),
+        (PartnerEventSource(name=PARTNER_SOURCE_PREFIX + "65f0c0ffee"), PARTNER_SOURCE_PREFIX + "65f0c0ffee"),
+        (ExistingEventBus(name_or_arn="default"), PARTNER_SOURCE_PREFIX),
+        (
+            ExistingEventBus(name_or_arn="default", source_prefix="com.example.statuses"),
+            "com.example.statuses",
+        ),
+    ],
+    ids=["atlas", "partner-source", "bus", "bus-with-source"],
+)
+def test_each_wiring_says_what_its_events_source_begins_with(wiring, prefix):
+    """What the workflow rules require of ``source`` (issue 22): a partner bus's own source, the
+    Atlas partner prefix where the trigger id is not known at synth, or the bus's configured one."""
+    construct = StatusEvents(Stack(make_app(), "Shared"), "StatusEvents", StatusEventsProps(wiring=wiring))
+
+    assert construct.source_prefix == prefix

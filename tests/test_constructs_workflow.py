@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
 from aws_cdk import NestedStack, Stack
+from aws_cdk import aws_events as events
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Match, Template
 
 from cdk_app.config import AppConfig
-from constructs.workflow import JOB_STACKS, function_name, job_stack_index
+from constructs.connection import connection_secret
+from constructs.workflow import JOB_STACKS, Workflow, WorkflowProps, function_name, job_stack_index
 from runtime import patterns
-from runtime.definition.model import job_function_name, job_function_prefix
+from runtime.definition.model import Permission, job_function_name, job_function_prefix
 from tests.cdk_fixtures import (
     catch_the_fish,
     generated_workflow,
     logical_id,
+    make_app,
     resources_of_type,
     staged_code,
     synthesize,
     templates_of,
+    with_job_changes,
 )
 
 WORKFLOW = "catch_the_fish"
@@ -165,8 +171,8 @@ def test_each_job_fails_over_to_the_orchestrator(fish_app, fish_workflow):
 
 def test_rules_use_the_shared_patterns_with_retries_and_the_dead_letter_queue(fish_template, fish_workflow):
     for pattern in (
-        patterns.orchestrator_pattern(WORKFLOW),
-        patterns.notifier_pattern(WORKFLOW, fish_workflow.notify.on),
+        patterns.orchestrator_pattern(WORKFLOW, database="workflows"),
+        patterns.notifier_pattern(WORKFLOW, fish_workflow.notify.on, database="workflows"),
     ):
         fish_template.has_resource_properties(
             "AWS::Events::Rule",
@@ -187,6 +193,97 @@ def test_rules_use_the_shared_patterns_with_retries_and_the_dead_letter_queue(fi
                 ],
             },
         )
+
+
+def _status_rule_patterns(template: Template) -> dict[str, dict[str, Any]]:
+    rules = template.find_resources("AWS::Events::Rule")
+    return {
+        key: rule["Properties"]["EventPattern"]
+        for key, rule in rules.items()
+        if "EventPattern" in rule["Properties"]
+    }
+
+
+def test_rules_accept_only_the_trigger_source_and_the_configured_database(fish_template):
+    """Issue 22: an event anyone else puts on the bus (PutEvents cannot forge an ``aws.`` source),
+    or a trigger on another database, matches neither the orchestrator's nor the notifier's rule."""
+    found = _status_rule_patterns(fish_template)
+
+    assert sorted(re.sub(r"[0-9A-F]{8}$", "", key) for key in found) == [
+        "WorkflowNotifierRule",
+        "WorkflowOrchestratorRule",
+    ]
+    for key, pattern in found.items():
+        assert pattern["source"] == [{"prefix": "aws.partner/mongodb.com/stitch.trigger/"}], key
+        assert pattern["detail"]["ns"] == {"db": ["workflows"], "coll": ["statuses"]}, key
+
+
+def test_rules_follow_the_wiring_source_and_the_configured_database(fish_workflow):
+    source = "aws.partner/mongodb.com/stitch.trigger/65f0c0ffee0123456789abcd"
+    config = AppConfig.from_mapping({"partnerEventSource": source, "mongodbDatabase": "fishing"})
+    _, built = synthesize([fish_workflow], config)
+
+    found = _status_rule_patterns(Template.from_stack(Stack.of(built.workflows[WORKFLOW])))
+
+    assert len(found) == 2
+    for key, pattern in found.items():
+        assert pattern["source"] == [{"prefix": source}], key
+        assert pattern["detail"]["ns"]["db"] == ["fishing"], key
+
+
+def test_a_failed_reconciler_pass_is_not_retried_and_lands_in_the_dead_letter_queue(fish_app):
+    """Issue 22: Lambda's default 2 retries would overlap the next scheduled pass."""
+    _, built = fish_app
+    construct = built.workflows[WORKFLOW]
+    template = Template.from_stack(Stack.of(construct))
+
+    [config] = template.find_resources(
+        "AWS::Lambda::EventInvokeConfig",
+        {"Properties": {"FunctionName": {"Ref": logical_id(construct.reconciler)}}},
+    ).values()
+
+    properties = config["Properties"]
+    assert properties["MaximumRetryAttempts"] == 0
+    assert properties["MaximumEventAgeInSeconds"] == 300
+    assert properties["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": [logical_id(construct.dead_letter_queue), "Arn"]
+    }
+
+
+def test_the_log_group_is_encrypted_with_the_workflows_key(fish_app):
+    """Issue 22 (checkov CKV_AWS_158): the topic's customer key encrypts the log group, and its
+    policy lets CloudWatch Logs use it for this account's log groups only."""
+    _, built = fish_app
+    construct = built.workflows[WORKFLOW]
+    template = Template.from_stack(Stack.of(construct))
+    key = logical_id(construct.topic.master_key)
+
+    template.has_resource_properties(
+        "AWS::Logs::LogGroup", {"KmsKeyId": {"Fn::GetAtt": [key, "Arn"]}, "RetentionInDays": 30}
+    )
+    [policy] = [
+        resource["Properties"]["KeyPolicy"]
+        for name, resource in template.find_resources("AWS::KMS::Key").items()
+        if name == key
+    ]
+    [statement] = [s for s in policy["Statement"] if s.get("Sid") == "LogsUseTheKey"]
+    assert statement["Principal"] == {
+        "Service": {"Fn::Join": ["", ["logs.", {"Ref": "AWS::Region"}, ".amazonaws.com"]]}
+    }
+    assert statement["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"] == {
+        "Fn::Join": [
+            "",
+            [
+                "arn:",
+                {"Ref": "AWS::Partition"},
+                ":logs:",
+                {"Ref": "AWS::Region"},
+                ":",
+                {"Ref": "AWS::AccountId"},
+                ":log-group:*",
+            ],
+        ]
+    }
 
 
 def test_dead_letter_queue_enforces_ssl_and_is_encrypted(fish_template):
@@ -312,30 +409,85 @@ def test_secret_read_for_every_role_through_the_grant(fish_templates, fish_workf
             for statement in policy["Properties"]["PolicyDocument"]["Statement"]
         )
     ]
-    # orchestrator, notifier, starter, reconciler, and one role per job
-    assert len(roles_reading) == 4 + len(list(fish_workflow.jobs()))
+    # orchestrator, notifier, starter, reconciler, and the role the jobs share (none has permissions)
+    assert not any(job.permissions for job in fish_workflow.jobs())
+    assert len(roles_reading) == 4 + 1
     for template in fish_templates.values():
         assert not resources_of_type(template, "AWS::IAM::ManagedPolicy")
         for role in resources_of_type(template, "AWS::IAM::Role").values():
             assert "ManagedPolicyArns" not in role["Properties"]
 
 
-def test_each_job_runs_with_its_own_role(fish_app, fish_workflow):
+def test_jobs_without_permissions_run_with_the_one_role_they_share(fish_app, fish_workflow):
     _, built = fish_app
     construct = built.workflows[WORKFLOW]
     jobs = [job.name for job in fish_workflow.jobs()]
 
     roles = {name: construct.job_function(name).role for name in jobs}
 
-    assert len({id(role) for role in roles.values()}) == len(jobs)
+    assert len({id(role) for role in roles.values()}) == 1
     for name in jobs:
-        assert roles[name] is construct.job_role(name)
+        assert roles[name] is construct.shared_job_role is construct.job_roles[name]
         assert construct.job_function(name) is construct.job_functions[name]
-        assert Stack.of(construct.job_role(name)) is Stack.of(construct.job_function(name))
+    assert Stack.of(construct.shared_job_role) is Stack.of(construct)
 
 
-def test_a_grant_to_one_job_role_reaches_that_job_only():
-    app, built = synthesize([catch_the_fish()])
+def test_the_role_of_a_job_that_shares_one_is_refused_so_a_grant_never_reaches_them_all(fish_app):
+    _, built = fish_app
+
+    with pytest.raises(ValueError, match="job 'catch_fish' of workflow 'catch_the_fish' has no role of its"):
+        built.workflows[WORKFLOW].job_role("catch_fish")
+
+
+def _props(stack: Stack, workflow: Any, **options: Any) -> WorkflowProps:
+    """A workflow's props in a stack of its own: an imported layer, bus and secret."""
+    return WorkflowProps(
+        workflow=workflow,
+        event_bus=events.EventBus.from_event_bus_name(stack, f"Bus{len(stack.node.children)}", "default"),
+        secret=connection_secret(stack, f"Secret{len(stack.node.children)}", secret_name="workflows/mongodb"),
+        layer=lambda_.LayerVersion.from_layer_version_arn(
+            stack, f"Layer{len(stack.node.children)}", "arn:aws:lambda:us-east-1:111111111111:layer:deps:1"
+        ),
+        **options,
+    )
+
+
+def test_a_job_named_in_own_roles_gets_a_role_to_grant_to_alone():
+    stack = Stack(make_app(), "Own")
+    construct = Workflow(stack, "W", _props(stack, catch_the_fish(), own_roles=("catch_fish",)))
+    bucket = s3.Bucket.from_bucket_name(stack, "Catches", "catches-example")
+
+    bucket.grant_read(construct.job_role("catch_fish"))
+
+    assert construct.job_role("catch_fish") is not construct.shared_job_role
+    granted = [
+        policy["Properties"]["Roles"]
+        for template in templates_of(stack).values()
+        for policy in resources_of_type(template, "AWS::IAM::Policy").values()
+        if "catches-example" in json.dumps(policy["Properties"]["PolicyDocument"])
+    ]
+    assert granted == [[{"Ref": logical_id(construct.job_role("catch_fish"))}]]
+    with pytest.raises(ValueError, match="own_roles names cach_fish, not jobs of workflow 'catch_the_fish'"):
+        Workflow(stack, "Misspelled", _props(stack, catch_the_fish(), own_roles=("cach_fish",)))
+
+
+def test_a_job_with_permissions_runs_with_its_own_role_in_its_stack():
+    own_statement = Permission(actions=("s3:GetObject",), resources=("arn:aws:s3:::catches-example/*",))
+    _, built = synthesize([with_job_changes(catch_the_fish(), catch_fish={"permissions": (own_statement,)})])
+    construct = built.workflows[WORKFLOW]
+
+    own = construct.job_role("catch_fish")
+
+    assert construct.job_function("catch_fish").role is own
+    assert Stack.of(own) is Stack.of(construct.job_function("catch_fish"))
+    others = {id(construct.job_roles[job]) for job in construct.job_functions if job != "catch_fish"}
+    assert others == {id(construct.shared_job_role)}
+    assert id(own) not in others
+
+
+def test_a_grant_to_the_role_of_a_job_with_permissions_reaches_that_job_only():
+    own = Permission(actions=("s3:GetObject",), resources=("arn:aws:s3:::catches-example/landing/*",))
+    app, built = synthesize([with_job_changes(catch_the_fish(), catch_fish={"permissions": (own,)})])
     construct = built.workflows[WORKFLOW]
     bucket = s3.Bucket.from_bucket_name(Stack.of(construct), "Catches", "catches-example")
 

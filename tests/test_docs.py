@@ -176,7 +176,7 @@ def test_the_dotted_name_check_finds_a_name_that_moved() -> None:
     assert not dotted_name_exists("runtime.timers")
 
 
-MODULE_PATH = re.compile(r"(?<![\w./-])((?:runtime|cdk_app|constructs)/[\w/]*\w(?:\.\w+)?)(?![\w/])")
+MODULE_PATH = re.compile(r"(?<![\w./-])((?:runtime|cdk_app|constructs)/[\w/]*\w(?:\.\w+)*)(?![\w/])")
 
 
 def test_every_module_path_the_docs_and_code_mention_exists() -> None:

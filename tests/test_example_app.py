@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from types import ModuleType
@@ -42,7 +43,8 @@ def test_the_example_stack_holds_the_layer_the_secret_and_the_workflow(example):
     template = Template.from_stack(stack)
 
     template.resource_count_is("AWS::Lambda::LayerVersion", 1)
-    template.resource_count_is("AWS::SecretsManager::Secret", 1)
+    # The MongoDB connection secret, and the status key the workflow makes when given none.
+    template.resource_count_is("AWS::SecretsManager::Secret", 2)
     assert "Fn::GetStackOutput" not in json.dumps(templates_of(stack))
 
 
@@ -58,6 +60,7 @@ def test_the_example_grants_its_bucket_to_one_job_only(example):
     ]
 
     assert granted == [[{"Ref": logical_id(workflow.job_role("catch_fish"))}]]
+    assert workflow.job_role("catch_fish") is not workflow.job_roles["buy_bait"]
 
 
 def test_the_example_has_no_unacknowledged_cdk_nag_findings(example):
@@ -67,12 +70,23 @@ def test_the_example_has_no_unacknowledged_cdk_nag_findings(example):
 
 
 @pytest.mark.synth
-def test_the_readme_command_synthesizes_the_example():
+def test_the_documented_steps_synthesize_the_example_in_a_project_of_its_own(tmp_path):
+    """docs/deploy.md, literally: a new project with ``constructs/`` and ``runtime/`` copied into
+    its root, nothing else of this repository (no ``workflows/``, no ``cdk_app/``)."""
+    project = tmp_path / "my-project"
+    for folder in ("constructs", "runtime", "examples/embedded_app"):
+        shutil.copytree(REPO / folder, project / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    # The layer's pip install is kept between runs, as cdk.out keeps it in a project.
     outdir = REPO / ".build" / "example-cdk.out"
-    env = os.environ | {"PYTHONPATH": str(REPO), "CDK_OUTDIR": str(outdir)}
+    env = os.environ | {"PYTHONPATH": ".", "CDK_OUTDIR": str(outdir)}
 
     result = subprocess.run(
-        [sys.executable, str(EXAMPLE)], cwd=REPO, env=env, capture_output=True, text=True, check=False
+        [sys.executable, "examples/embedded_app/app.py"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
     assert result.returncode == 0, result.stderr

@@ -19,6 +19,7 @@ from cdk_app.local.cloud import LocalNotifier
 from cdk_app.local.faults import CrashAtStep, CrashingClaims, CrashPlan, InjectedCrash, NoCrash
 from runtime.clock import utcnow
 from runtime.documents.run import StatusEvent
+from runtime.documents.signatures import StatusKeys
 from runtime.handlers import notifier
 from runtime.ports import NotifyError
 from runtime.service.notifier import NotifierService
@@ -46,7 +47,11 @@ class Inbox:
 
 @pytest.fixture
 def store(mongo_client: pymongo.MongoClient[dict], store_settings: StoreSettings) -> MongoStore:
-    return MongoStore(mongo_client, store_settings)
+    """The control plane's store: the notifier reports only statuses signed with its key."""
+    return MongoStore(mongo_client, store_settings, StatusKeys.generate())
+
+
+STATUS_KEY_ARN = "arn:aws:secretsmanager:us-east-1:111111111111:secret:status-key-AbCdEf"
 
 
 def _event(store: MongoStore, status: StatusName = StatusName.FAILED, attempt: int = 1) -> dict:
@@ -60,7 +65,9 @@ def _event(store: MongoStore, status: StatusName = StatusName.FAILED, attempt: i
         attempt=attempt if status == StatusName.FAILED else 0,
         error="boom",
     )
-    return envelope(report.to_document(utcnow()), store.settings.database, store.settings.statuses_collection)
+    assert store.keys is not None
+    signed = report.signed_by_control(store.keys)
+    return envelope(signed.to_document(utcnow()), store.settings.database, store.settings.statuses_collection)
 
 
 def _deliver(
@@ -186,9 +193,21 @@ def test_the_lambda_entry_point_publishes_once_to_sns_whatever_the_delivery_coun
     monkeypatch.setenv("MONGODB_DATABASE", store.settings.database)
     monkeypatch.setenv("NOTIFY_TOPIC_ARN", "arn:aws:sns:us-east-1:111111111111:w-notifications")
     monkeypatch.delenv("SLACK_WEBHOOK_SECRET_ARN", raising=False)
-    monkeypatch.setattr(boto3, "client", lambda service, **_: sns)
+    secrets = boto3.client(
+        "secretsmanager", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    monkeypatch.setenv("STATUS_KEY_SECRET_ARN", STATUS_KEY_ARN)
+    monkeypatch.setattr(
+        boto3, "client", lambda service, **_: {"sns": sns, "secretsmanager": secrets}[service]
+    )
     monkeypatch.setattr(notifier, "_state", {})
     event = _event(store)
+    assert store.keys is not None
+    key_secret = Stubber(secrets)
+    key_secret.add_response(
+        "get_secret_value", {"SecretString": store.keys.to_text()}, {"SecretId": STATUS_KEY_ARN}
+    )
+    key_secret.activate()
 
     class Context:
         def __init__(self) -> None:

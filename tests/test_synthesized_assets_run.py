@@ -3,14 +3,20 @@ bundled asset and the bundled layer, imports its handler in a clean interpreter 
 what Lambda provides, and handles one event against the test MongoDB server.
 
 The layer is really bundled (pip, manylinux wheels for the Lambda runtime's Python) into a fixed
-assembly under ``.build/``, so later runs reuse it. This machine's interpreter may be older than
-the Lambda runtime; pymongo then runs without its C extensions (built for the runtime's
-version), which is pure Python from the same wheel.
+assembly under ``.build/``, so later runs reuse it. Each function runs under this machine's
+interpreter, and again under an interpreter of the functions' own Python version where one is
+found (``tests.lambda_sandbox.target_interpreter``: ``$LAMBDA_PYTHON`` or ``python3.14`` on the
+path), which loads the layer's compiled parts (pymongo's and bson's C extensions, jsonschema's
+``rpds``) as Lambda does. Under an older interpreter pymongo runs without its C extensions (built
+for the runtime's version), which is pure Python from the same wheel, and ``rpds`` cannot load:
+those runs skip, saying why, where no such interpreter is found.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +26,14 @@ from aws_cdk.assertions import Template
 
 from cdk_app.app import build
 from cdk_app.config import AppConfig
+from constructs.lambda_runtime import PYTHON_RUNTIME, python_version
+from runtime.clock import utcnow
 from runtime.definition.model import Job, Phase, Workflow
+from runtime.documents.envelopes import parse_status_event
+from runtime.documents.signatures import StatusKeys
 from runtime.store.settings import StoreSettings
 from tests.cdk_fixtures import REPO, catch_the_fish, cdk_json_context, logical_id
-from tests.lambda_sandbox import FakeAws, fake_aws, invoke, lambda_runtime_folder
+from tests.lambda_sandbox import FakeAws, fake_aws, invoke, lambda_runtime_folder, target_interpreter
 
 pytestmark = pytest.mark.synth
 
@@ -31,6 +41,23 @@ ASSEMBLY = REPO / ".build" / "test-assets-run"
 EVENTS = REPO / "tests" / "fixtures" / "events"
 RUN = "sandbox-run-1"
 TOPIC = "arn:aws:sns:us-east-1:111111111111:catch_the_fish"
+RUNTIME_PYTHON = python_version(PYTHON_RUNTIME)
+
+
+def functions_python() -> str:
+    """An interpreter of the functions' Python version, or the test skips saying why."""
+    found, looked = target_interpreter(RUNTIME_PYTHON)
+    if found is None:
+        pytest.skip(
+            f"no Python {RUNTIME_PYTHON} interpreter here (looked at {looked}); the package registries "
+            "this project uses ship none (uv and pbs-installer download it from GitHub)"
+        )
+    return found
+
+
+@pytest.fixture(params=["this machine's Python", "the functions' Python"])
+def interpreter(request: pytest.FixtureRequest) -> str:
+    return sys.executable if request.param == "this machine's Python" else functions_python()
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +123,7 @@ def run_function(
     aws: FakeAws,
     mongo_uri: str,
     store: StoreSettings,
+    interpreter: str,
 ) -> dict[str, Any]:
     """The function's handler and environment as synthesized; what CloudFormation would resolve
     (ARNs) gets a stand-in, and the secret is replaced by the test server's URI."""
@@ -121,6 +149,7 @@ def run_function(
         path=[asset, layer / "python", lambda_runtime],
         environment=environment,
         function_name=properties["FunctionName"],
+        interpreter=interpreter,
     )
     assert ran["outside"] == [], f"{properties['FunctionName']} loaded modules from outside its path"
     return dict(ran["result"])
@@ -135,13 +164,40 @@ def status_event(document: dict[str, Any]) -> dict[str, Any]:
     return dict(envelope)
 
 
+def layer_folder(built: Any) -> Path:
+    shared = Template.from_stack(built.shared).to_json()["Resources"]
+    return asset_folder(shared[logical_id(built.shared.layer)]["Properties"]["Content"])
+
+
+def test_the_layer_loads_its_compiled_parts_under_the_functions_python(deployed):
+    """What this machine's older interpreter cannot show: the layer's C and Rust extensions,
+    built for the runtime's version, load as Lambda loads them."""
+    python = functions_python()
+    built, _ = deployed
+    probe = (
+        "import json, sys; sys.path[:0] = [sys.argv[1]]; import bson, pymongo, rpds, jsonschema; "
+        "print(json.dumps([bson.has_c(), pymongo.has_c(), rpds.__file__]))"
+    )
+
+    ran = subprocess.run(
+        [python, "-I", "-S", "-c", probe, str(layer_folder(built) / "python")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert ran.returncode == 0, ran.stderr
+    bson_c, pymongo_c, rpds_file = json.loads(ran.stdout)
+    assert (bson_c, pymongo_c) == (True, True)
+    assert rpds_file.startswith(str(layer_folder(built)))
+
+
 def test_every_synthesized_function_runs_from_its_own_asset_and_the_layer(
-    deployed, lambda_runtime, mongo_client, mongo_uri, store_settings
+    deployed, lambda_runtime, mongo_client, mongo_uri, store_settings, interpreter
 ):
     built, workflow = deployed
     construct = built.workflows["catch_the_fish"]
-    shared = Template.from_stack(built.shared).to_json()["Resources"]
-    layer = asset_folder(shared[logical_id(built.shared.layer)]["Properties"]["Content"])
+    layer = layer_folder(built)
     statuses = mongo_client[store_settings.database][store_settings.statuses_collection]
 
     with fake_aws() as aws:
@@ -155,6 +211,7 @@ def test_every_synthesized_function_runs_from_its_own_asset_and_the_layer(
                 aws=aws,
                 mongo_uri=mongo_uri,
                 store=store_settings,
+                interpreter=interpreter,
             )
 
         # GIVEN a run started by the starter (the compiled definition from its own asset)
@@ -190,12 +247,17 @@ def test_every_synthesized_function_runs_from_its_own_asset_and_the_layer(
 
         # AND an on-failure record of an attempt that reported its end changes nothing
         failure = json.loads((EVENTS / "lambda-async-on-failure.record.json").read_text())
-        failure["requestPayload"] |= {"run_id": RUN, "job": "rent_a_boat", "attempt": 1}
+        # (Lambda's record carries the event it invoked with, the attempt's key included)
+        failure["requestPayload"] = next(e for f, e in aws.invocations if f.endswith("-job-rent_a_boat"))
         assert run(construct.orchestrator, failure)["action"] == "ignored"
 
-        # AND the notifier publishes the fixture's event to the topic
-        notified = run(
-            construct.notifier, json.loads((EVENTS / "atlas-trigger-insert.eventbridge.json").read_text())
-        )
+        # AND the notifier publishes the fixture's event to the topic once it is signed with the
+        # deployed key, and nothing while it is not
+        unsigned = json.loads((EVENTS / "atlas-trigger-insert.eventbridge.json").read_text())
+        assert run(construct.notifier, unsigned)["sent"] is False
+        key = StatusKeys.from_text(aws.secret_string, "the fake secret")
+        signed = parse_status_event(unsigned).signed_by_control(key)
+        unsigned["detail"]["fullDocument"] = json.loads(json.dumps(signed.to_document(utcnow()), default=str))
+        notified = run(construct.notifier, unsigned)
         assert notified["sent"] is True
         assert [publication["TopicArn"] for publication in aws.publications] == [TOPIC]

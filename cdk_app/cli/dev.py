@@ -72,7 +72,7 @@ def _dev(args: argparse.Namespace) -> int:
         if address is None:
             server = stack.enter_context(embedded_server(args.data or Path(DEFAULT_DATA_DIR), console))
             address = MongoAddress(server.uri, "the embedded server")
-        store = connect(address, args.database)
+        store = connect(address, args.database, control_plane=True)
         print(address.uri, flush=True)
         console.print(
             f"dev server on [bold]{escape(address.uri)}[/] (database {escape(args.database)}); "
@@ -92,7 +92,7 @@ def _dev(args: argparse.Namespace) -> int:
             console.print(f"console on [bold]{escape(url)}[/] ({mode})")
         server_loop = DevServer(
             store,
-            FolderDeployment(folder, store.settings.statuses_collection, console.print),
+            FolderDeployment(folder, store.settings, console.print),
             console,
             DevOptions(snapshots=(args.data or Path(DEFAULT_DATA_DIR)) / SNAPSHOTS_FOLDER),
         )

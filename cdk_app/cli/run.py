@@ -141,7 +141,7 @@ def _run(args: argparse.Namespace) -> int:
             with progress.status("starting the embedded MongoDB server"):
                 server = EmbeddedMongo()
             address = MongoAddress(server.uri, "the embedded server")
-        store = connect(address, args.database)
+        store = connect(address, args.database, control_plane=True)
         runner = LocalRunner(
             store,
             workflow,

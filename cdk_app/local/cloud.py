@@ -34,6 +34,7 @@ from runtime.service.job_attempt import LeaseSettings, UserHandler, run_attempt
 from runtime.service.notifier import NotifierService
 from runtime.service.orchestrator import Orchestrator
 from runtime.store.mongo import MongoStore
+from runtime.store.settings import StoreSettings
 
 if TYPE_CHECKING:
     from moto.events.models import EventPattern
@@ -95,21 +96,18 @@ class Rule:
     pattern: EventPattern
 
 
-def workflow_rules(workflow: Workflow, statuses_collection: str) -> tuple[Rule, ...]:
-    """The rules a workflow's stack deploys."""
+def workflow_rules(workflow: Workflow, store: StoreSettings) -> tuple[Rule, ...]:
+    """The rules a workflow's stack deploys: they accept only the local trigger's events (its
+    partner source, ``store``'s database and statuses collection), as the deployed ones do."""
+    origin = {"database": store.database, "statuses_collection": store.statuses_collection}
     rules = [
-        Rule(
-            target="orchestrator",
-            pattern=_event_pattern(orchestrator_pattern(workflow.name, statuses_collection)),
-        )
+        Rule(target="orchestrator", pattern=_event_pattern(orchestrator_pattern(workflow.name, **origin)))
     ]
     if workflow.notify.on:  # no notify events, no notifier rule (EventBridge refuses `[]`)
         rules.append(
             Rule(
                 target="notifier",
-                pattern=_event_pattern(
-                    notifier_pattern(workflow.name, workflow.notify.on, statuses_collection)
-                ),
+                pattern=_event_pattern(notifier_pattern(workflow.name, workflow.notify.on, **origin)),
             )
         )
     return tuple(rules)
@@ -170,6 +168,12 @@ class LocalCloud:
                 f"{limits.EVENTBRIDGE_ENTRY_BYTES:,}"
             )
             return
+        self.publish(event, identity)
+
+    def publish(self, event: dict[str, Any], identity: str) -> None:
+        """Put ``event`` on the bus: each rule whose pattern matches it invokes its target, as
+        EventBridge would; an event no rule accepts (another source, another database) reaches
+        nothing."""
         for rule in self.rules():
             if rule.pattern.matches_event(cast("EventMessageType", event)):
                 handle = self._targets[rule.target]

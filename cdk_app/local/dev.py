@@ -46,6 +46,7 @@ from runtime.service.reconciler import RUNS_PER_PASS, Reconciler
 from runtime.service.timers import fire_due_timers
 from runtime.statuses import StatusName
 from runtime.store.mongo import MongoStore
+from runtime.store.settings import StoreSettings
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +82,9 @@ class FolderDeployment:
     the folder again when a file in it changes; a spec with problems keeps its last good version
     (as a failed deploy leaves the stack as it was) and the problems are reported once."""
 
-    def __init__(self, folder: Path, statuses_collection: str, say: Callable[[str], None]) -> None:
+    def __init__(self, folder: Path, store: StoreSettings, say: Callable[[str], None]) -> None:
         self.folder = folder
-        self.statuses_collection = statuses_collection
+        self.store = store
         self.say = say
         self.workflows: dict[str, Workflow] = {}
         self._rules: tuple[Rule, ...] = ()
@@ -116,9 +117,7 @@ class FolderDeployment:
             loaded = {**self.workflows, **loaded}
         self.workflows = loaded
         self._rules = tuple(
-            rule
-            for workflow in loaded.values()
-            for rule in workflow_rules(workflow, self.statuses_collection)
+            rule for workflow in loaded.values() for rule in workflow_rules(workflow, self.store)
         )
         names = ", ".join(sorted(loaded)) or "none"
         self.say(

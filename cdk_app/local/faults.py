@@ -18,6 +18,7 @@ from runtime.documents.items import ClaimedItem, Lane, LaneView
 from runtime.documents.leases import Lease
 from runtime.documents.listing import RunSummary
 from runtime.documents.run import Fields, JobRecord, Run, StatusEvent
+from runtime.documents.signatures import StatusKeys
 from runtime.ports import Dispatcher, ItemStore, NotificationClaims, RunStore
 from runtime.statuses import RunState, StatusName
 
@@ -103,6 +104,10 @@ class CrashingStore:
             "record_job_success", lambda: self._store.record_job_success(run_id, conditions, changes)
         )
 
+    @property
+    def keys(self) -> StatusKeys | None:
+        return self._store.keys
+
     def record_status(self, event: StatusEvent) -> bool:
         return self._write("record_status", lambda: self._store.record_status(event))
 
@@ -118,9 +123,15 @@ class CrashingStore:
         return self._store.read_status(run_id, phase, job, status, attempt, index)
 
     def read_terminal_status(
-        self, run_id: str, phase: str, job: str, attempt: int, index: int | None = None
+        self,
+        run_id: str,
+        phase: str,
+        job: str,
+        attempt: int,
+        index: int | None = None,
+        slot: str | None = None,
     ) -> StatusEvent | None:
-        return self._store.read_terminal_status(run_id, phase, job, attempt, index)
+        return self._store.read_terminal_status(run_id, phase, job, attempt, index, slot)
 
     def read_statuses(self, run_id: str) -> list[StatusEvent]:
         return self._store.read_statuses(run_id)

@@ -67,7 +67,7 @@ class LocalRunner:
         self.workflow = workflow
         self.observer = observer
         self.options = options or RunOptions()
-        rules = workflow_rules(workflow, store.settings.statuses_collection)
+        rules = workflow_rules(workflow, store.settings)
         functions = {job.name: JobFunction(job=job, handler=handlers[job.name]) for job in workflow.jobs()}
         self.cloud = LocalCloud(
             store,

@@ -38,6 +38,7 @@ STATUS_STYLES = {
     StatusName.APPROVED: "magenta",
     StatusName.REJECTED: "magenta",
     StatusName.TIMER_FIRED: "dim",
+    StatusName.STATUS_REJECTED: "bold red",
 }
 """Statuses not named here (the run's start, a phase's end) are shown plain."""
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from runtime import contracts
+from runtime import contracts, limits
 from runtime.definition.draft import Draft, DraftJob, DraftPhase, Ref, known_fields, mapping, name_refs
 from runtime.definition.expressions import check_expression
 from runtime.definition.for_each import read_for_each
@@ -100,6 +100,7 @@ def _job_settings(
     settings |= job_time_settings(job, defaults, own, report)
     settings["env"] = {**mapping(defaults.get("env")), **mapping(own.get("env"))}
     _check_env(own.get("env"), (*job.path, "env"), report)
+    _check_env_size(job, settings["env"], report)
     if own.get("join") in JOINS:
         settings["join"] = own["join"]
     if isinstance(own.get("allow_failure"), bool):
@@ -122,6 +123,21 @@ def _check_env(raw_env: object, path: JsonPath, report: Report) -> None:
                 (*path, key),
                 f"environment variable {key!r} is set by Lambda or the job wrapper; pick another name",
             )
+
+
+def _check_env_size(job: DraftJob, env: dict[str, Any], report: Report) -> None:
+    """Lambda refuses a function whose environment is over 4 KB, and only at deploy time: the
+    job's ``env`` must leave room for what the deploy adds (``limits.DEPLOYED_ENVIRONMENT_BYTES``)."""
+    size = limits.environment_bytes({str(key): str(value) for key, value in env.items()})
+    if size > limits.JOB_ENV_MAX_BYTES:
+        report.add(
+            (*job.path, "env"),
+            f"job {job.name!r} has {size:,} bytes of environment (keys and values, with defaults.env): "
+            f"Lambda allows {limits.LAMBDA_ENVIRONMENT_BYTES:,} per function, of which the deploy takes "
+            f"up to {limits.DEPLOYED_ENVIRONMENT_BYTES:,} (the store's settings, JOB_HANDLER), so at most "
+            f"{limits.JOB_ENV_MAX_BYTES:,} here; keep large values in a file of the job's code, or in "
+            "its input",
+        )
 
 
 def _notify_settings(raw: object) -> dict[str, Any]:

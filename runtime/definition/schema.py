@@ -15,7 +15,7 @@ from jsonschema.exceptions import ValidationError
 
 from runtime.definition.report import JsonPath, Report, did_you_mean, kind_of, show
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflows" / "workflow.schema.json"
+SCHEMA_PATH = Path(__file__).resolve().parent / "workflow.schema.json"
 """The one JSON Schema: editors read it, stage one of the loader checks against it."""
 
 

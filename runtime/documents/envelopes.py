@@ -8,14 +8,17 @@ so a malformed event never makes Lambda retry it forever.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from bson import json_util
 
-from runtime.documents.events import FailureRecord, JobEvent
+from runtime.documents.events import ATTEMPT_KEY, FailureRecord, JobEvent
 from runtime.documents.run import StatusEvent, required, status_from_document
 from runtime.errors import EventError
+
+_HEX_KEY = re.compile(r"[0-9a-f]{64}")
 
 
 def as_mapping(event: object) -> Mapping[str, Any]:
@@ -68,6 +71,9 @@ def parse_job_event(event: object) -> JobEvent:
     index = payload.get("index")
     if index is not None and (isinstance(index, bool) or not isinstance(index, int) or index < 0):
         raise EventError(f"{where}: 'index' must be an item's index >= 0, got {index!r}")
+    attempt_key = payload.get(ATTEMPT_KEY)
+    if attempt_key is not None and (not isinstance(attempt_key, str) or not _HEX_KEY.fullmatch(attempt_key)):
+        raise EventError(f"{where}: '{ATTEMPT_KEY}' must be the attempt's key as 64 hex digits")
     return JobEvent(
         run_id=required(payload, "run_id", str, where),
         workflow=required(payload, "workflow", str, where),
@@ -80,6 +86,7 @@ def parse_job_event(event: object) -> JobEvent:
         references=dict(references),
         index=index,
         item=payload.get("item"),
+        attempt_key=attempt_key,
     )
 
 

@@ -8,6 +8,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from runtime.documents.signatures import attempt_slot
+
+ATTEMPT_KEY = "attempt_key"
+
 
 @dataclass(frozen=True, kw_only=True)
 class JobEvent:
@@ -34,6 +38,14 @@ class JobEvent:
     """The function this attempt is invoked on: the one the run's version map names for the job
     (``runtime.documents.deployment``), or None for the job's function by name (its latest
     code). Where the event goes, not part of what the job receives."""
+    attempt_key: str | None = field(default=None, repr=False)
+    """This attempt's own key for signing its reports (``runtime.documents.signatures``), added
+    at dispatch by a control plane that signs; the user's handler never sees it."""
+
+    @property
+    def slot(self) -> str | None:
+        """The part of this attempt's ids only holders of its key can name."""
+        return None if self.attempt_key is None else attempt_slot(self.attempt_key)
 
     def to_payload(self) -> dict[str, Any]:
         payload = {
@@ -51,6 +63,8 @@ class JobEvent:
             payload["references"] = dict(self.references)
         if self.index is not None:
             payload |= {"item": self.item, "index": self.index}
+        if self.attempt_key is not None:
+            payload[ATTEMPT_KEY] = self.attempt_key
         return payload
 
 

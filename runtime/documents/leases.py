@@ -31,8 +31,11 @@ class Lease:
         return {ID: self.lease_id, OWNER: self.owner, TOKEN: self.token, EXPIRES_AT: self.expires_at}
 
 
-def lease_id(run_id: str, job: str, attempt: int, index: int | None = None) -> str:
-    return attempt_id(run_id, job, attempt, index)
+def lease_id(run_id: str, job: str, attempt: int, index: int | None = None, slot: str | None = None) -> str:
+    """The lease of one attempt; with its ``slot`` when statuses are signed, so only a holder of
+    the attempt's key can take it (``runtime.documents.signatures.attempt_slot``)."""
+    held = attempt_id(run_id, job, attempt, index)
+    return held if slot is None else f"{held}/{slot}"
 
 
 def lease_from_document(document: Mapping[str, Any]) -> Lease:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from runtime.documents import ID
-from runtime.documents.run import INDEX, REQUEST_ID, STATUS_KEY, Document, StatusEvent
+from runtime.documents.run import INDEX, REQUEST_ID, SLOT, STATUS_KEY, Document, StatusEvent
 from runtime.statuses import NotificationState
 
 NOTIFICATION_STATE, CLAIMED_AT, SENT_AT = "state", "claimedAt", "sentAt"
@@ -17,7 +17,7 @@ def status_identity(event: StatusEvent) -> Document:
     """The ``STATUS_KEY`` fields of ``event`` but the item's index (items are not notified): the
     same for every delivery of one status document, so it keys the notifier's claim on it."""
     values = (event.run_id, event.phase, event.job, event.status.value, event.attempt)
-    return dict(zip([key for key in STATUS_KEY if key != INDEX], values, strict=True))
+    return dict(zip([key for key in STATUS_KEY if key not in (INDEX, SLOT)], values, strict=True))
 
 
 def claim_filter(event: StatusEvent) -> Document:

@@ -49,3 +49,13 @@ def parse_reference(ref: str) -> tuple[str, str]:
     """``kind:name`` -> (kind, name)."""
     kind, _, name = ref.partition(":")
     return kind, name
+
+
+OUTPUT_FILES = f"{OUTPUTS}.files"
+OUTPUT_CHUNKS = f"{OUTPUTS}.chunks"
+"""The collections of the GridFS bucket ``outputs``: a file's description, and its chunks."""
+
+GRIDFS_FILES_INDEX = {"filename": 1, "uploadDate": 1}
+GRIDFS_CHUNKS_INDEX = {"files_id": 1, "n": 1}
+"""The indexes ``GridFSBucket`` makes on a bucket's ``files`` and ``chunks`` (its ``_F_INDEX``
+and ``_C_INDEX``): GridFS's field names, not ours."""

@@ -14,10 +14,11 @@ Standard library only: the handlers import it inside Lambda.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from runtime.clock import as_utc
@@ -26,6 +27,16 @@ from runtime.documents import ID
 from runtime.documents.deployment import DEPLOY_ID, Deployment, deployment_from_document
 from runtime.documents.failures import Failure, failure_from_document
 from runtime.documents.items import FanOut, Lane, fan_out_field, fan_out_from_document, lane_field
+from runtime.documents.signatures import (
+    AUTH,
+    Signature,
+    StatusKeys,
+    attempt_slot,
+    rejection,
+    sign_with_attempt_key,
+    sign_with_control_key,
+    signature_from_document,
+)
 from runtime.errors import EventError
 from runtime.statuses import (
     ATTEMPT_STATUSES,
@@ -386,9 +397,12 @@ def _job_field(job: str, name: str) -> str:
 RUN_ID, STATUS, JOB, ATTEMPT, DATE = "runId", "status", "job", "attempt", "date"
 OUTPUT, REQUEST_ID, REASON, INDEX, OUTPUT_REF = "output", "requestId", "reason", "index", "outputRef"
 
-STATUS_KEY = (RUN_ID, PHASE, JOB, INDEX, STATUS, ATTEMPT)
+SLOT = "slot"
+STATUS_KEY = (RUN_ID, PHASE, JOB, INDEX, STATUS, ATTEMPT, SLOT)
 """The unique key of ``statuses``: repeating a report of the same attempt (of the same item of a
-``for_each`` job; ``index`` is missing, so null, on every other status) is a no-op."""
+``for_each`` job; ``index`` is missing, so null, on every other status) is a no-op. ``slot``
+(``runtime.documents.signatures.attempt_slot``) keeps a writer without the attempt's key from
+taking an attempt's place in it first; missing, so null, on unsigned statuses."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -416,6 +430,11 @@ class StatusEvent:
     """The item of a ``for_each`` job this attempt ran for; None on every other status."""
     output_ref: str | None = None
     """On a success whose output is kept by reference (``runtime.store.outputs``), instead of ``output``."""
+    auth: Signature | None = None
+    """Who wrote it (``runtime.documents.signatures``): set by ``signed_by_attempt`` or
+    ``signed_by_control``, read back from the document."""
+    slot: str | None = None
+    """A terminal report's part of its ``_id`` that only holders of the attempt's key can name."""
 
     @property
     def key(self) -> str:
@@ -452,6 +471,10 @@ class StatusEvent:
             document[REQUEST_ID] = self.request_id
         if self.reason is not None:
             document[REASON] = self.reason
+        if self.slot is not None:
+            document[SLOT] = self.slot
+        if self.auth is not None:
+            document[AUTH] = self.auth.to_document()
         return document
 
     def _terminal_id(self) -> Document:
@@ -459,7 +482,35 @@ class StatusEvent:
         attempt (a success racing an on-failure record) is refused as a duplicate key."""
         if self.status not in TERMINAL_JOB_STATUSES or self.job is None:
             return {}
-        return {ID: terminal_id(self.run_id, self.job, self.attempt, self.index)}
+        return {ID: terminal_id(self.run_id, self.job, self.attempt, self.index, self.slot)}
+
+    @property
+    def attempt_of(self) -> tuple[str, str, int, int | None] | None:
+        """The attempt this status reports on, for its key; None for a status of the run."""
+        if self.job is None or self.status not in ATTEMPT_STATUSES:
+            return None
+        return (self.run_id, self.job, self.attempt, self.index)
+
+    def signed_by_attempt(self, attempt_key: str) -> StatusEvent:
+        """This status as the attempt whose key this is writes it (the job wrapper)."""
+        slotted = replace(self, slot=attempt_slot(attempt_key), auth=None)
+        return replace(slotted, auth=sign_with_attempt_key(attempt_key, slotted.to_document(_UNSIGNED_DATE)))
+
+    def signed_by_control(self, keys: StatusKeys) -> StatusEvent:
+        """This status as the control plane or an operator writes it; a terminal report gets the
+        slot of its attempt, so it races the attempt's own report for the same ``_id``."""
+        attempt = self.attempt_of
+        slot = attempt_slot(keys.attempt_key(*attempt)) if attempt is not None else None
+        slotted = replace(self, slot=slot, auth=None)
+        return replace(slotted, auth=sign_with_control_key(keys, slotted.to_document(_UNSIGNED_DATE)))
+
+    def rejection(self, keys: StatusKeys) -> str | None:
+        """Why this status is not authentic (``runtime.documents.signatures``); None when it is."""
+        return rejection(keys, self.to_document(_UNSIGNED_DATE), self.auth, self.status, self.attempt_of)
+
+
+_UNSIGNED_DATE = datetime(1970, 1, 1, tzinfo=UTC)
+"""Signatures do not cover the date a status is recorded at."""
 
 
 def attempt_id(run_id: str, job: str, attempt: int, index: int | None = None) -> str:
@@ -467,9 +518,13 @@ def attempt_id(run_id: str, job: str, attempt: int, index: int | None = None) ->
     return f"{run_id}/{job}/{attempt}" if index is None else f"{run_id}/{job}[{index}]/{attempt}"
 
 
-def terminal_id(run_id: str, job: str, attempt: int, index: int | None = None) -> str:
-    """The ``_id`` of the one terminal report of a job attempt."""
-    return f"{attempt_id(run_id, job, attempt, index)}/end"
+def terminal_id(
+    run_id: str, job: str, attempt: int, index: int | None = None, slot: str | None = None
+) -> str:
+    """The ``_id`` of the one terminal report of a job attempt (with its ``slot`` when statuses
+    are signed: ``runtime.documents.signatures.attempt_slot``)."""
+    end = f"{attempt_id(run_id, job, attempt, index)}/end"
+    return end if slot is None else f"{end}/{slot}"
 
 
 def status_from_document(document: Mapping[str, Any], where: str = "status document") -> StatusEvent:
@@ -510,6 +565,21 @@ def status_from_document(document: Mapping[str, Any], where: str = "status docum
         date=date if isinstance(date, datetime) else None,
         index=index,
         output_ref=optional_str(document, OUTPUT_REF, where),
+        auth=signature_from_document(document.get(AUTH)),
+        slot=optional_str(document, SLOT, where),
+    )
+
+
+def status_rejected(status: StatusEvent, reason: str) -> StatusEvent:
+    """The record of a status rejected as not authentic: about the run, with what was rejected
+    and why; one per rejected document (a redelivery of it records nothing more)."""
+    digest = hashlib.sha256(json.dumps([status.key, status.auth and status.auth.mac]).encode()).hexdigest()
+    return StatusEvent(
+        run_id=status.run_id,
+        workflow=status.workflow,
+        status=StatusName.STATUS_REJECTED,
+        error=f"rejected '{status.key}': {reason}",
+        slot=digest[:20],
     )
 
 

@@ -10,7 +10,11 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from runtime import contracts
 from runtime.aws.dispatch import LambdaDispatcher
+from runtime.aws.metrics import rejected_metric_line
+from runtime.documents.run import StatusEvent
+from runtime.errors import StoreError
 from runtime.service.orchestrator import Orchestrator
 from runtime.store.connection import store_from_env
 
@@ -21,14 +25,31 @@ DISPATCH_THREADS = 32
 within the orchestrator's timeout."""
 
 
+STORE_CONNECTIONS = 4
+"""The decision is one thread; of the ``DISPATCH_THREADS``, only one whose invocation Lambda
+refuses writes (the attempt's failure), and more such wait for a connection."""
+
 _state: dict[str, Orchestrator] = {}
 
 
 def _build() -> Orchestrator:
     client = boto3.client("lambda", config=Config(max_pool_connections=DISPATCH_THREADS))
     dispatcher = LambdaDispatcher(client)
-    store = store_from_env(os.environ)
-    return Orchestrator(store=store, dispatcher=dispatcher, dispatch_threads=DISPATCH_THREADS)
+    store = store_from_env(os.environ, max_pool_size=STORE_CONNECTIONS)
+    if store.keys is None:
+        raise StoreError(
+            f"{contracts.STATUS_KEY_SECRET_ARN} is not set: the orchestrator applies only statuses it can "
+            "authenticate, and has no key to check them with"
+        )
+    return Orchestrator(
+        store=store, dispatcher=dispatcher, dispatch_threads=DISPATCH_THREADS, on_rejected=count_rejected
+    )
+
+
+def count_rejected(status: StatusEvent, reason: str) -> None:
+    """One ``RejectedStatuses`` point per rejected status, as a CloudWatch embedded metric line
+    (the workflow's alarm watches it)."""
+    print(rejected_metric_line(status.workflow), flush=True)
 
 
 def handler(event: dict[str, Any], context: object) -> dict[str, Any]:

@@ -20,7 +20,9 @@ import boto3
 
 from runtime import contracts
 from runtime.aws.dispatch import LambdaDispatcher
+from runtime.aws.metrics import rejected_metric_line
 from runtime.clock import utcnow
+from runtime.errors import StoreError
 from runtime.service.reconciler import Reconciler, ReconcileReport
 from runtime.service.timers import fire_timers_until
 from runtime.store.connection import store_from_env
@@ -73,15 +75,25 @@ def reconcile_and_report(reconciler: Reconciler, workflow: str, out: TextIO | No
     return report
 
 
+STORE_CONNECTIONS = 1
+"""A pass (or the timers' minute) runs on one thread."""
+
 _state: dict[str, Reconciler] = {}
 
 
 def _build(workflow: str) -> Reconciler:
+    store = store_from_env(os.environ, max_pool_size=STORE_CONNECTIONS, create_indexes=True)
+    if store.keys is None:
+        raise StoreError(
+            f"{contracts.STATUS_KEY_SECRET_ARN} is not set: the reconciler applies only statuses it can "
+            "authenticate, and signs the ones it records"
+        )
     return Reconciler(
-        store=store_from_env(os.environ),
+        store=store,
         dispatcher=LambdaDispatcher(boto3.client("lambda")),
         stale_after=STALE_AFTER,
         workflow=workflow,
+        on_rejected=lambda status, reason: print(rejected_metric_line(status.workflow), flush=True),
     )
 
 

@@ -22,6 +22,9 @@ from runtime.store.connection import store_from_env
 
 log = logging.getLogger(__name__)
 
+STORE_CONNECTIONS = 1
+"""One request at a time, on one thread."""
+
 _state: dict[str, Any] = {}
 
 ACTIONS = ("cancel", "redrive", "approve", "reject")
@@ -48,7 +51,11 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
             if versions is None
             else cloud_deployment(definition, versions, str(getattr(context, "invoked_function_arn", "")))
         )
-        _state.update(store=store_from_env(os.environ), definition=definition, deployment=deployment)
+        _state.update(
+            store=store_from_env(os.environ, max_pool_size=STORE_CONNECTIONS, create_indexes=True),
+            definition=definition,
+            deployment=deployment,
+        )
     try:
         request = as_mapping(event or {})
         run_id = request.get("run_id")

@@ -77,7 +77,9 @@ class AttemptResult:
 
 
 def _status(event: JobEvent, status: StatusName, **fields: Any) -> StatusEvent:
-    return StatusEvent(
+    """A report of this attempt, signed with the attempt's own key when the dispatch gave one
+    (docs/architecture.md, "Trust")."""
+    report = StatusEvent(
         run_id=event.run_id,
         workflow=event.workflow,
         status=status,
@@ -87,6 +89,11 @@ def _status(event: JobEvent, status: StatusName, **fields: Any) -> StatusEvent:
         index=event.index,
         **fields,
     )
+    return report if event.attempt_key is None else report.signed_by_attempt(event.attempt_key)
+
+
+def _lease_id(event: JobEvent) -> str:
+    return lease_id(event.run_id, event.job, event.attempt, event.index, event.slot)
 
 
 def _success(store: RunStore, event: JobEvent, output: Any) -> StatusEvent:
@@ -95,7 +102,7 @@ def _success(store: RunStore, event: JobEvent, output: Any) -> StatusEvent:
     size = _check_output(output)
     if size <= limits.OUTPUT_INLINE_MAX_BYTES:
         return _status(event, StatusName.SUCCESS, output=output)
-    ref = store.items().outputs.store(lease_id(event.run_id, event.job, event.attempt, event.index), output)
+    ref = store.items().outputs.store(_lease_id(event), output)
     return _status(event, StatusName.SUCCESS, output_ref=ref)
 
 
@@ -209,13 +216,10 @@ def run_attempt(
     except EventError as exc:
         log.warning("dropped a malformed job event: %s", exc)
         return AttemptResult(outcome="dropped", error=str(exc))
-    if (
-        store.read_terminal_status(event.run_id, event.phase, event.job, event.attempt, event.index)
-        is not None
-    ):
+    if _terminal_status(store, event) is not None:
         return AttemptResult(outcome="already-finished")
     lease = Lease(
-        lease_id=lease_id(event.run_id, event.job, event.attempt, event.index),
+        lease_id=_lease_id(event),
         owner=request_id,
         token=uuid.uuid4().hex,
         expires_at=utcnow() + settings.duration,
@@ -239,10 +243,17 @@ def run_attempt(
         return _report(store, success, StatusName.SUCCESS)
 
 
+def _terminal_status(store: RunStore, event: JobEvent) -> StatusEvent | None:
+    return store.read_terminal_status(
+        event.run_id, event.phase, event.job, event.attempt, event.index, event.slot
+    )
+
+
 def _user_event(store: RunStore, event: JobEvent) -> dict[str, Any]:
     """What the user's handler gets: the job event with the values of the results kept by
-    reference in ``results`` (a handler cannot tell them from the others)."""
-    payload = event.to_payload()
+    reference in ``results`` (a handler cannot tell them from the others), without the attempt's
+    key (the wrapper signs the reports)."""
+    payload = replace(event, attempt_key=None).to_payload()
     references = payload.pop("references", None)
     if references:
         payload["results"] = store.items().outputs.resolve(payload["results"], references)
@@ -263,9 +274,9 @@ def _wait_for_end(store: RunStore, event: JobEvent, context: Any, settings: Leas
     waiting, leaving the attempt to the claimant, only while its lease is live: it then reports
     its own end, or Lambda gives up on it and the orchestrator records the failure."""
     deadline = time.monotonic() + _wait_budget(context, settings)
-    held_id = lease_id(event.run_id, event.job, event.attempt, event.index)
+    held_id = _lease_id(event)
     while True:
-        if store.read_terminal_status(event.run_id, event.phase, event.job, event.attempt, event.index):
+        if _terminal_status(store, event):
             return AttemptResult(outcome="already-finished")
         held = store.read_lease(held_id)
         if held is not None and held.expires_at <= utcnow():

@@ -133,6 +133,13 @@ class NotifierService:
         if status.index is not None:
             # An item of a for_each job: its job's own success or failure is what people hear of.
             return None
+        keys = None if self.store is None else self.store.keys
+        reason = None if keys is None else status.rejection(keys)
+        if reason is not None:
+            # Not vouched for (docs/architecture.md, "Trust"): nobody hears of it; the orchestrator
+            # records the rejection of the statuses it acts on.
+            log.warning("dropped %s of run %s, not authentic: %s", status.key, status.run_id, reason)
+            return None
         request_id = request_id or uuid.uuid4().hex
         claims = self.claims
         if claims is not None and not claims.claim_notification(

@@ -14,7 +14,7 @@ statuses), which the job wrapper and the unique status index make harmless.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -30,7 +30,8 @@ from runtime.documents.envelopes import (
 )
 from runtime.documents.events import JobEvent
 from runtime.documents.leases import lease_id
-from runtime.documents.run import Run, StatusEvent, jobs_invoked, wake_at
+from runtime.documents.run import Run, StatusEvent, jobs_invoked, status_rejected, wake_at
+from runtime.documents.signatures import is_attempt_key
 from runtime.engine.attempts import attempt_failed, plan_give_up
 from runtime.engine.decide import decide, refused_write
 from runtime.engine.fanout import Unreadable
@@ -98,6 +99,9 @@ class Orchestrator:
     """Invocations made at the same time; Lambda's handler sets ``DISPATCH_THREADS``."""
     contexts: FanOutContexts = field(default_factory=FanOutContexts)
     """What the items of each fan-out share, read once per process."""
+    on_rejected: Callable[[StatusEvent, str], None] = lambda status, reason: None
+    """Told of every status rejected as not authentic, once per status document (the Lambda
+    handlers count them in a metric)."""
 
     @property
     def fan_outs(self) -> ItemHandling:
@@ -116,7 +120,29 @@ class Orchestrator:
             return Outcome(action="dropped", reason=str(exc))
         if status.status not in ORCHESTRATOR_STATUSES:
             return Outcome(action="ignored", reason=f"the orchestrator does not act on '{status.status}'")
+        rejected = self.rejected(status)
+        if rejected is not None:
+            return rejected
         return self.apply(status)
+
+    def rejected(self, status: StatusEvent) -> Outcome | None:
+        """A status whose writer the control plane cannot vouch for (docs/architecture.md,
+        "Trust"): recorded as rejected with the reason and counted, never applied. None when it is
+        authentic, or when this orchestrator does not check signatures (a store without keys:
+        the engine's own tests)."""
+        keys = self.store.keys
+        if keys is None:
+            return None
+        reason = status.rejection(keys)
+        if reason is None:
+            return None
+        return self._reject(status, reason)
+
+    def _reject(self, status: StatusEvent, reason: str) -> Outcome:
+        if self.store.record_status(status_rejected(status, reason)):
+            log.warning("rejected %s of run %r: %s", status.key, status.run_id, reason)
+            self.on_rejected(status, reason)
+        return Outcome(action="rejected", reason=reason)
 
     def apply(self, event: StatusEvent) -> Outcome:
         """Read the run, ask the engine, write what it decided under the conditions it decided
@@ -291,7 +317,9 @@ class Orchestrator:
 
     def dispatch(self, job: JobEvent) -> None:
         """One invocation; one that can never be accepted (too large, refused by Lambda) is
-        recorded as the attempt's failure, so the run goes on to retry or fail it."""
+        recorded as the attempt's failure, so the run goes on to retry or fail it. The event
+        carries the attempt's own key when statuses are signed."""
+        job = self._with_key(job)
         size = limits.json_bytes(job.to_payload())
         try:
             if size > limits.JOB_EVENT_MAX_BYTES:
@@ -309,13 +337,33 @@ class Orchestrator:
         """Lambda gave up on a job invocation: the engine decides whether that is the attempt's
         failure, on the attempt's own reports."""
         record = parse_failure_record(payload)
-        job = record.job_event
-        terminal = self.store.read_terminal_status(job.run_id, job.phase, job.job, job.attempt, job.index)
+        job = self._with_key(record.job_event)
+        sent = record.job_event
+        keys = self.store.keys
+        if keys is not None and not is_attempt_key(
+            keys, sent.run_id, sent.job, sent.attempt, sent.index, sent.attempt_key
+        ):
+            # Anyone who may invoke the orchestrator (every job function may: it is their
+            # on-failure destination) could otherwise fail another attempt with a record of its own.
+            return self._reject(
+                attempt_failed(job, "an on-failure record"),
+                "an on-failure record without the key its attempt was dispatched with (Lambda's "
+                "own records carry the invoked event, key included)",
+            )
+        terminal = self.store.read_terminal_status(
+            job.run_id, job.phase, job.job, job.attempt, job.index, job.slot
+        )
         lease = None
         if terminal is None:
-            lease = self.store.read_lease(lease_id(job.run_id, job.job, job.attempt, job.index))
+            lease = self.store.read_lease(lease_id(job.run_id, job.job, job.attempt, job.index, job.slot))
         failure = plan_give_up(record, terminal, lease, utcnow())
         if isinstance(failure, Rejection):
             return Outcome(action=failure.action, reason=failure.reason)
         self.store.record_status(failure)
         return Outcome(action="recorded", recorded=(failure.status,))
+
+    def _with_key(self, job: JobEvent) -> JobEvent:
+        keys = self.store.keys
+        if keys is None:
+            return job
+        return replace(job, attempt_key=keys.attempt_key(job.run_id, job.job, job.attempt, job.index))

@@ -184,6 +184,8 @@ class Reconciler:
     workflow: str | None = None
     """Only runs of this workflow (a Lambda function may invoke its own workflow's jobs only);
     None: every workflow in the database (the dev server)."""
+    on_rejected: Callable[[StatusEvent, str], None] = lambda status, reason: None
+    """Told of each status found not authentic (``Orchestrator.on_rejected``)."""
     _orchestrator: Orchestrator = field(init=False)
 
     def __post_init__(self) -> None:
@@ -191,7 +193,10 @@ class Reconciler:
         # orchestrator's own rule that a redelivery repeats a dispatch only once Lambda's retry
         # delay has passed, so the race never dispatches an attempt twice.
         self._orchestrator = Orchestrator(
-            store=self.store, dispatcher=self.dispatcher, redispatch_after=LAMBDA_RETRY_DELAY
+            store=self.store,
+            dispatcher=self.dispatcher,
+            redispatch_after=LAMBDA_RETRY_DELAY,
+            on_rejected=self.on_rejected,
         )
 
     def reconcile_pass(self, now: datetime | None = None) -> ReconcileReport:
@@ -240,7 +245,7 @@ class Reconciler:
                 statuses = [*statuses, start]
         applied = 0
         for event in unrecorded_statuses(run, statuses):
-            outcome = self._orchestrator.apply(event)
+            outcome = self._orchestrator.rejected(event) or self._orchestrator.apply(event)
             log.info("reconciler applied %s of run %r: %s", event.key, run_id, outcome.action)
             applied += outcome.action in APPLIED_ACTIONS
         # Lost attempts are looked for in the run as it was read with its statuses: what the

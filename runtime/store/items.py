@@ -80,6 +80,7 @@ class MongoItems:
                     partialFilterExpression={EXPIRE_AT: {"$type": "date"}},
                 ),
             )
+        self.outputs.ensure_indexes()
 
     def expire(self, run_id: str, expire_at: datetime | None) -> None:
         """Give the run's items and the outputs it keeps by reference (their ids begin with the

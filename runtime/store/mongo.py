@@ -11,6 +11,7 @@ documents look like is ``runtime.documents.run``' business; how to connect, ``ru
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from functools import partial
@@ -22,6 +23,7 @@ from bson.errors import InvalidDocument
 from bson.raw_bson import RawBSONDocument
 from pymongo import ReturnDocument
 from pymongo.collection import Collection
+from pymongo.database import Database
 from pymongo.errors import DocumentTooLarge, DuplicateKeyError, OperationFailure, PyMongoError
 
 from runtime.clock import as_utc, utcnow
@@ -75,6 +77,7 @@ from runtime.documents.run import (
     wake_at,
     without_expiry,
 )
+from runtime.documents.signatures import StatusKeys, attempt_slot
 from runtime.errors import DocumentRejected, StoreError
 from runtime.statuses import OPERATION_STATUSES, RunState, StatusName
 from runtime.store.items import MongoItems
@@ -112,7 +115,7 @@ Neither key changes on the hot path, a success that does not end the run. The ti
 ``running_by_wake``, which holds only the runs that have a timer."""
 
 STATUS_INDEXES: Mapping[str, tuple[list[tuple[str, int]], Mapping[str, Any]]] = {
-    "one_report_per_item_attempt": ([(name, ASC) for name in STATUS_KEY], {"unique": True}),
+    "one_report_per_slot": ([(name, ASC) for name in STATUS_KEY], {"unique": True}),
     **{
         f"{status.value}_by_date": ([(DATE, ASC)], {"partialFilterExpression": {STATUS: status.value}})
         for status in OPERATION_STATUSES
@@ -122,6 +125,9 @@ STATUS_INDEXES: Mapping[str, tuple[list[tuple[str, int]], Mapping[str, Any]]] = 
 """Indexes of ``statuses``: the unique key (a repeated report is a no-op; also a run's history),
 one small index per operation (holding only those requests) for the reconciler's look for recent
 ones, and expiry; a job's report is an entry in the unique index only."""
+OLD_STATUS_INDEXES = ("one_report_per_attempt", "one_report_per_item_attempt")
+"""Earlier unique keys of ``statuses``, dropped by ``ensure_indexes``: the first would refuse the
+second item's report of an attempt, the second a report in the slot of its signed attempt."""
 
 
 def _guard(action: str, call: Callable[[], T]) -> T:
@@ -145,9 +151,16 @@ class MongoStore:
     (``load_run``, ``find_status``, ``run_statuses``, ``insert_status``) for tests and tools that
     check what is stored."""
 
-    def __init__(self, client: pymongo.MongoClient[Document], settings: StoreSettings | None = None) -> None:
+    def __init__(
+        self,
+        client: pymongo.MongoClient[Document],
+        settings: StoreSettings | None = None,
+        keys: StatusKeys | None = None,
+    ) -> None:
         self.settings = settings or StoreSettings()
+        self._keys = keys
         database = client[self.settings.database]
+        self.database: Database[Document] = database
         self.runs: Collection[Document] = database[self.settings.runs_collection]
         self.statuses: Collection[Document] = database[self.settings.statuses_collection]
         self.notifications: Collection[Document] = database[self.settings.notifications_collection]
@@ -158,6 +171,16 @@ class MongoStore:
             codec_options=self.runs.codec_options.with_options(document_class=RawBSONDocument)
         )
 
+    @property
+    def keys(self) -> StatusKeys | None:
+        return self._keys
+
+    def with_keys(self, keys: StatusKeys | None) -> MongoStore:
+        """The same database, writing as the holder of ``keys``."""
+        store = copy.copy(self)
+        store._keys = keys
+        return store
+
     def items(self) -> MongoItems:
         """The items of ``for_each`` jobs and the outputs kept by reference."""
         return self._items
@@ -166,8 +189,10 @@ class MongoStore:
         """Idempotent; creating an index that exists is a no-op on the server. The unique key of
         ``statuses`` before items had an index of their own is dropped: it would refuse the
         second item's report of an attempt."""
-        if "one_report_per_attempt" in _guard("list indexes", self.statuses.index_information):
-            _guard("drop an old index", partial(self.statuses.drop_index, "one_report_per_attempt"))
+        existing = _guard("list indexes", self.statuses.index_information)
+        for old in OLD_STATUS_INDEXES:
+            if old in existing:
+                _guard("drop an old index", partial(self.statuses.drop_index, old))
         self.items().ensure_indexes()
         for collection, indexes in ((self.runs, RUN_INDEXES), (self.statuses, STATUS_INDEXES)):
             for name, (keys, options) in indexes.items():
@@ -308,6 +333,8 @@ class MongoStore:
     # -- statuses ----------------------------------------------------------------------------
 
     def record_status(self, event: StatusEvent) -> bool:
+        if event.auth is None and self._keys is not None:
+            event = event.signed_by_control(self._keys)
         return self.insert_status(event.to_document(utcnow()))
 
     def insert_status(self, document: Mapping[str, Any]) -> bool:
@@ -342,15 +369,23 @@ class MongoStore:
         index: int | None = None,
     ) -> Document | None:
         """One status document as stored, by its unique key (``index``: of an item)."""
-        query = dict(zip(STATUS_KEY, (run_id, phase, job, index, status, attempt), strict=True))
+        query = dict(zip(STATUS_KEY[:-1], (run_id, phase, job, index, status, attempt), strict=True))
         return _guard("read a status", lambda: self.statuses.find_one(query))
 
     def read_terminal_status(
-        self, run_id: str, phase: str, job: str, attempt: int, index: int | None = None
+        self,
+        run_id: str,
+        phase: str,
+        job: str,
+        attempt: int,
+        index: int | None = None,
+        slot: str | None = None,
     ) -> StatusEvent | None:
         # Every terminal report of an attempt has the attempt's one id: a point read, however many
         # statuses there are.
-        query = {ID: terminal_id(run_id, job, attempt, index), PHASE: phase}
+        if slot is None and self._keys is not None:
+            slot = attempt_slot(self._keys.attempt_key(run_id, job, attempt, index))
+        query = {ID: terminal_id(run_id, job, attempt, index, slot), PHASE: phase}
         document = _guard("read a terminal status", lambda: self.statuses.find_one(query))
         return None if document is None else status_from_document(document)
 
