@@ -119,6 +119,7 @@ CHANGES: dict[tuple[str, str], object] = {
     ("spec", "schedule"): "rate(2 days)",
     ("spec", "schedule_input"): {"mode": "full"},
     ("spec", "retention_days"): 30,
+    ("spec", "shared"): "jobs/shared",
     ("spec", "timeout"): 3600,
     ("defaults", "retry"): {"delay": 5},
     ("job", "retry"): {"max": 4},

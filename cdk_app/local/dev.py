@@ -32,6 +32,7 @@ from cdk_app.local.cloud import CloudOptions, JobFunction, LocalCloud, Rule, wor
 from cdk_app.local.delivery import FaultSettings
 from cdk_app.local.embedded_mongo import EmbeddedMongo, free_port
 from cdk_app.local.jobs import load_fresh_job_handler
+from cdk_app.local.shared_code import put_shared_on_path
 from cdk_app.local.timeouts import GRACE as TIMEOUT_GRACE
 from cdk_app.local.timeouts import TimeoutWatch
 from cdk_app.terminal.timeline import STATUS_STYLES, first_line
@@ -130,12 +131,13 @@ class FolderDeployment:
         if definition is None or job not in {candidate.name for candidate in definition.jobs()}:
             return None
         settings = definition.job(job)
-        return JobFunction(job=settings, handler=_fresh_handler(workflow, settings))
+        return JobFunction(job=settings, handler=_fresh_handler(definition, settings))
 
 
-def _fresh_handler(workflow: str, job: Job) -> UserHandler:
+def _fresh_handler(workflow: Workflow, job: Job) -> UserHandler:
     def handler(event: dict[str, Any], context: Any) -> Any:
-        return load_fresh_job_handler(workflow, job)(event, context)
+        put_shared_on_path(workflow, fresh=True)
+        return load_fresh_job_handler(workflow.name, job)(event, context)
 
     return handler
 

@@ -27,6 +27,7 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "retention_days",
                 "on_failure",
                 "input_schema",
+                "shared",
             }
         ),
         "defaults": frozenset({"memory", "timeout", "retries", "retry", "env"}),

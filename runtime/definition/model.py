@@ -265,6 +265,9 @@ class Workflow:
     """Days an ended run and its statuses are kept before MongoDB deletes them; None keeps them."""
     source: str | None = None
     """The spec file this was loaded from (absolute POSIX path), for messages and ``code``."""
+    shared: str | None = None
+    """A folder (absolute POSIX path) of modules every job's code may import: staged beside each
+    job's code, put on ``sys.path`` locally. Build-time only, like ``code``."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "phases", tuple(self.phases))
