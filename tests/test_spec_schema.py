@@ -118,6 +118,7 @@ CHANGES: dict[tuple[str, str], object] = {
     ("spec", "notify"): {"email": ["ops@example.com"]},
     ("spec", "schedule"): "rate(2 days)",
     ("spec", "schedule_input"): {"mode": "full"},
+    ("spec", "schedule_timezone"): "Europe/Berlin",
     ("spec", "retention_days"): 30,
     ("spec", "shared"): "jobs/shared",
     ("spec", "timeout"): 3600,

@@ -17,7 +17,7 @@ from runtime.definition.model import HANDLERS_PHASE, JOINS, Notify
 from runtime.definition.permissions import read_permissions
 from runtime.definition.report import JsonPath, Report
 from runtime.definition.schema import is_name
-from runtime.definition.timing import job_time_settings, retry_policy
+from runtime.definition.timing import check_time_zone, job_time_settings, retry_policy
 
 LAMBDA_RESERVED_ENV = frozenset(
     {
@@ -78,6 +78,8 @@ def read_spec(document: dict[str, Any], report: Report, base_dir: Path) -> Draft
     }
     if "schedule_input" in spec:
         settings["schedule_input"] = spec["schedule_input"]
+    if isinstance(spec.get("schedule_timezone"), str):
+        settings["schedule_timezone"] = check_time_zone(spec["schedule_timezone"], report)
     if "input_schema" in spec:
         settings["input_schema"] = read_input_schema(spec["input_schema"], report, base_dir)
     if "notify" in spec:

@@ -23,6 +23,7 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "notify",
                 "schedule",
                 "schedule_input",
+                "schedule_timezone",
                 "timeout",
                 "retention_days",
                 "on_failure",

@@ -251,7 +251,9 @@ class Workflow:
     schedule: str | None = None
     """``cron(...)`` or ``rate(...)``: an EventBridge schedule that starts runs."""
     schedule_input: Mapping[str, Any] | None = None
-    """Run input for scheduled runs."""
+    """Run input for scheduled runs (each also gets ``contracts.SCHEDULED_TIME``)."""
+    schedule_timezone: str | None = None
+    """The IANA time zone ``schedule`` is in; None: UTC."""
     on_failure: Phase | None = None
     """The failure handlers: jobs run (in phase ``HANDLERS_PHASE``) when the run fails or is
     cancelled, before it ends so."""
@@ -345,6 +347,7 @@ class Workflow:
                 "slack_webhook_secret": self.notify.slack_webhook_secret,
             },
             "schedule": self.schedule,
+            **({} if self.schedule_timezone is None else {"schedule_timezone": self.schedule_timezone}),
             "timeout": self.timeout,
             "retention_days": self.retention_days,
         }
@@ -367,6 +370,7 @@ class Workflow:
                 slack_webhook_secret=notify.get("slack_webhook_secret"),
             ),
             schedule=document.get("schedule"),
+            schedule_timezone=document.get("schedule_timezone"),
             timeout=document.get("timeout"),
             retention_days=document.get("retention_days"),
         )

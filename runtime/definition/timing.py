@@ -4,11 +4,12 @@ module merges a job's policy over the defaults and reports what the schema canno
 
 from __future__ import annotations
 
+import zoneinfo
 from typing import Any
 
 from runtime.definition.draft import DraftJob, known_fields, mapping
 from runtime.definition.model import Approval, RetryPolicy
-from runtime.definition.report import JsonPath, Report
+from runtime.definition.report import JsonPath, Report, did_you_mean
 
 NO_CODE_KINDS = ("wait", "approval")
 """Job keys that make a job the engine completes itself, without a function."""
@@ -83,3 +84,16 @@ def job_time_settings(
     if policy is not None:
         settings["retry"] = policy
     return settings
+
+
+def check_time_zone(name: str, report: Report) -> str | None:
+    """``schedule_timezone``: an IANA time zone name, as EventBridge Scheduler and ``zoneinfo``
+    take it. None (with the reason in ``report``) when it is not one."""
+    zones = zoneinfo.available_timezones()
+    if name in zones:
+        return name
+    report.add(
+        ("schedule_timezone",),
+        f"{name!r} is not an IANA time zone name{did_you_mean(name, zones)}, e.g. 'Europe/Berlin' or 'UTC'",
+    )
+    return None
