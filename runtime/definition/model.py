@@ -151,6 +151,9 @@ class Job:
     """When a failed attempt is tried again, and after how long."""
     wait: int | None = None
     """A wait job (no code): succeeds this many seconds after it becomes ready."""
+    wait_until: str | None = None
+    """A wait job (no code) that succeeds at the time this JMESPath over ``{"input", "results"}``
+    gives (ISO 8601 with its UTC offset) when it becomes ready: the spec's ``wait: {until}``."""
     approval: Approval | None = None
     """An approval job (no code): succeeds or fails on a person's answer."""
     code: str | None = None
@@ -188,7 +191,7 @@ class Job:
     @property
     def runs_code(self) -> bool:
         """False for wait and approval jobs: the engine completes them, no function runs."""
-        return self.wait is None and self.approval is None
+        return self.wait is None and self.wait_until is None and self.approval is None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -391,6 +394,7 @@ def _phase_document(phase: Phase) -> dict[str, Any]:
                 "retries": job.retries,
                 "retry": job.retry.to_document(),
                 "wait": job.wait,
+                **({} if job.wait_until is None else {"wait_until": job.wait_until}),
                 "approval": None
                 if job.approval is None
                 else {"timeout": job.approval.timeout, "message": job.approval.message},
@@ -421,6 +425,7 @@ def _phase_from_document(phase: Mapping[str, Any]) -> Phase:
                 if "retry" in job
                 else RetryPolicy(max=job["retries"]),
                 wait=job.get("wait"),
+                wait_until=job.get("wait_until"),
                 approval=None if job.get("approval") is None else Approval(**job["approval"]),
                 when=job.get("when"),
                 permissions=tuple(

@@ -8,6 +8,7 @@ import zoneinfo
 from typing import Any
 
 from runtime.definition.draft import DraftJob, known_fields, mapping
+from runtime.definition.expressions import check_expression
 from runtime.definition.model import Approval, RetryPolicy
 from runtime.definition.report import JsonPath, Report, did_you_mean
 
@@ -69,6 +70,10 @@ def job_time_settings(
                 )
     if isinstance(own.get("wait"), int) and not isinstance(own["wait"], bool):
         settings["wait"] = own["wait"]
+    until = known_fields(own.get("wait"), "wait").get("until") if isinstance(own.get("wait"), dict) else None
+    if isinstance(until, str) and until:
+        settings["wait_until"] = until
+        check_expression(job, "wait", until, job.wait_reads, report)
     approval = known_fields(own.get("approval"), "approval")
     if isinstance(approval.get("timeout"), int) and not isinstance(approval["timeout"], bool):
         message = approval.get("message")
