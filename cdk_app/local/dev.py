@@ -32,6 +32,7 @@ from cdk_app.local.cloud import CloudOptions, JobFunction, LocalCloud, Rule, wor
 from cdk_app.local.delivery import FaultSettings
 from cdk_app.local.embedded_mongo import EmbeddedMongo, free_port
 from cdk_app.local.jobs import load_fresh_job_handler
+from cdk_app.local.schedules import ScheduleClock
 from cdk_app.local.shared_code import put_shared_on_path
 from cdk_app.local.timeouts import GRACE as TIMEOUT_GRACE
 from cdk_app.local.timeouts import TimeoutWatch
@@ -206,6 +207,7 @@ class DevServer:
             store, self.cloud, lambda line: console.print(f"[yellow]{escape(line)}[/]")
         )
         self._undeployed: set[str] = set()
+        self.schedules = ScheduleClock(store, lambda line: console.print(f"[yellow]{escape(line)}[/]"))
 
     def serve(self, stop: threading.Event) -> None:
         self.store.ensure_indexes()
@@ -229,6 +231,7 @@ class DevServer:
                         next_reload = time.monotonic() + self.options.reload_seconds
                     if time.monotonic() >= next_timers:
                         fire_due_timers(self.store, utcnow())
+                        self.schedules.tick(self.deployment.workflows, utcnow())
                         next_timers = time.monotonic() + self.options.timer_seconds
                     if time.monotonic() >= next_repair:
                         self.repair()
