@@ -71,7 +71,8 @@ class CodeStaging:
         """The runtime package plus the job's own code; returns the folder and ``JOB_HANDLER``.
 
         A file ``fish.py`` becomes the module ``fish``; a folder's contents are copied to the top
-        level and its ``handler.py`` is the entry module. A folder's ``requirements.txt`` is
+        level and its ``handler.py`` is the entry module. The workflow's ``shared`` folder's
+        contents are copied to the top level of every job's folder. A folder's ``requirements.txt`` is
         installed for Lambda into the top level too (Lambda puts it on ``sys.path``); raises
         ``RequirementsError`` when pip cannot.
         """
@@ -80,6 +81,10 @@ class CodeStaging:
         source = Path(job.code)
         folder = self._root / "jobs" / job.name
         self._copy_runtime(folder)
+        if self._workflow.shared is not None:
+            # The workflow's shared modules sit at the top level too (the loader refuses a job
+            # module that has a shared module's name).
+            shutil.copytree(self._workflow.shared, folder, dirs_exist_ok=True, ignore=_BUILD_ONLY)
         if source.is_file():
             module = source.stem
             shutil.copy2(source, folder / source.name)

@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, cast
+from typing import cast
 
 from aws_cdk import Acknowledgment, ArnFormat, Duration, Names, NestedStack, Stack, Validations
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -37,6 +37,7 @@ from constructs.monitoring import (
     workflow_alarms,
 )
 from constructs.networking import PrivateNetwork, in_network
+from constructs.start_schedule import start_schedule
 from constructs.timers import scheduler_principal, timer_schedule
 from constructs.versions import pin_runs_to_versions, publish_versions, retain, version_options
 from runtime import contracts, patterns
@@ -62,10 +63,12 @@ JOB_MAX_EVENT_AGE = Duration.hours(6)
 reports it failed to the orchestrator (the run never waits forever)."""
 
 RULE_RETRY_ATTEMPTS = 8
-"""EventBridge delivery retries to a rule's target before the event goes to the dead-letter queue."""
+"""EventBridge delivery retries to a rule's target (and Scheduler's to the starter, on the
+workflow's schedule) before the event goes to the dead-letter queue."""
 
 RULE_MAX_EVENT_AGE = Duration.hours(2)
-"""How long EventBridge keeps retrying a rule's target before the dead-letter queue."""
+"""How long EventBridge (and Scheduler, for the workflow's schedule) keeps retrying a target
+before the dead-letter queue."""
 
 SYSTEM_FUNCTION_TIMEOUT = Duration.seconds(contracts.SYSTEM_FUNCTION_TIMEOUT_SECONDS)
 """Of the orchestrator, notifier and starter: each handles one event."""
@@ -270,6 +273,18 @@ class Workflow(Construct):
         self._timer_schedule: scheduler.Schedule | None = None
         self._reconciler, self._reconcile_schedule = self._reconciler_on_schedule()
         self._rules = MappingProxyType(self._create_rules())
+        self._start_schedule = (
+            None
+            if workflow.schedule is None
+            else start_schedule(
+                self,
+                workflow,
+                self._starter,
+                self._dead_letter_queue,
+                RULE_RETRY_ATTEMPTS,
+                RULE_MAX_EVENT_AGE,
+            )
+        )
         self._alarms = workflow_alarms(
             self, workflow.name, self._topic, self._dead_letter_queue, self._orchestrator, self._starter
         ) + (
@@ -356,9 +371,14 @@ class Workflow(Construct):
 
     @property
     def rules(self) -> Mapping[str, events.Rule]:
-        """``orchestrator`` and ``notifier`` (when ``notify.on`` names any status), ``schedule``
-        (when the spec has one)."""
+        """``orchestrator`` and ``notifier`` (when ``notify.on`` names any status)."""
         return self._rules
+
+    @property
+    def start_schedule(self) -> scheduler.Schedule | None:
+        """The EventBridge Scheduler schedule that starts runs (``constructs.start_schedule``);
+        None without the spec's ``schedule``."""
+        return self._start_schedule
 
     @property
     def dead_letter_queue(self) -> sqs.IQueue:
@@ -656,18 +676,6 @@ class Workflow(Construct):
                     patterns.notifier_pattern(workflow.name, workflow.notify.on, **origin)
                 ),
                 targets=[self._rule_target(self._notifier)],
-            )
-        if workflow.schedule is not None:
-            start: dict[str, Any] = {"run_id": f"{workflow.name}-{events.EventField.time}"}
-            if workflow.schedule_input is not None:
-                start["input"] = dict(workflow.schedule_input)
-            rules["schedule"] = events.Rule(
-                self,
-                "ScheduleRule",
-                description=f"Starts runs of {workflow.name}; the run id is the scheduled time, "
-                "so a repeated delivery starts nothing new",
-                schedule=events.Schedule.expression(workflow.schedule),
-                targets=[self._rule_target(self._starter, events.RuleTargetInput.from_object(start))],
             )
         return rules
 

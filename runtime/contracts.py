@@ -92,5 +92,9 @@ REJECTED_STATUSES_METRIC = "RejectedStatuses"
 """CloudWatch namespace of the reconciler's metrics, with the dimension ``Workflow``; the
 stack's alarms watch them."""
 
+SCHEDULED_TIME = "scheduled_time"
+"""The key of a scheduled run's input that holds the time the schedule fired (ISO 8601, UTC):
+EventBridge Scheduler's ``<aws.scheduler.scheduled-time>``."""
+
 FIRE_TIMERS = "fire_timers"
 """The ``action`` of the timer schedule's event to the reconciler function."""

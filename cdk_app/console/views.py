@@ -36,7 +36,7 @@ def _phase_json(run: Run, phase: Phase) -> dict[str, Any]:
                 "retries": job.retries,
                 "timeout": job.timeout,
                 "kind": "wait"
-                if job.wait is not None
+                if job.wait is not None or job.wait_until is not None
                 else "approval"
                 if job.approval is not None
                 else "code",

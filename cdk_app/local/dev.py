@@ -30,6 +30,7 @@ from cdk_app.errors import CommandError
 from cdk_app.local.cloud import CloudOptions, LocalCloud, Rule, workflow_rules
 from cdk_app.local.delivery import FaultSettings
 from cdk_app.local.embedded_mongo import EmbeddedMongo, free_port
+from cdk_app.local.schedules import ScheduleClock
 from cdk_app.local.snapshots import CodeSnapshots
 from cdk_app.local.timeouts import GRACE as TIMEOUT_GRACE
 from cdk_app.local.timeouts import TimeoutWatch
@@ -195,6 +196,7 @@ class DevServer:
             store, self.cloud, lambda line: console.print(f"[yellow]{escape(line)}[/]")
         )
         self._undeployed: set[str] = set()
+        self.schedules = ScheduleClock(store, lambda line: console.print(f"[yellow]{escape(line)}[/]"))
 
     def serve(self, stop: threading.Event) -> None:
         self.store.ensure_indexes()
@@ -218,6 +220,7 @@ class DevServer:
                         next_reload = time.monotonic() + self.options.reload_seconds
                     if time.monotonic() >= next_timers:
                         fire_due_timers(self.store, utcnow())
+                        self.schedules.tick(self.deployment.workflows, utcnow())
                         next_timers = time.monotonic() + self.options.timer_seconds
                     if time.monotonic() >= next_repair:
                         self.repair()

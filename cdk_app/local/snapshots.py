@@ -24,15 +24,16 @@ from runtime.definition.model import Job, Workflow, job_function_name
 from runtime.documents.deployment import Deployment, deployment_of
 
 MANIFEST = "manifest.json"
+SHARED = "@shared"
+"""A snapshot's copy of the spec's ``shared`` folder (no job name holds an ``@``)."""
 KEY_CHARS = 16
 SKIPPED_PARTS = frozenset({"__pycache__"})
 """What a job folder holds that is not its code (Python's compiled modules)."""
 
 
-def _code_files(job: Job) -> tuple[str | None, dict[str, bytes]]:
-    """The job's entry file name (None for a folder: ``handler.py`` inside it) and its files,
-    by path relative to its code."""
-    code = Path(str(job.code))
+def _code_files(code: Path) -> tuple[str | None, dict[str, bytes]]:
+    """A job's entry file name (None for a folder: ``handler.py`` inside it) and its files, by
+    path relative to its code (a file, or a folder such as the spec's ``shared``)."""
     if not code.is_dir():
         return code.name, {code.name: code.read_bytes()}
     files = {
@@ -59,9 +60,11 @@ class CodeSnapshots:
         contents: dict[str, dict[str, bytes]] = {}
         for job in workflow.jobs():
             if job.runs_code and job.code is not None:
-                entry, files = _code_files(job)
+                entry, files = _code_files(Path(job.code))
                 contents[job.name] = files
                 jobs[job.name] = {"entry": entry}
+        if workflow.shared is not None:
+            contents[SHARED] = _code_files(Path(workflow.shared))[1]
         manifest = {"definition": workflow.to_document(), "jobs": jobs}
         digest = {
             "manifest": manifest,
@@ -99,6 +102,11 @@ class CodeSnapshots:
             if not target.is_dir():
                 raise
             shutil.rmtree(staging, ignore_errors=True)  # another writer put the same content there
+
+    def shared_folder(self, function: str) -> Path | None:
+        """The snapshot's copy of the spec's ``shared`` folder, if the workflow has one."""
+        folder = self.root / function.rpartition(":")[2] / SHARED
+        return folder if folder.is_dir() else None
 
     def job(self, function: str, name: str) -> Job | None:
         """Job ``name`` as the snapshot ``function`` names it (its settings, and its ``code``

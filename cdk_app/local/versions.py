@@ -18,6 +18,7 @@ from typing import Any
 
 from cdk_app.local.cloud import JobFunction
 from cdk_app.local.jobs import load_fresh_job_handler
+from cdk_app.local.shared_code import put_folder_on_path
 from cdk_app.local.snapshots import CodeSnapshots
 from runtime.definition.loader import check_specs
 from runtime.definition.model import Job, Workflow
@@ -51,7 +52,8 @@ class PinnedFunctions:
         job = self.snapshots.job(function, event.job)
         if job is None:
             return None
-        return JobFunction(job=job, handler=partial(_run_fresh, event.workflow, job))
+        shared = self.snapshots.shared_folder(function)
+        return JobFunction(job=job, handler=partial(_run_fresh, event.workflow, job, shared))
 
     def _pinned_function(self, event: JobEvent) -> str | None:
         run = self.store.read_run(event.run_id)
@@ -70,8 +72,11 @@ class PinnedFunctions:
         return run.deployment.function_of(event.job)
 
 
-def _run_fresh(workflow: str, job: Job, event: dict[str, Any], context: Any) -> Any:
-    """The snapshot's handler, loaded at each invocation as the dev server loads job code."""
+def _run_fresh(workflow: str, job: Job, shared: Path | None, event: dict[str, Any], context: Any) -> Any:
+    """The snapshot's handler, loaded at each invocation as the dev server loads job code, with
+    the snapshot's copy of the shared modules first on the path."""
+    if shared is not None:
+        put_folder_on_path(shared, fresh=True)
     return load_fresh_job_handler(workflow, job)(event, context)
 
 
