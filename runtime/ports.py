@@ -243,3 +243,11 @@ class FunctionVersions(Protocol):
 
     def delete_function(self, function: str) -> None:
         """The function with every version of it."""
+
+    def layer_references(self, function: str) -> set[str]:
+        """The layer version ARNs any version of the function (``$LATEST`` too) is configured with."""
+
+    def layer_versions(self, layer: str) -> list[int]:
+        """The layer's version numbers."""
+
+    def delete_layer_version(self, layer: str, version: int) -> None: ...

@@ -19,7 +19,7 @@ from runtime.aws.lambda_versions import LambdaVersions, PruneError
 from runtime.definition.model import Workflow, job_function_name
 from runtime.documents.deployment import Deployment, deployment_of
 from runtime.errors import RunError
-from runtime.service.prune import prune_versions
+from runtime.service.prune import prune_layers, prune_versions
 from runtime.service.runs import start_run
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
@@ -45,6 +45,9 @@ class FakeVersions:
         self.listed = {name: list(numbers) for name, numbers in versions.items()}
         self.on_list = on_list
         self.deleted: list[tuple[str, int] | str] = []
+        self.layers: dict[str, set[str]] = {}
+        """Function -> the layer version ARNs its versions are configured with."""
+        self.layer_listing: dict[str, list[int]] = {}
 
     def function_names(self, prefix: str) -> list[str]:
         return sorted(name for name in self.listed if name.startswith(prefix))
@@ -60,6 +63,18 @@ class FakeVersions:
 
     def delete_function(self, function: str) -> None:
         self.deleted.append(function)
+
+    def layer_references(self, function: str) -> set[str]:
+        return set(self.layers.get(function, set()))
+
+    def layer_versions(self, layer: str) -> list[int]:
+        numbers = list(self.layer_listing[layer])
+        if self.on_list is not None:
+            self.on_list(layer)
+        return numbers
+
+    def delete_layer_version(self, layer: str, version: int) -> None:
+        self.deleted.append((f"layer {layer}", version))
 
 
 class ReadThenStart:
@@ -235,3 +250,102 @@ def test_the_prune_command_prints_what_it_would_delete(
     assert (result.exit_code, result.stdout) == (0, f"would delete {A}:1\n"), result.stderr
     assert refused.exit_code == 2
     assert "--keep must be at least 1" in refused.stderr
+
+
+# -- the dependency layer --------------------------------------------------------------------------
+
+LAYER = "arn:aws:lambda:eu-west-1:123456789012:layer:Dependencies"
+
+
+def test_layer_versions_no_function_version_uses_are_deleted_keeping_the_newest() -> None:
+    functions = FakeVersions({A: [1, 2], B: [1], "other-orchestrator": [4]})
+    functions.layers = {A: {f"{LAYER}:5"}, B: {f"{LAYER}:2"}, "other-orchestrator": {f"{LAYER}:3"}}
+    functions.layer_listing = {"Dependencies": [1, 2, 3, 4, 5]}
+
+    pruned = prune_layers(functions, DEFINITION, keep=1)
+
+    # 2 and 3 are in use (one by another workflow's function); 5 is the newest
+    assert pruned.versions == (("Dependencies", 1), ("Dependencies", 4))
+    assert pruned.kept_in_use == (("Dependencies", 2), ("Dependencies", 3))
+    assert functions.deleted == [("layer Dependencies", 1), ("layer Dependencies", 4)]
+
+
+def test_a_function_moved_to_another_layer_version_while_it_is_listed_keeps_both() -> None:
+    """Listed first, references read after: a deploy moving A from 2 to 3 meanwhile (its version
+    on 2 retained) leaves both in use."""
+
+    def deploy(listing: str) -> None:
+        functions.layers[A] = {f"{LAYER}:2", f"{LAYER}:3"}
+
+    functions = FakeVersions({A: [1, 2]}, on_list=deploy)
+    functions.layers = {A: {f"{LAYER}:2"}}
+    functions.layer_listing = {"Dependencies": [1, 2, 3]}
+
+    pruned = prune_layers(functions, DEFINITION, keep=1, dry_run=True)
+
+    assert pruned.versions == (("Dependencies", 1),)
+    assert functions.deleted == []
+
+
+def test_the_adapter_reads_layer_references_and_versions_page_by_page() -> None:
+    client = lambda_client()
+    with Stubber(client) as stub:
+        stub.add_response(
+            "list_versions_by_function",
+            {"Versions": [configuration(A) | {"Layers": [{"Arn": f"{LAYER}:4"}]}], "NextMarker": "n"},
+            {"FunctionName": A},
+        )
+        stub.add_response(
+            "list_versions_by_function",
+            {"Versions": [configuration(A, "1") | {"Layers": [{"Arn": f"{LAYER}:3"}]}]},
+            {"FunctionName": A, "Marker": "n"},
+        )
+        stub.add_response(
+            "list_layer_versions", {"LayerVersions": [{"Version": 4}], "NextMarker": "m"}, {"LayerName": "D"}
+        )
+        stub.add_response(
+            "list_layer_versions", {"LayerVersions": [{"Version": 3}]}, {"LayerName": "D", "Marker": "m"}
+        )
+        stub.add_response("delete_layer_version", {}, {"LayerName": "D", "VersionNumber": 3})
+        versions = LambdaVersions(client)
+
+        references = versions.layer_references(A)
+        numbers = versions.layer_versions("D")
+        versions.delete_layer_version("D", 3)
+        stub.assert_no_pending_responses()
+
+    assert references == {f"{LAYER}:3", f"{LAYER}:4"}
+    assert numbers == [3, 4]
+
+
+def test_the_prune_command_with_layers_says_which_layer_versions_it_would_delete(
+    store: MongoStore, mongo_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "w.yaml").write_text("workflow: w\nphases:\n  p:\n    jobs:\n      a: {}\n")
+    client = lambda_client()
+    monkeypatch.setattr("cdk_app.cli.prune.boto3.client", lambda *args, **kwargs: client)
+    on_layer = [configuration(A, "1") | {"Layers": [{"Arn": f"{LAYER}:2"}]}]
+    with Stubber(client) as stub:
+        # prune_versions: A's versions, the newest kept
+        stub.add_response("list_functions", {"Functions": [configuration(A)]}, {})
+        stub.add_response("list_versions_by_function", {"Versions": on_layer}, {"FunctionName": A})
+        # prune_layers: the workflow's layer, its versions, then every function's references
+        stub.add_response("list_functions", {"Functions": [configuration(A)]}, {})
+        stub.add_response("list_versions_by_function", {"Versions": on_layer}, {"FunctionName": A})
+        stub.add_response(
+            "list_layer_versions",
+            {"LayerVersions": [{"Version": number} for number in (1, 2, 3)]},
+            {"LayerName": "Dependencies"},
+        )
+        stub.add_response("list_functions", {"Functions": [configuration(A)]}, {})
+        stub.add_response("list_versions_by_function", {"Versions": on_layer}, {"FunctionName": A})
+        result = cli(
+            "prune", "w", "--keep", "1", "--layers", "--dry-run", "--workflows", str(tmp_path),
+            "--mongo-uri", mongo_uri, "--database", store.settings.database,
+        )  # fmt: skip
+        stub.assert_no_pending_responses()
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == (
+        "would delete layer Dependencies:1\nkept layer Dependencies:2 (a function version uses it)\n"
+    )

@@ -14,7 +14,7 @@ from cdk_app.errors import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, CommandError
 from cdk_app.local.versions import workflow_in_folder
 from cdk_app.project import workflows_dir
 from runtime.aws.lambda_versions import LambdaVersions, PruneError
-from runtime.service.prune import prune_versions
+from runtime.service.prune import prune_layers, prune_versions
 
 DEFAULT_KEEP = 3
 
@@ -38,6 +38,12 @@ def add_prune(subparsers: Subparsers) -> None:
     )
     parser.add_argument("--dry-run", action="store_true", help="say what would be deleted, delete nothing")
     parser.add_argument(
+        "--layers",
+        action="store_true",
+        help="then also the versions of the dependency layer no function version uses, keeping the "
+        "newest N (the layer is every workflow's: this reads every function of the account)",
+    )
+    parser.add_argument(
         "--workflows", metavar="DIR", type=Path, help="the spec folder (default: cdk.json's workflowsDir)"
     )
     parser.add_argument("--region", metavar="REGION", help="the stack's region (default: AWS's own settings)")
@@ -55,7 +61,13 @@ def _prune(args: argparse.Namespace) -> int:
     store = open_store(args)
     try:
         client = boto3.client("lambda", region_name=args.region)
-        pruned = prune_versions(LambdaVersions(client), store, definition, args.keep, dry_run=args.dry_run)
+        lambda_versions = LambdaVersions(client)
+        pruned = prune_versions(lambda_versions, store, definition, args.keep, dry_run=args.dry_run)
+        layers = (
+            prune_layers(lambda_versions, definition, args.keep, dry_run=args.dry_run)
+            if args.layers
+            else None
+        )
     except PruneError as error:
         raise CommandError(str(error), EXIT_PROBLEMS) from error
     except Exception as error:  # boto3 without a region or credentials
@@ -69,6 +81,10 @@ def _prune(args: argparse.Namespace) -> int:
         print(f"{verb} {name} (its job is no longer in the spec)")
     for name, version in pruned.kept_for_runs:
         print(f"kept {name}:{version} (a running run invokes it)")
-    if not (pruned.versions or pruned.functions):
+    for name, version in layers.versions if layers else ():
+        print(f"{verb} layer {name}:{version}")
+    for name, version in layers.kept_in_use if layers else ():
+        print(f"kept layer {name}:{version} (a function version uses it)")
+    if not (pruned.versions or pruned.functions or (layers and layers.versions)):
         print("nothing to prune")
     return EXIT_OK

@@ -59,3 +59,41 @@ class LambdaVersions:
 
     def delete_function(self, function: str) -> None:
         self._call(f"delete {function}", "delete_function", FunctionName=function)
+
+    def layer_references(self, function: str) -> set[str]:
+        arns: set[str] = set()
+        marker: str | None = None
+        while True:
+            page = self._call(
+                f"list the versions of {function}",
+                "list_versions_by_function",
+                FunctionName=function,
+                **({"Marker": marker} if marker else {}),
+            )
+            arns |= {layer["Arn"] for version in page["Versions"] for layer in version.get("Layers", [])}
+            marker = page.get("NextMarker")
+            if not marker:
+                return arns
+
+    def layer_versions(self, layer: str) -> list[int]:
+        numbers: list[int] = []
+        marker: str | None = None
+        while True:
+            page = self._call(
+                f"list the versions of layer {layer}",
+                "list_layer_versions",
+                LayerName=layer,
+                **({"Marker": marker} if marker else {}),
+            )
+            numbers += [int(version["Version"]) for version in page["LayerVersions"]]
+            marker = page.get("NextMarker")
+            if not marker:
+                return sorted(numbers)
+
+    def delete_layer_version(self, layer: str, version: int) -> None:
+        self._call(
+            f"delete version {version} of layer {layer}",
+            "delete_layer_version",
+            LayerName=layer,
+            VersionNumber=version,
+        )

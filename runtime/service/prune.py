@@ -89,3 +89,59 @@ def prune_versions(
         for name in whole:
             functions.delete_function(name)
     return Pruned(versions=tuple(versions), functions=tuple(whole), kept_for_runs=tuple(kept))
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrunedLayers:
+    versions: tuple[tuple[str, int], ...]
+    """(layer, version) deleted, or that would be with ``dry_run``."""
+    kept_in_use: tuple[tuple[str, int], ...]
+    """Versions older than the newest kept only because a function version is configured with them."""
+
+
+def _layer_and_version(arn: str) -> tuple[str, int] | None:
+    """``arn:...:layer:<name>:<version>`` -> (name, version); None for anything else."""
+    head, _, version = arn.rpartition(":")
+    name = head.rpartition(":layer:")[2]
+    return (name, int(version)) if version.isdigit() and ":layer:" in head else None
+
+
+def prune_layers(
+    functions: FunctionVersions, definition: Workflow, keep: int, *, dry_run: bool = False
+) -> PrunedLayers:
+    """Prune the layers ``definition``'s job functions use (the app's dependency layer, shared by
+    every workflow): delete the versions no version of any function in the account is configured
+    with, keeping the newest ``keep``. A run that has not ended invokes function versions (kept by
+    ``prune_versions``), and each keeps its layer version, so no layer version a run may still
+    load is deleted. The versions are listed before the functions' configurations are read: a
+    version published meanwhile is not listed, and a function moved off a version meanwhile keeps
+    it in the retained versions it had. Run it after ``prune_versions``, which frees the layer
+    versions only the deleted function versions used; a dry run counts those as still in use."""
+    if keep < 1:
+        raise RunError(f"--keep must be at least 1 (functions are deployed with the newest), got {keep}")
+    ours = {
+        reference[0]
+        for name in functions.function_names(job_function_prefix(definition.name))
+        for arn in functions.layer_references(name)
+        if (reference := _layer_and_version(arn)) is not None
+    }
+    listed = {layer: functions.layer_versions(layer) for layer in sorted(ours)}
+    # Only now, after the listing.
+    used = {
+        reference
+        for name in functions.function_names("")
+        for arn in functions.layer_references(name)
+        if (reference := _layer_and_version(arn)) is not None and reference[0] in ours
+    }
+    versions: list[tuple[str, int]] = []
+    kept: list[tuple[str, int]] = []
+    for layer, numbers in listed.items():
+        newest = set(sorted(numbers)[-keep:])
+        for number in sorted(numbers):
+            if number in newest:
+                continue
+            (kept if (layer, number) in used else versions).append((layer, number))
+    if not dry_run:
+        for layer, number in versions:
+            functions.delete_layer_version(layer, number)
+    return PrunedLayers(versions=tuple(versions), kept_in_use=tuple(kept))
