@@ -15,9 +15,10 @@ from pathlib import Path
 from aws_cdk import Stage
 
 from constructs import Construct
-from constructs.bundling import install_requirements
+from constructs.bundling import WHEEL_PLATFORM, RequirementsError, install_requirements
 from constructs.lambda_runtime import PYTHON_RUNTIME, RUNTIME_PACKAGE, python_version
 from runtime.definition.model import Job, Workflow
+from runtime.errors import Problem, SpecError
 
 DEFINITION_FILE = "workflow.json"
 """The starter's bundled ``Workflow.to_document()``, named by ``WORKFLOW_DEFINITION_FILE``."""
@@ -106,6 +107,35 @@ class CodeStaging:
                 "name it like a Python identifier other than 'runtime'"
             )
         return folder, f"{module}.{JOB_HANDLER_FUNCTION}"
+
+    def jobs(self) -> dict[str, tuple[str, str]]:
+        """Job name -> (asset folder, ``JOB_HANDLER``) for jobs with code, staged before any
+        resource exists so every job whose requirements cannot be installed is reported at once."""
+        workflow = self._workflow
+        staged: dict[str, tuple[str, str]] = {}
+        problems: list[Problem] = []
+        for job in workflow.jobs():
+            if job.code is None:
+                continue
+            try:
+                folder, entry = self.job(job)
+            except RequirementsError as error:
+                package = f"{error.requirement!r}" if error.requirement else "its packages"
+                problems.append(
+                    Problem(
+                        workflow.source or workflow.name,
+                        f"$.phases.{job.phase}.jobs.{job.name}.code",
+                        f"{job.code}/{JOB_REQUIREMENTS_FILE}: job {job.name!r} needs {package}, which pip "
+                        f"cannot install for Python {python_version(PYTHON_RUNTIME)} on {WHEEL_PLATFORM} "
+                        f"({error.detail}); pin a version published as a wheel for that platform, "
+                        "or remove it",
+                    )
+                )
+                continue
+            staged[job.name] = (str(folder), entry)
+        if problems:
+            raise SpecError(problems)
+        return staged
 
     def _copy_runtime(self, folder: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)

@@ -11,7 +11,6 @@ from typing import cast
 from aws_cdk import Acknowledgment, ArnFormat, Duration, Names, NestedStack, Stack, Validations
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
@@ -23,13 +22,13 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
-from constructs.bundling import WHEEL_PLATFORM, RequirementsError
 from constructs.connection import status_key_secret
 from constructs.database_access import DatabaseAccess, FunctionClass, workflow_database_access
-from constructs.event_rules import event_pattern
+from constructs.event_rules import RULE_MAX_EVENT_AGE, RULE_RETRY_ATTEMPTS, workflow_rules
 from constructs.job_environment import environment_problems
-from constructs.lambda_code import DEFINITION_FILE, JOB_REQUIREMENTS_FILE, CodeStaging
-from constructs.lambda_runtime import ARCHITECTURE, PYTHON_RUNTIME, python_version
+from constructs.job_permissions import grant_spec_permissions
+from constructs.lambda_code import DEFINITION_FILE, CodeStaging
+from constructs.lambda_runtime import ARCHITECTURE, PYTHON_RUNTIME
 from constructs.monitoring import (
     notification_topic,
     reconciler_alarm,
@@ -40,9 +39,9 @@ from constructs.networking import PrivateNetwork, in_network
 from constructs.start_schedule import start_schedule
 from constructs.timers import scheduler_principal, timer_schedule
 from constructs.versions import pin_runs_to_versions, publish_versions, retain, version_options
-from runtime import contracts, patterns
+from runtime import contracts
 from runtime.definition import model
-from runtime.errors import Problem, SpecError
+from runtime.errors import SpecError
 from runtime.store.settings import StoreSettings
 
 SHARED_JOB_ROLE = "JobRole"
@@ -61,14 +60,6 @@ JOB_ASYNC_RETRY_ATTEMPTS = model.JOB_ASYNC_RETRIES
 JOB_MAX_EVENT_AGE = Duration.hours(6)
 """How long Lambda keeps trying to start a throttled job before the on-failure destination
 reports it failed to the orchestrator (the run never waits forever)."""
-
-RULE_RETRY_ATTEMPTS = 8
-"""EventBridge delivery retries to a rule's target (and Scheduler's to the starter, on the
-workflow's schedule) before the event goes to the dead-letter queue."""
-
-RULE_MAX_EVENT_AGE = Duration.hours(2)
-"""How long EventBridge (and Scheduler, for the workflow's schedule) keeps retrying a target
-before the dead-letter queue."""
 
 SYSTEM_FUNCTION_TIMEOUT = Duration.seconds(contracts.SYSTEM_FUNCTION_TIMEOUT_SECONDS)
 """Of the orchestrator, notifier and starter: each handles one event."""
@@ -110,33 +101,6 @@ def function_name(workflow: str, role: str) -> str:
 def job_stack_index(job: str) -> int:
     """The nested stack a job's function lives in: stable for the job's lifetime."""
     return int.from_bytes(hashlib.sha256(job.encode()).digest()[:4], "big") % JOB_STACKS
-
-
-def _spec_wildcards(job: model.Job) -> list[Acknowledgment]:
-    """cdk-nag flags every ``*`` in a statement; the loader lets a spec's ``permissions`` use one only
-    to complete a name (never a bare ``*``), so the spec itself is the evidence asked for."""
-    findings = sorted(
-        {
-            f"Action::{action}"
-            for permission in job.permissions
-            for action in permission.actions
-            if "*" in action
-        }
-        | {
-            f"Resource::{resource}"
-            for permission in job.permissions
-            for resource in permission.resources
-            if "*" in resource
-        }
-    )
-    return [
-        Acknowledgment(
-            id=f"AwsSolutions-IAM5[{finding}]",
-            reason=f"Written in the spec for job {job.name} alone ($.phases.{job.phase}.jobs.{job.name}"
-            ".permissions); the loader admits a wildcard only where it completes a name.",
-        )
-        for finding in findings
-    ]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -189,7 +153,7 @@ class Workflow(Construct):
             self, workflow.name, props.store, props.database, props.secret
         )
         self._staging = CodeStaging(self, workflow)
-        self._job_code = self._stage_job_code()
+        self._job_code = self._staging.jobs()
         self._runtime_code: dict[int | None, lambda_.Code] = {}
         self._status_key = props.status_key or status_key_secret(self, "StatusKey")
 
@@ -272,7 +236,18 @@ class Workflow(Construct):
 
         self._timer_schedule: scheduler.Schedule | None = None
         self._reconciler, self._reconcile_schedule = self._reconciler_on_schedule()
-        self._rules = MappingProxyType(self._create_rules())
+        self._rules = MappingProxyType(
+            workflow_rules(
+                self,
+                workflow,
+                store=props.store,
+                event_bus=props.event_bus,
+                source_prefix=props.event_source_prefix,
+                orchestrator=self._orchestrator,
+                notifier=self._notifier,
+                dead_letter_queue=self._dead_letter_queue,
+            )
+        )
         self._start_schedule = (
             None
             if workflow.schedule is None
@@ -408,35 +383,6 @@ class Workflow(Construct):
         if name_or_arn.startswith("arn:"):
             return secretsmanager.Secret.from_secret_complete_arn(self, "SlackWebhook", name_or_arn)
         return secretsmanager.Secret.from_secret_name_v2(self, "SlackWebhook", name_or_arn)
-
-    def _stage_job_code(self) -> dict[str, tuple[str, str]]:
-        """Job name -> (asset folder, ``JOB_HANDLER``) for jobs with code, staged before any
-        resource exists so every job whose requirements cannot be installed is reported at once."""
-        workflow = self._props.workflow
-        staged: dict[str, tuple[str, str]] = {}
-        problems: list[Problem] = []
-        for job in workflow.jobs():
-            if job.code is None:
-                continue
-            try:
-                folder, entry = self._staging.job(job)
-            except RequirementsError as error:
-                package = f"{error.requirement!r}" if error.requirement else "its packages"
-                problems.append(
-                    Problem(
-                        workflow.source or workflow.name,
-                        f"$.phases.{job.phase}.jobs.{job.name}.code",
-                        f"{job.code}/{JOB_REQUIREMENTS_FILE}: job {job.name!r} needs {package}, which pip "
-                        f"cannot install for Python {python_version(PYTHON_RUNTIME)} on {WHEEL_PLATFORM} "
-                        f"({error.detail}); pin a version published as a wheel for that platform, "
-                        "or remove it",
-                    )
-                )
-                continue
-            staged[job.name] = (str(folder), entry)
-        if problems:
-            raise SpecError(problems)
-        return staged
 
     def _code(self, stack_index: int | None) -> lambda_.Code:
         """One runtime-only ``Code`` per stack: CDK binds a ``Code`` to a single stack."""
@@ -580,11 +526,8 @@ class Workflow(Construct):
         )
         self._database.grant(role, "job")
         self._log_group.grant_write(role)
-        for permission in job.permissions:
-            role.add_to_policy(
-                iam.PolicyStatement(actions=list(permission.actions), resources=list(permission.resources))
-            )
-        Validations.of(role).acknowledge(*self._on_failure_acknowledgments, *_spec_wildcards(job))
+        grant_spec_permissions(role, job)
+        Validations.of(role).acknowledge(*self._on_failure_acknowledgments)
         return role
 
     def _job_function(self, job: model.Job) -> lambda_.Function:
@@ -646,46 +589,4 @@ class Workflow(Construct):
             resource="function",
             resource_name=model.job_function_prefix(self._props.workflow.name) + "*",
             arn_format=ArnFormat.COLON_RESOURCE_NAME,
-        )
-
-    def _create_rules(self) -> dict[str, events.Rule]:
-        workflow = self._props.workflow
-        # Only the trigger's events: its source, the configured database (runtime.patterns).
-        origin = {
-            "database": self._props.store.database,
-            "statuses_collection": self._props.store.statuses_collection,
-            "source_prefix": self._props.event_source_prefix,
-        }
-        rules = {
-            "orchestrator": events.Rule(
-                self,
-                "OrchestratorRule",
-                description=f"Status events that advance runs of {workflow.name}",
-                event_bus=self._props.event_bus,
-                event_pattern=event_pattern(patterns.orchestrator_pattern(workflow.name, **origin)),
-                targets=[self._rule_target(self._orchestrator)],
-            )
-        }
-        if workflow.notify.on:
-            rules["notifier"] = events.Rule(
-                self,
-                "NotifierRule",
-                description=f"Status events of {workflow.name} that people are told about",
-                event_bus=self._props.event_bus,
-                event_pattern=event_pattern(
-                    patterns.notifier_pattern(workflow.name, workflow.notify.on, **origin)
-                ),
-                targets=[self._rule_target(self._notifier)],
-            )
-        return rules
-
-    def _rule_target(
-        self, function: lambda_.IFunction, event: events.RuleTargetInput | None = None
-    ) -> targets.LambdaFunction:
-        return targets.LambdaFunction(
-            function,
-            event=event,
-            dead_letter_queue=self._dead_letter_queue,
-            retry_attempts=RULE_RETRY_ATTEMPTS,
-            max_event_age=RULE_MAX_EVENT_AGE,
         )
