@@ -16,7 +16,9 @@ from cdk_nag import AwsSolutionsChecks
 from cdk_app.config import AppConfig, ConfigError
 from constructs import Construct
 from constructs.bundling import DependencyLayer, DependencyLayerProps
-from constructs.connection import connection_secret, status_key_secret
+from constructs.connection import status_key_secret
+from constructs.database_access import DatabaseAccess, PasswordAuth
+from constructs.networking import PrivateNetwork
 from constructs.trigger import StatusEvents, StatusEventsProps, consumed_statuses
 from constructs.workflow import Workflow, WorkflowProps
 from runtime.definition import model
@@ -55,9 +57,11 @@ class SharedStack(Stack):
         )
         dependencies = DependencyLayer(self, "Dependencies", DependencyLayerProps())
         self.layer = dependencies.layer
-        self.secret = connection_secret(
-            self, "MongoDbSecret", secret_arn=config.secret_arn, secret_name=config.secret_name
-        )
+        self.database = DatabaseAccess(self, "Database", config.database, config.store)
+        self.secret = self.database.secret
+        """The connection-string secret in password mode; ``None`` in IAM mode."""
+        self.network = PrivateNetwork(self, "Network", config.vpc) if config.vpc is not None else None
+        """The VPC every function runs in, and the Atlas private endpoint (context key ``vpc``)."""
         self.status_key = status_key_secret(self, "StatusKey")
         self.status_events = StatusEvents(
             self,
@@ -72,6 +76,8 @@ class SharedStack(Stack):
             config.secret_arn,
             config.secret_name,
         ]
+        if not isinstance(config.database, PasswordAuth) or config.database.kms_key_arn or config.vpc:
+            handed_out += [repr(config.database), repr(config.vpc)]  # only then: today's hash is kept
         self._version = hashlib.sha256(json.dumps(handed_out).encode()).hexdigest()[:16]
         CfnOutput(
             self,
@@ -79,12 +85,13 @@ class SharedStack(Stack):
             value=self.status_key.secret_arn,
             description="The status signing key: operators set WORKFLOWS_STATUS_KEY_SECRET_ARN to this",
         )
-        CfnOutput(
-            self,
-            "MongoDbSecretArn",
-            value=self.secret.secret_arn,
-            description="Put the MongoDB connection string here (aws secretsmanager put-secret-value)",
-        )
+        if self.secret is not None:
+            CfnOutput(
+                self,
+                "MongoDbSecretArn",
+                value=self.secret.secret_arn,
+                description="Put the MongoDB connection string here (aws secretsmanager put-secret-value)",
+            )
 
     @property
     def version(self) -> str:
@@ -117,8 +124,9 @@ def build(app: App, config: AppConfig, workflows: Sequence[model.Workflow]) -> W
                 workflow=workflow,
                 event_bus=shared.status_events.event_bus,
                 event_source_prefix=shared.status_events.source_prefix,
-                secret=shared.secret,
                 status_key=shared.status_key,
+                database=shared.database,
+                network=shared.network,
                 layer=shared.layer,
                 store=config.store,
                 reconcile_schedule=config.reconcile_schedule,
@@ -132,12 +140,21 @@ def build(app: App, config: AppConfig, workflows: Sequence[model.Workflow]) -> W
 
 def add_outputs(stack: Stack, workflow: Workflow, shared: SharedStack) -> None:
     """What ``cdk deploy`` prints: enough to start a run, read its logs and set the secret."""
-    for output_id, value, description in (
+    outputs = [
         ("StarterFunctionName", workflow.starter.function_name, "Invoke to start a run"),
         ("TopicArn", workflow.topic.topic_arn, "Notifications and alarms"),
-        ("MongoDbSecretArn", shared.secret.secret_arn, "The MongoDB connection string every function reads"),
         ("LogGroupName", workflow.log_group.log_group_name, "Every function of the workflow logs here"),
-    ):
+    ]
+    if shared.secret is not None:
+        outputs.insert(
+            2,
+            (
+                "MongoDbSecretArn",
+                shared.secret.secret_arn,
+                "The MongoDB connection string every function reads",
+            ),
+        )
+    for output_id, value, description in outputs:
         CfnOutput(stack, output_id, value=value, description=description)
 
 

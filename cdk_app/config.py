@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from constructs import Node
+from constructs.database_access import DatabaseAuth, IamAuth, PasswordAuth
+from constructs.networking import CREATE_VPC, VpcPlacement
 from constructs.trigger import AtlasTrigger, ExistingEventBus, PartnerEventSource, TriggerWiring
 from runtime.errors import Problem, ProblemsError
 from runtime.store.settings import StoreSettings
@@ -30,12 +32,25 @@ SCHEDULE_EXPRESSION = re.compile(
 DEFAULT_RECONCILE_SCHEDULE = "rate(5 minutes)"
 
 ATLAS_IDS = {"atlasProjectId": "project_id", "atlasAppId": "app_id", "atlasServiceId": "service_id"}
-"""Context keys that select the ``atlas`` wiring, all three together."""
+"""Context keys of the ``atlas`` wiring, all three together. ``atlasProjectId`` alone serves IAM
+mode and the private endpoint; ``atlasAppId`` or ``atlasServiceId`` select the wiring."""
+
+MONGODB_AUTH_MODES = ("iam", "password")
+"""``mongodbAuth``: database users for the functions' IAM roles, or the connection-string secret."""
+
+KMS_KEY_ARN = re.compile(r"arn:[\w-]+:kms:[\w-]+:\d{12}:key/[\w-]+")
+"""A KMS key by ARN (an alias ARN names no key a policy can grant)."""
+
+VPC_ID = re.compile(r"vpc-[0-9a-f]{8,17}")
+SUBNET_ID = re.compile(r"subnet-[0-9a-f]{8,17}")
 
 CONTEXT_KEYS = (
     "workflowsDir",
+    "mongodbAuth",
+    "mongodbUri",
     "mongodbSecretArn",
     "mongodbSecretName",
+    "mongodbSecretKmsKeyArn",
     "mongodbDatabase",
     "runsCollection",
     "statusesCollection",
@@ -47,6 +62,8 @@ CONTEXT_KEYS = (
     "eventBus",
     "eventSourcePrefix",
     "reconcileSchedule",
+    "vpc",
+    "vpcSubnetIds",
 )
 
 DEFAULT_WIRING = ExistingEventBus(name_or_arn="default")
@@ -81,6 +98,12 @@ class AppConfig:
     """From the Atlas ids, ``partnerEventSource`` or ``eventBus``; default the ``default`` bus."""
     reconcile_schedule: str = DEFAULT_RECONCILE_SCHEDULE
     """How often each workflow's reconciler runs (``reconcileSchedule``); default every 5 minutes."""
+    database: DatabaseAuth = PasswordAuth()
+    """How the functions sign in to MongoDB (``mongodbAuth`` and the keys it reads, see
+    ``_database``); default the password secret the app creates, since IAM mode needs the Atlas
+    project id and the cluster's address, which a synth without them cannot know."""
+    vpc: VpcPlacement | None = None
+    """Private networking (``vpc``, ``vpcSubnetIds``); default none: functions outside any VPC."""
 
     @classmethod
     def from_context(cls, node: Node) -> AppConfig:
@@ -89,7 +112,11 @@ class AppConfig:
 
     @classmethod
     def from_mapping(cls, context: Mapping[str, object]) -> AppConfig:
-        values = {key: str(value) for key, value in context.items() if value not in (None, "")}
+        values = {
+            key: ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+            for key, value in context.items()
+            if value not in (None, "")
+        }  # a list (vpcSubnetIds in cdk.json) reads like its comma-separated form
         problems: list[Problem] = []
         if "mongodbSecretArn" in values and "mongodbSecretName" in values:
             problems.append(_problem("give mongodbSecretArn or mongodbSecretName, not both"))
@@ -124,8 +151,12 @@ class AppConfig:
                     "or cron(<6 fields>), e.g. rate(5 minutes)"
                 )
             )
-        wiring, wiring_problems = _wiring(values)
-        problems += wiring_problems
+        database, database_problems = _database(values)
+        vpc, vpc_problems = _vpc(values)
+        wiring, wiring_problems = _wiring(
+            values, project_id_used=isinstance(database, IamAuth) or vpc is not None
+        )
+        problems += database_problems + vpc_problems + wiring_problems
         if problems:
             raise ConfigError(problems)
         return cls(
@@ -135,11 +166,127 @@ class AppConfig:
             store=store,
             wiring=wiring,
             reconcile_schedule=schedule,
+            database=database,
+            vpc=vpc,
         )
 
 
-def _wiring(values: Mapping[str, str]) -> tuple[TriggerWiring, list[Problem]]:
+def _database(values: Mapping[str, str]) -> tuple[DatabaseAuth, list[Problem]]:
+    """``mongodbAuth`` when given; otherwise password mode when a secret is named, IAM mode when
+    ``mongodbUri`` is given, and else password mode with a secret the app creates (a synth with
+    no context knows no cluster to sign in to)."""
+    secret_keys = [key for key in ("mongodbSecretArn", "mongodbSecretName") if key in values]
+    mode = values.get("mongodbAuth", "password" if secret_keys or "mongodbUri" not in values else "iam")
+    if mode not in MONGODB_AUTH_MODES:
+        return PasswordAuth(), [_problem(f"mongodbAuth must be iam or password, not {mode!r}")]
+    kms_key = values.get("mongodbSecretKmsKeyArn")
+    if mode == "password":
+        problems = []
+        if "mongodbUri" in values:
+            problems.append(
+                _problem(
+                    "mongodbUri only applies with mongodbAuth=iam; in password mode the secret holds the URI"
+                )
+            )
+        if kms_key is not None and not secret_keys:
+            problems.append(
+                _problem(
+                    "mongodbSecretKmsKeyArn only applies with mongodbSecretArn or mongodbSecretName: "
+                    "the secret the app creates is encrypted with Secrets Manager's own key"
+                )
+            )
+        elif kms_key is not None and not KMS_KEY_ARN.fullmatch(kms_key):
+            problems.append(
+                _problem(
+                    f"mongodbSecretKmsKeyArn {kms_key!r} is not a KMS key ARN "
+                    "(arn:<partition>:kms:<region>:<account>:key/<key id>)"
+                )
+            )
+        password = PasswordAuth(
+            secret_arn=values.get("mongodbSecretArn"),
+            secret_name=values.get("mongodbSecretName"),
+            kms_key_arn=kms_key,
+        )
+        return password, problems
+    problems = [
+        _problem(f"{key} is the password secret's; mongodbAuth=iam reads no secret")
+        for key in (*secret_keys, "mongodbSecretKmsKeyArn")
+        if key in values
+    ]
+    uri = values.get("mongodbUri", "")
+    if not uri:
+        problems.append(
+            _problem("mongodbAuth=iam needs mongodbUri, the cluster's address (mongodb+srv://<cluster host>)")
+        )
+    elif not uri.startswith(("mongodb://", "mongodb+srv://")) or "@" in uri.split("/")[2]:
+        problems.append(
+            _problem(
+                "mongodbUri must be the cluster's mongodb+srv:// (or mongodb://) address without a user or "
+                "password: in IAM mode each function signs in with its AWS role"
+            )
+        )
+    if "atlasProjectId" not in values:
+        problems.append(
+            _problem(
+                "mongodbAuth=iam needs atlasProjectId: the database users and roles are made in that project"
+            )
+        )
+    auth = IamAuth(
+        project_id=values.get("atlasProjectId", ""),
+        cluster_uri=uri,
+        profile=values.get("atlasProfile", IamAuth.profile),
+    )
+    return auth, problems
+
+
+def _vpc(values: Mapping[str, str]) -> tuple[VpcPlacement | None, list[Problem]]:
+    """``vpc``: ``create``, or an existing VPC's id with its private subnets in ``vpcSubnetIds``
+    (given, not looked up, so synth needs no AWS account)."""
+    vpc = values.get("vpc")
+    subnets = [subnet.strip() for subnet in values.get("vpcSubnetIds", "").split(",") if subnet.strip()]
+    if vpc is None:
+        if subnets:
+            return None, [_problem("vpcSubnetIds only applies with vpc")]
+        return None, []
+    problems = []
+    if "atlasProjectId" not in values:
+        problems.append(
+            _problem("vpc needs atlasProjectId: the Atlas private endpoint is made in that project")
+        )
+    if vpc == CREATE_VPC:
+        if subnets:
+            problems.append(
+                _problem("vpcSubnetIds only applies with an existing vpc (vpc-...), not vpc=create")
+            )
+        return VpcPlacement(
+            project_id=values.get("atlasProjectId", ""), profile=values.get("atlasProfile", "default")
+        ), problems
+    if not VPC_ID.fullmatch(vpc):
+        problems.append(_problem(f"vpc must be create or a VPC id (vpc-...), not {vpc!r}"))
+    bad = [subnet for subnet in subnets if not SUBNET_ID.fullmatch(subnet)]
+    if not subnets:
+        problems.append(
+            _problem(f"vpc={vpc} needs vpcSubnetIds: its private subnets, comma-separated (subnet-...)")
+        )
+    elif bad:
+        problems.append(
+            _problem(f"vpcSubnetIds has {', '.join(map(repr, bad))}, not a subnet id (subnet-...)")
+        )
+    placement = VpcPlacement(
+        project_id=values.get("atlasProjectId", ""),
+        profile=values.get("atlasProfile", "default"),
+        vpc_id=vpc,
+        subnet_ids=tuple(subnets),
+    )
+    return placement, problems
+
+
+def _wiring(
+    values: Mapping[str, str], *, project_id_used: bool = False
+) -> tuple[TriggerWiring, list[Problem]]:
     given_ids = [key for key in ATLAS_IDS if key in values]
+    if project_id_used and given_ids == ["atlasProjectId"]:
+        given_ids = []  # the project id alone serves IAM mode or the private endpoint
     modes = [
         name
         for name, selected in (
@@ -169,7 +316,11 @@ def _wiring(values: Mapping[str, str]) -> tuple[TriggerWiring, list[Problem]]:
             profile=values.get("atlasProfile", defaults.profile),
             name=values.get("atlasTriggerName", defaults.name),
         ), []
-    stray = [key for key in ("atlasProfile", "atlasTriggerName") if key in values]
+    stray = [
+        key
+        for key in ("atlasProfile", "atlasTriggerName")
+        if key in values and not (key == "atlasProfile" and project_id_used)
+    ]
     if stray:
         return DEFAULT_WIRING, [_problem(f"{', '.join(stray)} only apply with {', '.join(ATLAS_IDS)}")]
     bus_exists = values.get("partnerEventBusExists", "false")

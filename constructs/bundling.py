@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import jsii
-from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling, Stage
+from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling, RemovalPolicy, Stage
 from aws_cdk import aws_lambda as lambda_
 
 from constructs import Construct
@@ -180,6 +180,8 @@ class DependencyLayer(Construct):
             ),
             compatible_runtimes=[props.runtime],
             compatible_architectures=[ARCHITECTURE],
+            # A workflow stack whose update fails rolls its functions back onto the version before.
+            removal_policy=RemovalPolicy.RETAIN,
             description=f"Run-time dependencies ({props.requirements.name}) for Python {target_python}",
         )
 

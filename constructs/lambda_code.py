@@ -15,9 +15,10 @@ from pathlib import Path
 from aws_cdk import Stage
 
 from constructs import Construct
-from constructs.bundling import install_requirements
+from constructs.bundling import WHEEL_PLATFORM, RequirementsError, install_requirements
 from constructs.lambda_runtime import PYTHON_RUNTIME, RUNTIME_PACKAGE, python_version
 from runtime.definition.model import Job, Workflow
+from runtime.errors import Problem, SpecError
 
 DEFINITION_FILE = "workflow.json"
 """The starter's bundled ``Workflow.to_document()``, named by ``WORKFLOW_DEFINITION_FILE``."""
@@ -71,7 +72,8 @@ class CodeStaging:
         """The runtime package plus the job's own code; returns the folder and ``JOB_HANDLER``.
 
         A file ``fish.py`` becomes the module ``fish``; a folder's contents are copied to the top
-        level and its ``handler.py`` is the entry module. A folder's ``requirements.txt`` is
+        level and its ``handler.py`` is the entry module. The workflow's ``shared`` folder's
+        contents are copied to the top level of every job's folder. A folder's ``requirements.txt`` is
         installed for Lambda into the top level too (Lambda puts it on ``sys.path``); raises
         ``RequirementsError`` when pip cannot.
         """
@@ -80,6 +82,10 @@ class CodeStaging:
         source = Path(job.code)
         folder = self._root / "jobs" / job.name
         self._copy_runtime(folder)
+        if self._workflow.shared is not None:
+            # The workflow's shared modules sit at the top level too (the loader refuses a job
+            # module that has a shared module's name).
+            shutil.copytree(self._workflow.shared, folder, dirs_exist_ok=True, ignore=_BUILD_ONLY)
         if source.is_file():
             module = source.stem
             shutil.copy2(source, folder / source.name)
@@ -101,6 +107,35 @@ class CodeStaging:
                 "name it like a Python identifier other than 'runtime'"
             )
         return folder, f"{module}.{JOB_HANDLER_FUNCTION}"
+
+    def jobs(self) -> dict[str, tuple[str, str]]:
+        """Job name -> (asset folder, ``JOB_HANDLER``) for jobs with code, staged before any
+        resource exists so every job whose requirements cannot be installed is reported at once."""
+        workflow = self._workflow
+        staged: dict[str, tuple[str, str]] = {}
+        problems: list[Problem] = []
+        for job in workflow.jobs():
+            if job.code is None:
+                continue
+            try:
+                folder, entry = self.job(job)
+            except RequirementsError as error:
+                package = f"{error.requirement!r}" if error.requirement else "its packages"
+                problems.append(
+                    Problem(
+                        workflow.source or workflow.name,
+                        f"$.phases.{job.phase}.jobs.{job.name}.code",
+                        f"{job.code}/{JOB_REQUIREMENTS_FILE}: job {job.name!r} needs {package}, which pip "
+                        f"cannot install for Python {python_version(PYTHON_RUNTIME)} on {WHEEL_PLATFORM} "
+                        f"({error.detail}); pin a version published as a wheel for that platform, "
+                        "or remove it",
+                    )
+                )
+                continue
+            staged[job.name] = (str(folder), entry)
+        if problems:
+            raise SpecError(problems)
+        return staged
 
     def _copy_runtime(self, folder: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)

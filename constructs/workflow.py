@@ -6,12 +6,11 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, cast
+from typing import cast
 
 from aws_cdk import Acknowledgment, ArnFormat, Duration, Names, NestedStack, Stack, Validations
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
@@ -23,22 +22,26 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
-from constructs.bundling import WHEEL_PLATFORM, RequirementsError
 from constructs.connection import status_key_secret
-from constructs.event_rules import event_pattern
+from constructs.database_access import DatabaseAccess, FunctionClass, workflow_database_access
+from constructs.event_rules import RULE_MAX_EVENT_AGE, RULE_RETRY_ATTEMPTS, workflow_rules
 from constructs.job_environment import environment_problems
-from constructs.lambda_code import DEFINITION_FILE, JOB_REQUIREMENTS_FILE, CodeStaging
-from constructs.lambda_runtime import ARCHITECTURE, PYTHON_RUNTIME, python_version
+from constructs.job_permissions import grant_spec_permissions
+from constructs.lambda_code import DEFINITION_FILE, CodeStaging
+from constructs.lambda_runtime import ARCHITECTURE, PYTHON_RUNTIME
 from constructs.monitoring import (
     notification_topic,
     reconciler_alarm,
     rejected_statuses_alarm,
     workflow_alarms,
 )
+from constructs.networking import PrivateNetwork, in_network
+from constructs.start_schedule import start_schedule
 from constructs.timers import scheduler_principal, timer_schedule
-from runtime import contracts, patterns
+from constructs.versions import pin_runs_to_versions, publish_versions, retain, version_options
+from runtime import contracts
 from runtime.definition import model
-from runtime.errors import Problem, SpecError
+from runtime.errors import SpecError
 from runtime.store.settings import StoreSettings
 
 SHARED_JOB_ROLE = "JobRole"
@@ -46,8 +49,10 @@ SHARED_JOB_ROLE = "JobRole"
 
 JOB_STACKS = 8
 """Nested stacks the job functions are spread over, by a hash of the job name. Fixed, so adding a
-job never moves another. At 4 resources per job (function, invoke config, and a role and policy
-for a job with ``permissions``) the fullest of the 8 holds 312 of 500 at 500 jobs: room for 800+."""
+job never moves another. At up to 6 resources per job (function and version, each with its invoke
+config; and a role and policy for a job with ``permissions``) the fullest of the 8 holds 468 of
+its 500 resources at 500 jobs with permissions (and 78 of its 200 outputs, a version number
+each): room for about 530 such jobs, more without permissions."""
 
 JOB_ASYNC_RETRY_ATTEMPTS = model.JOB_ASYNC_RETRIES
 """Lambda's own retries of a job invocation: none, every retry is the orchestrator's."""
@@ -55,12 +60,6 @@ JOB_ASYNC_RETRY_ATTEMPTS = model.JOB_ASYNC_RETRIES
 JOB_MAX_EVENT_AGE = Duration.hours(6)
 """How long Lambda keeps trying to start a throttled job before the on-failure destination
 reports it failed to the orchestrator (the run never waits forever)."""
-
-RULE_RETRY_ATTEMPTS = 8
-"""EventBridge delivery retries to a rule's target before the event goes to the dead-letter queue."""
-
-RULE_MAX_EVENT_AGE = Duration.hours(2)
-"""How long EventBridge keeps retrying a rule's target before the dead-letter queue."""
 
 SYSTEM_FUNCTION_TIMEOUT = Duration.seconds(contracts.SYSTEM_FUNCTION_TIMEOUT_SECONDS)
 """Of the orchestrator, notifier and starter: each handles one event."""
@@ -104,33 +103,6 @@ def job_stack_index(job: str) -> int:
     return int.from_bytes(hashlib.sha256(job.encode()).digest()[:4], "big") % JOB_STACKS
 
 
-def _spec_wildcards(job: model.Job) -> list[Acknowledgment]:
-    """cdk-nag flags every ``*`` in a statement; the loader lets a spec's ``permissions`` use one only
-    to complete a name (never a bare ``*``), so the spec itself is the evidence asked for."""
-    findings = sorted(
-        {
-            f"Action::{action}"
-            for permission in job.permissions
-            for action in permission.actions
-            if "*" in action
-        }
-        | {
-            f"Resource::{resource}"
-            for permission in job.permissions
-            for resource in permission.resources
-            if "*" in resource
-        }
-    )
-    return [
-        Acknowledgment(
-            id=f"AwsSolutions-IAM5[{finding}]",
-            reason=f"Written in the spec for job {job.name} alone ($.phases.{job.phase}.jobs.{job.name}"
-            ".permissions); the loader admits a wildcard only where it completes a name.",
-        )
-        for finding in findings
-    ]
-
-
 @dataclass(frozen=True, kw_only=True)
 class WorkflowProps:
     workflow: model.Workflow
@@ -140,12 +112,18 @@ class WorkflowProps:
     event_source_prefix: str = contracts.PARTNER_SOURCE_PREFIX
     """What the ``source`` of the status events begins with (``StatusEvents.source_prefix``); the
     rules accept no other. Default the Atlas partner sources' prefix."""
-    secret: secretsmanager.ISecret
-    """Secrets Manager secret holding the MongoDB connection string (the URI, or JSON with ``uri``)."""
+    database: DatabaseAccess | None = None
+    """How the functions sign in to MongoDB (``constructs.database_access``, the shared stack's);
+    give this or ``secret``."""
+    secret: secretsmanager.ISecret | None = None
+    """Password mode with this Secrets Manager secret holding the MongoDB connection string (the
+    URI, or JSON with ``uri``); give this or ``database``."""
     layer: lambda_.ILayerVersion
     """The shared dependency layer (``constructs.bundling.DependencyLayer``)."""
     store: StoreSettings = StoreSettings()
     """Database and collection names; default ``StoreSettings()`` (the seed's names)."""
+    network: PrivateNetwork | None = None
+    """Private subnets for every function (context key ``vpc``); default none."""
     reconcile_schedule: str = "rate(5 minutes)"
     """How often the reconciler repairs runs whose events were lost (an EventBridge schedule
     expression, context key ``reconcileSchedule``); default every 5 minutes."""
@@ -171,8 +149,11 @@ class Workflow(Construct):
                 f"WorkflowProps.own_roles names {', '.join(unknown)}, not jobs of workflow "
                 f"{workflow.name!r} (its jobs are {', '.join(sorted(job.name for job in workflow.jobs()))})"
             )
+        self._database = workflow_database_access(
+            self, workflow.name, props.store, props.database, props.secret
+        )
         self._staging = CodeStaging(self, workflow)
-        self._job_code = self._stage_job_code()
+        self._job_code = self._staging.jobs()
         self._runtime_code: dict[int | None, lambda_.Code] = {}
         self._status_key = props.status_key or status_key_secret(self, "StatusKey")
 
@@ -242,10 +223,43 @@ class Workflow(Construct):
             raise SpecError(too_large)
         self._job_roles = MappingProxyType({job.name: self._job_role(job) for job in coded})
         self._job_functions = MappingProxyType({job.name: self._job_function(job) for job in coded})
+        # Removing a job from the spec must not delete what a run in flight still invokes.
+        retain(*self._job_functions.values(), *self._job_roles.values())
+        self._job_versions = MappingProxyType(
+            dict(zip(self._job_functions, publish_versions(list(self._job_functions.values())), strict=True))
+        )
+        pin_runs_to_versions(
+            self._starter,
+            list(self._job_versions.values()),
+            [child for child in self.node.children if isinstance(child, NestedStack)],
+        )
 
         self._timer_schedule: scheduler.Schedule | None = None
         self._reconciler, self._reconcile_schedule = self._reconciler_on_schedule()
-        self._rules = MappingProxyType(self._create_rules())
+        self._rules = MappingProxyType(
+            workflow_rules(
+                self,
+                workflow,
+                store=props.store,
+                event_bus=props.event_bus,
+                source_prefix=props.event_source_prefix,
+                orchestrator=self._orchestrator,
+                notifier=self._notifier,
+                dead_letter_queue=self._dead_letter_queue,
+            )
+        )
+        self._start_schedule = (
+            None
+            if workflow.schedule is None
+            else start_schedule(
+                self,
+                workflow,
+                self._starter,
+                self._dead_letter_queue,
+                RULE_RETRY_ATTEMPTS,
+                RULE_MAX_EVENT_AGE,
+            )
+        )
         self._alarms = workflow_alarms(
             self, workflow.name, self._topic, self._dead_letter_queue, self._orchestrator, self._starter
         ) + (
@@ -284,6 +298,12 @@ class Workflow(Construct):
     def job_functions(self) -> Mapping[str, lambda_.Function]:
         """Job name -> its function."""
         return self._job_functions
+
+    @property
+    def job_versions(self) -> Mapping[str, lambda_.Version]:
+        """Job name -> the version of its function this deploy publishes (runs started after the
+        deploy invoke it; those started before keep theirs)."""
+        return self._job_versions
 
     @property
     def job_roles(self) -> Mapping[str, iam.Role]:
@@ -326,9 +346,14 @@ class Workflow(Construct):
 
     @property
     def rules(self) -> Mapping[str, events.Rule]:
-        """``orchestrator`` and ``notifier`` (when ``notify.on`` names any status), ``schedule``
-        (when the spec has one)."""
+        """``orchestrator`` and ``notifier`` (when ``notify.on`` names any status)."""
         return self._rules
+
+    @property
+    def start_schedule(self) -> scheduler.Schedule | None:
+        """The EventBridge Scheduler schedule that starts runs (``constructs.start_schedule``);
+        None without the spec's ``schedule``."""
+        return self._start_schedule
 
     @property
     def dead_letter_queue(self) -> sqs.IQueue:
@@ -349,14 +374,8 @@ class Workflow(Construct):
         """Shared by every function of the workflow (one retention setting, no per-job resource)."""
         return self._log_group
 
-    def _store_environment(self) -> dict[str, str]:
-        store = self._props.store
-        return {
-            contracts.MONGODB_SECRET_ARN: self._props.secret.secret_arn,
-            contracts.MONGODB_DATABASE: store.database,
-            contracts.RUNS_COLLECTION: store.runs_collection,
-            contracts.STATUSES_COLLECTION: store.statuses_collection,
-        }
+    def _store_environment(self, function_class: FunctionClass) -> dict[str, str]:
+        return self._database.environment(function_class)
 
     def _slack_webhook_secret(self, name_or_arn: str | None) -> secretsmanager.ISecret | None:
         if name_or_arn is None:
@@ -364,35 +383,6 @@ class Workflow(Construct):
         if name_or_arn.startswith("arn:"):
             return secretsmanager.Secret.from_secret_complete_arn(self, "SlackWebhook", name_or_arn)
         return secretsmanager.Secret.from_secret_name_v2(self, "SlackWebhook", name_or_arn)
-
-    def _stage_job_code(self) -> dict[str, tuple[str, str]]:
-        """Job name -> (asset folder, ``JOB_HANDLER``) for jobs with code, staged before any
-        resource exists so every job whose requirements cannot be installed is reported at once."""
-        workflow = self._props.workflow
-        staged: dict[str, tuple[str, str]] = {}
-        problems: list[Problem] = []
-        for job in workflow.jobs():
-            if job.code is None:
-                continue
-            try:
-                folder, entry = self._staging.job(job)
-            except RequirementsError as error:
-                package = f"{error.requirement!r}" if error.requirement else "its packages"
-                problems.append(
-                    Problem(
-                        workflow.source or workflow.name,
-                        f"$.phases.{job.phase}.jobs.{job.name}.code",
-                        f"{job.code}/{JOB_REQUIREMENTS_FILE}: job {job.name!r} needs {package}, which pip "
-                        f"cannot install for Python {python_version(PYTHON_RUNTIME)} on {WHEEL_PLATFORM} "
-                        f"({error.detail}); pin a version published as a wheel for that platform, "
-                        "or remove it",
-                    )
-                )
-                continue
-            staged[job.name] = (str(folder), entry)
-        if problems:
-            raise SpecError(problems)
-        return staged
 
     def _code(self, stack_index: int | None) -> lambda_.Code:
         """One runtime-only ``Code`` per stack: CDK binds a ``Code`` to a single stack."""
@@ -437,14 +427,16 @@ class Workflow(Construct):
             log_group=self._log_group,
             logging_format=lambda_.LoggingFormat.JSON,
             application_log_level_v2=APPLICATION_LOG_LEVEL,
-            environment=self._store_environment()
+            environment=self._store_environment(cast(FunctionClass, role_name))
             | {contracts.STATUS_KEY_SECRET_ARN: self._status_key.secret_arn}
             | dict(environment or {}),
             on_failure=destinations.SqsDestination(self._dead_letter_queue),
             retry_attempts=retries[0] if retries else None,
             max_event_age=retries[1] if retries else None,
+            **in_network(self._props.network, role),
         )
-        for secret in (self._props.secret, self._status_key, *extra_secrets):
+        self._database.grant(role, cast(FunctionClass, role_name))
+        for secret in (self._status_key, *extra_secrets):
             secret.grant_read(role)
         self._log_group.grant_write(role)
         return function
@@ -532,13 +524,10 @@ class Workflow(Construct):
             if own
             else f"The jobs without permissions of workflow {workflow.name}",
         )
-        self._props.secret.grant_read(role)
+        self._database.grant(role, "job")
         self._log_group.grant_write(role)
-        for permission in job.permissions:
-            role.add_to_policy(
-                iam.PolicyStatement(actions=list(permission.actions), resources=list(permission.resources))
-            )
-        Validations.of(role).acknowledge(*self._on_failure_acknowledgments, *_spec_wildcards(job))
+        grant_spec_permissions(role, job)
+        Validations.of(role).acknowledge(*self._on_failure_acknowledgments)
         return role
 
     def _job_function(self, job: model.Job) -> lambda_.Function:
@@ -570,11 +559,15 @@ class Workflow(Construct):
             retry_attempts=JOB_ASYNC_RETRY_ATTEMPTS,
             max_event_age=JOB_MAX_EVENT_AGE,
             on_failure=destinations.LambdaDestination(self._orchestrator),
+            current_version_options=version_options(
+                self._orchestrator, JOB_ASYNC_RETRY_ATTEMPTS, JOB_MAX_EVENT_AGE
+            ),
+            **in_network(self._props.network, self._job_roles[job.name]),
         )
 
     def _job_environment(self, job: model.Job) -> dict[str, str]:
         """The spec's ``env``, the store's settings and, for a job with code, ``JOB_HANDLER``."""
-        environment = dict(job.env) | self._store_environment()
+        environment = dict(job.env) | self._store_environment("job")
         if job.name in self._job_code:
             environment[contracts.JOB_HANDLER] = self._job_code[job.name][1]
         return environment
@@ -596,58 +589,4 @@ class Workflow(Construct):
             resource="function",
             resource_name=model.job_function_prefix(self._props.workflow.name) + "*",
             arn_format=ArnFormat.COLON_RESOURCE_NAME,
-        )
-
-    def _create_rules(self) -> dict[str, events.Rule]:
-        workflow = self._props.workflow
-        # Only the trigger's events: its source, the configured database (runtime.patterns).
-        origin = {
-            "database": self._props.store.database,
-            "statuses_collection": self._props.store.statuses_collection,
-            "source_prefix": self._props.event_source_prefix,
-        }
-        rules = {
-            "orchestrator": events.Rule(
-                self,
-                "OrchestratorRule",
-                description=f"Status events that advance runs of {workflow.name}",
-                event_bus=self._props.event_bus,
-                event_pattern=event_pattern(patterns.orchestrator_pattern(workflow.name, **origin)),
-                targets=[self._rule_target(self._orchestrator)],
-            )
-        }
-        if workflow.notify.on:
-            rules["notifier"] = events.Rule(
-                self,
-                "NotifierRule",
-                description=f"Status events of {workflow.name} that people are told about",
-                event_bus=self._props.event_bus,
-                event_pattern=event_pattern(
-                    patterns.notifier_pattern(workflow.name, workflow.notify.on, **origin)
-                ),
-                targets=[self._rule_target(self._notifier)],
-            )
-        if workflow.schedule is not None:
-            start: dict[str, Any] = {"run_id": f"{workflow.name}-{events.EventField.time}"}
-            if workflow.schedule_input is not None:
-                start["input"] = dict(workflow.schedule_input)
-            rules["schedule"] = events.Rule(
-                self,
-                "ScheduleRule",
-                description=f"Starts runs of {workflow.name}; the run id is the scheduled time, "
-                "so a repeated delivery starts nothing new",
-                schedule=events.Schedule.expression(workflow.schedule),
-                targets=[self._rule_target(self._starter, events.RuleTargetInput.from_object(start))],
-            )
-        return rules
-
-    def _rule_target(
-        self, function: lambda_.IFunction, event: events.RuleTargetInput | None = None
-    ) -> targets.LambdaFunction:
-        return targets.LambdaFunction(
-            function,
-            event=event,
-            dead_letter_queue=self._dead_letter_queue,
-            retry_attempts=RULE_RETRY_ATTEMPTS,
-            max_event_age=RULE_MAX_EVENT_AGE,
         )

@@ -6,9 +6,19 @@ sources, and the size of the workflow's own functions. Standard library only (La
 from __future__ import annotations
 
 MONGODB_URI = "MONGODB_URI"
-"""The connection string itself: local runs and tests only, never set by the constructs."""
+"""The connection string itself: local runs and tests, and in IAM mode the cluster's address
+without credentials (set by the constructs then, never holding a password)."""
 MONGODB_SECRET_ARN = "MONGODB_SECRET_ARN"
-"""The Secrets Manager secret holding the connection string (every function in the cloud)."""
+"""The Secrets Manager secret holding the connection string (password mode only)."""
+MONGODB_AUTH = "MONGODB_AUTH"
+"""``MONGODB-AWS`` in IAM mode: the function signs in with AWS credentials, no password."""
+MONGODB_AWS_MECHANISM = "MONGODB-AWS"
+"""``MONGODB_AUTH``'s one value: sign in with AWS credentials (``pymongo[aws]``)."""
+MONGODB_AWS_AUTH_SOURCE = "$external"
+"""Where Atlas keeps the database users of IAM roles."""
+MONGODB_ROLE_ARN = "MONGODB_ROLE_ARN"
+"""In IAM mode, the role whose credentials sign in (the job functions' per-workflow job database
+role); unset, the function's own role signs in."""
 MONGODB_DATABASE = "MONGODB_DATABASE"
 """The database holding both collections."""
 RUNS_COLLECTION = "RUNS_COLLECTION"
@@ -27,6 +37,10 @@ JOB_HANDLER = "JOB_HANDLER"
 """``module.function`` of a job's own code; unset, the job runs the stub."""
 WORKFLOW_DEFINITION_FILE = "WORKFLOW_DEFINITION_FILE"
 """The starter's bundled definition, relative to the function's code folder."""
+JOB_VERSIONS = "JOB_VERSIONS"
+"""The starter's: the version of each job function this deploy published, comma-separated, in
+the order of the bundled definition's jobs that run code (numbers only: a map of 300 ARNs would
+not fit in Lambda's 4 KB of environment)."""
 NOTIFY_TOPIC_ARN = "NOTIFY_TOPIC_ARN"
 """The notifier's SNS topic."""
 SLACK_WEBHOOK_SECRET_ARN = "SLACK_WEBHOOK_SECRET_ARN"
@@ -45,6 +59,8 @@ ENVIRONMENT_NAMES = frozenset(
     {
         MONGODB_URI,
         MONGODB_SECRET_ARN,
+        MONGODB_AUTH,
+        MONGODB_ROLE_ARN,
         MONGODB_DATABASE,
         RUNS_COLLECTION,
         STATUSES_COLLECTION,
@@ -54,6 +70,7 @@ ENVIRONMENT_NAMES = frozenset(
         JOB_HANDLER,
         WORKFLOW_NAME,
         WORKFLOW_DEFINITION_FILE,
+        JOB_VERSIONS,
         NOTIFY_TOPIC_ARN,
         SLACK_WEBHOOK_SECRET_ARN,
         STATUS_KEY_SECRET_ARN,
@@ -74,6 +91,10 @@ REJECTED_STATUSES_METRIC = "RejectedStatuses"
 """Statuses the orchestrator or the reconciler rejected as not authentic, per workflow."""
 """CloudWatch namespace of the reconciler's metrics, with the dimension ``Workflow``; the
 stack's alarms watch them."""
+
+SCHEDULED_TIME = "scheduled_time"
+"""The key of a scheduled run's input that holds the time the schedule fired (ISO 8601, UTC):
+EventBridge Scheduler's ``<aws.scheduler.scheduled-time>``."""
 
 FIRE_TIMERS = "fire_timers"
 """The ``action`` of the timer schedule's event to the reconciler function."""

@@ -1,7 +1,7 @@
 """What a job's handler may import: the event it is called with, typed.
 
-A handler stays a plain Lambda-style function, ``def handler(event, context) -> dict | None``:
-returning is success (the dict is the job's output), raising is failure. Typing it is optional::
+A handler stays a plain Lambda-style function, ``def handler(event, context)``: returning is
+success (the value returned, any JSON value, is the job's output), raising is failure. Typing it is optional::
 
     from runtime.job import JobEvent
 
@@ -52,5 +52,6 @@ class JobEvent(TypedDict):
     """Only for a ``for_each`` job: the item's place in the array."""
 
 
-Handler: TypeAlias = Callable[[JobEvent, Any], "dict[str, Any] | None"]
-"""A job's handler: the event and Lambda's context in, the job's output (or None) out."""
+Handler: TypeAlias = Callable[[JobEvent, Any], Any]
+"""A job's handler: the event and Lambda's context in, the job's output (any JSON value, or None:
+no output) out."""

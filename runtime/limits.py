@@ -34,7 +34,7 @@ MONGODB_NESTING_DEPTH = 100
 JSON_SAFE_INTEGER = 2**53 - 1
 """The largest integer a JavaScript number holds exactly. The Atlas trigger turns each status
 document into JSON in JavaScript, so a larger integer in an output would reach the orchestrator
-changed."""
+changed: such an output is kept by reference, as JSON text (``runtime.documents.outputs``)."""
 
 OUTPUT_INLINE_MAX_BYTES = EVENTBRIDGE_ENTRY_BYTES // 2
 """A job's output, as JSON, that travels in events: half an EventBridge entry, which the success
@@ -54,7 +54,8 @@ is checked before anything is loaded (``runtime.store.outputs``); past it the jo
 expression reads the output fails, and the run with it, with the sizes."""
 
 OUTPUT_MAX_DEPTH = MONGODB_NESTING_DEPTH - 10
-"""Levels of nesting in a job's output: the run document holds it three levels down (the run,
+"""Levels of nesting in a job's output kept in the run document (a deeper one is kept by
+reference): the run document holds it three levels down (the run,
 its jobs, the job), the rest is margin."""
 
 JOB_EVENT_MAX_BYTES = LAMBDA_ASYNC_PAYLOAD_BYTES - 64 * 1024

@@ -105,9 +105,15 @@ class RunStore(Protocol):
         """Move the lease's expiry to ``lease.expires_at`` while ``lease.token`` holds it."""
 
     def find_runs(
-        self, workflow: str | None, state: str | None, since: datetime | None, limit: int
+        self,
+        workflow: str | None,
+        state: str | None,
+        since: datetime | None,
+        limit: int,
+        deploy_id: str | None = None,
     ) -> list[RunSummary]:
-        """Runs newest first (by creation), of ``workflow``, in ``state``, created since ``since``."""
+        """Runs newest first (by creation), of ``workflow``, in ``state``, created since ``since``,
+        pinned to the deploy ``deploy_id``."""
 
     def stale_runs(self, updated_before: datetime, limit: int, workflow: str | None = None) -> list[str]:
         """Ids of running runs (of ``workflow``) last written before ``updated_before``, the
@@ -225,3 +231,26 @@ class ItemStore(Protocol):
         ``attempt``, so a redrive goes on after it."""
 
     def read_item(self, run_id: str, job: str, index: int) -> Any: ...
+
+
+class FunctionVersions(Protocol):
+    """The published versions of job functions (``runtime.aws.lambda_versions``), for ``prune``."""
+
+    def function_names(self, prefix: str) -> list[str]:
+        """The functions whose name starts with ``prefix``."""
+
+    def versions(self, function: str) -> list[int]:
+        """The function's published version numbers (not ``$LATEST``)."""
+
+    def delete_version(self, function: str, version: int) -> None: ...
+
+    def delete_function(self, function: str) -> None:
+        """The function with every version of it."""
+
+    def layer_references(self, function: str) -> set[str]:
+        """The layer version ARNs any version of the function (``$LATEST`` too) is configured with."""
+
+    def layer_versions(self, layer: str) -> list[int]:
+        """The layer's version numbers."""
+
+    def delete_layer_version(self, layer: str, version: int) -> None: ...

@@ -26,8 +26,10 @@ from cdk_app.local.atlas_events import envelope
 from cdk_app.local.faults import CrashingDispatcher, CrashingStore, CrashPlan, InjectedCrash, NoCrash
 from runtime.definition.loader import load_workflow
 from runtime.definition.model import Job, Phase, RetryPolicy, Workflow
+from runtime.documents.deployment import Deployment
 from runtime.documents.events import JobEvent
 from runtime.handlers.job import stub_handler
+from runtime.service.fan_out import FanOutContexts
 from runtime.service.job_attempt import UserHandler, run_attempt
 from runtime.service.orchestrator import Orchestrator
 from runtime.service.runs import start_run
@@ -84,12 +86,17 @@ class Driver:
     definition: Workflow
     handlers: Mapping[str, UserHandler] = field(default_factory=dict)
     faults: Faults = field(default_factory=Faults)
+    deployment: Deployment | None = None
+    """The version map the runs start pinned to (None: invoked by function name)."""
+    contexts: FanOutContexts = field(default_factory=FanOutContexts)
+    """What the fan-outs share, kept across handlings as a warm orchestrator keeps it."""
 
     def __post_init__(self) -> None:
         self.dispatcher = RecordingDispatcher()
         self.executions: Counter[str] = Counter()
         self.rng = random.Random(self.faults.seed)
         self.crashes = 0
+        self._seen: dict[str, set[Any]] = {}
 
     def _user(self, job: str) -> UserHandler:
         inner = self.handlers.get(job, stub_handler)
@@ -108,18 +115,29 @@ class Driver:
             store=CrashingStore(self.store, plan),
             dispatcher=CrashingDispatcher(self.dispatcher, plan),
             redispatch_after=timedelta(0),
+            contexts=self.contexts,
         )
         try:
             orchestrator.handle(event)
         except InjectedCrash:
             self.crashes += 1
-            Orchestrator(store=self.store, dispatcher=self.dispatcher, redispatch_after=timedelta(0)).handle(
-                event
-            )
+            Orchestrator(
+                store=self.store,
+                dispatcher=self.dispatcher,
+                redispatch_after=timedelta(0),
+                contexts=self.contexts,
+            ).handle(event)
 
     def run(self, run_id: str | None = None, run_input: Any = None, max_rounds: int = 1000) -> Outcome:
-        run_id = start_run(self.store, self.definition, run_id=run_id, input=run_input).run_id
-        seen: set[Any] = set()
+        run_id = start_run(
+            self.store, self.definition, run_id=run_id, input=run_input, deployment=self.deployment
+        ).run_id
+        return self.settle(run_id, max_rounds)
+
+    def settle(self, run_id: str, max_rounds: int = 1000) -> Outcome:
+        """Deliver the run's statuses not delivered yet, and run what they dispatch, until
+        nothing more comes (after a start, or an operation recorded since)."""
+        seen: set[Any] = self._seen.setdefault(run_id, set())
         for _ in range(max_rounds):
             fresh = [s for s in self.store.run_statuses(run_id) if s["_id"] not in seen]
             seen.update(s["_id"] for s in fresh)

@@ -34,6 +34,7 @@ handler = getattr(importlib.import_module(module), function)
 class Context:
     aws_request_id = sys.argv[3]
     function_name = sys.argv[4]
+    invoked_function_arn = "arn:aws:lambda:us-east-1:111111111111:function:" + sys.argv[4]
 result = handler(json.loads(sys.stdin.read()), Context())
 outside = sorted(
     name for name, loaded in list(sys.modules.items())

@@ -20,6 +20,8 @@ from cdk_nag import AwsSolutionsChecks
 
 from cdk_app.app import SHARED_STACK, add_checks, synth, workflow_stack_name
 from cdk_app.config import DEFAULT_WIRING, AppConfig, ConfigError
+from constructs.database_access import IamAuth, PasswordAuth
+from constructs.networking import VpcPlacement
 from constructs.trigger import AtlasTrigger, ExistingEventBus, PartnerEventSource
 from runtime.definition.loader import load_workflow, load_workflows
 from tests.cdk_fixtures import (
@@ -59,6 +61,47 @@ def test_defaults_need_no_account_and_listen_on_the_default_bus():
     assert config.wiring == DEFAULT_WIRING == ExistingEventBus(name_or_arn="default")
     assert config.workflows_dir == Path("workflows")
     assert (config.secret_arn, config.secret_name) == (None, None)
+
+
+def test_the_database_mode_is_password_unless_iam_is_asked_for_or_the_cluster_address_is_given():
+    secret = "arn:aws:secretsmanager:us-east-1:111111111111:secret:mongodb-AbCdEf"
+    iam = {"mongodbUri": "mongodb+srv://c.example.net", "atlasProjectId": "p", "atlasProfile": "ops"}
+
+    assert AppConfig.from_mapping({}).database == PasswordAuth()
+    assert AppConfig.from_mapping({"mongodbSecretArn": secret}).database == PasswordAuth(secret_arn=secret)
+    assert AppConfig.from_mapping(iam).database == IamAuth(
+        project_id="p", cluster_uri="mongodb+srv://c.example.net", profile="ops"
+    )
+    assert (
+        AppConfig.from_mapping(iam | {"mongodbAuth": "iam"}).database == AppConfig.from_mapping(iam).database
+    )
+    assert AppConfig.from_mapping(iam).wiring == DEFAULT_WIRING, "the project id alone selects no trigger"
+    assert AppConfig.from_mapping(ATLAS | iam).wiring == AtlasTrigger(
+        project_id="p", app_id="app-1", service_id="svc-1", profile="ops"
+    )
+
+
+def test_vpc_context_selects_private_networking():
+    placement = AppConfig.from_mapping(
+        {
+            "vpc": "vpc-0123456789abcdef0",
+            "vpcSubnetIds": "subnet-0123456789abcdef0, subnet-0fedcba9876543210",
+            "atlasProjectId": "p",
+        }
+    ).vpc
+
+    assert placement == VpcPlacement(
+        project_id="p",
+        vpc_id="vpc-0123456789abcdef0",
+        subnet_ids=("subnet-0123456789abcdef0", "subnet-0fedcba9876543210"),
+    )
+    assert AppConfig.from_mapping({"vpc": "create", "atlasProjectId": "p"}).vpc == VpcPlacement(
+        project_id="p"
+    )
+    assert AppConfig.from_mapping({}).vpc is None
+    listed = ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"]  # as cdk.json may give them
+    context = {"vpc": "vpc-0123456789abcdef0", "vpcSubnetIds": listed, "atlasProjectId": "p"}
+    assert AppConfig.from_mapping(context).vpc == placement
 
 
 def test_atlas_ids_select_the_atlas_wiring():
@@ -127,6 +170,46 @@ def test_partner_event_bus_exists_from_context(value, exists):
             ATLAS | {"eventSourcePrefix": "my."},
             "eventSourcePrefix only applies with eventBus, not with Atlas ids",
         ),
+        ({"mongodbAuth": "x509"}, "mongodbAuth must be iam or password, not 'x509'"),
+        ({"mongodbAuth": "iam", "atlasProjectId": "p"}, "mongodbAuth=iam needs mongodbUri"),
+        ({"mongodbUri": "mongodb+srv://c.example.net"}, "mongodbAuth=iam needs atlasProjectId"),
+        (
+            {"mongodbUri": "mongodb+srv://u:pw@c.example.net", "atlasProjectId": "p"},
+            "mongodbUri must be the cluster's mongodb\\+srv:// \\(or mongodb://\\) address without a user",
+        ),
+        (
+            {
+                "mongodbAuth": "iam",
+                "mongodbUri": "mongodb+srv://c.example.net",
+                "atlasProjectId": "p",
+                "mongodbSecretName": "s",
+            },
+            "mongodbSecretName is the password secret's; mongodbAuth=iam reads no secret",
+        ),
+        (
+            {"mongodbAuth": "password", "mongodbUri": "mongodb+srv://c"},
+            "mongodbUri only applies with mongodbAuth=iam",
+        ),
+        (
+            {"mongodbSecretName": "s", "mongodbSecretKmsKeyArn": "alias/mine"},
+            "mongodbSecretKmsKeyArn 'alias/mine' is not a KMS key ARN",
+        ),
+        (
+            {"mongodbSecretKmsKeyArn": "arn:aws:kms:eu-west-1:111111111111:key/k-1"},
+            "mongodbSecretKmsKeyArn only applies with mongodbSecretArn or mongodbSecretName",
+        ),
+        ({"vpc": "create"}, "vpc needs atlasProjectId"),
+        ({"vpc": "default", "atlasProjectId": "p"}, "vpc must be create or a VPC id"),
+        ({"vpc": "vpc-0123456789abcdef0", "atlasProjectId": "p"}, "needs vpcSubnetIds"),
+        (
+            {"vpc": "vpc-0123456789abcdef0", "vpcSubnetIds": "subnet-1,x", "atlasProjectId": "p"},
+            "vpcSubnetIds has 'subnet-1', 'x', not a subnet id",
+        ),
+        (
+            {"vpc": "create", "vpcSubnetIds": "subnet-0123456789abcdef0", "atlasProjectId": "p"},
+            "not vpc=create",
+        ),
+        ({"vpcSubnetIds": "subnet-0123456789abcdef0"}, "vpcSubnetIds only applies with vpc"),
     ],
     ids=[
         "partial-atlas",
@@ -141,6 +224,20 @@ def test_partner_event_bus_exists_from_context(value, exists):
         "reconcile-schedule",
         "source-prefix-with-partner",
         "source-prefix-with-atlas",
+        "auth-mode",
+        "iam-without-uri",
+        "iam-without-project",
+        "uri-with-password",
+        "iam-with-secret",
+        "uri-in-password-mode",
+        "kms-alias",
+        "kms-without-secret",
+        "vpc-without-project",
+        "vpc-not-an-id",
+        "vpc-without-subnets",
+        "bad-subnets",
+        "subnets-with-create",
+        "stray-subnets",
     ],
 )
 def test_contradictory_context_is_refused(context, problem):
@@ -199,7 +296,8 @@ def test_shared_stack_holds_layer_secret_bus_and_trigger(repo_app):
     template = Template.from_stack(built.shared)
 
     template.resource_count_is("AWS::Lambda::LayerVersion", 1)
-    template.resource_count_is("AWS::SecretsManager::Secret", 1)
+    # The connection string's placeholder, and the status key (docs/architecture.md, "Trust").
+    template.resource_count_is("AWS::SecretsManager::Secret", 2)
     template.resource_count_is("AWS::Events::EventBus", 1)
     template.resource_count_is("MongoDB::Atlas::Trigger", 1)
     template.has_resource_properties(
@@ -227,7 +325,8 @@ def test_an_existing_secret_is_referenced_not_created():
         [generated_workflow("tiny", 1, phases=1)], AppConfig.from_mapping({"mongodbSecretArn": arn})
     )
 
-    Template.from_stack(built.shared).resource_count_is("AWS::SecretsManager::Secret", 0)
+    secrets = Template.from_stack(built.shared).find_resources("AWS::SecretsManager::Secret")
+    assert [logical_id for logical_id in secrets if not logical_id.startswith("StatusKey")] == []
     Template.from_stack(Stack.of(built.workflows["tiny"])).has_resource_properties(
         "AWS::Lambda::Function", {"Environment": {"Variables": {"MONGODB_SECRET_ARN": arn}}}
     )

@@ -76,7 +76,16 @@ def test_runs_lists_newest_first_with_what_a_script_needs(
     assert result.exit_code == 0
     assert [run["run_id"] for run in result.listing] == [running, succeeded, failed]
     newest = result.listing[0]
-    assert set(newest) == {"run_id", "workflow", "status", "phase", "created_at", "updated_at", "error"}
+    assert set(newest) == {
+        "run_id",
+        "workflow",
+        "status",
+        "phase",
+        "created_at",
+        "updated_at",
+        "error",
+        "deploy_id",
+    }
     assert (newest["workflow"], newest["status"], newest["phase"]) == (
         "catch_the_fish",
         "running",
@@ -130,7 +139,7 @@ def test_runs_for_people_is_a_table_with_relative_times_and_first_lines(
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     header = next(line for line in lines if "workflow" in line)
-    assert header.split() == ["run", "workflow", "status", "phase", "started", "updated", "error"]
+    assert header.split() == ["run", "workflow", "status", "phase", "deploy", "started", "updated", "error"]
     rows = [line for line in lines if "ago" in line]
     assert [row.split()[0] for row in rows] == [running, succeeded, failed]
     assert rows[2].split()[2] == "failed"

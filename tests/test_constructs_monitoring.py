@@ -79,7 +79,8 @@ def test_every_alarm_is_named_under_the_prefix_the_policies_allow(fish_template)
     topic = {"Ref": next(iter(fish_template.find_resources("AWS::SNS::Topic")))}
     alarms = fish_template.find_resources("AWS::CloudWatch::Alarm")
 
-    assert len(alarms) == 4  # dead letters, orchestrator errors, events stopped, reconciler repairs
+    # dead letters, orchestrator errors, events stopped, reconciler repairs, rejected statuses
+    assert len(alarms) == 5
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmName"].startswith(ALARM_PREFIX)
         assert alarm["Properties"]["AlarmActions"] == [topic]

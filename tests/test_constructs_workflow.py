@@ -153,13 +153,20 @@ def test_each_job_fails_over_to_the_orchestrator(fish_app, fish_workflow):
             "AWS::Lambda::EventInvokeConfig",
             {"Properties": {"FunctionName": {"Ref": logical_id(function)}}},
         )
-        (properties,) = (resource["Properties"] for resource in config.values())
-        # No Lambda retries (issue 16): a killed invocation is a failed attempt, retried by the orchestrator.
-        assert properties["MaximumRetryAttempts"] == 0
-        assert properties["MaximumEventAgeInSeconds"] == 6 * 3600
-        parameter = properties["DestinationConfig"]["OnFailure"]["Destination"]["Ref"]
-        stack_resource = parent_template["Resources"][logical_id(nested.nested_stack_resource or nested)]
-        assert stack_resource["Properties"]["Parameters"][parameter] == orchestrator_arn
+        # One for $LATEST (runs without a version map), one for the version this deploy publishes.
+        qualifiers = [resource["Properties"]["Qualifier"] for resource in config.values()]
+        assert qualifiers[0] == "$LATEST"
+        # The version's logical id is its own plus a hash of the function's code and settings.
+        assert qualifiers[1]["Fn::GetAtt"][0].startswith(logical_id(construct.job_versions[job.name]))
+        for resource in config.values():
+            properties = resource["Properties"]
+            # No Lambda retries (issue 16): a killed invocation is a failed attempt, retried by
+            # the orchestrator.
+            assert properties["MaximumRetryAttempts"] == 0
+            assert properties["MaximumEventAgeInSeconds"] == 6 * 3600
+            parameter = properties["DestinationConfig"]["OnFailure"]["Destination"]["Ref"]
+            stack_resource = parent_template["Resources"][logical_id(nested.nested_stack_resource or nested)]
+            assert stack_resource["Properties"]["Parameters"][parameter] == orchestrator_arn
 
 
 def test_rules_use_the_shared_patterns_with_retries_and_the_dead_letter_queue(fish_template, fish_workflow):
@@ -341,16 +348,18 @@ def test_alarms_watch_the_dead_letter_queue_and_orchestrator_errors_and_notify_t
     )
 
 
-def test_schedule_rule_starts_runs_with_the_schedule_input(fish_template):
-    rules = fish_template.find_resources(
-        "AWS::Events::Rule", {"Properties": {"ScheduleExpression": "cron(0 6 * * ? *)"}}
+def test_the_schedule_starts_runs_with_the_schedule_input_and_their_scheduled_time(fish_template):
+    schedules = fish_template.find_resources(
+        "AWS::Scheduler::Schedule", {"Properties": {"ScheduleExpression": "cron(0 6 * * ? *)"}}
     )
 
-    assert len(rules) == 1
-    target = next(iter(rules.values()))["Properties"]["Targets"][0]
+    assert len(schedules) == 1
+    target = next(iter(schedules.values()))["Properties"]["Target"]
     assert "Starter" in target["Arn"]["Fn::GetAtt"][0]
-    template = json.loads(target["InputTransformer"]["InputTemplate"])
-    assert template == {"run_id": f"{WORKFLOW}-<time>", "input": {"mode": "fast"}}
+    assert json.loads(target["Input"]) == {
+        "run_id": f"{WORKFLOW}-<aws.scheduler.scheduled-time>",
+        "input": {"mode": "fast", "scheduled_time": "<aws.scheduler.scheduled-time>"},
+    }
 
 
 def test_no_schedule_no_schedule_rule():
@@ -358,10 +367,15 @@ def test_no_schedule_no_schedule_rule():
 
     template = Template.from_stack(Stack.of(built.workflows[WORKFLOW]))
 
-    assert "schedule" not in built.workflows[WORKFLOW].rules
+    assert built.workflows[WORKFLOW].start_schedule is None
     assert not template.find_resources(
         "AWS::Events::Rule", {"Properties": {"ScheduleExpression": Match.any_value()}}
     )
+    assert not [
+        schedule
+        for schedule in template.find_resources("AWS::Scheduler::Schedule").values()
+        if "Starter" in json.dumps(schedule["Properties"]["Target"]["Arn"])
+    ]
 
 
 def test_orchestrator_invokes_jobs_through_one_prefix_statement(fish_templates):
@@ -557,7 +571,10 @@ def test_the_reconciler_runs_every_five_minutes_and_alarms_when_it_repairs(fish_
             "Environment": {"Variables": STORE_ENV | {"WORKFLOW_NAME": WORKFLOW}},
         },
     )
-    [schedule] = fish_template.find_resources("AWS::Scheduler::Schedule").values()
+    reconciler_target = {"Target": {"Arn": {"Fn::GetAtt": [reconciler_id, "Arn"]}}}
+    [schedule] = fish_template.find_resources(
+        "AWS::Scheduler::Schedule", {"Properties": reconciler_target}
+    ).values()
     assert schedule["Properties"]["ScheduleExpression"] == "rate(5 minutes)"
     assert schedule["Properties"]["Target"]["Arn"] == {"Fn::GetAtt": [reconciler_id, "Arn"]}
     assert schedule["Properties"]["Target"]["RetryPolicy"]["MaximumRetryAttempts"] == 0

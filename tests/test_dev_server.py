@@ -127,14 +127,15 @@ def test_a_run_redriven_after_its_job_is_fixed_succeeds_without_rerunning_what_s
         run_id = start.stdout.strip()
         failed = dev.cli("status", run_id, "--wait", WAIT, "--json")
         (workflows / "jobs" / "breaks.py").write_text(FIXED_BREAKS, encoding="utf-8")
-        redrive = dev.cli("redrive", run_id)
+        # The run keeps the code it started with; --upgrade moves it to the fixed code.
+        redrive = dev.cli("redrive", run_id, "--upgrade", "--workflows", str(workflows))
         succeeded = dev.cli("status", run_id, "--wait", WAIT, "--json")
         history = dev.cli("history", run_id, "--json")
 
     assert start.exit_code == 0, start.stderr
     assert failed.exit_code == 1, dev.stderr
     assert failed.jobs() == {"prepare": ("succeeded", 1), "breaks": ("failed", 1), "finish": ("pending", 0)}
-    assert (redrive.exit_code, redrive.stdout) == (0, f"redrive of run {run_id} requested\n")
+    assert (redrive.exit_code, redrive.stdout) == (0, f"upgrading redrive of run {run_id} requested\n")
     assert succeeded.exit_code == 0, dev.stderr
     assert succeeded.jobs() == {
         "prepare": ("succeeded", 1),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -17,28 +17,35 @@ from runtime.handlers import job, notifier, orchestrator, reconciler, starter
 from runtime.store.connection import MAX_IDLE_MS
 from runtime.store.mongo import MongoStore
 from tests.engine_harness import workflow
+from tests.lambda_sandbox import fake_aws
 
 LINE = workflow("line", {"p": {"a": {}}})
 
 
 @pytest.fixture
-def database(mongo_uri: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
-    """A database of its own, and the environment every function reads, with the test server's URI."""
+def database(mongo_uri: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
+    """A database of its own, and the environment every function reads, with the test server's
+    URI, and a stand-in for Secrets Manager holding the status key the system functions read."""
     name = f"cold_{uuid.uuid4().hex[:12]}"
     (tmp_path / "workflow.json").write_text(json.dumps(LINE.to_document()))
-    for key, value in {
-        "MONGODB_URI": mongo_uri,
-        "MONGODB_DATABASE": name,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "NOTIFY_TOPIC_ARN": "arn:aws:sns:us-east-1:111111111111:line",
-        "WORKFLOW_NAME": "line",
-        "WORKFLOW_DEFINITION_FILE": "workflow.json",
-        "LAMBDA_TASK_ROOT": str(tmp_path),
-    }.items():
-        monkeypatch.setenv(key, value)
-    for module in (job, notifier, orchestrator, reconciler, starter):
-        monkeypatch.setattr(module, "_state", {})
-    return name
+    with fake_aws() as endpoint:
+        for key, value in {
+            "AWS_ENDPOINT_URL": endpoint.url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "STATUS_KEY_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:111111111111:secret:status-key-AbCdEf",
+            "MONGODB_URI": mongo_uri,
+            "MONGODB_DATABASE": name,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "NOTIFY_TOPIC_ARN": "arn:aws:sns:us-east-1:111111111111:line",
+            "WORKFLOW_NAME": "line",
+            "WORKFLOW_DEFINITION_FILE": "workflow.json",
+            "LAMBDA_TASK_ROOT": str(tmp_path),
+        }.items():
+            monkeypatch.setenv(key, value)
+        for module in (job, notifier, orchestrator, reconciler, starter):
+            monkeypatch.setattr(module, "_state", {})
+        yield name
 
 
 def cold_start_job() -> MongoStore:

@@ -79,7 +79,7 @@ def cloud(mongo_client: pymongo.MongoClient[dict], store_settings: StoreSettings
         observer=cast(Any, None),
         options=CloudOptions(faults=FaultSettings(), handler_threads=1, job_threads=1),
         rules=lambda: rules,
-        job_functions=lambda workflow, job: None,
+        job_functions=lambda event: None,
     )
     yield cloud
     cloud.close()

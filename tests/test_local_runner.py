@@ -64,7 +64,7 @@ CASES: dict[str, tuple[Path, dict[str, Any] | None]] = {
     "empty_input": (SPECS / "empty_input.yaml", None),
     "folder_code": (SPECS / "folder_code.yaml", {"name": "fish"}),
     "late_failure": (SPECS / "late_failure.yaml", None),
-    "not_a_dict": (SPECS / "not_a_dict.yaml", None),
+    "not_json": (SPECS / "not_json.yaml", None),
     "wide_fan_out": (SPECS / "wide_fan_out.yaml", None),
 }
 """Specs whose outcome does not depend on timing: what a fault-injected run must reproduce."""
@@ -151,7 +151,7 @@ EXPECTED: dict[str, tuple[str, dict[str, tuple[str, int]]]] = {
             "after_break": ("pending", 0),
         },
     ),
-    "not_a_dict": ("failed", {"returns_list": ("failed", 2)}),
+    "not_json": ("failed", {"returns_a_set": ("failed", 2)}),
     "wide_fan_out": (
         "succeeded",
         {

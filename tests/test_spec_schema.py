@@ -87,6 +87,8 @@ RETRY_BASE: dict[str, Any] = copy.deepcopy(SPEC_BASE)
 RETRY_BASE["phases"]["p"]["jobs"]["b"]["retry"] = {"max": 1}
 APPROVAL_BASE: dict[str, Any] = copy.deepcopy(SPEC_BASE)
 APPROVAL_BASE["phases"]["p"]["jobs"]["b"]["approval"] = {"timeout": 60}
+WAIT_BASE: dict[str, Any] = copy.deepcopy(SPEC_BASE)
+WAIT_BASE["phases"]["p"]["jobs"]["b"]["wait"] = {"until": "input.at"}
 SEED_BASE: dict[str, Any] = {
     "purposeId": "probe",
     "phases": {
@@ -103,6 +105,7 @@ WHERE: dict[str, tuple[dict[str, Any], tuple[str | int, ...]]] = {
     "permission": (PERMISSION_BASE, ("phases", "p", "jobs", "b", "permissions", 0)),
     "retry": (RETRY_BASE, ("phases", "p", "jobs", "b", "retry")),
     "approval": (APPROVAL_BASE, ("phases", "p", "jobs", "b", "approval")),
+    "wait": (WAIT_BASE, ("phases", "p", "jobs", "b", "wait")),
     "seed": (SEED_BASE, ()),
     "seed_phase": (SEED_BASE, ("phases", "p")),
     "seed_step": (SEED_BASE, ("phases", "p", "steps", "p")),
@@ -118,7 +121,9 @@ CHANGES: dict[tuple[str, str], object] = {
     ("spec", "notify"): {"email": ["ops@example.com"]},
     ("spec", "schedule"): "rate(2 days)",
     ("spec", "schedule_input"): {"mode": "full"},
+    ("spec", "schedule_timezone"): "Europe/Berlin",
     ("spec", "retention_days"): 30,
+    ("spec", "shared"): "jobs/shared",
     ("spec", "timeout"): 3600,
     ("defaults", "retry"): {"delay": 5},
     ("job", "retry"): {"max": 4},
@@ -132,6 +137,7 @@ CHANGES: dict[tuple[str, str], object] = {
     ("retry", "on"): ["ConnectionError"],
     ("approval", "timeout"): 120,
     ("approval", "message"): "Ship it?",
+    ("wait", "until"): "input.send_at",
     ("spec", "on_failure"): {"page": {}},
     ("spec", "input_schema"): {"type": "object"},
     ("defaults", "memory"): 512,

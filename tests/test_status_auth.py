@@ -25,6 +25,7 @@ from runtime.documents.signatures import StatusKeys, attempt_slot
 from runtime.errors import StoreError
 from runtime.service.job_attempt import run_attempt
 from runtime.service.notifier import NotifierService
+from runtime.service.operations import run_history
 from runtime.service.orchestrator import Orchestrator
 from runtime.service.reconciler import Reconciler
 from runtime.service.runs import start_run
@@ -33,6 +34,7 @@ from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
 from runtime.store.status_keys import local_keys, operator_keys
 from tests.engine_harness import Driver, Faults, RecordingDispatcher, workflow
+from tests.test_engine_faults import EVENT_FIXTURES as EVENTS
 from tests.test_engine_faults import MIXED, MIXED_HANDLERS, _check_same_as_fault_free
 
 TWO_JOBS = workflow("pair", {"p": {"a": {}, "b": {}}, "q": {"c": {}}})
@@ -393,3 +395,38 @@ def test_a_key_never_shows_in_a_repr() -> None:
     keys = StatusKeys.generate()
     assert keys.to_text() not in repr(keys)
     assert keys.to_text() not in str(keys)
+
+
+def test_a_rejection_shows_in_the_runs_history(store: MongoStore) -> None:
+    cloud = Cloud(store, TWO_JOBS)
+    forged = _report(_sent(cloud, "a"))
+    cloud.deliver(forged)
+
+    [entry] = [e for e in run_history(store, cloud.run_id) if e.status == StatusName.STATUS_REJECTED]
+
+    assert entry.error == f"rejected '{forged.key}': it is not signed"
+
+
+def test_a_forged_on_failure_record_does_not_fail_another_attempt(store: MongoStore) -> None:
+    """Every job function may invoke the orchestrator (it is their on-failure destination): a job
+    sending a record of its own for another attempt must not fail it. Lambda's own records carry
+    the invoked event, and so the attempt's key."""
+    cloud = Cloud(store, TWO_JOBS)
+    a, b = _sent(cloud, "a"), _sent(cloud, "b")
+    record = json.loads((EVENTS / "lambda-async-on-failure.record.json").read_text())
+    before = cloud.run()
+
+    for forged in (
+        {**b.to_payload(), "attempt_key": a.attempt_key},
+        replace(b, attempt_key=None).to_payload(),
+    ):
+        record["requestPayload"] = forged
+        assert cloud.orchestrator.handle(record).action == "rejected"
+    _unchanged(cloud, before)
+    assert len(cloud.rejections()) == 1  # the same attempt's forgeries, recorded once
+
+    record["requestPayload"] = b.to_payload()  # Lambda's own record of b's invocation
+    assert cloud.orchestrator.handle(record).action == "recorded"
+    [failed] = [s for s in store.run_statuses(cloud.run_id) if s["job"] == "b" and s["status"] == "failed"]
+    assert cloud.deliver(_status_from(failed)).action != "rejected"
+    assert cloud.run()["jobs"]["b"]["attempt"] == 2

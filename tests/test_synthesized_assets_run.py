@@ -134,6 +134,10 @@ def run_function(
         for key, value in properties["Environment"]["Variables"].items()
         if key != "MONGODB_SECRET_ARN"
     }
+    versions = properties["Environment"]["Variables"].get("JOB_VERSIONS")
+    if isinstance(versions, dict):
+        # What CloudFormation resolves: each job function's published version, here the first.
+        environment["JOB_VERSIONS"] = ",".join("1" for _ in versions["Fn::Join"][1])
     environment |= {
         "MONGODB_URI": mongo_uri,
         "MONGODB_DATABASE": store.database,
@@ -153,6 +157,10 @@ def run_function(
     )
     assert ran["outside"] == [], f"{properties['FunctionName']} loaded modules from outside its path"
     return dict(ran["result"])
+
+
+FUNCTION_ARN_PREFIX = "arn:aws:lambda:us-east-1:111111111111:function:"
+"""The sandbox's functions' ARNs (``tests.lambda_sandbox``), qualified by version in a pinned run."""
 
 
 def status_event(document: dict[str, Any]) -> dict[str, Any]:
@@ -222,14 +230,15 @@ def test_every_synthesized_function_runs_from_its_own_asset_and_the_layer(
         # WHEN the orchestrator handles the trigger's event for it, THEN it dispatches the first job
         assert run(construct.orchestrator, status_event(started))["dispatched"] == ["buy_fishing_gear"]
         (dispatched_to, payload), *_ = aws.invocations
-        assert dispatched_to == "catch_the_fish-job-buy_fishing_gear"
+        # (the version the run was pinned to at its start, by its qualified ARN)
+        assert dispatched_to == f"{FUNCTION_ARN_PREFIX}catch_the_fish-job-buy_fishing_gear:1"
 
         # AND every job function runs its code (or the stub) when the orchestrator dispatches it,
         # and each success it reports makes the orchestrator dispatch what became ready
         ran: list[str] = []
         while len(ran) < len(aws.invocations):
             function, event = aws.invocations[len(ran)]
-            job = function.removeprefix("catch_the_fish-job-")
+            job = function.removeprefix(f"{FUNCTION_ARN_PREFIX}catch_the_fish-job-").removesuffix(":1")
             ran.append(job)
             outcome = run(construct.job_function(job), event)
             assert outcome == {"outcome": "success", "error": None}, job
@@ -247,7 +256,8 @@ def test_every_synthesized_function_runs_from_its_own_asset_and_the_layer(
 
         # AND an on-failure record of an attempt that reported its end changes nothing
         failure = json.loads((EVENTS / "lambda-async-on-failure.record.json").read_text())
-        failure["requestPayload"] |= {"run_id": RUN, "job": "rent_a_boat", "attempt": 1}
+        # (Lambda's record carries the event it invoked with, the attempt's key included)
+        failure["requestPayload"] = next(e for f, e in aws.invocations if f.endswith("-job-rent_a_boat:1"))
         assert run(construct.orchestrator, failure)["action"] == "ignored"
 
         # AND the notifier publishes the fixture's event to the topic once it is signed with the

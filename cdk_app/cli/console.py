@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import threading
+from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
@@ -12,6 +13,10 @@ from rich.markup import escape
 from cdk_app.cli.arguments import Subparsers, add_console_arguments, add_store_arguments, open_store
 from cdk_app.console.server import DEFAULT_PORT, serving_console
 from cdk_app.errors import EXIT_OK
+from cdk_app.local.versions import upgrade_to_folder
+from cdk_app.project import workflows_dir
+from runtime.service.operations import OperationReceipt
+from runtime.store.mongo import MongoStore
 
 
 def add_console(subparsers: Subparsers) -> None:
@@ -30,7 +35,13 @@ def _console(args: argparse.Namespace) -> int:
     store = open_store(args)
     say = Console(stderr=True, highlight=False)
     stop = threading.Event()
-    with serving_console(store, args.host, args.port, args.allow_actions) as url:
+    folder = Path(workflows_dir())
+
+    def upgrade(store: MongoStore, run_id: str) -> OperationReceipt:
+        """The upgrade button: to the specs of the project's workflows folder."""
+        return upgrade_to_folder(store, run_id, folder)
+
+    with serving_console(store, args.host, args.port, args.allow_actions, upgrade) as url:
         print(url, flush=True)
         mode = "actions allowed" if args.allow_actions else "read-only"
         say.print(f"console on [bold]{escape(url)}[/] ({mode}); Ctrl-C stops it")

@@ -19,12 +19,14 @@ from cdk_app.console.server import serving_console
 from cdk_app.errors import EXIT_OK, EXIT_USAGE, CommandError
 from cdk_app.local.dev import (
     DEFAULT_DATA_DIR,
+    SNAPSHOTS_FOLDER,
     DevOptions,
     DevServer,
     FolderDeployment,
     embedded_server,
     stopped_by_sigterm,
 )
+from cdk_app.local.versions import upgrade_to_folder
 from cdk_app.project import workflows_dir
 
 
@@ -78,7 +80,13 @@ def _dev(args: argparse.Namespace) -> int:
         )
         if args.console_port is not None:
             url = stack.enter_context(
-                serving_console(store, args.host, args.console_port, args.allow_actions)
+                serving_console(
+                    store,
+                    args.host,
+                    args.console_port,
+                    args.allow_actions,
+                    lambda store, run_id: upgrade_to_folder(store, run_id, folder),
+                )
             )
             mode = "actions allowed" if args.allow_actions else "read-only"
             console.print(f"console on [bold]{escape(url)}[/] ({mode})")
@@ -86,7 +94,7 @@ def _dev(args: argparse.Namespace) -> int:
             store,
             FolderDeployment(folder, store.settings, console.print),
             console,
-            DevOptions(),
+            DevOptions(snapshots=(args.data or Path(DEFAULT_DATA_DIR)) / SNAPSHOTS_FOLDER),
         )
         # Job code prints: while it runs, stdout is stderr, so stdout holds the URI alone. Ctrl-C
         # is how a dev server ends, not an error.

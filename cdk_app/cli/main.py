@@ -17,6 +17,7 @@ from cdk_app.cli.arguments import Subparsers
 from cdk_app.cli.console import add_console
 from cdk_app.cli.dev import add_dev
 from cdk_app.cli.operate import add_cancel, add_history, add_redrive, add_runs
+from cdk_app.cli.prune import add_prune
 from cdk_app.cli.run import add_run, add_start, add_status
 from cdk_app.cli.specs import add_graph, add_validate
 from cdk_app.errors import EXIT_INTERRUPTED, EXIT_PROBLEMS, CommandError
@@ -40,6 +41,7 @@ SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     add_history,
     add_cancel,
     add_redrive,
+    add_prune,
     add_approve,
     add_reject,
     add_dev,

@@ -13,9 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 from cdk_app.cli.arguments import Subparsers, add_store_arguments, open_store
 from cdk_app.errors import EXIT_OK, EXIT_USAGE, CommandError
+from cdk_app.local.versions import upgrade_to_folder
+from cdk_app.project import workflows_dir
 from cdk_app.terminal.timeline import (
     history_to_json,
     listing_console,
@@ -71,18 +74,37 @@ def add_redrive(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "redrive",
         help="go on with a failed or cancelled run from where it stopped",
-        description="Reopen a failed or cancelled run on its own definition: succeeded jobs keep "
-        "their outputs and are not run again, the others get new attempts with a fresh retry "
-        "budget. A running or succeeded run exits 1.",
+        description="Reopen a failed or cancelled run on its own definition and job code: succeeded "
+        "jobs keep their outputs and are not run again, the others get new attempts with a fresh "
+        "retry budget. With --upgrade, on the current spec and code instead. A running or "
+        "succeeded run, or an upgrade the run cannot take, exits 1.",
     )
     parser.add_argument("run_id", metavar="RUN_ID")
+    parser.add_argument(
+        "--upgrade",
+        action="store_true",
+        help="run on the current spec and job code instead of the run's own (refused, saying why, "
+        "when a job that succeeded is gone or runs after other jobs now)",
+    )
+    parser.add_argument(
+        "--workflows",
+        metavar="DIR",
+        type=Path,
+        help="with --upgrade: the spec folder (default: cdk.json's workflowsDir)",
+    )
     add_store_arguments(parser)
     parser.set_defaults(run=_redrive, prog=parser.prog)
 
 
 def _redrive(args: argparse.Namespace) -> int:
+    if args.workflows is not None and not args.upgrade:
+        raise CommandError("--workflows goes with --upgrade only", EXIT_USAGE)
     store = open_store(args)
-    _print_receipt(request_redrive(store, args.run_id), "redrive")
+    if args.upgrade:
+        folder = args.workflows if args.workflows is not None else Path(workflows_dir())
+        _print_receipt(upgrade_to_folder(store, args.run_id, folder), "upgrading redrive")
+    else:
+        _print_receipt(request_redrive(store, args.run_id), "redrive")
     return EXIT_OK
 
 
@@ -125,6 +147,7 @@ def add_runs(subparsers: Subparsers) -> None:
     parser.add_argument(
         "--limit", metavar="N", type=_limit, default=DEFAULT_LIMIT, help=f"default: {DEFAULT_LIMIT}"
     )
+    parser.add_argument("--deploy", metavar="ID", help="only runs pinned to this deploy (its deploy id)")
     parser.add_argument("--json", action="store_true", help="print the runs as one JSON array")
     add_store_arguments(parser)
     parser.set_defaults(run=_runs, prog=parser.prog)
@@ -133,7 +156,14 @@ def add_runs(subparsers: Subparsers) -> None:
 def _runs(args: argparse.Namespace) -> int:
     since = None if args.since is None else _since(args.since)
     store = open_store(args)
-    runs = list_runs(store, workflow=args.workflow, status=args.status, since=since, limit=args.limit)
+    runs = list_runs(
+        store,
+        workflow=args.workflow,
+        status=args.status,
+        since=since,
+        limit=args.limit,
+        deploy_id=args.deploy,
+    )
     if args.json:
         print(json.dumps(runs_to_json(runs)))
     else:

@@ -26,6 +26,7 @@ from cdk_app.local.delivery import FaultSettings
 from cdk_app.local.embedded_mongo import EmbeddedMongo
 from cdk_app.local.jobs import load_job_handlers
 from cdk_app.local.runner import LocalRunner, RunOptions
+from cdk_app.local.shared_code import put_shared_on_path
 from cdk_app.terminal.render import Progress, print_summary, print_summary_notes, summary_table
 from cdk_app.terminal.report import RunReport, summarize
 from runtime.definition.input_check import InputRefused, check_input
@@ -128,6 +129,7 @@ def _run(args: argparse.Namespace) -> int:
     run_input = _run_input(args)
     workflow = _load_spec(args.spec)
     _checked_input(workflow, run_input)
+    put_shared_on_path(workflow)
     handlers = load_job_handlers(workflow)
     progress = Console(stderr=True, highlight=False)
     # Job code runs in this process; logs (the stub's too) must go to stderr like the progress.

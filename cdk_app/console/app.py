@@ -110,8 +110,19 @@ def _same_origin(request: Request) -> bool:
     return origin is None or origin == f"{request.url.scheme}://{request.headers.get('host')}"
 
 
-def console_app(store: MongoStore, *, allow_actions: bool, hosts: list[str]) -> Starlette:
-    """The application over ``store``; ``hosts`` are the host names it answers to."""
+Operation = Callable[[MongoStore, str], OperationReceipt]
+"""An action on one run, by id."""
+
+
+def _no_upgrade(store: MongoStore, run_id: str) -> OperationReceipt:
+    raise RunError("this console knows no spec folder to upgrade runs to: start it from the dev server")
+
+
+def console_app(
+    store: MongoStore, *, allow_actions: bool, hosts: list[str], upgrade: Operation | None = None
+) -> Starlette:
+    """The application over ``store``; ``hosts`` are the host names it answers to; ``upgrade``
+    is the upgrading redrive (``redrive --upgrade``), None when the console knows no spec folder."""
 
     def page(name: str) -> Callable[[Request], Response]:
         def serve(request: Request) -> Response:
@@ -152,7 +163,9 @@ def console_app(store: MongoStore, *, allow_actions: bool, hosts: list[str]) -> 
                 if record.fan_out is not None and record.fan_out.failed
             }
             statuses = store.read_statuses(run_id, items=False)
-            return JSONResponse(run_json(found, statuses, allow_actions, failed))
+            return JSONResponse(
+                run_json(found, statuses, allow_actions, failed, upgrades=upgrade is not None)
+            )
         except StoreError as exc:
             return _problem(503, str(exc))
 
@@ -164,7 +177,7 @@ def console_app(store: MongoStore, *, allow_actions: bool, hosts: list[str]) -> 
             return _problem(403, "actions are taken from the console's own pages only")
         return None
 
-    def action(operate: Callable[[MongoStore, str], OperationReceipt]) -> Callable[[Request], Response]:
+    def action(operate: Operation) -> Callable[[Request], Response]:
         def serve(request: Request) -> Response:
             if (refusal := refused(request)) is not None:
                 return refusal
@@ -217,6 +230,7 @@ def console_app(store: MongoStore, *, allow_actions: bool, hosts: list[str]) -> 
         Route("/api/run", run),
         Route("/api/run/cancel", action(lambda s, run_id: request_cancel(s, run_id)), methods=["POST"]),
         Route("/api/run/redrive", action(request_redrive), methods=["POST"]),
+        Route("/api/run/upgrade", action(upgrade or _no_upgrade), methods=["POST"]),
         Route("/api/run/approve", answer(True), methods=["POST"]),
         Route("/api/run/reject", answer(False), methods=["POST"]),
         Route("/vendor/dagre.min.js", layout_library),

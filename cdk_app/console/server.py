@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
-from cdk_app.console.app import LAYOUT_LIBRARY, console_app
+from cdk_app.console.app import LAYOUT_LIBRARY, Operation, console_app
 from cdk_app.errors import EXIT_USAGE, CommandError
 from runtime.store.mongo import MongoStore
 
@@ -37,8 +37,11 @@ def _listening_socket(host: str, port: int) -> socket.socket:
 
 
 @contextlib.contextmanager
-def serving_console(store: MongoStore, host: str, port: int, allow_actions: bool) -> Iterator[str]:
-    """The console over ``store`` on ``host:port`` for the block's duration; yields its URL."""
+def serving_console(
+    store: MongoStore, host: str, port: int, allow_actions: bool, upgrade: Operation | None = None
+) -> Iterator[str]:
+    """The console over ``store`` on ``host:port`` for the block's duration; yields its URL.
+    ``upgrade``: the upgrading redrive its button asks for (None: no such button)."""
     if not 0 <= port < 65536:
         raise CommandError(f"the console's port must be 0 to 65535, got {port}", EXIT_USAGE)
     if not LAYOUT_LIBRARY.is_file():
@@ -46,7 +49,9 @@ def serving_console(store: MongoStore, host: str, port: int, allow_actions: bool
     sock = _listening_socket(host, port)
     bound = sock.getsockname()[1]
     url = f"http://{host}:{bound}/"
-    app = console_app(store, allow_actions=allow_actions, hosts=[host, "127.0.0.1", "localhost"])
+    app = console_app(
+        store, allow_actions=allow_actions, hosts=[host, "127.0.0.1", "localhost"], upgrade=upgrade
+    )
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="console", daemon=True)
     thread.start()

@@ -37,7 +37,7 @@ def _phase_json(run: Run, phase: Phase, failed_items: Mapping[str, Sequence[Fail
                 "retries": job.retries,
                 "timeout": job.timeout,
                 "kind": "wait"
-                if job.wait is not None
+                if job.wait is not None or job.wait_until is not None
                 else "approval"
                 if job.approval is not None
                 else "code",
@@ -118,11 +118,14 @@ def run_json(
     statuses: Sequence[StatusEvent],
     allow_actions: bool,
     failed_items: Mapping[str, Sequence[FailedItem]] | None = None,
+    *,
+    upgrades: bool = False,
 ) -> dict[str, Any]:
     """The run page's document. ``actions`` lists what the buttons may do now, and
     ``approvals`` the approval jobs waiting for an answer: both empty when the console is
-    read-only, else what the run's state allows. ``failed_items``: each fan-out job's items that
-    failed for good (the first by index), shown under its counts."""
+    read-only, else what the run's state allows (``upgrade`` beside ``redrive`` when the console
+    knows the spec folder to upgrade to). ``failed_items``: each fan-out job's items that failed
+    for good (the first by index), shown under its counts."""
     actions: list[str] = []
     approvals: list[str] = []
     if allow_actions:
@@ -134,7 +137,7 @@ def run_json(
                 if job.approval is not None and run.jobs[job.name].state == JobState.WAITING
             ]
         if run.state in REDRIVABLE:
-            actions.append("redrive")
+            actions += ["redrive", "upgrade"] if upgrades else ["redrive"]
     started = next((event.date for event in statuses if event.status == StatusName.WORKFLOW_STARTED), None)
     return {
         "run_id": run.run_id,
@@ -144,6 +147,7 @@ def run_json(
         "phase": run.phase,
         "error": run.error,
         "redrives": run.redrives,
+        "deploy_id": None if run.deployment is None else run.deployment.deploy_id,
         "version": run.version,
         "input": run.input,
         "started": iso(started),

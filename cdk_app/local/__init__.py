@@ -3,6 +3,7 @@
 ``cloud`` plays the Atlas trigger, EventBridge's rules and Lambda around the real use cases;
 ``delivery`` is the at-least-once, unordered transport and ``faults`` its fault injection;
 ``jobs`` loads job code by path; ``timeouts`` enforces a job's Lambda timeout; ``runner`` is one
-run (the ``run`` command) and ``dev`` the dev server; ``embedded_mongo`` starts SecantusDB. No
+run (the ``run`` command) and ``dev`` the dev server; ``snapshots`` keeps the job code runs are
+pinned to and ``versions`` pins them (and upgrades them); ``embedded_mongo`` starts SecantusDB. No
 argparse here: the commands are in ``cdk_app.cli``.
 """

@@ -13,7 +13,7 @@ import json
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
@@ -66,8 +66,9 @@ class JobFunction:
     handler: UserHandler
 
 
-JobFunctions = Callable[[str, str], JobFunction | None]
-"""(workflow, job) -> its function, or None when no such function is deployed."""
+JobFunctions = Callable[[JobEvent], JobFunction | None]
+"""The function a job event invokes (the one its ``function`` names, or the job's by name), or
+None when no such function is deployed."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -227,9 +228,9 @@ class LocalCloud:
         )
 
     def _function(self, event: JobEvent) -> JobFunction:
-        function = self.job_functions(event.workflow, event.job)
+        function = self.job_functions(event)
         if function is None:
-            name = job_function_name(event.workflow, event.job)
+            name = event.function or job_function_name(event.workflow, event.job)
             raise InvocationRefused(REFUSALS["ResourceNotFoundException"].format(name=name))
         return function
 
@@ -246,7 +247,14 @@ class LocalCloud:
     def job_timed_out(self, event: JobEvent, request_id: str, timeout: int) -> None:
         """Lambda stopped the attempt's invocation at its timeout: the on-failure destination
         hears of it, and the invocation no longer counts as running (its thread, which cannot
-        be stopped, runs on; whatever it reports is too late to count)."""
+        be stopped, runs on; whatever it reports is too late to count). Lambda's record carries
+        the event it invoked, the attempt's key included: ``event`` is rebuilt from the run, so
+        the key is derived again, as only the stand-in for Lambda may."""
+        keys = self.store.keys
+        if keys is not None and event.attempt_key is None:
+            event = replace(
+                event, attempt_key=keys.attempt_key(event.run_id, event.job, event.attempt, event.index)
+            )
         self.bus.abandon(f"job:{_invocation(event)}")
         self.job_gave_up(event, request_id, TimeoutError(f"Task timed out after {timeout}.00 seconds"))
 

@@ -22,27 +22,27 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 
 from cdk_app.errors import CommandError
-from cdk_app.local.cloud import CloudOptions, JobFunction, LocalCloud, Rule, workflow_rules
+from cdk_app.local.cloud import CloudOptions, LocalCloud, Rule, workflow_rules
 from cdk_app.local.delivery import FaultSettings
 from cdk_app.local.embedded_mongo import EmbeddedMongo, free_port
-from cdk_app.local.jobs import load_fresh_job_handler
+from cdk_app.local.schedules import ScheduleClock
+from cdk_app.local.snapshots import CodeSnapshots
 from cdk_app.local.timeouts import GRACE as TIMEOUT_GRACE
 from cdk_app.local.timeouts import TimeoutWatch
+from cdk_app.local.versions import PinnedFunctions
 from cdk_app.terminal.timeline import STATUS_STYLES, first_line
 from runtime.clock import utcnow
 from runtime.definition.loader import check_specs
-from runtime.definition.model import Job, Workflow
+from runtime.definition.model import Workflow
 from runtime.documents import ID
 from runtime.documents.run import RUN_ID, WORKFLOW, Document, StatusEvent, status_from_document
 from runtime.errors import EventError
 from runtime.service.approvals import approval_commands
-from runtime.service.job_attempt import UserHandler
 from runtime.service.reconciler import RUNS_PER_PASS, Reconciler
 from runtime.service.timers import fire_due_timers
 from runtime.statuses import StatusName
@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DATA_DIR = ".workflows-dev"
 DATABASE_FOLDER = "db"
+SNAPSHOTS_FOLDER = "code"
+"""Under the data folder: the job code runs are pinned to."""
 PORT_FILE = "port"
 """The port of the last server on a data folder: the next one listens there too, so the URI
 people exported keeps working across restarts."""
@@ -72,6 +74,8 @@ class DevOptions:
     """How long one wait on the change stream lasts before the server looks at the clock."""
     handler_threads: int = 4
     job_threads: int = 32
+    snapshots: Path = Path(DEFAULT_DATA_DIR) / SNAPSHOTS_FOLDER
+    """Where the job code runs are pinned to is kept (``cdk_app.local.snapshots``)."""
 
 
 class FolderDeployment:
@@ -125,20 +129,6 @@ class FolderDeployment:
     def rules(self) -> Sequence[Rule]:
         return self._rules
 
-    def job_function(self, workflow: str, job: str) -> JobFunction | None:
-        definition = self.workflows.get(workflow)
-        if definition is None or job not in {candidate.name for candidate in definition.jobs()}:
-            return None
-        settings = definition.job(job)
-        return JobFunction(job=settings, handler=_fresh_handler(workflow, settings))
-
-
-def _fresh_handler(workflow: str, job: Job) -> UserHandler:
-    def handler(event: dict[str, Any], context: Any) -> Any:
-        return load_fresh_job_handler(workflow, job)(event, context)
-
-    return handler
-
 
 class StatusLines:
     """A RunObserver printing one compact line per status, and one per notification."""
@@ -191,7 +181,9 @@ class DevServer:
                 job_threads=options.job_threads,
             ),
             rules=deployment.rules,
-            job_functions=deployment.job_function,
+            job_functions=PinnedFunctions(
+                store, lambda: deployment.workflows, CodeSnapshots(options.snapshots)
+            ).job_function,
         )
         self.reconciler = Reconciler(
             store,
@@ -204,6 +196,7 @@ class DevServer:
             store, self.cloud, lambda line: console.print(f"[yellow]{escape(line)}[/]")
         )
         self._undeployed: set[str] = set()
+        self.schedules = ScheduleClock(store, lambda line: console.print(f"[yellow]{escape(line)}[/]"))
 
     def serve(self, stop: threading.Event) -> None:
         self.store.ensure_indexes()
@@ -227,6 +220,7 @@ class DevServer:
                         next_reload = time.monotonic() + self.options.reload_seconds
                     if time.monotonic() >= next_timers:
                         fire_due_timers(self.store, utcnow())
+                        self.schedules.tick(self.deployment.workflows, utcnow())
                         next_timers = time.monotonic() + self.options.timer_seconds
                     if time.monotonic() >= next_repair:
                         self.repair()

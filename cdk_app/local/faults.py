@@ -150,9 +150,14 @@ class CrashingStore:
         return self._store.renew_lease(lease)
 
     def find_runs(
-        self, workflow: str | None, state: str | None, since: datetime | None, limit: int
+        self,
+        workflow: str | None,
+        state: str | None,
+        since: datetime | None,
+        limit: int,
+        deploy_id: str | None = None,
     ) -> list[RunSummary]:
-        return self._store.find_runs(workflow, state, since, limit)
+        return self._store.find_runs(workflow, state, since, limit, deploy_id)
 
     def stale_runs(self, updated_before: datetime, limit: int, workflow: str | None = None) -> list[str]:
         return self._store.stale_runs(updated_before, limit, workflow)

@@ -3,6 +3,7 @@ imported by path from the spec's ``code`` (a ``.py`` file, or a folder with ``ha
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import sys
 import threading
@@ -79,6 +80,9 @@ def load_job_handler(workflow: str, job: Job) -> UserHandler:
 
 
 _fresh_loading = threading.Lock()
+_job_folders: set[Path] = set()
+"""The code folders put on ``sys.path`` for fresh loading: a folder job's modules are imported
+by plain names, which two versions of its folder share."""
 
 
 def load_fresh_job_handler(workflow: str, job: Job) -> UserHandler:
@@ -91,11 +95,17 @@ def load_fresh_job_handler(workflow: str, job: Job) -> UserHandler:
     path, folder = _entry_point(job)
     with _fresh_loading:
         if folder is not None:
+            folder = folder.absolute()
+            _job_folders.add(folder)
+            # The modules beside any job's handler are imported again, from this folder first:
+            # another version of the same folder (a snapshot) holds modules of the same names.
             for name, module in list(sys.modules.items()):
-                if Path(getattr(module, "__file__", None) or "/").is_relative_to(folder):
+                file = Path(getattr(module, "__file__", None) or "/").absolute()
+                if any(file.is_relative_to(known) for known in _job_folders):
                     del sys.modules[name]
-            if str(folder) not in sys.path:
-                sys.path.insert(0, str(folder))
+            with contextlib.suppress(ValueError):
+                sys.path.remove(str(folder))
+            sys.path.insert(0, str(folder))
         module = types.ModuleType(f"_local_job_{workflow}_{job.name}")
         module.__file__ = str(path)
         sys.modules[module.__name__] = module

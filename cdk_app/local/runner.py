@@ -78,9 +78,8 @@ class LocalRunner:
                 job_threads=self.options.job_threads,
             ),
             rules=lambda: rules,
-            job_functions=lambda workflow_name, job: (
-                functions.get(job) if workflow_name == workflow.name else None
-            ),
+            # The handlers were imported before the run: it runs that code whatever its files become.
+            job_functions=lambda event: functions.get(event.job) if event.workflow == workflow.name else None,
         )
 
         self._timeouts = TimeoutWatch(store, self.cloud)

@@ -229,6 +229,8 @@ def summary_table(report: RunReport) -> Table:
     title = f"{report.workflow} run {report.run_id}: {report.status}"
     if report.seconds is not None:
         title += f" in {_duration(report.seconds)}"
+    if report.deploy_id is not None:
+        title += f" (deploy {report.deploy_id})"
     table = Table(
         title=escape(title),
         title_justify="left",

@@ -74,6 +74,8 @@ class RunReport:
     seconds: float | None
     faults: Mapping[str, int] | None = None
     """Fault counters of a local run (None when the run was not made by this process)."""
+    deploy_id: str | None = None
+    """The deploy whose versions the run invokes (None: a run without a version map)."""
 
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` object: with the run's ``error`` and each job's, so a caller (CI) can say
@@ -82,6 +84,7 @@ class RunReport:
             "run_id": self.run_id,
             "workflow": self.workflow,
             "status": self.status,
+            "deploy_id": self.deploy_id,
             "error": self.error,
             "jobs": {
                 job.name: {
@@ -197,4 +200,5 @@ def summarize(
         error=gave_up or run.error,
         seconds=_seconds(run_started, run_ended),
         faults=faults,
+        deploy_id=None if run.deployment is None else run.deployment.deploy_id,
     )

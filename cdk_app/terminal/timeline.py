@@ -38,6 +38,7 @@ STATUS_STYLES = {
     StatusName.APPROVED: "magenta",
     StatusName.REJECTED: "magenta",
     StatusName.TIMER_FIRED: "dim",
+    StatusName.STATUS_REJECTED: "bold red",
 }
 """Statuses not named here (the run's start, a phase's end) are shown plain."""
 
@@ -99,6 +100,7 @@ def summary_to_json(run: RunSummary) -> dict[str, Any]:
         "created_at": iso(run.created_at),
         "updated_at": iso(run.updated_at),
         "error": run.error,
+        "deploy_id": run.deploy_id,
     }
 
 
@@ -108,7 +110,7 @@ def runs_to_json(runs: Sequence[RunSummary]) -> list[dict[str, Any]]:
 
 def runs_table(runs: Sequence[RunSummary], now: datetime) -> Table:
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in ("run", "workflow", "status", "phase", "started", "updated"):
+    for column in ("run", "workflow", "status", "phase", "deploy", "started", "updated"):
         table.add_column(column, no_wrap=True)
     table.add_column("error", no_wrap=True, overflow="ellipsis")
     for run in runs:
@@ -118,6 +120,7 @@ def runs_table(runs: Sequence[RunSummary], now: datetime) -> Table:
             escape(run.workflow),
             f"[{style}]{run.status.value}[/]",
             escape(run.phase),
+            escape(run.deploy_id or "-"),
             ago(run.created_at, now),
             ago(run.updated_at, now),
             f"[red]{escape(first_line(run.error))}[/]",

@@ -21,13 +21,14 @@ REFUSALS = {
 
 
 class LambdaDispatcher:
-    """Invokes ``<workflow>-job-<job>`` with ``InvocationType=Event``."""
+    """Invokes the function the run's version map names for the job (a qualified ARN), or
+    ``<workflow>-job-<job>`` for a run without one, with ``InvocationType=Event``."""
 
     def __init__(self, lambda_client: Any) -> None:
         self.client = lambda_client
 
     def dispatch(self, event: JobEvent) -> None:
-        name = job_function_name(event.workflow, event.job)
+        name = event.function or job_function_name(event.workflow, event.job)
         try:
             response = self.client.invoke(
                 FunctionName=name, InvocationType="Event", Payload=json.dumps(event.to_payload()).encode()

@@ -75,9 +75,8 @@ def compile_document(document: object, report: Report, base_dir: Path, source: s
     draft = read_seed(document, report) if is_seed else read_spec(document, report, base_dir)
     order = check_phase_chain(draft, report)
     check_jobs(draft, report, order)
-    schema = draft.settings.get("input_schema")
-    if schema is not None and "schedule_input" in draft.settings:
-        check_schedule_input(schema, draft.settings["schedule_input"], report)
+    if "schedule" in draft.settings:
+        check_schedule_input(draft.settings.get("input_schema"), draft.settings.get("schedule_input"), report)
     if report.problems:
         return None
     return _build(draft, order, source, in_run_order=is_seed)

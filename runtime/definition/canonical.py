@@ -3,6 +3,7 @@ environment names, ``notify``; expressions are analysed in ``expressions``."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +12,12 @@ from runtime.definition.draft import Draft, DraftJob, DraftPhase, Ref, known_fie
 from runtime.definition.expressions import check_expression
 from runtime.definition.for_each import read_for_each
 from runtime.definition.input_schema import read_input_schema
-from runtime.definition.job_code import check_job_code
+from runtime.definition.job_code import check_job_code, check_shared_folder
 from runtime.definition.model import HANDLERS_PHASE, JOINS, Notify
 from runtime.definition.permissions import read_permissions
 from runtime.definition.report import JsonPath, Report
 from runtime.definition.schema import is_name
-from runtime.definition.timing import job_time_settings, retry_policy
+from runtime.definition.timing import check_time_zone, job_time_settings, retry_policy
 
 LAMBDA_RESERVED_ENV = frozenset(
     {
@@ -52,6 +53,10 @@ def read_spec(document: dict[str, Any], report: Report, base_dir: Path) -> Draft
     defaults = known_fields(spec.get("defaults"), "defaults")
     _check_env(defaults.get("env"), ("defaults", "env"), report)
     retry_policy(defaults, ("defaults",), report)
+    shared = (
+        check_shared_folder(spec["shared"], report, base_dir) if isinstance(spec.get("shared"), str) else None
+    )
+    code = _Code(base_dir, shared)
     phases: list[DraftPhase] = []
     for phase_name, raw_phase in mapping(spec.get("phases")).items():
         phase_path: JsonPath = ("phases", phase_name)
@@ -62,39 +67,51 @@ def read_spec(document: dict[str, Any], report: Report, base_dir: Path) -> Draft
             phase_path,
             next=Ref(written_next, (*phase_path, "next")) if is_name(written_next) else None,
         )
-        phase.jobs = _read_jobs(phase_fields.get("jobs"), (*phase_path, "jobs"), defaults, report, base_dir)
+        phase.jobs = _read_jobs(phase_fields.get("jobs"), (*phase_path, "jobs"), defaults, report, code)
         phases.append(phase)
     handlers = None
     if "on_failure" in spec:
         handlers = DraftPhase(HANDLERS_PHASE, ("on_failure",))
-        handlers.jobs = _read_jobs(spec["on_failure"], ("on_failure",), defaults, report, base_dir)
+        handlers.jobs = _read_jobs(spec["on_failure"], ("on_failure",), defaults, report, code)
     settings: dict[str, Any] = {
         key: spec[key] for key in ("description", "schedule", "timeout", "retention_days") if key in spec
     }
     if "schedule_input" in spec:
         settings["schedule_input"] = spec["schedule_input"]
+    if isinstance(spec.get("schedule_timezone"), str):
+        settings["schedule_timezone"] = check_time_zone(spec["schedule_timezone"], report)
     if "input_schema" in spec:
         settings["input_schema"] = read_input_schema(spec["input_schema"], report, base_dir)
     if "notify" in spec:
         settings["notify"] = Notify(**_notify_settings(spec["notify"]))
+    if shared is not None:
+        settings["shared"] = shared.as_posix()
     return Draft(name, phases, settings, handlers)
 
 
+@dataclass(frozen=True)
+class _Code:
+    """Where ``code`` paths resolve, and the ``shared`` folder (resolved) when the spec has one."""
+
+    base_dir: Path
+    shared: Path | None
+
+
 def _read_jobs(
-    raw_jobs: object, path: JsonPath, defaults: dict[str, Any], report: Report, base_dir: Path
+    raw_jobs: object, path: JsonPath, defaults: dict[str, Any], report: Report, code: _Code
 ) -> list[DraftJob]:
     jobs: list[DraftJob] = []
     for job_name, raw_job in mapping(raw_jobs).items():
         job_path: JsonPath = (*path, job_name)
         job_fields = known_fields(raw_job, "job")
         job = DraftJob(job_name, job_path, after=name_refs(job_fields.get("after"), (*job_path, "after")))
-        job.settings = _job_settings(job, defaults, job_fields, report, base_dir)
+        job.settings = _job_settings(job, defaults, job_fields, report, code)
         jobs.append(job)
     return jobs
 
 
 def _job_settings(
-    job: DraftJob, defaults: dict[str, Any], own: dict[str, Any], report: Report, base_dir: Path
+    job: DraftJob, defaults: dict[str, Any], own: dict[str, Any], report: Report, code: _Code
 ) -> dict[str, Any]:
     settings = {key: value for key, value in {**defaults, **own}.items() if key in ("memory", "timeout")}
     settings |= job_time_settings(job, defaults, own, report)
@@ -112,7 +129,9 @@ def _job_settings(
     if "permissions" in own:
         settings["permissions"] = read_permissions(own["permissions"], (*job.path, "permissions"), report)
     if isinstance(own.get("code"), str) and own["code"]:
-        settings["code"] = check_job_code(own["code"], (*job.path, "code"), report, base_dir)
+        settings["code"] = check_job_code(
+            own["code"], (*job.path, "code"), report, code.base_dir, code.shared
+        )
     return settings
 
 

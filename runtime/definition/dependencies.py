@@ -78,9 +78,11 @@ def _check_reads(
         if not _is_handlers(where)
         and (handler or (where is not phase and rank.get(where.name, -1) < rank.get(phase.name, -1)))
     ]
-    for key, member in [("when", name) for name in job.when_reads] + [
-        ("for_each", name) for name in job.for_each_reads
-    ]:
+    for key, member in (
+        [("when", name) for name in job.when_reads]
+        + [("for_each", name) for name in job.for_each_reads]
+        + [("wait", name) for name in job.wait_reads]
+    ):
         path = (*job.path, key)
         if member in after or member in earlier:
             continue

@@ -23,10 +23,12 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "notify",
                 "schedule",
                 "schedule_input",
+                "schedule_timezone",
                 "timeout",
                 "retention_days",
                 "on_failure",
                 "input_schema",
+                "shared",
             }
         ),
         "defaults": frozenset({"memory", "timeout", "retries", "retry", "env"}),
@@ -53,6 +55,7 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
         ),
         "retry": frozenset({"max", "delay", "backoff", "max_delay", "jitter", "on"}),
         "approval": frozenset({"timeout", "message"}),
+        "wait": frozenset({"until"}),
         "permission": frozenset({"actions", "resources"}),
         "notify": frozenset({"on", "email", "slack_webhook_secret"}),
         "seed": frozenset({"$schema", "id", "purposeId", "currentPhase", "phases"}),
@@ -93,6 +96,8 @@ class DraftJob:
     """The jobs its ``when`` reads (``results.<job>``), checked once the phase order is known."""
     for_each_reads: list[str] = field(default_factory=list)
     """The same for its ``for_each``."""
+    wait_reads: list[str] = field(default_factory=list)
+    """The same for its ``wait: {until}``."""
 
 
 @dataclass

@@ -21,6 +21,7 @@ WHEN_ROOTS = ("input", "results")
 NULL_MEANS = {
     "when": ", so the job would always be skipped",
     "for_each": ", which is not an array, so the job would always fail",
+    "wait": ", which is not a time, so the run would always fail",
 }
 """What an expression that is always null does, by the key that holds it."""
 

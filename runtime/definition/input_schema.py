@@ -10,6 +10,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from runtime.contracts import SCHEDULED_TIME
 from runtime.definition.input_check import input_problems
 from runtime.definition.reading import read_spec_file
 from runtime.definition.report import JsonPath, Report, kind_of
@@ -43,7 +44,31 @@ def read_input_schema(raw: object, report: Report, base_dir: Path) -> Mapping[st
     return raw
 
 
-def check_schedule_input(schema: Mapping[str, Any], schedule_input: object, report: Report) -> None:
-    """Scheduled runs would be refused at every tick: say so now, every problem at its place."""
-    for path, _, message in input_problems(schema, schedule_input):
+SAMPLE_SCHEDULED_TIME = "2026-01-01T02:00:00Z"
+"""What a scheduled run's ``scheduled_time`` looks like, for checking the input schema."""
+
+
+def check_schedule_input(schema: Mapping[str, Any] | None, schedule_input: object, report: Report) -> None:
+    """Scheduled runs would be refused at every tick: say so now, every problem at its place.
+    Their input is ``schedule_input`` with ``scheduled_time`` added."""
+    given = schedule_input if isinstance(schedule_input, Mapping) else {}
+    if SCHEDULED_TIME in given:
+        report.add(
+            ("schedule_input", SCHEDULED_TIME),
+            f"scheduled runs get {SCHEDULED_TIME!r} (the time the schedule fired): "
+            "schedule_input may not set it",
+        )
+        return
+    if schema is None:
+        return
+    problems = list(input_problems(schema, schedule_input)) if schedule_input is not None else []
+    for path, _, message in problems:
         report.add(("schedule_input", *path), f"does not match input_schema: {message}")
+    if problems:
+        return
+    for _, _, message in input_problems(schema, {**given, SCHEDULED_TIME: SAMPLE_SCHEDULED_TIME}):
+        report.add(
+            ("schedule",),
+            f"a scheduled run's input has {SCHEDULED_TIME!r} (the time the schedule fired, e.g. "
+            f"{SAMPLE_SCHEDULED_TIME!r}), which input_schema refuses: {message}; let input_schema allow it",
+        )

@@ -58,17 +58,57 @@ LAMBDA_MODULES = frozenset(
 _REQUIREMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-def check_job_code(code: str, path: JsonPath, report: Report, base_dir: Path) -> str:
-    """Checks ``code`` (relative to the spec's folder) and returns it resolved."""
+SHARED_PATH: JsonPath = ("shared",)
+
+
+def check_shared_folder(shared: str, report: Report, base_dir: Path) -> Path | None:
+    """Checks the spec's ``shared`` folder (relative to the spec's folder) and returns it
+    resolved; None when it is not a folder."""
+    target = (base_dir / shared).resolve()
+    if not target.is_dir():
+        if target.exists():
+            report.add(SHARED_PATH, f"shared folder {shared!r} is not a folder ({target.as_posix()})")
+            return None
+        siblings = [entry.name for entry in target.parent.iterdir()] if target.parent.is_dir() else []
+        hint = did_you_mean(target.name, siblings)
+        report.add(
+            SHARED_PATH, f"shared folder {shared!r} does not exist (looked for {target.as_posix()}){hint}"
+        )
+        return None
+    if (target / "runtime").exists():
+        report.add(
+            SHARED_PATH, f"shared folder {shared!r} contains 'runtime', which would hide the bundled runtime"
+        )
+        return None
+    return target
+
+
+def check_job_code(
+    code: str, path: JsonPath, report: Report, base_dir: Path, shared: Path | None = None
+) -> str:
+    """Checks ``code`` (relative to the spec's folder) and returns it resolved. The modules of
+    the ``shared`` folder are bundled beside it: the code may import them, and must not hold a
+    module of the same name (one would hide the other)."""
     target = (base_dir / code).resolve()
+    shared_modules = frozenset() if shared is None else _folder_modules(shared)
+    shown_shared = "" if shared is None else _shown(shared, base_dir)
     if target.is_dir():
         entry = target / FOLDER_ENTRY
         if not entry.is_file():
             report.add(path, f"code folder {code!r} has no handler.py (looked in {target.as_posix()})")
+        clashes = sorted(_folder_modules(target) & shared_modules)
         if (target / "runtime").exists():
             report.add(path, f"code folder {code!r} contains 'runtime', which would hide the bundled runtime")
+        elif clashes:
+            report.add(
+                path,
+                f"code folder {code.rstrip('/')!r} and the shared folder {shown_shared!r} both hold "
+                f"{', '.join(repr(name) for name in clashes)}: one would hide the other in the bundle",
+            )
         elif entry.is_file():
-            provided = _folder_modules(target) | _required_modules(target / "requirements.txt")
+            provided = (
+                _folder_modules(target) | _required_modules(target / "requirements.txt") | shared_modules
+            )
             _check_module(
                 entry,
                 f"{code.rstrip('/')}/{FOLDER_ENTRY}",
@@ -84,8 +124,14 @@ def check_job_code(code: str, path: JsonPath, report: Report, base_dir: Path) ->
             report.add(
                 path, f"code {code!r} cannot be imported as a module: name it like a Python identifier"
             )
+        elif target.stem in shared_modules:
+            report.add(
+                path,
+                f"{target.stem!r} is both the job's module and a module of the shared folder "
+                f"{shown_shared!r}: one would hide the other in the bundle",
+            )
         else:
-            _check_module(target, code, _Context(path, report, frozenset(), None))
+            _check_module(target, code, _Context(path, report, shared_modules, None))
     else:
         siblings = [entry.name for entry in target.parent.iterdir()] if target.parent.is_dir() else []
         hint = did_you_mean(target.name, siblings)
@@ -263,6 +309,11 @@ def _installed_distributions() -> Mapping[str, list[str]]:
 
 def _normalized(name: str) -> str:
     return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def _shown(folder: Path, base_dir: Path) -> str:
+    """A folder as the spec would name it: relative to the spec's folder where it is inside it."""
+    return folder.relative_to(base_dir).as_posix() if folder.is_relative_to(base_dir) else folder.as_posix()
 
 
 def _folder_modules(folder: Path) -> frozenset[str]:

@@ -151,6 +151,9 @@ class Job:
     """When a failed attempt is tried again, and after how long."""
     wait: int | None = None
     """A wait job (no code): succeeds this many seconds after it becomes ready."""
+    wait_until: str | None = None
+    """A wait job (no code) that succeeds at the time this JMESPath over ``{"input", "results"}``
+    gives (ISO 8601 with its UTC offset) when it becomes ready: the spec's ``wait: {until}``."""
     approval: Approval | None = None
     """An approval job (no code): succeeds or fails on a person's answer."""
     code: str | None = None
@@ -188,7 +191,7 @@ class Job:
     @property
     def runs_code(self) -> bool:
         """False for wait and approval jobs: the engine completes them, no function runs."""
-        return self.wait is None and self.approval is None
+        return self.wait is None and self.wait_until is None and self.approval is None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -251,7 +254,9 @@ class Workflow:
     schedule: str | None = None
     """``cron(...)`` or ``rate(...)``: an EventBridge schedule that starts runs."""
     schedule_input: Mapping[str, Any] | None = None
-    """Run input for scheduled runs."""
+    """Run input for scheduled runs (each also gets ``contracts.SCHEDULED_TIME``)."""
+    schedule_timezone: str | None = None
+    """The IANA time zone ``schedule`` is in; None: UTC."""
     on_failure: Phase | None = None
     """The failure handlers: jobs run (in phase ``HANDLERS_PHASE``) when the run fails or is
     cancelled, before it ends so."""
@@ -265,6 +270,9 @@ class Workflow:
     """Days an ended run and its statuses are kept before MongoDB deletes them; None keeps them."""
     source: str | None = None
     """The spec file this was loaded from (absolute POSIX path), for messages and ``code``."""
+    shared: str | None = None
+    """A folder (absolute POSIX path) of modules every job's code may import: staged beside each
+    job's code, put on ``sys.path`` locally. Build-time only, like ``code``."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "phases", tuple(self.phases))
@@ -342,6 +350,7 @@ class Workflow:
                 "slack_webhook_secret": self.notify.slack_webhook_secret,
             },
             "schedule": self.schedule,
+            **({} if self.schedule_timezone is None else {"schedule_timezone": self.schedule_timezone}),
             "timeout": self.timeout,
             "retention_days": self.retention_days,
         }
@@ -364,6 +373,7 @@ class Workflow:
                 slack_webhook_secret=notify.get("slack_webhook_secret"),
             ),
             schedule=document.get("schedule"),
+            schedule_timezone=document.get("schedule_timezone"),
             timeout=document.get("timeout"),
             retention_days=document.get("retention_days"),
         )
@@ -384,6 +394,7 @@ def _phase_document(phase: Phase) -> dict[str, Any]:
                 "retries": job.retries,
                 "retry": job.retry.to_document(),
                 "wait": job.wait,
+                **({} if job.wait_until is None else {"wait_until": job.wait_until}),
                 "approval": None
                 if job.approval is None
                 else {"timeout": job.approval.timeout, "message": job.approval.message},
@@ -414,6 +425,7 @@ def _phase_from_document(phase: Mapping[str, Any]) -> Phase:
                 if "retry" in job
                 else RetryPolicy(max=job["retries"]),
                 wait=job.get("wait"),
+                wait_until=job.get("wait_until"),
                 approval=None if job.get("approval") is None else Approval(**job["approval"]),
                 when=job.get("when"),
                 permissions=tuple(

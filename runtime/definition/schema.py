@@ -88,6 +88,10 @@ def schema_problems(document: object, report: Report) -> None:
                 report.add(path, message)
 
 
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
 def _translate(error: ValidationError) -> Iterator[tuple[JsonPath, str]]:
     """jsonschema's messages dump whole instances; these say what is wrong and what is right."""
     path: JsonPath = tuple(error.absolute_path)
@@ -98,6 +102,20 @@ def _translate(error: ValidationError) -> Iterator[tuple[JsonPath, str]]:
     parent = path
     if "propertyNames" in error.absolute_schema_path and isinstance(value, str):
         path = (*path, value)
+    if kind == "anyOf" and error.context:
+        # The branch of the value's own type says what is wrong with it; when no branch is of its
+        # type, the type is.
+        inside = [
+            sub for sub in error.context if sub.validator != "type" or len(sub.absolute_path) > len(path)
+        ]
+        if inside:
+            for sub in inside:
+                yield from _translate(sub)
+            return
+        kinds = dict.fromkeys(str(name) for sub in error.context for name in _listed(sub.validator_value))
+        wanted = " or ".join(_SCHEMA_TYPES.get(name, name) for name in kinds)
+        yield path, f"expected {wanted}, got {kind_of(value)} {show(value)}"
+        return
     if kind == "additionalProperties" and isinstance(value, dict):
         allowed = sorted(subschema.get("properties", {}))
         for key in value:

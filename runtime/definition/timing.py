@@ -4,11 +4,13 @@ module merges a job's policy over the defaults and reports what the schema canno
 
 from __future__ import annotations
 
+import zoneinfo
 from typing import Any
 
 from runtime.definition.draft import DraftJob, known_fields, mapping
+from runtime.definition.expressions import check_expression
 from runtime.definition.model import Approval, RetryPolicy
-from runtime.definition.report import JsonPath, Report
+from runtime.definition.report import JsonPath, Report, did_you_mean
 
 NO_CODE_KINDS = ("wait", "approval")
 """Job keys that make a job the engine completes itself, without a function."""
@@ -68,6 +70,10 @@ def job_time_settings(
                 )
     if isinstance(own.get("wait"), int) and not isinstance(own["wait"], bool):
         settings["wait"] = own["wait"]
+    until = known_fields(own.get("wait"), "wait").get("until") if isinstance(own.get("wait"), dict) else None
+    if isinstance(until, str) and until:
+        settings["wait_until"] = until
+        check_expression(job, "wait", until, job.wait_reads, report)
     approval = known_fields(own.get("approval"), "approval")
     if isinstance(approval.get("timeout"), int) and not isinstance(approval["timeout"], bool):
         message = approval.get("message")
@@ -83,3 +89,16 @@ def job_time_settings(
     if policy is not None:
         settings["retry"] = policy
     return settings
+
+
+def check_time_zone(name: str, report: Report) -> str | None:
+    """``schedule_timezone``: an IANA time zone name, as EventBridge Scheduler and ``zoneinfo``
+    take it. None (with the reason in ``report``) when it is not one."""
+    zones = zoneinfo.available_timezones()
+    if name in zones:
+        return name
+    report.add(
+        ("schedule_timezone",),
+        f"{name!r} is not an IANA time zone name{did_you_mean(name, zones)}, e.g. 'Europe/Berlin' or 'UTC'",
+    )
+    return None

@@ -4,6 +4,7 @@ queries every write and read uses. Standard library only (``envelopes`` alone re
 JSON with bson): the engine, the store and the handlers all import it.
 
 - ``run``: the run document (``state-machines``) and the status log (``statuses``)
+- ``deployment``: a run's version map (the functions its jobs invoke) and its deploy id
 - ``items``: a fan-out's items (``items``) and its counters and lanes in the run document
 - ``outputs``: outputs kept by reference (``outputs``, GridFS)
 - ``leases``, ``notifications``: the job wrapper's and the notifier's claims

@@ -34,6 +34,10 @@ class JobEvent:
     """The item of a ``for_each`` job this invocation runs, by its place in the array."""
     item: Any = None
     """That item's value."""
+    function: str | None = None
+    """The function this attempt is invoked on: the one the run's version map names for the job
+    (``runtime.documents.deployment``), or None for the job's function by name (its latest
+    code). Where the event goes, not part of what the job receives."""
     attempt_key: str | None = field(default=None, repr=False)
     """This attempt's own key for signing its reports (``runtime.documents.signatures``), added
     at dispatch by a control plane that signs; the user's handler never sees it."""

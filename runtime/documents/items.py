@@ -1,20 +1,22 @@
 """The documents of ``for_each`` jobs, and the one place their shape is spelled.
 
-A fan-out job's items live outside the run document, one document each in the ``items``
-collection (``{runId, job, index, item, state, attempt, output | outputRef, error}``, unique on
-``runId, job, index``), so the run document stays small however many items there are. The run
-document holds only the job's ``FanOut``: the item count, how many are done and failed, and one
-``Lane`` per slot of ``max_concurrency``. Items are dealt to the lanes round-robin (lane ``s``
-runs items ``s``, ``s + C``, ``s + 2C``, ... one after the other), so at most ``C`` items are in
-flight, and an item's end moves its own lane on with one conditional write that no other item's
-end contends with. That write is guarded by the lane still holding that item at that attempt,
-so a duplicate of the report changes nothing.
+A fan-out job's items live outside the run document, one document each in the ``items`` collection
+(``{runId, job, index, item | itemJson, state, attempt, output | outputRef, error}``, unique on
+``runId, job, index``; ``itemJson`` holds an item MongoDB would not store as it is,
+``runtime.documents.outputs.stored_as_is``, as JSON text), so the run document stays small however
+many items there are. The run document holds only the job's ``FanOut``: the item count, how many
+are done and failed, and one ``Lane`` per slot of ``max_concurrency``. Items are dealt to the
+lanes round-robin (lane ``s`` runs items ``s``, ``s + C``, ``s + 2C``, ... one after the other),
+so at most ``C`` items are in flight, and an item's end moves its own lane on with one conditional
+write that no other item's end contends with. That write is guarded by the lane still holding that
+item at that attempt, so a duplicate of the report changes nothing.
 
 Standard library only: the handlers import it inside Lambda.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,7 +24,7 @@ from typing import Any
 
 from runtime.clock import as_utc
 from runtime.documents import ID
-from runtime.documents.outputs import ITEMS_REF
+from runtime.documents.outputs import ITEMS_REF, stored_as_is
 from runtime.statuses import ItemState, JobState, RunState
 
 MAX_ITEMS = 10_000
@@ -34,6 +36,9 @@ index); the count of all is in the job's counters."""
 
 RUN_ID, JOB, INDEX, ITEM, STATE, ATTEMPT = "runId", "job", "index", "item", "state", "attempt"
 OUTPUT, OUTPUT_REF, ERROR = "output", "outputRef", "error"
+ITEM_JSON = "itemJson"
+ITEM_FIELDS = {ITEM: 1, ITEM_JSON: 1}
+"""The projection that reads an item's value (``item_value``)."""
 NOT_STARTED = "notStarted"
 """The counter of a fan-out's items that no lane started (``FanOut.not_started``)."""
 RUN_FAILURE = "failure"
@@ -265,12 +270,18 @@ def item_documents(run_id: str, job: str, items: list[Any]) -> list[dict[str, An
             RUN_ID: run_id,
             JOB: job,
             INDEX: index,
-            ITEM: item,
+            **({ITEM: item} if stored_as_is(item) else {ITEM_JSON: json.dumps(item)}),
             STATE: ItemState.PENDING,
             ATTEMPT: 0,
         }
         for index, item in enumerate(items)
     ]
+
+
+def item_value(document: Mapping[str, Any]) -> Any:
+    """The item an item document holds, as the ``for_each`` expression gave it."""
+    text = document.get(ITEM_JSON)
+    return json.loads(text) if isinstance(text, str) else document.get(ITEM)
 
 
 def item_filter(run_id: str, job: str, index: int) -> dict[str, Any]:
@@ -349,11 +360,11 @@ def failed_items_filter(run_id: str, job: str) -> dict[str, Any]:
     return {**job_items_filter(run_id, job), STATE: ItemState.FAILED}
 
 
-FAILED_ITEM_PROJECTION = {INDEX: 1, ITEM: 1, ERROR: 1}
+FAILED_ITEM_PROJECTION = {INDEX: 1, ITEM: 1, ITEM_JSON: 1, ERROR: 1}
 
 
 def failed_item_from_document(document: Mapping[str, Any]) -> FailedItem:
-    return FailedItem(index=document[INDEX], item=document.get(ITEM), error=document.get(ERROR))
+    return FailedItem(index=document[INDEX], item=item_value(document), error=document.get(ERROR))
 
 
 def next_item_attempt() -> dict[str, Any]:

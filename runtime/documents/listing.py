@@ -16,8 +16,11 @@ from typing import Any
 
 from runtime.clock import as_utc
 from runtime.documents import ID
+from runtime.documents.deployment import DEPLOY_ID
 from runtime.documents.run import (
     CREATED_AT,
+    DEPLOY_ID_FIELD,
+    DEPLOYMENT,
     ERROR,
     INPUT_TEXT,
     PHASE,
@@ -40,9 +43,11 @@ class RunSummary:
     created_at: datetime | None
     updated_at: datetime | None
     error: str | None
+    deploy_id: str | None = None
+    """The deploy whose versions the run invokes; None for a run without a version map."""
 
 
-SUMMARY_FIELDS = (ID, WORKFLOW, RUN_STATE, PHASE, CREATED_AT, UPDATED_AT, ERROR)
+SUMMARY_FIELDS = (ID, WORKFLOW, RUN_STATE, PHASE, CREATED_AT, UPDATED_AT, ERROR, DEPLOY_ID_FIELD)
 """What a listing reads of each run document (its projection)."""
 
 
@@ -55,13 +60,19 @@ def summary_from_document(document: Mapping[str, Any]) -> RunSummary:
         created_at=as_utc(document.get(CREATED_AT)),
         updated_at=as_utc(document.get(UPDATED_AT)),
         error=document.get(ERROR),
+        deploy_id=(document.get(DEPLOYMENT) or {}).get(DEPLOY_ID),
     )
 
 
-def runs_query(workflow: str | None, state: str | None, since: datetime | None) -> Document:
-    """Selects the runs of a listing: of ``workflow``, in ``state``, created at ``since`` or later.
-    Without a state it names all four, so the state-first indexes serve every listing."""
+def runs_query(
+    workflow: str | None, state: str | None, since: datetime | None, deploy_id: str | None = None
+) -> Document:
+    """Selects the runs of a listing: of ``workflow``, in ``state``, created at ``since`` or later,
+    pinned to the deploy ``deploy_id``. Without a state it names all four, so the state-first
+    indexes serve every listing."""
     query: Document = {}
+    if deploy_id is not None:
+        query[DEPLOY_ID_FIELD] = deploy_id
     if workflow is not None:
         query[WORKFLOW] = workflow
     query[RUN_STATE] = state if state is not None else {"$in": [value.value for value in RunState]}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from runtime import limits
 from runtime.documents import ID
 
 OUTPUTS = "outputs"
@@ -54,3 +55,43 @@ def parse_reference(ref: str) -> tuple[str, str]:
     """``kind:name`` -> (kind, name)."""
     kind, _, name = ref.partition(":")
     return kind, name
+
+
+OUTPUT_FILES = f"{OUTPUTS}.files"
+OUTPUT_CHUNKS = f"{OUTPUTS}.chunks"
+"""The collections of the GridFS bucket ``outputs``: a file's description, and its chunks."""
+
+GRIDFS_FILES_INDEX = {"filename": 1, "uploadDate": 1}
+GRIDFS_CHUNKS_INDEX = {"files_id": 1, "n": 1}
+"""The indexes ``GridFSBucket`` makes on a bucket's ``files`` and ``chunks`` (its ``_F_INDEX``
+and ``_C_INDEX``): GridFS's field names, not ours."""
+
+
+def stored_as_is(value: Any) -> bool:
+    """Whether a JSON value can be a field of a MongoDB document, and of a status that passes
+    the Atlas trigger's JavaScript, unchanged: field names MongoDB takes as they are (not empty,
+    no ``.``, no leading ``$``, no NUL), integers a JavaScript double holds exactly (so within
+    BSON's 64 bits too), and nesting a run document can hold (``limits.OUTPUT_MAX_DEPTH``). Any
+    other value is kept as JSON text, which keeps every JSON value exactly."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        current, depth = pending.pop()
+        if isinstance(current, bool):
+            continue
+        if isinstance(current, int) and abs(current) > limits.JSON_SAFE_INTEGER:
+            return False
+        if isinstance(current, dict):
+            if depth > limits.OUTPUT_MAX_DEPTH or not all(_field_name(key) for key in current):
+                return False
+            pending.extend((item, depth + 1) for item in current.values())
+        elif isinstance(current, list | tuple):
+            if depth > limits.OUTPUT_MAX_DEPTH:
+                return False
+            pending.extend((item, depth + 1) for item in current)
+    return True
+
+
+def _field_name(key: object) -> bool:
+    if not isinstance(key, str) or not key or key.startswith("$"):
+        return False
+    return "." not in key and "\0" not in key

@@ -24,6 +24,7 @@ from typing import Any
 from runtime.clock import as_utc
 from runtime.definition.model import Workflow
 from runtime.documents import ID
+from runtime.documents.deployment import DEPLOY_ID, Deployment, deployment_from_document
 from runtime.documents.failures import Failure, failure_from_document
 from runtime.documents.items import FanOut, Lane, fan_out_field, fan_out_from_document, lane_field
 from runtime.documents.signatures import (
@@ -111,6 +112,8 @@ class Run:
     """When the run deadline of this round fires (the spec's ``timeout``)."""
     failure: Failure | None = None
     """Set while the failure handlers run (and kept once the run has ended after them)."""
+    deployment: Deployment | None = None
+    """The function version each job invokes, recorded at start (None: the unqualified names)."""
     version: int = 0
     """Incremented by every write; a write planned from this view is guarded by it."""
     stored_bytes: int = 0
@@ -167,6 +170,9 @@ INPUT_TEXT = "inputText"
 search reads, since MongoDB cannot match a pattern against a whole subdocument."""
 SEARCHABLE_INPUT_CHARS = 2000
 FAILURE = "failure"
+DEPLOYMENT = "deployment"
+DEPLOY_ID_FIELD = f"{DEPLOYMENT}.{DEPLOY_ID}"
+"""The run's deploy id: what ``runs --deploy`` selects by."""
 COMPLETED_BY, DEADLINE, WAKE_AT = "completedBy", "deadline", "wakeAt"
 """``wakeAt`` is the earliest due time among the run's timers, or earlier (never later): the
 timer sweep's index. Decisions lower it (``$min``); only the sweep raises it again."""
@@ -224,6 +230,7 @@ def run_from_document(document: Mapping[str, Any], stored_bytes: int = 0) -> Run
         expire_at=document.get(EXPIRE_AT),
         deadline=as_utc(document.get(DEADLINE)),
         failure=failure_from_document(document.get(FAILURE)),
+        deployment=deployment_from_document(document.get(DEPLOYMENT)),
         version=document.get(VERSION, 0),
         stored_bytes=stored_bytes,
     )
@@ -245,6 +252,7 @@ def run_to_document(run: Run, now: datetime) -> Document:
         ERROR: run.error,
         REDRIVES: run.redrives,
         FAILURE: None if run.failure is None else run.failure.to_document(),
+        **({} if run.deployment is None else {DEPLOYMENT: run.deployment.to_document()}),
         VERSION: run.version,
         CREATED_AT: now,
         UPDATED_AT: now,
@@ -362,6 +370,27 @@ def no_failure_since(read: Failure | None) -> Fields:
     failed phases is dispatched once they have. (With a failure as read, the attempt is a
     handler's own retry: a failure never goes away while the run runs.)"""
     return {FAILURE: None} if read is None else {}
+
+
+def deployment_set(deployment: Deployment | None) -> Fields:
+    """Pin the run to ``deployment`` (None: to the functions by name)."""
+    return {DEPLOYMENT: None if deployment is None else deployment.to_document()}
+
+
+def run_upgraded(
+    definition: Workflow, jobs: Mapping[str, JobRecord], deployment: Deployment | None
+) -> Fields:
+    """An ended run moved to ``definition``, its jobs' records as ``jobs``, pinned to
+    ``deployment`` (None: pinned again at its next dispatch locally, or by name)."""
+    return {
+        DEFINITION: definition.to_document(),
+        JOBS: {name: _job_to_document(record) for name, record in jobs.items()},
+    } | deployment_set(deployment)
+
+
+def not_pinned() -> Fields:
+    """The run has no version map yet (matches a missing field too)."""
+    return {DEPLOYMENT: None}
 
 
 def in_round(redrives: int) -> Fields:
@@ -610,6 +639,16 @@ def stale_runs_query(updated_before: datetime, workflow: str | None) -> Document
     """Selects the running runs (of ``workflow``) not written since ``updated_before``."""
     query: Document = {RUN_STATE: RunState.RUNNING.value, UPDATED_AT: {"$lt": updated_before}}
     return query if workflow is None else query | {WORKFLOW: workflow}
+
+
+def running_deployments_query(workflow: str) -> tuple[Document, Document]:
+    """Selects the running runs of ``workflow``, and projects their version maps."""
+    return {RUN_STATE: RunState.RUNNING.value, WORKFLOW: workflow}, {DEPLOYMENT: 1}
+
+
+def deployment_of_document(document: Mapping[str, Any]) -> Deployment | None:
+    """The version map of a run document read with ``running_deployments_query``'s projection."""
+    return deployment_from_document(document.get(DEPLOYMENT))
 
 
 def run_statuses_query(run_id: str, *, items: bool = True) -> Document:

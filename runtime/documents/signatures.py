@@ -96,6 +96,14 @@ class StatusKeys:
         return hmac.new(self.secret, identity, hashlib.sha256).hexdigest()
 
 
+def is_attempt_key(
+    keys: StatusKeys, run_id: str, job: str, attempt: int, index: int | None, given: str | None
+) -> bool:
+    """Whether ``given`` is the key that attempt was dispatched with: a record of its invocation
+    (Lambda's on-failure record carries the event it was invoked with) proves itself by it."""
+    return given is not None and hmac.compare_digest(keys.attempt_key(run_id, job, attempt, index), given)
+
+
 def attempt_slot(attempt_key: str) -> str:
     """The part of an attempt's ids (its terminal report's, its lease's) that only holders of its
     key can name, so no other writer can take them first."""

@@ -16,9 +16,12 @@ the ``results`` of its event. Pure; the engine's ``plan_progress`` applies these
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import jmespath
 
 from runtime import limits
 from runtime.definition.model import HANDLERS_PHASE, Job, Phase
@@ -106,6 +109,31 @@ def when_holds(job: Job, run: Run, results: Mapping[str, Any]) -> bool:
     return is_truthy(conditions.evaluate(job.when, run.input, results))
 
 
+WAITED_UNTIL = "waited_until"
+"""The output of a ``wait: {until}`` job: the time it waited until (ISO 8601, UTC)."""
+
+_TIME_EXAMPLE = "e.g. '2026-12-07T09:00:00Z' or '2026-12-07T10:00:00+01:00'"
+
+
+def wait_until(job: Job, run: Run, results: Mapping[str, Any]) -> datetime:
+    """When a ``wait: {until}`` job that becomes ready fires: the time its expression gives
+    against ``{"input", "results"}``, in UTC. Raises ``ValueError`` naming the value when it is
+    not an ISO 8601 time with its UTC offset, and what ``when_holds`` raises."""
+    assert job.wait_until is not None
+    fanout.require_readable(job.wait_until, results)
+    value = jmespath.search(job.wait_until, {"input": run.input, "results": dict(results)})
+    shown = repr(value) if isinstance(value, str) else json.dumps(value)
+    if not isinstance(value, str):
+        raise ValueError(f"{job.wait_until} is {shown}, not an ISO 8601 time ({_TIME_EXAMPLE})")
+    try:
+        time = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{job.wait_until} is {shown}, not an ISO 8601 time ({_TIME_EXAMPLE})") from None
+    if time.tzinfo is None:
+        raise ValueError(f"{job.wait_until} is {shown}, which has no UTC offset ({_TIME_EXAMPLE})")
+    return time.astimezone(UTC)
+
+
 def job_event(run: Run, job: Job, attempt: int, outputs: Mapping[str, Any] | None = None) -> JobEvent:
     """The event ``job``'s ``attempt`` is invoked with (``outputs``: the run's, when known)."""
     failure = run.failure.to_event() if run.failure is not None and job.phase == HANDLERS_PHASE else None
@@ -128,6 +156,7 @@ def job_event(run: Run, job: Job, attempt: int, outputs: Mapping[str, Any] | Non
         results=results,
         failure=failure,
         references=references,
+        function=None if run.deployment is None else run.deployment.function_of(job.name),
     )
 
 

@@ -45,6 +45,7 @@ from runtime.documents.run import (
 from runtime.engine import failure_handlers, fanout, retry
 from runtime.engine.fanout import FanOutStart
 from runtime.engine.joins import (
+    WAITED_UNTIL,
     approval_requested,
     condition_results,
     is_truthy,
@@ -52,6 +53,7 @@ from runtime.engine.joins import (
     join_holds,
     phase_finished,
     ready_jobs,
+    wait_until,
     waits_until,
     when_holds,
 )
@@ -126,6 +128,20 @@ def advance_phase(
     return changes, tuple(statuses), following
 
 
+def waited(record: JobRecord, output: dict[str, Any], key: str, now: datetime) -> JobRecord:
+    """A ``wait: {until}`` job whose time had gone by when it became ready: it succeeds at once,
+    with its next attempt."""
+    return JobRecord(
+        state=JobState.SUCCEEDED,
+        attempt=record.attempt + 1,
+        output=output,
+        caused_by=key,
+        claimed_at=now,
+        finished_at=now,
+        first_attempt=record.first_attempt,
+    )
+
+
 def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
     """Dispatch or skip every job that is ready, complete the phase when all its jobs are done,
     start the next one, finish the run after the last. None: nothing to do."""
@@ -146,6 +162,7 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
                 conditions |= job_is(job.name, JobState.PENDING)
                 results = condition_results(run, job, outputs)
                 fanout.require_loaded(run, job.when or "", results)
+                fanout.require_loaded(run, job.wait_until or "", results)
                 try:
                     starts = join_holds(job, states) and when_holds(job, run, results)
                 except Exception as exc:  # JMESPath's functions raise more than JMESPathError
@@ -173,6 +190,19 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
                     continue
                 # A wait or an approval job waits for its timer (or an answer) instead of a function.
                 due = waits_until(job, now) if starts else None
+                if starts and job.wait_until is not None:
+                    try:
+                        due = wait_until(job, run, results)
+                    except Exception as exc:  # as for 'when': JMESPath raises more than its errors
+                        guard = run_is(RunState.RUNNING, run.phase) | job_is(job.name, JobState.PENDING)
+                        return fail_run(
+                            run, key, guard, job.name, f"the wait of {job.name!r} failed: {exc}", now
+                        )
+                    if due <= now:  # a time gone by: the wait is over before it began
+                        states[job.name], output = JobState.SUCCEEDED, {WAITED_UNTIL: due.isoformat()}
+                        outputs = outputs | {job.name: output}
+                        changes |= job_set(job.name, waited(run.jobs[job.name], output, key, now))
+                        continue
                 states[job.name] = (
                     (JobState.DISPATCHED if due is None else JobState.WAITING) if starts else JobState.SKIPPED
                 )

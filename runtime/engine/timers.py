@@ -38,7 +38,7 @@ from runtime.documents.run import (
     run_is,
 )
 from runtime.engine import failure_handlers
-from runtime.engine.joins import job_event
+from runtime.engine.joins import WAITED_UNTIL, job_event
 from runtime.engine.progress import fail_run, plan_progress, record_success, stop_run, tolerate_failure
 from runtime.engine.transition import Rejection, Transition
 from runtime.statuses import FAILED, JobState, RunState, StatusName
@@ -119,6 +119,8 @@ def plan_timer(run: Run, event: StatusEvent, now: datetime) -> Transition | Reje
         return waiting
     if job.wait is not None:
         return _complete(run, job, event, {"waited": job.wait}, now)
+    if job.wait_until is not None and (due := run.jobs[job.name].due_at) is not None:
+        return _complete(run, job, event, {WAITED_UNTIL: due.isoformat()}, now)
     if job.approval is not None:
         return _fail(run, job, event, APPROVAL_TIMED_OUT, now)
     record = run.jobs[job.name]

@@ -56,13 +56,19 @@ _state: dict[str, Any] = {}
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Lambda entry point of every job function."""
-    if "store" not in _state:
+    if "user" not in _state:
         spec = os.environ.get(contracts.JOB_HANDLER)
         try:
             user = load_user_handler(spec)
         except Exception as exc:  # any error of the user's module: reported as the attempt's failure
             user = _import_failure(spec or "", exc)
-        _state.update(store=store_from_env(os.environ, max_pool_size=STORE_CONNECTIONS), user=user)
+        _state.update(user=user)
+    # Once per process, as the secret is read once; with a database role to assume, per
+    # invocation, so its credentials are renewed as they near expiry (cheap otherwise: the client
+    # is cached). A job creates no index (its database role may not); the starter and the
+    # reconciler do.
+    if "store" not in _state or os.environ.get(contracts.MONGODB_ROLE_ARN):
+        _state["store"] = store_from_env(os.environ, max_pool_size=STORE_CONNECTIONS)
     request_id = getattr(context, "aws_request_id", None) or uuid.uuid4().hex
     result = run_attempt(_state["store"], _state["user"], event, context, request_id)
     return {"outcome": result.outcome, "error": result.error}

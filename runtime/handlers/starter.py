@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from runtime import contracts
+from runtime.aws.versions import cloud_deployment
 from runtime.definition.model import Workflow
 from runtime.documents.envelopes import as_mapping
 from runtime.errors import EventError, RunError
 from runtime.service.approvals import answer_approval
-from runtime.service.operations import request_cancel, request_redrive
+from runtime.service.operations import request_cancel, request_redrive, request_upgrade
 from runtime.service.runs import start_run
 from runtime.store.connection import store_from_env
 
@@ -36,15 +37,24 @@ def load_definition(path: str) -> Workflow:
 
 def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     """``{"run_id"?, "input"?}`` -> ``{"run_id", "created"}``;
-    ``{"action": "cancel" | "redrive", "run_id", "reason"?}`` and ``{"action": "approve" |
+    ``{"action": "cancel" | "redrive", "run_id", "reason"?, "upgrade"?}`` and ``{"action": "approve" |
     "reject", "run_id", "job", "output"? | "reason"?}`` -> ``{"run_id", "action", "created"}``.
     A bad request answers with an ``error`` instead of raising, so an EventBridge schedule never
     retries it forever."""
     if "store" not in _state:
         definition = load_definition(os.environ[contracts.WORKFLOW_DEFINITION_FILE])
+        versions = os.environ.get(contracts.JOB_VERSIONS)
+        # The versions this deploy published: a stack from before versions has none, and its
+        # runs invoke the functions by name.
+        deployment = (
+            None
+            if versions is None
+            else cloud_deployment(definition, versions, str(getattr(context, "invoked_function_arn", "")))
+        )
         _state.update(
             store=store_from_env(os.environ, max_pool_size=STORE_CONNECTIONS, create_indexes=True),
             definition=definition,
+            deployment=deployment,
         )
     try:
         request = as_mapping(event or {})
@@ -53,7 +63,13 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
             raise EventError(f"run_id must be a non-empty string, got {run_id!r}")
         if "action" in request:
             return _operate(request, run_id)
-        started = start_run(_state["store"], _state["definition"], run_id=run_id, input=request.get("input"))
+        started = start_run(
+            _state["store"],
+            _state["definition"],
+            run_id=run_id,
+            input=request.get("input"),
+            deployment=_state["deployment"],
+        )
     except (EventError, RunError) as exc:
         log.warning("request refused: %s", exc)
         return {"error": str(exc)}
@@ -72,6 +88,9 @@ def _operate(request: Mapping[str, Any], run_id: str | None) -> dict[str, Any]:
         raise EventError("only a cancel or a reject takes a reason")
     if "output" in request and action != "approve":
         raise EventError("only an approve takes an output")
+    upgrade = request.get("upgrade", False)
+    if not isinstance(upgrade, bool) or (upgrade and action != "redrive"):
+        raise EventError(f"upgrade is true or false, on a redrive only; got {upgrade!r} on a {action}")
     workflow = _state["definition"].name
     if action in ("approve", "reject"):
         job = request.get("job")
@@ -88,6 +107,11 @@ def _operate(request: Mapping[str, Any], run_id: str | None) -> dict[str, Any]:
         )
     elif action == "cancel":
         receipt = request_cancel(_state["store"], run_id, reason, workflow=workflow)
+    elif upgrade:
+        # This deploy's definition and versions: what a run started now would run.
+        receipt = request_upgrade(
+            _state["store"], run_id, _state["definition"], _state["deployment"], workflow=workflow
+        )
     else:
         receipt = request_redrive(_state["store"], run_id, workflow=workflow)
     log.info("%s of run %r requested (created: %s)", action, run_id, receipt.created)

@@ -69,6 +69,9 @@ class FanOutContext:
     job: Job
     base: JobEvent
     """The event of each item, but for its attempt, index and item."""
+    round: int
+    """The job's attempt when this was read: a redrive starts the fan-out again in the next
+    one, maybe on another definition and versions (``redrive --upgrade``)."""
 
 
 class FanOutContexts:
@@ -79,18 +82,27 @@ class FanOutContexts:
         self._size = size
         self._lock = threading.Lock()
 
-    def get(self, store: RunStore, run_id: str, job: str) -> FanOutContext | None:
+    def get(
+        self, store: RunStore, run_id: str, job: str, round_number: int | None = None
+    ) -> FanOutContext | None:
+        """The fan-out's context; read again when the one kept is of another round."""
         with self._lock:
-            if (run_id, job) in self._contexts:
+            kept = self._contexts.get((run_id, job))
+            if kept is not None and round_number in (None, kept.round):
                 self._contexts.move_to_end((run_id, job))
-                return self._contexts[(run_id, job)]
+                return kept
         run = store.read_run(run_id)
         if run is None or job not in run.jobs:
             return None
         definition = run.definition.job(job)
         if definition.for_each is None:
             return None
-        context = FanOutContext(workflow=run.workflow, job=definition, base=job_event(run, definition, 1))
+        context = FanOutContext(
+            workflow=run.workflow,
+            job=definition,
+            base=job_event(run, definition, 1),
+            round=run.jobs[job].attempt,
+        )
         with self._lock:
             self._contexts[(run_id, job)] = context
             while len(self._contexts) > self._size:
@@ -120,7 +132,7 @@ class ItemHandling:
         """After the write that starts them: put each lane's first item in and dispatch it."""
         dispatched: list[JobEvent] = []
         for start in starts:
-            context = self.contexts.get(self.store, run.run_id, start.job)
+            context = self.contexts.get(self.store, run.run_id, start.job, start.round)
             if context is None:
                 continue
             for lane in range(min(len(start.items), start.concurrency)):
@@ -166,7 +178,7 @@ class ItemHandling:
             fan_out = record.fan_out
             if fan_out is None or record.state != JobState.DISPATCHED or record.caused_by != key:
                 continue
-            context = self.contexts.get(self.store, run.run_id, name)
+            context = self.contexts.get(self.store, run.run_id, name, record.attempt)
             if context is None:
                 continue
             for number in range(fan_out.lane_count):
@@ -197,7 +209,7 @@ class ItemHandling:
             fan_out = record.fan_out
             if fan_out is None or record.state != JobState.DISPATCHED:
                 continue
-            context = self.contexts.get(self.store, run.run_id, name)
+            context = self.contexts.get(self.store, run.run_id, name, record.attempt)
             if context is None:
                 continue
             for number, lane in sorted(fan_out.lanes.items()):
@@ -229,6 +241,8 @@ class ItemHandling:
             view = self.items.read_lane(event.run_id, context.job.name, lane)
             if view is None:
                 return "ignored", (), f"job {context.job.name!r} is not fanning out"
+            if view.round != context.round:
+                context = self.contexts.get(self.store, event.run_id, event.job, view.round) or context
             if event.status == StatusName.TIMER_FIRED:
                 outcome = self._retry_due(context, event, lane, view, utcnow())
             else:
@@ -422,6 +436,9 @@ class ItemHandling:
             return None
         if view.lane is None or not view.lane.holds(event.index, event.attempt):
             return ()
+        if view.round != context.round:
+            context = self.contexts.get(self.store, event.run_id, event.job, view.round) or context
+            job = context.job
         if stops(job, view.fan_out, view.failing, 0):
             # The job is stopping (its run's failure handlers run): the refused attempt counts as
             # the item's failure, which starts nothing, so the fan-out can end.

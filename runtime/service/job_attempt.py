@@ -1,7 +1,7 @@
 """The job wrapper's use case: running one attempt of a job (``run_attempt``).
 
 It claims the attempt, checks that the run still wants it, calls the user's handler and reports
-the attempt's end: ``success`` with the returned dict, ``failed`` with the exception, or
+the attempt's end: ``success`` with the returned JSON value, ``failed`` with the exception, or
 ``not_run`` when the run had ended or moved on to another attempt. The claim is a lease
 (docs/architecture.md, "Invariants", 3): the first invocation of an attempt takes it and renews it
 from a heartbeat thread while the user's code runs, and nobody ever takes it over. Any other
@@ -19,7 +19,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from types import TracebackType
@@ -32,6 +32,7 @@ from runtime.clock import utcnow
 from runtime.documents.envelopes import parse_job_event
 from runtime.documents.events import JobEvent
 from runtime.documents.leases import Lease, lease_id
+from runtime.documents.outputs import stored_as_is
 from runtime.documents.run import StatusEvent
 from runtime.engine.attempts import attempt_blocked
 from runtime.errors import EventError
@@ -98,66 +99,66 @@ def _lease_id(event: JobEvent) -> str:
 
 def _success(store: RunStore, event: JobEvent, output: Any) -> StatusEvent:
     """The attempt's ``success``: with its output, or with the reference to it when it is too
-    large for an event (``runtime.store.outputs``)."""
+    large for an event or would not travel as it is (``runtime.store.outputs``)."""
     size = _check_output(output)
-    if size <= limits.OUTPUT_INLINE_MAX_BYTES:
+    if size <= limits.OUTPUT_INLINE_MAX_BYTES and _travels_as_is(output):
         return _status(event, StatusName.SUCCESS, output=output)
     ref = store.items().outputs.store(_lease_id(event), output)
     return _status(event, StatusName.SUCCESS, output_ref=ref)
 
 
 def _check_output(output: Any) -> int:
-    """The output is stored in the run document, travels in the status event (through the Atlas
-    trigger's JavaScript and EventBridge) and in the events of the jobs after this one: strict
-    JSON that BSON stores, field names MongoDB takes as they are, integers JavaScript holds
-    exactly, nesting the run document can hold, and within ``limits.OUTPUT_MAX_BYTES``. Its
-    size as JSON."""
+    """The output is any JSON value (None: no output) within ``limits.OUTPUT_MAX_BYTES``: what
+    a Lambda function may return. Its size as JSON."""
     if output is None:
         return 0
-    if not isinstance(output, dict):
-        raise TypeError(f"a job handler returns a dict or None, not {type(output).__name__}")
     try:
-        size = len(json.dumps(output, allow_nan=False).encode())
-        bson.encode({"output": output})
-    except (TypeError, ValueError, OverflowError, RecursionError, bson.errors.InvalidDocument) as exc:
-        raise TypeError(
-            f"the job's output cannot be stored (it must be JSON with string keys): {exc}"
-        ) from exc
+        text = json.dumps(output, allow_nan=False)
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+        raise TypeError(f"the job's output is not JSON: {exc}") from exc
+    problem = _non_string_key(output)
+    if problem is not None:
+        raise TypeError(f"the job's output {problem}")
+    size = len(text.encode())
     if size > limits.OUTPUT_MAX_BYTES:
         raise ValueError(
             f"the job's output is {size:,} bytes of JSON; at most {limits.OUTPUT_MAX_BYTES:,} are kept "
             "(store large results elsewhere, e.g. S3, and return a reference)"
         )
-    problem = next(_output_problems(output, "$", 1), None)
-    if problem is not None:
-        raise ValueError(f"the job's output {problem}")
     return size
 
 
-def _output_problems(value: Any, path: str, depth: int) -> Iterator[str]:
-    if isinstance(value, bool):
-        return
-    if isinstance(value, int) and abs(value) > limits.JSON_SAFE_INTEGER:
-        yield (
-            f"has the integer {value} at {path}, beyond ±(2^53 - 1): the Atlas trigger's JSON carries "
-            "numbers as JavaScript doubles and would change it (return it as a string)"
-        )
-    children: Iterable[tuple[Any, Any]] = ()
+def _children(value: Any, path: str) -> Iterator[tuple[Any, Any, str]]:
     if isinstance(value, dict):
-        children = value.items()
-    elif isinstance(value, list):
-        children = enumerate(value)
-    if children and depth > limits.OUTPUT_MAX_DEPTH:
-        yield (
-            f"is nested deeper than {limits.OUTPUT_MAX_DEPTH} levels at {path}: the run document that "
-            f"holds it may nest at most {limits.MONGODB_NESTING_DEPTH}"
-        )
-        return
-    for key, item in children:
-        if isinstance(key, str) and (key.startswith("$") or "." in key):
-            yield f"has a key {key!r}: keys must not start with '$' or contain '.'"
-        where = f"{path}.{key}" if isinstance(key, str) else f"{path}[{key}]"
-        yield from _output_problems(item, where, depth + 1)
+        for key, item in value.items():
+            yield key, item, f"{path}.{key}"
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield index, item, f"{path}[{index}]"
+
+
+def _non_string_key(output: Any) -> str | None:
+    """JSON's objects have string keys; ``json.dumps`` would quietly turn any other into one."""
+    pending: list[tuple[Any, str]] = [(output, "$")]
+    while pending:
+        value, path = pending.pop()
+        for key, item, where in _children(value, path):
+            if isinstance(value, dict) and not isinstance(key, str):
+                return f"has the key {key!r} at {path}: keys are strings in JSON"
+            pending.append((item, where))
+    return None
+
+
+def _travels_as_is(output: Any) -> bool:
+    """Whether the output can travel in the status and be stored in the run document as it is
+    (``stored_as_is``, and BSON encodes it); any other is kept by reference as JSON text."""
+    if not stored_as_is(output):
+        return False
+    try:
+        bson.encode({"output": output})
+    except (bson.errors.InvalidDocument, OverflowError):
+        return False
+    return True
 
 
 def describe(exc: BaseException) -> str:

@@ -19,8 +19,11 @@ from datetime import datetime
 from typing import Any
 
 from runtime.clock import as_utc
+from runtime.definition.model import Workflow
+from runtime.documents.deployment import Deployment
 from runtime.documents.listing import RunSummary
-from runtime.documents.run import Run, StatusEvent
+from runtime.documents.run import Run, StatusEvent, at_version, run_is, run_upgraded
+from runtime.engine.upgrade import upgrade_problems, upgraded_jobs
 from runtime.errors import RunError
 from runtime.ports import RunStore
 from runtime.statuses import REDRIVABLE, RunState, StatusName
@@ -32,6 +35,7 @@ __all__ = [
     "list_runs",
     "request_cancel",
     "request_redrive",
+    "request_upgrade",
     "run_history",
     "wait_for_end",
 ]
@@ -115,6 +119,34 @@ def request_redrive(store: RunStore, run_id: str, *, workflow: str | None = None
     )
 
 
+def request_upgrade(
+    store: RunStore,
+    run_id: str,
+    definition: Workflow,
+    deployment: Deployment | None,
+    *,
+    workflow: str | None = None,
+) -> OperationReceipt:
+    """A redrive onto ``definition`` and ``deployment`` (``redrive --upgrade``): refused with
+    every reason when the run cannot move (``runtime.engine.upgrade``). The ended run is moved
+    first, by a write guarded by the version read, then the redrive is requested as any other,
+    so the redrive dispatches the new versions only."""
+    run = _existing_run(store, run_id, workflow)
+    if run.state not in REDRIVABLE:
+        raise RunError(f"run {run_id} is {run.state}: only a failed or cancelled run can be upgraded")
+    if _redrive_pending(store, run):
+        raise RunError(
+            f"run {run_id} has a redrive requested and not applied yet: upgrade it once that has run"
+        )
+    problems = upgrade_problems(run, definition)
+    if problems:
+        raise RunError(f"run {run_id} cannot move to the current definition: " + "; ".join(problems))
+    moved = run_upgraded(definition, upgraded_jobs(run, definition), deployment)
+    if not store.apply_transition(run_id, at_version(run.version) | run_is(run.state), moved):
+        raise RunError(f"run {run_id} changed while it was being upgraded: ask again")
+    return request_redrive(store, run_id, workflow=workflow)
+
+
 def _redrive_pending(store: RunStore, run: Run) -> bool:
     if run.state not in REDRIVABLE:
         return False
@@ -129,6 +161,7 @@ def list_runs(
     status: str | None = None,
     since: datetime | None = None,
     limit: int = 50,
+    deploy_id: str | None = None,
 ) -> list[RunSummary]:
     """Runs newest first (by creation time), filtered by workflow, run state and creation time;
     each filter combination reads an index in order (``runtime.store.mongo.RUN_INDEXES``)."""
@@ -137,7 +170,7 @@ def list_runs(
         raise RunError(f"unknown run status {status!r}: use one of {states}")
     if limit < 1:
         raise RunError(f"the limit must be at least 1, got {limit}")
-    return store.find_runs(workflow, status, since, limit)
+    return store.find_runs(workflow, status, since, limit, deploy_id)
 
 
 def run_history(store: RunStore, run_id: str) -> list[HistoryEntry]:

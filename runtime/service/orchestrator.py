@@ -31,6 +31,7 @@ from runtime.documents.envelopes import (
 from runtime.documents.events import JobEvent
 from runtime.documents.leases import lease_id
 from runtime.documents.run import Run, StatusEvent, jobs_invoked, status_rejected, wake_at
+from runtime.documents.signatures import is_attempt_key
 from runtime.engine.attempts import attempt_failed, plan_give_up
 from runtime.engine.decide import decide, refused_write
 from runtime.engine.fanout import Unreadable
@@ -135,6 +136,9 @@ class Orchestrator:
         reason = status.rejection(keys)
         if reason is None:
             return None
+        return self._reject(status, reason)
+
+    def _reject(self, status: StatusEvent, reason: str) -> Outcome:
         if self.store.record_status(status_rejected(status, reason)):
             log.warning("rejected %s of run %r: %s", status.key, status.run_id, reason)
             self.on_rejected(status, reason)
@@ -344,6 +348,18 @@ class Orchestrator:
         failure, on the attempt's own reports."""
         record = parse_failure_record(payload)
         job = self._with_key(record.job_event)
+        sent = record.job_event
+        keys = self.store.keys
+        if keys is not None and not is_attempt_key(
+            keys, sent.run_id, sent.job, sent.attempt, sent.index, sent.attempt_key
+        ):
+            # Anyone who may invoke the orchestrator (every job function may: it is their
+            # on-failure destination) could otherwise fail another attempt with a record of its own.
+            return self._reject(
+                attempt_failed(job, "an on-failure record"),
+                "an on-failure record without the key its attempt was dispatched with (Lambda's "
+                "own records carry the invoked event, key included)",
+            )
         terminal = self.store.read_terminal_status(
             job.run_id, job.phase, job.job, job.attempt, job.index, job.slot
         )

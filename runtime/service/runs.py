@@ -10,14 +10,17 @@ from runtime import limits
 from runtime.clock import utcnow
 from runtime.definition.input_check import check_input
 from runtime.definition.model import Workflow
+from runtime.documents.deployment import Deployment
 from runtime.documents.run import JobRecord, Run, StatusEvent
 from runtime.errors import RunError
 from runtime.ports import RunStore
 from runtime.statuses import RunState, StatusName
 
 
-def initial_run(definition: Workflow, run_id: str, run_input: Any) -> Run:
-    """A run as it starts: every job pending, the first phase current."""
+def initial_run(
+    definition: Workflow, run_id: str, run_input: Any, deployment: Deployment | None = None
+) -> Run:
+    """A run as it starts: every job pending, the first phase current, pinned to ``deployment``."""
     return Run(
         run_id=run_id,
         definition=definition,
@@ -25,6 +28,7 @@ def initial_run(definition: Workflow, run_id: str, run_input: Any) -> Run:
         state=RunState.RUNNING,
         phase=definition.phase_order()[0].name,
         jobs={job.name: JobRecord() for job in definition.jobs()},
+        deployment=deployment,
     )
 
 
@@ -36,15 +40,20 @@ class StartedRun:
 
 
 def start_run(
-    store: RunStore, definition: Workflow, run_id: str | None = None, input: Any = None
+    store: RunStore,
+    definition: Workflow,
+    run_id: str | None = None,
+    input: Any = None,
+    deployment: Deployment | None = None,
 ) -> StartedRun:
     """Start a run of ``definition``, idempotently on ``run_id``.
 
     An input that does not match the definition's ``input_schema`` is refused (``InputRefused``,
     with every problem) before anything is written. The run document snapshots the compiled
-    definition, so a spec edited and redeployed while
-    the run is in flight does not change it. The ``workflow_started`` status is recorded on every
-    call (a repeated report is a no-op), so a crash between the two writes loses nothing.
+    definition, so a spec edited and redeployed while the run is in flight does not change it;
+    ``deployment`` pins the function version of each job in the same insert, before anything
+    can dispatch one. The ``workflow_started`` status is recorded on every call (a repeated
+    report is a no-op), so a crash between the two writes loses nothing.
     """
     run_id = run_id or f"{definition.name}-{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     run_input = {} if input is None else input
@@ -55,7 +64,7 @@ def start_run(
             f"the run input is {size:,} bytes of JSON; at most {limits.JOB_EVENT_MAX_BYTES:,} fit in the "
             "events of its jobs, which carry it (store large inputs elsewhere and pass a reference)"
         )
-    created = store.insert_run(initial_run(definition, run_id, run_input))
+    created = store.insert_run(initial_run(definition, run_id, run_input, deployment))
     if not created:
         existing = store.read_run(run_id)
         if existing is None:

@@ -21,7 +21,7 @@ from runtime.documents.items import (
     ATTEMPT,
     FAILED_ITEM_PROJECTION,
     INDEX,
-    ITEM,
+    ITEM_FIELDS,
     ITEM_KEY,
     ClaimedItem,
     FailedItem,
@@ -33,6 +33,7 @@ from runtime.documents.items import (
     item_documents,
     item_ended,
     item_filter,
+    item_value,
     lane_projection,
     lane_view,
     next_item_attempt,
@@ -84,6 +85,7 @@ class MongoItems:
                     partialFilterExpression={EXPIRE_AT: {"$type": "date"}},
                 ),
             )
+        self.outputs.ensure_indexes()
 
     def expire(self, run_id: str, expire_at: datetime | None) -> None:
         """Give the run's items and the outputs it keeps by reference (their ids begin with the
@@ -174,13 +176,13 @@ class MongoItems:
             lambda: self.items.find_one_and_update(
                 item_filter(run_id, job, index),
                 item_attempt_reached(attempt),
-                projection={ITEM: 1},
+                projection=ITEM_FIELDS,
                 return_document=pymongo.ReturnDocument.AFTER,
             ),
         )
-        return (
-            None if document is None else ClaimedItem(index=index, attempt=attempt, value=document.get(ITEM))
-        )
+        if document is None:
+            return None
+        return ClaimedItem(index=index, attempt=attempt, value=item_value(document))
 
     def _claim(self, query: Document) -> ClaimedItem | None:
         """The item with its next attempt: the number is taken before it is handed out, so no
@@ -191,16 +193,16 @@ class MongoItems:
         document = _guard("read a claimed item", lambda: self.items.find_one({ID: query[ID]}))
         if document is None:
             return None
-        return ClaimedItem(index=document[INDEX], attempt=document[ATTEMPT], value=document.get(ITEM))
+        return ClaimedItem(index=document[INDEX], attempt=document[ATTEMPT], value=item_value(document))
 
     def read_item(self, run_id: str, job: str, index: int) -> Any:
         document = _guard(
             f"read item {index} of {job!r}",
-            lambda: self.items.find_one(item_filter(run_id, job, index), {ITEM: 1}),
+            lambda: self.items.find_one(item_filter(run_id, job, index), ITEM_FIELDS),
         )
         if document is None:
             raise StoreError(f"item {index} of {job!r} in run {run_id!r} is not stored")
-        return document.get(ITEM)
+        return item_value(document)
 
     def failed_items(self, run_id: str, job: str, limit: int) -> list[FailedItem]:
         documents = _guard(

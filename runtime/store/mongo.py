@@ -28,6 +28,7 @@ from pymongo.errors import DocumentTooLarge, DuplicateKeyError, OperationFailure
 
 from runtime.clock import as_utc, utcnow
 from runtime.documents import ID
+from runtime.documents.deployment import Deployment
 from runtime.documents.leases import Lease, lease_filter, lease_from_document, lease_renewed
 from runtime.documents.listing import SUMMARY_FIELDS, RunSummary, runs_query, summary_from_document
 from runtime.documents.notifications import (
@@ -41,6 +42,7 @@ from runtime.documents.notifications import (
 from runtime.documents.run import (
     CREATED_AT,
     DATE,
+    DEPLOY_ID_FIELD,
     EXPIRE_AT,
     PHASE,
     RUN_STATE,
@@ -58,6 +60,7 @@ from runtime.documents.run import (
     at_version,
     attempt_projection,
     attempt_state_from_document,
+    deployment_of_document,
     expiry_update,
     next_wake_query,
     operations_query,
@@ -65,6 +68,7 @@ from runtime.documents.run import (
     run_from_document,
     run_statuses_query,
     run_to_document,
+    running_deployments_query,
     stale_runs_query,
     status_from_document,
     terminal_id,
@@ -93,6 +97,10 @@ RUN_INDEXES: Mapping[str, tuple[list[tuple[str, int]], Mapping[str, Any]]] = {
     "runs_by_state": ([(RUN_STATE, ASC), (CREATED_AT, DESC)], {}),
     "runs_of_workflow_by_state": ([(WORKFLOW, ASC), (RUN_STATE, ASC), (CREATED_AT, DESC)], {}),
     "expire_ended_runs": ([(EXPIRE_AT, ASC)], EXPIRES),
+    "runs_of_deploy_by_state": (
+        [(DEPLOY_ID_FIELD, ASC), (RUN_STATE, ASC), (CREATED_AT, DESC)],
+        {"partialFilterExpression": {DEPLOY_ID_FIELD: {"$exists": True}}},
+    ),
     "running_by_wake": (
         [(RUN_STATE, ASC), (WAKE_AT, ASC)],
         {"partialFilterExpression": {WAKE_AT: {"$exists": True}}},
@@ -236,9 +244,14 @@ class MongoStore:
         return self._decoded(raw)
 
     def find_runs(
-        self, workflow: str | None, state: str | None, since: datetime | None, limit: int
+        self,
+        workflow: str | None,
+        state: str | None,
+        since: datetime | None,
+        limit: int,
+        deploy_id: str | None = None,
     ) -> list[RunSummary]:
-        query = runs_query(workflow, state, since)
+        query = runs_query(workflow, state, since, deploy_id)
         return _guard(
             "list runs",
             lambda: [
@@ -246,6 +259,18 @@ class MongoStore:
                 for document in self.runs.find(query, dict.fromkeys(SUMMARY_FIELDS, 1))
                 .sort(CREATED_AT, DESC)
                 .limit(limit)
+            ],
+        )
+
+    def running_deployments(self, workflow: str) -> list[Deployment]:
+        """The version maps of ``workflow``'s running runs (few: runs do not stay running long)."""
+        query, projection = running_deployments_query(workflow)
+        return _guard(
+            f"read the version maps of the running runs of {workflow}",
+            lambda: [
+                deployment
+                for document in self.runs.find(query, projection)
+                if (deployment := deployment_of_document(document)) is not None
             ],
         )
 

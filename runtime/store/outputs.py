@@ -35,9 +35,13 @@ from runtime import limits
 from runtime.documents.items import INDEX, OUTPUT, STATE, job_items_filter
 from runtime.documents.items import OUTPUT_REF as ITEM_OUTPUT_REF
 from runtime.documents.outputs import (
+    GRIDFS_CHUNKS_INDEX,
+    GRIDFS_FILES_INDEX,
     GRIDFS_REF,
     ITEMS_REF,
     JSON,
+    OUTPUT_CHUNKS,
+    OUTPUT_FILES,
     OUTPUT_REF,
     OUTPUTS,
     RUN_REF,
@@ -69,6 +73,27 @@ class OutputStore:
         self.items = items
         self.runs = runs
         self.files = gridfs.GridFSBucket(database, bucket_name=OUTPUTS)
+
+    def ensure_indexes(self) -> None:
+        """GridFS's own indexes on the bucket, as ``GridFSBucket`` would make them on its first
+        upload: made here, by the functions that create indexes, the job wrapper (whose database
+        role may list indexes but not create them) finds them and creates none."""
+        for collection, keys, unique in (
+            (self.files_collection, GRIDFS_FILES_INDEX, False),
+            (self.chunks_collection, GRIDFS_CHUNKS_INDEX, True),
+        ):
+            try:
+                collection.create_index(list(keys.items()), unique=unique)
+            except PyMongoError as exc:
+                raise StoreError(f"could not create GridFS's index on {collection.name}: {exc}") from exc
+
+    @property
+    def files_collection(self) -> Collection[Document]:
+        return self.outputs.database[OUTPUT_FILES]
+
+    @property
+    def chunks_collection(self) -> Collection[Document]:
+        return self.outputs.database[OUTPUT_CHUNKS]
 
     def store(self, output_id: str, value: Any) -> str:
         """Keep ``value`` and answer its reference. Stored as JSON text, so it comes back as

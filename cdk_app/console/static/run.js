@@ -168,7 +168,7 @@ function render(run) {
   document.getElementById("title").textContent = `${run.workflow} run ${run.run_id}`;
   const summary = document.getElementById("summary");
   summary.className = `summary state-${run.status}`;
-  summary.textContent = `${run.status} · phase ${run.phase}${run.redrives ? ` · redriven ${run.redrives}×` : ""}${run.error ? ` · ${firstLine(run.error, 160)}` : ""}`;
+  summary.textContent = `${run.status} · phase ${run.phase}${run.redrives ? ` · redriven ${run.redrives}×` : ""}${run.deploy_id ? ` · deploy ${run.deploy_id}` : ""}${run.error ? ` · ${firstLine(run.error, 160)}` : ""}`;
   const shape = shapeOf(run.phases);
   const first = !drawn || drawn.shape !== shape;
   if (first) drawn = { shape, byJob: drawRun(document.getElementById("graph"), run.phases, select) };

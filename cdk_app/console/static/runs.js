@@ -38,13 +38,14 @@ function renderRuns(runs) {
         el("td", {}, run.workflow),
         el("td", { class: "status" }, run.status),
         el("td", {}, run.phase),
+        el("td", { class: "deploy" }, run.deploy_id || ""),
         el("td", {}, when(run.created_at)),
         el("td", {}, when(run.updated_at)),
         el("td", { class: "error" }, firstLine(run.error, 80)),
       ),
     ),
   );
-  if (!runs.length) body.append(el("tr", {}, el("td", { colspan: "7", class: "hint" }, "No runs match.")));
+  if (!runs.length) body.append(el("tr", {}, el("td", { colspan: "8", class: "hint" }, "No runs match.")));
 }
 
 async function load() {

@@ -1,4 +1,4 @@
-"""Returns a list, which is not a job output."""
+"""Returns a set, which JSON has no form for: not a job output."""
 
 from __future__ import annotations
 
@@ -6,4 +6,4 @@ from typing import Any
 
 
 def handler(event: dict[str, Any], context: object) -> Any:
-    return ["not", "a", "dict"]
+    return {"tags": {"not", "json"}}
