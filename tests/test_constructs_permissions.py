@@ -160,3 +160,25 @@ def test_no_job_role_may_read_the_status_key_and_every_system_function_does(
     reader_roles = {role["Ref"] for roles in readers for role in roles}
     for system in (workflow.orchestrator, workflow.reconciler, workflow.starter, workflow.notifier):
         assert logical_id(system.role) in reader_roles  # type: ignore[arg-type]
+
+
+def test_no_job_role_may_invoke_anything_but_its_on_failure_destination(
+    granted: tuple[App, WorkflowApp, Workflow],
+) -> None:
+    """T4: a job's code may not start or operate runs through the starter (nor invoke any other
+    function); its role may invoke only the orchestrator, Lambda's on-failure destination."""
+    _, built, _ = granted
+    workflow = built.workflows["granted"]
+    orchestrator = logical_id(workflow.orchestrator)
+    for job in ("catch_fish", "go_home"):
+        invoking = [
+            statement
+            for statement in role_statements(built, job)
+            if "lambda:" in json.dumps(statement["Action"])
+        ]
+        assert invoking, job
+        for statement in invoking:
+            assert orchestrator in json.dumps(statement["Resource"]) or "Orchestrator" in json.dumps(
+                statement["Resource"]
+            ), (job, statement)
+            assert logical_id(workflow.starter) not in json.dumps(statement["Resource"])
