@@ -430,3 +430,24 @@ def test_a_forged_on_failure_record_does_not_fail_another_attempt(store: MongoSt
     [failed] = [s for s in store.run_statuses(cloud.run_id) if s["job"] == "b" and s["status"] == "failed"]
     assert cloud.deliver(_status_from(failed)).action != "rejected"
     assert cloud.run()["jobs"]["b"]["attempt"] == 2
+
+
+def test_a_forged_report_does_not_hide_a_lost_attempt_from_the_reconciler(
+    store: MongoStore, job_store: MongoStore
+) -> None:
+    """A job's code inserting another attempt's ``started`` (or end) must not make the reconciler
+    take that attempt, whose invocation was lost, for one that reported."""
+    cloud = Cloud(store, TWO_JOBS)
+    b = _sent(cloud, "b")
+    assert job_store.record_status(_report(b, StatusName.STARTED))
+    cloud.dispatcher.drain()
+
+    report = Reconciler(
+        store=store,
+        dispatcher=cloud.dispatcher,
+        stale_after=timedelta(0),
+        lost_invocation_after=lambda job: timedelta(0),
+    ).reconcile_run(cloud.run_id)
+
+    assert report.redispatched == 2  # a's and b's invocations: neither reported authentically
+    assert sorted(event.job for event in cloud.dispatcher.drain()) == ["a", "b"]

@@ -237,12 +237,18 @@ class Reconciler:
         if run is None:
             return ReconcileReport()
         statuses = self.store.read_statuses(run_id)
+        # Only an authentic status says a run started or an attempt reported: a job's code may
+        # insert any document, to make a lost attempt look started (docs/architecture.md, "Trust").
+        keys = self.store.keys
+        authentic = (
+            statuses if keys is None else [event for event in statuses if event.rejection(keys) is None]
+        )
         started_recorded = 0
         if run.state == RunState.RUNNING and not_started(run):
             start = StatusEvent(run_id=run_id, workflow=run.workflow, status=StatusName.WORKFLOW_STARTED)
-            if not any(event.key == start.key for event in statuses):
+            if not any(event.key == start.key for event in authentic):
                 started_recorded = int(self.store.record_status(start))
-                statuses = [*statuses, start]
+                statuses, authentic = [*statuses, start], [*authentic, start]
         applied = 0
         for event in unrecorded_statuses(run, statuses):
             outcome = self._orchestrator.rejected(event) or self._orchestrator.apply(event)
@@ -251,7 +257,7 @@ class Reconciler:
         # Lost attempts are looked for in the run as it was read with its statuses: what the
         # statuses just applied dispatched is new. Their write is conditional on each attempt
         # still being dispatched, so an attempt those changed is left to the next pass.
-        redispatched = self._redispatch_lost(run, statuses, now)
+        redispatched = self._redispatch_lost(run, authentic, now)
         repaired = bool(applied or redispatched or started_recorded)
         return ReconcileReport(
             runs_checked=1,
