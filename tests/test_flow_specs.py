@@ -274,7 +274,8 @@ def test_the_summary_names_the_tolerated_failures(
 
     assert result.exit_code == 0
     assert "failed and tolerated (allow_failure): optional" in result.stdout
-    assert result.stderr.count("tolerated_failure: job optional failed") == 2  # the notifier's subjects
+    # The notifier's subject, once: ``failed`` is the job's final failure (its retry's), not each attempt's
+    assert result.stderr.count("tolerated_failure: job optional failed") == 1
 
 
 def test_the_summary_lists_the_handlers_under_their_own_heading(
