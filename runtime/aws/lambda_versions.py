@@ -3,6 +3,7 @@ deletions, each failure a ``PruneError`` naming what could not be done."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from runtime.errors import WorkflowError
@@ -24,30 +25,27 @@ class LambdaVersions:
         except Exception as exc:  # botocore's error types vary by cause
             raise PruneError(f"could not {what}: {exc}") from exc
 
-    def function_names(self, prefix: str) -> list[str]:
-        names: list[str] = []
+    def _listed(self, what: str, operation: str, field: str, **arguments: Any) -> Iterator[Any]:
+        """Every entry of a Lambda listing's ``field``, page after page (``NextMarker``)."""
         marker: str | None = None
         while True:
-            page = self._call("list functions", "list_functions", **({"Marker": marker} if marker else {}))
-            names += [f["FunctionName"] for f in page["Functions"] if f["FunctionName"].startswith(prefix)]
+            page = self._call(what, operation, **arguments, **({"Marker": marker} if marker else {}))
+            yield from page[field]
             marker = page.get("NextMarker")
             if not marker:
-                return sorted(names)
+                return
+
+    def function_names(self, prefix: str) -> list[str]:
+        functions = self._listed("list functions", "list_functions", "Functions")
+        return sorted(f["FunctionName"] for f in functions if f["FunctionName"].startswith(prefix))
+
+    def _function_versions(self, function: str) -> Iterator[Any]:
+        return self._listed(
+            f"list the versions of {function}", "list_versions_by_function", "Versions", FunctionName=function
+        )
 
     def versions(self, function: str) -> list[int]:
-        numbers: list[int] = []
-        marker: str | None = None
-        while True:
-            page = self._call(
-                f"list the versions of {function}",
-                "list_versions_by_function",
-                FunctionName=function,
-                **({"Marker": marker} if marker else {}),
-            )
-            numbers += [int(v["Version"]) for v in page["Versions"] if v["Version"] != LATEST]
-            marker = page.get("NextMarker")
-            if not marker:
-                return sorted(numbers)
+        return sorted(int(v["Version"]) for v in self._function_versions(function) if v["Version"] != LATEST)
 
     def delete_version(self, function: str, version: int) -> None:
         self._call(
@@ -61,34 +59,14 @@ class LambdaVersions:
         self._call(f"delete {function}", "delete_function", FunctionName=function)
 
     def layer_references(self, function: str) -> set[str]:
-        arns: set[str] = set()
-        marker: str | None = None
-        while True:
-            page = self._call(
-                f"list the versions of {function}",
-                "list_versions_by_function",
-                FunctionName=function,
-                **({"Marker": marker} if marker else {}),
-            )
-            arns |= {layer["Arn"] for version in page["Versions"] for layer in version.get("Layers", [])}
-            marker = page.get("NextMarker")
-            if not marker:
-                return arns
+        versions = self._function_versions(function)
+        return {layer["Arn"] for version in versions for layer in version.get("Layers", [])}
 
     def layer_versions(self, layer: str) -> list[int]:
-        numbers: list[int] = []
-        marker: str | None = None
-        while True:
-            page = self._call(
-                f"list the versions of layer {layer}",
-                "list_layer_versions",
-                LayerName=layer,
-                **({"Marker": marker} if marker else {}),
-            )
-            numbers += [int(version["Version"]) for version in page["LayerVersions"]]
-            marker = page.get("NextMarker")
-            if not marker:
-                return sorted(numbers)
+        listed = self._listed(
+            f"list the versions of layer {layer}", "list_layer_versions", "LayerVersions", LayerName=layer
+        )
+        return sorted(int(version["Version"]) for version in listed)
 
     def delete_layer_version(self, layer: str, version: int) -> None:
         self._call(
