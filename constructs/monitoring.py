@@ -201,40 +201,53 @@ def _status_events_stopped(
 def reconciler_alarm(scope: Construct, workflow: str, topic: sns.ITopic) -> cloudwatch.Alarm:
     """The reconciler writes its figures as embedded-metric-format log lines
     (``runtime.handlers.reconciler``); a repair means an event was lost somewhere."""
-    alarm = cloudwatch.Alarm(
+    return _count_alarm(
         scope,
         "ReconcilerRepairedAlarm",
-        alarm_name=alarm_name(workflow, "reconciler-repaired"),
-        alarm_description=f"{workflow}: the reconciler repaired runs whose events were lost; see "
+        workflow,
+        topic,
+        what="reconciler-repaired",
+        metric_name="RunsRepaired",
+        description=f"{workflow}: the reconciler repaired runs whose events were lost; see "
         "its log for the runs, and the trigger, the rules and the dead-letter queue for the cause",
-        metric=cloudwatch.Metric(
-            namespace=RECONCILER_METRICS_NAMESPACE,
-            metric_name="RunsRepaired",
-            dimensions_map={"Workflow": workflow},
-            period=Duration.minutes(5),
-            statistic="Sum",
-        ),
-        threshold=1,
-        evaluation_periods=1,
-        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
     )
-    alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
-    return alarm
 
 
 def rejected_statuses_alarm(scope: Construct, workflow: str, topic: sns.ITopic) -> cloudwatch.Alarm:
     """The orchestrator and the reconciler count each status they reject as not authentic
     (``runtime.aws.metrics``): someone wrote a status they may not, or a job's code tried to."""
-    alarm = cloudwatch.Alarm(
+    return _count_alarm(
         scope,
         "RejectedStatusesAlarm",
-        alarm_name=alarm_name(workflow, "rejected-statuses"),
-        alarm_description=f"{workflow}: statuses were rejected as not authentic (a writer without the "
+        workflow,
+        topic,
+        what="rejected-statuses",
+        metric_name=REJECTED_STATUSES_METRIC,
+        description=f"{workflow}: statuses were rejected as not authentic (a writer without the "
         "key, or a job writing for another attempt); each is recorded as status_rejected in its run",
+    )
+
+
+def _count_alarm(
+    scope: Construct,
+    construct_id: str,
+    workflow: str,
+    topic: sns.ITopic,
+    *,
+    what: str,
+    metric_name: str,
+    description: str,
+) -> cloudwatch.Alarm:
+    """An alarm on one of the workflow's own embedded metrics: any count in five minutes
+    notifies the topic."""
+    alarm = cloudwatch.Alarm(
+        scope,
+        construct_id,
+        alarm_name=alarm_name(workflow, what),
+        alarm_description=description,
         metric=cloudwatch.Metric(
             namespace=RECONCILER_METRICS_NAMESPACE,
-            metric_name=REJECTED_STATUSES_METRIC,
+            metric_name=metric_name,
             dimensions_map={"Workflow": workflow},
             period=Duration.minutes(5),
             statistic="Sum",
