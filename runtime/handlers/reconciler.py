@@ -20,9 +20,8 @@ import boto3
 
 from runtime import contracts
 from runtime.aws.dispatch import LambdaDispatcher
-from runtime.aws.metrics import rejected_metric_line
+from runtime.aws.metrics import embedded_metrics, rejected_metric_line
 from runtime.clock import utcnow
-from runtime.errors import StoreError
 from runtime.service.reconciler import Reconciler, ReconcileReport
 from runtime.service.timers import fire_timers_until
 from runtime.store.connection import store_from_env
@@ -48,21 +47,7 @@ def metrics_record(workflow: str, report: ReconcileReport, now: datetime) -> dic
     for metric, attribute in METRICS.items():
         value = getattr(report, attribute)
         values[metric] = len(value) if isinstance(value, tuple) else value
-    return {
-        "_aws": {
-            "Timestamp": int(now.timestamp() * 1000),
-            "CloudWatchMetrics": [
-                {
-                    "Namespace": contracts.RECONCILER_METRICS_NAMESPACE,
-                    "Dimensions": [["Workflow"]],
-                    "Metrics": [{"Name": metric, "Unit": "Count"} for metric in METRICS],
-                }
-            ],
-        },
-        "Workflow": workflow,
-        **values,
-        "repairedRuns": list(report.repaired_runs),
-    }
+    return embedded_metrics(workflow, values, now, repairedRuns=list(report.repaired_runs))
 
 
 def reconcile_and_report(reconciler: Reconciler, workflow: str, out: TextIO | None = None) -> ReconcileReport:
@@ -82,12 +67,7 @@ _state: dict[str, Reconciler] = {}
 
 
 def _build(workflow: str) -> Reconciler:
-    store = store_from_env(os.environ, max_pool_size=STORE_CONNECTIONS, create_indexes=True)
-    if store.keys is None:
-        raise StoreError(
-            f"{contracts.STATUS_KEY_SECRET_ARN} is not set: the reconciler applies only statuses it can "
-            "authenticate, and signs the ones it records"
-        )
+    store = store_from_env(os.environ, max_pool_size=STORE_CONNECTIONS, create_indexes=True, keyed=True)
     return Reconciler(
         store=store,
         dispatcher=LambdaDispatcher(boto3.client("lambda")),
