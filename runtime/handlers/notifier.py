@@ -11,7 +11,6 @@ import boto3
 
 from runtime import contracts
 from runtime.aws.notify import SlackNotifier, SnsNotifier
-from runtime.errors import StoreError
 from runtime.ports import Notifier
 from runtime.service.notifier import NotifierService
 from runtime.store.connection import store_from_env
@@ -30,12 +29,7 @@ def _build() -> NotifierService:
     slack_secret = os.environ.get(contracts.SLACK_WEBHOOK_SECRET_ARN)
     if slack_secret:
         notifiers.append(SlackNotifier(boto3.client("secretsmanager"), slack_secret))
-    store = store_from_env(os.environ, max_pool_size=STORE_CONNECTIONS)
-    if store.keys is None:
-        raise StoreError(
-            f"{contracts.STATUS_KEY_SECRET_ARN} is not set: the notifier reports only statuses it can "
-            "authenticate, and has no key to check them with"
-        )
+    store = store_from_env(os.environ, max_pool_size=STORE_CONNECTIONS, keyed=True)
     return NotifierService(notifiers=notifiers, store=store, claims=store)
 
 

@@ -10,11 +10,9 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from runtime import contracts
 from runtime.aws.dispatch import LambdaDispatcher
 from runtime.aws.metrics import rejected_metric_line
 from runtime.documents.run import StatusEvent
-from runtime.errors import StoreError
 from runtime.service.orchestrator import Orchestrator
 from runtime.store.connection import store_from_env
 
@@ -35,12 +33,7 @@ _state: dict[str, Orchestrator] = {}
 def _build() -> Orchestrator:
     client = boto3.client("lambda", config=Config(max_pool_connections=DISPATCH_THREADS))
     dispatcher = LambdaDispatcher(client)
-    store = store_from_env(os.environ, max_pool_size=STORE_CONNECTIONS)
-    if store.keys is None:
-        raise StoreError(
-            f"{contracts.STATUS_KEY_SECRET_ARN} is not set: the orchestrator applies only statuses it can "
-            "authenticate, and has no key to check them with"
-        )
+    store = store_from_env(os.environ, max_pool_size=STORE_CONNECTIONS, keyed=True)
     return Orchestrator(
         store=store, dispatcher=dispatcher, dispatch_threads=DISPATCH_THREADS, on_rejected=count_rejected
     )

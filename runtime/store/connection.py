@@ -192,6 +192,7 @@ def store_from_env(
     max_pool_size: int,
     create_indexes: bool = False,
     sts_client: Any | None = None,
+    keyed: bool = False,
 ) -> MongoStore:
     """The store a Lambda handler uses, with at most ``max_pool_size`` connections. Cheap to call
     per invocation: the client is cached, and assumed credentials are renewed only as they near
@@ -201,10 +202,19 @@ def store_from_env(
     only once the starter created it, on a process that ensured the indexes first (or the CLI,
     the console or ``runtime.client``, which ensure them too), and the reconciler's schedule
     brings a deploy's new indexes within one period even while no run starts. Every other
-    function's cold start costs no round trip for them, and needs no right to create them."""
+    function's cold start costs no round trip for them, and needs no right to create them.
+
+    ``keyed``: the function checks the signature of the statuses it acts on (docs/architecture.md,
+    "Trust"), so it refuses to start without the status key: it fails closed."""
     settings = StoreSettings.from_env(environ)
     target = client_target(environ, secrets_client, sts_client)
-    store = MongoStore(target_client(target, max_pool_size), settings, function_keys(environ, secrets_client))
+    keys = function_keys(environ, secrets_client)
+    if keyed and keys is None:
+        raise StoreError(
+            f"{contracts.STATUS_KEY_SECRET_ARN} is not set: this function applies or reports only "
+            "statuses it can authenticate, and has no key to check them with"
+        )
+    store = MongoStore(target_client(target, max_pool_size), settings, keys)
     marker = (target.uri, settings.database, settings.statuses_collection)
     if create_indexes and marker not in _indexed:
         store.ensure_indexes()
