@@ -32,6 +32,7 @@ from runtime.clock import as_utc, utcnow
 from runtime.documents.run import Document
 from runtime.errors import StoreError
 from runtime.store.mongo import MongoStore
+from runtime.store.secrets import read_secret
 from runtime.store.settings import StoreSettings
 from runtime.store.status_keys import function_keys
 
@@ -128,15 +129,7 @@ def read_connection_string(environ: Mapping[str, str], secrets_client: Any | Non
     arn = environ.get(contracts.MONGODB_SECRET_ARN)
     if not arn:
         raise StoreError("no MongoDB connection configured: set MONGODB_SECRET_ARN (or MONGODB_URI locally)")
-    if secrets_client is None:
-        import boto3  # the Lambda runtime ships boto3; imported here to keep local start-up light
-
-        secrets_client = boto3.client("secretsmanager")
-    try:
-        secret = secrets_client.get_secret_value(SecretId=arn)["SecretString"]
-    except Exception as exc:  # botocore raises many unrelated types; all mean the same here
-        raise StoreError(f"could not read the MongoDB secret {arn}: {exc}") from exc
-    text = secret.strip()
+    text = read_secret(arn, "the MongoDB secret", secrets_client).strip()
     if text.startswith("{"):
         try:
             text = json.loads(text)["uri"]

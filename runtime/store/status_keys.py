@@ -20,18 +20,12 @@ from runtime.documents.signatures import (
 )
 from runtime.errors import StoreError
 from runtime.store.mongo import MongoStore
+from runtime.store.secrets import read_secret
 
 
 def keys_from_secret(arn: str, secrets_client: Any | None = None) -> StatusKeys:
     """The key in a Secrets Manager secret: its string is the key as hex."""
-    if secrets_client is None:
-        import boto3  # the Lambda runtime ships boto3; imported here to keep local start-up light
-
-        secrets_client = boto3.client("secretsmanager")
-    try:
-        text = secrets_client.get_secret_value(SecretId=arn)["SecretString"]
-    except Exception as exc:  # botocore raises many unrelated types; all mean the same here
-        raise StoreError(f"could not read the status key secret {arn}: {exc}") from exc
+    text = read_secret(arn, "the status key secret", secrets_client)
     try:
         return StatusKeys.from_text(text, f"the status key secret {arn}")
     except ValueError as exc:
