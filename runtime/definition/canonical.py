@@ -13,7 +13,7 @@ from runtime.definition.expressions import check_expression
 from runtime.definition.for_each import read_for_each
 from runtime.definition.input_schema import read_input_schema
 from runtime.definition.job_code import check_job_code, check_shared_folder
-from runtime.definition.model import HANDLERS_PHASE, JOINS, Notify
+from runtime.definition.model import HANDLERS_PHASE, JOINS, RESULTS, Notify
 from runtime.definition.permissions import read_permissions
 from runtime.definition.report import JsonPath, Report
 from runtime.definition.schema import is_name
@@ -120,6 +120,8 @@ def _job_settings(
     _check_env_size(job, settings["env"], report)
     if own.get("join") in JOINS:
         settings["join"] = own["join"]
+    if {**defaults, **own}.get("results") in RESULTS:
+        settings["results"] = {**defaults, **own}["results"]
     if isinstance(own.get("allow_failure"), bool):
         settings["allow_failure"] = own["allow_failure"]
     if isinstance(own.get("when"), str):

@@ -31,13 +31,14 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "shared",
             }
         ),
-        "defaults": frozenset({"memory", "timeout", "retries", "retry", "env"}),
+        "defaults": frozenset({"memory", "timeout", "retries", "retry", "env", "results"}),
         "phase": frozenset({"next", "jobs"}),
         "job": frozenset(
             {
                 "after",
                 "join",
                 "allow_failure",
+                "results",
                 "code",
                 "memory",
                 "timeout",

@@ -39,6 +39,11 @@ HANDLERS_PHASE = "on_failure"
 is cancelled, enters it and ends once every handler has finished."""
 
 JOINS = ("all", "any")
+
+RESULTS = ("after", "earlier")
+"""What a job's code gets as ``results`` (the spec's ``results``): ``after``, the outputs of the
+jobs in its ``after``; ``earlier``, those and the outputs of every job of the earlier phases, as
+its ``when`` reads them."""
 """A job's ``join``: ``all`` runs when every job in ``after`` succeeded, ``any`` when at least one
 did and the others have finished."""
 
@@ -140,6 +145,9 @@ class Job:
     join: str = "all"
     """``all``: every job in ``after`` succeeded, else this job is skipped; ``any``: all of them
     finished and at least one succeeded (see ``JOINS``)."""
+    results: str = "after"
+    """What the job's code gets as ``results`` (see ``RESULTS``); its ``when`` and ``for_each``
+    read the earlier phases' outputs either way."""
     allow_failure: bool = False
     """When the last attempt fails, the run goes on: the job is ``failed`` and counts as not
     succeeded for the jobs after it."""
@@ -389,6 +397,7 @@ def _phase_document(phase: Phase) -> dict[str, Any]:
                 "after": list(job.after),
                 "join": job.join,
                 "allow_failure": job.allow_failure,
+                **({} if job.results == "after" else {"results": job.results}),
                 "memory": job.memory,
                 "timeout": job.timeout,
                 "retries": job.retries,
@@ -418,6 +427,7 @@ def _phase_from_document(phase: Mapping[str, Any]) -> Phase:
                 after=tuple(job.get("after", ())),
                 join=job.get("join", "all"),
                 allow_failure=job.get("allow_failure", False),
+                results=job.get("results", "after"),
                 memory=job["memory"],
                 timeout=job["timeout"],
                 # A snapshot from before retry policies has only ``retries``.

@@ -16,8 +16,13 @@ OUTPUTS = "outputs"
 
 JSON = "json"
 
-OUTPUT_REF, GRIDFS_REF, ITEMS_REF = "output", "gridfs", "items"
-"""The kinds of reference: ``output:<id>``, ``gridfs:<id>``, ``items:<run id>/<job>``."""
+OUTPUT_REF, GRIDFS_REF, ITEMS_REF, RUN_REF = "output", "gridfs", "items", "run"
+"""The kinds of reference: ``output:<id>``, ``gridfs:<id>``, ``items:<run id>/<job>``, and
+``run:<run id>/<job>`` for an output the run document holds that a job event had no room for."""
+
+
+def run_output_ref(run_id: str, job: str) -> str:
+    return f"{RUN_REF}:{run_id}/{job}"
 
 
 def output_document(output_id: str, text: str) -> dict[str, Any]:

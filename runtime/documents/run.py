@@ -305,6 +305,16 @@ def job_set(job: str, record: JobRecord) -> Fields:
     return {f"{JOBS}.{job}": _job_to_document(record)}
 
 
+def job_output_projection(job: str) -> Document:
+    """What a job wrapper reads of a run for an output its event had no room for."""
+    return {_job_field(job, "output"): 1}
+
+
+def job_output_of(document: Mapping[str, Any], job: str) -> Any:
+    """The output ``job_output_projection`` read."""
+    return ((document.get(JOBS) or {}).get(job) or {}).get(_JOB_FIELDS["output"])
+
+
 def jobs_invoked(attempts: Mapping[str, int]) -> Fields:
     """Lambda accepted the invocations of these jobs' attempts."""
     return {_job_field(job, "invoked_attempt"): attempt for job, attempt in attempts.items()}

@@ -6,8 +6,11 @@ the ``results`` of its event. Pure; the engine's ``plan_progress`` applies these
   finished before this phase starts).
 - ``join: all`` starts it when all of them succeeded, ``join: any`` when at least one did; else it
   is skipped. A ``when`` is evaluated once the join holds; false skips the job.
-- ``results`` holds the outputs of the jobs in ``after`` that succeeded; a failure handler's holds
-  those of every job that succeeded. A ``when`` also sees the outputs of earlier phases.
+- ``results`` holds the outputs of the jobs in ``after`` that succeeded (with ``results:
+  earlier``, and of every job of the earlier phases: what its ``when`` reads); a failure
+  handler's holds those of every job that succeeded. A ``when`` also sees the outputs of earlier
+  phases. Outputs that would make an event too large for a Lambda invocation travel
+  as references to the run document instead (``event_references``), which the wrapper loads.
 - A job without code that starts waits instead of being dispatched: a ``wait`` job for its
   timer, an ``approval`` job for an answer (or its timeout), announced by ``approval_requested``.
 """
@@ -21,11 +24,17 @@ from typing import Any
 
 import jmespath
 
+from runtime import limits
 from runtime.definition.model import HANDLERS_PHASE, Job, Phase
 from runtime.documents.events import JobEvent
+from runtime.documents.outputs import run_output_ref
 from runtime.documents.run import Run, StatusEvent
 from runtime.engine import conditions, fanout
 from runtime.statuses import DONE, JobState, StatusName
+
+EVENT_ENVELOPE_BYTES = 16 * 1024
+"""What a job event holds besides the run input and the outputs: its names, the attempt's key,
+an item and its index, the failure a handler gets (bounded by ``limits``)."""
 
 FINISHED = DONE | {JobState.FAILED}
 """Job states that let the jobs after a job go on, and its phase complete."""
@@ -53,19 +62,44 @@ def join_holds(job: Job, states: Mapping[str, JobState]) -> bool:
     return any(succeeded) if job.join == "any" else all(succeeded)
 
 
-def job_results(job: Job, outputs: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``results`` of ``job``'s event, from the outputs of the jobs that succeeded."""
+def job_results(run: Run, job: Job, outputs: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``results`` of ``job``'s event, from the outputs of the jobs that succeeded: its
+    ``after`` jobs', and with ``results: earlier`` the earlier phases' too (a failure handler's:
+    every job's)."""
     if job.phase == HANDLERS_PHASE:
         return dict(outputs)
+    if job.results == "earlier":
+        return _after_and_earlier(run, job, outputs)
     return {name: outputs[name] for name in job.after if name in outputs}
 
 
+def _after_and_earlier(run: Run, job: Job, outputs: Mapping[str, Any]) -> dict[str, Any]:
+    seen = (*run.definition.earlier_jobs(job.phase), *job.after)
+    return {name: outputs[name] for name in seen if name in outputs}
+
+
 def condition_results(run: Run, job: Job, outputs: Mapping[str, Any]) -> dict[str, Any]:
-    """What ``job``'s ``when`` (and ``for_each``) reads as ``results``: its own results and the
-    earlier phases', with the outputs kept by reference that the orchestrator loaded for it."""
+    """What ``job``'s ``when`` (and ``for_each``) reads as ``results``: the outputs of its
+    ``after`` jobs and of the earlier phases (a failure handler's: every job's), with the
+    outputs kept by reference that the orchestrator loaded for it."""
     outputs = {**outputs, **run.loaded_outputs}
-    earlier = {name: outputs[name] for name in run.definition.earlier_jobs(job.phase) if name in outputs}
-    return earlier | job_results(job, outputs)
+    if job.phase == HANDLERS_PHASE:
+        return dict(outputs)
+    return _after_and_earlier(run, job, outputs)
+
+
+def event_references(run: Run, results: Mapping[str, Any], budget: int) -> dict[str, str]:
+    """Which of ``results`` (held in the run document) travel as references to it, largest
+    first, so that the rest fit ``budget`` bytes of JSON: none while they all fit."""
+    sizes = {name: limits.json_bytes(value) for name, value in results.items()}
+    moved: dict[str, str] = {}
+    total = sum(sizes.values())
+    for name in sorted(sizes, key=lambda name: sizes[name], reverse=True):
+        if total <= budget:
+            break
+        moved[name] = run_output_ref(run.run_id, name)
+        total -= sizes[name]
+    return moved
 
 
 def is_truthy(value: Any) -> bool:
@@ -115,8 +149,15 @@ def wait_until(job: Job, run: Run, results: Mapping[str, Any]) -> datetime:
 def job_event(run: Run, job: Job, attempt: int, outputs: Mapping[str, Any] | None = None) -> JobEvent:
     """The event ``job``'s ``attempt`` is invoked with (``outputs``: the run's, when known)."""
     failure = run.failure.to_event() if run.failure is not None and job.phase == HANDLERS_PHASE else None
-    results = job_results(job, run.outputs if outputs is None else outputs)
-    references = run.references
+    results = job_results(run, job, run.outputs if outputs is None else outputs)
+    references = {name: ref for name, ref in run.references.items() if name in results}
+    inline = {name: value for name, value in results.items() if name not in references}
+    # The run input and the envelope take their share of the Lambda payload; the outputs the
+    # rest, else the largest go by reference to the run document.
+    budget = limits.JOB_EVENT_MAX_BYTES - limits.json_bytes(run.input) - EVENT_ENVELOPE_BYTES
+    moved = event_references(run, inline, budget)
+    references |= moved
+    results = {name: None if name in moved else value for name, value in results.items()}
     return JobEvent(
         run_id=run.run_id,
         workflow=run.workflow,
@@ -126,7 +167,7 @@ def job_event(run: Run, job: Job, attempt: int, outputs: Mapping[str, Any] | Non
         input=run.input,
         results=results,
         failure=failure,
-        references={name: references[name] for name in results if name in references},
+        references=references,
         function=None if run.deployment is None else run.deployment.function_of(job.name),
     )
 

@@ -336,7 +336,7 @@ class Orchestrator:
                 raise InvocationRefused(
                     f"the event for job {job.job!r} (attempt {job.attempt}) is {size:,} bytes of JSON; "
                     f"at most {limits.JOB_EVENT_MAX_BYTES:,} fit a Lambda invocation (the run input and "
-                    f"the outputs of the jobs it runs after, {', '.join(job.results) or 'none'}, go in it)"
+                    f"the outputs it sees, {', '.join(job.results) or 'none'}, go in it)"
                 )
             self.dispatcher.dispatch(job)
         except InvocationRefused as exc:

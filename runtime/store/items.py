@@ -62,7 +62,7 @@ class MongoItems:
     def __init__(self, runs: Collection[Document], items: Collection[Document]) -> None:
         self.runs = runs
         self.items = items
-        self.outputs = OutputStore(runs.database, items)
+        self.outputs = OutputStore(runs.database, items, runs)
 
     def ensure_indexes(self) -> None:
         _guard(

@@ -44,6 +44,7 @@ from runtime.documents.outputs import (
     OUTPUT_FILES,
     OUTPUT_REF,
     OUTPUTS,
+    RUN_REF,
     SIZE,
     json_size_pipeline,
     output_document,
@@ -51,6 +52,7 @@ from runtime.documents.outputs import (
     parse_reference,
     reference,
 )
+from runtime.documents.run import job_output_of, job_output_projection, run_filter
 from runtime.errors import OutputTooLarge, StoreError
 from runtime.statuses import ItemState
 
@@ -64,9 +66,12 @@ outputs kept in the items themselves (128 KB each) wait in a batch."""
 class OutputStore:
     """Stores and loads the outputs kept by reference, on one database."""
 
-    def __init__(self, database: Database[Document], items: Collection[Document]) -> None:
+    def __init__(
+        self, database: Database[Document], items: Collection[Document], runs: Collection[Document]
+    ) -> None:
         self.outputs: Collection[Document] = database[OUTPUTS]
         self.items = items
+        self.runs = runs
         self.files = gridfs.GridFSBucket(database, bucket_name=OUTPUTS)
 
     def ensure_indexes(self) -> None:
@@ -121,6 +126,12 @@ class OutputStore:
             if kind == ITEMS_REF:
                 run_id, _, job = name.rpartition("/")
                 return self._item_outputs(run_id, job)
+            if kind == RUN_REF:
+                run_id, _, job = name.rpartition("/")
+                run = self.runs.find_one(run_filter(run_id), job_output_projection(job))
+                if run is None:
+                    raise StoreError(f"the output {ref} is gone")
+                return job_output_of(run, job)
         except gridfs.errors.NoFile as exc:
             raise StoreError(f"the output {ref} is gone") from exc
         raise StoreError(f"unknown output reference {ref!r}")
