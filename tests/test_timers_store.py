@@ -14,6 +14,7 @@ import pymongo
 import pytest
 
 from cdk_app.local.faults import CrashAtStep, CrashingDispatcher, InjectedCrash
+from runtime import limits
 from runtime.clock import utcnow
 from runtime.definition.model import HANDLERS_PHASE, Approval, Job, Phase, RetryPolicy, Workflow
 from runtime.documents.run import WAKE_AT, StatusEvent
@@ -223,6 +224,32 @@ def test_an_answer_to_a_job_that_cannot_take_one_is_refused(
 
     with pytest.raises(RunError, match=message):
         answer_approval(store, "rel-1", job, approve=True)
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ({"by": {"ana.silva": True}}, r"the key 'ana.silva' at \$.by is not a MongoDB field name"),
+        ({"$by": "ana"}, r"the key '\$by' at \$ is not a MongoDB field name"),
+        ({"ticket": [1, 2**60]}, r"the integer at \$.ticket\[1\] is beyond"),
+        ({"log": "x" * limits.OUTPUT_INLINE_MAX_BYTES}, r"bytes of JSON; an answer carries at most"),
+        ({"ratio": float("nan")}, r"is not JSON"),
+    ],
+)
+def test_an_answer_whose_output_would_not_travel_as_it_is_is_refused_and_nothing_recorded(
+    store: MongoStore, output: Any, message: str
+) -> None:
+    # The status goes through the Atlas trigger's JavaScript and an EventBridge event of 256 KB
+    # at most, and its output into the run document: the local server takes what they would not.
+    _, _, run_id = started(store)
+
+    with pytest.raises(RunError, match=message):
+        answer_approval(store, run_id, "sign_off", approve=True, output=output)
+
+    assert [entry.status for entry in store.read_statuses(run_id)] == [
+        StatusName.WORKFLOW_STARTED,
+        StatusName.APPROVAL_REQUESTED,
+    ]
 
 
 def test_an_answer_to_a_run_of_another_workflow_or_no_run_is_refused(store: MongoStore) -> None:

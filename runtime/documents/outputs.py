@@ -73,22 +73,31 @@ def stored_as_is(value: Any) -> bool:
     no ``.``, no leading ``$``, no NUL), integers a JavaScript double holds exactly (so within
     BSON's 64 bits too), and nesting a run document can hold (``limits.OUTPUT_MAX_DEPTH``). Any
     other value is kept as JSON text, which keeps every JSON value exactly."""
-    pending: list[tuple[Any, int]] = [(value, 1)]
+    return not_stored_as_is(value) is None
+
+
+def not_stored_as_is(value: Any) -> str | None:
+    """Why ``value`` is not ``stored_as_is``, naming where (``$.a.b``); None when it is."""
+    pending: list[tuple[Any, int, str]] = [(value, 1, "$")]
     while pending:
-        current, depth = pending.pop()
+        current, depth, path = pending.pop()
         if isinstance(current, bool):
             continue
         if isinstance(current, int) and abs(current) > limits.JSON_SAFE_INTEGER:
-            return False
+            return f"the integer at {path} is beyond ±(2^53 - 1), which a JavaScript number holds exactly"
+        if isinstance(current, dict | list | tuple) and depth > limits.OUTPUT_MAX_DEPTH:
+            return f"it is nested deeper than {limits.OUTPUT_MAX_DEPTH} levels at {path}"
         if isinstance(current, dict):
-            if depth > limits.OUTPUT_MAX_DEPTH or not all(_field_name(key) for key in current):
-                return False
-            pending.extend((item, depth + 1) for item in current.values())
+            for key in current:
+                if not _field_name(key):
+                    return (
+                        f"the key {key!r} at {path} is not a MongoDB field name (empty, with a '.', "
+                        "a leading '$' or a NUL)"
+                    )
+            pending.extend((item, depth + 1, f"{path}.{key}") for key, item in current.items())
         elif isinstance(current, list | tuple):
-            if depth > limits.OUTPUT_MAX_DEPTH:
-                return False
-            pending.extend((item, depth + 1) for item in current)
-    return True
+            pending.extend((item, depth + 1, f"{path}[{index}]") for index, item in enumerate(current))
+    return None
 
 
 def _field_name(key: object) -> bool:

@@ -9,9 +9,11 @@ Standard library and the store port only: the starter function imports this insi
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from runtime import limits
+from runtime.documents.outputs import not_stored_as_is
 from runtime.documents.run import StatusEvent
 from runtime.errors import RunError
 from runtime.ports import RunStore
@@ -25,6 +27,27 @@ def approval_commands(run_id: str, job: str) -> tuple[str, str]:
         f"python -m cdk_app approve {run_id} {job} --output '{{}}'",
         f"python -m cdk_app reject {run_id} {job} --reason '...'",
     )
+
+
+def _check_answer_output(run_id: str, job: str, output: Any) -> None:
+    """An approval's output travels as it is, in its status (through the Atlas trigger and an
+    EventBridge event) and in the run document: JSON within ``limits.OUTPUT_INLINE_MAX_BYTES``,
+    with field names MongoDB takes and integers JavaScript holds. A job's output past those is
+    kept by reference by the job wrapper; an answer's is refused here, before anything is recorded."""
+    where = f"the output of the answer to job {job!r} of run {run_id}"
+    try:
+        size = len(json.dumps(output, allow_nan=False).encode())
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+        raise RunError(f"{where} is not JSON: {exc}") from None
+    if size > limits.OUTPUT_INLINE_MAX_BYTES:
+        raise RunError(
+            f"{where} is {size:,} bytes of JSON; an answer carries at most "
+            f"{limits.OUTPUT_INLINE_MAX_BYTES:,} (it travels in an EventBridge event): record a "
+            "reference to where the data is instead"
+        )
+    problem = not_stored_as_is(output)
+    if problem is not None:
+        raise RunError(f"{where} cannot be recorded as it is: {problem}")
 
 
 def answer_approval(
@@ -61,6 +84,8 @@ def answer_approval(
         else:
             what = f"is {record.state} (answered, or timed out)"
         raise RunError(f"job {job!r} of run {run_id} is not waiting for an answer: it {what}")
+    if approve:
+        _check_answer_output(run_id, job, output)
     answer = StatusEvent(
         run_id=run_id,
         workflow=run.workflow,
