@@ -754,3 +754,24 @@ def test_an_items_retry_waiting_when_its_run_fails_is_counted_failed(
     assert [lane["index"] for lane in fan_out["lanes"].values()] == [None, None]
     _fire_timers(steps, utcnow() + timedelta(minutes=5))
     assert steps.dispatcher.drain() == [], "the retry never starts"
+
+
+def test_an_item_whose_retry_is_given_up_keeps_the_error_it_failed_with(
+    store: MongoStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Item 0 waits to retry its ConnectionError when item 1's ValueError fails the job: the
+    # failed items name why item 0 failed, not only that its retry did not start.
+    steps = _retrying_fan_out(store, monkeypatch)
+    first, second = steps.dispatcher.drain()
+    steps.deliver(steps.report(first, "failed", error="ConnectionError: the payment API is down"))
+    steps.deliver(steps.report(second, "failed", error="ValueError: bad customer"))
+    end = steps.job_end("fan", "failed")
+    assert end is not None
+    steps.deliver(end)
+
+    failed = {item.index: item.error for item in store.items().failed_items(steps.run_id, "fan", 10)}
+    assert failed == {
+        0: f"ConnectionError: the payment API is down (attempt {first.attempt}; its retry, attempt "
+        f"{first.attempt + 1}, was not started: the job stopped)",
+        1: "ValueError: bad customer",
+    }

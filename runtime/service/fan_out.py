@@ -334,12 +334,25 @@ class ItemHandling:
         self, context: FanOutContext, event: StatusEvent, lane: int, view: LaneView
     ) -> tuple[str, tuple[JobEvent, ...], str] | None:
         """The retry a lane waits for will not start (the job stopped, or no longer fans out): the
-        item counts failed and its lane empties, as if the retry had failed."""
+        item counts failed and its lane empties, as if the retry had failed, with the error of the
+        attempt that failed (one point read, on this rare path) and why no retry followed."""
         assert event.index is not None
-        failed = replace(event, status=StatusName.FAILED, error="its retry was not started: the job stopped")
+        failed = replace(event, status=StatusName.FAILED, error=self._given_up_error(context, event))
         if view.running:
             return self._apply(context, failed, lane, view, utcnow())
         return self._settle(context, failed, lane, view, ran=True)
+
+    def _given_up_error(self, context: FanOutContext, event: StatusEvent) -> str:
+        stopped = f"its retry, attempt {event.attempt}, was not started: the job stopped"
+        before = event.attempt - 1
+        report = None
+        if before >= 1:
+            report = self.store.read_terminal_status(
+                event.run_id, context.job.phase, context.job.name, before, event.index
+            )
+        if report is None or not report.error:
+            return stopped
+        return f"{report.error} (attempt {before}; {stopped})"
 
     def settle_refused(self, event: StatusEvent) -> None:
         """The wrapper refused an item's attempt (``not_run``) once its job no longer fans out (it
