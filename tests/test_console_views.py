@@ -77,7 +77,11 @@ def test_the_timeline_has_a_row_for_each_wait_and_approval_with_the_time_it_wait
 
     [wait] = attempts_of(sent, "cool_down")
     [approval] = attempts_of(sent, "sign_off")
-    assert (wait["started"], wait["ended"], wait.get("kind")) == (at(2).isoformat(), at(62).isoformat(), "wait")
+    assert (wait["started"], wait["ended"], wait.get("kind")) == (
+        at(2).isoformat(),
+        at(62).isoformat(),
+        "wait",
+    )
     assert (approval["started"], approval["ended"], approval["status"], approval.get("kind")) == (
         at(62).isoformat(),
         at(90).isoformat(),
