@@ -202,3 +202,11 @@ def test_the_timeline_shows_the_waits_and_the_fan_outs_span_and_counts(drawn: We
     took = re.fullmatch(r"(\d+(?:\.\d\d)?) (ms|s)", fan.split(" · ")[0])
     assert took is not None, fan
     assert float(took.group(1)) > 0, fan
+
+
+def test_the_panel_of_a_wait_says_when_it_began_and_ended_waiting(drawn: WebDriver) -> None:
+    drawn.find_element(By.CSS_SELECTOR, 'g.job[data-job="cool_down"]').click()
+
+    _until(drawn, "the job panel", lambda d: "Job cool_down" in d.find_element(By.ID, "panel").text)
+    attempts = drawn.find_element(By.ID, "panel").text.split("Attempts", 1)[1]
+    assert re.search(r"#1 waited, started 20\d\d-\S+ \S+, ended 20\d\d-", attempts), attempts

@@ -48,7 +48,7 @@ function renderPanel(run) {
     errorLines.length > 1 ? el("details", {}, el("summary", {}, "traceback"), el("pre", { class: "error" }, errorLines.slice(1).join("\n"))) : null,
     el("h3", {}, "Attempts"),
     el("ol", {}, ...attempts.map((attempt) => el("li", { class: `state-${attempt.status}` },
-      `#${attempt.attempt} ${attempt.status}, started ${when(attempt.started) || "—"}, ended ${when(attempt.ended) || "—"}`,
+      `#${attempt.attempt} ${statusText(attempt)}, started ${when(attempt.started) || "—"}, ended ${when(attempt.ended) || "—"}`,
       attempt.error ? el("pre", { class: "error" }, firstLine(attempt.error, 200)) : null))),
     ].filter((child) => child !== null),
   );
@@ -59,6 +59,12 @@ const ROW = 18, LABEL = 200, SPAN = 640;
 // How an attempt reads on the timeline: a job's code ran; a wait or an approval waited (no
 // code runs); a fan-out's items ran, from its dispatch to its end.
 const KIND_NOTE = { wait: "wait", approval: "approval", fan_out: "fan-out" };
+
+// A wait's timer ends its wait; an approval's ends it unanswered.
+function statusText(attempt) {
+  if (attempt.status !== "timer_fired") return attempt.status;
+  return attempt.kind === "approval" ? "timed out" : "waited";
+}
 
 function duration(milliseconds) {
   return milliseconds < 1000 ? `${Math.round(milliseconds)} ms` : `${(milliseconds / 1000).toFixed(2)} s`;
@@ -92,7 +98,7 @@ function renderTimeline(run) {
       svg("text", { x: 0, y: y + 12, class: "label" }, `${attempt.job} #${attempt.attempt}`,
         ...(note ? [svg("tspan", { class: "kind", dx: 4 }, ` ${note}`)] : [])),
       svg("rect", { x: LABEL + (from - start) * scale, y, width: Math.max(2, (to - from) * scale), height: ROW - 6, class: bar, "data-job": attempt.job, "data-kind": attempt.kind },
-        svg("title", {}, `${attempt.job} attempt ${attempt.attempt}${note ? ` (${note})` : ""}: ${attempt.status}, ${detail}`)),
+        svg("title", {}, `${attempt.job} attempt ${attempt.attempt}${note ? ` (${note})` : ""}: ${statusText(attempt)}, ${detail}`)),
       svg("text", { x: LABEL + (to - start) * scale + 4, y: y + 12, class: "duration", "data-job": attempt.job }, detail),
     );
   });
