@@ -47,6 +47,7 @@ SPEC = {
                 "sign_off": {"approval": {"timeout": 600}},
                 "fan": {"after": ["sign_off"], "for_each": "input.items", "max_concurrency": 2},
                 "report": {"after": ["fan"]},
+                "audit": {"after": ["fetch"]},  # across phases only: still after the phase before
             }
         },
     },
@@ -72,7 +73,9 @@ const labels = [...document.querySelectorAll('g.phase text')].map((text) => {
   const b = text.getBBox();
   return {phase: text.parentNode.dataset.phase, x: b.x, y: b.y, width: b.width, height: b.height};
 });
-return {edges, jobs, labels, loose: document.querySelectorAll('circle.gate').length};
+const clusters = [...document.querySelectorAll('g.phase')].map((phase) =>
+  ({phase: phase.dataset.phase, ...box(phase.querySelector('rect'))}));
+return {edges, jobs, labels, clusters, loose: document.querySelectorAll('circle.gate').length};
 """
 
 
@@ -107,7 +110,10 @@ def drawn(browser: WebDriver, mongo_client: pymongo.MongoClient[dict], mongo_uri
         run_id = _played_run(store)
         with serving_console(store, "127.0.0.1", 0, False) as url:
             browser.get(f"{url}run?id={run_id}")
-            _states(browser, {"report": "succeeded", "maybe": "skipped", "optional": "failed"})
+            _states(
+                browser,
+                {"audit": "succeeded", "report": "succeeded", "maybe": "skipped", "optional": "failed"},
+            )
             _until(browser, "the timeline", lambda d: d.find_elements(By.CSS_SELECTOR, "#timeline rect.bar"))
             yield browser
     finally:
@@ -130,21 +136,25 @@ def test_every_edge_ends_with_an_arrowhead_on_the_border_of_the_box_it_leads_to(
     assert geometry["loose"] == 0
     links = [edge for edge in edges if edge["cls"] == "phase-link"]
     assert [edge["to"] for edge in links] == ["process"]  # one arrow between the phases, none to on_failure
-    assert len(edges) == 7  # fetch -> 3 jobs, sign_off -> fan -> report, release_lock -> page, the link
+    assert (
+        len(edges) == 8
+    )  # fetch -> 3 jobs and audit, sign_off -> fan -> report, release_lock -> page, the link
     assert {edge["marker"] for edge in edges} == {"url(#arrow)"}
     assert drawn.find_elements(By.CSS_SELECTOR, "svg.run-graph marker#arrow")
 
 
+def _overlap(a: dict[str, float], b: dict[str, float]) -> bool:
+    return (
+        a["x"] < b["x"] + b["width"]
+        and b["x"] < a["x"] + a["width"]
+        and a["y"] < b["y"] + b["height"]
+        and b["y"] < a["y"] + a["height"]
+    )
+
+
 def test_no_job_covers_the_name_of_a_phase(drawn: WebDriver) -> None:
     geometry = drawn.execute_script(GEOMETRY)
-
-    def overlap(a: dict[str, float], b: dict[str, float]) -> bool:
-        return (
-            a["x"] < b["x"] + b["width"]
-            and b["x"] < a["x"] + a["width"]
-            and a["y"] < b["y"] + b["height"]
-            and b["y"] < a["y"] + a["height"]
-        )
+    overlap = _overlap
 
     labels = {label["phase"]: label for label in geometry["labels"]}
     covered = [
@@ -155,6 +165,29 @@ def test_no_job_covers_the_name_of_a_phase(drawn: WebDriver) -> None:
     ]
     assert set(labels) == {"prepare", "process", "on_failure"}
     assert covered == []
+
+
+def _within(inner: dict[str, float], outer: dict[str, float]) -> bool:
+    return (
+        outer["x"] <= inner["x"]
+        and outer["y"] <= inner["y"]
+        and inner["x"] + inner["width"] <= outer["x"] + outer["width"]
+        and inner["y"] + inner["height"] <= outer["y"] + outer["height"]
+    )
+
+
+def test_each_job_lies_in_its_own_phases_cluster_and_the_clusters_do_not_overlap(drawn: WebDriver) -> None:
+    geometry = drawn.execute_script(GEOMETRY)
+    clusters = {cluster["phase"]: cluster for cluster in geometry["clusters"]}
+    definition = workflow_from_document(SPEC)
+    phase_of = {job.name: job.phase for job in definition.jobs()}
+
+    outside = [job["job"] for job in geometry["jobs"] if not _within(job, clusters[phase_of[job["job"]]])]
+    names = sorted(clusters)
+    crossing = [(a, b) for a in names for b in names if a < b and _overlap(clusters[a], clusters[b])]
+
+    assert outside == []
+    assert crossing == []
 
 
 def test_conditional_and_tolerated_jobs_are_drawn_apart_and_say_why(drawn: WebDriver) -> None:

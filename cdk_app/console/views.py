@@ -4,7 +4,8 @@ job records), its statuses and its fan-outs' failed items, and nothing else.
 The page reads every name generically (a job's ``state``, a status's ``status``), so states
 and statuses added later (an approval's wait, a timer) show without a change here: a job is
 drawn with the class ``state-<its state>`` and its attempts are the statuses that carry its
-name (a wait's, an approval's or a fan-out's with when its record says it began). Phases come in the order they run (``Workflow.phase_order``).
+name (a wait's, an approval's or a fan-out's with when its record says it began). Phases come
+in the order they run (``Workflow.phase_order``).
 """
 
 from __future__ import annotations

@@ -61,9 +61,12 @@ function layoutPart(phases, known) {
     if (!next || phase.handlers) return;
     const gate = `gate:${phase.name}`;
     graph.setNode(gate, { width: GATE, height: GATE });
-    const needed = new Set(phase.jobs.flatMap((job) => job.after));
+    // The last jobs of a phase are those no job of the phase needs; the first of the next, those
+    // that need no job of their own phase (an `after` across phases does not make a job later).
+    const here = new Set(phase.jobs.map((job) => job.name)), there = new Set(next.jobs.map((job) => job.name));
+    const needed = new Set(phase.jobs.flatMap((job) => job.after.filter((name) => here.has(name))));
     for (const job of phase.jobs) if (!needed.has(job.name)) graph.setEdge(`job:${job.name}`, gate);
-    for (const job of next.jobs) if (!job.after.length) graph.setEdge(gate, `job:${job.name}`);
+    for (const job of next.jobs) if (!job.after.some((name) => there.has(name))) graph.setEdge(gate, `job:${job.name}`);
   });
   dagre.layout(graph);
   const jobs = new Map();
