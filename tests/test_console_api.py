@@ -248,10 +248,12 @@ def test_the_run_document_gives_every_job_its_state_and_attempts_from_the_status
             "job": "a",
             "phase": "one",
             "attempt": 1,
+            "kind": "code",
             "started": started_at.isoformat(),
             "ended": None,
             "status": "started",
             "error": None,
+            "items": None,
         }
     ]
     assert [entry["status"] for entry in run["history"]] == ["workflow_started", "started"]

@@ -4,20 +4,29 @@ job records), its statuses and its fan-outs' failed items, and nothing else.
 The page reads every name generically (a job's ``state``, a status's ``status``), so states
 and statuses added later (an approval's wait, a timer) show without a change here: a job is
 drawn with the class ``state-<its state>`` and its attempts are the statuses that carry its
-name. Phases come in the order they run (``Workflow.phase_order``).
+name (a wait's, an approval's or a fan-out's with when its record says it began). Phases come
+in the order they run (``Workflow.phase_order``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from runtime.clock import as_utc
-from runtime.definition.model import Phase
+from runtime.definition.model import Job, Phase
 from runtime.documents.items import FailedItem
 from runtime.documents.run import Run, StatusEvent
-from runtime.statuses import ENDED, REDRIVABLE, TERMINAL_JOB_STATUSES, JobState, RunState, StatusName
+from runtime.statuses import (
+    ANSWER_STATUSES,
+    ENDED,
+    REDRIVABLE,
+    TERMINAL_JOB_STATUSES,
+    JobState,
+    RunState,
+    StatusName,
+)
 
 
 def iso(value: datetime | None) -> str | None:
@@ -47,6 +56,7 @@ def _phase_json(run: Run, phase: Phase, failed_items: Mapping[str, Sequence[Fail
                 "attempt": 0 if record is None else record.attempt,
                 "output": None if record is None else record.output,
                 "error": None if record is None else record.error,
+                "allow_failure": job.allow_failure,
                 "for_each": job.for_each,
                 "items": None if record is None or record.fan_out is None else record.fan_out.summary(),
                 "failed_items": [item.to_json() for item in failed_items.get(job.name, ())],
@@ -69,32 +79,85 @@ def _phases(run: Run, failed_items: Mapping[str, Sequence[FailedItem]]) -> list[
     return phases
 
 
-def _attempts(statuses: Sequence[StatusEvent]) -> list[dict[str, Any]]:
-    """One entry per job attempt, in the order they started: when it started and ended, how."""
+def _attempt_kind(job: Job | None) -> str:
+    """What an attempt of ``job`` is on the timeline: its code running (``code``), a wait, an
+    approval waiting for its answer, or a fan-out's items running (``fan_out``)."""
+    if job is None:
+        return "code"
+    if job.wait is not None or job.wait_until is not None:
+        return "wait"
+    if job.approval is not None:
+        return "approval"
+    return "fan_out" if job.for_each is not None else "code"
+
+
+WAITS_END = (StatusName.TIMER_FIRED, *ANSWER_STATUSES)
+"""What ends a wait's or an approval's attempt: its timer, or a person's answer."""
+ACTIVE = (JobState.DISPATCHED, JobState.WAITING)
+
+
+def _attempts(run: Run, statuses: Sequence[StatusEvent]) -> list[dict[str, Any]]:
+    """One entry per job attempt, in the order they started: when it started and ended, how.
+
+    A job without code has no ``started``: a wait began waiting when it became ready, an
+    approval when it asked (``approval_requested``), a fan-out when its first items were
+    dispatched (the record's ``claimed_at``: the page never reads its items' reports); each
+    ends with its timer, its answer or the job's own end."""
+    jobs = {job.name: job for job in run.definition.jobs()}
     attempts: dict[tuple[str, int], dict[str, Any]] = {}
+    started: dict[tuple[str, int], datetime] = {}
+    """When each attempt started, else its first status: the order of the timeline."""
+
+    def entry(job: str, attempt: int, phase: str | None, status: str) -> dict[str, Any]:
+        return attempts.setdefault(
+            (job, attempt),
+            {
+                "job": job,
+                "phase": phase,
+                "attempt": attempt,
+                "kind": _attempt_kind(jobs.get(job)),
+                "started": None,
+                "ended": None,
+                "status": status,
+                "error": None,
+                "items": None,
+            },
+        )
+
     for event in statuses:
         if event.job is None or event.attempt < 1 or event.index is not None:
             # A fan-out's items are its job's counts ("items"), not attempts of their own.
             continue
-        entry = attempts.setdefault(
-            (event.job, event.attempt),
-            {
-                "job": event.job,
-                "phase": event.phase,
-                "attempt": event.attempt,
-                "started": None,
-                "ended": None,
-                "status": event.status.value,
-                "error": None,
-            },
-        )
-        if event.status == StatusName.STARTED:
-            entry["started"] = iso(event.date)
-        elif event.status in TERMINAL_JOB_STATUSES:
-            entry["ended"], entry["status"], entry["error"] = iso(event.date), event.status.value, event.error
+        found = entry(event.job, event.attempt, event.phase, event.status.value)
+        if (date := as_utc(event.date)) is not None:
+            started.setdefault((event.job, event.attempt), date)
+        waits = found["kind"] in ("wait", "approval")
+        if event.status in (StatusName.STARTED, StatusName.APPROVAL_REQUESTED):
+            found["started"] = iso(event.date)
+            if date is not None:
+                started[(event.job, event.attempt)] = date
+        elif event.status in TERMINAL_JOB_STATUSES or (waits and event.status in WAITS_END):
+            found["ended"], found["status"], found["error"] = iso(event.date), event.status.value, event.error
         else:
-            entry["status"] = event.status.value
-    return list(attempts.values())
+            found["status"] = event.status.value
+    for name, job in jobs.items():
+        record = run.jobs.get(name)
+        kind = _attempt_kind(job)
+        if kind == "code" or record is None or record.attempt < 1 or record.claimed_at is None:
+            continue
+        key = (name, record.attempt)
+        if key not in attempts and record.state not in ACTIVE:
+            continue  # ended without a report: a wait whose time had gone by when it was ready
+        found = entry(name, record.attempt, job.phase, str(record.state.value))
+        if kind == "fan_out":
+            found["items"] = None if record.fan_out is None else record.fan_out.summary()
+            if found["status"] == JobState.DISPATCHED.value:  # its items run: no report says so
+                found["status"] = StatusName.STARTED.value
+        if found["started"] is None:
+            found["started"] = iso(record.claimed_at)
+            started[key] = as_utc(record.claimed_at) or record.claimed_at
+    never = datetime.max.replace(tzinfo=UTC)
+    return sorted(attempts.values(), key=lambda found: started.get((found["job"], found["attempt"]), never))
 
 
 def _history(statuses: Sequence[StatusEvent]) -> list[dict[str, Any]]:
@@ -152,7 +215,7 @@ def run_json(
         "input": run.input,
         "started": iso(started),
         "phases": _phases(run, failed_items or {}),
-        "attempts": _attempts(statuses),
+        "attempts": _attempts(run, statuses),
         "history": _history(statuses),
         "actions": actions,
         "approvals": approvals,

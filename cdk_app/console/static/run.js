@@ -48,13 +48,27 @@ function renderPanel(run) {
     errorLines.length > 1 ? el("details", {}, el("summary", {}, "traceback"), el("pre", { class: "error" }, errorLines.slice(1).join("\n"))) : null,
     el("h3", {}, "Attempts"),
     el("ol", {}, ...attempts.map((attempt) => el("li", { class: `state-${attempt.status}` },
-      `#${attempt.attempt} ${attempt.status}, started ${when(attempt.started) || "—"}, ended ${when(attempt.ended) || "—"}`,
+      `#${attempt.attempt} ${statusText(attempt)}, started ${when(attempt.started) || "—"}, ended ${when(attempt.ended) || "—"}`,
       attempt.error ? el("pre", { class: "error" }, firstLine(attempt.error, 200)) : null))),
     ].filter((child) => child !== null),
   );
 }
 
-const ROW = 18, LABEL = 180, SPAN = 640;
+const ROW = 18, LABEL = 200, SPAN = 640;
+
+// How an attempt reads on the timeline: a job's code ran; a wait or an approval waited (no
+// code runs); a fan-out's items ran, from its dispatch to its end.
+const KIND_NOTE = { wait: "wait", approval: "approval", fan_out: "fan-out" };
+
+// A wait's timer ends its wait; an approval's ends it unanswered.
+function statusText(attempt) {
+  if (attempt.status !== "timer_fired") return attempt.status;
+  return attempt.kind === "approval" ? "timed out" : "waited";
+}
+
+function duration(milliseconds) {
+  return milliseconds < 1000 ? `${Math.round(milliseconds)} ms` : `${(milliseconds / 1000).toFixed(2)} s`;
+}
 
 function renderTimeline(run) {
   const box = document.getElementById("timeline");
@@ -69,17 +83,23 @@ function renderTimeline(run) {
   if (!run.ended) ends.push(now);
   const end = Math.max(...ends);
   const scale = SPAN / Math.max(1, end - start);
-  const chart = svg("svg", { class: "timeline-chart", width: LABEL + SPAN + 80, height: attempts.length * ROW + 24 });
+  const chart = svg("svg", { class: "timeline-chart", width: LABEL + SPAN + 240, height: attempts.length * ROW + 24 });
   attempts.forEach((attempt, row) => {
+    const known = Boolean(attempt.started); // an attempt of an older round may have only its end
     const from = Date.parse(attempt.started || attempt.ended);
     const to = attempt.ended ? Date.parse(attempt.ended) : run.ended ? from : now;
     const y = row * ROW + 4;
-    const seconds = ((to - from) / 1000).toFixed(2);
+    const note = KIND_NOTE[attempt.kind];
+    const took = known ? duration(to - from) : "start unknown";
+    const detail = [took, attempt.items].filter(Boolean).join(" · ");
+    const state = attempt.ended || attempt.status === "waiting" ? attempt.status : "started";
+    const bar = `bar kind-${attempt.kind} state-${state}${known ? "" : " unknown-start"}`;
     chart.append(
-      svg("text", { x: 0, y: y + 12, class: "label" }, `${attempt.job} #${attempt.attempt}`),
-      svg("rect", { x: LABEL + (from - start) * scale, y, width: Math.max(2, (to - from) * scale), height: ROW - 6, class: `bar state-${attempt.ended ? attempt.status : "started"}` },
-        svg("title", {}, `${attempt.job} attempt ${attempt.attempt}: ${attempt.status}, ${seconds} s`)),
-      svg("text", { x: LABEL + (to - start) * scale + 4, y: y + 12, class: "duration" }, `${seconds} s`),
+      svg("text", { x: 0, y: y + 12, class: "label" }, `${attempt.job} #${attempt.attempt}`,
+        ...(note ? [svg("tspan", { class: "kind", dx: 4 }, ` ${note}`)] : [])),
+      svg("rect", { x: LABEL + (from - start) * scale, y, width: Math.max(2, (to - from) * scale), height: ROW - 6, class: bar, "data-job": attempt.job, "data-kind": attempt.kind },
+        svg("title", {}, `${attempt.job} attempt ${attempt.attempt}${note ? ` (${note})` : ""}: ${statusText(attempt)}, ${detail}`)),
+      svg("text", { x: LABEL + (to - start) * scale + 4, y: y + 12, class: "duration", "data-job": attempt.job }, detail),
     );
   });
   box.replaceChildren(chart);
