@@ -1,7 +1,7 @@
 """``make bench``: every figure of benchmarks/README.md, written to benchmarks/results.json.
 
-``python -m benchmarks [--only engine|synth|trigger|console|timers|fanout|memory] [--pairs N] [--repeats N]
-[--output FILE]``;
+``python -m benchmarks [--only engine|synth|trigger|console|timers|fanout|memory|testkit]
+[--pairs N] [--repeats N] [--output FILE]``;
 the defaults are what results.json was made with (five to eight minutes on two cores). With
 ``--only``, the figures of that part replace theirs in the output file and the others stay.
 """
@@ -28,6 +28,7 @@ from benchmarks import (
     output_reads,
     reconciler,
     synth,
+    testkit,
     timers,
     trigger,
 )
@@ -49,6 +50,7 @@ TARGETS = {
     "timer_lateness_local_ms": "max < 1000 (a due timer fires within a second locally)",
     "timer_lateness_cloud_ms": "max < 60000 (within a minute in the cloud)",
     "output_read_peak_mib": "< 256 (the orchestrator's Lambda memory; a when over any output allowed)",
+    "testkit_virtual_seconds_per_wall_second": ">= 100000 (a day of waits in under a second)",
 }
 
 
@@ -96,6 +98,9 @@ def verdicts(results: dict[str, Any]) -> dict[str, bool]:
         "timer_lateness_local_ms": lambda r: r["timer_lateness_local_ms"]["max"] < 1000,
         "timer_lateness_cloud_ms": lambda r: r["timer_lateness_cloud_ms"]["max"] < 60_000,
         "output_read_peak_mib": lambda r: r["output_read_peak_mib"] < 256,
+        "testkit_virtual_seconds_per_wall_second": lambda r: (
+            r["testkit_virtual_seconds_per_wall_second"] >= 100_000
+        ),
     }
     return {name: check(results) for name, check in checks.items() if name in results}
 
@@ -104,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument(
         "--only",
-        choices=["engine", "synth", "trigger", "console", "timers", "fanout", "memory"],
+        choices=["engine", "synth", "trigger", "console", "timers", "fanout", "memory", "testkit"],
         help="one part of the bench",
     )
     parser.add_argument("--pairs", type=int, default=5, help="interleaved synth pairs (default 5)")
@@ -118,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--console-runs", type=int, default=100_000, help="runs behind the runs page")
     parser.add_argument("--page-loads", type=int, default=5, help="loads of the 500-job run page")
     parser.add_argument("--timers", type=int, default=200, help="wait-job timers fired per way")
+    parser.add_argument("--kit-repeats", type=int, default=5, help="runs of each test-kit scenario")
     parser.add_argument("--output", type=Path, default=RESULTS, help="default benchmarks/results.json")
     args = parser.parse_args(argv)
 
@@ -147,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
             results.update(timers.timer_lateness(uri, args.timers, progress))
         if args.only in (None, "memory"):
             results.update(output_reads.output_read_memory(uri, progress))
+        if args.only in (None, "testkit"):
+            results.update(testkit.virtual_speed(uri, args.kit_repeats, progress))
     if args.only in (None, "synth"):
         results.update(synth.measure_overhead(args.pairs, progress))
         results.update(synth.measure_sizes([10, 100, 500], args.repeats, progress))

@@ -3,11 +3,34 @@ Standard library only."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+
+Source = Callable[[], datetime]
+
+
+def _system_time() -> datetime:
+    return datetime.now(UTC)
+
+
+_source: Source = _system_time
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    return _source()
+
+
+@contextmanager
+def time_from(source: Source) -> Iterator[None]:
+    """Read the time from ``source`` instead of the system clock while the block runs: what the
+    test kit (``cdk_app.testkit``) skips time with. Process-wide, so for one test at a time."""
+    global _source  # noqa: PLW0603 - the one switch of the one clock
+    previous, _source = _source, source
+    try:
+        yield
+    finally:
+        _source = previous
 
 
 def age(then: datetime, now: datetime) -> timedelta:

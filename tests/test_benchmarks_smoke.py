@@ -12,6 +12,7 @@ from benchmarks import (
     output_reads,
     reconciler,
     synth,
+    testkit,
     timers,
     trigger,
 )
@@ -182,3 +183,12 @@ def test_the_memory_benchmark_reads_an_output_within_the_limit_and_refuses_one_p
     assert "a when or for_each may read at most" in past["error"]
     assert 0 < within["rss_before_mib"] <= within["rss_peak_mib"]
     assert figures["output_read_peak_mib"] == max(within["rss_peak_mib"], past["rss_peak_mib"])
+
+
+def test_the_test_kit_skips_days_of_virtual_time_and_every_scenario_succeeds(mongo_uri: str) -> None:
+    figures = testkit.virtual_speed(mongo_uri, repeats=1, progress=quiet)
+
+    scenarios = figures["testkit_scenarios"]
+    assert scenarios["wait_then_approval_timeout"]["virtual_seconds"] == 3 * 86400
+    assert scenarios["three_retries_hour_backoff"]["virtual_seconds"] == 86400 + (1 + 2 + 4) * 3600
+    assert figures["testkit_virtual_seconds_per_wall_second"] > 1

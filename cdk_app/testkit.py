@@ -1,0 +1,564 @@
+"""Test a workflow in your own pytest suite, with time skipped (docs/testing.md).
+
+    from cdk_app.testkit import raises, returns, sequence
+
+    def test_billing_retries_then_succeeds(workflow_test):
+        billing = workflow_test(
+            "workflows/billing.yaml",
+            fakes={"charge": sequence(raises(ConnectionError("down")), returns({"charged": 12}))},
+        )
+        billing.start({"customer": "c-1"})
+        billing.run_until_idle()  # the retry's one-hour delay passes at once
+        billing.assert_run("succeeded", jobs={"charge": "succeeded"})
+
+The engine, its decisions, the orchestrator, the job wrapper and the MongoDB store are the real
+ones, on a real server (the embedded one the tests start, or ``MONGODB_URI``), each test in a
+database of its own. Only three things differ from a deployed run: the hops (the Atlas trigger,
+EventBridge, Lambda's invoke) are calls in one thread, in order unless ``Faults`` say otherwise;
+the jobs you give a fake run the fake instead of their code (the others run their code,
+in-process, with their ``env``); and the time is a virtual clock that moves only when the test
+says so (``advance``) or when nothing else can happen (``run_until_idle``), so a one-day
+``wait``, an hour of retry backoff and a two-day approval timeout take milliseconds.
+
+Use it through the ``workflow_test`` fixture (``pytest_plugins = ["cdk_app.testkit"]`` in your
+``conftest.py``) or open a ``WorkflowTest`` yourself on a connection string.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import os
+import random
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import pymongo
+import pytest
+
+from cdk_app.local.atlas_events import envelope
+from cdk_app.local.cloud import workflow_rules
+from cdk_app.local.faults import CrashingDispatcher, CrashingStore, InjectedCrash, NoCrash, RandomCrash
+from cdk_app.local.jobs import context_for, load_job_handler
+from runtime import clock
+from runtime.definition.loader import load_workflow
+from runtime.definition.model import Workflow
+from runtime.definition.report import did_you_mean
+from runtime.documents.events import JobEvent
+from runtime.documents.run import Run
+from runtime.documents.signatures import StatusKeys
+from runtime.engine.timers import pending_timers
+from runtime.errors import RunError
+from runtime.service.approvals import answer_approval
+from runtime.service.fan_out import FanOutContexts
+from runtime.service.job_attempt import UserHandler, run_attempt
+from runtime.service.operations import HistoryEntry, request_cancel, request_redrive, run_history
+from runtime.service.orchestrator import Orchestrator
+from runtime.service.runs import start_run
+from runtime.service.timers import fire_due_timers
+from runtime.statuses import JobState, RunState
+from runtime.store.mongo import MongoStore
+from runtime.store.settings import StoreSettings
+
+if TYPE_CHECKING:
+    from moto.events.utils import EventMessageType
+
+__all__ = [
+    "Faults",
+    "JobView",
+    "RunView",
+    "WorkflowTest",
+    "raises",
+    "returns",
+    "sequence",
+    "workflow_test",
+]
+
+MAX_ROUNDS = 10_000
+"""Deliveries and invocations one settling may take before the kit says the run does not settle."""
+
+IDLE_HORIZON = timedelta(days=400)
+"""How far ``run_until_idle`` skips at most: past a year of waits, something waits for ever."""
+
+
+# -- fakes -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Returns:
+    value: Any
+
+
+@dataclass(frozen=True)
+class Raises:
+    error: BaseException | type[BaseException]
+
+
+@dataclass(frozen=True)
+class Sequence:
+    steps: tuple[Any, ...]
+
+
+def returns(value: Any) -> Returns:
+    """A fake that returns ``value`` (say it so for a list, which alone reads as a ``sequence``)."""
+    return Returns(value)
+
+
+def raises(error: BaseException | type[BaseException]) -> Raises:
+    """A fake that raises ``error``: the attempt fails with its type and message, as in Lambda."""
+    return Raises(error)
+
+
+def sequence(*steps: Any) -> Sequence:
+    """A fake per attempt: the first step for attempt 1, the second for attempt 2, ...; the last
+    step for every attempt after (each item of a ``for_each`` job counts its own attempts)."""
+    if not steps:
+        raise ValueError("sequence() needs at least one step")
+    return Sequence(steps)
+
+
+def _fake_handler(fake: Any) -> UserHandler:
+    """A handler from a fake: a value it returns, an exception it raises, a function of the
+    event, or a ``sequence`` of these by attempt."""
+
+    def handler(event: dict[str, Any], context: Any) -> Any:
+        step = fake
+        if isinstance(step, list | tuple):
+            step = sequence(*step)
+        if isinstance(step, Sequence):
+            step = step.steps[min(int(event.get("attempt") or 1), len(step.steps)) - 1]
+        return _play(step, event)
+
+    return handler
+
+
+def _play(step: Any, event: dict[str, Any]) -> Any:
+    if isinstance(step, Raises):
+        raise step.error
+    if isinstance(step, BaseException) or (isinstance(step, type) and issubclass(step, BaseException)):
+        raise step
+    if isinstance(step, Returns):
+        return step.value
+    if isinstance(step, Sequence | list | tuple):
+        raise TypeError("a sequence's steps are values, exceptions or functions, not sequences")
+    if callable(step):
+        return step(event)
+    return step
+
+
+# -- what a run looks like ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobView:
+    """One job of a run, as the test sees it."""
+
+    state: str
+    attempt: int
+    output: Any
+    error: str | None
+    items: Mapping[str, int] | None = None
+    """A ``for_each`` job's counts: ``count``, ``done``, ``failed``, ``running``, ``notStarted``
+    (``None`` for a job that does not fan out)."""
+
+
+@dataclass(frozen=True)
+class RunView:
+    """A run, as the test sees it: its status, error and every job."""
+
+    run_id: str
+    workflow: str
+    status: str
+    error: str | None
+    jobs: Mapping[str, JobView]
+    now: datetime
+    """The virtual time when it was read."""
+
+    def states(self) -> dict[str, str]:
+        return {name: job.state for name, job in self.jobs.items()}
+
+    def describe(self) -> str:
+        """One line per job: what an assertion that failed prints."""
+        lines = [
+            f"run {self.run_id}: {self.status}" + (f" ({self.error.splitlines()[0]})" if self.error else "")
+        ]
+        for name, job in self.jobs.items():
+            detail = f", {job.error.splitlines()[0]}" if job.error else ""
+            lines.append(f"  {name}: {job.state}, attempt {job.attempt}{detail}")
+        return "\n".join(lines)
+
+
+def _view(store: MongoStore, run: Run, now: datetime) -> RunView:
+    outputs = store.items().outputs
+    jobs = {}
+    for name, record in run.jobs.items():
+        output = record.output
+        if record.output_ref is not None and record.state == JobState.SUCCEEDED:
+            output = outputs.load(record.output_ref)
+        fan_out = record.fan_out
+        jobs[name] = JobView(
+            state=str(record.state),
+            attempt=record.attempt,
+            output=output,
+            error=record.error,
+            items=None
+            if fan_out is None
+            else {
+                "count": fan_out.count,
+                "done": fan_out.done,
+                "failed": fan_out.failed,
+                "running": fan_out.running,
+                "notStarted": fan_out.not_started,
+            },
+        )
+    return RunView(
+        run_id=run.run_id, workflow=run.workflow, status=str(run.state), error=run.error, jobs=jobs, now=now
+    )
+
+
+# -- the environment ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Faults:
+    """At-least-once delivery as in the cloud, reproducibly from ``seed``: every status event and
+    job invocation delivered ``duplicate`` times, in shuffled order with ``reorder``, and each
+    orchestrator handling crashing with probability ``crash`` (then delivered again, as Lambda
+    retries it). Your jobs should give the same outcome under any of them."""
+
+    duplicate: int = 1
+    reorder: bool = False
+    crash: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.duplicate < 1:
+            raise ValueError(f"duplicate={self.duplicate}: every event is delivered at least once (>= 1)")
+        if not 0.0 <= self.crash < 1.0:
+            raise ValueError(f"crash={self.crash}: a probability from 0 up to (not including) 1")
+
+
+@dataclass
+class WorkflowTest:
+    """One workflow under test, on a database of its own that ``close`` drops.
+
+    ``spec``: the spec's path (or a loaded ``Workflow``); ``fakes``: job name -> what runs instead
+    of its code (a value it returns, an exception it raises, a function of the event, or a
+    ``sequence`` of these by attempt); ``start_time``: where the virtual clock starts (now)."""
+
+    spec: str | Path | Workflow
+    mongodb_uri: str
+    fakes: Mapping[str, Any] = field(default_factory=dict)
+    faults: Faults = field(default_factory=Faults)
+    start_time: datetime | None = None
+    database: str | None = None
+
+    def __post_init__(self) -> None:
+        self.definition = self.spec if isinstance(self.spec, Workflow) else load_workflow(Path(self.spec))
+        names = [job.name for job in self.definition.jobs()]
+        for name in self.fakes:
+            if name not in names:
+                raise ValueError(
+                    f"fakes name job {name!r}, which workflow {self.definition.name!r} does not have"
+                    f"{did_you_mean(name, names)}"
+                )
+        self._handlers = {
+            job.name: _fake_handler(self.fakes[job.name])
+            if job.name in self.fakes
+            else load_job_handler(self.definition.name, job)
+            for job in self.definition.jobs()
+        }
+        self._envs = {job.name: dict(job.env) for job in self.definition.jobs()}
+        start = self.start_time or clock.utcnow()
+        # MongoDB keeps milliseconds: a clock finer than that would see stored times move back.
+        self._now = start.astimezone(UTC).replace(microsecond=start.microsecond // 1000 * 1000)
+        self._client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+            self.mongodb_uri, tz_aware=True
+        )
+        settings = StoreSettings(database=self.database or f"testkit_{uuid.uuid4().hex[:12]}")
+        self._store = MongoStore(self._client, settings, keys=StatusKeys.generate())
+        self._job_store = self._store.with_keys(None)
+        self._store.ensure_indexes()
+        self._rules = [
+            rule for rule in workflow_rules(self.definition, settings) if rule.target == "orchestrator"
+        ]
+        self._rng = random.Random(self.faults.seed)
+        self._contexts = FanOutContexts()
+        self._queue: list[JobEvent] = []
+        self._seen: set[Any] = set()
+        self.calls: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+        """Every event each job's code (or fake) was called with, in order."""
+        self.run_id: str | None = None
+        """The run the verbs act on when they are given none: the last one started."""
+        self._runs: list[str] = []
+
+    # -- the clock --
+
+    @property
+    def now(self) -> datetime:
+        """The virtual time."""
+        return self._now
+
+    @contextlib.contextmanager
+    def _virtual_time(self) -> Iterator[None]:
+        with clock.time_from(lambda: self._now):
+            yield
+
+    # -- runs --
+
+    def start(self, input: Any = None, run_id: str | None = None) -> RunView:
+        """Start a run and let it go as far as it goes without time passing."""
+        with self._virtual_time():
+            started = start_run(self._store, self.definition, run_id=run_id, input=input)
+            self.run_id = started.run_id
+            if started.run_id not in self._runs:
+                self._runs.append(started.run_id)
+            self._settle()
+        return self.get(started.run_id)
+
+    def get(self, run_id: str | None = None) -> RunView:
+        run = self._store.read_run(self._which(run_id))
+        if run is None:
+            raise RunError(f"no run {self._which(run_id)!r} in this test's database")
+        return _view(self._store, run, self._now)
+
+    def history(self, run_id: str | None = None) -> list[HistoryEntry]:
+        return run_history(self._store, self._which(run_id))
+
+    def advance(
+        self, *, days: float = 0, hours: float = 0, minutes: float = 0, seconds: float = 0
+    ) -> RunView:
+        """Move the clock on by that much, firing every timer due on the way when it is due (a
+        retry after its delay, a wait, an approval's timeout, the deadline), in order."""
+        step = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+        if step < timedelta(0):
+            raise ValueError("the clock only moves forward")
+        until = self._now + step
+        self._skip_until(until, stop_at_approvals=False)
+        with self._virtual_time():
+            self._now = max(self._now, until)
+            self._fire_and_settle()
+        return self.get()
+
+    def run_until_idle(self, *, let_approvals_time_out: bool = False) -> RunView:
+        """Let the run go on, skipping to each next timer, until it ended or waits for something
+        only the test can give: an answer to an approval (unless ``let_approvals_time_out``), or
+        nothing at all (a year of waiting without an end)."""
+        self._skip_until(self._now + IDLE_HORIZON, stop_at_approvals=not let_approvals_time_out)
+        return self.get()
+
+    def approve(self, job: str, output: Any = None, run_id: str | None = None) -> RunView:
+        return self._operate(
+            lambda run: answer_approval(self._store, run, job, approve=True, output=output), run_id
+        )
+
+    def reject(self, job: str, reason: str | None = None, run_id: str | None = None) -> RunView:
+        return self._operate(
+            lambda run: answer_approval(self._store, run, job, approve=False, reason=reason), run_id
+        )
+
+    def cancel(self, reason: str | None = None, run_id: str | None = None) -> RunView:
+        return self._operate(lambda run: request_cancel(self._store, run, reason), run_id)
+
+    def redrive(self, run_id: str | None = None) -> RunView:
+        return self._operate(lambda run: request_redrive(self._store, run), run_id)
+
+    def executions(self, job: str) -> int:
+        """How many times ``job``'s code (or fake) ran, every item and attempt counted."""
+        return len(self.calls[job])
+
+    # -- assertions --
+
+    def assert_run(
+        self, status: str, jobs: Mapping[str, str] | None = None, run_id: str | None = None
+    ) -> None:
+        """The run has ``status`` and each job named in ``jobs`` its state; else an
+        ``AssertionError`` with the run described and a diff of the job states."""
+        view = self.get(run_id)
+        wanted = dict(view.states()) | dict(jobs or {})
+        for name in jobs or {}:
+            if name not in view.jobs:
+                raise AssertionError(
+                    f"run {view.run_id} has no job {name!r}{did_you_mean(name, list(view.jobs))}"
+                )
+        if view.status == status and view.states() == wanted:
+            return
+        expected = [f"run: {status}", *(f"{name}: {state}" for name, state in wanted.items())]
+        actual = [f"run: {view.status}", *(f"{name}: {state}" for name, state in view.states().items())]
+        diff = "\n".join(difflib.unified_diff(expected, actual, "expected", "actual", lineterm=""))
+        raise AssertionError(f"the run is not as expected:\n{diff}\n\n{view.describe()}")
+
+    def close(self) -> None:
+        """Drop the test's database."""
+        self._client.drop_database(self._store.settings.database)
+        self._client.close()
+
+    # -- the hops --
+
+    def _which(self, run_id: str | None) -> str:
+        chosen = run_id or self.run_id
+        if chosen is None:
+            raise RunError("no run started yet: call start() first")
+        return chosen
+
+    def _operate(self, operation: Callable[[str], object], run_id: str | None) -> RunView:
+        target = self._which(run_id)
+        with self._virtual_time():
+            operation(target)
+            self._settle()
+        return self.get(target)
+
+    def _skip_until(self, until: datetime, *, stop_at_approvals: bool) -> None:
+        """Fire each next timer due by ``until`` at its time, settling after each, while a run
+        goes on (and, with ``stop_at_approvals``, none waits for an answer)."""
+        with self._virtual_time():
+            self._settle()
+            while (due := self._next_timer(stop_at_approvals)) is not None and due <= until:
+                self._now = max(self._now, due)
+                self._fire_and_settle()
+
+    def _next_timer(self, stop_at_approvals: bool) -> datetime | None:
+        timers: list[datetime] = []
+        for run_id in self._runs:
+            run = self._store.read_run(run_id)
+            if run is None or run.state != RunState.RUNNING:
+                continue
+            if stop_at_approvals and any(
+                record.state == JobState.WAITING and run.definition.job(name).approval is not None
+                for name, record in run.jobs.items()
+            ):
+                return None
+            timers += [due for due, _ in pending_timers(run)]
+        return min(timers, default=None)
+
+    def _fire_and_settle(self) -> None:
+        fire_due_timers(self._store, self._now, self.definition.name)
+        self._settle()
+
+    def _settle(self) -> None:
+        """Deliver every status not delivered yet to the rules, and run every job they dispatch,
+        until nothing more comes."""
+        for _ in range(MAX_ROUNDS):
+            fresh = [
+                status
+                for run_id in self._runs
+                for status in self._store.run_statuses(run_id)
+                if status["_id"] not in self._seen
+            ]
+            self._seen.update(status["_id"] for status in fresh)
+            events = [event for status in fresh if (event := self._routed(status))] * self.faults.duplicate
+            jobs, self._queue = self._queue * self.faults.duplicate, []
+            if not events and not jobs:
+                return
+            if self.faults.reorder:
+                self._rng.shuffle(events)
+                self._rng.shuffle(jobs)
+            for event in events:
+                self._orchestrate(event)
+            for job in jobs:
+                self._invoke(job)
+        raise AssertionError(f"the run did not settle in {MAX_ROUNDS:,} deliveries")
+
+    def _routed(self, status: dict[str, Any]) -> dict[str, Any] | None:
+        """The trigger's event for an inserted status, when the orchestrator's rule takes it."""
+        settings = self._store.settings
+        event = envelope(status, settings.database, settings.statuses_collection)
+        message = cast("EventMessageType", event)
+        return event if any(rule.pattern.matches_event(message) for rule in self._rules) else None
+
+    def _orchestrate(self, event: dict[str, Any]) -> None:
+        plan = RandomCrash(self._rng, self.faults.crash) if self.faults.crash else NoCrash()
+        dispatcher = _Queue(self._queue)
+        try:
+            Orchestrator(
+                store=CrashingStore(self._store, plan),
+                dispatcher=CrashingDispatcher(dispatcher, plan),
+                redispatch_after=timedelta(0),
+                contexts=self._contexts,
+            ).handle(event)
+        except InjectedCrash:
+            # Lambda retries the handling; here at once.
+            Orchestrator(
+                store=self._store,
+                dispatcher=dispatcher,
+                redispatch_after=timedelta(0),
+                contexts=self._contexts,
+            ).handle(event)
+
+    def _invoke(self, event: JobEvent) -> None:
+        request_id = uuid.uuid4().hex
+        job = self.definition.job(event.job)
+        handler = self._handlers[event.job]
+
+        def called(payload: dict[str, Any], context: Any) -> Any:
+            self.calls[event.job].append(payload)
+            with _environment(self._envs[event.job]):
+                return handler(payload, context)
+
+        run_attempt(
+            self._job_store,
+            called,
+            event.to_payload(),
+            context_for(self.definition.name, job, request_id),
+            request_id,
+        )
+
+
+class _Queue:
+    """The dispatcher: Lambda's async invoke, queued for the settling loop."""
+
+    def __init__(self, queue: list[JobEvent]) -> None:
+        self.queue = queue
+
+    def dispatch(self, event: JobEvent) -> None:
+        self.queue.append(event)
+
+
+@contextlib.contextmanager
+def _environment(env: Mapping[str, str]) -> Iterator[None]:
+    """The job's ``env`` while its code runs (one job at a time: the kit runs in one thread)."""
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+# -- the pytest plugin -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def workflow_test_server() -> Iterator[str]:
+    """The MongoDB server the tests' workflows run on: ``MONGODB_URI``, or an embedded one."""
+    uri = os.environ.get("MONGODB_URI")
+    if uri:
+        yield uri
+        return
+    from cdk_app.local.embedded_mongo import mongodb_uri
+
+    with mongodb_uri() as started:
+        yield started
+
+
+@pytest.fixture
+def workflow_test(workflow_test_server: str) -> Iterator[Callable[..., WorkflowTest]]:
+    """Open a ``WorkflowTest`` (same arguments, without ``mongodb_uri``); closed after the test."""
+    opened: list[WorkflowTest] = []
+
+    def open_test(spec: str | Path | Workflow, **options: Any) -> WorkflowTest:
+        test = WorkflowTest(spec, workflow_test_server, **options)
+        opened.append(test)
+        return test
+
+    yield open_test
+    for test in opened:
+        test.close()
