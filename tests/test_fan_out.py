@@ -430,7 +430,7 @@ def test_the_failed_items_show_with_their_index_value_and_error_in_status_the_su
 
     from cdk_app.console.server import serving_console
     from cdk_app.terminal.render import print_summary
-    from cdk_app.terminal.report import summarize
+    from runtime.service.run_view import summarize
 
     spec = workflow(
         "billing",

@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 from cdk_app.terminal.render import OUTPUT_COLUMN, cut_middle, print_summary
-from cdk_app.terminal.report import JobReport, RunReport
+from runtime.service.run_view import JobReport, RunReport
 
 OUTPUT = {"rows": 12, "source": "s3://bucket/exports/2026/11/27/customers-with-addresses.csv", "ok": True}
 OUTPUT_TEXT = (

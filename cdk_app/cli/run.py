@@ -28,7 +28,7 @@ from cdk_app.local.jobs import load_job_handlers
 from cdk_app.local.runner import LocalRunner, RunOptions
 from cdk_app.local.shared_code import put_shared_on_path
 from cdk_app.terminal.render import Progress, print_summary, print_summary_notes, summary_table
-from cdk_app.terminal.report import RunReport, summarize
+from runtime.service.run_view import RunReport, summarize
 from runtime.definition.input_check import InputRefused, check_input
 from runtime.definition.loader import load_workflow
 from runtime.definition.model import Workflow

@@ -18,7 +18,7 @@ from typing import Any
 from cdk_app.local.cloud import CloudOptions, JobFunction, LocalCloud, RunObserver, Ticking, workflow_rules
 from cdk_app.local.delivery import FaultSettings
 from cdk_app.local.timeouts import TimeoutWatch
-from cdk_app.terminal.report import RunReport, summarize
+from runtime.service.run_view import RunReport, summarize
 from runtime.clock import utcnow
 from runtime.definition.model import Workflow
 from runtime.documents import ID

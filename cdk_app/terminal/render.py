@@ -15,7 +15,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from cdk_app.terminal.report import JOB_RUNNING, JobReport, RunReport
+from runtime.service.run_view import JOB_RUNNING, JobReport, RunReport
 from runtime.definition.model import Workflow
 from runtime.documents.run import StatusEvent
 from runtime.service.approvals import approval_commands
