@@ -101,8 +101,9 @@ def privileges(store: StoreSettings) -> dict[FunctionClass, dict[str, tuple[str,
         "orchestrator": dict(advancing),
         # Repairs runs with the orchestrator's own code, and fires timers; creates the indexes.
         "reconciler": _merged(advancing, index_making),
-        # Inserts runs, records operations (cancel, redrive, approve, reject), lists runs.
-        "starter": _merged({runs: (FIND, INSERT), statuses: (FIND, INSERT)}, index_making),
+        # Inserts runs, records operations (cancel, redrive, approve, reject), lists runs and
+        # reads one as status does (its fan-outs' failed items too).
+        "starter": _merged({runs: (FIND, INSERT), statuses: (FIND, INSERT), items: (FIND,)}, index_making),
         # Reads the run it reports on; claims each notification once.
         "notifier": {runs: (FIND,), notifications: (FIND, INSERT, UPDATE, REMOVE)},
         # The job wrapper: is the attempt still wanted (the run), has it ended (statuses), its

@@ -1,41 +1,76 @@
-"""What a script imports to start and operate runs: the same use cases the CLI, the console and
-the starter function call, on a store opened from a connection string.
+"""What a service of your own imports to start and operate runs: ``Client``.
 
-    from runtime.client import open_store, start_run, wait_for_end
-    from runtime.definition.loader import load_workflow
+    from runtime.client import Client
 
-    store = open_store("mongodb://localhost:27017")
-    started = start_run(store, load_workflow("workflows/catch_the_fish.yaml"), input={"lake": "Ontario"})
-    run = wait_for_end(store, started.run_id, timeout=60)
+    client = Client("mongodb://127.0.0.1:27017")          # the dev server's URI, or Atlas
+    started = client.start("catch_the_fish", {"lake": "Ontario"})
+    run = client.wait(started.run_id, timeout=60)          # a RunReport: run.status, run.jobs
+    client.cancel(started.run_id, "changed plans")
 
-Starting a run writes it and its ``workflow_started`` status; the orchestrator (deployed, or the
-dev server) does the rest.
+    client = Client.aws(region="eu-west-1")                # a deployed stack, through its starters
+
+Over MongoDB it calls the use cases the CLI, the console and the starter function call, and
+signs what it records with the operator's status key (``WORKFLOWS_STATUS_KEY``, the secret named
+by ``WORKFLOWS_STATUS_KEY_SECRET_ARN``, or a local control plane's key). ``Client.aws`` invokes
+each workflow's starter function (``<workflow>-starter``) instead, for services without access
+to the database. Both answer with the same types, and refuse with the same errors:
+``RunNotFound``, ``InputRefused``, ``OperationRefused`` (all ``RunError``) and
+``StoreUnavailable``; never a driver's exception.
+
+The module functions below ``Client`` (``open_store``, ``start_run``, ...) are the use cases
+themselves, on a ``MongoStore``; they stay for scripts written against them.
 """
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import pymongo
+import pymongo.errors
+
+from runtime import contracts
+from runtime.aws.starter import StarterInvoker
+from runtime.definition.input_check import InputRefused
+from runtime.definition.loader import workflow_in_folder
+from runtime.documents.listing import RunSummary
+from runtime.errors import OperationRefused, RunError, RunNotFound, StoreError, StoreUnavailable
 from runtime.service.approvals import answer_approval
 from runtime.service.operations import (
     HistoryEntry,
     OperationReceipt,
-    RunSummary,
     list_runs,
     request_cancel,
     request_redrive,
+    request_upgrade,
     run_history,
     wait_for_end,
 )
+from runtime.service.run_view import RunReport, summarize
 from runtime.service.runs import StartedRun, start_run
+from runtime.statuses import RunState
 from runtime.store.connection import cached_client
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
+from runtime.store.status_keys import operator_keys
 
 __all__ = [
+    "Client",
     "HistoryEntry",
+    "InputRefused",
     "MongoStore",
     "OperationReceipt",
+    "OperationRefused",
+    "RunError",
+    "RunNotFound",
+    "RunReport",
     "RunSummary",
     "StartedRun",
+    "StoreUnavailable",
     "answer_approval",
     "list_runs",
     "open_store",
@@ -46,11 +81,290 @@ __all__ = [
     "wait_for_end",
 ]
 
+T = TypeVar("T")
 
-def open_store(uri: str, *, database: str | None = None) -> MongoStore:
+
+class _Backend(Protocol):
+    def start(self, workflow: str, input: Any, run_id: str | None) -> StartedRun: ...
+    def get(self, run_id: str, workflow: str | None) -> RunReport: ...
+    def history(self, run_id: str, workflow: str | None) -> list[HistoryEntry]: ...
+    def list(
+        self, workflow: str | None, status: str | None, since: datetime | None, limit: int
+    ) -> list[RunSummary]: ...
+    def operate(self, workflow: str | None, action: str, run_id: str, **fields: Any) -> OperationReceipt: ...
+    def ended(self, run_id: str, workflow: str | None) -> bool: ...
+
+
+class Client:
+    """Starts, reads and operates runs. ``Client(mongodb_uri)`` (or ``Client.local()``) works on
+    the database; ``Client.aws()`` through the deployed starter functions. The verbs are the
+    CLI's: ``start``, ``get``, ``wait``, ``watch``, ``cancel``, ``redrive``, ``approve``,
+    ``reject``, ``list``, ``history``."""
+
+    def __init__(
+        self,
+        mongodb_uri: str | None = None,
+        *,
+        workflows_dir: str | Path = "workflows",
+        database: str | None = None,
+        environ: Mapping[str, str] = os.environ,
+        backend: _Backend | None = None,
+    ) -> None:
+        if backend is None:
+            uri = mongodb_uri or environ.get(contracts.MONGODB_URI)
+            if not uri:
+                raise StoreUnavailable(
+                    f"no MongoDB given: pass the connection string (the dev server prints its URI) or set "
+                    f"{contracts.MONGODB_URI}"
+                )
+            backend = _MongoBackend(open_store(uri, database=database, environ=environ), Path(workflows_dir))
+        self._backend = backend
+
+    @classmethod
+    def local(
+        cls,
+        mongodb_uri: str | None = None,
+        *,
+        workflows_dir: str | Path = "workflows",
+        database: str | None = None,
+        environ: Mapping[str, str] = os.environ,
+    ) -> Client:
+        """The runs of the dev server (``python -m cdk_app dev``) or of any MongoDB: the URI given,
+        else ``MONGODB_URI``; workflows are started from the specs in ``workflows_dir``."""
+        return cls(mongodb_uri, workflows_dir=workflows_dir, database=database, environ=environ)
+
+    @classmethod
+    def aws(
+        cls,
+        *,
+        stack: str | None = None,
+        region: str | None = None,
+        workflow: str | None = None,
+        lambda_client: Any | None = None,
+    ) -> Client:
+        """The runs of a deployed app, through each workflow's starter function (its name is
+        ``<workflow>-starter`` in whichever stack holds it; ``stack`` is only said in errors).
+        A verb about one run needs to know its workflow: ``workflow`` here, or on the verb."""
+        if lambda_client is None:
+            import boto3
+
+            lambda_client = boto3.client("lambda", region_name=region)
+        return cls(backend=_StarterBackend(StarterInvoker(lambda_client), workflow, stack))
+
+    # -- the verbs --
+
+    def start(self, workflow: str, input: Any = None, run_id: str | None = None) -> StartedRun:
+        """Start a run of ``workflow``; idempotent on ``run_id`` (the existing run is answered,
+        ``created`` false). ``InputRefused`` when the input does not match the input_schema."""
+        return self._backend.start(workflow, input, run_id)
+
+    def get(self, run_id: str, *, workflow: str | None = None) -> RunReport:
+        """The run as ``status --json`` shows it: status, phase, error, each job's status,
+        attempts, output, error and time. ``RunNotFound`` for an unknown run."""
+        return self._backend.get(run_id, workflow)
+
+    def wait(
+        self, run_id: str, timeout: float | None = None, *, poll: float = 0.5, workflow: str | None = None
+    ) -> RunReport:
+        """The run once it has ended (a redrive asked for and not applied yet counts as running),
+        or as it is when ``timeout`` seconds have gone by: check ``status``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._backend.ended(run_id, workflow):
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            time.sleep(poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic())))
+        return self.get(run_id, workflow=workflow)
+
+    def watch(self, run_id: str, *, poll: float = 0.5, workflow: str | None = None) -> Iterator[RunReport]:
+        """The run now, then again each time it changes, until it has ended (the last one
+        yielded is the ended run)."""
+        last: dict[str, Any] | None = None
+        while True:
+            # Whether it had ended is asked first: the run read after it shows that end.
+            ended = self._backend.ended(run_id, workflow)
+            report = self.get(run_id, workflow=workflow)
+            shown = report.to_json()
+            if shown != last:
+                last = shown
+                yield report
+            if ended:
+                return
+            time.sleep(poll)
+
+    def cancel(
+        self, run_id: str, reason: str | None = None, *, workflow: str | None = None
+    ) -> OperationReceipt:
+        return self._backend.operate(workflow, "cancel", run_id, reason=reason)
+
+    def redrive(self, run_id: str, *, upgrade: bool = False, workflow: str | None = None) -> OperationReceipt:
+        """Run the failed jobs of a failed or cancelled run again; with ``upgrade``, on the
+        workflow's current definition (and, in the cloud, its current versions)."""
+        return self._backend.operate(workflow, "redrive", run_id, upgrade=upgrade)
+
+    def approve(
+        self, run_id: str, job: str, output: Any = None, *, workflow: str | None = None
+    ) -> OperationReceipt:
+        return self._backend.operate(workflow, "approve", run_id, job=job, output=output)
+
+    def reject(
+        self, run_id: str, job: str, reason: str | None = None, *, workflow: str | None = None
+    ) -> OperationReceipt:
+        return self._backend.operate(workflow, "reject", run_id, job=job, reason=reason)
+
+    def history(self, run_id: str, *, workflow: str | None = None) -> list[HistoryEntry]:
+        """Every status of the run in the order it was recorded, operations included."""
+        return self._backend.history(run_id, workflow)
+
+    def list(
+        self,
+        workflow: str | None = None,
+        *,
+        status: str | None = None,
+        since: datetime | None = None,
+        limit: int = 50,
+    ) -> list[RunSummary]:
+        """Runs newest first, at most ``limit``, of ``workflow`` (every workflow's over MongoDB),
+        in ``status``, created at ``since`` or later."""
+        return self._backend.list(workflow, status, since, limit)
+
+
+def _guarded(action: str, call: Callable[[], T]) -> T:
+    """``call``, with the driver's and the store's errors as ``StoreUnavailable``."""
+    try:
+        return call()
+    except RunError:
+        raise
+    except (StoreError, pymongo.errors.PyMongoError) as exc:
+        if isinstance(exc, StoreUnavailable):
+            raise
+        raise StoreUnavailable(f"could not {action}: {exc}") from exc
+
+
+class _MongoBackend:
+    def __init__(self, store: MongoStore, workflows_dir: Path) -> None:
+        self.store = store
+        self.workflows_dir = workflows_dir
+
+    def start(self, workflow: str, input: Any, run_id: str | None) -> StartedRun:
+        definition = workflow_in_folder(self.workflows_dir, workflow)
+        return _guarded("start a run", lambda: start_run(self.store, definition, run_id=run_id, input=input))
+
+    def get(self, run_id: str, workflow: str | None) -> RunReport:
+        report = _guarded("read a run", lambda: summarize(self.store, run_id))
+        if report is None or (workflow is not None and report.workflow != workflow):
+            raise RunNotFound(f"no run {run_id!r} in this database (check the run id and the MongoDB URI)")
+        return report
+
+    def history(self, run_id: str, workflow: str | None) -> list[HistoryEntry]:
+        return _guarded("read a run's history", lambda: run_history(self.store, run_id, workflow))
+
+    def list(
+        self, workflow: str | None, status: str | None, since: datetime | None, limit: int
+    ) -> list[RunSummary]:
+        return _guarded(
+            "list runs",
+            lambda: list_runs(self.store, workflow=workflow, status=status, since=since, limit=limit),
+        )
+
+    def operate(self, workflow: str | None, action: str, run_id: str, **fields: Any) -> OperationReceipt:
+        store = self.store
+        if action == "cancel":
+            return _guarded(
+                "cancel", lambda: request_cancel(store, run_id, fields["reason"], workflow=workflow)
+            )
+        if action == "redrive" and fields["upgrade"]:
+            run = self.get(run_id, workflow)
+            definition = workflow_in_folder(self.workflows_dir, run.workflow)
+            return _guarded(
+                "redrive", lambda: request_upgrade(store, run_id, definition, None, workflow=workflow)
+            )
+        if action == "redrive":
+            return _guarded("redrive", lambda: request_redrive(store, run_id, workflow=workflow))
+        approve = action == "approve"
+        return _guarded(
+            action,
+            lambda: answer_approval(
+                store,
+                run_id,
+                fields["job"],
+                approve=approve,
+                output=fields.get("output"),
+                reason=fields.get("reason"),
+                workflow=workflow,
+            ),
+        )
+
+    def ended(self, run_id: str, workflow: str | None) -> bool:
+        return _guarded("read a run", lambda: wait_for_end(self.store, run_id, 0, poll=0)) is not None
+
+
+class _StarterBackend:
+    def __init__(self, starter: StarterInvoker, workflow: str | None, stack: str | None) -> None:
+        self.starter = starter
+        self.workflow = workflow
+        self.stack = stack
+
+    def _which(self, workflow: str | None, verb: str) -> str:
+        chosen = workflow or self.workflow
+        if chosen is None:
+            where = f" of stack {self.stack}" if self.stack else ""
+            raise RunError(
+                f"{verb} goes through the starter function of the run's workflow{where}: say which, "
+                "with Client.aws(workflow=...) or workflow=..."
+            )
+        return chosen
+
+    def start(self, workflow: str, input: Any, run_id: str | None) -> StartedRun:
+        request = {"input": input, **({} if run_id is None else {"run_id": run_id})}
+        answer = self.starter.call(workflow, request)
+        return StartedRun(run_id=answer["run_id"], created=bool(answer["created"]))
+
+    def get(self, run_id: str, workflow: str | None) -> RunReport:
+        answer = self.starter.call(self._which(workflow, "get"), {"action": "get", "run_id": run_id})
+        return RunReport.from_json(answer["run"])
+
+    def history(self, run_id: str, workflow: str | None) -> list[HistoryEntry]:
+        request = {"action": "history", "run_id": run_id}
+        answer = self.starter.call(self._which(workflow, "history"), request)
+        return [HistoryEntry.from_json(entry) for entry in answer["history"]]
+
+    def list(
+        self, workflow: str | None, status: str | None, since: datetime | None, limit: int
+    ) -> list[RunSummary]:
+        request: dict[str, Any] = {"action": "list", "limit": limit}
+        if status is not None:
+            request["status"] = status
+        if since is not None:
+            request["since"] = since.isoformat()
+        answer = self.starter.call(self._which(workflow, "list"), request)
+        return [RunSummary.from_json(run) for run in answer["runs"]]
+
+    def operate(self, workflow: str | None, action: str, run_id: str, **fields: Any) -> OperationReceipt:
+        request = {"action": action, "run_id": run_id}
+        request |= {name: value for name, value in fields.items() if value is not None and value is not False}
+        answer = self.starter.call(self._which(workflow, action), request)
+        return OperationReceipt(run_id=run_id, operation=action, sequence=0, created=bool(answer["created"]))
+
+    def ended(self, run_id: str, workflow: str | None) -> bool:
+        # The starter's get reports an ended run with a redrive pending as running: see
+        # ``wait_for_end``; over the starter, the run document's status is what there is.
+        return self.get(run_id, workflow).status != RunState.RUNNING
+
+
+def open_store(
+    uri: str, *, database: str | None = None, environ: Mapping[str, str] | None = None
+) -> MongoStore:
     """The runs on ``uri`` (database ``workflows`` unless ``database``), with their indexes
-    ensured, as the functions' store sees them."""
+    ensured, as the functions' store sees them, signing what it records with the operator's
+    status key when ``environ`` (or the database) gives one."""
     settings = StoreSettings() if database is None else StoreSettings(database=database)
-    store = MongoStore(cached_client(uri), settings)
-    store.ensure_indexes()
-    return store
+    try:
+        client = cached_client(uri)
+        client.admin.command("ping")
+        store = MongoStore(client, settings)
+        store.ensure_indexes()
+        return store.with_keys(operator_keys(store, os.environ if environ is None else environ))
+    except (pymongo.errors.PyMongoError, pymongo.errors.ConfigurationError, ValueError) as exc:
+        raise StoreUnavailable(f"cannot reach MongoDB: {exc}") from exc
+    except StoreError as exc:
+        raise StoreUnavailable(str(exc)) from exc

@@ -38,6 +38,16 @@ def age(then: datetime, now: datetime) -> timedelta:
     return now - then.replace(tzinfo=then.tzinfo or UTC)
 
 
+def iso(value: datetime | None) -> str | None:
+    """A time as JSON carries it: ISO 8601 to the millisecond (what MongoDB keeps), with its offset."""
+    return None if value is None else value.isoformat(timespec="milliseconds")
+
+
+def from_iso(text: str | None) -> datetime | None:
+    """``iso``'s text back as a time."""
+    return None if text is None else datetime.fromisoformat(text)
+
+
 def as_utc(value: datetime | None) -> datetime | None:
     """A stored date as an aware datetime: a client without ``tz_aware`` reads naive UTC."""
     return value if value is None or value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -64,8 +64,22 @@ class RunError(WorkflowError):
     """A run-time request cannot be carried out (unknown run, conflicting start, ...)."""
 
 
+class RunNotFound(RunError):
+    """No run has that id (in this database, or of this workflow)."""
+
+
+class OperationRefused(RunError):
+    """An operation the run cannot take now (cancel an ended run, redrive a running one, answer
+    a job that does not wait for an answer): refused before anything was recorded."""
+
+
 class StoreError(WorkflowError):
     """MongoDB could not do what the engine asked; wraps the driver's exception."""
+
+
+class StoreUnavailable(StoreError):
+    """The runs cannot be reached: no MongoDB given, the server does not answer, or the starter
+    function cannot be invoked."""
 
 
 class DocumentRejected(StoreError):

@@ -3,10 +3,38 @@ as the CLI does, through the same use cases."""
 
 from __future__ import annotations
 
-from runtime.client import list_runs, open_store, request_cancel, run_history, start_run
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pymongo
+import pytest
+from botocore.response import StreamingBody
+from botocore.stub import Stubber
+
+from runtime.client import (
+    Client,
+    InputRefused,
+    OperationRefused,
+    RunError,
+    RunNotFound,
+    StoreUnavailable,
+    list_runs,
+    open_store,
+    request_cancel,
+    run_history,
+    start_run,
+)
 from runtime.statuses import RunState, StatusName
+from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
-from tests.engine_harness import CATCH_THE_FISH
+from runtime.store.status_keys import local_keys
+from tests.cli_harness import cli
+from tests.engine_harness import CATCH_THE_FISH, Driver
+from tests.test_operations import starter_of
 
 
 def test_a_script_starts_lists_and_cancels_a_run(mongo_uri: str, store_settings: StoreSettings) -> None:
@@ -32,3 +60,213 @@ def test_the_store_it_opens_has_the_indexes_the_functions_rely_on(
 ) -> None:
     store = open_store(mongo_uri, database=store_settings.database)
     assert "running_by_wake" in store.runs.index_information()
+
+
+# -- Client ------------------------------------------------------------------------------------
+
+WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
+FISH_INPUT = {"lake": "Ontario"}
+
+
+@pytest.fixture
+def client(mongo_uri: str, store_settings: StoreSettings, monkeypatch: pytest.MonkeyPatch) -> Client:
+    monkeypatch.delenv("WORKFLOWS_STATUS_KEY", raising=False)
+    return Client(mongo_uri, workflows_dir=WORKFLOWS, database=store_settings.database)
+
+
+def _driver(mongo_client: pymongo.MongoClient[dict], store_settings: StoreSettings) -> Driver:
+    """The deployed hops (trigger, rules, orchestrator, job functions) played in this thread."""
+    return Driver(MongoStore(mongo_client, store_settings), CATCH_THE_FISH)
+
+
+def test_the_client_starts_a_run_of_a_spec_in_its_folder_idempotently_and_reads_it(client: Client) -> None:
+    started = client.start("catch_the_fish", FISH_INPUT, run_id="fish-1")
+    again = client.start("catch_the_fish", FISH_INPUT, run_id="fish-1")
+
+    assert (started.created, again.created) == (True, False)
+    run = client.get("fish-1")
+    assert (run.run_id, run.workflow, run.status) == ("fish-1", "catch_the_fish", "running")
+    assert run.job("buy_fishing_gear").status in ("pending", "running")
+    assert [summary.run_id for summary in client.list("catch_the_fish")] == ["fish-1"]
+    assert client.list("nightly_report") == []
+
+
+def test_the_client_operates_a_run_and_the_engine_applies_what_it_signed(
+    client: Client, mongo_client: pymongo.MongoClient[dict], store_settings: StoreSettings
+) -> None:
+    # The orchestrator here checks signatures: an unsigned cancel would be rejected, not applied.
+    keys = local_keys(MongoStore(mongo_client, store_settings))
+    driver = Driver(MongoStore(mongo_client, store_settings, keys=keys), CATCH_THE_FISH)
+    client.start("catch_the_fish", FISH_INPUT, run_id="fish-2")
+
+    receipt = client.cancel("fish-2", "storm")
+    driver.settle("fish-2")
+
+    assert receipt.created
+    ended = client.wait("fish-2", timeout=5)
+    assert ended.status == "cancelled"
+    assert [entry.status for entry in client.history("fish-2")][:2] == [
+        "workflow_started",
+        "cancel_requested",
+    ]
+    assert client.redrive("fish-2").created
+
+
+def test_watch_yields_the_run_as_it_changes_until_it_has_ended(
+    client: Client, mongo_client: pymongo.MongoClient[dict], store_settings: StoreSettings
+) -> None:
+    client.start("catch_the_fish", FISH_INPUT, run_id="fish-3")
+    watching = client.watch("fish-3", poll=0.01)
+
+    first = next(watching)
+    _driver(mongo_client, store_settings).settle("fish-3")
+    rest = list(watching)
+
+    assert first.status == "running"
+    assert [report.status for report in rest] == ["succeeded"]
+
+
+def test_the_client_gives_the_same_object_as_status_json(
+    client: Client, mongo_uri: str, mongo_client: pymongo.MongoClient[dict], store_settings: StoreSettings
+) -> None:
+    client.start("catch_the_fish", FISH_INPUT, run_id="fish-4")
+    _driver(mongo_client, store_settings).settle("fish-4")
+
+    shown = cli("status", "fish-4", "--json", "--mongo-uri", mongo_uri, "--database", store_settings.database)
+
+    assert shown.exit_code == 0, shown.stderr
+    assert shown.report == client.get("fish-4").to_json()
+    assert shown.report["status"] == "succeeded"
+
+
+@pytest.mark.parametrize(
+    ("verb", "error", "message"),
+    [
+        (lambda c: c.get("nope"), RunNotFound, "no run 'nope'"),
+        (lambda c: c.cancel("nope"), RunNotFound, "no run 'nope'"),
+        (
+            lambda c: c.start("catch_the_fsh"),
+            RunError,
+            r"no spec of workflow 'catch_the_fsh'.*catch_the_fish",
+        ),
+        (lambda c: c.list(status="done"), RunError, "unknown run status 'done'"),
+    ],
+    ids=["get-unknown", "cancel-unknown", "unknown-workflow", "bad-status"],
+)
+def test_the_client_refuses_with_typed_errors(
+    client: Client, verb: Callable[[Client], object], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        verb(client)
+
+
+def test_an_input_the_schema_refuses_is_an_input_refused_with_each_problem(
+    mongo_uri: str, store_settings: StoreSettings, tmp_path: Path
+) -> None:
+    (tmp_path / "orders.yaml").write_text(
+        "workflow: orders\ninput_schema: {type: object, required: [order_id], properties: {order_id: "
+        "{type: string}}}\nphases: {p: {jobs: {ship: {}}}}\n"
+    )
+    client = Client(mongo_uri, workflows_dir=tmp_path, database=store_settings.database)
+
+    with pytest.raises(InputRefused) as refused:
+        client.start("orders", {"order_id": 7})
+
+    assert refused.value.problems == ["$.order_id: 7 is not of type 'string'"]
+    assert client.list() == [], "nothing was written"
+
+
+def test_an_operation_the_run_cannot_take_is_refused_as_such(
+    client: Client, mongo_client: pymongo.MongoClient[dict], store_settings: StoreSettings
+) -> None:
+    client.start("catch_the_fish", FISH_INPUT, run_id="fish-5")
+    _driver(mongo_client, store_settings).settle("fish-5")
+
+    with pytest.raises(OperationRefused, match="has already ended"):
+        client.cancel("fish-5")
+    with pytest.raises(OperationRefused, match="is not an approval job"):
+        client.approve("fish-5", "go_home")
+
+
+def test_no_database_is_a_store_unavailable_not_a_driver_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MONGODB_URI", raising=False)
+    with pytest.raises(StoreUnavailable, match="no MongoDB given"):
+        Client.local()
+    with pytest.raises(StoreUnavailable, match="cannot reach MongoDB"):
+        Client("mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=200")
+
+
+# -- Client.aws, through the real starter handler behind a stubbed Lambda client --------------
+
+
+class _StarterThroughStubber:
+    """A Lambda client stubbed with botocore's Stubber whose answers are the real starter
+    handler's to the very payload the client sends (checked by the stub's expected params)."""
+
+    def __init__(self, starter: Callable[[object], dict[str, Any]]) -> None:
+        self.starter = starter
+        self.lambda_client = boto3.client("lambda", region_name="eu-west-1")
+        self.stubber = Stubber(self.lambda_client)
+
+    def expect(self, payload: dict[str, Any]) -> None:
+        body = json.dumps(payload).encode()
+        answer = json.dumps(self.starter(json.loads(body))).encode()
+        self.stubber.add_response(
+            "invoke",
+            {"StatusCode": 200, "Payload": StreamingBody(io.BytesIO(answer), len(answer))},
+            {"FunctionName": "catch_the_fish-starter", "InvocationType": "RequestResponse", "Payload": body},
+        )
+
+
+@pytest.fixture
+def through_starter(
+    mongo_client: pymongo.MongoClient[dict],
+    store_settings: StoreSettings,
+    mongo_uri: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> _StarterThroughStubber:
+    store = MongoStore(mongo_client, store_settings)
+    return _StarterThroughStubber(starter_of(CATCH_THE_FISH, store, mongo_uri, tmp_path, monkeypatch))
+
+
+def test_the_aws_client_starts_reads_and_operates_through_the_starter(
+    through_starter: _StarterThroughStubber,
+    mongo_client: pymongo.MongoClient[dict],
+    store_settings: StoreSettings,
+) -> None:
+    aws = Client.aws(workflow="catch_the_fish", lambda_client=through_starter.lambda_client)
+    with through_starter.stubber:
+        through_starter.expect({"input": FISH_INPUT, "run_id": "cloud-1"})
+        started = aws.start("catch_the_fish", FISH_INPUT, run_id="cloud-1")
+        through_starter.expect({"action": "get", "run_id": "cloud-1"})
+        running = aws.get("cloud-1")
+        through_starter.expect({"action": "list", "limit": 50, "status": "running"})
+        listed = aws.list(status="running")
+        through_starter.expect({"action": "cancel", "run_id": "cloud-1", "reason": "storm"})
+        cancelled = aws.cancel("cloud-1", "storm")
+        through_starter.expect({"action": "history", "run_id": "cloud-1"})
+        history = aws.history("cloud-1")
+        through_starter.stubber.assert_no_pending_responses()
+
+    assert started.created
+    local = Client.local(_uri(mongo_client), database=store_settings.database)
+    assert running.to_json() == local.get("cloud-1").to_json()
+    assert [run.run_id for run in listed] == ["cloud-1"]
+    assert cancelled.created
+    assert [entry.status for entry in history] == ["workflow_started", "cancel_requested"]
+
+
+def test_the_aws_client_raises_the_starters_refusals_typed(through_starter: _StarterThroughStubber) -> None:
+    aws = Client.aws(workflow="catch_the_fish", lambda_client=through_starter.lambda_client)
+    with through_starter.stubber:
+        through_starter.expect({"action": "get", "run_id": "nope"})
+        with pytest.raises(RunNotFound, match="no run 'nope'"):
+            aws.get("nope")
+    with pytest.raises(RunError, match=r"say which, with Client.aws\(workflow=...\)"):
+        Client.aws(lambda_client=through_starter.lambda_client).get("cloud-1")
+
+
+def _uri(mongo_client: pymongo.MongoClient[dict]) -> str:
+    host, port = mongo_client.address or ("127.0.0.1", 27017)
+    return f"mongodb://{host}:{port}"

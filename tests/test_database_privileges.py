@@ -35,6 +35,7 @@ from runtime.clock import utcnow
 from runtime.documents.leases import Lease, lease_id
 from runtime.service.job_attempt import LeaseSettings, run_attempt
 from runtime.service.orchestrator import Orchestrator
+from runtime.service.run_view import summarize
 from runtime.service.runs import start_run
 from runtime.statuses import ORCHESTRATOR_STATUSES
 from runtime.store.mongo import MongoStore
@@ -301,6 +302,7 @@ def test_every_command_of_each_class_of_function_is_granted_by_its_custom_role(
     request_redrive(stores["starter"], other)
     list_runs(stores["starter"], workflow="w", limit=10)
     run_history(stores["starter"], run_id)
+    assert summarize(stores["starter"], run_id) is not None  # the starter's get
 
     # The reconciler repairs the redriven run, whose request it applies from the statuses, then
     # fires timers.

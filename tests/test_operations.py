@@ -267,7 +267,7 @@ def test_the_starter_function_answers_a_bad_operation_with_an_error_instead_of_r
 
     answer = starter_handler(request_)
 
-    assert set(answer) == {"error"}
+    assert set(answer) == {"error", "error_type"}
     assert error in answer["error"]
     assert not [
         s for s in store.statuses.find({"status": {"$in": ["cancel_requested", "redrive_requested"]}})

@@ -162,7 +162,9 @@ def test_the_starter_refuses_an_input_its_schema_does_not_take_with_every_proble
 
     assert refused == {
         "error": "the input does not match the input_schema of workflow 'orders': "
-        "$: 'order_id' is a required property; $.quantity: 0 is less than the minimum of 1"
+        "$: 'order_id' is a required property; $.quantity: 0 is less than the minimum of 1",
+        "error_type": "InputRefused",
+        "problems": ["$: 'order_id' is a required property", "$.quantity: 0 is less than the minimum of 1"],
     }
     assert store.runs.count_documents({"_id": "bad-order"}) == 0
     assert store.run_statuses("bad-order") == []

@@ -302,7 +302,7 @@ def test_the_starter_function_answers_a_bad_answer_with_an_error(
 
     answer = starter_handler(request_)
 
-    assert set(answer) == {"error"}
+    assert set(answer) == {"error", "error_type"}
     assert error in answer["error"]
 
 

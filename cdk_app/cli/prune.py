@@ -11,9 +11,9 @@ import boto3
 
 from cdk_app.cli.arguments import Subparsers, add_store_arguments, open_store
 from cdk_app.errors import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, CommandError
-from cdk_app.local.versions import workflow_in_folder
 from cdk_app.project import workflows_dir
 from runtime.aws.lambda_versions import LambdaVersions, PruneError
+from runtime.definition.loader import workflow_in_folder
 from runtime.service.prune import prune_layers, prune_versions
 
 DEFAULT_KEEP = 3

@@ -28,12 +28,12 @@ from cdk_app.local.jobs import load_job_handlers
 from cdk_app.local.runner import LocalRunner, RunOptions
 from cdk_app.local.shared_code import put_shared_on_path
 from cdk_app.terminal.render import Progress, print_summary, print_summary_notes, summary_table
-from runtime.service.run_view import RunReport, summarize
 from runtime.definition.input_check import InputRefused, check_input
 from runtime.definition.loader import load_workflow
 from runtime.definition.model import Workflow
 from runtime.errors import SpecError
 from runtime.service.operations import wait_for_end
+from runtime.service.run_view import RunReport, summarize
 from runtime.service.runs import start_run
 from runtime.statuses import RunState
 from runtime.store.mongo import MongoStore

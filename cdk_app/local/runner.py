@@ -18,7 +18,6 @@ from typing import Any
 from cdk_app.local.cloud import CloudOptions, JobFunction, LocalCloud, RunObserver, Ticking, workflow_rules
 from cdk_app.local.delivery import FaultSettings
 from cdk_app.local.timeouts import TimeoutWatch
-from runtime.service.run_view import RunReport, summarize
 from runtime.clock import utcnow
 from runtime.definition.model import Workflow
 from runtime.documents import ID
@@ -26,6 +25,7 @@ from runtime.documents.run import RUN_ID, status_from_document
 from runtime.errors import EventError
 from runtime.service.job_attempt import UserHandler
 from runtime.service.reconciler import Reconciler
+from runtime.service.run_view import RunReport, summarize
 from runtime.service.runs import start_run
 from runtime.service.timers import fire_due_timers
 from runtime.statuses import RUN_ENDS, JobState

@@ -20,7 +20,7 @@ from cdk_app.local.cloud import JobFunction
 from cdk_app.local.jobs import load_fresh_job_handler
 from cdk_app.local.shared_code import put_folder_on_path
 from cdk_app.local.snapshots import CodeSnapshots
-from runtime.definition.loader import check_specs
+from runtime.definition.loader import workflow_in_folder
 from runtime.definition.model import Job, Workflow
 from runtime.documents.events import JobEvent
 from runtime.documents.run import deployment_set, not_pinned
@@ -98,13 +98,3 @@ def upgrade_to_folder(store: MongoStore, run_id: str, folder: Path) -> Operation
             f"--cli-binary-format raw-in-base64-out --payload '{payload}' /dev/stdout"
         )
     return request_upgrade(store, run_id, workflow_in_folder(folder, run.workflow), None)
-
-
-def workflow_in_folder(folder: Path, name: str) -> Workflow:
-    """Workflow ``name`` as the specs of ``folder`` define it now; ``RunError`` when none loads."""
-    check = check_specs([folder])
-    definition = next((workflow for workflow in check.workflows if workflow.name == name), None)
-    if definition is None:
-        problems = "".join(f"; {problem}" for problem in check.problems)
-        raise RunError(f"no spec of workflow {name!r} loads from {folder}{problems}")
-    return definition

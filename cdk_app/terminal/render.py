@@ -15,10 +15,10 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from runtime.service.run_view import JOB_RUNNING, JobReport, RunReport
 from runtime.definition.model import Workflow
 from runtime.documents.run import StatusEvent
 from runtime.service.approvals import approval_commands
+from runtime.service.run_view import JOB_RUNNING, JobReport, RunReport
 from runtime.statuses import RUN_ENDS, JobState, RunState, StatusName
 from runtime.store.mongo import MongoStore
 

@@ -25,9 +25,10 @@ from runtime.definition.draft import IGNORED_KEYS, SPEC_KEYS
 from runtime.definition.expressions import WHEN_ROOTS
 from runtime.definition.model import Workflow
 from runtime.definition.reading import MAX_DEPTH, MAX_NODES
+from runtime.definition.report import did_you_mean
 from runtime.definition.schema import SCHEMA_PATH, name_pattern
 from runtime.definition.seed import SEED_END
-from runtime.errors import Problem, SpecError
+from runtime.errors import Problem, RunError, SpecError
 
 __all__ = [
     "IGNORED_KEYS",
@@ -48,6 +49,7 @@ __all__ = [
     "name_pattern",
     "spec_files",
     "workflow_from_document",
+    "workflow_in_folder",
 ]
 
 
@@ -91,6 +93,20 @@ def check_specs(paths: Sequence[str | PathLike[str]]) -> SpecCheck:
         defined_in.setdefault(workflow.name, file.path)
         workflows.append(workflow)
     return SpecCheck(tuple(workflows), tuple(problems), tuple(warnings), tuple(found.skipped))
+
+
+def workflow_in_folder(folder: str | PathLike[str], name: str) -> Workflow:
+    """Workflow ``name`` as the specs of ``folder`` define it now; ``RunError`` when none loads
+    (with the problems of the files that did not load, and the names that did)."""
+    check = check_specs([folder])
+    definition = next((workflow for workflow in check.workflows if workflow.name == name), None)
+    if definition is None:
+        problems = "".join(f"; {problem}" for problem in check.problems)
+        known = [workflow.name for workflow in check.workflows]
+        raise RunError(
+            f"no spec of workflow {name!r} loads from {folder}{did_you_mean(name, known)}{problems}"
+        )
+    return definition
 
 
 def load_workflows(paths: Sequence[str | PathLike[str]]) -> list[Workflow]:

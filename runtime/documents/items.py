@@ -354,6 +354,10 @@ class FailedItem:
     def to_json(self) -> dict[str, Any]:
         return {"index": self.index, "item": self.item, "error": self.error}
 
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> FailedItem:
+        return cls(index=document["index"], item=document.get("item"), error=document.get("error"))
+
 
 def failed_items_filter(run_id: str, job: str) -> dict[str, Any]:
     """Selects the items of the run's fan-out ``job`` whose last attempt failed."""

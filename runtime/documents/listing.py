@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from runtime.clock import as_utc
+from runtime.clock import as_utc, from_iso, iso
 from runtime.documents import ID
 from runtime.documents.deployment import DEPLOY_ID
 from runtime.documents.run import (
@@ -45,6 +45,33 @@ class RunSummary:
     error: str | None
     deploy_id: str | None = None
     """The deploy whose versions the run invokes; None for a run without a version map."""
+
+    def to_json(self) -> dict[str, Any]:
+        """One run of a listing as JSON: a line of ``runs --json``, of the console's runs page
+        and of the starter's ``list``."""
+        return {
+            "run_id": self.run_id,
+            "workflow": self.workflow,
+            "status": self.status.value,
+            "phase": self.phase,
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+            "error": self.error,
+            "deploy_id": self.deploy_id,
+        }
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> RunSummary:
+        return cls(
+            run_id=document["run_id"],
+            workflow=document["workflow"],
+            status=RunState(document["status"]),
+            phase=document["phase"],
+            created_at=from_iso(document.get("created_at")),
+            updated_at=from_iso(document.get("updated_at")),
+            error=document.get("error"),
+            deploy_id=document.get("deploy_id"),
+        )
 
 
 SUMMARY_FIELDS = (ID, WORKFLOW, RUN_STATE, PHASE, CREATED_AT, UPDATED_AT, ERROR, DEPLOY_ID_FIELD)

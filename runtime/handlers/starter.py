@@ -1,5 +1,6 @@
 """The starter: start a run with a caller-chosen id (idempotent), from the bundled definition;
-or cancel or redrive one of the workflow's runs, for systems without database access."""
+operate one of the workflow's runs (cancel, redrive, approve, reject); or read them (get, history,
+list): for systems without database access, and ``runtime.client.Client.aws``."""
 
 from __future__ import annotations
 
@@ -7,16 +8,25 @@ import json
 import logging
 import os
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from runtime import contracts
 from runtime.aws.versions import cloud_deployment
+from runtime.definition.input_check import InputRefused
 from runtime.definition.model import Workflow
 from runtime.documents.envelopes import as_mapping
-from runtime.errors import EventError, RunError
+from runtime.errors import EventError, RunError, RunNotFound
 from runtime.service.approvals import answer_approval
-from runtime.service.operations import request_cancel, request_redrive, request_upgrade
+from runtime.service.operations import (
+    list_runs,
+    request_cancel,
+    request_redrive,
+    request_upgrade,
+    run_history,
+)
+from runtime.service.run_view import summarize
 from runtime.service.runs import start_run
 from runtime.store.connection import store_from_env
 
@@ -28,6 +38,7 @@ STORE_CONNECTIONS = 1
 _state: dict[str, Any] = {}
 
 ACTIONS = ("cancel", "redrive", "approve", "reject")
+READS = ("get", "history", "list")
 
 
 def load_definition(path: str) -> Workflow:
@@ -38,8 +49,11 @@ def load_definition(path: str) -> Workflow:
 def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     """``{"run_id"?, "input"?}`` -> ``{"run_id", "created"}``;
     ``{"action": "cancel" | "redrive", "run_id", "reason"?, "upgrade"?}`` and ``{"action": "approve" |
-    "reject", "run_id", "job", "output"? | "reason"?}`` -> ``{"run_id", "action", "created"}``.
-    A bad request answers with an ``error`` instead of raising, so an EventBridge schedule never
+    "reject", "run_id", "job", "output"? | "reason"?}`` -> ``{"run_id", "action", "created"}``;
+    ``{"action": "get", "run_id"}`` -> ``{"run": <status --json's object>}``, ``{"action":
+    "history", "run_id"}`` -> ``{"history": [...]}``, ``{"action": "list", "status"?, "since"?,
+    "limit"?}`` -> ``{"runs": [...]}`` (this workflow's, newest first). A bad request answers with
+    an ``error`` and its ``error_type`` instead of raising, so an EventBridge schedule never
     retries it forever."""
     if "store" not in _state:
         definition = load_definition(os.environ[contracts.WORKFLOW_DEFINITION_FILE])
@@ -61,6 +75,8 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
         run_id = request.get("run_id")
         if run_id is not None and (not isinstance(run_id, str) or not run_id.strip()):
             raise EventError(f"run_id must be a non-empty string, got {run_id!r}")
+        if request.get("action") in READS:
+            return _read(request, run_id)
         if "action" in request:
             return _operate(request, run_id)
         started = start_run(
@@ -72,14 +88,43 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
         )
     except (EventError, RunError) as exc:
         log.warning("request refused: %s", exc)
-        return {"error": str(exc)}
+        problems = {"problems": exc.problems} if isinstance(exc, InputRefused) else {}
+        return {"error": str(exc), "error_type": type(exc).__name__, **problems}
     return {"run_id": started.run_id, "created": started.created}
+
+
+def _read(request: Mapping[str, Any], run_id: str | None) -> dict[str, Any]:
+    action, workflow, store = request["action"], _state["definition"].name, _state["store"]
+    if action == "list":
+        since = request.get("since")
+        limit = request.get("limit", 50)
+        if since is not None and not isinstance(since, str):
+            raise EventError(f"since is an ISO 8601 time, got {since!r}")
+        if not isinstance(limit, int) or isinstance(limit, bool):
+            raise EventError(f"limit is a whole number of runs, got {limit!r}")
+        try:
+            after = None if since is None else datetime.fromisoformat(since)
+        except ValueError:
+            raise EventError(f"since is an ISO 8601 time, got {since!r}") from None
+        runs = list_runs(store, workflow=workflow, status=request.get("status"), since=after, limit=limit)
+        return {"runs": [run.to_json() for run in runs]}
+    if run_id is None:
+        raise EventError(f"{action} needs the run_id of the run to read")
+    if action == "history":
+        return {
+            "run_id": run_id,
+            "history": [entry.to_json() for entry in run_history(store, run_id, workflow)],
+        }
+    report = summarize(store, run_id)
+    if report is None or report.workflow != workflow:
+        raise RunNotFound(f"no run {run_id!r} of workflow {workflow!r}")
+    return {"run": report.to_json()}
 
 
 def _operate(request: Mapping[str, Any], run_id: str | None) -> dict[str, Any]:
     action, reason = request.get("action"), request.get("reason")
     if action not in ACTIONS:
-        raise EventError(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
+        raise EventError(f"action must be one of {', '.join(ACTIONS + READS)}, got {action!r}")
     if run_id is None:
         raise EventError(f"{action} needs the run_id of the run to {action}")
     if reason is not None and not isinstance(reason, str):

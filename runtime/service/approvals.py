@@ -15,7 +15,7 @@ from typing import Any
 from runtime import limits
 from runtime.documents.outputs import not_stored_as_is
 from runtime.documents.run import StatusEvent
-from runtime.errors import RunError
+from runtime.errors import OperationRefused, RunNotFound
 from runtime.ports import RunStore
 from runtime.service.operations import OperationReceipt
 from runtime.statuses import JobState, RunState, StatusName
@@ -38,16 +38,16 @@ def _check_answer_output(run_id: str, job: str, output: Any) -> None:
     try:
         size = len(json.dumps(output, allow_nan=False).encode())
     except (TypeError, ValueError, OverflowError, RecursionError) as exc:
-        raise RunError(f"{where} is not JSON: {exc}") from None
+        raise OperationRefused(f"{where} is not JSON: {exc}") from None
     if size > limits.OUTPUT_INLINE_MAX_BYTES:
-        raise RunError(
+        raise OperationRefused(
             f"{where} is {size:,} bytes of JSON; an answer carries at most "
             f"{limits.OUTPUT_INLINE_MAX_BYTES:,} (it travels in an EventBridge event): record a "
             "reference to where the data is instead"
         )
     problem = not_stored_as_is(output)
     if problem is not None:
-        raise RunError(f"{where} cannot be recorded as it is: {problem}")
+        raise OperationRefused(f"{where} cannot be recorded as it is: {problem}")
 
 
 def answer_approval(
@@ -65,16 +65,20 @@ def answer_approval(
     an approval job that is waiting now; ``workflow`` refuses a run of another workflow."""
     run = store.read_run(run_id)
     if run is None:
-        raise RunError(f"no run {run_id!r} in this database (check the run id and the MongoDB URI)")
+        raise RunNotFound(f"no run {run_id!r} in this database (check the run id and the MongoDB URI)")
     if workflow is not None and run.workflow != workflow:
-        raise RunError(f"run {run_id} is a run of workflow {run.workflow!r}, not {workflow!r}")
+        raise RunNotFound(f"run {run_id} is a run of workflow {run.workflow!r}, not {workflow!r}")
     if job not in run.jobs:
-        raise RunError(f"run {run_id} has no job {job!r} (its jobs: {', '.join(run.jobs)})")
+        raise OperationRefused(f"run {run_id} has no job {job!r} (its jobs: {', '.join(run.jobs)})")
     definition = run.definition.job(job)
     if definition.approval is None:
-        raise RunError(f"job {job!r} of run {run_id} is not an approval job: there is nothing to answer")
+        raise OperationRefused(
+            f"job {job!r} of run {run_id} is not an approval job: there is nothing to answer"
+        )
     if run.state != RunState.RUNNING:
-        raise RunError(f"run {run_id} has ended ({run.state}): job {job!r} no longer waits for an answer")
+        raise OperationRefused(
+            f"run {run_id} has ended ({run.state}): job {job!r} no longer waits for an answer"
+        )
     record = run.jobs[job]
     if record.state != JobState.WAITING:
         if record.state == JobState.PENDING:
@@ -83,7 +87,7 @@ def answer_approval(
             what = "was approved already"
         else:
             what = f"is {record.state} (answered, or timed out)"
-        raise RunError(f"job {job!r} of run {run_id} is not waiting for an answer: it {what}")
+        raise OperationRefused(f"job {job!r} of run {run_id} is not waiting for an answer: it {what}")
     if approve:
         _check_answer_output(run_id, job, output)
     answer = StatusEvent(

@@ -14,17 +14,18 @@ Standard library and the store port only: the starter function imports this insi
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from runtime.clock import as_utc
+from runtime.clock import as_utc, from_iso, iso
 from runtime.definition.model import Workflow
 from runtime.documents.deployment import Deployment
 from runtime.documents.listing import RunSummary
 from runtime.documents.run import Run, StatusEvent, at_version, run_is, run_upgraded
 from runtime.engine.upgrade import upgrade_problems, upgraded_jobs
-from runtime.errors import RunError
+from runtime.errors import OperationRefused, RunError, RunNotFound
 from runtime.ports import RunStore
 from runtime.statuses import REDRIVABLE, RunState, StatusName
 
@@ -70,13 +71,41 @@ class HistoryEntry:
     index: int | None = None
     """The item of a ``for_each`` job the status is about."""
 
+    def to_json(self) -> dict[str, Any]:
+        """A line of ``history --json`` and of the starter's ``history``."""
+        return {
+            "date": iso(self.date),
+            "status": self.status,
+            "phase": self.phase,
+            "job": self.job,
+            "attempt": self.attempt,
+            "error": self.error,
+            "output": self.output,
+            "reason": self.reason,
+            "index": self.index,
+        }
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> HistoryEntry:
+        return cls(
+            date=from_iso(document.get("date")),
+            status=document["status"],
+            phase=document.get("phase"),
+            job=document.get("job"),
+            attempt=document.get("attempt", 0),
+            error=document.get("error"),
+            output=document.get("output"),
+            reason=document.get("reason"),
+            index=document.get("index"),
+        )
+
 
 def _existing_run(store: RunStore, run_id: str, workflow: str | None = None) -> Run:
     run = store.read_run(run_id)
     if run is None:
-        raise RunError(f"no run {run_id!r} in this database (check the run id and the MongoDB URI)")
+        raise RunNotFound(f"no run {run_id!r} in this database (check the run id and the MongoDB URI)")
     if workflow is not None and run.workflow != workflow:
-        raise RunError(f"run {run_id} is a run of workflow {run.workflow!r}, not {workflow!r}")
+        raise RunNotFound(f"run {run_id} is a run of workflow {run.workflow!r}, not {workflow!r}")
     return run
 
 
@@ -88,7 +117,7 @@ def request_cancel(
     refuses a run of another workflow (the starter function operates its own runs only)."""
     run = _existing_run(store, run_id, workflow)
     if run.state != RunState.RUNNING:
-        raise RunError(f"run {run_id} has already ended ({run.state}): nothing to cancel")
+        raise OperationRefused(f"run {run_id} has already ended ({run.state}): nothing to cancel")
     request = StatusEvent(
         run_id=run_id,
         workflow=run.workflow,
@@ -107,9 +136,11 @@ def request_redrive(store: RunStore, run_id: str, *, workflow: str | None = None
     snapshot: succeeded jobs keep their outputs, the others get new attempts."""
     run = _existing_run(store, run_id, workflow)
     if run.state == RunState.RUNNING:
-        raise RunError(f"run {run_id} is running: only a failed or cancelled run can be redriven")
+        raise OperationRefused(f"run {run_id} is running: only a failed or cancelled run can be redriven")
     if run.state not in REDRIVABLE:
-        raise RunError(f"run {run_id} has {run.state}: only a failed or cancelled run can be redriven")
+        raise OperationRefused(
+            f"run {run_id} has {run.state}: only a failed or cancelled run can be redriven"
+        )
     request = StatusEvent(
         run_id=run_id, workflow=run.workflow, status=StatusName.REDRIVE_REQUESTED, attempt=run.redrives + 1
     )
@@ -133,17 +164,17 @@ def request_upgrade(
     so the redrive dispatches the new versions only."""
     run = _existing_run(store, run_id, workflow)
     if run.state not in REDRIVABLE:
-        raise RunError(f"run {run_id} is {run.state}: only a failed or cancelled run can be upgraded")
+        raise OperationRefused(f"run {run_id} is {run.state}: only a failed or cancelled run can be upgraded")
     if _redrive_pending(store, run):
-        raise RunError(
+        raise OperationRefused(
             f"run {run_id} has a redrive requested and not applied yet: upgrade it once that has run"
         )
     problems = upgrade_problems(run, definition)
     if problems:
-        raise RunError(f"run {run_id} cannot move to the current definition: " + "; ".join(problems))
+        raise OperationRefused(f"run {run_id} cannot move to the current definition: " + "; ".join(problems))
     moved = run_upgraded(definition, upgraded_jobs(run, definition), deployment)
     if not store.apply_transition(run_id, at_version(run.version) | run_is(run.state), moved):
-        raise RunError(f"run {run_id} changed while it was being upgraded: ask again")
+        raise OperationRefused(f"run {run_id} changed while it was being upgraded: ask again")
     return request_redrive(store, run_id, workflow=workflow)
 
 
@@ -173,9 +204,9 @@ def list_runs(
     return store.find_runs(workflow, status, since, limit, deploy_id)
 
 
-def run_history(store: RunStore, run_id: str) -> list[HistoryEntry]:
+def run_history(store: RunStore, run_id: str, workflow: str | None = None) -> list[HistoryEntry]:
     """Every status of the run in the order it was recorded, operations included."""
-    _existing_run(store, run_id)
+    _existing_run(store, run_id, workflow)
     return [
         HistoryEntry(
             date=as_utc(event.date),

@@ -1,5 +1,6 @@
-"""A run read back from MongoDB: what ``run`` ends with and what ``status`` shows, one shape for
-both (the table and ``--json``)."""
+"""A run read back from MongoDB: what ``run`` ends with, what ``status`` shows (the table and
+``--json``), what ``runtime.client.Client.get`` answers and the starter's ``get`` sends: one shape
+for all, ``RunReport.to_json`` and back."""
 
 from __future__ import annotations
 
@@ -84,11 +85,15 @@ class RunReport:
             "run_id": self.run_id,
             "workflow": self.workflow,
             "status": self.status,
+            "phase": self.phase,
+            "seconds": self.seconds,
             "deploy_id": self.deploy_id,
             "error": self.error,
             "jobs": {
                 job.name: {
+                    "phase": job.phase,
                     "status": job.status,
+                    "seconds": job.seconds,
                     "attempts": job.attempts,
                     "executions": job.executions,
                     "output": job.output,
@@ -109,6 +114,45 @@ class RunReport:
         if self.faults is not None:
             document["faults"] = dict(self.faults)
         return document
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> RunReport:
+        """``to_json``'s object back (what a client reads from the starter function)."""
+        return cls(
+            run_id=document["run_id"],
+            workflow=document["workflow"],
+            status=document["status"],
+            phase=document.get("phase", ""),
+            seconds=document.get("seconds"),
+            deploy_id=document.get("deploy_id"),
+            error=document.get("error"),
+            faults=document.get("faults"),
+            jobs=tuple(
+                JobReport(
+                    name=name,
+                    phase=job.get("phase", ""),
+                    status=job["status"],
+                    attempts=job["attempts"],
+                    executions=job.get("executions"),
+                    output=job.get("output"),
+                    error=job.get("error"),
+                    seconds=job.get("seconds"),
+                    tolerated=job.get("tolerated", False),
+                    items=job.get("items"),
+                    failed_items=tuple(FailedItem.from_json(item) for item in job.get("failed_items", ())),
+                    output_ref=job.get("output_ref"),
+                )
+                for name, job in document["jobs"].items()
+            ),
+        )
+
+    def job(self, name: str) -> JobReport:
+        """The job called ``name``; ``KeyError`` naming the jobs there are otherwise."""
+        for job in self.jobs:
+            if job.name == name:
+                return job
+        names = ", ".join(job.name for job in self.jobs)
+        raise KeyError(f"run {self.run_id} has no job {name!r} (its jobs: {names})")
 
 
 def _items(fan_out: FanOut) -> dict[str, int]:
