@@ -32,7 +32,7 @@ import os
 import random
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -45,19 +45,19 @@ from cdk_app.local.cloud import workflow_rules
 from cdk_app.local.faults import CrashingDispatcher, CrashingStore, InjectedCrash, NoCrash, RandomCrash
 from cdk_app.local.jobs import context_for, load_job_handler
 from runtime import clock
+from runtime.client import Client
 from runtime.definition.loader import load_workflow
 from runtime.definition.model import Workflow
 from runtime.definition.report import did_you_mean
 from runtime.documents.events import JobEvent
-from runtime.documents.run import Run
 from runtime.documents.signatures import StatusKeys
 from runtime.engine.timers import pending_timers
 from runtime.errors import RunError
-from runtime.service.approvals import answer_approval
 from runtime.service.fan_out import FanOutContexts
 from runtime.service.job_attempt import UserHandler, run_attempt
-from runtime.service.operations import HistoryEntry, request_cancel, request_redrive, run_history
+from runtime.service.operations import HistoryEntry
 from runtime.service.orchestrator import Orchestrator
+from runtime.service.run_view import RunReport
 from runtime.service.runs import start_run
 from runtime.service.timers import fire_due_timers
 from runtime.statuses import JobState, RunState
@@ -69,8 +69,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Faults",
-    "JobView",
-    "RunView",
+    "RunReport",
     "WorkflowTest",
     "raises",
     "returns",
@@ -153,71 +152,18 @@ def _play(step: Any, event: dict[str, Any]) -> Any:
 # -- what a run looks like ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class JobView:
-    """One job of a run, as the test sees it."""
-
-    state: str
-    attempt: int
-    output: Any
-    error: str | None
-    items: Mapping[str, int] | None = None
-    """A ``for_each`` job's counts: ``count``, ``done``, ``failed``, ``running``, ``notStarted``
-    (``None`` for a job that does not fan out)."""
+def _states(report: RunReport) -> dict[str, str]:
+    return {job.name: job.status for job in report.jobs}
 
 
-@dataclass(frozen=True)
-class RunView:
-    """A run, as the test sees it: its status, error and every job."""
-
-    run_id: str
-    workflow: str
-    status: str
-    error: str | None
-    jobs: Mapping[str, JobView]
-    now: datetime
-    """The virtual time when it was read."""
-
-    def states(self) -> dict[str, str]:
-        return {name: job.state for name, job in self.jobs.items()}
-
-    def describe(self) -> str:
-        """One line per job: what an assertion that failed prints."""
-        lines = [
-            f"run {self.run_id}: {self.status}" + (f" ({self.error.splitlines()[0]})" if self.error else "")
-        ]
-        for name, job in self.jobs.items():
-            detail = f", {job.error.splitlines()[0]}" if job.error else ""
-            lines.append(f"  {name}: {job.state}, attempt {job.attempt}{detail}")
-        return "\n".join(lines)
-
-
-def _view(store: MongoStore, run: Run, now: datetime) -> RunView:
-    outputs = store.items().outputs
-    jobs = {}
-    for name, record in run.jobs.items():
-        output = record.output
-        if record.output_ref is not None and record.state == JobState.SUCCEEDED:
-            output = outputs.load(record.output_ref)
-        fan_out = record.fan_out
-        jobs[name] = JobView(
-            state=str(record.state),
-            attempt=record.attempt,
-            output=output,
-            error=record.error,
-            items=None
-            if fan_out is None
-            else {
-                "count": fan_out.count,
-                "done": fan_out.done,
-                "failed": fan_out.failed,
-                "running": fan_out.running,
-                "notStarted": fan_out.not_started,
-            },
-        )
-    return RunView(
-        run_id=run.run_id, workflow=run.workflow, status=str(run.state), error=run.error, jobs=jobs, now=now
-    )
+def _describe(report: RunReport) -> str:
+    """One line per job: what an assertion that failed prints."""
+    error = f" ({report.error.splitlines()[0]})" if report.error else ""
+    lines = [f"run {report.run_id}: {report.status}{error}"]
+    for job in report.jobs:
+        detail = f", {job.error.splitlines()[0]}" if job.error else ""
+        lines.append(f"  {job.name}: {job.status}, attempt {job.attempts}{detail}")
+    return "\n".join(lines)
 
 
 # -- the environment ---------------------------------------------------------------------------
@@ -282,6 +228,8 @@ class WorkflowTest:
         settings = StoreSettings(database=self.database or f"testkit_{uuid.uuid4().hex[:12]}")
         self._store = MongoStore(self._client, settings, keys=StatusKeys.generate())
         self._job_store = self._store.with_keys(None)
+        self.client = Client.on_store(self._store)
+        """The runs of this test, as ``runtime.client.Client`` reads and operates them."""
         self._store.ensure_indexes()
         self._rules = [
             rule for rule in workflow_rules(self.definition, settings) if rule.target == "orchestrator"
@@ -310,7 +258,7 @@ class WorkflowTest:
 
     # -- runs --
 
-    def start(self, input: Any = None, run_id: str | None = None) -> RunView:
+    def start(self, input: Any = None, run_id: str | None = None) -> RunReport:
         """Start a run and let it go as far as it goes without time passing."""
         with self._virtual_time():
             started = start_run(self._store, self.definition, run_id=run_id, input=input)
@@ -320,18 +268,25 @@ class WorkflowTest:
             self._settle()
         return self.get(started.run_id)
 
-    def get(self, run_id: str | None = None) -> RunView:
-        run = self._store.read_run(self._which(run_id))
-        if run is None:
-            raise RunError(f"no run {self._which(run_id)!r} in this test's database")
-        return _view(self._store, run, self._now)
+    def get(self, run_id: str | None = None) -> RunReport:
+        """The run as ``Client.get`` reads it (``status --json``'s object), with the outputs kept
+        by reference loaded, so ``job(name).output`` is what the job returned."""
+        report = self.client.get(self._which(run_id))
+        outputs = self._store.items().outputs
+        jobs = tuple(
+            replace(job, output=outputs.load(job.output_ref))
+            if job.output_ref is not None and job.status == JobState.SUCCEEDED
+            else job
+            for job in report.jobs
+        )
+        return replace(report, jobs=jobs)
 
     def history(self, run_id: str | None = None) -> list[HistoryEntry]:
-        return run_history(self._store, self._which(run_id))
+        return self.client.history(self._which(run_id))
 
     def advance(
         self, *, days: float = 0, hours: float = 0, minutes: float = 0, seconds: float = 0
-    ) -> RunView:
+    ) -> RunReport:
         """Move the clock on by that much, firing every timer due on the way when it is due (a
         retry after its delay, a wait, an approval's timeout, the deadline), in order."""
         step = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
@@ -344,28 +299,24 @@ class WorkflowTest:
             self._fire_and_settle()
         return self.get()
 
-    def run_until_idle(self, *, let_approvals_time_out: bool = False) -> RunView:
+    def run_until_idle(self, *, let_approvals_time_out: bool = False) -> RunReport:
         """Let the run go on, skipping to each next timer, until it ended or waits for something
         only the test can give: an answer to an approval (unless ``let_approvals_time_out``), or
         nothing at all (a year of waiting without an end)."""
         self._skip_until(self._now + IDLE_HORIZON, stop_at_approvals=not let_approvals_time_out)
         return self.get()
 
-    def approve(self, job: str, output: Any = None, run_id: str | None = None) -> RunView:
-        return self._operate(
-            lambda run: answer_approval(self._store, run, job, approve=True, output=output), run_id
-        )
+    def approve(self, job: str, output: Any = None, run_id: str | None = None) -> RunReport:
+        return self._operate(lambda run: self.client.approve(run, job, output), run_id)
 
-    def reject(self, job: str, reason: str | None = None, run_id: str | None = None) -> RunView:
-        return self._operate(
-            lambda run: answer_approval(self._store, run, job, approve=False, reason=reason), run_id
-        )
+    def reject(self, job: str, reason: str | None = None, run_id: str | None = None) -> RunReport:
+        return self._operate(lambda run: self.client.reject(run, job, reason), run_id)
 
-    def cancel(self, reason: str | None = None, run_id: str | None = None) -> RunView:
-        return self._operate(lambda run: request_cancel(self._store, run, reason), run_id)
+    def cancel(self, reason: str | None = None, run_id: str | None = None) -> RunReport:
+        return self._operate(lambda run: self.client.cancel(run, reason), run_id)
 
-    def redrive(self, run_id: str | None = None) -> RunView:
-        return self._operate(lambda run: request_redrive(self._store, run), run_id)
+    def redrive(self, run_id: str | None = None) -> RunReport:
+        return self._operate(lambda run: self.client.redrive(run), run_id)
 
     def executions(self, job: str) -> int:
         """How many times ``job``'s code (or fake) ran, every item and attempt counted."""
@@ -378,19 +329,20 @@ class WorkflowTest:
     ) -> None:
         """The run has ``status`` and each job named in ``jobs`` its state; else an
         ``AssertionError`` with the run described and a diff of the job states."""
-        view = self.get(run_id)
-        wanted = dict(view.states()) | dict(jobs or {})
+        report = self.get(run_id)
+        states = _states(report)
         for name in jobs or {}:
-            if name not in view.jobs:
+            if name not in states:
                 raise AssertionError(
-                    f"run {view.run_id} has no job {name!r}{did_you_mean(name, list(view.jobs))}"
+                    f"run {report.run_id} has no job {name!r}{did_you_mean(name, list(states))}"
                 )
-        if view.status == status and view.states() == wanted:
+        wanted = states | dict(jobs or {})
+        if report.status == status and states == wanted:
             return
         expected = [f"run: {status}", *(f"{name}: {state}" for name, state in wanted.items())]
-        actual = [f"run: {view.status}", *(f"{name}: {state}" for name, state in view.states().items())]
+        actual = [f"run: {report.status}", *(f"{name}: {state}" for name, state in states.items())]
         diff = "\n".join(difflib.unified_diff(expected, actual, "expected", "actual", lineterm=""))
-        raise AssertionError(f"the run is not as expected:\n{diff}\n\n{view.describe()}")
+        raise AssertionError(f"the run is not as expected:\n{diff}\n\n{_describe(report)}")
 
     def close(self) -> None:
         """Drop the test's database."""
@@ -405,7 +357,7 @@ class WorkflowTest:
             raise RunError("no run started yet: call start() first")
         return chosen
 
-    def _operate(self, operation: Callable[[str], object], run_id: str | None) -> RunView:
+    def _operate(self, operation: Callable[[str], object], run_id: str | None) -> RunReport:
         target = self._which(run_id)
         with self._virtual_time():
             operation(target)

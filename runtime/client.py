@@ -134,6 +134,12 @@ class Client:
         return cls(mongodb_uri, workflows_dir=workflows_dir, database=database, environ=environ)
 
     @classmethod
+    def on_store(cls, store: MongoStore, *, workflows_dir: str | Path = "workflows") -> Client:
+        """A client on a store opened already (the test kit's, a tool's), which signs what it
+        records with the store's keys."""
+        return cls(backend=_MongoBackend(store, Path(workflows_dir)))
+
+    @classmethod
     def aws(
         cls,
         *,

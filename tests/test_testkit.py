@@ -60,8 +60,8 @@ def test_each_kind_of_fake_gives_the_job_its_outcome(
 
     test.start({"n": 1})
 
-    job = test.get().jobs["work"]
-    assert (job.state, job.attempt, job.output) == (state, attempt, output)
+    job = test.get().job("work")
+    assert (job.status, job.attempts, job.output) == (state, attempt, output)
     assert (error or "") in (job.error or "")
     assert test.executions("work") == attempt
 
@@ -162,7 +162,7 @@ def test_a_job_without_a_fake_runs_its_code_with_its_env(
 
     test.start("ana")
 
-    assert test.get().jobs["greet"].output == {"greeting": "hello", "to": "ana"}
+    assert test.get().job("greet").output == {"greeting": "hello", "to": "ana"}
     assert "GREETING" not in os.environ, "the job's env is the job's only"
 
 

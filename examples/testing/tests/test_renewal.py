@@ -27,7 +27,7 @@ def test_the_reminder_goes_out_a_day_after_the_quote(workflow_test: OpenTest) ->
 
     renewal.advance(minutes=1)
     renewal.assert_run("running", jobs={"send_reminder": "succeeded", "discount": "waiting"})
-    assert renewal.get().jobs["send_reminder"].output == {
+    assert renewal.get().job("send_reminder").output == {
         "to": "ana@example.com",
         "text": "Your renewal of 120.00 is due tomorrow.",
     }
@@ -42,22 +42,23 @@ def test_an_approved_discount_is_taken_off_the_charge(workflow_test: OpenTest) -
     renewal.approve("discount", {"percent": 10})
 
     renewal.assert_run("succeeded", jobs={"discount": "succeeded", "charge": "succeeded"})
-    assert renewal.get().jobs["charge"].output == {"charged": 108.0}
+    assert renewal.get().job("charge").output == {"charged": 108.0}
 
 
 def test_a_discount_nobody_answers_times_out_after_two_days_and_the_full_price_is_charged(
     workflow_test: OpenTest,
 ) -> None:
     renewal = workflow_test(SPEC)
-    started = renewal.start(ORDER).now
+    renewal.start(ORDER)
+    started = renewal.now
 
     renewal.run_until_idle(let_approvals_time_out=True)
 
     renewal.assert_run("succeeded", jobs={"discount": "failed", "charge": "succeeded"})
     run = renewal.get()
-    assert run.jobs["discount"].error == "approval timed out"
-    assert run.jobs["charge"].output == {"charged": 120.0}
-    assert run.now - started == timedelta(days=3), "a day's wait, then two days for an answer"
+    assert run.job("discount").error == "approval timed out"
+    assert run.job("charge").output == {"charged": 120.0}
+    assert renewal.now - started == timedelta(days=3), "a day's wait, then two days for an answer"
 
 
 def test_the_charge_is_retried_three_times_with_an_hours_backoff(workflow_test: OpenTest) -> None:
@@ -65,12 +66,13 @@ def test_the_charge_is_retried_three_times_with_an_hours_backoff(workflow_test: 
     renewal = workflow_test(SPEC, fakes={"charge": sequence(down, down, down, returns({"charged": 120.0}))})
     renewal.start(ORDER)
     renewal.run_until_idle()
-    answered = renewal.approve("discount").now
+    renewal.approve("discount")
+    answered = renewal.now
 
     renewal.run_until_idle()
 
     renewal.assert_run("succeeded", jobs={"charge": "succeeded"})
-    assert renewal.get().jobs["charge"].attempt == 4
+    assert renewal.get().job("charge").attempts == 4
     assert renewal.executions("charge") == 4
     assert renewal.now - answered == timedelta(hours=1 + 2 + 4), "delay 1 h, backoff 2"
 
@@ -85,7 +87,7 @@ def test_a_fourth_payment_failure_fails_the_run(workflow_test: OpenTest) -> None
 
     renewal.assert_run("failed", jobs={"discount": "failed", "charge": "failed"})
     assert renewal.executions("charge") == 4
-    assert "ConnectionError: the payment API is down" in (renewal.get().jobs["charge"].error or "")
+    assert "ConnectionError: the payment API is down" in (renewal.get().job("charge").error or "")
 
 
 def test_duplicated_reordered_and_crashed_deliveries_charge_once(workflow_test: OpenTest) -> None:
@@ -96,4 +98,4 @@ def test_duplicated_reordered_and_crashed_deliveries_charge_once(workflow_test: 
 
     renewal.assert_run("succeeded")
     assert renewal.executions("charge") == 1
-    assert renewal.get().jobs["charge"].output == {"charged": 108.0}
+    assert renewal.get().job("charge").output == {"charged": 108.0}
