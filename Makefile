@@ -69,10 +69,12 @@ validate: setup
 synth: setup
 	cdk synth --quiet
 
-# `make run SPEC=workflows/nightly_report.yaml` runs another spec (a path from the repository root).
+# `make run SPEC=workflows/nightly_report.yaml` runs another spec (a path from the repository root),
+# `make run INPUT='{"mode": "fast"}'` with a run input (a JSON object).
 SPEC ?= workflows/catch_the_fish.yaml
+INPUT ?=
 run: setup
-	$(PY) -m cdk_app run "$(SPEC)"
+	$(PY) -m cdk_app run "$(SPEC)"$(if $(INPUT), --input '$(subst ','\'',$(INPUT))')
 
 bench: setup
 	$(PY) -m benchmarks

@@ -48,10 +48,11 @@ def test_every_command_reports_a_usage_error_as_one_prog_error_line(
 @pytest.mark.parametrize(
     ("target", "argv"),
     [
-        ("cdk_app.cli.specs.check_specs", ["validate", "workflows"]),
-        ("cdk_app.cli.specs.load_workflow", ["graph", "workflows/catch_the_fish.yaml"]),
+        # The commands import what they run on when they run (start-up), from these modules.
+        ("runtime.definition.loader.check_specs", ["validate", "workflows"]),
+        ("runtime.definition.build.load_workflow", ["graph", "workflows/catch_the_fish.yaml"]),
         (
-            "cdk_app.cli.run.load_workflow",
+            "runtime.definition.loader.load_workflow",
             ["start", "workflows/catch_the_fish.yaml", "--mongo-uri", "x"],
         ),
     ],

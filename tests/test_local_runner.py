@@ -4,8 +4,6 @@ code, on the session's MongoDB server, without and with injected faults."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -457,45 +455,6 @@ def test_an_attempt_past_its_timeout_is_reported_as_lambda_would_and_retried(
     failure = next(line for line in result.stderr.splitlines() if "failed" in line and "slow_start" in line)
     assert "attempt 1" in failure
     assert "Lambda gave up" in failure
-
-
-def _children(pid: int) -> list[int]:
-    listing = subprocess.run(
-        ["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True, check=False
-    )
-    return [int(line) for line in listing.stdout.split()]
-
-
-def test_ctrl_c_stops_the_embedded_server_and_exits_130(tmp_path: Path) -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cdk_app", "run", str(SPECS / "blocking.yaml")]
-        + ["--input", json.dumps({"release": str(tmp_path / "never")})],
-        cwd=REPO,
-        # Without --mongo-uri or MONGODB_URI, `run` starts the embedded server this test stops.
-        env={name: value for name, value in os.environ.items() if name != "MONGODB_URI"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not _children(process.pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        servers = _children(process.pid)
-        assert servers, "the embedded MongoDB server did not start"
-        time.sleep(2.0)  # into the run
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-
-    assert process.returncode == 130, stderr
-    assert "interrupted" in stderr
-    assert "Traceback" not in stderr
-    for pid in servers:
-        with pytest.raises(ProcessLookupError, match="No such process"):
-            os.kill(pid, 0)
 
 
 # --- start and status ---------------------------------------------------------------------------------

@@ -235,7 +235,7 @@ def test_the_prune_command_prints_what_it_would_delete(
 ) -> None:
     (tmp_path / "w.yaml").write_text("workflow: w\nphases:\n  p:\n    jobs:\n      a: {}\n      b: {}\n")
     client = lambda_client()
-    monkeypatch.setattr("cdk_app.cli.prune.boto3.client", lambda *args, **kwargs: client)
+    monkeypatch.setattr("boto3.client", lambda *args, **kwargs: client)
     database = ("--mongo-uri", mongo_uri, "--database", store.settings.database)
     with Stubber(client) as stub:
         stub.add_response("list_functions", {"Functions": [configuration(A)]}, {})
@@ -323,7 +323,7 @@ def test_the_prune_command_with_layers_says_which_layer_versions_it_would_delete
 ) -> None:
     (tmp_path / "w.yaml").write_text("workflow: w\nphases:\n  p:\n    jobs:\n      a: {}\n")
     client = lambda_client()
-    monkeypatch.setattr("cdk_app.cli.prune.boto3.client", lambda *args, **kwargs: client)
+    monkeypatch.setattr("boto3.client", lambda *args, **kwargs: client)
     on_layer = [configuration(A, "1") | {"Layers": [{"Arn": f"{LAYER}:2"}]}]
     with Stubber(client) as stub:
         # prune_versions: A's versions, the newest kept

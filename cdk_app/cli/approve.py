@@ -11,7 +11,6 @@ from typing import Any
 
 from cdk_app.cli.arguments import Subparsers, add_store_arguments, open_store
 from cdk_app.errors import EXIT_OK, EXIT_USAGE, CommandError
-from runtime.service.approvals import answer_approval
 
 
 def add_approve(subparsers: Subparsers) -> None:
@@ -52,6 +51,8 @@ def _output(text: str | None) -> Any:
 
 
 def _approve(args: argparse.Namespace) -> int:
+    from runtime.service.approvals import answer_approval
+
     output = _output(args.output)
     receipt = answer_approval(open_store(args), args.run_id, args.job, approve=True, output=output)
     _print(receipt.created, "approval", args)
@@ -59,6 +60,8 @@ def _approve(args: argparse.Namespace) -> int:
 
 
 def _reject(args: argparse.Namespace) -> int:
+    from runtime.service.approvals import answer_approval
+
     receipt = answer_approval(open_store(args), args.run_id, args.job, approve=False, reason=args.reason)
     _print(receipt.created, "rejection", args)
     return EXIT_OK

@@ -1,19 +1,28 @@
 """The arguments several commands share: ``--mongo-uri`` (else the ``MONGODB_URI`` environment
 variable: the dev server's URI, or Atlas) with ``--database``, and the console's ``--host`` and
-port; and ``Subparsers``, what every ``add_<command>`` function receives."""
+port; and ``Subparsers``, what every ``add_<command>`` function receives.
+
+Every module of this package imports at its top only what building the parser needs: ``--help``
+and a command's arguments must not import pymongo, rich, boto3 or the web server (start-up would
+take the best part of a second, ``tests/test_cli_usability.py``). What a command runs on is
+imported in the function that runs it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 from collections.abc import Mapping
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
-from cdk_app.connect import MONGODB_URI_VARIABLE, MongoAddress, connect
-from cdk_app.console.server import DEFAULT_HOST
+from cdk_app.console import DEFAULT_HOST
 from cdk_app.errors import EXIT_USAGE, CommandError
-from runtime.store.mongo import MongoStore
+from runtime.contracts import MONGODB_URI as MONGODB_URI_VARIABLE
 from runtime.store.settings import StoreSettings
+
+if TYPE_CHECKING:
+    from cdk_app.connect import MongoAddress
+    from runtime.store.mongo import MongoStore
 
 
 def add_store_arguments(parser: argparse.ArgumentParser, fallback: str | None = None) -> None:
@@ -32,6 +41,8 @@ def add_store_arguments(parser: argparse.ArgumentParser, fallback: str | None = 
 
 def given_address(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> MongoAddress | None:
     """``--mongo-uri``, else ``MONGODB_URI``, else None."""
+    from cdk_app.connect import MongoAddress
+
     if args.mongo_uri is not None:
         return MongoAddress(args.mongo_uri, "--mongo-uri")
     from_environment = environ.get(MONGODB_URI_VARIABLE)
@@ -40,6 +51,8 @@ def given_address(args: argparse.Namespace, environ: Mapping[str, str] = os.envi
 
 def open_store(args: argparse.Namespace) -> MongoStore:
     """The store a command that reads or writes runs works on."""
+    from cdk_app.connect import connect
+
     address = given_address(args)
     if address is None:
         raise CommandError(

@@ -6,17 +6,16 @@ import argparse
 import contextlib
 import threading
 from pathlib import Path
-
-from rich.console import Console
-from rich.markup import escape
+from typing import TYPE_CHECKING
 
 from cdk_app.cli.arguments import Subparsers, add_console_arguments, add_store_arguments, open_store
-from cdk_app.console.server import DEFAULT_PORT, serving_console
+from cdk_app.console import DEFAULT_PORT
 from cdk_app.errors import EXIT_OK
-from cdk_app.local.versions import upgrade_to_folder
 from cdk_app.project import workflows_dir
-from runtime.service.operations import OperationReceipt
-from runtime.store.mongo import MongoStore
+
+if TYPE_CHECKING:
+    from runtime.service.operations import OperationReceipt
+    from runtime.store.mongo import MongoStore
 
 
 def add_console(subparsers: Subparsers) -> None:
@@ -32,8 +31,14 @@ def add_console(subparsers: Subparsers) -> None:
 
 
 def _console(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
+    from cdk_app.console.server import serving_console
+    from cdk_app.local.versions import upgrade_to_folder
+    from cdk_app.terminal.output import console
+
     store = open_store(args)
-    say = Console(stderr=True, highlight=False)
+    say = console(stderr=True)
     stop = threading.Event()
     folder = Path(workflows_dir())
 

@@ -10,23 +10,9 @@ import sys
 import threading
 from pathlib import Path
 
-from rich.console import Console
-from rich.markup import escape
-
 from cdk_app.cli.arguments import Subparsers, add_console_arguments, add_store_arguments, given_address
-from cdk_app.connect import MongoAddress, connect
-from cdk_app.console.server import serving_console
 from cdk_app.errors import EXIT_OK, EXIT_USAGE, CommandError
-from cdk_app.local.dev import (
-    DEFAULT_DATA_DIR,
-    SNAPSHOTS_FOLDER,
-    DevOptions,
-    DevServer,
-    FolderDeployment,
-    embedded_server,
-    stopped_by_sigterm,
-)
-from cdk_app.local.versions import upgrade_to_folder
+from cdk_app.local import DEFAULT_DATA_DIR
 from cdk_app.project import workflows_dir
 
 
@@ -54,6 +40,21 @@ def add_dev(subparsers: Subparsers) -> None:
 
 
 def _dev(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
+    from cdk_app.connect import MongoAddress, connect
+    from cdk_app.console.server import serving_console
+    from cdk_app.local.dev import (
+        SNAPSHOTS_FOLDER,
+        DevOptions,
+        DevServer,
+        FolderDeployment,
+        embedded_server,
+        stopped_by_sigterm,
+    )
+    from cdk_app.local.versions import upgrade_to_folder
+    from cdk_app.terminal.output import console as output_console
+
     if args.mongo_uri is not None and args.data is not None:
         raise CommandError(
             "--mongo-uri and --data exclude each other: --data is for the embedded server", EXIT_USAGE
@@ -61,7 +62,7 @@ def _dev(args: argparse.Namespace) -> int:
     folder = args.workflows if args.workflows is not None else Path(workflows_dir())
     if not folder.is_dir():
         raise CommandError(f"no such folder: {folder}", EXIT_USAGE)
-    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    console = output_console(stderr=True, soft_wrap=True)
     logging.basicConfig(
         level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )

@@ -11,29 +11,20 @@ to cancel, a running or succeeded run to redrive, an unknown run) is a ``RunErro
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cdk_app.cli.arguments import Subparsers, add_store_arguments, open_store
 from cdk_app.errors import EXIT_OK, EXIT_USAGE, CommandError
-from cdk_app.local.versions import upgrade_to_folder
 from cdk_app.project import workflows_dir
-from cdk_app.terminal.timeline import (
-    history_to_json,
-    listing_console,
-    print_history,
-    print_runs,
-    runs_to_json,
-)
-from runtime.service.operations import (
-    OperationReceipt,
-    list_runs,
-    request_cancel,
-    request_redrive,
-    run_history,
-)
 from runtime.statuses import RunState
+
+if TYPE_CHECKING:
+    from runtime.service.operations import OperationReceipt
+    from runtime.store.mongo import MongoStore
 
 DEFAULT_LIMIT = 50
 
@@ -62,6 +53,8 @@ def add_cancel(subparsers: Subparsers) -> None:
 
 
 def _cancel(args: argparse.Namespace) -> int:
+    from runtime.service.operations import request_cancel
+
     store = open_store(args)
     _print_receipt(request_cancel(store, args.run_id, args.reason), "cancel")
     return EXIT_OK
@@ -97,6 +90,9 @@ def add_redrive(subparsers: Subparsers) -> None:
 
 
 def _redrive(args: argparse.Namespace) -> int:
+    from cdk_app.local.versions import upgrade_to_folder
+    from runtime.service.operations import request_redrive
+
     if args.workflows is not None and not args.upgrade:
         raise CommandError("--workflows goes with --upgrade only", EXIT_USAGE)
     store = open_store(args)
@@ -154,6 +150,10 @@ def add_runs(subparsers: Subparsers) -> None:
 
 
 def _runs(args: argparse.Namespace) -> int:
+    from cdk_app.terminal.output import console
+    from cdk_app.terminal.timeline import print_runs, runs_to_json
+    from runtime.service.operations import list_runs
+
     since = None if args.since is None else _since(args.since)
     store = open_store(args)
     runs = list_runs(
@@ -164,11 +164,33 @@ def _runs(args: argparse.Namespace) -> int:
         limit=args.limit,
         deploy_id=args.deploy,
     )
+    if not runs and args.workflow is not None:
+        _check_workflow_known(store, args.workflow)
     if args.json:
         print(json.dumps(runs_to_json(runs)))
     else:
-        print_runs(listing_console(), runs, datetime.now(UTC), args.limit)
+        print_runs(console(), runs, datetime.now(UTC), args.limit)
     return EXIT_OK
+
+
+def _check_workflow_known(store: MongoStore, workflow: str) -> None:
+    """Refuse a workflow no spec of the project's folder and no run in the database names: a
+    misspelled name would otherwise list "no runs" as if it had none."""
+    from runtime.definition.loader import check_specs
+    from runtime.documents.run import WORKFLOW
+
+    folder = Path(workflows_dir())
+    known = {str(name) for name in store.runs.distinct(WORKFLOW)}
+    if folder.is_dir():
+        known |= {spec.name for spec in check_specs([folder]).workflows}
+    if workflow in known:
+        return
+    close = difflib.get_close_matches(workflow, sorted(known), n=1)
+    hint = f": did you mean {close[0]!r}?" if close else ""
+    listed = ", ".join(sorted(known)) or "none"
+    raise CommandError(
+        f"unknown workflow {workflow!r}{hint} (known: {listed}; from {folder} and the database)", EXIT_USAGE
+    )
 
 
 # --- history ---------------------------------------------------------------------------------------
@@ -188,6 +210,10 @@ def add_history(subparsers: Subparsers) -> None:
 
 
 def _history(args: argparse.Namespace) -> int:
+    from cdk_app.terminal.output import console
+    from cdk_app.terminal.timeline import history_to_json, print_history
+    from runtime.service.operations import run_history
+
     store = open_store(args)
     entries = run_history(store, args.run_id)
     if args.json:
@@ -195,5 +221,5 @@ def _history(args: argparse.Namespace) -> int:
         return EXIT_OK
     run = store.read_run(args.run_id)
     title = f"run {args.run_id}" if run is None else f"{run.workflow} run {args.run_id}: {run.state}"
-    print_history(listing_console(), title, entries)
+    print_history(console(), title, entries)
     return EXIT_OK

@@ -7,14 +7,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import boto3
-
 from cdk_app.cli.arguments import Subparsers, add_store_arguments, open_store
 from cdk_app.errors import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, CommandError
 from cdk_app.project import workflows_dir
-from runtime.aws.lambda_versions import LambdaVersions, PruneError
-from runtime.definition.loader import workflow_in_folder
-from runtime.service.prune import prune_layers, prune_versions
 
 DEFAULT_KEEP = 3
 
@@ -52,6 +47,12 @@ def add_prune(subparsers: Subparsers) -> None:
 
 
 def _prune(args: argparse.Namespace) -> int:
+    import boto3
+
+    from runtime.aws.lambda_versions import LambdaVersions, PruneError
+    from runtime.definition.loader import workflow_in_folder
+    from runtime.service.prune import prune_layers, prune_versions
+
     if args.keep < 1:
         raise CommandError(
             f"--keep must be at least 1 (runs start on the newest version), got {args.keep}", EXIT_USAGE

@@ -12,34 +12,28 @@ import contextlib
 import json
 import logging
 import math
+import shlex
 import sys
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
-from rich.live import Live
+from typing import TYPE_CHECKING, Any
 
 from cdk_app.cli.arguments import Subparsers, add_store_arguments, given_address, open_store
-from cdk_app.connect import MongoAddress, connect
 from cdk_app.errors import EXIT_OK, EXIT_PROBLEMS, EXIT_STILL_RUNNING, EXIT_USAGE, CommandError
-from cdk_app.local.delivery import FaultSettings
-from cdk_app.local.embedded_mongo import EmbeddedMongo
-from cdk_app.local.jobs import load_job_handlers
-from cdk_app.local.runner import LocalRunner, RunOptions
-from cdk_app.local.shared_code import put_shared_on_path
-from cdk_app.terminal.render import Progress, print_summary, print_summary_notes, summary_table
-from runtime.definition.input_check import InputRefused, check_input
-from runtime.definition.loader import load_workflow
-from runtime.definition.model import Workflow
+from cdk_app.local import RUN_TIMEOUT_SECONDS
 from runtime.errors import SpecError
-from runtime.service.operations import wait_for_end
-from runtime.service.run_view import RunReport, summarize
-from runtime.service.runs import start_run
 from runtime.statuses import RunState
-from runtime.store.mongo import MongoStore
+from runtime.store.settings import StoreSettings
+
+if TYPE_CHECKING:
+    from cdk_app.connect import MongoAddress
+    from runtime.definition.model import Workflow
+    from runtime.service.run_view import RunReport
+    from runtime.store.mongo import MongoStore
 
 
 def _load_spec(path: str) -> Workflow:
+    from runtime.definition.loader import load_workflow
+
     if not Path(path).is_file():
         raise CommandError(f"no such file: {path}", EXIT_USAGE)
     try:
@@ -80,6 +74,8 @@ def _run_input(args: argparse.Namespace) -> dict[str, Any]:
 
 def _checked_input(workflow: Workflow, run_input: dict[str, Any]) -> dict[str, Any]:
     """Refuse, before anything starts or is written, an input its ``input_schema`` does not take."""
+    from runtime.definition.input_check import InputRefused, check_input
+
     try:
         check_input(workflow.name, workflow.input_schema, run_input)
     except InputRefused as refused:
@@ -112,14 +108,34 @@ def add_run(subparsers: Subparsers) -> None:
     parser.add_argument(
         "--timeout",
         type=float,
-        default=RunOptions().timeout,
+        default=RUN_TIMEOUT_SECONDS,
         metavar="SECONDS",
-        help=f"give up after this long without a new status (default: {RunOptions().timeout:g})",
+        help=f"give up after this long without a new status (default: {RUN_TIMEOUT_SECONDS:g})",
     )
     parser.set_defaults(run=_run, prog=parser.prog)
 
 
+def _store_arguments(address: MongoAddress, database: str) -> str:
+    """What a command in another shell needs to reach this run's database: its URI (quoted for
+    the shell; a password in it shown as ``***``) and, when it is not the default, the database."""
+    from cdk_app.connect import redacted
+
+    given = ["--mongo-uri", redacted(address.uri)]
+    if database != StoreSettings().database:
+        given += ["--database", database]
+    return shlex.join(given)
+
+
 def _run(args: argparse.Namespace) -> int:
+    from cdk_app.connect import MongoAddress, connect
+    from cdk_app.local.delivery import FaultSettings
+    from cdk_app.local.embedded_mongo import EmbeddedMongo
+    from cdk_app.local.jobs import load_job_handlers
+    from cdk_app.local.runner import LocalRunner, RunOptions
+    from cdk_app.local.shared_code import put_shared_on_path
+    from cdk_app.terminal.output import console
+    from cdk_app.terminal.render import Progress
+
     try:
         faults = FaultSettings.parse(args.faults, args.seed)
     except ValueError as exc:
@@ -131,7 +147,7 @@ def _run(args: argparse.Namespace) -> int:
     _checked_input(workflow, run_input)
     put_shared_on_path(workflow)
     handlers = load_job_handlers(workflow)
-    progress = Console(stderr=True, highlight=False)
+    progress = console(stderr=True)
     # Job code runs in this process; logs (the stub's too) must go to stderr like the progress.
     logging.basicConfig(
         level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
@@ -143,12 +159,14 @@ def _run(args: argparse.Namespace) -> int:
             with progress.status("starting the embedded MongoDB server"):
                 server = EmbeddedMongo()
             address = MongoAddress(server.uri, "the embedded server")
+            # Printed so that other commands (approve, status, history) can reach the run.
+            progress.print(f"embedded MongoDB server on {server.uri} (stopped when the run ends)")
         store = connect(address, args.database, control_plane=True)
         runner = LocalRunner(
             store,
             workflow,
             handlers,
-            Progress(progress, workflow, store),
+            Progress(progress, workflow, store, _store_arguments(address, args.database)),
             RunOptions(faults=faults, timeout=args.timeout),
         )
         # Job code prints: while it runs, stdout is stderr, so --json output stays one object.
@@ -162,12 +180,15 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _print_report(args: argparse.Namespace, report: RunReport) -> None:
+    from cdk_app.terminal.output import console
+    from cdk_app.terminal.render import print_summary
+
     if args.json:
         print(json.dumps(report.to_json(), default=str))
         if report.error:
             print(f"{args.prog}: {report.error.strip().splitlines()[0]}", file=sys.stderr)
     else:
-        print_summary(Console(highlight=False), report)
+        print_summary(console(), report)
 
 
 # --- start ---------------------------------------------------------------------------------------
@@ -187,6 +208,8 @@ def add_start(subparsers: Subparsers) -> None:
 
 
 def _start(args: argparse.Namespace) -> int:
+    from runtime.service.runs import start_run
+
     run_input = _run_input(args)
     workflow = _load_spec(args.spec)
     _checked_input(workflow, run_input)
@@ -238,19 +261,32 @@ def add_status(subparsers: Subparsers) -> None:
 def _watch(store: MongoStore, run_id: str, report: RunReport) -> RunReport:
     """Redraw the table in place (rich's ``Live``) until the run ends. A terminal that is not
     interactive gets the last drawing only, so a piped ``--watch`` prints the final table."""
-    console = Console(highlight=False)
-    with Live(summary_table(report), console=console, refresh_per_second=WATCH_REDRAWS) as live:
+    from rich.live import Live
+
+    from cdk_app.terminal.output import console as output_console
+    from cdk_app.terminal.output import uncut
+    from cdk_app.terminal.render import print_summary_notes, summary_table
+    from runtime.service.operations import wait_for_end
+    from runtime.service.run_view import summarize
+
+    console = output_console()
+    expand = not uncut(console)
+    with Live(summary_table(report, expand), console=console, refresh_per_second=WATCH_REDRAWS) as live:
         # Until the run has ended with no redrive about to reopen it, as --wait waits.
         ended = None
         while ended is None:
             ended = wait_for_end(store, run_id, 1 / WATCH_REDRAWS)
             report = summarize(store, run_id) or report
-            live.update(summary_table(report))
+            live.update(summary_table(report, expand))
     print_summary_notes(console, report)
     return report
 
 
 def _status(args: argparse.Namespace) -> int:
+    from cdk_app.terminal.output import console
+    from runtime.service.operations import wait_for_end
+    from runtime.service.run_view import summarize
+
     if args.wait is not None and not (args.wait > 0):
         raise CommandError(f"--wait must be a positive number of seconds, got {args.wait:g}", EXIT_USAGE)
     if args.watch and (args.json or args.wait is not None):
@@ -266,7 +302,7 @@ def _status(args: argparse.Namespace) -> int:
         return EXIT_OK
     # Asked even of a run that has ended: a failed run with a redrive requested and not yet
     # applied is about to run again, and ``redrive`` then ``status --wait`` waits for that.
-    with Console(stderr=True).status(f"waiting for run {args.run_id} to end"):
+    with console(stderr=True).status(f"waiting for run {args.run_id} to end"):
         ended = wait_for_end(store, args.run_id, None if math.isinf(args.wait) else args.wait)
     report = summarize(store, args.run_id) or report
     _print_report(args, report)

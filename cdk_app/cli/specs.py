@@ -11,8 +11,6 @@ from cdk_app.cli.arguments import Subparsers
 from cdk_app.errors import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, CommandError
 from cdk_app.graph import RENDERERS
 from cdk_app.project import workflows_dir
-from runtime.definition.build import load_workflow
-from runtime.definition.loader import check_specs
 from runtime.errors import SpecError
 
 
@@ -38,6 +36,8 @@ def add_validate(subparsers: Subparsers) -> None:
 
 
 def run_validate(args: argparse.Namespace) -> int:
+    from runtime.definition.loader import check_specs
+
     paths: list[str] = args.paths or [workflows_dir()]
     missing = [path for path in paths if not Path(path).exists()]
     if missing:
@@ -68,6 +68,8 @@ def add_graph(subparsers: Subparsers) -> None:
 
 
 def run_graph(args: argparse.Namespace) -> int:
+    from runtime.definition.build import load_workflow
+
     if not Path(args.spec).is_file():
         raise CommandError(f"no such file: {args.spec}", EXIT_USAGE)
     try:

@@ -8,3 +8,8 @@ uvicorn (the command is ``cdk_app.cli.console``). The browser side is in ``stati
 JavaScript that draws SVG from the layout of ``@dagrejs/dagre``, served from ``node_modules``
 like everything else.
 """
+
+# Where the console listens unless told: here, not in ``server``, so that the CLI's argument
+# parser reads them without importing the web server.
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765

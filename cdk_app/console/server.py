@@ -23,8 +23,6 @@ from runtime.store.mongo import MongoStore
 if TYPE_CHECKING:
     pass
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8765
 STARTUP_SECONDS = 10.0
 
 

@@ -7,3 +7,10 @@ run (the ``run`` command) and ``dev`` the dev server; ``snapshots`` keeps the jo
 pinned to and ``versions`` pins them (and upgrades them); ``embedded_mongo`` starts SecantusDB. No
 argparse here: the commands are in ``cdk_app.cli``.
 """
+
+# The defaults the CLI's arguments show: here, so that building its parser imports none of the
+# modules above.
+DEFAULT_DATA_DIR = ".workflows-dev"
+"""Where the dev server keeps its data unless told."""
+RUN_TIMEOUT_SECONDS = 300.0
+"""Seconds without a new status after which ``run`` gives up on its run, unless told."""

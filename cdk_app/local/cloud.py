@@ -271,6 +271,13 @@ def _invocation(event: JobEvent) -> str:
     return f"{event.job}{item}/{event.attempt}"
 
 
+def invoked_job(delivery: str) -> str | None:
+    """The job a delivery on the bus invokes (``job:`` and ``_invocation``'s name), or None for
+    a handler's delivery."""
+    target, _, invocation = delivery.partition(":")
+    return invocation.rpartition("/")[0].partition("[")[0] if target == "job" else None
+
+
 class LocalNotifier:
     """The notifier's port locally: hands each message to the observer, under the crash plan
     of the handling that publishes it."""

@@ -227,9 +227,13 @@ class Bus:
 
     def abandon(self, identity: str) -> None:
         """Stop counting the running deliveries named ``identity`` (each of its copies)."""
+        self.abandon_matching(lambda running: running == identity)
+
+    def abandon_matching(self, matches: Callable[[str], bool]) -> None:
+        """Stop counting the running deliveries whose name ``matches`` (each of their copies)."""
         with self._lock:
             for running, count in self._running.items():
-                if running.partition("#")[0] == identity:
+                if matches(running.partition("#")[0]):
                     self._abandoned[running] = count
 
     def close(self) -> None:

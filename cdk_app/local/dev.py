@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from cdk_app.errors import CommandError
+from cdk_app.local import DEFAULT_DATA_DIR
 from cdk_app.local.cloud import CloudOptions, LocalCloud, Rule, workflow_rules
 from cdk_app.local.delivery import FaultSettings
 from cdk_app.local.embedded_mongo import EmbeddedMongo, free_port
@@ -35,7 +36,7 @@ from cdk_app.local.snapshots import CodeSnapshots
 from cdk_app.local.timeouts import GRACE as TIMEOUT_GRACE
 from cdk_app.local.timeouts import TimeoutWatch
 from cdk_app.local.versions import PinnedFunctions
-from cdk_app.terminal.timeline import STATUS_STYLES, first_line
+from cdk_app.terminal.timeline import STATUS_STYLES, attempt_label, first_line
 from runtime.clock import utcnow
 from runtime.definition.loader import check_specs
 from runtime.definition.model import Workflow
@@ -51,7 +52,6 @@ from runtime.store.settings import StoreSettings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DATA_DIR = ".workflows-dev"
 DATABASE_FOLDER = "db"
 SNAPSHOTS_FOLDER = "code"
 """Under the data folder: the job code runs are pinned to."""
@@ -144,7 +144,7 @@ class StatusLines:
             escape(f"{event.workflow}/{event.run_id}"),
             escape("/".join(part for part in (event.phase, event.job) if part)),
             f"[{style}]{event.status}[/]" if style else str(event.status),
-            f"attempt {event.attempt}" if event.job else "",
+            attempt_label(event.job, event.status, event.attempt),
         ]
         detail = first_line(event.error or event.reason)
         if detail:

@@ -20,10 +20,16 @@ import pymongo.errors
 from runtime import contracts
 
 STARTUP_SECONDS = 60.0
+STOP_GRACE_SECONDS = 5.0
+"""How long a stopping server is given to close its files after SIGTERM before it is killed: a
+loaded machine must not make Ctrl-C wait for it."""
 
 
 IN_MEMORY = ":memory:"
 """SecantusDB's storage path for a throw-away database, removed when the server stops."""
+
+_running: set[subprocess.Popen[bytes]] = set()
+"""The servers this process started and has not stopped (``kill_servers``)."""
 
 
 def free_port() -> int:
@@ -70,6 +76,7 @@ class EmbeddedMongo:
         self.process = subprocess.Popen(
             _server_command(port, storage), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
+        _running.add(self.process)
         try:
             wait_for_ping(self.uri, self.process, time.monotonic() + STARTUP_SECONDS)
         except BaseException:
@@ -77,13 +84,23 @@ class EmbeddedMongo:
             raise
 
     def stop(self) -> None:
+        """SIGTERM, and SIGKILL after ``STOP_GRACE_SECONDS``."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=STOP_GRACE_SECONDS)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        _running.discard(self.process)
+
+
+def kill_servers() -> None:
+    """Kill every server this process started and has not stopped: the CLI's last resort when
+    a Ctrl-C's shutdown takes too long (``cdk_app.cli.interrupt``)."""
+    for process in list(_running):
+        if process.poll() is None:
+            process.kill()
 
 
 @contextmanager

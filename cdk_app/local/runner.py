@@ -15,7 +15,16 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from cdk_app.local.cloud import CloudOptions, JobFunction, LocalCloud, RunObserver, Ticking, workflow_rules
+from cdk_app.local import RUN_TIMEOUT_SECONDS
+from cdk_app.local.cloud import (
+    CloudOptions,
+    JobFunction,
+    LocalCloud,
+    RunObserver,
+    Ticking,
+    invoked_job,
+    workflow_rules,
+)
 from cdk_app.local.delivery import FaultSettings
 from cdk_app.local.timeouts import TimeoutWatch
 from runtime.clock import utcnow
@@ -37,7 +46,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, kw_only=True)
 class RunOptions:
     faults: FaultSettings = field(default_factory=FaultSettings)
-    timeout: float = 300.0
+    timeout: float = RUN_TIMEOUT_SECONDS
     """Seconds without a new status after which the runner gives up on the run."""
     handler_threads: int = 4
     """Concurrent orchestrator and notifier invocations (EventBridge delivers concurrently)."""
@@ -141,6 +150,8 @@ class LocalRunner:
             # parallel jobs still finish, as they would on Lambda, and their reports count.
             if ended and self.cloud.bus.idle() and seen == self.store.count_statuses(run_id):
                 return None
+            if ended:
+                self._let_cancelled_jobs_go(run_id)
             if not ended and time.monotonic() >= next_tick and isinstance(self.observer, Ticking):
                 self.observer.tick(utcnow())
                 next_tick = time.monotonic() + self.options.tick_seconds
@@ -152,6 +163,20 @@ class LocalRunner:
                 next_repair = time.monotonic() + self.options.repair_seconds
             if time.monotonic() - last_progress > self.options.timeout:
                 return self._waiting_message(run_id)
+
+    def _let_cancelled_jobs_go(self, run_id: str) -> None:
+        """Attempts of jobs the run's end cancelled (its deadline, a cancel) change nothing
+        whatever they report: the run is not followed until they end (a job's sleep would hold
+        ``run`` for as long). Their threads go on, as Lambda would run the invocations out, and
+        end with the process."""
+        run = self.store.read_run(run_id)
+        cancelled = {
+            name
+            for name, record in (run.jobs.items() if run is not None else ())
+            if record.state == JobState.CANCELLED
+        }
+        if cancelled:
+            self.cloud.bus.abandon_matching(lambda delivery: invoked_job(delivery) in cancelled)
 
     def _repair(self, run_id: str, quiet: bool) -> None:
         """A run must never wait forever: Lambda stops an attempt at its timeout, and a run with

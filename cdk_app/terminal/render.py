@@ -12,9 +12,11 @@ from rich.console import Console, ConsoleOptions, JustifyMethod, RenderResult
 from rich.live import Live
 from rich.markup import escape
 from rich.measure import Measurement
+from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
+from cdk_app.terminal.output import rule_width, uncut
 from runtime.definition.model import Workflow
 from runtime.documents.run import StatusEvent
 from runtime.service.approvals import approval_commands
@@ -87,12 +89,17 @@ class Preview:
 
 
 class Progress:
-    """A RunObserver printing as the trigger sees statuses: in insert order, one thread."""
+    """A RunObserver printing as the trigger sees statuses: in insert order, one thread.
+    ``store_arguments`` (``--mongo-uri URI``) go with each command it prints, so that the command
+    reaches this run's database from another shell as printed."""
 
-    def __init__(self, console: Console, workflow: Workflow, store: MongoStore) -> None:
+    def __init__(
+        self, console: Console, workflow: Workflow, store: MongoStore, store_arguments: str = ""
+    ) -> None:
         self.console = console
         self.workflow = workflow
         self.store = store
+        self.store_arguments = store_arguments
         self._started: dict[tuple[str, int], datetime] = {}
         self._first_item: dict[str, datetime] = {}
         """When the first item of each fan-out reported."""
@@ -110,9 +117,10 @@ class Progress:
             self._started[(job, event.attempt)] = event.date
             self._job_line(job, JOB_RUNNING, event.attempt, "")
         elif status == StatusName.APPROVAL_REQUESTED and job is not None:
-            approve, reject = approval_commands(event.run_id, job)
-            asked = f"{event.reason or 'approval requested'}: {approve} | {reject}"
-            self._job_line(job, JobState.WAITING, event.attempt, "", asked)
+            self._job_line(job, JobState.WAITING, event.attempt, "", event.reason or "approval requested")
+            for command in approval_commands(event.run_id, job):
+                answer = f"{command} {self.store_arguments}".rstrip()
+                self.console.print(f"      [magenta]{escape(answer)}[/]", soft_wrap=True)
         elif status in (StatusName.SUCCESS, StatusName.FAILED) and job is not None:
             started = self._started.pop((job, event.attempt), None)
             seconds = (
@@ -172,7 +180,8 @@ class Progress:
             self._job_line(job, JOB_RUNNING, attempt, _duration((now - started).total_seconds()))
 
     def _phase_header(self, phase: str) -> None:
-        self.console.rule(f"phase [bold]{escape(phase)}[/]", align="left", style="blue")
+        heading = Rule(f"phase [bold]{escape(phase)}[/]", align="left", style="blue")
+        self.console.print(heading, width=rule_width(self.console))
 
     def _job_line(self, job: str, state: str, attempt: int, duration: str, detail: str = "") -> None:
         style = STYLES[state]
@@ -221,10 +230,11 @@ class LiveLines:
             self._live = None
 
 
-def summary_table(report: RunReport) -> Table:
+def summary_table(report: RunReport, expand: bool = True) -> Table:
     """One row per job under a heading row per phase. Every column but the last keeps its full
-    width and the output or error takes the rest of the terminal, cut in the middle of the value
-    when it is longer (a phase column would leave an 80-column terminal no room for it)."""
+    width and the output or error takes the rest of the terminal (``expand``), cut in the middle
+    of the value when it is longer (a phase column would leave an 80-column terminal no room for
+    it); not expanded, as for a file or a pipe, the table is as wide as its values, whole."""
     local = any(job.executions is not None for job in report.jobs)
     title = f"{report.workflow} run {report.run_id}: {report.status}"
     if report.seconds is not None:
@@ -235,7 +245,7 @@ def summary_table(report: RunReport) -> Table:
         title=escape(title),
         title_justify="left",
         title_style="bold",
-        expand=True,
+        expand=expand,
         box=box.SIMPLE_HEAD,
         show_edge=False,
         padding=(0, 1, 0, 0),
@@ -271,7 +281,7 @@ def summary_table(report: RunReport) -> Table:
 
 
 def print_summary(console: Console, report: RunReport) -> None:
-    console.print(summary_table(report))
+    console.print(summary_table(report, expand=not uncut(console)))
     print_summary_notes(console, report)
 
 

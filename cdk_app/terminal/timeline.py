@@ -1,9 +1,9 @@
 """How ``runs`` and ``history`` show runs to people (rich tables: relative times, first lines of
-errors) and to scripts (JSON with ISO dates)."""
+errors, cut to a terminal's width only: ``cdk_app.terminal.output``) and to scripts (JSON with
+ISO dates)."""
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,25 +43,10 @@ STATUS_STYLES = {
 """Statuses not named here (the run's start, a phase's end) are shown plain."""
 
 
-PIPE_WIDTH = 200
-"""Width of tables written to a file or a pipe: wide enough that nothing is cut, so they can be
-searched; a terminal gets its own width."""
-DETAIL_CHARS = 100
-
-
-def listing_console() -> Console:
-    """Where ``runs`` and ``history`` print for people."""
-    return Console(highlight=False, width=None if sys.stdout.isatty() else PIPE_WIDTH)
-
-
-def first_line(text: str | None, limit: int = DETAIL_CHARS) -> str:
+def first_line(text: str | None) -> str:
+    """The first line, whole: a terminal's table cuts it to its width, a file keeps it all."""
     stripped = (text or "").strip()
-    line = stripped.splitlines()[0] if stripped else ""
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat(timespec="milliseconds")
+    return stripped.splitlines()[0] if stripped else ""
 
 
 def ago(then: datetime | None, now: datetime) -> str:
@@ -92,16 +77,7 @@ def offset(seconds: float) -> str:
 
 def summary_to_json(run: RunSummary) -> dict[str, Any]:
     """One run of a listing as JSON: a line of ``runs --json`` and of the console's runs page."""
-    return {
-        "run_id": run.run_id,
-        "workflow": run.workflow,
-        "status": run.status.value,
-        "phase": run.phase,
-        "created_at": iso(run.created_at),
-        "updated_at": iso(run.updated_at),
-        "error": run.error,
-        "deploy_id": run.deploy_id,
-    }
+    return run.to_json()
 
 
 def runs_to_json(runs: Sequence[RunSummary]) -> list[dict[str, Any]]:
@@ -141,20 +117,7 @@ def print_runs(console: Console, runs: Sequence[RunSummary], now: datetime, limi
 
 
 def history_to_json(entries: Sequence[HistoryEntry]) -> list[dict[str, Any]]:
-    return [
-        {
-            "date": iso(entry.date),
-            "status": entry.status,
-            "phase": entry.phase,
-            "job": entry.job,
-            "attempt": entry.attempt,
-            "error": entry.error,
-            "output": entry.output,
-            "reason": entry.reason,
-            "index": entry.index,
-        }
-        for entry in entries
-    ]
+    return [entry.to_json() for entry in entries]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -187,11 +150,16 @@ def with_items_summarized(entries: Sequence[HistoryEntry]) -> list[HistoryEntry 
     return lines
 
 
+def attempt_label(job: str | None, status: str, attempt: int) -> str:
+    """``attempt N``: a job's attempt, or on a run-level status the run's attempt once it has
+    been redriven (its ``attempt`` field, as ``--json`` and the dev server's log give it)."""
+    if job is not None or status in JOB_STATUSES:
+        return f"attempt {attempt}"
+    return f"attempt {attempt}" if attempt else ""
+
+
 def _attempt(entry: HistoryEntry) -> str:
-    """A job's attempt; on a run-level status, the run's round once it has been redriven."""
-    if entry.status in JOB_STATUSES:
-        return f"attempt {entry.attempt}"
-    return f"round {entry.attempt}" if entry.attempt else ""
+    return attempt_label(entry.job, entry.status, entry.attempt)
 
 
 def _detail(entry: HistoryEntry) -> str:

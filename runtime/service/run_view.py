@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from runtime.documents.items import FAILED_ITEMS_SHOWN, FailedItem, FanOut
+from runtime.documents.run import JobRecord
 from runtime.statuses import JobState, RunState, StatusName
 from runtime.store.mongo import MongoStore
 
@@ -37,7 +38,8 @@ class JobReport:
     """Why the job failed, for a failed job only: the errors of attempts that were retried are in
     the run's history (its statuses), not here."""
     seconds: float | None
-    """From the job's first ``started`` to its last report."""
+    """From the job's first ``started`` to its last report, in the run's current round: a
+    redriven run's job counts only the attempts since the redrive."""
     tolerated: bool = False
     """It failed and the run went on (``allow_failure``)."""
     items: Mapping[str, int] | None = None
@@ -48,10 +50,16 @@ class JobReport:
     each with its error."""
     output_ref: str | None = None
     """Where the output is kept when it is too large for an event, or a fan-out's."""
+    before_redrive: str | None = None
+    """For a job pending again after a redrive (a failure handler, a job that failed), how its
+    last attempt before the redrive ended: ``succeeded (attempt 1)``."""
 
     def detail(self) -> Any:
         """What the summary's output column shows: a fan-out's counts rather than its items'
-        outputs, the reference of an output kept by reference."""
+        outputs, the reference of an output kept by reference, what a job pending again after a
+        redrive did before it."""
+        if self.before_redrive is not None and self.status == JobState.PENDING:
+            return f"ran before the redrive: {self.before_redrive}"
         if self.items is not None and self.error is None:
             items = self.items
             return (
@@ -172,6 +180,14 @@ def _failed_items(store: MongoStore, run_id: str, job: str, fan_out: FanOut | No
     return tuple(store.items().failed_items(run_id, job, FAILED_ITEMS_SHOWN))
 
 
+ENDED_AS = {StatusName.SUCCESS: JobState.SUCCEEDED.value, StatusName.FAILED: JobState.FAILED.value}
+
+
+def _round_start(record: JobRecord | None) -> int:
+    """The job's first attempt in the run's current round (a redrive starts a new one)."""
+    return 1 if record is None or record.first_attempt is None else record.first_attempt
+
+
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:
     return None if start is None or end is None else (end - start).total_seconds()
 
@@ -191,9 +207,15 @@ def summarize(
         return None
     first_started: dict[str, datetime] = {}
     last_report: dict[str, datetime] = {}
+    before_redrive: dict[str, str] = {}
     run_started = run_ended = None
     for report in store.read_statuses(run_id):
         job, date = report.job, report.date
+        if job is not None and report.index is None and report.attempt < _round_start(run.jobs.get(job)):
+            # An attempt of an earlier round: what the job did before the redrive, not now.
+            if report.status in ENDED_AS:
+                before_redrive[job] = f"{ENDED_AS[report.status]} (attempt {report.attempt})"
+            continue
         if job is None:
             if report.status == StatusName.WORKFLOW_STARTED:
                 run_started = date
@@ -233,6 +255,7 @@ def summarize(
                     items=None if record.fan_out is None else _items(record.fan_out),
                     failed_items=_failed_items(store, run_id, name, record.fan_out),
                     output_ref=record.output_ref,
+                    before_redrive=before_redrive.get(name),
                 )
             )
     return RunReport(
