@@ -44,7 +44,7 @@ from cdk_app.local.atlas_events import envelope
 from cdk_app.local.cloud import workflow_rules
 from cdk_app.local.faults import CrashingDispatcher, CrashingStore, InjectedCrash, NoCrash, RandomCrash
 from cdk_app.local.jobs import context_for, load_job_handler
-from runtime import clock
+from runtime import clock, contracts
 from runtime.client import Client
 from runtime.definition.loader import load_workflow
 from runtime.definition.model import Workflow
@@ -491,7 +491,7 @@ def _environment(env: Mapping[str, str]) -> Iterator[None]:
 @pytest.fixture(scope="session")
 def workflow_test_server() -> Iterator[str]:
     """The MongoDB server the tests' workflows run on: ``MONGODB_URI``, or an embedded one."""
-    uri = os.environ.get("MONGODB_URI")
+    uri = os.environ.get(contracts.MONGODB_URI)
     if uri:
         yield uri
         return

@@ -193,7 +193,11 @@ def test_history_has_every_status_of_the_run_in_order(
         (s["status"], s["job"], s["attempt"]) for s in recorded
     ]
     assert entries[0]["status"] == "workflow_started"
-    assert entries[-1]["status"] == "workflow_failed"
+    # The run's end is its last run-level status; on a loaded machine the sibling's attempt may
+    # start only after it, and the wrapper then records it not run.
+    end = max(index for index, e in enumerate(entries) if e["job"] is None)
+    assert entries[end]["status"] == "workflow_failed"
+    assert {e["status"] for e in entries[end + 1 :]} <= {"not_run"}
     assert ("failed", "doomed", 2) in [(e["status"], e["job"], e["attempt"]) for e in entries]
     assert set(entries[0]) == {
         "date",
