@@ -1,8 +1,9 @@
-"""What a job's spec grants its role (``permissions``), and why cdk-nag may let its wildcards be."""
+"""What a job's spec grants its role (``permissions``, and ``invoke``'s one function), and why
+cdk-nag may let its wildcards be."""
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Validations
+from aws_cdk import Acknowledgment, ArnFormat, Stack, Validations
 from aws_cdk import aws_iam as iam
 
 from runtime.definition.model import Job
@@ -15,7 +16,24 @@ def grant_spec_permissions(role: iam.Role, job: Job) -> None:
         role.add_to_policy(
             iam.PolicyStatement(actions=list(permission.actions), resources=list(permission.resources))
         )
+    if job.invoke is not None:
+        role.add_to_policy(
+            iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[invoked_arn(role, job.invoke)])
+        )
     Validations.of(role).acknowledge(*spec_wildcards(job))
+
+
+def invoked_arn(scope: iam.Role, function: str) -> str:
+    """The ARN an ``invoke`` job calls, exactly as written (its qualifier too, which Lambda checks
+    the permission against); a name is the function of that name in the stack's account and region."""
+    if function.startswith("arn:"):
+        return function
+    return Stack.of(scope).format_arn(
+        service="lambda",
+        resource="function",
+        resource_name=function,
+        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+    )
 
 
 def spec_wildcards(job: Job) -> list[Acknowledgment]:

@@ -92,6 +92,10 @@ HANDLERS = {
 """Lambda entry points (docs/architecture.md)."""
 
 
+INVOKE_HANDLER = "runtime.handlers.invoke.handler"
+"""``JOB_HANDLER`` of an ``invoke`` job: the job wrapper calls the existing function."""
+
+
 def function_name(workflow: str, role: str) -> str:
     """Physical names of the workflow's own functions, e.g. ``catch_the_fish-starter``; never
     under the ``<workflow>-job-`` prefix the orchestrator may invoke."""
@@ -513,7 +517,7 @@ class Workflow(Construct):
         secret, the log group and the CDK user's grants reach it alone. Jobs without share one
         role, so roles grow with the jobs that declare permissions (the quota is 1,000 roles)."""
         workflow = self._props.workflow
-        own = bool(job.permissions) or job.name in self._props.own_roles
+        own = bool(job.permissions) or job.invoke is not None or job.name in self._props.own_roles
         if not own and isinstance(shared := self.node.try_find_child(SHARED_JOB_ROLE), iam.Role):
             return shared
         role = iam.Role(
@@ -566,10 +570,16 @@ class Workflow(Construct):
         )
 
     def _job_environment(self, job: model.Job) -> dict[str, str]:
-        """The spec's ``env``, the store's settings and, for a job with code, ``JOB_HANDLER``."""
+        """The spec's ``env``, the store's settings and, for a job with code, ``JOB_HANDLER``; for
+        an ``invoke`` job, the handler that calls the function, and which one with what."""
         environment = dict(job.env) | self._store_environment("job")
         if job.name in self._job_code:
             environment[contracts.JOB_HANDLER] = self._job_code[job.name][1]
+        if job.invoke is not None:
+            environment[contracts.JOB_HANDLER] = INVOKE_HANDLER
+            environment[contracts.INVOKE_FUNCTION] = job.invoke
+            if job.payload is not None:
+                environment[contracts.INVOKE_PAYLOAD] = job.payload
         return environment
 
     def _job_stack(self, index: int) -> NestedStack:

@@ -35,6 +35,11 @@ WORKFLOW_NAME = "WORKFLOW_NAME"
 """The reconciler's workflow: it repairs runs of that workflow only."""
 JOB_HANDLER = "JOB_HANDLER"
 """``module.function`` of a job's own code; unset, the job runs the stub."""
+INVOKE_FUNCTION = "INVOKE_FUNCTION"
+"""An ``invoke`` job's: the existing Lambda function it calls (ARN or name, with its qualifier)."""
+INVOKE_PAYLOAD = "INVOKE_PAYLOAD"
+"""An ``invoke`` job's ``payload`` (JMESPath over ``{input, results, item, index}``); unset, the
+function gets the job's event."""
 WORKFLOW_DEFINITION_FILE = "WORKFLOW_DEFINITION_FILE"
 """The starter's bundled definition, relative to the function's code folder."""
 JOB_VERSIONS = "JOB_VERSIONS"
@@ -68,6 +73,8 @@ ENVIRONMENT_NAMES = frozenset(
         LEASES_COLLECTION,
         ITEMS_COLLECTION,
         JOB_HANDLER,
+        INVOKE_FUNCTION,
+        INVOKE_PAYLOAD,
         WORKFLOW_NAME,
         WORKFLOW_DEFINITION_FILE,
         JOB_VERSIONS,

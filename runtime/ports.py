@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -254,3 +255,29 @@ class FunctionVersions(Protocol):
         """The layer's version numbers."""
 
     def delete_layer_version(self, layer: str, version: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What an existing Lambda function answered a synchronous invocation."""
+
+    payload: bytes
+    function_error: str | None
+    """Lambda's ``FunctionError`` (``Unhandled``, ``Handled``): the payload is then the error."""
+    request_id: str | None
+
+
+class FunctionInvoker(Protocol):
+    """Calls an existing Lambda function and waits for its answer (``runtime.aws.invoke``)."""
+
+    def invoke(self, function: str, payload: bytes) -> Invocation:
+        """Raises ``InvokeRefused`` (named by Lambda's error code) when Lambda did not run it."""
+
+
+class InvokeRefused(Exception):
+    """Lambda refused or failed the invocation before the function answered (throttled, not
+    found, not permitted): ``code`` is Lambda's error code, which the attempt's error is named by."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code

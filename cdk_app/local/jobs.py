@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cdk_app.local.stand_ins import invoke_locally, stand_in_job
 from runtime.definition.model import JOB_ASYNC_RETRIES, Job, Workflow, job_function_name
 from runtime.documents.events import JobEvent
 from runtime.errors import RunError
@@ -58,7 +59,11 @@ def _entry_point(job: Job) -> tuple[Path, Path | None]:
 
 
 def load_job_handler(workflow: str, job: Job) -> UserHandler:
-    """The job's ``handler`` function, or the generated stub when the job has no code."""
+    """The job's ``handler`` function, or the generated stub when the job has no code (an
+    ``invoke`` job's: the call of its stand-in, ``cdk_app.local.stand_ins``)."""
+    if job.invoke is not None:
+        stand_in = stand_in_job(job)
+        return invoke_locally(job, None if stand_in is None else load_job_handler(workflow, stand_in))
     if job.code is None:
         return stub_handler
     path, folder = _entry_point(job)
@@ -90,6 +95,9 @@ def load_fresh_job_handler(workflow: str, job: Job) -> UserHandler:
     cached ``.pyc``, which a rewrite within the same second could leave looking current) and the
     modules beside it are imported again. What the dev server runs at each invocation, so fixed
     code runs on the next attempt."""
+    if job.invoke is not None:
+        stand_in = stand_in_job(job)
+        return invoke_locally(job, None if stand_in is None else load_fresh_job_handler(workflow, stand_in))
     if job.code is None:
         return stub_handler
     path, folder = _entry_point(job)

@@ -12,6 +12,7 @@ from runtime.definition.draft import Draft, DraftJob, DraftPhase, Ref, known_fie
 from runtime.definition.expressions import check_expression
 from runtime.definition.for_each import read_for_each
 from runtime.definition.input_schema import read_input_schema
+from runtime.definition.invoke import read_invoke
 from runtime.definition.job_code import check_job_code, check_shared_folder
 from runtime.definition.model import HANDLERS_PHASE, JOINS, RESULTS, Notify
 from runtime.definition.permissions import read_permissions
@@ -128,6 +129,7 @@ def _job_settings(
         settings["when"] = own["when"]
         check_expression(job, "when", own["when"], job.when_reads, report)
     settings |= read_for_each(job, own, report)
+    settings |= read_invoke(job, own, report, code.base_dir)
     if "permissions" in own:
         settings["permissions"] = read_permissions(own["permissions"], (*job.path, "permissions"), report)
     if isinstance(own.get("code"), str) and own["code"]:

@@ -52,6 +52,9 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "for_each",
                 "max_concurrency",
                 "tolerated_failures",
+                "invoke",
+                "payload",
+                "local",
             }
         ),
         "retry": frozenset({"max", "delay", "backoff", "max_delay", "jitter", "on"}),

@@ -55,6 +55,9 @@ new attempt, and ``retries: N`` runs a job's code at most N + 1 times."""
 
 
 FAN_OUT_KEYS = ("for_each", "max_concurrency", "tolerated_failures")
+
+INVOKE_KEYS = ("invoke", "payload")
+"""An ``invoke`` job's keys in the run's snapshot (``local`` is this machine's path, as ``code``)."""
 """A ``for_each`` job's settings, in the snapshot only when the job has ``for_each``."""
 
 
@@ -181,6 +184,14 @@ class Job:
     tolerated_failures: int | str = 0
     """Items whose last attempt may fail before a ``for_each`` job fails: a count, or ``"P%"``
     of the items."""
+    invoke: str | None = None
+    """An existing Lambda function (ARN or name, with its qualifier) the job calls instead of
+    running code (``runtime.service.invoke_job``)."""
+    payload: str | None = None
+    """What an ``invoke`` job sends: a JMESPath over ``{input, results, item, index}``; None: the
+    job's event."""
+    local: str | None = None
+    """An ``invoke`` job's stand-in on this machine: a handler file or folder, resolved like ``code``."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "after", tuple(self.after))
@@ -410,6 +421,7 @@ def _phase_document(phase: Phase) -> dict[str, Any]:
                 "when": job.when,
                 "permissions": [permission.to_document() for permission in job.permissions],
                 **({} if job.for_each is None else {key: getattr(job, key) for key in FAN_OUT_KEYS}),
+                **{key: getattr(job, key) for key in INVOKE_KEYS if getattr(job, key) is not None},
             }
             for job in phase.jobs
         ],
@@ -443,6 +455,7 @@ def _phase_from_document(phase: Mapping[str, Any]) -> Phase:
                     for item in job.get("permissions", ())
                 ),
                 **{key: job[key] for key in FAN_OUT_KEYS if key in job},
+                **{key: job[key] for key in INVOKE_KEYS if key in job},
             )
             for job in phase["jobs"]
         ),

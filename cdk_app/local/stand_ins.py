@@ -1,0 +1,57 @@
+"""What an ``invoke`` job calls on this machine: its ``local`` stand-in, in the function's place.
+
+The job runs the very handler it runs in Lambda (``runtime.service.invoke_job``); only the
+invoker differs. The stand-in gets what the function would get (the job's event, or its
+``payload``) and answers as the function would: its return value is the answer, and what it
+raises is a function error named by the exception's type, as Lambda reports an ``errorType``.
+A job without a stand-in fails each attempt saying so."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import replace
+from typing import Any
+
+from runtime.definition.model import Job
+from runtime.ports import Invocation
+from runtime.service.invoke_job import invoke_handler, named_error
+from runtime.service.job_attempt import UserHandler
+
+
+class StandIn:
+    """A ``FunctionInvoker`` that calls a handler in this process."""
+
+    def __init__(self, handler: UserHandler) -> None:
+        self.handler = handler
+
+    def invoke(self, function: str, payload: bytes) -> Invocation:
+        request_id = uuid.uuid4().hex
+        try:
+            answer: Any = self.handler(json.loads(payload), None)
+        except Exception as exc:  # the stand-in's error is the function's, as Lambda reports it
+            error = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
+            return Invocation(json.dumps(error).encode(), "Unhandled", request_id)
+        return Invocation(json.dumps(answer).encode(), None, request_id)
+
+
+def stand_in_job(job: Job) -> Job | None:
+    """The job as its stand-in runs: its ``local`` file as its code; None without one."""
+    return None if job.local is None else replace(job, code=job.local, invoke=None, payload=None, local=None)
+
+
+def invoke_locally(job: Job, stand_in: UserHandler | None) -> UserHandler:
+    """The handler of an ``invoke`` job on this machine."""
+    assert job.invoke is not None
+    if stand_in is None:
+        function = job.invoke
+
+        def no_stand_in(event: dict[str, Any], context: Any) -> Any:
+            raise named_error(
+                "NoLocalStandIn",
+                f"job {job.name!r} invokes {function}, which does not run on this machine: give it "
+                "'local: <a .py with handler(event, context)>' in the spec",
+            )
+
+        return no_stand_in
+    return invoke_handler(StandIn(stand_in), job.invoke, job.payload)
