@@ -37,7 +37,7 @@ from runtime import contracts
 from runtime.aws.starter import StarterInvoker
 from runtime.definition.input_check import InputRefused
 from runtime.definition.loader import workflow_in_folder
-from runtime.documents.listing import RunSummary
+from runtime.documents.listing import PagePosition, RunSummary
 from runtime.errors import OperationRefused, RunError, RunNotFound, StoreError, StoreUnavailable
 from runtime.service.approvals import answer_approval
 from runtime.service.operations import (
@@ -65,6 +65,7 @@ __all__ = [
     "MongoStore",
     "OperationReceipt",
     "OperationRefused",
+    "PagePosition",
     "RunError",
     "RunNotFound",
     "RunReport",
@@ -89,7 +90,12 @@ class _Backend(Protocol):
     def get(self, run_id: str, workflow: str | None) -> RunReport: ...
     def history(self, run_id: str, workflow: str | None) -> list[HistoryEntry]: ...
     def list(
-        self, workflow: str | None, status: str | None, since: datetime | None, limit: int
+        self,
+        workflow: str | None,
+        status: str | None,
+        since: datetime | None,
+        limit: int,
+        after: PagePosition | None,
     ) -> list[RunSummary]: ...
     def operate(self, workflow: str | None, action: str, run_id: str, **fields: Any) -> OperationReceipt: ...
     def ended(self, run_id: str, workflow: str | None) -> bool: ...
@@ -221,6 +227,26 @@ class Client:
         """Every status of the run in the order it was recorded, operations included."""
         return self._backend.history(run_id, workflow)
 
+    def pages(
+        self,
+        workflow: str | None = None,
+        *,
+        status: str | None = None,
+        since: datetime | None = None,
+        page_size: int = 100,
+    ) -> Iterator[list[RunSummary]]:
+        """Every run ``list`` selects, a page at a time, newest first: each page is read when the
+        one before has been used, from where it ended (a run started meanwhile is not shown;
+        none is shown twice)."""
+        position: PagePosition | None = None
+        while True:
+            page = self.list(workflow, status=status, since=since, limit=page_size, after=position)
+            if page:
+                yield page
+            position = PagePosition.after(page, position)
+            if len(page) < page_size or position is None:
+                return
+
     def list(
         self,
         workflow: str | None = None,
@@ -228,10 +254,12 @@ class Client:
         status: str | None = None,
         since: datetime | None = None,
         limit: int = 50,
+        after: PagePosition | None = None,
     ) -> list[RunSummary]:
         """Runs newest first, at most ``limit``, of ``workflow`` (every workflow's over MongoDB),
-        in ``status``, created at ``since`` or later."""
-        return self._backend.list(workflow, status, since, limit)
+        in ``status``, created at ``since`` or later; ``after`` a page's position
+        (``PagePosition.after(page)``), the page that follows it."""
+        return self._backend.list(workflow, status, since, limit, after)
 
 
 def _guarded(action: str, call: Callable[[], T]) -> T:
@@ -265,11 +293,18 @@ class _MongoBackend:
         return _guarded("read a run's history", lambda: run_history(self.store, run_id, workflow))
 
     def list(
-        self, workflow: str | None, status: str | None, since: datetime | None, limit: int
+        self,
+        workflow: str | None,
+        status: str | None,
+        since: datetime | None,
+        limit: int,
+        after: PagePosition | None,
     ) -> list[RunSummary]:
         return _guarded(
             "list runs",
-            lambda: list_runs(self.store, workflow=workflow, status=status, since=since, limit=limit),
+            lambda: list_runs(
+                self.store, workflow=workflow, status=status, since=since, limit=limit, position=after
+            ),
         )
 
     def operate(self, workflow: str | None, action: str, run_id: str, **fields: Any) -> OperationReceipt:
@@ -335,13 +370,20 @@ class _StarterBackend:
         return [HistoryEntry.from_json(entry) for entry in answer["history"]]
 
     def list(
-        self, workflow: str | None, status: str | None, since: datetime | None, limit: int
+        self,
+        workflow: str | None,
+        status: str | None,
+        since: datetime | None,
+        limit: int,
+        after: PagePosition | None,
     ) -> list[RunSummary]:
         request: dict[str, Any] = {"action": "list", "limit": limit}
         if status is not None:
             request["status"] = status
         if since is not None:
             request["since"] = since.isoformat()
+        if after is not None:
+            request["after"] = after.to_json()
         answer = self.starter.call(self._which(workflow, "list"), request)
         return [RunSummary.from_json(run) for run in answer["runs"]]
 

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from runtime.documents.events import JobEvent
 from runtime.documents.items import ClaimedItem, FailedItem, Lane, LaneView
 from runtime.documents.leases import Lease
-from runtime.documents.listing import RunSummary
+from runtime.documents.listing import PagePosition, RunSummary
 from runtime.documents.run import Fields, JobRecord, Run, StatusEvent
 from runtime.documents.signatures import StatusKeys
 from runtime.errors import WorkflowError
@@ -112,9 +112,10 @@ class RunStore(Protocol):
         since: datetime | None,
         limit: int,
         deploy_id: str | None = None,
+        position: PagePosition | None = None,
     ) -> list[RunSummary]:
         """Runs newest first (by creation), of ``workflow``, in ``state``, created since ``since``,
-        pinned to the deploy ``deploy_id``."""
+        pinned to the deploy ``deploy_id``, after the page ``position`` when given."""
 
     def stale_runs(self, updated_before: datetime, limit: int, workflow: str | None = None) -> list[str]:
         """Ids of running runs (of ``workflow``) last written before ``updated_before``, the

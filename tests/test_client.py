@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from runtime.client import (
     Client,
     InputRefused,
     OperationRefused,
+    PagePosition,
     RunError,
     RunNotFound,
     StoreUnavailable,
@@ -28,6 +30,7 @@ from runtime.client import (
     run_history,
     start_run,
 )
+from runtime.clock import time_from
 from runtime.statuses import RunState, StatusName
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
@@ -270,3 +273,42 @@ def test_the_aws_client_raises_the_starters_refusals_typed(through_starter: _Sta
 def _uri(mongo_client: pymongo.MongoClient[dict]) -> str:
     host, port = mongo_client.address or ("127.0.0.1", 27017)
     return f"mongodb://{host}:{port}"
+
+
+def test_pages_go_through_every_run_once_newest_first_even_when_runs_share_a_time(client: Client) -> None:
+    # Five runs created in the same millisecond, between runs created before and after them: a
+    # page that ends inside the five must not show one twice, nor skip one.
+    moments = [datetime(2026, 12, 7, 9, minute, tzinfo=UTC) for minute in (1, 2, 3, 3, 3, 3, 3, 4)]
+    for number, moment in enumerate(moments):
+        with time_from(lambda moment=moment: moment):
+            client.start("catch_the_fish", FISH_INPUT, run_id=f"fish-{number}")
+
+    pages = list(client.pages("catch_the_fish", page_size=2))
+
+    shown = [run.run_id for page in pages for run in page]
+    assert sorted(shown) == sorted(f"fish-{number}" for number in range(8))
+    assert len(shown) == 8, "none twice"
+    assert [len(page) for page in pages] == [2, 2, 2, 2]
+    times = [run.created_at for page in pages for run in page]
+    assert times == sorted(times, reverse=True)
+    assert (
+        client.list("catch_the_fish", limit=3, after=PagePosition.after(pages[0])) == pages[1] + pages[2][:1]
+    )
+
+
+def test_the_starter_lists_the_page_after_a_position_and_refuses_a_bad_one(
+    through_starter: _StarterThroughStubber, client: Client
+) -> None:
+    for number, minute in enumerate((1, 2, 3)):
+        with time_from(lambda minute=minute: datetime(2026, 12, 7, 9, minute, tzinfo=UTC)):
+            client.start("catch_the_fish", FISH_INPUT, run_id=f"paged-{number}")
+    newest = client.list("catch_the_fish", limit=1)
+    after = PagePosition.after(newest)
+    assert after is not None
+
+    answer = through_starter.starter({"action": "list", "limit": 1, "after": after.to_json()})
+    refused = through_starter.starter({"action": "list", "after": {"run_ids": []}})
+
+    assert [run["run_id"] for run in answer["runs"]] == ["paged-1"]
+    assert refused["error_type"] == "EventError"
+    assert "after is a page position" in refused["error"]

@@ -16,7 +16,7 @@ from typing import Any, Protocol, TypeVar
 from runtime.documents.events import JobEvent
 from runtime.documents.items import ClaimedItem, FailedItem, Lane, LaneView
 from runtime.documents.leases import Lease
-from runtime.documents.listing import RunSummary
+from runtime.documents.listing import PagePosition, RunSummary
 from runtime.documents.run import Fields, JobRecord, Run, StatusEvent
 from runtime.documents.signatures import StatusKeys
 from runtime.ports import Dispatcher, ItemStore, NotificationClaims, RunStore
@@ -156,8 +156,9 @@ class CrashingStore:
         since: datetime | None,
         limit: int,
         deploy_id: str | None = None,
+        position: PagePosition | None = None,
     ) -> list[RunSummary]:
-        return self._store.find_runs(workflow, state, since, limit, deploy_id)
+        return self._store.find_runs(workflow, state, since, limit, deploy_id, position)
 
     def stale_runs(self, updated_before: datetime, limit: int, workflow: str | None = None) -> list[str]:
         return self._store.stale_runs(updated_before, limit, workflow)

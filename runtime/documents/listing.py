@@ -9,7 +9,7 @@ Standard library only: the handlers import it inside Lambda.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -91,8 +91,50 @@ def summary_from_document(document: Mapping[str, Any]) -> RunSummary:
     )
 
 
+@dataclass(frozen=True)
+class PagePosition:
+    """Where the next page of a listing starts (keyset pagination): right after the runs created
+    at ``created_at`` whose ids are ``run_ids`` (the last ones a page showed), older ones next."""
+
+    created_at: datetime
+    run_ids: tuple[str, ...]
+
+    @classmethod
+    def after(cls, page: Sequence[RunSummary], previous: PagePosition | None = None) -> PagePosition | None:
+        """The position after ``page`` (None when its last run has no creation time); the ids
+        of ``previous`` count too when the page ended at the same time, so a run never shows twice."""
+        if not page or page[-1].created_at is None:
+            return None
+        last = page[-1].created_at
+        ids = [run.run_id for run in page if run.created_at == last]
+        if previous is not None and previous.created_at == last:
+            ids = [*previous.run_ids, *ids]
+        return cls(last, tuple(ids))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"created_at": iso(self.created_at), "run_ids": list(self.run_ids)}
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> PagePosition:
+        created_at = from_iso(document.get("created_at"))
+        if created_at is None:
+            raise ValueError("a page position needs created_at")
+        return cls(created_at, tuple(str(run_id) for run_id in document.get("run_ids", ())))
+
+
+def _after_position(query: Document, position: PagePosition | None) -> Document:
+    if position is not None:
+        query[CREATED_AT] = {**dict(query.get(CREATED_AT) or {}), "$lte": position.created_at}
+        query[ID] = {"$nin": list(position.run_ids)}
+    return query
+
+
 def runs_query(
-    workflow: str | None, state: str | None, since: datetime | None, deploy_id: str | None = None
+    workflow: str | None,
+    state: str | None,
+    since: datetime | None,
+    deploy_id: str | None = None,
+    position: PagePosition | None = None,
 ) -> Document:
     """Selects the runs of a listing: of ``workflow``, in ``state``, created at ``since`` or later,
     pinned to the deploy ``deploy_id``. Without a state it names all four, so the state-first
@@ -105,7 +147,7 @@ def runs_query(
     query[RUN_STATE] = state if state is not None else {"$in": [value.value for value in RunState]}
     if since is not None:
         query[CREATED_AT] = {"$gte": since}
-    return query
+    return _after_position(query, position)
 
 
 def runs_search_query(
@@ -120,15 +162,10 @@ def runs_search_query(
     the run id or the input (case-insensitive, taken literally), and a page's position
     ``before``: the creation time of the last run shown and the ids shown with that time, so the
     next page starts right after them without counting what came before (keyset pagination)."""
-    query = runs_query(workflow, state, since)
-    created: Document = dict(query.get(CREATED_AT) or {})
+    position = None if before is None else PagePosition(before[0], tuple(before[1]))
+    query = runs_query(workflow, state, since, position=position)
     if until is not None:
-        created["$lt"] = until
-    if before is not None:
-        created["$lte"] = before[0]
-        query[ID] = {"$nin": before[1]}
-    if created:
-        query[CREATED_AT] = created
+        query[CREATED_AT] = {**dict(query.get(CREATED_AT) or {}), "$lt": until}
     if text:
         pattern = {"$regex": re.escape(text), "$options": "i"}
         query["$or"] = [{ID: pattern}, {INPUT_TEXT: pattern}]

@@ -17,6 +17,7 @@ from runtime.aws.versions import cloud_deployment
 from runtime.definition.input_check import InputRefused
 from runtime.definition.model import Workflow
 from runtime.documents.envelopes import as_mapping
+from runtime.documents.listing import PagePosition
 from runtime.errors import EventError, RunError, RunNotFound
 from runtime.service.approvals import answer_approval
 from runtime.service.operations import (
@@ -106,7 +107,16 @@ def _read(request: Mapping[str, Any], run_id: str | None) -> dict[str, Any]:
             after = None if since is None else datetime.fromisoformat(since)
         except ValueError:
             raise EventError(f"since is an ISO 8601 time, got {since!r}") from None
-        runs = list_runs(store, workflow=workflow, status=request.get("status"), since=after, limit=limit)
+        position = request.get("after")
+        try:
+            page = None if position is None else PagePosition.from_json(as_mapping(position))
+        except (TypeError, ValueError, EventError) as exc:
+            raise EventError(
+                f"after is a page position ({{created_at, run_ids}}), got {position!r}: {exc}"
+            ) from None
+        runs = list_runs(
+            store, workflow=workflow, status=request.get("status"), since=after, limit=limit, position=page
+        )
         return {"runs": [run.to_json() for run in runs]}
     if run_id is None:
         raise EventError(f"{action} needs the run_id of the run to read")

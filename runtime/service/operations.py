@@ -22,7 +22,7 @@ from typing import Any
 from runtime.clock import as_utc, from_iso, iso
 from runtime.definition.model import Workflow
 from runtime.documents.deployment import Deployment
-from runtime.documents.listing import RunSummary
+from runtime.documents.listing import PagePosition, RunSummary
 from runtime.documents.run import Run, StatusEvent, at_version, run_is, run_upgraded
 from runtime.engine.upgrade import upgrade_problems, upgraded_jobs
 from runtime.errors import OperationRefused, RunError, RunNotFound
@@ -193,15 +193,17 @@ def list_runs(
     since: datetime | None = None,
     limit: int = 50,
     deploy_id: str | None = None,
+    position: PagePosition | None = None,
 ) -> list[RunSummary]:
-    """Runs newest first (by creation time), filtered by workflow, run state and creation time;
-    each filter combination reads an index in order (``runtime.store.mongo.RUN_INDEXES``)."""
+    """Runs newest first (by creation time), filtered by workflow, run state and creation time,
+    after the page ``position`` (``PagePosition.after`` the page before); each filter
+    combination reads an index in order (``runtime.store.mongo.RUN_INDEXES``)."""
     if status is not None and status not in RunState.__members__.values():
         states = ", ".join(state.value for state in RunState)
         raise RunError(f"unknown run status {status!r}: use one of {states}")
     if limit < 1:
         raise RunError(f"the limit must be at least 1, got {limit}")
-    return store.find_runs(workflow, status, since, limit, deploy_id)
+    return store.find_runs(workflow, status, since, limit, deploy_id, position)
 
 
 def run_history(store: RunStore, run_id: str, workflow: str | None = None) -> list[HistoryEntry]:

@@ -30,7 +30,13 @@ from runtime.clock import as_utc, utcnow
 from runtime.documents import ID
 from runtime.documents.deployment import Deployment
 from runtime.documents.leases import Lease, lease_filter, lease_from_document, lease_renewed
-from runtime.documents.listing import SUMMARY_FIELDS, RunSummary, runs_query, summary_from_document
+from runtime.documents.listing import (
+    SUMMARY_FIELDS,
+    PagePosition,
+    RunSummary,
+    runs_query,
+    summary_from_document,
+)
 from runtime.documents.notifications import (
     claim_filter,
     claim_sent,
@@ -250,8 +256,9 @@ class MongoStore:
         since: datetime | None,
         limit: int,
         deploy_id: str | None = None,
+        position: PagePosition | None = None,
     ) -> list[RunSummary]:
-        query = runs_query(workflow, state, since, deploy_id)
+        query = runs_query(workflow, state, since, deploy_id, position)
         return _guard(
             "list runs",
             lambda: [
