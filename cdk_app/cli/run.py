@@ -24,9 +24,8 @@ from cdk_app.connect import MongoAddress, connect
 from cdk_app.errors import EXIT_OK, EXIT_PROBLEMS, EXIT_STILL_RUNNING, EXIT_USAGE, CommandError
 from cdk_app.local.delivery import FaultSettings
 from cdk_app.local.embedded_mongo import EmbeddedMongo
-from cdk_app.local.jobs import load_job_handlers
+from cdk_app.local.processes import JobProcesses, python_difference
 from cdk_app.local.runner import LocalRunner, RunOptions
-from cdk_app.local.shared_code import put_shared_on_path
 from cdk_app.terminal.render import Progress, print_summary, print_summary_notes, summary_table
 from cdk_app.terminal.report import RunReport, summarize
 from runtime.definition.input_check import InputRefused, check_input
@@ -129,21 +128,23 @@ def _run(args: argparse.Namespace) -> int:
     run_input = _run_input(args)
     workflow = _load_spec(args.spec)
     _checked_input(workflow, run_input)
-    put_shared_on_path(workflow)
-    handlers = load_job_handlers(workflow)
     progress = Console(stderr=True, highlight=False)
-    # Job code runs in this process; logs (the stub's too) must go to stderr like the progress.
+    # Logs (the stub's too, which runs in this process) must go to stderr like the progress.
     logging.basicConfig(
         level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
     server: EmbeddedMongo | None = None
     address = given_address(args)
+    processes = JobProcesses()
     try:
         if address is None:
             with progress.status("starting the embedded MongoDB server"):
                 server = EmbeddedMongo()
             address = MongoAddress(server.uri, "the embedded server")
         store = connect(address, args.database, control_plane=True)
+        if (difference := python_difference()) is not None:
+            progress.print(f"warning: {difference}", style="yellow", markup=False, soft_wrap=True)
+        handlers = processes.warm(workflow)
         runner = LocalRunner(
             store,
             workflow,
@@ -155,6 +156,7 @@ def _run(args: argparse.Namespace) -> int:
         with contextlib.redirect_stdout(sys.stderr):
             report = runner.run(run_input)
     finally:
+        processes.close()
         if server is not None:
             server.stop()
     _print_report(args, report)
