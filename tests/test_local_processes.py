@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ from typing import Any
 import pymongo
 import pytest
 
+from cdk_app.local.delivery import Bus, DaemonPool, FaultSettings
+from cdk_app.local.faults import CrashPlan
 from cdk_app.local.processes import python_difference
 from runtime import contracts
 from tests.cli_harness import CliResult, cli
@@ -59,6 +62,27 @@ def test_a_job_raising_a_base_exception_fails_its_attempt_at_once_and_is_retried
     assert "attempt 1" in failure
     assert f"{raised}: stopped by the job" in failure
     assert "Exception in thread" not in result.stderr
+
+
+def test_the_bus_gives_up_on_a_handling_that_raises_a_base_exception_and_its_thread_lives_on() -> None:
+    """Job code run in the runner's own process (tests, benchmarks) goes through the same bus."""
+    bus = Bus(FaultSettings(), {"job": DaemonPool("job", 1)})
+    gave_up: list[BaseException] = []
+    ran = threading.Event()
+
+    def interrupted(plan: CrashPlan, request_id: str) -> None:
+        raise KeyboardInterrupt("stopped by the job")
+
+    bus.send("job", "job:a/1", interrupted, True, tries=1, on_give_up=lambda _, error: gave_up.append(error))
+    bus.send("job", "job:b/1", lambda plan, request_id: ran.set(), True, tries=1)
+
+    assert ran.wait(5), "the pool's one thread died with the first handling"
+    assert [type(error) for error in gave_up] == [KeyboardInterrupt]
+    deadline = time.monotonic() + 5
+    while not bus.idle() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert bus.idle()
+    bus.close()
 
 
 def test_a_job_reads_its_env_and_two_parallel_jobs_each_see_their_own(run: Any, tmp_path: Path) -> None:
