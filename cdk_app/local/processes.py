@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import functools
 import io
 import logging
 import multiprocessing
@@ -35,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from multiprocessing import forkserver, resource_tracker
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -187,7 +186,7 @@ class _Worker:
             self.connection.close()
 
 
-@functools.cache
+@cache
 def _stop_servers_at_exit() -> None:
     atexit.register(_stop_servers)
 
