@@ -125,6 +125,9 @@ def test_the_dev_server_runs_a_job_with_its_env(tmp_path: Path) -> None:
     assert done.report["jobs"]["red"]["output"]["colour"] == "red"
     assert done.report["jobs"]["blue"]["output"]["colour"] == "blue"
     assert done.report["jobs"]["blue"]["output"]["shared"] == "from-defaults"
+    difference = python_difference()  # the server runs on this Python, unpatched
+    warnings = dev.stderr.count("warning: jobs run on this machine's Python")
+    assert warnings == (0 if difference is None else 1)
 
 
 def test_run_warns_once_when_this_python_is_not_the_functions_python(
