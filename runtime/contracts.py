@@ -5,6 +5,10 @@ sources, and the size of the workflow's own functions. Standard library only (La
 
 from __future__ import annotations
 
+LAMBDA_PYTHON_VERSION = "3.14"
+"""The Python every function runs on (``constructs.lambda_runtime.PYTHON_RUNTIME``): the local
+runner warns when job code runs on another."""
+
 MONGODB_URI = "MONGODB_URI"
 """The connection string itself: local runs and tests, and in IAM mode the cluster's address
 without credentials (set by the constructs then, never holding a password)."""

@@ -16,8 +16,9 @@ from aws_cdk import App
 from cdk_app.app import build
 from cdk_app.config import AppConfig
 from cdk_app.local.dev import FolderDeployment
+from cdk_app.local.jobs import context_for
+from cdk_app.local.processes import JobProcesses
 from cdk_app.local.snapshots import CodeSnapshots
-from cdk_app.local.versions import _run_fresh
 from runtime.definition.loader import check_specs, load_workflow
 from runtime.errors import SpecError
 from runtime.store.settings import StoreSettings
@@ -99,7 +100,9 @@ def test_jobs_importing_shared_modules_run_under_the_dev_server_from_the_runs_sn
     job = snapshots.job(function_name, "invoice")
     assert job is not None
 
-    output = _run_fresh("billing", job, snapshots.shared_folder(function_name), event, None)
+    with JobProcesses() as processes:
+        handler = processes.handler("billing", job, snapshots.shared_folder(function_name))
+        output = handler(event, context_for("billing", job, "request"))
 
     assert output == {"label": "#200", "one": 1}
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cdk_app.local.jobs import load_fresh_job_handler
+from cdk_app.local.jobs import context_for
+from cdk_app.local.processes import JobProcesses
 from cdk_app.local.snapshots import CodeSnapshots
 from runtime.definition.loader import load_workflow
 from tests.test_dev_server import WAIT, dev_server, executions, wait_until
@@ -200,9 +201,11 @@ def test_each_snapshot_of_a_folder_job_imports_the_modules_beside_its_own_handle
     event = {"input": {"tag": "T", "log": str(tmp_path / "log")}, "attempt": 1}
 
     outputs = []
-    for deployment in (first, second, first):
-        job = snapshots.job(deployment.functions["change"], "change")
-        assert job is not None
-        outputs.append(load_fresh_job_handler("versioned", job)(event, None))
+    with JobProcesses() as processes:
+        for deployment in (first, second, first):
+            job = snapshots.job(deployment.functions["change"], "change")
+            assert job is not None
+            handler = processes.handler("versioned", job, None)
+            outputs.append(handler(event, context_for("versioned", job, "request")))
 
     assert outputs == [{"version": "v1"}, {"version": "v2"}, {"version": "v1"}]

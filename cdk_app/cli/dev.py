@@ -52,6 +52,7 @@ def _dev(args: argparse.Namespace) -> int:
         embedded_server,
         stopped_by_sigterm,
     )
+    from cdk_app.local.processes import python_difference
     from cdk_app.local.versions import upgrade_to_folder
     from cdk_app.terminal.output import console as output_console
 
@@ -79,6 +80,8 @@ def _dev(args: argparse.Namespace) -> int:
             f"dev server on [bold]{escape(address.uri)}[/] (database {escape(args.database)}); "
             "Ctrl-C stops it"
         )
+        if (difference := python_difference()) is not None:
+            console.print(f"warning: {difference}", style="yellow", markup=False)
         if args.console_port is not None:
             url = stack.enter_context(
                 serving_console(

@@ -130,9 +130,8 @@ def _run(args: argparse.Namespace) -> int:
     from cdk_app.connect import MongoAddress, connect
     from cdk_app.local.delivery import FaultSettings
     from cdk_app.local.embedded_mongo import EmbeddedMongo
-    from cdk_app.local.jobs import load_job_handlers
+    from cdk_app.local.processes import JobProcesses, python_difference
     from cdk_app.local.runner import LocalRunner, RunOptions
-    from cdk_app.local.shared_code import put_shared_on_path
     from cdk_app.terminal.output import console
     from cdk_app.terminal.render import Progress
 
@@ -145,15 +144,14 @@ def _run(args: argparse.Namespace) -> int:
     run_input = _run_input(args)
     workflow = _load_spec(args.spec)
     _checked_input(workflow, run_input)
-    put_shared_on_path(workflow)
-    handlers = load_job_handlers(workflow)
     progress = console(stderr=True)
-    # Job code runs in this process; logs (the stub's too) must go to stderr like the progress.
+    # Logs (the stub's too, which runs in this process) must go to stderr like the progress.
     logging.basicConfig(
         level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
     server: EmbeddedMongo | None = None
     address = given_address(args)
+    processes = JobProcesses()
     try:
         if address is None:
             with progress.status("starting the embedded MongoDB server"):
@@ -162,6 +160,9 @@ def _run(args: argparse.Namespace) -> int:
             # Printed so that other commands (approve, status, history) can reach the run.
             progress.print(f"embedded MongoDB server on {server.uri} (stopped when the run ends)")
         store = connect(address, args.database, control_plane=True)
+        if (difference := python_difference()) is not None:
+            progress.print(f"warning: {difference}", style="yellow", markup=False, soft_wrap=True)
+        handlers = processes.warm(workflow)
         runner = LocalRunner(
             store,
             workflow,
@@ -173,6 +174,7 @@ def _run(args: argparse.Namespace) -> int:
         with contextlib.redirect_stdout(sys.stderr):
             report = runner.run(run_input)
     finally:
+        processes.close()
         if server is not None:
             server.stop()
     _print_report(args, report)

@@ -246,10 +246,10 @@ class LocalCloud:
 
     def job_timed_out(self, event: JobEvent, request_id: str, timeout: int) -> None:
         """Lambda stopped the attempt's invocation at its timeout: the on-failure destination
-        hears of it, and the invocation no longer counts as running (its thread, which cannot
-        be stopped, runs on; whatever it reports is too late to count). Lambda's record carries
-        the event it invoked, the attempt's key included: ``event`` is rebuilt from the run, so
-        the key is derived again, as only the stand-in for Lambda may."""
+        hears of it, and the invocation no longer counts as running (a thread running job code
+        in this process cannot be stopped and runs on; whatever it reports is too late to count).
+        Lambda's record carries the event it invoked, the attempt's key included: ``event`` is
+        rebuilt from the run, so the key is derived again, as only the stand-in for Lambda may."""
         keys = self.store.keys
         if keys is not None and event.attempt_key is None:
             event = replace(

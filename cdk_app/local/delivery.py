@@ -291,15 +291,17 @@ class Bus:
             delivery.handling(plan, delivery.request_id)
             if isinstance(plan, HandlingCrash):
                 plan.finish()
-        except (Exception, SystemExit) as exc:  # whatever the handler raised, Lambda would retry it
+        except BaseException as exc:  # whatever the handler raised, Lambda would retry it
             if isinstance(exc, InjectedCrash):
                 self.counters.add("crashes")
             else:
                 log.warning(
-                    "%s handling of %s raised, delivering it again: %s",
+                    "%s handling of %s raised %s: %s%s",
                     delivery.target,
                     delivery.identity,
+                    type(exc).__name__,
                     exc,
+                    "; delivering it again" if number < delivery.tries else "",
                 )
             if number < delivery.tries:
                 self.counters.add("redeliveries")

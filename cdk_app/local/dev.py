@@ -3,7 +3,8 @@
 An embedded MongoDB server that keeps its data in a folder (or the MongoDB given), a change stream
 on ``statuses`` in place of the Atlas trigger, the rules of every workflow in the spec folder
 (reloaded when a file in it changes, as a deploy would), the real handlers on thread pools
-(``LocalCloud``), job code loaded afresh at each invocation, and the reconciler, which on start-up
+(``LocalCloud``), job code in processes of its own, one set per version of the code a run is
+pinned to (``cdk_app.local.processes``), and the reconciler, which on start-up
 and then periodically completes runs nothing was delivering for. While it runs, ``start``,
 ``status``, ``runs``, ``history``, ``cancel`` and ``redrive`` against its URI behave as they do
 against a deployed stack. With ``--console-port`` it serves the run console too.
@@ -31,6 +32,7 @@ from cdk_app.local import DEFAULT_DATA_DIR
 from cdk_app.local.cloud import CloudOptions, LocalCloud, Rule, workflow_rules
 from cdk_app.local.delivery import FaultSettings
 from cdk_app.local.embedded_mongo import EmbeddedMongo, free_port
+from cdk_app.local.processes import JobProcesses
 from cdk_app.local.schedules import ScheduleClock
 from cdk_app.local.snapshots import CodeSnapshots
 from cdk_app.local.timeouts import GRACE as TIMEOUT_GRACE
@@ -172,6 +174,7 @@ class DevServer:
         self.console = console
         self.options = options
         self.lines = StatusLines(console)
+        self.processes = JobProcesses()
         self.cloud = LocalCloud(
             store,
             self.lines,
@@ -182,7 +185,7 @@ class DevServer:
             ),
             rules=deployment.rules,
             job_functions=PinnedFunctions(
-                store, lambda: deployment.workflows, CodeSnapshots(options.snapshots)
+                store, lambda: deployment.workflows, CodeSnapshots(options.snapshots), self.processes
             ).job_function,
         )
         self.reconciler = Reconciler(
@@ -227,6 +230,7 @@ class DevServer:
                         next_repair = time.monotonic() + self.options.repair_seconds
         finally:
             self.cloud.close()
+            self.processes.close()
 
     def repair(self, reconciler_now: datetime | None = None) -> None:
         """A reconciler pass, then Lambda's timeout on attempts that ran past theirs."""

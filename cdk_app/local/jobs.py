@@ -1,12 +1,11 @@
-"""Job code run in-process: the same ``handler(event, context)`` the job's Lambda function runs,
-imported by path from the spec's ``code`` (a ``.py`` file, or a folder with ``handler.py``)."""
+"""Job code as Lambda loads it: the same ``handler(event, context)`` the job's Lambda function runs,
+imported by path from the spec's ``code`` (a ``.py`` file, or a folder with ``handler.py``), in a
+job's worker process (``cdk_app.local.processes``) or, for benchmarks, in this one."""
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import sys
-import threading
 import time
 import types
 from dataclasses import dataclass, field
@@ -52,25 +51,26 @@ def context_for(workflow: str, job: Job, request_id: str) -> LocalContext:
     )
 
 
-def _entry_point(job: Job) -> tuple[Path, Path | None]:
-    """The file defining the handler, and the folder Lambda would put on ``sys.path`` (if any)."""
-    code = Path(str(job.code))
-    return (code / FOLDER_ENTRY_POINT, code) if code.is_dir() else (code, None)
-
-
 def load_job_handler(workflow: str, job: Job) -> UserHandler:
     """The job's ``handler`` function, or the generated stub when the job has no code (an
     ``invoke`` job's: the call of its stand-in, ``cdk_app.local.stand_ins``)."""
     if job.invoke is not None:
         stand_in = stand_in_job(job)
-        return invoke_locally(job, None if stand_in is None else load_job_handler(workflow, stand_in))
+        loaded = None if stand_in is None else load_job_handler(workflow, stand_in)
+        return invoke_locally(workflow, job, loaded)
     if job.code is None:
         return stub_handler
-    path, folder = _entry_point(job)
-    module_name = f"_local_job_{workflow}_{job.name}"
+    return load_handler(workflow, job.name, Path(str(job.code)))
+
+
+def load_handler(workflow: str, name: str, code: Path) -> UserHandler:
+    """The ``handler`` function of job ``name``'s ``code`` (a ``.py`` file, or a folder with
+    ``handler.py``); ``RunError`` saying why when it cannot be loaded."""
+    path, folder = (code / FOLDER_ENTRY_POINT, code) if code.is_dir() else (code, None)
+    module_name = f"_local_job_{workflow}_{name}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
-        raise RunError(f"{path}: job {job.name!r}: not a Python file")
+        raise RunError(f"{path}: job {name!r}: not a Python file")
     module = importlib.util.module_from_spec(spec)
     if folder is not None and str(folder) not in sys.path:
         # Lambda puts the code folder on sys.path: a handler may import the modules beside it.
@@ -80,54 +80,14 @@ def load_job_handler(workflow: str, job: Job) -> UserHandler:
     try:
         spec.loader.exec_module(module)
     except Exception as exc:  # the user's module may raise anything at import time
-        raise RunError(f"{path}: importing job {job.name!r} failed: {type(exc).__name__}: {exc}") from exc
-    return _handler_of(module, path, job)
+        raise RunError(f"{path}: importing job {name!r} failed: {type(exc).__name__}: {exc}") from exc
+    return _handler_of(module, path, name)
 
 
-_fresh_loading = threading.Lock()
-_job_folders: set[Path] = set()
-"""The code folders put on ``sys.path`` for fresh loading: a folder job's modules are imported
-by plain names, which two versions of its folder share."""
-
-
-def load_fresh_job_handler(workflow: str, job: Job) -> UserHandler:
-    """The job's handler as its files say now: the module is compiled from its source (not from a
-    cached ``.pyc``, which a rewrite within the same second could leave looking current) and the
-    modules beside it are imported again. What the dev server runs at each invocation, so fixed
-    code runs on the next attempt."""
-    if job.invoke is not None:
-        stand_in = stand_in_job(job)
-        return invoke_locally(job, None if stand_in is None else load_fresh_job_handler(workflow, stand_in))
-    if job.code is None:
-        return stub_handler
-    path, folder = _entry_point(job)
-    with _fresh_loading:
-        if folder is not None:
-            folder = folder.absolute()
-            _job_folders.add(folder)
-            # The modules beside any job's handler are imported again, from this folder first:
-            # another version of the same folder (a snapshot) holds modules of the same names.
-            for name, module in list(sys.modules.items()):
-                file = Path(getattr(module, "__file__", None) or "/").absolute()
-                if any(file.is_relative_to(known) for known in _job_folders):
-                    del sys.modules[name]
-            with contextlib.suppress(ValueError):
-                sys.path.remove(str(folder))
-            sys.path.insert(0, str(folder))
-        module = types.ModuleType(f"_local_job_{workflow}_{job.name}")
-        module.__file__ = str(path)
-        sys.modules[module.__name__] = module
-        try:
-            exec(compile(path.read_bytes(), str(path), "exec"), module.__dict__)  # noqa: S102
-        except Exception as exc:  # the user's module may raise anything at import time
-            raise RunError(f"{path}: importing job {job.name!r} failed: {type(exc).__name__}: {exc}") from exc
-    return _handler_of(module, path, job)
-
-
-def _handler_of(module: types.ModuleType, path: Path, job: Job) -> UserHandler:
+def _handler_of(module: types.ModuleType, path: Path, name: str) -> UserHandler:
     function = getattr(module, HANDLER_FUNCTION, None)
     if not callable(function):
-        raise RunError(f"{path}: job {job.name!r} has no function {HANDLER_FUNCTION}(event, context)")
+        raise RunError(f"{path}: job {name!r} has no function {HANDLER_FUNCTION}(event, context)")
     handler: UserHandler = function
     return handler
 
@@ -138,10 +98,23 @@ def load_job_handlers(workflow: Workflow) -> dict[str, UserHandler]:
     return {job.name: load_job_handler(workflow.name, job) for job in workflow.jobs()}
 
 
+class FunctionDied(BaseException):
+    """The job's function ended an invocation without the wrapper's report: the handler took its
+    runtime down (a ``BaseException`` that is not an ``Exception``), the process exited or
+    crashed, or Lambda stopped it at its timeout. A ``BaseException``, as the wrapper did not
+    survive it either: it passes ``run_attempt`` by, and Lambda's on-failure destination reports
+    the invocation, with ``error_type`` and the message."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
 def on_failure_record(event: JobEvent, request_id: str, error: BaseException) -> dict[str, Any]:
     """The record Lambda sends a function's on-failure destination once it gave up on an
     asynchronous invocation (the shape of ``tests/fixtures/events/lambda-async-on-failure``)."""
     now = datetime.now(UTC)
+    error_type = error.error_type if isinstance(error, FunctionDied) else type(error).__name__
     return {
         "version": "1.0",
         "timestamp": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
@@ -154,5 +127,5 @@ def on_failure_record(event: JobEvent, request_id: str, error: BaseException) ->
         },
         "requestPayload": event.to_payload(),
         "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
-        "responsePayload": {"errorMessage": str(error), "errorType": type(error).__name__},
+        "responsePayload": {"errorMessage": str(error), "errorType": error_type},
     }

@@ -3,7 +3,7 @@ job code and settings, under the dev server's data folder, that runs keep invoki
 spec folder changes afterwards (docs/operating.md, "Versions and deploys").
 
 A snapshot is ``<root>/<key>/``: ``manifest.json`` (the compiled definition, and each job's
-entry point) and one folder per job with code, holding the job's file or its folder's files.
+entry point and ``env``) and one folder per job with code, holding the job's file or its folder's files.
 ``key`` is a hash of all of that, so the same code and settings make the same snapshot, written
 once; a run's version map names each job's function as ``<function name>:<key>``.
 """
@@ -62,7 +62,8 @@ class CodeSnapshots:
             if job.runs_code and job.code is not None:
                 entry, files = _code_files(Path(job.code))
                 contents[job.name] = files
-                jobs[job.name] = {"entry": entry}
+                # The definition leaves the env out (build-time only): a function's is in its snapshot.
+                jobs[job.name] = {"entry": entry, "env": dict(job.env)}
         if workflow.shared is not None:
             contents[SHARED] = _code_files(Path(workflow.shared))[1]
         manifest = {"definition": workflow.to_document(), "jobs": jobs}
@@ -120,5 +121,5 @@ class CodeSnapshots:
                 return replace(job, code=None)
             entry = manifest["jobs"][name]["entry"]
             code = folder / name if entry is None else folder / name / entry
-            return replace(job, code=code.as_posix())
+            return replace(job, code=code.as_posix(), env=manifest["jobs"][name].get("env", {}))
         return None

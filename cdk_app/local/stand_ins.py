@@ -16,23 +16,35 @@ from typing import Any
 from runtime.definition.model import Job
 from runtime.ports import Invocation
 from runtime.service.invoke_job import invoke_handler, named_error
-from runtime.service.job_attempt import UserHandler
+from runtime.service.job_attempt import HandlerFailed, UserHandler
 
 
 class StandIn:
-    """A ``FunctionInvoker`` that calls a handler in this process."""
+    """A ``FunctionInvoker`` that calls the stand-in's handler (in a worker of its own, or in
+    this process), with a Lambda context of the stand-in's own."""
 
-    def __init__(self, handler: UserHandler) -> None:
+    def __init__(self, handler: UserHandler, workflow: str, job: Job) -> None:
         self.handler = handler
+        self.workflow = workflow
+        self.job = job
 
     def invoke(self, function: str, payload: bytes) -> Invocation:
+        from cdk_app.local.jobs import context_for
+
         request_id = uuid.uuid4().hex
         try:
-            answer: Any = self.handler(json.loads(payload), None)
+            answer: Any = self.handler(json.loads(payload), context_for(self.workflow, self.job, request_id))
+        except HandlerFailed as exc:  # raised in a worker: its description is "Type: message"
+            kind, _, message = exc.description.partition(": ")
+            return _function_error(kind, message.split("\nTraceback")[0], request_id)
         except Exception as exc:  # the stand-in's error is the function's, as Lambda reports it
-            error = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
-            return Invocation(json.dumps(error).encode(), "Unhandled", request_id)
+            return _function_error(type(exc).__name__, str(exc), request_id)
         return Invocation(json.dumps(answer).encode(), None, request_id)
+
+
+def _function_error(kind: str, message: str, request_id: str) -> Invocation:
+    error = {"errorType": kind, "errorMessage": message}
+    return Invocation(json.dumps(error).encode(), "Unhandled", request_id)
 
 
 def stand_in_job(job: Job) -> Job | None:
@@ -40,7 +52,7 @@ def stand_in_job(job: Job) -> Job | None:
     return None if job.local is None else replace(job, code=job.local, invoke=None, payload=None, local=None)
 
 
-def invoke_locally(job: Job, stand_in: UserHandler | None) -> UserHandler:
+def invoke_locally(workflow: str, job: Job, stand_in: UserHandler | None) -> UserHandler:
     """The handler of an ``invoke`` job on this machine."""
     assert job.invoke is not None
     if stand_in is None:
@@ -54,4 +66,4 @@ def invoke_locally(job: Job, stand_in: UserHandler | None) -> UserHandler:
             )
 
         return no_stand_in
-    return invoke_handler(StandIn(stand_in), job.invoke, job.payload)
+    return invoke_handler(StandIn(stand_in, workflow, job), job.invoke, job.payload)

@@ -1,9 +1,9 @@
-"""Lambda's timeout, played by the dev server: an attempt that reported ``started`` and nothing
-else for longer than its job's ``timeout`` would have been stopped by Lambda, and Lambda would
-have told the job's on-failure destination. Locally nobody else does: a job thread stuck past
-its timeout, or a dev server stopped (Ctrl-C, a crash) while a job ran, would leave the run
-waiting forever. The reconciler cannot tell: it re-dispatches attempts that never started, and
-this one did."""
+"""Lambda's timeout, for the attempts nobody stopped: an attempt that reported ``started`` and
+nothing else for longer than its job's ``timeout`` would have been stopped by Lambda, and Lambda
+would have told the job's on-failure destination. A job's worker process is stopped at its
+timeout (``cdk_app.local.processes``), but a dev server stopped (Ctrl-C, a crash) while a job
+ran, or job code run in the runner's own process (tests), would leave the run waiting forever.
+The reconciler cannot tell: it re-dispatches attempts that never started, and this one did."""
 
 from __future__ import annotations
 

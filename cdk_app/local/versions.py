@@ -12,16 +12,13 @@ its next dispatch.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from functools import partial
 from pathlib import Path
-from typing import Any
 
 from cdk_app.local.cloud import JobFunction
-from cdk_app.local.jobs import load_fresh_job_handler
-from cdk_app.local.shared_code import put_folder_on_path
+from cdk_app.local.processes import JobProcesses
 from cdk_app.local.snapshots import CodeSnapshots
 from runtime.definition.loader import workflow_in_folder
-from runtime.definition.model import Job, Workflow
+from runtime.definition.model import Workflow
 from runtime.documents.events import JobEvent
 from runtime.documents.run import deployment_set, not_pinned
 from runtime.errors import RunError
@@ -35,12 +32,18 @@ snapshot's key."""
 
 class PinnedFunctions:
     def __init__(
-        self, store: MongoStore, workflows: Callable[[], Mapping[str, Workflow]], snapshots: CodeSnapshots
+        self,
+        store: MongoStore,
+        workflows: Callable[[], Mapping[str, Workflow]],
+        snapshots: CodeSnapshots,
+        processes: JobProcesses,
     ) -> None:
         self.store = store
         self.workflows = workflows
         """The workflows deployed now (the spec folder as last loaded)."""
         self.snapshots = snapshots
+        self.processes = processes
+        """Where the snapshots' code runs: workers of one snapshot's job never run another's."""
 
     def job_function(self, event: JobEvent) -> JobFunction | None:
         """The function ``event`` invokes: the one it names, else the one its run is pinned to
@@ -53,7 +56,7 @@ class PinnedFunctions:
         if job is None:
             return None
         shared = self.snapshots.shared_folder(function)
-        return JobFunction(job=job, handler=partial(_run_fresh, event.workflow, job, shared))
+        return JobFunction(job=job, handler=self.processes.handler(event.workflow, job, shared))
 
     def _pinned_function(self, event: JobEvent) -> str | None:
         run = self.store.read_run(event.run_id)
@@ -70,14 +73,6 @@ class PinnedFunctions:
             if run is None or run.deployment is None:
                 return None
         return run.deployment.function_of(event.job)
-
-
-def _run_fresh(workflow: str, job: Job, shared: Path | None, event: dict[str, Any], context: Any) -> Any:
-    """The snapshot's handler, loaded at each invocation as the dev server loads job code, with
-    the snapshot's copy of the shared modules first on the path."""
-    if shared is not None:
-        put_folder_on_path(shared, fresh=True)
-    return load_fresh_job_handler(workflow, job)(event, context)
 
 
 def upgrade_to_folder(store: MongoStore, run_id: str, folder: Path) -> OperationReceipt:

@@ -161,9 +161,21 @@ def _travels_as_is(output: Any) -> bool:
     return True
 
 
+class HandlerFailed(Exception):
+    """The user's handler raised where this wrapper does not see its traceback (the local runner
+    runs job code in a process of its own): ``description`` is what ``describe`` made of the
+    exception there."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+        self.description = description
+
+
 def describe(exc: BaseException) -> str:
     """An exception as an attempt's ``error``: its type and message (head and tail, when long)
     and the last frames of its traceback, each bounded (docs/architecture.md, "Limits")."""
+    if isinstance(exc, HandlerFailed):
+        return exc.description
     message = limits.bounded(f"{type(exc).__name__}: {exc}")
     frames = "".join(traceback.format_tb(exc.__traceback__)[-ERROR_TRACE_FRAMES:])
     if not frames:
