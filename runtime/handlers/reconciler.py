@@ -67,7 +67,9 @@ _state: dict[str, Reconciler] = {}
 
 
 def _build(workflow: str) -> Reconciler:
-    store = store_from_env(os.environ, max_pool_size=STORE_CONNECTIONS, create_indexes=True, keyed=True)
+    store = store_from_env(
+        os.environ, max_pool_size=STORE_CONNECTIONS, create_indexes=True, workflow=workflow, keyed=True
+    )
     return Reconciler(
         store=store,
         dispatcher=LambdaDispatcher(boto3.client("lambda")),

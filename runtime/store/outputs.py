@@ -29,9 +29,10 @@ from typing import Any
 import gridfs
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import PyMongoError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from runtime import limits
+from runtime.clock import utcnow
 from runtime.documents.items import INDEX, OUTPUT, STATE, job_items_filter
 from runtime.documents.items import OUTPUT_REF as ITEM_OUTPUT_REF
 from runtime.documents.outputs import (
@@ -45,12 +46,15 @@ from runtime.documents.outputs import (
     OUTPUT_REF,
     OUTPUTS,
     SIZE,
+    gridfs_chunks,
+    gridfs_file,
     json_size_pipeline,
     output_document,
     output_filter,
     parse_reference,
     reference,
 )
+from runtime.documents.views import gridfs_id, view_name
 from runtime.errors import OutputTooLarge, StoreError
 from runtime.statuses import ItemState
 
@@ -62,12 +66,19 @@ outputs kept in the items themselves (128 KB each) wait in a batch."""
 
 
 class OutputStore:
-    """Stores and loads the outputs kept by reference, on one database."""
+    """Stores and loads the outputs kept by reference, on one database. ``items``: the
+    collection the items are read from. With ``workflow`` (the job wrapper's), every read goes
+    through that workflow's views (``runtime.documents.views``), and GridFS's bucket is read as
+    the bucket of those views; writes go to the collections, views being read-only."""
 
-    def __init__(self, database: Database[Document], items: Collection[Document]) -> None:
+    def __init__(
+        self, database: Database[Document], items: Collection[Document], workflow: str | None = None
+    ) -> None:
         self.outputs: Collection[Document] = database[OUTPUTS]
         self.items = items
-        self.files = gridfs.GridFSBucket(database, bucket_name=OUTPUTS)
+        reads = OUTPUTS if workflow is None else view_name(workflow, OUTPUTS)
+        self._readable: Collection[Document] = database[reads]
+        self.files = gridfs.GridFSBucket(database, bucket_name=reads)
 
     def ensure_indexes(self) -> None:
         """GridFS's own indexes on the bucket, as ``GridFSBucket`` would make them on its first
@@ -90,29 +101,48 @@ class OutputStore:
     def chunks_collection(self) -> Collection[Document]:
         return self.outputs.database[OUTPUT_CHUNKS]
 
-    def store(self, output_id: str, value: Any) -> str:
-        """Keep ``value`` and answer its reference. Stored as JSON text, so it comes back as
-        the JSON the handler returned, and in GridFS once it would not fit one document."""
+    def store(self, output_id: str, value: Any, workflow: str) -> str:
+        """Keep ``value``, an output of ``workflow``, and answer its reference. Stored as JSON
+        text, so it comes back as the JSON the handler returned, and in GridFS once it would not
+        fit one document."""
         text = json.dumps(value, allow_nan=False)
         if len(text.encode()) <= limits.RUN_DOCUMENT_MAX_BYTES:
             try:
-                self.outputs.replace_one(
-                    output_filter(output_id), output_document(output_id, text), upsert=True
-                )
+                self.outputs.insert_one(output_document(output_id, text, workflow))
+            except DuplicateKeyError:
+                self._stored_already(output_id, text)
             except Exception as exc:  # pymongo's errors; the attempt fails with the reason
                 raise StoreError(f"could not store the output {output_id}: {exc}") from exc
             return reference(OUTPUT_REF, output_id)
         try:
-            self.files.upload_from_stream(output_id, text.encode())
+            self._upload(gridfs_id(workflow, output_id), output_id, text.encode())
         except Exception as exc:  # as above
             raise StoreError(f"could not store the output {output_id} in GridFS: {exc}") from exc
         return reference(GRIDFS_REF, output_id)
+
+    def _stored_already(self, output_id: str, text: str) -> None:
+        """An output is stored once, by its attempt (inserted, never replaced: the job database
+        role may not update outputs): the same value stored again is fine, another is an error."""
+        try:
+            stored = self._readable.find_one(output_filter(output_id))
+        except PyMongoError as exc:
+            raise StoreError(f"could not store the output {output_id}: {exc}") from exc
+        if stored is None or stored.get(JSON) != text:
+            raise StoreError(f"the output {output_id} is stored already, with another value")
+
+    def _upload(self, file_id: str, filename: str, data: bytes) -> None:
+        """A GridFS file as ``GridFSBucket`` writes one, with inserts alone: the bucket's upload
+        first reads the collections (to decide whether to create its indexes, which
+        ``ensure_indexes`` made), and the job database role may read only its views. The chunks
+        come first, so a reader never finds the file without them."""
+        self.chunks_collection.insert_many(gridfs_chunks(file_id, data))
+        self.files_collection.insert_one(gridfs_file(file_id, filename, len(data), utcnow()))
 
     def load(self, ref: str) -> Any:
         kind, name = parse_reference(ref)
         try:
             if kind == OUTPUT_REF:
-                document = self.outputs.find_one(output_filter(name))
+                document = self._readable.find_one(output_filter(name))
                 if document is None:
                     raise StoreError(f"the output {ref} is gone")
                 return json.loads(document[JSON])
@@ -131,7 +161,7 @@ class OutputStore:
         kind, name = parse_reference(ref)
         try:
             if kind == OUTPUT_REF:
-                measured = list(self.outputs.aggregate(json_size_pipeline(name)))
+                measured = list(self._readable.aggregate(json_size_pipeline(name)))
                 if not measured:
                     raise StoreError(f"the output {ref} is gone")
                 size = int(measured[0][SIZE])
