@@ -115,8 +115,9 @@ def privileges(
     table: dict[ControlClass, dict[str, tuple[str, ...]]] = {
         # Applies status events, dispatches jobs, fans out items, stamps expiries, reads outputs.
         "orchestrator": dict(advancing),
-        # Repairs runs with the orchestrator's own code, and fires timers; creates the indexes.
-        "reconciler": _merged(advancing, index_making),
+        # Repairs runs with the orchestrator's own code, and fires timers; creates the indexes
+        # and gives the documents of runs in flight their workflow (GridFS files are copied).
+        "reconciler": _merged(advancing, index_making, {OUTPUT_FILES: (INSERT,), OUTPUT_CHUNKS: (INSERT,)}),
         # Inserts runs, records operations (cancel, redrive, approve, reject), lists runs.
         "starter": _merged({runs: (FIND, INSERT), statuses: (FIND, INSERT)}, index_making),
         # Reads the run it reports on; claims each notification once.

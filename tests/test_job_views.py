@@ -7,13 +7,16 @@ its own workflow's attempts still run end to end, reading their results by refer
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+import gridfs
 import pymongo
 import pytest
 
 from cdk_app.local.atlas_events import envelope
+from constructs.database_access import privileges
 from runtime import contracts, limits
 from runtime.clock import utcnow
 from runtime.documents.leases import lease_id
@@ -26,6 +29,7 @@ from runtime.statuses import ORCHESTRATOR_STATUSES
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
 from tests.engine_harness import RecordingDispatcher, workflow
+from tests.test_database_privileges import IGNORED, Recorder, needed
 
 BIG = {"rows": ["x" * 1000] * (limits.OUTPUT_INLINE_MAX_BYTES // 1000 + 10)}
 """Past what a status event carries: kept by reference."""
@@ -84,20 +88,22 @@ def _deliver_all(store: MongoStore, dispatcher: RecordingDispatcher, run_id: str
             )
 
 
-def _run_b(control: MongoStore, monkeypatch: pytest.MonkeyPatch) -> tuple[str, dict[str, str]]:
+def _run_b(
+    control: MongoStore, monkeypatch: pytest.MonkeyPatch, last: list[Any] | None = None
+) -> tuple[str, dict[str, str]]:
     """A run of workflow wf_b to its end, with an output in ``outputs``, one in GridFS, a
-    fan-out's items and the leases of its attempts: its id and the references to its outputs."""
-    spec = workflow(
-        "wf_b",
-        {
-            "p": {
-                "listing": {},
-                "each": {"after": ["listing"], "for_each": "results.listing.files"},
-                "big": {},
-                "huge": {},
-            }
-        },
-    )
+    fan-out's items and the leases of its attempts: its id and the references to its outputs.
+    With ``last``, a job after all of them is left dispatched, its event put there: the run is
+    in flight."""
+    jobs: dict[str, dict[str, Any]] = {
+        "listing": {},
+        "each": {"after": ["listing"], "for_each": "results.listing.files"},
+        "big": {},
+        "huge": {},
+    }
+    if last is not None:
+        jobs["last"] = {"after": ["each", "big", "huge"]}
+    spec = workflow("wf_b", {"p": jobs})
     handlers = {
         "listing": lambda e, c: {"files": [1, 2, 3]},
         "each": lambda e, c: BIG,
@@ -110,6 +116,9 @@ def _run_b(control: MongoStore, monkeypatch: pytest.MonkeyPatch) -> tuple[str, d
     _deliver_all(control, dispatcher, run_id, seen)
     while True:
         events = dispatcher.drain()
+        if last is not None:
+            last.extend(event for event in events if event.job == "last")
+        events = [event for event in events if event.job != "last"]
         if not events:
             break
         for event in events:
@@ -124,7 +133,8 @@ def _run_b(control: MongoStore, monkeypatch: pytest.MonkeyPatch) -> tuple[str, d
         for document in control.run_statuses(run_id)
         if document["status"] == "success" and "outputRef" in document and "index" not in document
     }
-    assert control.read_run(run_id).state == "succeeded"  # type: ignore[union-attr]
+    expected = "succeeded" if last is None else "running"
+    assert control.read_run(run_id).state == expected  # type: ignore[union-attr]
     return run_id, refs
 
 
@@ -185,9 +195,11 @@ def test_a_job_function_reads_nothing_of_another_workflow_and_its_own_attempts_r
             store.items().outputs.load(b_refs[job])
         with pytest.raises(StoreError, match="is gone"):
             store.items().outputs.load_within(b_refs[job], 10 * limits.OUTPUT_MAX_BYTES)
-    # A fan-out's output is its items' outputs: none of them is seen.
-    assert store.items().outputs.load(b_refs["each"]) == []
-    assert store.items().outputs.load_within(b_refs["each"], 10 * limits.OUTPUT_MAX_BYTES)[0] == []
+    # A fan-out's output is its items' outputs: none of them is seen (not even as an empty list).
+    with pytest.raises(StoreError, match="is gone"):
+        store.items().outputs.load(b_refs["each"])
+    with pytest.raises(StoreError, match="is gone"):
+        store.items().outputs.load_within(b_refs["each"], 10 * limits.OUTPUT_MAX_BYTES)
 
 
 def test_an_output_is_inserted_once_and_never_replaced(control: MongoStore) -> None:
@@ -200,3 +212,53 @@ def test_an_output_is_inserted_once_and_never_replaced(control: MongoStore) -> N
     with pytest.raises(StoreError, match="stored already, with another value"):
         outputs.store("r/j/1", {"forged": True}, "wf_a")
     assert outputs.load(ref) == BIG
+
+
+def test_a_run_in_flight_across_the_deploy_has_its_documents_given_their_workflow(
+    control: MongoStore, job_store_of: Any, monkeypatch: pytest.MonkeyPatch, mongo_uri: str
+) -> None:
+    """Outputs and items written before the views carry no workflow, so no job reads them; the
+    reconciler's first pass after the deploy gives those of the running runs their workflow
+    (``MongoStore.adopt_running_runs``), by the exact ids their statuses name."""
+    held: list[Any] = []
+    run_id, refs = _run_b(control, monkeypatch, last=held)
+    (last,) = held
+    # As the version before the views wrote them: no workflow, a GridFS file with its own id.
+    database = control.database
+    database["items"].update_many({}, {"$unset": {"workflow": ""}})
+    database["outputs"].update_many({}, {"$unset": {"workflow": ""}})
+    name = refs["huge"].partition(":")[2]
+    data = gridfs.GridFSBucket(database, bucket_name="outputs").open_download_stream_by_name(name).read()
+    database["outputs.files"].delete_many({})
+    database["outputs.chunks"].delete_many({})
+    gridfs.GridFSBucket(database, bucket_name="outputs").upload_from_stream(name, data)
+
+    given: list[dict[str, Any]] = []
+    result, _ = job_store_of("wf_b", last.to_payload(), lambda e, c: given.append(e))
+    assert result["outcome"] == "failed"
+    assert "is gone" in result["error"], result
+
+    # The reconciler's adoption, every command of it granted by the reconciler's custom role.
+    recorder = Recorder()
+    client: pymongo.MongoClient[dict] = pymongo.MongoClient(
+        mongo_uri, tz_aware=True, event_listeners=[recorder]
+    )
+    try:
+        reconciler = MongoStore(client, control.settings)
+        reconciler.adopt_running_runs("wf_b")
+        reconciler.adopt_running_runs("wf_b")  # idempotent
+    finally:
+        client.close()
+    granted = {
+        (collection, action)
+        for collection, actions in privileges(control.settings, ["wf_b"])["reconciler"].items()
+        for action in actions
+    }
+    used = {need for name, body in recorder.commands if name not in IGNORED for need in needed(name, body)}
+    assert used - granted == set()
+    retried = replace(last, attempt=2)
+    control.apply_transition(run_id, {}, {"jobs.last.attempt": 2, "jobs.last.state": "dispatched"})
+    result, _ = job_store_of("wf_b", retried.to_payload(), lambda e, c: given.append(e))
+    assert result["outcome"] == "success", result
+    assert given[0]["results"] == {"each": [BIG] * 3, "big": BIG, "huge": BIG}
+    assert database["items"].count_documents({"workflow": {"$exists": False}}) == 0

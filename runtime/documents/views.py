@@ -17,7 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from runtime.documents import ID, WORKFLOW
+from runtime.documents.items import OUTPUT_REF as ITEM_OUTPUT_REF
+from runtime.documents.items import RUN_ID as ITEM_RUN_ID
 from runtime.documents.outputs import GRIDFS_FILES_ID, OUTPUT_CHUNKS, OUTPUT_FILES, OUTPUTS
+from runtime.documents.run import OUTPUT_REF, RUN_ID
 
 VIEWS = "views"
 """The first part of every view's name."""
@@ -57,6 +60,33 @@ def gridfs_id(workflow: str, output_id: str) -> str:
 def of_workflow(workflow: str) -> dict[str, Any]:
     """The field every document a job reads by ``workflow`` carries."""
     return {WORKFLOW: workflow}
+
+
+def unlabelled(query: dict[str, Any]) -> dict[str, Any]:
+    """``query``'s documents that carry no workflow: written before the views existed."""
+    return {**query, WORKFLOW: {"$exists": False}}
+
+
+def labelled(workflow: str) -> dict[str, Any]:
+    """The update giving a document its workflow."""
+    return {"$set": of_workflow(workflow)}
+
+
+def run_items(run_id: str) -> dict[str, Any]:
+    """The items of a run's fan-outs."""
+    return {ITEM_RUN_ID: run_id}
+
+
+def output_references(run_id: str, *, items: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Selects a run's statuses (``items``: its items) that keep an output by reference, and
+    projects the reference: the exact ids of its outputs, never a prefix of ids (a run id may
+    hold ``/``)."""
+    run, ref = (ITEM_RUN_ID, ITEM_OUTPUT_REF) if items else (RUN_ID, OUTPUT_REF)
+    return {run: run_id, ref: {"$exists": True}}, {ref: 1}
+
+
+def output_reference_of(document: dict[str, Any], *, items: bool) -> str:
+    return str(document[ITEM_OUTPUT_REF if items else OUTPUT_REF])
 
 
 def _prefixed(field: str, workflow: str) -> dict[str, Any]:

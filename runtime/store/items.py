@@ -42,7 +42,14 @@ from runtime.documents.items import (
 )
 from runtime.documents.outputs import run_outputs_filter
 from runtime.documents.run import EXPIRE_AT, expiry_update, lane_moved, run_filter, without_expiry
-from runtime.documents.views import view_name
+from runtime.documents.views import (
+    labelled,
+    output_reference_of,
+    output_references,
+    run_items,
+    unlabelled,
+    view_name,
+)
 from runtime.errors import StoreError
 from runtime.store.outputs import OutputStore
 
@@ -109,6 +116,24 @@ class MongoItems:
             "set the expiry of the run's outputs",
             lambda: self.outputs.outputs.update_many(run_outputs_filter(run_id) | unstamped, update),
         )
+
+    def adopt(self, run_id: str, workflow: str, refs: Sequence[str]) -> None:
+        """Give a run's items, and its outputs kept by reference (``refs``, from its statuses,
+        and its items'), written before the views existed, the run's ``workflow``
+        (``MongoStore.adopt_running_runs``)."""
+        query, projection = output_references(run_id, items=True)
+        found = _guard(
+            "read the outputs of a run's items",
+            lambda: [
+                output_reference_of(document, items=True) for document in self.items.find(query, projection)
+            ],
+        )
+        _guard(
+            "give a run's items their workflow",
+            lambda: self.items.update_many(unlabelled(run_items(run_id)), labelled(workflow)),
+        )
+        for ref in (*refs, *found):
+            self.outputs.adopt(ref, workflow)
 
     def insert_items(self, run_id: str, job: str, items: Sequence[Any], *, workflow: str) -> None:
         documents = item_documents(run_id, workflow, job, list(items))

@@ -78,7 +78,7 @@ from runtime.documents.run import (
     without_expiry,
 )
 from runtime.documents.signatures import StatusKeys, attempt_slot
-from runtime.documents.views import view_definitions, view_name
+from runtime.documents.views import output_reference_of, output_references, view_definitions, view_name
 from runtime.errors import DocumentRejected, StoreError
 from runtime.statuses import OPERATION_STATUSES, RunState, StatusName
 from runtime.store.items import MongoItems
@@ -219,6 +219,31 @@ class MongoStore:
         """``workflow``'s read views (``runtime.documents.views``), through which its job
         functions read; idempotent, as ``ensure_indexes``, and made by the same functions."""
         ensure_views(self.database, view_definitions(workflow, self.settings.read_collections))
+
+    def adopt_running_runs(self, workflow: str) -> None:
+        """The documents of ``workflow``'s running runs that were written before the views
+        existed (a run in flight across the deploy that brought them) get their workflow, so
+        its jobs read them: the items, and the outputs kept by reference, found by their exact
+        ids in the run's statuses and items. Idempotent; the reconciler's, once per process.
+        A lease carries none: a duplicate delivery of an attempt claimed before then leaves it
+        to its owner."""
+        query, _ = running_deployments_query(workflow)
+        running: list[str] = _guard(
+            f"read the running runs of {workflow}",
+            lambda: [document[ID] for document in self.runs.find(query, {ID: 1})],
+        )
+        for run_id in running:
+            self._items.adopt(run_id, workflow, self._output_references(run_id))
+
+    def _output_references(self, run_id: str) -> list[str]:
+        query, projection = output_references(run_id, items=False)
+        return _guard(
+            f"read the outputs of run {run_id!r}",
+            lambda: [
+                output_reference_of(document, items=False)
+                for document in self.statuses.find(query, projection)
+            ],
+        )
 
     def reading_as(self, workflow: str) -> MongoStore:
         """The same database, read through ``workflow``'s views: the job wrapper's store."""

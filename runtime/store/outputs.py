@@ -33,6 +33,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from runtime import limits
 from runtime.clock import utcnow
+from runtime.documents import ID
 from runtime.documents.items import INDEX, OUTPUT, STATE, job_items_filter
 from runtime.documents.items import OUTPUT_REF as ITEM_OUTPUT_REF
 from runtime.documents.outputs import (
@@ -54,7 +55,7 @@ from runtime.documents.outputs import (
     parse_reference,
     reference,
 )
-from runtime.documents.views import gridfs_id, view_name
+from runtime.documents.views import gridfs_id, labelled, unlabelled, view_name
 from runtime.errors import OutputTooLarge, StoreError
 from runtime.statuses import ItemState
 
@@ -79,6 +80,7 @@ class OutputStore:
         reads = OUTPUTS if workflow is None else view_name(workflow, OUTPUTS)
         self._readable: Collection[Document] = database[reads]
         self.files = gridfs.GridFSBucket(database, bucket_name=reads)
+        self._database = database
 
     def ensure_indexes(self) -> None:
         """GridFS's own indexes on the bucket, as ``GridFSBucket`` would make them on its first
@@ -129,6 +131,26 @@ class OutputStore:
             raise StoreError(f"could not store the output {output_id}: {exc}") from exc
         if stored is None or stored.get(JSON) != text:
             raise StoreError(f"the output {output_id} is stored already, with another value")
+
+    def adopt(self, ref: str, workflow: str) -> None:
+        """Give the output at ``ref``, stored before the views existed, its workflow, so its
+        workflow's jobs read it: the document's field set; a GridFS file (whose id cannot change)
+        copied under an id of its workflow, which its jobs read by name as the newest upload."""
+        kind, name = parse_reference(ref)
+        try:
+            if kind == OUTPUT_REF:
+                self.outputs.update_one(unlabelled(output_filter(name)), labelled(workflow))
+            elif (
+                kind == GRIDFS_REF and self.files_collection.find_one({ID: gridfs_id(workflow, name)}) is None
+            ):
+                stored = gridfs.GridFSBucket(
+                    self._database, bucket_name=OUTPUTS
+                ).open_download_stream_by_name(name)
+                self._upload(gridfs_id(workflow, name), name, stored.read())
+        except gridfs.errors.NoFile:
+            return  # expired: nothing to read
+        except PyMongoError as exc:
+            raise StoreError(f"could not give the output {ref} its workflow {workflow}: {exc}") from exc
 
     def _upload(self, file_id: str, filename: str, data: bytes) -> None:
         """A GridFS file as ``GridFSBucket`` writes one, with inserts alone: the bucket's upload
@@ -208,10 +230,14 @@ class OutputStore:
                 if used > budget:
                     raise OutputTooLarge(ref, used, budget, at_least=True)
                 outputs.append(value)
+        if not outputs:
+            raise StoreError(f"the output {ref} is gone")
         return outputs, used
 
     def _item_outputs(self, run_id: str, job: str) -> list[Any]:
-        """The outputs of a fan-out's items in index order; null for an item that failed."""
+        """The outputs of a fan-out's items in index order; null for an item that failed. A
+        fan-out's reference names one item at least (no items: the job's output is ``[]``
+        itself), so none found is an output gone (or not its reader's workflow's)."""
         outputs: list[Any] = []
         cursor = self.items.find(
             job_items_filter(run_id, job), {OUTPUT: 1, ITEM_OUTPUT_REF: 1, STATE: 1, INDEX: 1}
@@ -223,6 +249,8 @@ class OutputStore:
                 outputs.append(self.load(document[ITEM_OUTPUT_REF]))
             else:
                 outputs.append(document.get(OUTPUT))
+        if not outputs:
+            raise StoreError(f"the output {reference(ITEMS_REF, f'{run_id}/{job}')} is gone")
         return outputs
 
     def resolve(self, results: Mapping[str, Any], references: Mapping[str, str]) -> dict[str, Any]:
