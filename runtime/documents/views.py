@@ -1,5 +1,5 @@
-"""The read views of one workflow: what a job function may read (docs/deploy.md, "What a job's
-code can and cannot do"). For each collection the job wrapper reads, a MongoDB view named
+"""The read views of one workflow: what a job function may read (docs/deploy.md, "Database
+access"). For each collection the job wrapper reads, a MongoDB view named
 ``views.<workflow>.<collection>`` over it, holding only that workflow's documents: the documents
 with the workflow's name in their ``workflow`` field, and the GridFS files (and their chunks)
 whose id begins with ``<workflow>/``. The job database role may read these views and not the
@@ -7,7 +7,8 @@ collections under them, so a job's code reads its own workflow's runs, statuses,
 and outputs and no other's. Views are read-only: the job wrapper writes to the collections.
 
 A workflow id is ``[a-z][a-z0-9_]*`` (the spec's schema): it holds no ``.``, so the view names of
-two workflows never meet, nor a view's name one of the collections'. Standard library only.
+two workflows never meet, and no collection of the app begins with ``views.``. Standard library
+only.
 """
 
 from __future__ import annotations
