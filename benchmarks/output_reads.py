@@ -65,7 +65,7 @@ def prepare(store: MongoStore, size: int, shape: str) -> tuple[str, int]:
     )
     output = output_of(size, shape)
     stored = limits.json_bytes(output)
-    ref = store.items().outputs.store(lease_id(RUN_ID, "big", 1), output)
+    ref = store.items().outputs.store(lease_id(RUN_ID, "big", 1), output, definition.name)
     return ref, stored
 
 

@@ -57,7 +57,13 @@ class SharedStack(Stack):
         )
         dependencies = DependencyLayer(self, "Dependencies", DependencyLayerProps())
         self.layer = dependencies.layer
-        self.database = DatabaseAccess(self, "Database", config.database, config.store)
+        self.database = DatabaseAccess(
+            self,
+            "Database",
+            config.database,
+            config.store,
+            workflows=[workflow.name for workflow in workflows],
+        )
         self.secret = self.database.secret
         """The connection-string secret in password mode; ``None`` in IAM mode."""
         self.network = PrivateNetwork(self, "Network", config.vpc) if config.vpc is not None else None

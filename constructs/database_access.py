@@ -4,22 +4,26 @@ Two modes (docs/deploy.md, "Database access"):
 
 - **IAM mode** (``IamAuth``): no password anywhere. Atlas database users in ``$external`` for IAM
   roles (``MONGODB-AWS``), each holding the custom database role of its class of function, which
-  grants only the actions and collections that class uses (``PRIVILEGES``). The orchestrator,
-  reconciler, starter and notifier sign in as their own roles; the job functions, which have one
-  role per job (or share one), all sign in as their workflow's one *job database role*, which
-  they assume: so the database users are 5 per workflow, however many jobs it has.
+  grants only the actions and collections that class uses (``privileges``, ``job_privileges``).
+  The orchestrator, reconciler, starter and notifier sign in as their own roles; the job
+  functions, which have one role per job (or share one), all sign in as their workflow's one
+  *job database role*, which they assume, holding the workflow's own job custom role: so the
+  database users are 5 per workflow, however many jobs it has.
 - **Password mode** (``PasswordAuth``): the Secrets Manager secret holding the connection string,
   read by every function (they all connect), with ``kms:Decrypt`` on its key when it is a
   customer key.
 
 The collections are shared by every workflow of the app (one trigger watches one statuses
-collection), so a custom role can scope a class to collections and actions, not to one
-workflow's documents: ``docs/deploy.md`` says what a job can still read.
+collection), so a custom role scopes a class to collections and actions, not to documents. The
+job class, whose code is the user's, reads none of them: each workflow has its own job role,
+which may read only that workflow's read views (``runtime.documents.views``), made by the
+starter and the reconciler; its writes (a report, a lease, an output) go to the collections.
+``docs/deploy.md`` says what a job's code can and cannot do.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
@@ -32,12 +36,15 @@ from constructs import Construct
 from constructs.connection import connection_secret
 from runtime import contracts
 from runtime.documents.outputs import OUTPUT_CHUNKS, OUTPUT_FILES, OUTPUTS
+from runtime.documents.views import ViewDefinition, view_definitions
 from runtime.store.settings import StoreSettings
 
 if TYPE_CHECKING:
     from awscdk_resources_mongodbatlas import CfnCustomDbRole
 
-FunctionClass = Literal["orchestrator", "reconciler", "starter", "notifier", "job"]
+ControlClass = Literal["orchestrator", "reconciler", "starter", "notifier"]
+"""The classes of function whose code is ours: one custom role each, for every workflow."""
+FunctionClass = ControlClass | Literal["job"]
 FUNCTION_CLASSES: tuple[FunctionClass, ...] = ("orchestrator", "reconciler", "starter", "notifier", "job")
 
 JOB_DATABASE_TAG = "workflows:job-database"
@@ -77,16 +84,25 @@ class PasswordAuth:
 DatabaseAuth = IamAuth | PasswordAuth
 
 
-def privileges(store: StoreSettings) -> dict[FunctionClass, dict[str, tuple[str, ...]]]:
+def privileges(
+    store: StoreSettings, workflows: Sequence[str] = ()
+) -> dict[ControlClass, dict[str, tuple[str, ...]]]:
     """Class of function -> collection -> the Atlas privilege actions it is granted there: what
     its code calls (runtime/store), no more. Only the starter and the reconciler create indexes
     (``store_from_env(create_indexes=True)``): the starter before any job of a run is
-    dispatched, the reconciler at its first pass after a deploy."""
+    dispatched, the reconciler at its first pass after a deploy; and with them the read views
+    of ``workflows`` (``runtime.documents.views``), which needs ``createCollection`` on a view's
+    name and ``find`` on the collection under it. The job class's are each workflow's own
+    (``job_privileges``)."""
     runs, statuses, items = store.runs_collection, store.statuses_collection, store.items_collection
     leases, notifications = store.leases_collection, store.notifications_collection
     indexed = (runs, statuses, items, OUTPUTS, OUTPUT_FILES, OUTPUT_CHUNKS)
     index_making: dict[str, tuple[str, ...]] = {name: (CREATE_COLLECTION, CREATE_INDEX) for name in indexed}
     index_making[statuses] += (LIST_INDEXES, DROP_INDEX)  # an older unique index is dropped
+    for workflow in workflows:
+        for view in _views(store, workflow):
+            index_making[view.name] = (CREATE_COLLECTION,)
+            index_making[view.view_on] = (*index_making.get(view.view_on, ()), FIND)
     advancing = {
         runs: (FIND, UPDATE),
         statuses: (FIND, INSERT, UPDATE),
@@ -96,29 +112,39 @@ def privileges(store: StoreSettings) -> dict[FunctionClass, dict[str, tuple[str,
         OUTPUT_FILES: (FIND,),
         OUTPUT_CHUNKS: (FIND,),
     }
-    table: dict[FunctionClass, dict[str, tuple[str, ...]]] = {
+    table: dict[ControlClass, dict[str, tuple[str, ...]]] = {
         # Applies status events, dispatches jobs, fans out items, stamps expiries, reads outputs.
         "orchestrator": dict(advancing),
-        # Repairs runs with the orchestrator's own code, and fires timers; creates the indexes.
-        "reconciler": _merged(advancing, index_making),
+        # Repairs runs with the orchestrator's own code, and fires timers; creates the indexes
+        # and gives the documents of runs in flight their workflow (GridFS files are copied).
+        "reconciler": _merged(advancing, index_making, {OUTPUT_FILES: (INSERT,), OUTPUT_CHUNKS: (INSERT,)}),
         # Inserts runs, records operations (cancel, redrive, approve, reject), lists runs and
         # reads one as status does (its fan-outs' failed items too).
         "starter": _merged({runs: (FIND, INSERT), statuses: (FIND, INSERT), items: (FIND,)}, index_making),
         # Reads the run it reports on; claims each notification once.
         "notifier": {runs: (FIND,), notifications: (FIND, INSERT, UPDATE, REMOVE)},
-        # The job wrapper: is the attempt still wanted (the run), has it ended (statuses), its
-        # lease, its report, its output kept by reference, and the outputs it reads.
-        "job": {
-            runs: (FIND,),
-            statuses: (FIND, INSERT),
-            leases: (CREATE_COLLECTION, FIND, INSERT, UPDATE),
-            items: (FIND,),
-            OUTPUTS: (FIND, INSERT, UPDATE),
-            OUTPUT_FILES: (FIND, INSERT, LIST_INDEXES),
-            OUTPUT_CHUNKS: (FIND, INSERT, LIST_INDEXES),
-        },
     }
     return table
+
+
+def job_privileges(store: StoreSettings, workflow: str) -> dict[str, tuple[str, ...]]:
+    """The job wrapper's, for the job functions of ``workflow``: is the attempt still wanted
+    (the run), has it ended (statuses), its lease, the outputs it reads (kept by reference, or a
+    fan-out's items), all read through the workflow's views and nowhere else; and its writes,
+    which views do not take: its report, its lease (renewed: ``UPDATE``), its output kept by
+    reference (inserted, never replaced)."""
+    grants: dict[str, tuple[str, ...]] = {view.name: (FIND,) for view in _views(store, workflow)}
+    return grants | {
+        store.statuses_collection: (INSERT,),
+        store.leases_collection: (CREATE_COLLECTION, INSERT, UPDATE),
+        OUTPUTS: (INSERT,),
+        OUTPUT_FILES: (INSERT,),
+        OUTPUT_CHUNKS: (INSERT,),
+    }
+
+
+def _views(store: StoreSettings, workflow: str) -> list[ViewDefinition]:
+    return view_definitions(workflow, store.read_collections)
 
 
 def _merged(*grants: Mapping[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
@@ -129,15 +155,20 @@ def _merged(*grants: Mapping[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]
     return merged
 
 
-def custom_role_name(store: StoreSettings, function_class: FunctionClass) -> str:
-    """The Atlas custom role of a class, one per app and database (Atlas names: letters, digits,
-    ``-`` and ``_``)."""
+def custom_role_name(store: StoreSettings, function_class: FunctionClass, workflow: str | None = None) -> str:
+    """The Atlas custom role of a class, one per app and database; of the job class, one per
+    workflow (Atlas names: letters, digits, ``-`` and ``_``; a workflow id is ``[a-z][a-z0-9_]*``)."""
+    if function_class == "job":
+        if workflow is None:
+            raise ValueError("the job class has one custom role per workflow: name the workflow")
+        return f"{store.database}-job-{workflow}"
     return f"{store.database}-{function_class}"
 
 
 class DatabaseAccess(Construct):
     """In the shared stack: the secret (password mode), or the custom database role of each class
-    of function (IAM mode), which every workflow's database users hold."""
+    of function (IAM mode), which every workflow's database users hold, and the job role of
+    each of ``workflows``, which reads only that workflow's views."""
 
     def __init__(
         self,
@@ -146,14 +177,18 @@ class DatabaseAccess(Construct):
         auth: DatabaseAuth,
         store: StoreSettings,
         secret: secretsmanager.ISecret | None = None,
+        workflows: Sequence[str] = (),
     ) -> None:
         """``secret``: in password mode, a secret made elsewhere; default: made or imported here
-        from ``auth`` (as ``MongoDbSecret`` beside this construct, where it always was)."""
+        from ``auth`` (as ``MongoDbSecret`` beside this construct, where it always was).
+        ``workflows``: the ids of the workflows whose functions sign in with these roles (IAM
+        mode)."""
         super().__init__(scope, construct_id)
         self.auth = auth
         self.store = store
+        self.workflows = tuple(workflows)
         self.secret: secretsmanager.ISecret | None = None
-        self._custom_roles: dict[FunctionClass, CfnCustomDbRole] = {}
+        self._custom_roles: dict[str, CfnCustomDbRole] = {}
         if isinstance(auth, PasswordAuth):
             self.secret = secret or connection_secret(
                 scope, "MongoDbSecret", secret_arn=auth.secret_arn, secret_name=auth.secret_name
@@ -161,35 +196,49 @@ class DatabaseAccess(Construct):
             return
         if secret is not None:
             raise ValueError(f"{self.node.path}: IAM mode reads no secret; give none")
+        for function_class, grants in privileges(store, self.workflows).items():
+            self._custom_role(
+                f"{function_class.capitalize()}DbRole", custom_role_name(store, function_class), grants
+            )
+        for workflow in self.workflows:
+            self._custom_role(
+                f"JobDbRole-{workflow}",
+                custom_role_name(store, "job", workflow),
+                job_privileges(store, workflow),
+            )
+
+    def _custom_role(self, construct_id: str, name: str, grants: Mapping[str, tuple[str, ...]]) -> None:
         from awscdk_resources_mongodbatlas import Action, CfnCustomDbRole, Resource
 
-        for function_class, grants in privileges(store).items():
-            by_action: dict[str, list[str]] = {}
-            for collection, actions in grants.items():
-                for action in actions:
-                    by_action.setdefault(action, []).append(collection)
-            role = CfnCustomDbRole(
-                self,
-                f"{function_class.capitalize()}DbRole",
-                project_id=auth.project_id,
-                profile=auth.profile,
-                role_name=custom_role_name(store, function_class),
-                actions=[
-                    Action(
-                        action=action,
-                        resources=[
-                            Resource(db=store.database, collection=name) for name in sorted(collections)
-                        ],
-                    )
-                    for action, collections in sorted(by_action.items())
-                ],
-            )
-            role.add_metadata("cfn-lint", {"config": {"ignore_checks": ["E3006"]}})
-            self._custom_roles[function_class] = role
+        auth = self.auth
+        assert isinstance(auth, IamAuth)
+        by_action: dict[str, list[str]] = {}
+        for collection, actions in grants.items():
+            for action in actions:
+                by_action.setdefault(action, []).append(collection)
+        role = CfnCustomDbRole(
+            self,
+            construct_id,
+            project_id=auth.project_id,
+            profile=auth.profile,
+            role_name=name,
+            actions=[
+                Action(
+                    action=action,
+                    resources=[
+                        Resource(db=self.store.database, collection=name) for name in sorted(collections)
+                    ],
+                )
+                for action, collections in sorted(by_action.items())
+            ],
+        )
+        role.add_metadata("cfn-lint", {"config": {"ignore_checks": ["E3006"]}})
+        self._custom_roles[name] = role
 
     @property
-    def custom_roles(self) -> Mapping[FunctionClass, CfnCustomDbRole]:
-        """Class -> its custom database role (IAM mode; empty in password mode)."""
+    def custom_roles(self) -> Mapping[str, CfnCustomDbRole]:
+        """Role name (``custom_role_name``) -> the custom database role (IAM mode; empty in
+        password mode)."""
         return MappingProxyType(self._custom_roles)
 
 
@@ -211,6 +260,8 @@ class FunctionDatabaseAccess(Construct):
             contracts.RUNS_COLLECTION: store.runs_collection,
             contracts.STATUSES_COLLECTION: store.statuses_collection,
         }
+        if function_class == "job":  # it reads through this workflow's views alone
+            names[contracts.WORKFLOW_NAME] = self._workflow
         auth = self._access.auth
         if isinstance(auth, PasswordAuth):
             assert self._access.secret is not None
@@ -278,6 +329,12 @@ class FunctionDatabaseAccess(Construct):
 
         auth = self._access.auth
         assert isinstance(auth, IamAuth)
+        if function_class == "job" and self._workflow not in self._access.workflows:
+            raise ValueError(
+                f"{self.node.path}: the shared DatabaseAccess has no job role for workflow "
+                f"{self._workflow!r}: give it in DatabaseAccess(workflows=...)"
+            )
+        role_name = custom_role_name(self._access.store, function_class, self._workflow)
         user = CfnDatabaseUser(
             self,
             construct_id,
@@ -286,15 +343,11 @@ class FunctionDatabaseAccess(Construct):
             database_name=contracts.MONGODB_AWS_AUTH_SOURCE,
             username=role.role_arn,
             awsiam_type=CfnDatabaseUserPropsAwsiamType.ROLE,
-            roles=[
-                RoleDefinition(
-                    role_name=custom_role_name(self._access.store, function_class), database_name="admin"
-                )
-            ],
+            roles=[RoleDefinition(role_name=role_name, database_name="admin")],
             description=f"The {function_class} functions of workflow {self._workflow}",
         )
         user.add_metadata("cfn-lint", {"config": {"ignore_checks": ["E3006"]}})
-        custom_role = self._access.custom_roles.get(function_class)
+        custom_role = self._access.custom_roles.get(role_name)
         if custom_role is not None:
             user.node.add_dependency(custom_role)
 

@@ -169,8 +169,8 @@ class Notifier(Protocol):
 class Outputs(Protocol):
     """Outputs kept by reference, too large to travel in an event (``runtime.store.outputs``)."""
 
-    def store(self, output_id: str, value: Any) -> str:
-        """Keep ``value``; its reference."""
+    def store(self, output_id: str, value: Any, workflow: str) -> str:
+        """Keep ``value``, an output of a run of ``workflow``; its reference."""
 
     def load(self, ref: str) -> Any: ...
 
@@ -188,8 +188,9 @@ class ItemStore(Protocol):
     @property
     def outputs(self) -> Outputs: ...
 
-    def insert_items(self, run_id: str, job: str, items: Sequence[Any]) -> None:
-        """Store a fan-out's items; those stored before (a repeated start) stay as they are."""
+    def insert_items(self, run_id: str, job: str, items: Sequence[Any], *, workflow: str) -> None:
+        """Store a fan-out's items (of a run of ``workflow``); those stored before (a repeated
+        start) stay as they are."""
 
     def read_lane(self, run_id: str, job: str, lane: int) -> LaneView | None: ...
 

@@ -161,7 +161,8 @@ def test_the_job_handler_reads_the_secret_once_per_process_and_renews_a_database
     monkeypatch.delenv("MONGODB_ROLE_ARN", raising=False)
     for _ in range(3):
         job_handler.handler({}, None)
-    assert calls == [{"max_pool_size": job_handler.STORE_CONNECTIONS}]
+    # The job wrapper's store: it reads through its workflow's views alone.
+    assert calls == [{"max_pool_size": job_handler.STORE_CONNECTIONS, "job": True}]
 
     monkeypatch.setenv("MONGODB_ROLE_ARN", ROLE)
     for _ in range(2):

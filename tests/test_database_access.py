@@ -22,6 +22,7 @@ from constructs.database_access import (
     REMOVE,
     UPDATE,
     custom_role_name,
+    job_privileges,
     privileges,
 )
 from runtime.documents.outputs import OUTPUT_CHUNKS, OUTPUT_FILES, OUTPUTS
@@ -60,10 +61,25 @@ def _of_type(templates: Mapping[str, dict[str, Any]], type_: str) -> dict[str, d
 
 def _custom_role(templates: Mapping[str, dict[str, Any]], function_class: str) -> dict[str, set[str]]:
     """collection -> actions, read back from the synthesized ``CfnCustomDbRole``."""
+    return _role_named(templates, custom_role_name(STORE, function_class))  # type: ignore[arg-type]
+
+
+def _job_role_of(templates: Mapping[str, dict[str, Any]], workflow: str) -> str:
+    """The custom role the database user of ``workflow``'s job functions holds."""
+    (user,) = [
+        resource["Properties"]
+        for resource in _of_type(templates, "MongoDB::Atlas::DatabaseUser").values()
+        if resource["Properties"]["Description"] == f"The job functions of workflow {workflow}"
+    ]
+    ((role,),) = [[held["RoleName"] for held in user["Roles"]]]
+    return str(role)
+
+
+def _role_named(templates: Mapping[str, dict[str, Any]], name: str) -> dict[str, set[str]]:
     (role,) = [
         resource["Properties"]
         for resource in _of_type(templates, "MongoDB::Atlas::CustomDBRole").values()
-        if resource["Properties"]["RoleName"] == custom_role_name(STORE, function_class)  # type: ignore[arg-type]
+        if resource["Properties"]["RoleName"] == name
     ]
     granted: dict[str, set[str]] = {}
     for action in role["Actions"]:
@@ -78,12 +94,46 @@ def _custom_role(templates: Mapping[str, dict[str, Any]], function_class: str) -
 # --- T3: what the job class may do in MongoDB ----------------------------------------------
 
 
-def test_t3_the_job_role_cannot_change_runs_or_remove_anything(iam_app) -> None:
-    granted = _custom_role(iam_app[1], "job")
+WORKFLOWS = ("catch_the_fish", "other_flow")
+BASE_COLLECTIONS = {
+    STORE.runs_collection,
+    STORE.statuses_collection,
+    STORE.leases_collection,
+    STORE.items_collection,
+    OUTPUTS,
+    OUTPUT_FILES,
+    OUTPUT_CHUNKS,
+}
 
-    assert granted[STORE.runs_collection] == {FIND}, "a job may only read whether its attempt is wanted"
+
+def _views_of(workflow: str) -> set[str]:
+    """The read views of ``workflow`` (runtime/documents/views.py), spelled out."""
+    return {f"views.{workflow}.{collection}" for collection in BASE_COLLECTIONS}
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS)
+def test_t3_a_workflows_job_role_reads_only_that_workflows_views(iam_app, workflow) -> None:
+    granted = _role_named(iam_app[1], _job_role_of(iam_app[1], workflow))
+
+    reading = {collection for collection, actions in granted.items() if FIND in actions}
+    assert reading & BASE_COLLECTIONS == set(), "a job reads no collection itself, only views"
+    assert reading == _views_of(workflow)
+    assert {name for name, actions in granted.items() if actions == {FIND}} == _views_of(workflow)
+    for other in WORKFLOWS:
+        if other != workflow:
+            assert not set(granted) & _views_of(other), f"{workflow}'s jobs read nothing of {other}"
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS)
+def test_t3_the_job_role_cannot_change_runs_or_remove_anything(iam_app, workflow) -> None:
+    granted = _role_named(iam_app[1], _job_role_of(iam_app[1], workflow))
+
+    assert STORE.runs_collection not in granted, "a job may only read whether its attempt is wanted"
+    runs_view = f"views.{workflow}.{STORE.runs_collection}"
+    assert granted[runs_view] == {FIND}, "a job may only read whether its attempt is wanted"
     assert all(REMOVE not in actions for actions in granted.values())
     assert UPDATE not in granted[STORE.statuses_collection], "a report once written is never rewritten"
+    assert UPDATE not in granted[OUTPUTS], "nor an output kept by reference, of any workflow"
     inserting = {collection for collection, actions in granted.items() if INSERT in actions}
     assert inserting == {
         STORE.statuses_collection,
@@ -96,24 +146,37 @@ def test_t3_the_job_role_cannot_change_runs_or_remove_anything(iam_app) -> None:
     assert all(CREATE_COLLECTION not in actions for name, actions in granted.items() if name != "leases")
 
 
-def test_t3_the_job_role_reads_only_the_apps_collections_of_the_configured_database(iam_app) -> None:
-    granted = _custom_role(iam_app[1], "job")
+@pytest.mark.parametrize("workflow", WORKFLOWS)
+def test_t3_the_job_role_reaches_only_the_apps_collections_of_the_configured_database(
+    iam_app, workflow
+) -> None:
+    granted = _role_named(iam_app[1], _job_role_of(iam_app[1], workflow))
 
-    assert set(granted) == {
-        STORE.runs_collection,
-        STORE.statuses_collection,
-        STORE.leases_collection,
-        STORE.items_collection,
-        OUTPUTS,
-        OUTPUT_FILES,
-        OUTPUT_CHUNKS,
-    }
+    writing = {STORE.statuses_collection, STORE.leases_collection, OUTPUTS, OUTPUT_FILES, OUTPUT_CHUNKS}
+    assert set(granted) == _views_of(workflow) | writing
 
 
-@pytest.mark.parametrize("function_class", ["orchestrator", "reconciler", "starter", "notifier", "job"])
+@pytest.mark.parametrize("function_class", ["orchestrator", "reconciler", "starter", "notifier"])
 def test_each_custom_role_is_the_privilege_table_of_its_class(iam_app, function_class) -> None:
-    expected = {name: set(actions) for name, actions in privileges(STORE)[function_class].items()}
+    expected = {name: set(actions) for name, actions in privileges(STORE, WORKFLOWS)[function_class].items()}
     assert _custom_role(iam_app[1], function_class) == expected
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS)
+def test_each_job_role_is_the_privilege_table_of_its_workflow(iam_app, workflow) -> None:
+    expected = {name: set(actions) for name, actions in job_privileges(STORE, workflow).items()}
+    assert _job_role_of(iam_app[1], workflow) == custom_role_name(STORE, "job", workflow)
+    assert _role_named(iam_app[1], custom_role_name(STORE, "job", workflow)) == expected
+
+
+@pytest.mark.parametrize("function_class", ["reconciler", "starter"])
+def test_the_functions_that_make_the_views_may_make_every_workflows(iam_app, function_class) -> None:
+    granted = _custom_role(iam_app[1], function_class)
+
+    for workflow in WORKFLOWS:
+        for view in _views_of(workflow):
+            assert granted[view] == {CREATE_COLLECTION}
+    assert all(FIND in granted[collection] for collection in BASE_COLLECTIONS), "a view's source is read"
 
 
 def test_database_users_are_five_per_workflow_whatever_the_number_of_jobs(iam_app) -> None:
@@ -128,7 +191,8 @@ def test_database_users_are_five_per_workflow_whatever_the_number_of_jobs(iam_ap
             assert properties["ProjectId"] == PROJECT
             assert "Password" not in properties
         assert len(construct.job_roles) in (9, 40)
-    assert len(_of_type(templates, "MongoDB::Atlas::CustomDBRole")) == 5
+    # One per class of our functions, and one job role per workflow.
+    assert len(_of_type(templates, "MongoDB::Atlas::CustomDBRole")) == 4 + len(built.workflows)
 
 
 def test_t3_each_workflows_jobs_sign_in_as_its_own_job_database_role(iam_app) -> None:
@@ -140,7 +204,7 @@ def test_t3_each_workflows_jobs_sign_in_as_its_own_job_database_role(iam_app) ->
             user["Properties"]
             for user in resources_of_type(template, "MongoDB::Atlas::DatabaseUser").values()
             if user["Properties"]["Roles"]
-            == [{"DatabaseName": "admin", "RoleName": custom_role_name(STORE, "job")}]
+            == [{"DatabaseName": "admin", "RoleName": custom_role_name(STORE, "job", name)}]
         ]
         database_role_id = job_user["Username"]["Fn::GetAtt"][0]
         trust = template["Resources"][database_role_id]["Properties"]["AssumeRolePolicyDocument"]["Statement"]

@@ -28,11 +28,13 @@ from constructs.database_access import (
     LIST_INDEXES,
     REMOVE,
     UPDATE,
+    job_privileges,
     privileges,
 )
 from runtime import limits
 from runtime.clock import utcnow
 from runtime.documents.leases import Lease, lease_id
+from runtime.documents.views import view_name
 from runtime.service.job_attempt import LeaseSettings, run_attempt
 from runtime.service.orchestrator import Orchestrator
 from runtime.service.run_view import summarize
@@ -94,20 +96,22 @@ def needed(name: str, command: dict[str, Any]) -> set[tuple[str, str]]:
 
 @pytest.fixture
 def setup(mongo_client: pymongo.MongoClient[dict], store_settings: StoreSettings) -> MongoStore:
-    """The store as the starter and reconciler use it (they create the indexes)."""
+    """The store as the starter and reconciler use it (they create the indexes and the views)."""
     store = MongoStore(mongo_client, store_settings)
     store.ensure_indexes()
+    store.ensure_views("w")
     return store
 
 
 @pytest.fixture
 def recorded(mongo_uri: str, store_settings: StoreSettings) -> Iterator[tuple[MongoStore, Recorder]]:
-    """The store as a job function uses it, every command recorded."""
+    """The store as a job function of workflow ``w`` uses it (reading through its views), every
+    command recorded."""
     recorder = Recorder()
     client: pymongo.MongoClient[dict] = pymongo.MongoClient(
         mongo_uri, tz_aware=True, event_listeners=[recorder]
     )
-    yield MongoStore(client, store_settings), recorder
+    yield MongoStore(client, store_settings, workflow="w"), recorder
     client.close()
 
 
@@ -168,7 +172,9 @@ def test_every_command_of_the_job_wrapper_is_granted_by_the_job_database_role(
     _deliver(setup, dispatcher, setup.find_status(other, None, None, "workflow_started", 0))
     waiting = {event.job: event for event in dispatcher.drain()}
     setup.acquire_lease(
-        Lease(lease_id=lease_id(other, "a", 1, None), owner="dead", token="t", expires_at=utcnow())
+        Lease(
+            lease_id=lease_id(other, "a", 1, None), owner="dead", token="t", expires_at=utcnow(), workflow="w"
+        )
     )
     assert (
         run_attempt(job_store, _slow, waiting["a"].to_payload(), None, "req-w", QUICK).outcome
@@ -179,7 +185,7 @@ def test_every_command_of_the_job_wrapper_is_granted_by_the_job_database_role(
 
     granted = {
         (collection, action)
-        for collection, actions in privileges(store_settings)["job"].items()
+        for collection, actions in job_privileges(store_settings, "w").items()
         for action in actions
     }
     used = {
@@ -190,7 +196,7 @@ def test_every_command_of_the_job_wrapper_is_granted_by_the_job_database_role(
     # Each grant is used by one of these paths, but a job's first lease (the collection's making).
     assert granted - used <= {
         (store_settings.leases_collection, CREATE_COLLECTION),
-        (store_settings.items_collection, FIND),
+        (view_name("w", store_settings.items_collection), FIND),
     }, sorted(granted - used)
 
 
@@ -208,7 +214,8 @@ class ClassStores:
                 mongo_uri, tz_aware=True, event_listeners=[recorder]
             )
             self.clients.append(client)
-            self.stores[name] = MongoStore(client, settings)
+            # The job functions of workflow w read through its views.
+            self.stores[name] = MongoStore(client, settings, workflow="w" if name == "job" else None)
 
     def close(self) -> None:
         for client in self.clients:
@@ -257,9 +264,10 @@ def test_every_command_of_each_class_of_function_is_granted_by_its_custom_role(
     from runtime.service.timers import fire_due_timers
 
     stores = class_stores.stores
-    # The starter and the reconciler make the indexes, once per process.
-    stores["starter"].ensure_indexes()
-    stores["reconciler"].ensure_indexes()
+    # The starter and the reconciler make the indexes and their workflow's views, once per process.
+    for maker in ("starter", "reconciler"):
+        stores[maker].ensure_indexes()
+        stores[maker].ensure_views("w")
     dispatcher = RecordingDispatcher()
     spec = workflow(
         "w",
@@ -312,12 +320,9 @@ def test_every_command_of_each_class_of_function_is_granted_by_its_custom_role(
     fire_due_timers(stores["reconciler"], utcnow(), "w")
 
     lacking = {}
+    tables = privileges(store_settings, ["w"]) | {"job": job_privileges(store_settings, "w")}
     for name, recorder in class_stores.recorders.items():
-        granted = {
-            (collection, action)
-            for collection, actions in privileges(store_settings)[name].items()  # type: ignore[index]
-            for action in actions
-        }
+        granted = {(collection, action) for collection, actions in tables[name].items() for action in actions}
         used = {
             need
             for command, body in recorder.commands

@@ -310,7 +310,13 @@ def test_a_same_request_redelivery_while_the_code_runs_waits_and_never_runs_it_a
 
 def _dead_claimant(store: MongoStore, run_id: str, job: str, expires_in: timedelta) -> None:
     """An invocation took the attempt's lease and died without renewing it."""
-    held = Lease(lease_id=lease_id(run_id, job, 1), owner="dead", token="t", expires_at=utcnow() + expires_in)
+    held = Lease(
+        lease_id=lease_id(run_id, job, 1),
+        owner="dead",
+        token="t",
+        expires_at=utcnow() + expires_in,
+        workflow="w",
+    )
     assert store.acquire_lease(held)
 
 

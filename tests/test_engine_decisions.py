@@ -578,7 +578,7 @@ RECORD = FailureRecord(
 
 
 def lease(owner: str, expires_in: timedelta) -> Lease:
-    return Lease(lease_id="r/a/1", owner=owner, token="t", expires_at=NOW + expires_in)
+    return Lease(lease_id="r/a/1", owner=owner, token="t", expires_at=NOW + expires_in, workflow="w")
 
 
 @pytest.mark.parametrize(

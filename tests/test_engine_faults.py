@@ -266,7 +266,13 @@ def test_an_on_failure_record_is_ignored_when_the_attempt_reported_or_belongs_to
     orchestrator = Orchestrator(store, RecordingDispatcher())
     base = {"runId": run_id, "workflow": "dies", "phase": "p", "job": "boat", "attempt": 1}
     # The claim is the attempt's lease now (it was the `started` status, which anyone could outlive).
-    held = Lease(lease_id=lease_id(run_id, "boat", 1), owner="owner", token="t", expires_at=utcnow() + LIVE)
+    held = Lease(
+        lease_id=lease_id(run_id, "boat", 1),
+        owner="owner",
+        token="t",
+        expires_at=utcnow() + LIVE,
+        workflow="dies",
+    )
     assert store.acquire_lease(held)
 
     assert orchestrator.handle(_failure_record(run_id, "boat", 1, "duplicate")).action == "ignored"

@@ -281,7 +281,7 @@ def test_an_output_past_one_document_is_kept_in_gridfs(store: MongoStore) -> Non
     outputs = store.items().outputs
     value = {"blob": "y" * (limits.RUN_DOCUMENT_MAX_BYTES + 10)}
 
-    ref = outputs.store("r/j/1", value)
+    ref = outputs.store("r/j/1", value, "w")
 
     assert ref == "gridfs:r/j/1"
     assert outputs.load(ref) == value

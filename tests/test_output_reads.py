@@ -132,8 +132,8 @@ def test_the_store_measures_before_it_loads_and_stops_summing_items_past_the_bud
     store: MongoStore,
 ) -> None:
     outputs = store.items().outputs
-    small = outputs.store("r/j/1", blob(200_000))
-    large = outputs.store("r/j/2", blob(limits.RUN_DOCUMENT_MAX_BYTES + 10))
+    small = outputs.store("r/j/1", blob(200_000), "w")
+    large = outputs.store("r/j/2", blob(limits.RUN_DOCUMENT_MAX_BYTES + 10), "w")
     assert large.startswith("gridfs:")
 
     value, size = outputs.load_within(small, 300_000)

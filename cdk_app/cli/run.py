@@ -217,6 +217,7 @@ def _start(args: argparse.Namespace) -> int:
     _checked_input(workflow, run_input)
     store = open_store(args)
     store.ensure_indexes()
+    store.ensure_views(workflow.name)  # its jobs read through them (docs/deploy.md)
     started = start_run(store, workflow, run_id=args.run_id, input=run_input)
     if not started.created:
         print(

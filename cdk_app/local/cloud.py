@@ -140,6 +140,7 @@ class LocalCloud:
         self._executions_lock = threading.Lock()
         self._fan_outs = FanOutContexts()
         """What the items of each fan-out share, kept as a warm orchestrator keeps it."""
+        self._job_stores: dict[str, MongoStore] = {}
         self.bus = Bus(
             options.faults,
             {
@@ -219,13 +220,23 @@ class LocalCloud:
         function = self._function(event)
         context = context_for(event.workflow, function.job, request_id)
         run_attempt(
-            CrashingStore(self.store, plan),
+            CrashingStore(self._job_store(event.workflow), plan),
             partial(self._enter_handler, function),
             event.to_payload(),
             context,
             request_id,
             LOCAL_LEASES,
         )
+
+    def _job_store(self, workflow: str) -> MongoStore:
+        """The store of ``workflow``'s job functions: it reads through the workflow's views alone,
+        as a deployed job function's does. The views are made at its first job, as the deployed
+        starter and reconciler make them before any."""
+        store = self._job_stores.get(workflow)
+        if store is None:
+            self.store.ensure_views(workflow)
+            store = self._job_stores[workflow] = self.store.reading_as(workflow)
+        return store
 
     def _function(self, event: JobEvent) -> JobFunction:
         function = self.job_functions(event)

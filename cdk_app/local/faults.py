@@ -190,8 +190,10 @@ class CrashingItems:
         self.plan = plan
         self.outputs = items.outputs
 
-    def insert_items(self, run_id: str, job: str, items: Sequence[Any]) -> None:
-        _crashing_write(self.plan, "insert_items", lambda: self._items.insert_items(run_id, job, items))
+    def insert_items(self, run_id: str, job: str, items: Sequence[Any], *, workflow: str) -> None:
+        _crashing_write(
+            self.plan, "insert_items", lambda: self._items.insert_items(run_id, job, items, workflow=workflow)
+        )
 
     def read_lane(self, run_id: str, job: str, lane: int) -> LaneView | None:
         return self._items.read_lane(run_id, job, lane)

@@ -9,8 +9,11 @@ JSON with bson): the engine, the store and the handlers all import it.
 - ``outputs``: outputs kept by reference (``outputs``, GridFS)
 - ``leases``, ``notifications``: the job wrapper's and the notifier's claims
 - ``failures``: a run's ``failure`` record; ``listing``: what the run listings select and show
+- ``views``: the read views of one workflow, through which its jobs read
 - ``events``, ``envelopes``: the job event and Lambda's on-failure record, and their parsers
 """
 
 ID = "_id"
 """Every document's key."""
+WORKFLOW = "workflow"
+"""The workflow a document belongs to: of a run, a status, a lease, an item, an output."""

@@ -1,7 +1,7 @@
 """The documents of ``for_each`` jobs, and the one place their shape is spelled.
 
 A fan-out job's items live outside the run document, one document each in the ``items`` collection
-(``{runId, job, index, item | itemJson, state, attempt, output | outputRef, error}``, unique on
+(``{runId, workflow, job, index, item | itemJson, state, attempt, output | outputRef, error}``, unique on
 ``runId, job, index``; ``itemJson`` holds an item MongoDB would not store as it is,
 ``runtime.documents.outputs.stored_as_is``, as JSON text), so the run document stays small however
 many items there are. The run document holds only the job's ``FanOut``: the item count, how many
@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from runtime.clock import as_utc
-from runtime.documents import ID
+from runtime.documents import ID, WORKFLOW
 from runtime.documents.outputs import ITEMS_REF, stored_as_is
 from runtime.statuses import ItemState, JobState, RunState
 
@@ -263,11 +263,13 @@ def item_id(run_id: str, job: str, index: int) -> str:
     return f"{run_id}/{job}/{index}"
 
 
-def item_documents(run_id: str, job: str, items: list[Any]) -> list[dict[str, Any]]:
+def item_documents(run_id: str, workflow: str, job: str, items: list[Any]) -> list[dict[str, Any]]:
+    """The items of a fan-out of a run of ``workflow`` (by which its read view holds them)."""
     return [
         {
             ID: item_id(run_id, job, index),
             RUN_ID: run_id,
+            WORKFLOW: workflow,
             JOB: job,
             INDEX: index,
             **({ITEM: item} if stored_as_is(item) else {ITEM_JSON: json.dumps(item)}),

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from runtime.documents import ID
+from runtime.documents import ID, WORKFLOW
 from runtime.documents.run import Document, attempt_id
 
 OWNER, TOKEN, EXPIRES_AT = "owner", "token", "expiresAt"
@@ -26,9 +26,17 @@ class Lease:
     token: str
     """Names that one invocation: a duplicate delivery may carry the same request id."""
     expires_at: datetime
+    workflow: str
+    """The run's workflow, by which its read view holds the lease (``runtime.documents.views``)."""
 
     def to_document(self) -> Document:
-        return {ID: self.lease_id, OWNER: self.owner, TOKEN: self.token, EXPIRES_AT: self.expires_at}
+        return {
+            ID: self.lease_id,
+            OWNER: self.owner,
+            TOKEN: self.token,
+            EXPIRES_AT: self.expires_at,
+            WORKFLOW: self.workflow,
+        }
 
 
 def lease_id(run_id: str, job: str, attempt: int, index: int | None = None, slot: str | None = None) -> str:
@@ -45,6 +53,7 @@ def lease_from_document(document: Mapping[str, Any]) -> Lease:
         owner=document[OWNER],
         token=document[TOKEN],
         expires_at=expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC),
+        workflow=document.get(WORKFLOW, ""),
     )
 
 

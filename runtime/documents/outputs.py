@@ -6,10 +6,11 @@ that name them in statuses and events."""
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 from runtime import limits
-from runtime.documents import ID
+from runtime.documents import ID, WORKFLOW
 
 OUTPUTS = "outputs"
 """The collection (and GridFS bucket) of outputs kept by reference."""
@@ -25,8 +26,9 @@ def run_output_ref(run_id: str, job: str) -> str:
     return f"{RUN_REF}:{run_id}/{job}"
 
 
-def output_document(output_id: str, text: str) -> dict[str, Any]:
-    return {ID: output_id, JSON: text}
+def output_document(output_id: str, text: str, workflow: str) -> dict[str, Any]:
+    """An output of ``workflow`` (the field its read view selects it by)."""
+    return {ID: output_id, JSON: text, WORKFLOW: workflow}
 
 
 def output_filter(output_id: str) -> dict[str, Any]:
@@ -62,9 +64,32 @@ OUTPUT_CHUNKS = f"{OUTPUTS}.chunks"
 """The collections of the GridFS bucket ``outputs``: a file's description, and its chunks."""
 
 GRIDFS_FILES_INDEX = {"filename": 1, "uploadDate": 1}
+GRIDFS_FILES_ID = "files_id"
+"""The field of a chunk naming its file."""
+GRIDFS_CHUNK_BYTES = 255 * 1024
+"""GridFS's default chunk size, which the job wrapper writes its files in."""
 GRIDFS_CHUNKS_INDEX = {"files_id": 1, "n": 1}
 """The indexes ``GridFSBucket`` makes on a bucket's ``files`` and ``chunks`` (its ``_F_INDEX``
 and ``_C_INDEX``): GridFS's field names, not ours."""
+
+
+def gridfs_chunks(file_id: str, data: bytes) -> list[dict[str, Any]]:
+    """The chunks of a GridFS file holding ``data``, as ``GridFSBucket`` writes them."""
+    return [
+        {GRIDFS_FILES_ID: file_id, "n": n, "data": data[start : start + GRIDFS_CHUNK_BYTES]}
+        for n, start in enumerate(range(0, len(data), GRIDFS_CHUNK_BYTES))
+    ]
+
+
+def gridfs_file(file_id: str, filename: str, length: int, date: datetime) -> dict[str, Any]:
+    """The description of a GridFS file, written once its chunks are: GridFS's fields."""
+    return {
+        ID: file_id,
+        "length": length,
+        "chunkSize": GRIDFS_CHUNK_BYTES,
+        "uploadDate": date.replace(microsecond=date.microsecond // 1000 * 1000),
+        "filename": filename,
+    }
 
 
 def stored_as_is(value: Any) -> bool:

@@ -23,7 +23,7 @@ from typing import Any
 
 from runtime.clock import as_utc
 from runtime.definition.model import Workflow
-from runtime.documents import ID
+from runtime.documents import ID, WORKFLOW
 from runtime.documents.deployment import DEPLOY_ID, Deployment, deployment_from_document
 from runtime.documents.failures import Failure, failure_from_document
 from runtime.documents.items import FanOut, Lane, fan_out_field, fan_out_from_document, lane_field
@@ -147,8 +147,7 @@ class Run:
         }
 
 
-WORKFLOW, DEFINITION, INPUT, RUN_STATE, PHASE, JOBS, PHASES = (
-    "workflow",
+DEFINITION, INPUT, RUN_STATE, PHASE, JOBS, PHASES = (
     "definition",
     "input",
     "status",

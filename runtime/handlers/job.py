@@ -65,10 +65,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         _state.update(user=user)
     # Once per process, as the secret is read once; with a database role to assume, per
     # invocation, so its credentials are renewed as they near expiry (cheap otherwise: the client
-    # is cached). A job creates no index (its database role may not); the starter and the
-    # reconciler do.
+    # is cached). A job creates no index nor view (its database role may not); the starter and
+    # the reconciler do. It reads through its workflow's views alone.
     if "store" not in _state or os.environ.get(contracts.MONGODB_ROLE_ARN):
-        _state["store"] = store_from_env(os.environ, max_pool_size=STORE_CONNECTIONS)
+        _state["store"] = store_from_env(os.environ, max_pool_size=STORE_CONNECTIONS, job=True)
     request_id = getattr(context, "aws_request_id", None) or uuid.uuid4().hex
     result = run_attempt(_state["store"], _state["user"], event, context, request_id)
     return {"outcome": result.outcome, "error": result.error}

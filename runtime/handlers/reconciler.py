@@ -67,7 +67,11 @@ _state: dict[str, Reconciler] = {}
 
 
 def _build(workflow: str) -> Reconciler:
-    store = store_from_env(os.environ, max_pool_size=STORE_CONNECTIONS, create_indexes=True, keyed=True)
+    store = store_from_env(
+        os.environ, max_pool_size=STORE_CONNECTIONS, create_indexes=True, workflow=workflow, keyed=True
+    )
+    # Runs in flight across the deploy that brought the views: their jobs read what they wrote.
+    store.adopt_running_runs(workflow)
     return Reconciler(
         store=store,
         dispatcher=LambdaDispatcher(boto3.client("lambda")),

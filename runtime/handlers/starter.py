@@ -67,7 +67,9 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
             else cloud_deployment(definition, versions, str(getattr(context, "invoked_function_arn", "")))
         )
         _state.update(
-            store=store_from_env(os.environ, max_pool_size=STORE_CONNECTIONS, create_indexes=True),
+            store=store_from_env(
+                os.environ, max_pool_size=STORE_CONNECTIONS, create_indexes=True, workflow=definition.name
+            ),
             definition=definition,
             deployment=deployment,
         )

@@ -123,10 +123,10 @@ class ItemHandling:
 
     # -- a fan-out's start -------------------------------------------------------------------
 
-    def store_items(self, run_id: str, starts: tuple[FanOutStart, ...]) -> None:
+    def store_items(self, run: Run, starts: tuple[FanOutStart, ...]) -> None:
         """Before the write that starts them: a lane started after it finds its items."""
         for start in starts:
-            self.items.insert_items(run_id, start.job, start.items)
+            self.items.insert_items(run.run_id, start.job, start.items, workflow=run.workflow)
 
     def start_lanes(self, run: Run, starts: tuple[FanOutStart, ...], key: str) -> tuple[JobEvent, ...]:
         """After the write that starts them: put each lane's first item in and dispatch it."""

@@ -103,7 +103,7 @@ def _success(store: RunStore, event: JobEvent, output: Any) -> StatusEvent:
     size = _check_output(output)
     if size <= limits.OUTPUT_INLINE_MAX_BYTES and _travels_as_is(output):
         return _status(event, StatusName.SUCCESS, output=output)
-    ref = store.items().outputs.store(_lease_id(event), output)
+    ref = store.items().outputs.store(_lease_id(event), output, event.workflow)
     return _status(event, StatusName.SUCCESS, output_ref=ref)
 
 
@@ -236,6 +236,7 @@ def run_attempt(
         owner=request_id,
         token=uuid.uuid4().hex,
         expires_at=utcnow() + settings.duration,
+        workflow=event.workflow,
     )
     if not store.acquire_lease(lease):
         return _wait_for_end(store, event, context, settings)

@@ -213,7 +213,7 @@ class Orchestrator:
         """Make the decision's write (a fan-out's items first): the transition written, or, when
         MongoDB refuses the document for good, the run's failure written in its place (never
         retried into a dead-letter queue), or ``LostRace`` when another handler wrote first."""
-        self.fan_outs.store_items(run.run_id, transition.fan_outs)
+        self.fan_outs.store_items(run, transition.fan_outs)
         decision: Transition | Rejection = transition
         try:
             earliest = None if transition.wake_at is None else wake_at(transition.wake_at)

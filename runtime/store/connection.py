@@ -52,7 +52,7 @@ ASSUMED_ROLE_SESSION = "workflows-database"
 
 _clients: dict[tuple[str, int | None, tuple[tuple[str, Any], ...]], pymongo.MongoClient[Document]] = {}
 _clients_lock = threading.Lock()
-_indexed: set[tuple[str, str, str]] = set()
+_indexed: set[tuple[str, str, str, str]] = set()
 _assumed: dict[str, tuple[dict[str, Any], datetime]] = {}
 """Role ARN -> the client options carrying its assumed credentials, and when those expire."""
 
@@ -184,8 +184,10 @@ def store_from_env(
     *,
     max_pool_size: int,
     create_indexes: bool = False,
+    workflow: str | None = None,
     sts_client: Any | None = None,
     keyed: bool = False,
+    job: bool = False,
 ) -> MongoStore:
     """The store a Lambda handler uses, with at most ``max_pool_size`` connections. Cheap to call
     per invocation: the client is cached, and assumed credentials are renewed only as they near
@@ -197,8 +199,14 @@ def store_from_env(
     brings a deploy's new indexes within one period even while no run starts. Every other
     function's cold start costs no round trip for them, and needs no right to create them.
 
+    ``workflow``: with ``create_indexes``, that workflow's read views are made too (the
+    starter's and the reconciler's own workflow), so its jobs find them.
+
     ``keyed``: the function checks the signature of the statuses it acts on (docs/architecture.md,
-    "Trust"), so it refuses to start without the status key: it fails closed."""
+    "Trust"), so it refuses to start without the status key: it fails closed.
+
+    ``job``: the job wrapper's store, which reads only through the views of its workflow
+    (``WORKFLOW_NAME``; ``runtime.documents.views``): it refuses to start without one."""
     settings = StoreSettings.from_env(environ)
     target = client_target(environ, secrets_client, sts_client)
     keys = function_keys(environ, secrets_client)
@@ -207,9 +215,17 @@ def store_from_env(
             f"{contracts.STATUS_KEY_SECRET_ARN} is not set: this function applies or reports only "
             "statuses it can authenticate, and has no key to check them with"
         )
-    store = MongoStore(target_client(target, max_pool_size), settings, keys)
-    marker = (target.uri, settings.database, settings.statuses_collection)
+    own_workflow = environ.get(contracts.WORKFLOW_NAME) if job else None
+    if job and not own_workflow:
+        raise StoreError(
+            f"{contracts.WORKFLOW_NAME} is not set: a job function reads only its own workflow's "
+            "documents, and does not know which workflow that is"
+        )
+    store = MongoStore(target_client(target, max_pool_size), settings, keys, own_workflow)
+    marker = (target.uri, settings.database, settings.statuses_collection, workflow or "")
     if create_indexes and marker not in _indexed:
         store.ensure_indexes()
+        if workflow is not None:
+            store.ensure_views(workflow)
         _indexed.add(marker)
     return store

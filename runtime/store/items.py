@@ -42,6 +42,14 @@ from runtime.documents.items import (
 )
 from runtime.documents.outputs import run_outputs_filter
 from runtime.documents.run import EXPIRE_AT, expiry_update, lane_moved, run_filter, without_expiry
+from runtime.documents.views import (
+    labelled,
+    output_reference_of,
+    output_references,
+    run_items,
+    unlabelled,
+    view_name,
+)
 from runtime.errors import StoreError
 from runtime.store.outputs import OutputStore
 
@@ -57,12 +65,19 @@ def _guard(action: str, call: Any) -> Any:
 
 
 class MongoItems:
-    """``ItemStore`` on the run documents' database: ``items``, the runs' ``fanOut`` records."""
+    """``ItemStore`` on the run documents' database: ``items``, the runs' ``fanOut`` records.
+    With ``workflow`` (the job wrapper's), the items and outputs are read through that
+    workflow's views (``runtime.documents.views``)."""
 
-    def __init__(self, runs: Collection[Document], items: Collection[Document]) -> None:
+    def __init__(
+        self, runs: Collection[Document], items: Collection[Document], workflow: str | None = None
+    ) -> None:
         self.runs = runs
         self.items = items
-        self.outputs = OutputStore(runs.database, items, runs)
+        database = runs.database
+        self._read_runs = runs if workflow is None else database[view_name(workflow, runs.name)]
+        self._read_items = items if workflow is None else database[view_name(workflow, items.name)]
+        self.outputs = OutputStore(database, self._read_items, workflow, self._read_runs)
 
     def ensure_indexes(self) -> None:
         _guard(
@@ -102,8 +117,26 @@ class MongoItems:
             lambda: self.outputs.outputs.update_many(run_outputs_filter(run_id) | unstamped, update),
         )
 
-    def insert_items(self, run_id: str, job: str, items: Sequence[Any]) -> None:
-        documents = item_documents(run_id, job, list(items))
+    def adopt(self, run_id: str, workflow: str, refs: Sequence[str]) -> None:
+        """Give a run's items, and its outputs kept by reference (``refs``, from its statuses,
+        and its items'), written before the views existed, the run's ``workflow``
+        (``MongoStore.adopt_running_runs``)."""
+        query, projection = output_references(run_id, items=True)
+        found = _guard(
+            "read the outputs of a run's items",
+            lambda: [
+                output_reference_of(document, items=True) for document in self.items.find(query, projection)
+            ],
+        )
+        _guard(
+            "give a run's items their workflow",
+            lambda: self.items.update_many(unlabelled(run_items(run_id)), labelled(workflow)),
+        )
+        for ref in (*refs, *found):
+            self.outputs.adopt(ref, workflow)
+
+    def insert_items(self, run_id: str, job: str, items: Sequence[Any], *, workflow: str) -> None:
+        documents = item_documents(run_id, workflow, job, list(items))
         try:
             self.items.insert_many(documents, ordered=False)
         except BulkWriteError as exc:
@@ -118,7 +151,7 @@ class MongoItems:
     def read_lane(self, run_id: str, job: str, lane: int) -> LaneView | None:
         document = _guard(
             f"read a lane of {job!r}",
-            lambda: self.runs.find_one(run_filter(run_id), lane_projection(job, lane)),
+            lambda: self._read_runs.find_one(run_filter(run_id), lane_projection(job, lane)),
         )
         return None if document is None else lane_view(document, job, lane)
 
@@ -198,7 +231,7 @@ class MongoItems:
     def read_item(self, run_id: str, job: str, index: int) -> Any:
         document = _guard(
             f"read item {index} of {job!r}",
-            lambda: self.items.find_one(item_filter(run_id, job, index), ITEM_FIELDS),
+            lambda: self._read_items.find_one(item_filter(run_id, job, index), ITEM_FIELDS),
         )
         if document is None:
             raise StoreError(f"item {index} of {job!r} in run {run_id!r} is not stored")
@@ -208,7 +241,7 @@ class MongoItems:
         documents = _guard(
             f"read the failed items of {job!r}",
             lambda: list(
-                self.items.find(failed_items_filter(run_id, job), FAILED_ITEM_PROJECTION)
+                self._read_items.find(failed_items_filter(run_id, job), FAILED_ITEM_PROJECTION)
                 .sort(INDEX, pymongo.ASCENDING)
                 .limit(limit)
             ),

@@ -84,10 +84,12 @@ from runtime.documents.run import (
     without_expiry,
 )
 from runtime.documents.signatures import StatusKeys, attempt_slot
+from runtime.documents.views import output_reference_of, output_references, view_definitions, view_name
 from runtime.errors import DocumentRejected, StoreError
 from runtime.statuses import OPERATION_STATUSES, RunState, StatusName
 from runtime.store.items import MongoItems
 from runtime.store.settings import StoreSettings
+from runtime.store.views import ensure_views
 
 T = TypeVar("T")
 
@@ -162,20 +164,32 @@ class MongoStore:
         client: pymongo.MongoClient[Document],
         settings: StoreSettings | None = None,
         keys: StatusKeys | None = None,
+        workflow: str | None = None,
     ) -> None:
+        """``workflow``: the store reads that workflow's documents alone, through its views
+        (``runtime.documents.views``): the job wrapper's store, whose database role may read
+        nothing else. Its writes go to the collections."""
         self.settings = settings or StoreSettings()
         self._keys = keys
+        self.workflow = workflow
         database = client[self.settings.database]
         self.database: Database[Document] = database
         self.runs: Collection[Document] = database[self.settings.runs_collection]
         self.statuses: Collection[Document] = database[self.settings.statuses_collection]
         self.notifications: Collection[Document] = database[self.settings.notifications_collection]
         self.leases: Collection[Document] = database[self.settings.leases_collection]
-        self._items = MongoItems(self.runs, database[self.settings.items_collection])
+        self._items = MongoItems(self.runs, database[self.settings.items_collection], workflow)
+
+        def readable(collection: Collection[Document]) -> Collection[Document]:
+            return collection if workflow is None else database[view_name(workflow, collection.name)]
+
+        self._read_runs = readable(self.runs)
+        self._read_statuses = readable(self.statuses)
+        self._read_leases = readable(self.leases)
         # The same documents as raw BSON: reading a run this way tells its stored size.
-        self._raw_runs = self.runs.with_options(
-            codec_options=self.runs.codec_options.with_options(document_class=RawBSONDocument)
-        )
+        raw = self.runs.codec_options.with_options(document_class=RawBSONDocument)
+        self._raw_runs = self.runs.with_options(codec_options=raw)
+        self._raw_read_runs = self._read_runs.with_options(codec_options=raw)
 
     @property
     def keys(self) -> StatusKeys | None:
@@ -207,6 +221,40 @@ class MongoStore:
                     partial(collection.create_index, keys, name=name, **options),
                 )
 
+    def ensure_views(self, workflow: str) -> None:
+        """``workflow``'s read views (``runtime.documents.views``), through which its job
+        functions read; idempotent, as ``ensure_indexes``, and made by the same functions."""
+        ensure_views(self.database, view_definitions(workflow, self.settings.read_collections))
+
+    def adopt_running_runs(self, workflow: str) -> None:
+        """The documents of ``workflow``'s running runs that were written before the views
+        existed (a run in flight across the deploy that brought them) get their workflow, so
+        its jobs read them: the items, and the outputs kept by reference, found by their exact
+        ids in the run's statuses and items. Idempotent; the reconciler's, once per process.
+        A lease carries none: a duplicate delivery of an attempt claimed before then leaves it
+        to its owner."""
+        query, _ = running_deployments_query(workflow)
+        running: list[str] = _guard(
+            f"read the running runs of {workflow}",
+            lambda: [document[ID] for document in self.runs.find(query, {ID: 1})],
+        )
+        for run_id in running:
+            self._items.adopt(run_id, workflow, self._output_references(run_id))
+
+    def _output_references(self, run_id: str) -> list[str]:
+        query, projection = output_references(run_id, items=False)
+        return _guard(
+            f"read the outputs of run {run_id!r}",
+            lambda: [
+                output_reference_of(document, items=False)
+                for document in self.statuses.find(query, projection)
+            ],
+        )
+
+    def reading_as(self, workflow: str) -> MongoStore:
+        """The same database, read through ``workflow``'s views: the job wrapper's store."""
+        return MongoStore(self.database.client, self.settings, self._keys, workflow)
+
     # -- runs --------------------------------------------------------------------------------
 
     def insert_run(self, run: Run) -> bool:
@@ -219,7 +267,7 @@ class MongoStore:
         return True
 
     def read_run(self, run_id: str) -> Run | None:
-        raw = _guard(f"read run {run_id!r}", lambda: self._raw_runs.find_one(run_filter(run_id)))
+        raw = _guard(f"read run {run_id!r}", lambda: self._raw_read_runs.find_one(run_filter(run_id)))
         return self._decoded(raw)
 
     def _decoded(self, raw: Any) -> Run | None:
@@ -230,13 +278,14 @@ class MongoStore:
 
     def read_attempt_state(self, run_id: str, job: str) -> tuple[RunState, JobRecord | None] | None:
         document = _guard(
-            f"read run {run_id!r}", lambda: self.runs.find_one(run_filter(run_id), attempt_projection(job))
+            f"read run {run_id!r}",
+            lambda: self._read_runs.find_one(run_filter(run_id), attempt_projection(job)),
         )
         return None if document is None else attempt_state_from_document(document, job)
 
     def load_run(self, run_id: str) -> Document | None:
         """The run document as stored."""
-        return _guard(f"read run {run_id!r}", lambda: self.runs.find_one(run_filter(run_id)))
+        return _guard(f"read run {run_id!r}", lambda: self._read_runs.find_one(run_filter(run_id)))
 
     def record_job_success(self, run_id: str, conditions: Fields, changes: Fields) -> Run | None:
         raw = _guard(
@@ -263,7 +312,7 @@ class MongoStore:
             "list runs",
             lambda: [
                 summary_from_document(document)
-                for document in self.runs.find(query, dict.fromkeys(SUMMARY_FIELDS, 1))
+                for document in self._read_runs.find(query, dict.fromkeys(SUMMARY_FIELDS, 1))
                 .sort(CREATED_AT, DESC)
                 .limit(limit)
             ],
@@ -276,7 +325,7 @@ class MongoStore:
             f"read the version maps of the running runs of {workflow}",
             lambda: [
                 deployment
-                for document in self.runs.find(query, projection)
+                for document in self._read_runs.find(query, projection)
                 if (deployment := deployment_of_document(document)) is not None
             ],
         )
@@ -286,7 +335,8 @@ class MongoStore:
         return _guard(
             "find stale runs",
             lambda: [
-                document[ID] for document in self.runs.find(query, {ID: 1}).sort(UPDATED_AT, ASC).limit(limit)
+                document[ID]
+                for document in self._read_runs.find(query, {ID: 1}).sort(UPDATED_AT, ASC).limit(limit)
             ],
         )
 
@@ -315,14 +365,15 @@ class MongoStore:
         return _guard(
             "find runs with timers due",
             lambda: [
-                document[ID] for document in self.runs.find(query, {ID: 1}).sort(WAKE_AT, ASC).limit(limit)
+                document[ID]
+                for document in self._read_runs.find(query, {ID: 1}).sort(WAKE_AT, ASC).limit(limit)
             ],
         )
 
     def next_wake(self, workflow: str | None = None) -> datetime | None:
         found = _guard(
             "find the next timer",
-            lambda: self.runs.find_one(next_wake_query(workflow), {WAKE_AT: 1}, sort=[(WAKE_AT, ASC)]),
+            lambda: self._read_runs.find_one(next_wake_query(workflow), {WAKE_AT: 1}, sort=[(WAKE_AT, ASC)]),
         )
         return None if found is None else as_utc(found.get(WAKE_AT))
 
@@ -377,7 +428,7 @@ class MongoStore:
     ) -> Document | None:
         """One status document as stored, by its unique key (``index``: of an item)."""
         query = dict(zip(STATUS_KEY[:-1], (run_id, phase, job, index, status, attempt), strict=True))
-        return _guard("read a status", lambda: self.statuses.find_one(query))
+        return _guard("read a status", lambda: self._read_statuses.find_one(query))
 
     def read_terminal_status(
         self,
@@ -393,7 +444,7 @@ class MongoStore:
         if slot is None and self._keys is not None:
             slot = attempt_slot(self._keys.attempt_key(run_id, job, attempt, index))
         query = {ID: terminal_id(run_id, job, attempt, index, slot), PHASE: phase}
-        document = _guard("read a terminal status", lambda: self.statuses.find_one(query))
+        document = _guard("read a terminal status", lambda: self._read_statuses.find_one(query))
         return None if document is None else status_from_document(document)
 
     # -- leases ------------------------------------------------------------------------------
@@ -406,7 +457,7 @@ class MongoStore:
         return True
 
     def read_lease(self, lease_id: str) -> Lease | None:
-        document = _guard("read a lease", lambda: self.leases.find_one(lease_filter(lease_id)))
+        document = _guard("read a lease", lambda: self._read_leases.find_one(lease_filter(lease_id)))
         return None if document is None else lease_from_document(document)
 
     def renew_lease(self, lease: Lease) -> bool:
@@ -427,7 +478,7 @@ class MongoStore:
         return _guard(
             f"read the statuses of run {run_id!r}",
             lambda: [
-                status_from_document(document) for document in self.statuses.find(query).sort(DATE, ASC)
+                status_from_document(document) for document in self._read_statuses.find(query).sort(DATE, ASC)
             ],
         )
 
@@ -436,7 +487,7 @@ class MongoStore:
         return _guard(
             "read recent operations",
             lambda: [
-                status_from_document(document) for document in self.statuses.find(query).sort(DATE, ASC)
+                status_from_document(document) for document in self._read_statuses.find(query).sort(DATE, ASC)
             ],
         )
 
@@ -456,13 +507,13 @@ class MongoStore:
         """The run's status documents as stored, in the order they were recorded."""
         return _guard(
             f"read the statuses of run {run_id!r}",
-            lambda: list(self.statuses.find(run_statuses_query(run_id)).sort(DATE, pymongo.ASCENDING)),
+            lambda: list(self._read_statuses.find(run_statuses_query(run_id)).sort(DATE, pymongo.ASCENDING)),
         )
 
     def count_statuses(self, run_id: str) -> int:
         return _guard(
             f"count the statuses of run {run_id!r}",
-            lambda: self.statuses.count_documents(run_statuses_query(run_id)),
+            lambda: self._read_statuses.count_documents(run_statuses_query(run_id)),
         )
 
     # -- notification claims -----------------------------------------------------------------

@@ -29,9 +29,11 @@ from typing import Any
 import gridfs
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import PyMongoError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from runtime import limits
+from runtime.clock import utcnow
+from runtime.documents import ID
 from runtime.documents.items import INDEX, OUTPUT, STATE, job_items_filter
 from runtime.documents.items import OUTPUT_REF as ITEM_OUTPUT_REF
 from runtime.documents.outputs import (
@@ -46,6 +48,8 @@ from runtime.documents.outputs import (
     OUTPUTS,
     RUN_REF,
     SIZE,
+    gridfs_chunks,
+    gridfs_file,
     json_size_pipeline,
     output_document,
     output_filter,
@@ -53,6 +57,7 @@ from runtime.documents.outputs import (
     reference,
 )
 from runtime.documents.run import job_output_of, job_output_projection, run_filter
+from runtime.documents.views import gridfs_id, labelled, unlabelled, view_name
 from runtime.errors import OutputTooLarge, StoreError
 from runtime.statuses import ItemState
 
@@ -64,15 +69,27 @@ outputs kept in the items themselves (128 KB each) wait in a batch."""
 
 
 class OutputStore:
-    """Stores and loads the outputs kept by reference, on one database."""
+    """Stores and loads the outputs kept by reference, on one database. ``items``: the
+    collection the items are read from. With ``workflow`` (the job wrapper's), every read goes
+    through that workflow's views (``runtime.documents.views``), and GridFS's bucket is read as
+    the bucket of those views; writes go to the collections, views being read-only."""
 
     def __init__(
-        self, database: Database[Document], items: Collection[Document], runs: Collection[Document]
+        self,
+        database: Database[Document],
+        items: Collection[Document],
+        workflow: str | None = None,
+        runs: Collection[Document] | None = None,
     ) -> None:
         self.outputs: Collection[Document] = database[OUTPUTS]
         self.items = items
         self.runs = runs
-        self.files = gridfs.GridFSBucket(database, bucket_name=OUTPUTS)
+        """Where an output the run document holds is read (``run:`` references): the runs, or the
+        workflow's view of them."""
+        reads = OUTPUTS if workflow is None else view_name(workflow, OUTPUTS)
+        self._readable: Collection[Document] = database[reads]
+        self.files = gridfs.GridFSBucket(database, bucket_name=reads)
+        self._database = database
 
     def ensure_indexes(self) -> None:
         """GridFS's own indexes on the bucket, as ``GridFSBucket`` would make them on its first
@@ -95,29 +112,68 @@ class OutputStore:
     def chunks_collection(self) -> Collection[Document]:
         return self.outputs.database[OUTPUT_CHUNKS]
 
-    def store(self, output_id: str, value: Any) -> str:
-        """Keep ``value`` and answer its reference. Stored as JSON text, so it comes back as
-        the JSON the handler returned, and in GridFS once it would not fit one document."""
+    def store(self, output_id: str, value: Any, workflow: str) -> str:
+        """Keep ``value``, an output of ``workflow``, and answer its reference. Stored as JSON
+        text, so it comes back as the JSON the handler returned, and in GridFS once it would not
+        fit one document."""
         text = json.dumps(value, allow_nan=False)
         if len(text.encode()) <= limits.RUN_DOCUMENT_MAX_BYTES:
             try:
-                self.outputs.replace_one(
-                    output_filter(output_id), output_document(output_id, text), upsert=True
-                )
+                self.outputs.insert_one(output_document(output_id, text, workflow))
+            except DuplicateKeyError:
+                self._stored_already(output_id, text)
             except Exception as exc:  # pymongo's errors; the attempt fails with the reason
                 raise StoreError(f"could not store the output {output_id}: {exc}") from exc
             return reference(OUTPUT_REF, output_id)
         try:
-            self.files.upload_from_stream(output_id, text.encode())
+            self._upload(gridfs_id(workflow, output_id), output_id, text.encode())
         except Exception as exc:  # as above
             raise StoreError(f"could not store the output {output_id} in GridFS: {exc}") from exc
         return reference(GRIDFS_REF, output_id)
+
+    def _stored_already(self, output_id: str, text: str) -> None:
+        """An output is stored once, by its attempt (inserted, never replaced: the job database
+        role may not update outputs): the same value stored again is fine, another is an error."""
+        try:
+            stored = self._readable.find_one(output_filter(output_id))
+        except PyMongoError as exc:
+            raise StoreError(f"could not store the output {output_id}: {exc}") from exc
+        if stored is None or stored.get(JSON) != text:
+            raise StoreError(f"the output {output_id} is stored already, with another value")
+
+    def adopt(self, ref: str, workflow: str) -> None:
+        """Give the output at ``ref``, stored before the views existed, its workflow, so its
+        workflow's jobs read it: the document's field set; a GridFS file (whose id cannot change)
+        copied under an id of its workflow, which its jobs read by name as the newest upload."""
+        kind, name = parse_reference(ref)
+        try:
+            if kind == OUTPUT_REF:
+                self.outputs.update_one(unlabelled(output_filter(name)), labelled(workflow))
+            elif (
+                kind == GRIDFS_REF and self.files_collection.find_one({ID: gridfs_id(workflow, name)}) is None
+            ):
+                stored = gridfs.GridFSBucket(
+                    self._database, bucket_name=OUTPUTS
+                ).open_download_stream_by_name(name)
+                self._upload(gridfs_id(workflow, name), name, stored.read())
+        except gridfs.errors.NoFile:
+            return  # expired: nothing to read
+        except PyMongoError as exc:
+            raise StoreError(f"could not give the output {ref} its workflow {workflow}: {exc}") from exc
+
+    def _upload(self, file_id: str, filename: str, data: bytes) -> None:
+        """A GridFS file as ``GridFSBucket`` writes one, with inserts alone: the bucket's upload
+        first reads the collections (to decide whether to create its indexes, which
+        ``ensure_indexes`` made), and the job database role may read only its views. The chunks
+        come first, so a reader never finds the file without them."""
+        self.chunks_collection.insert_many(gridfs_chunks(file_id, data))
+        self.files_collection.insert_one(gridfs_file(file_id, filename, len(data), utcnow()))
 
     def load(self, ref: str) -> Any:
         kind, name = parse_reference(ref)
         try:
             if kind == OUTPUT_REF:
-                document = self.outputs.find_one(output_filter(name))
+                document = self._readable.find_one(output_filter(name))
                 if document is None:
                     raise StoreError(f"the output {ref} is gone")
                 return json.loads(document[JSON])
@@ -128,6 +184,10 @@ class OutputStore:
                 return self._item_outputs(run_id, job)
             if kind == RUN_REF:
                 run_id, _, job = name.rpartition("/")
+                if self.runs is None:
+                    raise StoreError(
+                        f"the output {ref} is in its run document, which this store does not read"
+                    )
                 run = self.runs.find_one(run_filter(run_id), job_output_projection(job))
                 if run is None:
                     raise StoreError(f"the output {ref} is gone")
@@ -142,7 +202,7 @@ class OutputStore:
         kind, name = parse_reference(ref)
         try:
             if kind == OUTPUT_REF:
-                measured = list(self.outputs.aggregate(json_size_pipeline(name)))
+                measured = list(self._readable.aggregate(json_size_pipeline(name)))
                 if not measured:
                     raise StoreError(f"the output {ref} is gone")
                 size = int(measured[0][SIZE])
@@ -189,10 +249,14 @@ class OutputStore:
                 if used > budget:
                     raise OutputTooLarge(ref, used, budget, at_least=True)
                 outputs.append(value)
+        if not outputs:
+            raise StoreError(f"the output {ref} is gone")
         return outputs, used
 
     def _item_outputs(self, run_id: str, job: str) -> list[Any]:
-        """The outputs of a fan-out's items in index order; null for an item that failed."""
+        """The outputs of a fan-out's items in index order; null for an item that failed. A
+        fan-out's reference names one item at least (no items: the job's output is ``[]``
+        itself), so none found is an output gone (or not its reader's workflow's)."""
         outputs: list[Any] = []
         cursor = self.items.find(
             job_items_filter(run_id, job), {OUTPUT: 1, ITEM_OUTPUT_REF: 1, STATE: 1, INDEX: 1}
@@ -204,6 +268,8 @@ class OutputStore:
                 outputs.append(self.load(document[ITEM_OUTPUT_REF]))
             else:
                 outputs.append(document.get(OUTPUT))
+        if not outputs:
+            raise StoreError(f"the output {reference(ITEMS_REF, f'{run_id}/{job}')} is gone")
         return outputs
 
     def resolve(self, results: Mapping[str, Any], references: Mapping[str, str]) -> dict[str, Any]:

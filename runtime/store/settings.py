@@ -24,6 +24,12 @@ class StoreSettings:
     items_collection: str = "items"
     """The items of ``for_each`` jobs, one document each (env ``ITEMS_COLLECTION``)."""
 
+    @property
+    def read_collections(self) -> tuple[str, str, str, str]:
+        """The collections a job reads through its workflow's views (``runtime.documents.views``),
+        besides the outputs kept by reference."""
+        return (self.runs_collection, self.statuses_collection, self.leases_collection, self.items_collection)
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> StoreSettings:
         defaults = cls()
