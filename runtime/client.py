@@ -37,6 +37,7 @@ from runtime import contracts
 from runtime.aws.starter import StarterInvoker
 from runtime.definition.input_check import InputRefused
 from runtime.definition.loader import workflow_in_folder
+from runtime.definition.model import Workflow
 from runtime.documents.listing import PagePosition, RunSummary
 from runtime.errors import OperationRefused, RunError, RunNotFound, StoreError, StoreUnavailable
 from runtime.service.approvals import answer_approval
@@ -46,7 +47,7 @@ from runtime.service.operations import (
     list_runs,
     request_cancel,
     request_redrive,
-    request_upgrade,
+    request_upgrade_to_folder,
     run_history,
     wait_for_end,
 )
@@ -86,7 +87,7 @@ T = TypeVar("T")
 
 
 class _Backend(Protocol):
-    def start(self, workflow: str, input: Any, run_id: str | None) -> StartedRun: ...
+    def start(self, workflow: str | Workflow, input: Any, run_id: str | None) -> StartedRun: ...
     def get(self, run_id: str, workflow: str | None) -> RunReport: ...
     def history(self, run_id: str, workflow: str | None) -> list[HistoryEntry]: ...
     def list(
@@ -165,9 +166,10 @@ class Client:
 
     # -- the verbs --
 
-    def start(self, workflow: str, input: Any = None, run_id: str | None = None) -> StartedRun:
-        """Start a run of ``workflow``; idempotent on ``run_id`` (the existing run is answered,
-        ``created`` false). ``InputRefused`` when the input does not match the input_schema."""
+    def start(self, workflow: str | Workflow, input: Any = None, run_id: str | None = None) -> StartedRun:
+        """Start a run of ``workflow`` (its name; over MongoDB also a loaded spec); idempotent on
+        ``run_id`` (the existing run is answered, ``created`` false). ``InputRefused`` when the
+        input does not match the input_schema."""
         return self._backend.start(workflow, input, run_id)
 
     def get(self, run_id: str, *, workflow: str | None = None) -> RunReport:
@@ -279,8 +281,10 @@ class _MongoBackend:
         self.store = store
         self.workflows_dir = workflows_dir
 
-    def start(self, workflow: str, input: Any, run_id: str | None) -> StartedRun:
-        definition = workflow_in_folder(self.workflows_dir, workflow)
+    def start(self, workflow: str | Workflow, input: Any, run_id: str | None) -> StartedRun:
+        definition = (
+            workflow if isinstance(workflow, Workflow) else workflow_in_folder(self.workflows_dir, workflow)
+        )
         return _guarded("start a run", lambda: start_run(self.store, definition, run_id=run_id, input=input))
 
     def get(self, run_id: str, workflow: str | None) -> RunReport:
@@ -314,10 +318,9 @@ class _MongoBackend:
                 "cancel", lambda: request_cancel(store, run_id, fields["reason"], workflow=workflow)
             )
         if action == "redrive" and fields["upgrade"]:
-            run = self.get(run_id, workflow)
-            definition = workflow_in_folder(self.workflows_dir, run.workflow)
             return _guarded(
-                "redrive", lambda: request_upgrade(store, run_id, definition, None, workflow=workflow)
+                "redrive",
+                lambda: request_upgrade_to_folder(store, run_id, self.workflows_dir, workflow=workflow),
             )
         if action == "redrive":
             return _guarded("redrive", lambda: request_redrive(store, run_id, workflow=workflow))
@@ -355,7 +358,9 @@ class _StarterBackend:
             )
         return chosen
 
-    def start(self, workflow: str, input: Any, run_id: str | None) -> StartedRun:
+    def start(self, workflow: str | Workflow, input: Any, run_id: str | None) -> StartedRun:
+        if isinstance(workflow, Workflow):
+            workflow = workflow.name  # the starter runs its own deployed definition
         request = {"input": input, **({} if run_id is None else {"run_id": run_id})}
         answer = self.starter.call(workflow, request)
         return StartedRun(run_id=answer["run_id"], created=bool(answer["created"]))

@@ -17,9 +17,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from os import PathLike
 from typing import Any
 
 from runtime.clock import as_utc, from_iso, iso
+from runtime.definition.loader import workflow_in_folder
 from runtime.definition.model import Workflow
 from runtime.documents.deployment import Deployment
 from runtime.documents.listing import PagePosition, RunSummary
@@ -176,6 +178,30 @@ def request_upgrade(
     if not store.apply_transition(run_id, at_version(run.version) | run_is(run.state), moved):
         raise OperationRefused(f"run {run_id} changed while it was being upgraded: ask again")
     return request_redrive(store, run_id, workflow=workflow)
+
+
+DEPLOYED_FUNCTION = "arn:"
+"""How a run's version map names a deployed function version (a local one names a snapshot)."""
+
+
+def request_upgrade_to_folder(
+    store: RunStore, run_id: str, folder: str | PathLike[str], *, workflow: str | None = None
+) -> OperationReceipt:
+    """``redrive --upgrade`` off the cloud: move the ended run to its workflow's spec in
+    ``folder`` and take its version map off, so its next dispatch pins it to the code there (the
+    dev server), or invokes the functions by name. A run pinned to a deploy's versions is
+    refused: only its starter knows that deploy's versions, and the message says how to ask it."""
+    run = _existing_run(store, run_id, workflow)
+    if run.deployment is not None and any(
+        function.startswith(DEPLOYED_FUNCTION) for function in run.deployment.functions.values()
+    ):
+        payload = f'{{"action": "redrive", "upgrade": true, "run_id": "{run_id}"}}'
+        raise OperationRefused(
+            f"run {run_id} runs the versions of a deploy ({run.deployment.deploy_id}); its starter knows the "
+            f"current ones: aws lambda invoke --function-name {run.workflow}-starter "
+            f"--cli-binary-format raw-in-base64-out --payload '{payload}' /dev/stdout"
+        )
+    return request_upgrade(store, run_id, workflow_in_folder(folder, run.workflow), None, workflow=workflow)
 
 
 def _redrive_pending(store: RunStore, run: Run) -> bool:
