@@ -97,6 +97,7 @@ class _Backend(Protocol):
         since: datetime | None,
         limit: int,
         after: PagePosition | None,
+        deploy_id: str | None,
     ) -> list[RunSummary]: ...
     def operate(self, workflow: str | None, action: str, run_id: str, **fields: Any) -> OperationReceipt: ...
     def ended(self, run_id: str, workflow: str | None) -> bool: ...
@@ -176,6 +177,10 @@ class Client:
         """The run as ``status --json`` shows it: status, phase, error, each job's status,
         attempts, output, error and time. ``RunNotFound`` for an unknown run."""
         return self._backend.get(run_id, workflow)
+
+    def has_ended(self, run_id: str, *, workflow: str | None = None) -> bool:
+        """Whether the run has ended, with no redrive asked for and about to reopen it."""
+        return self._backend.ended(run_id, workflow)
 
     def wait(
         self, run_id: str, timeout: float | None = None, *, poll: float = 0.5, workflow: str | None = None
@@ -257,11 +262,13 @@ class Client:
         since: datetime | None = None,
         limit: int = 50,
         after: PagePosition | None = None,
+        deploy_id: str | None = None,
     ) -> list[RunSummary]:
         """Runs newest first, at most ``limit``, of ``workflow`` (every workflow's over MongoDB),
         in ``status``, created at ``since`` or later; ``after`` a page's position
-        (``PagePosition.after(page)``), the page that follows it."""
-        return self._backend.list(workflow, status, since, limit, after)
+        (``PagePosition.after(page)``), the page that follows it; ``deploy_id``: only the runs
+        pinned to that deploy."""
+        return self._backend.list(workflow, status, since, limit, after, deploy_id)
 
 
 def _guarded(action: str, call: Callable[[], T]) -> T:
@@ -285,7 +292,14 @@ class _MongoBackend:
         definition = (
             workflow if isinstance(workflow, Workflow) else workflow_in_folder(self.workflows_dir, workflow)
         )
-        return _guarded("start a run", lambda: start_run(self.store, definition, run_id=run_id, input=input))
+
+        def start() -> StartedRun:
+            # The unique keys the engine relies on, and the views its jobs read through.
+            self.store.ensure_indexes()
+            self.store.ensure_views(definition.name)
+            return start_run(self.store, definition, run_id=run_id, input=input)
+
+        return _guarded("start a run", start)
 
     def get(self, run_id: str, workflow: str | None) -> RunReport:
         report = _guarded("read a run", lambda: summarize(self.store, run_id))
@@ -303,11 +317,18 @@ class _MongoBackend:
         since: datetime | None,
         limit: int,
         after: PagePosition | None,
+        deploy_id: str | None,
     ) -> list[RunSummary]:
         return _guarded(
             "list runs",
             lambda: list_runs(
-                self.store, workflow=workflow, status=status, since=since, limit=limit, position=after
+                self.store,
+                workflow=workflow,
+                status=status,
+                since=since,
+                limit=limit,
+                deploy_id=deploy_id,
+                position=after,
             ),
         )
 
@@ -381,8 +402,11 @@ class _StarterBackend:
         since: datetime | None,
         limit: int,
         after: PagePosition | None,
+        deploy_id: str | None,
     ) -> list[RunSummary]:
         request: dict[str, Any] = {"action": "list", "limit": limit}
+        if deploy_id is not None:
+            request["deploy_id"] = deploy_id
         if status is not None:
             request["status"] = status
         if since is not None:

@@ -12,7 +12,7 @@ import pytest
 
 from cdk_app.console.server import serving_console
 from cdk_app.local.snapshots import CodeSnapshots
-from cdk_app.local.versions import upgrade_to_folder
+from runtime.client import Client
 from runtime.definition.loader import load_workflow
 from runtime.service.operations import OperationReceipt
 from runtime.statuses import StatusName
@@ -39,7 +39,7 @@ def folder(tmp_path: Path) -> Path:
 @pytest.fixture
 def upgrading(store: MongoStore, folder: Path) -> Iterator[Console]:
     def upgrade(store: MongoStore, run_id: str) -> OperationReceipt:
-        return upgrade_to_folder(store, run_id, folder)
+        return Client.on_store(store, workflows_dir=folder).redrive(run_id, upgrade=True)
 
     with serving_console(store, "127.0.0.1", 0, True, upgrade) as url:
         yield Console(url.rstrip("/"), store)

@@ -9,7 +9,7 @@ import argparse
 import json
 from typing import Any
 
-from cdk_app.cli.arguments import Subparsers, add_store_arguments, open_store
+from cdk_app.cli.arguments import Subparsers, add_store_arguments, open_client
 from cdk_app.errors import EXIT_OK, EXIT_USAGE, CommandError
 
 
@@ -51,18 +51,14 @@ def _output(text: str | None) -> Any:
 
 
 def _approve(args: argparse.Namespace) -> int:
-    from runtime.service.approvals import answer_approval
-
     output = _output(args.output)
-    receipt = answer_approval(open_store(args), args.run_id, args.job, approve=True, output=output)
+    receipt = open_client(args).approve(args.run_id, args.job, output)
     _print(receipt.created, "approval", args)
     return EXIT_OK
 
 
 def _reject(args: argparse.Namespace) -> int:
-    from runtime.service.approvals import answer_approval
-
-    receipt = answer_approval(open_store(args), args.run_id, args.job, approve=False, reason=args.reason)
+    receipt = open_client(args).reject(args.run_id, args.job, args.reason)
     _print(receipt.created, "rejection", args)
     return EXIT_OK
 

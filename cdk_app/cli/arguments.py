@@ -13,12 +13,16 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
 from cdk_app.console import DEFAULT_HOST
 from cdk_app.errors import EXIT_USAGE, CommandError
 from runtime.contracts import MONGODB_URI as MONGODB_URI_VARIABLE
 from runtime.store.settings import StoreSettings
+
+if TYPE_CHECKING:
+    from runtime.client import Client
 
 if TYPE_CHECKING:
     from cdk_app.connect import MongoAddress
@@ -59,6 +63,15 @@ def open_store(args: argparse.Namespace) -> MongoStore:
             f"no MongoDB given: pass --mongo-uri URI or set {MONGODB_URI_VARIABLE}", EXIT_USAGE
         )
     return connect(address, args.database)
+
+
+def open_client(args: argparse.Namespace, workflows_dir: Path | None = None) -> Client:
+    """The ``runtime.client.Client`` the commands that start, read and operate runs go through,
+    on the store ``open_store`` opens (``workflows_dir``: the specs a ``redrive --upgrade`` moves
+    a run to)."""
+    from runtime.client import Client
+
+    return Client.on_store(open_store(args), workflows_dir=workflows_dir or Path("workflows"))
 
 
 def add_console_arguments(parser: argparse.ArgumentParser, port_flag: str, default_port: int | None) -> None:

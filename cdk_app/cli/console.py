@@ -34,8 +34,8 @@ def _console(args: argparse.Namespace) -> int:
     from rich.markup import escape
 
     from cdk_app.console.server import serving_console
-    from cdk_app.local.versions import upgrade_to_folder
     from cdk_app.terminal.output import console
+    from runtime.client import Client
 
     store = open_store(args)
     say = console(stderr=True)
@@ -44,7 +44,7 @@ def _console(args: argparse.Namespace) -> int:
 
     def upgrade(store: MongoStore, run_id: str) -> OperationReceipt:
         """The upgrade button: to the specs of the project's workflows folder."""
-        return upgrade_to_folder(store, run_id, folder)
+        return Client.on_store(store, workflows_dir=folder).redrive(run_id, upgrade=True)
 
     with serving_console(store, args.host, args.port, args.allow_actions, upgrade) as url:
         print(url, flush=True)

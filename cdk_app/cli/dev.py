@@ -53,8 +53,8 @@ def _dev(args: argparse.Namespace) -> int:
         stopped_by_sigterm,
     )
     from cdk_app.local.processes import python_difference
-    from cdk_app.local.versions import upgrade_to_folder
     from cdk_app.terminal.output import console as output_console
+    from runtime.client import Client
 
     if args.mongo_uri is not None and args.data is not None:
         raise CommandError(
@@ -89,7 +89,9 @@ def _dev(args: argparse.Namespace) -> int:
                     args.host,
                     args.console_port,
                     args.allow_actions,
-                    lambda store, run_id: upgrade_to_folder(store, run_id, folder),
+                    lambda store, run_id: Client.on_store(store, workflows_dir=folder).redrive(
+                        run_id, upgrade=True
+                    ),
                 )
             )
             mode = "actions allowed" if args.allow_actions else "read-only"

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cdk_app.cli.arguments import Subparsers, add_store_arguments, open_store
+from cdk_app.cli.arguments import Subparsers, add_store_arguments, open_client, open_store
 from cdk_app.errors import EXIT_OK, EXIT_USAGE, CommandError
 from cdk_app.project import workflows_dir
 from runtime.statuses import RunState
@@ -53,10 +53,7 @@ def add_cancel(subparsers: Subparsers) -> None:
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    from runtime.service.operations import request_cancel
-
-    store = open_store(args)
-    _print_receipt(request_cancel(store, args.run_id, args.reason), "cancel")
+    _print_receipt(open_client(args).cancel(args.run_id, args.reason), "cancel")
     return EXIT_OK
 
 
@@ -90,17 +87,11 @@ def add_redrive(subparsers: Subparsers) -> None:
 
 
 def _redrive(args: argparse.Namespace) -> int:
-    from cdk_app.local.versions import upgrade_to_folder
-    from runtime.service.operations import request_redrive
-
     if args.workflows is not None and not args.upgrade:
         raise CommandError("--workflows goes with --upgrade only", EXIT_USAGE)
-    store = open_store(args)
-    if args.upgrade:
-        folder = args.workflows if args.workflows is not None else Path(workflows_dir())
-        _print_receipt(upgrade_to_folder(store, args.run_id, folder), "upgrading redrive")
-    else:
-        _print_receipt(request_redrive(store, args.run_id), "redrive")
+    folder = args.workflows if args.workflows is not None else Path(workflows_dir())
+    receipt = open_client(args, folder).redrive(args.run_id, upgrade=args.upgrade)
+    _print_receipt(receipt, "upgrading redrive" if args.upgrade else "redrive")
     return EXIT_OK
 
 
@@ -152,20 +143,14 @@ def add_runs(subparsers: Subparsers) -> None:
 def _runs(args: argparse.Namespace) -> int:
     from cdk_app.terminal.output import console
     from cdk_app.terminal.timeline import print_runs, runs_to_json
-    from runtime.service.operations import list_runs
 
     since = None if args.since is None else _since(args.since)
-    store = open_store(args)
-    runs = list_runs(
-        store,
-        workflow=args.workflow,
-        status=args.status,
-        since=since,
-        limit=args.limit,
-        deploy_id=args.deploy,
+    client = open_client(args)
+    runs = client.list(
+        args.workflow, status=args.status, since=since, limit=args.limit, deploy_id=args.deploy
     )
     if not runs and args.workflow is not None:
-        _check_workflow_known(store, args.workflow)
+        _check_workflow_known(open_store(args), args.workflow)
     if args.json:
         print(json.dumps(runs_to_json(runs)))
     else:
@@ -212,14 +197,13 @@ def add_history(subparsers: Subparsers) -> None:
 def _history(args: argparse.Namespace) -> int:
     from cdk_app.terminal.output import console
     from cdk_app.terminal.timeline import history_to_json, print_history
-    from runtime.service.operations import run_history
 
-    store = open_store(args)
-    entries = run_history(store, args.run_id)
+    client = open_client(args)
+    entries = client.history(args.run_id)
     if args.json:
         print(json.dumps(history_to_json(entries), default=str))
         return EXIT_OK
-    run = store.read_run(args.run_id)
-    title = f"run {args.run_id}" if run is None else f"{run.workflow} run {args.run_id}: {run.state}"
+    run = client.get(args.run_id)
+    title = f"{run.workflow} run {args.run_id}: {run.status}"
     print_history(console(), title, entries)
     return EXIT_OK

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cdk_app.cli.arguments import Subparsers, add_store_arguments, given_address, open_store
+from cdk_app.cli.arguments import Subparsers, add_store_arguments, given_address, open_client
 from cdk_app.errors import EXIT_OK, EXIT_PROBLEMS, EXIT_STILL_RUNNING, EXIT_USAGE, CommandError
 from cdk_app.local import RUN_TIMEOUT_SECONDS
 from runtime.errors import SpecError
@@ -26,9 +26,9 @@ from runtime.store.settings import StoreSettings
 
 if TYPE_CHECKING:
     from cdk_app.connect import MongoAddress
+    from runtime.client import Client
     from runtime.definition.model import Workflow
     from runtime.service.run_view import RunReport
-    from runtime.store.mongo import MongoStore
 
 
 def _load_spec(path: str) -> Workflow:
@@ -210,15 +210,10 @@ def add_start(subparsers: Subparsers) -> None:
 
 
 def _start(args: argparse.Namespace) -> int:
-    from runtime.service.runs import start_run
-
     run_input = _run_input(args)
     workflow = _load_spec(args.spec)
     _checked_input(workflow, run_input)
-    store = open_store(args)
-    store.ensure_indexes()
-    store.ensure_views(workflow.name)  # its jobs read through them (docs/deploy.md)
-    started = start_run(store, workflow, run_id=args.run_id, input=run_input)
+    started = open_client(args).start(workflow, run_input, run_id=args.run_id)
     if not started.created:
         print(
             f"run {started.run_id} existed already with the same input; nothing new started", file=sys.stderr
@@ -261,7 +256,7 @@ def add_status(subparsers: Subparsers) -> None:
     parser.set_defaults(run=_status, prog=parser.prog)
 
 
-def _watch(store: MongoStore, run_id: str, report: RunReport) -> RunReport:
+def _watch(client: Client, run_id: str, report: RunReport) -> RunReport:
     """Redraw the table in place (rich's ``Live``) until the run ends. A terminal that is not
     interactive gets the last drawing only, so a piped ``--watch`` prints the final table."""
     from rich.live import Live
@@ -269,17 +264,12 @@ def _watch(store: MongoStore, run_id: str, report: RunReport) -> RunReport:
     from cdk_app.terminal.output import console as output_console
     from cdk_app.terminal.output import uncut
     from cdk_app.terminal.render import print_summary_notes, summary_table
-    from runtime.service.operations import wait_for_end
-    from runtime.service.run_view import summarize
 
     console = output_console()
     expand = not uncut(console)
     with Live(summary_table(report, expand), console=console, refresh_per_second=WATCH_REDRAWS) as live:
         # Until the run has ended with no redrive about to reopen it, as --wait waits.
-        ended = None
-        while ended is None:
-            ended = wait_for_end(store, run_id, 1 / WATCH_REDRAWS)
-            report = summarize(store, run_id) or report
+        for report in client.watch(run_id, poll=1 / WATCH_REDRAWS):
             live.update(summary_table(report, expand))
     print_summary_notes(console, report)
     return report
@@ -287,26 +277,26 @@ def _watch(store: MongoStore, run_id: str, report: RunReport) -> RunReport:
 
 def _status(args: argparse.Namespace) -> int:
     from cdk_app.terminal.output import console
-    from runtime.service.operations import wait_for_end
-    from runtime.service.run_view import summarize
+    from runtime.errors import RunNotFound
 
     if args.wait is not None and not (args.wait > 0):
         raise CommandError(f"--wait must be a positive number of seconds, got {args.wait:g}", EXIT_USAGE)
     if args.watch and (args.json or args.wait is not None):
         raise CommandError("--watch draws a live table: it goes with neither --json nor --wait", EXIT_USAGE)
-    store = open_store(args)
-    report = summarize(store, args.run_id)
-    if report is None:
-        raise CommandError(f"unknown run {args.run_id!r} in database {args.database!r}")
+    client = open_client(args)
+    try:
+        report = client.get(args.run_id)
+    except RunNotFound:
+        raise CommandError(f"unknown run {args.run_id!r} in database {args.database!r}") from None
     if args.watch:
-        return OUTCOMES.get(_watch(store, args.run_id, report).status, EXIT_PROBLEMS)
+        return OUTCOMES.get(_watch(client, args.run_id, report).status, EXIT_PROBLEMS)
     if args.wait is None:
         _print_report(args, report)
         return EXIT_OK
     # Asked even of a run that has ended: a failed run with a redrive requested and not yet
     # applied is about to run again, and ``redrive`` then ``status --wait`` waits for that.
     with console(stderr=True).status(f"waiting for run {args.run_id} to end"):
-        ended = wait_for_end(store, args.run_id, None if math.isinf(args.wait) else args.wait)
-    report = summarize(store, args.run_id) or report
+        report = client.wait(args.run_id, None if math.isinf(args.wait) else args.wait)
+    ended = client.has_ended(args.run_id)
     _print_report(args, report)
-    return EXIT_STILL_RUNNING if ended is None else OUTCOMES.get(report.status, EXIT_PROBLEMS)
+    return OUTCOMES.get(report.status, EXIT_PROBLEMS) if ended else EXIT_STILL_RUNNING

@@ -42,10 +42,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cdk_app.console.listing import RunFilters, count_by_state, runs_page
 from cdk_app.console.views import run_json
 from cdk_app.terminal.timeline import summary_to_json
+from runtime.client import Client
 from runtime.documents.items import FAILED_ITEMS_SHOWN
 from runtime.errors import RunError, StoreError
-from runtime.service.approvals import answer_approval
-from runtime.service.operations import OperationReceipt, request_cancel, request_redrive
+from runtime.service.operations import OperationReceipt
 from runtime.store.mongo import MongoStore
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -208,16 +208,15 @@ def console_app(
             reason = fields.get("reason")
             if reason is not None and not isinstance(reason, str):
                 return _problem(400, "the reason is text")
-            operate = action(
-                lambda store, run_id: answer_approval(
-                    store,
-                    run_id,
-                    request.query_params.get("job", ""),
-                    approve=approve,
-                    output=fields.get("output", {}),
-                    reason=reason,
-                )
-            )
+            job = request.query_params.get("job", "")
+
+            def answer_it(store: MongoStore, run_id: str) -> OperationReceipt:
+                client = Client.on_store(store)
+                if approve:
+                    return client.approve(run_id, job, fields.get("output", {}))
+                return client.reject(run_id, job, reason)
+
+            operate = action(answer_it)
             return await run_in_threadpool(operate, request)
 
         return serve
@@ -228,8 +227,12 @@ def console_app(
         Route("/api/runs", guarded(runs)),
         Route("/api/counts", guarded(counts)),
         Route("/api/run", run),
-        Route("/api/run/cancel", action(lambda s, run_id: request_cancel(s, run_id)), methods=["POST"]),
-        Route("/api/run/redrive", action(request_redrive), methods=["POST"]),
+        Route(
+            "/api/run/cancel", action(lambda s, run_id: Client.on_store(s).cancel(run_id)), methods=["POST"]
+        ),
+        Route(
+            "/api/run/redrive", action(lambda s, run_id: Client.on_store(s).redrive(run_id)), methods=["POST"]
+        ),
         Route("/api/run/upgrade", action(upgrade or _no_upgrade), methods=["POST"]),
         Route("/api/run/approve", answer(True), methods=["POST"]),
         Route("/api/run/reject", answer(False), methods=["POST"]),

@@ -10,6 +10,7 @@ import time
 import types
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +57,11 @@ def load_job_handler(workflow: str, job: Job) -> UserHandler:
     ``invoke`` job's: the call of its stand-in, ``cdk_app.local.stand_ins``)."""
     if job.invoke is not None:
         stand_in = stand_in_job(job)
-        loaded = None if stand_in is None else load_job_handler(workflow, stand_in)
-        return invoke_locally(workflow, job, loaded)
+        if stand_in is None:
+            return invoke_locally(job, None, partial(context_for, workflow, job))
+        return invoke_locally(
+            job, load_job_handler(workflow, stand_in), partial(context_for, workflow, stand_in)
+        )
     if job.code is None:
         return stub_handler
     return load_handler(workflow, job.name, Path(str(job.code)))

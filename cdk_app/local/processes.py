@@ -40,7 +40,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from cdk_app.local.jobs import FunctionDied, LocalContext, load_handler
+from cdk_app.local.jobs import FunctionDied, LocalContext, context_for, load_handler
 from cdk_app.local.stand_ins import invoke_locally, stand_in_job
 from runtime import contracts
 from runtime.definition.model import Job, Workflow
@@ -231,8 +231,10 @@ class JobProcesses:
         call of its stand-in, which runs in workers of its own)."""
         if job.invoke is not None:
             stand_in = stand_in_job(job)
-            loaded = None if stand_in is None else self.handler(workflow, stand_in, shared)
-            return invoke_locally(workflow, job, loaded)
+            if stand_in is None:
+                return invoke_locally(job, None, partial(context_for, workflow, job))
+            loaded = self.handler(workflow, stand_in, shared)
+            return invoke_locally(job, loaded, partial(context_for, workflow, stand_in))
         if job.code is None:
             return stub_handler
         return partial(self.call, JobCode.of(workflow, job, shared))

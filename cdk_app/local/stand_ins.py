@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -23,17 +24,15 @@ class StandIn:
     """A ``FunctionInvoker`` that calls the stand-in's handler (in a worker of its own, or in
     this process), with a Lambda context of the stand-in's own."""
 
-    def __init__(self, handler: UserHandler, workflow: str, job: Job) -> None:
+    def __init__(self, handler: UserHandler, context_of: Callable[[str], Any]) -> None:
         self.handler = handler
-        self.workflow = workflow
-        self.job = job
+        self.context_of = context_of
+        """The Lambda context of one invocation of the stand-in, by its request id."""
 
     def invoke(self, function: str, payload: bytes) -> Invocation:
-        from cdk_app.local.jobs import context_for
-
         request_id = uuid.uuid4().hex
         try:
-            answer: Any = self.handler(json.loads(payload), context_for(self.workflow, self.job, request_id))
+            answer: Any = self.handler(json.loads(payload), self.context_of(request_id))
         except HandlerFailed as exc:  # raised in a worker: its description is "Type: message"
             kind, _, message = exc.description.partition(": ")
             return _function_error(kind, message.split("\nTraceback")[0], request_id)
@@ -52,7 +51,7 @@ def stand_in_job(job: Job) -> Job | None:
     return None if job.local is None else replace(job, code=job.local, invoke=None, payload=None, local=None)
 
 
-def invoke_locally(workflow: str, job: Job, stand_in: UserHandler | None) -> UserHandler:
+def invoke_locally(job: Job, stand_in: UserHandler | None, context_of: Callable[[str], Any]) -> UserHandler:
     """The handler of an ``invoke`` job on this machine."""
     assert job.invoke is not None
     if stand_in is None:
@@ -66,4 +65,4 @@ def invoke_locally(workflow: str, job: Job, stand_in: UserHandler | None) -> Use
             )
 
         return no_stand_in
-    return invoke_handler(StandIn(stand_in, workflow, job), job.invoke, job.payload)
+    return invoke_handler(StandIn(stand_in, context_of), job.invoke, job.payload)

@@ -12,17 +12,13 @@ its next dispatch.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 from cdk_app.local.cloud import JobFunction
 from cdk_app.local.processes import JobProcesses
 from cdk_app.local.snapshots import CodeSnapshots
-from runtime.definition.loader import workflow_in_folder
 from runtime.definition.model import Workflow
 from runtime.documents.events import JobEvent
 from runtime.documents.run import deployment_set, not_pinned
-from runtime.errors import RunError
-from runtime.service.operations import OperationReceipt, request_upgrade
 from runtime.store.mongo import MongoStore
 
 DEPLOYED_FUNCTION = "arn:"
@@ -73,23 +69,3 @@ class PinnedFunctions:
             if run is None or run.deployment is None:
                 return None
         return run.deployment.function_of(event.job)
-
-
-def upgrade_to_folder(store: MongoStore, run_id: str, folder: Path) -> OperationReceipt:
-    """``redrive --upgrade`` from the CLI: move the ended run to its workflow's spec in ``folder``
-    and take its version map off, so its next dispatch pins it to the code there (the dev
-    server), or invokes the functions by name. A run pinned to a deploy's versions is refused:
-    only its starter knows that deploy's versions, and the message says how to ask it."""
-    run = store.read_run(run_id)
-    if run is None:
-        raise RunError(f"no run {run_id!r} in this database (check the run id and the MongoDB URI)")
-    if run.deployment is not None and any(
-        function.startswith(DEPLOYED_FUNCTION) for function in run.deployment.functions.values()
-    ):
-        payload = f'{{"action": "redrive", "upgrade": true, "run_id": "{run_id}"}}'
-        raise RunError(
-            f"run {run_id} runs the versions of a deploy ({run.deployment.deploy_id}); its starter knows the "
-            f"current ones: aws lambda invoke --function-name {run.workflow}-starter "
-            f"--cli-binary-format raw-in-base64-out --payload '{payload}' /dev/stdout"
-        )
-    return request_upgrade(store, run_id, workflow_in_folder(folder, run.workflow), None)

@@ -117,7 +117,13 @@ def _read(request: Mapping[str, Any], run_id: str | None) -> dict[str, Any]:
                 f"after is a page position ({{created_at, run_ids}}), got {position!r}: {exc}"
             ) from None
         runs = list_runs(
-            store, workflow=workflow, status=request.get("status"), since=after, limit=limit, position=page
+            store,
+            workflow=workflow,
+            status=request.get("status"),
+            since=after,
+            limit=limit,
+            deploy_id=request.get("deploy_id"),
+            position=page,
         )
         return {"runs": [run.to_json() for run in runs]}
     if run_id is None:
