@@ -20,7 +20,40 @@ def grant_spec_permissions(role: iam.Role, job: Job) -> None:
         role.add_to_policy(
             iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[invoked_arn(role, job.invoke)])
         )
-    Validations.of(role).acknowledge(*spec_wildcards(job))
+    if job.http is not None and job.http.secret is not None:
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["secretsmanager:GetSecretValue"], resources=[secret_arn(role, job.http.secret)]
+            )
+        )
+    Validations.of(role).acknowledge(*spec_wildcards(job), *secret_wildcards(role, job))
+
+
+def secret_arn(scope: iam.Role, secret: str) -> str:
+    """The ARN of the secret an ``http`` job sends: as written, or the secret of that name in the
+    stack's account and region (Secrets Manager ends its ARNs in ``-`` and six characters)."""
+    if secret.startswith("arn:"):
+        return secret
+    return Stack.of(scope).format_arn(
+        service="secretsmanager",
+        resource="secret",
+        resource_name=f"{secret}-??????",
+        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+    )
+
+
+def secret_wildcards(scope: iam.Role, job: Job) -> list[Acknowledgment]:
+    """cdk-nag flags the ``-??????`` that completes a secret's name into its ARN."""
+    if job.http is None or job.http.secret is None or job.http.secret.startswith("arn:"):
+        return []
+    return [
+        Acknowledgment(
+            id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:"
+            f"<AWS::AccountId>:secret:{job.http.secret}-??????]",
+            reason="Secrets Manager adds six characters to a secret's name in its ARN; this is the one "
+            f"secret job {job.name} sends ($.phases.{job.phase}.jobs.{job.name}.http.secret).",
+        )
+    ]
 
 
 def invoked_arn(scope: iam.Role, function: str) -> str:

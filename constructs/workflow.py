@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -94,6 +95,8 @@ HANDLERS = {
 
 INVOKE_HANDLER = "runtime.handlers.invoke.handler"
 """``JOB_HANDLER`` of an ``invoke`` job: the job wrapper calls the existing function."""
+HTTP_HANDLER = "runtime.handlers.http.handler"
+"""``JOB_HANDLER`` of an ``http`` job: the job wrapper sends the request."""
 
 
 def function_name(workflow: str, role: str) -> str:
@@ -517,7 +520,12 @@ class Workflow(Construct):
         secret, the log group and the CDK user's grants reach it alone. Jobs without share one
         role, so roles grow with the jobs that declare permissions (the quota is 1,000 roles)."""
         workflow = self._props.workflow
-        own = bool(job.permissions) or job.invoke is not None or job.name in self._props.own_roles
+        own = (
+            bool(job.permissions)
+            or job.invoke is not None
+            or (job.http is not None and job.http.secret is not None)
+            or job.name in self._props.own_roles
+        )
         if not own and isinstance(shared := self.node.try_find_child(SHARED_JOB_ROLE), iam.Role):
             return shared
         role = iam.Role(
@@ -575,6 +583,9 @@ class Workflow(Construct):
         environment = dict(job.env) | self._store_environment("job")
         if job.name in self._job_code:
             environment[contracts.JOB_HANDLER] = self._job_code[job.name][1]
+        if job.http is not None:
+            environment[contracts.JOB_HANDLER] = HTTP_HANDLER
+            environment[contracts.HTTP_REQUEST] = json.dumps(job.http.to_document(), separators=(",", ":"))
         if job.invoke is not None:
             environment[contracts.JOB_HANDLER] = INVOKE_HANDLER
             environment[contracts.INVOKE_FUNCTION] = job.invoke

@@ -44,6 +44,8 @@ INVOKE_FUNCTION = "INVOKE_FUNCTION"
 INVOKE_PAYLOAD = "INVOKE_PAYLOAD"
 """An ``invoke`` job's ``payload`` (JMESPath over ``{input, results, item, index}``); unset, the
 function gets the job's event."""
+HTTP_REQUEST = "HTTP_REQUEST"
+"""An ``http`` job's: its ``http`` mapping as JSON (url, method, headers, body, secret, ...)."""
 WORKFLOW_DEFINITION_FILE = "WORKFLOW_DEFINITION_FILE"
 """The starter's bundled definition, relative to the function's code folder."""
 JOB_VERSIONS = "JOB_VERSIONS"
@@ -79,6 +81,7 @@ ENVIRONMENT_NAMES = frozenset(
         JOB_HANDLER,
         INVOKE_FUNCTION,
         INVOKE_PAYLOAD,
+        HTTP_REQUEST,
         WORKFLOW_NAME,
         WORKFLOW_DEFINITION_FILE,
         JOB_VERSIONS,

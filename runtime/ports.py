@@ -283,3 +283,22 @@ class InvokeRefused(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    """What an HTTP server answered: its status, its ``Content-Type`` and its body."""
+
+    status: int
+    content_type: str
+    body: bytes
+
+
+class HttpClient(Protocol):
+    """Sends one HTTP request and answers the response, whatever its status (``runtime.aws.http``)."""
+
+    def send(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeout: float
+    ) -> HttpResponse:
+        """Raises ``TimeoutError`` when no answer came within ``timeout`` seconds, ``OSError`` when
+        the server could not be reached."""

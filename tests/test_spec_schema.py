@@ -89,6 +89,8 @@ APPROVAL_BASE: dict[str, Any] = copy.deepcopy(SPEC_BASE)
 APPROVAL_BASE["phases"]["p"]["jobs"]["b"]["approval"] = {"timeout": 60}
 WAIT_BASE: dict[str, Any] = copy.deepcopy(SPEC_BASE)
 WAIT_BASE["phases"]["p"]["jobs"]["b"]["wait"] = {"until": "input.at"}
+HTTP_BASE: dict[str, Any] = copy.deepcopy(SPEC_BASE)
+HTTP_BASE["phases"]["p"]["jobs"]["b"]["http"] = {"url": "https://api.example/x"}
 SEED_BASE: dict[str, Any] = {
     "purposeId": "probe",
     "phases": {
@@ -106,6 +108,7 @@ WHERE: dict[str, tuple[dict[str, Any], tuple[str | int, ...]]] = {
     "retry": (RETRY_BASE, ("phases", "p", "jobs", "b", "retry")),
     "approval": (APPROVAL_BASE, ("phases", "p", "jobs", "b", "approval")),
     "wait": (WAIT_BASE, ("phases", "p", "jobs", "b", "wait")),
+    "http": (HTTP_BASE, ("phases", "p", "jobs", "b", "http")),
     "seed": (SEED_BASE, ()),
     "seed_phase": (SEED_BASE, ("phases", "p")),
     "seed_step": (SEED_BASE, ("phases", "p", "steps", "p")),
@@ -153,6 +156,14 @@ CHANGES: dict[tuple[str, str], object] = {
     ("job", "invoke"): "arn:aws:lambda:eu-west-1:123456789012:function:billing",
     ("job", "payload"): "input",
     ("job", "local"): "jobs/fake.py",
+    ("job", "http"): {"url": "https://api.example/y"},
+    ("http", "url"): "https://api.example/z",
+    ("http", "method"): "DELETE",
+    ("http", "headers"): {"Accept": "application/json"},
+    ("http", "body"): "input",
+    ("http", "secret"): "partner-key",
+    ("http", "secret_header"): "X-Api-Key",
+    ("http", "timeout"): 5,
     ("job", "results"): "earlier",
     ("job", "code"): "jobs/extract_orders.py",
     ("job", "memory"): 1024,

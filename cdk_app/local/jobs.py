@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from cdk_app.local.stand_ins import invoke_locally, stand_in_job
+from cdk_app.local.stand_ins import invoke_locally, send_locally, stand_in_job
 from runtime.definition.model import JOB_ASYNC_RETRIES, Job, Workflow, job_function_name
 from runtime.documents.events import JobEvent
 from runtime.errors import RunError
@@ -55,6 +55,8 @@ def context_for(workflow: str, job: Job, request_id: str) -> LocalContext:
 def load_job_handler(workflow: str, job: Job) -> UserHandler:
     """The job's ``handler`` function, or the generated stub when the job has no code (an
     ``invoke`` job's: the call of its stand-in, ``cdk_app.local.stand_ins``)."""
+    if job.http is not None:
+        return send_locally(job)
     if job.invoke is not None:
         stand_in = stand_in_job(job)
         if stand_in is None:

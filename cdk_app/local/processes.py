@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from cdk_app.local.jobs import FunctionDied, LocalContext, context_for, load_handler
-from cdk_app.local.stand_ins import invoke_locally, stand_in_job
+from cdk_app.local.stand_ins import invoke_locally, send_locally, stand_in_job
 from runtime import contracts
 from runtime.definition.model import Job, Workflow
 from runtime.errors import RunError
@@ -229,6 +229,8 @@ class JobProcesses:
         """What invoking the job's function runs: its code in one of its workers (the generated
         stub, which reads nothing, in this process when the job has no code; an ``invoke`` job's
         call of its stand-in, which runs in workers of its own)."""
+        if job.http is not None:
+            return send_locally(job)  # no code of the user's: the request is sent from here
         if job.invoke is not None:
             stand_in = stand_in_job(job)
             if stand_in is None:

@@ -9,13 +9,17 @@ A job without a stand-in fails each attempt saying so."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from runtime.aws.http import UrllibClient
 from runtime.definition.model import Job
 from runtime.ports import Invocation
+from runtime.service.http_job import http_handler
 from runtime.service.invoke_job import invoke_handler, named_error
 from runtime.service.job_attempt import HandlerFailed, UserHandler
 
@@ -66,3 +70,31 @@ def invoke_locally(job: Job, stand_in: UserHandler | None, context_of: Callable[
 
         return no_stand_in
     return invoke_handler(StandIn(stand_in, context_of), job.invoke, job.payload)
+
+
+def secret_variable(secret: str) -> str:
+    """The environment variable that holds an ``http`` job's secret on this machine:
+    ``WORKFLOWS_SECRET_`` and its name (the last part of an ARN, without Secrets Manager's six
+    characters), upper-cased, every other character ``_``."""
+    name = secret.split(":secret:")[-1]
+    if secret.startswith("arn:"):
+        name = re.sub(r"-[A-Za-z0-9]{6}$", "", name)
+    return "WORKFLOWS_SECRET_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+
+
+def local_secret(secret: str) -> str:
+    """An ``http`` job's secret on this machine, from ``secret_variable(secret)``."""
+    variable = secret_variable(secret)
+    value = os.environ.get(variable)
+    if value is None:
+        raise named_error(
+            "NoLocalSecret", f"the secret {secret!r} is not on this machine: set {variable} to its value"
+        )
+    return value
+
+
+def send_locally(job: Job) -> UserHandler:
+    """The handler of an ``http`` job on this machine: the same request, for real, with its secret
+    from the environment."""
+    assert job.http is not None
+    return http_handler(UrllibClient(), job.http, local_secret)

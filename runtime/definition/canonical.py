@@ -11,6 +11,7 @@ from runtime import contracts, limits
 from runtime.definition.draft import Draft, DraftJob, DraftPhase, Ref, known_fields, mapping, name_refs
 from runtime.definition.expressions import check_expression
 from runtime.definition.for_each import read_for_each
+from runtime.definition.http import read_http
 from runtime.definition.input_schema import read_input_schema
 from runtime.definition.invoke import read_invoke
 from runtime.definition.job_code import check_job_code, check_shared_folder
@@ -130,6 +131,7 @@ def _job_settings(
         check_expression(job, "when", own["when"], job.when_reads, report)
     settings |= read_for_each(job, own, report)
     settings |= read_invoke(job, own, report, code.base_dir)
+    settings |= read_http(job, own, report)
     if "permissions" in own:
         settings["permissions"] = read_permissions(own["permissions"], (*job.path, "permissions"), report)
     if isinstance(own.get("code"), str) and own["code"]:

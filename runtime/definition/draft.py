@@ -55,10 +55,12 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "invoke",
                 "payload",
                 "local",
+                "http",
             }
         ),
         "retry": frozenset({"max", "delay", "backoff", "max_delay", "jitter", "on"}),
         "approval": frozenset({"timeout", "message"}),
+        "http": frozenset({"url", "method", "headers", "body", "secret", "secret_header", "timeout"}),
         "wait": frozenset({"until"}),
         "permission": frozenset({"actions", "resources"}),
         "notify": frozenset({"on", "email", "slack_webhook_secret"}),

@@ -137,6 +137,41 @@ class Approval:
 
 
 @dataclass(frozen=True, kw_only=True)
+class HttpRequest:
+    """What an ``http`` job sends: a request to ``url`` (whose ``{...}`` parts are JMESPath over
+    ``{input, results, item, index}``), its answer the job's output."""
+
+    url: str
+    method: str = "GET"
+    headers: Mapping[str, str] = field(default_factory=lambda: _frozen_mapping(None))
+    body: str | None = None
+    """JMESPath over ``{input, results, item, index}``: the JSON body; None: no body."""
+    secret: str | None = None
+    """A Secrets Manager secret (name or ARN) whose string is sent as ``secret_header``."""
+    secret_header: str = "Authorization"
+    timeout: float = 30.0
+    """Seconds to wait for the answer (within the job's own ``timeout``)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "headers", _frozen_mapping(self.headers))
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "method": self.method,
+            "headers": dict(self.headers),
+            "body": self.body,
+            "secret": self.secret,
+            "secret_header": self.secret_header,
+            "timeout": self.timeout,
+        }
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> HttpRequest:
+        return cls(**{key: document[key] for key in cls.__dataclass_fields__ if key in document})
+
+
+@dataclass(frozen=True, kw_only=True)
 class Job:
     """One unit of work: a Lambda function in the cloud, an in-process call locally."""
 
@@ -192,6 +227,8 @@ class Job:
     job's event."""
     local: str | None = None
     """An ``invoke`` job's stand-in on this machine: a handler file or folder, resolved like ``code``."""
+    http: HttpRequest | None = None
+    """A request the job sends instead of running code (``runtime.service.http_job``)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "after", tuple(self.after))
@@ -422,6 +459,7 @@ def _phase_document(phase: Phase) -> dict[str, Any]:
                 "permissions": [permission.to_document() for permission in job.permissions],
                 **({} if job.for_each is None else {key: getattr(job, key) for key in FAN_OUT_KEYS}),
                 **{key: getattr(job, key) for key in INVOKE_KEYS if getattr(job, key) is not None},
+                **({} if job.http is None else {"http": job.http.to_document()}),
             }
             for job in phase.jobs
         ],
@@ -456,6 +494,7 @@ def _phase_from_document(phase: Mapping[str, Any]) -> Phase:
                 ),
                 **{key: job[key] for key in FAN_OUT_KEYS if key in job},
                 **{key: job[key] for key in INVOKE_KEYS if key in job},
+                http=None if job.get("http") is None else HttpRequest.from_document(job["http"]),
             )
             for job in phase["jobs"]
         ),
