@@ -11,6 +11,7 @@ own, apart from the run order.
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Callable
 
 from runtime.definition.model import HANDLERS_PHASE, Job, Phase, Workflow
@@ -18,9 +19,27 @@ from runtime.definition.model import HANDLERS_PHASE, Job, Phase, Workflow
 HANDLERS_TITLE = "on_failure: when the run fails or is cancelled"
 
 
+def calls(job: Job) -> str | None:
+    """What a job that runs no code of its own calls: ``invoke <function>``, ``<service>
+    <action> <resource>``, ``<METHOD> <host>``; None for any other job."""
+    if job.invoke is not None:
+        return f"invoke {job.invoke.rsplit(':function:', 1)[-1]}"
+    if job.call is not None:
+        return (
+            f"{job.call.service} {job.call.action} {job.call.resource.rsplit(':', 1)[-1].rsplit('/', 1)[-1]}"
+        )
+    if job.http is not None:
+        return f"{job.http.method} {urllib.parse.urlsplit(job.http.url).netloc}"
+    return None
+
+
 def _notes(job: Job) -> list[str]:
-    """The lines under a job's name: its condition, its items, its join, its tolerance."""
-    notes = [] if job.when is None else [f"when {job.when}"]
+    """The lines under a job's name: what it calls, its condition, its items, its join, its
+    tolerance."""
+    called = calls(job)
+    notes = [] if called is None else [called]
+    if job.when is not None:
+        notes.append(f"when {job.when}")
     if job.for_each is not None:
         notes.append(f"for each {job.for_each}")
         notes.append(f"at most {job.max_concurrency} at once, tolerates {job.tolerated_failures}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from aws_cdk import Acknowledgment, ArnFormat, Stack, Validations
 from aws_cdk import aws_iam as iam
 
+from runtime.definition.call import CALLS, CallKind, resource_arn
 from runtime.definition.model import Job
 
 
@@ -19,6 +20,13 @@ def grant_spec_permissions(role: iam.Role, job: Job) -> None:
     if job.invoke is not None:
         role.add_to_policy(
             iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[invoked_arn(role, job.invoke)])
+        )
+    if job.call is not None:
+        kind = CALLS[(job.call.service, job.call.action)]
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=[kind.iam_action], resources=[called_arn(role, kind, job.call.resource)]
+            )
         )
     if job.http is not None and job.http.secret is not None:
         role.add_to_policy(
@@ -54,6 +62,22 @@ def secret_wildcards(scope: iam.Role, job: Job) -> list[Acknowledgment]:
             f"secret job {job.name} sends ($.phases.{job.phase}.jobs.{job.name}.http.secret).",
         )
     ]
+
+
+def called_arn(scope: iam.Role, kind: CallKind, resource: str) -> str:
+    """The ARN a ``call`` job acts on: as written (or from a queue URL), or the resource of that
+    name in the stack's account and region."""
+    known = resource_arn(kind, resource)
+    if known is not None:
+        return known
+    return Stack.of(scope).format_arn(
+        service=kind.arn_service,
+        resource=kind.arn_resource.rstrip(":/"),
+        resource_name=resource,
+        arn_format=ArnFormat.COLON_RESOURCE_NAME
+        if kind.arn_resource.endswith(":")
+        else ArnFormat.SLASH_RESOURCE_NAME,
+    )
 
 
 def invoked_arn(scope: iam.Role, function: str) -> str:

@@ -97,6 +97,8 @@ INVOKE_HANDLER = "runtime.handlers.invoke.handler"
 """``JOB_HANDLER`` of an ``invoke`` job: the job wrapper calls the existing function."""
 HTTP_HANDLER = "runtime.handlers.http.handler"
 """``JOB_HANDLER`` of an ``http`` job: the job wrapper sends the request."""
+CALL_HANDLER = "runtime.handlers.call.handler"
+"""``JOB_HANDLER`` of a ``call`` job: the job wrapper makes the service call."""
 
 
 def function_name(workflow: str, role: str) -> str:
@@ -523,6 +525,7 @@ class Workflow(Construct):
         own = (
             bool(job.permissions)
             or job.invoke is not None
+            or job.call is not None
             or (job.http is not None and job.http.secret is not None)
             or job.name in self._props.own_roles
         )
@@ -583,6 +586,9 @@ class Workflow(Construct):
         environment = dict(job.env) | self._store_environment("job")
         if job.name in self._job_code:
             environment[contracts.JOB_HANDLER] = self._job_code[job.name][1]
+        if job.call is not None:
+            environment[contracts.JOB_HANDLER] = CALL_HANDLER
+            environment[contracts.CALL_REQUEST] = json.dumps(job.call.to_document(), separators=(",", ":"))
         if job.http is not None:
             environment[contracts.JOB_HANDLER] = HTTP_HANDLER
             environment[contracts.HTTP_REQUEST] = json.dumps(job.http.to_document(), separators=(",", ":"))

@@ -44,6 +44,8 @@ INVOKE_FUNCTION = "INVOKE_FUNCTION"
 INVOKE_PAYLOAD = "INVOKE_PAYLOAD"
 """An ``invoke`` job's ``payload`` (JMESPath over ``{input, results, item, index}``); unset, the
 function gets the job's event."""
+CALL_REQUEST = "CALL_REQUEST"
+"""A ``call`` job's: its ``call`` mapping as JSON (service, action, resource, params)."""
 HTTP_REQUEST = "HTTP_REQUEST"
 """An ``http`` job's: its ``http`` mapping as JSON (url, method, headers, body, secret, ...)."""
 WORKFLOW_DEFINITION_FILE = "WORKFLOW_DEFINITION_FILE"
@@ -82,6 +84,7 @@ ENVIRONMENT_NAMES = frozenset(
         INVOKE_FUNCTION,
         INVOKE_PAYLOAD,
         HTTP_REQUEST,
+        CALL_REQUEST,
         WORKFLOW_NAME,
         WORKFLOW_DEFINITION_FILE,
         JOB_VERSIONS,

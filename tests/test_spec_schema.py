@@ -91,6 +91,12 @@ WAIT_BASE: dict[str, Any] = copy.deepcopy(SPEC_BASE)
 WAIT_BASE["phases"]["p"]["jobs"]["b"]["wait"] = {"until": "input.at"}
 HTTP_BASE: dict[str, Any] = copy.deepcopy(SPEC_BASE)
 HTTP_BASE["phases"]["p"]["jobs"]["b"]["http"] = {"url": "https://api.example/x"}
+CALL_BASE: dict[str, Any] = copy.deepcopy(SPEC_BASE)
+CALL_BASE["phases"]["p"]["jobs"]["b"]["call"] = {
+    "service": "sns",
+    "action": "publish",
+    "resource": "arn:aws:sns:eu-west-1:123456789012:t",
+}
 SEED_BASE: dict[str, Any] = {
     "purposeId": "probe",
     "phases": {
@@ -109,6 +115,7 @@ WHERE: dict[str, tuple[dict[str, Any], tuple[str | int, ...]]] = {
     "approval": (APPROVAL_BASE, ("phases", "p", "jobs", "b", "approval")),
     "wait": (WAIT_BASE, ("phases", "p", "jobs", "b", "wait")),
     "http": (HTTP_BASE, ("phases", "p", "jobs", "b", "http")),
+    "call": (CALL_BASE, ("phases", "p", "jobs", "b", "call")),
     "seed": (SEED_BASE, ()),
     "seed_phase": (SEED_BASE, ("phases", "p")),
     "seed_step": (SEED_BASE, ("phases", "p", "steps", "p")),
@@ -157,6 +164,15 @@ CHANGES: dict[tuple[str, str], object] = {
     ("job", "payload"): "input",
     ("job", "local"): "jobs/fake.py",
     ("job", "http"): {"url": "https://api.example/y"},
+    ("job", "call"): {
+        "service": "sqs",
+        "action": "send_message",
+        "resource": "arn:aws:sqs:eu-west-1:123456789012:q",
+    },
+    ("call", "service"): "events",
+    ("call", "action"): "send_message",
+    ("call", "resource"): "arn:aws:sns:eu-west-1:123456789012:other",
+    ("call", "params"): "{Message: 'x'}",
     ("http", "url"): "https://api.example/z",
     ("http", "method"): "DELETE",
     ("http", "headers"): {"Accept": "application/json"},

@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from cdk_app.local.stand_ins import invoke_locally, send_locally, stand_in_job
+from cdk_app.local.stand_ins import call_locally, invoke_locally, send_locally, stand_in_job
 from runtime.definition.model import JOB_ASYNC_RETRIES, Job, Workflow, job_function_name
 from runtime.documents.events import JobEvent
 from runtime.errors import RunError
@@ -57,6 +57,13 @@ def load_job_handler(workflow: str, job: Job) -> UserHandler:
     ``invoke`` job's: the call of its stand-in, ``cdk_app.local.stand_ins``)."""
     if job.http is not None:
         return send_locally(job)
+    if job.call is not None:
+        stand_in = stand_in_job(job)
+        if stand_in is None:
+            return call_locally(job, None, partial(context_for, workflow, job))
+        return call_locally(
+            job, load_job_handler(workflow, stand_in), partial(context_for, workflow, stand_in)
+        )
     if job.invoke is not None:
         stand_in = stand_in_job(job)
         if stand_in is None:

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from cdk_app.local.jobs import FunctionDied, LocalContext, context_for, load_handler
-from cdk_app.local.stand_ins import invoke_locally, send_locally, stand_in_job
+from cdk_app.local.stand_ins import call_locally, invoke_locally, send_locally, stand_in_job
 from runtime import contracts
 from runtime.definition.model import Job, Workflow
 from runtime.errors import RunError
@@ -231,6 +231,13 @@ class JobProcesses:
         call of its stand-in, which runs in workers of its own)."""
         if job.http is not None:
             return send_locally(job)  # no code of the user's: the request is sent from here
+        if job.call is not None:
+            stand_in = stand_in_job(job)
+            if stand_in is None:
+                return call_locally(job, None, partial(context_for, workflow, job))
+            return call_locally(
+                job, self.handler(workflow, stand_in, shared), partial(context_for, workflow, stand_in)
+            )
         if job.invoke is not None:
             stand_in = stand_in_job(job)
             if stand_in is None:
@@ -247,7 +254,7 @@ class JobProcesses:
         handlers = {}
         for job in workflow.jobs():
             handlers[job.name] = self.handler(workflow.name, job, workflow.shared)
-            runs = job if job.invoke is None else stand_in_job(job)
+            runs = job if job.invoke is None and job.call is None else stand_in_job(job)
             if runs is not None and runs.code is not None:
                 code = JobCode.of(workflow.name, runs, workflow.shared)
                 try:

@@ -19,6 +19,7 @@ from typing import Any
 from runtime.aws.http import UrllibClient
 from runtime.definition.model import Job
 from runtime.ports import Invocation
+from runtime.service.call_job import call_parameters
 from runtime.service.http_job import http_handler
 from runtime.service.invoke_job import invoke_handler, named_error
 from runtime.service.job_attempt import HandlerFailed, UserHandler
@@ -52,7 +53,37 @@ def _function_error(kind: str, message: str, request_id: str) -> Invocation:
 
 def stand_in_job(job: Job) -> Job | None:
     """The job as its stand-in runs: its ``local`` file as its code; None without one."""
-    return None if job.local is None else replace(job, code=job.local, invoke=None, payload=None, local=None)
+    if job.local is None:
+        return None
+    return replace(job, code=job.local, invoke=None, payload=None, call=None, local=None)
+
+
+def call_locally(job: Job, stand_in: UserHandler | None, context_of: Callable[[str], Any]) -> UserHandler:
+    """The handler of a ``call`` job on this machine: its stand-in gets ``{service, action,
+    params}`` (the parameters as boto3 would get them) and answers in the service's place."""
+    assert job.call is not None
+    call = job.call
+    if stand_in is None:
+
+        def no_stand_in(event: dict[str, Any], context: Any) -> Any:
+            raise named_error(
+                "NoLocalStandIn",
+                f"job {job.name!r} calls {call.service} {call.action}, which does not run on this machine: "
+                "give it 'local: <a .py with handler(event, context)>' in the spec",
+            )
+
+        return no_stand_in
+    invoker = StandIn(stand_in, context_of)
+
+    def make(event: dict[str, Any], context: Any) -> Any:
+        request = {"service": call.service, "action": call.action, "params": call_parameters(call, event)}
+        answer = invoker.invoke(call.resource, json.dumps(request, default=str).encode())
+        if answer.function_error:
+            error = json.loads(answer.payload)
+            raise named_error(str(error.get("errorType")), str(error.get("errorMessage")))
+        return json.loads(answer.payload)
+
+    return make
 
 
 def invoke_locally(job: Job, stand_in: UserHandler | None, context_of: Callable[[str], Any]) -> UserHandler:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime import contracts, limits
+from runtime.definition.call import read_call
 from runtime.definition.draft import Draft, DraftJob, DraftPhase, Ref, known_fields, mapping, name_refs
 from runtime.definition.expressions import check_expression
 from runtime.definition.for_each import read_for_each
@@ -132,6 +133,7 @@ def _job_settings(
     settings |= read_for_each(job, own, report)
     settings |= read_invoke(job, own, report, code.base_dir)
     settings |= read_http(job, own, report)
+    settings |= read_call(job, own, report, code.base_dir)
     if "permissions" in own:
         settings["permissions"] = read_permissions(own["permissions"], (*job.path, "permissions"), report)
     if isinstance(own.get("code"), str) and own["code"]:

@@ -56,11 +56,13 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "payload",
                 "local",
                 "http",
+                "call",
             }
         ),
         "retry": frozenset({"max", "delay", "backoff", "max_delay", "jitter", "on"}),
         "approval": frozenset({"timeout", "message"}),
         "http": frozenset({"url", "method", "headers", "body", "secret", "secret_header", "timeout"}),
+        "call": frozenset({"service", "action", "resource", "params"}),
         "wait": frozenset({"until"}),
         "permission": frozenset({"actions", "resources"}),
         "notify": frozenset({"on", "email", "slack_webhook_secret"}),

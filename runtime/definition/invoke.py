@@ -23,16 +23,18 @@ FUNCTION = re.compile(
 """What Lambda's ``FunctionName`` takes, with a qualifier: an ARN, or a name in the stack's
 account and region (a partial ARN ``123456789012:function:name`` is not accepted: give the ARN)."""
 
-EXCLUSIVE = ("code", "wait", "approval")
+EXCLUSIVE = ("code", "wait", "approval", "call")
 
 
 def read_invoke(job: DraftJob, own: dict[str, Any], report: Report, base_dir: Path) -> dict[str, Any]:
     """The ``Job`` fields ``invoke``, ``payload`` and ``local`` set, with their problems reported."""
     function = own.get("invoke")
     for key in ("payload", "local"):
-        if key in own and function is None:
+        if key in own and function is None and not (key == "local" and "call" in own):
             report.add(
-                (*job.path, key), f"'{key}' goes with 'invoke' (a job that calls an existing function)"
+                (*job.path, key),
+                f"'{key}' goes with 'invoke' (a job that calls an existing function)"
+                + (" or 'call'" if key == "local" else ""),
             )
     if not isinstance(function, str):
         return {}

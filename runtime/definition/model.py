@@ -137,6 +137,26 @@ class Approval:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ServiceCall:
+    """An AWS service call a job makes without code (``runtime.definition.call.CALLS``)."""
+
+    service: str
+    action: str
+    resource: str
+    """The queue (URL or ARN), topic, event bus, function or state machine it acts on."""
+    params: str | None = None
+    """JMESPath over ``{input, results, item, index}``: the call's other parameters."""
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "action": self.action,
+            "resource": self.resource,
+            "params": self.params,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
 class HttpRequest:
     """What an ``http`` job sends: a request to ``url`` (whose ``{...}`` parts are JMESPath over
     ``{input, results, item, index}``), its answer the job's output."""
@@ -229,6 +249,8 @@ class Job:
     """An ``invoke`` job's stand-in on this machine: a handler file or folder, resolved like ``code``."""
     http: HttpRequest | None = None
     """A request the job sends instead of running code (``runtime.service.http_job``)."""
+    call: ServiceCall | None = None
+    """An AWS service call the job makes instead of running code (``runtime.service.call_job``)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "after", tuple(self.after))
@@ -460,6 +482,7 @@ def _phase_document(phase: Phase) -> dict[str, Any]:
                 **({} if job.for_each is None else {key: getattr(job, key) for key in FAN_OUT_KEYS}),
                 **{key: getattr(job, key) for key in INVOKE_KEYS if getattr(job, key) is not None},
                 **({} if job.http is None else {"http": job.http.to_document()}),
+                **({} if job.call is None else {"call": job.call.to_document()}),
             }
             for job in phase.jobs
         ],
@@ -495,6 +518,7 @@ def _phase_from_document(phase: Mapping[str, Any]) -> Phase:
                 **{key: job[key] for key in FAN_OUT_KEYS if key in job},
                 **{key: job[key] for key in INVOKE_KEYS if key in job},
                 http=None if job.get("http") is None else HttpRequest.from_document(job["http"]),
+                call=None if job.get("call") is None else ServiceCall(**job["call"]),
             )
             for job in phase["jobs"]
         ),
