@@ -1,0 +1,85 @@
+"""The example of jobs that call what a team already has (examples/order_services): an order
+workflow whose payment is an existing Node.js function by ARN and whose notification is an SNS
+publish. It validates without a warning, synthesizes with exactly those grants, and runs on this
+machine on its stand-ins, a declined card retried as the spec says."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import Stack
+from aws_cdk.assertions import Template
+
+from cdk_app.testkit import WorkflowTest
+from runtime.definition.loader import check_specs, load_workflow
+from tests.cdk_fixtures import logical_id, resources_of_type, synthesize
+from tests.cli_harness import cli
+
+SPEC = Path(__file__).resolve().parents[1] / "examples" / "order_services" / "orders.yaml"
+BILLING = "arn:aws:lambda:eu-west-1:123456789012:function:billing-charge:live"
+TOPIC = "arn:aws:sns:eu-west-1:123456789012:order-events"
+
+
+def test_it_validates_without_a_problem_or_a_warning() -> None:
+    check = check_specs([SPEC])
+
+    assert (len(check.workflows), check.problems, check.warnings) == (1, (), ())
+
+
+def test_its_jobs_may_call_exactly_the_function_and_the_topic() -> None:
+    _, built = synthesize([load_workflow(SPEC)])
+
+    def role_statements(_: Any, job: str) -> list[dict[str, Any]]:
+        role = built.workflows["order_services"].job_roles[job]
+        template = Template.from_stack(Stack.of(role)).to_json()
+        return [
+            statement
+            for policy in resources_of_type(template, "AWS::IAM::Policy").values()
+            if {"Ref": logical_id(role)} in policy["Properties"]["Roles"]
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        ]
+
+    def allowed(job: str, action: str) -> list[object]:
+        return [
+            statement["Resource"]
+            for statement in role_statements(built, job)
+            if statement["Action"] == action
+        ]
+
+    assert allowed("tell_customer", "sns:Publish") == [TOPIC]
+    assert BILLING in json.dumps(allowed("charge", "lambda:InvokeFunction"))
+    assert "sns:Publish" not in json.dumps(role_statements(built, "charge"))
+    assert BILLING not in json.dumps(role_statements(built, "tell_customer"))
+
+
+def test_it_runs_on_this_machine_on_its_stand_ins() -> None:
+    order = {"order_id": "o-7", "customer": "c-1234", "total": 42.5}
+
+    result = cli("run", str(SPEC), "--input", json.dumps(order), "--json")
+
+    assert result.exit_code == 0, result.stderr
+    outputs = {name: job["output"] for name, job in result.report["jobs"].items()}
+    assert outputs == {
+        "check_order": {"checked": "o-7"},
+        "charge": {"receipt": "r-o-7", "charged": 42.5},
+        "tell_customer": {"MessageId": "local-order-paid"},
+    }
+
+
+def test_a_declined_card_is_retried_as_the_spec_says_then_fails_the_run(mongo_uri: str) -> None:
+    # Through the test kit, which skips the retries' 5, 10 and 20 seconds.
+    orders = WorkflowTest(SPEC, mongo_uri)
+    try:
+        orders.start({"order_id": "o-8", "customer": "c-0000", "total": 42.5})
+        begun = orders.now
+        orders.run_until_idle()
+
+        orders.assert_run("failed", jobs={"charge": "failed", "tell_customer": "pending"})
+        charge = orders.get().job("charge")
+        assert charge.attempts == 4
+        assert "CardDeclined: card of c-0000 declined" in (charge.error or "")
+        assert (orders.now - begun).total_seconds() == 5 + 10 + 20
+    finally:
+        orders.close()
