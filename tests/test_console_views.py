@@ -157,3 +157,40 @@ def test_the_graph_is_told_which_jobs_are_conditional_and_which_may_fail() -> No
     )
     assert (jobs["optional"]["when"], jobs["optional"]["allow_failure"]) == (None, True)
     assert (jobs["fetch"]["when"], jobs["fetch"]["allow_failure"]) == (None, False)
+
+
+def test_the_graph_is_told_what_each_job_without_code_calls() -> None:
+    definition = workflow_from_document(
+        {
+            "workflow": "calls",
+            "phases": {
+                "p": {
+                    "jobs": {
+                        "pay": {"invoke": "arn:aws:lambda:eu-west-1:123456789012:function:billing:live"},
+                        "tell": {
+                            "call": {
+                                "service": "sns",
+                                "action": "publish",
+                                "resource": "arn:aws:sns:eu-west-1:123456789012:orders",
+                            }
+                        },
+                        "look": {"http": {"url": "https://crm.example.com/x"}},
+                        "own": {},
+                    }
+                }
+            },
+        }
+    )
+
+    jobs = {
+        job["name"]: (job["kind"], job["calls"])
+        for phase in run_json(run_of(definition), [], allow_actions=False)["phases"]
+        for job in phase["jobs"]
+    }
+
+    assert jobs == {
+        "pay": ("invoke", "invoke billing:live"),
+        "tell": ("call", "sns publish orders"),
+        "look": ("http", "GET crm.example.com"),
+        "own": ("code", None),
+    }

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from cdk_app.graph import calls
 from runtime.clock import as_utc
 from runtime.definition.model import Job, Phase
 from runtime.documents.items import FailedItem
@@ -34,6 +35,19 @@ def iso(value: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
 
 
+def _kind(job: Job) -> str:
+    """What the job is: ``wait``, ``approval``, ``invoke``, ``call``, ``http``, or ``code``."""
+    if job.wait is not None or job.wait_until is not None:
+        return "wait"
+    if job.approval is not None:
+        return "approval"
+    if job.invoke is not None:
+        return "invoke"
+    if job.call is not None:
+        return "call"
+    return "http" if job.http is not None else "code"
+
+
 def _phase_json(run: Run, phase: Phase, failed_items: Mapping[str, Sequence[FailedItem]]) -> dict[str, Any]:
     jobs = []
     for job in phase.jobs:
@@ -45,11 +59,8 @@ def _phase_json(run: Run, phase: Phase, failed_items: Mapping[str, Sequence[Fail
                 "when": job.when,
                 "retries": job.retries,
                 "timeout": job.timeout,
-                "kind": "wait"
-                if job.wait is not None or job.wait_until is not None
-                else "approval"
-                if job.approval is not None
-                else "code",
+                "kind": _kind(job),
+                "calls": calls(job),
                 "message": None if job.approval is None else job.approval.message,
                 "due_at": None if record is None else iso(record.due_at),
                 "state": None if record is None else record.state.value,

@@ -186,6 +186,7 @@ function jobTitle(job) {
   if (job.state === "skipped") lines.push(job.when ? `skipped: its condition was false (when ${job.when})` : "skipped: a job it needs did not succeed");
   else if (job.when) lines.push(`conditional: runs only when ${job.when}`);
   if (job.allow_failure) lines.push("allow_failure: if it fails, the run goes on");
+  if (job.calls) lines.push(`runs no code of its own: ${job.calls}`);
   return lines.join("\n");
 }
 
@@ -244,7 +245,13 @@ function drawRun(container, phases, onSelect) {
         group.append(mark);
         right += Number(mark.firstChild.getAttribute("width")) + 3;
       }
-      if (job.when) group.append(badge(box, right, "when", "conditional-badge"));
+      if (job.when) {
+        const mark = badge(box, right, "when", "conditional-badge");
+        group.append(mark);
+        right += Number(mark.firstChild.getAttribute("width")) + 3;
+      }
+      // A job that calls what a team already has: what it is (invoke, call, http) on its border.
+      if (job.calls) group.append(badge(box, right, job.kind, "calls-badge"));
       group.addEventListener("click", () => onSelect(job.name));
       group.addEventListener("keydown", (event) => { if (event.key === "Enter") onSelect(job.name); });
       nodes.append(group);
