@@ -6,8 +6,8 @@ from __future__ import annotations
 from aws_cdk import Acknowledgment, ArnFormat, Stack, Validations
 from aws_cdk import aws_iam as iam
 
-from runtime.definition.call import CALLS, CallKind, resource_arn
 from runtime.definition.model import Job
+from runtime.definition.services import CALLS, CallKind, resource_arn
 
 
 def grant_spec_permissions(role: iam.Role, job: Job) -> None:

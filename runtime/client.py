@@ -41,13 +41,13 @@ from runtime.definition.model import Workflow
 from runtime.documents.listing import PagePosition, RunSummary
 from runtime.errors import OperationRefused, RunError, RunNotFound, StoreError, StoreUnavailable
 from runtime.service.approvals import answer_approval
+from runtime.service.folder_upgrade import request_upgrade_to_folder
 from runtime.service.operations import (
     HistoryEntry,
     OperationReceipt,
     list_runs,
     request_cancel,
     request_redrive,
-    request_upgrade_to_folder,
     run_history,
     wait_for_end,
 )

@@ -86,18 +86,46 @@ def test_ctrl_c_stops_the_embedded_server_and_exits_130(tmp_path: Path) -> None:
             os.kill(pid, 0)
 
 
-def test_ctrl_c_ends_the_process_in_bounded_time_whatever_its_shutdown_waits_for(tmp_path: Path) -> None:
-    """The job leaves a thread running that the interpreter would join at exit for ten minutes."""
+def test_ctrl_c_ends_the_run_of_a_job_that_left_a_thread_running(tmp_path: Path) -> None:
+    """The job leaves a thread running that an interpreter would join at exit for ten minutes: it
+    is in the job's worker process, which the run stops with the server."""
     spec = REPO / "tests" / "specs" / "cli" / "leaves_a_thread.yaml"
 
     process, servers, stderr, took = _interrupted_run(tmp_path, spec, "leaves")
 
     assert process.returncode == 130, stderr
     assert took < EXIT_LIMIT
-    assert f"took longer than {FORCED_EXIT_SECONDS:g} s: stopped at once" in stderr
     for pid in servers:
         with pytest.raises(ProcessLookupError, match="No such process"):
             os.kill(pid, 0)
+
+
+def test_ctrl_c_ends_the_process_in_bounded_time_whatever_its_shutdown_waits_for() -> None:
+    """A thread of the CLI's own process the interpreter would join at exit for ten minutes."""
+    blocks = (
+        "import sys, threading, time\n"
+        "from cdk_app.cli.interrupt import bound_interrupts\n"
+        "bound_interrupts('cli')\n"
+        "threading.Thread(target=time.sleep, args=(600,)).start()\n"
+        "print('ready', flush=True)\n"
+        "try:\n"
+        "    time.sleep(600)\n"
+        "except KeyboardInterrupt:\n"
+        "    sys.exit(130)\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", blocks], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "ready"
+    began = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=EXIT_LIMIT + 30)
+    took = time.monotonic() - began
+
+    assert process.returncode == 130, stderr
+    assert FORCED_EXIT_SECONDS <= took < EXIT_LIMIT
+    assert f"took longer than {FORCED_EXIT_SECONDS:g} s: stopped at once" in stderr
 
 
 def test_a_server_that_ignores_sigterm_is_killed_after_a_short_grace() -> None:

@@ -136,17 +136,35 @@ def test_outputs_that_add_up_past_16_mb_fail_the_run_naming_the_job_and_the_size
     assert outcome.count("workflow_failed") == 1
 
 
-def test_a_join_whose_event_exceeds_the_invoke_limit_fails_that_attempt(store: MongoStore) -> None:
+def test_a_join_whose_results_exceed_the_invoke_limit_gets_them_by_reference(store: MongoStore) -> None:
     feeders: dict[str, dict[str, Any]] = {f"f{index}": {} for index in range(8)}
     spec = workflow("w", {"p": {**feeders, "join": {"after": list(feeders), "retries": 0}}})
+    seen: dict[str, Any] = {}
 
-    outcome = Driver(store, spec, handlers=dict.fromkeys(feeders, _max_output)).run()
+    def join(event: dict[str, Any], context: Any) -> None:
+        seen.update(event["results"])
+
+    outcome = Driver(store, spec, handlers={**dict.fromkeys(feeders, _max_output), "join": join}).run()
+
+    assert outcome.run["status"] == "succeeded"
+    assert outcome.executions["join"] == 1
+    assert seen == dict.fromkeys(feeders, MAX_OUTPUT)
+
+
+def test_an_item_whose_event_still_exceeds_the_invoke_limit_fails_that_attempt(store: MongoStore) -> None:
+    # The input and the item travel in the event whole: with no output left to move by
+    # reference, an event past the limit is the attempt's failure, not a retried invoke.
+    spec = workflow("w", {"p": {"each": {"for_each": "input.items", "retries": 0}}})
+    run_input = {"pad": "x" * (limits.JOB_EVENT_MAX_BYTES - 200_000), "items": ["y" * 190_000]}
+
+    outcome = Driver(store, spec).run(run_input=run_input)
 
     assert outcome.run["status"] == "failed"
-    assert outcome.executions["join"] == 0
-    (failure,) = [s for s in outcome.statuses if s["status"] == "failed"]
-    assert failure["job"] == "join"
-    assert f"at most {limits.JOB_EVENT_MAX_BYTES:,} fit a Lambda invocation" in failure["error"]
+    assert outcome.executions["each"] == 0
+    failures = [s for s in outcome.statuses if s["status"] == "failed"]
+    assert failures
+    assert all(s["job"] == "each" for s in failures)
+    assert f"at most {limits.JOB_EVENT_MAX_BYTES:,} fit a Lambda invocation" in failures[0]["error"]
 
 
 def test_mongodbs_refusal_of_a_document_is_recognised_as_deterministic(store: MongoStore) -> None:

@@ -99,6 +99,8 @@ def test_a_job_whose_code_cannot_be_imported_reports_each_attempt_failed_with_th
     monkeypatch.setenv("JOB_HANDLER", "no_such_module.handler")
     monkeypatch.setenv("MONGODB_URI", mongo_uri)
     monkeypatch.setenv("MONGODB_DATABASE", store.settings.database)
+    monkeypatch.setenv("WORKFLOW_NAME", "w")  # a job function reads through its workflow's views
+    store.ensure_views("w")
     monkeypatch.setattr(job_wrapper, "_state", {})
     event = {"run_id": "r", "workflow": "w", "phase": "p", "job": "j", "attempt": 1}
 

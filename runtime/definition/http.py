@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import jmespath
@@ -13,10 +12,9 @@ import jmespath
 from runtime.definition.draft import DraftJob, known_fields, mapping
 from runtime.definition.model import HttpRequest
 from runtime.definition.report import Report
+from runtime.definition.services import URL_PARTS
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-URL_PARTS = re.compile(r"\{([^{}]+)\}")
-"""The ``{expression}`` parts of a URL."""
 
 EXCLUSIVE = ("code", "wait", "approval", "invoke")
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import jmespath
 
-from runtime.definition.call import CALLS, queue_url
 from runtime.definition.model import ServiceCall
+from runtime.definition.services import CALLS, queue_url
 from runtime.service.invoke_job import named_error
 from runtime.service.job_attempt import UserHandler
 

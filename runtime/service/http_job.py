@@ -17,8 +17,8 @@ from typing import Any
 
 import jmespath
 
-from runtime.definition.http import URL_PARTS
 from runtime.definition.model import HttpRequest
+from runtime.definition.services import URL_PARTS
 from runtime.ports import HttpClient, HttpResponse
 from runtime.service.job_attempt import UserHandler
 

@@ -17,11 +17,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from os import PathLike
 from typing import Any
 
 from runtime.clock import as_utc, from_iso, iso
-from runtime.definition.loader import workflow_in_folder
 from runtime.definition.model import Workflow
 from runtime.documents.deployment import Deployment
 from runtime.documents.listing import PagePosition, RunSummary
@@ -102,7 +100,7 @@ class HistoryEntry:
         )
 
 
-def _existing_run(store: RunStore, run_id: str, workflow: str | None = None) -> Run:
+def existing_run(store: RunStore, run_id: str, workflow: str | None = None) -> Run:
     run = store.read_run(run_id)
     if run is None:
         raise RunNotFound(f"no run {run_id!r} in this database (check the run id and the MongoDB URI)")
@@ -117,7 +115,7 @@ def request_cancel(
     """Ask for the run to end ``cancelled``: nothing more is dispatched once the orchestrator has
     applied it; attempts already running finish, but their reports change nothing. ``workflow``
     refuses a run of another workflow (the starter function operates its own runs only)."""
-    run = _existing_run(store, run_id, workflow)
+    run = existing_run(store, run_id, workflow)
     if run.state != RunState.RUNNING:
         raise OperationRefused(f"run {run_id} has already ended ({run.state}): nothing to cancel")
     request = StatusEvent(
@@ -136,7 +134,7 @@ def request_cancel(
 def request_redrive(store: RunStore, run_id: str, *, workflow: str | None = None) -> OperationReceipt:
     """Ask for a failed or cancelled run to go on from where it stopped, on its own definition
     snapshot: succeeded jobs keep their outputs, the others get new attempts."""
-    run = _existing_run(store, run_id, workflow)
+    run = existing_run(store, run_id, workflow)
     if run.state == RunState.RUNNING:
         raise OperationRefused(f"run {run_id} is running: only a failed or cancelled run can be redriven")
     if run.state not in REDRIVABLE:
@@ -164,7 +162,7 @@ def request_upgrade(
     every reason when the run cannot move (``runtime.engine.upgrade``). The ended run is moved
     first, by a write guarded by the version read, then the redrive is requested as any other,
     so the redrive dispatches the new versions only."""
-    run = _existing_run(store, run_id, workflow)
+    run = existing_run(store, run_id, workflow)
     if run.state not in REDRIVABLE:
         raise OperationRefused(f"run {run_id} is {run.state}: only a failed or cancelled run can be upgraded")
     if _redrive_pending(store, run):
@@ -178,30 +176,6 @@ def request_upgrade(
     if not store.apply_transition(run_id, at_version(run.version) | run_is(run.state), moved):
         raise OperationRefused(f"run {run_id} changed while it was being upgraded: ask again")
     return request_redrive(store, run_id, workflow=workflow)
-
-
-DEPLOYED_FUNCTION = "arn:"
-"""How a run's version map names a deployed function version (a local one names a snapshot)."""
-
-
-def request_upgrade_to_folder(
-    store: RunStore, run_id: str, folder: str | PathLike[str], *, workflow: str | None = None
-) -> OperationReceipt:
-    """``redrive --upgrade`` off the cloud: move the ended run to its workflow's spec in
-    ``folder`` and take its version map off, so its next dispatch pins it to the code there (the
-    dev server), or invokes the functions by name. A run pinned to a deploy's versions is
-    refused: only its starter knows that deploy's versions, and the message says how to ask it."""
-    run = _existing_run(store, run_id, workflow)
-    if run.deployment is not None and any(
-        function.startswith(DEPLOYED_FUNCTION) for function in run.deployment.functions.values()
-    ):
-        payload = f'{{"action": "redrive", "upgrade": true, "run_id": "{run_id}"}}'
-        raise OperationRefused(
-            f"run {run_id} runs the versions of a deploy ({run.deployment.deploy_id}); its starter knows the "
-            f"current ones: aws lambda invoke --function-name {run.workflow}-starter "
-            f"--cli-binary-format raw-in-base64-out --payload '{payload}' /dev/stdout"
-        )
-    return request_upgrade(store, run_id, workflow_in_folder(folder, run.workflow), None, workflow=workflow)
 
 
 def _redrive_pending(store: RunStore, run: Run) -> bool:
@@ -234,7 +208,7 @@ def list_runs(
 
 def run_history(store: RunStore, run_id: str, workflow: str | None = None) -> list[HistoryEntry]:
     """Every status of the run in the order it was recorded, operations included."""
-    _existing_run(store, run_id, workflow)
+    existing_run(store, run_id, workflow)
     return [
         HistoryEntry(
             date=as_utc(event.date),
@@ -258,7 +232,7 @@ def wait_for_end(store: RunStore, run_id: str, timeout: float | None, poll: floa
     redriven run, not for the failure it came from."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        run = _existing_run(store, run_id)
+        run = existing_run(store, run_id)
         if run.state != RunState.RUNNING and not _redrive_pending(store, run):
             return run
         if deadline is not None and time.monotonic() >= deadline:
