@@ -161,8 +161,12 @@ class Client:
         A verb about one run needs to know its workflow: ``workflow`` here, or on the verb."""
         if lambda_client is None:
             import boto3
+            from botocore.config import Config
 
-            lambda_client = boto3.client("lambda", region_name=region)
+            # No SDK retries: a start without a run id retried after the starter ran would
+            # start a second run. A failed call is a StoreUnavailable for the caller to judge.
+            config = Config(retries={"total_max_attempts": 1})
+            lambda_client = boto3.client("lambda", region_name=region, config=config)
         return cls(backend=_StarterBackend(StarterInvoker(lambda_client), workflow, stack))
 
     # -- the verbs --

@@ -318,3 +318,11 @@ def test_the_starter_lists_the_page_after_a_position_and_refuses_a_bad_one(
 def _at(moment: datetime) -> Callable[[], datetime]:
     """A clock that always reads ``moment``."""
     return lambda: moment
+
+
+def test_the_aws_client_makes_its_own_lambda_client_without_sdk_retries() -> None:
+    # A start without a run id that the SDK retried after the starter ran would start two runs.
+    aws = Client.aws(region="eu-west-1", workflow="catch_the_fish")
+
+    invoker = aws._backend.starter  # type: ignore[attr-defined]
+    assert invoker.client.meta.config.retries["total_max_attempts"] == 1
