@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from cdk_app.local.stand_ins import call_locally, invoke_locally, send_locally, stand_in_job
+from cdk_app.local.stand_ins import without_code
 from runtime.definition.model import JOB_ASYNC_RETRIES, Job, Workflow, job_function_name
 from runtime.documents.events import JobEvent
 from runtime.errors import RunError
@@ -55,22 +55,9 @@ def context_for(workflow: str, job: Job, request_id: str) -> LocalContext:
 def load_job_handler(workflow: str, job: Job) -> UserHandler:
     """The job's ``handler`` function, or the generated stub when the job has no code (an
     ``invoke`` job's: the call of its stand-in, ``cdk_app.local.stand_ins``)."""
-    if job.http is not None:
-        return send_locally(job)
-    if job.call is not None:
-        stand_in = stand_in_job(job)
-        if stand_in is None:
-            return call_locally(job, None, partial(context_for, workflow, job))
-        return call_locally(
-            job, load_job_handler(workflow, stand_in), partial(context_for, workflow, stand_in)
-        )
-    if job.invoke is not None:
-        stand_in = stand_in_job(job)
-        if stand_in is None:
-            return invoke_locally(job, None, partial(context_for, workflow, job))
-        return invoke_locally(
-            job, load_job_handler(workflow, stand_in), partial(context_for, workflow, stand_in)
-        )
+    handler = without_code(job, partial(load_job_handler, workflow), partial(context_for, workflow))
+    if handler is not None:
+        return handler
     if job.code is None:
         return stub_handler
     return load_handler(workflow, job.name, Path(str(job.code)))

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from cdk_app.local.jobs import FunctionDied, LocalContext, context_for, load_handler
-from cdk_app.local.stand_ins import call_locally, invoke_locally, send_locally, stand_in_job
+from cdk_app.local.stand_ins import stand_in_job, without_code
 from runtime import contracts
 from runtime.definition.model import Job, Workflow
 from runtime.errors import RunError
@@ -229,21 +229,12 @@ class JobProcesses:
         """What invoking the job's function runs: its code in one of its workers (the generated
         stub, which reads nothing, in this process when the job has no code; an ``invoke`` job's
         call of its stand-in, which runs in workers of its own)."""
-        if job.http is not None:
-            return send_locally(job)  # no code of the user's: the request is sent from here
-        if job.call is not None:
-            stand_in = stand_in_job(job)
-            if stand_in is None:
-                return call_locally(job, None, partial(context_for, workflow, job))
-            return call_locally(
-                job, self.handler(workflow, stand_in, shared), partial(context_for, workflow, stand_in)
-            )
-        if job.invoke is not None:
-            stand_in = stand_in_job(job)
-            if stand_in is None:
-                return invoke_locally(job, None, partial(context_for, workflow, job))
-            loaded = self.handler(workflow, stand_in, shared)
-            return invoke_locally(job, loaded, partial(context_for, workflow, stand_in))
+        # An http job's request is sent from here; an invoke or call job's stand-in runs in workers.
+        handler = without_code(
+            job, lambda stand_in: self.handler(workflow, stand_in, shared), partial(context_for, workflow)
+        )
+        if handler is not None:
+            return handler
         if job.code is None:
             return stub_handler
         return partial(self.call, JobCode.of(workflow, job, shared))

@@ -14,6 +14,7 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from runtime.aws.http import UrllibClient
@@ -58,22 +59,44 @@ def stand_in_job(job: Job) -> Job | None:
     return replace(job, code=job.local, invoke=None, payload=None, call=None, local=None)
 
 
-def call_locally(job: Job, stand_in: UserHandler | None, context_of: Callable[[str], Any]) -> UserHandler:
-    """The handler of a ``call`` job on this machine: its stand-in gets ``{service, action,
-    params}`` (the parameters as boto3 would get them) and answers in the service's place."""
+def without_code(
+    job: Job, load: Callable[[Job], UserHandler], context_for: Callable[[Job, str], Any]
+) -> UserHandler | None:
+    """The handler on this machine of a job that runs no code of its own: an ``http`` job sends
+    its request, an ``invoke`` or ``call`` job calls its stand-in (loaded with ``load``, given a
+    Lambda context of its own by ``context_for``) or fails saying it has none. None for any other
+    job."""
+    if job.http is not None:
+        return send_locally(job)
+    if job.call is None and job.invoke is None:
+        return None
+    stand_in = stand_in_job(job)
+    if stand_in is None:
+        return _no_stand_in(job)
+    invoker = StandIn(load(stand_in), partial(context_for, stand_in))
+    if job.invoke is not None:
+        return invoke_handler(invoker, job.invoke, job.payload)
+    return _call_locally(job, invoker)
+
+
+def _no_stand_in(job: Job) -> UserHandler:
+    does = f"invokes {job.invoke}" if job.call is None else f"calls {job.call.service} {job.call.action}"
+
+    def no_stand_in(event: dict[str, Any], context: Any) -> Any:
+        raise named_error(
+            "NoLocalStandIn",
+            f"job {job.name!r} {does}, which does not run on this machine: give it "
+            "'local: <a .py with handler(event, context)>' in the spec",
+        )
+
+    return no_stand_in
+
+
+def _call_locally(job: Job, invoker: StandIn) -> UserHandler:
+    """A ``call`` job's stand-in gets ``{service, action, params}`` (the parameters as boto3
+    would get them) and answers in the service's place."""
     assert job.call is not None
     call = job.call
-    if stand_in is None:
-
-        def no_stand_in(event: dict[str, Any], context: Any) -> Any:
-            raise named_error(
-                "NoLocalStandIn",
-                f"job {job.name!r} calls {call.service} {call.action}, which does not run on this machine: "
-                "give it 'local: <a .py with handler(event, context)>' in the spec",
-            )
-
-        return no_stand_in
-    invoker = StandIn(stand_in, context_of)
 
     def make(event: dict[str, Any], context: Any) -> Any:
         request = {"service": call.service, "action": call.action, "params": call_parameters(call, event)}
@@ -84,23 +107,6 @@ def call_locally(job: Job, stand_in: UserHandler | None, context_of: Callable[[s
         return json.loads(answer.payload)
 
     return make
-
-
-def invoke_locally(job: Job, stand_in: UserHandler | None, context_of: Callable[[str], Any]) -> UserHandler:
-    """The handler of an ``invoke`` job on this machine."""
-    assert job.invoke is not None
-    if stand_in is None:
-        function = job.invoke
-
-        def no_stand_in(event: dict[str, Any], context: Any) -> Any:
-            raise named_error(
-                "NoLocalStandIn",
-                f"job {job.name!r} invokes {function}, which does not run on this machine: give it "
-                "'local: <a .py with handler(event, context)>' in the spec",
-            )
-
-        return no_stand_in
-    return invoke_handler(StandIn(stand_in, context_of), job.invoke, job.payload)
 
 
 def secret_variable(secret: str) -> str:
