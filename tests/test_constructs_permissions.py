@@ -41,9 +41,9 @@ def granted() -> tuple[App, WorkflowApp, Workflow]:
     return app, built, workflow
 
 
-def role_statements(built: WorkflowApp, job: str) -> list[dict[str, Any]]:
-    """The statements of the policies attached to ``job``'s role."""
-    role = built.workflows["granted"].job_roles[job]
+def role_statements(built: WorkflowApp, job: str, workflow: str = "granted") -> list[dict[str, Any]]:
+    """The statements of the policies attached to ``job``'s role in ``workflow``."""
+    role = built.workflows[workflow].job_roles[job]
     template = Template.from_stack(Stack.of(role)).to_json()
     return [
         statement

@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
-
-from aws_cdk import Stack
-from aws_cdk.assertions import Template
 
 from cdk_app.testkit import WorkflowTest
 from runtime.definition.loader import check_specs, load_workflow
-from tests.cdk_fixtures import logical_id, resources_of_type, synthesize
+from tests.cdk_fixtures import synthesize
 from tests.cli_harness import cli
+from tests.test_constructs_permissions import role_statements
 
 SPEC = Path(__file__).resolve().parents[1] / "examples" / "order_services" / "orders.yaml"
 BILLING = "arn:aws:lambda:eu-west-1:123456789012:function:billing-charge:live"
@@ -31,27 +28,17 @@ def test_it_validates_without_a_problem_or_a_warning() -> None:
 def test_its_jobs_may_call_exactly_the_function_and_the_topic() -> None:
     _, built = synthesize([load_workflow(SPEC)])
 
-    def role_statements(_: Any, job: str) -> list[dict[str, Any]]:
-        role = built.workflows["order_services"].job_roles[job]
-        template = Template.from_stack(Stack.of(role)).to_json()
-        return [
-            statement
-            for policy in resources_of_type(template, "AWS::IAM::Policy").values()
-            if {"Ref": logical_id(role)} in policy["Properties"]["Roles"]
-            for statement in policy["Properties"]["PolicyDocument"]["Statement"]
-        ]
-
     def allowed(job: str, action: str) -> list[object]:
         return [
             statement["Resource"]
-            for statement in role_statements(built, job)
+            for statement in role_statements(built, job, "order_services")
             if statement["Action"] == action
         ]
 
     assert allowed("tell_customer", "sns:Publish") == [TOPIC]
     assert BILLING in json.dumps(allowed("charge", "lambda:InvokeFunction"))
-    assert "sns:Publish" not in json.dumps(role_statements(built, "charge"))
-    assert BILLING not in json.dumps(role_statements(built, "tell_customer"))
+    assert "sns:Publish" not in json.dumps(role_statements(built, "charge", "order_services"))
+    assert BILLING not in json.dumps(role_statements(built, "tell_customer", "order_services"))
 
 
 def test_it_runs_on_this_machine_on_its_stand_ins() -> None:
