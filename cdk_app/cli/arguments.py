@@ -65,13 +65,16 @@ def open_store(args: argparse.Namespace) -> MongoStore:
     return connect(address, args.database)
 
 
-def open_client(args: argparse.Namespace, workflows_dir: Path | None = None) -> Client:
+def open_client(
+    args: argparse.Namespace, workflows_dir: Path | None = None, store: MongoStore | None = None
+) -> Client:
     """The ``runtime.client.Client`` the commands that start, read and operate runs go through,
-    on the store ``open_store`` opens (``workflows_dir``: the specs a ``redrive --upgrade`` moves
-    a run to)."""
+    on ``store``, else the store ``open_store`` opens (``workflows_dir``: the specs a ``redrive
+    --upgrade`` moves a run to)."""
     from runtime.client import Client
 
-    return Client.on_store(open_store(args), workflows_dir=workflows_dir or Path("workflows"))
+    opened = open_store(args) if store is None else store
+    return Client.on_store(opened, workflows_dir=workflows_dir or Path("workflows"))
 
 
 def add_console_arguments(parser: argparse.ArgumentParser, port_flag: str, default_port: int | None) -> None:

@@ -145,12 +145,12 @@ def _runs(args: argparse.Namespace) -> int:
     from cdk_app.terminal.timeline import print_runs, runs_to_json
 
     since = None if args.since is None else _since(args.since)
-    client = open_client(args)
-    runs = client.list(
+    store = open_store(args)
+    runs = open_client(args, store=store).list(
         args.workflow, status=args.status, since=since, limit=args.limit, deploy_id=args.deploy
     )
     if not runs and args.workflow is not None:
-        _check_workflow_known(open_store(args), args.workflow)
+        _check_workflow_known(store, args.workflow)
     if args.json:
         print(json.dumps(runs_to_json(runs)))
     else:
@@ -198,12 +198,13 @@ def _history(args: argparse.Namespace) -> int:
     from cdk_app.terminal.output import console
     from cdk_app.terminal.timeline import history_to_json, print_history
 
-    client = open_client(args)
-    entries = client.history(args.run_id)
+    store = open_store(args)
+    entries = open_client(args, store=store).history(args.run_id)
     if args.json:
         print(json.dumps(history_to_json(entries), default=str))
         return EXIT_OK
-    run = client.get(args.run_id)
-    title = f"{run.workflow} run {args.run_id}: {run.status}"
+    # The title needs the run document alone, not the report that reads every status again.
+    run = store.read_run(args.run_id)
+    title = f"run {args.run_id}" if run is None else f"{run.workflow} run {args.run_id}: {run.state}"
     print_history(console(), title, entries)
     return EXIT_OK
