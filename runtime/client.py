@@ -291,6 +291,8 @@ class _MongoBackend:
     def __init__(self, store: MongoStore, workflows_dir: Path) -> None:
         self.store = store
         self.workflows_dir = workflows_dir
+        self._prepared: set[str] = set()
+        """The workflows whose runs this client has made ready to start: once per client."""
 
     def start(self, workflow: str | Workflow, input: Any, run_id: str | None) -> StartedRun:
         definition = (
@@ -298,9 +300,12 @@ class _MongoBackend:
         )
 
         def start() -> StartedRun:
-            # The unique keys the engine relies on, and the views its jobs read through.
-            self.store.ensure_indexes()
-            self.store.ensure_views(definition.name)
+            # The unique keys the engine relies on, and the views its jobs read through: made at
+            # a client's first start of the workflow, not at every start.
+            if definition.name not in self._prepared:
+                self.store.ensure_indexes()
+                self.store.ensure_views(definition.name)
+                self._prepared.add(definition.name)
             return start_run(self.store, definition, run_id=run_id, input=input)
 
         return _guarded("start a run", start)
