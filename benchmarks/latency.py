@@ -30,6 +30,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -385,14 +386,15 @@ def dev_server_steps(uri: str, runs: int, jobs: int, progress: Progress) -> dict
                 serving = threading.Thread(target=server.serve, args=(stop,), name="dev server", daemon=True)
                 serving.start()
                 try:
-                    loaded = lambda: definition.name in deployment.workflows  # noqa: E731
-                    _wait_for(loaded, "the dev server to load the spec")
+                    _wait_for(
+                        partial(_deployed, deployment, definition.name), "the dev server to load the spec"
+                    )
                     time.sleep(1.0)  # the change stream opens after the load; the first run is not counted
                     steps: list[float] = []
                     for run in range(runs + 1):
                         progress(f"latency: dev server chain run {run + 1}/{runs + 1} ({jobs} jobs)")
                         run_id = start_run(store, definition).run_id
-                        _wait_for(lambda run_id=run_id: _ended(store, run_id), f"run {run_id} to end")
+                        _wait_for(partial(_ended, store, run_id), f"run {run_id} to end")
                         if run:
                             steps += _step_gaps(store, run_id, definition)
                 finally:
@@ -419,6 +421,10 @@ def _wait_for(condition: Callable[[], bool], what: str, seconds: float = 120.0) 
         if time.monotonic() > deadline:
             raise RuntimeError(f"gave up waiting for {what}")
         time.sleep(0.02)
+
+
+def _deployed(deployment: FolderDeployment, workflow: str) -> bool:
+    return workflow in deployment.workflows
 
 
 def _ended(store: MongoStore, run_id: str) -> bool:
