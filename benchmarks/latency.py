@@ -1,7 +1,7 @@
 """Per-step latency: how long from one job's report to the next job's start, modelled for the
 cloud and measured in the dev server.
 
-A step in the cloud is a chain of hops (``TODAY``): the job wrapper records its ``success`` in
+A step in the cloud is a chain of hops (``today_path``): the job wrapper records its ``success`` in
 MongoDB, the Atlas trigger sees the insert and puts it on the EventBridge partner bus, a rule
 invokes the orchestrator, which decides and dispatches the next job by a Lambda async invoke,
 whose job wrapper claims the attempt and records ``started``. The hops AWS runs are published
@@ -12,9 +12,11 @@ local change-stream watcher's delay, measured likewise. The step's distribution 
 Carlo sum of its hops (a fixed seed, the standard library's ``random``), next to Step Functions
 Standard's published task step.
 
-``FAST`` is the same model for a path not built yet: the job wrapper invokes the orchestrator
+``fast_path`` is the same model for a path not built yet: the job wrapper invokes the orchestrator
 itself (a Lambda async invoke) right after recording its report, skipping the trigger and
 EventBridge.
+
+Locally, ``dev_server_steps`` measures the step in the dev server itself, end to end.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from typing import Any
 
 import pymongo
 from pymongo import monitoring
+from pymongo.collection import Collection
 from rich.console import Console
 
 from benchmarks.orchestration import CountingDispatcher, OurSide, scratch_databases
@@ -46,7 +49,7 @@ from runtime.definition.loader import load_workflow, workflow_from_document
 from runtime.definition.model import Workflow
 from runtime.service.job_attempt import run_attempt
 from runtime.service.runs import start_run
-from runtime.statuses import ENDED, StatusName
+from runtime.statuses import ENDED, RunState, StatusName
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
 
@@ -182,7 +185,7 @@ class _Watcher:
     seconds per wait), forwarding the inserts the trigger's match keeps here (``success``) with
     the moment each arrived."""
 
-    def __init__(self, statuses: Any, poll: float) -> None:
+    def __init__(self, statuses: Collection[Document], poll: float) -> None:
         self.arrived: queue.Queue[tuple[float, Document]] = queue.Queue()
         self._stop = threading.Event()
         self._stream = statuses.watch(
@@ -268,7 +271,12 @@ class _TimedCode:
 
 
 def _one_run(
-    side: OurSide, job_store: Any, watcher: _Watcher, definition: Workflow, times: HopTimes, acks: _InsertAcks
+    side: OurSide,
+    job_store: MongoStore,
+    watcher: _Watcher,
+    definition: Workflow,
+    times: HopTimes,
+    acks: _InsertAcks,
 ) -> None:
     run_id = f"latency-{uuid.uuid4().hex[:8]}"
     dispatcher: CountingDispatcher = side.dispatcher
@@ -296,7 +304,7 @@ def _one_run(
         if dispatcher.events:  # the last job's success ends the run: no next job, no step
             times.orchestrator_ms.append(1000 * (time.perf_counter() - handled))
     run = side.store.read_run(run_id)
-    if run is None or run.state != "succeeded":
+    if run is None or run.state != RunState.SUCCEEDED:
         raise RuntimeError(f"chain run {run_id} did not succeed: {run and run.state}")
 
 
@@ -434,7 +442,7 @@ def _ended(store: MongoStore, run_id: str) -> bool:
 
 def _step_gaps(store: MongoStore, run_id: str, definition: Workflow) -> list[float]:
     run = store.read_run(run_id)
-    if run is None or run.state != "succeeded":
+    if run is None or run.state != RunState.SUCCEEDED:
         raise RuntimeError(f"dev server chain run {run_id} did not succeed: {run and run.state}")
     names = [job.name for job in definition.jobs()]
     gaps: list[float] = []
