@@ -1,6 +1,6 @@
 """``make bench``: every figure of benchmarks/README.md, written to benchmarks/results.json.
 
-``python -m benchmarks [--only engine|synth|trigger|console|timers|fanout|memory|testkit]
+``python -m benchmarks [--only engine|synth|trigger|console|timers|fanout|memory|testkit|latency]
 [--pairs N] [--repeats N] [--output FILE]``;
 the defaults are what results.json was made with (five to eight minutes on two cores). With
 ``--only``, the figures of that part replace theirs in the output file and the others stay.
@@ -24,6 +24,7 @@ from benchmarks import (
     console,
     executions,
     fan_out,
+    latency,
     orchestration,
     output_reads,
     reconciler,
@@ -51,6 +52,7 @@ TARGETS = {
     "timer_lateness_cloud_ms": "max < 60000 (within a minute in the cloud)",
     "output_read_peak_mib": "< 256 (the orchestrator's Lambda memory; a when over any output allowed)",
     "testkit_virtual_seconds_per_wall_second": ">= 100000 (a day of waits in under a second)",
+    "step_latency_fast_path_p50_ms": "< 142 (Step Functions Standard's published p50; modelled, not built)",
 }
 
 
@@ -101,6 +103,7 @@ def verdicts(results: dict[str, Any]) -> dict[str, bool]:
         "testkit_virtual_seconds_per_wall_second": lambda r: (
             r["testkit_virtual_seconds_per_wall_second"] >= 100_000
         ),
+        "step_latency_fast_path_p50_ms": lambda r: r["step_latency_fast_path_p50_ms"] < 142,
     }
     return {name: check(results) for name, check in checks.items() if name in results}
 
@@ -109,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument(
         "--only",
-        choices=["engine", "synth", "trigger", "console", "timers", "fanout", "memory", "testkit"],
+        choices=["engine", "synth", "trigger", "console", "timers", "fanout", "memory", "testkit", "latency"],
         help="one part of the bench",
     )
     parser.add_argument("--pairs", type=int, default=5, help="interleaved synth pairs (default 5)")
@@ -124,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--page-loads", type=int, default=5, help="loads of the 500-job run page")
     parser.add_argument("--timers", type=int, default=200, help="wait-job timers fired per way")
     parser.add_argument("--kit-repeats", type=int, default=5, help="runs of each test-kit scenario")
+    parser.add_argument("--chain-runs", type=int, default=30, help="chain runs per step-latency measure")
     parser.add_argument("--output", type=Path, default=RESULTS, help="default benchmarks/results.json")
     args = parser.parse_args(argv)
 
@@ -155,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
             results.update(output_reads.output_read_memory(uri, progress))
         if args.only in (None, "testkit"):
             results.update(testkit.virtual_speed(uri, args.kit_repeats, progress))
+        if args.only in (None, "latency"):
+            results.update(latency.step_latency(uri, progress, args.chain_runs, dev_runs=args.chain_runs))
     if args.only in (None, "synth"):
         results.update(synth.measure_overhead(args.pairs, progress))
         results.update(synth.measure_sizes([10, 100, 500], args.repeats, progress))
@@ -178,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{per_job['after_match']} with the match; estimated USD per 1000 jobs {usd['ours_with_match']}, "
             f"Step Functions Standard {usd['step_functions_standard']}"
         )
+    for line in latency.side_by_side(results):
+        print(line)
     return 0
 
 

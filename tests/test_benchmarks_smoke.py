@@ -8,6 +8,7 @@ from benchmarks import (
     console,
     executions,
     fan_out,
+    latency,
     orchestration,
     output_reads,
     reconciler,
@@ -192,3 +193,54 @@ def test_the_test_kit_skips_days_of_virtual_time_and_every_scenario_succeeds(mon
     assert scenarios["wait_then_approval_timeout"]["virtual_seconds"] == 3 * 86400
     assert scenarios["three_retries_hour_backoff"]["virtual_seconds"] == 86400 + (1 + 2 + 4) * 3600
     assert figures["testkit_virtual_seconds_per_wall_second"] > 1
+
+
+def test_the_latency_model_sums_its_hops_draw_by_draw() -> None:
+    hops = [
+        latency.Hop("a", "measured", latency.Constant(1.5)),
+        latency.Hop("b", "published", latency.Constant(40.0)),
+        latency.Hop("c", "measured", latency.Measured((7.0, 7.0))),
+    ]
+
+    steps = latency.compose(hops, samples=50)
+
+    assert steps == [48.5] * 50
+    assert latency.summary(steps) == {"p50": 48.5, "p99": 48.5, "samples": 50}
+    assert latency.percentile(list(range(1, 101)), 0.99) == 99
+    assert latency.percentile(list(range(1, 101)), 0.50) == 50
+
+
+def test_a_published_hop_is_drawn_with_the_p50_and_p99_it_was_given() -> None:
+    hop = latency.Hop("eventbridge", "published", latency.LogNormal(148, 387))
+
+    figures = latency.summary(latency.compose([hop], samples=20_000))
+
+    assert figures["p50"] == pytest.approx(148, rel=0.03)
+    assert figures["p99"] == pytest.approx(387, rel=0.08)
+
+
+def test_the_fast_path_is_todays_path_without_the_trigger_and_eventbridge_plus_one_async_invoke(
+    mongo_uri: str,
+) -> None:
+    times = latency.measure_hops(mongo_uri, runs=1, jobs=3, progress=quiet)
+
+    # Three jobs: three attempts of the wrapper, two handlings that dispatch a next job.
+    assert (len(times.wrapper_start_ms), len(times.report_ms), len(times.trigger_ms)) == (3, 3, 3)
+    assert len(times.orchestrator_ms) == 2
+    today, fast = latency.today_path(times), latency.fast_path(times)
+    skipped = {"Atlas trigger sees the insert", "EventBridge partner bus, rule, orchestrator"}
+    assert [hop.name for hop in fast] == [
+        today[0].name,
+        "Lambda async invoke of the orchestrator",
+        *[hop.name for hop in today if hop.name not in skipped][1:],
+    ]
+    model = latency.cloud_model(times, samples=200)
+    assert model["step_functions_standard"] == {"p50": 142, "p99": 313, "origin": "published"}
+    assert model["today"]["p50"] <= model["today"]["p99"]
+
+
+def test_the_dev_server_benchmark_measures_one_step_per_job_after_the_first(mongo_uri: str) -> None:
+    figures = latency.dev_server_steps(mongo_uri, runs=1, jobs=3, progress=quiet)
+
+    assert (figures["samples"], figures["runs"], figures["jobs_per_run"]) == (2, 1, 3)
+    assert 0 <= figures["p50"] <= figures["p99"]
