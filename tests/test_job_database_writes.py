@@ -11,11 +11,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pymongo
 import pytest
+from pymongo import monitoring
 
 from cdk_app.local.atlas_events import envelope
+from cdk_app.local.embedded_mongo import EmbeddedMongo
 from constructs.database_access import BYPASS_DOCUMENT_VALIDATION, UPDATE, job_privileges, privileges
 from runtime.clock import utcnow
 from runtime.documents.events import JobEvent
@@ -211,3 +214,65 @@ def test_a_job_cannot_keep_a_dead_attempts_lease_alive(control: MongoStore, job_
     record["requestContext"]["requestId"] = "another-request"
     outcome = Orchestrator(control, RecordingDispatcher()).handle(record)
     assert outcome.action == "recorded", outcome
+
+
+class Commands(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.sent.append((event.command_name, dict(event.command)))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@pytest.fixture
+def failing_server() -> Iterator[str]:
+    """A server of this test's own that takes ``configureFailPoint``."""
+    server = EmbeddedMongo(test_commands=True)
+    try:
+        yield server.uri
+    finally:
+        server.stop()
+
+
+def test_a_writer_the_server_refuses_the_bypass_writes_without_it_and_sets_no_validator(
+    failing_server: str, store_settings: StoreSettings
+) -> None:
+    """Password mode's ``readWrite`` user (and an operator's CLI signed in as one) holds neither
+    ``collMod`` nor ``bypassDocumentValidation``: mongod answers both with code 13, as the
+    server is told to here (``failCommand``, for this client alone). The store sets no validator
+    and records every operation, the first by trying again without the bypass, the rest without
+    trying it."""
+    commands = Commands()
+    mongo_client: pymongo.MongoClient[dict] = pymongo.MongoClient(failing_server)
+    client: pymongo.MongoClient[dict] = pymongo.MongoClient(
+        failing_server, appname="readwrite-user", event_listeners=[commands]
+    )
+    refuse = {"errorCode": 13, "appName": "readwrite-user"}
+    mongo_client.admin.command(
+        "configureFailPoint",
+        "failCommand",
+        mode={"times": 2},
+        data=refuse | {"failCommands": ["collMod", "insert"]},
+    )
+    store = MongoStore(client, store_settings)
+    store.ensure_indexes()
+    for attempt in (1, 2):
+        assert store.record_status(
+            StatusEvent(run_id="r", workflow="w", status=StatusName.CANCEL_REQUESTED, attempt=attempt)
+        )
+    assert [s["attempt"] for s in store.run_statuses("r")] == [1, 2]
+    inserts = [body for name, body in commands.sent if name == "insert" and body["insert"] == "statuses"]
+    assert [body.get("bypassDocumentValidation", False) for body in inserts] == [True, False, False]
+    [options] = [
+        c["options"]
+        for c in mongo_client[store_settings.database].list_collections(filter={"name": "statuses"})
+    ]
+    client.close()
+    mongo_client.close()
+    assert "validator" not in options
