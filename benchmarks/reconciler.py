@@ -91,7 +91,8 @@ def _seed(store: MongoStore, ended: int, running: int) -> list[str]:
     for start in range(0, len(runs), BATCH):
         store.runs.insert_many(runs[start : start + BATCH])
     for start in range(0, len(statuses), BATCH):
-        store.statuses.insert_many(statuses[start : start + BATCH])
+        # Written as the control plane writes them: past the validator that admits job reports only.
+        store.statuses.insert_many(statuses[start : start + BATCH], bypass_document_validation=True)
     return running_ids
 
 

@@ -54,7 +54,8 @@ with the jobs)."""
 
 FIND, INSERT, UPDATE, REMOVE = "FIND", "INSERT", "UPDATE", "REMOVE"
 CREATE_INDEX, LIST_INDEXES, DROP_INDEX = "CREATE_INDEX", "LIST_INDEXES", "DROP_INDEX"
-CREATE_COLLECTION = "CREATE_COLLECTION"
+CREATE_COLLECTION, COLL_MOD = "CREATE_COLLECTION", "COLL_MOD"
+BYPASS_DOCUMENT_VALIDATION = "BYPASS_DOCUMENT_VALIDATION"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,16 +97,20 @@ def privileges(
     (``job_privileges``)."""
     runs, statuses, items = store.runs_collection, store.statuses_collection, store.items_collection
     leases, notifications = store.leases_collection, store.notifications_collection
-    indexed = (runs, statuses, items, OUTPUTS, OUTPUT_FILES, OUTPUT_CHUNKS)
+    indexed = (runs, statuses, leases, items, OUTPUTS, OUTPUT_FILES, OUTPUT_CHUNKS)
     index_making: dict[str, tuple[str, ...]] = {name: (CREATE_COLLECTION, CREATE_INDEX) for name in indexed}
-    index_making[statuses] += (LIST_INDEXES, DROP_INDEX)  # an older unique index is dropped
+    # An older unique index is dropped; the validator that admits only job reports is set.
+    index_making[statuses] += (LIST_INDEXES, DROP_INDEX, COLL_MOD)
     for workflow in workflows:
         for view in _views(store, workflow):
             index_making[view.name] = (CREATE_COLLECTION,)
             index_making[view.view_on] = (*index_making.get(view.view_on, ()), FIND)
+    # A status the control plane records passes the validator of statuses, which admits only a
+    # job attempt's reports from anyone without this privilege (``job_reports_only``).
+    recording = (INSERT, BYPASS_DOCUMENT_VALIDATION)
     advancing = {
         runs: (FIND, UPDATE),
-        statuses: (FIND, INSERT, UPDATE),
+        statuses: (FIND, *recording, UPDATE),
         leases: (FIND,),
         items: (FIND, INSERT, UPDATE),
         OUTPUTS: (FIND, UPDATE),
@@ -120,7 +125,9 @@ def privileges(
         "reconciler": _merged(advancing, index_making, {OUTPUT_FILES: (INSERT,), OUTPUT_CHUNKS: (INSERT,)}),
         # Inserts runs, records operations (cancel, redrive, approve, reject), lists runs and
         # reads one as status does (its fan-outs' failed items too).
-        "starter": _merged({runs: (FIND, INSERT), statuses: (FIND, INSERT), items: (FIND,)}, index_making),
+        "starter": _merged(
+            {runs: (FIND, INSERT), statuses: (FIND, *recording), items: (FIND,)}, index_making
+        ),
         # Reads the run it reports on; claims each notification once.
         "notifier": {runs: (FIND,), notifications: (FIND, INSERT, UPDATE, REMOVE)},
     }
@@ -131,12 +138,14 @@ def job_privileges(store: StoreSettings, workflow: str) -> dict[str, tuple[str, 
     """The job wrapper's, for the job functions of ``workflow``: is the attempt still wanted
     (the run), has it ended (statuses), its lease, the outputs it reads (kept by reference, or a
     fan-out's items), all read through the workflow's views and nowhere else; and its writes,
-    which views do not take: its report, its lease (renewed: ``UPDATE``), its output kept by
-    reference (inserted, never replaced)."""
+    which views do not take: its report (without ``bypassDocumentValidation``, so the validator
+    of statuses admits a job attempt's reports only), its lease and the lease's renewals
+    (inserted: it may update no lease, its own or another's), its output kept by reference
+    (inserted, never replaced)."""
     grants: dict[str, tuple[str, ...]] = {view.name: (FIND,) for view in _views(store, workflow)}
     return grants | {
         store.statuses_collection: (INSERT,),
-        store.leases_collection: (CREATE_COLLECTION, INSERT, UPDATE),
+        store.leases_collection: (CREATE_COLLECTION, INSERT),
         OUTPUTS: (INSERT,),
         OUTPUT_FILES: (INSERT,),
         OUTPUT_CHUNKS: (INSERT,),

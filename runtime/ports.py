@@ -100,10 +100,13 @@ class RunStore(Protocol):
     def acquire_lease(self, lease: Lease) -> bool:
         """Take the lease of an attempt; False when it was taken before (by anyone)."""
 
-    def read_lease(self, lease_id: str) -> Lease | None: ...
+    def read_lease(self, lease_id: str, attempt_key: str | None = None) -> Lease | None:
+        """The lease, expiring at its latest renewal for its token that ``attempt_key`` (when
+        given) authenticates."""
 
-    def renew_lease(self, lease: Lease) -> bool:
-        """Move the lease's expiry to ``lease.expires_at`` while ``lease.token`` holds it."""
+    def renew_lease(self, lease: Lease, attempt_key: str | None = None) -> None:
+        """Extend the lease to ``lease.expires_at`` for ``lease.token``, MAC'd by ``attempt_key``
+        (when the attempt has one): an insert, never an update (``runtime.documents.leases``)."""
 
     def find_runs(
         self,

@@ -20,6 +20,8 @@ from pymongo import monitoring
 
 from cdk_app.local.atlas_events import envelope
 from constructs.database_access import (
+    BYPASS_DOCUMENT_VALIDATION,
+    COLL_MOD,
     CREATE_COLLECTION,
     CREATE_INDEX,
     DROP_INDEX,
@@ -79,7 +81,8 @@ def needed(name: str, command: dict[str, Any]) -> set[tuple[str, str]]:
         "count": {FIND},
         "aggregate": {FIND},
         "distinct": {FIND},
-        "insert": {INSERT},
+        "insert": {INSERT}
+        | ({BYPASS_DOCUMENT_VALIDATION} if command.get("bypassDocumentValidation") else set()),
         "update": {UPDATE}
         | ({INSERT} if any(u.get("upsert") for u in command.get("updates", ())) else set()),
         "delete": {REMOVE},
@@ -88,6 +91,7 @@ def needed(name: str, command: dict[str, Any]) -> set[tuple[str, str]]:
         "createIndexes": {CREATE_INDEX},
         "dropIndexes": {DROP_INDEX},
         "create": {CREATE_COLLECTION},
+        "collMod": {COLL_MOD},
     }.get(name)
     if actions is None:
         raise AssertionError(f"the job wrapper sent {name!r}, which this test does not know: add it")

@@ -69,12 +69,24 @@ class EmbeddedMongo:
     lives in that folder and a later server on the same folder finds it intact; without one it is
     in memory and gone when the server stops."""
 
-    def __init__(self, storage_path: Path | None = None, port: int | None = None) -> None:
+    def __init__(
+        self,
+        storage_path: Path | None = None,
+        port: int | None = None,
+        *,
+        auth: bool = False,
+        test_commands: bool = False,
+    ) -> None:
+        """``auth``: every command but the handshake needs a user signed in (SCRAM), whose roles
+        the server enforces; users are made on the same folder without it first. ``test_commands``:
+        mongod's test-only commands (``configureFailPoint``), for tests that make the server
+        answer as a real one would in a case it cannot reach by itself."""
         port = port or free_port()
         self.uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
         storage = IN_MEMORY if storage_path is None else str(storage_path)
+        flags = [*(["--auth"] if auth else []), *(["--enable-test-commands"] if test_commands else [])]
         self.process = subprocess.Popen(
-            _server_command(port, storage), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [*_server_command(port, storage), *flags], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         _running.add(self.process)
         try:

@@ -142,12 +142,12 @@ class CrashingStore:
     def acquire_lease(self, lease: Lease) -> bool:
         return self._write("acquire_lease", lambda: self._store.acquire_lease(lease))
 
-    def read_lease(self, lease_id: str) -> Lease | None:
-        return self._store.read_lease(lease_id)
+    def read_lease(self, lease_id: str, attempt_key: str | None = None) -> Lease | None:
+        return self._store.read_lease(lease_id, attempt_key)
 
-    def renew_lease(self, lease: Lease) -> bool:
+    def renew_lease(self, lease: Lease, attempt_key: str | None = None) -> None:
         # Not a crash point: renewals come from the heartbeat thread, which dies with the handling.
-        return self._store.renew_lease(lease)
+        self._store.renew_lease(lease, attempt_key)
 
     def find_runs(
         self,

@@ -414,6 +414,20 @@ STATUS_KEY = (RUN_ID, PHASE, JOB, INDEX, STATUS, ATTEMPT, SLOT)
 taking an attempt's place in it first; missing, so null, on unsigned statuses."""
 
 
+def job_reports_only() -> Document:
+    """The validator of ``statuses``: what a writer without MongoDB's ``bypassDocumentValidation``
+    privilege may insert, a job attempt's reports (docs/architecture.md, "Trust"). The control
+    plane's database roles hold the privilege and insert with it; a job's role does not, so the
+    database itself refuses an operation or a run's status from a job's code. Checked on inserts
+    only (``validationLevel: moderate``): the control plane's updates of run-level statuses (their
+    expiry) pass as they did."""
+    return {
+        STATUS: {"$in": [status.value for status in ATTEMPT_STATUSES]},
+        JOB: {"$type": "string"},
+        ATTEMPT: {"$gte": 1},
+    }
+
+
 @dataclass(frozen=True, kw_only=True)
 class StatusEvent:
     """One document of the ``statuses`` collection."""

@@ -110,6 +110,17 @@ def attempt_slot(attempt_key: str) -> str:
     return hmac.new(bytes.fromhex(attempt_key), b"slot", hashlib.sha256).hexdigest()[:_SLOT_LENGTH]
 
 
+def renewal_mac(attempt_key: str, lease_id: str, token: str, expires_ms: int) -> str:
+    """The MAC of a lease's renewal (``runtime.documents.leases``) by its attempt's key: only the
+    attempt's invocations, and the control plane, can extend its lease."""
+    message = json.dumps(["renewal", lease_id, token, expires_ms]).encode()
+    return hmac.new(bytes.fromhex(attempt_key), message, hashlib.sha256).hexdigest()
+
+
+def renewal_mac_matches(attempt_key: str, lease_id: str, token: str, expires_ms: int, given: str) -> bool:
+    return hmac.compare_digest(renewal_mac(attempt_key, lease_id, token, expires_ms), given)
+
+
 def canonical(document: Mapping[str, Any]) -> bytes:
     """The bytes a status document's signature covers."""
     content = {key: value for key, value in document.items() if key not in (ID, AUTH, "date")}

@@ -189,9 +189,12 @@ class Heartbeat:
     logged and tried again at the next beat: at worst the lease expires, and the attempt is
     recorded failed rather than run twice."""
 
-    def __init__(self, store: RunStore, lease: Lease, settings: LeaseSettings) -> None:
+    def __init__(
+        self, store: RunStore, lease: Lease, settings: LeaseSettings, attempt_key: str | None
+    ) -> None:
         self.store = store
         self.lease = lease
+        self.attempt_key = attempt_key
         self.settings = settings
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"lease {lease.lease_id}", daemon=True)
@@ -209,7 +212,8 @@ class Heartbeat:
     def _beat(self) -> None:
         while not self._stop.wait(self.settings.renew_every.total_seconds()):
             try:
-                self.store.renew_lease(replace(self.lease, expires_at=utcnow() + self.settings.duration))
+                renewed = replace(self.lease, expires_at=utcnow() + self.settings.duration)
+                self.store.renew_lease(renewed, self.attempt_key)
             except Exception as exc:  # the store may fail in any way; the next beat tries again
                 log.warning("could not renew the lease %s: %s", self.lease.lease_id, exc)
 
@@ -240,7 +244,7 @@ def run_attempt(
     )
     if not store.acquire_lease(lease):
         return _wait_for_end(store, event, context, settings)
-    with Heartbeat(store, lease, settings):
+    with Heartbeat(store, lease, settings, event.attempt_key):
         # Checked once the lease is held: a run that ended before this claim is seen here.
         blocked = attempt_blocked(event, store.read_attempt_state(event.run_id, event.job))
         if blocked is not None:
@@ -292,7 +296,7 @@ def _wait_for_end(store: RunStore, event: JobEvent, context: Any, settings: Leas
     while True:
         if _terminal_status(store, event):
             return AttemptResult(outcome="already-finished")
-        held = store.read_lease(held_id)
+        held = store.read_lease(held_id, event.attempt_key)
         if held is not None and held.expires_at <= utcnow():
             error = (
                 f"the invocation running attempt {event.attempt} of {event.job!r} (request {held.owner}) "

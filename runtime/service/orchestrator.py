@@ -365,7 +365,9 @@ class Orchestrator:
         )
         lease = None
         if terminal is None:
-            lease = self.store.read_lease(lease_id(job.run_id, job.job, job.attempt, job.index, job.slot))
+            lease = self.store.read_lease(
+                lease_id(job.run_id, job.job, job.attempt, job.index, job.slot), job.attempt_key
+            )
         failure = plan_give_up(record, terminal, lease, utcnow())
         if isinstance(failure, Rejection):
             return Outcome(action=failure.action, reason=failure.reason)

@@ -221,7 +221,16 @@ def store_from_env(
             f"{contracts.WORKFLOW_NAME} is not set: a job function reads only its own workflow's "
             "documents, and does not know which workflow that is"
         )
-    store = MongoStore(target_client(target, max_pool_size), settings, keys, own_workflow)
+    # Password mode's one readWrite user may not bypass validation, so no validator is set there
+    # (nor could it keep job code out: every function holds that same user).
+    password_mode = not environ.get(contracts.MONGODB_AUTH) and not environ.get(contracts.MONGODB_URI)
+    store = MongoStore(
+        target_client(target, max_pool_size),
+        settings,
+        keys,
+        own_workflow,
+        bypass_validation=not password_mode,
+    )
     marker = (target.uri, settings.database, settings.statuses_collection, workflow or "")
     if create_indexes and marker not in _indexed:
         store.ensure_indexes()

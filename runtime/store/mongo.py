@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
@@ -24,12 +25,24 @@ from bson.raw_bson import RawBSONDocument
 from pymongo import ReturnDocument
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import DocumentTooLarge, DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import (
+    DocumentTooLarge,
+    DuplicateKeyError,
+    OperationFailure,
+    PyMongoError,
+)
 
 from runtime.clock import as_utc, utcnow
 from runtime.documents import ID
 from runtime.documents.deployment import Deployment
-from runtime.documents.leases import Lease, lease_filter, lease_from_document, lease_renewed
+from runtime.documents.leases import (
+    EXPIRES_AT,
+    RENEWS,
+    Lease,
+    lease_and_renewals,
+    lease_from_documents,
+    lease_renewal,
+)
 from runtime.documents.listing import (
     SUMMARY_FIELDS,
     PagePosition,
@@ -68,6 +81,7 @@ from runtime.documents.run import (
     attempt_state_from_document,
     deployment_of_document,
     expiry_update,
+    job_reports_only,
     next_wake_query,
     operations_query,
     run_filter,
@@ -93,9 +107,12 @@ from runtime.store.views import ensure_views
 
 T = TypeVar("T")
 
-REJECTED_DOCUMENT_CODES = frozenset({10334, 17419, 15, 17280})
+DOCUMENT_VALIDATION_FAILURE = 121
+REJECTED_DOCUMENT_CODES = frozenset({10334, 17419, 15, 17280, DOCUMENT_VALIDATION_FAILURE})
 """MongoDB's error codes for a document it will never store as it is: BSONObjectTooLarge and
-the update-result-too-large of older servers, Overflow (nested too deeply), KeyTooLong."""
+the update-result-too-large of older servers, Overflow (nested too deeply), KeyTooLong, and a
+document the collection's validator refuses (``job_reports_only``)."""
+UNAUTHORIZED, NAMESPACE_NOT_FOUND, NAMESPACE_EXISTS = 13, 26, 48
 ASC, DESC = pymongo.ASCENDING, pymongo.DESCENDING
 EXPIRES = {"expireAfterSeconds": 0, "partialFilterExpression": {EXPIRE_AT: {"$type": "date"}}}
 """A TTL index on ``expireAt``, holding only the documents that have a date there: MongoDB's TTL
@@ -137,6 +154,29 @@ OLD_STATUS_INDEXES = ("one_report_per_attempt", "one_report_per_item_attempt")
 """Earlier unique keys of ``statuses``, dropped by ``ensure_indexes``: the first would refuse the
 second item's report of an attempt, the second a report in the slot of its signed attempt."""
 
+RENEWALS_KEPT_SECONDS = 3600
+LEASE_INDEXES: Mapping[str, tuple[list[tuple[str, int]], Mapping[str, Any]]] = {
+    "renewals_of_lease": ([(RENEWS, ASC)], {"sparse": True}),
+    "expire_lease_renewals": (
+        [(EXPIRES_AT, ASC)],
+        {
+            "expireAfterSeconds": RENEWALS_KEPT_SECONDS,
+            "partialFilterExpression": {RENEWS: {"$type": "string"}},
+        },
+    ),
+}
+"""Indexes of ``leases``: a lease's renewals (``runtime.documents.leases``), read beside it, and
+their expiry an hour after they lapse (only the latest counts, and once it has lapsed the lease
+has too); the leases themselves are kept."""
+
+
+@dataclass
+class _Bypass:
+    """Whether a store's writes to ``statuses`` bypass its validator: shared by the copies a store
+    makes of itself, so a server's refusal is learnt once."""
+
+    enabled: bool
+
 
 def _guard(action: str, call: Callable[[], T]) -> T:
     try:
@@ -165,11 +205,21 @@ class MongoStore:
         settings: StoreSettings | None = None,
         keys: StatusKeys | None = None,
         workflow: str | None = None,
+        *,
+        bypass_validation: bool = True,
     ) -> None:
         """``workflow``: the store reads that workflow's documents alone, through its views
         (``runtime.documents.views``): the job wrapper's store, whose database role may read
-        nothing else. Its writes go to the collections."""
+        nothing else. Its writes go to the collections.
+
+        ``bypass_validation``: the store writes as the control plane, whose statuses pass the
+        validator of ``statuses`` (``job_reports_only``) by MongoDB's ``bypassDocumentValidation``,
+        and its ``ensure_indexes`` installs that validator. Never for a job's store (``workflow``).
+        A server that refuses the privilege (a user without it, such as password mode's
+        ``readWrite``) gets the store's writes without it from then on: where no writer holds
+        the privilege, there is no validator either (no ``collMod`` right to install it)."""
         self.settings = settings or StoreSettings()
+        self._bypass = _Bypass(enabled=bypass_validation and workflow is None)
         self._keys = keys
         self.workflow = workflow
         database = client[self.settings.database]
@@ -214,12 +264,41 @@ class MongoStore:
             if old in existing:
                 _guard("drop an old index", partial(self.statuses.drop_index, old))
         self.items().ensure_indexes()
-        for collection, indexes in ((self.runs, RUN_INDEXES), (self.statuses, STATUS_INDEXES)):
+        if self._bypass.enabled:
+            self._ensure_status_validator()
+        for collection, indexes in (
+            (self.runs, RUN_INDEXES),
+            (self.statuses, STATUS_INDEXES),
+            (self.leases, LEASE_INDEXES),
+        ):
             for name, (keys, options) in indexes.items():
                 _guard(
                     f"create the index {name} on {collection.name}",
                     partial(collection.create_index, keys, name=name, **options),
                 )
+
+    def _ensure_status_validator(self) -> None:
+        """Installs ``job_reports_only`` on ``statuses`` (creating it when missing); a writer
+        without the ``collMod`` right leaves the collection as it is (an operator's CLI, say:
+        the starter installs it)."""
+        name = self.statuses.name
+        options: Document = {"validator": job_reports_only(), "validationLevel": "moderate"}
+        set_validator = partial(self.database.command, "collMod", name, **options)
+        try:
+            set_validator()
+        except OperationFailure as exc:
+            if exc.code == UNAUTHORIZED:
+                return
+            if exc.code != NAMESPACE_NOT_FOUND:
+                raise StoreError(f"could not set the validator of {name}: {exc}") from exc
+            try:
+                self.database.create_collection(name, check_exists=False, **options)
+            except OperationFailure as made:
+                if made.code != NAMESPACE_EXISTS:  # made meanwhile by another process
+                    raise StoreError(f"could not create {name}: {made}") from made
+                _guard(f"set the validator of {name}", set_validator)
+        except PyMongoError as exc:
+            raise StoreError(f"could not set the validator of {name}: {exc}") from exc
 
     def ensure_views(self, workflow: str) -> None:
         """``workflow``'s read views (``runtime.documents.views``), through which its job
@@ -398,12 +477,22 @@ class MongoStore:
     def insert_status(self, document: Mapping[str, Any]) -> bool:
         """Append a status document; False when the same report was recorded before."""
         try:
-            _guard(
-                f"record status {document.get(STATUS)!r}", lambda: self.statuses.insert_one(dict(document))
-            )
+            _guard(f"record status {document.get(STATUS)!r}", partial(self._insert_status, dict(document)))
         except DuplicateKeyError:
             return False
         return True
+
+    def _insert_status(self, document: Document) -> None:
+        if not self._bypass.enabled:
+            self.statuses.insert_one(document)
+            return
+        try:
+            self.statuses.insert_one(document, bypass_document_validation=True)
+        except OperationFailure as exc:
+            if exc.code != UNAUTHORIZED:
+                raise
+            self._bypass.enabled = False
+            self.statuses.insert_one(document)
 
     def read_status(
         self,
@@ -456,18 +545,12 @@ class MongoStore:
             return False
         return True
 
-    def read_lease(self, lease_id: str) -> Lease | None:
-        document = _guard("read a lease", lambda: self._read_leases.find_one(lease_filter(lease_id)))
-        return None if document is None else lease_from_document(document)
+    def read_lease(self, lease_id: str, attempt_key: str | None = None) -> Lease | None:
+        documents = _guard("read a lease", lambda: list(self._read_leases.find(lease_and_renewals(lease_id))))
+        return lease_from_documents(lease_id, documents, attempt_key)
 
-    def renew_lease(self, lease: Lease) -> bool:
-        result = _guard(
-            "renew a lease",
-            lambda: self.leases.update_one(
-                lease_filter(lease.lease_id, lease.token), {"$set": lease_renewed(lease.expires_at)}
-            ),
-        )
-        return result.matched_count == 1
+    def renew_lease(self, lease: Lease, attempt_key: str | None = None) -> None:
+        _guard("renew a lease", lambda: self.leases.insert_one(lease_renewal(lease, attempt_key)))
 
     def read_statuses(self, run_id: str, *, items: bool = True) -> list[StatusEvent]:
         """The run's statuses in the order they were recorded; without ``items``, not the reports
