@@ -6,19 +6,25 @@ failure handler, a cancelled run)."""
 from __future__ import annotations
 
 import json
+import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 
+import pymongo
 import pytest
 from aws_cdk import Stack
 from jsonschema import Draft202012Validator
 
+from cdk_app.console.prometheus import Registry
+from cdk_app.console.server import serving_console
 from cdk_app.testkit import WorkflowTest, raises, sequence
 from runtime.aws import metrics
 from runtime.aws.metrics import rejected_metric_line
 from runtime.definition.loader import load_workflow
 from runtime.handlers.reconciler import metrics_record
 from runtime.service.reconciler import ReconcileReport
+from runtime.store.mongo import MongoStore
+from runtime.store.settings import StoreSettings
 from tests.cdk_fixtures import resources_of_type, synthesize, templates_of
 
 SPEC = "tests/specs/observe/traced.yaml"
@@ -239,3 +245,37 @@ def test_the_spec_sets_alarms_on_failure_rate_and_p99_duration(template: dict[st
     stat = query["MetricStat"]
     assert (stat["Metric"]["MetricName"], stat["Stat"], p99["Threshold"]) == ("RunDuration", "p99", 600)
     assert all(alarm["AlarmActions"] for alarm in (rate, p99))
+
+
+@pytest.fixture
+def store(mongo_client: pymongo.MongoClient[dict[str, Any]], store_settings: StoreSettings) -> MongoStore:
+    return MongoStore(mongo_client, store_settings)
+
+
+def test_the_dev_servers_metrics_page_adds_up_the_same_records(
+    printed: list[dict[str, Any]], store: MongoStore
+) -> None:
+    registry = Registry()
+    for record in printed:
+        registry.record(record)
+    with (
+        serving_console(store, "127.0.0.1", 0, False, metrics=registry) as url,
+        urllib.request.urlopen(f"{url}metrics") as response,  # noqa: S310 - a local URL
+    ):
+        content_type, text = response.headers["Content-Type"], response.read().decode()
+    assert content_type.startswith("text/plain; version=0.0.4")
+    samples = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    label = f'{{workflow="{WORKFLOW}"}}'
+    assert samples[f"workflows_runs_started_total{label}"] == "3"
+    assert samples[f"workflows_runs_failed_total{label}"] == "1"
+    assert samples[f"workflows_runs_cancelled_total{label}"] == "1"
+    assert samples[f"workflows_run_duration_seconds_count{label}"] == "3"
+    flaky = f'{{workflow="{WORKFLOW}",job="flaky"}}'
+    assert samples[f"workflows_retries_total{flaky}"] == "2"
+    # Its first attempt failed in each of the three runs (the third was cancelled while it waited
+    # for its retry); the second ran in two.
+    assert samples[f"workflows_attempts_failed_total{flaky}"] == "3"
+    assert samples[f"workflows_attempt_duration_seconds_count{flaky}"] == "5"
+    emitted = sum(record.get("AttemptsSucceeded", 0) for record in printed if record.get("Job") == "fan")
+    assert samples[f'workflows_attempts_succeeded_total{{workflow="{WORKFLOW}",job="fan"}}'] == str(emitted)
+    assert "# TYPE workflows_runs_repaired_total counter" in text

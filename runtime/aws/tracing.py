@@ -94,6 +94,8 @@ def configure(exporter: SpanExporter | None = None, *, batch: bool = False) -> T
             id_generator=_derived_ids(),
             resource=Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", SERVICE_NAME)}),
         )
+        # Refused (with a warning) when another provider is global already: this one still
+        # writes the runs' spans (``_tracer``), the user's go to the global one.
         trace.set_tracer_provider(provider)
         _state["provider"] = provider
     if exporter is not None:
@@ -146,6 +148,13 @@ def _parent(api: Any, trace_id: str, span_id: str) -> Any:
     return api.set_span_in_context(api.NonRecordingSpan(parent))
 
 
+def _tracer(api: Any) -> Any:
+    """The tracer of the provider ``configure`` installed (its ids are the derived ones), even
+    when another provider is the global one; else the global provider's."""
+    provider = _state.get("provider")
+    return api.get_tracer(INSTRUMENTATION) if provider is None else provider.get_tracer(INSTRUMENTATION)
+
+
 def _empty_context() -> Any:
     from opentelemetry.context import Context
 
@@ -171,7 +180,7 @@ def attempt_span(
     parent = _parent(api, trace_id, traces.phase_span_id(run_id, phase))
     name = job if index is None else f"{job}[{index}]"
     with _with_ids(None, traces.attempt_span_id(run_id, job, attempt, index)):
-        span = api.get_tracer(INSTRUMENTATION).start_span(name, context=parent, attributes=dict(attributes))
+        span = _tracer(api).start_span(name, context=parent, attributes=dict(attributes))
     with api.use_span(span, end_on_exit=True, record_exception=False, set_status_on_exception=False):
         yield span
 
@@ -209,7 +218,7 @@ def write_span(
     # A root span starts from an empty context, not from whatever span is current here.
     context = _empty_context() if parent_id is None else _parent(api, trace_id, parent_id)
     with _with_ids(trace_id if parent_id is None else None, span_id):
-        span = api.get_tracer(INSTRUMENTATION).start_span(
+        span = _tracer(api).start_span(
             name, context=context, start_time=_nanoseconds(start), attributes=dict(attributes)
         )
     for event_name, moment, event_attributes in events:
