@@ -2,7 +2,8 @@
 (docs/observability.md): runs per hour by outcome, run duration percentiles, and the slowest
 jobs. Read from the run documents, the console's one source, with the metrics' definitions: a
 run's duration from its start to its last write once ended (``RunDuration``), a job's from its
-attempt's dispatch to its end (what ``AttemptDuration`` measures, plus the queueing before it)."""
+last attempt's dispatch to its end (what ``AttemptDuration`` measures, plus the queueing before
+it; the run document keeps no earlier attempt's times)."""
 
 from __future__ import annotations
 
@@ -76,9 +77,8 @@ def _slowest_jobs(store: MongoStore, run_ids: list[str]) -> list[dict[str, Any]]
             claimed, finished = as_utc(record.claimed_at), as_utc(record.finished_at)
             if claimed is not None and finished is not None and finished >= claimed:
                 seconds[name].append((finished - claimed).total_seconds())
-    figures = [
+    slowest = sorted(seconds.items(), key=lambda item: (-(percentile(item[1], 90) or 0.0), item[0]))
+    return [
         {"job": name, "p90_seconds": percentile(values, 90), "max_seconds": max(values), "runs": len(values)}
-        for name, values in seconds.items()
+        for name, values in slowest[:SLOWEST_SHOWN]
     ]
-    figures.sort(key=lambda figure: (-(figure["p90_seconds"] or 0), figure["job"]))
-    return figures[:SLOWEST_SHOWN]
