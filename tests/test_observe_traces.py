@@ -19,6 +19,7 @@ from opentelemetry.trace import StatusCode
 
 from cdk_app.testkit import WorkflowTest, raises, sequence
 from runtime.aws import tracing
+from runtime.definition.model import Job, Phase, Workflow
 from runtime.documents import traces
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -172,3 +173,36 @@ def test_an_attempt_runs_without_opentelemetry_installed() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.splitlines() == ["42", f"False {traces.attempt_traceparent('r-1', 'j', 2)}"]
+
+
+def test_a_wait_is_a_span_under_its_phase_and_phase_ends_are_events_of_the_run(
+    spans: InMemorySpanExporter, mongo_uri: str
+) -> None:
+    paused = Workflow(
+        name="paused",
+        phases=(
+            Phase(
+                name="p",
+                jobs=(
+                    Job(name="pause", phase="p", wait=3600),
+                    Job(name="go", phase="p", after=("pause",)),
+                ),
+            ),
+        ),
+    )
+    test = WorkflowTest(paused, mongo_uri, fakes={"go": "went"})
+    try:
+        run_id = test.start().run_id
+        test.run_until_idle()
+        test.assert_run("succeeded")
+    finally:
+        test.close()
+    finished = {span.name: span for span in spans.get_finished_spans()}
+    wait = finished["wait pause"]
+    assert _parent(wait) == traces.phase_span_id(run_id, "p")
+    assert wait.end_time is not None
+    assert wait.start_time is not None
+    assert (wait.end_time - wait.start_time) // 1_000_000_000 == 3600
+    run = finished["run paused"]
+    assert [event.name for event in run.events] == ["phase p ended", "workflow_succeeded"]
+    assert _parent(finished["go"]) == traces.phase_span_id(run_id, "p")

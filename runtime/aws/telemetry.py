@@ -153,19 +153,27 @@ def _aware(moment: datetime) -> datetime:
 
 
 def write_run_spans(run: Run, outcome: str, error: str | None, now: datetime) -> None:
-    """The run's span and one per phase its jobs were dispatched in, from the run document's
-    times: a phase from its jobs' first dispatch to their last end (the phase the run ends in,
-    to now)."""
+    """The run's span, one per phase its jobs were dispatched in and one per wait or approval
+    (no code runs for them, so no attempt span), from the run document's times: a phase from its
+    jobs' first dispatch to their last end (the phase the run ends in, to now), with an event
+    where it ended."""
     if not tracing.available():
         return
     start = as_utc(run.created_at) or now
+    phase_ends: list[tuple[str, datetime, dict[str, Any]]] = []
     for phase in run.definition.all_phases():
-        records = [record for job in phase.jobs if (record := run.jobs.get(job.name)) is not None]
-        claimed = [_aware(record.claimed_at) for record in records if record.claimed_at]
+        records = {job.name: record for job in phase.jobs if (record := run.jobs.get(job.name)) is not None}
+        claimed = [_aware(record.claimed_at) for record in records.values() if record.claimed_at]
         if not claimed:
             continue
-        finished = [_aware(record.finished_at) for record in records if record.finished_at]
+        finished = [_aware(record.finished_at) for record in records.values() if record.finished_at]
         phase_end = now if phase.name == run.phase or not finished else max(finished)
+        phase_ends.append((f"phase {phase.name} ended", phase_end, {"workflow.phase": phase.name}))
+        attributes = {
+            "workflow.name": run.workflow,
+            "workflow.run_id": run.run_id,
+            "workflow.phase": phase.name,
+        }
         tracing.write_span(
             run_id=run.run_id,
             span_id=traces.phase_span_id(run.run_id, phase.name),
@@ -173,13 +181,22 @@ def write_run_spans(run: Run, outcome: str, error: str | None, now: datetime) ->
             name=f"phase {phase.name}",
             start=min(claimed),
             end=phase_end,
-            attributes={
-                "workflow.name": run.workflow,
-                "workflow.run_id": run.run_id,
-                "workflow.phase": phase.name,
-                "workflow.failure_handlers": phase.name == HANDLERS_PHASE,
-            },
+            attributes=attributes | {"workflow.failure_handlers": phase.name == HANDLERS_PHASE},
         )
+        for job in phase.jobs:
+            record = records.get(job.name)
+            if job.runs_code or record is None or record.claimed_at is None:
+                continue
+            kind = "approval" if job.approval is not None else "wait"
+            tracing.write_span(
+                run_id=run.run_id,
+                span_id=traces.attempt_span_id(run.run_id, job.name, max(record.attempt, 1)),
+                parent_id=traces.phase_span_id(run.run_id, phase.name),
+                name=f"{kind} {job.name}",
+                start=_aware(record.claimed_at),
+                end=_aware(record.finished_at) if record.finished_at else now,
+                attributes=attributes | {"workflow.job": job.name, "workflow.kind": kind},
+            )
     tracing.write_span(
         run_id=run.run_id,
         span_id=traces.run_span_id(run.run_id),
@@ -194,5 +211,8 @@ def write_run_spans(run: Run, outcome: str, error: str | None, now: datetime) ->
             "workflow.redrives": run.redrives,
         },
         error=None if outcome == "succeeded" else (error or outcome),
-        events=((f"workflow_{outcome}", now, {"error": error or ""}),),
+        events=(
+            *sorted(phase_ends, key=lambda event: event[1]),
+            (f"workflow_{outcome}", now, {"error": error or ""}),
+        ),
     )
