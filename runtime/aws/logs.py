@@ -72,12 +72,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
-def use_json_logs(level: int = logging.INFO) -> None:
-    """Format the root logger's records as JSON lines (Lambda's handler on it included). Lambda's
-    Python runtime installs its own handler on the root logger; its formatter is replaced."""
+def use_json_logs() -> None:
+    """Format the root logger's records as JSON lines. Lambda's Python runtime installs its own
+    handler on the root logger: its formatter is replaced, its level (what is logged) kept."""
     root = logging.getLogger()
     if not root.handlers:
         root.addHandler(logging.StreamHandler())
     for handler in root.handlers:
         handler.setFormatter(JsonFormatter())
-    root.setLevel(level)
