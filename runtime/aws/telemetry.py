@@ -128,7 +128,13 @@ def _observe_decision(run: Run, event: StatusEvent, transition: Transition) -> N
     now = utcnow()
     if event.status == StatusName.WORKFLOW_STARTED:
         metrics.emit(
-            metrics.embedded_metrics(run.workflow, {metrics.RUNS_STARTED.name: 1}, now, runId=run.run_id)
+            metrics.embedded_metrics(
+                run.workflow,
+                {metrics.RUNS_STARTED.name: 1},
+                now,
+                runId=run.run_id,
+                traceId=traces.trace_id(run.run_id),
+            )
         )
     for status in transition.statuses:
         end = RUN_ENDS.get(status.status)
