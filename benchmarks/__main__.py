@@ -1,6 +1,6 @@
 """``make bench``: every figure of benchmarks/README.md, written to benchmarks/results.json.
 
-``python -m benchmarks [--only engine|synth|trigger|console|timers|fanout|memory|testkit|latency]
+``python -m benchmarks [--only engine|synth|trigger|console|timers|fanout|memory|testkit|latency|observe]
 [--pairs N] [--repeats N] [--output FILE]``;
 the defaults are what results.json was made with (five to eight minutes on two cores). With
 ``--only``, the figures of that part replace theirs in the output file and the others stay.
@@ -25,6 +25,7 @@ from benchmarks import (
     executions,
     fan_out,
     latency,
+    observe,
     orchestration,
     output_reads,
     reconciler,
@@ -53,6 +54,7 @@ TARGETS = {
     "output_read_peak_mib": "< 256 (the orchestrator's Lambda memory; a when over any output allowed)",
     "testkit_virtual_seconds_per_wall_second": ">= 100000 (a day of waits in under a second)",
     "step_latency_fast_path_p50_ms": "< 142 (Step Functions Standard's published p50; modelled, not built)",
+    "telemetry_commands_added_per_attempt": "== 0 (MongoDB commands tracing and metrics add)",
 }
 
 
@@ -104,6 +106,7 @@ def verdicts(results: dict[str, Any]) -> dict[str, bool]:
             r["testkit_virtual_seconds_per_wall_second"] >= 100_000
         ),
         "step_latency_fast_path_p50_ms": lambda r: r["step_latency_fast_path_p50_ms"] < 142,
+        "telemetry_commands_added_per_attempt": lambda r: r["telemetry_commands_added_per_attempt"] == 0,
     }
     return {name: check(results) for name, check in checks.items() if name in results}
 
@@ -112,7 +115,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument(
         "--only",
-        choices=["engine", "synth", "trigger", "console", "timers", "fanout", "memory", "testkit", "latency"],
+        choices=[
+            "engine",
+            "synth",
+            "trigger",
+            "console",
+            "timers",
+            "fanout",
+            "memory",
+            "testkit",
+            "latency",
+            "observe",
+        ],
         help="one part of the bench",
     )
     parser.add_argument("--pairs", type=int, default=5, help="interleaved synth pairs (default 5)")
@@ -128,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timers", type=int, default=200, help="wait-job timers fired per way")
     parser.add_argument("--kit-repeats", type=int, default=5, help="runs of each test-kit scenario")
     parser.add_argument("--chain-runs", type=int, default=30, help="chain runs per step-latency measure")
+    parser.add_argument("--observed-runs", type=int, default=10, help="runs per telemetry mode")
     parser.add_argument("--output", type=Path, default=RESULTS, help="default benchmarks/results.json")
     args = parser.parse_args(argv)
 
@@ -161,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             results.update(testkit.virtual_speed(uri, args.kit_repeats, progress))
         if args.only in (None, "latency"):
             results.update(latency.step_latency(uri, progress, args.chain_runs, dev_runs=args.chain_runs))
+        if args.only in (None, "observe"):
+            results.update(observe.telemetry_cost(uri, args.observed_runs, progress))
     if args.only in (None, "synth"):
         results.update(synth.measure_overhead(args.pairs, progress))
         results.update(synth.measure_sizes([10, 100, 500], args.repeats, progress))

@@ -37,6 +37,7 @@ from constructs.monitoring import (
     workflow_alarms,
 )
 from constructs.networking import PrivateNetwork, in_network
+from constructs.observability import spec_alarms, workflow_dashboard
 from constructs.start_schedule import start_schedule
 from constructs.timers import scheduler_principal, timer_schedule
 from constructs.versions import pin_runs_to_versions, publish_versions, retain, version_options
@@ -274,7 +275,9 @@ class Workflow(Construct):
         ) + (
             reconciler_alarm(self, workflow.name, self._topic),
             rejected_statuses_alarm(self, workflow.name, self._topic),
+            *spec_alarms(self, workflow, self._topic),
         )
+        self._dashboard = workflow_dashboard(self, workflow, self._alarms)
 
     @property
     def orchestrator(self) -> lambda_.Function:
@@ -377,6 +380,11 @@ class Workflow(Construct):
     @property
     def alarms(self) -> tuple[cloudwatch.Alarm, ...]:
         return self._alarms
+
+    @property
+    def dashboard(self) -> cloudwatch.Dashboard:
+        """The workflow's CloudWatch dashboard (``constructs.observability``)."""
+        return self._dashboard
 
     @property
     def log_group(self) -> logs.ILogGroup:

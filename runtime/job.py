@@ -50,6 +50,10 @@ class JobEvent(TypedDict):
     """Only for a ``for_each`` job: the item this invocation runs."""
     index: NotRequired[int]
     """Only for a ``for_each`` job: the item's place in the array."""
+    traceparent: str
+    """The attempt's W3C trace context (``00-<trace id>-<span id>-01``): the run's trace, this
+    attempt's span. With OpenTelemetry installed it is also the current span while the handler
+    runs; pass it on to services you call to put their spans in the run's trace."""
 
 
 Handler: TypeAlias = Callable[[JobEvent, Any], Any]

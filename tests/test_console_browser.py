@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -297,3 +298,53 @@ def test_a_fan_out_of_10_000_items_is_one_node_with_its_counts(
     assert "fan-out" in (fan.get_attribute("class") or "").split()
     assert counts == "0/10000 done, 0 failed, 100 running"
     assert expression == "for_each input.items"
+
+
+def test_the_workflow_page_charts_runs_by_outcome_durations_and_the_slowest_jobs(
+    browser: WebDriver, console: ConsoleServer
+) -> None:
+    run_id, release = console.start_waits("charted")
+    release.touch()
+    assert console.dev.cli("status", run_id, "--wait", WAIT).exit_code == 0
+
+    browser.get(console.url)
+    link = f'tr[data-run="{run_id}"] a.workflow'
+    _until(browser, "the run's workflow link", lambda d: d.find_elements(By.CSS_SELECTOR, link))
+    browser.find_element(By.CSS_SELECTOR, link).click()
+    _until(
+        browser,
+        "the slowest jobs",
+        lambda d: d.find_elements(By.CSS_SELECTOR, '#slowest rect[data-job="blocked"]'),
+    )
+
+    assert browser.find_element(By.ID, "title").text == "Workflow waits"
+    with urllib.request.urlopen(f"{console.url}api/workflow?name=waits") as response:  # noqa: S310 - local
+        stats = json.load(response)
+    drawn = {
+        (bar.get_attribute("data-hour"), bar.get_attribute("data-state")): int(
+            bar.get_attribute("data-count") or 0
+        )
+        for bar in browser.find_elements(By.CSS_SELECTOR, "#per-hour rect.bar")
+    }
+    assert drawn == {
+        (hour["hour"], state): hour[state]
+        for hour in stats["per_hour"]
+        for state in ("succeeded", "failed", "cancelled", "running")
+        if hour[state]
+    }
+    assert sum(count for (_, state), count in drawn.items() if state == "succeeded") >= 1
+    percentiles = browser.find_elements(By.CSS_SELECTOR, "#durations rect[data-percentile]")
+    assert [bar.get_attribute("data-percentile") for bar in percentiles] == ["p50", "p90", "p99"]
+    slowest = [
+        bar.get_attribute("data-job") for bar in browser.find_elements(By.CSS_SELECTOR, "#slowest rect")
+    ]
+    assert slowest == [job["job"] for job in stats["slowest_jobs"]]
+    assert {"quick", "blocked", "after_blocked"} <= set(slowest)
+
+    # The dev server's /metrics counts what its functions emitted, as Prometheus text.
+    with urllib.request.urlopen(f"{console.url}metrics") as response:  # noqa: S310 - local
+        text = response.read().decode()
+    succeeded = re.search(r'^workflows_runs_succeeded_total\{workflow="waits"\} (\d+)$', text, re.MULTILINE)
+    assert succeeded is not None, text
+    assert int(succeeded.group(1)) >= 1
+    assert 'workflows_attempt_duration_seconds_count{workflow="waits",job="blocked"}' in text

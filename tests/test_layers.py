@@ -154,13 +154,14 @@ def test_the_engine_loads_no_io_library() -> None:
 
 def test_no_function_loads_a_library_the_layer_does_not_bundle() -> None:
     # Every Lambda entry point, in a fresh interpreter: what runtime/requirements.txt bundles
-    # (and the runtime ships: boto3, jmespath) is all there is; the spec loader's YAML is not.
+    # (and the runtime ships: boto3, jmespath) is all there is; the spec loader's YAML is not,
+    # nor OpenTelemetry (an optional extra, loaded on first use when installed).
     code = (
         "import importlib, pkgutil, sys\n"
         "import runtime.handlers\n"
         "for module in pkgutil.walk_packages(runtime.handlers.__path__, 'runtime.handlers.'):\n"
         "    importlib.import_module(module.name)\n"
-        "unbundled = ('yaml', 'rich', 'cdk_app', 'aws_cdk')\n"
+        "unbundled = ('yaml', 'rich', 'cdk_app', 'aws_cdk', 'opentelemetry')\n"
         "print(sorted(name for name in sys.modules if name.split('.')[0] in unbundled))\n"
     )
     result = subprocess.run(

@@ -104,12 +104,14 @@ SEED_BASE: dict[str, Any] = {
         "q": {"steps": {"qStart": {"jobs": ["c"]}}, "waitFor": ["c"], "next": "end"},
     },
 }
+ALARMS_BASE: dict[str, Any] = {**SPEC_BASE, "alarms": {"failure_rate": 0.5, "duration_p99": 60}}
 WHERE: dict[str, tuple[dict[str, Any], tuple[str | int, ...]]] = {
     "spec": (SPEC_BASE, ()),
     "defaults": (SPEC_BASE, ("defaults",)),
     "phase": (SPEC_BASE, ("phases", "p")),
     "job": (SPEC_BASE, ("phases", "p", "jobs", "b")),
     "notify": (SPEC_BASE, ("notify",)),
+    "alarms": (ALARMS_BASE, ("alarms",)),
     "permission": (PERMISSION_BASE, ("phases", "p", "jobs", "b", "permissions", 0)),
     "retry": (RETRY_BASE, ("phases", "p", "jobs", "b", "retry")),
     "approval": (APPROVAL_BASE, ("phases", "p", "jobs", "b", "approval")),
@@ -135,6 +137,9 @@ CHANGES: dict[tuple[str, str], object] = {
     ("spec", "retention_days"): 30,
     ("spec", "shared"): "jobs/shared",
     ("spec", "timeout"): 3600,
+    ("spec", "alarms"): {"failure_rate": 0.05},
+    ("alarms", "failure_rate"): 0.05,
+    ("alarms", "duration_p99"): 600,
     ("defaults", "retry"): {"delay": 5},
     ("job", "retry"): {"max": 4},
     ("job", "wait"): 30,

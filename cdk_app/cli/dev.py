@@ -43,6 +43,7 @@ def _dev(args: argparse.Namespace) -> int:
     from rich.markup import escape
 
     from cdk_app.connect import MongoAddress, connect
+    from cdk_app.console.prometheus import Registry
     from cdk_app.console.server import serving_console
     from cdk_app.local.dev import (
         SNAPSHOTS_FOLDER,
@@ -54,6 +55,7 @@ def _dev(args: argparse.Namespace) -> int:
     )
     from cdk_app.local.processes import python_difference
     from cdk_app.terminal.output import console as output_console
+    from runtime.aws import metrics
     from runtime.client import Client
 
     if args.mongo_uri is not None and args.data is not None:
@@ -83,6 +85,10 @@ def _dev(args: argparse.Namespace) -> int:
         if (difference := python_difference()) is not None:
             console.print(f"warning: {difference}", style="yellow", markup=False)
         if args.console_port is not None:
+            # The same records the functions print as EMF lines, added up for the console's /metrics.
+            registry = Registry()
+            metrics.add_sink(registry.record)
+            stack.callback(metrics.remove_sink, registry.record)
             url = stack.enter_context(
                 serving_console(
                     store,
@@ -92,6 +98,7 @@ def _dev(args: argparse.Namespace) -> int:
                     lambda store, run_id: Client.on_store(store, workflows_dir=folder).redrive(
                         run_id, upgrade=True
                     ),
+                    metrics=registry,
                 )
             )
             mode = "actions allowed" if args.allow_actions else "read-only"

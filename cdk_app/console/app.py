@@ -40,9 +40,12 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cdk_app.console.listing import RunFilters, count_by_state, runs_page
+from cdk_app.console.prometheus import CONTENT_TYPE, Registry
+from cdk_app.console.stats import workflow_stats
 from cdk_app.console.views import run_json
 from cdk_app.terminal.timeline import summary_to_json
 from runtime.client import Client
+from runtime.clock import utcnow
 from runtime.documents.items import FAILED_ITEMS_SHOWN
 from runtime.errors import RunError, StoreError
 from runtime.service.operations import OperationReceipt
@@ -52,6 +55,10 @@ STATIC = Path(__file__).resolve().parent / "static"
 REPO = Path(__file__).resolve().parents[2]
 LAYOUT_LIBRARY = REPO / "node_modules" / "@dagrejs" / "dagre" / "dist" / "dagre.min.js"
 """The browser build of dagre, from the version pinned in package.json (``make setup``)."""
+STATS_HOURS = 24
+MAX_STATS_HOURS = 24 * 14
+"""The workflow page's window: a day by default, two weeks at most."""
+
 ACTION_HEADER = "x-console-action"
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
@@ -119,10 +126,16 @@ def _no_upgrade(store: MongoStore, run_id: str) -> OperationReceipt:
 
 
 def console_app(
-    store: MongoStore, *, allow_actions: bool, hosts: list[str], upgrade: Operation | None = None
+    store: MongoStore,
+    *,
+    allow_actions: bool,
+    hosts: list[str],
+    upgrade: Operation | None = None,
+    metrics: Registry | None = None,
 ) -> Starlette:
     """The application over ``store``; ``hosts`` are the host names it answers to; ``upgrade``
-    is the upgrading redrive (``redrive --upgrade``), None when the console knows no spec folder."""
+    is the upgrading redrive (``redrive --upgrade``), None when the console knows no spec folder;
+    ``metrics``: what ``/metrics`` serves (the dev server's; None: no such page)."""
 
     def page(name: str) -> Callable[[Request], Response]:
         def serve(request: Request) -> Response:
@@ -150,6 +163,13 @@ def console_app(
 
     def counts(request: Request) -> dict[str, Any]:
         return {"counts": count_by_state(store, _filters(request))}
+
+    def workflow(request: Request) -> dict[str, Any]:
+        name = request.query_params.get("name", "")
+        hours = int(request.query_params.get("hours") or STATS_HOURS)
+        if not name or not 1 <= hours <= MAX_STATS_HOURS:
+            raise ValueError(f"name a workflow, and hours from 1 to {MAX_STATS_HOURS}")
+        return workflow_stats(store, name, utcnow(), hours)
 
     def run(request: Request) -> Response:
         run_id = request.query_params.get("id", "")
@@ -224,6 +244,8 @@ def console_app(
     routes = [
         Route("/", page("runs.html")),
         Route("/run", page("run.html")),
+        Route("/workflow", page("workflow.html")),
+        Route("/api/workflow", guarded(workflow)),
         Route("/api/runs", guarded(runs)),
         Route("/api/counts", guarded(counts)),
         Route("/api/run", run),
@@ -240,5 +262,7 @@ def console_app(
         Route("/favicon.ico", lambda request: Response(status_code=204)),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
+    if metrics is not None:
+        routes.append(Route("/metrics", lambda request: Response(metrics.text(), media_type=CONTENT_TYPE)))
     middleware = [Middleware(SecurityHeaders), Middleware(TrustedHostMiddleware, allowed_hosts=hosts)]
     return Starlette(routes=routes, middleware=middleware)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 
 from cdk_app.console.app import LAYOUT_LIBRARY, Operation, console_app
+from cdk_app.console.prometheus import Registry
 from cdk_app.errors import EXIT_USAGE, CommandError
 from runtime.store.mongo import MongoStore
 
@@ -36,10 +37,16 @@ def _listening_socket(host: str, port: int) -> socket.socket:
 
 @contextlib.contextmanager
 def serving_console(
-    store: MongoStore, host: str, port: int, allow_actions: bool, upgrade: Operation | None = None
+    store: MongoStore,
+    host: str,
+    port: int,
+    allow_actions: bool,
+    upgrade: Operation | None = None,
+    metrics: Registry | None = None,
 ) -> Iterator[str]:
     """The console over ``store`` on ``host:port`` for the block's duration; yields its URL.
-    ``upgrade``: the upgrading redrive its button asks for (None: no such button)."""
+    ``upgrade``: the upgrading redrive its button asks for (None: no such button); ``metrics``:
+    what its ``/metrics`` serves (None: no such page)."""
     if not 0 <= port < 65536:
         raise CommandError(f"the console's port must be 0 to 65535, got {port}", EXIT_USAGE)
     if not LAYOUT_LIBRARY.is_file():
@@ -48,7 +55,11 @@ def serving_console(
     bound = sock.getsockname()[1]
     url = f"http://{host}:{bound}/"
     app = console_app(
-        store, allow_actions=allow_actions, hosts=[host, "127.0.0.1", "localhost"], upgrade=upgrade
+        store,
+        allow_actions=allow_actions,
+        hosts=[host, "127.0.0.1", "localhost"],
+        upgrade=upgrade,
+        metrics=metrics,
     )
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="console", daemon=True)

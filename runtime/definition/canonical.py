@@ -16,7 +16,7 @@ from runtime.definition.http import read_http
 from runtime.definition.input_schema import read_input_schema
 from runtime.definition.invoke import read_invoke
 from runtime.definition.job_code import check_job_code, check_shared_folder
-from runtime.definition.model import HANDLERS_PHASE, JOINS, RESULTS, Notify
+from runtime.definition.model import HANDLERS_PHASE, JOINS, RESULTS, Alarms, Notify
 from runtime.definition.permissions import read_permissions
 from runtime.definition.report import JsonPath, Report
 from runtime.definition.schema import is_name
@@ -87,6 +87,8 @@ def read_spec(document: dict[str, Any], report: Report, base_dir: Path) -> Draft
         settings["input_schema"] = read_input_schema(spec["input_schema"], report, base_dir)
     if "notify" in spec:
         settings["notify"] = Notify(**_notify_settings(spec["notify"]))
+    if "alarms" in spec:
+        settings["alarms"] = _alarms(spec["alarms"])
     if shared is not None:
         settings["shared"] = shared.as_posix()
     return Draft(name, phases, settings, handlers)
@@ -165,6 +167,17 @@ def _check_env_size(job: DraftJob, env: dict[str, Any], report: Report) -> None:
             f"{limits.JOB_ENV_MAX_BYTES:,} here; keep large values in a file of the job's code, or in "
             "its input",
         )
+
+
+def _alarms(raw: object) -> Alarms:
+    """The thresholds the schema let through (it has checked their ranges); ``bool`` is not a
+    number here, though Python says it is an ``int``."""
+    fields = known_fields(raw, "alarms")
+    rate, p99 = fields.get("failure_rate"), fields.get("duration_p99")
+    return Alarms(
+        failure_rate=float(rate) if isinstance(rate, int | float) and not isinstance(rate, bool) else None,
+        duration_p99=p99 if isinstance(p99, int) and not isinstance(p99, bool) else None,
+    )
 
 
 def _notify_settings(raw: object) -> dict[str, Any]:

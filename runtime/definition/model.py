@@ -304,6 +304,17 @@ class Phase:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Alarms:
+    """The spec's ``alarms``: thresholds on the workflow's own metrics (``runtime.aws.metrics``);
+    None sets no alarm of that kind."""
+
+    failure_rate: float | None = None
+    """Share (0 to 1) of the runs ended in an hour that failed, past which the alarm fires."""
+    duration_p99: int | None = None
+    """Seconds the hourly 99th percentile of the run duration may reach before the alarm fires."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class Notify:
     on: tuple[str, ...] = (
         StatusName.FAILED.value,
@@ -351,6 +362,8 @@ class Workflow:
     shared: str | None = None
     """A folder (absolute POSIX path) of modules every job's code may import: staged beside each
     job's code, put on ``sys.path`` locally. Build-time only, like ``code``."""
+    alarms: Alarms = field(default_factory=Alarms)
+    """The spec's alarm thresholds: build-time only (the stack's alarms), not in the snapshot."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "phases", tuple(self.phases))

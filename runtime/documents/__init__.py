@@ -11,6 +11,7 @@ JSON with bson): the engine, the store and the handlers all import it.
 - ``failures``: a run's ``failure`` record; ``listing``: what the run listings select and show
 - ``views``: the read views of one workflow, through which its jobs read
 - ``events``, ``envelopes``: the job event and Lambda's on-failure record, and their parsers
+- ``traces``: a run's W3C trace and span ids, derived from its ids
 """
 
 ID = "_id"

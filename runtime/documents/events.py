@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runtime.documents.signatures import attempt_slot
+from runtime.documents.traces import TRACEPARENT, attempt_traceparent
 
 ATTEMPT_KEY = "attempt_key"
 
@@ -65,6 +66,7 @@ class JobEvent:
             payload |= {"item": self.item, "index": self.index}
         if self.attempt_key is not None:
             payload[ATTEMPT_KEY] = self.attempt_key
+        payload[TRACEPARENT] = attempt_traceparent(self.run_id, self.job, self.attempt, self.index)
         return payload
 
 

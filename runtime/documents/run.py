@@ -119,6 +119,8 @@ class Run:
     stored_bytes: int = 0
     """The BSON size of the document this view was read from (0 when not read from a store):
     what a write may still add before MongoDB refuses the document."""
+    created_at: datetime | None = None
+    """When the run started (its document was inserted): where its duration and trace begin."""
 
     @property
     def workflow(self) -> str:
@@ -232,6 +234,7 @@ def run_from_document(document: Mapping[str, Any], stored_bytes: int = 0) -> Run
         deployment=deployment_from_document(document.get(DEPLOYMENT)),
         version=document.get(VERSION, 0),
         stored_bytes=stored_bytes,
+        created_at=as_utc(document.get(CREATED_AT)),
     )
 
 

@@ -10,6 +10,9 @@ import uuid
 from typing import Any
 
 from runtime import contracts
+from runtime.aws import tracing
+from runtime.aws.logs import event_fields, log_context
+from runtime.aws.telemetry import setup_function
 from runtime.errors import EventError
 from runtime.service.job_attempt import UserHandler, describe, run_attempt
 from runtime.store.connection import store_from_env
@@ -57,6 +60,7 @@ _state: dict[str, Any] = {}
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Lambda entry point of every job function."""
     if "user" not in _state:
+        setup_function(os.environ)
         spec = os.environ.get(contracts.JOB_HANDLER)
         try:
             user = load_user_handler(spec)
@@ -70,5 +74,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if "store" not in _state or os.environ.get(contracts.MONGODB_ROLE_ARN):
         _state["store"] = store_from_env(os.environ, max_pool_size=STORE_CONNECTIONS, job=True)
     request_id = getattr(context, "aws_request_id", None) or uuid.uuid4().hex
-    result = run_attempt(_state["store"], _state["user"], event, context, request_id)
+    try:
+        with log_context(**event_fields(event)):
+            result = run_attempt(_state["store"], _state["user"], event, context, request_id)
+    finally:
+        tracing.flush()
     return {"outcome": result.outcome, "error": result.error}

@@ -11,6 +11,7 @@ import boto3
 
 from runtime import contracts
 from runtime.aws.notify import SlackNotifier, SnsNotifier
+from runtime.aws.telemetry import setup_function
 from runtime.ports import Notifier
 from runtime.service.notifier import NotifierService
 from runtime.store.connection import store_from_env
@@ -36,6 +37,7 @@ def _build() -> NotifierService:
 def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     """Lambda entry point (EventBridge rule target)."""
     if "service" not in _state:
+        setup_function(os.environ)
         _state["service"] = _build()
     sent = _state["service"].handle(event, getattr(context, "aws_request_id", None))
     return {"sent": sent is not None, "subject": sent[0] if sent else None}

@@ -10,8 +10,10 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from runtime.aws import tracing
 from runtime.aws.dispatch import LambdaDispatcher
 from runtime.aws.metrics import rejected_metric_line
+from runtime.aws.telemetry import setup_function
 from runtime.documents.run import StatusEvent
 from runtime.service.orchestrator import Orchestrator
 from runtime.store.connection import store_from_env
@@ -31,6 +33,7 @@ _state: dict[str, Orchestrator] = {}
 
 
 def _build() -> Orchestrator:
+    setup_function(os.environ)
     client = boto3.client("lambda", config=Config(max_pool_connections=DISPATCH_THREADS))
     dispatcher = LambdaDispatcher(client)
     store = store_from_env(os.environ, max_pool_size=STORE_CONNECTIONS, keyed=True)
@@ -49,7 +52,10 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     """Lambda entry point (EventBridge rule target and job functions' on-failure destination)."""
     if "orchestrator" not in _state:
         _state["orchestrator"] = _build()
-    outcome = _state["orchestrator"].handle(event)
+    try:
+        outcome = _state["orchestrator"].handle(event)
+    finally:
+        tracing.flush()
     log.info("orchestrator: %s", outcome)
     return {
         "action": outcome.action,

@@ -21,6 +21,7 @@ import boto3
 from runtime import contracts
 from runtime.aws.dispatch import LambdaDispatcher
 from runtime.aws.metrics import embedded_metrics, rejected_metric_line
+from runtime.aws.telemetry import setup_function
 from runtime.clock import utcnow
 from runtime.service.reconciler import Reconciler, ReconcileReport
 from runtime.service.timers import fire_timers_until
@@ -67,6 +68,7 @@ _state: dict[str, Reconciler] = {}
 
 
 def _build(workflow: str) -> Reconciler:
+    setup_function(os.environ)
     store = store_from_env(
         os.environ, max_pool_size=STORE_CONNECTIONS, create_indexes=True, workflow=workflow, keyed=True
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime import contracts
+from runtime.aws.telemetry import setup_function
 from runtime.aws.versions import cloud_deployment
 from runtime.definition.input_check import InputRefused
 from runtime.definition.model import Workflow
@@ -57,6 +58,7 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     an ``error`` and its ``error_type`` instead of raising, so an EventBridge schedule never
     retries it forever."""
     if "store" not in _state:
+        setup_function(os.environ)
         definition = load_definition(os.environ[contracts.WORKFLOW_DEFINITION_FILE])
         versions = os.environ.get(contracts.JOB_VERSIONS)
         # The versions this deploy published: a stack from before versions has none, and its

@@ -28,6 +28,7 @@ from typing import Any
 import bson
 
 from runtime import limits
+from runtime.aws.telemetry import observed_call
 from runtime.clock import utcnow
 from runtime.documents.envelopes import parse_job_event
 from runtime.documents.events import JobEvent
@@ -252,7 +253,7 @@ def run_attempt(
             return _report(store, _status(event, StatusName.NOT_RUN, error=blocked), "not-run")
         store.record_status(_status(event, StatusName.STARTED, request_id=request_id))
         try:
-            output = user_handler(_user_event(store, event), context)
+            output = observed_call(event, user_handler, _user_event(store, event), context)
             success = _success(store, event, output)
         except Exception as exc:  # the user's code may raise anything: that is the job failing
             error = describe(exc)

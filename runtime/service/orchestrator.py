@@ -21,6 +21,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from runtime import limits
+from runtime.aws.logs import log_context
+from runtime.aws.telemetry import observe_decision
 from runtime.clock import utcnow
 from runtime.documents.envelopes import (
     as_mapping,
@@ -102,6 +104,8 @@ class Orchestrator:
     on_rejected: Callable[[StatusEvent, str], None] = lambda status, reason: None
     """Told of every status rejected as not authentic, once per status document (the Lambda
     handlers count them in a metric)."""
+    on_decision: Callable[[Run, StatusEvent, Transition], None] = observe_decision
+    """Told of every decision written, once (``runtime.aws.telemetry``: metrics and spans)."""
 
     @property
     def fan_outs(self) -> ItemHandling:
@@ -123,7 +127,10 @@ class Orchestrator:
         rejected = self.rejected(status)
         if rejected is not None:
             return rejected
-        return self.apply(status)
+        with log_context(
+            workflow=status.workflow, run_id=status.run_id, job=status.job, attempt=status.attempt or None
+        ):
+            return self.apply(status)
 
     def rejected(self, status: StatusEvent) -> Outcome | None:
         """A status whose writer the control plane cannot vouch for (docs/architecture.md,
@@ -245,6 +252,8 @@ class Orchestrator:
         """Once the decision is written (or there was nothing to write): dispatch and record what
         it caused, and repeat what an earlier, crashed handling of this same event may not have
         finished."""
+        if decision is not None:
+            self.on_decision(run, event, decision)
         dispatched = () if decision is None else decision.dispatches
         # A fan-out's items are dispatched as its lanes start (after the write), lane by lane.
         items_sent = () if decision is None else self.fan_outs.start_lanes(run, decision.fan_outs, event.key)

@@ -35,7 +35,7 @@ function renderRuns(runs) {
         "tr",
         { "data-run": run.run_id, class: `state-${run.status}` },
         el("td", {}, el("a", { href: `/run?id=${encodeURIComponent(run.run_id)}` }, run.run_id)),
-        el("td", {}, run.workflow),
+        el("td", {}, el("a", { class: "workflow", href: `/workflow?name=${encodeURIComponent(run.workflow)}` }, run.workflow)),
         el("td", { class: "status" }, run.status),
         el("td", {}, run.phase),
         el("td", { class: "deploy" }, run.deploy_id || ""),
