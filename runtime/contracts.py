@@ -104,10 +104,10 @@ SYSTEM_FUNCTION_TIMEOUT_SECONDS = 60
 """Timeout of the orchestrator, notifier and starter."""
 
 RECONCILER_METRICS_NAMESPACE = "MongoLambdaWorkflows"
+"""CloudWatch namespace of the runtime's metrics (``runtime.aws.metrics``), with the dimension
+``Workflow``; the stack's alarms and dashboard watch them."""
 REJECTED_STATUSES_METRIC = "RejectedStatuses"
 """Statuses the orchestrator or the reconciler rejected as not authentic, per workflow."""
-"""CloudWatch namespace of the reconciler's metrics, with the dimension ``Workflow``; the
-stack's alarms watch them."""
 
 SCHEDULED_TIME = "scheduled_time"
 """The key of a scheduled run's input that holds the time the schedule fired (ISO 8601, UTC):

@@ -253,3 +253,26 @@ def test_the_loader_reads_every_known_key(kind: str, key: str) -> None:
         assert result == base
     else:
         assert result != base
+
+
+@pytest.mark.parametrize(
+    ("job", "message"),
+    [
+        (
+            {"http": {"url": "https://example.com", "timeout": 0}},
+            "0 is out of range: must be above 0 and at most 900",
+        ),
+        ({"retries": -1}, "-1 is out of range: must be between 0 and 10"),
+    ],
+)
+def test_a_number_out_of_range_says_its_bounds_as_the_schema_states_them(
+    job: dict[str, Any], message: str
+) -> None:
+    """Found while adding ``alarms``: a bound given only as ``exclusiveMinimum`` fell through to
+    jsonschema's own message ("0 is less than or equal to the minimum of 0")."""
+    document = {"workflow": "w", "phases": {"p": {"jobs": {"a": job}}}}
+    with pytest.raises(SpecError) as raised:
+        workflow_from_document(document)
+    text = str(raised.value)
+    assert message in text
+    assert "less than or equal to the minimum" not in text

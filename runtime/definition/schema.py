@@ -92,6 +92,24 @@ def _listed(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+def _range(subschema: dict[str, Any]) -> str:
+    """The bounds a number must keep, as the schema states them: inclusive, exclusive, or one side."""
+    low, high = subschema.get("minimum"), subschema.get("maximum")
+    if low is not None and high is not None:
+        return f"between {low} and {high}"
+    bounds = [
+        f"{words} {subschema[key]}"
+        for key, words in (
+            ("minimum", "at least"),
+            ("exclusiveMinimum", "above"),
+            ("maximum", "at most"),
+            ("exclusiveMaximum", "below"),
+        )
+        if key in subschema
+    ]
+    return " and ".join(bounds)
+
+
 def _translate(error: ValidationError) -> Iterator[tuple[JsonPath, str]]:
     """jsonschema's messages dump whole instances; these say what is wrong and what is right."""
     path: JsonPath = tuple(error.absolute_path)
@@ -138,10 +156,9 @@ def _translate(error: ValidationError) -> Iterator[tuple[JsonPath, str]]:
             f" (quote it: '{value}')" if expected == ["string"] and isinstance(value, int) else ""
         )
         yield path, f"expected {wanted}, got {kind_of(value)} {show(value)}{hint}"
-    elif kind in ("minimum", "maximum"):
+    elif kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         about = f" ({subschema['description'].rstrip('.')})" if "description" in subschema else ""
-        low, high = subschema.get("minimum"), subschema.get("maximum")
-        yield path, f"{show(value)} is out of range: must be between {low} and {high}{about}"
+        yield path, f"{show(value)} is out of range: must be {_range(subschema)}{about}"
     elif kind == "enum":
         choices = [str(choice) for choice in rule]
         yield (
