@@ -38,14 +38,35 @@ HANDLERS_PHASE = "on_failure"
 """The phase the failure handlers (the spec's ``on_failure`` jobs) run in: a run that fails, or
 is cancelled, enters it and ends once every handler has finished."""
 
-JOINS = ("all", "any")
+JOINS = (
+    "all",
+    "any",
+    "all_done",
+    "one_success",
+    "one_failed",
+    "all_failed",
+    "none_failed",
+    "none_failed_min_one_success",
+)
+"""A job's ``join``: how the jobs in its ``after`` must have ended for it to run
+(``runtime.engine.joins``). ``all``: every one succeeded; ``any``: all finished and at least one
+succeeded; ``all_done``: all finished, however; ``one_success`` / ``one_failed``: as soon as one
+has succeeded / failed, without waiting for the others; ``all_failed``: every one failed;
+``none_failed``: none failed (skipped ones are fine); ``none_failed_min_one_success``: none failed
+and at least one succeeded."""
+
+EARLY_JOINS = ("one_success", "one_failed")
+"""Joins that start the job as soon as one job in its ``after`` has ended so, while the others
+still run."""
+
+CATCHING_JOINS = ("all_done", "one_success", "one_failed", "all_failed")
+"""Joins that run the job although a job in its ``after`` failed: that failure is caught (it
+fails neither the run nor starts ``on_failure``) once such a job has been decided."""
 
 RESULTS = ("after", "earlier")
 """What a job's code gets as ``results`` (the spec's ``results``): ``after``, the outputs of the
 jobs in its ``after``; ``earlier``, those and the outputs of every job of the earlier phases, as
 its ``when`` reads them."""
-"""A job's ``join``: ``all`` runs when every job in ``after`` succeeded, ``any`` when at least one
-did and the others have finished."""
 
 JOB_ASYNC_RETRIES = 0
 """Lambda's own retries of a job invocation that failed (the deployed functions' setting, and
@@ -201,8 +222,8 @@ class Job:
     """Jobs (of this phase or an earlier one) this job waits for and gets the outputs of; how they
     must have ended is the ``join``."""
     join: str = "all"
-    """``all``: every job in ``after`` succeeded, else this job is skipped; ``any``: all of them
-    finished and at least one succeeded (see ``JOINS``)."""
+    """How the jobs in ``after`` must have ended for this job to run (see ``JOINS``); else it is
+    ``skipped``, or ``upstream_failed`` when one of them failed."""
     results: str = "after"
     """What the job's code gets as ``results`` (see ``RESULTS``); its ``when`` and ``for_each``
     read the earlier phases' outputs either way."""

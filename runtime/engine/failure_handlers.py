@@ -20,6 +20,7 @@ from dataclasses import replace
 from runtime.definition.model import HANDLERS_PHASE, Job
 from runtime.documents.failures import Failure
 from runtime.documents.run import JobRecord, Run
+from runtime.engine.joins import catchable
 from runtime.statuses import CANCELLED, FailureReason, JobState, RunState
 
 STOPPED_BY_CANCEL = frozenset({JobState.DISPATCHED, JobState.WAITING})
@@ -34,10 +35,13 @@ def has_handlers(run: Run) -> bool:
 def tolerated(run: Run, job: Job, retry_left: bool) -> bool:
     """A failed attempt of ``job`` is recorded and the run goes on, without another attempt: a job
     of the workflow while the handlers run, or the last attempt of a job that ``allow_failure``
-    (or of a handler)."""
+    (or of a handler), or of one whose failure a job after it may catch (whether one does is
+    decided as the run goes on: ``joins.uncaught``)."""
     if run.failure is not None and job.phase != HANDLERS_PHASE:
         return True
-    return not retry_left and (job.allow_failure or run.failure is not None)
+    if retry_left:
+        return False
+    return job.allow_failure or run.failure is not None or catchable(run.definition, job.name)
 
 
 def with_job_failed(run: Run, job: str, error: str) -> Run:
@@ -68,10 +72,11 @@ def end_state(reason: FailureReason) -> RunState:
 
 def runs_again(job: Job, record: JobRecord) -> bool:
     """A redrive gives ``job`` new attempts: every handler (they run once per failure), and a job
-    that failed (without ``allow_failure``: a tolerated failure stays as it is), was cancelled, or
-    was left waiting for a timer when the run ended."""
+    that failed (without ``allow_failure``: a tolerated failure stays as it is), was cancelled,
+    was left waiting for a timer when the run ended, or did not run because one it waits for
+    failed (its join decides again)."""
     if job.phase == HANDLERS_PHASE:
         return record.state != JobState.PENDING
-    if record.state in (JobState.CANCELLED, JobState.WAITING):
+    if record.state in (JobState.CANCELLED, JobState.WAITING, JobState.UPSTREAM_FAILED):
         return True
     return record.state == JobState.FAILED and not job.allow_failure

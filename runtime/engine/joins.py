@@ -1,11 +1,17 @@
 """When a job starts, is skipped, and what it gets: readiness, the ``join`` rules, ``when``, and
 the ``results`` of its event. Pure; the engine's ``plan_progress`` applies these.
 
-- A job is ready once every job in its ``after`` has finished: succeeded, skipped, or failed
-  (only a job with ``allow_failure`` fails and lets the run go on; a job of an earlier phase has
-  finished before this phase starts).
-- ``join: all`` starts it when all of them succeeded, ``join: any`` when at least one did; else it
-  is skipped. A ``when`` is evaluated once the join holds; false skips the job.
+- A job is ready once every job in its ``after`` has finished: succeeded, skipped, failed or
+  ``upstream_failed`` (a job of an earlier phase has finished before this phase starts); with an
+  early join (``one_success``, ``one_failed``) as soon as one of them has ended so.
+- Its ``join`` (``model.JOINS``) then says whether it starts; else it is ``upstream_failed`` when
+  one of them failed (``one_failed`` and ``all_failed`` excepted: they wanted a failure), else
+  ``skipped``. A ``when`` is evaluated once the join holds; false skips the job.
+- A failure is **caught** when a job after it with a join that runs after a failure
+  (``model.CATCHING_JOINS``) has been decided, directly or past jobs that are
+  ``upstream_failed`` because of it: it neither fails the run nor starts ``on_failure``. A failed
+  job that no job after it could catch (``catchable``) fails the run at once, as before; one that
+  could waits for them (``uncaught``), and fails the run once none did.
 - ``results`` holds the outputs of the jobs in ``after`` that succeeded (with ``results:
   earlier``, and of every job of the earlier phases: what its ``when`` reads); a failure
   handler's holds those of every job that succeeded. A ``when`` also sees the outputs of earlier
@@ -25,28 +31,32 @@ from typing import Any
 import jmespath
 
 from runtime import limits
-from runtime.definition.model import HANDLERS_PHASE, Job, Phase
+from runtime.definition.model import CATCHING_JOINS, EARLY_JOINS, HANDLERS_PHASE, Job, Phase, Workflow
 from runtime.documents.events import JobEvent
 from runtime.documents.outputs import run_output_ref
 from runtime.documents.run import Run, StatusEvent
 from runtime.engine import conditions, fanout
-from runtime.statuses import DONE, JobState, StatusName
+from runtime.statuses import DONE, FAILED_STATES, JobState, StatusName
 
 EVENT_ENVELOPE_BYTES = 16 * 1024
 """What a job event holds besides the run input and the outputs: its names, the attempt's key,
 an item and its index, the failure a handler gets (bounded by ``limits``)."""
 
-FINISHED = DONE | {JobState.FAILED}
+FINISHED = DONE | FAILED_STATES
 """Job states that let the jobs after a job go on, and its phase complete."""
 
 
 def ready_jobs(phase: Phase, states: Mapping[str, JobState]) -> list[Job]:
-    """The jobs of ``phase`` still pending whose ``after`` jobs have all finished: they start or
-    are skipped now."""
+    """The jobs of ``phase`` still pending whose ``after`` jobs have all finished, or (an early
+    join) one of which has ended as the join asks: they start or are skipped now."""
     return [
         job
         for job in phase.jobs
-        if states[job.name] == JobState.PENDING and all(states[name] in FINISHED for name in job.after)
+        if states[job.name] == JobState.PENDING
+        and (
+            all(states[name] in FINISHED for name in job.after)
+            or (job.join in EARLY_JOINS and join_outcome(job, states) is None)
+        )
     ]
 
 
@@ -54,12 +64,108 @@ def phase_finished(phase: Phase, states: Mapping[str, JobState]) -> bool:
     return all(states[job.name] in FINISHED for job in phase.jobs)
 
 
+def join_outcome(job: Job, states: Mapping[str, JobState]) -> JobState | None:
+    """None when the ``after`` jobs ended as ``job``'s join needs to start it; else the state the
+    job takes: ``upstream_failed`` when one of them failed and the join did not want a failure,
+    ``skipped`` otherwise. Every ``after`` job has finished, except for an early join that holds."""
+    ended = [states[name] for name in job.after]
+    succeeded = sum(state == JobState.SUCCEEDED for state in ended)
+    failed = sum(state in FAILED_STATES for state in ended)
+    holds = {
+        "all": succeeded == len(ended),
+        "any": succeeded > 0 or not ended,
+        "all_done": True,
+        "one_success": succeeded > 0 or not ended,
+        "one_failed": failed > 0 or not ended,
+        "all_failed": failed == len(ended),
+        "none_failed": failed == 0,
+        "none_failed_min_one_success": failed == 0 and (succeeded > 0 or not ended),
+    }[job.join]
+    if holds:
+        return None
+    if failed and job.join not in ("one_failed", "all_failed"):
+        return JobState.UPSTREAM_FAILED
+    return JobState.SKIPPED
+
+
 def join_holds(job: Job, states: Mapping[str, JobState]) -> bool:
-    """Whether the ``after`` jobs (all finished) ended as ``job``'s join needs to start it."""
-    succeeded = [states[name] == JobState.SUCCEEDED for name in job.after]
-    if not succeeded:
-        return True
-    return any(succeeded) if job.join == "any" else all(succeeded)
+    """Whether the ``after`` jobs ended as ``job``'s join needs to start it."""
+    return join_outcome(job, states) is None
+
+
+FAILS_ON_ANY_FAILURE = ("all", "none_failed", "none_failed_min_one_success")
+"""Joins that can no longer hold once one job in ``after`` has failed."""
+
+
+def upstream_failed(definition: Workflow, states: Mapping[str, JobState]) -> list[str]:
+    """The pending workflow jobs a failure has decided: one they wait for failed (or was decided
+    so) and their join can no longer hold, whatever the others still do. What a run that fails
+    records of the jobs it will not run because of that failure."""
+    states = dict(states)
+    decided: list[str] = []
+    changed = True
+    while changed:
+        changed = False
+        for phase in definition.phases:
+            for job in phase.jobs:
+                if states[job.name] != JobState.PENDING or not job.after:
+                    continue
+                failed = any(states[name] in FAILED_STATES for name in job.after)
+                finished = all(states[name] in FINISHED for name in job.after)
+                if (failed and job.join in FAILS_ON_ANY_FAILURE) or (
+                    finished and join_outcome(job, states) == JobState.UPSTREAM_FAILED
+                ):
+                    states[job.name] = JobState.UPSTREAM_FAILED
+                    decided.append(job.name)
+                    changed = True
+    return decided
+
+
+def _children(definition: Workflow, name: str) -> list[Job]:
+    return [job for phase in definition.phases for job in phase.jobs if name in job.after]
+
+
+def catchable(definition: Workflow, name: str) -> bool:
+    """Whether a failure of job ``name`` may be caught: a job after it has a join that runs after
+    a failure, or would be ``upstream_failed`` and has one after it that could catch that."""
+    return any(
+        child.join in CATCHING_JOINS or catchable(definition, child.name)
+        for child in _children(definition, name)
+    )
+
+
+def caught(definition: Workflow, name: str, states: Mapping[str, JobState]) -> bool | None:
+    """Whether the failure of ``name`` has been caught (True), cannot be any more (False), or may
+    still be (None: a job after it that could catch it has not been decided)."""
+    undecided = False
+    for child in _children(definition, name):
+        state = states[child.name]
+        if state == JobState.PENDING:
+            undecided = undecided or child.join in CATCHING_JOINS or catchable(definition, child.name)
+        elif state == JobState.UPSTREAM_FAILED:
+            below = caught(definition, child.name, states)
+            if below:
+                return True
+            undecided = undecided or below is None
+        elif child.join in CATCHING_JOINS:
+            return True
+    return None if undecided else False
+
+
+def uncaught(run: Run, states: Mapping[str, JobState], ended: bool) -> str | None:
+    """A workflow job whose failure fails the run: it failed (without ``allow_failure``) and no
+    job after it caught the failure, nor can any more (with ``ended``, the run has nothing left
+    to run: a failure still waiting to be caught is not). None while the failure handlers run."""
+    if run.failure is not None:
+        return None
+    for phase in run.definition.phases:
+        for job in phase.jobs:
+            if states[job.name] != JobState.FAILED or job.allow_failure:
+                continue
+            caught_now = caught(run.definition, job.name, states)
+            if caught_now is False or (caught_now is None and ended):
+                return job.name
+    return None
 
 
 def job_results(run: Run, job: Job, outputs: Mapping[str, Any]) -> dict[str, Any]:

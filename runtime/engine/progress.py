@@ -50,9 +50,11 @@ from runtime.engine.joins import (
     condition_results,
     is_truthy,
     job_event,
-    join_holds,
+    join_outcome,
     phase_finished,
     ready_jobs,
+    uncaught,
+    upstream_failed,
     wait_until,
     waits_until,
     when_holds,
@@ -155,6 +157,7 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
     statuses: list[StatusEvent] = []
     wakes: list[datetime] = []
     fan_outs: list[FanOutStart] = []
+    not_run: dict[str, JobRecord] = {}
     phase: Phase | None = run.definition.phase(run.phase)
     while phase is not None:
         while ready := ready_jobs(phase, states):
@@ -163,8 +166,9 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
                 results = condition_results(run, job, outputs)
                 fanout.require_loaded(run, job.when or "", results)
                 fanout.require_loaded(run, job.wait_until or "", results)
+                outcome = join_outcome(job, states)
                 try:
-                    starts = join_holds(job, states) and when_holds(job, run, results)
+                    starts = outcome is None and when_holds(job, run, results)
                 except Exception as exc:  # JMESPath's functions raise more than JMESPathError
                     # A condition that cannot be evaluated fails the run rather than the handler:
                     # raising would fail every redelivery of this event and the run would hang.
@@ -204,23 +208,25 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
                         changes |= job_set(job.name, waited(run.jobs[job.name], output, key, now))
                         continue
                 states[job.name] = (
-                    (JobState.DISPATCHED if due is None else JobState.WAITING) if starts else JobState.SKIPPED
+                    (JobState.DISPATCHED if due is None else JobState.WAITING)
+                    if starts
+                    else (outcome or JobState.SKIPPED)
                 )
                 # A job a redrive reopened keeps counting its attempts: the job wrapper claims
                 # each attempt number once, so a number is never used twice.
                 record = run.jobs[job.name]
                 attempt = record.attempt + 1 if starts else record.attempt
-                changes |= job_set(
-                    job.name,
-                    JobRecord(
-                        state=states[job.name],
-                        attempt=attempt,
-                        caused_by=key,
-                        claimed_at=now,
-                        first_attempt=record.first_attempt,
-                        due_at=due,
-                    ),
+                decided = JobRecord(
+                    state=states[job.name],
+                    attempt=attempt,
+                    caused_by=key,
+                    claimed_at=now,
+                    first_attempt=record.first_attempt,
+                    due_at=due,
                 )
+                changes |= job_set(job.name, decided)
+                if decided.state == JobState.UPSTREAM_FAILED:
+                    not_run[job.name] = decided
                 if due is not None:
                     wakes.append(due)
                     if job.approval is not None:
@@ -232,6 +238,9 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
         phase_changes, phase_statuses, phase = advance_phase(run, phase, key, expire_at_for(run, now))
         changes |= phase_changes
         statuses.extend(phase_statuses)
+    culprit = uncaught(run, states, ended=phase is None)
+    if culprit is not None:
+        return fail_uncaught(run, key, conditions, culprit, not_run, now)
     if not changes:
         return None
     return Transition(
@@ -357,25 +366,51 @@ def fail_run(
     run: Run, key: str, conditions: Fields, job: str, error: str, now: datetime, attempt: int | None = None
 ) -> Transition:
     """Fail ``job`` and with it the run: at once, or (when the spec has failure handlers) once
-    they have run. A failure while they run is only recorded: the handlers go on."""
-    if failure_handlers.has_handlers(run):
-        failure = Failure(
-            reason=FAILED, phase=run.phase, job=job, attempt=attempt, error=error, caused_by=key
-        )
-        return _into_handlers(run, failure, job_changed(job, state=JobState.FAILED, error=error), now)
+    they have run; the pending jobs its failure decided are ``upstream_failed``. A failure while
+    the handlers run is only recorded: the handlers go on."""
     if run.failure is not None:
         failed = failure_handlers.with_job_failed(run, job, error)
         progress = plan_progress(failed, key, now)
         changes = job_changed(job, state=JobState.FAILED, error=error)
         return with_progress(Transition(conditions=conditions, changes=changes), progress)
+    states = {name: record.state for name, record in run.jobs.items()} | {job: JobState.FAILED}
+    changes = job_changed(job, state=JobState.FAILED, error=error)
+    not_run = upstream_failed(run.definition, states)
+    for name in not_run:
+        changes |= job_changed(name, state=JobState.UPSTREAM_FAILED, caused_by=key, claimed_at=now)
+    if failure_handlers.has_handlers(run):
+        failure = Failure(
+            reason=FAILED, phase=run.phase, job=job, attempt=attempt, error=error, caused_by=key
+        )
+        decided = replace(
+            run,
+            jobs=run.jobs
+            | {name: replace(run.jobs[name], state=JobState.UPSTREAM_FAILED) for name in not_run},
+        )
+        return _into_handlers(decided, failure, changes, now)
     expire_at = expire_at_for(run, now)
     return Transition(
         conditions=conditions,
-        changes=job_changed(job, state=JobState.FAILED, error=error)
-        | run_ended(RunState.FAILED, key, error, expire_at),
+        changes=changes | run_ended(RunState.FAILED, key, error, expire_at),
         statuses=(run_status(run, RUN_ENDS[RunState.FAILED], error=error),),
         expiry=expiry_of(expire_at),
     )
+
+
+def fail_uncaught(
+    run: Run, key: str, conditions: Fields, job: str, not_run: dict[str, JobRecord], now: datetime
+) -> Transition:
+    """Fail the run because of ``job``'s failure, which no job after it caught: the jobs this pass
+    found ``upstream_failed`` (``not_run``) are recorded with it, what else it decided is not (a
+    failed run dispatches nothing more)."""
+    record = run.jobs[job]
+    error = f"job {job!r} failed and no job after it accepts the failure: {record.error or 'it failed'}"
+    decided = replace(run, jobs={**run.jobs, **not_run})
+    failing = fail_run(decided, key, conditions, job, error, now, record.attempt)
+    marks: Fields = {}
+    for name, decision in not_run.items():
+        marks |= job_set(name, decision)
+    return replace(failing, changes=marks | failing.changes)
 
 
 def _into_handlers(run: Run, failure: Failure, changes: Fields, now: datetime) -> Transition:
