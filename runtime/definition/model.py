@@ -60,8 +60,8 @@ EARLY_JOINS = ("one_success", "one_failed")
 still run."""
 
 CATCHING_JOINS = ("all_done", "one_success", "one_failed", "all_failed")
-"""Joins that run the job although a job in its ``after`` failed: that failure is caught (it
-fails neither the run nor starts ``on_failure``) once such a job has been decided."""
+"""Joins that may run the job although a job in its ``after`` failed: when one holds with that
+failure, the failure is caught (it fails neither the run nor starts ``on_failure``)."""
 
 RESULTS = ("after", "earlier")
 """What a job's code gets as ``results`` (the spec's ``results``): ``after``, the outputs of the

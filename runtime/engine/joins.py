@@ -7,9 +7,9 @@ the ``results`` of its event. Pure; the engine's ``plan_progress`` applies these
 - Its ``join`` (``model.JOINS``) then says whether it starts; else it is ``upstream_failed`` when
   one of them failed (``one_failed`` and ``all_failed`` excepted: they wanted a failure), else
   ``skipped``. A ``when`` is evaluated once the join holds; false skips the job.
-- A failure is **caught** when a job after it with a join that runs after a failure
-  (``model.CATCHING_JOINS``) has been decided, directly or past jobs that are
-  ``upstream_failed`` because of it: it neither fails the run nor starts ``on_failure``. A failed
+- A failure is **caught** when the join of a job after it that runs after a failure
+  (``model.CATCHING_JOINS``) held, directly or past jobs that are ``upstream_failed`` because of
+  it: it neither fails the run nor starts ``on_failure``. A failed
   job that no job after it could catch (``catchable``) fails the run at once, as before; one that
   could waits for them (``uncaught``), and fails the run once none did.
 - ``results`` holds the outputs of the jobs in ``after`` that succeeded (with ``results:
@@ -135,8 +135,9 @@ def catchable(definition: Workflow, name: str) -> bool:
 
 
 def caught(definition: Workflow, name: str, states: Mapping[str, JobState]) -> bool | None:
-    """Whether the failure of ``name`` has been caught (True), cannot be any more (False), or may
-    still be (None: a job after it that could catch it has not been decided)."""
+    """Whether the failure of ``name`` has been caught (True: a job after it whose join runs after
+    a failure held), cannot be any more (False), or may still be (None: a job after it that could
+    catch it has not been decided)."""
     undecided = False
     for child in _children(definition, name):
         state = states[child.name]
@@ -147,8 +148,8 @@ def caught(definition: Workflow, name: str, states: Mapping[str, JobState]) -> b
             if below:
                 return True
             undecided = undecided or below is None
-        elif child.join in CATCHING_JOINS:
-            return True
+        elif child.join in CATCHING_JOINS and join_outcome(child, states) is None:
+            return True  # its join held with the failure: it ran, or its 'when' skipped it
     return None if undecided else False
 
 

@@ -1,0 +1,239 @@
+"""The peers' documented examples, translated into the spec language and run with the test kit:
+each test is the spec, the fake outcomes of its jobs, and the state of every job and of the run
+the peer's documentation gives for them (issue 27). A translation that needed a sentinel job or
+a workaround would not be one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cdk_app.testkit import WorkflowTest, raises, returns
+from runtime.definition.loader import load_workflow
+
+
+class CardDeclined(Exception):
+    """The payment provider refused the card."""
+
+
+@pytest.fixture
+def peer(mongo_uri: str, tmp_path: Path) -> Iterator[Any]:
+    """Open a test kit run of a spec written as YAML (loaded and validated as a file would be)."""
+    opened: list[WorkflowTest] = []
+
+    def open_spec(spec: str, **options: Any) -> WorkflowTest:
+        path = tmp_path / f"spec{len(opened)}.yaml"
+        path.write_text(spec)
+        test = WorkflowTest(load_workflow(path), mongo_uri, **options)
+        opened.append(test)
+        return test
+
+    yield open_spec
+    for test in opened:
+        test.close()
+
+
+# -- Argo Workflows --------------------------------------------------------------------------------
+
+DIAMOND = """
+workflow: diamond
+phases:
+  dag:
+    jobs:
+      A: {}
+      B: {after: [A]}
+      C: {after: [A]}
+      D: {after: [B, C]}
+"""
+
+
+def test_argo_dag_diamond(peer: Any) -> None:
+    """Argo's dag-diamond: A, then B and C in parallel, then D once both succeeded
+    (https://argo-workflows.readthedocs.io/en/latest/walk-through/dag/, examples/dag-diamond.yaml)."""
+    run = peer(DIAMOND, fakes={"A": {"a": 1}, "B": {"b": 1}, "C": {"c": 1}, "D": {"d": 1}})
+    run.start()
+    run.assert_run("succeeded", jobs={"A": "succeeded", "B": "succeeded", "C": "succeeded", "D": "succeeded"})
+    assert run.calls["D"][0]["results"] == {"B": {"b": 1}, "C": {"c": 1}}
+
+
+def test_argo_dag_diamond_with_a_failed_branch_fails_and_never_runs_the_join(peer: Any) -> None:
+    """Argo's dag-diamond when B fails: D, which needs B and C, is not run and the workflow fails
+    (https://argo-workflows.readthedocs.io/en/latest/walk-through/dag/: "D depends on B and C")."""
+    run = peer(DIAMOND.replace("B: {after: [A]}", "B: {after: [A], retries: 0}"), fakes={"B": raises(OSError("disk"))})
+    run.start()
+    run.assert_run(
+        "failed", jobs={"A": "succeeded", "B": "failed", "C": "succeeded", "D": "upstream_failed"}
+    )
+
+
+LOOPS_PARAM = """
+workflow: loops_param
+phases:
+  dag:
+    jobs:
+      gen_number_list: {}
+      sleep_n_sec:
+        after: [gen_number_list]
+        for_each: results.gen_number_list
+        max_concurrency: 10
+"""
+
+
+def test_argo_loops_param(peer: Any) -> None:
+    """Argo's loops-param: one step generates a list, the next runs once per item of it with
+    `withParam` (https://argo-workflows.readthedocs.io/en/latest/walk-through/loops/,
+    examples/loops-param-result.yaml)."""
+    run = peer(LOOPS_PARAM, fakes={"gen_number_list": returns([3, 1, 2]), "sleep_n_sec": lambda e: e["item"] * 10})
+    run.start()
+    run.assert_run("succeeded", jobs={"gen_number_list": "succeeded", "sleep_n_sec": "succeeded"})
+    assert run.get().job("sleep_n_sec").output == [30, 10, 20]
+
+
+# -- Apache Airflow trigger rules ------------------------------------------------------------------
+
+AIRFLOW_RULES = "https://airflow.apache.org/docs/apache-airflow/stable/core-concepts/dags.html#trigger-rules"
+
+
+def test_airflow_one_success_starts_at_the_first_success_without_waiting_for_the_rest(peer: Any) -> None:
+    """Airflow's ``one_success``: "The task runs when at least one upstream task has succeeded",
+    without waiting for every upstream task (AIRFLOW_RULES); the slow mirror keeps running and,
+    when it fails, the run still succeeds: the join accepted it."""
+    spec = """
+workflow: mirrors
+phases:
+  fetch:
+    jobs:
+      fast_mirror: {}
+      slow_mirror: {retries: 0}
+      use_first: {after: [fast_mirror, slow_mirror], join: one_success}
+"""
+    run = peer(spec, fakes={"fast_mirror": {"url": "a"}, "slow_mirror": raises(TimeoutError("slow"))})
+    # The slow mirror's invocation is held back: use_first starts on the fast one's success alone.
+    run.start()
+    run.assert_run(
+        "succeeded", jobs={"fast_mirror": "succeeded", "slow_mirror": "failed", "use_first": "succeeded"}
+    )
+    assert run.calls["use_first"][0]["results"] == {"fast_mirror": {"url": "a"}}
+
+
+def test_airflow_one_success_when_every_upstream_failed_is_upstream_failed(peer: Any) -> None:
+    """Airflow's ``one_success`` when no upstream task succeeded: the task is
+    ``upstream_failed`` and the DAG run fails (AIRFLOW_RULES)."""
+    spec = """
+workflow: mirrors
+phases:
+  fetch:
+    jobs:
+      a: {retries: 0}
+      b: {retries: 0}
+      use_first: {after: [a, b], join: one_success}
+"""
+    run = peer(spec, fakes={"a": raises(OSError("a")), "b": raises(OSError("b"))})
+    run.start()
+    run.assert_run("failed", jobs={"a": "failed", "b": "failed", "use_first": "upstream_failed"})
+    assert "no job after it accepts the failure" in (run.get().error or "")
+
+
+def test_airflow_all_done_runs_whatever_the_upstream_outcomes(peer: Any) -> None:
+    """Airflow's ``all_done``: "All upstream tasks are done with their execution", whatever their
+    state, as a clean-up task after work that may fail (AIRFLOW_RULES); the clean-up running is
+    the failure accepted, so the run succeeds and ``on_failure`` does not start."""
+    spec = """
+workflow: cleanup
+phases:
+  work:
+    jobs:
+      create_cluster: {}
+      run_query: {after: [create_cluster], retries: 0}
+      delete_cluster: {after: [create_cluster, run_query], join: all_done}
+on_failure:
+  page: {}
+"""
+    run = peer(spec, fakes={"run_query": raises(ValueError("bad SQL"))})
+    run.start()
+    run.assert_run(
+        "succeeded",
+        jobs={
+            "create_cluster": "succeeded",
+            "run_query": "failed",
+            "delete_cluster": "succeeded",
+            "page": "pending",
+        },
+    )
+    assert run.executions("page") == 0
+
+
+def test_airflow_none_failed_min_one_success_joins_a_branch(peer: Any) -> None:
+    """Airflow's branching: the branch not taken is skipped and the join after both branches uses
+    ``none_failed_min_one_success`` so that it runs ("all upstream tasks have not failed or
+    upstream_failed, and at least one upstream task has succeeded"; AIRFLOW_RULES and
+    https://airflow.apache.org/docs/apache-airflow/stable/core-concepts/dags.html#branching)."""
+    spec = """
+workflow: branching
+phases:
+  flow:
+    jobs:
+      branch: {}
+      branch_a: {after: [branch], when: "results.branch.take == 'a'"}
+      branch_b: {after: [branch], when: "results.branch.take == 'b'"}
+      join: {after: [branch_a, branch_b], join: none_failed_min_one_success}
+"""
+    run = peer(spec, fakes={"branch": {"take": "a"}})
+    run.start()
+    run.assert_run(
+        "succeeded",
+        jobs={"branch": "succeeded", "branch_a": "succeeded", "branch_b": "skipped", "join": "succeeded"},
+    )
+
+
+def test_airflow_none_failed_min_one_success_after_a_failure_is_upstream_failed_and_fails_the_run(
+    peer: Any,
+) -> None:
+    """Airflow's ``none_failed_min_one_success`` after a failed branch: the failure is not treated
+    like a skip: the join is ``upstream_failed`` and the DAG run fails (AIRFLOW_RULES)."""
+    spec = """
+workflow: branching
+phases:
+  flow:
+    jobs:
+      branch: {}
+      branch_a: {after: [branch], retries: 0}
+      branch_b: {after: [branch], when: "results.branch.take == 'b'"}
+      join: {after: [branch_a, branch_b], join: none_failed_min_one_success}
+"""
+    run = peer(spec, fakes={"branch": {"take": "a"}, "branch_a": raises(RuntimeError("boom"))})
+    run.start()
+    run.assert_run(
+        "failed",
+        jobs={"branch": "succeeded", "branch_a": "failed", "branch_b": "skipped", "join": "upstream_failed"},
+    )
+
+
+def test_airflow_one_failed_and_all_failed_run_on_failures_only(peer: Any) -> None:
+    """Airflow's ``one_failed`` ("at least one upstream task has failed", without waiting) and
+    ``all_failed`` ("all upstream tasks are in a failed or upstream_failed state"); when nothing
+    failed they are skipped (AIRFLOW_RULES)."""
+    spec = """
+workflow: alerts
+phases:
+  flow:
+    jobs:
+      a: {retries: 0}
+      b: {retries: 0}
+      alert: {after: [a, b], join: one_failed}
+      give_up: {after: [a, b], join: all_failed}
+"""
+    run = peer(spec, fakes={"a": raises(OSError("a"))})
+    run.start()
+    run.assert_run("succeeded", jobs={"a": "failed", "b": "succeeded", "alert": "succeeded", "give_up": "skipped"})
+
+    both = peer(spec, fakes={"a": raises(OSError("a")), "b": raises(OSError("b"))})
+    both.start()
+    both.assert_run("succeeded", jobs={"a": "failed", "b": "failed", "alert": "succeeded", "give_up": "succeeded"})
+
+    fine = peer(spec)
+    fine.start()
+    fine.assert_run("succeeded", jobs={"a": "succeeded", "b": "succeeded", "alert": "skipped", "give_up": "skipped"})
