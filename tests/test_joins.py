@@ -17,7 +17,7 @@ from runtime.statuses import JobState, RunState
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
 from tests.engine_harness import Driver, Faults
-from tests.test_engine_decisions import dispatched, failure, jobs_of, run_of, states_after, succeeded, success
+from tests.test_engine_decisions import dispatched, failure, jobs_of, run_of, states_after, success
 from tests.test_engine_flow import compiled, decided
 
 S, F, K, U, P, D = (

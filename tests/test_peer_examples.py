@@ -62,11 +62,12 @@ def test_argo_dag_diamond(peer: Any) -> None:
 def test_argo_dag_diamond_with_a_failed_branch_fails_and_never_runs_the_join(peer: Any) -> None:
     """Argo's dag-diamond when B fails: D, which needs B and C, is not run and the workflow fails
     (https://argo-workflows.readthedocs.io/en/latest/walk-through/dag/: "D depends on B and C")."""
-    run = peer(DIAMOND.replace("B: {after: [A]}", "B: {after: [A], retries: 0}"), fakes={"B": raises(OSError("disk"))})
-    run.start()
-    run.assert_run(
-        "failed", jobs={"A": "succeeded", "B": "failed", "C": "succeeded", "D": "upstream_failed"}
+    run = peer(
+        DIAMOND.replace("B: {after: [A]}", "B: {after: [A], retries: 0}"),
+        fakes={"B": raises(OSError("disk"))},
     )
+    run.start()
+    run.assert_run("failed", jobs={"A": "succeeded", "B": "failed", "C": "succeeded", "D": "upstream_failed"})
 
 
 LOOPS_PARAM = """
@@ -86,7 +87,9 @@ def test_argo_loops_param(peer: Any) -> None:
     """Argo's loops-param: one step generates a list, the next runs once per item of it with
     `withParam` (https://argo-workflows.readthedocs.io/en/latest/walk-through/loops/,
     examples/loops-param-result.yaml)."""
-    run = peer(LOOPS_PARAM, fakes={"gen_number_list": returns([3, 1, 2]), "sleep_n_sec": lambda e: e["item"] * 10})
+    run = peer(
+        LOOPS_PARAM, fakes={"gen_number_list": returns([3, 1, 2]), "sleep_n_sec": lambda e: e["item"] * 10}
+    )
     run.start()
     run.assert_run("succeeded", jobs={"gen_number_list": "succeeded", "sleep_n_sec": "succeeded"})
     assert run.get().job("sleep_n_sec").output == [30, 10, 20]
@@ -228,12 +231,18 @@ phases:
 """
     run = peer(spec, fakes={"a": raises(OSError("a"))})
     run.start()
-    run.assert_run("succeeded", jobs={"a": "failed", "b": "succeeded", "alert": "succeeded", "give_up": "skipped"})
+    run.assert_run(
+        "succeeded", jobs={"a": "failed", "b": "succeeded", "alert": "succeeded", "give_up": "skipped"}
+    )
 
     both = peer(spec, fakes={"a": raises(OSError("a")), "b": raises(OSError("b"))})
     both.start()
-    both.assert_run("succeeded", jobs={"a": "failed", "b": "failed", "alert": "succeeded", "give_up": "succeeded"})
+    both.assert_run(
+        "succeeded", jobs={"a": "failed", "b": "failed", "alert": "succeeded", "give_up": "succeeded"}
+    )
 
     fine = peer(spec)
     fine.start()
-    fine.assert_run("succeeded", jobs={"a": "succeeded", "b": "succeeded", "alert": "skipped", "give_up": "skipped"})
+    fine.assert_run(
+        "succeeded", jobs={"a": "succeeded", "b": "succeeded", "alert": "skipped", "give_up": "skipped"}
+    )
