@@ -3,8 +3,9 @@
 Drawn from the IR, so the picture is the workflow the loader accepted: one cluster per phase,
 ``after`` edges inside it, phases joined in run order (``Workflow.phase_order``). A job's
 ``after`` naming an earlier phase's job is a dashed edge (a data dependency across phases); a
-``join: any`` job's edges end in a circle and its node says so; a ``for_each`` job is one node
-with a double border that shows its expression (never a node per item); a job with
+job whose ``join`` is not ``all`` has edges that end in a circle and its node names the join; a
+``for_each`` job is one node with a double border that shows its expression (never a node per
+item); a job with
 ``allow_failure`` is drawn dashed; the failure handlers (``on_failure``) are a cluster of their
 own, apart from the run order.
 """
@@ -43,8 +44,8 @@ def _notes(job: Job) -> list[str]:
     if job.for_each is not None:
         notes.append(f"for each {job.for_each}")
         notes.append(f"at most {job.max_concurrency} at once, tolerates {job.tolerated_failures}")
-    if job.join == "any" and job.after:
-        notes.append("join any")
+    if job.join != "all" and job.after:
+        notes.append(f"join {job.join}")
     if job.allow_failure:
         notes.append("allow_failure")
     return notes
@@ -69,7 +70,7 @@ def _mermaid_node(job: Job) -> str:
 
 def _mermaid_edge(dep: str, job: Job, phase: Phase) -> str:
     local = dep in phase.local_after(job)
-    arrow = ("--o" if local else "-.-o") if job.join == "any" else ("-->" if local else "-.->")
+    arrow = ("--o" if local else "-.-o") if job.join != "all" else ("-->" if local else "-.->")
     return f"job_{dep} {arrow} job_{job.name}"
 
 
@@ -128,7 +129,7 @@ def _dot_node(job: Job) -> str:
 
 def _dot_edge(dep: str, job: Job, phase: Phase) -> str:
     attributes = [] if dep in phase.local_after(job) else ["style=dashed"]
-    if job.join == "any":
+    if job.join != "all":
         attributes.append("arrowhead=odot")
     suffix = f" [{', '.join(attributes)}]" if attributes else ""
     return f"{_dot_text(dep)} -> {_dot_text(job.name)}{suffix};"

@@ -5,12 +5,17 @@ a workaround would not be one."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
+from cdk_app.console.views import run_json
+from cdk_app.graph import render_dot, render_mermaid
+from cdk_app.terminal.render import print_summary
 from cdk_app.testkit import WorkflowTest, raises, returns
 from runtime.definition.loader import load_workflow
 
@@ -246,3 +251,46 @@ phases:
     fine.assert_run(
         "succeeded", jobs={"a": "succeeded", "b": "succeeded", "alert": "skipped", "give_up": "skipped"}
     )
+
+
+# -- what the outputs say about joins and caught failures ----------------------------------------
+
+
+def test_every_output_tells_upstream_failed_and_a_caught_failure_apart(peer: Any) -> None:
+    """status --json, the run's summary, the end-of-run message, the graph and the console all
+    name the new state and the join, not ``skipped``."""
+    spec = """
+workflow: outputs
+phases:
+  p:
+    jobs:
+      a: {retries: 0}
+      b: {after: [a]}
+      cleanup: {after: [b], join: all_done}
+"""
+    run = peer(spec, fakes={"a": raises(OSError("disk"))})
+    run.start()
+    run.assert_run("succeeded", jobs={"a": "failed", "b": "upstream_failed", "cleanup": "succeeded"})
+    report = run.get()
+    document = report.to_json()
+    assert document["jobs"]["b"]["status"] == "upstream_failed"
+    assert document["caught"] == ["a"]
+    assert report.job("a").caught and not report.job("a").tolerated
+
+    out = io.StringIO()
+    print_summary(Console(file=out, width=120, highlight=False, color_system=None), report)
+    assert "upstream_failed" in out.getvalue()
+    assert "failed and caught by a join after it: a" in out.getvalue()
+
+    graph = render_mermaid(run.definition)
+    assert "job_b --o job_cleanup" in graph and "join all_done" in graph
+    assert 'arrowhead=odot' in render_dot(run.definition)
+
+    run_document = run._store.read_run(report.run_id)
+    assert run_document is not None
+    phase = run_json(run_document, [], allow_actions=False)["phases"][0]
+    assert {job["name"]: (job["state"], job["join"]) for job in phase["jobs"]} == {
+        "a": ("failed", "all"),
+        "b": ("upstream_failed", "all"),
+        "cleanup": ("succeeded", "all_done"),
+    }
