@@ -275,7 +275,8 @@ phases:
     document = report.to_json()
     assert document["jobs"]["b"]["status"] == "upstream_failed"
     assert document["caught"] == ["a"]
-    assert report.job("a").caught and not report.job("a").tolerated
+    assert report.job("a").caught
+    assert not report.job("a").tolerated
 
     out = io.StringIO()
     print_summary(Console(file=out, width=120, highlight=False, color_system=None), report)
@@ -283,8 +284,9 @@ phases:
     assert "failed and caught by a join after it: a" in out.getvalue()
 
     graph = render_mermaid(run.definition)
-    assert "job_b --o job_cleanup" in graph and "join all_done" in graph
-    assert 'arrowhead=odot' in render_dot(run.definition)
+    assert "job_b --o job_cleanup" in graph
+    assert "join all_done" in graph
+    assert "arrowhead=odot" in render_dot(run.definition)
 
     run_document = run._store.read_run(report.run_id)
     assert run_document is not None
