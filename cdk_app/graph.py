@@ -3,7 +3,8 @@
 Drawn from the IR, so the picture is the workflow the loader accepted: one cluster per phase,
 ``after`` edges inside it, phases joined in run order (``Workflow.phase_order``). A job's
 ``after`` naming an earlier phase's job is a dashed edge (a data dependency across phases); a
-job whose ``join`` is not ``all`` has edges that end in a circle and its node names the join; a
+job whose ``join`` is not ``all`` (or that has ``depends``) has edges that end in a circle and its
+node names the join (or shows the expression); a
 ``for_each`` job is one node with a double border that shows its expression (never a node per
 item); a job with
 ``allow_failure`` is drawn dashed; the failure handlers (``on_failure``) are a cluster of their
@@ -44,11 +45,18 @@ def _notes(job: Job) -> list[str]:
     if job.for_each is not None:
         notes.append(f"for each {job.for_each}")
         notes.append(f"at most {job.max_concurrency} at once, tolerates {job.tolerated_failures}")
-    if job.join != "all" and job.after:
+    if job.depends is not None:
+        notes.append(f"depends {job.depends}")
+    elif job.join != "all" and job.after:
         notes.append(f"join {job.join}")
     if job.allow_failure:
         notes.append("allow_failure")
     return notes
+
+
+def _decides(job: Job) -> bool:
+    """Whether the job's edges end in a circle: a join other than ``all``, or a ``depends``."""
+    return job.join != "all" or job.depends is not None
 
 
 def _title(phase: Phase) -> str:
@@ -70,7 +78,7 @@ def _mermaid_node(job: Job) -> str:
 
 def _mermaid_edge(dep: str, job: Job, phase: Phase) -> str:
     local = dep in phase.local_after(job)
-    arrow = ("--o" if local else "-.-o") if job.join != "all" else ("-->" if local else "-.->")
+    arrow = ("--o" if local else "-.-o") if _decides(job) else ("-->" if local else "-.->")
     return f"job_{dep} {arrow} job_{job.name}"
 
 
@@ -129,7 +137,7 @@ def _dot_node(job: Job) -> str:
 
 def _dot_edge(dep: str, job: Job, phase: Phase) -> str:
     attributes = [] if dep in phase.local_after(job) else ["style=dashed"]
-    if job.join != "all":
+    if _decides(job):
         attributes.append("arrowhead=odot")
     suffix = f" [{', '.join(attributes)}]" if attributes else ""
     return f"{_dot_text(dep)} -> {_dot_text(job.name)}{suffix};"

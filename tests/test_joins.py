@@ -240,3 +240,13 @@ def test_an_uncaught_failure_fails_the_run_once_under_faults(store: MongoStore, 
     }
     assert outcome.executions["page"] == 1
     assert outcome.count("workflow_failed") == 1
+
+
+def test_a_depends_that_cannot_be_evaluated_fails_the_run_saying_so() -> None:
+    definition = compiled({"p": {"a": {}, "c": {"after": ["a"], "depends": "length(jobs.a.output) > `1`"}}})
+    run = run_of(definition, jobs={"a": dispatched()})
+
+    transition = decided(run, success("a", 1, 7))
+
+    assert transition.changes["status"] == RunState.FAILED
+    assert transition.changes["error"].startswith("the 'depends' of 'c' failed: ")

@@ -100,6 +100,58 @@ def test_argo_loops_param(peer: Any) -> None:
     assert run.get().job("sleep_n_sec").output == [30, 10, 20]
 
 
+ARGO_DEPENDS = "https://argo-workflows.readthedocs.io/en/latest/enhanced-depends-logic/"
+
+DEPENDS = """
+workflow: argo_depends
+phases:
+  dag:
+    jobs:
+      A: {retries: 0}
+      B: {retries: 0}
+      C: {after: [A, B], depends: "jobs.A.state == 'succeeded' || jobs.B.state == 'failed'"}
+"""
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "c", "run_status"),
+    [
+        ("succeeded", "succeeded", "succeeded", "succeeded"),
+        ("failed", "failed", "succeeded", "succeeded"),
+        ("succeeded", "failed", "succeeded", "succeeded"),
+        ("failed", "succeeded", "upstream_failed", "failed"),
+    ],
+)
+def test_argo_depends_expression(peer: Any, a: str, b: str, c: str, run_status: str) -> None:
+    """Argo's enhanced depends logic: ``depends: "A.Succeeded || B.Failed"`` runs C when A
+    succeeded or B failed, and not otherwise (ARGO_DEPENDS); a failure C runs on is handled, so
+    the workflow's outcome is C's. Where C does not run because A failed, the workflow fails."""
+    fakes = {name: raises(OSError(name)) for name, state in (("A", a), ("B", b)) if state == "failed"}
+    run = peer(DEPENDS, fakes=fakes)
+    run.start()
+    run.assert_run(run_status, jobs={"A": a, "B": b, "C": c})
+
+
+def test_a_depends_expression_reads_the_error_and_its_type(peer: Any) -> None:
+    """Step Functions' Catch by error type (ErrorEquals), as a ``depends`` over the failed job's
+    ``type`` (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html)."""
+    spec = """
+workflow: charge
+phases:
+  pay:
+    jobs:
+      charge: {retries: 0}
+      notify_customer: {after: [charge], depends: "jobs.charge.type == 'CardDeclined'"}
+"""
+    declined = peer(spec, fakes={"charge": raises(CardDeclined("insufficient funds"))})
+    declined.start()
+    declined.assert_run("succeeded", jobs={"charge": "failed", "notify_customer": "succeeded"})
+
+    down = peer(spec, fakes={"charge": raises(ConnectionError("provider down"))})
+    down.start()
+    down.assert_run("failed", jobs={"charge": "failed", "notify_customer": "upstream_failed"})
+
+
 # -- Apache Airflow trigger rules ------------------------------------------------------------------
 
 AIRFLOW_RULES = "https://airflow.apache.org/docs/apache-airflow/stable/core-concepts/dags.html#trigger-rules"
@@ -287,6 +339,9 @@ phases:
     assert "job_b --o job_cleanup" in graph
     assert "join all_done" in graph
     assert "arrowhead=odot" in render_dot(run.definition)
+    depends = render_mermaid(peer(DEPENDS).definition)
+    assert "depends jobs.A.state == 'succeeded' || jobs.B.state == 'failed'" in depends
+    assert "job_B --o job_C" in depends
 
     run_document = run._store.read_run(report.run_id)
     assert run_document is not None

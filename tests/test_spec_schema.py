@@ -159,6 +159,7 @@ CHANGES: dict[tuple[str, str], object] = {
     ("phase", "jobs"): {"z": {}},
     ("job", "after"): ["a"],
     ("job", "join"): "any",
+    ("job", "depends"): "jobs.a.state == 'failed'",
     ("job", "allow_failure"): True,
     ("job", "invoke"): "arn:aws:lambda:eu-west-1:123456789012:function:billing",
     ("job", "payload"): "input",

@@ -69,6 +69,7 @@ def _phase_json(run: Run, phase: Phase, failed_items: Mapping[str, Sequence[Fail
                 "error": None if record is None else record.error,
                 "allow_failure": job.allow_failure,
                 "join": job.join,
+                "depends": job.depends,
                 "for_each": job.for_each,
                 "items": None if record is None or record.fan_out is None else record.fan_out.summary(),
                 "failed_items": [item.to_json() for item in failed_items.get(job.name, ())],

@@ -10,6 +10,7 @@ from typing import Any
 from runtime import contracts, limits
 from runtime.definition.call import read_call
 from runtime.definition.draft import Draft, DraftJob, DraftPhase, Ref, known_fields, mapping, name_refs
+from runtime.definition.depends import read_depends
 from runtime.definition.expressions import check_expression
 from runtime.definition.for_each import read_for_each
 from runtime.definition.http import read_http
@@ -125,6 +126,7 @@ def _job_settings(
         settings["join"] = own["join"]
     if {**defaults, **own}.get("results") in RESULTS:
         settings["results"] = {**defaults, **own}["results"]
+    settings |= read_depends(job, own, report)
     if isinstance(own.get("allow_failure"), bool):
         settings["allow_failure"] = own["allow_failure"]
     if isinstance(own.get("when"), str):

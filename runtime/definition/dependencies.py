@@ -58,6 +58,8 @@ def check_dependencies(
             f"'join' has no effect without 'after': job {job.name!r} waits for nothing; name the jobs "
             "it joins in 'after' or remove 'join'",
         )
+    if "depends" in job.settings:
+        _check_depends(job, report)
     if handler and "allow_failure" in job.settings:
         report.add(
             (*job.path, "allow_failure"),
@@ -65,6 +67,33 @@ def check_dependencies(
             "other handlers run anyway; remove it",
         )
     _check_reads(job, phase, owner, rank, report)
+
+
+def _check_depends(job: DraftJob, report: Report) -> None:
+    """``depends`` decides over the jobs in ``after`` and only them, in place of ``join``."""
+    path = (*job.path, "depends")
+    after = [ref.name for ref in job.after]
+    if not after:
+        report.add(
+            path,
+            f"'depends' has nothing to decide over: job {job.name!r} waits for nothing; name the "
+            "jobs it reads in 'after'",
+        )
+        return
+    if "join" in job.settings:
+        report.add(
+            (*job.path, "join"),
+            f"job {job.name!r} has both 'join' and 'depends': 'depends' decides whether it runs; "
+            "remove one of them",
+        )
+    for name in job.depends_reads:
+        if name not in after:
+            report.add(
+                path,
+                f"'depends' reads jobs.{name}, but {name!r} is not in the 'after' of {job.name!r} "
+                f"({name_list(after)}){did_you_mean(name, after)}; 'depends' sees only the jobs "
+                "in 'after'",
+            )
 
 
 def _check_reads(

@@ -37,6 +37,7 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
             {
                 "after",
                 "join",
+                "depends",
                 "allow_failure",
                 "results",
                 "code",
@@ -106,6 +107,8 @@ class DraftJob:
     """The same for its ``for_each``."""
     wait_reads: list[str] = field(default_factory=list)
     """The same for its ``wait: {until}``."""
+    depends_reads: list[str] = field(default_factory=list)
+    """The jobs its ``depends`` reads (``jobs.<job>``), which must be in its ``after``."""
 
 
 @dataclass

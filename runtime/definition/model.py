@@ -224,6 +224,10 @@ class Job:
     join: str = "all"
     """How the jobs in ``after`` must have ended for this job to run (see ``JOINS``); else it is
     ``skipped``, or ``upstream_failed`` when one of them failed."""
+    depends: str | None = None
+    """JMESPath over ``{"jobs": {<after job>: {state, error, type, output}}}`` that decides, in
+    place of ``join``, whether the job runs once every job in ``after`` has finished
+    (``runtime.engine.joins.depends_outcome``)."""
     results: str = "after"
     """What the job's code gets as ``results`` (see ``RESULTS``); its ``when`` and ``for_each``
     read the earlier phases' outputs either way."""
@@ -487,6 +491,7 @@ def _phase_document(phase: Phase) -> dict[str, Any]:
                 "name": job.name,
                 "after": list(job.after),
                 "join": job.join,
+                **({} if job.depends is None else {"depends": job.depends}),
                 "allow_failure": job.allow_failure,
                 **({} if job.results == "after" else {"results": job.results}),
                 "memory": job.memory,
@@ -520,6 +525,7 @@ def _phase_from_document(phase: Mapping[str, Any]) -> Phase:
                 phase=phase["name"],
                 after=tuple(job.get("after", ())),
                 join=job.get("join", "all"),
+                depends=job.get("depends"),
                 allow_failure=job.get("allow_failure", False),
                 results=job.get("results", "after"),
                 memory=job["memory"],

@@ -35,7 +35,7 @@ from runtime.definition.model import CATCHING_JOINS, EARLY_JOINS, HANDLERS_PHASE
 from runtime.documents.events import JobEvent
 from runtime.documents.outputs import run_output_ref
 from runtime.documents.run import Run, StatusEvent
-from runtime.engine import conditions, fanout
+from runtime.engine import conditions, fanout, retry
 from runtime.statuses import DONE, FAILED_STATES, JobState, StatusName
 
 EVENT_ENVELOPE_BYTES = 16 * 1024
@@ -88,6 +88,35 @@ def join_outcome(job: Job, states: Mapping[str, JobState]) -> JobState | None:
     return JobState.SKIPPED
 
 
+def depends_outcome(
+    job: Job, run: Run, states: Mapping[str, JobState], results: Mapping[str, Any]
+) -> JobState | None:
+    """``join_outcome`` for a job with ``depends``: its expression over ``{"jobs": {<after job>:
+    {state, error, type, output}}}`` (every one finished). Raises whatever JMESPath raises for an
+    expression it cannot evaluate."""
+    assert job.depends is not None
+    jobs: dict[str, dict[str, Any]] = {}
+    for name in job.after:
+        state = states[name]
+        error = run.jobs[name].error if state == JobState.FAILED else None
+        jobs[name] = {
+            "state": state.value,
+            "error": error,
+            "type": None if error is None else retry.error_type(error),
+            "output": results.get(name) if state == JobState.SUCCEEDED else None,
+        }
+    if is_truthy(jmespath.search(job.depends, {"jobs": jobs})):
+        return None
+    if any(states[name] in FAILED_STATES for name in job.after):
+        return JobState.UPSTREAM_FAILED
+    return JobState.SKIPPED
+
+
+def accepts_failures(job: Job) -> bool:
+    """Whether ``job`` may run although a job in its ``after`` failed, and so catch that failure."""
+    return job.depends is not None or job.join in CATCHING_JOINS
+
+
 def join_holds(job: Job, states: Mapping[str, JobState]) -> bool:
     """Whether the ``after`` jobs ended as ``job``'s join needs to start it."""
     return join_outcome(job, states) is None
@@ -108,7 +137,7 @@ def upstream_failed(definition: Workflow, states: Mapping[str, JobState]) -> lis
         changed = False
         for phase in definition.phases:
             for job in phase.jobs:
-                if states[job.name] != JobState.PENDING or not job.after:
+                if states[job.name] != JobState.PENDING or not job.after or job.depends is not None:
                     continue
                 failed = any(states[name] in FAILED_STATES for name in job.after)
                 finished = all(states[name] in FINISHED for name in job.after)
@@ -129,8 +158,7 @@ def catchable(definition: Workflow, name: str) -> bool:
     """Whether a failure of job ``name`` may be caught: a job after it has a join that runs after
     a failure, or would be ``upstream_failed`` and has one after it that could catch that."""
     return any(
-        child.join in CATCHING_JOINS or catchable(definition, child.name)
-        for child in _children(definition, name)
+        accepts_failures(child) or catchable(definition, child.name) for child in _children(definition, name)
     )
 
 
@@ -142,14 +170,16 @@ def caught(definition: Workflow, name: str, states: Mapping[str, JobState]) -> b
     for child in _children(definition, name):
         state = states[child.name]
         if state == JobState.PENDING:
-            undecided = undecided or child.join in CATCHING_JOINS or catchable(definition, child.name)
+            undecided = undecided or accepts_failures(child) or catchable(definition, child.name)
         elif state == JobState.UPSTREAM_FAILED:
             below = caught(definition, child.name, states)
             if below:
                 return True
             undecided = undecided or below is None
-        elif child.join in CATCHING_JOINS and join_outcome(child, states) is None:
-            return True  # its join held with the failure: it ran, or its 'when' skipped it
+        elif child.depends is not None or (
+            child.join in CATCHING_JOINS and join_outcome(child, states) is None
+        ):
+            return True  # its join (or depends) held with the failure: it ran, or 'when' said no
     return None if undecided else False
 
 

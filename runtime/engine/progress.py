@@ -48,6 +48,7 @@ from runtime.engine.joins import (
     WAITED_UNTIL,
     approval_requested,
     condition_results,
+    depends_outcome,
     is_truthy,
     job_event,
     join_outcome,
@@ -167,6 +168,14 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
                 fanout.require_loaded(run, job.when or "", results)
                 fanout.require_loaded(run, job.wait_until or "", results)
                 outcome = join_outcome(job, states)
+                if job.depends is not None:
+                    try:
+                        outcome = depends_outcome(job, run, states, results)
+                    except Exception as exc:  # as for 'when': JMESPath raises more than its errors
+                        guard = run_is(RunState.RUNNING, run.phase) | job_is(job.name, JobState.PENDING)
+                        return fail_run(
+                            run, key, guard, job.name, f"the 'depends' of {job.name!r} failed: {exc}", now
+                        )
                 try:
                     starts = outcome is None and when_holds(job, run, results)
                 except Exception as exc:  # JMESPath's functions raise more than JMESPathError
