@@ -9,8 +9,8 @@ from typing import Any
 
 from runtime import contracts, limits
 from runtime.definition.call import read_call
-from runtime.definition.draft import Draft, DraftJob, DraftPhase, Ref, known_fields, mapping, name_refs
 from runtime.definition.depends import read_depends
+from runtime.definition.draft import Draft, DraftJob, DraftPhase, Ref, known_fields, mapping, name_refs
 from runtime.definition.expressions import check_expression
 from runtime.definition.for_each import read_for_each
 from runtime.definition.http import read_http
