@@ -49,8 +49,10 @@ def _notes(job: Job) -> list[str]:
         notes.append(f"depends {job.depends}")
     elif job.join != "all" and job.after:
         notes.append(f"join {job.join}")
-    if job.allow_failure:
+    if job.allow_failure is True:
         notes.append("allow_failure")
+    elif job.allow_failure:
+        notes.append(f"allow_failure {', '.join(job.allow_failure)}")
     return notes
 
 

@@ -152,6 +152,94 @@ phases:
     down.assert_run("failed", jobs={"charge": "failed", "notify_customer": "upstream_failed"})
 
 
+def test_a_card_declined_is_caught_by_type_and_its_error_reaches_the_job_after(peer: Any) -> None:
+    """Step Functions' Catch by type with a ResultPath: ``ErrorEquals: ["CardDeclined"]`` goes to
+    the fallback with the error in its input, any other error fails the execution
+    (https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html): two jobs
+    and a join, the error as data in ``failures``."""
+    spec = """
+workflow: charge
+phases:
+  pay:
+    jobs:
+      charge: {retries: 0, allow_failure: [CardDeclined]}
+      notify_customer: {after: [charge], join: one_failed, when: "failures.charge.type == 'CardDeclined'"}
+"""
+    declined = peer(spec, fakes={"charge": raises(CardDeclined("insufficient funds"))})
+    declined.start()
+    declined.assert_run("succeeded", jobs={"charge": "failed", "notify_customer": "succeeded"})
+    failures = declined.calls["notify_customer"][0]["failures"]
+    assert list(failures) == ["charge"]
+    assert (failures["charge"]["type"], failures["charge"]["attempt"]) == ("CardDeclined", 1)
+    assert failures["charge"]["error"].startswith("CardDeclined: insufficient funds")
+    assert declined.get().job("charge").tolerated
+
+    down = peer(spec, fakes={"charge": raises(ConnectionError("provider down"))})
+    down.start()
+    down.assert_run("failed", jobs={"charge": "failed", "notify_customer": "pending"})
+    assert down.executions("notify_customer") == 0
+
+
+# -- AWS Step Functions ----------------------------------------------------------------------------
+
+MAP_WITH_CATCH = """
+workflow: map_catch
+phases:
+  process:
+    jobs:
+      list_items: {}
+      process_item:
+        after: [list_items]
+        for_each: results.list_items
+        tolerated_failures: "10%"
+        retries: 0
+      summarize: {after: [process_item]}
+      fallback: {after: [process_item], join: one_failed}
+"""
+
+
+def _process(event: dict[str, Any]) -> Any:
+    if event["item"] in (3, 7):
+        raise ValueError(f"bad item {event['item']}")
+    return event["item"]
+
+
+@pytest.mark.parametrize(("items", "failed"), [(list(range(20)), False), (list(range(10)), True)])
+def test_step_functions_map_with_tolerated_failure_percentage_and_a_catch(
+    peer: Any, items: list[int], failed: bool
+) -> None:
+    """Step Functions' Map state with ``ToleratedFailurePercentage: 10`` and a ``Catch`` to a
+    fallback state (https://docs.aws.amazon.com/step-functions/latest/dg/state-map-distributed.html
+    #maprun-fail-threshold, and concepts-error-handling.html): two failed items of 20 (10%) are
+    tolerated and the Map succeeds; two of 10 (20%) fail the Map, the Catch sends the error to the
+    fallback and the execution succeeds through it."""
+    run = peer(MAP_WITH_CATCH, fakes={"list_items": returns(items), "process_item": _process})
+    run.start()
+    if not failed:
+        run.assert_run(
+            "succeeded",
+            jobs={
+                "list_items": "succeeded",
+                "process_item": "succeeded",
+                "summarize": "succeeded",
+                "fallback": "skipped",
+            },
+        )
+        return
+    run.assert_run(
+        "succeeded",
+        jobs={
+            "list_items": "succeeded",
+            "process_item": "failed",
+            "summarize": "upstream_failed",
+            "fallback": "succeeded",
+        },
+    )
+    failure = run.calls["fallback"][0]["failures"]["process_item"]
+    assert failure["error"].startswith("2 of 10 items of 'process_item' failed, more than the 1 it tolerates")
+    assert run.get().job("process_item").caught
+
+
 # -- Apache Airflow trigger rules ------------------------------------------------------------------
 
 AIRFLOW_RULES = "https://airflow.apache.org/docs/apache-airflow/stable/core-concepts/dags.html#trigger-rules"

@@ -129,6 +129,8 @@ def _job_settings(
     settings |= read_depends(job, own, report)
     if isinstance(own.get("allow_failure"), bool):
         settings["allow_failure"] = own["allow_failure"]
+    elif isinstance(own.get("allow_failure"), list):
+        settings["allow_failure"] = tuple(str(name) for name in own["allow_failure"])
     if isinstance(own.get("when"), str):
         settings["when"] = own["when"]
         check_expression(job, "when", own["when"], job.when_reads, report)

@@ -231,9 +231,10 @@ class Job:
     results: str = "after"
     """What the job's code gets as ``results`` (see ``RESULTS``); its ``when`` and ``for_each``
     read the earlier phases' outputs either way."""
-    allow_failure: bool = False
-    """When the last attempt fails, the run goes on: the job is ``failed`` and counts as not
-    succeeded for the jobs after it."""
+    allow_failure: bool | tuple[str, ...] = False
+    """When the last attempt fails, the run goes on: the job is ``failed`` and counts as failed
+    for the jobs after it. True: whatever the error; error type names: only a failure of one of
+    those types (``allows_failure``)."""
     memory: int = 256
     """Lambda memory in MB (128-10240)."""
     timeout: int = 60
@@ -279,8 +280,16 @@ class Job:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "after", tuple(self.after))
+        if not isinstance(self.allow_failure, bool):
+            object.__setattr__(self, "allow_failure", tuple(self.allow_failure))
         object.__setattr__(self, "env", _frozen_mapping(self.env))
         object.__setattr__(self, "permissions", tuple(self.permissions))
+
+    def allows_failure(self, error_type: str) -> bool:
+        """Whether a final failure of this type lets the run go on (``allow_failure``)."""
+        if isinstance(self.allow_failure, bool):
+            return self.allow_failure
+        return error_type in self.allow_failure
 
     @property
     def retries(self) -> int:
@@ -492,7 +501,9 @@ def _phase_document(phase: Phase) -> dict[str, Any]:
                 "after": list(job.after),
                 "join": job.join,
                 **({} if job.depends is None else {"depends": job.depends}),
-                "allow_failure": job.allow_failure,
+                "allow_failure": job.allow_failure
+                if isinstance(job.allow_failure, bool)
+                else list(job.allow_failure),
                 **({} if job.results == "after" else {"results": job.results}),
                 "memory": job.memory,
                 "timeout": job.timeout,

@@ -27,6 +27,9 @@ class JobEvent:
     failure: Mapping[str, Any] | None = None
     """A failure handler's: what failed (phase, job, attempt, error) and why the handlers run
     (``reason``: ``failed`` or ``cancelled``)."""
+    failures: Mapping[str, Any] = field(default_factory=dict)
+    """The jobs in its ``after`` that failed: job -> ``{"error", "type", "attempt"}`` (a job that
+    runs after a failure, by its join or ``depends``, gets the error as data)."""
     references: Mapping[str, str] = field(default_factory=dict)
     """Job -> where its output is kept (``runtime.store.outputs``), for results too large for an event:
     the job wrapper puts the values into ``results`` before the user's handler sees them."""
@@ -59,6 +62,8 @@ class JobEvent:
         }
         if self.failure is not None:
             payload["failure"] = dict(self.failure)
+        if self.failures:
+            payload["failures"] = {name: dict(failed) for name, failed in self.failures.items()}
         if self.references:
             payload["references"] = dict(self.references)
         if self.index is not None:

@@ -20,7 +20,7 @@ from dataclasses import replace
 from runtime.definition.model import HANDLERS_PHASE, Job
 from runtime.documents.failures import Failure
 from runtime.documents.run import JobRecord, Run
-from runtime.engine.joins import catchable
+from runtime.engine.joins import catchable, failure_allowed
 from runtime.statuses import CANCELLED, FailureReason, JobState, RunState
 
 STOPPED_BY_CANCEL = frozenset({JobState.DISPATCHED, JobState.WAITING})
@@ -32,16 +32,19 @@ def has_handlers(run: Run) -> bool:
     return run.definition.on_failure is not None and run.failure is None
 
 
-def tolerated(run: Run, job: Job, retry_left: bool) -> bool:
+def tolerated(run: Run, job: Job, retry_left: bool, error: str) -> bool:
     """A failed attempt of ``job`` is recorded and the run goes on, without another attempt: a job
     of the workflow while the handlers run, or the last attempt of a job that ``allow_failure``
     (or of a handler), or of one whose failure a job after it may catch (whether one does is
-    decided as the run goes on: ``joins.uncaught``)."""
+    decided as the run goes on: ``joins.uncaught``). A job that allows failures of some types only
+    (``allow_failure: [types]``) fails the run with any other, whatever the jobs after it."""
     if run.failure is not None and job.phase != HANDLERS_PHASE:
         return True
     if retry_left:
         return False
-    return job.allow_failure or run.failure is not None or catchable(run.definition, job.name)
+    if run.failure is not None or failure_allowed(job, error):
+        return True
+    return not isinstance(job.allow_failure, tuple) and catchable(run.definition, job.name)
 
 
 def with_job_failed(run: Run, job: str, error: str) -> Run:
@@ -79,4 +82,4 @@ def runs_again(job: Job, record: JobRecord) -> bool:
         return record.state != JobState.PENDING
     if record.state in (JobState.CANCELLED, JobState.WAITING, JobState.UPSTREAM_FAILED):
         return True
-    return record.state == JobState.FAILED and not job.allow_failure
+    return record.state == JobState.FAILED and not failure_allowed(job, record.error)

@@ -112,6 +112,11 @@ def depends_outcome(
     return JobState.SKIPPED
 
 
+def failure_allowed(job: Job, error: str | None) -> bool:
+    """Whether ``job``'s ``allow_failure`` lets the run go on after a final failure with ``error``."""
+    return job.allows_failure(retry.error_type(error or ""))
+
+
 def accepts_failures(job: Job) -> bool:
     """Whether ``job`` may run although a job in its ``after`` failed, and so catch that failure."""
     return job.depends is not None or job.join in CATCHING_JOINS
@@ -191,7 +196,7 @@ def uncaught(run: Run, states: Mapping[str, JobState], ended: bool) -> str | Non
         return None
     for phase in run.definition.phases:
         for job in phase.jobs:
-            if states[job.name] != JobState.FAILED or job.allow_failure:
+            if states[job.name] != JobState.FAILED or failure_allowed(job, run.jobs[job.name].error):
                 continue
             caught_now = caught(run.definition, job.name, states)
             if caught_now is False or (caught_now is None and ended):
@@ -225,6 +230,17 @@ def condition_results(run: Run, job: Job, outputs: Mapping[str, Any]) -> dict[st
     return _after_and_earlier(run, job, outputs)
 
 
+def after_failures(run: Run, job: Job) -> dict[str, dict[str, Any]]:
+    """The jobs in ``job``'s ``after`` that failed: job -> ``{"error", "type", "attempt"}``."""
+    failures: dict[str, dict[str, Any]] = {}
+    for name in job.after:
+        record = run.jobs[name]
+        if record.state == JobState.FAILED:
+            error = record.error or "the job failed"
+            failures[name] = {"error": error, "type": retry.error_type(error), "attempt": record.attempt}
+    return failures
+
+
 def event_references(run: Run, results: Mapping[str, Any], budget: int) -> dict[str, str]:
     """Which of ``results`` (held in the run document) travel as references to it, largest
     first, so that the rest fit ``budget`` bytes of JSON: none while they all fit."""
@@ -255,7 +271,7 @@ def when_holds(job: Job, run: Run, results: Mapping[str, Any]) -> bool:
     if job.when is None:
         return True
     fanout.require_readable(job.when, results)
-    return is_truthy(conditions.evaluate(job.when, run.input, results))
+    return is_truthy(conditions.evaluate(job.when, run.input, results, after_failures(run, job)))
 
 
 WAITED_UNTIL = "waited_until"
@@ -296,6 +312,7 @@ def job_event(run: Run, job: Job, attempt: int, outputs: Mapping[str, Any] | Non
     references |= moved
     results = {name: None if name in moved else value for name, value in results.items()}
     return JobEvent(
+        failures=after_failures(run, job),
         run_id=run.run_id,
         workflow=run.workflow,
         phase=job.phase,

@@ -289,7 +289,7 @@ def failure_is_final(run: Run, event: StatusEvent) -> bool:
         return True
     job = run.definition.job(event.job)
     retried = _retried(job, event.attempt - first + 1, event.error or "")
-    return not retried or failure_handlers.tolerated(run, job, retried)
+    return not retried or failure_handlers.tolerated(run, job, retried, event.error or "")
 
 
 def plan_failure(run: Run, event: StatusEvent, now: datetime) -> Transition | None:
@@ -310,7 +310,7 @@ def plan_failure(run: Run, event: StatusEvent, now: datetime) -> Transition | No
         conditions |= run_is(RunState.RUNNING)
         attempts = event.attempt - (record.first_attempt or 1) + 1
         retried = _retried(job, attempts, error)
-        if failure_handlers.tolerated(run, job, retried):
+        if failure_handlers.tolerated(run, job, retried, error):
             return tolerate_failure(run, event, conditions, error, now)
         if retried:
             delay = retry.retry_delay(

@@ -125,7 +125,7 @@ def plan_timer(run: Run, event: StatusEvent, now: datetime) -> Transition | Reje
         return _fail(run, job, event, APPROVAL_TIMED_OUT, now)
     record = run.jobs[job.name]
     conditions = run_is(RunState.RUNNING) | job_is(job.name, JobState.WAITING, event.attempt)
-    if failure_handlers.tolerated(run, job, retry_left=True):
+    if failure_handlers.tolerated(run, job, retry_left=True, error=record.error or ""):
         # The failure handlers started while this job waited to retry: it gets no other attempt.
         return tolerate_failure(run, event, conditions, record.error or "the job failed", now)
     return Transition(
@@ -188,7 +188,7 @@ def _fail(run: Run, job: Job, event: StatusEvent, error: str, now: datetime) -> 
     """The waiting attempt fails (a job without code is not retried), and with it the run, unless
     the job may fail (``allow_failure``, or a failure handler)."""
     conditions = run_is(RunState.RUNNING) | job_is(job.name, JobState.WAITING, event.attempt)
-    if failure_handlers.tolerated(run, job, retry_left=False):
+    if failure_handlers.tolerated(run, job, retry_left=False, error=error):
         return tolerate_failure(run, event, conditions, error, now)
     return fail_run(run, event.key, conditions, job.name, f"job {job.name!r}: {error}", now, event.attempt)
 

@@ -200,14 +200,15 @@ class NotifierService:
             tolerated = [
                 job.name
                 for job in run.definition.jobs()
-                if job.allow_failure and run.jobs[job.name].state == JobState.FAILED
+                if run.jobs[job.name].state == JobState.FAILED
+                and joins.failure_allowed(job, run.jobs[job.name].error)
             ]
             states = {name: record.state for name, record in run.jobs.items()}
             caught = [
                 job.name
                 for job in run.definition.jobs()
-                if not job.allow_failure
-                and run.jobs[job.name].state == JobState.FAILED
+                if run.jobs[job.name].state == JobState.FAILED
+                and not joins.failure_allowed(job, run.jobs[job.name].error)
                 and joins.caught(run.definition, job.name, states) is True
             ]
             return {
@@ -221,7 +222,7 @@ class NotifierService:
         return {
             "max_attempts": job.max_attempts,
             "run_over": run.state != RunState.RUNNING,
-            "may_fail": job.allow_failure,
+            "may_fail": joins.failure_allowed(job, status.error),
             "retried": not failure_is_final(run, status),
             "item_failures": self._item_failures(run, [job.name]),
         }

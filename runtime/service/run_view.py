@@ -11,7 +11,7 @@ from typing import Any
 
 from runtime.documents.items import FAILED_ITEMS_SHOWN, FailedItem, FanOut
 from runtime.documents.run import JobRecord
-from runtime.engine.joins import caught
+from runtime.engine.joins import caught, failure_allowed
 from runtime.statuses import JobState, RunState, StatusName
 from runtime.store.mongo import MongoStore
 
@@ -259,9 +259,10 @@ def summarize(
                     # the job has succeeded that error is history, not its outcome.
                     error=record.error if record.state == JobState.FAILED else None,
                     seconds=_seconds(first_started.get(name), last_report.get(name)),
-                    tolerated=job_definition.allow_failure and record.state == JobState.FAILED,
+                    tolerated=record.state == JobState.FAILED
+                    and failure_allowed(job_definition, record.error),
                     caught=record.state == JobState.FAILED
-                    and not job_definition.allow_failure
+                    and not failure_allowed(job_definition, record.error)
                     and caught(run.definition, name, states) is True,
                     items=None if record.fan_out is None else _items(record.fan_out),
                     failed_items=_failed_items(store, run_id, name, record.fan_out),
