@@ -17,7 +17,7 @@ from tests.cli_harness import CliResult, cli
 
 SPECS = Path(__file__).resolve().parent / "specs" / "flow"
 
-S, F, K, P = "succeeded", "failed", "skipped", "pending"
+S, F, K, P, U = "succeeded", "failed", "skipped", "pending", "upstream_failed"
 
 
 def failure(
@@ -127,7 +127,7 @@ CASES: dict[str, dict[str, Any]] = {
         "jobs": {
             "breaks": (F, 1),
             "rollback": (F, 2),
-            "after_rollback": (K, 0),
+            "after_rollback": (U, 0),
             "notify": (S, 1),
             "only_on_cancel": (K, 0),
         },

@@ -149,6 +149,7 @@ CHANGES: dict[tuple[str, str], object] = {
     ("approval", "message"): "Ship it?",
     ("wait", "until"): "input.send_at",
     ("spec", "on_failure"): {"page": {}},
+    ("spec", "on_exit"): {"report": {}},
     ("spec", "input_schema"): {"type": "object"},
     ("defaults", "memory"): 512,
     ("defaults", "timeout"): 30,

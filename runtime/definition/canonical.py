@@ -17,7 +17,7 @@ from runtime.definition.http import read_http
 from runtime.definition.input_schema import read_input_schema
 from runtime.definition.invoke import read_invoke
 from runtime.definition.job_code import check_job_code, check_shared_folder
-from runtime.definition.model import HANDLERS_PHASE, JOINS, RESULTS, Notify
+from runtime.definition.model import EXIT_PHASE, HANDLERS_PHASE, JOINS, RESULTS, Notify
 from runtime.definition.permissions import read_permissions
 from runtime.definition.report import JsonPath, Report
 from runtime.definition.schema import is_name
@@ -77,6 +77,10 @@ def read_spec(document: dict[str, Any], report: Report, base_dir: Path) -> Draft
     if "on_failure" in spec:
         handlers = DraftPhase(HANDLERS_PHASE, ("on_failure",))
         handlers.jobs = _read_jobs(spec["on_failure"], ("on_failure",), defaults, report, code)
+    exit_handlers = None
+    if "on_exit" in spec:
+        exit_handlers = DraftPhase(EXIT_PHASE, ("on_exit",))
+        exit_handlers.jobs = _read_jobs(spec["on_exit"], ("on_exit",), defaults, report, code)
     settings: dict[str, Any] = {
         key: spec[key] for key in ("description", "schedule", "timeout", "retention_days") if key in spec
     }
@@ -90,7 +94,7 @@ def read_spec(document: dict[str, Any], report: Report, base_dir: Path) -> Draft
         settings["notify"] = Notify(**_notify_settings(spec["notify"]))
     if shared is not None:
         settings["shared"] = shared.as_posix()
-    return Draft(name, phases, settings, handlers)
+    return Draft(name, phases, settings, handlers, exit_handlers)
 
 
 @dataclass(frozen=True)

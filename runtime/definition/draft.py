@@ -27,6 +27,7 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "timeout",
                 "retention_days",
                 "on_failure",
+                "on_exit",
                 "input_schema",
                 "shared",
             }
@@ -129,6 +130,8 @@ class Draft:
     settings: dict[str, Any] = field(default_factory=dict)
     handlers: DraftPhase | None = None
     """The ``on_failure`` jobs, as the phase they run in."""
+    exit_handlers: DraftPhase | None = None
+    """The ``on_exit`` jobs, as the phase they run in."""
     """``Workflow`` fields beyond name/phases."""
 
 

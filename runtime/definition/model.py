@@ -38,6 +38,10 @@ HANDLERS_PHASE = "on_failure"
 """The phase the failure handlers (the spec's ``on_failure`` jobs) run in: a run that fails, or
 is cancelled, enters it and ends once every handler has finished."""
 
+EXIT_PHASE = "on_exit"
+"""The phase the exit handlers (the spec's ``on_exit`` jobs) run in: a run that ends, however it
+ends, enters it (after its failure handlers) and ends so once every exit handler has finished."""
+
 JOINS = (
     "all",
     "any",
@@ -372,6 +376,9 @@ class Workflow:
     on_failure: Phase | None = None
     """The failure handlers: jobs run (in phase ``HANDLERS_PHASE``) when the run fails or is
     cancelled, before it ends so."""
+    on_exit: Phase | None = None
+    """The exit handlers: jobs run (in phase ``EXIT_PHASE``) when the run ends, however it ends,
+    after the failure handlers; the run ends as it would have once they have finished."""
     input_schema: Mapping[str, Any] | None = None
     """A JSON Schema (2020-12) the run input must match; checked where runs start."""
     timeout: int | None = None
@@ -397,13 +404,13 @@ class Workflow:
         raise KeyError(name)
 
     def all_phases(self) -> tuple[Phase, ...]:
-        """The phases, then the failure handlers' phase when there is one."""
-        return self.phases + (() if self.on_failure is None else (self.on_failure,))
+        """The phases, then the failure handlers' phase and the exit handlers' when there are."""
+        return self.phases + tuple(phase for phase in (self.on_failure, self.on_exit) if phase is not None)
 
     def next_phase(self, name: str) -> Phase | None:
         """The phase that runs after ``name``, or ``None`` when ``name`` is the last (the failure
         handlers' phase is last: the run ends after it)."""
-        if name == HANDLERS_PHASE:
+        if name in (HANDLERS_PHASE, EXIT_PHASE):
             return None
         phase = self.phase(name)
         if phase.next is not None:
@@ -455,6 +462,7 @@ class Workflow:
             "description": self.description,
             "phases": [_phase_document(phase) for phase in self.phases],
             "on_failure": None if self.on_failure is None else _phase_document(self.on_failure),
+            **({} if self.on_exit is None else {"on_exit": _phase_document(self.on_exit)}),
             "input_schema": None if self.input_schema is None else dict(self.input_schema),
             "notify": {
                 "on": list(self.notify.on),
@@ -478,6 +486,7 @@ class Workflow:
             description=document.get("description", ""),
             phases=tuple(_phase_from_document(phase) for phase in document["phases"]),
             on_failure=None if handlers is None else _phase_from_document(handlers),
+            on_exit=None if document.get("on_exit") is None else _phase_from_document(document["on_exit"]),
             input_schema=document.get("input_schema"),
             notify=Notify(
                 on=tuple(notify.get("on", Notify().on)),

@@ -25,7 +25,7 @@ from runtime.clock import as_utc
 from runtime.definition.model import Workflow
 from runtime.documents import ID, WORKFLOW
 from runtime.documents.deployment import DEPLOY_ID, Deployment, deployment_from_document
-from runtime.documents.failures import Failure, failure_from_document
+from runtime.documents.failures import Exit, Failure, exit_from_document, failure_from_document
 from runtime.documents.items import FanOut, Lane, fan_out_field, fan_out_from_document, lane_field
 from runtime.documents.signatures import (
     AUTH,
@@ -112,6 +112,8 @@ class Run:
     """When the run deadline of this round fires (the spec's ``timeout``)."""
     failure: Failure | None = None
     """Set while the failure handlers run (and kept once the run has ended after them)."""
+    exit: Exit | None = None
+    """Set while the exit handlers run (and kept once the run has ended after them)."""
     deployment: Deployment | None = None
     """The function version each job invokes, recorded at start (None: the unqualified names)."""
     version: int = 0
@@ -169,6 +171,7 @@ INPUT_TEXT = "inputText"
 search reads, since MongoDB cannot match a pattern against a whole subdocument."""
 SEARCHABLE_INPUT_CHARS = 2000
 FAILURE = "failure"
+EXIT = "exit"
 DEPLOYMENT = "deployment"
 DEPLOY_ID_FIELD = f"{DEPLOYMENT}.{DEPLOY_ID}"
 """The run's deploy id: what ``runs --deploy`` selects by."""
@@ -229,6 +232,7 @@ def run_from_document(document: Mapping[str, Any], stored_bytes: int = 0) -> Run
         expire_at=document.get(EXPIRE_AT),
         deadline=as_utc(document.get(DEADLINE)),
         failure=failure_from_document(document.get(FAILURE)),
+        exit=exit_from_document(document.get(EXIT)),
         deployment=deployment_from_document(document.get(DEPLOYMENT)),
         version=document.get(VERSION, 0),
         stored_bytes=stored_bytes,
@@ -251,6 +255,7 @@ def run_to_document(run: Run, now: datetime) -> Document:
         ERROR: run.error,
         REDRIVES: run.redrives,
         FAILURE: None if run.failure is None else run.failure.to_document(),
+        **({} if run.exit is None else {EXIT: run.exit.to_document()}),
         **({} if run.deployment is None else {DEPLOYMENT: run.deployment.to_document()}),
         VERSION: run.version,
         CREATED_AT: now,
@@ -354,8 +359,14 @@ def run_reopened(redrives: int, phase: str) -> Fields:
         EXPIRE_AT: None,
         REDRIVES: redrives,
         FAILURE: None,
+        EXIT: None,
         PHASE: phase,
     }
+
+
+def exit_started(exit: Exit, exit_phase: str) -> Fields:
+    """The run goes into ``exit_phase`` to run its exit handlers, and ends as ``exit`` says after."""
+    return {EXIT: exit.to_document(), PHASE: exit_phase}
 
 
 def failure_started(failure: Failure, handlers_phase: str) -> Fields:
