@@ -80,7 +80,7 @@ def test_the_public_job_event_type_has_every_key_a_handler_receives() -> None:
     the wrapper resolves into ``results``."""
     from runtime.documents.events import JobEvent as DispatchedJob
     from runtime.documents.failures import Failure
-    from runtime.job import FailureInfo, JobEvent, JobFailure
+    from runtime.job import FailureInfo, JobEvent, JobFailure, RunOutcome
 
     widest = DispatchedJob(
         run_id="r",
@@ -90,6 +90,7 @@ def test_the_public_job_event_type_has_every_key_a_handler_receives() -> None:
         attempt=1,
         failure=Failure(reason="failed", phase="p", job="j", attempt=1, error="e", caused_by="k").to_event(),
         failures={"a": {"error": "OSError: disk", "type": "OSError", "attempt": 2}},
+        run={"status": "failed", "error": "e", "failures": {}},
         references={"a": "output:r/a/1"},
         index=0,
         item="x",
@@ -98,3 +99,4 @@ def test_the_public_job_event_type_has_every_key_a_handler_receives() -> None:
     assert set(JobEvent.__required_keys__) | set(JobEvent.__optional_keys__) == set(widest)
     assert set(FailureInfo.__required_keys__) == set(widest["failure"])
     assert set(JobFailure.__required_keys__) == set(widest["failures"]["a"])
+    assert set(RunOutcome.__required_keys__) == set(widest["run"])

@@ -96,7 +96,7 @@ CASES: dict[str, dict[str, Any]] = {
         "jobs": {
             "required": (S, 1),
             "optional": (F, 2),
-            "needs_optional": (K, 0),
+            "needs_optional": (U, 0),
             "either": (S, 1),
             "cross_phase_any": (S, 1),
         },
@@ -111,7 +111,7 @@ CASES: dict[str, dict[str, Any]] = {
         "jobs": {
             "lock": (S, 1),
             "charge": (F, 2),
-            "never": (P, 0),
+            "never": (U, 0),
             "unreached": (P, 0),
             "release_lock": (S, 1),
             "page": (S, 1),
@@ -182,7 +182,7 @@ CASES: dict[str, dict[str, Any]] = {
             "refund": (F, 1),
             "unreserve": (S, 1),
             "cleanup": (S, 1),
-            "audit": (K, 0),
+            "audit": (U, 0),
         },
         "outputs": {
             "cleanup": {"job": "cleanup", "saw": ["reserve", "unreserve"], "failure": failure("pay", 1)}

@@ -240,6 +240,90 @@ def test_step_functions_map_with_tolerated_failure_percentage_and_a_catch(
     assert run.get().job("process_item").caught
 
 
+EXIT_HANDLERS = """
+workflow: exit_handlers
+phases:
+  main:
+    jobs:
+      intentional_fail: {retries: 0}
+on_failure:
+  page: {}
+on_exit:
+  send_email: {}
+  celebrate: {after: [send_email], when: "run.status == 'succeeded'"}
+  cry: {after: [send_email], when: "run.status == 'failed'"}
+"""
+
+
+@pytest.mark.parametrize("fails", [True, False])
+def test_argo_exit_handlers(peer: Any, fails: bool) -> None:
+    """Argo's exit-handlers: ``onExit`` runs ``send-email`` whatever the workflow's status, then
+    ``celebrate`` when it succeeded and ``cry`` when it failed, reading ``workflow.status``
+    (https://argo-workflows.readthedocs.io/en/latest/walk-through/exit-handlers/,
+    examples/exit-handlers.yaml); the exit handlers run after the failure handlers and the run ends
+    as the workflow did."""
+    fakes: dict[str, Any] = {"intentional_fail": raises(RuntimeError("boom"))} if fails else {}
+    run = peer(EXIT_HANDLERS, fakes=fakes)
+    run.start()
+    if fails:
+        run.assert_run(
+            "failed",
+            jobs={
+                "intentional_fail": "failed",
+                "page": "succeeded",
+                "send_email": "succeeded",
+                "celebrate": "skipped",
+                "cry": "succeeded",
+            },
+        )
+        outcome = run.calls["send_email"][0]["run"]
+        assert (outcome["status"], list(outcome["failures"])) == ("failed", ["intentional_fail"])
+        assert outcome["failures"]["intentional_fail"]["type"] == "RuntimeError"
+        assert outcome["error"].startswith("job 'intentional_fail' failed after 1 attempt(s)")
+        assert run.calls["page"][0]["phase"] == "on_failure"
+    else:
+        run.assert_run(
+            "succeeded",
+            jobs={
+                "intentional_fail": "succeeded",
+                "page": "pending",
+                "send_email": "succeeded",
+                "celebrate": "succeeded",
+                "cry": "skipped",
+            },
+        )
+        assert run.calls["send_email"][0]["run"] == {"status": "succeeded", "error": None, "failures": {}}
+
+
+def test_a_failing_exit_handler_does_not_change_how_the_run_ends(peer: Any) -> None:
+    """Argo: an exit handler that fails is recorded; the workflow's outcome is its own."""
+    run = peer(EXIT_HANDLERS, fakes={"send_email": raises(OSError("smtp down"))})
+    run.start()
+    run.assert_run(
+        "succeeded",
+        jobs={"intentional_fail": "succeeded", "send_email": "failed", "celebrate": "upstream_failed"},
+    )
+
+
+def test_a_cancelled_run_runs_its_exit_handlers_and_ends_cancelled(peer: Any) -> None:
+    """Argo runs ``onExit`` when a workflow is stopped too; ``workflow.status`` says so."""
+    spec = """
+workflow: cancelled
+phases:
+  main:
+    jobs:
+      wait_a_day: {wait: 86400}
+on_exit:
+  tidy: {}
+"""
+    run = peer(spec)
+    run.start()
+    run.cancel("not today")
+    run.assert_run("cancelled", jobs={"wait_a_day": "cancelled", "tidy": "succeeded"})
+    assert run.calls["tidy"][0]["run"]["status"] == "cancelled"
+    assert run.get().error == "cancelled: not today"
+
+
 # -- Apache Airflow trigger rules ------------------------------------------------------------------
 
 AIRFLOW_RULES = "https://airflow.apache.org/docs/apache-airflow/stable/core-concepts/dags.html#trigger-rules"

@@ -16,7 +16,8 @@ from runtime.definition.report import Report, name_list, show
 
 WHEN_ROOTS = ("input", "results", "failures")
 """What a ``when`` condition can read at its top level (``failures``: the errors of the jobs in
-its ``after`` that failed)."""
+its ``after`` that failed); an exit handler's also reads ``run`` (``{status, error,
+failures}``)."""
 
 
 NULL_MEANS = {
@@ -50,6 +51,8 @@ def check_expression(job: DraftJob, key: str, condition: str, reads: list[str], 
             f"which is always null{NULL_MEANS[key]}; write '!(a.b)'",
         )
     roots = WHEN_ROOTS if key == "when" else WHEN_ROOTS[:2]
+    if key == "when" and job.path[:1] == ("on_exit",):
+        roots = (*roots, "run")  # how the run ends, as an exit handler's event says it
     for root, member in _root_fields(parsed):
         if root not in roots:
             hint = f" (did you mean 'input.{root}'?)"

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from runtime.definition.model import HANDLERS_PHASE, Job
+from runtime.definition.model import EXIT_PHASE, HANDLERS_PHASE, Job
 from runtime.documents.failures import Failure
 from runtime.documents.run import JobRecord, Run
 from runtime.engine.joins import catchable, failure_allowed
@@ -29,7 +29,13 @@ STOPPED_BY_CANCEL = frozenset({JobState.DISPATCHED, JobState.WAITING})
 
 def has_handlers(run: Run) -> bool:
     """A failure now starts the handlers (the definition has some, and they have not started)."""
-    return run.definition.on_failure is not None and run.failure is None
+    return run.definition.on_failure is not None and run.failure is None and run.exit is None
+
+
+def has_exit_handlers(run: Run) -> bool:
+    """The run's end now starts its exit handlers (the definition has some, and they have not
+    started)."""
+    return run.definition.on_exit is not None and run.exit is None
 
 
 def tolerated(run: Run, job: Job, retry_left: bool, error: str) -> bool:
@@ -38,6 +44,10 @@ def tolerated(run: Run, job: Job, retry_left: bool, error: str) -> bool:
     (or of a handler), or of one whose failure a job after it may catch (whether one does is
     decided as the run goes on: ``joins.uncaught``). A job that allows failures of some types only
     (``allow_failure: [types]``) fails the run with any other, whatever the jobs after it."""
+    if run.exit is not None:
+        # The run has ended but for its exit handlers: a late report of any other job is
+        # recorded; an exit handler's own failure is, after its retries.
+        return job.phase != EXIT_PHASE or not retry_left
     if run.failure is not None and job.phase != HANDLERS_PHASE:
         return True
     if retry_left:
@@ -78,7 +88,7 @@ def runs_again(job: Job, record: JobRecord) -> bool:
     that failed (without ``allow_failure``: a tolerated failure stays as it is), was cancelled,
     was left waiting for a timer when the run ended, or did not run because one it waits for
     failed (its join decides again)."""
-    if job.phase == HANDLERS_PHASE:
+    if job.phase in (HANDLERS_PHASE, EXIT_PHASE):
         return record.state != JobState.PENDING
     if record.state in (JobState.CANCELLED, JobState.WAITING, JobState.UPSTREAM_FAILED):
         return True

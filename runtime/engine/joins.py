@@ -24,6 +24,7 @@ the ``results`` of its event. Pure; the engine's ``plan_progress`` applies these
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,7 +32,15 @@ from typing import Any
 import jmespath
 
 from runtime import limits
-from runtime.definition.model import CATCHING_JOINS, EARLY_JOINS, HANDLERS_PHASE, Job, Phase, Workflow
+from runtime.definition.model import (
+    CATCHING_JOINS,
+    EARLY_JOINS,
+    EXIT_PHASE,
+    HANDLERS_PHASE,
+    Job,
+    Phase,
+    Workflow,
+)
 from runtime.documents.events import JobEvent
 from runtime.documents.outputs import run_output_ref
 from runtime.documents.run import Run, StatusEvent
@@ -192,7 +201,7 @@ def uncaught(run: Run, states: Mapping[str, JobState], ended: bool) -> str | Non
     """A workflow job whose failure fails the run: it failed (without ``allow_failure``) and no
     job after it caught the failure, nor can any more (with ``ended``, the run has nothing left
     to run: a failure still waiting to be caught is not). None while the failure handlers run."""
-    if run.failure is not None:
+    if run.failure is not None or run.exit is not None:
         return None
     for phase in run.definition.phases:
         for job in phase.jobs:
@@ -208,7 +217,7 @@ def job_results(run: Run, job: Job, outputs: Mapping[str, Any]) -> dict[str, Any
     """The ``results`` of ``job``'s event, from the outputs of the jobs that succeeded: its
     ``after`` jobs', and with ``results: earlier`` the earlier phases' too (a failure handler's:
     every job's)."""
-    if job.phase == HANDLERS_PHASE:
+    if job.phase in (HANDLERS_PHASE, EXIT_PHASE):
         return dict(outputs)
     if job.results == "earlier":
         return _after_and_earlier(run, job, outputs)
@@ -225,20 +234,39 @@ def condition_results(run: Run, job: Job, outputs: Mapping[str, Any]) -> dict[st
     ``after`` jobs and of the earlier phases (a failure handler's: every job's), with the
     outputs kept by reference that the orchestrator loaded for it."""
     outputs = {**outputs, **run.loaded_outputs}
-    if job.phase == HANDLERS_PHASE:
+    if job.phase in (HANDLERS_PHASE, EXIT_PHASE):
         return dict(outputs)
     return _after_and_earlier(run, job, outputs)
 
 
+def run_outcome(run: Run) -> dict[str, Any] | None:
+    """What an exit handler is told of the run's end: ``{"status", "error", "failures"}``, where
+    ``failures`` holds every job that failed (its error, the error's type and the attempt)."""
+    if run.exit is None:
+        return None
+    failures = {
+        job.name: _failure_of(run, job.name)
+        for job in run.definition.jobs()
+        if job.phase != EXIT_PHASE and run.jobs[job.name].state == JobState.FAILED
+    }
+    return {"status": run.exit.status, "error": run.exit.error, "failures": failures}
+
+
+_RUN_FAILED_BY = re.compile(r"job '[^']*' failed (?:after \d+ attempt\(s\)|with \S+, which [^:]*): ")
+"""How ``progress.plan_failure`` words the error of a job that failed the run, before the job's
+own error: the type is read from what follows."""
+
+
+def _failure_of(run: Run, name: str) -> dict[str, Any]:
+    record = run.jobs[name]
+    error = record.error or "the job failed"
+    own = _RUN_FAILED_BY.sub("", error, count=1) if _RUN_FAILED_BY.match(error) else error
+    return {"error": error, "type": retry.error_type(own), "attempt": record.attempt}
+
+
 def after_failures(run: Run, job: Job) -> dict[str, dict[str, Any]]:
     """The jobs in ``job``'s ``after`` that failed: job -> ``{"error", "type", "attempt"}``."""
-    failures: dict[str, dict[str, Any]] = {}
-    for name in job.after:
-        record = run.jobs[name]
-        if record.state == JobState.FAILED:
-            error = record.error or "the job failed"
-            failures[name] = {"error": error, "type": retry.error_type(error), "attempt": record.attempt}
-    return failures
+    return {name: _failure_of(run, name) for name in job.after if run.jobs[name].state == JobState.FAILED}
 
 
 def event_references(run: Run, results: Mapping[str, Any], budget: int) -> dict[str, str]:
@@ -271,7 +299,8 @@ def when_holds(job: Job, run: Run, results: Mapping[str, Any]) -> bool:
     if job.when is None:
         return True
     fanout.require_readable(job.when, results)
-    return is_truthy(conditions.evaluate(job.when, run.input, results, after_failures(run, job)))
+    outcome = run_outcome(run) if job.phase == EXIT_PHASE else None
+    return is_truthy(conditions.evaluate(job.when, run.input, results, after_failures(run, job), outcome))
 
 
 WAITED_UNTIL = "waited_until"
@@ -313,6 +342,7 @@ def job_event(run: Run, job: Job, attempt: int, outputs: Mapping[str, Any] | Non
     results = {name: None if name in moved else value for name, value in results.items()}
     return JobEvent(
         failures=after_failures(run, job),
+        run=run_outcome(run) if job.phase == EXIT_PHASE else None,
         run_id=run.run_id,
         workflow=run.workflow,
         phase=job.phase,

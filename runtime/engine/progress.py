@@ -23,15 +23,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from runtime import limits
-from runtime.definition.model import HANDLERS_PHASE, Job, Phase
+from runtime.definition.model import EXIT_PHASE, HANDLERS_PHASE, Job, Phase
 from runtime.documents.events import JobEvent
-from runtime.documents.failures import Failure
+from runtime.documents.failures import Exit, Failure
 from runtime.documents.run import (
     Fields,
     JobRecord,
     Run,
     StatusEvent,
     at_version,
+    exit_started,
     failure_started,
     job_changed,
     job_is,
@@ -110,25 +111,55 @@ def plan_success(run: Run, event: StatusEvent, now: datetime) -> Transition | No
 
 def advance_phase(
     run: Run, phase: Phase, key: str, expire_at: datetime | None = None
-) -> tuple[Fields, tuple[StatusEvent, ...], Phase | None]:
+) -> tuple[Fields, tuple[StatusEvent, ...], Phase | None, Run]:
     """Complete ``phase`` (every job in it is done) through event ``key``: start the phase after
-    it, or end the run successfully after the last (to be deleted at ``expire_at``). The changes,
-    the statuses to record, and the phase the run is in now (None when the run has ended)."""
+    it, or end the run successfully after the last (to be deleted at ``expire_at``), or start its
+    exit handlers instead of ending it. The changes, the statuses to record, the phase the run is
+    in now (None when the run has ended) and the run as it is then (with its ``exit``)."""
     changes = phase_completed(phase.name, key)
     statuses = [run_status(run, StatusName.PHASE_COMPLETED, phase=phase.name)]
     following = run.definition.next_phase(phase.name)
+    if phase.name == EXIT_PHASE and run.exit is not None:
+        # The exit handlers have all finished: the run ends as it was going to.
+        state, error = RunState(run.exit.status), run.exit.error
+        changes |= run_ended(state, key, error, expire_at)
+        statuses.append(replace(run_status(run, RUN_ENDS[state], error=error), reason=run.exit.cancel_reason))
+        return changes, tuple(statuses), None, run
     if phase.name == HANDLERS_PHASE and run.failure is not None:
         # The failure handlers have all finished: the run ends as it would have without them.
         state, failure = failure_handlers.end_state(run.failure.reason), run.failure
-        changes |= run_ended(state, key, failure.error, expire_at)
-        status = run_status(run, RUN_ENDS[state], error=failure.error)
-        statuses.append(replace(status, reason=failure.cancel_reason))
+        ending = Exit(
+            status=state.value,
+            error=failure.error,
+            phase=failure.phase,
+            caused_by=key,
+            cancel_reason=failure.cancel_reason,
+        )
     elif following is None:
-        changes |= run_ended(RunState.SUCCEEDED, key, expire_at=expire_at)
-        statuses.append(run_status(run, RUN_ENDS[RunState.SUCCEEDED]))
+        ending = Exit(status=RunState.SUCCEEDED.value, error=None, phase=phase.name, caused_by=key)
     else:
-        changes |= phase_entered(following.name)
-    return changes, tuple(statuses), following
+        return changes | phase_entered(following.name), tuple(statuses), following, run
+    if failure_handlers.has_exit_handlers(run):
+        exit_phase = run.definition.phase(EXIT_PHASE)
+        return changes | exit_started(ending, EXIT_PHASE), tuple(statuses), exit_phase, exiting(run, ending)
+    state = RunState(ending.status)
+    changes |= run_ended(state, key, ending.error, expire_at)
+    statuses.append(
+        replace(run_status(run, RUN_ENDS[state], error=ending.error), reason=ending.cancel_reason)
+    )
+    return changes, tuple(statuses), None, run
+
+
+def exiting(run: Run, ending: Exit) -> Run:
+    """The run in its exit handlers' phase, to end as ``ending`` says."""
+    return replace(run, phase=EXIT_PHASE, exit=ending)
+
+
+def _into_exit(run: Run, ending: Exit, conditions: Fields, changes: Fields, now: datetime) -> Transition:
+    """Start the exit handlers instead of ending the run (``changes``: what else the decision
+    writes); the run ends as ``ending`` says once they have finished."""
+    started = Transition(conditions=conditions, changes=changes | exit_started(ending, EXIT_PHASE))
+    return with_progress(started, plan_progress(exiting(run, ending), ending.caused_by, now))
 
 
 def waited(record: JobRecord, output: dict[str, Any], key: str, now: datetime) -> JobRecord:
@@ -244,7 +275,7 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
                     dispatches.append(job_event(run, job, attempt, outputs))
         if not phase_finished(phase, states):
             break
-        phase_changes, phase_statuses, phase = advance_phase(run, phase, key, expire_at_for(run, now))
+        phase_changes, phase_statuses, phase, run = advance_phase(run, phase, key, expire_at_for(run, now))
         changes |= phase_changes
         statuses.extend(phase_statuses)
     culprit = uncaught(run, states, ended=phase is None)
@@ -362,6 +393,13 @@ def stop_run(
         )
         return _into_handlers(failure_handlers.with_jobs_cancelled(run), failure, changes, now)
     state = failure_handlers.end_state(reason)
+    if failure_handlers.has_exit_handlers(run):
+        phase = run.phase if run.failure is None else run.failure.phase
+        ending = Exit(
+            status=state.value, error=error, phase=phase, caused_by=key, cancel_reason=cancel_reason
+        )
+        stopped = failure_handlers.with_jobs_cancelled(run)
+        return _into_exit(stopped, ending, at_version(run.version), changes, now)
     expire_at = expire_at_for(run, now)
     return Transition(
         conditions=at_version(run.version),
@@ -377,7 +415,7 @@ def fail_run(
     """Fail ``job`` and with it the run: at once, or (when the spec has failure handlers) once
     they have run; the pending jobs its failure decided are ``upstream_failed``. A failure while
     the handlers run is only recorded: the handlers go on."""
-    if run.failure is not None:
+    if run.failure is not None or run.exit is not None:
         failed = failure_handlers.with_job_failed(run, job, error)
         progress = plan_progress(failed, key, now)
         changes = job_changed(job, state=JobState.FAILED, error=error)
@@ -397,6 +435,15 @@ def fail_run(
             | {name: replace(run.jobs[name], state=JobState.UPSTREAM_FAILED) for name in not_run},
         )
         return _into_handlers(decided, failure, changes, now)
+    if failure_handlers.has_exit_handlers(run):
+        ending = Exit(status=RunState.FAILED.value, error=error, phase=run.phase, caused_by=key)
+        decided = replace(
+            run,
+            jobs=run.jobs
+            | {job: replace(run.jobs[job], state=JobState.FAILED, error=error)}
+            | {name: replace(run.jobs[name], state=JobState.UPSTREAM_FAILED) for name in not_run},
+        )
+        return _into_exit(decided, ending, at_version(run.version), changes, now)
     expire_at = expire_at_for(run, now)
     return Transition(
         conditions=conditions,

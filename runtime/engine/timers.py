@@ -84,7 +84,7 @@ def pending_timers(run: Run) -> list[tuple[datetime, StatusEvent]]:
         for lane in record.fan_out.lanes.values()
         if lane.waiting and lane.due_at is not None
     ]
-    if run.deadline is not None and run.failure is None:
+    if run.deadline is not None and run.failure is None and run.exit is None:
         timers.append((run.deadline, timer_event(run, None)))
     return sorted(timers, key=lambda timer: timer[0])
 
@@ -203,6 +203,11 @@ def _plan_deadline(run: Run, event: StatusEvent, now: datetime) -> Transition | 
         return Rejection(action="ignored", reason=f"the run has already ended ({run.state})")
     if run.failure is not None and run.failure.caused_by == event.key:
         return None
+    if run.exit is not None and run.exit.caused_by == event.key:
+        return None
+    if run.exit is not None:
+        reason = "the exit handlers run to their end: the run ends as it was going to"
+        return Rejection(action="ignored", reason=reason)
     if run.failure is not None:
         # The handlers started before the deadline (fired before, it would be the failure): they
         # may be giving back what the run holds, so they run to their end (each within its own
