@@ -7,8 +7,8 @@ job whose ``join`` is not ``all`` (or that has ``depends``) has edges that end i
 node names the join (or shows the expression); a
 ``for_each`` job is one node with a double border that shows its expression (never a node per
 item); a job with
-``allow_failure`` is drawn dashed; the failure handlers (``on_failure``) are a cluster of their
-own, apart from the run order.
+``allow_failure`` is drawn dashed; the failure handlers (``on_failure``) and the exit handlers
+(``on_exit``) are clusters of their own, apart from the run order.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from __future__ import annotations
 import urllib.parse
 from collections.abc import Callable
 
-from runtime.definition.model import HANDLERS_PHASE, Job, Phase, Workflow
+from runtime.definition.model import EXIT_PHASE, HANDLERS_PHASE, Job, Phase, Workflow
 
 HANDLERS_TITLE = "on_failure: when the run fails or is cancelled"
+EXIT_TITLE = "on_exit: when the run ends, however it ends"
 
 
 def calls(job: Job) -> str | None:
@@ -62,7 +63,7 @@ def _decides(job: Job) -> bool:
 
 
 def _title(phase: Phase) -> str:
-    return HANDLERS_TITLE if phase.name == HANDLERS_PHASE else phase.name
+    return {HANDLERS_PHASE: HANDLERS_TITLE, EXIT_PHASE: EXIT_TITLE}.get(phase.name, phase.name)
 
 
 def _mermaid_text(text: str) -> str:
@@ -162,6 +163,8 @@ def render_dot(workflow: Workflow) -> str:
         ]
         if phase.name == HANDLERS_PHASE:
             lines.append("        style=dashed; color=red;")
+        elif phase.name == EXIT_PHASE:
+            lines.append("        style=dashed;")
         lines += [f"        {_dot_node(job)}" for job in phase.jobs]
         for job in phase.jobs:
             for dep in job.after:

@@ -295,6 +295,23 @@ def test_argo_exit_handlers(peer: Any, fails: bool) -> None:
         assert run.calls["send_email"][0]["run"] == {"status": "succeeded", "error": None, "failures": {}}
 
 
+def test_the_graph_and_the_console_draw_the_exit_handlers_apart(peer: Any) -> None:
+    run = peer(EXIT_HANDLERS)
+    run.start()
+    graph = render_mermaid(run.definition)
+    assert 'subgraph phase_on_exit["on_exit: when the run ends, however it ends"]' in graph
+    assert "when run.status == 'succeeded'" in graph
+    document = run._store.read_run(run.get().run_id)
+    assert document is not None
+    phases = run_json(document, [], allow_actions=False)["phases"]
+    assert [(phase["name"], phase["handlers"]) for phase in phases] == [
+        ("main", False),
+        ("on_failure", True),
+        ("on_exit", True),
+    ]
+    assert phases[-1]["title"] == "on_exit: when the run ends, however it ends"
+
+
 def test_a_failing_exit_handler_does_not_change_how_the_run_ends(peer: Any) -> None:
     """Argo: an exit handler that fails is recorded; the workflow's outcome is its own."""
     run = peer(EXIT_HANDLERS, fakes={"send_email": raises(OSError("smtp down"))})

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from cdk_app.graph import calls
+from cdk_app.graph import EXIT_TITLE, calls
 from runtime.clock import as_utc
 from runtime.definition.model import Job, Phase
 from runtime.documents.items import FailedItem
@@ -89,6 +89,15 @@ def _phases(run: Run, failed_items: Mapping[str, Sequence[FailedItem]]) -> list[
         # The failure handlers run only when the run fails or is cancelled: their own cluster,
         # joined to no phase.
         phases.append({**_phase_json(run, run.definition.on_failure, failed_items), "handlers": True})
+    if run.definition.on_exit is not None:
+        # The exit handlers run when the run ends, however it ends: their own cluster too.
+        phases.append(
+            {
+                **_phase_json(run, run.definition.on_exit, failed_items),
+                "handlers": True,
+                "title": EXIT_TITLE,
+            }
+        )
     return phases
 
 

@@ -25,7 +25,7 @@ function jobWidth(job) {
 }
 
 function clusterTitle(phase) {
-  return phase.handlers ? HANDLERS_TITLE : phase.name;
+  return phase.title || (phase.handlers ? HANDLERS_TITLE : phase.name);
 }
 
 function newGraph() {
