@@ -16,7 +16,7 @@ from rich.console import Console
 from cdk_app.console.views import run_json
 from cdk_app.graph import render_dot, render_mermaid
 from cdk_app.terminal.render import print_summary
-from cdk_app.testkit import WorkflowTest, raises, returns
+from cdk_app.testkit import WorkflowTest, raises, returns, sequence
 from runtime.definition.loader import load_workflow
 
 
@@ -180,6 +180,42 @@ phases:
     assert down.executions("notify_customer") == 0
 
 
+RETRY_BACKOFF = """
+workflow: retry_backoff
+phases:
+  main:
+    jobs:
+      retry_backoff:
+        retry: {max: 10, delay: 1, backoff: 2, max_delay: 3600, jitter: none}
+        max_duration: 60
+"""
+
+
+def test_argo_retry_backoff_with_max_duration(peer: Any) -> None:
+    """Argo's retry-backoff: ``retryStrategy: {limit: 10, backoff: {duration: 1, factor: 2,
+    maxDuration: 1m}}`` (https://argo-workflows.readthedocs.io/en/latest/retries/,
+    examples/retry-backoff.yaml): attempts start at 0, 1, 3, 7, 15 and 31 s; the next would start
+    at 63 s, past the minute, so the step fails after 6 attempts rather than 11."""
+    run = peer(RETRY_BACKOFF, fakes={"retry_backoff": raises(RuntimeError("still down"))})
+    run.start()
+    report = run.run_until_idle()
+    run.assert_run("failed", jobs={"retry_backoff": "failed"})
+    assert run.executions("retry_backoff") == 6
+    assert report.error is not None
+    assert "past its max_duration of 60s: max duration exceeded: RuntimeError: still down" in report.error
+
+
+def test_a_job_within_its_max_duration_is_retried_as_usual(peer: Any) -> None:
+    run = peer(
+        RETRY_BACKOFF,
+        fakes={"retry_backoff": sequence(raises(OSError("a")), raises(OSError("b")), returns({"ok": True}))},
+    )
+    run.start()
+    run.run_until_idle()
+    run.assert_run("succeeded", jobs={"retry_backoff": "succeeded"})
+    assert run.executions("retry_backoff") == 3
+
+
 # -- AWS Step Functions ----------------------------------------------------------------------------
 
 MAP_WITH_CATCH = """
@@ -339,6 +375,45 @@ on_exit:
     run.assert_run("cancelled", jobs={"wait_a_day": "cancelled", "tidy": "succeeded"})
     assert run.calls["tidy"][0]["run"]["status"] == "cancelled"
     assert run.get().error == "cancelled: not today"
+
+
+@pytest.mark.parametrize(
+    ("items", "failing", "state"),
+    [
+        (100, 5, "succeeded"),  # 5 <= the count, 5 <= 10%
+        (100, 6, "failed"),  # past the count first
+        (20, 3, "failed"),  # past 10% (2) first
+        (20, 2, "succeeded"),
+    ],
+)
+def test_step_functions_tolerated_failure_count_and_percentage_together(
+    peer: Any, items: int, failing: int, state: str
+) -> None:
+    """Step Functions' ``ToleratedFailureCount`` and ``ToleratedFailurePercentage`` set together:
+    the Map fails when either is exceeded
+    (https://docs.aws.amazon.com/step-functions/latest/dg/state-map-distributed.html#maprun-fail-threshold)."""
+    spec = """
+workflow: both_bounds
+phases:
+  process:
+    jobs:
+      list_items: {}
+      process_item:
+        after: [list_items]
+        for_each: results.list_items
+        tolerated_failures: {count: 5, percent: 10}
+        retries: 0
+"""
+
+    def process(event: dict[str, Any]) -> Any:
+        if event["item"] < failing:
+            raise ValueError("bad")
+        return event["item"]
+
+    run = peer(spec, fakes={"list_items": returns(list(range(items))), "process_item": process})
+    run.start()
+    run.assert_run(state, jobs={"process_item": state})
+    assert "at most 100 at once, tolerates 5 or 10%" in render_mermaid(run.definition)
 
 
 # -- Apache Airflow trigger rules ------------------------------------------------------------------

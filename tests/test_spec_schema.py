@@ -161,6 +161,7 @@ CHANGES: dict[tuple[str, str], object] = {
     ("job", "after"): ["a"],
     ("job", "join"): "any",
     ("job", "depends"): "jobs.a.state == 'failed'",
+    ("job", "max_duration"): 60,
     ("job", "allow_failure"): True,
     ("job", "invoke"): "arn:aws:lambda:eu-west-1:123456789012:function:billing",
     ("job", "payload"): "input",

@@ -131,6 +131,8 @@ def _job_settings(
     if {**defaults, **own}.get("results") in RESULTS:
         settings["results"] = {**defaults, **own}["results"]
     settings |= read_depends(job, own, report)
+    if isinstance(own.get("max_duration"), int) and not isinstance(own["max_duration"], bool):
+        settings["max_duration"] = own["max_duration"]
     if isinstance(own.get("allow_failure"), bool):
         settings["allow_failure"] = own["allow_failure"]
     elif isinstance(own.get("allow_failure"), list):

@@ -46,6 +46,7 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "timeout",
                 "retries",
                 "retry",
+                "max_duration",
                 "wait",
                 "approval",
                 "env",

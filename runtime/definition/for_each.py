@@ -8,7 +8,7 @@ from typing import Any
 
 from runtime.definition.draft import DraftJob
 from runtime.definition.expressions import check_expression
-from runtime.definition.model import EXIT_PHASE, HANDLERS_PHASE
+from runtime.definition.model import EXIT_PHASE, HANDLERS_PHASE, Tolerance
 from runtime.definition.report import Report
 
 
@@ -37,4 +37,6 @@ def read_for_each(job: DraftJob, own: dict[str, Any], report: Report) -> dict[st
     tolerated = own.get("tolerated_failures")
     if isinstance(tolerated, (int, str)) and not isinstance(tolerated, bool):
         settings["tolerated_failures"] = tolerated
+    elif isinstance(tolerated, dict) and tolerated and set(tolerated) <= {"count", "percent"}:
+        settings["tolerated_failures"] = Tolerance(**tolerated)
     return settings

@@ -152,6 +152,30 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Tolerance:
+    """``tolerated_failures: {count, percent}``: a count and a percentage of the items together,
+    whichever is reached first fails the job (Step Functions' ``ToleratedFailureCount`` and
+    ``ToleratedFailurePercentage``)."""
+
+    count: int | None = None
+    percent: int | None = None
+
+    def to_document(self) -> dict[str, int]:
+        return {
+            key: value
+            for key, value in (("count", self.count), ("percent", self.percent))
+            if value is not None
+        }
+
+    def __str__(self) -> str:
+        parts = [
+            f"{self.count}" if self.count is not None else "",
+            f"{self.percent}%" if self.percent is not None else "",
+        ]
+        return " or ".join(part for part in parts if part)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Approval:
     """A job that waits for a person's answer (``approve`` / ``reject``) instead of running code."""
 
@@ -245,6 +269,10 @@ class Job:
     """Lambda timeout in seconds (1-900)."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     """When a failed attempt is tried again, and after how long."""
+    max_duration: int | None = None
+    """Seconds the job may take across all its attempts and the delays between them, from its
+    first attempt: a failed attempt gets no other once it is past, or once the next would start
+    past it; the job then fails with ``max duration exceeded``. None: no bound."""
     wait: int | None = None
     """A wait job (no code): succeeds this many seconds after it becomes ready."""
     wait_until: str | None = None
@@ -266,9 +294,9 @@ class Job:
     each (``runtime.engine.fanout``); None: the job runs once."""
     max_concurrency: int = 100
     """Items of a ``for_each`` job in flight at once (1-1000)."""
-    tolerated_failures: int | str = 0
-    """Items whose last attempt may fail before a ``for_each`` job fails: a count, or ``"P%"``
-    of the items."""
+    tolerated_failures: int | str | Tolerance = 0
+    """Items whose last attempt may fail before a ``for_each`` job fails: a count, ``"P%"`` of
+    the items, or both (``Tolerance``: whichever is reached first)."""
     invoke: str | None = None
     """An existing Lambda function (ARN or name, with its qualifier) the job calls instead of
     running code (``runtime.service.invoke_job``)."""
@@ -286,6 +314,8 @@ class Job:
         object.__setattr__(self, "after", tuple(self.after))
         if not isinstance(self.allow_failure, bool):
             object.__setattr__(self, "allow_failure", tuple(self.allow_failure))
+        if isinstance(self.tolerated_failures, Mapping):
+            object.__setattr__(self, "tolerated_failures", Tolerance(**self.tolerated_failures))
         object.__setattr__(self, "env", _frozen_mapping(self.env))
         object.__setattr__(self, "permissions", tuple(self.permissions))
 
@@ -500,6 +530,10 @@ class Workflow:
         )
 
 
+def _plain(value: Any) -> Any:
+    return value.to_document() if isinstance(value, Tolerance) else value
+
+
 def _phase_document(phase: Phase) -> dict[str, Any]:
     return {
         "name": phase.name,
@@ -518,6 +552,7 @@ def _phase_document(phase: Phase) -> dict[str, Any]:
                 "timeout": job.timeout,
                 "retries": job.retries,
                 "retry": job.retry.to_document(),
+                **({} if job.max_duration is None else {"max_duration": job.max_duration}),
                 "wait": job.wait,
                 **({} if job.wait_until is None else {"wait_until": job.wait_until}),
                 "approval": None
@@ -525,7 +560,7 @@ def _phase_document(phase: Phase) -> dict[str, Any]:
                 else {"timeout": job.approval.timeout, "message": job.approval.message},
                 "when": job.when,
                 "permissions": [permission.to_document() for permission in job.permissions],
-                **({} if job.for_each is None else {key: getattr(job, key) for key in FAN_OUT_KEYS}),
+                **({} if job.for_each is None else {key: _plain(getattr(job, key)) for key in FAN_OUT_KEYS}),
                 **{key: getattr(job, key) for key in INVOKE_KEYS if getattr(job, key) is not None},
                 **({} if job.http is None else {"http": job.http.to_document()}),
                 **({} if job.call is None else {"call": job.call.to_document()}),
@@ -554,6 +589,7 @@ def _phase_from_document(phase: Mapping[str, Any]) -> Phase:
                 retry=RetryPolicy.from_document(job["retry"])
                 if "retry" in job
                 else RetryPolicy(max=job["retries"]),
+                max_duration=job.get("max_duration"),
                 wait=job.get("wait"),
                 wait_until=job.get("wait_until"),
                 approval=None if job.get("approval") is None else Approval(**job["approval"]),

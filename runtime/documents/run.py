@@ -83,6 +83,9 @@ class JobRecord:
     a ``for_each`` job's array of item outputs."""
     fan_out: FanOut | None = None
     """A ``for_each`` job's counters and the items it has in flight (``runtime.documents.items``)."""
+    started_at: datetime | None = None
+    """When the job's first attempt of the current round was decided: what ``max_duration``
+    counts from."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -191,14 +194,16 @@ _JOB_FIELDS = {
     "due_at": "dueAt",
     "output_ref": "outputRef",
     "fan_out": "fanOut",
+    "started_at": "startedAt",
 }
 """JobRecord attribute -> its field in the run document."""
 
 
 def _job_from_document(document: Mapping[str, Any]) -> JobRecord:
     values = {name: document[key] for name, key in _JOB_FIELDS.items() if document.get(key) is not None}
-    if "due_at" in values:
-        values["due_at"] = as_utc(values["due_at"])
+    for timed in ("due_at", "started_at"):
+        if timed in values:
+            values[timed] = as_utc(values[timed])
     if "fan_out" in values:
         values["fan_out"] = fan_out_from_document(values["fan_out"])
     return JobRecord(**{**values, "state": JobState(document["state"])})

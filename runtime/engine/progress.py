@@ -263,6 +263,7 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
                     claimed_at=now,
                     first_attempt=record.first_attempt,
                     due_at=due,
+                    started_at=now if starts else None,
                 )
                 changes |= job_set(job.name, decided)
                 if decided.state == JobState.UPSTREAM_FAILED:
@@ -292,6 +293,17 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
         wake_at=min(wakes, default=None),
         fan_outs=tuple(fan_outs),
     )
+
+
+MAX_DURATION_EXCEEDED = "max duration exceeded"
+
+
+def past_max_duration(job: Job, record: JobRecord, until: datetime) -> bool:
+    """Whether ``job``, whose first attempt of this round started at ``record.started_at``, would
+    be past its ``max_duration`` at ``until`` (the time its next attempt would start)."""
+    if job.max_duration is None or record.started_at is None:
+        return False
+    return (until - record.started_at).total_seconds() >= job.max_duration
 
 
 def _retried(job: Job, attempts: int, error: str) -> bool:
@@ -341,12 +353,15 @@ def plan_failure(run: Run, event: StatusEvent, now: datetime) -> Transition | No
         conditions |= run_is(RunState.RUNNING)
         attempts = event.attempt - (record.first_attempt or 1) + 1
         retried = _retried(job, attempts, error)
+        delay = retry.retry_delay(
+            job.retry, attempts, retry.jitter_source(run.run_id, job.name, event.attempt)
+        )
+        exceeded = past_max_duration(job, record, now + timedelta(seconds=delay if retried else 0))
+        if exceeded:
+            retried, error = False, limits.bounded(f"{MAX_DURATION_EXCEEDED}: {error}")
         if failure_handlers.tolerated(run, job, retried, error):
             return tolerate_failure(run, event, conditions, error, now)
         if retried:
-            delay = retry.retry_delay(
-                job.retry, attempts, retry.jitter_source(run.run_id, job.name, event.attempt)
-            )
             # A delayed attempt waits for its timer, which dispatches it (runtime.engine.timers).
             due = now + timedelta(seconds=delay) if delay > 0 else None
             state = {} if due is None else {"state": JobState.WAITING, "due_at": due}
@@ -363,7 +378,12 @@ def plan_failure(run: Run, event: StatusEvent, now: datetime) -> Transition | No
                 dispatches=() if due is not None else (job_event(run, job, event.attempt + 1),),
                 wake_at=due,
             )
-        if attempts <= job.retries and not job.for_each:
+        if exceeded:
+            message = (
+                f"job {job.name!r} failed after {attempts} attempt(s), past its max_duration of "
+                f"{job.max_duration}s: {error}"
+            )
+        elif attempts <= job.retries and not job.for_each:
             kind = retry.error_type(error)
             message = f"job {job.name!r} failed with {kind}, which its retry policy does not retry: {error}"
         else:
