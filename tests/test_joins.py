@@ -5,6 +5,7 @@ them is dispatched exactly once."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import pymongo
@@ -183,7 +184,7 @@ FAULTS = [
     Faults(duplicate=3),
     *(Faults(duplicate=2, shuffle=True, seed=seed) for seed in range(6)),
     Faults(duplicate=2, shuffle=True, seed=8, crash_plan=lambda: CrashAtStep(2)),
-    *(Faults(crash_plan=lambda step=step: CrashAtStep(step)) for step in range(1, 7)),
+    *(Faults(crash_plan=partial(CrashAtStep, step)) for step in range(1, 7)),
 ]
 
 

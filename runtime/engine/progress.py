@@ -451,17 +451,21 @@ def fail_run(
         )
         decided = replace(
             run,
-            jobs=run.jobs
-            | {name: replace(run.jobs[name], state=JobState.UPSTREAM_FAILED) for name in not_run},
+            jobs={
+                **run.jobs,
+                **{name: replace(run.jobs[name], state=JobState.UPSTREAM_FAILED) for name in not_run},
+            },
         )
         return _into_handlers(decided, failure, changes, now)
     if failure_handlers.has_exit_handlers(run):
         ending = Exit(status=RunState.FAILED.value, error=error, phase=run.phase, caused_by=key)
         decided = replace(
             run,
-            jobs=run.jobs
-            | {job: replace(run.jobs[job], state=JobState.FAILED, error=error)}
-            | {name: replace(run.jobs[name], state=JobState.UPSTREAM_FAILED) for name in not_run},
+            jobs={
+                **run.jobs,
+                job: replace(run.jobs[job], state=JobState.FAILED, error=error),
+                **{name: replace(run.jobs[name], state=JobState.UPSTREAM_FAILED) for name in not_run},
+            },
         )
         return _into_exit(decided, ending, at_version(run.version), changes, now)
     expire_at = expire_at_for(run, now)
