@@ -358,6 +358,25 @@ def test_a_failing_exit_handler_does_not_change_how_the_run_ends(peer: Any) -> N
     )
 
 
+def test_a_redrive_after_the_exit_handlers_runs_them_again_for_the_new_end(peer: Any) -> None:
+    run = peer(EXIT_HANDLERS, fakes={"intentional_fail": sequence(raises(RuntimeError("boom")), returns({}))})
+    run.start()
+    run.assert_run("failed", jobs={"intentional_fail": "failed", "cry": "succeeded"})
+
+    run.redrive()
+
+    run.assert_run(
+        "succeeded",
+        jobs={
+            "intentional_fail": "succeeded",
+            "send_email": "succeeded",
+            "celebrate": "succeeded",
+            "cry": "skipped",
+        },
+    )
+    assert [call["run"]["status"] for call in run.calls["send_email"]] == ["failed", "succeeded"]
+
+
 def test_a_cancelled_run_runs_its_exit_handlers_and_ends_cancelled(peer: Any) -> None:
     """Argo runs ``onExit`` when a workflow is stopped too; ``workflow.status`` says so."""
     spec = """
