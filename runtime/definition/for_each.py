@@ -26,8 +26,11 @@ def read_for_each(job: DraftJob, own: dict[str, Any], report: Report) -> dict[st
     if job.path[:1] in ((HANDLERS_PHASE,), (EXIT_PHASE,)):
         report.add(
             (*job.path, "for_each"),
-            f"an {job.path[0]} handler cannot fan out: it runs once for the run's end; move the fan-out "
-            "into a job of a phase",
+            "a failure handler cannot fan out: it runs once for the failure; move the fan-out into a "
+            "job of a phase"
+            if job.path[:1] == (HANDLERS_PHASE,)
+            else "an exit handler cannot fan out: it runs once for the run's end; move the fan-out into "
+            "a job of a phase",
         )
         return {}
     check_expression(job, "for_each", own["for_each"], job.for_each_reads, report)
