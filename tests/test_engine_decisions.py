@@ -137,6 +137,7 @@ def test_the_start_dispatches_the_first_phase_roots_claimed_by_the_start_event()
         "attempt": 1,
         "causedBy": START_KEY,
         "claimedAt": NOW,
+        "startedAt": NOW,
     }
     assert transition.statuses == ()
 
