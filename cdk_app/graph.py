@@ -3,10 +3,12 @@
 Drawn from the IR, so the picture is the workflow the loader accepted: one cluster per phase,
 ``after`` edges inside it, phases joined in run order (``Workflow.phase_order``). A job's
 ``after`` naming an earlier phase's job is a dashed edge (a data dependency across phases); a
-``join: any`` job's edges end in a circle and its node says so; a ``for_each`` job is one node
-with a double border that shows its expression (never a node per item); a job with
-``allow_failure`` is drawn dashed; the failure handlers (``on_failure``) are a cluster of their
-own, apart from the run order.
+job whose ``join`` is not ``all`` (or that has ``depends``) has edges that end in a circle and its
+node names the join (or shows the expression); a
+``for_each`` job is one node with a double border that shows its expression (never a node per
+item); a job with
+``allow_failure`` is drawn dashed; the failure handlers (``on_failure``) and the exit handlers
+(``on_exit``) are clusters of their own, apart from the run order.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from __future__ import annotations
 import urllib.parse
 from collections.abc import Callable
 
-from runtime.definition.model import HANDLERS_PHASE, Job, Phase, Workflow
+from runtime.definition.model import EXIT_PHASE, HANDLERS_PHASE, Job, Phase, Workflow
 
 HANDLERS_TITLE = "on_failure: when the run fails or is cancelled"
+EXIT_TITLE = "on_exit: when the run ends, however it ends"
 
 
 def calls(job: Job) -> str | None:
@@ -43,15 +46,24 @@ def _notes(job: Job) -> list[str]:
     if job.for_each is not None:
         notes.append(f"for each {job.for_each}")
         notes.append(f"at most {job.max_concurrency} at once, tolerates {job.tolerated_failures}")
-    if job.join == "any" and job.after:
-        notes.append("join any")
-    if job.allow_failure:
+    if job.depends is not None:
+        notes.append(f"depends {job.depends}")
+    elif job.join != "all" and job.after:
+        notes.append(f"join {job.join}")
+    if job.allow_failure is True:
         notes.append("allow_failure")
+    elif job.allow_failure:
+        notes.append(f"allow_failure {', '.join(job.allow_failure)}")
     return notes
 
 
+def _decides(job: Job) -> bool:
+    """Whether the job's edges end in a circle: a join other than ``all``, or a ``depends``."""
+    return job.join != "all" or job.depends is not None
+
+
 def _title(phase: Phase) -> str:
-    return HANDLERS_TITLE if phase.name == HANDLERS_PHASE else phase.name
+    return {HANDLERS_PHASE: HANDLERS_TITLE, EXIT_PHASE: EXIT_TITLE}.get(phase.name, phase.name)
 
 
 def _mermaid_text(text: str) -> str:
@@ -69,7 +81,7 @@ def _mermaid_node(job: Job) -> str:
 
 def _mermaid_edge(dep: str, job: Job, phase: Phase) -> str:
     local = dep in phase.local_after(job)
-    arrow = ("--o" if local else "-.-o") if job.join == "any" else ("-->" if local else "-.->")
+    arrow = ("--o" if local else "-.-o") if _decides(job) else ("-->" if local else "-.->")
     return f"job_{dep} {arrow} job_{job.name}"
 
 
@@ -128,7 +140,7 @@ def _dot_node(job: Job) -> str:
 
 def _dot_edge(dep: str, job: Job, phase: Phase) -> str:
     attributes = [] if dep in phase.local_after(job) else ["style=dashed"]
-    if job.join == "any":
+    if _decides(job):
         attributes.append("arrowhead=odot")
     suffix = f" [{', '.join(attributes)}]" if attributes else ""
     return f"{_dot_text(dep)} -> {_dot_text(job.name)}{suffix};"
@@ -151,6 +163,8 @@ def render_dot(workflow: Workflow) -> str:
         ]
         if phase.name == HANDLERS_PHASE:
             lines.append("        style=dashed; color=red;")
+        elif phase.name == EXIT_PHASE:
+            lines.append("        style=dashed;")
         lines += [f"        {_dot_node(job)}" for job in phase.jobs]
         for job in phase.jobs:
             for dep in job.after:

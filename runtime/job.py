@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal, NotRequired, TypeAlias, TypedDict
 
-__all__ = ["FailureInfo", "Handler", "JobEvent"]
+__all__ = ["FailureInfo", "Handler", "JobEvent", "JobFailure", "RunOutcome"]
 
 
 class FailureInfo(TypedDict):
@@ -29,6 +29,24 @@ class FailureInfo(TypedDict):
     attempt: int | None
     error: str
     reason: Literal["failed", "cancelled"]
+
+
+class JobFailure(TypedDict):
+    """A job in ``after`` that failed, as a job that runs after it is told."""
+
+    error: str
+    type: str
+    """The error's type: the exception's class name, or ``Lambda.Timeout`` / ``Lambda.Error``."""
+    attempt: int
+
+
+class RunOutcome(TypedDict):
+    """How the run ends, as an exit handler (an ``on_exit`` job) is told."""
+
+    status: Literal["succeeded", "failed", "cancelled"]
+    error: str | None
+    failures: dict[str, JobFailure]
+    """Every job of the run that failed."""
 
 
 class JobEvent(TypedDict):
@@ -46,6 +64,11 @@ class JobEvent(TypedDict):
     """The outputs of the jobs this job may read (those in its ``after`` and of earlier phases)."""
     failure: NotRequired[FailureInfo]
     """Only in a failure handler's event."""
+    run: NotRequired[RunOutcome]
+    """Only in an exit handler's event."""
+    failures: NotRequired[dict[str, JobFailure]]
+    """Only after a job in ``after`` failed (a join or ``depends`` that runs after a failure):
+    that job -> its error, the error's type and the attempt that failed."""
     item: NotRequired[Any]
     """Only for a ``for_each`` job: the item this invocation runs."""
     index: NotRequired[int]

@@ -24,10 +24,18 @@ class JobState(StrEnum):
     CANCELLED = "cancelled"
     """Dispatched when the run was cancelled: the attempt's own reports change nothing, and a
     redrive gives the job a new attempt."""
+    UPSTREAM_FAILED = "upstream_failed"
+    """Not run because a job it waits for failed (or was itself ``upstream_failed``) and its
+    ``join`` does not accept that: distinct from ``skipped`` (a condition said no, or a job it
+    needs was skipped), so a reader tells a failure's consequence from a choice."""
 
 
 DONE = frozenset({JobState.SUCCEEDED, JobState.SKIPPED})
-"""Job states that count as finished for a phase and for the jobs that come after."""
+"""Job states that count as finished without a failure, for a phase and for the jobs after."""
+
+FAILED_STATES = frozenset({JobState.FAILED, JobState.UPSTREAM_FAILED})
+"""Job states a ``join`` counts as failed: the job failed, or did not run because one it waits
+for failed."""
 
 
 class RunState(StrEnum):

@@ -80,7 +80,7 @@ def test_the_public_job_event_type_has_every_key_a_handler_receives() -> None:
     the wrapper resolves into ``results``."""
     from runtime.documents.events import JobEvent as DispatchedJob
     from runtime.documents.failures import Failure
-    from runtime.job import FailureInfo, JobEvent
+    from runtime.job import FailureInfo, JobEvent, JobFailure, RunOutcome
 
     widest = DispatchedJob(
         run_id="r",
@@ -89,6 +89,8 @@ def test_the_public_job_event_type_has_every_key_a_handler_receives() -> None:
         job="j",
         attempt=1,
         failure=Failure(reason="failed", phase="p", job="j", attempt=1, error="e", caused_by="k").to_event(),
+        failures={"a": {"error": "OSError: disk", "type": "OSError", "attempt": 2}},
+        run={"status": "failed", "error": "e", "failures": {}},
         references={"a": "output:r/a/1"},
         index=0,
         item="x",
@@ -96,3 +98,5 @@ def test_the_public_job_event_type_has_every_key_a_handler_receives() -> None:
     widest.pop("references")
     assert set(JobEvent.__required_keys__) | set(JobEvent.__optional_keys__) == set(widest)
     assert set(FailureInfo.__required_keys__) == set(widest["failure"])
+    assert set(JobFailure.__required_keys__) == set(widest["failures"]["a"])
+    assert set(RunOutcome.__required_keys__) == set(widest["run"])

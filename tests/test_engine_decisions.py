@@ -137,6 +137,7 @@ def test_the_start_dispatches_the_first_phase_roots_claimed_by_the_start_event()
         "attempt": 1,
         "causedBy": START_KEY,
         "claimedAt": NOW,
+        "startedAt": NOW,
     }
     assert transition.statuses == ()
 
@@ -232,13 +233,13 @@ def test_the_last_success_of_the_last_phase_ends_the_run() -> None:
 
 def test_advance_phase_starts_the_next_phase_or_ends_the_run() -> None:
     run = run_of(TWO_PHASES)
-    changes, statuses, following = advance_phase(run, TWO_PHASES.phase("p"), "k")
+    changes, statuses, following, _ = advance_phase(run, TWO_PHASES.phase("p"), "k")
     assert (changes, [s.status for s in statuses], following) == (
         {"phases.p": {"completedBy": "k"}, "phase": "q"},
         ["phase_completed"],
         TWO_PHASES.phase("q"),
     )
-    changes, statuses, following = advance_phase(run, TWO_PHASES.phase("q"), "k")
+    changes, statuses, following, _ = advance_phase(run, TWO_PHASES.phase("q"), "k")
     assert following is None
     assert changes == {"phases.q": {"completedBy": "k"}, "status": "succeeded", "finishedBy": "k"}
     assert [s.status for s in statuses] == ["phase_completed", "workflow_succeeded"]

@@ -226,7 +226,7 @@ def test_the_last_failure_of_a_tolerated_job_lets_the_run_go_on_and_end_succeede
 
     assert states_after(transition) == {
         "optional": JobState.FAILED,
-        "needs": JobState.SKIPPED,
+        "needs": JobState.UPSTREAM_FAILED,  # its join (all) does not accept a failure
         "either": JobState.DISPATCHED,
     }
     assert isinstance(transition, Transition)
@@ -239,7 +239,7 @@ def test_a_tolerated_failure_recorded_before_is_progressed_on_redelivery() -> No
 
     transition = decided(run, failure("optional", 2))
 
-    assert states_after(transition) == {"needs": JobState.SKIPPED, "either": JobState.DISPATCHED}
+    assert states_after(transition) == {"needs": JobState.UPSTREAM_FAILED, "either": JobState.DISPATCHED}
 
 
 def test_a_run_whose_only_failure_was_tolerated_succeeds() -> None:
@@ -279,6 +279,7 @@ def test_a_final_failure_starts_the_handlers_with_the_failure_and_every_success_
     assert jobs_of(transition) == [("release", 1)]
     assert states_after(transition) == {
         "a": JobState.FAILED,
+        "c": JobState.UPSTREAM_FAILED,  # it waits for a (join all), which failed
         "release": JobState.DISPATCHED,
         "audit": JobState.SKIPPED,
     }
@@ -331,7 +332,7 @@ def test_a_failing_handler_is_retried_then_recorded_and_never_starts_the_handler
     )
 
     assert isinstance(transition, Transition)
-    assert states_after(transition) == {"release": JobState.FAILED, "page": JobState.SKIPPED}
+    assert states_after(transition) == {"release": JobState.FAILED, "page": JobState.UPSTREAM_FAILED}
     assert "failure" not in transition.changes
     assert statuses_of(transition)[-1] == (StatusName.WORKFLOW_FAILED, None)
 

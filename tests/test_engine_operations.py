@@ -178,6 +178,7 @@ def test_a_redrive_reopens_the_failed_run_and_gives_the_failed_job_its_next_atte
         "causedBy": "redrive_requested:1",
         "claimedAt": NOW,
         "firstAttempt": 3,
+        "startedAt": NOW,  # what its max_duration counts from, afresh in the new round
     }
     assert states_after(transition) == {"d": "dispatched"}, "succeeded jobs and e are left as they are"
     assert [(s.status, s.attempt) for s in transition.statuses] == [("workflow_redriven", 1)]

@@ -144,8 +144,8 @@ def test_a_rejected_approval_that_may_fail_lets_the_run_go_on() -> None:
 
     assert transition.changes["jobs.sign_off.state"] == JobState.FAILED
     assert transition.changes["jobs.sign_off.error"] == "rejected: not today"
-    assert states_after(transition)["ship"] == JobState.SKIPPED  # join all: sign_off did not succeed
-    assert states_after(transition)["notify"] == JobState.SKIPPED  # join any: none succeeded
+    assert states_after(transition)["ship"] == JobState.UPSTREAM_FAILED  # join all: sign_off failed
+    assert states_after(transition)["notify"] == JobState.UPSTREAM_FAILED  # any: none succeeded
     assert transition.changes["status"] == RunState.SUCCEEDED  # nothing failed the run
 
 
@@ -160,7 +160,7 @@ def test_a_tolerated_rejection_recorded_alone_is_progressed_when_it_is_decided_a
 
     again = decided(recorded, rejected)
 
-    assert states_after(again) == {"ship": JobState.SKIPPED, "notify": JobState.SKIPPED}
+    assert states_after(again) == {"ship": JobState.UPSTREAM_FAILED, "notify": JobState.UPSTREAM_FAILED}
     assert again.changes["status"] == RunState.SUCCEEDED
 
 

@@ -17,7 +17,7 @@ from tests.cli_harness import CliResult, cli
 
 SPECS = Path(__file__).resolve().parent / "specs" / "flow"
 
-S, F, K, P = "succeeded", "failed", "skipped", "pending"
+S, F, K, P, U = "succeeded", "failed", "skipped", "pending", "upstream_failed"
 
 
 def failure(
@@ -96,7 +96,7 @@ CASES: dict[str, dict[str, Any]] = {
         "jobs": {
             "required": (S, 1),
             "optional": (F, 2),
-            "needs_optional": (K, 0),
+            "needs_optional": (U, 0),
             "either": (S, 1),
             "cross_phase_any": (S, 1),
         },
@@ -111,7 +111,7 @@ CASES: dict[str, dict[str, Any]] = {
         "jobs": {
             "lock": (S, 1),
             "charge": (F, 2),
-            "never": (P, 0),
+            "never": (U, 0),
             "unreached": (P, 0),
             "release_lock": (S, 1),
             "page": (S, 1),
@@ -127,7 +127,7 @@ CASES: dict[str, dict[str, Any]] = {
         "jobs": {
             "breaks": (F, 1),
             "rollback": (F, 2),
-            "after_rollback": (K, 0),
+            "after_rollback": (U, 0),
             "notify": (S, 1),
             "only_on_cancel": (K, 0),
         },
@@ -182,7 +182,7 @@ CASES: dict[str, dict[str, Any]] = {
             "refund": (F, 1),
             "unreserve": (S, 1),
             "cleanup": (S, 1),
-            "audit": (K, 0),
+            "audit": (U, 0),
         },
         "outputs": {
             "cleanup": {"job": "cleanup", "saw": ["reserve", "unreserve"], "failure": failure("pay", 1)}

@@ -122,7 +122,7 @@ EXPECTED: dict[str, tuple[str, dict[str, tuple[str, int]]]] = {
         {
             "doomed": ("failed", 2),
             "sibling": ("succeeded", 1),
-            "after_doomed": ("pending", 0),
+            "after_doomed": ("upstream_failed", 0),
             "unreached": ("pending", 0),
         },
     ),
@@ -146,7 +146,7 @@ EXPECTED: dict[str, tuple[str, dict[str, tuple[str, int]]]] = {
             "fine": ("succeeded", 1),
             "also_fine": ("succeeded", 1),
             "breaks": ("failed", 1),
-            "after_break": ("pending", 0),
+            "after_break": ("upstream_failed", 0),
         },
     ),
     "not_json": ("failed", {"returns_a_set": ("failed", 2)}),

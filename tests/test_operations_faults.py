@@ -264,7 +264,11 @@ def _failed_run(store: MongoStore, run_id: str) -> tuple[Cloud, threading.Event]
     start_run(store, FLAKY, run_id=run_id)
     document = cloud.settle(run_id)
     assert document["status"] == "failed"
-    assert states(document) == {"first": ("succeeded", 1), "second": ("failed", 2), "third": ("pending", 0)}
+    assert states(document) == {
+        "first": ("succeeded", 1),
+        "second": ("failed", 2),
+        "third": ("upstream_failed", 0),
+    }
     return cloud, fixed
 
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from cdk_app.graph import calls
+from cdk_app.graph import EXIT_TITLE, calls
 from runtime.clock import as_utc
 from runtime.definition.model import Job, Phase
 from runtime.documents.items import FailedItem
@@ -68,6 +68,8 @@ def _phase_json(run: Run, phase: Phase, failed_items: Mapping[str, Sequence[Fail
                 "output": None if record is None else record.output,
                 "error": None if record is None else record.error,
                 "allow_failure": job.allow_failure,
+                "join": job.join,
+                "depends": job.depends,
                 "for_each": job.for_each,
                 "items": None if record is None or record.fan_out is None else record.fan_out.summary(),
                 "failed_items": [item.to_json() for item in failed_items.get(job.name, ())],
@@ -87,6 +89,15 @@ def _phases(run: Run, failed_items: Mapping[str, Sequence[FailedItem]]) -> list[
         # The failure handlers run only when the run fails or is cancelled: their own cluster,
         # joined to no phase.
         phases.append({**_phase_json(run, run.definition.on_failure, failed_items), "handlers": True})
+    if run.definition.on_exit is not None:
+        # The exit handlers run when the run ends, however it ends: their own cluster too.
+        phases.append(
+            {
+                **_phase_json(run, run.definition.on_exit, failed_items),
+                "handlers": True,
+                "title": EXIT_TITLE,
+            }
+        )
     return phases
 
 

@@ -28,6 +28,7 @@ STYLES = {
     JobState.SUCCEEDED: "green",
     JobState.FAILED: "red",
     JobState.SKIPPED: "dim",
+    JobState.UPSTREAM_FAILED: "red dim",
     JobState.PENDING: "yellow",
     JobState.CANCELLED: "yellow",
     JobState.WAITING: "magenta",
@@ -38,6 +39,7 @@ MARKS = {
     JobState.SUCCEEDED: "✔",
     JobState.FAILED: "✘",
     JobState.SKIPPED: "·",
+    JobState.UPSTREAM_FAILED: "↯",
     JobState.PENDING: "…",
     JobState.CANCELLED: "⊘",
     JobState.WAITING: "⧖",
@@ -192,12 +194,13 @@ class Progress:
         self.console.print(line, no_wrap=True, overflow="ellipsis")
 
     def _skipped_jobs(self, run_id: str, phase: str) -> None:
-        """Skips are decisions in the run document, not statuses: read them when the phase ends."""
+        """Skips (and jobs not run because one they wait for failed) are decisions in the run
+        document, not statuses: read them when the phase ends."""
         run = self.store.read_run(run_id)
         for job in self.workflow.phase(phase).jobs:
             record = None if run is None else run.jobs.get(job.name)
-            if record is not None and record.state == JobState.SKIPPED:
-                self._job_line(job.name, JobState.SKIPPED, 0, "")
+            if record is not None and record.state in (JobState.SKIPPED, JobState.UPSTREAM_FAILED):
+                self._job_line(job.name, record.state, 0, "")
 
 
 class LiveLines:
@@ -252,7 +255,8 @@ def summary_table(report: RunReport, expand: bool = True) -> Table:
     )
     columns = {
         "job": max(len(JOB_INDENT + job.name) for job in report.jobs),
-        "status": max(len(state) for state in STYLES),
+        # As wide as the usual states; wider only for a run that has an upstream_failed job.
+        "status": max(len(JobState.SUCCEEDED), *(len(job.status) for job in report.jobs)),
         "attempts": len("attempts"),
         **({"runs": len("runs")} if local else {}),
         "time": len("999 ms"),
@@ -296,6 +300,9 @@ def print_summary_notes(console: Console, report: RunReport) -> None:
     tolerated = [job.name for job in report.jobs if job.tolerated]
     if tolerated:
         console.print(f"[yellow]failed and tolerated (allow_failure): {escape(', '.join(tolerated))}[/]")
+    caught = [job.name for job in report.jobs if job.caught]
+    if caught:
+        console.print(f"[yellow]failed and caught by a join after it: {escape(', '.join(caught))}[/]")
     if report.faults and any(report.faults.values()):
         counters = ", ".join(f"{name} {count}" for name, count in report.faults.items())
         console.print(f"faults: {counters}")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from runtime.definition.canonical import read_spec
 from runtime.definition.checks import check_jobs, check_phase_chain
-from runtime.definition.draft import Draft
+from runtime.definition.draft import Draft, DraftPhase
 from runtime.definition.input_schema import check_schedule_input
-from runtime.definition.model import HANDLERS_PHASE, Job, Phase, Workflow
+from runtime.definition.model import EXIT_PHASE, HANDLERS_PHASE, Job, Phase, Workflow
 from runtime.definition.reading import SourceFile, check_json_data, read_spec_file
 from runtime.definition.report import Report, kind_of
 from runtime.definition.schema import schema_problems
@@ -39,25 +39,28 @@ def _build(draft: Draft, order: list[str], source: str | None, in_run_order: boo
         )
         for phase in drafts
     )
-    handlers = draft.handlers
-    on_failure = (
-        None
-        if handlers is None
-        else Phase(
-            name=HANDLERS_PHASE,
-            jobs=tuple(
-                Job(
-                    name=job.name,
-                    phase=HANDLERS_PHASE,
-                    after=tuple(ref.name for ref in job.after),
-                    **job.settings,
-                )
-                for job in handlers.jobs
-            ),
-        )
-    )
     assert draft.name is not None  # a draft without problems has its name
-    return Workflow(name=draft.name, phases=phases, on_failure=on_failure, source=source, **draft.settings)
+    return Workflow(
+        name=draft.name,
+        phases=phases,
+        on_failure=_handlers(draft.handlers, HANDLERS_PHASE),
+        on_exit=_handlers(draft.exit_handlers, EXIT_PHASE),
+        source=source,
+        **draft.settings,
+    )
+
+
+def _handlers(handlers: DraftPhase | None, name: str) -> Phase | None:
+    """The ``on_failure`` or ``on_exit`` jobs as the phase ``name`` they run in."""
+    if handlers is None:
+        return None
+    return Phase(
+        name=name,
+        jobs=tuple(
+            Job(name=job.name, phase=name, after=tuple(ref.name for ref in job.after), **job.settings)
+            for job in handlers.jobs
+        ),
+    )
 
 
 def compile_document(document: object, report: Report, base_dir: Path, source: str | None) -> Workflow | None:

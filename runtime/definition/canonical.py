@@ -9,6 +9,7 @@ from typing import Any
 
 from runtime import contracts, limits
 from runtime.definition.call import read_call
+from runtime.definition.depends import read_depends
 from runtime.definition.draft import Draft, DraftJob, DraftPhase, Ref, known_fields, mapping, name_refs
 from runtime.definition.expressions import check_expression
 from runtime.definition.for_each import read_for_each
@@ -16,7 +17,7 @@ from runtime.definition.http import read_http
 from runtime.definition.input_schema import read_input_schema
 from runtime.definition.invoke import read_invoke
 from runtime.definition.job_code import check_job_code, check_shared_folder
-from runtime.definition.model import HANDLERS_PHASE, JOINS, RESULTS, Alarms, Notify
+from runtime.definition.model import EXIT_PHASE, HANDLERS_PHASE, JOINS, RESULTS, Alarms, Notify
 from runtime.definition.permissions import read_permissions
 from runtime.definition.report import JsonPath, Report
 from runtime.definition.schema import is_name
@@ -76,6 +77,10 @@ def read_spec(document: dict[str, Any], report: Report, base_dir: Path) -> Draft
     if "on_failure" in spec:
         handlers = DraftPhase(HANDLERS_PHASE, ("on_failure",))
         handlers.jobs = _read_jobs(spec["on_failure"], ("on_failure",), defaults, report, code)
+    exit_handlers = None
+    if "on_exit" in spec:
+        exit_handlers = DraftPhase(EXIT_PHASE, ("on_exit",))
+        exit_handlers.jobs = _read_jobs(spec["on_exit"], ("on_exit",), defaults, report, code)
     settings: dict[str, Any] = {
         key: spec[key] for key in ("description", "schedule", "timeout", "retention_days") if key in spec
     }
@@ -91,7 +96,7 @@ def read_spec(document: dict[str, Any], report: Report, base_dir: Path) -> Draft
         settings["alarms"] = _alarms(spec["alarms"])
     if shared is not None:
         settings["shared"] = shared.as_posix()
-    return Draft(name, phases, settings, handlers)
+    return Draft(name, phases, settings, handlers, exit_handlers)
 
 
 @dataclass(frozen=True)
@@ -127,8 +132,13 @@ def _job_settings(
         settings["join"] = own["join"]
     if {**defaults, **own}.get("results") in RESULTS:
         settings["results"] = {**defaults, **own}["results"]
+    settings |= read_depends(job, own, report)
+    if isinstance(own.get("max_duration"), int) and not isinstance(own["max_duration"], bool):
+        settings["max_duration"] = own["max_duration"]
     if isinstance(own.get("allow_failure"), bool):
         settings["allow_failure"] = own["allow_failure"]
+    elif isinstance(own.get("allow_failure"), list):
+        settings["allow_failure"] = tuple(str(name) for name in own["allow_failure"])
     if isinstance(own.get("when"), str):
         settings["when"] = own["when"]
         check_expression(job, "when", own["when"], job.when_reads, report)

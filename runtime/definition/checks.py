@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from runtime.definition.dependencies import check_dependencies
 from runtime.definition.draft import Draft, DraftPhase, Ref
-from runtime.definition.model import FUNCTION_NAME_MAX, HANDLERS_PHASE, job_function_name
+from runtime.definition.model import EXIT_PHASE, FUNCTION_NAME_MAX, HANDLERS_PHASE, job_function_name
 from runtime.definition.report import JsonPath, Report, did_you_mean, name_list
 from runtime.definition.schema import is_name
 
@@ -84,11 +84,12 @@ def check_jobs(draft: Draft, report: Report, order: list[str]) -> None:
                         f"job function name {function!r} is {len(function)} characters long; AWS Lambda "
                         f"allows {FUNCTION_NAME_MAX}: shorten the job name to {room} characters or fewer",
                     )
-    if draft.handlers is not None and any(phase.name == HANDLERS_PHASE for phase in draft.phases):
-        report.add(
-            ("phases", HANDLERS_PHASE),
-            f"phase name {HANDLERS_PHASE!r} is where the on_failure handlers run; rename this phase",
-        )
+    for handlers, reserved in ((draft.handlers, HANDLERS_PHASE), (draft.exit_handlers, EXIT_PHASE)):
+        if handlers is not None and any(phase.name == reserved for phase in draft.phases):
+            report.add(
+                ("phases", reserved),
+                f"phase name {reserved!r} is where the {reserved} handlers run; rename this phase",
+            )
     rank = {name: index for index, name in enumerate(order)}
     for phase in _with_handlers(draft):
         for job in phase.jobs:
@@ -103,11 +104,12 @@ def check_jobs(draft: Draft, report: Report, order: list[str]) -> None:
 
 
 def _with_handlers(draft: Draft) -> list[DraftPhase]:
-    return draft.phases + ([] if draft.handlers is None else [draft.handlers])
+    handlers = (draft.handlers, draft.exit_handlers)
+    return draft.phases + [phase for phase in handlers if phase is not None]
 
 
 def _where(phase: DraftPhase) -> str:
-    return "on_failure" if phase.path == ("on_failure",) else f"phase {phase.name!r}"
+    return str(phase.path[0]) if phase.path in (("on_failure",), ("on_exit",)) else f"phase {phase.name!r}"
 
 
 @dataclass

@@ -11,11 +11,11 @@ from runtime.definition.report import Report, did_you_mean, name_list
 
 
 def _is_handlers(phase: DraftPhase) -> bool:
-    return phase.path == ("on_failure",)
+    return phase.path in (("on_failure",), ("on_exit",))
 
 
 def _later(phase: DraftPhase) -> str:
-    return "on_failure" if _is_handlers(phase) else f"the later phase {phase.name!r}"
+    return str(phase.path[0]) if _is_handlers(phase) else f"the later phase {phase.name!r}"
 
 
 def check_dependencies(
@@ -36,14 +36,16 @@ def check_dependencies(
         elif handler:
             report.add(
                 ref.path,
-                f"on_failure job {job.name!r} can wait only for other on_failure jobs, and {ref.name!r} "
+                f"{phase.path[0]} job {job.name!r} can wait only for other {phase.path[0]} jobs, "
+                f"and {ref.name!r} "
                 f"is a job of phase {other.name!r}: the outputs of every job that succeeded are in a "
                 "handler's results anyway",
             )
         elif _is_handlers(other):
             report.add(
                 ref.path,
-                f"{ref.name!r} is an on_failure handler, which runs only once the run has failed; a "
+                f"{ref.name!r} is an {other.path[0]} handler, which runs only once the run has "
+                f"{'failed' if other.path == ('on_failure',) else 'ended'}; a "
                 "workflow job cannot wait for it",
             )
         elif rank.get(other.name, -1) > rank.get(phase.name, -1):
@@ -58,13 +60,43 @@ def check_dependencies(
             f"'join' has no effect without 'after': job {job.name!r} waits for nothing; name the jobs "
             "it joins in 'after' or remove 'join'",
         )
+    if "depends" in job.settings:
+        _check_depends(job, report)
     if handler and "allow_failure" in job.settings:
         report.add(
             (*job.path, "allow_failure"),
-            "a failure handler cannot set allow_failure: a handler that fails is recorded and the "
+            f"{'a failure' if phase.path == ('on_failure',) else 'an exit'} handler cannot set "
+            "allow_failure: a handler that fails is recorded and the "
             "other handlers run anyway; remove it",
         )
     _check_reads(job, phase, owner, rank, report)
+
+
+def _check_depends(job: DraftJob, report: Report) -> None:
+    """``depends`` decides over the jobs in ``after`` and only them, in place of ``join``."""
+    path = (*job.path, "depends")
+    after = [ref.name for ref in job.after]
+    if not after:
+        report.add(
+            path,
+            f"'depends' has nothing to decide over: job {job.name!r} waits for nothing; name the "
+            "jobs it reads in 'after'",
+        )
+        return
+    if "join" in job.settings:
+        report.add(
+            (*job.path, "join"),
+            f"job {job.name!r} has both 'join' and 'depends': 'depends' decides whether it runs; "
+            "remove one of them",
+        )
+    for name in job.depends_reads:
+        if name not in after:
+            report.add(
+                path,
+                f"'depends' reads jobs.{name}, but {name!r} is not in the 'after' of {job.name!r} "
+                f"({name_list(after)}){did_you_mean(name, after)}; 'depends' sees only the jobs "
+                "in 'after'",
+            )
 
 
 def _check_reads(

@@ -27,6 +27,7 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "timeout",
                 "retention_days",
                 "on_failure",
+                "on_exit",
                 "input_schema",
                 "shared",
                 "alarms",
@@ -38,6 +39,7 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
             {
                 "after",
                 "join",
+                "depends",
                 "allow_failure",
                 "results",
                 "code",
@@ -45,6 +47,7 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "timeout",
                 "retries",
                 "retry",
+                "max_duration",
                 "wait",
                 "approval",
                 "env",
@@ -108,6 +111,8 @@ class DraftJob:
     """The same for its ``for_each``."""
     wait_reads: list[str] = field(default_factory=list)
     """The same for its ``wait: {until}``."""
+    depends_reads: list[str] = field(default_factory=list)
+    """The jobs its ``depends`` reads (``jobs.<job>``), which must be in its ``after``."""
 
 
 @dataclass
@@ -128,6 +133,8 @@ class Draft:
     settings: dict[str, Any] = field(default_factory=dict)
     handlers: DraftPhase | None = None
     """The ``on_failure`` jobs, as the phase they run in."""
+    exit_handlers: DraftPhase | None = None
+    """The ``on_exit`` jobs, as the phase they run in."""
     """``Workflow`` fields beyond name/phases."""
 
 

@@ -14,8 +14,10 @@ from jmespath.lexer import Lexer
 from runtime.definition.draft import DraftJob
 from runtime.definition.report import Report, name_list, show
 
-WHEN_ROOTS = ("input", "results")
-"""What a ``when`` condition can read at its top level."""
+WHEN_ROOTS = ("input", "results", "failures")
+"""What a ``when`` condition can read at its top level (``failures``: the errors of the jobs in
+its ``after`` that failed); an exit handler's also reads ``run`` (``{status, error,
+failures}``)."""
 
 
 NULL_MEANS = {
@@ -48,14 +50,17 @@ def check_expression(job: DraftJob, key: str, condition: str, reads: list[str], 
             f"{show(condition)} negates before it reads a field: JMESPath reads '!a.b' as '(!a).b', "
             f"which is always null{NULL_MEANS[key]}; write '!(a.b)'",
         )
+    roots = WHEN_ROOTS if key == "when" else WHEN_ROOTS[:2]
+    if key == "when" and job.path[:1] == ("on_exit",):
+        roots = (*roots, "run")  # how the run ends, as an exit handler's event says it
     for root, member in _root_fields(parsed):
-        if root not in WHEN_ROOTS:
+        if root not in roots:
             hint = f" (did you mean 'input.{root}'?)"
             report.add(
                 path,
-                f"{show(condition)} reads {root!r}, but {key!r} sees only {name_list(WHEN_ROOTS)}{hint}",
+                f"{show(condition)} reads {root!r}, but {key!r} sees only {name_list(roots)}{hint}",
             )
-        elif root == "results" and member is not None and member not in reads:
+        elif root in ("results", "failures") and member is not None and member not in reads:
             # Which jobs it may read depends on the phase order: checked with the jobs.
             reads.append(member)
 

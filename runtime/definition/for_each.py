@@ -8,7 +8,7 @@ from typing import Any
 
 from runtime.definition.draft import DraftJob
 from runtime.definition.expressions import check_expression
-from runtime.definition.model import HANDLERS_PHASE
+from runtime.definition.model import EXIT_PHASE, HANDLERS_PHASE, Tolerance
 from runtime.definition.report import Report
 
 
@@ -23,11 +23,14 @@ def read_for_each(job: DraftJob, own: dict[str, Any], report: Report) -> dict[st
                     "for_each or remove it",
                 )
         return {}
-    if job.path[:1] == (HANDLERS_PHASE,):
+    if job.path[:1] in ((HANDLERS_PHASE,), (EXIT_PHASE,)):
         report.add(
             (*job.path, "for_each"),
             "a failure handler cannot fan out: it runs once for the failure; move the fan-out into a "
-            "job of a phase",
+            "job of a phase"
+            if job.path[:1] == (HANDLERS_PHASE,)
+            else "an exit handler cannot fan out: it runs once for the run's end; move the fan-out into "
+            "a job of a phase",
         )
         return {}
     check_expression(job, "for_each", own["for_each"], job.for_each_reads, report)
@@ -37,4 +40,6 @@ def read_for_each(job: DraftJob, own: dict[str, Any], report: Report) -> dict[st
     tolerated = own.get("tolerated_failures")
     if isinstance(tolerated, (int, str)) and not isinstance(tolerated, bool):
         settings["tolerated_failures"] = tolerated
+    elif isinstance(tolerated, dict) and tolerated and set(tolerated) <= {"count", "percent"}:
+        settings["tolerated_failures"] = Tolerance(**tolerated)
     return settings

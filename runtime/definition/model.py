@@ -38,14 +38,39 @@ HANDLERS_PHASE = "on_failure"
 """The phase the failure handlers (the spec's ``on_failure`` jobs) run in: a run that fails, or
 is cancelled, enters it and ends once every handler has finished."""
 
-JOINS = ("all", "any")
+EXIT_PHASE = "on_exit"
+"""The phase the exit handlers (the spec's ``on_exit`` jobs) run in: a run that ends, however it
+ends, enters it (after its failure handlers) and ends so once every exit handler has finished."""
+
+JOINS = (
+    "all",
+    "any",
+    "all_done",
+    "one_success",
+    "one_failed",
+    "all_failed",
+    "none_failed",
+    "none_failed_min_one_success",
+)
+"""A job's ``join``: how the jobs in its ``after`` must have ended for it to run
+(``runtime.engine.joins``). ``all``: every one succeeded; ``any``: all finished and at least one
+succeeded; ``all_done``: all finished, however; ``one_success`` / ``one_failed``: as soon as one
+has succeeded / failed, without waiting for the others; ``all_failed``: every one failed;
+``none_failed``: none failed (skipped ones are fine); ``none_failed_min_one_success``: none failed
+and at least one succeeded."""
+
+EARLY_JOINS = ("one_success", "one_failed")
+"""Joins that start the job as soon as one job in its ``after`` has ended so, while the others
+still run."""
+
+CATCHING_JOINS = ("all_done", "one_success", "one_failed", "all_failed")
+"""Joins that may run the job although a job in its ``after`` failed: when one holds with that
+failure, the failure is caught (it fails neither the run nor starts ``on_failure``)."""
 
 RESULTS = ("after", "earlier")
 """What a job's code gets as ``results`` (the spec's ``results``): ``after``, the outputs of the
 jobs in its ``after``; ``earlier``, those and the outputs of every job of the earlier phases, as
 its ``when`` reads them."""
-"""A job's ``join``: ``all`` runs when every job in ``after`` succeeded, ``any`` when at least one
-did and the others have finished."""
 
 JOB_ASYNC_RETRIES = 0
 """Lambda's own retries of a job invocation that failed (the deployed functions' setting, and
@@ -127,6 +152,30 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Tolerance:
+    """``tolerated_failures: {count, percent}``: a count and a percentage of the items together,
+    whichever is reached first fails the job (Step Functions' ``ToleratedFailureCount`` and
+    ``ToleratedFailurePercentage``)."""
+
+    count: int | None = None
+    percent: int | None = None
+
+    def to_document(self) -> dict[str, int]:
+        return {
+            key: value
+            for key, value in (("count", self.count), ("percent", self.percent))
+            if value is not None
+        }
+
+    def __str__(self) -> str:
+        parts = [
+            f"{self.count}" if self.count is not None else "",
+            f"{self.percent}%" if self.percent is not None else "",
+        ]
+        return " or ".join(part for part in parts if part)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Approval:
     """A job that waits for a person's answer (``approve`` / ``reject``) instead of running code."""
 
@@ -201,20 +250,29 @@ class Job:
     """Jobs (of this phase or an earlier one) this job waits for and gets the outputs of; how they
     must have ended is the ``join``."""
     join: str = "all"
-    """``all``: every job in ``after`` succeeded, else this job is skipped; ``any``: all of them
-    finished and at least one succeeded (see ``JOINS``)."""
+    """How the jobs in ``after`` must have ended for this job to run (see ``JOINS``); else it is
+    ``skipped``, or ``upstream_failed`` when one of them failed."""
+    depends: str | None = None
+    """JMESPath over ``{"jobs": {<after job>: {state, error, type, output}}}`` that decides, in
+    place of ``join``, whether the job runs once every job in ``after`` has finished
+    (``runtime.engine.joins.depends_outcome``)."""
     results: str = "after"
     """What the job's code gets as ``results`` (see ``RESULTS``); its ``when`` and ``for_each``
     read the earlier phases' outputs either way."""
-    allow_failure: bool = False
-    """When the last attempt fails, the run goes on: the job is ``failed`` and counts as not
-    succeeded for the jobs after it."""
+    allow_failure: bool | tuple[str, ...] = False
+    """When the last attempt fails, the run goes on: the job is ``failed`` and counts as failed
+    for the jobs after it. True: whatever the error; error type names: only a failure of one of
+    those types (``allows_failure``)."""
     memory: int = 256
     """Lambda memory in MB (128-10240)."""
     timeout: int = 60
     """Lambda timeout in seconds (1-900)."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     """When a failed attempt is tried again, and after how long."""
+    max_duration: int | None = None
+    """Seconds the job may take across all its attempts and the delays between them, from its
+    first attempt: a failed attempt gets no other once it is past, or once the next would start
+    past it; the job then fails with ``max duration exceeded``. None: no bound."""
     wait: int | None = None
     """A wait job (no code): succeeds this many seconds after it becomes ready."""
     wait_until: str | None = None
@@ -236,9 +294,9 @@ class Job:
     each (``runtime.engine.fanout``); None: the job runs once."""
     max_concurrency: int = 100
     """Items of a ``for_each`` job in flight at once (1-1000)."""
-    tolerated_failures: int | str = 0
-    """Items whose last attempt may fail before a ``for_each`` job fails: a count, or ``"P%"``
-    of the items."""
+    tolerated_failures: int | str | Tolerance = 0
+    """Items whose last attempt may fail before a ``for_each`` job fails: a count, ``"P%"`` of
+    the items, or both (``Tolerance``: whichever is reached first)."""
     invoke: str | None = None
     """An existing Lambda function (ARN or name, with its qualifier) the job calls instead of
     running code (``runtime.service.invoke_job``)."""
@@ -254,8 +312,18 @@ class Job:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "after", tuple(self.after))
+        if not isinstance(self.allow_failure, bool):
+            object.__setattr__(self, "allow_failure", tuple(self.allow_failure))
+        if isinstance(self.tolerated_failures, Mapping):
+            object.__setattr__(self, "tolerated_failures", Tolerance(**self.tolerated_failures))
         object.__setattr__(self, "env", _frozen_mapping(self.env))
         object.__setattr__(self, "permissions", tuple(self.permissions))
+
+    def allows_failure(self, error_type: str) -> bool:
+        """Whether a final failure of this type lets the run go on (``allow_failure``)."""
+        if isinstance(self.allow_failure, bool):
+            return self.allow_failure
+        return error_type in self.allow_failure
 
     @property
     def retries(self) -> int:
@@ -349,6 +417,9 @@ class Workflow:
     on_failure: Phase | None = None
     """The failure handlers: jobs run (in phase ``HANDLERS_PHASE``) when the run fails or is
     cancelled, before it ends so."""
+    on_exit: Phase | None = None
+    """The exit handlers: jobs run (in phase ``EXIT_PHASE``) when the run ends, however it ends,
+    after the failure handlers; the run ends as it would have once they have finished."""
     input_schema: Mapping[str, Any] | None = None
     """A JSON Schema (2020-12) the run input must match; checked where runs start."""
     timeout: int | None = None
@@ -376,13 +447,13 @@ class Workflow:
         raise KeyError(name)
 
     def all_phases(self) -> tuple[Phase, ...]:
-        """The phases, then the failure handlers' phase when there is one."""
-        return self.phases + (() if self.on_failure is None else (self.on_failure,))
+        """The phases, then the failure handlers' phase and the exit handlers' when there are."""
+        return self.phases + tuple(phase for phase in (self.on_failure, self.on_exit) if phase is not None)
 
     def next_phase(self, name: str) -> Phase | None:
         """The phase that runs after ``name``, or ``None`` when ``name`` is the last (the failure
         handlers' phase is last: the run ends after it)."""
-        if name == HANDLERS_PHASE:
+        if name in (HANDLERS_PHASE, EXIT_PHASE):
             return None
         phase = self.phase(name)
         if phase.next is not None:
@@ -434,6 +505,7 @@ class Workflow:
             "description": self.description,
             "phases": [_phase_document(phase) for phase in self.phases],
             "on_failure": None if self.on_failure is None else _phase_document(self.on_failure),
+            **({} if self.on_exit is None else {"on_exit": _phase_document(self.on_exit)}),
             "input_schema": None if self.input_schema is None else dict(self.input_schema),
             "notify": {
                 "on": list(self.notify.on),
@@ -457,6 +529,7 @@ class Workflow:
             description=document.get("description", ""),
             phases=tuple(_phase_from_document(phase) for phase in document["phases"]),
             on_failure=None if handlers is None else _phase_from_document(handlers),
+            on_exit=None if document.get("on_exit") is None else _phase_from_document(document["on_exit"]),
             input_schema=document.get("input_schema"),
             notify=Notify(
                 on=tuple(notify.get("on", Notify().on)),
@@ -470,6 +543,10 @@ class Workflow:
         )
 
 
+def _plain(value: Any) -> Any:
+    return value.to_document() if isinstance(value, Tolerance) else value
+
+
 def _phase_document(phase: Phase) -> dict[str, Any]:
     return {
         "name": phase.name,
@@ -479,12 +556,16 @@ def _phase_document(phase: Phase) -> dict[str, Any]:
                 "name": job.name,
                 "after": list(job.after),
                 "join": job.join,
-                "allow_failure": job.allow_failure,
+                **({} if job.depends is None else {"depends": job.depends}),
+                "allow_failure": job.allow_failure
+                if isinstance(job.allow_failure, bool)
+                else list(job.allow_failure),
                 **({} if job.results == "after" else {"results": job.results}),
                 "memory": job.memory,
                 "timeout": job.timeout,
                 "retries": job.retries,
                 "retry": job.retry.to_document(),
+                **({} if job.max_duration is None else {"max_duration": job.max_duration}),
                 "wait": job.wait,
                 **({} if job.wait_until is None else {"wait_until": job.wait_until}),
                 "approval": None
@@ -492,7 +573,7 @@ def _phase_document(phase: Phase) -> dict[str, Any]:
                 else {"timeout": job.approval.timeout, "message": job.approval.message},
                 "when": job.when,
                 "permissions": [permission.to_document() for permission in job.permissions],
-                **({} if job.for_each is None else {key: getattr(job, key) for key in FAN_OUT_KEYS}),
+                **({} if job.for_each is None else {key: _plain(getattr(job, key)) for key in FAN_OUT_KEYS}),
                 **{key: getattr(job, key) for key in INVOKE_KEYS if getattr(job, key) is not None},
                 **({} if job.http is None else {"http": job.http.to_document()}),
                 **({} if job.call is None else {"call": job.call.to_document()}),
@@ -512,6 +593,7 @@ def _phase_from_document(phase: Mapping[str, Any]) -> Phase:
                 phase=phase["name"],
                 after=tuple(job.get("after", ())),
                 join=job.get("join", "all"),
+                depends=job.get("depends"),
                 allow_failure=job.get("allow_failure", False),
                 results=job.get("results", "after"),
                 memory=job["memory"],
@@ -520,6 +602,7 @@ def _phase_from_document(phase: Mapping[str, Any]) -> Phase:
                 retry=RetryPolicy.from_document(job["retry"])
                 if "retry" in job
                 else RetryPolicy(max=job["retries"]),
+                max_duration=job.get("max_duration"),
                 wait=job.get("wait"),
                 wait_until=job.get("wait_until"),
                 approval=None if job.get("approval") is None else Approval(**job["approval"]),

@@ -65,6 +65,12 @@ def parse_job_event(event: object) -> JobEvent:
     failure = payload.get("failure")
     if failure is not None and not isinstance(failure, Mapping):
         raise EventError(f"{where}: 'failure' must be an object")
+    failures = payload.get("failures") or {}
+    if not isinstance(failures, Mapping) or not all(isinstance(item, Mapping) for item in failures.values()):
+        raise EventError(f"{where}: 'failures' must map job names to objects")
+    outcome = payload.get("run")
+    if outcome is not None and not isinstance(outcome, Mapping):
+        raise EventError(f"{where}: 'run' must be an object")
     references = payload.get("references") or {}
     if not isinstance(references, Mapping) or not all(isinstance(ref, str) for ref in references.values()):
         raise EventError(f"{where}: 'references' must map job names to references")
@@ -83,6 +89,8 @@ def parse_job_event(event: object) -> JobEvent:
         input=payload.get("input"),
         results=dict(results),
         failure=None if failure is None else dict(failure),
+        failures={name: dict(item) for name, item in failures.items()},
+        run=None if outcome is None else dict(outcome),
         references=dict(references),
         index=index,
         item=payload.get("item"),

@@ -28,6 +28,11 @@ class JobEvent:
     failure: Mapping[str, Any] | None = None
     """A failure handler's: what failed (phase, job, attempt, error) and why the handlers run
     (``reason``: ``failed`` or ``cancelled``)."""
+    failures: Mapping[str, Any] = field(default_factory=dict)
+    """The jobs in its ``after`` that failed: job -> ``{"error", "type", "attempt"}`` (a job that
+    runs after a failure, by its join or ``depends``, gets the error as data)."""
+    run: Mapping[str, Any] | None = None
+    """An exit handler's: how the run ends, ``{"status", "error", "failures"}``."""
     references: Mapping[str, str] = field(default_factory=dict)
     """Job -> where its output is kept (``runtime.store.outputs``), for results too large for an event:
     the job wrapper puts the values into ``results`` before the user's handler sees them."""
@@ -60,6 +65,10 @@ class JobEvent:
         }
         if self.failure is not None:
             payload["failure"] = dict(self.failure)
+        if self.run is not None:
+            payload["run"] = dict(self.run)
+        if self.failures:
+            payload["failures"] = {name: dict(failed) for name, failed in self.failures.items()}
         if self.references:
             payload["references"] = dict(self.references)
         if self.index is not None:

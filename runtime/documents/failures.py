@@ -1,5 +1,5 @@
 """Why a run with failure handlers is running them: the ``failure`` of its run document, and what
-each handler's event carries as ``failure``.
+each handler's event carries as ``failure``; how a run whose exit handlers run ends (``exit``).
 
 Standard library only: the handlers import it inside Lambda.
 """
@@ -44,6 +44,43 @@ class Failure:
 
     def to_document(self) -> dict[str, Any]:
         return self.to_event() | {"causedBy": self.caused_by, "cancelReason": self.cancel_reason}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Exit:
+    """How the run ends, decided when its exit handlers (the spec's ``on_exit`` jobs) start: it
+    ends so once they have finished, whatever they did."""
+
+    status: str
+    """``succeeded``, ``failed`` or ``cancelled`` (a ``RunState``)."""
+    error: str | None
+    phase: str
+    """The phase the run was in (the failure's, after failure handlers); a redrive goes on from
+    there."""
+    caused_by: str
+    """Key of the event that started the exit handlers: a redelivery of it changes nothing."""
+    cancel_reason: str | None = None
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "error": self.error,
+            "phase": self.phase,
+            "causedBy": self.caused_by,
+            "cancelReason": self.cancel_reason,
+        }
+
+
+def exit_from_document(document: Mapping[str, Any] | None) -> Exit | None:
+    if document is None:
+        return None
+    return Exit(
+        status=document["status"],
+        error=document.get("error"),
+        phase=document["phase"],
+        caused_by=document["causedBy"],
+        cancel_reason=document.get("cancelReason"),
+    )
 
 
 def failure_from_document(document: Mapping[str, Any] | None) -> Failure | None:

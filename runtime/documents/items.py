@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from runtime.clock import as_utc
+from runtime.definition.model import Tolerance
 from runtime.documents import ID, WORKFLOW
 from runtime.documents.outputs import ITEMS_REF, stored_as_is
 from runtime.statuses import ItemState, JobState, RunState
@@ -166,9 +167,14 @@ def fan_out_from_document(document: Mapping[str, Any]) -> FanOut:
     )
 
 
-def allowed_failures(tolerated: int | str, count: int) -> int:
+def allowed_failures(tolerated: int | str | Tolerance, count: int) -> int:
     """How many items may fail for good before the job fails: ``N``, or ``P%`` of ``count``
-    (rounded down, so ``5%`` of 10 items is 0)."""
+    (rounded down, so ``5%`` of 10 items is 0), or the fewer of a count and a percentage."""
+    if isinstance(tolerated, Tolerance):
+        bounds = [tolerated.count] if tolerated.count is not None else []
+        if tolerated.percent is not None:
+            bounds.append(count * tolerated.percent // 100)
+        return min(bounds, default=0)
     if isinstance(tolerated, str):
         return count * int(tolerated.rstrip("%")) // 100
     return tolerated

@@ -25,7 +25,7 @@ from runtime.clock import as_utc
 from runtime.definition.model import Workflow
 from runtime.documents import ID, WORKFLOW
 from runtime.documents.deployment import DEPLOY_ID, Deployment, deployment_from_document
-from runtime.documents.failures import Failure, failure_from_document
+from runtime.documents.failures import Exit, Failure, exit_from_document, failure_from_document
 from runtime.documents.items import FanOut, Lane, fan_out_field, fan_out_from_document, lane_field
 from runtime.documents.signatures import (
     AUTH,
@@ -83,6 +83,9 @@ class JobRecord:
     a ``for_each`` job's array of item outputs."""
     fan_out: FanOut | None = None
     """A ``for_each`` job's counters and the items it has in flight (``runtime.documents.items``)."""
+    started_at: datetime | None = None
+    """When the job's first attempt of the current round was decided: what ``max_duration``
+    counts from."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,6 +115,8 @@ class Run:
     """When the run deadline of this round fires (the spec's ``timeout``)."""
     failure: Failure | None = None
     """Set while the failure handlers run (and kept once the run has ended after them)."""
+    exit: Exit | None = None
+    """Set while the exit handlers run (and kept once the run has ended after them)."""
     deployment: Deployment | None = None
     """The function version each job invokes, recorded at start (None: the unqualified names)."""
     version: int = 0
@@ -171,6 +176,7 @@ INPUT_TEXT = "inputText"
 search reads, since MongoDB cannot match a pattern against a whole subdocument."""
 SEARCHABLE_INPUT_CHARS = 2000
 FAILURE = "failure"
+EXIT = "exit"
 DEPLOYMENT = "deployment"
 DEPLOY_ID_FIELD = f"{DEPLOYMENT}.{DEPLOY_ID}"
 """The run's deploy id: what ``runs --deploy`` selects by."""
@@ -190,14 +196,16 @@ _JOB_FIELDS = {
     "due_at": "dueAt",
     "output_ref": "outputRef",
     "fan_out": "fanOut",
+    "started_at": "startedAt",
 }
 """JobRecord attribute -> its field in the run document."""
 
 
 def _job_from_document(document: Mapping[str, Any]) -> JobRecord:
     values = {name: document[key] for name, key in _JOB_FIELDS.items() if document.get(key) is not None}
-    if "due_at" in values:
-        values["due_at"] = as_utc(values["due_at"])
+    for timed in ("due_at", "started_at"):
+        if timed in values:
+            values[timed] = as_utc(values[timed])
     if "fan_out" in values:
         values["fan_out"] = fan_out_from_document(values["fan_out"])
     return JobRecord(**{**values, "state": JobState(document["state"])})
@@ -231,6 +239,7 @@ def run_from_document(document: Mapping[str, Any], stored_bytes: int = 0) -> Run
         expire_at=document.get(EXPIRE_AT),
         deadline=as_utc(document.get(DEADLINE)),
         failure=failure_from_document(document.get(FAILURE)),
+        exit=exit_from_document(document.get(EXIT)),
         deployment=deployment_from_document(document.get(DEPLOYMENT)),
         version=document.get(VERSION, 0),
         stored_bytes=stored_bytes,
@@ -254,6 +263,7 @@ def run_to_document(run: Run, now: datetime) -> Document:
         ERROR: run.error,
         REDRIVES: run.redrives,
         FAILURE: None if run.failure is None else run.failure.to_document(),
+        **({} if run.exit is None else {EXIT: run.exit.to_document()}),
         **({} if run.deployment is None else {DEPLOYMENT: run.deployment.to_document()}),
         VERSION: run.version,
         CREATED_AT: now,
@@ -357,8 +367,14 @@ def run_reopened(redrives: int, phase: str) -> Fields:
         EXPIRE_AT: None,
         REDRIVES: redrives,
         FAILURE: None,
+        EXIT: None,
         PHASE: phase,
     }
+
+
+def exit_started(exit: Exit, exit_phase: str) -> Fields:
+    """The run goes into ``exit_phase`` to run its exit handlers, and ends as ``exit`` says after."""
+    return {EXIT: exit.to_document(), PHASE: exit_phase}
 
 
 def failure_started(failure: Failure, handlers_phase: str) -> Fields:

@@ -68,12 +68,21 @@ class _StrictInterpreter(TreeInterpreter):
 _OPTIONS = Options(custom_functions=_Functions())
 
 
-def evaluate(expression: str, run_input: Any, results: Mapping[str, Any]) -> Any:
-    """``expression`` against ``{"input", "results"}``, reading the outputs strictly. Raises
+def evaluate(
+    expression: str,
+    run_input: Any,
+    results: Mapping[str, Any],
+    failures: Mapping[str, Any] | None = None,
+    outcome: Mapping[str, Any] | None = None,
+) -> Any:
+    """``expression`` against ``{"input", "results", "failures", "run"}``, reading the outputs
+    strictly (``failures``: the failed ``after`` jobs' errors; ``run``: an exit handler's run
+    outcome; both read as JMESPath reads them). Raises
     ``MissingField``, and whatever JMESPath raises for an expression it cannot evaluate."""
     outputs = {
         name: _Output(value, f"results.{name}") if isinstance(value, dict) else value
         for name, value in results.items()
     }
     parsed = jmespath.compile(expression).parsed
-    return _StrictInterpreter(_OPTIONS).visit(parsed, {"input": run_input, "results": outputs})
+    scope = {"input": run_input, "results": outputs, "failures": dict(failures or {}), "run": outcome}
+    return _StrictInterpreter(_OPTIONS).visit(parsed, scope)

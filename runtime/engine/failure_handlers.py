@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from runtime.definition.model import HANDLERS_PHASE, Job
+from runtime.definition.model import EXIT_PHASE, HANDLERS_PHASE, Job
 from runtime.documents.failures import Failure
 from runtime.documents.run import JobRecord, Run
+from runtime.engine.joins import catchable, failure_allowed
 from runtime.statuses import CANCELLED, FailureReason, JobState, RunState
 
 STOPPED_BY_CANCEL = frozenset({JobState.DISPATCHED, JobState.WAITING})
@@ -28,16 +29,32 @@ STOPPED_BY_CANCEL = frozenset({JobState.DISPATCHED, JobState.WAITING})
 
 def has_handlers(run: Run) -> bool:
     """A failure now starts the handlers (the definition has some, and they have not started)."""
-    return run.definition.on_failure is not None and run.failure is None
+    return run.definition.on_failure is not None and run.failure is None and run.exit is None
 
 
-def tolerated(run: Run, job: Job, retry_left: bool) -> bool:
+def has_exit_handlers(run: Run) -> bool:
+    """The run's end now starts its exit handlers (the definition has some, and they have not
+    started)."""
+    return run.definition.on_exit is not None and run.exit is None
+
+
+def tolerated(run: Run, job: Job, retry_left: bool, error: str) -> bool:
     """A failed attempt of ``job`` is recorded and the run goes on, without another attempt: a job
     of the workflow while the handlers run, or the last attempt of a job that ``allow_failure``
-    (or of a handler)."""
+    (or of a handler), or of one whose failure a job after it may catch (whether one does is
+    decided as the run goes on: ``joins.uncaught``). A job that allows failures of some types only
+    (``allow_failure: [types]``) fails the run with any other, whatever the jobs after it."""
+    if run.exit is not None:
+        # The run has ended but for its exit handlers: a late report of any other job is
+        # recorded; an exit handler's own failure is, after its retries.
+        return job.phase != EXIT_PHASE or not retry_left
     if run.failure is not None and job.phase != HANDLERS_PHASE:
         return True
-    return not retry_left and (job.allow_failure or run.failure is not None)
+    if retry_left:
+        return False
+    if run.failure is not None or failure_allowed(job, error):
+        return True
+    return not isinstance(job.allow_failure, tuple) and catchable(run.definition, job.name)
 
 
 def with_job_failed(run: Run, job: str, error: str) -> Run:
@@ -68,10 +85,11 @@ def end_state(reason: FailureReason) -> RunState:
 
 def runs_again(job: Job, record: JobRecord) -> bool:
     """A redrive gives ``job`` new attempts: every handler (they run once per failure), and a job
-    that failed (without ``allow_failure``: a tolerated failure stays as it is), was cancelled, or
-    was left waiting for a timer when the run ended."""
-    if job.phase == HANDLERS_PHASE:
+    that failed (without ``allow_failure``: a tolerated failure stays as it is), was cancelled,
+    was left waiting for a timer when the run ended, or did not run because one it waits for
+    failed (its join decides again)."""
+    if job.phase in (HANDLERS_PHASE, EXIT_PHASE):
         return record.state != JobState.PENDING
-    if record.state in (JobState.CANCELLED, JobState.WAITING):
+    if record.state in (JobState.CANCELLED, JobState.WAITING, JobState.UPSTREAM_FAILED):
         return True
-    return record.state == JobState.FAILED and not job.allow_failure
+    return record.state == JobState.FAILED and not failure_allowed(job, record.error)

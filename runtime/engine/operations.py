@@ -29,6 +29,8 @@ def plan_cancel(run: Run, event: StatusEvent, now: datetime) -> Transition | Rej
         return Rejection(action="ignored", reason=f"the run has already ended ({run.state})")
     if run.failure is not None and run.failure.caused_by == event.key:
         return None
+    if run.exit is not None and run.exit.caused_by == event.key:
+        return None
     error = f"cancelled: {event.reason}" if event.reason else "cancelled"
     return stop_run(run, event.key, CANCELLED, error, now, event.reason)
 
@@ -46,8 +48,13 @@ def reopened(run: Run) -> Run:
     }
     return replace(
         run,
-        phase=run.phase if run.failure is None else run.failure.phase,
+        phase=run.failure.phase
+        if run.failure is not None
+        else run.exit.phase
+        if run.exit is not None
+        else run.phase,
         failure=None,
+        exit=None,
         state=RunState.RUNNING,
         redrives=run.redrives + 1,
         error=None,

@@ -23,15 +23,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from runtime import limits
-from runtime.definition.model import HANDLERS_PHASE, Job, Phase
+from runtime.definition.model import EXIT_PHASE, HANDLERS_PHASE, Job, Phase
 from runtime.documents.events import JobEvent
-from runtime.documents.failures import Failure
+from runtime.documents.failures import Exit, Failure
 from runtime.documents.run import (
     Fields,
     JobRecord,
     Run,
     StatusEvent,
     at_version,
+    exit_started,
     failure_started,
     job_changed,
     job_is,
@@ -48,11 +49,14 @@ from runtime.engine.joins import (
     WAITED_UNTIL,
     approval_requested,
     condition_results,
+    depends_outcome,
     is_truthy,
     job_event,
-    join_holds,
+    join_outcome,
     phase_finished,
     ready_jobs,
+    uncaught,
+    upstream_failed,
     wait_until,
     waits_until,
     when_holds,
@@ -107,25 +111,55 @@ def plan_success(run: Run, event: StatusEvent, now: datetime) -> Transition | No
 
 def advance_phase(
     run: Run, phase: Phase, key: str, expire_at: datetime | None = None
-) -> tuple[Fields, tuple[StatusEvent, ...], Phase | None]:
+) -> tuple[Fields, tuple[StatusEvent, ...], Phase | None, Run]:
     """Complete ``phase`` (every job in it is done) through event ``key``: start the phase after
-    it, or end the run successfully after the last (to be deleted at ``expire_at``). The changes,
-    the statuses to record, and the phase the run is in now (None when the run has ended)."""
+    it, or end the run successfully after the last (to be deleted at ``expire_at``), or start its
+    exit handlers instead of ending it. The changes, the statuses to record, the phase the run is
+    in now (None when the run has ended) and the run as it is then (with its ``exit``)."""
     changes = phase_completed(phase.name, key)
     statuses = [run_status(run, StatusName.PHASE_COMPLETED, phase=phase.name)]
     following = run.definition.next_phase(phase.name)
+    if phase.name == EXIT_PHASE and run.exit is not None:
+        # The exit handlers have all finished: the run ends as it was going to.
+        state, error = RunState(run.exit.status), run.exit.error
+        changes |= run_ended(state, key, error, expire_at)
+        statuses.append(replace(run_status(run, RUN_ENDS[state], error=error), reason=run.exit.cancel_reason))
+        return changes, tuple(statuses), None, run
     if phase.name == HANDLERS_PHASE and run.failure is not None:
         # The failure handlers have all finished: the run ends as it would have without them.
         state, failure = failure_handlers.end_state(run.failure.reason), run.failure
-        changes |= run_ended(state, key, failure.error, expire_at)
-        status = run_status(run, RUN_ENDS[state], error=failure.error)
-        statuses.append(replace(status, reason=failure.cancel_reason))
+        ending = Exit(
+            status=state.value,
+            error=failure.error,
+            phase=failure.phase,
+            caused_by=key,
+            cancel_reason=failure.cancel_reason,
+        )
     elif following is None:
-        changes |= run_ended(RunState.SUCCEEDED, key, expire_at=expire_at)
-        statuses.append(run_status(run, RUN_ENDS[RunState.SUCCEEDED]))
+        ending = Exit(status=RunState.SUCCEEDED.value, error=None, phase=phase.name, caused_by=key)
     else:
-        changes |= phase_entered(following.name)
-    return changes, tuple(statuses), following
+        return changes | phase_entered(following.name), tuple(statuses), following, run
+    if failure_handlers.has_exit_handlers(run):
+        exit_phase = run.definition.phase(EXIT_PHASE)
+        return changes | exit_started(ending, EXIT_PHASE), tuple(statuses), exit_phase, exiting(run, ending)
+    state = RunState(ending.status)
+    changes |= run_ended(state, key, ending.error, expire_at)
+    statuses.append(
+        replace(run_status(run, RUN_ENDS[state], error=ending.error), reason=ending.cancel_reason)
+    )
+    return changes, tuple(statuses), None, run
+
+
+def exiting(run: Run, ending: Exit) -> Run:
+    """The run in its exit handlers' phase, to end as ``ending`` says."""
+    return replace(run, phase=EXIT_PHASE, exit=ending)
+
+
+def _into_exit(run: Run, ending: Exit, conditions: Fields, changes: Fields, now: datetime) -> Transition:
+    """Start the exit handlers instead of ending the run (``changes``: what else the decision
+    writes); the run ends as ``ending`` says once they have finished."""
+    started = Transition(conditions=conditions, changes=changes | exit_started(ending, EXIT_PHASE))
+    return with_progress(started, plan_progress(exiting(run, ending), ending.caused_by, now))
 
 
 def waited(record: JobRecord, output: dict[str, Any], key: str, now: datetime) -> JobRecord:
@@ -155,6 +189,7 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
     statuses: list[StatusEvent] = []
     wakes: list[datetime] = []
     fan_outs: list[FanOutStart] = []
+    not_run: dict[str, JobRecord] = {}
     phase: Phase | None = run.definition.phase(run.phase)
     while phase is not None:
         while ready := ready_jobs(phase, states):
@@ -163,8 +198,17 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
                 results = condition_results(run, job, outputs)
                 fanout.require_loaded(run, job.when or "", results)
                 fanout.require_loaded(run, job.wait_until or "", results)
+                outcome = join_outcome(job, states)
+                if job.depends is not None:
+                    try:
+                        outcome = depends_outcome(job, run, states, results)
+                    except Exception as exc:  # as for 'when': JMESPath raises more than its errors
+                        guard = run_is(RunState.RUNNING, run.phase) | job_is(job.name, JobState.PENDING)
+                        return fail_run(
+                            run, key, guard, job.name, f"the 'depends' of {job.name!r} failed: {exc}", now
+                        )
                 try:
-                    starts = join_holds(job, states) and when_holds(job, run, results)
+                    starts = outcome is None and when_holds(job, run, results)
                 except Exception as exc:  # JMESPath's functions raise more than JMESPathError
                     # A condition that cannot be evaluated fails the run rather than the handler:
                     # raising would fail every redelivery of this event and the run would hang.
@@ -204,23 +248,26 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
                         changes |= job_set(job.name, waited(run.jobs[job.name], output, key, now))
                         continue
                 states[job.name] = (
-                    (JobState.DISPATCHED if due is None else JobState.WAITING) if starts else JobState.SKIPPED
+                    (JobState.DISPATCHED if due is None else JobState.WAITING)
+                    if starts
+                    else (outcome or JobState.SKIPPED)
                 )
                 # A job a redrive reopened keeps counting its attempts: the job wrapper claims
                 # each attempt number once, so a number is never used twice.
                 record = run.jobs[job.name]
                 attempt = record.attempt + 1 if starts else record.attempt
-                changes |= job_set(
-                    job.name,
-                    JobRecord(
-                        state=states[job.name],
-                        attempt=attempt,
-                        caused_by=key,
-                        claimed_at=now,
-                        first_attempt=record.first_attempt,
-                        due_at=due,
-                    ),
+                decided = JobRecord(
+                    state=states[job.name],
+                    attempt=attempt,
+                    caused_by=key,
+                    claimed_at=now,
+                    first_attempt=record.first_attempt,
+                    due_at=due,
+                    started_at=now if starts else None,
                 )
+                changes |= job_set(job.name, decided)
+                if decided.state == JobState.UPSTREAM_FAILED:
+                    not_run[job.name] = decided
                 if due is not None:
                     wakes.append(due)
                     if job.approval is not None:
@@ -229,9 +276,12 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
                     dispatches.append(job_event(run, job, attempt, outputs))
         if not phase_finished(phase, states):
             break
-        phase_changes, phase_statuses, phase = advance_phase(run, phase, key, expire_at_for(run, now))
+        phase_changes, phase_statuses, phase, run = advance_phase(run, phase, key, expire_at_for(run, now))
         changes |= phase_changes
         statuses.extend(phase_statuses)
+    culprit = uncaught(run, states, ended=phase is None)
+    if culprit is not None:
+        return fail_uncaught(run, key, conditions, culprit, not_run, now)
     if not changes:
         return None
     return Transition(
@@ -243,6 +293,17 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
         wake_at=min(wakes, default=None),
         fan_outs=tuple(fan_outs),
     )
+
+
+MAX_DURATION_EXCEEDED = "max duration exceeded"
+
+
+def past_max_duration(job: Job, record: JobRecord, until: datetime) -> bool:
+    """Whether ``job``, whose first attempt of this round started at ``record.started_at``, would
+    be past its ``max_duration`` at ``until`` (the time its next attempt would start)."""
+    if job.max_duration is None or record.started_at is None:
+        return False
+    return (until - record.started_at).total_seconds() >= job.max_duration
 
 
 def _retried(job: Job, attempts: int, error: str) -> bool:
@@ -271,7 +332,7 @@ def failure_is_final(run: Run, event: StatusEvent) -> bool:
         return True
     job = run.definition.job(event.job)
     retried = _retried(job, event.attempt - first + 1, event.error or "")
-    return not retried or failure_handlers.tolerated(run, job, retried)
+    return not retried or failure_handlers.tolerated(run, job, retried, event.error or "")
 
 
 def plan_failure(run: Run, event: StatusEvent, now: datetime) -> Transition | None:
@@ -292,12 +353,15 @@ def plan_failure(run: Run, event: StatusEvent, now: datetime) -> Transition | No
         conditions |= run_is(RunState.RUNNING)
         attempts = event.attempt - (record.first_attempt or 1) + 1
         retried = _retried(job, attempts, error)
-        if failure_handlers.tolerated(run, job, retried):
+        delay = retry.retry_delay(
+            job.retry, attempts, retry.jitter_source(run.run_id, job.name, event.attempt)
+        )
+        exceeded = past_max_duration(job, record, now + timedelta(seconds=delay if retried else 0))
+        if exceeded:
+            retried, error = False, limits.bounded(f"{MAX_DURATION_EXCEEDED}: {error}")
+        if failure_handlers.tolerated(run, job, retried, error):
             return tolerate_failure(run, event, conditions, error, now)
         if retried:
-            delay = retry.retry_delay(
-                job.retry, attempts, retry.jitter_source(run.run_id, job.name, event.attempt)
-            )
             # A delayed attempt waits for its timer, which dispatches it (runtime.engine.timers).
             due = now + timedelta(seconds=delay) if delay > 0 else None
             state = {} if due is None else {"state": JobState.WAITING, "due_at": due}
@@ -314,7 +378,12 @@ def plan_failure(run: Run, event: StatusEvent, now: datetime) -> Transition | No
                 dispatches=() if due is not None else (job_event(run, job, event.attempt + 1),),
                 wake_at=due,
             )
-        if attempts <= job.retries and not job.for_each:
+        if exceeded:
+            message = (
+                f"job {job.name!r} failed after {attempts} attempt(s), past its max_duration of "
+                f"{job.max_duration}s: {error}"
+            )
+        elif attempts <= job.retries and not job.for_each:
             kind = retry.error_type(error)
             message = f"job {job.name!r} failed with {kind}, which its retry policy does not retry: {error}"
         else:
@@ -344,6 +413,13 @@ def stop_run(
         )
         return _into_handlers(failure_handlers.with_jobs_cancelled(run), failure, changes, now)
     state = failure_handlers.end_state(reason)
+    if failure_handlers.has_exit_handlers(run):
+        phase = run.phase if run.failure is None else run.failure.phase
+        ending = Exit(
+            status=state.value, error=error, phase=phase, caused_by=key, cancel_reason=cancel_reason
+        )
+        stopped = failure_handlers.with_jobs_cancelled(run)
+        return _into_exit(stopped, ending, at_version(run.version), changes, now)
     expire_at = expire_at_for(run, now)
     return Transition(
         conditions=at_version(run.version),
@@ -357,25 +433,64 @@ def fail_run(
     run: Run, key: str, conditions: Fields, job: str, error: str, now: datetime, attempt: int | None = None
 ) -> Transition:
     """Fail ``job`` and with it the run: at once, or (when the spec has failure handlers) once
-    they have run. A failure while they run is only recorded: the handlers go on."""
-    if failure_handlers.has_handlers(run):
-        failure = Failure(
-            reason=FAILED, phase=run.phase, job=job, attempt=attempt, error=error, caused_by=key
-        )
-        return _into_handlers(run, failure, job_changed(job, state=JobState.FAILED, error=error), now)
-    if run.failure is not None:
+    they have run; the pending jobs its failure decided are ``upstream_failed``. A failure while
+    the handlers run is only recorded: the handlers go on."""
+    if run.failure is not None or run.exit is not None:
         failed = failure_handlers.with_job_failed(run, job, error)
         progress = plan_progress(failed, key, now)
         changes = job_changed(job, state=JobState.FAILED, error=error)
         return with_progress(Transition(conditions=conditions, changes=changes), progress)
+    states = {name: record.state for name, record in run.jobs.items()} | {job: JobState.FAILED}
+    changes = job_changed(job, state=JobState.FAILED, error=error)
+    not_run = upstream_failed(run.definition, states)
+    for name in not_run:
+        changes |= job_changed(name, state=JobState.UPSTREAM_FAILED, caused_by=key, claimed_at=now)
+    if failure_handlers.has_handlers(run):
+        failure = Failure(
+            reason=FAILED, phase=run.phase, job=job, attempt=attempt, error=error, caused_by=key
+        )
+        decided = replace(
+            run,
+            jobs={
+                **run.jobs,
+                **{name: replace(run.jobs[name], state=JobState.UPSTREAM_FAILED) for name in not_run},
+            },
+        )
+        return _into_handlers(decided, failure, changes, now)
+    if failure_handlers.has_exit_handlers(run):
+        ending = Exit(status=RunState.FAILED.value, error=error, phase=run.phase, caused_by=key)
+        decided = replace(
+            run,
+            jobs={
+                **run.jobs,
+                job: replace(run.jobs[job], state=JobState.FAILED, error=error),
+                **{name: replace(run.jobs[name], state=JobState.UPSTREAM_FAILED) for name in not_run},
+            },
+        )
+        return _into_exit(decided, ending, at_version(run.version), changes, now)
     expire_at = expire_at_for(run, now)
     return Transition(
         conditions=conditions,
-        changes=job_changed(job, state=JobState.FAILED, error=error)
-        | run_ended(RunState.FAILED, key, error, expire_at),
+        changes=changes | run_ended(RunState.FAILED, key, error, expire_at),
         statuses=(run_status(run, RUN_ENDS[RunState.FAILED], error=error),),
         expiry=expiry_of(expire_at),
     )
+
+
+def fail_uncaught(
+    run: Run, key: str, conditions: Fields, job: str, not_run: dict[str, JobRecord], now: datetime
+) -> Transition:
+    """Fail the run because of ``job``'s failure, which no job after it caught: the jobs this pass
+    found ``upstream_failed`` (``not_run``) are recorded with it, what else it decided is not (a
+    failed run dispatches nothing more)."""
+    record = run.jobs[job]
+    error = f"job {job!r} failed and no job after it accepts the failure: {record.error or 'it failed'}"
+    decided = replace(run, jobs={**run.jobs, **not_run})
+    failing = fail_run(decided, key, conditions, job, error, now, record.attempt)
+    marks: Fields = {}
+    for name, decision in not_run.items():
+        marks |= job_set(name, decision)
+    return replace(failing, changes=marks | failing.changes)
 
 
 def _into_handlers(run: Run, failure: Failure, changes: Fields, now: datetime) -> Transition:

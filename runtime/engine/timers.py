@@ -84,7 +84,7 @@ def pending_timers(run: Run) -> list[tuple[datetime, StatusEvent]]:
         for lane in record.fan_out.lanes.values()
         if lane.waiting and lane.due_at is not None
     ]
-    if run.deadline is not None and run.failure is None:
+    if run.deadline is not None and run.failure is None and run.exit is None:
         timers.append((run.deadline, timer_event(run, None)))
     return sorted(timers, key=lambda timer: timer[0])
 
@@ -125,7 +125,7 @@ def plan_timer(run: Run, event: StatusEvent, now: datetime) -> Transition | Reje
         return _fail(run, job, event, APPROVAL_TIMED_OUT, now)
     record = run.jobs[job.name]
     conditions = run_is(RunState.RUNNING) | job_is(job.name, JobState.WAITING, event.attempt)
-    if failure_handlers.tolerated(run, job, retry_left=True):
+    if failure_handlers.tolerated(run, job, retry_left=True, error=record.error or ""):
         # The failure handlers started while this job waited to retry: it gets no other attempt.
         return tolerate_failure(run, event, conditions, record.error or "the job failed", now)
     return Transition(
@@ -188,7 +188,7 @@ def _fail(run: Run, job: Job, event: StatusEvent, error: str, now: datetime) -> 
     """The waiting attempt fails (a job without code is not retried), and with it the run, unless
     the job may fail (``allow_failure``, or a failure handler)."""
     conditions = run_is(RunState.RUNNING) | job_is(job.name, JobState.WAITING, event.attempt)
-    if failure_handlers.tolerated(run, job, retry_left=False):
+    if failure_handlers.tolerated(run, job, retry_left=False, error=error):
         return tolerate_failure(run, event, conditions, error, now)
     return fail_run(run, event.key, conditions, job.name, f"job {job.name!r}: {error}", now, event.attempt)
 
@@ -203,6 +203,11 @@ def _plan_deadline(run: Run, event: StatusEvent, now: datetime) -> Transition | 
         return Rejection(action="ignored", reason=f"the run has already ended ({run.state})")
     if run.failure is not None and run.failure.caused_by == event.key:
         return None
+    if run.exit is not None and run.exit.caused_by == event.key:
+        return None
+    if run.exit is not None:
+        reason = "the exit handlers run to their end: the run ends as it was going to"
+        return Rejection(action="ignored", reason=reason)
     if run.failure is not None:
         # The handlers started before the deadline (fired before, it would be the failure): they
         # may be giving back what the run holds, so they run to their end (each within its own

@@ -22,6 +22,7 @@ from typing import Any
 
 from runtime.documents.envelopes import parse_status_event
 from runtime.documents.run import Run, StatusEvent
+from runtime.engine import joins
 from runtime.engine.progress import failure_is_final
 from runtime.errors import EventError
 from runtime.limits import LAMBDA_RETRY_DELAY
@@ -55,14 +56,16 @@ def compose(
     *,
     may_fail: bool = False,
     tolerated: Sequence[str] = (),
+    caught: Sequence[str] = (),
     item_failures: Sequence[str] = (),
     retried: bool | None = None,
 ) -> tuple[str, str]:
     """(subject, message) for one status event; ``max_attempts`` and ``run_over`` (the run has
     already ended) let a job failure say whether it will be retried, ``may_fail`` (the job has
     ``allow_failure``) that the run goes on without it; the end of a run names the jobs whose
-    failure it ``tolerated``. ``item_failures``: a summary line per fan-out job with failed items
-    (of the job that failed, or at the end of a run, of every job). ``retried``: whether another
+    failure it ``tolerated`` and those a join after them ``caught``. ``item_failures``: a summary
+    line per fan-out job with failed items (of the job that failed, or at the end of a run, of
+    every job). ``retried``: whether another
     attempt follows this failure (None: told from ``max_attempts`` while the run goes on)."""
     run = f"{event.workflow} run {event.run_id}"
     if event.status == StatusName.FAILED:
@@ -96,6 +99,7 @@ def compose(
     if event.status == StatusName.WORKFLOW_STARTED:
         return (f"{event.workflow}: run started", f"{run} started.")
     also = f"\nFailed and tolerated (allow_failure): {', '.join(tolerated)}." if tolerated else ""
+    also += f"\nFailed and caught by a join after it: {', '.join(caught)}." if caught else ""
     also += "".join(f"\n{line}" for line in item_failures)
     if event.status == StatusName.WORKFLOW_SUCCEEDED:
         return (f"{event.workflow}: run succeeded", f"{run} succeeded.{also}")
@@ -196,16 +200,29 @@ class NotifierService:
             tolerated = [
                 job.name
                 for job in run.definition.jobs()
-                if job.allow_failure and run.jobs[job.name].state == JobState.FAILED
+                if run.jobs[job.name].state == JobState.FAILED
+                and joins.failure_allowed(job, run.jobs[job.name].error)
             ]
-            return {"tolerated": tolerated, "item_failures": self._item_failures(run, list(run.jobs))}
+            states = {name: record.state for name, record in run.jobs.items()}
+            caught = [
+                job.name
+                for job in run.definition.jobs()
+                if run.jobs[job.name].state == JobState.FAILED
+                and not joins.failure_allowed(job, run.jobs[job.name].error)
+                and joins.caught(run.definition, job.name, states) is True
+            ]
+            return {
+                "tolerated": tolerated,
+                "caught": caught,
+                "item_failures": self._item_failures(run, list(run.jobs)),
+            }
         if status.job is None or status.job not in run.jobs:
             return {"run_over": run.state != RunState.RUNNING}
         job = run.definition.job(status.job)
         return {
             "max_attempts": job.max_attempts,
             "run_over": run.state != RunState.RUNNING,
-            "may_fail": job.allow_failure,
+            "may_fail": joins.failure_allowed(job, status.error),
             "retried": not failure_is_final(run, status),
             "item_failures": self._item_failures(run, [job.name]),
         }

@@ -11,6 +11,7 @@ from typing import Any
 
 from runtime.documents.items import FAILED_ITEMS_SHOWN, FailedItem, FanOut
 from runtime.documents.run import JobRecord
+from runtime.engine.joins import caught, failure_allowed
 from runtime.statuses import JobState, RunState, StatusName
 from runtime.store.mongo import MongoStore
 
@@ -42,6 +43,9 @@ class JobReport:
     redriven run's job counts only the attempts since the redrive."""
     tolerated: bool = False
     """It failed and the run went on (``allow_failure``)."""
+    caught: bool = False
+    """It failed and a job after it whose join runs after a failure ran (or its ``when`` said
+    no): the failure was caught, so it did not fail the run."""
     items: Mapping[str, int] | None = None
     """A ``for_each`` job's items: ``count``, ``done``, ``failed``, ``running``, ``waiting`` (to
     be retried), ``not_started``."""
@@ -107,6 +111,7 @@ class RunReport:
                     "output": job.output,
                     "error": job.error,
                     "tolerated": job.tolerated,
+                    "caught": job.caught,
                     **({} if job.items is None else {"items": dict(job.items)}),
                     **(
                         {"failed_items": [item.to_json() for item in job.failed_items]}
@@ -118,6 +123,7 @@ class RunReport:
                 for job in self.jobs
             },
             "tolerated": [job.name for job in self.jobs if job.tolerated],
+            "caught": [job.name for job in self.jobs if job.caught],
         }
         if self.faults is not None:
             document["faults"] = dict(self.faults)
@@ -146,6 +152,7 @@ class RunReport:
                     error=job.get("error"),
                     seconds=job.get("seconds"),
                     tolerated=job.get("tolerated", False),
+                    caught=job.get("caught", False),
                     items=job.get("items"),
                     failed_items=tuple(FailedItem.from_json(item) for item in job.get("failed_items", ())),
                     output_ref=job.get("output_ref"),
@@ -234,6 +241,7 @@ def summarize(
             last_report[job] = date
     ended = run.state != RunState.RUNNING or gave_up is not None
     jobs = []
+    states = {name: record.state for name, record in run.jobs.items()}
     for phase in run.definition.all_phases():
         for job_definition in phase.jobs:
             name = job_definition.name
@@ -251,7 +259,11 @@ def summarize(
                     # the job has succeeded that error is history, not its outcome.
                     error=record.error if record.state == JobState.FAILED else None,
                     seconds=_seconds(first_started.get(name), last_report.get(name)),
-                    tolerated=job_definition.allow_failure and record.state == JobState.FAILED,
+                    tolerated=record.state == JobState.FAILED
+                    and failure_allowed(job_definition, record.error),
+                    caught=record.state == JobState.FAILED
+                    and not failure_allowed(job_definition, record.error)
+                    and caught(run.definition, name, states) is True,
                     items=None if record.fan_out is None else _items(record.fan_out),
                     failed_items=_failed_items(store, run_id, name, record.fan_out),
                     output_ref=record.output_ref,

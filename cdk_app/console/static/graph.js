@@ -25,7 +25,7 @@ function jobWidth(job) {
 }
 
 function clusterTitle(phase) {
-  return phase.handlers ? HANDLERS_TITLE : phase.name;
+  return phase.title || (phase.handlers ? HANDLERS_TITLE : phase.name);
 }
 
 function newGraph() {
@@ -184,7 +184,10 @@ function arrowhead() {
 function jobTitle(job) {
   const lines = [`${job.name}: ${job.state || "unknown"}`];
   if (job.state === "skipped") lines.push(job.when ? `skipped: its condition was false (when ${job.when})` : "skipped: a job it needs did not succeed");
+  else if (job.state === "upstream_failed") lines.push(`upstream_failed: a job it waits for failed, and its ${job.depends ? "depends" : `join (${job.join || "all"})`} does not run after that`);
   else if (job.when) lines.push(`conditional: runs only when ${job.when}`);
+  if (job.depends) lines.push(`depends ${job.depends}`);
+  else if (job.join && job.join !== "all") lines.push(`join ${job.join}`);
   if (job.allow_failure) lines.push("allow_failure: if it fails, the run goes on");
   if (job.calls) lines.push(`runs no code of its own: ${job.calls}`);
   return lines.join("\n");
