@@ -54,6 +54,8 @@ def _notes(job: Job) -> list[str]:
         notes.append("allow_failure")
     elif job.allow_failure:
         notes.append(f"allow_failure {', '.join(job.allow_failure)}")
+    if job.fails_run:
+        notes.append("fails_run")
     return notes
 
 

@@ -18,6 +18,7 @@ from cdk_app.graph import render_dot, render_mermaid
 from cdk_app.terminal.render import print_summary
 from cdk_app.testkit import WorkflowTest, raises, returns, sequence
 from runtime.definition.loader import load_workflow
+from runtime.errors import SpecError
 
 
 class CardDeclined(Exception):
@@ -356,6 +357,43 @@ def test_a_failing_exit_handler_does_not_change_how_the_run_ends(peer: Any) -> N
         "succeeded",
         jobs={"intentional_fail": "succeeded", "send_email": "failed", "celebrate": "upstream_failed"},
     )
+
+
+def test_an_exit_handler_with_fails_run_fails_a_run_that_would_have_succeeded(peer: Any) -> None:
+    """The issue's "unless the spec says so", as Airflow's teardown tasks say it with
+    ``on_failure_fail_dagrun=True`` (https://airflow.apache.org/docs/apache-airflow/stable/howto/setup-and-teardown.html):
+    an exit handler that must succeed for the run to count as succeeded."""
+    spec = EXIT_HANDLERS.replace("  send_email: {}", "  send_email: {fails_run: true}")
+    run = peer(spec, fakes={"send_email": raises(OSError("smtp down"))})
+    run.start()
+    run.assert_run("failed", jobs={"intentional_fail": "succeeded", "send_email": "failed"})
+    error = run.get().error
+    assert error is not None
+    assert error.startswith("exit handler 'send_email' failed (it has fails_run): ")
+    assert "smtp down" in error
+    assert "fails_run" in render_mermaid(run.definition)
+
+    # A run that failed on its own ends with its own error, whatever its exit handlers do.
+    failing = peer(
+        spec,
+        fakes={"intentional_fail": raises(RuntimeError("boom")), "send_email": raises(OSError("smtp down"))},
+    )
+    failing.start()
+    failing.assert_run("failed", jobs={"intentional_fail": "failed", "send_email": "failed"})
+    assert str(failing.get().error).startswith("job 'intentional_fail' failed")
+
+
+def test_fails_run_is_for_exit_handlers_only(tmp_path: Path) -> None:
+    spec = tmp_path / "w.yaml"
+    spec.write_text(
+        "workflow: w\nphases:\n  p:\n    jobs:\n      a: {fails_run: true}\n"
+        "on_failure:\n  page: {fails_run: true}\n"
+    )
+    with pytest.raises(SpecError) as raised:
+        load_workflow(spec)
+    text = str(raised.value)
+    assert "$.phases.p.jobs.a.fails_run: only an exit handler (a job of on_exit) can set fails_run" in text
+    assert "$.on_failure.page.fails_run: only an exit handler" in text
 
 
 def test_a_redrive_after_the_exit_handlers_runs_them_again_for_the_new_end(peer: Any) -> None:

@@ -189,6 +189,7 @@ CHANGES: dict[tuple[str, str], object] = {
     ("http", "secret_header"): "X-Api-Key",
     ("http", "timeout"): 5,
     ("job", "results"): "earlier",
+    ("job", "fails_run"): True,
     ("job", "code"): "jobs/extract_orders.py",
     ("job", "memory"): 1024,
     ("job", "timeout"): 5,

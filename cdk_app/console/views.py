@@ -68,6 +68,7 @@ def _phase_json(run: Run, phase: Phase, failed_items: Mapping[str, Sequence[Fail
                 "output": None if record is None else record.output,
                 "error": None if record is None else record.error,
                 "allow_failure": job.allow_failure,
+                "fails_run": job.fails_run,
                 "join": job.join,
                 "depends": job.depends,
                 "for_each": job.for_each,

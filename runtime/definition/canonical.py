@@ -135,6 +135,8 @@ def _job_settings(
     settings |= read_depends(job, own, report)
     if isinstance(own.get("max_duration"), int) and not isinstance(own["max_duration"], bool):
         settings["max_duration"] = own["max_duration"]
+    if own.get("fails_run") is True:
+        settings["fails_run"] = True
     if isinstance(own.get("allow_failure"), bool):
         settings["allow_failure"] = own["allow_failure"]
     elif isinstance(own.get("allow_failure"), list):

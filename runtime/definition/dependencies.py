@@ -62,6 +62,17 @@ def check_dependencies(
         )
     if "depends" in job.settings:
         _check_depends(job, report)
+    if "fails_run" in job.settings and phase.path != ("on_exit",):
+        report.add(
+            (*job.path, "fails_run"),
+            f"only an exit handler (a job of on_exit) can set fails_run; job {job.name!r} "
+            + (
+                "fails the run by failing, unless it has allow_failure"
+                if not handler
+                else "is a failure handler, whose failure is recorded while the run ends failed anyway"
+            )
+            + "; remove it",
+        )
     if handler and "allow_failure" in job.settings:
         report.add(
             (*job.path, "allow_failure"),

@@ -41,6 +41,7 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "join",
                 "depends",
                 "allow_failure",
+                "fails_run",
                 "results",
                 "code",
                 "memory",

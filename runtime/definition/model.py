@@ -263,6 +263,10 @@ class Job:
     """When the last attempt fails, the run goes on: the job is ``failed`` and counts as failed
     for the jobs after it. True: whatever the error; error type names: only a failure of one of
     those types (``allows_failure``)."""
+    fails_run: bool = False
+    """An exit handler's (``on_exit``): when it fails for good, a run that was going to succeed
+    ends ``failed`` instead (Airflow's teardown ``on_failure_fail_dagrun``); False: its failure
+    is recorded and the run ends as it was going to."""
     memory: int = 256
     """Lambda memory in MB (128-10240)."""
     timeout: int = 60
@@ -561,6 +565,7 @@ def _phase_document(phase: Phase) -> dict[str, Any]:
                 if isinstance(job.allow_failure, bool)
                 else list(job.allow_failure),
                 **({} if job.results == "after" else {"results": job.results}),
+                **({"fails_run": True} if job.fails_run else {}),
                 "memory": job.memory,
                 "timeout": job.timeout,
                 "retries": job.retries,
@@ -596,6 +601,7 @@ def _phase_from_document(phase: Mapping[str, Any]) -> Phase:
                 depends=job.get("depends"),
                 allow_failure=job.get("allow_failure", False),
                 results=job.get("results", "after"),
+                fails_run=job.get("fails_run", False),
                 memory=job["memory"],
                 timeout=job["timeout"],
                 # A snapshot from before retry policies has only ``retries``.

@@ -38,6 +38,18 @@ def has_exit_handlers(run: Run) -> bool:
     return run.definition.on_exit is not None and run.exit is None
 
 
+def exit_end(run: Run, status: RunState, error: str | None) -> tuple[RunState, str | None]:
+    """How the run ends once its exit handlers have all finished: as it was going to (``status``,
+    ``error``), unless it was going to succeed and an exit handler with ``fails_run`` failed."""
+    if status != RunState.SUCCEEDED or run.definition.on_exit is None:
+        return status, error
+    for job in run.definition.on_exit.jobs:
+        record = run.jobs.get(job.name)
+        if job.fails_run and record is not None and record.state == JobState.FAILED:
+            return RunState.FAILED, f"exit handler {job.name!r} failed (it has fails_run): {record.error}"
+    return status, error
+
+
 def tolerated(run: Run, job: Job, retry_left: bool, error: str) -> bool:
     """A failed attempt of ``job`` is recorded and the run goes on, without another attempt: a job
     of the workflow while the handlers run, or the last attempt of a job that ``allow_failure``

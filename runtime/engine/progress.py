@@ -120,8 +120,9 @@ def advance_phase(
     statuses = [run_status(run, StatusName.PHASE_COMPLETED, phase=phase.name)]
     following = run.definition.next_phase(phase.name)
     if phase.name == EXIT_PHASE and run.exit is not None:
-        # The exit handlers have all finished: the run ends as it was going to.
-        state, error = RunState(run.exit.status), run.exit.error
+        # The exit handlers have all finished: the run ends as it was going to, or failed by one
+        # that says so.
+        state, error = failure_handlers.exit_end(run, RunState(run.exit.status), run.exit.error)
         changes |= run_ended(state, key, error, expire_at)
         statuses.append(replace(run_status(run, RUN_ENDS[state], error=error), reason=run.exit.cancel_reason))
         return changes, tuple(statuses), None, run

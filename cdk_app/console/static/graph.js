@@ -189,6 +189,7 @@ function jobTitle(job) {
   if (job.depends) lines.push(`depends ${job.depends}`);
   else if (job.join && job.join !== "all") lines.push(`join ${job.join}`);
   if (job.allow_failure) lines.push("allow_failure: if it fails, the run goes on");
+  if (job.fails_run) lines.push("fails_run: if it fails, a run that was going to succeed ends failed");
   if (job.calls) lines.push(`runs no code of its own: ${job.calls}`);
   return lines.join("\n");
 }
