@@ -11,6 +11,7 @@ from runtime import contracts, limits
 from runtime.definition.call import read_call
 from runtime.definition.draft import Draft, DraftJob, DraftPhase, Ref, known_fields, mapping, name_refs
 from runtime.definition.expressions import check_expression
+from runtime.definition.flow import read_flow
 from runtime.definition.for_each import read_for_each
 from runtime.definition.http import read_http
 from runtime.definition.input_schema import read_input_schema
@@ -89,6 +90,7 @@ def read_spec(document: dict[str, Any], report: Report, base_dir: Path) -> Draft
         settings["notify"] = Notify(**_notify_settings(spec["notify"]))
     if shared is not None:
         settings["shared"] = shared.as_posix()
+    settings |= read_flow(spec, report)
     return Draft(name, phases, settings, handlers)
 
 

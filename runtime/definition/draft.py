@@ -29,6 +29,9 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "on_failure",
                 "input_schema",
                 "shared",
+                "concurrency",
+                "priority",
+                "on_limit",
             }
         ),
         "defaults": frozenset({"memory", "timeout", "retries", "retry", "env", "results"}),
@@ -66,6 +69,7 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
         "wait": frozenset({"until"}),
         "permission": frozenset({"actions", "resources"}),
         "notify": frozenset({"on", "email", "slack_webhook_secret"}),
+        "concurrency": frozenset({"limit", "key"}),
         "seed": frozenset({"$schema", "id", "purposeId", "currentPhase", "phases"}),
         "seed_phase": frozenset({"steps", "waitFor", "next", "finished"}),
         "seed_step": frozenset({"jobs"}),

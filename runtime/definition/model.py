@@ -321,6 +321,24 @@ class Notify:
         object.__setattr__(self, "email", tuple(self.email))
 
 
+ON_LIMIT = ("queue", "skip", "cancel_oldest")
+"""What a run started over its workflow's ``concurrency`` limit does: wait ``queued`` for a slot,
+end at once (cancelled, saying why), or have the oldest running run of its key cancelled and take
+its slot when that run has ended."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConcurrency:
+    """At most ``limit`` runs of the workflow run at once: per value of ``key`` (JMESPath over
+    ``{input}``), or across all runs when there is no key."""
+
+    limit: int
+    key: str | None = None
+
+    def to_document(self) -> dict[str, Any]:
+        return {"limit": self.limit, "key": self.key}
+
+
 @dataclass(frozen=True, kw_only=True)
 class Workflow:
     """A compiled workflow definition: the IR every consumer takes."""
@@ -351,6 +369,13 @@ class Workflow:
     shared: str | None = None
     """A folder (absolute POSIX path) of modules every job's code may import: staged beside each
     job's code, put on ``sys.path`` locally. Build-time only, like ``code``."""
+    concurrency: RunConcurrency | None = None
+    """How many runs may run at once (per key); None: no limit."""
+    priority: str | None = None
+    """JMESPath over ``{input}`` giving an integer: queued runs start highest first (then oldest
+    first); None: every run has priority 0."""
+    on_limit: str = "queue"
+    """One of ``ON_LIMIT``."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "phases", tuple(self.phases))
@@ -431,6 +456,9 @@ class Workflow:
             **({} if self.schedule_timezone is None else {"schedule_timezone": self.schedule_timezone}),
             "timeout": self.timeout,
             "retention_days": self.retention_days,
+            **({} if self.concurrency is None else {"concurrency": self.concurrency.to_document()}),
+            **({} if self.priority is None else {"priority": self.priority}),
+            **({} if self.on_limit == "queue" else {"on_limit": self.on_limit}),
         }
 
     @classmethod
@@ -454,6 +482,9 @@ class Workflow:
             schedule_timezone=document.get("schedule_timezone"),
             timeout=document.get("timeout"),
             retention_days=document.get("retention_days"),
+            concurrency=None if document.get("concurrency") is None else RunConcurrency(**document["concurrency"]),
+            priority=document.get("priority"),
+            on_limit=document.get("on_limit", "queue"),
         )
 
 
