@@ -482,7 +482,9 @@ class Workflow:
             schedule_timezone=document.get("schedule_timezone"),
             timeout=document.get("timeout"),
             retention_days=document.get("retention_days"),
-            concurrency=None if document.get("concurrency") is None else RunConcurrency(**document["concurrency"]),
+            concurrency=None
+            if document.get("concurrency") is None
+            else RunConcurrency(**document["concurrency"]),
             priority=document.get("priority"),
             on_limit=document.get("on_limit", "queue"),
         )

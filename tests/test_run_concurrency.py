@@ -1,0 +1,471 @@
+"""Run concurrency (issue 28, item 1): a workflow's ``concurrency: {limit, key}``, ``priority`` and
+``on_limit``, on a real MongoDB server, under duplicated and reordered delivery and crashes
+between a run's end and the release of its slot. The limit is checked from the statuses log (no
+two runs' ``workflow_started`` to end overlap more than ``limit`` deep) and from the run
+documents after every delivery, not from the slot documents' counters."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pymongo
+import pytest
+
+from cdk_app.local.atlas_events import envelope
+from cdk_app.local.faults import CrashingStore, CrashPlan, InjectedCrash
+from runtime.definition.loader import load_workflow
+from runtime.definition.model import RunConcurrency, Workflow
+from runtime.errors import RunError, SpecError
+from runtime.handlers.job import stub_handler
+from runtime.service.job_attempt import run_attempt
+from runtime.service.operations import request_cancel
+from runtime.service.orchestrator import Orchestrator
+from runtime.service.reconciler import Reconciler
+from runtime.service.runs import start_run
+from runtime.statuses import ORCHESTRATOR_STATUSES, RUN_ENDS
+from runtime.store.mongo import MongoStore
+from runtime.store.settings import StoreSettings
+from tests.cli_harness import cli
+from tests.engine_harness import RecordingDispatcher, workflow
+
+pytestmark = pytest.mark.faults
+
+ENDS = {status.value for status in RUN_ENDS.values()}
+
+
+@pytest.fixture
+def store(mongo_client: pymongo.MongoClient[dict], store_settings: StoreSettings) -> MongoStore:
+    store = MongoStore(mongo_client, store_settings)
+    store.ensure_indexes()
+    return store
+
+
+def limited(limit: int, key: str | None = None, **options: Any) -> Workflow:
+    name = f"conc_{uuid.uuid4().hex[:8]}"
+    return workflow(
+        name,
+        {"p": {"a": {}, "b": {"after": ["a"]}}},
+        concurrency=RunConcurrency(limit=limit, key=key),
+        **options,
+    )
+
+
+class Cloud:
+    """Every run of one workflow, delivered together: statuses become orchestrator events (each
+    ``duplicate`` times, shuffled when asked), dispatched attempts run through the job wrapper.
+    ``check`` is called after every delivery."""
+
+    def __init__(
+        self,
+        store: MongoStore,
+        definition: Workflow,
+        *,
+        duplicate: int = 1,
+        shuffle: bool = False,
+        seed: int = 0,
+        check: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.store, self.definition = store, definition
+        self.dispatcher = RecordingDispatcher()
+        self.duplicate, self.shuffle, self.rng, self.check = duplicate, shuffle, random.Random(seed), check
+        self.seen: set[Any] = set()
+        self.run_ids: list[str] = []
+        self.held_back: set[str] = set()
+        """Runs whose events are not delivered (yet): they stay as they are."""
+
+    def start(self, run_input: Any = None, run_id: str | None = None) -> str:
+        run_id = start_run(self.store, self.definition, run_id=run_id, input=run_input).run_id
+        self.run_ids.append(run_id)
+        return run_id
+
+    def orchestrator(self, store: Any = None) -> Orchestrator:
+        return Orchestrator(store or self.store, self.dispatcher, redispatch_after=timedelta(0))
+
+    def deliver(self, event: dict[str, Any], plan: CrashPlan | None = None) -> None:
+        if plan is None:
+            self.orchestrator().handle(event)
+        else:
+            self.orchestrator(CrashingStore(self.store, plan)).handle(event)
+        self.check()
+
+    def events(self, run_ids: list[str]) -> list[dict[str, Any]]:
+        settings = self.store.settings
+        fresh = [
+            status
+            for run_id in run_ids
+            for status in self.store.run_statuses(run_id)
+            if status["_id"] not in self.seen
+        ]
+        self.seen.update(status["_id"] for status in fresh)
+        return [
+            envelope(status, settings.database, settings.statuses_collection)
+            for status in fresh
+            if status["status"] in ORCHESTRATOR_STATUSES
+        ]
+
+    def settle(self, run_ids: list[str] | None = None, max_rounds: int = 500) -> None:
+        """Deliver until nothing more comes, for ``run_ids`` (default: every run not held back)."""
+        for _ in range(max_rounds):
+            wanted = [r for r in (run_ids or self.run_ids) if r not in self.held_back]
+            events = self.events(wanted) * self.duplicate
+            jobs = [job for job in self.dispatcher.drain() if job.run_id not in self.held_back]
+            jobs *= self.duplicate
+            if not events and not jobs:
+                return
+            if self.shuffle:
+                self.rng.shuffle(events)
+                self.rng.shuffle(jobs)
+            for event in events:
+                self.deliver(event)
+            for job in jobs:
+                run_attempt(self.store, stub_handler, job.to_payload(), None, uuid.uuid4().hex)
+                self.check()
+        raise AssertionError("the runs did not settle")
+
+    def states(self) -> dict[str, str]:
+        return {run_id: self.store.load_run(run_id)["status"] for run_id in self.run_ids}  # type: ignore[index]
+
+    def holders(self, key: str = "null") -> list[str]:
+        return self.store.slots().holders(self.definition.name, key)
+
+
+def most_in_flight(store: MongoStore, run_ids: list[str]) -> int:
+    """The most runs in flight at once, from the statuses log: each run from its
+    ``workflow_started`` to its end (an end and a start at the same instant: the end first)."""
+    edges: list[tuple[Any, int]] = []
+    for run_id in run_ids:
+        for status in store.run_statuses(run_id):
+            if status["status"] == "workflow_started":
+                edges.append((status["date"], 1))
+            elif status["status"] in ENDS:
+                edges.append((status["date"], -1))
+    depth = deepest = 0
+    for _, step in sorted(edges):
+        depth += step
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def running_at_most(cloud: Cloud, limit: int) -> Callable[[], None]:
+    def check() -> None:
+        running = [s for s in cloud.states().values() if s == "running"]
+        assert len(running) <= limit
+        assert len(cloud.holders()) <= limit
+
+    return check
+
+
+# -- the limit ---------------------------------------------------------------------------------
+
+
+def test_five_starts_under_a_limit_of_two_run_two_and_queue_three(store: MongoStore) -> None:
+    cloud = Cloud(store, limited(2))
+    runs = [cloud.start() for _ in range(5)]
+
+    assert [cloud.states()[run_id] for run_id in runs] == ["running", "running", "queued", "queued", "queued"]
+    assert sorted(cloud.holders()) == sorted(runs[:2])
+    # A queued run has not started: no workflow_started, nothing dispatched.
+    assert [s["status"] for s in store.run_statuses(runs[2])] == []
+
+    cloud.settle()
+
+    assert set(cloud.states().values()) == {"succeeded"}
+    assert cloud.holders() == []
+    assert most_in_flight(store, runs) == 2
+
+
+def test_ends_start_the_queued_runs_by_priority_then_arrival(store: MongoStore) -> None:
+    cloud = Cloud(store, limited(1, priority="input.p"))
+    first = cloud.start({"p": 0})
+    queued = {
+        name: cloud.start({"p": p}) for name, p in [("low1", 0), ("high1", 5), ("low2", 0), ("high2", 5)]
+    }
+    cloud.held_back = set(queued.values())
+    order: list[str] = []
+    current = first
+    for _ in queued:
+        cloud.settle([current])
+        assert cloud.states()[current] == "succeeded"
+        running = [run_id for run_id, state in cloud.states().items() if state == "running"]
+        assert len(running) == 1
+        current = running[0]
+        cloud.held_back.discard(current)
+        order.append(next(name for name, run_id in queued.items() if run_id == current))
+
+    assert order == ["high1", "high2", "low1", "low2"]
+
+
+def test_a_priority_that_is_not_an_integer_refuses_the_run_before_anything_is_written(
+    store: MongoStore,
+) -> None:
+    definition = limited(1, priority="input.p")
+    with pytest.raises(
+        RunError, match=r"priority 'input.p' gives 'high' for this input; it must give an integer"
+    ):
+        start_run(store, definition, run_id="refused", input={"p": "high"})
+    assert store.read_run("refused") is None
+
+
+def test_each_key_has_its_own_limit(store: MongoStore) -> None:
+    cloud = Cloud(store, limited(1, key="input.tenant"))
+    a1, a2, b1 = cloud.start({"tenant": "a"}), cloud.start({"tenant": "a"}), cloud.start({"tenant": "b"})
+
+    assert cloud.states() == {a1: "running", a2: "queued", b1: "running"}
+    assert cloud.holders("a") == [a1]
+    assert cloud.holders("b") == [b1]
+
+    cloud.settle()
+
+    assert set(cloud.states().values()) == {"succeeded"}
+    assert cloud.holders("a") == cloud.holders("b") == []
+
+
+def test_a_repeated_start_takes_no_second_slot(store: MongoStore) -> None:
+    cloud = Cloud(store, limited(2))
+    first = cloud.start(run_id="same")
+    assert start_run(store, cloud.definition, run_id="same").created is False
+    second = cloud.start()
+    third = cloud.start()
+
+    assert cloud.holders() == [first, second]
+    assert store.load_run(third)["status"] == "queued"  # type: ignore[index]
+
+
+# -- duplicates, reordering, crashes ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_duplicated_and_shuffled_delivery_never_runs_more_than_the_limit(
+    store: MongoStore, seed: int
+) -> None:
+    cloud = Cloud(store, limited(2), duplicate=3, shuffle=True, seed=seed)
+    cloud.check = running_at_most(cloud, 2)
+    runs = [cloud.start() for _ in range(7)]
+
+    cloud.settle()
+
+    assert set(cloud.states().values()) == {"succeeded"}
+    assert cloud.holders() == []
+    assert most_in_flight(store, runs) == 2
+    for run_id in runs:
+        statuses = [s["status"] for s in store.run_statuses(run_id)]
+        assert statuses.count("workflow_started") == 1
+        assert statuses.count("workflow_succeeded") == 1
+
+
+class CrashAt:
+    """Crash at the first point named ``point``, once."""
+
+    def __init__(self, point: str) -> None:
+        self.point = point
+        self.fired = False
+
+    def check(self, point: str) -> None:
+        if not self.fired and point == self.point:
+            self.fired = True
+            raise InjectedCrash(point)
+
+
+def _end_with_a_crash(cloud: Cloud, run_id: str, point: str = "before release_slot") -> dict[str, Any]:
+    """Settle ``run_id`` until the event that ends it, whose handling crashes at ``point`` (by
+    default before it releases the slot): that event, for a redelivery."""
+    cloud.held_back = {r for r in cloud.run_ids if r != run_id}
+    for _ in range(50):
+        for event in cloud.events([run_id]):
+            plan = CrashAt(point)
+            try:
+                cloud.deliver(event, plan)
+            except InjectedCrash:
+                return event
+        for job in cloud.dispatcher.drain():
+            run_attempt(cloud.store, stub_handler, job.to_payload(), None, uuid.uuid4().hex)
+    raise AssertionError("the run did not end")
+
+
+def test_a_redelivery_after_a_crash_between_the_end_and_the_release_frees_the_slot_once(
+    store: MongoStore,
+) -> None:
+    cloud = Cloud(store, limited(1))
+    first, second, third = cloud.start(), cloud.start(), cloud.start()
+    crashed = _end_with_a_crash(cloud, first)
+    assert cloud.states() == {first: "succeeded", second: "queued", third: "queued"}
+    assert cloud.holders() == [first]
+
+    for _ in range(3):
+        cloud.deliver(crashed)
+
+    assert cloud.states() == {first: "succeeded", second: "running", third: "queued"}
+    assert cloud.holders() == [second]
+
+
+def test_the_reconciler_frees_a_slot_whose_release_was_lost_and_starts_the_queue(store: MongoStore) -> None:
+    cloud = Cloud(store, limited(1))
+    first, second = cloud.start(), cloud.start()
+    _end_with_a_crash(cloud, first)  # and the event is never delivered again
+    assert cloud.holders() == [first]
+
+    reconciler = Reconciler(
+        store, cloud.dispatcher, stale_after=timedelta(hours=1), workflow=cloud.definition.name
+    )
+    report = reconciler.reconcile_pass()
+
+    assert (report.slots_released, report.queued_started) == (1, 1)
+    assert cloud.states() == {first: "succeeded", second: "running"}
+    assert cloud.holders() == [second]
+    assert reconciler.reconcile_pass().slots_released == 0
+    cloud.held_back = set()
+    cloud.settle()
+    assert cloud.states() == {first: "succeeded", second: "succeeded"}
+
+
+def test_the_reconciler_starts_a_queued_run_whose_promotion_crashed(store: MongoStore) -> None:
+    cloud = Cloud(store, limited(1))
+    first, second = cloud.start(), cloud.start()
+    # The first run ends and releases its slot; the second takes it, and the handler dies there.
+    _end_with_a_crash(cloud, first, "after take_slot")
+    assert cloud.states() == {first: "succeeded", second: "queued"}
+    assert cloud.holders() == [second]
+
+    Reconciler(store, cloud.dispatcher, stale_after=timedelta(hours=1)).reconcile_pass()
+
+    assert cloud.states()[second] == "running"
+    assert [s["status"] for s in store.run_statuses(second)] == ["workflow_started"]
+
+
+# -- on_limit, cancel ----------------------------------------------------------------------------
+
+
+def test_on_limit_skip_ends_the_new_run_cancelled_without_starting_it(store: MongoStore) -> None:
+    cloud = Cloud(store, limited(1, on_limit="skip"))
+    first, second = cloud.start(), cloud.start()
+
+    assert cloud.states() == {first: "running", second: "cancelled"}
+    skipped = store.load_run(second)
+    assert skipped is not None
+    assert skipped["error"] == (
+        "skipped: 1 run(s) with concurrency key null were running (concurrency limit 1, on_limit: skip)"
+    )
+    assert [s["status"] for s in store.run_statuses(second)] == ["workflow_cancelled"]
+    assert cloud.holders() == [first]
+    cloud.settle()
+    assert cloud.holders() == []
+    assert cloud.start() and cloud.holders() == [cloud.run_ids[-1]]
+
+
+def test_on_limit_cancel_oldest_cancels_the_oldest_run_and_starts_the_new_one(store: MongoStore) -> None:
+    cloud = Cloud(store, limited(2, on_limit="cancel_oldest"))
+    oldest, younger = cloud.start(), cloud.start()
+    newest = cloud.start()
+    assert cloud.states() == {oldest: "running", younger: "running", newest: "queued"}
+    assert [s["status"] for s in store.run_statuses(oldest)] == ["workflow_started", "cancel_requested"]
+
+    cloud.settle([oldest])
+
+    assert cloud.states() == {oldest: "cancelled", younger: "running", newest: "running"}
+    assert "on_limit: cancel_oldest" in store.load_run(oldest)["error"]  # type: ignore[index]
+    cloud.settle()
+    assert cloud.states() == {oldest: "cancelled", younger: "succeeded", newest: "succeeded"}
+
+
+def test_a_queued_run_cancelled_ends_without_starting_and_takes_no_slot(store: MongoStore) -> None:
+    cloud = Cloud(store, limited(1))
+    first, second, third = cloud.start(), cloud.start(), cloud.start()
+    request_cancel(store, second, "not needed")
+    cloud.held_back = {first, third}
+    cloud.settle([second])
+
+    assert cloud.states() == {first: "running", second: "cancelled", third: "queued"}
+    assert [s["status"] for s in store.run_statuses(second)] == ["cancel_requested", "workflow_cancelled"]
+    assert store.load_run(second)["error"] == "cancelled: not needed"  # type: ignore[index]
+    cloud.held_back = set()
+    cloud.settle()
+    assert cloud.states() == {first: "succeeded", second: "cancelled", third: "succeeded"}
+    assert most_in_flight(store, [first, second, third]) == 1
+
+
+def test_a_lost_cancel_of_a_queued_run_is_applied_by_the_reconciler(store: MongoStore) -> None:
+    cloud = Cloud(store, limited(1))
+    _, second = cloud.start(), cloud.start()
+    request_cancel(store, second)  # the event is never delivered
+
+    Reconciler(store, cloud.dispatcher, stale_after=timedelta(0)).reconcile_pass()
+
+    assert cloud.states()[second] == "cancelled"
+
+
+# -- the spec and the CLI ---------------------------------------------------------------------------
+
+
+def test_the_spec_keys_load_into_the_ir_and_survive_the_run_snapshot(tmp_path: Path) -> None:
+    spec = tmp_path / "w.yaml"
+    spec.write_text(
+        "workflow: limited\nconcurrency: {limit: 3, key: input.tenant}\npriority: input.urgency\n"
+        "on_limit: cancel_oldest\nphases:\n  p:\n    jobs:\n      a: {}\n"
+    )
+    loaded = load_workflow(spec)
+    assert (loaded.concurrency, loaded.priority, loaded.on_limit) == (
+        RunConcurrency(limit=3, key="input.tenant"),
+        "input.urgency",
+        "cancel_oldest",
+    )
+    again = Workflow.from_document(loaded.to_document())
+    assert (again.concurrency, again.priority, again.on_limit) == (
+        loaded.concurrency,
+        "input.urgency",
+        "cancel_oldest",
+    )
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        (
+            "concurrency: {limit: 0}",
+            r"\$\.concurrency\.limit: 0 is out of range: must be between 1 and 10000",
+        ),
+        (
+            "concurrency: {limit: 2, key: tenant}",
+            r"\$\.concurrency\.key: 'tenant' reads 'tenant'.*did you mean 'input\.tenant'",
+        ),
+        (
+            "concurrency: {limit: 2}\npriority: 'input.p > 1'",
+            r"\$\.priority: invalid JMESPath.*write 'input\.p > `1`'",
+        ),
+        ("priority: input.p", r"\$\.priority: 'priority' has no effect without 'concurrency'"),
+        (
+            "concurrency: {limit: 2}\non_limit: drop",
+            r"\$\.on_limit: unknown value 'drop'; expected one of: queue, skip, cancel_oldest",
+        ),
+    ],
+)
+def test_validate_explains_a_wrong_flow_control_key(tmp_path: Path, keys: str, message: str) -> None:
+    spec = tmp_path / "w.yaml"
+    spec.write_text(f"workflow: limited\n{keys}\nphases:\n  p:\n    jobs:\n      a: {{}}\n")
+    with pytest.raises(SpecError, match=message):
+        load_workflow(spec)
+
+
+def test_runs_lists_the_queued_runs(
+    tmp_path: Path, mongo_uri: str, mongo_client: pymongo.MongoClient[dict]
+) -> None:
+    database = f"conc_{uuid.uuid4().hex[:12]}"
+    store = ["--mongo-uri", mongo_uri, "--database", database]
+    spec = tmp_path / "limited.yaml"
+    spec.write_text("workflow: limited\nconcurrency: {limit: 1}\nphases:\n  p:\n    jobs:\n      a: {}\n")
+    try:
+        for run_id in ("first", "second"):
+            assert cli("start", str(spec), *store, "--run-id", run_id).exit_code == 0
+
+        listed = cli("runs", "--status", "queued", "--json", *store)
+        shown = cli("status", "second", *store)
+
+        assert listed.exit_code == 0, listed.stderr
+        assert [(run["run_id"], run["status"]) for run in listed.listing] == [("second", "queued")]
+        assert "queued" in shown.stdout
+    finally:
+        mongo_client.drop_database(database)
