@@ -27,7 +27,7 @@ from runtime.errors import EventError
 from runtime.limits import LAMBDA_RETRY_DELAY
 from runtime.ports import NotificationClaims, Notifier, RunStore
 from runtime.service.approvals import approval_commands
-from runtime.statuses import ATTEMPT_FAILED, JobState, RunState, StatusName
+from runtime.statuses import ATTEMPT_FAILED, ENDED, JobState, StatusName
 
 log = logging.getLogger(__name__)
 
@@ -200,11 +200,11 @@ class NotifierService:
             ]
             return {"tolerated": tolerated, "item_failures": self._item_failures(run, list(run.jobs))}
         if status.job is None or status.job not in run.jobs:
-            return {"run_over": run.state != RunState.RUNNING}
+            return {"run_over": run.state in ENDED}
         job = run.definition.job(status.job)
         return {
             "max_attempts": job.max_attempts,
-            "run_over": run.state != RunState.RUNNING,
+            "run_over": run.state in ENDED,
             "may_fail": job.allow_failure,
             "retried": not failure_is_final(run, status),
             "item_failures": self._item_failures(run, [job.name]),

@@ -11,7 +11,7 @@ from typing import Any
 
 from runtime.documents.items import FAILED_ITEMS_SHOWN, FailedItem, FanOut
 from runtime.documents.run import JobRecord
-from runtime.statuses import JobState, RunState, StatusName
+from runtime.statuses import ENDED, JobState, RunState, StatusName
 from runtime.store.mongo import MongoStore
 
 JOB_RUNNING = "running"
@@ -232,7 +232,7 @@ def summarize(
             first_started.setdefault(job, date)
         else:
             last_report[job] = date
-    ended = run.state != RunState.RUNNING or gave_up is not None
+    ended = run.state in ENDED or gave_up is not None
     jobs = []
     for phase in run.definition.all_phases():
         for job_definition in phase.jobs:
