@@ -23,7 +23,7 @@ from runtime.definition.model import RunConcurrency, Workflow
 from runtime.errors import RunError, SpecError
 from runtime.handlers.job import stub_handler
 from runtime.service.job_attempt import run_attempt
-from runtime.service.operations import request_cancel
+from runtime.service.operations import request_cancel, request_redrive
 from runtime.service.orchestrator import Orchestrator
 from runtime.service.reconciler import Reconciler
 from runtime.service.runs import start_run
@@ -136,11 +136,12 @@ class Cloud:
 
 def most_in_flight(store: MongoStore, run_ids: list[str]) -> int:
     """The most runs in flight at once, from the statuses log: each run from its
-    ``workflow_started`` to its end (an end and a start at the same instant: the end first)."""
+    ``workflow_started`` (or ``workflow_redriven``) to its end (an end and a start at the same
+    instant: the end first)."""
     edges: list[tuple[Any, int]] = []
     for run_id in run_ids:
         for status in store.run_statuses(run_id):
-            if status["status"] == "workflow_started":
+            if status["status"] in ("workflow_started", "workflow_redriven"):
                 edges.append((status["date"], 1))
             elif status["status"] in ENDS:
                 edges.append((status["date"], -1))
@@ -471,3 +472,34 @@ def test_runs_lists_the_queued_runs(
         assert "queued" in shown.stdout
     finally:
         mongo_client.drop_database(database)
+
+
+# -- redrive ------------------------------------------------------------------------------------
+
+
+def test_a_redrive_takes_a_slot_and_waits_while_none_is_free(store: MongoStore) -> None:
+    cloud = Cloud(store, limited(1))
+    first, second = cloud.start(), cloud.start()
+    request_cancel(store, first)
+    cloud.held_back = {second}
+    cloud.settle([first])
+    assert cloud.states() == {first: "cancelled", second: "running"}
+    assert cloud.holders() == [second]
+
+    request_redrive(store, first)
+    cloud.settle([first])  # every slot is held: the redrive waits, the run stays cancelled
+
+    assert cloud.states() == {first: "cancelled", second: "running"}
+    assert cloud.holders() == [second]
+    cloud.held_back = set()
+    cloud.settle([second])
+    assert cloud.holders() == []
+
+    Reconciler(store, cloud.dispatcher, stale_after=timedelta(0)).reconcile_pass()
+
+    assert cloud.states() == {first: "running", second: "succeeded"}
+    assert cloud.holders() == [first]
+    cloud.settle()
+    assert cloud.states() == {first: "succeeded", second: "succeeded"}
+    assert cloud.holders() == []
+    assert most_in_flight(store, [first, second]) == 1

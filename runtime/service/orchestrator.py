@@ -180,6 +180,10 @@ class Orchestrator:
                     return queued
                 run = self.store.read_run(event.run_id)  # it started meanwhile
                 continue
+            if event.status == StatusName.REDRIVE_REQUESTED and not run_slots.slot_for_redrive(
+                self.store, run, event
+            ):
+                return Outcome(action="waiting", reason="every concurrency slot of the run's key is held")
             now = utcnow()
             decision = decide(run, event, now)
             if isinstance(decision, LoadOutputs):
@@ -250,19 +254,20 @@ class Orchestrator:
             return None
         return Outcome(action="advanced", recorded=(RUN_ENDS[RunState.CANCELLED].value,))
 
-    def _release_slot(self, run: Run, recorded: tuple[StatusEvent, ...]) -> None:
+    def _release_slot(self, run: Run, event: StatusEvent, recorded: tuple[StatusEvent, ...]) -> None:
         """A run of a workflow with ``concurrency`` that this event ended (or that had ended
-        already: a redelivery, a late report) gives its slot back; nothing for any other run, so
-        a job's report costs no more."""
+        already: a redelivery, a late report; not a redrive, which took a slot to reopen it)
+        gives its slot back; nothing for any other run, so a job's report costs no more."""
         if run.definition.concurrency is None:
             return
-        if run.state in ENDED or any(status.status in RUN_ENDS.values() for status in recorded):
+        ended = run.state in ENDED and event.status != StatusName.REDRIVE_REQUESTED
+        if ended or any(status.status in RUN_ENDS.values() for status in recorded):
             run_slots.release(self.store, run)
 
     def _rejected(self, run: Run, event: StatusEvent, rejection: Rejection) -> Outcome:
         level = logging.WARNING if rejection.action == "dropped" else logging.INFO
         log.log(level, "%s %s of run %r: %s", rejection.action, event.key, run.run_id, rejection.reason)
-        self._release_slot(run, ())
+        self._release_slot(run, event, ())
         self._expire_late_statuses(run, None)
         return Outcome(action=rejection.action, reason=rejection.reason)
 
@@ -284,7 +289,7 @@ class Orchestrator:
             # A decision that ended the run or a fan-out job leaves no timer to retry its items.
             self.fan_outs.settle_waiting(run)
         outcome = self._carry_out(dispatched + again_dispatched, statuses + again_recorded, recorded_now)
-        self._release_slot(run, statuses + again_recorded)
+        self._release_slot(run, event, statuses + again_recorded)
         if items_sent:
             outcome = replace(outcome, action="advanced", dispatched=outcome.dispatched + items_sent)
         self._expire_late_statuses(run, None if decision is None else decision.expiry)

@@ -21,20 +21,25 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
-from runtime.clock import utcnow
+from runtime.clock import age, utcnow
 from runtime.documents.run import Run, StatusEvent
 from runtime.engine.queue import plan_end_queued, plan_start
 from runtime.engine.transition import Transition
 from runtime.errors import OperationRefused
 from runtime.ports import RunStore
 from runtime.service.operations import request_cancel
-from runtime.statuses import ENDED, RunState, StatusName
+from runtime.statuses import ENDED, REDRIVABLE, RunState, StatusName
 
 log = logging.getLogger(__name__)
 
 MAX_PROMOTIONS = 10_000
 """Bound on the runs one promotion starts: more than any limit a spec may set."""
+
+REDRIVE_KEEPS_SLOT = timedelta(days=1)
+"""How long a slot taken for a redrive stays with the ended run while the redrive is not applied
+(the reconciler's look back for operations)."""
 
 SKIPPED = "on_limit: skip"
 """The ``finishedBy`` of a run ``on_limit: skip`` ended before it started."""
@@ -115,6 +120,27 @@ def release(store: RunStore, run: Run) -> None:
     promote(store, run.workflow, key)
 
 
+def slot_for_redrive(store: RunStore, run: Run, event: StatusEvent) -> bool:
+    """A redrive reopens an ended run, which must hold a slot again first: whether it does (or
+    needs none). One that finds every slot held waits: the reconciler applies the redrive, which
+    it finds unapplied, once a slot is free."""
+    key, concurrency = run.concurrency_key, run.definition.concurrency
+    if concurrency is None or key is None or run.state not in REDRIVABLE or event.attempt != run.redrives + 1:
+        return True
+    return store.slots().take(run.workflow, key, run.run_id, concurrency.limit)
+
+
+def _redrive_pending(store: RunStore, run_id: str) -> bool:
+    """An ended run holding a slot for a redrive asked for and not applied yet (recently)."""
+    run = store.read_run(run_id)
+    if run is None or run.state not in REDRIVABLE:
+        return False
+    request = store.read_status(run_id, None, None, StatusName.REDRIVE_REQUESTED, run.redrives + 1)
+    return (
+        request is not None and request.date is not None and age(request.date, utcnow()) < REDRIVE_KEEPS_SLOT
+    )
+
+
 def cancel_oldest(store: RunStore, workflow: str, key: str) -> None:
     """``on_limit: cancel_oldest``: with N runs of the key queued, the N oldest running ones are
     asked to cancel (a cancel already asked for is not asked again); each frees its slot when it
@@ -160,7 +186,7 @@ def repair(store: RunStore, workflow: str | None) -> SlotRepair:
         states = slots.holder_states(holders)
         for run_id in holders:
             state = states.get(run_id)
-            if state is None or state[0] in ENDED:
+            if state is None or (state[0] in ENDED and not _redrive_pending(store, run_id)):
                 log.warning("reconciler: run %r had ended holding a slot of %s; released it", run_id, key)
                 slots.release(slot_workflow, key, run_id)
                 released += 1
