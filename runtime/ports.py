@@ -218,9 +218,6 @@ class SlotStore(Protocol):
 
     def count_queued(self, workflow: str, key: str) -> int: ...
 
-    def queued_ahead(self, workflow: str, key: str, priority: int, arrival: int) -> int:
-        """How many queued runs of the key start before one of ``priority`` and ``arrival``."""
-
 
 class ItemStore(Protocol):
     """What the fan-out path reads and writes, each a point operation (``runtime.store.items``)."""

@@ -220,9 +220,6 @@ class CrashingSlots:
     def count_queued(self, workflow: str, key: str) -> int:
         return self._slots.count_queued(workflow, key)
 
-    def queued_ahead(self, workflow: str, key: str, priority: int, arrival: int) -> int:
-        return self._slots.queued_ahead(workflow, key, priority, arrival)
-
 
 class CrashingItems:
     """The fan-out path's ``ItemStore`` with each write passing through the crash plan."""

@@ -107,13 +107,6 @@ def holder_states_query(run_ids: list[str]) -> tuple[Document, Document]:
     return {ID: {"$in": run_ids}}, {RUN_STATE: 1, CREATED_AT: 1}
 
 
-def queued_ahead_query(workflow: str, key: str, priority: int, arrival: int) -> Document:
-    """Selects the queued runs of the key that start before a run of ``priority`` and ``arrival``."""
-    return queued_query(workflow, key) | {
-        "$or": [{PRIORITY: {"$gt": priority}}, {PRIORITY: priority, ARRIVAL: {"$lt": arrival}}]
-    }
-
-
 def promoted() -> Fields:
     """What a queued run that took a slot changes to: running (its start is recorded next)."""
     return {RUN_STATE: RunState.RUNNING.value}

@@ -13,7 +13,7 @@ from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from runtime.documents import ID
-from runtime.documents.run import RUN_STATE
+from runtime.documents.run import CREATED_AT, RUN_STATE
 from runtime.documents.slots import (
     ARRIVALS,
     QUEUE_INDEX,
@@ -23,7 +23,6 @@ from runtime.documents.slots import (
     holders_of,
     key_of_document,
     queue_projection,
-    queued_ahead_query,
     queued_query,
     release_update,
     slot_id,
@@ -114,7 +113,7 @@ class MongoSlots:
         return _guard(
             "read the runs holding slots",
             lambda: {
-                doc[ID]: (RunState(doc[RUN_STATE]), doc.get("createdAt"))
+                doc[ID]: (RunState(doc[RUN_STATE]), doc.get(CREATED_AT))
                 for doc in self.runs.find(query, projection)
             },
         )
@@ -140,8 +139,3 @@ class MongoSlots:
 
     def count_queued(self, workflow: str, key: str) -> int:
         return _guard("count the queue", lambda: self.runs.count_documents(queued_query(workflow, key)))
-
-    def queued_ahead(self, workflow: str, key: str, priority: int, arrival: int) -> int:
-        """How many queued runs of the key start before one of ``priority`` and ``arrival``."""
-        query = queued_ahead_query(workflow, key, priority, arrival)
-        return _guard("count the queue", lambda: self.runs.count_documents(query))
