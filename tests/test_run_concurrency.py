@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pymongo
 import pytest
+from pymongo import monitoring
 
 from cdk_app.local.atlas_events import envelope
 from cdk_app.local.faults import CrashingStore, CrashPlan, InjectedCrash
@@ -503,3 +504,87 @@ def test_a_redrive_takes_a_slot_and_waits_while_none_is_free(store: MongoStore) 
     assert cloud.states() == {first: "succeeded", second: "succeeded"}
     assert cloud.holders() == []
     assert most_in_flight(store, [first, second]) == 1
+
+
+# -- what it costs ---------------------------------------------------------------------------------
+
+
+class Commands(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.names.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        return None
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        return None
+
+
+@pytest.fixture
+def counted(mongo_uri: str, store: MongoStore) -> Iterator[tuple[MongoStore, Commands]]:
+    listener = Commands()
+    client: pymongo.MongoClient[dict] = pymongo.MongoClient(
+        mongo_uri, event_listeners=[listener], tz_aware=True
+    )
+    client.admin.command("ping")
+    yield MongoStore(client, store.settings), listener
+    client.close()
+
+
+def test_slot_work_is_spent_at_a_run_start_and_end_only(
+    store: MongoStore, counted: tuple[MongoStore, Commands]
+) -> None:
+    measured, listener = counted
+    definition = limited(1)
+    cloud = Cloud(store, definition)
+
+    listener.names.clear()
+    first = start_run(measured, definition).run_id
+    starts = list(listener.names)
+    listener.names.clear()
+    second = start_run(measured, definition).run_id
+    queues = list(listener.names)
+    cloud.run_ids += [first, second]
+    cloud.held_back = {second}
+    started = store.find_status(first, None, None, "workflow_started", 0)
+    assert started is not None
+    settings = store.settings
+    cloud.seen.add(started["_id"])
+    cloud.deliver(envelope(started, settings.database, settings.statuses_collection))
+    (job,) = cloud.dispatcher.drain()
+    run_attempt(store, stub_handler, job.to_payload(), None, uuid.uuid4().hex)
+    success = store.find_status(first, "p", "a", "success", 1)
+    ending = store.find_status(first, "p", "b", "success", 1)
+    assert success is not None
+    assert ending is None
+    cloud.seen.add(success["_id"])
+
+    listener.names.clear()
+    Orchestrator(measured, cloud.dispatcher).handle(
+        envelope(success, settings.database, settings.statuses_collection)
+    )
+    hot_path = list(listener.names)
+    (job,) = cloud.dispatcher.drain()
+    run_attempt(store, stub_handler, job.to_payload(), None, uuid.uuid4().hex)
+    ending = store.find_status(first, "p", "b", "success", 1)
+    assert ending is not None
+    listener.names.clear()
+    Orchestrator(measured, cloud.dispatcher).handle(
+        envelope(ending, settings.database, settings.statuses_collection)
+    )
+    end = list(listener.names)
+
+    # arrive, insert; the queue's head, its slot taken, running, workflow_started; the queue again.
+    assert starts == ["findAndModify", "insert", "find", "find", "update", "update", "insert", "find"]
+    # arrive, insert; the queue's head, its slot refused.
+    assert queues == ["findAndModify", "insert", "find", "find", "update"]
+    # A job's report that does not end the run: the same two commands as without a limit.
+    assert hot_path == ["find", "update"]
+    # The run's end (read, write, phase_completed, workflow_succeeded), then the slot released and
+    # the queue's head started as above.
+    assert end[:4] == ["find", "update", "insert", "insert"]
+    assert end[4:] == ["update", "find", "find", "update", "update", "insert", "find"]
+    assert cloud.states() == {first: "succeeded", second: "running"}

@@ -64,7 +64,7 @@ def admit(store: RunStore, run: Run) -> None:
     slots = store.slots()
     if run.definition.on_limit == "skip":
         if slots.take(run.workflow, key, run.run_id, concurrency.limit):
-            start(store, run.workflow, key, run.run_id)
+            start(store, run.workflow, key, run.run_id, run)
             return
         error = (
             f"skipped: {concurrency.limit} run(s) with concurrency key {key} were running "
@@ -77,11 +77,11 @@ def admit(store: RunStore, run: Run) -> None:
         cancel_oldest(store, run.workflow, key)
 
 
-def start(store: RunStore, workflow: str, key: str, run_id: str) -> bool:
+def start(store: RunStore, workflow: str, key: str, run_id: str, run: Run | None = None) -> bool:
     """Start a queued run that holds a slot: running, then its ``workflow_started`` (which the
     orchestrator acts on). False when the run has ended meanwhile (cancelled while queued):
-    its slot is released."""
-    run = store.read_run(run_id)
+    its slot is released. ``run``: the run as just read (else it is read here)."""
+    run = run or store.read_run(run_id)
     if run is None or run.state in ENDED:
         store.slots().release(workflow, key, run_id)
         return False
@@ -106,7 +106,7 @@ def promote(store: RunStore, workflow: str, key: str) -> list[str]:
             break
         if not slots.take(workflow, key, run.run_id, run.definition.concurrency.limit):
             break
-        if start(store, workflow, key, run.run_id):
+        if start(store, workflow, key, run.run_id, run):
             started.append(run.run_id)
     return started
 
