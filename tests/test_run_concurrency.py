@@ -18,7 +18,7 @@ import pytest
 from pymongo import monitoring
 
 from cdk_app.local.atlas_events import envelope
-from cdk_app.local.faults import CrashingStore, CrashPlan, InjectedCrash
+from cdk_app.local.faults import CrashAtStep, CrashingStore, CrashPlan, InjectedCrash
 from runtime.definition.loader import load_workflow
 from runtime.definition.model import RunConcurrency, Workflow
 from runtime.errors import RunError, SpecError
@@ -70,12 +70,16 @@ class Cloud:
         shuffle: bool = False,
         seed: int = 0,
         check: Callable[[], None] = lambda: None,
+        crash_plan: Callable[[], CrashPlan] | None = None,
     ) -> None:
         self.store, self.definition = store, definition
         self.dispatcher = RecordingDispatcher()
         self.duplicate, self.shuffle, self.rng, self.check = duplicate, shuffle, random.Random(seed), check
         self.seen: set[Any] = set()
         self.run_ids: list[str] = []
+        self.crash_plan = crash_plan
+        """A fresh plan per handling, whose crash is followed by a redelivery (Lambda's retry)."""
+        self.crashes = 0
         self.held_back: set[str] = set()
         """Runs whose events are not delivered (yet): they stay as they are."""
 
@@ -122,7 +126,11 @@ class Cloud:
                 self.rng.shuffle(events)
                 self.rng.shuffle(jobs)
             for event in events:
-                self.deliver(event)
+                try:
+                    self.deliver(event, None if self.crash_plan is None else self.crash_plan())
+                except InjectedCrash:
+                    self.crashes += 1
+                    self.deliver(event)
             for job in jobs:
                 run_attempt(self.store, stub_handler, job.to_payload(), None, uuid.uuid4().hex)
                 self.check()
@@ -258,6 +266,47 @@ def test_duplicated_and_shuffled_delivery_never_runs_more_than_the_limit(
         statuses = [s["status"] for s in store.run_statuses(run_id)]
         assert statuses.count("workflow_started") == 1
         assert statuses.count("workflow_succeeded") == 1
+
+
+@pytest.mark.parametrize("step", range(1, 13))
+def test_a_crash_at_any_write_then_redelivery_never_runs_more_than_the_limit_nor_leaks_a_slot(
+    store: MongoStore, step: int
+) -> None:
+    cloud = Cloud(
+        store, limited(2), duplicate=2, shuffle=True, seed=step, crash_plan=lambda: CrashAtStep(step)
+    )
+    cloud.check = running_at_most(cloud, 2)
+    runs = [cloud.start() for _ in range(5)]
+
+    cloud.settle()
+
+    assert cloud.crashes > 0
+    assert set(cloud.states().values()) == {"succeeded"}
+    assert cloud.holders() == []
+    assert most_in_flight(store, runs) == 2
+    assert store.slots().queued_keys(cloud.definition.name) == []
+
+
+@pytest.mark.parametrize(
+    ("occupied", "step"), [(True, step) for step in range(1, 7)] + [(False, step) for step in range(1, 11)]
+)
+def test_a_start_that_crashes_at_any_write_and_is_repeated_starts_the_run_once(
+    store: MongoStore, occupied: bool, step: int
+) -> None:
+    # Steps count the points before and after each write of the start: arrive, insert, take, and
+    # when a slot is free, workflow_started and running.
+    cloud = Cloud(store, limited(1))
+    held = [cloud.start()] if occupied else []
+    with pytest.raises(InjectedCrash):
+        start_run(CrashingStore(store, CrashAtStep(step)), cloud.definition, run_id="crashed")
+    cloud.start(run_id="crashed")  # the starter's retry
+
+    assert cloud.states()["crashed"] == ("queued" if occupied else "running")
+    cloud.settle()
+    assert set(cloud.states().values()) == {"succeeded"}
+    assert cloud.holders() == []
+    assert [s["status"] for s in store.run_statuses("crashed")].count("workflow_started") == 1
+    assert most_in_flight(store, [*held, "crashed"]) == 1
 
 
 class CrashAt:
@@ -577,8 +626,8 @@ def test_slot_work_is_spent_at_a_run_start_and_end_only(
     )
     end = list(listener.names)
 
-    # arrive, insert; the queue's head, its slot taken, running, workflow_started; the queue again.
-    assert starts == ["findAndModify", "insert", "find", "find", "update", "update", "insert", "find"]
+    # arrive, insert; the queue's head, its slot taken, workflow_started, running; the queue again.
+    assert starts == ["findAndModify", "insert", "find", "find", "update", "insert", "update", "find"]
     # arrive, insert; the queue's head, its slot refused.
     assert queues == ["findAndModify", "insert", "find", "find", "update"]
     # A job's report that does not end the run: the same two commands as without a limit.
@@ -586,5 +635,5 @@ def test_slot_work_is_spent_at_a_run_start_and_end_only(
     # The run's end (read, write, phase_completed, workflow_succeeded), then the slot released and
     # the queue's head started as above.
     assert end[:4] == ["find", "update", "insert", "insert"]
-    assert end[4:] == ["update", "find", "find", "update", "update", "insert", "find"]
+    assert end[4:] == ["update", "find", "find", "update", "insert", "update", "find"]
     assert cloud.states() == {first: "succeeded", second: "running"}

@@ -245,8 +245,11 @@ class Orchestrator:
         return LostRace(run=self._record_completion(run.run_id, decision.fallback))
 
     def _queued(self, run: Run, event: StatusEvent) -> Outcome | None:
-        """A queued run has not started: a cancel ends it without starting it (None when it
-        started meanwhile: decide again); nothing else applies to it yet."""
+        """A queued run has not started: a cancel ends it without starting it, its start is
+        finished when it holds its slot (None: it started meanwhile, decide again); nothing else
+        applies to it yet."""
+        if event.status == StatusName.WORKFLOW_STARTED and run_slots.resume_start(self.store, run):
+            return None
         if event.status != StatusName.CANCEL_REQUESTED or event.attempt != run.redrives:
             return Outcome(action="ignored", reason="the run is queued for a concurrency slot")
         error = f"cancelled: {event.reason}" if event.reason else "cancelled"

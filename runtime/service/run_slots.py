@@ -78,19 +78,31 @@ def admit(store: RunStore, run: Run) -> None:
 
 
 def start(store: RunStore, workflow: str, key: str, run_id: str, run: Run | None = None) -> bool:
-    """Start a queued run that holds a slot: running, then its ``workflow_started`` (which the
-    orchestrator acts on). False when the run has ended meanwhile (cancelled while queued):
-    its slot is released. ``run``: the run as just read (else it is read here)."""
+    """Start a queued run that holds a slot: its ``workflow_started`` first, then running. The
+    orchestrator's handling of that status makes the second write itself when it finds the run
+    still queued (``resume_start``), so a crash between the two loses nothing. False when the
+    run has ended meanwhile (cancelled while queued): its slot is released. ``run``: the run as
+    just read (else it is read here)."""
     run = run or store.read_run(run_id)
     if run is None or run.state in ENDED:
         store.slots().release(workflow, key, run_id)
         return False
+    store.record_status(StatusEvent(run_id=run_id, workflow=workflow, status=StatusName.WORKFLOW_STARTED))
     if run.state == RunState.QUEUED:
         plan = plan_start(run)
         if not store.apply_transition(run_id, plan.conditions, plan.changes):
             return start(store, workflow, key, run_id)
-    store.record_status(StatusEvent(run_id=run_id, workflow=workflow, status=StatusName.WORKFLOW_STARTED))
     return True
+
+
+def resume_start(store: RunStore, run: Run) -> bool:
+    """The queued ``run``'s ``workflow_started`` reached the orchestrator: a start that recorded
+    it and died before the run was running. Finish it while the run holds its slot; False when
+    it holds none (nothing to finish)."""
+    key = run.concurrency_key
+    if key is None or run.run_id not in store.slots().holders(run.workflow, key):
+        return False
+    return start(store, run.workflow, key, run.run_id, run)
 
 
 def promote(store: RunStore, workflow: str, key: str) -> list[str]:
