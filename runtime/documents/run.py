@@ -672,8 +672,10 @@ def stale_runs_query(updated_before: datetime, workflow: str | None) -> Document
 
 
 def running_deployments_query(workflow: str) -> tuple[Document, Document]:
-    """Selects the running runs of ``workflow``, and projects their version maps."""
-    return {RUN_STATE: RunState.RUNNING.value, WORKFLOW: workflow}, {DEPLOYMENT: 1}
+    """Selects the running runs of ``workflow`` (and the queued ones, pinned to their versions
+    when they were inserted), and projects their version maps."""
+    states = [RunState.QUEUED.value, RunState.RUNNING.value]
+    return {RUN_STATE: {"$in": states}, WORKFLOW: workflow}, {DEPLOYMENT: 1}
 
 
 def deployment_of_document(document: Mapping[str, Any]) -> Deployment | None:
