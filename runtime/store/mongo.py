@@ -133,7 +133,7 @@ RUN_INDEXES: Mapping[str, tuple[list[tuple[str, int]], Mapping[str, Any]]] = {
     ),
 }
 """Indexes of ``state-machines``, few on purpose: every write to a run (two per job attempt) keeps
-them all. A listing always names the states it wants (all four when not filtered), so MongoDB
+them all. A listing always names the states it wants (all five when not filtered), so MongoDB
 reads each state's runs newest first off one of the two and merges them: a page costs the same at
 a million runs, with or without a workflow. The reconciler's stale runs are the ``running`` ones
 of these (a run does not stay running for long, so there are few to scan); ended runs expire.
