@@ -10,7 +10,6 @@ import random
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pymongo
@@ -19,9 +18,8 @@ from pymongo import monitoring
 
 from cdk_app.local.atlas_events import envelope
 from cdk_app.local.faults import CrashAtStep, CrashingStore, CrashPlan, InjectedCrash
-from runtime.definition.loader import load_workflow
 from runtime.definition.model import RunConcurrency, Workflow
-from runtime.errors import RunError, SpecError
+from runtime.errors import RunError
 from runtime.handlers.job import stub_handler
 from runtime.service.job_attempt import run_attempt
 from runtime.service.operations import request_cancel, request_redrive
@@ -31,7 +29,6 @@ from runtime.service.runs import start_run
 from runtime.statuses import ORCHESTRATOR_STATUSES, RUN_ENDS
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
-from tests.cli_harness import cli
 from tests.engine_harness import RecordingDispatcher, workflow
 
 pytestmark = pytest.mark.faults
@@ -449,79 +446,6 @@ def test_a_lost_cancel_of_a_queued_run_is_applied_by_the_reconciler(store: Mongo
     Reconciler(store, cloud.dispatcher, stale_after=timedelta(0)).reconcile_pass()
 
     assert cloud.states()[second] == "cancelled"
-
-
-# -- the spec and the CLI ---------------------------------------------------------------------------
-
-
-def test_the_spec_keys_load_into_the_ir_and_survive_the_run_snapshot(tmp_path: Path) -> None:
-    spec = tmp_path / "w.yaml"
-    spec.write_text(
-        "workflow: limited\nconcurrency: {limit: 3, key: input.tenant}\npriority: input.urgency\n"
-        "on_limit: cancel_oldest\nphases:\n  p:\n    jobs:\n      a: {}\n"
-    )
-    loaded = load_workflow(spec)
-    assert (loaded.concurrency, loaded.priority, loaded.on_limit) == (
-        RunConcurrency(limit=3, key="input.tenant"),
-        "input.urgency",
-        "cancel_oldest",
-    )
-    again = Workflow.from_document(loaded.to_document())
-    assert (again.concurrency, again.priority, again.on_limit) == (
-        loaded.concurrency,
-        "input.urgency",
-        "cancel_oldest",
-    )
-
-
-@pytest.mark.parametrize(
-    ("keys", "message"),
-    [
-        (
-            "concurrency: {limit: 0}",
-            r"\$\.concurrency\.limit: 0 is out of range: must be between 1 and 10000",
-        ),
-        (
-            "concurrency: {limit: 2, key: tenant}",
-            r"\$\.concurrency\.key: 'tenant' reads 'tenant'.*did you mean 'input\.tenant'",
-        ),
-        (
-            "concurrency: {limit: 2}\npriority: 'input.p > 1'",
-            r"\$\.priority: invalid JMESPath.*write 'input\.p > `1`'",
-        ),
-        ("priority: input.p", r"\$\.priority: 'priority' has no effect without 'concurrency'"),
-        (
-            "concurrency: {limit: 2}\non_limit: drop",
-            r"\$\.on_limit: unknown value 'drop'; expected one of: queue, skip, cancel_oldest",
-        ),
-    ],
-)
-def test_validate_explains_a_wrong_flow_control_key(tmp_path: Path, keys: str, message: str) -> None:
-    spec = tmp_path / "w.yaml"
-    spec.write_text(f"workflow: limited\n{keys}\nphases:\n  p:\n    jobs:\n      a: {{}}\n")
-    with pytest.raises(SpecError, match=message):
-        load_workflow(spec)
-
-
-def test_runs_lists_the_queued_runs(
-    tmp_path: Path, mongo_uri: str, mongo_client: pymongo.MongoClient[dict]
-) -> None:
-    database = f"conc_{uuid.uuid4().hex[:12]}"
-    store = ["--mongo-uri", mongo_uri, "--database", database]
-    spec = tmp_path / "limited.yaml"
-    spec.write_text("workflow: limited\nconcurrency: {limit: 1}\nphases:\n  p:\n    jobs:\n      a: {}\n")
-    try:
-        for run_id in ("first", "second"):
-            assert cli("start", str(spec), *store, "--run-id", run_id).exit_code == 0
-
-        listed = cli("runs", "--status", "queued", "--json", *store)
-        shown = cli("status", "second", *store)
-
-        assert listed.exit_code == 0, listed.stderr
-        assert [(run["run_id"], run["status"]) for run in listed.listing] == [("second", "queued")]
-        assert "queued" in shown.stdout
-    finally:
-        mongo_client.drop_database(database)
 
 
 # -- redrive ------------------------------------------------------------------------------------
