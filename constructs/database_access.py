@@ -97,6 +97,7 @@ def privileges(
     (``job_privileges``)."""
     runs, statuses, items = store.runs_collection, store.statuses_collection, store.items_collection
     leases, notifications = store.leases_collection, store.notifications_collection
+    slots = store.slots_collection
     indexed = (runs, statuses, leases, items, OUTPUTS, OUTPUT_FILES, OUTPUT_CHUNKS)
     index_making: dict[str, tuple[str, ...]] = {name: (CREATE_COLLECTION, CREATE_INDEX) for name in indexed}
     # An older unique index is dropped; the validator that admits only job reports is set.
@@ -116,6 +117,8 @@ def privileges(
         OUTPUTS: (FIND, UPDATE),
         OUTPUT_FILES: (FIND,),
         OUTPUT_CHUNKS: (FIND,),
+        # Run concurrency: a run that ends releases its slot and the queue's head takes it.
+        slots: (FIND, INSERT, UPDATE),
     }
     table: dict[ControlClass, dict[str, tuple[str, ...]]] = {
         # Applies status events, dispatches jobs, fans out items, stamps expiries, reads outputs.
@@ -124,9 +127,16 @@ def privileges(
         # and gives the documents of runs in flight their workflow (GridFS files are copied).
         "reconciler": _merged(advancing, index_making, {OUTPUT_FILES: (INSERT,), OUTPUT_CHUNKS: (INSERT,)}),
         # Inserts runs, records operations (cancel, redrive, approve, reject), lists runs and
-        # reads one as status does (its fan-outs' failed items too).
+        # reads one as status does (its fan-outs' failed items too); a run of a workflow with
+        # ``concurrency`` is inserted queued, takes a slot and starts (or ends, skipped) here.
         "starter": _merged(
-            {runs: (FIND, INSERT), statuses: (FIND, *recording), items: (FIND,)}, index_making
+            {
+                runs: (FIND, INSERT, UPDATE),
+                statuses: (FIND, *recording),
+                items: (FIND,),
+                slots: (FIND, INSERT, UPDATE),
+            },
+            index_making,
         ),
         # Reads the run it reports on; claims each notification once.
         "notifier": {runs: (FIND,), notifications: (FIND, INSERT, UPDATE, REMOVE)},

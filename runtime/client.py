@@ -53,7 +53,7 @@ from runtime.service.operations import (
 )
 from runtime.service.run_view import RunReport, summarize
 from runtime.service.runs import StartedRun, start_run
-from runtime.statuses import RunState
+from runtime.statuses import ENDED
 from runtime.store.connection import cached_client
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
@@ -434,7 +434,7 @@ class _StarterBackend:
     def ended(self, run_id: str, workflow: str | None) -> bool:
         # The starter's get reports an ended run with a redrive pending as running: see
         # ``wait_for_end``; over the starter, the run document's status is what there is.
-        return self.get(run_id, workflow).status != RunState.RUNNING
+        return self.get(run_id, workflow).status in ENDED
 
 
 def open_store(

@@ -35,6 +35,8 @@ LEASES_COLLECTION = "LEASES_COLLECTION"
 """The collection of job attempts' leases, one per attempt being run."""
 ITEMS_COLLECTION = "ITEMS_COLLECTION"
 """The collection of the items of ``for_each`` jobs, one document per item."""
+SLOTS_COLLECTION = "SLOTS_COLLECTION"
+"""The collection of run concurrency's slots, one document per workflow and key."""
 WORKFLOW_NAME = "WORKFLOW_NAME"
 """The reconciler's workflow: it repairs runs of that workflow only."""
 JOB_HANDLER = "JOB_HANDLER"
@@ -80,6 +82,7 @@ ENVIRONMENT_NAMES = frozenset(
         NOTIFICATIONS_COLLECTION,
         LEASES_COLLECTION,
         ITEMS_COLLECTION,
+        SLOTS_COLLECTION,
         JOB_HANDLER,
         INVOKE_FUNCTION,
         INVOKE_PAYLOAD,

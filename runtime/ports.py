@@ -142,6 +142,9 @@ class RunStore(Protocol):
     def set_wake(self, run_id: str, version: int, due: datetime | None) -> bool:
         """Set when the run's next timer is due, while the run is still at ``version``."""
 
+    def slots(self) -> SlotStore:
+        """The slots of run concurrency and the queue of runs waiting for one, on the same database."""
+
 
 class NotificationClaims(Protocol):
     """The notifier's claims: one message per status document, however often it is delivered."""
@@ -183,6 +186,37 @@ class Outputs(Protocol):
 
     def resolve(self, results: Mapping[str, Any], references: Mapping[str, str]) -> dict[str, Any]:
         """``results`` with the value of each reference put in."""
+
+
+class SlotStore(Protocol):
+    """Run concurrency: slot documents taken and released by guarded single-document writes, and
+    the queue of ``queued`` runs (``runtime.store.slots``, ``runtime.documents.slots``)."""
+
+    def arrive(self, workflow: str, key: str) -> int:
+        """The next arrival number of the key (from 1): the queue's order within a priority."""
+
+    def take(self, workflow: str, key: str, run_id: str, limit: int) -> bool:
+        """Whether ``run_id`` holds a slot after this write (it took one, or held one already)."""
+
+    def release(self, workflow: str, key: str, run_id: str) -> None:
+        """Give the run's slot back (nothing when it holds none)."""
+
+    def holders(self, workflow: str, key: str) -> list[str]:
+        """The runs that hold a slot of the key."""
+
+    def held_keys(self, workflow: str | None) -> list[tuple[str, str, list[str]]]:
+        """(workflow, key, holders) of every slot document some run holds."""
+
+    def holder_states(self, run_ids: list[str]) -> dict[str, tuple[RunState, Any]]:
+        """The state and creation time of each of these runs that exists."""
+
+    def next_queued(self, workflow: str, key: str, limit: int) -> list[str]:
+        """The first ``limit`` queued runs of the key, in the order they start."""
+
+    def queued_keys(self, workflow: str | None) -> list[tuple[str, str]]:
+        """(workflow, key) of every key with a queued run."""
+
+    def count_queued(self, workflow: str, key: str) -> int: ...
 
 
 class ItemStore(Protocol):

@@ -41,6 +41,9 @@ for failed."""
 class RunState(StrEnum):
     """Where a run is; ``running`` until it ends one way or the other."""
 
+    QUEUED = "queued"
+    """Waiting for a slot of its workflow's ``concurrency`` limit: nothing of it has started;
+    it starts (``running``) when a slot frees, or is cancelled without starting."""
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -50,6 +53,8 @@ class RunState(StrEnum):
 ENDED = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED})
 REDRIVABLE = frozenset({RunState.FAILED, RunState.CANCELLED})
 """Run states a redrive reopens."""
+IN_FLIGHT = frozenset({RunState.QUEUED, RunState.RUNNING})
+"""Run states that have not ended: a queued run is waiting to start."""
 
 
 class StatusName(StrEnum):

@@ -206,9 +206,9 @@ def test_counts_by_state_follow_the_other_filters(console: Console) -> None:
     waits = console.request("/api/counts?workflow=waits").body["counts"]
     acme = console.request("/api/counts?q=acme").body["counts"]
 
-    assert everything == {"running": 1, "succeeded": 1, "failed": 2, "cancelled": 0}
-    assert waits == {"running": 0, "succeeded": 1, "failed": 1, "cancelled": 0}
-    assert acme == {"running": 0, "succeeded": 0, "failed": 1, "cancelled": 0}
+    assert everything == {"queued": 0, "running": 1, "succeeded": 1, "failed": 2, "cancelled": 0}
+    assert waits == {"queued": 0, "running": 0, "succeeded": 1, "failed": 1, "cancelled": 0}
+    assert acme == {"queued": 0, "running": 0, "succeeded": 0, "failed": 1, "cancelled": 0}
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -35,6 +36,7 @@ from constructs.database_access import (
 )
 from runtime import limits
 from runtime.clock import utcnow
+from runtime.definition.model import RunConcurrency
 from runtime.documents.leases import Lease, lease_id
 from runtime.documents.views import view_name
 from runtime.service.job_attempt import LeaseSettings, run_attempt
@@ -322,6 +324,16 @@ def test_every_command_of_each_class_of_function_is_granted_by_its_custom_role(
     report = reconciler.reconcile_pass(utcnow() + timedelta(minutes=5))
     assert other in report.repaired_runs
     fire_due_timers(stores["reconciler"], utcnow(), "w")
+
+    # Run concurrency: the starter admits runs (one starts, one queues, one on_limit: skip ends);
+    # the orchestrator's end of the first releases its slot and starts the second.
+    limited = replace(spec, concurrency=RunConcurrency(limit=1))
+    first = start_run(stores["starter"], limited, run_id="limited-1").run_id
+    start_run(stores["starter"], limited, run_id="limited-2")
+    start_run(stores["starter"], replace(limited, on_limit="skip"), run_id="limited-3")
+    _run_to_end(class_stores, dispatcher, first, handlers)
+    assert stores["orchestrator"].read_run("limited-2").state == "running"  # type: ignore[union-attr]
+    reconciler.reconcile_pass()
 
     lacking = {}
     tables = privileges(store_settings, ["w"]) | {"job": job_privileges(store_settings, "w")}

@@ -285,3 +285,32 @@ def test_dev_refuses_bad_options_with_a_usage_exit(options: list[str], message: 
 
     assert result.exit_code == 2
     assert message in result.stderr
+
+
+LIMITED = """
+workflow: limited
+concurrency: {limit: 1}
+phases:
+  only:
+    jobs:
+      blocked: {code: jobs/wait_for_release.py}
+"""
+
+
+def test_runs_over_the_concurrency_limit_queue_and_start_one_by_one(tmp_path: Path, workflows: Path) -> None:
+    log, release = tmp_path / "executions.log", tmp_path / "release"
+    (workflows / "limited.yaml").write_text(LIMITED, encoding="utf-8")
+    run_input = json.dumps({"log": str(log), "release": str(release)})
+    with dev_server(tmp_path, "--data", "data", "--workflows", str(workflows)) as dev:
+        runs = [
+            dev.cli("start", str(workflows / "limited.yaml"), "--input", run_input).stdout.strip()
+            for _ in range(3)
+        ]
+        wait_until(lambda: executions(log) == ["blocked"], "the first run's job to run")
+        queued = dev.cli("runs", "--status", "queued", "--json")
+        release.touch()
+        ended = [dev.cli("status", run_id, "--wait", WAIT, "--json") for run_id in runs]
+
+    assert sorted(run["run_id"] for run in queued.listing) == sorted(runs[1:])
+    assert [result.report["status"] for result in ended] == ["succeeded"] * 3, dev.stderr
+    assert executions(log) == ["blocked"] * 3

@@ -148,7 +148,10 @@ def test_runs_are_listed_newest_first_with_filters(store: MongoStore) -> None:
 
 @pytest.mark.parametrize(
     ("filters", "message"),
-    [({"status": "done"}, "unknown run status 'done': use one of running, "), ({"limit": 0}, "at least 1")],
+    [
+        ({"status": "done"}, "unknown run status 'done': use one of queued, running, "),
+        ({"limit": 0}, "at least 1"),
+    ],
 )
 def test_a_listing_with_a_bad_filter_says_what_would_be_right(
     store: MongoStore, filters: dict[str, object], message: str

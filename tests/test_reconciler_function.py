@@ -39,7 +39,14 @@ def test_a_pass_reports_its_repairs_as_embedded_metrics(
 
     answer = reconciler_function.handler({"source": "aws.scheduler"}, None)
 
-    assert answer == {"runs_checked": 1, "statuses_applied": 1, "redispatched": 0, "repaired_runs": [run_id]}
+    assert answer == {
+        "runs_checked": 1,
+        "statuses_applied": 1,
+        "redispatched": 0,
+        "repaired_runs": [run_id],
+        "slots_released": 0,
+        "queued_started": 0,
+    }
     assert [(event.run_id, event.job) for event in dispatcher.events] == [(run_id, "a")]
     [line] = capsys.readouterr().out.splitlines()
     record = json.loads(line)
@@ -51,6 +58,8 @@ def test_a_pass_reports_its_repairs_as_embedded_metrics(
         "RunsRepaired",
         "StatusesApplied",
         "AttemptsRedispatched",
+        "SlotsReleased",
+        "QueuedRunsStarted",
     }
     assert isinstance(record["_aws"]["Timestamp"], int)
     assert (record["Workflow"], record["RunsChecked"], record["RunsRepaired"], record["StatusesApplied"]) == (

@@ -78,6 +78,7 @@ SPEC_BASE: dict[str, Any] = {
     "phases": {"p": {"jobs": {"a": {}, "b": {}}}, "q": {"jobs": {"c": {}}}},
     "notify": {},
     "schedule": "rate(1 day)",
+    "concurrency": {"limit": 2},
 }
 PERMISSION_BASE: dict[str, Any] = copy.deepcopy(SPEC_BASE)
 PERMISSION_BASE["phases"]["p"]["jobs"]["b"]["permissions"] = [
@@ -112,6 +113,7 @@ WHERE: dict[str, tuple[dict[str, Any], tuple[str | int, ...]]] = {
     "job": (SPEC_BASE, ("phases", "p", "jobs", "b")),
     "notify": (SPEC_BASE, ("notify",)),
     "alarms": (ALARMS_BASE, ("alarms",)),
+    "concurrency": (SPEC_BASE, ("concurrency",)),
     "permission": (PERMISSION_BASE, ("phases", "p", "jobs", "b", "permissions", 0)),
     "retry": (RETRY_BASE, ("phases", "p", "jobs", "b", "retry")),
     "approval": (APPROVAL_BASE, ("phases", "p", "jobs", "b", "approval")),
@@ -140,6 +142,11 @@ CHANGES: dict[tuple[str, str], object] = {
     ("spec", "alarms"): {"failure_rate": 0.05},
     ("alarms", "failure_rate"): 0.05,
     ("alarms", "duration_p99"): 600,
+    ("spec", "concurrency"): {"limit": 3},
+    ("spec", "priority"): "input.urgency",
+    ("spec", "on_limit"): "skip",
+    ("concurrency", "limit"): 5,
+    ("concurrency", "key"): "input.tenant",
     ("defaults", "retry"): {"delay": 5},
     ("job", "retry"): {"max": 4},
     ("job", "wait"): 30,

@@ -7,6 +7,7 @@ is checked against botocore's Stubber."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 from botocore.stub import Stubber
 
 from runtime.aws.lambda_versions import LambdaVersions, PruneError
-from runtime.definition.model import Workflow, job_function_name
+from runtime.definition.model import RunConcurrency, Workflow, job_function_name
 from runtime.documents.deployment import Deployment, deployment_of
 from runtime.errors import RunError
 from runtime.service.prune import prune_layers, prune_versions
@@ -108,6 +109,19 @@ def test_old_versions_no_running_run_invokes_are_deleted_and_the_newest_kept(sto
     assert pruned.versions == ((A, 1), (A, 3))
     assert pruned.kept_for_runs == ((A, 2),)
     assert lambda_.deleted == [(A, 1), (A, 3)]
+
+
+def test_a_queued_run_keeps_the_versions_it_was_pinned_to(store: MongoStore) -> None:
+    limited = replace(DEFINITION, concurrency=RunConcurrency(limit=1))
+    start_run(store, limited, run_id="running", deployment=pinned_to({"a": 3, "b": 2}))
+    start_run(store, limited, run_id="queued", deployment=pinned_to({"a": 1, "b": 1}))
+    assert store.load_run("queued")["status"] == "queued"  # type: ignore[index]
+    lambda_ = FakeVersions({A: [1, 2, 3, 4, 5], B: [1, 2]})
+
+    pruned = prune_versions(lambda_, store, limited, keep=2)
+
+    assert lambda_.deleted == [(A, 2)]
+    assert pruned.kept_for_runs == ((A, 1), (A, 3))
 
 
 def test_a_run_that_starts_while_the_versions_are_listed_keeps_its_versions(store: MongoStore) -> None:

@@ -224,9 +224,13 @@ def _start(args: argparse.Namespace) -> int:
 
 # --- status --------------------------------------------------------------------------------------
 
-OUTCOMES: dict[str, int] = {RunState.SUCCEEDED: EXIT_OK, RunState.RUNNING: EXIT_STILL_RUNNING}
-"""``status --wait``'s exit code by the run's state; a run that ended otherwise (failed or
-cancelled) exits with ``EXIT_PROBLEMS``."""
+OUTCOMES: dict[str, int] = {
+    RunState.SUCCEEDED: EXIT_OK,
+    RunState.RUNNING: EXIT_STILL_RUNNING,
+    RunState.QUEUED: EXIT_STILL_RUNNING,
+}
+"""``status --wait``'s exit code by the run's state (a queued run has not ended either); a run
+that ended otherwise (failed or cancelled) exits with ``EXIT_PROBLEMS``."""
 
 WATCH_REDRAWS = 4
 """How many times a second ``status --watch`` reads the run and redraws it."""

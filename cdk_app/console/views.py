@@ -215,6 +215,8 @@ def run_json(
     actions: list[str] = []
     approvals: list[str] = []
     if allow_actions:
+        if run.state == RunState.QUEUED:
+            actions.append("cancel")
         if run.state == RunState.RUNNING:
             actions.append("cancel")
             approvals = [

@@ -19,7 +19,7 @@ from runtime.documents.leases import Lease
 from runtime.documents.listing import PagePosition, RunSummary
 from runtime.documents.run import Fields, JobRecord, Run, StatusEvent
 from runtime.documents.signatures import StatusKeys
-from runtime.ports import Dispatcher, ItemStore, NotificationClaims, RunStore
+from runtime.ports import Dispatcher, ItemStore, NotificationClaims, RunStore, SlotStore
 from runtime.statuses import RunState, StatusName
 
 T = TypeVar("T")
@@ -180,6 +180,45 @@ class CrashingStore:
 
     def items(self) -> ItemStore:
         return CrashingItems(self._store.items(), self.plan)
+
+    def slots(self) -> SlotStore:
+        return CrashingSlots(self._store.slots(), self.plan)
+
+
+class CrashingSlots:
+    """Run concurrency's ``SlotStore`` with taking and releasing a slot passing through the crash
+    plan (reads pass straight through)."""
+
+    def __init__(self, slots: SlotStore, plan: CrashPlan) -> None:
+        self._slots = slots
+        self.plan = plan
+
+    def arrive(self, workflow: str, key: str) -> int:
+        return _crashing_write(self.plan, "arrive", lambda: self._slots.arrive(workflow, key))
+
+    def take(self, workflow: str, key: str, run_id: str, limit: int) -> bool:
+        return _crashing_write(self.plan, "take_slot", lambda: self._slots.take(workflow, key, run_id, limit))
+
+    def release(self, workflow: str, key: str, run_id: str) -> None:
+        _crashing_write(self.plan, "release_slot", lambda: self._slots.release(workflow, key, run_id))
+
+    def holders(self, workflow: str, key: str) -> list[str]:
+        return self._slots.holders(workflow, key)
+
+    def held_keys(self, workflow: str | None) -> list[tuple[str, str, list[str]]]:
+        return self._slots.held_keys(workflow)
+
+    def holder_states(self, run_ids: list[str]) -> dict[str, tuple[RunState, Any]]:
+        return self._slots.holder_states(run_ids)
+
+    def next_queued(self, workflow: str, key: str, limit: int) -> list[str]:
+        return self._slots.next_queued(workflow, key, limit)
+
+    def queued_keys(self, workflow: str | None) -> list[tuple[str, str]]:
+        return self._slots.queued_keys(workflow)
+
+    def count_queued(self, workflow: str, key: str) -> int:
+        return self._slots.count_queued(workflow, key)
 
 
 class CrashingItems:

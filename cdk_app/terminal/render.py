@@ -293,6 +293,8 @@ def print_summary_notes(console: Console, report: RunReport) -> None:
     """What the table leaves out: the phase a running run is in, why it failed, the faults."""
     if report.status == RunState.RUNNING:
         console.print(f"current phase: {escape(report.phase)}")
+    if report.status == RunState.QUEUED:
+        console.print("queued: waiting for a slot of the workflow's concurrency limit")
     if report.error:
         console.print(f"[red]{escape(report.error.strip().splitlines()[0])}[/]")
     for job in report.jobs:

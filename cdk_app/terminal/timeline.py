@@ -19,6 +19,7 @@ from runtime.service.operations import HistoryEntry, RunSummary
 from runtime.statuses import JOB_STATUSES, OPERATION_STATUSES, RunState, StatusName
 
 RUN_STYLES = {
+    RunState.QUEUED: "dim",
     RunState.RUNNING: "cyan",
     RunState.SUCCEEDED: "green",
     RunState.FAILED: "red",

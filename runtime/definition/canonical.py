@@ -12,6 +12,7 @@ from runtime.definition.call import read_call
 from runtime.definition.depends import read_depends
 from runtime.definition.draft import Draft, DraftJob, DraftPhase, Ref, known_fields, mapping, name_refs
 from runtime.definition.expressions import check_expression
+from runtime.definition.flow import read_flow
 from runtime.definition.for_each import read_for_each
 from runtime.definition.http import read_http
 from runtime.definition.input_schema import read_input_schema
@@ -96,6 +97,7 @@ def read_spec(document: dict[str, Any], report: Report, base_dir: Path) -> Draft
         settings["alarms"] = _alarms(spec["alarms"])
     if shared is not None:
         settings["shared"] = shared.as_posix()
+    settings |= read_flow(spec, report)
     return Draft(name, phases, settings, handlers, exit_handlers)
 
 

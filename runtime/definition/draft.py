@@ -31,6 +31,9 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "input_schema",
                 "shared",
                 "alarms",
+                "concurrency",
+                "priority",
+                "on_limit",
             }
         ),
         "defaults": frozenset({"memory", "timeout", "retries", "retry", "env", "results"}),
@@ -72,6 +75,7 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
         "permission": frozenset({"actions", "resources"}),
         "notify": frozenset({"on", "email", "slack_webhook_secret"}),
         "alarms": frozenset({"failure_rate", "duration_p99"}),
+        "concurrency": frozenset({"limit", "key"}),
         "seed": frozenset({"$schema", "id", "purposeId", "currentPhase", "phases"}),
         "seed_phase": frozenset({"steps", "waitFor", "next", "finished"}),
         "seed_step": frozenset({"jobs"}),

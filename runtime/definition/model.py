@@ -404,6 +404,24 @@ class Notify:
         object.__setattr__(self, "email", tuple(self.email))
 
 
+ON_LIMIT = ("queue", "skip", "cancel_oldest")
+"""What a run started over its workflow's ``concurrency`` limit does: wait ``queued`` for a slot,
+end at once (cancelled, saying why), or have the oldest running run of its key cancelled and take
+its slot when that run has ended."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConcurrency:
+    """At most ``limit`` runs of the workflow run at once: per value of ``key`` (JMESPath over
+    ``{input}``), or across all runs when there is no key."""
+
+    limit: int
+    key: str | None = None
+
+    def to_document(self) -> dict[str, Any]:
+        return {"limit": self.limit, "key": self.key}
+
+
 @dataclass(frozen=True, kw_only=True)
 class Workflow:
     """A compiled workflow definition: the IR every consumer takes."""
@@ -439,6 +457,13 @@ class Workflow:
     job's code, put on ``sys.path`` locally. Build-time only, like ``code``."""
     alarms: Alarms = field(default_factory=Alarms)
     """The spec's alarm thresholds: build-time only (the stack's alarms), not in the snapshot."""
+    concurrency: RunConcurrency | None = None
+    """How many runs may run at once (per key); None: no limit."""
+    priority: str | None = None
+    """JMESPath over ``{input}`` giving an integer: queued runs start highest first (then oldest
+    first); None: every run has priority 0."""
+    on_limit: str = "queue"
+    """One of ``ON_LIMIT``."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "phases", tuple(self.phases))
@@ -520,6 +545,9 @@ class Workflow:
             **({} if self.schedule_timezone is None else {"schedule_timezone": self.schedule_timezone}),
             "timeout": self.timeout,
             "retention_days": self.retention_days,
+            **({} if self.concurrency is None else {"concurrency": self.concurrency.to_document()}),
+            **({} if self.priority is None else {"priority": self.priority}),
+            **({} if self.on_limit == "queue" else {"on_limit": self.on_limit}),
         }
 
     @classmethod
@@ -544,6 +572,11 @@ class Workflow:
             schedule_timezone=document.get("schedule_timezone"),
             timeout=document.get("timeout"),
             retention_days=document.get("retention_days"),
+            concurrency=None
+            if document.get("concurrency") is None
+            else RunConcurrency(**document["concurrency"]),
+            priority=document.get("priority"),
+            on_limit=document.get("on_limit", "queue"),
         )
 
 

@@ -119,6 +119,13 @@ class Run:
     """Set while the exit handlers run (and kept once the run has ended after them)."""
     deployment: Deployment | None = None
     """The function version each job invokes, recorded at start (None: the unqualified names)."""
+    concurrency_key: str | None = None
+    """The run's value of its workflow's ``concurrency.key`` (``runtime.documents.slots``);
+    None: the workflow has no ``concurrency``."""
+    priority: int = 0
+    """The run's ``priority``: queued runs start highest first."""
+    arrival: int = 0
+    """The run's place in its key's arrivals: queued runs of one priority start in this order."""
     version: int = 0
     """Incremented by every write; a write planned from this view is guarded by it."""
     stored_bytes: int = 0
@@ -181,6 +188,8 @@ DEPLOYMENT = "deployment"
 DEPLOY_ID_FIELD = f"{DEPLOYMENT}.{DEPLOY_ID}"
 """The run's deploy id: what ``runs --deploy`` selects by."""
 COMPLETED_BY, DEADLINE, WAKE_AT = "completedBy", "deadline", "wakeAt"
+CONCURRENCY_KEY, PRIORITY, ARRIVAL = "concurrencyKey", "priority", "arrival"
+"""A run of a workflow with ``concurrency``: its key's value, its priority and its arrival."""
 """``wakeAt`` is the earliest due time among the run's timers, or earlier (never later): the
 timer sweep's index. Decisions lower it (``$min``); only the sweep raises it again."""
 _JOB_FIELDS = {
@@ -241,6 +250,9 @@ def run_from_document(document: Mapping[str, Any], stored_bytes: int = 0) -> Run
         failure=failure_from_document(document.get(FAILURE)),
         exit=exit_from_document(document.get(EXIT)),
         deployment=deployment_from_document(document.get(DEPLOYMENT)),
+        concurrency_key=document.get(CONCURRENCY_KEY),
+        priority=document.get(PRIORITY, 0),
+        arrival=document.get(ARRIVAL, 0),
         version=document.get(VERSION, 0),
         stored_bytes=stored_bytes,
         created_at=as_utc(document.get(CREATED_AT)),
@@ -265,6 +277,11 @@ def run_to_document(run: Run, now: datetime) -> Document:
         FAILURE: None if run.failure is None else run.failure.to_document(),
         **({} if run.exit is None else {EXIT: run.exit.to_document()}),
         **({} if run.deployment is None else {DEPLOYMENT: run.deployment.to_document()}),
+        **(
+            {}
+            if run.concurrency_key is None
+            else {CONCURRENCY_KEY: run.concurrency_key, PRIORITY: run.priority, ARRIVAL: run.arrival}
+        ),
         VERSION: run.version,
         CREATED_AT: now,
         UPDATED_AT: now,
@@ -674,8 +691,10 @@ def stale_runs_query(updated_before: datetime, workflow: str | None) -> Document
 
 
 def running_deployments_query(workflow: str) -> tuple[Document, Document]:
-    """Selects the running runs of ``workflow``, and projects their version maps."""
-    return {RUN_STATE: RunState.RUNNING.value, WORKFLOW: workflow}, {DEPLOYMENT: 1}
+    """Selects the running runs of ``workflow`` (and the queued ones, pinned to their versions
+    when they were inserted), and projects their version maps."""
+    states = [RunState.QUEUED.value, RunState.RUNNING.value]
+    return {RUN_STATE: {"$in": states}, WORKFLOW: workflow}, {DEPLOYMENT: 1}
 
 
 def deployment_of_document(document: Mapping[str, Any]) -> Deployment | None:

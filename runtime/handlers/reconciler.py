@@ -38,6 +38,8 @@ METRICS = {
     "RunsRepaired": "repaired_runs",
     "StatusesApplied": "statuses_applied",
     "AttemptsRedispatched": "redispatched",
+    "SlotsReleased": "slots_released",
+    "QueuedRunsStarted": "queued_started",
 }
 """Metric name -> the ``ReconcileReport`` field it reports (a tuple reports its length)."""
 
@@ -104,4 +106,6 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
         "statuses_applied": report.statuses_applied,
         "redispatched": report.redispatched,
         "repaired_runs": list(report.repaired_runs),
+        "slots_released": report.slots_released,
+        "queued_started": report.queued_started,
     }

@@ -28,7 +28,7 @@ from runtime.errors import EventError
 from runtime.limits import LAMBDA_RETRY_DELAY
 from runtime.ports import NotificationClaims, Notifier, RunStore
 from runtime.service.approvals import approval_commands
-from runtime.statuses import ATTEMPT_FAILED, JobState, RunState, StatusName
+from runtime.statuses import ATTEMPT_FAILED, ENDED, JobState, StatusName
 
 log = logging.getLogger(__name__)
 
@@ -217,11 +217,11 @@ class NotifierService:
                 "item_failures": self._item_failures(run, list(run.jobs)),
             }
         if status.job is None or status.job not in run.jobs:
-            return {"run_over": run.state != RunState.RUNNING}
+            return {"run_over": run.state in ENDED}
         job = run.definition.job(status.job)
         return {
             "max_attempts": job.max_attempts,
-            "run_over": run.state != RunState.RUNNING,
+            "run_over": run.state in ENDED,
             "may_fail": joins.failure_allowed(job, status.error),
             "retried": not failure_is_final(run, status),
             "item_failures": self._item_failures(run, [job.name]),

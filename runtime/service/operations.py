@@ -27,7 +27,7 @@ from runtime.documents.run import Run, StatusEvent, at_version, run_is, run_upgr
 from runtime.engine.upgrade import upgrade_problems, upgraded_jobs
 from runtime.errors import OperationRefused, RunError, RunNotFound
 from runtime.ports import RunStore
-from runtime.statuses import REDRIVABLE, RunState, StatusName
+from runtime.statuses import IN_FLIGHT, REDRIVABLE, RunState, StatusName
 
 __all__ = [
     "HistoryEntry",
@@ -116,7 +116,7 @@ def request_cancel(
     applied it; attempts already running finish, but their reports change nothing. ``workflow``
     refuses a run of another workflow (the starter function operates its own runs only)."""
     run = existing_run(store, run_id, workflow)
-    if run.state != RunState.RUNNING:
+    if run.state not in IN_FLIGHT:
         raise OperationRefused(f"run {run_id} has already ended ({run.state}): nothing to cancel")
     request = StatusEvent(
         run_id=run_id,
@@ -233,7 +233,7 @@ def wait_for_end(store: RunStore, run_id: str, timeout: float | None, poll: floa
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         run = existing_run(store, run_id)
-        if run.state != RunState.RUNNING and not _redrive_pending(store, run):
+        if run.state not in IN_FLIGHT and not _redrive_pending(store, run):
             return run
         if deadline is not None and time.monotonic() >= deadline:
             return None

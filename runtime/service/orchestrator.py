@@ -42,8 +42,9 @@ from runtime.engine.transition import Expiry, LoadOutputs, Rejection, Transition
 from runtime.errors import DocumentRejected, EventError, OutputTooLarge
 from runtime.limits import LAMBDA_RETRY_DELAY
 from runtime.ports import Dispatcher, InvocationRefused, RunStore
+from runtime.service import run_slots
 from runtime.service.fan_out import FanOutContexts, ItemHandling
-from runtime.statuses import ORCHESTRATOR_STATUSES, RunState, StatusName
+from runtime.statuses import ENDED, ORCHESTRATOR_STATUSES, RUN_ENDS, RunState, StatusName
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +181,16 @@ class Orchestrator:
             if run is None:
                 log.warning("dropped %s: unknown run %r", event.key, event.run_id)
                 return Outcome(action="dropped", reason=f"unknown run {event.run_id!r}")
+            if run.state == RunState.QUEUED:
+                queued = self._queued(run, event)
+                if queued is not None:
+                    return queued
+                run = self.store.read_run(event.run_id)  # it started meanwhile
+                continue
+            if event.status == StatusName.REDRIVE_REQUESTED and not run_slots.slot_for_redrive(
+                self.store, run, event
+            ):
+                return Outcome(action="waiting", reason="every concurrency slot of the run's key is held")
             now = utcnow()
             decision = decide(run, event, now)
             if isinstance(decision, LoadOutputs):
@@ -240,9 +251,33 @@ class Orchestrator:
         assert isinstance(decision, Transition)
         return LostRace(run=self._record_completion(run.run_id, decision.fallback))
 
+    def _queued(self, run: Run, event: StatusEvent) -> Outcome | None:
+        """A queued run has not started: a cancel ends it without starting it, its start is
+        finished when it holds its slot (None: it started meanwhile, decide again); nothing else
+        applies to it yet."""
+        if event.status == StatusName.WORKFLOW_STARTED and run_slots.resume_start(self.store, run):
+            return None
+        if event.status != StatusName.CANCEL_REQUESTED or event.attempt != run.redrives:
+            return Outcome(action="ignored", reason="the run is queued for a concurrency slot")
+        error = f"cancelled: {event.reason}" if event.reason else "cancelled"
+        if not run_slots.end_queued(self.store, run, event.key, error):
+            return None
+        return Outcome(action="advanced", recorded=(RUN_ENDS[RunState.CANCELLED].value,))
+
+    def _release_slot(self, run: Run, event: StatusEvent, recorded: tuple[StatusEvent, ...]) -> None:
+        """A run of a workflow with ``concurrency`` that this event ended (or that had ended
+        already: a redelivery, a late report; not a redrive, which took a slot to reopen it)
+        gives its slot back; nothing for any other run, so a job's report costs no more."""
+        if run.definition.concurrency is None:
+            return
+        ended = run.state in ENDED and event.status != StatusName.REDRIVE_REQUESTED
+        if ended or any(status.status in RUN_ENDS.values() for status in recorded):
+            run_slots.release(self.store, run)
+
     def _rejected(self, run: Run, event: StatusEvent, rejection: Rejection) -> Outcome:
         level = logging.WARNING if rejection.action == "dropped" else logging.INFO
         log.log(level, "%s %s of run %r: %s", rejection.action, event.key, run.run_id, rejection.reason)
+        self._release_slot(run, event, ())
         self._expire_late_statuses(run, None)
         return Outcome(action=rejection.action, reason=rejection.reason)
 
@@ -266,6 +301,7 @@ class Orchestrator:
             # A decision that ended the run or a fan-out job leaves no timer to retry its items.
             self.fan_outs.settle_waiting(run)
         outcome = self._carry_out(dispatched + again_dispatched, statuses + again_recorded, recorded_now)
+        self._release_slot(run, event, statuses + again_recorded)
         if items_sent:
             outcome = replace(outcome, action="advanced", dispatched=outcome.dispatched + items_sent)
         self._expire_late_statuses(run, None if decision is None else decision.expiry)

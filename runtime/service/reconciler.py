@@ -38,8 +38,9 @@ from runtime.engine import joins
 from runtime.engine.transition import Transition
 from runtime.limits import LAMBDA_RETRY_DELAY
 from runtime.ports import Dispatcher, RunStore
+from runtime.service import run_slots
 from runtime.service.orchestrator import Orchestrator
-from runtime.statuses import ANSWER_STATUSES, REDRIVABLE, JobState, RunState, StatusName
+from runtime.statuses import ANSWER_STATUSES, IN_FLIGHT, REDRIVABLE, JobState, RunState, StatusName
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,10 @@ class ReconcileReport:
     """Runs that any of the above changed."""
     started_recorded: int = 0
     """``workflow_started`` statuses recorded for runs that never got theirs."""
+    slots_released: int = 0
+    """Concurrency slots held by runs that had ended, given back (``run_slots.repair``)."""
+    queued_started: int = 0
+    """Queued runs started because a slot was free."""
 
     def __add__(self, other: ReconcileReport) -> ReconcileReport:
         return ReconcileReport(
@@ -88,6 +93,8 @@ class ReconcileReport:
             redispatched=self.redispatched + other.redispatched,
             repaired_runs=self.repaired_runs + other.repaired_runs,
             started_recorded=self.started_recorded + other.started_recorded,
+            slots_released=self.slots_released + other.slots_released,
+            queued_started=self.queued_started + other.queued_started,
         )
 
 
@@ -107,7 +114,7 @@ def is_unrecorded(run: Run, event: StatusEvent) -> bool:
     if event.status == StatusName.WORKFLOW_STARTED:
         return run.state == RunState.RUNNING and not_started(run)
     if event.status == StatusName.CANCEL_REQUESTED:
-        return run.state == RunState.RUNNING and event.attempt == run.redrives
+        return run.state in IN_FLIGHT and event.attempt == run.redrives
     if event.status == StatusName.REDRIVE_REQUESTED:
         return run.state in REDRIVABLE and event.attempt == run.redrives + 1
     if event.status in (StatusName.TIMER_FIRED, *ANSWER_STATUSES):
@@ -215,6 +222,9 @@ class Reconciler:
         report = ReconcileReport()
         for run_id in run_ids:
             report += self.reconcile_run(run_id, now)
+        # After the runs: a run the statuses just ended has released its slot itself.
+        slots = run_slots.repair(self.store, self.workflow)
+        report += ReconcileReport(slots_released=slots.released, queued_started=slots.started)
         if report.repaired_runs:
             shown = ", ".join(report.repaired_runs[:LOGGED_RUNS])
             more = len(report.repaired_runs) - LOGGED_RUNS

@@ -12,7 +12,7 @@ from typing import Any
 from runtime.documents.items import FAILED_ITEMS_SHOWN, FailedItem, FanOut
 from runtime.documents.run import JobRecord
 from runtime.engine.joins import caught, failure_allowed
-from runtime.statuses import JobState, RunState, StatusName
+from runtime.statuses import ENDED, JobState, RunState, StatusName
 from runtime.store.mongo import MongoStore
 
 JOB_RUNNING = "running"
@@ -239,7 +239,7 @@ def summarize(
             first_started.setdefault(job, date)
         else:
             last_report[job] = date
-    ended = run.state != RunState.RUNNING or gave_up is not None
+    ended = run.state in ENDED or gave_up is not None
     jobs = []
     states = {name: record.state for name, record in run.jobs.items()}
     for phase in run.definition.all_phases():

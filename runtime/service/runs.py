@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from runtime import limits
@@ -12,15 +12,18 @@ from runtime.definition.input_check import check_input
 from runtime.definition.model import Workflow
 from runtime.documents.deployment import Deployment
 from runtime.documents.run import JobRecord, Run, StatusEvent
+from runtime.engine.queue import run_place
 from runtime.errors import RunError
 from runtime.ports import RunStore
+from runtime.service.run_slots import admit
 from runtime.statuses import RunState, StatusName
 
 
 def initial_run(
     definition: Workflow, run_id: str, run_input: Any, deployment: Deployment | None = None
 ) -> Run:
-    """A run as it starts: every job pending, the first phase current, pinned to ``deployment``."""
+    """A run as it starts: every job pending, the first phase current, pinned to ``deployment``
+    (``queued`` when its workflow has ``concurrency``: it runs once it holds a slot)."""
     return Run(
         run_id=run_id,
         definition=definition,
@@ -54,6 +57,10 @@ def start_run(
     ``deployment`` pins the function version of each job in the same insert, before anything
     can dispatch one. The ``workflow_started`` status is recorded on every call (a repeated
     report is a no-op), so a crash between the two writes loses nothing.
+
+    A workflow with ``concurrency`` inserts the run ``queued``, with its key, priority and
+    arrival, then admits it (``runtime.service.run_slots.admit``): it starts when it holds a slot,
+    which records its ``workflow_started``; a repeated start admits it again.
     """
     run_id = run_id or f"{definition.name}-{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     run_input = {} if input is None else input
@@ -64,7 +71,13 @@ def start_run(
             f"the run input is {size:,} bytes of JSON; at most {limits.JOB_EVENT_MAX_BYTES:,} fit in the "
             "events of its jobs, which carry it (store large inputs elsewhere and pass a reference)"
         )
-    created = store.insert_run(initial_run(definition, run_id, run_input, deployment))
+    key, priority = run_place(definition, run_input)
+    run = initial_run(definition, run_id, run_input, deployment)
+    if key is not None:
+        arrival = store.slots().arrive(definition.name, key)
+        run = replace(run, state=RunState.QUEUED, concurrency_key=key, priority=priority, arrival=arrival)
+    created = store.insert_run(run)
+    existing = None
     if not created:
         existing = store.read_run(run_id)
         if existing is None:
@@ -78,6 +91,10 @@ def start_run(
                 f"run {run_id!r} already exists with a different input "
                 f"({existing.input!r}, not {run_input!r}); choose another run id"
             )
+    admitted = run if existing is None else existing
+    if admitted.concurrency_key is not None:
+        admit(store, admitted)
+        return StartedRun(run_id=run_id, created=created)
     store.record_status(
         StatusEvent(run_id=run_id, workflow=definition.name, status=StatusName.WORKFLOW_STARTED)
     )

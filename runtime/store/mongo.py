@@ -103,6 +103,7 @@ from runtime.errors import DocumentRejected, StoreError
 from runtime.statuses import OPERATION_STATUSES, RunState, StatusName
 from runtime.store.items import MongoItems
 from runtime.store.settings import StoreSettings
+from runtime.store.slots import MongoSlots
 from runtime.store.views import ensure_views
 
 T = TypeVar("T")
@@ -132,7 +133,7 @@ RUN_INDEXES: Mapping[str, tuple[list[tuple[str, int]], Mapping[str, Any]]] = {
     ),
 }
 """Indexes of ``state-machines``, few on purpose: every write to a run (two per job attempt) keeps
-them all. A listing always names the states it wants (all four when not filtered), so MongoDB
+them all. A listing always names the states it wants (all five when not filtered), so MongoDB
 reads each state's runs newest first off one of the two and merges them: a page costs the same at
 a million runs, with or without a workflow. The reconciler's stale runs are the ``running`` ones
 of these (a run does not stay running for long, so there are few to scan); ended runs expire.
@@ -229,6 +230,7 @@ class MongoStore:
         self.notifications: Collection[Document] = database[self.settings.notifications_collection]
         self.leases: Collection[Document] = database[self.settings.leases_collection]
         self._items = MongoItems(self.runs, database[self.settings.items_collection], workflow)
+        self._slots = MongoSlots(self.runs, database[self.settings.slots_collection])
 
         def readable(collection: Collection[Document]) -> Collection[Document]:
             return collection if workflow is None else database[view_name(workflow, collection.name)]
@@ -255,6 +257,10 @@ class MongoStore:
         """The items of ``for_each`` jobs and the outputs kept by reference."""
         return self._items
 
+    def slots(self) -> MongoSlots:
+        """Run concurrency's slots and queue."""
+        return self._slots
+
     def ensure_indexes(self) -> None:
         """Idempotent; creating an index that exists is a no-op on the server. The unique key of
         ``statuses`` before items had an index of their own is dropped: it would refuse the
@@ -264,6 +270,7 @@ class MongoStore:
             if old in existing:
                 _guard("drop an old index", partial(self.statuses.drop_index, old))
         self.items().ensure_indexes()
+        self.slots().ensure_indexes()
         if self._bypass.enabled:
             self._ensure_status_validator()
         for collection, indexes in (

@@ -23,6 +23,8 @@ class StoreSettings:
     """One lease per job attempt, held by the invocation running it (env ``LEASES_COLLECTION``)."""
     items_collection: str = "items"
     """The items of ``for_each`` jobs, one document each (env ``ITEMS_COLLECTION``)."""
+    slots_collection: str = "slots"
+    """Run concurrency's slots, one document per workflow and key (env ``SLOTS_COLLECTION``)."""
 
     @property
     def read_collections(self) -> tuple[str, str, str, str]:
@@ -42,4 +44,5 @@ class StoreSettings:
             ),
             leases_collection=environ.get(contracts.LEASES_COLLECTION, defaults.leases_collection),
             items_collection=environ.get(contracts.ITEMS_COLLECTION, defaults.items_collection),
+            slots_collection=environ.get(contracts.SLOTS_COLLECTION, defaults.slots_collection),
         )

@@ -1,0 +1,63 @@
+"""Flow control across runs (the spec's ``concurrency``, ``priority`` and ``on_limit``): read into
+the IR, their JMESPath checked like a ``when`` (it compiles, reads only ``input``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jmespath
+import jmespath.exceptions
+
+from runtime.definition.draft import known_fields
+from runtime.definition.expressions import _bare_number_message, _negates_then_reads, _root_fields
+from runtime.definition.model import ON_LIMIT, RunConcurrency
+from runtime.definition.report import JsonPath, Report, show
+
+FLOW_ROOTS = ("input",)
+"""What a concurrency ``key`` and a ``priority`` read: the run input, known when the run starts."""
+
+
+def read_flow(spec: dict[str, Any], report: Report) -> dict[str, Any]:
+    """The ``Workflow`` settings of a spec's flow control; the schema reports wrong types."""
+    settings: dict[str, Any] = {}
+    raw = known_fields(spec.get("concurrency"), "concurrency")
+    limit = raw.get("limit")
+    key = raw.get("key") if isinstance(raw.get("key"), str) and raw["key"] else None
+    if key is not None:
+        check_input_expression(("concurrency", "key"), key, report)
+    if isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1:
+        settings["concurrency"] = RunConcurrency(limit=limit, key=key)
+    if isinstance(spec.get("priority"), str) and spec["priority"]:
+        check_input_expression(("priority",), spec["priority"], report)
+        settings["priority"] = spec["priority"]
+    if spec.get("on_limit") in ON_LIMIT:
+        settings["on_limit"] = spec["on_limit"]
+    return settings
+
+
+def check_input_expression(path: JsonPath, expression: str, report: Report) -> None:
+    """It compiles, does not negate before it reads, and reads nothing but ``input``."""
+    try:
+        parsed = jmespath.compile(expression).parsed
+    except (jmespath.exceptions.JMESPathError, RecursionError) as exc:
+        if getattr(exc, "token_type", None) == "NUMBER":
+            report.add(path, _bare_number_message(expression))
+            return
+        summary = (str(exc).splitlines() or [type(exc).__name__])[0].rstrip(":")
+        position = getattr(exc, "lex_position", None)
+        at = f" at column {position + 1}" if isinstance(position, int) else ""
+        report.add(path, f"invalid JMESPath {show(expression)}: {summary}{at}")
+        return
+    if _negates_then_reads(parsed):
+        report.add(
+            path,
+            f"{show(expression)} negates before it reads a field: JMESPath reads '!a.b' as '(!a).b', "
+            "which is always null; write '!(a.b)'",
+        )
+    for root, _ in _root_fields(parsed):
+        if root not in FLOW_ROOTS:
+            report.add(
+                path,
+                f"{show(expression)} reads {root!r}, but it is worked out when the run starts and sees "
+                f"only 'input' (did you mean 'input.{root}'?)",
+            )
