@@ -84,12 +84,12 @@ from runtime.documents.run import (
     without_expiry,
 )
 from runtime.documents.signatures import StatusKeys, attempt_slot
-from runtime.documents.views import output_reference_of, output_references, view_definitions, view_name
+from runtime.documents.views import output_reference_of, output_references, view_definitions
 from runtime.errors import DocumentRejected, StoreError
 from runtime.statuses import OPERATION_STATUSES, RunState, StatusName
 from runtime.store.items import MongoItems
 from runtime.store.settings import StoreSettings
-from runtime.store.views import ensure_views
+from runtime.store.views import ensure_views, workflow_reads
 
 T = TypeVar("T")
 
@@ -165,23 +165,26 @@ class MongoStore:
         settings: StoreSettings | None = None,
         keys: StatusKeys | None = None,
         workflow: str | None = None,
+        views: bool = True,
     ) -> None:
         """``workflow``: the store reads that workflow's documents alone, through its views
         (``runtime.documents.views``): the job wrapper's store, whose database role may read
-        nothing else. Its writes go to the collections."""
+        nothing else. Its writes go to the collections. Without ``views``, it reads the
+        collections under the views' filter (``WorkflowReads``: the embedded server)."""
         self.settings = settings or StoreSettings()
         self._keys = keys
         self.workflow = workflow
+        self.views = views
         database = client[self.settings.database]
         self.database: Database[Document] = database
         self.runs: Collection[Document] = database[self.settings.runs_collection]
         self.statuses: Collection[Document] = database[self.settings.statuses_collection]
         self.notifications: Collection[Document] = database[self.settings.notifications_collection]
         self.leases: Collection[Document] = database[self.settings.leases_collection]
-        self._items = MongoItems(self.runs, database[self.settings.items_collection], workflow)
+        self._items = MongoItems(self.runs, database[self.settings.items_collection], workflow, views)
 
         def readable(collection: Collection[Document]) -> Collection[Document]:
-            return collection if workflow is None else database[view_name(workflow, collection.name)]
+            return workflow_reads(database, collection.name, workflow, views)
 
         self._read_runs = readable(self.runs)
         self._read_statuses = readable(self.statuses)
@@ -251,9 +254,10 @@ class MongoStore:
             ],
         )
 
-    def reading_as(self, workflow: str) -> MongoStore:
-        """The same database, read through ``workflow``'s views: the job wrapper's store."""
-        return MongoStore(self.database.client, self.settings, self._keys, workflow)
+    def reading_as(self, workflow: str, views: bool = True) -> MongoStore:
+        """The same database, read through ``workflow``'s views (or their filter): the job
+        wrapper's store."""
+        return MongoStore(self.database.client, self.settings, self._keys, workflow, views)
 
     # -- runs --------------------------------------------------------------------------------
 

@@ -60,6 +60,7 @@ from runtime.documents.run import job_output_of, job_output_projection, run_filt
 from runtime.documents.views import gridfs_id, labelled, unlabelled, view_name
 from runtime.errors import OutputTooLarge, StoreError
 from runtime.statuses import ItemState
+from runtime.store.views import workflow_reads
 
 Document = dict[str, Any]
 
@@ -80,14 +81,15 @@ class OutputStore:
         items: Collection[Document],
         workflow: str | None = None,
         runs: Collection[Document] | None = None,
+        views: bool = True,
     ) -> None:
         self.outputs: Collection[Document] = database[OUTPUTS]
         self.items = items
         self.runs = runs
         """Where an output the run document holds is read (``run:`` references): the runs, or the
         workflow's view of them."""
+        self._readable: Collection[Document] = workflow_reads(database, OUTPUTS, workflow, views)
         reads = OUTPUTS if workflow is None else view_name(workflow, OUTPUTS)
-        self._readable: Collection[Document] = database[reads]
         self.files = gridfs.GridFSBucket(database, bucket_name=reads)
         self._database = database
 
