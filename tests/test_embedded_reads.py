@@ -139,3 +139,26 @@ class _Quiet:
 
     def notification(self, subject: str, message: str) -> None:
         return None
+
+
+def test_an_output_kept_by_reference_is_read_from_the_server_once_per_store(mongo_uri: str) -> None:
+    """Every item of a fan-out after a listing job gets the listing in its results: at 10,000
+    items, kept by reference, the jobs' store read it 10,000 times."""
+    commands = Commands()
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+        mongo_uri, tz_aware=True, event_listeners=[commands]
+    )
+    try:
+        store = MongoStore(client, StoreSettings(database="kept_outputs"))
+        store.ensure_indexes()
+        store.ensure_views("wf_kept")
+        outputs = store.reading_as("wf_kept").items().outputs
+        ref = outputs.store("run-1/listing/1", {"names": ["a", "b"]}, "wf_kept")
+        commands.sent.clear()
+        first = outputs.load(ref)
+        first["names"].append("changed by one handler")
+        assert outputs.load(ref) == {"names": ["a", "b"]}, "each reader gets a value of its own"
+    finally:
+        client.drop_database("kept_outputs")
+        client.close()
+    assert [name for name, _ in commands.sent if name == "find"] == ["find"]
