@@ -52,7 +52,9 @@ def embedded() -> Iterator[EmbeddedMongo]:
 
 def test_a_client_of_the_embedded_server_makes_no_retryable_writes(embedded: EmbeddedMongo) -> None:
     commands = Commands()
-    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(embedded.uri, event_listeners=[commands])
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+        embedded.uri, event_listeners=[commands]
+    )
     try:
         client.db.things.insert_one({"_id": 1})
         client.db.things.update_one({"_id": 1}, {"$set": {"n": 1}})
