@@ -5,6 +5,9 @@ One ``create`` per view. MongoDB (7.0 and later) answers a ``create`` of a view 
 the same definition with success, and one with another definition with ``NamespaceExists``; an
 older server answers ``NamespaceExists`` to both, so the definition is then read back to tell
 them apart.
+
+``WorkflowReads`` reads a collection as a view of it would, for the embedded server, which
+answers a read through a view by scanning the whole collection under it.
 """
 
 from __future__ import annotations
