@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from cdk_app.local.atlas_events import envelope
 from cdk_app.local.delivery import Bus, DaemonPool, FaultSettings
+from cdk_app.local.embedded_mongo import plans_reads_through_views
 from cdk_app.local.faults import CrashingClaims, CrashingDispatcher, CrashingStore, CrashPlan
 from cdk_app.local.jobs import JOB_INVOCATION_TRIES, context_for, on_failure_record
 from runtime import limits
@@ -230,12 +231,14 @@ class LocalCloud:
 
     def _job_store(self, workflow: str) -> MongoStore:
         """The store of ``workflow``'s job functions: it reads through the workflow's views alone,
-        as a deployed job function's does. The views are made at its first job, as the deployed
-        starter and reconciler make them before any."""
+        as a deployed job function's does (on the embedded server, the collections under the
+        views' filter: it scans a whole collection for each read through a view). The views are
+        made at its first job, as the deployed starter and reconciler make them before any."""
         store = self._job_stores.get(workflow)
         if store is None:
             self.store.ensure_views(workflow)
-            store = self._job_stores[workflow] = self.store.reading_as(workflow)
+            views = plans_reads_through_views(self.store.database.client)
+            store = self._job_stores[workflow] = self.store.reading_as(workflow, views)
         return store
 
     def _function(self, event: JobEvent) -> JobFunction:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pymongo
 import pymongo.errors
@@ -64,6 +65,13 @@ def wait_for_ping(uri: str, process: subprocess.Popen[bytes] | None, deadline: f
         client.close()
 
 
+def plans_reads_through_views(client: pymongo.MongoClient[Any]) -> bool:
+    """False for the embedded server: it answers a read through a view by scanning the whole
+    collection under it (only the view's own ``$match`` reaches its planner), so a job's point
+    reads would grow with every status and item recorded (benchmarks/README.md, "Fan-out")."""
+    return "secantusVersion" not in client.admin.command("buildInfo")
+
+
 class EmbeddedMongo:
     """A SecantusDB server process; ``uri`` is where it listens. With a ``storage_path`` the data
     lives in that folder and a later server on the same folder finds it intact; without one it is
@@ -82,7 +90,7 @@ class EmbeddedMongo:
         mongod's test-only commands (``configureFailPoint``), for tests that make the server
         answer as a real one would in a case it cannot reach by itself."""
         port = port or free_port()
-        self.uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+        self.uri = f"mongodb://127.0.0.1:{port}/?directConnection=true&retryWrites=false"
         storage = IN_MEMORY if storage_path is None else str(storage_path)
         flags = [*(["--auth"] if auth else []), *(["--enable-test-commands"] if test_commands else [])]
         self.process = subprocess.Popen(

@@ -48,10 +48,10 @@ from runtime.documents.views import (
     output_references,
     run_items,
     unlabelled,
-    view_name,
 )
 from runtime.errors import StoreError
 from runtime.store.outputs import OutputStore
+from runtime.store.views import workflow_reads
 
 Document = dict[str, Any]
 DUPLICATE_KEY = 11000
@@ -70,14 +70,18 @@ class MongoItems:
     workflow's views (``runtime.documents.views``)."""
 
     def __init__(
-        self, runs: Collection[Document], items: Collection[Document], workflow: str | None = None
+        self,
+        runs: Collection[Document],
+        items: Collection[Document],
+        workflow: str | None = None,
+        views: bool = True,
     ) -> None:
         self.runs = runs
         self.items = items
         database = runs.database
-        self._read_runs = runs if workflow is None else database[view_name(workflow, runs.name)]
-        self._read_items = items if workflow is None else database[view_name(workflow, items.name)]
-        self.outputs = OutputStore(database, self._read_items, workflow, self._read_runs)
+        self._read_runs = workflow_reads(database, runs.name, workflow, views)
+        self._read_items = workflow_reads(database, items.name, workflow, views)
+        self.outputs = OutputStore(database, self._read_items, workflow, self._read_runs, views)
 
     def ensure_indexes(self) -> None:
         _guard(

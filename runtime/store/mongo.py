@@ -98,13 +98,13 @@ from runtime.documents.run import (
     without_expiry,
 )
 from runtime.documents.signatures import StatusKeys, attempt_slot
-from runtime.documents.views import output_reference_of, output_references, view_definitions, view_name
+from runtime.documents.views import output_reference_of, output_references, view_definitions
 from runtime.errors import DocumentRejected, StoreError
 from runtime.statuses import OPERATION_STATUSES, RunState, StatusName
 from runtime.store.items import MongoItems
 from runtime.store.settings import StoreSettings
 from runtime.store.slots import MongoSlots
-from runtime.store.views import ensure_views
+from runtime.store.views import ensure_views, workflow_reads
 
 T = TypeVar("T")
 
@@ -206,12 +206,14 @@ class MongoStore:
         settings: StoreSettings | None = None,
         keys: StatusKeys | None = None,
         workflow: str | None = None,
+        views: bool = True,
         *,
         bypass_validation: bool = True,
     ) -> None:
         """``workflow``: the store reads that workflow's documents alone, through its views
         (``runtime.documents.views``): the job wrapper's store, whose database role may read
-        nothing else. Its writes go to the collections.
+        nothing else. Its writes go to the collections. Without ``views``, it reads the
+        collections under the views' filter (``WorkflowReads``: the embedded server).
 
         ``bypass_validation``: the store writes as the control plane, whose statuses pass the
         validator of ``statuses`` (``job_reports_only``) by MongoDB's ``bypassDocumentValidation``,
@@ -223,17 +225,18 @@ class MongoStore:
         self._bypass = _Bypass(enabled=bypass_validation and workflow is None)
         self._keys = keys
         self.workflow = workflow
+        self.views = views
         database = client[self.settings.database]
         self.database: Database[Document] = database
         self.runs: Collection[Document] = database[self.settings.runs_collection]
         self.statuses: Collection[Document] = database[self.settings.statuses_collection]
         self.notifications: Collection[Document] = database[self.settings.notifications_collection]
         self.leases: Collection[Document] = database[self.settings.leases_collection]
-        self._items = MongoItems(self.runs, database[self.settings.items_collection], workflow)
+        self._items = MongoItems(self.runs, database[self.settings.items_collection], workflow, views)
         self._slots = MongoSlots(self.runs, database[self.settings.slots_collection])
 
         def readable(collection: Collection[Document]) -> Collection[Document]:
-            return collection if workflow is None else database[view_name(workflow, collection.name)]
+            return workflow_reads(database, collection.name, workflow, views)
 
         self._read_runs = readable(self.runs)
         self._read_statuses = readable(self.statuses)
@@ -337,9 +340,10 @@ class MongoStore:
             ],
         )
 
-    def reading_as(self, workflow: str) -> MongoStore:
-        """The same database, read through ``workflow``'s views: the job wrapper's store."""
-        return MongoStore(self.database.client, self.settings, self._keys, workflow)
+    def reading_as(self, workflow: str, views: bool = True) -> MongoStore:
+        """The same database, read through ``workflow``'s views (or their filter): the job
+        wrapper's store."""
+        return MongoStore(self.database.client, self.settings, self._keys, workflow, views)
 
     # -- runs --------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ References: ``output:<id>`` (a document of ``outputs``), ``gridfs:<id>`` (a Grid
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -60,8 +61,14 @@ from runtime.documents.run import job_output_of, job_output_projection, run_filt
 from runtime.documents.views import gridfs_id, labelled, unlabelled, view_name
 from runtime.errors import OutputTooLarge, StoreError
 from runtime.statuses import ItemState
+from runtime.store.views import workflow_reads
 
 Document = dict[str, Any]
+
+KEPT_TEXTS_MAX_BYTES = 8 * 2**20
+"""The JSON of the outputs (kept by reference in a document of their own) a store keeps after
+loading them: an output is inserted once and never replaced, and every item of a fan-out gets
+the same results, so its attempts read them from the server once, not once per item."""
 
 ITEMS_BATCH = 16
 """Items read per round trip when their outputs are summed against a budget: at most 2 MB of
@@ -80,16 +87,19 @@ class OutputStore:
         items: Collection[Document],
         workflow: str | None = None,
         runs: Collection[Document] | None = None,
+        views: bool = True,
     ) -> None:
         self.outputs: Collection[Document] = database[OUTPUTS]
         self.items = items
         self.runs = runs
         """Where an output the run document holds is read (``run:`` references): the runs, or the
         workflow's view of them."""
+        self._readable: Collection[Document] = workflow_reads(database, OUTPUTS, workflow, views)
         reads = OUTPUTS if workflow is None else view_name(workflow, OUTPUTS)
-        self._readable: Collection[Document] = database[reads]
         self.files = gridfs.GridFSBucket(database, bucket_name=reads)
         self._database = database
+        self._texts: dict[str, str] = {}
+        self._texts_lock = threading.Lock()
 
     def ensure_indexes(self) -> None:
         """GridFS's own indexes on the bucket, as ``GridFSBucket`` would make them on its first
@@ -173,10 +183,7 @@ class OutputStore:
         kind, name = parse_reference(ref)
         try:
             if kind == OUTPUT_REF:
-                document = self._readable.find_one(output_filter(name))
-                if document is None:
-                    raise StoreError(f"the output {ref} is gone")
-                return json.loads(document[JSON])
+                return json.loads(self._text(ref, name))
             if kind == GRIDFS_REF:
                 return json.loads(self.files.open_download_stream_by_name(name).read())
             if kind == ITEMS_REF:
@@ -195,6 +202,23 @@ class OutputStore:
         except gridfs.errors.NoFile as exc:
             raise StoreError(f"the output {ref} is gone") from exc
         raise StoreError(f"unknown output reference {ref!r}")
+
+    def _text(self, ref: str, name: str) -> str:
+        """The JSON of an output document, kept (``KEPT_TEXTS_MAX_BYTES``, the oldest dropped
+        first); parsed anew for each reader, so no handler sees another's changes to it."""
+        text = self._texts.get(name)
+        if text is None:
+            document = self._readable.find_one(output_filter(name))
+            if document is None:
+                raise StoreError(f"the output {ref} is gone")
+            text = str(document[JSON])
+            with self._texts_lock:
+                kept = sum(map(len, self._texts.values()))
+                while self._texts and kept + len(text) > KEPT_TEXTS_MAX_BYTES:
+                    kept -= len(self._texts.pop(next(iter(self._texts))))
+                if len(text) <= KEPT_TEXTS_MAX_BYTES:
+                    self._texts[name] = text
+        return text
 
     def load_within(self, ref: str, budget: int) -> tuple[Any, int]:
         """The value at ``ref`` and its size as JSON, when that size is within ``budget`` bytes;
