@@ -12,7 +12,7 @@ import jmespath.exceptions
 from jmespath.lexer import Lexer
 
 from runtime.definition.draft import DraftJob
-from runtime.definition.report import Report, name_list, show
+from runtime.definition.report import JsonPath, Report, name_list, show
 
 WHEN_ROOTS = ("input", "results", "failures")
 """What a ``when`` condition can read at its top level (``failures``: the errors of the jobs in
@@ -33,23 +33,9 @@ def check_expression(job: DraftJob, key: str, condition: str, reads: list[str], 
     ``results``, does not negate before it reads; the jobs it reads under ``results`` go to
     ``reads``, checked once the phase order is known."""
     path = (*job.path, key)
-    try:
-        parsed = jmespath.compile(condition).parsed
-    except (jmespath.exceptions.JMESPathError, RecursionError) as exc:
-        if getattr(exc, "token_type", None) == "NUMBER":
-            report.add(path, _bare_number_message(condition))
-            return
-        summary = (str(exc).splitlines() or [type(exc).__name__])[0].rstrip(":")
-        position = getattr(exc, "lex_position", None)
-        at = f" at column {position + 1}" if isinstance(position, int) else ""
-        report.add(path, f"invalid JMESPath {show(condition)}: {summary}{at}")
+    parsed = compiled(path, condition, report, NULL_MEANS[key])
+    if parsed is None:
         return
-    if _negates_then_reads(parsed):
-        report.add(
-            path,
-            f"{show(condition)} negates before it reads a field: JMESPath reads '!a.b' as '(!a).b', "
-            f"which is always null{NULL_MEANS[key]}; write '!(a.b)'",
-        )
     roots = WHEN_ROOTS if key == "when" else WHEN_ROOTS[:2]
     if key == "when" and job.path[:1] == ("on_exit",):
         roots = (*roots, "run")  # how the run ends, as an exit handler's event says it
@@ -63,6 +49,30 @@ def check_expression(job: DraftJob, key: str, condition: str, reads: list[str], 
         elif root in ("results", "failures") and member is not None and member not in reads:
             # Which jobs it may read depends on the phase order: checked with the jobs.
             reads.append(member)
+
+
+def compiled(path: JsonPath, expression: str, report: Report, null_means: str = "") -> Any | None:
+    """``expression``'s parse tree, or None when it does not compile (reported at ``path``, the
+    column given). One that negates before it reads a field is reported too, its tree returned;
+    ``null_means``: what that null would do, said after it."""
+    try:
+        parsed = jmespath.compile(expression).parsed
+    except (jmespath.exceptions.JMESPathError, RecursionError) as exc:
+        if getattr(exc, "token_type", None) == "NUMBER":
+            report.add(path, _bare_number_message(expression))
+            return None
+        summary = (str(exc).splitlines() or [type(exc).__name__])[0].rstrip(":")
+        position = getattr(exc, "lex_position", None)
+        at = f" at column {position + 1}" if isinstance(position, int) else ""
+        report.add(path, f"invalid JMESPath {show(expression)}: {summary}{at}")
+        return None
+    if _negates_then_reads(parsed):
+        report.add(
+            path,
+            f"{show(expression)} negates before it reads a field: JMESPath reads '!a.b' as '(!a).b', "
+            f"which is always null{null_means}; write '!(a.b)'",
+        )
+    return parsed
 
 
 def _bare_number_message(condition: str) -> str:

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import jmespath
-import jmespath.exceptions
-
 from runtime.definition.draft import known_fields
-from runtime.definition.expressions import _bare_number_message, _negates_then_reads, _root_fields
+from runtime.definition.expressions import _root_fields, compiled
 from runtime.definition.model import ON_LIMIT, RunConcurrency
 from runtime.definition.report import JsonPath, Report, show
 
@@ -37,23 +34,9 @@ def read_flow(spec: dict[str, Any], report: Report) -> dict[str, Any]:
 
 def check_input_expression(path: JsonPath, expression: str, report: Report) -> None:
     """It compiles, does not negate before it reads, and reads nothing but ``input``."""
-    try:
-        parsed = jmespath.compile(expression).parsed
-    except (jmespath.exceptions.JMESPathError, RecursionError) as exc:
-        if getattr(exc, "token_type", None) == "NUMBER":
-            report.add(path, _bare_number_message(expression))
-            return
-        summary = (str(exc).splitlines() or [type(exc).__name__])[0].rstrip(":")
-        position = getattr(exc, "lex_position", None)
-        at = f" at column {position + 1}" if isinstance(position, int) else ""
-        report.add(path, f"invalid JMESPath {show(expression)}: {summary}{at}")
+    parsed = compiled(path, expression, report)
+    if parsed is None:
         return
-    if _negates_then_reads(parsed):
-        report.add(
-            path,
-            f"{show(expression)} negates before it reads a field: JMESPath reads '!a.b' as '(!a).b', "
-            "which is always null; write '!(a.b)'",
-        )
     for root, _ in _root_fields(parsed):
         if root not in FLOW_ROOTS:
             report.add(
