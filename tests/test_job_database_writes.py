@@ -11,11 +11,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pymongo
 import pytest
-from pymongo import monitoring
 
 from cdk_app.local.atlas_events import envelope
 from cdk_app.local.embedded_mongo import EmbeddedMongo
@@ -33,6 +31,7 @@ from runtime.statuses import StatusName
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
 from tests.engine_harness import RecordingDispatcher, workflow
+from tests.test_database_privileges import Recorder
 from tests.test_engine_faults import EVENT_FIXTURES
 
 SPEC = workflow("w", {"p": {"a": {}, "b": {}}})
@@ -216,20 +215,6 @@ def test_a_job_cannot_keep_a_dead_attempts_lease_alive(control: MongoStore, job_
     assert outcome.action == "recorded", outcome
 
 
-class Commands(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, dict[str, Any]]] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.sent.append((event.command_name, dict(event.command)))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
 @pytest.fixture
 def failing_server() -> Iterator[str]:
     """A server of this test's own that takes ``configureFailPoint``."""
@@ -248,7 +233,7 @@ def test_a_writer_the_server_refuses_the_bypass_writes_without_it_and_sets_no_va
     server is told to here (``failCommand``, for this client alone). The store sets no validator
     and records every operation, the first by trying again without the bypass, the rest without
     trying it."""
-    commands = Commands()
+    commands = Recorder()
     mongo_client: pymongo.MongoClient[dict] = pymongo.MongoClient(failing_server)
     client: pymongo.MongoClient[dict] = pymongo.MongoClient(
         failing_server, appname="readwrite-user", event_listeners=[commands]
@@ -267,7 +252,7 @@ def test_a_writer_the_server_refuses_the_bypass_writes_without_it_and_sets_no_va
             StatusEvent(run_id="r", workflow="w", status=StatusName.CANCEL_REQUESTED, attempt=attempt)
         )
     assert [s["attempt"] for s in store.run_statuses("r")] == [1, 2]
-    inserts = [body for name, body in commands.sent if name == "insert" and body["insert"] == "statuses"]
+    inserts = [body for name, body in commands.commands if name == "insert" and body["insert"] == "statuses"]
     assert [body.get("bypassDocumentValidation", False) for body in inserts] == [True, False, False]
     [options] = [
         c["options"]
