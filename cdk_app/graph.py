@@ -19,7 +19,7 @@ from collections.abc import Callable
 from runtime.definition.model import EXIT_PHASE, HANDLERS_PHASE, Job, Phase, Workflow
 
 HANDLERS_TITLE = "on_failure: when the run fails or is cancelled"
-EXIT_TITLE = "on_exit: when the run ends, however it ends"
+ON_EXIT_TITLE = "on_exit: when the run ends, however it ends"
 
 
 def calls(job: Job) -> str | None:
@@ -65,7 +65,7 @@ def _decides(job: Job) -> bool:
 
 
 def _title(phase: Phase) -> str:
-    return {HANDLERS_PHASE: HANDLERS_TITLE, EXIT_PHASE: EXIT_TITLE}.get(phase.name, phase.name)
+    return {HANDLERS_PHASE: HANDLERS_TITLE, EXIT_PHASE: ON_EXIT_TITLE}.get(phase.name, phase.name)
 
 
 def _mermaid_text(text: str) -> str:

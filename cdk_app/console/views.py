@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from cdk_app.graph import EXIT_TITLE, calls
+from cdk_app.graph import ON_EXIT_TITLE, calls
 from runtime.clock import as_utc
 from runtime.definition.model import Job, Phase
 from runtime.documents.items import FailedItem
@@ -96,7 +96,7 @@ def _phases(run: Run, failed_items: Mapping[str, Sequence[FailedItem]]) -> list[
             {
                 **_phase_json(run, run.definition.on_exit, failed_items),
                 "handlers": True,
-                "title": EXIT_TITLE,
+                "title": ON_EXIT_TITLE,
             }
         )
     return phases
