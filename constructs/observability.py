@@ -157,6 +157,8 @@ def workflow_dashboard(
             metrics.RUNS_REPAIRED,
             metrics.STATUSES_APPLIED,
             metrics.ATTEMPTS_REDISPATCHED,
+            metrics.SLOTS_RELEASED,
+            metrics.QUEUED_RUNS_STARTED,
             metrics.REJECTED_STATUSES,
         )
     ]

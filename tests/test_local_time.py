@@ -189,7 +189,7 @@ def test_a_rejection_fails_the_run_with_the_reason(tmp_path: Path) -> None:
     assert reject.exit_code == 0, reject.stderr
     assert done.exit_code == 1
     assert done.report["error"] == "job 'sign_off': rejected: not today"
-    assert done.jobs()["ship"] == ("pending", 0)
+    assert done.jobs()["ship"] == ("upstream_failed", 0)
 
 
 def _statuses(dev: Any, run_id: str) -> list[str]:

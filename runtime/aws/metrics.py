@@ -56,6 +56,12 @@ STATUSES_APPLIED = Metric("StatusesApplied", "Count", help="Missed statuses a re
 ATTEMPTS_REDISPATCHED = Metric(
     "AttemptsRedispatched", "Count", help="Attempts a reconciler pass dispatched again."
 )
+SLOTS_RELEASED = Metric(
+    "SlotsReleased", "Count", help="Concurrency slots of ended runs a reconciler pass released."
+)
+QUEUED_RUNS_STARTED = Metric(
+    "QueuedRunsStarted", "Count", help="Queued runs a reconciler pass started into free slots."
+)
 
 CATALOG: Mapping[str, Metric] = {
     metric.name: metric
@@ -74,6 +80,8 @@ CATALOG: Mapping[str, Metric] = {
         RUNS_REPAIRED,
         STATUSES_APPLIED,
         ATTEMPTS_REDISPATCHED,
+        SLOTS_RELEASED,
+        QUEUED_RUNS_STARTED,
     )
 }
 """Every metric a function emits, by name."""

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 import boto3
 
 from runtime import contracts
+from runtime.aws import metrics
 from runtime.aws.dispatch import LambdaDispatcher
 from runtime.aws.metrics import embedded_metrics, rejected_metric_line
 from runtime.aws.telemetry import setup_function
@@ -34,12 +35,12 @@ STALE_AFTER = timedelta(minutes=5)
 attempt ends, and checking a healthy run costs two reads."""
 
 METRICS = {
-    "RunsChecked": "runs_checked",
-    "RunsRepaired": "repaired_runs",
-    "StatusesApplied": "statuses_applied",
-    "AttemptsRedispatched": "redispatched",
-    "SlotsReleased": "slots_released",
-    "QueuedRunsStarted": "queued_started",
+    metrics.RUNS_CHECKED.name: "runs_checked",
+    metrics.RUNS_REPAIRED.name: "repaired_runs",
+    metrics.STATUSES_APPLIED.name: "statuses_applied",
+    metrics.ATTEMPTS_REDISPATCHED.name: "redispatched",
+    metrics.SLOTS_RELEASED.name: "slots_released",
+    metrics.QUEUED_RUNS_STARTED.name: "queued_started",
 }
 """Metric name -> the ``ReconcileReport`` field it reports (a tuple reports its length)."""
 
