@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -98,10 +99,9 @@ def test_a_job_edited_while_a_run_is_in_flight_changes_the_next_runs_only(
     log = tmp_path / "log"
     with dev_server(tmp_path, "--data", "data", "--workflows", str(workflows)) as dev:
         first = dev.cli("start", spec, "--input", run_input(tmp_path, "A", fail=True)).stdout.strip()
-        wait_until(
-            lambda: dev.cli("status", first, "--json").report["jobs"]["gate"]["status"] == "running",
-            "the first run's gate to be dispatched",
-        )
+        # Its gate's `started`, not its dispatch: the run is pinned when the dispatched job's
+        # function is looked up, a moment after the decision that shows the job running.
+        wait_until(lambda: _started(dev, first, "gate"), "the first run's gate to start")
         write_version(workflows, "v2")
         wait_until(lambda: "(reloaded)" in dev.stderr, "the dev server to reload the folder")
         second = dev.cli("start", spec, "--input", run_input(tmp_path, "B", fail=True)).stdout.strip()
@@ -135,10 +135,7 @@ def test_a_run_whose_job_was_removed_from_the_spec_still_completes_and_cannot_up
     log = tmp_path / "log"
     with dev_server(tmp_path, "--data", "data", "--workflows", str(workflows)) as dev:
         run_id = dev.cli("start", str(spec), "--input", run_input(tmp_path, "C")).stdout.strip()
-        wait_until(
-            lambda: dev.cli("status", run_id, "--json").report["jobs"]["gate"]["status"] == "running",
-            "the gate to run",
-        )
+        wait_until(lambda: _started(dev, run_id, "gate"), "the gate to start")
         spec.write_text(
             SPEC.replace("      change: {after: [gate], code: jobs/change}\n", ""), encoding="utf-8"
         )
@@ -209,3 +206,10 @@ def test_each_snapshot_of_a_folder_job_imports_the_modules_beside_its_own_handle
             outputs.append(handler(event, context_for("versioned", job, "request")))
 
     assert outputs == [{"version": "v1"}, {"version": "v2"}, {"version": "v1"}]
+
+
+def _started(dev: Any, run_id: str, job: str) -> bool:
+    history = dev.cli("history", run_id, "--json")
+    return history.exit_code == 0 and any(
+        entry["status"] == "started" and entry.get("job") == job for entry in history.listing
+    )
