@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pymongo
+from pymongo import monitoring
 
 from benchmarks.orchestration import race
 from cdk_app.local.atlas_events import envelope
@@ -222,3 +223,19 @@ def race_orchestrators(
     finally:
         for client in clients:
             client.close()
+
+
+class CommandNames(monitoring.CommandListener):
+    """The name of every MongoDB command a client sends, in order (what a cost test counts)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.names.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        return None
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        return None

@@ -14,7 +14,6 @@ from typing import Any, cast
 
 import pymongo
 import pytest
-from pymongo import monitoring
 
 from benchmarks.orchestration import race
 from benchmarks.seed_port import SeedStateMachineJob, seed_state_machine
@@ -37,6 +36,7 @@ from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
 from tests.engine_harness import (
     CATCH_THE_FISH,
+    CommandNames,
     Driver,
     Faults,
     Outcome,
@@ -442,20 +442,6 @@ def test_extended_json_events_are_understood(store: MongoStore) -> None:
 # -- cost of the hot path ------------------------------------------------------------------------
 
 
-class _Commands(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.names: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.names.append(event.command_name)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        return None
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        return None
-
-
 @pytest.mark.parametrize(
     ("finished", "expected"),
     [
@@ -481,7 +467,7 @@ def test_a_success_that_does_not_end_a_phase_costs_at_most_two_commands(
         "attempt": 1,
     }
 
-    listener = _Commands()
+    listener = CommandNames()
     client: pymongo.MongoClient[dict] = pymongo.MongoClient(
         mongo_uri, event_listeners=[listener], tz_aware=True
     )

@@ -14,7 +14,6 @@ from typing import Any
 
 import pymongo
 import pytest
-from pymongo import monitoring
 
 from cdk_app.local.atlas_events import envelope
 from cdk_app.local.faults import CrashAtStep, CrashingStore, CrashPlan, InjectedCrash
@@ -29,7 +28,7 @@ from runtime.service.runs import start_run
 from runtime.statuses import ORCHESTRATOR_STATUSES, RUN_ENDS
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
-from tests.engine_harness import RecordingDispatcher, workflow
+from tests.engine_harness import CommandNames, RecordingDispatcher, workflow
 
 pytestmark = pytest.mark.faults
 
@@ -482,23 +481,9 @@ def test_a_redrive_takes_a_slot_and_waits_while_none_is_free(store: MongoStore) 
 # -- what it costs ---------------------------------------------------------------------------------
 
 
-class Commands(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.names: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.names.append(event.command_name)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        return None
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        return None
-
-
 @pytest.fixture
-def counted(mongo_uri: str, store: MongoStore) -> Iterator[tuple[MongoStore, Commands]]:
-    listener = Commands()
+def counted(mongo_uri: str, store: MongoStore) -> Iterator[tuple[MongoStore, CommandNames]]:
+    listener = CommandNames()
     client: pymongo.MongoClient[dict] = pymongo.MongoClient(
         mongo_uri, event_listeners=[listener], tz_aware=True
     )
@@ -508,7 +493,7 @@ def counted(mongo_uri: str, store: MongoStore) -> Iterator[tuple[MongoStore, Com
 
 
 def test_slot_work_is_spent_at_a_run_start_and_end_only(
-    store: MongoStore, counted: tuple[MongoStore, Commands]
+    store: MongoStore, counted: tuple[MongoStore, CommandNames]
 ) -> None:
     measured, listener = counted
     definition = limited(1)
