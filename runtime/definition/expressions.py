@@ -39,7 +39,7 @@ def check_expression(job: DraftJob, key: str, condition: str, reads: list[str], 
     roots = WHEN_ROOTS if key == "when" else WHEN_ROOTS[:2]
     if key == "when" and job.path[:1] == ("on_exit",):
         roots = (*roots, "run")  # how the run ends, as an exit handler's event says it
-    for root, member in _root_fields(parsed):
+    for root, member in root_fields(parsed):
         if root not in roots:
             hint = f" (did you mean 'input.{root}'?)"
             report.add(
@@ -146,14 +146,14 @@ def _negates_then_reads(node: Mapping[str, Any]) -> bool:
     return any(_negates_then_reads(child) for child in children if isinstance(child, Mapping))
 
 
-def _root_fields(node: Mapping[str, Any]) -> Iterator[tuple[str, str | None]]:
+def root_fields(node: Mapping[str, Any]) -> Iterator[tuple[str, str | None]]:
     """Top-level names a condition reads, with the name read under each (``results.<job>``)."""
     children = node.get("children", [])
     if node.get("type") == "field":
         yield str(node.get("value")), None
     elif node.get("type") in _SAME_CONTEXT:
         for child in children:
-            yield from _root_fields(child)
+            yield from root_fields(child)
     elif node.get("type") in _CHAINS and children:
         first = children[0]
         if (
@@ -163,4 +163,4 @@ def _root_fields(node: Mapping[str, Any]) -> Iterator[tuple[str, str | None]]:
         ):
             yield str(first.get("value")), str(children[1].get("value"))
         else:
-            yield from _root_fields(first)
+            yield from root_fields(first)

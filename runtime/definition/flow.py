@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from runtime.definition.draft import known_fields
-from runtime.definition.expressions import _root_fields, compiled
+from runtime.definition.expressions import compiled, root_fields
 from runtime.definition.model import ON_LIMIT, RunConcurrency
 from runtime.definition.report import JsonPath, Report, show
 
@@ -37,7 +37,7 @@ def check_input_expression(path: JsonPath, expression: str, report: Report) -> N
     parsed = compiled(path, expression, report)
     if parsed is None:
         return
-    for root, _ in _root_fields(parsed):
+    for root, _ in root_fields(parsed):
         if root not in FLOW_ROOTS:
             report.add(
                 path,
