@@ -26,7 +26,7 @@ from constructs import Construct
 from constructs.lambda_runtime import ARCHITECTURE
 from runtime.definition.model import Tracing
 
-TRACING_REQUIREMENTS = Path(__file__).with_name("tracing-requirements.txt")
+TRACING_REQUIREMENTS = Path(__file__).with_name("tracing_requirements.txt")
 """Installed with the plain layer's requirements into the traced layer (pinned)."""
 
 ADOT_COLLECTOR = lambda_.AdotLambdaLayerGenericVersion.V0_115_0
