@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -124,7 +125,7 @@ def _run(receiver: Receiver, mongo_uri: str) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def _attributes(span: Span) -> dict[str, object]:
+def _attributes(span: Span) -> dict[str, Any]:
     return {
         attribute.key: getattr(attribute.value, attribute.value.WhichOneof("value"))
         for attribute in span.attributes
