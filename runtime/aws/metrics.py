@@ -66,7 +66,9 @@ QUEUE_WAIT = Metric(
     "QueueWait", "Seconds", help="How long a queued run waited for a concurrency slot before it started."
 )
 TIMER_LATENESS = Metric(
-    "TimerLateness", "Seconds", help="How long after its due time a timer fired (a wait, a retry delay)."
+    "TimerLateness",
+    "Seconds",
+    help="How long after its due time a timer fired (a wait, a retry, a timeout, a deadline).",
 )
 
 CATALOG: Mapping[str, Metric] = {
