@@ -19,6 +19,7 @@ from constructs.bundling import DependencyLayer, DependencyLayerProps
 from constructs.connection import status_key_secret
 from constructs.database_access import DatabaseAccess, PasswordAuth
 from constructs.networking import PrivateNetwork
+from constructs.tracing import TRACING_REQUIREMENTS, exports
 from constructs.trigger import StatusEvents, StatusEventsProps, consumed_statuses
 from constructs.workflow import Workflow, WorkflowProps
 from runtime.definition import model
@@ -57,6 +58,14 @@ class SharedStack(Stack):
         )
         dependencies = DependencyLayer(self, "Dependencies", DependencyLayerProps())
         self.layer = dependencies.layer
+        traced = (
+            DependencyLayer(self, "TracedDependencies", DependencyLayerProps(also=(TRACING_REQUIREMENTS,)))
+            if any(exports(workflow.tracing or config.tracing) for workflow in workflows)
+            else None
+        )
+        self.traced_layer = traced.layer if traced is not None else None
+        """The layer with OpenTelemetry's SDK and exporter besides, for the workflows that export
+        their spans (spec or context ``tracing``); None when none does."""
         self.database = DatabaseAccess(
             self,
             "Database",
@@ -84,6 +93,8 @@ class SharedStack(Stack):
         ]
         if not isinstance(config.database, PasswordAuth) or config.database.kms_key_arn or config.vpc:
             handed_out += [repr(config.database), repr(config.vpc)]  # only then: today's hash is kept
+        if traced is not None:
+            handed_out.append(traced.content_hash)
         self._version = hashlib.sha256(json.dumps(handed_out).encode()).hexdigest()[:16]
         CfnOutput(
             self,
@@ -134,6 +145,8 @@ def build(app: App, config: AppConfig, workflows: Sequence[model.Workflow]) -> W
                 database=shared.database,
                 network=shared.network,
                 layer=shared.layer,
+                traced_layer=shared.traced_layer,
+                tracing=config.tracing,
                 store=config.store,
                 reconcile_schedule=config.reconcile_schedule,
             ),

@@ -15,6 +15,7 @@ from constructs import Node
 from constructs.database_access import DatabaseAuth, IamAuth, PasswordAuth
 from constructs.networking import CREATE_VPC, VpcPlacement
 from constructs.trigger import AtlasTrigger, ExistingEventBus, PartnerEventSource, TriggerWiring
+from runtime.definition.model import TRACE_EXPORTERS, Tracing
 from runtime.errors import Problem, ProblemsError
 from runtime.store.settings import StoreSettings
 
@@ -44,6 +45,9 @@ KMS_KEY_ARN = re.compile(r"arn:[\w-]+:kms:[\w-]+:\d{12}:key/[\w-]+")
 VPC_ID = re.compile(r"vpc-[0-9a-f]{8,17}")
 SUBNET_ID = re.compile(r"subnet-[0-9a-f]{8,17}")
 
+ENDPOINT_URL = re.compile(r"https?://[^\s/]+(/\S*)?")
+"""``tracingEndpoint``: an http(s) URL, as the spec's ``tracing.endpoint`` takes it."""
+
 CONTEXT_KEYS = (
     "workflowsDir",
     "mongodbAuth",
@@ -64,6 +68,8 @@ CONTEXT_KEYS = (
     "reconcileSchedule",
     "vpc",
     "vpcSubnetIds",
+    "tracing",
+    "tracingEndpoint",
 )
 
 DEFAULT_WIRING = ExistingEventBus(name_or_arn="default")
@@ -104,6 +110,9 @@ class AppConfig:
     project id and the cluster's address, which a synth without them cannot know."""
     vpc: VpcPlacement | None = None
     """Private networking (``vpc``, ``vpcSubnetIds``); default none: functions outside any VPC."""
+    tracing: Tracing = Tracing()
+    """Where the functions of a workflow whose spec has no ``tracing`` export their spans
+    (``tracing``, ``tracingEndpoint``); default none."""
 
     @classmethod
     def from_context(cls, node: Node) -> AppConfig:
@@ -156,7 +165,8 @@ class AppConfig:
         wiring, wiring_problems = _wiring(
             values, project_id_used=isinstance(database, IamAuth) or vpc is not None
         )
-        problems += database_problems + vpc_problems + wiring_problems
+        tracing, tracing_problems = _tracing(values)
+        problems += database_problems + vpc_problems + wiring_problems + tracing_problems
         if problems:
             raise ConfigError(problems)
         return cls(
@@ -168,6 +178,7 @@ class AppConfig:
             reconcile_schedule=schedule,
             database=database,
             vpc=vpc,
+            tracing=tracing,
         )
 
 
@@ -237,6 +248,30 @@ def _database(values: Mapping[str, str]) -> tuple[DatabaseAuth, list[Problem]]:
         profile=values.get("atlasProfile", IamAuth.profile),
     )
     return auth, problems
+
+
+def _tracing(values: Mapping[str, str]) -> tuple[Tracing, list[Problem]]:
+    """``tracing``: the exporter of the workflows whose spec says none, and ``tracingEndpoint``,
+    the endpoint ``otlp`` needs (the spec's ``tracing: {exporter, endpoint}``, as two keys so
+    ``cdk synth -c`` can set them)."""
+    exporter = values.get("tracing", "none")
+    endpoint = values.get("tracingEndpoint")
+    if exporter not in TRACE_EXPORTERS:
+        return Tracing(), [_problem(f"tracing must be {', '.join(TRACE_EXPORTERS)}, not {exporter!r}")]
+    if exporter == "otlp" and endpoint is None:
+        return Tracing(), [
+            _problem(
+                "tracing=otlp needs tracingEndpoint: the base URL of the OTLP/HTTP receiver the spans go "
+                "to (e.g. https://collector.example.com:4318)"
+            )
+        ]
+    if exporter != "otlp" and endpoint is not None:
+        return Tracing(), [_problem(f"tracingEndpoint only applies with tracing=otlp, not {exporter}")]
+    if endpoint is not None and not ENDPOINT_URL.fullmatch(endpoint):
+        return Tracing(), [
+            _problem(f"tracingEndpoint {endpoint!r} is not an http:// or https:// URL (no spaces)")
+        ]
+    return Tracing(exporter=exporter, endpoint=endpoint), []
 
 
 def _vpc(values: Mapping[str, str]) -> tuple[VpcPlacement | None, list[Problem]]:

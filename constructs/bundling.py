@@ -152,6 +152,9 @@ class PipLayerBundling:
 class DependencyLayerProps:
     requirements: Path = RUNTIME_REQUIREMENTS
     """The requirements file to install; default ``RUNTIME_REQUIREMENTS``, what the handlers need."""
+    also: tuple[Path, ...] = ()
+    """More requirements files installed with it, resolved together into the one layer (e.g.
+    ``constructs.tracing.TRACING_REQUIREMENTS``); default none."""
     runtime: lambda_.Runtime = PYTHON_RUNTIME
     """The Lambda runtime the wheels are chosen for; default ``PYTHON_RUNTIME``."""
 
@@ -167,9 +170,10 @@ class DependencyLayer(Construct):
     def __init__(self, scope: Construct, construct_id: str, props: DependencyLayerProps) -> None:
         super().__init__(scope, construct_id)
         target_python = python_version(props.runtime)
-        staging = self._stage_requirements(props.requirements, target_python)
+        staging = self._stage_requirements((props.requirements, *props.also), target_python)
         self._content_hash = hashlib.sha256((staging / "requirements.txt").read_bytes()).hexdigest()
         bundling = PipLayerBundling(staging / "requirements.txt", target_python)
+        files = ", ".join(path.name for path in (props.requirements, *props.also))
         self.layer = lambda_.LayerVersion(
             self,
             "Layer",
@@ -182,7 +186,7 @@ class DependencyLayer(Construct):
             compatible_architectures=[ARCHITECTURE],
             # A workflow stack whose update fails rolls its functions back onto the version before.
             removal_policy=RemovalPolicy.RETAIN,
-            description=f"Run-time dependencies ({props.requirements.name}) for Python {target_python}",
+            description=f"Run-time dependencies ({files}) for Python {target_python}",
         )
 
     @property
@@ -191,15 +195,17 @@ class DependencyLayer(Construct):
         means a new layer version."""
         return self._content_hash
 
-    def _stage_requirements(self, requirements: Path, target_python: str) -> Path:
+    def _stage_requirements(self, requirements: tuple[Path, ...], target_python: str) -> Path:
         stage = Stage.of(self)
         if stage is None:
             raise ValueError(f"{self.node.path}: the layer asset needs an App or Stage above it")
-        staging = Path(stage.outdir) / "staging" / "dependency-layer" / target_python
-        staging.mkdir(parents=True, exist_ok=True)
         # The header is part of the source hash: another Python version or platform is another layer.
-        (staging / "requirements.txt").write_text(
-            f"# Python {target_python}, {WHEEL_PLATFORM}\n" + requirements.read_text(encoding="utf-8"),
-            encoding="utf-8",
+        text = f"# Python {target_python}, {WHEEL_PLATFORM}\n" + "".join(
+            path.read_text(encoding="utf-8").rstrip("\n") + "\n" for path in requirements
         )
+        # A folder per content: layers of other requirements in the same app do not share one.
+        folder = hashlib.sha256(text.encode()).hexdigest()[:16]
+        staging = Path(stage.outdir) / "staging" / "dependency-layer" / folder
+        staging.mkdir(parents=True, exist_ok=True)
+        (staging / "requirements.txt").write_text(text, encoding="utf-8")
         return staging

@@ -130,7 +130,8 @@ def workflow_dashboard(
 ) -> cloudwatch.Dashboard:
     """The workflow's dashboard (``<workflow>-dashboard``): runs by outcome, run duration percentiles, job
     attempts and retries, the slowest and most failing jobs, the reconciler's repairs and the
-    rejected statuses, and the state of every alarm of the workflow."""
+    rejected statuses, how long queued runs waited and how late timers fired, and the state of
+    every alarm of the workflow."""
     name = workflow.name
     jobs = [job.name for job in workflow.jobs() if job.runs_code]
     run_outcomes = [
@@ -162,6 +163,11 @@ def workflow_dashboard(
             metrics.REJECTED_STATUSES,
         )
     ]
+    waits = [
+        metric(name, which, statistic, label=f"{label} {statistic} (s)")
+        for which, label in ((metrics.QUEUE_WAIT, "queue wait"), (metrics.TIMER_LATENESS, "timer lateness"))
+        for statistic in ("p50", "p99", "Maximum")
+    ]
     widgets: list[cloudwatch.IWidget] = [
         _graph("Runs per hour by outcome", run_outcomes),
         _graph("Run duration (seconds)", durations),
@@ -174,6 +180,7 @@ def workflow_dashboard(
             ],
         ),
         _graph("Reconciler and rejected statuses", health),
+        _graph("Queue waits and late timers (seconds)", waits),
         *_per_job("Slowest jobs: attempt duration p99 (ms)", name, jobs, metrics.ATTEMPT_DURATION, "p99"),
         *_per_job("Most failing jobs: failed attempts", name, jobs, metrics.ATTEMPTS_FAILED, "Sum"),
         *_per_job("Succeeded attempts per job", name, jobs, metrics.ATTEMPTS_SUCCEEDED, "Sum"),

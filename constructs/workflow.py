@@ -40,6 +40,7 @@ from constructs.networking import PrivateNetwork, in_network
 from constructs.observability import spec_alarms, workflow_dashboard
 from constructs.start_schedule import start_schedule
 from constructs.timers import scheduler_principal, timer_schedule
+from constructs.tracing import exports, function_tracing
 from constructs.versions import pin_runs_to_versions, publish_versions, retain, version_options
 from runtime import contracts
 from runtime.definition import model
@@ -143,6 +144,13 @@ class WorkflowProps:
     status_key: secretsmanager.ISecret | None = None
     """The status signing key (``constructs.connection.status_key_secret``), shared by the
     workflows of an app so one operator key serves them all; default: one of the workflow's own."""
+    tracing: model.Tracing = model.Tracing()
+    """Where the functions export the runs' spans when the spec has no ``tracing`` (context key
+    ``tracing``, ``constructs.tracing``); default nowhere."""
+    traced_layer: lambda_.ILayerVersion | None = None
+    """The dependency layer with OpenTelemetry's SDK and exporter besides
+    (``DependencyLayerProps(also=(TRACING_REQUIREMENTS,))``): every function of a workflow that
+    exports its spans gets it instead of ``layer``; needed then, unused otherwise."""
 
 
 class Workflow(Construct):
@@ -166,6 +174,14 @@ class Workflow(Construct):
         self._job_code = self._staging.jobs()
         self._runtime_code: dict[int | None, lambda_.Code] = {}
         self._status_key = props.status_key or status_key_secret(self, "StatusKey")
+        self._tracing = workflow.tracing or props.tracing
+        if exports(self._tracing) and props.traced_layer is None:
+            raise ValueError(
+                f"workflow {workflow.name!r} exports its spans (tracing: {self._tracing.exporter}): "
+                "WorkflowProps.traced_layer must be the layer with OpenTelemetry's SDK "
+                "(DependencyLayerProps(also=(TRACING_REQUIREMENTS,)))"
+            )
+        self._function_tracing = function_tracing(self, self._tracing, workflow.name)
 
         self._topic = notification_topic(self, workflow)
         self._log_group = logs.LogGroup(
@@ -387,6 +403,11 @@ class Workflow(Construct):
         return self._dashboard
 
     @property
+    def tracing(self) -> model.Tracing:
+        """Where the functions export the runs' spans: the spec's ``tracing``, else the props'."""
+        return self._tracing
+
+    @property
     def log_group(self) -> logs.ILogGroup:
         """Shared by every function of the workflow (one retention setting, no per-job resource)."""
         return self._log_group
@@ -406,6 +427,11 @@ class Workflow(Construct):
         if stack_index not in self._runtime_code:
             self._runtime_code[stack_index] = lambda_.Code.from_asset(str(self._staging.runtime_only()))
         return self._runtime_code[stack_index]
+
+    def _layers(self) -> list[lambda_.ILayerVersion]:
+        """The dependency layer (the traced one when the spans are exported) and the collector's."""
+        dependencies = self._props.traced_layer if exports(self._tracing) else None
+        return [dependencies or self._props.layer, *self._function_tracing.layers]
 
     def _system_function(
         self,
@@ -437,7 +463,7 @@ class Workflow(Construct):
             handler=HANDLERS[role_name],
             runtime=PYTHON_RUNTIME,
             architecture=ARCHITECTURE,
-            layers=[self._props.layer],
+            layers=self._layers(),
             memory_size=contracts.SYSTEM_FUNCTION_MEMORY_MB,
             timeout=timeout,
             role=role,
@@ -446,13 +472,16 @@ class Workflow(Construct):
             application_log_level_v2=APPLICATION_LOG_LEVEL,
             environment=self._store_environment(cast(FunctionClass, role_name))
             | {contracts.STATUS_KEY_SECRET_ARN: self._status_key.secret_arn}
+            | self._function_tracing.environment
             | dict(environment or {}),
+            tracing=self._function_tracing.tracing,
             on_failure=destinations.SqsDestination(self._dead_letter_queue),
             retry_attempts=retries[0] if retries else None,
             max_event_age=retries[1] if retries else None,
             **in_network(self._props.network, role),
         )
         self._database.grant(role, cast(FunctionClass, role_name))
+        self._function_tracing.acknowledge(role)
         for secret in (self._status_key, *extra_secrets):
             secret.grant_read(role)
         self._log_group.grant_write(role)
@@ -551,6 +580,7 @@ class Workflow(Construct):
         self._log_group.grant_write(role)
         grant_spec_permissions(role, job)
         Validations.of(role).acknowledge(*self._on_failure_acknowledgments)
+        self._function_tracing.acknowledge(role)
         return role
 
     def _job_function(self, job: model.Job) -> lambda_.Function:
@@ -571,7 +601,7 @@ class Workflow(Construct):
             handler=HANDLERS["job"],
             runtime=PYTHON_RUNTIME,
             architecture=ARCHITECTURE,
-            layers=[self._props.layer],
+            layers=self._layers(),
             memory_size=job.memory,
             timeout=Duration.seconds(job.timeout),
             role=self._job_roles[job.name],
@@ -579,6 +609,7 @@ class Workflow(Construct):
             logging_format=lambda_.LoggingFormat.JSON,
             application_log_level_v2=APPLICATION_LOG_LEVEL,
             environment=self._job_environment(job),
+            tracing=self._function_tracing.tracing,
             retry_attempts=JOB_ASYNC_RETRY_ATTEMPTS,
             max_event_age=JOB_MAX_EVENT_AGE,
             on_failure=destinations.LambdaDestination(self._orchestrator),
@@ -589,9 +620,10 @@ class Workflow(Construct):
         )
 
     def _job_environment(self, job: model.Job) -> dict[str, str]:
-        """The spec's ``env``, the store's settings and, for a job with code, ``JOB_HANDLER``; for
-        an ``invoke`` job, the handler that calls the function, and which one with what."""
-        environment = dict(job.env) | self._store_environment("job")
+        """The exporter's variables (which the spec's ``env`` may override), the spec's ``env``, the
+        store's settings and, for a job with code, ``JOB_HANDLER``; for an ``invoke`` job, the
+        handler that calls the function, and which one with what."""
+        environment = self._function_tracing.environment | dict(job.env) | self._store_environment("job")
         if job.name in self._job_code:
             environment[contracts.JOB_HANDLER] = self._job_code[job.name][1]
         if job.call is not None:

@@ -1,13 +1,13 @@
 """Metrics as CloudWatch embedded metric format (docs/observability.md): the lines the functions
 print are valid EMF, and the synthesized dashboard and alarms draw exactly the metrics (names
-and dimensions) the functions emit, checked both ways on a real run (a retry, a fan-out, a
-failure handler, a cancelled run)."""
+and dimensions) the functions emit, checked both ways on real runs (a retry, a fan-out, a
+failure handler, a run queued behind another, a cancelled run)."""
 
 from __future__ import annotations
 
 import json
 import urllib.request
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pymongo
@@ -21,8 +21,10 @@ from cdk_app.testkit import WorkflowTest, raises, sequence
 from runtime.aws import metrics
 from runtime.aws.metrics import rejected_metric_line
 from runtime.definition.loader import load_workflow
+from runtime.engine.timers import pending_timers
 from runtime.handlers.reconciler import metrics_record
 from runtime.service.reconciler import ReconcileReport
+from runtime.service.timers import fire_due_timers
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
 from tests.cdk_fixtures import resources_of_type, synthesize, templates_of
@@ -134,7 +136,7 @@ def printed(mongo_uri: str) -> list[dict[str, Any]]:
     )
     try:
         test.start({"items": ["a", "b"], "break": True})
-        test.run_until_idle()
+        # Queued (concurrency limit 1) until the first has ended, a minute on: flaky's retry delay.
         test.start({"items": [], "break": False})
         test.run_until_idle()
         test.start({"items": []})
@@ -170,6 +172,51 @@ def test_a_run_and_each_attempt_carry_what_logs_insights_filters_by(printed: lis
         "RunsFailed",
         "RunsSucceeded",
     ]
+
+
+def test_a_queued_run_counts_its_wait_and_a_timer_how_late_it_fired(printed: list[dict[str, Any]]) -> None:
+    queued = [record for record in printed if metrics.QUEUE_WAIT.name in record]
+    waits = sorted(record[metrics.QUEUE_WAIT.name] for record in queued)
+    # Every run of a workflow with concurrency starts from the queue; the second waited for the
+    # first's end, a minute after both were started (the virtual clock moves by the timers).
+    assert len(waits) == 3
+    assert waits[:2] == [0, 0]
+    assert 60 <= waits[2] < 61
+    late = [record for record in printed if metrics.TIMER_LATENESS.name in record]
+    # flaky's retry (its attempt 2) in the two runs that got that far; the virtual clock fires it on time.
+    assert [(record[metrics.TIMER_LATENESS.name], record["timer"]) for record in late] == [
+        (0, "timer_fired:flaky:2")
+    ] * 2
+    assert all({"runId", "traceId"} <= set(record) for record in queued + late)
+
+
+def test_a_timer_fired_late_counts_how_late_once(
+    mongo_uri: str, mongo_client: pymongo.MongoClient[dict[str, Any]], store_settings: StoreSettings
+) -> None:
+    records: list[dict[str, Any]] = []
+    sink = records.append
+    metrics.add_sink(sink)
+    test = WorkflowTest(
+        SPEC,
+        mongo_uri,
+        fakes={"flaky": raises(ConnectionError("down")), "fan": "ok", "broken": "ok", "cleanup": "ok"},
+        database=store_settings.database,
+    )
+    try:
+        run_id = test.start({"items": []}).run_id  # flaky failed: its retry is due in a minute
+        store = MongoStore(mongo_client, store_settings)
+        run = store.read_run(run_id)
+        assert run is not None
+        ((due, _),) = pending_timers(run)
+        fired = fire_due_timers(store, due + timedelta(seconds=7.5), WORKFLOW)
+        # A later sweep finds the timer fired: no second count.
+        again = fire_due_timers(store, due + timedelta(seconds=9), WORKFLOW)
+    finally:
+        metrics.remove_sink(sink)
+        test.close()
+    assert (fired, again) == (1, 0)
+    late = [record for record in records if metrics.TIMER_LATENESS.name in record]
+    assert [(record[metrics.TIMER_LATENESS.name], record["runId"]) for record in late] == [(7.5, run_id)]
 
 
 def _dashboard_metrics(template: dict[str, Any]) -> tuple[set[Key], list[dict[str, Any]]]:
@@ -276,6 +323,9 @@ def test_the_dev_servers_metrics_page_adds_up_the_same_records(
     # for its retry); the second ran in two.
     assert samples[f"workflows_attempts_failed_total{flaky}"] == "3"
     assert samples[f"workflows_attempt_duration_seconds_count{flaky}"] == "5"
+    assert samples[f"workflows_queue_wait_seconds_count{label}"] == "3"
+    assert 60 <= float(samples[f"workflows_queue_wait_seconds_sum{label}"]) < 61
+    assert samples[f"workflows_timer_lateness_seconds_count{label}"] == "2"
     emitted = sum(record.get("AttemptsSucceeded", 0) for record in printed if record.get("Job") == "fan")
     assert samples[f'workflows_attempts_succeeded_total{{workflow="{WORKFLOW}",job="fan"}}'] == str(emitted)
     assert "# TYPE workflows_runs_repaired_total counter" in text

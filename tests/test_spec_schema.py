@@ -106,6 +106,7 @@ SEED_BASE: dict[str, Any] = {
     },
 }
 ALARMS_BASE: dict[str, Any] = {**SPEC_BASE, "alarms": {"failure_rate": 0.5, "duration_p99": 60}}
+TRACING_BASE: dict[str, Any] = {**SPEC_BASE, "tracing": {"exporter": "otlp", "endpoint": "https://a.example"}}
 WHERE: dict[str, tuple[dict[str, Any], tuple[str | int, ...]]] = {
     "spec": (SPEC_BASE, ()),
     "defaults": (SPEC_BASE, ("defaults",)),
@@ -113,6 +114,7 @@ WHERE: dict[str, tuple[dict[str, Any], tuple[str | int, ...]]] = {
     "job": (SPEC_BASE, ("phases", "p", "jobs", "b")),
     "notify": (SPEC_BASE, ("notify",)),
     "alarms": (ALARMS_BASE, ("alarms",)),
+    "tracing": (TRACING_BASE, ("tracing",)),
     "concurrency": (SPEC_BASE, ("concurrency",)),
     "permission": (PERMISSION_BASE, ("phases", "p", "jobs", "b", "permissions", 0)),
     "retry": (RETRY_BASE, ("phases", "p", "jobs", "b", "retry")),
@@ -142,6 +144,9 @@ CHANGES: dict[tuple[str, str], object] = {
     ("spec", "alarms"): {"failure_rate": 0.05},
     ("alarms", "failure_rate"): 0.05,
     ("alarms", "duration_p99"): 600,
+    ("spec", "tracing"): {"exporter": "xray"},
+    ("tracing", "exporter"): "xray",
+    ("tracing", "endpoint"): "http://localhost:4318",
     ("spec", "concurrency"): {"limit": 3},
     ("spec", "priority"): "input.urgency",
     ("spec", "on_limit"): "skip",

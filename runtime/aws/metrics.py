@@ -62,6 +62,14 @@ SLOTS_RELEASED = Metric(
 QUEUED_RUNS_STARTED = Metric(
     "QueuedRunsStarted", "Count", help="Queued runs a reconciler pass started into free slots."
 )
+QUEUE_WAIT = Metric(
+    "QueueWait", "Seconds", help="How long a queued run waited for a concurrency slot before it started."
+)
+TIMER_LATENESS = Metric(
+    "TimerLateness",
+    "Seconds",
+    help="How long after its due time a timer fired (a wait, a retry, a timeout, a deadline).",
+)
 
 CATALOG: Mapping[str, Metric] = {
     metric.name: metric
@@ -82,6 +90,8 @@ CATALOG: Mapping[str, Metric] = {
         ATTEMPTS_REDISPATCHED,
         SLOTS_RELEASED,
         QUEUED_RUNS_STARTED,
+        QUEUE_WAIT,
+        TIMER_LATENESS,
     )
 }
 """Every metric a function emits, by name."""

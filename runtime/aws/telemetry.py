@@ -153,6 +153,43 @@ def _observe_decision(run: Run, event: StatusEvent, transition: Transition) -> N
         write_run_spans(run, outcome, status.error, now)
 
 
+def observe_queue_wait(run: Run) -> None:
+    """The queued ``run`` just started (its guarded ``queued`` to ``running`` write succeeded,
+    once per run): how long it waited since it was started. Best effort, as ``observe_decision``."""
+    try:
+        queued = as_utc(run.created_at)
+        if queued is None:
+            return
+        now = utcnow()
+        values = {metrics.QUEUE_WAIT.name: round(max(0.0, (now - queued).total_seconds()), 3)}
+        metrics.emit(
+            metrics.embedded_metrics(
+                run.workflow, values, now, runId=run.run_id, traceId=traces.trace_id(run.run_id)
+            )
+        )
+    except Exception:  # telemetry must not fail a run's start
+        log.exception("could not record the queue wait of run %r", run.run_id)
+
+
+def observe_timer_fired(event: StatusEvent, due: datetime, now: datetime) -> None:
+    """The timer ``event`` (due at ``due``) fired at ``now``: its ``timer_fired`` status was new,
+    so each timer is counted once however many sweeps see it due. Best effort."""
+    try:
+        values = {metrics.TIMER_LATENESS.name: round(max(0.0, (now - _aware(due)).total_seconds()), 3)}
+        metrics.emit(
+            metrics.embedded_metrics(
+                event.workflow,
+                values,
+                now,
+                runId=event.run_id,
+                timer=event.key,
+                traceId=traces.trace_id(event.run_id),
+            )
+        )
+    except Exception:  # telemetry must not fail a sweep
+        log.exception("could not record the lateness of timer %s of run %r", event.key, event.run_id)
+
+
 def _aware(moment: datetime) -> datetime:
     """A stored time as UTC: a store read without ``tz_aware`` gives naive ones."""
     return as_utc(moment) or moment

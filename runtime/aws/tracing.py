@@ -111,10 +111,8 @@ def configure_from_env(environ: Mapping[str, str]) -> bool:
     if "provider" in _state or not any(environ.get(name) for name in OTLP_ENDPOINT_VARIABLES):
         return "provider" in _state
     try:
-        # The optional extra (docs/observability.md); not installed here, so not type-checked.
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found]
-            OTLPSpanExporter,
-        )
+        # The traced layer's (constructs/tracing.py); absent from the plain layer.
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     except ImportError:
         return False
     configure(OTLPSpanExporter(), batch=True)

@@ -18,7 +18,16 @@ from runtime.definition.http import read_http
 from runtime.definition.input_schema import read_input_schema
 from runtime.definition.invoke import read_invoke
 from runtime.definition.job_code import check_job_code, check_shared_folder
-from runtime.definition.model import EXIT_PHASE, HANDLERS_PHASE, JOINS, RESULTS, Alarms, Notify
+from runtime.definition.model import (
+    EXIT_PHASE,
+    HANDLERS_PHASE,
+    JOINS,
+    RESULTS,
+    TRACE_EXPORTERS,
+    Alarms,
+    Notify,
+    Tracing,
+)
 from runtime.definition.permissions import read_permissions
 from runtime.definition.report import JsonPath, Report
 from runtime.definition.schema import is_name
@@ -95,6 +104,8 @@ def read_spec(document: dict[str, Any], report: Report, base_dir: Path) -> Draft
         settings["notify"] = Notify(**_notify_settings(spec["notify"]))
     if "alarms" in spec:
         settings["alarms"] = _alarms(spec["alarms"])
+    if "tracing" in spec:
+        settings["tracing"] = _tracing(spec["tracing"], report)
     if shared is not None:
         settings["shared"] = shared.as_posix()
     settings |= read_flow(spec, report)
@@ -192,6 +203,30 @@ def _alarms(raw: object) -> Alarms:
         failure_rate=float(rate) if isinstance(rate, int | float) and not isinstance(rate, bool) else None,
         duration_p99=p99 if isinstance(p99, int) and not isinstance(p99, bool) else None,
     )
+
+
+def _tracing(raw: object, report: Report) -> Tracing | None:
+    """The exporter the schema let through, with the endpoint only ``otlp`` takes (X-Ray's
+    collector listens on the function's own ``localhost``)."""
+    fields = known_fields(raw, "tracing")
+    exporter, endpoint = fields.get("exporter"), fields.get("endpoint")
+    if exporter not in TRACE_EXPORTERS or not isinstance(endpoint, str | None):
+        return None  # the schema has said why
+    if exporter == "otlp" and endpoint is None:
+        report.add(
+            ("tracing",),
+            "exporter otlp needs endpoint: the base URL of the OTLP/HTTP receiver the spans go to "
+            "(e.g. https://collector.example.com:4318)",
+        )
+        return None
+    if exporter != "otlp" and endpoint is not None:
+        report.add(
+            ("tracing", "endpoint"),
+            f"endpoint only applies with exporter otlp; {exporter} takes none"
+            + (" (the collector layer listens on localhost)" if exporter == "xray" else ""),
+        )
+        return None
+    return Tracing(exporter=str(exporter), endpoint=endpoint)
 
 
 def _notify_settings(raw: object) -> dict[str, Any]:

@@ -386,6 +386,23 @@ class Alarms:
     """Seconds the hourly 99th percentile of the run duration may reach before the alarm fires."""
 
 
+TRACE_EXPORTERS = ("none", "otlp", "xray")
+"""Where the functions export their spans (``tracing.exporter``): nowhere; over OTLP/HTTP to an
+endpoint; to AWS X-Ray through the AWS Distro for OpenTelemetry collector layer."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tracing:
+    """The spec's ``tracing`` (else the app's default, CDK context ``tracing``): where the
+    workflow's functions export the runs' spans. Build-time only: it chooses the functions'
+    layers, variables and permissions."""
+
+    exporter: str = "none"
+    """One of ``TRACE_EXPORTERS``."""
+    endpoint: str | None = None
+    """``otlp``'s: the OTLP/HTTP endpoint's base URL (spans go to ``<endpoint>/v1/traces``)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Notify:
     on: tuple[str, ...] = (
@@ -457,6 +474,8 @@ class Workflow:
     job's code, put on ``sys.path`` locally. Build-time only, like ``code``."""
     alarms: Alarms = field(default_factory=Alarms)
     """The spec's alarm thresholds: build-time only (the stack's alarms), not in the snapshot."""
+    tracing: Tracing | None = None
+    """The spec's ``tracing``; None: the app's default. Build-time only, not in the snapshot."""
     concurrency: RunConcurrency | None = None
     """How many runs may run at once (per key); None: no limit."""
     priority: str | None = None

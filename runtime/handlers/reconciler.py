@@ -19,7 +19,7 @@ from typing import Any, TextIO
 import boto3
 
 from runtime import contracts
-from runtime.aws import metrics
+from runtime.aws import metrics, tracing
 from runtime.aws.dispatch import LambdaDispatcher
 from runtime.aws.metrics import embedded_metrics, rejected_metric_line
 from runtime.aws.telemetry import setup_function
@@ -97,11 +97,15 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     workflow = os.environ[contracts.WORKFLOW_NAME]
     if "reconciler" not in _state:
         _state["reconciler"] = _build(workflow)
-    if isinstance(event, dict) and event.get("action") == contracts.FIRE_TIMERS:
-        reconciler: Reconciler = _state["reconciler"]
-        fired = fire_timers_until(reconciler.store, workflow, utcnow() + TIMER_WINDOW)
-        return {"timers_fired": fired}
-    report = reconcile_and_report(_state["reconciler"], workflow)
+    try:
+        if isinstance(event, dict) and event.get("action") == contracts.FIRE_TIMERS:
+            reconciler: Reconciler = _state["reconciler"]
+            fired = fire_timers_until(reconciler.store, workflow, utcnow() + TIMER_WINDOW)
+            return {"timers_fired": fired}
+        # A pass applies missed statuses, and the one that ends a run writes the run's spans.
+        report = reconcile_and_report(_state["reconciler"], workflow)
+    finally:
+        tracing.flush()
     return {
         "runs_checked": report.runs_checked,
         "statuses_applied": report.statuses_applied,

@@ -23,6 +23,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
+from runtime.aws.telemetry import observe_queue_wait
 from runtime.clock import age, utcnow
 from runtime.documents.run import Run, StatusEvent
 from runtime.engine.queue import plan_end_queued, plan_start
@@ -92,6 +93,7 @@ def start(store: RunStore, workflow: str, key: str, run_id: str, run: Run | None
         plan = plan_start(run)
         if not store.apply_transition(run_id, plan.conditions, plan.changes):
             return start(store, workflow, key, run_id)
+        observe_queue_wait(run)
     return True
 
 

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
+from runtime.aws.telemetry import observe_timer_fired
 from runtime.clock import utcnow
 from runtime.engine.timers import pending_timers
 from runtime.ports import RunStore
@@ -40,6 +41,7 @@ def fire_due_timers(store: RunStore, now: datetime, workflow: str | None = None)
                 created = store.record_status(event)
                 fired += created
                 if created:
+                    observe_timer_fired(event, due, now)
                     log.info("timer %s of run %r fired (due %s)", event.key, run_id, due.isoformat())
         later = [due for due, _ in timers if due > now]
         store.set_wake(run_id, run.version, min(later, default=None))
