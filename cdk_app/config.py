@@ -15,6 +15,7 @@ from constructs import Node
 from constructs.database_access import DatabaseAuth, IamAuth, PasswordAuth
 from constructs.networking import CREATE_VPC, VpcPlacement
 from constructs.trigger import AtlasTrigger, ExistingEventBus, PartnerEventSource, TriggerWiring
+from runtime.definition.model import DEFAULT_DELIVERY, DELIVERY_MODES
 from runtime.errors import Problem, ProblemsError
 from runtime.store.settings import StoreSettings
 
@@ -64,6 +65,7 @@ CONTEXT_KEYS = (
     "reconcileSchedule",
     "vpc",
     "vpcSubnetIds",
+    "delivery",
 )
 
 DEFAULT_WIRING = ExistingEventBus(name_or_arn="default")
@@ -104,6 +106,9 @@ class AppConfig:
     project id and the cluster's address, which a synth without them cannot know."""
     vpc: VpcPlacement | None = None
     """Private networking (``vpc``, ``vpcSubnetIds``); default none: functions outside any VPC."""
+    delivery: str = DEFAULT_DELIVERY
+    """How job reports reach the orchestrator in workflows whose spec has no ``delivery``
+    (``delivery``: fast or economy); default ``DEFAULT_DELIVERY``."""
 
     @classmethod
     def from_context(cls, node: Node) -> AppConfig:
@@ -151,6 +156,9 @@ class AppConfig:
                     "or cron(<6 fields>), e.g. rate(5 minutes)"
                 )
             )
+        delivery = values.get("delivery", DEFAULT_DELIVERY)
+        if delivery not in DELIVERY_MODES:
+            problems.append(_problem(f"delivery must be {' or '.join(DELIVERY_MODES)}, not {delivery!r}"))
         database, database_problems = _database(values)
         vpc, vpc_problems = _vpc(values)
         wiring, wiring_problems = _wiring(
@@ -168,6 +176,7 @@ class AppConfig:
             reconcile_schedule=schedule,
             database=database,
             vpc=vpc,
+            delivery=delivery,
         )
 
 

@@ -143,6 +143,9 @@ class WorkflowProps:
     status_key: secretsmanager.ISecret | None = None
     """The status signing key (``constructs.connection.status_key_secret``), shared by the
     workflows of an app so one operator key serves them all; default: one of the workflow's own."""
+    delivery: str = model.DEFAULT_DELIVERY
+    """How job reports reach the orchestrator when the spec has no ``delivery`` (context key
+    ``delivery``): ``fast`` or ``economy`` (``model.DELIVERY_MODES``)."""
 
 
 class Workflow(Construct):
@@ -278,6 +281,11 @@ class Workflow(Construct):
             *spec_alarms(self, workflow, self._topic),
         )
         self._dashboard = workflow_dashboard(self, workflow, self._alarms)
+
+    @property
+    def delivery(self) -> str:
+        """How job reports reach the orchestrator: the spec's ``delivery``, else the app's."""
+        return self._props.workflow.delivery or self._props.delivery
 
     @property
     def orchestrator(self) -> lambda_.Function:
@@ -600,6 +608,11 @@ class Workflow(Construct):
         if job.http is not None:
             environment[contracts.JOB_HANDLER] = HTTP_HANDLER
             environment[contracts.HTTP_REQUEST] = json.dumps(job.http.to_document(), separators=(",", ":"))
+        if self.delivery == "fast":
+            # A literal name, not a reference: the orchestrator's policy names the job functions.
+            environment[contracts.ORCHESTRATOR_FUNCTION] = function_name(
+                self._props.workflow.name, "orchestrator"
+            )
         if job.invoke is not None:
             environment[contracts.JOB_HANDLER] = INVOKE_HANDLER
             environment[contracts.INVOKE_FUNCTION] = job.invoke

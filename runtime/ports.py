@@ -94,6 +94,10 @@ class RunStore(Protocol):
         """The ``success`` or ``failed`` report of one attempt (of item ``index``), if any; ``slot``
         is the attempt's (``JobEvent.slot``), which a store holding the status keys works out."""
 
+    def read_status_by_id(self, status_id: str) -> StatusEvent | None:
+        """The status whose document ``_id`` is ``status_id``, if recorded (a terminal report,
+        handed off by the job function that recorded it)."""
+
     def read_statuses(self, run_id: str) -> list[StatusEvent]:
         """The run's statuses in the order they were recorded."""
 
@@ -166,6 +170,12 @@ class NotificationClaims(Protocol):
 class Dispatcher(Protocol):
     def dispatch(self, event: JobEvent) -> None:
         """Start one job attempt asynchronously; at least once."""
+
+
+class StatusHandoff(Protocol):
+    def hand_off(self, status_id: str) -> None:
+        """Ask the orchestrator to apply the recorded status ``status_id`` now (``delivery:
+        fast``), waiting a short bounded time at most; raises when it could not be asked."""
 
 
 class Notifier(Protocol):

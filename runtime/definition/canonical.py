@@ -18,7 +18,15 @@ from runtime.definition.http import read_http
 from runtime.definition.input_schema import read_input_schema
 from runtime.definition.invoke import read_invoke
 from runtime.definition.job_code import check_job_code, check_shared_folder
-from runtime.definition.model import EXIT_PHASE, HANDLERS_PHASE, JOINS, RESULTS, Alarms, Notify
+from runtime.definition.model import (
+    DELIVERY_MODES,
+    EXIT_PHASE,
+    HANDLERS_PHASE,
+    JOINS,
+    RESULTS,
+    Alarms,
+    Notify,
+)
 from runtime.definition.permissions import read_permissions
 from runtime.definition.report import JsonPath, Report
 from runtime.definition.schema import is_name
@@ -97,6 +105,8 @@ def read_spec(document: dict[str, Any], report: Report, base_dir: Path) -> Draft
         settings["alarms"] = _alarms(spec["alarms"])
     if shared is not None:
         settings["shared"] = shared.as_posix()
+    if spec.get("delivery") in DELIVERY_MODES:
+        settings["delivery"] = spec["delivery"]
     settings |= read_flow(spec, report)
     return Draft(name, phases, settings, handlers, exit_handlers)
 

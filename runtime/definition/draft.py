@@ -34,6 +34,7 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "concurrency",
                 "priority",
                 "on_limit",
+                "delivery",
             }
         ),
         "defaults": frozenset({"memory", "timeout", "retries", "retry", "env", "results"}),

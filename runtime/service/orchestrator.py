@@ -26,6 +26,7 @@ from runtime.aws.telemetry import observe_decision
 from runtime.clock import utcnow
 from runtime.documents.envelopes import (
     as_mapping,
+    handed_off_id,
     is_failure_record,
     parse_failure_record,
     parse_status_event,
@@ -114,15 +115,25 @@ class Orchestrator:
 
     def handle(self, event: object) -> Outcome:
         """Never raises for a malformed or stale event (it is logged and dropped); store and
-        dispatch failures do raise, so Lambda retries the event."""
+        dispatch failures do raise, so Lambda retries the event. ``event`` is an Atlas trigger
+        envelope, a Lambda on-failure record, or a job function's hand-off (``delivery: fast``):
+        the id of a status it recorded, read here from MongoDB and applied exactly as the
+        trigger's delivery of the same status, which is then a duplicate."""
         try:
             payload = as_mapping(event)
             if is_failure_record(payload):
                 return self._handle_failure_record(payload)
-            status = parse_status_event(payload)
+            status_id = handed_off_id(payload)
+            status = (
+                parse_status_event(payload) if status_id is None else self.store.read_status_by_id(status_id)
+            )
         except EventError as exc:
             log.warning("dropped a malformed event: %s", exc)
             return Outcome(action="dropped", reason=str(exc))
+        if status is None:
+            # A hand-off naming no recorded status: a forged id, or a status already deleted.
+            log.warning("dropped a hand-off of status %r: no such status", status_id)
+            return Outcome(action="dropped", reason=f"no status {status_id!r}")
         if status.status not in ORCHESTRATOR_STATUSES:
             return Outcome(action="ignored", reason=f"the orchestrator does not act on '{status.status}'")
         rejected = self.rejected(status)
