@@ -156,6 +156,10 @@ class Workflow(Construct):
         super().__init__(scope, construct_id)
         self._props = props
         workflow = props.workflow
+        if props.delivery not in model.DELIVERY_MODES:
+            raise ValueError(
+                f"WorkflowProps.delivery must be {' or '.join(model.DELIVERY_MODES)}, not {props.delivery!r}"
+            )
         unknown = sorted(set(props.own_roles) - {job.name for job in workflow.jobs()})
         if unknown:
             raise ValueError(
