@@ -27,6 +27,11 @@ class DispatchError(WorkflowError):
     """A job invocation was not accepted."""
 
 
+class HandoffFailed(WorkflowError):
+    """A job function's hand-off of its report to the orchestrator (``delivery: fast``) did not
+    get through; the Atlas trigger delivers the report anyway."""
+
+
 class InvocationRefused(DispatchError):
     """Lambda refuses this invocation for good: the job's function does not exist (a job removed
     from the spec while a run that started with it was in flight) or the payload is too large or
@@ -175,7 +180,8 @@ class Dispatcher(Protocol):
 class StatusHandoff(Protocol):
     def hand_off(self, status_id: str) -> None:
         """Ask the orchestrator to apply the recorded status ``status_id`` now (``delivery:
-        fast``), waiting a short bounded time at most; raises when it could not be asked."""
+        fast``), waiting a short bounded time at most; ``HandoffFailed`` when it could not be
+        asked."""
 
 
 class Notifier(Protocol):

@@ -78,4 +78,3 @@ def test_a_fast_job_may_invoke_its_workflows_orchestrator_and_no_other_function(
 def test_an_unknown_delivery_in_the_props_is_refused():
     with pytest.raises(ValueError, match="delivery must be fast or economy, not 'quick'"):
         synthesize([catch_the_fish()], AppConfig(delivery="quick"))
-

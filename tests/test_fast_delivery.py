@@ -24,6 +24,7 @@ from runtime.documents.events import JobEvent
 from runtime.documents.run import StatusEvent
 from runtime.documents.signatures import StatusKeys
 from runtime.errors import SpecError
+from runtime.ports import HandoffFailed
 from runtime.service.job_attempt import AttemptResult, run_attempt
 from runtime.service.orchestrator import Orchestrator, Outcome
 from runtime.service.runs import start_run
@@ -109,7 +110,7 @@ class UnreachableOrchestrator:
 
     def hand_off(self, status_id: str) -> None:
         self.calls += 1
-        raise TimeoutError("Read timeout on endpoint URL")
+        raise HandoffFailed("could not invoke relay-orchestrator: Read timeout on endpoint URL")
 
 
 def test_a_handed_off_success_advances_the_run_and_the_triggers_duplicate_changes_nothing(store):
@@ -170,6 +171,32 @@ def test_a_failed_hand_off_leaves_the_job_succeeded_and_the_trigger_delivers(sto
     assert cloud.dispatched() == ["a"]  # nothing applied yet
     cloud.trigger(cloud.success_of("a"))
     assert cloud.dispatched() == ["a", "b"]
+
+
+def test_a_report_refused_as_the_attempts_second_is_not_handed_off(store):
+    """Only the report the wrapper recorded is handed off: one that lost to another terminal
+    report of the attempt (here the orchestrator's record of a failed invocation) is not."""
+    cloud = Cloud(store)
+    handoff = InProcessHandoff(cloud.orchestrator)
+    event = cloud.first
+
+    def lose_the_race(payload: dict[str, Any], context: Any) -> dict[str, Any]:
+        failed = StatusEvent(
+            run_id=event.run_id,
+            workflow="relay",
+            status=StatusName.FAILED,
+            phase="p",
+            job="a",
+            attempt=1,
+            error="gave up",
+        )
+        assert cloud.store.record_status(failed)
+        return {"done": "a"}
+
+    result = run_attempt(cloud.job_store, lose_the_race, event.to_payload(), None, "req", handoff=handoff)
+
+    assert result.outcome == "superseded"
+    assert handoff.ids == []
 
 
 def test_a_hand_off_naming_no_recorded_status_is_dropped(store):
@@ -252,7 +279,9 @@ def test_the_adapter_raises_when_lambda_refuses(code, status):
     client = _lambda_client()
     with Stubber(client) as stubber:
         stubber.add_client_error("invoke", service_error_code=code, http_status_code=status)
-        with pytest.raises(Exception, match=code):
+        with pytest.raises(
+            HandoffFailed, match=f"could not invoke relay-orchestrator with status 'r1/a/1/end/s'.*{code}"
+        ):
             LambdaHandoff(client, "relay-orchestrator").hand_off("r1/a/1/end/s")
 
 
@@ -260,7 +289,7 @@ def test_the_adapter_raises_on_any_answer_but_queued():
     client = _lambda_client()
     with Stubber(client) as stubber:
         stubber.add_response("invoke", {"StatusCode": 200})
-        with pytest.raises(RuntimeError, match="returned status 200"):
+        with pytest.raises(HandoffFailed, match="invoking relay-orchestrator returned status 200"):
             LambdaHandoff(client, "relay-orchestrator").hand_off("r1/a/1/end/s")
 
 

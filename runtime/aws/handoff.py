@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from runtime.documents.envelopes import handoff_payload
+from runtime.ports import HandoffFailed
 
 HANDOFF_TIMEOUT_SECONDS = 2
 """Connecting to Lambda and its answer, each at most this long: an asynchronous invocation is
@@ -43,10 +44,13 @@ class LambdaHandoff:
         self.function = function
 
     def hand_off(self, status_id: str) -> None:
-        response = self.client.invoke(
-            FunctionName=self.function,
-            InvocationType="Event",
-            Payload=json.dumps(handoff_payload(status_id)).encode(),
-        )
+        try:
+            response = self.client.invoke(
+                FunctionName=self.function,
+                InvocationType="Event",
+                Payload=json.dumps(handoff_payload(status_id)).encode(),
+            )
+        except Exception as exc:  # botocore's ClientError, timeouts and connection errors alike
+            raise HandoffFailed(f"could not invoke {self.function} with status {status_id!r}: {exc}") from exc
         if response.get("StatusCode") != ACCEPTED:
-            raise RuntimeError(f"invoking {self.function} returned status {response.get('StatusCode')}")
+            raise HandoffFailed(f"invoking {self.function} returned status {response.get('StatusCode')}")

@@ -38,7 +38,7 @@ from runtime.documents.outputs import stored_as_is
 from runtime.documents.run import StatusEvent
 from runtime.engine.attempts import attempt_blocked
 from runtime.errors import EventError
-from runtime.ports import RunStore, StatusHandoff
+from runtime.ports import HandoffFailed, RunStore, StatusHandoff
 from runtime.statuses import StatusName
 
 log = logging.getLogger(__name__)
@@ -305,7 +305,7 @@ def _hand_off(handoff: StatusHandoff, status: StatusEvent) -> None:
         return
     try:
         handoff.hand_off(status_id)
-    except Exception as exc:  # any failure of the call: the trigger is the backstop
+    except HandoffFailed as exc:
         log.warning(
             "could not hand %s of %s to the orchestrator (the trigger delivers it): %s",
             status.status,
