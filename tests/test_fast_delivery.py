@@ -6,6 +6,7 @@ Stubber."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +18,15 @@ from botocore.stub import Stubber
 
 from cdk_app.config import AppConfig, ConfigError
 from cdk_app.local.atlas_events import envelope
+from runtime import contracts
 from runtime.aws.handoff import HANDOFF_TIMEOUT_SECONDS, LambdaHandoff, handoff_client
 from runtime.definition.loader import load_workflow
 from runtime.documents.envelopes import handoff_payload
 from runtime.documents.events import JobEvent
-from runtime.documents.run import StatusEvent
-from runtime.documents.signatures import StatusKeys
+from runtime.documents.run import StatusEvent, terminal_id
+from runtime.documents.signatures import StatusKeys, attempt_slot
 from runtime.errors import SpecError
+from runtime.handlers import job as job_function
 from runtime.ports import HandoffFailed
 from runtime.service.job_attempt import AttemptResult, run_attempt
 from runtime.service.orchestrator import Orchestrator, Outcome
@@ -314,6 +317,53 @@ def test_a_throttled_hand_off_through_lambda_leaves_the_attempt_succeeded(store)
     assert result.outcome == StatusName.SUCCESS
     cloud.trigger(cloud.success_of("a"))
     assert cloud.dispatched() == ["a", "b"]
+
+
+class _Context:
+    aws_request_id = "req-1"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+@pytest.mark.parametrize("orchestrator", ["relay-orchestrator", None])
+def test_the_job_function_hands_off_when_its_environment_names_the_orchestrator(
+    store, mongo_uri, monkeypatch, orchestrator
+):
+    """The job function as Lambda runs it (its environment, its handler, its store); Lambda's
+    client stubbed: an invoke is expected only when ``ORCHESTRATOR_FUNCTION`` is set."""
+    cloud = Cloud(store)
+    store.ensure_views("relay")
+    event = cloud.first
+    assert event.attempt_key is not None
+    expected_id = terminal_id(event.run_id, "a", 1, None, attempt_slot(event.attempt_key))
+    monkeypatch.setenv(contracts.MONGODB_URI, mongo_uri)
+    monkeypatch.setenv(contracts.MONGODB_DATABASE, store.settings.database)
+    monkeypatch.setenv(contracts.WORKFLOW_NAME, "relay")
+    if orchestrator:
+        monkeypatch.setenv(contracts.ORCHESTRATOR_FUNCTION, orchestrator)
+    else:
+        monkeypatch.delenv(contracts.ORCHESTRATOR_FUNCTION, raising=False)
+    client = _lambda_client()
+    monkeypatch.setattr(job_function, "handoff_client", lambda: client)
+    monkeypatch.setattr(job_function, "_state", {"user": lambda payload, context: {"done": "a"}})
+    with Stubber(client) as stubber:
+        if orchestrator:
+            stubber.add_response(
+                "invoke",
+                {"StatusCode": 202},
+                {
+                    "FunctionName": orchestrator,
+                    "InvocationType": "Event",
+                    "Payload": json.dumps({"handoff": expected_id}).encode(),
+                },
+            )
+        result = job_function.handler(event.to_payload(), _Context())
+        stubber.assert_no_pending_responses()
+
+    assert result == {"outcome": "success", "error": None}
+    assert cloud.success_of("a")["_id"] == expected_id
+    assert (job_function._state["handoff"] is None) == (orchestrator is None)
 
 
 # -- the setting -----------------------------------------------------------------------------

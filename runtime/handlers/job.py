@@ -52,6 +52,12 @@ def _import_failure(spec: str, exc: BaseException) -> UserHandler:
     return cannot_import
 
 
+def _handoff(orchestrator: str | None) -> LambdaHandoff | None:
+    """With ``delivery: fast`` the constructs name the orchestrator: each recorded report is
+    handed to it; without, the Atlas trigger alone delivers."""
+    return LambdaHandoff(handoff_client(), orchestrator) if orchestrator else None
+
+
 STORE_CONNECTIONS = 2
 """The attempt and its lease's heartbeat thread use the store at the same time."""
 
@@ -67,10 +73,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             user = load_user_handler(spec)
         except Exception as exc:  # any error of the user's module: reported as the attempt's failure
             user = _import_failure(spec or "", exc)
-        orchestrator = os.environ.get(contracts.ORCHESTRATOR_FUNCTION)
-        _state.update(
-            user=user, handoff=LambdaHandoff(handoff_client(), orchestrator) if orchestrator else None
-        )
+        _state.update(user=user)
+    if "handoff" not in _state:
+        _state["handoff"] = _handoff(os.environ.get(contracts.ORCHESTRATOR_FUNCTION))
     # Once per process, as the secret is read once; with a database role to assume, per
     # invocation, so its credentials are renewed as they near expiry (cheap otherwise: the client
     # is cached). A job creates no index nor view (its database role may not); the starter and
