@@ -193,7 +193,9 @@ class Workflow(Construct):
         )
 
         self._orchestrator = self._system_function(
-            "orchestrator", "Records status events in the run and dispatches the jobs that became ready."
+            "orchestrator",
+            "Records status events in the run and dispatches the jobs that became ready.",
+            {contracts.WORKFLOW_NAME: workflow.name},
         )
         self._may_invoke_own_jobs(self._orchestrator)
         slack = self._slack_webhook_secret(workflow.notify.slack_webhook_secret)

@@ -53,6 +53,16 @@ def test_the_spec_wins_over_the_context(spec_delivery, context_delivery, expecte
     assert named == ({ORCHESTRATOR} if expected == "fast" else {None})
 
 
+def test_the_orchestrator_knows_its_workflow_to_refuse_anothers_hand_offs():
+    _, templates = _rendered("fast", "fast")
+    functions = {
+        resource["Properties"]["FunctionName"]: resource["Properties"]
+        for template in templates.values()
+        for resource in resources_of_type(template, "AWS::Lambda::Function").values()
+    }
+    assert functions[ORCHESTRATOR]["Environment"]["Variables"][contracts.WORKFLOW_NAME] == WORKFLOW
+
+
 def test_a_fast_job_may_invoke_its_workflows_orchestrator_and_no_other_function():
     """The job role's invoke on the orchestrator is CDK's grant for the on-failure destination,
     in either mode; the hand-off needs no more."""

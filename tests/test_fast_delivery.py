@@ -56,7 +56,7 @@ class Cloud:
         self.job_store = store.with_keys(None)  # a job function holds no key
         self.dispatcher = RecordingDispatcher()
         # As deployed: a duplicate within Lambda's retry delay does not dispatch again.
-        self.orchestrator = Orchestrator(store=store, dispatcher=self.dispatcher)
+        self.orchestrator = Orchestrator(store=store, dispatcher=self.dispatcher, workflow="relay")
         self.run_id = start_run(store, CHAIN).run_id
         started = store.find_status(self.run_id, None, None, "workflow_started", 0)
         assert started is not None
@@ -200,6 +200,23 @@ def test_a_report_refused_as_the_attempts_second_is_not_handed_off(store):
 
     assert result.outcome == "superseded"
     assert handoff.ids == []
+
+
+def test_a_hand_off_of_another_workflows_status_is_dropped(store):
+    """Each workflow's orchestrator applies its own workflow's statuses: its rule sees no other,
+    and a hand-off naming another's is refused before anything is read of that run."""
+    cloud = Cloud(store)
+    cloud.run_job(cloud.first, None)
+    before = cloud.store.load_run(cloud.run_id)
+    elsewhere = Orchestrator(store=store, dispatcher=cloud.dispatcher, workflow="other")
+    status_id = cloud.success_of("a")["_id"]
+
+    outcome = elsewhere.handle(handoff_payload(status_id))
+
+    assert outcome.action == "dropped"
+    assert outcome.reason == f"status {status_id!r} of workflow 'relay' handed to the orchestrator of 'other'"
+    assert cloud.store.load_run(cloud.run_id) == before
+    assert cloud.dispatched() == ["a"]
 
 
 def test_a_hand_off_naming_no_recorded_status_is_dropped(store):
