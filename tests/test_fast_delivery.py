@@ -7,6 +7,7 @@ Stubber."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from botocore.stub import Stubber
 
 from cdk_app.config import AppConfig, ConfigError
 from cdk_app.local.atlas_events import envelope
+from cdk_app.local.faults import CrashAtStep, CrashingDispatcher, CrashingStore, InjectedCrash
 from runtime import contracts
 from runtime.aws.handoff import HANDOFF_TIMEOUT_SECONDS, LambdaHandoff, handoff_client
 from runtime.definition.loader import load_workflow
@@ -161,6 +163,41 @@ def test_a_run_handed_off_end_to_end_succeeds_with_each_job_run_once(store):
     assert run.state == RunState.SUCCEEDED
     assert cloud.dispatched() == ["a", "b"]
     assert [outcome.action for outcome in handoff.outcomes] == ["advanced", "advanced"]
+
+
+@pytest.mark.parametrize("step", range(1, 5))
+def test_a_hand_off_handling_that_crashes_at_any_point_is_repaired_once(store, step):
+    """The orchestrator dies at the ``step``-th point where a write or a dispatch of a hand-off's
+    handling may die (this handling has four); the
+    trigger's duplicate comes at once, Lambda's retry of the hand-off a minute later (past the
+    retry delay). The run ends as without the crash, each attempt dispatched for attempt 1 only."""
+    cloud = Cloud(store)
+    plan = CrashAtStep(step)
+    crashing = Orchestrator(
+        store=CrashingStore(store, plan),
+        dispatcher=CrashingDispatcher(cloud.dispatcher, plan),
+        workflow="relay",
+    )
+    cloud.run_job(cloud.first, None)
+    status_id = cloud.success_of("a")["_id"]
+
+    with pytest.raises(InjectedCrash, match=r"injected crash"):
+        crashing.handle(handoff_payload(status_id))
+    cloud.trigger(cloud.success_of("a"))
+    retry = Orchestrator(
+        store=store, dispatcher=cloud.dispatcher, redispatch_after=timedelta(0), workflow="relay"
+    )
+    retry.handle(handoff_payload(status_id))
+
+    dispatched = cloud.dispatcher.drain()
+    assert {(event.job, event.attempt) for event in dispatched} == {("b", 1)}
+    for event in dispatched:  # a second dispatch of b finds its attempt claimed, and runs nothing
+        run_attempt(cloud.job_store, lambda payload, context: {"done": "b"}, event.to_payload(), None, "req")
+    cloud.trigger(cloud.success_of("b"))
+    run = cloud.store.read_run(cloud.run_id)
+    assert run is not None
+    assert run.state == RunState.SUCCEEDED
+    assert [s["status"] for s in cloud.store.run_statuses(cloud.run_id)].count("success") == 2
 
 
 def test_a_failed_hand_off_leaves_the_job_succeeded_and_the_trigger_delivers(store):
