@@ -12,9 +12,12 @@ local change-stream watcher's delay, measured likewise. The step's distribution 
 Carlo sum of its hops (a fixed seed, the standard library's ``random``), next to Step Functions
 Standard's published task step.
 
-``fast_path`` is the same model for a path not built yet: the job wrapper invokes the orchestrator
-itself (a Lambda async invoke) right after recording its report, skipping the trigger and
-EventBridge.
+``fast_path`` is the same model for ``delivery: fast``: the job wrapper hands the id of its
+recorded report to the orchestrator itself (a Lambda async invoke), skipping the trigger and
+EventBridge, and the orchestrator reads the report by that id; the trigger's delivery follows as a
+duplicate. The measured runs alternate between the two modes, so each mode's own hops (the
+orchestrator's handling of the trigger's event, of the hand-off, of the duplicate) and MongoDB
+commands are measured on the same code and server (``delivery_cost``).
 
 Locally, ``dev_server_steps`` measures the step in the dev server itself, end to end.
 """
@@ -31,7 +34,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -47,6 +50,7 @@ from cdk_app.local.dev import DevOptions, DevServer, FolderDeployment
 from cdk_app.local.jobs import context_for
 from runtime.definition.loader import load_workflow, workflow_from_document
 from runtime.definition.model import Workflow
+from runtime.documents.envelopes import handoff_payload
 from runtime.service.job_attempt import run_attempt
 from runtime.service.runs import start_run
 from runtime.statuses import ENDED, RunState, StatusName
@@ -155,6 +159,9 @@ PUBLISHED: dict[str, LogNormal] = {
     "lambda_async_invoke": LogNormal(73, 225),
     # Step Functions Standard, a Lambda task (async integration): the whole step.
     "step_functions_standard": LogNormal(142, 313),
+    # SQS Standard to its Lambda through an event source mapping (a SendMessage by the producer
+    # Lambda to the consumer's handler): the hand-off a queue would carry (not built).
+    "sqs_to_lambda": LogNormal(16.2, 105),
 }
 """p50 and p99 in milliseconds, from ``SOURCES["bite_sized_serverless"]``."""
 
@@ -178,6 +185,14 @@ class HopTimes:
     trigger_ms: list[float]
     orchestrator_ms: list[float]
     wrapper_start_ms: list[float]
+    handoff_ms: list[float] = field(default_factory=list)
+    """The orchestrator's handling of a hand-off (``delivery: fast``) until it has dispatched."""
+    duplicate_ms: list[float] = field(default_factory=list)
+    """Its handling of the trigger's delivery of a status a hand-off applied before."""
+    commands: dict[str, list[int]] = field(
+        default_factory=lambda: {"trigger": [], "handoff": [], "duplicate": []}
+    )
+    """The orchestrator's MongoDB commands per handling of a report, by what delivered it."""
 
 
 class _Watcher:
@@ -207,6 +222,32 @@ class _Watcher:
         self._stream.close()
 
 
+class _Commands(monitoring.CommandListener):
+    """Counts the commands a client starts (the orchestrator's: the watcher has its own)."""
+
+    def __init__(self) -> None:
+        self.started_count = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.started_count += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+class _RecordedIds:
+    """The job wrapper's hand-off in the measured runs: notes the id (the invoke is modelled)."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def hand_off(self, status_id: str) -> None:
+        self.ids.append(status_id)
+
+
 class _InsertAcks(monitoring.CommandListener):
     """When the server last acknowledged an ``insert`` of the job wrapper's client: the moment
     its report is in MongoDB, which is where the trigger's hop starts."""
@@ -233,29 +274,39 @@ def measure_hops(uri: str, runs: int, jobs: int, progress: Progress, poll: float
     (``report``); the change stream from that acknowledgement to the insert's arrival
     (``trigger``, the local stand-in); the orchestrator's handling of the arrived status, signed
     and checked as deployed, until it has dispatched the next job (``orchestrator``: its decision
-    and its MongoDB round trips; the invoke itself is counted, not made)."""
+    and its MongoDB round trips; the invoke itself is counted, not made). Every other run is
+    ``delivery: fast``: the orchestrator handles the wrapper's hand-off first (``handoff``), then
+    the trigger's delivery of the same status (``duplicate``)."""
     definition = chain_workflow(jobs)
     times = HopTimes([], [], [], [])
     acks = _InsertAcks()
-    client: pymongo.MongoClient[Document] = pymongo.MongoClient(uri, tz_aware=True)
+    commands = _Commands()
+    client: pymongo.MongoClient[Document] = pymongo.MongoClient(
+        uri, tz_aware=True, event_listeners=[commands]
+    )
     jobs_client: pymongo.MongoClient[Document] = pymongo.MongoClient(
         uri, tz_aware=True, event_listeners=[acks]
     )
+    watch_client: pymongo.MongoClient[Document] = pymongo.MongoClient(uri, tz_aware=True)
     try:
         with scratch_databases(uri, "latency") as (database,):
             side = OurSide(client, database)
             side.store.ensure_views(definition.name)
             job_store = OurSide(jobs_client, database).store.reading_as(definition.name)
-            watcher = _Watcher(side.store.statuses, poll)
+            watcher = _Watcher(watch_client[database][side.settings.statuses_collection], poll)
+            measured = _Measured(side, job_store, watcher, times, acks, commands)
             try:
                 for run in range(runs):
-                    progress(f"latency: hops of chain run {run + 1}/{runs} ({jobs} jobs)")
-                    _one_run(side, job_store, watcher, definition, times, acks)
+                    fast = run % 2 == 1
+                    mode = "fast" if fast else "economy"
+                    progress(f"latency: hops of chain run {run + 1}/{runs} ({jobs} jobs, {mode})")
+                    measured.run(definition, fast)
             finally:
                 watcher.close()
     finally:
         client.close()
         jobs_client.close()
+        watch_client.close()
     return times
 
 
@@ -270,42 +321,69 @@ class _TimedCode:
         return {"step": payload["job"]}
 
 
-def _one_run(
-    side: OurSide,
-    job_store: MongoStore,
-    watcher: _Watcher,
-    definition: Workflow,
-    times: HopTimes,
-    acks: _InsertAcks,
-) -> None:
-    run_id = f"latency-{uuid.uuid4().hex[:8]}"
-    dispatcher: CountingDispatcher = side.dispatcher
-    dispatcher.events.clear()
-    side.orchestrator.handle(side.started_run(definition, run_id))
-    while dispatcher.events:
+@dataclass
+class _Measured:
+    side: OurSide
+    job_store: MongoStore
+    watcher: _Watcher
+    times: HopTimes
+    acks: _InsertAcks
+    commands: _Commands
+
+    def run(self, definition: Workflow, fast: bool) -> None:
+        run_id = f"latency-{uuid.uuid4().hex[:8]}"
+        dispatcher: CountingDispatcher = self.side.dispatcher
+        dispatcher.events.clear()
+        self.side.orchestrator.handle(self.side.started_run(definition, run_id))
+        while dispatcher.events:
+            self._step(definition, dispatcher, fast)
+        run = self.side.store.read_run(run_id)
+        if run is None or run.state != RunState.SUCCEEDED:
+            raise RuntimeError(f"chain run {run_id} did not succeed: {run and run.state}")
+
+    def _step(self, definition: Workflow, dispatcher: CountingDispatcher, fast: bool) -> None:
         event = dispatcher.events.pop()
         user_code = _TimedCode()
+        handoff = _RecordedIds() if fast else None
         request_id = uuid.uuid4().hex
         context = context_for(definition.name, definition.job(event.job), request_id)
         called = time.perf_counter()
-        result = run_attempt(job_store, user_code, event.to_payload(), context, request_id, LOCAL_LEASES)
+        result = run_attempt(
+            self.job_store, user_code, event.to_payload(), context, request_id, LOCAL_LEASES, handoff
+        )
         if result.outcome != StatusName.SUCCESS:
-            raise RuntimeError(f"{event.job} of {run_id}: {result.outcome} {result.error}")
-        recorded = acks.last  # the success: the wrapper's last insert
-        times.wrapper_start_ms.append(1000 * (user_code.entered - called))
-        times.report_ms.append(1000 * (recorded - user_code.returned))
-        arrival, document = watcher.arrived.get(timeout=30)
+            raise RuntimeError(f"{event.job} of {event.run_id}: {result.outcome} {result.error}")
+        recorded = self.acks.last  # the success: the wrapper's last insert
+        self.times.wrapper_start_ms.append(1000 * (user_code.entered - called))
+        self.times.report_ms.append(1000 * (recorded - user_code.returned))
+        if handoff is not None:
+            (status_id,) = handoff.ids
+            self._handle(handoff_payload(status_id), "handoff", self.times.handoff_ms)
+        arrival, document = self.watcher.arrived.get(timeout=30)
         if document.get("job") != event.job:
             raise RuntimeError(f"the watcher saw {document.get('job')} where {event.job} was expected")
         # The stream may hand the insert over before the client has read the server's reply.
-        times.trigger_ms.append(max(0.0, 1000 * (arrival - recorded)))
+        self.times.trigger_ms.append(max(0.0, 1000 * (arrival - recorded)))
+        if handoff is None:
+            self._handle(self.side.event(document), "trigger", self.times.orchestrator_ms)
+            return
+        dispatched = len(dispatcher.events)
+        self._handle(self.side.event(document), "duplicate", self.times.duplicate_ms)
+        if len(dispatcher.events) != dispatched:
+            raise RuntimeError(f"the trigger's duplicate of {event.job}'s success dispatched again")
+
+    def _handle(self, delivered: Document, delivery: str, handled_ms: list[float]) -> None:
+        """One handling by the orchestrator, timed and its commands counted; a handling that
+        dispatches no next job (the last job's success ends the run) is no step's hop."""
+        dispatcher: CountingDispatcher = self.side.dispatcher
+        waiting = len(dispatcher.events)
+        before = self.commands.started_count
         handled = time.perf_counter()
-        side.orchestrator.handle(side.event(document))
-        if dispatcher.events:  # the last job's success ends the run: no next job, no step
-            times.orchestrator_ms.append(1000 * (time.perf_counter() - handled))
-    run = side.store.read_run(run_id)
-    if run is None or run.state != RunState.SUCCEEDED:
-        raise RuntimeError(f"chain run {run_id} did not succeed: {run and run.state}")
+        self.side.orchestrator.handle(delivered)
+        elapsed = 1000 * (time.perf_counter() - handled)
+        self.times.commands[delivery].append(self.commands.started_count - before)
+        if len(dispatcher.events) > waiting or delivery == "duplicate":
+            handled_ms.append(elapsed)
 
 
 # -- the paths -------------------------------------------------------------------------------
@@ -324,14 +402,48 @@ def today_path(times: HopTimes) -> tuple[Hop, ...]:
 
 
 def fast_path(times: HopTimes) -> tuple[Hop, ...]:
-    """NOT BUILT: the job wrapper invokes the orchestrator itself after recording its report;
-    today's hops without the trigger and EventBridge, plus one Lambda async invoke."""
+    """``delivery: fast``: the job wrapper invokes the orchestrator itself with the id of its
+    recorded report; the orchestrator reads the report by that id, decides and dispatches."""
     today = today_path(times)
-    invoke = Hop("Lambda async invoke of the orchestrator", STAND_IN, PUBLISHED["lambda_async_invoke"])
-    return (today[0], invoke, *today[3:])
+    invoke = Hop(
+        "Lambda async invoke of the orchestrator (the hand-off)", STAND_IN, PUBLISHED["lambda_async_invoke"]
+    )
+    handled = Hop(
+        "orchestrator reads the handed-off status, decides, dispatches",
+        "measured",
+        _measured(times.handoff_ms),
+    )
+    return (today[0], invoke, handled, *today[4:])
+
+
+def fast_path_over_sqs(times: HopTimes) -> tuple[Hop, ...]:
+    """NOT BUILT: the same hand-off carried by an SQS queue the orchestrator polls (an event
+    source mapping) instead of an async invoke; what would bring the step's p50 below 142 ms."""
+    fast = fast_path(times)
+    queue = Hop(
+        "SQS Standard to the orchestrator (event source mapping)", "published", PUBLISHED["sqs_to_lambda"]
+    )
+    return (fast[0], queue, *fast[2:])
 
 
 STAND_IN = "published stand-in"
+
+
+def delivery_cost(times: HopTimes) -> dict[str, dict[str, float]]:
+    """What a job costs in each mode beyond its own function's invocation and commands (the same
+    in both): the orchestrator's invocations per report, the events the Atlas trigger puts on
+    EventBridge (one per report in both: the trigger stays the backstop) and the orchestrator's
+    MongoDB commands per report, the medians measured here."""
+    economy = statistics.median(times.commands["trigger"])
+    fast = statistics.median(times.commands["handoff"]) + statistics.median(times.commands["duplicate"])
+    return {
+        "economy": {
+            "lambda_invocations": 2,
+            "eventbridge_events": 1,
+            "orchestrator_mongodb_commands": economy,
+        },
+        "fast": {"lambda_invocations": 3, "eventbridge_events": 1, "orchestrator_mongodb_commands": fast},
+    }
 
 
 def _measured(values: Sequence[float]) -> Measured:
@@ -340,7 +452,11 @@ def _measured(values: Sequence[float]) -> Measured:
 
 def cloud_model(times: HopTimes, samples: int = SAMPLES, seed: int = SEED) -> dict[str, Any]:
     """Both paths' steps and Step Functions Standard's, p50 and p99 in milliseconds, with the hops."""
-    paths = {"today": today_path(times), "fast_path_not_built": fast_path(times)}
+    paths = {
+        "today": today_path(times),
+        "fast_path": fast_path(times),
+        "fast_path_over_sqs_not_built": fast_path_over_sqs(times),
+    }
     figures: dict[str, Any] = {}
     for name, hops in paths.items():
         figures[name] = {
@@ -472,8 +588,9 @@ def step_latency(
     model = cloud_model(times, samples)
     dev = dev_server_steps(uri, dev_runs, jobs, progress)
     return {
-        "step_latency_fast_path_p50_ms": model["fast_path_not_built"]["p50"],
+        "step_latency_fast_path_p50_ms": model["fast_path"]["p50"],
         "step_latency_cloud_model_ms": model,
+        "delivery_cost_per_job": delivery_cost(times),
         "step_latency_dev_server_ms": dev,
         "step_latency_sources": SOURCES,
     }
@@ -486,12 +603,19 @@ def side_by_side(results: dict[str, Any]) -> list[str]:
     if model is None or dev is None:
         return []
     rows = [
-        ("cloud, today's path (model)", model["today"]),
-        ("cloud, fast path (model of a path not built yet)", model["fast_path_not_built"]),
+        ("cloud, economy: today's path (model)", model["today"]),
+        ("cloud, fast: the hand-off by async invoke (model)", model["fast_path"]),
+        ("cloud, the hand-off over SQS (model, not built)", model["fast_path_over_sqs_not_built"]),
         ("Step Functions Standard, Lambda task (published)", model["step_functions_standard"]),
         ("dev server, this machine (measured)", dev),
     ]
     width = max(len(label) for label, _ in rows)
     lines = ["  step latency, a job's report to the next job's start (ms):   p50     p99"]
     lines += [f"    {label:<{width}}  {row['p50']:>7.1f} {row['p99']:>7.1f}" for label, row in rows]
+    for mode, cost in results.get("delivery_cost_per_job", {}).items():
+        lines.append(
+            f"  delivery {mode}, per job: {cost['lambda_invocations']} Lambda invocations, "
+            f"{cost['eventbridge_events']} EventBridge event, {cost['orchestrator_mongodb_commands']} "
+            "MongoDB commands of the orchestrator (median)"
+        )
     return lines

@@ -149,6 +149,7 @@ def build(app: App, config: AppConfig, workflows: Sequence[model.Workflow]) -> W
                 tracing=config.tracing,
                 store=config.store,
                 reconcile_schedule=config.reconcile_schedule,
+                delivery=config.delivery,
             ),
         )
         Tags.of(stack).add(SHARED_VERSION_TAG, shared.version)

@@ -15,7 +15,7 @@ from constructs import Node
 from constructs.database_access import DatabaseAuth, IamAuth, PasswordAuth
 from constructs.networking import CREATE_VPC, VpcPlacement
 from constructs.trigger import AtlasTrigger, ExistingEventBus, PartnerEventSource, TriggerWiring
-from runtime.definition.model import TRACE_EXPORTERS, Tracing
+from runtime.definition.model import DEFAULT_DELIVERY, DELIVERY_MODES, TRACE_EXPORTERS, Tracing
 from runtime.errors import Problem, ProblemsError
 from runtime.store.settings import StoreSettings
 
@@ -70,6 +70,7 @@ CONTEXT_KEYS = (
     "vpcSubnetIds",
     "tracing",
     "tracingEndpoint",
+    "delivery",
 )
 
 DEFAULT_WIRING = ExistingEventBus(name_or_arn="default")
@@ -113,6 +114,9 @@ class AppConfig:
     tracing: Tracing = Tracing()
     """Where the functions of a workflow whose spec has no ``tracing`` export their spans
     (``tracing``, ``tracingEndpoint``); default none."""
+    delivery: str = DEFAULT_DELIVERY
+    """How job reports reach the orchestrator in workflows whose spec has no ``delivery``
+    (``delivery``: fast or economy); default ``DEFAULT_DELIVERY``."""
 
     @classmethod
     def from_context(cls, node: Node) -> AppConfig:
@@ -160,6 +164,9 @@ class AppConfig:
                     "or cron(<6 fields>), e.g. rate(5 minutes)"
                 )
             )
+        delivery = values.get("delivery", DEFAULT_DELIVERY)
+        if delivery not in DELIVERY_MODES:
+            problems.append(_problem(f"delivery must be {' or '.join(DELIVERY_MODES)}, not {delivery!r}"))
         database, database_problems = _database(values)
         vpc, vpc_problems = _vpc(values)
         wiring, wiring_problems = _wiring(
@@ -179,6 +186,7 @@ class AppConfig:
             database=database,
             vpc=vpc,
             tracing=tracing,
+            delivery=delivery,
         )
 
 

@@ -151,6 +151,9 @@ class WorkflowProps:
     """The dependency layer with OpenTelemetry's SDK and exporter besides
     (``DependencyLayerProps(also=(TRACING_REQUIREMENTS,))``): every function of a workflow that
     exports its spans gets it instead of ``layer``; needed then, unused otherwise."""
+    delivery: str = model.DEFAULT_DELIVERY
+    """How job reports reach the orchestrator when the spec has no ``delivery`` (context key
+    ``delivery``): ``fast`` or ``economy`` (``model.DELIVERY_MODES``)."""
 
 
 class Workflow(Construct):
@@ -161,6 +164,10 @@ class Workflow(Construct):
         super().__init__(scope, construct_id)
         self._props = props
         workflow = props.workflow
+        if props.delivery not in model.DELIVERY_MODES:
+            raise ValueError(
+                f"WorkflowProps.delivery must be {' or '.join(model.DELIVERY_MODES)}, not {props.delivery!r}"
+            )
         unknown = sorted(set(props.own_roles) - {job.name for job in workflow.jobs()})
         if unknown:
             raise ValueError(
@@ -202,7 +209,9 @@ class Workflow(Construct):
         )
 
         self._orchestrator = self._system_function(
-            "orchestrator", "Records status events in the run and dispatches the jobs that became ready."
+            "orchestrator",
+            "Records status events in the run and dispatches the jobs that became ready.",
+            {contracts.WORKFLOW_NAME: workflow.name},
         )
         self._may_invoke_own_jobs(self._orchestrator)
         slack = self._slack_webhook_secret(workflow.notify.slack_webhook_secret)
@@ -294,6 +303,11 @@ class Workflow(Construct):
             *spec_alarms(self, workflow, self._topic),
         )
         self._dashboard = workflow_dashboard(self, workflow, self._alarms)
+
+    @property
+    def delivery(self) -> str:
+        """How job reports reach the orchestrator: the spec's ``delivery``, else the app's."""
+        return self._props.workflow.delivery or self._props.delivery
 
     @property
     def orchestrator(self) -> lambda_.Function:
@@ -632,6 +646,11 @@ class Workflow(Construct):
         if job.http is not None:
             environment[contracts.JOB_HANDLER] = HTTP_HANDLER
             environment[contracts.HTTP_REQUEST] = json.dumps(job.http.to_document(), separators=(",", ":"))
+        if self.delivery == "fast":
+            # A literal name, not a reference: the orchestrator's policy names the job functions.
+            environment[contracts.ORCHESTRATOR_FUNCTION] = function_name(
+                self._props.workflow.name, "orchestrator"
+            )
         if job.invoke is not None:
             environment[contracts.JOB_HANDLER] = INVOKE_HANDLER
             environment[contracts.INVOKE_FUNCTION] = job.invoke

@@ -63,6 +63,9 @@ SLACK_WEBHOOK_SECRET_ARN = "SLACK_WEBHOOK_SECRET_ARN"
 STATUS_KEY_SECRET_ARN = "STATUS_KEY_SECRET_ARN"
 """The control plane's status signing key (docs/architecture.md, "Trust"): a Secrets Manager
 secret the orchestrator, reconciler, starter and notifier read, and no job function."""
+ORCHESTRATOR_FUNCTION = "ORCHESTRATOR_FUNCTION"
+"""On a job function of a workflow with ``delivery: fast``: the orchestrator function the job
+wrapper hands each recorded report's id to; unset with ``economy``."""
 OPERATOR_STATUS_KEY = "WORKFLOWS_STATUS_KEY"
 """For the CLI and console: the status key itself, as hex (a local tool's setting, never a
 deployed function's)."""
@@ -94,6 +97,7 @@ ENVIRONMENT_NAMES = frozenset(
         NOTIFY_TOPIC_ARN,
         SLACK_WEBHOOK_SECRET_ARN,
         STATUS_KEY_SECRET_ARN,
+        ORCHESTRATOR_FUNCTION,
     }
 )
 """Every variable our functions read; a spec's ``env`` may use none of them."""

@@ -27,6 +27,11 @@ class DispatchError(WorkflowError):
     """A job invocation was not accepted."""
 
 
+class HandoffFailed(WorkflowError):
+    """A job function's hand-off of its report to the orchestrator (``delivery: fast``) did not
+    get through; the Atlas trigger delivers the report anyway."""
+
+
 class InvocationRefused(DispatchError):
     """Lambda refuses this invocation for good: the job's function does not exist (a job removed
     from the spec while a run that started with it was in flight) or the payload is too large or
@@ -93,6 +98,10 @@ class RunStore(Protocol):
     ) -> StatusEvent | None:
         """The ``success`` or ``failed`` report of one attempt (of item ``index``), if any; ``slot``
         is the attempt's (``JobEvent.slot``), which a store holding the status keys works out."""
+
+    def read_status_by_id(self, status_id: str) -> StatusEvent | None:
+        """The status whose document ``_id`` is ``status_id``, if recorded (a terminal report,
+        handed off by the job function that recorded it)."""
 
     def read_statuses(self, run_id: str) -> list[StatusEvent]:
         """The run's statuses in the order they were recorded."""
@@ -166,6 +175,13 @@ class NotificationClaims(Protocol):
 class Dispatcher(Protocol):
     def dispatch(self, event: JobEvent) -> None:
         """Start one job attempt asynchronously; at least once."""
+
+
+class StatusHandoff(Protocol):
+    def hand_off(self, status_id: str) -> None:
+        """Ask the orchestrator to apply the recorded status ``status_id`` now (``delivery:
+        fast``), waiting a short bounded time at most; ``HandoffFailed`` when it could not be
+        asked."""
 
 
 class Notifier(Protocol):

@@ -220,24 +220,34 @@ def test_a_published_hop_is_drawn_with_the_p50_and_p99_it_was_given() -> None:
     assert figures["p99"] == pytest.approx(387, rel=0.08)
 
 
-def test_the_fast_path_is_todays_path_without_the_trigger_and_eventbridge_plus_one_async_invoke(
+def test_the_fast_path_is_todays_path_with_the_hand_off_in_place_of_the_trigger_and_eventbridge(
     mongo_uri: str,
 ) -> None:
-    times = latency.measure_hops(mongo_uri, runs=1, jobs=3, progress=quiet)
+    times = latency.measure_hops(mongo_uri, runs=2, jobs=3, progress=quiet)
 
-    # Three jobs: three attempts of the wrapper, two handlings that dispatch a next job.
-    assert (len(times.wrapper_start_ms), len(times.report_ms), len(times.trigger_ms)) == (3, 3, 3)
-    assert len(times.orchestrator_ms) == 2
+    # Two runs of three jobs: six attempts of the wrapper; the economy run's two handlings that
+    # dispatch a next job, the fast run's two hand-offs that do, and its three duplicates.
+    assert (len(times.wrapper_start_ms), len(times.report_ms), len(times.trigger_ms)) == (6, 6, 6)
+    assert (len(times.orchestrator_ms), len(times.handoff_ms), len(times.duplicate_ms)) == (2, 2, 3)
+    assert {delivery: len(counts) for delivery, counts in times.commands.items()} == {
+        "trigger": 3,
+        "handoff": 3,
+        "duplicate": 3,
+    }
     today, fast = latency.today_path(times), latency.fast_path(times)
-    skipped = {"Atlas trigger sees the insert", "EventBridge partner bus, rule, orchestrator"}
     assert [hop.name for hop in fast] == [
         today[0].name,
-        "Lambda async invoke of the orchestrator",
-        *[hop.name for hop in today if hop.name not in skipped][1:],
+        "Lambda async invoke of the orchestrator (the hand-off)",
+        "orchestrator reads the handed-off status, decides, dispatches",
+        *[hop.name for hop in today[4:]],
     ]
+    assert fast[2].distribution == latency.Measured(tuple(times.handoff_ms))
     model = latency.cloud_model(times, samples=200)
     assert model["step_functions_standard"] == {"p50": 142, "p99": 313, "origin": "published"}
     assert model["today"]["p50"] <= model["today"]["p99"]
+    cost = latency.delivery_cost(times)
+    # The hand-off reads the status the trigger's event carries: one command more, at least.
+    assert cost["fast"]["orchestrator_mongodb_commands"] > cost["economy"]["orchestrator_mongodb_commands"]
 
 
 def test_the_dev_server_benchmark_measures_one_step_per_job_after_the_first(mongo_uri: str) -> None:

@@ -150,6 +150,7 @@ CHANGES: dict[tuple[str, str], object] = {
     ("spec", "concurrency"): {"limit": 3},
     ("spec", "priority"): "input.urgency",
     ("spec", "on_limit"): "skip",
+    ("spec", "delivery"): "economy",
     ("concurrency", "limit"): 5,
     ("concurrency", "key"): "input.tenant",
     ("defaults", "retry"): {"delay": 5},

@@ -133,6 +133,9 @@ class CrashingStore:
     ) -> StatusEvent | None:
         return self._store.read_terminal_status(run_id, phase, job, attempt, index, slot)
 
+    def read_status_by_id(self, status_id: str) -> StatusEvent | None:
+        return self._store.read_status_by_id(status_id)
+
     def read_statuses(self, run_id: str) -> list[StatusEvent]:
         return self._store.read_statuses(run_id)
 

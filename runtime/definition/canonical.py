@@ -19,6 +19,7 @@ from runtime.definition.input_schema import read_input_schema
 from runtime.definition.invoke import read_invoke
 from runtime.definition.job_code import check_job_code, check_shared_folder
 from runtime.definition.model import (
+    DELIVERY_MODES,
     EXIT_PHASE,
     HANDLERS_PHASE,
     JOINS,
@@ -108,6 +109,8 @@ def read_spec(document: dict[str, Any], report: Report, base_dir: Path) -> Draft
         settings["tracing"] = _tracing(spec["tracing"], report)
     if shared is not None:
         settings["shared"] = shared.as_posix()
+    if spec.get("delivery") in DELIVERY_MODES:
+        settings["delivery"] = spec["delivery"]
     settings |= read_flow(spec, report)
     return Draft(name, phases, settings, handlers, exit_handlers)
 

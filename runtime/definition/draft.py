@@ -35,6 +35,7 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "concurrency",
                 "priority",
                 "on_limit",
+                "delivery",
             }
         ),
         "defaults": frozenset({"memory", "timeout", "retries", "retry", "env", "results"}),

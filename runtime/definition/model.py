@@ -426,6 +426,17 @@ ON_LIMIT = ("queue", "skip", "cancel_oldest")
 end at once (cancelled, saying why), or have the oldest running run of its key cancelled and take
 its slot when that run has ended."""
 
+DELIVERY_MODES = ("fast", "economy")
+"""How a job's report reaches the orchestrator in the cloud (the spec's ``delivery``, the CDK
+context's ``delivery``): ``fast``, the job function hands the recorded report's id to the
+orchestrator itself and the Atlas trigger's delivery is the backstop; ``economy``, the trigger
+alone."""
+
+DEFAULT_DELIVERY = "fast"
+"""The app's default when neither spec nor context says: the fast path's modelled step is 75 to
+80 ms shorter at the median (the EventBridge hop less an async invoke) for one more orchestrator
+invocation per job (benchmarks/README.md, "Step latency")."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class RunConcurrency:
@@ -483,6 +494,9 @@ class Workflow:
     first); None: every run has priority 0."""
     on_limit: str = "queue"
     """One of ``ON_LIMIT``."""
+    delivery: str | None = None
+    """One of ``DELIVERY_MODES``: how a job's report reaches the orchestrator in the cloud; None
+    takes the app's default (context ``delivery``). Build-time only, like ``alarms``."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "phases", tuple(self.phases))

@@ -37,6 +37,32 @@ def is_failure_record(event: Mapping[str, Any]) -> bool:
     return "requestContext" in event and "requestPayload" in event
 
 
+HANDOFF = "handoff"
+"""The one field of a job function's direct hand-off to the orchestrator (``delivery: fast``):
+the ``_id`` of the terminal report it has just recorded, nothing else."""
+
+HANDOFF_ID_MAX_CHARS = 1024
+"""Longer than any terminal report's ``_id`` (a run id, a job name, the attempt and a slot)."""
+
+
+def handoff_payload(status_id: str) -> dict[str, str]:
+    """What the job wrapper sends: the recorded report's id. The orchestrator reads the report
+    itself, so whoever sends this can at most make it read a genuine status again."""
+    return {HANDOFF: status_id}
+
+
+def handed_off_id(event: Mapping[str, Any]) -> str | None:
+    """The status id of a hand-off; None when ``event`` is not one."""
+    if HANDOFF not in event:
+        return None
+    status_id = event[HANDOFF]
+    if not isinstance(status_id, str) or not 0 < len(status_id) <= HANDOFF_ID_MAX_CHARS:
+        raise EventError(
+            f"'{HANDOFF}' must be a status id (a string of 1 to {HANDOFF_ID_MAX_CHARS} characters)"
+        )
+    return status_id
+
+
 def parse_status_event(event: object) -> StatusEvent:
     """An EventBridge event in the Atlas trigger shape, plain JSON or Extended JSON."""
     envelope = as_mapping(event)

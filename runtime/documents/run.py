@@ -536,6 +536,13 @@ class StatusEvent:
             document[AUTH] = self.auth.to_document()
         return document
 
+    @property
+    def terminal_id(self) -> str | None:
+        """The ``_id`` of this status's document when it is a job attempt's terminal report (the
+        only statuses whose ids are known before they are written); None for any other."""
+        document_id = self._terminal_id().get(ID)
+        return document_id if isinstance(document_id, str) else None
+
     def _terminal_id(self) -> Document:
         """A terminal report's ``_id`` is its attempt's: a second terminal report of the same
         attempt (a success racing an on-failure record) is refused as a duplicate key."""

@@ -11,6 +11,7 @@ from typing import Any
 
 from runtime import contracts
 from runtime.aws import tracing
+from runtime.aws.handoff import LambdaHandoff, handoff_client
 from runtime.aws.logs import event_fields, log_context
 from runtime.aws.telemetry import setup_function
 from runtime.errors import EventError
@@ -51,6 +52,12 @@ def _import_failure(spec: str, exc: BaseException) -> UserHandler:
     return cannot_import
 
 
+def _handoff(orchestrator: str | None) -> LambdaHandoff | None:
+    """With ``delivery: fast`` the constructs name the orchestrator: each recorded report is
+    handed to it; without, the Atlas trigger alone delivers."""
+    return LambdaHandoff(handoff_client(), orchestrator) if orchestrator else None
+
+
 STORE_CONNECTIONS = 2
 """The attempt and its lease's heartbeat thread use the store at the same time."""
 
@@ -67,6 +74,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         except Exception as exc:  # any error of the user's module: reported as the attempt's failure
             user = _import_failure(spec or "", exc)
         _state.update(user=user)
+    if "handoff" not in _state:
+        _state["handoff"] = _handoff(os.environ.get(contracts.ORCHESTRATOR_FUNCTION))
     # Once per process, as the secret is read once; with a database role to assume, per
     # invocation, so its credentials are renewed as they near expiry (cheap otherwise: the client
     # is cached). A job creates no index nor view (its database role may not); the starter and
@@ -76,7 +85,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     request_id = getattr(context, "aws_request_id", None) or uuid.uuid4().hex
     try:
         with log_context(**event_fields(event)):
-            result = run_attempt(_state["store"], _state["user"], event, context, request_id)
+            result = run_attempt(
+                _state["store"], _state["user"], event, context, request_id, handoff=_state["handoff"]
+            )
     finally:
         tracing.flush()
     return {"outcome": result.outcome, "error": result.error}

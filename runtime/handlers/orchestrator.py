@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from runtime import contracts
 from runtime.aws import tracing
 from runtime.aws.dispatch import LambdaDispatcher
 from runtime.aws.metrics import rejected_metric_line
@@ -38,7 +39,11 @@ def _build() -> Orchestrator:
     dispatcher = LambdaDispatcher(client)
     store = store_from_env(os.environ, max_pool_size=STORE_CONNECTIONS, keyed=True)
     return Orchestrator(
-        store=store, dispatcher=dispatcher, dispatch_threads=DISPATCH_THREADS, on_rejected=count_rejected
+        store=store,
+        dispatcher=dispatcher,
+        dispatch_threads=DISPATCH_THREADS,
+        on_rejected=count_rejected,
+        workflow=os.environ.get(contracts.WORKFLOW_NAME),
     )
 
 

@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from functools import partial
 from types import TracebackType
 from typing import Any
 
@@ -37,7 +38,7 @@ from runtime.documents.outputs import stored_as_is
 from runtime.documents.run import StatusEvent
 from runtime.engine.attempts import attempt_blocked
 from runtime.errors import EventError
-from runtime.ports import RunStore
+from runtime.ports import HandoffFailed, RunStore, StatusHandoff
 from runtime.statuses import StatusName
 
 log = logging.getLogger(__name__)
@@ -226,9 +227,13 @@ def run_attempt(
     context: Any,
     request_id: str,
     lease_settings: LeaseSettings | None = None,
+    handoff: StatusHandoff | None = None,
 ) -> AttemptResult:
-    """Run one job attempt at most once, whatever is delivered how often."""
+    """Run one job attempt at most once, whatever is delivered how often. With ``handoff``
+    (``delivery: fast``), the attempt's terminal report is handed to the orchestrator as soon as
+    it is recorded."""
     settings = lease_settings or LeaseSettings()
+    report = partial(_report, store, handoff=handoff)
     try:
         event = parse_job_event(raw_event)
     except EventError as exc:
@@ -244,13 +249,13 @@ def run_attempt(
         workflow=event.workflow,
     )
     if not store.acquire_lease(lease):
-        return _wait_for_end(store, event, context, settings)
+        return _wait_for_end(store, event, context, settings, report)
     with Heartbeat(store, lease, settings, event.attempt_key):
         # Checked once the lease is held: a run that ended before this claim is seen here.
         blocked = attempt_blocked(event, store.read_attempt_state(event.run_id, event.job))
         if blocked is not None:
             log.info("did not run job %s: %s", event.job, blocked)
-            return _report(store, _status(event, StatusName.NOT_RUN, error=blocked), "not-run")
+            return report(_status(event, StatusName.NOT_RUN, error=blocked), "not-run")
         store.record_status(_status(event, StatusName.STARTED, request_id=request_id))
         try:
             output = observed_call(event, user_handler, _user_event(store, event), context)
@@ -258,8 +263,8 @@ def run_attempt(
         except Exception as exc:  # the user's code may raise anything: that is the job failing
             error = describe(exc)
             log.error("job %s attempt %s of run %s failed: %s", event.job, event.attempt, event.run_id, error)
-            return _report(store, _status(event, StatusName.FAILED, error=error), StatusName.FAILED)
-        return _report(store, success, StatusName.SUCCESS)
+            return report(_status(event, StatusName.FAILED, error=error), StatusName.FAILED)
+        return report(success, StatusName.SUCCESS)
 
 
 def _terminal_status(store: RunStore, event: JobEvent) -> StatusEvent | None:
@@ -279,15 +284,43 @@ def _user_event(store: RunStore, event: JobEvent) -> dict[str, Any]:
     return payload
 
 
-def _report(store: RunStore, status: StatusEvent, outcome: str) -> AttemptResult:
-    """Record the attempt's one terminal report; ``superseded`` when another came first."""
+def _report(
+    store: RunStore, status: StatusEvent, outcome: str, *, handoff: StatusHandoff | None
+) -> AttemptResult:
+    """Record the attempt's one terminal report, then hand it off (when there is a hand-off);
+    ``superseded`` when another report came first."""
     if store.record_status(status):
+        if handoff is not None:
+            _hand_off(handoff, status)
         return AttemptResult(outcome=outcome, output=status.output, error=status.error)
     log.warning("attempt %s of %s had ended already; %s not recorded", status.attempt, status.job, outcome)
     return AttemptResult(outcome="superseded", output=status.output, error=status.error)
 
 
-def _wait_for_end(store: RunStore, event: JobEvent, context: Any, settings: LeaseSettings) -> AttemptResult:
+def _hand_off(handoff: StatusHandoff, status: StatusEvent) -> None:
+    """Never fails the attempt: its report is recorded, and the Atlas trigger delivers it to the
+    orchestrator whether or not the hand-off got through."""
+    status_id = status.terminal_id
+    if status_id is None:
+        return
+    try:
+        handoff.hand_off(status_id)
+    except HandoffFailed as exc:
+        log.warning(
+            "could not hand %s of %s to the orchestrator (the trigger delivers it): %s",
+            status.status,
+            status.job,
+            exc,
+        )
+
+
+def _wait_for_end(
+    store: RunStore,
+    event: JobEvent,
+    context: Any,
+    settings: LeaseSettings,
+    report: Callable[[StatusEvent, str], AttemptResult],
+) -> AttemptResult:
     """Another invocation holds the attempt's lease: wait for the attempt's end, and report the
     attempt failed if the lease expires before it (the claimant died or stalled). Gives up
     waiting, leaving the attempt to the claimant, only while its lease is live: it then reports
@@ -303,7 +336,7 @@ def _wait_for_end(store: RunStore, event: JobEvent, context: Any, settings: Leas
                 f"the invocation running attempt {event.attempt} of {event.job!r} (request {held.owner}) "
                 f"stopped renewing its lease, which expired at {held.expires_at:%Y-%m-%d %H:%M:%S} UTC"
             )
-            result = _report(store, _status(event, StatusName.FAILED, error=error), "lease-expired")
+            result = report(_status(event, StatusName.FAILED, error=error), "lease-expired")
             return result if result.outcome == "lease-expired" else AttemptResult(outcome="already-finished")
         if time.monotonic() >= deadline:
             log.info("left attempt %s of %s to the invocation holding its lease", event.attempt, event.job)

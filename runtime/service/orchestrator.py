@@ -26,6 +26,7 @@ from runtime.aws.telemetry import observe_decision
 from runtime.clock import utcnow
 from runtime.documents.envelopes import (
     as_mapping,
+    handed_off_id,
     is_failure_record,
     parse_failure_record,
     parse_status_event,
@@ -107,6 +108,10 @@ class Orchestrator:
     handlers count them in a metric)."""
     on_decision: Callable[[Run, StatusEvent, Transition], None] = observe_decision
     """Told of every decision written, once (``runtime.aws.telemetry``: metrics and spans)."""
+    workflow: str | None = None
+    """The workflow whose statuses this orchestrator applies from hand-offs (the deployed
+    function's own; the trigger's events reach it through its workflow's rule alone). None: any
+    (the local cloud, tests)."""
 
     @property
     def fan_outs(self) -> ItemHandling:
@@ -114,15 +119,21 @@ class Orchestrator:
 
     def handle(self, event: object) -> Outcome:
         """Never raises for a malformed or stale event (it is logged and dropped); store and
-        dispatch failures do raise, so Lambda retries the event."""
+        dispatch failures do raise, so Lambda retries the event. ``event`` is an Atlas trigger
+        envelope, a Lambda on-failure record, or a job function's hand-off (``delivery: fast``):
+        the id of a status it recorded, read here from MongoDB and applied exactly as the
+        trigger's delivery of the same status, which is then a duplicate."""
         try:
             payload = as_mapping(event)
             if is_failure_record(payload):
                 return self._handle_failure_record(payload)
-            status = parse_status_event(payload)
+            status_id = handed_off_id(payload)
+            status = parse_status_event(payload) if status_id is None else self._handed_off(status_id)
         except EventError as exc:
             log.warning("dropped a malformed event: %s", exc)
             return Outcome(action="dropped", reason=str(exc))
+        if isinstance(status, Outcome):
+            return status
         if status.status not in ORCHESTRATOR_STATUSES:
             return Outcome(action="ignored", reason=f"the orchestrator does not act on '{status.status}'")
         rejected = self.rejected(status)
@@ -132,6 +143,22 @@ class Orchestrator:
             workflow=status.workflow, run_id=status.run_id, job=status.job, attempt=status.attempt or None
         ):
             return self.apply(status)
+
+    def _handed_off(self, status_id: str) -> StatusEvent | Outcome:
+        """The status a job function handed off, as recorded; why it is dropped when there is
+        none by that id (a forged id, or one deleted since) or it is another workflow's."""
+        status = self.store.read_status_by_id(status_id)
+        if status is None:
+            reason = f"no status {status_id!r}"
+        elif self.workflow not in (None, status.workflow):
+            reason = (
+                f"status {status_id!r} of workflow {status.workflow!r} handed to the orchestrator of "
+                f"{self.workflow!r}"
+            )
+        else:
+            return status
+        log.warning("dropped a hand-off: %s", reason)
+        return Outcome(action="dropped", reason=reason)
 
     def rejected(self, status: StatusEvent) -> Outcome | None:
         """A status whose writer the control plane cannot vouch for (docs/architecture.md,

@@ -547,6 +547,10 @@ class MongoStore:
         document = _guard("read a terminal status", lambda: self._read_statuses.find_one(query))
         return None if document is None else status_from_document(document)
 
+    def read_status_by_id(self, status_id: str) -> StatusEvent | None:
+        document = _guard("read a status", lambda: self._read_statuses.find_one({ID: status_id}))
+        return None if document is None else status_from_document(document)
+
     # -- leases ------------------------------------------------------------------------------
 
     def acquire_lease(self, lease: Lease) -> bool:
