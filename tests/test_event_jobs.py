@@ -1,0 +1,223 @@
+"""Event jobs end to end on the real embedded MongoDB, through the real orchestrator: an event
+sent before, while and after the job starts waiting, duplicated and reordered, reaches each
+waiting attempt exactly once; ``match``, ``--run``, ``retention``, the timeout and its retries."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pymongo
+import pytest
+
+from cdk_app.local.atlas_events import envelope
+from runtime.clock import utcnow
+from runtime.definition.model import EventWait
+from runtime.documents.sent_events import SentEvent
+from runtime.errors import OperationRefused, RunNotFound
+from runtime.service.events import send_event
+from runtime.service.runs import start_run
+from runtime.service.timers import fire_due_timers
+from runtime.statuses import JobState, RunState
+from runtime.store.mongo import MongoStore
+from runtime.store.settings import StoreSettings
+from tests.engine_harness import Driver, Faults, Outcome, workflow
+
+
+@pytest.fixture
+def store(mongo_client: pymongo.MongoClient[dict[str, Any]], store_settings: StoreSettings) -> MongoStore:
+    store = MongoStore(mongo_client, store_settings)
+    store.ensure_indexes()
+    return store
+
+
+ORDER_MATCH = "event.order_id == input.order_id"
+
+
+def payments(timeout: int = 600, retries: int = 0, retention: int = 3600) -> Any:
+    """``pay`` waits for ``payment_settled`` of the run's order, then ``ship`` runs."""
+    settled = EventWait(name="payment_settled", match=ORDER_MATCH, timeout=timeout, retention=retention)
+    return workflow(
+        "shop",
+        {"p": {"pay": {"event": settled, "retries": retries}, "ship": {"after": ["pay"]}}},
+    )
+
+
+def start(driver: Driver, run_id: str, order_id: str) -> None:
+    start_run(driver.store, driver.definition, run_id=run_id, input={"order_id": order_id})
+
+
+def received(outcome: Outcome, job: str = "pay") -> int:
+    return outcome.count("event_received", job)
+
+
+@pytest.mark.parametrize("faults", [Faults(), Faults(duplicate=3, shuffle=True, seed=7)], ids=["once", "dup"])
+def test_an_event_sent_before_the_run_starts_is_delivered_when_the_job_waits(
+    store: MongoStore, faults: Faults
+) -> None:
+    driver = Driver(store, payments(), faults=faults)
+    receipt = send_event(store, "shop", "payment_settled", {"order_id": "o-1", "amount": 5})
+    assert receipt.created and receipt.delivered == ()  # nothing waits yet: kept
+
+    start(driver, "r1", "o-1")
+    outcome = driver.settle("r1")
+
+    assert outcome.run["status"] == RunState.SUCCEEDED
+    assert outcome.run["jobs"]["pay"]["output"] == {"order_id": "o-1", "amount": 5}
+    assert received(outcome) == 1
+    assert outcome.executions["ship"] == 1
+
+
+@pytest.mark.parametrize("faults", [Faults(), Faults(duplicate=2, shuffle=True, seed=3)], ids=["once", "dup"])
+def test_an_event_sent_while_the_job_waits_completes_it_once_however_often_it_is_sent(
+    store: MongoStore, faults: Faults
+) -> None:
+    driver = Driver(store, payments(), faults=faults)
+    start(driver, "r1", "o-1")
+    assert driver.settle("r1").run["jobs"]["pay"]["state"] == JobState.WAITING
+
+    first = send_event(store, "shop", "payment_settled", {"order_id": "o-1"}, event_id="evt-1")
+    again = send_event(store, "shop", "payment_settled", {"order_id": "o-1", "late": 1}, event_id="evt-1")
+    other = send_event(store, "shop", "payment_settled", {"order_id": "o-1", "second": True})
+    outcome = driver.settle("r1")
+
+    assert [len(first.delivered), again.created] == [1, False]
+    assert len(other.delivered) == 1  # recorded for the attempt, which takes one event only
+    assert received(outcome) == 1
+    assert outcome.run["jobs"]["pay"]["output"] == {"order_id": "o-1"}
+    assert outcome.run["status"] == RunState.SUCCEEDED
+    assert outcome.executions["ship"] == 1
+
+
+def test_an_event_sent_as_the_wait_begins_is_delivered_once_when_both_sides_see_it(store: MongoStore) -> None:
+    """The wait is written, the event is sent (the sender records it for the attempt), and only
+    then the orchestrator applies ``event_awaited`` (it finds the kept event and records it for
+    the same attempt): one delivery."""
+    driver = Driver(store, payments())
+    start(driver, "r1", "o-1")
+    started = [s for s in store.run_statuses("r1") if s["status"] == "workflow_started"]
+    settings = store.settings
+    driver.deliver(envelope(started[0], settings.database, settings.statuses_collection))
+    awaited = [s for s in store.run_statuses("r1") if s["status"] == "event_awaited"]
+    assert len(awaited) == 1  # the wait is written; the orchestrator has not applied it yet
+
+    send_event(store, "shop", "payment_settled", {"order_id": "o-1"})
+    driver.deliver(envelope(awaited[0], settings.database, settings.statuses_collection))
+    outcome = driver.settle("r1")
+
+    assert received(outcome) == 1
+    assert outcome.run["status"] == RunState.SUCCEEDED
+
+
+def test_only_the_run_whose_match_the_payload_meets_takes_the_event(store: MongoStore) -> None:
+    driver = Driver(store, payments())
+    for run_id, order in (("r1", "o-1"), ("r2", "o-2")):
+        start(driver, run_id, order)
+        driver.settle(run_id)
+
+    receipt = send_event(store, "shop", "payment_settled", {"order_id": "o-2"})
+
+    assert [(one.run_id, one.job) for one in receipt.delivered] == [("r2", "pay")]
+    assert driver.settle("r2").run["status"] == RunState.SUCCEEDED
+    first = driver.settle("r1")
+    assert first.run["jobs"]["pay"]["state"] == JobState.WAITING
+    assert received(first) == 0
+
+
+def test_one_event_satisfies_the_waiting_job_of_every_run_it_matches(store: MongoStore) -> None:
+    definition = workflow("shop", {"p": {"pay": {"event": EventWait(name="opened", timeout=60)}}})
+    driver = Driver(store, definition)
+    for run_id in ("r1", "r2"):
+        start(driver, run_id, run_id)
+        driver.settle(run_id)
+
+    receipt = send_event(store, "shop", "opened", {"at": 9})
+
+    assert sorted(one.run_id for one in receipt.delivered) == ["r1", "r2"]
+    for run_id in ("r1", "r2"):
+        outcome = driver.settle(run_id)
+        assert (outcome.run["status"], received(outcome)) == (RunState.SUCCEEDED, 1)
+
+
+def test_an_event_sent_to_one_run_reaches_that_run_only(store: MongoStore) -> None:
+    definition = workflow("shop", {"p": {"pay": {"event": EventWait(name="opened", timeout=60)}}})
+    driver = Driver(store, definition)
+    for run_id in ("r1", "r2"):
+        start(driver, run_id, run_id)
+        driver.settle(run_id)
+
+    send_event(store, "shop", "opened", {}, run_id="r2")
+    start(driver, "r3", "r3")  # starts waiting after: the event was not sent to it
+
+    assert driver.settle("r2").run["status"] == RunState.SUCCEEDED
+    assert driver.settle("r1").run["jobs"]["pay"]["state"] == JobState.WAITING
+    assert driver.settle("r3").run["jobs"]["pay"]["state"] == JobState.WAITING
+
+
+def test_an_event_kept_longer_than_the_retention_is_not_delivered(store: MongoStore) -> None:
+    driver = Driver(store, payments(retention=60))
+    old = SentEvent(
+        workflow="shop",
+        name="payment_settled",
+        event_id="old",
+        payload={"order_id": "o-1"},
+        sent_at=utcnow() - timedelta(seconds=120),
+    )
+    store.sent_events().keep(old)
+
+    start(driver, "r1", "o-1")
+    outcome = driver.settle("r1")
+
+    assert outcome.run["jobs"]["pay"]["state"] == JobState.WAITING
+    assert received(outcome) == 0
+
+
+def test_no_event_in_time_fails_the_job_with_event_timed_out(store: MongoStore) -> None:
+    driver = Driver(store, payments(timeout=30))
+    start(driver, "r1", "o-1")
+    driver.settle("r1")
+
+    assert fire_due_timers(store, utcnow() + timedelta(seconds=31)) == 1
+    outcome = driver.settle("r1")
+    late = send_event(store, "shop", "payment_settled", {"order_id": "o-1"})
+
+    assert outcome.run["status"] == RunState.FAILED
+    assert outcome.run["jobs"]["pay"]["state"] == JobState.FAILED
+    assert "event timed out" in outcome.run["error"]
+    assert late.delivered == ()  # the attempt has ended: refused after it
+    assert received(driver.settle("r1")) == 0
+
+
+def test_a_timed_out_wait_is_retried_and_the_next_attempt_takes_an_event_kept_meanwhile(
+    store: MongoStore,
+) -> None:
+    driver = Driver(store, payments(timeout=30, retries=1))
+    start(driver, "r1", "o-1")
+    driver.settle("r1")
+    send_event(store, "shop", "payment_settled", {"order_id": "o-9"})  # another order's
+
+    fire_due_timers(store, utcnow() + timedelta(seconds=31))
+    retried = driver.settle("r1")
+    assert retried.run["jobs"]["pay"]["state"] == JobState.WAITING
+    assert retried.run["jobs"]["pay"]["attempt"] == 2
+
+    send_event(store, "shop", "payment_settled", {"order_id": "o-1"})
+    outcome = driver.settle("r1")
+
+    assert outcome.run["status"] == RunState.SUCCEEDED
+    assert [s["attempt"] for s in outcome.statuses if s["status"] == "event_received"] == [2]
+
+
+def test_a_bad_send_is_refused_before_anything_is_kept(store: MongoStore) -> None:
+    driver = Driver(store, payments())
+    start(driver, "r1", "o-1")
+
+    with pytest.raises(OperationRefused, match="event name is 1 to 128"):
+        send_event(store, "shop", "pay ment", {})
+    with pytest.raises(OperationRefused, match="payload of event 'x' is not JSON"):
+        send_event(store, "shop", "x", {"n": float("nan")})
+    with pytest.raises(RunNotFound, match="no run 'nope'"):
+        send_event(store, "shop", "x", {}, run_id="nope")
+    with pytest.raises(RunNotFound, match="not 'other'"):
+        send_event(store, "other", "x", {}, run_id="r1")
+    assert store.sent_events().kept("shop", "x", "r1", utcnow() - timedelta(days=1)) == []
