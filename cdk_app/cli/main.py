@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from cdk_app.cli.approve import add_approve, add_reject
+from cdk_app.cli.events import add_send_event
 from cdk_app.cli.arguments import Subparsers
 from cdk_app.cli.console import add_console
 from cdk_app.cli.dev import add_dev
@@ -44,6 +45,7 @@ SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     add_prune,
     add_approve,
     add_reject,
+    add_send_event,
     add_dev,
     add_console,
 )
