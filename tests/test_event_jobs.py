@@ -12,9 +12,10 @@ import pytest
 
 from cdk_app.local.atlas_events import envelope
 from runtime.clock import utcnow
+from runtime.definition.build import workflow_from_document
 from runtime.definition.model import EventWait
 from runtime.documents.sent_events import SentEvent
-from runtime.errors import OperationRefused, RunNotFound
+from runtime.errors import OperationRefused, RunNotFound, SpecError
 from runtime.service.events import send_event
 from runtime.service.runs import start_run
 from runtime.service.timers import fire_due_timers
@@ -222,3 +223,49 @@ def test_a_bad_send_is_refused_before_anything_is_kept(store: MongoStore) -> Non
     with pytest.raises(RunNotFound, match="not 'other'"):
         send_event(store, "other", "x", {}, run_id="r1")
     assert store.sent_events().kept("shop", "x", "r1", utcnow() - timedelta(days=1)) == []
+
+
+# --- the spec ----------------------------------------------------------------------------------
+
+
+def _spec(job: dict[str, Any]) -> dict[str, Any]:
+    return {"workflow": "shop", "phases": {"p": {"jobs": {"pay": job}}}}
+
+
+def test_an_event_job_compiles_with_its_default_retention_and_runs_no_code() -> None:
+    job = workflow_from_document(
+        _spec({"event": {"name": "payment_settled", "match": ORDER_MATCH, "timeout": 600}})
+    ).job("pay")
+
+    assert job.event == EventWait(name="payment_settled", match=ORDER_MATCH, timeout=600, retention=86400)
+    assert not job.runs_code
+
+
+@pytest.mark.parametrize(
+    ("job", "message"),
+    [
+        (
+            {"event": {"name": "paid", "timeout": 60}, "code": "jobs/pay.py"},
+            "$.phases.p.jobs.pay.code: a job that waits for an event runs no 'code'",
+        ),
+        (
+            {"event": {"name": "paid", "timeout": 60}, "for_each": "input.items"},
+            "$.phases.p.jobs.pay.for_each: a job that waits for an event runs no 'for_each'",
+        ),
+        (
+            {"event": {"name": "paid", "timeout": 60, "match": "order_id == 'x'"}},
+            "reads 'order_id', but 'match' sees only [input, results, event] (did you mean 'event.order_id'?)",
+        ),
+        (
+            {"event": {"name": "paid", "timeout": 60, "match": "event.["}},
+            "$.phases.p.jobs.pay.event.match: invalid JMESPath",
+        ),
+        ({"event": {"name": "paid"}}, "$.phases.p.jobs.pay.event"),
+    ],
+    ids=["code", "for_each", "root", "jmespath", "timeout"],
+)
+def test_a_wrong_event_job_says_where_and_what(job: dict[str, Any], message: str) -> None:
+    with pytest.raises(SpecError) as raised:
+        workflow_from_document(_spec(job))
+
+    assert message in str(raised.value)
