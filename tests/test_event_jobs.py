@@ -254,7 +254,7 @@ def test_an_event_job_compiles_with_its_default_retention_and_runs_no_code() -> 
         ),
         (
             {"event": {"name": "paid", "timeout": 60, "match": "order_id == 'x'"}},
-            "reads 'order_id', but 'match' sees only [input, results, event] (did you mean 'event.order_id'?)",
+            "reads 'order_id', but 'match' sees only [input, results, event] (did you mean 'event.order_id",
         ),
         (
             {"event": {"name": "paid", "timeout": 60, "match": "event.["}},
