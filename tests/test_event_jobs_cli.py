@@ -55,6 +55,11 @@ def test_a_payment_webhook_sent_before_and_while_the_dev_server_runs_the_order(t
     assert f"delivered to job payment_settled of run {second} (attempt 1)" in webhook.stdout
     assert "sent before with this id" in again.stdout
     assert other.report["jobs"]["payment_settled"]["output"] == {"order_id": "o-8"}
+    # progress tells how to send it
+    assert (
+        f"python -m cdk_app send-event payment payment_settled --payload '{{...}}' --run {second}"
+        in dev.stderr
+    )
 
 
 def test_send_event_json_receipt_names_the_event_and_where_it_went(store: list[str]) -> None:

@@ -77,6 +77,11 @@ class EventReceipt:
         )
 
 
+def send_event_command(workflow: str, name: str, run_id: str) -> str:
+    """The command that sends an event job's event to its run (what progress tells people)."""
+    return f"python -m cdk_app send-event {workflow} {name} --payload '{{...}}' --run {run_id}"
+
+
 def send_event(
     store: RunStore,
     workflow: str,
