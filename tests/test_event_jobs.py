@@ -5,6 +5,7 @@ waiting attempt exactly once; ``match``, ``--run``, ``retention``, the timeout a
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pymongo
@@ -23,6 +24,7 @@ from runtime.statuses import JobState, RunState
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
 from tests.engine_harness import Driver, Faults, Outcome, workflow
+from tests.test_operations import starter_of
 
 
 @pytest.fixture
@@ -269,3 +271,31 @@ def test_a_wrong_event_job_says_where_and_what(job: dict[str, Any], message: str
         workflow_from_document(_spec(job))
 
     assert message in str(raised.value)
+
+
+# --- the starter function ----------------------------------------------------------------------
+
+
+def test_the_starter_function_sends_an_event_to_its_workflow_and_answers_a_bad_one_with_an_error(
+    store: MongoStore, mongo_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    definition = payments()
+    handler = starter_of(definition, store, mongo_uri, tmp_path, monkeypatch)
+    driver = Driver(store, definition)
+    run_id = handler({"input": {"order_id": "o-1"}})["run_id"]
+    driver.settle(run_id)
+
+    answer = handler(
+        {"action": "event", "name": "payment_settled", "payload": {"order_id": "o-1"}, "id": "wh-9"}
+    )
+    again = handler({"action": "event", "name": "payment_settled", "payload": {}, "id": "wh-9"})
+    nameless = handler({"action": "event", "payload": {}})
+
+    assert answer == {
+        "event_id": "wh-9",
+        "created": True,
+        "delivered": [{"run_id": run_id, "job": "pay", "attempt": 1}],
+    }
+    assert again["created"] is False
+    assert nameless == {"error": "event needs the name of the event, got None", "error_type": "EventError"}
+    assert driver.settle(run_id).run["jobs"]["pay"]["output"] == {"order_id": "o-1"}
