@@ -15,16 +15,19 @@ from cdk_app.local.atlas_events import envelope
 from runtime.clock import utcnow
 from runtime.definition.build import workflow_from_document
 from runtime.definition.model import EventWait
+from runtime.documents.run import StatusEvent, status_from_document
 from runtime.documents.sent_events import SentEvent
+from runtime.documents.signatures import StatusKeys
 from runtime.errors import OperationRefused, RunNotFound, SpecError
 from runtime.service.events import send_event
 from runtime.service.runs import start_run
 from runtime.service.timers import fire_due_timers
-from runtime.statuses import JobState, RunState
+from runtime.statuses import JobState, RunState, StatusName
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
 from tests.engine_harness import Driver, Faults, Outcome, workflow
 from tests.test_operations import starter_of
+from tests.test_status_auth import Cloud
 
 
 @pytest.fixture
@@ -299,3 +302,34 @@ def test_the_starter_function_sends_an_event_to_its_workflow_and_answers_a_bad_o
     assert again["created"] is False
     assert nameless == {"error": "event needs the name of the event, got None", "error_type": "EventError"}
     assert driver.settle(run_id).run["jobs"]["pay"]["output"] == {"order_id": "o-1"}
+
+
+# --- trust -------------------------------------------------------------------------------------
+
+
+def test_an_event_put_on_the_bus_unsigned_or_by_a_jobs_attempt_key_does_not_complete_the_job(
+    mongo_client: pymongo.MongoClient[dict[str, Any]], store_settings: StoreSettings
+) -> None:
+    signed = MongoStore(mongo_client, store_settings, StatusKeys.generate())
+    signed.ensure_indexes()
+    cloud = Cloud(signed, payments())
+    assert cloud.run()["jobs"]["pay"]["state"] == "waiting"
+    forged = StatusEvent(
+        run_id=cloud.run_id,
+        workflow="shop",
+        status=StatusName.EVENT_RECEIVED,
+        phase="p",
+        job="pay",
+        attempt=1,
+        output={"order_id": None},
+    )
+    attempt_key = signed.keys.attempt_key(cloud.run_id, "pay", 1, None)  # type: ignore[union-attr]
+
+    assert cloud.deliver(forged).action == "rejected"
+    assert cloud.deliver(forged.signed_by_attempt(attempt_key)).action == "rejected"
+    assert cloud.run()["jobs"]["pay"]["state"] == "waiting"
+    # The operator path signs it: an event sent through it completes the job.
+    send_event(signed, "shop", "payment_settled", {"order_id": None}, run_id=cloud.run_id)
+    [received] = [s for s in signed.run_statuses(cloud.run_id) if s["status"] == "event_received"]
+    assert cloud.deliver(status_from_document(received)).action != "rejected"
+    assert cloud.run()["jobs"]["pay"]["state"] == "succeeded"
