@@ -20,6 +20,7 @@ from runtime.documents.sent_events import SentEvent
 from runtime.documents.signatures import StatusKeys
 from runtime.errors import OperationRefused, RunNotFound, SpecError
 from runtime.service.events import send_event
+from runtime.service.reconciler import Reconciler
 from runtime.service.runs import start_run
 from runtime.service.timers import fire_due_timers
 from runtime.statuses import JobState, RunState, StatusName
@@ -333,3 +334,25 @@ def test_an_event_put_on_the_bus_unsigned_or_by_a_jobs_attempt_key_does_not_comp
     [received] = [s for s in signed.run_statuses(cloud.run_id) if s["status"] == "event_received"]
     assert cloud.deliver(status_from_document(received)).action != "rejected"
     assert cloud.run()["jobs"]["pay"]["state"] == "succeeded"
+
+
+def test_a_kept_event_whose_delivery_a_crash_lost_is_delivered_by_the_reconciler(store: MongoStore) -> None:
+    """The wait was written and ``event_awaited`` recorded, but the handling that would deliver the
+    kept event never came (a crash, a suspended trigger): the reconciler's pass delivers it."""
+    driver = Driver(store, payments())
+    start(driver, "r1", "o-1")
+    [started] = [s for s in store.run_statuses("r1") if s["status"] == "workflow_started"]
+    driver.deliver(envelope(started, store.settings.database, store.settings.statuses_collection))
+    kept = SentEvent(
+        workflow="shop", name="payment_settled", event_id="e", payload={"order_id": "o-1"}, sent_at=utcnow()
+    )
+    store.sent_events().keep(kept)  # sent, its sender's read of the runs came before the wait
+
+    Reconciler(store, driver.dispatcher, stale_after=timedelta(0)).reconcile_pass()
+    delivered = [s for s in store.run_statuses("r1") if s["status"] == "event_received"]
+    outcome = driver.settle("r1")
+
+    assert [s["requestId"] for s in delivered] == ["e"]
+
+    assert received(outcome) == 1
+    assert outcome.run["status"] == RunState.SUCCEEDED
