@@ -5,6 +5,7 @@ waiting attempt exactly once; ``match``, ``--run``, ``retention``, the timeout a
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pymongo
 import pytest
 
 from cdk_app.local.atlas_events import envelope
+from cdk_app.local.faults import CrashAtStep, NoCrash
 from runtime.clock import utcnow
 from runtime.definition.build import workflow_from_document
 from runtime.definition.model import EventWait
@@ -58,7 +60,15 @@ def received(outcome: Outcome, job: str = "pay") -> int:
     return outcome.count("event_received", job)
 
 
-@pytest.mark.parametrize("faults", [Faults(), Faults(duplicate=3, shuffle=True, seed=7)], ids=["once", "dup"])
+@pytest.mark.parametrize(
+    "faults",
+    [
+        Faults(),
+        Faults(duplicate=3, shuffle=True, seed=7),
+        *(Faults(crash_plan=partial(CrashAtStep, step)) for step in range(1, 5)),
+    ],
+    ids=["once", "dup", *(f"crash{step}" for step in range(1, 5))],
+)
 def test_an_event_sent_before_the_run_starts_is_delivered_when_the_job_waits(
     store: MongoStore, faults: Faults
 ) -> None:
@@ -74,6 +84,7 @@ def test_an_event_sent_before_the_run_starts_is_delivered_when_the_job_waits(
     assert outcome.run["jobs"]["pay"]["output"] == {"order_id": "o-1", "amount": 5}
     assert received(outcome) == 1
     assert outcome.executions["ship"] == 1
+    assert (outcome.crashes > 0) == (faults.crash_plan is not NoCrash)
 
 
 @pytest.mark.parametrize("faults", [Faults(), Faults(duplicate=2, shuffle=True, seed=3)], ids=["once", "dup"])
