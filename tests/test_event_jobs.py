@@ -87,7 +87,15 @@ def test_an_event_sent_before_the_run_starts_is_delivered_when_the_job_waits(
     assert (outcome.crashes > 0) == (faults.crash_plan is not NoCrash)
 
 
-@pytest.mark.parametrize("faults", [Faults(), Faults(duplicate=2, shuffle=True, seed=3)], ids=["once", "dup"])
+@pytest.mark.parametrize(
+    "faults",
+    [
+        Faults(),
+        Faults(duplicate=2, shuffle=True, seed=3),
+        *(Faults(crash_plan=partial(CrashAtStep, step)) for step in range(1, 5)),
+    ],
+    ids=["once", "dup", *(f"crash{step}" for step in range(1, 5))],
+)
 def test_an_event_sent_while_the_job_waits_completes_it_once_however_often_it_is_sent(
     store: MongoStore, faults: Faults
 ) -> None:
@@ -207,10 +215,12 @@ def test_no_event_in_time_fails_the_job_with_event_timed_out(store: MongoStore) 
     assert received(driver.settle("r1")) == 0
 
 
+@pytest.mark.parametrize("step", [None, 1, 2, 3, 4], ids=lambda step: f"crash{step}" if step else "once")
 def test_a_timed_out_wait_is_retried_and_the_next_attempt_takes_an_event_kept_meanwhile(
-    store: MongoStore,
+    store: MongoStore, step: int | None
 ) -> None:
-    driver = Driver(store, payments(timeout=30, retries=1))
+    faults = Faults() if step is None else Faults(crash_plan=partial(CrashAtStep, step))
+    driver = Driver(store, payments(timeout=30, retries=1), faults=faults)
     start(driver, "r1", "o-1")
     driver.settle("r1")
     send_event(store, "shop", "payment_settled", {"order_id": "o-9"})  # another order's
