@@ -377,3 +377,13 @@ def test_a_kept_event_whose_delivery_a_crash_lost_is_delivered_by_the_reconciler
 
     assert received(outcome) == 1
     assert outcome.run["status"] == RunState.SUCCEEDED
+
+
+def test_an_event_name_the_sender_could_not_send_is_a_spec_error_saying_what_it_may_be() -> None:
+    with pytest.raises(SpecError) as raised:
+        workflow_from_document(_spec({"event": {"name": "bad name", "timeout": 60}}))
+
+    assert "$.phases.p.jobs.pay.event.name: invalid value 'bad name': an event name is 1 to 128" in str(
+        raised.value
+    )
+    assert "job name" not in str(raised.value)
