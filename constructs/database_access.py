@@ -97,8 +97,8 @@ def privileges(
     (``job_privileges``)."""
     runs, statuses, items = store.runs_collection, store.statuses_collection, store.items_collection
     leases, notifications = store.leases_collection, store.notifications_collection
-    slots = store.slots_collection
-    indexed = (runs, statuses, leases, items, OUTPUTS, OUTPUT_FILES, OUTPUT_CHUNKS)
+    slots, events = store.slots_collection, store.events_collection
+    indexed = (runs, statuses, leases, items, events, OUTPUTS, OUTPUT_FILES, OUTPUT_CHUNKS)
     index_making: dict[str, tuple[str, ...]] = {name: (CREATE_COLLECTION, CREATE_INDEX) for name in indexed}
     # An older unique index is dropped; the validator that admits only job reports is set.
     index_making[statuses] += (LIST_INDEXES, DROP_INDEX, COLL_MOD)
@@ -119,6 +119,8 @@ def privileges(
         OUTPUT_CHUNKS: (FIND,),
         # Run concurrency: a run that ends releases its slot and the queue's head takes it.
         slots: (FIND, INSERT, UPDATE),
+        # An event job that starts waiting takes an event kept from before.
+        events: (FIND,),
     }
     table: dict[ControlClass, dict[str, tuple[str, ...]]] = {
         # Applies status events, dispatches jobs, fans out items, stamps expiries, reads outputs.
@@ -126,7 +128,8 @@ def privileges(
         # Repairs runs with the orchestrator's own code, and fires timers; creates the indexes
         # and gives the documents of runs in flight their workflow (GridFS files are copied).
         "reconciler": _merged(advancing, index_making, {OUTPUT_FILES: (INSERT,), OUTPUT_CHUNKS: (INSERT,)}),
-        # Inserts runs, records operations (cancel, redrive, approve, reject), lists runs and
+        # Inserts runs, records operations (cancel, redrive, approve, reject, events: kept, then
+        # recorded for the attempts waiting), lists runs and
         # reads one as status does (its fan-outs' failed items too); a run of a workflow with
         # ``concurrency`` is inserted queued, takes a slot and starts (or ends, skipped) here.
         "starter": _merged(
@@ -135,6 +138,7 @@ def privileges(
                 statuses: (FIND, *recording),
                 items: (FIND,),
                 slots: (FIND, INSERT, UPDATE),
+                events: (FIND, INSERT),
             },
             index_making,
         ),

@@ -41,6 +41,7 @@ from runtime.definition.model import Workflow
 from runtime.documents.listing import PagePosition, RunSummary
 from runtime.errors import OperationRefused, RunError, RunNotFound, StoreError, StoreUnavailable
 from runtime.service.approvals import answer_approval
+from runtime.service.events import EventReceipt, send_event
 from runtime.service.folder_upgrade import request_upgrade_to_folder
 from runtime.service.operations import (
     HistoryEntry,
@@ -61,6 +62,7 @@ from runtime.store.status_keys import operator_keys
 
 __all__ = [
     "Client",
+    "EventReceipt",
     "HistoryEntry",
     "InputRefused",
     "MongoStore",
@@ -100,6 +102,9 @@ class _Backend(Protocol):
         deploy_id: str | None,
     ) -> list[RunSummary]: ...
     def operate(self, workflow: str | None, action: str, run_id: str, **fields: Any) -> OperationReceipt: ...
+    def send_event(
+        self, workflow: str, name: str, payload: Any, run_id: str | None, event_id: str | None
+    ) -> EventReceipt: ...
     def ended(self, run_id: str, workflow: str | None) -> bool: ...
 
 
@@ -107,7 +112,7 @@ class Client:
     """Starts, reads and operates runs. ``Client(mongodb_uri)`` (or ``Client.local()``) works on
     the database; ``Client.aws()`` through the deployed starter functions. The verbs are the
     CLI's: ``start``, ``get``, ``wait``, ``watch``, ``cancel``, ``redrive``, ``approve``,
-    ``reject``, ``list``, ``history``."""
+    ``reject``, ``send_event``, ``list``, ``history``."""
 
     def __init__(
         self,
@@ -233,6 +238,20 @@ class Client:
         self, run_id: str, job: str, reason: str | None = None, *, workflow: str | None = None
     ) -> OperationReceipt:
         return self._backend.operate(workflow, "reject", run_id, job=job, reason=reason)
+
+    def send_event(
+        self,
+        workflow: str,
+        name: str,
+        payload: Any = None,
+        *,
+        run_id: str | None = None,
+        event_id: str | None = None,
+    ) -> EventReceipt:
+        """Send the event ``name`` to the event jobs of ``workflow``'s runs (or of run ``run_id``
+        alone) that wait for it now or start waiting within their ``retention``; a send repeated
+        with the same ``event_id`` is one event."""
+        return self._backend.send_event(workflow, name, payload, run_id, event_id)
 
     def history(self, run_id: str, *, workflow: str | None = None) -> list[HistoryEntry]:
         """Every status of the run in the order it was recorded, operations included."""
@@ -368,6 +387,14 @@ class _MongoBackend:
             ),
         )
 
+    def send_event(
+        self, workflow: str, name: str, payload: Any, run_id: str | None, event_id: str | None
+    ) -> EventReceipt:
+        return _guarded(
+            "send an event",
+            lambda: send_event(self.store, workflow, name, payload, run_id=run_id, event_id=event_id),
+        )
+
     def ended(self, run_id: str, workflow: str | None) -> bool:
         return _guarded("read a run", lambda: wait_for_end(self.store, run_id, 0, poll=0)) is not None
 
@@ -430,6 +457,13 @@ class _StarterBackend:
         request |= {name: value for name, value in fields.items() if value is not None and value is not False}
         answer = self.starter.call(self._which(workflow, action), request)
         return OperationReceipt(run_id=run_id, operation=action, sequence=0, created=bool(answer["created"]))
+
+    def send_event(
+        self, workflow: str, name: str, payload: Any, run_id: str | None, event_id: str | None
+    ) -> EventReceipt:
+        request: dict[str, Any] = {"action": "event", "name": name, "payload": payload}
+        request |= {key: value for key, value in (("run_id", run_id), ("id", event_id)) if value is not None}
+        return EventReceipt.from_json(self.starter.call(workflow, request))
 
     def ended(self, run_id: str, workflow: str | None) -> bool:
         # The starter's get reports an ended run with a redrive pending as running: see

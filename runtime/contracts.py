@@ -37,6 +37,8 @@ ITEMS_COLLECTION = "ITEMS_COLLECTION"
 """The collection of the items of ``for_each`` jobs, one document per item."""
 SLOTS_COLLECTION = "SLOTS_COLLECTION"
 """The collection of run concurrency's slots, one document per workflow and key."""
+EVENTS_COLLECTION = "EVENTS_COLLECTION"
+"""The collection of events sent to workflows, kept for event jobs that wait later."""
 WORKFLOW_NAME = "WORKFLOW_NAME"
 """The reconciler's workflow: it repairs runs of that workflow only."""
 JOB_HANDLER = "JOB_HANDLER"
@@ -86,6 +88,7 @@ ENVIRONMENT_NAMES = frozenset(
         LEASES_COLLECTION,
         ITEMS_COLLECTION,
         SLOTS_COLLECTION,
+        EVENTS_COLLECTION,
         JOB_HANDLER,
         INVOKE_FUNCTION,
         INVOKE_PAYLOAD,

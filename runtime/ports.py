@@ -16,6 +16,7 @@ from runtime.documents.items import ClaimedItem, FailedItem, Lane, LaneView
 from runtime.documents.leases import Lease
 from runtime.documents.listing import PagePosition, RunSummary
 from runtime.documents.run import Fields, JobRecord, Run, StatusEvent
+from runtime.documents.sent_events import SentEvent
 from runtime.documents.signatures import StatusKeys
 from runtime.errors import WorkflowError
 from runtime.statuses import RunState, StatusName
@@ -154,6 +155,9 @@ class RunStore(Protocol):
     def slots(self) -> SlotStore:
         """The slots of run concurrency and the queue of runs waiting for one, on the same database."""
 
+    def sent_events(self) -> SentEvents:
+        """Events sent to workflows, kept for event jobs that start waiting later."""
+
 
 class NotificationClaims(Protocol):
     """The notifier's claims: one message per status document, however often it is delivered."""
@@ -233,6 +237,17 @@ class SlotStore(Protocol):
         """(workflow, key) of every key with a queued run."""
 
     def count_queued(self, workflow: str, key: str) -> int: ...
+
+
+class SentEvents(Protocol):
+    """Events kept for the event jobs that start waiting after they were sent
+    (``runtime.documents.sent_events``)."""
+
+    def keep(self, event: SentEvent) -> SentEvent:
+        """Keep ``event``; the one kept before under the same id when there is one."""
+
+    def kept(self, workflow: str, name: str, run_id: str, sent_since: datetime) -> list[SentEvent]:
+        """The events of ``name`` kept for the run, sent since ``sent_since``, oldest first."""
 
 
 class ItemStore(Protocol):

@@ -82,6 +82,12 @@ class StatusName(StrEnum):
     """The engine's record that an approval job is waiting for an answer."""
     APPROVED = "approved"
     REJECTED = "rejected"
+    EVENT_AWAITED = "event_awaited"
+    """The engine's record that an event job's attempt waits for its event: the orchestrator
+    then delivers an event kept from before (``runtime.service.events``)."""
+    EVENT_RECEIVED = "event_received"
+    """An event delivered to an event job's waiting attempt (one per attempt: the unique key),
+    its payload as the output, recorded by the operator path or the orchestrator."""
     STATUS_REJECTED = "status_rejected"
     """The orchestrator's record of a status it did not apply because its writer could not be
     told or may not write it (docs/architecture.md, "Trust")."""
@@ -105,7 +111,9 @@ OPERATION_STATUSES = (StatusName.CANCEL_REQUESTED, StatusName.REDRIVE_REQUESTED)
 ``None``); the engine decides what they do."""
 ANSWER_STATUSES = (StatusName.APPROVED, StatusName.REJECTED)
 """A person's answer to an approval job (with the job and the attempt that waits)."""
-WAITING_JOB_STATUSES = (StatusName.APPROVAL_REQUESTED, *ANSWER_STATUSES)
+EVENT_STATUSES = (StatusName.EVENT_AWAITED, StatusName.EVENT_RECEIVED)
+"""An event job's attempt waiting for its event, and the event delivered to it."""
+WAITING_JOB_STATUSES = (StatusName.APPROVAL_REQUESTED, *ANSWER_STATUSES, *EVENT_STATUSES)
 """Statuses of a waiting job's attempt that no job function reports."""
 
 TERMINAL_JOB_STATUSES = (StatusName.SUCCESS, StatusName.FAILED, StatusName.NOT_RUN)
@@ -155,12 +163,13 @@ ORCHESTRATOR_STATUSES = tuple(
         *OPERATION_STATUSES,
         StatusName.TIMER_FIRED,
         *ANSWER_STATUSES,
+        *EVENT_STATUSES,
     )
 )
 """Statuses the orchestrator acts on: the run's start, a job attempt's end (``not_run`` too: an
 attempt the job wrapper refused never runs, so the job needs another), the operations people ask
-for (cancel, redrive, an approval's answer) and timers firing; ``started`` and the engine's own
-run-level statuses would only cost it invocations."""
+for (cancel, redrive, an approval's answer), timers firing, and an event job's wait and event;
+``started`` and the engine's own run-level statuses would only cost it invocations."""
 
 ATTEMPT_FAILED = "attempt_failed"
 """A ``notify.on`` choice that is no status of its own: every failed attempt of a job (its

@@ -173,6 +173,8 @@ def test_atlas_trigger_forwards_only_the_statuses_some_rule_consumes():
             "$in": [
                 "approved",
                 "cancel_requested",
+                "event_awaited",
+                "event_received",
                 "failed",
                 "not_run",
                 "phase_completed",

@@ -88,6 +88,8 @@ RETRY_BASE: dict[str, Any] = copy.deepcopy(SPEC_BASE)
 RETRY_BASE["phases"]["p"]["jobs"]["b"]["retry"] = {"max": 1}
 APPROVAL_BASE: dict[str, Any] = copy.deepcopy(SPEC_BASE)
 APPROVAL_BASE["phases"]["p"]["jobs"]["b"]["approval"] = {"timeout": 60}
+EVENT_BASE: dict[str, Any] = copy.deepcopy(SPEC_BASE)
+EVENT_BASE["phases"]["p"]["jobs"]["b"]["event"] = {"name": "paid", "timeout": 60}
 WAIT_BASE: dict[str, Any] = copy.deepcopy(SPEC_BASE)
 WAIT_BASE["phases"]["p"]["jobs"]["b"]["wait"] = {"until": "input.at"}
 HTTP_BASE: dict[str, Any] = copy.deepcopy(SPEC_BASE)
@@ -119,6 +121,7 @@ WHERE: dict[str, tuple[dict[str, Any], tuple[str | int, ...]]] = {
     "permission": (PERMISSION_BASE, ("phases", "p", "jobs", "b", "permissions", 0)),
     "retry": (RETRY_BASE, ("phases", "p", "jobs", "b", "retry")),
     "approval": (APPROVAL_BASE, ("phases", "p", "jobs", "b", "approval")),
+    "event": (EVENT_BASE, ("phases", "p", "jobs", "b", "event")),
     "wait": (WAIT_BASE, ("phases", "p", "jobs", "b", "wait")),
     "http": (HTTP_BASE, ("phases", "p", "jobs", "b", "http")),
     "call": (CALL_BASE, ("phases", "p", "jobs", "b", "call")),
@@ -163,6 +166,11 @@ CHANGES: dict[tuple[str, str], object] = {
     ("retry", "max_delay"): 60,
     ("retry", "jitter"): "none",
     ("retry", "on"): ["ConnectionError"],
+    ("job", "event"): {"name": "paid", "timeout": 60},
+    ("event", "name"): "settled",
+    ("event", "match"): "event.order_id == input.order_id",
+    ("event", "timeout"): 120,
+    ("event", "retention"): 60,
     ("approval", "timeout"): 120,
     ("approval", "message"): "Ship it?",
     ("wait", "until"): "input.send_at",

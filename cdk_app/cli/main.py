@@ -16,6 +16,7 @@ from cdk_app.cli.approve import add_approve, add_reject
 from cdk_app.cli.arguments import Subparsers
 from cdk_app.cli.console import add_console
 from cdk_app.cli.dev import add_dev
+from cdk_app.cli.events import add_send_event
 from cdk_app.cli.operate import add_cancel, add_history, add_redrive, add_runs
 from cdk_app.cli.prune import add_prune
 from cdk_app.cli.run import add_run, add_start, add_status
@@ -44,6 +45,7 @@ SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     add_prune,
     add_approve,
     add_reject,
+    add_send_event,
     add_dev,
     add_console,
 )

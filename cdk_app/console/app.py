@@ -18,7 +18,8 @@ pre-flight, which the console never grants), from the console's origin when the 
 A run whose state forbids the action is a 409; an unknown run a 404. Approving or rejecting an
 approval job is an action too (``/api/run/approve`` and ``/api/run/reject`` with the job, and
 the output or the reason as a JSON body), refused the same ways, and a 409 when the job is not
-waiting for an answer.
+waiting for an answer. So is sending the event an event job waits for (``/api/run/event`` with
+the job, and ``{"payload", "id"?}`` as the body): sent to that run only.
 """
 
 from __future__ import annotations
@@ -241,6 +242,37 @@ def console_app(
 
         return serve
 
+    async def send_event(request: Request) -> Response:
+        """An operator sends the event a waiting event job of the run waits for, to that run."""
+        if (refusal := refused(request)) is not None:
+            return refusal
+        body = await request.body()
+        try:
+            fields = json.loads(body) if body.strip() else {}
+        except ValueError as exc:
+            return _problem(400, f"the event is not JSON: {exc}")
+        if not isinstance(fields, dict):
+            return _problem(400, 'the event is a JSON object: {"payload": ..., "id"?: "..."}')
+        run_id, job = request.query_params.get("id", ""), request.query_params.get("job", "")
+
+        def send() -> Response:
+            try:
+                run = store.read_run(run_id)
+                if run is None:
+                    return _problem(404, f"no run {run_id!r} in this database")
+                if job not in run.jobs or (waited := run.definition.job(job).event) is None:
+                    return _problem(409, f"run {run_id} has no event job {job!r}")
+                receipt = Client.on_store(store).send_event(
+                    run.workflow, waited.name, fields.get("payload"), run_id=run_id, event_id=fields.get("id")
+                )
+            except RunError as exc:
+                return _problem(409, str(exc))
+            except StoreError as exc:
+                return _problem(503, str(exc))
+            return JSONResponse({"operation": "event", **receipt.to_json()})
+
+        return await run_in_threadpool(send)
+
     routes = [
         Route("/", page("runs.html")),
         Route("/run", page("run.html")),
@@ -258,6 +290,7 @@ def console_app(
         Route("/api/run/upgrade", action(upgrade or _no_upgrade), methods=["POST"]),
         Route("/api/run/approve", answer(True), methods=["POST"]),
         Route("/api/run/reject", answer(False), methods=["POST"]),
+        Route("/api/run/event", send_event, methods=["POST"]),
         Route("/vendor/dagre.min.js", layout_library),
         Route("/favicon.ico", lambda request: Response(status_code=204)),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),

@@ -36,11 +36,13 @@ def iso(value: datetime | None) -> str | None:
 
 
 def _kind(job: Job) -> str:
-    """What the job is: ``wait``, ``approval``, ``invoke``, ``call``, ``http``, or ``code``."""
+    """What the job is: ``wait``, ``approval``, ``event``, ``invoke``, ``call``, ``http``, or ``code``."""
     if job.wait is not None or job.wait_until is not None:
         return "wait"
     if job.approval is not None:
         return "approval"
+    if job.event is not None:
+        return "event"
     if job.invoke is not None:
         return "invoke"
     if job.call is not None:
@@ -62,6 +64,7 @@ def _phase_json(run: Run, phase: Phase, failed_items: Mapping[str, Sequence[Fail
                 "kind": _kind(job),
                 "calls": calls(job),
                 "message": None if job.approval is None else job.approval.message,
+                "event": None if job.event is None else {"name": job.event.name, "match": job.event.match},
                 "due_at": None if record is None else iso(record.due_at),
                 "state": None if record is None else record.state.value,
                 "attempt": 0 if record is None else record.attempt,
@@ -111,11 +114,14 @@ def _attempt_kind(job: Job | None) -> str:
         return "wait"
     if job.approval is not None:
         return "approval"
+    if job.event is not None:
+        return "event"
     return "fan_out" if job.for_each is not None else "code"
 
 
-WAITS_END = (StatusName.TIMER_FIRED, *ANSWER_STATUSES)
-"""What ends a wait's or an approval's attempt: its timer, or a person's answer."""
+WAITS_END = (StatusName.TIMER_FIRED, *ANSWER_STATUSES, StatusName.EVENT_RECEIVED)
+"""What ends a wait's, an approval's or an event job's attempt: its timer, a person's answer,
+or its event."""
 ACTIVE = (JobState.DISPATCHED, JobState.WAITING)
 
 
@@ -154,8 +160,8 @@ def _attempts(run: Run, statuses: Sequence[StatusEvent]) -> list[dict[str, Any]]
         found = entry(event.job, event.attempt, event.phase, event.status.value)
         if (date := as_utc(event.date)) is not None:
             started.setdefault((event.job, event.attempt), date)
-        waits = found["kind"] in ("wait", "approval")
-        if event.status in (StatusName.STARTED, StatusName.APPROVAL_REQUESTED):
+        waits = found["kind"] in ("wait", "approval", "event")
+        if event.status in (StatusName.STARTED, StatusName.APPROVAL_REQUESTED, StatusName.EVENT_AWAITED):
             found["started"] = iso(event.date)
             if date is not None:
                 started[(event.job, event.attempt)] = date
@@ -208,12 +214,14 @@ def run_json(
     upgrades: bool = False,
 ) -> dict[str, Any]:
     """The run page's document. ``actions`` lists what the buttons may do now, and
-    ``approvals`` the approval jobs waiting for an answer: both empty when the console is
+    ``approvals`` the approval jobs waiting for an answer, ``events`` the event jobs waiting for
+    their event (an operator may send one): all empty when the console is
     read-only, else what the run's state allows (``upgrade`` beside ``redrive`` when the console
     knows the spec folder to upgrade to). ``failed_items``: each fan-out job's items that failed
     for good (the first by index), shown under its counts."""
     actions: list[str] = []
     approvals: list[str] = []
+    events: list[str] = []
     if allow_actions:
         if run.state == RunState.QUEUED:
             actions.append("cancel")
@@ -223,6 +231,11 @@ def run_json(
                 job.name
                 for job in run.definition.jobs()
                 if job.approval is not None and run.jobs[job.name].state == JobState.WAITING
+            ]
+            events = [
+                job.name
+                for job in run.definition.jobs()
+                if job.event is not None and run.jobs[job.name].state == JobState.WAITING
             ]
         if run.state in REDRIVABLE:
             actions += ["redrive", "upgrade"] if upgrades else ["redrive"]
@@ -244,4 +257,5 @@ def run_json(
         "history": _history(statuses),
         "actions": actions,
         "approvals": approvals,
+        "events": events,
     }

@@ -46,6 +46,7 @@ from runtime.documents import ID
 from runtime.documents.run import RUN_ID, WORKFLOW, Document, StatusEvent, status_from_document
 from runtime.errors import EventError
 from runtime.service.approvals import approval_commands
+from runtime.service.events import send_event_command
 from runtime.service.reconciler import RUNS_PER_PASS, Reconciler
 from runtime.service.timers import fire_due_timers
 from runtime.statuses import StatusName
@@ -157,6 +158,9 @@ class StatusLines:
         if event.status == StatusName.APPROVAL_REQUESTED and event.job is not None:
             for command in approval_commands(event.run_id, event.job):
                 self.console.print(f"  [magenta]{escape(command)}[/]", highlight=False, soft_wrap=True)
+        if event.status == StatusName.EVENT_AWAITED and event.reason is not None:
+            command = send_event_command(event.workflow, event.reason, event.run_id)
+            self.console.print(f"  [magenta]{escape(command)}[/]", highlight=False, soft_wrap=True)
 
     def notification(self, subject: str, message: str) -> None:
         self.console.print(f"[magenta]✉[/] [dim]{escape(subject)}[/]", highlight=False)

@@ -19,7 +19,7 @@ from runtime.documents.leases import Lease
 from runtime.documents.listing import PagePosition, RunSummary
 from runtime.documents.run import Fields, JobRecord, Run, StatusEvent
 from runtime.documents.signatures import StatusKeys
-from runtime.ports import Dispatcher, ItemStore, NotificationClaims, RunStore, SlotStore
+from runtime.ports import Dispatcher, ItemStore, NotificationClaims, RunStore, SentEvents, SlotStore
 from runtime.statuses import RunState, StatusName
 
 T = TypeVar("T")
@@ -186,6 +186,9 @@ class CrashingStore:
 
     def slots(self) -> SlotStore:
         return CrashingSlots(self._store.slots(), self.plan)
+
+    def sent_events(self) -> SentEvents:
+        return self._store.sent_events()
 
 
 class CrashingSlots:

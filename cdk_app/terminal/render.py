@@ -20,6 +20,7 @@ from cdk_app.terminal.output import rule_width, uncut
 from runtime.definition.model import Workflow
 from runtime.documents.run import StatusEvent
 from runtime.service.approvals import approval_commands
+from runtime.service.events import send_event_command
 from runtime.service.run_view import JOB_RUNNING, JobReport, RunReport
 from runtime.statuses import RUN_ENDS, JobState, RunState, StatusName
 from runtime.store.mongo import MongoStore
@@ -123,6 +124,12 @@ class Progress:
             for command in approval_commands(event.run_id, job):
                 answer = f"{command} {self.store_arguments}".rstrip()
                 self.console.print(f"      [magenta]{escape(answer)}[/]", soft_wrap=True)
+        elif status == StatusName.EVENT_AWAITED and job is not None and event.reason is not None:
+            self._job_line(job, JobState.WAITING, event.attempt, "", f"waits for event {event.reason}")
+            command = (
+                f"{send_event_command(event.workflow, event.reason, event.run_id)} {self.store_arguments}"
+            )
+            self.console.print(f"      [magenta]{escape(command.rstrip())}[/]", soft_wrap=True)
         elif status in (StatusName.SUCCESS, StatusName.FAILED) and job is not None:
             started = self._started.pop((job, event.attempt), None)
             seconds = (

@@ -38,6 +38,8 @@ STATUS_STYLES = {
     StatusName.APPROVAL_REQUESTED: "magenta",
     StatusName.APPROVED: "magenta",
     StatusName.REJECTED: "magenta",
+    StatusName.EVENT_AWAITED: "magenta",
+    StatusName.EVENT_RECEIVED: "magenta",
     StatusName.TIMER_FIRED: "dim",
     StatusName.STATUS_REJECTED: "bold red",
 }

@@ -11,6 +11,7 @@ from runtime import contracts, limits
 from runtime.definition.call import read_call
 from runtime.definition.depends import read_depends
 from runtime.definition.draft import Draft, DraftJob, DraftPhase, Ref, known_fields, mapping, name_refs
+from runtime.definition.event_wait import read_event
 from runtime.definition.expressions import check_expression
 from runtime.definition.flow import read_flow
 from runtime.definition.for_each import read_for_each
@@ -163,6 +164,7 @@ def _job_settings(
     settings |= read_for_each(job, own, report)
     settings |= read_invoke(job, own, report, code.base_dir)
     settings |= read_http(job, own, report)
+    settings |= read_event(job, own, report)
     settings |= read_call(job, own, report, code.base_dir)
     if "permissions" in own:
         settings["permissions"] = read_permissions(own["permissions"], (*job.path, "permissions"), report)

@@ -51,6 +51,11 @@ def check_expression(job: DraftJob, key: str, condition: str, reads: list[str], 
             reads.append(member)
 
 
+def top_level_fields(parsed: Mapping[str, Any]) -> set[str]:
+    """The names an expression's parse tree reads at its top level (an event job's ``match``)."""
+    return {root for root, _ in _root_fields(parsed)}
+
+
 def compiled(path: JsonPath, expression: str, report: Report, null_means: str = "") -> Any | None:
     """``expression``'s parse tree, or None when it does not compile (reported at ``path``, the
     column given). One that negates before it reads a field is reported too, its tree returned;

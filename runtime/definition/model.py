@@ -185,6 +185,35 @@ class Approval:
     """What the person is asked (in the ``approval_requested`` notification)."""
 
 
+DEFAULT_EVENT_RETENTION = 86400
+"""Seconds an event sent to a workflow is kept for an event job that starts waiting later: one
+day unless the job's ``event.retention`` says otherwise."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class EventWait:
+    """A job that waits for an event sent to its workflow or run (``send-event``) instead of
+    running code; the event's payload is its output."""
+
+    name: str
+    """The event's name, as the sender gives it."""
+    timeout: int
+    """Seconds to wait; no matching event by then fails the attempt with ``event timed out``."""
+    match: str | None = None
+    """JMESPath over ``{input, results, event}`` (``event``: the payload): an event counts only when
+    it is true. None: any event of the name."""
+    retention: int = DEFAULT_EVENT_RETENTION
+    """How long before the job starts waiting an event may have been sent and still count."""
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "timeout": self.timeout,
+            "retention": self.retention,
+            **({} if self.match is None else {"match": self.match}),
+        }
+
+
 @dataclass(frozen=True, kw_only=True)
 class ServiceCall:
     """An AWS service call a job makes without code (``runtime.definition.call.CALLS``)."""
@@ -284,6 +313,8 @@ class Job:
     gives (ISO 8601 with its UTC offset) when it becomes ready: the spec's ``wait: {until}``."""
     approval: Approval | None = None
     """An approval job (no code): succeeds or fails on a person's answer."""
+    event: EventWait | None = None
+    """An event job (no code): succeeds with the payload of the event it waits for."""
     code: str | None = None
     """Handler file or folder, resolved to an absolute POSIX path by the loader; ``None`` runs
     the generated stub."""
@@ -340,8 +371,8 @@ class Job:
 
     @property
     def runs_code(self) -> bool:
-        """False for wait and approval jobs: the engine completes them, no function runs."""
-        return self.wait is None and self.wait_until is None and self.approval is None
+        """False for wait, approval and event jobs: the engine completes them, no function runs."""
+        return self.wait is None and self.wait_until is None and self.approval is None and self.event is None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -642,6 +673,7 @@ def _phase_document(phase: Phase) -> dict[str, Any]:
                 "approval": None
                 if job.approval is None
                 else {"timeout": job.approval.timeout, "message": job.approval.message},
+                **({} if job.event is None else {"event": job.event.to_document()}),
                 "when": job.when,
                 "permissions": [permission.to_document() for permission in job.permissions],
                 **({} if job.for_each is None else {key: _plain(getattr(job, key)) for key in FAN_OUT_KEYS}),
@@ -678,6 +710,7 @@ def _phase_from_document(phase: Mapping[str, Any]) -> Phase:
                 wait=job.get("wait"),
                 wait_until=job.get("wait_until"),
                 approval=None if job.get("approval") is None else Approval(**job["approval"]),
+                event=None if job.get("event") is None else EventWait(**job["event"]),
                 when=job.get("when"),
                 permissions=tuple(
                     Permission(actions=tuple(item["actions"]), resources=tuple(item["resources"]))

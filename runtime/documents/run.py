@@ -480,7 +480,8 @@ class StatusEvent:
     output: Any = None
     error: str | None = None
     request_id: str | None = None
-    """On ``started``: the Lambda request that claimed the attempt."""
+    """On ``started``: the Lambda request that claimed the attempt; on ``event_received``: the
+    id of the event delivered."""
     reason: str | None = None
     """On a cancel: why, as the person who asked said it."""
     date: datetime | None = None
@@ -522,7 +523,7 @@ class StatusEvent:
             document[INDEX] = self.index
         if self.output_ref is not None:
             document[OUTPUT_REF] = self.output_ref
-        elif self.status in (StatusName.SUCCESS, StatusName.APPROVED):
+        elif self.status in (StatusName.SUCCESS, StatusName.APPROVED, StatusName.EVENT_RECEIVED):
             document[OUTPUT] = self.output
         if self.error is not None:
             document[ERROR] = self.error

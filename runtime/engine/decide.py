@@ -107,4 +107,6 @@ def _decide(run: Run, event: StatusEvent, now: datetime) -> Transition | Rejecti
         return timers.plan_timer(run, event, now)
     if event.status in (StatusName.APPROVED, StatusName.REJECTED):
         return timers.plan_answer(run, event, now)
+    if event.status == StatusName.EVENT_RECEIVED:
+        return timers.plan_event(run, event, now)
     return Rejection(action="ignored", reason=f"the orchestrator does not act on '{event.status}'")

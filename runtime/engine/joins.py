@@ -357,12 +357,14 @@ def job_event(run: Run, job: Job, attempt: int, outputs: Mapping[str, Any] | Non
 
 
 def waits_until(job: Job, now: datetime) -> datetime | None:
-    """When a wait or an approval job that starts ``now`` fires its timer; None for a job with a
+    """When a wait, an approval or an event job that starts ``now`` fires its timer; None for a job with a
     function to run."""
     if job.wait is not None:
         return now + timedelta(seconds=job.wait)
     if job.approval is not None:
         return now + timedelta(seconds=job.approval.timeout)
+    if job.event is not None:
+        return now + timedelta(seconds=job.event.timeout)
     return None
 
 

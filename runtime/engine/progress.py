@@ -44,6 +44,7 @@ from runtime.documents.run import (
     run_is,
 )
 from runtime.engine import failure_handlers, fanout, retry
+from runtime.engine.event_jobs import event_awaited
 from runtime.engine.fanout import FanOutStart
 from runtime.engine.joins import (
     WAITED_UNTIL,
@@ -233,7 +234,8 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
                     )
                     outputs, fan_outs = outputs | started.outputs, fan_outs + list(started.starts)
                     continue
-                # A wait or an approval job waits for its timer (or an answer) instead of a function.
+                # A wait, approval or event job waits for its timer (or an answer, or an event)
+                # instead of a function.
                 due = waits_until(job, now) if starts else None
                 if starts and job.wait_until is not None:
                     try:
@@ -273,6 +275,8 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
                     wakes.append(due)
                     if job.approval is not None:
                         statuses.append(approval_requested(run, job, attempt))
+                    if job.event is not None:
+                        statuses.append(event_awaited(run, job, attempt))
                 elif starts:
                     dispatches.append(job_event(run, job, attempt, outputs))
         if not phase_finished(phase, states):

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from runtime.clock import age
 from runtime.documents.events import JobEvent
 from runtime.documents.run import Run, StatusEvent
+from runtime.engine.event_jobs import event_awaited
 from runtime.engine.joins import approval_requested, job_event
 from runtime.engine.transition import run_status
 from runtime.statuses import RUN_ENDS, JobState, RunState, StatusName
@@ -45,6 +46,13 @@ def replay(
         approval_requested(run, job, record.attempt)
         for job in run.definition.jobs()
         if job.approval is not None
+        and (record := run.jobs[job.name]).caused_by == key
+        and record.state == JobState.WAITING
+    ]
+    statuses += [
+        event_awaited(run, job, record.attempt)
+        for job in run.definition.jobs()
+        if job.event is not None
         and (record := run.jobs[job.name]).caused_by == key
         and record.state == JobState.WAITING
     ]

@@ -37,9 +37,17 @@ from runtime.documents.run import (
     no_failure_since,
     run_is,
 )
-from runtime.engine import failure_handlers
+from runtime.engine import failure_handlers, retry
+from runtime.engine.event_jobs import EVENT_TIMED_OUT, event_awaited, matches
 from runtime.engine.joins import WAITED_UNTIL, job_event
-from runtime.engine.progress import fail_run, plan_progress, record_success, stop_run, tolerate_failure
+from runtime.engine.progress import (
+    fail_run,
+    past_max_duration,
+    plan_progress,
+    record_success,
+    stop_run,
+    tolerate_failure,
+)
 from runtime.engine.transition import Rejection, Transition
 from runtime.statuses import FAILED, JobState, RunState, StatusName
 
@@ -109,8 +117,8 @@ def with_deadline(
 
 def plan_timer(run: Run, event: StatusEvent, now: datetime) -> Transition | Rejection | None:
     """A timer came due: the deadline fails the run (or, once the failure handlers run, does
-    nothing); a waiting job's timer completes a wait job,
-    fails an approval nobody answered, or dispatches the attempt a retry delayed."""
+    nothing); a waiting job's timer completes a wait job, fails an approval nobody answered,
+    ends an event job's wait that no event ended, or dispatches the attempt a retry delayed."""
     if event.job is None:
         return _plan_deadline(run, event, now)
     job = run.definition.job(event.job)
@@ -123,6 +131,8 @@ def plan_timer(run: Run, event: StatusEvent, now: datetime) -> Transition | Reje
         return _complete(run, job, event, {WAITED_UNTIL: due.isoformat()}, now)
     if job.approval is not None:
         return _fail(run, job, event, APPROVAL_TIMED_OUT, now)
+    if job.event is not None:
+        return _event_timed_out(run, job, event, now)
     record = run.jobs[job.name]
     conditions = run_is(RunState.RUNNING) | job_is(job.name, JobState.WAITING, event.attempt)
     if failure_handlers.tolerated(run, job, retry_left=True, error=record.error or ""):
@@ -148,6 +158,53 @@ def plan_answer(run: Run, event: StatusEvent, now: datetime) -> Transition | Rej
     if event.status == StatusName.APPROVED:
         return _complete(run, job, event, event.output, now)
     return _fail(run, job, event, f"rejected: {event.reason}" if event.reason else "rejected", now)
+
+
+def plan_event(run: Run, event: StatusEvent, now: datetime) -> Transition | Rejection | None:
+    """An event reached the event job's waiting attempt: the job succeeds with its payload when
+    the payload makes its ``match`` true (checked again here: the sender read the run earlier)."""
+    assert event.job is not None
+    job = run.definition.job(event.job)
+    if job.event is None:
+        return Rejection(action="ignored", reason=f"job {job.name!r} is not an event job")
+    waiting = _waiting(run, job, event, now)
+    if not isinstance(waiting, bool):
+        return waiting
+    if not matches(run, job, event.output):
+        return Rejection(action="ignored", reason=f"the event's payload does not match job {job.name!r}")
+    return _complete(run, job, event, event.output, now)
+
+
+def _event_timed_out(run: Run, job: Job, event: StatusEvent, now: datetime) -> Transition:
+    """No event reached the waiting attempt in time: like a failed attempt, it gets another (which
+    waits at once, for ``timeout`` again) while the job's retries, ``on`` and ``max_duration``
+    allow; else the job fails, and the run with it unless the job may fail."""
+    assert job.event is not None
+    record = run.jobs[job.name]
+    conditions = run_is(RunState.RUNNING) | job_is(job.name, JobState.WAITING, event.attempt)
+    attempts = event.attempt - (record.first_attempt or 1) + 1
+    retried = attempts <= job.retries and retry.is_retried(job.retry, EVENT_TIMED_OUT)
+    due = now + timedelta(seconds=job.event.timeout)
+    if retried and past_max_duration(job, record, now):
+        retried = False
+    if failure_handlers.tolerated(run, job, retry_left=retried, error=EVENT_TIMED_OUT):
+        return tolerate_failure(run, event, conditions, EVENT_TIMED_OUT, now)
+    if not retried:
+        error = f"failed after {attempts} attempt(s): {EVENT_TIMED_OUT}"
+        return fail_run(run, event.key, conditions, job.name, f"job {job.name!r} {error}", now, event.attempt)
+    return Transition(
+        conditions=conditions | no_failure_since(run.failure),
+        changes=job_changed(
+            job.name,
+            attempt=event.attempt + 1,
+            caused_by=event.key,
+            claimed_at=now,
+            error=EVENT_TIMED_OUT,
+            due_at=due,
+        ),
+        statuses=(event_awaited(run, job, event.attempt + 1),),
+        wake_at=due,
+    )
 
 
 def _waiting(run: Run, job: Job, event: StatusEvent, now: datetime) -> bool | Transition | Rejection | None:

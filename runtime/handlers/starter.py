@@ -21,6 +21,7 @@ from runtime.documents.envelopes import as_mapping
 from runtime.documents.listing import PagePosition
 from runtime.errors import EventError, RunError, RunNotFound
 from runtime.service.approvals import answer_approval
+from runtime.service.events import send_event
 from runtime.service.operations import (
     list_runs,
     request_cancel,
@@ -39,7 +40,7 @@ STORE_CONNECTIONS = 1
 
 _state: dict[str, Any] = {}
 
-ACTIONS = ("cancel", "redrive", "approve", "reject")
+ACTIONS = ("cancel", "redrive", "approve", "reject", "event")
 READS = ("get", "history", "list")
 
 
@@ -52,6 +53,8 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     """``{"run_id"?, "input"?}`` -> ``{"run_id", "created"}``;
     ``{"action": "cancel" | "redrive", "run_id", "reason"?, "upgrade"?}`` and ``{"action": "approve" |
     "reject", "run_id", "job", "output"? | "reason"?}`` -> ``{"run_id", "action", "created"}``;
+    ``{"action": "event", "name", "payload"?, "run_id"?, "id"?}`` -> ``{"event_id", "created",
+    "delivered": [{"run_id", "job", "attempt"}]}``;
     ``{"action": "get", "run_id"}`` -> ``{"run": <status --json's object>}``, ``{"action":
     "history", "run_id"}`` -> ``{"history": [...]}``, ``{"action": "list", "status"?, "since"?,
     "limit"?}`` -> ``{"runs": [...]}`` (this workflow's, newest first). A bad request answers with
@@ -82,6 +85,8 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
             raise EventError(f"run_id must be a non-empty string, got {run_id!r}")
         if request.get("action") in READS:
             return _read(request, run_id)
+        if request.get("action") == "event":
+            return _send_event(request, run_id)
         if "action" in request:
             return _operate(request, run_id)
         started = start_run(
@@ -139,6 +144,25 @@ def _read(request: Mapping[str, Any], run_id: str | None) -> dict[str, Any]:
     if report is None or report.workflow != workflow:
         raise RunNotFound(f"no run {run_id!r} of workflow {workflow!r}")
     return {"run": report.to_json()}
+
+
+def _send_event(request: Mapping[str, Any], run_id: str | None) -> dict[str, Any]:
+    """An event for this workflow's event jobs (``runtime.service.events``)."""
+    name, event_id = request.get("name"), request.get("id")
+    if not isinstance(name, str) or not name:
+        raise EventError(f"event needs the name of the event, got {name!r}")
+    if event_id is not None and not isinstance(event_id, str):
+        raise EventError(f"id is the event's id as a string, got {event_id!r}")
+    receipt = send_event(
+        _state["store"],
+        _state["definition"].name,
+        name,
+        request.get("payload"),
+        run_id=run_id,
+        event_id=event_id,
+    )
+    log.info("event %r sent (id %s, delivered to %d)", name, receipt.event_id, len(receipt.delivered))
+    return receipt.to_json()
 
 
 def _operate(request: Mapping[str, Any], run_id: str | None) -> dict[str, Any]:

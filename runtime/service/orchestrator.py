@@ -44,6 +44,7 @@ from runtime.errors import DocumentRejected, EventError, OutputTooLarge
 from runtime.limits import LAMBDA_RETRY_DELAY
 from runtime.ports import Dispatcher, InvocationRefused, RunStore
 from runtime.service import run_slots
+from runtime.service.events import deliver_kept
 from runtime.service.fan_out import FanOutContexts, ItemHandling
 from runtime.statuses import ENDED, ORCHESTRATOR_STATUSES, RUN_ENDS, RunState, StatusName
 
@@ -187,6 +188,10 @@ class Orchestrator:
         recorded atomically and the rest decided on what that write returns, which stays cheap
         however many completions race. An item's report of a ``for_each`` job moves only that
         job's lane (``runtime.service.fan_out``)."""
+        if event.status == StatusName.EVENT_AWAITED:
+            # Nothing to decide: the wait is recorded; an event kept from before it is delivered.
+            delivered = deliver_kept(self.store, event)
+            return Outcome(action="ignored" if delivered is None else "delivered")
         if event.index is not None and event.status != StatusName.NOT_RUN:
             action, dispatched, reason = self.fan_outs.apply(event)
             return Outcome(action=action, dispatched=dispatched, reason=reason)

@@ -40,7 +40,15 @@ from runtime.limits import LAMBDA_RETRY_DELAY
 from runtime.ports import Dispatcher, RunStore
 from runtime.service import run_slots
 from runtime.service.orchestrator import Orchestrator
-from runtime.statuses import ANSWER_STATUSES, IN_FLIGHT, REDRIVABLE, JobState, RunState, StatusName
+from runtime.statuses import (
+    ANSWER_STATUSES,
+    EVENT_STATUSES,
+    IN_FLIGHT,
+    REDRIVABLE,
+    JobState,
+    RunState,
+    StatusName,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +125,7 @@ def is_unrecorded(run: Run, event: StatusEvent) -> bool:
         return run.state in IN_FLIGHT and event.attempt == run.redrives
     if event.status == StatusName.REDRIVE_REQUESTED:
         return run.state in REDRIVABLE and event.attempt == run.redrives + 1
-    if event.status in (StatusName.TIMER_FIRED, *ANSWER_STATUSES):
+    if event.status in (StatusName.TIMER_FIRED, *ANSWER_STATUSES, *EVENT_STATUSES):
         if event.job is None:
             # The deadline does nothing once the failure handlers have started (it started them,
             # or they run to their end).

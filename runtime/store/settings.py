@@ -25,6 +25,8 @@ class StoreSettings:
     """The items of ``for_each`` jobs, one document each (env ``ITEMS_COLLECTION``)."""
     slots_collection: str = "slots"
     """Run concurrency's slots, one document per workflow and key (env ``SLOTS_COLLECTION``)."""
+    events_collection: str = "events"
+    """Events sent to workflows, kept for event jobs that wait later (env ``EVENTS_COLLECTION``)."""
 
     @property
     def read_collections(self) -> tuple[str, str, str, str]:
@@ -45,4 +47,5 @@ class StoreSettings:
             leases_collection=environ.get(contracts.LEASES_COLLECTION, defaults.leases_collection),
             items_collection=environ.get(contracts.ITEMS_COLLECTION, defaults.items_collection),
             slots_collection=environ.get(contracts.SLOTS_COLLECTION, defaults.slots_collection),
+            events_collection=environ.get(contracts.EVENTS_COLLECTION, defaults.events_collection),
         )

@@ -39,8 +39,8 @@ function renderPanel(run) {
     job.failed_items && job.failed_items.length ? el("h3", {}, "Failed items") : null,
     job.failed_items && job.failed_items.length ? el("ol", { id: "panel-failed-items" }, ...job.failed_items.map((failed) => el("li", { class: "state-failed" },
       `item ${failed.index} ${JSON.stringify(failed.item)}`, el("pre", { class: "error" }, firstLine(failed.error || "", 200))))) : null,
-    job.kind !== "code" ? el("p", {}, job.kind === "wait" ? "a wait job: no code runs" : `an approval job${job.message ? `: ${job.message}` : ""}`) : null,
-    job.state === "waiting" && job.due_at ? el("p", { id: "panel-due" }, `waiting until ${when(job.due_at)}${job.kind === "approval" ? " (then it times out)" : ""}`) : null,
+    job.kind !== "code" ? el("p", { id: "panel-kind" }, jobKindText(job)) : null,
+    job.state === "waiting" && job.due_at ? el("p", { id: "panel-due" }, `waiting until ${when(job.due_at)}${job.kind === "approval" || job.kind === "event" ? " (then it times out)" : ""}`) : null,
     el("h3", {}, "Event"), pretty(event),
     el("h3", {}, "Output"), pretty(job.output),
     el("h3", {}, "Error"),
@@ -54,16 +54,24 @@ function renderPanel(run) {
   );
 }
 
+// What a job without code does, in the panel: an event job names its event and its match.
+function jobKindText(job) {
+  if (job.kind === "wait") return "a wait job: no code runs";
+  if (job.kind === "event") return `an event job: waits for ${job.event.name}${job.event.match ? ` where ${job.event.match}` : ""}`;
+  if (job.kind === "approval") return `an approval job${job.message ? `: ${job.message}` : ""}`;
+  return `a ${job.kind} job`;
+}
+
 const ROW = 18, LABEL = 200, SPAN = 640;
 
 // How an attempt reads on the timeline: a job's code ran; a wait or an approval waited (no
 // code runs); a fan-out's items ran, from its dispatch to its end.
-const KIND_NOTE = { wait: "wait", approval: "approval", fan_out: "fan-out" };
+const KIND_NOTE = { wait: "wait", approval: "approval", event: "event", fan_out: "fan-out" };
 
 // A wait's timer ends its wait; an approval's ends it unanswered.
 function statusText(attempt) {
   if (attempt.status !== "timer_fired") return attempt.status;
-  return attempt.kind === "approval" ? "timed out" : "waited";
+  return attempt.kind === "approval" || attempt.kind === "event" ? "timed out" : "waited";
 }
 
 function duration(milliseconds) {
@@ -167,9 +175,31 @@ function approvalBox(run, job) {
     approve, reject);
 }
 
+function sendEvent(job) {
+  const text = document.getElementById(`event-${job}`).value.trim();
+  let payload = null;
+  try {
+    payload = text ? JSON.parse(text) : null;
+  } catch (error) {
+    showProblem(`the payload for ${job} is not JSON: ${error.message}`);
+    return;
+  }
+  post(`/api/run/event?id=${encodeURIComponent(runId)}&job=${encodeURIComponent(job)}`, { payload });
+}
+
+function eventBox(run, job) {
+  const waited = jobsByName(run).get(job).event;
+  const send = el("button", { type: "button", id: `action-event-${job}`, class: "action event" }, `send ${waited.name}`);
+  send.addEventListener("click", () => sendEvent(job));
+  return el("span", { class: "approval", "data-job": job },
+    el("span", { class: "asks" }, `${job} waits for ${waited.name}${waited.match ? ` where ${waited.match}` : ""}`),
+    el("input", { type: "text", id: `event-${job}`, placeholder: "payload JSON", "aria-label": `payload for ${job}` }),
+    send);
+}
+
 function renderActions(run) {
   const box = document.getElementById("actions");
-  const wanted = `${run.actions.join(",")}|${run.approvals.join(",")}`;
+  const wanted = `${run.actions.join(",")}|${run.approvals.join(",")}|${run.events.join(",")}`;
   if (box.dataset.shown === wanted) return;
   box.dataset.shown = wanted;
   box.replaceChildren(
@@ -179,6 +209,7 @@ function renderActions(run) {
       return button;
     }),
     ...run.approvals.map((job) => approvalBox(run, job)),
+    ...run.events.map((job) => eventBox(run, job)),
   );
 }
 
