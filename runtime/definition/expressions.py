@@ -53,7 +53,7 @@ def check_expression(job: DraftJob, key: str, condition: str, reads: list[str], 
 
 def top_level_fields(parsed: Mapping[str, Any]) -> set[str]:
     """The names an expression's parse tree reads at its top level (an event job's ``match``)."""
-    return {root for root, _ in _root_fields(parsed)}
+    return {root for root, _ in root_fields(parsed)}
 
 
 def compiled(path: JsonPath, expression: str, report: Report, null_means: str = "") -> Any | None:
