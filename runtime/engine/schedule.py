@@ -136,6 +136,10 @@ class ScheduledStart:
     run_id: str
     input: dict[str, Any]
 
+    @property
+    def scheduled_time(self) -> str:
+        return scheduled_text(self.time)
+
 
 def scheduled_text(time: datetime) -> str:
     """A fire time as Scheduler's ``<aws.scheduler.scheduled-time>`` writes it."""
