@@ -6,6 +6,7 @@ is above its own. On a real MongoDB server, the clock set through ``runtime.cloc
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pymongo
@@ -20,6 +21,10 @@ from tests.engine_harness import workflow
 from tests.test_run_concurrency import Cloud
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+def _at(moment: datetime) -> Callable[[], datetime]:
+    return lambda: moment
 
 
 @pytest.fixture
@@ -48,12 +53,12 @@ def test_a_low_priority_run_is_passed_only_by_the_runs_that_arrived_while_it_had
     )
     cloud = Cloud(store, definition)
     arrivals: dict[str, str] = {}
-    with time_from(lambda: T0 - timedelta(seconds=1)):
+    with time_from(_at(T0 - timedelta(seconds=1))):
         first = cloud.start({"p": 0})
-    with time_from(lambda: T0):
+    with time_from(_at(T0)):
         arrivals[cloud.start({"p": 0})] = "low"
     for minute in range(1, 7):  # a high-priority run every minute after it
-        with time_from(lambda minute=minute: T0 + minute * PRIORITY_AGING):
+        with time_from(_at(T0 + minute * PRIORITY_AGING)):
             arrivals[cloud.start({"p": 3})] = f"high@{minute}"
     cloud.held_back = set(arrivals)
 
