@@ -6,6 +6,7 @@ delivery, under duplicated and reordered delivery, crashes and the reconciler.""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ from runtime.definition.loader import load_workflow
 from runtime.definition.model import RunConcurrency, Workflow
 from runtime.engine.queue import SCHEDULED_KEY
 from runtime.errors import SpecError
+from runtime.handlers import starter
 from runtime.service.reconciler import Reconciler
 from runtime.service.runs import start_run
 from runtime.store.mongo import MongoStore
@@ -297,3 +299,38 @@ def test_concurrency_with_schedule_overlap_allow_governs_scheduled_runs_too(tmp_
     spec.write_text(SPEC + "concurrency: {limit: 1}\non_limit: skip\nschedule_overlap: allow\n")
     loaded = load_workflow(spec)
     assert (loaded.concurrency, loaded.schedule_overlap) == (RunConcurrency(limit=1), "allow")
+
+
+def test_the_starter_applies_schedule_overlap_to_the_starts_that_say_they_are_scheduled(
+    store: MongoStore, mongo_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "definition.json").write_text(json.dumps(hourly().to_document()))
+    monkeypatch.setenv("LAMBDA_TASK_ROOT", str(tmp_path))
+    monkeypatch.setenv("WORKFLOW_DEFINITION_FILE", "definition.json")
+    monkeypatch.setenv("MONGODB_URI", mongo_uri)
+    monkeypatch.setenv("MONGODB_DATABASE", store.settings.database)
+    monkeypatch.setattr(starter, "_state", {})
+
+    for hour in ("01", "02"):
+        scheduled_time = f"2026-12-01T{hour}:00:00Z"
+        event = {
+            "run_id": f"h-{scheduled_time}",
+            "input": {"scheduled_time": scheduled_time},
+            "scheduled": True,
+        }
+        assert starter.handler(event, None)["created"] is True
+    assert starter.handler({"run_id": "by-hand"}, None)["created"] is True
+
+    states = {
+        run_id: store.load_run(run_id)["status"]
+        for run_id in ("h-2026-12-01T01:00:00Z", "h-2026-12-01T02:00:00Z", "by-hand")
+    }  # type: ignore[index]
+    assert states == {
+        "h-2026-12-01T01:00:00Z": "running",
+        "h-2026-12-01T02:00:00Z": "cancelled",
+        "by-hand": "running",
+    }
+    assert (
+        starter.handler({"run_id": "odd", "scheduled": "yes"}, None)["error"]
+        == "scheduled is true or false, got 'yes'"
+    )
