@@ -322,9 +322,9 @@ def test_the_starter_applies_schedule_overlap_to_the_starts_that_say_they_are_sc
     assert starter.handler({"run_id": "by-hand"}, None)["created"] is True
 
     states = {
-        run_id: store.load_run(run_id)["status"]
+        run_id: store.load_run(run_id)["status"]  # type: ignore[index]
         for run_id in ("h-2026-12-01T01:00:00Z", "h-2026-12-01T02:00:00Z", "by-hand")
-    }  # type: ignore[index]
+    }
     assert states == {
         "h-2026-12-01T01:00:00Z": "running",
         "h-2026-12-01T02:00:00Z": "cancelled",
