@@ -89,8 +89,10 @@ def queued_query(workflow: str | None, key: str | None = None) -> Document:
     return query | ({} if key is None else {CONCURRENCY_KEY: key})
 
 
-QUEUE_ORDER = [(QUEUE_RANK, 1), (ARRIVAL, 1), (CREATED_AT, 1), (ID, 1)]
-"""The order queued runs start in: lowest rank (highest priority, aged), then first arrived."""
+QUEUE_ORDER = [(QUEUE_RANK, 1), (ARRIVAL, 1)]
+"""The order queued runs start in: lowest rank (highest priority, aged), then first arrived. Each
+arrival of a key is counted once (``arrival_update``), so no two queued runs tie and the queue's
+index serves the whole sort: finding the head reads one index entry, however long the queue."""
 
 QUEUE_INDEX_NAME = "queued_runs_by_rank"
 QUEUE_INDEX: tuple[list[tuple[str, int]], dict[str, Any]] = (
