@@ -1,6 +1,7 @@
 """``make bench``: every figure of benchmarks/README.md, written to benchmarks/results.json.
 
-``python -m benchmarks [--only engine|synth|trigger|console|timers|fanout|memory|testkit|latency|observe]
+``python -m benchmarks [--only engine|synth|trigger|console|timers|fanout|memory|testkit|latency|observe|
+queue]
 [--pairs N] [--repeats N] [--output FILE]``;
 the defaults are what results.json was made with (five to eight minutes on two cores). With
 ``--only``, the figures of that part replace theirs in the output file and the others stay.
@@ -29,6 +30,7 @@ from benchmarks import (
     orchestration,
     output_reads,
     reconciler,
+    run_queue,
     synth,
     testkit,
     timers,
@@ -55,6 +57,7 @@ TARGETS = {
     "testkit_virtual_seconds_per_wall_second": ">= 100000 (a day of waits in under a second)",
     "step_latency_fast_path_p50_ms": "< 142 (Step Functions Standard's p50; modelled, delivery fast)",
     "telemetry_commands_added_per_attempt": "== 0 (MongoDB commands tracing and metrics add)",
+    "run_queue_most_in_flight": "<= 10 (1,000 runs with concurrency: {limit: 10}, from the statuses log)",
 }
 
 
@@ -107,6 +110,7 @@ def verdicts(results: dict[str, Any]) -> dict[str, bool]:
         ),
         "step_latency_fast_path_p50_ms": lambda r: r["step_latency_fast_path_p50_ms"] < 142,
         "telemetry_commands_added_per_attempt": lambda r: r["telemetry_commands_added_per_attempt"] == 0,
+        "run_queue_most_in_flight": lambda r: r["run_queue_most_in_flight"] <= r["run_queue"]["limit"],
     }
     return {name: check(results) for name, check in checks.items() if name in results}
 
@@ -126,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             "testkit",
             "latency",
             "observe",
+            "queue",
         ],
         help="one part of the bench",
     )
@@ -143,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kit-repeats", type=int, default=5, help="runs of each test-kit scenario")
     parser.add_argument("--chain-runs", type=int, default=30, help="chain runs per step-latency measure")
     parser.add_argument("--observed-runs", type=int, default=10, help="runs per telemetry mode")
+    parser.add_argument("--queued-runs", type=int, default=1000, help="runs of the run-queue burst")
     parser.add_argument("--output", type=Path, default=RESULTS, help="default benchmarks/results.json")
     args = parser.parse_args(argv)
 
@@ -178,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
             results.update(latency.step_latency(uri, progress, args.chain_runs, dev_runs=args.chain_runs))
         if args.only in (None, "observe"):
             results.update(observe.telemetry_cost(uri, args.observed_runs, progress))
+        if args.only in (None, "queue"):
+            results.update(run_queue.run_queue(uri, args.queued_runs, 10, progress))
     if args.only in (None, "synth"):
         results.update(synth.measure_overhead(args.pairs, progress))
         results.update(synth.measure_sizes([10, 100, 500], args.repeats, progress))

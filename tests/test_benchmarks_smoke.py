@@ -12,6 +12,7 @@ from benchmarks import (
     orchestration,
     output_reads,
     reconciler,
+    run_queue,
     synth,
     testkit,
     timers,
@@ -255,3 +256,14 @@ def test_the_dev_server_benchmark_measures_one_step_per_job_after_the_first(mong
 
     assert (figures["samples"], figures["runs"], figures["jobs_per_run"]) == (2, 1, 3)
     assert 0 <= figures["p50"] <= figures["p99"]
+
+
+def test_the_run_queue_benchmark_keeps_the_limit_and_costs_the_limited_side_more(mongo_uri: str) -> None:
+    figures = run_queue.run_queue(mongo_uri, runs=12, limit=3, progress=quiet)
+
+    limited, free = figures["run_queue"]["limited"], figures["run_queue"]["unlimited"]
+    assert (limited["runs_ended"], free["runs_ended"]) == (12, 12)
+    assert figures["run_queue_most_in_flight"] == limited["most_in_flight"] == 3
+    assert free["most_in_flight"] == 12
+    assert figures["run_queue_extra_commands_per_run"] > 0
+    assert limited["longest_queue_wait_s"] > free["longest_queue_wait_s"]

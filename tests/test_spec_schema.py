@@ -78,6 +78,7 @@ SPEC_BASE: dict[str, Any] = {
     "phases": {"p": {"jobs": {"a": {}, "b": {}}}, "q": {"jobs": {"c": {}}}},
     "notify": {},
     "schedule": "rate(1 day)",
+    "schedule_overlap": "allow",
     "concurrency": {"limit": 2},
 }
 PERMISSION_BASE: dict[str, Any] = copy.deepcopy(SPEC_BASE)
@@ -141,6 +142,7 @@ CHANGES: dict[tuple[str, str], object] = {
     ("spec", "schedule"): "rate(2 days)",
     ("spec", "schedule_input"): {"mode": "full"},
     ("spec", "schedule_timezone"): "Europe/Berlin",
+    ("spec", "schedule_overlap"): "buffer_one",
     ("spec", "retention_days"): 30,
     ("spec", "shared"): "jobs/shared",
     ("spec", "timeout"): 3600,

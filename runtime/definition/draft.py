@@ -24,6 +24,7 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "schedule",
                 "schedule_input",
                 "schedule_timezone",
+                "schedule_overlap",
                 "timeout",
                 "retention_days",
                 "on_failure",

@@ -469,6 +469,12 @@ DEFAULT_DELIVERY = "fast"
 invocation per job (benchmarks/README.md, "Step latency")."""
 
 
+SCHEDULE_OVERLAP = ("skip", "buffer_one", "allow", "cancel_other")
+"""What a scheduled run does while an earlier scheduled run of its workflow has not ended: end at
+once (cancelled, saying why), wait ``queued`` (one at most; more are skipped), start anyway, or
+have the running one cancelled and start once it has ended."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class RunConcurrency:
     """At most ``limit`` runs of the workflow run at once: per value of ``key`` (JMESPath over
@@ -495,6 +501,8 @@ class Workflow:
     """Run input for scheduled runs (each also gets ``contracts.SCHEDULED_TIME``)."""
     schedule_timezone: str | None = None
     """The IANA time zone ``schedule`` is in; None: UTC."""
+    schedule_overlap: str = "skip"
+    """One of ``SCHEDULE_OVERLAP``: scheduled runs of the workflow, one at a time unless ``allow``."""
     on_failure: Phase | None = None
     """The failure handlers: jobs run (in phase ``HANDLERS_PHASE``) when the run fails or is
     cancelled, before it ends so."""
@@ -607,6 +615,7 @@ class Workflow:
             },
             "schedule": self.schedule,
             **({} if self.schedule_timezone is None else {"schedule_timezone": self.schedule_timezone}),
+            **({} if self.schedule_overlap == "skip" else {"schedule_overlap": self.schedule_overlap}),
             "timeout": self.timeout,
             "retention_days": self.retention_days,
             **({} if self.concurrency is None else {"concurrency": self.concurrency.to_document()}),
@@ -634,6 +643,7 @@ class Workflow:
             ),
             schedule=document.get("schedule"),
             schedule_timezone=document.get("schedule_timezone"),
+            schedule_overlap=document.get("schedule_overlap", "skip"),
             timeout=document.get("timeout"),
             retention_days=document.get("retention_days"),
             concurrency=None

@@ -50,7 +50,8 @@ def load_definition(path: str) -> Workflow:
 
 
 def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
-    """``{"run_id"?, "input"?}`` -> ``{"run_id", "created"}``;
+    """``{"run_id"?, "input"?, "scheduled"?}`` -> ``{"run_id", "created"}`` (``scheduled``: true
+    from the workflow's schedule and a backfill, whose runs its ``schedule_overlap`` applies to);
     ``{"action": "cancel" | "redrive", "run_id", "reason"?, "upgrade"?}`` and ``{"action": "approve" |
     "reject", "run_id", "job", "output"? | "reason"?}`` -> ``{"run_id", "action", "created"}``;
     ``{"action": "event", "name", "payload"?, "run_id"?, "id"?}`` -> ``{"event_id", "created",
@@ -89,12 +90,16 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
             return _send_event(request, run_id)
         if "action" in request:
             return _operate(request, run_id)
+        scheduled = request.get("scheduled", False)
+        if not isinstance(scheduled, bool):
+            raise EventError(f"scheduled is true or false, got {scheduled!r}")
         started = start_run(
             _state["store"],
             _state["definition"],
             run_id=run_id,
             input=request.get("input"),
             deployment=_state["deployment"],
+            scheduled=scheduled,
         )
     except (EventError, RunError) as exc:
         log.warning("request refused: %s", exc)

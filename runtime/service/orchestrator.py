@@ -299,8 +299,9 @@ class Orchestrator:
     def _release_slot(self, run: Run, event: StatusEvent, recorded: tuple[StatusEvent, ...]) -> None:
         """A run of a workflow with ``concurrency`` that this event ended (or that had ended
         already: a redelivery, a late report; not a redrive, which took a slot to reopen it)
-        gives its slot back; nothing for any other run, so a job's report costs no more."""
-        if run.definition.concurrency is None:
+        gives its slot back; nothing for any other run (one without a concurrency key), so a
+        job's report costs no more."""
+        if run.concurrency_key is None:
             return
         ended = run.state in ENDED and event.status != StatusName.REDRIVE_REQUESTED
         if ended or any(status.status in RUN_ENDS.values() for status in recorded):
