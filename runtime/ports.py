@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from runtime.documents.children import ChildStart
 from runtime.documents.events import JobEvent
 from runtime.documents.items import ClaimedItem, FailedItem, Lane, LaneView
 from runtime.documents.leases import Lease
@@ -166,6 +167,12 @@ class NotificationClaims(Protocol):
 class Dispatcher(Protocol):
     def dispatch(self, event: JobEvent) -> None:
         """Start one job attempt asynchronously; at least once."""
+
+
+class ChildStarter(Protocol):
+    def start_child(self, request: ChildStart) -> None:
+        """Start the child run ``request`` names (idempotent by its run id); at least once.
+        ``InvocationRefused`` when it can never be started (no such workflow deployed)."""
 
 
 class Notifier(Protocol):

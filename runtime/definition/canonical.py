@@ -9,6 +9,7 @@ from typing import Any
 
 from runtime import contracts, limits
 from runtime.definition.call import read_call
+from runtime.definition.children import read_child_workflow, read_output
 from runtime.definition.depends import read_depends
 from runtime.definition.draft import Draft, DraftJob, DraftPhase, Ref, known_fields, mapping, name_refs
 from runtime.definition.expressions import check_expression
@@ -98,6 +99,7 @@ def read_spec(document: dict[str, Any], report: Report, base_dir: Path) -> Draft
     if shared is not None:
         settings["shared"] = shared.as_posix()
     settings |= read_flow(spec, report)
+    settings |= read_output(spec, report)
     return Draft(name, phases, settings, handlers, exit_handlers)
 
 
@@ -150,6 +152,7 @@ def _job_settings(
     settings |= read_invoke(job, own, report, code.base_dir)
     settings |= read_http(job, own, report)
     settings |= read_call(job, own, report, code.base_dir)
+    settings |= read_child_workflow(job, own, report)
     if "permissions" in own:
         settings["permissions"] = read_permissions(own["permissions"], (*job.path, "permissions"), report)
     if isinstance(own.get("code"), str) and own["code"]:

@@ -34,6 +34,7 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "concurrency",
                 "priority",
                 "on_limit",
+                "output",
             }
         ),
         "defaults": frozenset({"memory", "timeout", "retries", "retry", "env", "results"}),
@@ -65,12 +66,14 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "local",
                 "http",
                 "call",
+                "workflow",
             }
         ),
         "retry": frozenset({"max", "delay", "backoff", "max_delay", "jitter", "on"}),
         "approval": frozenset({"timeout", "message"}),
         "http": frozenset({"url", "method", "headers", "body", "secret", "secret_header", "timeout"}),
         "call": frozenset({"service", "action", "resource", "params"}),
+        "child_workflow": frozenset({"name", "input"}),
         "wait": frozenset({"until"}),
         "permission": frozenset({"actions", "resources"}),
         "notify": frozenset({"on", "email", "slack_webhook_secret"}),
@@ -116,6 +119,8 @@ class DraftJob:
     """The same for its ``for_each``."""
     wait_reads: list[str] = field(default_factory=list)
     """The same for its ``wait: {until}``."""
+    workflow_reads: list[str] = field(default_factory=list)
+    """The same for its child workflow's ``input``."""
     depends_reads: list[str] = field(default_factory=list)
     """The jobs its ``depends`` reads (``jobs.<job>``), which must be in its ``after``."""
 

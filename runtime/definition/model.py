@@ -186,6 +186,20 @@ class Approval:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ChildWorkflow:
+    """A job that runs another workflow of the same app as its attempt (the spec's ``workflow:``):
+    the child run's output is the job's output (``runtime.service.children``)."""
+
+    name: str
+    """The workflow the child run runs."""
+    input: str | None = None
+    """JMESPath over ``{input, results}`` giving the child's run input; None: the parent's input."""
+
+    def to_document(self) -> dict[str, Any]:
+        return {"name": self.name, "input": self.input}
+
+
+@dataclass(frozen=True, kw_only=True)
 class ServiceCall:
     """An AWS service call a job makes without code (``runtime.definition.call.CALLS``)."""
 
@@ -313,6 +327,8 @@ class Job:
     """A request the job sends instead of running code (``runtime.service.http_job``)."""
     call: ServiceCall | None = None
     """An AWS service call the job makes instead of running code (``runtime.service.call_job``)."""
+    child_workflow: ChildWorkflow | None = None
+    """The workflow the job runs as a child run instead of running code (the spec's ``workflow:``)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "after", tuple(self.after))
@@ -340,8 +356,13 @@ class Job:
 
     @property
     def runs_code(self) -> bool:
-        """False for wait and approval jobs: the engine completes them, no function runs."""
-        return self.wait is None and self.wait_until is None and self.approval is None
+        """False for wait, approval and child workflow jobs: no function of theirs runs."""
+        return (
+            self.wait is None
+            and self.wait_until is None
+            and self.approval is None
+            and self.child_workflow is None
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -464,6 +485,9 @@ class Workflow:
     first); None: every run has priority 0."""
     on_limit: str = "queue"
     """One of ``ON_LIMIT``."""
+    output: str | None = None
+    """JMESPath over ``{input, results}`` giving the run's output when it runs as a child (the
+    parent job's output); None: the results of its last phase's jobs."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "phases", tuple(self.phases))
@@ -504,7 +528,7 @@ class Workflow:
         """Whether a run of this workflow ever waits for a time: a delayed retry, a wait or an
         approval job, a run deadline. Only such a workflow gets the cloud's timer schedule."""
         return self.timeout is not None or any(
-            job.retry.delay > 0 or not job.runs_code for job in self.jobs()
+            job.retry.delay > 0 or (not job.runs_code and job.child_workflow is None) for job in self.jobs()
         )
 
     def jobs(self) -> Iterator[Job]:
@@ -548,6 +572,7 @@ class Workflow:
             **({} if self.concurrency is None else {"concurrency": self.concurrency.to_document()}),
             **({} if self.priority is None else {"priority": self.priority}),
             **({} if self.on_limit == "queue" else {"on_limit": self.on_limit}),
+            **({} if self.output is None else {"output": self.output}),
         }
 
     @classmethod
@@ -577,6 +602,7 @@ class Workflow:
             else RunConcurrency(**document["concurrency"]),
             priority=document.get("priority"),
             on_limit=document.get("on_limit", "queue"),
+            output=document.get("output"),
         )
 
 
@@ -615,6 +641,7 @@ def _phase_document(phase: Phase) -> dict[str, Any]:
                 **{key: getattr(job, key) for key in INVOKE_KEYS if getattr(job, key) is not None},
                 **({} if job.http is None else {"http": job.http.to_document()}),
                 **({} if job.call is None else {"call": job.call.to_document()}),
+                **({} if job.child_workflow is None else {"workflow": job.child_workflow.to_document()}),
             }
             for job in phase.jobs
         ],
@@ -654,6 +681,7 @@ def _phase_from_document(phase: Mapping[str, Any]) -> Phase:
                 **{key: job[key] for key in INVOKE_KEYS if key in job},
                 http=None if job.get("http") is None else HttpRequest.from_document(job["http"]),
                 call=None if job.get("call") is None else ServiceCall(**job["call"]),
+                child_workflow=None if job.get("workflow") is None else ChildWorkflow(**job["workflow"]),
             )
             for job in phase["jobs"]
         ),

@@ -1,0 +1,464 @@
+"""Child workflows (docs/spec.md, "Child workflows"): a job that runs another workflow of the app
+as its attempt, against the real orchestrator, job wrapper, starter service and reconciler on a
+real server, with signed statuses, under duplicated, reordered and lost deliveries."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pymongo
+import pytest
+
+from cdk_app.local.atlas_events import envelope
+from runtime.definition.loader import check_specs, load_workflows
+from runtime.definition.model import ChildWorkflow, Workflow
+from runtime.documents.children import PARENT_RUN_ID, ChildStart
+from runtime.documents.signatures import StatusKeys
+from runtime.errors import OperationRefused
+from runtime.handlers.job import stub_handler
+from runtime.service.children import start_child
+from runtime.service.job_attempt import run_attempt
+from runtime.service.operations import request_cancel
+from runtime.service.orchestrator import Orchestrator
+from runtime.service.reconciler import Reconciler
+from runtime.service.runs import start_run
+from runtime.statuses import ORCHESTRATOR_STATUSES
+from runtime.store.mongo import MongoStore
+from runtime.store.settings import StoreSettings
+from tests.engine_harness import RecordingDispatcher, workflow
+
+SPECS = Path(__file__).parent / "specs" / "children"
+
+SHIP_INPUT = "{order_id: input.order_id, weight: results.reserve_stock.weight}"
+
+
+def order(retries: int = 0) -> Workflow:
+    return workflow(
+        "order",
+        {
+            "take": {
+                "reserve_stock": {},
+                "ship": {
+                    "after": ["reserve_stock"],
+                    "retries": retries,
+                    "child_workflow": ChildWorkflow(name="shipping", input=SHIP_INPUT),
+                },
+                "bill": {"after": ["ship"]},
+            }
+        },
+    )
+
+
+SHIPPING = workflow(
+    "shipping",
+    {"pack": {"pick": {}, "pack": {"after": ["pick"]}}, "send": {"book_carrier": {"retries": 0}}},
+    output="{tracking: results.book_carrier.tracking, order: input.order_id}",
+)
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+def _book(event: dict[str, Any], context: Any) -> Any:
+    return {"tracking": f"TRACK-{event['input']['order_id']}-{event['input']['weight']}"}
+
+
+HANDLERS: dict[str, Handler] = {
+    "reserve_stock": lambda event, context: {"weight": 3},
+    "book_carrier": _book,
+    "bill": lambda event, context: {"billed": event["results"]["ship"]},
+}
+
+
+@pytest.fixture
+def store(mongo_client: pymongo.MongoClient[dict], store_settings: StoreSettings) -> MongoStore:
+    """The control plane's store: it signs what it records and checks what it applies."""
+    store = MongoStore(mongo_client, store_settings, StatusKeys.generate())
+    store.ensure_indexes()
+    return store
+
+
+class App:
+    """Every hop of a deployed app of several workflows, played in one thread: statuses become
+    the orchestrator's events, dispatched attempts run through the job wrapper, child starts go
+    to the child workflow's starter service. Deliveries may be duplicated and shuffled, and the
+    first ``lose_starts`` child starts lost."""
+
+    def __init__(
+        self,
+        store: MongoStore,
+        definitions: list[Workflow],
+        handlers: Mapping[str, Handler] = HANDLERS,
+        duplicate: int = 1,
+        shuffle: bool = False,
+        seed: int = 0,
+        lose_starts: int = 0,
+    ) -> None:
+        self.store = store
+        self.definitions = {definition.name: definition for definition in definitions}
+        self.handlers = handlers
+        self.duplicate, self.shuffle, self.rng = duplicate, shuffle, random.Random(seed)
+        self.lose_starts = lose_starts
+        self.dispatcher = RecordingDispatcher()
+        self.starts: list[ChildStart] = []
+        self.seen: set[Any] = set()
+        self.executions: dict[str, int] = {}
+
+    def start_child(self, request: ChildStart) -> None:
+        """The ``ChildStarter`` port: an asynchronous invoke of the child workflow's starter."""
+        self.starts.append(request)
+
+    def orchestrator(self) -> Orchestrator:
+        return Orchestrator(
+            store=self.store, dispatcher=self.dispatcher, redispatch_after=timedelta(0), children=self
+        )
+
+    def reconciler(self) -> Reconciler:
+        return Reconciler(
+            self.store,
+            self.dispatcher,
+            stale_after=timedelta(0),
+            lost_invocation_after=lambda job: timedelta(0),
+            children=self,
+        )
+
+    def start(self, run_id: str, run_input: Any) -> str:
+        start_run(self.store, self.definitions["order"], run_id=run_id, input=run_input)
+        self.settle()
+        return run_id
+
+    def settle(self, max_rounds: int = 500) -> None:
+        for _ in range(max_rounds):
+            if not self.step():
+                return
+        raise AssertionError(f"the app did not settle in {max_rounds} rounds")
+
+    def step(self) -> bool:
+        """One round of deliveries; False when there was nothing to deliver."""
+        fresh = [
+            s for s in self.store.statuses.find().sort("date", pymongo.ASCENDING) if s["_id"] not in self.seen
+        ]
+        self.seen.update(s["_id"] for s in fresh)
+        settings = self.store.settings
+        events = [
+            envelope(s, settings.database, settings.statuses_collection)
+            for s in fresh
+            if s["status"] in ORCHESTRATOR_STATUSES
+        ] * self.duplicate
+        jobs = self.dispatcher.drain() * self.duplicate
+        starts, self.starts = self.starts * self.duplicate, []
+        if not (events or jobs or starts):
+            return False
+        if self.shuffle:
+            for batch in (events, jobs, starts):
+                self.rng.shuffle(batch)
+        for event in events:
+            self.orchestrator().handle(event)
+        for job in jobs:
+            run_attempt(self.store, self._user(job.job), job.to_payload(), None, uuid.uuid4().hex)
+        for request in starts:
+            if self.lose_starts:
+                self.lose_starts -= 1
+                continue
+            start_child(self.store, self.definitions[request.workflow], request)
+        return True
+
+    def _user(self, job: str) -> Handler:
+        inner = self.handlers.get(job, stub_handler)
+
+        def counted(event: dict[str, Any], context: Any) -> Any:
+            self.executions[job] = self.executions.get(job, 0) + 1
+            return inner(event, context)
+
+        return counted
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        document = self.store.load_run(run_id)
+        assert document is not None, f"no run {run_id}"
+        return document
+
+    def children_of(self, run_id: str) -> list[dict[str, Any]]:
+        return list(self.store.database[self.store.settings.runs_collection].find({PARENT_RUN_ID: run_id}))
+
+    def statuses(self, run_id: str, status: str, job: str | None = None) -> list[dict[str, Any]]:
+        return [s for s in self.store.run_statuses(run_id) if s["status"] == status and s["job"] == job]
+
+
+def _failing(job: str, times: int) -> Handler:
+    """Fails its first ``times`` calls."""
+    calls = {"n": 0}
+
+    def handler(event: dict[str, Any], context: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] <= times:
+            raise RuntimeError(f"{job} broke (call {calls['n']})")
+        return HANDLERS.get(job, stub_handler)(event, context)
+
+    return handler
+
+
+def test_the_childs_output_is_the_jobs_output_and_both_runs_are_linked(store: MongoStore) -> None:
+    app = App(store, [order(), SHIPPING])
+    run_id = app.start("order-1", {"order_id": "A7"})
+    parent = app.run(run_id)
+    assert parent["status"] == "succeeded"
+    shipped = {"tracking": "TRACK-A7-3", "order": "A7"}
+    assert parent["jobs"]["ship"]["output"] == shipped
+    assert parent["jobs"]["bill"]["output"] == {"billed": shipped}
+    (child,) = app.children_of(run_id)
+    assert child["_id"] == "order-1.ship.1"
+    assert child["status"] == "succeeded"
+    assert child["input"] == {"order_id": "A7", "weight": 3}
+    assert child["parent"] == {
+        "runId": run_id,
+        "workflow": "order",
+        "phase": "take",
+        "job": "ship",
+        "attempt": 1,
+    }
+    (started,) = app.statuses(run_id, "started", "ship")
+    assert started["requestId"] == child["_id"]
+    assert started["auth"]["by"] == "control"
+
+
+def test_without_an_output_expression_the_child_gives_its_last_phases_results(store: MongoStore) -> None:
+    plain = workflow("shipping", {"pack": {"pick": {}}, "send": {"book_carrier": {}, "label": {}}})
+    app = App(store, [order(), plain])
+    run_id = app.start("order-2", {"order_id": "B1"})
+    assert app.run(run_id)["jobs"]["ship"]["output"] == {
+        "book_carrier": {"tracking": "TRACK-B1-3"},
+        "label": {"job": "label", "stub": True},
+    }
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_duplicated_and_reordered_deliveries_start_one_child(store: MongoStore, seed: int) -> None:
+    app = App(store, [order(), SHIPPING], duplicate=2, shuffle=True, seed=seed)
+    run_id = app.start(f"order-dup-{seed}", {"order_id": "C3"})
+    assert app.run(run_id)["status"] == "succeeded"
+    assert [child["_id"] for child in app.children_of(run_id)] == [f"order-dup-{seed}.ship.1"]
+    assert app.executions["book_carrier"] == 1
+    assert app.executions["bill"] == 1
+    assert len(app.statuses(run_id, "success", "ship")) == 1
+
+
+def test_a_failed_child_fails_the_attempt_and_the_retry_starts_a_new_child(store: MongoStore) -> None:
+    app = App(
+        store,
+        [order(retries=1), SHIPPING],
+        handlers={**HANDLERS, "book_carrier": _failing("book_carrier", 1)},
+    )
+    run_id = app.start("order-3", {"order_id": "D4"})
+    parent = app.run(run_id)
+    assert parent["status"] == "succeeded"
+    assert parent["jobs"]["ship"]["attempt"] == 2
+    children = {child["_id"]: child["status"] for child in app.children_of(run_id)}
+    assert children == {"order-3.ship.1": "failed", "order-3.ship.2": "succeeded"}
+    (failed,) = app.statuses(run_id, "failed", "ship")
+    assert failed["error"].startswith(
+        "ChildWorkflowFailed: child run order-3.ship.1 of workflow 'shipping' failed"
+    )
+    assert "book_carrier broke" in failed["error"]
+
+
+def test_a_child_that_fails_for_good_fails_the_parent(store: MongoStore) -> None:
+    app = App(
+        store,
+        [order(retries=0), SHIPPING],
+        handlers={**HANDLERS, "book_carrier": _failing("book_carrier", 9)},
+    )
+    run_id = app.start("order-4", {"order_id": "E5"})
+    parent = app.run(run_id)
+    assert (parent["status"], parent["jobs"]["ship"]["state"], parent["jobs"]["bill"]["state"]) == (
+        "failed",
+        "failed",
+        "upstream_failed",
+    )
+    (child,) = app.children_of(run_id)
+    assert child["status"] == "failed"
+
+
+def test_a_cancelled_child_fails_the_attempt(store: MongoStore) -> None:
+    app = App(store, [order(retries=0), SHIPPING])
+    start_run(store, app.definitions["order"], run_id="order-6", input={"order_id": "G7"})
+    _run_until_child_waits(app, "order-6")
+    request_cancel(store, "order-6.ship.1", "carrier strike")
+    app.settle()
+    assert app.run("order-6.ship.1")["status"] == "cancelled"
+    parent = app.run("order-6")
+    assert parent["status"] == "failed"
+    assert parent["jobs"]["ship"]["error"].endswith(
+        "ChildWorkflowCancelled: child run order-6.ship.1 of workflow 'shipping' was cancelled: "
+        "carrier strike"
+    )
+
+
+def _run_until_child_waits(app: App, run_id: str) -> None:
+    """Deliver until the child of ``run_id``'s ship job has started and has its first jobs
+    dispatched, and stop there: no job of the child has run."""
+    settings = app.store.settings
+    for _ in range(50):
+        pending = app.dispatcher.drain()
+        child_jobs = [job for job in pending if job.workflow == "shipping"]
+        app.dispatcher.events = child_jobs
+        if child_jobs:
+            return
+        fresh = [
+            s for s in app.store.statuses.find().sort("date", pymongo.ASCENDING) if s["_id"] not in app.seen
+        ]
+        app.seen.update(s["_id"] for s in fresh)
+        for s in fresh:
+            if s["status"] in ORCHESTRATOR_STATUSES:
+                app.orchestrator().handle(envelope(s, settings.database, settings.statuses_collection))
+        for job in pending:
+            run_attempt(app.store, app._user(job.job), job.to_payload(), None, uuid.uuid4().hex)
+        starts, app.starts = app.starts, []
+        for request in starts:
+            start_child(app.store, app.definitions[request.workflow], request)
+    raise AssertionError(f"the child of {run_id} never started")
+
+
+def test_cancelling_the_parent_cancels_its_child_and_both_end_cancelled(store: MongoStore) -> None:
+    app = App(store, [order(retries=0), SHIPPING])
+    start_run(store, app.definitions["order"], run_id="order-7", input={"order_id": "H8"})
+    _run_until_child_waits(app, "order-7")
+    request_cancel(store, "order-7", "customer changed their mind")
+    app.settle()
+    parent, child = app.run("order-7"), app.run("order-7.ship.1")
+    assert (parent["status"], parent["jobs"]["ship"]["state"]) == ("cancelled", "cancelled")
+    assert child["status"] == "cancelled"
+    assert "its parent run order-7 was cancelled" in child["error"]
+    assert app.executions.get("bill", 0) == 0
+
+
+def test_a_lost_child_start_is_repaired_by_the_reconciler_without_a_duplicate(store: MongoStore) -> None:
+    app = App(store, [order(), SHIPPING], lose_starts=1)
+    run_id = app.start("order-8", {"order_id": "J9"})
+    assert app.run(run_id)["jobs"]["ship"]["state"] == "dispatched"
+    assert app.children_of(run_id) == []
+    report = app.reconciler().reconcile_run(run_id)
+    assert report.redispatched == 1
+    app.settle()
+    # A second pass finds nothing lost: the attempt has reported, the child runs once.
+    assert app.reconciler().reconcile_run(run_id).redispatched == 0
+    app.settle()
+    assert app.run(run_id)["status"] == "succeeded"
+    assert [child["_id"] for child in app.children_of(run_id)] == ["order-8.ship.1"]
+    assert app.executions["book_carrier"] == 1
+
+
+def test_a_childs_lost_report_to_its_parent_is_repaired_by_the_reconciler(store: MongoStore) -> None:
+    app = App(store, [order(), SHIPPING])
+    start_run(store, app.definitions["order"], run_id="order-9", input={"order_id": "K1"})
+    _run_until_child_waits(app, "order-9")
+    # The child runs to its end, but its report to the parent is lost before anyone sees it.
+    for _ in range(50):
+        app.step()
+        lost = app.store.statuses.find_one_and_delete(
+            {"runId": "order-9", "job": "ship", "status": "success"}
+        )
+        if lost is not None:
+            break
+    assert app.run("order-9.ship.1")["status"] == "succeeded"
+    app.settle()
+    assert app.run("order-9")["jobs"]["ship"]["state"] == "dispatched"
+    app.reconciler().reconcile_run("order-9")
+    app.settle()
+    assert app.run("order-9")["status"] == "succeeded"
+    assert app.run("order-9")["jobs"]["ship"]["output"] == {"tracking": "TRACK-K1-3", "order": "K1"}
+
+
+def test_a_child_input_that_cannot_be_evaluated_fails_the_attempt(store: MongoStore) -> None:
+    broken = workflow(
+        "order",
+        {
+            "take": {
+                "ship": {"retries": 0, "child_workflow": ChildWorkflow(name="shipping", input="abs(input)")}
+            }
+        },
+    )
+    app = App(store, [broken, SHIPPING])
+    start_run(store, broken, run_id="order-10", input={"order_id": "L2"})
+    app.settle()
+    parent = app.run("order-10")
+    assert parent["status"] == "failed"
+    assert "the input of child workflow 'shipping' failed" in parent["jobs"]["ship"]["error"]
+    assert app.children_of("order-10") == []
+
+
+def test_a_child_start_without_its_attempts_key_is_refused(store: MongoStore) -> None:
+    app = App(store, [order(), SHIPPING])
+    start_run(store, app.definitions["order"], run_id="order-11", input={"order_id": "M3"})
+    _run_until_child_waits(app, "order-11")
+    forged = ChildStart(
+        workflow="shipping",
+        input={"order_id": "M3"},
+        parent=app.store.read_run("order-11.ship.1").parent,  # type: ignore[union-attr]
+        attempt_key="00" * 32,
+    )
+    with pytest.raises(OperationRefused, match="only with the key that attempt was dispatched with"):
+        start_child(store, SHIPPING, forged)
+
+
+def test_the_example_specs_validate_and_their_child_runs() -> None:
+    order_spec, shipping_spec = sorted(load_workflows([SPECS]), key=lambda w: w.name)
+    ship = order_spec.job("ship")
+    assert ship.child_workflow == ChildWorkflow(
+        name="shipping", input="{order_id: input.order_id, address: input.address}"
+    )
+    assert not ship.runs_code
+    assert shipping_spec.output == "{tracking: results.book_carrier.tracking}"
+    assert Workflow.from_document(order_spec.to_document()).job("ship").child_workflow == ship.child_workflow
+
+
+def _write(folder: Path, name: str, text: str) -> None:
+    (folder / name).write_text(text, encoding="utf-8")
+
+
+def test_validate_refuses_an_unknown_workflow_and_a_cycle(tmp_path: Path) -> None:
+    _write(
+        tmp_path,
+        "a.yaml",
+        "workflow: alpha\nphases:\n  p:\n    jobs:\n      call_beta: {workflow: {name: beta}}\n",
+    )
+    _write(
+        tmp_path,
+        "b.yaml",
+        "workflow: beta\nphases:\n  p:\n    jobs:\n      call_alpha: {workflow: {name: alpha}}\n",
+    )
+    _write(
+        tmp_path,
+        "c.yaml",
+        "workflow: gamma\nphases:\n  p:\n    jobs:\n      ship: {workflow: {name: shiping}}\n",
+    )
+    lines = sorted(str(problem) for problem in check_specs([tmp_path]).problems)
+    assert len(lines) == 3
+    assert lines[0].endswith(
+        "a.yaml: $.phases.p.jobs.call_beta.workflow.name: job 'call_beta' runs workflow 'beta', and the "
+        "workflows call each other in a cycle (alpha -> beta -> alpha): a run would start child runs for "
+        "ever; break the cycle"
+    )
+    assert "b.yaml: $.phases.p.jobs.call_alpha.workflow.name: " in lines[1]
+    assert "(beta -> alpha -> beta)" in lines[1]
+    assert lines[2].endswith(
+        "c.yaml: $.phases.p.jobs.ship.workflow.name: job 'ship' runs workflow 'shiping', which no spec of "
+        "this app defines (it knows: [alpha, beta, gamma])"
+    )
+
+
+def test_a_child_workflow_job_runs_no_code(tmp_path: Path) -> None:
+    _write(
+        tmp_path,
+        "a.yaml",
+        "workflow: alpha\nphases:\n  p:\n    jobs:\n"
+        "      ship: {workflow: {name: alpha, input: 'nope.x'}, wait: 5}\n",
+    )
+    lines = [str(problem) for problem in check_specs([tmp_path]).problems]
+    assert any(
+        "$.phases.p.jobs.ship.wait: a job that runs a child workflow runs no 'wait'" in line for line in lines
+    )
+    assert any("$.phases.p.jobs.ship.workflow.input: 'nope.x' reads 'nope'" in line for line in lines)
