@@ -4,6 +4,7 @@ real server, with signed statuses, under duplicated, reordered and lost deliveri
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from collections.abc import Callable, Mapping
@@ -11,16 +12,21 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pymongo
 import pytest
+from botocore.stub import Stubber
 
 from cdk_app.local.atlas_events import envelope
+from runtime.aws.children import LambdaChildStarter
 from runtime.definition.loader import check_specs, load_workflows
 from runtime.definition.model import ChildWorkflow, Workflow
-from runtime.documents.children import PARENT_RUN_ID, ChildStart
+from runtime.documents.children import PARENT_RUN_ID, ChildStart, ParentLink
 from runtime.documents.signatures import StatusKeys
 from runtime.errors import OperationRefused
+from runtime.handlers import starter
 from runtime.handlers.job import stub_handler
+from runtime.ports import InvocationRefused
 from runtime.service.children import start_child
 from runtime.service.job_attempt import run_attempt
 from runtime.service.operations import request_cancel
@@ -462,3 +468,53 @@ def test_a_child_workflow_job_runs_no_code(tmp_path: Path) -> None:
         "$.phases.p.jobs.ship.wait: a job that runs a child workflow runs no 'wait'" in line for line in lines
     )
     assert any("$.phases.p.jobs.ship.workflow.input: 'nope.x' reads 'nope'" in line for line in lines)
+
+
+PARENT = ParentLink(run_id="order-12", workflow="order", phase="take", job="ship", attempt=2)
+
+
+def test_the_child_workflows_starter_function_starts_the_child_and_reports_the_attempt_started(
+    store: MongoStore, mongo_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "definition.json").write_text(json.dumps(SHIPPING.to_document()))
+    monkeypatch.setenv("LAMBDA_TASK_ROOT", str(tmp_path))
+    monkeypatch.setenv("WORKFLOW_DEFINITION_FILE", "definition.json")
+    monkeypatch.setenv("MONGODB_URI", mongo_uri)
+    monkeypatch.setenv("MONGODB_DATABASE", store.settings.database)
+    monkeypatch.setattr(starter, "_state", {})
+    request = ChildStart(workflow="shipping", input={"order_id": "N4"}, parent=PARENT).to_payload()
+
+    assert starter.handler(request, None) == {"run_id": "order-12.ship.2", "created": True}
+    assert starter.handler(request, None) == {"run_id": "order-12.ship.2", "created": False}
+    assert store.read_run("order-12.ship.2").parent == PARENT  # type: ignore[union-attr]
+    assert [s["requestId"] for s in store.run_statuses("order-12") if s["status"] == "started"] == [
+        "order-12.ship.2"
+    ]
+    wrong = starter.handler({**request, "workflow": "billing"}, None)
+    assert wrong["error"] == "this starter starts runs of 'shipping', not 'billing'"
+    assert "needs the parent attempt" in starter.handler({**request, "parent": None}, None)["error"]
+
+
+def _lambda_client() -> Any:
+    return boto3.client("lambda", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
+
+
+def test_the_cloud_starts_a_child_by_invoking_the_child_workflows_starter_asynchronously() -> None:
+    request = ChildStart(workflow="shipping", input={"order_id": "P5"}, parent=PARENT, attempt_key="ab" * 32)
+    client = _lambda_client()
+    with Stubber(client) as stub:
+        stub.add_response(
+            "invoke",
+            {"StatusCode": 202},
+            {
+                "FunctionName": "shipping-starter",
+                "InvocationType": "Event",
+                "Payload": json.dumps(request.to_payload()).encode(),
+            },
+        )
+        LambdaChildStarter(client).start_child(request)
+        stub.assert_no_pending_responses()
+    with Stubber(client) as stub:
+        stub.add_client_error("invoke", "ResourceNotFoundException", "not found")
+        with pytest.raises(InvocationRefused, match="the starter of child workflow 'shipping'"):
+            LambdaChildStarter(client).start_child(request)

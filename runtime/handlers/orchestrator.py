@@ -11,6 +11,7 @@ import boto3
 from botocore.config import Config
 
 from runtime.aws import tracing
+from runtime.aws.children import LambdaChildStarter
 from runtime.aws.dispatch import LambdaDispatcher
 from runtime.aws.metrics import rejected_metric_line
 from runtime.aws.telemetry import setup_function
@@ -38,7 +39,11 @@ def _build() -> Orchestrator:
     dispatcher = LambdaDispatcher(client)
     store = store_from_env(os.environ, max_pool_size=STORE_CONNECTIONS, keyed=True)
     return Orchestrator(
-        store=store, dispatcher=dispatcher, dispatch_threads=DISPATCH_THREADS, on_rejected=count_rejected
+        store=store,
+        dispatcher=dispatcher,
+        dispatch_threads=DISPATCH_THREADS,
+        on_rejected=count_rejected,
+        children=LambdaChildStarter(client),
     )
 
 

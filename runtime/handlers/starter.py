@@ -17,10 +17,12 @@ from runtime.aws.telemetry import setup_function
 from runtime.aws.versions import cloud_deployment
 from runtime.definition.input_check import InputRefused
 from runtime.definition.model import Workflow
+from runtime.documents.children import START_CHILD, child_start_from_payload
 from runtime.documents.envelopes import as_mapping
 from runtime.documents.listing import PagePosition
 from runtime.errors import EventError, RunError, RunNotFound
 from runtime.service.approvals import answer_approval
+from runtime.service.children import start_child
 from runtime.service.operations import (
     list_runs,
     request_cancel,
@@ -40,6 +42,8 @@ STORE_CONNECTIONS = 1
 _state: dict[str, Any] = {}
 
 ACTIONS = ("cancel", "redrive", "approve", "reject")
+"""Operations on a run; ``start_child`` (``runtime.documents.children``) is the parent
+orchestrator's, with the parent attempt's key."""
 READS = ("get", "history", "list")
 
 
@@ -82,6 +86,11 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
             raise EventError(f"run_id must be a non-empty string, got {run_id!r}")
         if request.get("action") in READS:
             return _read(request, run_id)
+        if request.get("action") == START_CHILD:
+            started = start_child(
+                _state["store"], _state["definition"], child_start_from_payload(request), _state["deployment"]
+            )
+            return {"run_id": started.run_id, "created": started.created}
         if "action" in request:
             return _operate(request, run_id)
         started = start_run(
