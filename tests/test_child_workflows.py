@@ -18,6 +18,8 @@ import pytest
 from botocore.stub import Stubber
 
 from cdk_app.local.atlas_events import envelope
+from cdk_app.local.delivery import FaultSettings
+from cdk_app.local.runner import LocalRunner, RunOptions
 from runtime.aws.children import LambdaChildStarter
 from runtime.definition.loader import check_specs, load_workflows
 from runtime.definition.model import ChildWorkflow, Workflow
@@ -518,3 +520,36 @@ def test_the_cloud_starts_a_child_by_invoking_the_child_workflows_starter_asynch
         stub.add_client_error("invoke", "ResourceNotFoundException", "not found")
         with pytest.raises(InvocationRefused, match="the starter of child workflow 'shipping'"):
             LambdaChildStarter(client).start_child(request)
+
+
+class _Quiet:
+    def status(self, event: Any) -> None:
+        return None
+
+    def notification(self, subject: str, message: str) -> None:
+        return None
+
+
+@pytest.mark.parametrize("faults", ["", "duplicate=2,reorder,crash=0.3"], ids=["plain", "faults"])
+def test_the_local_runner_runs_the_child_with_the_run(store: MongoStore, faults: str) -> None:
+    parent = order(retries=1)
+    handlers = {job.name: HANDLERS.get(job.name, stub_handler) for job in parent.jobs()}
+    child_handlers = {
+        job.name: _failing("book_carrier", 1)
+        if job.name == "book_carrier"
+        else HANDLERS.get(job.name, stub_handler)
+        for job in SHIPPING.jobs()
+    }
+    runner = LocalRunner(
+        store,
+        parent,
+        handlers,
+        _Quiet(),
+        RunOptions(faults=FaultSettings.parse(faults, seed=3), timeout=30),
+        children=[(SHIPPING, child_handlers)],
+    )
+    report = runner.run({"order_id": "Q6"})
+    assert report.status == "succeeded", report.error
+    children = {child["_id"]: child["status"] for child in App(store, []).children_of(report.run_id)}
+    assert children == {f"{report.run_id}.ship.1": "failed", f"{report.run_id}.ship.2": "succeeded"}
+    assert store.read_run(report.run_id).jobs["ship"].output == {"tracking": "TRACK-Q6-3", "order": "Q6"}  # type: ignore[union-attr]

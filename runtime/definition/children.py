@@ -120,6 +120,20 @@ def child_workflow_problems(workflows: Iterable[Workflow], all_loaded: bool = Tr
     return problems
 
 
+def called_workflows(workflow: Workflow, by_name: Mapping[str, Workflow]) -> list[Workflow]:
+    """The workflows ``workflow`` runs as children, directly or through its children, each once
+    (those ``by_name`` knows)."""
+    found: dict[str, Workflow] = {}
+    pending = _calls(workflow)
+    while pending:
+        name = pending.pop()
+        if name in found or name == workflow.name or name not in by_name:
+            continue
+        found[name] = by_name[name]
+        pending += _calls(by_name[name])
+    return list(found.values())
+
+
 def _calls(workflow: Workflow) -> list[str]:
     return [job.child_workflow.name for job in workflow.jobs() if job.child_workflow is not None]
 

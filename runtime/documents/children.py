@@ -35,6 +35,11 @@ def child_run_id(parent_run_id: str, job: str, attempt: int, index: int | None =
     return CHILD_SEPARATOR.join(parts)
 
 
+def is_run_or_child(run_id: str, of: str) -> bool:
+    """Whether ``run_id`` is run ``of`` or one of its children (or theirs), by the derived id."""
+    return run_id == of or run_id.startswith(of + CHILD_SEPARATOR)
+
+
 @dataclass(frozen=True, kw_only=True)
 class ParentLink:
     """The parent attempt a child run runs as: whose end its own end is reported to."""
