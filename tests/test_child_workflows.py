@@ -17,6 +17,7 @@ import pymongo
 import pytest
 from botocore.stub import Stubber
 
+from cdk_app.console.views import run_json
 from cdk_app.local.atlas_events import envelope
 from cdk_app.local.delivery import FaultSettings
 from cdk_app.local.runner import LocalRunner, RunOptions
@@ -34,6 +35,7 @@ from runtime.service.job_attempt import run_attempt
 from runtime.service.operations import request_cancel
 from runtime.service.orchestrator import Orchestrator
 from runtime.service.reconciler import Reconciler
+from runtime.service.run_view import RunReport, summarize
 from runtime.service.runs import start_run
 from runtime.statuses import ORCHESTRATOR_STATUSES
 from runtime.store.mongo import MongoStore
@@ -231,6 +233,32 @@ def test_the_childs_output_is_the_jobs_output_and_both_runs_are_linked(store: Mo
     (started,) = app.statuses(run_id, "started", "ship")
     assert started["requestId"] == child["_id"]
     assert started["auth"]["by"] == "control"
+
+
+def test_status_and_the_console_link_the_parent_and_the_child(store: MongoStore) -> None:
+    app = App(store, [order(), SHIPPING])
+    run_id = app.start("order-13", {"order_id": "R7"})
+    parent_report, child_report = summarize(store, run_id), summarize(store, "order-13.ship.1")
+    assert parent_report is not None
+    assert child_report is not None
+    assert parent_report.to_json()["jobs"]["ship"]["child"] == "order-13.ship.1"
+    assert "child" not in parent_report.to_json()["jobs"]["bill"]
+    assert child_report.to_json()["parent"] == {
+        "run_id": run_id,
+        "workflow": "order",
+        "job": "ship",
+        "attempt": 1,
+    }
+    assert RunReport.from_json(child_report.to_json()).parent == child_report.parent
+    parent_run, child_run = store.read_run(run_id), store.read_run("order-13.ship.1")
+    assert parent_run is not None
+    assert child_run is not None
+    ship = next(job for job in run_json(parent_run, [], False)["phases"][0]["jobs"] if job["name"] == "ship")
+    assert (ship["kind"], ship["child"]) == (
+        "workflow",
+        {"workflow": "shipping", "run_id": "order-13.ship.1"},
+    )
+    assert run_json(child_run, [], False)["parent"] == {"run_id": run_id, "workflow": "order", "job": "ship"}
 
 
 def test_without_an_output_expression_the_child_gives_its_last_phases_results(store: MongoStore) -> None:

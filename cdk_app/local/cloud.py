@@ -233,9 +233,13 @@ class LocalCloud:
                 f"the starter of child workflow {request.workflow!r} does not exist: no spec of it is "
                 "deployed here"
             )
-        self.bus.send("starter", f"starter:{request.run_id}", partial(self._start_child, definition, request), True)
+        self.bus.send(
+            "starter", f"starter:{request.run_id}", partial(self._start_child, definition, request), True
+        )
 
-    def _start_child(self, definition: Workflow, request: ChildStart, plan: CrashPlan, request_id: str) -> None:
+    def _start_child(
+        self, definition: Workflow, request: ChildStart, plan: CrashPlan, request_id: str
+    ) -> None:
         start_child(CrashingStore(self.store, plan), definition, request)
 
     def _invoke_job(self, event: JobEvent, plan: CrashPlan, request_id: str) -> None:
