@@ -32,7 +32,7 @@ from runtime.handlers.job import stub_handler
 from runtime.ports import InvocationRefused
 from runtime.service.children import start_child
 from runtime.service.job_attempt import run_attempt
-from runtime.service.operations import request_cancel
+from runtime.service.operations import request_cancel, request_redrive
 from runtime.service.orchestrator import Orchestrator
 from runtime.service.reconciler import Reconciler
 from runtime.service.run_view import RunReport, summarize
@@ -581,3 +581,46 @@ def test_the_local_runner_runs_the_child_with_the_run(store: MongoStore, faults:
     children = {child["_id"]: child["status"] for child in App(store, []).children_of(report.run_id)}
     assert children == {f"{report.run_id}.ship.1": "failed", f"{report.run_id}.ship.2": "succeeded"}
     assert store.read_run(report.run_id).jobs["ship"].output == {"tracking": "TRACK-Q6-3", "order": "Q6"}  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("duplicate", "shuffle"), [(1, False), (2, True)], ids=["once", "duplicated"])
+def test_a_redrive_of_the_parent_redrives_its_failed_child_rather_than_starting_another(
+    store: MongoStore, duplicate: int, shuffle: bool
+) -> None:
+    handlers = {**HANDLERS, "book_carrier": _failing("book_carrier", 1)}
+    app = App(store, [order(retries=0), SHIPPING], handlers=handlers, duplicate=duplicate, shuffle=shuffle)
+    run_id = app.start("order-14", {"order_id": "S8"})
+    assert (app.run(run_id)["status"], app.run("order-14.ship.1")["status"]) == ("failed", "failed")
+
+    request_redrive(store, run_id)
+    app.settle()
+
+    parent = app.run(run_id)
+    assert (parent["status"], parent["jobs"]["ship"]["attempt"]) == ("succeeded", 2)
+    assert parent["jobs"]["ship"]["output"] == {"tracking": "TRACK-S8-3", "order": "S8"}
+    (child,) = app.children_of(run_id)
+    assert (child["_id"], child["status"], child["redrives"]) == ("order-14.ship.1", "succeeded", 1)
+    assert child["parent"]["attempt"] == 2
+    assert app.executions["pick"] == 1  # the child went on from where it failed
+    report = summarize(store, run_id)
+    assert report is not None
+    assert report.to_json()["jobs"]["ship"]["child"] == "order-14.ship.1"
+
+
+def test_a_retry_after_a_redrive_starts_a_new_child(store: MongoStore) -> None:
+    handlers = {**HANDLERS, "book_carrier": _failing("book_carrier", 3)}
+    app = App(store, [order(retries=1), SHIPPING], handlers=handlers)
+    run_id = app.start("order-15", {"order_id": "T9"})
+    assert app.run(run_id)["status"] == "failed"
+    request_redrive(store, run_id)
+    app.settle()
+    # Attempt 3 redrove attempt 2's child (which failed again), attempt 4 started a new one.
+    children = {
+        child["_id"]: (child["status"], child["parent"]["attempt"]) for child in app.children_of(run_id)
+    }
+    assert children == {
+        "order-15.ship.1": ("failed", 1),
+        "order-15.ship.2": ("failed", 3),
+        "order-15.ship.4": ("succeeded", 4),
+    }
+    assert app.run(run_id)["status"] == "succeeded"

@@ -209,6 +209,22 @@ def _history(statuses: Sequence[StatusEvent]) -> list[dict[str, Any]]:
     ]
 
 
+def _with_child_runs(phases: list[dict[str, Any]], statuses: Sequence[StatusEvent]) -> list[dict[str, Any]]:
+    """A child workflow job's child run as its attempt's ``started`` names it: a redriven parent's
+    attempt takes over the child of the attempt before, which keeps its id."""
+    started = {
+        (event.job, event.attempt): event.request_id
+        for event in statuses
+        if event.status == StatusName.STARTED
+    }
+    for phase in phases:
+        for job in phase["jobs"]:
+            child_run = started.get((job["name"], job["attempt"]))
+            if job["child"] is not None and child_run:
+                job["child"]["run_id"] = child_run
+    return phases
+
+
 def run_json(
     run: Run,
     statuses: Sequence[StatusEvent],
@@ -252,7 +268,7 @@ def run_json(
         "version": run.version,
         "input": run.input,
         "started": iso(started),
-        "phases": _phases(run, failed_items or {}),
+        "phases": _with_child_runs(_phases(run, failed_items or {}), statuses),
         "attempts": _attempts(run, statuses),
         "history": _history(statuses),
         "actions": actions,

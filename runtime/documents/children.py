@@ -100,6 +100,9 @@ class ChildStart:
     input: Any
     parent: ParentLink
     attempt_key: str | None = None
+    resume: str | None = None
+    """A redriven parent's: the child run of the attempt before, which this attempt redrives
+    (when it failed or was cancelled) rather than starting a new child."""
 
     @property
     def run_id(self) -> str:
@@ -113,12 +116,15 @@ class ChildStart:
             "input": self.input,
             PARENT: self.parent.to_document(),
             "attempt_key": self.attempt_key,
+            **({} if self.resume is None else {"resume": self.resume}),
         }
 
 
 def child_start_from_payload(payload: Mapping[str, Any]) -> ChildStart:
     """The request ``ChildStart.to_payload`` made; ``EventError`` says what is wrong."""
-    workflow, key = payload.get("workflow"), payload.get("attempt_key")
+    workflow, key, resume = payload.get("workflow"), payload.get("attempt_key"), payload.get("resume")
+    if resume is not None and not isinstance(resume, str):
+        raise EventError(f"{START_CHILD}'s resume is a child run id, got {resume!r}")
     if not isinstance(workflow, str) or not workflow:
         raise EventError(f"{START_CHILD} needs the child's workflow, got {workflow!r}")
     if key is not None and not isinstance(key, str):
@@ -126,4 +132,17 @@ def child_start_from_payload(payload: Mapping[str, Any]) -> ChildStart:
     parent = parent_from_document(payload.get(PARENT))
     if parent is None:
         raise EventError(f"{START_CHILD} needs the parent attempt the child runs as")
-    return ChildStart(workflow=workflow, input=payload.get("input"), parent=parent, attempt_key=key)
+    return ChildStart(
+        workflow=workflow, input=payload.get("input"), parent=parent, attempt_key=key, resume=resume
+    )
+
+
+def relinked(parent: ParentLink, attempt: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The guarded write that moves a child run to its parent's ``attempt``: the conditions (it
+    still runs as ``parent``'s attempt) and the change."""
+    conditions = {
+        f"{PARENT}.runId": parent.run_id,
+        f"{PARENT}.job": parent.job,
+        f"{PARENT}.attempt": parent.attempt,
+    }
+    return conditions, {f"{PARENT}.attempt": attempt}

@@ -26,16 +26,16 @@ import jmespath
 
 from runtime import limits
 from runtime.definition.model import Workflow
-from runtime.documents.children import ChildStart, ParentLink, child_run_id
+from runtime.documents.children import ChildStart, ParentLink, child_run_id, relinked
 from runtime.documents.deployment import Deployment
 from runtime.documents.events import JobEvent
 from runtime.documents.run import Run, StatusEvent
 from runtime.documents.signatures import is_attempt_key
 from runtime.errors import OperationRefused, RunError
 from runtime.ports import RunStore
-from runtime.service.operations import request_cancel
+from runtime.service.operations import request_cancel, request_redrive
 from runtime.service.runs import StartedRun, start_run
-from runtime.statuses import ENDED, IN_FLIGHT, JobState, RunState, StatusName
+from runtime.statuses import ENDED, IN_FLIGHT, REDRIVABLE, JobState, RunState, StatusName
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +89,16 @@ def start_child(
         )
     if definition.name != request.workflow:
         raise RunError(f"this starter starts runs of {definition.name!r}, not {request.workflow!r}")
-    started = start_run(
-        store, definition, run_id=request.run_id, input=request.input, deployment=deployment, parent=parent
-    )
+    started = _resumed(store, request)
+    if started is None:
+        started = start_run(
+            store,
+            definition,
+            run_id=request.run_id,
+            input=request.input,
+            deployment=deployment,
+            parent=parent,
+        )
     store.record_status(
         StatusEvent(
             run_id=parent.run_id,
@@ -105,6 +112,56 @@ def start_child(
         )
     )
     return started
+
+
+def _resumed(store: RunStore, request: ChildStart) -> StartedRun | None:
+    """A redriven parent's attempt takes over the child of its attempt before (``resume``): the
+    child is moved to the new attempt by a guarded write, then redriven. None when there is no
+    such child to take over (it succeeded, or never started): a new child is started."""
+    if request.resume is None:
+        return None
+    child = store.read_run(request.resume)
+    parent = request.parent
+    if (
+        child is None
+        or child.parent is None
+        or (child.parent.run_id, child.parent.job) != (parent.run_id, parent.job)
+    ):
+        return None
+    if child.parent.attempt != parent.attempt:
+        if child.state not in REDRIVABLE or child.parent.attempt > parent.attempt:
+            return None
+        conditions, changes = relinked(child.parent, parent.attempt)
+        if not store.apply_transition(child.run_id, conditions, changes):
+            return _resumed(store, request)  # moved meanwhile: look again
+    if child.state in REDRIVABLE:
+        try:
+            request_redrive(store, child.run_id)
+        except OperationRefused as exc:  # redriven meanwhile
+            log.info("child run %s: %s", child.run_id, exc)
+    return StartedRun(run_id=child.run_id, created=False)
+
+
+def resumable_child(store: RunStore, event: JobEvent) -> str | None:
+    """The child run a redriven parent's attempt ``event`` takes over: the child of the attempt
+    before, when ``event`` is the job's first attempt since a redrive. None otherwise (a retry
+    within a round starts a new child)."""
+    if event.attempt < 2 or event.index is not None:
+        return None
+    run = store.read_run(event.run_id)
+    record = None if run is None else run.jobs.get(event.job)
+    if run is None or record is None or run.redrives == 0 or record.first_attempt != event.attempt:
+        return None
+    return child_of(store, event.run_id, event.phase, event.job, event.attempt - 1)
+
+
+def child_of(store: RunStore, run_id: str, phase: str, job: str, attempt: int) -> str:
+    """The child run of ``job``'s ``attempt`` in run ``run_id``: the one its ``started`` names
+    (a redriven child keeps its id), else the id derived from the attempt."""
+    started = store.read_status(run_id, phase, job, StatusName.STARTED, attempt)
+    if started is not None and started.request_id:
+        return started.request_id
+    return child_run_id(run_id, job, attempt)
 
 
 def child_output(run: Run, load: Any) -> Any:
@@ -185,7 +242,7 @@ def cancel_children(store: RunStore, run_id: str, reason: str) -> int:
         waiting = record.state == JobState.DISPATCHED and run.state == RunState.RUNNING
         if record.attempt == 0 or waiting or record.state not in (JobState.DISPATCHED, JobState.CANCELLED):
             continue
-        child = store.read_run(child_run_id(run_id, name, record.attempt))
+        child = store.read_run(child_of(store, run_id, run.definition.job(name).phase, name, record.attempt))
         if child is None or child.state not in IN_FLIGHT:
             continue
         try:

@@ -418,7 +418,8 @@ class Orchestrator:
                 raise InvocationRefused(
                     f"job {job.job!r} runs a child workflow, and none can be started here"
                 )
-            self.children.start_child(children.child_start(job))
+            request = replace(children.child_start(job), resume=children.resumable_child(self.store, job))
+            self.children.start_child(request)
         except (children.ChildInputError, InvocationRefused) as exc:
             log.error("%s", exc)
             self.store.record_status(attempt_failed(job, str(exc)))

@@ -32,7 +32,6 @@ from datetime import datetime, timedelta
 
 from runtime.clock import age, utcnow
 from runtime.definition.model import Job
-from runtime.documents.children import child_run_id
 from runtime.documents.events import JobEvent
 from runtime.documents.run import Fields, Run, StatusEvent, job_changed, job_is, run_is
 from runtime.engine import joins
@@ -293,9 +292,9 @@ class Reconciler:
         for name in children.child_jobs(run.definition):
             record = run.jobs[name]
             if record.state == JobState.DISPATCHED:
-                reported += children.report_to_parent(
-                    self.store, child_run_id(run.run_id, name, record.attempt)
-                )
+                phase = run.definition.job(name).phase
+                child = children.child_of(self.store, run.run_id, phase, name, record.attempt)
+                reported += children.report_to_parent(self.store, child)
         return reported
 
     def _redispatch_lost(self, run: Run, statuses: Sequence[StatusEvent], now: datetime) -> int:

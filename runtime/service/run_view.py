@@ -227,6 +227,7 @@ def summarize(
     first_started: dict[str, datetime] = {}
     last_report: dict[str, datetime] = {}
     before_redrive: dict[str, str] = {}
+    started_by: dict[tuple[str, int], str] = {}
     run_started = run_ended = None
     for report in store.read_statuses(run_id):
         job, date = report.job, report.date
@@ -249,6 +250,8 @@ def summarize(
             continue
         if report.status == StatusName.STARTED:
             first_started.setdefault(job, date)
+            if report.request_id is not None:
+                started_by[(job, report.attempt)] = report.request_id
         else:
             last_report[job] = date
     ended = run.state in ENDED or gave_up is not None
@@ -282,7 +285,7 @@ def summarize(
                     before_redrive=before_redrive.get(name),
                     child=None
                     if job_definition.child_workflow is None or record.attempt == 0
-                    else child_run_id(run_id, name, record.attempt),
+                    else started_by.get((name, record.attempt), child_run_id(run_id, name, record.attempt)),
                 )
             )
     return RunReport(
