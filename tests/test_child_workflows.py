@@ -8,6 +8,7 @@ import json
 import random
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -430,17 +431,21 @@ def test_a_child_start_without_its_attempts_key_is_refused(store: MongoStore) ->
     app = App(store, [order(), SHIPPING])
     start_run(store, app.definitions["order"], run_id="order-11", input={"order_id": "M3"})
     _run_until_child_waits(app, "order-11")
+    child = app.store.read_run("order-11.ship.1")
+    assert child is not None
+    assert child.parent is not None
     forged = ChildStart(
         workflow="shipping",
         input={"order_id": "M3"},
-        parent=app.store.read_run("order-11.ship.1").parent,  # type: ignore[union-attr]
-        attempt_key="00" * 32,
+        parent=replace(child.parent, attempt=2),
+        attempt_key=store.keys.attempt_key("order-11", "ship", 1, None),  # type: ignore[union-attr]
     )
     with pytest.raises(OperationRefused, match="only with the key that attempt was dispatched with"):
         start_child(store, SHIPPING, forged)
+    assert store.load_run("order-11.ship.2") is None
 
 
-def test_the_example_specs_validate_and_their_child_runs() -> None:
+def test_the_example_specs_load_with_their_child_workflow_job_and_output() -> None:
     order_spec, shipping_spec = sorted(load_workflows([SPECS]), key=lambda w: w.name)
     ship = order_spec.job("ship")
     assert ship.child_workflow == ChildWorkflow(
