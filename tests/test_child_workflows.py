@@ -22,7 +22,9 @@ from cdk_app.console.views import run_json
 from cdk_app.local.atlas_events import envelope
 from cdk_app.local.delivery import FaultSettings
 from cdk_app.local.runner import LocalRunner, RunOptions
+from cdk_app.local.timeouts import timed_out_attempts
 from runtime.aws.children import LambdaChildStarter
+from runtime.clock import utcnow
 from runtime.definition.loader import check_specs, load_workflows
 from runtime.definition.model import ChildWorkflow, Workflow
 from runtime.documents.children import PARENT_RUN_ID, ChildStart, ParentLink
@@ -629,3 +631,14 @@ def test_a_retry_after_a_redrive_starts_a_new_child(store: MongoStore) -> None:
         "order-15.ship.4": ("succeeded", 4),
     }
     assert app.run(run_id)["status"] == "succeeded"
+
+
+def test_a_child_workflow_jobs_attempt_is_not_stopped_at_a_lambda_timeout_locally(store: MongoStore) -> None:
+    """It runs no function: the dev server's stand-in for Lambda's timeout leaves it alone."""
+    app = App(store, [order(), SHIPPING])
+    start_run(store, app.definitions["order"], run_id="order-16", input={"order_id": "U1"})
+    _run_until_child_waits(app, "order-16")
+    parent = store.read_run("order-16")
+    assert parent is not None
+    assert parent.jobs["ship"].state == "dispatched"
+    assert timed_out_attempts(store, parent, utcnow() + timedelta(hours=1)) == []
