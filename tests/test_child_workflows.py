@@ -19,6 +19,7 @@ import pytest
 from botocore.stub import Stubber
 
 from cdk_app.console.views import run_json
+from cdk_app.graph import calls
 from cdk_app.local.atlas_events import envelope
 from cdk_app.local.delivery import FaultSettings
 from cdk_app.local.runner import LocalRunner, RunOptions
@@ -454,6 +455,7 @@ def test_the_example_specs_load_with_their_child_workflow_job_and_output() -> No
         name="shipping", input="{order_id: input.order_id, address: input.address}"
     )
     assert not ship.runs_code
+    assert calls(ship) == "workflow shipping"  # what graph and the console's badge show
     assert shipping_spec.output == "{tracking: results.book_carrier.tracking}"
     assert Workflow.from_document(order_spec.to_document()).job("ship").child_workflow == ship.child_workflow
 
