@@ -30,7 +30,7 @@ from runtime.definition.loader import check_specs, load_workflows
 from runtime.definition.model import ChildWorkflow, Workflow
 from runtime.documents.children import PARENT_RUN_ID, ChildStart, ParentLink
 from runtime.documents.signatures import StatusKeys
-from runtime.errors import OperationRefused
+from runtime.errors import OperationRefused, RunError
 from runtime.handlers import starter
 from runtime.handlers.job import stub_handler
 from runtime.ports import InvocationRefused
@@ -178,7 +178,10 @@ class App:
             if self.lose_starts:
                 self.lose_starts -= 1
                 continue
-            start_child(self.store, self.definitions[request.workflow], request)
+            try:
+                start_child(self.store, self.definitions[request.workflow], request)
+            except RunError:  # the starter answers with the error; the attempt's failure is recorded
+                continue
         return True
 
     def _user(self, job: str) -> Handler:
@@ -644,3 +647,21 @@ def test_a_child_workflow_jobs_attempt_is_not_stopped_at_a_lambda_timeout_locall
     assert parent is not None
     assert parent.jobs["ship"].state == "dispatched"
     assert timed_out_attempts(store, parent, utcnow() + timedelta(hours=1)) == []
+
+
+def test_a_child_its_input_schema_refuses_fails_the_attempt_saying_why(store: MongoStore) -> None:
+    strict = replace(
+        SHIPPING, input_schema={"type": "object", "required": ["address"], "properties": {"address": {}}}
+    )
+    app = App(store, [order(retries=2), strict])
+    run_id = app.start("order-17", {"order_id": "V2"})
+    parent = app.run(run_id)
+    assert (parent["status"], parent["jobs"]["ship"]["attempt"]) == ("failed", 3)
+    assert (
+        "ChildWorkflowFailed: child run order-17.ship.3 of workflow 'shipping' could not start"
+        in (parent["jobs"]["ship"]["error"])
+    )
+    assert "address" in parent["jobs"]["ship"]["error"]
+    assert app.children_of(run_id) == []
+    # Nothing is left for the reconciler to start again: every attempt has reported its end.
+    assert app.reconciler().reconcile_run(run_id).redispatched == 0

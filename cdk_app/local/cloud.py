@@ -10,6 +10,7 @@ both feed it the inserts of ``statuses`` a change stream sees, as the Atlas trig
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +30,7 @@ from runtime.definition.model import Job, Workflow, job_function_name
 from runtime.documents.children import ChildStart
 from runtime.documents.events import JobEvent
 from runtime.documents.run import Document, StatusEvent
+from runtime.errors import RunError
 from runtime.patterns import notifier_pattern, orchestrator_pattern
 from runtime.ports import InvocationRefused
 from runtime.service.children import start_child
@@ -38,6 +40,8 @@ from runtime.service.notifier import NotifierService
 from runtime.service.orchestrator import Orchestrator
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from moto.events.models import EventPattern
@@ -240,7 +244,12 @@ class LocalCloud:
     def _start_child(
         self, definition: Workflow, request: ChildStart, plan: CrashPlan, request_id: str
     ) -> None:
-        start_child(CrashingStore(self.store, plan), definition, request)
+        """As the starter function answers a refused start with an error (the attempt's failure
+        recorded), not by raising for Lambda to retry."""
+        try:
+            start_child(CrashingStore(self.store, plan), definition, request)
+        except RunError as exc:
+            log.warning("child run %s not started: %s", request.run_id, exc)
 
     def _invoke_job(self, event: JobEvent, plan: CrashPlan, request_id: str) -> None:
         function = self._function(event)

@@ -89,9 +89,17 @@ def start_child(
         )
     if definition.name != request.workflow:
         raise RunError(f"this starter starts runs of {definition.name!r}, not {request.workflow!r}")
-    started = _resumed(store, request)
-    if started is None:
-        started = start_run(
+    attempt = StatusEvent(
+        run_id=parent.run_id,
+        workflow=parent.workflow,
+        status=StatusName.STARTED,
+        phase=parent.phase,
+        job=parent.job,
+        attempt=parent.attempt,
+        index=parent.index,
+    )
+    try:
+        started = _resumed(store, request) or start_run(
             store,
             definition,
             run_id=request.run_id,
@@ -99,18 +107,14 @@ def start_child(
             deployment=deployment,
             parent=parent,
         )
-    store.record_status(
-        StatusEvent(
-            run_id=parent.run_id,
-            workflow=parent.workflow,
-            status=StatusName.STARTED,
-            phase=parent.phase,
-            job=parent.job,
-            attempt=parent.attempt,
-            index=parent.index,
-            request_id=started.run_id,
-        )
-    )
+    except RunError as exc:
+        # Refused for good (an input the child's input_schema does not take, the id taken): the
+        # attempt fails saying why, rather than being started again by every reconciler pass.
+        child = f"child run {request.run_id} of workflow {request.workflow!r}"
+        error = f"{CHILD_FAILED}: {child} could not start: {exc}"
+        store.record_status(replace(attempt, status=StatusName.FAILED, error=limits.bounded(error)))
+        raise
+    store.record_status(replace(attempt, request_id=started.run_id))
     return started
 
 
