@@ -5,9 +5,6 @@ real server, with signed statuses, under duplicated, reordered and lost deliveri
 from __future__ import annotations
 
 import json
-import random
-import uuid
-from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -20,7 +17,6 @@ from botocore.stub import Stubber
 
 from cdk_app.console.views import run_json
 from cdk_app.graph import calls
-from cdk_app.local.atlas_events import envelope
 from cdk_app.local.delivery import FaultSettings
 from cdk_app.local.runner import LocalRunner, RunOptions
 from cdk_app.local.timeouts import timed_out_attempts
@@ -28,64 +24,28 @@ from runtime.aws.children import LambdaChildStarter
 from runtime.clock import utcnow
 from runtime.definition.loader import check_specs, load_workflows
 from runtime.definition.model import ChildWorkflow, Workflow
-from runtime.documents.children import PARENT_RUN_ID, ChildStart, ParentLink
+from runtime.documents.children import ChildStart, ParentLink
 from runtime.documents.signatures import StatusKeys
-from runtime.errors import OperationRefused, RunError
+from runtime.errors import OperationRefused
 from runtime.handlers import starter
 from runtime.handlers.job import stub_handler
 from runtime.ports import InvocationRefused
 from runtime.service.children import start_child
-from runtime.service.job_attempt import run_attempt
 from runtime.service.operations import request_cancel, request_redrive
-from runtime.service.orchestrator import Orchestrator
-from runtime.service.reconciler import Reconciler
 from runtime.service.run_view import RunReport, summarize
 from runtime.service.runs import start_run
-from runtime.statuses import ORCHESTRATOR_STATUSES
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
-from tests.engine_harness import RecordingDispatcher, workflow
-
-SPECS = Path(__file__).parent / "specs" / "children"
-
-SHIP_INPUT = "{order_id: input.order_id, weight: results.reserve_stock.weight}"
-
-
-def order(retries: int = 0) -> Workflow:
-    return workflow(
-        "order",
-        {
-            "take": {
-                "reserve_stock": {},
-                "ship": {
-                    "after": ["reserve_stock"],
-                    "retries": retries,
-                    "child_workflow": ChildWorkflow(name="shipping", input=SHIP_INPUT),
-                },
-                "bill": {"after": ["ship"]},
-            }
-        },
-    )
-
-
-SHIPPING = workflow(
-    "shipping",
-    {"pack": {"pick": {}, "pack": {"after": ["pick"]}}, "send": {"book_carrier": {"retries": 0}}},
-    output="{tracking: results.book_carrier.tracking, order: input.order_id}",
+from tests.child_harness import (
+    HANDLERS,
+    SHIPPING,
+    SPECS,
+    App,
+    failing,
+    order,
+    run_until_child_waits,
 )
-
-Handler = Callable[[dict[str, Any], Any], Any]
-
-
-def _book(event: dict[str, Any], context: Any) -> Any:
-    return {"tracking": f"TRACK-{event['input']['order_id']}-{event['input']['weight']}"}
-
-
-HANDLERS: dict[str, Handler] = {
-    "reserve_stock": lambda event, context: {"weight": 3},
-    "book_carrier": _book,
-    "bill": lambda event, context: {"billed": event["results"]["ship"]},
-}
+from tests.engine_harness import workflow
 
 
 @pytest.fixture
@@ -94,128 +54,6 @@ def store(mongo_client: pymongo.MongoClient[dict], store_settings: StoreSettings
     store = MongoStore(mongo_client, store_settings, StatusKeys.generate())
     store.ensure_indexes()
     return store
-
-
-class App:
-    """Every hop of a deployed app of several workflows, played in one thread: statuses become
-    the orchestrator's events, dispatched attempts run through the job wrapper, child starts go
-    to the child workflow's starter service. Deliveries may be duplicated and shuffled, and the
-    first ``lose_starts`` child starts lost."""
-
-    def __init__(
-        self,
-        store: MongoStore,
-        definitions: list[Workflow],
-        handlers: Mapping[str, Handler] = HANDLERS,
-        duplicate: int = 1,
-        shuffle: bool = False,
-        seed: int = 0,
-        lose_starts: int = 0,
-    ) -> None:
-        self.store = store
-        self.definitions = {definition.name: definition for definition in definitions}
-        self.handlers = handlers
-        self.duplicate, self.shuffle, self.rng = duplicate, shuffle, random.Random(seed)
-        self.lose_starts = lose_starts
-        self.dispatcher = RecordingDispatcher()
-        self.starts: list[ChildStart] = []
-        self.seen: set[Any] = set()
-        self.executions: dict[str, int] = {}
-
-    def start_child(self, request: ChildStart) -> None:
-        """The ``ChildStarter`` port: an asynchronous invoke of the child workflow's starter."""
-        self.starts.append(request)
-
-    def orchestrator(self) -> Orchestrator:
-        return Orchestrator(
-            store=self.store, dispatcher=self.dispatcher, redispatch_after=timedelta(0), children=self
-        )
-
-    def reconciler(self) -> Reconciler:
-        return Reconciler(
-            self.store,
-            self.dispatcher,
-            stale_after=timedelta(0),
-            lost_invocation_after=lambda job: timedelta(0),
-            children=self,
-        )
-
-    def start(self, run_id: str, run_input: Any) -> str:
-        start_run(self.store, self.definitions["order"], run_id=run_id, input=run_input)
-        self.settle()
-        return run_id
-
-    def settle(self, max_rounds: int = 500) -> None:
-        for _ in range(max_rounds):
-            if not self.step():
-                return
-        raise AssertionError(f"the app did not settle in {max_rounds} rounds")
-
-    def step(self) -> bool:
-        """One round of deliveries; False when there was nothing to deliver."""
-        fresh = [
-            s for s in self.store.statuses.find().sort("date", pymongo.ASCENDING) if s["_id"] not in self.seen
-        ]
-        self.seen.update(s["_id"] for s in fresh)
-        settings = self.store.settings
-        events = [
-            envelope(s, settings.database, settings.statuses_collection)
-            for s in fresh
-            if s["status"] in ORCHESTRATOR_STATUSES
-        ] * self.duplicate
-        jobs = self.dispatcher.drain() * self.duplicate
-        starts, self.starts = self.starts * self.duplicate, []
-        if not (events or jobs or starts):
-            return False
-        if self.shuffle:
-            for batch in (events, jobs, starts):
-                self.rng.shuffle(batch)
-        for event in events:
-            self.orchestrator().handle(event)
-        for job in jobs:
-            run_attempt(self.store, self._user(job.job), job.to_payload(), None, uuid.uuid4().hex)
-        for request in starts:
-            if self.lose_starts:
-                self.lose_starts -= 1
-                continue
-            try:
-                start_child(self.store, self.definitions[request.workflow], request)
-            except RunError:  # the starter answers with the error; the attempt's failure is recorded
-                continue
-        return True
-
-    def _user(self, job: str) -> Handler:
-        inner = self.handlers.get(job, stub_handler)
-
-        def counted(event: dict[str, Any], context: Any) -> Any:
-            self.executions[job] = self.executions.get(job, 0) + 1
-            return inner(event, context)
-
-        return counted
-
-    def run(self, run_id: str) -> dict[str, Any]:
-        document = self.store.load_run(run_id)
-        assert document is not None, f"no run {run_id}"
-        return document
-
-    def children_of(self, run_id: str) -> list[dict[str, Any]]:
-        return list(self.store.database[self.store.settings.runs_collection].find({PARENT_RUN_ID: run_id}))
-
-    def statuses(self, run_id: str, status: str, job: str | None = None) -> list[dict[str, Any]]:
-        return [s for s in self.store.run_statuses(run_id) if s["status"] == status and s["job"] == job]
-
-
-def _failing(job: str, times: int) -> Handler:
-    """Fails its first ``times`` calls."""
-    calls = {"n": 0}
-
-    def handler(event: dict[str, Any], context: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] <= times:
-            raise RuntimeError(f"{job} broke (call {calls['n']})")
-        return HANDLERS.get(job, stub_handler)(event, context)
-
-    return handler
 
 
 def test_the_childs_output_is_the_jobs_output_and_both_runs_are_linked(store: MongoStore) -> None:
@@ -293,7 +131,7 @@ def test_a_failed_child_fails_the_attempt_and_the_retry_starts_a_new_child(store
     app = App(
         store,
         [order(retries=1), SHIPPING],
-        handlers={**HANDLERS, "book_carrier": _failing("book_carrier", 1)},
+        handlers={**HANDLERS, "book_carrier": failing("book_carrier", 1)},
     )
     run_id = app.start("order-3", {"order_id": "D4"})
     parent = app.run(run_id)
@@ -312,7 +150,7 @@ def test_a_child_that_fails_for_good_fails_the_parent(store: MongoStore) -> None
     app = App(
         store,
         [order(retries=0), SHIPPING],
-        handlers={**HANDLERS, "book_carrier": _failing("book_carrier", 9)},
+        handlers={**HANDLERS, "book_carrier": failing("book_carrier", 9)},
     )
     run_id = app.start("order-4", {"order_id": "E5"})
     parent = app.run(run_id)
@@ -328,7 +166,7 @@ def test_a_child_that_fails_for_good_fails_the_parent(store: MongoStore) -> None
 def test_a_cancelled_child_fails_the_attempt(store: MongoStore) -> None:
     app = App(store, [order(retries=0), SHIPPING])
     start_run(store, app.definitions["order"], run_id="order-6", input={"order_id": "G7"})
-    _run_until_child_waits(app, "order-6")
+    run_until_child_waits(app, "order-6")
     request_cancel(store, "order-6.ship.1", "carrier strike")
     app.settle()
     assert app.run("order-6.ship.1")["status"] == "cancelled"
@@ -340,35 +178,10 @@ def test_a_cancelled_child_fails_the_attempt(store: MongoStore) -> None:
     )
 
 
-def _run_until_child_waits(app: App, run_id: str) -> None:
-    """Deliver until the child of ``run_id``'s ship job has started and has its first jobs
-    dispatched, and stop there: no job of the child has run."""
-    settings = app.store.settings
-    for _ in range(50):
-        pending = app.dispatcher.drain()
-        child_jobs = [job for job in pending if job.workflow == "shipping"]
-        app.dispatcher.events = child_jobs
-        if child_jobs:
-            return
-        fresh = [
-            s for s in app.store.statuses.find().sort("date", pymongo.ASCENDING) if s["_id"] not in app.seen
-        ]
-        app.seen.update(s["_id"] for s in fresh)
-        for s in fresh:
-            if s["status"] in ORCHESTRATOR_STATUSES:
-                app.orchestrator().handle(envelope(s, settings.database, settings.statuses_collection))
-        for job in pending:
-            run_attempt(app.store, app._user(job.job), job.to_payload(), None, uuid.uuid4().hex)
-        starts, app.starts = app.starts, []
-        for request in starts:
-            start_child(app.store, app.definitions[request.workflow], request)
-    raise AssertionError(f"the child of {run_id} never started")
-
-
 def test_cancelling_the_parent_cancels_its_child_and_both_end_cancelled(store: MongoStore) -> None:
     app = App(store, [order(retries=0), SHIPPING])
     start_run(store, app.definitions["order"], run_id="order-7", input={"order_id": "H8"})
-    _run_until_child_waits(app, "order-7")
+    run_until_child_waits(app, "order-7")
     request_cancel(store, "order-7", "customer changed their mind")
     app.settle()
     parent, child = app.run("order-7"), app.run("order-7.ship.1")
@@ -397,7 +210,7 @@ def test_a_lost_child_start_is_repaired_by_the_reconciler_without_a_duplicate(st
 def test_a_childs_lost_report_to_its_parent_is_repaired_by_the_reconciler(store: MongoStore) -> None:
     app = App(store, [order(), SHIPPING])
     start_run(store, app.definitions["order"], run_id="order-9", input={"order_id": "K1"})
-    _run_until_child_waits(app, "order-9")
+    run_until_child_waits(app, "order-9")
     # The child runs to its end, but its report to the parent is lost before anyone sees it.
     for _ in range(50):
         app.step()
@@ -436,7 +249,7 @@ def test_a_child_input_that_cannot_be_evaluated_fails_the_attempt(store: MongoSt
 def test_a_child_start_without_its_attempts_key_is_refused(store: MongoStore) -> None:
     app = App(store, [order(), SHIPPING])
     start_run(store, app.definitions["order"], run_id="order-11", input={"order_id": "M3"})
-    _run_until_child_waits(app, "order-11")
+    run_until_child_waits(app, "order-11")
     child = app.store.read_run("order-11.ship.1")
     assert child is not None
     assert child.parent is not None
@@ -575,7 +388,7 @@ def test_the_local_runner_runs_the_child_with_the_run(store: MongoStore, faults:
     parent = order(retries=1)
     handlers = {job.name: HANDLERS.get(job.name, stub_handler) for job in parent.jobs()}
     child_handlers = {
-        job.name: _failing("book_carrier", 1)
+        job.name: failing("book_carrier", 1)
         if job.name == "book_carrier"
         else HANDLERS.get(job.name, stub_handler)
         for job in SHIPPING.jobs()
@@ -599,7 +412,7 @@ def test_the_local_runner_runs_the_child_with_the_run(store: MongoStore, faults:
 def test_a_redrive_of_the_parent_redrives_its_failed_child_rather_than_starting_another(
     store: MongoStore, duplicate: int, shuffle: bool
 ) -> None:
-    handlers = {**HANDLERS, "book_carrier": _failing("book_carrier", 1)}
+    handlers = {**HANDLERS, "book_carrier": failing("book_carrier", 1)}
     app = App(store, [order(retries=0), SHIPPING], handlers=handlers, duplicate=duplicate, shuffle=shuffle)
     run_id = app.start("order-14", {"order_id": "S8"})
     assert (app.run(run_id)["status"], app.run("order-14.ship.1")["status"]) == ("failed", "failed")
@@ -620,7 +433,7 @@ def test_a_redrive_of_the_parent_redrives_its_failed_child_rather_than_starting_
 
 
 def test_a_retry_after_a_redrive_starts_a_new_child(store: MongoStore) -> None:
-    handlers = {**HANDLERS, "book_carrier": _failing("book_carrier", 3)}
+    handlers = {**HANDLERS, "book_carrier": failing("book_carrier", 3)}
     app = App(store, [order(retries=1), SHIPPING], handlers=handlers)
     run_id = app.start("order-15", {"order_id": "T9"})
     assert app.run(run_id)["status"] == "failed"
@@ -642,7 +455,7 @@ def test_a_child_workflow_jobs_attempt_is_not_stopped_at_a_lambda_timeout_locall
     """It runs no function: the dev server's stand-in for Lambda's timeout leaves it alone."""
     app = App(store, [order(), SHIPPING])
     start_run(store, app.definitions["order"], run_id="order-16", input={"order_id": "U1"})
-    _run_until_child_waits(app, "order-16")
+    run_until_child_waits(app, "order-16")
     parent = store.read_run("order-16")
     assert parent is not None
     assert parent.jobs["ship"].state == "dispatched"

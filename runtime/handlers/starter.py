@@ -58,7 +58,9 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     "reject", "run_id", "job", "output"? | "reason"?}`` -> ``{"run_id", "action", "created"}``;
     ``{"action": "get", "run_id"}`` -> ``{"run": <status --json's object>}``, ``{"action":
     "history", "run_id"}`` -> ``{"history": [...]}``, ``{"action": "list", "status"?, "since"?,
-    "limit"?}`` -> ``{"runs": [...]}`` (this workflow's, newest first). A bad request answers with
+    "limit"?}`` -> ``{"runs": [...]}`` (this workflow's, newest first); ``{"action":
+    "start_child", ...}`` (a parent's orchestrator: ``runtime.documents.children.ChildStart``) ->
+    ``{"run_id", "created"}``. A bad request answers with
     an ``error`` and its ``error_type`` instead of raising, so an EventBridge schedule never
     retries it forever."""
     if "store" not in _state:
