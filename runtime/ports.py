@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from runtime.documents.children import ChildStart
 from runtime.documents.events import JobEvent
 from runtime.documents.items import ClaimedItem, FailedItem, Lane, LaneView
 from runtime.documents.leases import Lease
@@ -186,6 +187,12 @@ class StatusHandoff(Protocol):
         """Ask the orchestrator to apply the recorded status ``status_id`` now (``delivery:
         fast``), waiting a short bounded time at most; ``HandoffFailed`` when it could not be
         asked."""
+
+
+class ChildStarter(Protocol):
+    def start_child(self, request: ChildStart) -> None:
+        """Start the child run ``request`` names (idempotent by its run id); at least once.
+        ``InvocationRefused`` when it can never be started (no such workflow deployed)."""
 
 
 class Notifier(Protocol):

@@ -101,6 +101,8 @@ CALL_BASE["phases"]["p"]["jobs"]["b"]["call"] = {
     "action": "publish",
     "resource": "arn:aws:sns:eu-west-1:123456789012:t",
 }
+CHILD_BASE: dict[str, Any] = copy.deepcopy(SPEC_BASE)
+CHILD_BASE["phases"]["p"]["jobs"]["b"]["workflow"] = {"name": "shipping"}
 SEED_BASE: dict[str, Any] = {
     "purposeId": "probe",
     "phases": {
@@ -126,6 +128,7 @@ WHERE: dict[str, tuple[dict[str, Any], tuple[str | int, ...]]] = {
     "wait": (WAIT_BASE, ("phases", "p", "jobs", "b", "wait")),
     "http": (HTTP_BASE, ("phases", "p", "jobs", "b", "http")),
     "call": (CALL_BASE, ("phases", "p", "jobs", "b", "call")),
+    "child_workflow": (CHILD_BASE, ("phases", "p", "jobs", "b", "workflow")),
     "seed": (SEED_BASE, ()),
     "seed_phase": (SEED_BASE, ("phases", "p")),
     "seed_step": (SEED_BASE, ("phases", "p", "steps", "p")),
@@ -204,6 +207,10 @@ CHANGES: dict[tuple[str, str], object] = {
     ("call", "action"): "send_message",
     ("call", "resource"): "arn:aws:sns:eu-west-1:123456789012:other",
     ("call", "params"): "{Message: 'x'}",
+    ("job", "workflow"): {"name": "billing"},
+    ("child_workflow", "name"): "billing",
+    ("child_workflow", "input"): "{order: input.order_id}",
+    ("spec", "output"): "results.b",
     ("http", "url"): "https://api.example/z",
     ("http", "method"): "DELETE",
     ("http", "headers"): {"Accept": "application/json"},

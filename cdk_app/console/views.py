@@ -17,6 +17,7 @@ from typing import Any
 from cdk_app.graph import ON_EXIT_TITLE, calls
 from runtime.clock import as_utc
 from runtime.definition.model import Job, Phase
+from runtime.documents.children import child_run_id
 from runtime.documents.items import FailedItem
 from runtime.documents.run import Run, StatusEvent
 from runtime.statuses import (
@@ -36,7 +37,10 @@ def iso(value: datetime | None) -> str | None:
 
 
 def _kind(job: Job) -> str:
-    """What the job is: ``wait``, ``approval``, ``event``, ``invoke``, ``call``, ``http``, or ``code``."""
+    """What the job is: ``wait``, ``approval``, ``event``, ``invoke``, ``call``, ``http``,
+    ``workflow`` (a child workflow), or ``code``."""
+    if job.child_workflow is not None:
+        return "workflow"
     if job.wait is not None or job.wait_until is not None:
         return "wait"
     if job.approval is not None:
@@ -65,6 +69,12 @@ def _phase_json(run: Run, phase: Phase, failed_items: Mapping[str, Sequence[Fail
                 "calls": calls(job),
                 "message": None if job.approval is None else job.approval.message,
                 "event": None if job.event is None else {"name": job.event.name, "match": job.event.match},
+                "child": None
+                if job.child_workflow is None or record is None or record.attempt == 0
+                else {
+                    "workflow": job.child_workflow.name,
+                    "run_id": child_run_id(run.run_id, job.name, record.attempt),
+                },
                 "due_at": None if record is None else iso(record.due_at),
                 "state": None if record is None else record.state.value,
                 "attempt": 0 if record is None else record.attempt,
@@ -205,6 +215,22 @@ def _history(statuses: Sequence[StatusEvent]) -> list[dict[str, Any]]:
     ]
 
 
+def _with_child_runs(phases: list[dict[str, Any]], statuses: Sequence[StatusEvent]) -> list[dict[str, Any]]:
+    """A child workflow job's child run as its attempt's ``started`` names it: a redriven parent's
+    attempt takes over the child of the attempt before, which keeps its id."""
+    started = {
+        (event.job, event.attempt): event.request_id
+        for event in statuses
+        if event.status == StatusName.STARTED
+    }
+    for phase in phases:
+        for job in phase["jobs"]:
+            child_run = started.get((job["name"], job["attempt"]))
+            if job["child"] is not None and child_run:
+                job["child"]["run_id"] = child_run
+    return phases
+
+
 def run_json(
     run: Run,
     statuses: Sequence[StatusEvent],
@@ -249,10 +275,13 @@ def run_json(
         "error": run.error,
         "redrives": run.redrives,
         "deploy_id": None if run.deployment is None else run.deployment.deploy_id,
+        "parent": None
+        if run.parent is None
+        else {"run_id": run.parent.run_id, "workflow": run.parent.workflow, "job": run.parent.job},
         "version": run.version,
         "input": run.input,
         "started": iso(started),
-        "phases": _phases(run, failed_items or {}),
+        "phases": _with_child_runs(_phases(run, failed_items or {}), statuses),
         "attempts": _attempts(run, statuses),
         "history": _history(statuses),
         "actions": actions,

@@ -191,6 +191,7 @@ class DevServer:
             job_functions=PinnedFunctions(
                 store, lambda: deployment.workflows, CodeSnapshots(options.snapshots), self.processes
             ).job_function,
+            workflows=lambda: deployment.workflows,
         )
         self.reconciler = Reconciler(
             store,
@@ -198,6 +199,7 @@ class DevServer:
             stale_after=options.stale_after,
             # Locally an invocation starts at once, and there is no retry window to wait out.
             lost_invocation_after=lambda job: timedelta(seconds=job.timeout),
+            children=self.cloud,
         )
         self.timeouts = TimeoutWatch(
             store, self.cloud, lambda line: console.print(f"[yellow]{escape(line)}[/]")

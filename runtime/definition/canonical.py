@@ -9,6 +9,7 @@ from typing import Any
 
 from runtime import contracts, limits
 from runtime.definition.call import read_call
+from runtime.definition.children import read_child_workflow, read_output
 from runtime.definition.depends import read_depends
 from runtime.definition.draft import Draft, DraftJob, DraftPhase, Ref, known_fields, mapping, name_refs
 from runtime.definition.event_wait import read_event
@@ -113,6 +114,7 @@ def read_spec(document: dict[str, Any], report: Report, base_dir: Path) -> Draft
     if spec.get("delivery") in DELIVERY_MODES:
         settings["delivery"] = spec["delivery"]
     settings |= read_flow(spec, report)
+    settings |= read_output(spec, report)
     return Draft(name, phases, settings, handlers, exit_handlers)
 
 
@@ -166,6 +168,7 @@ def _job_settings(
     settings |= read_http(job, own, report)
     settings |= read_event(job, own, report)
     settings |= read_call(job, own, report, code.base_dir)
+    settings |= read_child_workflow(job, own, report)
     if "permissions" in own:
         settings["permissions"] = read_permissions(own["permissions"], (*job.path, "permissions"), report)
     if isinstance(own.get("code"), str) and own["code"]:

@@ -37,6 +37,7 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "priority",
                 "on_limit",
                 "delivery",
+                "output",
             }
         ),
         "defaults": frozenset({"memory", "timeout", "retries", "retry", "env", "results"}),
@@ -69,6 +70,7 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "local",
                 "http",
                 "call",
+                "workflow",
             }
         ),
         "retry": frozenset({"max", "delay", "backoff", "max_delay", "jitter", "on"}),
@@ -76,6 +78,7 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
         "event": frozenset({"name", "match", "timeout", "retention"}),
         "http": frozenset({"url", "method", "headers", "body", "secret", "secret_header", "timeout"}),
         "call": frozenset({"service", "action", "resource", "params"}),
+        "child_workflow": frozenset({"name", "input"}),
         "wait": frozenset({"until"}),
         "permission": frozenset({"actions", "resources"}),
         "notify": frozenset({"on", "email", "slack_webhook_secret"}),
@@ -122,6 +125,8 @@ class DraftJob:
     """The same for its ``for_each``."""
     wait_reads: list[str] = field(default_factory=list)
     """The same for its ``wait: {until}``."""
+    workflow_reads: list[str] = field(default_factory=list)
+    """The same for its child workflow's ``input``."""
     depends_reads: list[str] = field(default_factory=list)
     """The jobs its ``depends`` reads (``jobs.<job>``), which must be in its ``after``."""
 

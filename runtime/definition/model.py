@@ -215,6 +215,20 @@ class EventWait:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ChildWorkflow:
+    """A job that runs another workflow of the same app as its attempt (the spec's ``workflow:``):
+    the child run's output is the job's output (``runtime.service.children``)."""
+
+    name: str
+    """The workflow the child run runs."""
+    input: str | None = None
+    """JMESPath over ``{input, results}`` giving the child's run input; None: the parent's input."""
+
+    def to_document(self) -> dict[str, Any]:
+        return {"name": self.name, "input": self.input}
+
+
+@dataclass(frozen=True, kw_only=True)
 class ServiceCall:
     """An AWS service call a job makes without code (``runtime.definition.call.CALLS``)."""
 
@@ -344,6 +358,8 @@ class Job:
     """A request the job sends instead of running code (``runtime.service.http_job``)."""
     call: ServiceCall | None = None
     """An AWS service call the job makes instead of running code (``runtime.service.call_job``)."""
+    child_workflow: ChildWorkflow | None = None
+    """The workflow the job runs as a child run instead of running code (the spec's ``workflow:``)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "after", tuple(self.after))
@@ -371,8 +387,14 @@ class Job:
 
     @property
     def runs_code(self) -> bool:
-        """False for wait, approval and event jobs: the engine completes them, no function runs."""
-        return self.wait is None and self.wait_until is None and self.approval is None and self.event is None
+        """False for wait, approval, event and child workflow jobs: no function of theirs runs."""
+        return (
+            self.wait is None
+            and self.wait_until is None
+            and self.approval is None
+            and self.event is None
+            and self.child_workflow is None
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -536,6 +558,9 @@ class Workflow:
     delivery: str | None = None
     """One of ``DELIVERY_MODES``: how a job's report reaches the orchestrator in the cloud; None
     takes the app's default (context ``delivery``). Build-time only, like ``alarms``."""
+    output: str | None = None
+    """JMESPath over ``{input, results}`` giving the run's output when it runs as a child (the
+    parent job's output); None: the results of its last phase's jobs."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "phases", tuple(self.phases))
@@ -576,7 +601,7 @@ class Workflow:
         """Whether a run of this workflow ever waits for a time: a delayed retry, a wait or an
         approval job, a run deadline. Only such a workflow gets the cloud's timer schedule."""
         return self.timeout is not None or any(
-            job.retry.delay > 0 or not job.runs_code for job in self.jobs()
+            job.retry.delay > 0 or (not job.runs_code and job.child_workflow is None) for job in self.jobs()
         )
 
     def jobs(self) -> Iterator[Job]:
@@ -621,6 +646,7 @@ class Workflow:
             **({} if self.concurrency is None else {"concurrency": self.concurrency.to_document()}),
             **({} if self.priority is None else {"priority": self.priority}),
             **({} if self.on_limit == "queue" else {"on_limit": self.on_limit}),
+            **({} if self.output is None else {"output": self.output}),
         }
 
     @classmethod
@@ -651,6 +677,7 @@ class Workflow:
             else RunConcurrency(**document["concurrency"]),
             priority=document.get("priority"),
             on_limit=document.get("on_limit", "queue"),
+            output=document.get("output"),
         )
 
 
@@ -690,6 +717,7 @@ def _phase_document(phase: Phase) -> dict[str, Any]:
                 **{key: getattr(job, key) for key in INVOKE_KEYS if getattr(job, key) is not None},
                 **({} if job.http is None else {"http": job.http.to_document()}),
                 **({} if job.call is None else {"call": job.call.to_document()}),
+                **({} if job.child_workflow is None else {"workflow": job.child_workflow.to_document()}),
             }
             for job in phase.jobs
         ],
@@ -730,6 +758,7 @@ def _phase_from_document(phase: Mapping[str, Any]) -> Phase:
                 **{key: job[key] for key in INVOKE_KEYS if key in job},
                 http=None if job.get("http") is None else HttpRequest.from_document(job["http"]),
                 call=None if job.get("call") is None else ServiceCall(**job["call"]),
+                child_workflow=None if job.get("workflow") is None else ChildWorkflow(**job["workflow"]),
             )
             for job in phase["jobs"]
         ),

@@ -24,6 +24,7 @@ from typing import Any
 from runtime.clock import as_utc
 from runtime.definition.model import Workflow
 from runtime.documents import ID, WORKFLOW
+from runtime.documents.children import PARENT, ParentLink, parent_from_document
 from runtime.documents.deployment import DEPLOY_ID, Deployment, deployment_from_document
 from runtime.documents.failures import Exit, Failure, exit_from_document, failure_from_document
 from runtime.documents.items import FanOut, Lane, fan_out_field, fan_out_from_document, lane_field
@@ -136,6 +137,9 @@ class Run:
     what a write may still add before MongoDB refuses the document."""
     created_at: datetime | None = None
     """When the run started (its document was inserted): where its duration and trace begin."""
+    parent: ParentLink | None = None
+    """The parent attempt a child run runs as (``runtime.documents.children``); None: a run of
+    its own."""
 
     @property
     def workflow(self) -> str:
@@ -260,6 +264,7 @@ def run_from_document(document: Mapping[str, Any], stored_bytes: int = 0) -> Run
         version=document.get(VERSION, 0),
         stored_bytes=stored_bytes,
         created_at=as_utc(document.get(CREATED_AT)),
+        parent=parent_from_document(document.get(PARENT)),
     )
 
 
@@ -291,6 +296,7 @@ def run_to_document(run: Run, now: datetime) -> Document:
                 QUEUE_RANK: run.rank,
             }
         ),
+        **({} if run.parent is None else {PARENT: run.parent.to_document()}),
         VERSION: run.version,
         CREATED_AT: now,
         UPDATED_AT: now,

@@ -353,6 +353,7 @@ def job_event(run: Run, job: Job, attempt: int, outputs: Mapping[str, Any] | Non
         failure=failure,
         references=references,
         function=None if run.deployment is None else run.deployment.function_of(job.name),
+        child=job.child_workflow,
     )
 
 

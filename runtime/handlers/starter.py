@@ -17,10 +17,12 @@ from runtime.aws.telemetry import setup_function
 from runtime.aws.versions import cloud_deployment
 from runtime.definition.input_check import InputRefused
 from runtime.definition.model import Workflow
+from runtime.documents.children import START_CHILD, child_start_from_payload
 from runtime.documents.envelopes import as_mapping
 from runtime.documents.listing import PagePosition
 from runtime.errors import EventError, RunError, RunNotFound
 from runtime.service.approvals import answer_approval
+from runtime.service.children import start_child
 from runtime.service.events import send_event
 from runtime.service.operations import (
     list_runs,
@@ -41,6 +43,8 @@ STORE_CONNECTIONS = 1
 _state: dict[str, Any] = {}
 
 ACTIONS = ("cancel", "redrive", "approve", "reject", "event")
+"""Operations on a run; ``start_child`` (``runtime.documents.children``) is the parent
+orchestrator's, with the parent attempt's key."""
 READS = ("get", "history", "list")
 
 
@@ -58,7 +62,9 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     "delivered": [{"run_id", "job", "attempt"}]}``;
     ``{"action": "get", "run_id"}`` -> ``{"run": <status --json's object>}``, ``{"action":
     "history", "run_id"}`` -> ``{"history": [...]}``, ``{"action": "list", "status"?, "since"?,
-    "limit"?}`` -> ``{"runs": [...]}`` (this workflow's, newest first). A bad request answers with
+    "limit"?}`` -> ``{"runs": [...]}`` (this workflow's, newest first); ``{"action":
+    "start_child", ...}`` (a parent's orchestrator: ``runtime.documents.children.ChildStart``) ->
+    ``{"run_id", "created"}``. A bad request answers with
     an ``error`` and its ``error_type`` instead of raising, so an EventBridge schedule never
     retries it forever."""
     if "store" not in _state:
@@ -88,6 +94,11 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
             return _read(request, run_id)
         if request.get("action") == "event":
             return _send_event(request, run_id)
+        if request.get("action") == START_CHILD:
+            started = start_child(
+                _state["store"], _state["definition"], child_start_from_payload(request), _state["deployment"]
+            )
+            return {"run_id": started.run_id, "created": started.created}
         if "action" in request:
             return _operate(request, run_id)
         scheduled = request.get("scheduled", False)

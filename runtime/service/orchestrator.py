@@ -42,8 +42,8 @@ from runtime.engine.replay import replay
 from runtime.engine.transition import Expiry, LoadOutputs, Rejection, Transition
 from runtime.errors import DocumentRejected, EventError, OutputTooLarge
 from runtime.limits import LAMBDA_RETRY_DELAY
-from runtime.ports import Dispatcher, InvocationRefused, RunStore
-from runtime.service import run_slots
+from runtime.ports import ChildStarter, Dispatcher, InvocationRefused, RunStore
+from runtime.service import children, run_slots
 from runtime.service.events import deliver_kept
 from runtime.service.fan_out import FanOutContexts, ItemHandling
 from runtime.statuses import ENDED, ORCHESTRATOR_STATUSES, RUN_ENDS, RunState, StatusName
@@ -113,6 +113,8 @@ class Orchestrator:
     """The workflow whose statuses this orchestrator applies from hand-offs (the deployed
     function's own; the trigger's events reach it through its workflow's rule alone). None: any
     (the local cloud, tests)."""
+    children: ChildStarter | None = None
+    """Starts the child runs of child workflow jobs; None: none run here (such an attempt fails)."""
 
     @property
     def fan_outs(self) -> ItemHandling:
@@ -335,10 +337,27 @@ class Orchestrator:
             self.fan_outs.settle_waiting(run)
         outcome = self._carry_out(dispatched + again_dispatched, statuses + again_recorded, recorded_now)
         self._release_slot(run, event, statuses + again_recorded)
+        self._follow_children(run, event, statuses + again_recorded)
         if items_sent:
             outcome = replace(outcome, action="advanced", dispatched=outcome.dispatched + items_sent)
         self._expire_late_statuses(run, None if decision is None else decision.expiry)
         return outcome
+
+    def _follow_children(self, run: Run, event: StatusEvent, recorded: tuple[StatusEvent, ...]) -> None:
+        """A child run that ended reports to its parent attempt; a parent that ended or was
+        cancelled cancels its children still running. Both read the run as now written, and
+        only for runs that have a parent or child workflow jobs: other runs pay nothing."""
+        ended = any(status.status in RUN_ENDS.values() for status in recorded)
+        if ended and run.parent is not None:
+            children.report_to_parent(self.store, run.run_id)
+        cancelled = event.status == StatusName.CANCEL_REQUESTED
+        if (ended or cancelled) and children.child_jobs(run.definition):
+            reason = (
+                f"its parent run {run.run_id} was cancelled"
+                if cancelled
+                else f"its parent run {run.run_id} ended"
+            )
+            children.cancel_children(self.store, run.run_id, reason)
 
     def _record_completion(self, run_id: str, fallback: Transition | None) -> Run | None:
         """The completion alone, for a success whose whole plan lost to another writer: the run
@@ -408,6 +427,9 @@ class Orchestrator:
         recorded as the attempt's failure, so the run goes on to retry or fail it. The event
         carries the attempt's own key when statuses are signed."""
         job = self._with_key(job)
+        if job.child is not None:
+            self._start_child(job)
+            return
         size = limits.json_bytes(job.to_payload())
         try:
             if size > limits.JOB_EVENT_MAX_BYTES:
@@ -418,6 +440,20 @@ class Orchestrator:
                 )
             self.dispatcher.dispatch(job)
         except InvocationRefused as exc:
+            log.error("%s", exc)
+            self.store.record_status(attempt_failed(job, str(exc)))
+
+    def _start_child(self, job: JobEvent) -> None:
+        """A child workflow job's attempt: its child run is started in place of a function; one
+        that cannot be is the attempt's failure."""
+        try:
+            if self.children is None:
+                raise InvocationRefused(
+                    f"job {job.job!r} runs a child workflow, and none can be started here"
+                )
+            request = replace(children.child_start(job), resume=children.resumable_child(self.store, job))
+            self.children.start_child(request)
+        except (children.ChildInputError, InvocationRefused) as exc:
             log.error("%s", exc)
             self.store.record_status(attempt_failed(job, str(exc)))
 

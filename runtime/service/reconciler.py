@@ -37,8 +37,8 @@ from runtime.documents.run import Fields, Run, StatusEvent, job_changed, job_is,
 from runtime.engine import joins
 from runtime.engine.transition import Transition
 from runtime.limits import LAMBDA_RETRY_DELAY
-from runtime.ports import Dispatcher, RunStore
-from runtime.service import run_slots
+from runtime.ports import ChildStarter, Dispatcher, RunStore
+from runtime.service import children, run_slots
 from runtime.service.orchestrator import Orchestrator
 from runtime.statuses import (
     ANSWER_STATUSES,
@@ -201,6 +201,9 @@ class Reconciler:
     None: every workflow in the database (the dev server)."""
     on_rejected: Callable[[StatusEvent, str], None] = lambda status, reason: None
     """Told of each status found not authentic (``Orchestrator.on_rejected``)."""
+    children: ChildStarter | None = None
+    """Starts child runs again for the child workflow jobs whose start was lost
+    (``Orchestrator.children``)."""
     _orchestrator: Orchestrator = field(init=False)
 
     def __post_init__(self) -> None:
@@ -212,6 +215,7 @@ class Reconciler:
             dispatcher=self.dispatcher,
             redispatch_after=LAMBDA_RETRY_DELAY,
             on_rejected=self.on_rejected,
+            children=self.children,
         )
 
     def reconcile_pass(self, now: datetime | None = None) -> ReconcileReport:
@@ -276,6 +280,7 @@ class Reconciler:
         # statuses just applied dispatched is new. Their write is conditional on each attempt
         # still being dispatched, so an attempt those changed is left to the next pass.
         redispatched = self._redispatch_lost(run, authentic, now)
+        applied += self._children_ended(run)
         repaired = bool(applied or redispatched or started_recorded)
         return ReconcileReport(
             runs_checked=1,
@@ -284,6 +289,21 @@ class Reconciler:
             repaired_runs=(run_id,) if repaired else (),
             started_recorded=started_recorded,
         )
+
+    def _children_ended(self, run: Run) -> int:
+        """The ends of child runs whose report to this run was lost (their orchestrator crashed
+        between recording the end and the report, and the end was never delivered again): each
+        is reported now, and its status reaches the orchestrator like any other."""
+        if run.state != RunState.RUNNING:
+            return 0
+        reported = 0
+        for name in children.child_jobs(run.definition):
+            record = run.jobs[name]
+            if record.state == JobState.DISPATCHED:
+                phase = run.definition.job(name).phase
+                child = children.child_of(self.store, run.run_id, phase, name, record.attempt)
+                reported += children.report_to_parent(self.store, child)
+        return reported
 
     def _redispatch_lost(self, run: Run, statuses: Sequence[StatusEvent], now: datetime) -> int:
         lost_after = self.lost_invocation_after or default_lost_invocation_after

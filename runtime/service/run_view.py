@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from runtime.documents.children import child_run_id
 from runtime.documents.items import FAILED_ITEMS_SHOWN, FailedItem, FanOut
 from runtime.documents.run import JobRecord
 from runtime.engine.joins import caught, failure_allowed
@@ -57,6 +58,8 @@ class JobReport:
     before_redrive: str | None = None
     """For a job pending again after a redrive (a failure handler, a job that failed), how its
     last attempt before the redrive ended: ``succeeded (attempt 1)``."""
+    child: str | None = None
+    """A child workflow job's: the run id of its last attempt's child run."""
 
     def detail(self) -> Any:
         """What the summary's output column shows: a fan-out's counts rather than its items'
@@ -71,6 +74,8 @@ class JobReport:
             )
         if self.output_ref is not None and self.output is None:
             return f"(kept by reference: {self.output_ref})"
+        if self.child is not None and self.status != JobState.SUCCEEDED:
+            return f"child run {self.child}"
         return self.output
 
 
@@ -89,6 +94,8 @@ class RunReport:
     """Fault counters of a local run (None when the run was not made by this process)."""
     deploy_id: str | None = None
     """The deploy whose versions the run invokes (None: a run without a version map)."""
+    parent: Mapping[str, Any] | None = None
+    """A child run's parent attempt: ``{run_id, workflow, job, attempt}``."""
 
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` object: with the run's ``error`` and each job's, so a caller (CI) can say
@@ -119,6 +126,7 @@ class RunReport:
                         else {}
                     ),
                     **({} if job.output_ref is None else {"output_ref": job.output_ref}),
+                    **({} if job.child is None else {"child": job.child}),
                 }
                 for job in self.jobs
             },
@@ -127,6 +135,8 @@ class RunReport:
         }
         if self.faults is not None:
             document["faults"] = dict(self.faults)
+        if self.parent is not None:
+            document["parent"] = dict(self.parent)
         return document
 
     @classmethod
@@ -141,6 +151,7 @@ class RunReport:
             deploy_id=document.get("deploy_id"),
             error=document.get("error"),
             faults=document.get("faults"),
+            parent=document.get("parent"),
             jobs=tuple(
                 JobReport(
                     name=name,
@@ -156,6 +167,7 @@ class RunReport:
                     items=job.get("items"),
                     failed_items=tuple(FailedItem.from_json(item) for item in job.get("failed_items", ())),
                     output_ref=job.get("output_ref"),
+                    child=job.get("child"),
                 )
                 for name, job in document["jobs"].items()
             ),
@@ -215,6 +227,7 @@ def summarize(
     first_started: dict[str, datetime] = {}
     last_report: dict[str, datetime] = {}
     before_redrive: dict[str, str] = {}
+    started_by: dict[tuple[str, int], str] = {}
     run_started = run_ended = None
     for report in store.read_statuses(run_id):
         job, date = report.job, report.date
@@ -237,6 +250,8 @@ def summarize(
             continue
         if report.status == StatusName.STARTED:
             first_started.setdefault(job, date)
+            if report.request_id is not None:
+                started_by[(job, report.attempt)] = report.request_id
         else:
             last_report[job] = date
     ended = run.state in ENDED or gave_up is not None
@@ -268,6 +283,9 @@ def summarize(
                     failed_items=_failed_items(store, run_id, name, record.fan_out),
                     output_ref=record.output_ref,
                     before_redrive=before_redrive.get(name),
+                    child=None
+                    if job_definition.child_workflow is None or record.attempt == 0
+                    else started_by.get((name, record.attempt), child_run_id(run_id, name, record.attempt)),
                 )
             )
     return RunReport(
@@ -280,4 +298,12 @@ def summarize(
         seconds=_seconds(run_started, run_ended),
         faults=faults,
         deploy_id=None if run.deployment is None else run.deployment.deploy_id,
+        parent=None
+        if run.parent is None
+        else {
+            "run_id": run.parent.run_id,
+            "workflow": run.parent.workflow,
+            "job": run.parent.job,
+            "attempt": run.parent.attempt,
+        },
     )

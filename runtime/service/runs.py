@@ -10,6 +10,7 @@ from runtime import limits
 from runtime.clock import utcnow
 from runtime.definition.input_check import check_input
 from runtime.definition.model import Workflow
+from runtime.documents.children import ParentLink
 from runtime.documents.deployment import Deployment
 from runtime.documents.run import JobRecord, Run, StatusEvent
 from runtime.engine.queue import run_place
@@ -20,10 +21,15 @@ from runtime.statuses import RunState, StatusName
 
 
 def initial_run(
-    definition: Workflow, run_id: str, run_input: Any, deployment: Deployment | None = None
+    definition: Workflow,
+    run_id: str,
+    run_input: Any,
+    deployment: Deployment | None = None,
+    parent: ParentLink | None = None,
 ) -> Run:
     """A run as it starts: every job pending, the first phase current, pinned to ``deployment``
-    (``queued`` when its workflow has ``concurrency``: it runs once it holds a slot)."""
+    (``queued`` when its workflow has ``concurrency``: it runs once it holds a slot); a child
+    run names the ``parent`` attempt it runs as."""
     return Run(
         run_id=run_id,
         definition=definition,
@@ -32,6 +38,7 @@ def initial_run(
         phase=definition.phase_order()[0].name,
         jobs={job.name: JobRecord() for job in definition.jobs()},
         deployment=deployment,
+        parent=parent,
     )
 
 
@@ -50,6 +57,7 @@ def start_run(
     deployment: Deployment | None = None,
     *,
     scheduled: bool = False,
+    parent: ParentLink | None = None,
 ) -> StartedRun:
     """Start a run of ``definition``, idempotently on ``run_id``; ``scheduled``: a run its
     schedule starts (or a backfill), which its ``schedule_overlap`` applies to.
@@ -76,7 +84,7 @@ def start_run(
             "events of its jobs, which carry it (store large inputs elsewhere and pass a reference)"
         )
     place = run_place(definition, run_input, utcnow(), scheduled=scheduled)
-    run = initial_run(definition, run_id, run_input, deployment)
+    run = initial_run(definition, run_id, run_input, deployment, parent)
     if place.key is not None:
         arrival = store.slots().arrive(definition.name, place.key)
         run = replace(
