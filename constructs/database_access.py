@@ -114,9 +114,10 @@ def privileges(
         statuses: (FIND, *recording, UPDATE),
         leases: (FIND,),
         items: (FIND, INSERT, UPDATE),
-        OUTPUTS: (FIND, UPDATE),
-        OUTPUT_FILES: (FIND,),
-        OUTPUT_CHUNKS: (FIND,),
+        # A child run's output past what a status carries is kept by reference for its parent.
+        OUTPUTS: (FIND, INSERT, UPDATE),
+        OUTPUT_FILES: (FIND, INSERT),
+        OUTPUT_CHUNKS: (FIND, INSERT),
         # Run concurrency: a run that ends releases its slot and the queue's head takes it.
         slots: (FIND, INSERT, UPDATE),
         # An event job that starts waiting takes an event kept from before.
@@ -127,7 +128,7 @@ def privileges(
         "orchestrator": dict(advancing),
         # Repairs runs with the orchestrator's own code, and fires timers; creates the indexes
         # and gives the documents of runs in flight their workflow (GridFS files are copied).
-        "reconciler": _merged(advancing, index_making, {OUTPUT_FILES: (INSERT,), OUTPUT_CHUNKS: (INSERT,)}),
+        "reconciler": _merged(advancing, index_making),
         # Inserts runs, records operations (cancel, redrive, approve, reject, events: kept, then
         # recorded for the attempts waiting), lists runs and
         # reads one as status does (its fan-outs' failed items too); a run of a workflow with
