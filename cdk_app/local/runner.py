@@ -156,7 +156,7 @@ class LocalRunner:
                 self.observer.tick(utcnow())
                 next_tick = time.monotonic() + self.options.tick_seconds
             if not ended and time.monotonic() >= next_timers:
-                fire_due_timers(self.store, utcnow(), self.workflow.name)
+                fire_due_timers(self.store, utcnow(), self.workflow.name, self._reconciler.invoke)
                 next_timers = time.monotonic() + self.options.timer_seconds
             if not ended and time.monotonic() >= next_repair:
                 self._repair(run_id, quiet=time.monotonic() - last_progress >= self.options.repair_seconds)

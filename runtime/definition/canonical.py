@@ -14,6 +14,7 @@ from runtime.definition.draft import Draft, DraftJob, DraftPhase, Ref, known_fie
 from runtime.definition.expressions import check_expression
 from runtime.definition.flow import read_flow
 from runtime.definition.for_each import read_for_each
+from runtime.definition.job_limits import read_job_limits
 from runtime.definition.http import read_http
 from runtime.definition.input_schema import read_input_schema
 from runtime.definition.invoke import read_invoke
@@ -147,6 +148,7 @@ def _job_settings(
         settings["when"] = own["when"]
         check_expression(job, "when", own["when"], job.when_reads, report)
     settings |= read_for_each(job, own, report)
+    settings |= read_job_limits(job, own, report)
     settings |= read_invoke(job, own, report, code.base_dir)
     settings |= read_http(job, own, report)
     settings |= read_call(job, own, report, code.base_dir)

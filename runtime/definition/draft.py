@@ -65,6 +65,8 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "local",
                 "http",
                 "call",
+                "concurrency",
+                "rate_limit",
             }
         ),
         "retry": frozenset({"max", "delay", "backoff", "max_delay", "jitter", "on"}),
@@ -76,6 +78,8 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
         "notify": frozenset({"on", "email", "slack_webhook_secret"}),
         "alarms": frozenset({"failure_rate", "duration_p99"}),
         "concurrency": frozenset({"limit", "key"}),
+        "job_concurrency": frozenset({"limit", "key"}),
+        "rate_limit": frozenset({"limit", "period", "key"}),
         "seed": frozenset({"$schema", "id", "purposeId", "currentPhase", "phases"}),
         "seed_phase": frozenset({"steps", "waitFor", "next", "finished"}),
         "seed_step": frozenset({"jobs"}),

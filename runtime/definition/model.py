@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from runtime.definition.model_limits import JobConcurrency, RateLimit, limits_from_document
 from runtime.statuses import StatusName
 
 FUNCTION_NAME_MAX = 64
@@ -313,6 +314,10 @@ class Job:
     """A request the job sends instead of running code (``runtime.service.http_job``)."""
     call: ServiceCall | None = None
     """An AWS service call the job makes instead of running code (``runtime.service.call_job``)."""
+    concurrency: JobConcurrency | None = None
+    """Attempts of this job in flight at once across every run (``runtime.service.job_limits``)."""
+    rate_limit: RateLimit | None = None
+    """Attempts of this job started per period across every run."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "after", tuple(self.after))
@@ -615,6 +620,8 @@ def _phase_document(phase: Phase) -> dict[str, Any]:
                 **{key: getattr(job, key) for key in INVOKE_KEYS if getattr(job, key) is not None},
                 **({} if job.http is None else {"http": job.http.to_document()}),
                 **({} if job.call is None else {"call": job.call.to_document()}),
+                **({} if job.concurrency is None else {"concurrency": job.concurrency.to_document()}),
+                **({} if job.rate_limit is None else {"rate_limit": job.rate_limit.to_document()}),
             }
             for job in phase.jobs
         ],
@@ -654,6 +661,7 @@ def _phase_from_document(phase: Mapping[str, Any]) -> Phase:
                 **{key: job[key] for key in INVOKE_KEYS if key in job},
                 http=None if job.get("http") is None else HttpRequest.from_document(job["http"]),
                 call=None if job.get("call") is None else ServiceCall(**job["call"]),
+                **limits_from_document(job),
             )
             for job in phase["jobs"]
         ),

@@ -32,6 +32,7 @@ from typing import Any
 import jmespath
 
 from runtime import limits
+from runtime.definition.model_limits import AttemptLimits
 from runtime.definition.model import (
     CATCHING_JOINS,
     EARLY_JOINS,
@@ -353,6 +354,20 @@ def job_event(run: Run, job: Job, attempt: int, outputs: Mapping[str, Any] | Non
         failure=failure,
         references=references,
         function=None if run.deployment is None else run.deployment.function_of(job.name),
+        limits=attempt_limits(run, job),
+    )
+
+
+def attempt_limits(run: Run, job: Job) -> AttemptLimits | None:
+    """What the dispatch of ``job``'s attempts waits for; None: nothing (most jobs)."""
+    if job.concurrency is None and job.rate_limit is None:
+        return None
+    record = run.jobs.get(job.name)
+    return AttemptLimits(
+        concurrency=job.concurrency,
+        rate_limit=job.rate_limit,
+        priority=run.priority,
+        round=0 if record is None or job.for_each is None else record.attempt,
     )
 
 

@@ -103,6 +103,7 @@ from runtime.errors import DocumentRejected, StoreError
 from runtime.statuses import OPERATION_STATUSES, RunState, StatusName
 from runtime.store.items import MongoItems
 from runtime.store.settings import StoreSettings
+from runtime.store.job_limits import MongoJobLimits
 from runtime.store.slots import MongoSlots
 from runtime.store.views import ensure_views, workflow_reads
 
@@ -234,6 +235,7 @@ class MongoStore:
         self.leases: Collection[Document] = database[self.settings.leases_collection]
         self._items = MongoItems(self.runs, database[self.settings.items_collection], workflow, views)
         self._slots = MongoSlots(self.runs, database[self.settings.slots_collection])
+        self._job_limits = MongoJobLimits(database[self.settings.slots_collection])
 
         def readable(collection: Collection[Document]) -> Collection[Document]:
             return workflow_reads(database, collection.name, workflow, views)
@@ -264,6 +266,10 @@ class MongoStore:
         """Run concurrency's slots and queue."""
         return self._slots
 
+    def job_limits(self) -> MongoJobLimits:
+        """A job's limits across runs (on the slots' collection)."""
+        return self._job_limits
+
     def ensure_indexes(self) -> None:
         """Idempotent; creating an index that exists is a no-op on the server. The unique key of
         ``statuses`` before items had an index of their own is dropped: it would refuse the
@@ -274,6 +280,7 @@ class MongoStore:
                 _guard("drop an old index", partial(self.statuses.drop_index, old))
         self.items().ensure_indexes()
         self.slots().ensure_indexes()
+        self.job_limits().ensure_indexes()
         if self._bypass.enabled:
             self._ensure_status_validator()
         for collection, indexes in (
