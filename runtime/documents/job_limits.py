@@ -159,7 +159,7 @@ def wake_update(at: datetime, workflow: str, job: str, key: str) -> Document:
     """Wake the queue at ``at`` (the next window) unless it is to wake sooner."""
     return {
         "$min": {WAKE_AT: at},
-        "$setOnInsert": {KIND: LIMIT_KIND, WORKFLOW: workflow, JOB: job, KEY: key},
+        "$set": {KIND: LIMIT_KIND, WORKFLOW: workflow, JOB: job, KEY: key},
     }
 
 
