@@ -51,7 +51,12 @@ def runs_of(store: MongoStore) -> Iterator[Any]:
 def limited(limit: int, key: str | None = None, **job: Any) -> Workflow:
     return workflow(
         f"jobc_{uuid.uuid4().hex[:8]}",
-        {"p": {"prepare": {}, "charge": {"after": ["prepare"], "concurrency": JobConcurrency(limit=limit, key=key), **job}}},
+        {
+            "p": {
+                "prepare": {},
+                "charge": {"after": ["prepare"], "concurrency": JobConcurrency(limit=limit, key=key), **job},
+            }
+        },
     )
 
 
@@ -91,13 +96,20 @@ def test_each_key_has_its_own_limit(store: MongoStore, runs_of: Any) -> None:
     assert len(runs.attempts.held) == 2  # one of a, one of b
     assert {name[0] for name in runs.attempts.held} <= set(ids)
     reasons = {r for run_id in ids for r in waiting_reasons(store, run_id).values()}
-    assert reasons == {"concurrency 1 on charge with key a (2 waiting)", "concurrency 1 on charge with key b (1 waiting)"}
+    assert reasons == {
+        "concurrency 1 on charge with key a (2 waiting)",
+        "concurrency 1 on charge with key b (1 waiting)",
+    }
 
     runs.settle()
 
     assert set(runs.states().values()) == {"succeeded"}
-    assert attempts_in_flight(store, [i for i, t in zip(ids, "aabba") if t == "a"], "charge") == 1
-    assert attempts_in_flight(store, [i for i, t in zip(ids, "aabba") if t == "b"], "charge") == 1
+    assert (
+        attempts_in_flight(store, [i for i, t in zip(ids, "aabba", strict=True) if t == "a"], "charge") == 1
+    )
+    assert (
+        attempts_in_flight(store, [i for i, t in zip(ids, "aabba", strict=True) if t == "b"], "charge") == 1
+    )
 
 
 def test_waiting_attempts_start_by_their_run_priority_then_arrival(store: MongoStore, runs_of: Any) -> None:
@@ -114,14 +126,19 @@ def test_waiting_attempts_start_by_their_run_priority_then_arrival(store: MongoS
     first = runs.start({"p": 0, "name": "first"})
     while runs.step():
         pass
-    names = {runs.start({"p": p, "name": name}): name for name, p in [("low1", 0), ("high1", 5), ("low2", 0), ("high2", 5)]}
+    names = {
+        runs.start({"p": p, "name": name}): name
+        for name, p in [("low1", 0), ("high1", 5), ("low2", 0), ("high2", 5)]
+    }
     while runs.step():
         pass
     order: list[str] = []
     while runs.attempts.finish(runs.rng):
         while runs.step():
             pass
-        order += [names[name[0]] for name in runs.attempts.held if name[0] in names and names[name[0]] not in order]
+        order += [
+            names[name[0]] for name in runs.attempts.held if name[0] in names and names[name[0]] not in order
+        ]
 
     assert first not in names
     assert order == ["high1", "high2", "low1", "low2"]
@@ -146,7 +163,9 @@ def test_duplicated_and_shuffled_delivery_never_runs_more_than_the_limit(
         ]
 
 
-def test_a_failed_attempt_releases_its_place_and_its_retry_waits_again(store: MongoStore, runs_of: Any) -> None:
+def test_a_failed_attempt_releases_its_place_and_its_retry_waits_again(
+    store: MongoStore, runs_of: Any
+) -> None:
     runs = runs_of(limited(1), fail=lambda event: event["attempt"] == 1)
     ids = [runs.start() for _ in range(3)]
 
@@ -181,7 +200,9 @@ def test_a_crash_at_any_write_then_redelivery_never_runs_more_than_the_limit_nor
     assert store.job_limits().held_tickets(runs.definition.name) == []
 
 
-def test_the_reconciler_applies_a_lost_end_and_the_waiting_attempt_starts(store: MongoStore, runs_of: Any) -> None:
+def test_the_reconciler_applies_a_lost_end_and_the_waiting_attempt_starts(
+    store: MongoStore, runs_of: Any
+) -> None:
     runs = runs_of(limited(1))
     first, second = runs.start(), runs.start()
     while runs.step():

@@ -19,6 +19,7 @@ from runtime.clock import time_from
 from runtime.definition.model import Workflow
 from runtime.definition.model_limits import JobConcurrency, RateLimit
 from runtime.service.job_limits import waiting_reasons
+from runtime.service.reconciler import Reconciler
 from runtime.service.timers import fire_due_timers
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
@@ -177,9 +178,10 @@ def test_concurrency_and_rate_limit_together_on_a_fan_out_hold_both(
 def test_a_crash_at_any_write_never_starts_more_than_the_limit_in_a_window(
     store: MongoStore, runs_of: Any, clock: Clock, step: int
 ) -> None:
-    runs = runs_of(rate_limited(2), duplicate=2, shuffle=True, seed=step, crash_plan=lambda: CrashAtStep(step))
+    runs = runs_of(
+        rate_limited(2), duplicate=2, shuffle=True, seed=step, crash_plan=lambda: CrashAtStep(step)
+    )
     ids = [runs.start() for _ in range(5)]
-    from runtime.service.reconciler import Reconciler
 
     reconciler = Reconciler(
         store,

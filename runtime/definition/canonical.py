@@ -14,11 +14,11 @@ from runtime.definition.draft import Draft, DraftJob, DraftPhase, Ref, known_fie
 from runtime.definition.expressions import check_expression
 from runtime.definition.flow import read_flow
 from runtime.definition.for_each import read_for_each
-from runtime.definition.job_limits import read_job_limits
 from runtime.definition.http import read_http
 from runtime.definition.input_schema import read_input_schema
 from runtime.definition.invoke import read_invoke
 from runtime.definition.job_code import check_job_code, check_shared_folder
+from runtime.definition.job_limits import read_job_limits
 from runtime.definition.model import EXIT_PHASE, HANDLERS_PHASE, JOINS, RESULTS, Alarms, Notify
 from runtime.definition.permissions import read_permissions
 from runtime.definition.report import JsonPath, Report

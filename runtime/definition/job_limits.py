@@ -63,4 +63,3 @@ def _key(job: DraftJob, name: str, key: Any, report: Report) -> str | None:
                 f"dispatched and sees only {', '.join(map(repr, KEY_ROOTS))} (did you mean 'input.{root}'?)",
             )
     return key
-

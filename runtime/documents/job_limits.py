@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,7 +33,14 @@ Document = dict[str, Any]
 KIND, JOB, KEY, RUN_ID = "kind", "job", "key", "runId"
 LIMIT_KIND, TICKET_KIND = "job_limit", "job_ticket"
 IN_FLIGHT, WINDOW, STARTED, WAKE_AT = "inFlight", "window", "started", "wakeAt"
-LIMIT_ID, STATE, PRIORITY, ARRIVAL, EVENT, LIMITS = "limitId", "state", "priority", "arrival", "event", "limits"
+LIMIT_ID, STATE, PRIORITY, ARRIVAL, EVENT, LIMITS = (
+    "limitId",
+    "state",
+    "priority",
+    "arrival",
+    "event",
+    "limits",
+)
 GRANTED_AT, RELEASED_AT = "grantedAt", "releasedAt"
 WAITING, GRANTED, RELEASED = "waiting", "granted", "released"
 
@@ -135,7 +143,9 @@ def take(
     conditions: list[Document] = []
     update: Document = {"$set": {KIND: LIMIT_KIND}}
     if concurrency is not None:
-        conditions.append({"$or": [{IN_FLIGHT: ticket}, {f"{IN_FLIGHT}.{concurrency - 1}": {"$exists": False}}]})
+        conditions.append(
+            {"$or": [{IN_FLIGHT: ticket}, {f"{IN_FLIGHT}.{concurrency - 1}": {"$exists": False}}]}
+        )
         update["$addToSet"] = {IN_FLIGHT: ticket}
     if rate is not None and new_window:
         conditions.append({"$or": [{WINDOW: {"$lt": window}}, {WINDOW: {"$exists": False}}]})
@@ -178,11 +188,7 @@ def woken(limit: str, at: datetime) -> tuple[Document, Document]:
     return {ID: limit, WAKE_AT: at}, {"$set": {WAKE_AT: None}}
 
 
-def in_flight_of(document: Document | None) -> list[str]:
-    return [] if document is None else list(document.get(IN_FLIGHT) or [])
-
-
-def started_in(document: Document | None, window: int) -> int:
+def started_in(document: Mapping[str, Any] | None, window: int) -> int:
     """Tickets started in ``window`` by the document."""
     if document is None or document.get(WINDOW) != window:
         return 0

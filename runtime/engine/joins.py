@@ -32,7 +32,6 @@ from typing import Any
 import jmespath
 
 from runtime import limits
-from runtime.definition.model_limits import AttemptLimits
 from runtime.definition.model import (
     CATCHING_JOINS,
     EARLY_JOINS,
@@ -42,6 +41,7 @@ from runtime.definition.model import (
     Phase,
     Workflow,
 )
+from runtime.definition.model_limits import AttemptLimits
 from runtime.documents.events import JobEvent
 from runtime.documents.outputs import run_output_ref
 from runtime.documents.run import Run, StatusEvent

@@ -145,7 +145,15 @@ def _wake_at_next_window(store: RunStore, limit: str, head: Mapping[str, Any], w
     tickets.wake_at(limit, at, head[WORKFLOW], head[doc.JOB], head[doc.KEY])
 
 
-def release(store: RunStore, event_run_id: str, job: str, index: int | None, attempt: int, round_number: int, dispatch: Send) -> None:
+def release(
+    store: RunStore,
+    event_run_id: str,
+    job: str,
+    index: int | None,
+    attempt: int,
+    round_number: int,
+    dispatch: Send,
+) -> None:
     """The attempt ended: its ticket is released, its place in flight given back, and its queue
     moves; nothing for an attempt that had no ticket. Repeatable."""
     tickets = store.job_limits()
@@ -204,9 +212,17 @@ def _has_ended(store: RunStore, run: Run | None, ticket: Mapping[str, Any], now:
     slot = None
     keys = store.keys
     if keys is not None:
-        slot = JobEvent(run_id=run_id, workflow=run.workflow, phase="", job=job, attempt=attempt,
-                        attempt_key=keys.attempt_key(run_id, job, attempt, index)).slot
-    if definition is not None and store.read_terminal_status(run_id, definition.phase, job, attempt, index, slot):
+        slot = JobEvent(
+            run_id=run_id,
+            workflow=run.workflow,
+            phase="",
+            job=job,
+            attempt=attempt,
+            attempt_key=keys.attempt_key(run_id, job, attempt, index),
+        ).slot
+    if definition is not None and store.read_terminal_status(
+        run_id, definition.phase, job, attempt, index, slot
+    ):
         return True
     record = run.jobs.get(job)
     moved_on = record is None or (
@@ -232,8 +248,27 @@ def waiting_reasons(store: RunStore, run_id: str) -> dict[tuple[str, int | None]
         limit = ticket[doc.LIMIT_ID]
         if limit not in counts:
             counts[limit] = tickets.count_waiting(limit)
-        reasons[(job, index)] = describe(_limits_of(ticket), job, ticket[doc.KEY], counts[limit], tickets.read_limit(limit))
+        reasons[(job, index)] = describe(
+            _limits_of(ticket), job, ticket[doc.KEY], counts[limit], tickets.read_limit(limit)
+        )
     return reasons
+
+
+def job_waits(store: RunStore, run: Run) -> dict[str, str]:
+    """Why jobs of the running ``run`` wait for their limits, by job: what ``status`` and the
+    console show (``concurrency 5 on charge with key tenant-42 (3 waiting)``; for a fan-out's
+    items, how many of this run's wait). Nothing is read for a run whose jobs have no limits."""
+    limited = any(job.concurrency is not None or job.rate_limit is not None for job in run.definition.jobs())
+    if not limited or run.state in ENDED:
+        return {}
+    by_job: dict[str, list[tuple[int | None, str]]] = {}
+    for (job, index), reason in waiting_reasons(store, run.run_id).items():
+        by_job.setdefault(job, []).append((index, reason))
+    waits: dict[str, str] = {}
+    for job, reasons in by_job.items():
+        index, reason = reasons[0]
+        waits[job] = reason if index is None else f"{len(reasons)} item(s) wait: {reason}"
+    return waits
 
 
 def describe(limits: AttemptLimits, job: str, key: str, waiting: int, limit: Mapping[str, Any] | None) -> str:

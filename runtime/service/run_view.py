@@ -12,6 +12,7 @@ from typing import Any
 from runtime.documents.items import FAILED_ITEMS_SHOWN, FailedItem, FanOut
 from runtime.documents.run import JobRecord
 from runtime.engine.joins import caught, failure_allowed
+from runtime.service.job_limits import job_waits
 from runtime.statuses import ENDED, JobState, RunState, StatusName
 from runtime.store.mongo import MongoStore
 
@@ -57,6 +58,9 @@ class JobReport:
     before_redrive: str | None = None
     """For a job pending again after a redrive (a failure handler, a job that failed), how its
     last attempt before the redrive ended: ``succeeded (attempt 1)``."""
+    waits: str | None = None
+    """Why its attempt (or items) waits for the job's limits across runs: ``rate limit 20/s on
+    charge_card (980 waiting)``."""
 
     def detail(self) -> Any:
         """What the summary's output column shows: a fan-out's counts rather than its items'
@@ -64,6 +68,8 @@ class JobReport:
         redrive did before it."""
         if self.before_redrive is not None and self.status == JobState.PENDING:
             return f"ran before the redrive: {self.before_redrive}"
+        if self.waits is not None:
+            return f"waits: {self.waits}"
         if self.items is not None and self.error is None:
             items = self.items
             return (
@@ -119,6 +125,7 @@ class RunReport:
                         else {}
                     ),
                     **({} if job.output_ref is None else {"output_ref": job.output_ref}),
+                    **({} if job.waits is None else {"waits": job.waits}),
                 }
                 for job in self.jobs
             },
@@ -156,6 +163,7 @@ class RunReport:
                     items=job.get("items"),
                     failed_items=tuple(FailedItem.from_json(item) for item in job.get("failed_items", ())),
                     output_ref=job.get("output_ref"),
+                    waits=job.get("waits"),
                 )
                 for name, job in document["jobs"].items()
             ),
@@ -240,6 +248,7 @@ def summarize(
         else:
             last_report[job] = date
     ended = run.state in ENDED or gave_up is not None
+    waits = job_waits(store, run)
     jobs = []
     states = {name: record.state for name, record in run.jobs.items()}
     for phase in run.definition.all_phases():
@@ -268,6 +277,7 @@ def summarize(
                     failed_items=_failed_items(store, run_id, name, record.fan_out),
                     output_ref=record.output_ref,
                     before_redrive=before_redrive.get(name),
+                    waits=waits.get(name),
                 )
             )
     return RunReport(

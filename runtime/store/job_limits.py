@@ -9,7 +9,7 @@ from typing import Any
 
 from pymongo import ReturnDocument
 from pymongo.collection import Collection
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import DuplicateKeyError
 
 from runtime.documents import ID
 from runtime.documents import job_limits as doc
@@ -27,7 +27,10 @@ class MongoJobLimits:
 
     def ensure_indexes(self) -> None:
         keys, options = doc.QUEUE_INDEX
-        _guard("create the job queue's index", lambda: self.slots.create_index(keys, name="job_tickets", **options))
+        _guard(
+            "create the job queue's index",
+            lambda: self.slots.create_index(keys, name="job_tickets", **options),
+        )
 
     def ticket(
         self,
@@ -58,7 +61,9 @@ class MongoJobLimits:
         """The first waiting ticket of the limit document, in the queue's order."""
         return _guard(
             "read the job queue",
-            lambda: next(iter(self.slots.find(doc.waiting_query(limit)).sort(doc.QUEUE_ORDER).limit(1)), None),
+            lambda: next(
+                iter(self.slots.find(doc.waiting_query(limit)).sort(doc.QUEUE_ORDER).limit(1)), None
+            ),
         )
 
     def count_waiting(self, limit: str) -> int:
@@ -100,12 +105,17 @@ class MongoJobLimits:
 
     def woken(self, limit: str, at: datetime) -> bool:
         query, update = doc.woken(limit, at)
-        return _guard("clear a job queue's wake", lambda: self.slots.update_one(query, update)).matched_count == 1
+        return (
+            _guard("clear a job queue's wake", lambda: self.slots.update_one(query, update)).matched_count
+            == 1
+        )
 
     def next_wake(self, workflow: str | None) -> datetime | None:
         document = _guard(
             "read the next job queue wake",
-            lambda: next(iter(self.slots.find(doc.next_wake_query(workflow)).sort(doc.WAKE_AT, 1).limit(1)), None),
+            lambda: next(
+                iter(self.slots.find(doc.next_wake_query(workflow)).sort(doc.WAKE_AT, 1).limit(1)), None
+            ),
         )
         return None if document is None else document[doc.WAKE_AT]
 

@@ -102,8 +102,8 @@ from runtime.documents.views import output_reference_of, output_references, view
 from runtime.errors import DocumentRejected, StoreError
 from runtime.statuses import OPERATION_STATUSES, RunState, StatusName
 from runtime.store.items import MongoItems
-from runtime.store.settings import StoreSettings
 from runtime.store.job_limits import MongoJobLimits
+from runtime.store.settings import StoreSettings
 from runtime.store.slots import MongoSlots
 from runtime.store.views import ensure_views, workflow_reads
 

@@ -40,6 +40,7 @@ function renderPanel(run) {
     job.failed_items && job.failed_items.length ? el("ol", { id: "panel-failed-items" }, ...job.failed_items.map((failed) => el("li", { class: "state-failed" },
       `item ${failed.index} ${JSON.stringify(failed.item)}`, el("pre", { class: "error" }, firstLine(failed.error || "", 200))))) : null,
     job.kind !== "code" ? el("p", {}, job.kind === "wait" ? "a wait job: no code runs" : `an approval job${job.message ? `: ${job.message}` : ""}`) : null,
+    job.waits ? el("p", { id: "panel-waits", class: "state-waiting" }, `waits: ${job.waits}`) : null,
     job.state === "waiting" && job.due_at ? el("p", { id: "panel-due" }, `waiting until ${when(job.due_at)}${job.kind === "approval" ? " (then it times out)" : ""}`) : null,
     el("h3", {}, "Event"), pretty(event),
     el("h3", {}, "Output"), pretty(job.output),
