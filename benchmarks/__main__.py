@@ -1,6 +1,6 @@
 """``make bench``: every figure of benchmarks/README.md, written to benchmarks/results.json.
 
-``python -m benchmarks [--only engine|synth|trigger|console|timers|fanout|memory|testkit|latency|observe]
+``python -m benchmarks [--only engine|synth|trigger|console|timers|fanout|memory|testkit|latency|observe|joblimits]
 [--pairs N] [--repeats N] [--output FILE]``;
 the defaults are what results.json was made with (five to eight minutes on two cores). With
 ``--only``, the figures of that part replace theirs in the output file and the others stay.
@@ -24,6 +24,7 @@ from benchmarks import (
     console,
     executions,
     fan_out,
+    job_limits,
     latency,
     observe,
     orchestration,
@@ -55,6 +56,8 @@ TARGETS = {
     "testkit_virtual_seconds_per_wall_second": ">= 100000 (a day of waits in under a second)",
     "step_latency_fast_path_p50_ms": "< 142 (Step Functions Standard's published p50; modelled, not built)",
     "telemetry_commands_added_per_attempt": "== 0 (MongoDB commands tracing and metrics add)",
+    "rate_limit_max_per_window": "<= 20 (starts of a rate_limit 20/s job in any one-second window)",
+    "rate_limit_share_while_waiting": ">= 0.9 (of the limit, in the seconds work waited)",
 }
 
 
@@ -107,6 +110,8 @@ def verdicts(results: dict[str, Any]) -> dict[str, bool]:
         ),
         "step_latency_fast_path_p50_ms": lambda r: r["step_latency_fast_path_p50_ms"] < 142,
         "telemetry_commands_added_per_attempt": lambda r: r["telemetry_commands_added_per_attempt"] == 0,
+        "rate_limit_max_per_window": lambda r: r["rate_limit_max_per_window"] <= job_limits.RATE,
+        "rate_limit_share_while_waiting": lambda r: r["rate_limit_share_while_waiting"] >= 0.9,
     }
     return {name: check(results) for name, check in checks.items() if name in results}
 
@@ -126,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             "testkit",
             "latency",
             "observe",
+            "joblimits",
         ],
         help="one part of the bench",
     )
@@ -178,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
             results.update(latency.step_latency(uri, progress, args.chain_runs, dev_runs=args.chain_runs))
         if args.only in (None, "observe"):
             results.update(observe.telemetry_cost(uri, args.observed_runs, progress))
+        if args.only in (None, "joblimits"):
+            results.update(job_limits.rate_limited_fan_out(uri, progress))
     if args.only in (None, "synth"):
         results.update(synth.measure_overhead(args.pairs, progress))
         results.update(synth.measure_sizes([10, 100, 500], args.repeats, progress))

@@ -224,8 +224,9 @@ class JobLimitStore(Protocol):
     def grant(self, ticket: str, now: datetime) -> bool:
         """A waiting ticket becomes granted; False when it was not waiting."""
 
-    def release(self, limit: str, ticket: str, now: datetime) -> None:
-        """The attempt ended: its ticket released, its place in flight given back; repeatable."""
+    def release(self, limit: str | None, ticket: str, now: datetime) -> None:
+        """The attempt ended: its ticket released, its place in flight given back (``limit``
+        None: it holds none); repeatable."""
 
     def read_limit(self, limit: str) -> Document | None: ...
 

@@ -8,6 +8,7 @@ from benchmarks import (
     console,
     executions,
     fan_out,
+    job_limits,
     latency,
     orchestration,
     output_reads,
@@ -245,3 +246,12 @@ def test_the_dev_server_benchmark_measures_one_step_per_job_after_the_first(mong
 
     assert (figures["samples"], figures["runs"], figures["jobs_per_run"]) == (2, 1, 3)
     assert 0 <= figures["p50"] <= figures["p99"]
+
+
+def test_the_rate_limit_benchmark_never_starts_more_than_the_limit_in_a_second(mongo_uri: str) -> None:
+    figures = job_limits.rate_limited_fan_out(mongo_uri, quiet, items=30, rate=10)
+
+    run = figures["rate_limit_fan_out"]
+    assert sum(run["starts_per_window"]) == 30
+    assert figures["rate_limit_max_per_window"] <= 10
+    assert run["unlimited_starts_per_second_mean"] > 0

@@ -61,7 +61,8 @@ def test_the_keys_load_into_the_ir_and_survive_the_run_snapshot(tmp_path: Path) 
     [
         (
             "concurrency: {limit: 0}",
-            r"\$\.phases\.p\.jobs\.charge_card\.concurrency\.limit: 0 is out of range: must be between 1 and 10000",
+            r"\$\.phases\.p\.jobs\.charge_card\.concurrency\.limit: 0 is out of range: "
+            r"must be between 1 and 10000",
         ),
         (
             "rate_limit: {limit: 20, period: 0}",

@@ -210,7 +210,7 @@ class CrashingJobLimits:
     def grant(self, ticket: str, now: datetime) -> bool:
         return _crashing_write(self.plan, "grant_ticket", lambda: self._limits.grant(ticket, now))
 
-    def release(self, limit: str, ticket: str, now: datetime) -> None:
+    def release(self, limit: str | None, ticket: str, now: datetime) -> None:
         _crashing_write(self.plan, "release_ticket", lambda: self._limits.release(limit, ticket, now))
 
     def wake_at(self, limit: str, at: datetime, workflow: str, job: str, key: str) -> None:

@@ -61,6 +61,17 @@ go without reporting its end before the reconciler gives its place back: Lambda'
 retry window."""
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt of a job, or of a fan-out's item in its ``round``."""
+
+    run_id: str
+    job: str
+    index: int | None
+    attempt: int
+    round: int = 0
+
+
 def key_of(event: JobEvent, limits: AttemptLimits) -> str:
     """The attempt's key value, as the limit document stores it; an expression that cannot be
     evaluated on this event counts as the key ``null`` (logged)."""
@@ -133,31 +144,26 @@ def promote(store: RunStore, limit: str, dispatch: Send) -> int:
 
 
 def _wake_at_next_window(store: RunStore, limit: str, head: Mapping[str, Any], window: int) -> None:
-    """A queue that waits for a rate window (its window is full) wakes when the next starts; one
-    that waits for an attempt in flight to end is woken by that end."""
+    """A queue that waits may wait for the rate window (full): it wakes when the next starts. One
+    that waits for an attempt in flight to end is woken by that end (and once more by this timer,
+    which finds it waiting still: cheaper than reading which limit held it back)."""
     rate = _limits_of(head).rate_limit
     if rate is None:
         return
-    tickets = store.job_limits()
-    if doc.started_in(tickets.read_limit(limit), window) < rate.limit:
-        return
     at = doc.window_start(window + 1, rate.period)
-    tickets.wake_at(limit, at, head[WORKFLOW], head[doc.JOB], head[doc.KEY])
+    store.job_limits().wake_at(limit, at, head[WORKFLOW], head[doc.JOB], head[doc.KEY])
 
 
-def release(
-    store: RunStore,
-    event_run_id: str,
-    job: str,
-    index: int | None,
-    attempt: int,
-    round_number: int,
-    dispatch: Send,
-) -> None:
-    """The attempt ended: its ticket is released, its place in flight given back, and its queue
-    moves; nothing for an attempt that had no ticket. Repeatable."""
+def release(store: RunStore, attempt: Attempt, holds_place: bool, dispatch: Send) -> None:
+    """The attempt ended: its ticket is released and, when its job has a ``concurrency`` (its
+    attempts hold a place in flight), that place is given back and its queue moves; nothing for
+    an attempt that had no ticket. A job with a ``rate_limit`` alone only closes the ticket: its
+    queue waits for the next window, whose timer moves it. Repeatable."""
     tickets = store.job_limits()
-    ticket_id = doc.ticket_id(event_run_id, job, round_number, index, attempt)
+    ticket_id = doc.ticket_id(attempt.run_id, attempt.job, attempt.round, attempt.index, attempt.attempt)
+    if not holds_place:
+        tickets.release(None, ticket_id, utcnow())
+        return
     ticket = tickets.read_ticket(ticket_id)
     if ticket is None:
         return

@@ -197,9 +197,8 @@ class Orchestrator:
             job = None if run is None or event.job not in run.jobs else run.definition.job(event.job)
             round_number = 0
         if job is not None and (job.concurrency is not None or job.rate_limit is not None):
-            job_limits.release(
-                self.store, event.run_id, event.job, event.index, event.attempt, round_number, self.invoke
-            )
+            attempt = job_limits.Attempt(event.run_id, event.job, event.index, event.attempt, round_number)
+            job_limits.release(self.store, attempt, job.concurrency is not None, self.invoke)
 
     def _decide(self, event: StatusEvent) -> Outcome:
         run = self.store.read_run(event.run_id)

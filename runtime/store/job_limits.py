@@ -86,11 +86,15 @@ class MongoJobLimits:
         query, update = doc.granted(ticket, now)
         return _guard("grant a ticket", lambda: self.slots.update_one(query, update)).matched_count == 1
 
-    def release(self, limit: str, ticket: str, now: datetime) -> None:
-        """The attempt ended: its ticket is released, then its place in flight given back."""
+    def release(self, limit: str | None, ticket: str, now: datetime) -> None:
+        """The attempt ended: its ticket is released, then its place in flight given back (none
+        for ``limit`` None: a job with a rate limit alone holds no place in flight)."""
         query, update = doc.released(ticket, now)
         _guard("release a ticket", lambda: self.slots.update_one(query, update))
-        _guard("give a job's place back", lambda: self.slots.update_one({ID: limit}, doc.give_back(ticket)))
+        if limit is not None:
+            _guard(
+                "give a job's place back", lambda: self.slots.update_one({ID: limit}, doc.give_back(ticket))
+            )
 
     def read_limit(self, limit: str) -> Document | None:
         return _guard("read a job's limit", lambda: self.slots.find_one({ID: limit}))
