@@ -1,7 +1,7 @@
 """``make bench``: every figure of benchmarks/README.md, written to benchmarks/results.json.
 
-``python -m benchmarks [--only engine|synth|trigger|console|timers|fanout|memory|testkit|latency|observe|joblimits]
-[--pairs N] [--repeats N] [--output FILE]``;
+``python -m benchmarks [--only engine|synth|trigger|console|timers|fanout|memory|testkit|latency|observe|
+joblimits] [--pairs N] [--repeats N] [--output FILE]``;
 the defaults are what results.json was made with (five to eight minutes on two cores). With
 ``--only``, the figures of that part replace theirs in the output file and the others stay.
 """

@@ -66,6 +66,6 @@ class AttemptLimits:
     @property
     def key(self) -> str | None:
         """The key expression both limits share (the build checks they do)."""
-        return (
-            self.concurrency.key if self.concurrency is not None else self.rate_limit and self.rate_limit.key
-        )
+        if self.concurrency is not None:
+            return self.concurrency.key
+        return None if self.rate_limit is None else self.rate_limit.key
