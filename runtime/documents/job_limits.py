@@ -179,13 +179,14 @@ def due_query(now: datetime, workflow: str | None) -> Document:
 
 
 def next_wake_query(workflow: str | None) -> Document:
-    query: Document = {KIND: LIMIT_KIND, WAKE_AT: {"$ne": None}}
+    query: Document = {KIND: LIMIT_KIND, WAKE_AT: {"$exists": True}}
     return query if workflow is None else query | {WORKFLOW: workflow}
 
 
 def woken(limit: str, at: datetime) -> tuple[Document, Document]:
-    """Clears a due wake (the wake as read: one set sooner meanwhile stays)."""
-    return {ID: limit, WAKE_AT: at}, {"$set": {WAKE_AT: None}}
+    """Clears a due wake (the wake as read: one set sooner meanwhile stays). Unset, not null:
+    the next wake's ``$min`` would keep a null, which sorts before every date."""
+    return {ID: limit, WAKE_AT: at}, {"$unset": {WAKE_AT: ""}}
 
 
 def started_in(document: Mapping[str, Any] | None, window: int) -> int:
