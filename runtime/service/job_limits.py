@@ -55,6 +55,10 @@ Send = Callable[[JobEvent], None]
 MAX_PROMOTIONS = 10_000
 """Bound on the attempts one move of a queue dispatches: more than any limit a spec may set."""
 
+REPAIR_AFTER = timedelta(minutes=1)
+"""How long after its grant an attempt's place is the reconciler's to check: its end's release
+comes sooner, unless that end was lost."""
+
 LOST_AFTER = timedelta(minutes=3)
 """How long past its job's timeout a granted attempt of a run that has ended (or moved on) may
 go without reporting its end before the reconciler gives its place back: Lambda's asynchronous
@@ -208,13 +212,20 @@ def repair(store: RunStore, dispatch: Send, now: datetime, workflow: str | None 
 
 
 def _has_ended(store: RunStore, run: Run | None, ticket: Mapping[str, Any], now: datetime) -> bool:
-    """Whether the ticket's attempt has ended (or will never run): its end is recorded, its run
-    is gone, or its run has ended or moved on and the attempt, if it was sent, is past the time
-    it could still be running."""
-    _, run_id, job, _, index, attempt = json.loads(ticket[ID])
+    """Whether the ticket's attempt has ended (or will never run): its run is gone, its end is
+    recorded, or its run has ended or moved on and the attempt, if it was sent, is past the time
+    it could still be running. A waiting ticket's attempt was never sent (no end to read), and
+    one granted less than ``REPAIR_AFTER`` ago is left to its own end's release: a pass reads
+    the statuses of the few attempts that may have lost theirs, not of every attempt in flight."""
     if run is None:
         return True
+    granted_at = as_utc(ticket.get(doc.GRANTED_AT))
+    if ticket[doc.STATE] == doc.GRANTED and granted_at is not None and age(granted_at, now) < REPAIR_AFTER:
+        return False
+    _, run_id, job, _, index, attempt = json.loads(ticket[ID])
     definition = run.definition.job(job) if job in run.jobs else None
+    if ticket[doc.STATE] == doc.WAITING:
+        return run.state in ENDED or definition is None
     slot = None
     keys = store.keys
     if keys is not None:
@@ -236,9 +247,6 @@ def _has_ended(store: RunStore, run: Run | None, ticket: Mapping[str, Any], now:
     )
     if run.state not in ENDED and not moved_on:
         return False
-    if ticket[doc.STATE] == doc.WAITING:
-        return True
-    granted_at = as_utc(ticket.get(doc.GRANTED_AT))
     timeout = timedelta(seconds=definition.timeout if definition is not None else 900)
     return granted_at is None or age(granted_at, now) > timeout + LOST_AFTER
 
