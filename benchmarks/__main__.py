@@ -1,8 +1,7 @@
 """``make bench``: every figure of benchmarks/README.md, written to benchmarks/results.json.
 
 ``python -m benchmarks [--only engine|synth|trigger|console|timers|fanout|memory|testkit|latency|observe|
-queue]
-[--pairs N] [--repeats N] [--output FILE]``;
+queue|joblimits] [--pairs N] [--repeats N] [--output FILE]``;
 the defaults are what results.json was made with (five to eight minutes on two cores). With
 ``--only``, the figures of that part replace theirs in the output file and the others stay.
 """
@@ -25,6 +24,7 @@ from benchmarks import (
     console,
     executions,
     fan_out,
+    job_limits,
     latency,
     observe,
     orchestration,
@@ -58,6 +58,8 @@ TARGETS = {
     "step_latency_fast_path_p50_ms": "< 142 (Step Functions Standard's p50; modelled, delivery fast)",
     "telemetry_commands_added_per_attempt": "== 0 (MongoDB commands tracing and metrics add)",
     "run_queue_most_in_flight": "<= 10 (1,000 runs with concurrency: {limit: 10}, from the statuses log)",
+    "rate_limit_max_per_window": "<= 20 (starts of a rate_limit 20/s job in any one-second window)",
+    "rate_limit_share_while_waiting": ">= 0.9 (of the limit, in the seconds work waited)",
 }
 
 
@@ -111,6 +113,8 @@ def verdicts(results: dict[str, Any]) -> dict[str, bool]:
         "step_latency_fast_path_p50_ms": lambda r: r["step_latency_fast_path_p50_ms"] < 142,
         "telemetry_commands_added_per_attempt": lambda r: r["telemetry_commands_added_per_attempt"] == 0,
         "run_queue_most_in_flight": lambda r: r["run_queue_most_in_flight"] <= r["run_queue"]["limit"],
+        "rate_limit_max_per_window": lambda r: r["rate_limit_max_per_window"] <= job_limits.RATE,
+        "rate_limit_share_while_waiting": lambda r: r["rate_limit_share_while_waiting"] >= 0.9,
     }
     return {name: check(results) for name, check in checks.items() if name in results}
 
@@ -131,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             "latency",
             "observe",
             "queue",
+            "joblimits",
         ],
         help="one part of the bench",
     )
@@ -186,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
             results.update(observe.telemetry_cost(uri, args.observed_runs, progress))
         if args.only in (None, "queue"):
             results.update(run_queue.run_queue(uri, args.queued_runs, 10, progress))
+        if args.only in (None, "joblimits"):
+            results.update(job_limits.rate_limited_fan_out(uri, progress))
     if args.only in (None, "synth"):
         results.update(synth.measure_overhead(args.pairs, progress))
         results.update(synth.measure_sizes([10, 100, 500], args.repeats, progress))

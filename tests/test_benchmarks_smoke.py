@@ -8,6 +8,7 @@ from benchmarks import (
     console,
     executions,
     fan_out,
+    job_limits,
     latency,
     orchestration,
     output_reads,
@@ -267,3 +268,12 @@ def test_the_run_queue_benchmark_keeps_the_limit_and_costs_the_limited_side_more
     assert free["most_in_flight"] == 12
     assert figures["run_queue_extra_commands_per_run"] > 0
     assert limited["longest_queue_wait_s"] > free["longest_queue_wait_s"]
+
+
+def test_the_rate_limit_benchmark_never_starts_more_than_the_limit_in_a_second(mongo_uri: str) -> None:
+    figures = job_limits.rate_limited_fan_out(mongo_uri, quiet, items=30, rate=10)
+
+    run = figures["rate_limit_fan_out"]
+    assert sum(run["starts_per_window"]) == 30
+    assert figures["rate_limit_max_per_window"] <= 10
+    assert run["unlimited_starts_per_second_mean"] > 0

@@ -103,6 +103,8 @@ CALL_BASE["phases"]["p"]["jobs"]["b"]["call"] = {
 }
 CHILD_BASE: dict[str, Any] = copy.deepcopy(SPEC_BASE)
 CHILD_BASE["phases"]["p"]["jobs"]["b"]["workflow"] = {"name": "shipping"}
+LIMITS_BASE: dict[str, Any] = copy.deepcopy(SPEC_BASE)
+LIMITS_BASE["phases"]["p"]["jobs"]["b"] |= {"concurrency": {"limit": 2}, "rate_limit": {"limit": 3}}
 SEED_BASE: dict[str, Any] = {
     "purposeId": "probe",
     "phases": {
@@ -129,6 +131,8 @@ WHERE: dict[str, tuple[dict[str, Any], tuple[str | int, ...]]] = {
     "http": (HTTP_BASE, ("phases", "p", "jobs", "b", "http")),
     "call": (CALL_BASE, ("phases", "p", "jobs", "b", "call")),
     "child_workflow": (CHILD_BASE, ("phases", "p", "jobs", "b", "workflow")),
+    "job_concurrency": (LIMITS_BASE, ("phases", "p", "jobs", "b", "concurrency")),
+    "rate_limit": (LIMITS_BASE, ("phases", "p", "jobs", "b", "rate_limit")),
     "seed": (SEED_BASE, ()),
     "seed_phase": (SEED_BASE, ("phases", "p")),
     "seed_step": (SEED_BASE, ("phases", "p", "steps", "p")),
@@ -229,6 +233,13 @@ CHANGES: dict[tuple[str, str], object] = {
     ("job", "for_each"): "input.files",
     ("job", "max_concurrency"): 5,
     ("job", "tolerated_failures"): "5%",
+    ("job", "concurrency"): {"limit": 2},
+    ("job", "rate_limit"): {"limit": 20, "period": 1},
+    ("job_concurrency", "limit"): 4,
+    ("job_concurrency", "key"): "input.tenant",
+    ("rate_limit", "limit"): 7,
+    ("rate_limit", "period"): 60,
+    ("rate_limit", "key"): "input.tenant",
     ("job", "permissions"): [{"actions": ["s3:GetObject"], "resources": ["arn:aws:s3:::probe/*"]}],
     ("permission", "actions"): ["s3:PutObject"],
     ("permission", "resources"): ["arn:aws:s3:::other/*"],

@@ -49,6 +49,7 @@ from runtime.client import Client
 from runtime.clock import utcnow
 from runtime.documents.items import FAILED_ITEMS_SHOWN
 from runtime.errors import RunError, StoreError
+from runtime.service.job_limits import job_waits
 from runtime.service.operations import OperationReceipt
 from runtime.store.mongo import MongoStore
 
@@ -185,7 +186,14 @@ def console_app(
             }
             statuses = store.read_statuses(run_id, items=False)
             return JSONResponse(
-                run_json(found, statuses, allow_actions, failed, upgrades=upgrade is not None)
+                run_json(
+                    found,
+                    statuses,
+                    allow_actions,
+                    failed,
+                    upgrades=upgrade is not None,
+                    waits=job_waits(store, found),
+                )
             )
         except StoreError as exc:
             return _problem(503, str(exc))

@@ -54,7 +54,9 @@ def _kind(job: Job) -> str:
     return "http" if job.http is not None else "code"
 
 
-def _phase_json(run: Run, phase: Phase, failed_items: Mapping[str, Sequence[FailedItem]]) -> dict[str, Any]:
+def _phase_json(
+    run: Run, phase: Phase, failed_items: Mapping[str, Sequence[FailedItem]], waits: Mapping[str, str]
+) -> dict[str, Any]:
     jobs = []
     for job in phase.jobs:
         record = run.jobs.get(job.name)
@@ -87,27 +89,30 @@ def _phase_json(run: Run, phase: Phase, failed_items: Mapping[str, Sequence[Fail
                 "for_each": job.for_each,
                 "items": None if record is None or record.fan_out is None else record.fan_out.summary(),
                 "failed_items": [item.to_json() for item in failed_items.get(job.name, ())],
+                "waits": waits.get(job.name),
             }
         )
     return {"name": phase.name, "next": None, "jobs": jobs}
 
 
-def _phases(run: Run, failed_items: Mapping[str, Sequence[FailedItem]]) -> list[dict[str, Any]]:
+def _phases(
+    run: Run, failed_items: Mapping[str, Sequence[FailedItem]], waits: Mapping[str, str]
+) -> list[dict[str, Any]]:
     order = run.definition.phase_order()
     phases = []
     for position, phase in enumerate(order):
-        jobs = _phase_json(run, phase, failed_items)["jobs"]
+        jobs = _phase_json(run, phase, failed_items, waits)["jobs"]
         following = order[position + 1].name if position + 1 < len(order) else None
         phases.append({"name": phase.name, "next": following, "handlers": False, "jobs": jobs})
     if run.definition.on_failure is not None:
         # The failure handlers run only when the run fails or is cancelled: their own cluster,
         # joined to no phase.
-        phases.append({**_phase_json(run, run.definition.on_failure, failed_items), "handlers": True})
+        phases.append({**_phase_json(run, run.definition.on_failure, failed_items, waits), "handlers": True})
     if run.definition.on_exit is not None:
         # The exit handlers run when the run ends, however it ends: their own cluster too.
         phases.append(
             {
-                **_phase_json(run, run.definition.on_exit, failed_items),
+                **_phase_json(run, run.definition.on_exit, failed_items, waits),
                 "handlers": True,
                 "title": ON_EXIT_TITLE,
             }
@@ -238,13 +243,15 @@ def run_json(
     failed_items: Mapping[str, Sequence[FailedItem]] | None = None,
     *,
     upgrades: bool = False,
+    waits: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The run page's document. ``actions`` lists what the buttons may do now, and
     ``approvals`` the approval jobs waiting for an answer, ``events`` the event jobs waiting for
     their event (an operator may send one): all empty when the console is
     read-only, else what the run's state allows (``upgrade`` beside ``redrive`` when the console
     knows the spec folder to upgrade to). ``failed_items``: each fan-out job's items that failed
-    for good (the first by index), shown under its counts."""
+    for good (the first by index), shown under its counts. ``waits``: why jobs wait for their
+    limits across runs (``runtime.service.job_limits.job_waits``), shown in the job's panel."""
     actions: list[str] = []
     approvals: list[str] = []
     events: list[str] = []
@@ -281,7 +288,7 @@ def run_json(
         "version": run.version,
         "input": run.input,
         "started": iso(started),
-        "phases": _with_child_runs(_phases(run, failed_items or {}), statuses),
+        "phases": _with_child_runs(_phases(run, failed_items or {}, waits or {}), statuses),
         "attempts": _attempts(run, statuses),
         "history": _history(statuses),
         "actions": actions,

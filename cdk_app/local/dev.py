@@ -228,7 +228,7 @@ class DevServer:
                         self.deployment.refresh()
                         next_reload = time.monotonic() + self.options.reload_seconds
                     if time.monotonic() >= next_timers:
-                        fire_due_timers(self.store, utcnow())
+                        fire_due_timers(self.store, utcnow(), None, self.reconciler.invoke)
                         self.schedules.tick(self.deployment.workflows, utcnow())
                         next_timers = time.monotonic() + self.options.timer_seconds
                     if time.monotonic() >= next_repair:

@@ -172,7 +172,7 @@ class LocalRunner:
                 next_tick = time.monotonic() + self.options.tick_seconds
             if not ended and time.monotonic() >= next_timers:
                 for name in self.cloud.workflows():
-                    fire_due_timers(self.store, utcnow(), name)
+                    fire_due_timers(self.store, utcnow(), name, self._reconciler.invoke)
                 next_timers = time.monotonic() + self.options.timer_seconds
             if not ended and time.monotonic() >= next_repair:
                 self._repair(run_id, quiet=time.monotonic() - last_progress >= self.options.repair_seconds)

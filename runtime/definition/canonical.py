@@ -20,6 +20,7 @@ from runtime.definition.http import read_http
 from runtime.definition.input_schema import read_input_schema
 from runtime.definition.invoke import read_invoke
 from runtime.definition.job_code import check_job_code, check_shared_folder
+from runtime.definition.job_limits import read_job_limits
 from runtime.definition.model import (
     DELIVERY_MODES,
     EXIT_PHASE,
@@ -164,6 +165,7 @@ def _job_settings(
         settings["when"] = own["when"]
         check_expression(job, "when", own["when"], job.when_reads, report)
     settings |= read_for_each(job, own, report)
+    settings |= read_job_limits(job, own, report)
     settings |= read_invoke(job, own, report, code.base_dir)
     settings |= read_http(job, own, report)
     settings |= read_event(job, own, report)

@@ -71,6 +71,8 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "http",
                 "call",
                 "workflow",
+                "concurrency",
+                "rate_limit",
             }
         ),
         "retry": frozenset({"max", "delay", "backoff", "max_delay", "jitter", "on"}),
@@ -85,6 +87,8 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
         "alarms": frozenset({"failure_rate", "duration_p99"}),
         "tracing": frozenset({"exporter", "endpoint"}),
         "concurrency": frozenset({"limit", "key"}),
+        "job_concurrency": frozenset({"limit", "key"}),
+        "rate_limit": frozenset({"limit", "period", "key"}),
         "seed": frozenset({"$schema", "id", "purposeId", "currentPhase", "phases"}),
         "seed_phase": frozenset({"steps", "waitFor", "next", "finished"}),
         "seed_step": frozenset({"jobs"}),

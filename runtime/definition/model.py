@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from runtime.definition.model_limits import JobConcurrency, RateLimit, limits_from_document
 from runtime.statuses import StatusName
 
 FUNCTION_NAME_MAX = 64
@@ -360,6 +361,10 @@ class Job:
     """An AWS service call the job makes instead of running code (``runtime.service.call_job``)."""
     child_workflow: ChildWorkflow | None = None
     """The workflow the job runs as a child run instead of running code (the spec's ``workflow:``)."""
+    concurrency: JobConcurrency | None = None
+    """Attempts of this job in flight at once across every run (``runtime.service.job_limits``)."""
+    rate_limit: RateLimit | None = None
+    """Attempts of this job started per period across every run."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "after", tuple(self.after))
@@ -718,6 +723,8 @@ def _phase_document(phase: Phase) -> dict[str, Any]:
                 **({} if job.http is None else {"http": job.http.to_document()}),
                 **({} if job.call is None else {"call": job.call.to_document()}),
                 **({} if job.child_workflow is None else {"workflow": job.child_workflow.to_document()}),
+                **({} if job.concurrency is None else {"concurrency": job.concurrency.to_document()}),
+                **({} if job.rate_limit is None else {"rate_limit": job.rate_limit.to_document()}),
             }
             for job in phase.jobs
         ],
@@ -759,6 +766,7 @@ def _phase_from_document(phase: Mapping[str, Any]) -> Phase:
                 http=None if job.get("http") is None else HttpRequest.from_document(job["http"]),
                 call=None if job.get("call") is None else ServiceCall(**job["call"]),
                 child_workflow=None if job.get("workflow") is None else ChildWorkflow(**job["workflow"]),
+                **limits_from_document(job),
             )
             for job in phase["jobs"]
         ),

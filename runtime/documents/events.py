@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runtime.definition.model import ChildWorkflow
+from runtime.definition.model_limits import AttemptLimits
 from runtime.documents.signatures import attempt_slot
 from runtime.documents.traces import TRACEPARENT, attempt_traceparent
 
@@ -51,6 +52,9 @@ class JobEvent:
     attempt_key: str | None = field(default=None, repr=False)
     """This attempt's own key for signing its reports (``runtime.documents.signatures``), added
     at dispatch by a control plane that signs; the user's handler never sees it."""
+    limits: AttemptLimits | None = field(default=None, repr=False, compare=False)
+    """The job's ``concurrency`` and ``rate_limit`` (None: it has neither): the dispatch waits
+    for them (``runtime.service.job_limits``). Not part of what the job receives."""
 
     @property
     def slot(self) -> str | None:

@@ -103,7 +103,9 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     try:
         if isinstance(event, dict) and event.get("action") == contracts.FIRE_TIMERS:
             reconciler: Reconciler = _state["reconciler"]
-            fired = fire_timers_until(reconciler.store, workflow, utcnow() + TIMER_WINDOW)
+            fired = fire_timers_until(
+                reconciler.store, workflow, utcnow() + TIMER_WINDOW, invoke=reconciler.invoke
+            )
             return {"timers_fired": fired}
         # A pass applies missed statuses, and the one that ends a run writes the run's spans.
         report = reconcile_and_report(_state["reconciler"], workflow)

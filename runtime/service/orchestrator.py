@@ -43,10 +43,17 @@ from runtime.engine.transition import Expiry, LoadOutputs, Rejection, Transition
 from runtime.errors import DocumentRejected, EventError, OutputTooLarge
 from runtime.limits import LAMBDA_RETRY_DELAY
 from runtime.ports import ChildStarter, Dispatcher, InvocationRefused, RunStore
-from runtime.service import children, run_slots
+from runtime.service import children, job_limits, run_slots
 from runtime.service.events import deliver_kept
 from runtime.service.fan_out import FanOutContexts, ItemHandling
-from runtime.statuses import ENDED, ORCHESTRATOR_STATUSES, RUN_ENDS, RunState, StatusName
+from runtime.statuses import (
+    ENDED,
+    ORCHESTRATOR_STATUSES,
+    RUN_ENDS,
+    TERMINAL_JOB_STATUSES,
+    RunState,
+    StatusName,
+)
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +201,8 @@ class Orchestrator:
             # Nothing to decide: the wait is recorded; an event kept from before it is delivered.
             delivered = deliver_kept(self.store, event)
             return Outcome(action="ignored" if delivered is None else "delivered")
+        if event.index is not None:
+            self._release_attempt(event)
         if event.index is not None and event.status != StatusName.NOT_RUN:
             action, dispatched, reason = self.fan_outs.apply(event)
             return Outcome(action=action, dispatched=dispatched, reason=reason)
@@ -208,8 +217,27 @@ class Orchestrator:
             return outcome
         return self._decide(event)
 
+    def _release_attempt(self, event: StatusEvent, run: Run | None = None) -> None:
+        """An attempt of a job with limits across runs has ended: its place goes back and the
+        attempts waiting for it move (before its end is applied: the end is in the statuses log
+        already). Costs nothing for a job without limits: the definition is the fan-out's, read
+        once per process, or ``run``, as the decision read it."""
+        if event.job is None or event.status not in TERMINAL_JOB_STATUSES:
+            return
+        if event.index is not None:
+            context = self.contexts.get(self.store, event.run_id, event.job)
+            job, round_number = (None, 0) if context is None else (context.job, context.round)
+        else:
+            job = None if run is None or event.job not in run.jobs else run.definition.job(event.job)
+            round_number = 0
+        if job is not None and (job.concurrency is not None or job.rate_limit is not None):
+            attempt = job_limits.Attempt(event.run_id, event.job, event.index, event.attempt, round_number)
+            job_limits.release(self.store, attempt, job.concurrency is not None, self.invoke)
+
     def _decide(self, event: StatusEvent) -> Outcome:
         run = self.store.read_run(event.run_id)
+        if event.index is None:
+            self._release_attempt(event, run)
         recorded_now = False
         for _ in range(MAX_DECISIONS):
             if run is None:
@@ -423,6 +451,11 @@ class Orchestrator:
                 self.store.apply_transition(batch[0].run_id, {}, invoked)
 
     def dispatch(self, job: JobEvent) -> None:
+        """One invocation, when the job's limits across runs allow it (else the attempt waits
+        for them: ``runtime.service.job_limits``)."""
+        job_limits.send(self.store, job, self.invoke)
+
+    def invoke(self, job: JobEvent) -> None:
         """One invocation; one that can never be accepted (too large, refused by Lambda) is
         recorded as the attempt's failure, so the run goes on to retry or fail it. The event
         carries the attempt's own key when statuses are signed."""

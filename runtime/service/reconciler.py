@@ -38,7 +38,7 @@ from runtime.engine import joins
 from runtime.engine.transition import Transition
 from runtime.limits import LAMBDA_RETRY_DELAY
 from runtime.ports import ChildStarter, Dispatcher, RunStore
-from runtime.service import children, run_slots
+from runtime.service import children, job_limits, run_slots
 from runtime.service.orchestrator import Orchestrator
 from runtime.statuses import (
     ANSWER_STATUSES,
@@ -93,6 +93,10 @@ class ReconcileReport:
     """Concurrency slots held by runs that had ended, given back (``run_slots.repair``)."""
     queued_started: int = 0
     """Queued runs started because a slot was free."""
+    tickets_released: int = 0
+    """Places of a job's limits held by attempts that had ended, given back (``job_limits.repair``)."""
+    waiting_started: int = 0
+    """Attempts waiting for a job's limits dispatched because a place was free."""
 
     def __add__(self, other: ReconcileReport) -> ReconcileReport:
         return ReconcileReport(
@@ -103,6 +107,8 @@ class ReconcileReport:
             started_recorded=self.started_recorded + other.started_recorded,
             slots_released=self.slots_released + other.slots_released,
             queued_started=self.queued_started + other.queued_started,
+            tickets_released=self.tickets_released + other.tickets_released,
+            waiting_started=self.waiting_started + other.waiting_started,
         )
 
 
@@ -218,6 +224,10 @@ class Reconciler:
             children=self.children,
         )
 
+    def invoke(self, job_event: JobEvent) -> None:
+        """Invoke an attempt that may go now (its job's limits allow it), as the orchestrator does."""
+        self._orchestrator.invoke(job_event)
+
     def reconcile_pass(self, now: datetime | None = None) -> ReconcileReport:
         """Check every stale running run and every run with an unapplied operation."""
         now = now or utcnow()
@@ -237,6 +247,8 @@ class Reconciler:
         # After the runs: a run the statuses just ended has released its slot itself.
         slots = run_slots.repair(self.store, self.workflow)
         report += ReconcileReport(slots_released=slots.released, queued_started=slots.started)
+        tickets = job_limits.repair(self.store, self.invoke, now, self.workflow)
+        report += ReconcileReport(tickets_released=tickets.released, waiting_started=tickets.started)
         if report.repaired_runs:
             shown = ", ".join(report.repaired_runs[:LOGGED_RUNS])
             more = len(report.repaired_runs) - LOGGED_RUNS

@@ -13,6 +13,7 @@ from runtime.documents.children import child_run_id
 from runtime.documents.items import FAILED_ITEMS_SHOWN, FailedItem, FanOut
 from runtime.documents.run import JobRecord
 from runtime.engine.joins import caught, failure_allowed
+from runtime.service.job_limits import job_waits
 from runtime.statuses import ENDED, JobState, RunState, StatusName
 from runtime.store.mongo import MongoStore
 
@@ -60,6 +61,9 @@ class JobReport:
     last attempt before the redrive ended: ``succeeded (attempt 1)``."""
     child: str | None = None
     """A child workflow job's: the run id of its last attempt's child run."""
+    waits: str | None = None
+    """Why its attempt (or items) waits for the job's limits across runs: ``rate limit 20/s on
+    charge_card (980 waiting)``."""
 
     def detail(self) -> Any:
         """What the summary's output column shows: a fan-out's counts rather than its items'
@@ -67,6 +71,8 @@ class JobReport:
         redrive did before it."""
         if self.before_redrive is not None and self.status == JobState.PENDING:
             return f"ran before the redrive: {self.before_redrive}"
+        if self.waits is not None:
+            return f"waits: {self.waits}"
         if self.items is not None and self.error is None:
             items = self.items
             return (
@@ -127,6 +133,7 @@ class RunReport:
                     ),
                     **({} if job.output_ref is None else {"output_ref": job.output_ref}),
                     **({} if job.child is None else {"child": job.child}),
+                    **({} if job.waits is None else {"waits": job.waits}),
                 }
                 for job in self.jobs
             },
@@ -168,6 +175,7 @@ class RunReport:
                     failed_items=tuple(FailedItem.from_json(item) for item in job.get("failed_items", ())),
                     output_ref=job.get("output_ref"),
                     child=job.get("child"),
+                    waits=job.get("waits"),
                 )
                 for name, job in document["jobs"].items()
             ),
@@ -255,6 +263,7 @@ def summarize(
         else:
             last_report[job] = date
     ended = run.state in ENDED or gave_up is not None
+    waits = job_waits(store, run)
     jobs = []
     states = {name: record.state for name, record in run.jobs.items()}
     for phase in run.definition.all_phases():
@@ -286,6 +295,7 @@ def summarize(
                     child=None
                     if job_definition.child_workflow is None or record.attempt == 0
                     else started_by.get((name, record.attempt), child_run_id(run_id, name, record.attempt)),
+                    waits=waits.get(name),
                 )
             )
     return RunReport(

@@ -41,6 +41,7 @@ function renderPanel(run) {
       `item ${failed.index} ${JSON.stringify(failed.item)}`, el("pre", { class: "error" }, firstLine(failed.error || "", 200))))) : null,
     job.kind !== "code" ? el("p", { id: "panel-kind" }, jobKindText(job)) : null,
     job.child ? el("p", { id: "panel-child" }, `runs workflow ${job.child.workflow} as child run `, el("a", { href: `/run?id=${encodeURIComponent(job.child.run_id)}` }, job.child.run_id)) : null,
+    job.waits ? el("p", { id: "panel-waits", class: "state-waiting" }, `waits: ${job.waits}`) : null,
     job.state === "waiting" && job.due_at ? el("p", { id: "panel-due" }, `waiting until ${when(job.due_at)}${job.kind === "approval" || job.kind === "event" ? " (then it times out)" : ""}`) : null,
     el("h3", {}, "Event"), pretty(event),
     el("h3", {}, "Output"), pretty(job.output),
