@@ -58,7 +58,7 @@ TARGETS = {
     "step_latency_fast_path_p50_ms": "< 142 (Step Functions Standard's p50; modelled, delivery fast)",
     "telemetry_commands_added_per_attempt": "== 0 (MongoDB commands tracing and metrics add)",
     "run_queue_most_in_flight": "<= 10 (1,000 runs with concurrency: {limit: 10}, from the statuses log)",
-    "rate_limit_max_per_window": "<= 20 (starts of a rate_limit 20/s job in any one-second window)",
+    "rate_limit_max_per_window": "<= 20 (dispatches of a rate_limit 20/s job in any one-second window)",
     "rate_limit_share_while_waiting": ">= 0.9 (of the limit, in the seconds work waited)",
 }
 
