@@ -268,3 +268,19 @@ def test_a_cancelled_run_gives_back_its_waiting_place_and_the_next_run_starts(
     assert [s["status"] for s in store.run_statuses(second) if s.get("job") == "charge"] in ([], ["not_run"])
     assert attempts_in_flight(store, [first, second, third], "charge") == 1
     assert store.job_limits().held_tickets(runs.definition.name) == []
+
+
+def test_the_queue_head_is_read_in_the_order_of_the_queue_index() -> None:
+    """MongoDB serves the head of a job's queue from ``QUEUE_INDEX`` alone (no scan of the slots
+    collection, no in-memory sort of the waiting tickets) only when the query implies the index's
+    partial filter and the sort is the index's keys after the query's equalities."""
+    from runtime.documents import job_limits as limits_doc
+
+    keys, options = limits_doc.QUEUE_INDEX
+    query = limits_doc.waiting_query("a-limit")
+    for field, value in options["partialFilterExpression"].items():
+        assert query.get(field) == value, f"the head's query does not say {field}: {value!r}"
+    fields = [field for field, _ in keys]
+    equalities = [field for field in fields if field in query]
+    assert fields[: len(equalities)] == equalities
+    assert keys[len(equalities) :] == limits_doc.QUEUE_ORDER

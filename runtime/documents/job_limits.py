@@ -93,15 +93,16 @@ def ticket_state(document: Document | None) -> str | None:
 
 
 def waiting_query(limit: str) -> Document:
-    """The waiting tickets of a limit document."""
-    return {LIMIT_ID: limit, STATE: WAITING}
+    """The waiting tickets of a limit document (``kind`` too: it is the queue index's partial
+    filter, which MongoDB uses only for a query that implies it)."""
+    return {KIND: TICKET_KIND, LIMIT_ID: limit, STATE: WAITING}
 
 
 QUEUE_ORDER = [(PRIORITY, -1), (ARRIVAL, 1), (ID, 1)]
 """The order waiting attempts are dispatched in: highest run priority, then first come."""
 
 QUEUE_INDEX: tuple[list[tuple[str, int]], dict[str, Any]] = (
-    [(LIMIT_ID, 1), (STATE, 1), (PRIORITY, -1), (ARRIVAL, 1)],
+    [(KIND, 1), (LIMIT_ID, 1), (STATE, 1), (PRIORITY, -1), (ARRIVAL, 1), (ID, 1)],
     {"partialFilterExpression": {KIND: TICKET_KIND}},
 )
 """The waiting queue's index on ``slots`` (tickets only)."""
