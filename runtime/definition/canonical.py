@@ -9,6 +9,7 @@ from typing import Any
 
 from runtime import contracts, limits
 from runtime.definition.call import read_call
+from runtime.definition.callback import read_callback
 from runtime.definition.depends import read_depends
 from runtime.definition.draft import Draft, DraftJob, DraftPhase, Ref, known_fields, mapping, name_refs
 from runtime.definition.event_wait import read_event
@@ -165,6 +166,7 @@ def _job_settings(
     settings |= read_invoke(job, own, report, code.base_dir)
     settings |= read_http(job, own, report)
     settings |= read_event(job, own, report)
+    settings |= read_callback(job, own, report)
     settings |= read_call(job, own, report, code.base_dir)
     if "permissions" in own:
         settings["permissions"] = read_permissions(own["permissions"], (*job.path, "permissions"), report)

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from runtime.documents.callbacks import CALLBACK_TOKEN
 from runtime.documents.signatures import attempt_slot
 from runtime.documents.traces import TRACEPARENT, attempt_traceparent
 
@@ -48,6 +49,11 @@ class JobEvent:
     """This attempt's own key for signing its reports (``runtime.documents.signatures``), added
     at dispatch by a control plane that signs; the user's handler never sees it."""
 
+    callback: bool = False
+    """A callback job's attempt: a control plane that signs adds its token at dispatch."""
+    callback_token: str | None = field(default=None, repr=False)
+    """That token (``runtime.documents.callbacks``), which the handler hands to an outside system."""
+
     @property
     def slot(self) -> str | None:
         """The part of this attempt's ids only holders of its key can name."""
@@ -75,6 +81,8 @@ class JobEvent:
             payload |= {"item": self.item, "index": self.index}
         if self.attempt_key is not None:
             payload[ATTEMPT_KEY] = self.attempt_key
+        if self.callback_token is not None:
+            payload[CALLBACK_TOKEN] = self.callback_token
         payload[TRACEPARENT] = attempt_traceparent(self.run_id, self.job, self.attempt, self.index)
         return payload
 

@@ -353,18 +353,21 @@ def job_event(run: Run, job: Job, attempt: int, outputs: Mapping[str, Any] | Non
         failure=failure,
         references=references,
         function=None if run.deployment is None else run.deployment.function_of(job.name),
+        callback=job.callback is not None,
     )
 
 
 def waits_until(job: Job, now: datetime) -> datetime | None:
-    """When a wait, an approval or an event job that starts ``now`` fires its timer; None for a job with a
-    function to run."""
+    """When a wait, an approval or an event job, or a callback job without code, that starts
+    ``now`` fires its timer; None for a job with a function to run."""
     if job.wait is not None:
         return now + timedelta(seconds=job.wait)
     if job.approval is not None:
         return now + timedelta(seconds=job.approval.timeout)
     if job.event is not None:
         return now + timedelta(seconds=job.event.timeout)
+    if job.callback is not None and not job.callback.runs_code:
+        return now + timedelta(seconds=job.callback.timeout)
     return None
 
 
