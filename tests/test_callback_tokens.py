@@ -298,7 +298,7 @@ def test_the_code_gets_its_attempts_token_and_its_return_value_is_not_the_output
     complete_callback(store, handing.tokens[0], output={"rows": 7})
     outcome = driver.settle("r1")
 
-    assert set(handing.tokens) == {callback_token(store.keys, "r1", "export", 1)}  # type: ignore[arg-type]
+    assert set(handing.tokens) == {callback_token(store.keys, "reports", "r1", "export", 1)}  # type: ignore[arg-type]
     assert outcome.run["status"] == RunState.SUCCEEDED
     assert job(outcome)["output"] == {"rows": 7}
     assert outcome.executions["publish"] == 1
@@ -392,7 +392,7 @@ def test_tokens_that_are_no_tokens_or_forged_are_refused_before_anything_is_reco
     start_run(store, driver.definition, run_id="r1")
     driver.settle("r1")
     token = waiting_token(store, "r1")
-    other_key = callback_token(StatusKeys.generate(), "r1", "export", 1)
+    other_key = callback_token(StatusKeys.generate(), "reports", "r1", "export", 1)
 
     with pytest.raises(OperationRefused, match="shape cb1"):
         complete_callback(store, "hello", output=1)

@@ -1,7 +1,7 @@
 """Callback tokens: what an outside system is given to complete one attempt of a callback job
 (``runtime.service.callbacks``). Standard library only.
 
-A token names its attempt (run, job, attempt) in the clear and proves itself by a MAC of that
+A token names its attempt (workflow, run, job, attempt) in the clear and proves itself by a MAC of that
 attempt under the control plane's secret key (``runtime.documents.signatures``, made by the
 ``secrets`` module): nothing about it is stored, nobody without the key can make one, and one
 attempt's token says nothing about another's. The job's code gets its attempt's token with its
@@ -31,15 +31,17 @@ CALLBACK_TOKEN = "callback_token"
 class CallbackAttempt:
     """The attempt a token names."""
 
+    workflow: str
+    """Its run's workflow: where a client that goes through the starters sends the completion."""
     run_id: str
     job: str
     attempt: int
 
 
-def callback_token(keys: StatusKeys, run_id: str, job: str, attempt: int) -> str:
+def callback_token(keys: StatusKeys, workflow: str, run_id: str, job: str, attempt: int) -> str:
     """The token of the attempt: ``cb1.<attempt, base64url JSON>.<MAC, base64url>``."""
-    named = _encode(json.dumps([run_id, job, attempt], separators=(",", ":")).encode())
-    return f"{TOKEN_PREFIX}.{named}.{_encode(_mac(keys, run_id, job, attempt))}"
+    named = CallbackAttempt(workflow=workflow, run_id=run_id, job=job, attempt=attempt)
+    return f"{TOKEN_PREFIX}.{_encode(_identity(named))}.{_encode(_mac(keys, named))}"
 
 
 def token_attempt(token: object) -> CallbackAttempt:
@@ -55,13 +57,13 @@ def token_attempt(token: object) -> CallbackAttempt:
         raise ValueError("not a callback token: its attempt part does not decode") from None
     if (
         not isinstance(named, list)
-        or len(named) != 3
-        or not all(isinstance(part, str) for part in named[:2])
-        or isinstance(named[2], bool)
-        or not isinstance(named[2], int)
+        or len(named) != 4
+        or not all(isinstance(part, str) for part in named[:3])
+        or isinstance(named[3], bool)
+        or not isinstance(named[3], int)
     ):
-        raise ValueError("not a callback token: its attempt part is not [run, job, attempt]")
-    return CallbackAttempt(run_id=named[0], job=named[1], attempt=named[2])
+        raise ValueError("not a callback token: its attempt part is not [workflow, run, job, attempt]")
+    return CallbackAttempt(workflow=named[0], run_id=named[1], job=named[2], attempt=named[3])
 
 
 def is_authentic(keys: StatusKeys, token: str) -> bool:
@@ -71,12 +73,17 @@ def is_authentic(keys: StatusKeys, token: str) -> bool:
         given = _decode(token.strip().split(".")[2])
     except (ValueError, binascii.Error):
         return False
-    return hmac.compare_digest(_mac(keys, named.run_id, named.job, named.attempt), given)
+    return hmac.compare_digest(_mac(keys, named), given)
 
 
-def _mac(keys: StatusKeys, run_id: str, job: str, attempt: int) -> bytes:
-    identity = json.dumps(["callback", run_id, job, attempt]).encode()
-    return hmac.new(keys.secret, identity, hashlib.sha256).digest()
+def _identity(named: CallbackAttempt) -> bytes:
+    return json.dumps(
+        [named.workflow, named.run_id, named.job, named.attempt], separators=(",", ":")
+    ).encode()
+
+
+def _mac(keys: StatusKeys, named: CallbackAttempt) -> bytes:
+    return hmac.new(keys.secret, b"callback:" + _identity(named), hashlib.sha256).digest()
 
 
 def _encode(data: bytes) -> str:

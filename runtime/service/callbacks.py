@@ -148,7 +148,7 @@ def token_of(store: RunStore, run: Run, job: Job) -> str | None:
         return None
     if run.state != RunState.RUNNING or record.state != JobState.WAITING:
         return None
-    return callback_token(keys, run.run_id, job.name, record.attempt)
+    return callback_token(keys, run.workflow, run.run_id, job.name, record.attempt)
 
 
 def complete_command(token: str) -> str:
@@ -174,8 +174,9 @@ def _waiting_attempt(store: RunStore, token: str, workflow: str | None) -> tuple
     run = store.read_run(named.run_id)
     if run is None:
         raise RunNotFound(f"no run {named.run_id!r} in this database (check the MongoDB URI)")
-    if workflow is not None and run.workflow != workflow:
-        raise RunNotFound(f"run {run.run_id} is a run of workflow {run.workflow!r}, not {workflow!r}")
+    for expected in (workflow, named.workflow):
+        if expected is not None and run.workflow != expected:
+            raise RunNotFound(f"run {run.run_id} is a run of workflow {run.workflow!r}, not {expected!r}")
     if named.job not in run.jobs or run.definition.job(named.job).callback is None:
         raise OperationRefused(f"run {run.run_id} has no callback job {named.job!r}")
     job, record = run.definition.job(named.job), run.jobs[named.job]

@@ -456,7 +456,7 @@ class Orchestrator:
         keys = self.store.keys
         if keys is None:
             return job
-        token = callback_token(keys, job.run_id, job.job, job.attempt) if job.callback else None
+        token = callback_token(keys, job.workflow, job.run_id, job.job, job.attempt) if job.callback else None
         return replace(
             job,
             attempt_key=keys.attempt_key(job.run_id, job.job, job.attempt, job.index),

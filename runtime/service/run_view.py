@@ -12,6 +12,7 @@ from typing import Any
 from runtime.documents.items import FAILED_ITEMS_SHOWN, FailedItem, FanOut
 from runtime.documents.run import JobRecord
 from runtime.engine.joins import caught, failure_allowed
+from runtime.service.callbacks import complete_command, token_of
 from runtime.statuses import ENDED, JobState, RunState, StatusName
 from runtime.store.mongo import MongoStore
 
@@ -57,11 +58,16 @@ class JobReport:
     before_redrive: str | None = None
     """For a job pending again after a redrive (a failure handler, a job that failed), how its
     last attempt before the redrive ended: ``succeeded (attempt 1)``."""
+    callback_token: str | None = None
+    """For a callback job without code that waits: its attempt's token, to hand to whoever
+    completes it (``complete TOKEN``); shown to operators only (they hold the key it is made with)."""
 
     def detail(self) -> Any:
         """What the summary's output column shows: a fan-out's counts rather than its items'
         outputs, the reference of an output kept by reference, what a job pending again after a
         redrive did before it."""
+        if self.callback_token is not None and self.status == JobState.WAITING:
+            return f"waits for its callback: {complete_command(self.callback_token)}"
         if self.before_redrive is not None and self.status == JobState.PENDING:
             return f"ran before the redrive: {self.before_redrive}"
         if self.items is not None and self.error is None:
@@ -119,6 +125,7 @@ class RunReport:
                         else {}
                     ),
                     **({} if job.output_ref is None else {"output_ref": job.output_ref}),
+                    **({} if job.callback_token is None else {"callback_token": job.callback_token}),
                 }
                 for job in self.jobs
             },
@@ -156,6 +163,7 @@ class RunReport:
                     items=job.get("items"),
                     failed_items=tuple(FailedItem.from_json(item) for item in job.get("failed_items", ())),
                     output_ref=job.get("output_ref"),
+                    callback_token=job.get("callback_token"),
                 )
                 for name, job in document["jobs"].items()
             ),
@@ -268,6 +276,7 @@ def summarize(
                     failed_items=_failed_items(store, run_id, name, record.fan_out),
                     output_ref=record.output_ref,
                     before_redrive=before_redrive.get(name),
+                    callback_token=token_of(store, run, job_definition),
                 )
             )
     return RunReport(
