@@ -119,9 +119,14 @@ def _attempt_kind(job: Job | None) -> str:
     return "fan_out" if job.for_each is not None else "code"
 
 
-WAITS_END = (StatusName.TIMER_FIRED, *ANSWER_STATUSES, StatusName.EVENT_RECEIVED)
-"""What ends a wait's, an approval's or an event job's attempt: its timer, a person's answer,
-or its event."""
+WAITS_END = (
+    StatusName.TIMER_FIRED,
+    *ANSWER_STATUSES,
+    StatusName.EVENT_RECEIVED,
+    StatusName.CALLBACK_COMPLETED,
+)
+"""What ends a wait's, an approval's, an event job's or a callback's attempt: its timer, a
+person's answer, its event, or its token's completion."""
 ACTIVE = (JobState.DISPATCHED, JobState.WAITING)
 
 
