@@ -429,3 +429,8 @@ def test_the_spec_keeps_whether_the_code_runs_first() -> None:
     )
     assert without.job("export").callback == Callback(timeout=60, runs_code=False)
     assert not without.job("export").runs_code
+
+
+def test_a_callback_job_with_code_gives_its_workflow_the_timer_schedule() -> None:
+    """Its timeout is a timer, though its code runs: without the schedule it would never fire."""
+    assert batch(runs_code=True).uses_timers

@@ -588,9 +588,10 @@ class Workflow:
     @property
     def uses_timers(self) -> bool:
         """Whether a run of this workflow ever waits for a time: a delayed retry, a wait or an
-        approval job, a run deadline. Only such a workflow gets the cloud's timer schedule."""
+        approval job, a callback's timeout, a run deadline. Only such a workflow gets the cloud's
+        timer schedule."""
         return self.timeout is not None or any(
-            job.retry.delay > 0 or not job.runs_code for job in self.jobs()
+            job.retry.delay > 0 or not job.runs_code or job.callback is not None for job in self.jobs()
         )
 
     def jobs(self) -> Iterator[Job]:
