@@ -66,10 +66,10 @@ def complete(console: Console, job: str, body: object) -> Response:
 def test_the_run_page_shows_the_waiting_callback_job_and_its_token(console: Console) -> None:
     run = console.request("/api/run?id=r").body
 
+    keys = console.store.keys
+    assert keys is not None
     assert run["callbacks"] == ["export"]
-    assert run["callback_tokens"] == {
-        "export": callback_token(console.store.keys, "reports", "r", "export", 1)
-    }  # type: ignore[arg-type]
+    assert run["callback_tokens"] == {"export": callback_token(keys, "reports", "r", "export", 1)}
     export = next(job for job in run["phases"][0]["jobs"] if job["name"] == "export")
     assert export["kind"] == "callback"
 
