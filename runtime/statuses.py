@@ -88,6 +88,9 @@ class StatusName(StrEnum):
     EVENT_RECEIVED = "event_received"
     """An event delivered to an event job's waiting attempt (one per attempt: the unique key),
     its payload as the output, recorded by the operator path or the orchestrator."""
+    CALLBACK_AWAITED = "callback_awaited"
+    """The engine's record that a callback job without code waits for its token's completion:
+    what the progress output shows the ``complete`` command for (nothing to decide on it)."""
     CALLBACK_COMPLETED = "callback_completed"
     """A callback job's attempt completed through its token, with an ``output`` (it succeeds) or
     an ``error`` (it fails): one per attempt (the unique key), recorded by the operator path."""
@@ -121,7 +124,13 @@ EVENT_STATUSES = (StatusName.EVENT_AWAITED, StatusName.EVENT_RECEIVED)
 """An event job's attempt waiting for its event, and the event delivered to it."""
 CALLBACK_STATUSES = (StatusName.CALLBACK_COMPLETED, StatusName.CALLBACK_HEARTBEAT)
 """A callback job's attempt completed, or kept waiting, through its token."""
-WAITING_JOB_STATUSES = (StatusName.APPROVAL_REQUESTED, *ANSWER_STATUSES, *EVENT_STATUSES, *CALLBACK_STATUSES)
+WAITING_JOB_STATUSES = (
+    StatusName.APPROVAL_REQUESTED,
+    *ANSWER_STATUSES,
+    *EVENT_STATUSES,
+    StatusName.CALLBACK_AWAITED,
+    *CALLBACK_STATUSES,
+)
 """Statuses of a waiting job's attempt that no job function reports."""
 
 TERMINAL_JOB_STATUSES = (StatusName.SUCCESS, StatusName.FAILED, StatusName.NOT_RUN)

@@ -25,6 +25,7 @@ from runtime.store.status_keys import local_keys
 from tests.cli_harness import cli
 from tests.engine_harness import Driver
 from tests.test_callback_tokens import batch, waiting_token
+from tests.test_dev_server import WAIT, dev_server, wait_until
 from tests.test_operations import starter_of
 
 
@@ -136,3 +137,24 @@ def test_the_starter_function_completes_a_callback_of_its_workflow_and_answers_a
     assert answer == {"run_id": "r1", "job": "export", "attempt": 1, "id": "c-1", "created": True}
     assert again["created"] is False
     assert driver.settle("r1").run["jobs"]["export"]["output"] == {"rows": 5}
+
+
+def test_the_dev_server_shows_the_complete_command_and_runs_the_job_after_it(tmp_path: Path) -> None:
+    specs = Path(__file__).resolve().parent / "specs" / "time"
+    with dev_server(tmp_path, "--data", "data", "--workflows", str(specs)) as dev:
+        run_id = dev.cli("start", str(specs / "batch_export.yaml")).stdout.strip()
+        wait_until(lambda: _token(dev, run_id) is not None, "the export to wait for its callback")
+        token = _token(dev, run_id)
+        assert token is not None
+        done = dev.cli("complete", token, "--output", '{"rows": 9}')
+        status = dev.cli("status", run_id, "--wait", WAIT, "--json")
+
+    assert done.exit_code == 0, done.stderr
+    assert status.report["jobs"]["export"]["output"] == {"rows": 9}
+    assert status.jobs()["publish"] == ("succeeded", 1)
+    assert f"python -m cdk_app complete {token} --output '{{...}}'" in dev.stderr
+
+
+def _token(dev: Any, run_id: str) -> str | None:
+    status = dev.cli("status", run_id, "--json")
+    return None if status.exit_code != 0 else status.report["jobs"]["export"].get("callback_token")

@@ -30,7 +30,7 @@ from runtime.documents.run import (
     run_is,
 )
 from runtime.engine import failure_handlers, retry
-from runtime.engine.joins import job_event
+from runtime.engine.joins import callback_awaited, job_event
 from runtime.engine.progress import fail_run, past_max_duration, tolerate_failure
 from runtime.engine.transition import Rejection, Transition
 from runtime.statuses import JobState, RunState, StatusName
@@ -144,7 +144,8 @@ def callback_failed(run: Run, job: Job, event: StatusEvent, error: str, now: dat
         seconds = delay if job.callback.runs_code else job.callback.timeout
         due = now + timedelta(seconds=seconds)
         changes = retry_changes | job_changed(job.name, state=JobState.WAITING, due_at=due)
-        return Transition(conditions=guarded, changes=changes, wake_at=due)
+        awaited = () if job.callback.runs_code else (callback_awaited(run, job, nxt),)
+        return Transition(conditions=guarded, changes=changes, wake_at=due, statuses=awaited)
     changes = retry_changes | job_changed(job.name, state=JobState.DISPATCHED)
     return Transition(conditions=guarded, changes=changes, dispatches=(job_event(run, job, nxt),))
 

@@ -371,6 +371,19 @@ def waits_until(job: Job, now: datetime) -> datetime | None:
     return None
 
 
+def callback_awaited(run: Run, job: Job, attempt: int) -> StatusEvent:
+    """The record that a callback job without code waits for its token's completion (the token
+    is not in it: operators make it with the control plane's key)."""
+    return StatusEvent(
+        run_id=run.run_id,
+        workflow=run.workflow,
+        status=StatusName.CALLBACK_AWAITED,
+        phase=job.phase,
+        job=job.name,
+        attempt=attempt,
+    )
+
+
 def approval_requested(run: Run, job: Job, attempt: int) -> StatusEvent:
     """The record that an approval job waits for an answer: what the notifier tells people."""
     return StatusEvent(

@@ -151,6 +151,17 @@ def token_of(store: RunStore, run: Run, job: Job) -> str | None:
     return callback_token(keys, run.workflow, run.run_id, job.name, record.attempt)
 
 
+def awaited_token(store: RunStore, awaited: StatusEvent) -> str | None:
+    """The token of the attempt a ``callback_awaited`` status records, while it still waits (what
+    the progress output shows)."""
+    run = store.read_run(awaited.run_id)
+    if run is None or awaited.job is None or awaited.job not in run.jobs:
+        return None
+    if run.jobs[awaited.job].attempt != awaited.attempt:
+        return None
+    return token_of(store, run, run.definition.job(awaited.job))
+
+
 def complete_command(token: str) -> str:
     """The command that completes a callback (what progress tells people)."""
     return f"python -m cdk_app complete {token} --output '{{...}}'"
