@@ -1,7 +1,7 @@
 """``make bench``: every figure of benchmarks/README.md, written to benchmarks/results.json.
 
-``python -m benchmarks [--only engine|synth|trigger|console|timers|fanout|memory|testkit|latency|observe]
-[--pairs N] [--repeats N] [--output FILE]``;
+``python -m benchmarks [--only engine|synth|trigger|console|timers|fanout|memory|testkit|latency|observe|
+queue|joblimits] [--pairs N] [--repeats N] [--output FILE]``;
 the defaults are what results.json was made with (five to eight minutes on two cores). With
 ``--only``, the figures of that part replace theirs in the output file and the others stay.
 """
@@ -24,11 +24,13 @@ from benchmarks import (
     console,
     executions,
     fan_out,
+    job_limits,
     latency,
     observe,
     orchestration,
     output_reads,
     reconciler,
+    run_queue,
     synth,
     testkit,
     timers,
@@ -55,6 +57,9 @@ TARGETS = {
     "testkit_virtual_seconds_per_wall_second": ">= 100000 (a day of waits in under a second)",
     "step_latency_fast_path_p50_ms": "< 142 (Step Functions Standard's p50; modelled, delivery fast)",
     "telemetry_commands_added_per_attempt": "== 0 (MongoDB commands tracing and metrics add)",
+    "run_queue_most_in_flight": "<= 10 (1,000 runs with concurrency: {limit: 10}, from the statuses log)",
+    "rate_limit_max_per_window": "<= 20 (dispatches of a rate_limit 20/s job in any one-second window)",
+    "rate_limit_share_while_waiting": ">= 0.9 (of the limit, in the seconds work waited)",
 }
 
 
@@ -107,6 +112,9 @@ def verdicts(results: dict[str, Any]) -> dict[str, bool]:
         ),
         "step_latency_fast_path_p50_ms": lambda r: r["step_latency_fast_path_p50_ms"] < 142,
         "telemetry_commands_added_per_attempt": lambda r: r["telemetry_commands_added_per_attempt"] == 0,
+        "run_queue_most_in_flight": lambda r: r["run_queue_most_in_flight"] <= r["run_queue"]["limit"],
+        "rate_limit_max_per_window": lambda r: r["rate_limit_max_per_window"] <= job_limits.RATE,
+        "rate_limit_share_while_waiting": lambda r: r["rate_limit_share_while_waiting"] >= 0.9,
     }
     return {name: check(results) for name, check in checks.items() if name in results}
 
@@ -126,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             "testkit",
             "latency",
             "observe",
+            "queue",
+            "joblimits",
         ],
         help="one part of the bench",
     )
@@ -143,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kit-repeats", type=int, default=5, help="runs of each test-kit scenario")
     parser.add_argument("--chain-runs", type=int, default=30, help="chain runs per step-latency measure")
     parser.add_argument("--observed-runs", type=int, default=10, help="runs per telemetry mode")
+    parser.add_argument("--queued-runs", type=int, default=1000, help="runs of the run-queue burst")
     parser.add_argument("--output", type=Path, default=RESULTS, help="default benchmarks/results.json")
     args = parser.parse_args(argv)
 
@@ -178,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
             results.update(latency.step_latency(uri, progress, args.chain_runs, dev_runs=args.chain_runs))
         if args.only in (None, "observe"):
             results.update(observe.telemetry_cost(uri, args.observed_runs, progress))
+        if args.only in (None, "queue"):
+            results.update(run_queue.run_queue(uri, args.queued_runs, 10, progress))
+        if args.only in (None, "joblimits"):
+            results.update(job_limits.rate_limited_fan_out(uri, progress))
     if args.only in (None, "synth"):
         results.update(synth.measure_overhead(args.pairs, progress))
         results.update(synth.measure_sizes([10, 100, 500], args.repeats, progress))

@@ -24,7 +24,7 @@ ON_EXIT_TITLE = "on_exit: when the run ends, however it ends"
 
 def calls(job: Job) -> str | None:
     """What a job that runs no code of its own calls: ``invoke <function>``, ``<service>
-    <action> <resource>``, ``<METHOD> <host>``; None for any other job."""
+    <action> <resource>``, ``<METHOD> <host>``, ``workflow <child>``; None for any other job."""
     if job.invoke is not None:
         return f"invoke {job.invoke.rsplit(':function:', 1)[-1]}"
     if job.call is not None:
@@ -33,6 +33,8 @@ def calls(job: Job) -> str | None:
         )
     if job.http is not None:
         return f"{job.http.method} {urllib.parse.urlsplit(job.http.url).netloc}"
+    if job.child_workflow is not None:
+        return f"workflow {job.child_workflow.name}"
     return None
 
 

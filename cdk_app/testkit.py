@@ -46,6 +46,7 @@ from cdk_app.local.faults import CrashingDispatcher, CrashingStore, InjectedCras
 from cdk_app.local.jobs import context_for, load_job_handler
 from runtime import clock, contracts
 from runtime.client import Client
+from runtime.clock import as_utc
 from runtime.definition.loader import load_workflow
 from runtime.definition.model import Workflow
 from runtime.definition.report import did_you_mean
@@ -375,20 +376,32 @@ class WorkflowTest:
 
     def _next_timer(self, stop_at_approvals: bool) -> datetime | None:
         timers: list[datetime] = []
+        running = False
         for run_id in self._runs:
             run = self._store.read_run(run_id)
             if run is None or run.state != RunState.RUNNING:
                 continue
+            running = True
             if stop_at_approvals and any(
                 record.state == JobState.WAITING and run.definition.job(name).approval is not None
                 for name, record in run.jobs.items()
             ):
                 return None
             timers += [due for due, _ in pending_timers(run)]
+        # A job's rate limit: its waiting attempts go when the next window starts.
+        queue = self._store.job_limits().next_wake(self.definition.name)
+        if running and queue is not None:
+            timers.append(as_utc(queue) or queue)
         return min(timers, default=None)
 
     def _fire_and_settle(self) -> None:
-        fire_due_timers(self._store, self._now, self.definition.name)
+        invoke = Orchestrator(
+            store=self._store,
+            dispatcher=_Queue(self._queue),
+            redispatch_after=timedelta(0),
+            contexts=self._contexts,
+        ).invoke
+        fire_due_timers(self._store, self._now, self.definition.name, invoke)
         self._settle()
 
     def _settle(self) -> None:

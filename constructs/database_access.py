@@ -98,7 +98,8 @@ def privileges(
     runs, statuses, items = store.runs_collection, store.statuses_collection, store.items_collection
     leases, notifications = store.leases_collection, store.notifications_collection
     slots, events = store.slots_collection, store.events_collection
-    indexed = (runs, statuses, leases, items, events, OUTPUTS, OUTPUT_FILES, OUTPUT_CHUNKS)
+    # ``slots`` holds the waiting queue of a job's limits across runs, which has an index.
+    indexed = (runs, statuses, leases, items, slots, events, OUTPUTS, OUTPUT_FILES, OUTPUT_CHUNKS)
     index_making: dict[str, tuple[str, ...]] = {name: (CREATE_COLLECTION, CREATE_INDEX) for name in indexed}
     # An older unique index is dropped; the validator that admits only job reports is set.
     index_making[statuses] += (LIST_INDEXES, DROP_INDEX, COLL_MOD)
@@ -114,10 +115,12 @@ def privileges(
         statuses: (FIND, *recording, UPDATE),
         leases: (FIND,),
         items: (FIND, INSERT, UPDATE),
-        OUTPUTS: (FIND, UPDATE),
-        OUTPUT_FILES: (FIND,),
-        OUTPUT_CHUNKS: (FIND,),
-        # Run concurrency: a run that ends releases its slot and the queue's head takes it.
+        # A child run's output past what a status carries is kept by reference for its parent.
+        OUTPUTS: (FIND, INSERT, UPDATE),
+        OUTPUT_FILES: (FIND, INSERT),
+        OUTPUT_CHUNKS: (FIND, INSERT),
+        # Run concurrency: a run that ends releases its slot and the queue's head takes it; a
+        # job's limits across runs: an attempt's ticket and its place, taken and given back.
         slots: (FIND, INSERT, UPDATE),
         # An event job that starts waiting takes an event kept from before.
         events: (FIND,),
@@ -127,7 +130,7 @@ def privileges(
         "orchestrator": dict(advancing),
         # Repairs runs with the orchestrator's own code, and fires timers; creates the indexes
         # and gives the documents of runs in flight their workflow (GridFS files are copied).
-        "reconciler": _merged(advancing, index_making, {OUTPUT_FILES: (INSERT,), OUTPUT_CHUNKS: (INSERT,)}),
+        "reconciler": _merged(advancing, index_making),
         # Inserts runs, records operations (cancel, redrive, approve, reject, events: kept, then
         # recorded for the attempts waiting), lists runs and
         # reads one as status does (its fan-outs' failed items too); a run of a workflow with

@@ -19,16 +19,18 @@ from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
 from constructs.timers import scheduler_principal
-from runtime.contracts import SCHEDULED_TIME
 from runtime.definition.model import Workflow
+from runtime.engine.schedule import scheduled_input, scheduled_run_id
 
 
 def start_input(workflow: Workflow) -> dict[str, Any]:
-    """The starter's event: the run id and the input, each with the scheduled time."""
+    """The starter's event: the run id and the input, each with the scheduled time, and
+    ``scheduled`` (the workflow's ``schedule_overlap`` applies to the run)."""
     scheduled_time = str(scheduler.ContextAttribute.scheduled_time)
     return {
-        "run_id": f"{workflow.name}-{scheduled_time}",
-        "input": {**(workflow.schedule_input or {}), SCHEDULED_TIME: scheduled_time},
+        "run_id": scheduled_run_id(workflow, scheduled_time),
+        "input": scheduled_input(workflow, scheduled_time),
+        "scheduled": True,
     }
 
 

@@ -23,6 +23,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
+from constructs.children import may_start_children
 from constructs.connection import status_key_secret
 from constructs.database_access import DatabaseAccess, FunctionClass, workflow_database_access
 from constructs.event_rules import RULE_MAX_EVENT_AGE, RULE_RETRY_ATTEMPTS, workflow_rules
@@ -506,7 +507,9 @@ class Workflow(Construct):
 
     def _may_invoke_own_jobs(self, function: lambda_.Function) -> None:
         """The orchestrator and the reconciler dispatch job attempts: they may invoke this
-        workflow's job functions and nothing else."""
+        workflow's job functions, and the starters of the child workflows it runs, and nothing
+        else."""
+        may_start_children(function, self._props.workflow)
         function.add_to_role_policy(
             iam.PolicyStatement(
                 sid="InvokeOwnJobs",

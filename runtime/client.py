@@ -26,7 +26,8 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -40,6 +41,7 @@ from runtime.definition.loader import workflow_in_folder
 from runtime.definition.model import Workflow
 from runtime.documents.callbacks import token_attempt
 from runtime.documents.listing import PagePosition, RunSummary
+from runtime.engine.schedule import ScheduledStart, firings, scheduled_start
 from runtime.errors import OperationRefused, RunError, RunNotFound, StoreError, StoreUnavailable
 from runtime.service.approvals import answer_approval
 from runtime.service.callbacks import CallbackReceipt, complete_callback, heartbeat_callback
@@ -64,6 +66,7 @@ from runtime.store.status_keys import operator_keys
 
 __all__ = [
     "CallbackReceipt",
+    "Backfilled",
     "Client",
     "EventReceipt",
     "HistoryEntry",
@@ -76,6 +79,7 @@ __all__ = [
     "RunNotFound",
     "RunReport",
     "RunSummary",
+    "ScheduledStart",
     "StartedRun",
     "StoreUnavailable",
     "answer_approval",
@@ -90,9 +94,24 @@ __all__ = [
 
 T = TypeVar("T")
 
+MAX_BACKFILL_RUNS = 10_000
+"""The most runs one backfill starts: a longer range is a mistake more often than a wish (a rate
+of one minute over a week is 10,080 runs); split it."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Backfilled:
+    """One run a backfill started (or found started already: ``started.created`` false)."""
+
+    scheduled: ScheduledStart
+    started: StartedRun
+
 
 class _Backend(Protocol):
-    def start(self, workflow: str | Workflow, input: Any, run_id: str | None) -> StartedRun: ...
+    def start(
+        self, workflow: str | Workflow, input: Any, run_id: str | None, *, scheduled: bool = False
+    ) -> StartedRun: ...
+    def definition(self, workflow: str | Workflow) -> Workflow: ...
     def get(self, run_id: str, workflow: str | None) -> RunReport: ...
     def history(self, run_id: str, workflow: str | None) -> list[HistoryEntry]: ...
     def list(
@@ -116,7 +135,7 @@ class Client:
     """Starts, reads and operates runs. ``Client(mongodb_uri)`` (or ``Client.local()``) works on
     the database; ``Client.aws()`` through the deployed starter functions. The verbs are the
     CLI's: ``start``, ``get``, ``wait``, ``watch``, ``cancel``, ``redrive``, ``approve``,
-    ``reject``, ``send_event``, ``complete``, ``heartbeat``, ``list``, ``history``."""
+    ``reject``, ``send_event``, ``complete``, ``heartbeat``, ``list``, ``history``, ``backfill``."""
 
     def __init__(
         self,
@@ -185,6 +204,42 @@ class Client:
         ``run_id`` (the existing run is answered, ``created`` false). ``InputRefused`` when the
         input does not match the input_schema."""
         return self._backend.start(workflow, input, run_id)
+
+    def scheduled_starts(
+        self, workflow: str | Workflow, start: datetime, end: datetime
+    ) -> list[ScheduledStart]:
+        """The runs ``workflow``'s schedule starts from ``start`` to ``end`` (both included):
+        each fire time, in the spec's ``schedule_timezone``, with the run id and input the
+        schedule gives it. A rate counts from ``start``. Starts nothing: what ``backfill`` would
+        start. ``RunError`` for a workflow without a schedule, a range that ends before it starts
+        or holds more than ``MAX_BACKFILL_RUNS``, or a cron expression only Scheduler plays."""
+        definition = self._backend.definition(workflow)
+        if definition.schedule is None:
+            raise RunError(f"workflow {definition.name!r} has no schedule to backfill")
+        if end < start:
+            raise RunError(f"the range ends ({end.isoformat()}) before it starts ({start.isoformat()})")
+        try:
+            times = firings(definition, start - timedelta(microseconds=1), end, start)
+        except ValueError as exc:
+            raise RunError(
+                f"the fire times of {definition.schedule} cannot be worked out here: {exc}"
+            ) from None
+        if len(times) > MAX_BACKFILL_RUNS:
+            raise RunError(
+                f"{definition.schedule} fires {len(times):,} times in that range; a backfill starts at most "
+                f"{MAX_BACKFILL_RUNS:,} runs: split the range"
+            )
+        return [scheduled_start(definition, time) for time in times]
+
+    def backfill(self, workflow: str | Workflow, start: datetime, end: datetime) -> Iterator[Backfilled]:
+        """Start the runs ``scheduled_starts`` lists, one by one (each started when the one before
+        it has been used: a caller may wait for it to end first), as the schedule would have:
+        the same run id (a run that exists already, a repeat or one the schedule started, is
+        not started again) and the workflow's ``schedule_overlap`` applied."""
+        definition = self._backend.definition(workflow)
+        for planned in self.scheduled_starts(definition, start, end):
+            started = self._backend.start(definition, planned.input, planned.run_id, scheduled=True)
+            yield Backfilled(scheduled=planned, started=started)
 
     def get(self, run_id: str, *, workflow: str | None = None) -> RunReport:
         """The run as ``status --json`` shows it: status, phase, error, each job's status,
@@ -330,10 +385,15 @@ class _MongoBackend:
         self._prepared: set[str] = set()
         """The workflows whose runs this client has made ready to start: once per client."""
 
-    def start(self, workflow: str | Workflow, input: Any, run_id: str | None) -> StartedRun:
-        definition = (
+    def definition(self, workflow: str | Workflow) -> Workflow:
+        return (
             workflow if isinstance(workflow, Workflow) else workflow_in_folder(self.workflows_dir, workflow)
         )
+
+    def start(
+        self, workflow: str | Workflow, input: Any, run_id: str | None, *, scheduled: bool = False
+    ) -> StartedRun:
+        definition = self.definition(workflow)
 
         def start() -> StartedRun:
             # The unique keys the engine relies on, and the views its jobs read through: made at
@@ -342,7 +402,7 @@ class _MongoBackend:
                 self.store.ensure_indexes()
                 self.store.ensure_views(definition.name)
                 self._prepared.add(definition.name)
-            return start_run(self.store, definition, run_id=run_id, input=input)
+            return start_run(self.store, definition, run_id=run_id, input=input, scheduled=scheduled)
 
         return _guarded("start a run", start)
 
@@ -448,10 +508,21 @@ class _StarterBackend:
             )
         return chosen
 
-    def start(self, workflow: str | Workflow, input: Any, run_id: str | None) -> StartedRun:
+    def definition(self, workflow: str | Workflow) -> Workflow:
+        if isinstance(workflow, Workflow):
+            return workflow
+        raise RunError(
+            f"the schedule of {workflow!r} is in its spec, which the starter does not hand out: pass the "
+            "loaded spec (runtime.definition.loader.load_workflow) instead of its name"
+        )
+
+    def start(
+        self, workflow: str | Workflow, input: Any, run_id: str | None, *, scheduled: bool = False
+    ) -> StartedRun:
         if isinstance(workflow, Workflow):
             workflow = workflow.name  # the starter runs its own deployed definition
         request = {"input": input, **({} if run_id is None else {"run_id": run_id})}
+        request |= {"scheduled": True} if scheduled else {}
         answer = self.starter.call(workflow, request)
         return StartedRun(run_id=answer["run_id"], created=bool(answer["created"]))
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from runtime.documents.children import ChildStart
 from runtime.documents.events import JobEvent
 from runtime.documents.items import ClaimedItem, FailedItem, Lane, LaneView
 from runtime.documents.leases import Lease
@@ -20,6 +21,8 @@ from runtime.documents.sent_events import SentEvent
 from runtime.documents.signatures import StatusKeys
 from runtime.errors import WorkflowError
 from runtime.statuses import RunState, StatusName
+
+Document = dict[str, Any]
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +161,9 @@ class RunStore(Protocol):
     def sent_events(self) -> SentEvents:
         """Events sent to workflows, kept for event jobs that start waiting later."""
 
+    def job_limits(self) -> JobLimitStore:
+        """A job's limits across runs: limit documents and the tickets of attempts."""
+
 
 class NotificationClaims(Protocol):
     """The notifier's claims: one message per status document, however often it is delivered."""
@@ -188,6 +194,12 @@ class StatusHandoff(Protocol):
         asked."""
 
 
+class ChildStarter(Protocol):
+    def start_child(self, request: ChildStart) -> None:
+        """Start the child run ``request`` names (idempotent by its run id); at least once.
+        ``InvocationRefused`` when it can never be started (no such workflow deployed)."""
+
+
 class Notifier(Protocol):
     def publish(self, subject: str, message: str) -> None: ...
 
@@ -206,6 +218,60 @@ class Outputs(Protocol):
 
     def resolve(self, results: Mapping[str, Any], references: Mapping[str, str]) -> dict[str, Any]:
         """``results`` with the value of each reference put in."""
+
+
+class JobLimitStore(Protocol):
+    """A job's ``concurrency`` and ``rate_limit``: limit documents taken and given back by
+    guarded single-document writes, and a ticket per attempt (``runtime.store.job_limits``,
+    ``runtime.documents.job_limits``)."""
+
+    def ticket(
+        self,
+        ticket: str,
+        workflow: str,
+        job: str,
+        key: str,
+        run_id: str,
+        event: Document,
+        limits: Document,
+        now: datetime,
+    ) -> Document:
+        """The attempt's ticket, made waiting when it had none (one it has is left as it is)."""
+
+    def read_ticket(self, ticket: str) -> Document | None: ...
+
+    def head(self, limit: str) -> Document | None:
+        """The first waiting ticket of the limit document: highest priority, then first come."""
+
+    def count_waiting(self, limit: str) -> int: ...
+
+    def take(self, limit: str, ticket: str, concurrency: int | None, rate: int | None, window: int) -> bool:
+        """Whether ``ticket`` holds its place under both limits after this write."""
+
+    def grant(self, ticket: str, now: datetime) -> bool:
+        """A waiting ticket becomes granted; False when it was not waiting."""
+
+    def release(self, limit: str | None, ticket: str, now: datetime) -> None:
+        """The attempt ended: its ticket released, its place in flight given back (``limit``
+        None: it holds none); repeatable."""
+
+    def read_limit(self, limit: str) -> Document | None: ...
+
+    def wake_at(self, limit: str, at: datetime, workflow: str, job: str, key: str) -> None:
+        """Have the queue woken at ``at`` (or sooner, when set sooner)."""
+
+    def due(self, now: datetime, workflow: str | None) -> list[Document]:
+        """Limit documents whose wake is due at ``now``."""
+
+    def woken(self, limit: str, at: datetime) -> bool:
+        """Clear the wake read as ``at``; False when another sweep did, or it moved."""
+
+    def next_wake(self, workflow: str | None) -> datetime | None: ...
+
+    def waiting_of_run(self, run_id: str) -> list[Document]: ...
+
+    def held_tickets(self, workflow: str | None) -> list[Document]:
+        """Tickets waiting or granted, without their events."""
 
 
 class SlotStore(Protocol):

@@ -8,10 +8,12 @@ from benchmarks import (
     console,
     executions,
     fan_out,
+    job_limits,
     latency,
     orchestration,
     output_reads,
     reconciler,
+    run_queue,
     synth,
     testkit,
     timers,
@@ -255,3 +257,23 @@ def test_the_dev_server_benchmark_measures_one_step_per_job_after_the_first(mong
 
     assert (figures["samples"], figures["runs"], figures["jobs_per_run"]) == (2, 1, 3)
     assert 0 <= figures["p50"] <= figures["p99"]
+
+
+def test_the_run_queue_benchmark_keeps_the_limit_and_costs_the_limited_side_more(mongo_uri: str) -> None:
+    figures = run_queue.run_queue(mongo_uri, runs=12, limit=3, progress=quiet)
+
+    limited, free = figures["run_queue"]["limited"], figures["run_queue"]["unlimited"]
+    assert (limited["runs_ended"], free["runs_ended"]) == (12, 12)
+    assert figures["run_queue_most_in_flight"] == limited["most_in_flight"] == 3
+    assert free["most_in_flight"] == 12
+    assert figures["run_queue_extra_commands_per_run"] > 0
+    assert limited["longest_queue_wait_s"] > free["longest_queue_wait_s"]
+
+
+def test_the_rate_limit_benchmark_never_dispatches_more_than_the_limit_in_a_second(mongo_uri: str) -> None:
+    figures = job_limits.rate_limited_fan_out(mongo_uri, quiet, items=30, rate=10)
+
+    run = figures["rate_limit_fan_out"]
+    assert sum(run["dispatches_per_window"]) == sum(run["starts_per_window"]) == 30
+    assert figures["rate_limit_max_per_window"] == run["dispatches_per_window_max"] <= 10
+    assert run["unlimited_starts_per_second_mean"] > 0

@@ -37,6 +37,7 @@ from constructs.database_access import (
 from runtime import limits
 from runtime.clock import utcnow
 from runtime.definition.model import RunConcurrency
+from runtime.documents.children import ParentLink
 from runtime.documents.leases import Lease, lease_id
 from runtime.documents.views import view_name
 from runtime.service.job_attempt import LeaseSettings, run_attempt
@@ -334,6 +335,13 @@ def test_every_command_of_each_class_of_function_is_granted_by_its_custom_role(
     _run_to_end(class_stores, dispatcher, first, handlers)
     assert stores["orchestrator"].read_run("limited-2").state == "running"  # type: ignore[union-attr]
     reconciler.reconcile_pass()
+
+    # A child run whose output is past what a status carries: its orchestrator keeps that output
+    # by reference for the parent attempt's report (and the reconciler again, for a lost report).
+    parent = ParentLink(run_id="parent", workflow="w", phase="p", job="child", attempt=1)
+    child = start_run(stores["starter"], spec, run_id="parent.child.1", parent=parent).run_id
+    _run_to_end(class_stores, dispatcher, child, handlers)
+    assert stores["orchestrator"].find_status("parent", "p", "child", "success", 1) is not None
 
     lacking = {}
     tables = privileges(store_settings, ["w"]) | {"job": job_privileges(store_settings, "w")}

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pymongo
 import pytest
 
-from cdk_app.local.schedules import ScheduleClock, firings, parse_cron
+from cdk_app.local.schedules import ScheduleClock
+from runtime.engine.schedule import firings, parse_cron
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
 from tests.cdk_fixtures import catch_the_fish

@@ -44,6 +44,7 @@ def test_the_schedule_starts_runs_with_their_scheduled_time_in_the_input_in_its_
     assert json.loads(target["Input"]) == {
         "run_id": f"{WORKFLOW}-<aws.scheduler.scheduled-time>",
         "input": {"mode": "fast", "scheduled_time": "<aws.scheduler.scheduled-time>"},
+        "scheduled": True,
     }
     assert target["RetryPolicy"] == {"MaximumRetryAttempts": 8, "MaximumEventAgeInSeconds": 7200}
     assert "DeadLetterConfig" in target

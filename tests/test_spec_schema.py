@@ -78,6 +78,7 @@ SPEC_BASE: dict[str, Any] = {
     "phases": {"p": {"jobs": {"a": {}, "b": {}}}, "q": {"jobs": {"c": {}}}},
     "notify": {},
     "schedule": "rate(1 day)",
+    "schedule_overlap": "allow",
     "concurrency": {"limit": 2},
 }
 PERMISSION_BASE: dict[str, Any] = copy.deepcopy(SPEC_BASE)
@@ -102,6 +103,10 @@ CALL_BASE["phases"]["p"]["jobs"]["b"]["call"] = {
     "action": "publish",
     "resource": "arn:aws:sns:eu-west-1:123456789012:t",
 }
+CHILD_BASE: dict[str, Any] = copy.deepcopy(SPEC_BASE)
+CHILD_BASE["phases"]["p"]["jobs"]["b"]["workflow"] = {"name": "shipping"}
+LIMITS_BASE: dict[str, Any] = copy.deepcopy(SPEC_BASE)
+LIMITS_BASE["phases"]["p"]["jobs"]["b"] |= {"concurrency": {"limit": 2}, "rate_limit": {"limit": 3}}
 SEED_BASE: dict[str, Any] = {
     "purposeId": "probe",
     "phases": {
@@ -128,6 +133,9 @@ WHERE: dict[str, tuple[dict[str, Any], tuple[str | int, ...]]] = {
     "wait": (WAIT_BASE, ("phases", "p", "jobs", "b", "wait")),
     "http": (HTTP_BASE, ("phases", "p", "jobs", "b", "http")),
     "call": (CALL_BASE, ("phases", "p", "jobs", "b", "call")),
+    "child_workflow": (CHILD_BASE, ("phases", "p", "jobs", "b", "workflow")),
+    "job_concurrency": (LIMITS_BASE, ("phases", "p", "jobs", "b", "concurrency")),
+    "rate_limit": (LIMITS_BASE, ("phases", "p", "jobs", "b", "rate_limit")),
     "seed": (SEED_BASE, ()),
     "seed_phase": (SEED_BASE, ("phases", "p")),
     "seed_step": (SEED_BASE, ("phases", "p", "steps", "p")),
@@ -144,6 +152,7 @@ CHANGES: dict[tuple[str, str], object] = {
     ("spec", "schedule"): "rate(2 days)",
     ("spec", "schedule_input"): {"mode": "full"},
     ("spec", "schedule_timezone"): "Europe/Berlin",
+    ("spec", "schedule_overlap"): "buffer_one",
     ("spec", "retention_days"): 30,
     ("spec", "shared"): "jobs/shared",
     ("spec", "timeout"): 3600,
@@ -207,6 +216,10 @@ CHANGES: dict[tuple[str, str], object] = {
     ("call", "action"): "send_message",
     ("call", "resource"): "arn:aws:sns:eu-west-1:123456789012:other",
     ("call", "params"): "{Message: 'x'}",
+    ("job", "workflow"): {"name": "billing"},
+    ("child_workflow", "name"): "billing",
+    ("child_workflow", "input"): "{order: input.order_id}",
+    ("spec", "output"): "results.b",
     ("http", "url"): "https://api.example/z",
     ("http", "method"): "DELETE",
     ("http", "headers"): {"Accept": "application/json"},
@@ -225,6 +238,13 @@ CHANGES: dict[tuple[str, str], object] = {
     ("job", "for_each"): "input.files",
     ("job", "max_concurrency"): 5,
     ("job", "tolerated_failures"): "5%",
+    ("job", "concurrency"): {"limit": 2},
+    ("job", "rate_limit"): {"limit": 20, "period": 1},
+    ("job_concurrency", "limit"): 4,
+    ("job_concurrency", "key"): "input.tenant",
+    ("rate_limit", "limit"): 7,
+    ("rate_limit", "period"): 60,
+    ("rate_limit", "key"): "input.tenant",
     ("job", "permissions"): [{"actions": ["s3:GetObject"], "resources": ["arn:aws:s3:::probe/*"]}],
     ("permission", "actions"): ["s3:PutObject"],
     ("permission", "resources"): ["arn:aws:s3:::other/*"],

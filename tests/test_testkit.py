@@ -177,3 +177,28 @@ def test_every_run_started_goes_on_and_the_verbs_act_on_the_last_one(
     test.advance(minutes=1)
 
     assert (test.get(first).status, test.get(second).status) == ("succeeded", "cancelled")
+
+
+def test_a_rate_limited_fan_out_goes_on_window_by_window_in_virtual_time(
+    opened: list[WorkflowTest], mongo_uri: str
+) -> None:
+    from runtime.definition.model_limits import RateLimit
+
+    spec = workflow(
+        "paced",
+        {"p": {"charge": {"for_each": "input.customers", "rate_limit": RateLimit(limit=5, period=60)}}},
+    )
+    begin = datetime(2026, 1, 1, tzinfo=UTC)
+    test = _open(opened, mongo_uri, spec, start_time=begin)
+    test.start({"customers": list(range(12))})
+
+    assert test.get().job("charge").items == {
+        "count": 12,
+        "done": 5,
+        "failed": 0,
+        "running": 7,
+        "waiting": 0,
+        "not_started": 0,
+    }
+    assert test.run_until_idle().status == "succeeded"
+    assert test.now == begin + timedelta(minutes=2), "the third window's start, no further"

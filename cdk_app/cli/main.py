@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 from cdk_app.cli.approve import add_approve, add_reject
 from cdk_app.cli.arguments import Subparsers
+from cdk_app.cli.backfill import add_backfill
 from cdk_app.cli.callbacks import add_complete, add_heartbeat
 from cdk_app.cli.console import add_console
 from cdk_app.cli.dev import add_dev
@@ -38,6 +39,7 @@ SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     add_graph,
     add_run,
     add_start,
+    add_backfill,
     add_status,
     add_runs,
     add_history,

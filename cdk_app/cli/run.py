@@ -45,6 +45,29 @@ def _load_spec(path: str) -> Workflow:
         ) from None
 
 
+def _child_workflows(workflow: Workflow, path: str) -> list[Workflow]:
+    """The workflows ``workflow`` runs as children (directly or through them), from the specs
+    of its folder: the app ``run`` deploys on this machine with it."""
+    from runtime.definition.children import called_workflows
+    from runtime.definition.loader import check_specs
+
+    if not any(job.child_workflow is not None for job in workflow.jobs()):
+        return []
+    check = check_specs([Path(path).parent])
+    if check.problems:
+        count = len(check.problems)
+        raise CommandError(
+            "\n".join(
+                [
+                    *map(str, check.problems),
+                    f"{count} problem{'s' if count != 1 else ''} found in the specs beside {path}, "
+                    "whose workflows it runs as children",
+                ]
+            )
+        )
+    return called_workflows(workflow, {loaded.name: loaded for loaded in check.workflows})
+
+
 def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     given = parser.add_mutually_exclusive_group()
     given.add_argument("--input", metavar="JSON", help="the run input, a JSON object (default: {})")
@@ -144,6 +167,7 @@ def _run(args: argparse.Namespace) -> int:
     run_input = _run_input(args)
     workflow = _load_spec(args.spec)
     _checked_input(workflow, run_input)
+    children = _child_workflows(workflow, args.spec)
     progress = console(stderr=True)
     # Logs (the stub's too, which runs in this process) must go to stderr like the progress.
     logging.basicConfig(
@@ -169,6 +193,7 @@ def _run(args: argparse.Namespace) -> int:
             handlers,
             Progress(progress, workflow, store, _store_arguments(address, args.database)),
             RunOptions(faults=faults, timeout=args.timeout),
+            children=[(child, processes.warm(child)) for child in children],
         )
         # Job code prints: while it runs, stdout is stderr, so --json output stays one object.
         with contextlib.redirect_stdout(sys.stderr):

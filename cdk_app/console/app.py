@@ -54,6 +54,7 @@ from runtime.documents.items import FAILED_ITEMS_SHOWN
 from runtime.engine.callbacks import awaits_callback
 from runtime.errors import RunError, StoreError
 from runtime.service.callbacks import token_of
+from runtime.service.job_limits import job_waits
 from runtime.service.operations import OperationReceipt
 from runtime.store.mongo import MongoStore
 
@@ -189,7 +190,14 @@ def console_app(
                 if record.fan_out is not None and record.fan_out.failed
             }
             statuses = store.read_statuses(run_id, items=False)
-            document = run_json(found, statuses, allow_actions, failed, upgrades=upgrade is not None)
+            document = run_json(
+                found,
+                statuses,
+                allow_actions,
+                failed,
+                upgrades=upgrade is not None,
+                waits=job_waits(store, found),
+            )
             document["callback_tokens"] = {
                 job.name: token for job in found.definition.jobs() if (token := token_of(store, found, job))
             }

@@ -17,6 +17,7 @@ from typing import Any
 from cdk_app.graph import ON_EXIT_TITLE, calls
 from runtime.clock import as_utc
 from runtime.definition.model import Job, Phase
+from runtime.documents.children import child_run_id
 from runtime.documents.items import FailedItem
 from runtime.documents.run import Run, StatusEvent
 from runtime.engine.callbacks import awaits_callback
@@ -37,7 +38,10 @@ def iso(value: datetime | None) -> str | None:
 
 
 def _kind(job: Job) -> str:
-    """What the job is: ``wait``, ``approval``, ``event``, ``invoke``, ``call``, ``http``, or ``code``."""
+    """What the job is: ``wait``, ``approval``, ``event``, ``invoke``, ``call``, ``http``,
+    ``workflow`` (a child workflow), or ``code``."""
+    if job.child_workflow is not None:
+        return "workflow"
     if job.wait is not None or job.wait_until is not None:
         return "wait"
     if job.approval is not None:
@@ -53,7 +57,9 @@ def _kind(job: Job) -> str:
     return "http" if job.http is not None else "code"
 
 
-def _phase_json(run: Run, phase: Phase, failed_items: Mapping[str, Sequence[FailedItem]]) -> dict[str, Any]:
+def _phase_json(
+    run: Run, phase: Phase, failed_items: Mapping[str, Sequence[FailedItem]], waits: Mapping[str, str]
+) -> dict[str, Any]:
     jobs = []
     for job in phase.jobs:
         record = run.jobs.get(job.name)
@@ -68,6 +74,12 @@ def _phase_json(run: Run, phase: Phase, failed_items: Mapping[str, Sequence[Fail
                 "calls": calls(job),
                 "message": None if job.approval is None else job.approval.message,
                 "event": None if job.event is None else {"name": job.event.name, "match": job.event.match},
+                "child": None
+                if job.child_workflow is None or record is None or record.attempt == 0
+                else {
+                    "workflow": job.child_workflow.name,
+                    "run_id": child_run_id(run.run_id, job.name, record.attempt),
+                },
                 "due_at": None if record is None else iso(record.due_at),
                 "state": None if record is None else record.state.value,
                 "attempt": 0 if record is None else record.attempt,
@@ -80,27 +92,30 @@ def _phase_json(run: Run, phase: Phase, failed_items: Mapping[str, Sequence[Fail
                 "for_each": job.for_each,
                 "items": None if record is None or record.fan_out is None else record.fan_out.summary(),
                 "failed_items": [item.to_json() for item in failed_items.get(job.name, ())],
+                "waits": waits.get(job.name),
             }
         )
     return {"name": phase.name, "next": None, "jobs": jobs}
 
 
-def _phases(run: Run, failed_items: Mapping[str, Sequence[FailedItem]]) -> list[dict[str, Any]]:
+def _phases(
+    run: Run, failed_items: Mapping[str, Sequence[FailedItem]], waits: Mapping[str, str]
+) -> list[dict[str, Any]]:
     order = run.definition.phase_order()
     phases = []
     for position, phase in enumerate(order):
-        jobs = _phase_json(run, phase, failed_items)["jobs"]
+        jobs = _phase_json(run, phase, failed_items, waits)["jobs"]
         following = order[position + 1].name if position + 1 < len(order) else None
         phases.append({"name": phase.name, "next": following, "handlers": False, "jobs": jobs})
     if run.definition.on_failure is not None:
         # The failure handlers run only when the run fails or is cancelled: their own cluster,
         # joined to no phase.
-        phases.append({**_phase_json(run, run.definition.on_failure, failed_items), "handlers": True})
+        phases.append({**_phase_json(run, run.definition.on_failure, failed_items, waits), "handlers": True})
     if run.definition.on_exit is not None:
         # The exit handlers run when the run ends, however it ends: their own cluster too.
         phases.append(
             {
-                **_phase_json(run, run.definition.on_exit, failed_items),
+                **_phase_json(run, run.definition.on_exit, failed_items, waits),
                 "handlers": True,
                 "title": ON_EXIT_TITLE,
             }
@@ -213,6 +228,22 @@ def _history(statuses: Sequence[StatusEvent]) -> list[dict[str, Any]]:
     ]
 
 
+def _with_child_runs(phases: list[dict[str, Any]], statuses: Sequence[StatusEvent]) -> list[dict[str, Any]]:
+    """A child workflow job's child run as its attempt's ``started`` names it: a redriven parent's
+    attempt takes over the child of the attempt before, which keeps its id."""
+    started = {
+        (event.job, event.attempt): event.request_id
+        for event in statuses
+        if event.status == StatusName.STARTED
+    }
+    for phase in phases:
+        for job in phase["jobs"]:
+            child_run = started.get((job["name"], job["attempt"]))
+            if job["child"] is not None and child_run:
+                job["child"]["run_id"] = child_run
+    return phases
+
+
 def run_json(
     run: Run,
     statuses: Sequence[StatusEvent],
@@ -220,6 +251,7 @@ def run_json(
     failed_items: Mapping[str, Sequence[FailedItem]] | None = None,
     *,
     upgrades: bool = False,
+    waits: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The run page's document. ``actions`` lists what the buttons may do now, and
     ``approvals`` the approval jobs waiting for an answer, ``events`` the event jobs waiting for
@@ -227,7 +259,8 @@ def run_json(
     token's completion (an operator may complete or fail one): all empty when the console is
     read-only, else what the run's state allows (``upgrade`` beside ``redrive`` when the console
     knows the spec folder to upgrade to). ``failed_items``: each fan-out job's items that failed
-    for good (the first by index), shown under its counts."""
+    for good (the first by index), shown under its counts. ``waits``: why jobs wait for their
+    limits across runs (``runtime.service.job_limits.job_waits``), shown in the job's panel."""
     actions: list[str] = []
     approvals: list[str] = []
     events: list[str] = []
@@ -262,10 +295,13 @@ def run_json(
         "error": run.error,
         "redrives": run.redrives,
         "deploy_id": None if run.deployment is None else run.deployment.deploy_id,
+        "parent": None
+        if run.parent is None
+        else {"run_id": run.parent.run_id, "workflow": run.parent.workflow, "job": run.parent.job},
         "version": run.version,
         "input": run.input,
         "started": iso(started),
-        "phases": _phases(run, failed_items or {}),
+        "phases": _with_child_runs(_phases(run, failed_items or {}, waits or {}), statuses),
         "attempts": _attempts(run, statuses),
         "history": _history(statuses),
         "actions": actions,

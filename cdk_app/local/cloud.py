@@ -10,9 +10,10 @@ both feed it the inserts of ``statuses`` a change stream sees, as the Atlas trig
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
@@ -26,16 +27,21 @@ from cdk_app.local.jobs import JOB_INVOCATION_TRIES, context_for, on_failure_rec
 from runtime import limits
 from runtime.aws.dispatch import REFUSALS
 from runtime.definition.model import Job, Workflow, job_function_name
+from runtime.documents.children import ChildStart
 from runtime.documents.events import JobEvent
 from runtime.documents.run import Document, StatusEvent
+from runtime.errors import RunError
 from runtime.patterns import notifier_pattern, orchestrator_pattern
 from runtime.ports import InvocationRefused
+from runtime.service.children import start_child
 from runtime.service.fan_out import FanOutContexts
 from runtime.service.job_attempt import LeaseSettings, UserHandler, run_attempt
 from runtime.service.notifier import NotifierService
 from runtime.service.orchestrator import Orchestrator
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from moto.events.models import EventPattern
@@ -131,11 +137,14 @@ class LocalCloud:
         options: CloudOptions,
         rules: Callable[[], Sequence[Rule]],
         job_functions: JobFunctions,
+        workflows: Callable[[], Mapping[str, Workflow]] = dict,
     ) -> None:
         self.store = store
         self.observer = observer
         self.rules = rules
         self.job_functions = job_functions
+        self.workflows = workflows
+        """The workflows deployed now, whose starters start child runs (``start_child``)."""
         self.executions: Counter[str] = Counter()
         """Entries into each job's user code, by job name."""
         self._executions_lock = threading.Lock()
@@ -148,6 +157,7 @@ class LocalCloud:
                 "orchestrator": DaemonPool("orchestrator", options.handler_threads),
                 "notifier": DaemonPool("notifier", options.handler_threads),
                 "job": DaemonPool("job", options.job_threads),
+                "starter": DaemonPool("starter", options.handler_threads),
             },
         )
         self._targets: dict[str, Callable[[dict[str, Any], CrashPlan, str], None]] = {
@@ -188,6 +198,7 @@ class LocalCloud:
             # The bus redelivers a crashed handling at once, not a minute later as Lambda does.
             redispatch_after=timedelta(0),
             contexts=self._fan_outs,
+            children=self,
         ).handle(event)
 
     def _notify(self, event: dict[str, Any], plan: CrashPlan, request_id: str) -> None:
@@ -216,6 +227,29 @@ class LocalCloud:
             tries=JOB_INVOCATION_TRIES,
             on_give_up=partial(self.job_gave_up, event),
         )
+
+    def start_child(self, request: ChildStart) -> None:
+        """The orchestrator's ChildStarter port: an asynchronous invoke of the child workflow's
+        starter, refused at once when that workflow is not deployed, as Lambda refuses it."""
+        definition = self.workflows().get(request.workflow)
+        if definition is None:
+            raise InvocationRefused(
+                f"the starter of child workflow {request.workflow!r} does not exist: no spec of it is "
+                "deployed here"
+            )
+        self.bus.send(
+            "starter", f"starter:{request.run_id}", partial(self._start_child, definition, request), True
+        )
+
+    def _start_child(
+        self, definition: Workflow, request: ChildStart, plan: CrashPlan, request_id: str
+    ) -> None:
+        """As the starter function answers a refused start with an error (the attempt's failure
+        recorded), not by raising for Lambda to retry."""
+        try:
+            start_child(CrashingStore(self.store, plan), definition, request)
+        except RunError as exc:
+            log.warning("child run %s not started: %s", request.run_id, exc)
 
     def _invoke_job(self, event: JobEvent, plan: CrashPlan, request_id: str) -> None:
         function = self._function(event)

@@ -199,6 +199,7 @@ class DevServer:
             job_functions=PinnedFunctions(
                 store, lambda: deployment.workflows, CodeSnapshots(options.snapshots), self.processes
             ).job_function,
+            workflows=lambda: deployment.workflows,
         )
         self.reconciler = Reconciler(
             store,
@@ -206,6 +207,7 @@ class DevServer:
             stale_after=options.stale_after,
             # Locally an invocation starts at once, and there is no retry window to wait out.
             lost_invocation_after=lambda job: timedelta(seconds=job.timeout),
+            children=self.cloud,
         )
         self.timeouts = TimeoutWatch(
             store, self.cloud, lambda line: console.print(f"[yellow]{escape(line)}[/]")
@@ -234,7 +236,7 @@ class DevServer:
                         self.deployment.refresh()
                         next_reload = time.monotonic() + self.options.reload_seconds
                     if time.monotonic() >= next_timers:
-                        fire_due_timers(self.store, utcnow())
+                        fire_due_timers(self.store, utcnow(), None, self.reconciler.invoke)
                         self.schedules.tick(self.deployment.workflows, utcnow())
                         next_timers = time.monotonic() + self.options.timer_seconds
                     if time.monotonic() >= next_repair:

@@ -19,7 +19,15 @@ from runtime.documents.leases import Lease
 from runtime.documents.listing import PagePosition, RunSummary
 from runtime.documents.run import Fields, JobRecord, Run, StatusEvent
 from runtime.documents.signatures import StatusKeys
-from runtime.ports import Dispatcher, ItemStore, NotificationClaims, RunStore, SentEvents, SlotStore
+from runtime.ports import (
+    Dispatcher,
+    ItemStore,
+    JobLimitStore,
+    NotificationClaims,
+    RunStore,
+    SentEvents,
+    SlotStore,
+)
 from runtime.statuses import RunState, StatusName
 
 T = TypeVar("T")
@@ -189,6 +197,41 @@ class CrashingStore:
 
     def sent_events(self) -> SentEvents:
         return self._store.sent_events()
+
+    def job_limits(self) -> JobLimitStore:
+        return CrashingJobLimits(self._store.job_limits(), self.plan)
+
+
+class CrashingJobLimits:
+    """A job's ``JobLimitStore`` with its writes passing through the crash plan (reads pass
+    straight through)."""
+
+    def __init__(self, limits: JobLimitStore, plan: CrashPlan) -> None:
+        self._limits = limits
+        self.plan = plan
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._limits, name)
+
+    def ticket(self, ticket: str, *args: Any) -> dict[str, Any]:
+        return _crashing_write(self.plan, "make_ticket", lambda: self._limits.ticket(ticket, *args))
+
+    def take(self, limit: str, ticket: str, concurrency: int | None, rate: int | None, window: int) -> bool:
+        return _crashing_write(
+            self.plan, "take_place", lambda: self._limits.take(limit, ticket, concurrency, rate, window)
+        )
+
+    def grant(self, ticket: str, now: datetime) -> bool:
+        return _crashing_write(self.plan, "grant_ticket", lambda: self._limits.grant(ticket, now))
+
+    def release(self, limit: str | None, ticket: str, now: datetime) -> None:
+        _crashing_write(self.plan, "release_ticket", lambda: self._limits.release(limit, ticket, now))
+
+    def wake_at(self, limit: str, at: datetime, workflow: str, job: str, key: str) -> None:
+        _crashing_write(self.plan, "wake_queue", lambda: self._limits.wake_at(limit, at, workflow, job, key))
+
+    def woken(self, limit: str, at: datetime) -> bool:
+        return _crashing_write(self.plan, "clear_wake", lambda: self._limits.woken(limit, at))
 
 
 class CrashingSlots:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -30,6 +30,7 @@ from cdk_app.local.timeouts import TimeoutWatch
 from runtime.clock import utcnow
 from runtime.definition.model import Workflow
 from runtime.documents import ID
+from runtime.documents.children import is_run_or_child
 from runtime.documents.run import RUN_ID, status_from_document
 from runtime.errors import EventError
 from runtime.service.job_attempt import UserHandler
@@ -71,13 +72,22 @@ class LocalRunner:
         handlers: Mapping[str, UserHandler],
         observer: RunObserver,
         options: RunOptions | None = None,
+        children: Sequence[tuple[Workflow, Mapping[str, UserHandler]]] = (),
     ) -> None:
+        """``children``: the workflows ``workflow`` runs as child runs, with their jobs'
+        handlers, deployed beside it; their runs are followed with the run's."""
         self.store = store
         self.workflow = workflow
         self.observer = observer
         self.options = options or RunOptions()
-        rules = workflow_rules(workflow, store.settings)
-        functions = {job.name: JobFunction(job=job, handler=handlers[job.name]) for job in workflow.jobs()}
+        deployed = [(workflow, handlers), *children]
+        rules = tuple(rule for each, _ in deployed for rule in workflow_rules(each, store.settings))
+        functions = {
+            (each.name, job.name): JobFunction(job=job, handler=by_job[job.name])
+            for each, by_job in deployed
+            for job in each.jobs()
+        }
+        workflows = {each.name: each for each, _ in deployed}
         self.cloud = LocalCloud(
             store,
             observer,
@@ -88,11 +98,12 @@ class LocalRunner:
             ),
             rules=lambda: rules,
             # The handlers were imported before the run: it runs that code whatever its files become.
-            job_functions=lambda event: functions.get(event.job) if event.workflow == workflow.name else None,
+            job_functions=lambda event: functions.get((event.workflow, event.job)),
+            workflows=lambda: workflows,
         )
 
         self._timeouts = TimeoutWatch(store, self.cloud)
-        self._reconciler = Reconciler(store, self.cloud, stale_after=timedelta(0))
+        self._reconciler = Reconciler(store, self.cloud, stale_after=timedelta(0), children=self.cloud)
 
     @property
     def executions(self) -> Mapping[str, int]:
@@ -127,7 +138,11 @@ class LocalRunner:
             change = stream.try_next()
             if change is not None:
                 document = change["fullDocument"]
-                if document.get(RUN_ID) != run_id:
+                if not is_run_or_child(str(document.get(RUN_ID)), run_id):
+                    continue
+                if document.get(RUN_ID) != run_id:  # a child run's: delivered, not shown
+                    self.cloud.route(document, str(document.get(ID)))
+                    last_progress = time.monotonic()
                     continue
                 seen += 1
                 last_progress = time.monotonic()
@@ -156,7 +171,8 @@ class LocalRunner:
                 self.observer.tick(utcnow())
                 next_tick = time.monotonic() + self.options.tick_seconds
             if not ended and time.monotonic() >= next_timers:
-                fire_due_timers(self.store, utcnow(), self.workflow.name)
+                for name in self.cloud.workflows():
+                    fire_due_timers(self.store, utcnow(), name, self._reconciler.invoke)
                 next_timers = time.monotonic() + self.options.timer_seconds
             if not ended and time.monotonic() >= next_repair:
                 self._repair(run_id, quiet=time.monotonic() - last_progress >= self.options.repair_seconds)

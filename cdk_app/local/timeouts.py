@@ -44,7 +44,8 @@ def attempts_in_flight(run: Run) -> list[tuple[Job, JobEvent]]:
     for phase in run.definition.all_phases():
         for job in phase.jobs:
             record = run.jobs.get(job.name)
-            if record is None or record.state != JobState.DISPATCHED:
+            # A child workflow job's attempt runs no function: its child run has its own bounds.
+            if record is None or record.state != JobState.DISPATCHED or job.child_workflow is not None:
                 continue
             event = job_event(run, job, record.attempt)
             if record.fan_out is None:

@@ -305,6 +305,12 @@ def print_summary(console: Console, report: RunReport) -> None:
 
 def print_summary_notes(console: Console, report: RunReport) -> None:
     """What the table leaves out: the phase a running run is in, why it failed, the faults."""
+    if report.parent is not None:
+        parent = report.parent
+        console.print(
+            f"child run of {escape(str(parent['run_id']))} (workflow {escape(str(parent['workflow']))}, "
+            f"job {escape(str(parent['job']))}, attempt {parent['attempt']})"
+        )
     if report.status == RunState.RUNNING:
         console.print(f"current phase: {escape(report.phase)}")
     if report.status == RunState.QUEUED:

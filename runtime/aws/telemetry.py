@@ -230,7 +230,13 @@ def write_run_spans(run: Run, outcome: str, error: str | None, now: datetime) ->
             record = records.get(job.name)
             if job.runs_code or record is None or record.claimed_at is None:
                 continue
-            kind = "approval" if job.approval is not None else "wait"
+            kind = (
+                "approval"
+                if job.approval is not None
+                else "wait"
+                if job.child_workflow is None
+                else "workflow"
+            )
             tracing.write_span(
                 run_id=run.run_id,
                 span_id=traces.attempt_span_id(run.run_id, job.name, max(record.attempt, 1)),

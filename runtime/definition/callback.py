@@ -10,7 +10,7 @@ from runtime.definition.draft import DraftJob, known_fields
 from runtime.definition.model import Callback
 from runtime.definition.report import Report
 
-EXCLUSIVE = ("wait", "approval", "event", "invoke", "http", "call", "for_each")
+EXCLUSIVE = ("wait", "approval", "event", "workflow", "invoke", "http", "call", "for_each")
 """Keys that make a job something else than one attempt that a token completes: ``code`` may
 come with ``callback`` (it hands the token out), these may not."""
 

@@ -10,6 +10,7 @@ from typing import Any
 from runtime import contracts, limits
 from runtime.definition.call import read_call
 from runtime.definition.callback import read_callback
+from runtime.definition.children import read_child_workflow, read_output
 from runtime.definition.depends import read_depends
 from runtime.definition.draft import Draft, DraftJob, DraftPhase, Ref, known_fields, mapping, name_refs
 from runtime.definition.event_wait import read_event
@@ -20,6 +21,7 @@ from runtime.definition.http import read_http
 from runtime.definition.input_schema import read_input_schema
 from runtime.definition.invoke import read_invoke
 from runtime.definition.job_code import check_job_code, check_shared_folder
+from runtime.definition.job_limits import read_job_limits
 from runtime.definition.model import (
     DELIVERY_MODES,
     EXIT_PHASE,
@@ -114,6 +116,7 @@ def read_spec(document: dict[str, Any], report: Report, base_dir: Path) -> Draft
     if spec.get("delivery") in DELIVERY_MODES:
         settings["delivery"] = spec["delivery"]
     settings |= read_flow(spec, report)
+    settings |= read_output(spec, report)
     return Draft(name, phases, settings, handlers, exit_handlers)
 
 
@@ -163,11 +166,13 @@ def _job_settings(
         settings["when"] = own["when"]
         check_expression(job, "when", own["when"], job.when_reads, report)
     settings |= read_for_each(job, own, report)
+    settings |= read_job_limits(job, own, report)
     settings |= read_invoke(job, own, report, code.base_dir)
     settings |= read_http(job, own, report)
     settings |= read_event(job, own, report)
     settings |= read_callback(job, own, report)
     settings |= read_call(job, own, report, code.base_dir)
+    settings |= read_child_workflow(job, own, report)
     if "permissions" in own:
         settings["permissions"] = read_permissions(own["permissions"], (*job.path, "permissions"), report)
     if isinstance(own.get("code"), str) and own["code"]:

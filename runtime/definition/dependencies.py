@@ -125,6 +125,7 @@ def _check_reads(
         [("when", name) for name in job.when_reads]
         + [("for_each", name) for name in job.for_each_reads]
         + [("wait", name) for name in job.wait_reads]
+        + [("workflow", name) for name in job.workflow_reads]
     ):
         path = (*job.path, key)
         if member in after or member in earlier:

@@ -24,6 +24,7 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "schedule",
                 "schedule_input",
                 "schedule_timezone",
+                "schedule_overlap",
                 "timeout",
                 "retention_days",
                 "on_failure",
@@ -36,6 +37,7 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "priority",
                 "on_limit",
                 "delivery",
+                "output",
             }
         ),
         "defaults": frozenset({"memory", "timeout", "retries", "retry", "env", "results"}),
@@ -69,6 +71,9 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "local",
                 "http",
                 "call",
+                "workflow",
+                "concurrency",
+                "rate_limit",
             }
         ),
         "retry": frozenset({"max", "delay", "backoff", "max_delay", "jitter", "on"}),
@@ -77,12 +82,15 @@ SPEC_KEYS: Mapping[str, frozenset[str]] = MappingProxyType(
         "callback": frozenset({"timeout"}),
         "http": frozenset({"url", "method", "headers", "body", "secret", "secret_header", "timeout"}),
         "call": frozenset({"service", "action", "resource", "params"}),
+        "child_workflow": frozenset({"name", "input"}),
         "wait": frozenset({"until"}),
         "permission": frozenset({"actions", "resources"}),
         "notify": frozenset({"on", "email", "slack_webhook_secret"}),
         "alarms": frozenset({"failure_rate", "duration_p99"}),
         "tracing": frozenset({"exporter", "endpoint"}),
         "concurrency": frozenset({"limit", "key"}),
+        "job_concurrency": frozenset({"limit", "key"}),
+        "rate_limit": frozenset({"limit", "period", "key"}),
         "seed": frozenset({"$schema", "id", "purposeId", "currentPhase", "phases"}),
         "seed_phase": frozenset({"steps", "waitFor", "next", "finished"}),
         "seed_step": frozenset({"jobs"}),
@@ -123,6 +131,8 @@ class DraftJob:
     """The same for its ``for_each``."""
     wait_reads: list[str] = field(default_factory=list)
     """The same for its ``wait: {until}``."""
+    workflow_reads: list[str] = field(default_factory=list)
+    """The same for its child workflow's ``input``."""
     depends_reads: list[str] = field(default_factory=list)
     """The jobs its ``depends`` reads (``jobs.<job>``), which must be in its ``after``."""
 

@@ -1,5 +1,6 @@
-"""Flow control across runs (the spec's ``concurrency``, ``priority`` and ``on_limit``): read into
-the IR, their JMESPath checked like a ``when`` (it compiles, reads only ``input``)."""
+"""Flow control across runs (the spec's ``concurrency``, ``priority``, ``on_limit`` and
+``schedule_overlap``): read into the IR, their JMESPath checked like a ``when`` (it compiles, reads
+only ``input``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 from runtime.definition.draft import known_fields
 from runtime.definition.expressions import compiled, root_fields
-from runtime.definition.model import ON_LIMIT, RunConcurrency
+from runtime.definition.model import ON_LIMIT, SCHEDULE_OVERLAP, RunConcurrency
 from runtime.definition.report import JsonPath, Report, show
 
 FLOW_ROOTS = ("input",)
@@ -29,7 +30,27 @@ def read_flow(spec: dict[str, Any], report: Report) -> dict[str, Any]:
         settings["priority"] = spec["priority"]
     if spec.get("on_limit") in ON_LIMIT:
         settings["on_limit"] = spec["on_limit"]
+    if spec.get("schedule_overlap") in SCHEDULE_OVERLAP:
+        settings["schedule_overlap"] = spec["schedule_overlap"]
+    if "schedule" in spec and "concurrency" in settings:
+        _check_overlap_with_concurrency(spec, report)
     return settings
+
+
+def _check_overlap_with_concurrency(spec: dict[str, Any], report: Report) -> None:
+    """A run holds one slot at most: the overlap policy's or its ``concurrency`` key's. Holding
+    both would mean holding one while queued for the other (two queues, two releases, twice the
+    crash points to repair), so with ``concurrency`` scheduled runs count under it alone."""
+    overlap = spec.get("schedule_overlap", "skip")
+    if overlap != "allow":
+        written = "schedule_overlap" in spec
+        report.add(
+            ("schedule_overlap",) if written else ("concurrency",),
+            f"schedule_overlap {overlap}{'' if written else ' (the default)'} cannot be combined with "
+            "concurrency: a run waits for one slot, not two. Set schedule_overlap: allow, and the "
+            "concurrency limit and on_limit govern scheduled runs too (concurrency: {limit: 1} with "
+            "on_limit: skip keeps every run, scheduled or not, from overlapping)",
+        )
 
 
 def check_input_expression(path: JsonPath, expression: str, report: Report) -> None:

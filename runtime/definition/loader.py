@@ -20,6 +20,7 @@ from pathlib import Path
 
 from runtime.definition.build import compile_file, load_workflow, workflow_from_document
 from runtime.definition.canonical import RESERVED_ENV
+from runtime.definition.children import child_workflow_problems
 from runtime.definition.discovery import SPEC_MARKERS, SPEC_SUFFIXES, SkippedFile, discover, spec_files
 from runtime.definition.draft import IGNORED_KEYS, SPEC_KEYS
 from runtime.definition.expressions import WHEN_ROOTS
@@ -92,6 +93,7 @@ def check_specs(paths: Sequence[str | PathLike[str]]) -> SpecCheck:
             )
         defined_in.setdefault(workflow.name, file.path)
         workflows.append(workflow)
+    problems += child_workflow_problems(workflows, all_loaded=len(workflows) == len(found.specs))
     return SpecCheck(tuple(workflows), tuple(problems), tuple(warnings), tuple(found.skipped))
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from runtime.definition.model_limits import JobConcurrency, RateLimit, limits_from_document
 from runtime.statuses import StatusName
 
 FUNCTION_NAME_MAX = 64
@@ -232,6 +233,20 @@ class Callback:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ChildWorkflow:
+    """A job that runs another workflow of the same app as its attempt (the spec's ``workflow:``):
+    the child run's output is the job's output (``runtime.service.children``)."""
+
+    name: str
+    """The workflow the child run runs."""
+    input: str | None = None
+    """JMESPath over ``{input, results}`` giving the child's run input; None: the parent's input."""
+
+    def to_document(self) -> dict[str, Any]:
+        return {"name": self.name, "input": self.input}
+
+
+@dataclass(frozen=True, kw_only=True)
 class ServiceCall:
     """An AWS service call a job makes without code (``runtime.definition.call.CALLS``)."""
 
@@ -363,6 +378,12 @@ class Job:
     """A request the job sends instead of running code (``runtime.service.http_job``)."""
     call: ServiceCall | None = None
     """An AWS service call the job makes instead of running code (``runtime.service.call_job``)."""
+    child_workflow: ChildWorkflow | None = None
+    """The workflow the job runs as a child run instead of running code (the spec's ``workflow:``)."""
+    concurrency: JobConcurrency | None = None
+    """Attempts of this job in flight at once across every run (``runtime.service.job_limits``)."""
+    rate_limit: RateLimit | None = None
+    """Attempts of this job started per period across every run."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "after", tuple(self.after))
@@ -390,11 +411,11 @@ class Job:
 
     @property
     def runs_code(self) -> bool:
-        """False for wait, approval and event jobs, and callback jobs without code: the engine
-        completes them, no function runs."""
+        """False for wait, approval, event and child workflow jobs, and callback jobs without
+        code: no function of theirs runs."""
         waits = self.wait is not None or self.wait_until is not None or self.approval is not None
         waits_for_callback = self.callback is not None and not self.callback.runs_code
-        return not (waits or self.event is not None or waits_for_callback)
+        return not (waits or self.event is not None or self.child_workflow is not None or waits_for_callback)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -491,6 +512,12 @@ DEFAULT_DELIVERY = "fast"
 invocation per job (benchmarks/README.md, "Step latency")."""
 
 
+SCHEDULE_OVERLAP = ("skip", "buffer_one", "allow", "cancel_other")
+"""What a scheduled run does while an earlier scheduled run of its workflow has not ended: end at
+once (cancelled, saying why), wait ``queued`` (one at most; more are skipped), start anyway, or
+have the running one cancelled and start once it has ended."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class RunConcurrency:
     """At most ``limit`` runs of the workflow run at once: per value of ``key`` (JMESPath over
@@ -517,6 +544,8 @@ class Workflow:
     """Run input for scheduled runs (each also gets ``contracts.SCHEDULED_TIME``)."""
     schedule_timezone: str | None = None
     """The IANA time zone ``schedule`` is in; None: UTC."""
+    schedule_overlap: str = "skip"
+    """One of ``SCHEDULE_OVERLAP``: scheduled runs of the workflow, one at a time unless ``allow``."""
     on_failure: Phase | None = None
     """The failure handlers: jobs run (in phase ``HANDLERS_PHASE``) when the run fails or is
     cancelled, before it ends so."""
@@ -550,6 +579,9 @@ class Workflow:
     delivery: str | None = None
     """One of ``DELIVERY_MODES``: how a job's report reaches the orchestrator in the cloud; None
     takes the app's default (context ``delivery``). Build-time only, like ``alarms``."""
+    output: str | None = None
+    """JMESPath over ``{input, results}`` giving the run's output when it runs as a child (the
+    parent job's output); None: the results of its last phase's jobs."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "phases", tuple(self.phases))
@@ -591,7 +623,10 @@ class Workflow:
         approval job, a callback's timeout, a run deadline. Only such a workflow gets the cloud's
         timer schedule."""
         return self.timeout is not None or any(
-            job.retry.delay > 0 or not job.runs_code or job.callback is not None for job in self.jobs()
+            job.retry.delay > 0
+            or (not job.runs_code and job.child_workflow is None)
+            or job.callback is not None
+            for job in self.jobs()
         )
 
     def jobs(self) -> Iterator[Job]:
@@ -630,11 +665,13 @@ class Workflow:
             },
             "schedule": self.schedule,
             **({} if self.schedule_timezone is None else {"schedule_timezone": self.schedule_timezone}),
+            **({} if self.schedule_overlap == "skip" else {"schedule_overlap": self.schedule_overlap}),
             "timeout": self.timeout,
             "retention_days": self.retention_days,
             **({} if self.concurrency is None else {"concurrency": self.concurrency.to_document()}),
             **({} if self.priority is None else {"priority": self.priority}),
             **({} if self.on_limit == "queue" else {"on_limit": self.on_limit}),
+            **({} if self.output is None else {"output": self.output}),
         }
 
     @classmethod
@@ -657,6 +694,7 @@ class Workflow:
             ),
             schedule=document.get("schedule"),
             schedule_timezone=document.get("schedule_timezone"),
+            schedule_overlap=document.get("schedule_overlap", "skip"),
             timeout=document.get("timeout"),
             retention_days=document.get("retention_days"),
             concurrency=None
@@ -664,6 +702,7 @@ class Workflow:
             else RunConcurrency(**document["concurrency"]),
             priority=document.get("priority"),
             on_limit=document.get("on_limit", "queue"),
+            output=document.get("output"),
         )
 
 
@@ -704,6 +743,9 @@ def _phase_document(phase: Phase) -> dict[str, Any]:
                 **{key: getattr(job, key) for key in INVOKE_KEYS if getattr(job, key) is not None},
                 **({} if job.http is None else {"http": job.http.to_document()}),
                 **({} if job.call is None else {"call": job.call.to_document()}),
+                **({} if job.child_workflow is None else {"workflow": job.child_workflow.to_document()}),
+                **({} if job.concurrency is None else {"concurrency": job.concurrency.to_document()}),
+                **({} if job.rate_limit is None else {"rate_limit": job.rate_limit.to_document()}),
             }
             for job in phase.jobs
         ],
@@ -745,6 +787,8 @@ def _phase_from_document(phase: Mapping[str, Any]) -> Phase:
                 **{key: job[key] for key in INVOKE_KEYS if key in job},
                 http=None if job.get("http") is None else HttpRequest.from_document(job["http"]),
                 call=None if job.get("call") is None else ServiceCall(**job["call"]),
+                child_workflow=None if job.get("workflow") is None else ChildWorkflow(**job["workflow"]),
+                **limits_from_document(job),
             )
             for job in phase["jobs"]
         ),

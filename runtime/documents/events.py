@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from runtime.definition.model import ChildWorkflow
+from runtime.definition.model_limits import AttemptLimits
 from runtime.documents.callbacks import CALLBACK_TOKEN
 from runtime.documents.signatures import attempt_slot
 from runtime.documents.traces import TRACEPARENT, attempt_traceparent
@@ -45,9 +47,15 @@ class JobEvent:
     """The function this attempt is invoked on: the one the run's version map names for the job
     (``runtime.documents.deployment``), or None for the job's function by name (its latest
     code). Where the event goes, not part of what the job receives."""
+    child: ChildWorkflow | None = None
+    """A child workflow job's: the workflow its attempt runs as a child run, started in place of
+    invoking a function (``runtime.service.children``); not part of any payload."""
     attempt_key: str | None = field(default=None, repr=False)
     """This attempt's own key for signing its reports (``runtime.documents.signatures``), added
     at dispatch by a control plane that signs; the user's handler never sees it."""
+    limits: AttemptLimits | None = field(default=None, repr=False, compare=False)
+    """The job's ``concurrency`` and ``rate_limit`` (None: it has neither): the dispatch waits
+    for them (``runtime.service.job_limits``). Not part of what the job receives."""
 
     callback: bool = False
     """A callback job's attempt: a control plane that signs adds its token at dispatch."""

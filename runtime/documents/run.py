@@ -24,6 +24,7 @@ from typing import Any
 from runtime.clock import as_utc
 from runtime.definition.model import Workflow
 from runtime.documents import ID, WORKFLOW
+from runtime.documents.children import PARENT, ParentLink, parent_from_document
 from runtime.documents.deployment import DEPLOY_ID, Deployment, deployment_from_document
 from runtime.documents.failures import Exit, Failure, exit_from_document, failure_from_document
 from runtime.documents.items import FanOut, Lane, fan_out_field, fan_out_from_document, lane_field
@@ -125,7 +126,10 @@ class Run:
     priority: int = 0
     """The run's ``priority``: queued runs start highest first."""
     arrival: int = 0
-    """The run's place in its key's arrivals: queued runs of one priority start in this order."""
+    """The run's place in its key's arrivals: queued runs of one rank start in this order."""
+    rank: int = 0
+    """The run's place in its key's queue, its priority aged (``runtime.engine.queue``): queued
+    runs start lowest rank first."""
     version: int = 0
     """Incremented by every write; a write planned from this view is guarded by it."""
     stored_bytes: int = 0
@@ -133,6 +137,9 @@ class Run:
     what a write may still add before MongoDB refuses the document."""
     created_at: datetime | None = None
     """When the run started (its document was inserted): where its duration and trace begin."""
+    parent: ParentLink | None = None
+    """The parent attempt a child run runs as (``runtime.documents.children``); None: a run of
+    its own."""
 
     @property
     def workflow(self) -> str:
@@ -188,8 +195,8 @@ DEPLOYMENT = "deployment"
 DEPLOY_ID_FIELD = f"{DEPLOYMENT}.{DEPLOY_ID}"
 """The run's deploy id: what ``runs --deploy`` selects by."""
 COMPLETED_BY, DEADLINE, WAKE_AT = "completedBy", "deadline", "wakeAt"
-CONCURRENCY_KEY, PRIORITY, ARRIVAL = "concurrencyKey", "priority", "arrival"
-"""A run of a workflow with ``concurrency``: its key's value, its priority and its arrival."""
+CONCURRENCY_KEY, PRIORITY, ARRIVAL, QUEUE_RANK = "concurrencyKey", "priority", "arrival", "queueRank"
+"""A run that may queue for a slot: its key's value, its priority, its arrival and its rank."""
 """``wakeAt`` is the earliest due time among the run's timers, or earlier (never later): the
 timer sweep's index. Decisions lower it (``$min``); only the sweep raises it again."""
 _JOB_FIELDS = {
@@ -253,9 +260,11 @@ def run_from_document(document: Mapping[str, Any], stored_bytes: int = 0) -> Run
         concurrency_key=document.get(CONCURRENCY_KEY),
         priority=document.get(PRIORITY, 0),
         arrival=document.get(ARRIVAL, 0),
+        rank=document.get(QUEUE_RANK, 0),
         version=document.get(VERSION, 0),
         stored_bytes=stored_bytes,
         created_at=as_utc(document.get(CREATED_AT)),
+        parent=parent_from_document(document.get(PARENT)),
     )
 
 
@@ -280,8 +289,14 @@ def run_to_document(run: Run, now: datetime) -> Document:
         **(
             {}
             if run.concurrency_key is None
-            else {CONCURRENCY_KEY: run.concurrency_key, PRIORITY: run.priority, ARRIVAL: run.arrival}
+            else {
+                CONCURRENCY_KEY: run.concurrency_key,
+                PRIORITY: run.priority,
+                ARRIVAL: run.arrival,
+                QUEUE_RANK: run.rank,
+            }
         ),
+        **({} if run.parent is None else {PARENT: run.parent.to_document()}),
         VERSION: run.version,
         CREATED_AT: now,
         UPDATED_AT: now,

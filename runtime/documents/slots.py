@@ -7,7 +7,8 @@ by one conditional single-document write that adds the run's id while the set ha
 ``limit`` ids (or already has it: a duplicate takes nothing more), and released by ``$pull``; a
 run goes from ``queued`` to ``running`` only while it holds a slot, and releases it only once it
 has ended, so the runs running never outnumber ``limit``. The queue is the run documents
-themselves: ``queued`` runs of the key, highest ``priority`` first, then by ``arrival``.
+themselves: ``queued`` runs of the key, lowest ``queueRank`` (the priority, aged) first, then by
+``arrival``.
 
 Standard library only: the handlers import it inside Lambda.
 """
@@ -22,7 +23,7 @@ from runtime.documents.run import (
     ARRIVAL,
     CONCURRENCY_KEY,
     CREATED_AT,
-    PRIORITY,
+    QUEUE_RANK,
     RUN_STATE,
     Document,
     Fields,
@@ -88,11 +89,14 @@ def queued_query(workflow: str | None, key: str | None = None) -> Document:
     return query | ({} if key is None else {CONCURRENCY_KEY: key})
 
 
-QUEUE_ORDER = [(PRIORITY, -1), (ARRIVAL, 1), (CREATED_AT, 1), (ID, 1)]
-"""The order queued runs start in: highest priority, then first arrived."""
+QUEUE_ORDER = [(QUEUE_RANK, 1), (ARRIVAL, 1)]
+"""The order queued runs start in: lowest rank (highest priority, aged), then first arrived. Each
+arrival of a key is counted once (``arrival_update``), so no two queued runs tie and the queue's
+index serves the whole sort: finding the head reads one index entry, however long the queue."""
 
+QUEUE_INDEX_NAME = "queued_runs_by_rank"
 QUEUE_INDEX: tuple[list[tuple[str, int]], dict[str, Any]] = (
-    [(WORKFLOW, 1), (CONCURRENCY_KEY, 1), (RUN_STATE, 1), (PRIORITY, -1), (ARRIVAL, 1)],
+    [(WORKFLOW, 1), (CONCURRENCY_KEY, 1), (RUN_STATE, 1), (QUEUE_RANK, 1), (ARRIVAL, 1)],
     {"partialFilterExpression": {RUN_STATE: RunState.QUEUED.value}},
 )
 """The queue's index on ``state-machines``: only queued runs are in it (none on the hot path)."""

@@ -41,6 +41,7 @@ from runtime.definition.model import (
     Phase,
     Workflow,
 )
+from runtime.definition.model_limits import AttemptLimits
 from runtime.documents.events import JobEvent
 from runtime.documents.outputs import run_output_ref
 from runtime.documents.run import Run, StatusEvent
@@ -354,6 +355,21 @@ def job_event(run: Run, job: Job, attempt: int, outputs: Mapping[str, Any] | Non
         references=references,
         function=None if run.deployment is None else run.deployment.function_of(job.name),
         callback=job.callback is not None,
+        child=job.child_workflow,
+        limits=attempt_limits(run, job),
+    )
+
+
+def attempt_limits(run: Run, job: Job) -> AttemptLimits | None:
+    """What the dispatch of ``job``'s attempts waits for; None: nothing (most jobs)."""
+    if job.concurrency is None and job.rate_limit is None:
+        return None
+    record = run.jobs.get(job.name)
+    return AttemptLimits(
+        concurrency=job.concurrency,
+        rate_limit=job.rate_limit,
+        priority=run.priority,
+        round=0 if record is None or job.for_each is None else record.attempt,
     )
 
 

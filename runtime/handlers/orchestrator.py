@@ -12,6 +12,7 @@ from botocore.config import Config
 
 from runtime import contracts
 from runtime.aws import tracing
+from runtime.aws.children import LambdaChildStarter
 from runtime.aws.dispatch import LambdaDispatcher
 from runtime.aws.metrics import rejected_metric_line
 from runtime.aws.telemetry import setup_function
@@ -44,6 +45,7 @@ def _build() -> Orchestrator:
         dispatch_threads=DISPATCH_THREADS,
         on_rejected=count_rejected,
         workflow=os.environ.get(contracts.WORKFLOW_NAME),
+        children=LambdaChildStarter(client),
     )
 
 

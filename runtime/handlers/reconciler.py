@@ -20,6 +20,7 @@ import boto3
 
 from runtime import contracts
 from runtime.aws import metrics, tracing
+from runtime.aws.children import LambdaChildStarter
 from runtime.aws.dispatch import LambdaDispatcher
 from runtime.aws.metrics import embedded_metrics, rejected_metric_line
 from runtime.aws.telemetry import setup_function
@@ -77,9 +78,11 @@ def _build(workflow: str) -> Reconciler:
     )
     # Runs in flight across the deploy that brought the views: their jobs read what they wrote.
     store.adopt_running_runs(workflow)
+    client = boto3.client("lambda")
     return Reconciler(
         store=store,
-        dispatcher=LambdaDispatcher(boto3.client("lambda")),
+        dispatcher=LambdaDispatcher(client),
+        children=LambdaChildStarter(client),
         stale_after=STALE_AFTER,
         workflow=workflow,
         on_rejected=lambda status, reason: print(rejected_metric_line(status.workflow), flush=True),
@@ -100,7 +103,9 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     try:
         if isinstance(event, dict) and event.get("action") == contracts.FIRE_TIMERS:
             reconciler: Reconciler = _state["reconciler"]
-            fired = fire_timers_until(reconciler.store, workflow, utcnow() + TIMER_WINDOW)
+            fired = fire_timers_until(
+                reconciler.store, workflow, utcnow() + TIMER_WINDOW, invoke=reconciler.invoke
+            )
             return {"timers_fired": fired}
         # A pass applies missed statuses, and the one that ends a run writes the run's spans.
         report = reconcile_and_report(_state["reconciler"], workflow)

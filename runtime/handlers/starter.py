@@ -18,11 +18,13 @@ from runtime.aws.telemetry import setup_function
 from runtime.aws.versions import cloud_deployment
 from runtime.definition.input_check import InputRefused
 from runtime.definition.model import Workflow
+from runtime.documents.children import START_CHILD, child_start_from_payload
 from runtime.documents.envelopes import as_mapping
 from runtime.documents.listing import PagePosition
 from runtime.errors import EventError, RunError, RunNotFound
 from runtime.service.approvals import answer_approval
 from runtime.service.callbacks import complete_callback, heartbeat_callback
+from runtime.service.children import start_child
 from runtime.service.events import send_event
 from runtime.service.operations import (
     list_runs,
@@ -43,7 +45,10 @@ STORE_CONNECTIONS = 1
 _state: dict[str, Any] = {}
 
 ACTIONS = ("cancel", "redrive", "approve", "reject", "event")
+"""Operations on a run; ``start_child`` (``runtime.documents.children``) is the parent
+orchestrator's, with the parent attempt's key."""
 CALLBACK_ACTIONS = ("complete", "heartbeat")
+"""A callback token's completion and heartbeat (``runtime.service.callbacks``)."""
 READS = ("get", "history", "list")
 
 
@@ -53,7 +58,8 @@ def load_definition(path: str) -> Workflow:
 
 
 def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
-    """``{"run_id"?, "input"?}`` -> ``{"run_id", "created"}``;
+    """``{"run_id"?, "input"?, "scheduled"?}`` -> ``{"run_id", "created"}`` (``scheduled``: true
+    from the workflow's schedule and a backfill, whose runs its ``schedule_overlap`` applies to);
     ``{"action": "cancel" | "redrive", "run_id", "reason"?, "upgrade"?}`` and ``{"action": "approve" |
     "reject", "run_id", "job", "output"? | "reason"?}`` -> ``{"run_id", "action", "created"}``;
     ``{"action": "event", "name", "payload"?, "run_id"?, "id"?}`` -> ``{"event_id", "created",
@@ -62,7 +68,9 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     "attempt", "id", "created"}``;
     ``{"action": "get", "run_id"}`` -> ``{"run": <status --json's object>}``, ``{"action":
     "history", "run_id"}`` -> ``{"history": [...]}``, ``{"action": "list", "status"?, "since"?,
-    "limit"?}`` -> ``{"runs": [...]}`` (this workflow's, newest first). A bad request answers with
+    "limit"?}`` -> ``{"runs": [...]}`` (this workflow's, newest first); ``{"action":
+    "start_child", ...}`` (a parent's orchestrator: ``runtime.documents.children.ChildStart``) ->
+    ``{"run_id", "created"}``. A bad request answers with
     an ``error`` and its ``error_type`` instead of raising, so an EventBridge schedule never
     retries it forever."""
     if "store" not in _state:
@@ -94,14 +102,23 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
             return _send_event(request, run_id)
         if request.get("action") in CALLBACK_ACTIONS:
             return _callback(request)
+        if request.get("action") == START_CHILD:
+            started = start_child(
+                _state["store"], _state["definition"], child_start_from_payload(request), _state["deployment"]
+            )
+            return {"run_id": started.run_id, "created": started.created}
         if "action" in request:
             return _operate(request, run_id)
+        scheduled = request.get("scheduled", False)
+        if not isinstance(scheduled, bool):
+            raise EventError(f"scheduled is true or false, got {scheduled!r}")
         started = start_run(
             _state["store"],
             _state["definition"],
             run_id=run_id,
             input=request.get("input"),
             deployment=_state["deployment"],
+            scheduled=scheduled,
         )
     except (EventError, RunError) as exc:
         log.warning("request refused: %s", exc)

@@ -43,11 +43,18 @@ from runtime.engine.replay import replay
 from runtime.engine.transition import Expiry, LoadOutputs, Rejection, Transition
 from runtime.errors import DocumentRejected, EventError, OutputTooLarge
 from runtime.limits import LAMBDA_RETRY_DELAY
-from runtime.ports import Dispatcher, InvocationRefused, RunStore
-from runtime.service import run_slots
+from runtime.ports import ChildStarter, Dispatcher, InvocationRefused, RunStore
+from runtime.service import children, job_limits, run_slots
 from runtime.service.events import deliver_kept
 from runtime.service.fan_out import FanOutContexts, ItemHandling
-from runtime.statuses import ENDED, ORCHESTRATOR_STATUSES, RUN_ENDS, RunState, StatusName
+from runtime.statuses import (
+    ENDED,
+    ORCHESTRATOR_STATUSES,
+    RUN_ENDS,
+    TERMINAL_JOB_STATUSES,
+    RunState,
+    StatusName,
+)
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +121,8 @@ class Orchestrator:
     """The workflow whose statuses this orchestrator applies from hand-offs (the deployed
     function's own; the trigger's events reach it through its workflow's rule alone). None: any
     (the local cloud, tests)."""
+    children: ChildStarter | None = None
+    """Starts the child runs of child workflow jobs; None: none run here (such an attempt fails)."""
 
     @property
     def fan_outs(self) -> ItemHandling:
@@ -193,6 +202,8 @@ class Orchestrator:
             # Nothing to decide: the wait is recorded; an event kept from before it is delivered.
             delivered = deliver_kept(self.store, event)
             return Outcome(action="ignored" if delivered is None else "delivered")
+        if event.index is not None:
+            self._release_attempt(event)
         if event.index is not None and event.status != StatusName.NOT_RUN:
             action, dispatched, reason = self.fan_outs.apply(event)
             return Outcome(action=action, dispatched=dispatched, reason=reason)
@@ -207,8 +218,27 @@ class Orchestrator:
             return outcome
         return self._decide(event)
 
+    def _release_attempt(self, event: StatusEvent, run: Run | None = None) -> None:
+        """An attempt of a job with limits across runs has ended: its place goes back and the
+        attempts waiting for it move (before its end is applied: the end is in the statuses log
+        already). Costs nothing for a job without limits: the definition is the fan-out's, read
+        once per process, or ``run``, as the decision read it."""
+        if event.job is None or event.status not in TERMINAL_JOB_STATUSES:
+            return
+        if event.index is not None:
+            context = self.contexts.get(self.store, event.run_id, event.job)
+            job, round_number = (None, 0) if context is None else (context.job, context.round)
+        else:
+            job = None if run is None or event.job not in run.jobs else run.definition.job(event.job)
+            round_number = 0
+        if job is not None and (job.concurrency is not None or job.rate_limit is not None):
+            attempt = job_limits.Attempt(event.run_id, event.job, event.index, event.attempt, round_number)
+            job_limits.release(self.store, attempt, job.concurrency is not None, self.invoke)
+
     def _decide(self, event: StatusEvent) -> Outcome:
         run = self.store.read_run(event.run_id)
+        if event.index is None:
+            self._release_attempt(event, run)
         recorded_now = False
         for _ in range(MAX_DECISIONS):
             if run is None:
@@ -300,8 +330,9 @@ class Orchestrator:
     def _release_slot(self, run: Run, event: StatusEvent, recorded: tuple[StatusEvent, ...]) -> None:
         """A run of a workflow with ``concurrency`` that this event ended (or that had ended
         already: a redelivery, a late report; not a redrive, which took a slot to reopen it)
-        gives its slot back; nothing for any other run, so a job's report costs no more."""
-        if run.definition.concurrency is None:
+        gives its slot back; nothing for any other run (one without a concurrency key), so a
+        job's report costs no more."""
+        if run.concurrency_key is None:
             return
         ended = run.state in ENDED and event.status != StatusName.REDRIVE_REQUESTED
         if ended or any(status.status in RUN_ENDS.values() for status in recorded):
@@ -335,10 +366,27 @@ class Orchestrator:
             self.fan_outs.settle_waiting(run)
         outcome = self._carry_out(dispatched + again_dispatched, statuses + again_recorded, recorded_now)
         self._release_slot(run, event, statuses + again_recorded)
+        self._follow_children(run, event, statuses + again_recorded)
         if items_sent:
             outcome = replace(outcome, action="advanced", dispatched=outcome.dispatched + items_sent)
         self._expire_late_statuses(run, None if decision is None else decision.expiry)
         return outcome
+
+    def _follow_children(self, run: Run, event: StatusEvent, recorded: tuple[StatusEvent, ...]) -> None:
+        """A child run that ended reports to its parent attempt; a parent that ended or was
+        cancelled cancels its children still running. Both read the run as now written, and
+        only for runs that have a parent or child workflow jobs: other runs pay nothing."""
+        ended = any(status.status in RUN_ENDS.values() for status in recorded)
+        if ended and run.parent is not None:
+            children.report_to_parent(self.store, run.run_id)
+        cancelled = event.status == StatusName.CANCEL_REQUESTED
+        if (ended or cancelled) and children.child_jobs(run.definition):
+            reason = (
+                f"its parent run {run.run_id} was cancelled"
+                if cancelled
+                else f"its parent run {run.run_id} ended"
+            )
+            children.cancel_children(self.store, run.run_id, reason)
 
     def _record_completion(self, run_id: str, fallback: Transition | None) -> Run | None:
         """The completion alone, for a success whose whole plan lost to another writer: the run
@@ -404,10 +452,18 @@ class Orchestrator:
                 self.store.apply_transition(batch[0].run_id, {}, invoked)
 
     def dispatch(self, job: JobEvent) -> None:
+        """One invocation, when the job's limits across runs allow it (else the attempt waits
+        for them: ``runtime.service.job_limits``)."""
+        job_limits.send(self.store, job, self.invoke)
+
+    def invoke(self, job: JobEvent) -> None:
         """One invocation; one that can never be accepted (too large, refused by Lambda) is
         recorded as the attempt's failure, so the run goes on to retry or fail it. The event
         carries the attempt's own key when statuses are signed."""
         job = self._with_key(job)
+        if job.child is not None:
+            self._start_child(job)
+            return
         size = limits.json_bytes(job.to_payload())
         try:
             if size > limits.JOB_EVENT_MAX_BYTES:
@@ -418,6 +474,20 @@ class Orchestrator:
                 )
             self.dispatcher.dispatch(job)
         except InvocationRefused as exc:
+            log.error("%s", exc)
+            self.store.record_status(attempt_failed(job, str(exc)))
+
+    def _start_child(self, job: JobEvent) -> None:
+        """A child workflow job's attempt: its child run is started in place of a function; one
+        that cannot be is the attempt's failure."""
+        try:
+            if self.children is None:
+                raise InvocationRefused(
+                    f"job {job.job!r} runs a child workflow, and none can be started here"
+                )
+            request = replace(children.child_start(job), resume=children.resumable_child(self.store, job))
+            self.children.start_child(request)
+        except (children.ChildInputError, InvocationRefused) as exc:
             log.error("%s", exc)
             self.store.record_status(attempt_failed(job, str(exc)))
 

@@ -38,8 +38,8 @@ from runtime.engine import joins
 from runtime.engine.callbacks import accepts_completion, awaits_callback, heartbeat_due, timer_slot
 from runtime.engine.transition import Transition
 from runtime.limits import LAMBDA_RETRY_DELAY
-from runtime.ports import Dispatcher, RunStore
-from runtime.service import run_slots
+from runtime.ports import ChildStarter, Dispatcher, RunStore
+from runtime.service import children, job_limits, run_slots
 from runtime.service.orchestrator import Orchestrator
 from runtime.statuses import (
     ANSWER_STATUSES,
@@ -95,6 +95,10 @@ class ReconcileReport:
     """Concurrency slots held by runs that had ended, given back (``run_slots.repair``)."""
     queued_started: int = 0
     """Queued runs started because a slot was free."""
+    tickets_released: int = 0
+    """Places of a job's limits held by attempts that had ended, given back (``job_limits.repair``)."""
+    waiting_started: int = 0
+    """Attempts waiting for a job's limits dispatched because a place was free."""
 
     def __add__(self, other: ReconcileReport) -> ReconcileReport:
         return ReconcileReport(
@@ -105,6 +109,8 @@ class ReconcileReport:
             started_recorded=self.started_recorded + other.started_recorded,
             slots_released=self.slots_released + other.slots_released,
             queued_started=self.queued_started + other.queued_started,
+            tickets_released=self.tickets_released + other.tickets_released,
+            waiting_started=self.waiting_started + other.waiting_started,
         )
 
 
@@ -229,6 +235,9 @@ class Reconciler:
     None: every workflow in the database (the dev server)."""
     on_rejected: Callable[[StatusEvent, str], None] = lambda status, reason: None
     """Told of each status found not authentic (``Orchestrator.on_rejected``)."""
+    children: ChildStarter | None = None
+    """Starts child runs again for the child workflow jobs whose start was lost
+    (``Orchestrator.children``)."""
     _orchestrator: Orchestrator = field(init=False)
 
     def __post_init__(self) -> None:
@@ -240,7 +249,12 @@ class Reconciler:
             dispatcher=self.dispatcher,
             redispatch_after=LAMBDA_RETRY_DELAY,
             on_rejected=self.on_rejected,
+            children=self.children,
         )
+
+    def invoke(self, job_event: JobEvent) -> None:
+        """Invoke an attempt that may go now (its job's limits allow it), as the orchestrator does."""
+        self._orchestrator.invoke(job_event)
 
     def reconcile_pass(self, now: datetime | None = None) -> ReconcileReport:
         """Check every stale running run and every run with an unapplied operation."""
@@ -261,6 +275,8 @@ class Reconciler:
         # After the runs: a run the statuses just ended has released its slot itself.
         slots = run_slots.repair(self.store, self.workflow)
         report += ReconcileReport(slots_released=slots.released, queued_started=slots.started)
+        tickets = job_limits.repair(self.store, self.invoke, now, self.workflow)
+        report += ReconcileReport(tickets_released=tickets.released, waiting_started=tickets.started)
         if report.repaired_runs:
             shown = ", ".join(report.repaired_runs[:LOGGED_RUNS])
             more = len(report.repaired_runs) - LOGGED_RUNS
@@ -304,6 +320,7 @@ class Reconciler:
         # statuses just applied dispatched is new. Their write is conditional on each attempt
         # still being dispatched, so an attempt those changed is left to the next pass.
         redispatched = self._redispatch_lost(run, authentic, now)
+        applied += self._children_ended(run)
         repaired = bool(applied or redispatched or started_recorded)
         return ReconcileReport(
             runs_checked=1,
@@ -312,6 +329,21 @@ class Reconciler:
             repaired_runs=(run_id,) if repaired else (),
             started_recorded=started_recorded,
         )
+
+    def _children_ended(self, run: Run) -> int:
+        """The ends of child runs whose report to this run was lost (their orchestrator crashed
+        between recording the end and the report, and the end was never delivered again): each
+        is reported now, and its status reaches the orchestrator like any other."""
+        if run.state != RunState.RUNNING:
+            return 0
+        reported = 0
+        for name in children.child_jobs(run.definition):
+            record = run.jobs[name]
+            if record.state == JobState.DISPATCHED:
+                phase = run.definition.job(name).phase
+                child = children.child_of(self.store, run.run_id, phase, name, record.attempt)
+                reported += children.report_to_parent(self.store, child)
+        return reported
 
     def _redispatch_lost(self, run: Run, statuses: Sequence[StatusEvent], now: datetime) -> int:
         lost_after = self.lost_invocation_after or default_lost_invocation_after

@@ -1,16 +1,18 @@
-"""Run concurrency as use cases: a run of a workflow with ``concurrency`` starts ``queued`` and
-runs only while it holds one of its key's slots (``runtime.documents.slots``).
+"""Run concurrency as use cases: a run of a workflow with ``concurrency`` (or a scheduled run
+under its ``schedule_overlap``, which shares one slot with the workflow's other scheduled runs)
+starts ``queued`` and runs only while it holds one of its key's slots
+(``runtime.documents.slots``; which slots and rule: ``runtime.engine.queue.admission``).
 
 - ``admit``: where a run starts (``start_run``), after its queued document is inserted: the
   queue's head runs take the free slots and start (``on_limit: queue``); a run that finds none
   ends at once (``skip``), or has the oldest running runs of its key cancelled to free theirs
-  (``cancel_oldest``).
+  (``cancel_oldest``), or waits unless another run waits already (``buffer_one``).
 - ``release``: where a run ends (the orchestrator, after the decision that ended it is written,
   and again on every event that reaches the ended run): its slot goes back and the queue's head
   starts. Only a run's start and its end do slot work, never a job's report.
 - ``repair``: the reconciler's: a slot held by a run that has ended (the releaser crashed, its
   event was lost) is released, a queued run left holding a slot (the promoter crashed) starts,
-  and queued runs take the slots that are free.
+  and queued runs take the slots that are free (and a ``buffer_one`` key keeps one waiting).
 
 A run starts by a conditional write (``queued`` to ``running``) after it took its slot, and a
 slot is released only by a run that has ended or never started, so the runs running of a key are
@@ -26,7 +28,7 @@ from datetime import timedelta
 from runtime.aws.telemetry import observe_queue_wait
 from runtime.clock import age, utcnow
 from runtime.documents.run import Run, StatusEvent
-from runtime.engine.queue import plan_end_queued, plan_start
+from runtime.engine.queue import SCHEDULED_KEY, Admission, admission, plan_end_queued, plan_start
 from runtime.engine.transition import Transition
 from runtime.errors import OperationRefused
 from runtime.ports import RunStore
@@ -42,9 +44,6 @@ REDRIVE_KEEPS_SLOT = timedelta(days=1)
 """How long a slot taken for a redrive stays with the ended run while the redrive is not applied
 (the reconciler's look back for operations)."""
 
-SKIPPED = "on_limit: skip"
-"""The ``finishedBy`` of a run ``on_limit: skip`` ended before it started."""
-
 
 @dataclass(frozen=True, kw_only=True)
 class SlotRepair:
@@ -57,25 +56,30 @@ class SlotRepair:
 
 
 def admit(store: RunStore, run: Run) -> None:
-    """Decide the start of ``run``, queued under its key, by its workflow's ``on_limit``;
+    """Decide the start of ``run``, queued under its key, by its rule's ``on_limit``;
     repeatable (a start repeated with the same run id admits it again, changing nothing)."""
-    concurrency, key = run.definition.concurrency, run.concurrency_key
-    if concurrency is None or key is None:
+    key = run.concurrency_key
+    rule = admission(run.definition, key)
+    if rule is None or key is None:
         return
-    slots = store.slots()
-    if run.definition.on_limit == "skip":
-        if slots.take(run.workflow, key, run.run_id, concurrency.limit):
+    if rule.on_limit == "skip":
+        if store.slots().take(run.workflow, key, run.run_id, rule.limit):
             start(store, run.workflow, key, run.run_id, run)
             return
-        error = (
-            f"skipped: {concurrency.limit} run(s) with concurrency key {key} were running "
-            f"(concurrency limit {concurrency.limit}, on_limit: skip)"
+        end_queued(
+            store, run, rule.setting, f"skipped: {rule.limit} {_whose(key)} were running ({rule.rule})"
         )
-        end_queued(store, run, SKIPPED, error)
         return
     promote(store, run.workflow, key)
-    if run.definition.on_limit == "cancel_oldest":
-        cancel_oldest(store, run.workflow, key)
+    if rule.on_limit == "cancel_oldest":
+        cancel_oldest(store, run.workflow, key, rule)
+    elif rule.on_limit == "buffer_one":
+        keep_one_waiting(store, run.workflow, key)
+
+
+def _whose(key: str) -> str:
+    """The runs holding the slots of ``key``, in messages."""
+    return "scheduled run(s)" if key == SCHEDULED_KEY else f"run(s) with concurrency key {key}"
 
 
 def start(store: RunStore, workflow: str, key: str, run_id: str, run: Run | None = None) -> bool:
@@ -116,9 +120,10 @@ def promote(store: RunStore, workflow: str, key: str) -> list[str]:
         if not head:
             break
         run = store.read_run(head[0])
-        if run is None or run.definition.concurrency is None:
+        rule = None if run is None else admission(run.definition, key)
+        if run is None or rule is None:
             break
-        if not slots.take(workflow, key, run.run_id, run.definition.concurrency.limit):
+        if not slots.take(workflow, key, run.run_id, rule.limit):
             break
         if start(store, workflow, key, run.run_id, run):
             started.append(run.run_id)
@@ -126,22 +131,27 @@ def promote(store: RunStore, workflow: str, key: str) -> list[str]:
 
 
 def release(store: RunStore, run: Run) -> None:
-    """The ended ``run`` gives its slot back and the queue's head starts; repeatable."""
+    """The ended ``run`` gives its slot back and the queue's head starts (under ``cancel_oldest``,
+    the runs still queued have as many running ones asked to cancel); repeatable."""
     key = run.concurrency_key
-    if run.definition.concurrency is None or key is None:
+    rule = admission(run.definition, key)
+    if rule is None or key is None:
         return
     store.slots().release(run.workflow, key, run.run_id)
     promote(store, run.workflow, key)
+    if rule.on_limit == "cancel_oldest":
+        cancel_oldest(store, run.workflow, key, rule)
 
 
 def slot_for_redrive(store: RunStore, run: Run, event: StatusEvent) -> bool:
     """A redrive reopens an ended run, which must hold a slot again first: whether it does (or
     needs none). One that finds every slot held waits: the reconciler applies the redrive, which
     it finds unapplied, once a slot is free."""
-    key, concurrency = run.concurrency_key, run.definition.concurrency
-    if concurrency is None or key is None or run.state not in REDRIVABLE or event.attempt != run.redrives + 1:
+    key = run.concurrency_key
+    rule = admission(run.definition, key)
+    if rule is None or key is None or run.state not in REDRIVABLE or event.attempt != run.redrives + 1:
         return True
-    return store.slots().take(run.workflow, key, run.run_id, concurrency.limit)
+    return store.slots().take(run.workflow, key, run.run_id, rule.limit)
 
 
 def _redrive_pending(store: RunStore, run_id: str) -> bool:
@@ -155,10 +165,10 @@ def _redrive_pending(store: RunStore, run_id: str) -> bool:
     )
 
 
-def cancel_oldest(store: RunStore, workflow: str, key: str) -> None:
-    """``on_limit: cancel_oldest``: with N runs of the key queued, the N oldest running ones are
-    asked to cancel (a cancel already asked for is not asked again); each frees its slot when it
-    has ended, and the queue's head takes it."""
+def cancel_oldest(store: RunStore, workflow: str, key: str, rule: Admission) -> None:
+    """``on_limit: cancel_oldest`` (and ``schedule_overlap: cancel_other``): with N runs of the
+    key queued, the N oldest running ones are asked to cancel (a cancel already asked for is not
+    asked again); each frees its slot when it has ended, and the queue's head takes it."""
     slots = store.slots()
     queued = slots.count_queued(workflow, key)
     if not queued:
@@ -169,11 +179,27 @@ def cancel_oldest(store: RunStore, workflow: str, key: str) -> None:
     )
     for _, run_id in running[:queued]:
         try:
-            request_cancel(
-                store, run_id, f"a newer run of concurrency key {key} is queued (on_limit: cancel_oldest)"
-            )
+            newer = "scheduled run" if key == SCHEDULED_KEY else f"run of concurrency key {key}"
+            request_cancel(store, run_id, f"a newer {newer} is queued ({rule.setting})")
         except OperationRefused:
             continue  # it ended meanwhile, and frees its slot itself
+
+
+def keep_one_waiting(store: RunStore, workflow: str, key: str) -> None:
+    """``schedule_overlap: buffer_one``: of the runs queued under ``key``, the first waits and
+    the others end skipped. Two starting at once may both find themselves first (each inserted
+    before the other looked); the next admission of the key, or the reconciler, ends the later."""
+    slots = store.slots()
+    if len(slots.next_queued(workflow, key, 2)) < 2:
+        return
+    waiting, *later = slots.next_queued(workflow, key, MAX_PROMOTIONS)
+    for run_id in later:
+        run = store.read_run(run_id)
+        rule = None if run is None else admission(run.definition, key)
+        if run is None or rule is None or rule.on_limit != "buffer_one":
+            continue
+        error = f"skipped: a scheduled run was running and {waiting} was waiting already ({rule.rule})"
+        end_queued(store, run, rule.setting, error)
 
 
 def end_queued(store: RunStore, run: Run, key: str, error: str) -> bool:
@@ -208,4 +234,5 @@ def repair(store: RunStore, workflow: str | None) -> SlotRepair:
                 started += start(store, slot_workflow, key, run_id)
     for slot_workflow, key in sorted(keys | set(slots.queued_keys(workflow))):
         started += len(promote(store, slot_workflow, key))
+        keep_one_waiting(store, slot_workflow, key)
     return SlotRepair(released=released, started=started)

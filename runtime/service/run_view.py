@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from runtime.documents.children import child_run_id
 from runtime.documents.items import FAILED_ITEMS_SHOWN, FailedItem, FanOut
 from runtime.documents.run import JobRecord
 from runtime.engine.joins import caught, failure_allowed
 from runtime.service.callbacks import complete_command, token_of
+from runtime.service.job_limits import job_waits
 from runtime.statuses import ENDED, JobState, RunState, StatusName
 from runtime.store.mongo import MongoStore
 
@@ -61,6 +63,11 @@ class JobReport:
     callback_token: str | None = None
     """For a callback job without code that waits: its attempt's token, to hand to whoever
     completes it (``complete TOKEN``); shown to operators only (they hold the key it is made with)."""
+    child: str | None = None
+    """A child workflow job's: the run id of its last attempt's child run."""
+    waits: str | None = None
+    """Why its attempt (or items) waits for the job's limits across runs: ``rate limit 20/s on
+    charge_card (980 waiting)``."""
 
     def detail(self) -> Any:
         """What the summary's output column shows: a fan-out's counts rather than its items'
@@ -70,6 +77,8 @@ class JobReport:
             return f"waits for its callback: {complete_command(self.callback_token)}"
         if self.before_redrive is not None and self.status == JobState.PENDING:
             return f"ran before the redrive: {self.before_redrive}"
+        if self.waits is not None:
+            return f"waits: {self.waits}"
         if self.items is not None and self.error is None:
             items = self.items
             return (
@@ -77,6 +86,8 @@ class JobReport:
             )
         if self.output_ref is not None and self.output is None:
             return f"(kept by reference: {self.output_ref})"
+        if self.child is not None and self.status != JobState.SUCCEEDED:
+            return f"child run {self.child}"
         return self.output
 
 
@@ -95,6 +106,8 @@ class RunReport:
     """Fault counters of a local run (None when the run was not made by this process)."""
     deploy_id: str | None = None
     """The deploy whose versions the run invokes (None: a run without a version map)."""
+    parent: Mapping[str, Any] | None = None
+    """A child run's parent attempt: ``{run_id, workflow, job, attempt}``."""
 
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` object: with the run's ``error`` and each job's, so a caller (CI) can say
@@ -126,6 +139,8 @@ class RunReport:
                     ),
                     **({} if job.output_ref is None else {"output_ref": job.output_ref}),
                     **({} if job.callback_token is None else {"callback_token": job.callback_token}),
+                    **({} if job.child is None else {"child": job.child}),
+                    **({} if job.waits is None else {"waits": job.waits}),
                 }
                 for job in self.jobs
             },
@@ -134,6 +149,8 @@ class RunReport:
         }
         if self.faults is not None:
             document["faults"] = dict(self.faults)
+        if self.parent is not None:
+            document["parent"] = dict(self.parent)
         return document
 
     @classmethod
@@ -148,6 +165,7 @@ class RunReport:
             deploy_id=document.get("deploy_id"),
             error=document.get("error"),
             faults=document.get("faults"),
+            parent=document.get("parent"),
             jobs=tuple(
                 JobReport(
                     name=name,
@@ -164,6 +182,8 @@ class RunReport:
                     failed_items=tuple(FailedItem.from_json(item) for item in job.get("failed_items", ())),
                     output_ref=job.get("output_ref"),
                     callback_token=job.get("callback_token"),
+                    child=job.get("child"),
+                    waits=job.get("waits"),
                 )
                 for name, job in document["jobs"].items()
             ),
@@ -223,6 +243,7 @@ def summarize(
     first_started: dict[str, datetime] = {}
     last_report: dict[str, datetime] = {}
     before_redrive: dict[str, str] = {}
+    started_by: dict[tuple[str, int], str] = {}
     run_started = run_ended = None
     for report in store.read_statuses(run_id):
         job, date = report.job, report.date
@@ -245,9 +266,12 @@ def summarize(
             continue
         if report.status == StatusName.STARTED:
             first_started.setdefault(job, date)
+            if report.request_id is not None:
+                started_by[(job, report.attempt)] = report.request_id
         else:
             last_report[job] = date
     ended = run.state in ENDED or gave_up is not None
+    waits = job_waits(store, run)
     jobs = []
     states = {name: record.state for name, record in run.jobs.items()}
     for phase in run.definition.all_phases():
@@ -277,6 +301,10 @@ def summarize(
                     output_ref=record.output_ref,
                     before_redrive=before_redrive.get(name),
                     callback_token=token_of(store, run, job_definition),
+                    child=None
+                    if job_definition.child_workflow is None or record.attempt == 0
+                    else started_by.get((name, record.attempt), child_run_id(run_id, name, record.attempt)),
+                    waits=waits.get(name),
                 )
             )
     return RunReport(
@@ -289,4 +317,12 @@ def summarize(
         seconds=_seconds(run_started, run_ended),
         faults=faults,
         deploy_id=None if run.deployment is None else run.deployment.deploy_id,
+        parent=None
+        if run.parent is None
+        else {
+            "run_id": run.parent.run_id,
+            "workflow": run.parent.workflow,
+            "job": run.parent.job,
+            "attempt": run.parent.attempt,
+        },
     )

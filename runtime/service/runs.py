@@ -10,6 +10,7 @@ from runtime import limits
 from runtime.clock import utcnow
 from runtime.definition.input_check import check_input
 from runtime.definition.model import Workflow
+from runtime.documents.children import ParentLink
 from runtime.documents.deployment import Deployment
 from runtime.documents.run import JobRecord, Run, StatusEvent
 from runtime.engine.queue import run_place
@@ -20,10 +21,15 @@ from runtime.statuses import RunState, StatusName
 
 
 def initial_run(
-    definition: Workflow, run_id: str, run_input: Any, deployment: Deployment | None = None
+    definition: Workflow,
+    run_id: str,
+    run_input: Any,
+    deployment: Deployment | None = None,
+    parent: ParentLink | None = None,
 ) -> Run:
     """A run as it starts: every job pending, the first phase current, pinned to ``deployment``
-    (``queued`` when its workflow has ``concurrency``: it runs once it holds a slot)."""
+    (``queued`` when its workflow has ``concurrency``: it runs once it holds a slot); a child
+    run names the ``parent`` attempt it runs as."""
     return Run(
         run_id=run_id,
         definition=definition,
@@ -32,6 +38,7 @@ def initial_run(
         phase=definition.phase_order()[0].name,
         jobs={job.name: JobRecord() for job in definition.jobs()},
         deployment=deployment,
+        parent=parent,
     )
 
 
@@ -48,8 +55,12 @@ def start_run(
     run_id: str | None = None,
     input: Any = None,
     deployment: Deployment | None = None,
+    *,
+    scheduled: bool = False,
+    parent: ParentLink | None = None,
 ) -> StartedRun:
-    """Start a run of ``definition``, idempotently on ``run_id``.
+    """Start a run of ``definition``, idempotently on ``run_id``; ``scheduled``: a run its
+    schedule starts (or a backfill), which its ``schedule_overlap`` applies to.
 
     An input that does not match the definition's ``input_schema`` is refused (``InputRefused``,
     with every problem) before anything is written. The run document snapshots the compiled
@@ -58,8 +69,9 @@ def start_run(
     can dispatch one. The ``workflow_started`` status is recorded on every call (a repeated
     report is a no-op), so a crash between the two writes loses nothing.
 
-    A workflow with ``concurrency`` inserts the run ``queued``, with its key, priority and
-    arrival, then admits it (``runtime.service.run_slots.admit``): it starts when it holds a slot,
+    A run that takes a slot (its workflow has ``concurrency``, or it is scheduled and its
+    ``schedule_overlap`` is not ``allow``) is inserted ``queued``, with its key, priority, rank and
+    arrival, then admitted (``runtime.service.run_slots.admit``): it starts when it holds a slot,
     which records its ``workflow_started``; a repeated start admits it again.
     """
     run_id = run_id or f"{definition.name}-{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
@@ -71,11 +83,18 @@ def start_run(
             f"the run input is {size:,} bytes of JSON; at most {limits.JOB_EVENT_MAX_BYTES:,} fit in the "
             "events of its jobs, which carry it (store large inputs elsewhere and pass a reference)"
         )
-    key, priority = run_place(definition, run_input)
-    run = initial_run(definition, run_id, run_input, deployment)
-    if key is not None:
-        arrival = store.slots().arrive(definition.name, key)
-        run = replace(run, state=RunState.QUEUED, concurrency_key=key, priority=priority, arrival=arrival)
+    place = run_place(definition, run_input, utcnow(), scheduled=scheduled)
+    run = initial_run(definition, run_id, run_input, deployment, parent)
+    if place.key is not None:
+        arrival = store.slots().arrive(definition.name, place.key)
+        run = replace(
+            run,
+            state=RunState.QUEUED,
+            concurrency_key=place.key,
+            priority=place.priority,
+            rank=place.rank,
+            arrival=arrival,
+        )
     created = store.insert_run(run)
     existing = None
     if not created:

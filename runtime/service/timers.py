@@ -13,6 +13,8 @@ from runtime.aws.telemetry import observe_timer_fired
 from runtime.clock import utcnow
 from runtime.engine.timers import pending_timers
 from runtime.ports import RunStore
+from runtime.service import job_limits
+from runtime.service.job_limits import Send
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +27,17 @@ RUNS_PER_SWEEP = 1000
 """Runs with due timers one sweep fires at most (the earliest first); the next takes the rest."""
 
 
-def fire_due_timers(store: RunStore, now: datetime, workflow: str | None = None) -> int:
+def fire_due_timers(
+    store: RunStore, now: datetime, workflow: str | None = None, invoke: Send | None = None
+) -> int:
     """Insert ``timer_fired`` for every timer due at ``now`` (of runs of ``workflow``), then move
     each run's ``wakeAt`` on to its next timer, guarded by the version read, so a decision that
     lowered it meanwhile keeps its value. A fired timer whose status is lost on the way is the
-    reconciler's, as any lost status is. How many statuses were new."""
+    reconciler's, as any lost status is. With ``invoke`` (how an attempt that may go is invoked),
+    the queues of jobs' rate limits whose next window has come move too
+    (``runtime.service.job_limits.wake_due``). How many statuses were new."""
+    if invoke is not None:
+        job_limits.wake_due(store, invoke, now, workflow)
     fired = 0
     for run_id in store.runs_due(now, RUNS_PER_SWEEP, workflow):
         run = store.read_run(run_id)
@@ -55,6 +63,7 @@ def fire_timers_until(
     *,
     clock: Callable[[], datetime] = utcnow,
     sleep: Callable[[float], None] = time.sleep,
+    invoke: Send | None = None,
 ) -> int:
     """Fire the due timers now, then sleep until the next one and fire it, for as long as the
     next is due by ``until``; the number of statuses fired. Run once a minute (the cloud's timer
@@ -64,8 +73,11 @@ def fire_timers_until(
     fired = 0
     while True:
         now = clock()
-        fired += fire_due_timers(store, now, workflow)
+        fired += fire_due_timers(store, now, workflow, invoke)
         wake = store.next_wake(workflow)
+        if invoke is not None:
+            queue = store.job_limits().next_wake(workflow)
+            wake = queue if wake is None or (queue is not None and queue < wake) else wake
         if wake is None or wake > until or now >= until:
             return fired
         # A wake already past is a sweep that lost its write to a decision: look again shortly.

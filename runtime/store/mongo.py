@@ -102,6 +102,7 @@ from runtime.documents.views import output_reference_of, output_references, view
 from runtime.errors import DocumentRejected, StoreError
 from runtime.statuses import OPERATION_STATUSES, RunState, StatusName
 from runtime.store.items import MongoItems
+from runtime.store.job_limits import MongoJobLimits
 from runtime.store.sent_events import MongoSentEvents
 from runtime.store.settings import StoreSettings
 from runtime.store.slots import MongoSlots
@@ -236,6 +237,7 @@ class MongoStore:
         self._items = MongoItems(self.runs, database[self.settings.items_collection], workflow, views)
         self._slots = MongoSlots(self.runs, database[self.settings.slots_collection])
         self._sent_events = MongoSentEvents(database[self.settings.events_collection])
+        self._job_limits = MongoJobLimits(database[self.settings.slots_collection])
 
         def readable(collection: Collection[Document]) -> Collection[Document]:
             return workflow_reads(database, collection.name, workflow, views)
@@ -270,6 +272,10 @@ class MongoStore:
         """Events kept for event jobs that wait later."""
         return self._sent_events
 
+    def job_limits(self) -> MongoJobLimits:
+        """A job's limits across runs (on the slots' collection)."""
+        return self._job_limits
+
     def ensure_indexes(self) -> None:
         """Idempotent; creating an index that exists is a no-op on the server. The unique key of
         ``statuses`` before items had an index of their own is dropped: it would refuse the
@@ -281,6 +287,7 @@ class MongoStore:
         self.items().ensure_indexes()
         self.slots().ensure_indexes()
         self.sent_events().ensure_indexes()
+        self.job_limits().ensure_indexes()
         if self._bypass.enabled:
             self._ensure_status_validator()
         for collection, indexes in (

@@ -17,6 +17,7 @@ from runtime.documents.run import CREATED_AT, RUN_STATE
 from runtime.documents.slots import (
     ARRIVALS,
     QUEUE_INDEX,
+    QUEUE_INDEX_NAME,
     QUEUE_ORDER,
     arrival_update,
     holder_states_query,
@@ -56,7 +57,7 @@ class MongoSlots:
     def ensure_indexes(self) -> None:
         keys, options = QUEUE_INDEX
         _guard(
-            "create the queue's index", lambda: self.runs.create_index(keys, name="queued_runs", **options)
+            "create the queue's index", lambda: self.runs.create_index(keys, name=QUEUE_INDEX_NAME, **options)
         )
 
     def arrive(self, workflow: str, key: str) -> int:

@@ -41,6 +41,8 @@ function renderPanel(run) {
       `item ${failed.index} ${JSON.stringify(failed.item)}`, el("pre", { class: "error" }, firstLine(failed.error || "", 200))))) : null,
     job.kind !== "code" ? el("p", { id: "panel-kind" }, jobKindText(job)) : null,
     run.callback_tokens && run.callback_tokens[job.name] ? el("p", { id: "panel-callback-token" }, "callback token: ", el("code", {}, run.callback_tokens[job.name])) : null,
+    job.child ? el("p", { id: "panel-child" }, `runs workflow ${job.child.workflow} as child run `, el("a", { href: `/run?id=${encodeURIComponent(job.child.run_id)}` }, job.child.run_id)) : null,
+    job.waits ? el("p", { id: "panel-waits", class: "state-waiting" }, `waits: ${job.waits}`) : null,
     job.state === "waiting" && job.due_at ? el("p", { id: "panel-due" }, `waiting until ${when(job.due_at)}${job.kind === "approval" || job.kind === "event" ? " (then it times out)" : ""}`) : null,
     el("h3", {}, "Event"), pretty(event),
     el("h3", {}, "Output"), pretty(job.output),
@@ -249,6 +251,9 @@ function render(run) {
   const summary = document.getElementById("summary");
   summary.className = `summary state-${run.status}`;
   summary.textContent = `${run.status} · phase ${run.phase}${run.redrives ? ` · redriven ${run.redrives}×` : ""}${run.deploy_id ? ` · deploy ${run.deploy_id}` : ""}${run.error ? ` · ${firstLine(run.error, 160)}` : ""}`;
+  if (run.parent) {
+    summary.append(" · child of ", el("a", { href: `/run?id=${encodeURIComponent(run.parent.run_id)}`, id: "parent-run" }, run.parent.run_id), ` (job ${run.parent.job})`);
+  }
   const shape = shapeOf(run.phases);
   const first = !drawn || drawn.shape !== shape;
   if (first) drawn = { shape, byJob: drawRun(document.getElementById("graph"), run.phases, select) };
