@@ -39,10 +39,12 @@ from runtime.aws.starter import StarterInvoker
 from runtime.definition.input_check import InputRefused
 from runtime.definition.loader import workflow_in_folder
 from runtime.definition.model import Workflow
+from runtime.documents.callbacks import token_attempt
 from runtime.documents.listing import PagePosition, RunSummary
 from runtime.engine.schedule import ScheduledStart, firings, scheduled_start
 from runtime.errors import OperationRefused, RunError, RunNotFound, StoreError, StoreUnavailable
 from runtime.service.approvals import answer_approval
+from runtime.service.callbacks import CallbackReceipt, complete_callback, heartbeat_callback
 from runtime.service.events import EventReceipt, send_event
 from runtime.service.folder_upgrade import request_upgrade_to_folder
 from runtime.service.operations import (
@@ -63,6 +65,7 @@ from runtime.store.settings import StoreSettings
 from runtime.store.status_keys import operator_keys
 
 __all__ = [
+    "CallbackReceipt",
     "Backfilled",
     "Client",
     "EventReceipt",
@@ -124,6 +127,7 @@ class _Backend(Protocol):
     def send_event(
         self, workflow: str, name: str, payload: Any, run_id: str | None, event_id: str | None
     ) -> EventReceipt: ...
+    def callback(self, action: str, token: str, fields: dict[str, Any]) -> CallbackReceipt: ...
     def ended(self, run_id: str, workflow: str | None) -> bool: ...
 
 
@@ -131,7 +135,7 @@ class Client:
     """Starts, reads and operates runs. ``Client(mongodb_uri)`` (or ``Client.local()``) works on
     the database; ``Client.aws()`` through the deployed starter functions. The verbs are the
     CLI's: ``start``, ``get``, ``wait``, ``watch``, ``cancel``, ``redrive``, ``approve``,
-    ``reject``, ``send_event``, ``list``, ``history``, ``backfill``."""
+    ``reject``, ``send_event``, ``complete``, ``heartbeat``, ``list``, ``history``, ``backfill``."""
 
     def __init__(
         self,
@@ -308,6 +312,19 @@ class Client:
         with the same ``event_id`` is one event."""
         return self._backend.send_event(workflow, name, payload, run_id, event_id)
 
+    def complete(
+        self, token: str, output: Any = None, *, error: str | None = None, completion_id: str | None = None
+    ) -> CallbackReceipt:
+        """Complete the callback job's attempt ``token`` was handed out for: it succeeds with
+        ``output``, or fails with ``error`` (its retry rules apply). A token completes once; the
+        same ``completion_id`` again is the same completion."""
+        fields = {"error": error} if error is not None else {"output": output}
+        return self._backend.callback("complete", token, fields | {"id": completion_id})
+
+    def heartbeat(self, token: str, *, heartbeat_id: str | None = None) -> CallbackReceipt:
+        """Keep the attempt ``token`` was handed out for waiting its ``timeout`` again from now."""
+        return self._backend.callback("heartbeat", token, {"id": heartbeat_id})
+
     def history(self, run_id: str, *, workflow: str | None = None) -> list[HistoryEntry]:
         """Every status of the run in the order it was recorded, operations included."""
         return self._backend.history(run_id, workflow)
@@ -455,6 +472,22 @@ class _MongoBackend:
             lambda: send_event(self.store, workflow, name, payload, run_id=run_id, event_id=event_id),
         )
 
+    def callback(self, action: str, token: str, fields: dict[str, Any]) -> CallbackReceipt:
+        if action == "heartbeat":
+            return _guarded(
+                "record a heartbeat", lambda: heartbeat_callback(self.store, token, heartbeat_id=fields["id"])
+            )
+        return _guarded(
+            "complete a callback",
+            lambda: complete_callback(
+                self.store,
+                token,
+                output=fields.get("output"),
+                error=fields.get("error"),
+                completion_id=fields["id"],
+            ),
+        )
+
     def ended(self, run_id: str, workflow: str | None) -> bool:
         return _guarded("read a run", lambda: wait_for_end(self.store, run_id, 0, poll=0)) is not None
 
@@ -535,6 +568,15 @@ class _StarterBackend:
         request: dict[str, Any] = {"action": "event", "name": name, "payload": payload}
         request |= {key: value for key, value in (("run_id", run_id), ("id", event_id)) if value is not None}
         return EventReceipt.from_json(self.starter.call(workflow, request))
+
+    def callback(self, action: str, token: str, fields: dict[str, Any]) -> CallbackReceipt:
+        try:
+            workflow = token_attempt(token).workflow
+        except ValueError as exc:
+            raise OperationRefused(str(exc)) from None
+        request = {"action": action, "token": token}
+        request |= {key: value for key, value in fields.items() if value is not None or key == "output"}
+        return CallbackReceipt.from_json(self.starter.call(workflow, request))
 
     def ended(self, run_id: str, workflow: str | None) -> bool:
         # The starter's get reports an ended run with a redrive pending as running: see

@@ -73,6 +73,10 @@ class JobEvent(TypedDict):
     """Only for a ``for_each`` job: the item this invocation runs."""
     index: NotRequired[int]
     """Only for a ``for_each`` job: the item's place in the array."""
+    callback_token: NotRequired[str]
+    """Only for a callback job (``callback: {timeout}``): this attempt's token, to hand to the
+    outside system that completes the job (``complete TOKEN --output JSON``). What the handler
+    returns is then not the job's output: the attempt waits for the token's completion."""
     traceparent: str
     """The attempt's W3C trace context (``00-<trace id>-<span id>-01``): the run's trace, this
     attempt's span. With OpenTelemetry installed it is also the current span while the handler

@@ -88,6 +88,15 @@ class StatusName(StrEnum):
     EVENT_RECEIVED = "event_received"
     """An event delivered to an event job's waiting attempt (one per attempt: the unique key),
     its payload as the output, recorded by the operator path or the orchestrator."""
+    CALLBACK_AWAITED = "callback_awaited"
+    """The engine's record that a callback job without code waits for its token's completion:
+    what the progress output shows the ``complete`` command for (nothing to decide on it)."""
+    CALLBACK_COMPLETED = "callback_completed"
+    """A callback job's attempt completed through its token, with an ``output`` (it succeeds) or
+    an ``error`` (it fails): one per attempt (the unique key), recorded by the operator path."""
+    CALLBACK_HEARTBEAT = "callback_heartbeat"
+    """A callback job's waiting attempt told to wait ``timeout`` more seconds from now, by the
+    operator path; each heartbeat is its own status (its id in ``slot``)."""
     STATUS_REJECTED = "status_rejected"
     """The orchestrator's record of a status it did not apply because its writer could not be
     told or may not write it (docs/architecture.md, "Trust")."""
@@ -113,7 +122,15 @@ ANSWER_STATUSES = (StatusName.APPROVED, StatusName.REJECTED)
 """A person's answer to an approval job (with the job and the attempt that waits)."""
 EVENT_STATUSES = (StatusName.EVENT_AWAITED, StatusName.EVENT_RECEIVED)
 """An event job's attempt waiting for its event, and the event delivered to it."""
-WAITING_JOB_STATUSES = (StatusName.APPROVAL_REQUESTED, *ANSWER_STATUSES, *EVENT_STATUSES)
+CALLBACK_STATUSES = (StatusName.CALLBACK_COMPLETED, StatusName.CALLBACK_HEARTBEAT)
+"""A callback job's attempt completed, or kept waiting, through its token."""
+WAITING_JOB_STATUSES = (
+    StatusName.APPROVAL_REQUESTED,
+    *ANSWER_STATUSES,
+    *EVENT_STATUSES,
+    StatusName.CALLBACK_AWAITED,
+    *CALLBACK_STATUSES,
+)
 """Statuses of a waiting job's attempt that no job function reports."""
 
 TERMINAL_JOB_STATUSES = (StatusName.SUCCESS, StatusName.FAILED, StatusName.NOT_RUN)
@@ -164,6 +181,7 @@ ORCHESTRATOR_STATUSES = tuple(
         StatusName.TIMER_FIRED,
         *ANSWER_STATUSES,
         *EVENT_STATUSES,
+        *CALLBACK_STATUSES,
     )
 )
 """Statuses the orchestrator acts on: the run's start, a job attempt's end (``not_run`` too: an

@@ -172,6 +172,8 @@ def test_atlas_trigger_forwards_only_the_statuses_some_rule_consumes():
         "fullDocument.status": {
             "$in": [
                 "approved",
+                "callback_completed",
+                "callback_heartbeat",
                 "cancel_requested",
                 "event_awaited",
                 "event_received",

@@ -94,6 +94,8 @@ def test_the_public_job_event_type_has_every_key_a_handler_receives() -> None:
         references={"a": "output:r/a/1"},
         index=0,
         item="x",
+        callback=True,
+        callback_token="cb1.x.y",
     ).to_payload()
     widest.pop("references")
     assert set(JobEvent.__required_keys__) | set(JobEvent.__optional_keys__) == set(widest)

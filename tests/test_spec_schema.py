@@ -91,6 +91,8 @@ APPROVAL_BASE: dict[str, Any] = copy.deepcopy(SPEC_BASE)
 APPROVAL_BASE["phases"]["p"]["jobs"]["b"]["approval"] = {"timeout": 60}
 EVENT_BASE: dict[str, Any] = copy.deepcopy(SPEC_BASE)
 EVENT_BASE["phases"]["p"]["jobs"]["b"]["event"] = {"name": "paid", "timeout": 60}
+CALLBACK_BASE: dict[str, Any] = copy.deepcopy(SPEC_BASE)
+CALLBACK_BASE["phases"]["p"]["jobs"]["b"]["callback"] = {"timeout": 60}
 WAIT_BASE: dict[str, Any] = copy.deepcopy(SPEC_BASE)
 WAIT_BASE["phases"]["p"]["jobs"]["b"]["wait"] = {"until": "input.at"}
 HTTP_BASE: dict[str, Any] = copy.deepcopy(SPEC_BASE)
@@ -127,6 +129,7 @@ WHERE: dict[str, tuple[dict[str, Any], tuple[str | int, ...]]] = {
     "retry": (RETRY_BASE, ("phases", "p", "jobs", "b", "retry")),
     "approval": (APPROVAL_BASE, ("phases", "p", "jobs", "b", "approval")),
     "event": (EVENT_BASE, ("phases", "p", "jobs", "b", "event")),
+    "callback": (CALLBACK_BASE, ("phases", "p", "jobs", "b", "callback")),
     "wait": (WAIT_BASE, ("phases", "p", "jobs", "b", "wait")),
     "http": (HTTP_BASE, ("phases", "p", "jobs", "b", "http")),
     "call": (CALL_BASE, ("phases", "p", "jobs", "b", "call")),
@@ -180,6 +183,8 @@ CHANGES: dict[tuple[str, str], object] = {
     ("event", "match"): "event.order_id == input.order_id",
     ("event", "timeout"): 120,
     ("event", "retention"): 60,
+    ("job", "callback"): {"timeout": 60},
+    ("callback", "timeout"): 120,
     ("approval", "timeout"): 120,
     ("approval", "message"): "Ship it?",
     ("wait", "until"): "input.send_at",

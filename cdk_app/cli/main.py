@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from cdk_app.cli.approve import add_approve, add_reject
 from cdk_app.cli.arguments import Subparsers
 from cdk_app.cli.backfill import add_backfill
+from cdk_app.cli.callbacks import add_complete, add_heartbeat
 from cdk_app.cli.console import add_console
 from cdk_app.cli.dev import add_dev
 from cdk_app.cli.events import add_send_event
@@ -48,6 +49,8 @@ SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     add_approve,
     add_reject,
     add_send_event,
+    add_complete,
+    add_heartbeat,
     add_dev,
     add_console,
 )

@@ -19,7 +19,9 @@ A run whose state forbids the action is a 409; an unknown run a 404. Approving o
 approval job is an action too (``/api/run/approve`` and ``/api/run/reject`` with the job, and
 the output or the reason as a JSON body), refused the same ways, and a 409 when the job is not
 waiting for an answer. So is sending the event an event job waits for (``/api/run/event`` with
-the job, and ``{"payload", "id"?}`` as the body): sent to that run only.
+the job, and ``{"payload", "id"?}`` as the body): sent to that run only; and completing or
+failing a waiting callback job (``/api/run/complete`` with the job, and ``{"output"}`` or
+``{"error"}`` as the body), with the token of its current attempt.
 """
 
 from __future__ import annotations
@@ -47,8 +49,11 @@ from cdk_app.console.views import run_json
 from cdk_app.terminal.timeline import summary_to_json
 from runtime.client import Client
 from runtime.clock import utcnow
+from runtime.documents.callbacks import callback_token
 from runtime.documents.items import FAILED_ITEMS_SHOWN
+from runtime.engine.callbacks import awaits_callback
 from runtime.errors import RunError, StoreError
+from runtime.service.callbacks import token_of
 from runtime.service.job_limits import job_waits
 from runtime.service.operations import OperationReceipt
 from runtime.store.mongo import MongoStore
@@ -185,16 +190,18 @@ def console_app(
                 if record.fan_out is not None and record.fan_out.failed
             }
             statuses = store.read_statuses(run_id, items=False)
-            return JSONResponse(
-                run_json(
-                    found,
-                    statuses,
-                    allow_actions,
-                    failed,
-                    upgrades=upgrade is not None,
-                    waits=job_waits(store, found),
-                )
+            document = run_json(
+                found,
+                statuses,
+                allow_actions,
+                failed,
+                upgrades=upgrade is not None,
+                waits=job_waits(store, found),
             )
+            document["callback_tokens"] = {
+                job.name: token for job in found.definition.jobs() if (token := token_of(store, found, job))
+            }
+            return JSONResponse(document)
         except StoreError as exc:
             return _problem(503, str(exc))
 
@@ -281,6 +288,41 @@ def console_app(
 
         return await run_in_threadpool(send)
 
+    async def complete(request: Request) -> Response:
+        """An operator completes (``{"output"}``) or fails (``{"error"}``) the callback a waiting
+        callback job of the run waits for, with the token of its current attempt."""
+        if (refusal := refused(request)) is not None:
+            return refusal
+        body = await request.body()
+        try:
+            fields = json.loads(body) if body.strip() else {}
+        except ValueError as exc:
+            return _problem(400, f"the completion is not JSON: {exc}")
+        if not isinstance(fields, dict) or not isinstance(fields.get("error", ""), str):
+            return _problem(400, 'the completion is a JSON object: {"output": ...} or {"error": "..."}')
+        run_id, job = request.query_params.get("id", ""), request.query_params.get("job", "")
+
+        def complete_it() -> Response:
+            try:
+                run = store.read_run(run_id)
+                if run is None:
+                    return _problem(404, f"no run {run_id!r} in this database")
+                if job not in run.jobs or not awaits_callback(run.definition.job(job), run.jobs[job]):
+                    return _problem(409, f"job {job!r} of run {run_id} does not wait for its callback")
+                if store.keys is None:
+                    return _problem(409, "the console has no status key to make the callback's token with")
+                token = callback_token(store.keys, run.workflow, run_id, job, run.jobs[job].attempt)
+                receipt = Client.on_store(store).complete(
+                    token, fields.get("output"), error=fields.get("error"), completion_id=fields.get("id")
+                )
+            except RunError as exc:
+                return _problem(409, str(exc))
+            except StoreError as exc:
+                return _problem(503, str(exc))
+            return JSONResponse({"operation": "complete", **receipt.to_json()})
+
+        return await run_in_threadpool(complete_it)
+
     routes = [
         Route("/", page("runs.html")),
         Route("/run", page("run.html")),
@@ -299,6 +341,7 @@ def console_app(
         Route("/api/run/approve", answer(True), methods=["POST"]),
         Route("/api/run/reject", answer(False), methods=["POST"]),
         Route("/api/run/event", send_event, methods=["POST"]),
+        Route("/api/run/complete", complete, methods=["POST"]),
         Route("/vendor/dagre.min.js", layout_library),
         Route("/favicon.ico", lambda request: Response(status_code=204)),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),

@@ -20,6 +20,7 @@ from runtime.definition.model import Job, Phase
 from runtime.documents.children import child_run_id
 from runtime.documents.items import FailedItem
 from runtime.documents.run import Run, StatusEvent
+from runtime.engine.callbacks import awaits_callback
 from runtime.statuses import (
     ANSWER_STATUSES,
     ENDED,
@@ -47,6 +48,8 @@ def _kind(job: Job) -> str:
         return "approval"
     if job.event is not None:
         return "event"
+    if job.callback is not None and not job.callback.runs_code:
+        return "callback"
     if job.invoke is not None:
         return "invoke"
     if job.call is not None:
@@ -134,9 +137,14 @@ def _attempt_kind(job: Job | None) -> str:
     return "fan_out" if job.for_each is not None else "code"
 
 
-WAITS_END = (StatusName.TIMER_FIRED, *ANSWER_STATUSES, StatusName.EVENT_RECEIVED)
-"""What ends a wait's, an approval's or an event job's attempt: its timer, a person's answer,
-or its event."""
+WAITS_END = (
+    StatusName.TIMER_FIRED,
+    *ANSWER_STATUSES,
+    StatusName.EVENT_RECEIVED,
+    StatusName.CALLBACK_COMPLETED,
+)
+"""What ends a wait's, an approval's, an event job's or a callback's attempt: its timer, a
+person's answer, its event, or its token's completion."""
 ACTIVE = (JobState.DISPATCHED, JobState.WAITING)
 
 
@@ -247,7 +255,8 @@ def run_json(
 ) -> dict[str, Any]:
     """The run page's document. ``actions`` lists what the buttons may do now, and
     ``approvals`` the approval jobs waiting for an answer, ``events`` the event jobs waiting for
-    their event (an operator may send one): all empty when the console is
+    their event (an operator may send one), ``callbacks`` the callback jobs waiting for their
+    token's completion (an operator may complete or fail one): all empty when the console is
     read-only, else what the run's state allows (``upgrade`` beside ``redrive`` when the console
     knows the spec folder to upgrade to). ``failed_items``: each fan-out job's items that failed
     for good (the first by index), shown under its counts. ``waits``: why jobs wait for their
@@ -255,6 +264,7 @@ def run_json(
     actions: list[str] = []
     approvals: list[str] = []
     events: list[str] = []
+    callbacks: list[str] = []
     if allow_actions:
         if run.state == RunState.QUEUED:
             actions.append("cancel")
@@ -269,6 +279,9 @@ def run_json(
                 job.name
                 for job in run.definition.jobs()
                 if job.event is not None and run.jobs[job.name].state == JobState.WAITING
+            ]
+            callbacks = [
+                job.name for job in run.definition.jobs() if awaits_callback(job, run.jobs[job.name])
             ]
         if run.state in REDRIVABLE:
             actions += ["redrive", "upgrade"] if upgrades else ["redrive"]
@@ -294,4 +307,5 @@ def run_json(
         "actions": actions,
         "approvals": approvals,
         "events": events,
+        "callbacks": callbacks,
     }

@@ -46,6 +46,7 @@ from runtime.documents import ID
 from runtime.documents.run import RUN_ID, WORKFLOW, Document, StatusEvent, status_from_document
 from runtime.errors import EventError
 from runtime.service.approvals import approval_commands
+from runtime.service.callbacks import awaited_token, complete_command
 from runtime.service.events import send_event_command
 from runtime.service.reconciler import RUNS_PER_PASS, Reconciler
 from runtime.service.timers import fire_due_timers
@@ -136,8 +137,10 @@ class FolderDeployment:
 class StatusLines:
     """A RunObserver printing one compact line per status, and one per notification."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, store: MongoStore | None = None) -> None:
         self.console = console
+        self.store = store
+        """Where the tokens of callback jobs that wait without code are made (with its key)."""
 
     def status(self, event: StatusEvent) -> None:
         when = f"{(event.date or datetime.now()).astimezone():%H:%M:%S.%f}"[:-3]
@@ -161,6 +164,11 @@ class StatusLines:
         if event.status == StatusName.EVENT_AWAITED and event.reason is not None:
             command = send_event_command(event.workflow, event.reason, event.run_id)
             self.console.print(f"  [magenta]{escape(command)}[/]", highlight=False, soft_wrap=True)
+        if event.status == StatusName.CALLBACK_AWAITED and self.store is not None:
+            token = awaited_token(self.store, event)
+            if token is not None:
+                command = complete_command(token)
+                self.console.print(f"  [magenta]{escape(command)}[/]", highlight=False, soft_wrap=True)
 
     def notification(self, subject: str, message: str) -> None:
         self.console.print(f"[magenta]✉[/] [dim]{escape(subject)}[/]", highlight=False)
@@ -177,7 +185,7 @@ class DevServer:
         self.deployment = deployment
         self.console = console
         self.options = options
-        self.lines = StatusLines(console)
+        self.lines = StatusLines(console, store)
         self.processes = JobProcesses()
         self.cloud = LocalCloud(
             store,

@@ -20,6 +20,7 @@ from cdk_app.terminal.output import rule_width, uncut
 from runtime.definition.model import Workflow
 from runtime.documents.run import StatusEvent
 from runtime.service.approvals import approval_commands
+from runtime.service.callbacks import awaited_token, complete_command
 from runtime.service.events import send_event_command
 from runtime.service.run_view import JOB_RUNNING, JobReport, RunReport
 from runtime.statuses import RUN_ENDS, JobState, RunState, StatusName
@@ -130,6 +131,12 @@ class Progress:
                 f"{send_event_command(event.workflow, event.reason, event.run_id)} {self.store_arguments}"
             )
             self.console.print(f"      [magenta]{escape(command.rstrip())}[/]", soft_wrap=True)
+        elif status == StatusName.CALLBACK_AWAITED and job is not None:
+            self._job_line(job, JobState.WAITING, event.attempt, "", "waits for its callback")
+            token = awaited_token(self.store, event)
+            if token is not None:
+                command = f"{complete_command(token)} {self.store_arguments}".rstrip()
+                self.console.print(f"      [magenta]{escape(command)}[/]", soft_wrap=True)
         elif status in (StatusName.SUCCESS, StatusName.FAILED) and job is not None:
             started = self._started.pop((job, event.attempt), None)
             seconds = (

@@ -40,6 +40,9 @@ STATUS_STYLES = {
     StatusName.REJECTED: "magenta",
     StatusName.EVENT_AWAITED: "magenta",
     StatusName.EVENT_RECEIVED: "magenta",
+    StatusName.CALLBACK_AWAITED: "magenta",
+    StatusName.CALLBACK_COMPLETED: "magenta",
+    StatusName.CALLBACK_HEARTBEAT: "dim",
     StatusName.TIMER_FIRED: "dim",
     StatusName.STATUS_REJECTED: "bold red",
 }

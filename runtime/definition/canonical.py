@@ -9,6 +9,7 @@ from typing import Any
 
 from runtime import contracts, limits
 from runtime.definition.call import read_call
+from runtime.definition.callback import read_callback
 from runtime.definition.children import read_child_workflow, read_output
 from runtime.definition.depends import read_depends
 from runtime.definition.draft import Draft, DraftJob, DraftPhase, Ref, known_fields, mapping, name_refs
@@ -169,6 +170,7 @@ def _job_settings(
     settings |= read_invoke(job, own, report, code.base_dir)
     settings |= read_http(job, own, report)
     settings |= read_event(job, own, report)
+    settings |= read_callback(job, own, report)
     settings |= read_call(job, own, report, code.base_dir)
     settings |= read_child_workflow(job, own, report)
     if "permissions" in own:

@@ -216,6 +216,23 @@ class EventWait:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Callback:
+    """A job completed from outside through a callback token bound to its attempt
+    (``runtime.service.callbacks``): its code hands the token out and the attempt then waits, or,
+    without code, the attempt waits at once and operators see the token."""
+
+    timeout: int
+    """Seconds to wait for the token's completion (from when the code returned, or the job
+    started without code); a heartbeat starts them again. None by then fails the attempt with
+    ``callback timed out``."""
+    runs_code: bool = False
+    """Whether the job's code runs first (``code`` is build-time only: the snapshot keeps this)."""
+
+    def to_document(self) -> dict[str, Any]:
+        return {"timeout": self.timeout, "runs_code": self.runs_code}
+
+
+@dataclass(frozen=True, kw_only=True)
 class ChildWorkflow:
     """A job that runs another workflow of the same app as its attempt (the spec's ``workflow:``):
     the child run's output is the job's output (``runtime.service.children``)."""
@@ -330,6 +347,8 @@ class Job:
     """An approval job (no code): succeeds or fails on a person's answer."""
     event: EventWait | None = None
     """An event job (no code): succeeds with the payload of the event it waits for."""
+    callback: Callback | None = None
+    """A callback job: succeeds or fails when its attempt's token is completed from outside."""
     code: str | None = None
     """Handler file or folder, resolved to an absolute POSIX path by the loader; ``None`` runs
     the generated stub."""
@@ -392,14 +411,11 @@ class Job:
 
     @property
     def runs_code(self) -> bool:
-        """False for wait, approval, event and child workflow jobs: no function of theirs runs."""
-        return (
-            self.wait is None
-            and self.wait_until is None
-            and self.approval is None
-            and self.event is None
-            and self.child_workflow is None
-        )
+        """False for wait, approval, event and child workflow jobs, and callback jobs without
+        code: no function of theirs runs."""
+        waits = self.wait is not None or self.wait_until is not None or self.approval is not None
+        waits_for_callback = self.callback is not None and not self.callback.runs_code
+        return not (waits or self.event is not None or self.child_workflow is not None or waits_for_callback)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -604,9 +620,13 @@ class Workflow:
     @property
     def uses_timers(self) -> bool:
         """Whether a run of this workflow ever waits for a time: a delayed retry, a wait or an
-        approval job, a run deadline. Only such a workflow gets the cloud's timer schedule."""
+        approval job, a callback's timeout, a run deadline. Only such a workflow gets the cloud's
+        timer schedule."""
         return self.timeout is not None or any(
-            job.retry.delay > 0 or (not job.runs_code and job.child_workflow is None) for job in self.jobs()
+            job.retry.delay > 0
+            or (not job.runs_code and job.child_workflow is None)
+            or job.callback is not None
+            for job in self.jobs()
         )
 
     def jobs(self) -> Iterator[Job]:
@@ -716,6 +736,7 @@ def _phase_document(phase: Phase) -> dict[str, Any]:
                 if job.approval is None
                 else {"timeout": job.approval.timeout, "message": job.approval.message},
                 **({} if job.event is None else {"event": job.event.to_document()}),
+                **({} if job.callback is None else {"callback": job.callback.to_document()}),
                 "when": job.when,
                 "permissions": [permission.to_document() for permission in job.permissions],
                 **({} if job.for_each is None else {key: _plain(getattr(job, key)) for key in FAN_OUT_KEYS}),
@@ -756,6 +777,7 @@ def _phase_from_document(phase: Mapping[str, Any]) -> Phase:
                 wait_until=job.get("wait_until"),
                 approval=None if job.get("approval") is None else Approval(**job["approval"]),
                 event=None if job.get("event") is None else EventWait(**job["event"]),
+                callback=None if job.get("callback") is None else Callback(**job["callback"]),
                 when=job.get("when"),
                 permissions=tuple(
                     Permission(actions=tuple(item["actions"]), resources=tuple(item["resources"]))

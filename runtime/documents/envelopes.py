@@ -14,6 +14,7 @@ from typing import Any
 
 from bson import json_util
 
+from runtime.documents.callbacks import CALLBACK_TOKEN
 from runtime.documents.events import ATTEMPT_KEY, FailureRecord, JobEvent
 from runtime.documents.run import StatusEvent, required, status_from_document
 from runtime.errors import EventError
@@ -106,6 +107,9 @@ def parse_job_event(event: object) -> JobEvent:
     attempt_key = payload.get(ATTEMPT_KEY)
     if attempt_key is not None and (not isinstance(attempt_key, str) or not _HEX_KEY.fullmatch(attempt_key)):
         raise EventError(f"{where}: '{ATTEMPT_KEY}' must be the attempt's key as 64 hex digits")
+    token = payload.get(CALLBACK_TOKEN)
+    if token is not None and not isinstance(token, str):
+        raise EventError(f"{where}: '{CALLBACK_TOKEN}' must be the attempt's callback token as a string")
     return JobEvent(
         run_id=required(payload, "run_id", str, where),
         workflow=required(payload, "workflow", str, where),
@@ -121,6 +125,8 @@ def parse_job_event(event: object) -> JobEvent:
         index=index,
         item=payload.get("item"),
         attempt_key=attempt_key,
+        callback=token is not None,
+        callback_token=token,
     )
 
 

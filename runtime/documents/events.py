@@ -10,6 +10,7 @@ from typing import Any
 
 from runtime.definition.model import ChildWorkflow
 from runtime.definition.model_limits import AttemptLimits
+from runtime.documents.callbacks import CALLBACK_TOKEN
 from runtime.documents.signatures import attempt_slot
 from runtime.documents.traces import TRACEPARENT, attempt_traceparent
 
@@ -56,6 +57,11 @@ class JobEvent:
     """The job's ``concurrency`` and ``rate_limit`` (None: it has neither): the dispatch waits
     for them (``runtime.service.job_limits``). Not part of what the job receives."""
 
+    callback: bool = False
+    """A callback job's attempt: a control plane that signs adds its token at dispatch."""
+    callback_token: str | None = field(default=None, repr=False)
+    """That token (``runtime.documents.callbacks``), which the handler hands to an outside system."""
+
     @property
     def slot(self) -> str | None:
         """The part of this attempt's ids only holders of its key can name."""
@@ -83,6 +89,8 @@ class JobEvent:
             payload |= {"item": self.item, "index": self.index}
         if self.attempt_key is not None:
             payload[ATTEMPT_KEY] = self.attempt_key
+        if self.callback_token is not None:
+            payload[CALLBACK_TOKEN] = self.callback_token
         payload[TRACEPARENT] = attempt_traceparent(self.run_id, self.job, self.attempt, self.index)
         return payload
 

@@ -538,7 +538,12 @@ class StatusEvent:
             document[INDEX] = self.index
         if self.output_ref is not None:
             document[OUTPUT_REF] = self.output_ref
-        elif self.status in (StatusName.SUCCESS, StatusName.APPROVED, StatusName.EVENT_RECEIVED):
+        elif self.status in (
+            StatusName.SUCCESS,
+            StatusName.APPROVED,
+            StatusName.EVENT_RECEIVED,
+            StatusName.CALLBACK_COMPLETED,
+        ):
             document[OUTPUT] = self.output
         if self.error is not None:
             document[ERROR] = self.error
@@ -580,9 +585,10 @@ class StatusEvent:
 
     def signed_by_control(self, keys: StatusKeys) -> StatusEvent:
         """This status as the control plane or an operator writes it; a terminal report gets the
-        slot of its attempt, so it races the attempt's own report for the same ``_id``."""
+        slot of its attempt, so it races the attempt's own report for the same ``_id``; any other
+        keeps its own (a heartbeat's id, a callback timer's due time: ``runtime.engine.callbacks``)."""
         attempt = self.attempt_of
-        slot = attempt_slot(keys.attempt_key(*attempt)) if attempt is not None else None
+        slot = attempt_slot(keys.attempt_key(*attempt)) if attempt is not None else self.slot
         slotted = replace(self, slot=slot, auth=None)
         return replace(slotted, auth=sign_with_control_key(keys, slotted.to_document(_UNSIGNED_DATE)))
 

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from runtime import limits
 from runtime.documents.run import Run, StatusEvent, job_is, run_ended, run_is
-from runtime.engine import timers
+from runtime.engine import callbacks, timers
 from runtime.engine.attempts import plan_not_run
 from runtime.engine.fanout import UnloadedOutputs
 from runtime.engine.operations import plan_cancel, plan_redrive, reopened
@@ -82,6 +82,8 @@ def _decide(run: Run, event: StatusEvent, now: datetime) -> Transition | Rejecti
         return Rejection(action="dropped", reason=f"run {run.run_id!r} has no job {event.job!r}")
     if event.status == StatusName.SUCCESS:
         assert event.job is not None
+        if (job := run.definition.job(event.job)).callback is not None and event.index is None:
+            return callbacks.plan_code_returned(run, job, event, now)
         record = run.jobs[event.job]
         if record.attempt == event.attempt and record.state == JobState.DISPATCHED:
             return plan_success(run, event, now)
@@ -109,4 +111,8 @@ def _decide(run: Run, event: StatusEvent, now: datetime) -> Transition | Rejecti
         return timers.plan_answer(run, event, now)
     if event.status == StatusName.EVENT_RECEIVED:
         return timers.plan_event(run, event, now)
+    if event.status == StatusName.CALLBACK_COMPLETED:
+        return timers.plan_callback(run, event, now)
+    if event.status == StatusName.CALLBACK_HEARTBEAT:
+        return callbacks.plan_heartbeat(run, event, now)
     return Rejection(action="ignored", reason=f"the orchestrator does not act on '{event.status}'")

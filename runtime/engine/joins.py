@@ -354,6 +354,7 @@ def job_event(run: Run, job: Job, attempt: int, outputs: Mapping[str, Any] | Non
         failure=failure,
         references=references,
         function=None if run.deployment is None else run.deployment.function_of(job.name),
+        callback=job.callback is not None,
         child=job.child_workflow,
         limits=attempt_limits(run, job),
     )
@@ -373,15 +374,30 @@ def attempt_limits(run: Run, job: Job) -> AttemptLimits | None:
 
 
 def waits_until(job: Job, now: datetime) -> datetime | None:
-    """When a wait, an approval or an event job that starts ``now`` fires its timer; None for a job with a
-    function to run."""
+    """When a wait, an approval or an event job, or a callback job without code, that starts
+    ``now`` fires its timer; None for a job with a function to run."""
     if job.wait is not None:
         return now + timedelta(seconds=job.wait)
     if job.approval is not None:
         return now + timedelta(seconds=job.approval.timeout)
     if job.event is not None:
         return now + timedelta(seconds=job.event.timeout)
+    if job.callback is not None and not job.callback.runs_code:
+        return now + timedelta(seconds=job.callback.timeout)
     return None
+
+
+def callback_awaited(run: Run, job: Job, attempt: int) -> StatusEvent:
+    """The record that a callback job without code waits for its token's completion (the token
+    is not in it: operators make it with the control plane's key)."""
+    return StatusEvent(
+        run_id=run.run_id,
+        workflow=run.workflow,
+        status=StatusName.CALLBACK_AWAITED,
+        phase=job.phase,
+        job=job.name,
+        attempt=attempt,
+    )
 
 
 def approval_requested(run: Run, job: Job, attempt: int) -> StatusEvent:

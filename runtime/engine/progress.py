@@ -49,6 +49,7 @@ from runtime.engine.fanout import FanOutStart
 from runtime.engine.joins import (
     WAITED_UNTIL,
     approval_requested,
+    callback_awaited,
     condition_results,
     depends_outcome,
     is_truthy,
@@ -277,6 +278,8 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
                         statuses.append(approval_requested(run, job, attempt))
                     if job.event is not None:
                         statuses.append(event_awaited(run, job, attempt))
+                    if job.callback is not None:
+                        statuses.append(callback_awaited(run, job, attempt))
                 elif starts:
                     dispatches.append(job_event(run, job, attempt, outputs))
         if not phase_finished(phase, states):

@@ -11,7 +11,7 @@ from runtime.clock import age
 from runtime.documents.events import JobEvent
 from runtime.documents.run import Run, StatusEvent
 from runtime.engine.event_jobs import event_awaited
-from runtime.engine.joins import approval_requested, job_event
+from runtime.engine.joins import approval_requested, callback_awaited, job_event
 from runtime.engine.transition import run_status
 from runtime.statuses import RUN_ENDS, JobState, RunState, StatusName
 
@@ -53,6 +53,14 @@ def replay(
         event_awaited(run, job, record.attempt)
         for job in run.definition.jobs()
         if job.event is not None
+        and (record := run.jobs[job.name]).caused_by == key
+        and record.state == JobState.WAITING
+    ]
+    statuses += [
+        callback_awaited(run, job, record.attempt)
+        for job in run.definition.jobs()
+        if job.callback is not None
+        and not job.callback.runs_code
         and (record := run.jobs[job.name]).caused_by == key
         and record.state == JobState.WAITING
     ]

@@ -38,6 +38,14 @@ from runtime.documents.run import (
     run_is,
 )
 from runtime.engine import failure_handlers, retry
+from runtime.engine.callbacks import (
+    CALLBACK_TIMED_OUT,
+    accepts_completion,
+    awaits_callback,
+    callback_failed,
+    completion_error,
+    timer_slot,
+)
 from runtime.engine.event_jobs import EVENT_TIMED_OUT, event_awaited, matches
 from runtime.engine.joins import WAITED_UNTIL, job_event
 from runtime.engine.progress import (
@@ -81,7 +89,12 @@ def pending_timers(run: Run) -> list[tuple[datetime, StatusEvent]]:
     if run.state != RunState.RUNNING:
         return []
     timers = [
-        (record.due_at, timer_event(run, job))
+        (
+            record.due_at,
+            replace(timer_event(run, job), slot=timer_slot(record.due_at))
+            if awaits_callback(job, record)
+            else timer_event(run, job),
+        )
         for job in run.definition.jobs()
         if (record := run.jobs[job.name]).state == JobState.WAITING and record.due_at is not None
     ]
@@ -134,6 +147,12 @@ def plan_timer(run: Run, event: StatusEvent, now: datetime) -> Transition | Reje
     if job.event is not None:
         return _event_timed_out(run, job, event, now)
     record = run.jobs[job.name]
+    if awaits_callback(job, record):
+        if record.due_at is not None and event.slot != timer_slot(record.due_at):
+            return Rejection(
+                action="ignored", reason=f"a heartbeat made {job.name!r} wait until {record.due_at}"
+            )
+        return callback_failed(run, job, event, CALLBACK_TIMED_OUT, now)
     conditions = run_is(RunState.RUNNING) | job_is(job.name, JobState.WAITING, event.attempt)
     if failure_handlers.tolerated(run, job, retry_left=True, error=record.error or ""):
         # The failure handlers started while this job waited to retry: it gets no other attempt.
@@ -172,6 +191,31 @@ def plan_event(run: Run, event: StatusEvent, now: datetime) -> Transition | Reje
         return waiting
     if not matches(run, job, event.output):
         return Rejection(action="ignored", reason=f"the event's payload does not match job {job.name!r}")
+    return _complete(run, job, event, event.output, now)
+
+
+def plan_callback(run: Run, event: StatusEvent, now: datetime) -> Transition | Rejection | None:
+    """The token of the callback job's attempt was completed: with an output the job succeeds with
+    it, with an error the attempt fails (and its retry rules apply). Taken while the attempt
+    waits, or while its code still runs; a completion of any other attempt changes nothing."""
+    assert event.job is not None
+    job = run.definition.job(event.job)
+    if job.callback is None:
+        return Rejection(action="ignored", reason=f"job {job.name!r} is not a callback job")
+    record = run.jobs[job.name]
+    if run.state != RunState.RUNNING:
+        return Rejection(action="ignored", reason=f"the run has ended ({run.state})")
+    if not accepts_completion(job, record, event.attempt):
+        # Applied before (what followed may be unrecorded), or stale.
+        waiting = _waiting(run, job, event, now)
+        if isinstance(waiting, bool):
+            return Rejection(
+                action="ignored", reason=f"attempt {event.attempt} of {job.name!r} has not begun"
+            )
+        return waiting
+    error = completion_error(event)
+    if error is not None:
+        return callback_failed(run, job, event, error, now)
     return _complete(run, job, event, event.output, now)
 
 

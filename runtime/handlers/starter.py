@@ -1,5 +1,6 @@
 """The starter: start a run with a caller-chosen id (idempotent), from the bundled definition;
-operate one of the workflow's runs (cancel, redrive, approve, reject); or read them (get, history,
+operate one of the workflow's runs (cancel, redrive, approve, reject, an event, a callback's
+completion or heartbeat); or read them (get, history,
 list): for systems without database access, and ``runtime.client.Client.aws``."""
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from runtime.documents.envelopes import as_mapping
 from runtime.documents.listing import PagePosition
 from runtime.errors import EventError, RunError, RunNotFound
 from runtime.service.approvals import answer_approval
+from runtime.service.callbacks import complete_callback, heartbeat_callback
 from runtime.service.children import start_child
 from runtime.service.events import send_event
 from runtime.service.operations import (
@@ -45,6 +47,8 @@ _state: dict[str, Any] = {}
 ACTIONS = ("cancel", "redrive", "approve", "reject", "event")
 """Operations on a run; ``start_child`` (``runtime.documents.children``) is the parent
 orchestrator's, with the parent attempt's key."""
+CALLBACK_ACTIONS = ("complete", "heartbeat")
+"""A callback token's completion and heartbeat (``runtime.service.callbacks``)."""
 READS = ("get", "history", "list")
 
 
@@ -59,7 +63,9 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
     ``{"action": "cancel" | "redrive", "run_id", "reason"?, "upgrade"?}`` and ``{"action": "approve" |
     "reject", "run_id", "job", "output"? | "reason"?}`` -> ``{"run_id", "action", "created"}``;
     ``{"action": "event", "name", "payload"?, "run_id"?, "id"?}`` -> ``{"event_id", "created",
-    "delivered": [{"run_id", "job", "attempt"}]}``;
+    "delivered": [{"run_id", "job", "attempt"}]}``; ``{"action": "complete", "token", "output"? |
+    "error"?, "id"?}`` and ``{"action": "heartbeat", "token", "id"?}`` -> ``{"run_id", "job",
+    "attempt", "id", "created"}``;
     ``{"action": "get", "run_id"}`` -> ``{"run": <status --json's object>}``, ``{"action":
     "history", "run_id"}`` -> ``{"history": [...]}``, ``{"action": "list", "status"?, "since"?,
     "limit"?}`` -> ``{"runs": [...]}`` (this workflow's, newest first); ``{"action":
@@ -94,6 +100,8 @@ def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
             return _read(request, run_id)
         if request.get("action") == "event":
             return _send_event(request, run_id)
+        if request.get("action") in CALLBACK_ACTIONS:
+            return _callback(request)
         if request.get("action") == START_CHILD:
             started = start_child(
                 _state["store"], _state["definition"], child_start_from_payload(request), _state["deployment"]
@@ -178,6 +186,38 @@ def _send_event(request: Mapping[str, Any], run_id: str | None) -> dict[str, Any
         event_id=event_id,
     )
     log.info("event %r sent (id %s, delivered to %d)", name, receipt.event_id, len(receipt.delivered))
+    return receipt.to_json()
+
+
+def _callback(request: Mapping[str, Any]) -> dict[str, Any]:
+    """A callback token of this workflow's runs completed, or its wait extended
+    (``runtime.service.callbacks``)."""
+    token, given_id, error = request.get("token"), request.get("id"), request.get("error")
+    if not isinstance(token, str) or not token:
+        raise EventError(f"{request['action']} needs the callback token, got {token!r}")
+    if given_id is not None and not isinstance(given_id, str):
+        raise EventError(f"id is the {request['action']}'s id as a string, got {given_id!r}")
+    workflow = _state["definition"].name
+    if request["action"] == "heartbeat":
+        receipt = heartbeat_callback(_state["store"], token, heartbeat_id=given_id, workflow=workflow)
+    else:
+        if error is not None and (not isinstance(error, str) or "output" in request):
+            raise EventError("complete takes an output or an error (a string), not both")
+        receipt = complete_callback(
+            _state["store"],
+            token,
+            output=request.get("output"),
+            error=error,
+            completion_id=given_id,
+            workflow=workflow,
+        )
+    log.info(
+        "callback %s of job %r of run %r (attempt %d)",
+        request["action"],
+        receipt.job,
+        receipt.run_id,
+        receipt.attempt,
+    )
     return receipt.to_json()
 
 

@@ -34,14 +34,19 @@ def _check_answer_output(run_id: str, job: str, output: Any) -> None:
     EventBridge event) and in the run document: JSON within ``limits.OUTPUT_INLINE_MAX_BYTES``,
     with field names MongoDB takes and integers JavaScript holds. A job's output past those is
     kept by reference by the job wrapper; an answer's is refused here, before anything is recorded."""
-    where = f"the output of the answer to job {job!r} of run {run_id}"
+    check_output(output, f"the output of the answer to job {job!r} of run {run_id}", "an answer")
+
+
+def check_output(output: Any, where: str, what: str) -> None:
+    """``output`` (``where``, carried by ``what``) is JSON a status carries as it is: refused
+    here, before anything is recorded, when it is not."""
     try:
         size = len(json.dumps(output, allow_nan=False).encode())
     except (TypeError, ValueError, OverflowError, RecursionError) as exc:
         raise OperationRefused(f"{where} is not JSON: {exc}") from None
     if size > limits.OUTPUT_INLINE_MAX_BYTES:
         raise OperationRefused(
-            f"{where} is {size:,} bytes of JSON; an answer carries at most "
+            f"{where} is {size:,} bytes of JSON; {what} carries at most "
             f"{limits.OUTPUT_INLINE_MAX_BYTES:,} (it travels in an EventBridge event): record a "
             "reference to where the data is instead"
         )

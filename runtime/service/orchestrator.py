@@ -24,6 +24,7 @@ from runtime import limits
 from runtime.aws.logs import log_context
 from runtime.aws.telemetry import observe_decision
 from runtime.clock import utcnow
+from runtime.documents.callbacks import callback_token
 from runtime.documents.envelopes import (
     as_mapping,
     handed_off_id,
@@ -525,4 +526,9 @@ class Orchestrator:
         keys = self.store.keys
         if keys is None:
             return job
-        return replace(job, attempt_key=keys.attempt_key(job.run_id, job.job, job.attempt, job.index))
+        token = callback_token(keys, job.workflow, job.run_id, job.job, job.attempt) if job.callback else None
+        return replace(
+            job,
+            attempt_key=keys.attempt_key(job.run_id, job.job, job.attempt, job.index),
+            callback_token=token,
+        )

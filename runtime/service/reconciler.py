@@ -35,6 +35,7 @@ from runtime.definition.model import Job
 from runtime.documents.events import JobEvent
 from runtime.documents.run import Fields, Run, StatusEvent, job_changed, job_is, run_is
 from runtime.engine import joins
+from runtime.engine.callbacks import accepts_completion, awaits_callback, heartbeat_due, timer_slot
 from runtime.engine.transition import Transition
 from runtime.limits import LAMBDA_RETRY_DELAY
 from runtime.ports import ChildStarter, Dispatcher, RunStore
@@ -42,6 +43,7 @@ from runtime.service import children, job_limits, run_slots
 from runtime.service.orchestrator import Orchestrator
 from runtime.statuses import (
     ANSWER_STATUSES,
+    CALLBACK_STATUSES,
     EVENT_STATUSES,
     IN_FLIGHT,
     REDRIVABLE,
@@ -131,6 +133,9 @@ def is_unrecorded(run: Run, event: StatusEvent) -> bool:
         return run.state in IN_FLIGHT and event.attempt == run.redrives
     if event.status == StatusName.REDRIVE_REQUESTED:
         return run.state in REDRIVABLE and event.attempt == run.redrives + 1
+    callback = event.job is not None and event.job in run.jobs and run.definition.job(event.job).callback
+    if callback and event.status in (*CALLBACK_STATUSES, StatusName.TIMER_FIRED):
+        return callback_unrecorded(run, event)
     if event.status in (StatusName.TIMER_FIRED, *ANSWER_STATUSES, *EVENT_STATUSES):
         if event.job is None:
             # The deadline does nothing once the failure handlers have started (it started them,
@@ -144,6 +149,29 @@ def is_unrecorded(run: Run, event: StatusEvent) -> bool:
         record = run.jobs.get(event.job)
         return record is not None and record.state == JobState.WAITING and record.attempt == event.attempt
     return False
+
+
+def callback_unrecorded(run: Run, event: StatusEvent) -> bool:
+    """A callback's completion while its attempt takes one, a heartbeat that would move the
+    attempt's timer on, a timer of the due time the attempt waits until."""
+    assert event.job is not None
+    job, record = run.definition.job(event.job), run.jobs[event.job]
+    if run.state != RunState.RUNNING:
+        return False
+    if event.status == StatusName.CALLBACK_COMPLETED:
+        return accepts_completion(job, record, event.attempt)
+    if record.attempt != event.attempt or record.state != JobState.WAITING:
+        return False
+    if event.status == StatusName.CALLBACK_HEARTBEAT:
+        due = None if event.date is None else heartbeat_due(job, event, event.date)
+        return (
+            awaits_callback(job, record)
+            and due is not None
+            and (record.due_at is None or record.due_at < due)
+        )
+    if awaits_callback(job, record):
+        return record.due_at is not None and event.slot == timer_slot(record.due_at)
+    return True
 
 
 def not_started(run: Run) -> bool:

@@ -13,6 +13,7 @@ from runtime.documents.children import child_run_id
 from runtime.documents.items import FAILED_ITEMS_SHOWN, FailedItem, FanOut
 from runtime.documents.run import JobRecord
 from runtime.engine.joins import caught, failure_allowed
+from runtime.service.callbacks import complete_command, token_of
 from runtime.service.job_limits import job_waits
 from runtime.statuses import ENDED, JobState, RunState, StatusName
 from runtime.store.mongo import MongoStore
@@ -59,6 +60,9 @@ class JobReport:
     before_redrive: str | None = None
     """For a job pending again after a redrive (a failure handler, a job that failed), how its
     last attempt before the redrive ended: ``succeeded (attempt 1)``."""
+    callback_token: str | None = None
+    """For a callback job without code that waits: its attempt's token, to hand to whoever
+    completes it (``complete TOKEN``); shown to operators only (they hold the key it is made with)."""
     child: str | None = None
     """A child workflow job's: the run id of its last attempt's child run."""
     waits: str | None = None
@@ -69,6 +73,8 @@ class JobReport:
         """What the summary's output column shows: a fan-out's counts rather than its items'
         outputs, the reference of an output kept by reference, what a job pending again after a
         redrive did before it."""
+        if self.callback_token is not None and self.status == JobState.WAITING:
+            return f"waits for its callback: {complete_command(self.callback_token)}"
         if self.before_redrive is not None and self.status == JobState.PENDING:
             return f"ran before the redrive: {self.before_redrive}"
         if self.waits is not None:
@@ -132,6 +138,7 @@ class RunReport:
                         else {}
                     ),
                     **({} if job.output_ref is None else {"output_ref": job.output_ref}),
+                    **({} if job.callback_token is None else {"callback_token": job.callback_token}),
                     **({} if job.child is None else {"child": job.child}),
                     **({} if job.waits is None else {"waits": job.waits}),
                 }
@@ -174,6 +181,7 @@ class RunReport:
                     items=job.get("items"),
                     failed_items=tuple(FailedItem.from_json(item) for item in job.get("failed_items", ())),
                     output_ref=job.get("output_ref"),
+                    callback_token=job.get("callback_token"),
                     child=job.get("child"),
                     waits=job.get("waits"),
                 )
@@ -292,6 +300,7 @@ def summarize(
                     failed_items=_failed_items(store, run_id, name, record.fan_out),
                     output_ref=record.output_ref,
                     before_redrive=before_redrive.get(name),
+                    callback_token=token_of(store, run, job_definition),
                     child=None
                     if job_definition.child_workflow is None or record.attempt == 0
                     else started_by.get((name, record.attempt), child_run_id(run_id, name, record.attempt)),

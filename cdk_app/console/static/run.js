@@ -40,6 +40,7 @@ function renderPanel(run) {
     job.failed_items && job.failed_items.length ? el("ol", { id: "panel-failed-items" }, ...job.failed_items.map((failed) => el("li", { class: "state-failed" },
       `item ${failed.index} ${JSON.stringify(failed.item)}`, el("pre", { class: "error" }, firstLine(failed.error || "", 200))))) : null,
     job.kind !== "code" ? el("p", { id: "panel-kind" }, jobKindText(job)) : null,
+    run.callback_tokens && run.callback_tokens[job.name] ? el("p", { id: "panel-callback-token" }, "callback token: ", el("code", {}, run.callback_tokens[job.name])) : null,
     job.child ? el("p", { id: "panel-child" }, `runs workflow ${job.child.workflow} as child run `, el("a", { href: `/run?id=${encodeURIComponent(job.child.run_id)}` }, job.child.run_id)) : null,
     job.waits ? el("p", { id: "panel-waits", class: "state-waiting" }, `waits: ${job.waits}`) : null,
     job.state === "waiting" && job.due_at ? el("p", { id: "panel-due" }, `waiting until ${when(job.due_at)}${job.kind === "approval" || job.kind === "event" ? " (then it times out)" : ""}`) : null,
@@ -61,6 +62,7 @@ function jobKindText(job) {
   if (job.kind === "wait") return "a wait job: no code runs";
   if (job.kind === "event") return `an event job: waits for ${job.event.name}${job.event.match ? ` where ${job.event.match}` : ""}`;
   if (job.kind === "approval") return `an approval job${job.message ? `: ${job.message}` : ""}`;
+  if (job.kind === "callback") return "a callback job: waits for its token's completion (complete TOKEN)";
   return `a ${job.kind} job`;
 }
 
@@ -199,9 +201,35 @@ function eventBox(run, job) {
     send);
 }
 
+// A waiting callback job: complete it with an output, or fail its attempt with an error.
+function completeCallback(job, failing) {
+  const text = document.getElementById(`callback-${job}`).value.trim();
+  let body = { error: text || "failed from the console" };
+  if (!failing) {
+    try {
+      body = { output: text ? JSON.parse(text) : null };
+    } catch (error) {
+      showProblem(`the output for ${job} is not JSON: ${error.message}`);
+      return;
+    }
+  }
+  post(`/api/run/complete?id=${encodeURIComponent(runId)}&job=${encodeURIComponent(job)}`, body);
+}
+
+function callbackBox(run, job) {
+  const complete = el("button", { type: "button", id: `action-complete-${job}`, class: "action approve" }, "complete");
+  const fail = el("button", { type: "button", id: `action-fail-${job}`, class: "action reject" }, "fail");
+  complete.addEventListener("click", () => completeCallback(job, false));
+  fail.addEventListener("click", () => completeCallback(job, true));
+  return el("span", { class: "approval", "data-job": job },
+    el("span", { class: "asks" }, `${job} waits for its callback`),
+    el("input", { type: "text", id: `callback-${job}`, placeholder: "output JSON, or the error to fail with", "aria-label": `completion of ${job}` }),
+    complete, fail);
+}
+
 function renderActions(run) {
   const box = document.getElementById("actions");
-  const wanted = `${run.actions.join(",")}|${run.approvals.join(",")}|${run.events.join(",")}`;
+  const wanted = `${run.actions.join(",")}|${run.approvals.join(",")}|${run.events.join(",")}|${run.callbacks.join(",")}`;
   if (box.dataset.shown === wanted) return;
   box.dataset.shown = wanted;
   box.replaceChildren(
@@ -212,6 +240,7 @@ function renderActions(run) {
     }),
     ...run.approvals.map((job) => approvalBox(run, job)),
     ...run.events.map((job) => eventBox(run, job)),
+    ...run.callbacks.map((job) => callbackBox(run, job)),
   );
 }
 
