@@ -97,7 +97,11 @@ def test_the_trigger_match_forwards_only_what_a_rule_consumes_and_the_figures_sa
         "fullDocument.status": {
             "$in": [
                 "approved",
+                "callback_completed",
+                "callback_heartbeat",
                 "cancel_requested",
+                "event_awaited",
+                "event_received",
                 "failed",
                 "not_run",
                 "redrive_requested",
@@ -124,8 +128,9 @@ def test_a_reconciler_pass_costs_two_reads_per_idle_run_and_repairs_every_broken
     idle, repair = figures["idle"], figures["repair"]
     assert (idle["runs_checked"], idle["runs_repaired"], idle["writes"]) == (4, 0, 0)
     # The stale runs and the recent operations, then the run and its statuses for each run, then
-    # the slots held and the queued runs of run concurrency (none here).
-    assert idle["commands"] == 2 + 2 * 4 + 2
+    # the slots held and the queued runs of run concurrency, and the open tickets of job limits
+    # (none here).
+    assert idle["commands"] == 2 + 2 * 4 + 3
     assert (repair["runs_repaired"], repair["statuses_applied"], repair["redispatched"]) == (4, 2, 2)
     assert repair["dispatched"] == 4, "b after each lost success, and each lost attempt again"
 
