@@ -155,7 +155,7 @@ def test_the_job_handler_reads_the_secret_once_per_process_and_renews_a_database
 
     monkeypatch.setattr(job_handler, "store_from_env", fake_store)
     monkeypatch.setattr(
-        job_handler, "run_attempt", lambda *args: type("R", (), {"outcome": "x", "error": None})
+        job_handler, "run_attempt", lambda *args, **kwargs: type("R", (), {"outcome": "x", "error": None})
     )
     monkeypatch.setattr(job_handler, "_state", {})
     monkeypatch.delenv("MONGODB_ROLE_ARN", raising=False)

@@ -223,14 +223,21 @@ def test_the_timeline_shows_the_waits_and_the_fan_outs_span_and_counts(drawn: We
 
     assert "cool_down #1 wait" in rows
     assert "sign_off #1 approval" in rows
+    # Read in one script: the page redraws the timeline on every poll, which would leave elements
+    # found by one call stale for the next.
     bars = {
-        bar.get_attribute("data-job"): (bar.get_attribute("class") or "").split()
-        for bar in drawn.find_elements(By.CSS_SELECTOR, "#timeline rect.bar")
+        job: classes.split()
+        for job, classes in drawn.execute_script(
+            "return Array.from(document.querySelectorAll('#timeline rect.bar'))"
+            ".map((bar) => [bar.dataset.job, bar.getAttribute('class') || ''])"
+        )
     }
     assert {"fetch", "cool_down", "sign_off", "fan", "report", "optional"} <= set(bars)
     assert "kind-wait" in bars["cool_down"]
     assert "kind-approval" in bars["sign_off"]
-    fan = drawn.find_element(By.CSS_SELECTOR, '#timeline text.duration[data-job="fan"]').text
+    fan = drawn.execute_script(
+        "return document.querySelector('#timeline text.duration[data-job=\"fan\"]').textContent"
+    )
     assert fan.endswith(" · 5/5 done, 0 failed, 0 running"), fan
     took = re.fullmatch(r"(\d+(?:\.\d\d)?) (ms|s)", fan.split(" · ")[0])
     assert took is not None, fan
