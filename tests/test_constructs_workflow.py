@@ -359,6 +359,7 @@ def test_the_schedule_starts_runs_with_the_schedule_input_and_their_scheduled_ti
     assert json.loads(target["Input"]) == {
         "run_id": f"{WORKFLOW}-<aws.scheduler.scheduled-time>",
         "input": {"mode": "fast", "scheduled_time": "<aws.scheduler.scheduled-time>"},
+        "scheduled": True,  # schedule_overlap applies to it
     }
 
 
