@@ -6,11 +6,9 @@ deployed stack, the dev server) applies it; an answer the job cannot take is a `
 from __future__ import annotations
 
 import argparse
-import json
-from typing import Any
 
-from cdk_app.cli.arguments import Subparsers, add_store_arguments, open_client
-from cdk_app.errors import EXIT_OK, EXIT_USAGE, CommandError
+from cdk_app.cli.arguments import Subparsers, add_store_arguments, json_argument, open_client
+from cdk_app.errors import EXIT_OK
 
 
 def add_approve(subparsers: Subparsers) -> None:
@@ -39,19 +37,8 @@ def add_reject(subparsers: Subparsers) -> None:
     parser.set_defaults(run=_reject, prog=parser.prog)
 
 
-def _output(text: str | None) -> Any:
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CommandError(
-            f"--output is not JSON: {exc.msg} at column {exc.colno} of {text!r}", EXIT_USAGE
-        ) from exc
-
-
 def _approve(args: argparse.Namespace) -> int:
-    output = _output(args.output)
+    output = json_argument("--output", args.output)
     receipt = open_client(args).approve(args.run_id, args.job, output)
     _print(receipt.created, "approval", args)
     return EXIT_OK

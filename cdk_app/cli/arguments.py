@@ -11,10 +11,11 @@ imported in the function that runs it.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from cdk_app.console import DEFAULT_HOST
 from cdk_app.errors import EXIT_USAGE, CommandError
@@ -98,3 +99,16 @@ def add_console_arguments(parser: argparse.ArgumentParser, port_flag: str, defau
 
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def json_argument(flag: str, text: str | None) -> Any:
+    """The JSON value of ``flag`` (None when it was not given); a usage error saying where the
+    text stops being JSON."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CommandError(
+            f"{flag} is not JSON: {exc.msg} at column {exc.colno} of {text!r}", EXIT_USAGE
+        ) from exc

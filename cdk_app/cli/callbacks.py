@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
 
-from cdk_app.cli.arguments import Subparsers, add_store_arguments, open_client
-from cdk_app.errors import EXIT_OK, EXIT_USAGE, CommandError
+from cdk_app.cli.arguments import Subparsers, add_store_arguments, json_argument, open_client
+from cdk_app.errors import EXIT_OK
 from runtime.service.callbacks import CallbackReceipt
 
 
@@ -54,21 +53,12 @@ def _add_common(parser: argparse.ArgumentParser, id_help: str) -> None:
     add_store_arguments(parser)
 
 
-def _output(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CommandError(
-            f"--output is not JSON: {exc.msg} at column {exc.colno} of {text!r}", EXIT_USAGE
-        ) from exc
-
-
 def _complete(args: argparse.Namespace) -> int:
     client = open_client(args)
     if args.error is not None:
         receipt = client.complete(args.token, error=args.error, completion_id=args.id)
     else:
-        receipt = client.complete(args.token, _output(args.output), completion_id=args.id)
+        receipt = client.complete(args.token, json_argument("--output", args.output), completion_id=args.id)
     what = "failed" if args.error is not None else "completed"
     return _print(args, receipt, f"{what} the callback of")
 

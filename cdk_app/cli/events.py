@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
 
-from cdk_app.cli.arguments import Subparsers, add_store_arguments, open_client
-from cdk_app.errors import EXIT_OK, EXIT_USAGE, CommandError
+from cdk_app.cli.arguments import Subparsers, add_store_arguments, json_argument, open_client
+from cdk_app.errors import EXIT_OK
 
 
 def add_send_event(subparsers: Subparsers) -> None:
@@ -38,19 +37,8 @@ def add_send_event(subparsers: Subparsers) -> None:
     parser.set_defaults(run=_send_event, prog=parser.prog)
 
 
-def _payload(text: str | None) -> Any:
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CommandError(
-            f"--payload is not JSON: {exc.msg} at column {exc.colno} of {text!r}", EXIT_USAGE
-        ) from exc
-
-
 def _send_event(args: argparse.Namespace) -> int:
-    payload = _payload(args.payload)
+    payload = json_argument("--payload", args.payload)
     receipt = open_client(args).send_event(
         args.workflow, args.name, payload, run_id=args.run_id, event_id=args.id
     )
