@@ -18,7 +18,7 @@ import jmespath
 
 from runtime.definition.model import Job
 from runtime.documents.run import Run, StatusEvent
-from runtime.engine.joins import condition_results
+from runtime.engine.joins import approval_requested, callback_awaited, condition_results
 from runtime.statuses import JobState, RunState, StatusName
 
 EVENT_TIMED_OUT = "event timed out"
@@ -36,6 +36,19 @@ def event_awaited(run: Run, job: Job, attempt: int) -> StatusEvent:
         attempt=attempt,
         reason=None if job.event is None else job.event.name,
     )
+
+
+def wait_began(run: Run, job: Job, attempt: int) -> StatusEvent | None:
+    """The record an attempt writes as it begins to wait for someone: an approval's answer, an
+    event, or a callback job's token completed (``approval_requested``, ``event_awaited``,
+    ``callback_awaited``); None for a ``wait`` of time alone and for a job whose code runs."""
+    if job.approval is not None:
+        return approval_requested(run, job, attempt)
+    if job.event is not None:
+        return event_awaited(run, job, attempt)
+    if job.callback is not None and not job.callback.runs_code:
+        return callback_awaited(run, job, attempt)
+    return None
 
 
 def event_received(run: Run, job: Job, attempt: int, event_id: str, payload: Any) -> StatusEvent:

@@ -44,12 +44,10 @@ from runtime.documents.run import (
     run_is,
 )
 from runtime.engine import failure_handlers, fanout, retry
-from runtime.engine.event_jobs import event_awaited
+from runtime.engine.event_jobs import wait_began
 from runtime.engine.fanout import FanOutStart
 from runtime.engine.joins import (
     WAITED_UNTIL,
-    approval_requested,
-    callback_awaited,
     condition_results,
     depends_outcome,
     is_truthy,
@@ -274,12 +272,9 @@ def plan_progress(run: Run, key: str, now: datetime) -> Transition | None:
                     not_run[job.name] = decided
                 if due is not None:
                     wakes.append(due)
-                    if job.approval is not None:
-                        statuses.append(approval_requested(run, job, attempt))
-                    if job.event is not None:
-                        statuses.append(event_awaited(run, job, attempt))
-                    if job.callback is not None:
-                        statuses.append(callback_awaited(run, job, attempt))
+                    began = wait_began(run, job, attempt)
+                    if began is not None:
+                        statuses.append(began)
                 elif starts:
                     dispatches.append(job_event(run, job, attempt, outputs))
         if not phase_finished(phase, states):

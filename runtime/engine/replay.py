@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 from runtime.clock import age
 from runtime.documents.events import JobEvent
 from runtime.documents.run import Run, StatusEvent
-from runtime.engine.event_jobs import event_awaited
-from runtime.engine.joins import approval_requested, callback_awaited, job_event
+from runtime.engine.event_jobs import wait_began
+from runtime.engine.joins import job_event
 from runtime.engine.transition import run_status
 from runtime.statuses import RUN_ENDS, JobState, RunState, StatusName
 
@@ -43,26 +43,11 @@ def replay(
         if by == key
     ]
     statuses += [
-        approval_requested(run, job, record.attempt)
+        began
         for job in run.definition.jobs()
-        if job.approval is not None
-        and (record := run.jobs[job.name]).caused_by == key
+        if (record := run.jobs[job.name]).caused_by == key
         and record.state == JobState.WAITING
-    ]
-    statuses += [
-        event_awaited(run, job, record.attempt)
-        for job in run.definition.jobs()
-        if job.event is not None
-        and (record := run.jobs[job.name]).caused_by == key
-        and record.state == JobState.WAITING
-    ]
-    statuses += [
-        callback_awaited(run, job, record.attempt)
-        for job in run.definition.jobs()
-        if job.callback is not None
-        and not job.callback.runs_code
-        and (record := run.jobs[job.name]).caused_by == key
-        and record.state == JobState.WAITING
+        and (began := wait_began(run, job, record.attempt)) is not None
     ]
     if run.redrives and key == run_status(run, StatusName.REDRIVE_REQUESTED).key:
         statuses.append(run_status(run, StatusName.WORKFLOW_REDRIVEN))
