@@ -48,8 +48,10 @@ class Console:
     url: str
     store: MongoStore
 
-    def request(self, path: str, method: str = "GET", headers: dict[str, str] | None = None) -> Response:
-        request = urllib.request.Request(self.url + path, method=method, headers=headers or {})
+    def request(
+        self, path: str, method: str = "GET", headers: dict[str, str] | None = None, body: bytes | None = None
+    ) -> Response:
+        request = urllib.request.Request(self.url + path, data=body, method=method, headers=headers or {})
         try:
             with urllib.request.urlopen(request, timeout=10) as answer:
                 raw, status, got = answer.read(), answer.status, dict(answer.headers)
@@ -61,6 +63,12 @@ class Console:
 
     def act(self, action: str, run_id: str, **headers: str) -> Response:
         return self.request(f"/api/run/{action}?id={run_id}", "POST", {"X-Console-Action": "1", **headers})
+
+    def act_on_job(self, action: str, job: str, body: object, **headers: str) -> Response:
+        """An action on a job of run ``r`` with a JSON body (bytes are sent as they are)."""
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        headers = {"X-Console-Action": "1", "Content-Type": "application/json", **headers}
+        return self.request(f"/api/run/{action}?id=r&job={job}", "POST", headers, data)
 
     def add_run(self, run_id: str, workflow: str = "quick", state: str = "running", **extra: Any) -> None:
         """A run started as the starter does, then put in ``state`` at the creation time given."""

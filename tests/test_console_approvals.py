@@ -6,8 +6,6 @@ another origin) and when the job is not waiting. Nothing delivers the statuses h
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from typing import Any
 
 import pytest
@@ -18,18 +16,8 @@ from tests.test_console_api import Console, Response, console, read_only, store
 __all__ = ["console", "read_only", "store"]  # the fixtures this module shares
 
 
-def answer(console: Console, verb: str, job: str, body: bytes | None, **headers: str) -> Response:
-    request = urllib.request.Request(
-        f"{console.url}/api/run/{verb}?id=r&job={job}",
-        data=body,
-        method="POST",
-        headers={"X-Console-Action": "1", "Content-Type": "application/json", **headers},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as got:
-            return Response(got.status, {}, json.loads(got.read()))
-    except urllib.error.HTTPError as error:
-        return Response(error.code, {}, json.loads(error.read()))
+def answer(console: Console, verb: str, job: str, body: bytes, **headers: str) -> Response:
+    return console.act_on_job(verb, job, body, **headers)
 
 
 def waiting_release(console: Console, state: str = "waiting") -> None:

@@ -6,9 +6,6 @@ that does not wait for its callback. Nothing delivers the statuses here."""
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -50,17 +47,7 @@ def read_only(store: MongoStore) -> Iterator[Console]:
 
 
 def complete(console: Console, job: str, body: object) -> Response:
-    request = urllib.request.Request(
-        f"{console.url}/api/run/complete?id=r&job={job}",
-        data=json.dumps(body).encode(),
-        method="POST",
-        headers={"X-Console-Action": "1", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as got:
-            return Response(got.status, {}, json.loads(got.read()))
-    except urllib.error.HTTPError as error:
-        return Response(error.code, {}, json.loads(error.read()))
+    return console.act_on_job("complete", job, body)
 
 
 def test_the_run_page_shows_the_waiting_callback_job_and_its_token(console: Console) -> None:
@@ -94,3 +81,19 @@ def test_a_completion_from_the_console_is_recorded_for_the_waiting_attempt(conso
     assert (recorded["output"], recorded["requestId"]) == ({"rows": 3}, "from-console")
     assert again.status == 409
     assert "completed already, by completion from-console" in again.body["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{not json", "the completion is not JSON"),
+        ([1], "the completion is a JSON object"),
+        ({"error": 7}, "the completion is a JSON object"),
+    ],
+)
+def test_a_completion_not_a_json_object_is_a_400(console: Console, body: object, message: str) -> None:
+    response = complete(console, "export", body)
+
+    assert response.status == 400
+    assert message in response.body["error"]
+    assert console.store.find_status("r", "p", "export", StatusName.CALLBACK_COMPLETED, 1) is None

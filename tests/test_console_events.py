@@ -5,9 +5,7 @@ action is (read-only) and for a job that is no event job. Nothing delivers the s
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
+import pytest
 
 from runtime.statuses import StatusName
 from tests.test_console_api import Console, Response, console, read_only, store
@@ -16,17 +14,7 @@ __all__ = ["console", "read_only", "store"]  # the fixtures this module shares
 
 
 def send(console: Console, job: str, body: object) -> Response:
-    request = urllib.request.Request(
-        f"{console.url}/api/run/event?id=r&job={job}",
-        data=json.dumps(body).encode(),
-        method="POST",
-        headers={"X-Console-Action": "1", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as got:
-            return Response(got.status, {}, json.loads(got.read()))
-    except urllib.error.HTTPError as error:
-        return Response(error.code, {}, json.loads(error.read()))
+    return console.act_on_job("event", job, body)
 
 
 def waiting_payment(console: Console) -> None:
@@ -72,3 +60,16 @@ def test_an_event_sent_from_the_console_is_recorded_for_the_waiting_attempt(cons
     assert (recorded["output"], recorded["requestId"]) == ({"order_id": "o-1"}, "from-console")
     assert not_event.status == 409
     assert "no event job 'ship'" in not_event.body["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"), [(b"{not json", "the event is not JSON"), ([1], "the event is a JSON object")]
+)
+def test_an_event_not_a_json_object_is_a_400(console: Console, body: object, message: str) -> None:
+    waiting_payment(console)
+
+    response = send(console, "paid", body)
+
+    assert response.status == 400
+    assert message in response.body["error"]
+    assert console.store.find_status("r", "only", "paid", StatusName.EVENT_RECEIVED, 1) is None

@@ -132,6 +132,29 @@ def _no_upgrade(store: MongoStore, run_id: str) -> OperationReceipt:
     raise RunError("this console knows no spec folder to upgrade runs to: start it from the dev server")
 
 
+async def _json_fields(request: Request, what: str, shape: str) -> dict[str, Any] | Response:
+    """The JSON object an operator's request carries (an empty body is ``{}``), or the 400 that
+    says what is wrong with it: ``what`` names it (``the answer``), ``shape`` shows the object."""
+    body = await request.body()
+    try:
+        fields = json.loads(body) if body.strip() else {}
+    except ValueError as exc:
+        return _problem(400, f"{what} is not JSON: {exc}")
+    if not isinstance(fields, dict):
+        return _problem(400, f"{what} is a JSON object: {shape}")
+    return fields
+
+
+def _operated(operate: Callable[[], Response]) -> Response:
+    """What ``operate`` answers, or the problem it met: the run's (409) or the database's (503)."""
+    try:
+        return operate()
+    except RunError as exc:
+        return _problem(409, str(exc))
+    except StoreError as exc:
+        return _problem(503, str(exc))
+
+
 def console_app(
     store: MongoStore,
     *,
@@ -218,15 +241,14 @@ def console_app(
             if (refusal := refused(request)) is not None:
                 return refusal
             run_id = request.query_params.get("id", "")
-            try:
+
+            def operate_on_run() -> Response:
                 if store.read_run(run_id) is None:
                     return _problem(404, f"no run {run_id!r} in this database")
                 receipt = operate(store, run_id)
-            except RunError as exc:
-                return _problem(409, str(exc))
-            except StoreError as exc:
-                return _problem(503, str(exc))
-            return JSONResponse({"operation": receipt.operation, "created": receipt.created})
+                return JSONResponse({"operation": receipt.operation, "created": receipt.created})
+
+            return _operated(operate_on_run)
 
         return serve
 
@@ -234,13 +256,9 @@ def console_app(
         async def serve(request: Request) -> Response:
             if (refusal := refused(request)) is not None:
                 return refusal
-            body = await request.body()
-            try:
-                fields = json.loads(body) if body.strip() else {}
-            except ValueError as exc:
-                return _problem(400, f"the answer is not JSON: {exc}")
-            if not isinstance(fields, dict):
-                return _problem(400, 'the answer is a JSON object: {"output": ...} or {"reason": "..."}')
+            fields = await _json_fields(request, "the answer", '{"output": ...} or {"reason": "..."}')
+            if isinstance(fields, Response):
+                return fields
             reason = fields.get("reason")
             if reason is not None and not isinstance(reason, str):
                 return _problem(400, "the reason is text")
@@ -261,67 +279,52 @@ def console_app(
         """An operator sends the event a waiting event job of the run waits for, to that run."""
         if (refusal := refused(request)) is not None:
             return refusal
-        body = await request.body()
-        try:
-            fields = json.loads(body) if body.strip() else {}
-        except ValueError as exc:
-            return _problem(400, f"the event is not JSON: {exc}")
-        if not isinstance(fields, dict):
-            return _problem(400, 'the event is a JSON object: {"payload": ..., "id"?: "..."}')
+        fields = await _json_fields(request, "the event", '{"payload": ..., "id"?: "..."}')
+        if isinstance(fields, Response):
+            return fields
         run_id, job = request.query_params.get("id", ""), request.query_params.get("job", "")
 
         def send() -> Response:
-            try:
-                run = store.read_run(run_id)
-                if run is None:
-                    return _problem(404, f"no run {run_id!r} in this database")
-                if job not in run.jobs or (waited := run.definition.job(job).event) is None:
-                    return _problem(409, f"run {run_id} has no event job {job!r}")
-                receipt = Client.on_store(store).send_event(
-                    run.workflow, waited.name, fields.get("payload"), run_id=run_id, event_id=fields.get("id")
-                )
-            except RunError as exc:
-                return _problem(409, str(exc))
-            except StoreError as exc:
-                return _problem(503, str(exc))
+            run = store.read_run(run_id)
+            if run is None:
+                return _problem(404, f"no run {run_id!r} in this database")
+            if job not in run.jobs or (waited := run.definition.job(job).event) is None:
+                return _problem(409, f"run {run_id} has no event job {job!r}")
+            receipt = Client.on_store(store).send_event(
+                run.workflow, waited.name, fields.get("payload"), run_id=run_id, event_id=fields.get("id")
+            )
             return JSONResponse({"operation": "event", **receipt.to_json()})
 
-        return await run_in_threadpool(send)
+        return await run_in_threadpool(_operated, send)
 
     async def complete(request: Request) -> Response:
         """An operator completes (``{"output"}``) or fails (``{"error"}``) the callback a waiting
         callback job of the run waits for, with the token of its current attempt."""
         if (refusal := refused(request)) is not None:
             return refusal
-        body = await request.body()
-        try:
-            fields = json.loads(body) if body.strip() else {}
-        except ValueError as exc:
-            return _problem(400, f"the completion is not JSON: {exc}")
-        if not isinstance(fields, dict) or not isinstance(fields.get("error", ""), str):
-            return _problem(400, 'the completion is a JSON object: {"output": ...} or {"error": "..."}')
+        shape = '{"output": ...} or {"error": "..."}'
+        fields = await _json_fields(request, "the completion", shape)
+        if isinstance(fields, Response):
+            return fields
+        if not isinstance(fields.get("error", ""), str):
+            return _problem(400, f"the completion is a JSON object: {shape}")
         run_id, job = request.query_params.get("id", ""), request.query_params.get("job", "")
 
         def complete_it() -> Response:
-            try:
-                run = store.read_run(run_id)
-                if run is None:
-                    return _problem(404, f"no run {run_id!r} in this database")
-                if job not in run.jobs or not awaits_callback(run.definition.job(job), run.jobs[job]):
-                    return _problem(409, f"job {job!r} of run {run_id} does not wait for its callback")
-                if store.keys is None:
-                    return _problem(409, "the console has no status key to make the callback's token with")
-                token = callback_token(store.keys, run.workflow, run_id, job, run.jobs[job].attempt)
-                receipt = Client.on_store(store).complete(
-                    token, fields.get("output"), error=fields.get("error"), completion_id=fields.get("id")
-                )
-            except RunError as exc:
-                return _problem(409, str(exc))
-            except StoreError as exc:
-                return _problem(503, str(exc))
+            run = store.read_run(run_id)
+            if run is None:
+                return _problem(404, f"no run {run_id!r} in this database")
+            if job not in run.jobs or not awaits_callback(run.definition.job(job), run.jobs[job]):
+                return _problem(409, f"job {job!r} of run {run_id} does not wait for its callback")
+            if store.keys is None:
+                return _problem(409, "the console has no status key to make the callback's token with")
+            token = callback_token(store.keys, run.workflow, run_id, job, run.jobs[job].attempt)
+            receipt = Client.on_store(store).complete(
+                token, fields.get("output"), error=fields.get("error"), completion_id=fields.get("id")
+            )
             return JSONResponse({"operation": "complete", **receipt.to_json()})
 
-        return await run_in_threadpool(complete_it)
+        return await run_in_threadpool(_operated, complete_it)
 
     routes = [
         Route("/", page("runs.html")),
