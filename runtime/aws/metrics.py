@@ -38,7 +38,9 @@ RUNS_STARTED = Metric("RunsStarted", "Count", help="Runs whose first event the o
 RUNS_SUCCEEDED = Metric("RunsSucceeded", "Count", help="Runs that ended succeeded.")
 RUNS_FAILED = Metric("RunsFailed", "Count", help="Runs that ended failed.")
 RUNS_CANCELLED = Metric("RunsCancelled", "Count", help="Runs that ended cancelled.")
-RUN_DURATION = Metric("RunDuration", "Seconds", help="From a run's start to its end.")
+RUN_DURATION = Metric(
+    "RunDuration", "Seconds", help="From a run's start (a queued run's arrival) to its end."
+)
 ATTEMPTS_SUCCEEDED = Metric(
     "AttemptsSucceeded", "Count", per_job=True, help="Job attempts whose code returned."
 )
