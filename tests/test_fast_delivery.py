@@ -400,7 +400,8 @@ def test_the_job_function_hands_off_when_its_environment_names_the_orchestrator(
         monkeypatch.delenv(contracts.ORCHESTRATOR_FUNCTION, raising=False)
     client = _lambda_client()
     monkeypatch.setattr(job_function, "handoff_client", lambda: client)
-    monkeypatch.setattr(job_function, "_state", {"user": lambda payload, context: {"done": "a"}})
+    monkeypatch.setattr(job_function, "_state", {})
+    monkeypatch.setattr(job_function, "load_user_handler", lambda spec: lambda payload, context: {"done": "a"})
     with Stubber(client) as stubber:
         if orchestrator:
             stubber.add_response(

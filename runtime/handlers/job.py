@@ -73,9 +73,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             user = load_user_handler(spec)
         except Exception as exc:  # any error of the user's module: reported as the attempt's failure
             user = _import_failure(spec or "", exc)
-        _state.update(user=user)
-    if "handoff" not in _state:
-        _state["handoff"] = _handoff(os.environ.get(contracts.ORCHESTRATOR_FUNCTION))
+        _state.update(user=user, handoff=_handoff(os.environ.get(contracts.ORCHESTRATOR_FUNCTION)))
     # Once per process, as the secret is read once; with a database role to assume, per
     # invocation, so its credentials are renewed as they near expiry (cheap otherwise: the client
     # is cached). A job creates no index nor view (its database role may not); the starter and
