@@ -401,7 +401,8 @@ def test_the_job_function_hands_off_when_its_environment_names_the_orchestrator(
     client = _lambda_client()
     monkeypatch.setattr(job_function, "handoff_client", lambda: client)
     monkeypatch.setattr(job_function, "_state", {})
-    monkeypatch.setattr(job_function, "load_user_handler", lambda spec: lambda payload, context: {"done": "a"})
+    user = lambda payload, context: {"done": "a"}  # noqa: E731
+    monkeypatch.setattr(job_function, "load_user_handler", lambda spec: user)
     with Stubber(client) as stubber:
         if orchestrator:
             stubber.add_response(
