@@ -380,6 +380,10 @@ class _Context:
         return 60_000
 
 
+def _done_a(payload: object, context: object) -> dict[str, str]:
+    return {"done": "a"}
+
+
 @pytest.mark.parametrize("orchestrator", ["relay-orchestrator", None])
 def test_the_job_function_hands_off_when_its_environment_names_the_orchestrator(
     store, mongo_uri, monkeypatch, orchestrator
@@ -401,8 +405,7 @@ def test_the_job_function_hands_off_when_its_environment_names_the_orchestrator(
     client = _lambda_client()
     monkeypatch.setattr(job_function, "handoff_client", lambda: client)
     monkeypatch.setattr(job_function, "_state", {})
-    user = lambda payload, context: {"done": "a"}  # noqa: E731
-    monkeypatch.setattr(job_function, "load_user_handler", lambda spec: user)
+    monkeypatch.setattr(job_function, "load_user_handler", lambda spec: _done_a)
     with Stubber(client) as stubber:
         if orchestrator:
             stubber.add_response(
