@@ -44,24 +44,28 @@ from cdk_app.local.atlas_events import envelope
 from cdk_app.local.cloud import workflow_rules
 from cdk_app.local.faults import CrashingDispatcher, CrashingStore, InjectedCrash, NoCrash, RandomCrash
 from cdk_app.local.jobs import context_for, load_job_handler
-from runtime import clock, contracts
+from cdk_app.testkit_fakes import fake_handler, raises, returns, sequence
+from runtime import clock, contracts, limits
 from runtime.client import Client
 from runtime.clock import as_utc
-from runtime.definition.loader import load_workflow
+from runtime.definition.loader import check_specs, load_workflow
 from runtime.definition.model import Workflow
 from runtime.definition.report import did_you_mean
+from runtime.documents.children import ChildStart
 from runtime.documents.events import JobEvent
+from runtime.documents.run import StatusEvent
 from runtime.documents.signatures import StatusKeys
 from runtime.engine.timers import pending_timers
 from runtime.errors import RunError
+from runtime.service.children import CHILD_FAILED, start_child
 from runtime.service.fan_out import FanOutContexts
-from runtime.service.job_attempt import UserHandler, run_attempt
+from runtime.service.job_attempt import run_attempt
 from runtime.service.operations import HistoryEntry
 from runtime.service.orchestrator import Orchestrator
 from runtime.service.run_view import RunReport
 from runtime.service.runs import start_run
 from runtime.service.timers import fire_due_timers
-from runtime.statuses import JobState, RunState
+from runtime.statuses import JobState, RunState, StatusName
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
 
@@ -85,69 +89,53 @@ IDLE_HORIZON = timedelta(days=400)
 """How far ``run_until_idle`` skips at most: past a year of waits, something waits for ever."""
 
 
-# -- fakes -------------------------------------------------------------------------------------
+# -- child workflows ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Returns:
-    value: Any
+def _job_name(tested: Workflow, workflow: Workflow, job: str) -> str:
+    """How ``fakes``, ``calls`` and ``executions`` name a job: one of a child workflow as
+    ``<workflow>.<job>``."""
+    return job if workflow.name == tested.name else f"{workflow.name}.{job}"
 
 
-@dataclass(frozen=True)
-class Raises:
-    error: BaseException | type[BaseException]
+def _with_children(
+    tested: Workflow, spec: str | Path | Workflow, children: Mapping[str, str | Path | Workflow], fakes: Any
+) -> dict[str, Workflow]:
+    """The tested workflow and each workflow it runs as a child, directly or through its
+    children, by name: from ``children``, else from the specs beside ``spec``. A child workflow
+    job with a fake needs no spec of its child."""
+    given: dict[str, Workflow] = {}
+    for name, value in children.items():
+        loaded = value if isinstance(value, Workflow) else load_workflow(Path(value))
+        if loaded.name != name:
+            raise ValueError(f"children[{name!r}] is the spec of workflow {loaded.name!r}, not of {name!r}")
+        given[name] = loaded
+    workflows = {tested.name: tested}
+    beside: dict[str, Workflow] | None = None
+    pending = [(tested, job) for job in tested.jobs()]
+    while pending:
+        caller, job = pending.pop()
+        called = job.child_workflow
+        if called is None or called.name in workflows or _job_name(tested, caller, job.name) in fakes:
+            continue
+        if called.name not in given:
+            beside = _specs_beside(spec) if beside is None else beside
+            if called.name not in beside:
+                raise ValueError(
+                    f"job {job.name!r} of workflow {caller.name!r} runs child workflow {called.name!r}, "
+                    "whose spec is neither in children= nor beside the spec: give it, or fake the job"
+                )
+            given[called.name] = beside[called.name]
+        workflows[called.name] = given[called.name]
+        pending += [(given[called.name], child_job) for child_job in given[called.name].jobs()]
+    return workflows
 
 
-@dataclass(frozen=True)
-class Sequence:
-    steps: tuple[Any, ...]
-
-
-def returns(value: Any) -> Returns:
-    """A fake that returns ``value`` (say it so for a list, which alone reads as a ``sequence``)."""
-    return Returns(value)
-
-
-def raises(error: BaseException | type[BaseException]) -> Raises:
-    """A fake that raises ``error``: the attempt fails with its type and message, as in Lambda."""
-    return Raises(error)
-
-
-def sequence(*steps: Any) -> Sequence:
-    """A fake per attempt: the first step for attempt 1, the second for attempt 2, ...; the last
-    step for every attempt after (each item of a ``for_each`` job counts its own attempts)."""
-    if not steps:
-        raise ValueError("sequence() needs at least one step")
-    return Sequence(steps)
-
-
-def _fake_handler(fake: Any) -> UserHandler:
-    """A handler from a fake: a value it returns, an exception it raises, a function of the
-    event, or a ``sequence`` of these by attempt."""
-
-    def handler(event: dict[str, Any], context: Any) -> Any:
-        step = fake
-        if isinstance(step, list | tuple):
-            step = sequence(*step)
-        if isinstance(step, Sequence):
-            step = step.steps[min(int(event.get("attempt") or 1), len(step.steps)) - 1]
-        return _play(step, event)
-
-    return handler
-
-
-def _play(step: Any, event: dict[str, Any]) -> Any:
-    if isinstance(step, Raises):
-        raise step.error
-    if isinstance(step, BaseException) or (isinstance(step, type) and issubclass(step, BaseException)):
-        raise step
-    if isinstance(step, Returns):
-        return step.value
-    if isinstance(step, Sequence | list | tuple):
-        raise TypeError("a sequence's steps are values, exceptions or functions, not sequences")
-    if callable(step):
-        return step(event)
-    return step
+def _specs_beside(spec: str | Path | Workflow) -> dict[str, Workflow]:
+    """The workflows of the specs in ``spec``'s folder that load without a problem."""
+    if isinstance(spec, Workflow):
+        return {}
+    return {workflow.name: workflow for workflow in check_specs([Path(spec).parent]).workflows}
 
 
 # -- what a run looks like ---------------------------------------------------------------------
@@ -195,7 +183,13 @@ class WorkflowTest:
 
     ``spec``: the spec's path (or a loaded ``Workflow``); ``fakes``: job name -> what runs instead
     of its code (a value it returns, an exception it raises, a function of the event, or a
-    ``sequence`` of these by attempt); ``start_time``: where the virtual clock starts (now)."""
+    ``sequence`` of these by attempt); ``start_time``: where the virtual clock starts (now).
+
+    A job that runs a child workflow runs it for real, from ``children`` (workflow name -> its
+    spec's path or ``Workflow``) or the spec of that name beside ``spec``; a job of a child
+    workflow is named ``<workflow>.<job>`` in ``fakes`` and ``executions``. A fake for the child
+    workflow job itself stands for the child run: what it returns is the child's output, what it
+    raises fails the attempt as a failed child does."""
 
     spec: str | Path | Workflow
     mongodb_uri: str
@@ -203,10 +197,17 @@ class WorkflowTest:
     faults: Faults = field(default_factory=Faults)
     start_time: datetime | None = None
     database: str | None = None
+    children: Mapping[str, str | Path | Workflow] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.definition = self.spec if isinstance(self.spec, Workflow) else load_workflow(Path(self.spec))
-        names = [job.name for job in self.definition.jobs()]
+        self._workflows = _with_children(self.definition, self.spec, self.children, self.fakes)
+        jobs = {
+            _job_name(self.definition, workflow, job.name): (workflow, job)
+            for workflow in self._workflows.values()
+            for job in workflow.jobs()
+        }
+        names = list(jobs)
         for name in self.fakes:
             if name not in names:
                 raise ValueError(
@@ -214,12 +215,12 @@ class WorkflowTest:
                     f"{did_you_mean(name, names)}"
                 )
         self._handlers = {
-            job.name: _fake_handler(self.fakes[job.name])
-            if job.name in self.fakes
-            else load_job_handler(self.definition.name, job)
-            for job in self.definition.jobs()
+            name: fake_handler(self.fakes[name])
+            if name in self.fakes
+            else load_job_handler(workflow.name, job)
+            for name, (workflow, job) in jobs.items()
         }
-        self._envs = {job.name: dict(job.env) for job in self.definition.jobs()}
+        self._envs = {name: dict(job.env) for name, (_, job) in jobs.items()}
         start = self.start_time or clock.utcnow()
         # MongoDB keeps milliseconds: a clock finer than that would see stored times move back.
         self._now = start.astimezone(UTC).replace(microsecond=start.microsecond // 1000 * 1000)
@@ -233,11 +234,15 @@ class WorkflowTest:
         """The runs of this test, as ``runtime.client.Client`` reads and operates them."""
         self._store.ensure_indexes()
         self._rules = [
-            rule for rule in workflow_rules(self.definition, settings) if rule.target == "orchestrator"
+            rule
+            for workflow in self._workflows.values()
+            for rule in workflow_rules(workflow, settings)
+            if rule.target == "orchestrator"
         ]
         self._rng = random.Random(self.faults.seed)
         self._contexts = FanOutContexts()
         self._queue: list[JobEvent] = []
+        self._starts: list[ChildStart] = []
         self._seen: set[Any] = set()
         self.calls: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
         """Every event each job's code (or fake) was called with, in order."""
@@ -320,7 +325,8 @@ class WorkflowTest:
         return self._operate(lambda run: self.client.redrive(run), run_id)
 
     def executions(self, job: str) -> int:
-        """How many times ``job``'s code (or fake) ran, every item and attempt counted."""
+        """How many times ``job``'s code (or fake) ran, every item and attempt counted (a child
+        workflow's job: ``<workflow>.<job>``)."""
         return len(self.calls[job])
 
     # -- assertions --
@@ -389,19 +395,25 @@ class WorkflowTest:
                 return None
             timers += [due for due, _ in pending_timers(run)]
         # A job's rate limit: its waiting attempts go when the next window starts.
-        queue = self._store.job_limits().next_wake(self.definition.name)
-        if running and queue is not None:
-            timers.append(as_utc(queue) or queue)
+        for workflow in self._workflows:
+            queue = self._store.job_limits().next_wake(workflow)
+            if running and queue is not None:
+                timers.append(as_utc(queue) or queue)
         return min(timers, default=None)
 
-    def _fire_and_settle(self) -> None:
-        invoke = Orchestrator(
-            store=self._store,
-            dispatcher=_Queue(self._queue),
+    def _orchestrator(self, store: Any, dispatcher: Any) -> Orchestrator:
+        return Orchestrator(
+            store=store,
+            dispatcher=dispatcher,
             redispatch_after=timedelta(0),
             contexts=self._contexts,
-        ).invoke
-        fire_due_timers(self._store, self._now, self.definition.name, invoke)
+            children=self,
+        )
+
+    def _fire_and_settle(self) -> None:
+        invoke = self._orchestrator(self._store, _Queue(self._queue)).invoke
+        for workflow in self._workflows:
+            fire_due_timers(self._store, self._now, workflow, invoke)
         self._settle()
 
     def _settle(self) -> None:
@@ -417,15 +429,19 @@ class WorkflowTest:
             self._seen.update(status["_id"] for status in fresh)
             events = [event for status in fresh if (event := self._routed(status))] * self.faults.duplicate
             jobs, self._queue = self._queue * self.faults.duplicate, []
-            if not events and not jobs:
+            starts, self._starts = self._starts * self.faults.duplicate, []
+            if not events and not jobs and not starts:
                 return
             if self.faults.reorder:
                 self._rng.shuffle(events)
                 self._rng.shuffle(jobs)
+                self._rng.shuffle(starts)
             for event in events:
                 self._orchestrate(event)
             for job in jobs:
                 self._invoke(job)
+            for start in starts:
+                self._start_child(start)
         raise AssertionError(f"the run did not settle in {MAX_ROUNDS:,} deliveries")
 
     def _routed(self, status: dict[str, Any]) -> dict[str, Any] | None:
@@ -439,38 +455,84 @@ class WorkflowTest:
         plan = RandomCrash(self._rng, self.faults.crash) if self.faults.crash else NoCrash()
         dispatcher = _Queue(self._queue)
         try:
-            Orchestrator(
-                store=CrashingStore(self._store, plan),
-                dispatcher=CrashingDispatcher(dispatcher, plan),
-                redispatch_after=timedelta(0),
-                contexts=self._contexts,
-            ).handle(event)
+            self._orchestrator(CrashingStore(self._store, plan), CrashingDispatcher(dispatcher, plan)).handle(
+                event
+            )
         except InjectedCrash:
             # Lambda retries the handling; here at once.
-            Orchestrator(
-                store=self._store,
-                dispatcher=dispatcher,
-                redispatch_after=timedelta(0),
-                contexts=self._contexts,
-            ).handle(event)
+            self._orchestrator(self._store, dispatcher).handle(event)
 
     def _invoke(self, event: JobEvent) -> None:
         request_id = uuid.uuid4().hex
-        job = self.definition.job(event.job)
-        handler = self._handlers[event.job]
+        workflow = self._workflows[event.workflow]
+        name = _job_name(self.definition, workflow, event.job)
+        handler = self._handlers[name]
 
         def called(payload: dict[str, Any], context: Any) -> Any:
-            self.calls[event.job].append(payload)
-            with _environment(self._envs[event.job]):
+            self.calls[name].append(payload)
+            with _environment(self._envs[name]):
                 return handler(payload, context)
 
         run_attempt(
             self._job_store,
             called,
             event.to_payload(),
-            context_for(self.definition.name, job, request_id),
+            context_for(workflow.name, workflow.job(event.job), request_id),
             request_id,
         )
+
+    # -- child workflows --
+
+    def start_child(self, request: ChildStart) -> None:
+        """The orchestrator's ``ChildStarter`` port: the starter's invoke, queued for the
+        settling loop as a job's is."""
+        self._starts.append(request)
+
+    def _start_child(self, request: ChildStart) -> None:
+        parent = request.parent
+        name = _job_name(self.definition, self._workflows[parent.workflow], parent.job)
+        if name in self.fakes:
+            self._fake_child(name, request)
+            return
+        try:
+            start_child(self._store, self._workflows[request.workflow], request)
+        except RunError:
+            return  # refused for good: start_child recorded the attempt's failure
+        if request.run_id not in self._runs:
+            self._runs.append(request.run_id)
+
+    def _fake_child(self, name: str, request: ChildStart) -> None:
+        """The fake of a child workflow job stands for its child run: the attempt starts, then
+        succeeds with what the fake returns (kept by reference when large, as a child's output
+        is) or fails as a failed child does. Once per attempt, however often it is started."""
+        parent = request.parent
+        started = StatusEvent(
+            run_id=parent.run_id,
+            workflow=parent.workflow,
+            status=StatusName.STARTED,
+            phase=parent.phase,
+            job=parent.job,
+            attempt=parent.attempt,
+            index=parent.index,
+            request_id=request.run_id,
+        )
+        if not self._store.record_status(started):
+            return
+        payload = {"workflow": request.workflow, "input": request.input, "attempt": parent.attempt}
+        self.calls[name].append(payload)
+        try:
+            output = self._handlers[name](payload, None)
+        except Exception as exc:
+            child = f"child run {request.run_id} of workflow {request.workflow!r}"
+            error = f"{CHILD_FAILED}: {child} failed: {type(exc).__name__}: {exc}"
+            self._store.record_status(replace(started, status=StatusName.FAILED, error=limits.bounded(error)))
+            return
+        ended = replace(started, status=StatusName.SUCCESS, request_id=None)
+        if limits.json_bytes(output) > limits.OUTPUT_INLINE_MAX_BYTES:
+            ref = self._store.items().outputs.store(f"{request.run_id}/output", output, parent.workflow)
+            self._store.record_status(replace(ended, output_ref=ref))
+        else:
+            self._store.record_status(replace(ended, output=output))
 
 
 class _Queue:
