@@ -20,6 +20,7 @@ from cdk_app.graph import calls
 from cdk_app.local.delivery import FaultSettings
 from cdk_app.local.runner import LocalRunner, RunOptions
 from cdk_app.local.timeouts import timed_out_attempts
+from runtime import limits
 from runtime.aws.children import LambdaChildStarter
 from runtime.clock import utcnow
 from runtime.definition.loader import check_specs, load_workflows
@@ -244,6 +245,40 @@ def test_a_child_input_that_cannot_be_evaluated_fails_the_attempt(store: MongoSt
     assert parent["status"] == "failed"
     assert "the input of child workflow 'shipping' failed" in parent["jobs"]["ship"]["error"]
     assert app.children_of("order-10") == []
+
+
+BIG_STOCK: dict[str, Any] = {"weight": 3, "pad": "x" * limits.OUTPUT_INLINE_MAX_BYTES}
+"""An output too large for an event: kept by reference."""
+BIG_HANDLERS = {**HANDLERS, "reserve_stock": lambda event, context: BIG_STOCK}
+
+
+def test_a_child_input_reads_an_output_kept_by_reference(store: MongoStore) -> None:
+    app = App(
+        store, [order(), SHIPPING], handlers={**HANDLERS, "reserve_stock": lambda event, context: BIG_STOCK}
+    )
+    run_id = app.start("order-11", {"order_id": "B1"})
+
+    (child,) = app.children_of(run_id)
+    assert app.run(run_id)["jobs"]["reserve_stock"].get("outputRef")
+    assert child["input"] == {"order_id": "B1", "weight": 3}
+    assert app.run(run_id)["status"] == "succeeded"
+
+
+def test_a_child_input_that_reads_too_much_kept_by_reference_fails_the_attempt(
+    store: MongoStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(limits, "OUTPUT_READ_MAX_BYTES", 1000)
+    app = App(
+        store, [order(), SHIPPING], handlers={**HANDLERS, "reserve_stock": lambda event, context: BIG_STOCK}
+    )
+    run_id = app.start("order-12", {"order_id": "B2"})
+
+    parent = app.run(run_id)
+    assert parent["status"] == "failed"
+    error = parent["jobs"]["ship"]["error"]
+    assert "the input of child workflow 'shipping' reads the output of 'reserve_stock'" in error
+    assert "it may read at most 1,000 bytes of outputs kept by reference" in error
+    assert app.children_of(run_id) == []
 
 
 def test_a_child_start_without_its_attempts_key_is_refused(store: MongoStore) -> None:

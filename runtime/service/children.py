@@ -25,14 +25,15 @@ from typing import Any
 import jmespath
 
 from runtime import limits
+from runtime.definition.expressions import root_fields
 from runtime.definition.model import Workflow
 from runtime.documents.children import ChildStart, ParentLink, child_run_id, relinked
 from runtime.documents.deployment import Deployment
 from runtime.documents.events import JobEvent
 from runtime.documents.run import Run, StatusEvent
 from runtime.documents.signatures import is_attempt_key
-from runtime.errors import OperationRefused, RunError
-from runtime.ports import RunStore
+from runtime.errors import OperationRefused, OutputTooLarge, RunError
+from runtime.ports import Outputs, RunStore
 from runtime.service.operations import request_cancel, request_redrive
 from runtime.service.runs import StartedRun, start_run
 from runtime.statuses import ENDED, IN_FLIGHT, REDRIVABLE, JobState, RunState, StatusName
@@ -48,15 +49,17 @@ class ChildInputError(Exception):
     """The child's ``input`` expression cannot be evaluated: the attempt fails with this."""
 
 
-def child_start(event: JobEvent) -> ChildStart:
-    """The child run a child workflow job's attempt ``event`` starts."""
+def child_start(event: JobEvent, outputs: Outputs | None = None) -> ChildStart:
+    """The child run a child workflow job's attempt ``event`` starts. ``outputs`` loads the
+    outputs kept by reference that its ``input`` reads (None: they read as null)."""
     assert event.child is not None
     expression = event.child.input
     if expression is None:
         child_input = event.input
     else:
+        results = dict(event.results) | _read_by_reference(event, expression, outputs)
         try:
-            child_input = jmespath.search(expression, {"input": event.input, "results": dict(event.results)})
+            child_input = jmespath.search(expression, {"input": event.input, "results": results})
         except Exception as exc:  # JMESPath's functions raise more than JMESPathError
             raise ChildInputError(f"the input of child workflow {event.child.name!r} failed: {exc}") from exc
     parent = ParentLink(
@@ -70,6 +73,31 @@ def child_start(event: JobEvent) -> ChildStart:
     return ChildStart(
         workflow=event.child.name, input=child_input, parent=parent, attempt_key=event.attempt_key
     )
+
+
+def _read_by_reference(event: JobEvent, expression: str, outputs: Outputs | None) -> dict[str, Any]:
+    """The outputs kept by reference that the child's ``input`` reads, loaded as a ``when``
+    reads them: at most ``limits.OUTPUT_READ_MAX_BYTES`` of JSON in all, checked before each is
+    loaded; past it the attempt fails saying so."""
+    if outputs is None or not event.references or event.child is None:
+        return {}
+    read = {member for root, member in root_fields(jmespath.compile(expression).parsed) if root == "results"}
+    loaded: dict[str, Any] = {}
+    used = 0
+    for name, ref in event.references.items():
+        if name not in read:
+            continue
+        try:
+            loaded[name], size = outputs.load_within(ref, limits.OUTPUT_READ_MAX_BYTES - used)
+        except OutputTooLarge as exc:
+            size_text = f"at least {exc.size:,}" if exc.at_least else f"{exc.size:,}"
+            raise ChildInputError(
+                f"the input of child workflow {event.child.name!r} reads the output "
+                f"of {name!r}, {size_text} bytes of JSON; it may read at most "
+                f"{limits.OUTPUT_READ_MAX_BYTES:,} bytes of outputs kept by reference"
+            ) from exc
+        used += size
+    return loaded
 
 
 def start_child(

@@ -485,7 +485,10 @@ class Orchestrator:
                 raise InvocationRefused(
                     f"job {job.job!r} runs a child workflow, and none can be started here"
                 )
-            request = replace(children.child_start(job), resume=children.resumable_child(self.store, job))
+            request = replace(
+                children.child_start(job, self.store.items().outputs),
+                resume=children.resumable_child(self.store, job),
+            )
             self.children.start_child(request)
         except (children.ChildInputError, InvocationRefused) as exc:
             log.error("%s", exc)
