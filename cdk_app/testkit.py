@@ -45,7 +45,7 @@ from cdk_app.local.cloud import workflow_rules
 from cdk_app.local.faults import CrashingDispatcher, CrashingStore, InjectedCrash, NoCrash, RandomCrash
 from cdk_app.local.jobs import context_for, load_job_handler
 from cdk_app.testkit_fakes import fake_handler, raises, returns, sequence
-from runtime import clock, contracts, limits
+from runtime import clock, contracts
 from runtime.client import Client
 from runtime.clock import as_utc
 from runtime.definition.loader import check_specs, load_workflow
@@ -53,11 +53,10 @@ from runtime.definition.model import Workflow
 from runtime.definition.report import did_you_mean
 from runtime.documents.children import ChildStart
 from runtime.documents.events import JobEvent
-from runtime.documents.run import StatusEvent
 from runtime.documents.signatures import StatusKeys
 from runtime.engine.timers import pending_timers
 from runtime.errors import RunError
-from runtime.service.children import CHILD_FAILED, start_child
+from runtime.service.children import child_failed, parent_attempt, record_output, start_child
 from runtime.service.fan_out import FanOutContexts
 from runtime.service.job_attempt import run_attempt
 from runtime.service.operations import HistoryEntry
@@ -506,16 +505,7 @@ class WorkflowTest:
         succeeds with what the fake returns (kept by reference when large, as a child's output
         is) or fails as a failed child does. Once per attempt, however often it is started."""
         parent = request.parent
-        started = StatusEvent(
-            run_id=parent.run_id,
-            workflow=parent.workflow,
-            status=StatusName.STARTED,
-            phase=parent.phase,
-            job=parent.job,
-            attempt=parent.attempt,
-            index=parent.index,
-            request_id=request.run_id,
-        )
+        started = replace(parent_attempt(parent, StatusName.STARTED), request_id=request.run_id)
         if not self._store.record_status(started):
             return
         payload = {"workflow": request.workflow, "input": request.input, "attempt": parent.attempt}
@@ -523,16 +513,10 @@ class WorkflowTest:
         try:
             output = self._handlers[name](payload, None)
         except Exception as exc:
-            child = f"child run {request.run_id} of workflow {request.workflow!r}"
-            error = f"{CHILD_FAILED}: {child} failed: {type(exc).__name__}: {exc}"
-            self._store.record_status(replace(started, status=StatusName.FAILED, error=limits.bounded(error)))
+            error = child_failed(request.run_id, request.workflow, f"failed: {type(exc).__name__}: {exc}")
+            self._store.record_status(replace(parent_attempt(parent, StatusName.FAILED), error=error))
             return
-        ended = replace(started, status=StatusName.SUCCESS, request_id=None)
-        if limits.json_bytes(output) > limits.OUTPUT_INLINE_MAX_BYTES:
-            ref = self._store.items().outputs.store(f"{request.run_id}/output", output, parent.workflow)
-            self._store.record_status(replace(ended, output_ref=ref))
-        else:
-            self._store.record_status(replace(ended, output=output))
+        record_output(self._store, parent, request.run_id, output)
 
 
 class _Queue:

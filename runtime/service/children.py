@@ -117,15 +117,7 @@ def start_child(
         )
     if definition.name != request.workflow:
         raise RunError(f"this starter starts runs of {definition.name!r}, not {request.workflow!r}")
-    attempt = StatusEvent(
-        run_id=parent.run_id,
-        workflow=parent.workflow,
-        status=StatusName.STARTED,
-        phase=parent.phase,
-        job=parent.job,
-        attempt=parent.attempt,
-        index=parent.index,
-    )
+    attempt = parent_attempt(parent, StatusName.STARTED)
     try:
         started = _resumed(store, request) or start_run(
             store,
@@ -138,8 +130,7 @@ def start_child(
     except RunError as exc:
         # Refused for good (an input the child's input_schema does not take, the id taken): the
         # attempt fails saying why, rather than being started again by every reconciler pass.
-        child = f"child run {request.run_id} of workflow {request.workflow!r}"
-        error = f"{CHILD_FAILED}: {child} could not start: {exc}"
+        error = child_failed(request.run_id, request.workflow, f"could not start: {exc}")
         store.record_status(replace(attempt, status=StatusName.FAILED, error=limits.bounded(error)))
         raise
     store.record_status(replace(attempt, request_id=started.run_id))
@@ -210,30 +201,45 @@ def child_output(run: Run, load: Any) -> Any:
     return {job.name: results.get(job.name) for job in last.jobs}
 
 
-def parent_report(
-    run: Run, output: Any = None, output_ref: str | None = None, error: str | None = None
-) -> StatusEvent:
-    """The parent attempt's end, for a child ``run`` that has ended: its success with ``output``
-    (or ``output_ref``), else its failure (with ``error``, or why the child did not succeed)."""
-    parent = run.parent
-    assert parent is not None
-    attempt = StatusEvent(
+def parent_attempt(parent: ParentLink, status: StatusName) -> StatusEvent:
+    """The parent attempt's ``status``, for a child run linked to it by ``parent``."""
+    return StatusEvent(
         run_id=parent.run_id,
         workflow=parent.workflow,
-        status=StatusName.FAILED,
+        status=status,
         phase=parent.phase,
         job=parent.job,
         attempt=parent.attempt,
         index=parent.index,
     )
-    if run.state == RunState.SUCCEEDED and error is None:
-        return replace(attempt, status=StatusName.SUCCESS, output=output, output_ref=output_ref)
+
+
+def child_failed(run_id: str, workflow: str, why: str) -> str:
+    """The error of a parent attempt whose child ``run_id`` of ``workflow`` failed (``why``)."""
+    return limits.bounded(f"{CHILD_FAILED}: child run {run_id} of workflow {workflow!r} {why}")
+
+
+def parent_failure(run: Run, error: str | None = None) -> StatusEvent:
+    """The parent attempt's failure, for a child ``run`` that has ended other than succeeded
+    (or whose output failed: ``error``)."""
+    parent = run.parent
+    assert parent is not None
     if error is None and run.state == RunState.CANCELLED:
         cancelled = run.error or "cancelled"
         error = f"{CHILD_CANCELLED}: child run {run.run_id} of workflow {run.workflow!r} was {cancelled}"
     elif error is None:
-        error = f"{CHILD_FAILED}: child run {run.run_id} of workflow {run.workflow!r} failed: {run.error}"
-    return replace(attempt, error=limits.bounded(error))
+        error = child_failed(run.run_id, run.workflow, f"failed: {run.error}")
+    return replace(parent_attempt(parent, StatusName.FAILED), error=limits.bounded(error))
+
+
+def record_output(store: RunStore, parent: ParentLink, run_id: str, output: Any) -> bool:
+    """Record the parent attempt's success with its child ``run_id``'s ``output``, kept by
+    reference when it is too large for an event."""
+    succeeded = parent_attempt(parent, StatusName.SUCCESS)
+    if limits.json_bytes(output) > limits.OUTPUT_INLINE_MAX_BYTES:
+        ref = store.items().outputs.store(f"{run_id}/output", output, parent.workflow)
+        return store.record_status(replace(succeeded, output_ref=ref))
+    return store.record_status(replace(succeeded, output=output))
 
 
 def report_to_parent(store: RunStore, run_id: str) -> bool:
@@ -243,17 +249,13 @@ def report_to_parent(store: RunStore, run_id: str) -> bool:
     if run is None or run.parent is None or run.state not in ENDED:
         return False
     if run.state != RunState.SUCCEEDED:
-        return store.record_status(parent_report(run))
-    outputs = store.items().outputs
+        return store.record_status(parent_failure(run))
     try:
-        output = child_output(run, outputs.load)
+        output = child_output(run, store.items().outputs.load)
     except Exception as exc:  # as for 'when': JMESPath raises more than its errors
         error = f"{CHILD_FAILED}: the output of child run {run_id} failed: {exc}"
-        return store.record_status(parent_report(run, error=error))
-    if limits.json_bytes(output) > limits.OUTPUT_INLINE_MAX_BYTES:
-        ref = outputs.store(f"{run_id}/output", output, run.parent.workflow)
-        return store.record_status(parent_report(run, output_ref=ref))
-    return store.record_status(parent_report(run, output))
+        return store.record_status(parent_failure(run, error))
+    return record_output(store, run.parent, run_id, output)
 
 
 def child_jobs(definition: Workflow) -> list[str]:
