@@ -5,7 +5,6 @@ The specs are the README's order and shipping (``tests/specs/children``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,17 +12,12 @@ import pytest
 
 from cdk_app.testkit import Faults, WorkflowTest, raises, returns, sequence
 from runtime.definition.loader import load_workflow
+from tests.test_testkit import opened
+
+__all__ = ["opened"]  # the fixture this module shares
 
 SPECS = Path(__file__).parent / "specs" / "children"
 ORDER = {"order_id": "A1", "address": "1 Main St"}
-
-
-@pytest.fixture
-def opened(mongo_uri: str) -> Iterator[list[WorkflowTest]]:
-    tests: list[WorkflowTest] = []
-    yield tests
-    for test in tests:
-        test.close()
 
 
 def _open(
