@@ -220,3 +220,19 @@ def test_a_ticket_granted_and_ended_by_another_move_after_this_one_read_it_holds
     held = tickets.read_limit(limit)
     assert held is not None
     assert held[doc.IN_FLIGHT] == [ticket_of(events[0], 0)]
+
+
+def test_the_sweep_s_look_for_due_queues_examines_only_the_due_limit_documents(store: MongoStore) -> None:
+    tickets = store.job_limits()
+    limits = {"concurrency": None, "rate_limit": {"limit": 5, "period": 1}, "priority": 0, "round": 0}
+    now = datetime.now(UTC)
+    for index in range(30):
+        ticket = doc.ticket_id("run", "charge", 0, index, 1)
+        tickets.ticket(ticket, "w", "charge", "null", "run", {"payload": "{}"}, limits, now)
+    tickets.wake_at(doc.limit_id("w", "charge", "null"), now, "w", "charge", "null", limits)
+    slots = store.database[store.settings.slots_collection]
+
+    plan = slots.find(doc.due_query(now, "w")).explain()
+
+    assert plan["executionStats"]["nReturned"] == 1
+    assert plan["executionStats"]["totalDocsExamined"] <= 1

@@ -235,6 +235,16 @@ def wake_update(at: datetime, workflow: str, job: str, key: str, limits: Documen
     }
 
 
+WAKE_INDEX: tuple[list[tuple[str, int]], dict[str, Any]] = (
+    [(KIND, 1), (WORKFLOW, 1), (WAKE_AT, 1)],
+    {"partialFilterExpression": {KIND: LIMIT_KIND}},
+)
+"""The index of the queues' wakes on ``slots`` (limit documents only): the local timer sweep looks
+for the due queues of its workflow several times a second, and read every ticket without it."""
+
+WAKE_INDEX_NAME = "job_queue_wakes"
+
+
 def due_query(now: datetime, workflow: str | None) -> Document:
     query: Document = {KIND: LIMIT_KIND, WAKE_AT: {"$lte": now}}
     return query if workflow is None else query | {WORKFLOW: workflow}

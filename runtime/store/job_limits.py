@@ -27,11 +27,14 @@ class MongoJobLimits:
         self.slots = slots
 
     def ensure_indexes(self) -> None:
-        keys, options = doc.QUEUE_INDEX
-        _guard(
-            "create the job queue's index",
-            lambda: self.slots.create_index(keys, name=doc.QUEUE_INDEX_NAME, **options),
-        )
+        for name, (keys, options) in (
+            (doc.QUEUE_INDEX_NAME, doc.QUEUE_INDEX),
+            (doc.WAKE_INDEX_NAME, doc.WAKE_INDEX),
+        ):
+            self._create_index(name, keys, options)
+
+    def _create_index(self, name: str, keys: list[tuple[str, int]], options: dict[str, Any]) -> None:
+        _guard("create the job queue's indexes", lambda: self.slots.create_index(keys, name=name, **options))
 
     def ticket(
         self,
