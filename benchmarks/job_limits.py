@@ -9,15 +9,20 @@ the remainder): the share of the limit the waiting work got. Beside it, from the
 the same count of each attempt's ``started`` report: what the API sees, an invocation after the
 dispatch, so a dispatch late in a window may report its start in the next. Beside them, the same fan-out
 without the limit: the starts a second the local engine itself sustains on this machine, which
-the limited run cannot exceed whatever the limit."""
+the limited run cannot exceed whatever the limit; the MongoDB commands each run sent per item
+(what the limit adds to the engine's own, on a server that answers so many a second); and a
+smaller fan-out under a limit the engine outpaces (5 a second), whose share of its limit while
+work waited is the limiter's alone."""
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import datetime
 from typing import Any
 
 import pymongo
+from pymongo import monitoring
 
 from benchmarks.fan_out import _Quiet
 from benchmarks.orchestration import Progress, scratch_databases
@@ -33,6 +38,26 @@ Document = dict[str, Any]
 ITEMS = 1_000
 RATE = 20
 """Attempts a second the payment API takes."""
+BELOW_ITEMS, BELOW_RATE = 200, 5
+"""The fan-out under a limit the local engine outpaces even on a loaded machine."""
+
+
+class Commands(monitoring.CommandListener):
+    """How many commands a client sent."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.sent = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        with self._lock:
+            self.sent += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        return None
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        return None
 
 
 def payment_workflow(rate: int | None) -> Workflow:
@@ -84,10 +109,13 @@ def dispatches_per_second(store: MongoStore, run_id: str, job: str) -> list[int]
     return per_second([ticket[GRANTED_AT] for ticket in tickets])
 
 
-def local_fan_out(uri: str, items: int, rate: int | None) -> tuple[float, list[int], list[int]]:
+def local_fan_out(uri: str, items: int, rate: int | None) -> dict[str, Any]:
     """A local run of the fan-out: its wall seconds, its dispatches in each second (none without
-    a limit, which makes no tickets) and its starts in each second."""
-    client: pymongo.MongoClient[Document] = pymongo.MongoClient(uri, tz_aware=True)
+    a limit, which makes no tickets), its starts in each second and the commands it sent."""
+    commands = Commands()
+    client: pymongo.MongoClient[Document] = pymongo.MongoClient(
+        uri, tz_aware=True, event_listeners=[commands]
+    )
     try:
         with scratch_databases(uri, "job_limits") as (database,):
             store = MongoStore(client, StoreSettings(database=database))
@@ -96,37 +124,64 @@ def local_fan_out(uri: str, items: int, rate: int | None) -> tuple[float, list[i
             runner = LocalRunner(store, payment_workflow(rate), handlers, _Quiet(), RunOptions(timeout=600))
             report = runner.run(run_input={"customers": [f"customer-{index:04d}" for index in range(items)]})
             seconds = time.perf_counter() - started
+            sent = commands.sent
             assert report.status == "succeeded", report.error
-            dispatches = [] if rate is None else dispatches_per_second(store, report.run_id, "charge_card")
-            return seconds, dispatches, starts_per_second(store, report.run_id, "charge_card")
+            return {
+                "seconds": seconds,
+                "dispatches": []
+                if rate is None
+                else dispatches_per_second(store, report.run_id, "charge_card"),
+                "starts": starts_per_second(store, report.run_id, "charge_card"),
+                "commands_per_item": round(sent / items, 2),
+            }
     finally:
         client.close()
+
+
+def while_waiting(windows: list[int]) -> list[int]:
+    """Every window but the last, whose dispatches are the remainder."""
+    return windows[:-1] or windows
 
 
 def rate_limited_fan_out(
     uri: str, progress: Progress, items: int = ITEMS, rate: int = RATE
 ) -> dict[str, Any]:
     progress(f"job limits: a local fan-out of {items:,} items without a limit (the engine's own pace)")
-    free_seconds, _, free = local_fan_out(uri, items, None)
+    free = local_fan_out(uri, items, None)
     progress(f"job limits: a local fan-out of {items:,} items under rate_limit {rate}/s")
-    seconds, windows, starts = local_fan_out(uri, items, rate)
-    waiting = windows[:-1] or windows
-    mean = sum(waiting) / len(waiting)
-    unlimited = free[:-1] or free
+    limited = local_fan_out(uri, items, rate)
+    below_items = min(items, BELOW_ITEMS)
+    progress(f"job limits: a local fan-out of {below_items:,} items under rate_limit {BELOW_RATE}/s")
+    below = local_fan_out(uri, below_items, BELOW_RATE)
+    windows, below_windows = limited["dispatches"], below["dispatches"]
+    mean = sum(while_waiting(windows)) / len(while_waiting(windows))
+    below_mean = sum(while_waiting(below_windows)) / len(while_waiting(below_windows))
+    unlimited = while_waiting(free["starts"])
     return {
         "rate_limit_fan_out": {
             "items": items,
             "limit_per_second": rate,
-            "seconds": round(seconds, 1),
+            "seconds": round(limited["seconds"], 1),
             "windows": len(windows),
             "dispatches_per_window": windows,
             "dispatches_per_window_max": max(windows),
             "dispatches_per_window_mean_while_waiting": round(mean, 2),
-            "starts_per_window": starts,
-            "starts_per_window_max": max(starts),
-            "unlimited_seconds": round(free_seconds, 1),
+            "starts_per_window": limited["starts"],
+            "starts_per_window_max": max(limited["starts"]),
+            "commands_per_item": limited["commands_per_item"],
+            "unlimited_seconds": round(free["seconds"], 1),
             "unlimited_starts_per_second_mean": round(sum(unlimited) / len(unlimited), 2),
+            "unlimited_commands_per_item": free["commands_per_item"],
+            "below_engine_pace": {
+                "items": below_items,
+                "limit_per_second": BELOW_RATE,
+                "seconds": round(below["seconds"], 1),
+                "dispatches_per_window": below_windows,
+                "dispatches_per_window_mean_while_waiting": round(below_mean, 2),
+                "commands_per_item": below["commands_per_item"],
+            },
         },
         "rate_limit_max_per_window": max(windows),
         "rate_limit_share_while_waiting": round(mean / rate, 3),
+        "rate_limit_share_below_engine_pace": round(below_mean / BELOW_RATE, 3),
     }

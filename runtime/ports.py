@@ -240,8 +240,9 @@ class JobLimitStore(Protocol):
 
     def read_ticket(self, ticket: str) -> Document | None: ...
 
-    def head(self, limit: str) -> Document | None:
-        """The first waiting ticket of the limit document: highest priority, then first come."""
+    def head(self, limit: str, count: int) -> list[Document]:
+        """The first ``count`` waiting tickets of the limit document: highest priority, then
+        first come."""
 
     def count_waiting(self, limit: str) -> int: ...
 
@@ -257,8 +258,8 @@ class JobLimitStore(Protocol):
 
     def read_limit(self, limit: str) -> Document | None: ...
 
-    def wake_at(self, limit: str, at: datetime, workflow: str, job: str, key: str) -> None:
-        """Have the queue woken at ``at`` (or sooner, when set sooner)."""
+    def wake_at(self, limit: str, at: datetime, workflow: str, job: str, key: str, limits: Document) -> None:
+        """Have the queue woken at ``at`` (or sooner, when set sooner); ``limits``: its tickets'."""
 
     def due(self, now: datetime, workflow: str | None) -> list[Document]:
         """Limit documents whose wake is due at ``now``."""

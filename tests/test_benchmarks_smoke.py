@@ -282,3 +282,7 @@ def test_the_rate_limit_benchmark_never_dispatches_more_than_the_limit_in_a_seco
     assert sum(run["dispatches_per_window"]) == sum(run["starts_per_window"]) == 30
     assert figures["rate_limit_max_per_window"] == run["dispatches_per_window_max"] <= 10
     assert run["unlimited_starts_per_second_mean"] > 0
+    below = run["below_engine_pace"]
+    assert sum(below["dispatches_per_window"]) == 30
+    assert max(below["dispatches_per_window"]) <= 5
+    assert run["commands_per_item"] > run["unlimited_commands_per_item"] > 0

@@ -227,8 +227,12 @@ class CrashingJobLimits:
     def release(self, limit: str | None, ticket: str, now: datetime) -> None:
         _crashing_write(self.plan, "release_ticket", lambda: self._limits.release(limit, ticket, now))
 
-    def wake_at(self, limit: str, at: datetime, workflow: str, job: str, key: str) -> None:
-        _crashing_write(self.plan, "wake_queue", lambda: self._limits.wake_at(limit, at, workflow, job, key))
+    def wake_at(
+        self, limit: str, at: datetime, workflow: str, job: str, key: str, limits: dict[str, Any]
+    ) -> None:
+        _crashing_write(
+            self.plan, "wake_queue", lambda: self._limits.wake_at(limit, at, workflow, job, key, limits)
+        )
 
     def woken(self, limit: str, at: datetime) -> bool:
         return _crashing_write(self.plan, "clear_wake", lambda: self._limits.woken(limit, at))

@@ -135,6 +135,11 @@ class LocalRunner:
         last_progress = next_repair = next_timers = time.monotonic()
         next_tick = last_progress + self.options.tick_seconds
         while True:
+            # Every pass, busy or not: statuses that keep arriving must not put the timers off.
+            if not ended and time.monotonic() >= next_timers:
+                for name in self.cloud.workflows():
+                    fire_due_timers(self.store, utcnow(), name, self._reconciler.invoke)
+                next_timers = time.monotonic() + self.options.timer_seconds
             change = stream.try_next()
             if change is not None:
                 document = change["fullDocument"]
@@ -170,10 +175,6 @@ class LocalRunner:
             if not ended and time.monotonic() >= next_tick and isinstance(self.observer, Ticking):
                 self.observer.tick(utcnow())
                 next_tick = time.monotonic() + self.options.tick_seconds
-            if not ended and time.monotonic() >= next_timers:
-                for name in self.cloud.workflows():
-                    fire_due_timers(self.store, utcnow(), name, self._reconciler.invoke)
-                next_timers = time.monotonic() + self.options.timer_seconds
             if not ended and time.monotonic() >= next_repair:
                 self._repair(run_id, quiet=time.monotonic() - last_progress >= self.options.repair_seconds)
                 next_repair = time.monotonic() + self.options.repair_seconds

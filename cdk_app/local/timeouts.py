@@ -37,10 +37,11 @@ class TimedOut:
     timeout: int
 
 
-def attempts_in_flight(run: Run) -> list[tuple[Job, JobEvent]]:
+def attempts_in_flight(run: Run) -> list[tuple[Job, JobEvent, datetime | None]]:
     """Every attempt the run has in flight: each dispatched job's, and each item a fan-out's
-    lanes hold (its item value left out: the watch reads it only for one that timed out)."""
-    found: list[tuple[Job, JobEvent]] = []
+    lanes hold (its item value left out: the watch reads it only for one that timed out), with
+    when it was claimed (decided, or dispatched again having never started): it started after."""
+    found: list[tuple[Job, JobEvent, datetime | None]] = []
     for phase in run.definition.all_phases():
         for job in phase.jobs:
             record = run.jobs.get(job.name)
@@ -49,10 +50,10 @@ def attempts_in_flight(run: Run) -> list[tuple[Job, JobEvent]]:
                 continue
             event = job_event(run, job, record.attempt)
             if record.fan_out is None:
-                found.append((job, event))
+                found.append((job, event, record.claimed_at))
                 continue
             found += [
-                (job, replace(event, attempt=lane.attempt, index=lane.index))
+                (job, replace(event, attempt=lane.attempt, index=lane.index), lane.claimed_at)
                 for lane in record.fan_out.lanes.values()
                 if lane.index is not None and not lane.waiting
             ]
@@ -62,9 +63,13 @@ def attempts_in_flight(run: Run) -> list[tuple[Job, JobEvent]]:
 def timed_out_attempts(store: RunStore, run: Run, now: datetime) -> list[TimedOut]:
     """The run's attempts in flight whose ``started`` is older than their timeout (plus
     ``GRACE``) and that reported nothing after it: point reads of those attempts alone, so a
-    check costs the same however many statuses the run has."""
+    check costs the same however many statuses the run has. Nothing is read of an attempt
+    claimed less than its timeout ago, which cannot have started before (a fan-out's lanes may
+    hold a hundred items that wait for their job's limits)."""
     found = []
-    for job, event in attempts_in_flight(run):
+    for job, event, claimed_at in attempts_in_flight(run):
+        if claimed_at is not None and age(claimed_at, now) <= timedelta(seconds=job.timeout) + GRACE:
+            continue
         claim = store.read_status(
             run.run_id, job.phase, job.name, StatusName.STARTED, event.attempt, event.index
         )

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from runtime.clock import as_utc
 from runtime.documents import ID, WORKFLOW
 
 Document = dict[str, Any]
@@ -48,6 +49,12 @@ WAITING, GRANTED, RELEASED = "waiting", "granted", "released"
 def limit_id(workflow: str, job: str, key: str) -> str:
     """The limit document of ``workflow``'s ``job`` with ``key``."""
     return json.dumps(["job", workflow, job, key], separators=(",", ":"))
+
+
+def limit_parts(limit: str) -> tuple[str, str, str]:
+    """The workflow, job and key of a limit document's ``_id`` (``limit_id``)."""
+    _, workflow, job, key = json.loads(limit)
+    return workflow, job, key
 
 
 def ticket_id(run_id: str, job: str, round_number: int, index: int | None, attempt: int) -> str:
@@ -102,10 +109,20 @@ QUEUE_ORDER = [(PRIORITY, -1), (ARRIVAL, 1), (ID, 1)]
 """The order waiting attempts are dispatched in: highest run priority, then first come."""
 
 QUEUE_INDEX: tuple[list[tuple[str, int]], dict[str, Any]] = (
-    [(KIND, 1), (LIMIT_ID, 1), (STATE, 1), (PRIORITY, -1), (ARRIVAL, 1), (ID, 1)],
+    [(LIMIT_ID, 1), (STATE, 1), (PRIORITY, -1), (ARRIVAL, 1), (ID, 1)],
     {"partialFilterExpression": {KIND: TICKET_KIND}},
 )
-"""The waiting queue's index on ``slots`` (tickets only)."""
+"""The waiting queue's index on ``slots`` (tickets only). ``kind`` is its partial filter, not a
+key: the embedded server (SecantusDB) takes an index for an equality query only when the query's
+fields other than the partial filter's lead the index, and read every document of ``slots``
+(released tickets too) for each look at a queue's head while ``kind`` led it."""
+
+QUEUE_INDEX_NAME = "job_queue"
+"""A name of its own: ``job_tickets``, the index that ``kind`` led, may stay beside it."""
+
+MOST_PER_READ = 100
+"""The most waiting tickets one read of a queue returns: as many as its limit has free places,
+up to this."""
 
 
 def granted(ticket: str, now: datetime) -> tuple[Document, Document]:
@@ -161,17 +178,71 @@ def take(
     return query, update
 
 
+def take_with_room(
+    limit: str, ticket: str, concurrency: int | None, rate: int | None, window: int, new_window: bool
+) -> tuple[Document, Document]:
+    """``take``'s write for the usual case, where the limit document exists and has room under
+    both limits, spelled with field conditions only: the embedded server's write planner finds
+    the document by its ``_id`` only when no operator (``$and``, ``$or``) stands at the query's
+    top level, and scans every document of ``slots`` otherwise. It matches nothing where ``take``
+    may still succeed (the ticket holds its place already, or the document is new), which
+    ``take`` itself then decides."""
+    query: Document = {ID: limit}
+    update: Document = {"$set": {KIND: LIMIT_KIND}}
+    if rate is not None and new_window:
+        query[WINDOW] = {"$not": {"$gte": window}}
+        update["$set"] |= {WINDOW: window, STARTED: [ticket]}
+    elif rate is not None:
+        query[WINDOW] = window
+        query[f"{STARTED}.{rate - 1}"] = {"$exists": False}
+        update["$addToSet"] = {STARTED: ticket}
+    if concurrency is not None:
+        query[f"{IN_FLIGHT}.{concurrency - 1}"] = {"$exists": False}
+        update.setdefault("$addToSet", {})[IN_FLIGHT] = ticket
+    return query, update
+
+
+def free_places(
+    document: Mapping[str, Any] | None, concurrency: int | None, rate: int | None, window: int
+) -> int:
+    """The places the limit document has free in ``window``, up to ``MOST_PER_READ``: how many
+    waiting tickets one read of its queue returns."""
+    free = MOST_PER_READ
+    if concurrency is not None:
+        free = min(free, concurrency - len((document or {}).get(IN_FLIGHT) or []))
+    if rate is not None:
+        free = min(free, rate - started_in(document, window))
+    return max(free, 0)
+
+
+def wakes_by(document: Mapping[str, Any] | None, at: datetime) -> bool:
+    """Whether the limit document's queue is to be woken at ``at`` or sooner already."""
+    wake = as_utc(document.get(WAKE_AT)) if document is not None else None
+    return isinstance(wake, datetime) and wake <= at
+
+
 def give_back(ticket: str) -> Document:
     """The ended attempt's place in flight goes back; its start in the window stays counted."""
     return {"$pull": {IN_FLIGHT: ticket}}
 
 
-def wake_update(at: datetime, workflow: str, job: str, key: str) -> Document:
-    """Wake the queue at ``at`` (the next window) unless it is to wake sooner."""
+def wake_update(at: datetime, workflow: str, job: str, key: str, limits: Document) -> Document:
+    """Wake the queue at ``at`` (the next window) unless it is to wake sooner; ``limits`` (its
+    tickets' ``LIMITS``) tell the sweep that wakes it how many places it may find free."""
     return {
         "$min": {WAKE_AT: at},
-        "$set": {KIND: LIMIT_KIND, WORKFLOW: workflow, JOB: job, KEY: key},
+        "$set": {KIND: LIMIT_KIND, WORKFLOW: workflow, JOB: job, KEY: key, LIMITS: limits},
     }
+
+
+WAKE_INDEX: tuple[list[tuple[str, int]], dict[str, Any]] = (
+    [(KIND, 1), (WORKFLOW, 1), (WAKE_AT, 1)],
+    {"partialFilterExpression": {KIND: LIMIT_KIND}},
+)
+"""The index of the queues' wakes on ``slots`` (limit documents only): the local timer sweep looks
+for the due queues of its workflow several times a second, and read every ticket without it."""
+
+WAKE_INDEX_NAME = "job_queue_wakes"
 
 
 def due_query(now: datetime, workflow: str | None) -> Document:

@@ -38,7 +38,7 @@ import jmespath.exceptions
 
 from runtime.clock import age, as_utc, utcnow
 from runtime.definition.model_limits import AttemptLimits, JobConcurrency, RateLimit
-from runtime.documents import ID, WORKFLOW
+from runtime.documents import ID
 from runtime.documents import job_limits as doc
 from runtime.documents.envelopes import parse_job_event
 from runtime.documents.events import ATTEMPT_KEY, JobEvent
@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 Send = Callable[[JobEvent], None]
 
 MAX_PROMOTIONS = 10_000
-"""Bound on the attempts one move of a queue dispatches: more than any limit a spec may set."""
+"""Bound on the reads of its queue one move makes: more than any limit a spec may set."""
 
 REPAIR_AFTER = timedelta(minutes=1)
 """How long after its grant an attempt's place is the reconciler's to check: its end's release
@@ -120,42 +120,106 @@ def send(store: RunStore, event: JobEvent, dispatch: Send) -> None:
     if state == doc.GRANTED:
         dispatch(event)
     elif state == doc.WAITING:
-        promote(store, limit, dispatch)
+        promote(store, limit, dispatch, limits)
 
 
-def promote(store: RunStore, limit: str, dispatch: Send) -> int:
-    """Dispatch the queue's head attempts while they find places: how many."""
+def promote(
+    store: RunStore,
+    limit: str,
+    dispatch: Send,
+    limits: AttemptLimits | None = None,
+    *,
+    thorough: bool = False,
+) -> int:
+    """Dispatch the queue's head attempts while they find places: how many.
+
+    The queue is read in batches of as many waiting tickets as the limit document has places
+    free (``limits``: its tickets' limits, as the caller knows them; None: a batch of one, whose
+    ticket's limits size the next), and each ticket of a batch, in the queue's order, takes its
+    place by its own guarded write; the move stops at the first take refused. A queue with no
+    place free is not read: an attempt in flight that ends moves it, and so does the timer of
+    the next rate window. ``thorough`` (the reconciler's) reads its head all the same, so a
+    waiting ticket whose place was taken before a crash kept it from its grant is granted."""
     tickets = store.job_limits()
     sent = 0
     for _ in range(MAX_PROMOTIONS):
-        head = tickets.head(limit)
-        if head is None:
+        count = 1
+        if limits is not None:
+            window = _window(limits, utcnow())
+            document = tickets.read_limit(limit)
+            count = doc.free_places(document, _concurrency(limits), _rate(limits), window)
+            if count == 0 and not thorough:
+                _wake_at_next_window(store, limit, limits, window, document)
+                break
+        batch = tickets.head(limit, max(count, 1))
+        for ticket in batch:
+            taken = _take_and_send(store, limit, ticket, dispatch)
+            if taken is None:
+                return sent
+            sent += taken
+            limits = _limits_of(ticket)
+        if len(batch) < count or not batch:
             break
-        event = _event_of(head)
-        limits = event.limits
-        assert limits is not None
-        now = utcnow()
-        window = 0 if limits.rate_limit is None else doc.window_of(now, limits.rate_limit.period)
-        concurrency = None if limits.concurrency is None else limits.concurrency.limit
-        rate = None if limits.rate_limit is None else limits.rate_limit.limit
-        if not tickets.take(limit, head[ID], concurrency, rate, window):
-            _wake_at_next_window(store, limit, head, window)
-            break
-        if tickets.grant(head[ID], now):
-            dispatch(event)
-            sent += 1
     return sent
 
 
-def _wake_at_next_window(store: RunStore, limit: str, head: Mapping[str, Any], window: int) -> None:
-    """A queue that waits may wait for the rate window (full): it wakes when the next starts. One
+def _take_and_send(store: RunStore, limit: str, ticket: Mapping[str, Any], dispatch: Send) -> int | None:
+    """The waiting ticket takes its place and its attempt is dispatched: 1; 0 when another move
+    of the queue granted it first; None when its place was refused."""
+    tickets = store.job_limits()
+    event = _event_of(ticket)
+    limits = event.limits
+    assert limits is not None
+    now = utcnow()
+    window = _window(limits, now)
+    if not tickets.take(limit, ticket[ID], _concurrency(limits), _rate(limits), window):
+        _wake_at_next_window(store, limit, limits, window, None)
+        return None
+    if tickets.grant(ticket[ID], now):
+        dispatch(event)
+        return 1
+    if limits.concurrency is not None:
+        _give_back_if_ended(store, limit, ticket[ID], now)
+    return 0
+
+
+def _give_back_if_ended(store: RunStore, limit: str, ticket: str, now: datetime) -> None:
+    """A ticket read waiting was granted by another move of the queue meanwhile, and its attempt
+    may have ended and given its place back before this move's take put it in flight again:
+    then that place goes back (a ticket granted and still running keeps it)."""
+    tickets = store.job_limits()
+    current = tickets.read_ticket(ticket)
+    if current is not None and current[doc.STATE] == doc.RELEASED:
+        tickets.release(limit, ticket, now)
+
+
+def _window(limits: AttemptLimits, now: datetime) -> int:
+    return 0 if limits.rate_limit is None else doc.window_of(now, limits.rate_limit.period)
+
+
+def _concurrency(limits: AttemptLimits) -> int | None:
+    return None if limits.concurrency is None else limits.concurrency.limit
+
+
+def _rate(limits: AttemptLimits) -> int | None:
+    return None if limits.rate_limit is None else limits.rate_limit.limit
+
+
+def _wake_at_next_window(
+    store: RunStore, limit: str, limits: AttemptLimits, window: int, document: Mapping[str, Any] | None
+) -> None:
+    """A queue that waits may wait for the rate window (full): it wakes when the next starts
+    (nothing to write when ``document``, the limit document as read, wakes by then already). One
     that waits for an attempt in flight to end is woken by that end (and once more by this timer,
     which finds it waiting still: cheaper than reading which limit held it back)."""
-    rate = _limits_of(head).rate_limit
+    rate = limits.rate_limit
     if rate is None:
         return
     at = doc.window_start(window + 1, rate.period)
-    store.job_limits().wake_at(limit, at, head[WORKFLOW], head[doc.JOB], head[doc.KEY])
+    if doc.wakes_by(document, at):
+        return
+    workflow, job, key = doc.limit_parts(limit)
+    store.job_limits().wake_at(limit, at, workflow, job, key, _limits_document(limits))
 
 
 def release(store: RunStore, attempt: Attempt, holds_place: bool, dispatch: Send) -> None:
@@ -172,7 +236,7 @@ def release(store: RunStore, attempt: Attempt, holds_place: bool, dispatch: Send
     if ticket is None:
         return
     tickets.release(ticket[doc.LIMIT_ID], ticket_id, utcnow())
-    promote(store, ticket[doc.LIMIT_ID], dispatch)
+    promote(store, ticket[doc.LIMIT_ID], dispatch, _limits_of(ticket))
 
 
 def wake_due(store: RunStore, dispatch: Send, now: datetime, workflow: str | None = None) -> int:
@@ -181,7 +245,7 @@ def wake_due(store: RunStore, dispatch: Send, now: datetime, workflow: str | Non
     sent = 0
     for limit in tickets.due(now, workflow):
         if tickets.woken(limit[ID], limit[doc.WAKE_AT]):
-            sent += promote(store, limit[ID], dispatch)
+            sent += promote(store, limit[ID], dispatch, _limits_of(limit) if doc.LIMITS in limit else None)
     return sent
 
 
@@ -196,7 +260,7 @@ class LimitRepair:
 def repair(store: RunStore, dispatch: Send, now: datetime, workflow: str | None = None) -> LimitRepair:
     """The reconciler's pass over the tickets (of ``workflow``)."""
     tickets = store.job_limits()
-    released, limits = 0, set()
+    released, limits = 0, {}
     runs: dict[str, Run | None] = {}
     for ticket in tickets.held_tickets(workflow):
         run_id = ticket[doc.RUN_ID]
@@ -206,8 +270,8 @@ def repair(store: RunStore, dispatch: Send, now: datetime, workflow: str | None 
             log.warning("reconciler: the attempt of ticket %s had ended; released its place", ticket[ID])
             tickets.release(ticket[doc.LIMIT_ID], ticket[ID], now)
             released += 1
-        limits.add(ticket[doc.LIMIT_ID])
-    started = sum(promote(store, limit, dispatch) for limit in sorted(limits))
+        limits[ticket[doc.LIMIT_ID]] = _limits_of(ticket)
+    started = sum(promote(store, limit, dispatch, limits[limit], thorough=True) for limit in sorted(limits))
     return LimitRepair(released=released, started=started)
 
 

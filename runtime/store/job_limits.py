@@ -1,6 +1,7 @@
 """The MongoDB adapter of the ``JobLimitStore`` port: a job's limit documents and the tickets of
 its attempts in ``slots`` (``runtime.documents.job_limits``). Each method is one MongoDB command
-(``take``: one, or two when the rate window has moved on); driver failures become ``StoreError``."""
+(``take``: one where the limit has room, or up to four when it has none, the rate window has moved
+on, or the document is new); driver failures become ``StoreError``."""
 
 from __future__ import annotations
 
@@ -26,11 +27,14 @@ class MongoJobLimits:
         self.slots = slots
 
     def ensure_indexes(self) -> None:
-        keys, options = doc.QUEUE_INDEX
-        _guard(
-            "create the job queue's index",
-            lambda: self.slots.create_index(keys, name="job_tickets", **options),
-        )
+        for name, (keys, options) in (
+            (doc.QUEUE_INDEX_NAME, doc.QUEUE_INDEX),
+            (doc.WAKE_INDEX_NAME, doc.WAKE_INDEX),
+        ):
+            self._create_index(name, keys, options)
+
+    def _create_index(self, name: str, keys: list[tuple[str, int]], options: dict[str, Any]) -> None:
+        _guard("create the job queue's indexes", lambda: self.slots.create_index(keys, name=name, **options))
 
     def ticket(
         self,
@@ -57,20 +61,24 @@ class MongoJobLimits:
     def read_ticket(self, ticket: str) -> Document | None:
         return _guard("read a ticket", lambda: self.slots.find_one({ID: ticket}))
 
-    def head(self, limit: str) -> Document | None:
-        """The first waiting ticket of the limit document, in the queue's order."""
+    def head(self, limit: str, count: int) -> list[Document]:
+        """The first ``count`` waiting tickets of the limit document, in the queue's order."""
         return _guard(
             "read the job queue",
-            lambda: next(
-                iter(self.slots.find(doc.waiting_query(limit)).sort(doc.QUEUE_ORDER).limit(1)), None
-            ),
+            lambda: list(self.slots.find(doc.waiting_query(limit)).sort(doc.QUEUE_ORDER).limit(count)),
         )
 
     def count_waiting(self, limit: str) -> int:
         return _guard("count the job queue", lambda: self.slots.count_documents(doc.waiting_query(limit)))
 
     def take(self, limit: str, ticket: str, concurrency: int | None, rate: int | None, window: int) -> bool:
-        """Whether ``ticket`` holds its place after this write (it took it, or held it already)."""
+        """Whether ``ticket`` holds its place after this write (it took it, or held it already).
+        The write for a document with room comes first (the usual case, a point write on the
+        embedded server); ``doc.take``'s, which also makes the document and finds a place held
+        already, only when it matched nothing."""
+        for new_window in (False, True) if rate is not None else (False,):
+            if self._take_with_room(doc.take_with_room(limit, ticket, concurrency, rate, window, new_window)):
+                return True
         query, update = doc.take(limit, ticket, concurrency, rate, window, new_window=False)
         try:
             _guard("take a job's place", lambda: self.slots.update_one(query, update, upsert=True))
@@ -81,6 +89,10 @@ class MongoJobLimits:
             result = _guard("take a job's place", lambda: self.slots.update_one(query, update))
             return result.matched_count == 1
         return True
+
+    def _take_with_room(self, write: tuple[Document, Document]) -> bool:
+        query, update = write
+        return _guard("take a job's place", lambda: self.slots.update_one(query, update)).matched_count == 1
 
     def grant(self, ticket: str, now: datetime) -> bool:
         query, update = doc.granted(ticket, now)
@@ -99,8 +111,8 @@ class MongoJobLimits:
     def read_limit(self, limit: str) -> Document | None:
         return _guard("read a job's limit", lambda: self.slots.find_one({ID: limit}))
 
-    def wake_at(self, limit: str, at: datetime, workflow: str, job: str, key: str) -> None:
-        update = doc.wake_update(at, workflow, job, key)
+    def wake_at(self, limit: str, at: datetime, workflow: str, job: str, key: str, limits: Document) -> None:
+        update = doc.wake_update(at, workflow, job, key, limits)
         _guard("set a job queue's wake", lambda: self.slots.update_one({ID: limit}, update, upsert=True))
 
     def due(self, now: datetime, workflow: str | None) -> list[Document]:
