@@ -103,6 +103,7 @@ def privileges(
     index_making: dict[str, tuple[str, ...]] = {name: (CREATE_COLLECTION, CREATE_INDEX) for name in indexed}
     # An older unique index is dropped; the validator that admits only job reports is set.
     index_making[statuses] += (LIST_INDEXES, DROP_INDEX, COLL_MOD)
+    index_making[slots] += (LIST_INDEXES, DROP_INDEX)  # and so is the job queue's first index
     for workflow in workflows:
         for view in _views(store, workflow):
             index_making[view.name] = (CREATE_COLLECTION,)

@@ -236,3 +236,16 @@ def test_the_sweep_s_look_for_due_queues_examines_only_the_due_limit_documents(s
 
     assert plan["executionStats"]["nReturned"] == 1
     assert plan["executionStats"]["totalDocsExamined"] <= 1
+
+
+def test_the_queue_index_that_kind_led_is_dropped_by_ensure_indexes(store: MongoStore) -> None:
+    old_keys = [(doc.KIND, 1), (doc.LIMIT_ID, 1), (doc.STATE, 1), (doc.PRIORITY, -1), (doc.ARRIVAL, 1)]
+    slots = store.job_limits().slots
+    slots.create_index(old_keys, name=doc.OLD_QUEUE_INDEX)
+
+    store.ensure_indexes()
+    store.ensure_indexes()  # again: nothing left to drop
+
+    names = set(slots.index_information())
+    assert doc.OLD_QUEUE_INDEX not in names
+    assert {doc.QUEUE_INDEX_NAME, doc.WAKE_INDEX_NAME} <= names

@@ -118,7 +118,11 @@ fields other than the partial filter's lead the index, and read every document o
 (released tickets too) for each look at a queue's head while ``kind`` led it."""
 
 QUEUE_INDEX_NAME = "job_queue"
-"""A name of its own: ``job_tickets``, the index that ``kind`` led, may stay beside it."""
+"""A name of its own, beside ``OLD_QUEUE_INDEX``."""
+
+OLD_QUEUE_INDEX = "job_tickets"
+"""The queue's index while ``kind`` led it, which no query uses since: dropped by
+``ensure_indexes``, as every write of a ticket kept it."""
 
 MOST_PER_READ = 100
 """The most waiting tickets one read of a queue returns: as many as its limit has free places,

@@ -27,6 +27,8 @@ class MongoJobLimits:
         self.slots = slots
 
     def ensure_indexes(self) -> None:
+        if doc.OLD_QUEUE_INDEX in _guard("list the indexes of slots", self.slots.index_information):
+            _guard("drop an old index", lambda: self.slots.drop_index(doc.OLD_QUEUE_INDEX))
         for name, (keys, options) in (
             (doc.QUEUE_INDEX_NAME, doc.QUEUE_INDEX),
             (doc.WAKE_INDEX_NAME, doc.WAKE_INDEX),
