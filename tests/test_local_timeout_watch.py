@@ -161,3 +161,28 @@ def test_an_attempt_not_started_at_a_look_is_read_again_only_a_timeout_after_it(
     assert watch.check(run_id, look + timedelta(seconds=TIMEOUT + 1.5)) == 0, "started a second later"
     assert reads.take() == 1
     assert watch.check(run_id, look + timedelta(seconds=TIMEOUT + 3)) == 1
+
+
+def test_an_attempt_whose_end_was_read_is_not_read_again_while_the_run_still_shows_it(
+    watched: tuple[MongoStore, StatusReads], watch: TimeoutWatch
+) -> None:
+    """On a loaded machine the orchestrator may apply an end later than the attempt's timeout:
+    reading the attempt's started and end at every look, for every such attempt, slowed the
+    runner's loop (which delivers those ends) until a run of 1,000 jobs gave up."""
+    store, reads = watched
+    run_id = start_run(store, SPEC).run_id
+    _dispatch(store, run_id)
+    claimed = utcnow() - timedelta(seconds=TIMEOUT * 2)
+    _claim(store, run_id, claimed)
+    ended = StatusEvent(
+        run_id=run_id, workflow="wf_watch", status=StatusName.SUCCESS, phase="p", job="slow", attempt=1
+    )
+    assert store.record_status(ended)
+    reads.take()
+
+    now = utcnow()
+    assert watch.check(run_id, now) == 0
+    assert reads.take() == 2, "its started, then its end"
+    for seconds in (1, 2, 3):
+        assert watch.check(run_id, now + timedelta(seconds=seconds)) == 0
+    assert reads.take() == 0

@@ -73,23 +73,31 @@ class StartBounds:
     ``started`` only once it may have run past its timeout: a fan-out holds a hundred attempts
     in flight, and reading each one's at every look (once a second) cost the local run two
     commands per item. An attempt not in flight at the previous look was dispatched, so started,
-    after it; one in flight at the first look is read once to learn when it started."""
+    after it; one in flight at the first look is read once to learn when it started. One whose
+    end was read is not read again: on a loaded machine the run document may show attempts in
+    flight whose ends the orchestrator has not applied yet, for longer than their timeout."""
 
     looked_at: datetime | None = None
     """The time of the previous look at the run (taken before it read the run document)."""
     earliest: dict[AttemptKey, datetime] = field(default_factory=dict)
     """The earliest each attempt in flight may have started."""
+    ended: set[AttemptKey] = field(default_factory=set)
+    """The attempts still in flight in the run document whose terminal report was read."""
 
     def look(self, in_flight: list[tuple[Job, JobEvent]], now: datetime) -> None:
         keys = {_attempt_key(event) for _, event in in_flight}
         self.earliest = {key: bound for key, bound in self.earliest.items() if key in keys}
+        self.ended &= keys
         if self.looked_at is not None:
             for key in keys:
                 self.earliest.setdefault(key, self.looked_at)
         self.looked_at = now
 
     def may_have_timed_out(self, job: Job, event: JobEvent, now: datetime) -> bool:
-        bound = self.earliest.get(_attempt_key(event))
+        key = _attempt_key(event)
+        bound = self.earliest.get(key)
+        if key in self.ended:
+            return False
         return bound is None or age(bound, now) > timedelta(seconds=job.timeout) + GRACE
 
     def started(self, event: JobEvent, date: datetime | None, now: datetime) -> None:
@@ -121,6 +129,8 @@ def timed_out_attempts(
         if age(claim.date, now) <= timedelta(seconds=job.timeout) + GRACE:
             continue
         if store.read_terminal_status(run.run_id, job.phase, job.name, event.attempt, event.index):
+            if bounds is not None:
+                bounds.ended.add(_attempt_key(event))
             continue
         if event.index is not None:
             event = replace(event, item=store.items().read_item(run.run_id, job.name, event.index))
