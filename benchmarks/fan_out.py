@@ -172,8 +172,11 @@ def local_wall_times(
 ) -> dict[str, Any]:
     """Local runs with stub jobs: a fan-out of each width over what a first job lists, and the
     same count of static jobs where that is possible (a spec of 10,000 jobs is not: its run
-    document and every decision over it grow with it, which is what fan-outs are for)."""
+    document and every decision over it grow with it, which is what fan-outs are for). With
+    more than one width, the largest fan-out's wall time and its time per item over the
+    smallest's."""
     times: dict[str, Any] = {}
+    fan_out_seconds: dict[int, float] = {}
     largest = 0
     client: pymongo.MongoClient[Document] = pymongo.MongoClient(uri, tz_aware=True)
     try:
@@ -194,6 +197,13 @@ def local_wall_times(
                     size = len(bson.encode(store.load_run(report.run_id) or {}))
                     largest = max(largest, size)
                     times[f"{kind}_{width}"] = {"seconds": round(seconds, 1), "run_document_bytes": size}
+                    if not static:
+                        fan_out_seconds[width] = seconds
     finally:
         client.close()
-    return {"fan_out_local_runs": times, "largest_run_document_bytes": largest}
+    figures: dict[str, Any] = {"fan_out_local_runs": times, "largest_run_document_bytes": largest}
+    if len(widths) > 1:
+        small, large = (fan_out_seconds[width] / width for width in (widths[0], widths[-1]))
+        figures["fan_out_local_seconds"] = round(fan_out_seconds[widths[-1]], 1)
+        figures["fan_out_local_per_item_ratio"] = round(large / small, 2)
+    return figures

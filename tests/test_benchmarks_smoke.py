@@ -147,11 +147,14 @@ def test_an_item_success_costs_the_orchestrator_the_same_at_any_width(mongo_uri:
 
 
 def test_the_local_runs_of_a_fan_out_and_of_static_jobs_both_finish(mongo_uri: str) -> None:
-    figures = fan_out.local_wall_times(mongo_uri, quiet, widths=(20,))
+    figures = fan_out.local_wall_times(mongo_uri, quiet, widths=(10, 20))
 
     runs = figures["fan_out_local_runs"]
-    assert set(runs) == {"fan_out_20", "static_jobs_20"}
+    assert set(runs) == {"fan_out_10", "static_jobs_10", "fan_out_20", "static_jobs_20"}
     assert figures["largest_run_document_bytes"] == max(run["run_document_bytes"] for run in runs.values())
+    assert figures["fan_out_local_seconds"] == pytest.approx(runs["fan_out_20"]["seconds"], abs=0.05)
+    per_item = runs["fan_out_20"]["seconds"] / 20 / (runs["fan_out_10"]["seconds"] / 10)
+    assert figures["fan_out_local_per_item_ratio"] == pytest.approx(per_item, rel=0.2)
 
 
 def test_the_console_benchmark_draws_every_one_of_the_500_jobs_in_order_of_its_marks(mongo_uri: str) -> None:

@@ -20,6 +20,7 @@ from runtime.errors import StoreError
 from runtime.service.runs import start_run
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
+from runtime.store.views import workflow_reads
 from tests.engine_harness import workflow
 from tests.test_job_views import _run_b
 
@@ -75,7 +76,7 @@ def test_the_embedded_server_is_read_without_views_and_a_real_one_through_them(
         client.close()
 
 
-def test_a_local_runs_jobs_read_the_collections_under_their_workflows_filter(embedded: EmbeddedMongo) -> None:
+def test_a_local_runs_jobs_read_by_id_alone_under_their_workflows_filter(embedded: EmbeddedMongo) -> None:
     commands = Commands()
     client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
         embedded.uri, tz_aware=True, event_listeners=[commands]
@@ -91,9 +92,13 @@ def test_a_local_runs_jobs_read_the_collections_under_their_workflows_filter(emb
     assert report.status == "succeeded", report.error
     finds = [command for name, command in commands.sent if name == "find"]
     assert [command["find"] for command in finds if command["find"].startswith("views.")] == []
-    # The jobs' reads (the attempt's in the run, its terminal status) carry the workflow's filter.
-    scoped = {command["find"] for command in finds if command["filter"].get("workflow") == "wf_local"}
-    assert {"state-machines", "statuses"} <= scoped
+    # The jobs' reads (the attempt's in the run, its terminal status) are made...
+    point_reads = [command for command in finds if "_id" in command["filter"]]
+    assert any(command["filter"]["_id"].endswith("/end") for command in point_reads)
+    assert any("jobs.each" in command.get("projection", {}) for command in point_reads)
+    # ...by `_id` alone, the only filter the embedded server plans as a primary-key lookup: the
+    # workflow's filter is checked on the document read.
+    assert [command["filter"] for command in point_reads if set(command["filter"]) != {"_id"}] == []
 
 
 def test_the_views_filter_sees_what_the_views_see(
@@ -128,11 +133,24 @@ def test_the_views_filter_sees_what_the_views_see(
     assert reads(control.reading_as("wf_b", views=False)) == through_views
     other = control.reading_as("wf_a", views=False)
     assert other.load_run(b_run) is None
+    assert other.read_attempt_state(b_run, "big") is None
+    assert other.read_terminal_status(b_run, "p", "big", 1) is None
+    assert other.read_status_by_id(through_views["read_terminal_status"].terminal_id) is None
     assert other.run_statuses(b_run) == []
     assert other.items().read_lane(b_run, "each", 0) is None
     assert [run.run_id for run in other.find_runs(None, None, None, 100)] == ["run-of-a"]
     with pytest.raises(StoreError, match="is gone"):
         other.items().outputs.load(b_refs["big"])
+    # A projection gets the fields it asks for, not the workflow the point read checks.
+    projected = [
+        workflow_reads(control.database, store_settings.runs_collection, "wf_b", views).find_one(
+            {"_id": b_run}, {"status": 1}
+        )
+        for views in (True, False)
+    ]
+    assert projected[0] is not None
+    assert set(projected[0]) == {"_id", "status"}
+    assert projected[1] == projected[0]
 
 
 class _Quiet:

@@ -8,7 +8,7 @@ The reconciler cannot tell: it re-dispatches attempts that never started, and th
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from cdk_app.local.cloud import LocalCloud
@@ -60,24 +60,85 @@ def attempts_in_flight(run: Run) -> list[tuple[Job, JobEvent, datetime | None]]:
     return found
 
 
-def timed_out_attempts(store: RunStore, run: Run, now: datetime) -> list[TimedOut]:
+AttemptKey = tuple[str, int | None, int]
+"""An attempt in flight: its job, item index and number."""
+
+
+def _attempt_key(event: JobEvent) -> AttemptKey:
+    return (event.job, event.index, event.attempt)
+
+
+@dataclass
+class StartBounds:
+    """What a watch knows of when a run's attempts in flight started, so it reads an attempt's
+    ``started`` only once it may have run past its timeout: a fan-out holds a hundred attempts
+    in flight, and reading each one's at every look (once a second) cost the local run two
+    commands per item. An attempt not in flight at the previous look was dispatched, so started,
+    after it; one in flight at the first look started after its claim (``claimedAt``), or, without
+    one, is read once to learn when it started. One whose
+    end was read is not read again: on a loaded machine the run document may show attempts in
+    flight whose ends the orchestrator has not applied yet, for longer than their timeout."""
+
+    looked_at: datetime | None = None
+    """The time of the previous look at the run (taken before it read the run document)."""
+    earliest: dict[AttemptKey, datetime] = field(default_factory=dict)
+    """The earliest each attempt in flight may have started."""
+    ended: set[AttemptKey] = field(default_factory=set)
+    """The attempts still in flight in the run document whose terminal report was read."""
+
+    def look(self, in_flight: list[tuple[Job, JobEvent]], now: datetime) -> None:
+        keys = {_attempt_key(event) for _, event in in_flight}
+        self.earliest = {key: bound for key, bound in self.earliest.items() if key in keys}
+        self.ended &= keys
+        if self.looked_at is not None:
+            for key in keys:
+                self.earliest.setdefault(key, self.looked_at)
+        self.looked_at = now
+
+    def may_have_timed_out(self, job: Job, event: JobEvent, now: datetime) -> bool:
+        key = _attempt_key(event)
+        bound = self.earliest.get(key)
+        if key in self.ended:
+            return False
+        return bound is None or age(bound, now) > timedelta(seconds=job.timeout) + GRACE
+
+    def started(self, event: JobEvent, date: datetime | None, now: datetime) -> None:
+        """Its ``started`` was read: its date, or, when it has none yet, it starts after ``now``."""
+        self.earliest[_attempt_key(event)] = date or now
+
+
+def timed_out_attempts(
+    store: RunStore, run: Run, now: datetime, bounds: StartBounds | None = None
+) -> list[TimedOut]:
     """The run's attempts in flight whose ``started`` is older than their timeout (plus
     ``GRACE``) and that reported nothing after it: point reads of those attempts alone, so a
     check costs the same however many statuses the run has. Nothing is read of an attempt
     claimed less than its timeout ago, which cannot have started before (a fan-out's lanes may
-    hold a hundred items that wait for their job's limits)."""
+    hold a hundred items that wait for their job's limits); with ``bounds``, nor of one that
+    cannot have started that long ago, or whose end was read."""
     found = []
-    for job, event, claimed_at in attempts_in_flight(run):
+    in_flight = attempts_in_flight(run)
+    if bounds is not None:
+        bounds.look([(job, event) for job, event, _ in in_flight], now)
+    for job, event, claimed_at in in_flight:
         if claimed_at is not None and age(claimed_at, now) <= timedelta(seconds=job.timeout) + GRACE:
+            if bounds is not None:
+                bounds.started(event, claimed_at, now)  # it starts after its claim
+            continue
+        if bounds is not None and not bounds.may_have_timed_out(job, event, now):
             continue
         claim = store.read_status(
             run.run_id, job.phase, job.name, StatusName.STARTED, event.attempt, event.index
         )
+        if bounds is not None:
+            bounds.started(event, None if claim is None else claim.date, now)
         if claim is None or claim.date is None:
             continue
         if age(claim.date, now) <= timedelta(seconds=job.timeout) + GRACE:
             continue
         if store.read_terminal_status(run.run_id, job.phase, job.name, event.attempt, event.index):
+            if bounds is not None:
+                bounds.ended.add(_attempt_key(event))
             continue
         if event.index is not None:
             event = replace(event, item=store.items().read_item(run.run_id, job.name, event.index))
@@ -94,15 +155,19 @@ class TimeoutWatch:
         self.say = say
         self._reported: set[tuple[str, str, int]] = set()
         """(run, job or job[index], attempt) of the timeouts reported."""
+        self._bounds: dict[str, StartBounds] = {}
+        """Of each running run looked at: when its attempts in flight may have started."""
 
     def check(self, run_id: str, now: datetime | None = None) -> int:
         """Report the run's timed-out attempts not reported before; how many there were."""
         now = now or utcnow()
         run = self.store.read_run(run_id)
         if run is None or run.state != RunState.RUNNING:
+            self._bounds.pop(run_id, None)
             return 0
         reported = 0
-        for attempt in timed_out_attempts(self.store, run, now):
+        bounds = self._bounds.setdefault(run_id, StartBounds())
+        for attempt in timed_out_attempts(self.store, run, now, bounds):
             event = attempt.event
             key = (event.run_id, f"{event.job}[{event.index}]", event.attempt)
             if key in self._reported:

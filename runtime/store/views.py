@@ -7,7 +7,8 @@ older server answers ``NamespaceExists`` to both, so the definition is then read
 them apart.
 
 ``WorkflowReads`` reads a collection as a view of it would, for the embedded server, which
-answers a read through a view by scanning the whole collection under it.
+answers a read through a view by scanning the whole collection under it, and plans a point read
+as one only when its filter is ``_id`` alone.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pymongo.cursor import Cursor
 from pymongo.database import Database
 from pymongo.errors import OperationFailure, PyMongoError
 
+from runtime.documents import ID
 from runtime.documents.views import ViewDefinition, of_workflow, view_name
 from runtime.errors import StoreError
 
@@ -73,7 +75,12 @@ class WorkflowReads(Collection[Any]):
     workflow's field. For a server that answers a read through a view by scanning the whole
     collection under it, as the embedded one does (benchmarks/README.md, "Fan-out"): a point
     read stays a point read. Nothing enforces it, so it stands for a view only where no
-    database role does (locally)."""
+    database role does (locally).
+
+    A ``find_one`` by ``_id`` and fields of string values (the workflow's among them) asks the
+    server for ``_id`` alone and drops a document those fields do not match: the same answer,
+    and the embedded server takes its primary-key path only for a filter of ``_id`` alone (it
+    tries its other indexes first for any other, three times the time)."""
 
     def __init__(self, collection: Collection[Any], workflow: str) -> None:
         super().__init__(
@@ -101,6 +108,38 @@ class WorkflowReads(Collection[Any]):
             kwargs["filter"] = self._scoped(kwargs.get("filter"))
         return super().find(*args, **kwargs)
 
+    def find_one(self, filter: Any = None, *args: Any, **kwargs: Any) -> Any:
+        projection = args[0] if args else kwargs.get("projection")
+        checked = _checked_fields(filter, of_workflow(self.workflow))
+        if (
+            checked is None
+            or len(args) > 1
+            or set(kwargs) - {"projection"}
+            or not self._can_add(projection, checked)
+        ):
+            return super().find_one(filter, *args, **kwargs)
+        asked = None if projection is None else {**projection, **dict.fromkeys(checked, 1)}
+        # The collection's own find: this one's would add the workflow to the filter again.
+        document = next(iter(super().find({ID: filter[ID]}, asked).limit(-1)), None)
+        if document is None or any(document.get(name) != value for name, value in checked.items()):
+            return None
+        for name in set(asked or ()) - set(projection or ()):
+            del document[name]
+        return document
+
+    def _can_add(self, projection: Any, fields: Mapping[str, str]) -> bool:
+        """Whether ``projection`` can be asked for with ``fields`` too, and them dropped again:
+        none (the whole document), or an inclusion of other fields, read as dictionaries."""
+        if projection is None:
+            return True
+        if not isinstance(projection, Mapping) or any(
+            value not in (1, True) for value in projection.values()
+        ):
+            return False
+        if any(key.startswith(f"{name}.") for key in projection for name in fields):
+            return False
+        return set(fields) <= set(projection) or issubclass(self.codec_options.document_class, dict)
+
     def count_documents(self, filter: Mapping[str, Any], *args: Any, **kwargs: Any) -> int:
         return super().count_documents(self._scoped(filter), *args, **kwargs)
 
@@ -109,6 +148,25 @@ class WorkflowReads(Collection[Any]):
 
     def with_options(self, *args: Any, **kwargs: Any) -> Collection[Any]:
         return WorkflowReads(super().with_options(*args, **kwargs), self.workflow)
+
+
+def _checked_fields(query: Any, wanted: Mapping[str, str]) -> dict[str, str] | None:
+    """The fields besides ``_id`` that a point read by ``query`` under ``wanted`` checks itself:
+    top-level fields of string values, compared as MongoDB compares a string with a field that
+    holds one (no field of these documents holds a list). None when ``query`` is no such point
+    read, or asks another value of a field of ``wanted``."""
+    if not isinstance(query, Mapping) or ID not in query or isinstance(query[ID], Mapping | list):
+        return None
+    checked = {name: value for name, value in query.items() if name != ID}
+    if any(checked.get(name, value) != value for name, value in wanted.items()):
+        return None
+    checked.update(wanted)
+    if all(
+        isinstance(value, str) and "." not in name and not name.startswith("$")
+        for name, value in checked.items()
+    ):
+        return checked
+    return None
 
 
 def workflow_reads(
