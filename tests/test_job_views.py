@@ -65,7 +65,7 @@ def job_store_of(
         monkeypatch.setenv(contracts.MONGODB_DATABASE, store_settings.database)
         monkeypatch.setenv(contracts.WORKFLOW_NAME, name)
         job_function._state.clear()
-        job_function._state["user"] = user
+        monkeypatch.setattr(job_function, "load_user_handler", lambda spec: user)
         result = job_function.handler(event, Context())
         return result, job_function._state["store"]
 
