@@ -10,12 +10,15 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
-from datetime import timedelta
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import pytest
 
 from cdk_app.local.atlas_events import envelope
 from cdk_app.local.faults import CrashingStore, CrashPlan, InjectedCrash
+from runtime.clock import time_from
 from runtime.definition.model import Workflow
 from runtime.service.job_attempt import run_attempt
 from runtime.service.orchestrator import Orchestrator
@@ -26,6 +29,26 @@ from tests.engine_harness import RecordingDispatcher
 
 TERMINAL = ("success", "failed", "not_run")
 HOLD_SECONDS = 30
+
+START = datetime(2026, 12, 7, 12, 0, 0, 100_000, tzinfo=UTC)
+"""Where the tests' virtual clock starts: a tenth of a second into a rate window."""
+
+
+class Clock:
+    """The virtual time the tests move by hand (``clock.now``)."""
+
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Iterator[Clock]:
+    clock = Clock()
+    with time_from(clock):
+        yield clock
 
 
 def attempts_in_flight(store: MongoStore, run_ids: Iterable[str], job: str) -> int:

@@ -15,7 +15,6 @@ import pymongo
 import pytest
 from pymongo import monitoring
 
-from runtime.clock import time_from
 from runtime.definition.model_limits import AttemptLimits, JobConcurrency, RateLimit
 from runtime.documents import job_limits as doc
 from runtime.documents.events import JobEvent
@@ -24,9 +23,9 @@ from runtime.service.timers import fire_due_timers
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
 from tests.engine_harness import workflow
-from tests.job_limits_harness import Runs
+from tests.job_limits_harness import Clock, Runs, clock
 
-START = datetime(2026, 12, 7, 12, 0, 0, 100_000, tzinfo=UTC)
+__all__ = ["clock"]  # the fixture this module shares
 
 
 class SlotsCommands(monitoring.CommandListener):
@@ -52,21 +51,6 @@ class SlotsCommands(monitoring.CommandListener):
             for name, command in self.commands
             if name == "find" and command.get("filter", {}).get(doc.STATE) == doc.WAITING
         )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Iterator[Clock]:
-    clock = Clock()
-    with time_from(clock):
-        yield clock
 
 
 @pytest.fixture

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pymongo
 import pytest
 
 from cdk_app.local.faults import CrashAtStep
-from runtime.clock import time_from
 from runtime.definition.model import Workflow
 from runtime.definition.model_limits import JobConcurrency, RateLimit
 from runtime.service.job_limits import waiting_reasons
@@ -24,26 +23,11 @@ from runtime.service.timers import fire_due_timers
 from runtime.store.mongo import MongoStore
 from runtime.store.settings import StoreSettings
 from tests.engine_harness import workflow
-from tests.job_limits_harness import Runs, attempts_in_flight, starts_per_window
+from tests.job_limits_harness import Clock, Runs, attempts_in_flight, clock, starts_per_window
+
+__all__ = ["clock"]  # the fixture this module shares
 
 pytestmark = pytest.mark.faults
-
-START = datetime(2026, 12, 7, 12, 0, 0, 100_000, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Iterator[Clock]:
-    clock = Clock()
-    with time_from(clock):
-        yield clock
 
 
 @pytest.fixture
