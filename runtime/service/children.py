@@ -25,13 +25,13 @@ from typing import Any
 import jmespath
 
 from runtime import limits
-from runtime.definition.expressions import root_fields
 from runtime.definition.model import Workflow
 from runtime.documents.children import ChildStart, ParentLink, child_run_id, relinked
 from runtime.documents.deployment import Deployment
 from runtime.documents.events import JobEvent
 from runtime.documents.run import Run, StatusEvent
 from runtime.documents.signatures import is_attempt_key
+from runtime.engine.fanout import results_read
 from runtime.errors import OperationRefused, OutputTooLarge, RunError
 from runtime.ports import Outputs, RunStore
 from runtime.service.operations import request_cancel, request_redrive
@@ -81,11 +81,11 @@ def _read_by_reference(event: JobEvent, expression: str, outputs: Outputs | None
     loaded; past it the attempt fails saying so."""
     if outputs is None or not event.references or event.child is None:
         return {}
-    read = {member for root, member in root_fields(jmespath.compile(expression).parsed) if root == "results"}
+    read = results_read(expression)  # None: it reads results whole
     loaded: dict[str, Any] = {}
     used = 0
     for name, ref in event.references.items():
-        if name not in read:
+        if read is not None and name not in read:
             continue
         try:
             loaded[name], size = outputs.load_within(ref, limits.OUTPUT_READ_MAX_BYTES - used)
