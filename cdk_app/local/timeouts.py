@@ -70,30 +70,24 @@ def _attempt_key(event: JobEvent) -> AttemptKey:
 
 @dataclass
 class StartBounds:
-    """What a watch knows of when a run's attempts in flight started, so it reads an attempt's
-    ``started`` only once it may have run past its timeout: a fan-out holds a hundred attempts
-    in flight, and reading each one's at every look (once a second) cost the local run two
-    commands per item. An attempt not in flight at the previous look was dispatched, so started,
-    after it; one in flight at the first look started after its claim (``claimedAt``), or, without
-    one, is read once to learn when it started. One whose
-    end was read is not read again: on a loaded machine the run document may show attempts in
-    flight whose ends the orchestrator has not applied yet, for longer than their timeout."""
+    """What a watch learnt of a run's attempts in flight, so it reads an attempt's ``started``
+    only once it may have run past its timeout: a fan-out holds a hundred attempts in flight,
+    and reading each one's at every look (once a second) cost the local run two commands per
+    item. An attempt starts after its claim (``claimedAt``, checked before this is asked), and
+    after a look that found it not started yet. One whose end was read is not read again: on a
+    loaded machine the run document may show attempts in flight whose ends the orchestrator has
+    not applied yet, for longer than their timeout."""
 
-    looked_at: datetime | None = None
-    """The time of the previous look at the run (taken before it read the run document)."""
     earliest: dict[AttemptKey, datetime] = field(default_factory=dict)
-    """The earliest each attempt in flight may have started."""
+    """The earliest each attempt in flight whose ``started`` was read may have started."""
     ended: set[AttemptKey] = field(default_factory=set)
     """The attempts still in flight in the run document whose terminal report was read."""
 
-    def look(self, in_flight: list[tuple[Job, JobEvent]], now: datetime) -> None:
+    def look(self, in_flight: list[tuple[Job, JobEvent]]) -> None:
+        """Forget the attempts no longer in flight."""
         keys = {_attempt_key(event) for _, event in in_flight}
         self.earliest = {key: bound for key, bound in self.earliest.items() if key in keys}
         self.ended &= keys
-        if self.looked_at is not None:
-            for key in keys:
-                self.earliest.setdefault(key, self.looked_at)
-        self.looked_at = now
 
     def may_have_timed_out(self, job: Job, event: JobEvent, now: datetime) -> bool:
         key = _attempt_key(event)
@@ -119,11 +113,9 @@ def timed_out_attempts(
     found = []
     in_flight = attempts_in_flight(run)
     if bounds is not None:
-        bounds.look([(job, event) for job, event, _ in in_flight], now)
+        bounds.look([(job, event) for job, event, _ in in_flight])
     for job, event, claimed_at in in_flight:
         if claimed_at is not None and age(claimed_at, now) <= timedelta(seconds=job.timeout) + GRACE:
-            if bounds is not None:
-                bounds.started(event, claimed_at, now)  # it starts after its claim
             continue
         if bounds is not None and not bounds.may_have_timed_out(job, event, now):
             continue
