@@ -132,15 +132,28 @@ def test_a_take_with_room_is_found_by_the_limit_document_id(
     assert all(not key.startswith("$") for query in takes for key in query)
 
 
+FIVE_A_SECOND: dict[str, Any] = {
+    "concurrency": None,
+    "rate_limit": {"limit": 5, "period": 1},
+    "priority": 0,
+    "round": 0,
+}
+"""The stored limits of a job with ``rate_limit: {limit: 5, period: 1}``."""
+
+
+def _waiting_tickets(store: MongoStore, count: int, now: datetime) -> list[str]:
+    """``count`` waiting tickets of items of ``charge`` (workflow ``w``, key null), in order."""
+    tickets = [doc.ticket_id("run", "charge", 0, index, 1) for index in range(count)]
+    for ticket in tickets:
+        store.job_limits().ticket(ticket, "w", "charge", "null", "run", {"payload": "{}"}, FIVE_A_SECOND, now)
+    return tickets
+
+
 def test_the_queue_head_read_examines_only_the_queue_s_waiting_tickets(store: MongoStore) -> None:
     tickets = store.job_limits()
-    limits = {"concurrency": None, "rate_limit": {"limit": 5, "period": 1}, "priority": 0, "round": 0}
     now = datetime.now(UTC)
-    for index in range(40):
-        ticket = doc.ticket_id("run", "charge", 0, index, 1)
-        tickets.ticket(ticket, "w", "charge", "null", "run", {"payload": "{}"}, limits, now)
-        if index >= 4:  # ended long ago: its ticket stays, released
-            tickets.release(None, ticket, now)
+    for ticket in _waiting_tickets(store, 40, now)[4:]:  # ended long ago: its ticket stays, released
+        tickets.release(None, ticket, now)
     slots = store.database[store.settings.slots_collection]
 
     plan = slots.find(doc.waiting_query(doc.limit_id("w", "charge", "null"))).sort(doc.QUEUE_ORDER).explain()
@@ -208,12 +221,9 @@ def test_a_ticket_granted_and_ended_by_another_move_after_this_one_read_it_holds
 
 def test_the_sweep_s_look_for_due_queues_examines_only_the_due_limit_documents(store: MongoStore) -> None:
     tickets = store.job_limits()
-    limits = {"concurrency": None, "rate_limit": {"limit": 5, "period": 1}, "priority": 0, "round": 0}
     now = datetime.now(UTC)
-    for index in range(30):
-        ticket = doc.ticket_id("run", "charge", 0, index, 1)
-        tickets.ticket(ticket, "w", "charge", "null", "run", {"payload": "{}"}, limits, now)
-    tickets.wake_at(doc.limit_id("w", "charge", "null"), now, "w", "charge", "null", limits)
+    _waiting_tickets(store, 30, now)
+    tickets.wake_at(doc.limit_id("w", "charge", "null"), now, "w", "charge", "null", FIVE_A_SECOND)
     slots = store.database[store.settings.slots_collection]
 
     plan = slots.find(doc.due_query(now, "w")).explain()
