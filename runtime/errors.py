@@ -92,13 +92,17 @@ class OutputTooLarge(WorkflowError):
     set); raised before it is loaded."""
 
     def __init__(self, ref: str, size: int, budget: int, at_least: bool = False) -> None:
-        more = "at least " if at_least else ""
-        super().__init__(f"{ref} is {more}{size:,} bytes of JSON, past {budget:,}")
         self.ref = ref
         self.size = size
         """Its size as JSON: exact, or, with ``at_least``, what was summed of it before the
         budget ran out (a fan-out's items, summed one by one)."""
         self.at_least = at_least
+        super().__init__(f"{ref} is {self.shown_size} bytes of JSON, past {budget:,}")
+
+    @property
+    def shown_size(self) -> str:
+        """Its size as a message says it: ``20,971,502``, or ``at least 4,194,400``."""
+        return f"at least {self.size:,}" if self.at_least else f"{self.size:,}"
 
 
 class EventError(WorkflowError):

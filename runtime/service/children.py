@@ -90,10 +90,9 @@ def _read_by_reference(event: JobEvent, expression: str, outputs: Outputs | None
         try:
             loaded[name], size = outputs.load_within(ref, limits.OUTPUT_READ_MAX_BYTES - used)
         except OutputTooLarge as exc:
-            size_text = f"at least {exc.size:,}" if exc.at_least else f"{exc.size:,}"
             raise ChildInputError(
                 f"the input of child workflow {event.child.name!r} reads the output "
-                f"of {name!r}, {size_text} bytes of JSON; it may read at most "
+                f"of {name!r}, {exc.shown_size} bytes of JSON; it may read at most "
                 f"{limits.OUTPUT_READ_MAX_BYTES:,} bytes of outputs kept by reference"
             ) from exc
         used += size

@@ -73,10 +73,9 @@ decisions (the hot path) write nothing more."""
 def unreadable_reason(job: str, exc: OutputTooLarge, loaded: int) -> str:
     """Why an expression cannot read ``job``'s output, with ``loaded`` bytes of other outputs
     loaded for the same decision."""
-    size = f"at least {exc.size:,}" if exc.at_least else f"{exc.size:,}"
     reason = (
-        f"it reads the output of {job!r}, {size} bytes of JSON; a when or for_each may read at most "
-        f"{limits.OUTPUT_READ_MAX_BYTES:,} bytes of outputs kept by reference"
+        f"it reads the output of {job!r}, {exc.shown_size} bytes of JSON; a when or for_each may read "
+        f"at most {limits.OUTPUT_READ_MAX_BYTES:,} bytes of outputs kept by reference"
     )
     if loaded:
         reason += f" ({loaded:,} of them already loaded for the other conditions of the same decision)"
